@@ -1,0 +1,57 @@
+"""Argument checks shared by layers, optimizers and the trainer.
+
+Every check raises a ValueError that names the owner and the argument, so a bad value
+typed into the CLI or the TUI reads as a sentence rather than a numpy traceback.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def positive_int(owner: str, name: str, value: object) -> int:
+    """Return `value` as an int if it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def non_negative_float(owner: str, name: str, value: object) -> float:
+    """Return `value` as a float if it is finite and >= 0."""
+    number = _finite_float(owner, name, value)
+    if number < 0:
+        raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
+    return number
+
+
+def positive_float(owner: str, name: str, value: object) -> float:
+    """Return `value` as a float if it is finite and > 0."""
+    number = _finite_float(owner, name, value)
+    if number <= 0:
+        raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
+    return number
+
+
+def float_in(owner: str, name: str, value: object, low: float, high: float,
+             include_high: bool = False) -> float:
+    """Return `value` as a float in [low, high) (or [low, high] with include_high)."""
+    number = _finite_float(owner, name, value)
+    ok = low <= number <= high if include_high else low <= number < high
+    if not ok:
+        bracket = "]" if include_high else ")"
+        raise ValueError(f"{owner}: {name} must be in [{low}, {high}{bracket}, got {value!r}")
+    return number
+
+
+def _finite_float(owner: str, name: str, value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    return number

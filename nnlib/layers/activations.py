@@ -1,0 +1,99 @@
+"""Element-wise activations and the inference-time Softmax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate
+from .base import Layer
+
+
+class ReLU(Layer):
+    kind = "relu"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.check_input(x)
+        self._mask = x > 0
+        return np.maximum(x, 0, dtype=x.dtype)
+
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        return grad * self._mask if need_input_grad else None
+
+
+class LeakyReLU(Layer):
+    kind = "leakyrelu"
+
+    def __init__(self, alpha: float = 0.01, name: str | None = None) -> None:
+        super().__init__(name)
+        self.alpha = _validate.float_in("LeakyReLU", "alpha", alpha, 0.0, 1.0)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.check_input(x)
+        self._mask = x > 0
+        return np.where(self._mask, x, x * self.alpha)
+
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        return np.where(self._mask, grad, grad * self.alpha) if need_input_grad else None
+
+
+class Sigmoid(Layer):
+    kind = "sigmoid"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.check_input(x)
+        # 0.5 * (1 + tanh(x/2)) equals 1/(1+exp(-x)) and never overflows.
+        self._y = 0.5 * (1.0 + np.tanh(0.5 * x))
+        return self._y
+
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        return grad * self._y * (1.0 - self._y) if need_input_grad else None
+
+
+class Tanh(Layer):
+    kind = "tanh"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.check_input(x)
+        self._y = np.tanh(x)
+        return self._y
+
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        return grad * (1.0 - self._y * self._y) if need_input_grad else None
+
+
+class Identity(Layer):
+    """The linear output of a regression network."""
+
+    kind = "identity"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.check_input(x)
+        return x
+
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        return grad if need_input_grad else None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for any logits (the row max is subtracted first)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    exp /= exp.sum(axis=-1, keepdims=True)
+    return exp
+
+
+class Softmax(Layer):
+    """Probabilities for inference. Train on logits with SoftmaxCrossEntropy instead."""
+
+    kind = "softmax"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.check_input(x)
+        self._y = softmax(x)
+        return self._y
+
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        if not need_input_grad:
+            return None
+        # Jacobian-vector product: y * (g - sum(g * y)).
+        return self._y * (grad - np.sum(grad * self._y, axis=-1, keepdims=True))

@@ -1,0 +1,108 @@
+"""The layer protocol: forward, backward, parameters and gradients side by side.
+
+A layer is built once for a per-sample input shape (batch axis excluded), which fixes its
+parameter shapes and its output shape. `forward` caches what `backward` needs; `backward`
+takes dL/d(output) and fills `param.grad` for each parameter, returning dL/d(input).
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+
+@dataclass(eq=False)
+class Param:
+    """A trainable array and its gradient. Optimizers update `value` in place."""
+
+    name: str
+    value: np.ndarray
+    grad: np.ndarray = field(repr=False)
+    regularize: bool = True  # L2 weight decay applies to weights, not to biases
+
+    @classmethod
+    def of(cls, name: str, value: np.ndarray, regularize: bool = True) -> Param:
+        return cls(name, value, np.zeros_like(value), regularize)
+
+
+class Layer(ABC):
+    """Base class. Subclasses set `kind` (the name prefix and spec token) and override
+    `build`, `forward` and `backward`."""
+
+    kind: ClassVar[str] = "layer"
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+        self.params: dict[str, Param] = {}
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+        self.training = True
+        self.dtype = np.dtype(np.float32)
+
+    # -- construction ---------------------------------------------------------------------
+    def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+        """Fix parameter shapes for `input_shape` and return the output shape."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (used by save and by the spec)."""
+        signature = inspect.signature(type(self).__init__)
+        return {key: getattr(self, key) for key in signature.parameters
+                if key not in ("self", "name")}
+
+    def defaults(self) -> dict[str, Any]:
+        signature = inspect.signature(type(self).__init__)
+        return {key: p.default for key, p in signature.parameters.items()
+                if p.default is not inspect.Parameter.empty and key != "name"}
+
+    # -- computation ----------------------------------------------------------------------
+    @abstractmethod
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Compute the output for a batch and cache what backward needs."""
+
+    @abstractmethod
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Fill parameter gradients from dL/d(output); return dL/d(input) if asked."""
+
+    # -- helpers --------------------------------------------------------------------------
+    def to(self, dtype: np.dtype | type) -> Layer:
+        """Cast parameters (and the compute dtype) in place; gradcheck uses float64."""
+        self.dtype = np.dtype(dtype)
+        for param in self.params.values():
+            param.value = param.value.astype(self.dtype)
+            param.grad = np.zeros_like(param.value)
+        return self
+
+    def zero_grad(self) -> None:
+        for param in self.params.values():
+            param.grad[...] = 0
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.value.size for p in self.params.values())
+
+    def check_input(self, x: np.ndarray) -> None:
+        """Reject an input whose per-sample shape differs from the built one."""
+        if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"{self.name}: expected input of shape (batch, {_dims(self.input_shape)}), "
+                f"got {tuple(x.shape)}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args}) name={self.name!r}"
+
+
+def _dims(shape: Shape) -> str:
+    return ", ".join(str(d) for d in shape)

@@ -1,0 +1,46 @@
+"""Fully connected layer: y = x W + b."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate
+from ..initializers import INITIALIZERS, initialize
+from .base import Layer, Param, Shape
+
+
+class Dense(Layer):
+    kind = "dense"
+
+    def __init__(self, units: int, init: str = "he", name: str | None = None) -> None:
+        super().__init__(name)
+        self.units = _validate.positive_int("Dense", "units", units)
+        if init not in INITIALIZERS:
+            raise ValueError(f"Dense: init must be one of {', '.join(INITIALIZERS)}, got {init!r}")
+        self.init = init
+
+    def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+        if len(input_shape) != 1:
+            raise ValueError(
+                f"{self.name}: Dense needs a flat input (features,), got {input_shape}; "
+                "put a Flatten layer before it")
+        fan_in = input_shape[0]
+        weights = initialize(self.init, (fan_in, self.units), fan_in, self.units, rng, self.dtype)
+        self.params = {"W": Param.of(f"{self.name}.W", weights),
+                       "b": Param.of(f"{self.name}.b", np.zeros(self.units, self.dtype),
+                                     regularize=False)}
+        return super().build(input_shape, rng)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (self.units,)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.check_input(x)
+        self._x = x
+        return x @ self.params["W"].value + self.params["b"].value
+
+    def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        weights, bias = self.params["W"], self.params["b"]
+        np.matmul(self._x.T, grad, out=weights.grad)
+        np.sum(grad, axis=0, out=bias.grad)
+        return grad @ weights.value.T if need_input_grad else None

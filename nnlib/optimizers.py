@@ -1,0 +1,159 @@
+"""Optimizers. Hyperparameters are plain attributes, read afresh at every step, so a trainer
+(or the TUI, from another thread through the trainer) may change them between any two steps.
+
+All state is kept per parameter name, in the parameter's dtype, so float32 stays float32.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import _validate
+from .layers import Param
+
+
+class Optimizer(ABC):
+    name: ClassVar[str] = "optimizer"
+    #: Hyperparameters a user may change while training, with their validators.
+    hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "weight_decay", "decay")
+
+    def __init__(self, lr: float, decay: float = 0.0, weight_decay: float = 0.0) -> None:
+        self.lr = lr
+        self.decay = decay
+        self.weight_decay = weight_decay
+        self.iterations = 0
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        # Validate every hyperparameter on assignment, whoever assigns it.
+        if key in type(self).hyperparameters:
+            value = self.validate(key, value)
+        object.__setattr__(self, key, value)
+
+    def validate(self, key: str, value: Any) -> float:
+        owner = type(self).__name__
+        if key == "lr":
+            return _validate.positive_float(owner, "learning rate (lr)", value)
+        if key in ("momentum", "rho", "beta1", "beta2"):
+            return _validate.float_in(owner, key, value, 0.0, 1.0)
+        return _validate.non_negative_float(owner, key, value)
+
+    @property
+    def current_lr(self) -> float:
+        """The learning rate in force: lr / (1 + t * decay), Keras's time-based decay."""
+        return self.lr / (1.0 + self.iterations * self.decay)
+
+    def step(self, params: Iterable[Param]) -> None:
+        """Apply one update to every parameter from its `grad`."""
+        lr = self.current_lr
+        self.iterations += 1
+        for param in params:
+            grad = param.grad
+            if self.weight_decay and param.regularize:
+                grad = grad + self.weight_decay * param.value
+            self.update(param, grad, lr, self.state.setdefault(param.name, {}))
+
+    @abstractmethod
+    def update(self, param: Param, grad: np.ndarray, lr: float,
+               state: dict[str, np.ndarray]) -> None:
+        """Update `param.value` in place."""
+
+    def config(self) -> dict[str, float]:
+        return {key: getattr(self, key) for key in type(self).hyperparameters}
+
+
+class SGD(Optimizer):
+    """SGD with (Nesterov) momentum, in Keras's formulation:
+    v = momentum * v - lr * g;  w += v   (or w += momentum * v - lr * g with Nesterov)."""
+
+    name = "sgd"
+    hyperparameters = ("lr", "momentum", "weight_decay", "decay")
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 decay: float = 0.0, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, decay, weight_decay)
+        self.momentum = momentum
+        self.nesterov = bool(nesterov)
+
+    def update(self, param: Param, grad: np.ndarray, lr: float,
+               state: dict[str, np.ndarray]) -> None:
+        if not self.momentum and "velocity" not in state:
+            param.value -= lr * grad
+            return
+        velocity = state.setdefault("velocity", np.zeros_like(param.value))
+        velocity *= self.momentum
+        velocity -= lr * grad
+        if self.nesterov:
+            param.value += self.momentum * velocity - lr * grad
+        else:
+            param.value += velocity
+
+    def config(self) -> dict[str, float]:
+        return {**super().config(), "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction."""
+
+    name = "adam"
+    hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay", "decay")
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, decay: float = 0.0, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, decay, weight_decay)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+
+    def update(self, param: Param, grad: np.ndarray, lr: float,
+               state: dict[str, np.ndarray]) -> None:
+        m = state.setdefault("m", np.zeros_like(param.value))
+        v = state.setdefault("v", np.zeros_like(param.value))
+        t = state["t"] = state.get("t", 0) + 1
+        m *= self.beta1
+        m += (1.0 - self.beta1) * grad
+        v *= self.beta2
+        v += (1.0 - self.beta2) * grad * grad
+        step = lr * np.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        param.value -= step * m / (np.sqrt(v) + self.eps)
+
+
+class RMSProp(Optimizer):
+    """RMSProp (Hinton): divide the gradient by a running RMS of recent gradients."""
+
+    name = "rmsprop"
+    hyperparameters = ("lr", "rho", "eps", "weight_decay", "decay")
+
+    def __init__(self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-7,
+                 decay: float = 0.0, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, decay, weight_decay)
+        self.rho = rho
+        self.eps = eps
+
+    def update(self, param: Param, grad: np.ndarray, lr: float,
+               state: dict[str, np.ndarray]) -> None:
+        mean_square = state.setdefault("mean_square", np.zeros_like(param.value))
+        mean_square *= self.rho
+        mean_square += (1.0 - self.rho) * grad * grad
+        param.value -= lr * grad / (np.sqrt(mean_square) + self.eps)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSProp}
+
+
+def make_optimizer(name: str, **hyperparameters: Any) -> Optimizer:
+    """Build an optimizer by name ('sgd', 'adam', 'rmsprop'), ignoring unset (None) values."""
+    try:
+        cls = OPTIMIZERS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of "
+                         f"{', '.join(OPTIMIZERS)}") from None
+    accepted = set(cls.__init__.__code__.co_varnames)
+    unknown = [k for k, v in hyperparameters.items() if v is not None and k not in accepted]
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no hyperparameter {unknown[0]!r}")
+    return cls(**{k: v for k, v in hyperparameters.items() if v is not None})

@@ -1,0 +1,289 @@
+"""The architecture spec: one short text form for the CLI, the TUI and config files.
+
+Grammar (tokens are separated by spaces, commas or "->"):
+
+    spec    := mlp | token+
+    mlp     := INT ("-" INT)+ [":" activation]     e.g. 784-512-128-10, 2-16-16-3:tanh
+    token   := NAME ["(" arg ("," arg)* ")"]
+    arg     := [KEY "="] VALUE                      VALUE: 5, 0.5, 3x5, same
+
+Layer tokens (positional arguments in this order; defaults in brackets):
+
+    conv(filters, kernel, [stride=1], [pad=0|same|valid], [init=he])
+    maxpool(pool, [stride=pool])       avgpool(pool, [stride=pool])
+    dense(units, [init=he])            dropout(rate)            flatten
+    relu  leakyrelu([alpha=0.01])  sigmoid  tanh  identity  softmax
+
+In an MLP the first number is the input size and hidden layers get ReLU (or the activation
+after ":"); the last layer is linear (logits). A dense layer after an image layer gets an
+implicit flatten, which is not written back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .layers import (
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Identity,
+    Layer,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from .model import Sequential
+
+
+class SpecError(ValueError):
+    """A spec that cannot be parsed or built. `token` and `index` locate the culprit."""
+
+    def __init__(self, message: str, token: str | None = None, index: int | None = None):
+        super().__init__(message)
+        self.token = token
+        self.index = index
+
+
+@dataclass(frozen=True)
+class _TokenSyntax:
+    cls: type[Layer]
+    args: tuple[str, ...]          # spec argument names, positional order
+    required: int                  # how many leading args are required
+    usage: str
+
+
+_SPEC_TO_INIT = {"kernel": "kernel_size", "pad": "padding", "pool": "pool_size"}
+_INIT_TO_SPEC = {v: k for k, v in _SPEC_TO_INIT.items()}
+
+_TOKENS: dict[str, _TokenSyntax] = {
+    "conv": _TokenSyntax(Conv2D, ("filters", "kernel", "stride", "pad", "init"), 2,
+                         "conv(filters, kernel, [stride=1], [pad=0|same|valid])"),
+    "maxpool": _TokenSyntax(MaxPool2D, ("pool", "stride"), 1, "maxpool(pool, [stride=pool])"),
+    "avgpool": _TokenSyntax(AvgPool2D, ("pool", "stride"), 1, "avgpool(pool, [stride=pool])"),
+    "dense": _TokenSyntax(Dense, ("units", "init"), 1, "dense(units)"),
+    "dropout": _TokenSyntax(Dropout, ("rate",), 1, "dropout(rate), rate in [0, 1)"),
+    "flatten": _TokenSyntax(Flatten, (), 0, "flatten"),
+    "relu": _TokenSyntax(ReLU, (), 0, "relu"),
+    "leakyrelu": _TokenSyntax(LeakyReLU, ("alpha",), 0, "leakyrelu([alpha=0.01])"),
+    "sigmoid": _TokenSyntax(Sigmoid, (), 0, "sigmoid"),
+    "tanh": _TokenSyntax(Tanh, (), 0, "tanh"),
+    "identity": _TokenSyntax(Identity, (), 0, "identity"),
+    "softmax": _TokenSyntax(Softmax, (), 0, "softmax"),
+}
+_ALIASES = {"conv2d": "conv", "maxpool2d": "maxpool", "avgpool2d": "avgpool", "fc": "dense",
+            "lrelu": "leakyrelu", "linear": "identity"}
+_MLP_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leakyrelu": LeakyReLU}
+
+_MLP = re.compile(r"^\s*(\d+(?:\s*-\s*\d+)+)\s*(?::\s*([a-z]+))?\s*$")
+_TOKEN = re.compile(r"\s*(?:->|,)?\s*([^\s,()>-][^\s,()]*(?:\([^()]*\))?|\S)")
+_NAMED = re.compile(r"^([a-z][a-z0-9_]*)(?:\((.*)\))?$")
+
+
+def parse(spec: str, input_shape: Sequence[int] | None = None) -> list[Layer]:
+    """Turn spec text into fresh, unbuilt layers."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise SpecError("empty architecture spec; expected e.g. 784-128-10 or "
+                        "conv(8,3) relu maxpool(2) dense(10)")
+    mlp = _MLP.match(spec.lower())
+    if mlp:
+        return _parse_mlp(mlp.group(1), mlp.group(2), input_shape)
+    depth = 0
+    for index, char in enumerate(spec):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0 or depth > 1:
+            raise SpecError(f"spec: unbalanced parenthesis at character {index + 1}",
+                            token=char, index=index)
+    if depth:
+        raise SpecError("spec: a '(' is never closed", token="(", index=spec.rindex("("))
+    layers: list[Layer] = []
+    for number, (index, text) in enumerate(_tokens(spec), start=1):
+        layer = _parse_token(text, number, index)
+        layer.spec_origin = (number, index, text)
+        layers.append(layer)
+    return layers
+
+
+def build(spec: str, input_shape: Sequence[int], seed: int | None = 0) -> Sequential:
+    """Build and initialise a model from a spec for a per-sample `input_shape`.
+
+    Errors name the offending token and what was expected; shape errors (a kernel larger
+    than its input, say) name the token of the layer that could not be built.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    layers = parse(spec, input_shape)
+    layers = _insert_implicit_flattens(layers, input_shape)
+    model = Sequential(layers, seed=seed)
+    try:
+        model.build(input_shape)
+    except ValueError as error:
+        failed = next(layer for layer in model.layers if layer.output_shape is None)
+        number, index, text = getattr(failed, "spec_origin", (None, None, to_token(failed)))
+        where = f"spec token {number} {text!r}" if number else text
+        raise SpecError(f"{where}: {error}", token=text, index=index) from None
+    return model
+
+
+def _insert_implicit_flattens(layers: list[Layer], input_shape: tuple[int, ...]) -> list[Layer]:
+    """Put a Flatten before any Dense that would see an image; channels-last needs it."""
+    result: list[Layer] = []
+    image = len(input_shape) > 1
+    for layer in layers:
+        if isinstance(layer, Dense) and image:
+            result.append(Flatten(implicit=True))
+            image = False
+        elif isinstance(layer, Flatten):
+            image = False
+        elif isinstance(layer, Conv2D | MaxPool2D | AvgPool2D):
+            image = True
+        result.append(layer)
+    return result
+
+
+def _tokens(spec: str) -> list[tuple[int, str]]:
+    tokens = []
+    position = 0
+    while position < len(spec):
+        match = _TOKEN.match(spec, position)
+        if not match or match.end() == position:
+            break
+        if match.group(1):
+            tokens.append((match.start(1), match.group(1)))
+        position = match.end()
+        if not spec[position:].strip():
+            break
+    return tokens
+
+
+def _parse_mlp(body: str, activation: str | None, input_shape: Sequence[int] | None
+               ) -> list[Layer]:
+    sizes = [int(part) for part in body.replace(" ", "").split("-")]
+    if any(size < 1 for size in sizes):
+        raise SpecError(f"MLP {body}: every layer size must be a positive integer")
+    if input_shape is not None and sizes[0] != int(np.prod(input_shape)):
+        raise SpecError(f"MLP {body}: the first number is the input size, {sizes[0]}, but the "
+                        f"data has {int(np.prod(input_shape))} features per sample "
+                        f"(shape {tuple(input_shape)})", token=str(sizes[0]), index=0)
+    activation_name = _ALIASES.get(activation or "relu", activation or "relu")
+    if activation_name not in _MLP_ACTIVATIONS:
+        raise SpecError(f"MLP activation {activation!r} is not one of "
+                        f"{', '.join(_MLP_ACTIVATIONS)}", token=activation)
+    layers: list[Layer] = []
+    for units in sizes[1:-1]:
+        layers += [Dense(units), _MLP_ACTIVATIONS[activation_name]()]
+    layers.append(Dense(sizes[-1]))
+    return layers
+
+
+def _parse_token(text: str, number: int, index: int) -> Layer:
+    where = f"spec token {number} {text!r}"
+    match = _NAMED.match(text.lower())
+    if not match:
+        if re.fullmatch(r"\d+", text):
+            raise SpecError(f"{where}: a bare number is only valid in an MLP like 784-128-10; "
+                            f"in a token list write dense({text})", text, index)
+        raise SpecError(f"{where}: expected a layer such as conv(8,3), maxpool(2), dense(10) "
+                        f"or relu", text, index)
+    name = _ALIASES.get(match.group(1), match.group(1))
+    syntax = _TOKENS.get(name)
+    if syntax is None:
+        raise SpecError(f"{where}: unknown layer {match.group(1)!r}; expected one of "
+                        f"{', '.join(_TOKENS)} (or an MLP like 784-128-10)", text, index)
+    try:
+        kwargs = _parse_args(match.group(2), syntax)
+        return syntax.cls(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise SpecError(f"{where}: {error}; expected {syntax.usage}", text, index) from None
+
+
+def _parse_args(body: str | None, syntax: _TokenSyntax) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    parts = [p.strip() for p in body.split(",")] if body and body.strip() else []
+    for position, part in enumerate(parts):
+        if "=" in part:
+            key, raw = (s.strip() for s in part.split("=", 1))
+            if key not in syntax.args:
+                raise ValueError(f"unknown argument {key!r}")
+        else:
+            if values.keys() - set(syntax.args[:position]):
+                raise ValueError("positional argument after a keyword argument")
+            if position >= len(syntax.args):
+                raise ValueError(f"too many arguments ({len(parts)})")
+            key, raw = syntax.args[position], part
+        if key in values:
+            raise ValueError(f"argument {key!r} given twice")
+        values[key] = _parse_value(raw)
+    missing = [a for a in syntax.args[:syntax.required] if a not in values]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    return {_SPEC_TO_INIT.get(key, key): value for key, value in values.items()}
+
+
+def _parse_value(raw: str) -> Any:
+    if re.fullmatch(r"\d+", raw):
+        return int(raw)
+    if re.fullmatch(r"\d+x\d+", raw):
+        height, width = raw.split("x")
+        return (int(height), int(width))
+    if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", raw):
+        return float(raw)
+    if re.fullmatch(r"[a-z_]+", raw):
+        return raw
+    raise ValueError(f"cannot read the value {raw!r}")
+
+
+def to_token(layer: Layer) -> str:
+    """One layer in spec form, with only its non-default arguments."""
+    name = next(token for token, syntax in _TOKENS.items() if syntax.cls is type(layer))
+    syntax = _TOKENS[name]
+    config, defaults = layer.config(), layer.defaults()
+    parts = []
+    for position, init_key in enumerate(_SPEC_TO_INIT.get(a, a) for a in syntax.args):
+        value = config.get(init_key)
+        if position < syntax.required:
+            parts.append(_format_value(value))
+        elif init_key in defaults and value != defaults[init_key]:
+            parts.append(f"{_INIT_TO_SPEC.get(init_key, init_key)}={_format_value(value)}")
+    return f"{name}({','.join(parts)})" if parts else name
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def to_spec(model: Sequential) -> str:
+    """The model's architecture as spec text (the MLP shorthand when it fits)."""
+    layers = [layer for layer in model.layers
+              if not (isinstance(layer, Flatten) and layer.implicit)]
+    shorthand = _as_mlp(layers, model.input_shape)
+    return shorthand or " ".join(to_token(layer) for layer in layers)
+
+
+def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | None:
+    if input_shape is None or len(layers) % 2 == 0:
+        return None
+    dense, activations = layers[0::2], layers[1::2]
+    if not all(type(layer) is Dense and layer.init == "he" for layer in dense):
+        return None
+    kinds = {type(layer) for layer in activations}
+    if len(kinds) > 1 or (kinds and kinds.pop() not in _MLP_ACTIVATIONS.values()):
+        return None
+    if any(isinstance(layer, LeakyReLU) and layer.alpha != 0.01 for layer in activations):
+        return None
+    sizes = [int(np.prod(input_shape))] + [layer.units for layer in dense]
+    text = "-".join(str(size) for size in sizes)
+    if activations and not isinstance(activations[0], ReLU):
+        text += ":" + next(k for k, v in _MLP_ACTIVATIONS.items() if type(activations[0]) is v)
+    return text

@@ -1,0 +1,1 @@
+"""nntui: a Textual app that trains nnlib models and shows them learning, live."""
