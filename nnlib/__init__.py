@@ -1,6 +1,16 @@
 """nnlib: a numpy neural-network library — layers, losses, optimizers, a Trainer with
 callback hooks, datasets and run logs. Imports nothing but numpy and the standard library."""
 
+from . import callbacks, runs
+from .callbacks import (
+    Callback,
+    DivergenceGuard,
+    EarlyStopping,
+    History,
+    ModelCheckpoint,
+    Monitor,
+    ProgressBar,
+)
 from .gradcheck import GradcheckResult, gradcheck
 from .layers import (
     AvgPool2D,
@@ -21,11 +31,15 @@ from .layers import (
 from .losses import MSE, Loss, SoftmaxCrossEntropy
 from .model import Sequential, load
 from .optimizers import SGD, Adam, Optimizer, RMSProp, make_optimizer
+from .runs import RunLogger
 from .spec import SpecError, build
+from .trainer import Trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback", "DivergenceGuard", "EarlyStopping", "History", "ModelCheckpoint", "Monitor",
+    "ProgressBar", "RunLogger", "Trainer", "callbacks", "runs",
     "MSE", "SGD", "Adam", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten",
     "GradcheckResult", "Identity", "Layer", "LeakyReLU", "Loss", "MaxPool2D", "Optimizer",
     "Param", "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy",

@@ -19,6 +19,11 @@ class ReLU(Layer):
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         return grad * self._mask if need_input_grad else None
 
+    @property
+    def active_mask(self) -> np.ndarray | None:
+        """Which outputs were positive in the last forward pass (for dead-unit monitoring)."""
+        return getattr(self, "_mask", None)
+
 
 class LeakyReLU(Layer):
     kind = "leakyrelu"

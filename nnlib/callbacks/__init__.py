@@ -1,0 +1,18 @@
+"""Built-in callbacks. Hooks and their order are documented in `callbacks.base`."""
+
+from .base import Callback, History, Logs
+from .checkpoint import ModelCheckpoint
+from .monitor import Monitor
+from .progress import ProgressBar
+from .schedules import (
+    CosineDecay,
+    ExponentialDecay,
+    LearningRateSchedule,
+    StepDecay,
+    TimeBasedDecay,
+)
+from .stopping import DivergenceGuard, EarlyStopping
+
+__all__ = ["Callback", "CosineDecay", "DivergenceGuard", "EarlyStopping", "ExponentialDecay",
+           "History", "LearningRateSchedule", "Logs", "ModelCheckpoint", "Monitor",
+           "ProgressBar", "StepDecay", "TimeBasedDecay"]

@@ -1,0 +1,80 @@
+"""The callback protocol and `History`.
+
+Hook names follow Keras; the trainer is passed first, as in PyTorch Lightning, so a callback
+can read anything (model, optimizer, step) or ask the run to stop (`trainer.stop_training`).
+Order of calls over a run:
+
+    on_train_begin
+      on_epoch_begin
+        on_batch_begin, on_batch_end          (once per batch)
+      on_epoch_end                            (after validation)
+    on_train_end                              (always, also after stop, error or Ctrl+C)
+
+`on_event` receives the trainer's other events (hyperparameter changes, pause, resume,
+histograms, confusion matrices, checkpoints) as they happen.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..trainer import Trainer
+
+Logs = dict[str, Any]
+
+
+class Callback:
+    """Override any hook; the defaults do nothing."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Before the first epoch."""
+
+    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
+        """Before the first batch of `epoch` (0-based)."""
+
+    def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
+        """Before batch `batch` (0-based within the epoch) is trained."""
+
+    def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
+        """After the optimizer step of batch `batch`."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
+        """After validation of `epoch`."""
+
+    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+        """Once, at the very end; logs['reason'] says why the run ended."""
+
+    def on_event(self, trainer: Trainer, event: str, data: Logs) -> None:
+        """Any other trainer event: hparam, pause, resume, histograms, confusion, checkpoint."""
+
+
+class History(Callback):
+    """Every batch and epoch log of a run, in order."""
+
+    def __init__(self) -> None:
+        self.batches: list[Logs] = []
+        self.epochs: list[Logs] = []
+        self.end: Logs = {}
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self.batches, self.epochs, self.end = [], [], {}
+
+    def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
+        self.batches.append(dict(logs))
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
+        self.epochs.append(dict(logs))
+
+    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+        self.end = dict(logs)
+
+    def series(self, key: str, per: str = "epoch") -> list[Any]:
+        """One metric over the run, e.g. history.series('val_loss')."""
+        rows = self.epochs if per == "epoch" else self.batches
+        return [row.get(key) for row in rows]
+
+    @property
+    def reason(self) -> str | None:
+        """Why the run ended: finished, stopped, early_stop, diverged, interrupted or error."""
+        return self.end.get("reason")

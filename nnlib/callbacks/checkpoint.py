@@ -1,0 +1,55 @@
+"""ModelCheckpoint: save the best model, or every N epochs, atomically."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .base import Callback, Logs
+from .stopping import improvement_mode, read_monitor
+
+if TYPE_CHECKING:
+    from ..trainer import Trainer
+
+
+class ModelCheckpoint(Callback):
+    """Write `model.save(path)` when `monitor` improves (`save_best_only`) or every `every`
+    epochs. `path` may hold {epoch} and {step}. Files are written to a temporary name and
+    renamed, so a crash never leaves a half-written checkpoint; weights holding NaN are never
+    saved as the best."""
+
+    def __init__(self, path: str | Path, monitor: str = "val_loss", save_best_only: bool = True,
+                 every: int | None = None, mode: str = "auto") -> None:
+        if every is not None and every < 1:
+            raise ValueError(f"ModelCheckpoint: every must be >= 1 epochs, got {every}")
+        self.path = str(path)
+        self.monitor = monitor
+        self.save_best_only = save_best_only and every is None
+        self.every = every
+        self.mode = improvement_mode(monitor, mode)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.saved: list[Path] = []
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
+        if self.save_best_only:
+            value = read_monitor("ModelCheckpoint", self.monitor, logs)
+            better = value < self.best if self.mode == "min" else value > self.best
+            if math.isfinite(value) and better and _finite_weights(trainer):
+                self.best = value
+                self._save(trainer, epoch, "best", value)
+        elif (epoch + 1) % self.every == 0:
+            self._save(trainer, epoch, f"every {self.every}", logs.get(self.monitor))
+
+    def _save(self, trainer: Trainer, epoch: int, why: str, value: float | None) -> None:
+        path = Path(self.path.format(epoch=epoch + 1, step=trainer.global_step))
+        written = trainer.model.save(path)
+        self.saved.append(written)
+        trainer.emit("checkpoint", path=str(written), epoch=epoch, reason=why,
+                     monitor=self.monitor, value=value)
+
+
+def _finite_weights(trainer: Trainer) -> bool:
+    return all(np.isfinite(p.value).all() for p in trainer.model.parameters())

@@ -1,0 +1,116 @@
+"""Monitor: what a training dashboard needs, as small summaries rather than raw arrays.
+
+Every `every` batches it emits a 'histograms' event with, per layer that has weights:
+fixed-bin histogram counts and percentiles of the weights (and of their gradients), the
+gradient norm, the update-to-weight ratio ||W_after - W_before|| / ||W_before|| of that step,
+and, for ReLU layers, the fraction of dead units (never active over the batch). After each
+epoch with validation data it emits a 'confusion' event: the validation confusion matrix with
+per-class precision and recall. Summaries are plain lists, safe to hand to another thread.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..layers import ReLU
+from ..metrics import confusion_matrix, precision_recall
+from .base import Callback, Logs
+
+if TYPE_CHECKING:
+    from ..trainer import Trainer
+
+PERCENTILES = (0, 7, 16, 50, 84, 93, 100)  # TensorBoard's distribution bands
+
+
+def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
+    """Counts over `bins` equal bins spanning [min, max], plus percentiles."""
+    values = values.ravel()
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return {"lo": 0.0, "hi": 0.0, "counts": [0] * bins, "percentiles": [0.0] * 7,
+                "nonfinite": int(values.size)}
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi == lo:
+        hi = lo + 1e-12
+    counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
+    return {"lo": lo, "hi": hi, "counts": counts.tolist(),
+            "percentiles": np.percentile(finite, PERCENTILES).tolist(),
+            "nonfinite": int(values.size - finite.size)}
+
+
+class Monitor(Callback):
+    """Emit 'histograms' every `every` batches and 'confusion' after every epoch."""
+
+    def __init__(self, every: int = 50, bins: int = 30, gradients: bool = True,
+                 confusion: bool = True, class_names: list[str] | None = None) -> None:
+        if every < 1 or bins < 1:
+            raise ValueError(f"Monitor: every and bins must be >= 1, got {every} and {bins}")
+        self.every = every
+        self.bins = bins
+        self.gradients = gradients
+        self.confusion = confusion
+        self.class_names = class_names
+        self._before: dict[str, np.ndarray] = {}
+
+    def _due(self, trainer: Trainer) -> bool:
+        step = trainer.global_step + 1  # the step of the batch about to run (or just run)
+        return step == 1 or step % self.every == 0
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        trainer.emit("histograms", epoch=0, batch=0, layers=self._summaries(trainer, False))
+
+    def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
+        if self._due(trainer):
+            self._before = {layer.name: layer.params["W"].value.copy()
+                            for layer in trainer.model.layers if "W" in layer.params}
+
+    def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
+        if self._before and trainer.global_step == logs["step"]:
+            trainer.emit("histograms", epoch=trainer.epoch, batch=batch,
+                         layers=self._summaries(trainer, True))
+            self._before = {}
+
+    def _summaries(self, trainer: Trainer, trained: bool) -> dict[str, dict[str, Any]]:
+        layers: dict[str, dict[str, Any]] = {}
+        for layer in trainer.model.layers:
+            if "W" in layer.params:
+                weights = layer.params["W"]
+                summary = {"weights": histogram(weights.value, self.bins)}
+                if trained:
+                    if self.gradients:
+                        summary["grads"] = histogram(weights.grad, self.bins)
+                    summary["grad_norm"] = float(np.sqrt(sum(
+                        float(np.vdot(p.grad, p.grad)) for p in layer.params.values())))
+                    before = self._before.get(layer.name)
+                    if before is not None:
+                        scale = float(np.linalg.norm(before))
+                        change = float(np.linalg.norm(weights.value - before))
+                        summary["update_ratio"] = change / scale if scale else 0.0
+                layers[layer.name] = summary
+            elif isinstance(layer, ReLU) and trained:
+                layers[layer.name] = {"dead_fraction": dead_fraction(layer)}
+        return layers
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
+        outputs = trainer.validation_outputs
+        if not self.confusion or outputs is None or trainer.loss.task != "classification":
+            return
+        labels = trainer.validation_data[1]
+        classes = outputs.shape[1]
+        matrix = confusion_matrix(labels, outputs.argmax(axis=1), classes)
+        precision, recall = precision_recall(matrix)
+        trainer.emit("confusion", epoch=epoch, matrix=matrix.tolist(),
+                     precision=precision.tolist(), recall=recall.tolist(),
+                     class_names=self.class_names or [str(i) for i in range(classes)])
+
+
+def dead_fraction(layer: ReLU) -> float:
+    """Fraction of a ReLU's units that were zero for every sample of the last batch; for
+    images a unit is a channel (zero at every position)."""
+    active = layer.active_mask
+    if active is None:
+        return 0.0
+    axes = tuple(range(active.ndim - 1)) if active.ndim > 2 else (0,)
+    return float(1.0 - np.mean(active.any(axis=axes)))

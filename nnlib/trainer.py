@@ -1,0 +1,342 @@
+"""`Trainer`: the training loop, its callback hooks, and live control from other threads.
+
+Control calls (`pause`, `resume`, `step`, `stop`, `set`) may come from any thread. They only
+record a request under a lock; the training thread applies requests at batch boundaries and
+reports each one as an event with the step at which it took effect. A paused trainer blocks
+on a condition variable, so it uses no CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _validate
+from .callbacks.base import Callback, History, Logs
+from .losses import Loss
+from .metrics import accuracy, check_finite
+from .model import Sequential
+from .optimizers import Optimizer
+
+#: Why a run ended, as recorded in logs['reason'] and the run log.
+END_REASONS = ("finished", "stopped", "early_stop", "diverged", "interrupted", "error")
+
+
+class Trainer:
+    """Train `model` on `loss` with `optimizer`, calling `callbacks` at every hook.
+
+    A `DivergenceGuard` is added unless one is given (or `divergence_guard=False`).
+    """
+
+    def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer,
+                 callbacks: Sequence[Callback] = (), divergence_guard: bool = True) -> None:
+        from .callbacks.stopping import DivergenceGuard
+
+        self.model = model
+        self.loss = loss
+        self.optimizer = optimizer
+        self.history = History()
+        extra = list(callbacks)
+        if divergence_guard and not any(isinstance(c, DivergenceGuard) for c in extra):
+            extra.append(DivergenceGuard())
+        self.callbacks: list[Callback] = [self.history, *extra]
+        self.batch_size = 32
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        self.state = "idle"
+        self.epoch = 0
+        self.batch = 0
+        self.global_step = 0
+        self.epochs = 0
+        self.steps_per_epoch = 0
+        self.validation_data: tuple[np.ndarray, np.ndarray] | None = None
+        self.validation_outputs: np.ndarray | None = None
+        self._condition = threading.Condition()
+        self._paused = False
+        self._parked = False
+        self._pause_announced = False
+        self._step_budget = 0
+        self._stop_requested = False
+        self._pending: list[tuple[str, Any]] = []
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: int = 32,
+            validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+            validation_split: float = 0.0, shuffle: bool = True, seed: int | None = 0
+            ) -> History:
+        """Train for `epochs`; returns the History (also at `trainer.history`).
+
+        `validation_split` holds out the last fraction of (x, y), as Keras does; use
+        `nnlib.datasets.prepare` for a stratified split.
+        """
+        epochs = _validate.positive_int("fit", "epochs", epochs)
+        self.batch_size = _validate.positive_int("fit", "batch_size", batch_size)
+        split = _validate.float_in("fit", "validation_split", validation_split, 0.0, 1.0)
+        x, y = self._check_data("training data", x, y)
+        if validation_data is not None:
+            validation_data = self._check_data("validation data", *validation_data)
+        elif split:
+            cut = len(x) - int(round(len(x) * split))
+            if cut < 1 or cut == len(x):
+                raise ValueError(f"fit: validation_split={split} leaves an empty split of "
+                                 f"{len(x)} samples")
+            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+        self.validation_data = validation_data
+        self.validation_outputs = None
+        self.epochs = epochs
+        self.stop_training, self.stop_reason = False, None
+        with self._condition:
+            self._stop_requested = False
+        rng = np.random.default_rng(seed)
+        self.state = "running"
+        self._call("on_train_begin")
+        end_logs: Logs = {}
+        reason = "finished"
+        try:
+            for epoch in range(epochs):
+                self.epoch = epoch
+                self._apply_requests(epoch_boundary=True)
+                order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+                self.steps_per_epoch = math.ceil(len(x) / self.batch_size)
+                self._call("on_epoch_begin", epoch)
+                epoch_logs = self._train_epoch(x, y, order)
+                self._call("on_epoch_end", epoch, epoch_logs)
+                if self.stop_training:
+                    break
+            if self.stop_training:
+                reason = self.stop_reason or "stopped"
+        except KeyboardInterrupt:
+            reason = "interrupted"
+            raise
+        except BaseException as error:
+            reason = "error"
+            end_logs["error"] = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            self.state = {"finished": "finished", "diverged": "diverged",
+                          "error": "error"}.get(reason, "stopped")
+            end_logs.update(reason=reason, epoch=self.epoch, step=self.global_step)
+            self._call("on_train_end", end_logs)
+        return self.history
+
+    def _train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> Logs:
+        self.model.train()
+        seen, loss_sum, correct, active_time = 0, 0.0, 0.0, 0.0
+        classification = self.loss.task == "classification"
+        for batch, start in enumerate(range(0, len(order), self.batch_size)):
+            if not self._wait_at_boundary():
+                self.stop_training = True
+                self.stop_reason = self.stop_reason or "stopped"
+                break
+            self.batch = batch
+            began = time.perf_counter()
+            self._call("on_batch_begin", batch)
+            index = order[start:start + self.batch_size]
+            logs = self._train_batch(x[index], y[index])
+            self.global_step += 1
+            seen += len(index)
+            loss_sum += logs["loss"] * len(index)
+            if classification:
+                correct += logs["accuracy"] * len(index)
+            active_time += time.perf_counter() - began
+            logs["samples_per_sec"] = seen / active_time if active_time > 0 else 0.0
+            self._call("on_batch_end", batch, logs)
+            if self.stop_training:
+                break
+        logs = {"epoch": self.epoch, "step": self.global_step, "loss": loss_sum / max(seen, 1),
+                **self.hyperparameters(), "seconds": active_time,
+                "samples_per_sec": seen / active_time if active_time > 0 else 0.0}
+        if classification:
+            logs["accuracy"] = correct / max(seen, 1)
+        if self.validation_data is not None:
+            xv, yv = self.validation_data
+            self.validation_outputs = self.model.predict(xv)
+            logs["val_loss"] = self.loss(self.validation_outputs, yv)
+            if classification:
+                logs["val_accuracy"] = accuracy(self.validation_outputs, yv)
+        return logs
+
+    def _train_batch(self, xb: np.ndarray, yb: np.ndarray) -> Logs:
+        """One forward/backward/update. A non-finite loss skips the update, so the weights
+        stay the last finite ones; the divergence guard then stops the run."""
+        outputs = self.model.forward(xb)
+        loss = self.loss(outputs, yb)
+        logs: Logs = {"epoch": self.epoch, "batch": self.batch, "step": self.global_step + 1,
+                      "size": len(xb), "loss": loss, **self.hyperparameters()}
+        if self.loss.task == "classification":
+            logs["accuracy"] = accuracy(outputs, yb)
+        if math.isfinite(loss):
+            self.model.backward_params(self.loss.backward())
+            self.optimizer.step(self.model.parameters())
+        return logs
+
+    # -- evaluation -----------------------------------------------------------------------
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> Logs:
+        """Mean loss (and accuracy for classification) over (x, y), in batches."""
+        x, y = self._check_data("evaluation data", x, y)
+        return self.model.evaluate(x, y, self.loss, batch_size)
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Model outputs (logits for classification) in evaluation mode, in batches."""
+        check_finite("prediction input", np.asarray(x))
+        return self.model.predict(np.asarray(x), batch_size)
+
+    def _check_data(self, name: str, x: np.ndarray, y: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        x, y = np.asarray(x), np.asarray(y)
+        if len(x) != len(y):
+            raise ValueError(f"{name}: x has {len(x)} samples but y has {len(y)}")
+        if len(x) == 0:
+            raise ValueError(f"{name}: no samples")
+        shape = self.model.input_shape
+        if tuple(x.shape[1:]) != shape:
+            raise ValueError(f"{name}: the model expects samples of shape {shape}, "
+                             f"got {tuple(x.shape[1:])}")
+        check_finite(f"{name} x", x)
+        check_finite(f"{name} y", y)
+        if self.loss.task == "classification":
+            classes = self.model.output_shape[-1]
+            if not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(f"{name}: labels must be integer class indices, got {y.dtype}")
+            if y.min() < 0 or y.max() >= classes:
+                raise ValueError(f"{name}: labels must be in 0..{classes - 1} for a model with "
+                                 f"{classes} outputs, got {y.min()}..{y.max()}")
+        return x, y
+
+    # -- hooks and events -----------------------------------------------------------------
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    def emit(self, event: str, **data: Any) -> None:
+        """Send an event to every callback's `on_event` (histograms, checkpoints, ...)."""
+        data.setdefault("step", self.global_step)
+        for callback in self.callbacks:
+            callback.on_event(self, event, data)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters in force: lr (after time-based decay), the optimizer's own,
+        and the batch size."""
+        values = dict(self.optimizer.config())
+        values["base_lr"] = values["lr"]
+        values["lr"] = self.optimizer.current_lr
+        values["batch_size"] = self.batch_size
+        return values
+
+    # -- control (any thread) -------------------------------------------------------------
+    def pause(self) -> None:
+        """Park the training thread at the next batch boundary."""
+        with self._condition:
+            self._paused = True
+            self._step_budget = 0
+            self._condition.notify_all()
+
+    def resume(self) -> None:
+        with self._condition:
+            self._paused = False
+            self._condition.notify_all()
+
+    def step(self) -> None:
+        """While paused, run exactly one more batch, then stay paused."""
+        with self._condition:
+            if self._paused:
+                self._step_budget += 1
+                self._condition.notify_all()
+
+    def stop(self) -> None:
+        """Finish the current batch, then end the run (reason 'stopped')."""
+        with self._condition:
+            self._stop_requested = True
+            self._condition.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        """True once a pause has been requested (the thread parks at the next boundary)."""
+        return self._paused
+
+    def wait_until_parked(self, timeout: float | None = None) -> bool:
+        """Block until the training thread is parked by a pause; True if it is."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._parked, timeout)
+
+    def set(self, name: str, value: Any) -> None:
+        """Change a hyperparameter: lr, momentum, weight_decay, batch_size or any other of
+        the optimizer's. Validated now (ValueError, nothing changed); applied by the training
+        thread before the next batch, or — for batch_size — from the next epoch."""
+        value = self.validate_hyperparameter(name, value)
+        with self._condition:
+            self._pending.append((name, value))
+            self._condition.notify_all()
+        if self.state not in ("running", "paused"):
+            self._apply_requests(epoch_boundary=True)
+
+    def validate_hyperparameter(self, name: str, value: Any) -> Any:
+        """Return `value` checked for `name`, or raise ValueError naming both."""
+        if name == "batch_size":
+            return _validate.positive_int("Trainer", "batch_size", value)
+        if name == "base_lr":
+            name = "lr"
+        if name not in type(self.optimizer).hyperparameters:
+            settable = ", ".join([*type(self.optimizer).hyperparameters, "batch_size"])
+            raise ValueError(f"{type(self.optimizer).__name__} has no hyperparameter {name!r}; "
+                             f"settable: {settable}")
+        return self.optimizer.validate(name, value)
+
+    def pending(self) -> dict[str, Any]:
+        """Requested values not applied yet (for a UI to show at once)."""
+        with self._condition:
+            return dict(self._pending)
+
+    # -- the training thread's side of control ---------------------------------------------
+    def _wait_at_boundary(self) -> bool:
+        """Park while paused, then apply requests. Returns False when the run must stop."""
+        with self._condition:
+            park = self._paused and not self._step_budget and not self._stop_requested
+            self._parked = park
+            self._condition.notify_all()
+        if park:
+            self.state = "paused"
+            if not self._pause_announced:
+                self._pause_announced = True
+                self.emit("pause")
+            with self._condition:
+                self._condition.wait_for(lambda: not self._paused or self._step_budget > 0
+                                         or self._stop_requested)
+                self._parked = False
+        with self._condition:
+            stop = self._stop_requested
+            stepping = self._paused and self._step_budget > 0
+            if stepping:
+                self._step_budget -= 1
+            resumed = self._pause_announced and not self._paused
+        if stop:
+            self.stop_reason = self.stop_reason or "stopped"
+            return False
+        if resumed:
+            self._pause_announced = False
+            self.emit("resume")
+        self._apply_requests(epoch_boundary=False)
+        self.state = "paused" if stepping else "running"
+        return True
+
+    def _apply_requests(self, epoch_boundary: bool) -> None:
+        with self._condition:
+            requests = self._pending
+            deferred = [(n, v) for n, v in requests if n == "batch_size" and not epoch_boundary]
+            self._pending = deferred
+        for name, value in requests:
+            if (name, value) in deferred:
+                continue
+            if name == "batch_size":
+                old, self.batch_size = self.batch_size, value
+            else:
+                attribute = "lr" if name == "base_lr" else name
+                old = getattr(self.optimizer, attribute)
+                setattr(self.optimizer, attribute, value)
+            self.emit("hparam", name=name, old=old, new=value,
+                      applies="next epoch" if name == "batch_size" else "next batch")
