@@ -96,8 +96,8 @@ class Layer(ABC):
         """Reject an input whose per-sample shape differs from the built one."""
         if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
-                f"{self.name}: expected input of shape (batch, {_dims(self.input_shape)}), "
-                f"got {tuple(x.shape)}")
+                f"{self.name or type(self).__name__}: expected input of shape "
+                f"(batch, {_dims(self.input_shape)}), got {tuple(x.shape)}")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

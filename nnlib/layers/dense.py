@@ -22,8 +22,8 @@ class Dense(Layer):
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
         if len(input_shape) != 1:
             raise ValueError(
-                f"{self.name}: Dense needs a flat input (features,), got {input_shape}; "
-                "put a Flatten layer before it")
+                f"{self.name or 'Dense'}: Dense needs a flat input (features,), got "
+                f"{input_shape}; put a Flatten layer before it")
         fan_in = input_shape[0]
         weights = initialize(self.init, (fan_in, self.units), fan_in, self.units, rng, self.dtype)
         self.params = {"W": Param.of(f"{self.name}.W", weights),
