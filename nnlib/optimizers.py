@@ -6,6 +6,7 @@ All state is kept per parameter name, in the parameter's dtype, so float32 stays
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -118,7 +119,8 @@ class Adam(Optimizer):
         m += (1.0 - self.beta1) * grad
         v *= self.beta2
         v += (1.0 - self.beta2) * grad * grad
-        step = lr * np.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        # A Python float: a numpy float64 scalar would promote the float32 update to float64.
+        step = lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
         param.value -= step * m / (np.sqrt(v) + self.eps)
 
 
