@@ -1,0 +1,223 @@
+"""Dataset containers, the error type and the registry of built-in datasets.
+
+Every loader returns a `Dataset` whose arrays follow one convention (see DESIGN.md):
+images are uint8 (N, H, W, C), tabular features float32 (N, D), class labels int64 (N,),
+regression targets float32 (N, k). The constructor checks all of it, so a loader bug or a bad
+user file fails here with a message that names the array, instead of deep inside training.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TASKS = ("classification", "regression")
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be loaded because of something the user can fix (file, folder, option)."""
+
+
+def check_finite(name: str, x: np.ndarray) -> None:
+    """Raise DatasetError naming `name` and the first row that holds NaN or inf."""
+    if x.dtype.kind != "f" or x.size == 0:
+        return
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    rows = finite.reshape(len(x), -1).all(axis=1)
+    row = int(np.argmin(rows))
+    raise DatasetError(f"{name} holds NaN or inf values (first at row {row})")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Dataset:
+    """A train/test pair of arrays with the metadata a model and a UI need.
+
+    Frozen so that a loaded dataset can be shared between the trainer and the UI safely;
+    `nnlib.datasets.prepare` makes normalised float32 copies rather than editing it in place.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    input_shape: tuple[int, ...]
+    task: str
+    num_classes: int | None
+    class_names: list[str] | None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        if self.task not in TASKS:
+            raise DatasetError(f"{self.name}: task must be one of {TASKS}, got {self.task!r}")
+        for split in ("train", "test"):
+            self._check_split(split)
+        if len(self.x_train) == 0:
+            raise DatasetError(f"{self.name}: the training set is empty")
+        if self.task == "classification":
+            self._check_classes()
+        elif self.num_classes is not None or self.class_names is not None:
+            raise DatasetError(f"{self.name}: a regression dataset has no num_classes/class_names")
+
+    def _check_split(self, split: str) -> None:
+        x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+        where = f"{self.name}: x_{split}"
+        if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+            raise DatasetError(f"{where}/y_{split} must be numpy arrays")
+        if x.shape[1:] != self.input_shape:
+            raise DatasetError(
+                f"{where} has per-sample shape {x.shape[1:]}, expected input_shape "
+                f"{self.input_shape}"
+            )
+        if x.dtype not in (np.uint8, np.float32):
+            raise DatasetError(f"{where} has dtype {x.dtype}, expected uint8 or float32")
+        if len(x) != len(y):
+            raise DatasetError(f"{where} has {len(x)} rows but y_{split} has {len(y)}")
+        if self.task == "classification" and (y.ndim != 1 or y.dtype != np.int64):
+            raise DatasetError(
+                f"{self.name}: y_{split} must be int64 class indices of shape (N,), "
+                f"got {y.dtype} {y.shape}"
+            )
+        if self.task == "regression" and (y.ndim != 2 or y.dtype != np.float32):
+            raise DatasetError(
+                f"{self.name}: y_{split} must be float32 targets of shape (N, k), "
+                f"got {y.dtype} {y.shape}"
+            )
+        check_finite(f"{self.name}: x_{split}", x)
+        check_finite(f"{self.name}: y_{split}", y)
+
+    def _check_classes(self) -> None:
+        k = self.num_classes
+        if not isinstance(k, int) or k < 1:
+            raise DatasetError(f"{self.name}: num_classes must be a positive int, got {k!r}")
+        for split in ("train", "test"):
+            y = getattr(self, f"y_{split}")
+            bad = np.flatnonzero((y < 0) | (y >= k))
+            if bad.size:
+                raise DatasetError(
+                    f"{self.name}: y_{split}[{bad[0]}] = {y[bad[0]]} is not a class index "
+                    f"0..{k - 1}"
+                )
+        if self.class_names is not None and len(self.class_names) != k:
+            raise DatasetError(
+                f"{self.name}: {len(self.class_names)} class_names for {k} classes"
+            )
+
+    @property
+    def train_size(self) -> int:
+        return len(self.x_train)
+
+    @property
+    def test_size(self) -> int:
+        return len(self.x_test)
+
+    @property
+    def is_image(self) -> bool:
+        """True for (H, W, C) samples: tells a UI to draw them and a builder to offer convs."""
+        return len(self.input_shape) == 3
+
+    def __repr__(self) -> str:
+        classes = f", num_classes={self.num_classes}" if self.num_classes else ""
+        return (
+            f"Dataset({self.name!r}, {self.task}, input_shape={self.input_shape}{classes}, "
+            f"train={self.train_size}, test={self.test_size}, x dtype={self.x_train.dtype})"
+        )
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What `available()` reports about a dataset without loading it (cheap for a picker UI)."""
+
+    name: str
+    description: str
+    task: str
+    input_shape: tuple[int, ...]
+    num_classes: int | None
+    train_size: int
+    test_size: int
+    on_disk: bool
+    source: str  # "generated" or "download"
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A registry entry: how to build a named dataset and how to describe it cheaply."""
+
+    name: str
+    build: Callable[..., Dataset]
+    info: Callable[[Path], DatasetInfo]
+    options: tuple[str, ...]  # keyword options `load` may pass on to `build`
+
+
+REGISTRY: dict[str, Builtin] = {}
+
+
+def register(entry: Builtin) -> Builtin:
+    """Add a built-in dataset; names are unique so `load(name)` is unambiguous."""
+    if entry.name in REGISTRY:
+        raise ValueError(f"dataset {entry.name!r} is already registered")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def generator(
+    name: str, *, description: str, task: str, input_shape: tuple[int, ...],
+    num_classes: int | None,
+) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Register a keyword-only generator function `fn(*, n_train, n_test, seed, ...)` by name.
+
+    The default sizes shown by `available()` are read from the function's own defaults, so the
+    listing cannot drift from what `load(name)` produces.
+    """
+
+    def wrap(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        params = inspect.signature(fn).parameters
+        defaults = {p.name: p.default for p in params.values()}
+        info = DatasetInfo(
+            name=name, description=description, task=task, input_shape=input_shape,
+            num_classes=num_classes, train_size=defaults["n_train"],
+            test_size=defaults["n_test"], on_disk=True, source="generated",
+        )
+
+        def build(*, seed: int = 0, data_dir: Path | None = None, download: bool = True,
+                  **kwargs: object) -> Dataset:
+            return fn(seed=seed, **kwargs)
+
+        options = tuple(p for p in params if p != "seed")
+        register(Builtin(name=name, build=build, info=lambda _dir: info, options=options))
+        return fn
+
+    return wrap
+
+
+def check_sizes(name: str, n_train: int, n_test: int) -> None:
+    """Reject sizes that would build an empty or negative split with a message naming them."""
+    if not isinstance(n_train, (int, np.integer)) or n_train < 1:
+        raise DatasetError(f"{name}: n_train must be an integer >= 1, got {n_train!r}")
+    if not isinstance(n_test, (int, np.integer)) or n_test < 0:
+        raise DatasetError(f"{name}: n_test must be an integer >= 0, got {n_test!r}")
+
+
+def check_nonneg(name: str, option: str, value: float) -> float:
+    """Validate a non-negative float option (noise levels and the like)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{name}: {option} must be a number, got {value!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise DatasetError(f"{name}: {option} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def split_rngs(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent generators for train and test, so the test set does not move with n_train."""
+    root = np.random.SeedSequence(seed)
+    a, b = root.spawn(2)
+    return np.random.default_rng(a), np.random.default_rng(b)

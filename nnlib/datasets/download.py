@@ -1,0 +1,149 @@
+"""Fetch one file over HTTP(S): mirrors in order, retries for transient errors, a timeout,
+progress on stderr, a checksum check, and an atomic rename into place.
+
+Only the standard library is used; `rich` draws the progress bar when it is installed and
+stderr is a terminal (imported here, lazily, so `import nnlib` stays free of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .base import DatasetError
+from .paths import atomic_write
+
+USER_AGENT = "nnlib-datasets/0.1 (+https://pypi.org/project/nntui/)"
+RETRY_DELAY = 1.0  # seconds before the second attempt; doubled for each further attempt
+_CHUNK = 1 << 16
+
+
+class FetchError(Exception):
+    """One URL failed; `transient` says whether trying the same URL again could help."""
+
+    def __init__(self, url: str, reason: str, *, transient: bool, offline: bool = False):
+        super().__init__(f"{url}: {reason}")
+        self.transient = transient
+        self.offline = offline  # no connection at all (refused, DNS, unreachable)
+
+
+class _Progress:
+    """Progress on stderr: a rich bar on a terminal, else one line at start and one at the end."""
+
+    def __init__(self, url: str, total: int | None):
+        self.url, self.total, self.done, self.start = url, total, 0, time.monotonic()
+        self._bar = None
+        if sys.stderr.isatty():
+            try:
+                from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+            except ImportError:
+                pass
+            else:
+                self._bar = Progress(*Progress.get_default_columns(), DownloadColumn(),
+                                     TransferSpeedColumn(), transient=True)
+                self._bar.start()
+                self._task = self._bar.add_task(url.rsplit("/", 1)[-1], total=total)
+        if self._bar is None:
+            size = f" ({total / 1e6:.1f} MB)" if total else ""
+            print(f"nnlib: downloading {url}{size}", file=sys.stderr, flush=True)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n)
+
+    def close(self, ok: bool) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        if ok:
+            seconds = time.monotonic() - self.start
+            print(f"nnlib: got {self.url} ({self.done / 1e6:.1f} MB in {seconds:.1f} s)",
+                  file=sys.stderr, flush=True)
+
+
+def _classify(url: str, e: BaseException) -> FetchError:
+    """Turn a urllib/socket exception into a FetchError that says whether to retry."""
+    if isinstance(e, urllib.error.HTTPError):
+        return FetchError(url, f"HTTP {e.code} {e.reason}", transient=e.code >= 500)
+    if isinstance(e, TimeoutError):  # while reading: the server went quiet, try again
+        return FetchError(url, "read timed out", transient=True)
+    reason = e.reason if isinstance(e, urllib.error.URLError) else e
+    if isinstance(reason, TimeoutError):  # while connecting: treat as unreachable
+        return FetchError(url, "connection timed out", transient=False, offline=True)
+    if isinstance(reason, socket.gaierror):
+        return FetchError(url, f"cannot resolve host ({reason})", transient=False, offline=True)
+    if isinstance(reason, ConnectionRefusedError):
+        return FetchError(url, "connection refused", transient=False, offline=True)
+    if isinstance(reason, OSError) and not isinstance(reason, ConnectionResetError):
+        return FetchError(url, str(reason), transient=False, offline=True)
+    return FetchError(url, f"transfer failed ({reason})", transient=True)
+
+
+def _fetch_once(url: str, dest: Path, md5: str | None, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            total = response.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else None
+            progress = _Progress(url, total)
+            ok = False
+            try:
+                def write(f) -> None:
+                    while chunk := response.read(_CHUNK):
+                        f.write(chunk)
+                        digest.update(chunk)
+                        progress.advance(len(chunk))
+                    if total is not None and progress.done != total:
+                        raise FetchError(url, f"truncated: got {progress.done} of {total} bytes",
+                                         transient=True)
+                    if md5 is not None and digest.hexdigest() != md5:
+                        raise FetchError(url, f"checksum mismatch: md5 {digest.hexdigest()}, "
+                                         f"expected {md5}", transient=False)
+
+                atomic_write(dest, write)
+                ok = True
+            finally:
+                progress.close(ok)
+    except FetchError:
+        raise
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise _classify(url, e) from None
+
+
+def fetch(urls: list[str], dest: Path, *, md5: str | None, timeout: float = 30.0,
+          retries: int = 2) -> None:
+    """Download the first URL that works into `dest`; raise FetchError-s summary on failure.
+
+    Each URL is tried up to `1 + retries` times while its errors look transient (timeouts,
+    dropped connections, HTTP 5xx); refused connections and 4xx move on to the next mirror.
+    A file that fails its checksum is never left at `dest`.
+    """
+    failures: list[FetchError] = []
+    for url in urls:
+        for attempt in range(retries + 1):
+            try:
+                _fetch_once(url, dest, md5, timeout)
+                return
+            except FetchError as e:
+                error = e
+            if not error.transient or attempt == retries:
+                break
+            time.sleep(RETRY_DELAY * 2**attempt)
+        failures.append(error)
+    raise DownloadFailed(failures)
+
+
+class DownloadFailed(DatasetError):
+    """Every mirror failed for one file; `offline` is True when no server could be reached."""
+
+    def __init__(self, failures: list[FetchError]):
+        self.failures = failures
+        self.offline = all(f.offline for f in failures)
+        super().__init__("; ".join(str(f) for f in failures))

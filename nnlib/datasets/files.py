@@ -1,0 +1,359 @@
+"""A user's own data, passed to `load` as a path: .npz, .csv, or a folder of IDX files.
+
+Task inference (unless task="classification"/"regression" is given): integer (or, in a CSV,
+integer-valued) labels mean classification with num_classes = max label + 1; float targets
+mean regression; a CSV label column of words ("cat", "dog") means classes named by the sorted
+words. Files without a test split get a seeded 20% of their rows held out as test (stratified
+for classification), and the description says so.
+
+CSV: header auto-detected; delimiter one of , ; tab (from the first line). The label column
+defaults to the header column called label/labels/target/class/y when there is one, else
+column 0 (the MNIST-in-CSV convention: label first). `image_shape=(28, 28, 1)` turns the
+remaining columns into images; 0..255 integer pixels become uint8.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .base import Dataset, DatasetError, check_finite
+from .idxfolder import ROLES, canonical_name, find_files, load_folder
+from .preprocess import train_val_split
+
+HOLDOUT = 0.2
+MAX_CLASSES = 10_000
+LABEL_NAMES = ("label", "labels", "target", "class", "y")
+
+
+def load_path(path: Path, *, seed: int = 0, label_column: int | str | None = None,
+              image_shape: tuple[int, ...] | None = None, task: str | None = None,
+              cache: bool = True) -> Dataset:
+    """Dispatch on the kind of path: folder of IDX files, .npz or .csv."""
+    if task not in (None, "classification", "regression"):
+        raise DatasetError(f"task must be 'classification' or 'regression', got {task!r}")
+    if image_shape is not None:
+        image_shape = _check_image_shape(image_shape)
+    if path.is_dir():
+        if label_column is not None or image_shape is not None or task is not None:
+            raise DatasetError(f"{path}: label_column, image_shape and task apply to .csv/.npz "
+                               "files, not to a folder of IDX files")
+        files = find_files(path)
+        if not files:
+            names = ", ".join(canonical_name(r) + "[.gz]" for r in ROLES)
+            raise DatasetError(f"{path}: no IDX files found; expected {names}")
+        return load_folder(path.name, path, files, title=f"IDX files in {path}",
+                           use_cache=cache)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        if label_column is not None:
+            raise DatasetError(f"{path}: label_column applies to CSV files, not .npz")
+        return _load_npz(path, seed=seed, image_shape=image_shape, task=task)
+    if suffix in (".csv", ".tsv", ".txt"):
+        return _load_csv(path, seed=seed, label_column=label_column, image_shape=image_shape,
+                         task=task)
+    raise DatasetError(f"{path}: unsupported file type {suffix or '(none)'}; use .npz, .csv "
+                       "or a folder of IDX files")
+
+
+def _check_image_shape(shape) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise DatasetError(f"image_shape must be a tuple like (28, 28, 1), got {shape!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise DatasetError(f"image_shape must be (height, width, channels) with positive "
+                           f"sizes, got {shape}")
+    return shape
+
+
+# ---------------------------------------------------------------------------- inputs and labels
+
+
+def _as_images(where: str, x: np.ndarray, image_shape: tuple[int, ...] | None) -> np.ndarray:
+    """Reshape flat rows to image_shape; (N, H, W) gets a channel axis; 0..255 ints -> uint8."""
+    if image_shape is not None:
+        per_sample = int(np.prod(x.shape[1:], dtype=np.int64))
+        needed = int(np.prod(image_shape))
+        if per_sample != needed:
+            raise DatasetError(f"{where}: image_shape {image_shape} needs {needed} values per "
+                               f"sample, but there are {per_sample}")
+        x = x.reshape(len(x), *image_shape)
+    elif x.ndim == 3:
+        x = x[..., None]
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.dtype == np.uint8:
+        return x
+    if x.ndim == 4 and x.dtype.kind in "iu" and (x.size == 0 or (x.min() >= 0 and x.max() <= 255)):
+        return x.astype(np.uint8)
+    return x.astype(np.float32)
+
+
+def _numeric(where: str, a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind not in "biuf":
+        raise DatasetError(f"{where}: expected numbers, got an array of dtype {a.dtype}")
+    return a
+
+
+def _labels_from_numbers(where: str, y: np.ndarray, task: str | None,
+                         locate=None) -> tuple[np.ndarray, str]:
+    """(targets, task) from numeric labels; `locate(i)` turns row index i into a place name."""
+    locate = locate or (lambda i: f"{where}[{i}]")
+    if y.ndim == 2 and y.shape[1] == 1 and task != "regression":
+        y = y[:, 0]
+    whole = np.ones(y.shape, bool) if y.dtype.kind in "biu" else np.isfinite(y) & (y == np.round(y))
+    if task is None:
+        task = "classification" if y.dtype.kind in "biu" else "regression"
+    if task == "regression":
+        y = y.astype(np.float32)
+        return (y[:, None] if y.ndim == 1 else y.reshape(len(y), -1)), task
+    if y.ndim != 1:
+        raise DatasetError(f"{where}: class labels must be one per row, got shape {y.shape}")
+    if not whole.all():
+        bad = int(np.flatnonzero(~whole)[0])
+        raise DatasetError(f"{locate(bad)}: label {y[bad]} is not an integer class index")
+    if y.size and y.min() < 0:
+        bad = int(np.argmin(y))
+        raise DatasetError(f"{locate(bad)}: label {y[bad]:g} is negative; class labels must be "
+                           "0..K-1")
+    if y.size and y.max() >= MAX_CLASSES:
+        bad = int(np.argmax(y))
+        raise DatasetError(f"{locate(bad)}: label {y[bad]:g} is out of range (at most "
+                           f"{MAX_CLASSES} classes); for numeric targets use task='regression'")
+    return y.astype(np.int64), task
+
+
+def _finish(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None,
+            y_test: np.ndarray | None, task: str, class_names: list[str] | None,
+            description: str, seed: int) -> Dataset:
+    """Hold out a test split when the file has none, count classes, build the Dataset."""
+    if x_test is None:
+        x, y, x_test, y_test = train_val_split(x, y, HOLDOUT, seed=seed,
+                                               stratify=task == "classification")
+        how = "stratified " if task == "classification" else ""
+        description += (f"; no test split in the file, so a seeded {how}{HOLDOUT:.0%} of the "
+                        f"rows ({len(x_test)}) is held out as test")
+    num_classes = None
+    if task == "classification":
+        num_classes = int(max(y.max(initial=-1), y_test.max(initial=-1))) + 1
+        if class_names is None:
+            class_names = [str(k) for k in range(num_classes)]
+        elif len(class_names) < num_classes:
+            raise DatasetError(f"{name}: {len(class_names)} class_names but labels go up to "
+                               f"{num_classes - 1}")
+        num_classes = len(class_names)
+    return Dataset(name=name, x_train=x, y_train=y, x_test=x_test, y_test=y_test,
+                   input_shape=x.shape[1:], task=task, num_classes=num_classes,
+                   class_names=class_names, description=description)
+
+
+# ------------------------------------------------------------------------------------------ npz
+
+
+def _load_npz(path: Path, *, seed: int, image_shape: tuple[int, ...] | None,
+              task: str | None) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as e:  # object arrays need pickle, which is never enabled for data files
+        raise DatasetError(f"{path}: cannot read ({e})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DatasetError(f"{path}: not a readable .npz file ({e})") from None
+    for key in ("x_train", "y_train"):
+        if key not in arrays:
+            raise DatasetError(f"{path}: missing array {key!r} (found: "
+                               f"{', '.join(sorted(arrays)) or 'none'}); expected x_train, "
+                               "y_train and optionally x_test, y_test, class_names")
+    has_test = [k in arrays for k in ("x_test", "y_test")]
+    if any(has_test) and not all(has_test):
+        missing = "y_test" if has_test[0] else "x_test"
+        raise DatasetError(f"{path}: has {'x_test' if has_test[0] else 'y_test'} but not "
+                           f"{missing}; give both or neither")
+    splits = ("train", "test") if all(has_test) else ("train",)
+    xs, ys = {}, {}
+    for split in splits:
+        xk, yk = f"x_{split}", f"y_{split}"
+        x = _numeric(f"{path}: {xk}", arrays[xk])
+        y = _numeric(f"{path}: {yk}", arrays[yk])
+        if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+            raise DatasetError(f"{path}: {xk} has {len(x) if x.ndim else 0} rows but {yk} has "
+                               f"{len(y) if y.ndim else 0}")
+        xs[split] = _as_images(f"{path}: {xk}", x, image_shape)
+        check_finite(f"{path}: {xk}", xs[split])
+        check_finite(f"{path}: {yk}", y)
+        ys[split], task = _labels_from_numbers(f"{path}: {yk}", y, task)
+    if len(splits) == 2 and xs["train"].shape[1:] != xs["test"].shape[1:]:
+        raise DatasetError(f"{path}: x_train rows have shape {xs['train'].shape[1:]} but x_test "
+                           f"rows have {xs['test'].shape[1:]}")
+    if len(splits) == 2 and xs["train"].dtype != xs["test"].dtype:
+        xs["train"], xs["test"] = xs["train"].astype(np.float32), xs["test"].astype(np.float32)
+    class_names = None
+    if "class_names" in arrays:
+        names = arrays["class_names"]
+        if task != "classification" or names.ndim != 1 or names.dtype.kind not in "US":
+            raise DatasetError(f"{path}: class_names must be a 1-D array of strings for "
+                               "class labels")
+        class_names = [str(n) for n in names]
+    return _finish(path.stem, xs["train"], ys["train"], xs.get("test"), ys.get("test"), task,
+                   class_names, f"user data from {path}", seed)
+
+
+# ------------------------------------------------------------------------------------------ csv
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_lines(path: Path) -> tuple[list[str], list[int]]:
+    """Non-blank lines and their 1-based line numbers in the file."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
+    lines, numbers = [], []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            lines.append(line)
+            numbers.append(i)
+    if not lines:
+        raise DatasetError(f"{path}: the file is empty")
+    return lines, numbers
+
+
+def _split_line(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+def _load_csv(path: Path, *, seed: int, label_column: int | str | None,
+              image_shape: tuple[int, ...] | None, task: str | None) -> Dataset:
+    lines, numbers = _read_lines(path)
+    first = lines[0]
+    delimiter = max((",", ";", "\t"), key=first.count)
+    row0 = [c.strip() for c in _split_line(first, delimiter)]
+    row1 = [c.strip() for c in _split_line(lines[1], delimiter)] if len(lines) > 1 else None
+    header = None
+    numeric0 = [_is_number(c) for c in row0]
+    if not all(numeric0) and (
+        row1 is None or any(not a and _is_number(b) for a, b in zip(numeric0, row1, strict=False))
+    ):
+        header, lines, numbers = row0, lines[1:], numbers[1:]
+    if not lines:
+        raise DatasetError(f"{path}: only a header line, no data rows")
+    ncols = len(header) if header is not None else len(row0)
+    if ncols < 2:
+        raise DatasetError(f"{path}: need at least 2 columns (a label and a feature), found "
+                           f"{ncols}")
+
+    def col_name(c: int) -> str:
+        return f"column {c}" + (f" ({header[c]!r})" if header is not None else "")
+
+    def place(i: int, c: int) -> str:
+        return f"{path} line {numbers[i]}, {col_name(c)}"
+
+    _check_ragged(path, lines, numbers, delimiter, ncols, header is not None)
+    label = _resolve_label_column(path, label_column, header, ncols)
+    features = [c for c in range(ncols) if c != label]
+    options = {"delimiter": delimiter, "quotechar": '"', "ndmin": 1, "comments": None}
+    try:
+        x = np.loadtxt(lines, dtype=np.float64, usecols=features, **options).reshape(
+            len(lines), len(features))
+    except ValueError as e:
+        _raise_first_bad_cell(lines, delimiter, features, place)
+        raise DatasetError(f"{path}: cannot parse the numbers ({e})") from None
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size:
+        i, j = bad[0]
+        raise DatasetError(f"{place(i, features[j])}: {x[i, j]} value (NaN/inf not allowed)")
+    labels = np.loadtxt(lines, dtype=str, usecols=[label], **options).reshape(len(lines))
+    y, task, class_names = _csv_labels(labels, task, image_shape, lambda i: place(i, label))
+    if image_shape is not None:
+        if len(features) != int(np.prod(image_shape)):
+            raise DatasetError(
+                f"{path}: image_shape {image_shape} needs {int(np.prod(image_shape))} pixel "
+                f"columns but there are {len(features)} ({ncols} columns minus the label "
+                f"{col_name(label)})")
+        integral = x.size > 0 and np.all(x == np.round(x)) and x.min() >= 0 and x.max() <= 255
+        x = x.reshape(len(x), *image_shape)
+        x = x.astype(np.uint8) if integral else x.astype(np.float32)
+    else:
+        x = x.astype(np.float32)
+        check_finite(f"{path} (features as float32)", x)
+    return _finish(path.stem, x, y, None, None, task, class_names,
+                   f"user data from {path} (label {col_name(label)})", seed)
+
+
+def _check_ragged(path: Path, lines: list[str], numbers: list[int], delimiter: str,
+                  ncols: int, has_header: bool) -> None:
+    quoted = any('"' in line for line in lines)
+    for i, line in enumerate(lines):
+        n = len(_split_line(line, delimiter)) if quoted else line.count(delimiter) + 1
+        if n != ncols:
+            first = "the header" if has_header else "the first row"
+            raise DatasetError(f"{path} line {numbers[i]}: {n} columns, but {first} has {ncols}")
+
+
+def _resolve_label_column(path: Path, label_column: int | str | None, header: list[str] | None,
+                          ncols: int) -> int:
+    if label_column is None:
+        if header is not None:
+            matches = [c for c, h in enumerate(header) if h.lower() in LABEL_NAMES]
+            if len(matches) == 1:
+                return matches[0]
+        return 0
+    if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
+        if header is None:
+            raise DatasetError(f"{path}: label_column {label_column!r} is a name but the file "
+                               "has no header line")
+        if label_column not in header:
+            raise DatasetError(f"{path}: no column named {label_column!r} (columns: "
+                               f"{', '.join(header[:20])}{', ...' if len(header) > 20 else ''})")
+        return header.index(label_column)
+    c = int(label_column)
+    if not -ncols <= c < ncols:
+        raise DatasetError(f"{path}: label_column {c} is out of range for {ncols} columns")
+    return c % ncols
+
+
+def _raise_first_bad_cell(lines: list[str], delimiter: str, features: list[int], place) -> None:
+    """Slow path after a failed fast parse: find and name the first cell that is not a number."""
+    for i, line in enumerate(lines):
+        cells = _split_line(line, delimiter)
+        for c in features:
+            cell = cells[c].strip()
+            if not _is_number(cell):
+                what = "empty cell" if not cell else f"{cell[:30]!r} is not a number"
+                raise DatasetError(f"{place(i, c)}: {what}")
+
+
+def _csv_labels(labels: np.ndarray, task: str | None, image_shape: tuple[int, ...] | None,
+                locate) -> tuple[np.ndarray, str, list[str] | None]:
+    """Labels as numbers (classification or regression) or words (classes named by them)."""
+    labels = np.char.strip(labels)
+    numeric = np.array([_is_number(s) for s in labels])
+    if not numeric.all():
+        if numeric.any() or task == "regression":
+            bad = int(np.flatnonzero(~numeric)[0])
+            what = "empty label" if not labels[bad] else f"label {labels[bad]!r} is not a number"
+            raise DatasetError(f"{locate(bad)}: {what}")
+        names, y = np.unique(labels, return_inverse=True)
+        return y.astype(np.int64), "classification", [str(n) for n in names]
+    values = labels.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise DatasetError(f"{locate(int(bad[0]))}: label {labels[bad[0]]} (NaN/inf not allowed)")
+    if task is None:
+        integral = bool(np.all(values == np.round(values)))
+        task = "classification" if integral or image_shape is not None else "regression"
+    y, task = _labels_from_numbers("labels", values, task, locate)
+    return y, task, None

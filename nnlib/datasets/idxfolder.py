@@ -1,0 +1,199 @@
+"""A folder of MNIST-layout IDX files -> Dataset, with checksums, an .npz cache and the
+partial-folder rule.
+
+File names (gzipped or not; `train-images.idx3-ubyte` with a dot is accepted too):
+    train-images-idx3-ubyte  train-labels-idx1-ubyte  t10k-images-idx3-ubyte  t10k-labels-idx1-ubyte
+
+Partial folder: when only one split's pair (images + labels) is present, e.g. just the official
+t10k files, that split is divided into train/test in file order: the first 80% train, the last
+20% test (10,000 t10k images -> 8,000 / 2,000). The description says so and a DatasetWarning is
+issued, so nobody mistakes it for the full dataset.
+
+Cache: after the first read the raw arrays are saved to `cache_dir()/<name>-<key>.npz`, keyed by
+the source folder; it stores the source files' sizes and mtimes and is ignored (and rewritten)
+when they change. Writing it is best effort: a read-only or full disk only costs speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .base import Dataset, DatasetError
+from .idx import read_idx
+from .paths import atomic_write, cache_dir
+
+ROLES = {
+    "train_images": ("train", "images", 3),
+    "train_labels": ("train", "labels", 1),
+    "test_images": ("t10k", "images", 3),
+    "test_labels": ("t10k", "labels", 1),
+}
+PARTIAL_TRAIN_FRACTION = 0.8
+
+
+class DatasetWarning(UserWarning):
+    """Something about the data is not what the name suggests (e.g. a partial MNIST folder)."""
+
+
+def canonical_name(role: str) -> str:
+    """The standard uncompressed file name of a role, e.g. 't10k-images-idx3-ubyte'."""
+    split, kind, ndim = ROLES[role]
+    return f"{split}-{kind}-idx{ndim}-ubyte"
+
+
+def find_files(folder: Path) -> dict[str, Path]:
+    """The IDX files present in `folder`, by role; gzipped files are preferred over raw ones."""
+    found = {}
+    for role, (split, kind, ndim) in ROLES.items():
+        for base in (f"{split}-{kind}-idx{ndim}-ubyte", f"{split}-{kind}.idx{ndim}-ubyte"):
+            for name in (base + ".gz", base):
+                if role not in found and (folder / name).is_file():
+                    found[role] = folder / name
+    return found
+
+
+def complete_splits(files: dict[str, Path]) -> list[str]:
+    """Which of 'train'/'test' have both their images and labels file."""
+    return [s for s in ("train", "test") if f"{s}_images" in files and f"{s}_labels" in files]
+
+
+_md5_memo: dict[tuple[str, int, int], str] = {}
+
+
+def file_md5(path: Path) -> str:
+    """md5 of a file, remembered per (path, size, mtime) so listing datasets stays cheap."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _md5_memo:
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        _md5_memo[key] = digest.hexdigest()
+    return _md5_memo[key]
+
+
+def check_checksums(name: str, files: dict[str, Path], md5s: dict[str, str]) -> None:
+    """Compare each file that has a published md5 (the .gz files) with it; raise on mismatch."""
+    for path in files.values():
+        expected = md5s.get(path.name)
+        if expected is not None and (actual := file_md5(path)) != expected:
+            raise DatasetError(
+                f"{path}: md5 {actual} does not match the published {name} file ({expected}); "
+                "it is damaged or from another dataset. Delete it to download it again."
+            )
+
+
+def _fingerprint(files: dict[str, Path]) -> str:
+    parts = []
+    for role in sorted(files):
+        st = files[role].stat()
+        parts.append(f"{role}={files[role].name}:{st.st_size}:{st.st_mtime_ns}")
+    return ";".join(parts)
+
+
+def cache_path(name: str, folder: Path) -> Path:
+    """Where the cache of `name` read from `folder` lives (one file per source folder)."""
+    key = hashlib.sha1(str(folder.resolve()).encode(), usedforsecurity=False).hexdigest()[:12]
+    return cache_dir() / f"{name}-{key}.npz"
+
+
+def _read_cache(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["fingerprint"]) != fingerprint:
+                return None
+            return {k: z[k] for k in z.files if k != "fingerprint"}
+    except (OSError, ValueError, KeyError, EOFError):  # missing, stale format or damaged
+        return None
+
+
+def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> None:
+    try:
+        atomic_write(path, lambda f: np.savez(f, fingerprint=np.str_(fingerprint), **arrays))
+    except OSError as e:
+        warnings.warn(f"could not write the dataset cache {path} ({e}); loading will work "
+                      "but stay slower", DatasetWarning, stacklevel=4)
+
+
+def read_arrays(name: str, files: dict[str, Path], md5s: dict[str, str],
+                use_cache: bool = True) -> dict[str, np.ndarray]:
+    """The raw arrays of every file in `files`, from the cache when it is fresh."""
+    fingerprint = _fingerprint(files)
+    path = cache_path(name, next(iter(files.values())).parent)
+    if use_cache and (arrays := _read_cache(path, fingerprint)) is not None:
+        return arrays
+    check_checksums(name, files, md5s)
+    arrays = {role: read_idx(p) for role, p in files.items()}
+    if use_cache:
+        _write_cache(path, arrays, fingerprint)
+    return arrays
+
+
+def _check_pair(split: str, images: np.ndarray, labels: np.ndarray,
+                files: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+    img_file, lbl_file = files[f"{split}_images"], files[f"{split}_labels"]
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise DatasetError(f"{img_file}: expected uint8 images (N, H, W), got {images.dtype} "
+                           f"{images.shape}")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DatasetError(f"{lbl_file}: expected integer labels (N,), got {labels.dtype} "
+                           f"{labels.shape}")
+    if len(images) != len(labels):
+        raise DatasetError(f"{img_file} has {len(images)} images but {lbl_file} has "
+                           f"{len(labels)} labels")
+    if labels.size and labels.min() < 0:
+        raise DatasetError(f"{lbl_file}: negative label {labels.min()}")
+    return images, labels.astype(np.int64)
+
+
+def load_folder(name: str, folder: Path, files: dict[str, Path], *, title: str,
+                class_names: list[str] | None = None, md5s: dict[str, str] | None = None,
+                use_cache: bool = True) -> Dataset:
+    """Build the Dataset from a folder with at least one complete split (see module docs)."""
+    splits = complete_splits(files)
+    if not splits:
+        raise DatasetError(f"{folder}: no complete pair of IDX images + labels files "
+                           f"(found: {', '.join(p.name for p in files.values()) or 'none'})")
+    used = {role: p for role, p in files.items() if role.split("_")[0] in splits}
+    arrays = read_arrays(name, used, md5s or {}, use_cache)
+    pairs = {s: _check_pair(s, arrays[f"{s}_images"], arrays[f"{s}_labels"], used)
+             for s in splits}
+    description = f"{title}, read from {folder}"
+    if len(splits) == 2:
+        (x_train, y_train), (x_test, y_test) = pairs["train"], pairs["test"]
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise DatasetError(f"{folder}: train images are {x_train.shape[1:]} but test images "
+                               f"are {x_test.shape[1:]}")
+    else:
+        (split,) = splits
+        x, y = pairs[split]
+        cut = int(round(len(x) * PARTIAL_TRAIN_FRACTION))
+        x_train, y_train, x_test, y_test = x[:cut], y[:cut], x[cut:], y[cut:]
+        missing = "train" if split == "test" else "t10k"
+        note = (f"partial: only the {split} files are in {folder} ({len(x)} images); "
+                f"using the first {cut} as train and the last {len(x) - cut} as test. "
+                f"Add the {missing}-* files there for the full {name}.")
+        description = f"{title} ({note})"
+        warnings.warn(f"{name}: {note}", DatasetWarning, stacklevel=4)
+    if class_names is None:
+        k = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+        class_names = [str(i) for i in range(k)]
+    return Dataset(
+        name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+        input_shape=x_train.shape[1:], task="classification", num_classes=len(class_names),
+        class_names=list(class_names), description=description,
+    )
+
+
+def missing_message(folder: Path) -> str:
+    """The sentence that tells a user exactly which files to put where."""
+    names = ", ".join(canonical_name(r) + ".gz" for r in ROLES)
+    return f"put these files in {folder}{os.sep}: {names} (gzipped or not)"

@@ -1,0 +1,60 @@
+"""Where datasets live on disk, and the one atomic-write helper every writer here uses.
+
+Resolution order of the data folder (first match wins):
+1. `$NNLIB_DATA_DIR`;
+2. a source checkout: the `datasets/` folder next to the repository's `pyproject.toml`;
+3. the per-user cache: `$XDG_CACHE_HOME/nnlib`, or `~/.cache/nnlib`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+ENV_DATA_DIR = "NNLIB_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """The folder where downloads and caches go when `data_dir` is not given."""
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env).expanduser()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "datasets").is_dir():
+        return checkout / "datasets"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "nnlib"
+
+
+def cache_dir() -> Path:
+    """Folder for the fast .npz caches: always under the default data folder.
+
+    Caches never go next to a user's own files (a shared or read-only folder stays untouched);
+    they are keyed by the source folder, so several sources can be cached side by side.
+    """
+    return default_data_dir() / "cache"
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write `path` through a temporary file in the same folder, then rename it into place.
+
+    A crash or an exception in `write` leaves either the old file or nothing, never half a file:
+    the temporary file is removed before the exception propagates.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
