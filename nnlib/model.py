@@ -291,6 +291,8 @@ def load(path: str | os.PathLike) -> Sequential:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not an nnlib model (not an .npz archive, or truncated)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "architecture" not in archive.files:

@@ -164,8 +164,9 @@ class Trainer:
     def _train_batch(self, xb: np.ndarray, yb: np.ndarray) -> Logs:
         """One forward/backward/update. A non-finite loss skips the update, so the weights
         stay the last finite ones; the divergence guard then stops the run."""
-        outputs = self.model.forward(xb)
-        loss = self.loss(outputs, yb)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned
+            outputs = self.model.forward(xb)
+            loss = self.loss(outputs, yb)
         logs: Logs = {"epoch": self.epoch, "batch": self.batch, "step": self.global_step + 1,
                       "size": len(xb), "loss": loss, **self.hyperparameters()}
         if self.loss.task == "classification":

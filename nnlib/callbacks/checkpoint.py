@@ -16,22 +16,27 @@ if TYPE_CHECKING:
 
 
 class ModelCheckpoint(Callback):
-    """Write `model.save(path)` when `monitor` improves (`save_best_only`) or every `every`
-    epochs. `path` may hold {epoch} and {step}. Files are written to a temporary name and
-    renamed, so a crash never leaves a half-written checkpoint; weights holding NaN are never
-    saved as the best."""
+    """Write `model.save(path)` when `monitor` improves (`save_best_only`), or every `every`
+    epochs, and/or once when the run ends however it ends (`at_end`). `path` may hold {epoch}
+    and {step}. Files are written to a temporary name and renamed, so a crash never leaves a
+    half-written checkpoint; weights holding NaN are never saved as the best."""
 
     def __init__(self, path: str | Path, monitor: str = "val_loss", save_best_only: bool = True,
-                 every: int | None = None, mode: str = "auto") -> None:
+                 every: int | None = None, at_end: bool = False, mode: str = "auto") -> None:
         if every is not None and every < 1:
             raise ValueError(f"ModelCheckpoint: every must be >= 1 epochs, got {every}")
         self.path = str(path)
         self.monitor = monitor
         self.save_best_only = save_best_only and every is None
         self.every = every
+        self.at_end = at_end
         self.mode = improvement_mode(monitor, mode)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.saved: list[Path] = []
+
+    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+        if self.at_end:
+            logs["checkpoint"] = str(self._save(trainer, trainer.epoch, "end", None))
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         if self.save_best_only:
@@ -40,15 +45,16 @@ class ModelCheckpoint(Callback):
             if math.isfinite(value) and better and _finite_weights(trainer):
                 self.best = value
                 self._save(trainer, epoch, "best", value)
-        elif (epoch + 1) % self.every == 0:
+        elif self.every is not None and (epoch + 1) % self.every == 0:
             self._save(trainer, epoch, f"every {self.every}", logs.get(self.monitor))
 
-    def _save(self, trainer: Trainer, epoch: int, why: str, value: float | None) -> None:
+    def _save(self, trainer: Trainer, epoch: int, why: str, value: float | None) -> Path:
         path = Path(self.path.format(epoch=epoch + 1, step=trainer.global_step))
         written = trainer.model.save(path)
         self.saved.append(written)
         trainer.emit("checkpoint", path=str(written), epoch=epoch, reason=why,
                      monitor=self.monitor, value=value)
+        return written
 
 
 def _finite_weights(trainer: Trainer) -> bool:

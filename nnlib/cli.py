@@ -1,0 +1,277 @@
+"""`nnlib`: the headless command line — train, evaluate, summary, datasets, runs.
+
+Exit codes: 0 done (an early stop included); 1 training failed (diverged, data error,
+an exception); 2 bad arguments or config, with one line on stderr; 130 Ctrl+C, after the
+run log is closed and a final checkpoint is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad arguments or config: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage dump) and exits with code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 28,28,1, got {text!r}") from None
+    if not shape or any(size < 1 for size in shape):
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 28,28,1, got {text!r}")
+    return shape
+
+
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags shared by `nnlib train` and `nntui`; they override --config values."""
+    parser.add_argument("--config", metavar="FILE.toml", help="load an experiment config file")
+    parser.add_argument("--dataset", help="built-in name (see `nnlib datasets`) or a .npz/.csv "
+                                          "file or IDX folder")
+    parser.add_argument("--arch", metavar="SPEC", help="architecture spec, e.g. 784-128-10")
+    parser.add_argument("--epochs", type=_positive_int)
+    parser.add_argument("--batch-size", type=_positive_int)
+    parser.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop"))
+    parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument("--momentum", type=float, help="SGD momentum")
+    parser.add_argument("--weight-decay", type=float, help="L2 weight decay")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--validation-split", type=float)
+    parser.add_argument("--subset", type=_positive_int, help="train on the first N samples")
+    parser.add_argument("--data-dir", help="data folder (default: $NNLIB_DATA_DIR, the "
+                                           "checkout's datasets/, or a per-user cache)")
+    parser.add_argument("--run-dir", help="write the run log here (default: a new directory "
+                                          "under ./runs or $NNLIB_RUNS_DIR)")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """ExperimentConfig from --config and the flags; raises UsageError on a bad value."""
+    from .config import ConfigError, ExperimentConfig
+
+    try:
+        base = ExperimentConfig.load(args.config) if args.config else ExperimentConfig()
+        return base.replace(dataset=args.dataset, arch=args.arch, epochs=args.epochs,
+                            batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                            momentum=args.momentum, weight_decay=args.weight_decay,
+                            seed=args.seed, validation_split=args.validation_split,
+                            subset=args.subset, data_dir=args.data_dir, run_dir=args.run_dir)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="nnlib", description="Train and inspect numpy neural networks "
+                                               "without a UI.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = commands.add_parser("train", help="train a model and write a run directory")
+    add_experiment_arguments(train)
+    train.add_argument("--histogram-every", type=_positive_int,
+                       help="weight/gradient histograms every N batches (default 50)")
+    train.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+                       help="stop when val_loss has not improved for PATIENCE epochs")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a dataset")
+    evaluate.add_argument("checkpoint", help="a model .npz written by nnlib")
+    evaluate.add_argument("--dataset", required=True)
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--split", choices=("test", "train"), default="test")
+
+    summary = commands.add_parser("summary", help="print a model summary for a spec")
+    summary.add_argument("--arch", required=True, metavar="SPEC")
+    shape = summary.add_mutually_exclusive_group(required=True)
+    shape.add_argument("--input-shape", type=_shape, metavar="H,W,C")
+    shape.add_argument("--dataset", help="take the input shape from this dataset")
+    summary.add_argument("--batch-size", type=_positive_int, default=64)
+
+    commands.add_parser("datasets", help="list the datasets and whether they are on disk")
+
+    runs = commands.add_parser("runs", help="print a run log, or follow one being written")
+    runs.add_argument("run", help="a run directory or its events.jsonl")
+    runs.add_argument("--follow", action="store_true", help="keep printing until the run ends")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl+C must reach the trainer even when the shell started us with SIGINT ignored
+    # (as background jobs are), so that the log is closed and a final model written.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        args = _parser().parse_args(argv)
+        return {"train": _train, "evaluate": _evaluate, "summary": _summary,
+                "datasets": _datasets, "runs": _runs}[args.command](args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _load_data_or_fail(config: Any) -> Any:
+    """Prepared data; an unknown dataset name is a usage error, a bad file a data error."""
+    from . import datasets
+    from .experiment import load_data
+
+    names = {info.name for info in datasets.available(config.data_dir)}
+    if config.dataset not in names and not Path(config.dataset).exists():
+        raise UsageError(f"unknown dataset {config.dataset!r}: expected one of "
+                         f"{', '.join(sorted(names))}, or a path to a .npz, .csv or IDX folder")
+    return load_data(config)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .callbacks import EarlyStopping, ProgressBar
+    from .experiment import setup
+    from .spec import SpecError
+
+    config = config_from_args(args)
+    if args.histogram_every:
+        config = config.replace(histogram_every=args.histogram_every)
+    try:
+        data = _load_data_or_fail(config)
+    except ValueError as error:
+        return _fail(str(error), EXIT_FAILED)
+    callbacks: list[Any] = []
+    if args.early_stopping is not None:
+        callbacks.append(EarlyStopping(patience=args.early_stopping))
+    if not args.quiet:
+        callbacks.append(ProgressBar())
+    try:
+        experiment = setup(config, data=data, callbacks=callbacks, checkpoints=True)
+    except SpecError as error:
+        raise UsageError(f"--arch: {error}") from None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    run_dir = experiment.run_dir
+    print(f"run: {run_dir}  arch: {experiment.arch}  "
+          f"params: {experiment.model.summary().total_params:,}", file=sys.stderr)
+    try:
+        history = experiment.fit()
+    except KeyboardInterrupt:
+        print(f"interrupted; run log and final model in {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the run log already holds the 'end' event with the error
+        return _fail(f"training failed: {type(error).__name__}: {error} (log: {run_dir})",
+                     EXIT_FAILED)
+    if history.reason == "diverged":
+        return _fail(f"training diverged (loss is NaN or inf); log: {run_dir}", EXIT_FAILED)
+    if len(data.x_test):
+        test = experiment.trainer.evaluate(data.x_test, data.y_test)
+        print("test  " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()), file=sys.stderr)
+    print(f"done ({history.reason}); run written to {run_dir}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .config import ExperimentConfig
+    from .losses import MSE, SoftmaxCrossEntropy
+    from .model import load
+
+    try:
+        model = load(args.checkpoint)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    try:
+        data = _load_data_or_fail(ExperimentConfig(dataset=args.dataset, data_dir=args.data_dir,
+                                                   validation_split=0.0))
+    except ValueError as error:
+        return _fail(str(error), EXIT_FAILED)
+    x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
+    if tuple(data.input_shape) != model.input_shape:
+        raise UsageError(f"{args.checkpoint} expects inputs of shape {model.input_shape}, "
+                         f"{args.dataset} has {tuple(data.input_shape)}")
+    loss = SoftmaxCrossEntropy() if data.task == "classification" else MSE()
+    result = model.evaluate(x, y, loss)
+    print(f"{args.split} ({len(x)} samples)  " +
+          "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    return EXIT_OK
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from .spec import SpecError, build
+
+    shape = args.input_shape
+    if shape is None:
+        from . import datasets
+        shape = datasets.load(args.dataset).input_shape
+    try:
+        model = build(args.arch, shape)
+    except SpecError as error:
+        raise UsageError(f"--arch: {error}") from None
+    print(model.spec)
+    print(model.summary().format(batch_size=args.batch_size))
+    return EXIT_OK
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from . import datasets
+
+    rows = [("name", "task", "shape", "classes", "train", "test", "on disk", "description")]
+    for info in datasets.available():
+        rows.append((info.name, info.task, "x".join(map(str, info.input_shape)),
+                     str(info.num_classes or "-"), str(info.train_size), str(info.test_size),
+                     "yes" if info.on_disk else "no", info.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(7)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+              + "  " + row[7])
+    return EXIT_OK
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from . import runs
+    from .callbacks.progress import format_metrics
+
+    try:
+        events = runs.follow(args.run) if args.follow else iter(runs.read(args.run))
+        for event in events:
+            if event.type == "batch":
+                continue
+            if event.type == "epoch":
+                text = f"epoch {event['epoch'] + 1}  {format_metrics(event.data)}"
+            elif event.type == "hparam":
+                text = f"{event['name']}: {event['old']} -> {event['new']}"
+            elif event.type in ("histograms", "confusion"):
+                continue
+            else:
+                text = "  ".join(f"{k}={v}" for k, v in event.data.items()
+                                 if k not in ("config",))
+            print(f"step {event.step:>7}  {event.type:<11} {text}", flush=True)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Experiment configuration: one set of fields for `nnlib train` flags, TOML config files and
+the TUI's setup screen, validated in one place.
+
+A config file is flat TOML with the same names as the CLI flags (dashes become underscores):
+
+    dataset = "glyphs"
+    arch = "conv(8,3) relu maxpool(2) dense(64) relu dense(10)"
+    epochs = 5
+    batch_size = 64
+    optimizer = "sgd"
+    lr = 0.05
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+OPTIMIZER_NAMES = ("sgd", "adam", "rmsprop")
+DEFAULT_DATASET = "glyphs"
+
+
+class ConfigError(ValueError):
+    """A config field or file that cannot be used; the message names the field."""
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines a training run. `arch=None` picks a default for the dataset."""
+
+    dataset: str = DEFAULT_DATASET
+    arch: str | None = None
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    validation_split: float = 0.1
+    subset: int | None = None
+    data_dir: str | None = None
+    run_dir: str | None = None
+    histogram_every: int = 50
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> ExperimentConfig:
+        """Raise ConfigError naming the first bad field."""
+        _require(isinstance(self.dataset, str) and self.dataset.strip() != "", "dataset",
+                 "a dataset name or a file path", self.dataset)
+        _require(self.arch is None or (isinstance(self.arch, str) and self.arch.strip() != ""),
+                 "arch", "an architecture spec such as 784-128-10", self.arch)
+        for name in ("epochs", "batch_size", "histogram_every"):
+            value = getattr(self, name)
+            _require(_is_int(value) and value >= 1, name, "a positive integer", value)
+        _require(_is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer",
+                 self.seed)
+        _require(self.subset is None or (_is_int(self.subset) and self.subset >= 1), "subset",
+                 "a positive number of samples", self.subset)
+        _require(self.optimizer in OPTIMIZER_NAMES, "optimizer",
+                 f"one of {', '.join(OPTIMIZER_NAMES)}", self.optimizer)
+        _require(_is_number(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)
+        _require(_is_number(self.momentum) and 0 <= self.momentum < 1, "momentum",
+                 "a number in [0, 1)", self.momentum)
+        _require(_is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
+                 "a number >= 0", self.weight_decay)
+        _require(_is_number(self.validation_split) and 0 <= self.validation_split < 1,
+                 "validation_split", "a fraction in [0, 1)", self.validation_split)
+        return self
+
+    # -- conversions ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        """A validated copy with `changes`; None values are ignored (unset CLI flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> ExperimentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown field {unknown[0]!r}; known fields: "
+                              f"{', '.join(sorted(known))}")
+        try:
+            return cls(**values)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ExperimentConfig:
+        """Read a TOML config file."""
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: cannot read the config file ({error})") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML ({error})") from None
+        return cls.from_dict(values, source=str(path))
+
+    def to_toml(self) -> str:
+        """The config as TOML; unset (None) fields are left out."""
+        lines = ["# nnlib experiment: `nnlib train --config FILE` or `nntui --config FILE`"]
+        for name, value in self.to_dict().items():
+            if value is not None:
+                lines.append(f"{name} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the TOML file atomically."""
+        from .runs import atomic_write_text
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, self.to_toml())
+        return path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _require(ok: bool, field_name: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{field_name} must be {expected}, got {value!r}")

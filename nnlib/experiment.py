@@ -1,0 +1,108 @@
+"""From a config to a ready trainer: the one path the CLI and the TUI both take.
+
+`setup` loads and prepares the dataset, builds the model, the loss and the optimizer, and
+attaches the monitor and the run logger, so every run — headless or in the TUI — writes the
+same run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import datasets
+from .callbacks import Callback, ModelCheckpoint, Monitor
+from .config import ExperimentConfig
+from .losses import MSE, Loss, SoftmaxCrossEntropy
+from .model import Sequential
+from .optimizers import make_optimizer
+from .runs import RunLogger, new_run_dir
+from .spec import build
+from .trainer import Trainer
+
+
+def default_arch(input_shape: tuple[int, ...], task: str, outputs: int) -> str:
+    """A small architecture that trains in seconds on this kind of input."""
+    if len(input_shape) == 3:
+        return f"conv(8,3) relu maxpool(2) conv(16,3) relu maxpool(2) dense(64) relu " \
+               f"dense({outputs})"
+    features = 1
+    for size in input_shape:
+        features *= size
+    if task == "regression":
+        return f"{features}-32-32-{outputs}:tanh"
+    return f"{features}-32-32-{outputs}"
+
+
+@dataclass
+class Experiment:
+    config: ExperimentConfig
+    data: datasets.Prepared
+    model: Sequential
+    loss: Loss
+    trainer: Trainer
+    run_dir: Path
+
+    @property
+    def arch(self) -> str:
+        return self.model.spec
+
+    def fit(self):
+        """Train with the config's epochs and batch size; returns the History."""
+        validation = (self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
+        return self.trainer.fit(self.data.x_train, self.data.y_train, epochs=self.config.epochs,
+                                batch_size=self.config.batch_size, validation_data=validation,
+                                seed=self.config.seed)
+
+
+def load_data(config: ExperimentConfig) -> datasets.Prepared:
+    """Load and prepare the config's dataset (normalised, split, subset)."""
+    dataset = datasets.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
+    return datasets.prepare(dataset, validation_split=config.validation_split,
+                            subset=config.subset, seed=config.seed)
+
+
+def outputs_for(data: datasets.Prepared) -> int:
+    return data.num_classes if data.task == "classification" else int(data.y_train.shape[1])
+
+
+def setup(config: ExperimentConfig, callbacks: Sequence[Callback] = (),
+          data: datasets.Prepared | None = None, run_root: str | Path | None = None,
+          checkpoints: bool = False) -> Experiment:
+    """Build everything a run needs. Raises ValueError (with a clear message) on a bad
+    dataset, spec or hyperparameter. With `checkpoints`, the run directory also gets
+    best.npz (best validation loss) and model.npz (written when the run ends, however)."""
+    data = data if data is not None else load_data(config)
+    arch = config.arch or default_arch(tuple(data.input_shape), data.task, outputs_for(data))
+    model = build(arch, data.input_shape, seed=config.seed)
+    if model.output_shape != (outputs_for(data),):
+        raise ValueError(f"arch: the model outputs {model.output_shape} values per sample but "
+                         f"{data.dataset.name} needs {outputs_for(data)}; end the spec with "
+                         f"dense({outputs_for(data)})")
+    loss: Loss = SoftmaxCrossEntropy() if data.task == "classification" else MSE()
+    hyper = {"lr": config.lr, "weight_decay": config.weight_decay}
+    if config.optimizer == "sgd":
+        hyper["momentum"] = config.momentum
+    optimizer = make_optimizer(config.optimizer, **hyper)
+    run_dir = Path(config.run_dir) if config.run_dir else new_run_dir(
+        run_root, f"{Path(config.dataset).stem}")
+    record = {**config.to_dict(), "arch": model.spec, "run_dir": str(run_dir),
+              "dataset_info": {"name": data.dataset.name, "task": data.task,
+                               "input_shape": list(data.input_shape),
+                               "num_classes": data.num_classes,
+                               "train": len(data.x_train), "validation": len(data.x_val),
+                               "test": len(data.x_test),
+                               "normalization": data.normalization}}
+    monitor = Monitor(every=config.histogram_every, class_names=data.class_names)
+    saving: list[Callback] = []
+    if checkpoints:
+        best_of = "val_loss" if len(data.x_val) else "loss"
+        saving = [ModelCheckpoint(run_dir / "best.npz", monitor=best_of),
+                  ModelCheckpoint(run_dir / "model.npz", save_best_only=False, at_end=True)]
+    logger = RunLogger(run_dir=run_dir, config=record)
+    # The logger goes last so that what other callbacks emit while the run ends is logged.
+    trainer = Trainer(model, loss, optimizer,
+                      callbacks=[monitor, *callbacks, *saving, logger])
+    trainer.batch_size = config.batch_size
+    return Experiment(config, data, model, loss, trainer, run_dir)
