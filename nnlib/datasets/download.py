@@ -33,6 +33,10 @@ class FetchError(Exception):
         self.offline = offline  # no connection at all (refused, DNS, unreachable)
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
 class _Progress:
     """Progress on stderr: a rich bar on a terminal, else one line at start and one at the end."""
 
@@ -50,7 +54,7 @@ class _Progress:
                 self._bar.start()
                 self._task = self._bar.add_task(url.rsplit("/", 1)[-1], total=total)
         if self._bar is None:
-            size = f" ({total / 1e6:.1f} MB)" if total else ""
+            size = f" ({_size(total)})" if total else ""
             print(f"nnlib: downloading {url}{size}", file=sys.stderr, flush=True)
 
     def advance(self, n: int) -> None:
@@ -63,7 +67,7 @@ class _Progress:
             self._bar.stop()
         if ok:
             seconds = time.monotonic() - self.start
-            print(f"nnlib: got {self.url} ({self.done / 1e6:.1f} MB in {seconds:.1f} s)",
+            print(f"nnlib: got {self.url} ({_size(self.done)} in {seconds:.1f} s)",
                   file=sys.stderr, flush=True)
 
 

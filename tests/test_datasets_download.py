@@ -1,0 +1,198 @@
+"""Downloading the MNIST family from mirrors: a local http.server stands in for the internet."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnlib.datasets as nds
+from nnlib.datasets import download as download_module
+from nnlib.datasets import idxfolder
+
+FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+@pytest.fixture(autouse=True)
+def data_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("NNLIB_DATA_DIR", str(home))
+    for var in ("NNLIB_MNIST_MIRRORS", "NNLIB_FASHION_MNIST_MIRRORS", "NNLIB_KMNIST_MIRRORS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(download_module, "RETRY_DELAY", 0.0)
+    return home
+
+
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory) -> dict[str, bytes]:
+    """Tiny gzipped IDX files with the standard names: 30 train and 10 test images."""
+    folder = tmp_path_factory.mktemp("payloads")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        nds.write_idx(folder / f"{split}-images-idx3-ubyte.gz",
+                      rng.integers(0, 256, (n, 7, 7), dtype=np.uint8))
+        nds.write_idx(folder / f"{split}-labels-idx1-ubyte.gz",
+                      (np.arange(n) % 10).astype(np.uint8))
+    return {name: (folder / name).read_bytes() for name in FILES}
+
+
+class Server:
+    """Serves `files` (name -> bytes) under /mnist/; `lie_about_length` truncates every body."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = {f"/mnist/{name}": body for name, body in files.items()}
+        self.requests: list[str] = []
+        self.lie_about_length = False
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                outer.requests.append(self.path)
+                body = outer.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                claimed = len(body) + 100 if outer.lie_about_length else len(body)
+                self.send_header("Content-Length", str(claimed))
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/mnist/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(payloads):
+    s = Server(payloads)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def checksums(payloads) -> dict[str, str]:
+    return {name: hashlib.md5(body).hexdigest() for name, body in payloads.items()}
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_download_then_cache(tmp_path, data_home, server, checksums, capsys):
+    data = tmp_path / "data"
+    ds = nds.load("mnist", data_dir=data, mirrors=[server.url], checksums=checksums)
+    assert (ds.train_size, ds.test_size) == (30, 10) and ds.input_shape == (7, 7, 1)
+    assert sorted(server.requests) == sorted(f"/mnist/{f}" for f in FILES)
+    assert leftovers(data) == ["mnist", *sorted(f"mnist/{f}" for f in FILES)]
+    assert len(list((data_home / "cache").glob("mnist-*.npz"))) == 1
+    assert "downloading" in capsys.readouterr().err  # progress goes to stderr
+    server.requests.clear()
+    again = nds.load("mnist", data_dir=data, mirrors=[server.url], checksums=checksums)
+    assert server.requests == []
+    assert np.array_equal(again.x_train, ds.x_train)
+
+
+def test_mirrors_from_the_environment_and_fallback(tmp_path, server, checksums, monkeypatch):
+    monkeypatch.setenv("NNLIB_MNIST_MIRRORS", f"{closed_port_url()}, {server.url}")
+    ds = nds.load("mnist", data_dir=tmp_path / "data", checksums=checksums)
+    assert ds.train_size == 30
+    assert len(server.requests) == 4  # the dead first mirror was skipped, not retried forever
+
+
+def test_download_files_only_fetches_what_is_missing(tmp_path, server, checksums, payloads):
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    (folder / FILES[0]).write_bytes(payloads[FILES[0]])
+    assert nds.download_files("mnist", tmp_path / "data", mirrors=[server.url],
+                              checksums=checksums) == folder
+    assert sorted(server.requests) == sorted(f"/mnist/{f}" for f in FILES[1:])
+
+
+def test_offline_error_names_files_and_folder(tmp_path):
+    data = tmp_path / "data"
+    with pytest.raises(nds.DatasetError) as err:
+        nds.load("fashion-mnist", data_dir=data, mirrors=[closed_port_url()], timeout=2)
+    message = str(err.value)
+    assert "no network" in message and "connection refused" in message
+    assert f"put these files in {data / 'fashion-mnist'}" in message
+    for name in FILES:
+        assert name in message
+    assert leftovers(data) == []
+
+
+def test_download_disabled_names_files_and_folder(tmp_path):
+    with pytest.raises(nds.DatasetError, match=r"files not found in .*kmnist.*t10k-labels"):
+        nds.load("kmnist", data_dir=tmp_path, download=False)
+
+
+def test_bad_checksum_is_rejected_and_nothing_is_kept(tmp_path, data_home, server, checksums):
+    data = tmp_path / "data"
+    wrong = {**checksums, FILES[2]: "0" * 32}
+    with pytest.raises(nds.DatasetError, match=r"t10k-images.*checksum mismatch.*put these files"):
+        nds.load("mnist", data_dir=data, mirrors=[server.url], checksums=wrong)
+    assert leftovers(data) == []
+    assert leftovers(data_home) == []
+
+
+def test_published_checksums_apply_to_any_mirror(tmp_path, server):
+    # a mirror serving files that are not the real MNIST ones is refused
+    with pytest.raises(nds.DatasetError, match="checksum mismatch"):
+        nds.load("mnist", data_dir=tmp_path / "data", mirrors=[server.url])
+    assert leftovers(tmp_path / "data") == []
+
+
+def test_truncated_download_is_retried_then_rejected(tmp_path, data_home, server, checksums):
+    server.lie_about_length = True
+    data = tmp_path / "data"
+    with pytest.raises(nds.DatasetError, match="download failed"):
+        nds.load("mnist", data_dir=data, mirrors=[server.url], checksums=checksums, retries=1)
+    assert server.requests == ["/mnist/" + FILES[0]] * 2  # one retry, then give up
+    assert leftovers(data) == [] and leftovers(data_home) == []
+
+
+def test_corrupt_download_with_matching_checksum_fails_on_read(tmp_path, server, checksums):
+    # a private mirror whose registered checksum covers a damaged file: the IDX reader catches it
+    damaged = server.files[f"/mnist/{FILES[3]}"][:-9]
+    server.files[f"/mnist/{FILES[3]}"] = damaged
+    sums = {**checksums, FILES[3]: hashlib.md5(damaged).hexdigest()}
+    with pytest.raises(nds.DatasetError, match="t10k-labels-idx1-ubyte.gz: corrupt or truncated"):
+        nds.load("mnist", data_dir=tmp_path / "data", mirrors=[server.url], checksums=sums,
+                 cache=False)
+
+
+def test_http_404_moves_on_to_the_next_mirror(tmp_path, server, checksums):
+    ds = nds.load("mnist", data_dir=tmp_path / "data", mirrors=[server.url + "gone/", server.url],
+                  checksums=checksums)
+    assert ds.train_size == 30
+    assert server.requests[:2] == [f"/mnist/gone/{FILES[0]}", f"/mnist/{FILES[0]}"]
+
+
+def test_md5_memo_is_keyed_by_mtime(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"one")
+    first = idxfolder.file_md5(path)
+    path.write_bytes(b"two!")
+    assert idxfolder.file_md5(path) != first
