@@ -1,7 +1,7 @@
 """nnlib: a numpy neural-network library — layers, losses, optimizers, a Trainer with
 callback hooks, datasets and run logs. Imports nothing but numpy and the standard library."""
 
-from . import callbacks, runs
+from . import callbacks, datasets, runs
 from .callbacks import (
     Callback,
     DivergenceGuard,
@@ -39,7 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Callback", "DivergenceGuard", "EarlyStopping", "History", "ModelCheckpoint", "Monitor",
-    "ProgressBar", "RunLogger", "Trainer", "callbacks", "runs",
+    "ProgressBar", "RunLogger", "Trainer", "callbacks", "datasets", "runs",
     "MSE", "SGD", "Adam", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten",
     "GradcheckResult", "Identity", "Layer", "LeakyReLU", "Loss", "MaxPool2D", "Optimizer",
     "Param", "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy",
