@@ -86,7 +86,7 @@ _ALIASES = {"conv2d": "conv", "maxpool2d": "maxpool", "avgpool2d": "avgpool", "f
 _MLP_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leakyrelu": LeakyReLU}
 
 _MLP = re.compile(r"^\s*(\d+(?:\s*-\s*\d+)+)\s*(?::\s*([a-z]+))?\s*$")
-_TOKEN = re.compile(r"\s*(?:->|,)?\s*([^\s,()>-][^\s,()]*(?:\([^()]*\))?|\S)")
+_TOKEN = re.compile(r"\s*(?:->|,)?\s*([^\s,()>-](?:(?!->)[^\s,()])*(?:\([^()]*\))?|\S)")
 _NAMED = re.compile(r"^([a-z][a-z0-9_]*)(?:\((.*)\))?$")
 
 
@@ -209,13 +209,15 @@ def _parse_token(text: str, number: int, index: int) -> Layer:
 def _parse_args(body: str | None, syntax: _TokenSyntax) -> dict[str, Any]:
     values: dict[str, Any] = {}
     parts = [p.strip() for p in body.split(",")] if body and body.strip() else []
+    keyword_seen = False
     for position, part in enumerate(parts):
         if "=" in part:
+            keyword_seen = True
             key, raw = (s.strip() for s in part.split("=", 1))
             if key not in syntax.args:
                 raise ValueError(f"unknown argument {key!r}")
         else:
-            if values.keys() - set(syntax.args[:position]):
+            if keyword_seen:
                 raise ValueError("positional argument after a keyword argument")
             if position >= len(syntax.args):
                 raise ValueError(f"too many arguments ({len(parts)})")
@@ -230,7 +232,7 @@ def _parse_args(body: str | None, syntax: _TokenSyntax) -> dict[str, Any]:
 
 
 def _parse_value(raw: str) -> Any:
-    if re.fullmatch(r"\d+", raw):
+    if re.fullmatch(r"[-+]?\d+", raw):
         return int(raw)
     if re.fullmatch(r"\d+x\d+", raw):
         height, width = raw.split("x")
