@@ -156,11 +156,16 @@ def _finish(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None,
 
 def _load_npz(path: Path, *, seed: int, image_shape: tuple[int, ...] | None,
               task: str | None) -> Dataset:
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(f"{path}: not a readable .npz file (not a zip archive)")
+    arrays = {}
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as e:  # object arrays need pickle, which is never enabled for data files
-        raise DatasetError(f"{path}: cannot read ({e})") from None
+            for key in z.files:
+                arrays[key] = z[key]
+    except ValueError:  # object arrays need pickle, which is never enabled for data files
+        raise DatasetError(f"{path}: array {key!r} holds Python objects; save plain numeric "
+                           "arrays (pickled data is not loaded)") from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise DatasetError(f"{path}: not a readable .npz file ({e})") from None
     for key in ("x_train", "y_train"):
@@ -344,7 +349,8 @@ def _csv_labels(labels: np.ndarray, task: str | None, image_shape: tuple[int, ..
     if not numeric.all():
         if numeric.any() or task == "regression":
             bad = int(np.flatnonzero(~numeric)[0])
-            what = "empty label" if not labels[bad] else f"label {labels[bad]!r} is not a number"
+            cell = str(labels[bad])
+            what = f"label {cell!r} is not a number" if cell else "empty label"
             raise DatasetError(f"{locate(bad)}: {what}")
         names, y = np.unique(labels, return_inverse=True)
         return y.astype(np.int64), "classification", [str(n) for n in names]
