@@ -1,0 +1,336 @@
+"""The trainer-to-UI bridge: an nnlib Callback that turns hooks and events into immutable
+snapshots and hands them to a sink.
+
+It runs on the training thread and must never hold it up, so it only copies small summaries
+(a few numbers, histogram counts, a confusion matrix) into frozen dataclasses; the UI thread
+never touches a live array. Batch points are buffered and sent at most `1 / interval` times a
+second (toolong's "batch by elapsed time"), so a fast model does not flood the UI; every other
+snapshot (epoch ends, events, histograms, the end of the run) is sent at once and never dropped.
+
+Importable without Textual: the app passes `post_message`-like sinks, tests pass `list.append`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nnlib.callbacks.base import Callback, Logs
+from nnlib.layers import ReLU
+from nnlib.runs import RunLogger
+
+if TYPE_CHECKING:
+    from nnlib.trainer import Trainer
+
+Pairs = tuple[tuple[str, Any], ...]
+
+
+def _pairs(values: Mapping[str, Any]) -> Pairs:
+    """An immutable copy of a dict of plain values (numpy scalars become Python numbers)."""
+    return tuple((str(k), v.item() if isinstance(v, np.generic) else v)
+                 for k, v in values.items())
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Hist:
+    """A fixed-bin histogram of one tensor with its TensorBoard percentiles."""
+
+    lo: float
+    hi: float
+    counts: tuple[int, ...]
+    percentiles: tuple[float, ...]
+    nonfinite: int = 0
+
+    @classmethod
+    def from_event(cls, data: Mapping[str, Any]) -> Hist:
+        return cls(float(data["lo"]), float(data["hi"]), tuple(int(c) for c in data["counts"]),
+                   tuple(float(p) for p in data["percentiles"]), int(data.get("nonfinite", 0)))
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One weighted layer at one step; `dead_fraction` is that of the ReLU that follows it."""
+
+    name: str
+    weights: Hist
+    grads: Hist | None = None
+    grad_norm: float | None = None
+    update_ratio: float | None = None
+    dead_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchPoint:
+    step: int
+    loss: float
+    accuracy: float | None
+    lr: float
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: str
+    task: str
+    arch: str
+    params: int
+    epochs: int
+    class_names: tuple[str, ...]
+    layers: tuple[str, ...]
+    hyperparameters: Pairs
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the run is, plus the batch points since the previous Progress."""
+
+    epoch: int
+    epochs: int
+    batch: int
+    steps_per_epoch: int
+    step: int
+    samples_per_sec: float
+    points: tuple[BatchPoint, ...]
+    hyperparameters: Pairs
+    pending: Pairs
+    state: str
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    epoch: int
+    step: int
+    loss: float
+    accuracy: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float
+    samples_per_sec: float
+
+
+@dataclass(frozen=True)
+class Histograms:
+    epoch: int
+    step: int
+    layers: tuple[LayerStats, ...]
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """The validation confusion matrix (rows true, columns predicted)."""
+
+    epoch: int
+    step: int
+    matrix: tuple[tuple[int, ...], ...]
+    precision: tuple[float, ...]
+    recall: tuple[float, ...]
+    class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Regression:
+    """Predicted against true on the validation set as a 2-D histogram (rows: predicted, from
+    high to low; columns: true, low to high) over one shared range, so the diagonal is y = x."""
+
+    epoch: int
+    step: int
+    counts: tuple[tuple[int, ...], ...]
+    lo: float
+    hi: float
+    r2: float
+    mae: float
+
+
+@dataclass(frozen=True)
+class HparamChange:
+    step: int
+    name: str
+    old: Any
+    new: Any
+    applies: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A discrete trainer event worth a log line: pause, resume, early_stop, diverged,
+    checkpoint, or an error before training began."""
+
+    kind: str
+    step: int
+    message: str
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    reason: str
+    step: int
+    epoch: int
+    error: str | None = None
+
+
+Snapshot = (RunStarted | Progress | EpochEnd | Histograms | Confusion | Regression
+            | HparamChange | Notice | RunEnded)
+Sink = Callable[[Snapshot], object]
+
+
+def regression_summary(outputs: np.ndarray, targets: np.ndarray, epoch: int, step: int,
+                       bins: tuple[int, int] = (12, 24)) -> Regression:
+    """Summarise predictions against targets (first output column) for a small plot."""
+    predicted = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)[:, 0]
+    true = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)[:, 0]
+    finite = np.isfinite(predicted)
+    lo = float(min(true.min(), predicted[finite].min() if finite.any() else true.min()))
+    hi = float(max(true.max(), predicted[finite].max() if finite.any() else true.max()))
+    if hi <= lo:
+        hi = lo + 1.0
+    counts, _, _ = np.histogram2d(np.clip(predicted[finite], lo, hi), true[finite],
+                                  bins=bins, range=((lo, hi), (lo, hi)))
+    residual = true - np.where(finite, predicted, np.nan)
+    total = float(np.sum((true - true.mean()) ** 2))
+    sse = float(np.nansum(residual ** 2)) if finite.all() else math.inf
+    return Regression(epoch, step, tuple(tuple(int(c) for c in row) for row in counts[::-1]),
+                      lo, hi, 1.0 - sse / total if total else 0.0,
+                      float(np.nanmean(np.abs(residual))) if finite.any() else math.inf)
+
+
+_NOTICES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "pause": lambda d: "paused",
+    "resume": lambda d: "resumed",
+    "early_stop": lambda d: f"early stop: {d.get('monitor')} has not improved since epoch "
+                            f"{(d.get('best_epoch') or 0) + 1}",
+    "diverged": lambda d: f"diverged: loss is {d.get('loss')} (epoch {d.get('epoch', 0) + 1}, "
+                          f"batch {d.get('batch', 0) + 1}); weights kept from the last "
+                          f"finite step",
+    "checkpoint": lambda d: f"checkpoint ({d.get('reason')}): {d.get('path')}",
+}
+
+
+class Bridge(Callback):
+    """Send immutable snapshots of a run to `sink`; batch points at most every `interval` s.
+
+    The sink is called on the training thread, so it must be thread-safe (Textual's
+    `post_message` is) and quick.
+    """
+
+    def __init__(self, sink: Sink, interval: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sink = sink
+        self.interval = interval
+        self.clock = clock
+        self.ended = False
+        self._started = False
+        self._done = 0  # batches done in the current epoch
+        self._points: list[BatchPoint] = []
+        self._last_sent = -math.inf
+        self._last_logs: Logs = {}
+        self._relu_owner: dict[str, str] = {}
+
+    # -- hooks ----------------------------------------------------------------------------
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self._start(trainer)
+
+    def _start(self, trainer: Trainer) -> None:
+        """Announce the run once, before anything else about it (the Monitor's first
+        histograms may arrive before this callback's own on_train_begin)."""
+        if self._started:
+            return
+        self._started, self.ended, self._done = True, False, 0
+        self._points, self._last_sent, self._last_logs = [], -math.inf, {}
+        weighted: list[str] = []
+        owner = ""
+        for layer in trainer.model.layers:
+            if "W" in layer.params:
+                owner = layer.name
+                weighted.append(owner)
+            elif isinstance(layer, ReLU) and owner:
+                self._relu_owner[layer.name] = owner
+        run_dir = next((str(c.run_dir) for c in trainer.callbacks
+                        if isinstance(c, RunLogger) and c.run_dir is not None), "")
+        classes = trainer.model.output_shape[-1] if trainer.loss.task == "classification" else 0
+        self.sink(RunStarted(run_dir, trainer.loss.task, trainer.model.spec,
+                             trainer.model.summary().total_params, trainer.epochs,
+                             tuple(str(i) for i in range(classes)), tuple(weighted),
+                             _pairs(trainer.hyperparameters())))
+
+    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
+        self._done = 0
+        self._flush(trainer)
+
+    def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
+        self._points.append(BatchPoint(int(logs["step"]), float(logs["loss"]),
+                                       _number(logs.get("accuracy")), float(logs["lr"])))
+        self._last_logs = logs
+        self._done = batch + 1
+        # While paused (single steps), every batch must show at once.
+        if trainer.paused or self.clock() - self._last_sent >= self.interval:
+            self._flush(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
+        self._flush(trainer)
+        self.sink(EpochEnd(epoch, int(logs["step"]), float(logs["loss"]),
+                           _number(logs.get("accuracy")), _number(logs.get("val_loss")),
+                           _number(logs.get("val_accuracy")), float(logs["seconds"]),
+                           float(logs["samples_per_sec"])))
+        if (trainer.loss.task == "regression" and trainer.validation_outputs is not None
+                and trainer.validation_data is not None):
+            self.sink(regression_summary(trainer.validation_outputs, trainer.validation_data[1],
+                                         epoch, trainer.global_step))
+
+    def on_event(self, trainer: Trainer, event: str, data: Logs) -> None:
+        self._start(trainer)
+        step = int(data.get("step", trainer.global_step))
+        if event == "histograms":
+            self.sink(Histograms(int(data.get("epoch", trainer.epoch)), step,
+                                 self._layer_stats(data["layers"])))
+            return
+        self._flush(trainer)
+        if event == "confusion":
+            self.sink(Confusion(int(data["epoch"]), step,
+                                tuple(tuple(int(c) for c in row) for row in data["matrix"]),
+                                tuple(float(p) for p in data["precision"]),
+                                tuple(float(r) for r in data["recall"]),
+                                tuple(str(n) for n in data["class_names"])))
+        elif event == "hparam":
+            self.sink(HparamChange(step, str(data["name"]), data["old"], data["new"],
+                                   str(data.get("applies", "next batch"))))
+        else:
+            describe = _NOTICES.get(event, lambda d: event)
+            self.sink(Notice(event, step, describe(data)))
+
+    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+        self._flush(trainer)
+        self._started, self.ended = False, True
+        self.sink(RunEnded(str(logs.get("reason", "finished")), int(logs.get("step", 0)),
+                           int(logs.get("epoch", 0)), logs.get("error")))
+
+    # -- helpers --------------------------------------------------------------------------
+    def _flush(self, trainer: Trainer) -> None:
+        """Send a Progress with the buffered points (also when there are none, so the
+        status follows epoch starts and pauses)."""
+        points, self._points = tuple(self._points), []
+        self._last_sent = self.clock()
+        self.sink(Progress(trainer.epoch, trainer.epochs, self._done, trainer.steps_per_epoch,
+                           trainer.global_step,
+                           float(self._last_logs.get("samples_per_sec", 0.0)), points,
+                           _pairs(trainer.hyperparameters()), _pairs(trainer.pending()),
+                           trainer.state))
+
+    def _layer_stats(self, layers: Mapping[str, Mapping[str, Any]]) -> tuple[LayerStats, ...]:
+        dead = {self._relu_owner[name]: float(entry["dead_fraction"])
+                for name, entry in layers.items()
+                if "dead_fraction" in entry and name in self._relu_owner}
+        return tuple(
+            LayerStats(name, Hist.from_event(entry["weights"]),
+                       Hist.from_event(entry["grads"]) if "grads" in entry else None,
+                       _number(entry.get("grad_norm")), _number(entry.get("update_ratio")),
+                       dead.get(name))
+            for name, entry in layers.items() if "weights" in entry)
+

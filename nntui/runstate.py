@@ -1,0 +1,190 @@
+"""RunState: everything the dashboard shows, accumulated from bridge snapshots on the UI thread.
+
+Kept apart from the widgets (and from Textual) so it can be fed a fixed sequence of snapshots
+in tests and snapshot images, and so every panel draws from one consistent state. Series are
+bounded: past `cap` points a series drops every other point and keeps every second new one,
+so memory and drawing time stay flat however long a run is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bridge import (
+    Confusion,
+    EpochEnd,
+    Histograms,
+    HparamChange,
+    LayerStats,
+    Notice,
+    Progress,
+    Regression,
+    RunEnded,
+    RunStarted,
+    Snapshot,
+)
+
+#: Run states shown in the status panel, with the words used for them.
+STATE_LABELS = {
+    "loading": "loading data", "running": "running", "paused": "paused",
+    "pausing": "pausing…", "stopping": "stopping…", "stopped": "stopped",
+    "finished": "finished", "diverged": "diverged", "early_stop": "early stop",
+    "error": "error", "interrupted": "interrupted",
+}
+END_STATES = ("stopped", "finished", "diverged", "early_stop", "error", "interrupted")
+
+
+class Decimated:
+    """Parallel columns of numbers holding at most `cap` rows, evenly spread over the run."""
+
+    def __init__(self, columns: int, cap: int = 2048) -> None:
+        self.cap = cap
+        self.columns: list[list[float]] = [[] for _ in range(columns)]
+        self._stride = 1
+        self._seen = 0
+
+    def append(self, *values: float) -> None:
+        if self._seen % self._stride == 0:
+            for column, value in zip(self.columns, values, strict=True):
+                column.append(value)
+            if len(self.columns[0]) > self.cap:
+                self.columns = [column[::2] for column in self.columns]
+                self._stride *= 2
+        self._seen += 1
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+
+@dataclass
+class LayerHistory:
+    """Percentiles of one layer's weights (and gradients) over steps, and its latest stats."""
+
+    latest: LayerStats
+    weights: Decimated = field(default_factory=lambda: Decimated(8, cap=512))
+    grads: Decimated = field(default_factory=lambda: Decimated(8, cap=512))
+
+    def add(self, step: int, stats: LayerStats) -> None:
+        self.latest = stats
+        self.weights.append(step, *stats.weights.percentiles)
+        if stats.grads is not None:
+            self.grads.append(step, *stats.grads.percentiles)
+
+
+class RunState:
+    """The dashboard's model of one run. `version` grows with every change, so widgets
+    redraw only when something moved."""
+
+    def __init__(self, dataset: str = "", arch: str = "", cap: int = 2048) -> None:
+        self.dataset = dataset
+        self.arch = arch
+        self.cap = cap
+        self.version = 0
+        self.state = "loading"
+        self.started: RunStarted | None = None
+        self.progress: Progress | None = None
+        self.epochs: list[EpochEnd] = []
+        self.batches = Decimated(4, cap)  # step, loss, accuracy (nan if none), lr
+        self.marks: list[HparamChange] = []
+        self.layers: dict[str, LayerHistory] = {}
+        self.confusion: Confusion | None = None
+        self.regression: Regression | None = None
+        self.end: RunEnded | None = None
+        self.requested: dict[str, Any] = {}
+
+    # -- feeding ----------------------------------------------------------------------------
+    def apply(self, snapshot: Snapshot) -> None:
+        """Fold one snapshot into the state."""
+        self.version += 1
+        if isinstance(snapshot, RunStarted):
+            self.started, self.arch = snapshot, snapshot.arch
+            self.state = "running"
+        elif isinstance(snapshot, Progress):
+            self._progress(snapshot)
+        elif isinstance(snapshot, EpochEnd):
+            self.epochs.append(snapshot)
+        elif isinstance(snapshot, Histograms):
+            for stats in snapshot.layers:
+                history = self.layers.setdefault(stats.name, LayerHistory(stats))
+                history.add(snapshot.step, stats)
+        elif isinstance(snapshot, Confusion):
+            self.confusion = snapshot
+        elif isinstance(snapshot, Regression):
+            self.regression = snapshot
+        elif isinstance(snapshot, HparamChange):
+            self.marks.append(snapshot)
+            self.requested.pop(snapshot.name, None)
+        elif isinstance(snapshot, Notice):
+            if snapshot.kind in ("pause", "resume"):
+                self.state = "paused" if snapshot.kind == "pause" else "running"
+        elif isinstance(snapshot, RunEnded):
+            self.end = snapshot
+            self.state = snapshot.reason if snapshot.reason in END_STATES else "stopped"
+            self.requested.clear()
+
+    def _progress(self, snapshot: Progress) -> None:
+        self.progress = snapshot
+        for point in snapshot.points:
+            accuracy = math.nan if point.accuracy is None else point.accuracy
+            self.batches.append(point.step, point.loss, accuracy, point.lr)
+        if self.state not in ("pausing", "stopping") or snapshot.state == "paused":
+            self.state = snapshot.state if self.end is None else self.state
+
+    def request(self, name: str, value: Any) -> None:
+        """Show a requested hyperparameter value at once, before the trainer applies it."""
+        self.version += 1
+        self.requested[name] = value
+
+    def mark_state(self, state: str) -> None:
+        """A control request the trainer has not acted on yet (pausing…, stopping…)."""
+        if self.end is None:
+            self.version += 1
+            self.state = state
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def task(self) -> str:
+        return self.started.task if self.started else "classification"
+
+    @property
+    def finished(self) -> bool:
+        return self.end is not None
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self.progress.hyperparameters) if self.progress else (
+            dict(self.started.hyperparameters) if self.started else {})
+
+    @property
+    def pending(self) -> dict[str, Any]:
+        """Values requested but not yet in force (the trainer's and this UI's)."""
+        pending = dict(self.progress.pending) if self.progress and self.end is None else {}
+        pending.update(self.requested)
+        return pending
+
+    def eta_seconds(self) -> float | None:
+        """Time left, from the measured samples/s (not the wall clock, so it is stable)."""
+        p = self.progress
+        if p is None or p.samples_per_sec <= 0 or self.end is not None:
+            return None
+        remaining = (p.steps_per_epoch - p.batch) + (p.epochs - p.epoch - 1) * p.steps_per_epoch
+        batch_size = float(self.hyperparameters.get("batch_size", 1))
+        return max(remaining, 0) * batch_size / p.samples_per_sec
+
+    def fraction_done(self) -> float:
+        p = self.progress
+        if p is None or not p.epochs or not p.steps_per_epoch:
+            return 1.0 if self.end and self.end.reason == "finished" else 0.0
+        done = (p.epoch + min(p.batch, p.steps_per_epoch) / p.steps_per_epoch) / p.epochs
+        return min(max(done, 0.0), 1.0)
+
+    def layer_names(self) -> list[str]:
+        if self.started and self.started.layers:
+            return list(self.started.layers)
+        return list(self.layers)
+
+    @property
+    def last_epoch(self) -> EpochEnd | None:
+        return self.epochs[-1] if self.epochs else None

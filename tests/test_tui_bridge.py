@@ -1,0 +1,181 @@
+"""The trainer-to-UI bridge and the run state, without Textual."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nnlib import MSE, Monitor, SoftmaxCrossEntropy, Trainer, build, make_optimizer
+from nnlib.callbacks.base import Callback
+from nntui import bridge as b
+from nntui.runstate import Decimated, RunState
+
+
+def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = rng.normal(0, 0.5, (n, 2)).astype(np.float32) + np.array([[2, 0], [0, 2], [-2, -2]],
+                                                                   np.float32)[y]
+    return x, y.astype(np.int64)
+
+
+class FakeClock:
+    """Time that only moves when a test says so, so coalescing is deterministic."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def classification_run(callbacks: list[Callback], epochs: int = 2, batch_size: int = 40
+                       ) -> Trainer:
+    x, y = blobs()
+    trainer = Trainer(build("2-8-3", (2,), seed=0), SoftmaxCrossEntropy(),
+                      make_optimizer("sgd", lr=0.1, momentum=0.9),
+                      callbacks=[Monitor(every=2), *callbacks])
+    trainer.fit(x[:200], y[:200], epochs=epochs, batch_size=batch_size,
+                validation_data=(x[200:], y[200:]))
+    return trainer
+
+
+def test_bridge_does_not_import_textual():
+    code = "import nntui.bridge, nntui.runstate, nntui.plot, sys; print('textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_snapshots_arrive_in_order_and_are_immutable():
+    sent: list[b.Snapshot] = []
+    classification_run([b.Bridge(sent.append, interval=0.0)])
+    kinds = [type(s).__name__ for s in sent]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunEnded"
+    assert kinds.count("EpochEnd") == 2 and kinds.count("Confusion") == 2
+    started = sent[0]
+    assert started.task == "classification" and started.layers == ("dense_1", "dense_2")
+    assert started.class_names == ("0", "1", "2")
+    for snapshot in sent:
+        assert dataclasses.is_dataclass(snapshot)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            snapshot.step = 99  # type: ignore[misc]
+    confusion = next(s for s in sent if isinstance(s, b.Confusion))
+    assert isinstance(confusion.matrix, tuple) and isinstance(confusion.matrix[0], tuple)
+    assert sum(map(sum, confusion.matrix)) == 40
+    hist = next(s for s in sent if isinstance(s, b.Histograms) and s.step > 0)
+    first = hist.layers[0]
+    assert isinstance(first.weights.counts, tuple) and first.grads is not None
+    assert first.grad_norm is not None and first.update_ratio is not None
+    assert first.dead_fraction is not None  # from the ReLU after dense_1
+    assert hist.layers[1].dead_fraction is None  # no ReLU after the output layer
+
+
+def test_progress_coalesces_but_keeps_every_batch_point():
+    clock = FakeClock()
+    sent: list[b.Snapshot] = []
+    trainer = classification_run([b.Bridge(sent.append, interval=10.0, clock=clock)],
+                                 epochs=3, batch_size=10)
+    progress = [s for s in sent if isinstance(s, b.Progress)]
+    # Frozen time: only epoch starts, epoch ends and events flush, not each of 60 batches.
+    assert len(progress) < 20
+    steps = [p.step for s in progress for p in s.points]
+    assert steps == list(range(1, trainer.global_step + 1))
+    assert [s.epoch for s in sent if isinstance(s, b.EpochEnd)] == [0, 1, 2]
+
+
+def test_progress_follows_the_clock():
+    clock = FakeClock()
+    sent: list[b.Snapshot] = []
+
+    class Tick(Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            clock.now += 0.04  # 25 batches per second
+
+    classification_run([Tick(), b.Bridge(sent.append, interval=0.1, clock=clock)],
+                       epochs=1, batch_size=5)
+    batches = [len(s.points) for s in sent if isinstance(s, b.Progress) and s.points]
+    assert max(batches) <= 3 and sum(batches) == 40
+
+
+def test_paused_steps_are_sent_at_once():
+    clock = FakeClock()
+    sent: list[b.Snapshot] = []
+
+    class PauseAfterFirst(Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            if logs["step"] == 1:
+                trainer.pause()
+            elif logs["step"] == 2:
+                trainer.stop()
+            trainer.step()
+
+    classification_run([PauseAfterFirst(), b.Bridge(sent.append, interval=10.0, clock=clock)])
+    progress = [s for s in sent if isinstance(s, b.Progress) and s.points]
+    assert [p.points[-1].step for p in progress][:2] == [1, 2]
+    assert sent[-1].reason == "stopped"
+
+
+def test_hparam_changes_and_errors_are_snapshots():
+    sent: list[b.Snapshot] = []
+
+    class Boom(Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            if logs["step"] == 1:
+                trainer.set("lr", 0.5)
+            if logs["step"] == 3:
+                raise RuntimeError("kaboom")
+
+    with pytest.raises(RuntimeError):
+        classification_run([Boom(), b.Bridge(sent.append, interval=0.0)])
+    change = next(s for s in sent if isinstance(s, b.HparamChange))
+    assert (change.name, change.old, change.new, change.step) == ("lr", 0.1, 0.5, 1)
+    end = sent[-1]
+    assert isinstance(end, b.RunEnded) and end.reason == "error" and "kaboom" in end.error
+
+
+def test_regression_gets_a_predicted_vs_true_summary_and_no_confusion():
+    sent: list[b.Snapshot] = []
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3, 3, (200, 1)).astype(np.float32)
+    y = np.sin(x).astype(np.float32)
+    trainer = Trainer(build("1-16-1:tanh", (1,), seed=0), MSE(),
+                      make_optimizer("sgd", lr=0.05, momentum=0.9),
+                      callbacks=[Monitor(every=5), b.Bridge(sent.append, interval=0.0)])
+    trainer.fit(x[:160], y[:160], epochs=2, batch_size=16, validation_data=(x[160:], y[160:]))
+    assert sent[0].task == "regression" and sent[0].class_names == ()
+    assert not any(isinstance(s, b.Confusion) for s in sent)
+    regression = [s for s in sent if isinstance(s, b.Regression)]
+    assert len(regression) == 2
+    assert sum(map(sum, regression[-1].counts)) == 40
+    assert regression[-1].lo < regression[-1].hi and regression[-1].r2 <= 1.0
+    points = [p for s in sent if isinstance(s, b.Progress) for p in s.points]
+    assert points and all(p.accuracy is None for p in points)
+
+
+def test_run_state_folds_snapshots():
+    sent: list[b.Snapshot] = []
+    classification_run([b.Bridge(sent.append, interval=0.0)])
+    state = RunState("blobs")
+    for snapshot in sent:
+        state.apply(snapshot)
+    assert state.finished and state.state == "finished"
+    assert len(state.batches) == 10 and len(state.epochs) == 2
+    assert state.confusion is not None and set(state.layers) == {"dense_1", "dense_2"}
+    assert state.layer_names() == ["dense_1", "dense_2"]
+    assert state.fraction_done() == 1.0 and state.eta_seconds() is None
+    state.request("lr", 1.0)
+    assert state.pending == {"lr": 1.0}
+
+
+def test_decimation_bounds_a_series_and_spans_the_run():
+    series = Decimated(2, cap=100)
+    for step in range(10_000):
+        series.append(step, step * 2.0)
+    assert len(series) <= 101
+    steps = series.columns[0]
+    assert steps[0] == 0 and steps[-1] > 9_000 and steps == sorted(steps)
