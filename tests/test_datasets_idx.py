@@ -178,8 +178,11 @@ def test_stale_or_damaged_cache_is_rebuilt(tmp_path, data_home):
     write_split(src, "t10k", 10)
     nds.load(src)
     (cache,) = (data_home / "cache").glob("digits-*.npz")
-    cache.write_bytes(b"garbage")
-    assert nds.load(src).train_size == 20
+    whole = cache.read_bytes()
+    for damaged in (b"garbage", whole[: len(whole) // 2]):
+        cache.write_bytes(damaged)
+        assert nds.load(src).train_size == 20
+        assert cache.read_bytes() == whole  # rewritten
     write_split(src, "train", 25, seed=5)  # new source files: the fingerprint changes
     assert nds.load(src).train_size == 25
 

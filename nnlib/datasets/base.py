@@ -159,12 +159,11 @@ class Builtin:
 REGISTRY: dict[str, Builtin] = {}
 
 
-def register(entry: Builtin) -> Builtin:
+def register(entry: Builtin) -> None:
     """Add a built-in dataset; names are unique so `load(name)` is unambiguous."""
     if entry.name in REGISTRY:
         raise ValueError(f"dataset {entry.name!r} is already registered")
     REGISTRY[entry.name] = entry
-    return entry
 
 
 def generator(

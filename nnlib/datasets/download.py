@@ -34,6 +34,8 @@ class FetchError(Exception):
 
 
 def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
@@ -45,12 +47,14 @@ class _Progress:
         self._bar = None
         if sys.stderr.isatty():
             try:
+                from rich.console import Console
                 from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
             except ImportError:
                 pass
             else:
                 self._bar = Progress(*Progress.get_default_columns(), DownloadColumn(),
-                                     TransferSpeedColumn(), transient=True)
+                                     TransferSpeedColumn(), transient=True,
+                                     console=Console(stderr=True))
                 self._bar.start()
                 self._task = self._bar.add_task(url.rsplit("/", 1)[-1], total=total)
         if self._bar is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ def _read_cache(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
             if str(z["fingerprint"]) != fingerprint:
                 return None
             return {k: z[k] for k in z.files if k != "fingerprint"}
-    except (OSError, ValueError, KeyError, EOFError):  # missing, stale format or damaged
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing or damaged
         return None
 
 

@@ -7,7 +7,7 @@ done, and `Prepared.transform` applies the same thing to new inputs (e.g. a digi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -81,6 +81,19 @@ def _feature_axes(x: np.ndarray) -> tuple[int, ...]:
     return tuple(range(x.ndim - 1))
 
 
+def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(x) == 0:
+        raise DatasetError("standardize: cannot compute statistics of an empty array")
+    axes = _feature_axes(x)
+    x32 = x.astype(np.float32, copy=False)
+    mean = x32.mean(axis=axes, dtype=np.float64).astype(np.float32)
+    spread = x32 - mean  # one float32 temporary, squared in place (np.std would make a float64)
+    spread *= spread
+    std = np.sqrt(spread.mean(axis=axes, dtype=np.float64)).astype(np.float32)
+    std[std == 0] = 1.0
+    return mean, std
+
+
 def standardize(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """((x - mean) / std as float32, mean, std); mean/std are computed from x when not given.
@@ -88,15 +101,10 @@ def standardize(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray |
     Per feature for (N, D) data, per channel for images. A constant feature gets std 1 so it
     maps to 0 instead of dividing by zero.
     """
-    x32 = x.astype(np.float32, copy=False)
     if mean is None or std is None:
-        if len(x) == 0:
-            raise DatasetError("standardize: cannot compute statistics of an empty array")
-        mean = x32.mean(axis=_feature_axes(x32), dtype=np.float64).astype(np.float32)
-        std = x32.std(axis=_feature_axes(x32), dtype=np.float64).astype(np.float32)
-        std[std == 0] = 1.0
+        mean, std = _stats(x)
     mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-    return (x32 - mean) / std, mean, std
+    return (x.astype(np.float32, copy=False) - mean) / std, mean, std
 
 
 def _scale_factor(x: np.ndarray) -> float:
@@ -119,7 +127,7 @@ def _fit(x: np.ndarray, kind: str | None) -> dict:
     if kind == "scale":
         return {"kind": "scale", "factor": _scale_factor(x)}
     if kind == "standardize":
-        _, mean, std = standardize(x)
+        mean, std = _stats(x)
         return {"kind": "standardize", "mean": mean.tolist(), "std": std.tolist()}
     return {"kind": "none"}
 
@@ -143,11 +151,11 @@ class Prepared:
     x_test: np.ndarray
     y_test: np.ndarray
     dataset: Dataset
-    normalization: dict = field(default_factory=lambda: {"kind": "none"})
-    input_shape: tuple[int, ...] = ()
-    task: str = "classification"
-    num_classes: int | None = None
-    class_names: list[str] | None = None
+    normalization: dict  # {"kind": "scale", "factor": f} | {"kind": "standardize", ...} | none
+    input_shape: tuple[int, ...]
+    task: str
+    num_classes: int | None
+    class_names: list[str] | None
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Apply the recorded normalisation to new raw inputs (float32 out)."""
