@@ -7,12 +7,14 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import _validate
 from .layers import LAYER_TYPES, Layer, Param
 from .layers.base import Shape
 
@@ -161,6 +163,7 @@ class Sequential:
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Outputs for `x` in evaluation mode, computed in batches to bound memory."""
+        batch_size = _validate.positive_int("predict", "batch_size", batch_size)
         was_training = self.training
         self.eval()
         try:
@@ -304,7 +307,8 @@ def load(path: str | os.PathLike) -> Sequential:
         if str(error).startswith(str(path)):
             raise
         raise ValueError(f"{path}: corrupt or truncated model file ({error})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as error:
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, KeyError,
+            NotImplementedError) as error:
         raise ValueError(f"{path}: corrupt or truncated model file ({error})") from None
     model = from_architecture(architecture, source=str(path))
     expected = model.named_parameters()
@@ -325,18 +329,27 @@ def from_architecture(architecture: dict, source: str = "architecture") -> Seque
     """Rebuild an (untrained) model from `Sequential.architecture()`."""
     if not isinstance(architecture, dict) or architecture.get("format") != FORMAT:
         raise ValueError(f"{source}: not an nnlib model architecture")
-    if architecture.get("version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{source}: written by a newer nnlib (format version "
-                         f"{architecture['version']}, this one reads {FORMAT_VERSION})")
-    layers = []
-    for record in architecture["layers"]:
-        cls = LAYER_TYPES.get(record.get("type"))
-        if cls is None:
-            raise ValueError(f"{source}: unknown layer type {record.get('type')!r}")
-        config = {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()}
-        layers.append(cls(**config, name=record["name"]))
-    return Sequential(layers, input_shape=architecture["input_shape"],
-                      seed=architecture.get("seed"), dtype=architecture.get("dtype", "float32"))
+    try:
+        if architecture.get("version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{source}: written by a newer nnlib (format version "
+                             f"{architecture['version']}, this one reads {FORMAT_VERSION})")
+        layers = []
+        for record in architecture["layers"]:
+            cls = LAYER_TYPES.get(record.get("type"))
+            if cls is None:
+                raise ValueError(f"{source}: unknown layer type {record.get('type')!r}")
+            config = {k: tuple(v) if isinstance(v, list) else v
+                      for k, v in record["config"].items()}
+            layers.append(cls(**config, name=record["name"]))
+        return Sequential(layers, input_shape=architecture["input_shape"],
+                          seed=architecture.get("seed"),
+                          dtype=architecture.get("dtype", "float32"))
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        # A hand-edited or damaged record: say which file, not just which Python error.
+        if str(error).startswith(source):
+            raise
+        detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
+        raise ValueError(f"{source}: invalid architecture record ({detail})") from None
 
 
 __all__ = ["Sequential", "Summary", "atomic_savez", "from_architecture", "load"]
