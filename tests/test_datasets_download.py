@@ -196,3 +196,11 @@ def test_md5_memo_is_keyed_by_mtime(tmp_path):
     first = idxfolder.file_md5(path)
     path.write_bytes(b"two!")
     assert idxfolder.file_md5(path) != first
+
+
+def test_unwritable_destination_is_not_reported_as_offline(tmp_path, server, checksums):
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data folder should be")
+    with pytest.raises(nds.DatasetError, match="cannot write .*train-images") as err:
+        nds.load("mnist", data_dir=blocker, mirrors=[server.url], checksums=checksums)
+    assert "network" not in str(err.value)

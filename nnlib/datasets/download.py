@@ -95,39 +95,47 @@ def _classify(url: str, e: BaseException) -> FetchError:
 
 def _fetch_once(url: str, dest: Path, md5: str | None, timeout: float) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    digest = hashlib.md5(usedforsecurity=False)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            total = response.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
-            progress = _Progress(url, total)
-            ok = False
-            try:
-                def write(f) -> None:
-                    while chunk := response.read(_CHUNK):
-                        f.write(chunk)
-                        digest.update(chunk)
-                        progress.advance(len(chunk))
-                    if total is not None and progress.done != total:
-                        raise FetchError(url, f"truncated: got {progress.done} of {total} bytes",
-                                         transient=True)
-                    if md5 is not None and digest.hexdigest() != md5:
-                        raise FetchError(url, f"checksum mismatch: md5 {digest.hexdigest()}, "
-                                         f"expected {md5}", transient=False)
-
-                atomic_write(dest, write)
-                ok = True
-            finally:
-                progress.close(ok)
-    except FetchError:
-        raise
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError are OSErrors
         raise _classify(url, e) from None
+    with response:
+        total = response.headers.get("Content-Length")
+        total = int(total) if total and total.isdigit() else None
+        digest = hashlib.md5(usedforsecurity=False)
+        progress = _Progress(url, total)
+
+        def write(f) -> None:
+            while True:
+                try:
+                    chunk = response.read(_CHUNK)
+                except (OSError, http.client.HTTPException) as e:
+                    raise _classify(url, e) from None
+                if not chunk:
+                    break
+                f.write(chunk)
+                digest.update(chunk)
+                progress.advance(len(chunk))
+            if total is not None and progress.done != total:
+                raise FetchError(url, f"truncated: got {progress.done} of {total} bytes",
+                                 transient=True)
+            if md5 is not None and digest.hexdigest() != md5:
+                raise FetchError(url, f"checksum mismatch: md5 {digest.hexdigest()}, "
+                                 f"expected {md5}", transient=False)
+
+        ok = False
+        try:
+            atomic_write(dest, write)
+            ok = True
+        except OSError as e:  # network errors arrive as FetchError: this one is local
+            raise DatasetError(f"cannot write {dest} ({e.strerror or e})") from None
+        finally:
+            progress.close(ok)
 
 
 def fetch(urls: list[str], dest: Path, *, md5: str | None, timeout: float = 30.0,
           retries: int = 2) -> None:
-    """Download the first URL that works into `dest`; raise FetchError-s summary on failure.
+    """Download the first URL that works into `dest`, else raise DownloadFailed listing why.
 
     Each URL is tried up to `1 + retries` times while its errors look transient (timeouts,
     dropped connections, HTTP 5xx); refused connections and 4xx move on to the next mirror.

@@ -159,11 +159,13 @@ def download_files(name: str, data_dir: str | os.PathLike | None = None, *,
             fetch([b + filename for b in bases], dest, md5=md5.get(filename), timeout=timeout,
                   retries=retries)
             fetched.append(dest)
-    except DownloadFailed as e:
+    except DatasetError as e:
         for path in fetched:
             path.unlink(missing_ok=True)
         if created_folder and folder.exists() and not any(folder.iterdir()):
             folder.rmdir()
+        if not isinstance(e, DownloadFailed):
+            raise
         cause = "no network or mirror unreachable" if e.offline else "download failed"
         raise DatasetError(
             f"{name}: {cause} ({e}). To use {name} offline, {missing_message(folder)}; "
