@@ -18,7 +18,8 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """counts[true, predicted] as int64."""
-    return np.bincount(labels * num_classes + predicted,
+    # int64 first: uint8 labels (raw IDX files, user arrays) times num_classes wrap at 256.
+    return np.bincount(np.asarray(labels, dtype=np.int64) * num_classes + predicted,
                        minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 

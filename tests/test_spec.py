@@ -211,3 +211,15 @@ def test_the_kernel_error_locates_its_token():
 
 def test_spec_error_is_a_value_error():
     assert issubclass(nl.SpecError, ValueError)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("conv(3)", "spec token 1 'conv(3)': missing kernel; expected conv(filters, kernel, "
+                "[stride=1], [pad=0|same|valid])"),
+    ("conv(6,5) relu maxpool(30)", "spec token 3 'maxpool(30)': maxpool_1: window 30x30 is "
+                                   "larger than its input 24x24"),
+])
+def test_the_readme_error_examples_are_exact(spec, message):
+    with pytest.raises(nl.SpecError) as error:
+        nl.build(spec, (28, 28, 1))
+    assert str(error.value) == message
