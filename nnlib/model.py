@@ -35,6 +35,7 @@ class LayerSummary:
 class Summary:
     input_shape: Shape
     layers: tuple[LayerSummary, ...]
+    bytes_per_value: int = 4  # the model's dtype: 4 for float32, 8 for float64
 
     @property
     def total_params(self) -> int:
@@ -54,7 +55,7 @@ class Summary:
                            for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
                  for row in rows]
         rule = "-" * len(lines[0])
-        param_bytes = self.total_params * 4
+        param_bytes = self.total_params * self.bytes_per_value
         return "\n".join([f"input shape: {(None, *self.input_shape)}", lines[0], rule,
                           *lines[1:], rule,
                           f"total params: {self.total_params:,} ({_human_bytes(param_bytes)})",
@@ -240,7 +241,7 @@ class Sequential:
         return Summary(self.input_shape, tuple(
             LayerSummary(layer.name, type(layer).__name__, layer.output_shape, layer.num_params,
                          int(np.prod(layer.output_shape)) * self.dtype.itemsize)
-            for layer in self.layers))
+            for layer in self.layers), self.dtype.itemsize)
 
     def _require_built(self) -> None:
         if self.input_shape is None:

@@ -467,6 +467,22 @@ def test_summary_of_lenet5():
     assert "(None, 28, 28, 6)" in text and "48,120" in text and "dense_3" in text
 
 
+@pytest.mark.parametrize("dtype, param_text, act_text", [
+    (np.float32, "total params: 468,874 (1.8 MiB)", "activations per batch of 64: 322.5 KiB"),
+    (np.float64, "total params: 468,874 (3.6 MiB)", "activations per batch of 64: 645.0 KiB"),
+])
+def test_summary_memory_follows_the_dtype(dtype, param_text, act_text):
+    model = nl.build("784-512-128-10", (784,)).to(dtype)
+    summary = model.summary()
+    assert summary.total_params == 784 * 512 + 512 + 512 * 128 + 128 + 128 * 10 + 10
+    itemsize = np.dtype(dtype).itemsize
+    assert summary.layers[0].activation_bytes == 512 * itemsize
+    assert summary.activation_bytes(64) == 64 * (512 * 2 + 128 * 2 + 10) * itemsize
+    text = str(summary)
+    assert param_text in text and act_text in text
+    assert "dense_1  (None, 512)" in text
+
+
 def test_predict_in_batches_equals_one_forward():
     model = nl.build("conv(3,3) relu maxpool(2) dropout(0.5) dense(4)", (8, 8, 1))
     x = _data((23, 8, 8, 1), dtype=np.float32)
