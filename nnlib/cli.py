@@ -11,7 +11,6 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -140,14 +139,13 @@ def _fail(message: str, code: int) -> int:
 
 def _load_data_or_fail(config: Any) -> Any:
     """Prepared data; an unknown dataset name is a usage error, a bad file a data error."""
-    from . import datasets
+    from .datasets import UnknownDataset
     from .experiment import load_data
 
-    names = {info.name for info in datasets.available(config.data_dir)}
-    if config.dataset not in names and not Path(config.dataset).exists():
-        raise UsageError(f"unknown dataset {config.dataset!r}: expected one of "
-                         f"{', '.join(sorted(names))}, or a path to a .npz, .csv or IDX folder")
-    return load_data(config)
+    try:
+        return load_data(config)
+    except UnknownDataset as error:
+        raise UsageError(str(error)) from None
 
 
 def _train(args: argparse.Namespace) -> int:

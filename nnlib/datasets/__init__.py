@@ -15,7 +15,7 @@ from pathlib import Path
 from . import glyphs as _glyphs  # noqa: F401  (registers "glyphs")
 from . import mnist as _mnist  # noqa: F401  (registers the MNIST family)
 from . import synthetic as _synthetic  # noqa: F401  (registers the 2-D and regression sets)
-from .base import REGISTRY, Dataset, DatasetError, DatasetInfo
+from .base import REGISTRY, Dataset, DatasetError, DatasetInfo, UnknownDataset
 from .files import load_path
 from .idx import read_idx, write_idx
 from .idxfolder import DatasetWarning
@@ -40,6 +40,7 @@ __all__ = [
     "shuffle",
     "standardize",
     "train_val_split",
+    "UnknownDataset",
     "write_idx",
 ]
 
@@ -87,7 +88,7 @@ def load(name_or_path: str | os.PathLike, *, data_dir: str | os.PathLike | None 
         in_data_dir = Path(data_dir or default_data_dir()) / path
         path = in_data_dir if in_data_dir.exists() else path
     if not path.exists():
-        raise DatasetError(f"unknown dataset {str(name_or_path)!r}: not a built-in name "
+        raise UnknownDataset(f"unknown dataset {str(name_or_path)!r}: not a built-in name "
                            f"({', '.join(REGISTRY)}) and no such file or folder")
     unknown = sorted(set(generator_kwargs) - {"task", "cache"})
     if unknown:

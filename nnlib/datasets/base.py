@@ -22,6 +22,10 @@ class DatasetError(ValueError):
     """A dataset cannot be loaded because of something the user can fix (file, folder, option)."""
 
 
+class UnknownDataset(DatasetError):
+    """The name is neither a built-in dataset nor an existing path (a usage error in the CLI)."""
+
+
 def check_finite(name: str, x: np.ndarray) -> None:
     """Raise DatasetError naming `name` and the first row that holds NaN or inf."""
     if x.dtype.kind != "f" or x.size == 0:
