@@ -7,13 +7,13 @@ typed into the CLI or the TUI reads as a sentence rather than a numpy traceback.
 from __future__ import annotations
 
 import math
+import numbers
 
 
 def positive_int(owner: str, name: str, value: object) -> int:
-    """Return `value` as an int if it is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    if value < 1:
+    """Return `value` as an int if it is an integer >= 1 (a numpy integer, or 3.0, too)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or int(value) != value or value < 1):
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
     return int(value)
 

@@ -292,6 +292,10 @@ def test_window_larger_than_its_input(layer, shape, window, padded):
     (lambda: nl.Dense(-4), r"Dense: units must be a positive integer, got -4"),
     (lambda: nl.Dense(2.5), r"Dense: units must be a positive integer, got 2.5"),
     (lambda: nl.Dense(True), r"Dense: units must be a positive integer, got True"),
+    (lambda: nl.Dense(float("nan")), r"Dense: units must be a positive integer, got nan"),
+    (lambda: nl.Dense(float("inf")), r"Dense: units must be a positive integer, got inf"),
+    (lambda: nl.Dense("8"), r"Dense: units must be a positive integer, got '8'"),
+    (lambda: nl.Dense(np.int64(0)), r"Dense: units must be a positive integer, got np.int64\(0\)"),
     (lambda: nl.Dense(3, init="zeros"), r"Dense: init must be one of he, glorot, normal"),
     (lambda: nl.Conv2D(0, 3), r"Conv2D: filters must be a positive integer, got 0"),
     (lambda: nl.Conv2D(-1, 3), r"Conv2D: filters must be a positive integer, got -1"),
@@ -312,3 +316,10 @@ def test_window_larger_than_its_input(layer, shape, window, padded):
 def test_bad_constructor_values(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_numpy_integers_are_accepted_where_ints_are():
+    classes = np.array([0, 3, 9]).max() + 1  # np.int64, as computed from labels
+    assert nl.Dense(classes).units == 10 and type(nl.Dense(classes).units) is int
+    assert nl.Conv2D(np.int32(4), 3).filters == 4
+    assert nl.Dense(np.float64(3.0)).units == 3
