@@ -121,6 +121,9 @@ def build(spec: str, input_shape: Sequence[int], seed: int | None = 0) -> Sequen
     than its input, say) name the token of the layer that could not be built.
     """
     input_shape = tuple(int(d) for d in input_shape)
+    if not input_shape or any(d < 1 for d in input_shape):
+        # Checked here so the error is not blamed on the first token.
+        raise SpecError(f"input shape must be positive sizes, got {input_shape}")
     layers = parse(spec, input_shape)
     layers = _insert_implicit_flattens(layers, input_shape)
     model = Sequential(layers, seed=seed)

@@ -176,6 +176,10 @@ ERRORS = [
     ("conv(8,3) relu 10", (8, 8, 1), ["spec token 3 '10'", "write dense(10)"], "10"),
     ("dense(10) 784-10", (4,), ["spec token 2 '784-10'", "expected a layer"], "784-10"),
     ("", (4,), ["empty architecture spec", "expected e.g."], None),
+    ("conv(2,3) dense(2)", (8, 0, 1), ["input shape must be positive sizes, got (8, 0, 1)"],
+     None),
+    ("0-2", (0,), ["input shape must be positive sizes, got (0,)"], None),
+    ("dense(2)", (), ["input shape must be positive sizes, got ()"], None),
     ("   ", (4,), ["empty architecture spec"], None),
 ]
 
