@@ -1,0 +1,427 @@
+"""One training epoch of nnlib against PyTorch CPU, side by side, on 8,000 MNIST digits.
+
+    python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--policy]
+
+Each row is one model trained for one epoch (batch 64, SGD lr 0.01 momentum 0.9, shuffled with a
+fixed seed) by each framework, timed with `perf_counter` around the epoch only; the frameworks
+alternate run by run (and swap who goes first) in one process so that machine noise hits both.
+Medians of `--runs` runs are printed as a Markdown table with the nnlib/torch time ratio and the
+test accuracy after the epoch (2,000 held-out digits).
+
+Memory is measured separately, one fresh subprocess per framework and model (1 thread): the
+peak resident set growth over one epoch, i.e. VmHWM after the epoch minus VmRSS before it (the
+high-water mark is reset through /proc/self/clear_refs after the data and the model exist).
+For nnlib the tracemalloc peak, the largest total of live numpy arrays, is shown as well.
+
+`--policy` adds the BLAS-thread measurement for the trainer: nnlib with 1 and 2 BLAS threads,
+with and without a busy pure-Python thread beside it (as a UI thread would be at worst).
+
+A row is a *runner*: a function `(model_name, data, seed) -> (train_one_epoch, accuracy)`.
+Add one to RUNNERS to time another way of training (e.g. a Trainer) against the same torch rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import nnlib as nl  # noqa: E402
+
+BATCH = 64
+LR = 0.01
+MOMENTUM = 0.9
+N_TRAIN, N_TEST = 8000, 2000
+
+MODELS = {
+    "MLP 784-512-128-10": "784-512-128-10",
+    "LeNet-5": "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) "
+               "dense(120) relu dense(84) relu dense(10)",
+    "tutorial CNN": "conv(3,5) relu maxpool(3,stride=2) dense(84) relu dense(10)",
+}
+
+Epoch = Callable[[], None]
+Accuracy = Callable[[], float]
+Runner = Callable[[str, "Data", int], tuple[Epoch, Accuracy]]
+
+
+# -- data -------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    x_train: np.ndarray  # (N, 28, 28, 1) float32 in [0, 1]
+    y_train: np.ndarray  # (N,) int64
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def batches(self, seed: int) -> Iterator[np.ndarray]:
+        order = np.random.default_rng(seed).permutation(len(self.x_train))
+        for start in range(0, len(order), BATCH):
+            yield order[start:start + BATCH]
+
+    def head(self, count: int) -> Data:
+        return Data(self.x_train[:count], self.y_train[:count], self.x_test[:count],
+                    self.y_test[:count])
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """A minimal IDX reader (the format of the MNIST files): magic, dims, then uint8 data."""
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    if raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_mnist(directory: Path) -> tuple[Data, str]:
+    """nnlib.datasets when it loads the folder (first 8,000 / last 2,000 of the t10k files),
+    else the same split read here."""
+    try:
+        import warnings
+
+        from nnlib import datasets
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "partial: only the test files are there"
+            ds = datasets.load("mnist", data_dir=directory, download=False, cache=False)
+        images, labels = np.concatenate([ds.x_train, ds.x_test]), \
+            np.concatenate([ds.y_train, ds.y_test])
+        source = "nnlib.datasets.load('mnist')"
+    except Exception:  # noqa: BLE001 - any failure: fall back to the local reader
+        images, labels = read_idx(directory / "t10k-images-idx3-ubyte.gz"), \
+            read_idx(directory / "t10k-labels-idx1-ubyte.gz")
+        source = "the benchmark's own IDX reader"
+    if images.size != (N_TRAIN + N_TEST) * 28 * 28:
+        raise SystemExit(f"{directory}: expected the 10,000 MNIST t10k digits, got "
+                         f"{images.shape}")
+    scale = np.float32(255 if images.dtype == np.uint8 else 1)
+    x = (images.reshape(-1, 28, 28, 1) / scale).astype(np.float32)
+    y = labels.astype(np.int64)
+    return Data(x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:]), source
+
+
+# -- runners: (model name, data, seed) -> (train one epoch, test accuracy) --------------------
+def nnlib_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
+    """The plain loop: forward, loss, backward_params, optimizer step."""
+    model = nl.build(MODELS[name], (28, 28, 1), seed=seed)
+    loss = nl.SoftmaxCrossEntropy()
+    optimizer = nl.SGD(LR, momentum=MOMENTUM)
+
+    def train_epoch() -> None:
+        for idx in data.batches(seed):
+            out = model.forward(data.x_train[idx])
+            loss.forward(out, data.y_train[idx])
+            model.backward_params(loss.backward())
+            optimizer.step(model.parameters())
+
+    def accuracy() -> float:
+        return float(np.mean(model.predict(data.x_test).argmax(axis=1) == data.y_test))
+
+    return train_epoch, accuracy
+
+
+def torch_model(name: str):  # noqa: ANN201 - torch is optional
+    from torch import nn
+    if name.startswith("MLP"):
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 128),
+                             nn.ReLU(), nn.Linear(128, 10))
+    if name == "LeNet-5":
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                             nn.Linear(84, 10))
+    return nn.Sequential(nn.Conv2d(1, 3, 5), nn.ReLU(), nn.MaxPool2d(3, stride=2), nn.Flatten(),
+                         nn.Linear(363, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+def torch_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
+    """The idiomatic PyTorch loop on NCHW tensors (torch's native layout)."""
+    import torch
+    torch.manual_seed(seed)
+    model = torch_model(name)
+    for module in model.modules():  # nnlib's "he" init, so that accuracies compare
+        if isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(module.bias)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = torch.from_numpy(np.ascontiguousarray(data.x_train.transpose(0, 3, 1, 2)))
+    y = torch.from_numpy(data.y_train)
+    x_test = torch.from_numpy(np.ascontiguousarray(data.x_test.transpose(0, 3, 1, 2)))
+
+    def train_epoch() -> None:
+        model.train()
+        for idx in data.batches(seed):
+            index = torch.from_numpy(idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(x[index]), y[index]).backward()
+            optimizer.step()
+
+    def accuracy() -> float:
+        model.eval()
+        with torch.no_grad():
+            predicted = torch.cat([model(x_test[i:i + 256]).argmax(dim=1)
+                                   for i in range(0, len(x_test), 256)])
+        return float(np.mean(predicted.numpy() == data.y_test))
+
+    return train_epoch, accuracy
+
+
+RUNNERS: dict[str, Runner] = {"nnlib": nnlib_loop, "torch": torch_loop}
+REFERENCE = "torch"
+
+
+def have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def set_threads(count: int) -> threadpool_limits:
+    """Limit numpy's BLAS (and any OpenMP pool) and torch's intra-op pool to `count` threads."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
+    return threadpool_limits(limits=count)
+
+
+# -- timing -----------------------------------------------------------------------------------
+@dataclass
+class Result:
+    seconds: list[float]
+    accuracy: list[float]
+
+
+def time_epoch(runner: Runner, name: str, data: Data, seed: int) -> tuple[float, float]:
+    """Build a fresh model, time one epoch, return (seconds, test accuracy)."""
+    train_epoch, accuracy = runner(name, data, seed)
+    start = time.perf_counter()
+    train_epoch()
+    seconds = time.perf_counter() - start
+    return seconds, accuracy()
+
+
+def measure(frameworks: list[str], names: list[str], threads: list[int], runs: int, data: Data,
+            seed: int) -> dict[tuple[str, str, int], Result]:
+    """Interleaved: for each run, each model, each framework (alternating who goes first)."""
+    results: dict[tuple[str, str, int], Result] = {}
+    for count in threads:
+        with set_threads(count):
+            for framework in frameworks:  # warm-up: thread pools, lazy inits, caches
+                for name in names:
+                    time_epoch(RUNNERS[framework], name, data.head(640), seed)
+            for run in range(runs):
+                for name in names:
+                    order = frameworks if run % 2 == 0 else frameworks[::-1]
+                    for framework in order:
+                        seconds, acc = time_epoch(RUNNERS[framework], name, data, seed)
+                        result = results.setdefault((framework, name, count), Result([], []))
+                        result.seconds.append(seconds)
+                        result.accuracy.append(acc)
+                        print(f"  {count} thread(s) run {run + 1}/{runs} {name:20s} "
+                              f"{framework:8s} {seconds:6.2f} s  acc {acc:.3f}",
+                              file=sys.stderr, flush=True)
+    return results
+
+
+def speed_table(results: dict[tuple[str, str, int], Result], frameworks: list[str],
+                names: list[str], threads: list[int], runs: int) -> str:
+    others = [f for f in frameworks if f != REFERENCE]
+    has_ref = REFERENCE in frameworks
+    head = ["model", "threads", *[f"{f} s" for f in frameworks]]
+    if has_ref:
+        head += [f"{f}/{REFERENCE}" for f in others]
+    head += [f"{f} acc" for f in frameworks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        for count in threads:
+            median = {f: statistics.median(results[f, name, count].seconds) for f in frameworks}
+            cells = [name, str(count), *[f"{median[f]:.2f}" for f in frameworks]]
+            if has_ref:
+                cells += [f"{median[f] / median[REFERENCE]:.2f}x" for f in others]
+            cells += [f"{statistics.median(results[f, name, count].accuracy):.1%}"
+                      for f in frameworks]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nMedian of {runs} runs; one epoch of {N_TRAIN:,} digits, " \
+                              f"batch {BATCH}, SGD lr {LR} momentum {MOMENTUM}."
+
+
+# -- memory (one fresh subprocess per framework and model) -------------------------------------
+def _status() -> dict[str, int]:
+    values = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def memory_probe(framework: str, name: str, data: Data, seed: int) -> dict[str, float]:
+    """Run inside a fresh process: peak RSS growth over one epoch (and numpy's peak for nnlib)."""
+    if framework == REFERENCE:
+        import torch  # noqa: F401 - imported before the baseline is taken
+    with set_threads(1):
+        train_epoch, _ = RUNNERS[framework](name, data, seed)
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # reset VmHWM to the current RSS
+        before = _status()["VmRSS"]
+        traced = framework != REFERENCE
+        if traced:
+            tracemalloc.start()
+        train_epoch()
+        report = {"rss": _status()["VmHWM"] - before}
+        if traced:
+            report["numpy"] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+    return report
+
+
+def memory_table(frameworks: list[str], names: list[str], args: argparse.Namespace) -> str:
+    head = ["model", *[f"{f} peak RSS +" for f in frameworks]]
+    traced = [f for f in frameworks if f != REFERENCE]
+    head += [f"{f} numpy peak" for f in traced]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        reports = {}
+        for framework in frameworks:
+            out = subprocess.run(
+                [sys.executable, __file__, "--mnist-dir", str(args.mnist_dir), "--seed",
+                 str(args.seed), "--probe-memory", framework, name],
+                check=True, capture_output=True, text=True).stdout
+            reports[framework] = json.loads(out.strip().splitlines()[-1])
+        cells = [name, *[f"{reports[f]['rss'] / 2**20:.1f} MiB" for f in frameworks]]
+        cells += [f"{reports[f]['numpy'] / 2**20:.1f} MiB" for f in traced]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (
+        "\n\nPeak RSS + : resident-set high-water mark during one epoch minus the RSS before "
+        "it, fresh process, 1 thread.\nnumpy peak: tracemalloc's peak of live numpy arrays "
+        "during the epoch (numpy reports its allocations to tracemalloc; torch does not).")
+
+
+# -- BLAS thread policy: 1 vs 2 threads, with and without a busy Python thread ----------------
+def spin(stop: threading.Event) -> None:
+    """A pure-Python busy loop, the worst case for a UI thread beside the trainer."""
+    while not stop.is_set():
+        total = 0
+        for i in range(10_000):
+            total += i
+
+
+def policy_table(names: list[str], data: Data, runs: int, seed: int) -> str:
+    cases = [(count, busy) for busy in (False, True) for count in (1, 2)]
+    times: dict[tuple[str, int, bool], list[float]] = {}
+    with set_threads(1):
+        for name in names:
+            time_epoch(nnlib_loop, name, data.head(640), seed)
+    for run in range(runs):
+        for name in names:
+            for count, busy in cases if run % 2 == 0 else cases[::-1]:
+                stop = threading.Event()
+                spinner = threading.Thread(target=spin, args=(stop,), daemon=True)
+                if busy:
+                    spinner.start()
+                with set_threads(count):
+                    seconds, _ = time_epoch(nnlib_loop, name, data, seed)
+                stop.set()
+                if busy:
+                    spinner.join()
+                times.setdefault((name, count, busy), []).append(seconds)
+                print(f"  policy run {run + 1}/{runs} {name:20s} {count} thread(s) "
+                      f"{'busy' if busy else 'idle'}  {seconds:6.2f} s",
+                      file=sys.stderr, flush=True)
+    head = ["model", "1 thread", "2 threads", "1 thread + busy thread", "2 threads + busy thread"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        base = statistics.median(times[name, 1, False])
+        cells = [name]
+        for count, busy in cases:
+            median = statistics.median(times[name, count, busy])
+            cells.append(f"{median:.2f} s ({median / base:.2f}x)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nnnlib plain loop, median of {runs} runs, relative to " \
+                              "1 thread without a busy thread."
+
+
+# -- machine facts --------------------------------------------------------------------------
+def machine_facts() -> str:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or cpu
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    blas = [f"{p['internal_api']} {p.get('version')} ({p.get('architecture', '?')}, "
+            f"{p.get('threading_layer', '?')})" for p in threadpool_info()
+            if p["user_api"] == "blas" and "numpy" in p["filepath"]]
+    lines = [f"- CPU: {cpu}, {cores} cores available",
+             f"- Python {platform.python_version()}, numpy {np.__version__}, "
+             f"BLAS: {', '.join(blas) or 'unknown'}"]
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        lines.append(f"- torch {torch.__version__}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per row (default 3)")
+    parser.add_argument("--threads", default="1,2",
+                        help="BLAS/torch thread counts, comma separated (default 1,2)")
+    parser.add_argument("--mnist-dir", type=Path, default=REPO.parent / "shared/datasets/mnist")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma-separated subset of: " + ", ".join(MODELS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-torch", action="store_true", help="time nnlib only")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
+    parser.add_argument("--policy", action="store_true",
+                        help="also measure nnlib with 1/2 threads beside a busy Python thread")
+    parser.add_argument("--probe-memory", nargs=2, metavar=("FRAMEWORK", "MODEL"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    data, source = load_mnist(args.mnist_dir)
+    if args.probe_memory:
+        print(json.dumps(memory_probe(*args.probe_memory, data, args.seed)))
+        return
+    names = [n.strip() for n in args.models.split(",")]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
+    threads = [int(t) for t in args.threads.split(",")]
+    frameworks = [f for f in RUNNERS if f != REFERENCE]
+    if not args.no_torch and have_torch():
+        frameworks.append(REFERENCE)
+
+    results = measure(frameworks, names, threads, args.runs, data, args.seed)
+    print(f"## Engine speed: one epoch on MNIST (t10k files, loaded by {source})\n")
+    print(machine_facts() + "\n")
+    print(speed_table(results, frameworks, names, threads, args.runs) + "\n")
+    if not args.no_memory:
+        print(memory_table(frameworks, names, args) + "\n")
+    if args.policy:
+        print(policy_table(names, data, args.runs, args.seed) + "\n")
+
+
+if __name__ == "__main__":
+    main()
