@@ -1,9 +1,9 @@
-"""2-D convolution, channels-last, as one GEMM over an im2col window view.
+"""2-D convolution, channels-last, as one GEMM over an im2col matrix.
 
-Forward copies every receptive field into a (N*Ho*Wo, kh*kw*C) matrix and multiplies by the
-kernel reshaped to (kh*kw*C, F). Backward reuses that matrix for dL/dW and scatters
-dL/d(columns) back onto the input with a short loop over the kh*kw kernel offsets, which was
-measured 3-9x faster than `np.add.at`.
+Forward copies every receptive field into a row of an (N*Ho*Wo, kh*kw*C) matrix and multiplies
+by the kernel reshaped to (kh*kw*C, F). Backward reuses that matrix for dL/dW and scatters
+dL/d(columns) back onto the input with a short loop (col2im), which was measured 3-9x faster
+than `np.add.at`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Conv2D(Layer):
         if init not in INITIALIZERS:
             raise ValueError(f"Conv2D: init must be one of {', '.join(INITIALIZERS)}, got {init!r}")
         self.init = init
+        self._buffer: np.ndarray | None = None  # im2col matrix, reused between batches
 
     def _pads(self, height: int, width: int) -> tuple[int, int, int, int]:
         if self.padding == "valid":
@@ -73,29 +74,66 @@ class Conv2D(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
-        n = x.shape[0]
-        kernel = self.params["W"].value
+        kernel, bias = self.params["W"].value, self.params["b"].value
         padded = win.pad(x, self._pad)
         self._padded_shape = padded.shape
-        self._cols = win.windows(padded, self._kernel, self._stride, self._out).reshape(
-            n * self._out[0] * self._out[1], -1)
-        out = self._cols @ kernel.reshape(-1, self.filters)
-        out += self.params["b"].value
-        return out.reshape(n, *self._out, self.filters)
+        self._cols = self._im2col(padded)
+        weights = np.concatenate([kernel.reshape(-1, self.filters), bias[None]])
+        return (self._cols @ weights).reshape(x.shape[0], *self._out, self.filters)
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         kernel, bias = self.params["W"], self.params["b"]
         grad2d = grad.reshape(-1, self.filters)
-        np.matmul(self._cols.T, grad2d, out=kernel.grad.reshape(-1, self.filters))
-        np.sum(grad2d, axis=0, out=bias.grad)
+        grads = self._cols.T @ grad2d  # dL/dW and, from the ones column, dL/db
+        kernel.grad[...] = grads[:-1].reshape(kernel.grad.shape)
+        bias.grad[...] = grads[-1]
         if not need_input_grad:
             return None
+        return win.crop(self._col2im(grad2d @ kernel.value.reshape(-1, self.filters).T), self._pad)
+
+    def _im2col(self, x: np.ndarray) -> np.ndarray:
+        """Every receptive field as a row of an (N*Ho*Wo, kh*kw*C + 1) matrix.
+
+        The last column is all ones so the bias rides in the GEMM: no broadcast add forward,
+        and dL/db comes out of the dL/dW GEMM instead of a sum over a narrow (N*Ho*Wo, F)
+        array (LeNet-5 epoch 0.68 -> 0.56 s). The buffer is kept between batches, so the ones
+        are written once. With one channel the rows would be copied in runs of kw values; a
+        kernel-offset-major buffer, filled one (N, Ho, Wo) plane per offset, copies runs of Wo
+        values instead and is 3-4x faster (LeNet-5 conv_1: 0.21 vs 0.82 ms a batch).
+        """
+        n, channels = x.shape[0], x.shape[3]
         kh, kw = self._kernel
-        dcols = (grad2d @ kernel.value.reshape(-1, self.filters).T).reshape(
-            grad.shape[0], *self._out, kh, kw, -1)
-        dpadded = np.zeros(self._padded_shape, dtype=grad.dtype)
+        rows, size = n * self._out[0] * self._out[1], kh * kw * channels
+        layout = (size + 1, rows) if channels == 1 else (rows, size + 1)
+        if self._buffer is None or self._buffer.shape != layout or self._buffer.dtype != x.dtype:
+            self._buffer = np.empty(layout, x.dtype)
+            ones = self._buffer[-1] if channels == 1 else self._buffer[:, -1]
+            ones[...] = 1
+        if channels > 1:
+            target = self._buffer[:, :size].reshape(n, *self._out, kh, kw, channels)
+            np.copyto(target, win.windows(x, self._kernel, self._stride, self._out))
+            return self._buffer
+        planes = self._buffer[:size].reshape(kh, kw, n, *self._out)
         for i in range(kh):
             for j in range(kw):
-                target = win.window_slice(dpadded, i, j, self._stride, self._out)
-                target += dcols[:, :, :, i, j]
-        return win.crop(dpadded, self._pad)
+                np.copyto(planes[i, j], win.window_slice(x, i, j, self._stride, self._out)[..., 0])
+        return self._buffer.T
+
+    def _col2im(self, dcols: np.ndarray) -> np.ndarray:
+        """Sum the (N*Ho*Wo, kh*kw*C) column gradients back onto the padded input.
+
+        One add per (kernel row, output column) moves runs of kw*C contiguous values; one add
+        per kernel offset would move runs of only C values and was 1.1-4x slower (LeNet-5
+        conv_2: 0.64 ms vs 1.73 ms a batch). `np.add.at` is slower still.
+        """
+        n, height, width, channels = self._padded_shape
+        kh, kw = self._kernel
+        (sh, sw), (out_h, out_w) = self._stride, self._out
+        dcols = dcols.reshape(n, out_h, out_w, kh, kw * channels)
+        dpadded = np.zeros((n, height, width * channels), dtype=dcols.dtype)
+        for i in range(kh):
+            rows = dpadded[:, i:i + sh * (out_h - 1) + 1:sh]
+            for column in range(out_w):
+                start = column * sw * channels
+                rows[:, :, start:start + kw * channels] += dcols[:, :, column, i]
+        return dpadded.reshape(self._padded_shape)
