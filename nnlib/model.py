@@ -147,10 +147,13 @@ class Sequential:
         return self.layers[0].backward(grad)
 
     def backward_params(self, grad: np.ndarray) -> None:
-        """Like `backward` but skips dL/d(input) of the first layer, which training never uses."""
-        for layer in reversed(self.layers[1:]):
+        """Like `backward` but stops at the first layer with parameters and asks it for no
+        dL/d(input): training never uses it and the layers before it have nothing to fill.
+        (An MLP starts with a Flatten; without this its first Dense pays a needless GEMM.)"""
+        first = next((k for k, layer in enumerate(self.layers) if layer.params), 0)
+        for layer in reversed(self.layers[first + 1:]):
             grad = layer.backward(grad)
-        self.layers[0].backward(grad, need_input_grad=False)
+        self.layers[first].backward(grad, need_input_grad=False)
 
     def train(self, mode: bool = True) -> Sequential:
         """Training mode (dropout active) or, with mode=False, evaluation mode."""
