@@ -67,6 +67,15 @@ class Optimizer(ABC):
         return {key: getattr(self, key) for key in type(self).hyperparameters}
 
 
+def slot(state: dict[str, np.ndarray], key: str, like: np.ndarray) -> np.ndarray:
+    """The state array `key`, zeros on first use. (`state.setdefault(key, np.zeros_like(...))`
+    would allocate, and for a large weight map and unmap, a zero array at every step.)"""
+    array = state.get(key)
+    if array is None:
+        array = state[key] = np.zeros_like(like)
+    return array
+
+
 class SGD(Optimizer):
     """SGD with (Nesterov) momentum, in Keras's formulation:
     v = momentum * v - lr * g;  w += v   (or w += momentum * v - lr * g with Nesterov)."""
@@ -85,7 +94,7 @@ class SGD(Optimizer):
         if not self.momentum and "velocity" not in state:
             param.value -= lr * grad
             return
-        velocity = state.setdefault("velocity", np.zeros_like(param.value))
+        velocity = slot(state, "velocity", param.value)
         velocity *= self.momentum
         velocity -= lr * grad
         if self.nesterov:
@@ -112,8 +121,8 @@ class Adam(Optimizer):
 
     def update(self, param: Param, grad: np.ndarray, lr: float,
                state: dict[str, np.ndarray]) -> None:
-        m = state.setdefault("m", np.zeros_like(param.value))
-        v = state.setdefault("v", np.zeros_like(param.value))
+        m = slot(state, "m", param.value)
+        v = slot(state, "v", param.value)
         t = state["t"] = state.get("t", 0) + 1
         m *= self.beta1
         m += (1.0 - self.beta1) * grad
@@ -138,7 +147,7 @@ class RMSProp(Optimizer):
 
     def update(self, param: Param, grad: np.ndarray, lr: float,
                state: dict[str, np.ndarray]) -> None:
-        mean_square = state.setdefault("mean_square", np.zeros_like(param.value))
+        mean_square = slot(state, "mean_square", param.value)
         mean_square *= self.rho
         mean_square += (1.0 - self.rho) * grad * grad
         param.value -= lr * grad / (np.sqrt(mean_square) + self.eps)
