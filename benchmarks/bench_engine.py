@@ -13,8 +13,9 @@ peak resident set growth over one epoch, i.e. VmHWM after the epoch minus VmRSS 
 high-water mark is reset through /proc/self/clear_refs after the data and the model exist).
 For nnlib the tracemalloc peak, the largest total of live numpy arrays, is shown as well.
 
-`--policy` adds the BLAS-thread measurement for the trainer: nnlib with 1 and 2 BLAS threads,
-with and without a busy pure-Python thread beside it (as a UI thread would be at worst).
+`--policy` adds the BLAS-thread measurement for the trainer: nnlib with 1 and 2 BLAS threads
+while another thread of the process is idle, spins in pure Python (a UI thread at its worst),
+spins in C without the GIL (a busy core), or runs Python in 10 ms bursts (a UI redrawing).
 
 A row is a *runner*: a function `(model_name, data, seed) -> (train_one_epoch, accuracy)`.
 Add one to RUNNERS to time another way of training (e.g. a Trainer) against the same torch rows.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import platform
@@ -317,48 +319,76 @@ def memory_table(frameworks: list[str], names: list[str], args: argparse.Namespa
         "during the epoch (numpy reports its allocations to tracemalloc; torch does not).")
 
 
-# -- BLAS thread policy: 1 vs 2 threads, with and without a busy Python thread ----------------
-def spin(stop: threading.Event) -> None:
-    """A pure-Python busy loop, the worst case for a UI thread beside the trainer."""
+# -- BLAS thread policy: 1 vs 2 threads beside other work ---------------------------------------
+def python_spin(stop: threading.Event) -> None:
+    """Pure-Python busy loop: holds the GIL except when the interpreter hands it over."""
     while not stop.is_set():
         total = 0
         for i in range(10_000):
             total += i
 
 
+def native_spin(stop: threading.Event) -> None:
+    """Busy in C without the GIL (hashlib releases it for large inputs): takes a core only."""
+    block = bytes(1 << 20)
+    while not stop.is_set():
+        hashlib.sha256(block).digest()
+
+
+def python_bursts(stop: threading.Event) -> None:
+    """10 ms of pure Python every 100 ms, roughly a UI thread redrawing 10 times a second."""
+    while not stop.is_set():
+        end = time.perf_counter() + 0.010
+        while time.perf_counter() < end:
+            sum(range(1000))
+        stop.wait(0.090)
+
+
+BACKGROUNDS: dict[str, Callable[[threading.Event], None] | None] = {
+    "nothing": None,
+    "busy Python thread": python_spin,
+    "busy Python thread, switch interval 1 ms": python_spin,
+    "busy native thread (GIL released)": native_spin,
+    "Python thread, 10 ms busy every 100 ms": python_bursts,
+}
+
+
 def policy_table(names: list[str], data: Data, runs: int, seed: int) -> str:
-    cases = [(count, busy) for busy in (False, True) for count in (1, 2)]
-    times: dict[tuple[str, int, bool], list[float]] = {}
+    """nnlib epoch time with 1 and 2 BLAS threads while another thread of the process works."""
+    times: dict[tuple[str, str, int], list[float]] = {}
     with set_threads(1):
         for name in names:
             time_epoch(nnlib_loop, name, data.head(640), seed)
+    interval = sys.getswitchinterval()
     for run in range(runs):
         for name in names:
-            for count, busy in cases if run % 2 == 0 else cases[::-1]:
-                stop = threading.Event()
-                spinner = threading.Thread(target=spin, args=(stop,), daemon=True)
-                if busy:
-                    spinner.start()
-                with set_threads(count):
-                    seconds, _ = time_epoch(nnlib_loop, name, data, seed)
-                stop.set()
-                if busy:
-                    spinner.join()
-                times.setdefault((name, count, busy), []).append(seconds)
-                print(f"  policy run {run + 1}/{runs} {name:20s} {count} thread(s) "
-                      f"{'busy' if busy else 'idle'}  {seconds:6.2f} s",
-                      file=sys.stderr, flush=True)
-    head = ["model", "1 thread", "2 threads", "1 thread + busy thread", "2 threads + busy thread"]
+            for background, target in BACKGROUNDS.items():
+                for count in (1, 2) if run % 2 == 0 else (2, 1):
+                    stop = threading.Event()
+                    worker = threading.Thread(target=target, args=(stop,), daemon=True)
+                    if "switch interval" in background:
+                        sys.setswitchinterval(0.001)
+                    if target:
+                        worker.start()
+                    try:
+                        with set_threads(count):
+                            seconds, _ = time_epoch(nnlib_loop, name, data, seed)
+                    finally:
+                        stop.set()
+                        if target:
+                            worker.join()
+                        sys.setswitchinterval(interval)
+                    times.setdefault((name, background, count), []).append(seconds)
+                    print(f"  policy run {run + 1}/{runs} {name:20s} {count} thread(s) beside "
+                          f"{background}: {seconds:6.2f} s", file=sys.stderr, flush=True)
+    head = ["model", "beside the training thread", "1 BLAS thread", "2 BLAS threads", "2 / 1"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
-        base = statistics.median(times[name, 1, False])
-        cells = [name]
-        for count, busy in cases:
-            median = statistics.median(times[name, count, busy])
-            cells.append(f"{median:.2f} s ({median / base:.2f}x)")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nnnlib plain loop, median of {runs} runs, relative to " \
-                              "1 thread without a busy thread."
+        for background in BACKGROUNDS:
+            one, two = (statistics.median(times[name, background, c]) for c in (1, 2))
+            lines.append(f"| {name} | {background} | {one:.2f} s | {two:.2f} s | {two / one:.2f} |")
+    return "\n".join(lines) + f"\n\nnnlib plain loop, median of {runs} runs; the Python " \
+        f"switch interval is {interval * 1000:g} ms unless the row says otherwise."
 
 
 # -- machine facts --------------------------------------------------------------------------
@@ -395,7 +425,7 @@ def main() -> None:
     parser.add_argument("--no-torch", action="store_true", help="time nnlib only")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
     parser.add_argument("--policy", action="store_true",
-                        help="also measure nnlib with 1/2 threads beside a busy Python thread")
+                        help="also time nnlib with 1 and 2 BLAS threads beside a busy thread")
     parser.add_argument("--probe-memory", nargs=2, metavar=("FRAMEWORK", "MODEL"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
