@@ -235,6 +235,7 @@ class Bridge(Callback):
 
     # -- hooks ----------------------------------------------------------------------------
     def on_train_begin(self, trainer: Trainer) -> None:
+        self.ended = False
         self._start(trainer)
 
     def _start(self, trainer: Trainer) -> None:
@@ -242,7 +243,7 @@ class Bridge(Callback):
         histograms may arrive before this callback's own on_train_begin)."""
         if self._started:
             return
-        self._started, self.ended, self._done = True, False, 0
+        self._started, self._done = True, 0
         self._points, self._last_sent, self._last_logs = [], -math.inf, {}
         weighted: list[str] = []
         owner = ""
@@ -285,7 +286,8 @@ class Bridge(Callback):
                                          epoch, trainer.global_step))
 
     def on_event(self, trainer: Trainer, event: str, data: Logs) -> None:
-        self._start(trainer)
+        if not self.ended:  # events after the end (a final checkpoint) belong to this run
+            self._start(trainer)
         step = int(data.get("step", trainer.global_step))
         if event == "histograms":
             self.sink(Histograms(int(data.get("epoch", trainer.epoch)), step,

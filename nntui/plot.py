@@ -112,29 +112,33 @@ def _rows_to_text(chars: np.ndarray, styles: np.ndarray, palette: Sequence[str |
     return lines
 
 
-def _y_range(values: list[np.ndarray], log: bool) -> tuple[float, float] | None:
+def _y_range(values: list[np.ndarray], log: bool,
+             limits: tuple[float | None, float | None]) -> tuple[float, float] | None:
+    """The data's range with a little room, kept inside `limits` (e.g. accuracy in 0..1)."""
     finite = [v[np.isfinite(v)] for v in values]
     finite = [v for v in finite if v.size]
     if not finite:
         return None
     lo = min(float(v.min()) for v in finite)
     hi = max(float(v.max()) for v in finite)
-    if hi - lo < 1e-12:
-        pad = abs(hi) * 0.05 or (0.05 if not log else 0.1)
-        return lo - pad, hi + pad
-    pad = (hi - lo) * 0.04
-    return lo - pad, hi + pad
+    pad = (hi - lo) * 0.04 if hi - lo >= 1e-12 else (abs(hi) * 0.05 or 0.05)
+    lo, hi = lo - pad, hi + pad
+    if not log and limits[0] is not None:
+        lo = max(lo, limits[0])
+    if not log and limits[1] is not None:
+        hi = min(hi, limits[1])
+    return lo, hi
 
 
 def line_chart(width: int, height: int, series: Sequence[Series], *, log_y: bool = False,
                x_range: tuple[float, float] | None = None, marks: Sequence[float] = (),
                mark_style: str = "yellow", axis_style: str = "dim",
-               y_bounds: tuple[float, float] | None = None) -> Text:
+               y_limits: tuple[float | None, float | None] = (None, None)) -> Text:
     """A braille line chart of `series` with y labels on the left and x labels below.
 
     `marks` are x positions drawn as dotted vertical lines behind the data (hyperparameter
-    changes). With `log_y`, values <= 0 are left out. `y_bounds` fixes the y range
-    (e.g. 0..1 for accuracy).
+    changes). With `log_y`, values <= 0 are left out. The y axis follows the data but stays
+    within `y_limits` (so a loss axis does not dip below 0).
     """
     if width < 12 or height < 3:
         return Text("")
@@ -147,10 +151,7 @@ def line_chart(width: int, height: int, series: Sequence[Series], *, log_y: bool
             keep &= ys > 0
             ys = np.log10(np.where(keep, ys, 1.0))
         prepared.append((s, xs[keep], ys[keep]))
-    if y_bounds is not None:
-        bounds: tuple[float, float] | None = y_bounds
-    else:
-        bounds = _y_range([ys for _, _, ys in prepared], log_y)
+    bounds = _y_range([ys for _, _, ys in prepared], log_y, y_limits)
     if bounds is None:
         return Text("waiting for data…", style=axis_style)
     y_lo, y_hi = bounds
@@ -334,7 +335,7 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], precision: Sequence[float
     k = len(m)
     label_w = min(max(len(n) for n in names), 6)
     biggest = len(f"{int(m.max()):,}") if m.size else 1
-    cell_w = max(3, min(biggest + 1, (width - label_w - 8) // max(k, 1)))
+    cell_w = max(3, min(max(biggest + 1, 4), (width - label_w - 9) // max(k, 1)))
     rows = m.sum(axis=1, keepdims=True)
     share = np.divide(m, rows, out=np.zeros(m.shape, dtype=np.float64), where=rows > 0)
     # Errors are scaled to the worst confusion, so the pairs that matter stand out even

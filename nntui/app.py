@@ -1,0 +1,94 @@
+"""NNTui: the Textual app. It owns the screen stack (setup below, a dashboard on top while a
+run is shown), the keys that work everywhere (quit, help, the palette) and the
+"terminal too small" guard."""
+
+from __future__ import annotations
+
+from textual.app import App
+from textual.binding import Binding
+from textual.events import Resize
+
+from nnlib.config import ExperimentConfig
+from nnlib.datasets import DatasetInfo
+
+from .commands import ActionCommands, screen_keys
+from .messages import StartRun
+from .screens.dashboard import DashboardScreen
+from .screens.modals import ConfirmScreen, HelpScreen, TooSmallScreen
+from .screens.setup import SetupScreen
+
+MIN_SIZE = (60, 18)
+
+
+class NNTui(App[None]):
+    TITLE = "nntui"
+    CSS = """
+    Input.-invalid { color: $error; text-style: bold; }
+    Toast { max-width: 70; }
+    """
+    COMMANDS = App.COMMANDS | {ActionCommands}
+    BINDINGS = [
+        Binding("q", "request_quit", "Quit"),
+        Binding("ctrl+q", "request_quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help", key_display="?"),
+    ]
+
+    def __init__(self, config: ExperimentConfig, start: bool = False,
+                 datasets: list[DatasetInfo] | None = None) -> None:
+        """`datasets` replaces nnlib's listing (tests pin it: what is on disk varies)."""
+        super().__init__()
+        self.config = config
+        self.start = start
+        self.datasets = datasets
+
+    def on_mount(self) -> None:
+        from nnlib.datasets import available
+
+        datasets = self.datasets if self.datasets is not None else \
+            available(self.config.data_dir)
+        self.push_screen(SetupScreen(self.config, datasets))
+        if self.start:
+            self.push_screen(DashboardScreen(self.config))
+        self._check_size(*self.size)
+
+    def on_start_run(self, message: StartRun) -> None:
+        self.push_screen(DashboardScreen(message.config))
+
+    # -- size ---------------------------------------------------------------------------------
+    def on_resize(self, event: Resize) -> None:
+        self._check_size(event.size.width, event.size.height)
+
+    def _check_size(self, width: int, height: int) -> None:
+        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        showing = isinstance(self.screen, TooSmallScreen)
+        if small and not showing:
+            self.push_screen(TooSmallScreen(MIN_SIZE))
+        elif showing and not small:
+            self.pop_screen()
+
+    # -- keys everywhere -------------------------------------------------------------------------
+    def live_runs(self) -> list[DashboardScreen]:
+        return [s for s in self.screen_stack if isinstance(s, DashboardScreen) and s.running]
+
+    def action_request_quit(self) -> None:
+        """Quit; while a run is in progress, ask first (the run is then stopped and its log
+        closed before the app exits)."""
+        if not self.live_runs():
+            self.exit()
+            return
+
+        def answer(quit_now: bool | None) -> None:
+            if quit_now:
+                for dashboard in self.live_runs():
+                    dashboard.shutdown()
+                self.exit()
+
+        self.push_screen(ConfirmScreen("A run is in progress. Stop it and quit?\n"
+                                       "(its log is closed and kept)", yes="Quit"), answer)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        keys = [(key, description) for key, description, _, _ in screen_keys(self.screen)]
+        title = "dashboard" if isinstance(self.screen, DashboardScreen) else "setup"
+        self.push_screen(HelpScreen(title, keys))

@@ -1,0 +1,69 @@
+"""`nntui` command line: the same experiment flags as `nnlib train` (and --config), plus
+--start. Bad flags or values print one line on stderr and exit with code 2 before the
+terminal is taken over."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+#: Epochs when neither a flag nor a config file says: long enough to watch and steer.
+DEFAULT_EPOCHS = 20
+
+
+def parser() -> argparse.ArgumentParser:
+    from nnlib.cli import _Parser, add_experiment_arguments
+
+    p = _Parser(prog="nntui", description="Train nnlib models in the terminal and watch them "
+                "learn: live loss and accuracy curves, weight and gradient histograms, a "
+                "confusion matrix, and keys to pause, step, stop and change hyperparameters.",
+                epilog="Without --start, the setup screen opens with these values filled in. "
+                "Every run writes its log under ./runs (or $NNLIB_RUNS_DIR).")
+    add_experiment_arguments(p)
+    p.add_argument("--start", action="store_true",
+                   help="skip the setup screen and start training at once")
+    return p
+
+
+def experiment_from_args(args: argparse.Namespace):
+    """The ExperimentConfig the flags describe; raises nnlib.cli.UsageError if unusable."""
+    from nnlib import datasets
+    from nnlib.cli import UsageError, config_from_args
+
+    from .presets import quick_arch
+    from .widgets.arch_editor import check_spec
+
+    config = config_from_args(args)
+    infos = {info.name: info for info in datasets.available(config.data_dir)}
+    info = infos.get(config.dataset)
+    if info is None and not Path(config.dataset).exists():
+        raise UsageError(f"--dataset: unknown dataset {config.dataset!r}; expected one of "
+                         f"{', '.join(infos)}, or a .npz/.csv file or IDX folder")
+    if info is not None and config.arch:
+        result = check_spec(config.arch, info)
+        if result.error:
+            raise UsageError(f"--arch: {result.error}")
+    if info is not None and not config.arch:
+        config = config.replace(arch=quick_arch(info))
+    if args.config is None and args.epochs is None:
+        config = config.replace(epochs=DEFAULT_EPOCHS)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from nnlib.cli import UsageError
+
+    try:
+        args = parser().parse_args(argv)
+        config = experiment_from_args(args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    from .app import NNTui
+
+    app = NNTui(config, start=args.start)
+    app.run()
+    return app.return_code or 0

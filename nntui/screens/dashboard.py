@@ -1,0 +1,358 @@
+"""The dashboard: trains one experiment in a thread worker and shows it live.
+
+The worker touches no widget (harlequin's rule): the bridge posts immutable snapshots to this
+screen, which folds them into a RunState; panels redraw from that state on a timer, a few
+times a second, whatever the training speed. Keys act on the trainer through its thread-safe
+control calls and show their effect at once (a pending value, "pausing…").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.screen import Screen
+from textual.widgets import Tab, Tabs
+
+from nnlib.config import ExperimentConfig
+
+from ..bridge import Bridge, Notice, RunEnded, Snapshot
+from ..messages import RunUpdate
+from ..runstate import RunState
+from ..widgets.confusion import ConfusionPanel
+from ..widgets.curves import CurvesPanel
+from ..widgets.eventlog import EventLog
+from ..widgets.keybar import KeyBar
+from ..widgets.layers import LayersPanel
+from ..widgets.status import StatusPanel
+from .modals import ConfirmScreen, HparamScreen, PathScreen
+
+if TYPE_CHECKING:
+    from nnlib.experiment import Experiment
+    from nnlib.trainer import Trainer
+
+REDRAW_SECONDS = 0.25
+#: How long leaving the dashboard waits for the training thread to close the run log.
+FINISH_TIMEOUT = 30.0
+LR_FACTOR = 2.0
+#: At this size and above, every panel is shown at once; below, one at a time in tabs.
+WIDE = (110, 32)
+PANELS = (("curves", "Curves"), ("layers", "Layers"), ("confusion", "Matrix"), ("log", "Log"))
+
+
+@contextlib.contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """Limit BLAS to one thread while training: with the UI busy on another core, OpenBLAS
+    with two threads was measured many times slower than with one. threadpoolctl is
+    optional (not a dependency); without it, BLAS keeps its own setting."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+class DashboardScreen(Screen[None]):
+    DEFAULT_CSS = """
+    DashboardScreen { layout: vertical; }
+    DashboardScreen StatusPanel { padding: 0 1; }
+    DashboardScreen #tabs { height: 2; }
+    DashboardScreen #panels { height: 1fr; }
+    DashboardScreen #panels > .panel { display: none; height: 1fr; padding: 0 1; }
+    DashboardScreen #panels > .panel.-active { display: block; }
+    DashboardScreen StatePanel { text-wrap: nowrap; text-overflow: ellipsis; }
+    DashboardScreen LayersPanel:focus { background: $boost; }
+
+    DashboardScreen.-wide StatusPanel { height: 6; border: round $primary-darken-2;
+                                        border-title-color: $text; }
+    DashboardScreen.-wide #tabs { display: none; }
+    DashboardScreen.-wide #panels { layout: grid; grid-size: 2 2; grid-columns: 1fr 58;
+                                    grid-rows: 1fr 1fr; }
+    DashboardScreen.-wide #panels > .panel { display: block; border: round $primary-darken-2;
+                                             border-title-color: $text; padding: 0 1; }
+    DashboardScreen.-wide #panels > .panel:focus-within { border: round $accent; }
+    """
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/Resume"),
+        Binding("n", "step", "Step"),
+        Binding("plus,equals_sign", "change_lr(2.0)", "lr×2", key_display="+"),
+        Binding("minus", "change_lr(0.5)", "lr÷2", key_display="-"),
+        Binding("s", "stop", "Stop"),
+        Binding("e", "edit", "Edit hparams"),
+        Binding("m", "smoothing", "Smoothing"),
+        Binding("l", "log_scale", "Log scale"),
+        Binding("g", "gradients", "Grads"),
+        Binding("left_square_bracket", "layer(-1)", "Prev layer", key_display="["),
+        Binding("right_square_bracket", "layer(1)", "Next layer", key_display="]"),
+        Binding("w", "save_model", "Save model"),
+        Binding("escape", "back", "Setup"),
+        *(Binding(str(i), f"panel('{key}')", title, show=False)
+          for i, (key, title) in enumerate(PANELS, start=1)),
+    ]
+
+    def __init__(self, config: ExperimentConfig, replay: Iterable[Snapshot] | None = None
+                 ) -> None:
+        """Train `config`, or, with `replay`, show a fixed sequence of snapshots instead
+        (reproducible pictures for tests and docs)."""
+        super().__init__()
+        self.config = config
+        self.replay = list(replay) if replay is not None else None
+        self.state = RunState(Path(config.dataset).stem, config.arch or "")
+        self.experiment: Experiment | None = None
+        self._cancelled = threading.Event()
+        self._finished = threading.Event()
+        self._started = False
+        self._drawn = -1
+
+    # -- layout -------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        status = StatusPanel(self.state)
+        status.border_title = "nntui"
+        yield status
+        yield Tabs(*(Tab(f"{i} {title}", id=f"tab-{key}")
+                     for i, (key, title) in enumerate(PANELS, start=1)), id="tabs")
+        with Container(id="panels"):
+            for panel in (CurvesPanel(self.state, id="curves"),
+                          ConfusionPanel(self.state, id="confusion"),
+                          LayersPanel(self.state, id="layers"),
+                          EventLog(id="log")):
+                panel.add_class("panel")
+                panel.border_title = dict(PANELS)[panel.id or ""]
+                yield panel
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#curves").add_class("-active")
+        self.query_one(LayersPanel).can_focus = True
+        self._layout(self.app.size.width, self.app.size.height)
+        self.set_interval(REDRAW_SECONDS, self.redraw)
+        if self.replay is not None:
+            for snapshot in self.replay:
+                self.apply(snapshot)
+            self.redraw()
+        else:
+            self.query_one(EventLog).add(None, f"loading {self.config.dataset}…")
+            self._started = True
+            self.run_worker(self._train, thread=True, exit_on_error=False, name="training",
+                            group="training")
+
+    def on_resize(self) -> None:
+        self._layout(self.app.size.width, self.app.size.height)
+
+    def _layout(self, width: int, height: int) -> None:
+        self.set_class(width >= WIDE[0] and height >= WIDE[1], "-wide")
+
+    @on(Tabs.TabActivated)
+    def _show_panel(self, event: Tabs.TabActivated) -> None:
+        key = (event.tab.id or "").removeprefix("tab-")
+        for panel in self.query("#panels > .panel"):
+            panel.set_class(panel.id == key, "-active")
+
+    def action_panel(self, key: str) -> None:
+        self.query_one(Tabs).active = f"tab-{key}"
+
+    # -- the training worker (runs on its own thread; touches no widget) ---------------------
+    def _train(self) -> None:
+        try:
+            self._run_experiment()
+        finally:
+            self._finished.set()
+
+    def _run_experiment(self) -> None:
+        from nnlib.experiment import setup
+
+        bridge = Bridge(self._post)
+        with single_blas_thread():
+            try:
+                experiment = setup(self.config, callbacks=[bridge], checkpoints=True)
+            except Exception as error:  # a bad dataset, spec or value: shown, not raised
+                self._post(Notice("error", 0, f"could not start: {error}"))
+                self._post(RunEnded("error", 0, 0, f"{type(error).__name__}: {error}"))
+                return
+            self.experiment = experiment
+            if self._cancelled.is_set():
+                with contextlib.suppress(OSError):
+                    experiment.run_dir.rmdir()  # nothing was trained: leave no empty run
+                return
+            try:
+                experiment.fit()
+            except Exception as error:  # the bridge has sent RunEnded with the message
+                if not bridge.ended:
+                    self._post(RunEnded("error", experiment.trainer.global_step,
+                                        experiment.trainer.epoch,
+                                        f"{type(error).__name__}: {error}"))
+
+    def _post(self, snapshot: Snapshot) -> None:
+        self.post_message(RunUpdate(snapshot))
+
+    def shutdown(self) -> None:
+        """Ask the run to end at the next batch boundary (also when paused), so the worker
+        thread exits and the run log gets its end event."""
+        self._cancelled.set()
+        if self.experiment is not None:
+            self.experiment.trainer.stop()
+
+    async def on_unmount(self) -> None:
+        """Leaving (or quitting): end the run and let its thread close the run log before
+        the app goes on, so a quit never leaves a log without its end event."""
+        self.shutdown()
+        if self.replay is None and self._started:
+            await asyncio.get_running_loop().run_in_executor(None, self._finished.wait,
+                                                             FINISH_TIMEOUT)
+
+    @property
+    def running(self) -> bool:
+        """True while a run is loading or training."""
+        return self.replay is None and self.state.end is None
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def on_run_update(self, message: RunUpdate) -> None:
+        self.apply(message.snapshot)
+
+    def apply(self, snapshot: Snapshot) -> None:
+        self.state.apply(snapshot)
+        self.query_one(EventLog).add_snapshot(snapshot)
+        if isinstance(snapshot, RunEnded):
+            where = self.state.started.run_dir if self.state.started else ""
+            if snapshot.error:
+                self.notify(snapshot.error, title="Training failed", severity="error",
+                            timeout=10)
+            else:
+                self.notify(f"{snapshot.reason}; run written to {where}" if where else
+                            snapshot.reason, title="Run ended")
+            self.redraw()
+        elif isinstance(snapshot, Notice) and snapshot.kind in ("diverged", "error"):
+            self.notify(snapshot.message, severity="error")
+
+    def redraw(self) -> None:
+        """Refresh the panels if the state moved (called on a timer and after each key)."""
+        if self.state.version == self._drawn:
+            return
+        self._drawn = self.state.version
+        for panel in (StatusPanel, CurvesPanel, LayersPanel, ConfusionPanel):
+            self.query_one(panel).refresh()
+
+    # -- keys ---------------------------------------------------------------------------------
+    def _trainer(self) -> Trainer | None:
+        """The live trainer, or None (with a note why) if there is none to control."""
+        if self.state.end is not None:
+            self.notify("the run has ended", severity="warning")
+            return None
+        if self.experiment is None:
+            self.notify("still loading the dataset", severity="warning")
+            return None
+        return self.experiment.trainer
+
+    def action_toggle_pause(self) -> None:
+        trainer = self._trainer()
+        if trainer is None:
+            return
+        if trainer.paused:
+            trainer.resume()
+            self.state.mark_state("running")
+        else:
+            trainer.pause()
+            self.state.mark_state("pausing")
+        self.redraw()
+
+    def action_step(self) -> None:
+        trainer = self._trainer()
+        if trainer is None:
+            return
+        if not trainer.paused:
+            self.notify("pause first (space), then n runs one batch", severity="warning")
+            return
+        trainer.step()
+
+    def action_change_lr(self, factor: float) -> None:
+        trainer = self._trainer()
+        if trainer is None:
+            return
+        current = self.state.pending.get("lr", trainer.optimizer.lr)
+        try:
+            trainer.set("lr", current * factor)
+        except ValueError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.state.request("lr", current * factor)
+        self.redraw()
+
+    def action_stop(self) -> None:
+        trainer = self._trainer()
+        if trainer is not None:
+            trainer.stop()
+            self.state.mark_state("stopping")
+            self.redraw()
+
+    def action_edit(self) -> None:
+        trainer = self._trainer()
+        if trainer is not None:
+            self.app.push_screen(HparamScreen(trainer, self.state.pending), self._edited)
+
+    def _edited(self, changes: dict[str, Any] | None) -> None:
+        for name, value in (changes or {}).items():
+            self.state.request(name, value)
+        self.redraw()
+
+    def action_smoothing(self) -> None:
+        value = self.query_one(CurvesPanel).cycle_smoothing()
+        self.notify(f"smoothing {value:g}", timeout=1.5)
+
+    def action_log_scale(self) -> None:
+        curves = self.query_one(CurvesPanel)
+        curves.log_scale = not curves.log_scale
+
+    def action_gradients(self) -> None:
+        layers = self.query_one(LayersPanel)
+        layers.gradients = not layers.gradients
+
+    def action_layer(self, offset: int) -> None:
+        self.query_one(LayersPanel).select(offset)
+
+    def action_save_model(self) -> None:
+        experiment = self.experiment
+        if experiment is None:
+            self.notify("there is no model yet", severity="warning")
+            return
+        if self.state.end is None and self.state.state != "paused":
+            self.notify("pause (space) or stop (s) the run first, so the weights hold still",
+                        severity="warning")
+            return
+
+        def save(path: str) -> str:
+            written = experiment.model.save(path or experiment.run_dir / "model.npz")
+            self.query_one(EventLog).add(self.state.progress.step if self.state.progress
+                                         else None, f"model saved to {written}", "good")
+            return f"model saved to {written}"
+
+        self.app.push_screen(PathScreen("Save the model (.npz)",
+                                        str(experiment.run_dir / "model.npz"), save),
+                             self._notify)
+
+    def _notify(self, message: str | None) -> None:
+        if message:
+            self.notify(message)
+
+    def action_back(self) -> None:
+        """Back to the setup screen (stopping the run, after asking, if it is live)."""
+        if not self.running:
+            self.dismiss()
+            return
+
+        def answer(stop: bool | None) -> None:
+            if stop:
+                self.shutdown()
+                self.dismiss()
+
+        self.app.push_screen(ConfirmScreen("Stop this run and go back to the setup?",
+                                           yes="Stop run"), answer)

@@ -1,0 +1,223 @@
+"""Small dialogs: confirm, a path prompt, the live hyperparameter editor, help, and the
+"terminal too small" notice. Each one is keyboard-only: Enter confirms, Escape cancels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Input, Label, Static
+
+if TYPE_CHECKING:
+    from nnlib.trainer import Trainer
+
+MODAL_CSS = """
+{name} {{ align: center middle; background: $background 60%; }}
+{name} > Vertical {{
+    width: auto; min-width: 40; max-width: 90%; height: auto; max-height: 90%;
+    border: round $accent; background: $surface; padding: 0 1;
+}}
+{name} .title {{ text-style: bold; margin-bottom: 1; }}
+{name} .error {{ color: $error; height: auto; }}
+{name} .buttons {{ height: auto; align-horizontal: right; margin-top: 1; }}
+{name} .buttons Button {{ margin-left: 1; }}
+"""
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Yes or no. `y`/Enter on the focused yes button confirms; `n`/Escape declines."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="ConfirmScreen")
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:
+        super().__init__()
+        self.question, self.yes, self.no = question, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.question, classes="title")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.no} (n)", id="no", compact=True)
+                yield Button(f"{self.yes} (y)", id="yes", variant="error", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#yes", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class PathScreen(ModalScreen[str | None]):
+    """Ask for a file path and run `action` on it; an error it raises is shown in place and
+    the dialog stays open. Dismisses with the action's message on success."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="PathScreen") + """
+    PathScreen Input { width: 60; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, default: str, action: Callable[[str], str]) -> None:
+        super().__init__()
+        self.title_text, self.default, self.action = title, default, action
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, classes="title")
+            yield Input(self.default, id="path")
+            yield Static("", classes="error", id="path-error")
+            yield Static("Enter: OK   Escape: cancel", classes="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        try:
+            message = self.action(event.value.strip())
+        except (OSError, ValueError) as error:
+            self.query_one("#path-error", Static).update(f"✗ {error}")
+            return
+        self.dismiss(message)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class HparamScreen(ModalScreen[dict[str, Any]]):
+    """Edit the live hyperparameters of a running (or paused) trainer. Every value is checked
+    by the trainer first; a bad one shows the trainer's message under its field and nothing
+    is applied. The batch size applies from the next epoch."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="HparamScreen") + """
+    HparamScreen Grid { grid-size: 2; grid-columns: 14 24; grid-rows: auto; height: auto;
+                        grid-gutter: 0 1; }
+    HparamScreen Label { width: 100%; text-align: right; color: $text-muted; }
+    HparamScreen .note { color: $text-muted; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, trainer: Trainer, pending: dict[str, Any]) -> None:
+        super().__init__()
+        self.trainer = trainer
+        names = [n for n in type(trainer.optimizer).hyperparameters if n != "decay"]
+        self.current = {name: getattr(trainer.optimizer, name) for name in names}
+        self.current["batch_size"] = trainer.batch_size
+        self.shown = {**self.current, **{k: v for k, v in pending.items() if k in self.current}}
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("Change hyperparameters (apply at the next batch)", classes="title")
+            with Grid():
+                for name, value in self.shown.items():
+                    yield Label(name.replace("_", " "))
+                    yield Input(f"{value:g}" if isinstance(value, float) else str(value),
+                                id=name, compact=True)
+            yield Static("batch size applies from the next epoch", classes="note")
+            yield Static("", classes="error", id="hp-edit-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Apply", id="apply", variant="primary", compact=True)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.apply()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "apply":
+            self.apply()
+        else:
+            self.dismiss({})
+
+    def apply(self) -> None:
+        changes: dict[str, Any] = {}
+        for name, shown in self.shown.items():
+            field = self.query_one(f"#{name}", Input)
+            try:
+                value = self.trainer.validate_hyperparameter(name, _number(name, field.value))
+            except ValueError as error:
+                self.query_one("#hp-edit-error", Static).update(f"✗ {error}")
+                field.set_class(True, "-invalid")
+                field.focus()
+                return
+            field.set_class(False, "-invalid")
+            if value != shown:
+                changes[name] = value
+        for name, value in changes.items():
+            self.trainer.set(name, value)
+        self.dismiss(changes)
+
+    def action_cancel(self) -> None:
+        self.dismiss({})
+
+
+def _number(name: str, text: str) -> int | float:
+    """The typed value of a field (the trainer then checks its range)."""
+    text = text.strip()
+    try:
+        return int(text) if name == "batch_size" else float(text)
+    except ValueError:
+        kind = "a whole number" if name == "batch_size" else "a number"
+        raise ValueError(f"{name} must be {kind}, got {text!r}") from None
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the screen below, and the app's own."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="HelpScreen") + """
+    HelpScreen VerticalScroll { height: auto; max-height: 30; }
+    """
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def __init__(self, title: str, keys: Iterable[tuple[str, str]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.keys = list(keys)
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for key, description in self.keys:
+            table.add_row(key, description)
+        with Vertical():
+            yield Static(f"Keys — {self.title_text}", classes="title")
+            with VerticalScroll():
+                yield Static(table)
+            yield Static(Text("Escape closes · Ctrl+P opens the command palette", style="dim"))
+
+
+class TooSmallScreen(Screen[None]):
+    """Shown instead of a squeezed, broken layout; goes away when the terminal grows."""
+
+    DEFAULT_CSS = """
+    TooSmallScreen { align: center middle; }
+    TooSmallScreen Static { width: auto; text-align: center; }
+    """
+    BINDINGS = [Binding("q,ctrl+q", "app.quit", "Quit")]
+
+    def __init__(self, minimum: tuple[int, int]) -> None:
+        super().__init__()
+        self.minimum = minimum
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="too-small")
+
+    def on_mount(self) -> None:
+        self.describe()
+
+    def on_resize(self) -> None:
+        self.describe()
+
+    def describe(self) -> None:
+        width, height = self.app.size
+        self.query_one("#too-small", Static).update(
+            f"Terminal too small ({width}×{height}).\n"
+            f"nntui needs at least {self.minimum[0]}×{self.minimum[1]}.\n"
+            "Enlarge the window, or press q to quit.")

@@ -1,0 +1,160 @@
+"""The setup screen: dataset, architecture (with presets and a live summary) and
+hyperparameters, saved to or loaded from the same TOML file `nnlib train --config` reads.
+One key starts training: `t`, or Enter on the dataset list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Static
+
+from nnlib.config import ConfigError, ExperimentConfig
+from nnlib.datasets import DatasetInfo
+
+from ..messages import StartRun
+from ..presets import outputs_of, quick_arch
+from ..widgets.arch_editor import ArchEditor, check_spec
+from ..widgets.dataset_picker import DatasetPicker
+from ..widgets.hparams_form import HparamsForm
+from .modals import PathScreen
+
+DEFAULT_CONFIG_FILE = "experiment.toml"
+
+
+class SetupScreen(Screen[None]):
+    DEFAULT_CSS = """
+    SetupScreen { layout: vertical; }
+    SetupScreen #title { height: 1; padding: 0 1; background: $panel; text-style: bold; }
+    SetupScreen #top { height: 1fr; }
+    SetupScreen .box { border: round $primary-darken-2; border-title-color: $text;
+                       padding: 0 1; }
+    SetupScreen .box:focus-within { border: round $accent; }
+    SetupScreen #dataset-box { width: 2fr; min-width: 38; max-width: 52; }
+    SetupScreen #arch-box { width: 3fr; }
+    SetupScreen #hparams-box { height: auto; }
+    SetupScreen #actions { height: 1; padding: 0 1; }
+    SetupScreen #actions Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("t", "train", "Train"),
+        Binding("ctrl+s", "save_config", "Save config"),
+        Binding("ctrl+o", "load_config", "Load config"),
+    ]
+
+    def __init__(self, config: ExperimentConfig, datasets: list[DatasetInfo]) -> None:
+        super().__init__()
+        self.config = config
+        self.datasets = datasets
+        names = [d.name for d in datasets]
+        self.info = datasets[names.index(config.dataset)] if config.dataset in names else \
+            datasets[0]
+
+    def compose(self) -> ComposeResult:
+        yield Static("nntui · set up an experiment", id="title")
+        with Horizontal(id="top"):
+            with Vertical(id="dataset-box", classes="box") as box:
+                box.border_title = "Dataset"
+                box.border_subtitle = "Enter: train"
+                yield DatasetPicker(self.datasets, self.info.name)
+            with Vertical(id="arch-box", classes="box") as box:
+                box.border_title = "Architecture"
+                yield ArchEditor(self.config.arch or quick_arch(self.info), self.info,
+                                 self.config.batch_size)
+        with Vertical(id="hparams-box", classes="box") as box:
+            box.border_title = "Hyperparameters"
+            yield HparamsForm(self.config)
+        with Horizontal(id="actions"):
+            yield Button("Train ▶", id="train", variant="success", compact=True)
+            yield Button("Save…", id="save", compact=True)
+            yield Button("Load…", id="load", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#dataset-list").focus()
+
+    # -- reacting to the form ---------------------------------------------------------------
+    def on_dataset_picker_changed(self, event: DatasetPicker.Changed) -> None:
+        """Keep the architecture if it fits the new dataset, else offer a quick one."""
+        old, self.info = self.info, event.info
+        editor = self.query_one(ArchEditor)
+        fits = (old.input_shape == event.info.input_shape
+                and outputs_of(old) == outputs_of(event.info))
+        editor.set_dataset(event.info, None if fits and editor.spec else quick_arch(event.info))
+
+    def on_dataset_picker_chosen(self, event: DatasetPicker.Chosen) -> None:
+        self.action_train()
+
+    def on_hparams_form_changed(self, event: HparamsForm.Changed) -> None:
+        try:
+            batch_size = int(self.query_one("#batch_size").value)
+        except ValueError:
+            return
+        if batch_size > 0:
+            self.query_one(ArchEditor).set_batch_size(batch_size)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {"train": self.action_train, "save": self.action_save_config,
+                   "load": self.action_load_config}
+        if event.button.id in actions:
+            event.stop()
+            actions[event.button.id]()
+
+    # -- the experiment -----------------------------------------------------------------------
+    def current_config(self) -> ExperimentConfig:
+        """The experiment on screen; raises ConfigError naming the first bad field."""
+        editor = self.query_one(ArchEditor)
+        if not editor.valid:  # not checked yet (typed a moment ago) or invalid
+            result = check_spec(editor.spec, self.info) if editor.spec else None
+            if result is None or result.error:
+                raise ConfigError(f"arch: {result.error if result else 'enter an architecture'}")
+        config = self.query_one(HparamsForm).apply_to(self.config)
+        return config.replace(dataset=self.info.name, arch=editor.spec)
+
+    def action_train(self) -> None:
+        try:
+            config = self.current_config()
+        except ConfigError as error:
+            self.notify(str(error), title="Cannot start", severity="error")
+            return
+        self.config = config
+        self.post_message(StartRun(config))
+
+    def show_config(self, config: ExperimentConfig) -> None:
+        """Fill the form from a loaded config."""
+        self.config = config
+        picker = self.query_one(DatasetPicker)
+        if not picker.select(config.dataset):
+            self.notify(f"{config.dataset} is not a built-in dataset; pick one from the list",
+                        severity="warning")
+        self.query_one(HparamsForm).load(config)
+        if config.arch:
+            self.call_after_refresh(self.query_one(ArchEditor).set_spec, config.arch)
+
+    def action_save_config(self) -> None:
+        try:
+            config = self.current_config()
+        except ConfigError as error:
+            self.notify(str(error), title="Cannot save", severity="error")
+            return
+
+        def save(path: str) -> str:
+            return f"saved {config.save(path or DEFAULT_CONFIG_FILE)}"
+
+        self.app.push_screen(PathScreen("Save the experiment as (TOML)", DEFAULT_CONFIG_FILE,
+                                        save), self._notify_done)
+
+    def action_load_config(self) -> None:
+        def load(path: str) -> str:
+            self.show_config(ExperimentConfig.load(path))
+            return f"loaded {Path(path)}"
+
+        self.app.push_screen(PathScreen("Load an experiment (TOML)", DEFAULT_CONFIG_FILE, load),
+                             self._notify_done)
+
+    def _notify_done(self, message: str | None) -> None:
+        if message:
+            self.notify(message)

@@ -1,0 +1,1 @@
+"""Dashboard and setup widgets, one module per area."""

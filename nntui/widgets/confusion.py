@@ -1,0 +1,32 @@
+"""The validation confusion matrix as a heat map with per-class precision and recall, or,
+for regression, predicted against true as a density plot."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from ..plot import confusion_heatmap, density_plot
+from .panel import StatePanel
+
+
+class ConfusionPanel(StatePanel):
+    def draw(self, width: int, height: int) -> Text:
+        state = self.state
+        if state.task == "regression":
+            result = state.regression
+            if result is None:
+                return Text("predicted vs true appears after the first epoch", style="dim")
+            title = Text.assemble((f"validation, epoch {result.epoch + 1}: ", "bold"),
+                                  f"R² {result.r2:.3f}  MAE {result.mae:.4g}",
+                                  ("   ╱ ideal (predicted = true)", "dim"))
+            plot = density_plot(result.counts, result.lo, result.hi, width, height - 2,
+                                style="#38bdf8")
+            return Text("\n").join([title, plot, Text("true →", style="dim")])
+        confusion = state.confusion
+        if confusion is None:
+            return Text("the confusion matrix appears after the first epoch "
+                        "(needs a validation split)", style="dim")
+        title = Text(f"validation, epoch {confusion.epoch + 1}", style="bold")
+        heatmap = confusion_heatmap(confusion.matrix, confusion.precision, confusion.recall,
+                                    confusion.class_names, width, color=not self.app.no_color)
+        return Text("\n").join([title, heatmap])

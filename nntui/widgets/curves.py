@@ -1,0 +1,79 @@
+"""Loss and accuracy curves: raw batch values (faint), their EMA, validation per epoch, and
+dotted marks where a hyperparameter changed."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich.text import Text
+from textual.reactive import reactive
+
+from ..plot import Series, ema, format_number, line_chart
+from .panel import StatePanel
+
+SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.97)
+RAW, SMOOTH, VALIDATION, MARK = "grey46", "bold #4ea8ff", "bold #e879f9", "#facc15"
+
+
+class CurvesPanel(StatePanel):
+    """Train loss per batch and validation loss per epoch (plus accuracy for classification)."""
+
+    smoothing: reactive[float] = reactive(0.6)
+    log_scale: reactive[bool] = reactive(False)
+
+    def options(self) -> tuple[float, bool]:
+        return self.smoothing, self.log_scale
+
+    def cycle_smoothing(self) -> float:
+        index = SMOOTHING_STEPS.index(self.smoothing) if self.smoothing in SMOOTHING_STEPS else 0
+        self.smoothing = SMOOTHING_STEPS[(index + 1) % len(SMOOTHING_STEPS)]
+        return self.smoothing
+
+    def draw(self, width: int, height: int) -> Text:
+        state = self.state
+        steps, losses, accuracies, _ = (np.asarray(c) for c in state.batches.columns)
+        marks = [m.step for m in state.marks]
+        epochs = state.epochs
+        classification = state.task == "classification"
+        charts = [("loss", losses, [e.val_loss for e in epochs], self.log_scale, (0.0, None))]
+        if classification:
+            charts.append(("accuracy", accuracies, [e.val_accuracy for e in epochs], False,
+                           (0.0, 1.0)))
+        x_range = (0.0, float(max(steps[-1] if len(steps) else 1, 1)))
+        epoch_steps = [e.step for e in epochs]
+        blocks = []
+        heights = _split(height, len(charts))
+        for (name, raw, val, log, limits), chart_h in zip(charts, heights, strict=True):
+            series = [Series(steps, raw, RAW, "spread"),
+                      Series(steps, ema(raw, self.smoothing), SMOOTH)]
+            if any(v is not None for v in val):
+                series.append(Series(epoch_steps, [np.nan if v is None else v for v in val],
+                                     VALIDATION, "line", "●"))
+            blocks.append(self._legend(name, raw, val, log, bool(marks)))
+            blocks.append(line_chart(width, chart_h - 1, series, log_y=log, x_range=x_range,
+                                     marks=marks, mark_style=MARK, y_limits=limits))
+        return Text("\n").join(blocks)
+
+    def _legend(self, name: str, raw: np.ndarray, val: list, log: bool, marks: bool) -> Text:
+        latest = ema(raw, self.smoothing)[-1] if len(raw) else None
+        last_val = next((v for v in reversed(val) if v is not None), None)
+        percent = name == "accuracy"
+        legend = Text.assemble((f"{name}{' (log)' if log else ''} ", "bold"),
+                               ("⣿ batch ", RAW), ("━ ", SMOOTH))
+        legend.append(f"EMA {self.smoothing:g} " + _value(latest, percent), SMOOTH)
+        legend.append("  ● val " + _value(last_val, percent), VALIDATION)
+        if marks:
+            legend.append("  ┊ hparam change", MARK)
+        legend.truncate(self.content_size.width, overflow="ellipsis")
+        return legend
+
+
+def _value(value: float | None, percent: bool) -> str:
+    if value is None or not np.isfinite(value):
+        return "–"
+    return f"{value:.1%}" if percent else format_number(value).strip()
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """Heights for `parts` stacked charts filling `total` lines."""
+    base = total // parts
+    return [base + (1 if i < total % parts else 0) for i in range(parts)]

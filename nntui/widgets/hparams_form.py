@@ -1,0 +1,118 @@
+"""The hyperparameter form of the setup screen: optimizer, lr, momentum, weight decay,
+batch size, epochs, seed, validation split and subset, each checked in place by
+ExperimentConfig's own validation (the messages the CLI and config files get too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Grid, Vertical
+from textual.message import Message
+from textual.widgets import Input, Label, Select, Static
+
+from nnlib.config import OPTIMIZER_NAMES, ConfigError, ExperimentConfig
+
+#: Form fields: config name, label, parser.
+FIELDS: tuple[tuple[str, str, type], ...] = (
+    ("lr", "lr", float), ("momentum", "momentum", float),
+    ("weight_decay", "weight decay", float), ("batch_size", "batch size", int),
+    ("epochs", "epochs", int), ("seed", "seed", int),
+    ("validation_split", "val. split", float), ("subset", "subset", int),
+)
+
+
+def parse_field(name: str, text: str) -> Any:
+    """The typed value of a form field; an empty subset means "all the data"."""
+    parser = dict((n, p) for n, _, p in FIELDS)[name]
+    text = text.strip()
+    if name == "subset" and not text:
+        return None
+    try:
+        return parser(text)
+    except ValueError:
+        kind = "an integer" if parser is int else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {text!r}") from None
+
+
+def field_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+class HparamsForm(Vertical):
+    DEFAULT_CSS = """
+    HparamsForm { height: auto; }
+    HparamsForm Grid { grid-size: 6; grid-columns: 13 1fr; grid-rows: 1; grid-gutter: 0 1;
+                       height: auto; }
+    HparamsForm Label { width: 100%; text-align: right; color: $text-muted; }
+    HparamsForm #hp-error { height: 1; color: $error; }
+    """
+
+    class Changed(Message):
+        """A field changed (valid or not)."""
+
+    def __init__(self, config: ExperimentConfig, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._config = config
+        self.errors: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        with Grid():
+            yield Label("optimizer")
+            yield Select([(name, name) for name in OPTIMIZER_NAMES], value=self._config.optimizer,
+                         allow_blank=False, id="optimizer", compact=True)
+            for name, label, _ in FIELDS:
+                yield Label(label)
+                yield Input(field_text(getattr(self._config, name)), id=name, compact=True,
+                            placeholder="all" if name == "subset" else "")
+        yield Static("", id="hp-error")
+
+    def on_mount(self) -> None:
+        self._momentum_enabled()
+
+    def load(self, config: ExperimentConfig) -> None:
+        """Show `config` in the form."""
+        self.query_one("#optimizer", Select).value = config.optimizer
+        for name, _, _ in FIELDS:
+            self.query_one(f"#{name}", Input).value = field_text(getattr(config, name))
+
+    def values(self) -> dict[str, Any]:
+        """Typed values of every field; raises ConfigError for the first bad one."""
+        values: dict[str, Any] = {"optimizer": self.query_one("#optimizer", Select).value}
+        for name, _, _ in FIELDS:
+            values[name] = parse_field(name, self.query_one(f"#{name}", Input).value)
+        return values
+
+    def apply_to(self, config: ExperimentConfig) -> ExperimentConfig:
+        """`config` with the form's values; raises ConfigError naming the first bad field."""
+        if self.errors:
+            raise ConfigError(next(iter(self.errors.values())))
+        return ExperimentConfig.from_dict({**config.to_dict(), **self.values()})
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        name = event.input.id or ""
+        if name not in dict((n, p) for n, _, p in FIELDS):
+            return
+        event.stop()
+        try:
+            value = parse_field(name, event.value)
+            if value is not None:
+                ExperimentConfig().replace(**{name: value})
+        except ConfigError as error:
+            self.errors[name] = str(error)
+        else:
+            self.errors.pop(name, None)
+        event.input.set_class(name in self.errors, "-invalid")
+        first = next(iter(self.errors.values()), "")
+        self.query_one("#hp-error", Static).update(f"✗ {first}" if first else "")
+        self.post_message(self.Changed())
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self._momentum_enabled()
+        self.post_message(self.Changed())
+
+    def _momentum_enabled(self) -> None:
+        """Momentum is an SGD setting; the other optimizers ignore it."""
+        self.query_one("#momentum", Input).disabled = \
+            self.query_one("#optimizer", Select).value != "sgd"

@@ -1,0 +1,106 @@
+"""Per-layer distributions: the latest weight (or gradient) histogram as bars, how the
+distribution moved over the run as percentile bands (TensorBoard's distributions view), and
+gradient norm, update/weight ratio and dead-ReLU fraction for every layer."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual.reactive import reactive
+
+from ..plot import band_chart, bar_histogram, format_number
+from .panel import StatePanel, side_by_side
+
+WEIGHTS_STYLE, GRADS_STYLE = "#38bdf8", "#fb923c"
+BAND_PALETTES = {
+    "weights": ("#1e3a5f", "#2563eb", "#60a5fa", "bold #f8fafc"),
+    "grads": ("#5c2e0e", "#c2410c", "#fb923c", "bold #f8fafc"),
+}
+
+
+class LayersPanel(StatePanel):
+    """One selected layer in detail, and a one-line summary of every layer."""
+
+    selected: reactive[int] = reactive(0)
+    gradients: reactive[bool] = reactive(False)
+
+    def options(self) -> tuple[int, bool]:
+        return self.selected, self.gradients
+
+    def select(self, offset: int) -> str | None:
+        """Move the selection by `offset` layers (wrapping); returns the layer's name."""
+        names = self.state.layer_names()
+        if not names:
+            return None
+        self.selected = (self.selected + offset) % len(names)
+        return names[self.selected]
+
+    def draw(self, width: int, height: int) -> Text:
+        names = self.state.layer_names()
+        if not names or not self.state.layers:
+            return Text("waiting for the first histograms…", style="dim")
+        index = min(self.selected, len(names) - 1)
+        history = self.state.layers.get(names[index])
+        kind = "grads" if self.gradients else "weights"
+        table = self._table(names, index, width)
+        chart_h = max(height - len(table) - 2, 3)
+        title = Text.assemble((f"{names[index]} ", "bold"),
+                              (f"({index + 1}/{len(names)}) ", "dim"),
+                              ("gradients" if self.gradients else "weights", "bold " + (
+                                  GRADS_STYLE if self.gradients else WEIGHTS_STYLE)),
+                              ("   [ ] layer · g weights/gradients", "dim"))
+        if history is None:
+            return Text("\n").join([title, Text("no data for this layer yet", style="dim")])
+        hist = history.latest.grads if self.gradients else history.latest.weights
+        series = history.grads if self.gradients else history.weights
+        if hist is None or not len(series):
+            body = Text("no gradients yet (they appear after the first step)", style="dim")
+        else:
+            bars_w = max(min(width // 3, 40), 12)
+            bars = bar_histogram(bars_w, chart_h, hist.counts, hist.lo, hist.hi,
+                                 GRADS_STYLE if self.gradients else WEIGHTS_STYLE)
+            steps, *percentiles = series.columns
+            bands = band_chart(width - bars_w - 2, chart_h, steps,
+                               list(zip(*percentiles, strict=True)), BAND_PALETTES[kind])
+            body = side_by_side(bars, bands, bars_w)
+        captions = Text.assemble(("latest histogram".ljust(max(min(width // 3, 40), 12) + 2),
+                                  "dim"),
+                                 ("percentiles over steps: ░ 0-100 ▒ 7-93 ▓ 16-84 ━ median",
+                                  "dim"))
+        captions.truncate(width)
+        return Text("\n").join([title, body, captions, *table])
+
+    def _table(self, names: list[str], selected: int, width: int) -> list[Text]:
+        header = Text(f"  {'layer':<10} {'|grad|':>9} {'upd/w':>9} {'dead ReLU':>9}",
+                      style="bold")
+        rows = [header]
+        for index, name in enumerate(names):
+            history = self.state.layers.get(name)
+            stats = history.latest if history else None
+            row = Text("▶ " if index == selected else "  ",
+                       style="bold" if index == selected else "")
+            row.append(f"{name:<10.10} ")
+            row.append(_fmt(stats.grad_norm if stats else None).rjust(9) + " ")
+            ratio = stats.update_ratio if stats else None
+            row.append(_fmt(ratio).rjust(9) + " ", style=_ratio_style(ratio))
+            dead = stats.dead_fraction if stats else None
+            row.append(("–" if dead is None else f"{dead:.0%}").rjust(9),
+                       style="bold red" if dead is not None and dead > 0.5 else "")
+            if index == selected:
+                row.stylize("reverse")
+            rows.append(row)
+        for row in rows:
+            row.truncate(width)
+        return rows
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else format_number(value).strip()
+
+
+def _ratio_style(ratio: float | None) -> str:
+    """Karpathy's rule of thumb: updates around 1e-3 of the weights are healthy."""
+    if ratio is None or ratio <= 0 or not math.isfinite(ratio):
+        return ""
+    return "" if 1e-4 <= ratio <= 1e-2 else "yellow"

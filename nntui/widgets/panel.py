@@ -1,0 +1,52 @@
+"""StatePanel: a widget drawn from the RunState, redrawn only when the state or its size moved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widget import Widget
+
+from ..runstate import RunState
+
+
+def side_by_side(left: Text, right: Text, left_width: int, gap: int = 2) -> Text:
+    """Two blocks of lines next to each other (the left one padded to `left_width`)."""
+    left_lines, right_lines = left.split("\n"), right.split("\n")
+    rows = []
+    for index in range(max(len(left_lines), len(right_lines))):
+        line = left_lines[index].copy() if index < len(left_lines) else Text()
+        line.pad_right(left_width + gap - line.cell_len)
+        if index < len(right_lines):
+            line.append_text(right_lines[index])
+        rows.append(line)
+    return Text("\n").join(rows)
+
+
+class StatePanel(Widget):
+    """Base for panels that render a picture of the run state at their current size."""
+
+    DEFAULT_CSS = """
+    StatePanel { height: 1fr; }
+    """
+
+    def __init__(self, state: RunState, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = state
+        self._cache_key: tuple[Any, ...] | None = None
+        self._cache: Text = Text()
+
+    def options(self) -> tuple[Any, ...]:
+        """View settings that change the picture (smoothing, selected layer, ...)."""
+        return ()
+
+    def draw(self, width: int, height: int) -> Text:
+        raise NotImplementedError
+
+    def render(self) -> Text:
+        width, height = self.content_size
+        key = (self.state.version, width, height, self.app.no_color, *self.options())
+        if key != self._cache_key:
+            self._cache_key = key
+            self._cache = self.draw(width, height) if width > 0 and height > 0 else Text()
+        return self._cache

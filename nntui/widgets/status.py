@@ -1,0 +1,119 @@
+"""The status panel: run state, epoch and batch, progress with ETA, speed, the
+hyperparameters in force (pending ones marked), the latest metrics, and where the run is
+written."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from ..plot import format_number
+from ..runstate import STATE_LABELS
+from .panel import StatePanel
+
+STATE_STYLES = {
+    "loading": "bold cyan", "running": "bold green", "paused": "bold yellow",
+    "pausing": "bold yellow", "stopping": "bold yellow", "finished": "bold blue",
+    "stopped": "bold blue", "early_stop": "bold blue", "diverged": "bold red",
+    "error": "bold red", "interrupted": "bold red",
+}
+SHOWN_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
+SHORT_NAMES = {"weight_decay": "wd", "batch_size": "batch"}
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else \
+        f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_bar(fraction: float, width: int) -> Text:
+    filled = fraction * width
+    whole = int(filled)
+    bar = Text("━" * whole, style="green")
+    if whole < width:
+        bar.append("╸" if filled - whole >= 0.5 else "─",
+                   style="green" if filled - whole >= 0.5 else "grey37")
+        bar.append("─" * (width - whole - 1), style="grey37")
+    return bar
+
+
+class StatusPanel(StatePanel):
+    DEFAULT_CSS = """
+    StatusPanel { height: 4; }
+    """
+
+    def draw(self, width: int, height: int) -> Text:
+        state = self.state
+        label = STATE_LABELS.get(state.state, state.state)
+        line1 = Text.assemble((f" {label.upper()} ", "reverse " + STATE_STYLES.get(
+            state.state, "bold")), " ")
+        p = state.progress
+        if p is not None:
+            line1.append(f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}  "
+                         f"batch {p.batch}/{p.steps_per_epoch}  ")
+            line1.append_text(progress_bar(state.fraction_done(), max(min(width // 5, 30), 8)))
+            line1.append(f" {state.fraction_done():4.0%}")
+            eta = state.eta_seconds()
+            if eta is not None:
+                line1.append(f"  ETA {duration(eta)}")
+            if p.samples_per_sec:
+                line1.append(f"  {p.samples_per_sec:,.0f} samples/s", style="dim")
+        elif state.end is None:
+            line1.append("preparing the dataset and the model…", style="dim")
+        return Text("\n").join([line1, self._hyperparameters(), self._metrics(),
+                                self._where()])
+
+    def _hyperparameters(self) -> Text:
+        values, pending = self.state.hyperparameters, self.state.pending
+        line = Text()
+        for name in SHOWN_HYPERPARAMETERS:
+            if name not in values:
+                continue
+            line.append(f"{SHORT_NAMES.get(name, name)} ", style="dim")
+            line.append(_hp(values[name]), style="bold")
+            if name in pending and pending[name] != values[name]:
+                when = "next epoch" if name == "batch_size" else "next batch"
+                line.append(f" → {_hp(pending[name])}", style="bold yellow")
+                line.append(f" (pending, {when})", style="yellow")
+            line.append("   ")
+        return line
+
+    def _metrics(self) -> Text:
+        state = self.state
+        line = Text()
+        batches = state.batches.columns
+        if batches[0]:
+            line.append("batch ", style="dim")
+            line.append(f"loss {format_number(batches[1][-1]).strip()}")
+            if state.task == "classification" and batches[2][-1] == batches[2][-1]:
+                line.append(f" acc {batches[2][-1]:.1%}")
+        last = state.last_epoch
+        if last is not None:
+            line.append(f"  │ epoch {last.epoch + 1} ", style="dim")
+            line.append(f"loss {format_number(last.loss).strip()}")
+            if last.val_loss is not None:
+                line.append("  val ", style="dim")
+                line.append(format_number(last.val_loss).strip(), style="#e879f9")
+            if last.val_accuracy is not None:
+                line.append(f" {last.val_accuracy:.1%}", style="#e879f9")
+        if state.end is not None and state.end.error:
+            line = Text(f"error: {state.end.error}", style="bold red")
+        return line
+
+    def _where(self) -> Text:
+        state = self.state
+        started = state.started
+        line = Text(state.dataset, style="bold")
+        line.append(f" · {state.arch or 'default architecture'}")
+        if started is not None:
+            line.append(f" · {started.params:,} params")
+            line.append(" · run ", style="dim")
+            line.append(started.run_dir, style="underline")
+        return line
+
+
+def _hp(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,366 @@
+"""The app driven by keys with the Pilot, on a small built-in dataset that keeps training
+long enough to be steered. No sleeps: every wait is a bounded loop of pilot.pause()."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual import events
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+import nnlib.trainer
+from nnlib import runs
+from nnlib.config import ExperimentConfig
+from nntui.app import NNTui
+from nntui.screens.dashboard import DashboardScreen
+from nntui.screens.modals import ConfirmScreen, HelpScreen, HparamScreen, TooSmallScreen
+from nntui.screens.setup import SetupScreen
+from nntui.widgets.arch_editor import ArchEditor
+from nntui.widgets.eventlog import EventLog
+from nntui.widgets.status import StatusPanel
+
+SIZE = (80, 24)
+
+
+def pilot_test(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async Pilot test on its own event loop (no async pytest plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def long_run(tmp_path: Path, **changes: object) -> ExperimentConfig:
+    """Spirals in batches of 10 for many epochs: still running when the keys arrive."""
+    values = dict(dataset="spirals", arch="2-16-16-3", epochs=500, batch_size=10, lr=0.05,
+                  seed=0, run_dir=str(tmp_path / "run"), histogram_every=20)
+    values.update(changes)
+    return ExperimentConfig(**values)
+
+
+async def until(pilot: Pilot, condition: Callable[[], bool], tries: int = 200_000) -> None:
+    """Let the app process its messages until `condition` holds (a bounded number of
+    rounds; pause(0) yields to the event loop without sleeping)."""
+    for _ in range(tries):
+        if condition():
+            return
+        await pilot.pause(0)
+    raise AssertionError("condition not reached")
+
+
+KEY_HOPS = 5
+CHARACTERS = {"space": " ", "plus": "+", "minus": "-", "enter": "\r", "escape": "\x1b",
+              "question_mark": "?", "tab": "\t"}
+
+
+async def press(pilot: Pilot, *keys: str) -> None:
+    """Send keys as the terminal driver does, without Pilot.press's wait for an idle CPU
+    (which lasts a second per key while a training thread keeps the process busy)."""
+    for key in keys:
+        event = events.Key(key, CHARACTERS.get(key, key if len(key) == 1 else None))
+        event.set_sender(pilot.app)
+        pilot.app._driver.send_message(event)
+        for _ in range(KEY_HOPS):  # app -> focused widget -> bindings up the DOM -> action
+            await pilot.pause(0)
+
+
+async def started(pilot: Pilot) -> DashboardScreen:
+    """The dashboard once its trainer has run a few batches."""
+    await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
+    dashboard = pilot.app.screen
+    await until(pilot, lambda: dashboard.experiment is not None
+                and dashboard.experiment.trainer.global_step > 3)
+    return dashboard
+
+
+async def paused(pilot: Pilot, dashboard: DashboardScreen) -> None:
+    await press(pilot, "space")
+    trainer = dashboard.experiment.trainer
+    await until(pilot, lambda: trainer.state == "paused" and dashboard.state.state == "paused")
+    assert trainer.wait_until_parked(timeout=5)
+
+
+async def log_text(pilot: Pilot, dashboard: DashboardScreen) -> str:
+    """The event log's lines (shown first: a hidden RichLog defers its writes)."""
+    await press(pilot, "4")
+    log = dashboard.query_one(EventLog)
+    await until(pilot, lambda: log.lines)
+    return "\n".join(str(line.text) for line in log.lines)
+
+
+def end_event(tmp_path: Path) -> runs.Event:
+    return runs.read(tmp_path / "run")[-1]
+
+
+@pilot_test
+async def test_pause_step_resume_and_stop(tmp_path):
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        trainer = dashboard.experiment.trainer
+        await paused(pilot, dashboard)
+        status = dashboard.query_one(StatusPanel)
+        assert "PAUSED" in str(status.render())
+        step = trainer.global_step
+        await press(pilot, "n")
+        await until(pilot, lambda: trainer.global_step == step + 1 and trainer._parked)
+        await until(pilot, lambda: dashboard.state.progress.step == step + 1)
+        assert trainer.global_step == step + 1 and dashboard.state.state == "paused"
+        await press(pilot, "space")
+        await until(pilot, lambda: trainer.global_step > step + 5)
+        assert dashboard.state.state == "running"
+        await press(pilot, "s")
+        await until(pilot, lambda: dashboard.state.end is not None)
+        assert dashboard.state.end.reason == "stopped"
+        assert "STOPPED" in str(status.render())
+        assert dashboard.running is False
+    assert end_event(tmp_path).type == "end"
+    assert end_event(tmp_path)["reason"] == "stopped"
+
+
+@pilot_test
+async def test_lr_keys_change_the_trainer_and_show_at_once(tmp_path):
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        trainer = dashboard.experiment.trainer
+        await paused(pilot, dashboard)
+        await press(pilot, "plus")
+        assert trainer.pending() == {"lr": 0.1}
+        assert "→ 0.1" in str(dashboard.query_one(StatusPanel).render())
+        await press(pilot, "plus")
+        assert trainer.pending()["lr"] == 0.2
+        await press(pilot, "n")  # applied before the next batch
+        await until(pilot, lambda: trainer.optimizer.lr == 0.2 and not trainer.pending())
+        await press(pilot, "minus", "minus", "minus")
+        assert trainer.pending()["lr"] == pytest.approx(0.025)
+        await press(pilot, "space")
+        await until(pilot, lambda: trainer.optimizer.lr == pytest.approx(0.025))
+        await until(pilot, lambda: len(dashboard.state.marks) >= 2)
+        log = await log_text(pilot, dashboard)
+        assert "lr 0.05 → 0.2" in log or "lr 0.05 → 0.1" in log
+    hparams = [e for e in runs.read(tmp_path / "run") if e.type == "hparam"]
+    assert hparams and hparams[0]["name"] == "lr"
+
+
+@pilot_test
+async def test_quit_during_a_run_asks_and_no_keeps_running(tmp_path):
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        trainer = dashboard.experiment.trainer
+        await press(pilot, "q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await press(pilot, "n")
+        await until(pilot, lambda: app.screen is dashboard)
+        step = trainer.global_step
+        await until(pilot, lambda: trainer.global_step > step + 3)
+        await press(pilot, "q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await press(pilot, "y")
+        await until(pilot, lambda: app._exit)
+    assert end_event(tmp_path)["reason"] == "stopped"
+
+
+@pilot_test
+async def test_quit_while_paused_ends_the_run_log(tmp_path):
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        await paused(pilot, dashboard)
+        await press(pilot, "q", "y")
+        await until(pilot, lambda: app._exit)
+    assert end_event(tmp_path)["reason"] == "stopped"
+
+
+@pilot_test
+async def test_an_exception_in_training_shows_in_the_ui(tmp_path, monkeypatch):
+    original = nnlib.trainer.Trainer._train_batch
+
+    def failing(self, xb, yb):
+        if self.global_step == 7:
+            raise RuntimeError("exploded on purpose")
+        return original(self, xb, yb)
+
+    monkeypatch.setattr(nnlib.trainer.Trainer, "_train_batch", failing)
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        dashboard = app.screen
+        await until(pilot, lambda: dashboard.state.end is not None)
+        assert dashboard.state.state == "error"
+        assert "exploded on purpose" in str(dashboard.query_one(StatusPanel).render())
+        log = await log_text(pilot, dashboard)
+        assert "run failed: RuntimeError: exploded on purpose" in log
+        assert any("exploded on purpose" in n.message for n in app._notifications)
+        await press(pilot, "1", "2", "3")  # the app keeps working
+        assert app.screen is dashboard and not app._exit
+    assert end_event(tmp_path)["reason"] == "error"
+
+
+@pilot_test
+async def test_a_bad_dataset_shows_an_error_instead_of_crashing(tmp_path):
+    config = long_run(tmp_path, dataset=str(tmp_path / "missing.npz"))
+    app = NNTui(config, start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        dashboard = app.screen
+        await until(pilot, lambda: dashboard.state.end is not None)
+        assert dashboard.state.end.reason == "error" and "missing.npz" in dashboard.state.end.error
+
+
+@pilot_test
+async def test_setup_t_starts_training_and_escape_returns(tmp_path):
+    app = NNTui(long_run(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        await until(pilot, lambda: app.screen.query_one(ArchEditor).valid)
+        await press(pilot, "t")
+        dashboard = await started(pilot)
+        await press(pilot, "escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await press(pilot, "y")
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        await until(pilot, lambda: dashboard.state.end is not None or not dashboard.is_attached)
+    assert end_event(tmp_path)["reason"] == "stopped"
+
+
+@pilot_test
+async def test_an_invalid_spec_shows_its_error_and_the_app_keeps_running(tmp_path):
+    app = NNTui(long_run(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        editor = app.screen.query_one(ArchEditor)
+        arch = editor.query_one("#arch", Input)
+        arch.focus()
+        arch.value = ""
+        await press(pilot, *"conv(3")
+        await until(pilot, lambda: editor.result is not None and editor.result.spec == "conv(3")
+        message = str(editor.query_one("#arch-message", Static).render())
+        assert "never closed" in message and arch.has_class("-invalid")
+        arch.value = ""
+        await press(pilot, *"2-8-5")
+        await until(pilot, lambda: editor.result is not None and editor.result.spec == "2-8-5")
+        assert "dense(3)" in str(editor.query_one("#arch-message", Static).render())
+        await press(pilot, "tab")
+        await press(pilot, "t")  # refused with a notification, not started
+        assert isinstance(app.screen, SetupScreen)
+        assert any("dense(3)" in n.message for n in app._notifications)
+        arch.value = ""
+        arch.focus()
+        await press(pilot, *"2-8-3")
+        await until(pilot, lambda: editor.valid)
+
+
+@pilot_test
+async def test_presets_adapt_or_refuse(tmp_path):
+    app = NNTui(long_run(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        editor = app.screen.query_one(ArchEditor)
+        editor.apply_preset("lenet")
+        assert "needs images" in str(editor.query_one("#arch-message", Static).render())
+        editor.apply_preset("mlp")
+        assert editor.spec == "2-512-128-3"
+        await until(pilot, lambda: editor.valid)
+
+
+@pilot_test
+async def test_hyperparameter_fields_are_validated_in_place(tmp_path):
+    app = NNTui(long_run(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        lr = app.screen.query_one("#lr", Input)
+        lr.focus()
+        lr.value = ""
+        await press(pilot, "minus", "1")
+        assert lr.has_class("-invalid")
+        assert "lr must be a positive number" in str(app.screen.query_one("#hp-error").render())
+        lr.value = "0.2"
+        await pilot.pause()
+        assert not lr.has_class("-invalid")
+        assert app.screen.current_config().lr == 0.2
+
+
+@pilot_test
+async def test_edit_dialog_shows_the_trainers_message_in_place(tmp_path):
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        trainer = dashboard.experiment.trainer
+        await press(pilot, "e")
+        await until(pilot, lambda: isinstance(app.screen, HparamScreen))
+        dialog = app.screen
+        dialog.query_one("#momentum", Input).value = "1.5"
+        await press(pilot, "enter")
+        assert isinstance(app.screen, HparamScreen)
+        assert "momentum" in str(dialog.query_one("#hp-edit-error").render())
+        dialog.query_one("#momentum", Input).value = "0.5"
+        dialog.query_one("#batch_size", Input).value = "20"
+        dialog.query_one("#batch_size", Input).focus()
+        await press(pilot, "enter")
+        await until(pilot, lambda: app.screen is dashboard)
+        await until(pilot, lambda: trainer.optimizer.momentum == 0.5)
+        await until(pilot, lambda: trainer.batch_size == 20)
+
+
+@pilot_test
+async def test_help_lists_every_key_and_the_palette_has_the_actions(tmp_path):
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        await press(pilot, "question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        described = {description for _, description in app.screen.keys}
+        assert {"Pause/Resume", "Step", "lr×2", "lr÷2", "Stop", "Quit", "Help",
+                "Edit hparams", "Save model"} <= described
+        await press(pilot, "escape")
+        await until(pilot, lambda: app.screen is dashboard)
+        await press(pilot, "ctrl+p")
+        await press(pilot, *"pause")
+        await press(pilot, "enter")
+        trainer = dashboard.experiment.trainer
+        await until(pilot, lambda: trainer.paused)
+        dashboard.shutdown()
+
+
+@pilot_test
+async def test_save_model_when_stopped_and_config_round_trip(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        await press(pilot, "s")
+        await until(pilot, lambda: dashboard.state.end is not None)
+        await press(pilot, "w")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "PathScreen")
+        app.screen.query_one(Input).value = str(tmp_path / "mine.npz")
+        await press(pilot, "enter")
+        await until(pilot, lambda: app.screen is dashboard)
+        assert (tmp_path / "mine.npz").exists()
+        await press(pilot, "escape")
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        await press(pilot, "ctrl+s")
+        await until(pilot, lambda: app.screen.__class__.__name__ == "PathScreen")
+        await press(pilot, "enter")
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+    saved = ExperimentConfig.load(tmp_path / "experiment.toml")
+    assert (saved.dataset, saved.arch, saved.batch_size) == ("spirals", "2-16-16-3", 10)
+
+
+@pilot_test
+async def test_a_tiny_terminal_says_so(tmp_path):
+    app = NNTui(long_run(tmp_path))
+    async with app.run_test(size=(40, 10)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, TooSmallScreen))
+        assert "too small" in str(app.screen.query_one(Static).render())
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
