@@ -105,6 +105,8 @@ class Trainer:
                 self.steps_per_epoch = math.ceil(len(x) / self.batch_size)
                 self._call("on_epoch_begin", epoch)
                 epoch_logs = self._train_epoch(x, y, order)
+                if epoch_logs is None:  # stopped before its first batch: nothing to report
+                    break
                 self._call("on_epoch_end", epoch, epoch_logs)
                 if self.stop_training:
                     break
@@ -118,13 +120,17 @@ class Trainer:
             end_logs["error"] = f"{type(error).__name__}: {error}"
             raise
         finally:
+            with self._condition:  # a pause or step left over must not park the next run
+                self._paused = self._parked = self._pause_announced = False
+                self._step_budget = 0
             self.state = {"finished": "finished", "diverged": "diverged",
                           "error": "error"}.get(reason, "stopped")
             end_logs.update(reason=reason, epoch=self.epoch, step=self.global_step)
             self._call("on_train_end", end_logs)
         return self.history
 
-    def _train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> Logs:
+    def _train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> Logs | None:
+        """Train one epoch; its logs, or None when the run stopped before its first batch."""
         self.model.train()
         seen, loss_sum, correct, active_time = 0, 0.0, 0.0, 0.0
         classification = self.loss.task == "classification"
@@ -148,6 +154,8 @@ class Trainer:
             self._call("on_batch_end", batch, logs)
             if self.stop_training:
                 break
+        if not seen:
+            return None
         logs = {"epoch": self.epoch, "step": self.global_step, "loss": loss_sum / max(seen, 1),
                 **self.hyperparameters(), "seconds": active_time,
                 "samples_per_sec": seen / active_time if active_time > 0 else 0.0}
@@ -155,8 +163,9 @@ class Trainer:
             logs["accuracy"] = correct / max(seen, 1)
         if self.validation_data is not None:
             xv, yv = self.validation_data
-            self.validation_outputs = self.model.predict(xv)
-            logs["val_loss"] = self.loss(self.validation_outputs, yv)
+            with np.errstate(over="ignore", invalid="ignore"):  # after a divergence, too
+                self.validation_outputs = self.model.predict(xv)
+                logs["val_loss"] = self.loss(self.validation_outputs, yv)
             if classification:
                 logs["val_accuracy"] = accuracy(self.validation_outputs, yv)
         return logs
@@ -239,7 +248,7 @@ class Trainer:
 
     def resume(self) -> None:
         with self._condition:
-            self._paused = False
+            self._paused = self._parked = False
             self._condition.notify_all()
 
     def step(self) -> None:
@@ -247,12 +256,14 @@ class Trainer:
         with self._condition:
             if self._paused:
                 self._step_budget += 1
+                self._parked = False  # so that wait_until_parked waits for the next park
                 self._condition.notify_all()
 
     def stop(self) -> None:
         """Finish the current batch, then end the run (reason 'stopped')."""
         with self._condition:
             self._stop_requested = True
+            self._parked = False
             self._condition.notify_all()
 
     @property
@@ -261,7 +272,8 @@ class Trainer:
         return self._paused
 
     def wait_until_parked(self, timeout: float | None = None) -> bool:
-        """Block until the training thread is parked by a pause; True if it is."""
+        """Block until the training thread is parked by a pause (its 'pause' event sent and
+        `state` 'paused'); True if it is. After `step()`, this waits for the next park."""
         with self._condition:
             return self._condition.wait_for(lambda: self._parked, timeout)
 
@@ -298,14 +310,14 @@ class Trainer:
         """Park while paused, then apply requests. Returns False when the run must stop."""
         with self._condition:
             park = self._paused and not self._step_budget and not self._stop_requested
-            self._parked = park
-            self._condition.notify_all()
         if park:
             self.state = "paused"
             if not self._pause_announced:
                 self._pause_announced = True
                 self.emit("pause")
             with self._condition:
+                self._parked = True  # only now: waiters see the state and the event
+                self._condition.notify_all()
                 self._condition.wait_for(lambda: not self._paused or self._step_budget > 0
                                          or self._stop_requested)
                 self._parked = False
