@@ -32,7 +32,8 @@ def read_monitor(owner: str, monitor: str, logs: Logs) -> float:
 
 
 class EarlyStopping(Callback):
-    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs.
+    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs
+    in a row (as Keras does; 0 and 1 both stop at the first epoch without improvement).
 
     With `restore_best_weights`, the model ends with the weights of its best epoch. A NaN
     or infinite value is never the best.
@@ -70,7 +71,7 @@ class EarlyStopping(Callback):
                 self.best_weights = weights
             return
         self.wait += 1
-        if self.wait > self.patience and not trainer.stop_training:
+        if self.wait >= self.patience and not trainer.stop_training:
             trainer.stop_training = True
             trainer.stop_reason = "early_stop"
             trainer.emit("early_stop", monitor=self.monitor, best=self.best,
