@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -209,7 +210,7 @@ _NOTICES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "diverged": lambda d: f"diverged: loss is {d.get('loss')} (epoch {d.get('epoch', 0) + 1}, "
                           f"batch {d.get('batch', 0) + 1}); weights kept from the last "
                           f"finite step",
-    "checkpoint": lambda d: f"checkpoint ({d.get('reason')}): {d.get('path')}",
+    "checkpoint": lambda d: f"checkpoint ({d.get('reason')}): {Path(str(d.get('path'))).name}",
 }
 
 

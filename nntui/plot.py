@@ -367,8 +367,6 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], precision: Sequence[float
     for j in range(k):
         value = precision[j] if j < len(precision) else math.nan
         footer.append((f"{value * 100:.0f}" if math.isfinite(value) else "-").rjust(cell_w))
-    total = int(m.sum())
-    footer.append(f"  acc {np.trace(m) / total:.1%}" if total else "")
     lines.append(footer)
     return Text("\n").join(lines)
 

@@ -26,7 +26,11 @@ class ConfusionPanel(StatePanel):
         if confusion is None:
             return Text("the confusion matrix appears after the first epoch "
                         "(needs a validation split)", style="dim")
+        total = sum(map(sum, confusion.matrix))
+        correct = sum(row[i] for i, row in enumerate(confusion.matrix))
         title = Text(f"validation, epoch {confusion.epoch + 1}", style="bold")
+        if total:
+            title.append(f" · accuracy {correct / total:.1%} of {total:,}")
         heatmap = confusion_heatmap(confusion.matrix, confusion.precision, confusion.recall,
                                     confusion.class_names, width, color=not self.app.no_color)
         return Text("\n").join([title, heatmap])

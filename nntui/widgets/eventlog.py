@@ -25,12 +25,12 @@ def describe(snapshot: Snapshot) -> tuple[str, str] | None:
                     "checkpoint": "good"}.get(snapshot.kind, "info")
         return snapshot.message, severity
     if isinstance(snapshot, EpochEnd):
-        text = f"epoch {snapshot.epoch + 1} done: loss {format_number(snapshot.loss).strip()}"
+        text = f"epoch {snapshot.epoch + 1}: loss {format_number(snapshot.loss).strip()}"
         if snapshot.val_loss is not None:
-            text += f", val_loss {format_number(snapshot.val_loss).strip()}"
+            text += f", val {format_number(snapshot.val_loss).strip()}"
         if snapshot.val_accuracy is not None:
-            text += f", val_acc {snapshot.val_accuracy:.1%}"
-        return text + f" ({snapshot.seconds:.1f} s)", "info"
+            text += f" / {snapshot.val_accuracy:.1%}"
+        return text + f" ({snapshot.seconds:.1f}s)", "info"
     if isinstance(snapshot, RunEnded):
         if snapshot.error:
             return f"run failed: {snapshot.error}", "error"
@@ -49,7 +49,7 @@ class EventLog(RichLog):
     """
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(wrap=True, markup=False, highlight=False, **kwargs)
+        super().__init__(wrap=True, markup=False, highlight=False, min_width=20, **kwargs)
 
     def add(self, step: int | None, text: str, severity: str = "info") -> None:
         line = Text(f"[{step:>6}] " if step is not None else " " * 9, style="dim")

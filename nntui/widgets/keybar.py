@@ -29,14 +29,10 @@ class KeyBar(Widget):
         self.items: list[tuple[str, str]] = []
 
     def on_mount(self) -> None:
-        self.call_after_refresh(self._collect)
-
-    def _collect(self) -> None:
         # Only the screen's and the app's own keys: they do not change with the focus.
         self.items = [(key, description) for key, description, _, node in
                       screen_keys(self.screen, shown_only=True)
                       if node in (self.screen, self.app)]
-        self.refresh(layout=True)
 
     def _lines(self, width: int) -> list[Text]:
         key_style = self.get_component_rich_style("keybar--key", partial=True)

@@ -66,7 +66,7 @@ class LayersPanel(StatePanel):
             body = side_by_side(bars, bands, bars_w)
         captions = Text.assemble(("latest histogram".ljust(max(min(width // 3, 40), 12) + 2),
                                   "dim"),
-                                 ("percentiles over steps: ░ 0-100 ▒ 7-93 ▓ 16-84 ━ median",
+                                 ("over steps: ░0-100 ▒7-93 ▓16-84 ━median (percentiles)",
                                   "dim"))
         captions.truncate(width)
         return Text("\n").join([title, body, captions, *table])
@@ -83,7 +83,8 @@ class LayersPanel(StatePanel):
             row.append(f"{name:<10.10} ")
             row.append(_fmt(stats.grad_norm if stats else None).rjust(9) + " ")
             ratio = stats.update_ratio if stats else None
-            row.append(_fmt(ratio).rjust(9) + " ", style=_ratio_style(ratio))
+            row.append(("–" if ratio is None else f"{ratio:.1e}").rjust(9) + " ",
+                       style=_ratio_style(ratio))
             dead = stats.dead_fraction if stats else None
             row.append(("–" if dead is None else f"{dead:.0%}").rjust(9),
                        style="bold red" if dead is not None and dead > 0.5 else "")

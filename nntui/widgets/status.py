@@ -52,13 +52,16 @@ class StatusPanel(StatePanel):
         if p is not None:
             line1.append(f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}  "
                          f"batch {p.batch}/{p.steps_per_epoch}  ")
-            line1.append_text(progress_bar(state.fraction_done(), max(min(width // 5, 30), 8)))
-            line1.append(f" {state.fraction_done():4.0%}")
+            after = Text(f" {state.fraction_done():4.0%}")
             eta = state.eta_seconds()
             if eta is not None:
-                line1.append(f"  ETA {duration(eta)}")
+                after.append(f"  ETA {duration(eta)}")
             if p.samples_per_sec:
-                line1.append(f"  {p.samples_per_sec:,.0f} samples/s", style="dim")
+                after.append(f"  {p.samples_per_sec:,.0f} samples/s", style="dim")
+            # The bar takes what the words leave, within 8..30 cells.
+            bar_width = min(max(width - line1.cell_len - after.cell_len, 8), 30)
+            line1.append_text(progress_bar(state.fraction_done(), bar_width))
+            line1.append_text(after)
         elif state.end is None:
             line1.append("preparing the dataset and the model…", style="dim")
         return Text("\n").join([line1, self._hyperparameters(), self._metrics(),
@@ -102,14 +105,18 @@ class StatusPanel(StatePanel):
         return line
 
     def _where(self) -> Text:
+        """Where the run is written first (it matters most), the long spec last."""
         state = self.state
         started = state.started
-        line = Text(state.dataset, style="bold")
-        line.append(f" · {state.arch or 'default architecture'}")
+        line = Text()
+        if started is not None:
+            line.append("run ", style="dim")
+            line.append(started.run_dir, style="underline")
+            line.append(" · ")
+        line.append(state.dataset, style="bold")
         if started is not None:
             line.append(f" · {started.params:,} params")
-            line.append(" · run ", style="dim")
-            line.append(started.run_dir, style="underline")
+        line.append(f" · {state.arch or 'default architecture'}")
         return line
 
 
