@@ -115,8 +115,11 @@ def decode(line: str, where: str = "events") -> Event:
 
 
 def _events_path(path: str | os.PathLike) -> Path:
+    """The events file of a run directory (which may not exist yet), or `path` itself."""
     path = Path(path)
-    return path / EVENTS_FILE if path.is_dir() else path
+    if path.is_dir() or (not path.exists() and path.suffix != ".jsonl"):
+        return path / EVENTS_FILE
+    return path
 
 
 def read(path: str | os.PathLike) -> list[Event]:
@@ -208,7 +211,9 @@ class RunLogger(Callback):
     """Write the run directory: config.json at the start, then every event as it happens.
 
     `run_dir` is used as is when given; otherwise a new directory is made under `root`.
-    `batch_every` thins batch metrics to one line per that many batches.
+    `batch_every` thins batch metrics to one line per that many batches. Events that callbacks
+    placed before the logger emit at the start of the run (the initial histograms) are kept
+    and written right after 'run_start'.
     """
 
     def __init__(self, run_dir: str | os.PathLike | None = None, root: str | os.PathLike | None
@@ -222,6 +227,7 @@ class RunLogger(Callback):
         self.config = dict(config or {})
         self.batch_every = batch_every
         self._handle: Any = None
+        self._early: list[str] = []  # encoded events that came before the log was open
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if self.run_dir is None:
@@ -237,6 +243,10 @@ class RunLogger(Callback):
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
         self._write("run_start", trainer.global_step, {"run": str(self.run_dir),
                                                        "config": config})
+        early, self._early = self._early, []
+        for line in early:
+            self._handle.write(line)
+        self._handle.flush()
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
         if logs["step"] % self.batch_every == 0:
@@ -246,8 +256,12 @@ class RunLogger(Callback):
         self._write("epoch", trainer.global_step, logs)
 
     def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:
-        self._write(event, data.get("step", trainer.global_step),
-                    {k: v for k, v in data.items() if k != "step"})
+        step, data = data.get("step", trainer.global_step), {k: v for k, v in data.items()
+                                                            if k != "step"}
+        if self._handle is None and trainer.state == "running":
+            self._early.append(encode(event, step, data))  # from an earlier on_train_begin
+            return
+        self._write(event, step, data)
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         self._write("end", trainer.global_step, {k: v for k, v in logs.items() if k != "step"})
