@@ -78,6 +78,10 @@ class ExperimentConfig:
                  "a number >= 0", self.weight_decay)
         _require(_is_number(self.validation_split) and 0 <= self.validation_split < 1,
                  "validation_split", "a fraction in [0, 1)", self.validation_split)
+        for name in ("data_dir", "run_dir"):
+            value = getattr(self, name)
+            _require(value is None or (isinstance(value, str) and value.strip() != ""), name,
+                     "a folder path", value)
         return self
 
     # -- conversions ----------------------------------------------------------------------
