@@ -37,7 +37,9 @@ class Dense(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
         self._x = x
-        return x @ self.params["W"].value + self.params["b"].value
+        out = x @ self.params["W"].value
+        out += self.params["b"].value
+        return out
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         weights, bias = self.params["W"], self.params["b"]
