@@ -205,6 +205,33 @@ def set_threads(count: int) -> threadpool_limits:
     return threadpool_limits(limits=count)
 
 
+class OtherLoad:
+    """How busy the machine was with other processes during a block: busy CPU time from
+    /proc/stat minus this process's own, per second of wall time (in cores)."""
+
+    cores = 0.0
+
+    @staticmethod
+    def _busy() -> float:
+        with open("/proc/stat") as handle:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+                int, handle.readline().split()[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> OtherLoad:
+        self._start = (self._busy(), sum(os.times()[:2]), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, own, wall = self._busy(), sum(os.times()[:2]), time.perf_counter()
+        self.cores = max(0.0, (busy - self._start[0]) - (own - self._start[1])) / max(
+            wall - self._start[2], 1e-9)
+
+    def note(self) -> str:
+        return f"Other processes kept {self.cores:.2f} cores busy on average meanwhile " \
+               "(/proc/stat)."
+
+
 # -- timing -----------------------------------------------------------------------------------
 @dataclass
 class Result:
@@ -443,14 +470,17 @@ def main() -> None:
     if not args.no_torch and have_torch():
         frameworks.append(REFERENCE)
 
-    results = measure(frameworks, names, threads, args.runs, data, args.seed)
+    with OtherLoad() as load:
+        results = measure(frameworks, names, threads, args.runs, data, args.seed)
     print(f"## Engine speed: one epoch on MNIST (t10k files, loaded by {source})\n")
     print(machine_facts() + "\n")
-    print(speed_table(results, frameworks, names, threads, args.runs) + "\n")
+    print(speed_table(results, frameworks, names, threads, args.runs) + " " + load.note() + "\n")
     if not args.no_memory:
         print(memory_table(frameworks, names, args) + "\n")
     if args.policy:
-        print(policy_table(names, data, args.runs, args.seed) + "\n")
+        with OtherLoad() as load:
+            table = policy_table(names, data, args.runs, args.seed)
+        print(table + " " + load.note() + "\n")
 
 
 if __name__ == "__main__":
