@@ -8,9 +8,11 @@ run log is closed and a final checkpoint is written.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -34,6 +36,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
 
 
@@ -91,7 +103,7 @@ def _parser() -> _Parser:
     add_experiment_arguments(train)
     train.add_argument("--histogram-every", type=_positive_int,
                        help="weight/gradient histograms every N batches (default 50)")
-    train.add_argument("--early-stopping", type=int, metavar="PATIENCE",
+    train.add_argument("--early-stopping", type=_non_negative_int, metavar="PATIENCE",
                        help="stop when val_loss has not improved for PATIENCE epochs")
     train.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -193,6 +205,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .config import ExperimentConfig
+    from .experiment import outputs_for
     from .losses import MSE, SoftmaxCrossEntropy
     from .model import load
 
@@ -202,18 +215,34 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     try:
         data = _load_data_or_fail(ExperimentConfig(dataset=args.dataset, data_dir=args.data_dir,
-                                                   validation_split=0.0))
+                                                   **_preparation_of(Path(args.checkpoint))))
     except ValueError as error:
         return _fail(str(error), EXIT_FAILED)
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
     if tuple(data.input_shape) != model.input_shape:
         raise UsageError(f"{args.checkpoint} expects inputs of shape {model.input_shape}, "
                          f"{args.dataset} has {tuple(data.input_shape)}")
+    if model.output_shape != (outputs_for(data),):
+        raise UsageError(f"{args.checkpoint} outputs {model.output_shape} values per sample, "
+                         f"{args.dataset} needs {outputs_for(data)}")
     loss = SoftmaxCrossEntropy() if data.task == "classification" else MSE()
     result = model.evaluate(x, y, loss)
     print(f"{args.split} ({len(x)} samples)  " +
           "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
     return EXIT_OK
+
+
+def _preparation_of(checkpoint: Path) -> dict[str, Any]:
+    """How the run that wrote `checkpoint` prepared its data (seed, split, subset), read from
+    the config.json beside it, so that the data is generated and normalised as in training."""
+    from .runs import CONFIG_FILE
+
+    try:
+        saved = json.loads((checkpoint.parent / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"validation_split": 0.0}
+    keys = ("seed", "validation_split", "subset")
+    return {key: saved[key] for key in keys if isinstance(saved, dict) and key in saved}
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -222,7 +251,10 @@ def _summary(args: argparse.Namespace) -> int:
     shape = args.input_shape
     if shape is None:
         from . import datasets
-        shape = datasets.load(args.dataset).input_shape
+        try:
+            shape = datasets.load(args.dataset).input_shape
+        except ValueError as error:
+            raise UsageError(f"--dataset: {error}") from None
     try:
         model = build(args.arch, shape)
     except SpecError as error:
