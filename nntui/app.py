@@ -35,7 +35,8 @@ class NNTui(App[None]):
 
     def __init__(self, config: ExperimentConfig, start: bool = False,
                  datasets: list[DatasetInfo] | None = None) -> None:
-        """`datasets` replaces nnlib's listing (tests pin it: what is on disk varies)."""
+        """`datasets` replaces nnlib's listing (to add a user's file; tests pin it, since
+        what is on disk varies)."""
         super().__init__()
         self.config = config
         self.start = start

@@ -221,7 +221,7 @@ class Bridge(Callback):
     `post_message` is) and quick.
     """
 
-    def __init__(self, sink: Sink, interval: float = 0.1,
+    def __init__(self, sink: Sink, interval: float = 0.2,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.sink = sink
         self.interval = interval

@@ -28,8 +28,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def file_info(path: str, data_dir: str | None):
+    """A listing entry for a user's dataset file, read once to learn its shape and task."""
+    from nnlib import datasets
+
+    data = datasets.load(path, data_dir=data_dir)
+    return datasets.DatasetInfo(path, data.description or "your dataset file", data.task,
+                                tuple(data.input_shape), data.num_classes, data.train_size,
+                                data.test_size, True, "file")
+
+
 def experiment_from_args(args: argparse.Namespace):
-    """The ExperimentConfig the flags describe; raises nnlib.cli.UsageError if unusable."""
+    """(ExperimentConfig, listing entry for a user file or None) from the flags; raises
+    nnlib.cli.UsageError when they cannot be used."""
     from nnlib import datasets
     from nnlib.cli import UsageError, config_from_args
 
@@ -39,18 +50,24 @@ def experiment_from_args(args: argparse.Namespace):
     config = config_from_args(args)
     infos = {info.name: info for info in datasets.available(config.data_dir)}
     info = infos.get(config.dataset)
+    extra = None
     if info is None and not Path(config.dataset).exists():
         raise UsageError(f"--dataset: unknown dataset {config.dataset!r}; expected one of "
                          f"{', '.join(infos)}, or a .npz/.csv file or IDX folder")
-    if info is not None and config.arch:
+    if info is None:
+        try:
+            info = extra = file_info(config.dataset, config.data_dir)
+        except ValueError as error:
+            raise UsageError(f"--dataset: {error}") from None
+    if config.arch:
         result = check_spec(config.arch, info)
         if result.error:
             raise UsageError(f"--arch: {result.error}")
-    if info is not None and not config.arch:
+    if not config.arch:
         config = config.replace(arch=quick_arch(info))
     if args.config is None and args.epochs is None:
         config = config.replace(epochs=DEFAULT_EPOCHS)
-    return config
+    return config, extra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,12 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = parser().parse_args(argv)
-        config = experiment_from_args(args)
+        config, extra = experiment_from_args(args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    from nnlib.datasets import available
+
     from .app import NNTui
 
-    app = NNTui(config, start=args.start)
+    listing = available(config.data_dir) + ([extra] if extra else [])
+    app = NNTui(config, start=args.start, datasets=listing)
     app.run()
     return app.return_code or 0

@@ -57,6 +57,11 @@ class Decimated:
     def __len__(self) -> int:
         return len(self.columns[0])
 
+    @property
+    def seen(self) -> int:
+        """Rows ever appended (kept or not)."""
+        return self._seen
+
 
 @dataclass
 class LayerHistory:
@@ -93,6 +98,7 @@ class RunState:
         self.regression: Regression | None = None
         self.end: RunEnded | None = None
         self.requested: dict[str, Any] = {}
+        self.histograms = 0  # Histograms snapshots seen (the layers panel redraws on it)
 
     # -- feeding ----------------------------------------------------------------------------
     def apply(self, snapshot: Snapshot) -> None:
@@ -106,6 +112,7 @@ class RunState:
         elif isinstance(snapshot, EpochEnd):
             self.epochs.append(snapshot)
         elif isinstance(snapshot, Histograms):
+            self.histograms += 1
             for stats in snapshot.layers:
                 history = self.layers.setdefault(stats.name, LayerHistory(stats))
                 history.add(snapshot.step, stats)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from ..widgets.curves import CurvesPanel
 from ..widgets.eventlog import EventLog
 from ..widgets.keybar import KeyBar
 from ..widgets.layers import LayersPanel
+from ..widgets.panel import StatePanel
 from ..widgets.status import StatusPanel
 from .modals import ConfirmScreen, HparamScreen, PathScreen
 
@@ -112,7 +114,6 @@ class DashboardScreen(Screen[None]):
         self._cancelled = threading.Event()
         self._finished = threading.Event()
         self._started = False
-        self._drawn = -1
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -139,7 +140,7 @@ class DashboardScreen(Screen[None]):
         if self.replay is not None:
             for snapshot in self.replay:
                 self.apply(snapshot)
-            self.redraw()
+            self.redraw(at_once=True)
         else:
             self.query_one(EventLog).add(None, f"loading {self.config.dataset}…")
             self._started = True
@@ -230,17 +231,16 @@ class DashboardScreen(Screen[None]):
             else:
                 self.notify(f"{snapshot.reason}; run written to {where}" if where else
                             snapshot.reason, title="Run ended")
-            self.redraw()
+            self.redraw(at_once=True)
         elif isinstance(snapshot, Notice) and snapshot.kind in ("diverged", "error"):
             self.notify(snapshot.message, severity="error")
 
-    def redraw(self) -> None:
-        """Refresh the panels if the state moved (called on a timer and after each key)."""
-        if self.state.version == self._drawn:
-            return
-        self._drawn = self.state.version
-        for panel in (StatusPanel, CurvesPanel, LayersPanel, ConfusionPanel):
-            self.query_one(panel).refresh()
+    def redraw(self, at_once: bool = False) -> None:
+        """Offer each panel a redraw (on a timer, and `at_once` after a key); panels whose
+        data did not move stay as they are."""
+        now = time.monotonic()
+        for panel in self.query(StatePanel):
+            panel.offer_redraw(now, at_once)
 
     # -- keys ---------------------------------------------------------------------------------
     def _trainer(self) -> Trainer | None:
@@ -263,7 +263,7 @@ class DashboardScreen(Screen[None]):
         else:
             trainer.pause()
             self.state.mark_state("pausing")
-        self.redraw()
+        self.redraw(at_once=True)
 
     def action_step(self) -> None:
         trainer = self._trainer()
@@ -285,14 +285,14 @@ class DashboardScreen(Screen[None]):
             self.notify(str(error), severity="error")
             return
         self.state.request("lr", current * factor)
-        self.redraw()
+        self.redraw(at_once=True)
 
     def action_stop(self) -> None:
         trainer = self._trainer()
         if trainer is not None:
             trainer.stop()
             self.state.mark_state("stopping")
-            self.redraw()
+            self.redraw(at_once=True)
 
     def action_edit(self) -> None:
         trainer = self._trainer()
@@ -302,7 +302,7 @@ class DashboardScreen(Screen[None]):
     def _edited(self, changes: dict[str, Any] | None) -> None:
         for name, value in (changes or {}).items():
             self.state.request(name, value)
-        self.redraw()
+        self.redraw(at_once=True)
 
     def action_smoothing(self) -> None:
         value = self.query_one(CurvesPanel).cycle_smoothing()

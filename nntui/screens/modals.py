@@ -181,11 +181,14 @@ class HelpScreen(ModalScreen[None]):
         self.keys = list(keys)
 
     def compose(self) -> ComposeResult:
+        # Two key/description pairs per row, so a dashboard's keys fit in 80x24.
         table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
-        table.add_column(style="bold cyan", no_wrap=True)
-        table.add_column()
-        for key, description in self.keys:
-            table.add_row(key, description)
+        for _ in range(2):
+            table.add_column(style="bold cyan", no_wrap=True)
+            table.add_column()
+        half = (len(self.keys) + 1) // 2
+        for left, right in zip(self.keys[:half], [*self.keys[half:], ("", "")], strict=False):
+            table.add_row(*left, *right)
         with Vertical():
             yield Static(f"Keys — {self.title_text}", classes="title")
             with VerticalScroll():
@@ -200,7 +203,7 @@ class TooSmallScreen(Screen[None]):
     TooSmallScreen { align: center middle; }
     TooSmallScreen Static { width: auto; text-align: center; }
     """
-    BINDINGS = [Binding("q,ctrl+q", "app.quit", "Quit")]
+    BINDINGS = [Binding("q,ctrl+q", "app.request_quit", "Quit")]
 
     def __init__(self, minimum: tuple[int, int]) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Footer, Input, Static
 
 from nnlib.config import ConfigError, ExperimentConfig
 from nnlib.datasets import DatasetInfo
@@ -95,6 +95,11 @@ class SetupScreen(Screen[None]):
             return
         if batch_size > 0:
             self.query_one(ArchEditor).set_batch_size(batch_size)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in a field moves on, as Tab does (it does not start a run by surprise)."""
+        event.stop()
+        self.focus_next()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         actions = {"train": self.action_train, "save": self.action_save_config,

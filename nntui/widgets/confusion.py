@@ -10,6 +10,11 @@ from .panel import StatePanel
 
 
 class ConfusionPanel(StatePanel):
+    INTERVAL = 0.0
+
+    def data_key(self) -> tuple[int, int, str]:
+        return id(self.state.confusion), id(self.state.regression), self.state.task
+
     def draw(self, width: int, height: int) -> Text:
         state = self.state
         if state.task == "regression":

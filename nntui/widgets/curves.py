@@ -17,8 +17,13 @@ RAW, SMOOTH, VALIDATION, MARK = "grey46", "bold #4ea8ff", "bold #e879f9", "#facc
 class CurvesPanel(StatePanel):
     """Train loss per batch and validation loss per epoch (plus accuracy for classification)."""
 
+    INTERVAL = 0.5
     smoothing: reactive[float] = reactive(0.6)
     log_scale: reactive[bool] = reactive(False)
+
+    def data_key(self) -> tuple[int, int, int, str]:
+        state = self.state
+        return state.batches.seen, len(state.epochs), len(state.marks), state.task
 
     def options(self) -> tuple[float, bool]:
         return self.smoothing, self.log_scale

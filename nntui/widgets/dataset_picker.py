@@ -3,6 +3,8 @@ sample shape, task and whether it is on disk (or must be downloaded first)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -24,7 +26,8 @@ def size_text(count: int) -> str:
 def option_prompt(info: DatasetInfo) -> Text:
     """One line: name, sample shape, task (classes or regression), train size, on disk."""
     task = f"{info.num_classes}cl" if info.task == "classification" else "reg"
-    line = Text(f"{info.name:<13.13}", style="bold")
+    name = Path(info.name).name if info.source == "file" else info.name
+    line = Text(f"{name:<13.13}", style="bold")
     line.append(f"{shape_text(info.input_shape):>8} {task:>4} {size_text(info.train_size):>4} ")
     line.append("●" if info.on_disk else "↓", style="green" if info.on_disk else "yellow")
     return line

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.reactive import reactive
 
 from ..plot import band_chart, bar_histogram, format_number
@@ -22,11 +23,20 @@ BAND_PALETTES = {
 class LayersPanel(StatePanel):
     """One selected layer in detail, and a one-line summary of every layer."""
 
+    INTERVAL = 1.0
+    BINDINGS = [Binding("left", "select(-1)", "Prev layer", show=False),
+                Binding("right", "select(1)", "Next layer", show=False)]
     selected: reactive[int] = reactive(0)
     gradients: reactive[bool] = reactive(False)
 
+    def data_key(self) -> tuple[int, int]:
+        return self.state.histograms, len(self.state.layer_names())
+
     def options(self) -> tuple[int, bool]:
         return self.selected, self.gradients
+
+    def action_select(self, offset: int) -> None:
+        self.select(offset)
 
     def select(self, offset: int) -> str | None:
         """Move the selection by `offset` layers (wrapping); returns the layer's name."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.text import Text
@@ -24,17 +25,29 @@ def side_by_side(left: Text, right: Text, left_width: int, gap: int = 2) -> Text
 
 
 class StatePanel(Widget):
-    """Base for panels that render a picture of the run state at their current size."""
+    """Base for panels that render a picture of the run state at their current size.
+
+    The dashboard offers a redraw a few times a second; a panel takes it only when the data
+    it shows moved (`data_key`) and at most every `INTERVAL` seconds, so a panel whose data
+    is still is not redrawn (nor re-sent over the terminal) at all.
+    """
 
     DEFAULT_CSS = """
     StatePanel { height: 1fr; }
     """
+    INTERVAL = 0.25
 
     def __init__(self, state: RunState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.state = state
         self._cache_key: tuple[Any, ...] | None = None
         self._cache: Text = Text()
+        self._offered: tuple[Any, ...] | None = None
+        self._last_redraw = -math.inf
+
+    def data_key(self) -> tuple[Any, ...]:
+        """What this panel shows of the state; it is redrawn when this changes."""
+        return (self.state.version,)
 
     def options(self) -> tuple[Any, ...]:
         """View settings that change the picture (smoothing, selected layer, ...)."""
@@ -43,9 +56,19 @@ class StatePanel(Widget):
     def draw(self, width: int, height: int) -> Text:
         raise NotImplementedError
 
+    def offer_redraw(self, now: float, at_once: bool = False) -> None:
+        """Refresh if the data moved and the panel's interval has passed (or `at_once`:
+        the user just pressed a key and must see its effect)."""
+        key = self.data_key()
+        # 10% slack: the dashboard's timer ticks at about the status panel's interval.
+        due = now - self._last_redraw >= self.INTERVAL * 0.9
+        if key != self._offered and (at_once or due):
+            self._offered, self._last_redraw = key, now
+            self.refresh()
+
     def render(self) -> Text:
         width, height = self.content_size
-        key = (self.state.version, width, height, self.app.no_color, *self.options())
+        key = (*self.data_key(), width, height, self.app.no_color, *self.options())
         if key != self._cache_key:
             self._cache_key = key
             self._cache = self.draw(width, height) if width > 0 and height > 0 else Text()

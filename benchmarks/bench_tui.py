@@ -1,0 +1,200 @@
+"""How much the TUI costs: a benchmark to run by hand, not a timed test.
+
+    python benchmarks/bench_tui.py [--repeats 3] [--epochs 3]
+
+Runs the real app (`python -m nntui --start`) in a pseudo-terminal of 120x40, the way a user
+over SSH sees it, and measures:
+
+- training throughput under the TUI as a fraction of headless training of the same config,
+  measured side by side in this one run (samples/s from the run logs, median of repeats);
+  headless with one BLAS thread (as the TUI's worker) and with the library default;
+- key press to visible change while training (space: "PAUSING"/"PAUSED" then "RUNNING"
+  appears in the output; +: the pending "→" appears), p50 and p95;
+- startup to first frame (the setup screen's title in the output);
+- bytes written to the terminal per second while training.
+
+Timings here are noisy (shared cores): compare the ratios, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import pty
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = (120, 40)
+LENET = ("conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
+         "dense(84) relu dense(10)")
+
+
+class Terminal:
+    """The app in a pseudo-terminal; output bytes are collected with arrival times."""
+
+    def __init__(self, args: list[str], runs_dir: Path, size: tuple[int, int] = SIZE) -> None:
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "NNLIB_RUNS_DIR": str(runs_dir),
+               "COLUMNS": str(size[0]), "LINES": str(size[1])}
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen([sys.executable, "-m", "nntui", *args], stdin=slave,
+                                        stdout=slave, stderr=slave, cwd=ROOT, env=env,
+                                        start_new_session=True)
+        os.close(slave)
+        self.output = bytearray()
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self.lock:
+                self.output += chunk
+
+    def size(self) -> int:
+        with self.lock:
+            return len(self.output)
+
+    def wait_for(self, text: str, start: int = 0, timeout: float = 60.0) -> float:
+        """Seconds until `text` appears in the output after byte `start` (perf_counter)."""
+        needle = text.encode()
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            with self.lock:
+                if needle in self.output[start:]:
+                    return time.perf_counter()
+            time.sleep(0.001)
+        raise TimeoutError(f"{text!r} did not appear within {timeout} s")
+
+    def press(self, data: str) -> None:
+        os.write(self.master, data.encode())
+
+    def quit(self) -> None:
+        self.press("q")
+        time.sleep(0.3)
+        self.press("y")
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+def epoch_speed(run_dir: Path) -> float:
+    """Mean samples/s over the epochs of a run log (active training time only)."""
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    speeds = [e["samples_per_sec"] for e in events if e["type"] == "epoch"]
+    return statistics.mean(speeds)
+
+
+def headless(config_args: dict, blas_threads: int | None) -> float:
+    from threadpoolctl import threadpool_limits
+
+    from nnlib.config import ExperimentConfig
+    from nnlib.experiment import setup
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = ExperimentConfig(**config_args, run_dir=str(Path(tmp) / "run"))
+        experiment = setup(config, checkpoints=True)
+        with threadpool_limits(blas_threads, user_api="blas"):
+            experiment.fit()
+        return epoch_speed(experiment.run_dir)
+
+
+def under_tui(config_args: dict) -> tuple[float, float]:
+    """(samples/s, terminal bytes/s while training) for one run in the real app."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        flags = ["--start", "--dataset", config_args["dataset"], "--arch", config_args["arch"],
+                 "--epochs", str(config_args["epochs"]), "--seed", "0", "--run-dir",
+                 str(run_dir)]
+        term = Terminal(flags, Path(tmp))
+        term.wait_for("RUNNING")
+        began, first = time.perf_counter(), term.size()
+        term.wait_for("FINISHED", timeout=600)
+        rate = (term.size() - first) / (time.perf_counter() - began)
+        term.quit()
+        return epoch_speed(run_dir), rate
+
+
+def latencies(config_args: dict, rounds: int) -> tuple[list[float], float]:
+    """Key to visible change, in seconds, while training; and startup to first frame."""
+    samples = []
+    with tempfile.TemporaryDirectory() as tmp:
+        flags = ["--dataset", config_args["dataset"], "--arch", config_args["arch"],
+                 "--epochs", "1000", "--run-dir", str(Path(tmp) / "run")]
+        term = Terminal(flags, Path(tmp))
+        startup = term.wait_for("set up an experiment") - term.started
+        term.press("t")
+        term.wait_for("RUNNING")
+        time.sleep(1.0)  # let training settle in
+        for _ in range(rounds):
+            for key, shown in ((" ", "PAUS"), (" ", "RUNNING"), ("+", "→")):
+                mark = term.size()
+                sent = time.perf_counter()
+                term.press(key)
+                samples.append(term.wait_for(shown, mark) - sent)
+                time.sleep(0.15)
+            term.press("-")
+            time.sleep(0.15)
+        term.quit()
+    return samples, startup
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=15, help="key-latency rounds (3 keys)")
+    args = parser.parse_args()
+    config = {"dataset": "glyphs", "arch": LENET, "epochs": args.epochs, "seed": 0}
+    one, default, tui, rates = [], [], [], []
+    for repeat in range(args.repeats):
+        one.append(headless(config, 1))
+        speed, rate = under_tui(config)
+        tui.append(speed)
+        rates.append(rate)
+        default.append(headless(config, None))
+        print(f"repeat {repeat + 1}: headless 1 BLAS thread {one[-1]:,.0f}  TUI {tui[-1]:,.0f}  "
+              f"headless default threads {default[-1]:,.0f} samples/s  "
+              f"terminal {rate / 1000:.1f} kB/s", flush=True)
+    keys, startup = latencies(config, args.rounds)
+    print()
+    print(f"config: glyphs, LeNet-5, {args.epochs} epochs, batch 64, terminal "
+          f"{SIZE[0]}x{SIZE[1]}")
+    print(f"throughput under the TUI: {statistics.median(tui):,.0f} samples/s = "
+          f"{statistics.median(tui) / statistics.median(one):.0%} of headless with one BLAS "
+          f"thread ({statistics.median(one):,.0f}); headless with default BLAS threads: "
+          f"{statistics.median(default):,.0f}")
+    print(f"key to visible change while training: p50 {percentile(keys, 50) * 1000:.0f} ms, "
+          f"p95 {percentile(keys, 95) * 1000:.0f} ms, max {max(keys) * 1000:.0f} ms "
+          f"({len(keys)} presses)")
+    print(f"startup to first frame: {startup * 1000:.0f} ms")
+    print(f"terminal output while training: {statistics.median(rates) / 1000:.1f} kB/s")
+
+
+if __name__ == "__main__":
+    main()
