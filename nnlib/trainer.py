@@ -126,7 +126,7 @@ class Trainer:
             self.state = {"finished": "finished", "diverged": "diverged",
                           "error": "error"}.get(reason, "stopped")
             end_logs.update(reason=reason, epoch=self.epoch, step=self.global_step)
-            self._call("on_train_end", end_logs)
+            self._call("on_train_end", end_logs, every=True)
         return self.history
 
     def _train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> Logs | None:
@@ -219,9 +219,20 @@ class Trainer:
         return x, y
 
     # -- hooks and events -----------------------------------------------------------------
-    def _call(self, hook: str, *args: Any) -> None:
+    def _call(self, hook: str, *args: Any, every: bool = False) -> None:
+        """Call `hook` on each callback in order. With `every`, an error in one callback does
+        not keep the others from being called (the run log still gets its 'end'); the first
+        error is raised afterwards."""
+        first_error: BaseException | None = None
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            try:
+                getattr(callback, hook)(self, *args)
+            except BaseException as error:
+                if not every:
+                    raise
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
 
     def emit(self, event: str, **data: Any) -> None:
         """Send an event to every callback's `on_event` (histograms, checkpoints, ...)."""

@@ -150,6 +150,14 @@ def test_a_diverging_run_exits_1(tmp_path, env):
     assert all(np.isfinite(p.value).all() for p in model.parameters())
 
 
+def test_a_data_error_exits_1_with_one_line(tmp_path, env):
+    (tmp_path / "bad.csv").write_text("a,b,label\n1,2,0\n3,x,1\n")
+    done = nnlib(tmp_path, env, "train", "--dataset", "bad.csv", "--quiet")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()] and "bad.csv" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "runs").exists()
+
+
 def test_early_stopping_flag(tmp_path, env):
     done = nnlib(tmp_path, env, "train", "--dataset", "xor", "--epochs", "50", "--lr", "0.5",
                  "--early-stopping", "0", "--run-dir", "run", "--quiet")

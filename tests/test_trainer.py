@@ -232,6 +232,20 @@ def test_an_exception_in_a_callback_ends_with_reason_error():
     assert trainer.state == "error"
 
 
+def test_an_error_in_on_train_end_still_lets_the_log_end(tmp_path):
+    class FailingSave(nl.Callback):
+        def on_train_end(self, trainer, logs):
+            raise OSError("disk full")
+
+    recorder = Recorder()
+    trainer = _trainer(callbacks=[FailingSave(), recorder, RunLogger(run_dir=tmp_path / "run")])
+    with pytest.raises(OSError, match="disk full"):
+        trainer.fit(*_data(8), epochs=1, batch_size=4)
+    assert recorder.end_logs == [{"reason": "finished", "epoch": 0, "step": 2}]
+    events = read(tmp_path / "run")
+    assert events[-1].type == "end" and events[-1]["reason"] == "finished"
+
+
 # -- live control from another thread ----------------------------------------------------------
 
 class Gate(nl.Callback):
