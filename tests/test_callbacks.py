@@ -581,6 +581,18 @@ def test_schedule_per_batch():
         StepDecay(2, per="step")
 
 
+@pytest.mark.parametrize("make, words", [
+    (lambda: StepDecay(0), "step_size"), (lambda: StepDecay(2, gamma=0), "gamma"),
+    (lambda: StepDecay(1.5), "step_size"), (lambda: ExponentialDecay(-0.5), "gamma"),
+    (lambda: ExponentialDecay(float("nan")), "gamma"), (lambda: CosineDecay(0), "total"),
+    (lambda: CosineDecay(10, min_factor=1.5), "min_factor"),
+    (lambda: TimeBasedDecay(-1.0), "decay"),
+])
+def test_schedule_arguments_are_checked_up_front(make, words):
+    with pytest.raises(ValueError, match=words):
+        make()
+
+
 def test_manual_lr_mid_run_rebases_the_schedule():
     class SetAtStep5(nl.Callback):
         def on_batch_end(self, trainer, batch, logs):

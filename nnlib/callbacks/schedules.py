@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from .. import _validate
 from .base import Callback
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ class StepDecay(LearningRateSchedule):
 
     def __init__(self, step_size: int, gamma: float = 0.1, per: str = "epoch") -> None:
         super().__init__(per)
-        self.step_size, self.gamma = step_size, gamma
+        self.step_size = _validate.positive_int("StepDecay", "step_size", step_size)
+        self.gamma = _validate.positive_float("StepDecay", "gamma", gamma)
 
     def factor(self, t: int) -> float:
         return self.gamma ** (t // self.step_size)
@@ -64,7 +66,7 @@ class ExponentialDecay(LearningRateSchedule):
 
     def __init__(self, gamma: float, per: str = "epoch") -> None:
         super().__init__(per)
-        self.gamma = gamma
+        self.gamma = _validate.positive_float("ExponentialDecay", "gamma", gamma)
 
     def factor(self, t: int) -> float:
         return self.gamma ** t
@@ -75,7 +77,9 @@ class CosineDecay(LearningRateSchedule):
 
     def __init__(self, total: int, min_factor: float = 0.0, per: str = "epoch") -> None:
         super().__init__(per)
-        self.total, self.min_factor = total, min_factor
+        self.total = _validate.positive_int("CosineDecay", "total", total)
+        self.min_factor = _validate.float_in("CosineDecay", "min_factor", min_factor, 0.0, 1.0,
+                                             include_high=True)
 
     def factor(self, t: int) -> float:
         progress = min(t, self.total) / self.total
@@ -87,7 +91,7 @@ class TimeBasedDecay(LearningRateSchedule):
 
     def __init__(self, decay: float, per: str = "epoch") -> None:
         super().__init__(per)
-        self.decay = decay
+        self.decay = _validate.non_negative_float("TimeBasedDecay", "decay", decay)
 
     def factor(self, t: int) -> float:
         return 1.0 / (1.0 + self.decay * t)

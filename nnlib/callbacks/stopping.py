@@ -85,7 +85,8 @@ class EarlyStopping(Callback):
 
 class DivergenceGuard(Callback):
     """Stop the run (reason 'diverged') as soon as the loss is NaN or infinite, or above
-    `max_loss` when one is given. The trainer never applies the update of such a batch."""
+    `max_loss` when one is given. The trainer never applies the update of a batch whose loss
+    is not finite (a finite loss above `max_loss` has been applied when the guard sees it)."""
 
     def __init__(self, max_loss: float | None = None) -> None:
         self.max_loss = max_loss
