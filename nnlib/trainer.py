@@ -62,6 +62,7 @@ class Trainer:
         self._pause_announced = False
         self._step_budget = 0
         self._stop_requested = False
+        self._runs_ended = 0
         self._pending: list[tuple[str, Any]] = []
 
     # -- the loop -------------------------------------------------------------------------
@@ -123,6 +124,8 @@ class Trainer:
             with self._condition:  # a pause or step left over must not park the next run
                 self._paused = self._parked = self._pause_announced = False
                 self._step_budget = 0
+                self._runs_ended += 1
+                self._condition.notify_all()  # wake wait_until_parked: no park will come
             self.state = {"finished": "finished", "diverged": "diverged",
                           "error": "error"}.get(reason, "stopped")
             end_logs.update(reason=reason, epoch=self.epoch, step=self.global_step)
@@ -284,9 +287,12 @@ class Trainer:
 
     def wait_until_parked(self, timeout: float | None = None) -> bool:
         """Block until the training thread is parked by a pause (its 'pause' event sent and
-        `state` 'paused'); True if it is. After `step()`, this waits for the next park."""
+        `state` 'paused'); True if it is. After `step()`, this waits for the next park. Returns
+        False at the timeout, or when the run ends without parking."""
         with self._condition:
-            return self._condition.wait_for(lambda: self._parked, timeout)
+            ended = self._runs_ended
+            return self._condition.wait_for(
+                lambda: self._parked or self._runs_ended != ended, timeout) and self._parked
 
     def set(self, name: str, value: Any) -> None:
         """Change a hyperparameter: lr, momentum, weight_decay, batch_size or any other of

@@ -349,6 +349,34 @@ def test_pause_before_fit_parks_at_the_first_batch():
     assert trainer.global_step == 2
 
 
+def test_wait_until_parked_returns_false_when_the_run_ends_without_parking():
+    gate = Gate(step=2)  # the last batch
+    trainer = _trainer(callbacks=[gate])
+    thread, result = _run_in_thread(trainer, *_data(8), epochs=1, batch_size=4)
+    assert gate.reached.wait(TIMEOUT)
+    trainer.pause()
+    # know when the waiter is waiting (it holds the trainer's lock until it waits, so the run
+    # cannot end before that), so that it is the end of this run that wakes it
+    waiting, wait_for = threading.Event(), trainer._condition.wait_for
+
+    def instrumented(*args, **kwargs):
+        waiting.set()
+        return wait_for(*args, **kwargs)
+
+    trainer._condition.wait_for = instrumented
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(trainer.wait_until_parked()),
+                              daemon=True)  # no timeout: only the end of the run wakes it
+    waiter.start()
+    assert waiting.wait(TIMEOUT)
+    gate.release.set()
+    _join(thread, trainer, result)
+    waiter.join(TIMEOUT)
+    assert not waiter.is_alive() and answers == [False]
+    assert result["history"].reason == "finished"
+    assert trainer.wait_until_parked(timeout=0.01) is False
+
+
 def test_step_is_ignored_unless_paused_and_stop_ends_a_running_run():
     x, y = _data(8)
     trainer = _trainer()
