@@ -85,7 +85,6 @@ class RunState:
     def __init__(self, dataset: str = "", arch: str = "", cap: int = 2048) -> None:
         self.dataset = dataset
         self.arch = arch
-        self.cap = cap
         self.version = 0
         self.state = "loading"
         self.started: RunStarted | None = None
@@ -154,10 +153,6 @@ class RunState:
     @property
     def task(self) -> str:
         return self.started.task if self.started else "classification"
-
-    @property
-    def finished(self) -> bool:
-        return self.end is not None
 
     @property
     def hyperparameters(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 REDRAW_SECONDS = 0.25
 #: How long leaving the dashboard waits for the training thread to close the run log.
 FINISH_TIMEOUT = 30.0
+#: + and - multiply and divide the learning rate by this.
 LR_FACTOR = 2.0
 #: At this size and above, every panel is shown at once; below, one at a time in tabs.
 WIDE = (110, 32)
@@ -87,8 +88,9 @@ class DashboardScreen(Screen[None]):
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/Resume"),
         Binding("n", "step", "Step"),
-        Binding("plus,equals_sign", "change_lr(2.0)", "lr×2", key_display="+"),
-        Binding("minus", "change_lr(0.5)", "lr÷2", key_display="-"),
+        Binding("plus,equals_sign", f"change_lr({LR_FACTOR})", f"lr×{LR_FACTOR:g}",
+                key_display="+"),
+        Binding("minus", f"change_lr({1 / LR_FACTOR})", f"lr÷{LR_FACTOR:g}", key_display="-"),
         Binding("s", "stop", "Stop"),
         Binding("e", "edit", "Edit hparams"),
         Binding("m", "smoothing", "Smoothing"),
