@@ -21,6 +21,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ._atomic import atomic_write_text
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -128,7 +130,6 @@ class ExperimentConfig:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the TOML file atomically."""
-        from .runs import atomic_write_text
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, self.to_toml())

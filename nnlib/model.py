@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _validate
+from ._atomic import atomic_write
 from .layers import LAYER_TYPES, Layer, Param
 from .layers.base import Shape
 
@@ -268,28 +268,11 @@ class Sequential:
                 path.with_suffix(".npz")
         arrays = {f"param/{name}": value for name, value in self.get_weights().items()}
         arrays["architecture"] = np.array(json.dumps(self.architecture()))
-        atomic_savez(path, arrays)
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
         return path
 
     def __repr__(self) -> str:
         return f"Sequential({self.spec!r}, input_shape={self.input_shape})"
-
-
-def atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an uncompressed .npz so that `path` holds either the old file or the whole new one:
-    a crash mid-write leaves only a temporary file, which is removed on error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load(path: str | os.PathLike) -> Sequential:
@@ -356,4 +339,4 @@ def from_architecture(architecture: dict, source: str = "architecture") -> Seque
         raise ValueError(f"{source}: invalid architecture record ({detail})") from None
 
 
-__all__ = ["Sequential", "Summary", "atomic_savez", "from_architecture", "load"]
+__all__ = ["Sequential", "Summary", "from_architecture", "load"]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import nnlib.datasets as nds
-from nnlib.datasets import idxfolder, paths
+from nnlib._atomic import atomic_write
+from nnlib.datasets import idxfolder
 
 
 @pytest.fixture(autouse=True)
@@ -253,12 +254,12 @@ def test_idx_folder_errors(tmp_path):
 
 def test_atomic_write_replaces_whole_files(tmp_path):
     target = tmp_path / "f.bin"
-    paths.atomic_write(target, lambda f: f.write(b"old"))
+    atomic_write(target, lambda f: f.write(b"old"))
 
     def broken(f):
         f.write(b"new but incomplete")
         raise OSError("boom")
 
     with pytest.raises(OSError, match="boom"):
-        paths.atomic_write(target, broken)
+        atomic_write(target, broken)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]

@@ -16,8 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .._atomic import atomic_write
 from .base import DatasetError
-from .paths import atomic_write
 
 USER_AGENT = "nnlib-datasets/0.1 (+https://pypi.org/project/nntui/)"
 RETRY_DELAY = 1.0  # seconds before the second attempt; doubled for each further attempt

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_write
 from .base import DatasetError
-from .paths import atomic_write
 
 # IDX type code -> big-endian numpy dtype
 DTYPES = {

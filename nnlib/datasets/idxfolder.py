@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_write
 from .base import Dataset, DatasetError
 from .idx import read_idx
-from .paths import atomic_write, cache_dir
+from .paths import cache_dir
 
 ROLES = {
     "train_images": ("train", "images", 3),

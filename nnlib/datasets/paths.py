@@ -1,4 +1,4 @@
-"""Where datasets live on disk, and the one atomic-write helper every writer here uses.
+"""Where datasets live on disk. Writers here use `nnlib._atomic.atomic_write`.
 
 Resolution order of the data folder (first match wins):
 1. `$NNLIB_DATA_DIR`;
@@ -9,10 +9,7 @@ Resolution order of the data folder (first match wins):
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 ENV_DATA_DIR = "NNLIB_DATA_DIR"
 
@@ -37,24 +34,3 @@ def cache_dir() -> Path:
     they are keyed by the source folder, so several sources can be cached side by side.
     """
     return default_data_dir() / "cache"
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Write `path` through a temporary file in the same folder, then rename it into place.
-
-    A crash or an exception in `write` leaves either the old file or nothing, never half a file:
-    the temporary file is removed before the exception propagates.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
