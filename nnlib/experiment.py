@@ -7,6 +7,7 @@ same run directory.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,8 @@ def setup(config: ExperimentConfig, callbacks: Sequence[Callback] = (),
                                "train": len(data.x_train), "validation": len(data.x_val),
                                "test": len(data.x_test),
                                "normalization": data.normalization}}
+    # experiment.toml reruns this experiment: `nnlib train --config <run>/experiment.toml`.
+    dataclasses.replace(config, arch=model.spec, run_dir=None).save(run_dir / "experiment.toml")
     monitor = Monitor(every=config.histogram_every, class_names=data.class_names)
     saving: list[Callback] = []
     if checkpoints:

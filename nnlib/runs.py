@@ -218,12 +218,16 @@ class RunLogger(Callback):
         if self.run_dir is None:
             self.run_dir = new_run_dir(self.root, self.name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        config = {**self.config, "model": {"spec": trainer.model.spec,
-                                           "input_shape": trainer.model.input_shape,
-                                           "params": trainer.model.summary().total_params},
-                  "optimizer": {"name": trainer.optimizer.name, **trainer.optimizer.config()},
-                  "loss": trainer.loss.name, "epochs": trainer.epochs,
-                  "batch_size": trainer.batch_size, "versions": versions()}
+        # The trainer's own view goes under "trainer", so the caller's config keys (an
+        # experiment's "optimizer" name, say) are never overwritten.
+        trainer_view = {"model": {"spec": trainer.model.spec,
+                                  "input_shape": trainer.model.input_shape,
+                                  "params": trainer.model.summary().total_params},
+                        "optimizer": {"name": trainer.optimizer.name,
+                                      **trainer.optimizer.config()},
+                        "loss": trainer.loss.name, "epochs": trainer.epochs,
+                        "batch_size": trainer.batch_size}
+        config = {**self.config, "trainer": trainer_view, "versions": versions()}
         atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(_plain(config), indent=2))
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
         self._write("run_start", trainer.global_step, {"run": str(self.run_dir),

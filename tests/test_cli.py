@@ -66,7 +66,7 @@ def test_a_good_run(trained):
     assert len(run_dirs) == 1 and run_dirs[0].name.endswith("-spirals")
     run_dir = run_dirs[0]
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "best.npz", "config.json", "events.jsonl", "model.npz"]
+        "best.npz", "config.json", "events.jsonl", "experiment.toml", "model.npz"]
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["dataset"], config["epochs"], config["batch_size"], config["seed"]) == (
         "spirals", 3, 32, 1)
@@ -261,7 +261,7 @@ def test_config_file_with_a_flag_overriding_it(tmp_path, env):
     assert (config["dataset"], config["arch"], config["batch_size"], config["seed"]) == (
         "blobs", "2-16-4", 50, 5)
     assert (config["lr"], config["epochs"], config["validation_split"]) == (0.01, 1, 0.2)
-    assert config["optimizer"]["name"] == "adam" and config["optimizer"]["lr"] == 0.01
+    assert config["optimizer"] == "adam" and config["trainer"]["optimizer"]["lr"] == 0.01
     events = runs.read(tmp_path / "run")
     assert [e["epoch"] for e in events if e.type == "epoch"] == [0]
     assert {e["lr"] for e in events if e.type == "batch"} == {0.01}

@@ -3,6 +3,7 @@ on torn and bad lines, and following a run while it is written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -144,26 +145,29 @@ def test_config_json_of_an_experiment(tmp_path):
     assert saved["arch"] == experiment.model.spec == "2-32-32-3"
     assert (saved["lr"], saved["momentum"], saved["batch_size"], saved["epochs"]) == (
         0.07, 0.5, 32, 1)
-    assert saved["model"] == {"spec": "2-32-32-3", "input_shape": [2],
-                              "params": experiment.model.summary().total_params}
-    assert saved["optimizer"]["name"] == "sgd" and saved["optimizer"]["lr"] == 0.07
-    assert saved["optimizer"]["momentum"] == 0.5
-    assert saved["loss"] == "softmax_cross_entropy"
+    view = saved["trainer"]
+    assert view["model"] == {"spec": "2-32-32-3", "input_shape": [2],
+                             "params": experiment.model.summary().total_params}
+    assert view["optimizer"]["name"] == "sgd" and view["optimizer"]["lr"] == 0.07
+    assert view["optimizer"]["momentum"] == 0.5
+    assert view["loss"] == "softmax_cross_entropy"
     assert saved["versions"] == {"nnlib": nl.__version__, "numpy": np.__version__,
                                  "python": saved["versions"]["python"]}
     info = saved["dataset_info"]
     assert info["name"] == "spirals" and info["num_classes"] == 3
     assert info["train"] + info["validation"] == len(experiment.data.x_train) + \
         len(experiment.data.x_val)
-    # the experiment's fields are all there (the optimizer as a record of its settings)
-    fields = {k: saved[k] for k in config.to_dict() if k != "optimizer"}
+    # the experiment's fields are all there, untouched by the trainer's view
+    fields = {k: saved[k] for k in config.to_dict()}
     assert ExperimentConfig.from_dict(fields) == config.replace(arch="2-32-32-3")
     events = runs.read(tmp_path / "run")
     assert events[0].type == "run_start" and events[0]["config"]["seed"] == 4
     assert events[0]["run"] == str(tmp_path / "run")
-    # the run directory holds the checkpoints, and no temporary files
+    # the run directory holds the checkpoints and a rerunnable config, no temporary files
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "best.npz", "config.json", "events.jsonl", "model.npz"]
+        "best.npz", "config.json", "events.jsonl", "experiment.toml", "model.npz"]
+    rerun = ExperimentConfig.load(tmp_path / "run" / "experiment.toml")
+    assert rerun == dataclasses.replace(config, arch="2-32-32-3", run_dir=None)
 
 
 def test_new_run_dirs_are_unique(tmp_path, monkeypatch):
