@@ -8,6 +8,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nnlib.config import ExperimentConfig
+    from nnlib.datasets import DatasetInfo
 
 EXIT_USAGE = 2
 #: Epochs when neither a flag nor a config file says: long enough to watch and steer.
@@ -28,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def file_info(path: str, data_dir: str | None):
+def file_info(path: str, data_dir: str | None) -> DatasetInfo:
     """A listing entry for a user's dataset file, read once to learn its shape and task."""
     from nnlib import datasets
 
@@ -38,7 +43,8 @@ def file_info(path: str, data_dir: str | None):
                                 data.test_size, True, "file")
 
 
-def experiment_from_args(args: argparse.Namespace):
+def experiment_from_args(args: argparse.Namespace
+                         ) -> tuple[ExperimentConfig, DatasetInfo | None]:
     """(ExperimentConfig, listing entry for a user file or None) from the flags; raises
     nnlib.cli.UsageError when they cannot be used."""
     from nnlib import datasets

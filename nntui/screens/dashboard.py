@@ -20,9 +20,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
+from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Tab, Tabs
 
+from nnlib.callbacks import Callback
 from nnlib.config import ExperimentConfig
 
 from ..bridge import Bridge, Notice, RunEnded, Snapshot
@@ -49,6 +51,18 @@ LR_FACTOR = 2.0
 #: At this size and above, every panel is shown at once; below, one at a time in tabs.
 WIDE = (110, 32)
 PANELS = (("curves", "Curves"), ("layers", "Layers"), ("confusion", "Matrix"), ("log", "Log"))
+
+
+class StopIfCancelled(Callback):
+    """Ends a run at its first boundary when the dashboard was left while it was starting:
+    `fit` clears stop requests made before it began, so `Trainer.stop` alone could miss."""
+
+    def __init__(self, cancelled: threading.Event) -> None:
+        self.cancelled = cancelled
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        if self.cancelled.is_set():
+            trainer.stop()
 
 
 @contextlib.contextmanager
@@ -136,7 +150,6 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#curves").add_class("-active")
-        self.query_one(LayersPanel).can_focus = True
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(REDRAW_SECONDS, self.redraw)
         if self.replay is not None:
@@ -149,8 +162,8 @@ class DashboardScreen(Screen[None]):
             self.run_worker(self._train, thread=True, exit_on_error=False, name="training",
                             group="training")
 
-    def on_resize(self) -> None:
-        self._layout(self.app.size.width, self.app.size.height)
+    def on_resize(self, event: Resize) -> None:
+        self._layout(event.size.width, event.size.height)
 
     def _layout(self, width: int, height: int) -> None:
         self.set_class(width >= WIDE[0] and height >= WIDE[1], "-wide")
@@ -177,7 +190,8 @@ class DashboardScreen(Screen[None]):
         bridge = Bridge(self._post)
         with single_blas_thread():
             try:
-                experiment = setup(self.config, callbacks=[bridge], checkpoints=True)
+                experiment = setup(self.config, checkpoints=True,
+                                   callbacks=[bridge, StopIfCancelled(self._cancelled)])
             except Exception as error:  # a bad dataset, spec or value: shown, not raised
                 self._post(Notice("error", 0, f"could not start: {error}"))
                 self._post(RunEnded("error", 0, 0, f"{type(error).__name__}: {error}"))

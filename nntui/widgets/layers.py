@@ -20,7 +20,7 @@ BAND_PALETTES = {
 }
 
 
-class LayersPanel(StatePanel):
+class LayersPanel(StatePanel, can_focus=True):
     """One selected layer in detail, and a one-line summary of every layer."""
 
     INTERVAL = 1.0
