@@ -364,3 +364,15 @@ async def test_a_tiny_terminal_says_so(tmp_path):
         assert "too small" in str(app.screen.query_one(Static).render())
         await pilot.resize_terminal(80, 24)
         await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+
+
+@pilot_test
+async def test_quit_while_loading_still_leaves_a_complete_log(tmp_path):
+    app = NNTui(long_run(tmp_path, dataset="glyphs", arch="784-16-10"), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await press(pilot, "q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await press(pilot, "y")
+        await until(pilot, lambda: app._exit)
+    assert end_event(tmp_path)["reason"] == "stopped"

@@ -54,8 +54,9 @@ PANELS = (("curves", "Curves"), ("layers", "Layers"), ("confusion", "Matrix"), (
 
 
 class StopIfCancelled(Callback):
-    """Ends a run at its first boundary when the dashboard was left while it was starting:
-    `fit` clears stop requests made before it began, so `Trainer.stop` alone could miss."""
+    """Ends a run at its first boundary when the dashboard was left while it was loading
+    (`fit` clears stop requests made before it began), so even that run has a complete log:
+    run_start, then end with reason "stopped"."""
 
     def __init__(self, cancelled: threading.Event) -> None:
         self.cancelled = cancelled
@@ -197,11 +198,7 @@ class DashboardScreen(Screen[None]):
                 self._post(RunEnded("error", 0, 0, f"{type(error).__name__}: {error}"))
                 return
             self.experiment = experiment
-            if self._cancelled.is_set():
-                with contextlib.suppress(OSError):
-                    experiment.run_dir.rmdir()  # nothing was trained: leave no empty run
-                return
-            try:
+            try:  # if the screen was left meanwhile, StopIfCancelled ends it at once, logged
                 experiment.fit()
             except Exception as error:  # the bridge has sent RunEnded with the message
                 if not bridge.ended:
