@@ -27,7 +27,7 @@ from textual.widgets import Tab, Tabs
 from nnlib.callbacks import Callback
 from nnlib.config import ExperimentConfig
 
-from ..bridge import Bridge, Notice, RunEnded, Snapshot
+from ..bridge import Bridge, Notice, RunEnded, RunStarted, Snapshot
 from ..messages import RunUpdate
 from ..runstate import RunState
 from ..widgets.confusion import ConfusionPanel
@@ -236,6 +236,9 @@ class DashboardScreen(Screen[None]):
     def apply(self, snapshot: Snapshot) -> None:
         self.state.apply(snapshot)
         self.query_one(EventLog).add_snapshot(snapshot)
+        if isinstance(snapshot, RunStarted) and snapshot.task == "regression":
+            self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
+            self.query_one(ConfusionPanel).border_title = "Predicted vs true"
         if isinstance(snapshot, RunEnded):
             where = self.state.started.run_dir if self.state.started else ""
             if snapshot.error:
