@@ -112,15 +112,21 @@ def _rows_to_text(chars: np.ndarray, styles: np.ndarray, palette: Sequence[str |
     return lines
 
 
+#: With more points than this, the y axis ignores the outer 1% on each side (TensorBoard's
+#: "ignore outliers"): the first batches' loss would otherwise flatten the rest of the run.
+ROBUST_AFTER = 200
+
+
 def _y_range(values: list[np.ndarray], log: bool,
              limits: tuple[float | None, float | None]) -> tuple[float, float] | None:
     """The data's range with a little room, kept inside `limits` (e.g. accuracy in 0..1)."""
-    finite = [v[np.isfinite(v)] for v in values]
-    finite = [v for v in finite if v.size]
-    if not finite:
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.empty(0)
+    if not finite.size:
         return None
-    lo = min(float(v.min()) for v in finite)
-    hi = max(float(v.max()) for v in finite)
+    if finite.size > ROBUST_AFTER:
+        lo, hi = (float(q) for q in np.quantile(finite, (0.01, 0.99)))
+    else:
+        lo, hi = float(finite.min()), float(finite.max())
     pad = (hi - lo) * 0.04 if hi - lo >= 1e-12 else (abs(hi) * 0.05 or 0.05)
     lo, hi = lo - pad, hi + pad
     if not log and limits[0] is not None:
@@ -197,7 +203,7 @@ def line_chart(width: int, height: int, series: Sequence[Series], *, log_y: bool
             columns, lows, highs = _column_values(px, py, pixel_w,
                                                   "spread" if s.kind == "spread" else "mean")
             _fill_spans(dots, columns, lows, highs)
-        if s.marker:
+        if s.marker and xs.size <= plot_w // 3:  # markers only while they stay apart
             cell_rows = plot_h - 1 - (np.rint(py).astype(np.int64) // 4)
             overlays.append((cell_rows, px // 2, s.marker, len(palette) - 1))
     cells = np.zeros((plot_h, plot_w), dtype=np.int32)
