@@ -111,7 +111,8 @@ async def test_pause_step_resume_and_stop(tmp_path):
         assert "PAUSED" in str(status.render())
         step = trainer.global_step
         await press(pilot, "n")
-        await until(pilot, lambda: trainer.global_step == step + 1 and trainer._parked)
+        await until(pilot, lambda: trainer.global_step == step + 1
+                    and trainer.wait_until_parked(timeout=0))
         await until(pilot, lambda: dashboard.state.progress.step == step + 1)
         assert trainer.global_step == step + 1 and dashboard.state.state == "paused"
         await press(pilot, "space")

@@ -27,7 +27,7 @@ from textual.widgets import Tab, Tabs
 from nnlib.callbacks import Callback
 from nnlib.config import ExperimentConfig
 
-from ..bridge import Bridge, Notice, RunEnded, RunStarted, Snapshot
+from ..bridge import Bridge, Histograms, Notice, Progress, RunEnded, RunStarted, Snapshot
 from ..messages import RunUpdate
 from ..runstate import RunState
 from ..widgets.confusion import ConfusionPanel
@@ -236,6 +236,9 @@ class DashboardScreen(Screen[None]):
     def apply(self, snapshot: Snapshot) -> None:
         self.state.apply(snapshot)
         self.query_one(EventLog).add_snapshot(snapshot)
+        # Events and single steps show at once; the stream of progress waits for the timer.
+        if not isinstance(snapshot, Progress | Histograms) or self.state.state == "paused":
+            self.redraw(at_once=True)
         if isinstance(snapshot, RunStarted) and snapshot.task == "regression":
             self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
             self.query_one(ConfusionPanel).border_title = "Predicted vs true"
@@ -247,7 +250,6 @@ class DashboardScreen(Screen[None]):
             else:
                 self.notify(f"{snapshot.reason}; run written to {where}" if where else
                             snapshot.reason, title="Run ended")
-            self.redraw(at_once=True)
         elif isinstance(snapshot, Notice) and snapshot.kind in ("diverged", "error"):
             self.notify(snapshot.message, severity="error")
 

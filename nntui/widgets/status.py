@@ -39,7 +39,7 @@ def progress_bar(fraction: float, width: int) -> Text:
 
 
 class StatusPanel(StatePanel):
-    INTERVAL = 0.5  # keys redraw it at once; the rest is numbers ticking
+    INTERVAL = 1.0  # keys redraw it at once; the rest is numbers ticking
     DEFAULT_CSS = """
     StatusPanel { height: 4; }
     """
