@@ -4,6 +4,9 @@ run is shown), the keys that work everywhere (quit, help, the palette) and the
 
 from __future__ import annotations
 
+import asyncio
+import signal
+
 from textual.app import App
 from textual.binding import Binding
 from textual.events import Resize
@@ -51,6 +54,16 @@ class NNTui(App[None]):
         if self.start:
             self.push_screen(DashboardScreen(self.config))
         self._check_size(*self.size)
+        loop = asyncio.get_running_loop()
+        for hangup in (signal.SIGHUP, signal.SIGTERM):
+            loop.add_signal_handler(hangup, self.shut_down)
+
+    def shut_down(self) -> None:
+        """A dropped SSH connection (SIGHUP) or a kill (SIGTERM): stop any run so that its
+        log gets its end event, then exit without asking."""
+        for dashboard in self.live_runs():
+            dashboard.shutdown()
+        self.exit()
 
     def on_start_run(self, message: StartRun) -> None:
         self.push_screen(DashboardScreen(message.config))

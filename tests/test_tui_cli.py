@@ -79,3 +79,55 @@ def test_startup_imports_stay_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("signal_name", ["SIGHUP", "SIGTERM"])
+def test_a_hangup_closes_the_run_log(tmp_path, signal_name):
+    """A dropped SSH connection (SIGHUP) or a kill (SIGTERM) while training: the app stops
+    the run, so events.jsonl ends with its 'end' event and the final model is written."""
+    import os
+    import pty
+    import select
+    import signal
+    import time
+
+    from nnlib import runs
+
+    master, slave = pty.openpty()
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nntui", "--dataset", "spirals", "--arch", "2-16-3",
+         "--epochs", "100000", "--batch-size", "8", "--run-dir", str(run_dir), "--start"],
+        stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path, env=env, start_new_session=True)
+    os.close(slave)
+    events_file = run_dir / runs.EVENTS_FILE
+
+    def drain() -> bool:
+        """Read what the app wrote (so it never blocks on a full terminal); False once the
+        terminal is closed."""
+        if select.select([master], [], [], 0.05)[0]:
+            try:
+                return bool(os.read(master, 65536))
+            except OSError:
+                return False
+        return True
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and drain():  # until training is under way
+            if events_file.exists() and '"type":"batch"' in events_file.read_text():
+                break
+        assert '"type":"batch"' in events_file.read_text(), "training never started"
+        process.send_signal(getattr(signal, signal_name))
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline and drain():
+            pass
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    last = runs.read(run_dir)[-1]
+    assert last.type == "end" and last["reason"] == "stopped"
+    assert (run_dir / "model.npz").exists()
