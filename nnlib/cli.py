@@ -22,7 +22,7 @@ class UsageError(Exception):
     """Bad arguments or config: reported as one line, exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but an error is one line (no usage dump) and exits with code 2."""
 
     def error(self, message: str) -> NoReturn:
@@ -95,10 +95,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
         raise UsageError(str(error)) from None
 
 
-def _parser() -> _Parser:
-    parser = _Parser(prog="nnlib", description="Train and inspect numpy neural networks "
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="nnlib", description="Train and inspect numpy neural networks "
                                                "without a UI.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     train = commands.add_parser("train", help="train a model and write a run directory")
     add_experiment_arguments(train)
     train.add_argument("--histogram-every", type=_positive_int,

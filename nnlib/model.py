@@ -49,7 +49,7 @@ class Summary:
         rows = [("layer", "output shape", "params", f"act. mem/batch {batch_size}")]
         for layer in self.layers:
             rows.append((layer.name, str((None, *layer.output_shape)), f"{layer.params:,}",
-                         _human_bytes(layer.activation_bytes * batch_size)))
+                         human_bytes(layer.activation_bytes * batch_size)))
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
                            for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
@@ -58,20 +58,23 @@ class Summary:
         param_bytes = self.total_params * self.bytes_per_value
         return "\n".join([f"input shape: {(None, *self.input_shape)}", lines[0], rule,
                           *lines[1:], rule,
-                          f"total params: {self.total_params:,} ({_human_bytes(param_bytes)})",
+                          f"total params: {self.total_params:,} ({human_bytes(param_bytes)})",
                           f"activations per batch of {batch_size}: "
-                          f"{_human_bytes(self.activation_bytes(batch_size))}"])
+                          f"{human_bytes(self.activation_bytes(batch_size))}"])
 
     def __str__(self) -> str:
         return self.format()
 
 
-def _human_bytes(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+def human_bytes(count: float) -> str:
+    """1536 -> "1.5 KiB"."""
+    if count < 1024:
+        return f"{count:.0f} B"
+    for unit in ("KiB", "MiB"):
         count /= 1024
-    return f"{count} B"
+        if count < 1024:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1024:.1f} GiB"
 
 
 class Sequential:

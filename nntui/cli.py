@@ -20,9 +20,9 @@ DEFAULT_EPOCHS = 20
 
 
 def parser() -> argparse.ArgumentParser:
-    from nnlib.cli import _Parser, add_experiment_arguments
+    from nnlib.cli import OneLineParser, add_experiment_arguments
 
-    p = _Parser(prog="nntui", description="Train nnlib models in the terminal and watch them "
+    p = OneLineParser(prog="nntui", description="Train nnlib models in the terminal and watch them "
                 "learn: live loss and accuracy curves, weight and gradient histograms, a "
                 "confusion matrix, and keys to pause, step, stop and change hyperparameters.",
                 epilog="Without --start, the setup screen opens with these values filled in. "

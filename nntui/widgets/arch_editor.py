@@ -82,7 +82,7 @@ def check_spec(spec: str, info: DatasetInfo) -> SpecCheck:
 
 
 def summary_table(summary: Summary, batch_size: int) -> Table:
-    from nnlib.model import _human_bytes
+    from nnlib.model import human_bytes
 
     table = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, header_style="bold")
     table.add_column("layer", no_wrap=True)
@@ -91,10 +91,10 @@ def summary_table(summary: Summary, batch_size: int) -> Table:
     table.add_column("act./batch", justify="right", no_wrap=True)
     for layer in summary.layers:
         table.add_row(layer.name, "×".join(map(str, layer.output_shape)), f"{layer.params:,}",
-                      _human_bytes(layer.activation_bytes * batch_size))
+                      human_bytes(layer.activation_bytes * batch_size))
     table.add_row(Text("total", style="bold"), "", Text(f"{summary.total_params:,}",
                                                         style="bold"),
-                  Text(_human_bytes(summary.activation_bytes(batch_size)), style="bold"))
+                  Text(human_bytes(summary.activation_bytes(batch_size)), style="bold"))
     return table
 
 
