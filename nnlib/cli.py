@@ -106,6 +106,9 @@ def _parser() -> OneLineParser:
     train.add_argument("--early-stopping", type=_non_negative_int, metavar="PATIENCE",
                        help="stop when val_loss has not improved for PATIENCE epochs")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("--threads", type=_positive_int,
+                       help="BLAS threads (default: 1 on machines with 2 cores or fewer, "
+                            "where more were measured slower; else the BLAS default)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a dataset")
     evaluate.add_argument("checkpoint", help="a model .npz written by nnlib")
@@ -164,6 +167,7 @@ def _train(args: argparse.Namespace) -> int:
     from .callbacks import EarlyStopping, ProgressBar
     from .experiment import setup
     from .spec import SpecError
+    from .threads import blas_threads, default_blas_threads
 
     config = config_from_args(args)
     if args.histogram_every:
@@ -186,8 +190,10 @@ def _train(args: argparse.Namespace) -> int:
     run_dir = experiment.run_dir
     print(f"run: {run_dir}  arch: {experiment.arch}  "
           f"params: {experiment.model.summary().total_params:,}", file=sys.stderr)
+    threads = args.threads if args.threads is not None else default_blas_threads()
     try:
-        history = experiment.fit()
+        with blas_threads(threads):
+            history = experiment.fit()
     except KeyboardInterrupt:
         print(f"interrupted; run log and final model in {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED

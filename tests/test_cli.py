@@ -280,3 +280,20 @@ def test_bad_config_files_exit_2_naming_the_field(tmp_path, env, text, words):
     line = _usage_error(nnlib(tmp_path, env, "train", "--config", "exp.toml"), *words)
     assert line.startswith("error: exp.toml: ")
     assert not (tmp_path / "runs").exists()
+
+
+def test_blas_threads_limits_and_restores():
+    from threadpoolctl import threadpool_info
+
+    from nnlib.threads import blas_threads, default_blas_threads
+
+    def blas_counts() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_counts()
+    with blas_threads(1):
+        assert blas_counts() and all(count == 1 for count in blas_counts())
+    assert blas_counts() == before
+    with blas_threads(None):
+        assert blas_counts() == before
+    assert default_blas_threads() in (1, None)

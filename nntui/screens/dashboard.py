@@ -9,10 +9,9 @@ control calls and show their effect at once (a pending value, "pausing…").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from textual.widgets import Tab, Tabs
 
 from nnlib.callbacks import Callback
 from nnlib.config import ExperimentConfig
+from nnlib.threads import blas_threads
 
 from ..bridge import Bridge, Histograms, Notice, Progress, RunEnded, RunStarted, Snapshot
 from ..messages import RunUpdate
@@ -64,20 +64,6 @@ class StopIfCancelled(Callback):
     def on_train_begin(self, trainer: Trainer) -> None:
         if self.cancelled.is_set():
             trainer.stop()
-
-
-@contextlib.contextmanager
-def single_blas_thread() -> Iterator[None]:
-    """Limit BLAS to one thread while training: with the UI busy on another core, OpenBLAS
-    with two threads was measured many times slower than with one. threadpoolctl is
-    optional (not a dependency); without it, BLAS keeps its own setting."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 class DashboardScreen(Screen[None]):
@@ -189,7 +175,7 @@ class DashboardScreen(Screen[None]):
         from nnlib.experiment import setup
 
         bridge = Bridge(self._post)
-        with single_blas_thread():
+        with blas_threads(1):  # the UI is always another busy thread: see nnlib.threads
             try:
                 experiment = setup(self.config, checkpoints=True,
                                    callbacks=[bridge, StopIfCancelled(self._cancelled)])
