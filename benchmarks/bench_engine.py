@@ -139,6 +139,34 @@ def nnlib_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
     return train_epoch, accuracy
 
 
+def trainer_runner(monitored: bool) -> Runner:
+    """nl.Trainer for one epoch with the test split as validation data; `monitored` adds
+    everything the TUI relies on: Monitor (histograms every 50 batches, the confusion matrix
+    after the epoch) and a RunLogger writing every batch to a temporary run directory."""
+
+    def runner(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
+        import tempfile
+
+        model = nl.build(MODELS[name], (28, 28, 1), seed=seed)
+        callbacks: list[nl.Callback] = []
+        if monitored:
+            callbacks = [nl.Monitor(every=50),
+                         nl.RunLogger(run_dir=tempfile.mkdtemp(prefix="bench-run-"))]
+        trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(LR, momentum=MOMENTUM),
+                             callbacks=callbacks)
+
+        def train_epoch() -> None:
+            trainer.fit(data.x_train, data.y_train, epochs=1, batch_size=BATCH,
+                        validation_data=(data.x_test, data.y_test), seed=seed)
+
+        def accuracy() -> float:
+            return float(np.mean(model.predict(data.x_test).argmax(axis=1) == data.y_test))
+
+        return train_epoch, accuracy
+
+    return runner
+
+
 def torch_model(name: str):  # noqa: ANN201 - torch is optional
     from torch import nn
     if name.startswith("MLP"):
@@ -186,7 +214,8 @@ def torch_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
     return train_epoch, accuracy
 
 
-RUNNERS: dict[str, Runner] = {"nnlib": nnlib_loop, "torch": torch_loop}
+RUNNERS: dict[str, Runner] = {"nnlib": nnlib_loop, "trainer": trainer_runner(False),
+                              "monitored": trainer_runner(True), "torch": torch_loop}
 REFERENCE = "torch"
 
 
@@ -290,7 +319,73 @@ def speed_table(results: dict[tuple[str, str, int], Result], frameworks: list[st
                       for f in frameworks]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nMedian of {runs} runs; one epoch of {N_TRAIN:,} digits, " \
-                              f"batch {BATCH}, SGD lr {LR} momentum {MOMENTUM}."
+                              f"batch {BATCH}, SGD lr {LR} momentum {MOMENTUM}. " \
+                              "nnlib: the plain loop; trainer: nl.Trainer.fit with validation " \
+                              "on the 2,000 test digits; monitored: the same plus Monitor " \
+                              "(histograms every 50 batches, confusion matrix per epoch) and " \
+                              "RunLogger."
+
+
+class HookTimer(nl.Callback):
+    """Wraps a callback and adds up the wall time spent inside its hooks."""
+
+    def __init__(self, inner: nl.Callback) -> None:
+        self.inner, self.seconds = inner, 0.0
+        for hook in ("on_train_begin", "on_epoch_begin", "on_batch_begin", "on_batch_end",
+                     "on_epoch_end", "on_train_end", "on_event"):
+            setattr(self, hook, self._timed(getattr(inner, hook)))
+
+    def _timed(self, hook: Callable[..., None]) -> Callable[..., None]:
+        def call(*args: object) -> None:
+            start = time.perf_counter()
+            hook(*args)
+            self.seconds += time.perf_counter() - start
+        return call
+
+
+def hook_cost_table(names: list[str], threads: list[int], data: Data, runs: int,
+                    seed: int) -> str:
+    """Time inside the Monitor's and the RunLogger's hooks as a share of the monitored
+    epoch: measured within each run, so it is not drowned by run-to-run noise."""
+    import tempfile
+
+    lines = ["| model | threads | epoch s | Monitor ms | RunLogger ms | callbacks share |",
+             "|---|---|---|---|---|---|"]
+    for name in names:
+        for count in threads:
+            rows = []
+            with set_threads(count):
+                for _ in range(runs):
+                    model = nl.build(MODELS[name], (28, 28, 1), seed=seed)
+                    monitor = HookTimer(nl.Monitor(every=50))
+                    logger = HookTimer(nl.RunLogger(run_dir=tempfile.mkdtemp(prefix="bench-")))
+                    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(),
+                                         nl.SGD(LR, momentum=MOMENTUM),
+                                         callbacks=[monitor, logger])
+                    start = time.perf_counter()
+                    trainer.fit(data.x_train, data.y_train, epochs=1, batch_size=BATCH,
+                                validation_data=(data.x_test, data.y_test), seed=seed)
+                    rows.append((time.perf_counter() - start, monitor.seconds, logger.seconds))
+            epoch, mon, log = (statistics.median(column) for column in zip(*rows, strict=True))
+            lines.append(f"| {name} | {count} | {epoch:.3f} | {mon * 1000:.1f} | "
+                         f"{log * 1000:.1f} | {(mon + log) / epoch:.1%} |")
+    return "\n".join(lines) + f"\n\nMedians of {runs} runs; Monitor: histograms every 50 " \
+                              "batches and the confusion matrix after the epoch."
+
+
+def overhead_table(results: dict[tuple[str, str, int], Result], names: list[str],
+                   threads: list[int]) -> str:
+    """What the monitoring callbacks cost: monitored vs bare trainer, medians of separate
+    runs (noisy on a shared machine; hook_cost_table measures it within each run)."""
+    lines = ["| model | threads | trainer s | monitored s | callbacks cost |",
+             "|---|---|---|---|---|"]
+    for name in names:
+        for count in threads:
+            bare = statistics.median(results["trainer", name, count].seconds)
+            full = statistics.median(results["monitored", name, count].seconds)
+            lines.append(f"| {name} | {count} | {bare:.3f} | {full:.3f} | "
+                         f"{(full - bare) / bare:+.1%} |")
+    return "\n".join(lines)
 
 
 # -- memory (one fresh subprocess per framework and model) -------------------------------------
@@ -475,6 +570,8 @@ def main() -> None:
     print(f"## Engine speed: one epoch on MNIST (t10k files, loaded by {source})\n")
     print(machine_facts() + "\n")
     print(speed_table(results, frameworks, names, threads, args.runs) + " " + load.note() + "\n")
+    print(overhead_table(results, names, threads) + "\n")
+    print(hook_cost_table(names, threads, data, args.runs, args.seed) + "\n")
     if not args.no_memory:
         print(memory_table(frameworks, names, args) + "\n")
     if args.policy:

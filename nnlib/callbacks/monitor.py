@@ -24,19 +24,28 @@ if TYPE_CHECKING:
 PERCENTILES = (0, 7, 16, 50, 84, 93, 100)  # TensorBoard's distribution bands
 
 
+PERCENTILE_SAMPLE = 65_536
+
+
 def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
-    """Counts over `bins` equal bins spanning [min, max], plus percentiles."""
+    """Counts of every finite value over `bins` equal bins spanning [min, max], plus
+    percentiles. Percentiles other than min and max are estimated from at most 65,536
+    evenly strided values: exact ones cost 10 ms on a 784x512 layer, 3x the histogram."""
     values = values.ravel()
-    finite = values[np.isfinite(values)]
+    lo, hi = float(values.min()), float(values.max())  # NaN or inf shows up here
+    finite = values if np.isfinite(lo) and np.isfinite(hi) else values[np.isfinite(values)]
     if finite.size == 0:
         return {"lo": 0.0, "hi": 0.0, "counts": [0] * bins, "percentiles": [0.0] * 7,
                 "nonfinite": int(values.size)}
-    lo, hi = float(finite.min()), float(finite.max())
+    if finite is not values:
+        lo, hi = float(finite.min()), float(finite.max())
     if hi == lo:
         hi = lo + 1e-12
     counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
-    return {"lo": lo, "hi": hi, "counts": counts.tolist(),
-            "percentiles": np.percentile(finite, PERCENTILES).tolist(),
+    sample = finite[::max(1, finite.size // PERCENTILE_SAMPLE)]
+    percentiles = np.percentile(sample, PERCENTILES)
+    percentiles[0], percentiles[-1] = lo, float(finite.max())
+    return {"lo": lo, "hi": hi, "counts": counts.tolist(), "percentiles": percentiles.tolist(),
             "nonfinite": int(values.size - finite.size)}
 
 
