@@ -184,7 +184,8 @@ class Sequential:
     def evaluate(self, x: np.ndarray, y: np.ndarray, loss: object,
                  batch_size: int = 256) -> dict[str, float]:
         """Mean loss (and accuracy when labels are integers) over `x`, in batches."""
-        from .metrics import evaluate_predictions
+        from .metrics import check_finite, evaluate_predictions
+        check_finite("evaluate x", np.asarray(x))
         return evaluate_predictions(self.predict(x, batch_size), y, loss)
 
     # -- parameters -----------------------------------------------------------------------

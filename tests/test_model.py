@@ -589,3 +589,11 @@ def test_to_float64():
     model = nl.build("4-3", (4,)).to(np.float64)
     assert model.forward(np.zeros((1, 4), np.float32)).dtype == np.float64
     assert all(p.value.dtype == p.grad.dtype == np.float64 for p in model.parameters())
+
+
+def test_evaluate_rejects_nan_input():
+    model = nl.build("4-3", (4,))
+    x = np.zeros((5, 4), np.float32)
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"evaluate x holds NaN or inf \(first at sample 2\)"):
+        model.evaluate(x, np.zeros(5, np.int64), nl.SoftmaxCrossEntropy())
