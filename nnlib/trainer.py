@@ -95,10 +95,11 @@ class Trainer:
             self._stop_requested = False
         rng = np.random.default_rng(seed)
         self.state = "running"
-        self._call("on_train_begin")
         end_logs: Logs = {}
         reason = "finished"
         try:
+            # Inside the try: a callback failing here still ends the run (state, log, waiters).
+            self._call("on_train_begin")
             for epoch in range(epochs):
                 self.epoch = epoch
                 self._apply_requests(epoch_boundary=True)
@@ -326,17 +327,20 @@ class Trainer:
     def _wait_at_boundary(self) -> bool:
         """Park while paused, then apply requests. Returns False when the run must stop."""
         with self._condition:
-            park = self._paused and not self._step_budget and not self._stop_requested
+            park = self._must_park()
         if park:
             self.state = "paused"
             if not self._pause_announced:
                 self._pause_announced = True
                 self.emit("pause")
             with self._condition:
-                self._parked = True  # only now: waiters see the state and the event
-                self._condition.notify_all()
-                self._condition.wait_for(lambda: not self._paused or self._step_budget > 0
-                                         or self._stop_requested)
+                while self._must_park():
+                    # Marked parked only now (waiters see the state and the event), and again
+                    # after every wake-up that leaves it parked: resume() clears the mark, and a
+                    # pause() that follows before this thread runs must see it set again.
+                    self._parked = True
+                    self._condition.notify_all()
+                    self._condition.wait()
                 self._parked = False
         with self._condition:
             stop = self._stop_requested
@@ -353,6 +357,10 @@ class Trainer:
         self._apply_requests(epoch_boundary=False)
         self.state = "paused" if stepping else "running"
         return True
+
+    def _must_park(self) -> bool:
+        """Paused with no single step granted and no stop requested (hold the lock)."""
+        return self._paused and not self._step_budget and not self._stop_requested
 
     def _apply_requests(self, epoch_boundary: bool) -> None:
         with self._condition:

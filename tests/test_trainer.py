@@ -246,6 +246,25 @@ def test_an_error_in_on_train_end_still_lets_the_log_end(tmp_path):
     assert events[-1].type == "end" and events[-1]["reason"] == "finished"
 
 
+def test_an_error_in_on_train_begin_still_ends_the_run_and_its_log(tmp_path):
+    class FailingBegin(nl.Callback):
+        def on_train_begin(self, trainer):
+            raise OSError("no space left")
+
+    recorder = Recorder()
+    trainer = _trainer(callbacks=[RunLogger(run_dir=tmp_path / "run"), FailingBegin(), recorder,
+                                  nl.EarlyStopping(monitor="loss")])
+    with pytest.raises(OSError, match="no space left"):
+        trainer.fit(*_data(8), epochs=1, batch_size=4)
+    assert trainer.state == "error"
+    assert recorder.end_logs == [{"reason": "error", "error": "OSError: no space left",
+                                  "epoch": 0, "step": 0}]
+    events = read(tmp_path / "run")
+    assert [e.type for e in events] == ["run_start", "end"] and events[-1]["reason"] == "error"
+    trainer.set("lr", 0.5)  # no run in progress: applied at once, not queued forever
+    assert trainer.optimizer.lr == 0.5 and trainer.pending() == {}
+
+
 # -- live control from another thread ----------------------------------------------------------
 
 class Gate(nl.Callback):
@@ -375,6 +394,26 @@ def test_wait_until_parked_returns_false_when_the_run_ends_without_parking():
     assert not waiter.is_alive() and answers == [False]
     assert result["history"].reason == "finished"
     assert trainer.wait_until_parked(timeout=0.01) is False
+
+
+def test_a_pause_right_after_a_resume_is_still_seen_as_parked():
+    gate = Gate(step=1)
+    trainer = _trainer(callbacks=[gate])
+    thread, result = _run_in_thread(trainer, *_data(8), epochs=100, batch_size=4)
+    assert gate.reached.wait(TIMEOUT)
+    trainer.pause()
+    gate.release.set()
+    assert trainer.wait_until_parked(timeout=10)
+    # Both calls land before the training thread wakes up (it needs this lock to wake), so
+    # it never leaves the park: it must say so again rather than leave waiters hanging.
+    with trainer._condition:
+        trainer.resume()
+        trainer.pause()
+    assert trainer.wait_until_parked(timeout=10)
+    assert trainer.global_step == 1 and trainer.state == "paused"
+    trainer.stop()
+    _join(thread, trainer, result)
+    assert result["history"].reason == "stopped"
 
 
 def test_step_is_ignored_unless_paused_and_stop_ends_a_running_run():

@@ -48,8 +48,14 @@ class EarlyStopping(Callback):
         self.min_delta = abs(min_delta)
         self.mode = improvement_mode(monitor, mode)
         self.restore_best_weights = restore_best_weights
+        self._forget_best()
 
     def on_train_begin(self, trainer: Trainer) -> None:
+        self._forget_best()
+
+    def _forget_best(self) -> None:
+        """Also done up front, so that on_train_end is safe when another callback's
+        on_train_begin failed before this one's ran."""
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch: int | None = None
         self.best_weights: dict[str, np.ndarray] | None = None
