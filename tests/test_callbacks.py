@@ -3,6 +3,7 @@ Monitor (histograms, dead units, confusion matrix) and the learning-rate schedul
 
 from __future__ import annotations
 
+import io
 import math
 import subprocess
 import sys
@@ -239,6 +240,16 @@ def test_divergence_guard_max_loss_and_opt_out():
     assert not any(isinstance(c, nl.DivergenceGuard) for c in unguarded.callbacks)
     history = unguarded.fit(*_data(), epochs=3, batch_size=8)
     assert history.reason == "finished" and unguarded.global_step == 9
+
+
+def test_progress_bar_names_the_step_that_diverged():
+    stream = io.StringIO()
+    trainer = _trainer(callbacks=[nl.DivergenceGuard(max_loss=1e-3),
+                                  nl.ProgressBar(stream=stream, rich=False)])
+    trainer.fit(*_data(), epochs=3, batch_size=8)
+    assert trainer.global_step == 1
+    assert "diverged: loss is" in stream.getvalue()
+    assert " at step 1\n" in stream.getvalue()
 
 
 # -- ModelCheckpoint ---------------------------------------------------------------------------

@@ -81,7 +81,7 @@ class ProgressBar(Callback):
         messages = {"early_stop": lambda: f"early stop: {data['monitor']} has not improved "
                                           f"since epoch {(data['best_epoch'] or 0) + 1}",
                     "diverged": lambda: f"diverged: loss is {data['loss']} at step "
-                                        f"{data['step'] + 1}",
+                                        f"{data['step']}",
                     "checkpoint": lambda: f"checkpoint ({data['reason']}): {data['path']}"}
         if event in messages:
             self._print(messages[event]())
