@@ -70,7 +70,10 @@ class NNTui(App[None]):
 
     # -- size ---------------------------------------------------------------------------------
     def on_resize(self, event: Resize) -> None:
-        self._check_size(event.size.width, event.size.height)
+        # The first Resize comes before on_mount has pushed the setup screen (which then
+        # checks the size itself); a notice pushed now would end up buried under it.
+        if len(self.screen_stack) > 1:
+            self._check_size(event.size.width, event.size.height)
 
     def _check_size(self, width: int, height: int) -> None:
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]

@@ -377,3 +377,21 @@ async def test_quit_while_loading_still_leaves_a_complete_log(tmp_path):
         await press(pilot, "y")
         await until(pilot, lambda: app._exit)
     assert end_event(tmp_path)["reason"] == "stopped"
+
+
+@pilot_test
+async def test_a_dialog_opened_while_tiny_does_not_leave_the_notice_behind(tmp_path):
+    """q on the "too small" notice asks over it; the terminal grows while the question is
+    open; answering "no" must show the dashboard, not the stale notice."""
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=(40, 10)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, TooSmallScreen))
+        await press(pilot, "q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        await press(pilot, "n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        assert not any(isinstance(s, TooSmallScreen) for s in app.screen_stack)
+        app.screen.shutdown()

@@ -218,6 +218,13 @@ class TooSmallScreen(Screen[None]):
     def on_resize(self) -> None:
         self.describe()
 
+    def on_screen_resume(self) -> None:
+        """A dialog opened over this notice (q asks before quitting) has closed: if the
+        terminal grew meanwhile, the resize went to the dialog, so leave now."""
+        width, height = self.app.size
+        if width >= self.minimum[0] and height >= self.minimum[1]:
+            self.dismiss()
+
     def describe(self) -> None:
         width, height = self.app.size
         self.query_one("#too-small", Static).update(
