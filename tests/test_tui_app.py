@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -395,3 +396,75 @@ async def test_a_dialog_opened_while_tiny_does_not_leave_the_notice_behind(tmp_p
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
         assert not any(isinstance(s, TooSmallScreen) for s in app.screen_stack)
         app.screen.shutdown()
+
+
+@pilot_test
+async def test_save_model_waits_for_a_single_step_to_finish(tmp_path, monkeypatch):
+    """`n` runs one batch while the dashboard still says "paused": `w` must not read the
+    weights (on the UI thread) while that batch is updating them."""
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        await paused(pilot, dashboard)
+        inside, release = threading.Event(), threading.Event()
+        original = nnlib.trainer.Trainer._train_batch
+
+        def slow(self, xb, yb):
+            inside.set()
+            release.wait(10)
+            return original(self, xb, yb)
+
+        monkeypatch.setattr(nnlib.trainer.Trainer, "_train_batch", slow)
+        await press(pilot, "n")
+        await until(pilot, inside.is_set)
+        await press(pilot, "w")
+        opened = app.screen.__class__.__name__ == "PathScreen"
+        release.set()
+        assert not opened
+        assert any("batch" in n.message for n in app._notifications)
+        dashboard.shutdown()
+
+
+@pilot_test
+async def test_keys_wait_until_the_run_has_begun(tmp_path, monkeypatch):
+    """Between setup() and fit's start the trainer is idle, and Trainer.set would apply a
+    value at once on the calling thread: a key then must not change the optimizer from the
+    UI thread (nor emit events to the run's callbacks from it)."""
+    inside, release = threading.Event(), threading.Event()
+    original = nnlib.trainer.Trainer._check_data
+
+    def slow(self, name, x, y):
+        inside.set()
+        release.wait(10)
+        return original(self, name, x, y)
+
+    monkeypatch.setattr(nnlib.trainer.Trainer, "_check_data", slow)
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        dashboard = app.screen
+        await until(pilot, inside.is_set)
+        await press(pilot, "plus")
+        lr = dashboard.experiment.trainer.optimizer.lr if dashboard.experiment else 0.05
+        release.set()
+        assert lr == 0.05
+        assert any("loading" in n.message for n in app._notifications)
+        dashboard.shutdown()
+
+
+@pilot_test
+async def test_a_failure_outside_the_run_still_ends_it_in_the_ui(tmp_path, monkeypatch):
+    """An error before setup() (threadpoolctl missing from an older install) must show, not
+    leave the dashboard "loading" forever."""
+    import nntui.screens.dashboard as dashboard_module
+
+    def broken(count):
+        raise ImportError("No module named 'threadpoolctl'")
+
+    monkeypatch.setattr(dashboard_module, "blas_threads", broken)
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        dashboard = app.screen
+        await until(pilot, lambda: dashboard.state.end is not None)
+        assert "threadpoolctl" in dashboard.state.end.error and not dashboard.running

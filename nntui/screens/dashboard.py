@@ -166,31 +166,28 @@ class DashboardScreen(Screen[None]):
 
     # -- the training worker (runs on its own thread; touches no widget) ---------------------
     def _train(self) -> None:
-        try:
-            self._run_experiment()
-        finally:
-            self._finished.set()
-
-    def _run_experiment(self) -> None:
+        """Set up and fit the experiment. Whatever fails is reported as the run's end, so the
+        dashboard never waits for a run that is gone."""
         from nnlib.experiment import setup
 
         bridge = Bridge(self._post)
-        with blas_threads(1):  # the UI is always another busy thread: see nnlib.threads
-            try:
+        try:
+            with blas_threads(1):  # the UI is always another busy thread: see nnlib.threads
                 experiment = setup(self.config, checkpoints=True,
                                    callbacks=[bridge, StopIfCancelled(self._cancelled)])
-            except Exception as error:  # a bad dataset, spec or value: shown, not raised
-                self._post(Notice("error", 0, f"could not start: {error}"))
-                self._post(RunEnded("error", 0, 0, f"{type(error).__name__}: {error}"))
-                return
-            self.experiment = experiment
-            try:  # if the screen was left meanwhile, StopIfCancelled ends it at once, logged
+                self.experiment = experiment
+                # If the screen was left meanwhile, StopIfCancelled ends the run at once.
                 experiment.fit()
-            except Exception as error:  # the bridge has sent RunEnded with the message
-                if not bridge.ended:
-                    self._post(RunEnded("error", experiment.trainer.global_step,
-                                        experiment.trainer.epoch,
-                                        f"{type(error).__name__}: {error}"))
+        except Exception as error:  # a bad dataset, spec or value: shown, not raised
+            trainer = self.experiment.trainer if self.experiment is not None else None
+            if trainer is None:
+                self._post(Notice("error", 0, f"could not start: {error}"))
+            if not bridge.ended:  # else the bridge has sent RunEnded with the message
+                self._post(RunEnded("error", trainer.global_step if trainer else 0,
+                                    trainer.epoch if trainer else 0,
+                                    f"{type(error).__name__}: {error}"))
+        finally:
+            self._finished.set()
 
     def _post(self, snapshot: Snapshot) -> None:
         self.post_message(RunUpdate(snapshot))
@@ -252,7 +249,9 @@ class DashboardScreen(Screen[None]):
         if self.state.end is not None:
             self.notify("the run has ended", severity="warning")
             return None
-        if self.experiment is None:
+        # Until fit has begun (RunStarted), Trainer.set would apply a value right here on
+        # the UI thread and emit its event from it: keys wait for the run.
+        if self.experiment is None or self.state.started is None:
             self.notify("still loading the dataset", severity="warning")
             return None
         return self.experiment.trainer
@@ -328,9 +327,11 @@ class DashboardScreen(Screen[None]):
         if experiment is None:
             self.notify("there is no model yet", severity="warning")
             return
-        if self.state.end is None and self.state.state != "paused":
-            self.notify("pause (space) or stop (s) the run first, so the weights hold still",
-                        severity="warning")
+        # The dashboard says "paused" during a single step (n) too: only a parked trainer
+        # (or an ended run) leaves the weights still while this thread reads them.
+        if self.state.end is None and not experiment.trainer.wait_until_parked(timeout=0):
+            self.notify("pause (space) or stop (s) the run first, and let a single-step batch "
+                        "finish, so the weights hold still", severity="warning")
             return
 
         def save(path: str) -> str:
