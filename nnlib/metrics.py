@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .losses import Loss
+
 
 def check_finite(name: str, array: np.ndarray) -> None:
     """Raise a ValueError naming `name` and the first sample that holds NaN or inf."""
@@ -13,6 +15,7 @@ def check_finite(name: str, array: np.ndarray) -> None:
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose largest output is the label; 0.0 for no rows."""
     return float(np.mean(np.argmax(logits, axis=1) == labels)) if len(labels) else 0.0
 
 
@@ -32,7 +35,8 @@ def precision_recall(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return precision, recall
 
 
-def evaluate_predictions(outputs: np.ndarray, targets: np.ndarray, loss) -> dict[str, float]:
+def evaluate_predictions(outputs: np.ndarray, targets: np.ndarray, loss: Loss
+                         ) -> dict[str, float]:
     """Mean loss, plus accuracy for a classification loss."""
     result = {"loss": loss(outputs, targets)}
     if getattr(loss, "task", "classification") == "classification":

@@ -17,6 +17,8 @@ from . import _validate
 from ._atomic import atomic_write
 from .layers import LAYER_TYPES, Layer, Param
 from .layers.base import Shape
+from .losses import Loss
+from .metrics import check_finite, evaluate_predictions
 
 FORMAT = "nnlib-model"
 FORMAT_VERSION = 1
@@ -145,9 +147,9 @@ class Sequential:
     def backward(self, grad: np.ndarray) -> np.ndarray:
         """Backpropagate dL/d(output); returns dL/d(input). Gradients are overwritten, not
         accumulated, so no zero_grad is needed between steps."""
-        for layer in reversed(self.layers[1:]):
+        for layer in reversed(self.layers):
             grad = layer.backward(grad)
-        return self.layers[0].backward(grad)
+        return grad
 
     def backward_params(self, grad: np.ndarray) -> None:
         """Like `backward` but stops at the first layer with parameters and asks it for no
@@ -181,10 +183,9 @@ class Sequential:
             return np.zeros((0, *self.layers[-1].output_shape), dtype=self.dtype)
         return np.concatenate(outputs)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, loss: object,
+    def evaluate(self, x: np.ndarray, y: np.ndarray, loss: Loss,
                  batch_size: int = 256) -> dict[str, float]:
-        """Mean loss (and accuracy when labels are integers) over `x`, in batches."""
-        from .metrics import check_finite, evaluate_predictions
+        """Mean loss (and accuracy for a classification loss) over `x`, in batches."""
         check_finite("evaluate x", np.asarray(x))
         return evaluate_predictions(self.predict(x, batch_size), y, loss)
 

@@ -19,7 +19,7 @@ import numpy as np
 from . import _validate
 from .callbacks.base import Callback, History, Logs
 from .losses import Loss
-from .metrics import accuracy, check_finite
+from .metrics import accuracy, check_finite, evaluate_predictions
 from .model import Sequential
 from .optimizers import Optimizer
 
@@ -160,11 +160,11 @@ class Trainer:
                 break
         if not seen:
             return None
-        logs = {"epoch": self.epoch, "step": self.global_step, "loss": loss_sum / max(seen, 1),
+        logs = {"epoch": self.epoch, "step": self.global_step, "loss": loss_sum / seen,
                 **self.hyperparameters(), "seconds": active_time,
                 "samples_per_sec": seen / active_time if active_time > 0 else 0.0}
         if classification:
-            logs["accuracy"] = correct / max(seen, 1)
+            logs["accuracy"] = correct / seen
         if self.validation_data is not None:
             xv, yv = self.validation_data
             with np.errstate(over="ignore", invalid="ignore"):  # after a divergence, too
@@ -192,8 +192,8 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> Logs:
         """Mean loss (and accuracy for classification) over (x, y), in batches."""
-        x, y = self._check_data("evaluation data", x, y)
-        return self.model.evaluate(x, y, self.loss, batch_size)
+        x, y = self._check_data("evaluation data", x, y)  # checks x is finite, too
+        return evaluate_predictions(self.model.predict(x, batch_size), y, self.loss)
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Model outputs (logits for classification) in evaluation mode, in batches."""
@@ -363,13 +363,12 @@ class Trainer:
         return self._paused and not self._step_budget and not self._stop_requested
 
     def _apply_requests(self, epoch_boundary: bool) -> None:
+        """Apply pending set() requests in order; batch_size waits for an epoch boundary."""
         with self._condition:
-            requests = self._pending
-            deferred = [(n, v) for n, v in requests if n == "batch_size" and not epoch_boundary]
-            self._pending = deferred
-        for name, value in requests:
-            if (name, value) in deferred:
-                continue
+            now = [(n, v) for n, v in self._pending if epoch_boundary or n != "batch_size"]
+            self._pending = [(n, v) for n, v in self._pending
+                             if not epoch_boundary and n == "batch_size"]
+        for name, value in now:
             if name == "batch_size":
                 old, self.batch_size = self.batch_size, value
             else:
