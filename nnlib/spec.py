@@ -90,14 +90,24 @@ _TOKEN = re.compile(r"\s*(?:->|,)?\s*([^\s,()>-](?:(?!->)[^\s,()])*(?:\([^()]*\)
 _NAMED = re.compile(r"^([a-z][a-z0-9_]*)(?:\((.*)\))?$")
 
 
+#: Where a layer was written: (token number, character index, token text).
+_Origin = tuple[int, int, str]
+
+
 def parse(spec: str, input_shape: Sequence[int] | None = None) -> list[Layer]:
     """Turn spec text into fresh, unbuilt layers."""
+    return [layer for layer, _ in _parse_with_origins(spec, input_shape)]
+
+
+def _parse_with_origins(spec: str, input_shape: Sequence[int] | None
+                        ) -> list[tuple[Layer, _Origin | None]]:
+    """The layers of `spec`, each with its token (None for the layers of an MLP)."""
     if not isinstance(spec, str) or not spec.strip():
         raise SpecError("empty architecture spec; expected e.g. 784-128-10 or "
                         "conv(8,3) relu maxpool(2) dense(10)")
     mlp = _MLP.match(spec.lower())
     if mlp:
-        return _parse_mlp(mlp.group(1), mlp.group(2), input_shape)
+        return [(layer, None) for layer in _parse_mlp(mlp.group(1), mlp.group(2), input_shape)]
     depth = 0
     for index, char in enumerate(spec):
         depth += {"(": 1, ")": -1}.get(char, 0)
@@ -106,12 +116,8 @@ def parse(spec: str, input_shape: Sequence[int] | None = None) -> list[Layer]:
                             token=char, index=index)
     if depth:
         raise SpecError("spec: a '(' is never closed", token="(", index=spec.rindex("("))
-    layers: list[Layer] = []
-    for number, (index, text) in enumerate(_tokens(spec), start=1):
-        layer = _parse_token(text, number, index)
-        layer.spec_origin = (number, index, text)
-        layers.append(layer)
-    return layers
+    return [(_parse_token(text, number, index), (number, index, text))
+            for number, (index, text) in enumerate(_tokens(spec), start=1)]
 
 
 def build(spec: str, input_shape: Sequence[int], seed: int | None = 0) -> Sequential:
@@ -124,16 +130,21 @@ def build(spec: str, input_shape: Sequence[int], seed: int | None = 0) -> Sequen
     if not input_shape or any(d < 1 for d in input_shape):
         # Checked here so the error is not blamed on the first token.
         raise SpecError(f"input shape must be positive sizes, got {input_shape}")
-    layers = parse(spec, input_shape)
-    layers = _insert_implicit_flattens(layers, input_shape)
-    model = Sequential(layers, seed=seed)
+    parsed = _parse_with_origins(spec, input_shape)
+    origins = {id(layer): origin for layer, origin in parsed}
+    model = Sequential(_insert_implicit_flattens([layer for layer, _ in parsed], input_shape),
+                       seed=seed)
     try:
         model.build(input_shape)
     except ValueError as error:
         failed = next(layer for layer in model.layers if layer.output_shape is None)
-        number, index, text = getattr(failed, "spec_origin", (None, None, to_token(failed)))
-        where = f"spec token {number} {text!r}" if number else text
-        raise SpecError(f"{where}: {error}", token=text, index=index) from None
+        origin = origins.get(id(failed))
+        if origin is None:  # an MLP layer or an implicit flatten: name the layer itself
+            text = to_token(failed)
+            raise SpecError(f"{text}: {error}", token=text) from None
+        number, index, text = origin
+        raise SpecError(f"spec token {number} {text!r}: {error}", token=text,
+                        index=index) from None
     return model
 
 
