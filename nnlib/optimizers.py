@@ -6,6 +6,7 @@ All state is kept per parameter name, in the parameter's dtype, so float32 stays
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -18,6 +19,8 @@ from .layers import Param
 
 
 class Optimizer(ABC):
+    """Base class: `step` applies weight decay and the decayed lr, `update` the rule itself."""
+
     name: ClassVar[str] = "optimizer"
     #: Hyperparameters a user may change while training, with their validators.
     hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "weight_decay", "decay")
@@ -36,6 +39,7 @@ class Optimizer(ABC):
         object.__setattr__(self, key, value)
 
     def validate(self, key: str, value: Any) -> float:
+        """`value` as a float if it suits hyperparameter `key`, else a ValueError naming it."""
         owner = type(self).__name__
         if key == "lr":
             return _validate.positive_float(owner, "learning rate (lr)", value)
@@ -64,6 +68,7 @@ class Optimizer(ABC):
         """Update `param.value` in place."""
 
     def config(self) -> dict[str, float]:
+        """The hyperparameters as set (lr before decay), for logs and run configs."""
         return {key: getattr(self, key) for key in type(self).hyperparameters}
 
 
@@ -163,7 +168,7 @@ def make_optimizer(name: str, **hyperparameters: Any) -> Optimizer:
     except KeyError:
         raise ValueError(f"unknown optimizer {name!r}; expected one of "
                          f"{', '.join(OPTIMIZERS)}") from None
-    accepted = set(cls.__init__.__code__.co_varnames)
+    accepted = set(inspect.signature(cls).parameters)
     unknown = [k for k, v in hyperparameters.items() if v is not None and k not in accepted]
     if unknown:
         raise ValueError(f"{cls.__name__} has no hyperparameter {unknown[0]!r}")
