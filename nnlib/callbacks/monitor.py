@@ -22,9 +22,7 @@ if TYPE_CHECKING:
     from ..trainer import Trainer
 
 PERCENTILES = (0, 7, 16, 50, 84, 93, 100)  # TensorBoard's distribution bands
-
-
-PERCENTILE_SAMPLE = 65_536
+PERCENTILE_SAMPLE = 65_536  # values the inner percentiles are estimated from, at most
 
 
 def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
@@ -35,16 +33,16 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     lo, hi = float(values.min()), float(values.max())  # NaN or inf shows up here
     finite = values if np.isfinite(lo) and np.isfinite(hi) else values[np.isfinite(values)]
     if finite.size == 0:
-        return {"lo": 0.0, "hi": 0.0, "counts": [0] * bins, "percentiles": [0.0] * 7,
+        return {"lo": 0.0, "hi": 0.0, "counts": [0] * bins,
+                "percentiles": [0.0] * len(PERCENTILES),
                 "nonfinite": int(values.size)}
     if finite is not values:
         lo, hi = float(finite.min()), float(finite.max())
+    percentiles = np.percentile(finite[::max(1, finite.size // PERCENTILE_SAMPLE)], PERCENTILES)
+    percentiles[0], percentiles[-1] = lo, hi  # exact, whatever the sample missed
     if hi == lo:
-        hi = lo + 1e-12
+        hi = lo + 1e-12  # np.histogram needs a range of non-zero width
     counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
-    sample = finite[::max(1, finite.size // PERCENTILE_SAMPLE)]
-    percentiles = np.percentile(sample, PERCENTILES)
-    percentiles[0], percentiles[-1] = lo, float(finite.max())
     return {"lo": lo, "hi": hi, "counts": counts.tolist(), "percentiles": percentiles.tolist(),
             "nonfinite": int(values.size - finite.size)}
 
@@ -76,7 +74,7 @@ class Monitor(Callback):
                             for layer in trainer.model.layers if "W" in layer.params}
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
-        if self._before and trainer.global_step == logs["step"]:
+        if self._before:
             trainer.emit("histograms", epoch=trainer.epoch, batch=batch,
                          layers=self._summaries(trainer, True))
             self._before = {}

@@ -29,6 +29,8 @@ def format_metrics(logs: Logs) -> str:
 
 
 class ProgressBar(Callback):
+    """Live progress on a terminal (rich), plain lines in a log file; see the module doc."""
+
     def __init__(self, stream: TextIO | None = None, interval: float = 10.0,
                  rich: bool | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -70,12 +72,11 @@ class ProgressBar(Callback):
                         f"{trainer.steps_per_epoch}  {format_metrics(logs)}  {speed}")
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
-        line = (f"epoch {epoch + 1}/{trainer.epochs}  {format_metrics(logs)}  "
-                f"{logs['samples_per_sec']:,.0f} samples/s  {logs['seconds']:.1f}s")
         if self._progress is not None:
             self._progress.update(self._task, metrics=format_metrics(logs))
         else:
-            self._print(line)
+            self._print(f"epoch {epoch + 1}/{trainer.epochs}  {format_metrics(logs)}  "
+                        f"{logs['samples_per_sec']:,.0f} samples/s  {logs['seconds']:.1f}s")
 
     def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:
         messages = {"early_stop": lambda: f"early stop: {data['monitor']} has not improved "

@@ -25,9 +25,11 @@ class LearningRateSchedule(Callback):
             raise ValueError(f"{type(self).__name__}: per must be 'epoch' or 'batch', "
                              f"got {per!r}")
         self.per = per
-        self.base_lr: float | None = None
+        self.base_lr: float | None = None  # the lr at the first step, or as rebased by hand
+        self._t = 0  # the epoch or batch of the last factor applied
 
     def factor(self, t: int) -> float:
+        """The multiplier of base_lr at epoch or batch `t` (1.0 here: no decay)."""
         return 1.0
 
     def _apply(self, trainer: Trainer, t: int) -> None:
@@ -46,7 +48,7 @@ class LearningRateSchedule(Callback):
 
     def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:
         if event == "hparam" and data["name"] in ("lr", "base_lr"):
-            self.base_lr = data["new"] / max(self.factor(getattr(self, "_t", 0)), 1e-12)
+            self.base_lr = data["new"] / max(self.factor(self._t), 1e-12)
 
 
 class StepDecay(LearningRateSchedule):
