@@ -13,7 +13,11 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # at run time, each command imports what it needs
+    from .config import ExperimentConfig
+    from .datasets import Prepared
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -80,7 +84,7 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
                                           "under ./runs or $NNLIB_RUNS_DIR)")
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """ExperimentConfig from --config and the flags; raises UsageError on a bad value."""
     from .config import ConfigError, ExperimentConfig
 
@@ -152,7 +156,7 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def _load_data_or_fail(config: Any) -> Any:
+def _load_data_or_fail(config: ExperimentConfig) -> Prepared:
     """Prepared data; an unknown dataset name is a usage error, a bad file a data error."""
     from .datasets import UnknownDataset
     from .experiment import load_data
@@ -280,8 +284,9 @@ def _datasets(args: argparse.Namespace) -> int:
                      "yes" if info.on_disk else "no", info.description))
     widths = [max(len(row[i]) for row in rows) for i in range(7)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-              + "  " + row[7])
+        *columns, description = row
+        print("  ".join(cell.ljust(width) for cell, width in zip(columns, widths, strict=True))
+              + "  " + description)
     return EXIT_OK
 
 

@@ -88,6 +88,7 @@ class ExperimentConfig:
 
     # -- conversions ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """Every field, None included (the run's config.json records them all)."""
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> ExperimentConfig:
@@ -96,6 +97,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> ExperimentConfig:
+        """Validate `values`; errors (unknown or bad fields) are prefixed with `source`."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -129,11 +131,8 @@ class ExperimentConfig:
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the TOML file atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, self.to_toml())
-        return path
+        """Write the TOML file atomically (its folder is made if missing)."""
+        return atomic_write_text(Path(path), self.to_toml())
 
 
 def _toml_value(value: Any) -> str:

@@ -8,12 +8,13 @@ same run directory.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import datasets
-from .callbacks import Callback, ModelCheckpoint, Monitor
+from .callbacks import Callback, History, ModelCheckpoint, Monitor
 from .config import ExperimentConfig
 from .losses import MSE, Loss, SoftmaxCrossEntropy
 from .model import Sequential
@@ -28,9 +29,7 @@ def default_arch(input_shape: tuple[int, ...], task: str, outputs: int) -> str:
     if len(input_shape) == 3:
         return f"conv(8,3) relu maxpool(2) conv(16,3) relu maxpool(2) dense(64) relu " \
                f"dense({outputs})"
-    features = 1
-    for size in input_shape:
-        features *= size
+    features = math.prod(input_shape)
     if task == "regression":
         return f"{features}-32-32-{outputs}:tanh"
     return f"{features}-32-32-{outputs}"
@@ -38,6 +37,8 @@ def default_arch(input_shape: tuple[int, ...], task: str, outputs: int) -> str:
 
 @dataclass
 class Experiment:
+    """A configured run: its data, model, loss and trainer, and the run directory."""
+
     config: ExperimentConfig
     data: datasets.Prepared
     model: Sequential
@@ -49,7 +50,7 @@ class Experiment:
     def arch(self) -> str:
         return self.model.spec
 
-    def fit(self):
+    def fit(self) -> History:
         """Train with the config's epochs and batch size; returns the History."""
         validation = (self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
         return self.trainer.fit(self.data.x_train, self.data.y_train, epochs=self.config.epochs,
@@ -65,6 +66,7 @@ def load_data(config: ExperimentConfig) -> datasets.Prepared:
 
 
 def outputs_for(data: datasets.Prepared) -> int:
+    """Outputs the model needs per sample: classes, or regression targets."""
     return data.num_classes if data.task == "classification" else int(data.y_train.shape[1])
 
 
@@ -75,19 +77,20 @@ def setup(config: ExperimentConfig, callbacks: Sequence[Callback] = (),
     dataset, spec or hyperparameter. With `checkpoints`, the run directory also gets
     best.npz (best validation loss) and model.npz (written when the run ends, however)."""
     data = data if data is not None else load_data(config)
-    arch = config.arch or default_arch(tuple(data.input_shape), data.task, outputs_for(data))
+    outputs = outputs_for(data)
+    arch = config.arch or default_arch(tuple(data.input_shape), data.task, outputs)
     model = build(arch, data.input_shape, seed=config.seed)
-    if model.output_shape != (outputs_for(data),):
+    if model.output_shape != (outputs,):
         raise ValueError(f"arch: the model outputs {model.output_shape} values per sample but "
-                         f"{data.dataset.name} needs {outputs_for(data)}; end the spec with "
-                         f"dense({outputs_for(data)})")
+                         f"{data.dataset.name} needs {outputs}; end the spec with "
+                         f"dense({outputs})")
     loss: Loss = SoftmaxCrossEntropy() if data.task == "classification" else MSE()
     hyper = {"lr": config.lr, "weight_decay": config.weight_decay}
     if config.optimizer == "sgd":
         hyper["momentum"] = config.momentum
     optimizer = make_optimizer(config.optimizer, **hyper)
     run_dir = Path(config.run_dir) if config.run_dir else new_run_dir(
-        run_root, f"{Path(config.dataset).stem}")
+        run_root, Path(config.dataset).stem)
     record = {**config.to_dict(), "arch": model.spec, "run_dir": str(run_dir),
               "dataset_info": {"name": data.dataset.name, "task": data.task,
                                "input_shape": list(data.input_shape),

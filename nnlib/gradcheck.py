@@ -53,12 +53,12 @@ def gradcheck(target: Layer | Sequential, x: np.ndarray, y: np.ndarray | None = 
         target.build(x.shape[1:], np.random.default_rng(seed))
     rng = np.random.default_rng(seed)
     layers = target.layers if isinstance(target, Sequential) else [target]
-    states = [copy.deepcopy(layer.rng) for layer in layers if hasattr(layer, "rng")]
+    # Dropout draws a mask per forward; replay the same mask for every evaluation.
+    random_layers = [layer for layer in layers if hasattr(layer, "rng")]
+    states = [copy.deepcopy(layer.rng) for layer in random_layers]
 
     def restore_randomness() -> None:
-        # Dropout draws a mask per forward; replay the same mask for every evaluation.
-        for layer, state in zip((lay for lay in layers if hasattr(lay, "rng")), states,
-                                strict=True):
+        for layer, state in zip(random_layers, states, strict=True):
             layer.rng = copy.deepcopy(state)
 
     projection: np.ndarray | None = None

@@ -53,6 +53,7 @@ class Layer(ABC):
         return self.output_shape
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """The per-sample output shape for `input_shape` (unchanged, unless overridden)."""
         return input_shape
 
     def config(self) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class Layer(ABC):
                 if key not in ("self", "name")}
 
     def defaults(self) -> dict[str, Any]:
+        """Constructor defaults, so the spec writes back only the arguments that differ."""
         signature = inspect.signature(type(self).__init__)
         return {key: p.default for key, p in signature.parameters.items()
                 if p.default is not inspect.Parameter.empty and key != "name"}
@@ -85,11 +87,13 @@ class Layer(ABC):
         return self
 
     def zero_grad(self) -> None:
+        """Zero every gradient (the trainer does not need it: backward overwrites them)."""
         for param in self.params.values():
             param.grad[...] = 0
 
     @property
     def num_params(self) -> int:
+        """Trainable values in this layer."""
         return sum(p.value.size for p in self.params.values())
 
     def check_input(self, x: np.ndarray) -> None:
