@@ -50,8 +50,7 @@ def experiment_from_args(args: argparse.Namespace
     from nnlib import datasets
     from nnlib.cli import UsageError, config_from_args
 
-    from .presets import quick_arch
-    from .widgets.arch_editor import check_spec
+    from .architectures import check_spec, quick_arch
 
     config = config_from_args(args)
     infos = {info.name: info for info in datasets.available(config.data_dir)}

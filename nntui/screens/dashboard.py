@@ -116,27 +116,31 @@ class DashboardScreen(Screen[None]):
         self.experiment: Experiment | None = None
         self._cancelled = threading.Event()
         self._finished = threading.Event()
-        self._started = False
+        self._worker_started = False
+        # Made here, not queried: every snapshot and every timer tick reaches them.
+        self._status = StatusPanel(self.state)
+        self._curves = CurvesPanel(self.state, id="curves")
+        self._confusion = ConfusionPanel(self.state, id="confusion")
+        self._layers = LayersPanel(self.state, id="layers")
+        self._event_log = EventLog(id="log")
+        self._state_panels: tuple[StatePanel, ...] = (self._status, self._curves,
+                                                      self._confusion, self._layers)
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        status = StatusPanel(self.state)
-        status.border_title = "nntui"
-        yield status
+        self._status.border_title = "nntui"
+        yield self._status
         yield Tabs(*(Tab(f"{i} {title}", id=f"tab-{key}")
                      for i, (key, title) in enumerate(PANELS, start=1)), id="tabs")
         with Container(id="panels"):
-            for panel in (CurvesPanel(self.state, id="curves"),
-                          ConfusionPanel(self.state, id="confusion"),
-                          LayersPanel(self.state, id="layers"),
-                          EventLog(id="log")):
+            for panel in (self._curves, self._confusion, self._layers, self._event_log):
                 panel.add_class("panel")
                 panel.border_title = dict(PANELS)[panel.id or ""]
                 yield panel
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#curves").add_class("-active")
+        self._curves.add_class("-active")
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(REDRAW_SECONDS, self.redraw)
         if self.replay is not None:
@@ -144,8 +148,8 @@ class DashboardScreen(Screen[None]):
                 self.apply(snapshot)
             self.redraw(at_once=True)
         else:
-            self.query_one(EventLog).add(None, f"loading {self.config.dataset}…")
-            self._started = True
+            self._event_log.add(None, f"loading {self.config.dataset}…")
+            self._worker_started = True
             self.run_worker(self._train, thread=True, exit_on_error=False, name="training",
                             group="training")
 
@@ -203,7 +207,7 @@ class DashboardScreen(Screen[None]):
         """Leaving (or quitting): end the run and let its thread close the run log before
         the app goes on, so a quit never leaves a log without its end event."""
         self.shutdown()
-        if self.replay is None and self._started:
+        if self._worker_started:
             await asyncio.get_running_loop().run_in_executor(None, self._finished.wait,
                                                              FINISH_TIMEOUT)
 
@@ -218,13 +222,13 @@ class DashboardScreen(Screen[None]):
 
     def apply(self, snapshot: Snapshot) -> None:
         self.state.apply(snapshot)
-        self.query_one(EventLog).add_snapshot(snapshot)
+        self._event_log.add_snapshot(snapshot)
         # Events and single steps show at once; the stream of progress waits for the timer.
         if not isinstance(snapshot, Progress | Histograms) or self.state.state == "paused":
             self.redraw(at_once=True)
         if isinstance(snapshot, RunStarted) and snapshot.task == "regression":
             self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
-            self.query_one(ConfusionPanel).border_title = "Predicted vs true"
+            self._confusion.border_title = "Predicted vs true"
         if isinstance(snapshot, RunEnded):
             where = self.state.started.run_dir if self.state.started else ""
             if snapshot.error:
@@ -240,7 +244,7 @@ class DashboardScreen(Screen[None]):
         """Offer each panel a redraw (on a timer, and `at_once` after a key); panels whose
         data did not move stay as they are."""
         now = time.monotonic()
-        for panel in self.query(StatePanel):
+        for panel in self._state_panels:
             panel.offer_redraw(now, at_once)
 
     # -- keys ---------------------------------------------------------------------------------
@@ -308,19 +312,17 @@ class DashboardScreen(Screen[None]):
         self.redraw(at_once=True)
 
     def action_smoothing(self) -> None:
-        value = self.query_one(CurvesPanel).cycle_smoothing()
+        value = self._curves.cycle_smoothing()
         self.notify(f"smoothing {value:g}", timeout=1.5)
 
     def action_log_scale(self) -> None:
-        curves = self.query_one(CurvesPanel)
-        curves.log_scale = not curves.log_scale
+        self._curves.log_scale = not self._curves.log_scale
 
     def action_gradients(self) -> None:
-        layers = self.query_one(LayersPanel)
-        layers.gradients = not layers.gradients
+        self._layers.gradients = not self._layers.gradients
 
     def action_layer(self, offset: int) -> None:
-        self.query_one(LayersPanel).select(offset)
+        self._layers.select(offset)
 
     def action_save_model(self) -> None:
         experiment = self.experiment
@@ -336,17 +338,12 @@ class DashboardScreen(Screen[None]):
 
         def save(path: str) -> str:
             written = experiment.model.save(path or experiment.run_dir / "model.npz")
-            self.query_one(EventLog).add(self.state.progress.step if self.state.progress
-                                         else None, f"model saved to {written}", "good")
+            self._event_log.add(self.state.progress.step if self.state.progress else None,
+                                f"model saved to {written}", "good")
             return f"model saved to {written}"
 
         self.app.push_screen(PathScreen("Save the model (.npz)",
-                                        str(experiment.run_dir / "model.npz"), save),
-                             self._notify)
-
-    def _notify(self, message: str | None) -> None:
-        if message:
-            self.notify(message)
+                                        str(experiment.run_dir / "model.npz"), save))
 
     def action_back(self) -> None:
         """Back to the setup screen (stopping the run, after asking, if it is live)."""

@@ -59,7 +59,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
 class PathScreen(ModalScreen[str | None]):
     """Ask for a file path and run `action` on it; an error it raises is shown in place and
-    the dialog stays open. Dismisses with the action's message on success."""
+    the dialog stays open. On success the action's message is shown as a notification and
+    the dialog dismisses with it."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="PathScreen") + """
     PathScreen Input { width: 60; }
@@ -75,7 +76,7 @@ class PathScreen(ModalScreen[str | None]):
             yield Static(self.title_text, classes="title")
             yield Input(self.default, id="path")
             yield Static("", classes="error", id="path-error")
-            yield Static("Enter: OK   Escape: cancel", classes="hint")
+            yield Static("Enter: OK   Escape: cancel")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -84,6 +85,7 @@ class PathScreen(ModalScreen[str | None]):
         except (OSError, ValueError) as error:
             self.query_one("#path-error", Static).update(f"✗ {error}")
             return
+        self.notify(message)
         self.dismiss(message)
 
     def action_cancel(self) -> None:

@@ -15,9 +15,9 @@ from textual.widgets import Button, Footer, Input, Static
 from nnlib.config import ConfigError, ExperimentConfig
 from nnlib.datasets import DatasetInfo
 
+from ..architectures import check_spec, outputs_of, quick_arch
 from ..messages import StartRun
-from ..presets import outputs_of, quick_arch
-from ..widgets.arch_editor import ArchEditor, check_spec
+from ..widgets.arch_editor import ArchEditor
 from ..widgets.dataset_picker import DatasetPicker
 from ..widgets.hparams_form import HparamsForm
 from .modals import PathScreen
@@ -119,11 +119,18 @@ class SetupScreen(Screen[None]):
         config = self.query_one(HparamsForm).apply_to(self.config)
         return config.replace(dataset=self.info.name, arch=editor.spec)
 
-    def action_train(self) -> None:
+    def _checked_config(self, refusal: str) -> ExperimentConfig | None:
+        """The experiment on screen, or None after a notification titled `refusal` that
+        names the first bad field."""
         try:
-            config = self.current_config()
+            return self.current_config()
         except ConfigError as error:
-            self.notify(str(error), title="Cannot start", severity="error")
+            self.notify(str(error), title=refusal, severity="error")
+            return None
+
+    def action_train(self) -> None:
+        config = self._checked_config("Cannot start")
+        if config is None:
             return
         self.config = config
         self.post_message(StartRun(config))
@@ -140,26 +147,19 @@ class SetupScreen(Screen[None]):
             self.call_after_refresh(self.query_one(ArchEditor).set_spec, config.arch)
 
     def action_save_config(self) -> None:
-        try:
-            config = self.current_config()
-        except ConfigError as error:
-            self.notify(str(error), title="Cannot save", severity="error")
+        config = self._checked_config("Cannot save")
+        if config is None:
             return
 
         def save(path: str) -> str:
             return f"saved {config.save(path or DEFAULT_CONFIG_FILE)}"
 
         self.app.push_screen(PathScreen("Save the experiment as (TOML)", DEFAULT_CONFIG_FILE,
-                                        save), self._notify_done)
+                                        save))
 
     def action_load_config(self) -> None:
         def load(path: str) -> str:
             self.show_config(ExperimentConfig.load(path))
             return f"loaded {Path(path)}"
 
-        self.app.push_screen(PathScreen("Load an experiment (TOML)", DEFAULT_CONFIG_FILE, load),
-                             self._notify_done)
-
-    def _notify_done(self, message: str | None) -> None:
-        if message:
-            self.notify(message)
+        self.app.push_screen(PathScreen("Load an experiment (TOML)", DEFAULT_CONFIG_FILE, load))

@@ -4,9 +4,6 @@ are adapted to the dataset or refused with the reason shown in place."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -17,68 +14,9 @@ from textual.widgets import Button, Input, Static
 from nnlib.datasets import DatasetInfo
 from nnlib.model import Summary
 
-from ..presets import PRESETS, PresetRefused, outputs_of, preset
+from ..architectures import PRESETS, PresetRefused, SpecCheck, check_spec, preset
 
 DEBOUNCE_SECONDS = 0.15
-
-
-@dataclass(frozen=True)
-class SpecCheck:
-    """The outcome of building one spec for one input shape."""
-
-    spec: str
-    shape: tuple[int, ...]
-    summary: Summary | None = None
-    error: str | None = None
-
-
-#: Specs whose weights would exceed this are refused before anything is allocated (a typo
-#: like dense(3000000) would otherwise take gigabytes just to show a summary).
-MAX_PARAMS = 50_000_000
-
-
-def rough_params(spec: str, shape: tuple[int, ...]) -> int | None:
-    """Weights of dense and conv layers, from the parsed spec and output shapes alone (no
-    allocation); None if the walk fails, in which case building reports the problem."""
-    from nnlib.spec import parse
-
-    total = 0
-    try:
-        for layer in parse(spec, shape):
-            config = layer.config()
-            if "units" in config:
-                total += math.prod(shape) * config["units"]
-            elif "filters" in config:
-                kernel = config["kernel_size"]
-                height, width = (kernel, kernel) if isinstance(kernel, int) else kernel
-                total += height * width * shape[-1] * config["filters"]
-            shape = tuple(layer.compute_output_shape(shape))
-    except (ValueError, TypeError, IndexError):
-        return None
-    return total
-
-
-def check_spec(spec: str, info: DatasetInfo) -> SpecCheck:
-    """Build `spec` for `info` and compare its outputs with what the dataset needs."""
-    from nnlib.spec import build
-
-    shape = tuple(info.input_shape)
-    estimate = rough_params(spec, shape)
-    if estimate is not None and estimate > MAX_PARAMS:
-        return SpecCheck(spec, shape, error=f"about {estimate:,} weights "
-                         f"({estimate * 4 / 2**30:.1f} GiB): more than {MAX_PARAMS:,}, "
-                         "too big to train here")
-    try:
-        model = build(spec, shape, seed=0)
-    except (ValueError, MemoryError) as error:
-        return SpecCheck(spec, shape, error=str(error))
-    summary = model.summary()
-    outputs = outputs_of(info)
-    if model.output_shape != (outputs,):
-        return SpecCheck(spec, shape, summary, f"the model outputs {model.output_shape} per "
-                         f"sample but {info.name} needs ({outputs},): end the spec with "
-                         f"dense({outputs})")
-    return SpecCheck(spec, shape, summary)
 
 
 def summary_table(summary: Summary, batch_size: int) -> Table:
