@@ -10,13 +10,12 @@ import threading
 
 import numpy as np
 import pytest
+from test_trainer import TIMEOUT, Gate
 
 import nnlib as nl
 from nnlib import datasets, runs
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
-
-TIMEOUT = 30
 
 
 def _data(n=24, features=4, classes=3, seed=0):
@@ -34,18 +33,6 @@ def _small_run(run_dir, epochs=2, callbacks=(), **logger_options):
 
 def _lines(run_dir):
     return (run_dir / runs.EVENTS_FILE).read_text(encoding="utf-8").splitlines()
-
-
-class Gate(nl.Callback):
-    def __init__(self, step):
-        self.step = step
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    def on_batch_end(self, trainer, batch, logs):
-        if logs["step"] == self.step:
-            self.reached.set()
-            assert self.release.wait(TIMEOUT)
 
 
 def _in_thread(trainer, *args, **kwargs):
