@@ -246,6 +246,7 @@ class Bridge(Callback):
             return
         self._started, self._done = True, 0
         self._points, self._last_sent, self._last_logs = [], -math.inf, {}
+        self._relu_owner = {}
         weighted: list[str] = []
         owner = ""
         for layer in trainer.model.layers:

@@ -30,6 +30,8 @@ def screen_keys(screen: Screen, shown_only: bool = False
 
 
 class ActionCommands(Provider):
+    """Palette entries for the keys of the screen below (see `screen_keys`)."""
+
     async def discover(self) -> Hits:
         for key, description, action, node in screen_keys(self.screen):
             yield DiscoveryHit(description, partial(self._run, action, node), help=f"key {key}")

@@ -65,7 +65,7 @@ def _scale(values: np.ndarray, lo: float, hi: float, pixels: int) -> np.ndarray:
     return np.clip(np.rint((values - lo) / span * (pixels - 1)), 0, pixels - 1).astype(np.int64)
 
 
-def _column_values(px: np.ndarray, py: np.ndarray, width: int, reduce: str) -> tuple[
+def _column_values(px: np.ndarray, py: np.ndarray, reduce: str) -> tuple[
         np.ndarray, np.ndarray, np.ndarray]:
     """Per occupied pixel column: (columns, low y, high y) or (columns, mean y, mean y)."""
     order = np.argsort(px, kind="stable")
@@ -194,13 +194,13 @@ def line_chart(width: int, height: int, series: Sequence[Series], *, log_y: bool
         px = _scale(xs, x_lo, x_hi, pixel_w)
         py = np.clip((ys - y_lo) / (y_hi - y_lo) * (pixel_h - 1), 0, pixel_h - 1)
         if s.kind == "line" and xs.size > 1:
-            columns, mean, _ = _column_values(px, py, pixel_w, "mean")
+            columns, mean, _ = _column_values(px, py, "mean")
             span = np.arange(columns[0], columns[-1] + 1)
             values = np.interp(span, columns, mean)
             after = np.append(values[1:], values[-1])
             _fill_spans(dots, span, np.minimum(values, after), np.maximum(values, after))
         else:
-            columns, lows, highs = _column_values(px, py, pixel_w,
+            columns, lows, highs = _column_values(px, py,
                                                   "spread" if s.kind == "spread" else "mean")
             _fill_spans(dots, columns, lows, highs)
         if s.marker and xs.size <= plot_w // 3:  # markers only while they stay apart

@@ -26,13 +26,7 @@ from .bridge import (
     Snapshot,
 )
 
-#: Run states shown in the status panel, with the words used for them.
-STATE_LABELS = {
-    "loading": "loading data", "running": "running", "paused": "paused",
-    "pausing": "pausing…", "stopping": "stopping…", "stopped": "stopped",
-    "finished": "finished", "diverged": "diverged", "early_stop": "early stop",
-    "error": "error", "interrupted": "interrupted",
-}
+#: The trainer's end reasons shown as they are; any other reason shows as "stopped".
 END_STATES = ("stopped", "finished", "diverged", "early_stop", "error", "interrupted")
 
 

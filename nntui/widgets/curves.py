@@ -29,6 +29,7 @@ class CurvesPanel(StatePanel):
         return self.smoothing, self.log_scale
 
     def cycle_smoothing(self) -> float:
+        """Move to the next EMA weight (m) and return it."""
         index = SMOOTHING_STEPS.index(self.smoothing) if self.smoothing in SMOOTHING_STEPS else 0
         self.smoothing = SMOOTHING_STEPS[(index + 1) % len(SMOOTHING_STEPS)]
         return self.smoothing
@@ -48,18 +49,20 @@ class CurvesPanel(StatePanel):
         blocks = []
         heights = _split(height, len(charts))
         for (name, raw, val, log, limits), chart_h in zip(charts, heights, strict=True):
-            series = [Series(steps, raw, RAW, "spread"),
-                      Series(steps, ema(raw, self.smoothing), SMOOTH)]
+            smooth = ema(raw, self.smoothing)
+            series = [Series(steps, raw, RAW, "spread"), Series(steps, smooth, SMOOTH)]
             if any(v is not None for v in val):
                 series.append(Series(epoch_steps, [np.nan if v is None else v for v in val],
                                      VALIDATION, "line", "●"))
-            blocks.append(self._legend(name, raw, val, log, bool(marks)))
+            blocks.append(self._legend(name, smooth, val, log, bool(marks), width))
             blocks.append(line_chart(width, chart_h - 1, series, log_y=log, x_range=x_range,
                                      marks=marks, mark_style=MARK, y_limits=limits))
         return Text("\n").join(blocks)
 
-    def _legend(self, name: str, raw: np.ndarray, val: list, log: bool, marks: bool) -> Text:
-        latest = ema(raw, self.smoothing)[-1] if len(raw) else None
+    def _legend(self, name: str, smooth: np.ndarray, val: list[float | None], log: bool,
+                marks: bool, width: int) -> Text:
+        """The chart's name and key, with the latest smoothed and validation values."""
+        latest = smooth[-1] if len(smooth) else None
         last_val = next((v for v in reversed(val) if v is not None), None)
         percent = name == "accuracy"
         legend = Text.assemble((f"{name}{' (log)' if log else ''} ", "bold"),
@@ -68,7 +71,7 @@ class CurvesPanel(StatePanel):
         legend.append("  ● val " + _value(last_val, percent), VALIDATION)
         if marks:
             legend.append("  ┊ hparam change", MARK)
-        legend.truncate(self.content_size.width, overflow="ellipsis")
+        legend.truncate(width, overflow="ellipsis")
         return legend
 
 

@@ -20,11 +20,12 @@ FIELDS: tuple[tuple[str, str, type], ...] = (
     ("epochs", "epochs", int), ("seed", "seed", int),
     ("validation_split", "val. split", float), ("subset", "subset", int),
 )
+PARSERS = {name: parser for name, _, parser in FIELDS}
 
 
 def parse_field(name: str, text: str) -> Any:
     """The typed value of a form field; an empty subset means "all the data"."""
-    parser = dict((n, p) for n, _, p in FIELDS)[name]
+    parser = PARSERS[name]
     text = text.strip()
     if name == "subset" and not text:
         return None
@@ -40,6 +41,8 @@ def field_text(value: Any) -> str:
 
 
 class HparamsForm(Vertical):
+    """The optimizer and one Input per FIELDS entry; `errors` holds each bad field's message."""
+
     DEFAULT_CSS = """
     HparamsForm { height: auto; }
     HparamsForm Grid { grid-size: 6; grid-columns: 13 1fr; grid-rows: 1; grid-gutter: 0 1;
@@ -91,7 +94,7 @@ class HparamsForm(Vertical):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         name = event.input.id or ""
-        if name not in dict((n, p) for n, _, p in FIELDS):
+        if name not in PARSERS:
             return
         event.stop()
         try:

@@ -13,7 +13,8 @@ from textual.reactive import reactive
 from ..plot import band_chart, bar_histogram, format_number
 from .panel import StatePanel, side_by_side
 
-WEIGHTS_STYLE, GRADS_STYLE = "#38bdf8", "#fb923c"
+#: Per kind of tensor shown ("weights" or "grads"): the bars' colour and the bands' shades.
+BAR_STYLES = {"weights": "#38bdf8", "grads": "#fb923c"}
 BAND_PALETTES = {
     "weights": ("#1e3a5f", "#2563eb", "#60a5fa", "bold #f8fafc"),
     "grads": ("#5c2e0e", "#c2410c", "#fb923c", "bold #f8fafc"),
@@ -38,13 +39,11 @@ class LayersPanel(StatePanel, can_focus=True):
     def action_select(self, offset: int) -> None:
         self.select(offset)
 
-    def select(self, offset: int) -> str | None:
-        """Move the selection by `offset` layers (wrapping); returns the layer's name."""
+    def select(self, offset: int) -> None:
+        """Move the selection by `offset` layers (wrapping)."""
         names = self.state.layer_names()
-        if not names:
-            return None
-        self.selected = (self.selected + offset) % len(names)
-        return names[self.selected]
+        if names:
+            self.selected = (self.selected + offset) % len(names)
 
     def draw(self, width: int, height: int) -> Text:
         names = self.state.layer_names()
@@ -57,25 +56,24 @@ class LayersPanel(StatePanel, can_focus=True):
         chart_h = max(height - len(table) - 2, 3)
         title = Text.assemble((f"{names[index]} ", "bold"),
                               (f"({index + 1}/{len(names)}) ", "dim"),
-                              ("gradients" if self.gradients else "weights", "bold " + (
-                                  GRADS_STYLE if self.gradients else WEIGHTS_STYLE)),
+                              ("gradients" if self.gradients else "weights",
+                               "bold " + BAR_STYLES[kind]),
                               ("   [ ] layer · g weights/gradients", "dim"))
         if history is None:
             return Text("\n").join([title, Text("no data for this layer yet", style="dim")])
         hist = history.latest.grads if self.gradients else history.latest.weights
         series = history.grads if self.gradients else history.weights
+        bars_w = max(min(width // 3, 40), 12)
         if hist is None or not len(series):
             body = Text("no gradients yet (they appear after the first step)", style="dim")
         else:
-            bars_w = max(min(width // 3, 40), 12)
             bars = bar_histogram(bars_w, chart_h, hist.counts, hist.lo, hist.hi,
-                                 GRADS_STYLE if self.gradients else WEIGHTS_STYLE)
+                                 BAR_STYLES[kind])
             steps, *percentiles = series.columns
             bands = band_chart(width - bars_w - 2, chart_h, steps,
                                list(zip(*percentiles, strict=True)), BAND_PALETTES[kind])
             body = side_by_side(bars, bands, bars_w)
-        captions = Text.assemble(("latest histogram".ljust(max(min(width // 3, 40), 12) + 2),
-                                  "dim"),
+        captions = Text.assemble(("latest histogram".ljust(bars_w + 2), "dim"),
                                  ("over steps: ░0-100 ▒7-93 ▓16-84 ━median (percentiles)",
                                   "dim"))
         captions.truncate(width)

@@ -7,20 +7,23 @@ from __future__ import annotations
 from rich.text import Text
 
 from ..plot import format_number
-from ..runstate import STATE_LABELS
 from .panel import StatePanel
 
-STATE_STYLES = {
-    "loading": "bold cyan", "running": "bold green", "paused": "bold yellow",
-    "pausing": "bold yellow", "stopping": "bold yellow", "finished": "bold blue",
-    "stopped": "bold blue", "early_stop": "bold blue", "diverged": "bold red",
-    "error": "bold red", "interrupted": "bold red",
+#: Each RunState.state as its badge: words and style.
+STATE_BADGES = {
+    "loading": ("loading data", "bold cyan"), "running": ("running", "bold green"),
+    "paused": ("paused", "bold yellow"), "pausing": ("pausing…", "bold yellow"),
+    "stopping": ("stopping…", "bold yellow"), "stopped": ("stopped", "bold blue"),
+    "finished": ("finished", "bold blue"), "early_stop": ("early stop", "bold blue"),
+    "diverged": ("diverged", "bold red"), "error": ("error", "bold red"),
+    "interrupted": ("interrupted", "bold red"),
 }
 SHOWN_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
 SHORT_NAMES = {"weight_decay": "wd", "batch_size": "batch"}
 
 
 def duration(seconds: float) -> str:
+    """m:ss, or h:mm:ss from an hour on."""
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else \
@@ -28,6 +31,7 @@ def duration(seconds: float) -> str:
 
 
 def progress_bar(fraction: float, width: int) -> Text:
+    """`width` cells filled to `fraction`, with a half cell at the tip."""
     filled = fraction * width
     whole = int(filled)
     bar = Text("━" * whole, style="green")
@@ -39,6 +43,8 @@ def progress_bar(fraction: float, width: int) -> Text:
 
 
 class StatusPanel(StatePanel):
+    """Four lines: state and progress, hyperparameters, metrics, where the run is written."""
+
     INTERVAL = 1.0  # keys redraw it at once; the rest is numbers ticking
     DEFAULT_CSS = """
     StatusPanel { height: 4; }
@@ -46,14 +52,14 @@ class StatusPanel(StatePanel):
 
     def draw(self, width: int, height: int) -> Text:
         state = self.state
-        label = STATE_LABELS.get(state.state, state.state)
-        line1 = Text.assemble((f" {label.upper()} ", "reverse " + STATE_STYLES.get(
-            state.state, "bold")), " ")
+        label, style = STATE_BADGES.get(state.state, (state.state, "bold"))
+        line1 = Text.assemble((f" {label.upper()} ", "reverse " + style), " ")
         p = state.progress
         if p is not None:
             line1.append(f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}  "
                          f"batch {p.batch}/{p.steps_per_epoch}  ")
-            after = Text(f" {state.fraction_done():4.0%}")
+            done = state.fraction_done()
+            after = Text(f" {done:4.0%}")
             eta = state.eta_seconds()
             if eta is not None:
                 after.append(f"  ETA {duration(eta)}")
@@ -61,7 +67,7 @@ class StatusPanel(StatePanel):
                 after.append(f"  {p.samples_per_sec:,.0f} samples/s", style="dim")
             # The bar takes what the words leave, within 8..30 cells.
             bar_width = min(max(width - line1.cell_len - after.cell_len, 8), 30)
-            line1.append_text(progress_bar(state.fraction_done(), bar_width))
+            line1.append_text(progress_bar(done, bar_width))
             line1.append_text(after)
         elif state.end is None:
             line1.append("preparing the dataset and the model…", style="dim")
