@@ -63,6 +63,7 @@ class Trainer:
         self._step_budget = 0
         self._stop_requested = False
         self._runs_ended = 0
+        self._in_run = False  # from fit's start to its last on_train_end: set() must queue
         self._pending: list[tuple[str, Any]] = []
 
     # -- the loop -------------------------------------------------------------------------
@@ -91,9 +92,10 @@ class Trainer:
         self.validation_outputs = None
         self.epochs = epochs
         self.stop_training, self.stop_reason = False, None
+        rng = np.random.default_rng(seed)  # before the run starts: a bad seed raises here
         with self._condition:
             self._stop_requested = False
-        rng = np.random.default_rng(seed)
+            self._in_run = True
         self.state = "running"
         end_logs: Logs = {}
         reason = "finished"
@@ -130,7 +132,11 @@ class Trainer:
             self.state = {"finished": "finished", "diverged": "diverged",
                           "error": "error"}.get(reason, "stopped")
             end_logs.update(reason=reason, epoch=self.epoch, step=self.global_step)
-            self._call("on_train_end", end_logs, every=True)
+            try:
+                self._call("on_train_end", end_logs, every=True)
+            finally:
+                with self._condition:
+                    self._in_run = False
         return self.history
 
     def _train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> Logs | None:
@@ -302,8 +308,8 @@ class Trainer:
         value = self.validate_hyperparameter(name, value)
         with self._condition:
             self._pending.append((name, value))
-            self._condition.notify_all()
-        if self.state not in ("running", "paused"):
+            in_run = self._in_run
+        if not in_run:  # no training thread to apply it: apply it now, on this thread
             self._apply_requests(epoch_boundary=True)
 
     def validate_hyperparameter(self, name: str, value: Any) -> Any:

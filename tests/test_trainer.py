@@ -538,6 +538,31 @@ def test_set_while_idle_applies_at_once():
     assert trainer.pending() == {}
 
 
+def test_set_while_the_run_is_ending_is_left_for_the_next_run(tmp_path):
+    class SlowEnd(nl.Callback):
+        def __init__(self):
+            self.inside, self.release = threading.Event(), threading.Event()
+
+        def on_train_end(self, trainer, logs):
+            self.inside.set()
+            assert self.release.wait(TIMEOUT)
+
+    slow, recorder = SlowEnd(), Recorder()
+    trainer = _trainer(callbacks=[slow, recorder, RunLogger(run_dir=tmp_path / "run")])
+    thread, result = _run_in_thread(trainer, *_data(8), epochs=1, batch_size=4)
+    assert slow.inside.wait(TIMEOUT)
+    # The training thread is still calling on_train_end: applying the value here would call
+    # the callbacks from this thread, alongside it.
+    trainer.set("lr", 0.5)
+    assert recorder.of("hparam") == [] and trainer.optimizer.lr == 0.1
+    slow.release.set()
+    _join(thread, trainer, result)
+    assert trainer.pending() == {"lr": 0.5}
+    assert [e.type for e in read(tmp_path / "run")][-1] == "end"
+    trainer.fit(*_data(8), epochs=1, batch_size=4)
+    assert trainer.pending() == {} and recorder.of("hparam")[0]["step"] == 2
+
+
 def test_batch_size_set_mid_epoch_applies_from_the_next_epoch():
     seen = {}
     recorder = Recorder()
