@@ -97,6 +97,22 @@ async def log_text(pilot: Pilot, dashboard: DashboardScreen) -> str:
     return "\n".join(str(line.text) for line in log.lines)
 
 
+def hold(monkeypatch: pytest.MonkeyPatch, method: str) -> tuple[threading.Event,
+                                                                 threading.Event]:
+    """Make the training thread wait inside Trainer.`method` until released: returns
+    (inside, release) events."""
+    inside, release = threading.Event(), threading.Event()
+    original = getattr(nnlib.trainer.Trainer, method)
+
+    def held(self, *args):
+        inside.set()
+        release.wait(10)
+        return original(self, *args)
+
+    monkeypatch.setattr(nnlib.trainer.Trainer, method, held)
+    return inside, release
+
+
 def end_event(tmp_path: Path) -> runs.Event:
     return runs.read(tmp_path / "run")[-1]
 
@@ -406,15 +422,7 @@ async def test_save_model_waits_for_a_single_step_to_finish(tmp_path, monkeypatc
     async with app.run_test(size=SIZE) as pilot:
         dashboard = await started(pilot)
         await paused(pilot, dashboard)
-        inside, release = threading.Event(), threading.Event()
-        original = nnlib.trainer.Trainer._train_batch
-
-        def slow(self, xb, yb):
-            inside.set()
-            release.wait(10)
-            return original(self, xb, yb)
-
-        monkeypatch.setattr(nnlib.trainer.Trainer, "_train_batch", slow)
+        inside, release = hold(monkeypatch, "_train_batch")
         await press(pilot, "n")
         await until(pilot, inside.is_set)
         await press(pilot, "w")
@@ -430,15 +438,7 @@ async def test_keys_wait_until_the_run_has_begun(tmp_path, monkeypatch):
     """Between setup() and fit's start the trainer is idle, and Trainer.set would apply a
     value at once on the calling thread: a key then must not change the optimizer from the
     UI thread (nor emit events to the run's callbacks from it)."""
-    inside, release = threading.Event(), threading.Event()
-    original = nnlib.trainer.Trainer._check_data
-
-    def slow(self, name, x, y):
-        inside.set()
-        release.wait(10)
-        return original(self, name, x, y)
-
-    monkeypatch.setattr(nnlib.trainer.Trainer, "_check_data", slow)
+    inside, release = hold(monkeypatch, "_check_data")
     app = NNTui(long_run(tmp_path), start=True)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))

@@ -83,7 +83,7 @@ class DashboardScreen(Screen[None]):
     DashboardScreen.-wide #panels { layout: grid; grid-size: 2 2; grid-columns: 1fr 58;
                                     grid-rows: 1fr 1fr; }
     DashboardScreen.-wide #panels > .panel { display: block; border: round $primary-darken-2;
-                                             border-title-color: $text; padding: 0 1; }
+                                             border-title-color: $text; }
     DashboardScreen.-wide #panels > .panel:focus-within { border: round $accent; }
     """
     BINDINGS = [

@@ -39,7 +39,6 @@ def summary_table(summary: Summary, batch_size: int) -> Table:
 class ArchEditor(Vertical):
     DEFAULT_CSS = """
     ArchEditor { height: 1fr; }
-    ArchEditor #arch { margin-bottom: 0; }
     ArchEditor #presets { height: 1; }
     ArchEditor #presets Button { margin-right: 1; min-width: 6; }
     ArchEditor #arch-message { height: auto; min-height: 1; }
