@@ -54,7 +54,8 @@ class StatePanel(Widget):
         return ()
 
     def draw(self, width: int, height: int) -> Text:
-        raise NotImplementedError
+        """The panel's picture at this size; every panel overrides it."""
+        return Text()
 
     def offer_redraw(self, now: float, at_once: bool = False) -> None:
         """Refresh if the data moved and the panel's interval has passed (or `at_once`:
