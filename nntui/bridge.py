@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -246,21 +246,15 @@ class Bridge(Callback):
             return
         self._started, self._done = True, 0
         self._points, self._last_sent, self._last_logs = [], -math.inf, {}
-        self._relu_owner = {}
-        weighted: list[str] = []
-        owner = ""
-        for layer in trainer.model.layers:
-            if "W" in layer.params:
-                owner = layer.name
-                weighted.append(owner)
-            elif isinstance(layer, ReLU) and owner:
-                self._relu_owner[layer.name] = owner
+        weighted, self._relu_owner = layer_owners(
+            (layer.name, "W" in layer.params, isinstance(layer, ReLU))
+            for layer in trainer.model.layers)
         run_dir = next((str(c.run_dir) for c in trainer.callbacks
                         if isinstance(c, RunLogger) and c.run_dir is not None), "")
         classes = trainer.model.output_shape[-1] if trainer.loss.task == "classification" else 0
         self.sink(RunStarted(run_dir, trainer.loss.task, trainer.model.spec,
                              trainer.model.summary().total_params, trainer.epochs,
-                             tuple(str(i) for i in range(classes)), tuple(weighted),
+                             tuple(str(i) for i in range(classes)), weighted,
                              _pairs(trainer.hyperparameters())))
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
@@ -268,8 +262,7 @@ class Bridge(Callback):
         self._flush(trainer)
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
-        self._points.append(BatchPoint(int(logs["step"]), float(logs["loss"]),
-                                       _number(logs.get("accuracy")), float(logs["lr"])))
+        self._points.append(batch_point(logs))
         self._last_logs = logs
         self._done = batch + 1
         # While paused (single steps), every batch must show at once.
@@ -278,10 +271,7 @@ class Bridge(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         self._flush(trainer)
-        self.sink(EpochEnd(epoch, int(logs["step"]), float(logs["loss"]),
-                           _number(logs.get("accuracy")), _number(logs.get("val_loss")),
-                           _number(logs.get("val_accuracy")), float(logs["seconds"]),
-                           float(logs["samples_per_sec"])))
+        self.sink(epoch_end(epoch, logs))
         if (trainer.loss.task == "regression" and trainer.validation_outputs is not None
                 and trainer.validation_data is not None):
             self.sink(regression_summary(trainer.validation_outputs, trainer.validation_data[1],
@@ -291,29 +281,14 @@ class Bridge(Callback):
         if not self.ended:  # events after the end (a final checkpoint) belong to this run
             self._start(trainer)
         step = int(data.get("step", trainer.global_step))
-        if event == "histograms":
-            self.sink(Histograms(int(data.get("epoch", trainer.epoch)), step,
-                                 self._layer_stats(data["layers"])))
-            return
-        self._flush(trainer)
-        if event == "confusion":
-            self.sink(Confusion(int(data["epoch"]), step,
-                                tuple(tuple(int(c) for c in row) for row in data["matrix"]),
-                                tuple(float(p) for p in data["precision"]),
-                                tuple(float(r) for r in data["recall"]),
-                                tuple(str(n) for n in data["class_names"])))
-        elif event == "hparam":
-            self.sink(HparamChange(step, str(data["name"]), data["old"], data["new"],
-                                   str(data.get("applies", "next batch"))))
-        else:
-            describe = _NOTICES.get(event, lambda d: event)
-            self.sink(Notice(event, step, describe(data)))
+        if event != "histograms":
+            self._flush(trainer)
+        self.sink(event_snapshot(event, data, step, trainer.epoch, self._relu_owner))
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         self._flush(trainer)
         self._started, self.ended = False, True
-        self.sink(RunEnded(str(logs.get("reason", "finished")), int(logs.get("step", 0)),
-                           int(logs.get("epoch", 0)), logs.get("error")))
+        self.sink(run_ended(logs))
 
     # -- helpers --------------------------------------------------------------------------
     def _flush(self, trainer: Trainer) -> None:
@@ -327,14 +302,76 @@ class Bridge(Callback):
                            _pairs(trainer.hyperparameters()), _pairs(trainer.pending()),
                            trainer.state))
 
-    def _layer_stats(self, layers: Mapping[str, Mapping[str, Any]]) -> tuple[LayerStats, ...]:
-        dead = {self._relu_owner[name]: float(entry["dead_fraction"])
-                for name, entry in layers.items()
-                if "dead_fraction" in entry and name in self._relu_owner}
-        return tuple(
-            LayerStats(name, Hist.from_event(entry["weights"]),
-                       Hist.from_event(entry["grads"]) if "grads" in entry else None,
-                       _number(entry.get("grad_norm")), _number(entry.get("update_ratio")),
-                       dead.get(name))
-            for name, entry in layers.items() if "weights" in entry)
 
+# -- shared by the Bridge (trainer hooks) and nntui.replay (a run log's events) ---------------
+# A trainer's logs dict and the matching run-log event carry the same fields, so each snapshot
+# is built in one place whichever way the facts arrive.
+
+def batch_point(logs: Mapping[str, Any]) -> BatchPoint:
+    """A batch's logs (or `batch` event, with its step) as a curve point."""
+    return BatchPoint(int(logs["step"]), float(logs["loss"]), _number(logs.get("accuracy")),
+                      float(logs["lr"]))
+
+
+def epoch_end(epoch: int, logs: Mapping[str, Any]) -> EpochEnd:
+    """An epoch's logs (or `epoch` event, with its step)."""
+    return EpochEnd(int(epoch), int(logs["step"]), float(logs["loss"]),
+                    _number(logs.get("accuracy")), _number(logs.get("val_loss")),
+                    _number(logs.get("val_accuracy")), float(logs.get("seconds", 0.0)),
+                    float(logs.get("samples_per_sec", 0.0)))
+
+
+def run_ended(logs: Mapping[str, Any]) -> RunEnded:
+    """The end of a run from on_train_end's logs (or the `end` event, with its step)."""
+    return RunEnded(str(logs.get("reason", "finished")), int(logs.get("step", 0)),
+                    int(logs.get("epoch", 0)), logs.get("error"))
+
+
+def layer_owners(layers: Iterable[tuple[str, bool, bool]]
+                 ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """From (name, weighted, is_relu) in model order: the weighted layers' names, and for
+    each ReLU the weighted layer before it (whose dead units it shows)."""
+    weighted: list[str] = []
+    relu_owner: dict[str, str] = {}
+    owner = ""
+    for name, has_weights, is_relu in layers:
+        if has_weights:
+            owner = name
+            weighted.append(owner)
+        elif is_relu and owner:
+            relu_owner[name] = owner
+    return tuple(weighted), relu_owner
+
+
+def layer_stats(layers: Mapping[str, Mapping[str, Any]], relu_owner: Mapping[str, str]
+                ) -> tuple[LayerStats, ...]:
+    """A `histograms` event's layers as LayerStats, each ReLU's dead fraction on its owner."""
+    dead = {relu_owner[name]: float(entry["dead_fraction"])
+            for name, entry in layers.items()
+            if entry.get("dead_fraction") is not None and name in relu_owner}
+    return tuple(
+        LayerStats(name, Hist.from_event(entry["weights"]),
+                   Hist.from_event(entry["grads"]) if entry.get("grads") else None,
+                   _number(entry.get("grad_norm")), _number(entry.get("update_ratio")),
+                   dead.get(name))
+        for name, entry in layers.items() if "weights" in entry)
+
+
+def event_snapshot(event: str, data: Mapping[str, Any], step: int, epoch: int,
+                   relu_owner: Mapping[str, str]) -> Snapshot:
+    """One trainer event (as emitted, or as read back from a run log) as a snapshot;
+    `epoch` is used when the event does not say."""
+    if event == "histograms":
+        return Histograms(int(data.get("epoch", epoch)), step,
+                          layer_stats(data["layers"], relu_owner))
+    if event == "confusion":
+        return Confusion(int(data.get("epoch", epoch)), step,
+                         tuple(tuple(int(c) for c in row) for row in data["matrix"]),
+                         tuple(float(p) for p in data["precision"]),
+                         tuple(float(r) for r in data["recall"]),
+                         tuple(str(n) for n in data["class_names"]))
+    if event == "hparam":
+        return HparamChange(step, str(data["name"]), data["old"], data["new"],
+                            str(data.get("applies", "next batch")))
+    describe = _NOTICES.get(event, lambda d: event)
+    return Notice(event, step, describe(data))
