@@ -16,6 +16,7 @@ from nnlib.datasets import DatasetInfo
 
 from .commands import ActionCommands, screen_keys
 from .messages import StartRun
+from .replay import RecordedRun
 from .screens.dashboard import DashboardScreen
 from .screens.modals import ConfirmScreen, HelpScreen, TooSmallScreen
 from .screens.setup import SetupScreen
@@ -37,13 +38,16 @@ class NNTui(App[None]):
     ]
 
     def __init__(self, config: ExperimentConfig, start: bool = False,
-                 datasets: list[DatasetInfo] | None = None) -> None:
+                 datasets: list[DatasetInfo] | None = None,
+                 recorded: RecordedRun | None = None) -> None:
         """`datasets` replaces nnlib's listing (to add a user's file; tests pin it, since
-        what is on disk varies)."""
+        what is on disk varies). `recorded` opens that run on the dashboard (the setup
+        screen below it holds its experiment, to run again)."""
         super().__init__()
         self.config = config
         self.start = start
         self.datasets = datasets
+        self.recorded = recorded
 
     def on_mount(self) -> None:
         from nnlib.datasets import available
@@ -51,7 +55,9 @@ class NNTui(App[None]):
         datasets = self.datasets if self.datasets is not None else \
             available(self.config.data_dir)
         self.push_screen(SetupScreen(self.config, datasets))
-        if self.start:
+        if self.recorded is not None:
+            self.push_screen(DashboardScreen(self.config, recorded=self.recorded))
+        elif self.start:
             self.push_screen(DashboardScreen(self.config))
         self._check_size(*self.size)
         loop = asyncio.get_running_loop()

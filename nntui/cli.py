@@ -1,6 +1,6 @@
 """`nntui` command line: the same experiment flags as `nnlib train` (and --config), plus
---start. Bad flags or values print one line on stderr and exit with code 2 before the
-terminal is taken over."""
+--start, and --open to show a recorded run. Bad flags or values (or a run that cannot be read)
+print one line on stderr and exit with code 2 before the terminal is taken over."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def parser() -> argparse.ArgumentParser:
     add_experiment_arguments(p)
     p.add_argument("--start", action="store_true",
                    help="skip the setup screen and start training at once")
+    p.add_argument("--open", metavar="RUN_DIR",
+                   help="show a recorded run (a directory written by nnlib train or nntui) "
+                   "without training; a run still being written is followed as it grows")
     return p
 
 
@@ -78,9 +81,19 @@ def experiment_from_args(args: argparse.Namespace
 def main(argv: Sequence[str] | None = None) -> int:
     from nnlib.cli import UsageError
 
+    recorded = None
     try:
         args = parser().parse_args(argv)
-        config, extra = experiment_from_args(args)
+        if args.open is not None:
+            from .replay import open_run
+
+            try:
+                recorded = open_run(args.open)
+            except ValueError as error:
+                raise UsageError(f"--open: {error}") from None
+            config, extra = recorded.experiment(), None
+        else:
+            config, extra = experiment_from_args(args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -89,6 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import NNTui
 
     listing = available(config.data_dir) + ([extra] if extra else [])
-    app = NNTui(config, start=args.start, datasets=listing)
+    app = NNTui(config, start=args.start, datasets=listing, recorded=recorded)
     app.run()
     return app.return_code or 0

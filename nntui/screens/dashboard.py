@@ -1,4 +1,5 @@
-"""The dashboard: trains one experiment in a thread worker and shows it live.
+"""The dashboard: trains one experiment in a thread worker and shows it live, or shows a
+recorded run (`nntui --open`), following its log while it is still being written.
 
 The worker touches no widget (harlequin's rule): the bridge posts immutable snapshots to this
 screen, which folds them into a RunState; panels redraw from that state on a timer, a few
@@ -29,6 +30,7 @@ from nnlib.threads import blas_threads
 
 from ..bridge import Bridge, Histograms, Notice, Progress, RunEnded, RunStarted, Snapshot
 from ..messages import RunUpdate
+from ..replay import RecordedRun
 from ..runstate import RunState
 from ..widgets.confusion import ConfusionPanel
 from ..widgets.curves import CurvesPanel
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
     from nnlib.trainer import Trainer
 
 REDRAW_SECONDS = 0.25
+#: How often a recorded run's log is checked for new lines (and the stop flag for quitting).
+FOLLOW_SECONDS = 0.2
+#: What the keys that steer a trainer say on a recorded run.
+RECORDED = "this is a recorded run: it cannot be steered from here"
 #: How long leaving the dashboard waits for the training thread to close the run log.
 FINISH_TIMEOUT = 30.0
 #: + and - multiply and divide the learning rate by this.
@@ -105,14 +111,17 @@ class DashboardScreen(Screen[None]):
           for i, (key, title) in enumerate(PANELS, start=1)),
     ]
 
-    def __init__(self, config: ExperimentConfig, replay: Iterable[Snapshot] | None = None
-                 ) -> None:
-        """Train `config`, or, with `replay`, show a fixed sequence of snapshots instead
-        (reproducible pictures for tests and docs)."""
+    def __init__(self, config: ExperimentConfig, replay: Iterable[Snapshot] | None = None,
+                 recorded: RecordedRun | None = None) -> None:
+        """Train `config`; or, with `replay`, show a fixed sequence of snapshots instead
+        (reproducible pictures for tests and docs); or, with `recorded`, show a run read
+        from its directory, following its log until its end event."""
         super().__init__()
         self.config = config
         self.replay = list(replay) if replay is not None else None
-        self.state = RunState(Path(config.dataset).stem, config.arch or "")
+        self.recorded = recorded
+        self.state = RunState(recorded.dataset if recorded else Path(config.dataset).stem,
+                              config.arch or "")
         self.experiment: Experiment | None = None
         self._cancelled = threading.Event()
         self._finished = threading.Event()
@@ -147,6 +156,16 @@ class DashboardScreen(Screen[None]):
             for snapshot in self.replay:
                 self.apply(snapshot)
             self.redraw(at_once=True)
+        elif self.recorded is not None:
+            self._status.border_title = "nntui · recorded run"
+            for snapshot in self.recorded.snapshots:
+                self.apply(snapshot)
+            self.redraw(at_once=True)
+            if not self.recorded.ended:
+                self._event_log.add(None, "following the run log as it grows…")
+                self._worker_started = True
+                self.run_worker(self._follow, thread=True, exit_on_error=False,
+                                name="following", group="following")
         else:
             self._event_log.add(None, f"loading {self.config.dataset}…")
             self._worker_started = True
@@ -193,6 +212,20 @@ class DashboardScreen(Screen[None]):
         finally:
             self._finished.set()
 
+    def _follow(self) -> None:
+        """Tail a recorded run's log until its end event, or until the screen is left."""
+        recorded = self.recorded
+        assert recorded is not None
+        try:
+            while not recorded.ended and not self._cancelled.wait(FOLLOW_SECONDS):
+                for snapshot in recorded.poll():
+                    self._post(snapshot)
+        except (OSError, ValueError) as error:
+            self._post(Notice("error", self.state.progress.step if self.state.progress else 0,
+                              f"stopped following the run log: {error}"))
+        finally:
+            self._finished.set()
+
     def _post(self, snapshot: Snapshot) -> None:
         self.post_message(RunUpdate(snapshot))
 
@@ -213,8 +246,8 @@ class DashboardScreen(Screen[None]):
 
     @property
     def running(self) -> bool:
-        """True while a run is loading or training."""
-        return self.replay is None and self.state.end is None
+        """True while a run is loading or training here (not a recorded one)."""
+        return self.replay is None and self.recorded is None and self.state.end is None
 
     # -- snapshots ---------------------------------------------------------------------------
     def on_run_update(self, message: RunUpdate) -> None:
@@ -234,6 +267,9 @@ class DashboardScreen(Screen[None]):
             if snapshot.error:
                 self.notify(snapshot.error, title="Training failed", severity="error",
                             timeout=10)
+            elif self.recorded is not None:
+                self.notify(f"{snapshot.reason} at step {snapshot.step}; read from {where}",
+                            title="Recorded run")
             else:
                 self.notify(f"{snapshot.reason}; run written to {where}" if where else
                             snapshot.reason, title="Run ended")
@@ -250,6 +286,9 @@ class DashboardScreen(Screen[None]):
     # -- keys ---------------------------------------------------------------------------------
     def _trainer(self) -> Trainer | None:
         """The live trainer, or None (with a note why) if there is none to control."""
+        if self.recorded is not None:
+            self.notify(RECORDED, severity="warning")
+            return None
         if self.state.end is not None:
             self.notify("the run has ended", severity="warning")
             return None
@@ -325,6 +364,11 @@ class DashboardScreen(Screen[None]):
         self._layers.select(offset)
 
     def action_save_model(self) -> None:
+        if self.recorded is not None:
+            saved = self.recorded.run_dir / "model.npz"
+            self.notify(f"{RECORDED}; its model, if it saved one, is {saved}"
+                        if saved.exists() else RECORDED, severity="warning")
+            return
         experiment = self.experiment
         if experiment is None:
             self.notify("there is no model yet", severity="warning")

@@ -1,0 +1,256 @@
+"""Open a run directory: its `events.jsonl` and `config.json` as the same snapshots the live
+bridge sends, so the dashboard shows a finished run, or follows one that is still being
+written (a headless `nnlib train` on a server), without training.
+
+Importable without Textual. Each snapshot is built by the bridge's own functions
+(`batch_point`, `epoch_end`, `event_snapshot`, `run_ended`): a run log's events carry the same
+fields as the trainer's logs and events that the bridge turns into snapshots live.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from nnlib import runs
+from nnlib.config import ConfigError, ExperimentConfig
+
+from .bridge import (
+    BatchPoint,
+    Progress,
+    RunStarted,
+    Snapshot,
+    _pairs,
+    batch_point,
+    epoch_end,
+    event_snapshot,
+    layer_owners,
+    run_ended,
+)
+
+#: The hyperparameters shown when a run's config does not name its optimizer's.
+DEFAULT_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
+
+
+class RunReplay:
+    """Turns a run log's events into snapshots, incrementally: `feed` takes the events read
+    so far and returns their snapshots. Batch points are gathered into one Progress per
+    stretch between two other events (where the bridge flushes its buffer too)."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None, run_dir: str = "") -> None:
+        self.config: Mapping[str, Any] = config or {}
+        self.run_dir = run_dir
+        self.ended = False
+        self._started = False
+        self._state = "running"
+        self._epoch = 0
+        self._done = 0  # batches done in the current epoch
+        self._longest = 0  # the most batches an epoch took so far
+        self._step = 0
+        self._points: list[BatchPoint] = []
+        self._logs: Mapping[str, Any] = {}
+        self._relu_owner: dict[str, str] = {}
+
+    # -- the run's facts from its config ---------------------------------------------------------
+    @property
+    def _trainer(self) -> Mapping[str, Any]:
+        return self.config.get("trainer") or {}
+
+    @property
+    def _info(self) -> Mapping[str, Any]:
+        return self.config.get("dataset_info") or {}
+
+    def _hyperparameters(self) -> dict[str, Any]:
+        """In force: as the trainer reports them (its optimizer's config, base_lr, lr and the
+        batch size), from the latest batch event, else from the config."""
+        optimizer = {k: v for k, v in (self._trainer.get("optimizer") or {}).items()
+                     if k != "name"}
+        values: dict[str, Any] = {**optimizer, "base_lr": optimizer.get("lr")} \
+            if optimizer else {k: self.config.get(k) for k in DEFAULT_HYPERPARAMETERS[:-1]}
+        values["batch_size"] = self._trainer.get("batch_size", self.config.get("batch_size"))
+        values.update((k, self._logs[k]) for k in list(values) if k in self._logs)
+        return {k: v for k, v in values.items() if v is not None}
+
+    def _steps_per_epoch(self) -> int:
+        train = self._info.get("train")
+        batch_size = self._logs.get("batch_size") or self._trainer.get("batch_size")
+        if train and batch_size:
+            return math.ceil(int(train) / int(batch_size))
+        return max(self._longest, self._done)
+
+    def _run_started(self) -> RunStarted:
+        model = self._trainer.get("model") or {}
+        task = str(self._info.get("task") or ("regression" if self._trainer.get("loss") == "mse"
+                                              else "classification"))
+        classes = int(self._info.get("num_classes") or 0) if task == "classification" else 0
+        return RunStarted(self.run_dir, task, str(model.get("spec") or self.config.get("arch")
+                                                  or ""),
+                          int(model.get("params") or 0), self._epochs,
+                          tuple(str(i) for i in range(classes)), (),
+                          _pairs(self._hyperparameters()))
+
+    @property
+    def _epochs(self) -> int:
+        return int(self._trainer.get("epochs") or self.config.get("epochs") or 0)
+
+    # -- events ----------------------------------------------------------------------------------
+    def feed(self, events: Iterable[runs.Event]) -> list[Snapshot]:
+        """The snapshots of these events (the next ones of the run, in order). Raises
+        ValueError naming the event when one lacks what it should hold."""
+        out: list[Snapshot] = []
+        for event in events:
+            try:
+                self._event(event, out)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+                raise ValueError(f"{runs.EVENTS_FILE}: the {event.type} event at step "
+                                 f"{event.step} is malformed ({type(error).__name__}: "
+                                 f"{error})") from None
+        if self._points:
+            self._flush(out)
+        return out
+
+    def _event(self, event: runs.Event, out: list[Snapshot]) -> None:
+        kind, data, step = event.type, event.data, event.step
+        logs = {**data, "step": step}
+        if kind == "run_start":
+            if not self.config and isinstance(data.get("config"), Mapping):
+                self.config = data["config"]
+            self.run_dir = self.run_dir or str(data.get("run", ""))
+        if not self._started:
+            self._started = True
+            out.append(self._run_started())
+        self._step = max(self._step, step)
+        if kind == "batch":
+            if int(data["epoch"]) != self._epoch:  # the bridge's on_epoch_begin
+                self._flush(out)
+                self._epoch, self._done = int(data["epoch"]), 0
+            self._points.append(batch_point(logs))
+            self._logs, self._done = data, int(data["batch"]) + 1
+        elif kind == "epoch":
+            self._flush(out)
+            self._longest = max(self._longest, self._done)
+            out.append(epoch_end(int(data["epoch"]), logs))
+        elif kind == "end":
+            self._flush(out)
+            self.ended = True
+            out.append(run_ended(logs))
+        elif kind != "run_start":
+            if kind == "histograms":
+                # The Monitor lists layers in model order: each ReLU after its weighted layer.
+                _, owners = layer_owners((name, "weights" in entry, "dead_fraction" in entry)
+                                         for name, entry in data["layers"].items())
+                self._relu_owner.update(owners)
+            else:
+                if kind in ("pause", "resume"):
+                    self._state = "paused" if kind == "pause" else "running"
+                self._flush(out)
+            out.append(event_snapshot(kind, data, step, self._epoch, self._relu_owner))
+
+    def _flush(self, out: list[Snapshot]) -> None:
+        points, self._points = tuple(self._points), []
+        out.append(Progress(self._epoch, self._epochs, self._done, self._steps_per_epoch(),
+                            self._step, float(self._logs.get("samples_per_sec") or 0.0), points,
+                            _pairs(self._hyperparameters()), (), self._state))
+
+
+def snapshots_from_events(events: Iterable[runs.Event], config: Mapping[str, Any] | None = None,
+                          run_dir: str = "") -> list[Snapshot]:
+    """All the snapshots of a run log's events (`config` is the run's config.json)."""
+    return RunReplay(config, run_dir).feed(events)
+
+
+class EventTail:
+    """The complete lines appended to an events.jsonl since the last `read`, decoded:
+    `nnlib.runs.follow`'s tailing one poll at a time, so that the caller can stop between two
+    polls. A last line without its newline (being written, or torn by a crash) waits."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._position = 0
+        self._line = 0
+
+    def read(self) -> list[runs.Event]:
+        with self.path.open("rb") as handle:
+            handle.seek(self._position)
+            chunk = handle.read()
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            return []
+        self._position += cut + 1
+        events = []
+        for raw in chunk[:cut].split(b"\n"):
+            self._line += 1
+            line = raw.decode("utf-8", errors="replace")
+            if line.strip():
+                events.append(runs.decode(line, f"{self.path}:{self._line}"))
+        return events
+
+
+@dataclass
+class RecordedRun:
+    """A run directory opened for the dashboard: what its log held when opened
+    (`snapshots`), and `poll` for what was written since."""
+
+    run_dir: Path
+    config: Mapping[str, Any]
+    tail: EventTail
+    replay: RunReplay
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+    @property
+    def ended(self) -> bool:
+        return self.replay.ended
+
+    def poll(self) -> list[Snapshot]:
+        """Snapshots of the events written since the last poll (raises ValueError on a bad
+        line, OSError if the log went away)."""
+        return self.replay.feed(self.tail.read())
+
+    @property
+    def dataset(self) -> str:
+        info = self.replay.config.get("dataset_info") or {}
+        name = info.get("name") or self.replay.config.get("dataset") or self.run_dir.name
+        return Path(str(name)).stem
+
+    def experiment(self) -> ExperimentConfig:
+        """The run's experiment, to start again from the setup screen (in a new run
+        directory: never appended to this one); the defaults if its config is not one."""
+        known = {f.name for f in fields(ExperimentConfig)}
+        values = {k: v for k, v in self.replay.config.items() if k in known}
+        try:
+            return ExperimentConfig.from_dict({**values, "run_dir": None})
+        except (ConfigError, TypeError, ValueError):
+            return ExperimentConfig()
+
+
+def open_run(path: str | Path) -> RecordedRun:
+    """Read a run directory (or its events.jsonl). Raises ValueError with one clear line when
+    it is not a run directory, or its config or log cannot be read (a bad line anywhere but
+    last, a newer schema)."""
+    path = Path(path)
+    if path.is_file() and path.name == runs.EVENTS_FILE:
+        path = path.parent
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such run directory")
+    events_file = path / runs.EVENTS_FILE
+    if not events_file.is_file():
+        raise ValueError(f"{path}: not a run directory (no {runs.EVENTS_FILE} in it)")
+    config: Any = {}
+    config_file = path / runs.CONFIG_FILE
+    try:
+        if config_file.exists():
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        tail = EventTail(events_file)
+        events = tail.read()
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_file}: not valid JSON ({error.msg})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the run ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file}: expected a JSON object")
+    replay = RunReplay(config, str(path))
+    return RecordedRun(path, config, tail, replay, replay.feed(events))

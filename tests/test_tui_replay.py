@@ -1,0 +1,261 @@
+"""Opening a run directory: the Textual-free converter from a real run log to snapshots, the
+`nntui --open` errors, and the dashboard showing a finished run or following one being
+written. No sleeps: Pilot waits are bounded loops of pilot.pause()."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from test_tui_app import SIZE, log_text, pilot_test, press, until
+
+from nnlib import runs
+from nnlib.callbacks import Callback
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import setup
+from nntui import bridge as b
+from nntui.app import NNTui
+from nntui.cli import main
+from nntui.plot import format_number
+from nntui.replay import EventTail, RunReplay, open_run, snapshots_from_events
+from nntui.screens.dashboard import DashboardScreen
+from nntui.widgets.status import StatusPanel
+
+EPOCHS = 3
+
+
+def train(run_dir: Path, epochs: int = EPOCHS, callbacks: tuple = ()) -> list[b.Snapshot]:
+    """A short spirals run written to `run_dir`; returns what a live Bridge sent."""
+    live: list[b.Snapshot] = []
+    config = ExperimentConfig(dataset="spirals", arch="2-16-16-3", epochs=epochs,
+                              batch_size=32, lr=0.1, seed=0, run_dir=str(run_dir),
+                              histogram_every=10)
+    setup(config, callbacks=[b.Bridge(live.append, interval=0.0), *callbacks]).fit()
+    return live
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, list[b.Snapshot]]:
+    run_dir = tmp_path_factory.mktemp("runs") / "spirals"
+    return run_dir, train(run_dir)
+
+
+def of(kind: type, snapshots: list[b.Snapshot]) -> list:
+    return [s for s in snapshots if isinstance(s, kind)]
+
+
+# -- the converter -----------------------------------------------------------------------------
+def test_replay_gives_what_the_bridge_sent_live(finished):
+    run_dir, live = finished
+    config = json.loads((run_dir / runs.CONFIG_FILE).read_text())
+    replayed = snapshots_from_events(runs.read(run_dir), config, str(run_dir))
+    assert isinstance(replayed[0], b.RunStarted)
+    start, live_start = replayed[0], of(b.RunStarted, live)[0]
+    assert (start.run_dir, start.task, start.arch, start.params, start.epochs,
+            start.class_names) == (live_start.run_dir, live_start.task, live_start.arch,
+                                   live_start.params, live_start.epochs,
+                                   live_start.class_names)
+    assert dict(start.hyperparameters) == dict(live_start.hyperparameters)
+    for kind in (b.EpochEnd, b.Confusion, b.Histograms, b.RunEnded):
+        assert of(kind, replayed) == of(kind, live), kind.__name__
+    # Every batch point, in order, and a final position as the trainer left it.
+    points = [p for s in of(b.Progress, replayed) for p in s.points]
+    assert points == [p for s in of(b.Progress, live) for p in s.points]
+    last = of(b.Progress, replayed)[-1]
+    assert (last.epoch, last.epochs, last.batch, last.steps_per_epoch) == \
+        (EPOCHS - 1, EPOCHS, last.steps_per_epoch, of(b.Progress, live)[-1].steps_per_epoch)
+    assert replayed[-1] == b.RunEnded("finished", last.step, EPOCHS - 1)
+    # Dead ReLUs are shown on the layer before them, as live.
+    assert any(layer.dead_fraction is not None
+               for s in of(b.Histograms, replayed) for layer in s.layers)
+
+
+def test_feeding_piece_by_piece_gives_the_same_points_and_events(finished):
+    run_dir, _ = finished
+    events = runs.read(run_dir)
+    whole = snapshots_from_events(events)
+    replay = RunReplay()
+    pieces = [s for i in range(0, len(events), 7) for s in replay.feed(events[i:i + 7])]
+    assert replay.ended
+    assert [s for s in pieces if not isinstance(s, b.Progress)] == \
+        [s for s in whole if not isinstance(s, b.Progress)]
+    assert [p for s in of(b.Progress, pieces) for p in s.points] == \
+        [p for s in of(b.Progress, whole) for p in s.points]
+
+
+def test_pause_hparam_and_notices_replay(tmp_path):
+    config = {"trainer": {"epochs": 2, "batch_size": 4,
+                          "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0}}}
+    lines = [("run_start", 0, {"run": "r", "config": config}),
+             ("batch", 1, {"epoch": 0, "batch": 0, "loss": 1.0, "lr": 0.1, "batch_size": 4}),
+             ("pause", 1, {}),
+             ("hparam", 1, {"name": "lr", "old": 0.1, "new": 0.2, "applies": "next batch"}),
+             ("resume", 1, {}),
+             ("batch", 2, {"epoch": 0, "batch": 1, "loss": 0.5, "lr": 0.2, "batch_size": 4}),
+             ("early_stop", 2, {"monitor": "val_loss", "best": 0.4, "best_epoch": 0,
+                                "epoch": 1}),
+             ("end", 2, {"reason": "early_stop", "epoch": 1})]
+    path = tmp_path / runs.EVENTS_FILE
+    path.write_text("".join(runs.encode(*line) for line in lines))
+    snapshots = snapshots_from_events(runs.read(path))
+    states = [s.state for s in of(b.Progress, snapshots)]
+    assert "paused" in states and states[-1] == "running"
+    assert of(b.HparamChange, snapshots)[0].new == 0.2
+    assert dict(of(b.Progress, snapshots)[-1].hyperparameters)["lr"] == 0.2
+    assert "early stop: val_loss" in of(b.Notice, snapshots)[-1].message
+    assert snapshots[-1].reason == "early_stop"
+
+
+def test_the_tail_waits_for_a_line_to_be_complete(tmp_path):
+    path = tmp_path / runs.EVENTS_FILE
+    line = runs.encode("batch", 1, {"epoch": 0, "batch": 0, "loss": 1.0, "lr": 0.1})
+    path.write_text(line + line[:20])
+    tail = EventTail(path)
+    assert [e.type for e in tail.read()] == ["batch"]
+    assert tail.read() == []
+    with path.open("a") as handle:
+        handle.write(line[20:])
+    assert [e.step for e in tail.read()] == [1]
+
+
+def test_a_malformed_event_is_named(tmp_path):
+    path = tmp_path / runs.EVENTS_FILE
+    path.write_text(runs.encode("histograms", 3, {"layers": [1, 2]}))
+    with pytest.raises(ValueError, match="histograms event at step 3 is malformed"):
+        snapshots_from_events(runs.read(path))
+
+
+def test_open_run_reads_the_experiment_back_for_a_new_run(finished):
+    run_dir, _ = finished
+    recorded = open_run(run_dir / runs.EVENTS_FILE)
+    assert recorded.ended and recorded.dataset == "spirals"
+    experiment = recorded.experiment()
+    assert (experiment.dataset, experiment.arch, experiment.epochs, experiment.run_dir) == \
+        ("spirals", "2-16-16-3", EPOCHS, None)
+    assert recorded.poll() == []
+
+
+# -- nntui --open errors -------------------------------------------------------------------------
+def copy_run(run_dir: Path, tmp_path: Path, edit) -> Path:
+    target = tmp_path / "copy"
+    target.mkdir()
+    (target / runs.CONFIG_FILE).write_text((run_dir / runs.CONFIG_FILE).read_text())
+    lines = (run_dir / runs.EVENTS_FILE).read_text().splitlines(keepends=True)
+    (target / runs.EVENTS_FILE).write_text("".join(edit(lines)))
+    return target
+
+
+def newer(lines: list[str]) -> list[str]:
+    record = json.loads(lines[3])
+    record["v"] = runs.SCHEMA_VERSION + 1
+    return [*lines[:3], json.dumps(record) + "\n", *lines[4:]]
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda run_dir, tmp: tmp / "nowhere", "no such run directory"),
+    (lambda run_dir, tmp: tmp, "not a run directory (no events.jsonl in it)"),
+    (lambda run_dir, tmp: copy_run(run_dir, tmp, lambda lines: [*lines[:5], "{not json\n",
+                                                                *lines[5:]]),
+     "events.jsonl:6: not valid JSON"),
+    (lambda run_dir, tmp: copy_run(run_dir, tmp, newer), "schema version 2 is newer"),
+])
+def test_open_bad_input_exits_2_with_one_line(finished, tmp_path, capsys, make, words):
+    code = main(["--open", str(make(finished[0], tmp_path))])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_torn_last_line_is_ignored(finished, tmp_path):
+    """A run killed mid-write: no end event, half a line last. It opens (to be followed)."""
+    torn = open_run(copy_run(finished[0], tmp_path, lambda lines: [*lines[:-1],
+                                                                  lines[1][:30]]))
+    assert not torn.ended
+    whole = open_run(finished[0]).snapshots
+    assert torn.snapshots[1:] == whole[1:-2]  # all but the end (and another run_dir)
+
+
+# -- the dashboard --------------------------------------------------------------------------------
+def recorded_app(run_dir: Path) -> NNTui:
+    recorded = open_run(run_dir)
+    return NNTui(recorded.experiment(), recorded=recorded)
+
+
+@pilot_test
+async def test_open_a_finished_run_at_80x24(finished):
+    run_dir, live = finished
+    last = of(b.EpochEnd, live)[-1]
+    app = recorded_app(run_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        dashboard = app.screen
+        await until(pilot, lambda: dashboard.state.end is not None)
+        status = str(dashboard.query_one(StatusPanel).render())
+        assert "FINISHED" in status and f"epoch {EPOCHS}/{EPOCHS}" in status
+        assert f"epoch {EPOCHS} loss {format_number(last.loss).strip()}" in status
+        assert f"{last.val_accuracy:.1%}" in status
+        # Steering keys say why they do nothing; view keys work; the app keeps running.
+        for key in ("space", "n", "plus", "minus", "s", "e", "w"):
+            await press(pilot, key)
+            assert "recorded run" in list(app._notifications)[-1].message
+            app.clear_notifications()
+        await press(pilot, "l", "m", "g", "right_square_bracket", "2", "3")
+        assert dashboard._curves.log_scale and dashboard._layers.gradients
+        log = await log_text(pilot, dashboard)
+        assert f"epoch {EPOCHS}: loss" in log and "run ended: finished" in log
+        assert app.screen is dashboard and not dashboard.running
+
+
+@pilot_test
+async def test_follow_a_run_being_written(tmp_path):
+    run_dir = tmp_path / "live"
+    go_on, first_epoch = threading.Event(), threading.Event()
+
+    class Wait(Callback):
+        """Holds the run after its first epoch until the dashboard has shown it."""
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            if epoch == 0:
+                first_epoch.set()
+                go_on.wait(30)
+
+    thread = threading.Thread(target=train, args=(run_dir,),
+                              kwargs={"callbacks": (Wait(),)}, daemon=True)
+    thread.start()
+    try:
+        assert first_epoch.wait(30)
+        app = recorded_app(run_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            dashboard = app.screen
+            assert dashboard.state.end is None and dashboard.running is False
+            await until(pilot, lambda: dashboard.state.batches.seen > 0)
+            assert dashboard.state.last_epoch is None
+            go_on.set()
+            # Let the writer finish without spinning the event loop against it for the GIL.
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, 30)
+            await until(pilot, lambda: dashboard.state.end is not None)
+            assert dashboard.state.last_epoch.epoch == EPOCHS - 1
+            status = str(dashboard.query_one(StatusPanel).render())
+            assert f"epoch {EPOCHS} loss" in status and "FINISHED" in status
+            await until(pilot, dashboard._finished.is_set)  # the follower is done
+    finally:
+        go_on.set()
+        thread.join(30)
+
+
+@pilot_test
+async def test_quitting_stops_following_at_once(tmp_path):
+    run_dir = tmp_path / "empty"
+    run_dir.mkdir()
+    (run_dir / runs.EVENTS_FILE).write_text("")
+    app = recorded_app(run_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        dashboard = app.screen
+        await press(pilot, "q")  # nothing to stop: no question asked
+        await until(pilot, lambda: app._exit)
+    assert dashboard._finished.is_set()
