@@ -10,7 +10,10 @@ How it fits together (one direction of data, one of control):
   thread folds them into a `runstate.RunState`, and the `widgets` panels draw from it with
   `plot`'s numpy-rasterised charts. No widget ever sees a live array.
 - Keys act on the trainer only through its thread-safe control calls (pause, step, stop, set).
+- `replay` reads a run directory (`nntui --open`) into the same snapshots, with the bridge's
+  own snapshot-building functions; the dashboard shows it, tailing the log in a thread worker
+  until its end event.
 
-`bridge`, `runstate`, `plot` and `architectures` import no Textual: they are tested (and
-usable) without a terminal.
+`bridge`, `replay`, `runstate`, `plot` and `architectures` import no Textual: they are tested
+(and usable) without a terminal.
 """

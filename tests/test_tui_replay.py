@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -126,6 +128,13 @@ def test_a_malformed_event_is_named(tmp_path):
     path.write_text(runs.encode("histograms", 3, {"layers": [1, 2]}))
     with pytest.raises(ValueError, match="histograms event at step 3 is malformed"):
         snapshots_from_events(runs.read(path))
+
+
+def test_the_converter_imports_no_textual():
+    code = "import sys, nntui.replay; print('textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_open_run_reads_the_experiment_back_for_a_new_run(finished):
