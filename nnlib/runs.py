@@ -143,29 +143,51 @@ def read(path: str | os.PathLike) -> list[Event]:
     return events
 
 
+class EventTail:
+    """The complete lines appended to an events.jsonl since the last `read`, decoded. One
+    poll at a time, so a caller (a UI thread, say) can stop between two polls. A last line
+    without its newline (being written, or torn by a crash) waits for the rest; a file that
+    does not exist yet reads as no events."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = _events_path(path)
+        self._position = 0
+        self._line = 0
+
+    def read(self) -> list[Event]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self._position)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            return []
+        self._position += cut + 1
+        events = []
+        for raw in chunk[:cut].split(b"\n"):
+            self._line += 1
+            line = raw.decode("utf-8", errors="replace")
+            if line.strip():
+                events.append(decode(line, f"{self.path}:{self._line}"))
+        return events
+
+
 def follow(path: str | os.PathLike, poll: float = 0.2, idle_timeout: float | None = None
            ) -> Iterator[Event]:
     """Yield events as a run writes them, until its 'end' event (or `idle_timeout` seconds
     without a new line). Waits for the file to appear."""
-    events_path = _events_path(path)
-    buffer, position, idle = "", 0, 0.0
+    tail, idle = EventTail(path), 0.0
     while True:
-        if events_path.exists():
-            with events_path.open("r", encoding="utf-8", errors="replace") as handle:
-                handle.seek(position)
-                chunk = handle.read()
-                position = handle.tell()
-            if chunk:
-                idle = 0.0
-                buffer += chunk
-                *complete, buffer = buffer.split("\n")
-                for number, line in enumerate(complete):
-                    if line.strip():
-                        event = decode(line, f"{events_path} (line +{number})")
-                        yield event
-                        if event.type == "end":
-                            return
-                continue
+        events = tail.read()
+        for event in events:
+            yield event
+            if event.type == "end":
+                return
+        if events:
+            idle = 0.0
+            continue
         if idle_timeout is not None and idle >= idle_timeout:
             return
         time.sleep(poll)

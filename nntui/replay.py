@@ -163,33 +163,6 @@ def snapshots_from_events(events: Iterable[runs.Event], config: Mapping[str, Any
     return RunReplay(config, run_dir).feed(events)
 
 
-class EventTail:
-    """The complete lines appended to an events.jsonl since the last `read`, decoded:
-    `nnlib.runs.follow`'s tailing one poll at a time, so that the caller can stop between two
-    polls. A last line without its newline (being written, or torn by a crash) waits."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._position = 0
-        self._line = 0
-
-    def read(self) -> list[runs.Event]:
-        with self.path.open("rb") as handle:
-            handle.seek(self._position)
-            chunk = handle.read()
-        cut = chunk.rfind(b"\n")
-        if cut < 0:
-            return []
-        self._position += cut + 1
-        events = []
-        for raw in chunk[:cut].split(b"\n"):
-            self._line += 1
-            line = raw.decode("utf-8", errors="replace")
-            if line.strip():
-                events.append(runs.decode(line, f"{self.path}:{self._line}"))
-        return events
-
-
 @dataclass
 class RecordedRun:
     """A run directory opened for the dashboard: what its log held when opened
@@ -197,7 +170,7 @@ class RecordedRun:
 
     run_dir: Path
     config: Mapping[str, Any]
-    tail: EventTail
+    tail: runs.EventTail
     replay: RunReplay
     snapshots: list[Snapshot] = field(default_factory=list)
 
@@ -244,7 +217,7 @@ def open_run(path: str | Path) -> RecordedRun:
     try:
         if config_file.exists():
             config = json.loads(config_file.read_text(encoding="utf-8"))
-        tail = EventTail(events_file)
+        tail = runs.EventTail(events_file)
         events = tail.read()
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_file}: not valid JSON ({error.msg})") from None

@@ -22,7 +22,7 @@ from nntui import bridge as b
 from nntui.app import NNTui
 from nntui.cli import main
 from nntui.plot import format_number
-from nntui.replay import EventTail, RunReplay, open_run, snapshots_from_events
+from nntui.replay import RunReplay, open_run, snapshots_from_events
 from nntui.screens.dashboard import DashboardScreen
 from nntui.widgets.status import StatusPanel
 
@@ -115,7 +115,7 @@ def test_the_tail_waits_for_a_line_to_be_complete(tmp_path):
     path = tmp_path / runs.EVENTS_FILE
     line = runs.encode("batch", 1, {"epoch": 0, "batch": 0, "loss": 1.0, "lr": 0.1})
     path.write_text(line + line[:20])
-    tail = EventTail(path)
+    tail = runs.EventTail(path)
     assert [e.type for e in tail.read()] == ["batch"]
     assert tail.read() == []
     with path.open("a") as handle:
