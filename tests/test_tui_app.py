@@ -117,6 +117,14 @@ def end_event(tmp_path: Path) -> runs.Event:
     return runs.read(tmp_path / "run")[-1]
 
 
+async def quit_confirmed(pilot: Pilot, app: NNTui) -> None:
+    """q during a run, the confirmation appears, y: the app exits."""
+    await press(pilot, "q")
+    await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+    await press(pilot, "y")
+    await until(pilot, lambda: app._exit)
+
+
 @pilot_test
 async def test_pause_step_resume_and_stop(tmp_path):
     app = NNTui(long_run(tmp_path), start=True)
@@ -181,10 +189,7 @@ async def test_quit_during_a_run_asks_and_no_keeps_running(tmp_path):
         await until(pilot, lambda: app.screen is dashboard)
         step = trainer.global_step
         await until(pilot, lambda: trainer.global_step > step + 3)
-        await press(pilot, "q")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await press(pilot, "y")
-        await until(pilot, lambda: app._exit)
+        await quit_confirmed(pilot, app)
     assert end_event(tmp_path)["reason"] == "stopped"
 
 
@@ -389,10 +394,7 @@ async def test_quit_while_loading_still_leaves_a_complete_log(tmp_path):
     app = NNTui(long_run(tmp_path, dataset="glyphs", arch="784-16-10"), start=True)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
-        await press(pilot, "q")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await press(pilot, "y")
-        await until(pilot, lambda: app._exit)
+        await quit_confirmed(pilot, app)
     assert end_event(tmp_path)["reason"] == "stopped"
 
 
