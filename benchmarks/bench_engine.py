@@ -55,7 +55,7 @@ N_TRAIN, N_TEST = 8000, 2000
 MODELS = {
     "MLP 784-512-128-10": "784-512-128-10",
     "LeNet-5": "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) "
-               "dense(120) relu dense(84) relu dense(10)",
+    "dense(120) relu dense(84) relu dense(10)",
     "tutorial CNN": "conv(3,5) relu maxpool(3,stride=2) dense(84) relu dense(10)",
 }
 
@@ -75,11 +75,12 @@ class Data:
     def batches(self, seed: int) -> Iterator[np.ndarray]:
         order = np.random.default_rng(seed).permutation(len(self.x_train))
         for start in range(0, len(order), BATCH):
-            yield order[start:start + BATCH]
+            yield order[start : start + BATCH]
 
     def head(self, count: int) -> Data:
-        return Data(self.x_train[:count], self.y_train[:count], self.x_test[:count],
-                    self.y_test[:count])
+        return Data(
+            self.x_train[:count], self.y_train[:count], self.x_test[:count], self.y_test[:count]
+        )
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -100,19 +101,23 @@ def load_mnist(directory: Path) -> tuple[Data, str]:
         import warnings
 
         from nnlib import datasets
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "partial: only the test files are there"
             ds = datasets.load("mnist", data_dir=directory, download=False, cache=False)
-        images, labels = np.concatenate([ds.x_train, ds.x_test]), \
-            np.concatenate([ds.y_train, ds.y_test])
+        images, labels = (
+            np.concatenate([ds.x_train, ds.x_test]),
+            np.concatenate([ds.y_train, ds.y_test]),
+        )
         source = "nnlib.datasets.load('mnist')"
     except Exception:  # noqa: BLE001 - any failure: fall back to the local reader
-        images, labels = read_idx(directory / "t10k-images-idx3-ubyte.gz"), \
-            read_idx(directory / "t10k-labels-idx1-ubyte.gz")
+        images, labels = (
+            read_idx(directory / "t10k-images-idx3-ubyte.gz"),
+            read_idx(directory / "t10k-labels-idx1-ubyte.gz"),
+        )
         source = "the benchmark's own IDX reader"
     if images.size != (N_TRAIN + N_TEST) * 28 * 28:
-        raise SystemExit(f"{directory}: expected the 10,000 MNIST t10k digits, got "
-                         f"{images.shape}")
+        raise SystemExit(f"{directory}: expected the 10,000 MNIST t10k digits, got {images.shape}")
     scale = np.float32(255 if images.dtype == np.uint8 else 1)
     x = (images.reshape(-1, 28, 28, 1) / scale).astype(np.float32)
     y = labels.astype(np.int64)
@@ -150,14 +155,23 @@ def trainer_runner(monitored: bool) -> Runner:
         model = nl.build(MODELS[name], (28, 28, 1), seed=seed)
         callbacks: list[nl.Callback] = []
         if monitored:
-            callbacks = [nl.Monitor(every=50),
-                         nl.RunLogger(run_dir=tempfile.mkdtemp(prefix="bench-run-"))]
-        trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(LR, momentum=MOMENTUM),
-                             callbacks=callbacks)
+            callbacks = [
+                nl.Monitor(every=50),
+                nl.RunLogger(run_dir=tempfile.mkdtemp(prefix="bench-run-")),
+            ]
+        trainer = nl.Trainer(
+            model, nl.SoftmaxCrossEntropy(), nl.SGD(LR, momentum=MOMENTUM), callbacks=callbacks
+        )
 
         def train_epoch() -> None:
-            trainer.fit(data.x_train, data.y_train, epochs=1, batch_size=BATCH,
-                        validation_data=(data.x_test, data.y_test), seed=seed)
+            trainer.fit(
+                data.x_train,
+                data.y_train,
+                epochs=1,
+                batch_size=BATCH,
+                validation_data=(data.x_test, data.y_test),
+                seed=seed,
+            )
 
         def accuracy() -> float:
             return float(np.mean(model.predict(data.x_test).argmax(axis=1) == data.y_test))
@@ -169,21 +183,46 @@ def trainer_runner(monitored: bool) -> Runner:
 
 def torch_model(name: str):  # noqa: ANN201 - torch is optional
     from torch import nn
+
     if name.startswith("MLP"):
-        return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 128),
-                             nn.ReLU(), nn.Linear(128, 10))
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 512),
+            nn.ReLU(),
+            nn.Linear(512, 128),
+            nn.ReLU(),
+            nn.Linear(128, 10),
+        )
     if name == "LeNet-5":
-        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                             nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-                             nn.Linear(84, 10))
-    return nn.Sequential(nn.Conv2d(1, 3, 5), nn.ReLU(), nn.MaxPool2d(3, stride=2), nn.Flatten(),
-                         nn.Linear(363, 84), nn.ReLU(), nn.Linear(84, 10))
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(400, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, 10),
+        )
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(3, stride=2),
+        nn.Flatten(),
+        nn.Linear(363, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
+    )
 
 
 def torch_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
     """The idiomatic PyTorch loop on NCHW tensors (torch's native layout)."""
     import torch
+
     torch.manual_seed(seed)
     model = torch_model(name)
     for module in model.modules():  # nnlib's "he" init, so that accuracies compare
@@ -207,15 +246,20 @@ def torch_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
     def accuracy() -> float:
         model.eval()
         with torch.no_grad():
-            predicted = torch.cat([model(x_test[i:i + 256]).argmax(dim=1)
-                                   for i in range(0, len(x_test), 256)])
+            predicted = torch.cat(
+                [model(x_test[i : i + 256]).argmax(dim=1) for i in range(0, len(x_test), 256)]
+            )
         return float(np.mean(predicted.numpy() == data.y_test))
 
     return train_epoch, accuracy
 
 
-RUNNERS: dict[str, Runner] = {"nnlib": nnlib_loop, "trainer": trainer_runner(False),
-                              "monitored": trainer_runner(True), "torch": torch_loop}
+RUNNERS: dict[str, Runner] = {
+    "nnlib": nnlib_loop,
+    "trainer": trainer_runner(False),
+    "monitored": trainer_runner(True),
+    "torch": torch_loop,
+}
 REFERENCE = "torch"
 
 
@@ -244,7 +288,8 @@ class OtherLoad:
     def _busy() -> float:
         with open("/proc/stat") as handle:
             user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-                int, handle.readline().split()[1:9])
+                int, handle.readline().split()[1:9]
+            )
         return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
     def __enter__(self) -> OtherLoad:
@@ -254,11 +299,13 @@ class OtherLoad:
     def __exit__(self, *exc: object) -> None:
         busy, own, wall = self._busy(), sum(os.times()[:2]), time.perf_counter()
         self.cores = max(0.0, (busy - self._start[0]) - (own - self._start[1])) / max(
-            wall - self._start[2], 1e-9)
+            wall - self._start[2], 1e-9
+        )
 
     def note(self) -> str:
-        return f"Other processes kept {self.cores:.2f} cores busy on average meanwhile " \
-               "(/proc/stat)."
+        return (
+            f"Other processes kept {self.cores:.2f} cores busy on average meanwhile (/proc/stat)."
+        )
 
 
 # -- timing -----------------------------------------------------------------------------------
@@ -277,8 +324,9 @@ def time_epoch(runner: Runner, name: str, data: Data, seed: int) -> tuple[float,
     return seconds, accuracy()
 
 
-def measure(frameworks: list[str], names: list[str], threads: list[int], runs: int, data: Data,
-            seed: int) -> dict[tuple[str, str, int], Result]:
+def measure(
+    frameworks: list[str], names: list[str], threads: list[int], runs: int, data: Data, seed: int
+) -> dict[tuple[str, str, int], Result]:
     """Interleaved: for each run, each model, each framework (alternating who goes first)."""
     results: dict[tuple[str, str, int], Result] = {}
     for count in threads:
@@ -294,14 +342,22 @@ def measure(frameworks: list[str], names: list[str], threads: list[int], runs: i
                         result = results.setdefault((framework, name, count), Result([], []))
                         result.seconds.append(seconds)
                         result.accuracy.append(acc)
-                        print(f"  {count} thread(s) run {run + 1}/{runs} {name:20s} "
-                              f"{framework:8s} {seconds:6.2f} s  acc {acc:.3f}",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"  {count} thread(s) run {run + 1}/{runs} {name:20s} "
+                            f"{framework:8s} {seconds:6.2f} s  acc {acc:.3f}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
     return results
 
 
-def speed_table(results: dict[tuple[str, str, int], Result], frameworks: list[str],
-                names: list[str], threads: list[int], runs: int) -> str:
+def speed_table(
+    results: dict[tuple[str, str, int], Result],
+    frameworks: list[str],
+    names: list[str],
+    threads: list[int],
+    runs: int,
+) -> str:
     others = [f for f in frameworks if f != REFERENCE]
     has_ref = REFERENCE in frameworks
     head = ["model", "threads", *[f"{f} s" for f in frameworks]]
@@ -315,15 +371,18 @@ def speed_table(results: dict[tuple[str, str, int], Result], frameworks: list[st
             cells = [name, str(count), *[f"{median[f]:.2f}" for f in frameworks]]
             if has_ref:
                 cells += [f"{median[f] / median[REFERENCE]:.2f}x" for f in others]
-            cells += [f"{statistics.median(results[f, name, count].accuracy):.1%}"
-                      for f in frameworks]
+            cells += [
+                f"{statistics.median(results[f, name, count].accuracy):.1%}" for f in frameworks
+            ]
             lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nMedian of {runs} runs; one epoch of {N_TRAIN:,} digits, " \
-                              f"batch {BATCH}, SGD lr {LR} momentum {MOMENTUM}. " \
-                              "nnlib: the plain loop; trainer: nl.Trainer.fit with validation " \
-                              "on the 2,000 test digits; monitored: the same plus Monitor " \
-                              "(histograms every 50 batches, confusion matrix per epoch) and " \
-                              "RunLogger."
+    return (
+        "\n".join(lines) + f"\n\nMedian of {runs} runs; one epoch of {N_TRAIN:,} digits, "
+        f"batch {BATCH}, SGD lr {LR} momentum {MOMENTUM}. "
+        "nnlib: the plain loop; trainer: nl.Trainer.fit with validation "
+        "on the 2,000 test digits; monitored: the same plus Monitor "
+        "(histograms every 50 batches, confusion matrix per epoch) and "
+        "RunLogger."
+    )
 
 
 class HookTimer(nl.Callback):
@@ -331,8 +390,15 @@ class HookTimer(nl.Callback):
 
     def __init__(self, inner: nl.Callback) -> None:
         self.inner, self.seconds = inner, 0.0
-        for hook in ("on_train_begin", "on_epoch_begin", "on_batch_begin", "on_batch_end",
-                     "on_epoch_end", "on_train_end", "on_event"):
+        for hook in (
+            "on_train_begin",
+            "on_epoch_begin",
+            "on_batch_begin",
+            "on_batch_end",
+            "on_epoch_end",
+            "on_train_end",
+            "on_event",
+        ):
             setattr(self, hook, self._timed(getattr(inner, hook)))
 
     def _timed(self, hook: Callable[..., None]) -> Callable[..., None]:
@@ -340,17 +406,19 @@ class HookTimer(nl.Callback):
             start = time.perf_counter()
             hook(*args)
             self.seconds += time.perf_counter() - start
+
         return call
 
 
-def hook_cost_table(names: list[str], threads: list[int], data: Data, runs: int,
-                    seed: int) -> str:
+def hook_cost_table(names: list[str], threads: list[int], data: Data, runs: int, seed: int) -> str:
     """Time inside the Monitor's and the RunLogger's hooks as a share of the monitored
     epoch: measured within each run, so it is not drowned by run-to-run noise."""
     import tempfile
 
-    lines = ["| model | threads | epoch s | Monitor ms | RunLogger ms | callbacks share |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| model | threads | epoch s | Monitor ms | RunLogger ms | callbacks share |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in names:
         for count in threads:
             rows = []
@@ -359,32 +427,49 @@ def hook_cost_table(names: list[str], threads: list[int], data: Data, runs: int,
                     model = nl.build(MODELS[name], (28, 28, 1), seed=seed)
                     monitor = HookTimer(nl.Monitor(every=50))
                     logger = HookTimer(nl.RunLogger(run_dir=tempfile.mkdtemp(prefix="bench-")))
-                    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(),
-                                         nl.SGD(LR, momentum=MOMENTUM),
-                                         callbacks=[monitor, logger])
+                    trainer = nl.Trainer(
+                        model,
+                        nl.SoftmaxCrossEntropy(),
+                        nl.SGD(LR, momentum=MOMENTUM),
+                        callbacks=[monitor, logger],
+                    )
                     start = time.perf_counter()
-                    trainer.fit(data.x_train, data.y_train, epochs=1, batch_size=BATCH,
-                                validation_data=(data.x_test, data.y_test), seed=seed)
+                    trainer.fit(
+                        data.x_train,
+                        data.y_train,
+                        epochs=1,
+                        batch_size=BATCH,
+                        validation_data=(data.x_test, data.y_test),
+                        seed=seed,
+                    )
                     rows.append((time.perf_counter() - start, monitor.seconds, logger.seconds))
             epoch, mon, log = (statistics.median(column) for column in zip(*rows, strict=True))
-            lines.append(f"| {name} | {count} | {epoch:.3f} | {mon * 1000:.1f} | "
-                         f"{log * 1000:.1f} | {(mon + log) / epoch:.1%} |")
-    return "\n".join(lines) + f"\n\nMedians of {runs} runs; Monitor: histograms every 50 " \
-                              "batches and the confusion matrix after the epoch."
+            lines.append(
+                f"| {name} | {count} | {epoch:.3f} | {mon * 1000:.1f} | "
+                f"{log * 1000:.1f} | {(mon + log) / epoch:.1%} |"
+            )
+    return (
+        "\n".join(lines) + f"\n\nMedians of {runs} runs; Monitor: histograms every 50 "
+        "batches and the confusion matrix after the epoch."
+    )
 
 
-def overhead_table(results: dict[tuple[str, str, int], Result], names: list[str],
-                   threads: list[int]) -> str:
+def overhead_table(
+    results: dict[tuple[str, str, int], Result], names: list[str], threads: list[int]
+) -> str:
     """What the monitoring callbacks cost: monitored vs bare trainer, medians of separate
     runs (noisy on a shared machine; hook_cost_table measures it within each run)."""
-    lines = ["| model | threads | trainer s | monitored s | callbacks cost |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| model | threads | trainer s | monitored s | callbacks cost |",
+        "|---|---|---|---|---|",
+    ]
     for name in names:
         for count in threads:
             bare = statistics.median(results["trainer", name, count].seconds)
             full = statistics.median(results["monitored", name, count].seconds)
-            lines.append(f"| {name} | {count} | {bare:.3f} | {full:.3f} | "
-                         f"{(full - bare) / bare:+.1%} |")
+            lines.append(
+                f"| {name} | {count} | {bare:.3f} | {full:.3f} | {(full - bare) / bare:+.1%} |"
+            )
     return "\n".join(lines)
 
 
@@ -428,9 +513,21 @@ def memory_table(frameworks: list[str], names: list[str], args: argparse.Namespa
         reports = {}
         for framework in frameworks:
             out = subprocess.run(
-                [sys.executable, __file__, "--mnist-dir", str(args.mnist_dir), "--seed",
-                 str(args.seed), "--probe-memory", framework, name],
-                check=True, capture_output=True, text=True).stdout
+                [
+                    sys.executable,
+                    __file__,
+                    "--mnist-dir",
+                    str(args.mnist_dir),
+                    "--seed",
+                    str(args.seed),
+                    "--probe-memory",
+                    framework,
+                    name,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             reports[framework] = json.loads(out.strip().splitlines()[-1])
         cells = [name, *[f"{reports[f]['rss'] / 2**20:.1f} MiB" for f in frameworks]]
         cells += [f"{reports[f]['numpy'] / 2**20:.1f} MiB" for f in traced]
@@ -438,7 +535,8 @@ def memory_table(frameworks: list[str], names: list[str], args: argparse.Namespa
     return "\n".join(lines) + (
         "\n\nPeak RSS + : resident-set high-water mark during one epoch minus the RSS before "
         "it, fresh process, 1 thread.\nnumpy peak: tracemalloc's peak of live numpy arrays "
-        "during the epoch (numpy reports its allocations to tracemalloc; torch does not).")
+        "during the epoch (numpy reports its allocations to tracemalloc; torch does not)."
+    )
 
 
 # -- BLAS thread policy: 1 vs 2 threads beside other work ---------------------------------------
@@ -501,16 +599,22 @@ def policy_table(names: list[str], data: Data, runs: int, seed: int) -> str:
                             worker.join()
                         sys.setswitchinterval(interval)
                     times.setdefault((name, background, count), []).append(seconds)
-                    print(f"  policy run {run + 1}/{runs} {name:20s} {count} thread(s) beside "
-                          f"{background}: {seconds:6.2f} s", file=sys.stderr, flush=True)
+                    print(
+                        f"  policy run {run + 1}/{runs} {name:20s} {count} thread(s) beside "
+                        f"{background}: {seconds:6.2f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     head = ["model", "beside the training thread", "1 BLAS thread", "2 BLAS threads", "2 / 1"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         for background in BACKGROUNDS:
             one, two = (statistics.median(times[name, background, c]) for c in (1, 2))
             lines.append(f"| {name} | {background} | {one:.2f} s | {two:.2f} s | {two / one:.2f} |")
-    return "\n".join(lines) + f"\n\nnnlib plain loop, median of {runs} runs; the Python " \
+    return (
+        "\n".join(lines) + f"\n\nnnlib plain loop, median of {runs} runs; the Python "
         f"switch interval is {interval * 1000:g} ms unless the row says otherwise."
+    )
 
 
 # -- machine facts --------------------------------------------------------------------------
@@ -518,17 +622,23 @@ def machine_facts() -> str:
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle
-                       if line.startswith("model name"))
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         cpu = platform.processor() or cpu
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    blas = [f"{p['internal_api']} {p.get('version')} ({p.get('architecture', '?')}, "
-            f"{p.get('threading_layer', '?')})" for p in threadpool_info()
-            if p["user_api"] == "blas" and "numpy" in p["filepath"]]
-    lines = [f"- CPU: {cpu}, {cores} cores available",
-             f"- Python {platform.python_version()}, numpy {np.__version__}, "
-             f"BLAS: {', '.join(blas) or 'unknown'}"]
+    blas = [
+        f"{p['internal_api']} {p.get('version')} ({p.get('architecture', '?')}, "
+        f"{p.get('threading_layer', '?')})"
+        for p in threadpool_info()
+        if p["user_api"] == "blas" and "numpy" in p["filepath"]
+    ]
+    lines = [
+        f"- CPU: {cpu}, {cores} cores available",
+        f"- Python {platform.python_version()}, numpy {np.__version__}, "
+        f"BLAS: {', '.join(blas) or 'unknown'}",
+    ]
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         lines.append(f"- torch {torch.__version__}")
@@ -538,18 +648,24 @@ def machine_facts() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per row (default 3)")
-    parser.add_argument("--threads", default="1,2",
-                        help="BLAS/torch thread counts, comma separated (default 1,2)")
+    parser.add_argument(
+        "--threads", default="1,2", help="BLAS/torch thread counts, comma separated (default 1,2)"
+    )
     parser.add_argument("--mnist-dir", type=Path, default=REPO.parent / "shared/datasets/mnist")
-    parser.add_argument("--models", default=",".join(MODELS),
-                        help="comma-separated subset of: " + ", ".join(MODELS))
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS)
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="time nnlib only")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
-    parser.add_argument("--policy", action="store_true",
-                        help="also time nnlib with 1 and 2 BLAS threads beside a busy thread")
-    parser.add_argument("--probe-memory", nargs=2, metavar=("FRAMEWORK", "MODEL"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--policy",
+        action="store_true",
+        help="also time nnlib with 1 and 2 BLAS threads beside a busy thread",
+    )
+    parser.add_argument(
+        "--probe-memory", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
 
     data, source = load_mnist(args.mnist_dir)

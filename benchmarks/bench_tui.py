@@ -35,8 +35,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (120, 40)
-LENET = ("conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
-         "dense(84) relu dense(10)")
+LENET = (
+    "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
+    "dense(84) relu dense(10)"
+)
 
 
 class Terminal:
@@ -45,12 +47,23 @@ class Terminal:
     def __init__(self, args: list[str], runs_dir: Path, size: tuple[int, int] = SIZE) -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "NNLIB_RUNS_DIR": str(runs_dir),
-               "COLUMNS": str(size[0]), "LINES": str(size[1])}
+        env = {
+            **os.environ,
+            "TERM": "xterm-256color",
+            "NNLIB_RUNS_DIR": str(runs_dir),
+            "COLUMNS": str(size[0]),
+            "LINES": str(size[1]),
+        }
         self.started = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, "-m", "nntui", *args], stdin=slave,
-                                        stdout=slave, stderr=slave, cwd=ROOT, env=env,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nntui", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
         os.close(slave)
         self.output = bytearray()
         self.lock = threading.Lock()
@@ -123,9 +136,19 @@ def under_tui(config_args: dict) -> tuple[float, float]:
     """(samples/s, terminal bytes/s while training) for one run in the real app."""
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        flags = ["--start", "--dataset", config_args["dataset"], "--arch", config_args["arch"],
-                 "--epochs", str(config_args["epochs"]), "--seed", "0", "--run-dir",
-                 str(run_dir)]
+        flags = [
+            "--start",
+            "--dataset",
+            config_args["dataset"],
+            "--arch",
+            config_args["arch"],
+            "--epochs",
+            str(config_args["epochs"]),
+            "--seed",
+            "0",
+            "--run-dir",
+            str(run_dir),
+        ]
         term = Terminal(flags, Path(tmp))
         term.wait_for("RUNNING")
         began, first = time.perf_counter(), term.size()
@@ -139,8 +162,16 @@ def latencies(config_args: dict, rounds: int) -> tuple[list[float], float]:
     """Key to visible change, in seconds, while training; and startup to first frame."""
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
-        flags = ["--dataset", config_args["dataset"], "--arch", config_args["arch"],
-                 "--epochs", "1000", "--run-dir", str(Path(tmp) / "run")]
+        flags = [
+            "--dataset",
+            config_args["dataset"],
+            "--arch",
+            config_args["arch"],
+            "--epochs",
+            "1000",
+            "--run-dir",
+            str(Path(tmp) / "run"),
+        ]
         term = Terminal(flags, Path(tmp))
         startup = term.wait_for("set up an experiment") - term.started
         term.press("t")
@@ -178,20 +209,26 @@ def main() -> None:
         tui.append(speed)
         rates.append(rate)
         default.append(headless(config, None))
-        print(f"repeat {repeat + 1}: headless 1 BLAS thread {one[-1]:,.0f}  TUI {tui[-1]:,.0f}  "
-              f"headless default threads {default[-1]:,.0f} samples/s  "
-              f"terminal {rate / 1000:.1f} kB/s", flush=True)
+        print(
+            f"repeat {repeat + 1}: headless 1 BLAS thread {one[-1]:,.0f}  TUI {tui[-1]:,.0f}  "
+            f"headless default threads {default[-1]:,.0f} samples/s  "
+            f"terminal {rate / 1000:.1f} kB/s",
+            flush=True,
+        )
     keys, startup = latencies(config, args.rounds)
     print()
-    print(f"config: glyphs, LeNet-5, {args.epochs} epochs, batch 64, terminal "
-          f"{SIZE[0]}x{SIZE[1]}")
-    print(f"throughput under the TUI: {statistics.median(tui):,.0f} samples/s = "
-          f"{statistics.median(tui) / statistics.median(one):.0%} of headless with one BLAS "
-          f"thread ({statistics.median(one):,.0f}); headless with default BLAS threads: "
-          f"{statistics.median(default):,.0f}")
-    print(f"key to visible change while training: p50 {percentile(keys, 50) * 1000:.0f} ms, "
-          f"p95 {percentile(keys, 95) * 1000:.0f} ms, max {max(keys) * 1000:.0f} ms "
-          f"({len(keys)} presses)")
+    print(f"config: glyphs, LeNet-5, {args.epochs} epochs, batch 64, terminal {SIZE[0]}x{SIZE[1]}")
+    print(
+        f"throughput under the TUI: {statistics.median(tui):,.0f} samples/s = "
+        f"{statistics.median(tui) / statistics.median(one):.0%} of headless with one BLAS "
+        f"thread ({statistics.median(one):,.0f}); headless with default BLAS threads: "
+        f"{statistics.median(default):,.0f}"
+    )
+    print(
+        f"key to visible change while training: p50 {percentile(keys, 50) * 1000:.0f} ms, "
+        f"p95 {percentile(keys, 95) * 1000:.0f} ms, max {max(keys) * 1000:.0f} ms "
+        f"({len(keys)} presses)"
+    )
     print(f"startup to first frame: {startup * 1000:.0f} ms")
     print(f"terminal output while training: {statistics.median(rates) / 1000:.1f} kB/s")
 

@@ -12,8 +12,13 @@ import numbers
 
 def positive_int(owner: str, name: str, value: object) -> int:
     """Return `value` as an int if it is an integer >= 1 (a numpy integer, or 3.0, too)."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value) or int(value) != value or value < 1):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or int(value) != value
+        or value < 1
+    ):
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -34,8 +39,9 @@ def positive_float(owner: str, name: str, value: object) -> float:
     return number
 
 
-def float_in(owner: str, name: str, value: object, low: float, high: float,
-             include_high: bool = False) -> float:
+def float_in(
+    owner: str, name: str, value: object, low: float, high: float, include_high: bool = False
+) -> float:
     """Return `value` as a float in [low, high) (or [low, high] with include_high)."""
     number = _finite_float(owner, name, value)
     ok = low <= number <= high if include_high else low <= number < high

@@ -66,8 +66,9 @@ def _shape(text: str) -> tuple[int, ...]:
 def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags shared by `nnlib train` and `nntui`; they override --config values."""
     parser.add_argument("--config", metavar="FILE.toml", help="load an experiment config file")
-    parser.add_argument("--dataset", help="built-in name (see `nnlib datasets`) or a .npz/.csv "
-                                          "file or IDX folder")
+    parser.add_argument(
+        "--dataset", help="built-in name (see `nnlib datasets`) or a .npz/.csv file or IDX folder"
+    )
     parser.add_argument("--arch", metavar="SPEC", help="architecture spec, e.g. 784-128-10")
     parser.add_argument("--epochs", type=_positive_int)
     parser.add_argument("--batch-size", type=_positive_int)
@@ -78,10 +79,15 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--validation-split", type=float)
     parser.add_argument("--subset", type=_positive_int, help="train on the first N samples")
-    parser.add_argument("--data-dir", help="data folder (default: $NNLIB_DATA_DIR, the "
-                                           "checkout's datasets/, or a per-user cache)")
-    parser.add_argument("--run-dir", help="write the run log here (default: a new directory "
-                                          "under ./runs or $NNLIB_RUNS_DIR)")
+    parser.add_argument(
+        "--data-dir",
+        help="data folder (default: $NNLIB_DATA_DIR, the "
+        "checkout's datasets/, or a per-user cache)",
+    )
+    parser.add_argument(
+        "--run-dir",
+        help="write the run log here (default: a new directory under ./runs or $NNLIB_RUNS_DIR)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -90,29 +96,50 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
     try:
         base = ExperimentConfig.load(args.config) if args.config else ExperimentConfig()
-        return base.replace(dataset=args.dataset, arch=args.arch, epochs=args.epochs,
-                            batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                            momentum=args.momentum, weight_decay=args.weight_decay,
-                            seed=args.seed, validation_split=args.validation_split,
-                            subset=args.subset, data_dir=args.data_dir, run_dir=args.run_dir)
+        return base.replace(
+            dataset=args.dataset,
+            arch=args.arch,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            validation_split=args.validation_split,
+            subset=args.subset,
+            data_dir=args.data_dir,
+            run_dir=args.run_dir,
+        )
     except ConfigError as error:
         raise UsageError(str(error)) from None
 
 
 def _parser() -> OneLineParser:
-    parser = OneLineParser(prog="nnlib", description="Train and inspect numpy neural networks "
-                                               "without a UI.")
+    parser = OneLineParser(
+        prog="nnlib", description="Train and inspect numpy neural networks without a UI."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     train = commands.add_parser("train", help="train a model and write a run directory")
     add_experiment_arguments(train)
-    train.add_argument("--histogram-every", type=_positive_int,
-                       help="weight/gradient histograms every N batches (default 50)")
-    train.add_argument("--early-stopping", type=_non_negative_int, metavar="PATIENCE",
-                       help="stop when val_loss has not improved for PATIENCE epochs")
+    train.add_argument(
+        "--histogram-every",
+        type=_positive_int,
+        help="weight/gradient histograms every N batches (default 50)",
+    )
+    train.add_argument(
+        "--early-stopping",
+        type=_non_negative_int,
+        metavar="PATIENCE",
+        help="stop when val_loss has not improved for PATIENCE epochs",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress output")
-    train.add_argument("--threads", type=_positive_int,
-                       help="BLAS threads (default: 1 on machines with 2 cores or fewer, "
-                            "where more were measured slower; else the BLAS default)")
+    train.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="BLAS threads (default: 1 on machines with 2 cores or fewer, "
+        "where more were measured slower; else the BLAS default)",
+    )
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved model on a dataset")
     evaluate.add_argument("checkpoint", help="a model .npz written by nnlib")
@@ -141,8 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = _parser().parse_args(argv)
-        return {"train": _train, "evaluate": _evaluate, "summary": _summary,
-                "datasets": _datasets, "runs": _runs}[args.command](args)
+        return {
+            "train": _train,
+            "evaluate": _evaluate,
+            "summary": _summary,
+            "datasets": _datasets,
+            "runs": _runs,
+        }[args.command](args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -192,8 +224,11 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     run_dir = experiment.run_dir
-    print(f"run: {run_dir}  arch: {experiment.arch}  "
-          f"params: {experiment.model.summary().total_params:,}", file=sys.stderr)
+    print(
+        f"run: {run_dir}  arch: {experiment.arch}  "
+        f"params: {experiment.model.summary().total_params:,}",
+        file=sys.stderr,
+    )
     threads = args.threads if args.threads is not None else default_blas_threads()
     try:
         with blas_threads(threads):
@@ -202,8 +237,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"interrupted; run log and final model in {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # the run log already holds the 'end' event with the error
-        return _fail(f"training failed: {type(error).__name__}: {error} (log: {run_dir})",
-                     EXIT_FAILED)
+        return _fail(
+            f"training failed: {type(error).__name__}: {error} (log: {run_dir})", EXIT_FAILED
+        )
     if history.reason == "diverged":
         return _fail(f"training diverged (loss is NaN or inf); log: {run_dir}", EXIT_FAILED)
     if len(data.x_test):
@@ -224,21 +260,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:
-        data = _load_data_or_fail(ExperimentConfig(dataset=args.dataset, data_dir=args.data_dir,
-                                                   **_preparation_of(Path(args.checkpoint))))
+        data = _load_data_or_fail(
+            ExperimentConfig(
+                dataset=args.dataset,
+                data_dir=args.data_dir,
+                **_preparation_of(Path(args.checkpoint)),
+            )
+        )
     except ValueError as error:
         return _fail(str(error), EXIT_FAILED)
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
     if tuple(data.input_shape) != model.input_shape:
-        raise UsageError(f"{args.checkpoint} expects inputs of shape {model.input_shape}, "
-                         f"{args.dataset} has {tuple(data.input_shape)}")
+        raise UsageError(
+            f"{args.checkpoint} expects inputs of shape {model.input_shape}, "
+            f"{args.dataset} has {tuple(data.input_shape)}"
+        )
     if model.output_shape != (outputs_for(data),):
-        raise UsageError(f"{args.checkpoint} outputs {model.output_shape} values per sample, "
-                         f"{args.dataset} needs {outputs_for(data)}")
+        raise UsageError(
+            f"{args.checkpoint} outputs {model.output_shape} values per sample, "
+            f"{args.dataset} needs {outputs_for(data)}"
+        )
     loss = SoftmaxCrossEntropy() if data.task == "classification" else MSE()
     result = model.evaluate(x, y, loss)
-    print(f"{args.split} ({len(x)} samples)  " +
-          "  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    print(
+        f"{args.split} ({len(x)} samples)  " + "  ".join(f"{k} {v:.4f}" for k, v in result.items())
+    )
     return EXIT_OK
 
 
@@ -261,6 +307,7 @@ def _summary(args: argparse.Namespace) -> int:
     shape = args.input_shape
     if shape is None:
         from . import datasets
+
         try:
             shape = datasets.load(args.dataset).input_shape
         except ValueError as error:
@@ -279,14 +326,26 @@ def _datasets(args: argparse.Namespace) -> int:
 
     rows = [("name", "task", "shape", "classes", "train", "test", "on disk", "description")]
     for info in datasets.available():
-        rows.append((info.name, info.task, "x".join(map(str, info.input_shape)),
-                     str(info.num_classes or "-"), str(info.train_size), str(info.test_size),
-                     "yes" if info.on_disk else "no", info.description))
+        rows.append(
+            (
+                info.name,
+                info.task,
+                "x".join(map(str, info.input_shape)),
+                str(info.num_classes or "-"),
+                str(info.train_size),
+                str(info.test_size),
+                "yes" if info.on_disk else "no",
+                info.description,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(7)]
     for row in rows:
         *columns, description = row
-        print("  ".join(cell.ljust(width) for cell, width in zip(columns, widths, strict=True))
-              + "  " + description)
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(columns, widths, strict=True))
+            + "  "
+            + description
+        )
     return EXIT_OK
 
 
@@ -306,8 +365,7 @@ def _runs(args: argparse.Namespace) -> int:
             elif event.type in ("histograms", "confusion"):
                 continue
             else:
-                text = "  ".join(f"{k}={v}" for k, v in event.data.items()
-                                 if k not in ("config",))
+                text = "  ".join(f"{k}={v}" for k, v in event.data.items() if k not in ("config",))
             print(f"step {event.step:>7}  {event.type:<11} {text}", flush=True)
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -60,30 +60,61 @@ class ExperimentConfig:
 
     def validate(self) -> ExperimentConfig:
         """Raise ConfigError naming the first bad field."""
-        _require(isinstance(self.dataset, str) and self.dataset.strip() != "", "dataset",
-                 "a dataset name or a file path", self.dataset)
-        _require(self.arch is None or (isinstance(self.arch, str) and self.arch.strip() != ""),
-                 "arch", "an architecture spec such as 784-128-10", self.arch)
+        _require(
+            isinstance(self.dataset, str) and self.dataset.strip() != "",
+            "dataset",
+            "a dataset name or a file path",
+            self.dataset,
+        )
+        _require(
+            self.arch is None or (isinstance(self.arch, str) and self.arch.strip() != ""),
+            "arch",
+            "an architecture spec such as 784-128-10",
+            self.arch,
+        )
         for name in ("epochs", "batch_size", "histogram_every"):
             value = getattr(self, name)
             _require(_is_int(value) and value >= 1, name, "a positive integer", value)
-        _require(_is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer",
-                 self.seed)
-        _require(self.subset is None or (_is_int(self.subset) and self.subset >= 1), "subset",
-                 "a positive number of samples", self.subset)
-        _require(self.optimizer in OPTIMIZER_NAMES, "optimizer",
-                 f"one of {', '.join(OPTIMIZER_NAMES)}", self.optimizer)
+        _require(_is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer", self.seed)
+        _require(
+            self.subset is None or (_is_int(self.subset) and self.subset >= 1),
+            "subset",
+            "a positive number of samples",
+            self.subset,
+        )
+        _require(
+            self.optimizer in OPTIMIZER_NAMES,
+            "optimizer",
+            f"one of {', '.join(OPTIMIZER_NAMES)}",
+            self.optimizer,
+        )
         _require(_is_number(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)
-        _require(_is_number(self.momentum) and 0 <= self.momentum < 1, "momentum",
-                 "a number in [0, 1)", self.momentum)
-        _require(_is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
-                 "a number >= 0", self.weight_decay)
-        _require(_is_number(self.validation_split) and 0 <= self.validation_split < 1,
-                 "validation_split", "a fraction in [0, 1)", self.validation_split)
+        _require(
+            _is_number(self.momentum) and 0 <= self.momentum < 1,
+            "momentum",
+            "a number in [0, 1)",
+            self.momentum,
+        )
+        _require(
+            _is_number(self.weight_decay) and self.weight_decay >= 0,
+            "weight_decay",
+            "a number >= 0",
+            self.weight_decay,
+        )
+        _require(
+            _is_number(self.validation_split) and 0 <= self.validation_split < 1,
+            "validation_split",
+            "a fraction in [0, 1)",
+            self.validation_split,
+        )
         for name in ("data_dir", "run_dir"):
             value = getattr(self, name)
-            _require(value is None or (isinstance(value, str) and value.strip() != ""), name,
-                     "a folder path", value)
+            _require(
+                value is None or (isinstance(value, str) and value.strip() != ""),
+                name,
+                "a folder path",
+                value,
+            )
         return self
 
     # -- conversions ----------------------------------------------------------------------
@@ -101,8 +132,9 @@ class ExperimentConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown field {unknown[0]!r}; known fields: "
-                              f"{', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{source}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(known))}"
+            )
         try:
             return cls(**values)
         except ConfigError as error:
@@ -149,8 +181,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _require(ok: bool, field_name: str, expected: str, value: Any) -> None:

@@ -27,8 +27,9 @@ from .trainer import Trainer
 def default_arch(input_shape: tuple[int, ...], task: str, outputs: int) -> str:
     """A small architecture that trains in seconds on this kind of input."""
     if len(input_shape) == 3:
-        return f"conv(8,3) relu maxpool(2) conv(16,3) relu maxpool(2) dense(64) relu " \
-               f"dense({outputs})"
+        return (
+            f"conv(8,3) relu maxpool(2) conv(16,3) relu maxpool(2) dense(64) relu dense({outputs})"
+        )
     features = math.prod(input_shape)
     if task == "regression":
         return f"{features}-32-32-{outputs}:tanh"
@@ -53,16 +54,22 @@ class Experiment:
     def fit(self) -> History:
         """Train with the config's epochs and batch size; returns the History."""
         validation = (self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
-        return self.trainer.fit(self.data.x_train, self.data.y_train, epochs=self.config.epochs,
-                                batch_size=self.config.batch_size, validation_data=validation,
-                                seed=self.config.seed)
+        return self.trainer.fit(
+            self.data.x_train,
+            self.data.y_train,
+            epochs=self.config.epochs,
+            batch_size=self.config.batch_size,
+            validation_data=validation,
+            seed=self.config.seed,
+        )
 
 
 def load_data(config: ExperimentConfig) -> datasets.Prepared:
     """Load and prepare the config's dataset (normalised, split, subset)."""
     dataset = datasets.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
-    return datasets.prepare(dataset, validation_split=config.validation_split,
-                            subset=config.subset, seed=config.seed)
+    return datasets.prepare(
+        dataset, validation_split=config.validation_split, subset=config.subset, seed=config.seed
+    )
 
 
 def outputs_for(data: datasets.Prepared) -> int:
@@ -70,9 +77,13 @@ def outputs_for(data: datasets.Prepared) -> int:
     return data.num_classes if data.task == "classification" else int(data.y_train.shape[1])
 
 
-def setup(config: ExperimentConfig, callbacks: Sequence[Callback] = (),
-          data: datasets.Prepared | None = None, run_root: str | Path | None = None,
-          checkpoints: bool = False) -> Experiment:
+def setup(
+    config: ExperimentConfig,
+    callbacks: Sequence[Callback] = (),
+    data: datasets.Prepared | None = None,
+    run_root: str | Path | None = None,
+    checkpoints: bool = False,
+) -> Experiment:
     """Build everything a run needs. Raises ValueError (with a clear message) on a bad
     dataset, spec or hyperparameter. With `checkpoints`, the run directory also gets
     best.npz (best validation loss) and model.npz (written when the run ends, however)."""
@@ -81,34 +92,46 @@ def setup(config: ExperimentConfig, callbacks: Sequence[Callback] = (),
     arch = config.arch or default_arch(tuple(data.input_shape), data.task, outputs)
     model = build(arch, data.input_shape, seed=config.seed)
     if model.output_shape != (outputs,):
-        raise ValueError(f"arch: the model outputs {model.output_shape} values per sample but "
-                         f"{data.dataset.name} needs {outputs}; end the spec with "
-                         f"dense({outputs})")
+        raise ValueError(
+            f"arch: the model outputs {model.output_shape} values per sample but "
+            f"{data.dataset.name} needs {outputs}; end the spec with "
+            f"dense({outputs})"
+        )
     loss: Loss = SoftmaxCrossEntropy() if data.task == "classification" else MSE()
     hyper = {"lr": config.lr, "weight_decay": config.weight_decay}
     if config.optimizer == "sgd":
         hyper["momentum"] = config.momentum
     optimizer = make_optimizer(config.optimizer, **hyper)
-    run_dir = Path(config.run_dir) if config.run_dir else new_run_dir(
-        run_root, Path(config.dataset).stem)
-    record = {**config.to_dict(), "arch": model.spec, "run_dir": str(run_dir),
-              "dataset_info": {"name": data.dataset.name, "task": data.task,
-                               "input_shape": list(data.input_shape),
-                               "num_classes": data.num_classes,
-                               "train": len(data.x_train), "validation": len(data.x_val),
-                               "test": len(data.x_test),
-                               "normalization": data.normalization}}
+    run_dir = (
+        Path(config.run_dir) if config.run_dir else new_run_dir(run_root, Path(config.dataset).stem)
+    )
+    record = {
+        **config.to_dict(),
+        "arch": model.spec,
+        "run_dir": str(run_dir),
+        "dataset_info": {
+            "name": data.dataset.name,
+            "task": data.task,
+            "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes,
+            "train": len(data.x_train),
+            "validation": len(data.x_val),
+            "test": len(data.x_test),
+            "normalization": data.normalization,
+        },
+    }
     # experiment.toml reruns this experiment: `nnlib train --config <run>/experiment.toml`.
     dataclasses.replace(config, arch=model.spec, run_dir=None).save(run_dir / "experiment.toml")
     monitor = Monitor(every=config.histogram_every, class_names=data.class_names)
     saving: list[Callback] = []
     if checkpoints:
         best_of = "val_loss" if len(data.x_val) else "loss"
-        saving = [ModelCheckpoint(run_dir / "best.npz", monitor=best_of),
-                  ModelCheckpoint(run_dir / "model.npz", save_best_only=False, at_end=True)]
+        saving = [
+            ModelCheckpoint(run_dir / "best.npz", monitor=best_of),
+            ModelCheckpoint(run_dir / "model.npz", save_best_only=False, at_end=True),
+        ]
     logger = RunLogger(run_dir=run_dir, config=record)
     # The logger goes last so that what other callbacks emit while the run ends is logged.
-    trainer = Trainer(model, loss, optimizer,
-                      callbacks=[monitor, *callbacks, *saving, logger])
+    trainer = Trainer(model, loss, optimizer, callbacks=[monitor, *callbacks, *saving, logger])
     trainer.batch_size = config.batch_size
     return Experiment(config, data, model, loss, trainer, run_dir)

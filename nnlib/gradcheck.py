@@ -36,9 +36,16 @@ class GradcheckResult:
         return "\n".join([*lines, f"worst: {self.worst} {self.max_error:.2e}"])
 
 
-def gradcheck(target: Layer | Sequential, x: np.ndarray, y: np.ndarray | None = None,
-              loss: Loss | None = None, eps: float = 1e-6, wrt_input: bool = True,
-              max_checks: int | None = None, seed: int = 0) -> GradcheckResult:
+def gradcheck(
+    target: Layer | Sequential,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    loss: Loss | None = None,
+    eps: float = 1e-6,
+    wrt_input: bool = True,
+    max_checks: int | None = None,
+    seed: int = 0,
+) -> GradcheckResult:
     """Compare analytic and numerical gradients; returns the relative error of each array.
 
     relative error = ||analytic - numeric|| / (||analytic|| + ||numeric||), the 2-norm over
@@ -76,8 +83,7 @@ def gradcheck(target: Layer | Sequential, x: np.ndarray, y: np.ndarray | None = 
     _, upstream = objective(x)
     input_grad = target.backward(upstream)
     arrays = {"input": (x, input_grad)} if wrt_input else {}
-    params = target.parameters() if isinstance(target, Sequential) else list(
-        target.params.values())
+    params = target.parameters() if isinstance(target, Sequential) else list(target.params.values())
     arrays.update({p.name: (p.value, p.grad.copy()) for p in params})
 
     result = GradcheckResult()

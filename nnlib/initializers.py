@@ -11,8 +11,14 @@ import numpy as np
 INITIALIZERS = ("he", "glorot", "normal")
 
 
-def initialize(kind: str, shape: tuple[int, ...], fan_in: int, fan_out: int,
-               rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
+def initialize(
+    kind: str,
+    shape: tuple[int, ...],
+    fan_in: int,
+    fan_out: int,
+    rng: np.random.Generator,
+    dtype: np.dtype,
+) -> np.ndarray:
     """Draw a weight array of `shape`.
 
     he:     N(0, 2/fan_in), suited to ReLU networks (He et al. 2015).

@@ -37,19 +37,26 @@ class SoftmaxCrossEntropy(Loss):
     def forward(self, predictions: np.ndarray, targets: np.ndarray) -> float:
         logits, labels = predictions, np.asarray(targets)
         if logits.ndim != 2:
-            raise ValueError(f"SoftmaxCrossEntropy: expected logits of shape (batch, classes), "
-                             f"got {logits.shape}")
+            raise ValueError(
+                f"SoftmaxCrossEntropy: expected logits of shape (batch, classes), "
+                f"got {logits.shape}"
+            )
         if labels.shape != (logits.shape[0],):
-            raise ValueError(f"SoftmaxCrossEntropy: expected {logits.shape[0]} integer labels, "
-                             f"got an array of shape {labels.shape}")
+            raise ValueError(
+                f"SoftmaxCrossEntropy: expected {logits.shape[0]} integer labels, "
+                f"got an array of shape {labels.shape}"
+            )
         if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"SoftmaxCrossEntropy: labels must be integer class indices, "
-                             f"got dtype {labels.dtype}")
+            raise ValueError(
+                f"SoftmaxCrossEntropy: labels must be integer class indices, "
+                f"got dtype {labels.dtype}"
+            )
         classes = logits.shape[1]
         if labels.size and (labels.min() < 0 or labels.max() >= classes):
             bad = labels[(labels < 0) | (labels >= classes)][0]
-            raise ValueError(f"SoftmaxCrossEntropy: label {bad} is out of range for "
-                             f"{classes} classes")
+            raise ValueError(
+                f"SoftmaxCrossEntropy: label {bad} is out of range for {classes} classes"
+            )
         shifted = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
         total = exp.sum(axis=1, keepdims=True)
@@ -81,8 +88,10 @@ class MSE(Loss):
         if targets.ndim == 1 and predictions.ndim == 2 and predictions.shape[1] == 1:
             targets = targets[:, None]
         if targets.shape != predictions.shape:
-            raise ValueError(f"MSE: predictions have shape {predictions.shape} but targets "
-                             f"have shape {targets.shape}")
+            raise ValueError(
+                f"MSE: predictions have shape {predictions.shape} but targets "
+                f"have shape {targets.shape}"
+            )
         self._diff = predictions - targets.astype(predictions.dtype, copy=False)
         return float(np.mean(self._diff * self._diff))
 

@@ -22,8 +22,10 @@ def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """counts[true, predicted] as int64."""
     # int64 first: uint8 labels (raw IDX files, user arrays) times num_classes wrap at 256.
-    return np.bincount(np.asarray(labels, dtype=np.int64) * num_classes + predicted,
-                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(
+        np.asarray(labels, dtype=np.int64) * num_classes + predicted,
+        minlength=num_classes * num_classes,
+    ).reshape(num_classes, num_classes)
 
 
 def precision_recall(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,8 +37,7 @@ def precision_recall(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return precision, recall
 
 
-def evaluate_predictions(outputs: np.ndarray, targets: np.ndarray, loss: Loss
-                         ) -> dict[str, float]:
+def evaluate_predictions(outputs: np.ndarray, targets: np.ndarray, loss: Loss) -> dict[str, float]:
     """Mean loss, plus accuracy for a classification loss."""
     result = {"loss": loss(outputs, targets)}
     if getattr(loss, "task", "classification") == "classification":

@@ -50,19 +50,36 @@ class Summary:
         """A Keras-like table of layers, output shapes, parameters and memory."""
         rows = [("layer", "output shape", "params", f"act. mem/batch {batch_size}")]
         for layer in self.layers:
-            rows.append((layer.name, str((None, *layer.output_shape)), f"{layer.params:,}",
-                         human_bytes(layer.activation_bytes * batch_size)))
+            rows.append(
+                (
+                    layer.name,
+                    str((None, *layer.output_shape)),
+                    f"{layer.params:,}",
+                    human_bytes(layer.activation_bytes * batch_size),
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
-                           for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-                 for row in rows]
+        lines = [
+            "  ".join(
+                cell.ljust(w) if i < 2 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+            for row in rows
+        ]
         rule = "-" * len(lines[0])
         param_bytes = self.total_params * self.bytes_per_value
-        return "\n".join([f"input shape: {(None, *self.input_shape)}", lines[0], rule,
-                          *lines[1:], rule,
-                          f"total params: {self.total_params:,} ({human_bytes(param_bytes)})",
-                          f"activations per batch of {batch_size}: "
-                          f"{human_bytes(self.activation_bytes(batch_size))}"])
+        return "\n".join(
+            [
+                f"input shape: {(None, *self.input_shape)}",
+                lines[0],
+                rule,
+                *lines[1:],
+                rule,
+                f"total params: {self.total_params:,} ({human_bytes(param_bytes)})",
+                f"activations per batch of {batch_size}: "
+                f"{human_bytes(self.activation_bytes(batch_size))}",
+            ]
+        )
 
     def __str__(self) -> str:
         return self.format()
@@ -85,8 +102,13 @@ class Sequential:
     >>> model = Sequential([Dense(10)], input_shape=(4,), seed=0)
     """
 
-    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int] | None = None,
-                 seed: int | None = 0, dtype: np.dtype | type = np.float32) -> None:
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        input_shape: Sequence[int] | None = None,
+        seed: int | None = 0,
+        dtype: np.dtype | type = np.float32,
+    ) -> None:
         self.layers: list[Layer] = list(layers)
         if not self.layers:
             raise ValueError("Sequential: a model needs at least one layer")
@@ -134,8 +156,10 @@ class Sequential:
         self._require_built()
         x = np.asarray(x)
         if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"model input: expected shape (batch, "
-                             f"{', '.join(map(str, self.input_shape))}), got {x.shape}")
+            raise ValueError(
+                f"model input: expected shape (batch, "
+                f"{', '.join(map(str, self.input_shape))}), got {x.shape}"
+            )
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         for layer in self.layers:
@@ -156,7 +180,7 @@ class Sequential:
         dL/d(input): training never uses it and the layers before it have nothing to fill.
         (An MLP starts with a Flatten; without this its first Dense pays a needless GEMM.)"""
         first = next((k for k, layer in enumerate(self.layers) if layer.params), 0)
-        for layer in reversed(self.layers[first + 1:]):
+        for layer in reversed(self.layers[first + 1 :]):
             grad = layer.backward(grad)
         self.layers[first].backward(grad, need_input_grad=False)
 
@@ -176,15 +200,16 @@ class Sequential:
         was_training = self.training
         self.eval()
         try:
-            outputs = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+            outputs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         finally:
             self.train(was_training)
         if not outputs:
             return np.zeros((0, *self.layers[-1].output_shape), dtype=self.dtype)
         return np.concatenate(outputs)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, loss: Loss,
-                 batch_size: int = 256) -> dict[str, float]:
+    def evaluate(
+        self, x: np.ndarray, y: np.ndarray, loss: Loss, batch_size: int = 256
+    ) -> dict[str, float]:
         """Mean loss (and accuracy for a classification loss) over `x`, in batches."""
         check_finite("evaluate x", np.asarray(x))
         return evaluate_predictions(self.predict(x, batch_size), y, loss)
@@ -201,8 +226,9 @@ class Sequential:
         for layer in self.layers:
             if layer.name == name:
                 return layer
-        raise KeyError(f"no layer named {name!r}; layers are "
-                       f"{', '.join(layer.name for layer in self.layers)}")
+        raise KeyError(
+            f"no layer named {name!r}; layers are {', '.join(layer.name for layer in self.layers)}"
+        )
 
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)
@@ -220,8 +246,9 @@ class Sequential:
             if name not in params:
                 raise ValueError(f"set_weights: the model has no parameter {name!r}")
             if value.shape != params[name].value.shape:
-                raise ValueError(f"set_weights: {name} has shape {params[name].value.shape}, "
-                                 f"got {value.shape}")
+                raise ValueError(
+                    f"set_weights: {name} has shape {params[name].value.shape}, got {value.shape}"
+                )
             params[name].value[...] = value
 
     def to(self, dtype: np.dtype | type) -> Sequential:
@@ -236,6 +263,7 @@ class Sequential:
     def spec(self) -> str:
         """The architecture in the spec grammar; `build(model.spec, shape)` rebuilds it."""
         from .spec import to_spec
+
         return to_spec(self)
 
     @property
@@ -246,31 +274,51 @@ class Sequential:
     def summary(self) -> Summary:
         """Per layer: output shape, parameter count and activation memory per sample."""
         self._require_built()
-        return Summary(self.input_shape, tuple(
-            LayerSummary(layer.name, type(layer).__name__, layer.output_shape, layer.num_params,
-                         int(np.prod(layer.output_shape)) * self.dtype.itemsize)
-            for layer in self.layers), self.dtype.itemsize)
+        return Summary(
+            self.input_shape,
+            tuple(
+                LayerSummary(
+                    layer.name,
+                    type(layer).__name__,
+                    layer.output_shape,
+                    layer.num_params,
+                    int(np.prod(layer.output_shape)) * self.dtype.itemsize,
+                )
+                for layer in self.layers
+            ),
+            self.dtype.itemsize,
+        )
 
     def _require_built(self) -> None:
         if self.input_shape is None:
-            raise ValueError("Sequential: the model is not built; pass input_shape=... or call "
-                             "model.build(input_shape)")
+            raise ValueError(
+                "Sequential: the model is not built; pass input_shape=... or call "
+                "model.build(input_shape)"
+            )
 
     # -- persistence ----------------------------------------------------------------------
     def architecture(self) -> dict:
         """JSON-able description that rebuilds the model (without weights)."""
         self._require_built()
-        return {"format": FORMAT, "version": FORMAT_VERSION, "input_shape": self.input_shape,
-                "seed": self.seed, "dtype": self.dtype.name,
-                "layers": [{"type": type(layer).__name__, "name": layer.name,
-                            "config": layer.config()} for layer in self.layers]}
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "input_shape": self.input_shape,
+            "seed": self.seed,
+            "dtype": self.dtype.name,
+            "layers": [
+                {"type": type(layer).__name__, "name": layer.name, "config": layer.config()}
+                for layer in self.layers
+            ],
+        }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write architecture and weights to one `.npz`, atomically (temp file, then rename)."""
         path = Path(path)
         if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz") if path.suffix else \
-                path.with_suffix(".npz")
+            path = (
+                path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+            )
         arrays = {f"param/{name}": value for name, value in self.get_weights().items()}
         arrays["architecture"] = np.array(json.dumps(self.architecture()))
         atomic_write(path, lambda handle: np.savez(handle, **arrays))
@@ -293,14 +341,23 @@ def load(path: str | os.PathLike) -> Sequential:
             if "architecture" not in archive.files:
                 raise ValueError(f"{path}: not an nnlib model (no architecture record)")
             architecture = json.loads(str(archive["architecture"]))
-            weights = {key[len("param/"):]: archive[key] for key in archive.files
-                       if key.startswith("param/")}
+            weights = {
+                key[len("param/") :]: archive[key]
+                for key in archive.files
+                if key.startswith("param/")
+            }
     except ValueError as error:
         if str(error).startswith(str(path)):
             raise
         raise ValueError(f"{path}: corrupt or truncated model file ({error})") from None
-    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, KeyError,
-            NotImplementedError) as error:
+    except (
+        OSError,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        KeyError,
+        NotImplementedError,
+    ) as error:
         raise ValueError(f"{path}: corrupt or truncated model file ({error})") from None
     model = from_architecture(architecture, source=str(path))
     expected = model.named_parameters()
@@ -311,8 +368,10 @@ def load(path: str | os.PathLike) -> Sequential:
         raise ValueError(f"{path}: weights do not match the architecture ({detail})")
     for name, value in weights.items():
         if value.shape != expected[name].value.shape:
-            raise ValueError(f"{path}: {name} has shape {value.shape}, the architecture needs "
-                             f"{expected[name].value.shape}")
+            raise ValueError(
+                f"{path}: {name} has shape {value.shape}, the architecture needs "
+                f"{expected[name].value.shape}"
+            )
     model.set_weights(weights)
     return model
 
@@ -323,19 +382,25 @@ def from_architecture(architecture: dict, source: str = "architecture") -> Seque
         raise ValueError(f"{source}: not an nnlib model architecture")
     try:
         if architecture.get("version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{source}: written by a newer nnlib (format version "
-                             f"{architecture['version']}, this one reads {FORMAT_VERSION})")
+            raise ValueError(
+                f"{source}: written by a newer nnlib (format version "
+                f"{architecture['version']}, this one reads {FORMAT_VERSION})"
+            )
         layers = []
         for record in architecture["layers"]:
             cls = LAYER_TYPES.get(record.get("type"))
             if cls is None:
                 raise ValueError(f"{source}: unknown layer type {record.get('type')!r}")
-            config = {k: tuple(v) if isinstance(v, list) else v
-                      for k, v in record["config"].items()}
+            config = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()
+            }
             layers.append(cls(**config, name=record["name"]))
-        return Sequential(layers, input_shape=architecture["input_shape"],
-                          seed=architecture.get("seed"),
-                          dtype=architecture.get("dtype", "float32"))
+        return Sequential(
+            layers,
+            input_shape=architecture["input_shape"],
+            seed=architecture.get("seed"),
+            dtype=architecture.get("dtype", "float32"),
+        )
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         # A hand-edited or damaged record: say which file, not just which Python error.
         if str(error).startswith(source):

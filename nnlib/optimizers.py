@@ -63,8 +63,9 @@ class Optimizer(ABC):
             self.update(param, grad, lr, self.state.setdefault(param.name, {}))
 
     @abstractmethod
-    def update(self, param: Param, grad: np.ndarray, lr: float,
-               state: dict[str, np.ndarray]) -> None:
+    def update(
+        self, param: Param, grad: np.ndarray, lr: float, state: dict[str, np.ndarray]
+    ) -> None:
         """Update `param.value` in place."""
 
     def config(self) -> dict[str, float]:
@@ -88,14 +89,21 @@ class SGD(Optimizer):
     name = "sgd"
     hyperparameters = ("lr", "momentum", "weight_decay", "decay")
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 decay: float = 0.0, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        decay: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(lr, decay, weight_decay)
         self.momentum = momentum
         self.nesterov = bool(nesterov)
 
-    def update(self, param: Param, grad: np.ndarray, lr: float,
-               state: dict[str, np.ndarray]) -> None:
+    def update(
+        self, param: Param, grad: np.ndarray, lr: float, state: dict[str, np.ndarray]
+    ) -> None:
         if not self.momentum and "velocity" not in state:
             param.value -= lr * grad
             return
@@ -117,15 +125,23 @@ class Adam(Optimizer):
     name = "adam"
     hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay", "decay")
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, decay: float = 0.0, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        decay: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(lr, decay, weight_decay)
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
 
-    def update(self, param: Param, grad: np.ndarray, lr: float,
-               state: dict[str, np.ndarray]) -> None:
+    def update(
+        self, param: Param, grad: np.ndarray, lr: float, state: dict[str, np.ndarray]
+    ) -> None:
         m = slot(state, "m", param.value)
         v = slot(state, "v", param.value)
         t = state["t"] = state.get("t", 0) + 1
@@ -134,7 +150,7 @@ class Adam(Optimizer):
         v *= self.beta2
         v += (1.0 - self.beta2) * grad * grad
         # A Python float: a numpy float64 scalar would promote the float32 update to float64.
-        step = lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        step = lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
         param.value -= step * m / (np.sqrt(v) + self.eps)
 
 
@@ -144,14 +160,21 @@ class RMSProp(Optimizer):
     name = "rmsprop"
     hyperparameters = ("lr", "rho", "eps", "weight_decay", "decay")
 
-    def __init__(self, lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-7,
-                 decay: float = 0.0, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        rho: float = 0.9,
+        eps: float = 1e-7,
+        decay: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(lr, decay, weight_decay)
         self.rho = rho
         self.eps = eps
 
-    def update(self, param: Param, grad: np.ndarray, lr: float,
-               state: dict[str, np.ndarray]) -> None:
+    def update(
+        self, param: Param, grad: np.ndarray, lr: float, state: dict[str, np.ndarray]
+    ) -> None:
         mean_square = slot(state, "mean_square", param.value)
         mean_square *= self.rho
         mean_square += (1.0 - self.rho) * grad * grad
@@ -166,8 +189,9 @@ def make_optimizer(name: str, **hyperparameters: Any) -> Optimizer:
     try:
         cls = OPTIMIZERS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of "
-                         f"{', '.join(OPTIMIZERS)}") from None
+        raise ValueError(
+            f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}"
+        ) from None
     accepted = set(inspect.signature(cls).parameters)
     unknown = [k for k, v in hyperparameters.items() if v is not None and k not in accepted]
     if unknown:

@@ -47,10 +47,17 @@ SCHEMA_VERSION = 1
 EVENTS_FILE = "events.jsonl"
 CONFIG_FILE = "config.json"
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "run_start": ("run", "config"), "batch": ("epoch", "batch", "loss"),
-    "epoch": ("epoch", "loss"), "histograms": ("layers",), "confusion": ("matrix",),
-    "hparam": ("name", "old", "new"), "pause": (), "resume": (),
-    "checkpoint": ("path",), "early_stop": ("monitor",), "diverged": ("loss",),
+    "run_start": ("run", "config"),
+    "batch": ("epoch", "batch", "loss"),
+    "epoch": ("epoch", "loss"),
+    "histograms": ("layers",),
+    "confusion": ("matrix",),
+    "hparam": ("name", "old", "new"),
+    "pause": (),
+    "resume": (),
+    "checkpoint": ("path",),
+    "early_stop": ("monitor",),
+    "diverged": ("loss",),
     "end": ("reason",),
 }
 
@@ -90,8 +97,13 @@ def _plain(value: Any) -> Any:
 
 def encode(event_type: str, step: int, data: dict[str, Any]) -> str:
     """One events.jsonl line (with the trailing newline)."""
-    record = {"v": SCHEMA_VERSION, "type": event_type, "time": round(time.time(), 3),
-              "step": int(step), **_plain(data)}
+    record = {
+        "v": SCHEMA_VERSION,
+        "type": event_type,
+        "time": round(time.time(), 3),
+        "step": int(step),
+        **_plain(data),
+    }
     return json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
 
 
@@ -104,8 +116,10 @@ def decode(line: str, where: str = "events") -> Event:
     if not isinstance(record, dict) or "type" not in record:
         raise ValueError(f"{where}: not an event record")
     if record.get("v", 0) > SCHEMA_VERSION:
-        raise ValueError(f"{where}: schema version {record['v']} is newer than this nnlib "
-                         f"reads ({SCHEMA_VERSION})")
+        raise ValueError(
+            f"{where}: schema version {record['v']} is newer than this nnlib "
+            f"reads ({SCHEMA_VERSION})"
+        )
     event_type = record.pop("type")
     missing = [f for f in REQUIRED_FIELDS.get(event_type, ()) if f not in record]
     if missing:
@@ -174,8 +188,9 @@ class EventTail:
         return events
 
 
-def follow(path: str | os.PathLike, poll: float = 0.2, idle_timeout: float | None = None
-           ) -> Iterator[Event]:
+def follow(
+    path: str | os.PathLike, poll: float = 0.2, idle_timeout: float | None = None
+) -> Iterator[Event]:
     """Yield events as a run writes them, until its 'end' event (or `idle_timeout` seconds
     without a new line). Waits for the file to appear."""
     tail, idle = EventTail(path), 0.0
@@ -223,9 +238,14 @@ class RunLogger(Callback):
     and written right after 'run_start'.
     """
 
-    def __init__(self, run_dir: str | os.PathLike | None = None, root: str | os.PathLike | None
-                 = None, name: str = "run", config: dict[str, Any] | None = None,
-                 batch_every: int = 1) -> None:
+    def __init__(
+        self,
+        run_dir: str | os.PathLike | None = None,
+        root: str | os.PathLike | None = None,
+        name: str = "run",
+        config: dict[str, Any] | None = None,
+        batch_every: int = 1,
+    ) -> None:
         if batch_every < 1:
             raise ValueError(f"RunLogger: batch_every must be >= 1, got {batch_every}")
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -242,18 +262,21 @@ class RunLogger(Callback):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # The trainer's own view goes under "trainer", so the caller's config keys (an
         # experiment's "optimizer" name, say) are never overwritten.
-        trainer_view = {"model": {"spec": trainer.model.spec,
-                                  "input_shape": trainer.model.input_shape,
-                                  "params": trainer.model.summary().total_params},
-                        "optimizer": {"name": trainer.optimizer.name,
-                                      **trainer.optimizer.config()},
-                        "loss": trainer.loss.name, "epochs": trainer.epochs,
-                        "batch_size": trainer.batch_size}
+        trainer_view = {
+            "model": {
+                "spec": trainer.model.spec,
+                "input_shape": trainer.model.input_shape,
+                "params": trainer.model.summary().total_params,
+            },
+            "optimizer": {"name": trainer.optimizer.name, **trainer.optimizer.config()},
+            "loss": trainer.loss.name,
+            "epochs": trainer.epochs,
+            "batch_size": trainer.batch_size,
+        }
         config = {**self.config, "trainer": trainer_view, "versions": versions()}
         atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(_plain(config), indent=2))
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
-        self._write("run_start", trainer.global_step, {"run": str(self.run_dir),
-                                                       "config": config})
+        self._write("run_start", trainer.global_step, {"run": str(self.run_dir), "config": config})
         early, self._early = self._early, []
         for line in early:
             self._handle.write(line)
@@ -267,8 +290,10 @@ class RunLogger(Callback):
         self._write("epoch", trainer.global_step, logs)
 
     def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:
-        step, data = data.get("step", trainer.global_step), {k: v for k, v in data.items()
-                                                            if k != "step"}
+        step, data = (
+            data.get("step", trainer.global_step),
+            {k: v for k, v in data.items() if k != "step"},
+        )
         if self._handle is None and trainer.state == "running":
             self._early.append(encode(event, step, data))  # from an earlier on_train_begin
             return
@@ -289,5 +314,5 @@ class RunLogger(Callback):
 
 def versions() -> dict[str, str]:
     from . import __version__
-    return {"nnlib": __version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+
+    return {"nnlib": __version__, "numpy": np.__version__, "python": platform.python_version()}

@@ -58,8 +58,8 @@ class SpecError(ValueError):
 @dataclass(frozen=True)
 class _TokenSyntax:
     cls: type[Layer]
-    args: tuple[str, ...]          # spec argument names, positional order
-    required: int                  # how many leading args are required
+    args: tuple[str, ...]  # spec argument names, positional order
+    required: int  # how many leading args are required
     usage: str
 
 
@@ -67,8 +67,12 @@ _SPEC_TO_INIT = {"kernel": "kernel_size", "pad": "padding", "pool": "pool_size"}
 _INIT_TO_SPEC = {v: k for k, v in _SPEC_TO_INIT.items()}
 
 _TOKENS: dict[str, _TokenSyntax] = {
-    "conv": _TokenSyntax(Conv2D, ("filters", "kernel", "stride", "pad", "init"), 2,
-                         "conv(filters, kernel, [stride=1], [pad=0|same|valid])"),
+    "conv": _TokenSyntax(
+        Conv2D,
+        ("filters", "kernel", "stride", "pad", "init"),
+        2,
+        "conv(filters, kernel, [stride=1], [pad=0|same|valid])",
+    ),
     "maxpool": _TokenSyntax(MaxPool2D, ("pool", "stride"), 1, "maxpool(pool, [stride=pool])"),
     "avgpool": _TokenSyntax(AvgPool2D, ("pool", "stride"), 1, "avgpool(pool, [stride=pool])"),
     "dense": _TokenSyntax(Dense, ("units", "init"), 1, "dense(units)"),
@@ -81,8 +85,14 @@ _TOKENS: dict[str, _TokenSyntax] = {
     "identity": _TokenSyntax(Identity, (), 0, "identity"),
     "softmax": _TokenSyntax(Softmax, (), 0, "softmax"),
 }
-_ALIASES = {"conv2d": "conv", "maxpool2d": "maxpool", "avgpool2d": "avgpool", "fc": "dense",
-            "lrelu": "leakyrelu", "linear": "identity"}
+_ALIASES = {
+    "conv2d": "conv",
+    "maxpool2d": "maxpool",
+    "avgpool2d": "avgpool",
+    "fc": "dense",
+    "lrelu": "leakyrelu",
+    "linear": "identity",
+}
 _MLP_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leakyrelu": LeakyReLU}
 
 _MLP = re.compile(r"^\s*(\d+(?:\s*-\s*\d+)+)\s*(?::\s*([a-z]+))?\s*$")
@@ -99,12 +109,15 @@ def parse(spec: str, input_shape: Sequence[int] | None = None) -> list[Layer]:
     return [layer for layer, _ in _parse_with_origins(spec, input_shape)]
 
 
-def _parse_with_origins(spec: str, input_shape: Sequence[int] | None
-                        ) -> list[tuple[Layer, _Origin | None]]:
+def _parse_with_origins(
+    spec: str, input_shape: Sequence[int] | None
+) -> list[tuple[Layer, _Origin | None]]:
     """The layers of `spec`, each with its token (None for the layers of an MLP)."""
     if not isinstance(spec, str) or not spec.strip():
-        raise SpecError("empty architecture spec; expected e.g. 784-128-10 or "
-                        "conv(8,3) relu maxpool(2) dense(10)")
+        raise SpecError(
+            "empty architecture spec; expected e.g. 784-128-10 or "
+            "conv(8,3) relu maxpool(2) dense(10)"
+        )
     mlp = _MLP.match(spec.lower())
     if mlp:
         return [(layer, None) for layer in _parse_mlp(mlp.group(1), mlp.group(2), input_shape)]
@@ -112,12 +125,15 @@ def _parse_with_origins(spec: str, input_shape: Sequence[int] | None
     for index, char in enumerate(spec):
         depth += {"(": 1, ")": -1}.get(char, 0)
         if depth < 0 or depth > 1:
-            raise SpecError(f"spec: unbalanced parenthesis at character {index + 1}",
-                            token=char, index=index)
+            raise SpecError(
+                f"spec: unbalanced parenthesis at character {index + 1}", token=char, index=index
+            )
     if depth:
         raise SpecError("spec: a '(' is never closed", token="(", index=spec.rindex("("))
-    return [(_parse_token(text, number, index), (number, index, text))
-            for number, (index, text) in enumerate(_tokens(spec), start=1)]
+    return [
+        (_parse_token(text, number, index), (number, index, text))
+        for number, (index, text) in enumerate(_tokens(spec), start=1)
+    ]
 
 
 def build(spec: str, input_shape: Sequence[int], seed: int | None = 0) -> Sequential:
@@ -132,8 +148,9 @@ def build(spec: str, input_shape: Sequence[int], seed: int | None = 0) -> Sequen
         raise SpecError(f"input shape must be positive sizes, got {input_shape}")
     parsed = _parse_with_origins(spec, input_shape)
     origins = {id(layer): origin for layer, origin in parsed}
-    model = Sequential(_insert_implicit_flattens([layer for layer, _ in parsed], input_shape),
-                       seed=seed)
+    model = Sequential(
+        _insert_implicit_flattens([layer for layer, _ in parsed], input_shape), seed=seed
+    )
     try:
         model.build(input_shape)
     except ValueError as error:
@@ -143,8 +160,7 @@ def build(spec: str, input_shape: Sequence[int], seed: int | None = 0) -> Sequen
             text = to_token(failed)
             raise SpecError(f"{text}: {error}", token=text) from None
         number, index, text = origin
-        raise SpecError(f"spec token {number} {text!r}: {error}", token=text,
-                        index=index) from None
+        raise SpecError(f"spec token {number} {text!r}: {error}", token=text, index=index) from None
     return model
 
 
@@ -179,19 +195,24 @@ def _tokens(spec: str) -> list[tuple[int, str]]:
     return tokens
 
 
-def _parse_mlp(body: str, activation: str | None, input_shape: Sequence[int] | None
-               ) -> list[Layer]:
+def _parse_mlp(body: str, activation: str | None, input_shape: Sequence[int] | None) -> list[Layer]:
     sizes = [int(part) for part in body.replace(" ", "").split("-")]
     if any(size < 1 for size in sizes):
         raise SpecError(f"MLP {body}: every layer size must be a positive integer")
     if input_shape is not None and sizes[0] != int(np.prod(input_shape)):
-        raise SpecError(f"MLP {body}: the first number is the input size, {sizes[0]}, but the "
-                        f"data has {int(np.prod(input_shape))} features per sample "
-                        f"(shape {tuple(input_shape)})", token=str(sizes[0]), index=0)
+        raise SpecError(
+            f"MLP {body}: the first number is the input size, {sizes[0]}, but the "
+            f"data has {int(np.prod(input_shape))} features per sample "
+            f"(shape {tuple(input_shape)})",
+            token=str(sizes[0]),
+            index=0,
+        )
     activation_name = _ALIASES.get(activation or "relu", activation or "relu")
     if activation_name not in _MLP_ACTIVATIONS:
-        raise SpecError(f"MLP activation {activation!r} is not one of "
-                        f"{', '.join(_MLP_ACTIVATIONS)}", token=activation)
+        raise SpecError(
+            f"MLP activation {activation!r} is not one of {', '.join(_MLP_ACTIVATIONS)}",
+            token=activation,
+        )
     layers: list[Layer] = []
     for units in sizes[1:-1]:
         layers += [Dense(units), _MLP_ACTIVATIONS[activation_name]()]
@@ -204,15 +225,26 @@ def _parse_token(text: str, number: int, index: int) -> Layer:
     match = _NAMED.match(text.lower())
     if not match:
         if re.fullmatch(r"\d+", text):
-            raise SpecError(f"{where}: a bare number is only valid in an MLP like 784-128-10; "
-                            f"in a token list write dense({text})", text, index)
-        raise SpecError(f"{where}: expected a layer such as conv(8,3), maxpool(2), dense(10) "
-                        f"or relu", text, index)
+            raise SpecError(
+                f"{where}: a bare number is only valid in an MLP like 784-128-10; "
+                f"in a token list write dense({text})",
+                text,
+                index,
+            )
+        raise SpecError(
+            f"{where}: expected a layer such as conv(8,3), maxpool(2), dense(10) or relu",
+            text,
+            index,
+        )
     name = _ALIASES.get(match.group(1), match.group(1))
     syntax = _TOKENS.get(name)
     if syntax is None:
-        raise SpecError(f"{where}: unknown layer {match.group(1)!r}; expected one of "
-                        f"{', '.join(_TOKENS)} (or an MLP like 784-128-10)", text, index)
+        raise SpecError(
+            f"{where}: unknown layer {match.group(1)!r}; expected one of "
+            f"{', '.join(_TOKENS)} (or an MLP like 784-128-10)",
+            text,
+            index,
+        )
     try:
         kwargs = _parse_args(match.group(2), syntax)
         return syntax.cls(**kwargs)
@@ -239,7 +271,7 @@ def _parse_args(body: str | None, syntax: _TokenSyntax) -> dict[str, Any]:
         if key in values:
             raise ValueError(f"argument {key!r} given twice")
         values[key] = _parse_value(raw)
-    missing = [a for a in syntax.args[:syntax.required] if a not in values]
+    missing = [a for a in syntax.args[: syntax.required] if a not in values]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     return {_SPEC_TO_INIT.get(key, key): value for key, value in values.items()}
@@ -281,8 +313,9 @@ def _format_value(value: Any) -> str:
 
 def to_spec(model: Sequential) -> str:
     """The model's architecture as spec text (the MLP shorthand when it fits)."""
-    layers = [layer for layer in model.layers
-              if not (isinstance(layer, Flatten) and layer.implicit)]
+    layers = [
+        layer for layer in model.layers if not (isinstance(layer, Flatten) and layer.implicit)
+    ]
     shorthand = _as_mlp(layers, model.input_shape)
     return shorthand or " ".join(to_token(layer) for layer in layers)
 

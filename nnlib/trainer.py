@@ -33,8 +33,14 @@ class Trainer:
     A `DivergenceGuard` is added unless one is given (or `divergence_guard=False`).
     """
 
-    def __init__(self, model: Sequential, loss: Loss, optimizer: Optimizer,
-                 callbacks: Sequence[Callback] = (), divergence_guard: bool = True) -> None:
+    def __init__(
+        self,
+        model: Sequential,
+        loss: Loss,
+        optimizer: Optimizer,
+        callbacks: Sequence[Callback] = (),
+        divergence_guard: bool = True,
+    ) -> None:
         from .callbacks.stopping import DivergenceGuard
 
         self.model = model
@@ -67,10 +73,17 @@ class Trainer:
         self._pending: list[tuple[str, Any]] = []
 
     # -- the loop -------------------------------------------------------------------------
-    def fit(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: int = 32,
-            validation_data: tuple[np.ndarray, np.ndarray] | None = None,
-            validation_split: float = 0.0, shuffle: bool = True, seed: int | None = 0
-            ) -> History:
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        epochs: int = 1,
+        batch_size: int = 32,
+        validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+        validation_split: float = 0.0,
+        shuffle: bool = True,
+        seed: int | None = 0,
+    ) -> History:
         """Train for `epochs`; returns the History (also at `trainer.history`).
 
         `validation_split` holds out the last fraction of (x, y), as Keras does; use
@@ -85,8 +98,9 @@ class Trainer:
         elif split:
             cut = len(x) - int(round(len(x) * split))
             if cut < 1 or cut == len(x):
-                raise ValueError(f"fit: validation_split={split} leaves an empty split of "
-                                 f"{len(x)} samples")
+                raise ValueError(
+                    f"fit: validation_split={split} leaves an empty split of {len(x)} samples"
+                )
             x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
         self.validation_data = validation_data
         self.validation_outputs = None
@@ -129,8 +143,9 @@ class Trainer:
                 self._step_budget = 0
                 self._runs_ended += 1
                 self._condition.notify_all()  # wake wait_until_parked: no park will come
-            self.state = {"finished": "finished", "diverged": "diverged",
-                          "error": "error"}.get(reason, "stopped")
+            self.state = {"finished": "finished", "diverged": "diverged", "error": "error"}.get(
+                reason, "stopped"
+            )
             end_logs.update(reason=reason, epoch=self.epoch, step=self.global_step)
             try:
                 self._call("on_train_end", end_logs, every=True)
@@ -152,7 +167,7 @@ class Trainer:
             self.batch = batch
             began = time.perf_counter()
             self._call("on_batch_begin", batch)
-            index = order[start:start + self.batch_size]
+            index = order[start : start + self.batch_size]
             logs = self._train_batch(x[index], y[index])
             self.global_step += 1
             seen += len(index)
@@ -166,9 +181,14 @@ class Trainer:
                 break
         if not seen:
             return None
-        logs = {"epoch": self.epoch, "step": self.global_step, "loss": loss_sum / seen,
-                **self.hyperparameters(), "seconds": active_time,
-                "samples_per_sec": seen / active_time if active_time > 0 else 0.0}
+        logs = {
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "loss": loss_sum / seen,
+            **self.hyperparameters(),
+            "seconds": active_time,
+            "samples_per_sec": seen / active_time if active_time > 0 else 0.0,
+        }
         if classification:
             logs["accuracy"] = correct / seen
         if self.validation_data is not None:
@@ -186,8 +206,14 @@ class Trainer:
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned
             outputs = self.model.forward(xb)
             loss = self.loss(outputs, yb)
-        logs: Logs = {"epoch": self.epoch, "batch": self.batch, "step": self.global_step + 1,
-                      "size": len(xb), "loss": loss, **self.hyperparameters()}
+        logs: Logs = {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.global_step + 1,
+            "size": len(xb),
+            "loss": loss,
+            **self.hyperparameters(),
+        }
         if self.loss.task == "classification":
             logs["accuracy"] = accuracy(outputs, yb)
         if math.isfinite(loss):
@@ -206,8 +232,7 @@ class Trainer:
         check_finite("prediction input", np.asarray(x))
         return self.model.predict(np.asarray(x), batch_size)
 
-    def _check_data(self, name: str, x: np.ndarray, y: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def _check_data(self, name: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x, y = np.asarray(x), np.asarray(y)
         if len(x) != len(y):
             raise ValueError(f"{name}: x has {len(x)} samples but y has {len(y)}")
@@ -215,8 +240,9 @@ class Trainer:
             raise ValueError(f"{name}: no samples")
         shape = self.model.input_shape
         if tuple(x.shape[1:]) != shape:
-            raise ValueError(f"{name}: the model expects samples of shape {shape}, "
-                             f"got {tuple(x.shape[1:])}")
+            raise ValueError(
+                f"{name}: the model expects samples of shape {shape}, got {tuple(x.shape[1:])}"
+            )
         check_finite(f"{name} x", x)
         check_finite(f"{name} y", y)
         if self.loss.task == "classification":
@@ -224,8 +250,10 @@ class Trainer:
             if not np.issubdtype(y.dtype, np.integer):
                 raise ValueError(f"{name}: labels must be integer class indices, got {y.dtype}")
             if y.min() < 0 or y.max() >= classes:
-                raise ValueError(f"{name}: labels must be in 0..{classes - 1} for a model with "
-                                 f"{classes} outputs, got {y.min()}..{y.max()}")
+                raise ValueError(
+                    f"{name}: labels must be in 0..{classes - 1} for a model with "
+                    f"{classes} outputs, got {y.min()}..{y.max()}"
+                )
         return x, y
 
     # -- hooks and events -----------------------------------------------------------------
@@ -298,8 +326,10 @@ class Trainer:
         False at the timeout, or when the run ends without parking."""
         with self._condition:
             ended = self._runs_ended
-            return self._condition.wait_for(
-                lambda: self._parked or self._runs_ended != ended, timeout) and self._parked
+            return (
+                self._condition.wait_for(lambda: self._parked or self._runs_ended != ended, timeout)
+                and self._parked
+            )
 
     def set(self, name: str, value: Any) -> None:
         """Change a hyperparameter: lr, momentum, weight_decay, batch_size or any other of
@@ -320,8 +350,10 @@ class Trainer:
             name = "lr"
         if name not in type(self.optimizer).hyperparameters:
             settable = ", ".join([*type(self.optimizer).hyperparameters, "batch_size"])
-            raise ValueError(f"{type(self.optimizer).__name__} has no hyperparameter {name!r}; "
-                             f"settable: {settable}")
+            raise ValueError(
+                f"{type(self.optimizer).__name__} has no hyperparameter {name!r}; "
+                f"settable: {settable}"
+            )
         return self.optimizer.validate(name, value)
 
     def pending(self) -> dict[str, Any]:
@@ -372,8 +404,9 @@ class Trainer:
         """Apply pending set() requests in order; batch_size waits for an epoch boundary."""
         with self._condition:
             now = [(n, v) for n, v in self._pending if epoch_boundary or n != "batch_size"]
-            self._pending = [(n, v) for n, v in self._pending
-                             if not epoch_boundary and n == "batch_size"]
+            self._pending = [
+                (n, v) for n, v in self._pending if not epoch_boundary and n == "batch_size"
+            ]
         for name, value in now:
             if name == "batch_size":
                 old, self.batch_size = self.batch_size, value
@@ -381,5 +414,10 @@ class Trainer:
                 attribute = "lr" if name == "base_lr" else name
                 old = getattr(self.optimizer, attribute)
                 setattr(self.optimizer, attribute, value)
-            self.emit("hparam", name=name, old=old, new=value,
-                      applies="next epoch" if name == "batch_size" else "next batch")
+            self.emit(
+                "hparam",
+                name=name,
+                old=old,
+                new=value,
+                applies="next epoch" if name == "batch_size" else "next batch",
+            )

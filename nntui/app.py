@@ -37,9 +37,13 @@ class NNTui(App[None]):
         Binding("question_mark", "help", "Help", key_display="?"),
     ]
 
-    def __init__(self, config: ExperimentConfig, start: bool = False,
-                 datasets: list[DatasetInfo] | None = None,
-                 recorded: RecordedRun | None = None) -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        start: bool = False,
+        datasets: list[DatasetInfo] | None = None,
+        recorded: RecordedRun | None = None,
+    ) -> None:
         """`datasets` replaces nnlib's listing (to add a user's file; tests pin it, since
         what is on disk varies). `recorded` opens that run on the dashboard (the setup
         screen below it holds its experiment, to run again)."""
@@ -52,8 +56,7 @@ class NNTui(App[None]):
     def on_mount(self) -> None:
         from nnlib.datasets import available
 
-        datasets = self.datasets if self.datasets is not None else \
-            available(self.config.data_dir)
+        datasets = self.datasets if self.datasets is not None else available(self.config.data_dir)
         self.push_screen(SetupScreen(self.config, datasets))
         if self.recorded is not None:
             self.push_screen(DashboardScreen(self.config, recorded=self.recorded))
@@ -106,8 +109,12 @@ class NNTui(App[None]):
                     dashboard.shutdown()
                 self.exit()
 
-        self.push_screen(ConfirmScreen("A run is in progress. Stop it and quit?\n"
-                                       "(its log is closed and kept)", yes="Quit"), answer)
+        self.push_screen(
+            ConfirmScreen(
+                "A run is in progress. Stop it and quit?\n(its log is closed and kept)", yes="Quit"
+            ),
+            answer,
+        )
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -28,13 +28,17 @@ class Preset:
         image = len(info.input_shape) == 3
         if self.key in ("lenet", "cnn") and not image:
             shape = "x".join(map(str, info.input_shape))
-            raise PresetRefused(f"{self.label} needs images (height, width, channels); "
-                                f"{info.name} has {shape} features per sample")
+            raise PresetRefused(
+                f"{self.label} needs images (height, width, channels); "
+                f"{info.name} has {shape} features per sample"
+            )
         if self.key == "mlp":
             return f"{features}-512-128-{outputs}"
         if self.key == "lenet":
-            return ("conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
-                    f"dense(84) relu dense({outputs})")
+            return (
+                "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
+                f"dense(84) relu dense({outputs})"
+            )
         if self.key == "cnn":
             return f"conv(3,5) relu maxpool(3,stride=2) dense(84) relu dense({outputs})"
         activation = ":tanh" if info.task == "regression" else ""
@@ -116,9 +120,13 @@ def check_spec(spec: str, info: DatasetInfo) -> SpecCheck:
     shape = tuple(info.input_shape)
     estimate = rough_params(spec, shape)
     if estimate is not None and estimate > MAX_PARAMS:
-        return SpecCheck(spec, shape, error=f"about {estimate:,} weights "
-                         f"({estimate * 4 / 2**30:.1f} GiB): more than {MAX_PARAMS:,}, "
-                         "too big to train here")
+        return SpecCheck(
+            spec,
+            shape,
+            error=f"about {estimate:,} weights "
+            f"({estimate * 4 / 2**30:.1f} GiB): more than {MAX_PARAMS:,}, "
+            "too big to train here",
+        )
     try:
         model = build(spec, shape, seed=0)
     except (ValueError, MemoryError) as error:
@@ -126,7 +134,12 @@ def check_spec(spec: str, info: DatasetInfo) -> SpecCheck:
     summary = model.summary()
     outputs = outputs_of(info)
     if model.output_shape != (outputs,):
-        return SpecCheck(spec, shape, summary, f"the model outputs {model.output_shape} per "
-                         f"sample but {info.name} needs ({outputs},): end the spec with "
-                         f"dense({outputs})")
+        return SpecCheck(
+            spec,
+            shape,
+            summary,
+            f"the model outputs {model.output_shape} per "
+            f"sample but {info.name} needs ({outputs},): end the spec with "
+            f"dense({outputs})",
+        )
     return SpecCheck(spec, shape, summary)

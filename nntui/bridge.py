@@ -33,8 +33,7 @@ Pairs = tuple[tuple[str, Any], ...]
 
 def _pairs(values: Mapping[str, Any]) -> Pairs:
     """An immutable copy of a dict of plain values (numpy scalars become Python numbers)."""
-    return tuple((str(k), v.item() if isinstance(v, np.generic) else v)
-                 for k, v in values.items())
+    return tuple((str(k), v.item() if isinstance(v, np.generic) else v) for k, v in values.items())
 
 
 def _number(value: Any) -> float | None:
@@ -53,8 +52,13 @@ class Hist:
 
     @classmethod
     def from_event(cls, data: Mapping[str, Any]) -> Hist:
-        return cls(float(data["lo"]), float(data["hi"]), tuple(int(c) for c in data["counts"]),
-                   tuple(float(p) for p in data["percentiles"]), int(data.get("nonfinite", 0)))
+        return cls(
+            float(data["lo"]),
+            float(data["hi"]),
+            tuple(int(c) for c in data["counts"]),
+            tuple(float(p) for p in data["percentiles"]),
+            int(data.get("nonfinite", 0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -177,13 +181,27 @@ class RunEnded:
     error: str | None = None
 
 
-Snapshot = (RunStarted | Progress | EpochEnd | Histograms | Confusion | Regression
-            | HparamChange | Notice | RunEnded)
+Snapshot = (
+    RunStarted
+    | Progress
+    | EpochEnd
+    | Histograms
+    | Confusion
+    | Regression
+    | HparamChange
+    | Notice
+    | RunEnded
+)
 Sink = Callable[[Snapshot], object]
 
 
-def regression_summary(outputs: np.ndarray, targets: np.ndarray, epoch: int, step: int,
-                       bins: tuple[int, int] = (12, 24)) -> Regression:
+def regression_summary(
+    outputs: np.ndarray,
+    targets: np.ndarray,
+    epoch: int,
+    step: int,
+    bins: tuple[int, int] = (12, 24),
+) -> Regression:
     """Summarise predictions against targets (first output column) for a small plot."""
     predicted = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)[:, 0]
     true = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)[:, 0]
@@ -192,24 +210,35 @@ def regression_summary(outputs: np.ndarray, targets: np.ndarray, epoch: int, ste
     hi = float(max(true.max(), predicted[finite].max() if finite.any() else true.max()))
     if hi <= lo:
         hi = lo + 1.0
-    counts, _, _ = np.histogram2d(np.clip(predicted[finite], lo, hi), true[finite],
-                                  bins=bins, range=((lo, hi), (lo, hi)))
+    counts, _, _ = np.histogram2d(
+        np.clip(predicted[finite], lo, hi), true[finite], bins=bins, range=((lo, hi), (lo, hi))
+    )
     residual = true - np.where(finite, predicted, np.nan)
     total = float(np.sum((true - true.mean()) ** 2))
-    sse = float(np.nansum(residual ** 2)) if finite.all() else math.inf
-    return Regression(epoch, step, tuple(tuple(int(c) for c in row) for row in counts[::-1]),
-                      lo, hi, 1.0 - sse / total if total else 0.0,
-                      float(np.nanmean(np.abs(residual))) if finite.any() else math.inf)
+    sse = float(np.nansum(residual**2)) if finite.all() else math.inf
+    return Regression(
+        epoch,
+        step,
+        tuple(tuple(int(c) for c in row) for row in counts[::-1]),
+        lo,
+        hi,
+        1.0 - sse / total if total else 0.0,
+        float(np.nanmean(np.abs(residual))) if finite.any() else math.inf,
+    )
 
 
 _NOTICES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "pause": lambda d: "paused",
     "resume": lambda d: "resumed",
-    "early_stop": lambda d: f"early stop: {d.get('monitor')} has not improved since epoch "
-                            f"{(d.get('best_epoch') or 0) + 1}",
-    "diverged": lambda d: f"diverged: loss is {d.get('loss')} (epoch {d.get('epoch', 0) + 1}, "
-                          f"batch {d.get('batch', 0) + 1}); weights kept from the last "
-                          f"finite step",
+    "early_stop": lambda d: (
+        f"early stop: {d.get('monitor')} has not improved since epoch "
+        f"{(d.get('best_epoch') or 0) + 1}"
+    ),
+    "diverged": lambda d: (
+        f"diverged: loss is {d.get('loss')} (epoch {d.get('epoch', 0) + 1}, "
+        f"batch {d.get('batch', 0) + 1}); weights kept from the last "
+        f"finite step"
+    ),
     "checkpoint": lambda d: f"checkpoint ({d.get('reason')}): {Path(str(d.get('path'))).name}",
 }
 
@@ -221,8 +250,9 @@ class Bridge(Callback):
     `post_message` is) and quick.
     """
 
-    def __init__(self, sink: Sink, interval: float = 0.2,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, sink: Sink, interval: float = 0.2, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.sink = sink
         self.interval = interval
         self.clock = clock
@@ -248,14 +278,29 @@ class Bridge(Callback):
         self._points, self._last_sent, self._last_logs = [], -math.inf, {}
         weighted, self._relu_owner = layer_owners(
             (layer.name, "W" in layer.params, isinstance(layer, ReLU))
-            for layer in trainer.model.layers)
-        run_dir = next((str(c.run_dir) for c in trainer.callbacks
-                        if isinstance(c, RunLogger) and c.run_dir is not None), "")
+            for layer in trainer.model.layers
+        )
+        run_dir = next(
+            (
+                str(c.run_dir)
+                for c in trainer.callbacks
+                if isinstance(c, RunLogger) and c.run_dir is not None
+            ),
+            "",
+        )
         classes = trainer.model.output_shape[-1] if trainer.loss.task == "classification" else 0
-        self.sink(RunStarted(run_dir, trainer.loss.task, trainer.model.spec,
-                             trainer.model.summary().total_params, trainer.epochs,
-                             tuple(str(i) for i in range(classes)), weighted,
-                             _pairs(trainer.hyperparameters())))
+        self.sink(
+            RunStarted(
+                run_dir,
+                trainer.loss.task,
+                trainer.model.spec,
+                trainer.model.summary().total_params,
+                trainer.epochs,
+                tuple(str(i) for i in range(classes)),
+                weighted,
+                _pairs(trainer.hyperparameters()),
+            )
+        )
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
         self._done = 0
@@ -272,10 +317,19 @@ class Bridge(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         self._flush(trainer)
         self.sink(epoch_end(epoch, logs))
-        if (trainer.loss.task == "regression" and trainer.validation_outputs is not None
-                and trainer.validation_data is not None):
-            self.sink(regression_summary(trainer.validation_outputs, trainer.validation_data[1],
-                                         epoch, trainer.global_step))
+        if (
+            trainer.loss.task == "regression"
+            and trainer.validation_outputs is not None
+            and trainer.validation_data is not None
+        ):
+            self.sink(
+                regression_summary(
+                    trainer.validation_outputs,
+                    trainer.validation_data[1],
+                    epoch,
+                    trainer.global_step,
+                )
+            )
 
     def on_event(self, trainer: Trainer, event: str, data: Logs) -> None:
         if not self.ended:  # events after the end (a final checkpoint) belong to this run
@@ -296,39 +350,61 @@ class Bridge(Callback):
         status follows epoch starts and pauses)."""
         points, self._points = tuple(self._points), []
         self._last_sent = self.clock()
-        self.sink(Progress(trainer.epoch, trainer.epochs, self._done, trainer.steps_per_epoch,
-                           trainer.global_step,
-                           float(self._last_logs.get("samples_per_sec", 0.0)), points,
-                           _pairs(trainer.hyperparameters()), _pairs(trainer.pending()),
-                           trainer.state))
+        self.sink(
+            Progress(
+                trainer.epoch,
+                trainer.epochs,
+                self._done,
+                trainer.steps_per_epoch,
+                trainer.global_step,
+                float(self._last_logs.get("samples_per_sec", 0.0)),
+                points,
+                _pairs(trainer.hyperparameters()),
+                _pairs(trainer.pending()),
+                trainer.state,
+            )
+        )
 
 
 # -- shared by the Bridge (trainer hooks) and nntui.replay (a run log's events) ---------------
 # A trainer's logs dict and the matching run-log event carry the same fields, so each snapshot
 # is built in one place whichever way the facts arrive.
 
+
 def batch_point(logs: Mapping[str, Any]) -> BatchPoint:
     """A batch's logs (or `batch` event, with its step) as a curve point."""
-    return BatchPoint(int(logs["step"]), float(logs["loss"]), _number(logs.get("accuracy")),
-                      float(logs["lr"]))
+    return BatchPoint(
+        int(logs["step"]), float(logs["loss"]), _number(logs.get("accuracy")), float(logs["lr"])
+    )
 
 
 def epoch_end(epoch: int, logs: Mapping[str, Any]) -> EpochEnd:
     """An epoch's logs (or `epoch` event, with its step)."""
-    return EpochEnd(int(epoch), int(logs["step"]), float(logs["loss"]),
-                    _number(logs.get("accuracy")), _number(logs.get("val_loss")),
-                    _number(logs.get("val_accuracy")), float(logs.get("seconds", 0.0)),
-                    float(logs.get("samples_per_sec", 0.0)))
+    return EpochEnd(
+        int(epoch),
+        int(logs["step"]),
+        float(logs["loss"]),
+        _number(logs.get("accuracy")),
+        _number(logs.get("val_loss")),
+        _number(logs.get("val_accuracy")),
+        float(logs.get("seconds", 0.0)),
+        float(logs.get("samples_per_sec", 0.0)),
+    )
 
 
 def run_ended(logs: Mapping[str, Any]) -> RunEnded:
     """The end of a run from on_train_end's logs (or the `end` event, with its step)."""
-    return RunEnded(str(logs.get("reason", "finished")), int(logs.get("step", 0)),
-                    int(logs.get("epoch", 0)), logs.get("error"))
+    return RunEnded(
+        str(logs.get("reason", "finished")),
+        int(logs.get("step", 0)),
+        int(logs.get("epoch", 0)),
+        logs.get("error"),
+    )
 
 
-def layer_owners(layers: Iterable[tuple[str, bool, bool]]
-                 ) -> tuple[tuple[str, ...], dict[str, str]]:
+def layer_owners(
+    layers: Iterable[tuple[str, bool, bool]],
+) -> tuple[tuple[str, ...], dict[str, str]]:
     """From (name, weighted, is_relu) in model order: the weighted layers' names, and for
     each ReLU the weighted layer before it (whose dead units it shows)."""
     weighted: list[str] = []
@@ -343,35 +419,54 @@ def layer_owners(layers: Iterable[tuple[str, bool, bool]]
     return tuple(weighted), relu_owner
 
 
-def layer_stats(layers: Mapping[str, Mapping[str, Any]], relu_owner: Mapping[str, str]
-                ) -> tuple[LayerStats, ...]:
+def layer_stats(
+    layers: Mapping[str, Mapping[str, Any]], relu_owner: Mapping[str, str]
+) -> tuple[LayerStats, ...]:
     """A `histograms` event's layers as LayerStats, each ReLU's dead fraction on its owner."""
-    dead = {relu_owner[name]: float(entry["dead_fraction"])
-            for name, entry in layers.items()
-            if entry.get("dead_fraction") is not None and name in relu_owner}
+    dead = {
+        relu_owner[name]: float(entry["dead_fraction"])
+        for name, entry in layers.items()
+        if entry.get("dead_fraction") is not None and name in relu_owner
+    }
     return tuple(
-        LayerStats(name, Hist.from_event(entry["weights"]),
-                   Hist.from_event(entry["grads"]) if entry.get("grads") else None,
-                   _number(entry.get("grad_norm")), _number(entry.get("update_ratio")),
-                   dead.get(name))
-        for name, entry in layers.items() if "weights" in entry)
+        LayerStats(
+            name,
+            Hist.from_event(entry["weights"]),
+            Hist.from_event(entry["grads"]) if entry.get("grads") else None,
+            _number(entry.get("grad_norm")),
+            _number(entry.get("update_ratio")),
+            dead.get(name),
+        )
+        for name, entry in layers.items()
+        if "weights" in entry
+    )
 
 
-def event_snapshot(event: str, data: Mapping[str, Any], step: int, epoch: int,
-                   relu_owner: Mapping[str, str]) -> Snapshot:
+def event_snapshot(
+    event: str, data: Mapping[str, Any], step: int, epoch: int, relu_owner: Mapping[str, str]
+) -> Snapshot:
     """One trainer event (as emitted, or as read back from a run log) as a snapshot;
     `epoch` is used when the event does not say."""
     if event == "histograms":
-        return Histograms(int(data.get("epoch", epoch)), step,
-                          layer_stats(data["layers"], relu_owner))
+        return Histograms(
+            int(data.get("epoch", epoch)), step, layer_stats(data["layers"], relu_owner)
+        )
     if event == "confusion":
-        return Confusion(int(data.get("epoch", epoch)), step,
-                         tuple(tuple(int(c) for c in row) for row in data["matrix"]),
-                         tuple(float(p) for p in data["precision"]),
-                         tuple(float(r) for r in data["recall"]),
-                         tuple(str(n) for n in data["class_names"]))
+        return Confusion(
+            int(data.get("epoch", epoch)),
+            step,
+            tuple(tuple(int(c) for c in row) for row in data["matrix"]),
+            tuple(float(p) for p in data["precision"]),
+            tuple(float(r) for r in data["recall"]),
+            tuple(str(n) for n in data["class_names"]),
+        )
     if event == "hparam":
-        return HparamChange(step, str(data["name"]), data["old"], data["new"],
-                            str(data.get("applies", "next batch")))
+        return HparamChange(
+            step,
+            str(data["name"]),
+            data["old"],
+            data["new"],
+            str(data.get("applies", "next batch")),
+        )
     describe = _NOTICES.get(event, lambda d: event)
     return Notice(event, step, describe(data))

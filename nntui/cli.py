@@ -22,17 +22,24 @@ DEFAULT_EPOCHS = 20
 def parser() -> argparse.ArgumentParser:
     from nnlib.cli import OneLineParser, add_experiment_arguments
 
-    p = OneLineParser(prog="nntui", description="Train nnlib models in the terminal and watch them "
-                "learn: live loss and accuracy curves, weight and gradient histograms, a "
-                "confusion matrix, and keys to pause, step, stop and change hyperparameters.",
-                epilog="Without --start, the setup screen opens with these values filled in. "
-                "Every run writes its log under ./runs (or $NNLIB_RUNS_DIR).")
+    p = OneLineParser(
+        prog="nntui",
+        description="Train nnlib models in the terminal and watch them "
+        "learn: live loss and accuracy curves, weight and gradient histograms, a "
+        "confusion matrix, and keys to pause, step, stop and change hyperparameters.",
+        epilog="Without --start, the setup screen opens with these values filled in. "
+        "Every run writes its log under ./runs (or $NNLIB_RUNS_DIR).",
+    )
     add_experiment_arguments(p)
-    p.add_argument("--start", action="store_true",
-                   help="skip the setup screen and start training at once")
-    p.add_argument("--open", metavar="RUN_DIR",
-                   help="show a recorded run (a directory written by nnlib train or nntui) "
-                   "without training; a run still being written is followed as it grows")
+    p.add_argument(
+        "--start", action="store_true", help="skip the setup screen and start training at once"
+    )
+    p.add_argument(
+        "--open",
+        metavar="RUN_DIR",
+        help="show a recorded run (a directory written by nnlib train or nntui) "
+        "without training; a run still being written is followed as it grows",
+    )
     return p
 
 
@@ -41,13 +48,20 @@ def file_info(path: str, data_dir: str | None) -> DatasetInfo:
     from nnlib import datasets
 
     data = datasets.load(path, data_dir=data_dir)
-    return datasets.DatasetInfo(path, data.description or "your dataset file", data.task,
-                                tuple(data.input_shape), data.num_classes, data.train_size,
-                                data.test_size, True, "file")
+    return datasets.DatasetInfo(
+        path,
+        data.description or "your dataset file",
+        data.task,
+        tuple(data.input_shape),
+        data.num_classes,
+        data.train_size,
+        data.test_size,
+        True,
+        "file",
+    )
 
 
-def experiment_from_args(args: argparse.Namespace
-                         ) -> tuple[ExperimentConfig, DatasetInfo | None]:
+def experiment_from_args(args: argparse.Namespace) -> tuple[ExperimentConfig, DatasetInfo | None]:
     """(ExperimentConfig, listing entry for a user file or None) from the flags; raises
     nnlib.cli.UsageError when they cannot be used."""
     from nnlib import datasets
@@ -60,8 +74,10 @@ def experiment_from_args(args: argparse.Namespace
     info = infos.get(config.dataset)
     extra = None
     if info is None and not Path(config.dataset).exists():
-        raise UsageError(f"--dataset: unknown dataset {config.dataset!r}; expected one of "
-                         f"{', '.join(infos)}, or a .npz/.csv file or IDX folder")
+        raise UsageError(
+            f"--dataset: unknown dataset {config.dataset!r}; expected one of "
+            f"{', '.join(infos)}, or a .npz/.csv file or IDX folder"
+        )
     if info is None:
         try:
             info = extra = file_info(config.dataset, config.data_dir)

@@ -11,8 +11,9 @@ from textual.dom import DOMNode
 from textual.screen import Screen
 
 
-def screen_keys(screen: Screen, shown_only: bool = False
-                ) -> Iterator[tuple[str, str, str, DOMNode]]:
+def screen_keys(
+    screen: Screen, shown_only: bool = False
+) -> Iterator[tuple[str, str, str, DOMNode]]:
     """(key as shown, description, action, node) for each described binding in force on
     `screen`, the app's included, without repeats; with `shown_only`, only those meant for
     a footer."""
@@ -24,8 +25,11 @@ def screen_keys(screen: Screen, shown_only: bool = False
         if shown_only and not binding.show:
             continue
         seen.add((binding.action, binding.description))
-        shown = screen.app.get_key_display(binding) if binding.key_display is None else \
-            binding.key_display
+        shown = (
+            screen.app.get_key_display(binding)
+            if binding.key_display is None
+            else binding.key_display
+        )
         yield shown or key, binding.description, binding.action, active.node
 
 
@@ -41,8 +45,12 @@ class ActionCommands(Provider):
         for key, description, action, node in screen_keys(self.screen):
             score = matcher.match(description)
             if score > 0:
-                yield Hit(score, matcher.highlight(description),
-                          partial(self._run, action, node), help=f"key {key}")
+                yield Hit(
+                    score,
+                    matcher.highlight(description),
+                    partial(self._run, action, node),
+                    help=f"key {key}",
+                )
 
     async def _run(self, action: str, node: DOMNode) -> None:
         await self.app.run_action(action, node)

@@ -65,8 +65,9 @@ def _scale(values: np.ndarray, lo: float, hi: float, pixels: int) -> np.ndarray:
     return np.clip(np.rint((values - lo) / span * (pixels - 1)), 0, pixels - 1).astype(np.int64)
 
 
-def _column_values(px: np.ndarray, py: np.ndarray, reduce: str) -> tuple[
-        np.ndarray, np.ndarray, np.ndarray]:
+def _column_values(
+    px: np.ndarray, py: np.ndarray, reduce: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per occupied pixel column: (columns, low y, high y) or (columns, mean y, mean y)."""
     order = np.argsort(px, kind="stable")
     px, py = px[order], py[order]
@@ -79,8 +80,7 @@ def _column_values(px: np.ndarray, py: np.ndarray, reduce: str) -> tuple[
     return columns, mean, mean
 
 
-def _fill_spans(dots: np.ndarray, columns: np.ndarray, lows: np.ndarray,
-                highs: np.ndarray) -> None:
+def _fill_spans(dots: np.ndarray, columns: np.ndarray, lows: np.ndarray, highs: np.ndarray) -> None:
     """Set dots[lo..hi, c] for every column c (y grows upward from row 0 at the bottom)."""
     rows = np.arange(dots.shape[0])[:, None]
     lo = np.rint(lows).astype(np.int64)[None, :]
@@ -95,8 +95,12 @@ def _braille_cells(dots: np.ndarray) -> np.ndarray:
     return np.einsum("hrwc,rc->hw", grid.astype(np.int32), _BRAILLE_BITS, optimize=True)
 
 
-def _rows_to_text(chars: np.ndarray, styles: np.ndarray, palette: Sequence[str | Style],
-                  prefixes: Sequence[Text] | None = None) -> list[Text]:
+def _rows_to_text(
+    chars: np.ndarray,
+    styles: np.ndarray,
+    palette: Sequence[str | Style],
+    prefixes: Sequence[Text] | None = None,
+) -> list[Text]:
     """Rows of characters with a palette index per cell (-1: no style) into Text lines."""
     lines = []
     for index, (row, row_styles) in enumerate(zip(chars, styles, strict=True)):
@@ -105,8 +109,9 @@ def _rows_to_text(chars: np.ndarray, styles: np.ndarray, palette: Sequence[str |
         for end in range(1, len(row) + 1):
             if end == len(row) or row_styles[end] != row_styles[start]:
                 style_index = int(row_styles[start])
-                line.append("".join(row[start:end]),
-                            palette[style_index] if style_index >= 0 else "")
+                line.append(
+                    "".join(row[start:end]), palette[style_index] if style_index >= 0 else ""
+                )
                 start = end
         lines.append(line)
     return lines
@@ -117,8 +122,9 @@ def _rows_to_text(chars: np.ndarray, styles: np.ndarray, palette: Sequence[str |
 ROBUST_AFTER = 200
 
 
-def _y_range(values: list[np.ndarray], log: bool,
-             limits: tuple[float | None, float | None]) -> tuple[float, float] | None:
+def _y_range(
+    values: list[np.ndarray], log: bool, limits: tuple[float | None, float | None]
+) -> tuple[float, float] | None:
     """The data's range with a little room, kept inside `limits` (e.g. accuracy in 0..1)."""
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.empty(0)
     if not finite.size:
@@ -136,10 +142,18 @@ def _y_range(values: list[np.ndarray], log: bool,
     return lo, hi
 
 
-def line_chart(width: int, height: int, series: Sequence[Series], *, log_y: bool = False,
-               x_range: tuple[float, float] | None = None, marks: Sequence[float] = (),
-               mark_style: str = "yellow", axis_style: str = "dim",
-               y_limits: tuple[float | None, float | None] = (None, None)) -> Text:
+def line_chart(
+    width: int,
+    height: int,
+    series: Sequence[Series],
+    *,
+    log_y: bool = False,
+    x_range: tuple[float, float] | None = None,
+    marks: Sequence[float] = (),
+    mark_style: str = "yellow",
+    axis_style: str = "dim",
+    y_limits: tuple[float | None, float | None] = (None, None),
+) -> Text:
     """A braille line chart of `series` with y labels on the left and x labels below.
 
     `marks` are x positions drawn as dotted vertical lines behind the data (hyperparameter
@@ -163,14 +177,17 @@ def line_chart(width: int, height: int, series: Sequence[Series], *, log_y: bool
     y_lo, y_hi = bounds
     all_x = [xs for _, xs, _ in prepared if xs.size]
     if x_range is None:
-        x_range = ((min(float(x.min()) for x in all_x), max(float(x.max()) for x in all_x))
-                   if all_x else (0.0, 1.0))
+        x_range = (
+            (min(float(x.min()) for x in all_x), max(float(x.max()) for x in all_x))
+            if all_x
+            else (0.0, 1.0)
+        )
     x_lo, x_hi = x_range
     if x_hi <= x_lo:
         x_hi = x_lo + 1.0
 
     def label(value: float) -> str:
-        return format_number(10 ** value if log_y else value)
+        return format_number(10**value if log_y else value)
 
     labels = [label(y_hi), label((y_lo + y_hi) / 2), label(y_lo)]
     margin = max(len(t.strip()) for t in labels) + 1
@@ -200,8 +217,9 @@ def line_chart(width: int, height: int, series: Sequence[Series], *, log_y: bool
             after = np.append(values[1:], values[-1])
             _fill_spans(dots, span, np.minimum(values, after), np.maximum(values, after))
         else:
-            columns, lows, highs = _column_values(px, py,
-                                                  "spread" if s.kind == "spread" else "mean")
+            columns, lows, highs = _column_values(
+                px, py, "spread" if s.kind == "spread" else "mean"
+            )
             _fill_spans(dots, columns, lows, highs)
         if s.marker and xs.size <= plot_w // 3:  # markers only while they stay apart
             cell_rows = plot_h - 1 - (np.rint(py).astype(np.int64) // 4)
@@ -218,9 +236,15 @@ def line_chart(width: int, height: int, series: Sequence[Series], *, log_y: bool
         chars[rows, cols] = marker
         styles[rows, cols] = style_index
     label_rows = {0: labels[0], plot_h // 2: labels[1], plot_h - 1: labels[2]}
-    prefixes = [Text.assemble((label_rows.get(r, "").strip().rjust(margin - 1) +
-                               ("┤" if r in label_rows else "│"), axis_style))
-                for r in range(plot_h)]
+    prefixes = [
+        Text.assemble(
+            (
+                label_rows.get(r, "").strip().rjust(margin - 1) + ("┤" if r in label_rows else "│"),
+                axis_style,
+            )
+        )
+        for r in range(plot_h)
+    ]
     lines = _rows_to_text(chars, styles, palette, prefixes)
     lines.append(_x_axis(margin, plot_w, x_lo, x_hi, axis_style))
     return Text("\n").join(lines)
@@ -234,15 +258,16 @@ def _value(value: float) -> str:
     return format_number(value).strip()
 
 
-def _x_axis(margin: int, width: int, lo: float, hi: float, style: str,
-            fmt: Callable[[float], str] = _steps) -> Text:
+def _x_axis(
+    margin: int, width: int, lo: float, hi: float, style: str, fmt: Callable[[float], str] = _steps
+) -> Text:
     left, middle, right = (fmt(v) for v in (lo, (lo + hi) / 2, hi))
     row = [" "] * width
-    row[:len(left)] = left
+    row[: len(left)] = left
     start = max(len(left) + 1, (width - len(middle)) // 2)
     if start + len(middle) < width - len(right) - 1:
-        row[start:start + len(middle)] = middle
-    row[width - len(right):] = right
+        row[start : start + len(middle)] = middle
+    row[width - len(right) :] = right
     return Text(" " * (margin - 1) + "└" + "".join(row)[:width], style=style)
 
 
@@ -261,8 +286,15 @@ def ema(values: Sequence[float], smoothing: float) -> np.ndarray:
     return out
 
 
-def bar_histogram(width: int, height: int, counts: Sequence[int], lo: float, hi: float,
-                  style: str = "cyan", axis_style: str = "dim") -> Text:
+def bar_histogram(
+    width: int,
+    height: int,
+    counts: Sequence[int],
+    lo: float,
+    hi: float,
+    style: str = "cyan",
+    axis_style: str = "dim",
+) -> Text:
     """Counts as vertical bars (eighth-block resolution) with the value range below."""
     if width < 8 or height < 2 or not len(counts):
         return Text("")
@@ -286,10 +318,14 @@ def bar_histogram(width: int, height: int, counts: Sequence[int], lo: float, hi:
     return Text("\n").join(lines)
 
 
-def band_chart(width: int, height: int, steps: Sequence[float],
-               percentiles: Sequence[Sequence[float]], palette: Sequence[str] = (
-                   "blue", "blue", "bright_blue", "bold bright_white"),
-               axis_style: str = "dim") -> Text:
+def band_chart(
+    width: int,
+    height: int,
+    steps: Sequence[float],
+    percentiles: Sequence[Sequence[float]],
+    palette: Sequence[str] = ("blue", "blue", "bright_blue", "bold bright_white"),
+    axis_style: str = "dim",
+) -> Text:
     """TensorBoard's distributions view: per step, the 0-100, 7-93 and 16-84 percentile
     bands as shades and the median as a line, so you see where a distribution moves."""
     if width < 12 or height < 3 or not len(steps):
@@ -298,8 +334,11 @@ def band_chart(width: int, height: int, steps: Sequence[float],
     lo, hi = float(np.nanmin(p[:, 0])), float(np.nanmax(p[:, -1]))
     if hi - lo < 1e-12:
         lo, hi = lo - 1e-3, hi + 1e-3
-    labels = [format_number(hi).strip(), format_number((lo + hi) / 2).strip(),
-              format_number(lo).strip()]
+    labels = [
+        format_number(hi).strip(),
+        format_number((lo + hi) / 2).strip(),
+        format_number(lo).strip(),
+    ]
     margin = max(map(len, labels)) + 1
     plot_w, plot_h = width - margin, height - 1
     # One snapshot per column: the latest one at or before the column's step.
@@ -318,9 +357,18 @@ def band_chart(width: int, height: int, steps: Sequence[float],
     chars = np.array(list(_SHADES), dtype=object)[shade]
     chars[median] = "━"
     styles = np.where(median, 3, shade - 1)
-    prefixes = [Text.assemble(({0: labels[0], plot_h // 2: labels[1], plot_h - 1: labels[2]}
-                               .get(r, "").rjust(margin - 1) + "│", axis_style))
-                for r in range(plot_h)]
+    prefixes = [
+        Text.assemble(
+            (
+                {0: labels[0], plot_h // 2: labels[1], plot_h - 1: labels[2]}.get(r, "").rjust(
+                    margin - 1
+                )
+                + "│",
+                axis_style,
+            )
+        )
+        for r in range(plot_h)
+    ]
     lines = _rows_to_text(chars, styles, list(palette), prefixes)
     lines.append(_x_axis(margin, plot_w, xs[0], xs[-1], axis_style))
     return Text("\n").join(lines)
@@ -331,9 +379,14 @@ def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> Color:
     return Color.from_rgb(*(round(x + (y - x) * t) for x, y in zip(a, b, strict=True)))
 
 
-def confusion_heatmap(matrix: Sequence[Sequence[int]], precision: Sequence[float],
-                      recall: Sequence[float], names: Sequence[str], width: int,
-                      color: bool = True) -> Text:
+def confusion_heatmap(
+    matrix: Sequence[Sequence[int]],
+    precision: Sequence[float],
+    recall: Sequence[float],
+    names: Sequence[str],
+    width: int,
+    color: bool = True,
+) -> Text:
     """Counts coloured by their share of the true class (row): the diagonal green, errors
     red. Recall per row on the right, precision per predicted column below. Without colour,
     cells holding >= 25% of their row are bold and zeros are dots."""
@@ -351,22 +404,28 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], precision: Sequence[float
     dark, good, bad = (30, 30, 40), (40, 170, 90), (200, 60, 60)
     header = Text(" " * (label_w + 1))
     for name in names:
-        header.append(name[:cell_w - 1].rjust(cell_w), style="bold")
+        header.append(name[: cell_w - 1].rjust(cell_w), style="bold")
     header.append("  recall", style="bold")
     lines = [Text.assemble(("true \\ predicted", "dim")), header]
     for i in range(k):
         line = Text.assemble((names[i][:label_w].rjust(label_w) + " ", "bold"))
         for j in range(k):
             count = int(m[i, j])
-            text = (f"{count:,}" if count < 10 ** (cell_w - 1) else
-                    f"{count / 1000:.0f}k").rjust(cell_w) if count else "·".rjust(cell_w)
+            text = (
+                (f"{count:,}" if count < 10 ** (cell_w - 1) else f"{count / 1000:.0f}k").rjust(
+                    cell_w
+                )
+                if count
+                else "·".rjust(cell_w)
+            )
             if color:
                 bg = _mix(dark, good if i == j else bad, heat[i, j] ** 0.7)
                 fg = "white" if share[i, j] < 0.5 or i != j else "black"
                 line.append(text, style=Style(color=fg, bgcolor=bg))
             else:
-                line.append(text, style="bold" if share[i, j] >= 0.25 else
-                            ("dim" if not count else ""))
+                line.append(
+                    text, style="bold" if share[i, j] >= 0.25 else ("dim" if not count else "")
+                )
         line.append(f"  {recall[i]:6.1%}" if i < len(recall) else "")
         lines.append(line)
     footer = Text.assemble(("prec".rjust(label_w) + " ", "bold"))
@@ -377,8 +436,15 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], precision: Sequence[float
     return Text("\n").join(lines)
 
 
-def density_plot(counts: Sequence[Sequence[int]], lo: float, hi: float, width: int,
-                 height: int, style: str = "cyan", axis_style: str = "dim") -> Text:
+def density_plot(
+    counts: Sequence[Sequence[int]],
+    lo: float,
+    hi: float,
+    width: int,
+    height: int,
+    style: str = "cyan",
+    axis_style: str = "dim",
+) -> Text:
     """A 2-D histogram (rows predicted, high first; columns true) as shaded cells, with the
     ideal y = x diagonal dotted where no sample falls."""
     grid = np.asarray(counts, dtype=np.float64)
@@ -397,8 +463,12 @@ def density_plot(counts: Sequence[Sequence[int]], lo: float, hi: float, width: i
     empty = levels[diagonal, np.arange(plot_w)] == 0
     chars[diagonal[empty], np.arange(plot_w)[empty]] = "╱"
     styles = np.where(levels > 0, 0, 1)
-    prefixes = [Text.assemble(({0: labels[0], plot_h - 1: labels[1]}.get(r, "")
-                               .rjust(margin - 1) + "│", axis_style)) for r in range(plot_h)]
+    prefixes = [
+        Text.assemble(
+            ({0: labels[0], plot_h - 1: labels[1]}.get(r, "").rjust(margin - 1) + "│", axis_style)
+        )
+        for r in range(plot_h)
+    ]
     lines = _rows_to_text(chars, styles, [style, axis_style], prefixes)
     lines.append(_x_axis(margin, plot_w, lo, hi, axis_style, _value))
     return Text("\n").join(lines)

@@ -67,10 +67,12 @@ class RunReplay:
     def _hyperparameters(self) -> dict[str, Any]:
         """In force: as the trainer reports them (its optimizer's config, base_lr, lr and the
         batch size), from the latest batch event, else from the config."""
-        optimizer = {k: v for k, v in (self._trainer.get("optimizer") or {}).items()
-                     if k != "name"}
-        values: dict[str, Any] = {**optimizer, "base_lr": optimizer.get("lr")} \
-            if optimizer else {k: self.config.get(k) for k in DEFAULT_HYPERPARAMETERS[:-1]}
+        optimizer = {k: v for k, v in (self._trainer.get("optimizer") or {}).items() if k != "name"}
+        values: dict[str, Any] = (
+            {**optimizer, "base_lr": optimizer.get("lr")}
+            if optimizer
+            else {k: self.config.get(k) for k in DEFAULT_HYPERPARAMETERS[:-1]}
+        )
         values["batch_size"] = self._trainer.get("batch_size", self.config.get("batch_size"))
         values.update((k, self._logs[k]) for k in list(values) if k in self._logs)
         return {k: v for k, v in values.items() if v is not None}
@@ -84,14 +86,21 @@ class RunReplay:
 
     def _run_started(self) -> RunStarted:
         model = self._trainer.get("model") or {}
-        task = str(self._info.get("task") or ("regression" if self._trainer.get("loss") == "mse"
-                                              else "classification"))
+        task = str(
+            self._info.get("task")
+            or ("regression" if self._trainer.get("loss") == "mse" else "classification")
+        )
         classes = int(self._info.get("num_classes") or 0) if task == "classification" else 0
-        return RunStarted(self.run_dir, task, str(model.get("spec") or self.config.get("arch")
-                                                  or ""),
-                          int(model.get("params") or 0), self._epochs,
-                          tuple(str(i) for i in range(classes)), (),
-                          _pairs(self._hyperparameters()))
+        return RunStarted(
+            self.run_dir,
+            task,
+            str(model.get("spec") or self.config.get("arch") or ""),
+            int(model.get("params") or 0),
+            self._epochs,
+            tuple(str(i) for i in range(classes)),
+            (),
+            _pairs(self._hyperparameters()),
+        )
 
     @property
     def _epochs(self) -> int:
@@ -106,9 +115,11 @@ class RunReplay:
             try:
                 self._event(event, out)
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-                raise ValueError(f"{runs.EVENTS_FILE}: the {event.type} event at step "
-                                 f"{event.step} is malformed ({type(error).__name__}: "
-                                 f"{error})") from None
+                raise ValueError(
+                    f"{runs.EVENTS_FILE}: the {event.type} event at step "
+                    f"{event.step} is malformed ({type(error).__name__}: "
+                    f"{error})"
+                ) from None
         if self._points:
             self._flush(out)
         return out
@@ -141,8 +152,10 @@ class RunReplay:
         elif kind != "run_start":
             if kind == "histograms":
                 # The Monitor lists layers in model order: each ReLU after its weighted layer.
-                _, owners = layer_owners((name, "weights" in entry, "dead_fraction" in entry)
-                                         for name, entry in data["layers"].items())
+                _, owners = layer_owners(
+                    (name, "weights" in entry, "dead_fraction" in entry)
+                    for name, entry in data["layers"].items()
+                )
                 self._relu_owner.update(owners)
             else:
                 if kind in ("pause", "resume"):
@@ -152,13 +165,25 @@ class RunReplay:
 
     def _flush(self, out: list[Snapshot]) -> None:
         points, self._points = tuple(self._points), []
-        out.append(Progress(self._epoch, self._epochs, self._done, self._steps_per_epoch(),
-                            self._step, float(self._logs.get("samples_per_sec") or 0.0), points,
-                            _pairs(self._hyperparameters()), (), self._state))
+        out.append(
+            Progress(
+                self._epoch,
+                self._epochs,
+                self._done,
+                self._steps_per_epoch(),
+                self._step,
+                float(self._logs.get("samples_per_sec") or 0.0),
+                points,
+                _pairs(self._hyperparameters()),
+                (),
+                self._state,
+            )
+        )
 
 
-def snapshots_from_events(events: Iterable[runs.Event], config: Mapping[str, Any] | None = None,
-                          run_dir: str = "") -> list[Snapshot]:
+def snapshots_from_events(
+    events: Iterable[runs.Event], config: Mapping[str, Any] | None = None, run_dir: str = ""
+) -> list[Snapshot]:
     """All the snapshots of a run log's events (`config` is the run's config.json)."""
     return RunReplay(config, run_dir).feed(events)
 

@@ -150,8 +150,11 @@ class RunState:
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        return dict(self.progress.hyperparameters) if self.progress else (
-            dict(self.started.hyperparameters) if self.started else {})
+        return (
+            dict(self.progress.hyperparameters)
+            if self.progress
+            else (dict(self.started.hyperparameters) if self.started else {})
+        )
 
     @property
     def pending(self) -> dict[str, Any]:

@@ -18,8 +18,9 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def conv_pads(padding: int | str, size: tuple[int, int], kernel: tuple[int, int],
-              stride: tuple[int, int]) -> Pads:
+def conv_pads(
+    padding: int | str, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int]
+) -> Pads:
     """Zero padding per side. 'same' follows TensorFlow: the output is ceil(input / stride)
     and an odd total padding puts the extra row/column at the bottom/right."""
     if padding == "valid":
@@ -50,8 +51,9 @@ def output_size(size: int, window: int, stride: int) -> int:
     return (size - window) // stride + 1
 
 
-def conv2d_forward(x: np.ndarray, weights: np.ndarray, bias: np.ndarray,
-                   stride: tuple[int, int], pads: Pads) -> np.ndarray:
+def conv2d_forward(
+    x: np.ndarray, weights: np.ndarray, bias: np.ndarray, stride: tuple[int, int], pads: Pads
+) -> np.ndarray:
     """out[n,i,j,f] = b[f] + sum_{di,dj,c} xpad[n, i*s+di, j*s+dj, c] * W[di,dj,c,f]."""
     xpad = zero_pad(x, pads)
     kh, kw, channels, filters = weights.shape
@@ -66,14 +68,17 @@ def conv2d_forward(x: np.ndarray, weights: np.ndarray, bias: np.ndarray,
                     for di in range(kh):
                         for dj in range(kw):
                             for c in range(channels):
-                                total += (xpad[a, i * stride[0] + di, j * stride[1] + dj, c]
-                                          * weights[di, dj, c, f])
+                                total += (
+                                    xpad[a, i * stride[0] + di, j * stride[1] + dj, c]
+                                    * weights[di, dj, c, f]
+                                )
                     out[a, i, j, f] = total
     return out
 
 
-def conv2d_backward(x: np.ndarray, weights: np.ndarray, stride: tuple[int, int], pads: Pads,
-                    dout: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv2d_backward(
+    x: np.ndarray, weights: np.ndarray, stride: tuple[int, int], pads: Pads, dout: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dx, dW, db) for the loss gradient `dout` of `conv2d_forward`."""
     xpad = zero_pad(x, pads)
     kh, kw, channels, filters = weights.shape
@@ -111,8 +116,7 @@ def _window(pool: tuple[int, int], i: int, j: int, stride: tuple[int, int]):
             yield i * stride[0] + di, j * stride[1] + dj
 
 
-def maxpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int]
-                    ) -> np.ndarray:
+def maxpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
     n, h, w, channels = x.shape
     ho, wo = output_size(h, pool[0], stride[0]), output_size(w, pool[1], stride[1])
     out = np.zeros((n, ho, wo, channels), dtype=x.dtype)
@@ -124,8 +128,9 @@ def maxpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int
     return out
 
 
-def maxpool_backward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int],
-                     dout: np.ndarray) -> np.ndarray:
+def maxpool_backward(
+    x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], dout: np.ndarray
+) -> np.ndarray:
     """Each output gradient goes to the FIRST maximum of its window (row-major order)."""
     n, ho, wo, channels = dout.shape
     dx = np.zeros(x.shape)
@@ -141,8 +146,7 @@ def maxpool_backward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, in
     return dx
 
 
-def avgpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int]
-                    ) -> np.ndarray:
+def avgpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
     n, h, w, channels = x.shape
     ho, wo = output_size(h, pool[0], stride[0]), output_size(w, pool[1], stride[1])
     out = np.zeros((n, ho, wo, channels))
@@ -157,8 +161,9 @@ def avgpool_forward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int
     return out
 
 
-def avgpool_backward(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int],
-                     dout: np.ndarray) -> np.ndarray:
+def avgpool_backward(
+    x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], dout: np.ndarray
+) -> np.ndarray:
     n, ho, wo, channels = dout.shape
     dx = np.zeros(x.shape)
     for a in range(n):

@@ -31,13 +31,18 @@ def _data(n=24, features=4, classes=3, seed=0):
 
 
 def _trainer(callbacks=(), arch="4-8-3", lr=0.1, momentum=0.0, shape=(4,)):
-    return nl.Trainer(nl.build(arch, shape, seed=0), nl.SoftmaxCrossEntropy(),
-                      nl.SGD(lr=lr, momentum=momentum), callbacks=callbacks)
+    return nl.Trainer(
+        nl.build(arch, shape, seed=0),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=lr, momentum=momentum),
+        callbacks=callbacks,
+    )
 
 
 def _spirals(validation_split=0.3):
-    return datasets.prepare(datasets.load("spirals", n_train=300, n_test=10),
-                            validation_split=validation_split)
+    return datasets.prepare(
+        datasets.load("spirals", n_train=300, n_test=10), validation_split=validation_split
+    )
 
 
 class Events(nl.Callback):
@@ -87,6 +92,7 @@ def _weights_differ(a, b):
 
 # -- EarlyStopping -----------------------------------------------------------------------------
 
+
 def test_early_stopping_restores_the_best_weights_of_a_run_that_gets_worse():
     prepared = _spirals()
 
@@ -97,48 +103,67 @@ def test_early_stopping_restores_the_best_weights_of_a_run_that_gets_worse():
 
     snapshots, events = EpochWeights(), Events()
     stopper = nl.EarlyStopping(patience=3)
-    trainer = nl.Trainer(nl.build("2-32-32-3", (2,)), nl.SoftmaxCrossEntropy(),
-                         nl.SGD(lr=0.1, momentum=0.9),
-                         callbacks=[BigLearningRate(), snapshots, stopper, events])
-    history = trainer.fit(prepared.x_train, prepared.y_train, epochs=20, batch_size=16,
-                          validation_data=(prepared.x_val, prepared.y_val))
+    trainer = nl.Trainer(
+        nl.build("2-32-32-3", (2,)),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=0.1, momentum=0.9),
+        callbacks=[BigLearningRate(), snapshots, stopper, events],
+    )
+    history = trainer.fit(
+        prepared.x_train,
+        prepared.y_train,
+        epochs=20,
+        batch_size=16,
+        validation_data=(prepared.x_val, prepared.y_val),
+    )
     val = history.series("val_loss")
     best = int(np.nanargmin(val))
-    assert best == 3 and all(v > val[best] for v in val[best + 1:])
+    assert best == 3 and all(v > val[best] for v in val[best + 1 :])
     assert history.reason == "early_stop" and trainer.state == "stopped"
     assert len(val) == best + 1 + 3  # three epochs without improvement, then stop
     assert _weights_differ(snapshots.weights[-1], snapshots.weights[best])
     _assert_weights_equal(trainer.model, snapshots.weights[best])
     assert trainer.evaluate(prepared.x_val, prepared.y_val)["loss"] == pytest.approx(
-        val[best], rel=1e-6)
-    assert events.of("early_stop") == [{"monitor": "val_loss", "best": val[best],
-                                        "best_epoch": best, "epoch": len(val) - 1,
-                                        "step": trainer.global_step}]
+        val[best], rel=1e-6
+    )
+    assert events.of("early_stop") == [
+        {
+            "monitor": "val_loss",
+            "best": val[best],
+            "best_epoch": best,
+            "epoch": len(val) - 1,
+            "step": trainer.global_step,
+        }
+    ]
     assert events.end["restored_epoch"] == best and events.end["reason"] == "early_stop"
 
 
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.mark.parametrize("values, patience, min_delta, epochs_run, best_epoch, stops", [
-    # patience p: stop at the end of the p-th epoch in a row without improvement
-    ([1.0, 0.9, 0.95, 0.96, 0.97, 0.98], 2, 0.0, 4, 1, True),
-    ([1.0, 0.9, 0.95, 0.96, 0.97, 0.98], 3, 0.0, 5, 1, True),
-    ([1.0, 0.9, 0.95, 0.8, 0.97, 0.98], 2, 0.0, 6, 3, True),
-    ([1.0, 0.9, 0.95, 0.8, 0.97, 0.98], 3, 0.0, 6, 3, False),
-    ([1.0, 1.1, 0.5, 0.4], 0, 0.0, 2, 0, True),
-    ([1.0, 1.1, 0.5, 0.4], 1, 0.0, 2, 0, True),
-    ([1.0, 1.0, 1.0, 1.0], 2, 0.0, 3, 0, True),  # equal is not better
-    # min_delta: an improvement must be larger than it
-    ([1.0, 0.97, 0.96, 0.2], 2, 0.05, 3, 0, True),
-    ([1.0, 0.97, 0.96, 0.2], 2, 0.0, 4, 3, False),
-    ([1.0, 0.94, 0.90, 0.86], 1, 0.05, 3, 1, True),
-    # NaN and inf are never the best
-    ([NAN, 2.0, NAN, INF, 3.0], 5, 0.0, 5, 1, False),
-    ([1.0, NAN, -INF, NAN, 0.5], 3, 0.0, 4, 0, True),
-])
-def test_early_stopping_patience_min_delta_and_nan(values, patience, min_delta, epochs_run,
-                                                   best_epoch, stops):
+@pytest.mark.parametrize(
+    "values, patience, min_delta, epochs_run, best_epoch, stops",
+    [
+        # patience p: stop at the end of the p-th epoch in a row without improvement
+        ([1.0, 0.9, 0.95, 0.96, 0.97, 0.98], 2, 0.0, 4, 1, True),
+        ([1.0, 0.9, 0.95, 0.96, 0.97, 0.98], 3, 0.0, 5, 1, True),
+        ([1.0, 0.9, 0.95, 0.8, 0.97, 0.98], 2, 0.0, 6, 3, True),
+        ([1.0, 0.9, 0.95, 0.8, 0.97, 0.98], 3, 0.0, 6, 3, False),
+        ([1.0, 1.1, 0.5, 0.4], 0, 0.0, 2, 0, True),
+        ([1.0, 1.1, 0.5, 0.4], 1, 0.0, 2, 0, True),
+        ([1.0, 1.0, 1.0, 1.0], 2, 0.0, 3, 0, True),  # equal is not better
+        # min_delta: an improvement must be larger than it
+        ([1.0, 0.97, 0.96, 0.2], 2, 0.05, 3, 0, True),
+        ([1.0, 0.97, 0.96, 0.2], 2, 0.0, 4, 3, False),
+        ([1.0, 0.94, 0.90, 0.86], 1, 0.05, 3, 1, True),
+        # NaN and inf are never the best
+        ([NAN, 2.0, NAN, INF, 3.0], 5, 0.0, 5, 1, False),
+        ([1.0, NAN, -INF, NAN, 0.5], 3, 0.0, 4, 0, True),
+    ],
+)
+def test_early_stopping_patience_min_delta_and_nan(
+    values, patience, min_delta, epochs_run, best_epoch, stops
+):
     snapshots, events = EpochWeights(), Events()
     stopper = nl.EarlyStopping(patience=patience, min_delta=min_delta)
     trainer = _trainer(callbacks=[Script(values), snapshots, stopper, events])
@@ -156,8 +181,7 @@ def test_early_stopping_mode_max_for_accuracy_and_no_restore():
     snapshots = EpochWeights()
     stopper = nl.EarlyStopping(monitor="val_accuracy", patience=1, restore_best_weights=False)
     assert stopper.mode == "max"
-    trainer = _trainer(callbacks=[Script([0.5, 0.7, 0.6, 0.9], "val_accuracy"), snapshots,
-                                  stopper])
+    trainer = _trainer(callbacks=[Script([0.5, 0.7, 0.6, 0.9], "val_accuracy"), snapshots, stopper])
     history = trainer.fit(*_data(), epochs=4, batch_size=8, validation_data=_data(6, seed=1))
     assert len(history.epochs) == 3 and stopper.best_epoch == 1
     _assert_weights_equal(trainer.model, snapshots.weights[-1])  # not restored
@@ -185,6 +209,7 @@ def test_early_stopping_bad_arguments():
 
 # -- DivergenceGuard ---------------------------------------------------------------------------
 
+
 class WeightsAround(nl.Callback):
     def __init__(self):
         self.before, self.after = {}, {}
@@ -200,13 +225,23 @@ def test_divergence_guard_on_a_blow_up_learning_rate(tmp_path):
     prepared = _spirals()
     around, events = WeightsAround(), Events()
     best = nl.ModelCheckpoint(tmp_path / "best.npz", monitor="val_loss")
-    last = nl.ModelCheckpoint(tmp_path / "last.npz", monitor="loss", save_best_only=False,
-                              at_end=True)
-    trainer = nl.Trainer(nl.build("2-32-32-3", (2,)), nl.SoftmaxCrossEntropy(),
-                         nl.SGD(lr=1e6, momentum=0.9), callbacks=[around, best, last, events])
+    last = nl.ModelCheckpoint(
+        tmp_path / "last.npz", monitor="loss", save_best_only=False, at_end=True
+    )
+    trainer = nl.Trainer(
+        nl.build("2-32-32-3", (2,)),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=1e6, momentum=0.9),
+        callbacks=[around, best, last, events],
+    )
     with np.errstate(over="raise", invalid="raise"):  # the trainer contains its overflow
-        history = trainer.fit(prepared.x_train, prepared.y_train, epochs=5, batch_size=16,
-                              validation_data=(prepared.x_val, prepared.y_val))
+        history = trainer.fit(
+            prepared.x_train,
+            prepared.y_train,
+            epochs=5,
+            batch_size=16,
+            validation_data=(prepared.x_val, prepared.y_val),
+        )
     assert history.reason == "diverged" and trainer.state == "diverged"
     losses = history.series("loss", per="batch")
     assert not math.isfinite(losses[-1]) and all(math.isfinite(v) for v in losses[:-1])
@@ -235,8 +270,9 @@ def test_divergence_guard_max_loss_and_opt_out():
 
     plain = _trainer()
     assert sum(isinstance(c, nl.DivergenceGuard) for c in plain.callbacks) == 1
-    unguarded = nl.Trainer(nl.build("4-8-3", (4,)), nl.SoftmaxCrossEntropy(), nl.SGD(lr=1e6),
-                           divergence_guard=False)
+    unguarded = nl.Trainer(
+        nl.build("4-8-3", (4,)), nl.SoftmaxCrossEntropy(), nl.SGD(lr=1e6), divergence_guard=False
+    )
     assert not any(isinstance(c, nl.DivergenceGuard) for c in unguarded.callbacks)
     history = unguarded.fit(*_data(), epochs=3, batch_size=8)
     assert history.reason == "finished" and unguarded.global_step == 9
@@ -244,8 +280,9 @@ def test_divergence_guard_max_loss_and_opt_out():
 
 def test_progress_bar_names_the_step_that_diverged():
     stream = io.StringIO()
-    trainer = _trainer(callbacks=[nl.DivergenceGuard(max_loss=1e-3),
-                                  nl.ProgressBar(stream=stream, rich=False)])
+    trainer = _trainer(
+        callbacks=[nl.DivergenceGuard(max_loss=1e-3), nl.ProgressBar(stream=stream, rich=False)]
+    )
     trainer.fit(*_data(), epochs=3, batch_size=8)
     assert trainer.global_step == 1
     assert "diverged: loss is" in stream.getvalue()
@@ -254,17 +291,23 @@ def test_progress_bar_names_the_step_that_diverged():
 
 # -- ModelCheckpoint ---------------------------------------------------------------------------
 
+
 def test_checkpoint_saves_the_best_epochs(tmp_path):
     snapshots, events = EpochWeights(), Events()
     checkpoint = nl.ModelCheckpoint(tmp_path / "best.npz")
-    trainer = _trainer(callbacks=[Script([1.0, 0.5, 0.7, 0.4, float("nan")]), snapshots,
-                                  checkpoint, events])
+    trainer = _trainer(
+        callbacks=[Script([1.0, 0.5, 0.7, 0.4, float("nan")]), snapshots, checkpoint, events]
+    )
     trainer.fit(*_data(), epochs=5, batch_size=8, validation_data=_data(6, seed=1))
     saved = events.of("checkpoint")
     assert [(e["epoch"], e["reason"], e["value"]) for e in saved] == [
-        (0, "best", 1.0), (1, "best", 0.5), (3, "best", 0.4)]
-    assert all(e["path"] == str(tmp_path / "best.npz") and e["monitor"] == "val_loss"
-               for e in saved)
+        (0, "best", 1.0),
+        (1, "best", 0.5),
+        (3, "best", 0.4),
+    ]
+    assert all(
+        e["path"] == str(tmp_path / "best.npz") and e["monitor"] == "val_loss" for e in saved
+    )
     assert checkpoint.best == 0.4
     _assert_weights_equal(nl.load(tmp_path / "best.npz"), snapshots.weights[3])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz"]
@@ -278,8 +321,9 @@ def test_checkpoint_never_saves_nan_weights_as_the_best(tmp_path):
 
     snapshots = EpochWeights()
     checkpoint = nl.ModelCheckpoint(tmp_path / "best.npz")
-    trainer = _trainer(callbacks=[Script([1.0, 0.5, 0.1]), PoisonAtEpoch2(), snapshots,
-                                  checkpoint], lr=0.01)
+    trainer = _trainer(
+        callbacks=[Script([1.0, 0.5, 0.1]), PoisonAtEpoch2(), snapshots, checkpoint], lr=0.01
+    )
     trainer.fit(*_data(), epochs=3, batch_size=8, validation_data=_data(6, seed=1))
     assert [p.name for p in checkpoint.saved] == ["best.npz", "best.npz"]
     assert checkpoint.best == 0.5
@@ -317,8 +361,11 @@ def test_checkpoint_at_end_after_a_stop(tmp_path):
 
 def test_checkpoint_monitor_must_exist(tmp_path):
     trainer = _trainer(callbacks=[nl.ModelCheckpoint(tmp_path / "b.npz", monitor="val_f1")])
-    with pytest.raises(ValueError, match=r"monitor 'val_f1' is not in the epoch logs "
-                                         r"\(available: .*loss"):
+    with pytest.raises(
+        ValueError,
+        match=r"monitor 'val_f1' is not in the epoch logs "
+        r"\(available: .*loss",
+    ):
         trainer.fit(*_data(), epochs=1, batch_size=8)
 
 
@@ -328,10 +375,11 @@ def _partial_savez(fraction=0.5):
 
     def savez(file, **arrays):
         import io
+
         buffer = io.BytesIO()
         real(buffer, **arrays)
         data = buffer.getvalue()
-        file.write(data[:int(len(data) * fraction)])
+        file.write(data[: int(len(data) * fraction)])
         file.flush()
         raise OSError("disk full (simulated)")
 
@@ -395,8 +443,9 @@ def test_checkpoint_process_killed_mid_write_never_shows_a_partial_file(tmp_path
         model.save(target)
     """)
     target = tmp_path / "best.npz"
-    done = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(target)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 3, done.stderr
     _assert_weights_equal(nl.load(target), nl.build("4-8-3", (4,), seed=0).get_weights())
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "best.npz"]
@@ -404,6 +453,7 @@ def test_checkpoint_process_killed_mid_write_never_shows_a_partial_file(tmp_path
 
 
 # -- Monitor -----------------------------------------------------------------------------------
+
 
 class BeforeStep(nl.Callback):
     """Weights before each step (placed before the Monitor)."""
@@ -420,8 +470,7 @@ def test_monitor_histograms():
     trainer = _trainer(callbacks=[before, nl.Monitor(every=2, bins=10), events])
     trainer.fit(*_data(), epochs=2, batch_size=8)  # 6 steps
     histograms = events.of("histograms")
-    assert [(h["step"], h["batch"]) for h in histograms] == [(0, 0), (1, 0), (2, 1), (4, 0),
-                                                             (6, 2)]
+    assert [(h["step"], h["batch"]) for h in histograms] == [(0, 0), (1, 0), (2, 1), (4, 0), (6, 2)]
     initial = histograms[0]["layers"]
     assert set(initial) == {"dense_1", "dense_2"}
     assert set(initial["dense_1"]) == {"weights"}
@@ -451,11 +500,12 @@ def test_monitor_histograms():
     assert last["weights"]["lo"] == float(W.value.min())
     assert last["weights"]["hi"] == float(W.value.max())
     assert last["grad_norm"] == pytest.approx(
-        math.sqrt(float(np.sum(W.grad.astype(np.float64) ** 2) + np.sum(b.grad ** 2))),
-        rel=1e-5)
+        math.sqrt(float(np.sum(W.grad.astype(np.float64) ** 2) + np.sum(b.grad**2))), rel=1e-5
+    )
     w_before = before.before[6]["dense_1.W"]
     assert last["update_ratio"] == pytest.approx(
-        np.linalg.norm(W.value - w_before) / np.linalg.norm(w_before), rel=1e-5)
+        np.linalg.norm(W.value - w_before) / np.linalg.norm(w_before), rel=1e-5
+    )
 
 
 def test_histogram_helper():
@@ -513,10 +563,15 @@ def test_monitor_confusion_matrix_matches_a_direct_computation():
             self.matrices.append(matrix)
 
     direct, events = Direct(), Events()
-    trainer = nl.Trainer(nl.build("2-16-3", (2,)), nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1),
-                         callbacks=[nl.Monitor(class_names=["a", "b", "c"]), direct, events])
-    history = trainer.fit(prepared.x_train, prepared.y_train, epochs=2, batch_size=32,
-                          validation_data=(xv, yv))
+    trainer = nl.Trainer(
+        nl.build("2-16-3", (2,)),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=0.1),
+        callbacks=[nl.Monitor(class_names=["a", "b", "c"]), direct, events],
+    )
+    history = trainer.fit(
+        prepared.x_train, prepared.y_train, epochs=2, batch_size=32, validation_data=(xv, yv)
+    )
     confusion = events.of("confusion")
     assert [c["epoch"] for c in confusion] == [0, 1]
     for event, matrix, logs in zip(confusion, direct.matrices, history.epochs, strict=True):
@@ -532,8 +587,7 @@ def test_monitor_confusion_matrix_matches_a_direct_computation():
 
 
 def test_precision_recall_by_hand():
-    matrix = confusion_matrix(np.array([0, 0, 0, 1, 1, 1, 2]), np.array([0, 0, 1, 1, 1, 1, 1]),
-                              3)
+    matrix = confusion_matrix(np.array([0, 0, 0, 1, 1, 1, 2]), np.array([0, 0, 1, 1, 1, 1, 1]), 3)
     np.testing.assert_array_equal(matrix, [[2, 1, 0], [0, 3, 0], [0, 1, 0]])
     precision, recall = precision_recall(matrix)
     np.testing.assert_allclose(precision, [1.0, 0.6, 0.0])  # class 2 never predicted: 0
@@ -546,16 +600,25 @@ def test_monitor_without_validation_or_for_regression_sends_no_confusion():
     assert events.of("confusion") == []
     prepared = datasets.prepare(datasets.load("sine", n_train=40, n_test=5), validation_split=0.2)
     events = Events()
-    nl.Trainer(nl.build("1-8-1:tanh", (1,)), nl.MSE(), nl.SGD(lr=0.05),
-               callbacks=[nl.Monitor(every=1), events]).fit(
-        prepared.x_train, prepared.y_train, epochs=1, batch_size=8,
-        validation_data=(prepared.x_val, prepared.y_val))
+    nl.Trainer(
+        nl.build("1-8-1:tanh", (1,)),
+        nl.MSE(),
+        nl.SGD(lr=0.05),
+        callbacks=[nl.Monitor(every=1), events],
+    ).fit(
+        prepared.x_train,
+        prepared.y_train,
+        epochs=1,
+        batch_size=8,
+        validation_data=(prepared.x_val, prepared.y_val),
+    )
     assert events.of("confusion") == [] and len(events.of("histograms")) == 1 + 4
     with pytest.raises(ValueError, match="every"):
         nl.Monitor(every=0)
 
 
 # -- schedules ---------------------------------------------------------------------------------
+
 
 def _epoch_lrs(schedule, epochs=5, lr=0.1, callbacks=()):
     trainer = _trainer(callbacks=[schedule, *callbacks], lr=lr)
@@ -567,17 +630,35 @@ def _epoch_lrs(schedule, epochs=5, lr=0.1, callbacks=()):
     return [lrs[0] for lrs in per_epoch], history
 
 
-@pytest.mark.parametrize("schedule, expected", [
-    (StepDecay(step_size=2, gamma=0.5), [0.1, 0.1, 0.05, 0.05, 0.025]),
-    (ExponentialDecay(gamma=0.9), [0.1 * 0.9 ** e for e in range(5)]),
-    (CosineDecay(total=4), [0.1, 0.1 * (1 + math.cos(math.pi / 4)) / 2, 0.05,
-                            0.1 * (1 - math.cos(math.pi / 4)) / 2, 1e-12]),
-    (CosineDecay(total=4, min_factor=0.1), [0.1, 0.01 + 0.09 * (1 + math.cos(math.pi / 4)) / 2,
-                                            0.055, 0.01 + 0.09 * (1 - math.cos(math.pi / 4)) / 2,
-                                            0.01]),
-    (TimeBasedDecay(decay=0.5), [0.1 / (1 + 0.5 * e) for e in range(5)]),
-    (LearningRateSchedule(), [0.1] * 5),
-])
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        (StepDecay(step_size=2, gamma=0.5), [0.1, 0.1, 0.05, 0.05, 0.025]),
+        (ExponentialDecay(gamma=0.9), [0.1 * 0.9**e for e in range(5)]),
+        (
+            CosineDecay(total=4),
+            [
+                0.1,
+                0.1 * (1 + math.cos(math.pi / 4)) / 2,
+                0.05,
+                0.1 * (1 - math.cos(math.pi / 4)) / 2,
+                1e-12,
+            ],
+        ),
+        (
+            CosineDecay(total=4, min_factor=0.1),
+            [
+                0.1,
+                0.01 + 0.09 * (1 + math.cos(math.pi / 4)) / 2,
+                0.055,
+                0.01 + 0.09 * (1 - math.cos(math.pi / 4)) / 2,
+                0.01,
+            ],
+        ),
+        (TimeBasedDecay(decay=0.5), [0.1 / (1 + 0.5 * e) for e in range(5)]),
+        (LearningRateSchedule(), [0.1] * 5),
+    ],
+)
 def test_schedules_per_epoch(schedule, expected):
     lrs, _ = _epoch_lrs(schedule)
     assert lrs == pytest.approx(expected, rel=1e-12, abs=1e-15)
@@ -587,18 +668,25 @@ def test_schedule_per_batch():
     trainer = _trainer(callbacks=[ExponentialDecay(gamma=0.5, per="batch")], lr=0.8)
     history = trainer.fit(*_data(), epochs=2, batch_size=8)
     assert [b["lr"] for b in history.batches] == pytest.approx(
-        [0.8 * 0.5 ** s for s in range(6)], rel=1e-12)
+        [0.8 * 0.5**s for s in range(6)], rel=1e-12
+    )
     with pytest.raises(ValueError, match="per"):
         StepDecay(2, per="step")
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda: StepDecay(0), "step_size"), (lambda: StepDecay(2, gamma=0), "gamma"),
-    (lambda: StepDecay(1.5), "step_size"), (lambda: ExponentialDecay(-0.5), "gamma"),
-    (lambda: ExponentialDecay(float("nan")), "gamma"), (lambda: CosineDecay(0), "total"),
-    (lambda: CosineDecay(10, min_factor=1.5), "min_factor"),
-    (lambda: TimeBasedDecay(-1.0), "decay"),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: StepDecay(0), "step_size"),
+        (lambda: StepDecay(2, gamma=0), "gamma"),
+        (lambda: StepDecay(1.5), "step_size"),
+        (lambda: ExponentialDecay(-0.5), "gamma"),
+        (lambda: ExponentialDecay(float("nan")), "gamma"),
+        (lambda: CosineDecay(0), "total"),
+        (lambda: CosineDecay(10, min_factor=1.5), "min_factor"),
+        (lambda: TimeBasedDecay(-1.0), "decay"),
+    ],
+)
 def test_schedule_arguments_are_checked_up_front(make, words):
     with pytest.raises(ValueError, match=words):
         make()
@@ -613,4 +701,5 @@ def test_manual_lr_mid_run_rebases_the_schedule():
     trainer = _trainer(callbacks=[ExponentialDecay(gamma=0.5), SetAtStep5()], lr=0.8)
     history = trainer.fit(*_data(), epochs=4, batch_size=8)
     assert [b["lr"] for b in history.batches] == pytest.approx(
-        [0.8, 0.8, 0.8, 0.4, 0.4, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25], rel=1e-12)
+        [0.8, 0.8, 0.8, 0.4, 0.4, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25], rel=1e-12
+    )

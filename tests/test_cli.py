@@ -29,8 +29,14 @@ def env(tmp_path_factory):
 
 
 def nnlib(cwd, env, *args, timeout=TIMEOUT):
-    return subprocess.run([sys.executable, "-m", "nnlib.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "nnlib.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _usage_error(done, *words):
@@ -51,12 +57,24 @@ def trained(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("trained")
     environment = dict(os.environ, NNLIB_DATA_DIR=str(tmp_path_factory.mktemp("data")))
     environment.pop("NNLIB_RUNS_DIR", None)
-    done = nnlib(cwd, environment, "train", "--dataset", "spirals", "--epochs", "3",
-                 "--batch-size", "32", "--seed", "1")
+    done = nnlib(
+        cwd,
+        environment,
+        "train",
+        "--dataset",
+        "spirals",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--seed",
+        "1",
+    )
     return cwd, environment, done
 
 
 # -- train -------------------------------------------------------------------------------------
+
 
 def test_a_good_run(trained):
     cwd, _, done = trained
@@ -66,10 +84,19 @@ def test_a_good_run(trained):
     assert len(run_dirs) == 1 and run_dirs[0].name.endswith("-spirals")
     run_dir = run_dirs[0]
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "best.npz", "config.json", "events.jsonl", "experiment.toml", "model.npz"]
+        "best.npz",
+        "config.json",
+        "events.jsonl",
+        "experiment.toml",
+        "model.npz",
+    ]
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["dataset"], config["epochs"], config["batch_size"], config["seed"]) == (
-        "spirals", 3, 32, 1)
+        "spirals",
+        3,
+        32,
+        1,
+    )
     events = runs.read(run_dir)
     assert events[0].type == "run_start"
     assert events[-1].type == "end" and events[-1]["reason"] == "finished"
@@ -87,8 +114,7 @@ def test_a_good_run(trained):
 def test_evaluate_the_saved_model(trained):
     cwd, environment, _ = trained
     run_dir = next((cwd / "runs").iterdir())
-    done = nnlib(cwd, environment, "evaluate", str(run_dir / "model.npz"), "--dataset",
-                 "spirals")
+    done = nnlib(cwd, environment, "evaluate", str(run_dir / "model.npz"), "--dataset", "spirals")
     assert done.returncode == 0, done.stderr
     match = re.fullmatch(r"test \((\d+) samples\)  loss (\S+)  accuracy (\S+)\n", done.stdout)
     assert match and match[1] == "500"
@@ -99,8 +125,9 @@ def test_evaluate_the_saved_model(trained):
     # a model file on its own is evaluated too
     (cwd / "alone").mkdir(exist_ok=True)
     (cwd / "alone" / "m.npz").write_bytes((run_dir / "model.npz").read_bytes())
-    alone = nnlib(cwd, environment, "evaluate", "alone/m.npz", "--dataset", "spirals",
-                  "--split", "train")
+    alone = nnlib(
+        cwd, environment, "evaluate", "alone/m.npz", "--dataset", "spirals", "--split", "train"
+    )
     assert alone.returncode == 0, alone.stderr
     assert re.fullmatch(r"train \(1500 samples\)  loss \S+  accuracy \S+\n", alone.stdout)
 
@@ -108,11 +135,9 @@ def test_evaluate_the_saved_model(trained):
 def test_evaluate_errors(trained, env):
     cwd, _, _ = trained
     model = str(next((cwd / "runs").iterdir()) / "model.npz")
-    _usage_error(nnlib(cwd, env, "evaluate", model, "--dataset", "glyphs"), "(2,)",
-                 "(28, 28, 1)")
+    _usage_error(nnlib(cwd, env, "evaluate", model, "--dataset", "glyphs"), "(2,)", "(28, 28, 1)")
     _usage_error(nnlib(cwd, env, "evaluate", model, "--dataset", "xor"), "needs 2")
-    _usage_error(nnlib(cwd, env, "evaluate", "nothing.npz", "--dataset", "spirals"),
-                 "nothing.npz")
+    _usage_error(nnlib(cwd, env, "evaluate", "nothing.npz", "--dataset", "spirals"), "nothing.npz")
     _usage_error(nnlib(cwd, env, "evaluate", model, "--dataset", "nope"), "'nope'")
 
 
@@ -121,8 +146,9 @@ def test_runs_prints_the_epochs(trained):
     run_dir = next((cwd / "runs").iterdir())
     done = nnlib(cwd, environment, "runs", str(run_dir))
     assert done.returncode == 0, done.stderr
-    epochs = re.findall(r"^step +(\d+)  epoch +epoch (\d) +loss \S+  acc \S+  val_loss",
-                        done.stdout, re.M)
+    epochs = re.findall(
+        r"^step +(\d+)  epoch +epoch (\d) +loss \S+  acc \S+  val_loss", done.stdout, re.M
+    )
     assert [int(e) for _, e in epochs] == [1, 2, 3]
     assert done.stdout.splitlines()[-1].split()[2:4] == ["end", "reason=finished"]
     assert "batch" not in done.stdout.replace("batch_size", "")
@@ -138,8 +164,20 @@ def test_runs_errors(tmp_path, env):
 
 
 def test_a_diverging_run_exits_1(tmp_path, env):
-    done = nnlib(tmp_path, env, "train", "--dataset", "spirals", "--lr", "1e6", "--epochs", "3",
-                 "--run-dir", "run", "--quiet")
+    done = nnlib(
+        tmp_path,
+        env,
+        "train",
+        "--dataset",
+        "spirals",
+        "--lr",
+        "1e6",
+        "--epochs",
+        "3",
+        "--run-dir",
+        "run",
+        "--quiet",
+    )
     assert done.returncode == 1, done.stderr
     assert "diverged" in done.stderr and "Traceback" not in done.stderr
     assert "Warning" not in done.stderr
@@ -159,8 +197,22 @@ def test_a_data_error_exits_1_with_one_line(tmp_path, env):
 
 
 def test_early_stopping_flag(tmp_path, env):
-    done = nnlib(tmp_path, env, "train", "--dataset", "xor", "--epochs", "50", "--lr", "0.5",
-                 "--early-stopping", "0", "--run-dir", "run", "--quiet")
+    done = nnlib(
+        tmp_path,
+        env,
+        "train",
+        "--dataset",
+        "xor",
+        "--epochs",
+        "50",
+        "--lr",
+        "0.5",
+        "--early-stopping",
+        "0",
+        "--run-dir",
+        "run",
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
     events = runs.read(tmp_path / "run")
     epochs = [e for e in events if e.type == "epoch"]
@@ -171,9 +223,27 @@ def test_early_stopping_flag(tmp_path, env):
 
 def test_sigint_closes_the_log_and_saves_the_model(tmp_path, env):
     process = subprocess.Popen(
-        [sys.executable, "-m", "nnlib.cli", "train", "--dataset", "spirals", "--epochs",
-         "100000", "--batch-size", "1", "--run-dir", "run", "--quiet"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "nnlib.cli",
+            "train",
+            "--dataset",
+            "spirals",
+            "--epochs",
+            "100000",
+            "--batch-size",
+            "1",
+            "--run-dir",
+            "run",
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     events_file = tmp_path / "run" / "events.jsonl"
     try:
         for _ in range(6000):  # at most ~2 minutes; normally a second
@@ -205,33 +275,39 @@ def test_sigint_closes_the_log_and_saves_the_model(tmp_path, env):
 
 # -- usage errors ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("args, words", [
-    (["train", "--bogus"], ["--bogus"]),
-    (["train", "--epochs", "0"], ["--epochs"]),
-    (["train", "--epochs", "many"], ["--epochs", "'many'"]),
-    (["train", "--optimizer", "lbfgs"], ["--optimizer", "'lbfgs'"]),
-    (["train", "--lr", "-1"], ["lr", "-1"]),
-    (["train", "--momentum", "1.5"], ["momentum"]),
-    (["train", "--dataset", "spirals", "--arch", "2-x-3"], ["--arch", "2-x-3"]),
-    (["train", "--dataset", "spirals", "--arch", "conv(8,3) dense(3)"], ["--arch"]),
-    (["train", "--dataset", "spirals", "--arch", "2-8-5"], ["arch", "needs 3"]),
-    (["train", "--dataset", "no-such-set"], ["'no-such-set'", "spirals"]),
-    (["train", "--config", "missing.toml"], ["missing.toml", "no such config file"]),
-    (["summary", "--arch", "2-8-3"], ["--input-shape", "--dataset"]),
-    (["summary", "--arch", "2-8-3", "--input-shape", "28,a,1"], ["--input-shape"]),
-    (["summary", "--arch", "2-8-3", "--dataset", "nope"], ["--dataset", "'nope'"]),
-    (["summary", "--arch", "maxpool(9)", "--input-shape", "4,4,1"], ["--arch"]),
-    (["frobnicate"], ["frobnicate"]),
-    ([], ["command"]),
-])
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["train", "--bogus"], ["--bogus"]),
+        (["train", "--epochs", "0"], ["--epochs"]),
+        (["train", "--epochs", "many"], ["--epochs", "'many'"]),
+        (["train", "--optimizer", "lbfgs"], ["--optimizer", "'lbfgs'"]),
+        (["train", "--lr", "-1"], ["lr", "-1"]),
+        (["train", "--momentum", "1.5"], ["momentum"]),
+        (["train", "--dataset", "spirals", "--arch", "2-x-3"], ["--arch", "2-x-3"]),
+        (["train", "--dataset", "spirals", "--arch", "conv(8,3) dense(3)"], ["--arch"]),
+        (["train", "--dataset", "spirals", "--arch", "2-8-5"], ["arch", "needs 3"]),
+        (["train", "--dataset", "no-such-set"], ["'no-such-set'", "spirals"]),
+        (["train", "--config", "missing.toml"], ["missing.toml", "no such config file"]),
+        (["summary", "--arch", "2-8-3"], ["--input-shape", "--dataset"]),
+        (["summary", "--arch", "2-8-3", "--input-shape", "28,a,1"], ["--input-shape"]),
+        (["summary", "--arch", "2-8-3", "--dataset", "nope"], ["--dataset", "'nope'"]),
+        (["summary", "--arch", "maxpool(9)", "--input-shape", "4,4,1"], ["--arch"]),
+        (["frobnicate"], ["frobnicate"]),
+        ([], ["command"]),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(tmp_path, env, args, words):
     _usage_error(nnlib(tmp_path, env, *args), *words)
     assert not (tmp_path / "runs").exists()  # nothing was started
 
 
 def test_summary_of_lenet(tmp_path, env):
-    arch = ("conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
-            "dense(84) relu dense(10)")
+    arch = (
+        "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
+        "dense(84) relu dense(10)"
+    )
     done = nnlib(tmp_path, env, "summary", "--arch", arch, "--input-shape", "28,28,1")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == arch
@@ -250,16 +326,34 @@ def test_datasets_lists_the_builtins(tmp_path, env):
 
 # -- config files ------------------------------------------------------------------------------
 
+
 def test_config_file_with_a_flag_overriding_it(tmp_path, env):
     (tmp_path / "exp.toml").write_text(
         'dataset = "blobs"\narch = "2-16-4"\nepochs = 2\nbatch_size = 50\nlr = 0.02\n'
-        'optimizer = "adam"\nseed = 5\nvalidation_split = 0.2\n')
-    done = nnlib(tmp_path, env, "train", "--config", "exp.toml", "--lr", "0.01", "--epochs",
-                 "1", "--run-dir", "run", "--quiet")
+        'optimizer = "adam"\nseed = 5\nvalidation_split = 0.2\n'
+    )
+    done = nnlib(
+        tmp_path,
+        env,
+        "train",
+        "--config",
+        "exp.toml",
+        "--lr",
+        "0.01",
+        "--epochs",
+        "1",
+        "--run-dir",
+        "run",
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["dataset"], config["arch"], config["batch_size"], config["seed"]) == (
-        "blobs", "2-16-4", 50, 5)
+        "blobs",
+        "2-16-4",
+        50,
+        5,
+    )
     assert (config["lr"], config["epochs"], config["validation_split"]) == (0.01, 1, 0.2)
     assert config["optimizer"] == "adam" and config["trainer"]["optimizer"]["lr"] == 0.01
     events = runs.read(tmp_path / "run")
@@ -268,13 +362,16 @@ def test_config_file_with_a_flag_overriding_it(tmp_path, env):
     assert {e["size"] for e in events if e.type == "batch"} <= {50, 1200 % 50 or 50}
 
 
-@pytest.mark.parametrize("text, words", [
-    ('dataset = "spirals"\nlearning_rate = 0.1\n', ["unknown field 'learning_rate'"]),
-    ('dataset = "spirals"\nepochs = \n', ["not valid TOML"]),
-    ('dataset = "spirals"\nepochs = 0\n', ["epochs must be a positive integer"]),
-    ('dataset = "spirals"\nlr = "fast"\n', ["lr must be a positive number", "'fast'"]),
-    ('dataset = "spirals"\nrun_dir = 5\n', ["run_dir"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('dataset = "spirals"\nlearning_rate = 0.1\n', ["unknown field 'learning_rate'"]),
+        ('dataset = "spirals"\nepochs = \n', ["not valid TOML"]),
+        ('dataset = "spirals"\nepochs = 0\n', ["epochs must be a positive integer"]),
+        ('dataset = "spirals"\nlr = "fast"\n', ["lr must be a positive number", "'fast'"]),
+        ('dataset = "spirals"\nrun_dir = 5\n', ["run_dir"]),
+    ],
+)
 def test_bad_config_files_exit_2_naming_the_field(tmp_path, env, text, words):
     (tmp_path / "exp.toml").write_text(text)
     line = _usage_error(nnlib(tmp_path, env, "train", "--config", "exp.toml"), *words)

@@ -18,27 +18,66 @@ def test_defaults_are_valid_and_round_trip_through_toml(tmp_path):
 
 
 def test_every_field_round_trips(tmp_path):
-    config = ExperimentConfig(dataset='data/my "quoted" \\ file.csv',
-                              arch="conv(8,3) relu maxpool(2) dense(10)", epochs=3,
-                              batch_size=16, optimizer="adam", lr=1e-05, momentum=0.0,
-                              weight_decay=0.0005, seed=7, validation_split=0.0, subset=100,
-                              data_dir="/data", run_dir="runs/x", histogram_every=3)
+    config = ExperimentConfig(
+        dataset='data/my "quoted" \\ file.csv',
+        arch="conv(8,3) relu maxpool(2) dense(10)",
+        epochs=3,
+        batch_size=16,
+        optimizer="adam",
+        lr=1e-05,
+        momentum=0.0,
+        weight_decay=0.0005,
+        seed=7,
+        validation_split=0.0,
+        subset=100,
+        data_dir="/data",
+        run_dir="runs/x",
+        histogram_every=3,
+    )
     path = config.save(tmp_path / "exp.toml")
     loaded = ExperimentConfig.load(path)
     assert loaded == config
     assert loaded.to_dict() == config.to_dict()
 
 
-@pytest.mark.parametrize("field, value", [
-    ("dataset", ""), ("dataset", "   "), ("dataset", 3), ("arch", ""), ("arch", 5),
-    ("epochs", 0), ("epochs", -1), ("epochs", 2.0), ("epochs", True), ("epochs", "5"),
-    ("batch_size", 0), ("histogram_every", 0), ("seed", -1), ("seed", 1.5),
-    ("subset", 0), ("subset", 2.5), ("optimizer", "SGD"), ("optimizer", "lbfgs"),
-    ("lr", 0), ("lr", -0.1), ("lr", float("nan")), ("lr", float("inf")), ("lr", "0.1"),
-    ("lr", True), ("momentum", 1.0), ("momentum", -0.1), ("weight_decay", -1e-4),
-    ("validation_split", 1.0), ("validation_split", -0.1), ("data_dir", 5), ("data_dir", ""),
-    ("run_dir", 5), ("run_dir", ["runs"]),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("dataset", ""),
+        ("dataset", "   "),
+        ("dataset", 3),
+        ("arch", ""),
+        ("arch", 5),
+        ("epochs", 0),
+        ("epochs", -1),
+        ("epochs", 2.0),
+        ("epochs", True),
+        ("epochs", "5"),
+        ("batch_size", 0),
+        ("histogram_every", 0),
+        ("seed", -1),
+        ("seed", 1.5),
+        ("subset", 0),
+        ("subset", 2.5),
+        ("optimizer", "SGD"),
+        ("optimizer", "lbfgs"),
+        ("lr", 0),
+        ("lr", -0.1),
+        ("lr", float("nan")),
+        ("lr", float("inf")),
+        ("lr", "0.1"),
+        ("lr", True),
+        ("momentum", 1.0),
+        ("momentum", -0.1),
+        ("weight_decay", -1e-4),
+        ("validation_split", 1.0),
+        ("validation_split", -0.1),
+        ("data_dir", 5),
+        ("data_dir", ""),
+        ("run_dir", 5),
+        ("run_dir", ["runs"]),
+    ],
+)
 def test_a_bad_value_names_its_field(field, value):
     with pytest.raises(ConfigError, match=rf"^{field} must be ") as error:
         ExperimentConfig(**{field: value})
@@ -61,8 +100,11 @@ def test_replace_ignores_unset_values():
 
 
 def test_from_dict_unknown_field():
-    with pytest.raises(ConfigError, match=r"^my\.toml: unknown field 'learning_rate'; known "
-                                          r"fields: .*\blr\b"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^my\.toml: unknown field 'learning_rate'; known "
+        r"fields: .*\blr\b",
+    ):
         ExperimentConfig.from_dict({"lr": 0.1, "learning_rate": 0.1}, source="my.toml")
 
 
@@ -77,13 +119,16 @@ def test_load_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(ConfigError, match=rf"^{path}: unknown field 'batchsize'"):
         ExperimentConfig.load(path)
     path.write_text('dataset = "spirals"\nepochs = "ten"\n')
-    with pytest.raises(ConfigError, match=rf"^{path}: epochs must be a positive integer, "
-                                          r"got 'ten'"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{path}: epochs must be a positive integer, "
+        r"got 'ten'",
+    ):
         ExperimentConfig.load(path)
-    path.write_text('[section]\nlr = 0.1\n')
+    path.write_text("[section]\nlr = 0.1\n")
     with pytest.raises(ConfigError, match="unknown field 'section'"):
         ExperimentConfig.load(path)
-    path.write_bytes(b"dataset = \"\xff\xfe\"\n")
+    path.write_bytes(b'dataset = "\xff\xfe"\n')
     with pytest.raises(ConfigError, match=rf"^{path}: cannot read the config file"):
         ExperimentConfig.load(path)
     (tmp_path / "folder.toml").mkdir()
@@ -95,6 +140,5 @@ def test_a_valid_file_with_ints_for_floats(tmp_path):
     path = tmp_path / "exp.toml"
     path.write_text('dataset = "xor"\nlr = 1\nmomentum = 0\nvalidation_split = 0\n')
     config = ExperimentConfig.load(path)
-    assert (config.dataset, config.lr, config.momentum, config.validation_split) == (
-        "xor", 1, 0, 0)
+    assert (config.dataset, config.lr, config.momentum, config.validation_split) == ("xor", 1, 0, 0)
     assert config.epochs == 5  # the rest are defaults

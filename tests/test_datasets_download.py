@@ -15,8 +15,12 @@ import nnlib.datasets as nds
 from nnlib.datasets import download as download_module
 from nnlib.datasets import idxfolder
 
-FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+FILES = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +39,13 @@ def payloads(tmp_path_factory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("payloads")
     rng = np.random.default_rng(0)
     for split, n in (("train", 30), ("t10k", 10)):
-        nds.write_idx(folder / f"{split}-images-idx3-ubyte.gz",
-                      rng.integers(0, 256, (n, 7, 7), dtype=np.uint8))
-        nds.write_idx(folder / f"{split}-labels-idx1-ubyte.gz",
-                      (np.arange(n) % 10).astype(np.uint8))
+        nds.write_idx(
+            folder / f"{split}-images-idx3-ubyte.gz",
+            rng.integers(0, 256, (n, 7, 7), dtype=np.uint8),
+        )
+        nds.write_idx(
+            folder / f"{split}-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8)
+        )
     return {name: (folder / name).read_bytes() for name in FILES}
 
 
@@ -126,8 +133,10 @@ def test_download_files_only_fetches_what_is_missing(tmp_path, server, checksums
     folder = tmp_path / "data" / "mnist"
     folder.mkdir(parents=True)
     (folder / FILES[0]).write_bytes(payloads[FILES[0]])
-    assert nds.download_files("mnist", tmp_path / "data", mirrors=[server.url],
-                              checksums=checksums) == folder
+    assert (
+        nds.download_files("mnist", tmp_path / "data", mirrors=[server.url], checksums=checksums)
+        == folder
+    )
     assert sorted(server.requests) == sorted(f"/mnist/{f}" for f in FILES[1:])
 
 
@@ -179,13 +188,18 @@ def test_corrupt_download_with_matching_checksum_fails_on_read(tmp_path, server,
     server.files[f"/mnist/{FILES[3]}"] = damaged
     sums = {**checksums, FILES[3]: hashlib.md5(damaged).hexdigest()}
     with pytest.raises(nds.DatasetError, match="t10k-labels-idx1-ubyte.gz: corrupt or truncated"):
-        nds.load("mnist", data_dir=tmp_path / "data", mirrors=[server.url], checksums=sums,
-                 cache=False)
+        nds.load(
+            "mnist", data_dir=tmp_path / "data", mirrors=[server.url], checksums=sums, cache=False
+        )
 
 
 def test_http_404_moves_on_to_the_next_mirror(tmp_path, server, checksums):
-    ds = nds.load("mnist", data_dir=tmp_path / "data", mirrors=[server.url + "gone/", server.url],
-                  checksums=checksums)
+    ds = nds.load(
+        "mnist",
+        data_dir=tmp_path / "data",
+        mirrors=[server.url + "gone/", server.url],
+        checksums=checksums,
+    )
     assert ds.train_size == 30
     assert server.requests[:2] == [f"/mnist/gone/{FILES[0]}", f"/mnist/{FILES[0]}"]
 

@@ -26,8 +26,13 @@ def write_csv(path: Path, rows: list[str]) -> Path:
 def test_npz_with_test_split(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "mine.npz"
-    np.savez(path, x_train=rng.normal(size=(40, 3)), y_train=np.arange(40) % 3,
-             x_test=rng.normal(size=(10, 3)), y_test=np.arange(10) % 3)
+    np.savez(
+        path,
+        x_train=rng.normal(size=(40, 3)),
+        y_train=np.arange(40) % 3,
+        x_test=rng.normal(size=(10, 3)),
+        y_test=np.arange(10) % 3,
+    )
     ds = nds.load(path)
     assert ds.name == "mine" and ds.task == "classification" and ds.num_classes == 3
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
@@ -62,33 +67,57 @@ def test_npz_regression_and_forced_task(tmp_path):
 
 def test_npz_class_names_and_image_shape(tmp_path):
     path = tmp_path / "flat.npz"
-    np.savez(path, x_train=np.zeros((10, 12), np.uint8), y_train=np.arange(10) % 2,
-             class_names=np.array(["cat", "dog"]))
+    np.savez(
+        path,
+        x_train=np.zeros((10, 12), np.uint8),
+        y_train=np.arange(10) % 2,
+        class_names=np.array(["cat", "dog"]),
+    )
     ds = nds.load(path, image_shape=(2, 2, 3))
     assert ds.input_shape == (2, 2, 3) and ds.class_names == ["cat", "dog"]
     with pytest.raises(nds.DatasetError, match=r"x_train: image_shape \(3, 3, 1\) needs 9"):
         nds.load(path, image_shape=(3, 3, 1))
 
 
-@pytest.mark.parametrize("arrays,message", [
-    ({"x": np.ones((3, 2)), "y": np.arange(3)}, r"missing array 'x_train' \(found: x, y\)"),
-    ({"x_train": np.ones((3, 2))}, "missing array 'y_train'"),
-    ({"x_train": np.ones((3, 2)), "y_train": np.arange(4)}, "x_train has 3 rows but y_train has 4"),
-    ({"x_train": np.ones((4, 2)), "y_train": np.arange(4), "x_test": np.ones((2, 2))},
-     "has x_test but not y_test"),
-    ({"x_train": np.ones((4, 2)), "y_train": np.array([0, 1, -1, 0])},
-     r"y_train\[2\]: label -1 is negative"),
-    ({"x_train": np.array([[1.0, 2], [3, np.nan], [5, 6]]), "y_train": np.arange(3)},
-     "x_train holds NaN or inf values \\(first at row 1\\)"),
-    ({"x_train": np.ones((3, 2)), "y_train": np.array([0.0, np.inf, 1.0])},
-     "y_train holds NaN or inf values \\(first at row 1\\)"),
-    ({"x_train": np.array([["a", "b"]] * 3), "y_train": np.arange(3)},
-     "x_train: expected numbers"),
-    ({"x_train": np.ones((4, 2)), "y_train": np.array([0, 1, 2, 10**6])},
-     r"y_train\[3\]: label 1e\+06 is out of range"),
-    ({"x_train": np.ones((4, 2)), "y_train": np.arange(4), "class_names": np.array(["a"])},
-     "1 class_names but labels go up to 3"),
-])
+@pytest.mark.parametrize(
+    "arrays,message",
+    [
+        ({"x": np.ones((3, 2)), "y": np.arange(3)}, r"missing array 'x_train' \(found: x, y\)"),
+        ({"x_train": np.ones((3, 2))}, "missing array 'y_train'"),
+        (
+            {"x_train": np.ones((3, 2)), "y_train": np.arange(4)},
+            "x_train has 3 rows but y_train has 4",
+        ),
+        (
+            {"x_train": np.ones((4, 2)), "y_train": np.arange(4), "x_test": np.ones((2, 2))},
+            "has x_test but not y_test",
+        ),
+        (
+            {"x_train": np.ones((4, 2)), "y_train": np.array([0, 1, -1, 0])},
+            r"y_train\[2\]: label -1 is negative",
+        ),
+        (
+            {"x_train": np.array([[1.0, 2], [3, np.nan], [5, 6]]), "y_train": np.arange(3)},
+            "x_train holds NaN or inf values \\(first at row 1\\)",
+        ),
+        (
+            {"x_train": np.ones((3, 2)), "y_train": np.array([0.0, np.inf, 1.0])},
+            "y_train holds NaN or inf values \\(first at row 1\\)",
+        ),
+        (
+            {"x_train": np.array([["a", "b"]] * 3), "y_train": np.arange(3)},
+            "x_train: expected numbers",
+        ),
+        (
+            {"x_train": np.ones((4, 2)), "y_train": np.array([0, 1, 2, 10**6])},
+            r"y_train\[3\]: label 1e\+06 is out of range",
+        ),
+        (
+            {"x_train": np.ones((4, 2)), "y_train": np.arange(4), "class_names": np.array(["a"])},
+            "1 class_names but labels go up to 3",
+        ),
+    ],
+)
 def test_npz_errors_name_the_key(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -166,23 +195,40 @@ def test_csv_float_labels_mean_regression(tmp_path):
     assert ds.task == "regression" and ds.y_train.shape == (8, 1)
 
 
-@pytest.mark.parametrize("rows,kwargs,message", [
-    (["label,a,b", "1,2,3", "0,4"], {}, "line 3: 2 columns, but the header has 3"),
-    (["1,2,3", "0,4,5,6"], {}, "line 2: 4 columns, but the first row has 3"),
-    (["label,a,b", "1,2,3", "0,x,5"], {}, r"line 3, column 1 \('a'\): 'x' is not a number"),
-    (["label,a,b", "1,2,3", "0,4,"], {}, r"line 3, column 2 \('b'\): empty cell"),
-    (["label,a,b", "1,2,3", "0,nan,4"], {}, r"line 3, column 1 \('a'\): nan value"),
-    (["label,a,b", "1,2,3", "-1,4,5"], {}, r"line 3, column 0 \('label'\): label -1 is negative"),
-    (["label,a,b", "1,2,3", "2.5,4,5"], {"image_shape": (1, 2, 1)},
-     r"line 3, column 0 \('label'\): label 2.5 is not an integer"),
-    (["label,a,b", "1,2,3", "cat,4,5"], {}, r"line 3, column 0 \('label'\): label 'cat' is not"),
-    (["label,a,b", "1,2,3", "0,4,5"], {"image_shape": (2, 2, 1)},
-     r"image_shape \(2, 2, 1\) needs 4 pixel columns but there are 2"),
-    (["label,a,b", "1,2,3"], {"label_column": "klass"}, "no column named 'klass'"),
-    (["1,2,3", "0,4,5"], {"label_column": "klass"}, "is a name but the file has no header"),
-    (["1,2,3", "0,4,5"], {"label_column": 7}, "label_column 7 is out of range for 3 columns"),
-    (["label,a,b"], {}, "only a header line"),
-])
+@pytest.mark.parametrize(
+    "rows,kwargs,message",
+    [
+        (["label,a,b", "1,2,3", "0,4"], {}, "line 3: 2 columns, but the header has 3"),
+        (["1,2,3", "0,4,5,6"], {}, "line 2: 4 columns, but the first row has 3"),
+        (["label,a,b", "1,2,3", "0,x,5"], {}, r"line 3, column 1 \('a'\): 'x' is not a number"),
+        (["label,a,b", "1,2,3", "0,4,"], {}, r"line 3, column 2 \('b'\): empty cell"),
+        (["label,a,b", "1,2,3", "0,nan,4"], {}, r"line 3, column 1 \('a'\): nan value"),
+        (
+            ["label,a,b", "1,2,3", "-1,4,5"],
+            {},
+            r"line 3, column 0 \('label'\): label -1 is negative",
+        ),
+        (
+            ["label,a,b", "1,2,3", "2.5,4,5"],
+            {"image_shape": (1, 2, 1)},
+            r"line 3, column 0 \('label'\): label 2.5 is not an integer",
+        ),
+        (
+            ["label,a,b", "1,2,3", "cat,4,5"],
+            {},
+            r"line 3, column 0 \('label'\): label 'cat' is not",
+        ),
+        (
+            ["label,a,b", "1,2,3", "0,4,5"],
+            {"image_shape": (2, 2, 1)},
+            r"image_shape \(2, 2, 1\) needs 4 pixel columns but there are 2",
+        ),
+        (["label,a,b", "1,2,3"], {"label_column": "klass"}, "no column named 'klass'"),
+        (["1,2,3", "0,4,5"], {"label_column": "klass"}, "is a name but the file has no header"),
+        (["1,2,3", "0,4,5"], {"label_column": 7}, "label_column 7 is out of range for 3 columns"),
+        (["label,a,b"], {}, "only a header line"),
+    ],
+)
 def test_csv_errors_name_row_and_column(tmp_path, rows, kwargs, message):
     path = write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(nds.DatasetError, match=message) as err:
@@ -200,7 +246,14 @@ def test_csv_empty_and_binary(tmp_path):
 
 
 def test_csv_quoted_cells_and_blank_lines(tmp_path):
-    rows = ['"label","a","b"', '"1","2","3"', "", '"0","4","5"', '"1","6","7"', '"0","8","9"',
-            '"1","1","1"']
+    rows = [
+        '"label","a","b"',
+        '"1","2","3"',
+        "",
+        '"0","4","5"',
+        '"1","6","7"',
+        '"0","8","9"',
+        '"1","1","1"',
+    ]
     ds = nds.load(write_csv(tmp_path / "quoted.csv", rows))
     assert ds.train_size + ds.test_size == 5 and ds.input_shape == (2,)

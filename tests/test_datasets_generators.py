@@ -22,8 +22,10 @@ def _isolated_data_dir(tmp_path, monkeypatch):
 
 
 def _same(a: nds.Dataset, b: nds.Dataset) -> bool:
-    return all(np.array_equal(getattr(a, k), getattr(b, k))
-               for k in ("x_train", "y_train", "x_test", "y_test"))
+    return all(
+        np.array_equal(getattr(a, k), getattr(b, k))
+        for k in ("x_train", "y_train", "x_test", "y_test")
+    )
 
 
 @pytest.mark.parametrize("name", [*CLASSIFICATION_2D, *REGRESSION, "glyphs"])
@@ -113,8 +115,15 @@ def test_unknown_name_lists_the_builtins():
 def test_dataset_rejects_bad_arrays():
     x = np.zeros((4, 2), np.float32)
     y = np.array([0, 1, 0, 1], np.int64)
-    kwargs = dict(name="t", x_test=x, y_test=y, input_shape=(2,), task="classification",
-                  num_classes=2, class_names=["a", "b"])
+    kwargs = dict(
+        name="t",
+        x_test=x,
+        y_test=y,
+        input_shape=(2,),
+        task="classification",
+        num_classes=2,
+        class_names=["a", "b"],
+    )
     with pytest.raises(nds.DatasetError, match="x_train has dtype float64"):
         nds.Dataset(x_train=x.astype(np.float64), y_train=y, **kwargs)
     with pytest.raises(nds.DatasetError, match=r"y_train\[3\] = 5"):
@@ -128,9 +137,16 @@ def test_dataset_rejects_bad_arrays():
 
 
 def test_import_pulls_in_no_ui_library():
-    code = ("import sys, nnlib.datasets; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('rich', 'textual', 'plotext')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys, nnlib.datasets; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('rich', 'textual', 'plotext')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert out.stdout.strip() == "[]"

@@ -19,15 +19,16 @@ def glyphs() -> nds.Prepared:
     return nds.prepare(nds.load("glyphs", n_train=2000, n_test=1000, seed=0))
 
 
-def train_and_score(spec: str, data: nds.Prepared, epochs: int = 2, seed: int = 0
-                    ) -> tuple[float, int]:
+def train_and_score(
+    spec: str, data: nds.Prepared, epochs: int = 2, seed: int = 0
+) -> tuple[float, int]:
     model = nnlib.build(spec, data.input_shape, seed=seed)
     loss, optimizer = nnlib.SoftmaxCrossEntropy(), nnlib.Adam(lr=3e-3)
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         order = rng.permutation(len(data.x_train))
         for start in range(0, len(order), 32):
-            batch = order[start:start + 32]
+            batch = order[start : start + 32]
             loss.forward(model.forward(data.x_train[batch]), data.y_train[batch])
             model.backward_params(loss.backward())
             optimizer.step(model.parameters())

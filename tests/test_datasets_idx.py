@@ -161,8 +161,10 @@ def test_cache_is_written_outside_the_source_and_used(tmp_path, data_home, monke
     caches = list((data_home / "cache").glob("src-*.npz"))
     assert len(caches) == 1 and not list((data_home / "cache").glob("*.tmp"))
     assert sorted(p.name for p in src.iterdir()) == sorted(
-        f"{s}-{k}-idx{d}-ubyte.gz" for s in ("train", "t10k")
-        for k, d in (("images", 3), ("labels", 1)))
+        f"{s}-{k}-idx{d}-ubyte.gz"
+        for s in ("train", "t10k")
+        for k, d in (("images", 3), ("labels", 1))
+    )
 
     def no_reading(path):
         raise AssertionError(f"read {path} although the cache is fresh")

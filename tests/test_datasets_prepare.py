@@ -12,8 +12,14 @@ def make(x_train, y_train, task="classification", k=None) -> nds.Dataset:
     x_train, y_train = np.asarray(x_train), np.asarray(y_train)
     k = k if k is not None else (int(y_train.max()) + 1 if task == "classification" else None)
     return nds.Dataset(
-        name="t", x_train=x_train, y_train=y_train, x_test=x_train[:3], y_test=y_train[:3],
-        input_shape=x_train.shape[1:], task=task, num_classes=k,
+        name="t",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_train[:3],
+        y_test=y_train[:3],
+        input_shape=x_train.shape[1:],
+        task=task,
+        num_classes=k,
         class_names=[str(i) for i in range(k)] if k else None,
     )
 
@@ -53,8 +59,10 @@ def test_stratified_split_keeps_class_proportions():
     assert np.bincount(p.y_val).tolist() == [12, 6, 2]
     assert np.bincount(p.y_train).tolist() == [48, 24, 8]
     # no row is lost or duplicated, and order is kept within each part
-    rows = np.concatenate([p.x_train, p.x_val]) * p.normalization["std"][0] + \
-        p.normalization["mean"][0]
+    rows = (
+        np.concatenate([p.x_train, p.x_val]) * p.normalization["std"][0]
+        + p.normalization["mean"][0]
+    )
     assert sorted(np.rint(rows[:, 0]).astype(int)) == list(range(100))
     assert np.all(np.diff(p.x_train[:, 0]) > 0)
 

@@ -24,6 +24,7 @@ def _check(layer: nl.Layer, shape: tuple[int, ...], seed: int = 0) -> nl.Gradche
 
 # -- gradient checks --------------------------------------------------------------------------
 
+
 def test_gradcheck_dense():
     result = _check(nl.Dense(4, name="fc"), (3, 5))
     assert {"input", "fc.W", "fc.b"} == set(result.errors)
@@ -43,20 +44,21 @@ CONV_CASES = [
     ((2, 6, 5, 2), 2, 3, 2, 2),
     ((1, 7, 6, 2), 2, (3, 2), 3, 2),
     ((2, 6, 5, 2), 2, (2, 3), 1, 1),
-    ((2, 5, 7, 2), 2, 3, 1, "same"),     # odd kernel
-    ((2, 6, 5, 1), 2, 2, 1, "same"),     # even kernel: extra padding bottom/right
+    ((2, 5, 7, 2), 2, 3, 1, "same"),  # odd kernel
+    ((2, 6, 5, 1), 2, 2, 1, "same"),  # even kernel: extra padding bottom/right
     ((2, 7, 6, 2), 2, 4, 2, "same"),
     ((1, 7, 8, 2), 2, 3, 3, "same"),
     ((2, 6, 7, 2), 2, (3, 2), 2, "same"),
     ((2, 6, 5, 2), 2, 3, 1, "valid"),
     ((2, 7, 6, 1), 2, (3, 2), (2, 1), "valid"),
-    ((1, 4, 4, 2), 2, 4, 1, 0),          # kernel covers the whole input
-    ((2, 5, 4, 2), 3, 1, 2, 0),          # 1x1 kernel, stride 2
+    ((1, 4, 4, 2), 2, 4, 1, 0),  # kernel covers the whole input
+    ((2, 5, 4, 2), 3, 1, 2, 0),  # 1x1 kernel, stride 2
 ]
 
 
-@pytest.mark.parametrize("case", CONV_CASES,
-                         ids=lambda c: "-".join(str(p).replace(" ", "") for p in c))
+@pytest.mark.parametrize(
+    "case", CONV_CASES, ids=lambda c: "-".join(str(p).replace(" ", "") for p in c)
+)
 def test_gradcheck_conv(case):
     shape, filters, kernel, stride, padding = case
     layer = nl.Conv2D(filters, kernel, stride=stride, padding=padding, name="conv")
@@ -66,34 +68,39 @@ def test_gradcheck_conv(case):
 
 POOL_CASES = [
     # (input shape, pool, stride)
-    ((2, 7, 7, 2), 3, 2),          # overlapping
-    ((2, 5, 6, 2), 3, 1),          # overlapping
-    ((2, 5, 5, 2), 2, 1),          # overlapping
-    ((2, 6, 6, 2), 2, None),       # non-overlapping
-    ((2, 6, 9, 1), 3, None),       # non-overlapping, non-square input
+    ((2, 7, 7, 2), 3, 2),  # overlapping
+    ((2, 5, 6, 2), 3, 1),  # overlapping
+    ((2, 5, 5, 2), 2, 1),  # overlapping
+    ((2, 6, 6, 2), 2, None),  # non-overlapping
+    ((2, 6, 9, 1), 3, None),  # non-overlapping, non-square input
     ((1, 5, 7, 2), (2, 3), None),  # non-square window
-    ((2, 7, 5, 1), 2, 3),          # stride > window
+    ((2, 7, 5, 1), 2, 3),  # stride > window
 ]
 
 
 @pytest.mark.parametrize("cls", [nl.MaxPool2D, nl.AvgPool2D])
-@pytest.mark.parametrize("case", POOL_CASES,
-                         ids=lambda c: "-".join(str(p).replace(" ", "") for p in c))
+@pytest.mark.parametrize(
+    "case", POOL_CASES, ids=lambda c: "-".join(str(p).replace(" ", "") for p in c)
+)
 def test_gradcheck_pooling(cls, case):
     shape, pool, stride = case
     _check(cls(pool, stride, name="pool"), shape)
 
 
-@pytest.mark.parametrize("layer, shape", [
-    (nl.Flatten(name="flat"), (2, 3, 4, 2)),
-    (nl.ReLU(name="act"), (3, 7)),
-    (nl.LeakyReLU(0.1, name="act"), (3, 7)),
-    (nl.LeakyReLU(name="act"), (2, 3, 3, 2)),
-    (nl.Sigmoid(name="act"), (3, 7)),
-    (nl.Tanh(name="act"), (3, 7)),
-    (nl.Identity(name="act"), (3, 7)),
-    (nl.Softmax(name="act"), (3, 7)),
-], ids=lambda v: type(v).__name__ if isinstance(v, nl.Layer) else str(v))
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (nl.Flatten(name="flat"), (2, 3, 4, 2)),
+        (nl.ReLU(name="act"), (3, 7)),
+        (nl.LeakyReLU(0.1, name="act"), (3, 7)),
+        (nl.LeakyReLU(name="act"), (2, 3, 3, 2)),
+        (nl.Sigmoid(name="act"), (3, 7)),
+        (nl.Tanh(name="act"), (3, 7)),
+        (nl.Identity(name="act"), (3, 7)),
+        (nl.Softmax(name="act"), (3, 7)),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, nl.Layer) else str(v),
+)
 def test_gradcheck_parameterless_layers(layer, shape):
     result = _check(layer, shape)
     assert set(result.errors) == {"input"}
@@ -149,6 +156,7 @@ def test_gradcheck_max_checks_samples_entries():
 
 
 # -- behaviour --------------------------------------------------------------------------------
+
 
 def _built(layer: nl.Layer, shape: tuple[int, ...], seed: int = 0) -> nl.Layer:
     layer.build(shape, np.random.default_rng(seed))
@@ -212,24 +220,28 @@ def test_flatten_round_trip():
     np.testing.assert_array_equal(layer.backward(out), x)
 
 
-@pytest.mark.parametrize("size, kernel, stride", [(7, 3, 1), (7, 2, 1), (7, 3, 2), (8, 4, 3),
-                                                  (5, 5, 2), (1, 3, 1)])
+@pytest.mark.parametrize(
+    "size, kernel, stride", [(7, 3, 1), (7, 2, 1), (7, 3, 2), (8, 4, 3), (5, 5, 2), (1, 3, 1)]
+)
 def test_conv_same_padding_output_is_ceil_input_over_stride(size, kernel, stride):
     layer = _built(nl.Conv2D(2, kernel, stride=stride, padding="same"), (size, size + 1, 1))
     assert layer.output_shape == (math.ceil(size / stride), math.ceil((size + 1) / stride), 2)
 
 
-@pytest.mark.parametrize("layer, shape, expected", [
-    (nl.Conv2D(4, 3), (8, 7, 2), (6, 5, 4)),
-    (nl.Conv2D(4, 3, padding=1), (8, 7, 2), (8, 7, 4)),
-    (nl.Conv2D(4, (3, 2), stride=2), (8, 7, 2), (3, 3, 4)),
-    (nl.Conv2D(4, 3, stride=3, padding=2), (8, 7, 2), (4, 3, 4)),
-    (nl.MaxPool2D(2), (8, 7, 2), (4, 3, 2)),
-    (nl.MaxPool2D(3, 2), (8, 7, 2), (3, 3, 2)),
-    (nl.AvgPool2D((2, 3), 1), (8, 7, 2), (7, 5, 2)),
-    (nl.Flatten(), (8, 7, 2), (112,)),
-    (nl.Dense(5), (9,), (5,)),
-])
+@pytest.mark.parametrize(
+    "layer, shape, expected",
+    [
+        (nl.Conv2D(4, 3), (8, 7, 2), (6, 5, 4)),
+        (nl.Conv2D(4, 3, padding=1), (8, 7, 2), (8, 7, 4)),
+        (nl.Conv2D(4, (3, 2), stride=2), (8, 7, 2), (3, 3, 4)),
+        (nl.Conv2D(4, 3, stride=3, padding=2), (8, 7, 2), (4, 3, 4)),
+        (nl.MaxPool2D(2), (8, 7, 2), (4, 3, 2)),
+        (nl.MaxPool2D(3, 2), (8, 7, 2), (3, 3, 2)),
+        (nl.AvgPool2D((2, 3), 1), (8, 7, 2), (7, 5, 2)),
+        (nl.Flatten(), (8, 7, 2), (112,)),
+        (nl.Dense(5), (9,), (5,)),
+    ],
+)
 def test_output_shapes(layer, shape, expected):
     assert _built(layer, shape).output_shape == expected
     out = layer.forward(np.zeros((2, *shape), dtype=np.float32))
@@ -238,13 +250,17 @@ def test_output_shapes(layer, shape, expected):
 
 # -- bad input: a clear ValueError naming the layer and the values ------------------------------
 
-@pytest.mark.parametrize("layer, built, given", [
-    (nl.Dense(3, name="dense_7"), (4,), (2, 5)),
-    (nl.Conv2D(3, 3, name="conv_2"), (6, 6, 2), (2, 6, 6, 3)),
-    (nl.MaxPool2D(2, name="maxpool_1"), (6, 6, 2), (2, 6, 6)),
-    (nl.ReLU(name="relu_3"), (10,), (2, 11)),
-    (nl.Flatten(name="flatten_1"), (2, 2, 1), (2, 4)),
-])
+
+@pytest.mark.parametrize(
+    "layer, built, given",
+    [
+        (nl.Dense(3, name="dense_7"), (4,), (2, 5)),
+        (nl.Conv2D(3, 3, name="conv_2"), (6, 6, 2), (2, 6, 6, 3)),
+        (nl.MaxPool2D(2, name="maxpool_1"), (6, 6, 2), (2, 6, 6)),
+        (nl.ReLU(name="relu_3"), (10,), (2, 11)),
+        (nl.Flatten(name="flatten_1"), (2, 2, 1), (2, 4)),
+    ],
+)
 def test_wrong_input_shape_to_a_built_layer(layer, built, given):
     _built(layer, built)
     with pytest.raises(ValueError) as error:
@@ -257,14 +273,20 @@ def test_wrong_input_shape_to_a_built_layer(layer, built, given):
 
 def test_wrong_input_shape_to_an_unnamed_layer_names_its_class():
     layer = _built(nl.Dense(3), (4,))
-    with pytest.raises(ValueError, match=r"^Dense: expected input of shape \(batch, 4\), "
-                                         r"got \(2, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^Dense: expected input of shape \(batch, 4\), "
+        r"got \(2, 5\)",
+    ):
         layer.forward(np.zeros((2, 5)))
 
 
 def test_dense_on_an_image_asks_for_flatten():
-    with pytest.raises(ValueError, match=r"dense_1: Dense needs a flat input .*\(4, 4, 1\).*"
-                                         r"Flatten"):
+    with pytest.raises(
+        ValueError,
+        match=r"dense_1: Dense needs a flat input .*\(4, 4, 1\).*"
+        r"Flatten",
+    ):
         nl.Dense(3, name="dense_1").build((4, 4, 1), np.random.default_rng(0))
 
 
@@ -273,13 +295,16 @@ def test_conv_on_a_flat_input_is_rejected():
         nl.Conv2D(3, 3, name="conv_1").build((10,), np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("layer, shape, window, padded", [
-    (nl.Conv2D(2, 5, name="conv_1"), (4, 6, 1), "5x5", "4x6"),
-    (nl.Conv2D(2, 7, padding=1, name="conv_1"), (4, 4, 1), "7x7", "6x6 (padded from 4x4)"),
-    (nl.Conv2D(2, (3, 2), name="conv_1"), (2, 5, 1), "3x2", "2x5"),
-    (nl.MaxPool2D(3, name="maxpool_1"), (2, 2, 4), "3x3", "2x2"),
-    (nl.AvgPool2D((1, 4), name="avgpool_1"), (5, 3, 1), "1x4", "5x3"),
-])
+@pytest.mark.parametrize(
+    "layer, shape, window, padded",
+    [
+        (nl.Conv2D(2, 5, name="conv_1"), (4, 6, 1), "5x5", "4x6"),
+        (nl.Conv2D(2, 7, padding=1, name="conv_1"), (4, 4, 1), "7x7", "6x6 (padded from 4x4)"),
+        (nl.Conv2D(2, (3, 2), name="conv_1"), (2, 5, 1), "3x2", "2x5"),
+        (nl.MaxPool2D(3, name="maxpool_1"), (2, 2, 4), "3x3", "2x2"),
+        (nl.AvgPool2D((1, 4), name="avgpool_1"), (5, 3, 1), "1x4", "5x3"),
+    ],
+)
 def test_window_larger_than_its_input(layer, shape, window, padded):
     with pytest.raises(ValueError) as error:
         _built(layer, shape)
@@ -287,32 +312,38 @@ def test_window_larger_than_its_input(layer, shape, window, padded):
     assert message.startswith(f"{layer.name}: window {window} is larger than its input {padded}")
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: nl.Dense(0), r"Dense: units must be a positive integer, got 0"),
-    (lambda: nl.Dense(-4), r"Dense: units must be a positive integer, got -4"),
-    (lambda: nl.Dense(2.5), r"Dense: units must be a positive integer, got 2.5"),
-    (lambda: nl.Dense(True), r"Dense: units must be a positive integer, got True"),
-    (lambda: nl.Dense(float("nan")), r"Dense: units must be a positive integer, got nan"),
-    (lambda: nl.Dense(float("inf")), r"Dense: units must be a positive integer, got inf"),
-    (lambda: nl.Dense("8"), r"Dense: units must be a positive integer, got '8'"),
-    (lambda: nl.Dense(np.int64(0)), r"Dense: units must be a positive integer, got np.int64\(0\)"),
-    (lambda: nl.Dense(3, init="zeros"), r"Dense: init must be one of he, glorot, normal"),
-    (lambda: nl.Conv2D(0, 3), r"Conv2D: filters must be a positive integer, got 0"),
-    (lambda: nl.Conv2D(-1, 3), r"Conv2D: filters must be a positive integer, got -1"),
-    (lambda: nl.Conv2D(4, 0), r"Conv2D: kernel_size must be a positive integer .*got 0"),
-    (lambda: nl.Conv2D(4, (3, 0)), r"Conv2D: kernel_size .*got \(3, 0\)"),
-    (lambda: nl.Conv2D(4, 3, stride=0), r"Conv2D: stride .*got 0"),
-    (lambda: nl.Conv2D(4, 3, padding=-1), r"Conv2D: padding must be .*got -1"),
-    (lambda: nl.Conv2D(4, 3, padding="full"), r"Conv2D: padding must be .*got 'full'"),
-    (lambda: nl.MaxPool2D(0), r"MaxPool2D: pool_size .*got 0"),
-    (lambda: nl.AvgPool2D(2, stride=(1, 2, 3)), r"AvgPool2D: stride .*got \(1, 2, 3\)"),
-    (lambda: nl.Dropout(1.0), r"Dropout: rate must be in \[0.0, 1.0\), got 1.0"),
-    (lambda: nl.Dropout(-0.1), r"Dropout: rate must be in \[0.0, 1.0\), got -0.1"),
-    (lambda: nl.Dropout(1.5), r"Dropout: rate must be in \[0.0, 1.0\), got 1.5"),
-    (lambda: nl.Dropout(float("nan")), r"Dropout: rate must be finite, got nan"),
-    (lambda: nl.Dropout("half"), r"Dropout: rate must be a number, got 'half'"),
-    (lambda: nl.LeakyReLU(-0.5), r"LeakyReLU: alpha must be in \[0.0, 1.0\)"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: nl.Dense(0), r"Dense: units must be a positive integer, got 0"),
+        (lambda: nl.Dense(-4), r"Dense: units must be a positive integer, got -4"),
+        (lambda: nl.Dense(2.5), r"Dense: units must be a positive integer, got 2.5"),
+        (lambda: nl.Dense(True), r"Dense: units must be a positive integer, got True"),
+        (lambda: nl.Dense(float("nan")), r"Dense: units must be a positive integer, got nan"),
+        (lambda: nl.Dense(float("inf")), r"Dense: units must be a positive integer, got inf"),
+        (lambda: nl.Dense("8"), r"Dense: units must be a positive integer, got '8'"),
+        (
+            lambda: nl.Dense(np.int64(0)),
+            r"Dense: units must be a positive integer, got np.int64\(0\)",
+        ),
+        (lambda: nl.Dense(3, init="zeros"), r"Dense: init must be one of he, glorot, normal"),
+        (lambda: nl.Conv2D(0, 3), r"Conv2D: filters must be a positive integer, got 0"),
+        (lambda: nl.Conv2D(-1, 3), r"Conv2D: filters must be a positive integer, got -1"),
+        (lambda: nl.Conv2D(4, 0), r"Conv2D: kernel_size must be a positive integer .*got 0"),
+        (lambda: nl.Conv2D(4, (3, 0)), r"Conv2D: kernel_size .*got \(3, 0\)"),
+        (lambda: nl.Conv2D(4, 3, stride=0), r"Conv2D: stride .*got 0"),
+        (lambda: nl.Conv2D(4, 3, padding=-1), r"Conv2D: padding must be .*got -1"),
+        (lambda: nl.Conv2D(4, 3, padding="full"), r"Conv2D: padding must be .*got 'full'"),
+        (lambda: nl.MaxPool2D(0), r"MaxPool2D: pool_size .*got 0"),
+        (lambda: nl.AvgPool2D(2, stride=(1, 2, 3)), r"AvgPool2D: stride .*got \(1, 2, 3\)"),
+        (lambda: nl.Dropout(1.0), r"Dropout: rate must be in \[0.0, 1.0\), got 1.0"),
+        (lambda: nl.Dropout(-0.1), r"Dropout: rate must be in \[0.0, 1.0\), got -0.1"),
+        (lambda: nl.Dropout(1.5), r"Dropout: rate must be in \[0.0, 1.0\), got 1.5"),
+        (lambda: nl.Dropout(float("nan")), r"Dropout: rate must be finite, got nan"),
+        (lambda: nl.Dropout("half"), r"Dropout: rate must be a number, got 'half'"),
+        (lambda: nl.LeakyReLU(-0.5), r"LeakyReLU: alpha must be in \[0.0, 1.0\)"),
+    ],
+)
 def test_bad_constructor_values(make, match):
     with pytest.raises(ValueError, match=match):
         make()

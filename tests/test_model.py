@@ -15,12 +15,16 @@ import nnlib as nl
 from nnlib.metrics import accuracy
 
 TOL = 1e-6
-LENET5 = ("conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu dense(84) "
-          "relu dense(10)")
+LENET5 = (
+    "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu dense(84) "
+    "relu dense(10)"
+)
 # Every layer kind, overlapping and non-overlapping windows, 'same' padding, a 3x2 kernel.
-EVERY_LAYER_CNN = ("conv(3,3,pad=1) leakyrelu(0.1) maxpool(3,stride=2) conv(4,3x2,pad=same) "
-                   "sigmoid avgpool(2,stride=1) dropout(0.25) flatten dense(6) tanh dense(5) "
-                   "relu dense(4) identity")
+EVERY_LAYER_CNN = (
+    "conv(3,3,pad=1) leakyrelu(0.1) maxpool(3,stride=2) conv(4,3x2,pad=same) "
+    "sigmoid avgpool(2,stride=1) dropout(0.25) flatten dense(6) tanh dense(5) "
+    "relu dense(4) identity"
+)
 CNN_SHAPE = (7, 7, 2)
 
 
@@ -29,6 +33,7 @@ def _data(shape, seed=0, dtype=np.float64):
 
 
 # -- whole-model gradient checks ------------------------------------------------------------------
+
 
 def _assert_gradcheck(model, x, y, loss):
     result = nl.gradcheck(model, x, y, loss)
@@ -50,8 +55,7 @@ def test_gradcheck_cnn_with_every_layer_kind():
     model = nl.build(EVERY_LAYER_CNN, CNN_SHAPE, seed=3)
     kinds = {type(layer) for layer in model}
     assert kinds == set(nl.layers.LAYER_TYPES.values()) - {nl.Softmax}
-    _assert_gradcheck(model, _data((3, *CNN_SHAPE)), np.array([0, 3, 1]),
-                      nl.SoftmaxCrossEntropy())
+    _assert_gradcheck(model, _data((3, *CNN_SHAPE)), np.array([0, 3, 1]), nl.SoftmaxCrossEntropy())
 
 
 def test_gradcheck_cnn_with_softmax_output_and_mse():
@@ -61,19 +65,28 @@ def test_gradcheck_cnn_with_softmax_output_and_mse():
 
 
 def test_gradcheck_lenet_style_cnn_with_strides():
-    model = nl.build("conv(2,3,stride=2,pad=1) relu conv(3,2,stride=3,pad=same) tanh "
-                     "avgpool(2) dense(3)", (9, 8, 1), seed=6)
-    _assert_gradcheck(model, _data((2, 9, 8, 1), seed=7), np.array([2, 0]),
-                      nl.SoftmaxCrossEntropy())
+    model = nl.build(
+        "conv(2,3,stride=2,pad=1) relu conv(3,2,stride=3,pad=same) tanh avgpool(2) dense(3)",
+        (9, 8, 1),
+        seed=6,
+    )
+    _assert_gradcheck(
+        model, _data((2, 9, 8, 1), seed=7), np.array([2, 0]), nl.SoftmaxCrossEntropy()
+    )
 
 
 # -- learning -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make_optimizer", [
-    lambda: nl.SGD(lr=0.05),
-    lambda: nl.SGD(lr=0.01, momentum=0.9),
-    lambda: nl.Adam(lr=1e-3),
-], ids=["sgd", "momentum", "adam"])
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: nl.SGD(lr=0.05),
+        lambda: nl.SGD(lr=0.01, momentum=0.9),
+        lambda: nl.Adam(lr=1e-3),
+    ],
+    ids=["sgd", "momentum", "adam"],
+)
 def test_two_layer_relu_network_fits_random_targets(make_optimizer):
     # 64 samples x 1000 inputs -> 10 outputs: overparameterised, so MSE can go to ~0.
     rng = np.random.default_rng(0)
@@ -100,7 +113,7 @@ def _fit(model, x, y, optimizer, epochs, batch_size=None, seed=0):
     for _ in range(epochs):
         order = rng.permutation(len(x)) if batch_size else np.arange(len(x))
         for start in range(0, len(x), batch_size or len(x)):
-            batch = order[start:start + (batch_size or len(x))]
+            batch = order[start : start + (batch_size or len(x))]
             loss(model.forward(x[batch]), y[batch])
             model.backward_params(loss.backward())
             optimizer.step(model.parameters())
@@ -147,17 +160,22 @@ def test_small_cnn_learns_bar_orientation():
 
 OPTIMIZERS = {
     "sgd-momentum": lambda: nl.SGD(lr=0.01, momentum=0.9, decay=0.01, weight_decay=1e-3),
-    "sgd-nesterov": lambda: nl.SGD(lr=0.01, momentum=0.9, nesterov=True, decay=0.01,
-                                   weight_decay=1e-3),
+    "sgd-nesterov": lambda: nl.SGD(
+        lr=0.01, momentum=0.9, nesterov=True, decay=0.01, weight_decay=1e-3
+    ),
     "adam": lambda: nl.Adam(lr=1e-3, decay=0.01, weight_decay=1e-3),
     "rmsprop": lambda: nl.RMSProp(lr=1e-3, decay=0.01, weight_decay=1e-3),
 }
 
 
-@pytest.mark.parametrize("loss, targets", [
-    (nl.SoftmaxCrossEntropy(), np.array([0, 3, 1, 2])),
-    (nl.MSE(), np.random.default_rng(9).standard_normal((4, 4))),  # float64 targets
-], ids=["cross-entropy", "mse"])
+@pytest.mark.parametrize(
+    "loss, targets",
+    [
+        (nl.SoftmaxCrossEntropy(), np.array([0, 3, 1, 2])),
+        (nl.MSE(), np.random.default_rng(9).standard_normal((4, 4))),  # float64 targets
+    ],
+    ids=["cross-entropy", "mse"],
+)
 def test_float32_layer_by_layer(loss, targets):
     model = nl.build(EVERY_LAYER_CNN + " softmax", CNN_SHAPE)
     out = _data((4, *CNN_SHAPE), dtype=np.float32)
@@ -205,6 +223,7 @@ def test_model_casts_any_input_to_float32(dtype):
 
 # -- save and load --------------------------------------------------------------------------------
 
+
 def _trained(spec, shape, seed=0):
     model = nl.build(spec, shape, seed=seed)
     x = _data((8, *shape), seed=seed, dtype=np.float32)
@@ -212,11 +231,17 @@ def _trained(spec, shape, seed=0):
     return model, x
 
 
-@pytest.mark.parametrize("spec, shape", [
-    ("12-16-8-3", (12,)),
-    ("conv(4,3,pad=same) relu maxpool(2) dropout(0.5) conv(4,3x2) tanh dense(6) relu "
-     "dropout(0.3) dense(3)", (8, 7, 2)),
-])
+@pytest.mark.parametrize(
+    "spec, shape",
+    [
+        ("12-16-8-3", (12,)),
+        (
+            "conv(4,3,pad=same) relu maxpool(2) dropout(0.5) conv(4,3x2) tanh dense(6) relu "
+            "dropout(0.3) dense(3)",
+            (8, 7, 2),
+        ),
+    ],
+)
 def test_save_load_round_trip_is_bit_identical(tmp_path, spec, shape):
     model, x = _trained(spec, shape)
     path = model.save(tmp_path / "model.npz")
@@ -265,7 +290,7 @@ def test_load_garbage_file(tmp_path):
 
 def test_load_truncated_file(saved):
     raw = saved.read_bytes()
-    saved.write_bytes(raw[:len(raw) // 2])
+    saved.write_bytes(raw[: len(raw) // 2])
     _raises_naming(saved, "truncated")
 
 
@@ -317,14 +342,17 @@ def test_load_an_extra_weight(saved):
     _raises_naming(saved, "weights do not match the architecture (unexpected dense_9.W)")
 
 
-@pytest.mark.parametrize("edit, fragment", [
-    (lambda a: a.pop("layers"), "invalid architecture record (missing 'layers')"),
-    (lambda a: a["layers"][0]["config"].update(bogus=1), "unexpected keyword argument 'bogus'"),
-    (lambda a: a["layers"][0]["config"].update(units=0), "units must be a positive integer"),
-    (lambda a: a["layers"][0].update(type="Quantum"), "unknown layer type 'Quantum'"),
-    (lambda a: a.update(version=99), "written by a newer nnlib (format version 99"),
-    (lambda a: a.update(format="keras"), "not an nnlib model architecture"),
-])
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda a: a.pop("layers"), "invalid architecture record (missing 'layers')"),
+        (lambda a: a["layers"][0]["config"].update(bogus=1), "unexpected keyword argument 'bogus'"),
+        (lambda a: a["layers"][0]["config"].update(units=0), "units must be a positive integer"),
+        (lambda a: a["layers"][0].update(type="Quantum"), "unknown layer type 'Quantum'"),
+        (lambda a: a.update(version=99), "written by a newer nnlib (format version 99"),
+        (lambda a: a.update(format="keras"), "not an nnlib model architecture"),
+    ],
+)
 def test_load_a_damaged_architecture_record(saved, edit, fragment):
     with np.load(saved) as archive:
         architecture = json.loads(str(archive["architecture"]))
@@ -343,11 +371,12 @@ def test_load_an_architecture_record_that_is_not_json(saved):
 
 def _central_directory(raw: bytes) -> int:
     end = raw.rfind(b"PK\x05\x06")
-    return int.from_bytes(raw[end + 16:end + 20], "little")
+    return int.from_bytes(raw[end + 16 : end + 20], "little")
 
 
-@pytest.mark.parametrize("field, offset", [("version needed", 6), ("flags", 8),
-                                           ("compression method", 10)])
+@pytest.mark.parametrize(
+    "field, offset", [("version needed", 6), ("flags", 8), ("compression method", 10)]
+)
 def test_load_a_corrupt_zip_header(saved, field, offset):
     raw = bytearray(saved.read_bytes())
     raw[_central_directory(raw) + offset] ^= 0xFF
@@ -404,18 +433,31 @@ def test_save_replaces_an_existing_file(tmp_path):
 
 # -- model API ------------------------------------------------------------------------------------
 
+
 def test_layer_names_are_readable_and_unique():
-    model = nl.build("conv(2,3) relu conv(2,3) relu maxpool(2) dense(5) relu dropout(0.5) "
-                     "dense(3)", (10, 10, 1))
+    model = nl.build(
+        "conv(2,3) relu conv(2,3) relu maxpool(2) dense(5) relu dropout(0.5) dense(3)", (10, 10, 1)
+    )
     names = [layer.name for layer in model]
-    assert names == ["conv_1", "relu_1", "conv_2", "relu_2", "maxpool_1", "flatten_1",
-                     "dense_1", "relu_3", "dropout_1", "dense_2"]
+    assert names == [
+        "conv_1",
+        "relu_1",
+        "conv_2",
+        "relu_2",
+        "maxpool_1",
+        "flatten_1",
+        "dense_1",
+        "relu_3",
+        "dropout_1",
+        "dense_2",
+    ]
     assert len(set(names)) == len(names)
 
 
 def test_explicit_names_are_kept_and_auto_names_avoid_them():
-    model = nl.Sequential([nl.Dense(4), nl.Dense(4, name="dense_1"), nl.Dense(2, name="head")],
-                          input_shape=(3,))
+    model = nl.Sequential(
+        [nl.Dense(4), nl.Dense(4, name="dense_1"), nl.Dense(2, name="head")], input_shape=(3,)
+    )
     assert [layer.name for layer in model] == ["dense_2", "dense_1", "head"]
     with pytest.raises(ValueError, match="Sequential: layer name 'x' is used twice"):
         nl.Sequential([nl.Dense(2, name="x"), nl.Dense(2, name="x")])
@@ -430,8 +472,11 @@ def test_parameters_are_reachable_by_layer_name():
     grad = model["dense_1"].params["W"].grad
     assert grad.shape == (5, 4) and np.abs(grad).sum() > 0
     assert model["dense_2"].params["b"].regularize is False
-    with pytest.raises(KeyError, match=r"no layer named 'dense_9'; layers are dense_1, relu_1, "
-                                       r"dense_2"):
+    with pytest.raises(
+        KeyError,
+        match=r"no layer named 'dense_9'; layers are dense_1, relu_1, "
+        r"dense_2",
+    ):
         model["dense_9"]
 
 
@@ -453,13 +498,24 @@ def test_summary_of_lenet5():
     assert summary.total_params == 61_706
     rows = [(layer.name, layer.output_shape, layer.params) for layer in summary.layers]
     assert rows == [
-        ("conv_1", (28, 28, 6), 156), ("relu_1", (28, 28, 6), 0),
-        ("maxpool_1", (14, 14, 6), 0), ("conv_2", (10, 10, 16), 2416),
-        ("relu_2", (10, 10, 16), 0), ("maxpool_2", (5, 5, 16), 0),
-        ("flatten_1", (400,), 0), ("dense_1", (120,), 48120), ("relu_3", (120,), 0),
-        ("dense_2", (84,), 10164), ("relu_4", (84,), 0), ("dense_3", (10,), 850)]
+        ("conv_1", (28, 28, 6), 156),
+        ("relu_1", (28, 28, 6), 0),
+        ("maxpool_1", (14, 14, 6), 0),
+        ("conv_2", (10, 10, 16), 2416),
+        ("relu_2", (10, 10, 16), 0),
+        ("maxpool_2", (5, 5, 16), 0),
+        ("flatten_1", (400,), 0),
+        ("dense_1", (120,), 48120),
+        ("relu_3", (120,), 0),
+        ("dense_2", (84,), 10164),
+        ("relu_4", (84,), 0),
+        ("dense_3", (10,), 850),
+    ]
     assert [layer.activation_bytes for layer in summary.layers][:3] == [
-        28 * 28 * 6 * 4, 28 * 28 * 6 * 4, 14 * 14 * 6 * 4]
+        28 * 28 * 6 * 4,
+        28 * 28 * 6 * 4,
+        14 * 14 * 6 * 4,
+    ]
     per_sample = sum(int(np.prod(layer.output_shape)) * 4 for layer in summary.layers)
     assert summary.activation_bytes(64) == 64 * per_sample
     text = summary.format(batch_size=64)
@@ -467,10 +523,13 @@ def test_summary_of_lenet5():
     assert "(None, 28, 28, 6)" in text and "48,120" in text and "dense_3" in text
 
 
-@pytest.mark.parametrize("dtype, param_text, act_text", [
-    (np.float32, "total params: 468,874 (1.8 MiB)", "activations per batch of 64: 322.5 KiB"),
-    (np.float64, "total params: 468,874 (3.6 MiB)", "activations per batch of 64: 645.0 KiB"),
-])
+@pytest.mark.parametrize(
+    "dtype, param_text, act_text",
+    [
+        (np.float32, "total params: 468,874 (1.8 MiB)", "activations per batch of 64: 322.5 KiB"),
+        (np.float64, "total params: 468,874 (3.6 MiB)", "activations per batch of 64: 645.0 KiB"),
+    ],
+)
 def test_summary_memory_follows_the_dtype(dtype, param_text, act_text):
     model = nl.build("784-512-128-10", (784,)).to(dtype)
     summary = model.summary()
@@ -489,8 +548,9 @@ def test_predict_in_batches_equals_one_forward():
     whole = model.eval().forward(x)
     model.train()
     for batch_size in (1, 5, 23, 256):
-        np.testing.assert_allclose(model.predict(x, batch_size=batch_size), whole,
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            model.predict(x, batch_size=batch_size), whole, rtol=1e-5, atol=1e-6
+        )
     assert model.training  # predict restores the mode it found
     assert model.predict(x[:0]).shape == (0, 4)
 
@@ -529,6 +589,7 @@ def test_same_seed_same_dropout_masks():
     def run(seed):
         model = nl.build("dense(20) dropout(0.5)", (4,), seed=seed)
         return model.forward(np.ones((3, 4), np.float32))
+
     assert np.array_equal(run(1), run(1))
     assert not np.array_equal(run(1), run(2))
 
@@ -538,8 +599,7 @@ def test_wrong_input_shape_to_the_model():
     for shape in [(2, 28, 28), (2, 28, 28, 3), (2, 784), (28, 28, 1)]:
         with pytest.raises(ValueError) as error:
             model.forward(np.zeros(shape, np.float32))
-        assert str(error.value) == (f"model input: expected shape (batch, 28, 28, 1), "
-                                    f"got {shape}")
+        assert str(error.value) == (f"model input: expected shape (batch, 28, 28, 1), got {shape}")
 
 
 def test_unbuilt_and_empty_models():
@@ -566,8 +626,11 @@ def test_get_and_set_weights():
     assert np.abs(model["dense_1"].params["W"].value).sum() == 0
     with pytest.raises(ValueError, match="set_weights: the model has no parameter 'dense_2.W'"):
         model.set_weights({"dense_2.W": np.zeros((4, 3))})
-    with pytest.raises(ValueError, match=r"set_weights: dense_1.W has shape \(4, 3\), got "
-                                         r"\(3, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"set_weights: dense_1.W has shape \(4, 3\), got "
+        r"\(3, 4\)",
+    ):
         model.set_weights({"dense_1.W": np.zeros((3, 4))})
 
 

@@ -31,6 +31,7 @@ def _steps(optimizer: nl.Optimizer, param: nl.Param, grads) -> list[float]:
 
 # -- SGD ----------------------------------------------------------------------------------------
 
+
 def test_sgd_plain():
     param = _param([1.0, -2.0, 3.0])
     optimizer = nl.SGD(lr=0.1)
@@ -91,13 +92,14 @@ def test_weight_decay_on_a_dense_layer_skips_its_bias():
 
 # -- Adam and RMSProp ---------------------------------------------------------------------------
 
+
 def _adam_textbook(grads, w=1.0, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8):
     m = v = 0.0
     values = []
     for t, g in enumerate(grads, start=1):
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
-        m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
         w -= lr * m_hat / (math.sqrt(v_hat) + eps)
         values.append(w)
     return values
@@ -124,8 +126,9 @@ def test_adam_matches_textbook_with_eps_and_custom_betas():
     values = _steps(nl.Adam(lr=0.01, beta1=0.8, beta2=0.99), _param(1.0), grads)
     # Adam puts eps outside the bias correction (Kingma & Ba section 2); with eps=1e-8 and
     # gradients ~0.1 the two forms differ by ~1e-9 relative at most.
-    np.testing.assert_allclose(values, _adam_textbook(grads, lr=0.01, beta1=0.8, beta2=0.99),
-                               rtol=1e-7)
+    np.testing.assert_allclose(
+        values, _adam_textbook(grads, lr=0.01, beta1=0.8, beta2=0.99), rtol=1e-7
+    )
 
 
 def test_rmsprop_two_steps_hand_computed():
@@ -155,6 +158,7 @@ def test_state_is_kept_per_parameter():
 
 # -- hyperparameters are live -------------------------------------------------------------------
 
+
 def test_changing_lr_takes_effect_on_the_next_step():
     param = _param(1.0, 1.0)
     optimizer = nl.SGD(lr=0.1)
@@ -177,15 +181,15 @@ def test_changing_adam_lr_takes_effect_on_the_next_step():
 def test_changing_momentum_and_weight_decay_takes_effect():
     param = _param(1.0, 1.0)
     optimizer = nl.SGD(lr=0.1, momentum=0.9)
-    optimizer.step([param])                       # v1 = -0.1, w = 0.9
+    optimizer.step([param])  # v1 = -0.1, w = 0.9
     optimizer.momentum = 0.5
-    optimizer.step([param])                       # v2 = 0.5*-0.1 - 0.1 = -0.15
+    optimizer.step([param])  # v2 = 0.5*-0.1 - 0.1 = -0.15
     assert param.value[0] == pytest.approx(0.75, rel=1e-14)
     optimizer.momentum = 0.0
-    optimizer.step([param])                       # v3 = -0.1
+    optimizer.step([param])  # v3 = -0.1
     assert param.value[0] == pytest.approx(0.65, rel=1e-14)
     optimizer.weight_decay = 1.0
-    optimizer.step([param])                       # g = 1 + 0.65
+    optimizer.step([param])  # g = 1 + 0.65
     assert param.value[0] == pytest.approx(0.65 - 0.1 * 1.65, rel=1e-14)
 
 
@@ -207,23 +211,28 @@ def test_changing_rmsprop_rho_takes_effect():
     before = param.value[0]
     optimizer.step([param])
     mean_square = 0.5 * 0.025 + 0.5 * 0.25
-    assert param.value[0] == pytest.approx(before - 0.01 * 0.5 / math.sqrt(mean_square),
-                                           rel=1e-14)
+    assert param.value[0] == pytest.approx(before - 0.01 * 0.5 / math.sqrt(mean_square), rel=1e-14)
 
 
-@pytest.mark.parametrize("optimizer", [nl.SGD(lr=0.1, momentum=0.5), nl.Adam(), nl.RMSProp()],
-                         ids=lambda o: type(o).__name__)
-@pytest.mark.parametrize("key, value, message", [
-    ("lr", -0.1, "learning rate (lr) must be > 0, got -0.1"),
-    ("lr", 0, "learning rate (lr) must be > 0, got 0"),
-    ("lr", float("nan"), "learning rate (lr) must be finite, got nan"),
-    ("lr", float("inf"), "learning rate (lr) must be finite, got inf"),
-    ("lr", "fast", "learning rate (lr) must be a number, got 'fast'"),
-    ("lr", None, "learning rate (lr) must be a number, got None"),
-    ("lr", True, "learning rate (lr) must be a number, got True"),
-    ("weight_decay", -1e-4, "weight_decay must be >= 0, got -0.0001"),
-    ("decay", float("nan"), "decay must be finite, got nan"),
-])
+@pytest.mark.parametrize(
+    "optimizer",
+    [nl.SGD(lr=0.1, momentum=0.5), nl.Adam(), nl.RMSProp()],
+    ids=lambda o: type(o).__name__,
+)
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("lr", -0.1, "learning rate (lr) must be > 0, got -0.1"),
+        ("lr", 0, "learning rate (lr) must be > 0, got 0"),
+        ("lr", float("nan"), "learning rate (lr) must be finite, got nan"),
+        ("lr", float("inf"), "learning rate (lr) must be finite, got inf"),
+        ("lr", "fast", "learning rate (lr) must be a number, got 'fast'"),
+        ("lr", None, "learning rate (lr) must be a number, got None"),
+        ("lr", True, "learning rate (lr) must be a number, got True"),
+        ("weight_decay", -1e-4, "weight_decay must be >= 0, got -0.0001"),
+        ("decay", float("nan"), "decay must be finite, got nan"),
+    ],
+)
 def test_invalid_common_values_raise_and_keep_the_old_value(optimizer, key, value, message):
     old = getattr(optimizer, key)
     with pytest.raises(ValueError) as error:
@@ -232,17 +241,20 @@ def test_invalid_common_values_raise_and_keep_the_old_value(optimizer, key, valu
     assert getattr(optimizer, key) == old
 
 
-@pytest.mark.parametrize("make, key, value, message", [
-    (lambda: nl.SGD(momentum=0.5), "momentum", 1.5, r"SGD: momentum must be in \[0.0, 1.0\)"),
-    (lambda: nl.SGD(momentum=0.5), "momentum", 1.0, r"SGD: momentum must be in \[0.0, 1.0\)"),
-    (lambda: nl.SGD(momentum=0.5), "momentum", -0.1, r"SGD: momentum must be in"),
-    (lambda: nl.SGD(momentum=0.5), "momentum", float("nan"), r"SGD: momentum must be finite"),
-    (lambda: nl.Adam(), "beta1", 1.0, r"Adam: beta1 must be in \[0.0, 1.0\), got 1.0"),
-    (lambda: nl.Adam(), "beta2", -0.5, r"Adam: beta2 must be in"),
-    (lambda: nl.Adam(), "eps", -1e-8, r"Adam: eps must be >= 0"),
-    (lambda: nl.RMSProp(), "rho", 1.2, r"RMSProp: rho must be in \[0.0, 1.0\), got 1.2"),
-    (lambda: nl.RMSProp(), "eps", float("inf"), r"RMSProp: eps must be finite"),
-])
+@pytest.mark.parametrize(
+    "make, key, value, message",
+    [
+        (lambda: nl.SGD(momentum=0.5), "momentum", 1.5, r"SGD: momentum must be in \[0.0, 1.0\)"),
+        (lambda: nl.SGD(momentum=0.5), "momentum", 1.0, r"SGD: momentum must be in \[0.0, 1.0\)"),
+        (lambda: nl.SGD(momentum=0.5), "momentum", -0.1, r"SGD: momentum must be in"),
+        (lambda: nl.SGD(momentum=0.5), "momentum", float("nan"), r"SGD: momentum must be finite"),
+        (lambda: nl.Adam(), "beta1", 1.0, r"Adam: beta1 must be in \[0.0, 1.0\), got 1.0"),
+        (lambda: nl.Adam(), "beta2", -0.5, r"Adam: beta2 must be in"),
+        (lambda: nl.Adam(), "eps", -1e-8, r"Adam: eps must be >= 0"),
+        (lambda: nl.RMSProp(), "rho", 1.2, r"RMSProp: rho must be in \[0.0, 1.0\), got 1.2"),
+        (lambda: nl.RMSProp(), "eps", float("inf"), r"RMSProp: eps must be finite"),
+    ],
+)
 def test_invalid_specific_values_raise_and_keep_the_old_value(make, key, value, message):
     optimizer = make()
     old = getattr(optimizer, key)
@@ -251,12 +263,15 @@ def test_invalid_specific_values_raise_and_keep_the_old_value(make, key, value, 
     assert getattr(optimizer, key) == old
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: nl.SGD(lr=-1), r"SGD: learning rate \(lr\) must be > 0, got -1"),
-    (lambda: nl.SGD(lr=0.1, momentum=1.5), r"SGD: momentum must be in \[0.0, 1.0\), got 1.5"),
-    (lambda: nl.Adam(lr=0), r"Adam: learning rate \(lr\) must be > 0, got 0"),
-    (lambda: nl.RMSProp(decay=-1), r"RMSProp: decay must be >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: nl.SGD(lr=-1), r"SGD: learning rate \(lr\) must be > 0, got -1"),
+        (lambda: nl.SGD(lr=0.1, momentum=1.5), r"SGD: momentum must be in \[0.0, 1.0\), got 1.5"),
+        (lambda: nl.Adam(lr=0), r"Adam: learning rate \(lr\) must be > 0, got 0"),
+        (lambda: nl.RMSProp(decay=-1), r"RMSProp: decay must be >= 0, got -1"),
+    ],
+)
 def test_invalid_constructor_values(make, match):
     with pytest.raises(ValueError, match=match):
         make()
@@ -273,8 +288,11 @@ def test_make_optimizer():
     assert isinstance(optimizer, nl.Adam)
     assert (optimizer.lr, optimizer.beta1, optimizer.weight_decay) == (0.01, 0.9, 0.1)
     assert make_optimizer("sgd", momentum=0.9, nesterov=True).nesterov is True
-    with pytest.raises(ValueError, match=r"unknown optimizer 'adagrad'; expected one of sgd, "
-                                         r"adam, rmsprop"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown optimizer 'adagrad'; expected one of sgd, "
+        r"adam, rmsprop",
+    ):
         make_optimizer("adagrad")
     with pytest.raises(ValueError, match=r"SGD has no hyperparameter 'beta1'"):
         make_optimizer("sgd", beta1=0.9)
@@ -284,7 +302,12 @@ def test_make_optimizer():
 
 def test_config_lists_the_live_hyperparameters():
     assert nl.SGD(lr=0.1, momentum=0.9, nesterov=True).config() == {
-        "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "decay": 0.0, "nesterov": True}
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "decay": 0.0,
+        "nesterov": True,
+    }
     assert set(nl.Adam().config()) == {"lr", "beta1", "beta2", "eps", "weight_decay", "decay"}
 
 
@@ -299,8 +322,7 @@ OPTIMIZERS = [
 ]
 
 
-@pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "adam",
-                                                  "rmsprop"])
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "adam", "rmsprop"])
 def test_float32_parameters_and_state_stay_float32(make):
     optimizer = make()
     weight = nl.Param.of("d.W", StrictFloat32.wrap(np.full((3, 2), 0.5, np.float32)))
@@ -308,15 +330,18 @@ def test_float32_parameters_and_state_stay_float32(make):
     StrictFloat32.events.clear()
     for step in range(3):
         for param in (weight, bias):
-            param.grad = StrictFloat32.wrap(np.full(param.value.shape, 0.1 * (step + 1),
-                                                    np.float32))
+            param.grad = StrictFloat32.wrap(
+                np.full(param.value.shape, 0.1 * (step + 1), np.float32)
+            )
         optimizer.step([weight, bias])
         # A hyperparameter set mid-run from a numpy scalar must not promote either.
         optimizer.lr = np.float64(optimizer.lr * 0.9)
     assert StrictFloat32.events == []
     for param in (weight, bias):
         assert param.value.dtype == np.float32
-        assert all(state.dtype == np.float32
-                   for state in optimizer.state[param.name].values()
-                   if isinstance(state, np.ndarray))
+        assert all(
+            state.dtype == np.float32
+            for state in optimizer.state[param.name].values()
+            if isinstance(state, np.ndarray)
+        )
     assert not np.allclose(weight.value, 0.5)

@@ -33,13 +33,13 @@ CONV_CASES = [
 
 # (input shape; pool; stride)
 POOL_CASES = [
-    ((2, 7, 7, 2), 3, 2),          # overlapping 3x3 stride 2
-    ((2, 5, 6, 2), 3, 1),          # overlapping 3x3 stride 1
-    ((2, 5, 5, 1), 2, 1),          # overlapping 2x2 stride 1
-    ((2, 6, 6, 2), 2, None),       # non-overlapping 2x2
-    ((1, 6, 9, 2), 3, None),       # non-overlapping 3x3, non-square input
+    ((2, 7, 7, 2), 3, 2),  # overlapping 3x3 stride 2
+    ((2, 5, 6, 2), 3, 1),  # overlapping 3x3 stride 1
+    ((2, 5, 5, 1), 2, 1),  # overlapping 2x2 stride 1
+    ((2, 6, 6, 2), 2, None),  # non-overlapping 2x2
+    ((1, 6, 9, 2), 3, None),  # non-overlapping 3x3, non-square input
     ((1, 5, 7, 2), (2, 3), None),  # non-square window
-    ((2, 7, 5, 1), 2, 3),          # stride larger than the window: some inputs unused
+    ((2, 7, 5, 1), 2, 3),  # stride larger than the window: some inputs unused
     ((1, 6, 6, 1), (3, 2), (1, 2)),
 ]
 
@@ -73,8 +73,10 @@ def test_conv_matches_reference(case):
     assert out.shape == expected.shape == (shape[0], *layer.output_shape)
     np.testing.assert_allclose(out, expected, rtol=RTOL, atol=ATOL)
     if padding == "same":
-        assert layer.output_shape[:2] == (math.ceil(shape[1] / stride_hw[0]),
-                                          math.ceil(shape[2] / stride_hw[1]))
+        assert layer.output_shape[:2] == (
+            math.ceil(shape[1] / stride_hw[0]),
+            math.ceil(shape[2] / stride_hw[1]),
+        )
 
     dout = rng.standard_normal(out.shape)
     dx = layer.backward(dout)
@@ -92,8 +94,7 @@ def test_conv_gradients_are_overwritten_not_accumulated():
     for _ in range(2):
         layer.forward(x)
         layer.backward(dout)
-    _, dw_ref, db_ref = ref.conv2d_backward(x, layer.params["W"].value, (1, 1), (1, 1, 1, 1),
-                                            dout)
+    _, dw_ref, db_ref = ref.conv2d_backward(x, layer.params["W"].value, (1, 1), (1, 1, 1, 1), dout)
     np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
 
@@ -114,9 +115,12 @@ def test_maxpool_matches_reference(case):
     out = layer.forward(x)
     np.testing.assert_array_equal(out, ref.maxpool_forward(x, pool_hw, stride_hw))
     dout = rng.standard_normal(out.shape)
-    np.testing.assert_allclose(layer.backward(dout),
-                               ref.maxpool_backward(x, pool_hw, stride_hw, dout),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        layer.backward(dout),
+        ref.maxpool_backward(x, pool_hw, stride_hw, dout),
+        rtol=RTOL,
+        atol=ATOL,
+    )
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=_case_id)
@@ -126,18 +130,26 @@ def test_avgpool_matches_reference(case):
     layer, pool_hw, stride_hw = _pool(nl.AvgPool2D, shape, pool, stride)
     x = rng.standard_normal(shape)
     out = layer.forward(x)
-    np.testing.assert_allclose(out, ref.avgpool_forward(x, pool_hw, stride_hw),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        out, ref.avgpool_forward(x, pool_hw, stride_hw), rtol=RTOL, atol=ATOL
+    )
     dout = rng.standard_normal(out.shape)
-    np.testing.assert_allclose(layer.backward(dout),
-                               ref.avgpool_backward(x, pool_hw, stride_hw, dout),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        layer.backward(dout),
+        ref.avgpool_backward(x, pool_hw, stride_hw, dout),
+        rtol=RTOL,
+        atol=ATOL,
+    )
 
 
 # -- max-pool ties: the gradient goes to the FIRST maximum (row-major) only ------------------
 
-@pytest.mark.parametrize("case", [((1, 4, 4, 2), 2, None), ((1, 5, 5, 1), 3, 1),
-                                  ((2, 7, 7, 1), 3, 2), ((1, 4, 5, 1), 2, 1)], ids=_case_id)
+
+@pytest.mark.parametrize(
+    "case",
+    [((1, 4, 4, 2), 2, None), ((1, 5, 5, 1), 3, 1), ((2, 7, 7, 1), 3, 2), ((1, 4, 5, 1), 2, 1)],
+    ids=_case_id,
+)
 def test_maxpool_all_zero_windows_route_to_first_element(case):
     shape, pool, stride = case
     layer, pool_hw, stride_hw = _pool(nl.MaxPool2D, shape, pool, stride)
@@ -175,7 +187,8 @@ def test_maxpool_after_relu_matches_reference():
     np.testing.assert_array_equal(out, ref.maxpool_forward(x, (3, 3), (1, 1)))
     dout = rng.standard_normal(out.shape)
     dx = pool.backward(dout)
-    np.testing.assert_allclose(dx, ref.maxpool_backward(x, (3, 3), (1, 1), dout),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        dx, ref.maxpool_backward(x, (3, 3), (1, 1), dout), rtol=RTOL, atol=ATOL
+    )
     # Every window routes its gradient to exactly one input: the totals are preserved.
     np.testing.assert_allclose(dx.sum(), dout.sum(), rtol=1e-12)

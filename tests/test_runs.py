@@ -24,9 +24,12 @@ def _data(n=24, features=4, classes=3, seed=0):
 
 
 def _small_run(run_dir, epochs=2, callbacks=(), **logger_options):
-    trainer = nl.Trainer(nl.build("4-8-3", (4,)), nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1),
-                         callbacks=[*callbacks, runs.RunLogger(run_dir=run_dir,
-                                                               **logger_options)])
+    trainer = nl.Trainer(
+        nl.build("4-8-3", (4,)),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=0.1),
+        callbacks=[*callbacks, runs.RunLogger(run_dir=run_dir, **logger_options)],
+    )
     trainer.fit(*_data(), epochs=epochs, batch_size=8, validation_data=_data(6, seed=1))
     return trainer
 
@@ -51,14 +54,16 @@ def _in_thread(trainer, *args, **kwargs):
 
 # -- schema ------------------------------------------------------------------------------------
 
+
 def test_every_line_is_a_versioned_event(tmp_path):
     trainer = _small_run(tmp_path / "run")
     lines = _lines(tmp_path / "run")
     records = [json.loads(line) for line in lines]
     assert all(r["v"] == runs.SCHEMA_VERSION == 1 for r in records)
     assert all(isinstance(r["time"], float) and isinstance(r["step"], int) for r in records)
-    assert [r["type"] for r in records] == ["run_start"] + ["batch"] * 3 + ["epoch"] + \
-        ["batch"] * 3 + ["epoch", "end"]
+    assert [r["type"] for r in records] == ["run_start"] + ["batch"] * 3 + ["epoch"] + [
+        "batch"
+    ] * 3 + ["epoch", "end"]
     assert [r["step"] for r in records] == [0, 1, 2, 3, 3, 4, 5, 6, 6, 6]
     times = [r["time"] for r in records]
     assert times == sorted(times)
@@ -76,9 +81,17 @@ def test_every_line_is_a_versioned_event(tmp_path):
 
 
 def test_non_finite_numbers_are_written_as_null():
-    line = runs.encode("custom", 3, {"a": float("nan"), "b": [np.float32(np.inf), 1.5],
-                                     "c": np.float64(-np.inf), "d": np.arange(3),
-                                     "e": {"f": np.int64(7)}})
+    line = runs.encode(
+        "custom",
+        3,
+        {
+            "a": float("nan"),
+            "b": [np.float32(np.inf), 1.5],
+            "c": np.float64(-np.inf),
+            "d": np.arange(3),
+            "e": {"f": np.int64(7)},
+        },
+    )
     assert line.endswith("\n") and line.count("\n") == 1
     record = json.loads(line)
     assert (record["a"], record["b"], record["c"]) == (None, [None, 1.5], None)
@@ -90,7 +103,11 @@ def test_decode_checks_version_and_required_fields():
     good = runs.encode("hparam", 2, {"name": "lr", "old": 0.1, "new": 0.2})
     event = runs.decode(good)
     assert (event.type, event.step, event["name"], event.get("missing", 5)) == (
-        "hparam", 2, "lr", 5)
+        "hparam",
+        2,
+        "lr",
+        5,
+    )
     newer = json.dumps({"v": 2, "type": "batch", "epoch": 0, "batch": 0, "loss": 1.0})
     with pytest.raises(ValueError, match="run.jsonl:7: schema version 2 is newer"):
         runs.decode(newer, "run.jsonl:7")
@@ -104,13 +121,22 @@ def test_decode_checks_version_and_required_fields():
 
 
 def test_diverged_run_logs_null_losses(tmp_path):
-    prepared = datasets.prepare(datasets.load("spirals", n_train=200, n_test=10),
-                                validation_split=0.25)
-    trainer = nl.Trainer(nl.build("2-32-32-3", (2,)), nl.SoftmaxCrossEntropy(),
-                         nl.SGD(lr=1e6, momentum=0.9),
-                         callbacks=[runs.RunLogger(run_dir=tmp_path / "run")])
-    trainer.fit(prepared.x_train, prepared.y_train, epochs=3, batch_size=16,
-                validation_data=(prepared.x_val, prepared.y_val))
+    prepared = datasets.prepare(
+        datasets.load("spirals", n_train=200, n_test=10), validation_split=0.25
+    )
+    trainer = nl.Trainer(
+        nl.build("2-32-32-3", (2,)),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=1e6, momentum=0.9),
+        callbacks=[runs.RunLogger(run_dir=tmp_path / "run")],
+    )
+    trainer.fit(
+        prepared.x_train,
+        prepared.y_train,
+        epochs=3,
+        batch_size=16,
+        validation_data=(prepared.x_val, prepared.y_val),
+    )
     records = [json.loads(line) for line in _lines(tmp_path / "run")]
     diverged = [r for r in records if r["type"] == "diverged"]
     assert len(diverged) == 1 and diverged[0]["loss"] is None
@@ -122,28 +148,48 @@ def test_diverged_run_logs_null_losses(tmp_path):
 
 # -- config.json -------------------------------------------------------------------------------
 
+
 def test_config_json_of_an_experiment(tmp_path):
-    config = ExperimentConfig(dataset="spirals", epochs=1, batch_size=32, lr=0.07, momentum=0.5,
-                              seed=4, run_dir=str(tmp_path / "run"), histogram_every=5)
+    config = ExperimentConfig(
+        dataset="spirals",
+        epochs=1,
+        batch_size=32,
+        lr=0.07,
+        momentum=0.5,
+        seed=4,
+        run_dir=str(tmp_path / "run"),
+        histogram_every=5,
+    )
     experiment = setup(config, checkpoints=True)
     experiment.fit()
     saved = json.loads((tmp_path / "run" / runs.CONFIG_FILE).read_text())
     assert saved["dataset"] == "spirals" and saved["seed"] == 4
     assert saved["arch"] == experiment.model.spec == "2-32-32-3"
     assert (saved["lr"], saved["momentum"], saved["batch_size"], saved["epochs"]) == (
-        0.07, 0.5, 32, 1)
+        0.07,
+        0.5,
+        32,
+        1,
+    )
     view = saved["trainer"]
-    assert view["model"] == {"spec": "2-32-32-3", "input_shape": [2],
-                             "params": experiment.model.summary().total_params}
+    assert view["model"] == {
+        "spec": "2-32-32-3",
+        "input_shape": [2],
+        "params": experiment.model.summary().total_params,
+    }
     assert view["optimizer"]["name"] == "sgd" and view["optimizer"]["lr"] == 0.07
     assert view["optimizer"]["momentum"] == 0.5
     assert view["loss"] == "softmax_cross_entropy"
-    assert saved["versions"] == {"nnlib": nl.__version__, "numpy": np.__version__,
-                                 "python": saved["versions"]["python"]}
+    assert saved["versions"] == {
+        "nnlib": nl.__version__,
+        "numpy": np.__version__,
+        "python": saved["versions"]["python"],
+    }
     info = saved["dataset_info"]
     assert info["name"] == "spirals" and info["num_classes"] == 3
-    assert info["train"] + info["validation"] == len(experiment.data.x_train) + \
-        len(experiment.data.x_val)
+    assert info["train"] + info["validation"] == len(experiment.data.x_train) + len(
+        experiment.data.x_val
+    )
     # the experiment's fields are all there, untouched by the trainer's view
     fields = {k: saved[k] for k in config.to_dict()}
     assert ExperimentConfig.from_dict(fields) == config.replace(arch="2-32-32-3")
@@ -152,7 +198,12 @@ def test_config_json_of_an_experiment(tmp_path):
     assert events[0]["run"] == str(tmp_path / "run")
     # the run directory holds the checkpoints and a rerunnable config, no temporary files
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "best.npz", "config.json", "events.jsonl", "experiment.toml", "model.npz"]
+        "best.npz",
+        "config.json",
+        "events.jsonl",
+        "experiment.toml",
+        "model.npz",
+    ]
     rerun = ExperimentConfig.load(tmp_path / "run" / "experiment.toml")
     assert rerun == dataclasses.replace(config, arch="2-32-32-3", run_dir=None)
 
@@ -168,9 +219,11 @@ def test_new_run_dirs_are_unique(tmp_path, monkeypatch):
 
 # -- every event type in a real run ------------------------------------------------------------
 
+
 def test_a_real_run_writes_every_event_type(tmp_path):
-    prepared = datasets.prepare(datasets.load("spirals", n_train=200, n_test=10),
-                                validation_split=0.25)
+    prepared = datasets.prepare(
+        datasets.load("spirals", n_train=200, n_test=10), validation_split=0.25
+    )
 
     class SetLr(nl.Callback):
         def on_batch_end(self, trainer, batch, logs):
@@ -185,14 +238,28 @@ def test_a_real_run_writes_every_event_type(tmp_path):
     gate = Gate(step=4)
     run_dir = tmp_path / "run"
     trainer = nl.Trainer(
-        nl.build("2-16-3", (2,)), nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1),
-        callbacks=[nl.Monitor(every=5), SetLr(), gate, Weights(),
-                   nl.EarlyStopping(patience=1, min_delta=100.0),
-                   nl.ModelCheckpoint(run_dir / "best.npz"),
-                   nl.ModelCheckpoint(run_dir / "model.npz", save_best_only=False, at_end=True),
-                   runs.RunLogger(run_dir=run_dir)])
-    thread, errors = _in_thread(trainer, prepared.x_train, prepared.y_train, epochs=10,
-                                batch_size=32, validation_data=(prepared.x_val, prepared.y_val))
+        nl.build("2-16-3", (2,)),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=0.1),
+        callbacks=[
+            nl.Monitor(every=5),
+            SetLr(),
+            gate,
+            Weights(),
+            nl.EarlyStopping(patience=1, min_delta=100.0),
+            nl.ModelCheckpoint(run_dir / "best.npz"),
+            nl.ModelCheckpoint(run_dir / "model.npz", save_best_only=False, at_end=True),
+            runs.RunLogger(run_dir=run_dir),
+        ],
+    )
+    thread, errors = _in_thread(
+        trainer,
+        prepared.x_train,
+        prepared.y_train,
+        epochs=10,
+        batch_size=32,
+        validation_data=(prepared.x_val, prepared.y_val),
+    )
     assert gate.reached.wait(TIMEOUT)
     trainer.pause()
     gate.release.set()
@@ -203,8 +270,19 @@ def test_a_real_run_writes_every_event_type(tmp_path):
 
     events = runs.read(run_dir)
     types = [e.type for e in events]
-    assert set(types) == {"run_start", "batch", "epoch", "histograms", "confusion", "hparam",
-                          "pause", "resume", "checkpoint", "early_stop", "end"}
+    assert set(types) == {
+        "run_start",
+        "batch",
+        "epoch",
+        "histograms",
+        "confusion",
+        "hparam",
+        "pause",
+        "resume",
+        "checkpoint",
+        "early_stop",
+        "end",
+    }
     assert types[0] == "run_start" and types[-1] == "end" and types.count("end") == 1
     # the initial histograms come from on_train_begin of the Monitor, before the logger's
     assert types[1] == "histograms" and events[1].step == 0
@@ -212,9 +290,16 @@ def test_a_real_run_writes_every_event_type(tmp_path):
     by_type = {t: [e for e in events if e.type == t] for t in set(types)}
     hparam = by_type["hparam"][0]
     assert (hparam.step, hparam["name"], hparam["old"], hparam["new"], hparam["applies"]) == (
-        2, "lr", 0.1, 0.05, "next batch")
+        2,
+        "lr",
+        0.1,
+        0.05,
+        "next batch",
+    )
     assert [(e.type, e.step) for e in events if e.type in ("pause", "resume")] == [
-        ("pause", 4), ("resume", 4)]
+        ("pause", 4),
+        ("resume", 4),
+    ]
     assert [e["epoch"] for e in by_type["epoch"]] == [0, 1]  # stopped early after epoch 1
     assert [e["epoch"] for e in by_type["confusion"]] == [0, 1]
     assert np.sum(by_type["confusion"][0]["matrix"]) == len(prepared.y_val)
@@ -253,13 +338,14 @@ def test_a_second_run_appends_to_the_same_log(tmp_path):
 
 # -- the reader: torn and bad lines ------------------------------------------------------------
 
+
 def test_read_drops_a_torn_last_line(tmp_path):
     _small_run(tmp_path / "run")
     path = tmp_path / "run" / runs.EVENTS_FILE
     complete = runs.read(tmp_path / "run")
     whole = runs.encode("batch", 7, {"epoch": 2, "batch": 0, "loss": 0.5})
     with path.open("a", encoding="utf-8") as handle:
-        handle.write(whole[:len(whole) // 2])  # killed mid-write: no newline
+        handle.write(whole[: len(whole) // 2])  # killed mid-write: no newline
     assert runs.read(tmp_path / "run") == complete
     assert runs.read(path) == complete  # the file itself, too
     # a complete last record without its newline is kept
@@ -293,11 +379,16 @@ def test_read_of_a_missing_run(tmp_path):
 
 # -- follow ------------------------------------------------------------------------------------
 
+
 def test_follow_yields_events_as_the_run_grows(tmp_path):
     run_dir = tmp_path / "run"
     gate = Gate(step=3)
-    trainer = nl.Trainer(nl.build("4-8-3", (4,)), nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1),
-                         callbacks=[runs.RunLogger(run_dir=run_dir), gate])
+    trainer = nl.Trainer(
+        nl.build("4-8-3", (4,)),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=0.1),
+        callbacks=[runs.RunLogger(run_dir=run_dir), gate],
+    )
     follower = runs.follow(run_dir, poll=0.01, idle_timeout=TIMEOUT)
     thread, errors = _in_thread(trainer, *_data(), epochs=3, batch_size=8)
     assert gate.reached.wait(TIMEOUT)
@@ -323,8 +414,7 @@ def test_follow_waits_for_a_run_directory_that_does_not_exist_yet(tmp_path):
 
     def reader():
         try:
-            collected.extend(e.type for e in runs.follow(run_dir, poll=0.01,
-                                                         idle_timeout=TIMEOUT))
+            collected.extend(e.type for e in runs.follow(run_dir, poll=0.01, idle_timeout=TIMEOUT))
         except BaseException as error:
             errors.append(error)
 

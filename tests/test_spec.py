@@ -9,8 +9,10 @@ import nnlib as nl
 from nnlib.spec import parse
 
 MLP = "784-512-128-10"
-LENET5 = ("conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu dense(84) "
-          "relu dense(10)")
+LENET5 = (
+    "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu dense(84) "
+    "relu dense(10)"
+)
 TUTORIAL_CNN = "conv(3,5) relu maxpool(3,stride=2) dense(84) relu dense(10)"
 
 ROUND_TRIPS = [
@@ -31,12 +33,21 @@ ROUND_TRIPS = [
     ("dense(10), relu, dense(3)", (5,), "5-10-3"),
     ("dense(10) relu dense(5) tanh dense(3)", (5,), "dense(10) relu dense(5) tanh dense(3)"),
     ("dense(10) softmax", (5,), "dense(10) softmax"),
-    ("dense(10,init=glorot) tanh dense(3, init=normal)", (5,),
-     "dense(10,init=glorot) tanh dense(3,init=normal)"),
-    ("conv(4,3,pad=same) relu conv(4,2,pad=same) maxpool(2)", (8, 8, 1),
-     "conv(4,3,pad=same) relu conv(4,2,pad=same) maxpool(2)"),
-    ("conv(4,3x2) relu avgpool(2x1) flatten dropout(0.5) dense(10)", (8, 7, 2),
-     "conv(4,3x2) relu avgpool(2x1) flatten dropout(0.5) dense(10)"),
+    (
+        "dense(10,init=glorot) tanh dense(3, init=normal)",
+        (5,),
+        "dense(10,init=glorot) tanh dense(3,init=normal)",
+    ),
+    (
+        "conv(4,3,pad=same) relu conv(4,2,pad=same) maxpool(2)",
+        (8, 8, 1),
+        "conv(4,3,pad=same) relu conv(4,2,pad=same) maxpool(2)",
+    ),
+    (
+        "conv(4,3x2) relu avgpool(2x1) flatten dropout(0.5) dense(10)",
+        (8, 7, 2),
+        "conv(4,3x2) relu avgpool(2x1) flatten dropout(0.5) dense(10)",
+    ),
     ("conv(4,3,stride=2,pad=valid) tanh", (9, 9, 3), "conv(4,3,stride=2,pad=valid) tanh"),
     ("conv(2, 3, stride=1x2, pad=1) sigmoid", (5, 5, 1), "conv(2,3,stride=1x2,pad=1) sigmoid"),
     ("conv(2,3,2,1)", (5, 5, 1), "conv(2,3,stride=2,pad=1)"),
@@ -65,8 +76,19 @@ def test_round_trip(spec, shape, canonical):
 def test_lenet5_layers():
     model = nl.build(LENET5, (28, 28, 1))
     assert [layer.name for layer in model] == [
-        "conv_1", "relu_1", "maxpool_1", "conv_2", "relu_2", "maxpool_2", "flatten_1",
-        "dense_1", "relu_3", "dense_2", "relu_4", "dense_3"]
+        "conv_1",
+        "relu_1",
+        "maxpool_1",
+        "conv_2",
+        "relu_2",
+        "maxpool_2",
+        "flatten_1",
+        "dense_1",
+        "relu_3",
+        "dense_2",
+        "relu_4",
+        "dense_3",
+    ]
     assert model["flatten_1"].implicit
     assert model["maxpool_2"].output_shape == (5, 5, 16)
     assert model.summary().total_params == 61_706
@@ -81,8 +103,7 @@ def test_tutorial_cnn_shapes():
 
 def test_mlp_hidden_activation_and_linear_output():
     model = nl.build("6-5-4-3:tanh", (6,))
-    assert [type(layer).__name__ for layer in model] == ["Dense", "Tanh", "Dense", "Tanh",
-                                                         "Dense"]
+    assert [type(layer).__name__ for layer in model] == ["Dense", "Tanh", "Dense", "Tanh", "Dense"]
     assert [layer.units for layer in model if isinstance(layer, nl.Dense)] == [5, 4, 3]
 
 
@@ -110,8 +131,16 @@ def test_parse_returns_fresh_unbuilt_layers():
 
 
 def test_spec_of_a_hand_built_model():
-    model = nl.Sequential([nl.Conv2D(4, (3, 2), padding="same"), nl.ReLU(), nl.MaxPool2D(2),
-                           nl.Flatten(), nl.Dense(5)], input_shape=(6, 6, 1))
+    model = nl.Sequential(
+        [
+            nl.Conv2D(4, (3, 2), padding="same"),
+            nl.ReLU(),
+            nl.MaxPool2D(2),
+            nl.Flatten(),
+            nl.Dense(5),
+        ],
+        input_shape=(6, 6, 1),
+    )
     assert model.spec == "conv(4,3x2,pad=same) relu maxpool(2) flatten dense(5)"
     assert nl.build(model.spec, (6, 6, 1)).spec == model.spec
 
@@ -120,72 +149,135 @@ def test_spec_of_a_hand_built_model():
 
 ERRORS = [
     # (spec, input shape, substrings the message must contain, culprit token)
-    ("conv(8,3) relu pool(2) dense(10)", (8, 8, 1),
-     ["spec token 3 'pool(2)'", "unknown layer 'pool'", "expected one of conv, maxpool"],
-     "pool(2)"),
-    ("conv(8)", (8, 8, 1), ["spec token 1 'conv(8)'", "missing kernel",
-                            "expected conv(filters, kernel"], "conv(8)"),
+    (
+        "conv(8,3) relu pool(2) dense(10)",
+        (8, 8, 1),
+        ["spec token 3 'pool(2)'", "unknown layer 'pool'", "expected one of conv, maxpool"],
+        "pool(2)",
+    ),
+    (
+        "conv(8)",
+        (8, 8, 1),
+        ["spec token 1 'conv(8)'", "missing kernel", "expected conv(filters, kernel"],
+        "conv(8)",
+    ),
     ("dense", (4,), ["spec token 1 'dense'", "missing units", "expected dense(units)"], "dense"),
     ("dense(0)", (4,), ["'dense(0)'", "units must be a positive integer, got 0"], "dense(0)"),
-    ("dense(-3)", (4,), ["'dense(-3)'", "units must be a positive integer, got -3;"],
-     "dense(-3)"),
-    ("dense(abc)", (4,), ["'dense(abc)'", "units must be a positive integer, got 'abc'"],
-     "dense(abc)"),
+    ("dense(-3)", (4,), ["'dense(-3)'", "units must be a positive integer, got -3;"], "dense(-3)"),
+    (
+        "dense(abc)",
+        (4,),
+        ["'dense(abc)'", "units must be a positive integer, got 'abc'"],
+        "dense(abc)",
+    ),
     ("dense(2.5)", (4,), ["'dense(2.5)'", "got 2.5"], "dense(2.5)"),
-    ("dense(10) dropout(1.5)", (4,), ["spec token 2 'dropout(1.5)'",
-                                      "rate must be in [0.0, 1.0), got 1.5",
-                                      "expected dropout(rate)"], "dropout(1.5)"),
-    ("conv(8,3,pad=full)", (8, 8, 1), ["'conv(8,3,pad=full)'", "padding must be",
-                                       "got 'full'"], "conv(8,3,pad=full)"),
-    ("conv(8,3,stride=0)", (8, 8, 1), ["'conv(8,3,stride=0)'", "stride must be", "got 0"],
-     "conv(8,3,stride=0)"),
-    ("conv(8,3,size=2)", (8, 8, 1), ["'conv(8,3,size=2)'", "unknown argument 'size'"],
-     "conv(8,3,size=2)"),
+    (
+        "dense(10) dropout(1.5)",
+        (4,),
+        [
+            "spec token 2 'dropout(1.5)'",
+            "rate must be in [0.0, 1.0), got 1.5",
+            "expected dropout(rate)",
+        ],
+        "dropout(1.5)",
+    ),
+    (
+        "conv(8,3,pad=full)",
+        (8, 8, 1),
+        ["'conv(8,3,pad=full)'", "padding must be", "got 'full'"],
+        "conv(8,3,pad=full)",
+    ),
+    (
+        "conv(8,3,stride=0)",
+        (8, 8, 1),
+        ["'conv(8,3,stride=0)'", "stride must be", "got 0"],
+        "conv(8,3,stride=0)",
+    ),
+    (
+        "conv(8,3,size=2)",
+        (8, 8, 1),
+        ["'conv(8,3,size=2)'", "unknown argument 'size'"],
+        "conv(8,3,size=2)",
+    ),
     ("dense(units=)", (4,), ["'dense(units=)'", "cannot read the value ''"], "dense(units=)"),
-    ("dense(10,10)", (4,), ["'dense(10,10)'", "init must be one of he, glorot, normal, got 10"],
-     "dense(10,10)"),
-    ("conv(8,3,1,0,he,5)", (8, 8, 1), ["'conv(8,3,1,0,he,5)'", "too many arguments (6)"],
-     "conv(8,3,1,0,he,5)"),
+    (
+        "dense(10,10)",
+        (4,),
+        ["'dense(10,10)'", "init must be one of he, glorot, normal, got 10"],
+        "dense(10,10)",
+    ),
+    (
+        "conv(8,3,1,0,he,5)",
+        (8, 8, 1),
+        ["'conv(8,3,1,0,he,5)'", "too many arguments (6)"],
+        "conv(8,3,1,0,he,5)",
+    ),
     ("relu(3)", (4,), ["'relu(3)'", "too many arguments (1)", "expected relu"], "relu(3)"),
     ("dense(10,units=5)", (4,), ["argument 'units' given twice"], "dense(10,units=5)"),
-    ("conv(6,stride=2,5)", (8, 8, 1), ["positional argument after a keyword argument"],
-     "conv(6,stride=2,5)"),
-    ("conv(6,kernel=5,1)", (8, 8, 1), ["positional argument after a keyword argument"],
-     "conv(6,kernel=5,1)"),
+    (
+        "conv(6,stride=2,5)",
+        (8, 8, 1),
+        ["positional argument after a keyword argument"],
+        "conv(6,stride=2,5)",
+    ),
+    (
+        "conv(6,kernel=5,1)",
+        (8, 8, 1),
+        ["positional argument after a keyword argument"],
+        "conv(6,kernel=5,1)",
+    ),
     ("dense(10", (4,), ["'(' is never closed"], "("),
     ("conv(8,3 relu", (8, 8, 1), ["'(' is never closed"], "("),
     ("dense(10))", (4,), ["unbalanced parenthesis at character 10"], ")"),
     ("dense((10))", (4,), ["unbalanced parenthesis at character 7"], "("),
-    ("100-10", (784,), ["MLP 100-10", "the first number is the input size, 100",
-                        "784 features per sample"], "100"),
+    (
+        "100-10",
+        (784,),
+        ["MLP 100-10", "the first number is the input size, 100", "784 features per sample"],
+        "100",
+    ),
     ("784-128-10", (28, 28, 3), ["784", "2352 features per sample", "(28, 28, 3)"], "784"),
     ("4-0-2", (4,), ["MLP 4-0-2", "every layer size must be a positive integer"], None),
     ("4-8-2:softmax", (4,), ["MLP activation 'softmax' is not one of relu, tanh"], "softmax"),
-    ("conv(8,7)", (5, 5, 1), ["spec token 1 'conv(8,7)'", "window 7x7 is larger than its "
-                                                           "input 5x5"], "conv(8,7)"),
-    ("conv(4,3) relu maxpool(2) conv(8,3) relu maxpool(2)", (7, 7, 1),
-     ["spec token 4 'conv(8,3)'", "conv_2: window 3x3 is larger than its input 2x2"],
-     "conv(8,3)"),
-    ("conv(4,3) maxpool(4x1)", (5, 5, 1), ["spec token 2 'maxpool(4x1)'",
-                                           "window 4x1 is larger than its input 3x3"],
-     "maxpool(4x1)"),
+    (
+        "conv(8,7)",
+        (5, 5, 1),
+        ["spec token 1 'conv(8,7)'", "window 7x7 is larger than its input 5x5"],
+        "conv(8,7)",
+    ),
+    (
+        "conv(4,3) relu maxpool(2) conv(8,3) relu maxpool(2)",
+        (7, 7, 1),
+        ["spec token 4 'conv(8,3)'", "conv_2: window 3x3 is larger than its input 2x2"],
+        "conv(8,3)",
+    ),
+    (
+        "conv(4,3) maxpool(4x1)",
+        (5, 5, 1),
+        ["spec token 2 'maxpool(4x1)'", "window 4x1 is larger than its input 3x3"],
+        "maxpool(4x1)",
+    ),
     ("conv(8,9,pad=1)", (5, 5, 1), ["'conv(8,9,pad=1)'", "(padded from 5x5)"], "conv(8,9,pad=1)"),
     ("conv(8,3)", (16,), ["'conv(8,3)'", "Conv2D needs an image input"], "conv(8,3)"),
-    ("dense(10) 5", (4,), ["spec token 2 '5'", "a bare number is only valid in an MLP",
-                           "write dense(5)"], "5"),
+    (
+        "dense(10) 5",
+        (4,),
+        ["spec token 2 '5'", "a bare number is only valid in an MLP", "write dense(5)"],
+        "5",
+    ),
     ("conv(8,3) relu 10", (8, 8, 1), ["spec token 3 '10'", "write dense(10)"], "10"),
     ("dense(10) 784-10", (4,), ["spec token 2 '784-10'", "expected a layer"], "784-10"),
     ("", (4,), ["empty architecture spec", "expected e.g."], None),
-    ("conv(2,3) dense(2)", (8, 0, 1), ["input shape must be positive sizes, got (8, 0, 1)"],
-     None),
+    ("conv(2,3) dense(2)", (8, 0, 1), ["input shape must be positive sizes, got (8, 0, 1)"], None),
     ("0-2", (0,), ["input shape must be positive sizes, got (0,)"], None),
     ("dense(2)", (), ["input shape must be positive sizes, got ()"], None),
     ("   ", (4,), ["empty architecture spec"], None),
 ]
 
 
-@pytest.mark.parametrize("spec, shape, fragments, token", ERRORS, ids=[e[0] or "empty"
-                                                                       for e in ERRORS])
+@pytest.mark.parametrize(
+    "spec, shape, fragments, token", ERRORS, ids=[e[0] or "empty" for e in ERRORS]
+)
 def test_invalid_specs(spec, shape, fragments, token):
     with pytest.raises(nl.SpecError) as error:
         nl.build(spec, shape)
@@ -202,7 +294,7 @@ def test_spec_error_locates_the_token():
     with pytest.raises(nl.SpecError) as error:
         nl.build(spec, (6, 6, 1))
     assert error.value.token == "nope(1)"
-    assert spec[error.value.index:].startswith("nope(1)")
+    assert spec[error.value.index :].startswith("nope(1)")
 
 
 def test_the_kernel_error_locates_its_token():
@@ -210,19 +302,27 @@ def test_the_kernel_error_locates_its_token():
     with pytest.raises(nl.SpecError) as error:
         nl.build(spec, (6, 6, 1))
     assert error.value.token == "conv(8,5)"
-    assert spec[error.value.index:] == "conv(8,5)"
+    assert spec[error.value.index :] == "conv(8,5)"
 
 
 def test_spec_error_is_a_value_error():
     assert issubclass(nl.SpecError, ValueError)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("conv(3)", "spec token 1 'conv(3)': missing kernel; expected conv(filters, kernel, "
-                "[stride=1], [pad=0|same|valid])"),
-    ("conv(6,5) relu maxpool(30)", "spec token 3 'maxpool(30)': maxpool_1: window 30x30 is "
-                                   "larger than its input 24x24"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            "conv(3)",
+            "spec token 1 'conv(3)': missing kernel; expected conv(filters, kernel, "
+            "[stride=1], [pad=0|same|valid])",
+        ),
+        (
+            "conv(6,5) relu maxpool(30)",
+            "spec token 3 'maxpool(30)': maxpool_1: window 30x30 is larger than its input 24x24",
+        ),
+    ],
+)
 def test_the_readme_error_examples_are_exact(spec, message):
     with pytest.raises(nl.SpecError) as error:
         nl.build(spec, (28, 28, 1))

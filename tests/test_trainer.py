@@ -115,6 +115,7 @@ SGD_HYPER = {"lr", "base_lr", "momentum", "weight_decay", "decay", "nesterov", "
 
 # -- hook order and logs -----------------------------------------------------------------------
 
+
 def test_hook_order_and_log_keys():
     x, y = _data(10)
     xv, yv = _data(6, seed=1)
@@ -138,21 +139,37 @@ def test_hook_order_and_log_keys():
         assert math.isfinite(log["loss"]) and 0 <= log["accuracy"] <= 1
         assert log["samples_per_sec"] >= 0
     assert [(b["epoch"], b["batch"], b["step"], b["size"]) for b in recorder.batch_logs] == [
-        (0, 0, 1, 4), (0, 1, 2, 4), (0, 2, 3, 2), (1, 0, 4, 4), (1, 1, 5, 4), (1, 2, 6, 2)]
+        (0, 0, 1, 4),
+        (0, 1, 2, 4),
+        (0, 2, 3, 2),
+        (1, 0, 4, 4),
+        (1, 1, 5, 4),
+        (1, 2, 6, 2),
+    ]
     assert all(b["lr"] == 0.1 and b["batch_size"] == 4 for b in recorder.batch_logs)
 
-    epoch_keys = {"epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
-                  "samples_per_sec"}
+    epoch_keys = {
+        "epoch",
+        "step",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+        "samples_per_sec",
+    }
     for log in recorder.epoch_logs:
         assert set(log) == epoch_keys | SGD_HYPER
     assert [(e["epoch"], e["step"]) for e in recorder.epoch_logs] == [(0, 3), (1, 6)]
     # the epoch loss is the size-weighted mean of its batch losses
     first = recorder.batch_logs[:3]
     assert recorder.epoch_logs[0]["loss"] == pytest.approx(
-        sum(b["loss"] * b["size"] for b in first) / 10, rel=1e-12)
+        sum(b["loss"] * b["size"] for b in first) / 10, rel=1e-12
+    )
     # val_loss is the loss of the model as it is at the end of the epoch
     assert recorder.epoch_logs[1]["val_loss"] == pytest.approx(
-        trainer.evaluate(xv, yv)["loss"], rel=1e-6)
+        trainer.evaluate(xv, yv)["loss"], rel=1e-6
+    )
     assert recorder.end_logs == [{"reason": "finished", "epoch": 1, "step": 6}]
     assert trainer.history.batches == recorder.batch_logs
     assert trainer.history.epochs == recorder.epoch_logs
@@ -160,13 +177,18 @@ def test_hook_order_and_log_keys():
 
 
 def test_regression_logs_have_no_accuracy():
-    prepared = datasets.prepare(datasets.load("sine", n_train=40, n_test=10),
-                                validation_split=0.25)
+    prepared = datasets.prepare(datasets.load("sine", n_train=40, n_test=10), validation_split=0.25)
     recorder = Recorder()
-    trainer = nl.Trainer(nl.build("1-8-1:tanh", (1,)), nl.MSE(), nl.SGD(lr=0.05),
-                         callbacks=[recorder])
-    trainer.fit(prepared.x_train, prepared.y_train, epochs=2, batch_size=8,
-                validation_data=(prepared.x_val, prepared.y_val))
+    trainer = nl.Trainer(
+        nl.build("1-8-1:tanh", (1,)), nl.MSE(), nl.SGD(lr=0.05), callbacks=[recorder]
+    )
+    trainer.fit(
+        prepared.x_train,
+        prepared.y_train,
+        epochs=2,
+        batch_size=8,
+        validation_data=(prepared.x_val, prepared.y_val),
+    )
     assert recorder.batch_logs and recorder.epoch_logs
     for log in recorder.batch_logs + recorder.epoch_logs:
         assert not any("acc" in key for key in log)
@@ -185,6 +207,7 @@ def test_validation_split_holds_out_the_last_samples():
 
 
 # -- stopping from a callback ------------------------------------------------------------------
+
 
 def test_stop_training_from_a_callback_ends_cleanly():
     x, y = _data(12)
@@ -227,8 +250,9 @@ def test_an_exception_in_a_callback_ends_with_reason_error():
     trainer = _trainer(callbacks=[Boom(), recorder])
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(*_data(8), epochs=2, batch_size=4)
-    assert recorder.end_logs == [{"reason": "error", "error": "RuntimeError: boom", "epoch": 0,
-                                  "step": 1}]
+    assert recorder.end_logs == [
+        {"reason": "error", "error": "RuntimeError: boom", "epoch": 0, "step": 1}
+    ]
     assert trainer.state == "error"
 
 
@@ -252,13 +276,20 @@ def test_an_error_in_on_train_begin_still_ends_the_run_and_its_log(tmp_path):
             raise OSError("no space left")
 
     recorder = Recorder()
-    trainer = _trainer(callbacks=[RunLogger(run_dir=tmp_path / "run"), FailingBegin(), recorder,
-                                  nl.EarlyStopping(monitor="loss")])
+    trainer = _trainer(
+        callbacks=[
+            RunLogger(run_dir=tmp_path / "run"),
+            FailingBegin(),
+            recorder,
+            nl.EarlyStopping(monitor="loss"),
+        ]
+    )
     with pytest.raises(OSError, match="no space left"):
         trainer.fit(*_data(8), epochs=1, batch_size=4)
     assert trainer.state == "error"
-    assert recorder.end_logs == [{"reason": "error", "error": "OSError: no space left",
-                                  "epoch": 0, "step": 0}]
+    assert recorder.end_logs == [
+        {"reason": "error", "error": "OSError: no space left", "epoch": 0, "step": 0}
+    ]
     events = read(tmp_path / "run")
     assert [e.type for e in events] == ["run_start", "end"] and events[-1]["reason"] == "error"
     trainer.set("lr", 0.5)  # no run in progress: applied at once, not queued forever
@@ -266,6 +297,7 @@ def test_an_error_in_on_train_begin_still_ends_the_run_and_its_log(tmp_path):
 
 
 # -- live control from another thread ----------------------------------------------------------
+
 
 class Gate(nl.Callback):
     """Holds the training thread at on_batch_end of `step` until the test lets it go, so that
@@ -327,7 +359,9 @@ def test_pause_step_resume_from_another_thread(tmp_path):
     assert result["history"].reason == "finished"
     assert trainer.global_step == 24 and trainer.state == "finished"
     assert [(e, d["step"]) for e, d in recorder.events if e in ("pause", "resume")] == [
-        ("pause", 3), ("resume", 6)]
+        ("pause", 3),
+        ("resume", 6),
+    ]
     logged = [(e.type, e.step) for e in read(tmp_path / "run") if e.type in ("pause", "resume")]
     assert logged == [("pause", 3), ("resume", 6)]
     assert not trainer.paused
@@ -384,8 +418,9 @@ def test_wait_until_parked_returns_false_when_the_run_ends_without_parking():
 
     trainer._condition.wait_for = instrumented
     answers = []
-    waiter = threading.Thread(target=lambda: answers.append(trainer.wait_until_parked()),
-                              daemon=True)  # no timeout: only the end of the run wakes it
+    waiter = threading.Thread(
+        target=lambda: answers.append(trainer.wait_until_parked()), daemon=True
+    )  # no timeout: only the end of the run wakes it
     waiter.start()
     assert waiting.wait(TIMEOUT)
     gate.release.set()
@@ -435,6 +470,7 @@ def test_step_is_ignored_unless_paused_and_stop_ends_a_running_run():
 
 # -- set(): exact updates, validation, events --------------------------------------------------
 
+
 class Snapshots(nl.Callback):
     """Weights before and after, gradients, and SGD velocities, for every step."""
 
@@ -445,22 +481,27 @@ class Snapshots(nl.Callback):
     def on_batch_begin(self, trainer, batch):
         step = trainer.global_step + 1
         self.before[step] = trainer.model.get_weights()
-        self.velocity_before[step] = {name: state["velocity"].copy() for name, state
-                                      in trainer.optimizer.state.items() if "velocity" in state}
+        self.velocity_before[step] = {
+            name: state["velocity"].copy()
+            for name, state in trainer.optimizer.state.items()
+            if "velocity" in state
+        }
 
     def on_batch_end(self, trainer, batch, logs):
         step = logs["step"]
         self.after[step] = trainer.model.get_weights()
-        self.grads[step] = {name: p.grad.copy()
-                            for name, p in trainer.model.named_parameters().items()}
+        self.grads[step] = {
+            name: p.grad.copy() for name, p in trainer.model.named_parameters().items()
+        }
         self.lr[step] = logs["lr"]
 
 
 def test_set_lr_changes_the_very_next_plain_sgd_update_exactly():
     x, y = _data(24)
     snaps, recorder = Snapshots(), Recorder()
-    trainer = _trainer(lr=0.1, callbacks=[At(2, lambda t, logs: t.set("lr", 0.37)),
-                                          snaps, recorder])
+    trainer = _trainer(
+        lr=0.1, callbacks=[At(2, lambda t, logs: t.set("lr", 0.37)), snaps, recorder]
+    )
     trainer.fit(x, y, epochs=1, batch_size=4)
     assert [snaps.lr[s] for s in (1, 2, 3, 4)] == [0.1, 0.1, 0.37, 0.37]
     for step, lr in ((2, 0.1), (3, 0.37), (4, 0.37)):
@@ -468,8 +509,9 @@ def test_set_lr_changes_the_very_next_plain_sgd_update_exactly():
             grad = snaps.grads[step][name]
             assert before.dtype == grad.dtype == np.float32
             np.testing.assert_array_equal(snaps.after[step][name], before - lr * grad)
-    assert recorder.of("hparam") == [{"name": "lr", "old": 0.1, "new": 0.37,
-                                      "applies": "next batch", "step": 2}]
+    assert recorder.of("hparam") == [
+        {"name": "lr", "old": 0.1, "new": 0.37, "applies": "next batch", "step": 2}
+    ]
     assert trainer.optimizer.lr == 0.37
 
 
@@ -490,18 +532,31 @@ def test_set_lr_and_momentum_with_momentum_sgd():
             velocity *= momentum  # v = m * v - lr * g;  w += v, in the optimizer's float32 ops
             velocity -= lr * grad
             np.testing.assert_array_equal(snaps.after[step][name], before + velocity)
-            np.testing.assert_allclose(snaps.after[step][name],
-                                       before + momentum * snaps.velocity_before[step][name]
-                                       - lr * grad, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(
+                snaps.after[step][name],
+                before + momentum * snaps.velocity_before[step][name] - lr * grad,
+                rtol=1e-6,
+                atol=1e-7,
+            )
 
 
-@pytest.mark.parametrize("name, value, words", [
-    ("lr", -0.1, "lr"), ("lr", 0.0, "lr"), ("lr", float("nan"), "lr"),
-    ("lr", "fast", "lr"), ("momentum", 1.5, "momentum"), ("momentum", -0.1, "momentum"),
-    ("weight_decay", -1.0, "weight_decay"), ("nope", 1.0, "no hyperparameter 'nope'"),
-    ("beta1", 0.9, "no hyperparameter 'beta1'"), ("batch_size", 0, "batch_size"),
-    ("batch_size", 2.5, "batch_size"), ("batch_size", True, "batch_size"),
-])
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("lr", -0.1, "lr"),
+        ("lr", 0.0, "lr"),
+        ("lr", float("nan"), "lr"),
+        ("lr", "fast", "lr"),
+        ("momentum", 1.5, "momentum"),
+        ("momentum", -0.1, "momentum"),
+        ("weight_decay", -1.0, "weight_decay"),
+        ("nope", 1.0, "no hyperparameter 'nope'"),
+        ("beta1", 0.9, "no hyperparameter 'beta1'"),
+        ("batch_size", 0, "batch_size"),
+        ("batch_size", 2.5, "batch_size"),
+        ("batch_size", True, "batch_size"),
+    ],
+)
 def test_set_rejects_bad_values_and_changes_nothing(name, value, words):
     recorder = Recorder()
     trainer = _trainer(lr=0.1, momentum=0.9, callbacks=[recorder])
@@ -585,13 +640,17 @@ def test_batch_size_set_mid_epoch_applies_from_the_next_epoch():
     per_epoch = StepsPerEpoch()
     trainer = _trainer(callbacks=[At(2, change), At(4, later), per_epoch, recorder])
     trainer.fit(*_data(24), epochs=2, batch_size=4)
-    assert seen == {"pending": {"batch_size": 8}, "still pending": {"batch_size": 8},
-                    "batch_size": 4}
+    assert seen == {
+        "pending": {"batch_size": 8},
+        "still pending": {"batch_size": 8},
+        "batch_size": 4,
+    }
     assert per_epoch.steps == [6, 3]
     assert [(b["epoch"], b["size"]) for b in recorder.batch_logs] == [(0, 4)] * 6 + [(1, 8)] * 3
     assert [b["batch_size"] for b in recorder.batch_logs] == [4] * 6 + [8] * 3
-    assert recorder.of("hparam") == [{"name": "batch_size", "old": 4, "new": 8,
-                                      "applies": "next epoch", "step": 6}]
+    assert recorder.of("hparam") == [
+        {"name": "batch_size", "old": 4, "new": 8, "applies": "next epoch", "step": 6}
+    ]
     assert trainer.pending() == {}
 
 
@@ -610,8 +669,7 @@ def test_set_from_another_thread_while_paused_applies_on_the_next_step(tmp_path)
     assert trainer.wait_until_parked(timeout=10)
     assert trainer.global_step == 3 and snaps.lr[3] == 0.25
     for name, before in snaps.before[3].items():
-        np.testing.assert_array_equal(snaps.after[3][name],
-                                      before - 0.25 * snaps.grads[3][name])
+        np.testing.assert_array_equal(snaps.after[3][name], before - 0.25 * snaps.grads[3][name])
     trainer.resume()
     _join(thread, trainer, result)
     hparams = [e for e in read(tmp_path / "run") if e.type == "hparam"]
@@ -619,6 +677,7 @@ def test_set_from_another_thread_while_paused_applies_on_the_next_step(tmp_path)
 
 
 # -- determinism -------------------------------------------------------------------------------
+
 
 def _one_blas_thread():
     try:
@@ -629,12 +688,19 @@ def _one_blas_thread():
 
 
 def _fit_spirals(seed):
-    prepared = datasets.prepare(datasets.load("spirals", n_train=300, n_test=10, seed=seed),
-                                validation_split=0.2, seed=seed)
+    prepared = datasets.prepare(
+        datasets.load("spirals", n_train=300, n_test=10, seed=seed), validation_split=0.2, seed=seed
+    )
     model = nl.build("dense(32) relu dropout(0.2) dense(32) relu dense(3)", (2,), seed=seed)
     trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1, momentum=0.9))
-    history = trainer.fit(prepared.x_train, prepared.y_train, epochs=3, batch_size=16,
-                          validation_data=(prepared.x_val, prepared.y_val), seed=seed)
+    history = trainer.fit(
+        prepared.x_train,
+        prepared.y_train,
+        epochs=3,
+        batch_size=16,
+        validation_data=(prepared.x_val, prepared.y_val),
+        seed=seed,
+    )
     return history, model
 
 
@@ -653,6 +719,7 @@ def test_same_seed_same_loss_curve_bit_for_bit():
 
 
 # -- input validation --------------------------------------------------------------------------
+
 
 def _poisoned(kind, sample=3):
     x, y = _data(10)

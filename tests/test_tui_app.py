@@ -41,8 +41,16 @@ def pilot_test(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., 
 
 def long_run(tmp_path: Path, **changes: object) -> ExperimentConfig:
     """Spirals in batches of 10 for many epochs: still running when the keys arrive."""
-    values = dict(dataset="spirals", arch="2-16-16-3", epochs=500, batch_size=10, lr=0.05,
-                  seed=0, run_dir=str(tmp_path / "run"), histogram_every=20)
+    values = dict(
+        dataset="spirals",
+        arch="2-16-16-3",
+        epochs=500,
+        batch_size=10,
+        lr=0.05,
+        seed=0,
+        run_dir=str(tmp_path / "run"),
+        histogram_every=20,
+    )
     values.update(changes)
     return ExperimentConfig(**values)
 
@@ -58,8 +66,15 @@ async def until(pilot: Pilot, condition: Callable[[], bool], tries: int = 200_00
 
 
 KEY_HOPS = 5
-CHARACTERS = {"space": " ", "plus": "+", "minus": "-", "enter": "\r", "escape": "\x1b",
-              "question_mark": "?", "tab": "\t"}
+CHARACTERS = {
+    "space": " ",
+    "plus": "+",
+    "minus": "-",
+    "enter": "\r",
+    "escape": "\x1b",
+    "question_mark": "?",
+    "tab": "\t",
+}
 
 
 async def press(pilot: Pilot, *keys: str) -> None:
@@ -77,8 +92,10 @@ async def started(pilot: Pilot) -> DashboardScreen:
     """The dashboard once its trainer has run a few batches."""
     await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
     dashboard = pilot.app.screen
-    await until(pilot, lambda: dashboard.experiment is not None
-                and dashboard.experiment.trainer.global_step > 3)
+    await until(
+        pilot,
+        lambda: dashboard.experiment is not None and dashboard.experiment.trainer.global_step > 3,
+    )
     return dashboard
 
 
@@ -97,8 +114,7 @@ async def log_text(pilot: Pilot, dashboard: DashboardScreen) -> str:
     return "\n".join(str(line.text) for line in log.lines)
 
 
-def hold(monkeypatch: pytest.MonkeyPatch, method: str) -> tuple[threading.Event,
-                                                                 threading.Event]:
+def hold(monkeypatch: pytest.MonkeyPatch, method: str) -> tuple[threading.Event, threading.Event]:
     """Make the training thread wait inside Trainer.`method` until released: returns
     (inside, release) events."""
     inside, release = threading.Event(), threading.Event()
@@ -136,8 +152,9 @@ async def test_pause_step_resume_and_stop(tmp_path):
         assert "PAUSED" in str(status.render())
         step = trainer.global_step
         await press(pilot, "n")
-        await until(pilot, lambda: trainer.global_step == step + 1
-                    and trainer.wait_until_parked(timeout=0))
+        await until(
+            pilot, lambda: trainer.global_step == step + 1 and trainer.wait_until_parked(timeout=0)
+        )
         await until(pilot, lambda: dashboard.state.progress.step == step + 1)
         assert trainer.global_step == step + 1 and dashboard.state.state == "paused"
         await press(pilot, "space")
@@ -343,8 +360,17 @@ async def test_help_lists_every_key_and_the_palette_has_the_actions(tmp_path):
         await press(pilot, "question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         described = {description for _, description in app.screen.keys}
-        assert {"Pause/Resume", "Step", "lr×2", "lr÷2", "Stop", "Quit", "Help",
-                "Edit hparams", "Save model"} <= described
+        assert {
+            "Pause/Resume",
+            "Step",
+            "lr×2",
+            "lr÷2",
+            "Stop",
+            "Quit",
+            "Help",
+            "Edit hparams",
+            "Save model",
+        } <= described
         await press(pilot, "escape")
         await until(pilot, lambda: app.screen is dashboard)
         await press(pilot, "ctrl+p")

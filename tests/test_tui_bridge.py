@@ -18,8 +18,10 @@ from nntui.runstate import Decimated, RunState
 def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 3
-    x = rng.normal(0, 0.5, (n, 2)).astype(np.float32) + np.array([[2, 0], [0, 2], [-2, -2]],
-                                                                   np.float32)[y]
+    x = (
+        rng.normal(0, 0.5, (n, 2)).astype(np.float32)
+        + np.array([[2, 0], [0, 2], [-2, -2]], np.float32)[y]
+    )
     return x, y.astype(np.int64)
 
 
@@ -33,21 +35,23 @@ class FakeClock:
         return self.now
 
 
-def classification_run(callbacks: list[Callback], epochs: int = 2, batch_size: int = 40
-                       ) -> Trainer:
+def classification_run(callbacks: list[Callback], epochs: int = 2, batch_size: int = 40) -> Trainer:
     x, y = blobs()
-    trainer = Trainer(build("2-8-3", (2,), seed=0), SoftmaxCrossEntropy(),
-                      make_optimizer("sgd", lr=0.1, momentum=0.9),
-                      callbacks=[Monitor(every=2), *callbacks])
-    trainer.fit(x[:200], y[:200], epochs=epochs, batch_size=batch_size,
-                validation_data=(x[200:], y[200:]))
+    trainer = Trainer(
+        build("2-8-3", (2,), seed=0),
+        SoftmaxCrossEntropy(),
+        make_optimizer("sgd", lr=0.1, momentum=0.9),
+        callbacks=[Monitor(every=2), *callbacks],
+    )
+    trainer.fit(
+        x[:200], y[:200], epochs=epochs, batch_size=batch_size, validation_data=(x[200:], y[200:])
+    )
     return trainer
 
 
 def test_bridge_does_not_import_textual():
     code = "import nntui.bridge, nntui.runstate, nntui.plot, sys; print('textual' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -78,8 +82,9 @@ def test_snapshots_arrive_in_order_and_are_immutable():
 def test_progress_coalesces_but_keeps_every_batch_point():
     clock = FakeClock()
     sent: list[b.Snapshot] = []
-    trainer = classification_run([b.Bridge(sent.append, interval=10.0, clock=clock)],
-                                 epochs=3, batch_size=10)
+    trainer = classification_run(
+        [b.Bridge(sent.append, interval=10.0, clock=clock)], epochs=3, batch_size=10
+    )
     progress = [s for s in sent if isinstance(s, b.Progress)]
     # Frozen time: only epoch starts, epoch ends and events flush, not each of 60 batches.
     assert len(progress) < 20
@@ -96,8 +101,9 @@ def test_progress_follows_the_clock():
         def on_batch_end(self, trainer, batch, logs):
             clock.now += 0.04  # 25 batches per second
 
-    classification_run([Tick(), b.Bridge(sent.append, interval=0.1, clock=clock)],
-                       epochs=1, batch_size=5)
+    classification_run(
+        [Tick(), b.Bridge(sent.append, interval=0.1, clock=clock)], epochs=1, batch_size=5
+    )
     batches = [len(s.points) for s in sent if isinstance(s, b.Progress) and s.points]
     assert max(batches) <= 3 and sum(batches) == 40
 
@@ -143,9 +149,12 @@ def test_regression_gets_a_predicted_vs_true_summary_and_no_confusion():
     rng = np.random.default_rng(0)
     x = rng.uniform(-3, 3, (200, 1)).astype(np.float32)
     y = np.sin(x).astype(np.float32)
-    trainer = Trainer(build("1-16-1:tanh", (1,), seed=0), MSE(),
-                      make_optimizer("sgd", lr=0.05, momentum=0.9),
-                      callbacks=[Monitor(every=5), b.Bridge(sent.append, interval=0.0)])
+    trainer = Trainer(
+        build("1-16-1:tanh", (1,), seed=0),
+        MSE(),
+        make_optimizer("sgd", lr=0.05, momentum=0.9),
+        callbacks=[Monitor(every=5), b.Bridge(sent.append, interval=0.0)],
+    )
     trainer.fit(x[:160], y[:160], epochs=2, batch_size=16, validation_data=(x[160:], y[160:]))
     assert sent[0].task == "regression" and sent[0].class_names == ()
     assert not any(isinstance(s, b.Confusion) for s in sent)

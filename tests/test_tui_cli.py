@@ -23,22 +23,36 @@ def test_help_lists_every_flag(capsys):
         parser().parse_args(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--dataset", "--arch", "--epochs", "--lr", "--batch-size", "--optimizer",
-                 "--momentum", "--seed", "--config", "--start", "--weight-decay"):
+    for flag in (
+        "--dataset",
+        "--arch",
+        "--epochs",
+        "--lr",
+        "--batch-size",
+        "--optimizer",
+        "--momentum",
+        "--seed",
+        "--config",
+        "--start",
+        "--weight-decay",
+    ):
         assert flag in out
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--lr", "-1"], "lr must be a positive number"),
-    (["--epochs", "x"], "--epochs"),
-    (["--optimizer", "lbfgs"], "--optimizer"),
-    (["--arch", "conv(3"], "--arch: spec"),
-    (["--dataset", "spirals", "--arch", "2-8-5"], "dense(3)"),
-    (["--arch", "dense(3000000) dense(10)"], "too big to train here"),
-    (["--dataset", "no-such-set"], "unknown dataset 'no-such-set'"),
-    (["--config", "missing.toml"], "no such config file"),
-    (["--no-such-flag"], "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--lr", "-1"], "lr must be a positive number"),
+        (["--epochs", "x"], "--epochs"),
+        (["--optimizer", "lbfgs"], "--optimizer"),
+        (["--arch", "conv(3"], "--arch: spec"),
+        (["--dataset", "spirals", "--arch", "2-8-5"], "dense(3)"),
+        (["--arch", "dense(3000000) dense(10)"], "too big to train here"),
+        (["--dataset", "no-such-set"], "unknown dataset 'no-such-set'"),
+        (["--config", "missing.toml"], "no such config file"),
+        (["--no-such-flag"], "unrecognized arguments"),
+    ],
+)
 def test_bad_flags_exit_2_with_one_line(argv, words, capsys):
     code, err = run(argv, capsys)
     assert code == 2
@@ -47,9 +61,11 @@ def test_bad_flags_exit_2_with_one_line(argv, words, capsys):
 
 def test_flags_override_the_config_file(tmp_path):
     path = ExperimentConfig(dataset="moons", arch="2-8-2", epochs=3, lr=0.2).save(
-        tmp_path / "exp.toml")
-    config, extra = experiment_from_args(parser().parse_args(
-        ["--config", str(path), "--lr", "0.01", "--batch-size", "16"]))
+        tmp_path / "exp.toml"
+    )
+    config, extra = experiment_from_args(
+        parser().parse_args(["--config", str(path), "--lr", "0.01", "--batch-size", "16"])
+    )
     assert (config.dataset, config.arch, config.epochs) == ("moons", "2-8-2", 3)
     assert (config.lr, config.batch_size, extra) == (0.01, 16, None)
 
@@ -73,11 +89,12 @@ def test_a_users_file_is_listed_and_checked(tmp_path):
 
 
 def test_startup_imports_stay_light():
-    code = ("import sys, nntui.cli; "
-            "print(sorted(m for m in ('textual', 'plotext', 'nnlib.datasets', 'nntui.app') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, nntui.cli; "
+        "print(sorted(m for m in ('textual', 'plotext', 'nnlib.datasets', 'nntui.app') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
@@ -97,9 +114,29 @@ def test_a_hangup_closes_the_run_log(tmp_path, signal_name):
     run_dir = tmp_path / "run"
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "nntui", "--dataset", "spirals", "--arch", "2-16-3",
-         "--epochs", "100000", "--batch-size", "8", "--run-dir", str(run_dir), "--start"],
-        stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path, env=env, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "nntui",
+            "--dataset",
+            "spirals",
+            "--arch",
+            "2-16-3",
+            "--epochs",
+            "100000",
+            "--batch-size",
+            "8",
+            "--run-dir",
+            str(run_dir),
+            "--start",
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+    )
     os.close(slave)
     events_file = run_dir / runs.EVENTS_FILE
 

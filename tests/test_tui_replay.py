@@ -32,9 +32,16 @@ EPOCHS = 3
 def train(run_dir: Path, epochs: int = EPOCHS, callbacks: tuple = ()) -> list[b.Snapshot]:
     """A short spirals run written to `run_dir`; returns what a live Bridge sent."""
     live: list[b.Snapshot] = []
-    config = ExperimentConfig(dataset="spirals", arch="2-16-16-3", epochs=epochs,
-                              batch_size=32, lr=0.1, seed=0, run_dir=str(run_dir),
-                              histogram_every=10)
+    config = ExperimentConfig(
+        dataset="spirals",
+        arch="2-16-16-3",
+        epochs=epochs,
+        batch_size=32,
+        lr=0.1,
+        seed=0,
+        run_dir=str(run_dir),
+        histogram_every=10,
+    )
     setup(config, callbacks=[b.Bridge(live.append, interval=0.0), *callbacks]).fit()
     return live
 
@@ -56,10 +63,21 @@ def test_replay_gives_what_the_bridge_sent_live(finished):
     replayed = snapshots_from_events(runs.read(run_dir), config, str(run_dir))
     assert isinstance(replayed[0], b.RunStarted)
     start, live_start = replayed[0], of(b.RunStarted, live)[0]
-    assert (start.run_dir, start.task, start.arch, start.params, start.epochs,
-            start.class_names) == (live_start.run_dir, live_start.task, live_start.arch,
-                                   live_start.params, live_start.epochs,
-                                   live_start.class_names)
+    assert (
+        start.run_dir,
+        start.task,
+        start.arch,
+        start.params,
+        start.epochs,
+        start.class_names,
+    ) == (
+        live_start.run_dir,
+        live_start.task,
+        live_start.arch,
+        live_start.params,
+        live_start.epochs,
+        live_start.class_names,
+    )
     assert dict(start.hyperparameters) == dict(live_start.hyperparameters)
     for kind in (b.EpochEnd, b.Confusion, b.Histograms, b.RunEnded):
         assert of(kind, replayed) == of(kind, live), kind.__name__
@@ -67,12 +85,17 @@ def test_replay_gives_what_the_bridge_sent_live(finished):
     points = [p for s in of(b.Progress, replayed) for p in s.points]
     assert points == [p for s in of(b.Progress, live) for p in s.points]
     last = of(b.Progress, replayed)[-1]
-    assert (last.epoch, last.epochs, last.batch, last.steps_per_epoch) == \
-        (EPOCHS - 1, EPOCHS, last.steps_per_epoch, of(b.Progress, live)[-1].steps_per_epoch)
+    assert (last.epoch, last.epochs, last.batch, last.steps_per_epoch) == (
+        EPOCHS - 1,
+        EPOCHS,
+        last.steps_per_epoch,
+        of(b.Progress, live)[-1].steps_per_epoch,
+    )
     assert replayed[-1] == b.RunEnded("finished", last.step, EPOCHS - 1)
     # Dead ReLUs are shown on the layer before them, as live.
-    assert any(layer.dead_fraction is not None
-               for s in of(b.Histograms, replayed) for layer in s.layers)
+    assert any(
+        layer.dead_fraction is not None for s in of(b.Histograms, replayed) for layer in s.layers
+    )
 
 
 def test_feeding_piece_by_piece_gives_the_same_points_and_events(finished):
@@ -80,26 +103,34 @@ def test_feeding_piece_by_piece_gives_the_same_points_and_events(finished):
     events = runs.read(run_dir)
     whole = snapshots_from_events(events)
     replay = RunReplay()
-    pieces = [s for i in range(0, len(events), 7) for s in replay.feed(events[i:i + 7])]
+    pieces = [s for i in range(0, len(events), 7) for s in replay.feed(events[i : i + 7])]
     assert replay.ended
-    assert [s for s in pieces if not isinstance(s, b.Progress)] == \
-        [s for s in whole if not isinstance(s, b.Progress)]
-    assert [p for s in of(b.Progress, pieces) for p in s.points] == \
-        [p for s in of(b.Progress, whole) for p in s.points]
+    assert [s for s in pieces if not isinstance(s, b.Progress)] == [
+        s for s in whole if not isinstance(s, b.Progress)
+    ]
+    assert [p for s in of(b.Progress, pieces) for p in s.points] == [
+        p for s in of(b.Progress, whole) for p in s.points
+    ]
 
 
 def test_pause_hparam_and_notices_replay(tmp_path):
-    config = {"trainer": {"epochs": 2, "batch_size": 4,
-                          "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0}}}
-    lines = [("run_start", 0, {"run": "r", "config": config}),
-             ("batch", 1, {"epoch": 0, "batch": 0, "loss": 1.0, "lr": 0.1, "batch_size": 4}),
-             ("pause", 1, {}),
-             ("hparam", 1, {"name": "lr", "old": 0.1, "new": 0.2, "applies": "next batch"}),
-             ("resume", 1, {}),
-             ("batch", 2, {"epoch": 0, "batch": 1, "loss": 0.5, "lr": 0.2, "batch_size": 4}),
-             ("early_stop", 2, {"monitor": "val_loss", "best": 0.4, "best_epoch": 0,
-                                "epoch": 1}),
-             ("end", 2, {"reason": "early_stop", "epoch": 1})]
+    config = {
+        "trainer": {
+            "epochs": 2,
+            "batch_size": 4,
+            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0},
+        }
+    }
+    lines = [
+        ("run_start", 0, {"run": "r", "config": config}),
+        ("batch", 1, {"epoch": 0, "batch": 0, "loss": 1.0, "lr": 0.1, "batch_size": 4}),
+        ("pause", 1, {}),
+        ("hparam", 1, {"name": "lr", "old": 0.1, "new": 0.2, "applies": "next batch"}),
+        ("resume", 1, {}),
+        ("batch", 2, {"epoch": 0, "batch": 1, "loss": 0.5, "lr": 0.2, "batch_size": 4}),
+        ("early_stop", 2, {"monitor": "val_loss", "best": 0.4, "best_epoch": 0, "epoch": 1}),
+        ("end", 2, {"reason": "early_stop", "epoch": 1}),
+    ]
     path = tmp_path / runs.EVENTS_FILE
     path.write_text("".join(runs.encode(*line) for line in lines))
     snapshots = snapshots_from_events(runs.read(path))
@@ -132,8 +163,7 @@ def test_a_malformed_event_is_named(tmp_path):
 
 def test_the_converter_imports_no_textual():
     code = "import sys, nntui.replay; print('textual' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -142,8 +172,12 @@ def test_open_run_reads_the_experiment_back_for_a_new_run(finished):
     recorded = open_run(run_dir / runs.EVENTS_FILE)
     assert recorded.ended and recorded.dataset == "spirals"
     experiment = recorded.experiment()
-    assert (experiment.dataset, experiment.arch, experiment.epochs, experiment.run_dir) == \
-        ("spirals", "2-16-16-3", EPOCHS, None)
+    assert (experiment.dataset, experiment.arch, experiment.epochs, experiment.run_dir) == (
+        "spirals",
+        "2-16-16-3",
+        EPOCHS,
+        None,
+    )
     assert recorded.poll() == []
 
 
@@ -163,14 +197,20 @@ def newer(lines: list[str]) -> list[str]:
     return [*lines[:3], json.dumps(record) + "\n", *lines[4:]]
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda run_dir, tmp: tmp / "nowhere", "no such run directory"),
-    (lambda run_dir, tmp: tmp, "not a run directory (no events.jsonl in it)"),
-    (lambda run_dir, tmp: copy_run(run_dir, tmp, lambda lines: [*lines[:5], "{not json\n",
-                                                                *lines[5:]]),
-     "events.jsonl:6: not valid JSON"),
-    (lambda run_dir, tmp: copy_run(run_dir, tmp, newer), "schema version 2 is newer"),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda run_dir, tmp: tmp / "nowhere", "no such run directory"),
+        (lambda run_dir, tmp: tmp, "not a run directory (no events.jsonl in it)"),
+        (
+            lambda run_dir, tmp: copy_run(
+                run_dir, tmp, lambda lines: [*lines[:5], "{not json\n", *lines[5:]]
+            ),
+            "events.jsonl:6: not valid JSON",
+        ),
+        (lambda run_dir, tmp: copy_run(run_dir, tmp, newer), "schema version 2 is newer"),
+    ],
+)
 def test_open_bad_input_exits_2_with_one_line(finished, tmp_path, capsys, make, words):
     code = main(["--open", str(make(finished[0], tmp_path))])
     err = capsys.readouterr().err
@@ -180,8 +220,7 @@ def test_open_bad_input_exits_2_with_one_line(finished, tmp_path, capsys, make, 
 
 def test_a_torn_last_line_is_ignored(finished, tmp_path):
     """A run killed mid-write: no end event, half a line last. It opens (to be followed)."""
-    torn = open_run(copy_run(finished[0], tmp_path, lambda lines: [*lines[:-1],
-                                                                  lines[1][:30]]))
+    torn = open_run(copy_run(finished[0], tmp_path, lambda lines: [*lines[:-1], lines[1][:30]]))
     assert not torn.ended
     whole = open_run(finished[0]).snapshots
     assert torn.snapshots[1:] == whole[1:-2]  # all but the end (and another run_dir)
@@ -231,8 +270,9 @@ async def test_follow_a_run_being_written(tmp_path):
                 first_epoch.set()
                 go_on.wait(30)
 
-    thread = threading.Thread(target=train, args=(run_dir,),
-                              kwargs={"callbacks": (Wait(),)}, daemon=True)
+    thread = threading.Thread(
+        target=train, args=(run_dir,), kwargs={"callbacks": (Wait(),)}, daemon=True
+    )
     thread.start()
     try:
         assert first_epoch.wait(30)

@@ -20,17 +20,45 @@ from nntui.app import NNTui
 from nntui.screens.dashboard import DashboardScreen
 from nntui.widgets.arch_editor import ArchEditor
 
-LENET = ("conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
-         "dense(84) relu dense(10)")
+LENET = (
+    "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
+    "dense(84) relu dense(10)"
+)
 DATASETS = [
-    DatasetInfo("spirals", "3 interleaved spiral arms in 2-D", "classification", (2,), 3, 1500,
-                500, True, "generated"),
-    DatasetInfo("sine", "noisy sine wave", "regression", (1,), None, 1000, 300, True,
-                "generated"),
-    DatasetInfo("glyphs", "offline 28x28 digit images drawn from a stroke font",
-                "classification", (28, 28, 1), 10, 6000, 1000, True, "generated"),
-    DatasetInfo("mnist", "MNIST handwritten digits", "classification", (28, 28, 1), 10, 60000,
-                10000, False, "download"),
+    DatasetInfo(
+        "spirals",
+        "3 interleaved spiral arms in 2-D",
+        "classification",
+        (2,),
+        3,
+        1500,
+        500,
+        True,
+        "generated",
+    ),
+    DatasetInfo("sine", "noisy sine wave", "regression", (1,), None, 1000, 300, True, "generated"),
+    DatasetInfo(
+        "glyphs",
+        "offline 28x28 digit images drawn from a stroke font",
+        "classification",
+        (28, 28, 1),
+        10,
+        6000,
+        1000,
+        True,
+        "generated",
+    ),
+    DatasetInfo(
+        "mnist",
+        "MNIST handwritten digits",
+        "classification",
+        (28, 28, 1),
+        10,
+        60000,
+        10000,
+        False,
+        "download",
+    ),
 ]
 STEPS_PER_EPOCH = 85
 LAYERS = ("conv_1", "conv_2", "dense_1", "dense_2", "dense_3")
@@ -40,20 +68,38 @@ def hist(rng: np.random.Generator, scale: float, shift: float = 0.0) -> b.Hist:
     values = rng.normal(shift, scale, 2000)
     counts, _ = np.histogram(values, bins=30)
     percentiles = np.percentile(values, (0, 7, 16, 50, 84, 93, 100))
-    return b.Hist(float(values.min()), float(values.max()), tuple(int(c) for c in counts),
-                  tuple(float(p) for p in percentiles))
+    return b.Hist(
+        float(values.min()),
+        float(values.max()),
+        tuple(int(c) for c in counts),
+        tuple(float(p) for p in percentiles),
+    )
 
 
 def classification_run(regression: bool = False) -> list[b.Snapshot]:
     """Seven and a bit epochs of a LeNet-like run, with an lr change at step 400."""
     rng = np.random.default_rng(0)
-    hp = (("lr", 0.05), ("momentum", 0.9), ("weight_decay", 0.0), ("decay", 0.0),
-          ("base_lr", 0.05), ("batch_size", 64))
+    hp = (
+        ("lr", 0.05),
+        ("momentum", 0.9),
+        ("weight_decay", 0.0),
+        ("decay", 0.0),
+        ("base_lr", 0.05),
+        ("batch_size", 64),
+    )
     names = () if regression else tuple(str(i) for i in range(10))
-    out: list[b.Snapshot] = [b.RunStarted(
-        "runs/20250101-120000-glyphs", "regression" if regression else "classification",
-        "1-32-32-1:tanh" if regression else LENET, 2209 if regression else 61706, 20, names,
-        LAYERS, hp)]
+    out: list[b.Snapshot] = [
+        b.RunStarted(
+            "runs/20250101-120000-glyphs",
+            "regression" if regression else "classification",
+            "1-32-32-1:tanh" if regression else LENET,
+            2209 if regression else 61706,
+            20,
+            names,
+            LAYERS,
+            hp,
+        )
+    ]
     step, lr = 0, 0.05
     for epoch in range(8):
         batches = STEPS_PER_EPOCH if epoch < 7 else 5
@@ -67,42 +113,90 @@ def classification_run(regression: bool = False) -> list[b.Snapshot]:
             accuracy = None if regression else min(1.0, 1 - loss / 2.5 + rng.normal(0, 0.02))
             points.append(b.BatchPoint(step, loss, accuracy, lr))
             if step % 50 == 0 or step == 1:
-                layers = tuple(b.LayerStats(name, hist(rng, 0.1 + 0.02 * i + step / 8000),
-                                            hist(rng, 0.01 / (1 + step / 200)), 0.2 / (i + 1),
-                                            1e-3 * (i + 1), 0.05 * i if i < 4 else None)
-                               for i, name in enumerate(LAYERS))
+                layers = tuple(
+                    b.LayerStats(
+                        name,
+                        hist(rng, 0.1 + 0.02 * i + step / 8000),
+                        hist(rng, 0.01 / (1 + step / 200)),
+                        0.2 / (i + 1),
+                        1e-3 * (i + 1),
+                        0.05 * i if i < 4 else None,
+                    )
+                    for i, name in enumerate(LAYERS)
+                )
                 out.append(b.Histograms(epoch, step, layers))
             if batch % 20 == 19 or batch == batches - 1:
-                out.append(b.Progress(epoch, 20, batch + 1, STEPS_PER_EPOCH, step, 9876.0,
-                                      tuple(points), hp, (), "running"))
+                out.append(
+                    b.Progress(
+                        epoch,
+                        20,
+                        batch + 1,
+                        STEPS_PER_EPOCH,
+                        step,
+                        9876.0,
+                        tuple(points),
+                        hp,
+                        (),
+                        "running",
+                    )
+                )
                 points = []
         if epoch < 7:
             val = 2.3 * math.exp(-step / 90) + 0.12
-            out.append(b.EpochEnd(epoch, step, val - 0.03, None if regression else 1 - val / 3,
-                                  val, None if regression else 1 - val / 2.8, 0.55, 9876.0))
+            out.append(
+                b.EpochEnd(
+                    epoch,
+                    step,
+                    val - 0.03,
+                    None if regression else 1 - val / 3,
+                    val,
+                    None if regression else 1 - val / 2.8,
+                    0.55,
+                    9876.0,
+                )
+            )
     if regression:
         grid = np.zeros((12, 24), dtype=int)
         for column in range(24):
             grid[11 - column // 2, column] = 8 + column % 3
             grid[max(0, 10 - column // 2), column] = 2
-        out.append(b.Regression(6, 595, tuple(map(tuple, grid.tolist())), -1.2, 1.2, 0.93,
-                                0.081))
+        out.append(b.Regression(6, 595, tuple(map(tuple, grid.tolist())), -1.2, 1.2, 0.93, 0.081))
     else:
         matrix = np.diag([57, 59, 55, 56, 58, 54, 59, 57, 55, 56])
-        for i, j, count in ((3, 5, 3), (5, 3, 4), (4, 9, 2), (9, 4, 3), (7, 1, 3), (2, 7, 5),
-                            (8, 3, 3), (0, 6, 3), (6, 0, 1), (1, 7, 1), (8, 5, 2)):
+        for i, j, count in (
+            (3, 5, 3),
+            (5, 3, 4),
+            (4, 9, 2),
+            (9, 4, 3),
+            (7, 1, 3),
+            (2, 7, 5),
+            (8, 3, 3),
+            (0, 6, 3),
+            (6, 0, 1),
+            (1, 7, 1),
+            (8, 5, 2),
+        ):
             matrix[i, j] = count
         precision = np.diag(matrix) / matrix.sum(axis=0)
         recall = np.diag(matrix) / matrix.sum(axis=1)
-        out.append(b.Confusion(6, 595, tuple(map(tuple, matrix.tolist())),
-                               tuple(precision.tolist()), tuple(recall.tolist()), names))
+        out.append(
+            b.Confusion(
+                6,
+                595,
+                tuple(map(tuple, matrix.tolist())),
+                tuple(precision.tolist()),
+                tuple(recall.tolist()),
+                names,
+            )
+        )
     out.append(b.Notice("checkpoint", 595, "checkpoint (best): best.npz"))
     return out
 
 
 def config(**changes: object) -> ExperimentConfig:
-    return ExperimentConfig(**{"dataset": "glyphs", "arch": LENET, "epochs": 20,
-                               "run_dir": "runs/demo", **changes})
+    return ExperimentConfig(
+        **{"dataset": "glyphs", "arch": LENET, "epochs": 20, "run_dir": "runs/demo", **changes}
+    )
 
 
 def setup_app() -> NNTui:
@@ -119,12 +213,18 @@ async def summary_shown(pilot: Pilot) -> None:
 
 
 def dashboard_app(regression: bool = False) -> tuple[NNTui, object]:
-    app = NNTui(config(dataset="sine" if regression else "glyphs",
-                       arch="1-32-32-1:tanh" if regression else LENET), datasets=DATASETS)
+    app = NNTui(
+        config(
+            dataset="sine" if regression else "glyphs",
+            arch="1-32-32-1:tanh" if regression else LENET,
+        ),
+        datasets=DATASETS,
+    )
 
     async def show(pilot: Pilot) -> None:
-        await pilot.app.push_screen(DashboardScreen(app.config, replay=classification_run(
-            regression)))
+        await pilot.app.push_screen(
+            DashboardScreen(app.config, replay=classification_run(regression))
+        )
         await pilot.pause()
 
     return app, show

@@ -13,6 +13,18 @@ from .schedules import (
 )
 from .stopping import DivergenceGuard, EarlyStopping
 
-__all__ = ["Callback", "CosineDecay", "DivergenceGuard", "EarlyStopping", "ExponentialDecay",
-           "History", "LearningRateSchedule", "Logs", "ModelCheckpoint", "Monitor",
-           "ProgressBar", "StepDecay", "TimeBasedDecay"]
+__all__ = [
+    "Callback",
+    "CosineDecay",
+    "DivergenceGuard",
+    "EarlyStopping",
+    "ExponentialDecay",
+    "History",
+    "LearningRateSchedule",
+    "Logs",
+    "ModelCheckpoint",
+    "Monitor",
+    "ProgressBar",
+    "StepDecay",
+    "TimeBasedDecay",
+]

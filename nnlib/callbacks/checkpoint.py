@@ -21,8 +21,15 @@ class ModelCheckpoint(Callback):
     and {step}. Files are written to a temporary name and renamed, so a crash never leaves a
     half-written checkpoint; weights holding NaN are never saved as the best."""
 
-    def __init__(self, path: str | Path, monitor: str = "val_loss", save_best_only: bool = True,
-                 every: int | None = None, at_end: bool = False, mode: str = "auto") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        monitor: str = "val_loss",
+        save_best_only: bool = True,
+        every: int | None = None,
+        at_end: bool = False,
+        mode: str = "auto",
+    ) -> None:
         if every is not None and every < 1:
             raise ValueError(f"ModelCheckpoint: every must be >= 1 epochs, got {every}")
         self.path = str(path)
@@ -52,8 +59,14 @@ class ModelCheckpoint(Callback):
         path = Path(self.path.format(epoch=epoch + 1, step=trainer.global_step))
         written = trainer.model.save(path)
         self.saved.append(written)
-        trainer.emit("checkpoint", path=str(written), epoch=epoch, reason=why,
-                     monitor=self.monitor, value=value)
+        trainer.emit(
+            "checkpoint",
+            path=str(written),
+            epoch=epoch,
+            reason=why,
+            monitor=self.monitor,
+            value=value,
+        )
         return written
 
 

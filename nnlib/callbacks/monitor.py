@@ -33,25 +33,40 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     lo, hi = float(values.min()), float(values.max())  # NaN or inf shows up here
     finite = values if np.isfinite(lo) and np.isfinite(hi) else values[np.isfinite(values)]
     if finite.size == 0:
-        return {"lo": 0.0, "hi": 0.0, "counts": [0] * bins,
-                "percentiles": [0.0] * len(PERCENTILES),
-                "nonfinite": int(values.size)}
+        return {
+            "lo": 0.0,
+            "hi": 0.0,
+            "counts": [0] * bins,
+            "percentiles": [0.0] * len(PERCENTILES),
+            "nonfinite": int(values.size),
+        }
     if finite is not values:
         lo, hi = float(finite.min()), float(finite.max())
-    percentiles = np.percentile(finite[::max(1, finite.size // PERCENTILE_SAMPLE)], PERCENTILES)
+    percentiles = np.percentile(finite[:: max(1, finite.size // PERCENTILE_SAMPLE)], PERCENTILES)
     percentiles[0], percentiles[-1] = lo, hi  # exact, whatever the sample missed
     if hi == lo:
         hi = lo + 1e-12  # np.histogram needs a range of non-zero width
     counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
-    return {"lo": lo, "hi": hi, "counts": counts.tolist(), "percentiles": percentiles.tolist(),
-            "nonfinite": int(values.size - finite.size)}
+    return {
+        "lo": lo,
+        "hi": hi,
+        "counts": counts.tolist(),
+        "percentiles": percentiles.tolist(),
+        "nonfinite": int(values.size - finite.size),
+    }
 
 
 class Monitor(Callback):
     """Emit 'histograms' every `every` batches and 'confusion' after every epoch."""
 
-    def __init__(self, every: int = 50, bins: int = 30, gradients: bool = True,
-                 confusion: bool = True, class_names: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        every: int = 50,
+        bins: int = 30,
+        gradients: bool = True,
+        confusion: bool = True,
+        class_names: list[str] | None = None,
+    ) -> None:
         if every < 1 or bins < 1:
             raise ValueError(f"Monitor: every and bins must be >= 1, got {every} and {bins}")
         self.every = every
@@ -70,13 +85,20 @@ class Monitor(Callback):
 
     def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
         if self._due(trainer):
-            self._before = {layer.name: layer.params["W"].value.copy()
-                            for layer in trainer.model.layers if "W" in layer.params}
+            self._before = {
+                layer.name: layer.params["W"].value.copy()
+                for layer in trainer.model.layers
+                if "W" in layer.params
+            }
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
         if self._before:
-            trainer.emit("histograms", epoch=trainer.epoch, batch=batch,
-                         layers=self._summaries(trainer, True))
+            trainer.emit(
+                "histograms",
+                epoch=trainer.epoch,
+                batch=batch,
+                layers=self._summaries(trainer, True),
+            )
             self._before = {}
 
     def _summaries(self, trainer: Trainer, trained: bool) -> dict[str, dict[str, Any]]:
@@ -88,8 +110,9 @@ class Monitor(Callback):
                 if trained:
                     if self.gradients:
                         summary["grads"] = histogram(weights.grad, self.bins)
-                    summary["grad_norm"] = float(np.sqrt(sum(
-                        float(np.vdot(p.grad, p.grad)) for p in layer.params.values())))
+                    summary["grad_norm"] = float(
+                        np.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in layer.params.values()))
+                    )
                     before = self._before.get(layer.name)
                     if before is not None:
                         scale = float(np.linalg.norm(before))
@@ -108,9 +131,14 @@ class Monitor(Callback):
         classes = outputs.shape[1]
         matrix = confusion_matrix(labels, outputs.argmax(axis=1), classes)
         precision, recall = precision_recall(matrix)
-        trainer.emit("confusion", epoch=epoch, matrix=matrix.tolist(),
-                     precision=precision.tolist(), recall=recall.tolist(),
-                     class_names=self.class_names or [str(i) for i in range(classes)])
+        trainer.emit(
+            "confusion",
+            epoch=epoch,
+            matrix=matrix.tolist(),
+            precision=precision.tolist(),
+            recall=recall.tolist(),
+            class_names=self.class_names or [str(i) for i in range(classes)],
+        )
 
 
 def dead_fraction(layer: ReLU) -> float:

@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 def format_metrics(logs: Logs) -> str:
     """'loss 0.1234  acc 97.1%  val_loss ...' from whichever metrics the logs hold."""
     parts = []
-    for key, label in (("loss", "loss"), ("accuracy", "acc"), ("val_loss", "val_loss"),
-                       ("val_accuracy", "val_acc")):
+    for key, label in (
+        ("loss", "loss"),
+        ("accuracy", "acc"),
+        ("val_loss", "val_loss"),
+        ("val_accuracy", "val_acc"),
+    ):
         if key in logs and logs[key] is not None:
             value = logs[key]
             parts.append(f"{label} {value:.1%}" if "acc" in key else f"{label} {value:.4f}")
@@ -31,8 +35,9 @@ def format_metrics(logs: Logs) -> str:
 class ProgressBar(Callback):
     """Live progress on a terminal (rich), plain lines in a log file; see the module doc."""
 
-    def __init__(self, stream: TextIO | None = None, interval: float = 10.0,
-                 rich: bool | None = None) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, interval: float = 10.0, rich: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stdout
         self.interval = interval
         self.use_rich = rich if rich is not None else self.stream.isatty()
@@ -48,42 +53,60 @@ class ProgressBar(Callback):
                 TextColumn,
                 TimeRemainingColumn,
             )
+
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[metrics]}"), TextColumn("{task.fields[speed]}"),
-                TimeRemainingColumn(), console=Console(file=self.stream), transient=False)
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[metrics]}"),
+                TextColumn("{task.fields[speed]}"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            )
             self._progress.start()
         self._last_print = time.monotonic()
 
     def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
         if self._progress is not None:
             self._task = self._progress.add_task(
-                f"epoch {epoch + 1}/{trainer.epochs}", total=trainer.steps_per_epoch,
-                metrics="", speed="")
+                f"epoch {epoch + 1}/{trainer.epochs}",
+                total=trainer.steps_per_epoch,
+                metrics="",
+                speed="",
+            )
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
         speed = f"{logs['samples_per_sec']:,.0f} samples/s"
         if self._progress is not None:
-            self._progress.update(self._task, completed=batch + 1, metrics=format_metrics(logs),
-                                  speed=speed)
+            self._progress.update(
+                self._task, completed=batch + 1, metrics=format_metrics(logs), speed=speed
+            )
         elif time.monotonic() - self._last_print >= self.interval:
             self._last_print = time.monotonic()
-            self._print(f"epoch {trainer.epoch + 1}/{trainer.epochs}  batch {batch + 1}/"
-                        f"{trainer.steps_per_epoch}  {format_metrics(logs)}  {speed}")
+            self._print(
+                f"epoch {trainer.epoch + 1}/{trainer.epochs}  batch {batch + 1}/"
+                f"{trainer.steps_per_epoch}  {format_metrics(logs)}  {speed}"
+            )
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         if self._progress is not None:
             self._progress.update(self._task, metrics=format_metrics(logs))
         else:
-            self._print(f"epoch {epoch + 1}/{trainer.epochs}  {format_metrics(logs)}  "
-                        f"{logs['samples_per_sec']:,.0f} samples/s  {logs['seconds']:.1f}s")
+            self._print(
+                f"epoch {epoch + 1}/{trainer.epochs}  {format_metrics(logs)}  "
+                f"{logs['samples_per_sec']:,.0f} samples/s  {logs['seconds']:.1f}s"
+            )
 
     def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:
-        messages = {"early_stop": lambda: f"early stop: {data['monitor']} has not improved "
-                                          f"since epoch {(data['best_epoch'] or 0) + 1}",
-                    "diverged": lambda: f"diverged: loss is {data['loss']} at step "
-                                        f"{data['step']}",
-                    "checkpoint": lambda: f"checkpoint ({data['reason']}): {data['path']}"}
+        messages = {
+            "early_stop": lambda: (
+                f"early stop: {data['monitor']} has not improved "
+                f"since epoch {(data['best_epoch'] or 0) + 1}"
+            ),
+            "diverged": lambda: f"diverged: loss is {data['loss']} at step {data['step']}",
+            "checkpoint": lambda: f"checkpoint ({data['reason']}): {data['path']}",
+        }
         if event in messages:
             self._print(messages[event]())
 

@@ -22,8 +22,7 @@ class LearningRateSchedule(Callback):
 
     def __init__(self, per: str = "epoch") -> None:
         if per not in ("epoch", "batch"):
-            raise ValueError(f"{type(self).__name__}: per must be 'epoch' or 'batch', "
-                             f"got {per!r}")
+            raise ValueError(f"{type(self).__name__}: per must be 'epoch' or 'batch', got {per!r}")
         self.per = per
         self.base_lr: float | None = None  # the lr at the first step, or as rebased by hand
         self._t = 0  # the epoch or batch of the last factor applied
@@ -71,7 +70,7 @@ class ExponentialDecay(LearningRateSchedule):
         self.gamma = _validate.positive_float("ExponentialDecay", "gamma", gamma)
 
     def factor(self, t: int) -> float:
-        return self.gamma ** t
+        return self.gamma**t
 
 
 class CosineDecay(LearningRateSchedule):
@@ -80,8 +79,9 @@ class CosineDecay(LearningRateSchedule):
     def __init__(self, total: int, min_factor: float = 0.0, per: str = "epoch") -> None:
         super().__init__(per)
         self.total = _validate.positive_int("CosineDecay", "total", total)
-        self.min_factor = _validate.float_in("CosineDecay", "min_factor", min_factor, 0.0, 1.0,
-                                             include_high=True)
+        self.min_factor = _validate.float_in(
+            "CosineDecay", "min_factor", min_factor, 0.0, 1.0, include_high=True
+        )
 
     def factor(self, t: int) -> float:
         progress = min(t, self.total) / self.total

@@ -26,8 +26,10 @@ def read_monitor(owner: str, monitor: str, logs: Logs) -> float:
     """The monitored value from epoch logs, or a clear error listing what is there."""
     if monitor not in logs:
         available = ", ".join(k for k, v in logs.items() if isinstance(v, float))
-        raise ValueError(f"{owner}: monitor {monitor!r} is not in the epoch logs "
-                         f"(available: {available}); give validation data for val_* metrics")
+        raise ValueError(
+            f"{owner}: monitor {monitor!r} is not in the epoch logs "
+            f"(available: {available}); give validation data for val_* metrics"
+        )
     return float(logs[monitor])
 
 
@@ -39,8 +41,14 @@ class EarlyStopping(Callback):
     or infinite value is never the best.
     """
 
-    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best_weights: bool = True) -> None:
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = True,
+    ) -> None:
         if patience < 0:
             raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
         self.monitor = monitor
@@ -80,8 +88,13 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience and not trainer.stop_training:
             trainer.stop_training = True
             trainer.stop_reason = "early_stop"
-            trainer.emit("early_stop", monitor=self.monitor, best=self.best,
-                         best_epoch=self.best_epoch, epoch=epoch)
+            trainer.emit(
+                "early_stop",
+                monitor=self.monitor,
+                best=self.best,
+                best_epoch=self.best_epoch,
+                epoch=epoch,
+            )
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         if self.restore_best_weights and self.best_weights is not None:

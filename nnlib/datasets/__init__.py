@@ -62,9 +62,16 @@ def _builtin_name(name_or_path: str | os.PathLike) -> str | None:
     return key if key in REGISTRY else None
 
 
-def load(name_or_path: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
-         seed: int = 0, download: bool = True, label_column: int | str | None = None,
-         image_shape: tuple[int, ...] | None = None, **generator_kwargs: object) -> Dataset:
+def load(
+    name_or_path: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    download: bool = True,
+    label_column: int | str | None = None,
+    image_shape: tuple[int, ...] | None = None,
+    **generator_kwargs: object,
+) -> Dataset:
     """Load a built-in dataset by name, or a user's .npz / .csv file or IDX folder by path.
 
     Built-in generators take their own options (n_train, n_test, noise, ...); the MNIST family
@@ -75,27 +82,40 @@ def load(name_or_path: str | os.PathLike, *, data_dir: str | os.PathLike | None 
     if name is not None:
         entry = REGISTRY[name]
         if label_column is not None or image_shape is not None:
-            raise DatasetError(f"{name}: label_column and image_shape apply to user files, not "
-                               "to built-in datasets")
+            raise DatasetError(
+                f"{name}: label_column and image_shape apply to user files, not "
+                "to built-in datasets"
+            )
         unknown = sorted(set(generator_kwargs) - set(entry.options))
         if unknown:
-            raise DatasetError(f"{name}: unknown option(s) {', '.join(unknown)}; valid: "
-                               f"{', '.join(entry.options) or 'none'}")
-        return entry.build(seed=seed, data_dir=Path(data_dir) if data_dir else None,
-                           download=download, **generator_kwargs)
+            raise DatasetError(
+                f"{name}: unknown option(s) {', '.join(unknown)}; valid: "
+                f"{', '.join(entry.options) or 'none'}"
+            )
+        return entry.build(
+            seed=seed,
+            data_dir=Path(data_dir) if data_dir else None,
+            download=download,
+            **generator_kwargs,
+        )
     path = Path(name_or_path).expanduser()
     if not path.exists() and not path.is_absolute():
         in_data_dir = Path(data_dir or default_data_dir()) / path
         path = in_data_dir if in_data_dir.exists() else path
     if not path.exists():
-        raise UnknownDataset(f"unknown dataset {str(name_or_path)!r}: not a built-in name "
-                           f"({', '.join(REGISTRY)}) and no such file or folder")
+        raise UnknownDataset(
+            f"unknown dataset {str(name_or_path)!r}: not a built-in name "
+            f"({', '.join(REGISTRY)}) and no such file or folder"
+        )
     unknown = sorted(set(generator_kwargs) - {"task", "cache"})
     if unknown:
-        raise DatasetError(f"{path}: unknown option(s) {', '.join(unknown)}; valid for files: "
-                           "label_column, image_shape, task, cache")
-    return load_path(path, seed=seed, label_column=label_column, image_shape=image_shape,
-                     **generator_kwargs)
+        raise DatasetError(
+            f"{path}: unknown option(s) {', '.join(unknown)}; valid for files: "
+            "label_column, image_shape, task, cache"
+        )
+    return load_path(
+        path, seed=seed, label_column=label_column, image_shape=image_shape, **generator_kwargs
+    )
 
 
 def available(data_dir: str | os.PathLike | None = None) -> list[DatasetInfo]:

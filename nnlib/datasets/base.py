@@ -110,9 +110,7 @@ class Dataset:
                     f"0..{k - 1}"
                 )
         if self.class_names is not None and len(self.class_names) != k:
-            raise DatasetError(
-                f"{self.name}: {len(self.class_names)} class_names for {k} classes"
-            )
+            raise DatasetError(f"{self.name}: {len(self.class_names)} class_names for {k} classes")
 
     @property
     def train_size(self) -> int:
@@ -171,7 +169,11 @@ def register(entry: Builtin) -> None:
 
 
 def generator(
-    name: str, *, description: str, task: str, input_shape: tuple[int, ...],
+    name: str,
+    *,
+    description: str,
+    task: str,
+    input_shape: tuple[int, ...],
     num_classes: int | None,
 ) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
     """Register a keyword-only generator function `fn(*, n_train, n_test, seed, ...)` by name.
@@ -184,13 +186,20 @@ def generator(
         params = inspect.signature(fn).parameters
         defaults = {p.name: p.default for p in params.values()}
         info = DatasetInfo(
-            name=name, description=description, task=task, input_shape=input_shape,
-            num_classes=num_classes, train_size=defaults["n_train"],
-            test_size=defaults["n_test"], on_disk=True, source="generated",
+            name=name,
+            description=description,
+            task=task,
+            input_shape=input_shape,
+            num_classes=num_classes,
+            train_size=defaults["n_train"],
+            test_size=defaults["n_test"],
+            on_disk=True,
+            source="generated",
         )
 
-        def build(*, seed: int = 0, data_dir: Path | None = None, download: bool = True,
-                  **kwargs: object) -> Dataset:
+        def build(
+            *, seed: int = 0, data_dir: Path | None = None, download: bool = True, **kwargs: object
+        ) -> Dataset:
             return fn(seed=seed, **kwargs)
 
         options = tuple(p for p in params if p != "seed")

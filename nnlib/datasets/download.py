@@ -52,9 +52,13 @@ class _Progress:
             except ImportError:
                 pass
             else:
-                self._bar = Progress(*Progress.get_default_columns(), DownloadColumn(),
-                                     TransferSpeedColumn(), transient=True,
-                                     console=Console(stderr=True))
+                self._bar = Progress(
+                    *Progress.get_default_columns(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    transient=True,
+                    console=Console(stderr=True),
+                )
                 self._bar.start()
                 self._task = self._bar.add_task(url.rsplit("/", 1)[-1], total=total)
         if self._bar is None:
@@ -71,8 +75,11 @@ class _Progress:
             self._bar.stop()
         if ok:
             seconds = time.monotonic() - self.start
-            print(f"nnlib: got {self.url} ({_size(self.done)} in {seconds:.1f} s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"nnlib: got {self.url} ({_size(self.done)} in {seconds:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _classify(url: str, e: BaseException) -> FetchError:
@@ -117,11 +124,15 @@ def _fetch_once(url: str, dest: Path, md5: str | None, timeout: float) -> None:
                 digest.update(chunk)
                 progress.advance(len(chunk))
             if total is not None and progress.done != total:
-                raise FetchError(url, f"truncated: got {progress.done} of {total} bytes",
-                                 transient=True)
+                raise FetchError(
+                    url, f"truncated: got {progress.done} of {total} bytes", transient=True
+                )
             if md5 is not None and digest.hexdigest() != md5:
-                raise FetchError(url, f"checksum mismatch: md5 {digest.hexdigest()}, "
-                                 f"expected {md5}", transient=False)
+                raise FetchError(
+                    url,
+                    f"checksum mismatch: md5 {digest.hexdigest()}, expected {md5}",
+                    transient=False,
+                )
 
         ok = False
         try:
@@ -133,8 +144,9 @@ def _fetch_once(url: str, dest: Path, md5: str | None, timeout: float) -> None:
             progress.close(ok)
 
 
-def fetch(urls: list[str], dest: Path, *, md5: str | None, timeout: float = 30.0,
-          retries: int = 2) -> None:
+def fetch(
+    urls: list[str], dest: Path, *, md5: str | None, timeout: float = 30.0, retries: int = 2
+) -> None:
     """Download the first URL that works into `dest`, else raise DownloadFailed listing why.
 
     Each URL is tried up to `1 + retries` times while its errors look transient (timeouts,

@@ -29,9 +29,15 @@ MAX_CLASSES = 10_000
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
 
 
-def load_path(path: Path, *, seed: int = 0, label_column: int | str | None = None,
-              image_shape: tuple[int, ...] | None = None, task: str | None = None,
-              cache: bool = True) -> Dataset:
+def load_path(
+    path: Path,
+    *,
+    seed: int = 0,
+    label_column: int | str | None = None,
+    image_shape: tuple[int, ...] | None = None,
+    task: str | None = None,
+    cache: bool = True,
+) -> Dataset:
     """Dispatch on the kind of path: folder of IDX files, .npz or .csv."""
     if task not in (None, "classification", "regression"):
         raise DatasetError(f"task must be 'classification' or 'regression', got {task!r}")
@@ -39,24 +45,28 @@ def load_path(path: Path, *, seed: int = 0, label_column: int | str | None = Non
         image_shape = _check_image_shape(image_shape)
     if path.is_dir():
         if label_column is not None or image_shape is not None or task is not None:
-            raise DatasetError(f"{path}: label_column, image_shape and task apply to .csv/.npz "
-                               "files, not to a folder of IDX files")
+            raise DatasetError(
+                f"{path}: label_column, image_shape and task apply to .csv/.npz "
+                "files, not to a folder of IDX files"
+            )
         files = find_files(path)
         if not files:
             names = ", ".join(canonical_name(r) + "[.gz]" for r in ROLES)
             raise DatasetError(f"{path}: no IDX files found; expected {names}")
-        return load_folder(path.name, path, files, title=f"IDX files in {path}",
-                           use_cache=cache)
+        return load_folder(path.name, path, files, title=f"IDX files in {path}", use_cache=cache)
     suffix = path.suffix.lower()
     if suffix == ".npz":
         if label_column is not None:
             raise DatasetError(f"{path}: label_column applies to CSV files, not .npz")
         return _load_npz(path, seed=seed, image_shape=image_shape, task=task)
     if suffix in (".csv", ".tsv", ".txt"):
-        return _load_csv(path, seed=seed, label_column=label_column, image_shape=image_shape,
-                         task=task)
-    raise DatasetError(f"{path}: unsupported file type {suffix or '(none)'}; use .npz, .csv "
-                       "or a folder of IDX files")
+        return _load_csv(
+            path, seed=seed, label_column=label_column, image_shape=image_shape, task=task
+        )
+    raise DatasetError(
+        f"{path}: unsupported file type {suffix or '(none)'}; use .npz, .csv "
+        "or a folder of IDX files"
+    )
 
 
 def _check_image_shape(shape) -> tuple[int, ...]:
@@ -65,8 +75,9 @@ def _check_image_shape(shape) -> tuple[int, ...]:
     except (TypeError, ValueError):
         raise DatasetError(f"image_shape must be a tuple like (28, 28, 1), got {shape!r}") from None
     if len(shape) != 3 or min(shape) < 1:
-        raise DatasetError(f"image_shape must be (height, width, channels) with positive "
-                           f"sizes, got {shape}")
+        raise DatasetError(
+            f"image_shape must be (height, width, channels) with positive sizes, got {shape}"
+        )
     return shape
 
 
@@ -79,8 +90,10 @@ def _as_images(where: str, x: np.ndarray, image_shape: tuple[int, ...] | None) -
         per_sample = int(np.prod(x.shape[1:], dtype=np.int64))
         needed = int(np.prod(image_shape))
         if per_sample != needed:
-            raise DatasetError(f"{where}: image_shape {image_shape} needs {needed} values per "
-                               f"sample, but there are {per_sample}")
+            raise DatasetError(
+                f"{where}: image_shape {image_shape} needs {needed} values per "
+                f"sample, but there are {per_sample}"
+            )
         x = x.reshape(len(x), *image_shape)
     elif x.ndim == 3:
         x = x[..., None]
@@ -99,8 +112,9 @@ def _numeric(where: str, a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _labels_from_numbers(where: str, y: np.ndarray, task: str | None,
-                         locate=None) -> tuple[np.ndarray, str]:
+def _labels_from_numbers(
+    where: str, y: np.ndarray, task: str | None, locate=None
+) -> tuple[np.ndarray, str]:
     """(targets, task) from numeric labels; `locate(i)` turns row index i into a place name."""
     locate = locate or (lambda i: f"{where}[{i}]")
     if y.ndim == 2 and y.shape[1] == 1 and task != "regression":
@@ -118,44 +132,69 @@ def _labels_from_numbers(where: str, y: np.ndarray, task: str | None,
         raise DatasetError(f"{locate(bad)}: label {y[bad]} is not an integer class index")
     if y.size and y.min() < 0:
         bad = int(np.argmin(y))
-        raise DatasetError(f"{locate(bad)}: label {y[bad]:g} is negative; class labels must be "
-                           "0..K-1")
+        raise DatasetError(
+            f"{locate(bad)}: label {y[bad]:g} is negative; class labels must be 0..K-1"
+        )
     if y.size and y.max() >= MAX_CLASSES:
         bad = int(np.argmax(y))
-        raise DatasetError(f"{locate(bad)}: label {y[bad]:g} is out of range (at most "
-                           f"{MAX_CLASSES} classes); for numeric targets use task='regression'")
+        raise DatasetError(
+            f"{locate(bad)}: label {y[bad]:g} is out of range (at most "
+            f"{MAX_CLASSES} classes); for numeric targets use task='regression'"
+        )
     return y.astype(np.int64), task
 
 
-def _finish(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None,
-            y_test: np.ndarray | None, task: str, class_names: list[str] | None,
-            description: str, seed: int) -> Dataset:
+def _finish(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    task: str,
+    class_names: list[str] | None,
+    description: str,
+    seed: int,
+) -> Dataset:
     """Hold out a test split when the file has none, count classes, build the Dataset."""
     if x_test is None:
-        x, y, x_test, y_test = train_val_split(x, y, HOLDOUT, seed=seed,
-                                               stratify=task == "classification")
+        x, y, x_test, y_test = train_val_split(
+            x, y, HOLDOUT, seed=seed, stratify=task == "classification"
+        )
         how = "stratified " if task == "classification" else ""
-        description += (f"; no test split in the file, so a seeded {how}{HOLDOUT:.0%} of the "
-                        f"rows ({len(x_test)}) is held out as test")
+        description += (
+            f"; no test split in the file, so a seeded {how}{HOLDOUT:.0%} of the "
+            f"rows ({len(x_test)}) is held out as test"
+        )
     num_classes = None
     if task == "classification":
         num_classes = int(max(y.max(initial=-1), y_test.max(initial=-1))) + 1
         if class_names is None:
             class_names = [str(k) for k in range(num_classes)]
         elif len(class_names) < num_classes:
-            raise DatasetError(f"{name}: {len(class_names)} class_names but labels go up to "
-                               f"{num_classes - 1}")
+            raise DatasetError(
+                f"{name}: {len(class_names)} class_names but labels go up to {num_classes - 1}"
+            )
         num_classes = len(class_names)
-    return Dataset(name=name, x_train=x, y_train=y, x_test=x_test, y_test=y_test,
-                   input_shape=x.shape[1:], task=task, num_classes=num_classes,
-                   class_names=class_names, description=description)
+    return Dataset(
+        name=name,
+        x_train=x,
+        y_train=y,
+        x_test=x_test,
+        y_test=y_test,
+        input_shape=x.shape[1:],
+        task=task,
+        num_classes=num_classes,
+        class_names=class_names,
+        description=description,
+    )
 
 
 # ------------------------------------------------------------------------------------------ npz
 
 
-def _load_npz(path: Path, *, seed: int, image_shape: tuple[int, ...] | None,
-              task: str | None) -> Dataset:
+def _load_npz(
+    path: Path, *, seed: int, image_shape: tuple[int, ...] | None, task: str | None
+) -> Dataset:
     if not zipfile.is_zipfile(path):
         raise DatasetError(f"{path}: not a readable .npz file (not a zip archive)")
     arrays = {}
@@ -164,20 +203,26 @@ def _load_npz(path: Path, *, seed: int, image_shape: tuple[int, ...] | None,
             for key in z.files:
                 arrays[key] = z[key]
     except ValueError:  # object arrays need pickle, which is never enabled for data files
-        raise DatasetError(f"{path}: array {key!r} holds Python objects; save plain numeric "
-                           "arrays (pickled data is not loaded)") from None
+        raise DatasetError(
+            f"{path}: array {key!r} holds Python objects; save plain numeric "
+            "arrays (pickled data is not loaded)"
+        ) from None
     except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise DatasetError(f"{path}: not a readable .npz file ({e})") from None
     for key in ("x_train", "y_train"):
         if key not in arrays:
-            raise DatasetError(f"{path}: missing array {key!r} (found: "
-                               f"{', '.join(sorted(arrays)) or 'none'}); expected x_train, "
-                               "y_train and optionally x_test, y_test, class_names")
+            raise DatasetError(
+                f"{path}: missing array {key!r} (found: "
+                f"{', '.join(sorted(arrays)) or 'none'}); expected x_train, "
+                "y_train and optionally x_test, y_test, class_names"
+            )
     has_test = [k in arrays for k in ("x_test", "y_test")]
     if any(has_test) and not all(has_test):
         missing = "y_test" if has_test[0] else "x_test"
-        raise DatasetError(f"{path}: has {'x_test' if has_test[0] else 'y_test'} but not "
-                           f"{missing}; give both or neither")
+        raise DatasetError(
+            f"{path}: has {'x_test' if has_test[0] else 'y_test'} but not "
+            f"{missing}; give both or neither"
+        )
     splits = ("train", "test") if all(has_test) else ("train",)
     xs, ys = {}, {}
     for split in splits:
@@ -185,26 +230,40 @@ def _load_npz(path: Path, *, seed: int, image_shape: tuple[int, ...] | None,
         x = _numeric(f"{path}: {xk}", arrays[xk])
         y = _numeric(f"{path}: {yk}", arrays[yk])
         if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
-            raise DatasetError(f"{path}: {xk} has {len(x) if x.ndim else 0} rows but {yk} has "
-                               f"{len(y) if y.ndim else 0}")
+            raise DatasetError(
+                f"{path}: {xk} has {len(x) if x.ndim else 0} rows but {yk} has "
+                f"{len(y) if y.ndim else 0}"
+            )
         xs[split] = _as_images(f"{path}: {xk}", x, image_shape)
         check_finite(f"{path}: {xk}", xs[split])
         check_finite(f"{path}: {yk}", y)
         ys[split], task = _labels_from_numbers(f"{path}: {yk}", y, task)
     if len(splits) == 2 and xs["train"].shape[1:] != xs["test"].shape[1:]:
-        raise DatasetError(f"{path}: x_train rows have shape {xs['train'].shape[1:]} but x_test "
-                           f"rows have {xs['test'].shape[1:]}")
+        raise DatasetError(
+            f"{path}: x_train rows have shape {xs['train'].shape[1:]} but x_test "
+            f"rows have {xs['test'].shape[1:]}"
+        )
     if len(splits) == 2 and xs["train"].dtype != xs["test"].dtype:
         xs["train"], xs["test"] = xs["train"].astype(np.float32), xs["test"].astype(np.float32)
     class_names = None
     if "class_names" in arrays:
         names = arrays["class_names"]
         if task != "classification" or names.ndim != 1 or names.dtype.kind not in "US":
-            raise DatasetError(f"{path}: class_names must be a 1-D array of strings for "
-                               "class labels")
+            raise DatasetError(
+                f"{path}: class_names must be a 1-D array of strings for class labels"
+            )
         class_names = [str(n) for n in names]
-    return _finish(path.stem, xs["train"], ys["train"], xs.get("test"), ys.get("test"), task,
-                   class_names, f"user data from {path}", seed)
+    return _finish(
+        path.stem,
+        xs["train"],
+        ys["train"],
+        xs.get("test"),
+        ys.get("test"),
+        task,
+        class_names,
+        f"user data from {path}",
+        seed,
+    )
 
 
 # ------------------------------------------------------------------------------------------ csv
@@ -240,8 +299,14 @@ def _split_line(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter))
 
 
-def _load_csv(path: Path, *, seed: int, label_column: int | str | None,
-              image_shape: tuple[int, ...] | None, task: str | None) -> Dataset:
+def _load_csv(
+    path: Path,
+    *,
+    seed: int,
+    label_column: int | str | None,
+    image_shape: tuple[int, ...] | None,
+    task: str | None,
+) -> Dataset:
     lines, numbers = _read_lines(path)
     first = lines[0]
     delimiter = max((",", ";", "\t"), key=first.count)
@@ -257,8 +322,9 @@ def _load_csv(path: Path, *, seed: int, label_column: int | str | None,
         raise DatasetError(f"{path}: only a header line, no data rows")
     ncols = len(header) if header is not None else len(row0)
     if ncols < 2:
-        raise DatasetError(f"{path}: need at least 2 columns (a label and a feature), found "
-                           f"{ncols}")
+        raise DatasetError(
+            f"{path}: need at least 2 columns (a label and a feature), found {ncols}"
+        )
 
     def col_name(c: int) -> str:
         return f"column {c}" + (f" ({header[c]!r})" if header is not None else "")
@@ -272,7 +338,8 @@ def _load_csv(path: Path, *, seed: int, label_column: int | str | None,
     options = {"delimiter": delimiter, "quotechar": '"', "ndmin": 1, "comments": None}
     try:
         x = np.loadtxt(lines, dtype=np.float64, usecols=features, **options).reshape(
-            len(lines), len(features))
+            len(lines), len(features)
+        )
     except ValueError as e:
         _raise_first_bad_cell(lines, delimiter, features, place)
         raise DatasetError(f"{path}: cannot parse the numbers ({e})") from None
@@ -287,19 +354,30 @@ def _load_csv(path: Path, *, seed: int, label_column: int | str | None,
             raise DatasetError(
                 f"{path}: image_shape {image_shape} needs {int(np.prod(image_shape))} pixel "
                 f"columns but there are {len(features)} ({ncols} columns minus the label "
-                f"{col_name(label)})")
+                f"{col_name(label)})"
+            )
         integral = x.size > 0 and np.all(x == np.round(x)) and x.min() >= 0 and x.max() <= 255
         x = x.reshape(len(x), *image_shape)
         x = x.astype(np.uint8) if integral else x.astype(np.float32)
     else:
         x = x.astype(np.float32)
         check_finite(f"{path} (features as float32)", x)
-    return _finish(path.stem, x, y, None, None, task, class_names,
-                   f"user data from {path} (label {col_name(label)})", seed)
+    return _finish(
+        path.stem,
+        x,
+        y,
+        None,
+        None,
+        task,
+        class_names,
+        f"user data from {path} (label {col_name(label)})",
+        seed,
+    )
 
 
-def _check_ragged(path: Path, lines: list[str], numbers: list[int], delimiter: str,
-                  ncols: int, has_header: bool) -> None:
+def _check_ragged(
+    path: Path, lines: list[str], numbers: list[int], delimiter: str, ncols: int, has_header: bool
+) -> None:
     quoted = any('"' in line for line in lines)
     for i, line in enumerate(lines):
         n = len(_split_line(line, delimiter)) if quoted else line.count(delimiter) + 1
@@ -308,8 +386,9 @@ def _check_ragged(path: Path, lines: list[str], numbers: list[int], delimiter: s
             raise DatasetError(f"{path} line {numbers[i]}: {n} columns, but {first} has {ncols}")
 
 
-def _resolve_label_column(path: Path, label_column: int | str | None, header: list[str] | None,
-                          ncols: int) -> int:
+def _resolve_label_column(
+    path: Path, label_column: int | str | None, header: list[str] | None, ncols: int
+) -> int:
     if label_column is None:
         if header is not None:
             matches = [c for c, h in enumerate(header) if h.lower() in LABEL_NAMES]
@@ -318,11 +397,14 @@ def _resolve_label_column(path: Path, label_column: int | str | None, header: li
         return 0
     if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
         if header is None:
-            raise DatasetError(f"{path}: label_column {label_column!r} is a name but the file "
-                               "has no header line")
+            raise DatasetError(
+                f"{path}: label_column {label_column!r} is a name but the file has no header line"
+            )
         if label_column not in header:
-            raise DatasetError(f"{path}: no column named {label_column!r} (columns: "
-                               f"{', '.join(header[:20])}{', ...' if len(header) > 20 else ''})")
+            raise DatasetError(
+                f"{path}: no column named {label_column!r} (columns: "
+                f"{', '.join(header[:20])}{', ...' if len(header) > 20 else ''})"
+            )
         return header.index(label_column)
     c = int(label_column)
     if not -ncols <= c < ncols:
@@ -341,8 +423,9 @@ def _raise_first_bad_cell(lines: list[str], delimiter: str, features: list[int],
                 raise DatasetError(f"{place(i, c)}: {what}")
 
 
-def _csv_labels(labels: np.ndarray, task: str | None, image_shape: tuple[int, ...] | None,
-                locate) -> tuple[np.ndarray, str, list[str] | None]:
+def _csv_labels(
+    labels: np.ndarray, task: str | None, image_shape: tuple[int, ...] | None, locate
+) -> tuple[np.ndarray, str, list[str] | None]:
     """Labels as numbers (classification or regression) or words (classes named by them)."""
     labels = np.char.strip(labels)
     numeric = np.array([_is_number(s) for s in labels])

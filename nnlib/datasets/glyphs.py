@@ -58,8 +58,7 @@ def _template(digit: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(points, dtype=np.float32), np.array(segments, dtype=np.intp)
 
 
-def _distort(rng: np.random.Generator, points: np.ndarray, n: int,
-             strength: float) -> np.ndarray:
+def _distort(rng: np.random.Generator, points: np.ndarray, n: int, strength: float) -> np.ndarray:
     """n randomly distorted copies of the control points, in pixel coordinates (n, P, 2)."""
     s = strength
     p = points[None] + rng.normal(0, 0.025 * s, (n, *points.shape))  # wobble every point
@@ -114,9 +113,9 @@ def render(labels: np.ndarray, rng: np.random.Generator, strength: float = 1.0) 
         pts = _distort(rng, points, index.size, strength)
         width = rng.uniform(1.4, 3.2, index.size).astype(np.float32)
         for lo in range(0, index.size, _CHUNK):
-            p = pts[lo:lo + _CHUNK]
-            ink[index[lo:lo + _CHUNK]] = rasterize(
-                p[:, segments[:, 0]], p[:, segments[:, 1]], width[lo:lo + _CHUNK]
+            p = pts[lo : lo + _CHUNK]
+            ink[index[lo : lo + _CHUNK]] = rasterize(
+                p[:, segments[:, 0]], p[:, segments[:, 1]], width[lo : lo + _CHUNK]
             )
     level = rng.uniform(1.0 - 0.35 * strength, 1.0, (n, 1, 1)).astype(np.float32)
     sigma = rng.uniform(0, 0.12 * strength, (n, 1, 1)).astype(np.float32)
@@ -125,11 +124,17 @@ def render(labels: np.ndarray, rng: np.random.Generator, strength: float = 1.0) 
     return np.rint(image * 255).astype(np.uint8)[..., None]
 
 
-@generator("glyphs", description="offline 28x28 digit images drawn from a stroke font "
-           "with random distortions (MNIST-shaped, no download)", task="classification",
-           input_shape=(SIZE, SIZE, 1), num_classes=10)
-def glyphs(*, n_train: int = 6000, n_test: int = 1000, augment: float = 1.0,
-           seed: int = 0) -> Dataset:
+@generator(
+    "glyphs",
+    description="offline 28x28 digit images drawn from a stroke font "
+    "with random distortions (MNIST-shaped, no download)",
+    task="classification",
+    input_shape=(SIZE, SIZE, 1),
+    num_classes=10,
+)
+def glyphs(
+    *, n_train: int = 6000, n_test: int = 1000, augment: float = 1.0, seed: int = 0
+) -> Dataset:
     """Balanced digit images; `augment` scales every random distortion (0 = clean font)."""
     check_sizes("glyphs", n_train, n_test)
     strength = check_nonneg("glyphs", "augment", augment)
@@ -139,8 +144,14 @@ def glyphs(*, n_train: int = 6000, n_test: int = 1000, augment: float = 1.0,
         splits.append((render(y, rng, strength), y))
     (x_train, y_train), (x_test, y_test) = splits
     return Dataset(
-        name="glyphs", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-        input_shape=(SIZE, SIZE, 1), task="classification", num_classes=10,
+        name="glyphs",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        input_shape=(SIZE, SIZE, 1),
+        task="classification",
+        num_classes=10,
         class_names=list(CLASS_NAMES),
         description=f"stroke-font digits, 28x28 grayscale, distortion strength {strength}",
     )

@@ -98,8 +98,10 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     array = np.asarray(array)
     code = _CODES.get(array.dtype.newbyteorder("="))
     if code is None or array.ndim == 0 or array.ndim > 255:
-        raise DatasetError(f"{path}: cannot store a {array.dtype} array of shape {array.shape} "
-                           "as IDX (types: uint8, int8, int16, int32, float32, float64)")
+        raise DatasetError(
+            f"{path}: cannot store a {array.dtype} array of shape {array.shape} "
+            "as IDX (types: uint8, int8, int16, int32, float32, float64)"
+        )
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + array.astype(DTYPES[code], copy=False).tobytes()
     if path.suffix == ".gz":

@@ -119,12 +119,16 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) ->
     try:
         atomic_write(path, lambda f: np.savez(f, fingerprint=np.str_(fingerprint), **arrays))
     except OSError as e:
-        warnings.warn(f"could not write the dataset cache {path} ({e}); loading will work "
-                      "but stay slower", DatasetWarning, stacklevel=4)
+        warnings.warn(
+            f"could not write the dataset cache {path} ({e}); loading will work but stay slower",
+            DatasetWarning,
+            stacklevel=4,
+        )
 
 
-def read_arrays(name: str, files: dict[str, Path], md5s: dict[str, str],
-                use_cache: bool = True) -> dict[str, np.ndarray]:
+def read_arrays(
+    name: str, files: dict[str, Path], md5s: dict[str, str], use_cache: bool = True
+) -> dict[str, np.ndarray]:
     """The raw arrays of every file in `files`, from the cache when it is fresh."""
     fingerprint = _fingerprint(files)
     path = cache_path(name, next(iter(files.values())).parent)
@@ -137,61 +141,84 @@ def read_arrays(name: str, files: dict[str, Path], md5s: dict[str, str],
     return arrays
 
 
-def _check_pair(split: str, images: np.ndarray, labels: np.ndarray,
-                files: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(
+    split: str, images: np.ndarray, labels: np.ndarray, files: dict[str, Path]
+) -> tuple[np.ndarray, np.ndarray]:
     img_file, lbl_file = files[f"{split}_images"], files[f"{split}_labels"]
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.dtype != np.uint8:
-        raise DatasetError(f"{img_file}: expected uint8 images (N, H, W), got {images.dtype} "
-                           f"{images.shape}")
+        raise DatasetError(
+            f"{img_file}: expected uint8 images (N, H, W), got {images.dtype} {images.shape}"
+        )
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DatasetError(f"{lbl_file}: expected integer labels (N,), got {labels.dtype} "
-                           f"{labels.shape}")
+        raise DatasetError(
+            f"{lbl_file}: expected integer labels (N,), got {labels.dtype} {labels.shape}"
+        )
     if len(images) != len(labels):
-        raise DatasetError(f"{img_file} has {len(images)} images but {lbl_file} has "
-                           f"{len(labels)} labels")
+        raise DatasetError(
+            f"{img_file} has {len(images)} images but {lbl_file} has {len(labels)} labels"
+        )
     if labels.size and labels.min() < 0:
         raise DatasetError(f"{lbl_file}: negative label {labels.min()}")
     return images, labels.astype(np.int64)
 
 
-def load_folder(name: str, folder: Path, files: dict[str, Path], *, title: str,
-                class_names: list[str] | None = None, md5s: dict[str, str] | None = None,
-                use_cache: bool = True) -> Dataset:
+def load_folder(
+    name: str,
+    folder: Path,
+    files: dict[str, Path],
+    *,
+    title: str,
+    class_names: list[str] | None = None,
+    md5s: dict[str, str] | None = None,
+    use_cache: bool = True,
+) -> Dataset:
     """Build the Dataset from a folder with at least one complete split (see module docs)."""
     splits = complete_splits(files)
     if not splits:
-        raise DatasetError(f"{folder}: no complete pair of IDX images + labels files "
-                           f"(found: {', '.join(p.name for p in files.values()) or 'none'})")
+        raise DatasetError(
+            f"{folder}: no complete pair of IDX images + labels files "
+            f"(found: {', '.join(p.name for p in files.values()) or 'none'})"
+        )
     used = {role: p for role, p in files.items() if role.split("_")[0] in splits}
     arrays = read_arrays(name, used, md5s or {}, use_cache)
-    pairs = {s: _check_pair(s, arrays[f"{s}_images"], arrays[f"{s}_labels"], used)
-             for s in splits}
+    pairs = {s: _check_pair(s, arrays[f"{s}_images"], arrays[f"{s}_labels"], used) for s in splits}
     description = f"{title}, read from {folder}"
     if len(splits) == 2:
         (x_train, y_train), (x_test, y_test) = pairs["train"], pairs["test"]
         if x_train.shape[1:] != x_test.shape[1:]:
-            raise DatasetError(f"{folder}: train images are {x_train.shape[1:]} but test images "
-                               f"are {x_test.shape[1:]}")
+            raise DatasetError(
+                f"{folder}: train images are {x_train.shape[1:]} but test images "
+                f"are {x_test.shape[1:]}"
+            )
     else:
         (split,) = splits
         x, y = pairs[split]
         cut = int(round(len(x) * PARTIAL_TRAIN_FRACTION))
         x_train, y_train, x_test, y_test = x[:cut], y[:cut], x[cut:], y[cut:]
         missing = "train" if split == "test" else "t10k"
-        note = (f"partial: only the {split} files are in {folder} ({len(x)} images); "
-                f"using the first {cut} as train and the last {len(x) - cut} as test. "
-                f"Add the {missing}-* files there for the full {name}.")
+        note = (
+            f"partial: only the {split} files are in {folder} ({len(x)} images); "
+            f"using the first {cut} as train and the last {len(x) - cut} as test. "
+            f"Add the {missing}-* files there for the full {name}."
+        )
         description = f"{title} ({note})"
         warnings.warn(f"{name}: {note}", DatasetWarning, stacklevel=4)
     if class_names is None:
         k = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
         class_names = [str(i) for i in range(k)]
     return Dataset(
-        name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-        input_shape=x_train.shape[1:], task="classification", num_classes=len(class_names),
-        class_names=list(class_names), description=description,
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        input_shape=x_train.shape[1:],
+        task="classification",
+        num_classes=len(class_names),
+        class_names=list(class_names),
+        description=description,
     )
 
 

@@ -70,8 +70,18 @@ FAMILIES = {
     "fashion-mnist": Family(
         name="fashion-mnist",
         title="Fashion-MNIST clothing images (Zalando Research)",
-        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                     "Sneaker", "Bag", "Ankle boot"),
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
         mirrors=(
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
@@ -103,8 +113,9 @@ def _family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise DatasetError(f"unknown MNIST-family dataset {name!r}; known: "
-                           f"{', '.join(FAMILIES)}") from None
+        raise DatasetError(
+            f"unknown MNIST-family dataset {name!r}; known: {', '.join(FAMILIES)}"
+        ) from None
 
 
 def mirrors_for(family: Family, mirrors: list[str] | None = None) -> list[str]:
@@ -117,8 +128,9 @@ def mirrors_for(family: Family, mirrors: list[str] | None = None) -> list[str]:
     return [m if m.endswith("/") else m + "/" for m in mirrors]
 
 
-def _locate(family: Family, data_dir: Path,
-            md5: dict[str, str]) -> tuple[Path, dict[str, Path]] | None:
+def _locate(
+    family: Family, data_dir: Path, md5: dict[str, str]
+) -> tuple[Path, dict[str, Path]] | None:
     """The first folder holding a complete split: <data_dir>/<name>, then <data_dir>.
 
     Files directly in data_dir carry no dataset name, so gzipped ones there must also match
@@ -127,16 +139,23 @@ def _locate(family: Family, data_dir: Path,
     for folder in (data_dir / family.name, data_dir):
         files = find_files(folder)
         if folder == data_dir:
-            files = {r: p for r, p in files.items()
-                     if p.name not in md5 or file_md5(p) == md5[p.name]}
+            files = {
+                r: p for r, p in files.items() if p.name not in md5 or file_md5(p) == md5[p.name]
+            }
         if complete_splits(files):
             return folder, files
     return None
 
 
-def download_files(name: str, data_dir: str | os.PathLike | None = None, *,
-             mirrors: list[str] | None = None, checksums: dict[str, str] | None = None,
-             timeout: float = 30.0, retries: int = 2) -> Path:
+def download_files(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    mirrors: list[str] | None = None,
+    checksums: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    retries: int = 2,
+) -> Path:
     """Download the missing .gz files of `name` into `<data_dir>/<name>/`; returns that folder.
 
     All or nothing: when a file cannot be fetched or fails its checksum, the files this call
@@ -156,8 +175,13 @@ def download_files(name: str, data_dir: str | os.PathLike | None = None, *,
                 continue
             filename = canonical_name(role) + ".gz"
             dest = folder / filename
-            fetch([b + filename for b in bases], dest, md5=md5.get(filename), timeout=timeout,
-                  retries=retries)
+            fetch(
+                [b + filename for b in bases],
+                dest,
+                md5=md5.get(filename),
+                timeout=timeout,
+                retries=retries,
+            )
             fetched.append(dest)
     except DatasetError as e:
         for path in fetched:
@@ -174,28 +198,52 @@ def download_files(name: str, data_dir: str | os.PathLike | None = None, *,
     return folder
 
 
-def _build(family: Family, *, seed: int = 0, data_dir: Path | None = None,
-           download: bool = True, mirrors: list[str] | None = None,
-           checksums: dict[str, str] | None = None, timeout: float = 30.0,
-           retries: int = 2, cache: bool = True) -> Dataset:
+def _build(
+    family: Family,
+    *,
+    seed: int = 0,
+    data_dir: Path | None = None,
+    download: bool = True,
+    mirrors: list[str] | None = None,
+    checksums: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    retries: int = 2,
+    cache: bool = True,
+) -> Dataset:
     """Load a family member: local files if any complete split exists, else download."""
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     md5 = {**family.md5, **(checksums or {})}
     found = _locate(family, data_dir, md5)
     if found is None:
         if not download:
-            raise DatasetError(f"{family.name}: files not found in {data_dir / family.name}; "
-                               f"{missing_message(data_dir / family.name)}, or load it with "
-                               "download=True")
-        download_files(family.name, data_dir, mirrors=mirrors, checksums=checksums,
-                       timeout=timeout, retries=retries)
+            raise DatasetError(
+                f"{family.name}: files not found in {data_dir / family.name}; "
+                f"{missing_message(data_dir / family.name)}, or load it with "
+                "download=True"
+            )
+        download_files(
+            family.name,
+            data_dir,
+            mirrors=mirrors,
+            checksums=checksums,
+            timeout=timeout,
+            retries=retries,
+        )
         found = _locate(family, data_dir, md5)
         if found is None:
-            raise DatasetError(f"{family.name}: downloaded files missing from "
-                               f"{data_dir / family.name}")
+            raise DatasetError(
+                f"{family.name}: downloaded files missing from {data_dir / family.name}"
+            )
     folder, files = found
-    return load_folder(family.name, folder, files, title=family.title,
-                       class_names=list(family.class_names), md5s=md5, use_cache=cache)
+    return load_folder(
+        family.name,
+        folder,
+        files,
+        title=family.title,
+        class_names=list(family.class_names),
+        md5s=md5,
+        use_cache=cache,
+    )
 
 
 def _info(family: Family, data_dir: Path) -> DatasetInfo:
@@ -208,9 +256,15 @@ def _info(family: Family, data_dir: Path) -> DatasetInfo:
     else:
         sizes = FULL_SIZES
     return DatasetInfo(
-        name=family.name, description=family.title, task="classification",
-        input_shape=(28, 28, 1), num_classes=len(family.class_names), train_size=sizes[0],
-        test_size=sizes[1], on_disk=found is not None, source="download",
+        name=family.name,
+        description=family.title,
+        task="classification",
+        input_shape=(28, 28, 1),
+        num_classes=len(family.class_names),
+        train_size=sizes[0],
+        test_size=sizes[1],
+        on_disk=found is not None,
+        source="download",
     )
 
 
@@ -218,8 +272,14 @@ def _register(family: Family) -> None:
     def build(**kwargs: object) -> Dataset:
         return _build(family, **kwargs)
 
-    register(Builtin(name=family.name, build=build, info=lambda d: _info(family, d),
-                     options=("mirrors", "checksums", "timeout", "retries", "cache")))
+    register(
+        Builtin(
+            name=family.name,
+            build=build,
+            info=lambda d: _info(family, d),
+            options=("mirrors", "checksums", "timeout", "retries", "cache"),
+        )
+    )
 
 
 for _f in FAMILIES.values():

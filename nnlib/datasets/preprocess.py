@@ -24,8 +24,9 @@ def shuffle(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np
     return x[perm], y[perm]
 
 
-def split_indices(y: np.ndarray, fraction: float, *, seed: int = 0,
-                  stratify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    y: np.ndarray, fraction: float, *, seed: int = 0, stratify: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Sorted row indices (kept, held_out) with round(fraction * N) rows held out.
 
     Stratified: each class gives its share, the rounding remainder going to the classes with
@@ -49,8 +50,9 @@ def split_indices(y: np.ndarray, fraction: float, *, seed: int = 0,
         extra = n_out - quota.sum()
         order = np.lexsort((rng.random(len(classes)), -(share - quota)))
         quota[order[:extra]] += 1
-        held = np.concatenate([rng.permutation(np.flatnonzero(inverse == k))[:q]
-                               for k, q in enumerate(quota)])
+        held = np.concatenate(
+            [rng.permutation(np.flatnonzero(inverse == k))[:q] for k, q in enumerate(quota)]
+        )
     mask = np.zeros(n, dtype=bool)
     mask[held] = True
     return np.flatnonzero(~mask), np.flatnonzero(mask)
@@ -60,9 +62,9 @@ def _is_class_labels(y: np.ndarray) -> bool:
     return y.ndim == 1 and y.dtype.kind in "iub"
 
 
-def train_val_split(x: np.ndarray, y: np.ndarray, fraction: float, *, seed: int = 0,
-                    stratify: bool | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def train_val_split(
+    x: np.ndarray, y: np.ndarray, fraction: float, *, seed: int = 0, stratify: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_val, y_val) with `fraction` of the rows held out for validation.
 
     stratify=None means: stratified for integer class labels, random otherwise (regression).
@@ -94,8 +96,9 @@ def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def standardize(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def standardize(
+    x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """((x - mean) / std as float32, mean, std); mean/std are computed from x when not given.
 
     Per feature for (N, D) data, per channel for images. A constant feature gets std 1 so it
@@ -162,13 +165,21 @@ class Prepared:
         return _apply(self.normalization, np.asarray(x))
 
     def __repr__(self) -> str:
-        return (f"Prepared({self.dataset.name!r}, train={len(self.x_train)}, "
-                f"val={len(self.x_val)}, test={len(self.x_test)}, "
-                f"normalization={self.normalization['kind']})")
+        return (
+            f"Prepared({self.dataset.name!r}, train={len(self.x_train)}, "
+            f"val={len(self.x_val)}, test={len(self.x_test)}, "
+            f"normalization={self.normalization['kind']})"
+        )
 
 
-def prepare(ds: Dataset, *, normalize: str | None = "auto", validation_split: float = 0.0,
-            subset: int | None = None, seed: int = 0) -> Prepared:
+def prepare(
+    ds: Dataset,
+    *,
+    normalize: str | None = "auto",
+    validation_split: float = 0.0,
+    subset: int | None = None,
+    seed: int = 0,
+) -> Prepared:
     """Subset (first N training rows), validation split, then normalise with train statistics.
 
     normalize: "auto" scales uint8 images to [0, 1] and standardises float features; "scale",
@@ -183,15 +194,25 @@ def prepare(ds: Dataset, *, normalize: str | None = "auto", validation_split: fl
         if isinstance(subset, bool) or not isinstance(subset, (int, np.integer)) or subset < 1:
             raise DatasetError(f"subset must be a positive integer, got {subset!r}")
         if subset > len(x):
-            raise DatasetError(f"subset={subset} is larger than the {len(x)} training rows of "
-                               f"{ds.name}")
+            raise DatasetError(
+                f"subset={subset} is larger than the {len(x)} training rows of {ds.name}"
+            )
         x, y = x[:subset], y[:subset]
     x_train, y_train, x_val, y_val = train_val_split(
-        x, y, validation_split, seed=seed, stratify=ds.task == "classification")
+        x, y, validation_split, seed=seed, stratify=ds.task == "classification"
+    )
     norm = _fit(x_train, normalize)
     return Prepared(
-        x_train=_apply(norm, x_train), y_train=y_train, x_val=_apply(norm, x_val), y_val=y_val,
-        x_test=_apply(norm, ds.x_test), y_test=ds.y_test, dataset=ds, normalization=norm,
-        input_shape=ds.input_shape, task=ds.task, num_classes=ds.num_classes,
+        x_train=_apply(norm, x_train),
+        y_train=y_train,
+        x_val=_apply(norm, x_val),
+        y_val=y_val,
+        x_test=_apply(norm, ds.x_test),
+        y_test=ds.y_test,
+        dataset=ds,
+        normalization=norm,
+        input_shape=ds.input_shape,
+        task=ds.task,
+        num_classes=ds.num_classes,
         class_names=list(ds.class_names) if ds.class_names is not None else None,
     )

@@ -16,23 +16,36 @@ def _balanced_labels(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     return rng.permutation(np.arange(n, dtype=np.int64) % k)
 
 
-def _classification(name: str, description: str, make, n_train: int, n_test: int, seed: int,
-                    num_classes: int) -> Dataset:
+def _classification(
+    name: str, description: str, make, n_train: int, n_test: int, seed: int, num_classes: int
+) -> Dataset:
     rng_train, rng_test = split_rngs(seed)
     x_train, y_train = make(rng_train, n_train)
     x_test, y_test = make(rng_test, n_test)
     return Dataset(
-        name=name, x_train=x_train.astype(np.float32), y_train=y_train,
-        x_test=x_test.astype(np.float32), y_test=y_test, input_shape=(2,),
-        task="classification", num_classes=num_classes,
-        class_names=[str(k) for k in range(num_classes)], description=description,
+        name=name,
+        x_train=x_train.astype(np.float32),
+        y_train=y_train,
+        x_test=x_test.astype(np.float32),
+        y_test=y_test,
+        input_shape=(2,),
+        task="classification",
+        num_classes=num_classes,
+        class_names=[str(k) for k in range(num_classes)],
+        description=description,
     )
 
 
-@generator("spirals", description="3 interleaved spiral arms in 2-D (needs a hidden layer)",
-           task="classification", input_shape=(2,), num_classes=3)
-def spirals(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.2, arms: int = 3,
-            seed: int = 0) -> Dataset:
+@generator(
+    "spirals",
+    description="3 interleaved spiral arms in 2-D (needs a hidden layer)",
+    task="classification",
+    input_shape=(2,),
+    num_classes=3,
+)
+def spirals(
+    *, n_train: int = 1500, n_test: int = 500, noise: float = 0.2, arms: int = 3, seed: int = 0
+) -> Dataset:
     """Points along `arms` spiral arms; `noise` is the angular jitter in radians."""
     check_sizes("spirals", n_train, n_test)
     noise = check_nonneg("spirals", "noise", noise)
@@ -45,14 +58,19 @@ def spirals(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.2, arms:
         theta = y * (2 * np.pi / arms) + r * 1.75 * np.pi + rng.normal(0, noise, n)
         return np.stack([r * np.sin(theta), r * np.cos(theta)], axis=1), y
 
-    return _classification("spirals", f"{arms} spiral arms, angular noise {noise}", make,
-                           n_train, n_test, seed, arms)
+    return _classification(
+        "spirals", f"{arms} spiral arms, angular noise {noise}", make, n_train, n_test, seed, arms
+    )
 
 
-@generator("moons", description="two interleaving half circles", task="classification",
-           input_shape=(2,), num_classes=2)
-def moons(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.1,
-          seed: int = 0) -> Dataset:
+@generator(
+    "moons",
+    description="two interleaving half circles",
+    task="classification",
+    input_shape=(2,),
+    num_classes=2,
+)
+def moons(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.1, seed: int = 0) -> Dataset:
     """Two half moons (as in scikit-learn's make_moons), centred on the origin."""
     check_sizes("moons", n_train, n_test)
     noise = check_nonneg("moons", "noise", noise)
@@ -65,14 +83,26 @@ def moons(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.1,
         x = np.where(y[:, None] == 0, upper, lower) - [0.5, 0.25]
         return x + rng.normal(0, noise, (n, 2)), y
 
-    return _classification("moons", f"two half moons, gaussian noise {noise}", make,
-                           n_train, n_test, seed, 2)
+    return _classification(
+        "moons", f"two half moons, gaussian noise {noise}", make, n_train, n_test, seed, 2
+    )
 
 
-@generator("circles", description="a small circle inside a large one", task="classification",
-           input_shape=(2,), num_classes=2)
-def circles(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.08,
-            factor: float = 0.5, seed: int = 0) -> Dataset:
+@generator(
+    "circles",
+    description="a small circle inside a large one",
+    task="classification",
+    input_shape=(2,),
+    num_classes=2,
+)
+def circles(
+    *,
+    n_train: int = 1500,
+    n_test: int = 500,
+    noise: float = 0.08,
+    factor: float = 0.5,
+    seed: int = 0,
+) -> Dataset:
     """Class 0 on the unit circle, class 1 on a circle of radius `factor` inside it."""
     check_sizes("circles", n_train, n_test)
     noise = check_nonneg("circles", "noise", noise)
@@ -87,14 +117,19 @@ def circles(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.08,
         x = np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
         return x + rng.normal(0, noise, (n, 2)), y
 
-    return _classification("circles", f"two concentric circles, gaussian noise {noise}", make,
-                           n_train, n_test, seed, 2)
+    return _classification(
+        "circles", f"two concentric circles, gaussian noise {noise}", make, n_train, n_test, seed, 2
+    )
 
 
-@generator("xor", description="XOR of the signs of x and y (4 quadrants, 2 classes)",
-           task="classification", input_shape=(2,), num_classes=2)
-def xor(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.05,
-        seed: int = 0) -> Dataset:
+@generator(
+    "xor",
+    description="XOR of the signs of x and y (4 quadrants, 2 classes)",
+    task="classification",
+    input_shape=(2,),
+    num_classes=2,
+)
+def xor(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.05, seed: int = 0) -> Dataset:
     """Uniform points in [-1, 1]^2, class 1 where x*y > 0; `noise` jitters them after labelling."""
     check_sizes("xor", n_train, n_test)
     noise = check_nonneg("xor", "noise", noise)
@@ -104,14 +139,21 @@ def xor(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.05,
         y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
         return x + rng.normal(0, noise, (n, 2)), y
 
-    return _classification("xor", f"XOR quadrants, gaussian noise {noise}", make,
-                           n_train, n_test, seed, 2)
+    return _classification(
+        "xor", f"XOR quadrants, gaussian noise {noise}", make, n_train, n_test, seed, 2
+    )
 
 
-@generator("blobs", description="4 gaussian blobs (linearly separable-ish)",
-           task="classification", input_shape=(2,), num_classes=4)
-def blobs(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.8, centers: int = 4,
-          seed: int = 0) -> Dataset:
+@generator(
+    "blobs",
+    description="4 gaussian blobs (linearly separable-ish)",
+    task="classification",
+    input_shape=(2,),
+    num_classes=4,
+)
+def blobs(
+    *, n_train: int = 1500, n_test: int = 500, noise: float = 0.8, centers: int = 4, seed: int = 0
+) -> Dataset:
     """`centers` isotropic gaussian blobs of std `noise`, centred evenly on a circle of radius 3."""
     check_sizes("blobs", n_train, n_test)
     noise = check_nonneg("blobs", "noise", noise)
@@ -124,27 +166,37 @@ def blobs(*, n_train: int = 1500, n_test: int = 500, noise: float = 0.8, centers
         y = _balanced_labels(rng, n, centers)
         return means[y] + rng.normal(0, noise, (n, 2)), y
 
-    return _classification("blobs", f"{centers} gaussian blobs, std {noise}", make,
-                           n_train, n_test, seed, centers)
+    return _classification(
+        "blobs", f"{centers} gaussian blobs, std {noise}", make, n_train, n_test, seed, centers
+    )
 
 
-def _regression(name: str, description: str, make, n_train: int, n_test: int,
-                seed: int) -> Dataset:
+def _regression(name: str, description: str, make, n_train: int, n_test: int, seed: int) -> Dataset:
     rng_train, rng_test = split_rngs(seed)
     x_train, y_train = make(rng_train, n_train)
     x_test, y_test = make(rng_test, n_test)
     return Dataset(
-        name=name, x_train=x_train.astype(np.float32), y_train=y_train.astype(np.float32),
-        x_test=x_test.astype(np.float32), y_test=y_test.astype(np.float32),
-        input_shape=(x_train.shape[1],), task="regression", num_classes=None,
-        class_names=None, description=description,
+        name=name,
+        x_train=x_train.astype(np.float32),
+        y_train=y_train.astype(np.float32),
+        x_test=x_test.astype(np.float32),
+        y_test=y_test.astype(np.float32),
+        input_shape=(x_train.shape[1],),
+        task="regression",
+        num_classes=None,
+        class_names=None,
+        description=description,
     )
 
 
-@generator("sine", description="noisy sine wave: y = sin(x) + noise, x in [-pi, pi]",
-           task="regression", input_shape=(1,), num_classes=None)
-def sine(*, n_train: int = 1000, n_test: int = 300, noise: float = 0.1,
-         seed: int = 0) -> Dataset:
+@generator(
+    "sine",
+    description="noisy sine wave: y = sin(x) + noise, x in [-pi, pi]",
+    task="regression",
+    input_shape=(1,),
+    num_classes=None,
+)
+def sine(*, n_train: int = 1000, n_test: int = 300, noise: float = 0.1, seed: int = 0) -> Dataset:
     """1-D regression: x (N, 1) uniform in [-pi, pi], y (N, 1) = sin(x) + gaussian noise."""
     check_sizes("sine", n_train, n_test)
     noise = check_nonneg("sine", "noise", noise)
@@ -156,10 +208,16 @@ def sine(*, n_train: int = 1000, n_test: int = 300, noise: float = 0.1,
     return _regression("sine", f"y = sin(x) + N(0, {noise}^2)", make, n_train, n_test, seed)
 
 
-@generator("surface", description="2-D surface: y = sin(1.5 x1) cos(1.5 x2) + noise",
-           task="regression", input_shape=(2,), num_classes=None)
-def surface(*, n_train: int = 2000, n_test: int = 500, noise: float = 0.05,
-            seed: int = 0) -> Dataset:
+@generator(
+    "surface",
+    description="2-D surface: y = sin(1.5 x1) cos(1.5 x2) + noise",
+    task="regression",
+    input_shape=(2,),
+    num_classes=None,
+)
+def surface(
+    *, n_train: int = 2000, n_test: int = 500, noise: float = 0.05, seed: int = 0
+) -> Dataset:
     """2-D regression: x (N, 2) uniform in [-2, 2]^2, y (N, 1) a smooth bumpy surface."""
     check_sizes("surface", n_train, n_test)
     noise = check_nonneg("surface", "noise", noise)
@@ -169,5 +227,6 @@ def surface(*, n_train: int = 2000, n_test: int = 500, noise: float = 0.05,
         y = np.sin(1.5 * x[:, :1]) * np.cos(1.5 * x[:, 1:])
         return x, y + rng.normal(0, noise, (n, 1))
 
-    return _regression("surface", f"y = sin(1.5 x1) cos(1.5 x2) + N(0, {noise}^2)", make,
-                       n_train, n_test, seed)
+    return _regression(
+        "surface", f"y = sin(1.5 x1) cos(1.5 x2) + N(0, {noise}^2)", make, n_train, n_test, seed
+    )

@@ -8,10 +8,38 @@ from .pooling import AvgPool2D, MaxPool2D
 from .shape import Dropout, Flatten
 
 LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.__name__: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, Dropout, ReLU,
-                                  LeakyReLU, Sigmoid, Tanh, Identity, Softmax)
+    cls.__name__: cls
+    for cls in (
+        Dense,
+        Conv2D,
+        MaxPool2D,
+        AvgPool2D,
+        Flatten,
+        Dropout,
+        ReLU,
+        LeakyReLU,
+        Sigmoid,
+        Tanh,
+        Identity,
+        Softmax,
+    )
 }
 
-__all__ = ["LAYER_TYPES", "AvgPool2D", "Conv2D", "Dense", "Dropout", "Flatten", "Identity",
-           "Layer", "LeakyReLU", "MaxPool2D", "Param", "ReLU", "Sigmoid", "Softmax", "Tanh",
-           "softmax"]
+__all__ = [
+    "LAYER_TYPES",
+    "AvgPool2D",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "Layer",
+    "LeakyReLU",
+    "MaxPool2D",
+    "Param",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "softmax",
+]

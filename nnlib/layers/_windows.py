@@ -11,14 +11,17 @@ def pair(owner: str, name: str, value: object) -> Pair:
     """Accept 3 or (3, 5) and return a (height, width) pair of positive ints."""
     values = value if isinstance(value, tuple | list) else (value, value)
     if len(values) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise ValueError(f"{owner}: {name} must be a positive integer or a pair of them, "
-                         f"got {value!r}")
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values
+    ):
+        raise ValueError(
+            f"{owner}: {name} must be a positive integer or a pair of them, got {value!r}"
+        )
     return int(values[0]), int(values[1])
 
 
-def output_size(owner: str, size: Pair, window: Pair, stride: Pair,
-                pads: tuple[int, int, int, int]) -> Pair:
+def output_size(
+    owner: str, size: Pair, window: Pair, stride: Pair, pads: tuple[int, int, int, int]
+) -> Pair:
     """Output height and width of a strided window over a padded input.
 
     pads are (top, bottom, left, right). A window larger than the padded input is an error
@@ -27,23 +30,32 @@ def output_size(owner: str, size: Pair, window: Pair, stride: Pair,
     padded = (size[0] + pads[0] + pads[1], size[1] + pads[2] + pads[3])
     if window[0] > padded[0] or window[1] > padded[1]:
         padding = f" (padded from {size[0]}x{size[1]})" if any(pads) else ""
-        raise ValueError(f"{owner}: window {window[0]}x{window[1]} is larger than its input "
-                         f"{padded[0]}x{padded[1]}{padding}")
+        raise ValueError(
+            f"{owner}: window {window[0]}x{window[1]} is larger than its input "
+            f"{padded[0]}x{padded[1]}{padding}"
+        )
     return ((padded[0] - window[0]) // stride[0] + 1, (padded[1] - window[1]) // stride[1] + 1)
 
 
 def window_slice(x: np.ndarray, i: int, j: int, stride: Pair, out: Pair) -> np.ndarray:
     """View of the input element at offset (i, j) of every window: shape (N, Ho, Wo, C)."""
-    return x[:, i:i + stride[0] * (out[0] - 1) + 1:stride[0],
-             j:j + stride[1] * (out[1] - 1) + 1:stride[1], :]
+    return x[
+        :,
+        i : i + stride[0] * (out[0] - 1) + 1 : stride[0],
+        j : j + stride[1] * (out[1] - 1) + 1 : stride[1],
+        :,
+    ]
 
 
 def windows(x: np.ndarray, window: Pair, stride: Pair, out: Pair) -> np.ndarray:
     """Read-only strided view (N, Ho, Wo, kh, kw, C) of every window, without copying."""
     s0, s1, s2, s3 = x.strides
     return np.lib.stride_tricks.as_strided(
-        x, shape=(x.shape[0], out[0], out[1], window[0], window[1], x.shape[3]),
-        strides=(s0, s1 * stride[0], s2 * stride[1], s1, s2, s3), writeable=False)
+        x,
+        shape=(x.shape[0], out[0], out[1], window[0], window[1], x.shape[3]),
+        strides=(s0, s1 * stride[0], s2 * stride[1], s1, s2, s3),
+        writeable=False,
+    )
 
 
 def pad(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
@@ -53,11 +65,11 @@ def pad(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
         return x
     n, h, w, c = x.shape
     padded = np.zeros((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
-    padded[:, top:top + h, left:left + w, :] = x
+    padded[:, top : top + h, left : left + w, :] = x
     return padded
 
 
 def crop(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
     """Undo `pad`."""
     top, bottom, left, right = pads
-    return x[:, top:x.shape[1] - bottom, left:x.shape[2] - right, :]
+    return x[:, top : x.shape[1] - bottom, left : x.shape[2] - right, :]

@@ -59,14 +59,18 @@ class Layer(ABC):
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (used by save and by the spec)."""
         signature = inspect.signature(type(self).__init__)
-        return {key: getattr(self, key) for key in signature.parameters
-                if key not in ("self", "name")}
+        return {
+            key: getattr(self, key) for key in signature.parameters if key not in ("self", "name")
+        }
 
     def defaults(self) -> dict[str, Any]:
         """Constructor defaults, so the spec writes back only the arguments that differ."""
         signature = inspect.signature(type(self).__init__)
-        return {key: p.default for key, p in signature.parameters.items()
-                if p.default is not inspect.Parameter.empty and key != "name"}
+        return {
+            key: p.default
+            for key, p in signature.parameters.items()
+            if p.default is not inspect.Parameter.empty and key != "name"
+        }
 
     # -- computation ----------------------------------------------------------------------
     @abstractmethod
@@ -101,7 +105,8 @@ class Layer(ABC):
         if self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"{self.name or type(self).__name__}: expected input of shape "
-                f"(batch, {_dims(self.input_shape)}), got {tuple(x.shape)}")
+                f"(batch, {_dims(self.input_shape)}), got {tuple(x.shape)}"
+            )
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -19,8 +19,15 @@ from .base import Layer, Param, Shape
 class Conv2D(Layer):
     kind = "conv"
 
-    def __init__(self, filters: int, kernel_size: int | tuple[int, int], stride: int = 1,
-                 padding: int | str = 0, init: str = "he", name: str | None = None) -> None:
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int | str = 0,
+        init: str = "he",
+        name: str | None = None,
+    ) -> None:
         super().__init__(name)
         self.filters = _validate.positive_int("Conv2D", "filters", filters)
         self.kernel_size = kernel_size
@@ -28,10 +35,14 @@ class Conv2D(Layer):
         self.padding = padding
         self._kernel = win.pair("Conv2D", "kernel_size", kernel_size)
         self._stride = win.pair("Conv2D", "stride", stride)
-        if not (padding in ("same", "valid")
-                or (isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0)):
-            raise ValueError(f"Conv2D: padding must be a non-negative integer, 'same' or "
-                             f"'valid', got {padding!r}")
+        if not (
+            padding in ("same", "valid")
+            or (isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0)
+        ):
+            raise ValueError(
+                f"Conv2D: padding must be a non-negative integer, 'same' or "
+                f"'valid', got {padding!r}"
+            )
         if init not in INITIALIZERS:
             raise ValueError(f"Conv2D: init must be one of {', '.join(INITIALIZERS)}, got {init!r}")
         self.init = init
@@ -43,8 +54,10 @@ class Conv2D(Layer):
         if self.padding == "same":
             # TensorFlow's rule: output = ceil(input / stride), extra padding at the bottom/right.
             pads = []
-            for size, k, s in ((height, self._kernel[0], self._stride[0]),
-                               (width, self._kernel[1], self._stride[1])):
+            for size, k, s in (
+                (height, self._kernel[0], self._stride[0]),
+                (width, self._kernel[1], self._stride[1]),
+            ):
                 total = max((-(-size // s) - 1) * s + k - size, 0)
                 pads += [total // 2, total - total // 2]
             return tuple(pads)  # type: ignore[return-value]
@@ -53,23 +66,28 @@ class Conv2D(Layer):
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
         if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: Conv2D needs an image input (height, width, "
-                             f"channels), got {input_shape}")
+            raise ValueError(
+                f"{self.name}: Conv2D needs an image input (height, width, "
+                f"channels), got {input_shape}"
+            )
         channels = input_shape[2]
         kh, kw = self._kernel
         fan_in, fan_out = kh * kw * channels, kh * kw * self.filters
-        kernel = initialize(self.init, (kh, kw, channels, self.filters), fan_in, fan_out, rng,
-                            self.dtype)
-        self.params = {"W": Param.of(f"{self.name}.W", kernel),
-                       "b": Param.of(f"{self.name}.b", np.zeros(self.filters, self.dtype),
-                                     regularize=False)}
+        kernel = initialize(
+            self.init, (kh, kw, channels, self.filters), fan_in, fan_out, rng, self.dtype
+        )
+        self.params = {
+            "W": Param.of(f"{self.name}.W", kernel),
+            "b": Param.of(f"{self.name}.b", np.zeros(self.filters, self.dtype), regularize=False),
+        }
         return super().build(input_shape, rng)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         height, width = input_shape[0], input_shape[1]
         self._pad = self._pads(height, width)
-        self._out = win.output_size(self.name or "Conv2D", (height, width), self._kernel,
-                                    self._stride, self._pad)
+        self._out = win.output_size(
+            self.name or "Conv2D", (height, width), self._kernel, self._stride, self._pad
+        )
         return (*self._out, self.filters)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -132,8 +150,8 @@ class Conv2D(Layer):
         dcols = dcols.reshape(n, out_h, out_w, kh, kw * channels)
         dpadded = np.zeros((n, height, width * channels), dtype=dcols.dtype)
         for i in range(kh):
-            rows = dpadded[:, i:i + sh * (out_h - 1) + 1:sh]
+            rows = dpadded[:, i : i + sh * (out_h - 1) + 1 : sh]
             for column in range(out_w):
                 start = column * sw * channels
-                rows[:, :, start:start + kw * channels] += dcols[:, :, column, i]
+                rows[:, :, start : start + kw * channels] += dcols[:, :, column, i]
         return dpadded.reshape(self._padded_shape)

@@ -23,12 +23,14 @@ class Dense(Layer):
         if len(input_shape) != 1:
             raise ValueError(
                 f"{self.name or 'Dense'}: Dense needs a flat input (features,), got "
-                f"{input_shape}; put a Flatten layer before it")
+                f"{input_shape}; put a Flatten layer before it"
+            )
         fan_in = input_shape[0]
         weights = initialize(self.init, (fan_in, self.units), fan_in, self.units, rng, self.dtype)
-        self.params = {"W": Param.of(f"{self.name}.W", weights),
-                       "b": Param.of(f"{self.name}.b", np.zeros(self.units, self.dtype),
-                                     regularize=False)}
+        self.params = {
+            "W": Param.of(f"{self.name}.W", weights),
+            "b": Param.of(f"{self.name}.b", np.zeros(self.units, self.dtype), regularize=False),
+        }
         return super().build(input_shape, rng)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:

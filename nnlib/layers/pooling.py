@@ -13,8 +13,12 @@ from .base import Layer, Shape
 
 
 class _Pool2D(Layer):
-    def __init__(self, pool_size: int | tuple[int, int] = 2,
-                 stride: int | tuple[int, int] | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = 2,
+        stride: int | tuple[int, int] | None = None,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name)
         owner = type(self).__name__
         self.pool_size = pool_size
@@ -24,10 +28,17 @@ class _Pool2D(Layer):
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 3:
-            raise ValueError(f"{self.name}: pooling needs an image input (height, width, "
-                             f"channels), got {input_shape}")
-        self._out = win.output_size(self.name or type(self).__name__, input_shape[:2],
-                                    self._window, self._stride, (0, 0, 0, 0))
+            raise ValueError(
+                f"{self.name}: pooling needs an image input (height, width, "
+                f"channels), got {input_shape}"
+            )
+        self._out = win.output_size(
+            self.name or type(self).__name__,
+            input_shape[:2],
+            self._window,
+            self._stride,
+            (0, 0, 0, 0),
+        )
         return (*self._out, input_shape[2])
 
     def _offsets(self) -> list[tuple[int, int]]:
@@ -48,8 +59,9 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
         self._x_shape = x.shape
-        self._planes = np.empty((len(self._offsets()), x.shape[0], *self._out, x.shape[3]),
-                                dtype=x.dtype)
+        self._planes = np.empty(
+            (len(self._offsets()), x.shape[0], *self._out, x.shape[3]), dtype=x.dtype
+        )
         for plane, (i, j) in zip(self._planes, self._offsets(), strict=True):
             np.copyto(plane, win.window_slice(x, i, j, self._stride, self._out))
         self._max = self._planes.max(axis=0)
@@ -71,7 +83,8 @@ class MaxPool2D(_Pool2D):
             dx[target.ravel()] = grad.ravel()  # windows do not overlap: targets are distinct
         else:
             dx = np.bincount(target.ravel(), weights=grad.ravel(), minlength=size).astype(
-                grad.dtype, copy=False)
+                grad.dtype, copy=False
+            )
         return dx.reshape(self._x_shape)
 
     def _window_origins(self) -> np.ndarray:
@@ -83,7 +96,8 @@ class MaxPool2D(_Pool2D):
                 np.arange(n)[:, None, None, None] * (height * row)
                 + np.arange(self._out[0])[None, :, None, None] * (self._stride[0] * row)
                 + np.arange(self._out[1])[None, None, :, None] * (self._stride[1] * channels)
-                + np.arange(channels))
+                + np.arange(channels)
+            )
         return self._origins
 
     def _offset_steps(self) -> np.ndarray:

@@ -52,7 +52,8 @@ class Dropout(Layer):
             return x
         keep = 1.0 - self.rate
         self._mask = (self.rng.random(x.shape, dtype=np.float32) < keep) * np.asarray(
-            1.0 / keep, dtype=x.dtype)
+            1.0 / keep, dtype=x.dtype
+        )
         return x * self._mask
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:

@@ -95,8 +95,9 @@ class DashboardScreen(Screen[None]):
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/Resume"),
         Binding("n", "step", "Step"),
-        Binding("plus,equals_sign", f"change_lr({LR_FACTOR})", f"lr×{LR_FACTOR:g}",
-                key_display="+"),
+        Binding(
+            "plus,equals_sign", f"change_lr({LR_FACTOR})", f"lr×{LR_FACTOR:g}", key_display="+"
+        ),
         Binding("minus", f"change_lr({1 / LR_FACTOR})", f"lr÷{LR_FACTOR:g}", key_display="-"),
         Binding("s", "stop", "Stop"),
         Binding("e", "edit", "Edit hparams"),
@@ -107,12 +108,18 @@ class DashboardScreen(Screen[None]):
         Binding("right_square_bracket", "layer(1)", "Next layer", key_display="]"),
         Binding("w", "save_model", "Save model"),
         Binding("escape", "back", "Setup"),
-        *(Binding(str(i), f"panel('{key}')", title, show=False)
-          for i, (key, title) in enumerate(PANELS, start=1)),
+        *(
+            Binding(str(i), f"panel('{key}')", title, show=False)
+            for i, (key, title) in enumerate(PANELS, start=1)
+        ),
     ]
 
-    def __init__(self, config: ExperimentConfig, replay: Iterable[Snapshot] | None = None,
-                 recorded: RecordedRun | None = None) -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        replay: Iterable[Snapshot] | None = None,
+        recorded: RecordedRun | None = None,
+    ) -> None:
         """Train `config`; or, with `replay`, show a fixed sequence of snapshots instead
         (reproducible pictures for tests and docs); or, with `recorded`, show a run read
         from its directory, following its log until its end event."""
@@ -120,8 +127,9 @@ class DashboardScreen(Screen[None]):
         self.config = config
         self.replay = list(replay) if replay is not None else None
         self.recorded = recorded
-        self.state = RunState(recorded.dataset if recorded else Path(config.dataset).stem,
-                              config.arch or "")
+        self.state = RunState(
+            recorded.dataset if recorded else Path(config.dataset).stem, config.arch or ""
+        )
         self.experiment: Experiment | None = None
         self._cancelled = threading.Event()
         self._finished = threading.Event()
@@ -132,15 +140,24 @@ class DashboardScreen(Screen[None]):
         self._confusion = ConfusionPanel(self.state, id="confusion")
         self._layers = LayersPanel(self.state, id="layers")
         self._event_log = EventLog(id="log")
-        self._state_panels: tuple[StatePanel, ...] = (self._status, self._curves,
-                                                      self._confusion, self._layers)
+        self._state_panels: tuple[StatePanel, ...] = (
+            self._status,
+            self._curves,
+            self._confusion,
+            self._layers,
+        )
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         self._status.border_title = "nntui"
         yield self._status
-        yield Tabs(*(Tab(f"{i} {title}", id=f"tab-{key}")
-                     for i, (key, title) in enumerate(PANELS, start=1)), id="tabs")
+        yield Tabs(
+            *(
+                Tab(f"{i} {title}", id=f"tab-{key}")
+                for i, (key, title) in enumerate(PANELS, start=1)
+            ),
+            id="tabs",
+        )
         with Container(id="panels"):
             for panel in (self._curves, self._confusion, self._layers, self._event_log):
                 panel.add_class("panel")
@@ -164,13 +181,19 @@ class DashboardScreen(Screen[None]):
             if not self.recorded.ended:
                 self._event_log.add(None, "following the run log as it grows…")
                 self._worker_started = True
-                self.run_worker(self._follow, thread=True, exit_on_error=False,
-                                name="following", group="following")
+                self.run_worker(
+                    self._follow,
+                    thread=True,
+                    exit_on_error=False,
+                    name="following",
+                    group="following",
+                )
         else:
             self._event_log.add(None, f"loading {self.config.dataset}…")
             self._worker_started = True
-            self.run_worker(self._train, thread=True, exit_on_error=False, name="training",
-                            group="training")
+            self.run_worker(
+                self._train, thread=True, exit_on_error=False, name="training", group="training"
+            )
 
     def on_resize(self, event: Resize) -> None:
         self._layout(event.size.width, event.size.height)
@@ -196,8 +219,11 @@ class DashboardScreen(Screen[None]):
         bridge = Bridge(self._post)
         try:
             with blas_threads(1):  # the UI is always another busy thread: see nnlib.threads
-                experiment = setup(self.config, checkpoints=True,
-                                   callbacks=[bridge, StopIfCancelled(self._cancelled)])
+                experiment = setup(
+                    self.config,
+                    checkpoints=True,
+                    callbacks=[bridge, StopIfCancelled(self._cancelled)],
+                )
                 self.experiment = experiment
                 # If the screen was left meanwhile, StopIfCancelled ends the run at once.
                 experiment.fit()
@@ -206,9 +232,14 @@ class DashboardScreen(Screen[None]):
             if trainer is None:
                 self._post(Notice("error", 0, f"could not start: {error}"))
             if not bridge.ended:  # else the bridge has sent RunEnded with the message
-                self._post(RunEnded("error", trainer.global_step if trainer else 0,
-                                    trainer.epoch if trainer else 0,
-                                    f"{type(error).__name__}: {error}"))
+                self._post(
+                    RunEnded(
+                        "error",
+                        trainer.global_step if trainer else 0,
+                        trainer.epoch if trainer else 0,
+                        f"{type(error).__name__}: {error}",
+                    )
+                )
         finally:
             self._finished.set()
 
@@ -221,8 +252,13 @@ class DashboardScreen(Screen[None]):
                 for snapshot in recorded.poll():
                     self._post(snapshot)
         except (OSError, ValueError) as error:
-            self._post(Notice("error", self.state.progress.step if self.state.progress else 0,
-                              f"stopped following the run log: {error}"))
+            self._post(
+                Notice(
+                    "error",
+                    self.state.progress.step if self.state.progress else 0,
+                    f"stopped following the run log: {error}",
+                )
+            )
         finally:
             self._finished.set()
 
@@ -241,8 +277,9 @@ class DashboardScreen(Screen[None]):
         the app goes on, so a quit never leaves a log without its end event."""
         self.shutdown()
         if self._worker_started:
-            await asyncio.get_running_loop().run_in_executor(None, self._finished.wait,
-                                                             FINISH_TIMEOUT)
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._finished.wait, FINISH_TIMEOUT
+            )
 
     @property
     def running(self) -> bool:
@@ -265,14 +302,17 @@ class DashboardScreen(Screen[None]):
         if isinstance(snapshot, RunEnded):
             where = self.state.started.run_dir if self.state.started else ""
             if snapshot.error:
-                self.notify(snapshot.error, title="Training failed", severity="error",
-                            timeout=10)
+                self.notify(snapshot.error, title="Training failed", severity="error", timeout=10)
             elif self.recorded is not None:
-                self.notify(f"{snapshot.reason} at step {snapshot.step}; read from {where}",
-                            title="Recorded run")
+                self.notify(
+                    f"{snapshot.reason} at step {snapshot.step}; read from {where}",
+                    title="Recorded run",
+                )
             else:
-                self.notify(f"{snapshot.reason}; run written to {where}" if where else
-                            snapshot.reason, title="Run ended")
+                self.notify(
+                    f"{snapshot.reason}; run written to {where}" if where else snapshot.reason,
+                    title="Run ended",
+                )
         elif isinstance(snapshot, Notice) and snapshot.kind in ("diverged", "error"):
             self.notify(snapshot.message, severity="error")
 
@@ -366,8 +406,12 @@ class DashboardScreen(Screen[None]):
     def action_save_model(self) -> None:
         if self.recorded is not None:
             saved = self.recorded.run_dir / "model.npz"
-            self.notify(f"{RECORDED}; its model, if it saved one, is {saved}"
-                        if saved.exists() else RECORDED, severity="warning")
+            self.notify(
+                f"{RECORDED}; its model, if it saved one, is {saved}"
+                if saved.exists()
+                else RECORDED,
+                severity="warning",
+            )
             return
         experiment = self.experiment
         if experiment is None:
@@ -376,18 +420,25 @@ class DashboardScreen(Screen[None]):
         # The dashboard says "paused" during a single step (n) too: only a parked trainer
         # (or an ended run) leaves the weights still while this thread reads them.
         if self.state.end is None and not experiment.trainer.wait_until_parked(timeout=0):
-            self.notify("pause (space) or stop (s) the run first, and let a single-step batch "
-                        "finish, so the weights hold still", severity="warning")
+            self.notify(
+                "pause (space) or stop (s) the run first, and let a single-step batch "
+                "finish, so the weights hold still",
+                severity="warning",
+            )
             return
 
         def save(path: str) -> str:
             written = experiment.model.save(path or experiment.run_dir / "model.npz")
-            self._event_log.add(self.state.progress.step if self.state.progress else None,
-                                f"model saved to {written}", "good")
+            self._event_log.add(
+                self.state.progress.step if self.state.progress else None,
+                f"model saved to {written}",
+                "good",
+            )
             return f"model saved to {written}"
 
-        self.app.push_screen(PathScreen("Save the model (.npz)",
-                                        str(experiment.run_dir / "model.npz"), save))
+        self.app.push_screen(
+            PathScreen("Save the model (.npz)", str(experiment.run_dir / "model.npz"), save)
+        )
 
     def action_back(self) -> None:
         """Back to the setup screen (stopping the run, after asking, if it is live)."""
@@ -400,5 +451,6 @@ class DashboardScreen(Screen[None]):
                 self.shutdown()
                 self.dismiss()
 
-        self.app.push_screen(ConfirmScreen("Stop this run and go back to the setup?",
-                                           yes="Stop run"), answer)
+        self.app.push_screen(
+            ConfirmScreen("Stop this run and go back to the setup?", yes="Stop run"), answer
+        )

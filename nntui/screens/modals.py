@@ -62,9 +62,12 @@ class PathScreen(ModalScreen[str | None]):
     the dialog stays open. On success the action's message is shown as a notification and
     the dialog dismisses with it."""
 
-    DEFAULT_CSS = MODAL_CSS.format(name="PathScreen") + """
+    DEFAULT_CSS = (
+        MODAL_CSS.format(name="PathScreen")
+        + """
     PathScreen Input { width: 60; }
     """
+    )
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, default: str, action: Callable[[str], str]) -> None:
@@ -97,12 +100,15 @@ class HparamScreen(ModalScreen[dict[str, Any]]):
     by the trainer first; a bad one shows the trainer's message under its field and nothing
     is applied. The batch size applies from the next epoch."""
 
-    DEFAULT_CSS = MODAL_CSS.format(name="HparamScreen") + """
+    DEFAULT_CSS = (
+        MODAL_CSS.format(name="HparamScreen")
+        + """
     HparamScreen Grid { grid-size: 2; grid-columns: 14 24; grid-rows: auto; height: auto;
                         grid-gutter: 0 1; }
     HparamScreen Label { width: 100%; text-align: right; color: $text-muted; }
     HparamScreen .note { color: $text-muted; }
     """
+    )
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, trainer: Trainer, pending: dict[str, Any]) -> None:
@@ -119,8 +125,11 @@ class HparamScreen(ModalScreen[dict[str, Any]]):
             with Grid():
                 for name, value in self.shown.items():
                     yield Label(name.replace("_", " "))
-                    yield Input(f"{value:g}" if isinstance(value, float) else str(value),
-                                id=name, compact=True)
+                    yield Input(
+                        f"{value:g}" if isinstance(value, float) else str(value),
+                        id=name,
+                        compact=True,
+                    )
             yield Static("batch size applies from the next epoch", classes="note")
             yield Static("", classes="error", id="hp-edit-error")
             with Horizontal(classes="buttons"):
@@ -172,9 +181,12 @@ def _number(name: str, text: str) -> int | float:
 class HelpScreen(ModalScreen[None]):
     """Every key of the screen below, and the app's own."""
 
-    DEFAULT_CSS = MODAL_CSS.format(name="HelpScreen") + """
+    DEFAULT_CSS = (
+        MODAL_CSS.format(name="HelpScreen")
+        + """
     HelpScreen VerticalScroll { height: auto; max-height: 30; }
     """
+    )
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
 
     def __init__(self, title: str, keys: Iterable[tuple[str, str]]) -> None:
@@ -232,4 +244,5 @@ class TooSmallScreen(Screen[None]):
         self.query_one("#too-small", Static).update(
             f"Terminal too small ({width}×{height}).\n"
             f"nntui needs at least {self.minimum[0]}×{self.minimum[1]}.\n"
-            "Enlarge the window, or press q to quit.")
+            "Enlarge the window, or press q to quit."
+        )

@@ -50,8 +50,9 @@ class SetupScreen(Screen[None]):
         self.config = config
         self.datasets = datasets
         names = [d.name for d in datasets]
-        self.info = datasets[names.index(config.dataset)] if config.dataset in names else \
-            datasets[0]
+        self.info = (
+            datasets[names.index(config.dataset)] if config.dataset in names else datasets[0]
+        )
 
     def compose(self) -> ComposeResult:
         yield Static("nntui · set up an experiment", id="title")
@@ -62,8 +63,9 @@ class SetupScreen(Screen[None]):
                 yield DatasetPicker(self.datasets, self.info.name)
             with Vertical(id="arch-box", classes="box") as box:
                 box.border_title = "Architecture"
-                yield ArchEditor(self.config.arch or quick_arch(self.info), self.info,
-                                 self.config.batch_size)
+                yield ArchEditor(
+                    self.config.arch or quick_arch(self.info), self.info, self.config.batch_size
+                )
         with Vertical(id="hparams-box", classes="box") as box:
             box.border_title = "Hyperparameters"
             yield HparamsForm(self.config)
@@ -81,8 +83,9 @@ class SetupScreen(Screen[None]):
         """Keep the architecture if it fits the new dataset, else offer a quick one."""
         old, self.info = self.info, event.info
         editor = self.query_one(ArchEditor)
-        fits = (old.input_shape == event.info.input_shape
-                and outputs_of(old) == outputs_of(event.info))
+        fits = old.input_shape == event.info.input_shape and outputs_of(old) == outputs_of(
+            event.info
+        )
         editor.set_dataset(event.info, None if fits and editor.spec else quick_arch(event.info))
 
     def on_dataset_picker_chosen(self, event: DatasetPicker.Chosen) -> None:
@@ -102,8 +105,11 @@ class SetupScreen(Screen[None]):
         self.focus_next()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        actions = {"train": self.action_train, "save": self.action_save_config,
-                   "load": self.action_load_config}
+        actions = {
+            "train": self.action_train,
+            "save": self.action_save_config,
+            "load": self.action_load_config,
+        }
         if event.button.id in actions:
             event.stop()
             actions[event.button.id]()
@@ -140,8 +146,10 @@ class SetupScreen(Screen[None]):
         self.config = config
         picker = self.query_one(DatasetPicker)
         if not picker.select(config.dataset):
-            self.notify(f"{config.dataset} is not a built-in dataset; pick one from the list",
-                        severity="warning")
+            self.notify(
+                f"{config.dataset} is not a built-in dataset; pick one from the list",
+                severity="warning",
+            )
         self.query_one(HparamsForm).load(config)
         if config.arch:
             self.call_after_refresh(self.query_one(ArchEditor).set_spec, config.arch)
@@ -154,8 +162,7 @@ class SetupScreen(Screen[None]):
         def save(path: str) -> str:
             return f"saved {config.save(path or DEFAULT_CONFIG_FILE)}"
 
-        self.app.push_screen(PathScreen("Save the experiment as (TOML)", DEFAULT_CONFIG_FILE,
-                                        save))
+        self.app.push_screen(PathScreen("Save the experiment as (TOML)", DEFAULT_CONFIG_FILE, save))
 
     def action_load_config(self) -> None:
         def load(path: str) -> str:

@@ -28,11 +28,18 @@ def summary_table(summary: Summary, batch_size: int) -> Table:
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("act./batch", justify="right", no_wrap=True)
     for layer in summary.layers:
-        table.add_row(layer.name, "×".join(map(str, layer.output_shape)), f"{layer.params:,}",
-                      human_bytes(layer.activation_bytes * batch_size))
-    table.add_row(Text("total", style="bold"), "", Text(f"{summary.total_params:,}",
-                                                        style="bold"),
-                  Text(human_bytes(summary.activation_bytes(batch_size)), style="bold"))
+        table.add_row(
+            layer.name,
+            "×".join(map(str, layer.output_shape)),
+            f"{layer.params:,}",
+            human_bytes(layer.activation_bytes * batch_size),
+        )
+    table.add_row(
+        Text("total", style="bold"),
+        "",
+        Text(f"{summary.total_params:,}", style="bold"),
+        Text(human_bytes(summary.activation_bytes(batch_size)), style="bold"),
+    )
     return table
 
 
@@ -46,8 +53,9 @@ class ArchEditor(Vertical):
     ArchEditor #summary-scroll { height: 1fr; }
     """
 
-    def __init__(self, spec: str, info: DatasetInfo, batch_size: int = 64,
-                 **kwargs: object) -> None:
+    def __init__(
+        self, spec: str, info: DatasetInfo, batch_size: int = 64, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)
         self.info = info
         self.batch_size = batch_size
@@ -56,8 +64,12 @@ class ArchEditor(Vertical):
         self._timer = None
 
     def compose(self) -> ComposeResult:
-        yield Input(self._initial, placeholder="e.g. 784-128-10 or conv(8,3) relu maxpool(2) "
-                    "dense(10)", id="arch", compact=True)
+        yield Input(
+            self._initial,
+            placeholder="e.g. 784-128-10 or conv(8,3) relu maxpool(2) dense(10)",
+            id="arch",
+            compact=True,
+        )
         yield Static("", id="arch-message")
         with Horizontal(id="presets"):
             for p in PRESETS:
@@ -74,8 +86,12 @@ class ArchEditor(Vertical):
 
     @property
     def valid(self) -> bool:
-        return (self.result is not None and self.result.error is None
-                and self.result.spec == self.spec and self.result.shape == self.info.input_shape)
+        return (
+            self.result is not None
+            and self.result.error is None
+            and self.result.spec == self.spec
+            and self.result.shape == self.info.input_shape
+        )
 
     def set_spec(self, spec: str) -> None:
         self.query_one("#arch", Input).value = spec
@@ -107,8 +123,11 @@ class ArchEditor(Vertical):
 
     @work(thread=True, exclusive=True, group="spec-check", exit_on_error=False)
     def _check(self, spec: str, info: DatasetInfo) -> None:
-        result = check_spec(spec, info) if spec else SpecCheck(spec, tuple(info.input_shape),
-                                                               error="enter an architecture")
+        result = (
+            check_spec(spec, info)
+            if spec
+            else SpecCheck(spec, tuple(info.input_shape), error="enter an architecture")
+        )
         self.app.call_from_thread(self._show, result)
 
     def _show(self, result: SpecCheck) -> None:
@@ -125,8 +144,9 @@ class ArchEditor(Vertical):
             params = result.summary.total_params if result.summary else 0
             message.update(Text.assemble(("✓ ", "green"), f"{params:,} parameters"))
         if result.summary is not None:
-            self.query_one("#summary", Static).update(summary_table(result.summary,
-                                                                     self.batch_size))
+            self.query_one("#summary", Static).update(
+                summary_table(result.summary, self.batch_size)
+            )
         elif result.error:
             self.query_one("#summary", Static).update("")
 

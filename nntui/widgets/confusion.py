@@ -21,21 +21,32 @@ class ConfusionPanel(StatePanel):
             result = state.regression
             if result is None:
                 return Text("predicted vs true appears after the first epoch", style="dim")
-            title = Text.assemble((f"validation, epoch {result.epoch + 1}: ", "bold"),
-                                  f"R² {result.r2:.3f}  MAE {result.mae:.4g}",
-                                  ("   ╱ ideal (predicted = true)", "dim"))
-            plot = density_plot(result.counts, result.lo, result.hi, width, height - 2,
-                                style="#38bdf8")
+            title = Text.assemble(
+                (f"validation, epoch {result.epoch + 1}: ", "bold"),
+                f"R² {result.r2:.3f}  MAE {result.mae:.4g}",
+                ("   ╱ ideal (predicted = true)", "dim"),
+            )
+            plot = density_plot(
+                result.counts, result.lo, result.hi, width, height - 2, style="#38bdf8"
+            )
             return Text("\n").join([title, plot, Text("true →", style="dim")])
         confusion = state.confusion
         if confusion is None:
-            return Text("the confusion matrix appears after the first epoch "
-                        "(needs a validation split)", style="dim")
+            return Text(
+                "the confusion matrix appears after the first epoch (needs a validation split)",
+                style="dim",
+            )
         total = sum(map(sum, confusion.matrix))
         correct = sum(row[i] for i, row in enumerate(confusion.matrix))
         title = Text(f"validation, epoch {confusion.epoch + 1}", style="bold")
         if total:
             title.append(f" · accuracy {correct / total:.1%} of {total:,}")
-        heatmap = confusion_heatmap(confusion.matrix, confusion.precision, confusion.recall,
-                                    confusion.class_names, width, color=not self.app.no_color)
+        heatmap = confusion_heatmap(
+            confusion.matrix,
+            confusion.precision,
+            confusion.recall,
+            confusion.class_names,
+            width,
+            color=not self.app.no_color,
+        )
         return Text("\n").join([title, heatmap])

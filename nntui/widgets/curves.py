@@ -42,8 +42,9 @@ class CurvesPanel(StatePanel):
         classification = state.task == "classification"
         charts = [("loss", losses, [e.val_loss for e in epochs], self.log_scale, (0.0, None))]
         if classification:
-            charts.append(("accuracy", accuracies, [e.val_accuracy for e in epochs], False,
-                           (0.0, 1.0)))
+            charts.append(
+                ("accuracy", accuracies, [e.val_accuracy for e in epochs], False, (0.0, 1.0))
+            )
         x_range = (0.0, float(max(steps[-1] if len(steps) else 1, 1)))
         epoch_steps = [e.step for e in epochs]
         blocks = []
@@ -52,21 +53,46 @@ class CurvesPanel(StatePanel):
             smooth = ema(raw, self.smoothing)
             series = [Series(steps, raw, RAW, "spread"), Series(steps, smooth, SMOOTH)]
             if any(v is not None for v in val):
-                series.append(Series(epoch_steps, [np.nan if v is None else v for v in val],
-                                     VALIDATION, "line", "●"))
+                series.append(
+                    Series(
+                        epoch_steps,
+                        [np.nan if v is None else v for v in val],
+                        VALIDATION,
+                        "line",
+                        "●",
+                    )
+                )
             blocks.append(self._legend(name, smooth, val, log, bool(marks), width))
-            blocks.append(line_chart(width, chart_h - 1, series, log_y=log, x_range=x_range,
-                                     marks=marks, mark_style=MARK, y_limits=limits))
+            blocks.append(
+                line_chart(
+                    width,
+                    chart_h - 1,
+                    series,
+                    log_y=log,
+                    x_range=x_range,
+                    marks=marks,
+                    mark_style=MARK,
+                    y_limits=limits,
+                )
+            )
         return Text("\n").join(blocks)
 
-    def _legend(self, name: str, smooth: np.ndarray, val: list[float | None], log: bool,
-                marks: bool, width: int) -> Text:
+    def _legend(
+        self,
+        name: str,
+        smooth: np.ndarray,
+        val: list[float | None],
+        log: bool,
+        marks: bool,
+        width: int,
+    ) -> Text:
         """The chart's name and key, with the latest smoothed and validation values."""
         latest = smooth[-1] if len(smooth) else None
         last_val = next((v for v in reversed(val) if v is not None), None)
         percent = name == "accuracy"
-        legend = Text.assemble((f"{name}{' (log)' if log else ''} ", "bold"),
-                               ("⣿ batch ", RAW), ("━ ", SMOOTH))
+        legend = Text.assemble(
+            (f"{name}{' (log)' if log else ''} ", "bold"), ("⣿ batch ", RAW), ("━ ", SMOOTH)
+        )
         legend.append(f"EMA {self.smoothing:g} " + _value(latest, percent), SMOOTH)
         legend.append("  ● val " + _value(last_val, percent), VALIDATION)
         if marks:

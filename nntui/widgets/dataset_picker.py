@@ -34,8 +34,13 @@ def option_prompt(info: DatasetInfo) -> Text:
 
 
 def info_text(info: DatasetInfo) -> Text:
-    where = ("generated on the fly" if info.source == "generated" else
-             "on disk" if info.on_disk else "not on disk: downloaded when training starts")
+    where = (
+        "generated on the fly"
+        if info.source == "generated"
+        else "on disk"
+        if info.on_disk
+        else "not on disk: downloaded when training starts"
+    )
     text = Text(info.description + "\n", style="italic")
     text.append(f"{info.task}, input {shape_text(info.input_shape)}")
     if info.num_classes:
@@ -72,8 +77,9 @@ class DatasetPicker(Vertical):
         self._initial = names.index(selected) if selected in names else 0
 
     def compose(self) -> ComposeResult:
-        yield OptionList(*(Option(option_prompt(d), id=d.name) for d in self.datasets),
-                         id="dataset-list")
+        yield OptionList(
+            *(Option(option_prompt(d), id=d.name) for d in self.datasets), id="dataset-list"
+        )
         yield Static(id="dataset-info")
 
     def on_mount(self) -> None:

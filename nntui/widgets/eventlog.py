@@ -15,14 +15,23 @@ STYLES = {"info": "", "good": "green", "warning": "yellow", "error": "bold red"}
 def describe(snapshot: Snapshot) -> tuple[str, str] | None:
     """(line, severity) for snapshots worth logging; None for the rest."""
     if isinstance(snapshot, RunStarted):
-        return (f"run started: {snapshot.arch} ({snapshot.params:,} params), "
-                f"log in {snapshot.run_dir}", "info")
+        return (
+            f"run started: {snapshot.arch} ({snapshot.params:,} params), log in {snapshot.run_dir}",
+            "info",
+        )
     if isinstance(snapshot, HparamChange):
-        return (f"{snapshot.name} {_value(snapshot.old)} → {_value(snapshot.new)} "
-                f"(applies {snapshot.applies})", "warning")
+        return (
+            f"{snapshot.name} {_value(snapshot.old)} → {_value(snapshot.new)} "
+            f"(applies {snapshot.applies})",
+            "warning",
+        )
     if isinstance(snapshot, Notice):
-        severity = {"diverged": "error", "error": "error", "early_stop": "good",
-                    "checkpoint": "good"}.get(snapshot.kind, "info")
+        severity = {
+            "diverged": "error",
+            "error": "error",
+            "early_stop": "good",
+            "checkpoint": "good",
+        }.get(snapshot.kind, "info")
         return snapshot.message, severity
     if isinstance(snapshot, EpochEnd):
         text = f"epoch {snapshot.epoch + 1}: loss {format_number(snapshot.loss).strip()}"

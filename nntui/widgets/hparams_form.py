@@ -15,10 +15,14 @@ from nnlib.config import OPTIMIZER_NAMES, ConfigError, ExperimentConfig
 
 #: Form fields: config name, label, parser.
 FIELDS: tuple[tuple[str, str, type], ...] = (
-    ("lr", "lr", float), ("momentum", "momentum", float),
-    ("weight_decay", "weight decay", float), ("batch_size", "batch size", int),
-    ("epochs", "epochs", int), ("seed", "seed", int),
-    ("validation_split", "val. split", float), ("subset", "subset", int),
+    ("lr", "lr", float),
+    ("momentum", "momentum", float),
+    ("weight_decay", "weight decay", float),
+    ("batch_size", "batch size", int),
+    ("epochs", "epochs", int),
+    ("seed", "seed", int),
+    ("validation_split", "val. split", float),
+    ("subset", "subset", int),
 )
 PARSERS = {name: parser for name, _, parser in FIELDS}
 
@@ -62,12 +66,21 @@ class HparamsForm(Vertical):
     def compose(self) -> ComposeResult:
         with Grid():
             yield Label("optimizer")
-            yield Select([(name, name) for name in OPTIMIZER_NAMES], value=self._config.optimizer,
-                         allow_blank=False, id="optimizer", compact=True)
+            yield Select(
+                [(name, name) for name in OPTIMIZER_NAMES],
+                value=self._config.optimizer,
+                allow_blank=False,
+                id="optimizer",
+                compact=True,
+            )
             for name, label, _ in FIELDS:
                 yield Label(label)
-                yield Input(field_text(getattr(self._config, name)), id=name, compact=True,
-                            placeholder="all" if name == "subset" else "")
+                yield Input(
+                    field_text(getattr(self._config, name)),
+                    id=name,
+                    compact=True,
+                    placeholder="all" if name == "subset" else "",
+                )
         yield Static("", id="hp-error")
 
     def on_mount(self) -> None:
@@ -117,5 +130,6 @@ class HparamsForm(Vertical):
 
     def _momentum_enabled(self) -> None:
         """Momentum is an SGD setting; the other optimizers ignore it."""
-        self.query_one("#momentum", Input).disabled = \
+        self.query_one("#momentum", Input).disabled = (
             self.query_one("#optimizer", Select).value != "sgd"
+        )

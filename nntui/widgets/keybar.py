@@ -30,9 +30,11 @@ class KeyBar(Widget):
 
     def on_mount(self) -> None:
         # Only the screen's and the app's own keys: they do not change with the focus.
-        self.items = [(key, description) for key, description, _, node in
-                      screen_keys(self.screen, shown_only=True)
-                      if node in (self.screen, self.app)]
+        self.items = [
+            (key, description)
+            for key, description, _, node in screen_keys(self.screen, shown_only=True)
+            if node in (self.screen, self.app)
+        ]
 
     def _lines(self, width: int) -> list[Text]:
         key_style = self.get_component_rich_style("keybar--key", partial=True)

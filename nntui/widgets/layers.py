@@ -25,8 +25,10 @@ class LayersPanel(StatePanel, can_focus=True):
     """One selected layer in detail, and a one-line summary of every layer."""
 
     INTERVAL = 1.0
-    BINDINGS = [Binding("left", "select(-1)", "Prev layer", show=False),
-                Binding("right", "select(1)", "Next layer", show=False)]
+    BINDINGS = [
+        Binding("left", "select(-1)", "Prev layer", show=False),
+        Binding("right", "select(1)", "Next layer", show=False),
+    ]
     selected: reactive[int] = reactive(0)
     gradients: reactive[bool] = reactive(False)
 
@@ -54,11 +56,12 @@ class LayersPanel(StatePanel, can_focus=True):
         kind = "grads" if self.gradients else "weights"
         table = self._table(names, index, width)
         chart_h = max(height - len(table) - 2, 3)
-        title = Text.assemble((f"{names[index]} ", "bold"),
-                              (f"({index + 1}/{len(names)}) ", "dim"),
-                              ("gradients" if self.gradients else "weights",
-                               "bold " + BAR_STYLES[kind]),
-                              ("   [ ] layer · g weights/gradients", "dim"))
+        title = Text.assemble(
+            (f"{names[index]} ", "bold"),
+            (f"({index + 1}/{len(names)}) ", "dim"),
+            ("gradients" if self.gradients else "weights", "bold " + BAR_STYLES[kind]),
+            ("   [ ] layer · g weights/gradients", "dim"),
+        )
         if history is None:
             return Text("\n").join([title, Text("no data for this layer yet", style="dim")])
         hist = history.latest.grads if self.gradients else history.latest.weights
@@ -67,35 +70,43 @@ class LayersPanel(StatePanel, can_focus=True):
         if hist is None or not len(series):
             body = Text("no gradients yet (they appear after the first step)", style="dim")
         else:
-            bars = bar_histogram(bars_w, chart_h, hist.counts, hist.lo, hist.hi,
-                                 BAR_STYLES[kind])
+            bars = bar_histogram(bars_w, chart_h, hist.counts, hist.lo, hist.hi, BAR_STYLES[kind])
             steps, *percentiles = series.columns
-            bands = band_chart(width - bars_w - 2, chart_h, steps,
-                               list(zip(*percentiles, strict=True)), BAND_PALETTES[kind])
+            bands = band_chart(
+                width - bars_w - 2,
+                chart_h,
+                steps,
+                list(zip(*percentiles, strict=True)),
+                BAND_PALETTES[kind],
+            )
             body = side_by_side(bars, bands, bars_w)
-        captions = Text.assemble(("latest histogram".ljust(bars_w + 2), "dim"),
-                                 ("over steps: ░0-100 ▒7-93 ▓16-84 ━median (percentiles)",
-                                  "dim"))
+        captions = Text.assemble(
+            ("latest histogram".ljust(bars_w + 2), "dim"),
+            ("over steps: ░0-100 ▒7-93 ▓16-84 ━median (percentiles)", "dim"),
+        )
         captions.truncate(width)
         return Text("\n").join([title, body, captions, *table])
 
     def _table(self, names: list[str], selected: int, width: int) -> list[Text]:
-        header = Text(f"  {'layer':<10} {'|grad|':>9} {'upd/w':>9} {'dead ReLU':>9}",
-                      style="bold")
+        header = Text(f"  {'layer':<10} {'|grad|':>9} {'upd/w':>9} {'dead ReLU':>9}", style="bold")
         rows = [header]
         for index, name in enumerate(names):
             history = self.state.layers.get(name)
             stats = history.latest if history else None
-            row = Text("▶ " if index == selected else "  ",
-                       style="bold" if index == selected else "")
+            row = Text(
+                "▶ " if index == selected else "  ", style="bold" if index == selected else ""
+            )
             row.append(f"{name:<10.10} ")
             row.append(_fmt(stats.grad_norm if stats else None).rjust(9) + " ")
             ratio = stats.update_ratio if stats else None
-            row.append(("–" if ratio is None else f"{ratio:.1e}").rjust(9) + " ",
-                       style=_ratio_style(ratio))
+            row.append(
+                ("–" if ratio is None else f"{ratio:.1e}").rjust(9) + " ", style=_ratio_style(ratio)
+            )
             dead = stats.dead_fraction if stats else None
-            row.append(("–" if dead is None else f"{dead:.0%}").rjust(9),
-                       style="bold red" if dead is not None and dead > 0.5 else "")
+            row.append(
+                ("–" if dead is None else f"{dead:.0%}").rjust(9),
+                style="bold red" if dead is not None and dead > 0.5 else "",
+            )
             if index == selected:
                 row.stylize("reverse")
             rows.append(row)

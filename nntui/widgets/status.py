@@ -11,11 +11,16 @@ from .panel import StatePanel
 
 #: Each RunState.state as its badge: words and style.
 STATE_BADGES = {
-    "loading": ("loading data", "bold cyan"), "running": ("running", "bold green"),
-    "paused": ("paused", "bold yellow"), "pausing": ("pausing…", "bold yellow"),
-    "stopping": ("stopping…", "bold yellow"), "stopped": ("stopped", "bold blue"),
-    "finished": ("finished", "bold blue"), "early_stop": ("early stop", "bold blue"),
-    "diverged": ("diverged", "bold red"), "error": ("error", "bold red"),
+    "loading": ("loading data", "bold cyan"),
+    "running": ("running", "bold green"),
+    "paused": ("paused", "bold yellow"),
+    "pausing": ("pausing…", "bold yellow"),
+    "stopping": ("stopping…", "bold yellow"),
+    "stopped": ("stopped", "bold blue"),
+    "finished": ("finished", "bold blue"),
+    "early_stop": ("early stop", "bold blue"),
+    "diverged": ("diverged", "bold red"),
+    "error": ("error", "bold red"),
     "interrupted": ("interrupted", "bold red"),
 }
 SHOWN_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
@@ -26,8 +31,7 @@ def duration(seconds: float) -> str:
     """m:ss, or h:mm:ss from an hour on."""
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else \
-        f"{rest // 60}:{rest % 60:02d}"
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def progress_bar(fraction: float, width: int) -> Text:
@@ -36,8 +40,10 @@ def progress_bar(fraction: float, width: int) -> Text:
     whole = int(filled)
     bar = Text("━" * whole, style="green")
     if whole < width:
-        bar.append("╸" if filled - whole >= 0.5 else "─",
-                   style="green" if filled - whole >= 0.5 else "grey37")
+        bar.append(
+            "╸" if filled - whole >= 0.5 else "─",
+            style="green" if filled - whole >= 0.5 else "grey37",
+        )
         bar.append("─" * (width - whole - 1), style="grey37")
     return bar
 
@@ -56,8 +62,10 @@ class StatusPanel(StatePanel):
         line1 = Text.assemble((f" {label.upper()} ", "reverse " + style), " ")
         p = state.progress
         if p is not None:
-            line1.append(f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}  "
-                         f"batch {p.batch}/{p.steps_per_epoch}  ")
+            line1.append(
+                f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}  "
+                f"batch {p.batch}/{p.steps_per_epoch}  "
+            )
             done = state.fraction_done()
             after = Text(f" {done:4.0%}")
             eta = state.eta_seconds()
@@ -71,8 +79,7 @@ class StatusPanel(StatePanel):
             line1.append_text(after)
         elif state.end is None:
             line1.append("preparing the dataset and the model…", style="dim")
-        return Text("\n").join([line1, self._hyperparameters(), self._metrics(),
-                                self._where()])
+        return Text("\n").join([line1, self._hyperparameters(), self._metrics(), self._where()])
 
     def _hyperparameters(self) -> Text:
         values, pending = self.state.hyperparameters, self.state.pending
