@@ -161,3 +161,27 @@ def test_label_column_in_a_config_file(tmp_path):
 def test_label_column_with_a_built_in_dataset_is_a_usage_error(capsys):
     assert tui_cli.main(["--dataset", "spirals", "--label-column", "0"]) == 2
     assert "--label-column: applies to .csv dataset files" in capsys.readouterr().err
+
+
+def test_picking_a_built_in_dataset_in_the_app_drops_the_csv_label_column(tmp_path):
+    from nntui.screens.setup import SetupScreen
+    from nntui.widgets.dataset_picker import DatasetPicker
+
+    path = write_labelled(tmp_path / "kinds.csv")
+    config, extra = tui_cli.experiment_from_args(
+        tui_cli.parser().parse_args(["--dataset", str(path), "--label-column", "kind"])
+    )
+
+    async def run() -> None:
+        app = NNTui(config, datasets=nds.available() + [extra])
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, SetupScreen)
+            assert screen.current_config().label_column == "kind"
+            assert screen.query_one(DatasetPicker).select("spirals")
+            await pilot.pause()
+            chosen = screen.current_config()
+            assert chosen.dataset == "spirals" and chosen.label_column is None
+
+    asyncio.run(run())
