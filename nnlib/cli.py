@@ -63,12 +63,34 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _column(text: str) -> int | str:
+    """A CSV column: an index when the text is an integer (negative counts from the end),
+    else a header name."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a column name or index, got ''")
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _add_label_column(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--label-column",
+        type=_column,
+        metavar="NAME|INDEX",
+        help="the label column of a CSV dataset, by header name or 0-based index "
+        "(default: a column called label/target/class/y, else the first)",
+    )
+
+
 def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags shared by `nnlib train` and `nntui`; they override --config values."""
     parser.add_argument("--config", metavar="FILE.toml", help="load an experiment config file")
     parser.add_argument(
         "--dataset", help="built-in name (see `nnlib datasets`) or a .npz/.csv file or IDX folder"
     )
+    _add_label_column(parser)
     parser.add_argument("--arch", metavar="SPEC", help="architecture spec, e.g. 784-128-10")
     parser.add_argument("--epochs", type=_positive_int)
     parser.add_argument("--batch-size", type=_positive_int)
@@ -110,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             subset=args.subset,
             data_dir=args.data_dir,
             run_dir=args.run_dir,
+            label_column=args.label_column,
         )
     except ConfigError as error:
         raise UsageError(str(error)) from None
@@ -145,6 +168,7 @@ def _parser() -> OneLineParser:
     evaluate.add_argument("checkpoint", help="a model .npz written by nnlib")
     evaluate.add_argument("--dataset", required=True)
     evaluate.add_argument("--data-dir")
+    _add_label_column(evaluate)
     evaluate.add_argument("--split", choices=("test", "train"), default="test")
 
     summary = commands.add_parser("summary", help="print a model summary for a spec")
@@ -189,14 +213,18 @@ def _fail(message: str, code: int) -> int:
 
 
 def _load_data_or_fail(config: ExperimentConfig) -> Prepared:
-    """Prepared data; an unknown dataset name is a usage error, a bad file a data error."""
+    """Prepared data; an unknown dataset name is a usage error, a bad file a data error.
+    The dataset's notes (e.g. a partial MNIST folder) are printed as one line each."""
     from .datasets import UnknownDataset
     from .experiment import load_data
 
     try:
-        return load_data(config)
+        data = load_data(config)
     except UnknownDataset as error:
         raise UsageError(str(error)) from None
+    for note in data.dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return data
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -259,13 +287,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         model = load(args.checkpoint)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    prepared = _preparation_of(Path(args.checkpoint))
+    if args.label_column is not None:
+        prepared["label_column"] = args.label_column
     try:
         data = _load_data_or_fail(
-            ExperimentConfig(
-                dataset=args.dataset,
-                data_dir=args.data_dir,
-                **_preparation_of(Path(args.checkpoint)),
-            )
+            ExperimentConfig(dataset=args.dataset, data_dir=args.data_dir, **prepared)
         )
     except ValueError as error:
         return _fail(str(error), EXIT_FAILED)
@@ -289,15 +316,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _preparation_of(checkpoint: Path) -> dict[str, Any]:
-    """How the run that wrote `checkpoint` prepared its data (seed, split, subset), read from
-    the config.json beside it, so that the data is generated and normalised as in training."""
+    """How the run that wrote `checkpoint` prepared its data (seed, split, subset, CSV label
+    column), read from the config.json beside it, so that the data is generated and normalised
+    as in training."""
     from .runs import CONFIG_FILE
 
     try:
         saved = json.loads((checkpoint.parent / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"validation_split": 0.0}
-    keys = ("seed", "validation_split", "subset")
+    keys = ("seed", "validation_split", "subset", "label_column")
     return {key: saved[key] for key in keys if isinstance(saved, dict) and key in saved}
 
 

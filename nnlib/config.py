@@ -54,6 +54,8 @@ class ExperimentConfig:
     data_dir: str | None = None
     run_dir: str | None = None
     histogram_every: int = 50
+    #: the label column of a CSV dataset, by header name or 0-based index (None: auto)
+    label_column: int | str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -106,6 +108,14 @@ class ExperimentConfig:
             "validation_split",
             "a fraction in [0, 1)",
             self.validation_split,
+        )
+        _require(
+            self.label_column is None
+            or _is_int(self.label_column)
+            or (isinstance(self.label_column, str) and self.label_column.strip() != ""),
+            "label_column",
+            "a CSV column name or index",
+            self.label_column,
         )
         for name in ("data_dir", "run_dir"):
             value = getattr(self, name)

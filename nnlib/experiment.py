@@ -66,7 +66,12 @@ class Experiment:
 
 def load_data(config: ExperimentConfig) -> datasets.Prepared:
     """Load and prepare the config's dataset (normalised, split, subset)."""
-    dataset = datasets.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
+    dataset = datasets.load(
+        config.dataset,
+        data_dir=config.data_dir,
+        seed=config.seed,
+        label_column=config.label_column,
+    )
     return datasets.prepare(
         dataset, validation_split=config.validation_split, subset=config.subset, seed=config.seed
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -43,11 +42,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def file_info(path: str, data_dir: str | None) -> DatasetInfo:
+def file_info(
+    path: str, data_dir: str | None, label_column: int | str | None = None
+) -> DatasetInfo:
     """A listing entry for a user's dataset file, read once to learn its shape and task."""
     from nnlib import datasets
 
-    data = datasets.load(path, data_dir=data_dir)
+    data = datasets.load(path, data_dir=data_dir, label_column=label_column)
     return datasets.DatasetInfo(
         path,
         data.description or "your dataset file",
@@ -70,17 +71,22 @@ def experiment_from_args(args: argparse.Namespace) -> tuple[ExperimentConfig, Da
     from .architectures import check_spec, quick_arch
 
     config = config_from_args(args)
-    infos = {info.name: info for info in datasets.available(config.data_dir)}
-    info = infos.get(config.dataset)
+    try:  # the resolver `nnlib train` uses: built-in names, then paths here or in the data folder
+        found = datasets.resolve(config.dataset, config.data_dir)
+    except ValueError as error:
+        raise UsageError(f"--dataset: {error}") from None
     extra = None
-    if info is None and not Path(config.dataset).exists():
-        raise UsageError(
-            f"--dataset: unknown dataset {config.dataset!r}; expected one of "
-            f"{', '.join(infos)}, or a .npz/.csv file or IDX folder"
-        )
-    if info is None:
+    if isinstance(found, str):
+        infos = {info.name: info for info in datasets.available(config.data_dir)}
+        config = config.replace(dataset=found)
+        info = infos[found]
+        if config.label_column is not None:
+            raise UsageError(
+                f"--label-column: applies to .csv dataset files, not to the built-in {found}"
+            )
+    else:
         try:
-            info = extra = file_info(config.dataset, config.data_dir)
+            info = extra = file_info(config.dataset, config.data_dir, config.label_column)
         except ValueError as error:
             raise UsageError(f"--dataset: {error}") from None
     if config.arch:

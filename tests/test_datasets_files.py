@@ -110,7 +110,7 @@ def test_npz_class_names_and_image_shape(tmp_path):
         ),
         (
             {"x_train": np.ones((4, 2)), "y_train": np.array([0, 1, 2, 10**6])},
-            r"y_train\[3\]: label 1e\+06 is out of range",
+            r"y_train\[3\]: label 1000000 would make 1000001 classes; at most 1000",
         ),
         (
             {"x_train": np.ones((4, 2)), "y_train": np.arange(4), "class_names": np.array(["a"])},
@@ -152,7 +152,7 @@ def test_unsupported_and_missing_paths(tmp_path):
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(nds.DatasetError, match="unsupported file type .json"):
         nds.load(tmp_path / "x.json")
-    with pytest.raises(nds.DatasetError, match="no such file or folder"):
+    with pytest.raises(nds.DatasetError, match="no such file: .*missing.csv"):
         nds.load(tmp_path / "missing.csv")
     with pytest.raises(nds.DatasetError, match="unknown option.*noise"):
         nds.load(tmp_path / "x.json", noise=1)

@@ -18,7 +18,6 @@ from . import synthetic as _synthetic  # noqa: F401  (registers the 2-D and regr
 from .base import REGISTRY, Dataset, DatasetError, DatasetInfo, UnknownDataset
 from .files import load_path
 from .idx import read_idx, write_idx
-from .idxfolder import DatasetWarning
 from .mnist import download_files
 from .paths import default_data_dir
 from .preprocess import Prepared, prepare, scale, shuffle, standardize, train_val_split
@@ -27,7 +26,6 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "DatasetInfo",
-    "DatasetWarning",
     "Prepared",
     "available",
     "default_data_dir",
@@ -35,6 +33,7 @@ __all__ = [
     "load",
     "names",
     "prepare",
+    "resolve",
     "read_idx",
     "scale",
     "shuffle",
@@ -78,9 +77,9 @@ def load(
     takes mirrors, checksums, timeout, retries and cache. Relative paths are looked up in the
     current folder, then in the data folder. Raises DatasetError for anything a user can fix.
     """
-    name = _builtin_name(name_or_path)
-    if name is not None:
-        entry = REGISTRY[name]
+    found = resolve(name_or_path, data_dir)
+    if isinstance(found, str):
+        name, entry = found, REGISTRY[found]
         if label_column is not None or image_shape is not None:
             raise DatasetError(
                 f"{name}: label_column and image_shape apply to user files, not "
@@ -98,15 +97,7 @@ def load(
             download=download,
             **generator_kwargs,
         )
-    path = Path(name_or_path).expanduser()
-    if not path.exists() and not path.is_absolute():
-        in_data_dir = Path(data_dir or default_data_dir()) / path
-        path = in_data_dir if in_data_dir.exists() else path
-    if not path.exists():
-        raise UnknownDataset(
-            f"unknown dataset {str(name_or_path)!r}: not a built-in name "
-            f"({', '.join(REGISTRY)}) and no such file or folder"
-        )
+    path = found
     unknown = sorted(set(generator_kwargs) - {"task", "cache"})
     if unknown:
         raise DatasetError(
@@ -115,6 +106,35 @@ def load(
         )
     return load_path(
         path, seed=seed, label_column=label_column, image_shape=image_shape, **generator_kwargs
+    )
+
+
+def resolve(
+    name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None
+) -> str | Path:
+    """What `load` reads for this name: a built-in dataset's registry name, or the existing
+    file or folder it names (a relative path is looked up in the current folder, then in the
+    data folder). Every front end resolves a dataset here, so they all find the same data.
+
+    Raises UnknownDataset: "no such file: <path>" when the name looks like a path (it has a
+    folder part or a file extension), else "unknown dataset" with the built-in names.
+    """
+    name = _builtin_name(name_or_path)
+    if name is not None:
+        return name
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    folder = Path(data_dir) if data_dir is not None else default_data_dir()
+    if not path.is_absolute() and (folder / path).exists():
+        return folder / path
+    text = str(name_or_path)
+    if not isinstance(name_or_path, str) or path.suffix or len(path.parts) > 1 or text[:1] in "~.":
+        where = "" if path.is_absolute() else f" (nor in the data folder {folder})"
+        raise UnknownDataset(f"no such file: {path}{where}")
+    raise UnknownDataset(
+        f"unknown dataset {text!r}: not a built-in name ({', '.join(REGISTRY)}) and no such "
+        "file or folder"
     )
 
 

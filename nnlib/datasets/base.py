@@ -9,13 +9,16 @@ user file fails here with a message that names the array, instead of deep inside
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 TASKS = ("classification", "regression")
+#: At most this many classes: a confusion matrix and per-class metrics are K x K / K sized, so
+#: one stray label (9999, or 2,000,000,000 from a damaged file) must not size them.
+MAX_CLASSES = 1000
 
 
 class DatasetError(ValueError):
@@ -56,6 +59,9 @@ class Dataset:
     num_classes: int | None
     class_names: list[str] | None
     description: str = ""
+    #: One-line notices a user should see when the data is used (the CLI prints them, the app
+    #: shows them), e.g. that a partial MNIST folder was split into train and test.
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -99,8 +105,10 @@ class Dataset:
 
     def _check_classes(self) -> None:
         k = self.num_classes
-        if not isinstance(k, int) or k < 1:
-            raise DatasetError(f"{self.name}: num_classes must be a positive int, got {k!r}")
+        if not isinstance(k, int) or not 1 <= k <= MAX_CLASSES:
+            raise DatasetError(
+                f"{self.name}: num_classes must be an int in 1..{MAX_CLASSES}, got {k!r}"
+            )
         for split in ("train", "test"):
             y = getattr(self, f"y_{split}")
             bad = np.flatnonzero((y < 0) | (y >= k))
@@ -131,6 +139,70 @@ class Dataset:
             f"Dataset({self.name!r}, {self.task}, input_shape={self.input_shape}{classes}, "
             f"train={self.train_size}, test={self.test_size}, x dtype={self.x_train.dtype})"
         )
+
+
+Locate = Callable[[int], str]
+
+
+def count_classes(
+    where: str,
+    parts: Sequence[tuple[np.ndarray, Locate]],
+    class_names: Sequence[str] | None = None,
+) -> int:
+    """The number of classes K of integer labels read from a file, checked before anything is
+    sized by it: the one rule every loader uses.
+
+    `parts` pairs each label array (whole numbers, any numeric dtype) with `locate(i)`, which
+    names row i of it in messages. K is max label + 1 (or len(class_names) when the file names
+    its classes) and must be <= MAX_CLASSES; without class names, more than half of the
+    classes 0..K-1 having no sample means the labels are not class indices (ids, years,
+    a damaged value), which is refused too rather than training a mostly empty K-way output.
+    """
+    top, top_at = -1, None
+    for y, locate in parts:
+        if not y.size:
+            continue
+        low = int(np.argmin(y))
+        if y[low] < 0:
+            raise DatasetError(
+                f"{locate(low)}: label {_label(y[low])} is negative; class labels must be 0..K-1"
+            )
+        high = int(np.argmax(y))
+        if y[high] > top:
+            top, top_at = y[high], locate(high)
+    k = int(top) + 1
+    advice = "number the classes 0..K-1, or use task='regression' for numeric targets"
+    if class_names is not None:
+        if len(class_names) > MAX_CLASSES:
+            raise DatasetError(
+                f"{where}: {len(class_names)} class_names; at most {MAX_CLASSES} classes "
+                "are supported"
+            )
+        if k > len(class_names):
+            raise DatasetError(
+                f"{where}: {len(class_names)} class_names but labels go up to {_label(top)} "
+                f"({top_at})"
+            )
+        return len(class_names)
+    if k > MAX_CLASSES:
+        raise DatasetError(
+            f"{top_at}: label {_label(top)} would make {k} classes; at most {MAX_CLASSES} "
+            f"are supported ({advice})"
+        )
+    counts = sum(np.bincount(y.astype(np.int64), minlength=k) for y, _ in parts)
+    present = int(np.count_nonzero(counts))
+    if 2 * (k - present) > k:
+        raise DatasetError(
+            f"{top_at}: label {_label(top)} makes {k} classes 0..{k - 1} but only {present} "
+            f"of them have a sample ({advice})"
+        )
+    return k
+
+
+def _label(value: object) -> str:
+    """A label value as written in the file: 9999, not 9999.0 or 1e+04."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else f"{number:g}"
 
 
 @dataclass(frozen=True)

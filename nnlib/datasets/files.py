@@ -1,7 +1,8 @@
 """A user's own data, passed to `load` as a path: .npz, .csv, or a folder of IDX files.
 
 Task inference (unless task="classification"/"regression" is given): integer (or, in a CSV,
-integer-valued) labels mean classification with num_classes = max label + 1; float targets
+integer-valued) labels mean classification with num_classes = max label + 1 (checked by
+`base.count_classes`: at most MAX_CLASSES, and no more than half of them empty); float targets
 mean regression; a CSV label column of words ("cat", "dog") means classes named by the sorted
 words. Files without a test split get a seeded 20% of their rows held out as test (stratified
 for classification), and the description says so.
@@ -15,17 +16,17 @@ remaining columns into images; 0..255 integer pixels become uint8.
 from __future__ import annotations
 
 import csv
-import zipfile
+import math
 from pathlib import Path
 
 import numpy as np
 
-from .base import Dataset, DatasetError, check_finite
+from .base import Dataset, DatasetError, Locate, check_finite, count_classes
 from .idxfolder import ROLES, canonical_name, find_files, load_folder
 from .preprocess import train_val_split
+from .safeio import read_npz
 
 HOLDOUT = 0.2
-MAX_CLASSES = 10_000
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
 
 
@@ -87,8 +88,8 @@ def _check_image_shape(shape) -> tuple[int, ...]:
 def _as_images(where: str, x: np.ndarray, image_shape: tuple[int, ...] | None) -> np.ndarray:
     """Reshape flat rows to image_shape; (N, H, W) gets a channel axis; 0..255 ints -> uint8."""
     if image_shape is not None:
-        per_sample = int(np.prod(x.shape[1:], dtype=np.int64))
-        needed = int(np.prod(image_shape))
+        per_sample = math.prod(x.shape[1:])
+        needed = math.prod(image_shape)
         if per_sample != needed:
             raise DatasetError(
                 f"{where}: image_shape {image_shape} needs {needed} values per "
@@ -113,9 +114,12 @@ def _numeric(where: str, a: np.ndarray) -> np.ndarray:
 
 
 def _labels_from_numbers(
-    where: str, y: np.ndarray, task: str | None, locate=None
+    where: str, y: np.ndarray, task: str | None, locate: Locate | None = None
 ) -> tuple[np.ndarray, str]:
-    """(targets, task) from numeric labels; `locate(i)` turns row index i into a place name."""
+    """(targets, task) from numeric labels; `locate(i)` turns row index i into a place name.
+
+    Class labels come back whole but in their own dtype: `_finish` counts the classes (and
+    refuses stray values) before anything is sized by them or cast."""
     locate = locate or (lambda i: f"{where}[{i}]")
     if y.ndim == 2 and y.shape[1] == 1 and task != "regression":
         y = y[:, 0]
@@ -130,18 +134,7 @@ def _labels_from_numbers(
     if not whole.all():
         bad = int(np.flatnonzero(~whole)[0])
         raise DatasetError(f"{locate(bad)}: label {y[bad]} is not an integer class index")
-    if y.size and y.min() < 0:
-        bad = int(np.argmin(y))
-        raise DatasetError(
-            f"{locate(bad)}: label {y[bad]:g} is negative; class labels must be 0..K-1"
-        )
-    if y.size and y.max() >= MAX_CLASSES:
-        bad = int(np.argmax(y))
-        raise DatasetError(
-            f"{locate(bad)}: label {y[bad]:g} is out of range (at most "
-            f"{MAX_CLASSES} classes); for numeric targets use task='regression'"
-        )
-    return y.astype(np.int64), task
+    return y, task
 
 
 def _finish(
@@ -154,8 +147,19 @@ def _finish(
     class_names: list[str] | None,
     description: str,
     seed: int,
+    where: str,
+    locate: dict[str, Locate],
 ) -> Dataset:
-    """Hold out a test split when the file has none, count classes, build the Dataset."""
+    """Count the classes, hold out a test split when the file has none, build the Dataset.
+
+    `locate["train"]` / `locate["test"]` name a row of y / y_test in messages."""
+    num_classes = None
+    if task == "classification":
+        parts = [(y, locate["train"])] + ([(y_test, locate["test"])] if y_test is not None else [])
+        num_classes = count_classes(where, parts, class_names)
+        class_names = class_names or [str(k) for k in range(num_classes)]
+        y = y.astype(np.int64)
+        y_test = y_test.astype(np.int64) if y_test is not None else None
     if x_test is None:
         x, y, x_test, y_test = train_val_split(
             x, y, HOLDOUT, seed=seed, stratify=task == "classification"
@@ -165,16 +169,6 @@ def _finish(
             f"; no test split in the file, so a seeded {how}{HOLDOUT:.0%} of the "
             f"rows ({len(x_test)}) is held out as test"
         )
-    num_classes = None
-    if task == "classification":
-        num_classes = int(max(y.max(initial=-1), y_test.max(initial=-1))) + 1
-        if class_names is None:
-            class_names = [str(k) for k in range(num_classes)]
-        elif len(class_names) < num_classes:
-            raise DatasetError(
-                f"{name}: {len(class_names)} class_names but labels go up to {num_classes - 1}"
-            )
-        num_classes = len(class_names)
     return Dataset(
         name=name,
         x_train=x,
@@ -195,20 +189,7 @@ def _finish(
 def _load_npz(
     path: Path, *, seed: int, image_shape: tuple[int, ...] | None, task: str | None
 ) -> Dataset:
-    if not zipfile.is_zipfile(path):
-        raise DatasetError(f"{path}: not a readable .npz file (not a zip archive)")
-    arrays = {}
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            for key in z.files:
-                arrays[key] = z[key]
-    except ValueError:  # object arrays need pickle, which is never enabled for data files
-        raise DatasetError(
-            f"{path}: array {key!r} holds Python objects; save plain numeric "
-            "arrays (pickled data is not loaded)"
-        ) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DatasetError(f"{path}: not a readable .npz file ({e})") from None
+    arrays = read_npz(path)
     for key in ("x_train", "y_train"):
         if key not in arrays:
             raise DatasetError(
@@ -263,6 +244,8 @@ def _load_npz(
         class_names,
         f"user data from {path}",
         seed,
+        str(path),
+        {s: lambda i, s=s: f"{path}: y_{s}[{i}]" for s in ("train", "test")},
     )
 
 
@@ -372,6 +355,8 @@ def _load_csv(
         class_names,
         f"user data from {path} (label {col_name(label)})",
         seed,
+        str(path),
+        {"train": lambda i: place(i, label)},
     )
 
 

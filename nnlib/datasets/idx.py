@@ -4,20 +4,24 @@ Format: 2 zero bytes, a type code, the number of dimensions, then one big-endian
 dimension and the payload. Files may be gzipped (detected by the gzip magic, not the name).
 The reader checks everything it can, because a truncated download is the usual failure: the
 error names the file and says how many bytes the header promised and how many were there.
+A header is never trusted to size an allocation: see `nnlib.datasets.safeio`.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from .._atomic import atomic_write
 from .base import DatasetError
+from .safeio import deflate_bound, read_payload
 
 # IDX type code -> big-endian numpy dtype
 DTYPES = {
@@ -32,26 +36,23 @@ _CODES = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_exact(f, buf: memoryview) -> int:
-    """Fill buf from f as far as the stream allows; returns how many bytes were read."""
-    got = 0
-    while got < len(buf):
-        n = f.readinto(buf[got:])
-        if not n:
-            break
-        got += n
-    return got
-
-
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) into a native-endian array of its declared shape."""
+    """Read an IDX file (optionally gzipped) into a native-endian array of its declared shape.
+
+    The header's dimensions are checked against the file before anything is allocated: a raw
+    file must hold exactly the declared bytes, a gzipped one is read in bounded chunks (its
+    decompressed size is whatever the stream really holds, never the header's word).
+    """
     path = Path(path)
     try:
         with open(path, "rb") as raw:
+            size = os.fstat(raw.fileno()).st_size
             gz = raw.read(2) == _GZIP_MAGIC
-        opener = gzip.open if gz else open
-        with opener(path, "rb") as f:
-            return _parse(path, f)
+            raw.seek(0)
+            if gz:
+                with gzip.open(raw, "rb") as f:
+                    return _parse(path, f, deflate_bound(size))
+            return _parse(path, raw, size)
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
@@ -60,7 +61,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def _parse(path: Path, f) -> np.ndarray:
+def _parse(path: Path, f: BinaryIO, most: int) -> np.ndarray:
+    """The array in stream `f`, which can hold at most `most` bytes in all."""
     head = f.read(4)
     if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in DTYPES or head[3] == 0:
         raise DatasetError(
@@ -72,21 +74,19 @@ def _parse(path: Path, f) -> np.ndarray:
     if len(dims_raw) < 4 * ndim:
         raise DatasetError(f"{path}: truncated IDX header ({ndim} dimensions declared)")
     dims = struct.unpack(f">{ndim}I", dims_raw)
-    count = int(np.prod(dims, dtype=np.int64))
+    count = math.prod(dims)
     expected = count * dtype.itemsize
-    out = np.empty(count, dtype=dtype)
-    got = _read_exact(f, memoryview(out).cast("B"))
     shape = "x".join(map(str, dims))
-    if got < expected:
+    claim = f"the header declares {shape} {dtype.name} values"
+    room = most - 4 - 4 * ndim
+    if expected > room:
         raise DatasetError(
-            f"{path}: truncated: the header declares {shape} {dtype.name} values "
-            f"({expected} bytes) but only {got} bytes follow"
+            f"{path}: truncated, or a damaged header: its dimensions field declares {shape} "
+            f"{dtype.name} values ({expected} bytes) but the file can hold at most "
+            f"{max(room, 0)} bytes after the header"
         )
-    if f.read(1):
-        raise DatasetError(
-            f"{path}: {shape} {dtype.name} values declared but extra bytes follow the payload"
-        )
-    return out.reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+    buf = read_payload(f, expected, str(path), claim)
+    return np.frombuffer(buf, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=False)
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:

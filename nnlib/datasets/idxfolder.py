@@ -6,28 +6,29 @@ File names (gzipped or not; `train-images.idx3-ubyte` with a dot is accepted too
 
 Partial folder: when only one split's pair (images + labels) is present, e.g. just the official
 t10k files, that split is divided into train/test in file order: the first 80% train, the last
-20% test (10,000 t10k images -> 8,000 / 2,000). The description says so and a DatasetWarning is
-issued, so nobody mistakes it for the full dataset.
+20% test (10,000 t10k images -> 8,000 / 2,000). The description says so and so does a note on
+the Dataset (`notes`, printed by the CLI and shown by the app), so nobody mistakes it for the
+full dataset.
 
 Cache: after the first read the raw arrays are saved to `cache_dir()/<name>-<key>.npz`, keyed by
 the source folder; it stores the source files' sizes and mtimes and is ignored (and rewritten)
-when they change. Writing it is best effort: a read-only or full disk only costs speed.
+when they change. Writing it is best effort: a read-only or full disk only costs speed (and
+adds a note).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_write
-from .base import Dataset, DatasetError
+from .base import Dataset, DatasetError, count_classes
 from .idx import read_idx
 from .paths import cache_dir
+from .safeio import read_npz
 
 ROLES = {
     "train_images": ("train", "images", 3),
@@ -36,10 +37,6 @@ ROLES = {
     "test_labels": ("t10k", "labels", 1),
 }
 PARTIAL_TRAIN_FRACTION = 0.8
-
-
-class DatasetWarning(UserWarning):
-    """Something about the data is not what the name suggests (e.g. a partial MNIST folder)."""
 
 
 def canonical_name(role: str) -> str:
@@ -106,39 +103,41 @@ def cache_path(name: str, folder: Path) -> Path:
 
 
 def _read_cache(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["fingerprint"]) != fingerprint:
-                return None
-            return {k: z[k] for k in z.files if k != "fingerprint"}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing or damaged
+    """The cached arrays, or None when the cache is missing, damaged or stale."""
+    if not path.is_file():
         return None
+    try:
+        arrays = read_npz(path)
+    except DatasetError:
+        return None
+    stamp = arrays.pop("fingerprint", None)
+    if stamp is None or stamp.dtype.kind != "U" or str(stamp) != fingerprint:
+        return None
+    return arrays
 
 
-def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> None:
+def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> str | None:
+    """Write the cache; a note for the user when it cannot be written."""
     try:
         atomic_write(path, lambda f: np.savez(f, fingerprint=np.str_(fingerprint), **arrays))
     except OSError as e:
-        warnings.warn(
-            f"could not write the dataset cache {path} ({e}); loading will work but stay slower",
-            DatasetWarning,
-            stacklevel=4,
-        )
+        return f"could not write the dataset cache {path} ({e}); loading works but stays slower"
+    return None
 
 
 def read_arrays(
     name: str, files: dict[str, Path], md5s: dict[str, str], use_cache: bool = True
-) -> dict[str, np.ndarray]:
-    """The raw arrays of every file in `files`, from the cache when it is fresh."""
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The raw arrays of every file in `files`, from the cache when it is fresh, and any notes
+    for the user."""
     fingerprint = _fingerprint(files)
     path = cache_path(name, next(iter(files.values())).parent)
     if use_cache and (arrays := _read_cache(path, fingerprint)) is not None:
-        return arrays
+        return arrays, []
     check_checksums(name, files, md5s)
     arrays = {role: read_idx(p) for role, p in files.items()}
-    if use_cache:
-        _write_cache(path, arrays, fingerprint)
-    return arrays
+    note = _write_cache(path, arrays, fingerprint) if use_cache else None
+    return arrays, [note] if note else []
 
 
 def _check_pair(
@@ -159,9 +158,7 @@ def _check_pair(
         raise DatasetError(
             f"{img_file} has {len(images)} images but {lbl_file} has {len(labels)} labels"
         )
-    if labels.size and labels.min() < 0:
-        raise DatasetError(f"{lbl_file}: negative label {labels.min()}")
-    return images, labels.astype(np.int64)
+    return images, labels
 
 
 def load_folder(
@@ -182,8 +179,14 @@ def load_folder(
             f"(found: {', '.join(p.name for p in files.values()) or 'none'})"
         )
     used = {role: p for role, p in files.items() if role.split("_")[0] in splits}
-    arrays = read_arrays(name, used, md5s or {}, use_cache)
+    arrays, notes = read_arrays(name, used, md5s or {}, use_cache)
     pairs = {s: _check_pair(s, arrays[f"{s}_images"], arrays[f"{s}_labels"], used) for s in splits}
+    k = count_classes(
+        str(folder),
+        [(pairs[s][1], lambda i, f=used[f"{s}_labels"]: f"{f} item {i}") for s in splits],
+        class_names,
+    )
+    pairs = {s: (x, y.astype(np.int64)) for s, (x, y) in pairs.items()}
     description = f"{title}, read from {folder}"
     if len(splits) == 2:
         (x_train, y_train), (x_test, y_test) = pairs["train"], pairs["test"]
@@ -204,9 +207,8 @@ def load_folder(
             f"Add the {missing}-* files there for the full {name}."
         )
         description = f"{title} ({note})"
-        warnings.warn(f"{name}: {note}", DatasetWarning, stacklevel=4)
+        notes.insert(0, f"{name}: {note}")
     if class_names is None:
-        k = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
         class_names = [str(i) for i in range(k)]
     return Dataset(
         name=name,
@@ -219,6 +221,7 @@ def load_folder(
         num_classes=len(class_names),
         class_names=list(class_names),
         description=description,
+        notes=tuple(notes),
     )
 
 

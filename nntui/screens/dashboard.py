@@ -225,6 +225,8 @@ class DashboardScreen(Screen[None]):
                     callbacks=[bridge, StopIfCancelled(self._cancelled)],
                 )
                 self.experiment = experiment
+                for note in experiment.data.dataset.notes:  # e.g. a partial MNIST folder
+                    self._post(Notice("note", 0, note))
                 # If the screen was left meanwhile, StopIfCancelled ends the run at once.
                 experiment.fit()
         except Exception as error:  # a bad dataset, spec or value: shown, not raised
@@ -315,6 +317,10 @@ class DashboardScreen(Screen[None]):
                 )
         elif isinstance(snapshot, Notice) and snapshot.kind in ("diverged", "error"):
             self.notify(snapshot.message, severity="error")
+        elif isinstance(snapshot, Notice) and snapshot.kind == "note":
+            self.notify(
+                snapshot.message, title="Dataset", severity="warning", timeout=10, markup=False
+            )
 
     def redraw(self, at_once: bool = False) -> None:
         """Offer each panel a redraw (on a timer, and `at_once` after a key); panels whose

@@ -4,6 +4,7 @@ One key starts training: `t`, or Enter on the dataset list."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -123,7 +124,10 @@ class SetupScreen(Screen[None]):
             if result is None or result.error:
                 raise ConfigError(f"arch: {result.error if result else 'enter an architecture'}")
         config = self.query_one(HparamsForm).apply_to(self.config)
-        return config.replace(dataset=self.info.name, arch=editor.spec)
+        config = config.replace(dataset=self.info.name, arch=editor.spec)
+        if self.info.source != "file":  # a CSV label column means nothing to a built-in set
+            config = dataclasses.replace(config, label_column=None)
+        return config
 
     def _checked_config(self, refusal: str) -> ExperimentConfig | None:
         """The experiment on screen, or None after a notification titled `refusal` that
