@@ -192,7 +192,8 @@ def check_fits(summary: Summary, batch_size: int = 64) -> None:
     available, source = available_memory()
     if needed > available:
         raise ModelTooLarge(
-            f"the model needs about {human_bytes(needed)} to train with batch size "
+            f"too big to train here: the model needs about {human_bytes(needed)} to train "
+            f"with batch size "
             f"{batch_size} ({human_count(summary.total_params)} parameters: "
             f"{human_bytes(summary.weight_bytes())} with their gradients and optimizer state; "
             f"activations {human_bytes(summary.training_activation_bytes(batch_size))}), "

@@ -43,6 +43,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from .losses import Loss
 from .model import LayerError, Sequential, Summary, check_fits
 
 
@@ -183,7 +184,7 @@ def _planned(
         number, index, text = origin
         raise SpecError(f"spec token {number} {text!r}: {error}", token=text, index=index) from None
     except ValueError as error:  # too large for the memory, or a bad batch size
-        raise SpecError(f"spec: {error}") from None
+        raise SpecError(str(error)) from None
     return model, summary
 
 
@@ -353,3 +354,61 @@ def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | N
     if activations and not isinstance(activations[0], ReLU):
         text += ":" + next(k for k, v in _MLP_ACTIVATIONS.items() if type(activations[0]) is v)
     return text
+
+
+#: Losses that take raw outputs and apply softmax themselves, by name.
+_SOFTMAX_LOSSES = ("softmax_cross_entropy",)
+_SQUASHING = (ReLU, LeakyReLU, Sigmoid, Tanh)
+
+
+def warnings_for(model: Sequential | str, loss: Loss | str | None = None) -> list[str]:
+    """Mistakes that build and train without an error but train badly, for a model (or spec
+    text) paired with the loss it will train with; one sentence each, empty when all is well.
+
+    A softmax (or relu, sigmoid, tanh) after the logits is the usual one: the softmax
+    cross-entropy applies softmax to the raw outputs itself, so a final softmax is a double
+    softmax (issue 8 measured 69% instead of 97% on MNIST). How to use it: after a spec has
+    been built (or at least parsed) and the loss is known, show each string as a
+    non-fatal warning next to the spec, e.g.
+
+        for text in warnings_for(model, trainer.loss):
+            print(f"warning: {text}", file=sys.stderr)
+
+    `loss` is a Loss or its name ("softmax_cross_entropy", "mse"); None when it is not known
+    yet reports only what is wrong with every loss. A spec that does not parse gives no
+    warnings: `build` reports its error.
+    """
+    if isinstance(model, str):
+        try:
+            layers = parse(model)
+        except ValueError:
+            return []
+    else:
+        layers = list(model.layers)
+    name = loss.name if isinstance(loss, Loss) else loss
+    if not layers:
+        return []
+    last, token = layers[-1], to_token(layers[-1])
+    if isinstance(last, Softmax):
+        if name in _SOFTMAX_LOSSES or name is None:
+            return [
+                f"the model ends in {token}, but the softmax cross-entropy loss applies softmax "
+                "to the raw outputs itself: a double softmax trains badly; end with the last "
+                "dense layer (its logits), and apply softmax only to read probabilities"
+            ]
+        return [
+            f"the model ends in {token}, which forces the outputs to sum to 1; "
+            f"the {name} loss compares them with the targets as they are"
+        ]
+    if isinstance(last, _SQUASHING) and name in _SOFTMAX_LOSSES:
+        return [
+            f"the model ends in {token} after the logits: the softmax cross-entropy loss "
+            f"needs unbounded logits, and {token} clips or squashes them, which slows or "
+            "stalls training; end with the last dense layer"
+        ]
+    if isinstance(last, Dropout):
+        return [
+            f"the model ends in {token}, which zeroes random outputs while training; "
+            "put dropout before the last dense layer"
+        ]
+    return []
