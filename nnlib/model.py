@@ -595,8 +595,8 @@ def _float_dtype(dtype: object) -> np.dtype:
     try:
         result = np.dtype(dtype)  # type: ignore[call-overload]
     except TypeError:
-        result = None
-    if result not in (np.dtype(np.float32), np.dtype(np.float64)):
+        result = np.dtype(object)
+    if dtype is None or result.name not in ("float32", "float64"):
         raise ValueError(f"Sequential: dtype must be float32 or float64, got {dtype!r}")
     return result
 
