@@ -11,16 +11,35 @@ import numbers
 
 
 def positive_int(owner: str, name: str, value: object) -> int:
-    """Return `value` as an int if it is an integer >= 1 (a numpy integer, or 3.0, too)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or int(value) != value
-        or value < 1
-    ):
+    """Return `value` as an int if it is an integer >= 1 (a numpy integer, or 3.0, too).
+
+    Integers are compared as integers: a huge one (10**400) is an int, not an overflow."""
+    whole = (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        # an Integral is compared exactly, never through a float that 10**400 overflows
+        and (isinstance(value, numbers.Integral) or (math.isfinite(value) and int(value) == value))
+    )
+    if not whole or int(value) < 1:  # type: ignore[call-overload]
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return int(value)
+    return int(value)  # type: ignore[call-overload]
+
+
+def shape(owner: str, name: str, value: object) -> tuple[int, ...]:
+    """Return a per-sample shape as a tuple of positive ints, e.g. [28, 28, 1] -> (28, 28, 1).
+
+    Anything else (a string, a scalar, an empty or negative shape, 2.5) is a ValueError that
+    names the owner and the value, never a TypeError from deep inside numpy."""
+    try:
+        dims = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        dims = ()
+    if isinstance(value, str | bytes) or not dims:
+        raise ValueError(f"{owner}: {name} must be positive sizes, got {value!r}")
+    try:
+        return tuple(positive_int(owner, name, d) for d in dims)
+    except ValueError:
+        raise ValueError(f"{owner}: {name} must be positive sizes, got {value!r}") from None
 
 
 def non_negative_float(owner: str, name: str, value: object) -> float:

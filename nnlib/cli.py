@@ -257,6 +257,7 @@ def _train(args: argparse.Namespace) -> int:
         f"params: {experiment.model.summary().total_params:,}",
         file=sys.stderr,
     )
+    _print_warnings(experiment.model, experiment.loss)
     threads = args.threads if args.threads is not None else default_blas_threads()
     try:
         with blas_threads(threads):
@@ -332,21 +333,32 @@ def _preparation_of(checkpoint: Path) -> dict[str, Any]:
 def _summary(args: argparse.Namespace) -> int:
     from .spec import SpecError, build
 
-    shape = args.input_shape
+    shape, loss = args.input_shape, None
     if shape is None:
         from . import datasets
 
         try:
-            shape = datasets.load(args.dataset).input_shape
+            dataset = datasets.load(args.dataset)
         except ValueError as error:
             raise UsageError(f"--dataset: {error}") from None
+        shape = dataset.input_shape
+        loss = "softmax_cross_entropy" if dataset.task == "classification" else "mse"
     try:
-        model = build(args.arch, shape)
+        model = build(args.arch, shape, batch_size=args.batch_size)
     except SpecError as error:
         raise UsageError(f"--arch: {error}") from None
     print(model.spec)
     print(model.summary().format(batch_size=args.batch_size))
+    _print_warnings(model, loss)
     return EXIT_OK
+
+
+def _print_warnings(model: Any, loss: Any) -> None:
+    """The spec's advice for this loss (nnlib.spec.warnings_for), one line each on stderr."""
+    from .spec import warnings_for
+
+    for text in warnings_for(model, loss):
+        print(f"warning: {text}", file=sys.stderr)
 
 
 def _datasets(args: argparse.Namespace) -> int:

@@ -95,7 +95,7 @@ def setup(
     data = data if data is not None else load_data(config)
     outputs = outputs_for(data)
     arch = config.arch or default_arch(tuple(data.input_shape), data.task, outputs)
-    model = build(arch, data.input_shape, seed=config.seed)
+    model = build(arch, data.input_shape, seed=config.seed, batch_size=config.batch_size)
     if model.output_shape != (outputs,):
         raise ValueError(
             f"arch: the model outputs {model.output_shape} values per sample but "

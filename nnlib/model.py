@@ -4,10 +4,12 @@ prediction, and save/load as one self-describing `.npz`."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,18 @@ FORMAT = "nnlib-model"
 FORMAT_VERSION = 1
 
 
+#: Optimizer state per parameter assumed by the memory estimate: Adam keeps two moments and
+#: SGD with momentum one, so the estimate holds for every built-in optimizer.
+OPTIMIZER_SLOTS = 2
+
+#: What a memory check assumes is free where the system does not say (no /proc/meminfo, no
+#: sysconf): a modest laptop's worth.
+FALLBACK_AVAILABLE_BYTES = 4 * 2**30
+
+#: Where Linux reports the memory that can be allocated without swapping.
+MEMINFO = "/proc/meminfo"
+
+
 @dataclass(frozen=True)
 class LayerSummary:
     name: str
@@ -31,6 +45,8 @@ class LayerSummary:
     output_shape: Shape
     params: int
     activation_bytes: int  # per sample; multiply by the batch size
+    param_shapes: tuple[tuple[str, Shape], ...] = ()  # ("W", (784, 512)), ...
+    cache_bytes: int = 0  # per sample, kept by a training step beyond the output
 
 
 @dataclass(frozen=True)
@@ -43,8 +59,35 @@ class Summary:
     def total_params(self) -> int:
         return sum(layer.params for layer in self.layers)
 
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].output_shape
+
+    def param_shapes(self) -> dict[str, Shape]:
+        """Every parameter's shape, keyed like `Sequential.named_parameters` ('dense_1.W')."""
+        return {
+            f"{layer.name}.{key}": shape
+            for layer in self.layers
+            for key, shape in layer.param_shapes
+        }
+
     def activation_bytes(self, batch_size: int) -> int:
         return batch_size * sum(layer.activation_bytes for layer in self.layers)
+
+    def weight_bytes(self) -> int:
+        """Parameters with their gradients and the optimizer's state."""
+        return self.total_params * self.bytes_per_value * (2 + OPTIMIZER_SLOTS)
+
+    def training_activation_bytes(self, batch_size: int) -> int:
+        """What one training step keeps per batch: every output, the gradient flowing back
+        through it, and the layers' caches (im2col rows, pooling planes)."""
+        per_sample = sum(2 * layer.activation_bytes + layer.cache_bytes for layer in self.layers)
+        return batch_size * per_sample
+
+    def memory_bytes(self, batch_size: int) -> int:
+        """Estimated memory to train with `batch_size`: weights, gradients, optimizer state
+        and activations."""
+        return self.weight_bytes() + self.training_activation_bytes(batch_size)
 
     def format(self, batch_size: int = 64) -> str:
         """A Keras-like table of layers, output shapes, parameters and memory."""
@@ -78,6 +121,9 @@ class Summary:
                 f"total params: {self.total_params:,} ({human_bytes(param_bytes)})",
                 f"activations per batch of {batch_size}: "
                 f"{human_bytes(self.activation_bytes(batch_size))}",
+                f"training memory, batch of {batch_size}: about "
+                f"{human_bytes(self.memory_bytes(batch_size))} (weights, gradients, optimizer "
+                "state, activations)",
             ]
         )
 
@@ -86,14 +132,73 @@ class Summary:
 
 
 def human_bytes(count: float) -> str:
-    """1536 -> "1.5 KiB"."""
+    """1536 -> "1.5 KiB". Integers of any size are fine (the estimate for a refused model
+    can exceed what a float holds)."""
     if count < 1024:
         return f"{count:.0f} B"
-    for unit in ("KiB", "MiB"):
-        count /= 1024
-        if count < 1024:
-            return f"{count:.1f} {unit}"
-    return f"{count / 1024:.1f} GiB"
+    if count >= 1024**6:
+        return "more than 1 EiB"
+    power = 1
+    while count >= 1024 ** (power + 1):
+        power += 1
+    return f"{count / 1024**power:.1f} {'KMGTP'[power - 1]}iB"
+
+
+def human_count(count: int) -> str:
+    """1234567 -> "1,234,567"; a count too long to read (or to print) as "about 10^40"."""
+    if count < 10**15:
+        return f"{count:,}"
+    return f"about 10^{int(count.bit_length() * math.log10(2))}"
+
+
+def available_memory() -> tuple[int, str]:
+    """Bytes this process can still allocate, and where that figure comes from:
+    MemAvailable on Linux, else the free physical pages, else an assumed 4 GiB."""
+    try:
+        with open(MEMINFO, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, f"MemAvailable in {MEMINFO}"
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if free > 0:
+            return free, "free physical memory reported by sysconf"
+    except (AttributeError, OSError, ValueError):
+        pass
+    return FALLBACK_AVAILABLE_BYTES, "assumed; this system does not report its free memory"
+
+
+class ModelTooLarge(ValueError):
+    """Training the model would need more memory than the machine has free."""
+
+
+class LayerError(ValueError):
+    """A layer cannot take its input; `position` is its index in the model's layers."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+def check_fits(summary: Summary, batch_size: int = 64) -> None:
+    """Refuse, before anything is allocated, a model whose training would need more memory
+    than is available (weights, gradients, optimizer state and a batch's activations).
+    `Sequential.build`, `nnlib.spec.plan` (the CLI's summary and the TUI's editor) and
+    `load` all come through here."""
+    batch_size = _validate.positive_int("memory check", "batch_size", batch_size)
+    needed = summary.memory_bytes(batch_size)
+    available, source = available_memory()
+    if needed > available:
+        raise ModelTooLarge(
+            f"too big to train here: the model needs about {human_bytes(needed)} to train "
+            f"with batch size "
+            f"{batch_size} ({human_count(summary.total_params)} parameters: "
+            f"{human_bytes(summary.weight_bytes())} with their gradients and optimizer state; "
+            f"activations {human_bytes(summary.training_activation_bytes(batch_size))}), "
+            f"but only {human_bytes(available)} is available ({source})"
+        )
 
 
 class Sequential:
@@ -116,7 +221,7 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise ValueError(f"Sequential: item {position} is {layer!r}, not a layer")
         self.seed = seed
-        self.dtype = np.dtype(dtype)
+        self.dtype = _float_dtype(dtype)
         self.input_shape: Shape | None = None
         self.training = True
         self._name_layers()
@@ -134,17 +239,49 @@ class Sequential:
                     number += 1
                 layer.name = f"{layer.kind}_{number}"
                 taken.add(layer.name)
-        names = [layer.name for layer in self.layers]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(
+            n for n, k in Counter(layer.name for layer in self.layers).items() if k > 1
+        )
         if duplicates:
             raise ValueError(f"Sequential: layer name {duplicates[0]!r} is used twice")
 
-    def build(self, input_shape: Sequence[int]) -> Sequential:
-        """Infer every layer's shapes and draw the initial weights from the model's seed."""
-        shape = tuple(int(d) for d in input_shape)
-        if not shape or any(d < 1 for d in shape):
-            raise ValueError(f"Sequential: input_shape must be positive sizes, got {input_shape}")
-        self.input_shape = shape
+    def plan(self, input_shape: Sequence[int]) -> Summary:
+        """Every layer's output shape, parameter shapes and memory for `input_shape`, worked
+        out from the layers' arguments without allocating anything, so that a typo such as
+        conv(100000,99) is refused in microseconds instead of after gigabytes. A layer that
+        cannot take its input raises LayerError naming it."""
+        start = shape = _validate.shape("Sequential", "input_shape", input_shape)
+        itemsize = self.dtype.itemsize
+        rows = []
+        for position, layer in enumerate(self.layers):
+            try:
+                output = tuple(layer.compute_output_shape(shape))
+                params = layer.param_shapes(shape)
+                cache = layer.cache_size(shape)
+            except ValueError as error:
+                raise LayerError(str(error), position) from None
+            rows.append(
+                LayerSummary(
+                    layer.name,
+                    type(layer).__name__,
+                    output,
+                    sum(math.prod(p) for p in params.values()),
+                    math.prod(output) * itemsize,
+                    tuple(params.items()),
+                    cache * itemsize,
+                )
+            )
+            shape = output
+        return Summary(start, tuple(rows), itemsize)
+
+    def build(self, input_shape: Sequence[int], batch_size: int = 64) -> Sequential:
+        """Infer every layer's shapes and draw the initial weights from the model's seed.
+
+        Shapes and the memory needed to train with `batch_size` are checked first (`plan`,
+        `check_fits`), so a model that cannot be built, or would not fit, allocates nothing."""
+        summary = self.plan(input_shape)
+        check_fits(summary, batch_size)
+        shape = self.input_shape = summary.input_shape
         rng = np.random.default_rng(self.seed)
         for layer in self.layers:
             layer.dtype = self.dtype
@@ -253,7 +390,7 @@ class Sequential:
 
     def to(self, dtype: np.dtype | type) -> Sequential:
         """Cast every parameter; gradcheck runs a float64 copy."""
-        self.dtype = np.dtype(dtype)
+        self.dtype = _float_dtype(dtype)
         for layer in self.layers:
             layer.to(dtype)
         return self
@@ -274,20 +411,7 @@ class Sequential:
     def summary(self) -> Summary:
         """Per layer: output shape, parameter count and activation memory per sample."""
         self._require_built()
-        return Summary(
-            self.input_shape,
-            tuple(
-                LayerSummary(
-                    layer.name,
-                    type(layer).__name__,
-                    layer.output_shape,
-                    layer.num_params,
-                    int(np.prod(layer.output_shape)) * self.dtype.itemsize,
-                )
-                for layer in self.layers
-            ),
-            self.dtype.itemsize,
-        )
+        return self.plan(self.input_shape)
 
     def _require_built(self) -> None:
         if self.input_shape is None:
@@ -328,30 +452,39 @@ class Sequential:
         return f"Sequential({self.spec!r}, input_shape={self.input_shape})"
 
 
+#: The architecture record is a short JSON text (a few hundred bytes a layer): anything
+#: longer is refused from its header, before it is decompressed.
+MAX_ARCHITECTURE_CHARS = 1 << 22
+_ARCHITECTURE = "architecture.npy"
+_PARAM_PREFIX = "param/"
+
+_NpyCheck = Callable[[tuple[int, ...], np.dtype], str | None]
+
+
 def load(path: str | os.PathLike) -> Sequential:
-    """Rebuild a model saved by `Sequential.save`; a corrupt, truncated or mismatched file
-    raises ValueError naming the file and the problem."""
+    """Rebuild a model saved by `Sequential.save`.
+
+    Everything is checked before it is decompressed: the archive's member list, the
+    architecture (through the same shape and memory check as `build`), and each weight's
+    .npy header (float32 or float64, exactly the shape the architecture needs). Weights that
+    hold NaN or inf are refused: such a model outputs NaN for every input. A corrupt,
+    truncated or mismatched file raises ValueError naming the file, the array and what was
+    expected."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such model file")
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not an nnlib model (not an .npz archive, or truncated)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "architecture" not in archive.files:
-                raise ValueError(f"{path}: not an nnlib model (no architecture record)")
-            architecture = json.loads(str(archive["architecture"]))
-            weights = {
-                key[len("param/") :]: archive[key]
-                for key in archive.files
-                if key.startswith("param/")
-            }
+        with zipfile.ZipFile(path) as archive:
+            return _load_archive(archive, str(path))
     except ValueError as error:
         if str(error).startswith(str(path)):
             raise
         raise ValueError(f"{path}: corrupt or truncated model file ({error})") from None
     except (
         OSError,
+        RuntimeError,  # an encrypted member
         zipfile.BadZipFile,
         zlib.error,
         EOFError,
@@ -359,32 +492,125 @@ def load(path: str | os.PathLike) -> Sequential:
         NotImplementedError,
     ) as error:
         raise ValueError(f"{path}: corrupt or truncated model file ({error})") from None
-    model = from_architecture(architecture, source=str(path))
-    expected = model.named_parameters()
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
+
+
+def _load_archive(archive: zipfile.ZipFile, source: str) -> Sequential:
+    names = archive.namelist()
+    if len(set(names)) != len(names):
+        raise ValueError(f"{source}: corrupt model file (a member is stored twice)")
+    if _ARCHITECTURE not in names:
+        raise ValueError(f"{source}: not an nnlib model (no architecture record)")
+    stored = {
+        name[len(_PARAM_PREFIX) : -len(".npy")]: name
+        for name in names
+        if name.startswith(_PARAM_PREFIX) and name.endswith(".npy")
+    }
+    others = sorted(set(names) - set(stored.values()) - {_ARCHITECTURE})
+    if others:
+        raise ValueError(
+            f"{source}: not an nnlib model file: unexpected member {others[0]!r} "
+            "(expected architecture.npy and param/<layer>.<name>.npy)"
+        )
+
+    def text_record(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+        if shape == () and dtype.kind == "U" and dtype.itemsize <= 4 * MAX_ARCHITECTURE_CHARS:
+            return None
+        return (
+            f"the architecture record should be a text of at most {MAX_ARCHITECTURE_CHARS:,} "
+            f"characters, found a {dtype} array of shape {shape}"
+        )
+
+    text = str(_read_npy(archive, _ARCHITECTURE, source, text_record).item())
+    try:
+        architecture = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise ValueError(
+            f"{source}: corrupt model file (the architecture record is not JSON: {error})"
+        ) from None
+    model, summary = _plan_architecture(architecture, source)
+    expected = summary.param_shapes()
+    missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or extra:
         detail = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
-        raise ValueError(f"{path}: weights do not match the architecture ({detail})")
-    for name, value in weights.items():
-        if value.shape != expected[name].value.shape:
+        raise ValueError(f"{source}: weights do not match the architecture ({detail})")
+    checks = {name: _weight_check(name, expected[name]) for name in expected}
+    for name, check in checks.items():  # every header before any data is read
+        _read_npy(archive, stored[name], source, check, data=False)
+    model.build(summary.input_shape)
+    weights = {}
+    for name, check in checks.items():
+        value = _read_npy(archive, stored[name], source, check)
+        finite = np.isfinite(value)
+        if not finite.all():
             raise ValueError(
-                f"{path}: {name} has shape {value.shape}, the architecture needs "
-                f"{expected[name].value.shape}"
+                f"{source}: {name} holds {value.size - int(finite.sum()):,} NaN or infinite "
+                f"values (of {value.size:,}); a model with non-finite weights outputs NaN for "
+                "every input (was it saved after training diverged?)"
             )
+        weights[name] = value
     model.set_weights(weights)
     return model
 
 
-def from_architecture(architecture: dict, source: str = "architecture") -> Sequential:
-    """Rebuild an (untrained) model from `Sequential.architecture()`."""
+def _weight_check(name: str, expected: Shape) -> _NpyCheck:
+    """A header check for one weight: float32 or float64, and exactly the expected shape."""
+
+    def check(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+        if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+            return f"{name} is stored as {dtype}, expected float32 or float64"
+        if tuple(shape) != tuple(expected):
+            return f"{name} has shape {tuple(shape)}, the architecture needs {tuple(expected)}"
+        return None
+
+    return check
+
+
+def _read_npy(
+    archive: zipfile.ZipFile, member: str, source: str, check: _NpyCheck, data: bool = True
+) -> np.ndarray | None:
+    """Read one .npy member's header, refuse it if `check` says why, and only then read (and
+    decompress) its data; with data=False stop after the header."""
+    with archive.open(member) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise ValueError(f"{source}: {member}: unsupported .npy format version {version}")
+        problem = check(shape, dtype)
+        if problem:
+            raise ValueError(f"{source}: {problem}")
+        if not data:
+            return None
+        size = math.prod(shape) * dtype.itemsize
+        raw = handle.read(size)
+    if len(raw) != size:
+        raise ValueError(f"{source}: corrupt or truncated model file ({member} is cut short)")
+    return np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _float_dtype(dtype: object) -> np.dtype:
+    """float32 or float64 as a numpy dtype; anything else is a ValueError."""
+    try:
+        result = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        result = np.dtype(object)
+    if dtype is None or result.name not in ("float32", "float64"):
+        raise ValueError(f"Sequential: dtype must be float32 or float64, got {dtype!r}")
+    return result
+
+
+def _plan_architecture(architecture: object, source: str) -> tuple[Sequential, Summary]:
+    """The unbuilt model of an architecture record and its plan, size-checked like `build`."""
     if not isinstance(architecture, dict) or architecture.get("format") != FORMAT:
         raise ValueError(f"{source}: not an nnlib model architecture")
     try:
-        if architecture.get("version", 0) > FORMAT_VERSION:
+        version = architecture.get("version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ValueError(
                 f"{source}: written by a newer nnlib (format version "
-                f"{architecture['version']}, this one reads {FORMAT_VERSION})"
+                f"{version}, this one reads {FORMAT_VERSION})"
             )
         layers = []
         for record in architecture["layers"]:
@@ -395,18 +621,34 @@ def from_architecture(architecture: dict, source: str = "architecture") -> Seque
                 k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()
             }
             layers.append(cls(**config, name=record["name"]))
-        return Sequential(
-            layers,
-            input_shape=architecture["input_shape"],
-            seed=architecture.get("seed"),
-            dtype=architecture.get("dtype", "float32"),
+        model = Sequential(
+            layers, seed=architecture.get("seed"), dtype=architecture.get("dtype", "float32")
         )
+        summary = model.plan(architecture["input_shape"])
+        check_fits(summary)
+        np.random.default_rng(model.seed)  # a bad seed is a bad record, not a build error
     except (KeyError, TypeError, AttributeError, ValueError) as error:
         # A hand-edited or damaged record: say which file, not just which Python error.
         if str(error).startswith(source):
             raise
         detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
         raise ValueError(f"{source}: invalid architecture record ({detail})") from None
+    return model, summary
 
 
-__all__ = ["Sequential", "Summary", "from_architecture", "load"]
+def from_architecture(architecture: dict, source: str = "architecture") -> Sequential:
+    """Rebuild an (untrained) model from `Sequential.architecture()`."""
+    model, summary = _plan_architecture(architecture, source)
+    return model.build(summary.input_shape)
+
+
+__all__ = [
+    "LayerError",
+    "ModelTooLarge",
+    "Sequential",
+    "Summary",
+    "available_memory",
+    "check_fits",
+    "from_architecture",
+    "load",
+]

@@ -1,6 +1,6 @@
 """Architectures for a dataset, without Textual (the CLI checks --arch with them before the
 terminal is taken over): presets adapted to the dataset's input and outputs or refused with
-a reason (a CNN on 2-D points), and `check_spec`, which builds a typed spec against it."""
+a reason (a CNN on 2-D points), and `check_spec`, which plans a typed spec against it."""
 
 from __future__ import annotations
 
@@ -87,58 +87,26 @@ class SpecCheck:
     error: str | None = None
 
 
-#: Specs whose weights would exceed this are refused before anything is allocated (a typo
-#: like dense(3000000) would otherwise take gigabytes just to show a summary).
-MAX_PARAMS = 50_000_000
+def check_spec(spec: str, info: DatasetInfo, batch_size: int = 64) -> SpecCheck:
+    """Plan `spec` for `info` and compare its outputs with what the dataset needs.
 
-
-def rough_params(spec: str, shape: tuple[int, ...]) -> int | None:
-    """Weights of dense and conv layers, from the parsed spec and output shapes alone (no
-    allocation); None if the walk fails, in which case building reports the problem."""
-    from nnlib.spec import parse
-
-    total = 0
-    try:
-        for layer in parse(spec, shape):
-            config = layer.config()
-            if "units" in config:
-                total += math.prod(shape) * config["units"]
-            elif "filters" in config:
-                kernel = config["kernel_size"]
-                height, width = (kernel, kernel) if isinstance(kernel, int) else kernel
-                total += height * width * shape[-1] * config["filters"]
-            shape = tuple(layer.compute_output_shape(shape))
-    except (ValueError, TypeError, IndexError):
-        return None
-    return total
-
-
-def check_spec(spec: str, info: DatasetInfo) -> SpecCheck:
-    """Build `spec` for `info` and compare its outputs with what the dataset needs."""
-    from nnlib.spec import build
+    nnlib's plan works out every shape and the memory to train with `batch_size` without
+    allocating a weight, and refuses a model that would not fit in the available memory,
+    so a typo in the editor costs microseconds, not gigabytes."""
+    from nnlib.spec import plan
 
     shape = tuple(info.input_shape)
-    estimate = rough_params(spec, shape)
-    if estimate is not None and estimate > MAX_PARAMS:
-        return SpecCheck(
-            spec,
-            shape,
-            error=f"about {estimate:,} weights "
-            f"({estimate * 4 / 2**30:.1f} GiB): more than {MAX_PARAMS:,}, "
-            "too big to train here",
-        )
     try:
-        model = build(spec, shape, seed=0)
-    except (ValueError, MemoryError) as error:
+        summary = plan(spec, shape, batch_size=batch_size)
+    except ValueError as error:
         return SpecCheck(spec, shape, error=str(error))
-    summary = model.summary()
     outputs = outputs_of(info)
-    if model.output_shape != (outputs,):
+    if summary.output_shape != (outputs,):
         return SpecCheck(
             spec,
             shape,
             summary,
-            f"the model outputs {model.output_shape} per "
+            f"the model outputs {summary.output_shape} per "
             f"sample but {info.name} needs ({outputs},): end the spec with "
             f"dense({outputs})",
         )

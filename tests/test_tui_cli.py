@@ -47,7 +47,7 @@ def test_help_lists_every_flag(capsys):
         (["--optimizer", "lbfgs"], "--optimizer"),
         (["--arch", "conv(3"], "--arch: spec"),
         (["--dataset", "spirals", "--arch", "2-8-5"], "dense(3)"),
-        (["--arch", "dense(3000000) dense(10)"], "too big to train here"),
+        (["--arch", "dense(3000000000) dense(10)"], "too big to train here"),
         (["--dataset", "no-such-set"], "unknown dataset 'no-such-set'"),
         (["--config", "missing.toml"], "no such config file"),
         (["--no-such-flag"], "unrecognized arguments"),

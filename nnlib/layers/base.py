@@ -8,6 +8,7 @@ takes dL/d(output) and fills `param.grad` for each parameter, returning dL/d(inp
 from __future__ import annotations
 
 import inspect
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -53,8 +54,25 @@ class Layer(ABC):
         return self.output_shape
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        """The per-sample output shape for `input_shape` (unchanged, unless overridden)."""
+        """The per-sample output shape for `input_shape` (unchanged, unless overridden).
+
+        Raises ValueError for an input the layer cannot take. Allocates nothing: models walk
+        every layer's shapes and sizes with it before building any of them."""
         return input_shape
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """The shape of each parameter for `input_shape`, from the constructor arguments
+        alone, so that sizes are known before anything is allocated."""
+        return {}
+
+    def param_count(self, input_shape: Shape) -> int:
+        """Trainable values this layer will have once built for `input_shape`."""
+        return sum(math.prod(shape) for shape in self.param_shapes(input_shape).values())
+
+    def cache_size(self, input_shape: Shape) -> int:
+        """Values per sample that a training step keeps beyond the layer's output (im2col
+        rows, pooling planes, padded copies): part of the memory estimate before a build."""
+        return 0
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (used by save and by the spec)."""

@@ -65,30 +65,41 @@ class Conv2D(Layer):
         return (p, p, p, p)
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"{self.name}: Conv2D needs an image input (height, width, "
-                f"channels), got {input_shape}"
-            )
-        channels = input_shape[2]
-        kh, kw = self._kernel
+        output = super().build(input_shape, rng)  # the shape is checked before allocating
+        shapes = self.param_shapes(self.input_shape)
+        kh, kw, channels, _ = shapes["W"]
         fan_in, fan_out = kh * kw * channels, kh * kw * self.filters
-        kernel = initialize(
-            self.init, (kh, kw, channels, self.filters), fan_in, fan_out, rng, self.dtype
-        )
+        kernel = initialize(self.init, shapes["W"], fan_in, fan_out, rng, self.dtype)
         self.params = {
             "W": Param.of(f"{self.name}.W", kernel),
-            "b": Param.of(f"{self.name}.b", np.zeros(self.filters, self.dtype), regularize=False),
+            "b": Param.of(f"{self.name}.b", np.zeros(shapes["b"], self.dtype), regularize=False),
         }
-        return super().build(input_shape, rng)
+        return output
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"{self.name or 'Conv2D'}: Conv2D needs an image input (height, width, "
+                f"channels), got {input_shape}"
+            )
         height, width = input_shape[0], input_shape[1]
         self._pad = self._pads(height, width)
         self._out = win.output_size(
             self.name or "Conv2D", (height, width), self._kernel, self._stride, self._pad
         )
         return (*self._out, self.filters)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        return {"W": (*self._kernel, input_shape[2], self.filters), "b": (self.filters,)}
+
+    def cache_size(self, input_shape: Shape) -> int:
+        """The im2col matrix (one row per output position, with the ones column) and, with
+        padding, the padded input."""
+        out_h, out_w, _ = self.compute_output_shape(input_shape)
+        top, bottom, left, right = self._pads(input_shape[0], input_shape[1])
+        columns = out_h * out_w * (self._kernel[0] * self._kernel[1] * input_shape[2] + 1)
+        padded = (input_shape[0] + top + bottom) * (input_shape[1] + left + right) * input_shape[2]
+        return columns + (padded if top + bottom + left + right else 0)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)

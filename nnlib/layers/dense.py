@@ -20,21 +20,26 @@ class Dense(Layer):
         self.init = init
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+        output = super().build(input_shape, rng)  # the shape is checked before allocating
+        fan_in = self.input_shape[0]
+        shapes = self.param_shapes(self.input_shape)
+        weights = initialize(self.init, shapes["W"], fan_in, self.units, rng, self.dtype)
+        self.params = {
+            "W": Param.of(f"{self.name}.W", weights),
+            "b": Param.of(f"{self.name}.b", np.zeros(shapes["b"], self.dtype), regularize=False),
+        }
+        return output
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
             raise ValueError(
                 f"{self.name or 'Dense'}: Dense needs a flat input (features,), got "
                 f"{input_shape}; put a Flatten layer before it"
             )
-        fan_in = input_shape[0]
-        weights = initialize(self.init, (fan_in, self.units), fan_in, self.units, rng, self.dtype)
-        self.params = {
-            "W": Param.of(f"{self.name}.W", weights),
-            "b": Param.of(f"{self.name}.b", np.zeros(self.units, self.dtype), regularize=False),
-        }
-        return super().build(input_shape, rng)
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (self.units,)
+
+    def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        return {"W": (input_shape[0], self.units), "b": (self.units,)}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)

@@ -56,6 +56,11 @@ class MaxPool2D(_Pool2D):
     kind = "maxpool"
     _origins: np.ndarray | None = None
 
+    def cache_size(self, input_shape: Shape) -> int:
+        """One plane per window offset, kept for the first-max search in backward."""
+        out_h, out_w, channels = self.compute_output_shape(input_shape)
+        return self._window[0] * self._window[1] * out_h * out_w * channels
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
         self._x_shape = x.shape

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _validate
@@ -21,7 +23,7 @@ class Flatten(Layer):
         return {"implicit": self.implicit} if self.implicit else {}
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return (int(np.prod(input_shape)),)
+        return (math.prod(input_shape),)  # exact for any size, where np.prod would wrap
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
