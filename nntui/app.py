@@ -77,12 +77,12 @@ class NNTui(App[None]):
         # writing to the terminal that has just gone.
         signal.signal(signal.SIGHUP, self._hangup_signal)
 
-    def run(self, *args: Any, **kwargs: Any) -> None:
+    def run(self, *args: Any, **kwargs: Any) -> Any:
         """App.run; after a hangup, end the process right there: the run log is closed by
         then (the dashboard waits for it), nothing can be printed, and a training thread
         that missed its stop must not keep a process with no terminal alive."""
         try:
-            super().run(*args, **kwargs)
+            return super().run(*args, **kwargs)
         finally:
             if self.lost_terminal:
                 os._exit(self.return_code or 0)
