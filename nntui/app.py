@@ -5,10 +5,15 @@ run is shown), the keys that work everywhere (quit, help, the palette) and the
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+from types import FrameType
+from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.events import Resize
 
 from nnlib.config import ExperimentConfig
@@ -20,6 +25,7 @@ from .replay import RecordedRun
 from .screens.dashboard import DashboardScreen
 from .screens.modals import ConfirmScreen, HelpScreen, TooSmallScreen
 from .screens.setup import SetupScreen
+from .terminal import HangupSafeDriver
 
 MIN_SIZE = (60, 18)
 
@@ -52,6 +58,8 @@ class NNTui(App[None]):
         self.start = start
         self.datasets = datasets
         self.recorded = recorded
+        #: Set when the terminal hung up: the caller must not write to it any more.
+        self.lost_terminal = False
 
     def on_mount(self) -> None:
         from nnlib.datasets import available
@@ -63,9 +71,40 @@ class NNTui(App[None]):
         elif self.start:
             self.push_screen(DashboardScreen(self.config))
         self._check_size(*self.size)
-        loop = asyncio.get_running_loop()
-        for hangup in (signal.SIGHUP, signal.SIGTERM):
-            loop.add_signal_handler(hangup, self.shut_down)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_signal_handler(signal.SIGTERM, self.shut_down)
+        # Not through the event loop: SIGHUP must take effect even while the loop is stuck
+        # writing to the terminal that has just gone.
+        signal.signal(signal.SIGHUP, self._hangup_signal)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """App.run; after a hangup, end the process right there: the run log is closed by
+        then (the dashboard waits for it), nothing can be printed, and a training thread
+        that missed its stop must not keep a process with no terminal alive."""
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            if self.lost_terminal:
+                os._exit(self.return_code or 0)
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's driver, or on Linux/macOS one that survives losing the terminal."""
+        driver = super().get_driver_class()
+        return HangupSafeDriver if driver is LinuxDriver else driver
+
+    def _hangup_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Runs between two bytecodes of the main thread: takes no lock, only flags."""
+        if isinstance(self._driver, HangupSafeDriver):
+            self._driver.mark_lost()  # drops output at once, then calls hang_up on the loop
+        else:
+            self._loop.call_soon_threadsafe(self.hang_up)
+
+    def hang_up(self) -> None:
+        """The terminal hung up (SIGHUP, or EIO reading or writing it): nothing can be
+        shown or asked any more, so stop the run, as for SIGTERM."""
+        if not self.lost_terminal:
+            self.lost_terminal = True
+            self.shut_down()
 
     def shut_down(self) -> None:
         """A dropped SSH connection (SIGHUP) or a kill (SIGTERM): stop any run so that its

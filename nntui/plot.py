@@ -32,6 +32,8 @@ class Series:
     kind: "line" connects the points; "spread" fills, per pixel column, the range of the
     points that fall in it (raw, noisy values); "points" only sets the points' dots.
     `marker` is a character drawn over the cell of every point (e.g. epoch values).
+    `cell`, if set, replaces the braille dots in every cell the series shows in, so that
+    two series differ by shape without colour (NO_COLOR).
     """
 
     xs: Sequence[float]
@@ -39,24 +41,34 @@ class Series:
     style: str
     kind: str = "line"
     marker: str | None = None
+    cell: str | None = None
 
 
 def format_number(value: float, width: int = 7) -> str:
-    """A compact number that fits `width` characters (0.0123, 1.2e-05, 12,345)."""
+    """A compact number in at most `width` characters (0.0123, 1.2e-5, 12,345): precision
+    gives way to width, never the exponent or the sign."""
     if value is None or not math.isfinite(value):
         return "nan".rjust(width)
     magnitude = abs(value)
     if magnitude == 0:
         text = "0"
     elif magnitude >= 1e5 or magnitude < 1e-3:
-        text = f"{value:.1e}"
+        text = _exponent(value, 1)
     elif magnitude >= 100:
         text = f"{value:,.0f}"
     elif magnitude >= 10:
         text = f"{value:.1f}"
     else:
         text = f"{value:.3f}" if magnitude < 1 else f"{value:.2f}"
-    return text[:width]
+    if len(text) > width:
+        text = _exponent(value, 1) if len(_exponent(value, 1)) <= width else _exponent(value, 0)
+    return text
+
+
+def _exponent(value: float, digits: int) -> str:
+    """1.2e-5 rather than Python's 1.2e-05: two characters fewer for the axis labels."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _scale(values: np.ndarray, lo: float, hi: float, pixels: int) -> np.ndarray:
@@ -195,6 +207,7 @@ def line_chart(
     pixel_w, pixel_h = plot_w * 2, plot_h * 4
     layers: list[np.ndarray] = []
     palette: list[str] = []
+    glyphs: list[str | None] = []
     overlays: list[tuple[np.ndarray, np.ndarray, str, int]] = []
     if marks:
         dots = np.zeros((pixel_h, pixel_w), dtype=bool)
@@ -202,8 +215,10 @@ def line_chart(
         dots[::2, mark_px] = True
         layers.append(dots)
         palette.append(mark_style)
+        glyphs.append(None)
     for s, xs, ys in prepared:
         palette.append(s.style)
+        glyphs.append(s.cell)
         dots = np.zeros((pixel_h, pixel_w), dtype=bool)
         layers.append(dots)
         if not xs.size:
@@ -232,6 +247,9 @@ def line_chart(
         styles[bits > 0] = index
     chars = np.vectorize(chr, otypes=[object])(cells + 0x2800)
     chars[cells == 0] = " "
+    for index, glyph in enumerate(glyphs):
+        if glyph is not None:
+            chars[styles == index] = glyph
     for rows, cols, marker, style_index in overlays:
         chars[rows, cols] = marker
         styles[rows, cols] = style_index
@@ -379,6 +397,14 @@ def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> Color:
     return Color.from_rgb(*(round(x + (y - x) * t) for x, y in zip(a, b, strict=True)))
 
 
+#: The precision row's label: its numbers are percentages (100 fits a 4-cell column).
+PRECISION_LABEL = "prec%"
+#: Cells of the recall column ("  95.0%").
+RECALL_W = 8
+#: Longest row label (class name) shown whole.
+MAX_LABEL = 12
+
+
 def confusion_heatmap(
     matrix: Sequence[Sequence[int]],
     precision: Sequence[float],
@@ -392,9 +418,13 @@ def confusion_heatmap(
     cells holding >= 25% of their row are bold and zeros are dots."""
     m = np.asarray(matrix, dtype=np.int64)
     k = len(m)
-    label_w = min(max(len(n) for n in names), 6)
     biggest = len(f"{int(m.max()):,}") if m.size else 1
-    cell_w = max(3, min(max(biggest + 1, 4), (width - label_w - 9) // max(k, 1)))
+    wanted = max(biggest + 1, 4)  # "100" precision and a space
+    # Row labels take what the cells leave (whole class names where they fit), at least
+    # the footer's label; column headers are cut to their cell.
+    spare = width - RECALL_W - 1 - k * wanted
+    label_w = max(min(max(len(n) for n in names), spare, MAX_LABEL), len(PRECISION_LABEL))
+    cell_w = max(3, min(wanted, (width - label_w - 1 - RECALL_W) // max(k, 1)))
     rows = m.sum(axis=1, keepdims=True)
     share = np.divide(m, rows, out=np.zeros(m.shape, dtype=np.float64), where=rows > 0)
     # Errors are scaled to the worst confusion, so the pairs that matter stand out even
@@ -404,7 +434,7 @@ def confusion_heatmap(
     dark, good, bad = (30, 30, 40), (40, 170, 90), (200, 60, 60)
     header = Text(" " * (label_w + 1))
     for name in names:
-        header.append(name[: cell_w - 1].rjust(cell_w), style="bold")
+        header.append(name[: cell_w - 1].rjust(cell_w), style="bold")  # one space between
     header.append("  recall", style="bold")
     lines = [Text.assemble(("true \\ predicted", "dim")), header]
     for i in range(k):
@@ -428,10 +458,10 @@ def confusion_heatmap(
                 )
         line.append(f"  {recall[i]:6.1%}" if i < len(recall) else "")
         lines.append(line)
-    footer = Text.assemble(("prec".rjust(label_w) + " ", "bold"))
+    footer = Text.assemble((PRECISION_LABEL.rjust(label_w) + " ", "bold"))
     for j in range(k):
         value = precision[j] if j < len(precision) else math.nan
-        footer.append((f"{value * 100:.0f}" if math.isfinite(value) else "-").rjust(cell_w))
+        footer.append((f"{value * 100:.0f}" if math.isfinite(value) else "–").rjust(cell_w))
     lines.append(footer)
     return Text("\n").join(lines)
 

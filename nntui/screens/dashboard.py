@@ -56,6 +56,8 @@ FINISH_TIMEOUT = 30.0
 LR_FACTOR = 2.0
 #: At this size and above, every panel is shown at once; below, one at a time in tabs.
 WIDE = (110, 32)
+#: Lines the status panel (with its border) and the key bar take in the wide layout.
+WIDE_CHROME = 8
 PANELS = (("curves", "Curves"), ("layers", "Layers"), ("confusion", "Matrix"), ("log", "Log"))
 
 
@@ -86,8 +88,8 @@ class DashboardScreen(Screen[None]):
     DashboardScreen.-wide StatusPanel { height: 6; border: round $primary-darken-2;
                                         border-title-color: $text; }
     DashboardScreen.-wide #tabs { display: none; }
-    DashboardScreen.-wide #panels { layout: grid; grid-size: 2 2; grid-columns: 1fr 58;
-                                    grid-rows: 1fr 1fr; }
+    DashboardScreen.-wide #panels { layout: grid; grid-size: 2 3; grid-columns: 1fr 58; }
+    DashboardScreen.-wide #confusion, DashboardScreen.-wide #layers { row-span: 2; }
     DashboardScreen.-wide #panels > .panel { display: block; border: round $primary-darken-2;
                                              border-title-color: $text; }
     DashboardScreen.-wide #panels > .panel:focus-within { border: round $accent; }
@@ -199,7 +201,23 @@ class DashboardScreen(Screen[None]):
         self._layout(event.size.width, event.size.height)
 
     def _layout(self, width: int, height: int) -> None:
-        self.set_class(width >= WIDE[0] and height >= WIDE[1], "-wide")
+        """Tabs below WIDE; above, a grid: curves over layers on the left, each half the
+        height; on the right the matrix, as tall as its rows need (or half), over the log.
+        Three grid rows make that: curves = 1, matrix = 1-2, layers = 2-3, log = 3."""
+        wide = width >= WIDE[0] and height >= WIDE[1]
+        self.set_class(wide, "-wide")
+        if wide:
+            panels = self.query_one("#panels")
+            total = max(panels.size.height, height - WIDE_CHROME)
+            half = total // 2
+            matrix = max(half, min(self._matrix_lines() + 2, total - 5))
+            panels.styles.grid_rows = f"{half} {matrix - half} 1fr"
+
+    def _matrix_lines(self) -> int:
+        """Lines the confusion matrix needs: title, axis, header, a row per class, precision."""
+        started = self.state.started
+        classes = len(started.class_names) if started and self.state.task != "regression" else 0
+        return classes + 4
 
     @on(Tabs.TabActivated)
     def _show_panel(self, event: Tabs.TabActivated) -> None:
@@ -298,6 +316,8 @@ class DashboardScreen(Screen[None]):
         # Events and single steps show at once; the stream of progress waits for the timer.
         if not isinstance(snapshot, Progress | Histograms) or self.state.state == "paused":
             self.redraw(at_once=True)
+        if isinstance(snapshot, RunStarted):
+            self._layout(*self.app.size)
         if isinstance(snapshot, RunStarted) and snapshot.task == "regression":
             self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
             self._confusion.border_title = "Predicted vs true"

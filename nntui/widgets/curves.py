@@ -8,10 +8,12 @@ from rich.text import Text
 from textual.reactive import reactive
 
 from ..plot import Series, ema, format_number, line_chart
-from .panel import StatePanel
+from .panel import StatePanel, fit
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.97)
 RAW, SMOOTH, VALIDATION, MARK = "grey46", "bold #4ea8ff", "bold #e879f9", "#facc15"
+#: Without colour (NO_COLOR) the raw batch values are dots, so the EMA line stands out.
+RAW_CELL = "·"
 
 
 class CurvesPanel(StatePanel):
@@ -51,7 +53,10 @@ class CurvesPanel(StatePanel):
         heights = _split(height, len(charts))
         for (name, raw, val, log, limits), chart_h in zip(charts, heights, strict=True):
             smooth = ema(raw, self.smoothing)
-            series = [Series(steps, raw, RAW, "spread"), Series(steps, smooth, SMOOTH)]
+            series = [
+                Series(steps, raw, RAW, "spread", cell=RAW_CELL if self.app.no_color else None),
+                Series(steps, smooth, SMOOTH),
+            ]
             if any(v is not None for v in val):
                 series.append(
                     Series(
@@ -90,15 +95,22 @@ class CurvesPanel(StatePanel):
         latest = smooth[-1] if len(smooth) else None
         last_val = next((v for v in reversed(val) if v is not None), None)
         percent = name == "accuracy"
-        legend = Text.assemble(
-            (f"{name}{' (log)' if log else ''} ", "bold"), ("⣿ batch ", RAW), ("━ ", SMOOTH)
+        head = Text(f"{name}{' (log)' if log else ''} ", "bold")
+        raw_glyph = RAW_CELL if self.app.no_color else "⣿"
+        now, val_now = _value(latest, percent), _value(last_val, percent)
+        full = head + Text.assemble(
+            (f"{raw_glyph} batch ", RAW),
+            (f"━ EMA {self.smoothing:g} {now}", SMOOTH),
+            (f"  ● val {val_now}", VALIDATION),
+            ("  ┊ hparam change" if marks else "", MARK),
         )
-        legend.append(f"EMA {self.smoothing:g} " + _value(latest, percent), SMOOTH)
-        legend.append("  ● val " + _value(last_val, percent), VALIDATION)
-        if marks:
-            legend.append("  ┊ hparam change", MARK)
-        legend.truncate(width, overflow="ellipsis")
-        return legend
+        short = head + Text.assemble(
+            (f"{raw_glyph} batch ", RAW),
+            (f"━ EMA {now}", SMOOTH),
+            (f"  ● val {val_now}", VALIDATION),
+            ("  ┊ hp" if marks else "", MARK),
+        )
+        return fit(width, full, short)
 
 
 def _value(value: float | None, percent: bool) -> str:

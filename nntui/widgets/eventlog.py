@@ -3,6 +3,8 @@ errors and the end of the run, each with the step it happened at."""
 
 from __future__ import annotations
 
+from collections import deque
+
 from rich.text import Text
 from textual.widgets import RichLog
 
@@ -52,20 +54,51 @@ def _value(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+#: Entries kept (and wrapped again on every resize); older ones are dropped.
+MAX_LINES = 2000
+
+
 class EventLog(RichLog):
+    """The log's lines are kept as text and wrapped again whenever the panel's width changes
+    (a resize, or a tab being shown): a RichLog wraps each line once, when it is written,
+    at whatever width it had then (its `min_width` while the tab is hidden)."""
+
     DEFAULT_CSS = """
     EventLog { height: 1fr; background: $surface; }
     """
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(wrap=True, markup=False, highlight=False, min_width=20, **kwargs)
+        super().__init__(wrap=True, markup=False, highlight=False, max_lines=MAX_LINES, **kwargs)
+        self.entries: deque[Text] = deque(maxlen=MAX_LINES)
+        self._wrapped_at = 0
+        self._step = 0
 
     def add(self, step: int | None, text: str, severity: str = "info") -> None:
-        line = Text(f"[{step:>6}] " if step is not None else " " * 9, style="dim")
+        """Log `text` at `step` (None: the latest step seen, 0 before the first)."""
+        self._step = step if step is not None else self._step
+        line = Text(f"[{self._step:>6}] ", style="dim")
         line.append(text, style=STYLES.get(severity, ""))
-        self.write(line)
+        self.entries.append(line)
+        if self._wrapped_at and self._wrapped_at == self.scrollable_content_region.width:
+            self.write(line, width=self._wrapped_at)
+        else:  # hidden, or not laid out yet: written with all the rest once it has a width
+            self._wrapped_at = 0
+            self.call_after_refresh(self._rewrap)
 
     def add_snapshot(self, snapshot: Snapshot) -> None:
         entry = describe(snapshot)
         if entry is not None:
             self.add(getattr(snapshot, "step", None), *entry)
+
+    def on_resize(self) -> None:
+        self._rewrap()
+
+    def _rewrap(self) -> None:
+        """Write every kept line again at the current width (none while hidden)."""
+        width = self.scrollable_content_region.width
+        if not width or width == self._wrapped_at:
+            return
+        self.clear()
+        self._wrapped_at = width
+        for line in self.entries:
+            self.write(line, width=width)

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 
 from ..plot import band_chart, bar_histogram, format_number
-from .panel import StatePanel, side_by_side
+from .panel import StatePanel, fit, side_by_side
 
 #: Per kind of tensor shown ("weights" or "grads"): the bars' colour and the bands' shades.
 BAR_STYLES = {"weights": "#38bdf8", "grads": "#fb923c"}
@@ -19,6 +19,10 @@ BAND_PALETTES = {
     "weights": ("#1e3a5f", "#2563eb", "#60a5fa", "bold #f8fafc"),
     "grads": ("#5c2e0e", "#c2410c", "#fb923c", "bold #f8fafc"),
 }
+
+
+#: Lines the histogram and bands keep however many layers the table lists.
+MIN_CHART = 3
 
 
 class LayersPanel(StatePanel, can_focus=True):
@@ -54,13 +58,20 @@ class LayersPanel(StatePanel, can_focus=True):
         index = min(self.selected, len(names) - 1)
         history = self.state.layers.get(names[index])
         kind = "grads" if self.gradients else "weights"
-        table = self._table(names, index, width)
-        chart_h = max(height - len(table) - 2, 3)
+        # The chart keeps at least 3 lines; the table shows the rows around the selection
+        # that fit under it.
+        table = self._table(names, index, width, max(height - 2 - MIN_CHART, 2))
+        chart_h = max(height - len(table) - 2, MIN_CHART)
         title = Text.assemble(
             (f"{names[index]} ", "bold"),
             (f"({index + 1}/{len(names)}) ", "dim"),
             ("gradients" if self.gradients else "weights", "bold " + BAR_STYLES[kind]),
-            ("   [ ] layer · g weights/gradients", "dim"),
+        )
+        title = fit(
+            width,
+            title + Text("   [ ] layer · g weights/gradients", "dim"),
+            title + Text("  [ ] g", "dim"),
+            title,
         )
         if history is None:
             return Text("\n").join([title, Text("no data for this layer yet", style="dim")])
@@ -80,17 +91,26 @@ class LayersPanel(StatePanel, can_focus=True):
                 BAND_PALETTES[kind],
             )
             body = side_by_side(bars, bands, bars_w)
-        captions = Text.assemble(
-            ("latest histogram".ljust(bars_w + 2), "dim"),
-            ("over steps: ░0-100 ▒7-93 ▓16-84 ━median (percentiles)", "dim"),
+        captions = fit(
+            width,
+            *(
+                Text("latest histogram".ljust(bars_w + 2) + bands, "dim")
+                for bands in (
+                    "percentiles over steps: ░0-100 ▒7-93 ▓16-84 ━median",
+                    "percentiles ░0-100 ▒7-93 ▓16-84 ━median",
+                    "%iles ░0-100 ▒7-93 ▓16-84 ━50",
+                )
+            ),
         )
-        captions.truncate(width)
         return Text("\n").join([title, body, captions, *table])
 
-    def _table(self, names: list[str], selected: int, width: int) -> list[Text]:
+    def _table(self, names: list[str], selected: int, width: int, lines: int) -> list[Text]:
+        """The header and, within `lines`, the layers around the selected one."""
+        shown = max(lines - 1, 1)
+        first = min(max(selected - shown // 2, 0), max(len(names) - shown, 0))
         header = Text(f"  {'layer':<10} {'|grad|':>9} {'upd/w':>9} {'dead ReLU':>9}", style="bold")
         rows = [header]
-        for index, name in enumerate(names):
+        for index, name in enumerate(names[first : first + shown], start=first):
             history = self.state.layers.get(name)
             stats = history.latest if history else None
             row = Text(

@@ -24,6 +24,17 @@ def side_by_side(left: Text, right: Text, left_width: int, gap: int = 2) -> Text
     return Text("\n").join(rows)
 
 
+def fit(width: int, *variants: Text) -> Text:
+    """The first variant (longest first) that fits `width` cells; else the last, cut with
+    an ellipsis. Legends and titles say less, rather than being cut mid-word."""
+    for variant in variants:
+        if variant.cell_len <= width:
+            return variant
+    last = variants[-1].copy()
+    last.truncate(width, overflow="ellipsis")
+    return last
+
+
 class StatePanel(Widget):
     """Base for panels that render a picture of the run state at their current size.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from ..plot import format_number
-from .panel import StatePanel
+from .panel import StatePanel, fit
 
 #: Each RunState.state as its badge: words and style.
 STATE_BADGES = {
@@ -79,22 +79,31 @@ class StatusPanel(StatePanel):
             line1.append_text(after)
         elif state.end is None:
             line1.append("preparing the dataset and the model…", style="dim")
-        return Text("\n").join([line1, self._hyperparameters(), self._metrics(), self._where()])
+        lines = [line1, self._hyperparameters(width), self._metrics(), self._where()]
+        return Text("\n").join(lines)
 
-    def _hyperparameters(self) -> Text:
+    def _hyperparameters(self, width: int) -> Text:
+        """Values in force, each pending change after an arrow with when it applies; when
+        that does not fit, the arrows alone and one note at the end."""
         values, pending = self.state.hyperparameters, self.state.pending
-        line = Text()
+        line, compact, waiting = Text(), Text(), False
         for name in SHOWN_HYPERPARAMETERS:
             if name not in values:
                 continue
-            line.append(f"{SHORT_NAMES.get(name, name)} ", style="dim")
-            line.append(_hp(values[name]), style="bold")
+            for text in (line, compact):
+                text.append(f"{SHORT_NAMES.get(name, name)} ", style="dim")
+                text.append(_hp(values[name]), style="bold")
             if name in pending and pending[name] != values[name]:
                 when = "next epoch" if name == "batch_size" else "next batch"
+                waiting = True
                 line.append(f" → {_hp(pending[name])}", style="bold yellow")
                 line.append(f" (pending, {when})", style="yellow")
+                compact.append(f"→{_hp(pending[name])}", style="bold yellow")
             line.append("   ")
-        return line
+            compact.append("  ")
+        if waiting:
+            compact.append("(→ pending)", "yellow")
+        return fit(width, line, compact)
 
     def _metrics(self) -> Text:
         state = self.state

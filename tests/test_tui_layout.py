@@ -1,0 +1,162 @@
+"""The dashboard's text is whole at 80x24 (tabs) and 110x32 (grid): numbers keep their
+exponent, legends say less instead of being cut, the confusion matrix shows every row and
+its precision, and the event log wraps at the panel's width whenever it is shown."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.text import Text
+from test_tui_snapshots import DATASETS, classification_run, config
+from textual.pilot import Pilot
+
+from nntui import bridge as b
+from nntui.app import NNTui
+from nntui.plot import Series, confusion_heatmap, format_number, line_chart
+from nntui.screens.dashboard import DashboardScreen
+from nntui.widgets.eventlog import EventLog
+from nntui.widgets.panel import fit
+
+LONG = (
+    "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu dense(84) "
+    "relu dense(10) — a line much longer than twenty columns"
+)
+
+
+def tiny_gradients(run: list[b.Snapshot]) -> list[b.Snapshot]:
+    """The run, with gradients of order 1e-5 (as in a real network's first layers)."""
+    tiny = b.Hist(
+        -3.1e-05, 2.7e-05, (1, 5, 20, 5, 1), (-3.1e-05, -1e-5, 0.0, 0.0, 0.0, 1e-5, 2.7e-05)
+    )
+    return [
+        dataclasses.replace(
+            s, layers=tuple(dataclasses.replace(layer, grads=tiny) for layer in s.layers)
+        )
+        if isinstance(s, b.Histograms)
+        else s
+        for s in run
+    ]
+
+
+def screen_text(app: NNTui) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def dashboard(pilot: Pilot, snapshots: list[b.Snapshot]) -> DashboardScreen:
+    screen = DashboardScreen(config(), replay=snapshots)
+    await pilot.app.push_screen(screen)
+    await pilot.pause()
+    return screen
+
+
+def run_app(size: tuple[int, int], body) -> None:
+    async def main() -> None:
+        app = NNTui(config(), datasets=DATASETS)
+        async with app.run_test(size=size) as pilot:
+            await body(pilot)
+
+    asyncio.run(main())
+
+
+def assert_matrix_whole(text: str) -> None:
+    lines = text.splitlines()
+    for i in range(10):
+        row = re.compile(rf"(^|│)\s*{i} +[·\d].*\d%")
+        assert any(row.search(line) for line in lines), f"row {i} missing"
+    prec = next(line for line in lines if "prec%" in line)
+    for value in ("98", "89", "100", "97"):
+        assert f" {value} " in prec + " "
+
+
+@pytest.mark.parametrize("size", [(80, 24), (110, 32)])
+def test_every_panel_is_whole(size):
+    async def body(pilot: Pilot) -> None:
+        screen = await dashboard(pilot, tiny_gradients(classification_run()))
+        screen.state.request("weight_decay", 0.001)
+        screen.state.request("batch_size", 128)
+        screen.state.request("lr", 0.1)
+        screen.redraw(at_once=True)
+        texts = []
+        for key in ("1", "2", "g", "3"):
+            await pilot.press(key)
+            await pilot.pause()
+            texts.append(screen_text(pilot.app))
+        text = "\n".join(texts)
+        assert "-3.1e-5" in text and "2.7e-5" in text  # the histogram's axis
+        assert "…" not in text.replace("conv(16,5) rel…", "").replace("re…", "")
+        assert "━median" in text or "━50" in text
+        assert "wd 0→0.001" in text or "wd 0 → 0.001" in text
+        assert "batch 64→128" in text or "batch 64 → 128" in text
+        assert "Layers" in text
+        assert_matrix_whole(texts[-1])
+
+    run_app(size, body)
+
+
+def log_rows(log: EventLog) -> list[str]:
+    return [line.text.rstrip() for line in log.lines]
+
+
+def test_log_lines_wrap_at_the_panel_width_when_shown_and_after_a_resize():
+    async def body(pilot: Pilot) -> None:
+        screen = await dashboard(pilot, classification_run())
+        log = screen.query_one(EventLog)
+        log.add(7, LONG)  # arrives while the Curves tab is shown
+        await pilot.press("4")
+        await pilot.pause()
+        await pilot.pause()
+        rows = log_rows(log)
+        assert rows[0].startswith("[     0] run started")  # a step, not an indent
+        assert max(map(len, rows)) > 60  # wrapped at the panel's ~78 columns, not 20
+        assert any(row.startswith("[     7] conv(6,5,pad=2) relu maxpool(2) conv") for row in rows)
+        await pilot.resize_terminal(120, 40)  # the grid: the log's column is 58 wide
+        await pilot.pause()
+        await pilot.pause()
+        width = log.scrollable_content_region.width
+        rows = log_rows(log)
+        assert width > 40 and all(len(row) <= width for row in rows)
+        assert max(map(len, rows)) > width - 12  # wrapped at the new width, not the old
+        assert "".join(rows).replace(" ", "").count(LONG.replace(" ", "")) == 1
+
+    run_app((80, 24), body)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300),
+    st.integers(min_value=7, max_value=10),
+)
+def test_numbers_fit_their_width_and_keep_their_value(value, width):
+    text = format_number(value, width).strip()
+    assert len(text) <= width
+    if value != 0:
+        assert float(text.replace(",", "")) == pytest.approx(
+            value, rel=0.34
+        )  # one digit left at worst
+
+
+def test_batch_and_ema_differ_without_colour():
+    steps = np.arange(200.0)
+    raw = np.sin(steps / 7) + 1
+    series = [Series(steps, raw, "grey46", "spread", cell="·"), Series(steps, raw * 0 + 1, "blue")]
+    chart = line_chart(40, 8, series).plain
+    assert "·" in chart and any(0x2800 < ord(c) <= 0x28FF for c in chart)
+
+
+def test_precision_row_is_labelled_as_percent_and_names_are_whole():
+    names = ["T-shirt", "Trouser", "Pullover"]
+    chart = confusion_heatmap(np.eye(3, dtype=int) * 50, [1.0, 0.5, 0.25], [1, 1, 1], names, 78)
+    lines = chart.plain.splitlines()
+    assert "prec%" in lines[-1] and lines[-1].split()[1:] == ["100", "50", "25"]
+    assert all(any(line.lstrip().startswith(name) for line in lines) for name in names)
+
+
+def test_fit_says_less_rather_than_cutting():
+    assert fit(10, Text("a long legend"), Text("short")).plain == "short"
+    assert fit(4, Text("a long legend"), Text("short")).plain == "sho…"
