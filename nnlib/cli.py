@@ -52,7 +52,8 @@ class Interrupted(KeyboardInterrupt):
 
 class StopSignals:
     """SIGINT, SIGTERM and SIGHUP, handled alike while `nnlib` runs (a context manager that
-    restores the previous handlers).
+    restores the previous handlers, unless a signal came: then the process is ending, and
+    they stay ignored until it has).
 
     The first signal raises Interrupted, unless a trainer is attached: then it asks the
     trainer to stop at the next batch boundary, so that the run ends the ordinary way (its
@@ -78,8 +79,13 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        # After a signal the process is ending: ignored by the OS from here, also while Python
+        # shuts down and puts back the default handlers that a late signal would kill it by.
+        # (Not in the handler: Python reports a signal that was pending alongside the first
+        # and found ignored as "ignored due to race condition". signal.signal runs the
+        # pending ones through our handler first.)
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+            signal.signal(signum, previous if self.received is None else signal.SIG_IGN)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None:
