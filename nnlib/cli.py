@@ -59,8 +59,8 @@ class StopSignals:
     trainer to stop at the next batch boundary, so that the run ends the ordinary way (its
     `end` event logged, model.npz written). Every later signal is ignored, so a second Ctrl+C
     can neither interrupt the final save nor turn the exit into a traceback. SIGINT is taken
-    even when the shell started us with it ignored (as background jobs are); SIGHUP is left
-    ignored under nohup.
+    even when the shell started us with it ignored (as background jobs are); SIGTERM and
+    SIGHUP stay ignored if they were (nohup).
     """
 
     def __init__(self) -> None:

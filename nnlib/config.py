@@ -163,7 +163,9 @@ class ExperimentConfig:
         try:
             values = tomllib.loads(data.decode("utf-8"))
         except UnicodeDecodeError as error:
-            raise ConfigError(f"{path}: not UTF-8 text ({error})") from None
+            raise ConfigError(
+                f"{path}: cannot read the config file (not UTF-8 text: byte {error.start})"
+            ) from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML ({error})") from None
         except RecursionError:
