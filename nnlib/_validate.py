@@ -42,6 +42,16 @@ def shape(owner: str, name: str, value: object) -> tuple[int, ...]:
         raise ValueError(f"{owner}: {name} must be positive sizes, got {value!r}") from None
 
 
+def seed(owner: str, value: object) -> int | None:
+    """Return `value` if it is None or an integer >= 0 (what numpy's default_rng needs), so
+    that a bad seed reads as a ValueError naming it rather than numpy's TypeError."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{owner}: seed must be None or a non-negative integer, got {value!r}")
+    return int(value)
+
+
 def non_negative_float(owner: str, name: str, value: object) -> float:
     """Return `value` as a float if it is finite and >= 0."""
     number = _finite_float(owner, name, value)

@@ -1,25 +1,34 @@
 """`nnlib`: the headless command line — train, evaluate, summary, datasets, runs.
 
 Exit codes: 0 done (an early stop included); 1 training failed (diverged, data error,
-an exception); 2 bad arguments or config, with one line on stderr; 130 Ctrl+C, after the
-run log is closed and a final checkpoint is written.
+an exception); 2 bad arguments, config or path, with one line on stderr; 128 + the signal's
+number for SIGINT (130, Ctrl+C), SIGTERM (143) and SIGHUP (129), after the run log is closed
+and a final checkpoint is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # at run time, each command imports what it needs
     from .config import ExperimentConfig
     from .datasets import Prepared
+    from .trainer import Trainer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The signals that end `nnlib` the way Ctrl+C does (SIGHUP: the terminal or SSH session went).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 class UsageError(Exception):
@@ -31,6 +40,72 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal that arrived while no training run could take it: the command ends."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP, handled alike while `nnlib` runs (a context manager that
+    restores the previous handlers, unless a signal came: then the process is ending, and
+    they stay ignored until it has).
+
+    The first signal raises Interrupted, unless a trainer is attached: then it asks the
+    trainer to stop at the next batch boundary, so that the run ends the ordinary way (its
+    `end` event logged, model.npz written). Every later signal is ignored, so a second Ctrl+C
+    can neither interrupt the final save nor turn the exit into a traceback. SIGINT is taken
+    even when the shell started us with it ignored (as background jobs are); SIGTERM and
+    SIGHUP stay ignored if they were (nohup).
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.trainer: Trainer | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # else Python refuses
+            for signum in STOP_SIGNALS:
+                previous = signal.getsignal(signum)
+                if signum != signal.SIGINT and previous is signal.SIG_IGN:
+                    continue
+                self._previous[signum] = previous
+                signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        # After a signal the process is ending: ignored by the OS from here, also while Python
+        # shuts down and puts back the default handlers that a late signal would kill it by.
+        # (Not in the handler: Python reports a signal that was pending alongside the first
+        # and found ignored as "ignored due to race condition". signal.signal runs the
+        # pending ones through our handler first.)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if self.received is None else signal.SIG_IGN)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            return
+        self.received = signum
+        if self.trainer is not None:
+            self.trainer.stop("interrupted")
+        else:
+            raise Interrupted(signum)
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number (130 for SIGINT), as shells report a death by signal."""
+        return 128 + self.received if self.received is not None else EXIT_INTERRUPTED
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an OSError: the path(s) it names, quoted, and the OS's reason."""
+    paths = [repr(os.fspath(p)) for p in (error.filename, error.filename2) if p is not None]
+    return ": ".join([*paths, error.strerror or str(error)])
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -187,24 +262,32 @@ def _parser() -> OneLineParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Ctrl+C must reach the trainer even when the shell started us with SIGINT ignored
-    # (as background jobs are), so that the log is closed and a final model written.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        args = _parser().parse_args(argv)
-        return {
-            "train": _train,
-            "evaluate": _evaluate,
-            "summary": _summary,
-            "datasets": _datasets,
-            "runs": _runs,
-        }[args.command](args)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    """Run one command; every way it can end is turned into an exit code here."""
+    with StopSignals() as signals:
+        try:
+            args = _parser().parse_args(argv)
+            code = {
+                "train": lambda args: _train(args, signals),
+                "evaluate": _evaluate,
+                "summary": _summary,
+                "datasets": _datasets,
+                "runs": _runs,
+            }[args.command](args)
+            sys.stdout.flush()  # here, so that a closed pipe is reported below, not at exit
+            return code
+        except UsageError as error:
+            return _fail(str(error), EXIT_USAGE)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return signals.exit_code
+        except BrokenPipeError:
+            # The reader of stdout went away (`nnlib datasets | head -1`). As Python's docs
+            # advise (signal module, "Note on SIGPIPE"): point stdout at devnull so that the
+            # flush at exit cannot fail again, and exit quietly with 1.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
+        except OSError as error:  # a path the OS refuses: too long, not permitted, ...
+            return _fail(describe_os_error(error), EXIT_USAGE)
 
 
 def _fail(message: str, code: int) -> int:
@@ -213,25 +296,27 @@ def _fail(message: str, code: int) -> int:
 
 
 def _load_data_or_fail(config: ExperimentConfig) -> Prepared:
-    """Prepared data; an unknown dataset name is a usage error, a bad file a data error.
-    The dataset's notes (e.g. a partial MNIST folder) are printed as one line each."""
+    """Prepared data; an unknown dataset name or a config field that does not fit the data
+    is a usage error, a bad file a data error. The dataset's notes (e.g. a partial MNIST
+    folder) are printed as one line each."""
+    from .config import ConfigError
     from .datasets import UnknownDataset
     from .experiment import load_data
 
     try:
         data = load_data(config)
-    except UnknownDataset as error:
+    except (UnknownDataset, ConfigError) as error:
         raise UsageError(str(error)) from None
     for note in data.dataset.notes:
         print(f"note: {note}", file=sys.stderr)
     return data
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     from .callbacks import EarlyStopping, ProgressBar
     from .experiment import setup
     from .spec import SpecError
-    from .threads import blas_threads, default_blas_threads
+    from .threads import AUTO
 
     config = config_from_args(args)
     if args.histogram_every:
@@ -258,22 +343,23 @@ def _train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     _print_warnings(experiment.model, experiment.loss)
-    threads = args.threads if args.threads is not None else default_blas_threads()
+    # From here a stop signal ends the run at a batch boundary, through on_train_end.
+    signals.trainer = experiment.trainer
     try:
-        with blas_threads(threads):
-            history = experiment.fit()
-    except KeyboardInterrupt:
-        print(f"interrupted; run log and final model in {run_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        history = experiment.fit(threads=args.threads if args.threads is not None else AUTO)
     except Exception as error:  # the run log already holds the 'end' event with the error
         return _fail(
             f"training failed: {type(error).__name__}: {error} (log: {run_dir})", EXIT_FAILED
         )
     if history.reason == "diverged":
         return _fail(f"training diverged (loss is NaN or inf); log: {run_dir}", EXIT_FAILED)
-    if len(data.x_test):
+    if len(data.x_test) and signals.received is None:
         test = experiment.trainer.evaluate(data.x_test, data.y_test)
         print("test  " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()), file=sys.stderr)
+    if signals.received is not None:  # fit has returned: the final model is on disk
+        name = signal.Signals(signals.received).name
+        print(f"interrupted ({name}); run log and final model in {run_dir}", file=sys.stderr)
+        return signals.exit_code
     print(f"done ({history.reason}); run written to {run_dir}", file=sys.stderr)
     return EXIT_OK
 

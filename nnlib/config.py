@@ -30,6 +30,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 OPTIMIZER_NAMES = ("sgd", "adam", "rmsprop")
 DEFAULT_DATASET = "glyphs"
+#: A config file is a dozen short lines; anything past this is not one (and is not read whole).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class ConfigError(ValueError):
@@ -152,24 +154,43 @@ class ExperimentConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ExperimentConfig:
-        """Read a TOML config file."""
+        """Read a TOML config file. Every way a file can be unusable (missing, unreadable,
+        too large, not UTF-8, not TOML, nested past the parser's recursion limit, bad fields)
+        raises ConfigError naming the file."""
         path = Path(path)
         try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
+            with path.open("rb") as handle:
+                data = handle.read(MAX_CONFIG_BYTES + 1)  # bounded: it may be /dev/zero
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path}: cannot read the config file ({error})") from None
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: a config file must be at most {MAX_CONFIG_BYTES:,} bytes; "
+                f"this one is larger"
+            )
+        try:
+            values = tomllib.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"{path}: cannot read the config file (not UTF-8 text: byte {error.start})"
+            ) from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML ({error})") from None
+        except RecursionError:
+            raise ConfigError(
+                f"{path}: not valid TOML (arrays or tables nested too deeply)"
+            ) from None
         return cls.from_dict(values, source=str(path))
 
     def to_toml(self) -> str:
-        """The config as TOML; unset (None) fields are left out."""
+        """The config as TOML (that `load` reads back equal); unset (None) fields are left
+        out. Raises ConfigError for a string TOML cannot hold (a lone surrogate)."""
         lines = ["# nnlib experiment: `nnlib train --config FILE` or `nntui --config FILE`"]
         for name, value in self.to_dict().items():
             if value is not None:
-                lines.append(f"{name} = {_toml_value(value)}")
+                lines.append(f"{name} = {_toml_value(name, value)}")
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -177,12 +198,37 @@ class ExperimentConfig:
         return atomic_write_text(Path(path), self.to_toml())
 
 
-def _toml_value(value: Any) -> str:
+#: TOML basic-string escapes (toml.io/en/v1.0.0#string): these, and \uXXXX for the other
+#: control characters, which may not appear raw.
+_TOML_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def _toml_value(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ConfigError(
+            f"{name} cannot be saved as TOML: it holds {text[error.start]!r}, "
+            "which is not a Unicode character (TOML files are UTF-8)"
+        ) from None
+    escaped = "".join(
+        _TOML_ESCAPES.get(char)
+        or (f"\\u{ord(char):04X}" if ord(char) < 0x20 or ord(char) == 0x7F else char)
+        for char in text
+    )
     return f'"{escaped}"'
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from . import datasets
 from .callbacks import Callback, History, ModelCheckpoint, Monitor
-from .config import ExperimentConfig
+from .config import ConfigError, ExperimentConfig
 from .losses import MSE, Loss, SoftmaxCrossEntropy
 from .model import Sequential
 from .optimizers import make_optimizer
 from .runs import RunLogger, new_run_dir
 from .spec import build
+from .threads import AUTO, Threads
 from .trainer import Trainer
 
 
@@ -51,8 +52,9 @@ class Experiment:
     def arch(self) -> str:
         return self.model.spec
 
-    def fit(self) -> History:
-        """Train with the config's epochs and batch size; returns the History."""
+    def fit(self, threads: Threads = AUTO) -> History:
+        """Train with the config's epochs and batch size; returns the History. `threads`:
+        BLAS threads, as for `Trainer.fit`."""
         validation = (self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
         return self.trainer.fit(
             self.data.x_train,
@@ -61,17 +63,24 @@ class Experiment:
             batch_size=self.config.batch_size,
             validation_data=validation,
             seed=self.config.seed,
+            threads=threads,
         )
 
 
 def load_data(config: ExperimentConfig) -> datasets.Prepared:
-    """Load and prepare the config's dataset (normalised, split, subset)."""
+    """Load and prepare the config's dataset (normalised, split, subset). A subset larger
+    than the data is the config's error (ConfigError: exit 2 in the CLI), not the data's."""
     dataset = datasets.load(
         config.dataset,
         data_dir=config.data_dir,
         seed=config.seed,
         label_column=config.label_column,
     )
+    if config.subset is not None and config.subset > len(dataset.x_train):
+        raise ConfigError(
+            f"subset must be at most the {len(dataset.x_train)} training samples of "
+            f"{dataset.name}, got {config.subset}"
+        )
     return datasets.prepare(
         dataset, validation_split=config.validation_split, subset=config.subset, seed=config.seed
     )

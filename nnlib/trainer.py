@@ -4,6 +4,12 @@ Control calls (`pause`, `resume`, `step`, `stop`, `set`) may come from any threa
 record a request under a lock; the training thread applies requests at batch boundaries and
 reports each one as an event with the step at which it took effect. A paused trainer blocks
 on a condition variable, so it uses no CPU.
+
+A run is one `fit()` call, from its start to its last `on_train_end`; a trainer runs one at a
+time (a second concurrent `fit()` raises RuntimeError). Requests are never lost between runs:
+a `stop()` made while no run is in progress stops the next run at its first batch boundary
+(so a stop sent just after starting `fit()` in a thread always takes effect), and a `set()`
+that arrives while a run is ending is applied as soon as it has ended.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from .losses import Loss
 from .metrics import accuracy, check_finite, evaluate_predictions
 from .model import Sequential
 from .optimizers import Optimizer
+from .threads import AUTO, Threads, blas_threads, resolve_threads
 
 #: Why a run ended, as recorded in logs['reason'] and the run log.
 END_REASONS = ("finished", "stopped", "early_stop", "diverged", "interrupted", "error")
@@ -67,7 +74,8 @@ class Trainer:
         self._parked = False
         self._pause_announced = False
         self._step_budget = 0
-        self._stop_requested = False
+        self._stop_requested: str | None = None  # the end reason a stop() asked for
+        self._applying = threading.RLock()  # set() requests are applied in order, one at a time
         self._runs_ended = 0
         self._in_run = False  # from fit's start to its last on_train_end: set() must queue
         self._pending: list[tuple[str, Any]] = []
@@ -83,12 +91,50 @@ class Trainer:
         validation_split: float = 0.0,
         shuffle: bool = True,
         seed: int | None = 0,
+        threads: Threads = AUTO,
     ) -> History:
         """Train for `epochs`; returns the History (also at `trainer.history`).
 
         `validation_split` holds out the last fraction of (x, y), as Keras does; use
-        `nnlib.datasets.prepare` for a stratified split.
+        `nnlib.datasets.prepare` for a stratified split. `threads` limits BLAS during the run
+        and restores it afterwards: "auto" (the default) uses one thread on machines with two
+        cores or fewer, where two were measured up to 3x slower (see `nnlib.threads`), and
+        leaves BLAS alone elsewhere; an integer sets the count; None leaves BLAS alone.
+
+        Raises RuntimeError if this trainer is already running a fit() (on another thread).
         """
+        with self._condition:
+            if self._in_run:
+                raise RuntimeError(
+                    "Trainer.fit: this trainer is already running fit() on another thread; "
+                    "wait for that run to end, or train a second model with its own Trainer"
+                )
+            self._in_run = True
+            runs_before = self._runs_ended
+        try:
+            return self._fit(
+                x, y, epochs, batch_size, validation_data, validation_split, shuffle, seed, threads
+            )
+        finally:
+            with self._condition:
+                self._in_run = False
+                if self._runs_ended != runs_before:  # a stop sent during the run ends with it
+                    self._stop_requested = None
+            self._apply_requests(epoch_boundary=True)  # sent while the run was ending
+
+    def _fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        epochs: int,
+        batch_size: int,
+        validation_data: tuple[np.ndarray, np.ndarray] | None,
+        validation_split: float,
+        shuffle: bool,
+        seed: int | None,
+        threads: Threads,
+    ) -> History:
+        """fit() once this thread owns the run: check the arguments, then train."""
         epochs = _validate.positive_int("fit", "epochs", epochs)
         self.batch_size = _validate.positive_int("fit", "batch_size", batch_size)
         split = _validate.float_in("fit", "validation_split", validation_split, 0.0, 1.0)
@@ -102,14 +148,20 @@ class Trainer:
                     f"fit: validation_split={split} leaves an empty split of {len(x)} samples"
                 )
             x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+        rng = np.random.default_rng(_validate.seed("fit", seed))
+        threads = resolve_threads("fit", threads)
         self.validation_data = validation_data
         self.validation_outputs = None
         self.epochs = epochs
         self.stop_training, self.stop_reason = False, None
-        rng = np.random.default_rng(seed)  # before the run starts: a bad seed raises here
-        with self._condition:
-            self._stop_requested = False
-            self._in_run = True
+        with blas_threads(threads):
+            return self._run(x, y, rng, shuffle)
+
+    def _run(
+        self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, shuffle: bool
+    ) -> History:
+        """The run itself: hooks, epochs, and an `on_train_end` however it ends."""
+        epochs = self.epochs
         self.state = "running"
         end_logs: Logs = {}
         reason = "finished"
@@ -147,11 +199,7 @@ class Trainer:
                 reason, "stopped"
             )
             end_logs.update(reason=reason, epoch=self.epoch, step=self.global_step)
-            try:
-                self._call("on_train_end", end_logs, every=True)
-            finally:
-                with self._condition:
-                    self._in_run = False
+            self._call("on_train_end", end_logs, every=True)
         return self.history
 
     def _train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> Logs | None:
@@ -308,10 +356,16 @@ class Trainer:
                 self._parked = False  # so that wait_until_parked waits for the next park
                 self._condition.notify_all()
 
-    def stop(self) -> None:
-        """Finish the current batch, then end the run (reason 'stopped')."""
+    def stop(self, reason: str = "stopped") -> None:
+        """Finish the current batch, then end the run with `reason` ('stopped', or
+        'interrupted' for a signal). Made while no run is in progress, the request waits: the
+        next fit() calls on_train_begin, stops at its first batch boundary and ends with
+        `reason` (unlike Keras's stop_training, which fit resets), so a stop() sent just
+        after a thread started fit() is never lost."""
+        if reason not in END_REASONS:
+            raise ValueError(f"Trainer.stop: reason must be one of {END_REASONS}, got {reason!r}")
         with self._condition:
-            self._stop_requested = True
+            self._stop_requested = self._stop_requested or reason
             self._parked = False
             self._condition.notify_all()
 
@@ -341,6 +395,7 @@ class Trainer:
             in_run = self._in_run
         if not in_run:  # no training thread to apply it: apply it now, on this thread
             self._apply_requests(epoch_boundary=True)
+        # else the training thread applies it, at a boundary or once its run has ended
 
     def validate_hyperparameter(self, name: str, value: Any) -> Any:
         """Return `value` checked for `name`, or raise ValueError naming both."""
@@ -387,7 +442,7 @@ class Trainer:
                 self._step_budget -= 1
             resumed = self._pause_announced and not self._paused
         if stop:
-            self.stop_reason = self.stop_reason or "stopped"
+            self.stop_reason = self.stop_reason or stop
             return False
         if resumed:
             self._pause_announced = False
@@ -401,23 +456,30 @@ class Trainer:
         return self._paused and not self._step_budget and not self._stop_requested
 
     def _apply_requests(self, epoch_boundary: bool) -> None:
-        """Apply pending set() requests in order; batch_size waits for an epoch boundary."""
-        with self._condition:
-            now = [(n, v) for n, v in self._pending if epoch_boundary or n != "batch_size"]
-            self._pending = [
-                (n, v) for n, v in self._pending if not epoch_boundary and n == "batch_size"
-            ]
-        for name, value in now:
-            if name == "batch_size":
-                old, self.batch_size = self.batch_size, value
-            else:
-                attribute = "lr" if name == "base_lr" else name
-                old = getattr(self.optimizer, attribute)
-                setattr(self.optimizer, attribute, value)
-            self.emit(
-                "hparam",
-                name=name,
-                old=old,
-                new=value,
-                applies="next epoch" if name == "batch_size" else "next batch",
-            )
+        """Apply pending set() requests in order; batch_size waits for an epoch boundary.
+        Requests are taken and applied under one lock, so that two threads applying at once
+        (a set() just as a run ends) apply them in the order they were made."""
+        with self._applying:
+            with self._condition:
+                now = [(n, v) for n, v in self._pending if epoch_boundary or n != "batch_size"]
+                self._pending = [
+                    (n, v) for n, v in self._pending if not epoch_boundary and n == "batch_size"
+                ]
+            for name, value in now:
+                self._apply(name, value)
+
+    def _apply(self, name: str, value: Any) -> None:
+        """Set one hyperparameter and report it as an 'hparam' event."""
+        if name == "batch_size":
+            old, self.batch_size = self.batch_size, value
+        else:
+            attribute = "lr" if name == "base_lr" else name
+            old = getattr(self.optimizer, attribute)
+            setattr(self.optimizer, attribute, value)
+        self.emit(
+            "hparam",
+            name=name,
+            old=old,
+            new=value,
+            applies="next epoch" if name == "batch_size" else "next batch",
+        )

@@ -1,6 +1,7 @@
 """`nntui` command line: the same experiment flags as `nnlib train` (and --config), plus
---start, and --open to show a recorded run. Bad flags or values (or a run that cannot be read)
-print one line on stderr and exit with code 2 before the terminal is taken over."""
+--start, and --open to show a recorded run. Bad flags or values, a run that cannot be read or
+a path the OS refuses print one line on stderr and exit with code 2 before the terminal is
+taken over."""
 
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def experiment_from_args(args: argparse.Namespace) -> tuple[ExperimentConfig, Da
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from nnlib.cli import UsageError
+    from nnlib.cli import UsageError, describe_os_error
 
     recorded = None
     try:
@@ -118,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             config, extra = experiment_from_args(args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:  # a path the OS refuses (too long, not permitted): one line
+        print(f"error: {describe_os_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     from nnlib.datasets import available
 

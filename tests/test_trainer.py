@@ -593,7 +593,7 @@ def test_set_while_idle_applies_at_once():
     assert trainer.pending() == {}
 
 
-def test_set_while_the_run_is_ending_is_left_for_the_next_run(tmp_path):
+def test_set_while_the_run_is_ending_is_applied_once_it_has_ended(tmp_path):
     class SlowEnd(nl.Callback):
         def __init__(self):
             self.inside, self.release = threading.Event(), threading.Event()
@@ -612,10 +612,12 @@ def test_set_while_the_run_is_ending_is_left_for_the_next_run(tmp_path):
     assert recorder.of("hparam") == [] and trainer.optimizer.lr == 0.1
     slow.release.set()
     _join(thread, trainer, result)
-    assert trainer.pending() == {"lr": 0.5}
+    # Applied by the training thread after its last on_train_end: not left pending.
+    assert trainer.pending() == {} and trainer.optimizer.lr == 0.5
+    assert recorder.of("hparam") == [
+        {"name": "lr", "old": 0.1, "new": 0.5, "applies": "next batch", "step": 2}
+    ]
     assert [e.type for e in read(tmp_path / "run")][-1] == "end"
-    trainer.fit(*_data(8), epochs=1, batch_size=4)
-    assert trainer.pending() == {} and recorder.of("hparam")[0]["step"] == 2
 
 
 def test_batch_size_set_mid_epoch_applies_from_the_next_epoch():

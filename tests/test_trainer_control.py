@@ -1,0 +1,194 @@
+"""Trainer control across run boundaries (issue 8): a stop() before fit() or just after a thread
+started it, stop reasons, one fit() at a time, a bad seed, and the BLAS thread policy of fit()."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import nnlib as nl
+from nnlib import threads as threads_module
+
+TIMEOUT = 30  # seconds; a bound on waits that normally take milliseconds
+
+
+def _data(n=8):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 4)).astype(np.float32), rng.integers(0, 3, size=n)
+
+
+class Count(nl.Callback):
+    """Counts hooks and keeps the end logs."""
+
+    def __init__(self):
+        self.begins, self.batches, self.ends = 0, 0, []
+
+    def on_train_begin(self, trainer):
+        self.begins += 1
+
+    def on_batch_end(self, trainer, batch, logs):
+        self.batches += 1
+
+    def on_train_end(self, trainer, logs):
+        self.ends.append(dict(logs))
+
+
+def _trainer(*callbacks):
+    model = nl.build("4-8-3", (4,), seed=0)
+    return nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1), callbacks=callbacks)
+
+
+def _in_thread(trainer, **kwargs):
+    result = {}
+
+    def target():
+        try:
+            result["history"] = trainer.fit(*_data(), **kwargs)
+        except BaseException as error:  # surfaced by the test
+            result["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def _join(thread, trainer, result):
+    thread.join(TIMEOUT)
+    if thread.is_alive():
+        trainer.stop()
+        thread.join(TIMEOUT)
+        pytest.fail("the training thread did not finish")
+    if "error" in result:
+        raise result["error"]
+    return result["history"]
+
+
+def test_stop_before_fit_stops_the_next_run_at_its_first_boundary():
+    count = Count()
+    trainer = _trainer(count)
+    trainer.stop()
+    history = trainer.fit(*_data(), epochs=3, batch_size=2)
+    assert history.reason == "stopped" and trainer.state == "stopped"
+    assert (count.begins, count.batches, trainer.global_step) == (1, 0, 0)
+    assert count.ends[-1]["reason"] == "stopped"
+    # The request was consumed by that run: the next one trains to the end.
+    assert trainer.fit(*_data(), epochs=2, batch_size=2).reason == "finished"
+    assert count.batches == 8
+
+
+def test_stop_just_after_starting_fit_in_a_thread_is_never_lost():
+    for attempt in range(100):
+        count = Count()
+        trainer = _trainer(count)
+        thread, result = _in_thread(trainer, epochs=50, batch_size=1)  # 400 batches
+        trainer.stop()
+        history = _join(thread, trainer, result)
+        assert history.reason == "stopped", f"attempt {attempt}: ran {count.batches} batches"
+        assert count.batches < 400
+
+
+def test_a_stop_sent_while_the_run_ends_does_not_stop_the_next_run():
+    class StopAtEnd(nl.Callback):
+        def on_train_end(self, trainer, logs):
+            trainer.stop()  # as from another thread, after the last batch boundary
+
+    count = Count()
+    trainer = _trainer(StopAtEnd(), count)
+    assert trainer.fit(*_data(), epochs=1, batch_size=4).reason == "finished"
+    assert trainer.fit(*_data(), epochs=1, batch_size=4).reason == "finished"
+    assert count.batches == 4
+
+
+def test_stop_with_a_reason_and_a_bad_reason():
+    count = Count()
+    trainer = _trainer(count)
+    trainer.stop("interrupted")
+    assert trainer.fit(*_data(), epochs=1).reason == "interrupted"
+    assert count.ends[-1]["reason"] == "interrupted" and trainer.state == "stopped"
+    with pytest.raises(ValueError, match="reason must be one of .* got 'later'"):
+        trainer.stop("later")
+
+
+def test_a_second_concurrent_fit_is_refused_and_the_first_run_goes_on():
+    class Hold(nl.Callback):
+        def __init__(self):
+            self.inside, self.release = threading.Event(), threading.Event()
+
+        def on_batch_begin(self, trainer, batch):
+            self.inside.set()
+            assert self.release.wait(TIMEOUT)
+
+    hold, count = Hold(), Count()
+    trainer = _trainer(hold, count)
+    thread, result = _in_thread(trainer, epochs=2, batch_size=4)
+    assert hold.inside.wait(TIMEOUT)
+    with pytest.raises(RuntimeError, match="already running fit"):
+        trainer.fit(*_data(16), epochs=1, batch_size=3)
+    assert trainer.batch_size == 4 and trainer.epochs == 2  # the refused call changed nothing
+    hold.release.set()
+    assert _join(thread, trainer, result).reason == "finished"
+    assert count.batches == 4 and len(count.ends) == 1
+    # Once it has ended, the trainer trains again.
+    assert trainer.fit(*_data(), epochs=1, batch_size=4).reason == "finished"
+
+
+def test_a_stop_before_a_refused_fit_still_stops_the_next_run():
+    trainer = _trainer()
+    trainer.stop()
+    with pytest.raises(ValueError, match="epochs"):
+        trainer.fit(*_data(), epochs=0)
+    assert trainer.fit(*_data(), epochs=2).reason == "stopped"
+
+
+@pytest.mark.parametrize("seed", ["abc", 1.5, -1, True])
+def test_a_bad_seed_is_a_value_error_naming_it(seed):
+    with pytest.raises(
+        ValueError, match=f"fit: seed must be None or a non-negative integer, got {seed!r}"
+    ):
+        _trainer().fit(*_data(), seed=seed)
+
+
+def _blas_counts() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+class BlasThreads(nl.Callback):
+    """Records the BLAS thread counts in force during the run."""
+
+    def on_train_begin(self, trainer):
+        self.during = _blas_counts()
+
+
+@pytest.mark.parametrize(
+    "cores, threads, expected",
+    [(2, "auto", [1]), (1, "auto", [1]), (8, "auto", None), (8, 1, [1]), (2, None, None)],
+)
+def test_fit_applies_the_thread_policy_and_restores_blas(monkeypatch, cores, threads, expected):
+    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: cores)
+    before = _blas_counts()
+    assert before, "no BLAS library found by threadpoolctl"
+    probe = BlasThreads()
+    kwargs = {} if threads == "auto" else {"threads": threads}  # "auto" is the default
+    _trainer(probe).fit(*_data(), epochs=1, **kwargs)
+    assert probe.during == (before if expected is None else expected * len(before))
+    assert _blas_counts() == before
+
+
+def test_fit_restores_blas_after_an_error_and_refuses_bad_threads():
+    before = _blas_counts()
+
+    class Fail(nl.Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _trainer(Fail()).fit(*_data(), threads=1)
+    assert _blas_counts() == before
+    for bad in (0, "two", 1.0, True):
+        with pytest.raises(
+            ValueError, match=f"threads must be 'auto', None or a positive integer, got {bad!r}"
+        ):
+            _trainer().fit(*_data(), threads=bad)
