@@ -22,6 +22,7 @@ from nnlib.config import ExperimentConfig
 from nnlib.datasets import cifar
 from nnlib.datasets import download as download_module
 from nntui.app import NNTui
+from nntui.architectures import PresetRefused, check_spec, preset
 from nntui.screens.dashboard import DashboardScreen
 
 ARCHIVE = "cifar-10-binary.tar.gz"
@@ -341,6 +342,23 @@ def test_nnlib_datasets_lists_cifar10_as_a_download(tmp_path, monkeypatch, capsy
     assert nnlib_main(["datasets"]) == 0
     (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cifar10")]
     assert row.split()[1:7] == ["classification", "32x32x3", "10", "50000", "10000", "no"]
+
+
+VGG = (
+    "conv(32,3,pad=same) relu conv(32,3,pad=same) relu maxpool(2) conv(64,3,pad=same) relu "
+    "maxpool(2) dense(128) relu dense(10)"
+)
+
+
+def test_the_vgg_preset_fits_cifar10_and_other_images_and_refuses_points(tmp_path):
+    infos = {info.name: info for info in nds.available(tmp_path)}
+    vgg = preset("vgg")
+    assert vgg.spec_for(infos["cifar10"]) == VGG
+    result = check_spec(VGG, infos["cifar10"])
+    assert result.error is None and result.summary.total_params == 554_346
+    assert check_spec(vgg.spec_for(infos["glyphs"]), infos["glyphs"]).error is None
+    with pytest.raises(PresetRefused, match="VGG needs images.*spirals has 2 features"):
+        vgg.spec_for(infos["spirals"])
 
 
 @pilot_test
