@@ -363,9 +363,11 @@ def test_the_vgg_preset_fits_cifar10_and_other_images_and_refuses_points(tmp_pat
 
 @pilot_test
 async def test_picking_cifar10_offline_shows_the_error_in_the_app(tmp_path, monkeypatch):
+    # the error names the data folder: brackets in it are text, not Textual markup
     monkeypatch.setenv("NNLIB_CIFAR10_MIRRORS", closed_port_url())
+    data_dir = tmp_path / "d[/x]ata [bold]"
     config = ExperimentConfig(
-        dataset="cifar10", data_dir=str(tmp_path / "data"), run_dir=str(tmp_path / "run")
+        dataset="cifar10", data_dir=str(data_dir), run_dir=str(tmp_path / "r")
     )
     app = NNTui(config)
     async with app.run_test(size=SIZE) as pilot:
@@ -376,8 +378,12 @@ async def test_picking_cifar10_offline_shows_the_error_in_the_app(tmp_path, monk
         await until(pilot, lambda: dashboard.state.end is not None)
         assert dashboard.state.end.reason == "error"
         assert "no network" in dashboard.state.end.error
-        assert "cifar-10-binary.tar.gz" in dashboard.state.end.error
-        assert any("could not start" in n.message for n in app._notifications)
+        assert f"put cifar-10-binary.tar.gz in {data_dir / 'cifar10'}" in dashboard.state.end.error
+        await until(pilot, lambda: len(app._notifications) == 2)
+        (started, failed) = app._notifications
+        assert "could not start" in started.message and failed.title == "Training failed"
+        for note in (started, failed):
+            assert str(data_dir / "cifar10") in note.message and not note.markup
         assert app.is_running and app.screen is dashboard
 
 
