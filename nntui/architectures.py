@@ -26,7 +26,7 @@ class Preset:
         features = math.prod(info.input_shape)
         outputs = outputs_of(info)
         image = len(info.input_shape) == 3
-        if self.key in ("lenet", "cnn") and not image:
+        if self.key in ("lenet", "cnn", "vgg") and not image:
             shape = "x".join(map(str, info.input_shape))
             raise PresetRefused(
                 f"{self.label} needs images (height, width, channels); "
@@ -39,6 +39,12 @@ class Preset:
                 "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
                 f"dense(84) relu dense({outputs})"
             )
+        if self.key == "vgg":
+            return (
+                "conv(32,3,pad=same) relu conv(32,3,pad=same) relu maxpool(2) "
+                "conv(64,3,pad=same) relu maxpool(2) dense(128) relu "
+                f"dense({outputs})"
+            )
         if self.key == "cnn":
             return f"conv(3,5) relu maxpool(3,stride=2) dense(84) relu dense({outputs})"
         activation = ":tanh" if info.task == "regression" else ""
@@ -49,6 +55,7 @@ PRESETS = (
     Preset("mlp", "MLP", "the classic 784-512-128-10 multilayer perceptron"),
     Preset("lenet", "LeNet-5", "LeCun's LeNet-5 (two conv/pool stages, three dense layers)"),
     Preset("cnn", "CNN", "the tutorial CNN: one conv, one pool, two dense layers"),
+    Preset("vgg", "VGG", "a small VGG-style CNN for colour photos like CIFAR-10 (3x3 convs)"),
     Preset("small", "Small MLP", "a small MLP for the 2-D datasets (16-16 hidden units)"),
 )
 

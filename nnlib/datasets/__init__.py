@@ -1,4 +1,5 @@
-"""Datasets for nnlib: generated toy sets, an offline digit set, the MNIST family, user files.
+"""Datasets for nnlib: generated toy sets, an offline digit set, the MNIST family, CIFAR-10,
+user files.
 
     import nnlib.datasets as nds
     ds = nds.load("spirals")                     # or "glyphs", "mnist", "data/my.npz", ...
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import cifar as _cifar  # noqa: F401  (registers "cifar10")
 from . import glyphs as _glyphs  # noqa: F401  (registers "glyphs")
 from . import mnist as _mnist  # noqa: F401  (registers the MNIST family)
 from . import synthetic as _synthetic  # noqa: F401  (registers the 2-D and regression sets)
@@ -74,8 +76,9 @@ def load(
     """Load a built-in dataset by name, or a user's .npz / .csv file or IDX folder by path.
 
     Built-in generators take their own options (n_train, n_test, noise, ...); the MNIST family
-    takes mirrors, checksums, timeout, retries and cache. Relative paths are looked up in the
-    current folder, then in the data folder. Raises DatasetError for anything a user can fix.
+    and CIFAR-10 take mirrors, checksums, timeout, retries and cache. Relative paths are looked
+    up in the current folder, then in the data folder. Raises DatasetError for anything a user
+    can fix.
     """
     found = resolve(name_or_path, data_dir)
     if isinstance(found, str):

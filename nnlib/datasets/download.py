@@ -168,6 +168,39 @@ def fetch(
     raise DownloadFailed(failures)
 
 
+def fetch_all(
+    name: str,
+    jobs: list[tuple[list[str], Path, str | None]],
+    folder: Path,
+    *,
+    how_to_get: str,
+    timeout: float = 30.0,
+    retries: int = 2,
+) -> None:
+    """Fetch every `(urls, dest, md5)` job, all or nothing, so a failed download never leaves
+    a partial dataset that looks complete.
+
+    When one job fails, the files this call fetched are removed (and `folder`, if this call
+    created it and it is empty) before a DatasetError is raised that says whether the network
+    was unreachable and ends with `how_to_get` (which files to put where by hand).
+    """
+    created_folder = not folder.exists()
+    fetched: list[Path] = []
+    try:
+        for urls, dest, md5 in jobs:
+            fetch(urls, dest, md5=md5, timeout=timeout, retries=retries)
+            fetched.append(dest)
+    except DatasetError as e:
+        for path in fetched:
+            path.unlink(missing_ok=True)
+        if created_folder and folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+        if not isinstance(e, DownloadFailed):
+            raise
+        cause = "no network or mirror unreachable" if e.offline else "download failed"
+        raise DatasetError(f"{name}: {cause} ({e}). To use {name} offline, {how_to_get}") from None
+
+
 class DownloadFailed(DatasetError):
     """Every mirror failed for one file; `offline` is True when no server could be reached."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -125,17 +126,26 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) ->
     return None
 
 
+def _read_idx_files(files: dict[str, Path]) -> dict[str, np.ndarray]:
+    return {role: read_idx(p) for role, p in files.items()}
+
+
 def read_arrays(
-    name: str, files: dict[str, Path], md5s: dict[str, str], use_cache: bool = True
+    name: str,
+    files: dict[str, Path],
+    md5s: dict[str, str],
+    use_cache: bool = True,
+    read: Callable[[dict[str, Path]], dict[str, np.ndarray]] = _read_idx_files,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The raw arrays of every file in `files`, from the cache when it is fresh, and any notes
-    for the user."""
+    """The raw arrays `read(files)` returns (by default each IDX file's array, by role), from
+    the cache when it is fresh, and any notes for the user. Files with a published md5 are
+    checked before they are read."""
     fingerprint = _fingerprint(files)
     path = cache_path(name, next(iter(files.values())).parent)
     if use_cache and (arrays := _read_cache(path, fingerprint)) is not None:
         return arrays, []
     check_checksums(name, files, md5s)
-    arrays = {role: read_idx(p) for role, p in files.items()}
+    arrays = read(files)
     note = _write_cache(path, arrays, fingerprint) if use_cache else None
     return arrays, [note] if note else []
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import Builtin, Dataset, DatasetError, DatasetInfo, register
-from .download import DownloadFailed, fetch
+from .download import fetch_all
 from .idxfolder import (
     PARTIAL_TRAIN_FRACTION,
     ROLES,
@@ -37,7 +37,8 @@ from .paths import default_data_dir
 
 @dataclass(frozen=True)
 class Family:
-    """One MNIST-layout dataset: its published files, mirrors and class names."""
+    """A downloadable dataset (the MNIST family, CIFAR-10): its published files, mirrors and
+    class names."""
 
     name: str
     title: str
@@ -167,34 +168,18 @@ def download_files(
     folder = folder / family.name
     bases = mirrors_for(family, mirrors)
     existing = find_files(folder)
-    created_folder = not folder.exists()
-    fetched: list[Path] = []
-    try:
-        for role in ROLES:
-            if role in existing:
-                continue
-            filename = canonical_name(role) + ".gz"
-            dest = folder / filename
-            fetch(
-                [b + filename for b in bases],
-                dest,
-                md5=md5.get(filename),
-                timeout=timeout,
-                retries=retries,
-            )
-            fetched.append(dest)
-    except DatasetError as e:
-        for path in fetched:
-            path.unlink(missing_ok=True)
-        if created_folder and folder.exists() and not any(folder.iterdir()):
-            folder.rmdir()
-        if not isinstance(e, DownloadFailed):
-            raise
-        cause = "no network or mirror unreachable" if e.offline else "download failed"
-        raise DatasetError(
-            f"{name}: {cause} ({e}). To use {name} offline, {missing_message(folder)}; "
-            f"they are published at {bases[0]}"
-        ) from None
+    jobs = [
+        ([b + filename for b in bases], folder / filename, md5.get(filename))
+        for filename in (canonical_name(role) + ".gz" for role in ROLES if role not in existing)
+    ]
+    fetch_all(
+        name,
+        jobs,
+        folder,
+        how_to_get=f"{missing_message(folder)}; they are published at {bases[0]}",
+        timeout=timeout,
+        retries=retries,
+    )
     return folder
 
 

@@ -324,19 +324,27 @@ class DashboardScreen(Screen[None]):
         if isinstance(snapshot, RunEnded):
             where = self.state.started.run_dir if self.state.started else ""
             if snapshot.error:
-                self.notify(snapshot.error, title="Training failed", severity="error", timeout=10)
+                self.notify(
+                    snapshot.error,
+                    title="Training failed",
+                    severity="error",
+                    timeout=10,
+                    markup=False,  # text from exceptions and paths: brackets are not markup
+                )
             elif self.recorded is not None:
                 self.notify(
                     f"{snapshot.reason} at step {snapshot.step}; read from {where}",
                     title="Recorded run",
+                    markup=False,
                 )
             else:
                 self.notify(
                     f"{snapshot.reason}; run written to {where}" if where else snapshot.reason,
                     title="Run ended",
+                    markup=False,
                 )
         elif isinstance(snapshot, Notice) and snapshot.kind in ("diverged", "error"):
-            self.notify(snapshot.message, severity="error")
+            self.notify(snapshot.message, severity="error", markup=False)
         elif isinstance(snapshot, Notice) and snapshot.kind == "note":
             self.notify(
                 snapshot.message, title="Dataset", severity="warning", timeout=10, markup=False
@@ -394,7 +402,7 @@ class DashboardScreen(Screen[None]):
         try:
             trainer.set("lr", current * factor)
         except ValueError as error:
-            self.notify(str(error), severity="error")
+            self.notify(str(error), severity="error", markup=False)
             return
         self.state.request("lr", current * factor)
         self.redraw(at_once=True)
@@ -437,6 +445,7 @@ class DashboardScreen(Screen[None]):
                 if saved.exists()
                 else RECORDED,
                 severity="warning",
+                markup=False,
             )
             return
         experiment = self.experiment

@@ -47,7 +47,7 @@ class ArchEditor(Vertical):
     DEFAULT_CSS = """
     ArchEditor { height: 1fr; }
     ArchEditor #presets { height: 1; }
-    ArchEditor #presets Button { margin-right: 1; min-width: 6; }
+    ArchEditor #presets Button { margin-right: 0; min-width: 5; }
     ArchEditor #arch-message { height: auto; min-height: 1; }
     ArchEditor #arch-message.-error { color: $error; }
     ArchEditor #summary-scroll { height: 1fr; }
