@@ -202,6 +202,7 @@ def _load_data_or_fail(config: ExperimentConfig) -> Prepared:
 def _train(args: argparse.Namespace) -> int:
     from .callbacks import EarlyStopping, ProgressBar
     from .experiment import setup
+    from .runs import RunDirError
     from .spec import SpecError
     from .threads import blas_threads, default_blas_threads
 
@@ -221,6 +222,8 @@ def _train(args: argparse.Namespace) -> int:
         experiment = setup(config, data=data, callbacks=callbacks, checkpoints=True)
     except SpecError as error:
         raise UsageError(f"--arch: {error}") from None
+    except RunDirError as error:
+        raise UsageError(f"--run-dir: {error}" if config.run_dir else str(error)) from None
     except ValueError as error:
         raise UsageError(str(error)) from None
     run_dir = experiment.run_dir
