@@ -370,6 +370,8 @@ def _runs(args: argparse.Namespace) -> int:
             else:
                 text = "  ".join(f"{k}={v}" for k, v in event.data.items() if k not in ("config",))
             print(f"step {event.step:>7}  {event.type:<11} {text}", flush=True)
+    except runs.WriterGone as error:  # the run failed: not a usage error
+        return _fail(str(error), EXIT_FAILED)
     except ValueError as error:
         raise UsageError(str(error)) from None
     return EXIT_OK
