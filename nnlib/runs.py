@@ -455,11 +455,8 @@ class EventTail:
         self.orphaned = False
         self._position = 0
         self._line = 0
-        self._error: EventError | None = None
 
     def read(self) -> list[Event]:
-        if self._error is not None:
-            raise self._error
         # Asked before reading: a writer gone by now wrote its end event before it let go.
         alive = writer_alive(self.path.parent)
         try:
@@ -468,27 +465,29 @@ class EventTail:
                 chunk = handle.read()
         except FileNotFoundError:
             chunk = b""
-        cut = chunk.rfind(b"\n")
-        self._position += cut + 1
         events = []
-        for raw in chunk[: max(cut, 0)].split(b"\n") if cut >= 0 else ():
-            self._line += 1
-            line = raw.decode("utf-8", errors="replace")
-            if not line.strip():
-                continue
+        start = 0
+        while (cut := chunk.find(b"\n", start)) >= 0:
+            line = chunk[start:cut].decode("utf-8", errors="replace")
             try:
-                event = decode(line, f"{self.path}:{self._line}")
+                event = decode(line, f"{self.path}:{self._line + 1}") if line.strip() else None
             except EventError as error:
+                if self.on_bad_line is None and events:
+                    break  # the events before it now; the error at the next read
                 if self.on_bad_line is None:
-                    self._error = error
-                    break
+                    raise
                 self.on_bad_line(error)
-                continue
-            events.append(event)
-            self.ended = self.ended or event.type == "end"
-        if self._error is not None and not events:
-            raise self._error
-        if not self.ended and not alive and writer_started(self.path.parent):
+                event = None
+            self._line, self._position, start = (
+                self._line + 1,
+                self._position + cut + 1 - start,
+                cut + 1,
+            )
+            if event is not None:
+                events.append(event)
+                self.ended = self.ended or event.type == "end"
+        read_all = chunk.find(b"\n", start) < 0
+        if read_all and not self.ended and not alive and writer_started(self.path.parent):
             self.orphaned = True
         return events
 

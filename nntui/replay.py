@@ -345,7 +345,9 @@ def open_run(path: str | Path) -> RecordedRun:
         if config_file.exists():
             config = json.loads(config_file.read_text(encoding="utf-8"))
         tail = runs.EventTail(events_file)
-        events = tail.read()
+        events = []
+        while more := tail.read():  # up to a bad line, which the next read raises
+            events += more
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_file}: not valid JSON ({error.msg})") from None
     except (OSError, UnicodeDecodeError) as error:
