@@ -106,7 +106,10 @@ def test_random_bytes(data):
 
 
 @SETTINGS
-@given(st.integers(min_value=1, max_value=5_000) | st.sampled_from([100_000]), st.sampled_from(["[", '{"a":']))
+@given(
+    st.integers(min_value=1, max_value=5_000) | st.sampled_from([100_000]),
+    st.sampled_from(["[", '{"a":']),
+)
 def test_deep_nesting(depth, opener):
     closer = "]" if opener == "[" else "}"
     _decoded_or_event_error('{"type":"pause","x":' + opener * depth + "1" + closer * depth + "}")
