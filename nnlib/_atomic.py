@@ -7,10 +7,17 @@ over the target, so readers see the old file or the whole new one, never half a 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+#: The temporaries `atomic_write` makes: .<target name>.<8 random characters>.tmp (mkstemp's).
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+#: A temporary older than this is a leftover of a killed writer (a write takes well under).
+STALE_SECONDS = 60.0
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
@@ -18,6 +25,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     before the exception propagates and `path` is untouched."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # (_TEMPORARY matches this name: change both together)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -34,3 +42,27 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
 def atomic_write_text(path: Path, text: str) -> Path:
     """`atomic_write` of UTF-8 text."""
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def remove_stale_temporaries(folder: Path, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Delete what killed writers left in `folder`: files named like `atomic_write`'s
+    temporaries and untouched for `older_than` seconds; never any other file. Returns them.
+    A folder that cannot be listed or cleaned is left as it is."""
+    removed = []
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if (
+                _TEMPORARY.fullmatch(entry.name)
+                and entry.is_file(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_mtime < cutoff
+            ):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed

@@ -315,6 +315,7 @@ def _load_data_or_fail(config: ExperimentConfig) -> Prepared:
 def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     from .callbacks import EarlyStopping, ProgressBar
     from .experiment import setup
+    from .runs import RunDirError
     from .spec import SpecError
     from .threads import AUTO
 
@@ -334,6 +335,8 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
         experiment = setup(config, data=data, callbacks=callbacks, checkpoints=True)
     except SpecError as error:
         raise UsageError(f"--arch: {error}") from None
+    except RunDirError as error:
+        raise UsageError(f"--run-dir: {error}" if config.run_dir else str(error)) from None
     except ValueError as error:
         raise UsageError(str(error)) from None
     run_dir = experiment.run_dir
@@ -493,6 +496,8 @@ def _runs(args: argparse.Namespace) -> int:
             else:
                 text = "  ".join(f"{k}={v}" for k, v in event.data.items() if k not in ("config",))
             print(f"step {event.step:>7}  {event.type:<11} {text}", flush=True)
+    except runs.WriterGone as error:  # the run failed: not a usage error
+        return _fail(str(error), EXIT_FAILED)
     except ValueError as error:
         raise UsageError(str(error)) from None
     return EXIT_OK

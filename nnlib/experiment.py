@@ -19,7 +19,7 @@ from .config import ConfigError, ExperimentConfig
 from .losses import MSE, Loss, SoftmaxCrossEntropy
 from .model import Sequential
 from .optimizers import make_optimizer
-from .runs import RunLogger, new_run_dir
+from .runs import RunLogger, claim_run_dir, new_run_dir
 from .spec import build
 from .threads import AUTO, Threads
 from .trainer import Trainer
@@ -99,7 +99,8 @@ def setup(
     checkpoints: bool = False,
 ) -> Experiment:
     """Build everything a run needs. Raises ValueError (with a clear message) on a bad
-    dataset, spec or hyperparameter. With `checkpoints`, the run directory also gets
+    dataset, spec or hyperparameter, and RunDirError on a run directory that holds a run
+    already or cannot be written. With `checkpoints`, the run directory also gets
     best.npz (best validation loss) and model.npz (written when the run ends, however)."""
     data = data if data is not None else load_data(config)
     outputs = outputs_for(data)
@@ -117,7 +118,9 @@ def setup(
         hyper["momentum"] = config.momentum
     optimizer = make_optimizer(config.optimizer, **hyper)
     run_dir = (
-        Path(config.run_dir) if config.run_dir else new_run_dir(run_root, Path(config.dataset).stem)
+        claim_run_dir(config.run_dir)
+        if config.run_dir
+        else new_run_dir(run_root, Path(config.dataset).stem)
     )
     record = {
         **config.to_dict(),

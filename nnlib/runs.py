@@ -28,8 +28,9 @@ import json
 import math
 import os
 import platform
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +38,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._atomic import atomic_write_text
+try:
+    import fcntl
+except ImportError:  # Windows: a heartbeat instead (see WriterLock)
+    fcntl = None  # type: ignore[assignment]
+
+from ._atomic import atomic_write_text, remove_stale_temporaries
 from .callbacks.base import Callback, Logs
 
 if TYPE_CHECKING:
@@ -46,20 +52,207 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 EVENTS_FILE = "events.jsonl"
 CONFIG_FILE = "config.json"
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "run_start": ("run", "config"),
-    "batch": ("epoch", "batch", "loss"),
-    "epoch": ("epoch", "loss"),
-    "histograms": ("layers",),
-    "confusion": ("matrix",),
-    "hparam": ("name", "old", "new"),
-    "pause": (),
-    "resume": (),
-    "checkpoint": ("path",),
-    "early_stop": ("monitor",),
-    "diverged": ("loss",),
-    "end": ("reason",),
+#: Held (flock, exclusive) by the process writing a run from its start until its end event.
+LOCK_FILE = ".writer.lock"
+#: Files a run writes into its directory: a directory holding any of them is never reused.
+RUN_FILES = (EVENTS_FILE, CONFIG_FILE, "experiment.toml", "best.npz", "model.npz")
+#: Without flock (Windows) the writer touches its lock file at least this often...
+HEARTBEAT_SECONDS = 2.0
+#: ...and a lock file untouched for this long means the writer is gone.
+HEARTBEAT_STALE = 30.0
+#: What a follower says when the writer is gone but the log has no end event.
+WRITER_GONE = "the run's writer stopped without an end event (crashed or killed)"
+#: The largest integer a run log may hold (step, epoch, counts): an int64.
+MAX_INT = 2**63 - 1
+
+
+class EventError(ValueError):
+    """A run-log line that is not a valid event; the message starts with where it is
+    (file:line)."""
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used: it holds a run already, or cannot be written."""
+
+
+class WriterGone(ValueError):
+    """A run log ends without its end event and nothing writes it any more."""
+
+
+# -- the one place every event field is type-checked ---------------------------------------------
+# A check returns None when the value is fine, else the words for what was expected.
+Check = Callable[[Any], "str | None"]
+
+
+def _int(value: Any) -> str | None:
+    ok = type(value) is int and 0 <= value <= MAX_INT
+    return None if ok else "a non-negative integer"
+
+
+def _number(value: Any) -> str | None:
+    """A finite JSON number (not a boolean); integers beyond a float's range are refused."""
+    if type(value) is int:
+        return None if abs(value) <= MAX_INT else "a number"
+    ok = type(value) is float and math.isfinite(value)
+    return None if ok else "a number"
+
+
+def _number_or_null(value: Any) -> str | None:
+    """Non-finite numbers are written as null, so measured values may be null."""
+    return None if value is None or _number(value) is None else "a number or null"
+
+
+def _str(value: Any) -> str | None:
+    return None if isinstance(value, str) else "a string"
+
+
+def _str_or_null(value: Any) -> str | None:
+    return None if value is None or isinstance(value, str) else "a string or null"
+
+
+def _object(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "an object"
+
+
+def _scalar(value: Any) -> str | None:
+    ok = value is None or isinstance(value, str | bool) or _number(value) is None
+    return None if ok else "a number, string, boolean or null"
+
+
+def _list_of(check: Check, what: str) -> Check:
+    def check_list(value: Any) -> str | None:
+        ok = isinstance(value, list) and all(check(item) is None for item in value)
+        return None if ok else f"a list of {what}"
+
+    return check_list
+
+
+_HISTOGRAM: dict[str, tuple[Check, bool]] = {
+    "lo": (_number, True),
+    "hi": (_number, True),
+    "counts": (_list_of(_int, "non-negative integers"), True),
+    "percentiles": (_list_of(_number, "numbers"), True),
+    "nonfinite": (_int, False),
 }
+
+
+def _histogram(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "a histogram object"
+    problems = _fields(value, _HISTOGRAM)
+    return f"a histogram object ({problems[0]})" if problems else None
+
+
+_LAYER: dict[str, tuple[Check, bool]] = {
+    "weights": (_histogram, False),
+    "grads": (_histogram, False),
+    "grad_norm": (_number_or_null, False),
+    "update_ratio": (_number_or_null, False),
+    "dead_fraction": (_number_or_null, False),
+}
+
+
+def _layers(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "an object of layers"
+    for name, entry in value.items():
+        if not isinstance(entry, dict):
+            return f"an object of layers (layer {name!r} is not an object)"
+        problems = _fields(entry, _LAYER)
+        if problems:
+            return f"an object of layers (layer {name!r}: {problems[0]})"
+    return None
+
+
+def _matrix(value: Any) -> str | None:
+    """A square matrix of counts (rows true, columns predicted)."""
+    expected = "a square list of lists of non-negative integers"
+    if not isinstance(value, list) or not value:
+        return expected
+    rows = _list_of(_int, "counts")
+    ok = all(isinstance(row, list) and len(row) == len(value) and not rows(row) for row in value)
+    return None if ok else expected
+
+
+_COMMON: dict[str, tuple[Check, bool]] = {
+    "v": (_int, False),
+    "time": (_number, False),
+    "step": (_int, False),
+}
+_METRICS: dict[str, tuple[Check, bool]] = {
+    name: (_number_or_null, False)
+    for name in ("accuracy", "val_loss", "val_accuracy", "lr", "seconds", "samples_per_sec")
+}
+#: Every known event type: its fields, each (check, required). Other fields pass unchecked
+#: (a callback may log its own metrics); an unknown type is kept, with only the common fields
+#: checked, for the readers of a later schema to show as a plain notice.
+FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
+    "run_start": {"run": (_str, True), "config": (_object, True)},
+    "batch": {
+        "epoch": (_int, True),
+        "batch": (_int, True),
+        "loss": (_number_or_null, True),
+        "batch_size": (_int, False),
+        **_METRICS,
+    },
+    "epoch": {"epoch": (_int, True), "loss": (_number_or_null, True), **_METRICS},
+    "histograms": {"layers": (_layers, True), "epoch": (_int, False), "batch": (_int, False)},
+    "confusion": {
+        "matrix": (_matrix, True),
+        "epoch": (_int, False),
+        "precision": (_list_of(_number, "numbers"), False),
+        "recall": (_list_of(_number, "numbers"), False),
+        "class_names": (_list_of(_str, "strings"), False),
+    },
+    "hparam": {
+        "name": (_str, True),
+        "old": (_scalar, True),
+        "new": (_scalar, True),
+        "applies": (_str, False),
+    },
+    "pause": {},
+    "resume": {},
+    "checkpoint": {
+        "path": (_str, True),
+        "epoch": (_int, False),
+        "reason": (_str, False),
+        "monitor": (_str, False),
+        "value": (_number_or_null, False),
+    },
+    "early_stop": {
+        "monitor": (_str, True),
+        "best": (_number_or_null, False),
+        "best_epoch": (_int, False),
+        "epoch": (_int, False),
+    },
+    "diverged": {"loss": (_number_or_null, True), "epoch": (_int, False), "batch": (_int, False)},
+    "end": {"reason": (_str, True), "error": (_str_or_null, False), "epoch": (_int, False)},
+}
+#: The fields each event type must have (derived from FIELDS).
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(name for name, (_, required) in spec.items() if required)
+    for kind, spec in FIELDS.items()
+}
+
+
+def _fields(record: dict[str, Any], spec: dict[str, tuple[Check, bool]]) -> list[str]:
+    """What is wrong with `record` under `spec`: missing fields first, then bad values."""
+    missing = [name for name, (_, required) in spec.items() if required and name not in record]
+    if missing:
+        return [f"lacks {', '.join(missing)}"]
+    problems = []
+    for name, (check, _) in spec.items():
+        if name in record:
+            expected = check(record[name])
+            if expected is not None:
+                problems.append(f"{name} must be {expected}, got {_shown(record[name])}")
+    return problems
+
+
+def _shown(value: Any) -> str:
+    """A short, one-line picture of a bad value for a message."""
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)
@@ -108,22 +301,29 @@ def encode(event_type: str, step: int, data: dict[str, Any]) -> str:
 
 
 def decode(line: str, where: str = "events") -> Event:
-    """Parse and check one line; raises ValueError naming `where` on a bad record."""
+    """Parse and check one line, every known field by its type; raises EventError (a
+    ValueError) naming `where` on a bad record, and never any other exception."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
+        raise EventError(f"{where}: not valid JSON ({error.msg})") from None
+    except (ValueError, RecursionError) as error:  # a huge integer; nesting too deep
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise EventError(f"{where}: not a readable JSON line ({reason})") from None
     if not isinstance(record, dict) or "type" not in record:
-        raise ValueError(f"{where}: not an event record")
-    if record.get("v", 0) > SCHEMA_VERSION:
-        raise ValueError(
+        raise EventError(f"{where}: not an event record")
+    event_type = record.pop("type")
+    if not isinstance(event_type, str):
+        raise EventError(f"{where}: type must be a string, got {_shown(event_type)}")
+    problems = _fields(record, _COMMON)
+    if not problems and record.get("v", 0) > SCHEMA_VERSION:
+        raise EventError(
             f"{where}: schema version {record['v']} is newer than this nnlib "
             f"reads ({SCHEMA_VERSION})"
         )
-    event_type = record.pop("type")
-    missing = [f for f in REQUIRED_FIELDS.get(event_type, ()) if f not in record]
-    if missing:
-        raise ValueError(f"{where}: {event_type} event lacks {', '.join(missing)}")
+    problems += _fields(record, FIELDS.get(event_type, {}))
+    if problems:
+        raise EventError(f"{where}: {event_type} event {'; '.join(problems)}")
     record.pop("v", None)
     return Event(event_type, float(record.pop("time", 0.0)), int(record.pop("step", 0)), record)
 
@@ -138,11 +338,15 @@ def _events_path(path: str | os.PathLike) -> Path:
 
 def read(path: str | os.PathLike) -> list[Event]:
     """All events of a run (its directory or its events.jsonl). A torn last line — the run
-    was killed mid-write — is dropped; a bad line anywhere else is an error naming it."""
+    was killed mid-write — is dropped; a bad line anywhere else is an EventError naming it."""
     events_path = _events_path(path)
     if not events_path.exists():
         raise ValueError(f"{path}: no run log ({EVENTS_FILE}) there")
-    lines = events_path.read_text(encoding="utf-8", errors="replace").split("\n")
+    try:
+        text = events_path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise ValueError(f"{events_path}: cannot read the run log ({error.strerror})") from None
+    lines = text.split("\n")
     events = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -150,41 +354,141 @@ def read(path: str | os.PathLike) -> list[Event]:
         last = number == len(lines)  # no newline after it: possibly torn
         try:
             events.append(decode(line, f"{events_path}:{number}"))
-        except ValueError:
+        except EventError:
             if last:
                 break
             raise
     return events
 
 
+# -- is anybody still writing? ---------------------------------------------------------------------
+class WriterLock:
+    """The sign of life of a run's writer: an exclusive flock on <run>/.writer.lock, held from
+    the run's start until its end event is written. The OS drops it when the process dies,
+    even on SIGKILL, so a follower can tell a quiet run from a dead one (`writer_alive`).
+    Without fcntl (Windows), the lock file's mtime is a heartbeat touched by `beat`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: int | None = None
+        self._beat = 0.0
+
+    def acquire(self) -> None:
+        """Take the lock; raises ValueError when another process is writing this run."""
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            self.beat(force=True)
+            return
+        for _ in range(50):  # a follower's probe holds a shared lock for an instant
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(0.02)
+        self.release()
+        raise ValueError(f"{self.path.parent}: another process is writing this run")
+
+    def beat(self, force: bool = False) -> None:
+        """Without flock, touch the lock file every HEARTBEAT_SECONDS or so."""
+        now = time.monotonic()
+        if (
+            fcntl is None
+            and self._fd is not None
+            and (force or now - self._beat > HEARTBEAT_SECONDS)
+        ):
+            self._beat = now
+            os.utime(self.path)
+
+    def release(self) -> None:
+        """After the end event: the lock file goes (a finished run leaves none behind), then
+        the lock. A writer that dies leaves the file, unlocked: the sign of a crash."""
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)  # drops the flock
+            self._fd = None
+
+
+def writer_alive(run_dir: str | os.PathLike) -> bool:
+    """True while a process holds the run's writer lock (it has not written its end event)."""
+    path = Path(run_dir) / LOCK_FILE
+    if fcntl is None:
+        try:
+            return time.time() - path.stat().st_mtime < HEARTBEAT_STALE
+        except OSError:
+            return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also drops the shared lock if it was taken
+    return False
+
+
+def writer_started(run_dir: str | os.PathLike) -> bool:
+    """True once a writer has taken the run's lock (it may have stopped since)."""
+    return (Path(run_dir) / LOCK_FILE).exists()
+
+
 class EventTail:
     """The complete lines appended to an events.jsonl since the last `read`, decoded. One
     poll at a time, so a caller (a UI thread, say) can stop between two polls. A last line
     without its newline (being written, or torn by a crash) waits for the rest; a file that
-    does not exist yet reads as no events."""
+    does not exist yet reads as no events.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    A malformed line goes to `on_bad_line` (an EventError naming file:line) and is skipped;
+    without one, the events before it are returned and the next `read` raises the error.
+    `ended` says the end event was read; `orphaned` that the writer stopped without one."""
+
+    def __init__(
+        self, path: str | os.PathLike, on_bad_line: Callable[[EventError], None] | None = None
+    ) -> None:
         self.path = _events_path(path)
+        self.on_bad_line = on_bad_line
+        self.ended = False
+        self.orphaned = False
         self._position = 0
         self._line = 0
 
     def read(self) -> list[Event]:
+        # Asked before reading: a writer gone by now wrote its end event before it let go.
+        alive = writer_alive(self.path.parent)
         try:
             with self.path.open("rb") as handle:
                 handle.seek(self._position)
                 chunk = handle.read()
         except FileNotFoundError:
-            return []
-        cut = chunk.rfind(b"\n")
-        if cut < 0:
-            return []
-        self._position += cut + 1
+            chunk = b""
         events = []
-        for raw in chunk[:cut].split(b"\n"):
-            self._line += 1
-            line = raw.decode("utf-8", errors="replace")
-            if line.strip():
-                events.append(decode(line, f"{self.path}:{self._line}"))
+        start = 0
+        while (cut := chunk.find(b"\n", start)) >= 0:
+            line = chunk[start:cut].decode("utf-8", errors="replace")
+            try:
+                event = decode(line, f"{self.path}:{self._line + 1}") if line.strip() else None
+            except EventError as error:
+                if self.on_bad_line is None and events:
+                    break  # the events before it now; the error at the next read
+                if self.on_bad_line is None:
+                    raise
+                self.on_bad_line(error)
+                event = None
+            self._line, self._position, start = (
+                self._line + 1,
+                self._position + cut + 1 - start,
+                cut + 1,
+            )
+            if event is not None:
+                events.append(event)
+                self.ended = self.ended or event.type == "end"
+        read_all = chunk.find(b"\n", start) < 0
+        if read_all and not self.ended and not alive and writer_started(self.path.parent):
+            self.orphaned = True
         return events
 
 
@@ -192,7 +496,8 @@ def follow(
     path: str | os.PathLike, poll: float = 0.2, idle_timeout: float | None = None
 ) -> Iterator[Event]:
     """Yield events as a run writes them, until its 'end' event (or `idle_timeout` seconds
-    without a new line). Waits for the file to appear."""
+    without a new line). Waits for the file to appear. Raises WriterGone when the run's
+    writer stopped without writing its end event, EventError on a bad line."""
     tail, idle = EventTail(path), 0.0
     while True:
         events = tail.read()
@@ -200,6 +505,8 @@ def follow(
             yield event
             if event.type == "end":
                 return
+        if tail.orphaned:
+            raise WriterGone(f"{tail.path.parent}: {WRITER_GONE}")
         if events:
             idle = 0.0
             continue
@@ -226,7 +533,36 @@ def new_run_dir(root: str | os.PathLike | None = None, name: str = "run") -> Pat
             return candidate
         except FileExistsError:
             continue
-    raise ValueError(f"{root}: could not create a new run directory")
+        except OSError as error:
+            raise RunDirError(_unusable(root, error)) from None
+    raise RunDirError(f"{root}: could not create a new run directory")
+
+
+def claim_run_dir(path: str | os.PathLike) -> Path:
+    """A directory a new run may write: made if missing, refused (RunDirError, one line) when
+    it already holds a run — a run directory is never reused, so no earlier run is lost — or
+    when it cannot be written. Stale temporaries of killed writes in it are removed."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        held = [name for name in RUN_FILES if (path / name).exists()]
+        if not held:
+            # Prove it is writable now, not after the dataset has loaded.
+            with tempfile.TemporaryFile(dir=path):
+                pass
+    except OSError as error:
+        raise RunDirError(_unusable(path, error)) from None
+    if held:
+        raise RunDirError(
+            f"{path}: already holds a run ({', '.join(held)}); a run directory is never "
+            "reused: give a new one, or none for a fresh one under the runs folder"
+        )
+    remove_stale_temporaries(path)
+    return path
+
+
+def _unusable(path: Path, error: OSError) -> str:
+    return f"{path}: cannot be used as a run directory ({error.strerror or error})"
 
 
 class RunLogger(Callback):
@@ -254,12 +590,17 @@ class RunLogger(Callback):
         self.config = dict(config or {})
         self.batch_every = batch_every
         self._handle: Any = None
+        self._lock: WriterLock | None = None
         self._early: list[str] = []  # encoded events that came before the log was open
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if self.run_dir is None:
             self.run_dir = new_run_dir(self.root, self.name)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Held until the end event is written: followers tell a quiet run from a dead one.
+        self._lock = WriterLock(self.run_dir)
+        self._lock.acquire()
+        remove_stale_temporaries(self.run_dir)
         # The trainer's own view goes under "trainer", so the caller's config keys (an
         # experiment's "optimizer" name, say) are never overwritten.
         trainer_view = {
@@ -300,16 +641,23 @@ class RunLogger(Callback):
         self._write(event, step, data)
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
-        self._write("end", trainer.global_step, {k: v for k, v in logs.items() if k != "step"})
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        try:
+            self._write("end", trainer.global_step, {k: v for k, v in logs.items() if k != "step"})
+        finally:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def _write(self, event_type: str, step: int, data: dict[str, Any]) -> None:
         if self._handle is None:
             return
         self._handle.write(encode(event_type, step, data))
         self._handle.flush()
+        if self._lock is not None:
+            self._lock.beat()
 
 
 def versions() -> dict[str, str]:

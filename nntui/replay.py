@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nnlib import runs
+from nnlib._atomic import remove_stale_temporaries
 from nnlib.config import ConfigError, ExperimentConfig
+from nnlib.metrics import precision_recall
 
 from .bridge import (
     BatchPoint,
+    Notice,
     Progress,
+    RunEnded,
     RunStarted,
     Snapshot,
     _pairs,
@@ -31,6 +37,12 @@ from .bridge import (
     layer_owners,
     run_ended,
 )
+
+#: Events that callbacks emit while an epoch ends, before the logger writes the epoch's own
+#: line: live, the bridge shows the epoch first, so the replay holds them until it.
+AFTER_THEIR_EPOCH = ("checkpoint", "early_stop")
+#: The end reason of a run whose writer stopped without an end event.
+CRASHED = "crashed"
 
 #: The hyperparameters shown when a run's config does not name its optimizer's.
 DEFAULT_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
@@ -54,6 +66,7 @@ class RunReplay:
         self._points: list[BatchPoint] = []
         self._logs: Mapping[str, Any] = {}
         self._relu_owner: dict[str, str] = {}
+        self._held: list[runs.Event] = []  # waiting for their epoch's line (AFTER_THEIR_EPOCH)
 
     # -- the run's facts from its config ---------------------------------------------------------
     @property
@@ -106,15 +119,35 @@ class RunReplay:
     def _epochs(self) -> int:
         return int(self._trainer.get("epochs") or self.config.get("epochs") or 0)
 
+    @property
+    def step(self) -> int:
+        """The latest step read."""
+        return self._step
+
+    @property
+    def started(self) -> bool:
+        """True once the first event has been read."""
+        return self._started
+
     # -- events ----------------------------------------------------------------------------------
     def feed(self, events: Iterable[runs.Event]) -> list[Snapshot]:
         """The snapshots of these events (the next ones of the run, in order). Raises
         ValueError naming the event when one lacks what it should hold."""
+        return self._convert(self._in_live_order(events))
+
+    def _convert(self, events: Iterable[runs.Event]) -> list[Snapshot]:
         out: list[Snapshot] = []
         for event in events:
             try:
                 self._event(event, out)
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            except (
+                KeyError,
+                TypeError,
+                ValueError,
+                AttributeError,
+                IndexError,
+                ArithmeticError,
+            ) as error:
                 raise ValueError(
                     f"{runs.EVENTS_FILE}: the {event.type} event at step "
                     f"{event.step} is malformed ({type(error).__name__}: "
@@ -122,6 +155,32 @@ class RunReplay:
                 ) from None
         if self._points:
             self._flush(out)
+        return out
+
+    def _in_live_order(self, events: Iterable[runs.Event]) -> Iterator[runs.Event]:
+        """The events in the order the live app shows them: a checkpoint or an early stop
+        after the line of the epoch it concerns (see AFTER_THEIR_EPOCH)."""
+        for event in events:
+            if event.type in AFTER_THEIR_EPOCH:
+                self._held.append(event)
+                continue
+            if event.type == "epoch":
+                yield event
+                yield from self._release()
+                continue
+            if event.type == "end" or (event.type == "batch" and event["epoch"] != self._epoch):
+                yield from self._release()  # no epoch line came: a run stopped mid-epoch
+            yield event
+
+    def _release(self) -> list[runs.Event]:
+        held, self._held = self._held, []
+        return held
+
+    def crashed(self) -> list[Snapshot]:
+        """The end of a run whose writer stopped without writing its end event."""
+        out = self._convert(self._release())
+        self.ended = True
+        out.append(RunEnded(CRASHED, self._step, self._epoch, runs.WRITER_GONE))
         return out
 
     def _event(self, event: runs.Event, out: list[Snapshot]) -> None:
@@ -139,6 +198,8 @@ class RunReplay:
             if int(data["epoch"]) != self._epoch:  # the bridge's on_epoch_begin
                 self._flush(out)
                 self._epoch, self._done = int(data["epoch"]), 0
+            if logs.get("lr") is None:  # optional in a batch line: the rate in force
+                logs["lr"] = self._hyperparameters().get("lr", math.nan)
             self._points.append(batch_point(logs))
             self._logs, self._done = data, int(data["batch"]) + 1
         elif kind == "epoch":
@@ -158,6 +219,8 @@ class RunReplay:
                 )
                 self._relu_owner.update(owners)
             else:
+                if kind == "confusion":
+                    data = _with_precision_recall(data)
                 if kind in ("pause", "resume"):
                     self._state = "paused" if kind == "pause" else "running"
                 self._flush(out)
@@ -179,6 +242,19 @@ class RunReplay:
                 self._state,
             )
         )
+
+
+def _with_precision_recall(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A confusion event with what its optional fields leave out computed from its matrix
+    (as the Monitor computes them) and classes named by index."""
+    matrix = data["matrix"]
+    precision, recall = precision_recall(np.asarray(matrix, dtype=np.int64))
+    return {
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "class_names": [str(i) for i in range(len(matrix))],
+        **data,
+    }
 
 
 def snapshots_from_events(
@@ -204,9 +280,34 @@ class RecordedRun:
         return self.replay.ended
 
     def poll(self) -> list[Snapshot]:
-        """Snapshots of the events written since the last poll (raises ValueError on a bad
-        line, OSError if the log went away)."""
-        return self.replay.feed(self.tail.read())
+        """Snapshots of the events written since the last poll; a bad line is skipped with
+        an error notice naming it (file:line), so following goes on. When the writer has
+        stopped without an end event, the run ends as CRASHED. Raises OSError if the log
+        cannot be read."""
+        skipped: list[runs.EventError] = []
+        self.tail.on_bad_line = skipped.append
+        events = self.tail.read()
+        out: list[Snapshot] = [
+            Notice("error", self.replay.step, f"skipped a bad line: {error}") for error in skipped
+        ] + self.replay.feed(events)
+        if self.tail.orphaned and not self.replay.ended:
+            out += self.replay.crashed()
+        return out
+
+    def waiting(self) -> str | None:
+        """While no event has been read: what the run is waiting for, and whether anything is
+        writing it; None once the run has begun."""
+        if self.replay.started:
+            return None
+        what = (
+            f"{runs.EVENTS_FILE} is empty"
+            if self.tail.path.exists()
+            else f"no {runs.EVENTS_FILE} yet"
+        )
+        alive = runs.writer_alive(self.run_dir)
+        return f"waiting for the run to start ({what}; " + (
+            "its writer is alive)" if alive else "no process is writing it)"
+        )
 
     @property
     def dataset(self) -> str:
@@ -226,8 +327,9 @@ class RecordedRun:
 
 
 def open_run(path: str | Path) -> RecordedRun:
-    """Read a run directory (or its events.jsonl). Raises ValueError with one clear line when
-    it is not a run directory, or its config or log cannot be read (a bad line anywhere but
+    """Read a run directory (or its events.jsonl). A directory without a log yet is a run
+    about to start: it opens, to be followed. Raises ValueError with one clear line when the
+    directory does not exist, or its config or log cannot be read (a bad line anywhere but
     last, a newer schema)."""
     path = Path(path)
     if path.is_file() and path.name == runs.EVENTS_FILE:
@@ -235,20 +337,27 @@ def open_run(path: str | Path) -> RecordedRun:
     if not path.is_dir():
         raise ValueError(f"{path}: no such run directory")
     events_file = path / runs.EVENTS_FILE
-    if not events_file.is_file():
-        raise ValueError(f"{path}: not a run directory (no {runs.EVENTS_FILE} in it)")
+    if not runs.writer_alive(path):
+        remove_stale_temporaries(path)  # what a killed writer left
     config: Any = {}
     config_file = path / runs.CONFIG_FILE
     try:
         if config_file.exists():
             config = json.loads(config_file.read_text(encoding="utf-8"))
         tail = runs.EventTail(events_file)
-        events = tail.read()
+        events = []
+        while more := tail.read():  # up to a bad line, which the next read raises
+            events += more
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_file}: not valid JSON ({error.msg})") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot read the run ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{config_file}: JSON nested too deeply") from None
     if not isinstance(config, dict):
         raise ValueError(f"{config_file}: expected a JSON object")
     replay = RunReplay(config, str(path))
-    return RecordedRun(path, config, tail, replay, replay.feed(events))
+    snapshots = replay.feed(events)
+    if tail.orphaned:
+        snapshots += replay.crashed()
+    return RecordedRun(path, config, tail, replay, snapshots)

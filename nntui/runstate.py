@@ -27,7 +27,7 @@ from .bridge import (
 )
 
 #: The trainer's end reasons shown as they are; any other reason shows as "stopped".
-END_STATES = ("stopped", "finished", "diverged", "early_stop", "error", "interrupted")
+END_STATES = ("stopped", "finished", "diverged", "early_stop", "error", "interrupted", "crashed")
 
 
 class Decimated:
@@ -76,9 +76,13 @@ class RunState:
     """The dashboard's model of one run. `version` grows with every change, so widgets
     redraw only when something moved."""
 
-    def __init__(self, dataset: str = "", arch: str = "", cap: int = 2048) -> None:
+    def __init__(
+        self, dataset: str = "", arch: str = "", cap: int = 2048, recorded: bool = False
+    ) -> None:
         self.dataset = dataset
         self.arch = arch
+        self.recorded = recorded  # read from a run directory, not trained here
+        self.note = ""  # what a run that has not started yet is waiting for
         self.version = 0
         self.state = "loading"
         self.started: RunStarted | None = None
@@ -117,6 +121,8 @@ class RunState:
             self.marks.append(snapshot)
             self.requested.pop(snapshot.name, None)
         elif isinstance(snapshot, Notice):
+            if snapshot.kind == "waiting" and self.started is None and self.end is None:
+                self.state, self.note = "waiting", snapshot.message
             if snapshot.kind in ("pause", "resume"):
                 self.state = "paused" if snapshot.kind == "pause" else "running"
         elif isinstance(snapshot, RunEnded):

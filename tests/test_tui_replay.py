@@ -157,7 +157,7 @@ def test_the_tail_waits_for_a_line_to_be_complete(tmp_path):
 def test_a_malformed_event_is_named(tmp_path):
     path = tmp_path / runs.EVENTS_FILE
     path.write_text(runs.encode("histograms", 3, {"layers": [1, 2]}))
-    with pytest.raises(ValueError, match="histograms event at step 3 is malformed"):
+    with pytest.raises(ValueError, match=r"events\.jsonl:1: histograms event layers must be"):
         snapshots_from_events(runs.read(path))
 
 
@@ -201,7 +201,6 @@ def newer(lines: list[str]) -> list[str]:
     "make, words",
     [
         (lambda run_dir, tmp: tmp / "nowhere", "no such run directory"),
-        (lambda run_dir, tmp: tmp, "not a run directory (no events.jsonl in it)"),
         (
             lambda run_dir, tmp: copy_run(
                 run_dir, tmp, lambda lines: [*lines[:5], "{not json\n", *lines[5:]]
@@ -245,11 +244,7 @@ async def test_open_a_finished_run_at_80x24(finished):
         assert "FINISHED" in status and f"epoch {EPOCHS}/{EPOCHS}" in status
         assert f"epoch {EPOCHS} loss {format_number(last.loss).strip()}" in status
         assert f"{last.val_accuracy:.1%}" in status
-        # Steering keys say why they do nothing; view keys work; the app keeps running.
-        for key in ("space", "n", "plus", "minus", "s", "e", "w"):
-            await press(pilot, key)
-            assert "recorded run" in list(app._notifications)[-1].message
-            app.clear_notifications()
+        # Steering keys are not offered (tests/test_tui_recorded.py); view keys work.
         await press(pilot, "l", "m", "g", "right_square_bracket", "2", "3")
         assert dashboard._curves.log_scale and dashboard._layers.gradients
         log = await log_text(pilot, dashboard)

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 
 class ModelCheckpoint(Callback):
     """Write `model.save(path)` when `monitor` improves (`save_best_only`), or every `every`
-    epochs, and/or once when the run ends however it ends (`at_end`). `path` may hold {epoch}
-    and {step}. Files are written to a temporary name and renamed, so a crash never leaves a
-    half-written checkpoint; weights holding NaN are never saved as the best."""
+    epochs, and/or once when the run ends however it ends (`at_end`). The file name of `path`
+    may hold {epoch} and {step}; its folder is used as written (braces and all). Files are
+    written to a temporary name and renamed, so a crash never leaves a half-written
+    checkpoint; weights holding NaN are never saved as the best."""
 
     def __init__(
         self,
@@ -32,7 +33,8 @@ class ModelCheckpoint(Callback):
     ) -> None:
         if every is not None and every < 1:
             raise ValueError(f"ModelCheckpoint: every must be >= 1 epochs, got {every}")
-        self.path = str(path)
+        self.folder, self.name = Path(path).parent, Path(path).name
+        self._file_name(0, 0)  # a bad template fails here, not after the first epoch
         self.monitor = monitor
         self.save_best_only = save_best_only and every is None
         self.every = every
@@ -56,8 +58,7 @@ class ModelCheckpoint(Callback):
             self._save(trainer, epoch, f"every {self.every}", logs.get(self.monitor))
 
     def _save(self, trainer: Trainer, epoch: int, why: str, value: float | None) -> Path:
-        path = Path(self.path.format(epoch=epoch + 1, step=trainer.global_step))
-        written = trainer.model.save(path)
+        written = trainer.model.save(self.folder / self._file_name(epoch + 1, trainer.global_step))
         self.saved.append(written)
         trainer.emit(
             "checkpoint",
@@ -68,6 +69,16 @@ class ModelCheckpoint(Callback):
             value=value,
         )
         return written
+
+    def _file_name(self, epoch: int, step: int) -> str:
+        """The file name with {epoch} and {step} filled in; ValueError for any other field."""
+        try:
+            return self.name.format(epoch=epoch, step=step)
+        except (KeyError, IndexError, ValueError, AttributeError) as error:
+            raise ValueError(
+                f"ModelCheckpoint: the file name {self.name!r} may hold only {{epoch}} and "
+                f"{{step}} (write a literal brace as {{{{ or }}}}): {type(error).__name__}: {error}"
+            ) from None
 
 
 def _finite_weights(trainer: Trainer) -> bool:

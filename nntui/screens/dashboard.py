@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 REDRAW_SECONDS = 0.25
 #: How often a recorded run's log is checked for new lines (and the stop flag for quitting).
 FOLLOW_SECONDS = 0.2
-#: What the keys that steer a trainer say on a recorded run.
-RECORDED = "this is a recorded run: it cannot be steered from here"
+#: The actions that steer a trainer (hidden on a recorded run).
+STEERING = ("toggle_pause", "step", "change_lr", "stop", "edit", "save_model")
 #: How long leaving the dashboard waits for the training thread to close the run log.
 FINISH_TIMEOUT = 30.0
 #: + and - multiply and divide the learning rate by this.
@@ -130,7 +130,9 @@ class DashboardScreen(Screen[None]):
         self.replay = list(replay) if replay is not None else None
         self.recorded = recorded
         self.state = RunState(
-            recorded.dataset if recorded else Path(config.dataset).stem, config.arch or ""
+            recorded.dataset if recorded else Path(config.dataset).stem,
+            config.arch or "",
+            recorded=recorded is not None,
         )
         self.experiment: Experiment | None = None
         self._cancelled = threading.Event()
@@ -264,11 +266,19 @@ class DashboardScreen(Screen[None]):
             self._finished.set()
 
     def _follow(self) -> None:
-        """Tail a recorded run's log until its end event, or until the screen is left."""
+        """Tail a recorded run's log until its end event, the end of its writer, or until the
+        screen is left; until the run starts, say what it is waiting for."""
         recorded = self.recorded
         assert recorded is not None
+        shown = None  # the waiting note last shown
         try:
-            while not recorded.ended and not self._cancelled.wait(FOLLOW_SECONDS):
+            while not recorded.ended:
+                note = recorded.waiting()
+                if note is not None and note != shown:
+                    self._post(Notice("waiting", 0, note))
+                    shown = note
+                if self._cancelled.wait(FOLLOW_SECONDS):
+                    break
                 for snapshot in recorded.poll():
                     self._post(snapshot)
         except (OSError, ValueError) as error:
@@ -358,11 +368,13 @@ class DashboardScreen(Screen[None]):
             panel.offer_redraw(now, at_once)
 
     # -- keys ---------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A recorded run cannot be steered: its steering keys are not offered."""
+        return not (self.recorded is not None and action in STEERING)
+
     def _trainer(self) -> Trainer | None:
-        """The live trainer, or None (with a note why) if there is none to control."""
-        if self.recorded is not None:
-            self.notify(RECORDED, severity="warning")
-            return None
+        """The live trainer, or None (with a note why) if there is none to control (a
+        recorded run has none: `check_action` keeps these keys from it)."""
         if self.state.end is not None:
             self.notify("the run has ended", severity="warning")
             return None
@@ -438,16 +450,6 @@ class DashboardScreen(Screen[None]):
         self._layers.select(offset)
 
     def action_save_model(self) -> None:
-        if self.recorded is not None:
-            saved = self.recorded.run_dir / "model.npz"
-            self.notify(
-                f"{RECORDED}; its model, if it saved one, is {saved}"
-                if saved.exists()
-                else RECORDED,
-                severity="warning",
-                markup=False,
-            )
-            return
         experiment = self.experiment
         if experiment is None:
             self.notify("there is no model yet", severity="warning")

@@ -12,6 +12,7 @@ from .panel import StatePanel, fit
 #: Each RunState.state as its badge: words and style.
 STATE_BADGES = {
     "loading": ("loading data", "bold cyan"),
+    "waiting": ("waiting", "bold yellow"),
     "running": ("running", "bold green"),
     "paused": ("paused", "bold yellow"),
     "pausing": ("pausing…", "bold yellow"),
@@ -22,6 +23,7 @@ STATE_BADGES = {
     "diverged": ("diverged", "bold red"),
     "error": ("error", "bold red"),
     "interrupted": ("interrupted", "bold red"),
+    "crashed": ("crashed", "bold red"),
 }
 SHOWN_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
 SHORT_NAMES = {"weight_decay": "wd", "batch_size": "batch"}
@@ -59,6 +61,8 @@ class StatusPanel(StatePanel):
     def draw(self, width: int, height: int) -> Text:
         state = self.state
         label, style = STATE_BADGES.get(state.state, (state.state, "bold"))
+        if state.recorded:
+            label = f"recorded · {label}"
         line1 = Text.assemble((f" {label.upper()} ", "reverse " + style), " ")
         p = state.progress
         if p is not None:
@@ -78,7 +82,7 @@ class StatusPanel(StatePanel):
             line1.append_text(progress_bar(done, bar_width))
             line1.append_text(after)
         elif state.end is None:
-            line1.append("preparing the dataset and the model…", style="dim")
+            line1.append(state.note or "preparing the dataset and the model…", style="dim")
         lines = [line1, self._hyperparameters(width), self._metrics(), self._where()]
         return Text("\n").join(lines)
 
