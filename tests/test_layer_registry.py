@@ -51,7 +51,10 @@ def _readme_token_table() -> str:
 
 
 def test_readme_token_table_is_the_generated_one():
-    assert _readme_token_table() == spec.token_table()
+    assert _readme_token_table() == spec.token_table(), (
+        "the README's spec token table is out of date; paste in the output of "
+        "python -c 'from nnlib.spec import token_table; print(token_table())'"
+    )
 
 
 def test_every_builtin_layer_is_registered_and_exported():

@@ -1,8 +1,10 @@
 """Monitor: what a training dashboard needs, as small summaries rather than raw arrays.
 
-Every `every` batches it emits a 'histograms' event with, per layer that has weights:
+Every `every` batches it emits a 'histograms' event with, per layer that has weights (the
+parameter its `monitored_weights` names: W of a Dense or Conv2D, gamma of a BatchNorm):
 fixed-bin histogram counts and percentiles of the weights (and of their gradients), the
-gradient norm, the update-to-weight ratio ||W_after - W_before|| / ||W_before|| of that step,
+gradient norm of its trainable parameters, the update-to-weight ratio
+||W_after - W_before|| / ||W_before|| of that step,
 and, for ReLU layers, the fraction of dead units (never active over the batch). After each
 epoch with validation data it emits a 'confusion' event: the validation confusion matrix with
 per-class precision and recall. Summaries are plain lists, safe to hand to another thread.
@@ -86,9 +88,9 @@ class Monitor(Callback):
     def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
         if self._due(trainer):
             self._before = {
-                layer.name: layer.params["W"].value.copy()
+                layer.name: weights.value.copy()
                 for layer in trainer.model.layers
-                if "W" in layer.params
+                if (weights := layer.monitored_weights()) is not None
             }
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
@@ -104,14 +106,20 @@ class Monitor(Callback):
     def _summaries(self, trainer: Trainer, trained: bool) -> dict[str, dict[str, Any]]:
         layers: dict[str, dict[str, Any]] = {}
         for layer in trainer.model.layers:
-            if "W" in layer.params:
-                weights = layer.params["W"]
+            weights = layer.monitored_weights()
+            if weights is not None:
                 summary = {"weights": histogram(weights.value, self.bins)}
                 if trained:
                     if self.gradients:
                         summary["grads"] = histogram(weights.grad, self.bins)
                     summary["grad_norm"] = float(
-                        np.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in layer.params.values()))
+                        np.sqrt(
+                            sum(
+                                float(np.vdot(p.grad, p.grad))
+                                for p in layer.params.values()
+                                if p.trainable
+                            )
+                        )
                     )
                     before = self._before.get(layer.name)
                     if before is not None:
