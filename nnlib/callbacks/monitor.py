@@ -47,8 +47,13 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     percentiles = np.percentile(finite[:: max(1, finite.size // PERCENTILE_SAMPLE)], PERCENTILES)
     percentiles[0], percentiles[-1] = lo, hi  # exact, whatever the sample missed
     if hi == lo:
-        hi = lo + 1e-12  # np.histogram needs a range of non-zero width
-    counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
+        # One value (a BatchNorm's gamma starts all ones): every count in the first bin.
+        # np.histogram cannot split a zero-width range, nor in float32 even lo + 1e-12.
+        hi = lo + 1e-12
+        counts = np.zeros(bins, dtype=np.int64)
+        counts[0] = finite.size
+    else:
+        counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
     return {
         "lo": lo,
         "hi": hi,

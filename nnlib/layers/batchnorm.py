@@ -55,18 +55,21 @@ class BatchNorm(Layer):
         self.params = {
             "gamma": Param.of(f"{self.name}.gamma", ones.copy(), regularize=False),
             "beta": Param.of(f"{self.name}.beta", zeros.copy(), regularize=False),
-            "moving_mean": Param.of(f"{self.name}.moving_mean", zeros, trainable=False),
-            "moving_variance": Param.of(f"{self.name}.moving_variance", ones, trainable=False),
+            "moving_mean": Param.of(f"{self.name}.moving_mean", zeros, False, trainable=False),
+            "moving_variance": Param.of(
+                f"{self.name}.moving_variance", ones, False, trainable=False
+            ),
         }
         return output
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
-        axes = tuple(range(x.ndim - 1))
         if self.training:
-            mean = x.mean(axis=axes)
+            ones = self._ones(x)
+            count = ones.size
+            mean = _column_sums(ones, x) / count
             centered = x - mean
-            variance = np.mean(centered * centered, axis=axes)
+            variance = _column_sums(ones, centered * centered) / count  # biased, as Keras
             self._update_moving(mean, variance)
         else:
             mean = self.params["moving_mean"].value
@@ -76,6 +79,12 @@ class BatchNorm(Layer):
         self._inv_std = 1.0 / np.sqrt(variance + self.epsilon)
         self._normalized = centered * self._inv_std
         return self._normalized * self.params["gamma"].value + self.params["beta"].value
+
+    def _ones(self, x: np.ndarray) -> np.ndarray:
+        """A ones vector with a row per feature vector of `x`: the per-feature sums are a
+        GEMV with it, 13x faster than `x.sum(axis=(0, 1, 2))` here, whose inner loop runs
+        over only C values (32x28x28x6 float32: 0.02 vs 0.29 ms)."""
+        return np.ones(x.size // x.shape[-1], dtype=x.dtype)
 
     def _update_moving(self, mean: np.ndarray, variance: np.ndarray) -> None:
         """moving = moving * momentum + batch * (1 - momentum). A batch whose statistics are
@@ -89,19 +98,26 @@ class BatchNorm(Layer):
             moving += (1.0 - self.momentum) * batch
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        axes = tuple(range(grad.ndim - 1))
         gamma, beta = self.params["gamma"], self.params["beta"]
-        np.sum(grad * self._normalized, axis=axes, out=gamma.grad)
-        np.sum(grad, axis=axes, out=beta.grad)
+        ones = self._ones(grad)
+        beta.grad[...] = _column_sums(ones, grad)
+        gamma.grad[...] = _column_sums(ones, grad * self._normalized)
         if not need_input_grad:
             return None
-        scaled = grad * (gamma.value * self._inv_std)
+        scale = gamma.value * self._inv_std
         if not self._batch_statistics:  # the moving statistics are constants
-            return scaled
-        # The batch mean and variance depend on every input of the batch:
-        # dx = (g*gamma/std) - mean(g*gamma/std) - x_hat * mean(g*gamma/std * x_hat).
-        return (
-            scaled
-            - scaled.mean(axis=axes)
-            - self._normalized * np.mean(scaled * self._normalized, axis=axes)
-        )
+            return grad * scale
+        # The batch mean and variance depend on every input of the batch. With
+        # g' = g * gamma / std: dx = g' - mean(g') - x_hat * mean(g' * x_hat), and those two
+        # means are the parameter gradients just computed, times gamma / std / count.
+        count = ones.size
+        dx = self._normalized * (gamma.grad / count)
+        dx += beta.grad / count
+        np.subtract(grad, dx, out=dx)
+        dx *= scale
+        return dx
+
+
+def _column_sums(ones: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Per-feature sums of `x` over every axis but the last."""
+    return ones @ x.reshape(ones.size, x.shape[-1])
