@@ -12,28 +12,15 @@ from .callbacks import (
     ProgressBar,
 )
 from .gradcheck import GradcheckResult, gradcheck
-from .layers import (
-    AvgPool2D,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    Identity,
-    Layer,
-    LeakyReLU,
-    MaxPool2D,
-    Param,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
+from .layers import LAYER_TYPES, Layer, Param
 from .losses import MSE, Loss, SoftmaxCrossEntropy
 from .model import Sequential, load
 from .optimizers import SGD, Adam, Optimizer, RMSProp, make_optimizer
 from .runs import RunLogger
 from .spec import SpecError, build
 from .trainer import Trainer
+
+globals().update(LAYER_TYPES)  # every registered layer class: nl.Dense, nl.BatchNorm, ...
 
 __version__ = "0.1.0"
 
@@ -53,29 +40,18 @@ __all__ = [
     "MSE",
     "SGD",
     "Adam",
-    "AvgPool2D",
-    "Conv2D",
-    "Dense",
-    "Dropout",
-    "Flatten",
     "GradcheckResult",
-    "Identity",
     "Layer",
-    "LeakyReLU",
     "Loss",
-    "MaxPool2D",
     "Optimizer",
     "Param",
     "RMSProp",
-    "ReLU",
     "Sequential",
-    "Sigmoid",
-    "Softmax",
     "SoftmaxCrossEntropy",
     "SpecError",
-    "Tanh",
     "build",
     "gradcheck",
     "load",
     "make_optimizer",
+    *sorted(LAYER_TYPES),
 ]

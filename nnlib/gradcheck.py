@@ -19,7 +19,8 @@ from .model import Sequential
 
 @dataclass
 class GradcheckResult:
-    """Relative error per checked array ('input', 'dense_1.W', ...)."""
+    """Relative error per checked array ('input', 'dense_1.W', ...): the input and every
+    trainable parameter."""
 
     errors: dict[str, float] = field(default_factory=dict)
 
@@ -84,7 +85,8 @@ def gradcheck(
     input_grad = target.backward(upstream)
     arrays = {"input": (x, input_grad)} if wrt_input else {}
     params = target.parameters() if isinstance(target, Sequential) else list(target.params.values())
-    arrays.update({p.name: (p.value, p.grad.copy()) for p in params})
+    # Non-trainable state (moving statistics) has no gradient: its layer updates it itself.
+    arrays.update({p.name: (p.value, p.grad.copy()) for p in params if p.trainable})
 
     result = GradcheckResult()
     for name, (array, analytic) in arrays.items():

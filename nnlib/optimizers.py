@@ -53,10 +53,13 @@ class Optimizer(ABC):
         return self.lr / (1.0 + self.iterations * self.decay)
 
     def step(self, params: Iterable[Param]) -> None:
-        """Apply one update to every parameter from its `grad`."""
+        """Apply one update to every trainable parameter from its `grad`; the others (a
+        BatchNorm's moving statistics) belong to their layer, which updates them itself."""
         lr = self.current_lr
         self.iterations += 1
         for param in params:
+            if not param.trainable:
+                continue
             grad = param.grad
             if self.weight_decay and param.regularize:
                 grad = grad + self.weight_decay * param.value

@@ -7,12 +7,10 @@ Grammar (tokens are separated by spaces, commas or "->"):
     token   := NAME ["(" arg ("," arg)* ")"]
     arg     := [KEY "="] VALUE                      VALUE: 5, 0.5, 3x5, same
 
-Layer tokens (positional arguments in this order; defaults in brackets):
-
-    conv(filters, kernel, [stride=1], [pad=0|same|valid], [init=he])
-    maxpool(pool, [stride=pool])       avgpool(pool, [stride=pool])
-    dense(units, [init=he])            dropout(rate)            flatten
-    relu  leakyrelu([alpha=0.01])  sigmoid  tanh  identity  softmax
+Layer tokens and their arguments are not listed here: each layer class declares its own
+(`kind`, `aliases`, `spec_args` in nnlib/layers), and `token_table()` writes them out, with
+positional arguments in order and defaults in brackets, e.g.
+`conv(filters, kernel, [stride=1], [pad=0|same|valid])`.
 
 In an MLP the first number is the input size and hidden layers get ReLU (or the activation
 after ":"); the last layer is linear (logits). A dense layer after an image layer gets an
@@ -21,28 +19,17 @@ implicit flatten, which is not written back.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from . import _validate
-from .layers import (
-    AvgPool2D,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    Identity,
-    Layer,
-    LeakyReLU,
-    MaxPool2D,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
+from .layers import REGISTRY, Layer, SpecArg
+from .layers.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .layers.dense import Dense
+from .layers.shape import Dropout, Flatten
 from .losses import Loss
 from .model import LayerError, Sequential, Summary, check_fits
 
@@ -56,44 +43,6 @@ class SpecError(ValueError):
         self.index = index
 
 
-@dataclass(frozen=True)
-class _TokenSyntax:
-    cls: type[Layer]
-    args: tuple[str, ...]  # spec argument names, positional order
-    required: int  # how many leading args are required
-    usage: str
-
-
-_SPEC_TO_INIT = {"kernel": "kernel_size", "pad": "padding", "pool": "pool_size"}
-_INIT_TO_SPEC = {v: k for k, v in _SPEC_TO_INIT.items()}
-
-_TOKENS: dict[str, _TokenSyntax] = {
-    "conv": _TokenSyntax(
-        Conv2D,
-        ("filters", "kernel", "stride", "pad", "init"),
-        2,
-        "conv(filters, kernel, [stride=1], [pad=0|same|valid])",
-    ),
-    "maxpool": _TokenSyntax(MaxPool2D, ("pool", "stride"), 1, "maxpool(pool, [stride=pool])"),
-    "avgpool": _TokenSyntax(AvgPool2D, ("pool", "stride"), 1, "avgpool(pool, [stride=pool])"),
-    "dense": _TokenSyntax(Dense, ("units", "init"), 1, "dense(units)"),
-    "dropout": _TokenSyntax(Dropout, ("rate",), 1, "dropout(rate), rate in [0, 1)"),
-    "flatten": _TokenSyntax(Flatten, (), 0, "flatten"),
-    "relu": _TokenSyntax(ReLU, (), 0, "relu"),
-    "leakyrelu": _TokenSyntax(LeakyReLU, ("alpha",), 0, "leakyrelu([alpha=0.01])"),
-    "sigmoid": _TokenSyntax(Sigmoid, (), 0, "sigmoid"),
-    "tanh": _TokenSyntax(Tanh, (), 0, "tanh"),
-    "identity": _TokenSyntax(Identity, (), 0, "identity"),
-    "softmax": _TokenSyntax(Softmax, (), 0, "softmax"),
-}
-_ALIASES = {
-    "conv2d": "conv",
-    "maxpool2d": "maxpool",
-    "avgpool2d": "avgpool",
-    "fc": "dense",
-    "lrelu": "leakyrelu",
-    "linear": "identity",
-}
 _MLP_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leakyrelu": LeakyReLU}
 
 _MLP = re.compile(r"^\s*(\d+(?:\s*-\s*\d+)+)\s*(?::\s*([a-z]+))?\s*$")
@@ -189,18 +138,20 @@ def _planned(
 
 
 def _insert_implicit_flattens(layers: list[Layer], input_shape: tuple[int, ...]) -> list[Layer]:
-    """Put a Flatten before any Dense that would see an image; channels-last needs it."""
+    """Put a Flatten before any Dense that would see an image; channels-last needs it. The
+    shapes are followed layer by layer, so no list of image layers is needed; after a layer
+    that cannot take its input nothing more is inserted (the plan reports that layer)."""
     result: list[Layer] = []
-    image = len(input_shape) > 1
+    shape: tuple[int, ...] | None = input_shape
     for layer in layers:
-        if isinstance(layer, Dense) and image:
+        if isinstance(layer, Dense) and shape is not None and len(shape) > 1:
             result.append(Flatten(implicit=True))
-            image = False
-        elif isinstance(layer, Flatten):
-            image = False
-        elif isinstance(layer, Conv2D | MaxPool2D | AvgPool2D):
-            image = True
+            shape = (math.prod(shape),)
         result.append(layer)
+        try:
+            shape = None if shape is None else tuple(layer.compute_output_shape(shape))
+        except ValueError:
+            shape = None
     return result
 
 
@@ -225,7 +176,8 @@ def _parse_mlp(body: str, activation: str | None, input_shape: Sequence[int] | N
             token=str(sizes[0]),
             index=0,
         )
-    activation_name = _ALIASES.get(activation or "relu", activation or "relu")
+    cls = layer_class(activation or "relu")
+    activation_name = cls.kind if cls else activation
     if activation_name not in _MLP_ACTIVATIONS:
         raise SpecError(
             f"MLP activation {activation!r} is not one of {', '.join(_MLP_ACTIVATIONS)}",
@@ -254,23 +206,69 @@ def _parse_token(text: str, number: int, index: int) -> Layer:
             text,
             index,
         )
-    name = _ALIASES.get(match.group(1), match.group(1))
-    syntax = _TOKENS.get(name)
-    if syntax is None:
+    cls = layer_class(match.group(1))
+    if cls is None:
         raise SpecError(
             f"{where}: unknown layer {match.group(1)!r}; expected one of "
-            f"{', '.join(_TOKENS)} (or an MLP like 784-128-10)",
+            f"{', '.join(sorted(REGISTRY))} (or an MLP like 784-128-10)",
             text,
             index,
         )
     try:
-        kwargs = _parse_args(match.group(2), syntax)
-        return syntax.cls(**kwargs)
+        return cls(**_parse_args(match.group(2), cls))
     except (ValueError, TypeError) as error:
-        raise SpecError(f"{where}: {error}; expected {syntax.usage}", text, index) from None
+        raise SpecError(f"{where}: {error}; expected {usage(cls)}", text, index) from None
 
 
-def _parse_args(body: str | None, syntax: _TokenSyntax) -> dict[str, Any]:
+def layer_class(token: str) -> type[Layer] | None:
+    """The registered layer class a spec token (or one of its aliases) names, else None."""
+    found = REGISTRY.get(token)
+    return found or next((cls for cls in REGISTRY.values() if token in cls.aliases), None)
+
+
+def _required(cls: type[Layer], arg: SpecArg) -> bool:
+    if arg.required is not None:
+        return arg.required
+    parameter = inspect.signature(cls.__init__).parameters[arg.init_name]
+    return parameter.default is inspect.Parameter.empty
+
+
+def usage(cls: type[Layer]) -> str:
+    """How a layer's token is written, from what its class declares:
+    `conv(filters, kernel, [stride=1], [pad=0|same|valid])`."""
+    defaults = inspect.signature(cls.__init__).parameters
+    parts = []
+    for arg in cls.arguments():
+        if not arg.documented:
+            continue
+        if _required(cls, arg):
+            parts.append(arg.name)
+        else:
+            shown = arg.hint or _format_value(defaults[arg.init_name].default)
+            parts.append(f"[{arg.name}={shown}]")
+    return f"{cls.kind}({', '.join(parts)})" if parts else cls.kind
+
+
+def token_table() -> str:
+    """The README's table of spec tokens, as Markdown, from the registry: one row per layer
+    token (alphabetical) and one for the MLP shorthand. A test keeps the README equal to it."""
+    rows = ["| token | meaning |", "|---|---|"]
+    for token in sorted(REGISTRY):
+        cls = REGISTRY[token]
+        also = ", ".join(f"`{alias}`" for alias in cls.aliases)
+        meaning = cls.description + (f" (also {also})" if also else "")
+        written = usage(cls).replace("|", "\\|")  # a literal | inside a Markdown table cell
+        rows.append(f"| `{written}` | {meaning} |")
+    rows.append(
+        "| `784-512-128-10` | MLP shorthand: input size, hidden sizes (ReLU), output size "
+        "(linear logits); `2-16-16-3:tanh` picks the hidden activation |"
+    )
+    return "\n".join(rows)
+
+
+def _parse_args(body: str | None, cls: type[Layer]) -> dict[str, Any]:
+    arguments = {arg.name: arg for arg in cls.arguments()}
+    names = list(arguments)
     values: dict[str, Any] = {}
     parts = [p.strip() for p in body.split(",")] if body and body.strip() else []
     keyword_seen = False
@@ -278,21 +276,21 @@ def _parse_args(body: str | None, syntax: _TokenSyntax) -> dict[str, Any]:
         if "=" in part:
             keyword_seen = True
             key, raw = (s.strip() for s in part.split("=", 1))
-            if key not in syntax.args:
+            if key not in arguments:
                 raise ValueError(f"unknown argument {key!r}")
         else:
             if keyword_seen:
                 raise ValueError("positional argument after a keyword argument")
-            if position >= len(syntax.args):
+            if position >= len(names):
                 raise ValueError(f"too many arguments ({len(parts)})")
-            key, raw = syntax.args[position], part
+            key, raw = names[position], part
         if key in values:
             raise ValueError(f"argument {key!r} given twice")
         values[key] = _parse_value(raw)
-    missing = [a for a in syntax.args[: syntax.required] if a not in values]
+    missing = [n for n, arg in arguments.items() if _required(cls, arg) and n not in values]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    return {_SPEC_TO_INIT.get(key, key): value for key, value in values.items()}
+    return {arguments[key].init_name: value for key, value in values.items()}
 
 
 def _parse_value(raw: str) -> Any:
@@ -310,17 +308,21 @@ def _parse_value(raw: str) -> Any:
 
 def to_token(layer: Layer) -> str:
     """One layer in spec form, with only its non-default arguments."""
-    name = next(token for token, syntax in _TOKENS.items() if syntax.cls is type(layer))
-    syntax = _TOKENS[name]
+    cls = type(layer)
+    if REGISTRY.get(cls.kind) is not cls:
+        raise ValueError(
+            f"{layer.name or cls.__name__}: {cls.__name__} has no spec token (a layer class "
+            "registers one by setting `kind`)"
+        )
     config, defaults = layer.config(), layer.defaults()
     parts = []
-    for position, init_key in enumerate(_SPEC_TO_INIT.get(a, a) for a in syntax.args):
-        value = config.get(init_key)
-        if position < syntax.required:
+    for arg in cls.arguments():
+        value = config.get(arg.init_name)
+        if _required(cls, arg):
             parts.append(_format_value(value))
-        elif init_key in defaults and value != defaults[init_key]:
-            parts.append(f"{_INIT_TO_SPEC.get(init_key, init_key)}={_format_value(value)}")
-    return f"{name}({','.join(parts)})" if parts else name
+        elif arg.init_name in defaults and value != defaults[arg.init_name]:
+            parts.append(f"{arg.name}={_format_value(value)}")
+    return f"{cls.kind}({','.join(parts)})" if parts else cls.kind
 
 
 def _format_value(value: Any) -> str:

@@ -277,7 +277,7 @@ class Bridge(Callback):
         self._started, self._done = True, 0
         self._points, self._last_sent, self._last_logs = [], -math.inf, {}
         weighted, self._relu_owner = layer_owners(
-            (layer.name, "W" in layer.params, isinstance(layer, ReLU))
+            (layer.name, layer.monitored_weights() is not None, isinstance(layer, ReLU))
             for layer in trainer.model.layers
         )
         run_dir = next(

@@ -152,7 +152,12 @@ ERRORS = [
     (
         "conv(8,3) relu pool(2) dense(10)",
         (8, 8, 1),
-        ["spec token 3 'pool(2)'", "unknown layer 'pool'", "expected one of conv, maxpool"],
+        [
+            "spec token 3 'pool(2)'",
+            "unknown layer 'pool'",
+            "expected one of avgpool, ",
+            ", maxpool, ",
+        ],
         "pool(2)",
     ),
     (

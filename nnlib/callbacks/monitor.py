@@ -1,8 +1,10 @@
 """Monitor: what a training dashboard needs, as small summaries rather than raw arrays.
 
-Every `every` batches it emits a 'histograms' event with, per layer that has weights:
+Every `every` batches it emits a 'histograms' event with, per layer that has weights (the
+parameter its `monitored_weights` names: W of a Dense or Conv2D, gamma of a BatchNorm):
 fixed-bin histogram counts and percentiles of the weights (and of their gradients), the
-gradient norm, the update-to-weight ratio ||W_after - W_before|| / ||W_before|| of that step,
+gradient norm of its trainable parameters, the update-to-weight ratio
+||W_after - W_before|| / ||W_before|| of that step,
 and, for ReLU layers, the fraction of dead units (never active over the batch). After each
 epoch with validation data it emits a 'confusion' event: the validation confusion matrix with
 per-class precision and recall. Summaries are plain lists, safe to hand to another thread.
@@ -45,8 +47,13 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     percentiles = np.percentile(finite[:: max(1, finite.size // PERCENTILE_SAMPLE)], PERCENTILES)
     percentiles[0], percentiles[-1] = lo, hi  # exact, whatever the sample missed
     if hi == lo:
-        hi = lo + 1e-12  # np.histogram needs a range of non-zero width
-    counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
+        # One value (a BatchNorm's gamma starts all ones): every count in the first bin.
+        # np.histogram cannot split a zero-width range, nor in float32 even lo + 1e-12.
+        hi = lo + 1e-12
+        counts = np.zeros(bins, dtype=np.int64)
+        counts[0] = finite.size
+    else:
+        counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
     return {
         "lo": lo,
         "hi": hi,
@@ -86,9 +93,9 @@ class Monitor(Callback):
     def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
         if self._due(trainer):
             self._before = {
-                layer.name: layer.params["W"].value.copy()
+                layer.name: weights.value.copy()
                 for layer in trainer.model.layers
-                if "W" in layer.params
+                if (weights := layer.monitored_weights()) is not None
             }
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
@@ -104,14 +111,20 @@ class Monitor(Callback):
     def _summaries(self, trainer: Trainer, trained: bool) -> dict[str, dict[str, Any]]:
         layers: dict[str, dict[str, Any]] = {}
         for layer in trainer.model.layers:
-            if "W" in layer.params:
-                weights = layer.params["W"]
+            weights = layer.monitored_weights()
+            if weights is not None:
                 summary = {"weights": histogram(weights.value, self.bins)}
                 if trained:
                     if self.gradients:
                         summary["grads"] = histogram(weights.grad, self.bins)
                     summary["grad_norm"] = float(
-                        np.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in layer.params.values()))
+                        np.sqrt(
+                            sum(
+                                float(np.vdot(p.grad, p.grad))
+                                for p in layer.params.values()
+                                if p.trainable
+                            )
+                        )
                     )
                     before = self._before.get(layer.name)
                     if before is not None:

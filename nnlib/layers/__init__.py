@@ -1,45 +1,19 @@
-"""Layers: each a small class whose forward, backward and parameters sit side by side."""
+"""Layers: each a small class whose forward, backward and parameters sit side by side.
 
-from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, softmax
-from .base import Layer, Param
-from .conv import Conv2D
-from .dense import Dense
-from .pooling import AvgPool2D, MaxPool2D
-from .shape import Dropout, Flatten
+Every module of this package is imported here, so a layer class registers itself (see
+`Layer.kind` in base.py) just by being defined in a file of it: `nnlib.layers.<Class>`,
+`nnlib.<Class>`, the spec token and model files need no list to be edited."""
 
-LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.__name__: cls
-    for cls in (
-        Dense,
-        Conv2D,
-        MaxPool2D,
-        AvgPool2D,
-        Flatten,
-        Dropout,
-        ReLU,
-        LeakyReLU,
-        Sigmoid,
-        Tanh,
-        Identity,
-        Softmax,
-    )
-}
+import importlib
+import pkgutil
 
-__all__ = [
-    "LAYER_TYPES",
-    "AvgPool2D",
-    "Conv2D",
-    "Dense",
-    "Dropout",
-    "Flatten",
-    "Identity",
-    "Layer",
-    "LeakyReLU",
-    "MaxPool2D",
-    "Param",
-    "ReLU",
-    "Sigmoid",
-    "Softmax",
-    "Tanh",
-    "softmax",
-]
+from .activations import softmax
+from .base import LAYER_TYPES, REGISTRY, Layer, Param, SpecArg
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+globals().update(LAYER_TYPES)
+
+__all__ = ["LAYER_TYPES", "REGISTRY", "Layer", "Param", "SpecArg", "softmax", *sorted(LAYER_TYPES)]

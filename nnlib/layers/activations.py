@@ -10,6 +10,7 @@ from .base import Layer
 
 class ReLU(Layer):
     kind = "relu"
+    description = "max(x, 0)"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
@@ -27,6 +28,9 @@ class ReLU(Layer):
 
 class LeakyReLU(Layer):
     kind = "leakyrelu"
+    aliases = ("lrelu",)
+    spec_args = ("alpha",)
+    description = "x where x > 0, else alpha * x"
 
     def __init__(self, alpha: float = 0.01, name: str | None = None) -> None:
         super().__init__(name)
@@ -47,6 +51,7 @@ class LeakyReLU(Layer):
 
 class Sigmoid(Layer):
     kind = "sigmoid"
+    description = "1 / (1 + exp(-x))"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
@@ -60,6 +65,7 @@ class Sigmoid(Layer):
 
 class Tanh(Layer):
     kind = "tanh"
+    description = "hyperbolic tangent"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
@@ -74,6 +80,8 @@ class Identity(Layer):
     """The linear output of a regression network."""
 
     kind = "identity"
+    aliases = ("linear",)
+    description = "no change: the linear output of a regression network"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
@@ -95,6 +103,9 @@ class Softmax(Layer):
     """Probabilities for inference. Train on logits with SoftmaxCrossEntropy instead."""
 
     kind = "softmax"
+    description = (
+        "probabilities, for inference only: the softmax cross-entropy takes the logits before it"
+    )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)

@@ -2,13 +2,20 @@
 
 A layer is built once for a per-sample input shape (batch axis excluded), which fixes its
 parameter shapes and its output shape. `forward` caches what `backward` needs; `backward`
-takes dL/d(output) and fills `param.grad` for each parameter, returning dL/d(input).
+takes dL/d(output) and fills `param.grad` for each trainable parameter, returning
+dL/d(input).
+
+Layers register themselves: a class that sets `kind` is entered in `REGISTRY` under that spec
+token (and in `LAYER_TYPES` under its class name, for model files), with the spec arguments it
+declares in `spec_args`. The spec grammar, its error messages, the README's token table and
+the model loader all read the registry, so adding a layer is one module in this package.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -20,23 +27,70 @@ Shape = tuple[int, ...]
 
 @dataclass(eq=False)
 class Param:
-    """A trainable array and its gradient. Optimizers update `value` in place."""
+    """An array of a layer's state and its gradient. Optimizers update `value` in place, but
+    only where `trainable`: state a layer updates itself (BatchNorm's moving statistics, as
+    Keras's `add_weight(..., trainable=False)`) is saved, loaded and copied by `get_weights`
+    like any weight, and never touched by an optimizer."""
 
     name: str
     value: np.ndarray
     grad: np.ndarray = field(repr=False)
     regularize: bool = True  # L2 weight decay applies to weights, not to biases
+    trainable: bool = True
 
     @classmethod
-    def of(cls, name: str, value: np.ndarray, regularize: bool = True) -> Param:
-        return cls(name, value, np.zeros_like(value), regularize)
+    def of(
+        cls, name: str, value: np.ndarray, regularize: bool = True, trainable: bool = True
+    ) -> Param:
+        return cls(name, value, np.zeros_like(value), regularize, trainable)
+
+
+@dataclass(frozen=True)
+class SpecArg:
+    """One argument of a layer's spec token, as a layer class declares it in `spec_args`
+    (a plain string is an argument spelt like its constructor parameter)."""
+
+    name: str  # as written in a spec: "kernel"
+    param: str = ""  # the constructor parameter, where its name differs: "kernel_size"
+    hint: str = ""  # what the usage line shows after "=": "0|same|valid" (default: the default)
+    required: bool | None = None  # None: required when the constructor has no default
+    documented: bool = True  # False: accepted, but left out of the usage line
+
+    @property
+    def init_name(self) -> str:
+        """The constructor parameter this argument fills."""
+        return self.param or self.name
+
+
+#: Every layer class with a spec token, by token. Filled by `Layer.__init_subclass__`.
+REGISTRY: dict[str, type[Layer]] = {}
+#: The same classes by class name: the "type" of a layer in a model file.
+LAYER_TYPES: dict[str, type[Layer]] = {}
+
+_TOKEN_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class Layer(ABC):
-    """Base class. Subclasses set `kind` (the name prefix and spec token) and override
-    `build`, `forward` and `backward`."""
+    """Base class. Subclasses override `build`, `forward` and `backward`, and register
+    themselves by setting `kind`: the spec token, and the prefix of the layers' names."""
 
     kind: ClassVar[str] = "layer"
+    #: Other spellings the spec accepts for the token ("conv2d" for "conv").
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: The token's arguments, positional order; required ones first.
+    spec_args: ClassVar[tuple[SpecArg | str, ...]] = ()
+    #: One line for the spec's token table (README, `nnlib.spec.token_table`).
+    description: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            _register(cls)
+
+    @classmethod
+    def arguments(cls) -> tuple[SpecArg, ...]:
+        """`spec_args` as SpecArg records, strings expanded."""
+        return tuple(SpecArg(a) if isinstance(a, str) else a for a in cls.spec_args)
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name
@@ -66,7 +120,8 @@ class Layer(ABC):
         return {}
 
     def param_count(self, input_shape: Shape) -> int:
-        """Trainable values this layer will have once built for `input_shape`."""
+        """Values this layer's parameters (trainable or not) will hold once built for
+        `input_shape`."""
         return sum(math.prod(shape) for shape in self.param_shapes(input_shape).values())
 
     def cache_size(self, input_shape: Shape) -> int:
@@ -115,8 +170,14 @@ class Layer(ABC):
 
     @property
     def num_params(self) -> int:
-        """Trainable values in this layer."""
+        """Values in this layer's parameters, trainable or not (as Keras counts them)."""
         return sum(p.value.size for p in self.params.values())
+
+    def monitored_weights(self) -> Param | None:
+        """The parameter a dashboard shows as this layer's weights (histograms, update
+        ratio): its first trainable one, so declare the main weight first (W before b,
+        gamma before beta); None for a layer without trainable parameters."""
+        return next((p for p in self.params.values() if p.trainable), None)
 
     def check_input(self, x: np.ndarray) -> None:
         """Reject an input whose per-sample shape differs from the built one."""
@@ -129,6 +190,41 @@ class Layer(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args}) name={self.name!r}"
+
+
+def _register(cls: type[Layer]) -> None:
+    """Enter a layer class in the registry, refusing a token, alias or argument that would
+    make the spec ambiguous or unbuildable (a mistake in the class, found at import)."""
+    owner = _full_name(cls)
+    for token in (cls.kind, *cls.aliases):
+        if not _TOKEN_NAME.fullmatch(token):
+            raise TypeError(f"{owner}: spec token {token!r} must be lowercase letters and digits")
+        taken = REGISTRY.get(token) or next(
+            (other for other in REGISTRY.values() if token in other.aliases), None
+        )
+        if taken is not None and _full_name(taken) != owner:  # the same class defined again
+            raise TypeError(
+                f"{owner}: spec token {token!r} is already taken by {_full_name(taken)}"
+            )
+    same_name = LAYER_TYPES.get(cls.__name__)
+    if same_name is not None and _full_name(same_name) != owner:
+        raise TypeError(
+            f"{owner}: model files name layers by class, and {_full_name(same_name)} is "
+            f"already called {cls.__name__!r}"
+        )
+    parameters = inspect.signature(cls.__init__).parameters
+    for arg in cls.arguments():
+        if arg.init_name not in parameters:
+            raise TypeError(
+                f"{owner}: spec argument {arg.name!r} names no constructor parameter "
+                f"({arg.init_name!r})"
+            )
+    REGISTRY[cls.kind] = cls
+    LAYER_TYPES[cls.__name__] = cls
+
+
+def _full_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _dims(shape: Shape) -> str:

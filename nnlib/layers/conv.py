@@ -13,11 +13,20 @@ import numpy as np
 from .. import _validate
 from ..initializers import INITIALIZERS, initialize
 from . import _windows as win
-from .base import Layer, Param, Shape
+from .base import Layer, Param, Shape, SpecArg
 
 
 class Conv2D(Layer):
     kind = "conv"
+    aliases = ("conv2d",)
+    spec_args = (
+        "filters",
+        SpecArg("kernel", "kernel_size"),
+        "stride",
+        SpecArg("pad", "padding", hint="0|same|valid"),
+        SpecArg("init", documented=False),
+    )
+    description = "2-D convolution; `kernel` may be `3x5`; `pad` an integer, `same` or `valid`"
 
     def __init__(
         self,

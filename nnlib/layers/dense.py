@@ -6,11 +6,16 @@ import numpy as np
 
 from .. import _validate
 from ..initializers import INITIALIZERS, initialize
-from .base import Layer, Param, Shape
+from .base import Layer, Param, Shape, SpecArg
 
 
 class Dense(Layer):
     kind = "dense"
+    aliases = ("fc",)
+    spec_args = ("units", SpecArg("init", documented=False))
+    description = (
+        "fully connected; a flatten is inserted before it automatically after image layers"
+    )
 
     def __init__(self, units: int, init: str = "he", name: str | None = None) -> None:
         super().__init__(name)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _windows as win
-from .base import Layer, Shape
+from .base import Layer, Shape, SpecArg
 
 
 class _Pool2D(Layer):
+    spec_args = (SpecArg("pool", "pool_size", required=True), SpecArg("stride", hint="pool"))
+
     def __init__(
         self,
         pool_size: int | tuple[int, int] = 2,
@@ -54,6 +56,8 @@ class MaxPool2D(_Pool2D):
     """
 
     kind = "maxpool"
+    aliases = ("maxpool2d",)
+    description = "max pooling, overlapping when stride < pool"
     _origins: np.ndarray | None = None
 
     def cache_size(self, input_shape: Shape) -> int:
@@ -113,6 +117,8 @@ class MaxPool2D(_Pool2D):
 
 class AvgPool2D(_Pool2D):
     kind = "avgpool"
+    aliases = ("avgpool2d",)
+    description = "average pooling, overlapping when stride < pool"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)

@@ -12,6 +12,7 @@ from .base import Layer, Shape
 
 class Flatten(Layer):
     kind = "flatten"
+    description = "(height, width, channels) to one row of features"
 
     def __init__(self, name: str | None = None, implicit: bool = False) -> None:
         super().__init__(name)
@@ -37,6 +38,8 @@ class Dropout(Layer):
     """Inverted dropout: scales kept units by 1/(1-rate) in training, identity in eval."""
 
     kind = "dropout"
+    spec_args = ("rate",)
+    description = "inverted dropout, active in training mode only; rate in [0, 1)"
 
     def __init__(self, rate: float, name: str | None = None) -> None:
         super().__init__(name)

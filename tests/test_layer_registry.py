@@ -1,0 +1,133 @@
+"""Layers register themselves: a class that sets `kind` is a spec token, a model-file type and
+a row of the README's token table, with no list elsewhere to edit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnlib as nl
+from nnlib import spec
+from nnlib.layers import LAYER_TYPES, REGISTRY, Layer, SpecArg
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.fixture
+def scale_layer():
+    """A layer defined outside nnlib, registered for one test only."""
+    saved = dict(REGISTRY), dict(LAYER_TYPES)
+
+    class Scale(Layer):
+        kind = "testscale"
+        aliases = ("testmul",)
+        spec_args = (SpecArg("by", "factor"),)
+        description = "multiply by a constant"
+
+        def __init__(self, factor: float = 1.0, name: str | None = None) -> None:
+            super().__init__(name)
+            self.factor = float(factor)
+
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            self.check_input(x)
+            return x * self.factor
+
+        def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+            return grad * self.factor if need_input_grad else None
+
+    yield Scale
+    for registry, before in zip((REGISTRY, LAYER_TYPES), saved, strict=True):
+        registry.clear()
+        registry.update(before)
+
+
+def _readme_token_table() -> str:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| token | meaning |")
+    end = next(k for k in range(start, len(lines)) if not lines[k].startswith("|"))
+    return "\n".join(lines[start:end])
+
+
+def test_readme_token_table_is_the_generated_one():
+    assert _readme_token_table() == spec.token_table(), (
+        "the README's spec token table is out of date; paste in the output of "
+        "python -c 'from nnlib.spec import token_table; print(token_table())'"
+    )
+
+
+def test_every_builtin_layer_is_registered_and_exported():
+    for token, cls in REGISTRY.items():
+        assert cls.kind == token and cls.description, cls
+        assert getattr(nl, cls.__name__) is cls
+        assert getattr(nl.layers, cls.__name__) is cls
+        assert f"`{spec.usage(cls)}`".replace("|", "\\|") in spec.token_table()
+    assert set(LAYER_TYPES.values()) == set(REGISTRY.values())
+
+
+def test_usage_comes_from_the_declaration():
+    assert spec.usage(nl.Conv2D) == "conv(filters, kernel, [stride=1], [pad=0|same|valid])"
+    assert spec.usage(nl.MaxPool2D) == "maxpool(pool, [stride=pool])"
+    assert spec.usage(nl.LeakyReLU) == "leakyrelu([alpha=0.01])"
+    assert spec.usage(nl.Dense) == "dense(units)"  # init is accepted but not advertised
+    assert spec.usage(nl.ReLU) == "relu"
+
+
+def test_a_new_layer_is_a_spec_token_at_once(scale_layer, tmp_path):
+    model = nl.build("conv(2,3) testscale(by=0.5) dense(3)", (6, 6, 1), seed=0)
+    assert [type(layer) for layer in model] == [nl.Conv2D, scale_layer, nl.Flatten, nl.Dense]
+    assert model.layers[1].factor == 0.5 and model.layers[1].name == "testscale_1"
+    assert model.spec == "conv(2,3) testscale(by=0.5) dense(3)"  # implicit flatten left out
+    assert nl.build("testmul(2) relu", (4,)).layers[0].factor == 2.0  # alias, positional
+    assert spec.to_token(scale_layer()) == "testscale"  # the default is not written back
+    assert "| `testscale([by=1.0])` | multiply by a constant (also `testmul`) |" in (
+        spec.token_table()
+    )
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 1)).astype(np.float32)
+    same = nl.load(model.save(tmp_path / "scale.npz"))
+    np.testing.assert_array_equal(same.predict(x), model.predict(x))
+
+
+def test_a_new_layer_appears_in_spec_errors(scale_layer):
+    with pytest.raises(nl.SpecError) as error:
+        nl.build("nosuch(2)", (4,))
+    assert "testscale" in str(error.value)
+    with pytest.raises(nl.SpecError) as error:
+        nl.build("testscale(by=1,times=2)", (4,))
+    assert str(error.value) == (
+        "spec token 1 'testscale(by=1,times=2)': unknown argument 'times'; "
+        "expected testscale([by=1.0])"
+    )
+
+
+def test_a_taken_token_is_refused_at_class_definition(scale_layer):
+    with pytest.raises(TypeError, match=r"spec token 'dense' is already taken by .*dense\.Dense"):
+
+        class Other(Layer):
+            kind = "dense"
+
+    with pytest.raises(TypeError, match=r"'testmul' is already taken by .*Scale"):
+
+        class Another(Layer):
+            kind = "another"
+            aliases = ("testmul",)
+
+
+def test_a_spec_argument_must_name_a_constructor_parameter():
+    with pytest.raises(TypeError, match=r"spec argument 'size' names no constructor parameter"):
+
+        class Broken(Layer):
+            kind = "broken"
+            spec_args = ("size",)
+
+    assert "broken" not in REGISTRY
+
+
+def test_an_unregistered_layer_has_no_token():
+    class Anonymous(nl.ReLU):  # inherits kind, does not set it: not registered
+        pass
+
+    with pytest.raises(ValueError, match="Anonymous has no spec token"):
+        spec.to_token(Anonymous())
+    assert REGISTRY["relu"] is nl.ReLU
