@@ -410,13 +410,13 @@ def test_wait_until_parked_returns_false_when_the_run_ends_without_parking():
     trainer.pause()
     # know when the waiter is waiting (it holds the trainer's lock until it waits, so the run
     # cannot end before that), so that it is the end of this run that wakes it
-    waiting, wait_for = threading.Event(), trainer._condition.wait_for
+    waiting, wait_for = threading.Event(), trainer.control._condition.wait_for
 
     def instrumented(*args, **kwargs):
         waiting.set()
         return wait_for(*args, **kwargs)
 
-    trainer._condition.wait_for = instrumented
+    trainer.control._condition.wait_for = instrumented
     answers = []
     waiter = threading.Thread(
         target=lambda: answers.append(trainer.wait_until_parked()), daemon=True
@@ -441,7 +441,7 @@ def test_a_pause_right_after_a_resume_is_still_seen_as_parked():
     assert trainer.wait_until_parked(timeout=10)
     # Both calls land before the training thread wakes up (it needs this lock to wake), so
     # it never leaves the park: it must say so again rather than leave waiters hanging.
-    with trainer._condition:
+    with trainer.control._condition:
         trainer.resume()
         trainer.pause()
     assert trainer.wait_until_parked(timeout=10)
