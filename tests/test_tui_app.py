@@ -102,7 +102,7 @@ async def started(pilot: Pilot) -> DashboardScreen:
 async def paused(pilot: Pilot, dashboard: DashboardScreen) -> None:
     await press(pilot, "space")
     trainer = dashboard.experiment.trainer
-    await until(pilot, lambda: trainer.state == "paused" and dashboard.state.state == "paused")
+    await until(pilot, lambda: trainer.state == "paused" and dashboard.state.status == "paused")
     assert trainer.wait_until_parked(timeout=5)
 
 
@@ -156,10 +156,10 @@ async def test_pause_step_resume_and_stop(tmp_path):
             pilot, lambda: trainer.global_step == step + 1 and trainer.wait_until_parked(timeout=0)
         )
         await until(pilot, lambda: dashboard.state.progress.step == step + 1)
-        assert trainer.global_step == step + 1 and dashboard.state.state == "paused"
+        assert trainer.global_step == step + 1 and dashboard.state.status == "paused"
         await press(pilot, "space")
         await until(pilot, lambda: trainer.global_step > step + 5)
-        assert dashboard.state.state == "running"
+        assert dashboard.state.status == "running"
         await press(pilot, "s")
         await until(pilot, lambda: dashboard.state.end is not None)
         assert dashboard.state.end.reason == "stopped"
@@ -236,7 +236,7 @@ async def test_an_exception_in_training_shows_in_the_ui(tmp_path, monkeypatch):
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
         dashboard = app.screen
         await until(pilot, lambda: dashboard.state.end is not None)
-        assert dashboard.state.state == "error"
+        assert dashboard.state.status == "error"
         assert "exploded on purpose" in str(dashboard.query_one(StatusPanel).render())
         log = await log_text(pilot, dashboard)
         assert "run failed: RuntimeError: exploded on purpose" in log

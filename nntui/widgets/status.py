@@ -6,22 +6,25 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from nnlib.states import RunStatus
+
 from ..plot import format_number
 from .panel import StatePanel, fit
 
-#: Each RunState.state as its badge: words and style.
-STATE_BADGES = {
-    "loading": ("loading data", "bold cyan"),
-    "running": ("running", "bold green"),
-    "paused": ("paused", "bold yellow"),
-    "pausing": ("pausing…", "bold yellow"),
-    "stopping": ("stopping…", "bold yellow"),
-    "stopped": ("stopped", "bold blue"),
-    "finished": ("finished", "bold blue"),
-    "early_stop": ("early stop", "bold blue"),
-    "diverged": ("diverged", "bold red"),
-    "error": ("error", "bold red"),
-    "interrupted": ("interrupted", "bold red"),
+#: Each RunStatus as its badge: words and style.
+STATUS_BADGES: dict[RunStatus, tuple[str, str]] = {
+    RunStatus.IDLE: ("idle", "bold"),
+    RunStatus.LOADING: ("loading data", "bold cyan"),
+    RunStatus.RUNNING: ("running", "bold green"),
+    RunStatus.PAUSED: ("paused", "bold yellow"),
+    RunStatus.PAUSING: ("pausing…", "bold yellow"),
+    RunStatus.STOPPING: ("stopping…", "bold yellow"),
+    RunStatus.STOPPED: ("stopped", "bold blue"),
+    RunStatus.FINISHED: ("finished", "bold blue"),
+    RunStatus.EARLY_STOP: ("early stop", "bold blue"),
+    RunStatus.DIVERGED: ("diverged", "bold red"),
+    RunStatus.ERROR: ("error", "bold red"),
+    RunStatus.INTERRUPTED: ("interrupted", "bold red"),
 }
 SHOWN_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
 SHORT_NAMES = {"weight_decay": "wd", "batch_size": "batch"}
@@ -58,7 +61,7 @@ class StatusPanel(StatePanel):
 
     def draw(self, width: int, height: int) -> Text:
         state = self.state
-        label, style = STATE_BADGES.get(state.state, (state.state, "bold"))
+        label, style = STATUS_BADGES[state.status]
         line1 = Text.assemble((f" {label.upper()} ", "reverse " + style), " ")
         p = state.progress
         if p is not None:
