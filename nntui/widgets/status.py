@@ -8,7 +8,7 @@ from rich.text import Text
 
 from nnlib.states import RunStatus
 
-from ..plot import format_number
+from ..plot import format_number, format_value
 from .panel import StatePanel, fit
 
 #: Each RunStatus as its badge: words and style.
@@ -95,13 +95,13 @@ class StatusPanel(StatePanel):
                 continue
             for text in (line, compact):
                 text.append(f"{SHORT_NAMES.get(name, name)} ", style="dim")
-                text.append(_hp(values[name]), style="bold")
+                text.append(format_value(values[name]), style="bold")
             if name in pending and pending[name] != values[name]:
                 when = "next epoch" if name == "batch_size" else "next batch"
                 waiting = True
-                line.append(f" → {_hp(pending[name])}", style="bold yellow")
+                line.append(f" → {format_value(pending[name])}", style="bold yellow")
                 line.append(f" (pending, {when})", style="yellow")
-                compact.append(f"→{_hp(pending[name])}", style="bold yellow")
+                compact.append(f"→{format_value(pending[name])}", style="bold yellow")
             line.append("   ")
             compact.append("  ")
         if waiting:
@@ -114,16 +114,16 @@ class StatusPanel(StatePanel):
         batches = state.batches.columns
         if batches[0]:
             line.append("batch ", style="dim")
-            line.append(f"loss {format_number(batches[1][-1]).strip()}")
+            line.append(f"loss {format_number(batches[1][-1])}")
             if state.task == "classification" and batches[2][-1] == batches[2][-1]:
                 line.append(f" acc {batches[2][-1]:.1%}")
         last = state.last_epoch
         if last is not None:
             line.append(f"  │ epoch {last.epoch + 1} ", style="dim")
-            line.append(f"loss {format_number(last.loss).strip()}")
+            line.append(f"loss {format_number(last.loss)}")
             if last.val_loss is not None:
                 line.append("  val ", style="dim")
-                line.append(format_number(last.val_loss).strip(), style="#e879f9")
+                line.append(format_number(last.val_loss), style="#e879f9")
             if last.val_accuracy is not None:
                 line.append(f" {last.val_accuracy:.1%}", style="#e879f9")
         if state.end is not None and state.end.error:
@@ -144,9 +144,3 @@ class StatusPanel(StatePanel):
             line.append(f" · {started.params:,} params")
         line.append(f" · {state.arch or 'default architecture'}")
         return line
-
-
-def _hp(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
