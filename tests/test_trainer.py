@@ -11,12 +11,11 @@ import time
 
 import numpy as np
 import pytest
+from helpers import TIMEOUT, Gate
 
 import nnlib as nl
 from nnlib import datasets
 from nnlib.runs import RunLogger, read
-
-TIMEOUT = 30  # seconds; a bound on waits that normally take milliseconds
 
 
 def _data(n=10, features=4, classes=3, seed=0):
@@ -297,21 +296,6 @@ def test_an_error_in_on_train_begin_still_ends_the_run_and_its_log(tmp_path):
 
 
 # -- live control from another thread ----------------------------------------------------------
-
-
-class Gate(nl.Callback):
-    """Holds the training thread at on_batch_end of `step` until the test lets it go, so that
-    a control call from the test thread lands mid-run, deterministically."""
-
-    def __init__(self, step):
-        self.step = step
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    def on_batch_end(self, trainer, batch, logs):
-        if logs["step"] == self.step:
-            self.reached.set()
-            assert self.release.wait(TIMEOUT)
 
 
 def _cpu_seconds():

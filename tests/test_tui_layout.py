@@ -10,10 +10,10 @@ import re
 
 import numpy as np
 import pytest
+from helpers import DATASETS, classification_run, config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.text import Text
-from test_tui_snapshots import DATASETS, classification_run, config
 from textual.pilot import Pilot
 
 from nntui import bridge as b

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_tui_app import SIZE, log_text, pilot_test, press, until
+from helpers import SIZE, log_text, pilot_test, press, until
 
 from nnlib import runs
 from nnlib.callbacks import Callback
