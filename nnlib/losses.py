@@ -97,4 +97,3 @@ class MSE(Loss):
 
     def backward(self) -> np.ndarray:
         return self._diff * (2.0 / self._diff.size)
-

@@ -50,11 +50,8 @@ class RunStatus(str, Enum):
     def trainer_state(self) -> RunStatus:
         """`Trainer.state` after a run that ended for this reason: an early stop and an
         interrupt are both STOPPED there (the reason itself is in the logs and the run log)."""
-        return (
-            self
-            if self in (RunStatus.FINISHED, RunStatus.DIVERGED, RunStatus.ERROR)
-            else (RunStatus.STOPPED)
-        )
+        kept = (RunStatus.FINISHED, RunStatus.DIVERGED, RunStatus.ERROR)
+        return self if self in kept else RunStatus.STOPPED
 
 
 #: Why a run ended, as recorded in logs['reason'] and the run log's 'end' event.
