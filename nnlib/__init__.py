@@ -4,6 +4,7 @@ callback hooks, datasets and run logs. Imports nothing but numpy and the standar
 from . import callbacks, datasets, runs
 from .callbacks import (
     Callback,
+    CallbackList,
     DivergenceGuard,
     EarlyStopping,
     History,
@@ -11,6 +12,7 @@ from .callbacks import (
     Monitor,
     ProgressBar,
 )
+from .control import RunControl
 from .gradcheck import GradcheckResult, gradcheck
 from .layers import LAYER_TYPES, Layer, Param
 from .losses import MSE, Loss, SoftmaxCrossEntropy
@@ -18,6 +20,7 @@ from .model import Sequential, load
 from .optimizers import SGD, Adam, Optimizer, RMSProp, make_optimizer
 from .runs import RunLogger
 from .spec import SpecError, build
+from .states import RunStatus
 from .trainer import Trainer
 
 globals().update(LAYER_TYPES)  # every registered layer class: nl.Dense, nl.BatchNorm, ...
@@ -26,13 +29,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Callback",
+    "CallbackList",
     "DivergenceGuard",
     "EarlyStopping",
     "History",
     "ModelCheckpoint",
     "Monitor",
     "ProgressBar",
+    "RunControl",
     "RunLogger",
+    "RunStatus",
     "Trainer",
     "callbacks",
     "datasets",

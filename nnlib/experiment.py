@@ -25,12 +25,23 @@ from .threads import AUTO, Threads
 from .trainer import Trainer
 
 
+def lenet5(outputs: int) -> str:
+    """LeCun's LeNet-5 (two conv/pool stages, three dense layers) with `outputs` logits."""
+    return (
+        "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
+        f"dense(84) relu dense({outputs})"
+    )
+
+
 def default_arch(input_shape: tuple[int, ...], task: str, outputs: int) -> str:
-    """A small architecture that trains in seconds on this kind of input."""
+    """The architecture a run gets when none is given (the CLI's and the app's alike):
+    something that visibly learns within seconds.
+
+    For images that is LeNet-5: about 0.5 s an epoch of glyphs with one BLAS thread, 99%
+    validation accuracy within a few epochs, and five weighted layers to look at (an MLP
+    learns glyphs in 0.06 s, too fast to watch or steer). Other inputs get a small MLP."""
     if len(input_shape) == 3:
-        return (
-            f"conv(8,3) relu maxpool(2) conv(16,3) relu maxpool(2) dense(64) relu dense({outputs})"
-        )
+        return lenet5(outputs)
     features = math.prod(input_shape)
     if task == "regression":
         return f"{features}-32-32-{outputs}:tanh"

@@ -97,6 +97,3 @@ class MSE(Loss):
 
     def backward(self) -> np.ndarray:
         return self._diff * (2.0 / self._diff.size)
-
-
-LOSSES: dict[str, type[Loss]] = {"softmax_cross_entropy": SoftmaxCrossEntropy, "mse": MSE}

@@ -1,21 +1,16 @@
-"""`Trainer`: the training loop, its callback hooks, and live control from other threads.
+"""`Trainer`: the training loop.
 
-Control calls (`pause`, `resume`, `step`, `stop`, `set`) may come from any thread. They only
-record a request under a lock; the training thread applies requests at batch boundaries and
-reports each one as an event with the step at which it took effect. A paused trainer blocks
-on a condition variable, so it uses no CPU.
-
-A run is one `fit()` call, from its start to its last `on_train_end`; a trainer runs one at a
-time (a second concurrent `fit()` raises RuntimeError). Requests are never lost between runs:
-a `stop()` made while no run is in progress stops the next run at its first batch boundary
-(so a stop sent just after starting `fit()` in a thread always takes effect), and a `set()`
-that arrives while a run is ending is applied as soon as it has ended.
+The loop's two companions live apart: `nnlib.callbacks.callback_list.CallbackList` holds the
+callbacks (a History first, a DivergenceGuard by default) and calls them, and
+`nnlib.control.RunControl` takes pause, resume, step, stop and set from any thread and acts on
+them at batch boundaries (its docstring tells when a request takes effect). The Trainer
+offers the control's calls as its own, so `trainer.pause()` and `trainer.control.pause()` are
+the same door.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,14 +19,14 @@ import numpy as np
 
 from . import _validate
 from .callbacks.base import Callback, History, Logs
+from .callbacks.callback_list import CallbackList
+from .control import RunControl
 from .losses import Loss
 from .metrics import accuracy, check_finite, evaluate_predictions
 from .model import Sequential
 from .optimizers import Optimizer
+from .states import RunStatus
 from .threads import AUTO, Threads, blas_threads, resolve_threads
-
-#: Why a run ended, as recorded in logs['reason'] and the run log.
-END_REASONS = ("finished", "stopped", "early_stop", "diverged", "interrupted", "error")
 
 
 class Trainer:
@@ -48,20 +43,15 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         divergence_guard: bool = True,
     ) -> None:
-        from .callbacks.stopping import DivergenceGuard
-
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
-        self.history = History()
-        extra = list(callbacks)
-        if divergence_guard and not any(isinstance(c, DivergenceGuard) for c in extra):
-            extra.append(DivergenceGuard())
-        self.callbacks: list[Callback] = [self.history, *extra]
+        self.callbacks = CallbackList(self, callbacks, divergence_guard)
+        self.history = self.callbacks.history
+        self.control = RunControl(self.validate_hyperparameter, self._apply, self.emit)
         self.batch_size = 32
         self.stop_training = False
         self.stop_reason: str | None = None
-        self.state = "idle"
         self.epoch = 0
         self.batch = 0
         self.global_step = 0
@@ -69,16 +59,11 @@ class Trainer:
         self.steps_per_epoch = 0
         self.validation_data: tuple[np.ndarray, np.ndarray] | None = None
         self.validation_outputs: np.ndarray | None = None
-        self._condition = threading.Condition()
-        self._paused = False
-        self._parked = False
-        self._pause_announced = False
-        self._step_budget = 0
-        self._stop_requested: str | None = None  # the end reason a stop() asked for
-        self._applying = threading.RLock()  # set() requests are applied in order, one at a time
-        self._runs_ended = 0
-        self._in_run = False  # from fit's start to its last on_train_end: set() must queue
-        self._pending: list[tuple[str, Any]] = []
+
+    @property
+    def state(self) -> RunStatus:
+        """IDLE, RUNNING, PAUSED, or how the last run ended (see `RunStatus`)."""
+        return self.control.state
 
     # -- the loop -------------------------------------------------------------------------
     def fit(
@@ -103,24 +88,13 @@ class Trainer:
 
         Raises RuntimeError if this trainer is already running a fit() (on another thread).
         """
-        with self._condition:
-            if self._in_run:
-                raise RuntimeError(
-                    "Trainer.fit: this trainer is already running fit() on another thread; "
-                    "wait for that run to end, or train a second model with its own Trainer"
-                )
-            self._in_run = True
-            runs_before = self._runs_ended
+        token = self.control.begin_run()
         try:
             return self._fit(
                 x, y, epochs, batch_size, validation_data, validation_split, shuffle, seed, threads
             )
         finally:
-            with self._condition:
-                self._in_run = False
-                if self._runs_ended != runs_before:  # a stop sent during the run ends with it
-                    self._stop_requested = None
-            self._apply_requests(epoch_boundary=True)  # sent while the run was ending
+            self.control.end_run(token)
 
     def _fit(
         self,
@@ -162,44 +136,37 @@ class Trainer:
     ) -> History:
         """The run itself: hooks, epochs, and an `on_train_end` however it ends."""
         epochs = self.epochs
-        self.state = "running"
+        self.control.start()
         end_logs: Logs = {}
-        reason = "finished"
+        reason: str = RunStatus.FINISHED
         try:
             # Inside the try: a callback failing here still ends the run (state, log, waiters).
-            self._call("on_train_begin")
+            self.callbacks.call("on_train_begin")
             for epoch in range(epochs):
                 self.epoch = epoch
-                self._apply_requests(epoch_boundary=True)
+                self.control.apply_requests(epoch_boundary=True)
                 order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
                 self.steps_per_epoch = math.ceil(len(x) / self.batch_size)
-                self._call("on_epoch_begin", epoch)
+                self.callbacks.call("on_epoch_begin", epoch)
                 epoch_logs = self._train_epoch(x, y, order)
                 if epoch_logs is None:  # stopped before its first batch: nothing to report
                     break
-                self._call("on_epoch_end", epoch, epoch_logs)
+                self.callbacks.call("on_epoch_end", epoch, epoch_logs)
                 if self.stop_training:
                     break
             if self.stop_training:
-                reason = self.stop_reason or "stopped"
+                reason = self.stop_reason or RunStatus.STOPPED
         except KeyboardInterrupt:
-            reason = "interrupted"
+            reason = RunStatus.INTERRUPTED
             raise
         except BaseException as error:
-            reason = "error"
+            reason = RunStatus.ERROR
             end_logs["error"] = f"{type(error).__name__}: {error}"
             raise
         finally:
-            with self._condition:  # a pause or step left over must not park the next run
-                self._paused = self._parked = self._pause_announced = False
-                self._step_budget = 0
-                self._runs_ended += 1
-                self._condition.notify_all()  # wake wait_until_parked: no park will come
-            self.state = {"finished": "finished", "diverged": "diverged", "error": "error"}.get(
-                reason, "stopped"
-            )
-            end_logs.update(reason=reason, epoch=self.epoch, step=self.global_step)
-            self._call("on_train_end", end_logs, every=True)
+            self.control.finish(reason)
+            end_logs.update(reason=str(reason), epoch=self.epoch, step=self.global_step)
+            self.callbacks.call("on_train_end", end_logs, every=True)
         return self.history
 
     def _train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> Logs | None:
@@ -208,13 +175,14 @@ class Trainer:
         seen, loss_sum, correct, active_time = 0, 0.0, 0.0, 0.0
         classification = self.loss.task == "classification"
         for batch, start in enumerate(range(0, len(order), self.batch_size)):
-            if not self._wait_at_boundary():
+            stop = self.control.at_boundary()
+            if stop is not None:
                 self.stop_training = True
-                self.stop_reason = self.stop_reason or "stopped"
+                self.stop_reason = self.stop_reason or stop.value
                 break
             self.batch = batch
             began = time.perf_counter()
-            self._call("on_batch_begin", batch)
+            self.callbacks.call("on_batch_begin", batch)
             index = order[start : start + self.batch_size]
             logs = self._train_batch(x[index], y[index])
             self.global_step += 1
@@ -224,7 +192,7 @@ class Trainer:
                 correct += logs["accuracy"] * len(index)
             active_time += time.perf_counter() - began
             logs["samples_per_sec"] = seen / active_time if active_time > 0 else 0.0
-            self._call("on_batch_end", batch, logs)
+            self.callbacks.call("on_batch_end", batch, logs)
             if self.stop_training:
                 break
         if not seen:
@@ -304,27 +272,10 @@ class Trainer:
                 )
         return x, y
 
-    # -- hooks and events -----------------------------------------------------------------
-    def _call(self, hook: str, *args: Any, every: bool = False) -> None:
-        """Call `hook` on each callback in order. With `every`, an error in one callback does
-        not keep the others from being called (the run log still gets its 'end'); the first
-        error is raised afterwards."""
-        first_error: BaseException | None = None
-        for callback in self.callbacks:
-            try:
-                getattr(callback, hook)(self, *args)
-            except BaseException as error:
-                if not every:
-                    raise
-                first_error = first_error or error
-        if first_error is not None:
-            raise first_error
-
+    # -- events and hyperparameters -------------------------------------------------------
     def emit(self, event: str, **data: Any) -> None:
-        """Send an event to every callback's `on_event` (histograms, checkpoints, ...)."""
-        data.setdefault("step", self.global_step)
-        for callback in self.callbacks:
-            callback.on_event(self, event, data)
+        """Send an event to every callback's `on_event` (see `CallbackList.emit`)."""
+        self.callbacks.emit(event, **data)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyperparameters in force: lr (after time-based decay), the optimizer's own,
@@ -335,67 +286,40 @@ class Trainer:
         values["batch_size"] = self.batch_size
         return values
 
-    # -- control (any thread) -------------------------------------------------------------
+    # -- run control (any thread; see nnlib.control) ------------------------------------------
     def pause(self) -> None:
         """Park the training thread at the next batch boundary."""
-        with self._condition:
-            self._paused = True
-            self._step_budget = 0
-            self._condition.notify_all()
+        self.control.pause()
 
     def resume(self) -> None:
-        with self._condition:
-            self._paused = self._parked = False
-            self._condition.notify_all()
+        """Let a paused run go on."""
+        self.control.resume()
 
     def step(self) -> None:
         """While paused, run exactly one more batch, then stay paused."""
-        with self._condition:
-            if self._paused:
-                self._step_budget += 1
-                self._parked = False  # so that wait_until_parked waits for the next park
-                self._condition.notify_all()
+        self.control.step()
 
-    def stop(self, reason: str = "stopped") -> None:
-        """Finish the current batch, then end the run with `reason` ('stopped', or
-        'interrupted' for a signal). Made while no run is in progress, the request waits: the
-        next fit() calls on_train_begin, stops at its first batch boundary and ends with
-        `reason` (unlike Keras's stop_training, which fit resets), so a stop() sent just
-        after a thread started fit() is never lost."""
-        if reason not in END_REASONS:
-            raise ValueError(f"Trainer.stop: reason must be one of {END_REASONS}, got {reason!r}")
-        with self._condition:
-            self._stop_requested = self._stop_requested or reason
-            self._parked = False
-            self._condition.notify_all()
+    def stop(self, reason: str = RunStatus.STOPPED) -> None:
+        """End the run after the current batch; see `RunControl.stop`."""
+        self.control.stop(reason)
+
+    def set(self, name: str, value: Any) -> None:
+        """Change a hyperparameter: lr, momentum, weight_decay, batch_size or any other of
+        the optimizer's; see `RunControl.set` for when it applies."""
+        self.control.set(name, value)
+
+    def pending(self) -> dict[str, Any]:
+        """Requested values not applied yet (for a UI to show at once)."""
+        return self.control.pending()
 
     @property
     def paused(self) -> bool:
         """True once a pause has been requested (the thread parks at the next boundary)."""
-        return self._paused
+        return self.control.paused
 
     def wait_until_parked(self, timeout: float | None = None) -> bool:
-        """Block until the training thread is parked by a pause (its 'pause' event sent and
-        `state` 'paused'); True if it is. After `step()`, this waits for the next park. Returns
-        False at the timeout, or when the run ends without parking."""
-        with self._condition:
-            ended = self._runs_ended
-            return (
-                self._condition.wait_for(lambda: self._parked or self._runs_ended != ended, timeout)
-                and self._parked
-            )
-
-    def set(self, name: str, value: Any) -> None:
-        """Change a hyperparameter: lr, momentum, weight_decay, batch_size or any other of
-        the optimizer's. Validated now (ValueError, nothing changed); applied by the training
-        thread before the next batch, or — for batch_size — from the next epoch."""
-        value = self.validate_hyperparameter(name, value)
-        with self._condition:
-            self._pending.append((name, value))
-            in_run = self._in_run
-        if not in_run:  # no training thread to apply it: apply it now, on this thread
-            self._apply_requests(epoch_boundary=True)
-        # else the training thread applies it, at a boundary or once its run has ended
+        """Block until the run is parked by a pause; see `RunControl.wait_until_parked`."""
+        return self.control.wait_until_parked(timeout)
 
     def validate_hyperparameter(self, name: str, value: Any) -> Any:
         """Return `value` checked for `name`, or raise ValueError naming both."""
@@ -410,63 +334,6 @@ class Trainer:
                 f"settable: {settable}"
             )
         return self.optimizer.validate(name, value)
-
-    def pending(self) -> dict[str, Any]:
-        """Requested values not applied yet (for a UI to show at once)."""
-        with self._condition:
-            return dict(self._pending)
-
-    # -- the training thread's side of control ---------------------------------------------
-    def _wait_at_boundary(self) -> bool:
-        """Park while paused, then apply requests. Returns False when the run must stop."""
-        with self._condition:
-            park = self._must_park()
-        if park:
-            self.state = "paused"
-            if not self._pause_announced:
-                self._pause_announced = True
-                self.emit("pause")
-            with self._condition:
-                while self._must_park():
-                    # Marked parked only now (waiters see the state and the event), and again
-                    # after every wake-up that leaves it parked: resume() clears the mark, and a
-                    # pause() that follows before this thread runs must see it set again.
-                    self._parked = True
-                    self._condition.notify_all()
-                    self._condition.wait()
-                self._parked = False
-        with self._condition:
-            stop = self._stop_requested
-            stepping = self._paused and self._step_budget > 0
-            if stepping:
-                self._step_budget -= 1
-            resumed = self._pause_announced and not self._paused
-        if stop:
-            self.stop_reason = self.stop_reason or stop
-            return False
-        if resumed:
-            self._pause_announced = False
-            self.emit("resume")
-        self._apply_requests(epoch_boundary=False)
-        self.state = "paused" if stepping else "running"
-        return True
-
-    def _must_park(self) -> bool:
-        """Paused with no single step granted and no stop requested (hold the lock)."""
-        return self._paused and not self._step_budget and not self._stop_requested
-
-    def _apply_requests(self, epoch_boundary: bool) -> None:
-        """Apply pending set() requests in order; batch_size waits for an epoch boundary.
-        Requests are taken and applied under one lock, so that two threads applying at once
-        (a set() just as a run ends) apply them in the order they were made."""
-        with self._applying:
-            with self._condition:
-                now = [(n, v) for n, v in self._pending if epoch_boundary or n != "batch_size"]
-                self._pending = [
-                    (n, v) for n, v in self._pending if not epoch_boundary and n == "batch_size"
-                ]
-            for name, value in now:
-                self._apply(name, value)
 
     def _apply(self, name: str, value: Any) -> None:
         """Set one hyperparameter and report it as an 'hparam' event."""

@@ -44,16 +44,22 @@ class Series:
     cell: str | None = None
 
 
-def format_number(value: float, width: int = 7) -> str:
-    """A compact number in at most `width` characters (0.0123, 1.2e-5, 12,345): precision
-    gives way to width, never the exponent or the sign."""
-    if value is None or not math.isfinite(value):
-        return "nan".rjust(width)
+def format_number(value: float | None, width: int = 7, trim: bool = False) -> str:
+    """The app's one way to write a number: compact, in at most `width` characters (0.0123,
+    1.2e-5, 12,345), precision giving way to width, never the exponent or the sign. '–' for
+    no value, 'nan' or '±inf' for a non-finite one. Not padded: a column pads it.
+
+    Numbers that tick (losses, axis labels) keep a fixed count of decimals so they do not
+    jitter; `trim` drops trailing zeros for values a person typed (lr 0.1, not 0.100)."""
+    if value is None:
+        return "–"
+    if not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     magnitude = abs(value)
     if magnitude == 0:
         text = "0"
     elif magnitude >= 1e5 or magnitude < 1e-3:
-        text = _exponent(value, 1)
+        text = format_exponent(value, 1)
     elif magnitude >= 100:
         text = f"{value:,.0f}"
     elif magnitude >= 10:
@@ -61,14 +67,28 @@ def format_number(value: float, width: int = 7) -> str:
     else:
         text = f"{value:.3f}" if magnitude < 1 else f"{value:.2f}"
     if len(text) > width:
-        text = _exponent(value, 1) if len(_exponent(value, 1)) <= width else _exponent(value, 0)
+        one = format_exponent(value, 1)
+        text = one if len(one) <= width else format_exponent(value, 0)
+    if trim and "." in text and "e" not in text:
+        text = text.rstrip("0").rstrip(".")
     return text
 
 
-def _exponent(value: float, digits: int) -> str:
-    """1.2e-5 rather than Python's 1.2e-05: two characters fewer for the axis labels."""
+def format_exponent(value: float, digits: int = 1) -> str:
+    """1.2e-5 rather than Python's 1.2e-05: two characters fewer for the axis labels; for a
+    column whose values span decades (update/weight ratios)."""
+    if not math.isfinite(value):
+        return format_number(value)
     mantissa, exponent = f"{value:.{digits}e}".split("e")
     return f"{mantissa}e{int(exponent)}"
+
+
+def format_value(value: object) -> str:
+    """A hyperparameter or event value: a float as `format_number` writes a typed value
+    (trimmed), anything else as it prints (an int, True, 'adam')."""
+    if isinstance(value, float):
+        return format_number(value, trim=True)
+    return str(value)
 
 
 def _scale(values: np.ndarray, lo: float, hi: float, pixels: int) -> np.ndarray:
@@ -202,7 +222,7 @@ def line_chart(
         return format_number(10**value if log_y else value)
 
     labels = [label(y_hi), label((y_lo + y_hi) / 2), label(y_lo)]
-    margin = max(len(t.strip()) for t in labels) + 1
+    margin = max(len(t) for t in labels) + 1
     plot_w, plot_h = width - margin, height - 1
     pixel_w, pixel_h = plot_w * 2, plot_h * 4
     layers: list[np.ndarray] = []
@@ -272,10 +292,6 @@ def _steps(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def _value(value: float) -> str:
-    return format_number(value).strip()
-
-
 def _x_axis(
     margin: int, width: int, lo: float, hi: float, style: str, fmt: Callable[[float], str] = _steps
 ) -> Text:
@@ -330,7 +346,7 @@ def bar_histogram(
         floor = (plot_h - 1 - row) * 8
         level = np.clip(eighths - floor, 0, 8).astype(np.int64)
         lines.append(Text("".join(_BARS[v] for v in level), style=style))
-    left, right = format_number(lo).strip(), format_number(hi).strip()
+    left, right = format_number(lo), format_number(hi)
     axis = left + " " * max(1, width - len(left) - len(right)) + right
     lines.append(Text(axis[:width], style=axis_style))
     return Text("\n").join(lines)
@@ -353,9 +369,9 @@ def band_chart(
     if hi - lo < 1e-12:
         lo, hi = lo - 1e-3, hi + 1e-3
     labels = [
-        format_number(hi).strip(),
-        format_number((lo + hi) / 2).strip(),
-        format_number(lo).strip(),
+        format_number(hi),
+        format_number((lo + hi) / 2),
+        format_number(lo),
     ]
     margin = max(map(len, labels)) + 1
     plot_w, plot_h = width - margin, height - 1
@@ -480,7 +496,7 @@ def density_plot(
     grid = np.asarray(counts, dtype=np.float64)
     if grid.size == 0 or width < 12 or height < 4:
         return Text("")
-    labels = [format_number(hi).strip(), format_number(lo).strip()]
+    labels = [format_number(hi), format_number(lo)]
     margin = max(map(len, labels)) + 1
     plot_w, plot_h = width - margin, height - 1
     rows = np.minimum((np.arange(plot_h) * grid.shape[0]) // plot_h, grid.shape[0] - 1)
@@ -500,5 +516,5 @@ def density_plot(
         for r in range(plot_h)
     ]
     lines = _rows_to_text(chars, styles, [style, axis_style], prefixes)
-    lines.append(_x_axis(margin, plot_w, lo, hi, axis_style, _value))
+    lines.append(_x_axis(margin, plot_w, lo, hi, axis_style, format_number))
     return Text("\n").join(lines)

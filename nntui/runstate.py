@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from nnlib.states import RunStatus
+
 from .bridge import (
     Confusion,
     EpochEnd,
@@ -25,9 +27,6 @@ from .bridge import (
     RunStarted,
     Snapshot,
 )
-
-#: The trainer's end reasons shown as they are; any other reason shows as "stopped".
-END_STATES = ("stopped", "finished", "diverged", "early_stop", "error", "interrupted", "crashed")
 
 
 class Decimated:
@@ -84,7 +83,7 @@ class RunState:
         self.recorded = recorded  # read from a run directory, not trained here
         self.note = ""  # what a run that has not started yet is waiting for
         self.version = 0
-        self.state = "loading"
+        self.status = RunStatus.LOADING
         self.started: RunStarted | None = None
         self.progress: Progress | None = None
         self.epochs: list[EpochEnd] = []
@@ -103,7 +102,7 @@ class RunState:
         self.version += 1
         if isinstance(snapshot, RunStarted):
             self.started, self.arch = snapshot, snapshot.arch
-            self.state = "running"
+            self.status = RunStatus.RUNNING
         elif isinstance(snapshot, Progress):
             self._progress(snapshot)
         elif isinstance(snapshot, EpochEnd):
@@ -122,12 +121,12 @@ class RunState:
             self.requested.pop(snapshot.name, None)
         elif isinstance(snapshot, Notice):
             if snapshot.kind == "waiting" and self.started is None and self.end is None:
-                self.state, self.note = "waiting", snapshot.message
+                self.status, self.note = RunStatus.WAITING, snapshot.message
             if snapshot.kind in ("pause", "resume"):
-                self.state = "paused" if snapshot.kind == "pause" else "running"
+                self.status = RunStatus.PAUSED if snapshot.kind == "pause" else RunStatus.RUNNING
         elif isinstance(snapshot, RunEnded):
             self.end = snapshot
-            self.state = snapshot.reason if snapshot.reason in END_STATES else "stopped"
+            self.status = RunStatus.of_end(snapshot.reason)
             self.requested.clear()
 
     def _progress(self, snapshot: Progress) -> None:
@@ -135,19 +134,21 @@ class RunState:
         for point in snapshot.points:
             accuracy = math.nan if point.accuracy is None else point.accuracy
             self.batches.append(point.step, point.loss, accuracy, point.lr)
-        if self.state not in ("pausing", "stopping") or snapshot.state == "paused":
-            self.state = snapshot.state if self.end is None else self.state
+        requested = self.status in (RunStatus.PAUSING, RunStatus.STOPPING)
+        if self.end is None and (not requested or snapshot.state == RunStatus.PAUSED):
+            self.status = RunStatus(snapshot.state)
 
     def request(self, name: str, value: Any) -> None:
         """Show a requested hyperparameter value at once, before the trainer applies it."""
         self.version += 1
         self.requested[name] = value
 
-    def mark_state(self, state: str) -> None:
-        """A control request the trainer has not acted on yet (pausing…, stopping…)."""
+    def mark_status(self, status: RunStatus) -> None:
+        """A control request the trainer has not acted on yet (PAUSING, STOPPING), or RUNNING
+        at once on a resume."""
         if self.end is None:
             self.version += 1
-            self.state = state
+            self.status = status
 
     # -- reading ----------------------------------------------------------------------------
     @property

@@ -1,5 +1,5 @@
-"""Shared test setup: the helper modules next to the tests (reference.py, dtype_guard.py)
-import by name under any pytest import mode, including --import-mode=importlib."""
+"""Shared test setup: the helper modules next to the tests (helpers.py, reference.py,
+dtype_guard.py) import by name under any pytest import mode, including --import-mode=importlib."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from test_trainer import TIMEOUT, Gate
+from helpers import TIMEOUT, Gate
 
 import nnlib as nl
 from nnlib import datasets, runs

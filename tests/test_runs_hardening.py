@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from test_cli import _usage_error, nnlib
-from test_trainer import TIMEOUT
+from helpers import TIMEOUT
 
 from nnlib import runs
 from nnlib._atomic import atomic_write_text, remove_stale_temporaries

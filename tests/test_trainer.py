@@ -11,12 +11,11 @@ import time
 
 import numpy as np
 import pytest
+from helpers import TIMEOUT, Gate
 
 import nnlib as nl
 from nnlib import datasets
 from nnlib.runs import RunLogger, read
-
-TIMEOUT = 30  # seconds; a bound on waits that normally take milliseconds
 
 
 def _data(n=10, features=4, classes=3, seed=0):
@@ -299,21 +298,6 @@ def test_an_error_in_on_train_begin_still_ends_the_run_and_its_log(tmp_path):
 # -- live control from another thread ----------------------------------------------------------
 
 
-class Gate(nl.Callback):
-    """Holds the training thread at on_batch_end of `step` until the test lets it go, so that
-    a control call from the test thread lands mid-run, deterministically."""
-
-    def __init__(self, step):
-        self.step = step
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    def on_batch_end(self, trainer, batch, logs):
-        if logs["step"] == self.step:
-            self.reached.set()
-            assert self.release.wait(TIMEOUT)
-
-
 def _cpu_seconds():
     times = os.times()
     return times.user + times.system
@@ -410,13 +394,13 @@ def test_wait_until_parked_returns_false_when_the_run_ends_without_parking():
     trainer.pause()
     # know when the waiter is waiting (it holds the trainer's lock until it waits, so the run
     # cannot end before that), so that it is the end of this run that wakes it
-    waiting, wait_for = threading.Event(), trainer._condition.wait_for
+    waiting, wait_for = threading.Event(), trainer.control._condition.wait_for
 
     def instrumented(*args, **kwargs):
         waiting.set()
         return wait_for(*args, **kwargs)
 
-    trainer._condition.wait_for = instrumented
+    trainer.control._condition.wait_for = instrumented
     answers = []
     waiter = threading.Thread(
         target=lambda: answers.append(trainer.wait_until_parked()), daemon=True
@@ -441,7 +425,7 @@ def test_a_pause_right_after_a_resume_is_still_seen_as_parked():
     assert trainer.wait_until_parked(timeout=10)
     # Both calls land before the training thread wakes up (it needs this lock to wake), so
     # it never leaves the park: it must say so again rather than leave waiters hanging.
-    with trainer._condition:
+    with trainer.control._condition:
         trainer.resume()
         trainer.pause()
     assert trainer.wait_until_parked(timeout=10)

@@ -3,15 +3,11 @@ long enough to be steered. No sleeps: every wait is a bounded loop of pilot.paus
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import threading
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import pytest
-from textual import events
+from helpers import SIZE, log_text, pilot_test, press, until
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
@@ -23,20 +19,7 @@ from nntui.screens.dashboard import DashboardScreen
 from nntui.screens.modals import ConfirmScreen, HelpScreen, HparamScreen, TooSmallScreen
 from nntui.screens.setup import SetupScreen
 from nntui.widgets.arch_editor import ArchEditor
-from nntui.widgets.eventlog import EventLog
 from nntui.widgets.status import StatusPanel
-
-SIZE = (80, 24)
-
-
-def pilot_test(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async Pilot test on its own event loop (no async pytest plugin needed)."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
 
 
 def long_run(tmp_path: Path, **changes: object) -> ExperimentConfig:
@@ -55,39 +38,6 @@ def long_run(tmp_path: Path, **changes: object) -> ExperimentConfig:
     return ExperimentConfig(**values)
 
 
-async def until(pilot: Pilot, condition: Callable[[], bool], tries: int = 200_000) -> None:
-    """Let the app process its messages until `condition` holds (a bounded number of
-    rounds; pause(0) yields to the event loop without sleeping)."""
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0)
-    raise AssertionError("condition not reached")
-
-
-KEY_HOPS = 5
-CHARACTERS = {
-    "space": " ",
-    "plus": "+",
-    "minus": "-",
-    "enter": "\r",
-    "escape": "\x1b",
-    "question_mark": "?",
-    "tab": "\t",
-}
-
-
-async def press(pilot: Pilot, *keys: str) -> None:
-    """Send keys as the terminal driver does, without Pilot.press's wait for an idle CPU
-    (which lasts a second per key while a training thread keeps the process busy)."""
-    for key in keys:
-        event = events.Key(key, CHARACTERS.get(key, key if len(key) == 1 else None))
-        event.set_sender(pilot.app)
-        pilot.app._driver.send_message(event)
-        for _ in range(KEY_HOPS):  # app -> focused widget -> bindings up the DOM -> action
-            await pilot.pause(0)
-
-
 async def started(pilot: Pilot) -> DashboardScreen:
     """The dashboard once its trainer has run a few batches."""
     await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
@@ -102,16 +52,8 @@ async def started(pilot: Pilot) -> DashboardScreen:
 async def paused(pilot: Pilot, dashboard: DashboardScreen) -> None:
     await press(pilot, "space")
     trainer = dashboard.experiment.trainer
-    await until(pilot, lambda: trainer.state == "paused" and dashboard.state.state == "paused")
+    await until(pilot, lambda: trainer.state == "paused" and dashboard.state.status == "paused")
     assert trainer.wait_until_parked(timeout=5)
-
-
-async def log_text(pilot: Pilot, dashboard: DashboardScreen) -> str:
-    """The event log's lines (shown first: a hidden RichLog defers its writes)."""
-    await press(pilot, "4")
-    log = dashboard.query_one(EventLog)
-    await until(pilot, lambda: log.lines)
-    return "\n".join(str(line.text) for line in log.lines)
 
 
 def hold(monkeypatch: pytest.MonkeyPatch, method: str) -> tuple[threading.Event, threading.Event]:
@@ -156,10 +98,10 @@ async def test_pause_step_resume_and_stop(tmp_path):
             pilot, lambda: trainer.global_step == step + 1 and trainer.wait_until_parked(timeout=0)
         )
         await until(pilot, lambda: dashboard.state.progress.step == step + 1)
-        assert trainer.global_step == step + 1 and dashboard.state.state == "paused"
+        assert trainer.global_step == step + 1 and dashboard.state.status == "paused"
         await press(pilot, "space")
         await until(pilot, lambda: trainer.global_step > step + 5)
-        assert dashboard.state.state == "running"
+        assert dashboard.state.status == "running"
         await press(pilot, "s")
         await until(pilot, lambda: dashboard.state.end is not None)
         assert dashboard.state.end.reason == "stopped"
@@ -236,7 +178,7 @@ async def test_an_exception_in_training_shows_in_the_ui(tmp_path, monkeypatch):
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
         dashboard = app.screen
         await until(pilot, lambda: dashboard.state.end is not None)
-        assert dashboard.state.state == "error"
+        assert dashboard.state.status == "error"
         assert "exploded on purpose" in str(dashboard.query_one(StatusPanel).render())
         log = await log_text(pilot, dashboard)
         assert "run failed: RuntimeError: exploded on purpose" in log

@@ -172,7 +172,7 @@ def test_run_state_folds_snapshots():
     state = RunState("blobs")
     for snapshot in sent:
         state.apply(snapshot)
-    assert state.end is not None and state.state == "finished"
+    assert state.end is not None and state.status == "finished"
     assert len(state.batches) == 10 and len(state.epochs) == 2
     assert state.confusion is not None and set(state.layers) == {"dense_1", "dense_2"}
     assert state.layer_names() == ["dense_1", "dense_2"]

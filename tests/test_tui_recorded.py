@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_tui_app import SIZE, log_text, pilot_test, press, until
+from helpers import SIZE, log_text, pilot_test, press, until
 from test_tui_replay import of, train
 
 from nnlib import runs
@@ -93,7 +93,7 @@ async def test_an_empty_log_says_it_waits_and_that_nothing_writes_it(tmp_path):
     app = NNTui(recorded.experiment(), recorded=recorded)
     async with app.run_test(size=SIZE) as pilot:
         dashboard = await dashboard_of(pilot, app)
-        await until(pilot, lambda: dashboard.state.state == "waiting")
+        await until(pilot, lambda: dashboard.state.status == "waiting")
         dashboard.redraw(at_once=True)
         await pilot.pause()
         text = status(dashboard)
@@ -110,11 +110,11 @@ async def test_a_folder_without_a_log_yet_is_waited_for_and_followed(finished, t
     app = NNTui(recorded.experiment(), recorded=recorded)
     async with app.run_test(size=SIZE) as pilot:
         dashboard = await dashboard_of(pilot, app)
-        await until(pilot, lambda: dashboard.state.state == "waiting")
+        await until(pilot, lambda: dashboard.state.status == "waiting")
         assert "no events.jsonl yet" in dashboard.state.note
         (later / runs.EVENTS_FILE).write_text("".join(lines_of(run_dir)))
         await until(pilot, lambda: dashboard.state.end is not None)
-        assert dashboard.state.state == "finished"
+        assert dashboard.state.status == "finished"
 
 
 def test_a_path_that_does_not_exist_still_exits_2(tmp_path, capsys):
@@ -146,7 +146,7 @@ async def test_a_bad_line_while_following_is_named_and_following_goes_on(finishe
         with (target / runs.EVENTS_FILE).open("a") as handle:
             handle.write('{"v":1,"type":5}\n' + "".join(lines[4:]))
         await until(pilot, lambda: dashboard.state.end is not None)
-        assert dashboard.state.state == "finished"
+        assert dashboard.state.status == "finished"
         log = await log_text(pilot, dashboard)
         assert (
             f"skipped a bad line: {target / runs.EVENTS_FILE}:5: type must be"

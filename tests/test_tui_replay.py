@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_tui_app import SIZE, log_text, pilot_test, press, until
+from helpers import SIZE, log_text, pilot_test, press, until
 
 from nnlib import runs
 from nnlib.callbacks import Callback
@@ -242,7 +242,7 @@ async def test_open_a_finished_run_at_80x24(finished):
         await until(pilot, lambda: dashboard.state.end is not None)
         status = str(dashboard.query_one(StatusPanel).render())
         assert "FINISHED" in status and f"epoch {EPOCHS}/{EPOCHS}" in status
-        assert f"epoch {EPOCHS} loss {format_number(last.loss).strip()}" in status
+        assert f"epoch {EPOCHS} loss {format_number(last.loss)}" in status
         assert f"{last.val_accuracy:.1%}" in status
         # Steering keys are not offered (tests/test_tui_recorded.py); view keys work.
         await press(pilot, "l", "m", "g", "right_square_bracket", "2", "3")

@@ -1,6 +1,7 @@
 """Built-in callbacks. Hooks and their order are documented in `callbacks.base`."""
 
 from .base import Callback, History, Logs
+from .callback_list import CallbackList
 from .checkpoint import ModelCheckpoint
 from .monitor import Monitor
 from .progress import ProgressBar
@@ -15,6 +16,7 @@ from .stopping import DivergenceGuard, EarlyStopping
 
 __all__ = [
     "Callback",
+    "CallbackList",
     "CosineDecay",
     "DivergenceGuard",
     "EarlyStopping",

@@ -26,6 +26,7 @@ from textual.widgets import Tab, Tabs
 
 from nnlib.callbacks import Callback
 from nnlib.config import ExperimentConfig
+from nnlib.states import RunStatus
 from nnlib.threads import blas_threads
 
 from ..bridge import Bridge, Histograms, Notice, Progress, RunEnded, RunStarted, Snapshot
@@ -324,7 +325,7 @@ class DashboardScreen(Screen[None]):
         self.state.apply(snapshot)
         self._event_log.add_snapshot(snapshot)
         # Events and single steps show at once; the stream of progress waits for the timer.
-        if not isinstance(snapshot, Progress | Histograms) or self.state.state == "paused":
+        if not isinstance(snapshot, Progress | Histograms) or self.state.status == RunStatus.PAUSED:
             self.redraw(at_once=True)
         if isinstance(snapshot, RunStarted):
             self._layout(*self.app.size)
@@ -391,10 +392,10 @@ class DashboardScreen(Screen[None]):
             return
         if trainer.paused:
             trainer.resume()
-            self.state.mark_state("running")
+            self.state.mark_status(RunStatus.RUNNING)
         else:
             trainer.pause()
-            self.state.mark_state("pausing")
+            self.state.mark_status(RunStatus.PAUSING)
         self.redraw(at_once=True)
 
     def action_step(self) -> None:
@@ -423,7 +424,7 @@ class DashboardScreen(Screen[None]):
         trainer = self._trainer()
         if trainer is not None:
             trainer.stop()
-            self.state.mark_state("stopping")
+            self.state.mark_status(RunStatus.STOPPING)
             self.redraw(at_once=True)
 
     def action_edit(self) -> None:

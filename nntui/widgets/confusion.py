@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from ..plot import confusion_heatmap, density_plot
+from ..plot import confusion_heatmap, density_plot, format_number
 from .panel import StatePanel
 
 
@@ -23,7 +23,7 @@ class ConfusionPanel(StatePanel):
                 return Text("predicted vs true appears after the first epoch", style="dim")
             title = Text.assemble(
                 (f"validation, epoch {result.epoch + 1}: ", "bold"),
-                f"R² {result.r2:.3f}  MAE {result.mae:.4g}",
+                f"R² {result.r2:.3f}  MAE {format_number(result.mae)}",
                 ("   ╱ ideal (predicted = true)", "dim"),
             )
             plot = density_plot(

@@ -116,7 +116,7 @@ class CurvesPanel(StatePanel):
 def _value(value: float | None, percent: bool) -> str:
     if value is None or not np.isfinite(value):
         return "–"
-    return f"{value:.1%}" if percent else format_number(value).strip()
+    return f"{value:.1%}" if percent else format_number(value)
 
 
 def _split(total: int, parts: int) -> list[int]:

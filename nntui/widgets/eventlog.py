@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from ..bridge import EpochEnd, HparamChange, Notice, RunEnded, RunStarted, Snapshot
-from ..plot import format_number
+from ..plot import format_number, format_value
 
 STYLES = {"info": "", "good": "green", "warning": "yellow", "error": "bold red"}
 
@@ -23,7 +23,7 @@ def describe(snapshot: Snapshot) -> tuple[str, str] | None:
         )
     if isinstance(snapshot, HparamChange):
         return (
-            f"{snapshot.name} {_value(snapshot.old)} → {_value(snapshot.new)} "
+            f"{snapshot.name} {format_value(snapshot.old)} → {format_value(snapshot.new)} "
             f"(applies {snapshot.applies})",
             "warning",
         )
@@ -36,9 +36,9 @@ def describe(snapshot: Snapshot) -> tuple[str, str] | None:
         }.get(snapshot.kind, "info")
         return snapshot.message, severity
     if isinstance(snapshot, EpochEnd):
-        text = f"epoch {snapshot.epoch + 1}: loss {format_number(snapshot.loss).strip()}"
+        text = f"epoch {snapshot.epoch + 1}: loss {format_number(snapshot.loss)}"
         if snapshot.val_loss is not None:
-            text += f", val {format_number(snapshot.val_loss).strip()}"
+            text += f", val {format_number(snapshot.val_loss)}"
         if snapshot.val_accuracy is not None:
             text += f" / {snapshot.val_accuracy:.1%}"
         return text + f" ({snapshot.seconds:.1f}s)", "info"
@@ -48,10 +48,6 @@ def describe(snapshot: Snapshot) -> tuple[str, str] | None:
         severity = "error" if snapshot.reason == "diverged" else "good"
         return f"run ended: {snapshot.reason} at step {snapshot.step}", severity
     return None
-
-
-def _value(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 #: Entries kept (and wrapped again on every resize); older ones are dropped.

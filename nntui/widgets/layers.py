@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.reactive import reactive
 
-from ..plot import band_chart, bar_histogram, format_number
+from ..plot import band_chart, bar_histogram, format_exponent, format_number
 from .panel import StatePanel, fit, side_by_side
 
 #: Per kind of tensor shown ("weights" or "grads"): the bars' colour and the bands' shades.
@@ -117,10 +117,11 @@ class LayersPanel(StatePanel, can_focus=True):
                 "▶ " if index == selected else "  ", style="bold" if index == selected else ""
             )
             row.append(f"{name:<10.10} ")
-            row.append(_fmt(stats.grad_norm if stats else None).rjust(9) + " ")
+            row.append(format_number(stats.grad_norm if stats else None).rjust(9) + " ")
             ratio = stats.update_ratio if stats else None
             row.append(
-                ("–" if ratio is None else f"{ratio:.1e}").rjust(9) + " ", style=_ratio_style(ratio)
+                ("–" if ratio is None else format_exponent(ratio)).rjust(9) + " ",
+                style=_ratio_style(ratio),
             )
             dead = stats.dead_fraction if stats else None
             row.append(
@@ -133,10 +134,6 @@ class LayersPanel(StatePanel, can_focus=True):
         for row in rows:
             row.truncate(width)
         return rows
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else format_number(value).strip()
 
 
 def _ratio_style(ratio: float | None) -> str:

@@ -6,24 +6,27 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from ..plot import format_number
+from nnlib.states import RunStatus
+
+from ..plot import format_number, format_value
 from .panel import StatePanel, fit
 
-#: Each RunState.state as its badge: words and style.
-STATE_BADGES = {
-    "loading": ("loading data", "bold cyan"),
-    "waiting": ("waiting", "bold yellow"),
-    "running": ("running", "bold green"),
-    "paused": ("paused", "bold yellow"),
-    "pausing": ("pausing…", "bold yellow"),
-    "stopping": ("stopping…", "bold yellow"),
-    "stopped": ("stopped", "bold blue"),
-    "finished": ("finished", "bold blue"),
-    "early_stop": ("early stop", "bold blue"),
-    "diverged": ("diverged", "bold red"),
-    "error": ("error", "bold red"),
-    "interrupted": ("interrupted", "bold red"),
-    "crashed": ("crashed", "bold red"),
+#: Each RunStatus as its badge: words and style.
+STATUS_BADGES: dict[RunStatus, tuple[str, str]] = {
+    RunStatus.IDLE: ("idle", "bold"),
+    RunStatus.WAITING: ("waiting", "bold yellow"),
+    RunStatus.LOADING: ("loading data", "bold cyan"),
+    RunStatus.RUNNING: ("running", "bold green"),
+    RunStatus.PAUSED: ("paused", "bold yellow"),
+    RunStatus.PAUSING: ("pausing…", "bold yellow"),
+    RunStatus.STOPPING: ("stopping…", "bold yellow"),
+    RunStatus.STOPPED: ("stopped", "bold blue"),
+    RunStatus.FINISHED: ("finished", "bold blue"),
+    RunStatus.EARLY_STOP: ("early stop", "bold blue"),
+    RunStatus.DIVERGED: ("diverged", "bold red"),
+    RunStatus.ERROR: ("error", "bold red"),
+    RunStatus.INTERRUPTED: ("interrupted", "bold red"),
+    RunStatus.CRASHED: ("crashed", "bold red"),
 }
 SHOWN_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
 SHORT_NAMES = {"weight_decay": "wd", "batch_size": "batch"}
@@ -60,7 +63,7 @@ class StatusPanel(StatePanel):
 
     def draw(self, width: int, height: int) -> Text:
         state = self.state
-        label, style = STATE_BADGES.get(state.state, (state.state, "bold"))
+        label, style = STATUS_BADGES[state.status]
         if state.recorded:
             label = f"recorded · {label}"
         line1 = Text.assemble((f" {label.upper()} ", "reverse " + style), " ")
@@ -96,13 +99,13 @@ class StatusPanel(StatePanel):
                 continue
             for text in (line, compact):
                 text.append(f"{SHORT_NAMES.get(name, name)} ", style="dim")
-                text.append(_hp(values[name]), style="bold")
+                text.append(format_value(values[name]), style="bold")
             if name in pending and pending[name] != values[name]:
                 when = "next epoch" if name == "batch_size" else "next batch"
                 waiting = True
-                line.append(f" → {_hp(pending[name])}", style="bold yellow")
+                line.append(f" → {format_value(pending[name])}", style="bold yellow")
                 line.append(f" (pending, {when})", style="yellow")
-                compact.append(f"→{_hp(pending[name])}", style="bold yellow")
+                compact.append(f"→{format_value(pending[name])}", style="bold yellow")
             line.append("   ")
             compact.append("  ")
         if waiting:
@@ -115,16 +118,16 @@ class StatusPanel(StatePanel):
         batches = state.batches.columns
         if batches[0]:
             line.append("batch ", style="dim")
-            line.append(f"loss {format_number(batches[1][-1]).strip()}")
+            line.append(f"loss {format_number(batches[1][-1])}")
             if state.task == "classification" and batches[2][-1] == batches[2][-1]:
                 line.append(f" acc {batches[2][-1]:.1%}")
         last = state.last_epoch
         if last is not None:
             line.append(f"  │ epoch {last.epoch + 1} ", style="dim")
-            line.append(f"loss {format_number(last.loss).strip()}")
+            line.append(f"loss {format_number(last.loss)}")
             if last.val_loss is not None:
                 line.append("  val ", style="dim")
-                line.append(format_number(last.val_loss).strip(), style="#e879f9")
+                line.append(format_number(last.val_loss), style="#e879f9")
             if last.val_accuracy is not None:
                 line.append(f" {last.val_accuracy:.1%}", style="#e879f9")
         if state.end is not None and state.end.error:
@@ -145,9 +148,3 @@ class StatusPanel(StatePanel):
             line.append(f" · {started.params:,} params")
         line.append(f" · {state.arch or 'default architecture'}")
         return line
-
-
-def _hp(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

@@ -1,0 +1,232 @@
+"""`RunControl`: pause, resume, step, stop and set for a run, from any thread.
+
+A control call only records a request under a lock; the training thread acts on requests at
+batch boundaries (`at_boundary`) and reports each one as an event with the step at which it
+took effect. A paused run waits on a condition variable, so it uses no CPU.
+
+A run is one `Trainer.fit()` call, from its start to its last `on_train_end`; one runs at a
+time (`begin_run` refuses a second). Requests are never lost between runs: a `stop()` made
+while no run is in progress stops the next run at its first batch boundary (so a stop sent
+just after starting `fit()` in a thread always takes effect), and a `set()` that arrives while
+a run is ending is applied as soon as it has ended.
+
+Every request comes through the public methods, which is what makes another door a small
+addition: `command(action, *arguments)` takes a request as data (say, one line of a command
+file in the run directory, read by a callback at batch boundaries) and calls the same method
+a key press calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .states import END_REASONS, RunStatus
+
+
+class RunControl:
+    """The requests of one trainer's runs and the training thread's side of them.
+
+    `validate(name, value)` checks a hyperparameter (returns the value to use, or raises
+    ValueError); `apply(name, value)` sets it and reports it; `announce(event)` reports a
+    'pause' or a 'resume'. The last two are called on the thread that applies the request.
+    """
+
+    def __init__(
+        self,
+        validate: Callable[[str, Any], Any],
+        apply: Callable[[str, Any], None],
+        announce: Callable[[str], None],
+    ) -> None:
+        self._validate, self._apply, self._announce = validate, apply, announce
+        self.state = RunStatus.IDLE
+        self._condition = threading.Condition()
+        self._paused = False
+        self._parked = False
+        self._pause_announced = False
+        self._step_budget = 0
+        self._stop_requested: str | None = None  # the end reason a stop() asked for
+        self._applying = threading.RLock()  # set() requests are applied in order, one at a time
+        self._runs_ended = 0
+        self._in_run = False  # from fit's start to its last on_train_end: set() must queue
+        self._pending: list[tuple[str, Any]] = []
+
+    # -- requests (any thread) ------------------------------------------------------------
+    def pause(self) -> None:
+        """Park the training thread at the next batch boundary."""
+        with self._condition:
+            self._paused = True
+            self._step_budget = 0
+            self._condition.notify_all()
+
+    def resume(self) -> None:
+        """Let a paused run go on."""
+        with self._condition:
+            self._paused = self._parked = False
+            self._condition.notify_all()
+
+    def step(self) -> None:
+        """While paused, run exactly one more batch, then stay paused."""
+        with self._condition:
+            if self._paused:
+                self._step_budget += 1
+                self._parked = False  # so that wait_until_parked waits for the next park
+                self._condition.notify_all()
+
+    def stop(self, reason: str = RunStatus.STOPPED) -> None:
+        """Finish the current batch, then end the run with `reason` ('stopped', or
+        'interrupted' for a signal). Made while no run is in progress, the request waits: the
+        next fit() calls on_train_begin, stops at its first batch boundary and ends with
+        `reason` (unlike Keras's stop_training, which fit resets), so a stop() sent just
+        after a thread started fit() is never lost."""
+        if reason not in END_REASONS:
+            choices = ", ".join(END_REASONS)
+            raise ValueError(f"Trainer.stop: reason must be one of {choices}, got {reason!r}")
+        with self._condition:
+            self._stop_requested = self._stop_requested or RunStatus(reason)
+            self._parked = False
+            self._condition.notify_all()
+
+    def set(self, name: str, value: Any) -> None:
+        """Change a hyperparameter. Validated now (ValueError, nothing changed); applied by
+        the training thread before the next batch, or — for batch_size — from the next epoch;
+        with no run in progress, applied at once on this thread."""
+        value = self._validate(name, value)
+        with self._condition:
+            self._pending.append((name, value))
+            in_run = self._in_run
+        if not in_run:  # no training thread to apply it: apply it now, on this thread
+            self.apply_requests(epoch_boundary=True)
+        # else the training thread applies it, at a boundary or once its run has ended
+
+    def command(self, action: str, *arguments: Any) -> None:
+        """Make a request given as data: ('pause',), ('resume',), ('step',), ('stop',),
+        ('stop', reason) or ('set', name, value). ValueError for anything else."""
+        doors: dict[str, tuple[Callable[..., None], range]] = {
+            "pause": (self.pause, range(0, 1)),
+            "resume": (self.resume, range(0, 1)),
+            "step": (self.step, range(0, 1)),
+            "stop": (self.stop, range(0, 2)),
+            "set": (self.set, range(2, 3)),
+        }
+        if action not in doors:
+            raise ValueError(
+                f"run control: unknown action {action!r}; expected one of {', '.join(doors)}"
+            )
+        door, counts = doors[action]
+        if len(arguments) not in counts:
+            expected = {"stop": "none or a reason", "set": "a name and a value"}.get(action, "none")
+            raise ValueError(
+                f"run control: {action!r} takes {expected} as arguments, got {len(arguments)}"
+            )
+        door(*arguments)
+
+    def pending(self) -> dict[str, Any]:
+        """Requested values not applied yet (for a UI to show at once)."""
+        with self._condition:
+            return dict(self._pending)
+
+    @property
+    def paused(self) -> bool:
+        """True once a pause has been requested (the thread parks at the next boundary)."""
+        return self._paused
+
+    def wait_until_parked(self, timeout: float | None = None) -> bool:
+        """Block until the training thread is parked by a pause (its 'pause' event sent and
+        `state` PAUSED); True if it is. After `step()`, this waits for the next park. Returns
+        False at the timeout, or when the run ends without parking."""
+        with self._condition:
+            ended = self._runs_ended
+            return (
+                self._condition.wait_for(lambda: self._parked or self._runs_ended != ended, timeout)
+                and self._parked
+            )
+
+    # -- the run's life (the training thread) ---------------------------------------------
+    def begin_run(self) -> int:
+        """Claim the run for this thread; returns a token for `end_run`. RuntimeError when a
+        run is already in progress."""
+        with self._condition:
+            if self._in_run:
+                raise RuntimeError(
+                    "Trainer.fit: this trainer is already running fit() on another thread; "
+                    "wait for that run to end, or train a second model with its own Trainer"
+                )
+            self._in_run = True
+            return self._runs_ended
+
+    def start(self) -> None:
+        """The run's hooks begin: it is RUNNING."""
+        self.state = RunStatus.RUNNING
+
+    def finish(self, reason: str) -> None:
+        """The run ended for `reason` (before its on_train_end): forget a pause or a step
+        left over, so that it cannot park the next run, and wake `wait_until_parked`."""
+        with self._condition:
+            self._paused = self._parked = self._pause_announced = False
+            self._step_budget = 0
+            self._runs_ended += 1
+            self._condition.notify_all()  # wake wait_until_parked: no park will come
+        self.state = RunStatus.of_end(reason).trainer_state()
+
+    def end_run(self, token: int) -> None:
+        """Release the run claimed by `begin_run`, after its last on_train_end: a stop sent
+        during the run ends with it; set() requests sent while it was ending apply now."""
+        with self._condition:
+            self._in_run = False
+            if self._runs_ended != token:
+                self._stop_requested = None
+        self.apply_requests(epoch_boundary=True)
+
+    # -- batch boundaries (the training thread) ---------------------------------------------
+    def at_boundary(self) -> RunStatus | None:
+        """Park while paused, then apply requests. Returns the reason to end the run with
+        when a stop was requested, else None (train the next batch)."""
+        with self._condition:
+            park = self._must_park()
+        if park:
+            self.state = RunStatus.PAUSED
+            if not self._pause_announced:
+                self._pause_announced = True
+                self._announce("pause")
+            with self._condition:
+                while self._must_park():
+                    # Marked parked only now (waiters see the state and the event), and again
+                    # after every wake-up that leaves it parked: resume() clears the mark, and a
+                    # pause() that follows before this thread runs must see it set again.
+                    self._parked = True
+                    self._condition.notify_all()
+                    self._condition.wait()
+                self._parked = False
+        with self._condition:
+            stop = self._stop_requested
+            stepping = self._paused and self._step_budget > 0
+            if stepping:
+                self._step_budget -= 1
+            resumed = self._pause_announced and not self._paused
+        if stop:
+            return stop
+        if resumed:
+            self._pause_announced = False
+            self._announce("resume")
+        self.apply_requests(epoch_boundary=False)
+        self.state = RunStatus.PAUSED if stepping else RunStatus.RUNNING
+        return None
+
+    def _must_park(self) -> bool:
+        """Paused with no single step granted and no stop requested (hold the lock)."""
+        return self._paused and not self._step_budget and not self._stop_requested
+
+    def apply_requests(self, epoch_boundary: bool) -> None:
+        """Apply pending set() requests in order; batch_size waits for an epoch boundary.
+        Requests are taken and applied under one lock, so that two threads applying at once
+        (a set() just as a run ends) apply them in the order they were made."""
+        with self._applying:
+            with self._condition:
+                now = [(n, v) for n, v in self._pending if epoch_boundary or n != "batch_size"]
+                self._pending = [
+                    (n, v) for n, v in self._pending if not epoch_boundary and n == "batch_size"
+                ]
+            for name, value in now:
+                self._apply(name, value)

@@ -1,0 +1,275 @@
+"""Helpers shared by several test files (imported by name: conftest.py puts this folder on
+sys.path), so that no test file imports another."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+from textual import events
+from textual.pilot import Pilot
+
+import nnlib as nl
+from nnlib.config import ExperimentConfig
+from nnlib.datasets import DatasetInfo
+from nntui import bridge as b
+from nntui.screens.dashboard import DashboardScreen
+from nntui.widgets.eventlog import EventLog
+
+# -- threads -------------------------------------------------------------------------------
+TIMEOUT = 30  # seconds; a bound on waits that normally take milliseconds
+
+
+class Gate(nl.Callback):
+    """Holds the training thread at on_batch_end of `step` until the test lets it go, so that
+    a control call from the test thread lands mid-run, deterministically."""
+
+    def __init__(self, step):
+        self.step = step
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def on_batch_end(self, trainer, batch, logs):
+        if logs["step"] == self.step:
+            self.reached.set()
+            assert self.release.wait(TIMEOUT)
+
+
+# -- the app under the Pilot ------------------------------------------------------------------
+SIZE = (80, 24)
+
+
+def pilot_test(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async Pilot test on its own event loop (no async pytest plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+async def until(pilot: Pilot, condition: Callable[[], bool], tries: int = 200_000) -> None:
+    """Let the app process its messages until `condition` holds (a bounded number of
+    rounds; pause(0) yields to the event loop without sleeping)."""
+    for _ in range(tries):
+        if condition():
+            return
+        await pilot.pause(0)
+    raise AssertionError("condition not reached")
+
+
+KEY_HOPS = 5
+CHARACTERS = {
+    "space": " ",
+    "plus": "+",
+    "minus": "-",
+    "enter": "\r",
+    "escape": "\x1b",
+    "question_mark": "?",
+    "tab": "\t",
+}
+
+
+async def press(pilot: Pilot, *keys: str) -> None:
+    """Send keys as the terminal driver does, without Pilot.press's wait for an idle CPU
+    (which lasts a second per key while a training thread keeps the process busy)."""
+    for key in keys:
+        event = events.Key(key, CHARACTERS.get(key, key if len(key) == 1 else None))
+        event.set_sender(pilot.app)
+        pilot.app._driver.send_message(event)
+        for _ in range(KEY_HOPS):  # app -> focused widget -> bindings up the DOM -> action
+            await pilot.pause(0)
+
+
+async def log_text(pilot: Pilot, dashboard: DashboardScreen) -> str:
+    """The event log's lines (shown first: a hidden RichLog defers its writes)."""
+    await press(pilot, "4")
+    log = dashboard.query_one(EventLog)
+    await until(pilot, lambda: log.lines)
+    return "\n".join(str(line.text) for line in log.lines)
+
+
+# -- a fixed synthetic run (snapshot images, layout tests) --------------------------------------
+LENET = (
+    "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
+    "dense(84) relu dense(10)"
+)
+DATASETS = [
+    DatasetInfo(
+        "spirals",
+        "3 interleaved spiral arms in 2-D",
+        "classification",
+        (2,),
+        3,
+        1500,
+        500,
+        True,
+        "generated",
+    ),
+    DatasetInfo("sine", "noisy sine wave", "regression", (1,), None, 1000, 300, True, "generated"),
+    DatasetInfo(
+        "glyphs",
+        "offline 28x28 digit images drawn from a stroke font",
+        "classification",
+        (28, 28, 1),
+        10,
+        6000,
+        1000,
+        True,
+        "generated",
+    ),
+    DatasetInfo(
+        "mnist",
+        "MNIST handwritten digits",
+        "classification",
+        (28, 28, 1),
+        10,
+        60000,
+        10000,
+        False,
+        "download",
+    ),
+]
+STEPS_PER_EPOCH = 85
+LAYERS = ("conv_1", "conv_2", "dense_1", "dense_2", "dense_3")
+
+
+def hist(rng: np.random.Generator, scale: float, shift: float = 0.0) -> b.Hist:
+    values = rng.normal(shift, scale, 2000)
+    counts, _ = np.histogram(values, bins=30)
+    percentiles = np.percentile(values, (0, 7, 16, 50, 84, 93, 100))
+    return b.Hist(
+        float(values.min()),
+        float(values.max()),
+        tuple(int(c) for c in counts),
+        tuple(float(p) for p in percentiles),
+    )
+
+
+def classification_run(regression: bool = False) -> list[b.Snapshot]:
+    """Seven and a bit epochs of a LeNet-like run, with an lr change at step 400."""
+    rng = np.random.default_rng(0)
+    hp = (
+        ("lr", 0.05),
+        ("momentum", 0.9),
+        ("weight_decay", 0.0),
+        ("decay", 0.0),
+        ("base_lr", 0.05),
+        ("batch_size", 64),
+    )
+    names = () if regression else tuple(str(i) for i in range(10))
+    out: list[b.Snapshot] = [
+        b.RunStarted(
+            "runs/20250101-120000-glyphs",
+            "regression" if regression else "classification",
+            "1-32-32-1:tanh" if regression else LENET,
+            2209 if regression else 61706,
+            20,
+            names,
+            LAYERS,
+            hp,
+        )
+    ]
+    step, lr = 0, 0.05
+    for epoch in range(8):
+        batches = STEPS_PER_EPOCH if epoch < 7 else 5
+        points = []
+        for batch in range(batches):
+            step += 1
+            if step == 400:
+                out.append(b.HparamChange(step, "lr", 0.05, 0.1, "next batch"))
+                lr = 0.1
+            loss = 2.3 * math.exp(-step / 90) + 0.08 + abs(rng.normal(0, 0.06))
+            accuracy = None if regression else min(1.0, 1 - loss / 2.5 + rng.normal(0, 0.02))
+            points.append(b.BatchPoint(step, loss, accuracy, lr))
+            if step % 50 == 0 or step == 1:
+                layers = tuple(
+                    b.LayerStats(
+                        name,
+                        hist(rng, 0.1 + 0.02 * i + step / 8000),
+                        hist(rng, 0.01 / (1 + step / 200)),
+                        0.2 / (i + 1),
+                        1e-3 * (i + 1),
+                        0.05 * i if i < 4 else None,
+                    )
+                    for i, name in enumerate(LAYERS)
+                )
+                out.append(b.Histograms(epoch, step, layers))
+            if batch % 20 == 19 or batch == batches - 1:
+                out.append(
+                    b.Progress(
+                        epoch,
+                        20,
+                        batch + 1,
+                        STEPS_PER_EPOCH,
+                        step,
+                        9876.0,
+                        tuple(points),
+                        hp,
+                        (),
+                        "running",
+                    )
+                )
+                points = []
+        if epoch < 7:
+            val = 2.3 * math.exp(-step / 90) + 0.12
+            out.append(
+                b.EpochEnd(
+                    epoch,
+                    step,
+                    val - 0.03,
+                    None if regression else 1 - val / 3,
+                    val,
+                    None if regression else 1 - val / 2.8,
+                    0.55,
+                    9876.0,
+                )
+            )
+    if regression:
+        grid = np.zeros((12, 24), dtype=int)
+        for column in range(24):
+            grid[11 - column // 2, column] = 8 + column % 3
+            grid[max(0, 10 - column // 2), column] = 2
+        out.append(b.Regression(6, 595, tuple(map(tuple, grid.tolist())), -1.2, 1.2, 0.93, 0.081))
+    else:
+        matrix = np.diag([57, 59, 55, 56, 58, 54, 59, 57, 55, 56])
+        for i, j, count in (
+            (3, 5, 3),
+            (5, 3, 4),
+            (4, 9, 2),
+            (9, 4, 3),
+            (7, 1, 3),
+            (2, 7, 5),
+            (8, 3, 3),
+            (0, 6, 3),
+            (6, 0, 1),
+            (1, 7, 1),
+            (8, 5, 2),
+        ):
+            matrix[i, j] = count
+        precision = np.diag(matrix) / matrix.sum(axis=0)
+        recall = np.diag(matrix) / matrix.sum(axis=1)
+        out.append(
+            b.Confusion(
+                6,
+                595,
+                tuple(map(tuple, matrix.tolist())),
+                tuple(precision.tolist()),
+                tuple(recall.tolist()),
+                names,
+            )
+        )
+    out.append(b.Notice("checkpoint", 595, "checkpoint (best): best.npz"))
+    return out
+
+
+def config(**changes: object) -> ExperimentConfig:
+    return ExperimentConfig(
+        **{"dataset": "glyphs", "arch": LENET, "epochs": 20, "run_dir": "runs/demo", **changes}
+    )
