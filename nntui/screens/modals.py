@@ -42,7 +42,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.question, classes="title")
+            yield Static(self.question, classes="title", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.no} (n)", id="no", compact=True)
                 yield Button(f"{self.yes} (y)", id="yes", variant="error", compact=True)
@@ -76,9 +76,9 @@ class PathScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, classes="title")
+            yield Static(self.title_text, classes="title", markup=False)
             yield Input(self.default, id="path")
-            yield Static("", classes="error", id="path-error")
+            yield Static("", classes="error", id="path-error", markup=False)
             yield Static("Enter: OK   Escape: cancel")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -131,7 +131,7 @@ class HparamScreen(ModalScreen[dict[str, Any]]):
                         compact=True,
                     )
             yield Static("batch size applies from the next epoch", classes="note")
-            yield Static("", classes="error", id="hp-edit-error")
+            yield Static("", classes="error", id="hp-edit-error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Apply", id="apply", variant="primary", compact=True)
@@ -202,9 +202,9 @@ class HelpScreen(ModalScreen[None]):
             table.add_column()
         half = (len(self.keys) + 1) // 2
         for left, right in zip(self.keys[:half], [*self.keys[half:], ("", "")], strict=False):
-            table.add_row(*left, *right)
+            table.add_row(*map(Text, (*left, *right)))
         with Vertical():
-            yield Static(f"Keys — {self.title_text}", classes="title")
+            yield Static(f"Keys — {self.title_text}", classes="title", markup=False)
             with VerticalScroll():
                 yield Static(table)
             yield Static(Text("Escape closes · Ctrl+P opens the command palette", style="dim"))
