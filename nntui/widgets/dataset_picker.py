@@ -61,7 +61,7 @@ class DatasetPicker(Vertical):
     """
 
     class Changed(Message):
-        """Another dataset was highlighted."""
+        """The user highlighted another dataset (a `select` from code is not announced)."""
 
         def __init__(self, info: DatasetInfo) -> None:
             super().__init__()
@@ -75,6 +75,7 @@ class DatasetPicker(Vertical):
         self.datasets = datasets
         names = [d.name for d in datasets]
         self._initial = names.index(selected) if selected in names else 0
+        self.current = datasets[self._initial]
 
     def compose(self) -> ComposeResult:
         yield OptionList(
@@ -95,6 +96,7 @@ class DatasetPicker(Vertical):
         """Highlight the dataset called `name`; False if it is not in the list."""
         for index, info in enumerate(self.datasets):
             if info.name == name:
+                self.current = info
                 self.query_one(OptionList).highlighted = index
                 return True
         return False
@@ -103,10 +105,16 @@ class DatasetPicker(Vertical):
         self.query_one("#dataset-info", Static).update(info_text(info))
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        """Announce a dataset the user moved to. Highlights arrive late: one the list has
+        since left (its own first highlight at mount) or one `select` made is not news."""
         event.stop()
+        if event.option_index != self.query_one(OptionList).highlighted:
+            return
         info = self.datasets[event.option_index]
         self._describe(info)
-        self.post_message(self.Changed(info))
+        if info is not self.current:
+            self.current = info
+            self.post_message(self.Changed(info))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
