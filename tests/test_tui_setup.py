@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from test_tui_app import SIZE, end_event, long_run, pilot_test, press, started, until
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import Input, Static, TextArea
 
 from nnlib.config import ExperimentConfig
 from nntui.app import NNTui
 from nntui.architectures import quick_arch
-from nntui.screens.modals import ConfirmScreen, PathScreen
+from nntui.screens.modals import ConfirmScreen, PathScreen, SpecScreen
 from nntui.screens.setup import SetupScreen
 from nntui.widgets.arch_editor import ArchEditor
 
@@ -117,3 +117,44 @@ async def test_picking_a_dataset_by_hand_offers_its_preset_unless_the_spec_was_t
         editor = await settled(pilot)
         assert setup.info.name == "blobs" and editor.spec == "2-5-2" and not editor.valid
         assert "dense(4)" in str(editor.query_one("#arch-message", Static).render())
+
+
+@pilot_test
+async def test_the_selected_datasets_description_is_shown_whole_at_80x24(tmp_path):
+    app = NNTui(long_run(tmp_path, dataset="mnist", arch=None))
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        described = app.screen.query_one("#dataset-info", Static)
+        width = described.content_size.width
+        needed = described.get_content_height(described.size, app.size, width)
+        assert needed >= 5 and described.content_size.height == needed
+        assert "downloaded when training starts" in str(described.render())
+
+
+@pilot_test
+async def test_f2_shows_the_whole_spec_wrapped_and_applies_the_edit(tmp_path):
+    app = NNTui(long_run(tmp_path, dataset="glyphs", arch=None))
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await settled(pilot)
+        lenet = editor.spec
+        field = editor.query_one("#arch", Input)
+        assert len(lenet) > field.content_size.width  # the one-line field shows only part
+        field.focus()
+        await press(pilot, "f2")
+        await until(pilot, lambda: isinstance(app.screen, SpecScreen))
+        text_area = app.screen.query_one(TextArea)
+        assert text_area.text == lenet
+        assert text_area.wrapped_document.height >= 2
+        assert text_area.content_size.height >= text_area.wrapped_document.height
+        text_area.text = lenet.replace("dense(84)", "dense(42)\n")
+        await press(pilot, "enter")
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        assert editor.spec == lenet.replace("dense(84)", "dense(42)")
+        editor = await settled(pilot)
+        assert editor.valid
+        await press(pilot, "f2")
+        await until(pilot, lambda: isinstance(app.screen, SpecScreen))
+        app.screen.query_one(TextArea).text = "dense(3"
+        await press(pilot, "escape")  # cancelled: nothing changes
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        assert editor.spec == lenet.replace("dense(84)", "dense(42)")

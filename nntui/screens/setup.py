@@ -21,7 +21,7 @@ from ..messages import StartRun
 from ..widgets.arch_editor import ArchEditor
 from ..widgets.dataset_picker import DatasetPicker
 from ..widgets.hparams_form import HparamsForm
-from .modals import PathScreen
+from .modals import PathScreen, SpecScreen
 
 DEFAULT_CONFIG_FILE = "experiment.toml"
 
@@ -54,6 +54,7 @@ class SetupScreen(Screen[None]):
         Binding("t", "train", "Train"),
         Binding("ctrl+s", "save_config", "Save config"),
         Binding("ctrl+o", "load_config", "Load config"),
+        Binding("f2", "edit_spec", "Spec"),
     ]
 
     def __init__(self, config: ExperimentConfig, datasets: list[DatasetInfo]) -> None:
@@ -74,6 +75,7 @@ class SetupScreen(Screen[None]):
                 yield DatasetPicker(self.datasets, self.info.name)
             with Vertical(id="arch-box", classes="box") as box:
                 box.border_title = "Architecture"
+                box.border_subtitle = "F2: whole spec"
                 yield ArchEditor(
                     self.config.arch or quick_arch(self.info), self.info, self.config.batch_size
                 )
@@ -186,3 +188,13 @@ class SetupScreen(Screen[None]):
             return f"loaded {Path(path)}"
 
         self.app.push_screen(PathScreen("Load an experiment (TOML)", DEFAULT_CONFIG_FILE, load))
+
+    def action_edit_spec(self) -> None:
+        """Open the whole spec in a wrapping editor; what it applies is the user's own."""
+        editor = self.query_one(ArchEditor)
+
+        def apply(spec: str | None) -> None:
+            if spec is not None:
+                editor.set_spec(spec)
+
+        self.app.push_screen(SpecScreen(editor.spec), apply)

@@ -50,14 +50,15 @@ def info_text(info: DatasetInfo) -> Text:
 
 
 class DatasetPicker(Vertical):
-    """An OptionList of datasets with the highlighted one described below it."""
+    """An OptionList of datasets with the highlighted one described in full below it (the
+    list scrolls to make room: at 80x24 a description takes five lines)."""
 
     DEFAULT_CSS = """
     DatasetPicker { height: 1fr; }
     DatasetPicker OptionList, DatasetPicker OptionList:focus {
         height: 1fr; min-height: 4; border: none; padding: 0; scrollbar-size-vertical: 1;
     }
-    DatasetPicker #dataset-info { height: auto; max-height: 4; color: $text-muted; }
+    DatasetPicker #dataset-info { height: auto; color: $text-muted; }
     """
 
     class Changed(Message):
