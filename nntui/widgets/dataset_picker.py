@@ -86,12 +86,7 @@ class DatasetPicker(Vertical):
 
     def on_mount(self) -> None:
         self.query_one(OptionList).highlighted = self._initial
-        self._describe(self.selected)
-
-    @property
-    def selected(self) -> DatasetInfo:
-        index = self.query_one(OptionList).highlighted
-        return self.datasets[index if index is not None else self._initial]
+        self._describe(self.current)
 
     def select(self, name: str) -> bool:
         """Highlight the dataset called `name`; False if it is not in the list."""
