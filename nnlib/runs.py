@@ -374,19 +374,21 @@ class WriterLock:
         self._beat = 0.0
 
     def acquire(self) -> None:
-        """Take the lock; raises ValueError when another process is writing this run."""
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock; raises ValueError when another process is writing this run.
+
+        The lock file appears already locked (locked under another name, then renamed into
+        place), so a follower that probes it between its creation and its flock cannot take a
+        starting run for a dead one."""
         if fcntl is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             self.beat(force=True)
             return
-        for _ in range(50):  # a follower's probe holds a shared lock for an instant
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                time.sleep(0.02)
-        self.release()
-        raise ValueError(f"{self.path.parent}: another process is writing this run")
+        if writer_alive(self.path.parent):
+            raise ValueError(f"{self.path.parent}: another process is writing this run")
+        staging = self.path.with_name(f"{LOCK_FILE}.{os.getpid()}")
+        self._fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows this file
+        os.replace(staging, self.path)
 
     def beat(self, force: bool = False) -> None:
         """Without flock, touch the lock file every HEARTBEAT_SECONDS or so."""
@@ -458,7 +460,9 @@ class EventTail:
 
     def read(self) -> list[Event]:
         # Asked before reading: a writer gone by now wrote its end event before it let go.
-        alive = writer_alive(self.path.parent)
+        # Started is asked first: a lock file that appears after it is a run just starting.
+        started = writer_started(self.path.parent)
+        alive = started and writer_alive(self.path.parent)
         try:
             with self.path.open("rb") as handle:
                 handle.seek(self._position)
@@ -487,7 +491,7 @@ class EventTail:
                 events.append(event)
                 self.ended = self.ended or event.type == "end"
         read_all = chunk.find(b"\n", start) < 0
-        if read_all and not self.ended and not alive and writer_started(self.path.parent):
+        if read_all and not self.ended and started and not alive:
             self.orphaned = True
         return events
 

@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.events import Resize
+from textual.notifications import SeverityLevel
 
 from nnlib.config import ExperimentConfig
 from nnlib.datasets import DatasetInfo
@@ -135,6 +136,11 @@ class NNTui(App[None]):
     def live_runs(self) -> list[DashboardScreen]:
         return [s for s in self.screen_stack if isinstance(s, DashboardScreen) and s.running]
 
+    async def action_quit(self) -> None:
+        """Every way to quit that Textual offers (the palette's "Quit" among them) asks
+        first while a run is in progress, as `q` does."""
+        self.action_request_quit()
+
     def action_request_quit(self) -> None:
         """Quit; while a run is in progress, ask first (the run is then stopped and its log
         closed before the app exits)."""
@@ -154,6 +160,22 @@ class NNTui(App[None]):
             ),
             answer,
         )
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Show a notification as plain text, whatever the caller asks: messages here carry
+        specs, file names and exception text (`[stride=1]`, `exp[bold].toml`), which must
+        show as typed and must not crash the app as bad markup. Every `notify` in the app,
+        a widget's included, ends here; `markup` is accepted for Textual's signature (a
+        widget's notify passes it on) and ignored."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -10,11 +10,11 @@ import tarfile
 
 import numpy as np
 import pytest
+from helpers import SIZE, pilot_test, until
 from hypothesis import given
 from hypothesis import strategies as st
 from test_datasets_download import Server, closed_port_url, leftovers
 from test_datasets_fuzz import SETTINGS, _check_read, mutated
-from helpers import SIZE, pilot_test, until
 
 import nnlib.datasets as nds
 from nnlib.cli import main as nnlib_main

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli import _usage_error, nnlib
 from helpers import TIMEOUT
+from test_cli import _usage_error, nnlib
 
 from nnlib import runs
 from nnlib._atomic import atomic_write_text, remove_stale_temporaries

@@ -1,5 +1,6 @@
-"""Small dialogs: confirm, a path prompt, the live hyperparameter editor, help, and the
-"terminal too small" notice. Each one is keyboard-only: Enter confirms, Escape cancels."""
+"""Small dialogs: confirm, a path prompt, the whole-spec editor, the live hyperparameter
+editor, help, and the "terminal too small" notice. Each one is keyboard-only: Enter
+confirms, Escape cancels."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static, TextArea
 
 if TYPE_CHECKING:
     from nnlib.trainer import Trainer
@@ -42,7 +43,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.question, classes="title")
+            yield Static(self.question, classes="title", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.no} (n)", id="no", compact=True)
                 yield Button(f"{self.yes} (y)", id="yes", variant="error", compact=True)
@@ -76,9 +77,9 @@ class PathScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, classes="title")
+            yield Static(self.title_text, classes="title", markup=False)
             yield Input(self.default, id="path")
-            yield Static("", classes="error", id="path-error")
+            yield Static("", classes="error", id="path-error", markup=False)
             yield Static("Enter: OK   Escape: cancel")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -90,6 +91,45 @@ class PathScreen(ModalScreen[str | None]):
             return
         self.notify(message)
         self.dismiss(message)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class SpecScreen(ModalScreen[str | None]):
+    """The whole architecture spec, wrapped over several lines to read and edit (the setup
+    screen's one-line field shows a LeNet-size spec only in part at 80 columns). Enter
+    applies (a spec needs no line breaks), Escape cancels."""
+
+    DEFAULT_CSS = (
+        MODAL_CSS.format(name="SpecScreen")
+        + """
+    SpecScreen > Vertical { width: 90%; }
+    SpecScreen TextArea { height: auto; min-height: 3; max-height: 10; }
+    """
+    )
+    BINDINGS = [
+        Binding("enter", "apply", "Apply", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, spec: str) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("Architecture spec", classes="title")
+            yield TextArea(self.spec, soft_wrap=True, compact=True, id="spec-text")
+            yield Static("Enter: apply   Escape: cancel")
+
+    def on_mount(self) -> None:
+        text_area = self.query_one(TextArea)
+        text_area.focus()
+        text_area.move_cursor(text_area.document.end)
+
+    def action_apply(self) -> None:
+        self.dismiss(" ".join(self.query_one(TextArea).text.split()))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -131,7 +171,7 @@ class HparamScreen(ModalScreen[dict[str, Any]]):
                         compact=True,
                     )
             yield Static("batch size applies from the next epoch", classes="note")
-            yield Static("", classes="error", id="hp-edit-error")
+            yield Static("", classes="error", id="hp-edit-error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Apply", id="apply", variant="primary", compact=True)
@@ -202,9 +242,9 @@ class HelpScreen(ModalScreen[None]):
             table.add_column()
         half = (len(self.keys) + 1) // 2
         for left, right in zip(self.keys[:half], [*self.keys[half:], ("", "")], strict=False):
-            table.add_row(*left, *right)
+            table.add_row(*map(Text, (*left, *right)))
         with Vertical():
-            yield Static(f"Keys — {self.title_text}", classes="title")
+            yield Static(f"Keys — {self.title_text}", classes="title", markup=False)
             with VerticalScroll():
                 yield Static(table)
             yield Static(Text("Escape closes · Ctrl+P opens the command palette", style="dim"))

@@ -5,6 +5,7 @@ One key starts training: `t`, or Enter on the dataset list."""
 from __future__ import annotations
 
 import dataclasses
+from contextlib import suppress
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -16,14 +17,24 @@ from textual.widgets import Button, Footer, Input, Static
 from nnlib.config import ConfigError, ExperimentConfig
 from nnlib.datasets import DatasetInfo
 
-from ..architectures import check_spec, outputs_of, quick_arch
+from ..architectures import PRESETS, PresetRefused, check_spec, outputs_of, quick_arch
 from ..messages import StartRun
 from ..widgets.arch_editor import ArchEditor
 from ..widgets.dataset_picker import DatasetPicker
 from ..widgets.hparams_form import HparamsForm
-from .modals import PathScreen
+from .modals import PathScreen, SpecScreen
 
 DEFAULT_CONFIG_FILE = "experiment.toml"
+
+
+def offers(info: DatasetInfo) -> set[str]:
+    """The specs the screen itself puts in the editor for `info` (its quick architecture
+    and the presets that fit it): a spec among them is not the user's own."""
+    specs = {quick_arch(info)}
+    for candidate in PRESETS:
+        with suppress(PresetRefused):
+            specs.add(candidate.spec_for(info))
+    return specs
 
 
 class SetupScreen(Screen[None]):
@@ -44,6 +55,7 @@ class SetupScreen(Screen[None]):
         Binding("t", "train", "Train"),
         Binding("ctrl+s", "save_config", "Save config"),
         Binding("ctrl+o", "load_config", "Load config"),
+        Binding("f2", "edit_spec", "Spec"),
     ]
 
     def __init__(self, config: ExperimentConfig, datasets: list[DatasetInfo]) -> None:
@@ -64,6 +76,7 @@ class SetupScreen(Screen[None]):
                 yield DatasetPicker(self.datasets, self.info.name)
             with Vertical(id="arch-box", classes="box") as box:
                 box.border_title = "Architecture"
+                box.border_subtitle = "F2: whole spec"
                 yield ArchEditor(
                     self.config.arch or quick_arch(self.info), self.info, self.config.batch_size
                 )
@@ -81,13 +94,16 @@ class SetupScreen(Screen[None]):
 
     # -- reacting to the form ---------------------------------------------------------------
     def on_dataset_picker_changed(self, event: DatasetPicker.Changed) -> None:
-        """Keep the architecture if it fits the new dataset, else offer a quick one."""
+        """A dataset picked by hand. A spec the user gave or typed stays (checked against
+        the new dataset, its error shown); one the screen offered is kept if it fits the
+        new dataset, else the new dataset's quick architecture is offered."""
         old, self.info = self.info, event.info
         editor = self.query_one(ArchEditor)
         fits = old.input_shape == event.info.input_shape and outputs_of(old) == outputs_of(
             event.info
         )
-        editor.set_dataset(event.info, None if fits and editor.spec else quick_arch(event.info))
+        offered = editor.spec in offers(old)
+        editor.set_dataset(event.info, quick_arch(event.info) if offered and not fits else None)
 
     def on_dataset_picker_chosen(self, event: DatasetPicker.Chosen) -> None:
         self.action_train()
@@ -146,17 +162,19 @@ class SetupScreen(Screen[None]):
         self.post_message(StartRun(config))
 
     def show_config(self, config: ExperimentConfig) -> None:
-        """Fill the form from a loaded config."""
+        """Fill the form from a loaded config: its dataset, its architecture (with its error
+        if it does not fit; the quick one only if it names none) and its hyperparameters."""
         self.config = config
         picker = self.query_one(DatasetPicker)
-        if not picker.select(config.dataset):
+        if picker.select(config.dataset):
+            self.info = picker.current
+        else:
             self.notify(
                 f"{config.dataset} is not a built-in dataset; pick one from the list",
                 severity="warning",
             )
         self.query_one(HparamsForm).load(config)
-        if config.arch:
-            self.call_after_refresh(self.query_one(ArchEditor).set_spec, config.arch)
+        self.query_one(ArchEditor).set_dataset(self.info, config.arch or quick_arch(self.info))
 
     def action_save_config(self) -> None:
         config = self._checked_config("Cannot save")
@@ -174,3 +192,13 @@ class SetupScreen(Screen[None]):
             return f"loaded {Path(path)}"
 
         self.app.push_screen(PathScreen("Load an experiment (TOML)", DEFAULT_CONFIG_FILE, load))
+
+    def action_edit_spec(self) -> None:
+        """Open the whole spec in a wrapping editor; what it applies is the user's own."""
+        editor = self.query_one(ArchEditor)
+
+        def apply(spec: str | None) -> None:
+            if spec is not None:
+                editor.set_spec(spec)
+
+        self.app.push_screen(SpecScreen(editor.spec), apply)

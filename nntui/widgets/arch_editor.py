@@ -28,8 +28,8 @@ def summary_table(summary: Summary, batch_size: int) -> Table:
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("act./batch", justify="right", no_wrap=True)
     for layer in summary.layers:
-        table.add_row(
-            layer.name,
+        table.add_row(  # Text, not str: a Table would read a str as markup
+            Text(layer.name),
             "×".join(map(str, layer.output_shape)),
             f"{layer.params:,}",
             human_bytes(layer.activation_bytes * batch_size),

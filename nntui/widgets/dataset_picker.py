@@ -50,18 +50,19 @@ def info_text(info: DatasetInfo) -> Text:
 
 
 class DatasetPicker(Vertical):
-    """An OptionList of datasets with the highlighted one described below it."""
+    """An OptionList of datasets with the highlighted one described in full below it (the
+    list scrolls to make room: at 80x24 a description takes five lines)."""
 
     DEFAULT_CSS = """
     DatasetPicker { height: 1fr; }
     DatasetPicker OptionList, DatasetPicker OptionList:focus {
         height: 1fr; min-height: 4; border: none; padding: 0; scrollbar-size-vertical: 1;
     }
-    DatasetPicker #dataset-info { height: auto; max-height: 4; color: $text-muted; }
+    DatasetPicker #dataset-info { height: auto; color: $text-muted; }
     """
 
     class Changed(Message):
-        """Another dataset was highlighted."""
+        """The user highlighted another dataset (a `select` from code is not announced)."""
 
         def __init__(self, info: DatasetInfo) -> None:
             super().__init__()
@@ -75,6 +76,7 @@ class DatasetPicker(Vertical):
         self.datasets = datasets
         names = [d.name for d in datasets]
         self._initial = names.index(selected) if selected in names else 0
+        self.current = datasets[self._initial]
 
     def compose(self) -> ComposeResult:
         yield OptionList(
@@ -84,17 +86,13 @@ class DatasetPicker(Vertical):
 
     def on_mount(self) -> None:
         self.query_one(OptionList).highlighted = self._initial
-        self._describe(self.selected)
-
-    @property
-    def selected(self) -> DatasetInfo:
-        index = self.query_one(OptionList).highlighted
-        return self.datasets[index if index is not None else self._initial]
+        self._describe(self.current)
 
     def select(self, name: str) -> bool:
         """Highlight the dataset called `name`; False if it is not in the list."""
         for index, info in enumerate(self.datasets):
             if info.name == name:
+                self.current = info
                 self.query_one(OptionList).highlighted = index
                 return True
         return False
@@ -103,10 +101,16 @@ class DatasetPicker(Vertical):
         self.query_one("#dataset-info", Static).update(info_text(info))
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        """Announce a dataset the user moved to. Highlights arrive late: one the list has
+        since left (its own first highlight at mount) or one `select` made is not news."""
         event.stop()
+        if event.option_index != self.query_one(OptionList).highlighted:
+            return
         info = self.datasets[event.option_index]
         self._describe(info)
-        self.post_message(self.Changed(info))
+        if info is not self.current:
+            self.current = info
+            self.post_message(self.Changed(info))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

@@ -81,7 +81,7 @@ class HparamsForm(Vertical):
                     compact=True,
                     placeholder="all" if name == "subset" else "",
                 )
-        yield Static("", id="hp-error")
+        yield Static("", id="hp-error", markup=False)
 
     def on_mount(self) -> None:
         self._momentum_enabled()
