@@ -16,7 +16,7 @@ from pathlib import Path
 from . import datasets
 from .callbacks import Callback, History, ModelCheckpoint, Monitor
 from .config import ConfigError, ExperimentConfig
-from .losses import MSE, Loss, SoftmaxCrossEntropy
+from .losses import Loss, loss_for
 from .model import Sequential
 from .optimizers import make_optimizer
 from .runs import RunLogger, claim_run_dir, new_run_dir
@@ -123,7 +123,7 @@ def setup(
             f"{data.dataset.name} needs {outputs}; end the spec with "
             f"dense({outputs})"
         )
-    loss: Loss = SoftmaxCrossEntropy() if data.task == "classification" else MSE()
+    loss = loss_for(data.task)
     hyper = {"lr": config.lr, "weight_decay": config.weight_decay}
     if config.optimizer == "sgd":
         hyper["momentum"] = config.momentum

@@ -81,6 +81,7 @@ class SpecCheck:
     shape: tuple[int, ...]
     summary: Summary | None = None
     error: str | None = None
+    warnings: tuple[str, ...] = ()  # trains, but badly (nnlib.spec.warnings_for)
 
 
 def check_spec(spec: str, info: DatasetInfo, batch_size: int = 64) -> SpecCheck:
@@ -89,7 +90,8 @@ def check_spec(spec: str, info: DatasetInfo, batch_size: int = 64) -> SpecCheck:
     nnlib's plan works out every shape and the memory to train with `batch_size` without
     allocating a weight, and refuses a model that would not fit in the available memory,
     so a typo in the editor costs microseconds, not gigabytes."""
-    from nnlib.spec import plan
+    from nnlib.losses import loss_for
+    from nnlib.spec import plan, warnings_for
 
     shape = tuple(info.input_shape)
     try:
@@ -106,4 +108,4 @@ def check_spec(spec: str, info: DatasetInfo, batch_size: int = 64) -> SpecCheck:
             f"sample but {info.name} needs ({outputs},): end the spec with "
             f"dense({outputs})",
         )
-    return SpecCheck(spec, shape, summary)
+    return SpecCheck(spec, shape, summary, warnings=tuple(warnings_for(spec, loss_for(info.task))))

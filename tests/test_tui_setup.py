@@ -158,3 +158,20 @@ async def test_f2_shows_the_whole_spec_wrapped_and_applies_the_edit(tmp_path):
         await press(pilot, "escape")  # cancelled: nothing changes
         await until(pilot, lambda: isinstance(app.screen, SetupScreen))
         assert editor.spec == lenet.replace("dense(84)", "dense(42)")
+
+
+@pilot_test
+async def test_a_softmax_after_the_logits_is_a_warning_in_the_editor(tmp_path):
+    """Issue 8 item 8: a double softmax trains badly without an error; the editor says so
+    beside the ✓ and still accepts the spec."""
+    config = ExperimentConfig(dataset="spirals", arch="dense(16) relu dense(3) softmax", run_dir=str(tmp_path))
+    app = NNTui(config)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await settled(pilot)
+        assert editor.valid and editor.result.warnings
+        message = str(editor.query_one("#arch-message", Static).render())
+        assert "✓" in message and "⚠" in message and "softmax" in message
+        editor.set_spec("2-16-3")
+        await until(pilot, lambda: editor.result is not None and editor.result.spec == "2-16-3")
+        assert editor.result.warnings == ()
+        assert "⚠" not in str(editor.query_one("#arch-message", Static).render())

@@ -142,7 +142,10 @@ class ArchEditor(Vertical):
             message.update(Text(f"✗ {result.error}"))
         else:
             params = result.summary.total_params if result.summary else 0
-            message.update(Text.assemble(("✓ ", "green"), f"{params:,} parameters"))
+            text = Text.assemble(("✓ ", "green"), f"{params:,} parameters")
+            for warning in result.warnings:
+                text.append_text(Text.assemble("\n", ("⚠ ", "bold yellow"), warning))
+            message.update(text)
         if result.summary is not None:
             self.query_one("#summary", Static).update(
                 summary_table(result.summary, self.batch_size)
