@@ -488,6 +488,9 @@ class UnknownEvent(Event):
     def type(self) -> str:
         return self.kind
 
+    def describe(self) -> str:
+        return f"{self.kind} {super().describe()}".rstrip()
+
 
 # -- building, encoding, decoding ----------------------------------------------------------------
 def _build(event_type: str, record: dict[str, Any], where: str) -> Event:
