@@ -267,7 +267,7 @@ def format_metrics(logs: Mapping[str, Any]) -> str:
         ("val_accuracy", "val_acc"),
     ):
         value = logs.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if value is not None:
             parts.append(f"{label} {value:.1%}" if "acc" in key else f"{label} {value:.4f}")
     return "  ".join(parts)
 
@@ -457,11 +457,13 @@ class Diverged(Event):
     batch: int | None = field_of(_int, optional=True)
 
     def describe(self) -> str:
-        loss = "not finite" if self.loss is None else f"{self.loss:.4g}"
-        return (
-            f"diverged: loss is {loss} (epoch {_epoch(self.epoch)}, batch "
-            f"{_epoch(self.batch)}); weights kept from the last finite step"
-        )
+        where = f"epoch {_epoch(self.epoch)}, batch {_epoch(self.batch)}"
+        if self.loss is None:  # its update was skipped
+            return (
+                f"diverged: loss is not finite ({where}; weights kept from the last finite "
+                f"step) at step {self.step}"
+            )
+        return f"diverged: loss is {self.loss:.4g} ({where}) at step {self.step}"
 
 
 @dataclass(frozen=True, kw_only=True)
