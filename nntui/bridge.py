@@ -46,6 +46,11 @@ def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _measured(value: Any) -> float:
+    """A measured number that a run log holds as null when it was not finite."""
+    return math.nan if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class Hist:
     """A fixed-bin histogram of one tensor with its TensorBoard percentiles."""
@@ -309,7 +314,7 @@ class Bridge(Callback):
 def batch_point(logs: Mapping[str, Any]) -> BatchPoint:
     """A batch's logs (or `batch` event, with its step) as a curve point."""
     return BatchPoint(
-        int(logs["step"]), float(logs["loss"]), _number(logs.get("accuracy")), float(logs["lr"])
+        int(logs["step"]), _measured(logs["loss"]), _number(logs.get("accuracy")), float(logs["lr"])
     )
 
 
@@ -318,12 +323,12 @@ def epoch_end(epoch: int, logs: Mapping[str, Any]) -> EpochEnd:
     return EpochEnd(
         int(epoch),
         int(logs["step"]),
-        float(logs["loss"]),
+        _measured(logs["loss"]),
         _number(logs.get("accuracy")),
         _number(logs.get("val_loss")),
         _number(logs.get("val_accuracy")),
-        float(logs.get("seconds", 0.0)),
-        float(logs.get("samples_per_sec", 0.0)),
+        float(logs.get("seconds") or 0.0),
+        float(logs.get("samples_per_sec") or 0.0),
     )
 
 

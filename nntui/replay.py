@@ -156,7 +156,8 @@ class RunReplay:
 
     def _in_live_order(self, events: Iterable[runs.Event]) -> Iterator[runs.Event]:
         """The events in the order the live app shows them: a checkpoint or an early stop
-        after the line of the epoch it concerns (see AFTER_THEIR_EPOCH)."""
+        after the line of the epoch it concerns (see AFTER_THEIR_EPOCH), and the final
+        checkpoint after the end of the run."""
         for event in events:
             if event.type in AFTER_THEIR_EPOCH:
                 self._held.append(event)
@@ -165,7 +166,13 @@ class RunReplay:
                 yield event
                 yield from self._release()
                 continue
-            if event.type == "end" or (event.type == "batch" and event["epoch"] != self._epoch):
+            if event.type == "end":
+                # Held now means emitted as the run ended (the final checkpoint): live, the
+                # bridge, placed before the savers, has sent the end of the run by then.
+                yield event
+                yield from self._release()
+                continue
+            if event.type == "batch" and event["epoch"] != self._epoch:
                 yield from self._release()  # no epoch line came: a run stopped mid-epoch
             yield event
 
