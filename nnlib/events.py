@@ -506,6 +506,9 @@ def _build(event_type: str, record: dict[str, Any], where: str) -> Event:
         )
     cls = Event.registry.get(event_type, UnknownEvent)
     spec = cls.spec()
+    for name, (_, optional) in spec.items():
+        if optional and name in record and record[name] is None:
+            del record[name]  # null where a field may be left out (EarlyStopping's best_epoch)
     problems += _problems(record, spec)
     if problems:
         raise EventError(f"{where}: {event_type} event {'; '.join(problems)}")
