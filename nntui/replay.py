@@ -167,10 +167,12 @@ class RunReplay:
                 yield from self._release()
                 continue
             if event.type == "end":
-                # Held now means emitted as the run ended (the final checkpoint): live, the
-                # bridge, placed before the savers, has sent the end of the run by then.
+                # A checkpoint held now was written as the run ended (the final one): live,
+                # the bridge, placed before the savers, has sent the end of the run by then.
+                held = self._release()
+                yield from (e for e in held if e.type != "checkpoint")
                 yield event
-                yield from self._release()
+                yield from (e for e in held if e.type == "checkpoint")
                 continue
             if event.type == "batch" and event["epoch"] != self._epoch:
                 yield from self._release()  # no epoch line came: a run stopped mid-epoch
