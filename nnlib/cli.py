@@ -478,24 +478,18 @@ def _datasets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: What `nnlib runs` leaves out: one line per batch, and summaries made for a picture.
+RUNS_SKIPPED = ("batch", "histograms", "confusion", "regression")
+
+
 def _runs(args: argparse.Namespace) -> int:
     from . import runs
-    from .callbacks.progress import format_metrics
 
     try:
         events = runs.follow(args.run) if args.follow else iter(runs.read(args.run))
         for event in events:
-            if event.type == "batch":
-                continue
-            if event.type == "epoch":
-                text = f"epoch {event['epoch'] + 1}  {format_metrics(event.data)}"
-            elif event.type == "hparam":
-                text = f"{event['name']}: {event['old']} -> {event['new']}"
-            elif event.type in ("histograms", "confusion"):
-                continue
-            else:
-                text = "  ".join(f"{k}={v}" for k, v in event.data.items() if k not in ("config",))
-            print(f"step {event.step:>7}  {event.type:<11} {text}", flush=True)
+            if event.type not in RUNS_SKIPPED:
+                print(f"step {event.step:>7}  {event.type:<11} {event.describe()}", flush=True)
     except runs.WriterGone as error:  # the run failed: not a usage error
         return _fail(str(error), EXIT_FAILED)
     except ValueError as error:

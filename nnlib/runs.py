@@ -6,32 +6,18 @@ most the line being written:
     {"v": 1, "type": "batch", "time": 1763690000.12, "step": 42, ...fields}
 
 `v` is the schema version, `time` Unix seconds, `step` the number of batches completed when
-the event happened. Non-finite numbers are written as null. Event types and their fields:
-
-    run_start   run, config
-    batch       epoch, batch, loss, [accuracy], lr, batch_size, samples_per_sec, ...
-    epoch       epoch, loss, [accuracy], [val_loss], [val_accuracy], lr, seconds, ...
-    histograms  epoch, batch, layers: {name: {weights, [grads], [grad_norm], [update_ratio],
-                [dead_fraction]}}; a histogram is {lo, hi, counts, percentiles, nonfinite}
-    confusion   epoch, matrix (rows true, columns predicted), precision, recall, class_names
-    hparam      name, old, new, applies ("next batch" or "next epoch")
-    pause, resume
-    checkpoint  path, epoch, reason, monitor, value
-    early_stop  monitor, best, best_epoch, epoch
-    diverged    loss, epoch, batch
-    end         reason (finished|stopped|early_stop|diverged|interrupted|error), [error]
+the event happened. Non-finite numbers are written as null. The event types, their fields and
+their encoding are defined once, in `nnlib.events` (`nnlib.events.reference()` lists them).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,11 +31,21 @@ except ImportError:  # Windows: a heartbeat instead (see WriterLock)
 
 from ._atomic import atomic_write_text, remove_stale_temporaries
 from .callbacks.base import Callback, Logs
+from .events import (  # noqa: F401 (re-exported: the run-log API as it was)
+    MAX_INT,
+    SCHEMA_VERSION,
+    Check,
+    Event,
+    EventError,
+    decode,
+    encode,
+    make,
+)
+from .events import plain as _plain
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
-SCHEMA_VERSION = 1
 EVENTS_FILE = "events.jsonl"
 CONFIG_FILE = "config.json"
 #: Held (flock, exclusive) by the process writing a run from its start until its end event.
@@ -62,13 +58,6 @@ HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_STALE = 30.0
 #: What a follower says when the writer is gone but the log has no end event.
 WRITER_GONE = "the run's writer stopped without an end event (crashed or killed)"
-#: The largest integer a run log may hold (step, epoch, counts): an int64.
-MAX_INT = 2**63 - 1
-
-
-class EventError(ValueError):
-    """A run-log line that is not a valid event; the message starts with where it is
-    (file:line)."""
 
 
 class RunDirError(ValueError):
@@ -79,253 +68,16 @@ class WriterGone(ValueError):
     """A run log ends without its end event and nothing writes it any more."""
 
 
-# -- the one place every event field is type-checked ---------------------------------------------
-# A check returns None when the value is fine, else the words for what was expected.
-Check = Callable[[Any], "str | None"]
-
-
-def _int(value: Any) -> str | None:
-    ok = type(value) is int and 0 <= value <= MAX_INT
-    return None if ok else "a non-negative integer"
-
-
-def _number(value: Any) -> str | None:
-    """A finite JSON number (not a boolean); integers beyond a float's range are refused."""
-    if type(value) is int:
-        return None if abs(value) <= MAX_INT else "a number"
-    ok = type(value) is float and math.isfinite(value)
-    return None if ok else "a number"
-
-
-def _number_or_null(value: Any) -> str | None:
-    """Non-finite numbers are written as null, so measured values may be null."""
-    return None if value is None or _number(value) is None else "a number or null"
-
-
-def _str(value: Any) -> str | None:
-    return None if isinstance(value, str) else "a string"
-
-
-def _str_or_null(value: Any) -> str | None:
-    return None if value is None or isinstance(value, str) else "a string or null"
-
-
-def _object(value: Any) -> str | None:
-    return None if isinstance(value, dict) else "an object"
-
-
-def _scalar(value: Any) -> str | None:
-    ok = value is None or isinstance(value, str | bool) or _number(value) is None
-    return None if ok else "a number, string, boolean or null"
-
-
-def _list_of(check: Check, what: str) -> Check:
-    def check_list(value: Any) -> str | None:
-        ok = isinstance(value, list) and all(check(item) is None for item in value)
-        return None if ok else f"a list of {what}"
-
-    return check_list
-
-
-_HISTOGRAM: dict[str, tuple[Check, bool]] = {
-    "lo": (_number, True),
-    "hi": (_number, True),
-    "counts": (_list_of(_int, "non-negative integers"), True),
-    "percentiles": (_list_of(_number, "numbers"), True),
-    "nonfinite": (_int, False),
-}
-
-
-def _histogram(value: Any) -> str | None:
-    if not isinstance(value, dict):
-        return "a histogram object"
-    problems = _fields(value, _HISTOGRAM)
-    return f"a histogram object ({problems[0]})" if problems else None
-
-
-_LAYER: dict[str, tuple[Check, bool]] = {
-    "weights": (_histogram, False),
-    "grads": (_histogram, False),
-    "grad_norm": (_number_or_null, False),
-    "update_ratio": (_number_or_null, False),
-    "dead_fraction": (_number_or_null, False),
-}
-
-
-def _layers(value: Any) -> str | None:
-    if not isinstance(value, dict):
-        return "an object of layers"
-    for name, entry in value.items():
-        if not isinstance(entry, dict):
-            return f"an object of layers (layer {name!r} is not an object)"
-        problems = _fields(entry, _LAYER)
-        if problems:
-            return f"an object of layers (layer {name!r}: {problems[0]})"
-    return None
-
-
-def _matrix(value: Any) -> str | None:
-    """A square matrix of counts (rows true, columns predicted)."""
-    expected = "a square list of lists of non-negative integers"
-    if not isinstance(value, list) or not value:
-        return expected
-    rows = _list_of(_int, "counts")
-    ok = all(isinstance(row, list) and len(row) == len(value) and not rows(row) for row in value)
-    return None if ok else expected
-
-
-_COMMON: dict[str, tuple[Check, bool]] = {
-    "v": (_int, False),
-    "time": (_number, False),
-    "step": (_int, False),
-}
-_METRICS: dict[str, tuple[Check, bool]] = {
-    name: (_number_or_null, False)
-    for name in ("accuracy", "val_loss", "val_accuracy", "lr", "seconds", "samples_per_sec")
-}
-#: Every known event type: its fields, each (check, required). Other fields pass unchecked
-#: (a callback may log its own metrics); an unknown type is kept, with only the common fields
-#: checked, for the readers of a later schema to show as a plain notice.
+#: Every known event type: its fields, each (check, required), from `nnlib.events`.
 FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
-    "run_start": {"run": (_str, True), "config": (_object, True)},
-    "batch": {
-        "epoch": (_int, True),
-        "batch": (_int, True),
-        "loss": (_number_or_null, True),
-        "batch_size": (_int, False),
-        **_METRICS,
-    },
-    "epoch": {"epoch": (_int, True), "loss": (_number_or_null, True), **_METRICS},
-    "histograms": {"layers": (_layers, True), "epoch": (_int, False), "batch": (_int, False)},
-    "confusion": {
-        "matrix": (_matrix, True),
-        "epoch": (_int, False),
-        "precision": (_list_of(_number, "numbers"), False),
-        "recall": (_list_of(_number, "numbers"), False),
-        "class_names": (_list_of(_str, "strings"), False),
-    },
-    "hparam": {
-        "name": (_str, True),
-        "old": (_scalar, True),
-        "new": (_scalar, True),
-        "applies": (_str, False),
-    },
-    "pause": {},
-    "resume": {},
-    "checkpoint": {
-        "path": (_str, True),
-        "epoch": (_int, False),
-        "reason": (_str, False),
-        "monitor": (_str, False),
-        "value": (_number_or_null, False),
-    },
-    "early_stop": {
-        "monitor": (_str, True),
-        "best": (_number_or_null, False),
-        "best_epoch": (_int, False),
-        "epoch": (_int, False),
-    },
-    "diverged": {"loss": (_number_or_null, True), "epoch": (_int, False), "batch": (_int, False)},
-    "end": {"reason": (_str, True), "error": (_str_or_null, False), "epoch": (_int, False)},
+    kind: {name: (check, not optional) for name, (check, optional) in cls.spec().items()}
+    for kind, cls in Event.registry.items()
 }
 #: The fields each event type must have (derived from FIELDS).
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     kind: tuple(name for name, (_, required) in spec.items() if required)
     for kind, spec in FIELDS.items()
 }
-
-
-def _fields(record: dict[str, Any], spec: dict[str, tuple[Check, bool]]) -> list[str]:
-    """What is wrong with `record` under `spec`: missing fields first, then bad values."""
-    missing = [name for name, (_, required) in spec.items() if required and name not in record]
-    if missing:
-        return [f"lacks {', '.join(missing)}"]
-    problems = []
-    for name, (check, _) in spec.items():
-        if name in record:
-            expected = check(record[name])
-            if expected is not None:
-                problems.append(f"{name} must be {expected}, got {_shown(record[name])}")
-    return problems
-
-
-def _shown(value: Any) -> str:
-    """A short, one-line picture of a bad value for a message."""
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-@dataclass(frozen=True)
-class Event:
-    """One line of a run log. Fields beyond type/time/step are in `data`."""
-
-    type: str
-    time: float
-    step: int
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to None."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def encode(event_type: str, step: int, data: dict[str, Any]) -> str:
-    """One events.jsonl line (with the trailing newline)."""
-    record = {
-        "v": SCHEMA_VERSION,
-        "type": event_type,
-        "time": round(time.time(), 3),
-        "step": int(step),
-        **_plain(data),
-    }
-    return json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
-
-
-def decode(line: str, where: str = "events") -> Event:
-    """Parse and check one line, every known field by its type; raises EventError (a
-    ValueError) naming `where` on a bad record, and never any other exception."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise EventError(f"{where}: not valid JSON ({error.msg})") from None
-    except (ValueError, RecursionError) as error:  # a huge integer; nesting too deep
-        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise EventError(f"{where}: not a readable JSON line ({reason})") from None
-    if not isinstance(record, dict) or "type" not in record:
-        raise EventError(f"{where}: not an event record")
-    event_type = record.pop("type")
-    if not isinstance(event_type, str):
-        raise EventError(f"{where}: type must be a string, got {_shown(event_type)}")
-    problems = _fields(record, _COMMON)
-    if not problems and record.get("v", 0) > SCHEMA_VERSION:
-        raise EventError(
-            f"{where}: schema version {record['v']} is newer than this nnlib "
-            f"reads ({SCHEMA_VERSION})"
-        )
-    problems += _fields(record, FIELDS.get(event_type, {}))
-    if problems:
-        raise EventError(f"{where}: {event_type} event {'; '.join(problems)}")
-    record.pop("v", None)
-    return Event(event_type, float(record.pop("time", 0.0)), int(record.pop("step", 0)), record)
 
 
 def _events_path(path: str | os.PathLike) -> Path:
@@ -573,7 +325,9 @@ class RunLogger(Callback):
     """Write the run directory: config.json at the start, then every event as it happens.
 
     `run_dir` is used as is when given; otherwise a new directory is made under `root`.
-    `batch_every` thins batch metrics to one line per that many batches. Events that callbacks
+    `batch_every` thins batch metrics to one line per that many batches. Every event is made
+    into its `nnlib.events` record, so a callback emitting a malformed one fails at once with an
+    EventError naming the field, rather than writing a log nobody can read. Events that callbacks
     placed before the logger emit at the start of the run (the initial histograms) are kept
     and written right after 'run_start'.
     """
@@ -640,7 +394,7 @@ class RunLogger(Callback):
             {k: v for k, v in data.items() if k != "step"},
         )
         if self._handle is None and trainer.state == "running":
-            self._early.append(encode(event, step, data))  # from an earlier on_train_begin
+            self._early.append(make(event, step, data).line())  # from an earlier on_train_begin
             return
         self._write(event, step, data)
 
@@ -658,7 +412,7 @@ class RunLogger(Callback):
     def _write(self, event_type: str, step: int, data: dict[str, Any]) -> None:
         if self._handle is None:
             return
-        self._handle.write(encode(event_type, step, data))
+        self._handle.write(make(event_type, step, data).line())
         self._handle.flush()
         if self._lock is not None:
             self._lock.beat()

@@ -7,6 +7,11 @@ never touches a live array. Batch points are buffered and sent at most `1 / inte
 second (toolong's "batch by elapsed time"), so a fast model does not flood the UI; every other
 snapshot (epoch ends, events, histograms, the end of the run) is sent at once and never dropped.
 
+Every panel draws only what an nnlib event carries (`nnlib.events`), so a recorded run
+(nntui.replay) shows everything a live one does. Events the dashboard has no special use for
+(a regression summary, any new type) are passed on as their records, and the RunState keeps the
+latest of each type for the panel that reads it: a new panel needs no code here.
+
 Importable without Textual: the app passes `post_message`-like sinks, tests pass `list.append`.
 """
 
@@ -16,13 +21,14 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nnlib import events
 from nnlib.callbacks.base import Callback, Logs
 from nnlib.layers import ReLU
+from nnlib.metrics import precision_recall
 from nnlib.runs import RunLogger
 
 if TYPE_CHECKING:
@@ -31,13 +37,18 @@ if TYPE_CHECKING:
 Pairs = tuple[tuple[str, Any], ...]
 
 
-def _pairs(values: Mapping[str, Any]) -> Pairs:
+def pairs(values: Mapping[str, Any]) -> Pairs:
     """An immutable copy of a dict of plain values (numpy scalars become Python numbers)."""
     return tuple((str(k), v.item() if isinstance(v, np.generic) else v) for k, v in values.items())
 
 
 def _number(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _measured(value: Any) -> float:
+    """A measured number that a run log holds as null when it was not finite."""
+    return math.nan if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -141,20 +152,6 @@ class Confusion:
 
 
 @dataclass(frozen=True)
-class Regression:
-    """Predicted against true on the validation set as a 2-D histogram (rows: predicted, from
-    high to low; columns: true, low to high) over one shared range, so the diagonal is y = x."""
-
-    epoch: int
-    step: int
-    counts: tuple[tuple[int, ...], ...]
-    lo: float
-    hi: float
-    r2: float
-    mae: float
-
-
-@dataclass(frozen=True)
 class HparamChange:
     step: int
     name: str
@@ -165,8 +162,8 @@ class HparamChange:
 
 @dataclass(frozen=True)
 class Notice:
-    """A discrete trainer event worth a log line: pause, resume, early_stop, diverged,
-    checkpoint, or an error before training began."""
+    """A discrete trainer event worth a log line (see NOTICES; its message is the event's
+    `describe()`), or an error before training began."""
 
     kind: str
     step: int
@@ -187,60 +184,16 @@ Snapshot = (
     | EpochEnd
     | Histograms
     | Confusion
-    | Regression
     | HparamChange
     | Notice
     | RunEnded
+    | events.Event
 )
 Sink = Callable[[Snapshot], object]
 
 
-def regression_summary(
-    outputs: np.ndarray,
-    targets: np.ndarray,
-    epoch: int,
-    step: int,
-    bins: tuple[int, int] = (12, 24),
-) -> Regression:
-    """Summarise predictions against targets (first output column) for a small plot."""
-    predicted = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)[:, 0]
-    true = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)[:, 0]
-    finite = np.isfinite(predicted)
-    lo = float(min(true.min(), predicted[finite].min() if finite.any() else true.min()))
-    hi = float(max(true.max(), predicted[finite].max() if finite.any() else true.max()))
-    if hi <= lo:
-        hi = lo + 1.0
-    counts, _, _ = np.histogram2d(
-        np.clip(predicted[finite], lo, hi), true[finite], bins=bins, range=((lo, hi), (lo, hi))
-    )
-    residual = true - np.where(finite, predicted, np.nan)
-    total = float(np.sum((true - true.mean()) ** 2))
-    sse = float(np.nansum(residual**2)) if finite.all() else math.inf
-    return Regression(
-        epoch,
-        step,
-        tuple(tuple(int(c) for c in row) for row in counts[::-1]),
-        lo,
-        hi,
-        1.0 - sse / total if total else 0.0,
-        float(np.nanmean(np.abs(residual))) if finite.any() else math.inf,
-    )
-
-
-_NOTICES: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "pause": lambda d: "paused",
-    "resume": lambda d: "resumed",
-    "early_stop": lambda d: (
-        f"early stop: {d.get('monitor')} has not improved since epoch "
-        f"{(d.get('best_epoch') or 0) + 1}"
-    ),
-    "diverged": lambda d: (
-        f"diverged: loss is {d.get('loss')} (epoch {d.get('epoch', 0) + 1}, "
-        f"batch {d.get('batch', 0) + 1}); weights kept from the last "
-        f"finite step"
-    ),
-    "checkpoint": lambda d: f"checkpoint ({d.get('reason')}): {Path(str(d.get('path'))).name}",
-}
+#: Event types shown as a line in the log (their `describe()`), as are types nnlib does not define.
+NOTICES = ("pause", "resume", "early_stop", "diverged", "checkpoint")
 
 
 class Bridge(Callback):
@@ -298,7 +251,7 @@ class Bridge(Callback):
                 trainer.epochs,
                 tuple(str(i) for i in range(classes)),
                 weighted,
-                _pairs(trainer.hyperparameters()),
+                pairs(trainer.hyperparameters()),
             )
         )
 
@@ -317,27 +270,14 @@ class Bridge(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         self._flush(trainer)
         self.sink(epoch_end(epoch, logs))
-        if (
-            trainer.loss.task == "regression"
-            and trainer.validation_outputs is not None
-            and trainer.validation_data is not None
-        ):
-            self.sink(
-                regression_summary(
-                    trainer.validation_outputs,
-                    trainer.validation_data[1],
-                    epoch,
-                    trainer.global_step,
-                )
-            )
 
     def on_event(self, trainer: Trainer, event: str, data: Logs) -> None:
         if not self.ended:  # events after the end (a final checkpoint) belong to this run
             self._start(trainer)
-        step = int(data.get("step", trainer.global_step))
+        record = events.make(event, int(data.get("step", trainer.global_step)), data)
         if event != "histograms":
             self._flush(trainer)
-        self.sink(event_snapshot(event, data, step, trainer.epoch, self._relu_owner))
+        self.sink(event_snapshot(record, trainer.epoch, self._relu_owner))
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         self._flush(trainer)
@@ -359,8 +299,8 @@ class Bridge(Callback):
                 trainer.global_step,
                 float(self._last_logs.get("samples_per_sec", 0.0)),
                 points,
-                _pairs(trainer.hyperparameters()),
-                _pairs(trainer.pending()),
+                pairs(trainer.hyperparameters()),
+                pairs(trainer.pending()),
                 trainer.state,
             )
         )
@@ -374,7 +314,7 @@ class Bridge(Callback):
 def batch_point(logs: Mapping[str, Any]) -> BatchPoint:
     """A batch's logs (or `batch` event, with its step) as a curve point."""
     return BatchPoint(
-        int(logs["step"]), float(logs["loss"]), _number(logs.get("accuracy")), float(logs["lr"])
+        int(logs["step"]), _measured(logs["loss"]), _number(logs.get("accuracy")), float(logs["lr"])
     )
 
 
@@ -383,12 +323,12 @@ def epoch_end(epoch: int, logs: Mapping[str, Any]) -> EpochEnd:
     return EpochEnd(
         int(epoch),
         int(logs["step"]),
-        float(logs["loss"]),
+        _measured(logs["loss"]),
         _number(logs.get("accuracy")),
         _number(logs.get("val_loss")),
         _number(logs.get("val_accuracy")),
-        float(logs.get("seconds", 0.0)),
-        float(logs.get("samples_per_sec", 0.0)),
+        float(logs.get("seconds") or 0.0),
+        float(logs.get("samples_per_sec") or 0.0),
     )
 
 
@@ -442,31 +382,33 @@ def layer_stats(
     )
 
 
-def event_snapshot(
-    event: str, data: Mapping[str, Any], step: int, epoch: int, relu_owner: Mapping[str, str]
-) -> Snapshot:
-    """One trainer event (as emitted, or as read back from a run log) as a snapshot;
-    `epoch` is used when the event does not say."""
-    if event == "histograms":
+def event_snapshot(event: events.Event, epoch: int, relu_owner: Mapping[str, str]) -> Snapshot:
+    """One event (as emitted, or as read back from a run log) as a snapshot; `epoch` is used
+    when the event does not say. Types without a snapshot of their own are their record."""
+    if isinstance(event, events.Histograms):
         return Histograms(
-            int(data.get("epoch", epoch)), step, layer_stats(data["layers"], relu_owner)
+            epoch if event.epoch is None else event.epoch,
+            event.step,
+            layer_stats(event.layers, relu_owner),
         )
-    if event == "confusion":
+    if isinstance(event, events.Confusion):
+        matrix = tuple(tuple(int(c) for c in row) for row in event.matrix)
+        precision, recall = event.precision, event.recall
+        if precision is None or recall is None:  # optional: computed as the Monitor does
+            counts = np.asarray(matrix, dtype=np.int64)
+            precision, recall = (values.tolist() for values in precision_recall(counts))
         return Confusion(
-            int(data.get("epoch", epoch)),
-            step,
-            tuple(tuple(int(c) for c in row) for row in data["matrix"]),
-            tuple(float(p) for p in data["precision"]),
-            tuple(float(r) for r in data["recall"]),
-            tuple(str(n) for n in data["class_names"]),
+            epoch if event.epoch is None else event.epoch,
+            event.step,
+            matrix,
+            tuple(float(p) for p in precision),
+            tuple(float(r) for r in recall),
+            tuple(str(n) for n in event.class_names or range(len(matrix))),
         )
-    if event == "hparam":
+    if isinstance(event, events.Hparam):
         return HparamChange(
-            step,
-            str(data["name"]),
-            data["old"],
-            data["new"],
-            str(data.get("applies", "next batch")),
+            event.step, event.name, event.old, event.new, event.applies or "next batch"
         )
-    describe = _NOTICES.get(event, lambda d: event)
-    return Notice(event, step, describe(data))
+    if event.type in NOTICES or isinstance(event, events.UnknownEvent):
+        return Notice(event.type, event.step, event.describe())
+    return event

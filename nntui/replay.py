@@ -3,8 +3,8 @@ bridge sends, so the dashboard shows a finished run, or follows one that is stil
 written (a headless `nnlib train` on a server), without training.
 
 Importable without Textual. Each snapshot is built by the bridge's own functions
-(`batch_point`, `epoch_end`, `event_snapshot`, `run_ended`): a run log's events carry the same
-fields as the trainer's logs and events that the bridge turns into snapshots live.
+(`batch_point`, `epoch_end`, `event_snapshot`, `run_ended`) from the same `nnlib.events`
+records the bridge makes of the trainer's events live.
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from nnlib import runs
+from nnlib import events, runs
 from nnlib._atomic import remove_stale_temporaries
 from nnlib.config import ConfigError, ExperimentConfig
-from nnlib.metrics import precision_recall
 
 from .bridge import (
     BatchPoint,
@@ -30,11 +27,11 @@ from .bridge import (
     RunEnded,
     RunStarted,
     Snapshot,
-    _pairs,
     batch_point,
     epoch_end,
     event_snapshot,
     layer_owners,
+    pairs,
     run_ended,
 )
 
@@ -112,7 +109,7 @@ class RunReplay:
             self._epochs,
             tuple(str(i) for i in range(classes)),
             (),
-            _pairs(self._hyperparameters()),
+            pairs(self._hyperparameters()),
         )
 
     @property
@@ -159,7 +156,8 @@ class RunReplay:
 
     def _in_live_order(self, events: Iterable[runs.Event]) -> Iterator[runs.Event]:
         """The events in the order the live app shows them: a checkpoint or an early stop
-        after the line of the epoch it concerns (see AFTER_THEIR_EPOCH)."""
+        after the line of the epoch it concerns (see AFTER_THEIR_EPOCH), and the final
+        checkpoint after the end of the run."""
         for event in events:
             if event.type in AFTER_THEIR_EPOCH:
                 self._held.append(event)
@@ -168,7 +166,15 @@ class RunReplay:
                 yield event
                 yield from self._release()
                 continue
-            if event.type == "end" or (event.type == "batch" and event["epoch"] != self._epoch):
+            if event.type == "end":
+                # A checkpoint held now was written as the run ended (the final one): live,
+                # the bridge, placed before the savers, has sent the end of the run by then.
+                held = self._release()
+                yield from (e for e in held if e.type != "checkpoint")
+                yield event
+                yield from (e for e in held if e.type == "checkpoint")
+                continue
+            if event.type == "batch" and event["epoch"] != self._epoch:
                 yield from self._release()  # no epoch line came: a run stopped mid-epoch
             yield event
 
@@ -211,20 +217,18 @@ class RunReplay:
             self.ended = True
             out.append(run_ended(logs))
         elif kind != "run_start":
-            if kind == "histograms":
+            if isinstance(event, events.Histograms):
                 # The Monitor lists layers in model order: each ReLU after its weighted layer.
                 _, owners = layer_owners(
                     (name, "weights" in entry, "dead_fraction" in entry)
-                    for name, entry in data["layers"].items()
+                    for name, entry in event.layers.items()
                 )
                 self._relu_owner.update(owners)
             else:
-                if kind == "confusion":
-                    data = _with_precision_recall(data)
                 if kind in ("pause", "resume"):
                     self._state = "paused" if kind == "pause" else "running"
                 self._flush(out)
-            out.append(event_snapshot(kind, data, step, self._epoch, self._relu_owner))
+            out.append(event_snapshot(event, self._epoch, self._relu_owner))
 
     def _flush(self, out: list[Snapshot]) -> None:
         points, self._points = tuple(self._points), []
@@ -237,24 +241,11 @@ class RunReplay:
                 self._step,
                 float(self._logs.get("samples_per_sec") or 0.0),
                 points,
-                _pairs(self._hyperparameters()),
+                pairs(self._hyperparameters()),
                 (),
                 self._state,
             )
         )
-
-
-def _with_precision_recall(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A confusion event with what its optional fields leave out computed from its matrix
-    (as the Monitor computes them) and classes named by index."""
-    matrix = data["matrix"]
-    precision, recall = precision_recall(np.asarray(matrix, dtype=np.int64))
-    return {
-        "precision": precision.tolist(),
-        "recall": recall.tolist(),
-        "class_names": [str(i) for i in range(len(matrix))],
-        **data,
-    }
 
 
 def snapshots_from_events(

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from nnlib.events import Event
 from nnlib.states import RunStatus
 
 from .bridge import (
@@ -22,7 +23,6 @@ from .bridge import (
     LayerStats,
     Notice,
     Progress,
-    Regression,
     RunEnded,
     RunStarted,
     Snapshot,
@@ -91,7 +91,7 @@ class RunState:
         self.marks: list[HparamChange] = []
         self.layers: dict[str, LayerHistory] = {}
         self.confusion: Confusion | None = None
-        self.regression: Regression | None = None
+        self.events: dict[str, Event] = {}  # the latest event of each type a panel reads
         self.end: RunEnded | None = None
         self.requested: dict[str, Any] = {}
         self.histograms = 0  # Histograms snapshots seen (the layers panel redraws on it)
@@ -114,8 +114,8 @@ class RunState:
                 history.add(snapshot.step, stats)
         elif isinstance(snapshot, Confusion):
             self.confusion = snapshot
-        elif isinstance(snapshot, Regression):
-            self.regression = snapshot
+        elif isinstance(snapshot, Event):
+            self.events[snapshot.type] = snapshot
         elif isinstance(snapshot, HparamChange):
             self.marks.append(snapshot)
             self.requested.pop(snapshot.name, None)
@@ -190,6 +190,10 @@ class RunState:
         if self.started and self.started.layers:
             return list(self.started.layers)
         return list(self.layers)
+
+    def latest(self, kind: str) -> Event | None:
+        """The latest event of type `kind` (a panel's data: whatever the event carries)."""
+        return self.events.get(kind)
 
     @property
     def last_epoch(self) -> EpochEnd | None:

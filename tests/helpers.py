@@ -15,6 +15,7 @@ from textual import events
 from textual.pilot import Pilot
 
 import nnlib as nl
+from nnlib import events as run_events
 from nnlib.config import ExperimentConfig
 from nnlib.datasets import DatasetInfo
 from nntui import bridge as b
@@ -236,7 +237,11 @@ def classification_run(regression: bool = False) -> list[b.Snapshot]:
         for column in range(24):
             grid[11 - column // 2, column] = 8 + column % 3
             grid[max(0, 10 - column // 2), column] = 2
-        out.append(b.Regression(6, 595, tuple(map(tuple, grid.tolist())), -1.2, 1.2, 0.93, 0.081))
+        out.append(
+            run_events.Regression(
+                epoch=6, step=595, counts=grid.tolist(), lo=-1.2, hi=1.2, r2=0.93, mae=0.081
+            )
+        )
     else:
         matrix = np.diag([57, 59, 55, 56, 58, 54, 59, 57, 55, 56])
         for i, j, count in (

@@ -150,7 +150,7 @@ def test_runs_prints_the_epochs(trained):
         r"^step +(\d+)  epoch +epoch (\d) +loss \S+  acc \S+  val_loss", done.stdout, re.M
     )
     assert [int(e) for _, e in epochs] == [1, 2, 3]
-    assert done.stdout.splitlines()[-1].split()[2:4] == ["end", "reason=finished"]
+    assert done.stdout.splitlines()[-1].split()[2:] == ["end", "run", "ended:", "finished"]
     assert "batch" not in done.stdout.replace("batch_size", "")
     follow = nnlib(cwd, environment, "runs", str(run_dir / "events.jsonl"), "--follow")
     assert follow.returncode == 0 and follow.stdout == done.stdout

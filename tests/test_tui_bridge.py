@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from nnlib import MSE, Monitor, SoftmaxCrossEntropy, Trainer, build, make_optimizer
+from nnlib import MSE, Monitor, SoftmaxCrossEntropy, Trainer, build, events, make_optimizer
 from nnlib.callbacks.base import Callback
 from nntui import bridge as b
 from nntui.runstate import Decimated, RunState
@@ -158,7 +158,7 @@ def test_regression_gets_a_predicted_vs_true_summary_and_no_confusion():
     trainer.fit(x[:160], y[:160], epochs=2, batch_size=16, validation_data=(x[160:], y[160:]))
     assert sent[0].task == "regression" and sent[0].class_names == ()
     assert not any(isinstance(s, b.Confusion) for s in sent)
-    regression = [s for s in sent if isinstance(s, b.Regression)]
+    regression = [s for s in sent if isinstance(s, events.Regression)]
     assert len(regression) == 2
     assert sum(map(sum, regression[-1].counts)) == 40
     assert regression[-1].lo < regression[-1].hi and regression[-1].r2 <= 1.0

@@ -156,7 +156,7 @@ def test_the_tail_waits_for_a_line_to_be_complete(tmp_path):
 
 def test_a_malformed_event_is_named(tmp_path):
     path = tmp_path / runs.EVENTS_FILE
-    path.write_text(runs.encode("histograms", 3, {"layers": [1, 2]}))
+    path.write_text('{"v":1,"type":"histograms","time":1.0,"step":3,"layers":[1,2]}\n')
     with pytest.raises(ValueError, match=r"events\.jsonl:1: histograms event layers must be"):
         snapshots_from_events(runs.read(path))
 

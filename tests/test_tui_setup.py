@@ -164,7 +164,9 @@ async def test_f2_shows_the_whole_spec_wrapped_and_applies_the_edit(tmp_path):
 async def test_a_softmax_after_the_logits_is_a_warning_in_the_editor(tmp_path):
     """Issue 8 item 8: a double softmax trains badly without an error; the editor says so
     beside the ✓ and still accepts the spec."""
-    config = ExperimentConfig(dataset="spirals", arch="dense(16) relu dense(3) softmax", run_dir=str(tmp_path))
+    config = ExperimentConfig(
+        dataset="spirals", arch="dense(16) relu dense(3) softmax", run_dir=str(tmp_path)
+    )
     app = NNTui(config)
     async with app.run_test(size=SIZE) as pilot:
         editor = await settled(pilot)

@@ -7,11 +7,14 @@ gradient norm of its trainable parameters, the update-to-weight ratio
 ||W_after - W_before|| / ||W_before|| of that step,
 and, for ReLU layers, the fraction of dead units (never active over the batch). After each
 epoch with validation data it emits a 'confusion' event: the validation confusion matrix with
-per-class precision and recall. Summaries are plain lists, safe to hand to another thread.
+per-class precision and recall; for regression, a 'regression' event instead: predicted against
+true as a small 2-D histogram with R² and MAE. Summaries are plain lists, safe to hand to
+another thread.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,7 +67,8 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
 
 
 class Monitor(Callback):
-    """Emit 'histograms' every `every` batches and 'confusion' after every epoch."""
+    """Emit 'histograms' every `every` batches and, after every epoch with validation data,
+    'confusion' (or 'regression'); `confusion=False` leaves out that validation summary."""
 
     def __init__(
         self,
@@ -138,9 +142,12 @@ class Monitor(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         outputs = trainer.validation_outputs
-        if not self.confusion or outputs is None or trainer.loss.task != "classification":
+        if not self.confusion or outputs is None or trainer.validation_data is None:
             return
         labels = trainer.validation_data[1]
+        if trainer.loss.task == "regression":
+            trainer.emit("regression", epoch=epoch, **regression_summary(outputs, labels))
+            return
         classes = outputs.shape[1]
         matrix = confusion_matrix(labels, outputs.argmax(axis=1), classes)
         precision, recall = precision_recall(matrix)
@@ -152,6 +159,34 @@ class Monitor(Callback):
             recall=recall.tolist(),
             class_names=self.class_names or [str(i) for i in range(classes)],
         )
+
+
+def regression_summary(
+    outputs: np.ndarray, targets: np.ndarray, bins: tuple[int, int] = (12, 24)
+) -> dict[str, Any]:
+    """Predictions against targets (first output column) for a small plot: a 2-D histogram
+    (rows: predicted, from high to low; columns: true, low to high) over one shared range,
+    so the diagonal is y = x, with R² and the mean absolute error."""
+    predicted = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)[:, 0]
+    true = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)[:, 0]
+    finite = np.isfinite(predicted)
+    lo = float(min(true.min(), predicted[finite].min() if finite.any() else true.min()))
+    hi = float(max(true.max(), predicted[finite].max() if finite.any() else true.max()))
+    if hi <= lo:
+        hi = lo + 1.0
+    counts, _, _ = np.histogram2d(
+        np.clip(predicted[finite], lo, hi), true[finite], bins=bins, range=((lo, hi), (lo, hi))
+    )
+    residual = true - np.where(finite, predicted, np.nan)
+    total = float(np.sum((true - true.mean()) ** 2))
+    sse = float(np.nansum(residual**2)) if finite.all() else math.inf
+    return {
+        "counts": counts[::-1].astype(np.int64).tolist(),
+        "lo": lo,
+        "hi": hi,
+        "r2": 1.0 - sse / total if total else 0.0,
+        "mae": float(np.nanmean(np.abs(residual))) if finite.any() else math.inf,
+    }
 
 
 def dead_fraction(layer: ReLU) -> float:

@@ -11,25 +11,15 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..events import format_metrics, make
 from .base import Callback, Logs
 
 if TYPE_CHECKING:
     from ..trainer import Trainer
 
 
-def format_metrics(logs: Logs) -> str:
-    """'loss 0.1234  acc 97.1%  val_loss ...' from whichever metrics the logs hold."""
-    parts = []
-    for key, label in (
-        ("loss", "loss"),
-        ("accuracy", "acc"),
-        ("val_loss", "val_loss"),
-        ("val_accuracy", "val_acc"),
-    ):
-        if key in logs and logs[key] is not None:
-            value = logs[key]
-            parts.append(f"{label} {value:.1%}" if "acc" in key else f"{label} {value:.4f}")
-    return "  ".join(parts)
+#: The events worth a line of their own (their `describe()`) while a bar is drawn.
+PRINTED = ("early_stop", "diverged", "checkpoint")
 
 
 class ProgressBar(Callback):
@@ -99,16 +89,8 @@ class ProgressBar(Callback):
             )
 
     def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:
-        messages = {
-            "early_stop": lambda: (
-                f"early stop: {data['monitor']} has not improved "
-                f"since epoch {(data['best_epoch'] or 0) + 1}"
-            ),
-            "diverged": lambda: f"diverged: loss is {data['loss']} at step {data['step']}",
-            "checkpoint": lambda: f"checkpoint ({data['reason']}): {data['path']}",
-        }
-        if event in messages:
-            self._print(messages[event]())
+        if event in PRINTED:
+            self._print(make(event, data.get("step", trainer.global_step), data).describe())
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         if self._progress is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from ..plot import confusion_heatmap, density_plot, format_number
+from nnlib.events import Regression
+
+from ..plot import confusion_heatmap, density_plot
 from .panel import StatePanel
 
 
@@ -13,18 +15,17 @@ class ConfusionPanel(StatePanel):
     INTERVAL = 0.0
 
     def data_key(self) -> tuple[int, int, str]:
-        return id(self.state.confusion), id(self.state.regression), self.state.task
+        return id(self.state.confusion), id(self.state.latest("regression")), self.state.task
 
     def draw(self, width: int, height: int) -> Text:
         state = self.state
         if state.task == "regression":
-            result = state.regression
-            if result is None:
+            result = state.latest("regression")
+            if not isinstance(result, Regression):
                 return Text("predicted vs true appears after the first epoch", style="dim")
+            where, scores = result.describe().split(": ", 1)  # "validation, epoch N: R² …"
             title = Text.assemble(
-                (f"validation, epoch {result.epoch + 1}: ", "bold"),
-                f"R² {result.r2:.3f}  MAE {format_number(result.mae)}",
-                ("   ╱ ideal (predicted = true)", "dim"),
+                (f"{where}: ", "bold"), scores, ("   ╱ ideal (predicted = true)", "dim")
             )
             plot = density_plot(
                 result.counts, result.lo, result.hi, width, height - 2, style="#38bdf8"

@@ -1,0 +1,566 @@
+"""The run-log events, defined once: a frozen dataclass per event type with its fields and
+their types, its JSON line, and one line of text (`describe`).
+
+Everything that writes or reads a run uses these records: the RunLogger, `runs.read`/`follow`/
+`EventTail`, the ProgressBar, `nnlib runs`, and the app's bridge and replay. A callback keeps
+emitting `trainer.emit("type", field=value, ...)`; `make` turns that into the typed record and
+checks it, and `decode` checks a line read back by the same rules (strict: a wrong type is an
+EventError naming where, never another exception). A new event type is a subclass here:
+
+    @dataclass(frozen=True, kw_only=True)
+    class Boundary(Event):
+        \"\"\"The model's decision over a grid of the input plane.\"\"\"
+        TYPE = "boundary"
+        grid: list = field_of(_grid)
+
+Fields beyond the declared ones (a callback's own metrics, the optimizer's settings) are kept
+in `extra`. A line of an unknown type (from a later schema) reads as an `UnknownEvent`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time as _time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+#: The version every line is written with; lines of this version and older read.
+SCHEMA_VERSION = 1
+#: The largest integer a run log may hold (step, epoch, counts): an int64.
+MAX_INT = 2**63 - 1
+
+
+class EventError(ValueError):
+    """A run-log line (or an emitted event) that is not a valid event; the message starts
+    with where it is (file:line)."""
+
+
+# -- checks: each returns None when the value is fine, else the words for what was expected ------
+Check = Callable[[Any], "str | None"]
+
+
+def _int(value: Any) -> str | None:
+    ok = type(value) is int and 0 <= value <= MAX_INT
+    return None if ok else "a non-negative integer"
+
+
+def _number(value: Any) -> str | None:
+    """A finite JSON number (not a boolean); integers beyond a float's range are refused."""
+    if type(value) is int:
+        return None if abs(value) <= MAX_INT else "a number"
+    ok = type(value) is float and math.isfinite(value)
+    return None if ok else "a number"
+
+
+def _number_or_null(value: Any) -> str | None:
+    """Non-finite numbers are written as null, so measured values may be null."""
+    return None if value is None or _number(value) is None else "a number or null"
+
+
+def _str(value: Any) -> str | None:
+    return None if isinstance(value, str) else "a string"
+
+
+def _str_or_null(value: Any) -> str | None:
+    return None if value is None or isinstance(value, str) else "a string or null"
+
+
+def _object(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "an object"
+
+
+def _scalar(value: Any) -> str | None:
+    ok = value is None or isinstance(value, str | bool) or _number(value) is None
+    return None if ok else "a number, string, boolean or null"
+
+
+def _list_of(check: Check, what: str) -> Check:
+    def check_list(value: Any) -> str | None:
+        ok = isinstance(value, list) and all(check(item) is None for item in value)
+        return None if ok else f"a list of {what}"
+
+    return check_list
+
+
+#: A field's check and whether it may be left out, keyed by name.
+Spec = dict[str, tuple[Check, bool]]
+
+_HISTOGRAM: Spec = {
+    "lo": (_number, False),
+    "hi": (_number, False),
+    "counts": (_list_of(_int, "non-negative integers"), False),
+    "percentiles": (_list_of(_number, "numbers"), False),
+    "nonfinite": (_int, True),
+}
+
+
+def _histogram(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "a histogram object"
+    problems = _problems(value, _HISTOGRAM)
+    return f"a histogram object ({problems[0]})" if problems else None
+
+
+_LAYER: Spec = {
+    "weights": (_histogram, True),
+    "grads": (_histogram, True),
+    "grad_norm": (_number_or_null, True),
+    "update_ratio": (_number_or_null, True),
+    "dead_fraction": (_number_or_null, True),
+}
+
+
+def _layers(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "an object of layers"
+    for name, entry in value.items():
+        if not isinstance(entry, dict):
+            return f"an object of layers (layer {name!r} is not an object)"
+        problems = _problems(entry, _LAYER)
+        if problems:
+            return f"an object of layers (layer {name!r}: {problems[0]})"
+    return None
+
+
+def _matrix(value: Any) -> str | None:
+    """A square matrix of counts (rows true, columns predicted)."""
+    expected = "a square list of lists of non-negative integers"
+    if not isinstance(value, list) or not value:
+        return expected
+    rows = _list_of(_int, "counts")
+    ok = all(isinstance(row, list) and len(row) == len(value) and not rows(row) for row in value)
+    return None if ok else expected
+
+
+def _grid(value: Any) -> str | None:
+    """A non-empty rectangular list of lists of counts."""
+    expected = "a non-empty rectangular list of lists of non-negative integers"
+    if not isinstance(value, list) or not value or not isinstance(value[0], list):
+        return expected
+    rows = _list_of(_int, "counts")
+    ok = all(isinstance(row, list) and len(row) == len(value[0]) and not rows(row) for row in value)
+    return None if ok and value[0] else expected
+
+
+_COMMON: Spec = {"v": (_int, True), "time": (_number, True), "step": (_int, True)}
+
+
+def _problems(record: Mapping[str, Any], spec: Spec) -> list[str]:
+    """What is wrong with `record` under `spec`: missing fields first, then bad values."""
+    missing = [name for name, (_, optional) in spec.items() if not optional and name not in record]
+    if missing:
+        return [f"lacks {', '.join(missing)}"]
+    problems = []
+    for name, (check, _) in spec.items():
+        if name in record:
+            expected = check(record[name])
+            if expected is not None:
+                problems.append(f"{name} must be {expected}, got {_shown(record[name])}")
+    return problems
+
+
+def _shown(value: Any) -> str:
+    """A short, one-line picture of a bad value for a message."""
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def field_of(check: Check, optional: bool = False) -> Any:
+    """A declared event field: its check, and whether a line may leave it out (then None)."""
+    meta = {"check": check, "optional": optional}
+    return field(default=None, metadata=meta) if optional else field(metadata=meta)
+
+
+# -- the records -------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """One line of a run log: `step` is the number of batches done when it happened, `time`
+    Unix seconds (not compared: a live event and its line read back are equal)."""
+
+    TYPE: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type[Event]]] = {}
+
+    step: int = 0
+    time: float = field(default=0.0, compare=False)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("TYPE")
+        if kind:
+            if kind in Event.registry:
+                raise TypeError(f"event type {kind!r} is taken by {Event.registry[kind].__name__}")
+            Event.registry[kind] = cls
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+    @classmethod
+    def spec(cls) -> Spec:
+        """The declared fields: name -> (check, optional)."""
+        return {
+            f.name: (f.metadata["check"], f.metadata["optional"])
+            for f in fields(cls)
+            if "check" in f.metadata
+        }
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The fields as written: declared ones (an optional one only when set), then extra."""
+        declared = {
+            name: getattr(self, name)
+            for name, (_, optional) in self.spec().items()
+            if not optional or getattr(self, name) is not None
+        }
+        return {**declared, **self.extra}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def line(self) -> str:
+        """The events.jsonl line (with its newline)."""
+        record = {"v": SCHEMA_VERSION, "type": self.type, "time": self.time, "step": self.step}
+        return json.dumps({**record, **self.data}, separators=(",", ":"), allow_nan=False) + "\n"
+
+    def describe(self) -> str:
+        """One line of text for a person: the CLI, the progress bar and the app's log."""
+        return "  ".join(f"{k}={v}" for k, v in self.data.items())
+
+
+def _epoch(epoch: int | None) -> str:
+    return "?" if epoch is None else str(epoch + 1)
+
+
+def format_metrics(logs: Mapping[str, Any]) -> str:
+    """'loss 0.1234  acc 97.1%  val_loss ...' from whichever metrics the logs hold."""
+    parts = []
+    for key, label in (
+        ("loss", "loss"),
+        ("accuracy", "acc"),
+        ("val_loss", "val_loss"),
+        ("val_accuracy", "val_acc"),
+    ):
+        value = logs.get(key)
+        if value is not None:
+            parts.append(f"{label} {value:.1%}" if "acc" in key else f"{label} {value:.4f}")
+    return "  ".join(parts)
+
+
+def _metrics() -> dict[str, Any]:
+    """The measured numbers a batch or epoch line may hold (null when not finite)."""
+    return {
+        name: field_of(_number_or_null, optional=True)
+        for name in ("accuracy", "val_loss", "val_accuracy", "lr", "seconds", "samples_per_sec")
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStart(Event):
+    """The run began: its directory and its config (as in config.json)."""
+
+    TYPE = "run_start"
+    run: str = field_of(_str)
+    config: dict = field_of(_object)
+
+    def describe(self) -> str:
+        return f"run started in {self.run}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batch(Event):
+    """One training batch: its loss and the hyperparameters in force."""
+
+    TYPE = "batch"
+    epoch: int = field_of(_int)
+    batch: int = field_of(_int)
+    loss: float | None = field_of(_number_or_null)
+    batch_size: int | None = field_of(_int, optional=True)
+    accuracy: float | None = field_of(_number_or_null, optional=True)
+    val_loss: float | None = field_of(_number_or_null, optional=True)
+    val_accuracy: float | None = field_of(_number_or_null, optional=True)
+    lr: float | None = field_of(_number_or_null, optional=True)
+    seconds: float | None = field_of(_number_or_null, optional=True)
+    samples_per_sec: float | None = field_of(_number_or_null, optional=True)
+
+    def describe(self) -> str:
+        return f"epoch {self.epoch + 1} batch {self.batch + 1}  {format_metrics(self.data)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Epoch(Event):
+    """One epoch: mean training metrics, validation metrics, time and speed."""
+
+    TYPE = "epoch"
+    epoch: int = field_of(_int)
+    loss: float | None = field_of(_number_or_null)
+    accuracy: float | None = field_of(_number_or_null, optional=True)
+    val_loss: float | None = field_of(_number_or_null, optional=True)
+    val_accuracy: float | None = field_of(_number_or_null, optional=True)
+    lr: float | None = field_of(_number_or_null, optional=True)
+    seconds: float | None = field_of(_number_or_null, optional=True)
+    samples_per_sec: float | None = field_of(_number_or_null, optional=True)
+
+    def describe(self) -> str:
+        return f"epoch {self.epoch + 1}  {format_metrics(self.data)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Histograms(Event):
+    """Per layer: {weights, [grads], [grad_norm], [update_ratio], [dead_fraction]}; a
+    histogram is {lo, hi, counts, percentiles, [nonfinite]}."""
+
+    TYPE = "histograms"
+    layers: dict = field_of(_layers)
+    epoch: int | None = field_of(_int, optional=True)
+    batch: int | None = field_of(_int, optional=True)
+
+    def describe(self) -> str:
+        return f"histograms of {len(self.layers)} layers"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Confusion(Event):
+    """The validation confusion matrix (rows true, columns predicted)."""
+
+    TYPE = "confusion"
+    matrix: list = field_of(_matrix)
+    epoch: int | None = field_of(_int, optional=True)
+    precision: list | None = field_of(_list_of(_number, "numbers"), optional=True)
+    recall: list | None = field_of(_list_of(_number, "numbers"), optional=True)
+    class_names: list | None = field_of(_list_of(_str, "strings"), optional=True)
+
+    def describe(self) -> str:
+        total = sum(map(sum, self.matrix))
+        correct = sum(row[i] for i, row in enumerate(self.matrix))
+        share = f"{correct / total:.1%}" if total else "-"
+        return f"validation, epoch {_epoch(self.epoch)}: accuracy {share} of {total:,}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Regression(Event):
+    """Predicted against true on the validation set: a 2-D histogram (rows: predicted, high to
+    low; columns: true, low to high) over one shared range [lo, hi], R² and the mean absolute
+    error (null when not finite)."""
+
+    TYPE = "regression"
+    counts: list = field_of(_grid)
+    lo: float = field_of(_number)
+    hi: float = field_of(_number)
+    r2: float | None = field_of(_number_or_null)
+    mae: float | None = field_of(_number_or_null)
+    epoch: int | None = field_of(_int, optional=True)
+
+    def describe(self) -> str:
+        r2 = "-" if self.r2 is None else f"{self.r2:.3f}"
+        mae = "-" if self.mae is None else f"{self.mae:.4g}"
+        return f"validation, epoch {_epoch(self.epoch)}: R² {r2}  MAE {mae}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hparam(Event):
+    """A hyperparameter changed: `applies` is "next batch" or "next epoch"."""
+
+    TYPE = "hparam"
+    name: str = field_of(_str)
+    old: Any = field_of(_scalar)
+    new: Any = field_of(_scalar)
+    applies: str | None = field_of(_str, optional=True)
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.old} -> {self.new} (applies {self.applies or 'next batch'})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pause(Event):
+    """The training thread parked at a batch boundary."""
+
+    TYPE = "pause"
+
+    def describe(self) -> str:
+        return "paused"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resume(Event):
+    """The training thread went on."""
+
+    TYPE = "resume"
+
+    def describe(self) -> str:
+        return "resumed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint(Event):
+    """A model file was written: why (best, every N, end) and the monitored value."""
+
+    TYPE = "checkpoint"
+    path: str = field_of(_str)
+    epoch: int | None = field_of(_int, optional=True)
+    reason: str | None = field_of(_str, optional=True)
+    monitor: str | None = field_of(_str, optional=True)
+    value: float | None = field_of(_number_or_null, optional=True)
+
+    def describe(self) -> str:
+        return f"checkpoint ({self.reason}): {Path(self.path).name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EarlyStop(Event):
+    """EarlyStopping ended the run: `monitor` has not improved since `best_epoch`."""
+
+    TYPE = "early_stop"
+    monitor: str = field_of(_str)
+    best: float | None = field_of(_number_or_null, optional=True)
+    best_epoch: int | None = field_of(_int, optional=True)
+    epoch: int | None = field_of(_int, optional=True)
+
+    def describe(self) -> str:
+        if self.best_epoch is None:
+            return f"early stop: {self.monitor} never improved"
+        return f"early stop: {self.monitor} has not improved since epoch {self.best_epoch + 1}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Diverged(Event):
+    """The loss became non-finite (null) or too large; the run stops."""
+
+    TYPE = "diverged"
+    loss: float | None = field_of(_number_or_null)
+    epoch: int | None = field_of(_int, optional=True)
+    batch: int | None = field_of(_int, optional=True)
+
+    def describe(self) -> str:
+        where = f"epoch {_epoch(self.epoch)}, batch {_epoch(self.batch)}"
+        if self.loss is None:  # its update was skipped
+            return (
+                f"diverged: loss is not finite ({where}; weights kept from the last finite "
+                f"step) at step {self.step}"
+            )
+        return f"diverged: loss is {self.loss:.4g} ({where}) at step {self.step}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class End(Event):
+    """The run ended: reason is finished, stopped, early_stop, diverged, interrupted or
+    error (with the error)."""
+
+    TYPE = "end"
+    reason: str = field_of(_str)
+    error: str | None = field_of(_str_or_null, optional=True)
+    epoch: int | None = field_of(_int, optional=True)
+
+    def describe(self) -> str:
+        return f"run ended: {self.reason}" + (f" ({self.error})" if self.error else "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnknownEvent(Event):
+    """A type this nnlib does not define (a later schema, a callback's own): kept as is."""
+
+    kind: str = ""
+
+    @property
+    def type(self) -> str:
+        return self.kind
+
+    def describe(self) -> str:
+        return f"{self.kind} {super().describe()}".rstrip()
+
+
+# -- building, encoding, decoding ----------------------------------------------------------------
+def _build(event_type: str, record: dict[str, Any], where: str) -> Event:
+    """The record of `event_type` from a plain dict (a decoded line or emitted values), checked
+    field by field; raises EventError naming `where`."""
+    problems = _problems(record, _COMMON)
+    if not problems and record.get("v", 0) > SCHEMA_VERSION:
+        raise EventError(
+            f"{where}: schema version {record['v']} is newer than this nnlib "
+            f"reads ({SCHEMA_VERSION})"
+        )
+    cls = Event.registry.get(event_type, UnknownEvent)
+    spec = cls.spec()
+    for name, (_, optional) in spec.items():
+        if optional and name in record and record[name] is None:
+            del record[name]  # null where a field may be left out (EarlyStopping's best_epoch)
+    problems += _problems(record, spec)
+    if problems:
+        raise EventError(f"{where}: {event_type} event {'; '.join(problems)}")
+    record.pop("v", None)
+    common = {"time": float(record.pop("time", 0.0)), "step": int(record.pop("step", 0))}
+    declared = {name: record.pop(name) for name in spec if name in record}
+    if cls is UnknownEvent:
+        declared["kind"] = event_type
+    return cls(**common, **declared, extra=record)
+
+
+def make(event_type: str, step: int, data: Mapping[str, Any], when: float | None = None) -> Event:
+    """The record of an emitted event (`trainer.emit(event_type, **data)`), its values made
+    JSON-safe and checked as a line read back would be; EventError if a field is wrong."""
+    record = plain(dict(data))
+    record.pop("v", None)
+    record["step"] = int(step)
+    record["time"] = round(_time.time(), 3) if when is None else when
+    return _build(event_type, record, f"emitted {event_type!r}")
+
+
+def encode(event_type: str, step: int, data: Mapping[str, Any]) -> str:
+    """One events.jsonl line (with the trailing newline) for an event made now."""
+    return make(event_type, step, data).line()
+
+
+def decode(line: str, where: str = "events") -> Event:
+    """Parse and check one line, every declared field by its type; raises EventError (a
+    ValueError) naming `where` on a bad record, and never any other exception."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise EventError(f"{where}: not valid JSON ({error.msg})") from None
+    except (ValueError, RecursionError) as error:  # a huge integer; nesting too deep
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise EventError(f"{where}: not a readable JSON line ({reason})") from None
+    if not isinstance(record, dict) or "type" not in record:
+        raise EventError(f"{where}: not an event record")
+    event_type = record.pop("type")
+    if not isinstance(event_type, str):
+        raise EventError(f"{where}: type must be a string, got {_shown(event_type)}")
+    return _build(event_type, record, where)
+
+
+def reference() -> str:
+    """The README's list of event types and their fields ([optional]), made from the records."""
+    lines = []
+    for kind, cls in Event.registry.items():
+        names = [f"[{name}]" if optional else name for name, (_, optional) in cls.spec().items()]
+        lines.append(f"- `{kind}` {', '.join(names) or '(no fields)'}: {_doc(cls)}")
+    return "\n".join(lines)
+
+
+def _doc(cls: type[Event]) -> str:
+    return " ".join((cls.__doc__ or "").split())

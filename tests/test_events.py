@@ -1,0 +1,240 @@
+"""nnlib.events: one typed record per run-log event. Every type round-trips through its JSON
+line, emitted events are checked as strictly as lines read back, `describe` is the one wording
+the CLI, the progress bar and the app print, the README lists the types as the module defines
+them, and a new event type reaches a panel's state with no change to the bridge or the replay."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnlib as nl
+from nnlib import events, runs
+from nntui import bridge as b
+from nntui.replay import snapshots_from_events
+from nntui.runstate import RunState
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+#: A valid emitted example of every type (a new type must add one: see the first test).
+SAMPLES = {
+    "run_start": {"run": "runs/r", "config": {"dataset": "spirals"}},
+    "batch": {"epoch": 0, "batch": 3, "loss": 0.5, "lr": 0.1, "size": 8, "momentum": 0.9},
+    "epoch": {"epoch": 1, "loss": 0.25, "accuracy": 0.9, "val_loss": 0.3, "seconds": 1.5},
+    "histograms": {
+        "epoch": 0,
+        "batch": 4,
+        "layers": {
+            "dense_1": {
+                "weights": {"lo": -1.0, "hi": 1.0, "counts": [1, 2], "percentiles": [0.0]},
+                "grad_norm": 0.5,
+            },
+            "relu_1": {"dead_fraction": 0.25},
+        },
+    },
+    "confusion": {"epoch": 0, "matrix": [[3, 1], [0, 4]], "precision": [1.0, 0.8]},
+    "regression": {"epoch": 2, "counts": [[0, 1, 2], [3, 0, 0]], "lo": -1, "hi": 1.5, "r2": 0.9,
+                   "mae": 0.1},
+    "hparam": {"name": "lr", "old": 0.1, "new": 0.05, "applies": "next batch"},
+    "pause": {},
+    "resume": {},
+    "checkpoint": {"path": "runs/r/best.npz", "epoch": 0, "reason": "best", "monitor": "val_loss",
+                   "value": 0.3},
+    "early_stop": {"monitor": "val_loss", "best": 0.2, "best_epoch": 1, "epoch": 4},
+    "diverged": {"loss": float("nan"), "epoch": 0, "batch": 2},
+    "end": {"reason": "error", "error": "ValueError: boom", "epoch": 3, "restored_epoch": 1},
+}  # fmt: skip
+
+
+def test_every_type_has_a_sample_and_round_trips_through_its_line():
+    assert set(SAMPLES) == set(events.Event.registry)
+    for kind, data in SAMPLES.items():
+        record = events.make(kind, 7, data)
+        assert type(record) is events.Event.registry[kind] and record.type == kind
+        line = record.line()
+        assert line.endswith("\n") and line.count("\n") == 1
+        back = events.decode(line, "f:1")
+        assert back == record and back.time == record.time and back.step == 7
+        assert json.loads(line)["v"] == events.SCHEMA_VERSION == runs.SCHEMA_VERSION
+
+
+def test_fields_beyond_the_declared_ones_are_kept_as_extra():
+    batch = events.make("batch", 4, {**SAMPLES["batch"], "loss": np.float32(0.5)})
+    assert batch.loss == 0.5 and type(batch.loss) is float  # numpy made plain
+    assert batch.extra == {"size": 8, "momentum": 0.9}
+    assert batch["size"] == 8 and batch.get("accuracy") is None and "accuracy" not in batch.data
+
+
+@pytest.mark.parametrize(
+    "kind, data, words",
+    [
+        ("checkpoint", {"path": 3}, "checkpoint event path must be a string, got 3"),
+        ("batch", {"epoch": 0, "batch": -1, "loss": 1.0}, "batch must be a non-negative integer"),
+        ("hparam", {"name": "lr"}, "hparam event lacks old, new"),
+        ("regression", {"counts": [], "lo": 0, "hi": 1, "r2": 0, "mae": 0}, "counts must be a"),
+        ("confusion", {"matrix": [[1, 2]]}, "matrix must be a square"),
+    ],
+)
+def test_an_emitted_event_is_checked_like_a_line_read_back(kind, data, words):
+    with pytest.raises(events.EventError, match=re.escape(words)) as error:
+        events.make(kind, 1, data)
+    assert str(error.value).startswith(f"emitted {kind!r}: ")
+
+
+def test_a_callback_emitting_a_bad_event_fails_the_run_with_the_field_named(tmp_path):
+    class Bad(nl.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.emit("checkpoint", path=None)
+
+    trainer = nl.Trainer(
+        nl.build("2-4-2", (2,)),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=0.1),
+        callbacks=[Bad(), runs.RunLogger(run_dir=tmp_path / "run")],
+    )
+    x, y = np.zeros((8, 2), np.float32), np.zeros(8, np.int64)
+    with pytest.raises(events.EventError, match="path must be a string, got null"):
+        trainer.fit(x, y, epochs=1, batch_size=4)
+    read = runs.read(tmp_path / "run")  # the log is whole: it ends with the error
+    assert read[-1].type == "end" and "path must be a string" in read[-1]["error"]
+
+
+def test_an_early_stop_that_never_improved_is_readable():
+    # EarlyStopping's best_epoch is None when no epoch improved: it was written as null,
+    # which the strict reader then refused. An optional field that is None is left out.
+    line = runs.encode(
+        "early_stop", 3, {"monitor": "val_loss", "best": float("inf"), "best_epoch": None}
+    )
+    event = runs.decode(line)
+    assert event.best_epoch is None and "best_epoch" not in json.loads(line)
+    assert event.describe() == "early stop: val_loss never improved"
+
+
+def test_v1_lines_of_the_current_release_still_read():
+    lines = [
+        '{"v":1,"type":"batch","time":1.5,"step":1,"epoch":0,"batch":0,"size":8,"loss":1.1,'
+        '"lr":0.1,"momentum":0.0,"base_lr":0.1,"batch_size":8,"accuracy":0.5,'
+        '"samples_per_sec":900.0}',
+        '{"v":1,"type":"checkpoint","time":2.0,"step":3,"path":"r/best.npz","epoch":0,'
+        '"reason":"best","monitor":"val_loss","value":null}',
+        '{"v":1,"type":"end","time":3.0,"step":3,"reason":"finished","epoch":0,'
+        '"checkpoint":"r/model.npz"}',
+        '{"type":"confusion","matrix":[[1,0],[2,3]]}',
+    ]
+    batch, checkpoint, end, confusion = (events.decode(line) for line in lines)
+    assert isinstance(batch, events.Batch) and batch.extra["base_lr"] == 0.1
+    assert checkpoint.value is None and checkpoint.describe() == "checkpoint (best): best.npz"
+    assert end.reason == "finished" and end["checkpoint"] == "r/model.npz"
+    assert confusion.precision is None and confusion.step == 0
+
+
+def test_describe_is_one_line_for_every_type_and_the_wording_everywhere():
+    for kind, data in SAMPLES.items():
+        text = events.make(kind, 7, data).describe()
+        assert text and "\n" not in text, kind
+    assert events.make("pause", 1, {}).describe() == "paused"
+    assert events.make("epoch", 5, SAMPLES["epoch"]).describe().startswith("epoch 2  loss 0.2500")
+    assert events.make("custom", 1, {"a": 1}).describe() == "custom a=1"
+    # The progress bar prints the same line for the events it shows.
+    stream = io.StringIO()
+    bar = nl.ProgressBar(stream=stream, rich=False)
+    bar.on_event(SimpleNamespace(global_step=9), "early_stop", SAMPLES["early_stop"])
+    expected = events.make("early_stop", 9, SAMPLES["early_stop"]).describe()
+    assert stream.getvalue() == expected + "\n"
+    # ...and the app's log.
+    notice = b.event_snapshot(events.make("checkpoint", 2, SAMPLES["checkpoint"]), 0, {})
+    assert notice == b.Notice("checkpoint", 2, "checkpoint (best): best.npz")
+
+
+def test_the_readme_lists_the_types_as_the_module_defines_them():
+    text = README.read_text(encoding="utf-8")
+    listed = text.split("<!-- events:begin", 1)[1].split("-->", 1)[1].split("<!-- events:end")[0]
+    assert listed.strip() == events.reference(), (
+        "the README's run-log event list is out of date; paste in the output of "
+        'python -c "from nnlib import events; print(events.reference())"'
+    )
+
+
+def test_a_type_is_taken_once():
+    with pytest.raises(TypeError, match="'epoch' is taken by Epoch"):
+
+        @dataclass(frozen=True, kw_only=True)
+        class Again(events.Event):
+            TYPE = "epoch"
+
+
+@pytest.fixture
+def boundary():
+    """A new event type, as a callback author would declare it."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Boundary(events.Event):
+        """The model's class over a grid of the input plane."""
+
+        TYPE = "test_boundary"
+        grid: list = events.field_of(events._grid)
+
+    yield Boundary
+    del events.Event.registry["test_boundary"]
+
+
+def test_a_new_event_reaches_the_panel_state_live_and_recorded(boundary, tmp_path):
+    """Adding a panel touches the event, its emitter and the widget: not the bridge, the
+    replay or the run state."""
+
+    class Emitter(nl.Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.emit("test_boundary", grid=np.full((2, 3), epoch))
+
+    live: list[b.Snapshot] = []
+    trainer = nl.Trainer(
+        nl.build("2-4-2", (2,)),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=0.1),
+        callbacks=[Emitter(), b.Bridge(live.append), runs.RunLogger(run_dir=tmp_path / "r")],
+    )
+    x, y = np.zeros((8, 2), np.float32), np.zeros(8, np.int64)
+    trainer.fit(x, y, epochs=2, batch_size=4)
+    states = []
+    for snapshots in (live, snapshots_from_events(runs.read(tmp_path / "r"))):
+        state = RunState()
+        for snapshot in snapshots:
+            state.apply(snapshot)
+        states.append(state.latest("test_boundary"))
+    assert states[0] == states[1] == boundary(step=4, grid=[[1, 1, 1], [1, 1, 1]])
+
+
+VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64)
+    | st.floats()
+    | st.text(max_size=4)
+    | st.lists(st.integers(-1, 3) | st.floats(), max_size=3)
+    | st.dictionaries(st.text(max_size=3), st.integers(-1, 3), max_size=2)
+)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.data())
+def test_make_either_refuses_or_gives_a_record_that_reads_back_equal(data):
+    """Any field (declared or not) of any type set to any value: an EventError naming the
+    type, or a record whose line decodes to an equal record."""
+    kind = data.draw(st.sampled_from(sorted(SAMPLES)))
+    name = data.draw(st.sampled_from([*events.Event.registry[kind].spec(), "extra_field"]))
+    emitted = {**SAMPLES[kind], name: data.draw(VALUES)}
+    try:
+        record = events.make(kind, 1, emitted)
+    except events.EventError as error:
+        assert str(error).startswith(f"emitted {kind!r}: ") and "\n" not in str(error)
+        return
+    assert events.decode(record.line()) == record
