@@ -497,3 +497,42 @@ def config_diff(configs: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 
 
 _MISSING = "\0missing"
+
+
+#: One marker per run where runs are overlaid (the app's compare screen, `nnlib plot`), so
+#: they stay apart without colour.
+RUN_MARKERS = ("●", "▲", "■", "◆", "✚", "★")
+#: The most runs overlaid in one chart (one marker each).
+MAX_OVERLAID = len(RUN_MARKERS)
+#: The batch metrics the app smooths; the CSV export adds their EMA as <name>_ema.
+SMOOTHED = ("loss", "accuracy")
+
+
+def curves_csv(curves: RunCurves, smoothing: float = DEFAULT_SMOOTHING) -> str:
+    """A run's batch and epoch rows as CSV, one table (a `kind` column says which), with
+    the EMA the app draws of the batch loss and accuracy. Every number is written as
+    Python's shortest repr, so it reads back exactly; a missing or non-finite value is an
+    empty cell (pandas reads it as NaN)."""
+    batch_metrics, epoch_metrics = curves.metrics("batch"), curves.metrics("epoch")
+    metrics = list(dict.fromkeys(batch_metrics + epoch_metrics))
+    smoothed = [m for m in SMOOTHED if m in batch_metrics]
+    header = ["kind", "step", "epoch", "batch", "time", *metrics, *(f"{m}_ema" for m in smoothed)]
+    emas = {m: ema(curves.series("batch", m)[1], smoothing) for m in smoothed}
+    lines = [",".join(header)]
+    for kind, rows in (("batch", curves.batches), ("epoch", curves.epochs)):
+        for i, row in enumerate(rows):
+            cells = [kind] + [_cell(row.get(k)) for k in header[1 : 5 + len(metrics)]]
+            cells += [_cell(float(emas[m][i])) if kind == "batch" else "" for m in smoothed]
+            lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def events_json(path: str | os.PathLike) -> str:
+    """Every event of a run as a JSON array of flat records (type, time, step, fields)."""
+    return "[\n" + ",\n".join(json.dumps(r, allow_nan=False) for r in read_events(path)) + "\n]\n"
