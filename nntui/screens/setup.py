@@ -44,6 +44,7 @@ class SetupScreen(Screen[None]):
         Binding("t", "train", "Train"),
         Binding("ctrl+s", "save_config", "Save config"),
         Binding("ctrl+o", "load_config", "Load config"),
+        Binding("ctrl+r", "app.runs", "Runs"),
     ]
 
     def __init__(self, config: ExperimentConfig, datasets: list[DatasetInfo]) -> None:
