@@ -727,8 +727,10 @@ def plot_text(
     if metrics is None:
         logged = any(c.metrics("batch").count("accuracy") for c in runs)
         metrics = ["loss", "accuracy"] if logged else ["loss"]
+    plt.main()  # back to the whole figure: clear_figure clears only the active subplot
     plt.clear_figure()
     plt.theme("pro" if color else "clear")
+    plt.limitsize(False, False)  # the size asked for, not clipped to the terminal
     plt.plotsize(*size)
     plt.subplots(len(metrics), 1)
     for row, metric in enumerate(metrics, start=1):
