@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,15 +88,13 @@ def write_run(
     return run_dir
 
 
-@pytest.fixture(scope="module")
-def env() -> dict:
-    import os
-
+def writer_env() -> dict:
+    """The environment of a subprocess that imports this tree's nnlib."""
     return {**os.environ, "PYTHONPATH": str(Path(runindex.__file__).parents[1])}
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, env):
+def workspace(tmp_path_factory):
     """A runs folder with a run in every state; yields (folder, the running run's lock)."""
     root = tmp_path_factory.mktemp("workspace") / "runs"
     root.mkdir()
@@ -115,7 +114,10 @@ def workspace(tmp_path_factory, env):
     (root / "not-a-run").mkdir()  # no config, no log: not listed
     killed = root / "killed"
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(killed)], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(killed)],
+        env=writer_env(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert writer.stdout.readline().strip() == "ready"
@@ -294,10 +296,12 @@ def test_a_run_directory_called_list_is_still_printed_by_runs(tmp_path, capsys, 
     assert "finished" in capsys.readouterr().out
 
 
-def test_import_nnlib_imports_no_ui_library(env):
+def test_import_nnlib_imports_no_ui_library():
     code = (
         "import sys, nnlib, nnlib.runindex, nnlib.cli; "
         "print(sorted(m for m in ('textual', 'rich', 'plotext') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=writer_env(), capture_output=True, text=True
+    )
     assert out.stdout.strip() == "[]", out.stderr

@@ -132,7 +132,7 @@ class CompareScreen(Screen[None]):
             parts.append(Text(label + "  ", RUN_STYLES[index]))
         return Text.assemble(*parts)
 
-    def _name(self, index: int) -> Text:
+    def _run_label(self, index: int) -> Text:
         return Text(f"{RUN_MARKERS[index]} {self.runs[index].name}", RUN_STYLES[index])
 
     def metrics_table(self) -> Table:
@@ -154,7 +154,7 @@ class CompareScreen(Screen[None]):
             [_metric(run, metric, which) for metric, which, _ in columns] for run in self.runs
         ]
         for index, row in enumerate(values):
-            cells = [self._name(index)]
+            cells = [self._run_label(index)]
             for column, value in enumerate(row):
                 cells.append(_with_delta(value, values[0][column], index == 0, columns[column][2]))
             table.add_row(*cells)
