@@ -14,7 +14,8 @@ from nnlib import runs
 from nnlib.cli import main, plot_text
 from nnlib.runindex import read_curves
 
-SNAPSHOT = Path(__file__).parent / "__snapshots__" / "test_plot_cli" / "recorded_run_80x24.txt"
+# Not under __snapshots__: syrupy would count it unused and --snapshot-update delete it.
+SNAPSHOT = Path(__file__).parent / "text_snapshots" / "plot_recorded_run_80x24.txt"
 
 
 def test_a_recorded_run_is_charted_as_its_snapshot(tmp_path, capsys):
