@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -258,20 +259,136 @@ def _parser() -> OneLineParser:
     runs = commands.add_parser("runs", help="print a run log, or follow one being written")
     runs.add_argument("run", help="a run directory or its events.jsonl")
     runs.add_argument("--follow", action="store_true", help="keep printing until the run ends")
+    _add_workspace_commands(commands)
     return parser
+
+
+#: `nnlib runs list` and `nnlib runs export` are commands of their own (see _command_words).
+RUNS_COMMANDS = ("list", "export")
+
+
+def _command_words(argv: Sequence[str]) -> list[str]:
+    """`runs list ...` and `runs export ...` as the one-word commands "runs list" and "runs
+    export", beside `runs RUN` (a run directory called list or export: `runs ./list`)."""
+    argv = list(argv)
+    if len(argv) >= 2 and argv[0] == "runs" and argv[1] in RUNS_COMMANDS:
+        return [f"runs {argv[1]}", *argv[2:]]
+    return argv
+
+
+def _add_workspace_commands(commands: Any) -> None:
+    """The runs folder as a workspace: list the runs, export one, plot some."""
+    listing = commands.add_parser(
+        "runs list", help="print the runs table of a runs folder (state, epochs, metrics)"
+    )
+    listing.add_argument(
+        "dir", nargs="?", help="the runs folder (default: $NNLIB_RUNS_DIR, else ./runs)"
+    )
+    export = commands.add_parser(
+        "runs export", help="write a run's metrics as CSV, or all its events as JSON"
+    )
+    export.add_argument("run", help="a run directory or its events.jsonl")
+    export.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="batch and epoch metrics, raw and smoothed, one row each ('-': stdout)",
+    )
+    export.add_argument(
+        "--json", metavar="FILE", help="every event as a JSON array of records ('-': stdout)"
+    )
+    export.add_argument(
+        "--smoothing",
+        type=_smoothing,
+        default=None,
+        help="EMA weight of the smoothed columns, in [0, 1) (default: the app's, 0.6)",
+    )
+    plot = commands.add_parser(
+        "plot", help="draw the loss and accuracy curves of runs in the terminal (plotext)"
+    )
+    plot.add_argument("runs", nargs="+", metavar="RUN", help="run directories to overlay")
+    plot.add_argument(
+        "--metric",
+        action="append",
+        choices=("loss", "accuracy"),
+        help="a metric to chart (repeat for more; default: loss, and accuracy when logged)",
+    )
+    plot.add_argument("--x", choices=("step", "epoch"), default="step", help="the x axis")
+    plot.add_argument(
+        "--smoothing",
+        type=_smoothing,
+        default=None,
+        help="EMA weight of the training curve, in [0, 1) (default 0.6; 0: raw)",
+    )
+    plot.add_argument("--log-y", action="store_true", help="a logarithmic y axis")
+    plot.add_argument(
+        "--size", type=_size, metavar="WxH", help="chart size (default: the terminal's)"
+    )
+    plot.add_argument(
+        "--watch",
+        type=_positive_float,
+        nargs="?",
+        const=2.0,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 2) until the runs end",
+    )
+    plot.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="auto: colour on a terminal unless NO_COLOR is set",
+    )
+
+
+def _smoothing(text: str) -> float:
+    from .runindex import check_smoothing
+
+    try:
+        return check_smoothing(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+#: The smallest chart `nnlib plot` draws, and the largest (sizes are checked first).
+MIN_PLOT, MAX_PLOT = (20, 6), (1000, 500)
+
+
+def _size(text: str) -> tuple[int, int]:
+    expected = (
+        f"expected WIDTHxHEIGHT from {MIN_PLOT[0]}x{MIN_PLOT[1]} to {MAX_PLOT[0]}x{MAX_PLOT[1]}"
+    )
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
+    if not (MIN_PLOT[0] <= width <= MAX_PLOT[0] and MIN_PLOT[1] <= height <= MAX_PLOT[1]):
+        raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
+    return width, height
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every way it can end is turned into an exit code here."""
     with StopSignals() as signals:
         try:
-            args = _parser().parse_args(argv)
+            args = _parser().parse_args(_command_words(sys.argv[1:] if argv is None else argv))
             code = {
                 "train": lambda args: _train(args, signals),
                 "evaluate": _evaluate,
                 "summary": _summary,
                 "datasets": _datasets,
                 "runs": _runs,
+                "runs list": _runs_list,
+                "runs export": _runs_export,
+                "plot": _plot,
             }[args.command](args)
             sys.stdout.flush()  # here, so that a closed pipe is reported below, not at exit
             return code
@@ -495,6 +612,148 @@ def _runs(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     return EXIT_OK
+
+
+def _runs_list(args: argparse.Namespace) -> int:
+    from .runindex import RunIndex, format_table
+
+    index = RunIndex(args.dir)
+    try:
+        index.check()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    summaries = sorted(index.refresh(), key=lambda s: s.sort_value("started"))
+    print(format_table([s.cells() for s in summaries]))
+    for summary in summaries:
+        if summary.problem:
+            print(f"warning: {summary.name}: {summary.problem}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _runs_export(args: argparse.Namespace) -> int:
+    from ._atomic import atomic_write_text
+    from .runindex import DEFAULT_SMOOTHING, curves_csv, events_json, read_curves
+
+    if args.csv is None and args.json is None:
+        raise UsageError("nnlib runs export: give --csv FILE, --json FILE or both")
+    smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
+    try:  # everything is read before anything is written
+        outputs = []
+        if args.csv is not None:
+            outputs.append((args.csv, curves_csv(read_curves(args.run), smoothing)))
+        if args.json is not None:
+            outputs.append((args.json, events_json(args.run)))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    for target, text in outputs:
+        if target == "-":
+            sys.stdout.write(text)
+        else:
+            atomic_write_text(Path(target), text)
+            print(f"wrote {target}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import shutil
+    import time
+
+    from .runindex import DEFAULT_SMOOTHING, CurvesFollower
+
+    try:
+        followers = [CurvesFollower(run) for run in args.runs]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if len(followers) > len(PLOT_STYLES):
+        raise UsageError(
+            f"nnlib plot: at most {len(PLOT_STYLES)} runs overlaid, got {len(followers)}"
+        )
+    terminal = shutil.get_terminal_size()
+    size = args.size or (max(terminal.columns, MIN_PLOT[0]), max(terminal.lines - 1, MIN_PLOT[1]))
+    color = args.color == "always" or (
+        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
+    smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
+    options = dict(metrics=args.metric, x=args.x, smoothing=smoothing, log_y=args.log_y, size=size)
+    chart = plot_text([f.curves for f in followers], color=color, **options)
+    if args.watch is None:
+        print(chart)
+        return EXIT_OK
+    print(CLEAR + chart, flush=True)
+    while True:
+        time.sleep(args.watch)
+        done = all(f.done for f in followers)  # asked first: then the last poll has it all
+        try:
+            if any([f.poll() for f in followers]):
+                chart = plot_text([f.curves for f in followers], color=color, **options)
+                print(CLEAR + chart, flush=True)
+        except ValueError as error:  # a bad line written since
+            return _fail(str(error), EXIT_FAILED)
+        if done:
+            return EXIT_OK
+
+
+#: Cursor home and clear screen: `--watch` redraws in place.
+CLEAR = "\x1b[H\x1b[2J"
+
+
+#: plotext colours, one per overlaid run (the markers are runindex.RUN_MARKERS).
+PLOT_STYLES = ("blue+", "orange+", "green+", "magenta+", "yellow+", "red+")
+
+
+def plot_text(
+    runs: Sequence[Any],
+    metrics: Sequence[str] | None = None,
+    x: str = "step",
+    smoothing: float = 0.6,
+    log_y: bool = False,
+    size: tuple[int, int] = (80, 24),
+    color: bool = False,
+) -> str:
+    """The charts of `nnlib plot` as text: one per metric, stacked; per run its smoothed
+    training curve and its validation points (one run: its raw batch values too, faint).
+    `runs` are runindex.RunCurves. Drawn with plotext (imported here, never by `import
+    nnlib`), which suits a chart printed once or redrawn every few seconds."""
+    import plotext as plt
+
+    from .runindex import RUN_MARKERS, ema
+
+    if metrics is None:
+        logged = any(c.metrics("batch").count("accuracy") for c in runs)
+        metrics = ["loss", "accuracy"] if logged else ["loss"]
+    plt.main()  # back to the whole figure: clear_figure clears only the active subplot
+    plt.clear_figure()
+    plt.theme("pro" if color else "clear")
+    plt.limitsize(False, False)  # the size asked for, not clipped to the terminal
+    plt.plotsize(*size)
+    plt.subplots(len(metrics), 1)
+    for row, metric in enumerate(metrics, start=1):
+        plt.subplot(row, 1)
+        plt.title(metric + (" (log y)" if log_y else ""))
+        plt.xlabel("epoch" if x == "epoch" else "step")
+        if log_y:
+            plt.yscale("log")
+        for i, curves in enumerate(runs):
+            name, style = curves.name, PLOT_STYLES[i]
+            xs, raw = curves.series("batch", metric, x)
+            if len(runs) == 1 and smoothing > 0 and len(xs):
+                plt.plot(xs.tolist(), raw.tolist(), label="batch", color="gray", marker="dot")
+            smooth = ema(raw, smoothing)
+            if len(xs):
+                label = f"{name} EMA {smoothing:g}" if smoothing > 0 else name
+                marker = "braille" if color or i == 0 else RUN_MARKERS[i]
+                plt.plot(xs.tolist(), smooth.tolist(), label=label, color=style, marker=marker)
+            vx, val = curves.series("epoch", f"val_{metric}", x)
+            if len(vx) and not all(math.isnan(v) for v in val):
+                plt.scatter(
+                    vx.tolist(),
+                    val.tolist(),
+                    label=f"{name} val",
+                    color=style,
+                    marker=RUN_MARKERS[i],
+                )
+    text = plt.build()
+    return text if color else plt.uncolorize(text)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -25,6 +26,7 @@ from .messages import StartRun
 from .replay import RecordedRun
 from .screens.dashboard import DashboardScreen
 from .screens.modals import ConfirmScreen, HelpScreen, TooSmallScreen
+from .screens.runs import RunsScreen
 from .screens.setup import SetupScreen
 from .terminal import HangupSafeDriver
 
@@ -50,15 +52,18 @@ class NNTui(App[None]):
         start: bool = False,
         datasets: list[DatasetInfo] | None = None,
         recorded: RecordedRun | None = None,
+        runs: Path | None = None,
     ) -> None:
         """`datasets` replaces nnlib's listing (to add a user's file; tests pin it, since
         what is on disk varies). `recorded` opens that run on the dashboard (the setup
-        screen below it holds its experiment, to run again)."""
+        screen below it holds its experiment, to run again). `runs` opens the runs screen
+        on that folder (ctrl+r opens it on the default runs folder otherwise)."""
         super().__init__()
         self.config = config
         self.start = start
         self.datasets = datasets
         self.recorded = recorded
+        self.runs = runs
         #: Set when the terminal hung up: the caller must not write to it any more.
         self.lost_terminal = False
 
@@ -67,6 +72,8 @@ class NNTui(App[None]):
 
         datasets = self.datasets if self.datasets is not None else available(self.config.data_dir)
         self.push_screen(SetupScreen(self.config, datasets))
+        if self.runs is not None:
+            self.push_screen(RunsScreen(self.runs))
         if self.recorded is not None:
             self.push_screen(DashboardScreen(self.config, recorded=self.recorded))
         elif self.start:
@@ -113,6 +120,11 @@ class NNTui(App[None]):
         for dashboard in self.live_runs():
             dashboard.shutdown()
         self.exit()
+
+    def action_runs(self) -> None:
+        """ctrl+r on the setup screen and the dashboard: the runs screen."""
+        if not isinstance(self.screen, RunsScreen):
+            self.push_screen(RunsScreen(self.runs))
 
     def on_start_run(self, message: StartRun) -> None:
         self.push_screen(DashboardScreen(message.config))
@@ -181,5 +193,7 @@ class NNTui(App[None]):
         if isinstance(self.screen, HelpScreen):
             return
         keys = [(key, description) for key, description, _, _ in screen_keys(self.screen)]
-        title = "dashboard" if isinstance(self.screen, DashboardScreen) else "setup"
+        title = getattr(self.screen, "HELP_TITLE", None) or (
+            "dashboard" if isinstance(self.screen, DashboardScreen) else "setup"
+        )
         self.push_screen(HelpScreen(title, keys))

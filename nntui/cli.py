@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,6 +40,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="show a recorded run (a directory written by nnlib train or nntui) "
         "without training; a run still being written is followed as it grows",
+    )
+    p.add_argument(
+        "--runs",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="open the runs screen on a runs folder (default: $NNLIB_RUNS_DIR, else ./runs): "
+        "sort, filter, compare and open runs",
     )
     return p
 
@@ -101,12 +110,28 @@ def experiment_from_args(args: argparse.Namespace) -> tuple[ExperimentConfig, Da
     return config, extra
 
 
+def _runs_dir(value: str | None) -> Path | None:
+    """The folder of --runs (its default when given bare); UsageError if it is not one."""
+    from nnlib.cli import UsageError
+    from nnlib.runindex import RunIndex
+
+    if value is None:
+        return None
+    index = RunIndex(value or None)
+    try:
+        index.check()
+    except ValueError as error:
+        raise UsageError(f"--runs: {error}") from None
+    return index.root
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from nnlib.cli import UsageError, describe_os_error
 
     recorded = None
     try:
         args = parser().parse_args(argv)
+        runs_dir = _runs_dir(args.runs)
         if args.open is not None:
             from .replay import open_run
 
@@ -128,6 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import NNTui
 
     listing = available(config.data_dir) + ([extra] if extra else [])
-    app = NNTui(config, start=args.start, datasets=listing, recorded=recorded)
+    app = NNTui(config, start=args.start, datasets=listing, recorded=recorded, runs=runs_dir)
     app.run()
     return app.return_code or 0

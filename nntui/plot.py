@@ -19,6 +19,10 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
+# The one smoothing of training curves, defined in nnlib: `nnlib runs export` and `nnlib plot`
+# use it too. Re-exported here for the charts.
+from nnlib.runindex import ema  # noqa: F401
+
 # Braille dot bits for a 4-row x 2-column cell, indexed [row][column].
 _BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.int32)
 _BARS = " ▁▂▃▄▅▆▇█"
@@ -303,21 +307,6 @@ def _x_axis(
         row[start : start + len(middle)] = middle
     row[width - len(right) :] = right
     return Text(" " * (margin - 1) + "└" + "".join(row)[:width], style=style)
-
-
-def ema(values: Sequence[float], smoothing: float) -> np.ndarray:
-    """TensorBoard's debiased exponential moving average; NaNs are skipped over."""
-    values = np.asarray(values, dtype=np.float64)
-    if smoothing <= 0 or values.size == 0:
-        return values
-    out = np.empty_like(values)
-    last, weight = 0.0, 0.0
-    for i, value in enumerate(values):
-        if math.isfinite(value):
-            last = last * smoothing + (1 - smoothing) * value
-            weight = weight * smoothing + (1 - smoothing)
-        out[i] = last / weight if weight else math.nan
-    return out
 
 
 def bar_histogram(

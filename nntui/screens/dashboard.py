@@ -111,6 +111,7 @@ class DashboardScreen(Screen[None]):
         Binding("right_square_bracket", "layer(1)", "Next layer", key_display="]"),
         Binding("w", "save_model", "Save model"),
         Binding("escape", "back", "Setup"),
+        Binding("ctrl+r", "app.runs", "Runs"),
         *(
             Binding(str(i), f"panel('{key}')", title, show=False)
             for i, (key, title) in enumerate(PANELS, start=1)

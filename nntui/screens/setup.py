@@ -53,9 +53,10 @@ class SetupScreen(Screen[None]):
     """
     BINDINGS = [
         Binding("t", "train", "Train"),
-        Binding("ctrl+s", "save_config", "Save config"),
-        Binding("ctrl+o", "load_config", "Load config"),
+        Binding("ctrl+s", "save_config", "Save"),
+        Binding("ctrl+o", "load_config", "Load"),
         Binding("f2", "edit_spec", "Spec"),
+        Binding("ctrl+r", "app.runs", "Runs"),
     ]
 
     def __init__(self, config: ExperimentConfig, datasets: list[DatasetInfo]) -> None:

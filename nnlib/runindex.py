@@ -1,0 +1,538 @@
+"""The runs folder as a workspace: a one-line summary per run directory (the runs table of
+`nnlib runs list` and the app's runs screen) and a run's metric curves (compare, export,
+`nnlib plot`).
+
+This is the one module that turns run-log events into these views: it reads a log only
+through `nnlib.runs` (`read`, `EventTail`, `writer_alive`) and the events' public
+attributes, so a change of the event definitions is a change here.
+
+A summary is cheap to keep current: config.json is re-read only when its size or mtime
+changes, and events.jsonl is read incrementally (only the lines appended since the last
+refresh), so refreshing a folder where one run is being written reads that run's new lines.
+
+A run forked from another says so in its config.json: `"parent": {"run": "<run directory
+name or path>", "step": <the parent's step it started from>}`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import runs
+
+#: The EMA weight the app's curves start with, and the default of export and plot.
+DEFAULT_SMOOTHING = 0.6
+#: The runs table's columns, in order.
+COLUMNS = (
+    "name",
+    "dataset",
+    "arch",
+    "state",
+    "epochs",
+    "best val",
+    "test",
+    "started",
+    "duration",
+    "parent",
+)
+#: How an end event's reason shows as the run's state.
+END_STATES = {
+    "finished": "finished",
+    "early_stop": "finished",
+    "stopped": "stopped",
+    "interrupted": "stopped",
+    "diverged": "diverged",
+    "error": "crashed",
+}
+#: A run with no end event: "running" while its writer lives, else "crashed"; "empty" when
+#: nothing was ever written (a directory with only a config).
+STATES = ("running", "finished", "stopped", "diverged", "crashed", "empty")
+
+
+def ema(values: Sequence[float], smoothing: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average; NaNs are skipped over. The one
+    smoothing of training curves: the app's charts, `nnlib plot` and the CSV export."""
+    values = np.asarray(values, dtype=np.float64)
+    if smoothing <= 0 or values.size == 0:
+        return values
+    out = np.empty_like(values)
+    last, weight = 0.0, 0.0
+    for i, value in enumerate(values):
+        if math.isfinite(value):
+            last = last * smoothing + (1 - smoothing) * value
+            weight = weight * smoothing + (1 - smoothing)
+        out[i] = last / weight if weight else math.nan
+    return out
+
+
+def check_smoothing(value: float) -> float:
+    """An EMA weight must lie in [0, 1): 0 is no smoothing, 1 would never move."""
+    if not (isinstance(value, int | float) and 0 <= value < 1):
+        raise ValueError(f"smoothing must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+# -- one row of the runs table -------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSummary:
+    """What the runs table shows about one run directory. `problem` names what could not be
+    read (a bad config.json or log line); the rest is what could."""
+
+    path: Path
+    dataset: str = ""
+    arch: str = ""
+    state: str = "empty"
+    reason: str = ""
+    epochs_done: int = 0
+    epochs_total: int = 0
+    best_metric: str = ""
+    best_value: float | None = None
+    test_metric: str = ""
+    test_value: float | None = None
+    started: float | None = None
+    duration: float | None = None
+    parent: str = ""
+    problem: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def cells(self) -> tuple[str, ...]:
+        """The row's text, one string per COLUMNS entry."""
+        return (
+            self.name,
+            self.dataset,
+            self.arch,
+            self.state,
+            f"{self.epochs_done}/{self.epochs_total}"
+            if self.epochs_total
+            else str(self.epochs_done),
+            _metric_text(self.best_metric, self.best_value),
+            _metric_text(self.test_metric, self.test_value),
+            datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M")
+            if self.started is not None
+            else "",
+            format_duration(self.duration),
+            self.parent,
+        )
+
+    def sort_value(self, column: str) -> tuple[int, Any]:
+        """A key that sorts `column` by its value (numbers as numbers), blanks last."""
+        numeric: dict[str, Any] = {
+            "epochs": self.epochs_done,
+            "best val": self.best_value,
+            "test": self.test_value,
+            "started": self.started,
+            "duration": self.duration,
+            "state": STATES.index(self.state) if self.state in STATES else len(STATES),
+        }
+        if column in numeric:
+            value = numeric[column]
+        else:
+            value = self.cells()[COLUMNS.index(column)].lower() or None
+        return (1, 0) if value is None else (0, value)
+
+
+def _metric_text(name: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    short = name.removeprefix("val_").removeprefix("test_")
+    return f"{value:.1%} acc" if short == "accuracy" else f"{value:.4g} {short}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """1h02m, 3m05s, 12s: a run's length in the table."""
+    if seconds is None:
+        return ""
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def parent_of(config: Mapping[str, Any]) -> str:
+    """`run@step` for a forked run's config (its "parent" {run, step}), else ""."""
+    parent = config.get("parent")
+    if not isinstance(parent, Mapping) or not isinstance(parent.get("run"), str):
+        return ""
+    step = parent.get("step")
+    return Path(parent["run"]).name + (f"@{step}" if type(step) is int else "")
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+class _RunScan:
+    """The running totals of one run directory, brought up to date by `update`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.config: dict[str, Any] = {}
+        self.config_problem = ""
+        self._config_sig: tuple[int, int] | None = None
+        self._start_log()
+
+    def _start_log(self) -> None:
+        """Read the log from its first line (again, if it was rewritten)."""
+        self._events_sig: tuple[int, int] | None = None
+        self._tail = runs.EventTail(self.path / runs.EVENTS_FILE, on_bad_line=self._bad_line)
+        self.log_problem = ""
+        self.first: float | None = None
+        self.last: float | None = None
+        self.epochs = 0
+        self.val_accuracy: float | None = None
+        self.val_loss: float | None = None
+        self.test: tuple[str, float] | None = None
+        self.end_reason: str | None = None
+        self.alive = False
+        self.any_event = False
+
+    def _bad_line(self, error: runs.EventError) -> None:
+        self.log_problem = str(error)
+
+    def update(self) -> None:
+        config_sig = _signature(self.path / runs.CONFIG_FILE)
+        if config_sig != self._config_sig:
+            self._config_sig = config_sig
+            self._read_config()
+        if self.end_reason is not None and _signature(self._tail.path) == self._events_sig:
+            return  # an ended run whose log did not change: nothing can have changed
+        self.alive = runs.writer_alive(self.path) if self.end_reason is None else False
+        signature = _signature(self._tail.path)
+        if signature is not None and self._events_sig and signature[0] < self._events_sig[0]:
+            self._start_log()  # shorter than what was read: rewritten, so read it afresh
+        self._events_sig = signature
+        if signature is not None:
+            try:
+                self._add(self._tail.read())
+            except OSError as error:
+                self.log_problem = f"{self._tail.path}: cannot read ({error.strerror})"
+
+    def _read_config(self) -> None:
+        path = self.path / runs.CONFIG_FILE
+        self.config, self.config_problem = {}, ""
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, RecursionError) as error:
+            self.config_problem = f"{path}: cannot read ({error})"
+            return
+        if isinstance(config, dict):
+            self.config = config
+        else:
+            self.config_problem = f"{path}: expected a JSON object"
+
+    def _add(self, events: Iterable[runs.Event]) -> None:
+        for event in events:
+            self.any_event = True
+            self.first = event.time if self.first is None else self.first
+            self.last = event.time
+            if event.type == "epoch":
+                self.epochs = max(self.epochs, int(event.get("epoch", 0)) + 1)
+                accuracy, loss = event.get("val_accuracy"), event.get("val_loss")
+                if accuracy is not None:
+                    self.val_accuracy = max(accuracy, self.val_accuracy or -math.inf)
+                if loss is not None:
+                    self.val_loss = min(
+                        loss, self.val_loss if self.val_loss is not None else math.inf
+                    )
+            elif event.type == "end":
+                self.end_reason = str(event.get("reason"))
+            for metric in ("test_accuracy", "test_loss"):
+                value = event.get(metric)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self.test = (metric, float(value))
+                    break
+
+    def summary(self) -> RunSummary:
+        config = self.config
+        info = config.get("dataset_info") if isinstance(config.get("dataset_info"), dict) else {}
+        trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+        model = trainer.get("model") if isinstance(trainer.get("model"), dict) else {}
+        if self.end_reason is not None:
+            state = END_STATES.get(self.end_reason, "finished")
+        elif self.alive:
+            state = "running"
+        else:
+            state = "crashed" if self.any_event or runs.writer_started(self.path) else "empty"
+        best_metric, best = (
+            ("val_accuracy", self.val_accuracy)
+            if self.val_accuracy is not None
+            else ("val_loss", self.val_loss)
+        )
+        total = trainer.get("epochs", config.get("epochs"))
+        duration = None
+        if self.first is not None:
+            end = time.time() if state == "running" else self.last
+            duration = max((end or self.first) - self.first, 0.0)
+        return RunSummary(
+            path=self.path,
+            dataset=Path(str(info.get("name") or config.get("dataset") or "")).stem,
+            arch=str(model.get("spec") or config.get("arch") or ""),
+            state=state,
+            reason=self.end_reason or "",
+            epochs_done=self.epochs,
+            epochs_total=total if type(total) is int and total > 0 else 0,
+            best_metric=best_metric,
+            best_value=best,
+            test_metric=self.test[0] if self.test else "",
+            test_value=self.test[1] if self.test else None,
+            started=self.first,
+            duration=duration,
+            parent=parent_of(config),
+            problem=self.config_problem or self.log_problem,
+            config=config,
+        )
+
+
+def is_run_dir(path: Path) -> bool:
+    """A directory that holds a run's config or log."""
+    return (path / runs.CONFIG_FILE).is_file() or (path / runs.EVENTS_FILE).is_file()
+
+
+class RunIndex:
+    """The runs under one folder, summarised; `refresh` brings every summary up to date,
+    reading only what changed since the last call (see the module's docstring)."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root) if root is not None else runs.default_runs_dir()
+        self._scans: dict[Path, _RunScan] = {}
+
+    def check(self) -> None:
+        """Raises ValueError (one line) when the folder cannot be listed."""
+        if not self.root.is_dir():
+            raise ValueError(f"{self.root}: no such runs folder")
+
+    def refresh(self) -> list[RunSummary]:
+        """A summary per run directory directly under the folder, by name; a folder that
+        has gone reads as no runs."""
+        try:
+            paths = sorted(p for p in self.root.iterdir() if p.is_dir() and is_run_dir(p))
+        except OSError:
+            paths = []
+        self._scans = {p: self._scans.get(p) or _RunScan(p) for p in paths}
+        out = []
+        for scan in self._scans.values():
+            scan.update()
+            out.append(scan.summary())
+        return out
+
+
+def summarize(path: str | os.PathLike) -> RunSummary:
+    """The summary of one run directory."""
+    scan = _RunScan(Path(path))
+    scan.update()
+    return scan.summary()
+
+
+def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS) -> str:
+    """Plain aligned columns (`nnlib runs list`); the last column is not padded."""
+    table = [tuple(header), *(tuple(r) for r in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+# -- a run's curves -------------------------------------------------------------------------------
+@dataclass
+class RunCurves:
+    """A run's batch and epoch metrics as rows of numbers (fields of its batch and epoch
+    events), fed incrementally: `feed` takes events as they are read."""
+
+    path: Path
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    ended: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def feed(self, events: Iterable[runs.Event]) -> None:
+        for event in events:
+            if event.type in ("batch", "epoch"):
+                row = {"step": event.step, "time": event.time, **_numbers(event.data)}
+                (self.batches if event.type == "batch" else self.epochs).append(row)
+            self.ended = self.ended or event.type == "end"
+
+    def metrics(self, kind: str) -> list[str]:
+        """The numeric fields of the `kind` ("batch" or "epoch") rows, in order of appearance."""
+        seen: dict[str, None] = {}
+        for row in self.batches if kind == "batch" else self.epochs:
+            seen.update(dict.fromkeys(row))
+        return [k for k in seen if k not in ("step", "time", "epoch", "batch")]
+
+    def series(self, kind: str, metric: str, x: str = "step") -> tuple[np.ndarray, np.ndarray]:
+        """(xs, ys) of `metric` over the `kind` rows; x "step" (batches done) or "epoch"
+        (fractional during an epoch, epoch n's value at n+1). Missing values are NaN."""
+        rows = self.batches if kind == "batch" else self.epochs
+        ys = np.array([_nan(row.get(metric)) for row in rows], dtype=np.float64)
+        if x == "step":
+            xs = np.array([row["step"] for row in rows], dtype=np.float64)
+        elif kind == "epoch":
+            xs = np.array([row.get("epoch", i) + 1 for i, row in enumerate(rows)], np.float64)
+        else:
+            per_epoch = max((row.get("batch", 0) + 1 for row in rows), default=1)
+            xs = np.array(
+                [row.get("epoch", 0) + (row.get("batch", 0) + 1) / per_epoch for row in rows],
+                dtype=np.float64,
+            )
+        return xs, ys
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _numbers(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The numeric fields of an event (null kept as None: a non-finite value)."""
+    return {
+        k: v
+        for k, v in data.items()
+        if v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+    }
+
+
+def read_curves(path: str | os.PathLike) -> RunCurves:
+    """A recorded run's curves as its log holds them now; ValueError (one line) when it has
+    no readable log."""
+    return CurvesFollower(path).curves
+
+
+class CurvesFollower:
+    """A run's curves, kept current while the run is written (`nnlib plot --watch`): each
+    `poll` adds the lines appended since the last one."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        if path.is_file() and path.name == runs.EVENTS_FILE:
+            path = path.parent
+        if not path.is_dir():
+            raise ValueError(f"{path}: no such run directory")
+        if not (path / runs.EVENTS_FILE).is_file():
+            raise ValueError(f"{path}: no run log ({runs.EVENTS_FILE}) there")
+        self.curves = RunCurves(path)
+        self._tail = runs.EventTail(path / runs.EVENTS_FILE)
+        while self.poll():  # up to a bad line, which the next read raises
+            pass
+
+    @property
+    def done(self) -> bool:
+        """The run has ended, or nothing writes it any more."""
+        return self.curves.ended or not runs.writer_alive(self.curves.path)
+
+    def poll(self) -> bool:
+        """Read what was appended; True when anything was. Raises EventError (a
+        ValueError naming file:line) on a bad line, OSError when the log cannot be read."""
+        events = self._tail.read()
+        self.curves.feed(events)
+        return bool(events)
+
+
+def read_events(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every event of a run as a flat JSON-ready record: type, time, step, then its fields."""
+    return [{"type": e.type, "time": e.time, "step": e.step, **e.data} for e in runs.read(path)]
+
+
+def config_of(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's config.json ({} when it has none or it is not an object)."""
+    scan = _RunScan(Path(path))
+    scan._read_config()
+    if scan.config_problem:
+        raise ValueError(scan.config_problem)
+    return scan.config
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config keys as dotted paths (trainer.optimizer.lr); lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+#: Keys that differ between any two runs by construction, so a diff leaves them out.
+IDENTITY_KEYS = ("run_dir",)
+
+
+def config_diff(configs: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The configuration keys (dotted) whose values are not the same in every config, each
+    with its value per config (None where a config lacks it), in first-seen order."""
+    flat = [flatten(c) for c in configs]
+    keys: dict[str, None] = {}
+    for f in flat:
+        keys.update(dict.fromkeys(f))
+    out = {}
+    for key in keys:
+        shown = {json.dumps(f.get(key, _MISSING), sort_keys=True, default=str) for f in flat}
+        if key not in IDENTITY_KEYS and (len(shown) > 1 or any(key not in f for f in flat)):
+            out[key] = [f.get(key) for f in flat]
+    return out
+
+
+_MISSING = "\0missing"
+
+
+#: One marker per run where runs are overlaid (the app's compare screen, `nnlib plot`), so
+#: they stay apart without colour.
+RUN_MARKERS = ("●", "▲", "■", "◆", "✚", "★")
+#: The most runs overlaid in one chart (one marker each).
+MAX_OVERLAID = len(RUN_MARKERS)
+#: The batch metrics the app smooths; the CSV export adds their EMA as <name>_ema.
+SMOOTHED = ("loss", "accuracy")
+
+
+def curves_csv(curves: RunCurves, smoothing: float = DEFAULT_SMOOTHING) -> str:
+    """A run's batch and epoch rows as CSV, one table (a `kind` column says which), with
+    the EMA the app draws of the batch loss and accuracy. Every number is written as
+    Python's shortest repr, so it reads back exactly; a missing or non-finite value is an
+    empty cell (pandas reads it as NaN)."""
+    batch_metrics, epoch_metrics = curves.metrics("batch"), curves.metrics("epoch")
+    metrics = list(dict.fromkeys(batch_metrics + epoch_metrics))
+    smoothed = [m for m in SMOOTHED if m in batch_metrics]
+    header = ["kind", "step", "epoch", "batch", "time", *metrics, *(f"{m}_ema" for m in smoothed)]
+    emas = {m: ema(curves.series("batch", m)[1], smoothing) for m in smoothed}
+    lines = [",".join(header)]
+    for kind, rows in (("batch", curves.batches), ("epoch", curves.epochs)):
+        for i, row in enumerate(rows):
+            cells = [kind] + [_cell(row.get(k)) for k in header[1 : 5 + len(metrics)]]
+            cells += [_cell(float(emas[m][i])) if kind == "batch" else "" for m in smoothed]
+            lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def events_json(path: str | os.PathLike) -> str:
+    """Every event of a run as a JSON array of flat records (type, time, step, fields)."""
+    return "[\n" + ",\n".join(json.dumps(r, allow_nan=False) for r in read_events(path)) + "\n]\n"

@@ -1,0 +1,218 @@
+"""Compare runs: their loss and accuracy curves overlaid (training EMA and validation), one
+colour and marker per run, the first marked run pinned as the baseline; below, the final
+and best metrics with their difference from the baseline, and only the configuration keys
+that differ."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from nnlib.runindex import (
+    DEFAULT_SMOOTHING,
+    RUN_MARKERS,
+    RunCurves,
+    config_diff,
+    config_of,
+    ema,
+    read_curves,
+)
+
+from ..plot import Series, format_number, line_chart
+
+#: One colour per run, in marking order (the marker tells them apart without colour).
+RUN_STYLES = ("bold #4ea8ff", "bold #f97316", "bold #22c55e", "bold #e879f9", "#facc15", "#f43f5e")
+#: The EMA curves carry their run's marker at this many points, so they read without colour.
+MARKERS_PER_CURVE = 5
+#: A value in the config diff is cut to this many characters.
+VALUE_WIDTH = 24
+
+
+class CompareCharts(Widget):
+    """The overlaid charts, one per metric, drawn to the widget's size."""
+
+    x_axis: reactive[str] = reactive("step")
+    log_scale: reactive[bool] = reactive(False)
+
+    def __init__(self, runs: Sequence[RunCurves], smoothing: float = DEFAULT_SMOOTHING) -> None:
+        super().__init__()
+        self.runs = list(runs)
+        self.smoothing = smoothing
+
+    def metrics(self) -> list[str]:
+        """Loss, and accuracy when any run logged it."""
+        logged = any("accuracy" in run.metrics("batch") for run in self.runs)
+        return ["loss", "accuracy"] if logged else ["loss"]
+
+    def render(self) -> Text:
+        width, height = self.content_size
+        metrics = self.metrics()
+        blocks = []
+        for i, metric in enumerate(metrics):
+            chart_h = height // len(metrics) + (1 if i < height % len(metrics) else 0)
+            log = self.log_scale and metric == "loss"
+            series = []
+            for index, run in enumerate(self.runs):
+                series += self._series(run, metric, index)
+            title = f"{metric}{' (log)' if log else ''} by {self.x_axis}"
+            blocks.append(Text(title, "bold") + Text(f"  ━ EMA {self.smoothing:g}  marks: val"))
+            blocks.append(
+                line_chart(
+                    width,
+                    chart_h - 1,
+                    series,
+                    log_y=log,
+                    y_limits=(0.0, 1.0) if metric == "accuracy" else (0.0, None),
+                )
+            )
+        return Text("\n").join(blocks)
+
+    def _series(self, run: RunCurves, metric: str, index: int) -> list[Series]:
+        style, marker = RUN_STYLES[index], RUN_MARKERS[index]
+        xs, raw = run.series("batch", metric, self.x_axis)
+        smooth = ema(raw, self.smoothing)
+        out = [Series(xs, smooth, style)]
+        if len(xs):
+            picks = np.unique(np.linspace(0, len(xs) - 1, MARKERS_PER_CURVE).astype(int))
+            out.append(Series(xs[picks], smooth[picks], style, "points", marker))
+        vx, val = run.series("epoch", f"val_{metric}", self.x_axis)
+        out.append(Series(vx, val, style, "line", marker))
+        return out
+
+
+class CompareScreen(Screen[None]):
+    HELP_TITLE = "compare"
+    DEFAULT_CSS = """
+    CompareScreen { layout: vertical; }
+    CompareScreen #legend { height: auto; max-height: 3; padding: 0 1; background: $panel; }
+    CompareScreen CompareCharts { height: 1fr; min-height: 10; padding: 0 1; }
+    CompareScreen #tables { height: 9; border-top: solid $primary-darken-2; padding: 0 1; }
+    CompareScreen #tables:focus { border-top: solid $accent; }
+    """
+    BINDINGS = [
+        Binding("x", "x_axis", "x: step/epoch"),
+        Binding("l", "log_scale", "Log loss"),
+        Binding("escape", "back", "Runs"),
+    ]
+
+    def __init__(self, paths: Sequence[Path], smoothing: float = DEFAULT_SMOOTHING) -> None:
+        """Reads the runs now; raises ValueError naming a run that cannot be read."""
+        super().__init__()
+        self.runs = [read_curves(path) for path in paths]
+        self.configs = [config_of(path) for path in paths]
+        self.smoothing = smoothing
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.legend(), id="legend")
+        yield CompareCharts(self.runs, self.smoothing)
+        with VerticalScroll(id="tables"):
+            yield Static(self.metrics_table(), id="metrics")
+            yield Static(self.diff_table(), id="diff")
+        yield Footer()
+
+    def legend(self) -> Text:
+        parts = [Text("compare ", "bold")]
+        for index, run in enumerate(self.runs):
+            label = f"{RUN_MARKERS[index]} {run.name}" + (" (baseline)" if index == 0 else "")
+            parts.append(Text(label + "  ", RUN_STYLES[index]))
+        return Text.assemble(*parts)
+
+    def _run_label(self, index: int) -> Text:
+        return Text(f"{RUN_MARKERS[index]} {self.runs[index].name}", RUN_STYLES[index])
+
+    def metrics_table(self) -> Table:
+        """Final and best validation metrics (training ones when a run has no validation),
+        each with its difference from the baseline."""
+        columns = [
+            ("val_loss", "final", "loss"),
+            ("val_loss", "best", "loss"),
+            ("val_accuracy", "final", "acc"),
+            ("val_accuracy", "best", "acc"),
+        ]
+        if not any("accuracy" in r.metrics("epoch") for r in self.runs):
+            columns = columns[:2]
+        table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
+        table.add_column("run", no_wrap=True, overflow="ellipsis", max_width=28)
+        for _, which, short in columns:
+            table.add_column(f"{which} val {short}", justify="right", no_wrap=True)
+        values = [
+            [_metric(run, metric, which) for metric, which, _ in columns] for run in self.runs
+        ]
+        for index, row in enumerate(values):
+            cells = [self._run_label(index)]
+            for column, value in enumerate(row):
+                cells.append(_with_delta(value, values[0][column], index == 0, columns[column][2]))
+            table.add_row(*cells)
+        return table
+
+    def diff_table(self) -> Group | Text:
+        """Only the configuration keys whose values differ between the runs."""
+        diff = config_diff(self.configs)
+        if not diff:
+            return Text("configuration: the same in every run", "dim")
+        table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
+        table.add_column("config differs", no_wrap=True, overflow="ellipsis", max_width=30)
+        for index in range(len(self.runs)):
+            table.add_column(Text(RUN_MARKERS[index], RUN_STYLES[index]), no_wrap=True)
+        for key, values in diff.items():
+            table.add_row(Text(key), *(Text(_short(v)) for v in values))
+        return Group(Text(""), table)
+
+    def action_x_axis(self) -> None:
+        charts = self.query_one(CompareCharts)
+        charts.x_axis = "epoch" if charts.x_axis == "step" else "step"
+
+    def action_log_scale(self) -> None:
+        charts = self.query_one(CompareCharts)
+        charts.log_scale = not charts.log_scale
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+
+def _metric(run: RunCurves, metric: str, which: str) -> float | None:
+    """A run's final or best `metric` over its epochs (the training one if it has no
+    validation: `loss` for `val_loss`)."""
+    for name in (metric, metric.removeprefix("val_")):
+        values = [v for v in run.series("epoch", name)[1] if math.isfinite(v)]
+        if values:
+            if which == "final":
+                return values[-1]
+            return max(values) if "accuracy" in name else min(values)
+    return None
+
+
+def _number(value: float, short: str) -> str:
+    return f"{value:.1%}" if short == "acc" else format_number(value).strip()
+
+
+def _with_delta(value: float | None, base: float | None, baseline: bool, short: str) -> Text:
+    if value is None:
+        return Text("–", "dim")
+    text = Text(_number(value, short))
+    if baseline or base is None:
+        return text
+    delta = value - base
+    shown = f"{delta * 100:+.1f}pt" if short == "acc" else f"{delta:+.3g}"
+    better = delta > 0 if short == "acc" else delta < 0
+    return text + Text(f" {shown}", "green" if better else "red" if delta else "dim")
+
+
+def _short(value: Any) -> str:
+    text = "–" if value is None else json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 1] + "…"

@@ -1,0 +1,307 @@
+"""Issue 11 items 1 and 4 without a terminal: the runs table of a folder holding runs in every
+state (a finished real run, a writer killed with SIGKILL, a forked run...), sorting and
+filtering, refreshing while a run is written, the config diff, and the exports (`nnlib runs
+list`, `nnlib runs export`) reading back the logged numbers exactly."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_runs_hardening import WRITER
+from test_trainer import TIMEOUT
+
+from nnlib import runindex, runs
+from nnlib.cli import main
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import setup
+
+
+def config_for(name: str, **changes: object) -> dict:
+    """A config.json like the one an experiment writes, with `changes` on top."""
+    return {
+        "dataset": "spirals",
+        "arch": "2-16-3",
+        "epochs": 3,
+        "batch_size": 32,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "seed": 0,
+        "run_dir": f"runs/{name}",
+        "dataset_info": {"name": "spirals", "task": "classification", "num_classes": 3},
+        "trainer": {"model": {"spec": "2-16-3", "params": 99}, "epochs": 3, "batch_size": 32},
+        **changes,
+    }
+
+
+def write_run(
+    root: Path,
+    name: str,
+    epochs: int = 3,
+    batches: int = 10,
+    end: str | None = "finished",
+    scale: float = 1.0,
+    **config: object,
+) -> Path:
+    """A run directory with fixed numbers: a loss falling from 2*scale, accuracy rising."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    (run_dir / runs.CONFIG_FILE).write_text(json.dumps(config_for(name, **config)))
+    lines = [runs.encode("run_start", 0, {"run": str(run_dir), "config": {}})]
+    step = 0
+    for epoch in range(epochs):
+        for batch in range(batches):
+            step += 1
+            loss = 2.0 * scale * math.exp(-step / 12) + 0.05 * ((step * 7) % 5) / 5
+            accuracy = min(0.99, 0.3 + step / (epochs * batches * 1.3) + 0.02 * (step % 3))
+            lines.append(
+                runs.encode(
+                    "batch",
+                    step,
+                    {"epoch": epoch, "batch": batch, "loss": loss, "accuracy": accuracy, "lr": 0.1},
+                )
+            )
+        val_loss = 1.5 * scale * math.exp(-step / 15) + 0.03
+        lines.append(
+            runs.encode(
+                "epoch",
+                step,
+                {
+                    "epoch": epoch,
+                    "loss": loss,
+                    "accuracy": accuracy,
+                    "val_loss": val_loss,
+                    "val_accuracy": min(0.98, 0.35 + 0.6 * (epoch + 1) / epochs / scale),
+                },
+            )
+        )
+    if end is not None:
+        lines.append(runs.encode("end", step, {"reason": end}))
+    (run_dir / runs.EVENTS_FILE).write_text("".join(lines))
+    return run_dir
+
+
+def writer_env() -> dict:
+    """The environment of a subprocess that imports this tree's nnlib."""
+    return {**os.environ, "PYTHONPATH": str(Path(runindex.__file__).parents[1])}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A runs folder with a run in every state; yields (folder, the running run's lock)."""
+    root = tmp_path_factory.mktemp("workspace") / "runs"
+    root.mkdir()
+    real = ExperimentConfig(
+        dataset="spirals", arch="2-8-3", epochs=2, batch_size=64, seed=0, run_dir=str(root / "real")
+    )
+    setup(real, checkpoints=False).fit()
+    write_run(root, "stopped", epochs=1, end="stopped")
+    write_run(root, "diverged", epochs=2, end="diverged", scale=3.0)
+    write_run(root, "forked", parent={"run": "runs/real", "step": 40}, lr=0.05)
+    write_run(root, "errored", epochs=1, end="error")
+    running = write_run(root, "running", epochs=1, end=None)
+    lock = runs.WriterLock(running)
+    lock.acquire()
+    (root / "empty").mkdir()
+    (root / "empty" / runs.CONFIG_FILE).write_text(json.dumps(config_for("empty")))
+    (root / "not-a-run").mkdir()  # no config, no log: not listed
+    killed = root / "killed"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(killed)],
+        env=writer_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        assert runs.writer_alive(killed)
+    finally:
+        writer.kill()  # SIGKILL: no end event, the lock file left behind
+        writer.wait(TIMEOUT)
+        writer.stdout.close()
+    yield root, lock
+    lock.release()
+
+
+def by_name(summaries: list[runindex.RunSummary]) -> dict[str, runindex.RunSummary]:
+    return {s.name: s for s in summaries}
+
+
+def test_the_runs_table_tells_every_state(workspace):
+    root, _ = workspace
+    table = by_name(runindex.RunIndex(root).refresh())
+    assert {name: s.state for name, s in table.items()} == {
+        "real": "finished",
+        "stopped": "stopped",
+        "diverged": "diverged",
+        "forked": "finished",
+        "errored": "crashed",
+        "running": "running",
+        "empty": "empty",
+        "killed": "crashed",
+    }
+    real = table["real"]
+    assert (real.dataset, real.arch, real.epochs_done, real.epochs_total) == (
+        "spirals",
+        "2-8-3",
+        2,
+        2,
+    )
+    assert real.best_metric == "val_accuracy" and 0 < real.best_value <= 1
+    assert real.started is not None and real.duration is not None and not real.problem
+    assert table["forked"].parent == "real@40" and table["real"].parent == ""
+    assert table["killed"].reason == "" and table["errored"].reason == "error"
+    cells = dict(zip(runindex.COLUMNS, table["forked"].cells(), strict=True))
+    assert cells["epochs"] == "3/3" and cells["parent"] == "real@40"
+    assert cells["best val"] == "95.0% acc"
+
+
+def test_sorting_is_by_value_with_blanks_last_and_filtering_is_by_text(workspace):
+    root, _ = workspace
+    summaries = runindex.RunIndex(root).refresh()
+    by_epochs = sorted(summaries, key=lambda s: s.sort_value("epochs"))
+    assert [s.epochs_done for s in by_epochs] == sorted(s.epochs_done for s in summaries)
+    by_best = sorted(summaries, key=lambda s: s.sort_value("best val"))
+    assert by_best[-1].best_value is None and by_best[0].best_value is not None
+    by_parent = sorted(summaries, key=lambda s: s.sort_value("parent"))
+    assert by_parent[0].name == "forked"
+    assert runindex.RunSummary(Path("a")).sort_value("duration") == (1, 0)
+
+
+def test_the_index_follows_a_run_being_written_and_rereads_only_what_changed(tmp_path, monkeypatch):
+    run_dir = write_run(tmp_path, "live", epochs=1, end=None)
+    lock = runs.WriterLock(run_dir)
+    lock.acquire()
+    index = runindex.RunIndex(tmp_path)
+    try:
+        assert by_name(index.refresh())["live"].epochs_done == 1
+        with (run_dir / runs.EVENTS_FILE).open("a") as log:
+            log.write(runs.encode("epoch", 20, {"epoch": 1, "loss": 0.5, "val_accuracy": 0.99}))
+        live = by_name(index.refresh())["live"]
+        assert (live.state, live.epochs_done, live.best_value) == ("running", 2, 0.99)
+        with (run_dir / runs.EVENTS_FILE).open("a") as log:
+            log.write(runs.encode("end", 20, {"reason": "finished"}))
+    finally:
+        lock.release()
+    assert by_name(index.refresh())["live"].state == "finished"
+    reads = []
+    original = runs.EventTail.read
+    monkeypatch.setattr(runs.EventTail, "read", lambda self: reads.append(1) or original(self))
+    index.refresh()
+    assert reads == []  # an ended run whose files did not change is not read again
+
+
+def test_a_bad_config_or_log_line_is_named_and_the_rest_is_shown(tmp_path):
+    run_dir = write_run(tmp_path, "bad")
+    (run_dir / runs.CONFIG_FILE).write_text("{not json")
+    summary = runindex.summarize(run_dir)
+    assert summary.state == "finished" and "config.json" in summary.problem
+    lines = (run_dir / runs.EVENTS_FILE).read_text().splitlines(keepends=True)
+    lines.insert(3, '{"type": "batch", "step": "x"}\n')
+    (run_dir / runs.CONFIG_FILE).write_text("{}")
+    (run_dir / runs.EVENTS_FILE).write_text("".join(lines))
+    summary = runindex.summarize(run_dir)
+    assert summary.state == "finished" and f"{runs.EVENTS_FILE}:4" in summary.problem
+
+
+def test_the_config_diff_lists_exactly_the_keys_that_differ():
+    a = config_for("a")
+    b = config_for("b", lr=0.05, parent={"run": "a", "step": 3})
+    c = config_for("c", trainer={**a["trainer"], "batch_size": 64})
+    diff = runindex.config_diff([a, b, c])
+    assert list(diff) == ["lr", "trainer.batch_size", "parent.run", "parent.step"]
+    assert diff["lr"] == [0.1, 0.05, 0.1]
+    assert diff["parent.step"] == [None, 3, None]
+    assert runindex.config_diff([a, config_for("other-name")]) == {}  # run_dir is identity
+
+
+def test_the_csv_export_reads_back_the_logged_numbers_exactly(tmp_path, capsys):
+    run_dir = write_run(tmp_path, "r", epochs=2)
+    target = tmp_path / "out" / "r.csv"
+    assert main(["runs", "export", str(run_dir), "--csv", str(target)]) == 0
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    events = [e for e in runs.read(run_dir) if e.type in ("batch", "epoch")]
+    assert len(rows) == len(events)
+    batches = [e for e in events if e.type == "batch"]
+    ordered = batches + [e for e in events if e.type == "epoch"]
+    for row, event in zip(rows, ordered, strict=True):
+        assert row["kind"] == event.type and int(row["step"]) == event.step
+        assert float(row["time"]) == event.time
+        for key, value in event.data.items():
+            assert float(row[key]) == value, (key, row[key], value)
+    smooth = runindex.ema([e["loss"] for e in batches], runindex.DEFAULT_SMOOTHING)
+    assert [float(r["loss_ema"]) for r in rows[: len(batches)]] == smooth.tolist()
+    assert all(r["loss_ema"] == "" for r in rows[len(batches) :])
+
+
+def test_the_json_export_holds_every_event(tmp_path, capsys):
+    run_dir = write_run(tmp_path, "r", epochs=1)
+    assert main(["runs", "export", str(run_dir), "--json", "-", "--smoothing", "0.9"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    events = runs.read(run_dir)
+    assert [(r["type"], r["step"]) for r in records] == [(e.type, e.step) for e in events]
+    assert records[-1] == {"type": "end", "time": events[-1].time, "step": 10, "reason": "finished"}
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["runs", "export", "{run}"], "give --csv FILE, --json FILE or both"),
+        (["runs", "export", "{missing}", "--csv", "-"], "no such run directory"),
+        (["runs", "export", "{run}", "--csv", "-", "--smoothing", "1"], "in [0, 1)"),
+        (["runs", "list", "{missing}"], "no such runs folder"),
+    ],
+)
+def test_bad_export_and_list_arguments_exit_2_with_one_line(tmp_path, capsys, argv, words):
+    run_dir = write_run(tmp_path, "r", epochs=1)
+    paths = {"run": str(run_dir), "missing": str(tmp_path / "missing")}
+    assert main([a.format(**paths) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+
+
+def test_runs_list_prints_the_table(workspace, capsys):
+    root, _ = workspace
+    assert main(["runs", "list", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "name",
+        "dataset",
+        "arch",
+        "state",
+        "epochs",
+        "best",
+        "val",
+        "test",
+        "started",
+        "duration",
+        "parent",
+    ]
+    states = {line.split()[0]: line.split()[3] for line in lines[1:]}
+    assert states["killed"] == "crashed" and states["running"] == "running"
+    assert len(lines) == 1 + 8
+
+
+def test_a_run_directory_called_list_is_still_printed_by_runs(tmp_path, capsys, monkeypatch):
+    write_run(tmp_path, "list", epochs=1)
+    monkeypatch.chdir(tmp_path)
+    assert main(["runs", "./list"]) == 0
+    assert "finished" in capsys.readouterr().out
+
+
+def test_import_nnlib_imports_no_ui_library():
+    code = (
+        "import sys, nnlib, nnlib.runindex, nnlib.cli; "
+        "print(sorted(m for m in ('textual', 'rich', 'plotext') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=writer_env(), capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "[]", out.stderr

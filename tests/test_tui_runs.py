@@ -1,0 +1,183 @@
+"""Issue 11 items 1 and 2 in the app: the runs screen (every state, sorting, filtering, live
+refresh, Enter opens the dashboard, ctrl+r from the setup screen and the dashboard) and the
+compare screen (marks, baseline, config diff; SVG snapshots of 3 runs at 80x24 and 120x40)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_runindex import workspace, write_run  # noqa: F401  (a fixture)
+from test_tui_app import SIZE, pilot_test, press, until
+from test_tui_snapshots import DATASETS
+
+from nnlib import runs
+from nnlib.config import ExperimentConfig
+from nntui.app import NNTui
+from nntui.cli import main
+from nntui.screens.compare import CompareScreen
+from nntui.screens.dashboard import DashboardScreen
+from nntui.screens.runs import RunsScreen
+from nntui.screens.setup import SetupScreen
+
+
+def app_on(root: Path) -> NNTui:
+    return NNTui(ExperimentConfig(dataset="spirals"), datasets=DATASETS, runs=root)
+
+
+def names(screen: RunsScreen) -> list[str]:
+    return [s.name for s in screen.visible()]
+
+
+@pilot_test
+async def test_the_runs_screen_lists_sorts_and_filters_the_runs(workspace):  # noqa: F811
+    root, _ = workspace
+    app = app_on(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        assert sorted(names(screen)) == sorted(
+            ["real", "stopped", "diverged", "forked", "errored", "running", "empty", "killed"]
+        )
+        table = screen.query_one("DataTable")
+        assert table.row_count == 8
+        states = {s.name: s.state for s in screen.summaries}
+        assert states["killed"] == "crashed" and states["running"] == "running"
+        await press(pilot, "s", "s", "s")  # started -> duration -> parent -> name
+        assert screen.sort_column == "name" and screen.descending
+        assert names(screen) == sorted(names(screen), reverse=True)
+        await press(pilot, "r")
+        assert names(screen) == sorted(names(screen))
+        await press(pilot, "slash", *"cra")
+        await until(pilot, lambda: screen.filter_text == "cra")
+        assert names(screen) == ["errored", "killed"] and table.row_count == 2
+        await press(pilot, "escape")  # leaves the filter (kept) for the table
+        assert screen.query_one("DataTable").has_focus and table.row_count == 2
+        await press(pilot, "escape")
+        assert isinstance(app.screen, SetupScreen)
+
+
+@pilot_test
+async def test_the_runs_screen_follows_a_run_being_written(tmp_path):
+    run_dir = write_run(tmp_path, "live", epochs=1, end=None)
+    lock = runs.WriterLock(run_dir)
+    lock.acquire()
+    app = app_on(tmp_path)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+            screen = app.screen
+            assert screen.summaries[0].state == "running"
+            with (run_dir / runs.EVENTS_FILE).open("a") as log:
+                log.write(runs.encode("epoch", 20, {"epoch": 1, "loss": 0.5}))
+                log.write(runs.encode("end", 20, {"reason": "stopped"}))
+            lock.release()
+            for _ in range(100):  # the screen's own refresh timer, not a call from here
+                await pilot.pause(0.05)
+                if screen.summaries[0].state == "stopped":
+                    break
+            row = screen.query_one("DataTable").get_row_at(0)
+            assert [str(cell) for cell in row[4:6]] == ["stopped", "2/3"]
+    finally:
+        lock.release()
+
+
+@pilot_test
+async def test_enter_opens_a_run_on_the_dashboard_and_ctrl_r_comes_back(workspace):  # noqa: F811
+    root, _ = workspace
+    app = app_on(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        await press(pilot, "slash", *"forked", "enter", "enter")
+        await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        assert app.screen.recorded.run_dir == root / "forked"
+        await press(pilot, "ctrl+r")
+        assert isinstance(app.screen, RunsScreen) and app.screen is not screen
+
+
+@pilot_test
+async def test_ctrl_r_on_the_setup_screen_opens_the_runs_screen(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNLIB_RUNS_DIR", str(tmp_path))
+    write_run(tmp_path, "one")
+    app = NNTui(ExperimentConfig(dataset="spirals"), datasets=DATASETS)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        await press(pilot, "ctrl+r")
+        assert isinstance(app.screen, RunsScreen) and names(app.screen) == ["one"]
+        await press(pilot, "escape")
+        assert isinstance(app.screen, SetupScreen)
+
+
+@pilot_test
+async def test_marked_runs_are_compared_with_the_first_as_baseline(workspace):  # noqa: F811
+    root, _ = workspace
+    app = app_on(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        await press(pilot, "c")
+        assert isinstance(app.screen, RunsScreen)  # nothing marked: a notice, no screen
+        order = []
+        for _ in range(3):
+            order.append(screen.current().path)
+            await press(pilot, "space", "down")
+        await press(pilot, "up", "space")
+        assert screen.marked == order[:2]  # the third was marked, then unmarked
+        await press(pilot, "c")
+        assert isinstance(app.screen, CompareScreen)
+        compare = app.screen
+        order = [path.name for path in order]
+        assert [r.name for r in compare.runs] == order[:2]
+        assert "(baseline)" in str(compare.legend()) and order[0] in str(compare.legend())
+        await press(pilot, "x")
+        assert compare.query_one("CompareCharts").x_axis == "epoch"
+        await press(pilot, "escape")
+        assert app.screen is screen
+
+
+def test_nntui_runs_on_a_missing_folder_exits_2_with_one_line(tmp_path, capsys):
+    assert main(["--runs", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--runs" in err and "no such runs folder" in err
+
+
+# -- compare snapshots ----------------------------------------------------------------------------
+def compare_runs(root: Path) -> list[Path]:
+    return [
+        write_run(root, "baseline", epochs=4),
+        write_run(root, "lr-0.05", epochs=4, scale=1.4, lr=0.05),
+        write_run(root, "wide", epochs=3, scale=0.8, arch="2-64-3", batch_size=64),
+    ]
+
+
+def snapshot_of_compare(snap_compare, root: Path, size: tuple[int, int]) -> bool:
+    paths = compare_runs(root)
+
+    async def open_compare(pilot) -> None:
+        await pilot.app.push_screen(CompareScreen(paths))
+        await pilot.pause()
+
+    app = NNTui(ExperimentConfig(dataset="spirals"), datasets=DATASETS)
+    return snap_compare(app, terminal_size=size, run_before=open_compare)
+
+
+def test_compare_3_runs_80x24(snap_compare, tmp_path):
+    assert snapshot_of_compare(snap_compare, tmp_path, (80, 24))
+
+
+def test_compare_3_runs_120x40(snap_compare, tmp_path):
+    assert snapshot_of_compare(snap_compare, tmp_path, (120, 40))
+
+
+def test_the_compare_tables_show_deltas_and_only_differing_keys(tmp_path):
+    from rich.console import Console
+
+    screen = CompareScreen(compare_runs(tmp_path))
+    console = Console(width=100, record=True, color_system=None)
+    console.print(screen.diff_table())
+    rows = [line.split() for line in console.export_text().splitlines() if line.strip()]
+    assert rows[0][:2] == ["config", "differs"]
+    assert [row[0] for row in rows[1:]] == ["arch", "batch_size", "lr"]
+    assert rows[3][1:] == ["0.1", "0.05", "0.1"]
+    console.print(screen.metrics_table())
+    assert "+3.0pt" in console.export_text()  # wide's accuracy over the baseline's, in points
