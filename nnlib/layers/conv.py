@@ -1,12 +1,25 @@
-"""2-D convolution, channels-last, as one GEMM over an im2col matrix.
+"""2-D convolution, channels-last, with two kernels per pass chosen by shape.
 
-Forward copies every receptive field into a row of an (N*Ho*Wo, kh*kw*C) matrix and multiplies
-by the kernel reshaped to (kh*kw*C, F). Backward reuses that matrix for dL/dW and scatters
-dL/d(columns) back onto the input with a short loop (col2im), which was measured 3-9x faster
+im2col: forward copies every receptive field into a row of an (N*Ho*Wo, kh*kw*C) matrix and
+multiplies by the kernel reshaped to (kh*kw*C, F); backward reuses that matrix for dL/dW and
+scatters dL/d(columns) back onto the input with a short loop (col2im), measured 3-9x faster
 than `np.add.at`.
+
+shift (stride 1 only): the padded batch as one flat (N*Hp*Wp, C) matrix. Output row r is the
+sum over kernel offsets (i, j) of input row r + i*Wp + j times W[i, j], so each offset is one
+contiguous GEMM on a shifted slice, with no copy of the input; rows that fall outside the
+valid output (the right and bottom margins) are computed and thrown away. dL/dW[i, j] and
+dL/dx are the same shifted GEMMs transposed. It wins when C is large (the im2col copy is
+kh*kw times the input) and the margins are small; it loses on few channels (K = C GEMMs are
+inefficient) and small maps with big kernels (LeNet's 5x5 on 14x14 computes 2x the rows).
+
+`choose_kernels` picks, from the shape alone, one kernel per pass (forward, input gradient,
+weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on every path.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,6 +27,42 @@ from .. import _validate
 from ..initializers import INITIALIZERS, initialize
 from . import _windows as win
 from .base import Layer, Param, Shape, SpecArg
+
+#: The kernels each pass can use.
+FORWARD_KERNELS = ("im2col", "shift")
+INPUT_GRAD_KERNELS = ("col2im", "shift")
+WEIGHT_GRAD_KERNELS = ("im2col", "shift")
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The kernel of each pass of one convolution layer."""
+
+    forward: str = "im2col"
+    input_grad: str = "col2im"
+    weight_grad: str = "im2col"
+
+    def __post_init__(self) -> None:
+        for name, value, choices in (
+            ("forward", self.forward, FORWARD_KERNELS),
+            ("input_grad", self.input_grad, INPUT_GRAD_KERNELS),
+            ("weight_grad", self.weight_grad, WEIGHT_GRAD_KERNELS),
+        ):
+            if value not in choices:
+                raise ValueError(
+                    f"Conv2D kernels: {name} must be one of {', '.join(choices)}, got {value!r}"
+                )
+
+    @property
+    def uses_shift(self) -> bool:
+        return "shift" in (self.forward, self.input_grad, self.weight_grad)
+
+
+def choose_kernels(
+    input_shape: Shape, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, ...]
+) -> Kernels:
+    """The kernels for a layer of this shape: RULE_PLACEHOLDER"""
+    return Kernels()
 
 
 class Conv2D(Layer):
@@ -55,7 +104,10 @@ class Conv2D(Layer):
         if init not in INITIALIZERS:
             raise ValueError(f"Conv2D: init must be one of {', '.join(INITIALIZERS)}, got {init!r}")
         self.init = init
-        self._buffer: np.ndarray | None = None  # im2col matrix, reused between batches
+        #: None: the kernels `choose_kernels` picks for the input shape; a Kernels to force.
+        self.kernels: Kernels | None = None
+        self._buffers: dict[str, np.ndarray] = {}  # reused between batches, by purpose
+        self._fresh: set[str] = set()  # buffers just allocated by `_buffer`
 
     def _pads(self, height: int, width: int) -> tuple[int, int, int, int]:
         if self.padding == "valid":
@@ -75,6 +127,7 @@ class Conv2D(Layer):
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
         output = super().build(input_shape, rng)  # the shape is checked before allocating
+        self.selected_kernels(self.input_shape)  # a forced kernel that cannot run fails here
         shapes = self.param_shapes(self.input_shape)
         kh, kw, channels, _ = shapes["W"]
         fan_in, fan_out = kh * kw * channels, kh * kw * self.filters
@@ -101,20 +154,48 @@ class Conv2D(Layer):
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         return {"W": (*self._kernel, input_shape[2], self.filters), "b": (self.filters,)}
 
+    def selected_kernels(self, input_shape: Shape) -> Kernels:
+        """`kernels` if forced (stride 1 for shift), else the rule's choice for the shape."""
+        if self.kernels is not None:
+            if self.kernels.uses_shift and self._stride != (1, 1):
+                raise ValueError(
+                    f"{self.name or 'Conv2D'}: the shift kernel needs stride 1, "
+                    f"got stride {self._stride}"
+                )
+            return self.kernels
+        self.compute_output_shape(input_shape)
+        return choose_kernels(input_shape, self._kernel, self._stride, self._pad)
+
     def cache_size(self, input_shape: Shape) -> int:
-        """The im2col matrix (one row per output position, with the ones column) and, with
-        padding, the padded input."""
-        out_h, out_w, _ = self.compute_output_shape(input_shape)
-        top, bottom, left, right = self._pads(input_shape[0], input_shape[1])
-        columns = out_h * out_w * (self._kernel[0] * self._kernel[1] * input_shape[2] + 1)
-        padded = (input_shape[0] + top + bottom) * (input_shape[1] + left + right) * input_shape[2]
-        return columns + (padded if top + bottom + left + right else 0)
+        """What the selected kernels keep per sample: the im2col matrix (one row per output
+        position, with the ones column) when a pass uses it, the padded input with padding,
+        and for shift the padded-grid output, gradient and input-gradient buffers plus one
+        GEMM result of the grid's size."""
+        kernels = self.selected_kernels(input_shape)
+        out_h, out_w, filters = self.compute_output_shape(input_shape)
+        top, bottom, left, right = self._pad
+        channels = input_shape[2]
+        grid = (input_shape[0] + top + bottom) * (input_shape[1] + left + right)
+        size = grid * channels if top + bottom + left + right else 0
+        if "im2col" in (kernels.forward, kernels.weight_grad):
+            size += out_h * out_w * (self._kernel[0] * self._kernel[1] * channels + 1)
+        if kernels.forward == "shift":
+            size += 2 * grid * filters  # the grid output and one offset's GEMM
+        if "shift" in (kernels.input_grad, kernels.weight_grad):
+            size += grid * filters  # the gradient on the grid
+        if kernels.input_grad == "shift":
+            size += grid * (2 * channels)  # dL/dx on the grid and one offset's GEMM
+        return size
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
+        self._active = self.selected_kernels(self.input_shape or x.shape[1:])
         kernel, bias = self.params["W"].value, self.params["b"].value
-        padded = win.pad(x, self._pad)
-        self._padded_shape = padded.shape
+        padded = np.ascontiguousarray(win.pad(x, self._pad))
+        self._padded = padded
+        self._cols = None
+        if self._active.forward == "shift":
+            return self._shift_forward(padded, kernel, bias)
         self._cols = self._im2col(padded)
         weights = np.concatenate([kernel.reshape(-1, self.filters), bias[None]])
         return (self._cols @ weights).reshape(x.shape[0], *self._out, self.filters)
@@ -122,12 +203,87 @@ class Conv2D(Layer):
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         kernel, bias = self.params["W"], self.params["b"]
         grad2d = grad.reshape(-1, self.filters)
-        grads = self._cols.T @ grad2d  # dL/dW and, from the ones column, dL/db
-        kernel.grad[...] = grads[:-1].reshape(kernel.grad.shape)
-        bias.grad[...] = grads[-1]
+        shift_input = need_input_grad and self._active.input_grad == "shift"
+        if shift_input or self._active.weight_grad == "shift":
+            grid = self._grid_gradient(grad)
+        if self._active.weight_grad == "shift":
+            self._shift_weight_grad(grid, grad2d, kernel.grad, bias.grad)
+        else:
+            if self._cols is None:
+                self._cols = self._im2col(self._padded)
+            grads = self._cols.T @ grad2d  # dL/dW and, from the ones column, dL/db
+            kernel.grad[...] = grads[:-1].reshape(kernel.grad.shape)
+            bias.grad[...] = grads[-1]
         if not need_input_grad:
             return None
+        if self._active.input_grad == "shift":
+            return win.crop(self._shift_input_grad(grid, kernel.value), self._pad)
         return win.crop(self._col2im(grad2d @ kernel.value.reshape(-1, self.filters).T), self._pad)
+
+    # -- buffers and the shift kernel -----------------------------------------------------
+    def _buffer(self, purpose: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A buffer kept between batches; zero-filled when it is (re)allocated for a new
+        shape, so parts nobody writes (the grid's margins, im2col's ones column once set)
+        keep their values from then on."""
+        buffer = self._buffers.get(purpose)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._buffers[purpose] = np.zeros(shape, dtype)
+            self._fresh.add(purpose)
+        else:
+            self._fresh.discard(purpose)
+        return buffer
+
+    def _shifts(self, padded_width: int) -> list[tuple[int, int, int]]:
+        """(i, j, flat row offset) of every kernel offset on the padded grid."""
+        kh, kw = self._kernel
+        return [(i, j, i * padded_width + j) for i in range(kh) for j in range(kw)]
+
+    def _shift_forward(
+        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray
+    ) -> np.ndarray:
+        n, height, width, channels = padded.shape
+        flat = padded.reshape(-1, channels)
+        shifts = self._shifts(width)
+        span = flat.shape[0] - shifts[-1][2]  # grid rows whose every offset is in the batch
+        grid = self._buffer("grid_out", (n * height * width, self.filters), padded.dtype)
+        part = self._buffer("grid_part", (span, self.filters), padded.dtype)
+        (i, j, s), *rest = shifts
+        np.matmul(flat[s : s + span], kernel[i, j], out=grid[:span])
+        for i, j, s in rest:
+            np.matmul(flat[s : s + span], kernel[i, j], out=part)
+            grid[:span] += part
+        valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
+        return valid + bias  # the add is also the copy out of the reused grid
+
+    def _grid_gradient(self, grad: np.ndarray) -> np.ndarray:
+        """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins."""
+        n, height, width, _ = self._padded.shape
+        grid = self._buffer("grid_grad", (n * height * width, self.filters), grad.dtype)
+        valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
+        valid[...] = grad  # the margins stay zero from the allocation
+        return grid
+
+    def _shift_weight_grad(
+        self, grid: np.ndarray, grad2d: np.ndarray, kernel_grad: np.ndarray, bias_grad: np.ndarray
+    ) -> None:
+        flat = self._padded.reshape(-1, self._padded.shape[3])
+        shifts = self._shifts(self._padded.shape[2])
+        span = flat.shape[0] - shifts[-1][2]
+        for i, j, s in shifts:
+            np.matmul(flat[s : s + span].T, grid[:span], out=kernel_grad[i, j])
+        # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several times slower.
+        bias_grad[...] = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
+
+    def _shift_input_grad(self, grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+        n, height, width, channels = self._padded.shape
+        shifts = self._shifts(width)
+        span = grid.shape[0] - shifts[-1][2]
+        dx = np.zeros((n * height * width, channels), grid.dtype)
+        part = self._buffer("grid_dx_part", (span, channels), grid.dtype)
+        for i, j, s in shifts:
+            np.matmul(grid[:span], kernel[i, j].T, out=part)
+            dx[s : s + span] += part
+        return dx.reshape(self._padded.shape)
 
     def _im2col(self, x: np.ndarray) -> np.ndarray:
         """Every receptive field as a row of an (N*Ho*Wo, kh*kw*C + 1) matrix.
@@ -143,19 +299,19 @@ class Conv2D(Layer):
         kh, kw = self._kernel
         rows, size = n * self._out[0] * self._out[1], kh * kw * channels
         layout = (size + 1, rows) if channels == 1 else (rows, size + 1)
-        if self._buffer is None or self._buffer.shape != layout or self._buffer.dtype != x.dtype:
-            self._buffer = np.empty(layout, x.dtype)
-            ones = self._buffer[-1] if channels == 1 else self._buffer[:, -1]
+        buffer = self._buffer("cols", layout, x.dtype)
+        if "cols" in self._fresh:
+            ones = buffer[-1] if channels == 1 else buffer[:, -1]
             ones[...] = 1
         if channels > 1:
-            target = self._buffer[:, :size].reshape(n, *self._out, kh, kw, channels)
+            target = buffer[:, :size].reshape(n, *self._out, kh, kw, channels)
             np.copyto(target, win.windows(x, self._kernel, self._stride, self._out))
-            return self._buffer
-        planes = self._buffer[:size].reshape(kh, kw, n, *self._out)
+            return buffer
+        planes = buffer[:size].reshape(kh, kw, n, *self._out)
         for i in range(kh):
             for j in range(kw):
                 np.copyto(planes[i, j], win.window_slice(x, i, j, self._stride, self._out)[..., 0])
-        return self._buffer.T
+        return buffer.T
 
     def _col2im(self, dcols: np.ndarray) -> np.ndarray:
         """Sum the (N*Ho*Wo, kh*kw*C) column gradients back onto the padded input.
@@ -164,7 +320,7 @@ class Conv2D(Layer):
         per kernel offset would move runs of only C values and was 1.1-4x slower (LeNet-5
         conv_2: 0.64 ms vs 1.73 ms a batch). `np.add.at` is slower still.
         """
-        n, height, width, channels = self._padded_shape
+        n, height, width, channels = self._padded.shape
         kh, kw = self._kernel
         (sh, sw), (out_h, out_w) = self._stride, self._out
         dcols = dcols.reshape(n, out_h, out_w, kh, kw * channels)
@@ -174,4 +330,4 @@ class Conv2D(Layer):
             for column in range(out_w):
                 start = column * sw * channels
                 rows[:, :, start : start + kw * channels] += dcols[:, :, column, i]
-        return dpadded.reshape(self._padded_shape)
+        return dpadded.reshape(self._padded.shape)

@@ -1,0 +1,131 @@
+"""Every convolution kernel on every path against the plain-loop reference and gradcheck,
+the kernel rule, and the buffers the kernels reuse (issue 13)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import reference as ref
+
+import nnlib as nl
+from nnlib.gradcheck import gradcheck
+from nnlib.layers.conv import (
+    FORWARD_KERNELS,
+    INPUT_GRAD_KERNELS,
+    WEIGHT_GRAD_KERNELS,
+    Kernels,
+)
+
+RTOL, ATOL = 1e-10, 1e-12
+
+ALL_KERNELS = [
+    Kernels(f, i, w)
+    for f, i, w in itertools.product(FORWARD_KERNELS, INPUT_GRAD_KERNELS, WEIGHT_GRAD_KERNELS)
+]
+
+# Stride-1 cases (the shift kernel's domain): (input shape, filters, kernel, padding)
+STRIDE1_CASES = [
+    ((2, 5, 5, 2), 3, 3, 0),
+    ((2, 5, 7, 3), 3, 3, "same"),
+    ((2, 6, 5, 1), 2, 2, "same"),
+    ((1, 7, 6, 2), 2, (3, 2), 2),
+    ((1, 5, 5, 2), 2, 5, 1),
+    ((2, 4, 5, 4), 3, 1, 0),
+    ((1, 3, 3, 1), 2, 3, 2),
+    ((1, 6, 7, 2), 2, (2, 3), "same"),
+]
+
+
+def _ids(value) -> str:
+    if isinstance(value, Kernels):
+        return f"{value.forward}-{value.input_grad}-{value.weight_grad}"
+    return "-".join(str(part).replace(" ", "") for part in value)
+
+
+def _conv(case, kernels: Kernels | None, rng: np.random.Generator) -> nl.Conv2D:
+    shape, filters, kernel, padding = case
+    layer = nl.Conv2D(filters, kernel, padding=padding, name="conv")
+    layer.kernels = kernels
+    layer.to(np.float64)
+    layer.build(shape[1:], rng)
+    layer.params["W"].value[...] = rng.standard_normal(layer.params["W"].value.shape)
+    layer.params["b"].value[...] = rng.standard_normal(filters)
+    return layer
+
+
+@pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
+@pytest.mark.parametrize("case", STRIDE1_CASES, ids=_ids)
+def test_every_kernel_matches_reference(case, kernels):
+    shape, _, kernel, padding = case
+    rng = np.random.default_rng(11)
+    layer = _conv(case, kernels, rng)
+    pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
+    weights, bias = layer.params["W"].value.copy(), layer.params["b"].value.copy()
+    # Two batches: the second reuses every buffer (grid margins must still be zero).
+    for _ in range(2):
+        x = rng.standard_normal(shape)
+        out = layer.forward(x)
+        np.testing.assert_allclose(
+            out, ref.conv2d_forward(x, weights, bias, (1, 1), pads), rtol=RTOL, atol=ATOL
+        )
+        dout = rng.standard_normal(out.shape)
+        dx = layer.backward(dout)
+        dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, weights, (1, 1), pads, dout)
+        np.testing.assert_allclose(dx, dx_ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
+@pytest.mark.parametrize("case", STRIDE1_CASES[:4], ids=_ids)
+def test_every_kernel_passes_gradcheck(case, kernels):
+    shape, filters, kernel, padding = case
+    layer = nl.Conv2D(filters, kernel, padding=padding, name="conv")
+    layer.kernels = kernels
+    x = np.random.default_rng(12).standard_normal(shape)
+    result = gradcheck(layer, x)
+    assert {"input", "conv.W", "conv.b"} == set(result.errors)
+    assert result.max_error < 1e-6, str(result)
+
+
+@pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
+def test_weight_gradient_without_input_gradient(kernels):
+    """backward_params asks the first layer for no dL/dx: the weight gradient must not
+    depend on the input-gradient path having run."""
+    case = STRIDE1_CASES[1]
+    rng = np.random.default_rng(13)
+    layer = _conv(case, kernels, rng)
+    x = rng.standard_normal(case[0])
+    dout = rng.standard_normal(layer.forward(x).shape)
+    assert layer.backward(dout, need_input_grad=False) is None
+    pads = ref.conv_pads("same", case[0][1:3], (3, 3), (1, 1))
+    _, dw_ref, db_ref = ref.conv2d_backward(x, layer.params["W"].value, (1, 1), pads, dout)
+    np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
+
+
+def test_float32_stays_float32_on_every_kernel():
+    rng = np.random.default_rng(14)
+    for kernels in ALL_KERNELS:
+        layer = nl.Conv2D(4, 3, padding="same", name="conv")
+        layer.kernels = kernels
+        layer.build((6, 6, 3), rng)
+        out = layer.forward(rng.standard_normal((2, 6, 6, 3)).astype(np.float32))
+        dx = layer.backward(np.ones_like(out))
+        assert out.dtype == dx.dtype == layer.params["W"].grad.dtype == np.float32
+
+
+def test_shift_kernel_refuses_a_stride_with_a_clear_message():
+    layer = nl.Conv2D(2, 3, stride=2, name="conv_3")
+    layer.kernels = Kernels(forward="shift")
+    with pytest.raises(
+        ValueError, match=r"conv_3: the shift kernel needs stride 1, got stride \(2, 2\)"
+    ):
+        layer.build((8, 8, 2), np.random.default_rng(0))
+
+
+def test_unknown_kernel_name_is_refused():
+    with pytest.raises(ValueError, match=r"forward must be one of im2col, shift, got 'winograd'"):
+        Kernels(forward="winograd")
