@@ -129,3 +129,34 @@ def test_shift_kernel_refuses_a_stride_with_a_clear_message():
 def test_unknown_kernel_name_is_refused():
     with pytest.raises(ValueError, match=r"forward must be one of im2col, shift, got 'winograd'"):
         Kernels(forward="winograd")
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape", "expected"),
+    [
+        # LeNet-5: conv_1 has one channel (input gradient only), conv_2's 5x5 on 14x14 wastes
+        # 1.96 grid rows per output row: im2col throughout.
+        ("conv(6,5,pad=2)", (28, 28, 1), Kernels("im2col", "shift", "im2col")),
+        ("conv(16,5)", (14, 14, 6), Kernels()),
+        ("conv(32,3,pad=same)", (32, 32, 32), Kernels("shift", "shift", "shift")),
+        ("conv(16,3)", (26, 26, 16), Kernels("shift", "shift", "shift")),
+        ("conv(16,3,stride=2)", (26, 26, 16), Kernels()),
+    ],
+)
+def test_rule_picks_kernels_by_shape(spec, shape, expected):
+    model = nl.build(spec, shape, seed=0)
+    assert model.layers[0].selected_kernels(shape) == expected
+
+
+def test_cache_size_counts_what_the_kernels_keep():
+    """The memory planner's per-sample cache: the shift kernels keep no im2col matrix, so a
+    32-channel 3x3 conv plans less than half of what it plans with im2col forced."""
+    shape = (32, 32, 32)
+    layer = nl.Conv2D(32, 3, padding="same")
+    by_rule = layer.cache_size(shape)
+    layer.kernels = Kernels()
+    forced_im2col = layer.cache_size(shape)
+    grid = 34 * 34
+    assert forced_im2col == grid * 32 + 32 * 32 * (9 * 32 + 1)
+    assert by_rule == grid * 32 * 4  # padded input, grid output, grid gradient, grid dL/dx
+    assert forced_im2col > 2 * by_rule

@@ -58,11 +58,36 @@ class Kernels:
         return "shift" in (self.forward, self.input_grad, self.weight_grad)
 
 
+#: The shift kernels compute every row of the padded grid; beyond this many grid rows per
+#: output row the waste outweighs the saved copy (LeNet-5's 5x5 conv on 14x14x6: 1.96, shift
+#: input gradient 5.2 ms against col2im's 1.0 ms a batch of 64).
+SHIFT_MAX_WASTE = 1.5
+#: From this many input channels the K = C GEMMs of the shift forward and weight gradient
+#: keep up with im2col's single GEMM (32x32x32 -> 32, 3x3 same, batch 64: forward 43.6 vs
+#: 42.4 ms, weight gradient 44.6 vs 28.2, input gradient 38 vs 93), and the kh*kw-times
+#: larger im2col matrix (75 MiB there) is not kept.
+SHIFT_MIN_CHANNELS = 16
+
+
 def choose_kernels(
     input_shape: Shape, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, ...]
 ) -> Kernels:
-    """The kernels for a layer of this shape: RULE_PLACEHOLDER"""
-    return Kernels()
+    """The kernels for a layer of this shape, by a rule from measurements (1 thread, batch
+    64; benchmarks/README.md): shift needs stride 1 and little waste; then its input
+    gradient always beats col2im (28x28x1 5x5: 0.7 vs 3.4 ms; 26x26x16 3x3: 2.8 vs 15.8 ms),
+    and its forward and weight gradient from SHIFT_MIN_CHANNELS input channels on."""
+    if stride != (1, 1):
+        return Kernels()
+    top, bottom, left, right = pads
+    grid = (input_shape[0] + top + bottom) * (input_shape[1] + left + right)
+    out = (input_shape[0] + top + bottom - kernel[0] + 1) * (
+        input_shape[1] + left + right - kernel[1] + 1
+    )
+    if grid > SHIFT_MAX_WASTE * out:
+        return Kernels()
+    if input_shape[2] >= SHIFT_MIN_CHANNELS:
+        return Kernels("shift", "shift", "shift")
+    return Kernels(input_grad="shift")
 
 
 class Conv2D(Layer):
@@ -167,10 +192,10 @@ class Conv2D(Layer):
         return choose_kernels(input_shape, self._kernel, self._stride, self._pad)
 
     def cache_size(self, input_shape: Shape) -> int:
-        """What the selected kernels keep per sample: the im2col matrix (one row per output
-        position, with the ones column) when a pass uses it, the padded input with padding,
-        and for shift the padded-grid output, gradient and input-gradient buffers plus one
-        GEMM result of the grid's size."""
+        """What the selected kernels keep per sample: the padded input with padding, the
+        im2col matrix (one row per output position, with the ones column) when a pass uses
+        it, and for shift the grid-sized output, gradient and input-gradient buffers (the
+        chunked partial products are bounded at 256 KiB, whatever the batch)."""
         kernels = self.selected_kernels(input_shape)
         out_h, out_w, filters = self.compute_output_shape(input_shape)
         top, bottom, left, right = self._pad
@@ -180,11 +205,11 @@ class Conv2D(Layer):
         if "im2col" in (kernels.forward, kernels.weight_grad):
             size += out_h * out_w * (self._kernel[0] * self._kernel[1] * channels + 1)
         if kernels.forward == "shift":
-            size += 2 * grid * filters  # the grid output and one offset's GEMM
+            size += grid * filters
         if "shift" in (kernels.input_grad, kernels.weight_grad):
-            size += grid * filters  # the gradient on the grid
+            size += grid * filters  # the output gradient placed on the grid
         if kernels.input_grad == "shift":
-            size += grid * (2 * channels)  # dL/dx on the grid and one offset's GEMM
+            size += grid * channels  # dL/dx on the grid, cropped by a view
         return size
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -233,27 +258,45 @@ class Conv2D(Layer):
             self._fresh.discard(purpose)
         return buffer
 
-    def _shifts(self, padded_width: int) -> list[tuple[int, int, int]]:
-        """(i, j, flat row offset) of every kernel offset on the padded grid."""
-        kh, kw = self._kernel
-        return [(i, j, i * padded_width + j) for i in range(kh) for j in range(kw)]
-
     def _shift_forward(
         self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray
     ) -> np.ndarray:
         n, height, width, channels = padded.shape
         flat = padded.reshape(-1, channels)
-        shifts = self._shifts(width)
-        span = flat.shape[0] - shifts[-1][2]  # grid rows whose every offset is in the batch
         grid = self._buffer("grid_out", (n * height * width, self.filters), padded.dtype)
-        part = self._buffer("grid_part", (span, self.filters), padded.dtype)
-        (i, j, s), *rest = shifts
-        np.matmul(flat[s : s + span], kernel[i, j], out=grid[:span])
-        for i, j, s in rest:
-            np.matmul(flat[s : s + span], kernel[i, j], out=part)
-            grid[:span] += part
+        grid[...] = bias
+        self._shifted_gemms(flat, kernel, grid, source_shifted=True)
         valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
-        return valid + bias  # the add is also the copy out of the reused grid
+        return valid.copy()
+
+    def _shifted_gemms(
+        self, source: np.ndarray, kernel: np.ndarray, target: np.ndarray, source_shifted: bool
+    ) -> None:
+        """For every kernel offset (i, j) with flat shift s, add source rows times W[i, j]
+        (forward: target[r] += source[r + s] @ W[i, j]) or times W[i, j].T into shifted
+        rows (input gradient: target[r + s] += source[r] @ W[i, j].T).
+
+        Done in chunks of rows whose partial product is about 256 KiB, so that the
+        product is still in cache when it is added (VGG's 32x32x32 conv forward: 20 -> 15 ms
+        a batch of 64)."""
+        width = self._padded.shape[2]
+        kh, kw = self._kernel
+        shifts = [(i, j, i * width + j) for i in range(kh) for j in range(kw)]
+        span = source.shape[0] - shifts[-1][2]  # rows whose every offset is on the grid
+        chunk = max(256, 65536 // target.shape[1])
+        part = self._buffer(
+            f"part_{target.shape[1]}", (min(chunk, span), target.shape[1]), target.dtype
+        )
+        for start in range(0, span, chunk):
+            stop = min(start + chunk, span)
+            product = part[: stop - start]
+            for i, j, s in shifts:
+                if source_shifted:
+                    np.matmul(source[s + start : s + stop], kernel[i, j], out=product)
+                    target[start:stop] += product
+                else:
+                    np.matmul(source[start:stop], kernel[i, j].T, out=product)
+                    target[s + start : s + stop] += product
 
     def _grid_gradient(self, grad: np.ndarray) -> np.ndarray:
         """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins."""
@@ -266,23 +309,21 @@ class Conv2D(Layer):
     def _shift_weight_grad(
         self, grid: np.ndarray, grad2d: np.ndarray, kernel_grad: np.ndarray, bias_grad: np.ndarray
     ) -> None:
+        width = self._padded.shape[2]
         flat = self._padded.reshape(-1, self._padded.shape[3])
-        shifts = self._shifts(self._padded.shape[2])
-        span = flat.shape[0] - shifts[-1][2]
-        for i, j, s in shifts:
-            np.matmul(flat[s : s + span].T, grid[:span], out=kernel_grad[i, j])
+        kh, kw = self._kernel
+        span = flat.shape[0] - (kh - 1) * width - (kw - 1)
+        for i in range(kh):
+            for j in range(kw):
+                s = i * width + j
+                np.matmul(flat[s : s + span].T, grid[:span], out=kernel_grad[i, j])
         # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several times slower.
         bias_grad[...] = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
 
     def _shift_input_grad(self, grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         n, height, width, channels = self._padded.shape
-        shifts = self._shifts(width)
-        span = grid.shape[0] - shifts[-1][2]
         dx = np.zeros((n * height * width, channels), grid.dtype)
-        part = self._buffer("grid_dx_part", (span, channels), grid.dtype)
-        for i, j, s in shifts:
-            np.matmul(grid[:span], kernel[i, j].T, out=part)
-            dx[s : s + span] += part
+        self._shifted_gemms(grid, kernel, dx, source_shifted=False)
         return dx.reshape(self._padded.shape)
 
     def _im2col(self, x: np.ndarray) -> np.ndarray:
