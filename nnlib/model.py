@@ -19,6 +19,7 @@ from . import _validate
 from ._atomic import atomic_write
 from .layers import LAYER_TYPES, Layer, Param
 from .layers.base import Shape
+from .layers.pooling import fuse_relu_pool
 from .losses import Loss
 from .metrics import check_finite, evaluate_predictions
 
@@ -286,6 +287,7 @@ class Sequential:
         for layer in self.layers:
             layer.dtype = self.dtype
             shape = layer.build(shape, rng)
+        fuse_relu_pool(self.layers)
         return self
 
     # -- computation ----------------------------------------------------------------------

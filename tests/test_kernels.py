@@ -160,3 +160,60 @@ def test_cache_size_counts_what_the_kernels_keep():
     assert forced_im2col == grid * 32 + 32 * 32 * (9 * 32 + 1)
     assert by_rule == grid * 32 * 4  # padded input, grid output, grid gradient, grid dL/dx
     assert forced_im2col > 2 * by_rule
+
+
+# -- ReLU fused into the max-pool that follows ---------------------------------------------
+
+FUSED_SPECS = [
+    "conv(4,3) relu maxpool(2) dense(3)",
+    "conv(4,3) relu maxpool(3,stride=2) dense(3)",  # overlapping windows
+    # stride > window: some inputs are never looked at
+    "conv(3,3) relu maxpool(2,stride=3) relu maxpool(1) dense(3)",
+]
+
+
+def _pair(spec: str) -> tuple[nl.Sequential, nl.Sequential]:
+    """The same model (same weights) fused, as built, and unfused."""
+    fused = nl.build(spec, (9, 9, 2), seed=3)
+    plain = nl.build(spec, (9, 9, 2), seed=3)
+    nl.layers.pooling.fuse_relu_pool(plain.layers, enabled=False)
+    return fused, plain
+
+
+@pytest.mark.parametrize("spec", FUSED_SPECS)
+def test_fused_relu_pool_matches_unfused_exactly(spec):
+    fused, plain = _pair(spec)
+    assert any(getattr(layer, "fused", False) for layer in fused.layers)
+    assert not any(getattr(layer, "fused", False) for layer in plain.layers)
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((5, 9, 9, 2)).astype(np.float32)
+    out = fused.forward(x)
+    np.testing.assert_array_equal(out, plain.forward(x))
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    np.testing.assert_array_equal(fused.backward(grad), plain.backward(grad))
+    for a, b in zip(fused.parameters(), plain.parameters(), strict=True):
+        np.testing.assert_array_equal(a.grad, b.grad)
+    for a, b in zip(fused.layers, plain.layers, strict=True):
+        if isinstance(a, nl.ReLU):
+            np.testing.assert_array_equal(a.active_mask, b.active_mask)
+
+
+@pytest.mark.parametrize("spec", FUSED_SPECS)
+def test_fused_model_passes_gradcheck(spec):
+    fused, _ = _pair(spec)
+    x = np.random.default_rng(22).standard_normal((2, 9, 9, 2))
+    result = gradcheck(fused, x, y=np.array([0, 2]), loss=nl.SoftmaxCrossEntropy())
+    assert result.max_error < 1e-6, str(result)
+
+
+def test_monitor_dead_fraction_is_unchanged_by_fusion():
+    """A channel that is positive only where the pool never looks (the row a 2x2 pool drops
+    from a 5-row map) is alive: the Monitor reads the full pre-pool activation."""
+    from nnlib.callbacks.monitor import dead_fraction
+
+    fused = nl.build("relu maxpool(2)", (5, 4, 2), seed=0)
+    assert fused.layers[0].fused
+    x = -np.ones((1, 5, 4, 2), np.float32)
+    x[0, 4, 0, 1] = 1.0  # channel 1 is positive only in the dropped last row
+    assert fused.forward(x).max() == 0
+    assert dead_fraction(fused.layers[0]) == 0.5
