@@ -8,8 +8,11 @@ import itertools
 import numpy as np
 import pytest
 import reference as ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nnlib as nl
+from nnlib.callbacks.monitor import PERCENTILE_SAMPLE, PERCENTILES, histogram
 from nnlib.gradcheck import gradcheck
 from nnlib.layers.conv import (
     FORWARD_KERNELS,
@@ -217,3 +220,39 @@ def test_monitor_dead_fraction_is_unchanged_by_fusion():
     x[0, 4, 0, 1] = 1.0  # channel 1 is positive only in the dropped last row
     assert fused.forward(x).max() == 0
     assert dead_fraction(fused.layers[0]) == 0.5
+
+
+# -- Monitor histograms in the array's dtype ---------------------------------------------------
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(
+    size=st.integers(1, 3000),
+    scale=st.floats(1e-3, 1e3),
+    seed=st.integers(0, 2**16),
+    bins=st.integers(1, 40),
+)
+def test_histogram_matches_numpy(size, scale, seed, bins):
+    values = (np.random.default_rng(seed).standard_normal(size) * scale).astype(np.float32)
+    summary = histogram(values, bins)
+    assert sum(summary["counts"]) == size and len(summary["counts"]) == bins
+    if summary["hi"] > summary["lo"] + 1e-9:
+        counts, _ = np.histogram(values, bins=bins, range=(summary["lo"], summary["hi"]))
+        # float32 bin arithmetic may move a value lying on a bin edge by one bin
+        assert np.abs(np.array(summary["counts"]) - counts).sum() <= 2
+    np.testing.assert_allclose(
+        summary["percentiles"], np.percentile(values, PERCENTILES), rtol=1e-5, atol=1e-6 * scale
+    )
+
+
+def test_histogram_of_a_large_layer_equals_numpy_on_its_sample():
+    weights = (np.random.default_rng(0).standard_normal((784, 512)) * 0.05).astype(np.float32)
+    summary = histogram(weights, 30)
+    counts, _ = np.histogram(weights, bins=30, range=(summary["lo"], summary["hi"]))
+    assert summary["counts"] == counts.tolist()
+    sample = weights.ravel()[:: weights.size // PERCENTILE_SAMPLE]
+    expected = np.percentile(sample, PERCENTILES)
+    np.testing.assert_allclose(summary["percentiles"][1:-1], expected[1:-1], rtol=1e-6)
+    assert (
+        summary["percentiles"][0] == weights.min() and summary["percentiles"][-1] == weights.max()
+    )
