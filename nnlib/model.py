@@ -35,6 +35,11 @@ OPTIMIZER_SLOTS = 2
 #: sysconf): a modest laptop's worth.
 FALLBACK_AVAILABLE_BYTES = 4 * 2**30
 
+#: Batch size of `predict` and `evaluate` (and so of validation): the fastest measured, 1
+#: thread, 2,000 MNIST digits: LeNet-5 78 ms at 64 against 122 ms at 256 (113 at 128), the
+#: MLP 21 vs 24 ms, the tutorial CNN 44 vs 50 ms. Larger batches spill the caches.
+PREDICT_BATCH = 64
+
 #: Where Linux reports the memory that can be allocated without swapping.
 MEMINFO = "/proc/meminfo"
 
@@ -333,7 +338,7 @@ class Sequential:
     def eval(self) -> Sequential:
         return self.train(False)
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict(self, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Outputs for `x` in evaluation mode, computed in batches to bound memory."""
         batch_size = _validate.positive_int("predict", "batch_size", batch_size)
         was_training = self.training
@@ -347,7 +352,7 @@ class Sequential:
         return np.concatenate(outputs)
 
     def evaluate(
-        self, x: np.ndarray, y: np.ndarray, loss: Loss, batch_size: int = 256
+        self, x: np.ndarray, y: np.ndarray, loss: Loss, batch_size: int = PREDICT_BATCH
     ) -> dict[str, float]:
         """Mean loss (and accuracy for a classification loss) over `x`, in batches."""
         check_finite("evaluate x", np.asarray(x))

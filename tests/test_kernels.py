@@ -256,3 +256,22 @@ def test_histogram_of_a_large_layer_equals_numpy_on_its_sample():
     assert (
         summary["percentiles"][0] == weights.min() and summary["percentiles"][-1] == weights.max()
     )
+
+
+def test_validation_predicts_in_batches_of_the_fastest_size():
+    """Trainer validation goes through model.predict's default batch (64, measured fastest)."""
+    from nnlib.model import PREDICT_BATCH
+
+    model = nl.build("4-8-3", (4,), seed=0)
+    sizes: list[int] = []
+    forward = model.forward
+
+    def spy(x: np.ndarray) -> np.ndarray:
+        sizes.append(len(x))
+        return forward(x)
+
+    model.forward = spy  # type: ignore[method-assign]
+    x = np.random.default_rng(0).standard_normal((150, 4)).astype(np.float32)
+    out = model.predict(x)
+    assert PREDICT_BATCH == 64 and sizes == [64, 64, 22]
+    np.testing.assert_array_equal(out, forward(x))
