@@ -57,7 +57,14 @@ MODELS = {
     "LeNet-5": "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) "
     "dense(120) relu dense(84) relu dense(10)",
     "tutorial CNN": "conv(3,5) relu maxpool(3,stride=2) dense(84) relu dense(10)",
+    "VGG-style 32x32x3": "conv(32,3,pad=same) relu conv(32,3,pad=same) relu maxpool(2) "
+    "conv(64,3,pad=same) relu maxpool(2) dense(128) relu dense(10)",
+    "4 stacked conv 16@3x3": "conv(16,3) relu conv(16,3) relu conv(16,3) relu conv(16,3) relu "
+    "dense(10)",
 }
+#: Models fed colour images: the digits padded to 32x32 and repeated over 3 channels (the
+#: shape of CIFAR-10, which is not on this machine; the accuracy stays meaningful).
+RGB32 = {"VGG-style 32x32x3"}
 
 Epoch = Callable[[], None]
 Accuracy = Callable[[], float]
@@ -76,6 +83,15 @@ class Data:
         order = np.random.default_rng(seed).permutation(len(self.x_train))
         for start in range(0, len(order), BATCH):
             yield order[start : start + BATCH]
+
+    def rgb32(self) -> Data:
+        """The digits padded to 32x32 and repeated over 3 channels."""
+
+        def convert(x: np.ndarray) -> np.ndarray:
+            padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
+            return np.ascontiguousarray(np.repeat(padded, 3, axis=3))
+
+        return Data(convert(self.x_train), self.y_train, convert(self.x_test), self.y_test)
 
     def head(self, count: int) -> Data:
         return Data(
@@ -124,10 +140,24 @@ def load_mnist(directory: Path) -> tuple[Data, str]:
     return Data(x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:]), source
 
 
+_RGB32_CACHE: dict[int, Data] = {}
+
+
+def model_data(name: str, data: Data) -> Data:
+    """The data a model trains on: MNIST as is, or its 32x32x3 version for RGB32 models."""
+    if name not in RGB32:
+        return data
+    if id(data) not in _RGB32_CACHE:
+        _RGB32_CACHE.clear()
+        _RGB32_CACHE[id(data)] = data.rgb32()
+    return _RGB32_CACHE[id(data)]
+
+
 # -- runners: (model name, data, seed) -> (train one epoch, test accuracy) --------------------
 def nnlib_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
     """The plain loop: forward, loss, backward_params, optimizer step."""
-    model = nl.build(MODELS[name], (28, 28, 1), seed=seed)
+    data = model_data(name, data)
+    model = nl.build(MODELS[name], data.x_train.shape[1:], seed=seed)
     loss = nl.SoftmaxCrossEntropy()
     optimizer = nl.SGD(LR, momentum=MOMENTUM)
 
@@ -152,7 +182,8 @@ def trainer_runner(monitored: bool) -> Runner:
     def runner(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
         import tempfile
 
-        model = nl.build(MODELS[name], (28, 28, 1), seed=seed)
+        data = model_data(name, data)
+        model = nl.build(MODELS[name], data.x_train.shape[1:], seed=seed)
         callbacks: list[nl.Callback] = []
         if monitored:
             callbacks = [
@@ -208,6 +239,26 @@ def torch_model(name: str):  # noqa: ANN201 - torch is optional
             nn.ReLU(),
             nn.Linear(84, 10),
         )
+    if name.startswith("VGG"):
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 8 * 8, 128),
+            nn.ReLU(),
+            nn.Linear(128, 10),
+        )
+    if name.startswith("4 stacked"):
+        layers: list[nn.Module] = []
+        for channels in (1, 16, 16, 16):
+            layers += [nn.Conv2d(channels, 16, 3), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Flatten(), nn.Linear(16 * 20 * 20, 10))
     return nn.Sequential(
         nn.Conv2d(1, 3, 5),
         nn.ReLU(),
@@ -223,6 +274,7 @@ def torch_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
     """The idiomatic PyTorch loop on NCHW tensors (torch's native layout)."""
     import torch
 
+    data = model_data(name, data)
     torch.manual_seed(seed)
     model = torch_model(name)
     for module in model.modules():  # nnlib's "he" init, so that accuracies compare
@@ -304,8 +356,18 @@ class OtherLoad:
 
     def note(self) -> str:
         return (
-            f"Other processes kept {self.cores:.2f} cores busy on average meanwhile (/proc/stat)."
+            f"Other processes kept {self.cores:.2f} cores busy on average meanwhile (/proc/stat); "
+            f"load average {loadavg()} at the end."
         )
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15-minute load averages (/proc/loadavg)."""
+    try:
+        with open("/proc/loadavg") as handle:
+            return " ".join(handle.read().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 # -- timing -----------------------------------------------------------------------------------
@@ -424,7 +486,8 @@ def hook_cost_table(names: list[str], threads: list[int], data: Data, runs: int,
             rows = []
             with set_threads(count):
                 for _ in range(runs):
-                    model = nl.build(MODELS[name], (28, 28, 1), seed=seed)
+                    inputs = model_data(name, data)
+                    model = nl.build(MODELS[name], inputs.x_train.shape[1:], seed=seed)
                     monitor = HookTimer(nl.Monitor(every=50))
                     logger = HookTimer(nl.RunLogger(run_dir=tempfile.mkdtemp(prefix="bench-")))
                     trainer = nl.Trainer(
@@ -435,11 +498,11 @@ def hook_cost_table(names: list[str], threads: list[int], data: Data, runs: int,
                     )
                     start = time.perf_counter()
                     trainer.fit(
-                        data.x_train,
-                        data.y_train,
+                        inputs.x_train,
+                        inputs.y_train,
                         epochs=1,
                         batch_size=BATCH,
-                        validation_data=(data.x_test, data.y_test),
+                        validation_data=(inputs.x_test, inputs.y_test),
                         seed=seed,
                     )
                     rows.append((time.perf_counter() - start, monitor.seconds, logger.seconds))
@@ -471,6 +534,72 @@ def overhead_table(
                 f"| {name} | {count} | {bare:.3f} | {full:.3f} | {(full - bare) / bare:+.1%} |"
             )
     return "\n".join(lines)
+
+
+# -- fraction of the machine's sgemm peak ------------------------------------------------------
+def epoch_gflop(name: str, data: Data) -> float:
+    """Multiply-adds x 2 of one training epoch: forward, weight gradient and, except for the
+    first layer with weights, input gradient of every conv and dense layer."""
+    inputs = model_data(name, data)
+    model = nl.build(MODELS[name], inputs.x_train.shape[1:], seed=0)
+    total, first = 0.0, True
+    for layer in model.layers:
+        if not isinstance(layer, nl.Conv2D | nl.Dense):
+            continue
+        forward = 2.0 * float(np.prod(layer.output_shape)) * (layer.params["W"].value.size)
+        forward /= layer.params["W"].value.shape[-1]  # per output value: kh*kw*C (or inputs)
+        total += forward * (2 if first else 3)
+        first = False
+    return total * len(inputs.x_train) / 1e9
+
+
+def sgemm_peak(threads: int, runs: int = 5) -> float:
+    """GFLOP/s of a 2048x2048 float32 matmul, best of `runs`, by numpy's BLAS and, when it is
+    loaded, torch's (its kernels use AVX-512 where this OpenBLAS falls back to Haswell's):
+    the faster is the machine's reachable peak."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    products = [lambda: a @ a]
+    if "torch" in sys.modules:
+        t = sys.modules["torch"].from_numpy(a)
+        products.append(lambda: t @ t)
+    best = 0.0
+    with set_threads(threads):
+        for product in products:
+            product()
+            for _ in range(runs):
+                start = time.perf_counter()
+                product()
+                best = max(best, 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def peak_table(
+    results: dict[tuple[str, str, int], Result],
+    frameworks: list[str],
+    names: list[str],
+    threads: list[int],
+    data: Data,
+) -> str:
+    shown = [f for f in ("nnlib", REFERENCE) if f in frameworks]
+    peaks = {count: sgemm_peak(count) for count in threads}
+    lines = [
+        "| model | GFLOP/epoch | threads | sgemm peak GFLOP/s | "
+        + " | ".join(f"{f} % of peak" for f in shown)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(shown),
+    ]
+    for name in names:
+        gflop = epoch_gflop(name, data)
+        for count in threads:
+            cells = [name, f"{gflop:.1f}", str(count), f"{peaks[count]:.0f}"]
+            for f in shown:
+                seconds = statistics.median(results[f, name, count].seconds)
+                cells.append(f"{gflop / seconds / peaks[count]:.0%}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (
+        "\n\nsgemm peak: best of 5 2048x2048 float32 matmuls, numpy and torch; "
+        f"load average {loadavg()}."
+    )
 
 
 # -- memory (one fresh subprocess per framework and model) -------------------------------------
@@ -657,6 +786,13 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="time nnlib only")
+    parser.add_argument(
+        "--frameworks",
+        default=",".join(f for f in RUNNERS if f != REFERENCE),
+        help="comma-separated nnlib runners to time (default: all of "
+        + ", ".join(f for f in RUNNERS if f != REFERENCE)
+        + ")",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
     parser.add_argument(
         "--policy",
@@ -677,7 +813,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
     threads = [int(t) for t in args.threads.split(",")]
-    frameworks = [f for f in RUNNERS if f != REFERENCE]
+    frameworks = [f.strip() for f in args.frameworks.split(",")]
+    if not set(frameworks) <= set(RUNNERS) - {REFERENCE}:
+        parser.error(f"--frameworks: choose from {', '.join(f for f in RUNNERS if f != REFERENCE)}")
     if not args.no_torch and have_torch():
         frameworks.append(REFERENCE)
 
@@ -686,10 +824,14 @@ def main() -> None:
     print(f"## Engine speed: one epoch on MNIST (t10k files, loaded by {source})\n")
     print(machine_facts() + "\n")
     print(speed_table(results, frameworks, names, threads, args.runs) + " " + load.note() + "\n")
-    print(overhead_table(results, names, threads) + "\n")
-    print(hook_cost_table(names, threads, data, args.runs, args.seed) + "\n")
+    print(peak_table(results, frameworks, names, threads, data) + "\n")
+    if {"trainer", "monitored"} <= set(frameworks):
+        print(overhead_table(results, names, threads) + "\n")
+    print(hook_cost_table(names, threads, data, args.runs, args.seed))
+    print(f"Load average {loadavg()} at the end.\n")
     if not args.no_memory:
-        print(memory_table(frameworks, names, args) + "\n")
+        print(memory_table(frameworks, names, args))
+        print(f"Load average {loadavg()} at the end.\n")
     if args.policy:
         with OtherLoad() as load:
             table = policy_table(names, data, args.runs, args.seed)

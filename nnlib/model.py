@@ -19,6 +19,7 @@ from . import _validate
 from ._atomic import atomic_write
 from .layers import LAYER_TYPES, Layer, Param
 from .layers.base import Shape
+from .layers.pooling import fuse_relu_pool
 from .losses import Loss
 from .metrics import check_finite, evaluate_predictions
 
@@ -33,6 +34,11 @@ OPTIMIZER_SLOTS = 2
 #: What a memory check assumes is free where the system does not say (no /proc/meminfo, no
 #: sysconf): a modest laptop's worth.
 FALLBACK_AVAILABLE_BYTES = 4 * 2**30
+
+#: Batch size of `predict` and `evaluate` (and so of validation): the fastest measured, 1
+#: thread, 2,000 MNIST digits: LeNet-5 78 ms at 64 against 122 ms at 256 (113 at 128), the
+#: MLP 21 vs 24 ms, the tutorial CNN 44 vs 50 ms. Larger batches spill the caches.
+PREDICT_BATCH = 64
 
 #: Where Linux reports the memory that can be allocated without swapping.
 MEMINFO = "/proc/meminfo"
@@ -286,6 +292,7 @@ class Sequential:
         for layer in self.layers:
             layer.dtype = self.dtype
             shape = layer.build(shape, rng)
+        fuse_relu_pool(self.layers)
         return self
 
     # -- computation ----------------------------------------------------------------------
@@ -331,7 +338,7 @@ class Sequential:
     def eval(self) -> Sequential:
         return self.train(False)
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict(self, x: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Outputs for `x` in evaluation mode, computed in batches to bound memory."""
         batch_size = _validate.positive_int("predict", "batch_size", batch_size)
         was_training = self.training
@@ -345,7 +352,7 @@ class Sequential:
         return np.concatenate(outputs)
 
     def evaluate(
-        self, x: np.ndarray, y: np.ndarray, loss: Loss, batch_size: int = 256
+        self, x: np.ndarray, y: np.ndarray, loss: Loss, batch_size: int = PREDICT_BATCH
     ) -> dict[str, float]:
         """Mean loss (and accuracy for a classification loss) over `x`, in batches."""
         check_finite("evaluate x", np.asarray(x))

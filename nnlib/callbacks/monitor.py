@@ -32,8 +32,11 @@ PERCENTILE_SAMPLE = 65_536  # values the inner percentiles are estimated from, a
 
 def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     """Counts of every finite value over `bins` equal bins spanning [min, max], plus
-    percentiles. Percentiles other than min and max are estimated from at most 65,536
-    evenly strided values: exact ones cost 10 ms on a 784x512 layer, 3x the histogram."""
+    percentiles, in the array's own dtype. Percentiles other than min and max are read from
+    the sorted sample of at most 65,536 evenly strided values (exact ones cost 10 ms on a
+    784x512 layer, 3x the histogram); counts come from one bincount of the bin indices.
+    np.histogram and np.percentile converted the layer to float64 and partitioned it: 7.7 ms
+    against 2.2 ms for the same numbers, the Monitor's main cost on an MLP."""
     values = values.ravel()
     lo, hi = float(values.min()), float(values.max())  # NaN or inf shows up here
     finite = values if np.isfinite(lo) and np.isfinite(hi) else values[np.isfinite(values)]
@@ -47,23 +50,44 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
         }
     if finite is not values:
         lo, hi = float(finite.min()), float(finite.max())
-    percentiles = np.percentile(finite[:: max(1, finite.size // PERCENTILE_SAMPLE)], PERCENTILES)
+    percentiles = _percentiles(np.sort(finite[:: max(1, finite.size // PERCENTILE_SAMPLE)]))
     percentiles[0], percentiles[-1] = lo, hi  # exact, whatever the sample missed
     if hi == lo:
         # One value (a BatchNorm's gamma starts all ones): every count in the first bin.
-        # np.histogram cannot split a zero-width range, nor in float32 even lo + 1e-12.
         hi = lo + 1e-12
         counts = np.zeros(bins, dtype=np.int64)
         counts[0] = finite.size
     else:
-        counts, _ = np.histogram(finite, bins=bins, range=(lo, hi))
+        counts = _bin_counts(finite, lo, hi, bins)
     return {
         "lo": lo,
         "hi": hi,
         "counts": counts.tolist(),
-        "percentiles": percentiles.tolist(),
+        "percentiles": percentiles,
         "nonfinite": int(values.size - finite.size),
     }
+
+
+def _percentiles(ordered: np.ndarray) -> list[float]:
+    """PERCENTILES of a sorted sample, interpolated as np.percentile's default (linear)."""
+    out = []
+    for q in PERCENTILES:
+        position = q / 100 * (ordered.size - 1)
+        below = int(position)
+        above = min(below + 1, ordered.size - 1)
+        low, high = float(ordered[below]), float(ordered[above])
+        out.append(low + (high - low) * (position - below))
+    return out
+
+
+def _bin_counts(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    """Counts over `bins` equal bins of [lo, hi], the last bin closed (as np.histogram),
+    computed in the values' dtype with one temporary."""
+    dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
+    index = np.subtract(values, dtype.type(lo), dtype=dtype)
+    index *= dtype.type(bins / (hi - lo))
+    np.minimum(index, bins - 1, out=index)  # hi itself falls in the last bin
+    return np.bincount(index.astype(np.intp), minlength=bins)[:bins]
 
 
 class Monitor(Callback):

@@ -1,12 +1,25 @@
-"""2-D convolution, channels-last, as one GEMM over an im2col matrix.
+"""2-D convolution, channels-last, with two kernels per pass chosen by shape.
 
-Forward copies every receptive field into a row of an (N*Ho*Wo, kh*kw*C) matrix and multiplies
-by the kernel reshaped to (kh*kw*C, F). Backward reuses that matrix for dL/dW and scatters
-dL/d(columns) back onto the input with a short loop (col2im), which was measured 3-9x faster
+im2col: forward copies every receptive field into a row of an (N*Ho*Wo, kh*kw*C) matrix and
+multiplies by the kernel reshaped to (kh*kw*C, F); backward reuses that matrix for dL/dW and
+scatters dL/d(columns) back onto the input with a short loop (col2im), measured 3-9x faster
 than `np.add.at`.
+
+shift (stride 1 only): the padded batch as one flat (N*Hp*Wp, C) matrix. Output row r is the
+sum over kernel offsets (i, j) of input row r + i*Wp + j times W[i, j], so each offset is one
+contiguous GEMM on a shifted slice, with no copy of the input; rows that fall outside the
+valid output (the right and bottom margins) are computed and thrown away. dL/dW[i, j] and
+dL/dx are the same shifted GEMMs transposed. It wins when C is large (the im2col copy is
+kh*kw times the input) and the margins are small; it loses on few channels (K = C GEMMs are
+inefficient) and small maps with big kernels (LeNet's 5x5 on 14x14 computes 2x the rows).
+
+`choose_kernels` picks, from the shape alone, one kernel per pass (forward, input gradient,
+weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on every path.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,6 +27,67 @@ from .. import _validate
 from ..initializers import INITIALIZERS, initialize
 from . import _windows as win
 from .base import Layer, Param, Shape, SpecArg
+
+#: The kernels each pass can use.
+FORWARD_KERNELS = ("im2col", "shift")
+INPUT_GRAD_KERNELS = ("col2im", "shift")
+WEIGHT_GRAD_KERNELS = ("im2col", "shift")
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The kernel of each pass of one convolution layer."""
+
+    forward: str = "im2col"
+    input_grad: str = "col2im"
+    weight_grad: str = "im2col"
+
+    def __post_init__(self) -> None:
+        for name, value, choices in (
+            ("forward", self.forward, FORWARD_KERNELS),
+            ("input_grad", self.input_grad, INPUT_GRAD_KERNELS),
+            ("weight_grad", self.weight_grad, WEIGHT_GRAD_KERNELS),
+        ):
+            if value not in choices:
+                raise ValueError(
+                    f"Conv2D kernels: {name} must be one of {', '.join(choices)}, got {value!r}"
+                )
+
+    @property
+    def uses_shift(self) -> bool:
+        return "shift" in (self.forward, self.input_grad, self.weight_grad)
+
+
+#: The shift kernels compute every row of the padded grid; beyond this many grid rows per
+#: output row the waste outweighs the saved copy (LeNet-5's 5x5 conv on 14x14x6: 1.96, shift
+#: input gradient 5.2 ms against col2im's 1.0 ms a batch of 64).
+SHIFT_MAX_WASTE = 1.5
+#: From this many input channels the K = C GEMMs of the shift forward and weight gradient
+#: keep up with im2col's single GEMM (32x32x32 -> 32, 3x3 same, batch 64: forward 43.6 vs
+#: 42.4 ms, weight gradient 44.6 vs 28.2, input gradient 38 vs 93), and the kh*kw-times
+#: larger im2col matrix (75 MiB there) is not kept.
+SHIFT_MIN_CHANNELS = 16
+
+
+def choose_kernels(
+    input_shape: Shape, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, ...]
+) -> Kernels:
+    """The kernels for a layer of this shape, by a rule from measurements (1 thread, batch
+    64; benchmarks/README.md): shift needs stride 1 and little waste; then its input
+    gradient always beats col2im (28x28x1 5x5: 0.7 vs 3.4 ms; 26x26x16 3x3: 2.8 vs 15.8 ms),
+    and its forward and weight gradient from SHIFT_MIN_CHANNELS input channels on."""
+    if stride != (1, 1):
+        return Kernels()
+    top, bottom, left, right = pads
+    grid = (input_shape[0] + top + bottom) * (input_shape[1] + left + right)
+    out = (input_shape[0] + top + bottom - kernel[0] + 1) * (
+        input_shape[1] + left + right - kernel[1] + 1
+    )
+    if grid > SHIFT_MAX_WASTE * out:
+        return Kernels()
+    if input_shape[2] >= SHIFT_MIN_CHANNELS:
+        return Kernels("shift", "shift", "shift")
+    return Kernels(input_grad="shift")
 
 
 class Conv2D(Layer):
@@ -55,7 +129,10 @@ class Conv2D(Layer):
         if init not in INITIALIZERS:
             raise ValueError(f"Conv2D: init must be one of {', '.join(INITIALIZERS)}, got {init!r}")
         self.init = init
-        self._buffer: np.ndarray | None = None  # im2col matrix, reused between batches
+        #: None: the kernels `choose_kernels` picks for the input shape; a Kernels to force.
+        self.kernels: Kernels | None = None
+        self._buffers: dict[str, np.ndarray] = {}  # reused between batches, by purpose
+        self._fresh: set[str] = set()  # buffers just allocated by `_buffer`
 
     def _pads(self, height: int, width: int) -> tuple[int, int, int, int]:
         if self.padding == "valid":
@@ -75,6 +152,7 @@ class Conv2D(Layer):
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
         output = super().build(input_shape, rng)  # the shape is checked before allocating
+        self.selected_kernels(self.input_shape)  # a forced kernel that cannot run fails here
         shapes = self.param_shapes(self.input_shape)
         kh, kw, channels, _ = shapes["W"]
         fan_in, fan_out = kh * kw * channels, kh * kw * self.filters
@@ -101,20 +179,48 @@ class Conv2D(Layer):
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         return {"W": (*self._kernel, input_shape[2], self.filters), "b": (self.filters,)}
 
+    def selected_kernels(self, input_shape: Shape) -> Kernels:
+        """`kernels` if forced (stride 1 for shift), else the rule's choice for the shape."""
+        if self.kernels is not None:
+            if self.kernels.uses_shift and self._stride != (1, 1):
+                raise ValueError(
+                    f"{self.name or 'Conv2D'}: the shift kernel needs stride 1, "
+                    f"got stride {self._stride}"
+                )
+            return self.kernels
+        self.compute_output_shape(input_shape)
+        return choose_kernels(input_shape, self._kernel, self._stride, self._pad)
+
     def cache_size(self, input_shape: Shape) -> int:
-        """The im2col matrix (one row per output position, with the ones column) and, with
-        padding, the padded input."""
-        out_h, out_w, _ = self.compute_output_shape(input_shape)
-        top, bottom, left, right = self._pads(input_shape[0], input_shape[1])
-        columns = out_h * out_w * (self._kernel[0] * self._kernel[1] * input_shape[2] + 1)
-        padded = (input_shape[0] + top + bottom) * (input_shape[1] + left + right) * input_shape[2]
-        return columns + (padded if top + bottom + left + right else 0)
+        """What the selected kernels keep per sample: the padded input with padding, the
+        im2col matrix (one row per output position, with the ones column) when a pass uses
+        it, and for shift the grid-sized output, gradient and input-gradient buffers (the
+        chunked partial products are bounded at 256 KiB, whatever the batch)."""
+        kernels = self.selected_kernels(input_shape)
+        out_h, out_w, filters = self.compute_output_shape(input_shape)
+        top, bottom, left, right = self._pad
+        channels = input_shape[2]
+        grid = (input_shape[0] + top + bottom) * (input_shape[1] + left + right)
+        size = grid * channels if top + bottom + left + right else 0
+        if "im2col" in (kernels.forward, kernels.weight_grad):
+            size += out_h * out_w * (self._kernel[0] * self._kernel[1] * channels + 1)
+        if kernels.forward == "shift":
+            size += grid * filters
+        if "shift" in (kernels.input_grad, kernels.weight_grad):
+            size += grid * filters  # the output gradient placed on the grid
+        if kernels.input_grad == "shift":
+            size += grid * channels  # dL/dx on the grid, cropped by a view
+        return size
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
+        self._active = self.selected_kernels(self.input_shape or x.shape[1:])
         kernel, bias = self.params["W"].value, self.params["b"].value
-        padded = win.pad(x, self._pad)
-        self._padded_shape = padded.shape
+        padded = np.ascontiguousarray(win.pad(x, self._pad))
+        self._padded = padded
+        self._cols = None
+        if self._active.forward == "shift":
+            return self._shift_forward(padded, kernel, bias)
         self._cols = self._im2col(padded)
         weights = np.concatenate([kernel.reshape(-1, self.filters), bias[None]])
         return (self._cols @ weights).reshape(x.shape[0], *self._out, self.filters)
@@ -122,12 +228,103 @@ class Conv2D(Layer):
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         kernel, bias = self.params["W"], self.params["b"]
         grad2d = grad.reshape(-1, self.filters)
-        grads = self._cols.T @ grad2d  # dL/dW and, from the ones column, dL/db
-        kernel.grad[...] = grads[:-1].reshape(kernel.grad.shape)
-        bias.grad[...] = grads[-1]
+        shift_input = need_input_grad and self._active.input_grad == "shift"
+        if shift_input or self._active.weight_grad == "shift":
+            grid = self._grid_gradient(grad)
+        if self._active.weight_grad == "shift":
+            self._shift_weight_grad(grid, grad2d, kernel.grad, bias.grad)
+        else:
+            if self._cols is None:
+                self._cols = self._im2col(self._padded)
+            grads = self._cols.T @ grad2d  # dL/dW and, from the ones column, dL/db
+            kernel.grad[...] = grads[:-1].reshape(kernel.grad.shape)
+            bias.grad[...] = grads[-1]
         if not need_input_grad:
             return None
+        if self._active.input_grad == "shift":
+            return win.crop(self._shift_input_grad(grid, kernel.value), self._pad)
         return win.crop(self._col2im(grad2d @ kernel.value.reshape(-1, self.filters).T), self._pad)
+
+    # -- buffers and the shift kernel -----------------------------------------------------
+    def _buffer(self, purpose: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A buffer kept between batches; zero-filled when it is (re)allocated for a new
+        shape, so parts nobody writes (the grid's margins, im2col's ones column once set)
+        keep their values from then on."""
+        buffer = self._buffers.get(purpose)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._buffers[purpose] = np.zeros(shape, dtype)
+            self._fresh.add(purpose)
+        else:
+            self._fresh.discard(purpose)
+        return buffer
+
+    def _shift_forward(
+        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray
+    ) -> np.ndarray:
+        n, height, width, channels = padded.shape
+        flat = padded.reshape(-1, channels)
+        grid = self._buffer("grid_out", (n * height * width, self.filters), padded.dtype)
+        grid[...] = bias
+        self._shifted_gemms(flat, kernel, grid, source_shifted=True)
+        valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
+        return valid.copy()
+
+    def _shifted_gemms(
+        self, source: np.ndarray, kernel: np.ndarray, target: np.ndarray, source_shifted: bool
+    ) -> None:
+        """For every kernel offset (i, j) with flat shift s, add source rows times W[i, j]
+        (forward: target[r] += source[r + s] @ W[i, j]) or times W[i, j].T into shifted
+        rows (input gradient: target[r + s] += source[r] @ W[i, j].T).
+
+        Done in chunks of rows whose partial product is about 256 KiB, so that the
+        product is still in cache when it is added (VGG's 32x32x32 conv forward: 20 -> 15 ms
+        a batch of 64)."""
+        width = self._padded.shape[2]
+        kh, kw = self._kernel
+        shifts = [(i, j, i * width + j) for i in range(kh) for j in range(kw)]
+        span = source.shape[0] - shifts[-1][2]  # rows whose every offset is on the grid
+        chunk = max(256, 65536 // target.shape[1])
+        part = self._buffer(
+            f"part_{target.shape[1]}", (min(chunk, span), target.shape[1]), target.dtype
+        )
+        for start in range(0, span, chunk):
+            stop = min(start + chunk, span)
+            product = part[: stop - start]
+            for i, j, s in shifts:
+                if source_shifted:
+                    np.matmul(source[s + start : s + stop], kernel[i, j], out=product)
+                    target[start:stop] += product
+                else:
+                    np.matmul(source[start:stop], kernel[i, j].T, out=product)
+                    target[s + start : s + stop] += product
+
+    def _grid_gradient(self, grad: np.ndarray) -> np.ndarray:
+        """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins."""
+        n, height, width, _ = self._padded.shape
+        grid = self._buffer("grid_grad", (n * height * width, self.filters), grad.dtype)
+        valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
+        valid[...] = grad  # the margins stay zero from the allocation
+        return grid
+
+    def _shift_weight_grad(
+        self, grid: np.ndarray, grad2d: np.ndarray, kernel_grad: np.ndarray, bias_grad: np.ndarray
+    ) -> None:
+        width = self._padded.shape[2]
+        flat = self._padded.reshape(-1, self._padded.shape[3])
+        kh, kw = self._kernel
+        span = flat.shape[0] - (kh - 1) * width - (kw - 1)
+        for i in range(kh):
+            for j in range(kw):
+                s = i * width + j
+                np.matmul(flat[s : s + span].T, grid[:span], out=kernel_grad[i, j])
+        # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several times slower.
+        bias_grad[...] = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
+
+    def _shift_input_grad(self, grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+        n, height, width, channels = self._padded.shape
+        dx = np.zeros((n * height * width, channels), grid.dtype)
+        self._shifted_gemms(grid, kernel, dx, source_shifted=False)
+        return dx.reshape(self._padded.shape)
 
     def _im2col(self, x: np.ndarray) -> np.ndarray:
         """Every receptive field as a row of an (N*Ho*Wo, kh*kw*C + 1) matrix.
@@ -143,19 +340,19 @@ class Conv2D(Layer):
         kh, kw = self._kernel
         rows, size = n * self._out[0] * self._out[1], kh * kw * channels
         layout = (size + 1, rows) if channels == 1 else (rows, size + 1)
-        if self._buffer is None or self._buffer.shape != layout or self._buffer.dtype != x.dtype:
-            self._buffer = np.empty(layout, x.dtype)
-            ones = self._buffer[-1] if channels == 1 else self._buffer[:, -1]
+        buffer = self._buffer("cols", layout, x.dtype)
+        if "cols" in self._fresh:
+            ones = buffer[-1] if channels == 1 else buffer[:, -1]
             ones[...] = 1
         if channels > 1:
-            target = self._buffer[:, :size].reshape(n, *self._out, kh, kw, channels)
+            target = buffer[:, :size].reshape(n, *self._out, kh, kw, channels)
             np.copyto(target, win.windows(x, self._kernel, self._stride, self._out))
-            return self._buffer
-        planes = self._buffer[:size].reshape(kh, kw, n, *self._out)
+            return buffer
+        planes = buffer[:size].reshape(kh, kw, n, *self._out)
         for i in range(kh):
             for j in range(kw):
                 np.copyto(planes[i, j], win.window_slice(x, i, j, self._stride, self._out)[..., 0])
-        return self._buffer.T
+        return buffer.T
 
     def _col2im(self, dcols: np.ndarray) -> np.ndarray:
         """Sum the (N*Ho*Wo, kh*kw*C) column gradients back onto the padded input.
@@ -164,7 +361,7 @@ class Conv2D(Layer):
         per kernel offset would move runs of only C values and was 1.1-4x slower (LeNet-5
         conv_2: 0.64 ms vs 1.73 ms a batch). `np.add.at` is slower still.
         """
-        n, height, width, channels = self._padded_shape
+        n, height, width, channels = self._padded.shape
         kh, kw = self._kernel
         (sh, sw), (out_h, out_w) = self._stride, self._out
         dcols = dcols.reshape(n, out_h, out_w, kh, kw * channels)
@@ -174,4 +371,4 @@ class Conv2D(Layer):
             for column in range(out_w):
                 start = column * sw * channels
                 rows[:, :, start : start + kw * channels] += dcols[:, :, column, i]
-        return dpadded.reshape(self._padded_shape)
+        return dpadded.reshape(self._padded.shape)

@@ -6,9 +6,12 @@ maximum of its window, as the textbook argmax does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from . import _windows as win
+from .activations import ReLU
 from .base import Layer, Shape, SpecArg
 
 
@@ -59,6 +62,8 @@ class MaxPool2D(_Pool2D):
     aliases = ("maxpool2d",)
     description = "max pooling, overlapping when stride < pool"
     _origins: np.ndarray | None = None
+    #: Set by `fuse_relu_pool`: the ReLU before this pool is applied here, after the max.
+    relu_first = False
 
     def cache_size(self, input_shape: Shape) -> int:
         """One plane per window offset, kept for the first-max search in backward."""
@@ -74,11 +79,13 @@ class MaxPool2D(_Pool2D):
         for plane, (i, j) in zip(self._planes, self._offsets(), strict=True):
             np.copyto(plane, win.window_slice(x, i, j, self._stride, self._out))
         self._max = self._planes.max(axis=0)
-        return self._max
+        return np.maximum(self._max, 0, dtype=x.dtype) if self.relu_first else self._max
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         if not need_input_grad:
             return None
+        if self.relu_first:
+            grad = grad * (self._max > 0)  # the fused ReLU's backward, on the pooled size
         # first[...] = index of the first plane holding the max = number of planes before it.
         not_yet = self._planes[0] != self._max
         first = not_yet.astype(np.intp)
@@ -138,3 +145,16 @@ class AvgPool2D(_Pool2D):
         for i, j in self._offsets():
             win.window_slice(dx, i, j, self._stride, self._out)[...] += share
         return dx
+
+
+def fuse_relu_pool(layers: Sequence[Layer], enabled: bool = True) -> None:
+    """Fuse every ReLU that a MaxPool2D directly follows into that pool (or, with
+    enabled=False, undo it): the pool applies max(., 0) to its output, the ReLU passes its
+    input through, and the ReLU's `active_mask` (the Monitor's dead units) still reads the
+    full pre-pool activation. A model calls this once its layers are built."""
+    for before, after in zip(layers[:-1], layers[1:], strict=True):
+        fuse = enabled and type(before) is ReLU and type(after) is MaxPool2D
+        if isinstance(before, ReLU):
+            before.fused = fuse
+        if isinstance(after, MaxPool2D):
+            after.relu_first = fuse

@@ -1,0 +1,277 @@
+"""Every convolution kernel on every path against the plain-loop reference and gradcheck,
+the kernel rule, and the buffers the kernels reuse (issue 13)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import reference as ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnlib as nl
+from nnlib.callbacks.monitor import PERCENTILE_SAMPLE, PERCENTILES, histogram
+from nnlib.gradcheck import gradcheck
+from nnlib.layers.conv import (
+    FORWARD_KERNELS,
+    INPUT_GRAD_KERNELS,
+    WEIGHT_GRAD_KERNELS,
+    Kernels,
+)
+
+RTOL, ATOL = 1e-10, 1e-12
+
+ALL_KERNELS = [
+    Kernels(f, i, w)
+    for f, i, w in itertools.product(FORWARD_KERNELS, INPUT_GRAD_KERNELS, WEIGHT_GRAD_KERNELS)
+]
+
+# Stride-1 cases (the shift kernel's domain): (input shape, filters, kernel, padding)
+STRIDE1_CASES = [
+    ((2, 5, 5, 2), 3, 3, 0),
+    ((2, 5, 7, 3), 3, 3, "same"),
+    ((2, 6, 5, 1), 2, 2, "same"),
+    ((1, 7, 6, 2), 2, (3, 2), 2),
+    ((1, 5, 5, 2), 2, 5, 1),
+    ((2, 4, 5, 4), 3, 1, 0),
+    ((1, 3, 3, 1), 2, 3, 2),
+    ((1, 6, 7, 2), 2, (2, 3), "same"),
+]
+
+
+def _ids(value) -> str:
+    if isinstance(value, Kernels):
+        return f"{value.forward}-{value.input_grad}-{value.weight_grad}"
+    return "-".join(str(part).replace(" ", "") for part in value)
+
+
+def _conv(case, kernels: Kernels | None, rng: np.random.Generator) -> nl.Conv2D:
+    shape, filters, kernel, padding = case
+    layer = nl.Conv2D(filters, kernel, padding=padding, name="conv")
+    layer.kernels = kernels
+    layer.to(np.float64)
+    layer.build(shape[1:], rng)
+    layer.params["W"].value[...] = rng.standard_normal(layer.params["W"].value.shape)
+    layer.params["b"].value[...] = rng.standard_normal(filters)
+    return layer
+
+
+@pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
+@pytest.mark.parametrize("case", STRIDE1_CASES, ids=_ids)
+def test_every_kernel_matches_reference(case, kernels):
+    shape, _, kernel, padding = case
+    rng = np.random.default_rng(11)
+    layer = _conv(case, kernels, rng)
+    pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
+    weights, bias = layer.params["W"].value.copy(), layer.params["b"].value.copy()
+    # Two batches: the second reuses every buffer (grid margins must still be zero).
+    for _ in range(2):
+        x = rng.standard_normal(shape)
+        out = layer.forward(x)
+        np.testing.assert_allclose(
+            out, ref.conv2d_forward(x, weights, bias, (1, 1), pads), rtol=RTOL, atol=ATOL
+        )
+        dout = rng.standard_normal(out.shape)
+        dx = layer.backward(dout)
+        dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, weights, (1, 1), pads, dout)
+        np.testing.assert_allclose(dx, dx_ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
+@pytest.mark.parametrize("case", STRIDE1_CASES[:4], ids=_ids)
+def test_every_kernel_passes_gradcheck(case, kernels):
+    shape, filters, kernel, padding = case
+    layer = nl.Conv2D(filters, kernel, padding=padding, name="conv")
+    layer.kernels = kernels
+    x = np.random.default_rng(12).standard_normal(shape)
+    result = gradcheck(layer, x)
+    assert {"input", "conv.W", "conv.b"} == set(result.errors)
+    assert result.max_error < 1e-6, str(result)
+
+
+@pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
+def test_weight_gradient_without_input_gradient(kernels):
+    """backward_params asks the first layer for no dL/dx: the weight gradient must not
+    depend on the input-gradient path having run."""
+    case = STRIDE1_CASES[1]
+    rng = np.random.default_rng(13)
+    layer = _conv(case, kernels, rng)
+    x = rng.standard_normal(case[0])
+    dout = rng.standard_normal(layer.forward(x).shape)
+    assert layer.backward(dout, need_input_grad=False) is None
+    pads = ref.conv_pads("same", case[0][1:3], (3, 3), (1, 1))
+    _, dw_ref, db_ref = ref.conv2d_backward(x, layer.params["W"].value, (1, 1), pads, dout)
+    np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
+
+
+def test_float32_stays_float32_on_every_kernel():
+    rng = np.random.default_rng(14)
+    for kernels in ALL_KERNELS:
+        layer = nl.Conv2D(4, 3, padding="same", name="conv")
+        layer.kernels = kernels
+        layer.build((6, 6, 3), rng)
+        out = layer.forward(rng.standard_normal((2, 6, 6, 3)).astype(np.float32))
+        dx = layer.backward(np.ones_like(out))
+        assert out.dtype == dx.dtype == layer.params["W"].grad.dtype == np.float32
+
+
+def test_shift_kernel_refuses_a_stride_with_a_clear_message():
+    layer = nl.Conv2D(2, 3, stride=2, name="conv_3")
+    layer.kernels = Kernels(forward="shift")
+    with pytest.raises(
+        ValueError, match=r"conv_3: the shift kernel needs stride 1, got stride \(2, 2\)"
+    ):
+        layer.build((8, 8, 2), np.random.default_rng(0))
+
+
+def test_unknown_kernel_name_is_refused():
+    with pytest.raises(ValueError, match=r"forward must be one of im2col, shift, got 'winograd'"):
+        Kernels(forward="winograd")
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape", "expected"),
+    [
+        # LeNet-5: conv_1 has one channel (input gradient only), conv_2's 5x5 on 14x14 wastes
+        # 1.96 grid rows per output row: im2col throughout.
+        ("conv(6,5,pad=2)", (28, 28, 1), Kernels("im2col", "shift", "im2col")),
+        ("conv(16,5)", (14, 14, 6), Kernels()),
+        ("conv(32,3,pad=same)", (32, 32, 32), Kernels("shift", "shift", "shift")),
+        ("conv(16,3)", (26, 26, 16), Kernels("shift", "shift", "shift")),
+        ("conv(16,3,stride=2)", (26, 26, 16), Kernels()),
+    ],
+)
+def test_rule_picks_kernels_by_shape(spec, shape, expected):
+    model = nl.build(spec, shape, seed=0)
+    assert model.layers[0].selected_kernels(shape) == expected
+
+
+def test_cache_size_counts_what_the_kernels_keep():
+    """The memory planner's per-sample cache: the shift kernels keep no im2col matrix, so a
+    32-channel 3x3 conv plans less than half of what it plans with im2col forced."""
+    shape = (32, 32, 32)
+    layer = nl.Conv2D(32, 3, padding="same")
+    by_rule = layer.cache_size(shape)
+    layer.kernels = Kernels()
+    forced_im2col = layer.cache_size(shape)
+    grid = 34 * 34
+    assert forced_im2col == grid * 32 + 32 * 32 * (9 * 32 + 1)
+    assert by_rule == grid * 32 * 4  # padded input, grid output, grid gradient, grid dL/dx
+    assert forced_im2col > 2 * by_rule
+
+
+# -- ReLU fused into the max-pool that follows ---------------------------------------------
+
+FUSED_SPECS = [
+    "conv(4,3) relu maxpool(2) dense(3)",
+    "conv(4,3) relu maxpool(3,stride=2) dense(3)",  # overlapping windows
+    # stride > window: some inputs are never looked at
+    "conv(3,3) relu maxpool(2,stride=3) relu maxpool(1) dense(3)",
+]
+
+
+def _pair(spec: str) -> tuple[nl.Sequential, nl.Sequential]:
+    """The same model (same weights) fused, as built, and unfused."""
+    fused = nl.build(spec, (9, 9, 2), seed=3)
+    plain = nl.build(spec, (9, 9, 2), seed=3)
+    nl.layers.pooling.fuse_relu_pool(plain.layers, enabled=False)
+    return fused, plain
+
+
+@pytest.mark.parametrize("spec", FUSED_SPECS)
+def test_fused_relu_pool_matches_unfused_exactly(spec):
+    fused, plain = _pair(spec)
+    assert any(getattr(layer, "fused", False) for layer in fused.layers)
+    assert not any(getattr(layer, "fused", False) for layer in plain.layers)
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((5, 9, 9, 2)).astype(np.float32)
+    out = fused.forward(x)
+    np.testing.assert_array_equal(out, plain.forward(x))
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    np.testing.assert_array_equal(fused.backward(grad), plain.backward(grad))
+    for a, b in zip(fused.parameters(), plain.parameters(), strict=True):
+        np.testing.assert_array_equal(a.grad, b.grad)
+    for a, b in zip(fused.layers, plain.layers, strict=True):
+        if isinstance(a, nl.ReLU):
+            np.testing.assert_array_equal(a.active_mask, b.active_mask)
+
+
+@pytest.mark.parametrize("spec", FUSED_SPECS)
+def test_fused_model_passes_gradcheck(spec):
+    fused, _ = _pair(spec)
+    x = np.random.default_rng(22).standard_normal((2, 9, 9, 2))
+    result = gradcheck(fused, x, y=np.array([0, 2]), loss=nl.SoftmaxCrossEntropy())
+    assert result.max_error < 1e-6, str(result)
+
+
+def test_monitor_dead_fraction_is_unchanged_by_fusion():
+    """A channel that is positive only where the pool never looks (the row a 2x2 pool drops
+    from a 5-row map) is alive: the Monitor reads the full pre-pool activation."""
+    from nnlib.callbacks.monitor import dead_fraction
+
+    fused = nl.build("relu maxpool(2)", (5, 4, 2), seed=0)
+    assert fused.layers[0].fused
+    x = -np.ones((1, 5, 4, 2), np.float32)
+    x[0, 4, 0, 1] = 1.0  # channel 1 is positive only in the dropped last row
+    assert fused.forward(x).max() == 0
+    assert dead_fraction(fused.layers[0]) == 0.5
+
+
+# -- Monitor histograms in the array's dtype ---------------------------------------------------
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(
+    size=st.integers(1, 3000),
+    scale=st.floats(1e-3, 1e3),
+    seed=st.integers(0, 2**16),
+    bins=st.integers(1, 40),
+)
+def test_histogram_matches_numpy(size, scale, seed, bins):
+    values = (np.random.default_rng(seed).standard_normal(size) * scale).astype(np.float32)
+    summary = histogram(values, bins)
+    assert sum(summary["counts"]) == size and len(summary["counts"]) == bins
+    if summary["hi"] > summary["lo"] + 1e-9:
+        counts, _ = np.histogram(values, bins=bins, range=(summary["lo"], summary["hi"]))
+        # float32 bin arithmetic may move a value lying on a bin edge by one bin
+        assert np.abs(np.array(summary["counts"]) - counts).sum() <= 2
+    np.testing.assert_allclose(
+        summary["percentiles"], np.percentile(values, PERCENTILES), rtol=1e-5, atol=1e-6 * scale
+    )
+
+
+def test_histogram_of_a_large_layer_equals_numpy_on_its_sample():
+    weights = (np.random.default_rng(0).standard_normal((784, 512)) * 0.05).astype(np.float32)
+    summary = histogram(weights, 30)
+    counts, _ = np.histogram(weights, bins=30, range=(summary["lo"], summary["hi"]))
+    assert summary["counts"] == counts.tolist()
+    sample = weights.ravel()[:: weights.size // PERCENTILE_SAMPLE]
+    expected = np.percentile(sample, PERCENTILES)
+    np.testing.assert_allclose(summary["percentiles"][1:-1], expected[1:-1], rtol=1e-6)
+    assert (
+        summary["percentiles"][0] == weights.min() and summary["percentiles"][-1] == weights.max()
+    )
+
+
+def test_validation_predicts_in_batches_of_the_fastest_size():
+    """Trainer validation goes through model.predict's default batch (64, measured fastest)."""
+    from nnlib.model import PREDICT_BATCH
+
+    model = nl.build("4-8-3", (4,), seed=0)
+    sizes: list[int] = []
+    forward = model.forward
+
+    def spy(x: np.ndarray) -> np.ndarray:
+        sizes.append(len(x))
+        return forward(x)
+
+    model.forward = spy  # type: ignore[method-assign]
+    x = np.random.default_rng(0).standard_normal((150, 4)).astype(np.float32)
+    out = model.predict(x)
+    assert PREDICT_BATCH == 64 and sizes == [64, 64, 22]
+    np.testing.assert_array_equal(out, forward(x))
