@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import on
 from textual.app import ComposeResult
@@ -22,6 +23,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.events import Resize
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Tab, Tabs
 
 from nnlib.callbacks import Callback
@@ -59,7 +61,28 @@ LR_FACTOR = 2.0
 WIDE = (110, 32)
 #: Lines the status panel (with its border) and the key bar take in the wide layout.
 WIDE_CHROME = 8
-PANELS = (("curves", "Curves"), ("layers", "Layers"), ("confusion", "Matrix"), ("log", "Log"))
+
+
+@dataclass(frozen=True)
+class PanelEntry:
+    """One panel of the dashboard: its id, its tab's title and number key, and how it is
+    made from the run state. The table below drives the tabs, the keys and compose; a new
+    panel is one entry here plus its widget."""
+
+    key: str
+    title: str
+    tab: int
+    make: Callable[[RunState], Widget]
+
+
+#: In grid order (the wide layout places them in this order: curves, matrix, layers, log).
+PANELS = (
+    PanelEntry("curves", "Curves", 1, lambda state: CurvesPanel(state, id="curves")),
+    PanelEntry("confusion", "Matrix", 3, lambda state: ConfusionPanel(state, id="confusion")),
+    PanelEntry("layers", "Layers", 2, lambda state: LayersPanel(state, id="layers")),
+    PanelEntry("log", "Log", 4, lambda state: EventLog(id="log")),
+)
+TABS = sorted(PANELS, key=lambda entry: entry.tab)
 
 
 class StopIfCancelled(Callback):
@@ -113,8 +136,8 @@ class DashboardScreen(Screen[None]):
         Binding("escape", "back", "Setup"),
         Binding("ctrl+r", "app.runs", "Runs"),
         *(
-            Binding(str(i), f"panel('{key}')", title, show=False)
-            for i, (key, title) in enumerate(PANELS, start=1)
+            Binding(str(entry.tab), f"panel('{entry.key}')", entry.title, show=False)
+            for entry in PANELS
         ),
     ]
 
@@ -142,15 +165,14 @@ class DashboardScreen(Screen[None]):
         self._worker_started = False
         # Made here, not queried: every snapshot and every timer tick reaches them.
         self._status = StatusPanel(self.state)
-        self._curves = CurvesPanel(self.state, id="curves")
-        self._confusion = ConfusionPanel(self.state, id="confusion")
-        self._layers = LayersPanel(self.state, id="layers")
-        self._event_log = EventLog(id="log")
+        self.panels: dict[str, Widget] = {entry.key: entry.make(self.state) for entry in PANELS}
+        self._curves = cast(CurvesPanel, self.panels["curves"])
+        self._confusion = cast(ConfusionPanel, self.panels["confusion"])
+        self._layers = cast(LayersPanel, self.panels["layers"])
+        self._event_log = cast(EventLog, self.panels["log"])
         self._state_panels: tuple[StatePanel, ...] = (
             self._status,
-            self._curves,
-            self._confusion,
-            self._layers,
+            *(panel for panel in self.panels.values() if isinstance(panel, StatePanel)),
         )
 
     # -- layout -------------------------------------------------------------------------------
@@ -158,16 +180,14 @@ class DashboardScreen(Screen[None]):
         self._status.border_title = "nntui"
         yield self._status
         yield Tabs(
-            *(
-                Tab(f"{i} {title}", id=f"tab-{key}")
-                for i, (key, title) in enumerate(PANELS, start=1)
-            ),
+            *(Tab(f"{entry.tab} {entry.title}", id=f"tab-{entry.key}") for entry in TABS),
             id="tabs",
         )
         with Container(id="panels"):
-            for panel in (self._curves, self._confusion, self._layers, self._event_log):
+            for entry in PANELS:
+                panel = self.panels[entry.key]
                 panel.add_class("panel")
-                panel.border_title = dict(PANELS)[panel.id or ""]
+                panel.border_title = entry.title
                 yield panel
         yield KeyBar()
 
