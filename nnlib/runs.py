@@ -14,8 +14,9 @@ the event happened. Non-finite numbers are written as null. Event types and thei
     histograms  epoch, batch, layers: {name: {weights, [grads], [grad_norm], [update_ratio],
                 [dead_fraction]}}; a histogram is {lo, hi, counts, percentiles, nonfinite}
     confusion   epoch, matrix (rows true, columns predicted), precision, recall, class_names
-    hparam      name, old, new, applies ("next batch" or "next epoch")
-    pause, resume
+    hparam      name, old, new, applies ("next batch" or "next epoch"), [source]
+    pause, resume  [source]
+    stop        reason, [source] (a stop request acted on; its end event follows)
     checkpoint  path, epoch, reason, monitor, value
     early_stop  monitor, best, best_epoch, epoch
     diverged    loss, epoch, batch
@@ -209,9 +210,11 @@ FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
         "old": (_scalar, True),
         "new": (_scalar, True),
         "applies": (_str, False),
+        "source": (_str, False),
     },
-    "pause": {},
-    "resume": {},
+    "pause": {"source": (_str, False)},
+    "resume": {"source": (_str, False)},
+    "stop": {"reason": (_str, True), "source": (_str, False)},
     "checkpoint": {
         "path": (_str, True),
         "epoch": (_int, False),
