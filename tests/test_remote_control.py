@@ -5,17 +5,14 @@ that record each applied change."""
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TIMEOUT
+from helpers import TIMEOUT, headless_train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,8 +20,6 @@ import nnlib as nl
 from nnlib import remote, runs
 from nnlib.cli import main
 from nnlib.states import RunStatus
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _events(run_dir: Path, kind: str) -> list[runs.Event]:
@@ -47,27 +42,9 @@ def _control(capsys, run_dir: Path, *words: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def headless_run(tmp_path):
-    """A headless `nnlib train` in a subprocess, long enough to be steered; stopped if the
-    test leaves it running."""
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = ["--dataset", "moons", "--epochs", "100000", "--quiet", "--run-dir", str(run_dir)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nnlib.cli", "train", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_for(
-            lambda: (run_dir / remote.COMMANDS_FILE).exists() and runs.writer_alive(run_dir),
-            "the run to start",
-        )
+    with headless_train(run_dir) as process:
         yield run_dir, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=TIMEOUT)
 
 
 def test_a_headless_run_is_paused_stepped_set_resumed_and_stopped_by_nnlib_control(
