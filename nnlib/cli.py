@@ -1,4 +1,4 @@
-"""`nnlib`: the headless command line — train, evaluate, summary, datasets, runs.
+"""`nnlib`: the headless command line — train, evaluate, summary, datasets, runs, control.
 
 Exit codes: 0 done (an early stop included); 1 training failed (diverged, data error,
 an exception); 2 bad arguments, config or path, with one line on stderr; 128 + the signal's
@@ -93,7 +93,7 @@ class StopSignals:
             return
         self.received = signum
         if self.trainer is not None:
-            self.trainer.stop("interrupted")
+            self.trainer.control.stop("interrupted", source="signal")
         else:
             raise Interrupted(signum)
 
@@ -260,6 +260,22 @@ def _parser() -> OneLineParser:
     runs.add_argument("run", help="a run directory or its events.jsonl")
     runs.add_argument("--follow", action="store_true", help="keep printing until the run ends")
     _add_workspace_commands(commands)
+
+    control = commands.add_parser(
+        "control",
+        help="pause, resume, step, stop or set a hyperparameter of a run being written",
+        description="Steer a run that nnlib train or nntui is writing, from any terminal of "
+        "its owner: the run applies the command at its next batch boundary and answers.",
+    )
+    control.add_argument("run", help="the run's directory")
+    control.add_argument("action", choices=("pause", "resume", "step", "stop", "set"))
+    control.add_argument("arguments", nargs="*", metavar="ARG", help="for set: NAME VALUE")
+    control.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for the run's answer (default 5)",
+    )
     return parser
 
 
@@ -389,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "runs list": _runs_list,
                 "runs export": _runs_export,
                 "plot": _plot,
+                "control": _control,
             }[args.command](args)
             sys.stdout.flush()  # here, so that a closed pipe is reported below, not at exit
             return code
@@ -754,6 +771,27 @@ def plot_text(
                 )
     text = plt.build()
     return text if color else plt.uncolorize(text)
+
+
+def _control(args: argparse.Namespace) -> int:
+    """Send one command to a live run and print its answer: exit 0 when made, 2 when the run
+    refused it (a bad value: nothing changed), 1 when it could not be delivered (the run has
+    ended, has not started, is not yours) or got no answer in time."""
+    from .remote import SteerError, cli_value, send
+
+    if not args.timeout > 0 or args.timeout > 600:
+        raise UsageError(
+            f"nnlib control: --timeout must be in (0, 600] seconds, got {args.timeout}"
+        )
+    arguments = [args.arguments[0], *map(cli_value, args.arguments[1:])] if args.arguments else []
+    try:
+        reply = send(args.run, args.action, *arguments, timeout=args.timeout)
+    except SteerError as error:
+        return _fail(str(error), EXIT_FAILED)
+    if not reply.ok:
+        return _fail(f"refused by the run: {reply.message}", EXIT_USAGE)
+    print(reply.message)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

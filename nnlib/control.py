@@ -11,9 +11,14 @@ just after starting `fit()` in a thread always takes effect), and a `set()` that
 a run is ending is applied as soon as it has ended.
 
 Every request comes through the public methods, which is what makes another door a small
-addition: `command(action, *arguments)` takes a request as data (say, one line of a command
-file in the run directory, read by a callback at batch boundaries) and calls the same method
-a key press calls.
+addition: `command(action, *arguments)` takes a request as data (one line of the run
+directory's command file, see `nnlib.remote`) and calls the same method a key press calls.
+Each request names its `source` ("app", "remote", "signal"; "script" by default), and the
+event that reports it carries that source.
+
+Other processes reach a run through pollers (`add_poller`): functions the training thread
+calls at every batch boundary, and every POLL_SECONDS while it is parked by a pause, so that
+a paused run still hears a resume or a stop sent from elsewhere.
 """
 
 from __future__ import annotations
@@ -24,20 +29,26 @@ from typing import Any
 
 from .states import END_REASONS, RunStatus
 
+#: Where a request comes from when its caller does not say (a Python script or notebook).
+SCRIPT = "script"
+#: How often a parked run wakes to call its pollers (a command is heard within this).
+POLL_SECONDS = 0.1
+
 
 class RunControl:
     """The requests of one trainer's runs and the training thread's side of them.
 
     `validate(name, value)` checks a hyperparameter (returns the value to use, or raises
-    ValueError); `apply(name, value)` sets it and reports it; `announce(event)` reports a
-    'pause' or a 'resume'. The last two are called on the thread that applies the request.
+    ValueError); `apply(name, value, source)` sets it and reports it; `announce(event,
+    **fields)` reports a 'pause', a 'resume' or a 'stop' (with its source, and a stop's
+    reason). The last two are called on the thread that applies the request.
     """
 
     def __init__(
         self,
         validate: Callable[[str, Any], Any],
-        apply: Callable[[str, Any], None],
-        announce: Callable[[str], None],
+        apply: Callable[[str, Any, str], None],
+        announce: Callable[..., None],
     ) -> None:
         self._validate, self._apply, self._announce = validate, apply, announce
         self.state = RunStatus.IDLE
@@ -47,26 +58,32 @@ class RunControl:
         self._pause_announced = False
         self._step_budget = 0
         self._stop_requested: str | None = None  # the end reason a stop() asked for
+        self._sources = {"pause": SCRIPT, "resume": SCRIPT, "stop": SCRIPT}  # the latest of each
+        self._pollers: list[Callable[[], None]] = []
         self._applying = threading.RLock()  # set() requests are applied in order, one at a time
         self._runs_ended = 0
         self._in_run = False  # from fit's start to its last on_train_end: set() must queue
-        self._pending: list[tuple[str, Any]] = []
+        self._pending: list[tuple[str, Any, str]] = []
 
     # -- requests (any thread) ------------------------------------------------------------
-    def pause(self) -> None:
+    def pause(self, source: str = SCRIPT) -> None:
         """Park the training thread at the next batch boundary."""
         with self._condition:
+            if not self._paused:
+                self._sources["pause"] = source
             self._paused = True
             self._step_budget = 0
             self._condition.notify_all()
 
-    def resume(self) -> None:
+    def resume(self, source: str = SCRIPT) -> None:
         """Let a paused run go on."""
         with self._condition:
+            if self._paused:
+                self._sources["resume"] = source
             self._paused = self._parked = False
             self._condition.notify_all()
 
-    def step(self) -> None:
+    def step(self, source: str = SCRIPT) -> None:
         """While paused, run exactly one more batch, then stay paused."""
         with self._condition:
             if self._paused:
@@ -74,7 +91,7 @@ class RunControl:
                 self._parked = False  # so that wait_until_parked waits for the next park
                 self._condition.notify_all()
 
-    def stop(self, reason: str = RunStatus.STOPPED) -> None:
+    def stop(self, reason: str = RunStatus.STOPPED, source: str = SCRIPT) -> None:
         """Finish the current batch, then end the run with `reason` ('stopped', or
         'interrupted' for a signal). Made while no run is in progress, the request waits: the
         next fit() calls on_train_begin, stops at its first batch boundary and ends with
@@ -84,25 +101,29 @@ class RunControl:
             choices = ", ".join(END_REASONS)
             raise ValueError(f"Trainer.stop: reason must be one of {choices}, got {reason!r}")
         with self._condition:
+            if not self._stop_requested:
+                self._sources["stop"] = source
             self._stop_requested = self._stop_requested or RunStatus(reason)
             self._parked = False
             self._condition.notify_all()
 
-    def set(self, name: str, value: Any) -> None:
+    def set(self, name: str, value: Any, source: str = SCRIPT) -> None:
         """Change a hyperparameter. Validated now (ValueError, nothing changed); applied by
         the training thread before the next batch, or — for batch_size — from the next epoch;
         with no run in progress, applied at once on this thread."""
         value = self._validate(name, value)
         with self._condition:
-            self._pending.append((name, value))
+            self._pending.append((name, value, source))
             in_run = self._in_run
         if not in_run:  # no training thread to apply it: apply it now, on this thread
             self.apply_requests(epoch_boundary=True)
         # else the training thread applies it, at a boundary or once its run has ended
 
-    def command(self, action: str, *arguments: Any) -> None:
+    def command(self, action: str, *arguments: Any, source: str = SCRIPT) -> str:
         """Make a request given as data: ('pause',), ('resume',), ('step',), ('stop',),
-        ('stop', reason) or ('set', name, value). ValueError for anything else."""
+        ('stop', reason) or ('set', name, value); returns a line saying what it will do.
+        ValueError, with nothing changed, for anything else, and for a step while the run
+        is not paused (it would do nothing, while its sender waits for one batch)."""
         doors: dict[str, tuple[Callable[..., None], range]] = {
             "pause": (self.pause, range(0, 1)),
             "resume": (self.resume, range(0, 1)),
@@ -120,12 +141,24 @@ class RunControl:
             raise ValueError(
                 f"run control: {action!r} takes {expected} as arguments, got {len(arguments)}"
             )
-        door(*arguments)
+        if action == "step" and not self._paused:
+            raise ValueError("run control: 'step' runs one batch of a paused run; pause first")
+        door(*arguments, source=source)
+        if action == "set":
+            name, value = arguments
+            when = "from the next epoch" if name == "batch_size" else "before the next batch"
+            return f"{name} set to {self.pending().get(name, value)!r}, applied {when}"
+        return {
+            "pause": "pausing at the next batch boundary",
+            "resume": "resuming",
+            "step": "running one batch, then pausing again",
+            "stop": "stopping at the next batch boundary",
+        }[action]
 
     def pending(self) -> dict[str, Any]:
         """Requested values not applied yet (for a UI to show at once)."""
         with self._condition:
-            return dict(self._pending)
+            return {name: value for name, value, _ in self._pending}
 
     @property
     def paused(self) -> bool:
@@ -179,26 +212,37 @@ class RunControl:
                 self._stop_requested = None
         self.apply_requests(epoch_boundary=True)
 
+    # -- other doors: pollers ---------------------------------------------------------------
+    def add_poller(self, poll: Callable[[], None]) -> None:
+        """Have the training thread call `poll` at every batch boundary and, while parked,
+        every POLL_SECONDS. It runs without the control's lock, so it may make requests."""
+        with self._condition:
+            self._pollers.append(poll)
+
+    def remove_poller(self, poll: Callable[[], None]) -> None:
+        """Stop calling `poll` (a no-op if it is not there)."""
+        with self._condition:
+            if poll in self._pollers:
+                self._pollers.remove(poll)
+
+    def _poll(self) -> None:
+        for poll in list(self._pollers):
+            poll()
+
     # -- batch boundaries (the training thread) ---------------------------------------------
     def at_boundary(self) -> RunStatus | None:
-        """Park while paused, then apply requests. Returns the reason to end the run with
-        when a stop was requested, else None (train the next batch)."""
+        """Hear the pollers, park while paused, then apply requests. Returns the reason to
+        end the run with when a stop was requested, else None (train the next batch)."""
+        if self._pollers:
+            self._poll()
         with self._condition:
             park = self._must_park()
         if park:
             self.state = RunStatus.PAUSED
             if not self._pause_announced:
                 self._pause_announced = True
-                self._announce("pause")
-            with self._condition:
-                while self._must_park():
-                    # Marked parked only now (waiters see the state and the event), and again
-                    # after every wake-up that leaves it parked: resume() clears the mark, and a
-                    # pause() that follows before this thread runs must see it set again.
-                    self._parked = True
-                    self._condition.notify_all()
-                    self._condition.wait()
-                self._parked = False
+                self._announce("pause", source=self._sources["pause"])
+            self._park()
         with self._condition:
             stop = self._stop_requested
             stepping = self._paused and self._step_budget > 0
@@ -206,13 +250,32 @@ class RunControl:
                 self._step_budget -= 1
             resumed = self._pause_announced and not self._paused
         if stop:
+            self._announce("stop", reason=str(stop), source=self._sources["stop"])
             return stop
         if resumed:
             self._pause_announced = False
-            self._announce("resume")
+            self._announce("resume", source=self._sources["resume"])
         self.apply_requests(epoch_boundary=False)
         self.state = RunStatus.PAUSED if stepping else RunStatus.RUNNING
         return None
+
+    def _park(self) -> None:
+        """Wait while the run must stay parked: without a timeout when nothing else can
+        wake it, else waking every POLL_SECONDS to call the pollers (outside the lock)."""
+        while True:
+            with self._condition:
+                if not self._must_park():
+                    self._parked = False
+                    return
+                # Marked parked only now (waiters see the state and the event), and again
+                # after every wake-up that leaves it parked: resume() clears the mark, and a
+                # pause() that follows before this thread runs must see it set again.
+                self._parked = True
+                self._condition.notify_all()
+                self._condition.wait(POLL_SECONDS if self._pollers else None)
+                polling = bool(self._pollers)
+            if polling:
+                self._poll()
 
     def _must_park(self) -> bool:
         """Paused with no single step granted and no stop requested (hold the lock)."""
@@ -224,9 +287,9 @@ class RunControl:
         (a set() just as a run ends) apply them in the order they were made."""
         with self._applying:
             with self._condition:
-                now = [(n, v) for n, v in self._pending if epoch_boundary or n != "batch_size"]
+                now = [r for r in self._pending if epoch_boundary or r[0] != "batch_size"]
                 self._pending = [
-                    (n, v) for n, v in self._pending if not epoch_boundary and n == "batch_size"
+                    r for r in self._pending if not epoch_boundary and r[0] == "batch_size"
                 ]
-            for name, value in now:
-                self._apply(name, value)
+            for name, value, source in now:
+                self._apply(name, value, source)

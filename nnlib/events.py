@@ -391,9 +391,16 @@ class Hparam(Event):
     old: Any = field_of(_scalar)
     new: Any = field_of(_scalar)
     applies: str | None = field_of(_str, optional=True)
+    source: str | None = field_of(_str, optional=True)  # "app", "remote", "signal", "script"
 
     def describe(self) -> str:
-        return f"{self.name}: {self.old} -> {self.new} (applies {self.applies or 'next batch'})"
+        text = f"{self.name}: {self.old} -> {self.new} (applies {self.applies or 'next batch'})"
+        return text + _by(self.source)
+
+
+def _by(source: str | None) -> str:
+    """Where a request came from, for requests that did not come from the script itself."""
+    return f" [{source}]" if source and source != "script" else ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -401,9 +408,10 @@ class Pause(Event):
     """The training thread parked at a batch boundary."""
 
     TYPE = "pause"
+    source: str | None = field_of(_str, optional=True)
 
     def describe(self) -> str:
-        return "paused"
+        return "paused" + _by(self.source)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -411,9 +419,22 @@ class Resume(Event):
     """The training thread went on."""
 
     TYPE = "resume"
+    source: str | None = field_of(_str, optional=True)
 
     def describe(self) -> str:
-        return "resumed"
+        return "resumed" + _by(self.source)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stop(Event):
+    """A stop request the training thread acted on; the run's end event follows."""
+
+    TYPE = "stop"
+    reason: str = field_of(_str)
+    source: str | None = field_of(_str, optional=True)
+
+    def describe(self) -> str:
+        return f"stop requested ({self.reason})" + _by(self.source)
 
 
 @dataclass(frozen=True, kw_only=True)

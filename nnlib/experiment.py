@@ -19,6 +19,7 @@ from .config import ConfigError, ExperimentConfig
 from .losses import Loss, loss_for
 from .model import Sequential
 from .optimizers import make_optimizer
+from .remote import CommandDoor
 from .runs import RunLogger, claim_run_dir, new_run_dir
 from .spec import build
 from .threads import AUTO, Threads
@@ -159,7 +160,11 @@ def setup(
             ModelCheckpoint(run_dir / "model.npz", save_best_only=False, at_end=True),
         ]
     logger = RunLogger(run_dir=run_dir, config=record)
-    # The logger goes last so that what other callbacks emit while the run ends is logged.
-    trainer = Trainer(model, loss, optimizer, callbacks=[monitor, *callbacks, *saving, logger])
+    # The logger goes last so that what other callbacks emit while the run ends is logged;
+    # the door before it lets other processes steer the run (`nnlib control`).
+    door = CommandDoor(run_dir)
+    trainer = Trainer(
+        model, loss, optimizer, callbacks=[monitor, *callbacks, *saving, door, logger]
+    )
     trainer.batch_size = config.batch_size
     return Experiment(config, data, model, loss, trainer, run_dir)

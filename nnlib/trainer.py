@@ -335,8 +335,8 @@ class Trainer:
             )
         return self.optimizer.validate(name, value)
 
-    def _apply(self, name: str, value: Any) -> None:
-        """Set one hyperparameter and report it as an 'hparam' event."""
+    def _apply(self, name: str, value: Any, source: str) -> None:
+        """Set one hyperparameter and report it as an 'hparam' event naming its source."""
         if name == "batch_size":
             old, self.batch_size = self.batch_size, value
         else:
@@ -349,4 +349,5 @@ class Trainer:
             old=old,
             new=value,
             applies="next epoch" if name == "batch_size" else "next batch",
+            source=source,
         )

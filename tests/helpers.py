@@ -4,10 +4,16 @@ sys.path), so that no test file imports another."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +45,31 @@ class Gate(nl.Callback):
         if logs["step"] == self.step:
             self.reached.set()
             assert self.release.wait(TIMEOUT)
+
+
+@contextlib.contextmanager
+def headless_train(run_dir: Path) -> Iterator[subprocess.Popen]:
+    """A headless `nnlib train` writing `run_dir` in a subprocess (moons, epochs enough to
+    steer for hours), once it takes commands; killed if still running afterwards."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    args = ["--dataset", "moons", "--epochs", "100000", "--quiet", "--run-dir", str(run_dir)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nnlib.cli", "train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not ((run_dir / "commands.jsonl").exists() and nl.runs.writer_alive(run_dir)):
+            assert process.poll() is None, process.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the headless run did not start"
+            time.sleep(0.02)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=TIMEOUT)
 
 
 # -- the app under the Pilot ------------------------------------------------------------------

@@ -85,10 +85,12 @@ def test_a_good_run(trained):
     run_dir = run_dirs[0]
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "best.npz",
+        "commands.jsonl",  # the door of `nnlib control`, and its answers
         "config.json",
         "events.jsonl",
         "experiment.toml",
         "model.npz",
+        "replies.jsonl",
     ]
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["dataset"], config["epochs"], config["batch_size"], config["seed"]) == (

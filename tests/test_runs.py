@@ -199,10 +199,12 @@ def test_config_json_of_an_experiment(tmp_path):
     # the run directory holds the checkpoints and a rerunnable config, no temporary files
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "best.npz",
+        "commands.jsonl",
         "config.json",
         "events.jsonl",
         "experiment.toml",
         "model.npz",
+        "replies.jsonl",
     ]
     rerun = ExperimentConfig.load(tmp_path / "run" / "experiment.toml")
     assert rerun == dataclasses.replace(config, arch="2-32-32-3", run_dir=None)

@@ -494,7 +494,14 @@ def test_set_lr_changes_the_very_next_plain_sgd_update_exactly():
             assert before.dtype == grad.dtype == np.float32
             np.testing.assert_array_equal(snaps.after[step][name], before - lr * grad)
     assert recorder.of("hparam") == [
-        {"name": "lr", "old": 0.1, "new": 0.37, "applies": "next batch", "step": 2}
+        {
+            "name": "lr",
+            "old": 0.1,
+            "new": 0.37,
+            "applies": "next batch",
+            "source": "script",
+            "step": 2,
+        }
     ]
     assert trainer.optimizer.lr == 0.37
 
@@ -599,7 +606,14 @@ def test_set_while_the_run_is_ending_is_applied_once_it_has_ended(tmp_path):
     # Applied by the training thread after its last on_train_end: not left pending.
     assert trainer.pending() == {} and trainer.optimizer.lr == 0.5
     assert recorder.of("hparam") == [
-        {"name": "lr", "old": 0.1, "new": 0.5, "applies": "next batch", "step": 2}
+        {
+            "name": "lr",
+            "old": 0.1,
+            "new": 0.5,
+            "applies": "next batch",
+            "source": "script",
+            "step": 2,
+        }
     ]
     assert [e.type for e in read(tmp_path / "run")][-1] == "end"
 
@@ -635,7 +649,14 @@ def test_batch_size_set_mid_epoch_applies_from_the_next_epoch():
     assert [(b["epoch"], b["size"]) for b in recorder.batch_logs] == [(0, 4)] * 6 + [(1, 8)] * 3
     assert [b["batch_size"] for b in recorder.batch_logs] == [4] * 6 + [8] * 3
     assert recorder.of("hparam") == [
-        {"name": "batch_size", "old": 4, "new": 8, "applies": "next epoch", "step": 6}
+        {
+            "name": "batch_size",
+            "old": 4,
+            "new": 8,
+            "applies": "next epoch",
+            "source": "script",
+            "step": 6,
+        }
     ]
     assert trainer.pending() == {}
 

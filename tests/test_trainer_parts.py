@@ -222,7 +222,9 @@ class Plain:
 
     def control(self):
         return RunControl(
-            self.validate, lambda n, v: self.applied.append((n, v)), self.announced.append
+            self.validate,
+            lambda n, v, s: self.applied.append((n, v)),
+            lambda event, **fields: self.announced.append(event),
         )
 
 

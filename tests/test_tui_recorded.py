@@ -51,7 +51,7 @@ def status(dashboard: DashboardScreen) -> str:
 
 
 @pilot_test
-async def test_a_recorded_run_is_marked_and_offers_no_steering_keys(finished):
+async def test_a_recorded_run_is_marked_and_its_steering_keys_say_it_has_ended(finished):
     run_dir, _ = finished
     recorded = open_run(run_dir)
     app = NNTui(recorded.experiment(), recorded=recorded)
@@ -60,12 +60,15 @@ async def test_a_recorded_run_is_marked_and_offers_no_steering_keys(finished):
         await until(pilot, lambda: dashboard.state.end is not None)
         assert "RECORDED · FINISHED" in status(dashboard)
         keys = str(dashboard.query_one(KeyBar).render())
-        for steering in ("Pause", "Step", "lr×", "Stop", "Edit hparams", "Save model"):
-            assert steering not in keys
-        assert "Smoothing" in keys
+        for local_only in ("Edit hparams", "Save model"):  # the model is not in this process
+            assert local_only not in keys
+        assert "Smoothing" in keys and "Pause" in keys
         app.clear_notifications()  # "Recorded run: finished at step …"
-        await press(pilot, "space", "s", "e", "w")
+        await press(pilot, "e", "w")
         assert not app._notifications and app.screen is dashboard
+        await press(pilot, "space", "s")
+        said = [n.message for n in app._notifications]
+        assert said == ["the run has ended (finished); it cannot be steered"] * 2
 
 
 @pilot_test

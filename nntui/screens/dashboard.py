@@ -4,7 +4,9 @@ recorded run (`nntui --open`), following its log while it is still being written
 The worker touches no widget (harlequin's rule): the bridge posts immutable snapshots to this
 screen, which folds them into a RunState; panels redraw from that state on a timer, a few
 times a second, whatever the training speed. Keys act on the trainer through its thread-safe
-control calls and show their effect at once (a pending value, "pausing…").
+control calls and show their effect at once (a pending value, "pausing…"). On a recorded run
+that is still being written, the same keys steer the process writing it, through the run's
+command file (`nnlib.remote`); a recorded run that has ended says it cannot be steered.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Tab, Tabs
 
+from nnlib import remote
 from nnlib.callbacks import Callback
 from nnlib.config import ExperimentConfig
 from nnlib.states import RunStatus
@@ -51,8 +54,10 @@ if TYPE_CHECKING:
 REDRAW_SECONDS = 0.25
 #: How often a recorded run's log is checked for new lines (and the stop flag for quitting).
 FOLLOW_SECONDS = 0.2
-#: The actions that steer a trainer (hidden on a recorded run).
-STEERING = ("toggle_pause", "step", "change_lr", "stop", "edit", "save_model")
+#: The actions that need the model in this process (hidden on a recorded run).
+LOCAL_ONLY = ("edit", "save_model")
+#: Where the app's own requests come from, in the events that record them.
+SOURCE = "app"
 #: How long leaving the dashboard waits for the training thread to close the run log.
 FINISH_TIMEOUT = 30.0
 #: + and - multiply and divide the learning rate by this.
@@ -391,14 +396,15 @@ class DashboardScreen(Screen[None]):
 
     # -- keys ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """A recorded run cannot be steered: its steering keys are not offered."""
-        return not (self.recorded is not None and action in STEERING)
+        """A recorded run's model is in another process: the keys that need it here are not
+        offered (its other steering keys go to that process, see `_steer`)."""
+        return not (self.recorded is not None and action in LOCAL_ONLY)
 
     def _trainer(self) -> Trainer | None:
-        """The live trainer, or None (with a note why) if there is none to control (a
-        recorded run has none: `check_action` keeps these keys from it)."""
+        """The live trainer, or None (with a note why) if there is none to control."""
         if self.state.end is not None:
-            self.notify("the run has ended", severity="warning")
+            ended = f"the run has ended ({self.state.end.reason})"
+            self.notify(f"{ended}; it cannot be steered", severity="warning")
             return None
         # Until fit has begun (RunStarted), Trainer.set would apply a value right here on
         # the UI thread and emit its event from it: keys wait for the run.
@@ -407,46 +413,84 @@ class DashboardScreen(Screen[None]):
             return None
         return self.experiment.trainer
 
-    def action_toggle_pause(self) -> None:
-        trainer = self._trainer()
-        if trainer is None:
-            return
-        if trainer.paused:
-            trainer.resume()
-            self.state.mark_status(RunStatus.RUNNING)
+    def _steer(self, action: str, *arguments: Any, then: Callable[[], None]) -> None:
+        """Make one request of the run, by the door its kind has: this app's trainer through
+        its run control, or the process writing a recorded run through its command file (in
+        a worker; the answer is shown when it comes). `then` shows the request's effect once
+        it is accepted; a refusal is shown with its reason, and changes nothing."""
+        if self.recorded is None:
+            trainer = self._trainer()
+            if trainer is None:
+                return
+            try:
+                trainer.control.command(action, *arguments, source=SOURCE)
+            except ValueError as error:
+                self.notify(str(error), severity="warning", markup=False)
+                return
+            then()
+            self.redraw(at_once=True)
+        elif self.state.end is not None:
+            self._trainer()  # says the run has ended and cannot be steered
         else:
-            trainer.pause()
-            self.state.mark_status(RunStatus.PAUSING)
+            self.run_worker(
+                lambda: self._send(action, arguments, then),
+                thread=True,
+                exit_on_error=False,
+                group="steering",
+            )
+
+    def _send(self, action: str, arguments: tuple[Any, ...], then: Callable[[], None]) -> None:
+        """(A worker thread.) One command to the process writing the recorded run."""
+        assert self.recorded is not None
+        try:
+            reply = remote.send(self.recorded.run_dir, action, *arguments, sender="nntui")
+        except remote.SteerError as error:
+            self.app.call_from_thread(self.notify, str(error), severity="error")
+            return
+        self.app.call_from_thread(self._answered, reply, then)
+
+    def _answered(self, reply: remote.Reply, then: Callable[[], None]) -> None:
+        if not reply.ok:
+            self.notify(reply.message, title="Refused by the run", severity="error")
+            return
+        self.notify(reply.message, title="Sent to the process writing this run")
+        then()
         self.redraw(at_once=True)
+
+    def _paused(self) -> bool:
+        """Paused, or a pause asked for: of the trainer here, or as the run log shows."""
+        if self.recorded is None and self.experiment is not None:
+            return self.experiment.trainer.paused
+        return self.state.status in (RunStatus.PAUSED, RunStatus.PAUSING)
+
+    def action_toggle_pause(self) -> None:
+        if self._paused():
+            self._steer("resume", then=lambda: self.state.mark_status(RunStatus.RUNNING))
+        else:
+            self._steer("pause", then=lambda: self.state.mark_status(RunStatus.PAUSING))
 
     def action_step(self) -> None:
-        trainer = self._trainer()
-        if trainer is None:
-            return
-        if not trainer.paused:
+        if not self._paused():
             self.notify("pause first (space), then n runs one batch", severity="warning")
             return
-        trainer.step()
+        self._steer("step", then=lambda: None)
 
     def action_change_lr(self, factor: float) -> None:
-        trainer = self._trainer()
-        if trainer is None:
+        hyperparameters = self.state.hyperparameters
+        current = self.state.pending.get(
+            "lr",
+            self.experiment.trainer.optimizer.lr
+            if self.experiment is not None
+            else hyperparameters.get("base_lr", hyperparameters.get("lr")),
+        )
+        if not isinstance(current, int | float):
+            self.notify("the run's learning rate is not known yet", severity="warning")
             return
-        current = self.state.pending.get("lr", trainer.optimizer.lr)
-        try:
-            trainer.set("lr", current * factor)
-        except ValueError as error:
-            self.notify(str(error), severity="error", markup=False)
-            return
-        self.state.request("lr", current * factor)
-        self.redraw(at_once=True)
+        value = current * factor
+        self._steer("set", "lr", value, then=lambda: self.state.request("lr", value))
 
     def action_stop(self) -> None:
-        trainer = self._trainer()
-        if trainer is not None:
-            trainer.stop()
-            self.state.mark_status(RunStatus.STOPPING)
-            self.redraw(at_once=True)
+        self._steer("stop", then=lambda: self.state.mark_status(RunStatus.STOPPING))
 
     def action_edit(self) -> None:
         trainer = self._trainer()

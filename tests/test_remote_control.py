@@ -1,0 +1,269 @@
+"""Steering a run from another process: `nnlib control` and the command file of nnlib.remote,
+the pollers of RunControl (a parked run still hears commands), and the `source` of the events
+that record each applied change."""
+
+from __future__ import annotations
+
+import json
+import stat
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import TIMEOUT, headless_train
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnlib as nl
+from nnlib import remote, runs
+from nnlib.cli import main
+from nnlib.states import RunStatus
+
+
+def _events(run_dir: Path, kind: str) -> list[runs.Event]:
+    return [e for e in runs.read(run_dir) if e.type == kind]
+
+
+def _wait_for(condition, what: str) -> None:
+    """Poll `condition` until it holds (bounded: a subprocess's progress, never a timing)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def _control(capsys, run_dir: Path, *words: str) -> tuple[int, str, str]:
+    code = main(["control", str(run_dir), *words])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def headless_run(tmp_path):
+    run_dir = tmp_path / "run"
+    with headless_train(run_dir) as process:
+        yield run_dir, process
+
+
+def test_a_headless_run_is_paused_stepped_set_resumed_and_stopped_by_nnlib_control(
+    headless_run, capsys
+):
+    run_dir, process = headless_run
+    code, out, _ = _control(capsys, run_dir, "pause")
+    assert code == 0 and "pausing" in out
+    _wait_for(lambda: _events(run_dir, "pause"), "the pause event")
+    (pause,) = _events(run_dir, "pause")
+    assert pause["source"] == "remote"
+    parked_at = pause.step
+
+    # One step: exactly one more batch, then parked again (the next reply comes from there).
+    assert _control(capsys, run_dir, "step")[0] == 0
+    _wait_for(lambda: _events(run_dir, "batch")[-1].step == parked_at + 1, "the stepped batch")
+    code, _, err = _control(capsys, run_dir, "set", "lr", "-1")
+    assert code == 2 and "refused by the run" in err and "lr" in err and "-1" in err
+    code, _, err = _control(capsys, run_dir, "set", "lr", "fast")
+    assert code == 2 and "'fast'" in err
+    code, _, err = _control(capsys, run_dir, "set", "nesterov_speed", "2")
+    assert code == 2 and "no hyperparameter 'nesterov_speed'" in err
+    code, out, _ = _control(capsys, run_dir, "set", "lr", "0.01")
+    assert code == 0 and "lr set to 0.01" in out
+    assert _events(run_dir, "batch")[-1].step == parked_at + 1  # still parked
+    assert _events(run_dir, "hparam") == []  # refused values changed nothing; 0.01 waits
+
+    assert _control(capsys, run_dir, "resume")[0] == 0
+    _wait_for(lambda: len(_events(run_dir, "batch")) > parked_at + 3, "batches after resume")
+    (hparam,) = _events(run_dir, "hparam")
+    assert (hparam.step, hparam["name"], hparam["new"], hparam["source"]) == (
+        parked_at + 1,
+        "lr",
+        0.01,
+        "remote",
+    )
+    (resume,) = _events(run_dir, "resume")
+    assert resume.step == parked_at + 1 and resume["source"] == "remote"
+    lr_by_step = {e.step: e["lr"] for e in _events(run_dir, "batch")}
+    assert lr_by_step[parked_at + 1] == 0.05 and lr_by_step[parked_at + 2] == 0.01
+
+    assert _control(capsys, run_dir, "stop")[0] == 0
+    assert process.wait(TIMEOUT) == 0
+    (stop,) = _events(run_dir, "stop")
+    assert stop["source"] == "remote" and stop["reason"] == "stopped"
+    assert runs.read(run_dir)[-1]["reason"] == "stopped"
+
+    # The run has ended: commands are refused, and the CLI says why.
+    code, _, err = _control(capsys, run_dir, "resume")
+    assert code == 1 and "the run has ended (stopped); it cannot be steered" in err
+
+
+def test_the_command_file_is_the_owners_alone(headless_run):
+    run_dir, _ = headless_run
+    for name in (remote.COMMANDS_FILE, remote.REPLIES_FILE):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600
+
+
+def test_commands_to_a_run_that_is_not_running_are_refused_saying_why(tmp_path, capsys):
+    code, _, err = _control(capsys, tmp_path / "nowhere", "pause")
+    assert code == 1 and "no such run directory" in err
+    waiting = tmp_path / "waiting"
+    waiting.mkdir()
+    code, _, err = _control(capsys, waiting, "pause")
+    assert code == 1 and "has not started yet" in err
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    (crashed / runs.EVENTS_FILE).write_text(runs.encode("run_start", 0, {"run": "x", "config": {}}))
+    (crashed / runs.LOCK_FILE).touch()  # left by a writer that died
+    code, _, err = _control(capsys, crashed, "stop")
+    assert code == 1 and "crashed or killed" in err
+    assert not (crashed / remote.COMMANDS_FILE).exists()  # nothing was written
+
+
+# -- the door, driven by hand (no subprocess) ----------------------------------------------------
+def _trainer(callbacks=()) -> nl.Trainer:
+    model = nl.build("2-8-2", (2,), seed=0)
+    return nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1), callbacks=callbacks)
+
+
+def _data(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 2)).astype(np.float32), rng.integers(0, 2, n)
+
+
+class Door:
+    """A CommandDoor opened on a trainer that is not running: a poll applies at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.trainer = _trainer()
+        self.door = remote.CommandDoor(run_dir)
+        self.door.on_train_begin(self.trainer)
+        self.replies = run_dir / remote.REPLIES_FILE
+        self.read = 0
+
+    def send(self, line: str | bytes) -> list[dict]:
+        """Append raw bytes to the command file, poll, and return the new replies."""
+        data = line.encode() if isinstance(line, str) else line
+        with open(self.door.commands, "ab") as handle:
+            handle.write(data)
+        self.door.poll()
+        lines = self.replies.read_text().splitlines()
+        new, self.read = lines[self.read :], len(lines)
+        return [json.loads(x) for x in new]
+
+
+def _command(action: str, *args, ident: str = "c1") -> str:
+    return json.dumps({"id": ident, "action": action, "args": list(args), "from": "test"}) + "\n"
+
+
+def test_malformed_commands_are_answered_and_the_door_reads_on(tmp_path):
+    door = Door(tmp_path)
+    assert door.send("not json\n") == [
+        {"id": None, "time": pytest.approx(time.time(), abs=60), "ok": False,
+         "message": "commands.jsonl: a command line that is not valid JSON"}
+    ]  # fmt: skip
+    (reply,) = door.send('{"id": "x1", "action": 3}\n')
+    assert reply["id"] == "x1" and not reply["ok"] and "action must be a string" in reply["message"]
+    (reply,) = door.send(_command("set", "lr", [1, 2], ident="x2"))
+    assert not reply["ok"] and "args must be a list of at most" in reply["message"]
+    (reply,) = door.send(_command("jump", ident="x3"))
+    assert not reply["ok"] and "unknown action 'jump'" in reply["message"]
+    (reply,) = door.send(b"[" * 5000 + b"\n")  # longer than MAX_LINE: skipped, not parsed
+    assert reply["id"] is None and "longer than 4096 bytes" in reply["message"]
+    (reply,) = door.send(b"x" * 5000)  # no newline yet: skipped up to its end
+    assert "longer than 4096 bytes" in reply["message"]
+    assert door.send(b"y" * 100 + b"\n") == []  # the rest of that line
+    half = _command("set", "lr", 0.5, ident="ok1")
+    assert door.send(half[:10]) == []  # a line being written waits for its newline
+    (reply,) = door.send(half[10:])
+    assert reply == {**reply, "id": "ok1", "ok": True} and door.trainer.optimizer.lr == 0.5
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(
+    value=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=20),
+    )
+)
+def test_a_set_through_the_door_is_validated_as_trainer_set(tmp_path_factory, value):
+    door = Door(tmp_path_factory.mktemp("door"))
+    expected = None
+    try:
+        expected = _trainer().validate_hyperparameter("lr", value)
+    except ValueError as error:
+        refusal = str(error)
+    (reply,) = door.send(_command("set", "lr", value))
+    if expected is None:
+        assert reply["ok"] is False and reply["message"] == refusal
+        assert door.trainer.optimizer.lr == 0.1  # nothing changed
+    else:
+        assert reply["ok"] is True and door.trainer.optimizer.lr == expected
+
+
+def test_commands_left_when_the_run_ends_are_answered_as_refused(tmp_path):
+    door = Door(tmp_path)
+    with open(door.door.commands, "a") as handle:
+        handle.write(_command("pause", ident="late"))
+    door.door.on_train_end(door.trainer, {"reason": "finished"})
+    (reply,) = [json.loads(x) for x in door.replies.read_text().splitlines()]
+    assert reply["id"] == "late" and not reply["ok"]
+    assert reply["message"] == "the run has ended (finished)"
+    assert not door.trainer.paused
+
+
+# -- RunControl: a parked run still hears its pollers ---------------------------------------
+def test_a_parked_run_wakes_to_poll_so_a_resume_from_elsewhere_reaches_it():
+    polls_while_parked = []
+
+    trainer = _trainer()
+
+    def poller():
+        if trainer.control.state is RunStatus.PAUSED:
+            polls_while_parked.append(trainer.global_step)
+            if len(polls_while_parked) == 3:
+                trainer.control.command("resume", source="remote")
+
+    trainer.control.add_poller(poller)
+    trainer.pause()  # parks at the first boundary; only the poller can let it go
+    done = threading.Event()
+    thread = threading.Thread(
+        target=lambda: (trainer.fit(*_data(), epochs=1, batch_size=16), done.set()), daemon=True
+    )
+    thread.start()
+    assert done.wait(TIMEOUT), "the parked run never polled"
+    assert polls_while_parked == [0, 0, 0] and trainer.global_step == 4
+    assert trainer.history.reason == "finished"
+
+
+def test_each_applied_change_records_its_source():
+    recorded = []
+    trainer = _trainer()
+
+    class Recorder(nl.Callback):
+        def on_event(self, trainer, event, data):
+            recorded.append((event, data.get("source")))
+
+        def on_batch_end(self, trainer, batch, logs):
+            if logs["step"] == 1:
+                trainer.control.pause(source="app")
+                trainer.control.set("lr", 0.2, source="app")
+            if logs["step"] == 2:
+                trainer.control.stop(source="signal")
+
+    def poller():  # another door, heard while parked
+        if trainer.control.state is RunStatus.PAUSED:
+            trainer.control.resume(source="remote")
+
+    trainer.callbacks.append(Recorder())
+    trainer.control.add_poller(poller)
+    trainer.fit(*_data(), epochs=1, batch_size=16)
+    assert recorded == [
+        ("pause", "app"),
+        ("resume", "remote"),
+        ("hparam", "app"),
+        ("stop", "signal"),
+    ]
+    assert trainer.history.reason == "stopped"
