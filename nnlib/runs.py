@@ -226,6 +226,12 @@ FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
         "epoch": (_int, False),
     },
     "diverged": {"loss": (_number_or_null, True), "epoch": (_int, False), "batch": (_int, False)},
+    "pruned": {
+        "monitor": (_str, True),
+        "value": (_number_or_null, True),
+        "median": (_number_or_null, True),
+        "epoch": (_int, False),
+    },
     "end": {"reason": (_str, True), "error": (_str_or_null, False), "epoch": (_int, False)},
 }
 #: The fields each event type must have (derived from FIELDS).
