@@ -538,7 +538,8 @@ def _runs(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
     """Create (or reopen with --resume) a sweep folder, run its trials, print the ranking.
     Ctrl+C stops the running trials at a batch boundary (their logs end) and exits 130."""
-    from .sweeps import SweepError, create_sweep, load_sweep, run_sweep
+    from .config import ConfigError
+    from .sweeps import create_sweep, load_sweep, run_sweep
     from .sweeps.report import best_line, failures, ranking_table
 
     if (args.sweep_file is None) == (args.resume is None):
@@ -557,7 +558,7 @@ def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
             scheduler=args.scheduler,
             report=lambda line: print(line, file=sys.stderr, flush=True),
         )
-    except SweepError as error:
+    except ConfigError as error:  # a sweep file, folder or scheduler that cannot be used
         raise UsageError(str(error)) from None
     except KeyboardInterrupt:
         if signals.received is None:  # not ours (a worker's): let main report it

@@ -168,7 +168,9 @@ def run_trial(task: TrialTask) -> TrialResult:
         result.error = history.end.get("error")
         result.state = _state(history.reason, pruning.pruned)
     if result.state == "failed" and result.error is None:
-        result.error = f"training {result.reason}"
+        result.error = f"training {result.reason}" + (
+            " (the loss became NaN or infinite)" if result.reason == "diverged" else ""
+        )
     result.seconds = time.monotonic() - began
     return result
 
