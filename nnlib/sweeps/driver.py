@@ -18,7 +18,14 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from pathlib import Path
 from typing import Any
 
@@ -242,7 +249,16 @@ def run_sweep(
                 while todo and len(running) < capacity:
                     task = _start(path, index, spec, todo.pop(0))
                     write_index(path, index)
-                    running[executor.submit(run_trial, task)] = task.index
+                    try:
+                        running[executor.submit(run_trial, task)] = task.index
+                    except BrokenExecutor as error:  # the pool's processes died
+                        index["trials"][task.index]["state"] = "pending"
+                        index["state"] = "interrupted"
+                        write_index(path, index)
+                        raise SweepError(
+                            f"{path}: the workers cannot take trials ({error}); "
+                            "the finished trials are kept: continue with --resume"
+                        ) from None
                 done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
                     _finish(index, running.pop(future), future, report)
