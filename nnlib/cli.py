@@ -1,4 +1,5 @@
-"""`nnlib`: the headless command line — train, evaluate, summary, datasets, runs, control.
+"""`nnlib`: the headless command line — train, evaluate, summary, datasets, runs, plot,
+control, sweep.
 
 Exit codes: 0 done (an early stop included); 1 training failed (diverged, data error,
 an exception); 2 bad arguments, config or path, with one line on stderr; 128 + the signal's
@@ -256,6 +257,37 @@ def _parser() -> OneLineParser:
 
     commands.add_parser("datasets", help="list the datasets and whether they are on disk")
 
+    sweep = commands.add_parser(
+        "sweep", help="run a hyperparameter/architecture sweep: many runs, ranked"
+    )
+    sweep.add_argument(
+        "sweep_file",
+        nargs="?",
+        metavar="SWEEP.toml",
+        help="a base experiment (the --config keys) with a [sweep] table",
+    )
+    sweep.add_argument(
+        "--resume",
+        metavar="SWEEP_DIR",
+        help="continue a stopped sweep: rerun its unfinished trials",
+    )
+    sweep.add_argument(
+        "--sweep-dir",
+        metavar="DIR",
+        help="the sweep folder, new or empty (default: a new one under ./runs or $NNLIB_RUNS_DIR)",
+    )
+    sweep.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="trials at once (default: one per core locally, the cluster's threads on Dask)",
+    )
+    sweep.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the trials on this Dask cluster (e.g. tcp://host:8786); "
+        "needs pip install 'nntui[cluster]'",
+    )
+
     runs = commands.add_parser("runs", help="print a run log, or follow one being written")
     runs.add_argument("run", help="a run directory or its events.jsonl")
     runs.add_argument("--follow", action="store_true", help="keep printing until the run ends")
@@ -406,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "runs export": _runs_export,
                 "plot": _plot,
                 "control": _control,
+                "sweep": lambda args: _sweep(args, signals),
             }[args.command](args)
             sys.stdout.flush()  # here, so that a closed pipe is reported below, not at exit
             return code
@@ -792,6 +825,49 @@ def _control(args: argparse.Namespace) -> int:
         return _fail(f"refused by the run: {reply.message}", EXIT_USAGE)
     print(reply.message)
     return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
+    """Create (or reopen with --resume) a sweep folder, run its trials, print the ranking.
+    Ctrl+C stops the running trials at a batch boundary (their logs end) and exits 130."""
+    from .config import ConfigError
+    from .sweeps import create_sweep, load_sweep, run_sweep
+    from .sweeps.report import best_line, failures, ranking_table
+
+    if (args.sweep_file is None) == (args.resume is None):
+        raise UsageError("nnlib sweep: give a SWEEP.toml file, or --resume SWEEP_DIR (not both)")
+    if args.resume is not None and args.sweep_dir is not None:
+        raise UsageError("nnlib sweep: --sweep-dir is for a new sweep; --resume names the folder")
+    try:
+        if args.resume is not None:
+            sweep_dir = Path(args.resume)
+        else:
+            spec = load_sweep(args.sweep_file)
+            sweep_dir = create_sweep(spec, args.sweep_dir, name=Path(args.sweep_file).stem)
+        index = run_sweep(
+            sweep_dir,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            report=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    except ConfigError as error:  # a sweep file, folder or scheduler that cannot be used
+        raise UsageError(str(error)) from None
+    except KeyboardInterrupt:
+        if signals.received is None:  # not ours (a worker's): let main report it
+            raise
+        name = signal.Signals(signals.received).name
+        print(
+            f"interrupted ({name}); continue with: nnlib sweep --resume {sweep_dir}",
+            file=sys.stderr,
+        )
+        return signals.exit_code
+    from rich.console import Console
+
+    Console().print(ranking_table(index))
+    for line in failures(index):
+        print(line, file=sys.stderr)
+    print(best_line(index, str(sweep_dir)), file=sys.stderr)
+    return EXIT_OK if index["best"] is not None else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -154,35 +154,9 @@ class ExperimentConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ExperimentConfig:
-        """Read a TOML config file. Every way a file can be unusable (missing, unreadable,
-        too large, not UTF-8, not TOML, nested past the parser's recursion limit, bad fields)
-        raises ConfigError naming the file."""
-        path = Path(path)
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_CONFIG_BYTES + 1)  # bounded: it may be /dev/zero
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except OSError as error:
-            raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
-        if len(data) > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"{path}: a config file must be at most {MAX_CONFIG_BYTES:,} bytes; "
-                f"this one is larger"
-            )
-        try:
-            values = tomllib.loads(data.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise ConfigError(
-                f"{path}: cannot read the config file (not UTF-8 text: byte {error.start})"
-            ) from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path}: not valid TOML ({error})") from None
-        except RecursionError:
-            raise ConfigError(
-                f"{path}: not valid TOML (arrays or tables nested too deeply)"
-            ) from None
-        return cls.from_dict(values, source=str(path))
+        """Read a TOML config file. Every way a file can be unusable (see `read_toml`, and
+        bad fields) raises ConfigError naming the file."""
+        return cls.from_dict(read_toml(path), source=str(Path(path)))
 
     def to_toml(self) -> str:
         """The config as TOML (that `load` reads back equal); unset (None) fields are left
@@ -196,6 +170,34 @@ class ExperimentConfig:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the TOML file atomically (its folder is made if missing)."""
         return atomic_write_text(Path(path), self.to_toml())
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """The table of a TOML file (an experiment config, a sweep). Every way a file can be
+    unusable (missing, unreadable, too large, not UTF-8, not TOML, nested past the parser's
+    recursion limit) raises ConfigError naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)  # bounded: it may be /dev/zero
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: a config file must be at most {MAX_CONFIG_BYTES:,} bytes; this one is larger"
+        )
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: cannot read the config file (not UTF-8 text: byte {error.start})"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
 
 
 #: TOML basic-string escapes (toml.io/en/v1.0.0#string): these, and \uXXXX for the other

@@ -257,6 +257,10 @@ def _epoch(epoch: int | None) -> str:
     return "?" if epoch is None else str(epoch + 1)
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
 def format_metrics(logs: Mapping[str, Any]) -> str:
     """'loss 0.1234  acc 97.1%  val_loss ...' from whichever metrics the logs hold."""
     parts = []
@@ -485,6 +489,24 @@ class Diverged(Event):
                 f"step) at step {self.step}"
             )
         return f"diverged: loss is {self.loss:.4g} ({where}) at step {self.step}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pruned(Event):
+    """A sweep trial stopped early: its best so far was behind the median of the finished
+    trials at this epoch (median stopping); its end event follows with reason early_stop."""
+
+    TYPE = "pruned"
+    monitor: str = field_of(_str)
+    value: float | None = field_of(_number_or_null)
+    median: float | None = field_of(_number_or_null)
+    epoch: int = field_of(_int)
+
+    def describe(self) -> str:
+        return (
+            f"pruned at epoch {_epoch(self.epoch)}: {self.monitor} {_num(self.value)} behind "
+            f"the median {_num(self.median)} of the finished trials"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

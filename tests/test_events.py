@@ -48,6 +48,7 @@ SAMPLES = {
     "pause": {},
     "resume": {"source": "app"},
     "stop": {"reason": "stopped", "source": "remote"},
+    "pruned": {"monitor": "val_loss", "value": 0.5, "median": 0.3, "epoch": 3},
     "checkpoint": {"path": "runs/r/best.npz", "epoch": 0, "reason": "best", "monitor": "val_loss",
                    "value": 0.3},
     "early_stop": {"monitor": "val_loss", "best": 0.2, "best_epoch": 1, "epoch": 4},

@@ -1,0 +1,57 @@
+"""The ranked table at the end of a sweep (rich, imported only when it is printed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .driver import ranked
+
+
+def ranking_table(index: dict[str, Any]) -> Any:
+    """A rich Table of the trials, best first: rank, run folder, state, metric, its best
+    epoch, epochs run and the parameters. Every cell is plain text (a parameter such as an
+    architecture may hold brackets, an error anything): none is read as rich markup."""
+    from rich.table import Table
+    from rich.text import Text
+
+    spec = index["spec"]
+    metric = spec["metric"]
+    table = Table(title=Text(f"sweep: {metric} ({spec['direction']}), best first"))
+    names = list(spec["params"])
+    for heading in ("#", "run", "state", metric, "best epoch", "epochs", *names):
+        numeric = heading in ("#", metric, "best epoch", "epochs")
+        table.add_column(Text(heading), justify="right" if numeric else "left")
+    for rank, trial in enumerate(ranked(index), start=1):
+        value = trial["metric"]
+        cells = [
+            str(rank),
+            trial["run"] or f"trial {trial['index']}",
+            trial["state"],
+            f"{value:.4f}" if value is not None else "-",
+            str(trial["best_epoch"] + 1) if trial["best_epoch"] is not None else "-",
+            str(trial["epochs"]),
+            *(str(trial["params"].get(name, "")) for name in names),
+        ]
+        table.add_row(*(Text(cell) for cell in cells))
+    return table
+
+
+def failures(index: dict[str, Any]) -> list[str]:
+    """One line per failed trial: its run and why (shown under the table, whole)."""
+    return [
+        f"{trial['run']} failed: {trial['error']}"
+        for trial in index["trials"]
+        if trial["state"] == "failed"
+    ]
+
+
+def best_line(index: dict[str, Any], sweep_dir: str) -> str:
+    """One line naming the best trial and its run directory (or saying there is none)."""
+    best = index.get("best")
+    if best is None:
+        return "no trial finished"
+    trial = index["trials"][best]
+    params = "  ".join(f"{k}={v}" for k, v in trial["params"].items())
+    metric = index["spec"]["metric"]
+    run = f"{sweep_dir}/{trial['run']}"
+    return f"best: {trial['run']}  {metric} {trial['metric']:.4f}  {params}  ({run})"
