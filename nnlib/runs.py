@@ -16,6 +16,10 @@ the event happened. Non-finite numbers are written as null. Event types and thei
     confusion   epoch, matrix (rows true, columns predicted), precision, recall, class_names
     hparam      name, old, new, applies ("next batch" or "next epoch")
     pause, resume
+    run_resume  from_step, epoch, batch, checkpoint, [parent]: the run goes on from the checkpoint
+                taken at from_step (a resumed run, or a fork's first event after run_start);
+                events with a larger step before it belong to a run that was cut off: a reader
+                drops them (steps going back mark the restart point)
     checkpoint  path, epoch, reason, monitor, value
     early_stop  monitor, best, best_epoch, epoch
     diverged    loss, epoch, batch
@@ -212,6 +216,13 @@ FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
     },
     "pause": {},
     "resume": {},
+    "run_resume": {
+        "from_step": (_int, True),
+        "epoch": (_int, False),
+        "batch": (_int, False),
+        "checkpoint": (_str, False),
+        "parent": (_object, False),
+    },
     "checkpoint": {
         "path": (_str, True),
         "epoch": (_int, False),
@@ -585,6 +596,7 @@ class RunLogger(Callback):
         name: str = "run",
         config: dict[str, Any] | None = None,
         batch_every: int = 1,
+        append: bool = False,
     ) -> None:
         if batch_every < 1:
             raise ValueError(f"RunLogger: batch_every must be >= 1, got {batch_every}")
@@ -593,6 +605,7 @@ class RunLogger(Callback):
         self.name = name
         self.config = dict(config or {})
         self.batch_every = batch_every
+        self.append = append  # a resumed run: config.json and run_start are there already
         self._handle: Any = None
         self._lock: WriterLock | None = None
         self._early: list[str] = []  # encoded events that came before the log was open
@@ -619,9 +632,13 @@ class RunLogger(Callback):
             "batch_size": trainer.batch_size,
         }
         config = {**self.config, "trainer": trainer_view, "versions": versions()}
-        atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(_plain(config), indent=2))
+        if not self.append:
+            atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(_plain(config), indent=2))
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
-        self._write("run_start", trainer.global_step, {"run": str(self.run_dir), "config": config})
+        if not self.append:
+            self._write(
+                "run_start", trainer.global_step, {"run": str(self.run_dir), "config": config}
+            )
         early, self._early = self._early, []
         for line in early:
             self._handle.write(line)

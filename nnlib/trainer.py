@@ -202,7 +202,9 @@ class Trainer:
                 epoch_logs = self._train_epoch(x, y, order)
                 if epoch_logs is None:  # stopped before its first batch: nothing to report
                     break
-                self._epoch_done = True  # a checkpoint taken from here on starts the next
+                # A checkpoint taken from here on starts the next epoch, once this one has
+                # seen all its data (a stop mid-epoch still reports the part it trained).
+                self._epoch_done = self._position.offset >= len(x)
                 self.callbacks.call("on_epoch_end", epoch, epoch_logs)
                 if self.stop_training:
                     break
