@@ -7,11 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import pilot_test, press, until
+from test_tui_app import long_run, paused, started
+from textual.widgets import Input
 
 from nnlib import checkpointing, runs
 from nnlib.cli import main
 from nnlib.config import ConfigError, ExperimentConfig
 from nnlib.experiment import fork_config, setup
+from nntui.app import NNTui
+from nntui.screens.dashboard import DashboardScreen
+from nntui.screens.modals import HparamScreen
 
 ARCH = "flatten dense(16) relu dropout(0.2) dense(10)"
 
@@ -94,3 +100,55 @@ def test_bad_fork_sources_are_named(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not (tmp_path / "x").exists()  # refused before a run directory was made
     assert main(["train", "--fork", f"{tmp_path}/none@last"]) == 2
     assert "no checkpoint in" in capsys.readouterr().err
+
+
+@pilot_test
+async def test_the_app_forks_a_paused_run_with_the_edited_hyperparameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NNLIB_RUNS_DIR", str(tmp_path / "runs"))
+    config = long_run(tmp_path, checkpoint_every=0)
+    app = NNTui(config, start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dashboard = await started(pilot)
+        await paused(pilot, dashboard)
+        step = dashboard.experiment.trainer.global_step
+        await press(pilot, "f")
+        await until(pilot, lambda: isinstance(app.screen, HparamScreen))
+        app.screen.query_one("#lr", Input).value = "0.02"
+        await press(pilot, "enter")
+        await until(
+            pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen is not dashboard
+        )
+        child = app.screen
+        # the fork starts at the parent's step: wait for batches of its own
+        await until(
+            pilot,
+            lambda: (
+                child.experiment is not None and child.experiment.trainer.global_step > step + 2
+            ),
+        )
+        assert (child.config.lr, child.config.parent_step) == (0.02, step)
+        assert child.config.parent_run == str(tmp_path / "run")
+        assert child.experiment.trainer.optimizer.lr == 0.02
+        recorded = json.loads((child.experiment.run_dir / runs.CONFIG_FILE).read_text())
+        assert recorded["parent"] == {"run": str(tmp_path / "run"), "step": step}
+        child.shutdown()
+    assert (tmp_path / "run" / runs.EVENTS_FILE).is_file()  # the original stays on disk
+    assert checkpointing.find(tmp_path / "run", step).is_file()
+
+
+@pilot_test
+async def test_fork_asks_for_a_pause_and_cancel_forks_nothing(tmp_path: Path) -> None:
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dashboard = await started(pilot)
+        await press(pilot, "f")
+        assert app.screen is dashboard  # running: f asks for a pause first
+        await paused(pilot, dashboard)
+        await press(pilot, "f")
+        await until(pilot, lambda: isinstance(app.screen, HparamScreen))
+        await press(pilot, "escape")
+        await until(pilot, lambda: app.screen is dashboard)
+        assert dashboard.running
+        dashboard.shutdown()
