@@ -36,6 +36,7 @@ import numpy as np
 from ._atomic import atomic_write
 from .callbacks.base import Callback, Logs
 from .callbacks.stopping import improvement_mode
+from .config import DEFAULT_CHECKPOINT_EVERY
 from .model import TRAINING_PREFIX, Sequential, _load_archive, _read_npy, npz_path
 
 if TYPE_CHECKING:
@@ -45,10 +46,11 @@ FORMAT = "nnlib-checkpoint"
 FORMAT_VERSION = 1
 #: A run's checkpoints live in this folder of its run directory.
 FOLDER = "checkpoints"
-#: Steps between two checkpoints by default. A LeNet-5 checkpoint (with SGD momentum) is
-#: about 0.5 MB and was measured at ~0.4% of a glyphs epoch at this interval (see
-#: benchmarks/bench_checkpoint.py); far under the 2% budget, with at most 500 steps redone.
-DEFAULT_EVERY = 500
+#: Steps between two checkpoints by default. A LeNet-5 checkpoint (SGD with momentum) is 0.5 MB
+#: and took 8 ms to write against 8.3 ms a training step (glyphs, one thread, load average
+#: 4.7): 0.19% of training time at 500 steps (benchmarks/bench_checkpoint.py), far under the 2%
+#: budget, with at most 500 steps redone after a crash.
+DEFAULT_EVERY = DEFAULT_CHECKPOINT_EVERY
 #: Step checkpoints kept by default (the newest); best.npz is kept besides.
 DEFAULT_KEEP = 3
 BEST = "best.npz"
@@ -454,6 +456,8 @@ class Checkpointer(Callback):
     """Write complete checkpoints into `folder`: step-<step>.npz every `every` steps (0: only
     when the run stops) and when the run stops at a batch boundary, keeping the newest
     `keep`; and best.npz whenever `monitor` improves at an epoch's end (None: never).
+    They log no event (the files are the record; a run_resume event names the one used),
+    which keeps a run's log as small as it was.
 
     A run that ends in the middle of a batch (an exception, a Ctrl+C inside numpy) writes no
     checkpoint then: its last one is the resume point."""
@@ -499,15 +503,7 @@ class Checkpointer(Callback):
             return
         if value < self.best if self.mode == "min" else value > self.best:
             self.best = value
-            path = save(trainer, self.folder / BEST, f"best {self.monitor}")
-            trainer.emit(
-                "checkpoint",
-                path=str(path),
-                epoch=epoch,
-                reason="best",
-                monitor=self.monitor,
-                value=value,
-            )
+            save(trainer, self.folder / BEST, f"best {self.monitor}")
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         if trainer.consistent and trainer.global_step > 0:
@@ -517,9 +513,8 @@ class Checkpointer(Callback):
         where = (trainer.global_step, trainer.position().epoch)
         if where == self._written:
             return
-        path = save(trainer, step_file(self.folder, trainer.global_step), why)
+        save(trainer, step_file(self.folder, trainer.global_step), why)
         self._written = where
-        trainer.emit("checkpoint", path=str(path), epoch=trainer.epoch, reason=why)
         steps = step_checkpoints(self.folder)
         for step in sorted(steps)[: -self.keep]:
             steps[step].unlink(missing_ok=True)

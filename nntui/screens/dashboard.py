@@ -111,7 +111,7 @@ class DashboardScreen(Screen[None]):
         Binding("left_square_bracket", "layer(-1)", "Prev layer", key_display="["),
         Binding("right_square_bracket", "layer(1)", "Next layer", key_display="]"),
         Binding("w", "save_model", "Save model"),
-        Binding("f", "fork", "Fork"),
+        Binding("f", "fork", "Fork", show=False),  # in the help (?) and the palette
         Binding("escape", "back", "Setup"),
         *(
             Binding(str(i), f"panel('{key}')", title, show=False)
