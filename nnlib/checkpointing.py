@@ -98,8 +98,9 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
         "batch": position.batch,
         "offset": position.offset,
         "seen": position.seen,
-        "loss_sum": position.loss_sum,
-        "correct": position.correct,
+        # a diverged epoch's sums are NaN: null here, NaN again when restored
+        "loss_sum": position.loss_sum if math.isfinite(position.loss_sum) else None,
+        "correct": position.correct if math.isfinite(position.correct) else None,
         "shuffle_state": position.shuffle_state,
         "batch_size": trainer.batch_size,
         "layer_rngs": {
@@ -220,7 +221,8 @@ def _check_state(state: Any, source: str) -> None:
         require(_is_count(state.get(name)), name, "a non-negative integer")
     require(state["batch_size"] >= 1, "batch_size", "a positive integer")
     for name in ("loss_sum", "correct"):
-        require(_is_float(state.get(name)), name, "a finite number")
+        value = state.get(name, "missing")
+        require(value is None or _is_float(value), name, "a finite number or null (NaN)")
     shuffle = state.get("shuffle_state")
     require(shuffle is None or _rng_ok(shuffle), "shuffle_state", "a generator state or null")
     rngs = state.get("layer_rngs")
@@ -368,8 +370,8 @@ def restore(
         batch=state["batch"],
         offset=state["offset"],
         seen=state["seen"],
-        loss_sum=float(state["loss_sum"]),
-        correct=float(state["correct"]),
+        loss_sum=math.nan if state["loss_sum"] is None else float(state["loss_sum"]),
+        correct=math.nan if state["correct"] is None else float(state["correct"]),
         shuffle_state=state["shuffle_state"],
         source=source,
         extra=dict(extra or {}),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,12 +123,13 @@ def setup(
     if parent is not None:
         _check_epochs_left(config, parent, f"the fork of {config.parent_run}", "fork it again")
     data = data if data is not None else load_data(config)
-    run_dir = (
-        claim_run_dir(config.run_dir)
-        if config.run_dir
-        else new_run_dir(run_root, Path(config.dataset).stem)
-    )
-    experiment = _assemble(config, data, run_dir, callbacks, checkpoints, append=False)
+
+    def make_run_dir() -> Path:
+        if config.run_dir:
+            return claim_run_dir(config.run_dir)
+        return new_run_dir(run_root, Path(config.dataset).stem)
+
+    experiment = _assemble(config, data, make_run_dir, callbacks, checkpoints, append=False)
     if parent is not None:
         record = {"run": config.parent_run, "step": parent.step}
         checkpointing.restore(
@@ -160,7 +161,7 @@ def resume(
         raise RunDirError(str(error)) from None
     _check_epochs_left(config, checkpoint, str(run_dir), "fork it")
     data = data if data is not None else load_data(config)
-    experiment = _assemble(config, data, run_dir, callbacks, checkpoints, append=True)
+    experiment = _assemble(config, data, lambda: run_dir, callbacks, checkpoints, append=True)
     checkpointing.restore(experiment.trainer, checkpoint)
     return experiment
 
@@ -214,13 +215,14 @@ def _check_epochs_left(
 def _assemble(
     config: ExperimentConfig,
     data: datasets.Prepared,
-    run_dir: Path,
+    make_run_dir: Callable[[], Path],
     callbacks: Sequence[Callback],
     checkpoints: bool,
     append: bool,
 ) -> Experiment:
-    """The model, loss, optimizer and callbacks of `config`, writing `run_dir` (a new run,
-    or with `append` a resumed one whose config files are there already)."""
+    """The model, loss, optimizer and callbacks of `config`, writing the run directory
+    `make_run_dir` gives once they are built (nothing is made for a bad spec): a new run, or
+    with `append` a resumed one whose config files are there already."""
     outputs = outputs_for(data)
     arch = config.arch or default_arch(tuple(data.input_shape), data.task, outputs)
     model = build(arch, data.input_shape, seed=config.seed, batch_size=config.batch_size)
@@ -235,6 +237,7 @@ def _assemble(
     if config.optimizer == "sgd":
         hyper["momentum"] = config.momentum
     optimizer = make_optimizer(config.optimizer, **hyper)
+    run_dir = make_run_dir()
     record = {
         **config.to_dict(),
         "arch": model.spec,

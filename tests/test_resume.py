@@ -229,3 +229,13 @@ def test_a_stopped_cli_run_resumes_with_its_stop_checkpoint(tmp_path: Path) -> N
     assert [e["reason"] for e in events if e.type == "end"] == ["stopped", "finished"]
     config = json.loads((run / runs.CONFIG_FILE).read_text())
     assert config["run_dir"] == str(run)
+
+
+def test_a_diverged_run_still_writes_its_checkpoint(tmp_path: Path) -> None:
+    """The epoch's running loss is NaN after a divergence: kept as null, NaN again on load."""
+    run = tmp_path / "run"
+    config = ExperimentConfig(dataset="spirals", lr=1e6, epochs=3, run_dir=str(run))
+    setup(config).fit(threads=1)
+    assert [e["reason"] for e in runs.read(run) if e.type == "end"] == ["diverged"]
+    checkpoint = checkpointing.load(checkpointing.find(run))
+    assert checkpoint.state["loss_sum"] is None
