@@ -195,24 +195,29 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
     try:
         base = ExperimentConfig.load(args.config) if args.config else ExperimentConfig()
-        return base.replace(
-            dataset=args.dataset,
-            arch=args.arch,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            seed=args.seed,
-            validation_split=args.validation_split,
-            subset=args.subset,
-            data_dir=args.data_dir,
-            run_dir=args.run_dir,
-            label_column=args.label_column,
-        )
+        return base.replace(**experiment_flags(args))
     except ConfigError as error:
         raise UsageError(str(error)) from None
+
+
+def experiment_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the experiment flags set (None where a flag is not given)."""
+    return {
+        "dataset": args.dataset,
+        "arch": args.arch,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "momentum": args.momentum,
+        "weight_decay": args.weight_decay,
+        "seed": args.seed,
+        "validation_split": args.validation_split,
+        "subset": args.subset,
+        "data_dir": args.data_dir,
+        "run_dir": args.run_dir,
+        "label_column": args.label_column,
+    }
 
 
 def _parser() -> OneLineParser:
@@ -232,6 +237,26 @@ def _parser() -> OneLineParser:
         type=_non_negative_int,
         metavar="PATIENCE",
         help="stop when val_loss has not improved for PATIENCE epochs",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=_non_negative_int,
+        metavar="N",
+        help="complete checkpoints every N steps, besides one at every stop (default 500; "
+        "0: only at stops)",
+    )
+    continuing = train.add_mutually_exclusive_group()
+    continuing.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a stopped, interrupted or crashed run in its directory from its last "
+        "checkpoint",
+    )
+    continuing.add_argument(
+        "--fork",
+        metavar="RUN[@STEP|@best|@last]",
+        help="start a new run from a checkpoint of RUN (default @last), with the flags given "
+        "as changes",
     )
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.add_argument(
@@ -481,14 +506,12 @@ def _load_data_or_fail(config: ExperimentConfig) -> Prepared:
 
 def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     from .callbacks import EarlyStopping, ProgressBar
-    from .experiment import setup
+    from .experiment import resume, setup
     from .runs import RunDirError
     from .spec import SpecError
     from .threads import AUTO
 
-    config = config_from_args(args)
-    if args.histogram_every:
-        config = config.replace(histogram_every=args.histogram_every)
+    config = _train_config(args)
     try:
         data = _load_data_or_fail(config)
     except ValueError as error:
@@ -499,7 +522,10 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     if not args.quiet:
         callbacks.append(ProgressBar())
     try:
-        experiment = setup(config, data=data, callbacks=callbacks, checkpoints=True)
+        if args.resume:
+            experiment = resume(args.resume, data=data, callbacks=callbacks, checkpoints=True)
+        else:
+            experiment = setup(config, data=data, callbacks=callbacks, checkpoints=True)
     except SpecError as error:
         raise UsageError(f"--arch: {error}") from None
     except RunDirError as error:
@@ -507,6 +533,12 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     run_dir = experiment.run_dir
+    start = experiment.trainer.resume_from
+    if start is not None:
+        print(
+            f"continuing from {start.source} (step {experiment.trainer.global_step})",
+            file=sys.stderr,
+        )
     print(
         f"run: {run_dir}  arch: {experiment.arch}  "
         f"params: {experiment.model.summary().total_params:,}",
@@ -532,6 +564,38 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
         return signals.exit_code
     print(f"done ({history.reason}); run written to {run_dir}", file=sys.stderr)
     return EXIT_OK
+
+
+def _train_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The config `nnlib train` runs: from the flags; a resumed run's own (which takes no
+    experiment flags: a fork changes a run); or a fork's, the flags being its changes."""
+    from .config import ConfigError, ExperimentConfig
+    from .experiment import fork_config
+
+    flags = {k: v for k, v in experiment_flags(args).items() if v is not None}
+    if args.checkpoint_every is not None:
+        flags["checkpoint_every"] = args.checkpoint_every
+    if args.histogram_every:
+        flags["histogram_every"] = args.histogram_every
+    try:
+        if args.resume:
+            if flags or args.config:
+                given = "--" + next(iter(flags or {"config": 1})).replace("_", "-")
+                raise UsageError(
+                    f"--resume continues a run as it was configured and takes no {given}; "
+                    "to change a run, --fork it"
+                )
+            toml = Path(args.resume) / "experiment.toml"
+            if not toml.is_file():
+                raise UsageError(f"--resume: {args.resume}: not a run directory (no {toml.name})")
+            return ExperimentConfig.load(toml)
+        if args.fork:
+            if args.config:
+                raise UsageError("--fork takes its config from the run it forks, not --config")
+            return fork_config(args.fork, **flags)
+        return config_from_args(args).replace(**flags)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -32,6 +32,8 @@ OPTIMIZER_NAMES = ("sgd", "adam", "rmsprop")
 DEFAULT_DATASET = "glyphs"
 #: A config file is a dozen short lines; anything past this is not one (and is not read whole).
 MAX_CONFIG_BYTES = 1 << 20
+#: Steps between two checkpoints of a run by default (nnlib.checkpointing measures its cost).
+DEFAULT_CHECKPOINT_EVERY = 500
 
 
 class ConfigError(ValueError):
@@ -58,6 +60,11 @@ class ExperimentConfig:
     histogram_every: int = 50
     #: the label column of a CSV dataset, by header name or 0-based index (None: auto)
     label_column: int | str | None = None
+    #: complete checkpoints every N steps (0: only when the run stops); see nnlib.checkpointing
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    #: a fork: the run directory it starts from and the step of that run's checkpoint
+    parent_run: str | None = None
+    parent_step: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -119,7 +126,25 @@ class ExperimentConfig:
             "a CSV column name or index",
             self.label_column,
         )
-        for name in ("data_dir", "run_dir"):
+        _require(
+            _is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
+            "checkpoint_every",
+            "a non-negative integer (0: only when the run stops)",
+            self.checkpoint_every,
+        )
+        _require(
+            (self.parent_run is None) == (self.parent_step is None),
+            "parent_step",
+            "given together with parent_run (a fork names both)",
+            self.parent_step,
+        )
+        _require(
+            self.parent_step is None or (_is_int(self.parent_step) and self.parent_step >= 0),
+            "parent_step",
+            "a non-negative step",
+            self.parent_step,
+        )
+        for name in ("data_dir", "run_dir", "parent_run"):
             value = getattr(self, name)
             _require(
                 value is None or (isinstance(value, str) and value.strip() != ""),

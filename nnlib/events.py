@@ -442,6 +442,24 @@ class Stop(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunResume(Event):
+    """A run continued from a checkpoint (`nnlib train --resume`, or a fork's first event
+    after its run_start). Events logged earlier with a step above `from_step` were lost with
+    the process that wrote them and are redone after this line: a reader drops them."""
+
+    TYPE = "run_resume"
+    from_step: int = field_of(_int)
+    epoch: int | None = field_of(_int, optional=True)
+    batch: int | None = field_of(_int, optional=True)
+    checkpoint: str | None = field_of(_str, optional=True)
+    parent: dict[str, Any] | None = field_of(_object, optional=True)
+
+    def describe(self) -> str:
+        where = f" ({Path(self.checkpoint).name})" if self.checkpoint else ""
+        return f"resumed from step {self.from_step}{where}"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Checkpoint(Event):
     """A model file was written: why (best, every N, end) and the monitored value."""
 

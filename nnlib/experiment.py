@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import datasets
+from . import checkpointing, datasets
 from .callbacks import Callback, History, ModelCheckpoint, Monitor
 from .config import ConfigError, ExperimentConfig
 from .losses import Loss, loss_for
 from .model import Sequential
 from .optimizers import make_optimizer
 from .remote import CommandDoor
-from .runs import RunLogger, claim_run_dir, new_run_dir
+from .runs import RunDirError, RunLogger, claim_run_dir, new_run_dir, writer_alive
 from .spec import build
 from .threads import AUTO, Threads
 from .trainer import Trainer
@@ -113,8 +114,116 @@ def setup(
     """Build everything a run needs. Raises ValueError (with a clear message) on a bad
     dataset, spec or hyperparameter, and RunDirError on a run directory that holds a run
     already or cannot be written. With `checkpoints`, the run directory also gets
-    best.npz (best validation loss) and model.npz (written when the run ends, however)."""
+    best.npz (best validation loss) and model.npz (written when the run ends, however).
+    Every run writes complete checkpoints (`config.checkpoint_every`, nnlib.checkpointing).
+
+    A config with `parent_run` is a fork: the new run starts from that run's checkpoint at
+    `parent_step` (weights, optimizer state, generators, position), with this config's
+    hyperparameters (`fork_config` fills in the parent's where none is changed)."""
+    parent = _parent_checkpoint(config)  # before a run directory is made for nothing
+    if parent is not None:
+        _check_epochs_left(config, parent, f"the fork of {config.parent_run}", "fork it again")
     data = data if data is not None else load_data(config)
+
+    def make_run_dir() -> Path:
+        if config.run_dir:
+            return claim_run_dir(config.run_dir)
+        return new_run_dir(run_root, Path(config.dataset).stem)
+
+    experiment = _assemble(config, data, make_run_dir, callbacks, checkpoints, append=False)
+    if parent is not None:
+        record = {"run": config.parent_run, "step": parent.step}
+        checkpointing.restore(
+            experiment.trainer, parent, hyperparameters=False, extra={"parent": record}
+        )
+    return experiment
+
+
+def resume(
+    run_dir: str | Path,
+    callbacks: Sequence[Callback] = (),
+    data: datasets.Prepared | None = None,
+    checkpoints: bool = False,
+) -> Experiment:
+    """The run in `run_dir` (stopped, interrupted or crashed), ready to continue from its
+    last checkpoint in its own directory: `fit()` appends to its events.jsonl, starting
+    with a run_resume event. Raises RunDirError when it is not a run, another process is
+    writing it, it has no checkpoint, or it has trained all its epochs."""
+    run_dir = Path(run_dir)
+    toml = run_dir / "experiment.toml"
+    if not toml.is_file():
+        raise RunDirError(f"{run_dir}: not a run directory to resume (no experiment.toml)")
+    if writer_alive(run_dir):
+        raise RunDirError(f"{run_dir}: another process is writing this run; it cannot be resumed")
+    config = ExperimentConfig.load(toml).replace(run_dir=str(run_dir))
+    try:
+        checkpoint = checkpointing.load(checkpointing.find(run_dir, "last"))
+    except checkpointing.CheckpointError as error:
+        raise RunDirError(str(error)) from None
+    _check_epochs_left(config, checkpoint, str(run_dir), "fork it")
+    data = data if data is not None else load_data(config)
+    experiment = _assemble(config, data, lambda: run_dir, callbacks, checkpoints, append=True)
+    checkpointing.restore(experiment.trainer, checkpoint)
+    return experiment
+
+
+def fork_config(source: str, **changes: Any) -> ExperimentConfig:
+    """The config of a fork of `source` ("RUN", "RUN@last", "RUN@best" or "RUN@<step>"):
+    the parent's experiment, with its hyperparameters as they stood at that checkpoint
+    (changes made while it ran included), then `changes` (None values ignored), and the
+    parent recorded. Raises ConfigError naming what is wrong."""
+    try:
+        run, which = checkpointing.parse_source(source)
+        checkpoint = checkpointing.load(checkpointing.find(run, which))
+    except checkpointing.CheckpointError as error:
+        raise ConfigError(f"fork: {error}") from None
+    toml = Path(run) / "experiment.toml"
+    if not toml.is_file():
+        raise ConfigError(f"fork: {run}: not a run directory (no experiment.toml)")
+    parent = ExperimentConfig.load(toml)
+    live = checkpoint.state["optimizer"]["hyperparameters"]
+    in_force = {"batch_size": checkpoint.state["batch_size"]}
+    if checkpoint.state["optimizer"]["name"] == parent.optimizer:
+        in_force.update({k: live[k] for k in ("lr", "momentum", "weight_decay") if k in live})
+    return parent.replace(
+        **in_force,
+        run_dir=None,
+        parent_run=str(Path(run)),
+        parent_step=checkpoint.step,
+    ).replace(**changes)
+
+
+def _parent_checkpoint(config: ExperimentConfig) -> checkpointing.Checkpoint | None:
+    if config.parent_run is None:
+        return None
+    try:
+        return checkpointing.load(checkpointing.find(config.parent_run, config.parent_step))
+    except checkpointing.CheckpointError as error:
+        raise ConfigError(f"parent_run: {error}") from None
+
+
+def _check_epochs_left(
+    config: ExperimentConfig, checkpoint: checkpointing.Checkpoint, what: str, advice: str
+) -> None:
+    """Refuse a continuation with nothing left to train."""
+    if checkpoint.epoch >= config.epochs:
+        raise ConfigError(
+            f"epochs: {what} has trained {checkpoint.epoch} of its {config.epochs} epochs "
+            f"at step {checkpoint.step}; {advice} with more epochs (--epochs) to train longer"
+        )
+
+
+def _assemble(
+    config: ExperimentConfig,
+    data: datasets.Prepared,
+    make_run_dir: Callable[[], Path],
+    callbacks: Sequence[Callback],
+    checkpoints: bool,
+    append: bool,
+) -> Experiment:
+    """The model, loss, optimizer and callbacks of `config`, writing the run directory
+    `make_run_dir` gives once they are built (nothing is made for a bad spec): a new run, or
+    with `append` a resumed one whose config files are there already."""
     outputs = outputs_for(data)
     arch = config.arch or default_arch(tuple(data.input_shape), data.task, outputs)
     model = build(arch, data.input_shape, seed=config.seed, batch_size=config.batch_size)
@@ -129,11 +238,7 @@ def setup(
     if config.optimizer == "sgd":
         hyper["momentum"] = config.momentum
     optimizer = make_optimizer(config.optimizer, **hyper)
-    run_dir = (
-        claim_run_dir(config.run_dir)
-        if config.run_dir
-        else new_run_dir(run_root, Path(config.dataset).stem)
-    )
+    run_dir = make_run_dir()
     record = {
         **config.to_dict(),
         "arch": model.spec,
@@ -149,17 +254,24 @@ def setup(
             "normalization": data.normalization,
         },
     }
-    # experiment.toml reruns this experiment: `nnlib train --config <run>/experiment.toml`.
-    dataclasses.replace(config, arch=model.spec, run_dir=None).save(run_dir / "experiment.toml")
+    if config.parent_run is not None:
+        record["parent"] = {"run": config.parent_run, "step": config.parent_step}
+    if not append:
+        # experiment.toml reruns this experiment: `nnlib train --config <run>/experiment.toml`.
+        dataclasses.replace(config, arch=model.spec, run_dir=None).save(run_dir / "experiment.toml")
     monitor = Monitor(every=config.histogram_every, class_names=data.class_names)
-    saving: list[Callback] = []
+    best_of = "val_loss" if len(data.x_val) else "loss"
+    saving: list[Callback] = [
+        checkpointing.Checkpointer(
+            run_dir / checkpointing.FOLDER, every=config.checkpoint_every, monitor=best_of
+        )
+    ]
     if checkpoints:
-        best_of = "val_loss" if len(data.x_val) else "loss"
-        saving = [
+        saving += [
             ModelCheckpoint(run_dir / "best.npz", monitor=best_of),
             ModelCheckpoint(run_dir / "model.npz", save_best_only=False, at_end=True),
         ]
-    logger = RunLogger(run_dir=run_dir, config=record)
+    logger = RunLogger(run_dir=run_dir, config=record, append=append)
     # The logger goes last so that what other callbacks emit while the run ends is logged;
     # the door before it lets other processes steer the run (`nnlib control`).
     door = CommandDoor(run_dir)

@@ -445,18 +445,27 @@ class Sequential:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write architecture and weights to one `.npz`, atomically (temp file, then rename)."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = (
-                path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-            )
+        path = npz_path(path)
+        atomic_write(path, lambda handle: np.savez(handle, **self.archive_arrays()))
+        return path
+
+    def archive_arrays(self) -> dict[str, np.ndarray]:
+        """The members of a model file (architecture and every parameter, non-trainable ones
+        included), by name; a checkpoint writes these and its training state beside."""
         arrays = {f"param/{name}": value for name, value in self.get_weights().items()}
         arrays["architecture"] = np.array(json.dumps(self.architecture()))
-        atomic_write(path, lambda handle: np.savez(handle, **arrays))
-        return path
+        return arrays
 
     def __repr__(self) -> str:
         return f"Sequential({self.spec!r}, input_shape={self.input_shape})"
+
+
+def npz_path(path: str | os.PathLike) -> Path:
+    """`path` with the .npz suffix np.savez would give it (added, never replaced)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        return path
+    return path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
 
 
 #: The architecture record is a short JSON text (a few hundred bytes a layer): anything
@@ -464,6 +473,9 @@ class Sequential:
 MAX_ARCHITECTURE_CHARS = 1 << 22
 _ARCHITECTURE = "architecture.npy"
 _PARAM_PREFIX = "param/"
+#: Members under this prefix are a checkpoint's training state (nnlib.checkpointing): a
+#: checkpoint is a model file with them beside, and loading it as a model skips them.
+TRAINING_PREFIX = "training/"
 
 _NpyCheck = Callable[[tuple[int, ...], np.dtype], str | None]
 
@@ -512,11 +524,17 @@ def _load_archive(archive: zipfile.ZipFile, source: str) -> Sequential:
         for name in names
         if name.startswith(_PARAM_PREFIX) and name.endswith(".npy")
     }
-    others = sorted(set(names) - set(stored.values()) - {_ARCHITECTURE})
+    others = sorted(
+        set(names)
+        - set(stored.values())
+        - {_ARCHITECTURE}
+        - {name for name in names if name.startswith(TRAINING_PREFIX)}
+    )
     if others:
         raise ValueError(
             f"{source}: not an nnlib model file: unexpected member {others[0]!r} "
-            "(expected architecture.npy and param/<layer>.<name>.npy)"
+            "(expected architecture.npy, param/<layer>.<name>.npy and, in a checkpoint, "
+            "training/...)"
         )
 
     def text_record(shape: tuple[int, ...], dtype: np.dtype) -> str | None:

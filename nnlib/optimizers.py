@@ -75,6 +75,51 @@ class Optimizer(ABC):
         """The hyperparameters as set (lr before decay), for logs and run configs."""
         return {key: getattr(self, key) for key in type(self).hyperparameters}
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (for a checkpoint): the hyperparameters as
+        set, the step count and, per parameter, copies of its slots (arrays such as
+        velocities or moments, and integers such as Adam's step count)."""
+        return {
+            "name": self.name,
+            "hyperparameters": self.config(),
+            "iterations": self.iterations,
+            "slots": {
+                name: {
+                    key: value.copy() if isinstance(value, np.ndarray) else int(value)
+                    for key, value in slots.items()
+                }
+                for name, slots in self.state.items()
+            },
+        }
+
+    def load_state(self, state: dict[str, Any], hyperparameters: bool = True) -> None:
+        """Take back a `state_dict` of the same kind of optimizer (ValueError otherwise);
+        with hyperparameters=False the ones set now are kept (a fork that changes lr)."""
+        if state.get("name") != self.name:
+            raise ValueError(
+                f"{type(self).__name__}: cannot take the state of a {state.get('name')!r} "
+                f"optimizer, expected {self.name!r}"
+            )
+        if hyperparameters:
+            for key, value in state["hyperparameters"].items():
+                if key not in self.config():
+                    raise ValueError(f"{type(self).__name__} has no hyperparameter {key!r}")
+                setattr(self, key, value)
+        iterations = state["iterations"]
+        if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
+            raise ValueError(
+                f"{type(self).__name__}: iterations must be a non-negative integer, "
+                f"got {iterations!r}"
+            )
+        self.iterations = iterations
+        self.state = {
+            name: {
+                key: value.copy() if isinstance(value, np.ndarray) else value
+                for key, value in slots.items()
+            }
+            for name, slots in state["slots"].items()
+        }
+
 
 def slot(state: dict[str, np.ndarray], key: str, like: np.ndarray) -> np.ndarray:
     """The state array `key`, zeros on first use. (`state.setdefault(key, np.zeros_like(...))`

@@ -339,6 +339,7 @@ class RunLogger(Callback):
         name: str = "run",
         config: dict[str, Any] | None = None,
         batch_every: int = 1,
+        append: bool = False,
     ) -> None:
         if batch_every < 1:
             raise ValueError(f"RunLogger: batch_every must be >= 1, got {batch_every}")
@@ -347,6 +348,7 @@ class RunLogger(Callback):
         self.name = name
         self.config = dict(config or {})
         self.batch_every = batch_every
+        self.append = append  # a resumed run: config.json and run_start are there already
         self._handle: Any = None
         self._lock: WriterLock | None = None
         self._early: list[str] = []  # encoded events that came before the log was open
@@ -373,9 +375,13 @@ class RunLogger(Callback):
             "batch_size": trainer.batch_size,
         }
         config = {**self.config, "trainer": trainer_view, "versions": versions()}
-        atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(_plain(config), indent=2))
+        if not self.append:
+            atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(_plain(config), indent=2))
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
-        self._write("run_start", trainer.global_step, {"run": str(self.run_dir), "config": config})
+        if not self.append:
+            self._write(
+                "run_start", trainer.global_step, {"run": str(self.run_dir), "config": config}
+            )
         early, self._early = self._early, []
         for line in early:
             self._handle.write(line)

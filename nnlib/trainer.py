@@ -10,9 +10,11 @@ the same door.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,24 @@ from .model import Sequential
 from .optimizers import Optimizer
 from .states import RunStatus
 from .threads import AUTO, Threads, blas_threads, resolve_threads
+
+
+@dataclass
+class Position:
+    """Where a run stands in its data, enough to continue it exactly: the epoch, the batches
+    and samples of it already trained, the running sums behind the epoch's logs, and the
+    shuffle generator's state at the epoch's start (before its permutation was drawn), from
+    which the same permutation is drawn again. `source` names the checkpoint it came from."""
+
+    epoch: int = 0
+    batch: int = 0
+    offset: int = 0
+    seen: int = 0
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    shuffle_state: dict[str, Any] | None = None
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -59,6 +79,14 @@ class Trainer:
         self.steps_per_epoch = 0
         self.validation_data: tuple[np.ndarray, np.ndarray] | None = None
         self.validation_outputs: np.ndarray | None = None
+        #: The shuffle generator of the current fit (its state goes into checkpoints).
+        self.rng: np.random.Generator | None = None
+        #: Set by `resume_at` (nnlib.checkpointing.restore): the next fit starts there.
+        self.resume_from: Position | None = None
+        #: False while a batch is half done (an interrupt there leaves no usable state).
+        self.consistent = True
+        self._position = Position()
+        self._epoch_done = False
 
     @property
     def state(self) -> RunStatus:
@@ -123,6 +151,15 @@ class Trainer:
                 )
             x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
         rng = np.random.default_rng(_validate.seed("fit", seed))
+        start = self.resume_from
+        if start is not None:
+            if start.offset > len(x):
+                raise ValueError(
+                    f"fit: the checkpoint {start.source} is {start.offset} samples into its "
+                    f"epoch, but the training data has only {len(x)}"
+                )
+            if start.shuffle_state is not None:
+                rng.bit_generator.state = start.shuffle_state
         threads = resolve_threads("fit", threads)
         self.validation_data = validation_data
         self.validation_outputs = None
@@ -142,15 +179,32 @@ class Trainer:
         try:
             # Inside the try: a callback failing here still ends the run (state, log, waiters).
             self.callbacks.call("on_train_begin")
-            for epoch in range(epochs):
+            start, self.resume_from = self.resume_from or Position(), None
+            if start.source is not None:
+                self.emit(
+                    "run_resume",
+                    from_step=self.global_step,
+                    epoch=start.epoch,
+                    batch=start.batch,
+                    checkpoint=start.source,
+                    **start.extra,
+                )
+            self.rng = rng
+            for epoch in range(start.epoch, epochs):
                 self.epoch = epoch
                 self.control.apply_requests(epoch_boundary=True)
+                self._position = start if epoch == start.epoch else Position(epoch)
+                self._position.shuffle_state = rng.bit_generator.state
+                self._epoch_done = False
                 order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
                 self.steps_per_epoch = math.ceil(len(x) / self.batch_size)
                 self.callbacks.call("on_epoch_begin", epoch)
                 epoch_logs = self._train_epoch(x, y, order)
                 if epoch_logs is None:  # stopped before its first batch: nothing to report
                     break
+                # A checkpoint taken from here on starts the next epoch, once this one has
+                # seen all its data (a stop mid-epoch still reports the part it trained).
+                self._epoch_done = self._position.offset >= len(x)
                 self.callbacks.call("on_epoch_end", epoch, epoch_logs)
                 if self.stop_training:
                     break
@@ -169,12 +223,20 @@ class Trainer:
             self.callbacks.call("on_train_end", end_logs, every=True)
         return self.history
 
+    def position(self) -> Position:
+        """Where the next batch would start (a copy): past the epoch once it has ended."""
+        if self._epoch_done:
+            return Position(self.epoch + 1, shuffle_state=self.rng.bit_generator.state)
+        return dataclasses.replace(self._position)
+
     def _train_epoch(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> Logs | None:
-        """Train one epoch; its logs, or None when the run stopped before its first batch."""
+        """Train one epoch (from where `self._position` says it stands); its logs, or None
+        when the run stopped before its first batch."""
         self.model.train()
-        seen, loss_sum, correct, active_time = 0, 0.0, 0.0, 0.0
+        at, active_time, trained = self._position, 0.0, 0  # trained: by this fit, for speed
         classification = self.loss.task == "classification"
-        for batch, start in enumerate(range(0, len(order), self.batch_size)):
+        starts = range(at.offset, len(order), self.batch_size)
+        for batch, start in enumerate(starts, start=at.batch):
             stop = self.control.at_boundary()
             if stop is not None:
                 self.stop_training = True
@@ -184,17 +246,22 @@ class Trainer:
             began = time.perf_counter()
             self.callbacks.call("on_batch_begin", batch)
             index = order[start : start + self.batch_size]
+            self.consistent = False
             logs = self._train_batch(x[index], y[index])
             self.global_step += 1
-            seen += len(index)
-            loss_sum += logs["loss"] * len(index)
+            at.batch, at.offset = batch + 1, start + len(index)
+            at.seen += len(index)
+            trained += len(index)
+            at.loss_sum += logs["loss"] * len(index)
             if classification:
-                correct += logs["accuracy"] * len(index)
+                at.correct += logs["accuracy"] * len(index)
+            self.consistent = True
             active_time += time.perf_counter() - began
-            logs["samples_per_sec"] = seen / active_time if active_time > 0 else 0.0
+            logs["samples_per_sec"] = trained / active_time if active_time > 0 else 0.0
             self.callbacks.call("on_batch_end", batch, logs)
             if self.stop_training:
                 break
+        seen, loss_sum, correct = at.seen, at.loss_sum, at.correct
         if not seen:
             return None
         logs = {
@@ -203,7 +270,7 @@ class Trainer:
             "loss": loss_sum / seen,
             **self.hyperparameters(),
             "seconds": active_time,
-            "samples_per_sec": seen / active_time if active_time > 0 else 0.0,
+            "samples_per_sec": trained / active_time if active_time > 0 else 0.0,
         }
         if classification:
             logs["accuracy"] = correct / seen

@@ -85,6 +85,7 @@ def test_a_good_run(trained):
     run_dir = run_dirs[0]
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "best.npz",
+        "checkpoints",
         "commands.jsonl",  # the door of `nnlib control`, and its answers
         "config.json",
         "events.jsonl",

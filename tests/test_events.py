@@ -49,6 +49,7 @@ SAMPLES = {
     "resume": {"source": "app"},
     "stop": {"reason": "stopped", "source": "remote"},
     "pruned": {"monitor": "val_loss", "value": 0.5, "median": 0.3, "epoch": 3},
+    "run_resume": {"from_step": 8, "epoch": 0, "batch": 8, "checkpoint": "runs/r/c/step-8.npz"},
     "checkpoint": {"path": "runs/r/best.npz", "epoch": 0, "reason": "best", "monitor": "val_loss",
                    "value": 0.3},
     "early_stop": {"monitor": "val_loss", "best": 0.2, "best_epoch": 1, "epoch": 4},

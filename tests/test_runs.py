@@ -199,6 +199,7 @@ def test_config_json_of_an_experiment(tmp_path):
     # the run directory holds the checkpoints and a rerunnable config, no temporary files
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "best.npz",
+        "checkpoints",
         "commands.jsonl",
         "config.json",
         "events.jsonl",

@@ -50,14 +50,14 @@ def test_reusing_a_run_dir_is_refused_and_the_earlier_run_is_kept(tmp_path, env)
     run_dir = tmp_path / "w" / "x"
     first = train_cli(tmp_path, env, run_dir)
     assert first.returncode == 0, first.stderr
-    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    before = {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     assert {"best.npz", "model.npz", "config.json", "experiment.toml", "events.jsonl"} <= set(
-        before
+        {Path(name).name for name in before}
     )
     again = train_cli(tmp_path, env, run_dir)
     line = _usage_error(again, "--run-dir", str(run_dir), "already holds a run")
     assert "never reused" in line
-    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
     assert [e.type for e in runs.read(run_dir)].count("run_start") == 1
 
 

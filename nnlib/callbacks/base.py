@@ -48,6 +48,14 @@ class Callback:
     def on_event(self, trainer: Trainer, event: str, data: Logs) -> None:
         """Any other trainer event: hparam, pause, resume, histograms, confusion, checkpoint."""
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """What a checkpoint must keep for this callback to continue exactly (JSON-able
+        values), or None when it keeps nothing (the default)."""
+        return None
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take back what `state_dict` returned (from a checkpoint)."""
+
 
 class History(Callback):
     """Every batch and epoch log of a run, in order."""

@@ -49,6 +49,20 @@ class LearningRateSchedule(Callback):
         if event == "hparam" and data["name"] in ("lr", "base_lr"):
             self.base_lr = data["new"] / max(self.factor(self._t), 1e-12)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The lr the schedule scales and the last t it applied: with them a resumed run
+        sets the same lr as the uninterrupted one would."""
+        return {"base_lr": self.base_lr, "t": self._t}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        owner = type(self).__name__
+        base_lr, t = state.get("base_lr"), state.get("t")
+        if base_lr is not None:
+            base_lr = _validate.positive_float(owner, "base_lr", base_lr)
+        if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+            raise ValueError(f"{owner}: t must be a non-negative integer, got {t!r}")
+        self.base_lr, self._t = base_lr, t
+
 
 class StepDecay(LearningRateSchedule):
     """lr * gamma ** floor(t / step_size)."""

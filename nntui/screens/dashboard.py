@@ -12,6 +12,7 @@ command file (`nnlib.remote`); a recorded run that has ended says it cannot be s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,7 +36,7 @@ from nnlib.states import RunStatus
 from nnlib.threads import blas_threads
 
 from ..bridge import Bridge, Histograms, Notice, Progress, RunEnded, RunStarted, Snapshot
-from ..messages import RunUpdate
+from ..messages import RunUpdate, StartRun
 from ..replay import RecordedRun
 from ..runstate import RunState
 from ..widgets.confusion import ConfusionPanel
@@ -55,7 +56,7 @@ REDRAW_SECONDS = 0.25
 #: How often a recorded run's log is checked for new lines (and the stop flag for quitting).
 FOLLOW_SECONDS = 0.2
 #: The actions that need the model in this process (hidden on a recorded run).
-LOCAL_ONLY = ("edit", "save_model")
+LOCAL_ONLY = ("edit", "save_model", "fork")
 #: Where the app's own requests come from, in the events that record them.
 SOURCE = "app"
 #: How long leaving the dashboard waits for the training thread to close the run log.
@@ -138,6 +139,7 @@ class DashboardScreen(Screen[None]):
         Binding("left_square_bracket", "layer(-1)", "Prev layer", key_display="["),
         Binding("right_square_bracket", "layer(1)", "Next layer", key_display="]"),
         Binding("w", "save_model", "Save model"),
+        Binding("f", "fork", "Fork", show=False),  # in the help (?) and the palette
         Binding("escape", "back", "Setup"),
         Binding("ctrl+r", "app.runs", "Runs"),
         *(
@@ -542,6 +544,55 @@ class DashboardScreen(Screen[None]):
         self.app.push_screen(
             PathScreen("Save the model (.npz)", str(experiment.run_dir / "model.npz"), save)
         )
+
+    def action_fork(self) -> None:
+        """From a paused or ended run: edit hyperparameters, then start a new run from this
+        one's state with them (this run stops and stays on disk)."""
+        experiment = self.experiment
+        if experiment is None or self.state.started is None:
+            self.notify("there is no run to fork yet", severity="warning")
+            return
+        if self.state.end is None and not experiment.trainer.wait_until_parked(timeout=0):
+            self.notify("pause the run (space) first, then f forks it", severity="warning")
+            return
+        self.app.push_screen(
+            HparamScreen(experiment.trainer, self.state.pending, fork=True), self._fork
+        )
+
+    def _fork(self, changes: dict[str, Any] | None) -> None:
+        """Checkpoint the parked run (an ended one has its last checkpoint), then start the
+        fork in place of this dashboard."""
+        from nnlib import checkpointing
+        from nnlib.experiment import fork_config
+
+        experiment = self.experiment
+        if changes is None or experiment is None:
+            return
+        known = {f.name for f in dataclasses.fields(ExperimentConfig)}
+        left = sorted(set(changes) - known)
+        if left:  # Adam's betas, say: the config has no field for them
+            self.notify(f"a fork keeps the run's {', '.join(left)}", severity="warning")
+        try:
+            if self.state.end is None:
+                trainer = experiment.trainer
+                folder = experiment.run_dir / checkpointing.FOLDER
+                path = checkpointing.step_file(folder, trainer.global_step)
+                checkpointing.save(trainer, path, "fork")
+            else:
+                path = checkpointing.find(experiment.run_dir)
+            checkpoint = checkpointing.load(path)
+            config = fork_config(
+                f"{experiment.run_dir}@{checkpoint.step}",
+                **{k: v for k, v in changes.items() if k in known},
+            )
+            if checkpoint.epoch >= config.epochs:  # a finished run: as many epochs again
+                config = config.replace(epochs=checkpoint.epoch + config.epochs)
+        except (OSError, ValueError) as error:
+            self.notify(f"cannot fork: {error}", severity="error", markup=False)
+            return
+        self.shutdown()
+        self.dismiss()
+        self.app.post_message(StartRun(config))
 
     def action_back(self) -> None:
         """Back to the setup screen (stopping the run, after asking, if it is live)."""

@@ -135,10 +135,13 @@ class SpecScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class HparamScreen(ModalScreen[dict[str, Any]]):
+class HparamScreen(ModalScreen["dict[str, Any] | None"]):
     """Edit the live hyperparameters of a running (or paused) trainer. Every value is checked
     by the trainer first; a bad one shows the trainer's message under its field and nothing
-    is applied. The batch size applies from the next epoch."""
+    is applied. The batch size applies from the next epoch.
+
+    With `fork`, the values are the changes of a fork of the run: nothing is applied to the
+    trainer, the changes are returned, and Cancel returns None."""
 
     DEFAULT_CSS = (
         MODAL_CSS.format(name="HparamScreen")
@@ -151,9 +154,10 @@ class HparamScreen(ModalScreen[dict[str, Any]]):
     )
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, trainer: Trainer, pending: dict[str, Any]) -> None:
+    def __init__(self, trainer: Trainer, pending: dict[str, Any], fork: bool = False) -> None:
         super().__init__()
         self.trainer = trainer
+        self.fork = fork
         names = [n for n in type(trainer.optimizer).hyperparameters if n != "decay"]
         self.current = {name: getattr(trainer.optimizer, name) for name in names}
         self.current["batch_size"] = trainer.batch_size
@@ -161,7 +165,12 @@ class HparamScreen(ModalScreen[dict[str, Any]]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static("Change hyperparameters (apply at the next batch)", classes="title")
+            title = (
+                "Fork this run with these hyperparameters"
+                if self.fork
+                else "Change hyperparameters (apply at the next batch)"
+            )
+            yield Static(title, classes="title")
             with Grid():
                 for name, value in self.shown.items():
                     yield Label(name.replace("_", " "))
@@ -184,7 +193,7 @@ class HparamScreen(ModalScreen[dict[str, Any]]):
         if event.button.id == "apply":
             self.apply()
         else:
-            self.dismiss({})
+            self.action_cancel()
 
     def apply(self) -> None:
         changes: dict[str, Any] = {}
@@ -200,12 +209,13 @@ class HparamScreen(ModalScreen[dict[str, Any]]):
             field.set_class(False, "-invalid")
             if value != shown:
                 changes[name] = value
-        for name, value in changes.items():
-            self.trainer.set(name, value)
+        if not self.fork:
+            for name, value in changes.items():
+                self.trainer.set(name, value)
         self.dismiss(changes)
 
     def action_cancel(self) -> None:
-        self.dismiss({})
+        self.dismiss(None if self.fork else {})
 
 
 def _number(name: str, text: str) -> int | float:

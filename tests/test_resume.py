@@ -1,0 +1,241 @@
+"""Resume: a run interrupted at any batch and resumed from its last checkpoint gives the same
+losses and weights, bit for bit (one BLAS thread), as the run never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnlib import checkpointing, runs
+from nnlib.callbacks import Callback, StepDecay
+from nnlib.cli import main
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import resume, setup
+from nnlib.losses import SoftmaxCrossEntropy
+from nnlib.optimizers import make_optimizer
+from nnlib.spec import build
+from nnlib.trainer import Trainer
+
+SPEC = "dense(16) relu dropout(0.25) dense(3)"
+EPOCHS, BATCH = 3, 16  # 200 samples: 13 batches an epoch, the last of 8
+STEPS = EPOCHS * 13
+
+
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(200, 8)).astype(np.float32)
+    return x, (x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)
+
+
+class StopAt(Callback):
+    """Ask the run to stop once it has trained `step` batches (as a Ctrl+C or the app does)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_batch_end(self, trainer: Trainer, batch: int, logs: dict) -> None:
+        if trainer.global_step == self.step:
+            trainer.stop()
+
+
+def trainer(folder: Path, optimizer: str, *extra: Callback) -> Trainer:
+    model = build(SPEC, (8,), seed=0)
+    hyper = {"momentum": 0.9, "nesterov": True} if optimizer == "sgd" else {}
+    return Trainer(
+        model,
+        SoftmaxCrossEntropy(),
+        make_optimizer(optimizer, lr=0.05, weight_decay=1e-3, **hyper),
+        callbacks=[
+            StepDecay(step_size=7, gamma=0.7, per="batch"),
+            checkpointing.Checkpointer(folder, every=4, keep=50, monitor="loss"),
+            *extra,
+        ],
+    )
+
+
+def fit(t: Trainer) -> list[float]:
+    x, y = data()
+    t.fit(x, y, epochs=EPOCHS, batch_size=BATCH, seed=3, threads=1)
+    return [row["loss"] for row in t.history.batches]
+
+
+def resumed(tmp_path: Path, optimizer: str, stop: int) -> tuple[list[float], Trainer]:
+    """Losses of a run stopped after `stop` batches then resumed, and the resumed trainer."""
+    cut = trainer(tmp_path / "cut" / checkpointing.FOLDER, optimizer, StopAt(stop))
+    before = fit(cut)
+    assert len(before) == stop
+    again = trainer(tmp_path / "again" / checkpointing.FOLDER, optimizer)
+    checkpoint = checkpointing.load(checkpointing.find(tmp_path / "cut"))
+    assert checkpoint.step == stop  # written when the run stopped
+    checkpointing.restore(again, checkpoint)
+    return before + fit(again), again
+
+
+def assert_same_state(a: Trainer, b: Trainer) -> None:
+    for name, value in a.model.get_weights().items():
+        np.testing.assert_array_equal(value, b.model.get_weights()[name], err_msg=name)
+    sa, sb = a.optimizer.state_dict(), b.optimizer.state_dict()
+    assert (sa["iterations"], sa["hyperparameters"]) == (sb["iterations"], sb["hyperparameters"])
+    for name, slots in sa["slots"].items():
+        for key, value in slots.items():
+            np.testing.assert_array_equal(value, sb["slots"][name][key], err_msg=f"{name} {key}")
+
+
+# Mid-epoch (1, 5, 30), at an epoch's last batch (13, 26), just after one (14).
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop"])
+@pytest.mark.parametrize("stop", [1, 5, 13, 14, 26, 30])
+def test_stopped_and_resumed_run_is_bit_identical(
+    tmp_path: Path, optimizer: str, stop: int
+) -> None:
+    whole = trainer(tmp_path / "whole", optimizer)
+    expected = fit(whole)
+    losses, again = resumed(tmp_path, optimizer, stop)
+    assert losses == expected
+    assert again.global_step == whole.global_step == STEPS
+    assert_same_state(whole, again)
+    # the epoch logs too: the running sums of a cut epoch come back with the checkpoint
+    assert [e["loss"] for e in again.history.epochs] == [
+        e["loss"] for e in whole.history.epochs[-len(again.history.epochs) :]
+    ]
+
+
+# -- whole runs: a SIGKILL between checkpoints, the CLI ------------------------------------------
+ARCH = "flatten dense(16) relu dropout(0.2) dense(10)"
+KILLED_AT, EVERY = 10, 4  # killed two steps after the checkpoint at step 8
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from nnlib.callbacks import Callback
+    from nnlib.config import ExperimentConfig
+    from nnlib.experiment import setup
+
+    class Kill(Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            if trainer.global_step == int(sys.argv[2]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    config = ExperimentConfig(**{**eval(sys.argv[3]), "run_dir": sys.argv[1]})
+    setup(config, callbacks=[Kill()]).fit(threads=1)
+    """
+)
+
+
+def run_config(**changes: object) -> ExperimentConfig:
+    values = dict(
+        dataset="glyphs",
+        arch=ARCH,
+        subset=300,
+        epochs=2,
+        batch_size=32,
+        checkpoint_every=EVERY,
+        histogram_every=1000,
+    )
+    return ExperimentConfig(**{**values, **changes})  # type: ignore[arg-type]
+
+
+def batch_losses(events: list[runs.Event]) -> list[float]:
+    """The losses of a run as a reader should take them: at a run_resume event, the batches
+    logged after its from_step (redone after a crash) are dropped."""
+    kept: list[runs.Event] = []
+    for event in events:
+        if event.type == "run_resume":
+            kept = [e for e in kept if e.step <= event["from_step"]]
+        elif event.type == "batch":
+            kept.append(event)
+    return [e["loss"] for e in kept]
+
+
+def final_weights(run_dir: Path) -> dict[str, np.ndarray]:
+    return checkpointing.load(checkpointing.find(run_dir)).model.get_weights()
+
+
+def test_sigkill_between_checkpoints_then_resume_redoes_the_lost_steps(tmp_path: Path) -> None:
+    whole = setup(run_config(run_dir=str(tmp_path / "whole")))
+    whole.fit(threads=1)
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    values = {k: v for k, v in run_config().to_dict().items() if v is not None}
+    done = subprocess.run(
+        [sys.executable, "-c", KILLER, str(killed), str(KILLED_AT), repr(values)],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    logged = runs.read(killed)
+    # killed in step 10's on_batch_end, before the logger (last) wrote it
+    assert max(e.step for e in logged if e.type == "batch") == KILLED_AT - 1
+    assert not any(e.type == "end" for e in logged)
+    assert main(["train", "--resume", str(killed), "--quiet", "--threads", "1"]) == 0
+    events = runs.read(killed)
+    restart = [e for e in events if e.type == "run_resume"]
+    assert len(restart) == 1 and restart[0]["from_step"] == 8
+    assert restart[0]["checkpoint"].endswith("step-8.npz")
+    assert [e.type for e in events].count("run_start") == 1  # appended, not restarted
+    # step 9 is in the log twice: before the kill and redone after the resume
+    assert [e.step for e in events if e.type == "batch"].count(9) == 2
+    assert batch_losses(events) == batch_losses(runs.read(whole.run_dir))
+    expected = final_weights(whole.run_dir)
+    for name, value in final_weights(killed).items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+
+
+def test_resume_refuses_a_run_being_written(tmp_path: Path) -> None:
+    experiment = setup(run_config(run_dir=str(tmp_path / "run"), epochs=1))
+    experiment.fit(threads=1)
+    lock = runs.WriterLock(experiment.run_dir)
+    lock.acquire()
+    try:
+        with pytest.raises(runs.RunDirError, match="another process is writing this run"):
+            resume(experiment.run_dir)
+    finally:
+        lock.release()
+
+
+def test_resume_of_a_finished_run_says_to_fork_it(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    setup(run_config(run_dir=str(run), epochs=1)).fit(threads=1)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "has trained 1 of its 1 epochs" in error and "fork it" in error
+
+
+def test_resume_takes_no_experiment_flags_and_needs_a_run(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path), "--lr", "0.1"]) == 2
+    assert "takes no --lr; to change a run, --fork it" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_a_stopped_cli_run_resumes_with_its_stop_checkpoint(tmp_path: Path) -> None:
+    """Stopped at step 3 (no periodic checkpoint yet): the stop writes one, and resuming
+    continues there; the log's run_resume says so."""
+    run = tmp_path / "run"
+    experiment = setup(run_config(run_dir=str(run)), callbacks=[StopAt(3)])
+    experiment.fit(threads=1)
+    assert sorted(checkpointing.step_checkpoints(run / checkpointing.FOLDER)) == [3]
+    assert main(["train", "--resume", str(run), "--quiet", "--threads", "1"]) == 0
+    events = runs.read(run)
+    assert [e["from_step"] for e in events if e.type == "run_resume"] == [3]
+    assert [e["reason"] for e in events if e.type == "end"] == ["stopped", "finished"]
+    config = json.loads((run / runs.CONFIG_FILE).read_text())
+    assert config["run_dir"] == str(run)
+
+
+def test_a_diverged_run_still_writes_its_checkpoint(tmp_path: Path) -> None:
+    """The epoch's running loss is NaN after a divergence: kept as null, NaN again on load."""
+    run = tmp_path / "run"
+    config = ExperimentConfig(dataset="spirals", lr=1e6, epochs=3, run_dir=str(run))
+    setup(config).fit(threads=1)
+    assert [e["reason"] for e in runs.read(run) if e.type == "end"] == ["diverged"]
+    checkpoint = checkpointing.load(checkpointing.find(run))
+    assert checkpoint.state["loss_sum"] is None
