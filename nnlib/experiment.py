@@ -15,6 +15,8 @@ from pathlib import Path
 
 from . import datasets
 from .callbacks import Callback, History, ModelCheckpoint, Monitor
+from .callbacks.boundary import BoundaryView
+from .callbacks.diagnostics import Diagnostics
 from .config import ConfigError, ExperimentConfig
 from .losses import Loss, loss_for
 from .model import Sequential
@@ -160,6 +162,11 @@ def setup(
         ]
     logger = RunLogger(run_dir=run_dir, config=record)
     # The logger goes last so that what other callbacks emit while the run ends is logged.
-    trainer = Trainer(model, loss, optimizer, callbacks=[monitor, *callbacks, *saving, logger])
+    # Diagnostics reads the Monitor's histograms and the batch's own activations, so it comes
+    # before the boundary view's extra forward pass.
+    views: list[Callback] = [Diagnostics(), BoundaryView(data.x_train, data.y_train)]
+    trainer = Trainer(
+        model, loss, optimizer, callbacks=[monitor, *views, *callbacks, *saving, logger]
+    )
     trainer.batch_size = config.batch_size
     return Experiment(config, data, model, loss, trainer, run_dir)
