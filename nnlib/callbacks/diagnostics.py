@@ -3,7 +3,7 @@
 It reads what the run already measures — each batch's loss, each epoch's metrics, and the
 Monitor's 'histograms' events (gradient norms, dead ReLU fractions) — plus, when those
 histograms are taken, the outputs of the sigmoid and tanh layers on that batch. Each kind of
-warning is raised once per run (per layer), with a one-line explanation and a suggestion.
+warning is raised once per run (dead ReLUs and saturation once per layer), with a one-line explanation and a suggestion.
 
 The thresholds (module constants, all documented in the README):
 
@@ -12,7 +12,7 @@ The thresholds (module constants, all documented in the README):
 - loss_rising: the epoch's training loss rose RISING_EPOCHS (2) epochs in a row;
 - exploding_gradients: a layer's gradient norm above GRAD_EXPLODING (100);
 - vanishing_gradients: a layer's gradient norm below GRAD_VANISHING (1e-4) times the largest
-  layer's (with at least two weighted layers);
+  layer's (with at least two weighted layers; a norm of exactly 0 is dead units instead);
 - dead_relu: more than DEAD_RELU (50%) of a ReLU layer's units output 0 for every sample of
   a batch;
 - saturated: more than SATURATED (50%) of a sigmoid or tanh layer's outputs within
@@ -50,7 +50,8 @@ LOWER_LR = "the learning rate is probably too high: lower it (the - key in the a
 
 
 class Diagnostics(Callback):
-    """Emit 'warning' events (see the module's thresholds); each kind once per layer."""
+    """Emit 'warning' events (see the module's thresholds): each kind once per run, dead
+    ReLUs and saturation once per layer."""
 
     def __init__(self) -> None:
         self._reset()
@@ -92,28 +93,31 @@ class Diagnostics(Callback):
             for name, entry in layers.items()
             if entry.get("grad_norm") is not None and math.isfinite(entry["grad_norm"])
         }
-        for name, norm in norms.items():
-            if norm > GRAD_EXPLODING:
+        if norms:  # one warning for the worst layer: the others usually follow it
+            name = max(norms, key=norms.__getitem__)
+            if norms[name] > GRAD_EXPLODING:
                 self._warn(
                     "exploding_gradients",
-                    f"{name}: gradient norm {norm:.3g}, above {GRAD_EXPLODING:g}: each step "
-                    "throws the weights far",
+                    f"{name}: gradient norm {norms[name]:.3g}, above {GRAD_EXPLODING:g}: each "
+                    "step throws the weights far",
                     "lower the learning rate; normalise the inputs or add batchnorm",
                     layer=name,
-                    value=norm,
+                    value=norms[name],
                 )
-        if len(norms) >= 2:
-            biggest = max(norms, key=norms.__getitem__)
-            for name, norm in norms.items():
-                if norms[biggest] > 0 and norm < GRAD_VANISHING * norms[biggest]:
-                    self._warn(
-                        "vanishing_gradients",
-                        f"{name}: gradient norm {norm:.2g}, under {GRAD_VANISHING:g} of "
-                        f"{biggest}'s ({norms[biggest]:.2g}): this layer barely learns",
-                        "use relu rather than sigmoid/tanh in hidden layers, or fewer layers",
-                        layer=name,
-                        value=norm,
-                    )
+        # Exactly 0 is not vanishing: no unit passed a gradient at all (dead ReLUs, said above).
+        flowing = {name: norm for name, norm in norms.items() if norm > 0}
+        if len(flowing) >= 2:
+            biggest = max(flowing, key=flowing.__getitem__)
+            name = min(flowing, key=flowing.__getitem__)
+            if flowing[name] < GRAD_VANISHING * flowing[biggest]:
+                self._warn(
+                    "vanishing_gradients",
+                    f"{name}: gradient norm {flowing[name]:.2g}, under {GRAD_VANISHING:g} of "
+                    f"{biggest}'s ({flowing[biggest]:.2g}): this layer barely learns",
+                    "use relu rather than sigmoid/tanh in hidden layers, or fewer layers",
+                    layer=name,
+                    value=flowing[name],
+                )
         for name, entry in layers.items():
             dead = entry.get("dead_fraction")
             if dead is not None and dead > DEAD_RELU:
@@ -185,7 +189,8 @@ class Diagnostics(Callback):
 
     # -- raising ---------------------------------------------------------------------------
     def _warn(self, kind: str, message: str, suggestion: str, **fields: Any) -> None:
-        key = (kind, fields.get("layer") or "")
+        per_layer = kind in ("dead_relu", "saturated")
+        key = (kind, fields.get("layer") or "" if per_layer else "")
         if key not in self._raised:
             self._raised.add(key)
             self._pending.append(
