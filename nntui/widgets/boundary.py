@@ -187,10 +187,10 @@ class BoundaryPanel(StatePanel):
         color = not self.app.no_color
         rows = max(height - 1, 1)
         if self.neurons:
-            return self._neurons(event, width, rows, color)
+            return Text("\n").join(self._draw_neurons(event, width, rows, color))
         when = f"step {event.step}" if event.epoch is None else f"epoch {event.epoch + 1}"
         if event.kind == "classes":
-            body = self._classes(event, width, rows, color)
+            body = self._draw_classes(event, width, rows, color)
             keys = (
                 f"  v val points{' ✓' if self.validation else ''}"
                 f"  d discrete{' ✓' if self.discrete else ''}  u neurons"
@@ -198,18 +198,18 @@ class BoundaryPanel(StatePanel):
             title = Text.assemble((f"predicted class · {when}", "bold"), (keys, "dim"))
         elif event.kind == "surface":
             grid = event.truth if self.truth and event.truth else event.predicted
-            body = self._heat(levels(grid), width, rows, color)
+            body = self._draw_heat(levels(grid), width, rows, color)
             what = "true surface (mean target)" if self.truth else "predicted surface"
             title = Text.assemble(
                 (f"{what} · {when}", "bold"),
                 (f"  {event.vmin:.3g} … {event.vmax:.3g}  t toggle  u neurons", "dim"),
             )
         else:
-            body = self._curve(event, width, rows, color)
+            body = self._draw_curve(event, width, rows, color)
             title = Text.assemble((f"fitted curve · {when}", "bold"), ("  ● data  ━ model", "dim"))
         return Text("\n").join([fit(width, title, Text(title.plain[: width - 1])), *body])
 
-    def _classes(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
+    def _draw_classes(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
         predicted = levels(event.predicted)
         confidence = (
             levels(event.confidence) / _TOP if event.confidence else np.ones(predicted.shape)
@@ -247,7 +247,7 @@ class BoundaryPanel(StatePanel):
                     pixels[r, c] = mix(tone, (255, 255, 255), 0.85 if hollow else 0.35)
         return half_blocks(pixels)
 
-    def _heat(self, grid: np.ndarray, width: int, rows: int, color: bool) -> list[Text]:
+    def _draw_heat(self, grid: np.ndarray, width: int, rows: int, color: bool) -> list[Text]:
         values = grid / _TOP
         if not color:
             cells = resample(values, rows, width)
@@ -262,7 +262,7 @@ class BoundaryPanel(StatePanel):
         pixels[resample(grid, rows * 2, width) < 0] = BACKGROUND
         return half_blocks(pixels)
 
-    def _curve(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
+    def _draw_curve(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
         scale = 2 if color else 1
         height = rows * scale
         canvas = np.full((height, width), -1, dtype=np.int64)  # -1 empty, 0 data, 1 model
@@ -283,7 +283,7 @@ class BoundaryPanel(StatePanel):
         palette = np.array([BACKGROUND, (120, 150, 190), (245, 147, 34)], dtype=np.float64)
         return half_blocks(palette[canvas + 1])
 
-    def _neurons(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
+    def _draw_neurons(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
         layers = event.neurons or []
         if not layers:
             return [
@@ -305,7 +305,7 @@ class BoundaryPanel(StatePanel):
             units = layer["units"]
             for start in range(0, len(units), per_row):
                 pictures = [
-                    self._map(unit["map"], thumb_w, thumb_h, color)
+                    self._draw_map(unit["map"], thumb_w, thumb_h, color)
                     for unit in units[start : start + per_row]
                 ]
                 for line in range(thumb_h):
@@ -321,9 +321,9 @@ class BoundaryPanel(StatePanel):
         big_rows = max(rows - 3, 2)
         right = [
             Text(f"{layers[layer_index]['layer']} unit {unit_index + 1}", style="bold"),
-            *self._map(unit["map"], right_width, big_rows, color),
+            *self._draw_map(unit["map"], right_width, big_rows, color),
             Text(f"bias {unit['bias']:+.3g} · output ±{unit['scale']:.3g}", style="dim"),
-            self._weights(unit.get("weights"), right_width, color),
+            self._draw_weights(unit.get("weights"), right_width, color),
         ]
         title = Text.assemble(
             ("neurons", "bold"), ("  arrows select · u back · orange − blue +", "dim")
@@ -331,7 +331,7 @@ class BoundaryPanel(StatePanel):
         return [title, *side_by_side(Text("\n").join(left), Text("\n").join(right), left_width)
                 .split("\n")]  # fmt: skip
 
-    def _map(self, raster: list[str], width: int, rows: int, color: bool) -> list[Text]:
+    def _draw_map(self, raster: list[str], width: int, rows: int, color: bool) -> list[Text]:
         values = levels(raster) / _TOP  # 0.5 is an output of 0
         if not color:
             cells = resample(values, rows, width)
@@ -339,7 +339,7 @@ class BoundaryPanel(StatePanel):
             return [Text("".join(SHADES[i] for i in row)) for row in index.tolist()]
         return half_blocks(ramp(resample(values, rows * 2, width), DIVERGING))
 
-    def _weights(self, weights: list[float] | None, width: int, color: bool) -> Text:
+    def _draw_weights(self, weights: list[float] | None, width: int, color: bool) -> Text:
         """Incoming weights: a sign and a bar as tall as the weight's size, each."""
         if not weights:
             return Text("incoming weights: too many to show", style="dim")
