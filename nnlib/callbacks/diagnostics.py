@@ -3,7 +3,8 @@
 It reads what the run already measures — each batch's loss, each epoch's metrics, and the
 Monitor's 'histograms' events (gradient norms, dead ReLU fractions) — plus, when those
 histograms are taken, the outputs of the sigmoid and tanh layers on that batch. Each kind of
-warning is raised once per run (dead ReLUs and saturation once per layer), with a one-line explanation and a suggestion.
+warning is raised once per run (dead ReLUs and saturation once per layer), with a one-line
+explanation and a suggestion.
 
 The thresholds (module constants, all documented in the README):
 
