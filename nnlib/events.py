@@ -625,3 +625,115 @@ def reference() -> str:
 
 def _doc(cls: type[Event]) -> str:
     return " ".join((cls.__doc__ or "").split())
+
+
+# -- views of the input plane and diagnostics (issue 10) ----------------------------------------
+#: The characters a raster row is written with: a value 0..63 is one character; "." is none.
+RASTER_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
+#: No value in this cell (no data point, no finite prediction).
+RASTER_EMPTY = "."
+#: The largest raster, rows and columns (DESIGN.md: a boundary grid of at most 64x64).
+RASTER_MAX = 64
+#: Neurons shown per layer, at most (TensorFlow Playground's limit of 8, doubled).
+NEURONS_MAX = 16
+_RASTER_CHARS = frozenset(RASTER_ALPHABET + RASTER_EMPTY)
+
+
+def _raster(value: Any) -> str | None:
+    """Rows of equal length (1..64 each way), one character per cell from RASTER_ALPHABET
+    or "." (a 64x64 grid is 4 kB of JSON rather than 8-16 kB as a list of lists)."""
+    expected = f"1 to {RASTER_MAX} equal strings of 1 to {RASTER_MAX} characters 0-9a-zA-Z-_ or ."
+    if not isinstance(value, list) or not 0 < len(value) <= RASTER_MAX:
+        return expected
+    if not all(isinstance(row, str) for row in value):
+        return expected
+    width = len(value[0])
+    ok = 0 < width <= RASTER_MAX and all(
+        len(row) == width and _RASTER_CHARS.issuperset(row) for row in value
+    )
+    return None if ok else expected
+
+
+def _pair(value: Any) -> str | None:
+    ok = isinstance(value, list) and len(value) == 2 and all(_number(v) is None for v in value)
+    return None if ok else "a list of two numbers"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"one of {', '.join(choices)}"
+
+    return check
+
+
+_UNIT: Spec = {
+    "map": (_raster, False),
+    "scale": (_number, False),
+    "bias": (_number, False),
+    "weights": (_list_of(_number, "numbers"), True),
+}
+
+
+def _neurons(value: Any) -> str | None:
+    """Layers of at most NEURONS_MAX units, each {map, scale, bias, [weights]}."""
+    expected = f"a list of {{layer, units}} objects with 1 to {NEURONS_MAX} units each"
+    if not isinstance(value, list) or len(value) > RASTER_MAX:
+        return expected
+    for entry in value:
+        if not isinstance(entry, dict) or _str(entry.get("layer")) is not None:
+            return expected
+        units = entry.get("units")
+        if not isinstance(units, list) or not 0 < len(units) <= NEURONS_MAX:
+            return expected
+        for unit in units:
+            problems = _problems(unit, _UNIT) if isinstance(unit, dict) else ["not an object"]
+            if problems:
+                return f"{expected} (layer {entry['layer']!r}: {problems[0]})"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Boundary(Event):
+    """The model over its input plane, on a grid of at most 64x64 (rasters: one character per
+    cell, a value 0-63 or "." for none). `kind` "classes": `predicted` class and `confidence`
+    level per cell over the box `lo`-`hi` (x, y); "surface": the predicted value's level over
+    [vmin, vmax] per cell and `truth`, the mean target per cell; "curve": one row, the
+    predicted y level per column over lo[1]-hi[1]. `train` and `val` mark the data points
+    (their class, or "0"); `neurons`: per hidden layer of up to 16 units, each unit's
+    activation map (levels over [-scale, scale]), bias and incoming weights."""
+
+    TYPE = "boundary"
+    kind: str = field_of(_one_of("classes", "surface", "curve"))
+    lo: list = field_of(_pair)
+    hi: list = field_of(_pair)
+    predicted: list = field_of(_raster)
+    confidence: list | None = field_of(_raster, optional=True)
+    truth: list | None = field_of(_raster, optional=True)
+    vmin: float | None = field_of(_number, optional=True)
+    vmax: float | None = field_of(_number, optional=True)
+    train: list | None = field_of(_raster, optional=True)
+    val: list | None = field_of(_raster, optional=True)
+    neurons: list | None = field_of(_neurons, optional=True)
+    epoch: int | None = field_of(_int, optional=True)
+
+    def describe(self) -> str:
+        rows, columns = len(self.predicted), len(self.predicted[0])
+        return f"boundary ({self.kind}, {columns}x{rows}) at step {self.step}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Diagnostic(Event):
+    """Something in the run looks wrong: `kind` (loss_spike, loss_rising, exploding_gradients,
+    vanishing_gradients, dead_relu, saturated, overfitting), a one-line explanation, a
+    suggestion, and the layer and measured value it is about."""
+
+    TYPE = "warning"
+    kind: str = field_of(_str)
+    message: str = field_of(_str)
+    suggestion: str = field_of(_str)
+    layer: str | None = field_of(_str, optional=True)
+    value: float | None = field_of(_number_or_null, optional=True)
+    epoch: int | None = field_of(_int, optional=True)
+
+    def describe(self) -> str:
+        return f"warning: {self.message} — {self.suggestion}"

@@ -16,6 +16,8 @@ from typing import Any
 
 from . import checkpointing, datasets
 from .callbacks import Callback, History, ModelCheckpoint, Monitor
+from .callbacks.boundary import BoundaryView
+from .callbacks.diagnostics import Diagnostics
 from .config import ConfigError, ExperimentConfig
 from .losses import Loss, loss_for
 from .model import Sequential
@@ -273,10 +275,13 @@ def _assemble(
         ]
     logger = RunLogger(run_dir=run_dir, config=record, append=append)
     # The logger goes last so that what other callbacks emit while the run ends is logged;
-    # the door before it lets other processes steer the run (`nnlib control`).
+    # the door before it lets other processes steer the run (`nnlib control`). Diagnostics
+    # reads the Monitor's histograms and the batch's own activations, so it comes before the
+    # boundary view's extra forward pass.
+    views: list[Callback] = [Diagnostics(), BoundaryView(data.x_train, data.y_train)]
     door = CommandDoor(run_dir)
     trainer = Trainer(
-        model, loss, optimizer, callbacks=[monitor, *callbacks, *saving, door, logger]
+        model, loss, optimizer, callbacks=[monitor, *views, *callbacks, *saving, door, logger]
     )
     trainer.batch_size = config.batch_size
     return Experiment(config, data, model, loss, trainer, run_dir)

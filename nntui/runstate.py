@@ -92,6 +92,7 @@ class RunState:
         self.layers: dict[str, LayerHistory] = {}
         self.confusion: Confusion | None = None
         self.events: dict[str, Event] = {}  # the latest event of each type a panel reads
+        self.counts: dict[str, int] = {}  # events seen of each of those types (warnings)
         self.end: RunEnded | None = None
         self.requested: dict[str, Any] = {}
         self.histograms = 0  # Histograms snapshots seen (the layers panel redraws on it)
@@ -116,6 +117,7 @@ class RunState:
             self.confusion = snapshot
         elif isinstance(snapshot, Event):
             self.events[snapshot.type] = snapshot
+            self.counts[snapshot.type] = self.counts.get(snapshot.type, 0) + 1
         elif isinstance(snapshot, HparamChange):
             self.marks.append(snapshot)
             self.requested.pop(snapshot.name, None)

@@ -55,6 +55,12 @@ SAMPLES = {
     "early_stop": {"monitor": "val_loss", "best": 0.2, "best_epoch": 1, "epoch": 4},
     "diverged": {"loss": float("nan"), "epoch": 0, "batch": 2},
     "end": {"reason": "error", "error": "ValueError: boom", "epoch": 3, "restored_epoch": 1},
+    "boundary": {"kind": "classes", "lo": [-1, -1], "hi": [1, 1.5], "predicted": ["01", "1."],
+                 "confidence": ["0z", "Z_"], "train": ["..", "1."], "epoch": 0,
+                 "neurons": [{"layer": "dense_1", "units": [{"map": ["0"], "scale": 1.5,
+                                                             "bias": -0.5, "weights": [1, -2]}]}]},
+    "warning": {"kind": "dead_relu", "message": "relu_1: 80% dead", "suggestion": "lower lr",
+                "layer": "relu_1", "value": 0.8, "epoch": 2},
 }  # fmt: skip
 
 

@@ -32,6 +32,7 @@ from textual.widgets import Tab, Tabs
 from nnlib import remote
 from nnlib.callbacks import Callback
 from nnlib.config import ExperimentConfig
+from nnlib.events import Event
 from nnlib.states import RunStatus
 from nnlib.threads import blas_threads
 
@@ -39,6 +40,7 @@ from ..bridge import Bridge, Histograms, Notice, Progress, RunEnded, RunStarted,
 from ..messages import RunUpdate, StartRun
 from ..replay import RecordedRun
 from ..runstate import RunState
+from ..widgets.boundary import BoundaryPanel
 from ..widgets.confusion import ConfusionPanel
 from ..widgets.curves import CurvesPanel
 from ..widgets.eventlog import EventLog
@@ -47,6 +49,7 @@ from ..widgets.layers import LayersPanel
 from ..widgets.panel import StatePanel
 from ..widgets.status import StatusPanel
 from .modals import ConfirmScreen, HparamScreen, PathScreen
+from .panel_help import PanelHelpScreen
 
 if TYPE_CHECKING:
     from nnlib.experiment import Experiment
@@ -67,6 +70,8 @@ LR_FACTOR = 2.0
 WIDE = (110, 32)
 #: Lines the status panel (with its border) and the key bar take in the wide layout.
 WIDE_CHROME = 8
+#: Tabs whose panels share the wide layout's one "view" cell (upper right), one at a time.
+VIEW_TABS = (3, 5, 6, 7)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,13 @@ class PanelEntry:
     title: str
     tab: int
     make: Callable[[RunState], Widget]
+    #: Whether the run has this view (decided as its events arrive); None: every run has.
+    applies: Callable[[RunState], bool] | None = None
+
+    @property
+    def view(self) -> bool:
+        """In the wide layout, shown in the shared view cell (see VIEW_TABS)."""
+        return self.tab in VIEW_TABS
 
 
 #: In grid order (the wide layout places them in this order: curves, matrix, layers, log).
@@ -87,8 +99,25 @@ PANELS = (
     PanelEntry("confusion", "Matrix", 3, lambda state: ConfusionPanel(state, id="confusion")),
     PanelEntry("layers", "Layers", 2, lambda state: LayersPanel(state, id="layers")),
     PanelEntry("log", "Log", 4, lambda state: EventLog(id="log")),
+    PanelEntry(
+        "boundary",
+        "Boundary",
+        5,
+        lambda state: BoundaryPanel(state, id="boundary"),
+        lambda state: state.latest("boundary") is not None,  # 1 or 2 input features
+    ),
 )
 TABS = sorted(PANELS, key=lambda entry: entry.tab)
+ENTRIES = {entry.key: entry for entry in PANELS}
+
+
+def grid_order(entries: Iterable[PanelEntry]) -> list[PanelEntry]:
+    """The panels in the wide grid's order: the view panels together, where the first is."""
+    entries = list(entries)
+    views = [entry for entry in entries if entry.view]
+    first = entries.index(views[0]) if views else len(entries)
+    rest = [entry for entry in entries if not entry.view]
+    return rest[:first] + views + rest[first:]
 
 
 class StopIfCancelled(Callback):
@@ -119,7 +148,9 @@ class DashboardScreen(Screen[None]):
                                         border-title-color: $text; }
     DashboardScreen.-wide #tabs { display: none; }
     DashboardScreen.-wide #panels { layout: grid; grid-size: 2 3; grid-columns: 1fr 58; }
-    DashboardScreen.-wide #confusion, DashboardScreen.-wide #layers { row-span: 2; }
+    DashboardScreen.-wide #panels > .view, DashboardScreen.-wide #layers { row-span: 2; }
+    DashboardScreen.-wide #panels > .panel.view { display: none; }
+    DashboardScreen.-wide #panels > .panel.view.-view { display: block; }
     DashboardScreen.-wide #panels > .panel { display: block; border: round $primary-darken-2;
                                              border-title-color: $text; }
     DashboardScreen.-wide #panels > .panel:focus-within { border: round $accent; }
@@ -142,6 +173,7 @@ class DashboardScreen(Screen[None]):
         Binding("f", "fork", "Fork", show=False),  # in the help (?) and the palette
         Binding("escape", "back", "Setup"),
         Binding("ctrl+r", "app.runs", "Runs"),
+        Binding("i", "explain", "What am I looking at?"),
         *(
             Binding(str(entry.tab), f"panel('{entry.key}')", entry.title, show=False)
             for entry in PANELS
@@ -177,6 +209,9 @@ class DashboardScreen(Screen[None]):
         self._confusion = cast(ConfusionPanel, self.panels["confusion"])
         self._layers = cast(LayersPanel, self.panels["layers"])
         self._event_log = cast(EventLog, self.panels["log"])
+        #: The panel in the wide layout's view cell (Matrix until a number key picks another).
+        self.view_key = "confusion"
+        self._offered: dict[str, bool] = {}  # tab key -> shown, for views only some runs have
         self._state_panels: tuple[StatePanel, ...] = (
             self._status,
             *(panel for panel in self.panels.values() if isinstance(panel, StatePanel)),
@@ -191,15 +226,18 @@ class DashboardScreen(Screen[None]):
             id="tabs",
         )
         with Container(id="panels"):
-            for entry in PANELS:
+            for entry in grid_order(PANELS):
                 panel = self.panels[entry.key]
                 panel.add_class("panel")
+                panel.set_class(entry.view, "view")
+                panel.set_class(entry.key == self.view_key, "-view")
                 panel.border_title = entry.title
                 yield panel
         yield KeyBar()
 
     def on_mount(self) -> None:
         self._curves.add_class("-active")
+        self._offer_tabs()
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(REDRAW_SECONDS, self.redraw)
         if self.replay is not None:
@@ -241,7 +279,8 @@ class DashboardScreen(Screen[None]):
             panels = self.query_one("#panels")
             total = max(panels.size.height, height - WIDE_CHROME)
             half = total // 2
-            matrix = max(half, min(self._matrix_lines() + 2, total - 5))
+            wanted = self._matrix_lines() + 2 if self.view_key == "confusion" else total * 2 // 3
+            matrix = max(half, min(wanted, total - 5))
             panels.styles.grid_rows = f"{half} {matrix - half} 1fr"
 
     def _matrix_lines(self) -> int:
@@ -255,9 +294,40 @@ class DashboardScreen(Screen[None]):
         key = (event.tab.id or "").removeprefix("tab-")
         for panel in self.query("#panels > .panel"):
             panel.set_class(panel.id == key, "-active")
+        if key in ENTRIES and ENTRIES[key].view and key != self.view_key:
+            self.view_key = key
+            for name, panel in self.panels.items():
+                panel.set_class(name == key, "-view")
+            self._layout(*self.app.size)
+        panel = self.panels.get(key)
+        if panel is not None and panel.can_focus:
+            panel.focus()  # its own keys (the boundary's v, d, arrows) reach it
 
     def action_panel(self, key: str) -> None:
+        if not self._applies(ENTRIES[key]):
+            self.notify(f"this run has no {ENTRIES[key].title} view", severity="warning")
+            return
         self.query_one(Tabs).active = f"tab-{key}"
+
+    def _applies(self, entry: PanelEntry) -> bool:
+        return entry.applies is None or entry.applies(self.state)
+
+    def _offer_tabs(self) -> None:
+        """Show the tabs of the views this run has (a boundary for 1 or 2 input features),
+        hide the others."""
+        tabs = self.query_one(Tabs)
+        for entry in PANELS:
+            if entry.applies is not None:
+                shown = self._applies(entry)
+                if shown != self._offered.get(entry.key):
+                    self._offered[entry.key] = shown
+                    (tabs.show if shown else tabs.hide)(f"tab-{entry.key}")
+
+    def action_explain(self) -> None:
+        """What am I looking at? The active panel's help, in plain words."""
+        key = (self.query_one(Tabs).active or "tab-curves").removeprefix("tab-")
+        entry, panel = ENTRIES[key], self.panels[key]
+        self.app.push_screen(PanelHelpScreen(entry.title, getattr(panel, "HELP", "")))
 
     # -- the training worker (runs on its own thread; touches no widget) ---------------------
     def _train(self) -> None:
@@ -357,6 +427,8 @@ class DashboardScreen(Screen[None]):
             self.redraw(at_once=True)
         if isinstance(snapshot, RunStarted):
             self._layout(*self.app.size)
+        if isinstance(snapshot, RunStarted | Event):
+            self._offer_tabs()
         if isinstance(snapshot, RunStarted) and snapshot.task == "regression":
             self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
             self._confusion.border_title = "Predicted vs true"

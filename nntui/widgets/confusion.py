@@ -3,6 +3,8 @@ for regression, predicted against true as a density plot."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 
 from nnlib.events import Regression
@@ -12,6 +14,17 @@ from .panel import StatePanel
 
 
 class ConfusionPanel(StatePanel):
+    HELP: ClassVar[str] = (
+        "The confusion matrix on the validation set after each epoch: a row per true class, a "
+        "column per predicted class; each cell counts the samples. Precision (per column) is "
+        "how often a prediction of that class is right; recall (per row) how many of that "
+        "class are found.\n\n"
+        "Good: the counts sit on the diagonal. Bad: a bright cell off the diagonal is two "
+        "classes the model confuses; a whole column lit means the model predicts one class "
+        "for everything.\n\n"
+        "For regression it plots predicted against true values instead: good points lie on "
+        "the diagonal (R² near 1)."
+    )
     INTERVAL = 0.0
 
     def data_key(self) -> tuple[int, int, str]:

@@ -3,6 +3,8 @@ dotted marks where a hyperparameter changed."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from rich.text import Text
 from textual.reactive import reactive
@@ -18,6 +20,16 @@ RAW_CELL = "·"
 
 class CurvesPanel(StatePanel):
     """Train loss per batch and validation loss per epoch (plus accuracy for classification)."""
+
+    HELP: ClassVar[str] = (
+        "The loss (and accuracy) over training steps. The faint spread is every batch's "
+        "value, the line its smoothed average (m changes the smoothing), the dots each epoch; "
+        "validation is drawn in pink. l switches to a log scale.\n\n"
+        "Good: the loss falls quickly, then flattens; validation follows training. Bad: a "
+        "flat line from the start (learning rate too low, or a bug), spikes or a climb "
+        "(learning rate too high: press -), or validation rising while training keeps falling "
+        "(overfitting)."
+    )
 
     INTERVAL = 0.5
     smoothing: reactive[float] = reactive(0.6)

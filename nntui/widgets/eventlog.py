@@ -4,9 +4,12 @@ errors and the end of the run, each with the step it happened at."""
 from __future__ import annotations
 
 from collections import deque
+from typing import ClassVar
 
 from rich.text import Text
 from textual.widgets import RichLog
+
+from nnlib.events import Diagnostic
 
 from ..bridge import EpochEnd, HparamChange, Notice, RunEnded, RunStarted, Snapshot
 from ..plot import format_number, format_value
@@ -35,6 +38,8 @@ def describe(snapshot: Snapshot) -> tuple[str, str] | None:
             "checkpoint": "good",
         }.get(snapshot.kind, "info")
         return snapshot.message, severity
+    if isinstance(snapshot, Diagnostic):
+        return snapshot.describe(), "warning"
     if isinstance(snapshot, EpochEnd):
         text = f"epoch {snapshot.epoch + 1}: loss {format_number(snapshot.loss)}"
         if snapshot.val_loss is not None:
@@ -58,6 +63,13 @@ class EventLog(RichLog):
     """The log's lines are kept as text and wrapped again whenever the panel's width changes
     (a resize, or a tab being shown): a RichLog wraps each line once, when it is written,
     at whatever width it had then (its `min_width` while the tab is hidden)."""
+
+    HELP: ClassVar[str] = (
+        "What happened, step by step: hyperparameter changes, pauses, checkpoints, the end of "
+        "the run, and warnings in yellow. A warning says what looks wrong (a loss spike, "
+        "exploding or vanishing gradients, dead ReLUs, saturated sigmoid/tanh units, "
+        "overfitting) and what to try; the status line counts them."
+    )
 
     DEFAULT_CSS = """
     EventLog { height: 1fr; background: $surface; }

@@ -5,6 +5,7 @@ gradient norm, update/weight ratio and dead-ReLU fraction for every layer."""
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding
@@ -27,6 +28,22 @@ MIN_CHART = 3
 
 class LayersPanel(StatePanel, can_focus=True):
     """One selected layer in detail, and a one-line summary of every layer."""
+
+    HELP: ClassVar[str] = (
+        "Each layer's weights over time ([ and ] pick the layer, g shows its gradients "
+        "instead). The bands are percentiles, as in TensorBoard: the densest band holds the "
+        "middle 68% of the values (16th to 84th), the next the middle 86%, the faintest "
+        "everything from min to max; the line is the median.\n\n"
+        "Gradient norm: how big this layer's gradient is. Steady is good; growing by orders "
+        "of magnitude means exploding gradients (lower the learning rate), near 0 while other "
+        "layers' are not means vanishing gradients (the layer stops learning).\n\n"
+        "Update/weight ratio: how much one step changes the weights, relative to their size. "
+        "Around 1e-3 is healthy; 1e-1 and above, the learning rate is too high; 1e-5 and "
+        "below, too low.\n\n"
+        "Dead ReLUs: the share of units that output 0 for every sample of a batch. They get "
+        "no gradient and never recover; a few percent is normal, more than half is a problem "
+        "(lower the learning rate, or use leakyrelu)."
+    )
 
     INTERVAL = 1.0
     BINDINGS = [

@@ -67,6 +67,10 @@ class StatusPanel(StatePanel):
         if state.recorded:
             label = f"recorded · {label}"
         line1 = Text.assemble((f" {label.upper()} ", "reverse " + style), " ")
+        warnings = state.counts.get("warning", 0)
+        if warnings:  # the Log says what they are; i on the Log explains them
+            line1.append(f"⚠ {warnings} warning{'s' if warnings > 1 else ''}", "bold yellow")
+            line1.append(" ")
         p = state.progress
         if p is not None:
             line1.append(

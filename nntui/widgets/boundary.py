@@ -1,0 +1,353 @@
+"""The Boundary panel: what the model does over its whole input plane, from the latest
+'boundary' event (nnlib.callbacks.boundary).
+
+Classification: the predicted class per cell, shaded by confidence, with the training points
+(and, with `v`, the validation points) in their class colours; `d` shows the classes alone
+(discretized). 2-D regression: the predicted surface, `t` toggles the true one (the mean target
+per cell). 1-D regression: the fitted curve over the data. `u` switches to the neurons: each
+hidden unit's activation over the plane, by layer; arrows select one to show it large with its
+incoming weights. Half-block characters give two square pixels per cell; under NO_COLOR,
+classes differ by glyph and confidence by weight (dim, plain, bold).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from rich.color import Color
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+
+from nnlib.events import RASTER_ALPHABET, Boundary
+
+from .panel import StatePanel, fit, side_by_side
+
+RGB = tuple[int, int, int]
+#: Class colours (TensorFlow Playground's orange and blue first), then more.
+CLASS_COLORS: tuple[RGB, ...] = (
+    (245, 147, 34),
+    (8, 119, 189),
+    (46, 160, 67),
+    (214, 39, 40),
+    (148, 103, 189),
+    (23, 190, 207),
+    (227, 119, 194),
+    (188, 189, 34),
+    (140, 86, 75),
+    (127, 127, 127),
+)
+#: Without colour: the glyph of each class's region, and of its points (hollow: validation).
+REGION_GLYPHS = "·-+x~=:/\\%"
+POINT_GLYPHS = "●■▲◆★✚♦▼⬟⬢"
+VAL_GLYPHS = "○□△◇☆✛◊▽⬠⬡"
+BACKGROUND: RGB = (16, 16, 20)
+#: A value ramp for surfaces and curves (dark blue to yellow), and the neurons' diverging one.
+RAMP: tuple[RGB, ...] = (
+    (48, 18, 59),
+    (40, 110, 190),
+    (30, 180, 160),
+    (160, 220, 60),
+    (250, 230, 80),
+)
+DIVERGING: tuple[RGB, ...] = ((245, 147, 34), (40, 40, 44), (8, 119, 189))
+SHADES = " ░▒▓█"
+BARS = "▁▂▃▄▅▆▇█"
+_LEVEL = {char: index for index, char in enumerate(RASTER_ALPHABET)}
+_TOP = len(RASTER_ALPHABET) - 1
+
+
+def levels(rows: list[str]) -> np.ndarray:
+    """A raster's rows as an int array of levels (-1 for ".")."""
+    return np.array([[_LEVEL.get(c, -1) for c in row] for row in rows], dtype=np.int64)
+
+
+def mix(a: RGB | np.ndarray, b: RGB | np.ndarray, t: float | np.ndarray) -> np.ndarray:
+    """Colours from a to b by t (arrays broadcast)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a + (b - a) * np.asarray(t, dtype=np.float64)[..., None]
+
+
+def ramp(values: np.ndarray, stops: tuple[RGB, ...]) -> np.ndarray:
+    """Colours for values in [0, 1] along `stops`."""
+    position = np.clip(values, 0, 1) * (len(stops) - 1)
+    low = np.minimum(position.astype(np.int64), len(stops) - 2)
+    table = np.asarray(stops, dtype=np.float64)
+    return mix(table[low], table[low + 1], position - low)
+
+
+def resample(grid: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Nearest-neighbour resampling of a 2-D grid to rows x columns."""
+    r = np.arange(rows) * grid.shape[0] // rows
+    c = np.arange(columns) * grid.shape[1] // columns
+    return grid[r][:, c]
+
+
+def half_blocks(pixels: np.ndarray) -> list[Text]:
+    """An (2n, w, 3) picture as n lines of "▀": top pixel as foreground, bottom as background."""
+    pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    lines = []
+    for top, bottom in zip(pixels[0::2], pixels[1::2], strict=False):
+        line = Text()
+        for (r1, g1, b1), (r2, g2, b2) in zip(top.tolist(), bottom.tolist(), strict=True):
+            style = Style(color=Color.from_rgb(r1, g1, b1), bgcolor=Color.from_rgb(r2, g2, b2))
+            line.append("▀", style)
+        lines.append(line)
+    return lines
+
+
+def place(points: np.ndarray, rows: int, columns: int) -> list[tuple[int, int, int]]:
+    """(row, column, label) on a rows x columns picture for each marked cell of a raster."""
+    where = np.argwhere(points >= 0)
+    return [
+        (int(r) * rows // points.shape[0], int(c) * columns // points.shape[1], int(points[r, c]))
+        for r, c in where
+    ]
+
+
+class BoundaryPanel(StatePanel):
+    """The latest 'boundary' event as a picture (see the module docstring for the keys)."""
+
+    can_focus = True
+    INTERVAL = 0.25
+    HELP: ClassVar[str] = (
+        "The model's answer for every point of its input plane (models with 1 or 2 input "
+        "features), recomputed every few steps and at every epoch end.\n\n"
+        "Classification: each colour is the class the model predicts there; bright means "
+        "confident, dark means unsure (near a boundary). The dots are the training points in "
+        "their true colours. Good: each dot sits in a region of its own colour and the "
+        "boundaries follow the data. Bad: dots of one colour inside another colour's region "
+        "(underfitting: more units, more epochs, a higher learning rate), or boundaries that "
+        "wrap around single dots (overfitting).\n\n"
+        "Regression: the predicted surface (t: the true one, the mean target per cell), or for "
+        "1 input the fitted curve over the data points.\n\n"
+        "Neurons (u): each hidden unit's own output over the plane, layer by layer (orange "
+        "negative, blue positive). The first layer's units can only draw straight lines; later "
+        "layers combine them into curves. Arrows pick a unit; its incoming weights are shown "
+        "by sign (+ blue, - orange) and size.\n\n"
+        "Keys: v validation points · d discrete classes · t true surface · u neurons · arrows "
+        "select a neuron"
+    )
+    BINDINGS = [
+        Binding("v", "toggle('validation')", "Val points"),
+        Binding("d", "toggle('discrete')", "Discrete"),
+        Binding("t", "toggle('truth')", "True surface"),
+        Binding("u", "toggle('neurons')", "Neurons"),
+        Binding("left", "select(0, -1)", "Prev neuron", show=False),
+        Binding("right", "select(0, 1)", "Next neuron", show=False),
+        Binding("up", "select(-1, 0)", "Prev layer", show=False),
+        Binding("down", "select(1, 0)", "Next layer", show=False),
+    ]
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.validation = False
+        self.discrete = False
+        self.truth = False
+        self.neurons = False
+        self.selected = (0, 0)  # (layer, unit) in the neurons view
+
+    # -- keys ------------------------------------------------------------------------------
+    def action_toggle(self, option: str) -> None:
+        setattr(self, option, not getattr(self, option))
+        self.refresh()
+
+    def action_select(self, layer_step: int, unit_step: int) -> None:
+        """Move the neuron selection (arrows), within the layers the latest event has."""
+        event = self._event()
+        layers = (event.neurons or []) if event else []
+        if not layers:
+            return
+        layer = min(max(self.selected[0] + layer_step, 0), len(layers) - 1)
+        units = len(layers[layer]["units"])
+        unit = min(max(self.selected[1] + unit_step, 0), units - 1)
+        self.selected = (layer, unit)
+        self.neurons = True
+        self.refresh()
+
+    def options(self) -> tuple[object, ...]:
+        return self.validation, self.discrete, self.truth, self.neurons, self.selected
+
+    def data_key(self) -> tuple[int]:
+        return (id(self.state.latest("boundary")),)
+
+    def _event(self) -> Boundary | None:
+        event = self.state.latest("boundary")
+        return event if isinstance(event, Boundary) else None
+
+    # -- drawing ---------------------------------------------------------------------------
+    def draw(self, width: int, height: int) -> Text:
+        event = self._event()
+        if event is None:
+            return Text(
+                "the boundary appears when training starts (models with 1 or 2 input features)",
+                style="dim",
+            )
+        color = not self.app.no_color
+        rows = max(height - 1, 1)
+        if self.neurons:
+            return Text("\n").join(self._draw_neurons(event, width, rows, color))
+        when = f"step {event.step}" if event.epoch is None else f"epoch {event.epoch + 1}"
+        if event.kind == "classes":
+            body = self._draw_classes(event, width, rows, color)
+            keys = (
+                f"  v val points{' ✓' if self.validation else ''}"
+                f"  d discrete{' ✓' if self.discrete else ''}  u neurons"
+            )
+            title = Text.assemble((f"predicted class · {when}", "bold"), (keys, "dim"))
+        elif event.kind == "surface":
+            grid = event.truth if self.truth and event.truth else event.predicted
+            body = self._draw_heat(levels(grid), width, rows, color)
+            what = "true surface (mean target)" if self.truth else "predicted surface"
+            title = Text.assemble(
+                (f"{what} · {when}", "bold"),
+                (f"  {event.vmin:.3g} … {event.vmax:.3g}  t toggle  u neurons", "dim"),
+            )
+        else:
+            body = self._draw_curve(event, width, rows, color)
+            title = Text.assemble((f"fitted curve · {when}", "bold"), ("  ● data  ━ model", "dim"))
+        return Text("\n").join([fit(width, title, Text(title.plain[: width - 1])), *body])
+
+    def _draw_classes(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
+        predicted = levels(event.predicted)
+        confidence = (
+            levels(event.confidence) / _TOP if event.confidence else np.ones(predicted.shape)
+        )
+        point_sets = [(event.train, False)]
+        if self.validation and event.val:
+            point_sets.append((event.val, True))
+        if not color:
+            cells = resample(predicted, rows, width)
+            shade = resample(confidence, rows, width)
+            glyphs = [[REGION_GLYPHS[v % len(REGION_GLYPHS)] if v >= 0 else " " for v in row]
+                      for row in cells.tolist()]  # fmt: skip
+            styles = [["" if self.discrete else ("dim" if s < 1 / 3 else "" if s < 2 / 3
+                       else "bold") for s in row] for row in shade.tolist()]  # fmt: skip
+            for raster, hollow in point_sets:
+                if raster:
+                    marks = VAL_GLYPHS if hollow else POINT_GLYPHS
+                    for r, c, label in place(levels(raster), rows, width):
+                        glyphs[r][c], styles[r][c] = marks[label % len(marks)], "bold"
+            return [
+                Text.assemble(*((g, s) for g, s in zip(line, style, strict=True)))
+                for line, style in zip(glyphs, styles, strict=True)
+            ]
+        pixels_rows = rows * 2
+        cells = resample(predicted, pixels_rows, width)
+        table = np.asarray(CLASS_COLORS, dtype=np.float64)
+        hue = table[np.where(cells >= 0, cells % len(table), 0)]
+        strength = 0.55 if self.discrete else 0.15 + 0.6 * resample(confidence, pixels_rows, width)
+        pixels = mix(BACKGROUND, hue, np.broadcast_to(strength, cells.shape))
+        pixels[cells < 0] = BACKGROUND
+        for raster, hollow in point_sets:
+            if raster:
+                for r, c, label in place(levels(raster), pixels_rows, width):
+                    tone = table[label % len(table)]
+                    pixels[r, c] = mix(tone, (255, 255, 255), 0.85 if hollow else 0.35)
+        return half_blocks(pixels)
+
+    def _draw_heat(self, grid: np.ndarray, width: int, rows: int, color: bool) -> list[Text]:
+        values = grid / _TOP
+        if not color:
+            cells = resample(values, rows, width)
+            empty = resample(grid, rows, width) < 0
+            index = np.clip((cells * len(SHADES)).astype(np.int64), 0, len(SHADES) - 1)
+            return [
+                Text("".join("?" if e else SHADES[i] for i, e in zip(r, m, strict=True)))
+                for r, m in zip(index.tolist(), empty.tolist(), strict=True)
+            ]
+        cells = resample(values, rows * 2, width)
+        pixels = ramp(cells, RAMP)
+        pixels[resample(grid, rows * 2, width) < 0] = BACKGROUND
+        return half_blocks(pixels)
+
+    def _draw_curve(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
+        scale = 2 if color else 1
+        height = rows * scale
+        canvas = np.full((height, width), -1, dtype=np.int64)  # -1 empty, 0 data, 1 model
+        for raster, _ in ((event.train, False), (event.val if self.validation else None, True)):
+            if raster:
+                for r, c, _label in place(levels(raster), height, width):
+                    canvas[r, c] = 0
+        curve = resample(levels(event.predicted), 1, width)[0]
+        ys = np.where(curve >= 0, height - 1 - curve * (height - 1) // _TOP, -1)
+        for column, y in enumerate(ys.tolist()):
+            if y < 0:
+                continue
+            previous = ys[column - 1] if column and ys[column - 1] >= 0 else y
+            low, high = sorted((int(previous), y))
+            canvas[low : high + 1, column] = 1
+        if not color:
+            return [Text("".join(" ·█"[v + 1] for v in row)) for row in canvas.tolist()]
+        palette = np.array([BACKGROUND, (120, 150, 190), (245, 147, 34)], dtype=np.float64)
+        return half_blocks(palette[canvas + 1])
+
+    def _draw_neurons(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
+        layers = event.neurons or []
+        if not layers:
+            return [
+                Text("neurons · u back", style="bold"),
+                Text(
+                    "no hidden layer of up to 16 units to draw (or a 1-feature input): try "
+                    "an architecture like 2-8-8-2",
+                    style="dim",
+                ),
+            ]
+        layer_index = min(self.selected[0], len(layers) - 1)
+        unit_index = min(self.selected[1], len(layers[layer_index]["units"]) - 1)
+        thumb_w, thumb_h = 6, 3
+        left_width = min(max(width // 2, 14), 4 * (thumb_w + 1) + 10)
+        per_row = max(1, (left_width) // (thumb_w + 1))
+        left: list[Text] = []
+        for index, layer in enumerate(layers):
+            left.append(Text(str(layer["layer"]), style="bold" if index == layer_index else "dim"))
+            units = layer["units"]
+            for start in range(0, len(units), per_row):
+                pictures = [
+                    self._draw_map(unit["map"], thumb_w, thumb_h, color)
+                    for unit in units[start : start + per_row]
+                ]
+                for line in range(thumb_h):
+                    text = Text()
+                    for offset, picture in enumerate(pictures):
+                        chosen = index == layer_index and start + offset == unit_index
+                        marker = "▶" if chosen and line == thumb_h // 2 else " "
+                        text.append(marker, style="bold")
+                        text.append_text(picture[line])
+                    left.append(text)
+        unit = layers[layer_index]["units"][unit_index]
+        right_width = max(width - left_width - 2, 8)
+        big_rows = max(rows - 3, 2)
+        right = [
+            Text(f"{layers[layer_index]['layer']} unit {unit_index + 1}", style="bold"),
+            *self._draw_map(unit["map"], right_width, big_rows, color),
+            Text(f"bias {unit['bias']:+.3g} · output ±{unit['scale']:.3g}", style="dim"),
+            self._draw_weights(unit.get("weights"), right_width, color),
+        ]
+        title = Text.assemble(
+            ("neurons", "bold"), ("  arrows select · u back · orange − blue +", "dim")
+        )
+        return [title, *side_by_side(Text("\n").join(left), Text("\n").join(right), left_width)
+                .split("\n")]  # fmt: skip
+
+    def _draw_map(self, raster: list[str], width: int, rows: int, color: bool) -> list[Text]:
+        values = levels(raster) / _TOP  # 0.5 is an output of 0
+        if not color:
+            cells = resample(values, rows, width)
+            index = np.clip((np.abs(cells - 0.5) * 2 * len(SHADES)).astype(np.int64), 0, 4)
+            return [Text("".join(SHADES[i] for i in row)) for row in index.tolist()]
+        return half_blocks(ramp(resample(values, rows * 2, width), DIVERGING))
+
+    def _draw_weights(self, weights: list[float] | None, width: int, color: bool) -> Text:
+        """Incoming weights: a sign and a bar as tall as the weight's size, each."""
+        if not weights:
+            return Text("incoming weights: too many to show", style="dim")
+        largest = max(abs(w) for w in weights) or 1.0
+        text = Text("in ", style="dim")
+        for weight in weights:
+            bar = BARS[min(int(abs(weight) / largest * (len(BARS) - 1) + 0.5), len(BARS) - 1)]
+            style = ("#0877bd" if weight >= 0 else "#f59322") if color else ""
+            text.append(("+" if weight >= 0 else "−") + bar, style=style)
+        text.truncate(width, overflow="ellipsis")
+        return text

@@ -1,0 +1,166 @@
+"""The Boundary panel, the wide layout's view cell, per-panel help and the warning badge under
+the Pilot (issue 10, items 1, 5, 6); SVG snapshots from a fixed-seed spirals run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import DATASETS, classification_run, config, log_text, pilot_test, press
+from textual.widgets import Tabs
+from views_helpers import pinned, spirals_run
+
+from nnlib import events
+from nntui.app import NNTui
+from nntui.commands import screen_keys
+from nntui.replay import open_run
+from nntui.screens.dashboard import DashboardScreen
+from nntui.screens.panel_help import PanelHelpScreen
+from nntui.widgets.boundary import BoundaryPanel
+from nntui.widgets.layers import LayersPanel
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[list, Path]:
+    return spirals_run(tmp_path_factory.mktemp("boundary"), arch="2-8-8-3", epochs=4)
+
+
+def app() -> NNTui:
+    return NNTui(config(dataset="spirals", arch="2-8-8-3"), datasets=DATASETS)
+
+
+async def dashboard(pilot, snapshots) -> DashboardScreen:
+    screen = DashboardScreen(pilot.app.config, replay=snapshots)
+    await pilot.app.push_screen(screen)
+    await pilot.pause()
+    return screen
+
+
+def text(panel: BoundaryPanel) -> str:
+    return panel.render().plain
+
+
+@pilot_test
+async def test_an_image_run_offers_no_boundary_tab(run):
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await dashboard(pilot, classification_run())
+        assert not screen.query_one("#tab-boundary").display
+        await press(pilot, "5")
+        assert screen.query_one(Tabs).active == "tab-curves"
+        assert any("no Boundary view" in str(n.message) for n in pilot.app._notifications)
+
+
+@pilot_test
+async def test_the_panel_at_80x24_and_its_keys(run):
+    snapshots, _ = run
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await dashboard(pilot, snapshots)
+        assert screen.query_one("#tab-boundary").display
+        await press(pilot, "5")
+        panel = screen.query_one(BoundaryPanel)
+        assert panel.has_class("-active") and panel.has_focus
+        assert panel.size.width == 78 and "predicted class · epoch 4" in text(panel)
+        before = text(panel)
+        await press(pilot, "v", "d")
+        assert panel.validation and panel.discrete and "val points ✓" in text(panel)
+        assert panel.render() is not None and text(panel) != before
+        await press(pilot, "u")
+        assert panel.neurons and "dense_1" in text(panel) and "dense_2 unit 1" not in text(panel)
+        await press(pilot, "down", "right", "right")
+        assert panel.selected == (1, 2) and "dense_2 unit 3" in text(panel)
+        await press(pilot, "right", *["right"] * 10)
+        assert panel.selected == (1, 7)  # 8 units: stops at the last
+
+
+@pilot_test
+async def test_the_wide_view_cell_shows_one_view_at_a_time(run):
+    snapshots, _ = run
+    async with app().run_test(size=(120, 40)) as pilot:
+        screen = await dashboard(pilot, snapshots)
+        boundary, matrix = screen.query_one("#boundary"), screen.query_one("#confusion")
+        assert matrix.display and not boundary.display and screen.view_key == "confusion"
+        await press(pilot, "5")
+        await pilot.pause()
+        assert boundary.display and not matrix.display
+        assert boundary.region.x == matrix.region.x or boundary.region.x > 60  # right column
+        assert boundary.region.height > 20  # two thirds of the right column
+        await press(pilot, "3")
+        await pilot.pause()
+        assert matrix.display and not boundary.display
+
+
+@pilot_test
+async def test_i_explains_the_active_panel(run):
+    snapshots, _ = run
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await dashboard(pilot, snapshots)
+        assert "What am I looking at?" in [d for _, d, _, _ in screen_keys(screen)]
+        await press(pilot, "2", "i")
+        await pilot.pause()
+        help_screen = pilot.app.screen
+        assert isinstance(help_screen, PanelHelpScreen)
+        assert help_screen.text == LayersPanel.HELP and "1e-3 is healthy" in help_screen.text
+        await press(pilot, "escape")
+        await pilot.pause()
+        await press(pilot, "5", "i")
+        await pilot.pause()
+        assert pilot.app.screen.text == BoundaryPanel.HELP
+
+
+@pilot_test
+async def test_a_warning_is_a_log_line_and_a_status_badge(run):
+    snapshots, _ = run
+    warning = events.make(
+        "warning",
+        40,
+        {"kind": "dead_relu", "message": "relu_1: 80% [dead]", "suggestion": "use leakyrelu"},
+    )
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await dashboard(pilot, [*snapshots, warning])
+        status = screen.query_one("StatusPanel").render().plain
+        assert "⚠ 1 warning" in status
+        assert "warning: relu_1: 80% [dead] — use leakyrelu" in await log_text(pilot, screen)
+
+
+@pilot_test
+async def test_a_recorded_run_shows_the_same_boundary_as_live(run):
+    snapshots, run_dir = run
+    pictures = []
+    for replay in (snapshots, open_run(run_dir).snapshots):
+        async with app().run_test(size=(80, 24)) as pilot:
+            screen = await dashboard(pilot, replay)
+            await press(pilot, "5", "v")
+            panel = screen.query_one(BoundaryPanel)
+            pictures.append((panel.render(), panel.render().plain))
+            await press(pilot, "u")
+            pictures.append(panel.render().plain)
+    live, recorded = pictures[:2], pictures[2:]
+    assert live[0][1] == recorded[0][1] and live[0][0].spans == recorded[0][0].spans
+    assert live[1] == recorded[1]
+
+
+def snapshot_app(run, keys: list[str]):
+    snapshots, _ = run
+    application = app()
+
+    async def show(pilot) -> None:
+        await dashboard(pilot, pinned(snapshots))
+        await press(pilot, *keys)
+        await pilot.pause()
+
+    return application, show
+
+
+def test_boundary_80x24(snap_compare, run):
+    application, show = snapshot_app(run, ["5"])
+    assert snap_compare(application, terminal_size=(80, 24), run_before=show)
+
+
+def test_boundary_120x40(snap_compare, run):
+    application, show = snapshot_app(run, ["5", "v"])
+    assert snap_compare(application, terminal_size=(120, 40), run_before=show)
+
+
+def test_neurons_120x40(snap_compare, run):
+    application, show = snapshot_app(run, ["5", "u", "down", "right"])
+    assert snap_compare(application, terminal_size=(120, 40), run_before=show)

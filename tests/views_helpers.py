@@ -1,0 +1,51 @@
+"""Runs for the issue-10 view tests: a short real training run collected as bridge snapshots
+(live) with its run directory (recorded), and those snapshots pinned for SVG snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from nnlib import events
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import Experiment, setup
+from nntui import bridge as b
+
+
+def spirals_run(
+    tmp: Path,
+    arch: str = "2-8-8-3",
+    epochs: int = 2,
+    prepare: Callable[[Experiment], None] | None = None,
+    **config: object,
+) -> tuple[list[b.Snapshot], Path]:
+    """Train spirals (fixed seed) with a bridge collecting snapshots; (snapshots, run dir).
+    `prepare` may set weights first (a run built to go wrong)."""
+    snapshots: list[b.Snapshot] = []
+    experiment = setup(
+        ExperimentConfig(dataset="spirals", arch=arch, epochs=epochs, seed=0, **config),  # type: ignore[arg-type]
+        run_root=tmp,
+        callbacks=[b.Bridge(snapshots.append)],
+    )
+    if prepare is not None:
+        prepare(experiment)
+    experiment.fit()
+    return snapshots, experiment.run_dir
+
+
+def pinned(snapshots: list[b.Snapshot]) -> list[b.Snapshot]:
+    """A real run's snapshots with what varies between machines pinned (speeds, times, the
+    run directory), for SVG snapshots."""
+    out: list[b.Snapshot] = []
+    for snapshot in snapshots:
+        if isinstance(snapshot, b.RunStarted):
+            snapshot = replace(snapshot, run_dir="runs/20250101-120000-spirals")
+        elif isinstance(snapshot, b.Progress):
+            snapshot = replace(snapshot, samples_per_sec=50_000.0)
+        elif isinstance(snapshot, b.EpochEnd):
+            snapshot = replace(snapshot, seconds=0.05, samples_per_sec=50_000.0)
+        elif isinstance(snapshot, events.Boundary) and snapshot.epoch is None:
+            continue  # mid-epoch views come when the measured budget allows
+        out.append(snapshot)
+    return out
