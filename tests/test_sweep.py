@@ -341,3 +341,15 @@ def test_bad_arguments_are_one_line_with_exit_2(tmp_path, env, args, words):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], done.stderr
+
+
+def test_the_shipped_example_sweep_file_plans_six_trials():
+    """examples/sweep.toml, named in the README, is a valid sweep file on a built-in set."""
+    from pathlib import Path
+
+    from nnlib.sweeps.spec import load_sweep
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "sweep.toml"
+    sweep = load_sweep(example)
+    assert sweep.base.dataset == "spirals" and len(sweep.trials) == 6
+    assert {trial["lr"] for trial in sweep.trials} == {0.01, 0.05, 0.2}
