@@ -15,6 +15,9 @@ from pathlib import Path
 
 from . import datasets
 from .callbacks import Callback, History, ModelCheckpoint, Monitor
+from .callbacks.features import FeatureMaps
+from .callbacks.samples import SampleRecorder
+from .callbacks.testset import TestEvaluator
 from .config import ConfigError, ExperimentConfig
 from .losses import Loss, loss_for
 from .model import Sequential
@@ -102,6 +105,16 @@ def outputs_for(data: datasets.Prepared) -> int:
     return data.num_classes if data.task == "classification" else int(data.y_train.shape[1])
 
 
+def view_callbacks(data: datasets.Prepared, run_dir: Path) -> list[Callback]:
+    """The callbacks behind the app's Samples, Features and test views, attached to every
+    run (each does nothing where it does not apply: no images, no conv layer, no test split);
+    they cost about 1% of a LeNet-5 epoch (benchmarks/bench_views.py)."""
+    views: list[Callback] = [SampleRecorder(run_dir, data.class_names), FeatureMaps()]
+    if len(data.x_test):
+        views.append(TestEvaluator(data.x_test, data.y_test, data.class_names))
+    return views
+
+
 def setup(
     config: ExperimentConfig,
     callbacks: Sequence[Callback] = (),
@@ -151,6 +164,7 @@ def setup(
     # experiment.toml reruns this experiment: `nnlib train --config <run>/experiment.toml`.
     dataclasses.replace(config, arch=model.spec, run_dir=None).save(run_dir / "experiment.toml")
     monitor = Monitor(every=config.histogram_every, class_names=data.class_names)
+    views = view_callbacks(data, run_dir)
     saving: list[Callback] = []
     if checkpoints:
         best_of = "val_loss" if len(data.x_val) else "loss"
@@ -159,7 +173,10 @@ def setup(
             ModelCheckpoint(run_dir / "model.npz", save_best_only=False, at_end=True),
         ]
     logger = RunLogger(run_dir=run_dir, config=record)
-    # The logger goes last so that what other callbacks emit while the run ends is logged.
-    trainer = Trainer(model, loss, optimizer, callbacks=[monitor, *callbacks, *saving, logger])
+    # The logger goes last so that what other callbacks emit while the run ends is logged;
+    # the views come before the caller's (the app's bridge), which sees their last events.
+    trainer = Trainer(
+        model, loss, optimizer, callbacks=[monitor, *views, *callbacks, *saving, logger]
+    )
     trainer.batch_size = config.batch_size
     return Experiment(config, data, model, loss, trainer, run_dir)
