@@ -27,6 +27,9 @@ from textual.widget import Widget
 from textual.widgets import Tab, Tabs
 
 from nnlib.callbacks import Callback
+from nnlib.callbacks.features import FeatureMaps
+from nnlib.callbacks.ondemand import OnDemand
+from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
 from nnlib.states import RunStatus
 from nnlib.threads import blas_threads
@@ -38,9 +41,11 @@ from ..runstate import RunState
 from ..widgets.confusion import ConfusionPanel
 from ..widgets.curves import CurvesPanel
 from ..widgets.eventlog import EventLog
+from ..widgets.features import FeaturesPanel
 from ..widgets.keybar import KeyBar
 from ..widgets.layers import LayersPanel
 from ..widgets.panel import StatePanel
+from ..widgets.samples import SamplesPanel
 from ..widgets.status import StatusPanel
 from .modals import ConfirmScreen, HparamScreen, PathScreen
 
@@ -52,7 +57,7 @@ REDRAW_SECONDS = 0.25
 #: How often a recorded run's log is checked for new lines (and the stop flag for quitting).
 FOLLOW_SECONDS = 0.2
 #: The actions that steer a trainer (hidden on a recorded run).
-STEERING = ("toggle_pause", "step", "change_lr", "stop", "edit", "save_model")
+STEERING = ("toggle_pause", "step", "change_lr", "stop", "edit", "save_model", "test")
 #: How long leaving the dashboard waits for the training thread to close the run log.
 FINISH_TIMEOUT = 30.0
 #: + and - multiply and divide the learning rate by this.
@@ -81,8 +86,12 @@ PANELS = (
     PanelEntry("confusion", "Matrix", 3, lambda state: ConfusionPanel(state, id="confusion")),
     PanelEntry("layers", "Layers", 2, lambda state: LayersPanel(state, id="layers")),
     PanelEntry("log", "Log", 4, lambda state: EventLog(id="log")),
+    PanelEntry("samples", "Samples", 6, lambda state: SamplesPanel(state, id="samples")),
+    PanelEntry("features", "Features", 7, lambda state: FeaturesPanel(state, id="features")),
 )
 TABS = sorted(PANELS, key=lambda entry: entry.tab)
+#: The panels that share the wide layout's upper right cell, one shown at a time.
+VIEWS = ("confusion", "samples", "features")
 
 
 class StopIfCancelled(Callback):
@@ -117,6 +126,9 @@ class DashboardScreen(Screen[None]):
     DashboardScreen.-wide #panels > .panel { display: block; border: round $primary-darken-2;
                                              border-title-color: $text; }
     DashboardScreen.-wide #panels > .panel:focus-within { border: round $accent; }
+    DashboardScreen.-wide #samples, DashboardScreen.-wide #features { row-span: 2; }
+    DashboardScreen.-wide #panels > .view { display: none; }
+    DashboardScreen.-wide #panels > .view.-shown { display: block; }
     """
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/Resume"),
@@ -133,6 +145,7 @@ class DashboardScreen(Screen[None]):
         Binding("left_square_bracket", "layer(-1)", "Prev layer", key_display="["),
         Binding("right_square_bracket", "layer(1)", "Next layer", key_display="]"),
         Binding("w", "save_model", "Save model"),
+        Binding("T", "test", "Test now", show=False),
         Binding("escape", "back", "Setup"),
         Binding("ctrl+r", "app.runs", "Runs"),
         *(
@@ -170,6 +183,7 @@ class DashboardScreen(Screen[None]):
         self._confusion = cast(ConfusionPanel, self.panels["confusion"])
         self._layers = cast(LayersPanel, self.panels["layers"])
         self._event_log = cast(EventLog, self.panels["log"])
+        self._not_applicable: dict[str, str] = {}  # panel key -> why it is not offered
         self._state_panels: tuple[StatePanel, ...] = (
             self._status,
             *(panel for panel in self.panels.values() if isinstance(panel, StatePanel)),
@@ -193,6 +207,16 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._curves.add_class("-active")
+        # The wide layout's upper right cell shows one view at a time (the matrix first):
+        # the views sit together in the grid's order.
+        container = self.query_one("#panels")
+        previous = self._confusion
+        for key in VIEWS:
+            self.panels[key].add_class("view")
+            if self.panels[key] is not previous:
+                container.move_child(self.panels[key], after=previous)
+                previous = self.panels[key]
+        self._confusion.add_class("-shown")
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(REDRAW_SECONDS, self.redraw)
         if self.replay is not None:
@@ -248,9 +272,66 @@ class DashboardScreen(Screen[None]):
         key = (event.tab.id or "").removeprefix("tab-")
         for panel in self.query("#panels > .panel"):
             panel.set_class(panel.id == key, "-active")
+        if key in VIEWS:  # its keys (cursor, filters, images) work at once
+            for view in VIEWS:
+                self.panels[view].set_class(view == key, "-shown")
+            self.panels[key].focus()
 
     def action_panel(self, key: str) -> None:
+        if key in self._not_applicable:
+            self.notify(f"{self.panels[key].border_title}: {self._not_applicable[key]}")
+            return
         self.query_one(Tabs).active = f"tab-{key}"
+
+    def _offer_views(self, started: RunStarted) -> None:
+        """Samples need image classification, Features a conv layer: where they do not
+        apply, their tabs are not offered (their keys say why)."""
+        images = len(started.input_shape) == 3
+        self._not_applicable = {}
+        if not (images and started.task == "classification"):
+            self._not_applicable["samples"] = "for image classification only"
+        if not (images and "conv" in started.arch):
+            self._not_applicable["features"] = "for models with conv layers only"
+        tabs = self.query_one(Tabs)
+        for entry in PANELS:
+            if entry.key in ("samples", "features"):
+                tab = f"tab-{entry.key}"
+                if entry.key in self._not_applicable:
+                    tabs.hide(tab)
+                else:
+                    tabs.show(tab)
+
+    @on(ConfusionPanel.CellChosen)
+    def _drill_down(self, message: ConfusionPanel.CellChosen) -> None:
+        """Enter on a matrix cell: the validation images of that cell, in Samples."""
+        if "samples" in self._not_applicable:
+            return
+        cast(SamplesPanel, self.panels["samples"]).show_cell(message.true, message.predicted)
+        self.action_panel("samples")
+
+    @on(FeaturesPanel.UpdateRequested)
+    def _update_features(self) -> None:
+        self._request(FeatureMaps, "feature maps")
+
+    def action_test(self) -> None:
+        """Evaluate on the test split now (at the next batch boundary)."""
+        self._request(TestEvaluator, "test results")
+
+    def _request(self, kind: type[OnDemand], what: str) -> None:
+        """Ask the training thread for `what` at its next batch boundary."""
+        if self.recorded is not None:
+            self.notify("a recorded run shows what was recorded", timeout=3)
+            return
+        trainer = self._trainer()
+        if trainer is None:
+            return
+        callback = next((c for c in trainer.callbacks if isinstance(c, kind)), None)
+        if callback is None:
+            self.notify(f"this run has no {what}", severity="warning")
+            return
+        callback.request()
+        paused = " (paused: press n to run one batch)" if trainer.paused else ""
+        self.notify(f"{what} at the next batch{paused}", timeout=3)
 
     # -- the training worker (runs on its own thread; touches no widget) ---------------------
     def _train(self) -> None:
@@ -350,6 +431,7 @@ class DashboardScreen(Screen[None]):
             self.redraw(at_once=True)
         if isinstance(snapshot, RunStarted):
             self._layout(*self.app.size)
+            self._offer_views(snapshot)
         if isinstance(snapshot, RunStarted) and snapshot.task == "regression":
             self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
             self._confusion.border_title = "Predicted vs true"
