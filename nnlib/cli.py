@@ -478,7 +478,9 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
         (c.last for c in experiment.trainer.callbacks if isinstance(c, TestEvaluator)), None
     )
     if tested is not None and signals.received is None:  # the run's 'test' event
-        print(tested.describe(), file=sys.stderr)
+        scores = {"loss": tested.loss, "accuracy": tested.accuracy}
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if v is not None)
+        print(f"test  {shown}", file=sys.stderr)
     if signals.received is not None:  # fit has returned: the final model is on disk
         name = signal.Signals(signals.received).name
         print(f"interrupted ({name}); run log and final model in {run_dir}", file=sys.stderr)
