@@ -600,14 +600,23 @@ def _maps(value: Any) -> str | None:
     return None
 
 
-_IMAGE_MAPS: Spec = {"index": (_int, False), "layers": (_list_of(_maps, "maps objects"), False)}
+_IMAGE_MAPS: Spec = {"index": (_int, False), "layers": (_list_of(_object, "objects"), False)}
 
 
 def _image_maps(value: Any) -> str | None:
-    if not isinstance(value, dict):
-        return "an object {index, layers}"
-    problems = _problems(value, _IMAGE_MAPS)
-    return f"an object {{index, layers}} ({problems[0]})" if problems else None
+    """A list of {index, layers} objects; what is wrong with the first bad one."""
+    expected = "a list of {index, layers} objects"
+    if not isinstance(value, list):
+        return expected
+    for position, item in enumerate(value):
+        problems = ["not an object"] if not isinstance(item, dict) else []
+        problems = problems or _problems(item, _IMAGE_MAPS)
+        if not problems:
+            bad = [(k, m) for k, layer in enumerate(item["layers"]) if (m := _maps(layer))]
+            problems = [f"layers[{k}] must be {m}" for k, m in bad[:1]]
+        if problems:
+            return f"{expected} (item {position}: {problems[0]})"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -635,7 +644,7 @@ class FeatureMaps(Event):
     and the first conv layer's filters (averaged over input channels) the same way."""
 
     TYPE = "feature_maps"
-    images: list = field_of(_list_of(_image_maps, "{index, layers} objects"))
+    images: list = field_of(_image_maps)
     filters: dict | None = field_of(_maps, optional=True)
     epoch: int | None = field_of(_int, optional=True)
     trigger: str | None = field_of(_str, optional=True)
