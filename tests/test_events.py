@@ -52,6 +52,12 @@ SAMPLES = {
     "early_stop": {"monitor": "val_loss", "best": 0.2, "best_epoch": 1, "epoch": 4},
     "diverged": {"loss": float("nan"), "epoch": 0, "batch": 2},
     "end": {"reason": "error", "error": "ValueError: boom", "epoch": 3, "restored_epoch": 1},
+    "samples": {"file": "samples.npz", "predicted": [3, 1], "confidence": [97, 40], "epoch": 0},
+    "feature_maps": {"images": [{"index": 2, "layers": [
+        {"name": "conv2d_1", "shape": [1, 1, 2], "lo": [-0.5], "hi": [1.0], "data": [0, 255]},
+    ]}], "epoch": 1, "trigger": "epoch"},
+    "test": {"loss": 0.3, "samples": 4, "accuracy": 0.75, "matrix": [[2, 0], [1, 1]],
+             "precision": [0.67, 1.0], "recall": [1.0, 0.5], "class_names": ["a", "b"]},
 }  # fmt: skip
 
 
