@@ -59,12 +59,12 @@ class ConfusionPanel(StatePanel, can_focus=True):
     def options(self) -> tuple[tuple[int, int] | None, bool]:
         return self.cursor, self.test
 
-    def _classes(self) -> int:
+    def _class_count(self) -> int:
         confusion = self.state.confusion
         return len(confusion.matrix) if confusion is not None else 0
 
     def action_move(self, rows: int, columns: int) -> None:
-        classes = self._classes()
+        classes = self._class_count()
         if not classes:
             return
         if self.cursor is None:  # the first press lands on the top-left cell

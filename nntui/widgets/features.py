@@ -117,6 +117,10 @@ class FeaturesPanel(StatePanel, can_focus=True):
                 "to its own range",
                 ("   ←→ image  u update", "dim"),
             ),
+            Text.assemble(
+                (f"validation image {index}", "bold"),
+                f" ({self.image + 1} of {len(event.images)}) · {when}",
+            ),
             Text.assemble((f"image {index}", "bold"), f" · {when}"),
         )
         blocks = list(chosen["layers"])

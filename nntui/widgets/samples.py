@@ -172,6 +172,10 @@ class SamplesPanel(StatePanel, can_focus=True):
                 ("   a all  x wrong  c confident  k class  ←→ page", "dim"),
             ),
             Text.assemble(
+                (f"validation, epoch {(event.epoch or 0) + 1}", "bold"),
+                f" · {what}: {len(shown):,} of {count:,} · {page + 1}/{pages}",
+            ),
+            Text.assemble(
                 (f"{what}: {len(shown):,} of {count:,}", "bold"), f" · {page + 1}/{pages}"
             ),
         )
