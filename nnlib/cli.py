@@ -506,6 +506,7 @@ def _load_data_or_fail(config: ExperimentConfig) -> Prepared:
 
 def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     from .callbacks import EarlyStopping, ProgressBar
+    from .callbacks.testset import TestEvaluator
     from .experiment import resume, setup
     from .runs import RunDirError
     from .spec import SpecError
@@ -555,9 +556,13 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
         )
     if history.reason == "diverged":
         return _fail(f"training diverged (loss is NaN or inf); log: {run_dir}", EXIT_FAILED)
-    if len(data.x_test) and signals.received is None:
-        test = experiment.trainer.evaluate(data.x_test, data.y_test)
-        print("test  " + "  ".join(f"{k} {v:.4f}" for k, v in test.items()), file=sys.stderr)
+    tested = next(
+        (c.last for c in experiment.trainer.callbacks if isinstance(c, TestEvaluator)), None
+    )
+    if tested is not None and signals.received is None:  # the run's 'test' event
+        scores = {"loss": tested.loss, "accuracy": tested.accuracy}
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if v is not None)
+        print(f"test  {shown}", file=sys.stderr)
     if signals.received is not None:  # fit has returned: the final model is on disk
         name = signal.Signals(signals.received).name
         print(f"interrupted ({name}); run log and final model in {run_dir}", file=sys.stderr)

@@ -689,6 +689,58 @@ def _neurons(value: Any) -> str | None:
             problems = _problems(unit, _UNIT) if isinstance(unit, dict) else ["not an object"]
             if problems:
                 return f"{expected} (layer {entry['layer']!r}: {problems[0]})"
+
+
+# -- views of image models and the test split (appended: Samples, Features, test results) --------
+def _byte(value: Any) -> str | None:
+    return None if type(value) is int and 0 <= value <= 255 else "an integer in 0..255"
+
+
+def _percent(value: Any) -> str | None:
+    return None if type(value) is int and 0 <= value <= 100 else "an integer in 0..100"
+
+
+_MAPS: Spec = {
+    "name": (_str, False),
+    "shape": (_list_of(_int, "sizes"), False),
+    "lo": (_list_of(_number, "numbers"), False),
+    "hi": (_list_of(_number, "numbers"), False),
+    "data": (_list_of(_byte, "integers in 0..255"), False),
+}
+
+
+def _maps(value: Any) -> str | None:
+    """Channels of one layer as uint8 (C, H, W), flat, each channel scaled to [lo, hi]."""
+    expected = "a maps object {name, shape [C, H, W], lo, hi, data}"
+    if not isinstance(value, dict):
+        return expected
+    problems = _problems(value, _MAPS)
+    if problems:
+        return f"{expected} ({problems[0]})"
+    shape = value["shape"]
+    if len(shape) != 3 or len(value["data"]) != math.prod(shape):
+        return f"{expected} (data must hold C*H*W values)"
+    if not len(value["lo"]) == len(value["hi"]) == shape[0]:
+        return f"{expected} (lo and hi must hold one number per channel)"
+    return None
+
+
+_IMAGE_MAPS: Spec = {"index": (_int, False), "layers": (_list_of(_object, "objects"), False)}
+
+
+def _image_maps(value: Any) -> str | None:
+    """A list of {index, layers} objects; what is wrong with the first bad one."""
+    expected = "a list of {index, layers} objects"
+    if not isinstance(value, list):
+        return expected
+    for position, item in enumerate(value):
+        problems = ["not an object"] if not isinstance(item, dict) else []
+        problems = problems or _problems(item, _IMAGE_MAPS)
+        if not problems:
+            bad = [(k, m) for k, layer in enumerate(item["layers"]) if (m := _maps(layer))]
+            problems = [f"layers[{k}] must be {m}" for k, m in bad[:1]]
+        if problems:
+            return f"{expected} (item {position}: {problems[0]})"
     return None
 
 
@@ -737,3 +789,74 @@ class Diagnostic(Event):
 
     def describe(self) -> str:
         return f"warning: {self.message} — {self.suggestion}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Samples(Event):
+    """Predictions on the validation images stored once in the run directory (`file`, a
+    .npz of uint8 images and labels): per image by index, the predicted class and its
+    confidence in percent."""
+
+    TYPE = "samples"
+    file: str = field_of(_str)
+    predicted: list = field_of(_list_of(_int, "class indices"))
+    confidence: list = field_of(_list_of(_percent, "integers in 0..100"))
+    epoch: int | None = field_of(_int, optional=True)
+
+    def describe(self) -> str:
+        return (
+            f"samples, epoch {_epoch(self.epoch)}: predictions for {len(self.predicted):,} images"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureMaps(Event):
+    """What the conv and pooling layers make of a few validation images (by index into the
+    samples file): per image and layer, every channel as uint8 scaled to its own [lo, hi];
+    and the first conv layer's filters (averaged over input channels) the same way."""
+
+    TYPE = "feature_maps"
+    images: list = field_of(_image_maps)
+    filters: dict | None = field_of(_maps, optional=True)
+    epoch: int | None = field_of(_int, optional=True)
+    trigger: str | None = field_of(_str, optional=True)
+
+    def describe(self) -> str:
+        why = " (on request)" if self.trigger == "request" else ""
+        return f"feature maps of {len(self.images)} images, epoch {_epoch(self.epoch)}{why}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestResult(Event):
+    """The model on the test split (at the end of a run, or on request): loss and accuracy,
+    or MSE and MAE for regression; for classification the confusion matrix (rows true) with
+    per-class precision and recall."""
+
+    TYPE = "test"
+    __test__: ClassVar[bool] = False  # not a pytest class, whatever its name
+    loss: float | None = field_of(_number_or_null)
+    samples: int = field_of(_int)
+    accuracy: float | None = field_of(_number_or_null, optional=True)
+    mse: float | None = field_of(_number_or_null, optional=True)
+    mae: float | None = field_of(_number_or_null, optional=True)
+    matrix: list | None = field_of(_matrix, optional=True)
+    precision: list | None = field_of(_list_of(_number, "numbers"), optional=True)
+    recall: list | None = field_of(_list_of(_number, "numbers"), optional=True)
+    class_names: list | None = field_of(_list_of(_str, "strings"), optional=True)
+    epoch: int | None = field_of(_int, optional=True)
+    trigger: str | None = field_of(_str, optional=True)
+
+    def scores(self) -> str:
+        """'loss 0.1234  accuracy 97.1%' (or MSE and MAE), the line the CLI and app show."""
+        parts = [f"loss {'-' if self.loss is None else f'{self.loss:.4f}'}"]
+        if self.accuracy is not None:
+            parts.append(f"accuracy {self.accuracy:.1%}")
+        for name in ("mse", "mae"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name.upper()} {value:.4g}")
+        return "  ".join(parts)
+
+    def describe(self) -> str:
+        when = "on request" if self.trigger == "request" else "end of run"
+        return f"test ({when}, {self.samples:,} samples): {self.scores()}"

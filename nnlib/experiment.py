@@ -18,6 +18,9 @@ from . import checkpointing, datasets
 from .callbacks import Callback, History, ModelCheckpoint, Monitor
 from .callbacks.boundary import BoundaryView
 from .callbacks.diagnostics import Diagnostics
+from .callbacks.features import FeatureMaps
+from .callbacks.samples import SampleRecorder
+from .callbacks.testset import TestEvaluator
 from .config import ConfigError, ExperimentConfig
 from .losses import Loss, loss_for
 from .model import Sequential
@@ -104,6 +107,23 @@ def load_data(config: ExperimentConfig) -> datasets.Prepared:
 def outputs_for(data: datasets.Prepared) -> int:
     """Outputs the model needs per sample: classes, or regression targets."""
     return data.num_classes if data.task == "classification" else int(data.y_train.shape[1])
+
+
+def view_callbacks(data: datasets.Prepared, run_dir: Path) -> list[Callback]:
+    """The callbacks behind the app's views — warnings, Boundary, Samples, Features and test
+    results — attached to every run (each does nothing where it does not apply: no 2-D input,
+    no images, no conv layer, no test split)."""
+    # Diagnostics reads the Monitor's histograms and the batch's own activations, so it comes
+    # before the boundary view's extra forward pass.
+    views: list[Callback] = [
+        Diagnostics(),
+        BoundaryView(data.x_train, data.y_train),
+        SampleRecorder(run_dir, data.class_names),
+        FeatureMaps(),
+    ]
+    if len(data.x_test):
+        views.append(TestEvaluator(data.x_test, data.y_test, data.class_names))
+    return views
 
 
 def setup(
@@ -262,6 +282,7 @@ def _assemble(
         # experiment.toml reruns this experiment: `nnlib train --config <run>/experiment.toml`.
         dataclasses.replace(config, arch=model.spec, run_dir=None).save(run_dir / "experiment.toml")
     monitor = Monitor(every=config.histogram_every, class_names=data.class_names)
+    views = view_callbacks(data, run_dir)
     best_of = "val_loss" if len(data.x_val) else "loss"
     saving: list[Callback] = [
         checkpointing.Checkpointer(
@@ -275,10 +296,8 @@ def _assemble(
         ]
     logger = RunLogger(run_dir=run_dir, config=record, append=append)
     # The logger goes last so that what other callbacks emit while the run ends is logged;
-    # the door before it lets other processes steer the run (`nnlib control`). Diagnostics
-    # reads the Monitor's histograms and the batch's own activations, so it comes before the
-    # boundary view's extra forward pass.
-    views: list[Callback] = [Diagnostics(), BoundaryView(data.x_train, data.y_train)]
+    # the door before it lets other processes steer the run (`nnlib control`). The views come
+    # before the caller's callbacks (the app's bridge), which see their last events.
     door = CommandDoor(run_dir)
     trainer = Trainer(
         model, loss, optimizer, callbacks=[monitor, *views, *callbacks, *saving, door, logger]

@@ -258,6 +258,11 @@ class _RunScan:
                     )
             elif event.type == "end":
                 self.end_reason = str(event.get("reason"))
+            elif event.type == "test":  # nnlib's test evaluation (TestEvaluator)
+                metric = "accuracy" if event.get("accuracy") is not None else "loss"
+                if isinstance(event.get(metric), int | float):
+                    self.test = (f"test_{metric}", float(event.get(metric)))
+                continue
             for metric in ("test_accuracy", "test_loss"):
                 value = event.get(metric)
                 if isinstance(value, int | float) and not isinstance(value, bool):

@@ -102,6 +102,7 @@ class RunStarted:
     class_names: tuple[str, ...]
     layers: tuple[str, ...]
     hyperparameters: Pairs
+    input_shape: tuple[int, ...] = ()  # one sample's shape: (H, W, C) for images
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,7 @@ class Bridge(Callback):
                 tuple(str(i) for i in range(classes)),
                 weighted,
                 pairs(trainer.hyperparameters()),
+                tuple(trainer.model.input_shape),
             )
         )
 

@@ -417,10 +417,12 @@ def confusion_heatmap(
     names: Sequence[str],
     width: int,
     color: bool = True,
+    cursor: tuple[int, int] | None = None,
 ) -> Text:
     """Counts coloured by their share of the true class (row): the diagonal green, errors
     red. Recall per row on the right, precision per predicted column below. Without colour,
-    cells holding >= 25% of their row are bold and zeros are dots."""
+    cells holding >= 25% of their row are bold and zeros are dots. The `cursor` cell (true,
+    predicted), if any, is drawn reversed and underlined."""
     m = np.asarray(matrix, dtype=np.int64)
     k = len(m)
     biggest = len(f"{int(m.max()):,}") if m.size else 1
@@ -456,11 +458,12 @@ def confusion_heatmap(
             if color:
                 bg = _mix(dark, good if i == j else bad, heat[i, j] ** 0.7)
                 fg = "white" if share[i, j] < 0.5 or i != j else "black"
-                line.append(text, style=Style(color=fg, bgcolor=bg))
+                style = Style(color=fg, bgcolor=bg)
             else:
-                line.append(
-                    text, style="bold" if share[i, j] >= 0.25 else ("dim" if not count else "")
-                )
+                style = Style.parse("bold" if share[i, j] >= 0.25 else ("dim" if not count else ""))
+            if (i, j) == cursor:
+                style += Style(reverse=True, underline=True, bold=True)
+            line.append(text, style=style)
         line.append(f"  {recall[i]:6.1%}" if i < len(recall) else "")
         lines.append(line)
     footer = Text.assemble((PRECISION_LABEL.rjust(label_w) + " ", "bold"))

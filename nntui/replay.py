@@ -101,6 +101,7 @@ class RunReplay:
             or ("regression" if self._trainer.get("loss") == "mse" else "classification")
         )
         classes = int(self._info.get("num_classes") or 0) if task == "classification" else 0
+        shape = self._info.get("input_shape")
         return RunStarted(
             self.run_dir,
             task,
@@ -110,6 +111,7 @@ class RunReplay:
             tuple(str(i) for i in range(classes)),
             (),
             pairs(self._hyperparameters()),
+            tuple(shape) if isinstance(shape, list) and all(type(n) is int for n in shape) else (),
         )
 
     @property

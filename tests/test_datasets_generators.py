@@ -94,7 +94,8 @@ def test_glyphs_images():
     assert ds.y_train.dtype == np.int64 and np.bincount(ds.y_train).tolist() == [20] * 10
     assert ds.class_names == [str(d) for d in range(10)] and ds.is_image
     # ink is drawn: every image has bright pixels and a mostly dark background
-    assert (ds.x_train.reshape(200, -1).max(axis=1) > 150).all()
+    # ink level >= 1 - 0.35 * 1.5 at the default distortion: a stroke pixel >= 121 (min seen 140)
+    assert (ds.x_train.reshape(200, -1).max(axis=1) > 115).all()
     assert np.median(ds.x_train) < 40
     # the clean font renders each digit identically apart from ink level and noise: a template
     clean = nds.load("glyphs", n_train=20, n_test=0, augment=0.0)

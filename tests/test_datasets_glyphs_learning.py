@@ -40,6 +40,7 @@ def test_small_cnn_clearly_beats_a_same_size_mlp(glyphs):
     cnn_accuracy, cnn_params = train_and_score(CNN, glyphs)
     mlp_accuracy, mlp_params = train_and_score(MLP, glyphs)
     assert abs(cnn_params - mlp_params) / cnn_params < 0.1  # 5258 vs 5575
-    # measured with these seeds: CNN 0.925, MLP 0.529 (other seeds: CNN >= 0.90, MLP <= 0.56)
-    assert cnn_accuracy > 0.85
-    assert cnn_accuracy - mlp_accuracy > 0.2
+    # measured with these seeds at the default distortion 1.5: CNN 0.617, MLP 0.239 (after
+    # 4 epochs 0.759 and 0.286); at the earlier default 1.0 they were 0.925 and 0.529
+    assert cnn_accuracy > 0.55
+    assert cnn_accuracy - mlp_accuracy > 0.3

@@ -61,6 +61,12 @@ SAMPLES = {
                                                              "bias": -0.5, "weights": [1, -2]}]}]},
     "warning": {"kind": "dead_relu", "message": "relu_1: 80% dead", "suggestion": "lower lr",
                 "layer": "relu_1", "value": 0.8, "epoch": 2},
+    "samples": {"file": "samples.npz", "predicted": [3, 1], "confidence": [97, 40], "epoch": 0},
+    "feature_maps": {"images": [{"index": 2, "layers": [
+        {"name": "conv2d_1", "shape": [1, 1, 2], "lo": [-0.5], "hi": [1.0], "data": [0, 255]},
+    ]}], "epoch": 1, "trigger": "epoch"},
+    "test": {"loss": 0.3, "samples": 4, "accuracy": 0.75, "matrix": [[2, 0], [1, 1]],
+             "precision": [0.67, 1.0], "recall": [1.0, 0.5], "class_names": ["a", "b"]},
 }  # fmt: skip
 
 

@@ -21,6 +21,11 @@ from .base import Dataset, check_nonneg, check_sizes, generator, split_rngs
 
 SIZE = 28
 CLASS_NAMES = [str(d) for d in range(10)]
+#: The default distortion strength. At 1.0 LeNet-5 reached 99.3% validation accuracy in two
+#: epochs of the default run, so its mistakes (and the app's galleries of them) were gone
+#: at once; at 1.5 the default run (5 epochs, SGD lr 0.05) measured 56.7%, 79.7%, 88.0%,
+#: 90.3%, 89.8% (260, 122, 72, 58, 61 of 600 validation images wrong).
+AUGMENT = 1.5
 _CHUNK = 128  # samples per rasteriser batch: keeps (chunk, segments, 28, 28) temporaries in cache
 
 Polyline = list[tuple[float, float]]
@@ -133,7 +138,7 @@ def render(labels: np.ndarray, rng: np.random.Generator, strength: float = 1.0) 
     num_classes=10,
 )
 def glyphs(
-    *, n_train: int = 6000, n_test: int = 1000, augment: float = 1.0, seed: int = 0
+    *, n_train: int = 6000, n_test: int = 1000, augment: float = AUGMENT, seed: int = 0
 ) -> Dataset:
     """Balanced digit images; `augment` scales every random distortion (0 = clean font)."""
     check_sizes("glyphs", n_train, n_test)

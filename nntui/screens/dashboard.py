@@ -31,6 +31,9 @@ from textual.widgets import Tab, Tabs
 
 from nnlib import remote
 from nnlib.callbacks import Callback
+from nnlib.callbacks.features import FeatureMaps
+from nnlib.callbacks.ondemand import OnDemand
+from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
 from nnlib.events import Event
 from nnlib.states import RunStatus
@@ -44,9 +47,11 @@ from ..widgets.boundary import BoundaryPanel
 from ..widgets.confusion import ConfusionPanel
 from ..widgets.curves import CurvesPanel
 from ..widgets.eventlog import EventLog
+from ..widgets.features import FeaturesPanel
 from ..widgets.keybar import KeyBar
 from ..widgets.layers import LayersPanel
 from ..widgets.panel import StatePanel
+from ..widgets.samples import SamplesPanel
 from ..widgets.status import StatusPanel
 from .modals import ConfirmScreen, HparamScreen, PathScreen
 from .panel_help import PanelHelpScreen
@@ -59,7 +64,7 @@ REDRAW_SECONDS = 0.25
 #: How often a recorded run's log is checked for new lines (and the stop flag for quitting).
 FOLLOW_SECONDS = 0.2
 #: The actions that need the model in this process (hidden on a recorded run).
-LOCAL_ONLY = ("edit", "save_model", "fork")
+LOCAL_ONLY = ("edit", "save_model", "fork", "test")
 #: Where the app's own requests come from, in the events that record them.
 SOURCE = "app"
 #: How long leaving the dashboard waits for the training thread to close the run log.
@@ -106,6 +111,20 @@ PANELS = (
         lambda state: BoundaryPanel(state, id="boundary"),
         lambda state: state.latest("boundary") is not None,  # 1 or 2 input features
     ),
+    PanelEntry(
+        "samples",
+        "Samples",
+        6,
+        lambda state: SamplesPanel(state, id="samples"),
+        lambda state: _images(state) and state.task == "classification",
+    ),
+    PanelEntry(
+        "features",
+        "Features",
+        7,
+        lambda state: FeaturesPanel(state, id="features"),
+        lambda state: _images(state) and "conv" in state.started.arch,
+    ),
 )
 TABS = sorted(PANELS, key=lambda entry: entry.tab)
 ENTRIES = {entry.key: entry for entry in PANELS}
@@ -118,6 +137,11 @@ def grid_order(entries: Iterable[PanelEntry]) -> list[PanelEntry]:
     first = entries.index(views[0]) if views else len(entries)
     rest = [entry for entry in entries if not entry.view]
     return rest[:first] + views + rest[first:]
+
+
+def _images(state: RunState) -> bool:
+    """The run's input is an image (height, width, channels)."""
+    return state.started is not None and len(state.started.input_shape) == 3
 
 
 class StopIfCancelled(Callback):
@@ -171,6 +195,7 @@ class DashboardScreen(Screen[None]):
         Binding("right_square_bracket", "layer(1)", "Next layer", key_display="]"),
         Binding("w", "save_model", "Save model"),
         Binding("f", "fork", "Fork", show=False),  # in the help (?) and the palette
+        Binding("T", "test", "Test now", show=False),
         Binding("escape", "back", "Setup"),
         Binding("ctrl+r", "app.runs", "Runs"),
         Binding("i", "explain", "What am I looking at?"),
@@ -328,6 +353,38 @@ class DashboardScreen(Screen[None]):
         key = (self.query_one(Tabs).active or "tab-curves").removeprefix("tab-")
         entry, panel = ENTRIES[key], self.panels[key]
         self.app.push_screen(PanelHelpScreen(entry.title, getattr(panel, "HELP", "")))
+
+    @on(ConfusionPanel.CellChosen)
+    def _drill_down(self, message: ConfusionPanel.CellChosen) -> None:
+        """Enter on a matrix cell: the validation images of that cell, in Samples."""
+        if not self._applies(ENTRIES["samples"]):
+            return
+        cast(SamplesPanel, self.panels["samples"]).show_cell(message.true, message.predicted)
+        self.action_panel("samples")
+
+    @on(FeaturesPanel.UpdateRequested)
+    def _update_features(self) -> None:
+        self._request(FeatureMaps, "feature maps")
+
+    def action_test(self) -> None:
+        """Evaluate on the test split now (at the next batch boundary)."""
+        self._request(TestEvaluator, "test results")
+
+    def _request(self, kind: type[OnDemand], what: str) -> None:
+        """Ask the training thread for `what` at its next batch boundary."""
+        if self.recorded is not None:
+            self.notify("a recorded run shows what was recorded", timeout=3)
+            return
+        trainer = self._trainer()
+        if trainer is None:
+            return
+        callback = next((c for c in trainer.callbacks if isinstance(c, kind)), None)
+        if callback is None:
+            self.notify(f"this run has no {what}", severity="warning")
+            return
+        callback.request()
+        paused = " (paused: press n to run one batch)" if trainer.paused else ""
+        self.notify(f"{what} at the next batch{paused}", timeout=3)
 
     # -- the training worker (runs on its own thread; touches no widget) ---------------------
     def _train(self) -> None:

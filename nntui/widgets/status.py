@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from nnlib.events import TestResult
 from nnlib.states import RunStatus
 
 from ..plot import format_number, format_value
@@ -134,6 +135,10 @@ class StatusPanel(StatePanel):
                 line.append(format_number(last.val_loss), style="#e879f9")
             if last.val_accuracy is not None:
                 line.append(f" {last.val_accuracy:.1%}", style="#e879f9")
+        tested = state.latest("test")
+        if isinstance(tested, TestResult):  # the test split, at the end or on request
+            line.append("  │ test ", style="dim")
+            line.append(tested.scores().replace("accuracy ", ""), style="bold #facc15")
         if state.end is not None and state.end.error:
             line = Text(f"error: {state.end.error}", style="bold red")
         return line

@@ -1,0 +1,74 @@
+"""Images in a terminal: half-block characters, two pixels a cell (the upper one the
+character's colour, the lower its background), downsampled by block means to fit. Without
+colour, each cell is one shade of the mean of its two pixels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rich.style import Style
+from rich.text import Text
+
+SHADES = " ░▒▓█"
+
+
+def fit_factor(height: int, width: int, cols: int, rows: int) -> int:
+    """The smallest whole downsampling factor that fits an image into cols x rows cells."""
+    return max(1, math.ceil(width / max(cols, 1)), math.ceil(height / max(2 * rows, 1)))
+
+
+def downsample(image: np.ndarray, factor: int) -> np.ndarray:
+    """Block means over factor x factor pixels (edges padded by repetition); (H, W, C)."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    if factor <= 1:
+        return image
+    height, width = image.shape[:2]
+    pad_h, pad_w = -height % factor, -width % factor
+    image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    h, w = image.shape[0] // factor, image.shape[1] // factor
+    return image.reshape(h, factor, w, factor, -1).mean(axis=(1, 3))
+
+
+def halfblocks(image: np.ndarray, factor: int = 1, color: bool = True) -> Text:
+    """uint8-range pixels (H, W) or (H, W, C) as lines of half blocks, `factor` pixels a
+    pixel; three channels are drawn in colour, others as grey (their mean)."""
+    pixels = downsample(image, factor)
+    rgb = pixels if pixels.shape[2] == 3 else pixels.mean(axis=2, keepdims=True).repeat(3, 2)
+    rgb = np.clip(np.rint(rgb), 0, 255).astype(np.int64)
+    if len(rgb) % 2:
+        rgb = np.concatenate([rgb, np.zeros_like(rgb[:1])])
+    lines = []
+    for top, bottom in zip(rgb[0::2], rgb[1::2], strict=True):
+        line = Text()
+        for upper, lower in zip(top, bottom, strict=True):
+            if color:
+                line.append(
+                    "▀",
+                    Style(
+                        color=f"rgb({upper[0]},{upper[1]},{upper[2]})",
+                        bgcolor=f"rgb({lower[0]},{lower[1]},{lower[2]})",
+                    ),
+                )
+            else:
+                level = (int(upper.sum()) + int(lower.sum())) / (6 * 255)
+                line.append(SHADES[min(int(level * len(SHADES)), len(SHADES) - 1)])
+        lines.append(line)
+    return Text("\n").join(lines)
+
+
+def tile_row(tiles: list[Text], gap: int = 1) -> Text:
+    """Blocks of lines side by side, each padded to its own widest line."""
+    split = [tile.split("\n") for tile in tiles]
+    widths = [max((line.cell_len for line in lines), default=0) for lines in split]
+    rows = []
+    for index in range(max((len(lines) for lines in split), default=0)):
+        row = Text()
+        for lines, width in zip(split, widths, strict=True):
+            line = lines[index].copy() if index < len(lines) else Text()
+            line.pad_right(width - line.cell_len + gap)
+            row.append_text(line)
+        rows.append(row)
+    return Text("\n").join(rows)

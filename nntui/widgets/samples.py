@@ -1,0 +1,197 @@
+"""Samples: a gallery of validation images with their true and predicted labels and the
+model's confidence, wrong ones marked; filtered to all, the misclassified, the most
+confidently wrong, one true class, or one cell of the confusion matrix (its drill-down).
+
+The images come from the run directory's samples file (written once per run), the
+predictions from the latest 'samples' event, so a recorded run shows the same gallery.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from rich.text import Text
+from textual.binding import Binding
+from textual.reactive import reactive
+
+from nnlib.events import Samples
+
+from .panel import StatePanel, fit
+from .pixels import fit_factor, halfblocks, tile_row
+
+#: The filters, in the order the keys name them.
+FILTERS = ("all", "misclassified", "confidently wrong", "class", "cell")
+
+
+def select(
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    mode: str,
+    target: tuple[int, int] = (0, 0),
+) -> np.ndarray:
+    """Indices of the images a filter shows, in gallery order. `target` is the class
+    (first item) for "class", or (true, predicted) for "cell"; the most confidently wrong
+    come most confident first."""
+    wrong = labels != predicted
+    if mode == "misclassified":
+        return np.flatnonzero(wrong)
+    if mode == "confidently wrong":
+        index = np.flatnonzero(wrong)
+        return index[np.argsort(-confidence[index], kind="stable")]
+    if mode == "class":
+        return np.flatnonzero(labels == target[0])
+    if mode == "cell":
+        return np.flatnonzero((labels == target[0]) & (predicted == target[1]))
+    return np.arange(len(labels))
+
+
+class SampleFile:
+    """The samples file of a run, read once (it is written once per run)."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.images = np.zeros((0, 1, 1, 1), dtype=np.uint8)
+        self.labels = np.zeros(0, dtype=np.int64)
+        self.problem = ""
+
+    def load(self, path: Path) -> None:
+        if path == self.path:
+            return
+        self.path, self.problem = path, ""
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                images, labels = archive["images"], archive["labels"]
+            if images.dtype != np.uint8 or images.ndim != 4 or len(labels) != len(images):
+                raise ValueError(
+                    f"expected uint8 images (N, H, W, C) and N labels, got {images.dtype} "
+                    f"{images.shape} and {len(labels)} labels"
+                )
+            self.images, self.labels = images, labels.astype(np.int64)
+        except (OSError, ValueError, KeyError) as error:
+            self.images, self.labels = self.images[:0], self.labels[:0]
+            self.problem = f"cannot read {path}: {error}"
+
+
+class SamplesPanel(StatePanel, can_focus=True):
+    """The gallery, a page at a time."""
+
+    HELP: ClassVar[str] = (
+        "Validation images the model has not trained on, each with its true label, the "
+        "label the model predicts and how sure it is (the softmax probability of that "
+        "label). Wrong ones are marked ✗ in red. Keys: a all, x misclassified, c the most "
+        "confidently wrong, k one true class (again: the next), ←/→ pages; Enter on a cell "
+        "of the Matrix opens the images of that cell. Good: mistakes become rare and the "
+        "ones left are digits a person would hesitate over too. Bad: confident mistakes on "
+        "clear images (the model learned something else), or one class always wrong "
+        "(look at its row in the Matrix)."
+    )
+    INTERVAL = 0.5
+    BINDINGS = [
+        Binding("a", "filter('all')", "All", show=False),
+        Binding("x", "filter('misclassified')", "Misclassified", show=False),
+        Binding("c", "filter('confidently wrong')", "Confidently wrong", show=False),
+        Binding("k", "next_class", "One class", show=False),
+        Binding("left", "page(-1)", "Prev page", show=False),
+        Binding("right", "page(1)", "Next page", show=False),
+    ]
+    mode: reactive[str] = reactive("all")
+    target: reactive[tuple[int, int]] = reactive((0, 0))
+    page: reactive[int] = reactive(0)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.file = SampleFile()
+
+    def data_key(self) -> tuple[int, str]:
+        started = self.state.started
+        return id(self.state.latest("samples")), started.run_dir if started else ""
+
+    def options(self) -> tuple[str, tuple[int, int], int]:
+        return self.mode, self.target, self.page
+
+    def action_filter(self, mode: str) -> None:
+        self.mode, self.page = mode, 0
+
+    def action_next_class(self) -> None:
+        """One true class; pressed again, the next one."""
+        classes = max(len(self.state.started.class_names) if self.state.started else 0, 1)
+        self.target = ((self.target[0] + 1) % classes if self.mode == "class" else 0, 0)
+        self.mode, self.page = "class", 0
+
+    def action_page(self, offset: int) -> None:
+        self.page = max(0, self.page + offset)
+
+    def show_cell(self, true: int, predicted: int) -> None:
+        """The drill-down: the images of true class `true` predicted as `predicted`."""
+        self.mode, self.target, self.page = "cell", (true, predicted), 0
+
+    def _names(self) -> list[str]:
+        started = self.state.started
+        return list(started.class_names) if started else []
+
+    def draw(self, width: int, height: int) -> Text:
+        event = self.state.latest("samples")
+        started = self.state.started
+        if not isinstance(event, Samples) or started is None:
+            return Text("the gallery appears after the first epoch (image data)", style="dim")
+        self.file.load(Path(started.run_dir) / event.file)
+        if self.file.problem:
+            return Text(self.file.problem, style="red")
+        count = min(len(self.file.labels), len(event.predicted), len(event.confidence))
+        labels = self.file.labels[:count]
+        predicted = np.asarray(event.predicted[:count], dtype=np.int64)
+        confidence = np.asarray(event.confidence[:count], dtype=np.int64)
+        shown = select(labels, predicted, confidence, self.mode, self.target)
+        names = self._names() or [str(i) for i in range(int(labels.max(initial=0)) + 1)]
+
+        def name(index: int) -> str:
+            return names[index] if 0 <= index < len(names) else str(index)
+
+        image_h, image_w = self.file.images.shape[1:3]
+        # Tiles at half size (28x28 -> 14 cells by 7 lines) where two rows fit, else smaller.
+        factor = max(2, fit_factor(image_h, image_w, width, max((height - 3) // 2, 1)))
+        tile_w = max(-(-image_w // factor), 7)
+        tile_h = -(-image_h // factor // 2) + 1  # image lines and a caption
+        per_row = max(1, (width + 1) // (tile_w + 1))
+        rows = max(1, (height - 1) // tile_h)
+        per_page = per_row * rows
+        pages = max(1, -(-len(shown) // per_page))
+        page = min(self.page, pages - 1)
+        what = {
+            "class": f"true class {name(self.target[0])}",
+            "cell": f"true {name(self.target[0])}, predicted {name(self.target[1])}",
+        }.get(self.mode, self.mode)
+        title = fit(
+            width,
+            Text.assemble(
+                (f"validation, epoch {(event.epoch or 0) + 1}", "bold"),
+                f" · {what}: {len(shown):,} of {count:,} · page {page + 1}/{pages}",
+                ("   a all  x wrong  c confident  k class  ←→ page", "dim"),
+            ),
+            Text.assemble(
+                (f"validation, epoch {(event.epoch or 0) + 1}", "bold"),
+                f" · {what}: {len(shown):,} of {count:,} · {page + 1}/{pages}",
+            ),
+            Text.assemble(
+                (f"{what}: {len(shown):,} of {count:,}", "bold"), f" · {page + 1}/{pages}"
+            ),
+        )
+        if not len(shown):
+            return Text("\n").join([title, Text("no images here", style="dim")])
+        color = not self.app.no_color
+        lines = [title]
+        chosen = shown[page * per_page : (page + 1) * per_page]
+        for start in range(0, len(chosen), per_row):
+            tiles = []
+            for index in chosen[start : start + per_row]:
+                truth, guess = int(labels[index]), int(predicted[index])
+                tile = halfblocks(self.file.images[index], factor, color)
+                mark, style = ("✓", "green") if truth == guess else ("✗", "bold red")
+                caption = f"{mark}{name(truth)}→{name(guess)} {int(confidence[index])}%"
+                tile.append_text(Text("\n" + caption[:tile_w], style=style))
+                tiles.append(tile)
+            lines.append(tile_row(tiles))
+        return Text("\n").join(lines)

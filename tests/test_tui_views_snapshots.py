@@ -1,0 +1,69 @@
+"""SVG snapshots of the Samples and Features panels: the synthetic run of the other dashboard
+snapshots plus the samples, feature_maps and test events of a real, seeded LeNet-5 run on
+glyphs, its samples file placed where the synthetic run's directory says."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import LENET, classification_run, config
+
+from nnlib import runs
+from nnlib.callbacks.samples import FILE
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import setup
+from nntui import bridge as b
+from nntui.app import NNTui
+from nntui.screens.dashboard import DashboardScreen
+
+VIEWS = ("samples", "feature_maps", "test")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> tuple[Path, list]:
+    run_dir = tmp_path_factory.mktemp("views-snap") / "run"
+    setup(
+        ExperimentConfig(dataset="glyphs", epochs=2, subset=1000, seed=0, run_dir=str(run_dir))
+    ).fit()
+    return run_dir, [e for e in runs.read(run_dir) if e.type in VIEWS]
+
+
+@pytest.fixture
+def app(recorded, tmp_path, monkeypatch):
+    run_dir, views = recorded
+    snapshots = classification_run()
+    started = snapshots[0]
+    assert isinstance(started, b.RunStarted)
+    snapshots[0] = b.RunStarted(**{**started.__dict__, "input_shape": (28, 28, 1)})
+    monkeypatch.chdir(tmp_path)  # the synthetic run's directory is relative
+    (tmp_path / started.run_dir).mkdir(parents=True)
+    shutil.copy(run_dir / FILE, tmp_path / started.run_dir / FILE)
+    nntui = NNTui(config(dataset="glyphs", arch=LENET))
+
+    async def show(pilot) -> None:
+        await pilot.app.push_screen(DashboardScreen(nntui.config, replay=snapshots + views))
+        await pilot.pause()
+
+    return nntui, show
+
+
+def test_samples_misclassified_80x24(app, snap_compare):
+    nntui, show = app
+    assert snap_compare(nntui, terminal_size=(80, 24), run_before=show, press=["6", "x"])
+
+
+def test_samples_120x40(app, snap_compare):
+    nntui, show = app
+    assert snap_compare(nntui, terminal_size=(120, 40), run_before=show, press=["6", "c"])
+
+
+def test_features_80x24(app, snap_compare):
+    nntui, show = app
+    assert snap_compare(nntui, terminal_size=(80, 24), run_before=show, press=["7", "right"])
+
+
+def test_matrix_on_the_test_split_120x40(app, snap_compare):
+    nntui, show = app
+    assert snap_compare(nntui, terminal_size=(120, 40), run_before=show, press=["3", "t", "down"])
