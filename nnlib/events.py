@@ -797,6 +797,21 @@ class Boundary(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BoundaryPoints(Event):
+    """The data points under a run's boundary events, sent once at its start (they do not
+    change): `train` and `val` mark them over the boundary's box (their class, or "0"), and
+    `truth` is a surface's mean target per cell. Older logs carry these in every boundary."""
+
+    TYPE = "boundary_points"
+    train: list = field_of(_raster)
+    val: list | None = field_of(_raster, optional=True)
+    truth: list | None = field_of(_raster, optional=True)
+
+    def describe(self) -> str:
+        return f"boundary data points ({len(self.train[0])}x{len(self.train)})"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Diagnostic(Event):
     """Something in the run looks wrong: `kind` (loss_spike, loss_rising, exploding_gradients,
     vanishing_gradients, dead_relu, saturated, overfitting), a one-line explanation, a
