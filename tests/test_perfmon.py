@@ -71,7 +71,8 @@ def test_a_trainer_batch_takes_the_fast_path(
     """What Trainer._train_batch logs (numpy losses, NaN after a divergence) is never left to
     the slow path, and reads back as the same event."""
     logs = {"epoch": epoch, "batch": batch, "step": batch + 1, "size": 64, "loss": loss}
-    logs |= {"lr": lr, "momentum": 0.9, "accuracy": accuracy, "samples_per_sec": speed}
+    logs |= {"lr": lr, "momentum": 0.9, "nesterov": False, "batch_size": 64}
+    logs |= {"accuracy": accuracy, "samples_per_sec": speed}
     line = fast_line("batch", batch + 1, logs, when=when)
     assert line is not None
     assert line == make("batch", batch + 1, logs, when=when).line()
