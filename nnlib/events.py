@@ -225,9 +225,11 @@ class Event:
         for every line written and read: `dataclasses.fields` was a fifth of a line's cost)."""
         return _spec_of(cls)
 
-    @property
+    @functools.cached_property
     def data(self) -> dict[str, Any]:
-        """The fields as written: declared ones (an optional one only when set), then extra."""
+        """The fields as written: declared ones (an optional one only when set), then extra.
+        Made once per record (the run index reads a log's events through `get`): read it,
+        do not change it."""
         declared = {
             name: getattr(self, name)
             for name, (_, optional) in self.spec().items()
@@ -624,10 +626,10 @@ def fast_line(
 ) -> str | None:
     """Exactly the line `make(event_type, step, data, when).line()` writes, for an event whose
     declared fields are all numbers (batch, epoch) and whose values are plain ints, floats
-    (numpy's included), booleans, strings or None; None when this path does not apply, and the caller takes the
-    generic one, which also names whatever is wrong. It skips `plain`, the record and the
-    generic checks: a batch line cost 25 us that way and 6 us this way, per batch of every
-    run (tests/test_perfmon.py checks the two write the same line for random inputs)."""
+    (numpy's included), booleans, strings or None; None when this path does not apply, and
+    the caller takes the generic one, which also names whatever is wrong. It skips `plain`,
+    the record and the generic checks: a batch line cost 22 us that way and 8 us this way,
+    per batch of every run (tests/test_perfmon.py checks both write the same line)."""
     cls = Event.registry.get(event_type)
     flat = _flat_fields(cls) if cls is not None else None
     moment = round(_time.time(), 3) if when is None else when
