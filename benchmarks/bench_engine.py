@@ -38,6 +38,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -448,7 +449,11 @@ def speed_table(
 
 
 class HookTimer(nl.Callback):
-    """Wraps a callback and adds up the wall time spent inside its hooks."""
+    """Wraps a callback and adds up the wall time spent inside its hooks, less the time of
+    other timed hooks called from inside (the Monitor's emit runs the RunLogger's on_event:
+    counted once, for the logger)."""
+
+    _inside: ClassVar[list[HookTimer]] = []
 
     def __init__(self, inner: nl.Callback) -> None:
         self.inner, self.seconds = inner, 0.0
@@ -465,9 +470,17 @@ class HookTimer(nl.Callback):
 
     def _timed(self, hook: Callable[..., None]) -> Callable[..., None]:
         def call(*args: object) -> None:
+            outer = HookTimer._inside[-1] if HookTimer._inside else None
+            HookTimer._inside.append(self)
             start = time.perf_counter()
-            hook(*args)
-            self.seconds += time.perf_counter() - start
+            try:
+                hook(*args)
+            finally:
+                HookTimer._inside.pop()
+                spent = time.perf_counter() - start
+                self.seconds += spent
+                if outer is not None:
+                    outer.seconds -= spent
 
         return call
 

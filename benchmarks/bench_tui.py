@@ -1,9 +1,12 @@
 """How much the TUI costs: a benchmark to run by hand, not a timed test.
 
-    python benchmarks/bench_tui.py [--repeats 3] [--epochs 3]
+    python benchmarks/bench_tui.py [--repeats 5] [--epochs 3] [--spiral-epochs 300]
 
 Runs the real app (`python -m nntui --start`) in a pseudo-terminal of 120x40, the way a user
-over SSH sees it, and measures:
+over SSH sees it, with every view on (the wide layout: curves, layers, confusion, log and the
+view cell, which shows the Boundary for spirals; Monitor, Diagnostics and the Boundary view
+run in every run, headless too), on the default demo (glyphs, its default model) and on
+spirals (its default MLP), and measures for each:
 
 - training throughput under the TUI as a fraction of headless training of the same config,
   measured side by side in this one run (samples/s from the run logs, median of repeats);
@@ -35,10 +38,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (120, 40)
-LENET = (
-    "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
-    "dense(84) relu dense(10)"
-)
 
 
 class Terminal:
@@ -138,10 +137,7 @@ def under_tui(config_args: dict) -> tuple[float, float]:
         run_dir = Path(tmp) / "run"
         flags = [
             "--start",
-            "--dataset",
-            config_args["dataset"],
-            "--arch",
-            config_args["arch"],
+            *config_flags(config_args),
             "--epochs",
             str(config_args["epochs"]),
             "--seed",
@@ -158,17 +154,20 @@ def under_tui(config_args: dict) -> tuple[float, float]:
         return epoch_speed(run_dir), rate
 
 
+def config_flags(config_args: dict) -> list[str]:
+    """--dataset, and --arch when the config names one (else the dataset's default model)."""
+    arch = config_args.get("arch")
+    return ["--dataset", config_args["dataset"], *(["--arch", arch] if arch else [])]
+
+
 def latencies(config_args: dict, rounds: int) -> tuple[list[float], float]:
     """Key to visible change, in seconds, while training; and startup to first frame."""
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
         flags = [
-            "--dataset",
-            config_args["dataset"],
-            "--arch",
-            config_args["arch"],
+            *config_flags(config_args),
             "--epochs",
-            "1000",
+            "100000",
             "--run-dir",
             str(Path(tmp) / "run"),
         ]
@@ -195,34 +194,35 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=15, help="key-latency rounds (3 keys)")
-    args = parser.parse_args()
-    config = {"dataset": "glyphs", "arch": LENET, "epochs": args.epochs, "seed": 0}
+def report(name: str, config: dict, repeats: int, rounds: int) -> None:
+    """Throughput under the app against headless, measured alternately (median of
+    `repeats`), key-to-screen latency and terminal bytes/s for one config."""
     one, default, tui, rates = [], [], [], []
-    for repeat in range(args.repeats):
+    for repeat in range(repeats):
         one.append(headless(config, 1))
         speed, rate = under_tui(config)
         tui.append(speed)
         rates.append(rate)
         default.append(headless(config, None))
         print(
-            f"repeat {repeat + 1}: headless 1 BLAS thread {one[-1]:,.0f}  TUI {tui[-1]:,.0f}  "
-            f"headless default threads {default[-1]:,.0f} samples/s  "
-            f"terminal {rate / 1000:.1f} kB/s",
+            f"{name} repeat {repeat + 1}: headless 1 BLAS thread {one[-1]:,.0f}  TUI "
+            f"{tui[-1]:,.0f}  headless default threads {default[-1]:,.0f} samples/s  "
+            f"terminal {rate / 1000:.1f} kB/s  (load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
-    keys, startup = latencies(config, args.rounds)
+    keys, startup = latencies(config, rounds)
     print()
-    print(f"config: glyphs, LeNet-5, {args.epochs} epochs, batch 64, terminal {SIZE[0]}x{SIZE[1]}")
+    arch = config.get("arch") or "its default model"
+    print(
+        f"config: {name}: {config['dataset']}, {arch}, {config['epochs']} epochs, terminal "
+        f"{SIZE[0]}x{SIZE[1]}, every view on"
+    )
+    ratios = [t / o for t, o in zip(tui, one, strict=True)]
     print(
         f"throughput under the TUI: {statistics.median(tui):,.0f} samples/s = "
-        f"{statistics.median(tui) / statistics.median(one):.0%} of headless with one BLAS "
-        f"thread ({statistics.median(one):,.0f}); headless with default BLAS threads: "
-        f"{statistics.median(default):,.0f}"
+        f"{statistics.median(ratios):.0%} of headless with one BLAS thread (median of "
+        f"{repeats} paired runs; headless {statistics.median(one):,.0f}); headless with "
+        f"default BLAS threads: {statistics.median(default):,.0f}"
     )
     print(
         f"key to visible change while training: p50 {percentile(keys, 50) * 1000:.0f} ms, "
@@ -231,6 +231,24 @@ def main() -> None:
     )
     print(f"startup to first frame: {startup * 1000:.0f} ms")
     print(f"terminal output while training: {statistics.median(rates) / 1000:.1f} kB/s")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (2 cores)\n", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the default demo")
+    parser.add_argument("--spiral-epochs", type=int, default=300, help="epochs of spirals")
+    parser.add_argument("--rounds", type=int, default=15, help="key-latency rounds (3 keys)")
+    parser.add_argument("--only", choices=("demo", "spirals"), help="one config only")
+    args = parser.parse_args()
+    configs = {
+        "demo": {"dataset": "glyphs", "epochs": args.epochs, "seed": 0},
+        "spirals": {"dataset": "spirals", "epochs": args.spiral_epochs, "seed": 0},
+    }
+    for name, config in configs.items():
+        if args.only in (None, name):
+            report(name, config, args.repeats, args.rounds)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from .events import (  # noqa: F401 (re-exported: the run-log API as it was)
     EventError,
     decode,
     encode,
+    fast_line,
     make,
 )
 from .events import plain as _plain
@@ -418,7 +419,8 @@ class RunLogger(Callback):
     def _write(self, event_type: str, step: int, data: dict[str, Any]) -> None:
         if self._handle is None:
             return
-        self._handle.write(make(event_type, step, data).line())
+        line = fast_line(event_type, step, data) or make(event_type, step, data).line()
+        self._handle.write(line)
         self._handle.flush()
         if self._lock is not None:
             self._lock.beat()

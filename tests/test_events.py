@@ -59,6 +59,7 @@ SAMPLES = {
                  "confidence": ["0z", "Z_"], "train": ["..", "1."], "epoch": 0,
                  "neurons": [{"layer": "dense_1", "units": [{"map": ["0"], "scale": 1.5,
                                                              "bias": -0.5, "weights": [1, -2]}]}]},
+    "boundary_points": {"train": ["..", "1."], "val": ["0.", ".."]},
     "warning": {"kind": "dead_relu", "message": "relu_1: 80% dead", "suggestion": "lower lr",
                 "layer": "relu_1", "value": 0.8, "epoch": 2},
     "samples": {"file": "samples.npz", "predicted": [3, 1], "confidence": [97, 40], "epoch": 0},

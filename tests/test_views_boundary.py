@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nnlib import events
-from nnlib.callbacks.boundary import BoundaryView
+from nnlib.callbacks.boundary import POINT_FIELDS, BoundaryView
 from nnlib.losses import loss_for
 from nnlib.optimizers import make_optimizer
 from nnlib.spec import build
@@ -40,12 +40,20 @@ def _view(trainer: Trainer, x: np.ndarray, y: np.ndarray, grid: int = 8) -> Boun
     return view
 
 
+def _shown(view: BoundaryView, trainer: Trainer) -> dict:
+    """A view's fields with its run's data points (sent once, in 'boundary_points')."""
+    return {
+        **view.compute(trainer),
+        **{k: view._fixed[k] for k in POINT_FIELDS if k in view._fixed},
+    }
+
+
 def test_a_hand_set_linear_classifier_gives_exactly_its_half_plane():
     trainer = _trainer("dense(2)", 2)
     dense = trainer.model.layers[0]
     dense.params["W"].value[:] = [[0.0, 4.0], [0.0, 0.0]]  # class 1 where x > 0
     dense.params["b"].value[:] = 0.0
-    fields = _view(trainer, CORNERS, np.array([0, 1, 0, 1])).compute(trainer)
+    fields = _shown(_view(trainer, CORNERS, np.array([0, 1, 0, 1])), trainer)
     assert fields["kind"] == "classes"
     assert fields["predicted"] == ["00001111"] * 8
     assert fields["lo"] == pytest.approx([-1.2, -1.2]) and fields["hi"] == pytest.approx([1.2, 1.2])
@@ -83,7 +91,7 @@ def test_a_1d_regression_gives_the_fitted_curve_and_2d_the_surface_with_its_trut
     dense = trainer.model.layers[0]
     dense.params["W"].value[:] = 1.0  # y = x
     dense.params["b"].value[:] = 0.0
-    fields = _view(trainer, x, x.copy(), grid=16).compute(trainer)
+    fields = _shown(_view(trainer, x, x.copy(), grid=16), trainer)
     assert fields["kind"] == "curve" and len(fields["predicted"]) == 1
     curve = fields["predicted"][0]
     assert len(curve) == 16 and levels(curve) == sorted(levels(curve))  # rising, like y = x
@@ -91,7 +99,7 @@ def test_a_1d_regression_gives_the_fitted_curve_and_2d_the_surface_with_its_trut
     assert len(fields["train"]) == 32 and marked == sorted(marked, reverse=True)  # y = x
     xy = np.random.default_rng(0).uniform(-1, 1, (400, 2)).astype(np.float32)
     trainer = _trainer("dense(1)", 2, "regression")
-    fields = _view(trainer, xy, xy[:, :1] + xy[:, 1:], grid=16).compute(trainer)
+    fields = _shown(_view(trainer, xy, xy[:, :1] + xy[:, 1:], grid=16), trainer)
     assert fields["kind"] == "surface" and len(fields["predicted"]) == 16
     assert len(fields["truth"]) == 8 and len(fields["truth"][0]) == 8
     assert level(fields["truth"][-1][0]) < level(

@@ -6,10 +6,17 @@ class and its confidence per cell (classification), the predicted surface beside
 target per cell (2-D regression), or the fitted curve (1-D regression); the data points as
 rasters; and, for hidden Dense layers of up to 16 units, each unit's own activation over the
 plane (TensorFlow Playground's neurons). Rasters are strings, one character per cell
-(`nnlib.events.RASTER_ALPHABET`): a 48x48 grid is about 2.5 kB a raster.
+(`nnlib.events.RASTER_ALPHABET`): a 48x48 grid is about 2.5 kB a raster. The data points (and
+a surface's mean target) do not change during a run: they are sent once, at its start, in a
+'boundary_points' event, not in every 'boundary' event.
 
-How often: at the first step, at every epoch end, and between them every N steps, with N
-chosen from measured times so that the view costs at most `budget` (3%) of training time.
+How often: at the first step; between epoch ends every N steps, with N chosen from measured
+times so that the view costs at most `budget` (3%) of training time; at an epoch end when
+the views so far plus this one stay within `budget` of the run's wall time — always at the
+first and the last epoch end, and at least every REFRESH_SECONDS (2 s) of wall time — so
+that tiny epochs (spirals: about 10 ms) are not drawn at every end; and once more as the
+run ends if it stopped after the last view. A view's cost is measured with the emitting
+(the run log and the app's bridge), not the forward pass alone.
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ CURVE_ROWS = 32
 THUMBNAIL = 16
 #: Incoming weights are sent per neuron when a unit has at most this many.
 MAX_FAN_IN = 64
+#: Seconds of wall time after which an epoch end always gets a view, whatever it costs.
+REFRESH_SECONDS = 2.0
+#: What 'boundary_points' carries (what `_static` computes once per run).
+POINT_FIELDS = ("train", "val", "truth")
 
 
 _CODES = np.frombuffer((RASTER_ALPHABET + RASTER_EMPTY).encode("ascii"), dtype=np.uint8)
@@ -108,6 +119,10 @@ class BoundaryView(Callback):
         self.applies = False
         self.next_step = 0
         self.cost = 0.0  # seconds one view took (the latest measurement)
+        self.spent = 0.0  # seconds all views of this run took
+        self._began = 0.0  # perf_counter at the run's start
+        self._shown_at = 0.0  # perf_counter at the latest view
+        self._shown_step = -1  # global step of the latest view
         self._step_seconds = 0.0  # moving average of a training step's wall time
         self._last_batch_end: float | None = None
         self._fixed: dict[str, Any] = {}
@@ -118,8 +133,12 @@ class BoundaryView(Callback):
         self.applies = len(shape) == 1 and shape[0] in (1, 2) and len(self.x) > 0
         if not self.applies:
             return
+        self._began = time.perf_counter()
+        self.spent = 0.0
         self._fixed = self._static(trainer)
         self._last_batch_end = None
+        points = {key: self._fixed[key] for key in POINT_FIELDS if key in self._fixed}
+        trainer.emit("boundary_points", **points)
         self._emit(trainer)
 
     def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
@@ -139,9 +158,16 @@ class BoundaryView(Callback):
         self._last_batch_end = time.perf_counter()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
-        if self.applies:
+        if not self.applies:
+            return
+        edge = epoch == 0 or epoch + 1 >= trainer.epochs or trainer.stop_training
+        if edge or self.epoch_due(time.perf_counter()):
             self._emit(trainer, epoch=epoch)
-            self._last_batch_end = None  # validation time is not a training step
+        self._last_batch_end = None  # validation time is not a training step
+
+    def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+        if self.applies and self._shown_step != trainer.global_step:
+            self._emit(trainer, epoch=trainer.epoch)  # stopped after the latest view
 
     # -- the view --------------------------------------------------------------------------
     def every(self) -> int:
@@ -150,13 +176,24 @@ class BoundaryView(Callback):
             return 1
         return max(1, math.ceil(self.cost / (self.budget * self._step_seconds)))
 
+    def epoch_due(self, now: float) -> bool:
+        """Whether an epoch end at `now` (perf_counter) gets a view: when the views so far
+        and one more stay within `budget` of the wall time since the run began, or when the
+        latest view is REFRESH_SECONDS old."""
+        if now - self._shown_at >= REFRESH_SECONDS:
+            return True
+        return self.spent + self.cost <= self.budget * (now - self._began)
+
     def _emit(self, trainer: Trainer, epoch: int | None = None) -> None:
         began = time.perf_counter()
         fields = self.compute(trainer)
         if epoch is not None:
             fields["epoch"] = epoch
         trainer.emit("boundary", **fields)
-        self.cost = time.perf_counter() - began
+        self._shown_at = time.perf_counter()
+        self.cost = self._shown_at - began
+        self.spent += self.cost
+        self._shown_step = trainer.global_step
         self.next_step = trainer.global_step + self.every()
 
     def _static(self, trainer: Trainer) -> dict[str, Any]:
@@ -265,9 +302,7 @@ class BoundaryView(Callback):
             model.train(was_training)
         shape = fixed["shape"]
         fields: dict[str, Any] = {
-            key: fixed[key]
-            for key in ("kind", "lo", "hi", "train", "val", "truth", "vmin", "vmax")
-            if key in fixed
+            key: fixed[key] for key in ("kind", "lo", "hi", "vmin", "vmax") if key in fixed
         }
         out = np.asarray(out, dtype=np.float64)
         if fixed["kind"] == "classes":

@@ -12,6 +12,7 @@ classes differ by glyph and confidence by weight (dim, plain, bold).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -20,7 +21,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 
-from nnlib.events import RASTER_ALPHABET, Boundary
+from nnlib.events import RASTER_ALPHABET, Boundary, BoundaryPoints
 
 from .panel import StatePanel, fit, side_by_side
 
@@ -169,12 +170,19 @@ class BoundaryPanel(StatePanel):
     def options(self) -> tuple[object, ...]:
         return self.validation, self.discrete, self.truth, self.neurons, self.selected
 
-    def data_key(self) -> tuple[int]:
-        return (id(self.state.latest("boundary")),)
+    def data_key(self) -> tuple[int, int]:
+        return id(self.state.latest("boundary")), id(self.state.latest("boundary_points"))
 
     def _event(self) -> Boundary | None:
+        """The latest boundary with the run's data points, which come once in their own
+        'boundary_points' event (older logs carry them in every boundary)."""
         event = self.state.latest("boundary")
-        return event if isinstance(event, Boundary) else None
+        if not isinstance(event, Boundary):
+            return None
+        points = self.state.latest("boundary_points")
+        if isinstance(points, BoundaryPoints) and event.train is None:
+            event = replace(event, train=points.train, val=points.val, truth=points.truth)
+        return event
 
     # -- drawing ---------------------------------------------------------------------------
     def draw(self, width: int, height: int) -> Text:
