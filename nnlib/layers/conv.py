@@ -19,6 +19,7 @@ weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +30,9 @@ from . import _windows as win
 from .base import Layer, Param, Shape, SpecArg
 
 #: The kernels each pass can use.
-FORWARD_KERNELS = ("im2col", "shift")
-INPUT_GRAD_KERNELS = ("col2im", "shift")
-WEIGHT_GRAD_KERNELS = ("im2col", "shift")
+FORWARD_KERNELS = ("im2col", "shift", "chunked")
+INPUT_GRAD_KERNELS = ("col2im", "shift", "chunked")
+WEIGHT_GRAD_KERNELS = ("im2col", "shift", "chunked")
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class Kernels:
                 )
 
     @property
-    def uses_shift(self) -> bool:
-        return "shift" in (self.forward, self.input_grad, self.weight_grad)
+    def uses_grid(self) -> bool:
+        """Whether a pass works on the padded grid (shift or chunked), which needs stride 1."""
+        return bool({"shift", "chunked"} & {self.forward, self.input_grad, self.weight_grad})
 
 
 #: The shift kernels compute every row of the padded grid; beyond this many grid rows per
@@ -67,6 +69,8 @@ SHIFT_MAX_WASTE = 1.5
 #: 42.4 ms, weight gradient 44.6 vs 28.2, input gradient 38 vs 93), and the kh*kw-times
 #: larger im2col matrix (75 MiB there) is not kept.
 SHIFT_MIN_CHANNELS = 16
+#: The chunked kernel's im2col block: about the 1 MiB L2 of a core here.
+CHUNK_BYTES = 1 << 20
 
 
 def choose_kernels(
@@ -182,9 +186,9 @@ class Conv2D(Layer):
     def selected_kernels(self, input_shape: Shape) -> Kernels:
         """`kernels` if forced (stride 1 for shift), else the rule's choice for the shape."""
         if self.kernels is not None:
-            if self.kernels.uses_shift and self._stride != (1, 1):
+            if self.kernels.uses_grid and self._stride != (1, 1):
                 raise ValueError(
-                    f"{self.name or 'Conv2D'}: the shift kernel needs stride 1, "
+                    f"{self.name or 'Conv2D'}: the shift and chunked kernels need stride 1, "
                     f"got stride {self._stride}"
                 )
             return self.kernels
@@ -221,6 +225,8 @@ class Conv2D(Layer):
         self._cols = None
         if self._active.forward == "shift":
             return self._shift_forward(padded, kernel, bias)
+        if self._active.forward == "chunked":
+            return self._chunked_forward(padded, kernel, bias)
         self._cols = self._im2col(padded)
         weights = np.concatenate([kernel.reshape(-1, self.filters), bias[None]])
         return (self._cols @ weights).reshape(x.shape[0], *self._out, self.filters)
@@ -228,21 +234,29 @@ class Conv2D(Layer):
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         kernel, bias = self.params["W"], self.params["b"]
         grad2d = grad.reshape(-1, self.filters)
-        shift_input = need_input_grad and self._active.input_grad == "shift"
-        if shift_input or self._active.weight_grad == "shift":
+        grid_input = need_input_grad and self._active.input_grad != "col2im"
+        if grid_input or self._active.weight_grad != "im2col":
             grid = self._grid_gradient(grad)
-        if self._active.weight_grad == "shift":
-            self._shift_weight_grad(grid, grad2d, kernel.grad, bias.grad)
-        else:
+        if self._active.weight_grad == "im2col":
             if self._cols is None:
                 self._cols = self._im2col(self._padded)
             grads = self._cols.T @ grad2d  # dL/dW and, from the ones column, dL/db
             kernel.grad[...] = grads[:-1].reshape(kernel.grad.shape)
             bias.grad[...] = grads[-1]
+        else:
+            if self._active.weight_grad == "shift":
+                self._shift_weight_grad(grid, kernel.grad)
+            else:
+                self._chunked_weight_grad(grid, kernel.grad)
+            # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several
+            # times slower.
+            bias.grad[...] = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
         if not need_input_grad:
             return None
         if self._active.input_grad == "shift":
             return win.crop(self._shift_input_grad(grid, kernel.value), self._pad)
+        if self._active.input_grad == "chunked":
+            return win.crop(self._chunked_input_grad(kernel.value), self._pad)
         return win.crop(self._col2im(grad2d @ kernel.value.reshape(-1, self.filters).T), self._pad)
 
     # -- buffers and the shift kernel -----------------------------------------------------
@@ -299,16 +313,88 @@ class Conv2D(Layer):
                     target[s + start : s + stop] += product
 
     def _grid_gradient(self, grad: np.ndarray) -> np.ndarray:
-        """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins."""
+        """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins.
+
+        The buffer starts with `_lead()` more zero rows, so the chunked input gradient can
+        read it as a forward correlation (see `_chunked_input_grad`)."""
         n, height, width, _ = self._padded.shape
-        grid = self._buffer("grid_grad", (n * height * width, self.filters), grad.dtype)
+        lead = self._lead()
+        full = self._buffer("grid_grad", (lead + n * height * width, self.filters), grad.dtype)
+        grid = full[lead:]
         valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
         valid[...] = grad  # the margins stay zero from the allocation
         return grid
 
-    def _shift_weight_grad(
-        self, grid: np.ndarray, grad2d: np.ndarray, kernel_grad: np.ndarray, bias_grad: np.ndarray
-    ) -> None:
+    def _lead(self) -> int:
+        """The flat shift of the last kernel offset: rows (kh-1)*Wp + kw-1."""
+        return (self._kernel[0] - 1) * self._padded.shape[2] + self._kernel[1] - 1
+
+    # -- the chunked kernel: im2col in L2-sized blocks of grid rows ---------------------------
+    def _blocks(self, source: np.ndarray, rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, block) over grid rows [0, rows) of the flat, C-contiguous `source`
+        (one row of C values per grid cell): block[r - start] is the receptive field of
+        row r, (kh, kw, C) flattened. On the flat grid a kernel row's kw cells are kw*C
+        contiguous values, so each block is filled by kh copies of overlapping row windows.
+        Blocks of about CHUNK_BYTES stay in L2 for their GEMM; the buffer is reused."""
+        kh, kw = self._kernel
+        width, channels = self._padded.shape[2], source.shape[1]
+        run = kw * channels
+        chunk = max(16, min(rows, CHUNK_BYTES // (kh * run * source.itemsize)))
+        block = self._buffer(f"block_{channels}", (chunk, kh * run), source.dtype)
+        for start in range(0, rows, chunk):
+            stop = min(start + chunk, rows)
+            for i in range(kh):
+                window = np.lib.stride_tricks.as_strided(
+                    source[start + i * width :],
+                    shape=(stop - start, run),
+                    strides=source.strides,
+                    writeable=False,
+                )
+                np.copyto(block[: stop - start, i * run : (i + 1) * run], window)
+            yield start, stop, block[: stop - start]
+
+    def _chunked_forward(
+        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray
+    ) -> np.ndarray:
+        n, height, width, channels = padded.shape
+        flat = padded.reshape(-1, channels)
+        grid = self._buffer("grid_out", (n * height * width, self.filters), padded.dtype)
+        weights = kernel.reshape(-1, self.filters)
+        for start, stop, block in self._blocks(flat, flat.shape[0] - self._lead()):
+            out = grid[start:stop]
+            np.matmul(block, weights, out=out)
+            out += bias  # in cache, unlike a pass over the whole output
+        valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
+        return valid.copy()
+
+    def _chunked_weight_grad(self, grid: np.ndarray, kernel_grad: np.ndarray) -> None:
+        """dL/dW = sum over blocks of block.T @ dL/d(output) rows: K = the block's rows."""
+        flat = self._padded.reshape(-1, self._padded.shape[3])
+        total = self._buffer(
+            "dw_total", (kernel_grad.size // self.filters, self.filters), grid.dtype
+        )
+        part = self._buffer("dw_part", total.shape, grid.dtype)
+        total[...] = 0
+        for start, stop, block in self._blocks(flat, flat.shape[0] - self._lead()):
+            np.matmul(block.T, grid[start:stop], out=part)
+            total += part
+        kernel_grad[...] = total.reshape(kernel_grad.shape)
+
+    def _chunked_input_grad(self, kernel: np.ndarray) -> np.ndarray:
+        """dL/dx on the grid as a forward correlation of the output gradient with the kernel
+        flipped in space and transposed in channels: dx[q] = sum over (i, j) of
+        G[q - i*Wp - j] @ W[i, j].T, and with `_lead()` zero rows before G that is
+        G'[q + i'*Wp + j'] @ W[kh-1-i', kw-1-j'].T. One GEMM per block with K = kh*kw*F,
+        no scatter."""
+        n, height, width, channels = self._padded.shape
+        full = self._buffers["grid_grad"]
+        flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, channels)
+        dx = np.empty((n * height * width, channels), full.dtype)
+        for start, stop, block in self._blocks(full, n * height * width):
+            np.matmul(block, flipped, out=dx[start:stop])
+        return dx.reshape(self._padded.shape)
+
+    def _shift_weight_grad(self, grid: np.ndarray, kernel_grad: np.ndarray) -> None:
         width = self._padded.shape[2]
         flat = self._padded.reshape(-1, self._padded.shape[3])
         kh, kw = self._kernel
@@ -317,8 +403,6 @@ class Conv2D(Layer):
             for j in range(kw):
                 s = i * width + j
                 np.matmul(flat[s : s + span].T, grid[:span], out=kernel_grad[i, j])
-        # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several times slower.
-        bias_grad[...] = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
 
     def _shift_input_grad(self, grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         n, height, width, channels = self._padded.shape
