@@ -144,7 +144,9 @@ def test_unknown_kernel_name_is_refused():
         # 1.96 grid rows per output row: im2col throughout.
         ("conv(6,5,pad=2)", (28, 28, 1), Kernels("im2col", "shift", "im2col")),
         ("conv(16,5)", (14, 14, 6), Kernels()),
-        ("conv(32,3,pad=same)", (32, 32, 32), Kernels("shift", "shift", "shift")),
+        ("conv(32,3,pad=same)", (32, 32, 32), Kernels("chunked", "chunked", "chunked")),
+        ("conv(64,3,pad=same)", (16, 16, 32), Kernels("chunked", "chunked", "chunked")),
+        ("conv(16,3,pad=same)", (16, 16, 31), Kernels("shift", "shift", "shift")),
         ("conv(16,3)", (26, 26, 16), Kernels("shift", "shift", "shift")),
         ("conv(16,3,stride=2)", (26, 26, 16), Kernels()),
     ],
@@ -166,6 +168,8 @@ def test_cache_size_counts_what_the_kernels_keep():
     assert forced_im2col == grid * 32 + 32 * 32 * (9 * 32 + 1)
     assert by_rule == grid * 32 * 4  # padded input, grid output, grid gradient, grid dL/dx
     assert forced_im2col > 2 * by_rule
+    layer.kernels = Kernels("shift", "shift", "shift")
+    assert layer.cache_size(shape) == by_rule  # chunked keeps what shift keeps
 
 
 # -- ReLU fused into the max-pool that follows ---------------------------------------------

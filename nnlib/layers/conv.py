@@ -1,4 +1,4 @@
-"""2-D convolution, channels-last, with two kernels per pass chosen by shape.
+"""2-D convolution, channels-last, with three kernels per pass chosen by shape.
 
 im2col: forward copies every receptive field into a row of an (N*Ho*Wo, kh*kw*C) matrix and
 multiplies by the kernel reshaped to (kh*kw*C, F); backward reuses that matrix for dL/dW and
@@ -12,6 +12,11 @@ valid output (the right and bottom margins) are computed and thrown away. dL/dW[
 dL/dx are the same shifted GEMMs transposed. It wins when C is large (the im2col copy is
 kh*kw times the input) and the margins are small; it loses on few channels (K = C GEMMs are
 inefficient) and small maps with big kernels (LeNet's 5x5 on 14x14 computes 2x the rows).
+
+chunked (stride 1 only): im2col on the same flat grid, one L2-sized block of rows at a time
+(K = kh*kw*C, one GEMM per block, the block buffer reused), so the matrix is never whole;
+the input gradient is the same forward correlation of the output gradient with the flipped
+kernel. It beats shift's K = C GEMMs from 32 channels on, by more with 2 BLAS threads.
 
 `choose_kernels` picks, from the shape alone, one kernel per pass (forward, input gradient,
 weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on every path.
@@ -71,6 +76,11 @@ SHIFT_MAX_WASTE = 1.5
 SHIFT_MIN_CHANNELS = 16
 #: The chunked kernel's im2col block: about the 1 MiB L2 of a core here.
 CHUNK_BYTES = 1 << 20
+#: From this many input channels (K = 9*32 = 288 for 3x3) one GEMM per block beats shift's
+#: kh*kw GEMMs with K = C: VGG-style batches of 64, 7 alternating runs, load 3.8: 1 thread
+#: 0.93x, 2 threads 0.69x of the shift time; with 16 channels chunked was 1.12x (1 thread)
+#: and 0.92x (2 threads), so 16-31 channels keep shift.
+CHUNKED_MIN_CHANNELS = 32
 
 
 def choose_kernels(
@@ -79,7 +89,8 @@ def choose_kernels(
     """The kernels for a layer of this shape, by a rule from measurements (1 thread, batch
     64; benchmarks/README.md): shift needs stride 1 and little waste; then its input
     gradient always beats col2im (28x28x1 5x5: 0.7 vs 3.4 ms; 26x26x16 3x3: 2.8 vs 15.8 ms),
-    and its forward and weight gradient from SHIFT_MIN_CHANNELS input channels on."""
+    and its forward and weight gradient from SHIFT_MIN_CHANNELS input channels on; from
+    CHUNKED_MIN_CHANNELS on, the chunked kernel does all three passes."""
     if stride != (1, 1):
         return Kernels()
     top, bottom, left, right = pads
@@ -89,6 +100,8 @@ def choose_kernels(
     )
     if grid > SHIFT_MAX_WASTE * out:
         return Kernels()
+    if input_shape[2] >= CHUNKED_MIN_CHANNELS:
+        return Kernels("chunked", "chunked", "chunked")
     if input_shape[2] >= SHIFT_MIN_CHANNELS:
         return Kernels("shift", "shift", "shift")
     return Kernels(input_grad="shift")
@@ -198,8 +211,9 @@ class Conv2D(Layer):
     def cache_size(self, input_shape: Shape) -> int:
         """What the selected kernels keep per sample: the padded input with padding, the
         im2col matrix (one row per output position, with the ones column) when a pass uses
-        it, and for shift the grid-sized output, gradient and input-gradient buffers (the
-        chunked partial products are bounded at 256 KiB, whatever the batch)."""
+        it, and for shift and chunked the grid-sized output, gradient and input-gradient
+        buffers (partial products and im2col blocks are bounded at 256 KiB and CHUNK_BYTES,
+        whatever the batch)."""
         kernels = self.selected_kernels(input_shape)
         out_h, out_w, filters = self.compute_output_shape(input_shape)
         top, bottom, left, right = self._pad
@@ -208,11 +222,11 @@ class Conv2D(Layer):
         size = grid * channels if top + bottom + left + right else 0
         if "im2col" in (kernels.forward, kernels.weight_grad):
             size += out_h * out_w * (self._kernel[0] * self._kernel[1] * channels + 1)
-        if kernels.forward == "shift":
+        if kernels.forward != "im2col":
             size += grid * filters
-        if "shift" in (kernels.input_grad, kernels.weight_grad):
+        if kernels.input_grad != "col2im" or kernels.weight_grad != "im2col":
             size += grid * filters  # the output gradient placed on the grid
-        if kernels.input_grad == "shift":
+        if kernels.input_grad != "col2im":
             size += grid * channels  # dL/dx on the grid, cropped by a view
         return size
 
