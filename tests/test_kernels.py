@@ -124,13 +124,16 @@ def test_shift_kernel_refuses_a_stride_with_a_clear_message():
     layer = nl.Conv2D(2, 3, stride=2, name="conv_3")
     layer.kernels = Kernels(forward="shift")
     with pytest.raises(
-        ValueError, match=r"conv_3: the shift kernel needs stride 1, got stride \(2, 2\)"
+        ValueError,
+        match=r"conv_3: the shift and chunked kernels need stride 1, got stride \(2, 2\)",
     ):
         layer.build((8, 8, 2), np.random.default_rng(0))
 
 
 def test_unknown_kernel_name_is_refused():
-    with pytest.raises(ValueError, match=r"forward must be one of im2col, shift, got 'winograd'"):
+    with pytest.raises(
+        ValueError, match=r"forward must be one of im2col, shift, chunked, got 'winograd'"
+    ):
         Kernels(forward="winograd")
 
 
@@ -141,7 +144,9 @@ def test_unknown_kernel_name_is_refused():
         # 1.96 grid rows per output row: im2col throughout.
         ("conv(6,5,pad=2)", (28, 28, 1), Kernels("im2col", "shift", "im2col")),
         ("conv(16,5)", (14, 14, 6), Kernels()),
-        ("conv(32,3,pad=same)", (32, 32, 32), Kernels("shift", "shift", "shift")),
+        ("conv(32,3,pad=same)", (32, 32, 32), Kernels("chunked", "chunked", "chunked")),
+        ("conv(64,3,pad=same)", (16, 16, 32), Kernels("chunked", "chunked", "chunked")),
+        ("conv(16,3,pad=same)", (16, 16, 31), Kernels("shift", "shift", "shift")),
         ("conv(16,3)", (26, 26, 16), Kernels("shift", "shift", "shift")),
         ("conv(16,3,stride=2)", (26, 26, 16), Kernels()),
     ],
@@ -163,6 +168,8 @@ def test_cache_size_counts_what_the_kernels_keep():
     assert forced_im2col == grid * 32 + 32 * 32 * (9 * 32 + 1)
     assert by_rule == grid * 32 * 4  # padded input, grid output, grid gradient, grid dL/dx
     assert forced_im2col > 2 * by_rule
+    layer.kernels = Kernels("shift", "shift", "shift")
+    assert layer.cache_size(shape) == by_rule  # chunked keeps what shift keeps
 
 
 # -- ReLU fused into the max-pool that follows ---------------------------------------------
@@ -275,3 +282,44 @@ def test_validation_predicts_in_batches_of_the_fastest_size():
     out = model.predict(x)
     assert PREDICT_BATCH == 64 and sizes == [64, 64, 22]
     np.testing.assert_array_equal(out, forward(x))
+
+
+# -- the chunked kernel in several blocks (issue 13, perfconv) ------------------------------
+
+
+@pytest.mark.parametrize("case", STRIDE1_CASES, ids=_ids)
+def test_chunked_kernel_in_many_blocks_matches_reference(case, monkeypatch):
+    """With a tiny block budget every pass runs over several blocks (16 rows each, the
+    floor), so block boundaries and the last, shorter block are checked; two batches
+    check the reused block and the zero lead rows of the gradient grid."""
+    import nnlib.layers.conv as conv
+
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
+    shape, _, kernel, padding = case
+    rng = np.random.default_rng(15)
+    layer = _conv(case, Kernels("chunked", "chunked", "chunked"), rng)
+    pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
+    weights, bias = layer.params["W"].value.copy(), layer.params["b"].value.copy()
+    for _ in range(2):
+        x = rng.standard_normal(shape)
+        out = layer.forward(x)
+        np.testing.assert_allclose(
+            out, ref.conv2d_forward(x, weights, bias, (1, 1), pads), rtol=RTOL, atol=ATOL
+        )
+        dout = rng.standard_normal(out.shape)
+        dx = layer.backward(dout)
+        dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, weights, (1, 1), pads, dout)
+        np.testing.assert_allclose(dx, dx_ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
+    assert layer._buffers["block_" + str(shape[3])].shape[0] == 16
+
+
+def test_chunked_gradcheck_in_many_blocks(monkeypatch):
+    import nnlib.layers.conv as conv
+
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
+    layer = nl.Conv2D(3, 3, padding="same", name="conv")
+    layer.kernels = Kernels("chunked", "chunked", "chunked")
+    result = gradcheck(layer, np.random.default_rng(16).standard_normal((2, 5, 6, 2)))
+    assert result.max_error < 1e-6, str(result)

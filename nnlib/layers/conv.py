@@ -1,4 +1,4 @@
-"""2-D convolution, channels-last, with two kernels per pass chosen by shape.
+"""2-D convolution, channels-last, with three kernels per pass chosen by shape.
 
 im2col: forward copies every receptive field into a row of an (N*Ho*Wo, kh*kw*C) matrix and
 multiplies by the kernel reshaped to (kh*kw*C, F); backward reuses that matrix for dL/dW and
@@ -13,12 +13,18 @@ dL/dx are the same shifted GEMMs transposed. It wins when C is large (the im2col
 kh*kw times the input) and the margins are small; it loses on few channels (K = C GEMMs are
 inefficient) and small maps with big kernels (LeNet's 5x5 on 14x14 computes 2x the rows).
 
+chunked (stride 1 only): im2col on the same flat grid, one L2-sized block of rows at a time
+(K = kh*kw*C, one GEMM per block, the block buffer reused), so the matrix is never whole;
+the input gradient is the same forward correlation of the output gradient with the flipped
+kernel. It beats shift's K = C GEMMs from 32 channels on, by more with 2 BLAS threads.
+
 `choose_kernels` picks, from the shape alone, one kernel per pass (forward, input gradient,
 weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on every path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +35,9 @@ from . import _windows as win
 from .base import Layer, Param, Shape, SpecArg
 
 #: The kernels each pass can use.
-FORWARD_KERNELS = ("im2col", "shift")
-INPUT_GRAD_KERNELS = ("col2im", "shift")
-WEIGHT_GRAD_KERNELS = ("im2col", "shift")
+FORWARD_KERNELS = ("im2col", "shift", "chunked")
+INPUT_GRAD_KERNELS = ("col2im", "shift", "chunked")
+WEIGHT_GRAD_KERNELS = ("im2col", "shift", "chunked")
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,9 @@ class Kernels:
                 )
 
     @property
-    def uses_shift(self) -> bool:
-        return "shift" in (self.forward, self.input_grad, self.weight_grad)
+    def uses_grid(self) -> bool:
+        """Whether a pass works on the padded grid (shift or chunked), which needs stride 1."""
+        return bool({"shift", "chunked"} & {self.forward, self.input_grad, self.weight_grad})
 
 
 #: The shift kernels compute every row of the padded grid; beyond this many grid rows per
@@ -67,6 +74,13 @@ SHIFT_MAX_WASTE = 1.5
 #: 42.4 ms, weight gradient 44.6 vs 28.2, input gradient 38 vs 93), and the kh*kw-times
 #: larger im2col matrix (75 MiB there) is not kept.
 SHIFT_MIN_CHANNELS = 16
+#: The chunked kernel's im2col block: about the 1 MiB L2 of a core here.
+CHUNK_BYTES = 1 << 20
+#: From this many input channels (K = 9*32 = 288 for 3x3) one GEMM per block beats shift's
+#: kh*kw GEMMs with K = C: VGG-style batches of 64, 7 alternating runs, load 3.8: 1 thread
+#: 0.93x, 2 threads 0.69x of the shift time; with 16 channels chunked was 1.12x (1 thread)
+#: and 0.92x (2 threads), so 16-31 channels keep shift.
+CHUNKED_MIN_CHANNELS = 32
 
 
 def choose_kernels(
@@ -75,7 +89,8 @@ def choose_kernels(
     """The kernels for a layer of this shape, by a rule from measurements (1 thread, batch
     64; benchmarks/README.md): shift needs stride 1 and little waste; then its input
     gradient always beats col2im (28x28x1 5x5: 0.7 vs 3.4 ms; 26x26x16 3x3: 2.8 vs 15.8 ms),
-    and its forward and weight gradient from SHIFT_MIN_CHANNELS input channels on."""
+    and its forward and weight gradient from SHIFT_MIN_CHANNELS input channels on; from
+    CHUNKED_MIN_CHANNELS on, the chunked kernel does all three passes."""
     if stride != (1, 1):
         return Kernels()
     top, bottom, left, right = pads
@@ -85,6 +100,8 @@ def choose_kernels(
     )
     if grid > SHIFT_MAX_WASTE * out:
         return Kernels()
+    if input_shape[2] >= CHUNKED_MIN_CHANNELS:
+        return Kernels("chunked", "chunked", "chunked")
     if input_shape[2] >= SHIFT_MIN_CHANNELS:
         return Kernels("shift", "shift", "shift")
     return Kernels(input_grad="shift")
@@ -182,9 +199,9 @@ class Conv2D(Layer):
     def selected_kernels(self, input_shape: Shape) -> Kernels:
         """`kernels` if forced (stride 1 for shift), else the rule's choice for the shape."""
         if self.kernels is not None:
-            if self.kernels.uses_shift and self._stride != (1, 1):
+            if self.kernels.uses_grid and self._stride != (1, 1):
                 raise ValueError(
-                    f"{self.name or 'Conv2D'}: the shift kernel needs stride 1, "
+                    f"{self.name or 'Conv2D'}: the shift and chunked kernels need stride 1, "
                     f"got stride {self._stride}"
                 )
             return self.kernels
@@ -194,8 +211,9 @@ class Conv2D(Layer):
     def cache_size(self, input_shape: Shape) -> int:
         """What the selected kernels keep per sample: the padded input with padding, the
         im2col matrix (one row per output position, with the ones column) when a pass uses
-        it, and for shift the grid-sized output, gradient and input-gradient buffers (the
-        chunked partial products are bounded at 256 KiB, whatever the batch)."""
+        it, and for shift and chunked the grid-sized output, gradient and input-gradient
+        buffers (partial products and im2col blocks are bounded at 256 KiB and CHUNK_BYTES,
+        whatever the batch)."""
         kernels = self.selected_kernels(input_shape)
         out_h, out_w, filters = self.compute_output_shape(input_shape)
         top, bottom, left, right = self._pad
@@ -204,11 +222,11 @@ class Conv2D(Layer):
         size = grid * channels if top + bottom + left + right else 0
         if "im2col" in (kernels.forward, kernels.weight_grad):
             size += out_h * out_w * (self._kernel[0] * self._kernel[1] * channels + 1)
-        if kernels.forward == "shift":
+        if kernels.forward != "im2col":
             size += grid * filters
-        if "shift" in (kernels.input_grad, kernels.weight_grad):
+        if kernels.input_grad != "col2im" or kernels.weight_grad != "im2col":
             size += grid * filters  # the output gradient placed on the grid
-        if kernels.input_grad == "shift":
+        if kernels.input_grad != "col2im":
             size += grid * channels  # dL/dx on the grid, cropped by a view
         return size
 
@@ -221,6 +239,8 @@ class Conv2D(Layer):
         self._cols = None
         if self._active.forward == "shift":
             return self._shift_forward(padded, kernel, bias)
+        if self._active.forward == "chunked":
+            return self._chunked_forward(padded, kernel, bias)
         self._cols = self._im2col(padded)
         weights = np.concatenate([kernel.reshape(-1, self.filters), bias[None]])
         return (self._cols @ weights).reshape(x.shape[0], *self._out, self.filters)
@@ -228,21 +248,29 @@ class Conv2D(Layer):
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         kernel, bias = self.params["W"], self.params["b"]
         grad2d = grad.reshape(-1, self.filters)
-        shift_input = need_input_grad and self._active.input_grad == "shift"
-        if shift_input or self._active.weight_grad == "shift":
+        grid_input = need_input_grad and self._active.input_grad != "col2im"
+        if grid_input or self._active.weight_grad != "im2col":
             grid = self._grid_gradient(grad)
-        if self._active.weight_grad == "shift":
-            self._shift_weight_grad(grid, grad2d, kernel.grad, bias.grad)
-        else:
+        if self._active.weight_grad == "im2col":
             if self._cols is None:
                 self._cols = self._im2col(self._padded)
             grads = self._cols.T @ grad2d  # dL/dW and, from the ones column, dL/db
             kernel.grad[...] = grads[:-1].reshape(kernel.grad.shape)
             bias.grad[...] = grads[-1]
+        else:
+            if self._active.weight_grad == "shift":
+                self._shift_weight_grad(grid, kernel.grad)
+            else:
+                self._chunked_weight_grad(grid, kernel.grad)
+            # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several
+            # times slower.
+            bias.grad[...] = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
         if not need_input_grad:
             return None
         if self._active.input_grad == "shift":
             return win.crop(self._shift_input_grad(grid, kernel.value), self._pad)
+        if self._active.input_grad == "chunked":
+            return win.crop(self._chunked_input_grad(kernel.value), self._pad)
         return win.crop(self._col2im(grad2d @ kernel.value.reshape(-1, self.filters).T), self._pad)
 
     # -- buffers and the shift kernel -----------------------------------------------------
@@ -299,16 +327,88 @@ class Conv2D(Layer):
                     target[s + start : s + stop] += product
 
     def _grid_gradient(self, grad: np.ndarray) -> np.ndarray:
-        """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins."""
+        """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins.
+
+        The buffer starts with `_lead()` more zero rows, so the chunked input gradient can
+        read it as a forward correlation (see `_chunked_input_grad`)."""
         n, height, width, _ = self._padded.shape
-        grid = self._buffer("grid_grad", (n * height * width, self.filters), grad.dtype)
+        lead = self._lead()
+        full = self._buffer("grid_grad", (lead + n * height * width, self.filters), grad.dtype)
+        grid = full[lead:]
         valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
         valid[...] = grad  # the margins stay zero from the allocation
         return grid
 
-    def _shift_weight_grad(
-        self, grid: np.ndarray, grad2d: np.ndarray, kernel_grad: np.ndarray, bias_grad: np.ndarray
-    ) -> None:
+    def _lead(self) -> int:
+        """The flat shift of the last kernel offset: rows (kh-1)*Wp + kw-1."""
+        return (self._kernel[0] - 1) * self._padded.shape[2] + self._kernel[1] - 1
+
+    # -- the chunked kernel: im2col in L2-sized blocks of grid rows ---------------------------
+    def _blocks(self, source: np.ndarray, rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(start, stop, block) over grid rows [0, rows) of the flat, C-contiguous `source`
+        (one row of C values per grid cell): block[r - start] is the receptive field of
+        row r, (kh, kw, C) flattened. On the flat grid a kernel row's kw cells are kw*C
+        contiguous values, so each block is filled by kh copies of overlapping row windows.
+        Blocks of about CHUNK_BYTES stay in L2 for their GEMM; the buffer is reused."""
+        kh, kw = self._kernel
+        width, channels = self._padded.shape[2], source.shape[1]
+        run = kw * channels
+        chunk = max(16, min(rows, CHUNK_BYTES // (kh * run * source.itemsize)))
+        block = self._buffer(f"block_{channels}", (chunk, kh * run), source.dtype)
+        for start in range(0, rows, chunk):
+            stop = min(start + chunk, rows)
+            for i in range(kh):
+                window = np.lib.stride_tricks.as_strided(
+                    source[start + i * width :],
+                    shape=(stop - start, run),
+                    strides=source.strides,
+                    writeable=False,
+                )
+                np.copyto(block[: stop - start, i * run : (i + 1) * run], window)
+            yield start, stop, block[: stop - start]
+
+    def _chunked_forward(
+        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray
+    ) -> np.ndarray:
+        n, height, width, channels = padded.shape
+        flat = padded.reshape(-1, channels)
+        grid = self._buffer("grid_out", (n * height * width, self.filters), padded.dtype)
+        weights = kernel.reshape(-1, self.filters)
+        for start, stop, block in self._blocks(flat, flat.shape[0] - self._lead()):
+            out = grid[start:stop]
+            np.matmul(block, weights, out=out)
+            out += bias  # in cache, unlike a pass over the whole output
+        valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
+        return valid.copy()
+
+    def _chunked_weight_grad(self, grid: np.ndarray, kernel_grad: np.ndarray) -> None:
+        """dL/dW = sum over blocks of block.T @ dL/d(output) rows: K = the block's rows."""
+        flat = self._padded.reshape(-1, self._padded.shape[3])
+        total = self._buffer(
+            "dw_total", (kernel_grad.size // self.filters, self.filters), grid.dtype
+        )
+        part = self._buffer("dw_part", total.shape, grid.dtype)
+        total[...] = 0
+        for start, stop, block in self._blocks(flat, flat.shape[0] - self._lead()):
+            np.matmul(block.T, grid[start:stop], out=part)
+            total += part
+        kernel_grad[...] = total.reshape(kernel_grad.shape)
+
+    def _chunked_input_grad(self, kernel: np.ndarray) -> np.ndarray:
+        """dL/dx on the grid as a forward correlation of the output gradient with the kernel
+        flipped in space and transposed in channels: dx[q] = sum over (i, j) of
+        G[q - i*Wp - j] @ W[i, j].T, and with `_lead()` zero rows before G that is
+        G'[q + i'*Wp + j'] @ W[kh-1-i', kw-1-j'].T. One GEMM per block with K = kh*kw*F,
+        no scatter."""
+        n, height, width, channels = self._padded.shape
+        full = self._buffers["grid_grad"]
+        flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, channels)
+        dx = np.empty((n * height * width, channels), full.dtype)
+        for start, stop, block in self._blocks(full, n * height * width):
+            np.matmul(block, flipped, out=dx[start:stop])
+        return dx.reshape(self._padded.shape)
+
+    def _shift_weight_grad(self, grid: np.ndarray, kernel_grad: np.ndarray) -> None:
         width = self._padded.shape[2]
         flat = self._padded.reshape(-1, self._padded.shape[3])
         kh, kw = self._kernel
@@ -317,8 +417,6 @@ class Conv2D(Layer):
             for j in range(kw):
                 s = i * width + j
                 np.matmul(flat[s : s + span].T, grid[:span], out=kernel_grad[i, j])
-        # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several times slower.
-        bias_grad[...] = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
 
     def _shift_input_grad(self, grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         n, height, width, channels = self._padded.shape
