@@ -9,8 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import SIZE, log_text, pilot_test, press, until
-from test_tui_replay import of, train
+from helpers import SIZE, log_text, of, pilot_test, press, train, until
 
 from nnlib import runs
 from nnlib.config import ExperimentConfig
