@@ -387,12 +387,12 @@ async def test_keys_wait_until_the_run_has_begun(tmp_path, monkeypatch):
 async def test_a_failure_outside_the_run_still_ends_it_in_the_ui(tmp_path, monkeypatch):
     """An error before setup() (threadpoolctl missing from an older install) must show, not
     leave the dashboard "loading" forever."""
-    import nntui.screens.dashboard as dashboard_module
+    import nntui.sources as sources
 
     def broken(count):
         raise ImportError("No module named 'threadpoolctl'")
 
-    monkeypatch.setattr(dashboard_module, "blas_threads", broken)
+    monkeypatch.setattr(sources, "blas_threads", broken)
     app = NNTui(long_run(tmp_path), start=True)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
