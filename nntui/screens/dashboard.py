@@ -176,6 +176,7 @@ class DashboardScreen(Screen[None]):
         from its directory, following its log until its end event."""
         super().__init__()
         self.config = config
+        self.recorded = recorded  # the run directory shown, if it is one
         self.source: RunSource = source_for(config, replay, recorded)
         self.state = RunState(
             recorded.dataset if recorded else Path(config.dataset).stem,
