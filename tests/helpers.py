@@ -6,30 +6,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import http.server
+import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from textual import events
 from textual.pilot import Pilot
 
 import nnlib as nl
+import nnlib.datasets as nds
 from nnlib import events as run_events
+from nnlib import runindex, runs
 from nnlib.config import ExperimentConfig
 from nnlib.datasets import DatasetInfo
+from nnlib.experiment import setup
 from nntui import bridge as b
 from nntui.screens.dashboard import DashboardScreen
 from nntui.widgets.eventlog import EventLog
 
 # -- threads -------------------------------------------------------------------------------
 TIMEOUT = 30  # seconds; a bound on waits that normally take milliseconds
+CLI_TIMEOUT = 120  # seconds for one `nnlib` command run as a process; they take well under one
 
 
 class Gate(nl.Callback):
@@ -309,3 +319,289 @@ def config(**changes: object) -> ExperimentConfig:
     return ExperimentConfig(
         **{"dataset": "glyphs", "arch": LENET, "epochs": 20, "run_dir": "runs/demo", **changes}
     )
+
+
+# -- a local mirror for dataset downloads ----------------------------------------------------------
+
+
+class Server:
+    """Serves `files` (name -> bytes) under /mnist/; `lie_about_length` truncates every body."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = {f"/mnist/{name}": body for name, body in files.items()}
+        self.requests: list[str] = []
+        self.lie_about_length = False
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                outer.requests.append(self.path)
+                body = outer.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                claimed = len(body) + 100 if outer.lie_about_length else len(body)
+                self.send_header("Content-Length", str(claimed))
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/mnist/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+# -- fuzzing the file readers ----------------------------------------------------------------------
+
+SETTINGS = settings(
+    derandomize=True,
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+#: The most a read of a fuzzed file (a few kB) may allocate: far below any header's claim.
+MEMORY_BOUND = 16 * 1024 * 1024
+
+
+@st.composite
+def mutated(draw, seeds: list[bytes]) -> bytes:
+    """A valid seed file with a few flips, overwrites (often in the header), inserts, deletes."""
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "byte", "insert", "delete", "truncate"]))
+        # half the edits hit the first 64 bytes: magic numbers, dimensions, zip/npy headers
+        hi = len(data) - 1 if draw(st.booleans()) else min(63, len(data) - 1)
+        if hi < 0:
+            break
+        at = draw(st.integers(0, hi))
+        if op == "flip":
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "byte":
+            data[at] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF, ord("9"), ord(",")]))
+        elif op == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "delete":
+            del data[at : at + draw(st.integers(1, 8))]
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+def check_read(read, data: bytes) -> None:
+    """Run a read; only DatasetError may escape and the traced peak stays bounded."""
+    tracemalloc.start()
+    try:
+        read()
+    except nds.DatasetError:
+        pass
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < MEMORY_BOUND, f"read of {len(data)} bytes allocated {peak} bytes"
+
+
+# -- a live run in the app -------------------------------------------------------------------------
+
+
+def long_run(tmp_path: Path, **changes: object) -> ExperimentConfig:
+    """Spirals in batches of 10 for many epochs: still running when the keys arrive."""
+    values = dict(
+        dataset="spirals",
+        arch="2-16-16-3",
+        epochs=500,
+        batch_size=10,
+        lr=0.05,
+        seed=0,
+        run_dir=str(tmp_path / "run"),
+        histogram_every=20,
+    )
+    values.update(changes)
+    return ExperimentConfig(**values)
+
+
+async def started(pilot: Pilot) -> DashboardScreen:
+    """The dashboard once its trainer has run a few batches."""
+    await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
+    dashboard = pilot.app.screen
+    await until(
+        pilot,
+        lambda: dashboard.experiment is not None and dashboard.experiment.trainer.global_step > 3,
+    )
+    return dashboard
+
+
+async def paused(pilot: Pilot, dashboard: DashboardScreen) -> None:
+    await press(pilot, "space")
+    trainer = dashboard.experiment.trainer
+    await until(pilot, lambda: trainer.state == "paused" and dashboard.state.status == "paused")
+    assert trainer.wait_until_parked(timeout=5)
+
+
+def end_event(tmp_path: Path) -> runs.Event:
+    return runs.read(tmp_path / "run")[-1]
+
+
+# -- run directories written by hand ---------------------------------------------------------------
+
+
+def config_for(name: str, **changes: object) -> dict:
+    """A config.json like the one an experiment writes, with `changes` on top."""
+    return {
+        "dataset": "spirals",
+        "arch": "2-16-3",
+        "epochs": 3,
+        "batch_size": 32,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "seed": 0,
+        "run_dir": f"runs/{name}",
+        "dataset_info": {"name": "spirals", "task": "classification", "num_classes": 3},
+        "trainer": {"model": {"spec": "2-16-3", "params": 99}, "epochs": 3, "batch_size": 32},
+        **changes,
+    }
+
+
+def write_run(
+    root: Path,
+    name: str,
+    epochs: int = 3,
+    batches: int = 10,
+    end: str | None = "finished",
+    scale: float = 1.0,
+    **config: object,
+) -> Path:
+    """A run directory with fixed numbers: a loss falling from 2*scale, accuracy rising."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    (run_dir / runs.CONFIG_FILE).write_text(json.dumps(config_for(name, **config)))
+    lines = [runs.encode("run_start", 0, {"run": str(run_dir), "config": {}})]
+    step = 0
+    for epoch in range(epochs):
+        for batch in range(batches):
+            step += 1
+            loss = 2.0 * scale * math.exp(-step / 12) + 0.05 * ((step * 7) % 5) / 5
+            accuracy = min(0.99, 0.3 + step / (epochs * batches * 1.3) + 0.02 * (step % 3))
+            lines.append(
+                runs.encode(
+                    "batch",
+                    step,
+                    {"epoch": epoch, "batch": batch, "loss": loss, "accuracy": accuracy, "lr": 0.1},
+                )
+            )
+        val_loss = 1.5 * scale * math.exp(-step / 15) + 0.03
+        lines.append(
+            runs.encode(
+                "epoch",
+                step,
+                {
+                    "epoch": epoch,
+                    "loss": loss,
+                    "accuracy": accuracy,
+                    "val_loss": val_loss,
+                    "val_accuracy": min(0.98, 0.35 + 0.6 * (epoch + 1) / epochs / scale),
+                },
+            )
+        )
+    if end is not None:
+        lines.append(runs.encode("end", step, {"reason": end}))
+    (run_dir / runs.EVENTS_FILE).write_text("".join(lines))
+    return run_dir
+
+
+def writer_env() -> dict:
+    """The environment of a subprocess that imports this tree's nnlib."""
+    return {**os.environ, "PYTHONPATH": str(Path(runindex.__file__).parents[1])}
+
+
+# -- a run writer in another process ---------------------------------------------------------------
+
+WRITER = """
+import sys, threading
+from nnlib.callbacks import Callback
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import setup
+
+class Hang(Callback):
+    def on_batch_end(self, trainer, batch, logs):
+        if trainer.global_step == 3:
+            print("ready", flush=True)
+            threading.Event().wait()
+
+config = ExperimentConfig(dataset="spirals", arch="2-8-3", epochs=50, batch_size=16, seed=0,
+                          run_dir=sys.argv[1])
+setup(config, callbacks=[Hang()], checkpoints=True).fit()
+"""
+
+
+# -- the nnlib command line, run as a process ------------------------------------------------------
+
+
+def run_cli(cwd, env, *args, timeout=CLI_TIMEOUT):
+    return subprocess.run(
+        [sys.executable, "-m", "nnlib.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def usage_error(done, *words):
+    """Exit 2 with exactly one line on stderr, naming `words`, and no traceback."""
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0]
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    return lines[0]
+
+
+# -- a short run, as the bridge saw it live --------------------------------------------------------
+
+EPOCHS = 3
+
+
+def train(run_dir: Path, epochs: int = EPOCHS, callbacks: tuple = ()) -> list[b.Snapshot]:
+    """A short spirals run written to `run_dir`; returns what a live Bridge sent."""
+    live: list[b.Snapshot] = []
+    config = ExperimentConfig(
+        dataset="spirals",
+        arch="2-16-16-3",
+        epochs=epochs,
+        batch_size=32,
+        lr=0.1,
+        seed=0,
+        run_dir=str(run_dir),
+        histogram_every=10,
+    )
+    setup(config, callbacks=[b.Bridge(live.append, interval=0.0), *callbacks]).fit()
+    return live
+
+
+def of(kind: type, snapshots: list[b.Snapshot]) -> list:
+    return [s for s in snapshots if isinstance(s, kind)]

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import run_cli, usage_error
 
 import nnlib as nl
 from nnlib import runs
@@ -28,36 +29,13 @@ def env(tmp_path_factory):
     return environment
 
 
-def nnlib(cwd, env, *args, timeout=TIMEOUT):
-    return subprocess.run(
-        [sys.executable, "-m", "nnlib.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _usage_error(done, *words):
-    """Exit 2 with exactly one line on stderr, naming `words`, and no traceback."""
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("error: ")
-    for word in words:
-        assert word in lines[0]
-    assert "Traceback" not in done.stderr and done.stdout == ""
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One good run shared by the tests that only read it."""
     cwd = tmp_path_factory.mktemp("trained")
     environment = dict(os.environ, NNLIB_DATA_DIR=str(tmp_path_factory.mktemp("data")))
     environment.pop("NNLIB_RUNS_DIR", None)
-    done = nnlib(
+    done = run_cli(
         cwd,
         environment,
         "train",
@@ -117,7 +95,7 @@ def test_a_good_run(trained):
 def test_evaluate_the_saved_model(trained):
     cwd, environment, _ = trained
     run_dir = next((cwd / "runs").iterdir())
-    done = nnlib(cwd, environment, "evaluate", str(run_dir / "model.npz"), "--dataset", "spirals")
+    done = run_cli(cwd, environment, "evaluate", str(run_dir / "model.npz"), "--dataset", "spirals")
     assert done.returncode == 0, done.stderr
     match = re.fullmatch(r"test \((\d+) samples\)  loss (\S+)  accuracy (\S+)\n", done.stdout)
     assert match and match[1] == "500"
@@ -128,7 +106,7 @@ def test_evaluate_the_saved_model(trained):
     # a model file on its own is evaluated too
     (cwd / "alone").mkdir(exist_ok=True)
     (cwd / "alone" / "m.npz").write_bytes((run_dir / "model.npz").read_bytes())
-    alone = nnlib(
+    alone = run_cli(
         cwd, environment, "evaluate", "alone/m.npz", "--dataset", "spirals", "--split", "train"
     )
     assert alone.returncode == 0, alone.stderr
@@ -138,16 +116,16 @@ def test_evaluate_the_saved_model(trained):
 def test_evaluate_errors(trained, env):
     cwd, _, _ = trained
     model = str(next((cwd / "runs").iterdir()) / "model.npz")
-    _usage_error(nnlib(cwd, env, "evaluate", model, "--dataset", "glyphs"), "(2,)", "(28, 28, 1)")
-    _usage_error(nnlib(cwd, env, "evaluate", model, "--dataset", "xor"), "needs 2")
-    _usage_error(nnlib(cwd, env, "evaluate", "nothing.npz", "--dataset", "spirals"), "nothing.npz")
-    _usage_error(nnlib(cwd, env, "evaluate", model, "--dataset", "nope"), "'nope'")
+    usage_error(run_cli(cwd, env, "evaluate", model, "--dataset", "glyphs"), "(2,)", "(28, 28, 1)")
+    usage_error(run_cli(cwd, env, "evaluate", model, "--dataset", "xor"), "needs 2")
+    usage_error(run_cli(cwd, env, "evaluate", "nothing.npz", "--dataset", "spirals"), "nothing.npz")
+    usage_error(run_cli(cwd, env, "evaluate", model, "--dataset", "nope"), "'nope'")
 
 
 def test_runs_prints_the_epochs(trained):
     cwd, environment, _ = trained
     run_dir = next((cwd / "runs").iterdir())
-    done = nnlib(cwd, environment, "runs", str(run_dir))
+    done = run_cli(cwd, environment, "runs", str(run_dir))
     assert done.returncode == 0, done.stderr
     epochs = re.findall(
         r"^step +(\d+)  epoch +epoch (\d) +loss \S+  acc \S+  val_loss", done.stdout, re.M
@@ -155,19 +133,19 @@ def test_runs_prints_the_epochs(trained):
     assert [int(e) for _, e in epochs] == [1, 2, 3]
     assert done.stdout.splitlines()[-1].split()[2:] == ["end", "run", "ended:", "finished"]
     assert "batch" not in done.stdout.replace("batch_size", "")
-    follow = nnlib(cwd, environment, "runs", str(run_dir / "events.jsonl"), "--follow")
+    follow = run_cli(cwd, environment, "runs", str(run_dir / "events.jsonl"), "--follow")
     assert follow.returncode == 0 and follow.stdout == done.stdout
 
 
 def test_runs_errors(tmp_path, env):
-    _usage_error(nnlib(tmp_path, env, "runs", "missing"), "no run log")
+    usage_error(run_cli(tmp_path, env, "runs", "missing"), "no run log")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "events.jsonl").write_text('{"v":1,"type":"run_start"}\n{}\n')
-    _usage_error(nnlib(tmp_path, env, "runs", "bad"), "events.jsonl:1", "lacks")
+    usage_error(run_cli(tmp_path, env, "runs", "bad"), "events.jsonl:1", "lacks")
 
 
 def test_a_diverging_run_exits_1(tmp_path, env):
-    done = nnlib(
+    done = run_cli(
         tmp_path,
         env,
         "train",
@@ -193,14 +171,14 @@ def test_a_diverging_run_exits_1(tmp_path, env):
 
 def test_a_data_error_exits_1_with_one_line(tmp_path, env):
     (tmp_path / "bad.csv").write_text("a,b,label\n1,2,0\n3,x,1\n")
-    done = nnlib(tmp_path, env, "train", "--dataset", "bad.csv", "--quiet")
+    done = run_cli(tmp_path, env, "train", "--dataset", "bad.csv", "--quiet")
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines() == [done.stderr.strip()] and "bad.csv" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "runs").exists()
 
 
 def test_early_stopping_flag(tmp_path, env):
-    done = nnlib(
+    done = run_cli(
         tmp_path,
         env,
         "train",
@@ -221,7 +199,7 @@ def test_early_stopping_flag(tmp_path, env):
     epochs = [e for e in events if e.type == "epoch"]
     assert events[-1]["reason"] == "early_stop" and len(epochs) < 50
     assert "done (early_stop)" in done.stderr
-    _usage_error(nnlib(tmp_path, env, "train", "--early-stopping", "-1"), "--early-stopping")
+    usage_error(run_cli(tmp_path, env, "train", "--early-stopping", "-1"), "--early-stopping")
 
 
 def test_sigint_closes_the_log_and_saves_the_model(tmp_path, env):
@@ -302,7 +280,7 @@ def test_sigint_closes_the_log_and_saves_the_model(tmp_path, env):
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, env, args, words):
-    _usage_error(nnlib(tmp_path, env, *args), *words)
+    usage_error(run_cli(tmp_path, env, *args), *words)
     assert not (tmp_path / "runs").exists()  # nothing was started
 
 
@@ -311,17 +289,17 @@ def test_summary_of_lenet(tmp_path, env):
         "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
         "dense(84) relu dense(10)"
     )
-    done = nnlib(tmp_path, env, "summary", "--arch", arch, "--input-shape", "28,28,1")
+    done = run_cli(tmp_path, env, "summary", "--arch", arch, "--input-shape", "28,28,1")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == arch
     assert "total params: 61,706" in done.stdout
     assert re.search(r"^dense_1 +\(None, 120\) +48,120 ", done.stdout, re.M)
-    by_dataset = nnlib(tmp_path, env, "summary", "--arch", "2-8-3", "--dataset", "spirals")
+    by_dataset = run_cli(tmp_path, env, "summary", "--arch", "2-8-3", "--dataset", "spirals")
     assert by_dataset.returncode == 0 and "total params: 51 " in by_dataset.stdout
 
 
 def test_datasets_lists_the_builtins(tmp_path, env):
-    done = nnlib(tmp_path, env, "datasets")
+    done = run_cli(tmp_path, env, "datasets")
     assert done.returncode == 0, done.stderr
     names = {line.split()[0] for line in done.stdout.splitlines()[1:]}
     assert {"spirals", "xor", "blobs", "sine", "glyphs", "mnist"} <= names
@@ -335,7 +313,7 @@ def test_config_file_with_a_flag_overriding_it(tmp_path, env):
         'dataset = "blobs"\narch = "2-16-4"\nepochs = 2\nbatch_size = 50\nlr = 0.02\n'
         'optimizer = "adam"\nseed = 5\nvalidation_split = 0.2\n'
     )
-    done = nnlib(
+    done = run_cli(
         tmp_path,
         env,
         "train",
@@ -377,7 +355,7 @@ def test_config_file_with_a_flag_overriding_it(tmp_path, env):
 )
 def test_bad_config_files_exit_2_naming_the_field(tmp_path, env, text, words):
     (tmp_path / "exp.toml").write_text(text)
-    line = _usage_error(nnlib(tmp_path, env, "train", "--config", "exp.toml"), *words)
+    line = usage_error(run_cli(tmp_path, env, "train", "--config", "exp.toml"), *words)
     assert line.startswith("error: exp.toml: ")
     assert not (tmp_path / "runs").exists()
 

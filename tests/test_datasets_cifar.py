@@ -10,11 +10,19 @@ import tarfile
 
 import numpy as np
 import pytest
-from helpers import SIZE, pilot_test, until
+from helpers import (
+    SETTINGS,
+    SIZE,
+    Server,
+    check_read,
+    closed_port_url,
+    leftovers,
+    mutated,
+    pilot_test,
+    until,
+)
 from hypothesis import given
 from hypothesis import strategies as st
-from test_datasets_download import Server, closed_port_url, leftovers
-from test_datasets_fuzz import SETTINGS, _check_read, mutated
 
 import nnlib.datasets as nds
 from nnlib.cli import main as nnlib_main
@@ -408,7 +416,7 @@ def test_the_archive_reader_survives_damaged_archives(tmp_path):
     def run(data: bytes) -> None:
         path.write_bytes(data)
         sums = {ARCHIVE: md5(data)}
-        _check_read(
+        check_read(
             lambda: nds.load(
                 "cifar10", data_dir=data_dir, download=False, checksums=sums, cache=False
             ),
@@ -426,7 +434,7 @@ def test_the_batch_file_reader_survives_damaged_files(tmp_path):
     @given(data=mutated([FUZZ_FILES["test_batch.bin"]]))
     def run(data: bytes) -> None:
         (folder / "test_batch.bin").write_bytes(data)
-        _check_read(
+        check_read(
             lambda: nds.load("cifar10", data_dir=tmp_path / "data", download=False, cache=False),
             data,
         )

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import socket
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import Server, closed_port_url, leftovers
 
 import nnlib.datasets as nds
 from nnlib.datasets import download as download_module
@@ -49,42 +47,6 @@ def payloads(tmp_path_factory) -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in FILES}
 
 
-class Server:
-    """Serves `files` (name -> bytes) under /mnist/; `lie_about_length` truncates every body."""
-
-    def __init__(self, files: dict[str, bytes]):
-        self.files = {f"/mnist/{name}": body for name, body in files.items()}
-        self.requests: list[str] = []
-        self.lie_about_length = False
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                outer.requests.append(self.path)
-                body = outer.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                claimed = len(body) + 100 if outer.lie_about_length else len(body)
-                self.send_header("Content-Length", str(claimed))
-                self.end_headers()
-                self.wfile.write(body)
-                self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/mnist/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def server(payloads):
     s = Server(payloads)
@@ -95,17 +57,6 @@ def server(payloads):
 @pytest.fixture
 def checksums(payloads) -> dict[str, str]:
     return {name: hashlib.md5(body).hexdigest() for name, body in payloads.items()}
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
 def test_download_then_cache(tmp_path, data_home, server, checksums, capsys):

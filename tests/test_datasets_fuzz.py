@@ -11,23 +11,14 @@ from __future__ import annotations
 import gzip
 import io
 import struct
-import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from helpers import SETTINGS, check_read, mutated
+from hypothesis import given
 from hypothesis import strategies as st
 
 import nnlib.datasets as nds
-
-SETTINGS = settings(
-    derandomize=True,
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-#: The most a read of a fuzzed file (a few kB) may allocate: far below any header's claim.
-MEMORY_BOUND = 16 * 1024 * 1024
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -63,45 +54,8 @@ SEEDS = {
 }
 
 
-@st.composite
-def mutated(draw, seeds: list[bytes]) -> bytes:
-    """A valid seed file with a few flips, overwrites (often in the header), inserts, deletes."""
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(st.sampled_from(["flip", "byte", "insert", "delete", "truncate"]))
-        # half the edits hit the first 64 bytes: magic numbers, dimensions, zip/npy headers
-        hi = len(data) - 1 if draw(st.booleans()) else min(63, len(data) - 1)
-        if hi < 0:
-            break
-        at = draw(st.integers(0, hi))
-        if op == "flip":
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif op == "byte":
-            data[at] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0xFF, ord("9"), ord(",")]))
-        elif op == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=8))
-        elif op == "delete":
-            del data[at : at + draw(st.integers(1, 8))]
-        else:
-            del data[at:]
-    return bytes(data)
-
-
 def _fuzz_bytes(kind: str) -> st.SearchStrategy[bytes]:
     return st.one_of(mutated(SEEDS[kind]), st.binary(max_size=300))
-
-
-def _check_read(read, data: bytes) -> None:
-    """Run a read; only DatasetError may escape and the traced peak stays bounded."""
-    tracemalloc.start()
-    try:
-        read()
-    except nds.DatasetError:
-        pass
-    finally:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    assert peak < MEMORY_BOUND, f"read of {len(data)} bytes allocated {peak} bytes"
 
 
 @pytest.mark.parametrize("kind", ["idx", "idx.gz"])
@@ -112,7 +66,7 @@ def test_idx_reader_survives_damaged_files(tmp_path, kind):
     @given(data=_fuzz_bytes(kind))
     def run(data: bytes) -> None:
         path.write_bytes(data)
-        _check_read(lambda: nds.read_idx(path), data)
+        check_read(lambda: nds.read_idx(path), data)
 
     run()
 
@@ -126,7 +80,7 @@ def test_idx_folder_survives_damaged_label_files(tmp_path):
     @given(data=mutated(SEEDS["idx"][1:2]))
     def run(data: bytes) -> None:
         labels.write_bytes(data)
-        _check_read(lambda: nds.load(folder, cache=False), data)
+        check_read(lambda: nds.load(folder, cache=False), data)
 
     run()
 
@@ -138,7 +92,7 @@ def test_csv_reader_survives_damaged_files(tmp_path):
     @given(data=_fuzz_bytes("csv"))
     def run(data: bytes) -> None:
         path.write_bytes(data)
-        _check_read(lambda: nds.load(path), data)
+        check_read(lambda: nds.load(path), data)
 
     run()
 
@@ -150,6 +104,6 @@ def test_npz_reader_survives_damaged_files(tmp_path):
     @given(data=_fuzz_bytes("npz"))
     def run(data: bytes) -> None:
         path.write_bytes(data)
-        _check_read(lambda: nds.load(path), data)
+        check_read(lambda: nds.load(path), data)
 
     run()

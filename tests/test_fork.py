@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import pilot_test, press, until
-from test_tui_app import long_run, paused, started
+from helpers import long_run, paused, pilot_test, press, started, until
 from textual.widgets import Input
 
 from nnlib import checkpointing, runs

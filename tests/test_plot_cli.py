@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_runindex import write_run
+from helpers import write_run
 
 from nnlib import runs
 from nnlib.cli import main, plot_text

@@ -8,126 +8,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from test_runs_hardening import WRITER
-from test_trainer import TIMEOUT
+from helpers import config_for, write_run, writer_env
 
 from nnlib import runindex, runs
 from nnlib.cli import main
-from nnlib.config import ExperimentConfig
-from nnlib.experiment import setup
-
-
-def config_for(name: str, **changes: object) -> dict:
-    """A config.json like the one an experiment writes, with `changes` on top."""
-    return {
-        "dataset": "spirals",
-        "arch": "2-16-3",
-        "epochs": 3,
-        "batch_size": 32,
-        "optimizer": "sgd",
-        "lr": 0.1,
-        "seed": 0,
-        "run_dir": f"runs/{name}",
-        "dataset_info": {"name": "spirals", "task": "classification", "num_classes": 3},
-        "trainer": {"model": {"spec": "2-16-3", "params": 99}, "epochs": 3, "batch_size": 32},
-        **changes,
-    }
-
-
-def write_run(
-    root: Path,
-    name: str,
-    epochs: int = 3,
-    batches: int = 10,
-    end: str | None = "finished",
-    scale: float = 1.0,
-    **config: object,
-) -> Path:
-    """A run directory with fixed numbers: a loss falling from 2*scale, accuracy rising."""
-    run_dir = root / name
-    run_dir.mkdir(parents=True)
-    (run_dir / runs.CONFIG_FILE).write_text(json.dumps(config_for(name, **config)))
-    lines = [runs.encode("run_start", 0, {"run": str(run_dir), "config": {}})]
-    step = 0
-    for epoch in range(epochs):
-        for batch in range(batches):
-            step += 1
-            loss = 2.0 * scale * math.exp(-step / 12) + 0.05 * ((step * 7) % 5) / 5
-            accuracy = min(0.99, 0.3 + step / (epochs * batches * 1.3) + 0.02 * (step % 3))
-            lines.append(
-                runs.encode(
-                    "batch",
-                    step,
-                    {"epoch": epoch, "batch": batch, "loss": loss, "accuracy": accuracy, "lr": 0.1},
-                )
-            )
-        val_loss = 1.5 * scale * math.exp(-step / 15) + 0.03
-        lines.append(
-            runs.encode(
-                "epoch",
-                step,
-                {
-                    "epoch": epoch,
-                    "loss": loss,
-                    "accuracy": accuracy,
-                    "val_loss": val_loss,
-                    "val_accuracy": min(0.98, 0.35 + 0.6 * (epoch + 1) / epochs / scale),
-                },
-            )
-        )
-    if end is not None:
-        lines.append(runs.encode("end", step, {"reason": end}))
-    (run_dir / runs.EVENTS_FILE).write_text("".join(lines))
-    return run_dir
-
-
-def writer_env() -> dict:
-    """The environment of a subprocess that imports this tree's nnlib."""
-    return {**os.environ, "PYTHONPATH": str(Path(runindex.__file__).parents[1])}
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A runs folder with a run in every state; yields (folder, the running run's lock)."""
-    root = tmp_path_factory.mktemp("workspace") / "runs"
-    root.mkdir()
-    real = ExperimentConfig(
-        dataset="spirals", arch="2-8-3", epochs=2, batch_size=64, seed=0, run_dir=str(root / "real")
-    )
-    setup(real, checkpoints=False).fit()
-    write_run(root, "stopped", epochs=1, end="stopped")
-    write_run(root, "diverged", epochs=2, end="diverged", scale=3.0)
-    write_run(root, "forked", parent={"run": "runs/real", "step": 40}, lr=0.05)
-    write_run(root, "errored", epochs=1, end="error")
-    running = write_run(root, "running", epochs=1, end=None)
-    lock = runs.WriterLock(running)
-    lock.acquire()
-    (root / "empty").mkdir()
-    (root / "empty" / runs.CONFIG_FILE).write_text(json.dumps(config_for("empty")))
-    (root / "not-a-run").mkdir()  # no config, no log: not listed
-    killed = root / "killed"
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(killed)],
-        env=writer_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout.readline().strip() == "ready"
-        assert runs.writer_alive(killed)
-    finally:
-        writer.kill()  # SIGKILL: no end event, the lock file left behind
-        writer.wait(TIMEOUT)
-        writer.stdout.close()
-    yield root, lock
-    lock.release()
 
 
 def by_name(summaries: list[runindex.RunSummary]) -> dict[str, runindex.RunSummary]:

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TIMEOUT
-from test_cli import _usage_error, nnlib
+from helpers import TIMEOUT, WRITER, run_cli, usage_error
 
 from nnlib import runs
 from nnlib._atomic import atomic_write_text, remove_stale_temporaries
@@ -33,7 +32,7 @@ def env(tmp_path):
 
 
 def train_cli(cwd, env, run_dir, *extra):
-    return nnlib(
+    return run_cli(
         cwd, env, "train", "--dataset", "spirals", "--epochs", "1", "--batch-size", "64",
         "--quiet", "--run-dir", str(run_dir), *extra,
     )  # fmt: skip
@@ -55,7 +54,7 @@ def test_reusing_a_run_dir_is_refused_and_the_earlier_run_is_kept(tmp_path, env)
         {Path(name).name for name in before}
     )
     again = train_cli(tmp_path, env, run_dir)
-    line = _usage_error(again, "--run-dir", str(run_dir), "already holds a run")
+    line = usage_error(again, "--run-dir", str(run_dir), "already holds a run")
     assert "never reused" in line
     assert {str(p): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
     assert [e.type for e in runs.read(run_dir)].count("run_start") == 1
@@ -83,7 +82,7 @@ def test_a_checkpoint_file_name_template_is_checked_when_made(tmp_path):
 def test_an_unusable_run_dir_is_one_line(tmp_path, env, where):
     (tmp_path / "f").write_text("not a folder")
     run_dir = tmp_path / "f" if where == "a file" else tmp_path / "f" / "run"
-    _usage_error(train_cli(tmp_path, env, run_dir), "--run-dir", "cannot be used as a run dir")
+    usage_error(train_cli(tmp_path, env, run_dir), "--run-dir", "cannot be used as a run dir")
     assert (tmp_path / "f").read_text() == "not a folder"
 
 
@@ -143,24 +142,6 @@ def test_writer_alive_follows_the_lock(tmp_path):
     assert not runs.writer_alive(tmp_path) and not (tmp_path / runs.LOCK_FILE).exists()
 
 
-WRITER = """
-import sys, threading
-from nnlib.callbacks import Callback
-from nnlib.config import ExperimentConfig
-from nnlib.experiment import setup
-
-class Hang(Callback):
-    def on_batch_end(self, trainer, batch, logs):
-        if trainer.global_step == 3:
-            print("ready", flush=True)
-            threading.Event().wait()
-
-config = ExperimentConfig(dataset="spirals", arch="2-8-3", epochs=50, batch_size=16, seed=0,
-                          run_dir=sys.argv[1])
-setup(config, callbacks=[Hang()], checkpoints=True).fit()
-"""
-
-
 @pytest.fixture
 def killed_run(tmp_path, env):
     """A run whose writer (a real process) was killed with SIGKILL after 3 batches."""
@@ -204,7 +185,7 @@ def test_nnlib_runs_follow_of_a_killed_run_exits_1_with_one_line(killed_run, env
     run_dir, writer = killed_run
     writer.send_signal(signal.SIGKILL)
     writer.wait(TIMEOUT)
-    done = nnlib(tmp_path, env, "runs", str(run_dir), "--follow")
+    done = run_cli(tmp_path, env, "runs", str(run_dir), "--follow")
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and runs.WRITER_GONE in done.stderr
     assert "run_start" in done.stdout and "Traceback" not in done.stderr
@@ -256,7 +237,7 @@ def test_nnlib_runs_says_which_line_in_one_line(tmp_path, env, good_log, bad, wo
     path = tmp_path / "run" / runs.EVENTS_FILE
     path.parent.mkdir()
     path.write_text("".join([*good_log[:3], bad + "\n", *good_log[3:]]))
-    _usage_error(nnlib(tmp_path, env, "runs", str(path.parent)), f"{path}:4", words)
+    usage_error(run_cli(tmp_path, env, "runs", str(path.parent)), f"{path}:4", words)
 
 
 def test_a_tail_skips_bad_lines_with_a_warning_or_stops_at_them(tmp_path, good_log):

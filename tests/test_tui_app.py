@@ -4,10 +4,9 @@ long enough to be steered. No sleeps: every wait is a bounded loop of pilot.paus
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
-from helpers import SIZE, log_text, pilot_test, press, until
+from helpers import SIZE, end_event, log_text, long_run, paused, pilot_test, press, started, until
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
@@ -20,40 +19,6 @@ from nntui.screens.modals import ConfirmScreen, HelpScreen, HparamScreen, TooSma
 from nntui.screens.setup import SetupScreen
 from nntui.widgets.arch_editor import ArchEditor
 from nntui.widgets.status import StatusPanel
-
-
-def long_run(tmp_path: Path, **changes: object) -> ExperimentConfig:
-    """Spirals in batches of 10 for many epochs: still running when the keys arrive."""
-    values = dict(
-        dataset="spirals",
-        arch="2-16-16-3",
-        epochs=500,
-        batch_size=10,
-        lr=0.05,
-        seed=0,
-        run_dir=str(tmp_path / "run"),
-        histogram_every=20,
-    )
-    values.update(changes)
-    return ExperimentConfig(**values)
-
-
-async def started(pilot: Pilot) -> DashboardScreen:
-    """The dashboard once its trainer has run a few batches."""
-    await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
-    dashboard = pilot.app.screen
-    await until(
-        pilot,
-        lambda: dashboard.experiment is not None and dashboard.experiment.trainer.global_step > 3,
-    )
-    return dashboard
-
-
-async def paused(pilot: Pilot, dashboard: DashboardScreen) -> None:
-    await press(pilot, "space")
-    trainer = dashboard.experiment.trainer
-    await until(pilot, lambda: trainer.state == "paused" and dashboard.state.status == "paused")
-    assert trainer.wait_until_parked(timeout=5)
 
 
 def hold(monkeypatch: pytest.MonkeyPatch, method: str) -> tuple[threading.Event, threading.Event]:
@@ -69,10 +34,6 @@ def hold(monkeypatch: pytest.MonkeyPatch, method: str) -> tuple[threading.Event,
 
     monkeypatch.setattr(nnlib.trainer.Trainer, method, held)
     return inside, release
-
-
-def end_event(tmp_path: Path) -> runs.Event:
-    return runs.read(tmp_path / "run")[-1]
 
 
 async def quit_confirmed(pilot: Pilot, app: NNTui) -> None:
@@ -426,12 +387,12 @@ async def test_keys_wait_until_the_run_has_begun(tmp_path, monkeypatch):
 async def test_a_failure_outside_the_run_still_ends_it_in_the_ui(tmp_path, monkeypatch):
     """An error before setup() (threadpoolctl missing from an older install) must show, not
     leave the dashboard "loading" forever."""
-    import nntui.screens.dashboard as dashboard_module
+    import nntui.sources as sources
 
     def broken(count):
         raise ImportError("No module named 'threadpoolctl'")
 
-    monkeypatch.setattr(dashboard_module, "blas_threads", broken)
+    monkeypatch.setattr(sources, "blas_threads", broken)
     app = NNTui(long_run(tmp_path), start=True)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from test_tui_app import SIZE, long_run, pilot_test, press, until
+from helpers import SIZE, long_run, pilot_test, press, until
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 from textual.widgets._toast import Toast

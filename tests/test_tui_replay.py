@@ -12,12 +12,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import SIZE, log_text, pilot_test, press, until
+from helpers import EPOCHS, SIZE, log_text, of, pilot_test, press, train, until
 
 from nnlib import runs
 from nnlib.callbacks import Callback
-from nnlib.config import ExperimentConfig
-from nnlib.experiment import setup
 from nntui import bridge as b
 from nntui.app import NNTui
 from nntui.cli import main
@@ -26,34 +24,11 @@ from nntui.replay import RunReplay, open_run, snapshots_from_events
 from nntui.screens.dashboard import DashboardScreen
 from nntui.widgets.status import StatusPanel
 
-EPOCHS = 3
-
-
-def train(run_dir: Path, epochs: int = EPOCHS, callbacks: tuple = ()) -> list[b.Snapshot]:
-    """A short spirals run written to `run_dir`; returns what a live Bridge sent."""
-    live: list[b.Snapshot] = []
-    config = ExperimentConfig(
-        dataset="spirals",
-        arch="2-16-16-3",
-        epochs=epochs,
-        batch_size=32,
-        lr=0.1,
-        seed=0,
-        run_dir=str(run_dir),
-        histogram_every=10,
-    )
-    setup(config, callbacks=[b.Bridge(live.append, interval=0.0), *callbacks]).fit()
-    return live
-
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Path, list[b.Snapshot]]:
     run_dir = tmp_path_factory.mktemp("runs") / "spirals"
     return run_dir, train(run_dir)
-
-
-def of(kind: type, snapshots: list[b.Snapshot]) -> list:
-    return [s for s in snapshots if isinstance(s, kind)]
 
 
 # -- the converter -----------------------------------------------------------------------------

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_runindex import workspace, write_run  # noqa: F401  (a fixture)
-from test_tui_app import SIZE, pilot_test, press, until
-from test_tui_snapshots import DATASETS
+from helpers import DATASETS, SIZE, pilot_test, press, until, write_run
 
 from nnlib import runs
 from nnlib.config import ExperimentConfig
@@ -29,7 +27,7 @@ def names(screen: RunsScreen) -> list[str]:
 
 
 @pilot_test
-async def test_the_runs_screen_lists_sorts_and_filters_the_runs(workspace):  # noqa: F811
+async def test_the_runs_screen_lists_sorts_and_filters_the_runs(workspace):
     root, _ = workspace
     app = app_on(root)
     async with app.run_test(size=SIZE) as pilot:
@@ -82,7 +80,7 @@ async def test_the_runs_screen_follows_a_run_being_written(tmp_path):
 
 
 @pilot_test
-async def test_enter_opens_a_run_on_the_dashboard_and_ctrl_r_comes_back(workspace):  # noqa: F811
+async def test_enter_opens_a_run_on_the_dashboard_and_ctrl_r_comes_back(workspace):
     root, _ = workspace
     app = app_on(root)
     async with app.run_test(size=SIZE) as pilot:
@@ -109,7 +107,7 @@ async def test_ctrl_r_on_the_setup_screen_opens_the_runs_screen(tmp_path, monkey
 
 
 @pilot_test
-async def test_marked_runs_are_compared_with_the_first_as_baseline(workspace):  # noqa: F811
+async def test_marked_runs_are_compared_with_the_first_as_baseline(workspace):
     root, _ = workspace
     app = app_on(root)
     async with app.run_test(size=SIZE) as pilot:

@@ -4,7 +4,7 @@ reads at 80x24, and every way to quit asks first while a run is in progress."""
 from __future__ import annotations
 
 import pytest
-from test_tui_app import SIZE, end_event, long_run, pilot_test, press, started, until
+from helpers import SIZE, end_event, long_run, pilot_test, press, started, until
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, TextArea
 

@@ -6,13 +6,16 @@ screen, which folds them into a RunState; panels redraw from that state on a tim
 times a second, whatever the training speed. Keys act on the trainer through its thread-safe
 control calls and show their effect at once (a pending value, "pausing…"). On a recorded run
 that is still being written, the same keys steer the process writing it, through the run's
-command file (`nnlib.remote`); a recorded run that has ended says it cannot be steered.
+command file (`nnlib.remote`); a recorded run that has ended says it cannot be steered. Which
+of these it is, is the run source's business (nntui.sources): this screen starts its worker,
+shows what it posts, and sends every request through its `steer`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,20 +32,18 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Tab, Tabs
 
-from nnlib import remote
-from nnlib.callbacks import Callback
 from nnlib.callbacks.features import FeatureMaps
 from nnlib.callbacks.ondemand import OnDemand
 from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
 from nnlib.events import Event
 from nnlib.states import RunStatus
-from nnlib.threads import blas_threads
 
-from ..bridge import Bridge, Histograms, Notice, Progress, RunEnded, RunStarted, Snapshot
+from ..bridge import Histograms, Notice, Progress, RunEnded, RunStarted, Snapshot
 from ..messages import RunUpdate, StartRun
 from ..replay import RecordedRun
 from ..runstate import RunState
+from ..sources import RunSource, source_for
 from ..widgets.boundary import BoundaryPanel
 from ..widgets.confusion import ConfusionPanel
 from ..widgets.curves import CurvesPanel
@@ -58,15 +59,12 @@ from .panel_help import PanelHelpScreen
 
 if TYPE_CHECKING:
     from nnlib.experiment import Experiment
-    from nnlib.trainer import Trainer
 
 REDRAW_SECONDS = 0.25
-#: How often a recorded run's log is checked for new lines (and the stop flag for quitting).
-FOLLOW_SECONDS = 0.2
 #: The actions that need the model in this process (hidden on a recorded run).
-LOCAL_ONLY = ("edit", "save_model", "fork", "test")
-#: Where the app's own requests come from, in the events that record them.
-SOURCE = "app"
+LOCAL_ONLY = ("save_model", "fork", "test")
+#: What the log says while each kind of worker gets going.
+WORKER_NOTES = {"training": "loading {dataset}…", "following": "following the run log as it grows…"}
 #: How long leaving the dashboard waits for the training thread to close the run log.
 FINISH_TIMEOUT = 30.0
 #: + and - multiply and divide the learning rate by this.
@@ -144,19 +142,6 @@ def _images(state: RunState) -> bool:
     return state.started is not None and len(state.started.input_shape) == 3
 
 
-class StopIfCancelled(Callback):
-    """Ends a run at its first boundary when the dashboard was left while it was loading
-    (`fit` clears stop requests made before it began), so even that run has a complete log:
-    run_start, then end with reason "stopped"."""
-
-    def __init__(self, cancelled: threading.Event) -> None:
-        self.cancelled = cancelled
-
-    def on_train_begin(self, trainer: Trainer) -> None:
-        if self.cancelled.is_set():
-            trainer.stop()
-
-
 class DashboardScreen(Screen[None]):
     DEFAULT_CSS = """
     DashboardScreen { layout: vertical; }
@@ -216,17 +201,13 @@ class DashboardScreen(Screen[None]):
         from its directory, following its log until its end event."""
         super().__init__()
         self.config = config
-        self.replay = list(replay) if replay is not None else None
-        self.recorded = recorded
+        self.recorded = recorded  # the run directory shown, if it is one
+        self.source: RunSource = source_for(config, replay, recorded)
         self.state = RunState(
             recorded.dataset if recorded else Path(config.dataset).stem,
             config.arch or "",
-            recorded=recorded is not None,
+            recorded=self.source.recorded,
         )
-        self.experiment: Experiment | None = None
-        self._cancelled = threading.Event()
-        self._finished = threading.Event()
-        self._worker_started = False
         # Made here, not queried: every snapshot and every timer tick reaches them.
         self._status = StatusPanel(self.state)
         self.panels: dict[str, Widget] = {entry.key: entry.make(self.state) for entry in PANELS}
@@ -265,30 +246,19 @@ class DashboardScreen(Screen[None]):
         self._offer_tabs()
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(REDRAW_SECONDS, self.redraw)
-        if self.replay is not None:
-            for snapshot in self.replay:
-                self.apply(snapshot)
-            self.redraw(at_once=True)
-        elif self.recorded is not None:
-            self._status.border_title = "nntui · recorded run"
-            for snapshot in self.recorded.snapshots:
-                self.apply(snapshot)
-            self.redraw(at_once=True)
-            if not self.recorded.ended:
-                self._event_log.add(None, "following the run log as it grows…")
-                self._worker_started = True
-                self.run_worker(
-                    self._follow,
-                    thread=True,
-                    exit_on_error=False,
-                    name="following",
-                    group="following",
-                )
-        else:
-            self._event_log.add(None, f"loading {self.config.dataset}…")
-            self._worker_started = True
+        self._status.border_title = self.source.title
+        for snapshot in self.source.snapshots:
+            self.apply(snapshot)
+        self.redraw(at_once=True)
+        worker = self.source.worker
+        if worker is not None:
+            self._event_log.add(None, WORKER_NOTES[worker].format(dataset=self.config.dataset))
             self.run_worker(
-                self._train, thread=True, exit_on_error=False, name="training", group="training"
+                lambda: self.source.run(self._post),
+                thread=True,
+                exit_on_error=False,
+                name=worker,
+                group=worker,
             )
 
     def on_resize(self, event: Resize) -> None:
@@ -372,11 +342,15 @@ class DashboardScreen(Screen[None]):
 
     def _request(self, kind: type[OnDemand], what: str) -> None:
         """Ask the training thread for `what` at its next batch boundary."""
-        if self.recorded is not None:
+        if self.source.recorded:
             self.notify("a recorded run shows what was recorded", timeout=3)
             return
-        trainer = self._trainer()
-        if trainer is None:
+        if self.state.end is not None:
+            self.notify("the run has ended", severity="warning")
+            return
+        trainer = self.source.trainer
+        if trainer is None or self.state.started is None:
+            self.notify("still loading the dataset", severity="warning")
             return
         callback = next((c for c in trainer.callbacks if isinstance(c, kind)), None)
         if callback is None:
@@ -386,83 +360,30 @@ class DashboardScreen(Screen[None]):
         paused = " (paused: press n to run one batch)" if trainer.paused else ""
         self.notify(f"{what} at the next batch{paused}", timeout=3)
 
-    # -- the training worker (runs on its own thread; touches no widget) ---------------------
-    def _train(self) -> None:
-        """Set up and fit the experiment. Whatever fails is reported as the run's end, so the
-        dashboard never waits for a run that is gone."""
-        from nnlib.experiment import setup
-
-        bridge = Bridge(self._post)
-        try:
-            with blas_threads(1):  # the UI is always another busy thread: see nnlib.threads
-                experiment = setup(
-                    self.config,
-                    checkpoints=True,
-                    callbacks=[bridge, StopIfCancelled(self._cancelled)],
-                )
-                self.experiment = experiment
-                for note in experiment.data.dataset.notes:  # e.g. a partial MNIST folder
-                    self._post(Notice("note", 0, note))
-                # If the screen was left meanwhile, StopIfCancelled ends the run at once.
-                experiment.fit()
-        except Exception as error:  # a bad dataset, spec or value: shown, not raised
-            trainer = self.experiment.trainer if self.experiment is not None else None
-            if trainer is None:
-                self._post(Notice("error", 0, f"could not start: {error}"))
-            if not bridge.ended:  # else the bridge has sent RunEnded with the message
-                self._post(
-                    RunEnded(
-                        "error",
-                        trainer.global_step if trainer else 0,
-                        trainer.epoch if trainer else 0,
-                        f"{type(error).__name__}: {error}",
-                    )
-                )
-        finally:
-            self._finished.set()
-
-    def _follow(self) -> None:
-        """Tail a recorded run's log until its end event, the end of its writer, or until the
-        screen is left; until the run starts, say what it is waiting for."""
-        recorded = self.recorded
-        assert recorded is not None
-        shown = None  # the waiting note last shown
-        try:
-            while not recorded.ended:
-                note = recorded.waiting()
-                if note is not None and note != shown:
-                    self._post(Notice("waiting", 0, note))
-                    shown = note
-                if self._cancelled.wait(FOLLOW_SECONDS):
-                    break
-                for snapshot in recorded.poll():
-                    self._post(snapshot)
-        except (OSError, ValueError) as error:
-            self._post(
-                Notice(
-                    "error",
-                    self.state.progress.step if self.state.progress else 0,
-                    f"stopped following the run log: {error}",
-                )
-            )
-        finally:
-            self._finished.set()
-
+    # -- the run source (its worker runs on its own thread and touches no widget) ------------
     def _post(self, snapshot: Snapshot) -> None:
         self.post_message(RunUpdate(snapshot))
+
+    @property
+    def experiment(self) -> Experiment | None:
+        """The experiment trained here, once set up (None for a recorded run)."""
+        return self.source.experiment
+
+    @property
+    def _finished(self) -> threading.Event:
+        """Set once the source's worker is done (the run log closed)."""
+        return self.source.finished
 
     def shutdown(self) -> None:
         """Ask the run to end at the next batch boundary (also when paused), so the worker
         thread exits and the run log gets its end event."""
-        self._cancelled.set()
-        if self.experiment is not None:
-            self.experiment.trainer.stop()
+        self.source.stop()
 
     async def on_unmount(self) -> None:
         """Leaving (or quitting): end the run and let its thread close the run log before
         the app goes on, so a quit never leaves a log without its end event."""
         self.shutdown()
-        if self._worker_started:
+        if self.source.worker is not None:
             await asyncio.get_running_loop().run_in_executor(
                 None, self._finished.wait, FINISH_TIMEOUT
             )
@@ -470,7 +391,7 @@ class DashboardScreen(Screen[None]):
     @property
     def running(self) -> bool:
         """True while a run is loading or training here (not a recorded one)."""
-        return self.replay is None and self.recorded is None and self.state.end is None
+        return self.source.worker == "training" and self.state.end is None
 
     # -- snapshots ---------------------------------------------------------------------------
     def on_run_update(self, message: RunUpdate) -> None:
@@ -499,7 +420,7 @@ class DashboardScreen(Screen[None]):
                     timeout=10,
                     markup=False,  # text from exceptions and paths: brackets are not markup
                 )
-            elif self.recorded is not None:
+            elif self.source.recorded:
                 self.notify(
                     f"{snapshot.reason} at step {snapshot.step}; read from {where}",
                     title="Recorded run",
@@ -528,71 +449,64 @@ class DashboardScreen(Screen[None]):
     # -- keys ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A recorded run's model is in another process: the keys that need it here are not
-        offered (its other steering keys go to that process, see `_steer`)."""
-        return not (self.recorded is not None and action in LOCAL_ONLY)
-
-    def _trainer(self) -> Trainer | None:
-        """The live trainer, or None (with a note why) if there is none to control."""
-        if self.state.end is not None:
-            ended = f"the run has ended ({self.state.end.reason})"
-            self.notify(f"{ended}; it cannot be steered", severity="warning")
-            return None
-        # Until fit has begun (RunStarted), Trainer.set would apply a value right here on
-        # the UI thread and emit its event from it: keys wait for the run.
-        if self.experiment is None or self.state.started is None:
-            self.notify("still loading the dataset", severity="warning")
-            return None
-        return self.experiment.trainer
+        offered (its steering keys go to that process, see `_steer`)."""
+        return not (self.source.recorded and action in LOCAL_ONLY)
 
     def _steer(self, action: str, *arguments: Any, then: Callable[[], None]) -> None:
-        """Make one request of the run, by the door its kind has: this app's trainer through
-        its run control, or the process writing a recorded run through its command file (in
-        a worker; the answer is shown when it comes). `then` shows the request's effect once
-        it is accepted; a refusal is shown with its reason, and changes nothing."""
-        if self.recorded is None:
-            trainer = self._trainer()
-            if trainer is None:
-                return
-            try:
-                trainer.control.command(action, *arguments, source=SOURCE)
-            except ValueError as error:
-                self.notify(str(error), severity="warning", markup=False)
-                return
-            then()
-            self.redraw(at_once=True)
-        elif self.state.end is not None:
-            self._trainer()  # says the run has ended and cannot be steered
-        else:
+        """Make one request of the run through its source, the one door for every request.
+        A run here answers at once; the process writing a recorded run answers through its
+        command file, so that request waits in a worker. `then` shows the request's effect
+        once it is accepted; a refusal is shown with its reason, and changes nothing."""
+        if self._unsteerable():
+            return
+        if self.source.recorded:
             self.run_worker(
-                lambda: self._send(action, arguments, then),
+                lambda: self.app.call_from_thread(
+                    self._answered, *self._ask(action, arguments), then
+                ),
                 thread=True,
                 exit_on_error=False,
                 group="steering",
             )
+        else:
+            self._answered(*self._ask(action, arguments), then)
 
-    def _send(self, action: str, arguments: tuple[Any, ...], then: Callable[[], None]) -> None:
-        """(A worker thread.) One command to the process writing the recorded run."""
-        assert self.recorded is not None
+    def _unsteerable(self) -> bool:
+        """Say why the run takes no request now, if it does not."""
+        if self.state.end is not None:
+            ended = f"the run has ended ({self.state.end.reason})"
+            self.notify(f"{ended}; it cannot be steered", severity="warning")
+            return True
+        if self.state.started is None:
+            self.notify("still loading the dataset", severity="warning")
+            return True
+        return False
+
+    def _ask(self, action: str, arguments: tuple[Any, ...]) -> tuple[str | None, str | None]:
+        """(Any thread.) The source's answer to a request, or its refusal."""
         try:
-            reply = remote.send(self.recorded.run_dir, action, *arguments, sender="nntui")
-        except remote.SteerError as error:
-            self.app.call_from_thread(self.notify, str(error), severity="error")
-            return
-        self.app.call_from_thread(self._answered, reply, then)
+            return self.source.steer(action, *arguments), None
+        except ValueError as error:  # refused, or (remote.SteerError) not delivered
+            return None, str(error)
 
-    def _answered(self, reply: remote.Reply, then: Callable[[], None]) -> None:
-        if not reply.ok:
-            self.notify(reply.message, title="Refused by the run", severity="error")
+    def _answered(self, answer: str | None, refusal: str | None, then: Callable[[], None]) -> None:
+        if refusal is not None:
+            self.notify(refusal, title="Not applied", severity="warning", markup=False)
             return
-        self.notify(reply.message, title="Sent to the process writing this run")
+        if answer is None:  # the run here has not begun: Trainer.set would run on this thread
+            self.notify("still loading the dataset", severity="warning")
+            return
+        if self.source.recorded:
+            self.notify(answer, title="Sent to the process writing this run", markup=False)
         then()
         self.redraw(at_once=True)
 
     def _paused(self) -> bool:
         """Paused, or a pause asked for: of the trainer here, or as the run log shows."""
-        if self.recorded is None and self.experiment is not None:
-            return self.experiment.trainer.paused
-        return self.state.status in (RunStatus.PAUSED, RunStatus.PAUSING)
+        paused = self.source.paused()
+        if paused is None:
+            return self.state.status in (RunStatus.PAUSED, RunStatus.PAUSING)
+        return paused
 
     def action_toggle_pause(self) -> None:
         if self._paused():
@@ -607,12 +521,8 @@ class DashboardScreen(Screen[None]):
         self._steer("step", then=lambda: None)
 
     def action_change_lr(self, factor: float) -> None:
-        hyperparameters = self.state.hyperparameters
         current = self.state.pending.get(
-            "lr",
-            self.experiment.trainer.optimizer.lr
-            if self.experiment is not None
-            else hyperparameters.get("base_lr", hyperparameters.get("lr")),
+            "lr", self.source.editable(self.state.hyperparameters).get("lr")
         )
         if not isinstance(current, int | float):
             self.notify("the run's learning rate is not known yet", severity="warning")
@@ -624,14 +534,18 @@ class DashboardScreen(Screen[None]):
         self._steer("stop", then=lambda: self.state.mark_status(RunStatus.STOPPING))
 
     def action_edit(self) -> None:
-        trainer = self._trainer()
-        if trainer is not None:
-            self.app.push_screen(HparamScreen(trainer, self.state.pending), self._edited)
+        """Edit the hyperparameters; the changes come back to `_edited`."""
+        if not self._unsteerable():
+            self.app.push_screen(self._hparam_screen(), self._edited)
+
+    def _hparam_screen(self, fork: bool = False) -> HparamScreen:
+        current = self.source.editable(self.state.hyperparameters)
+        return HparamScreen(current, self.state.pending, self.source.validate, fork=fork)
 
     def _edited(self, changes: dict[str, Any] | None) -> None:
+        """Apply the dialog's changes as the + and - keys do: one `set` request each."""
         for name, value in (changes or {}).items():
-            self.state.request(name, value)
-        self.redraw(at_once=True)
+            self._steer("set", name, value, then=functools.partial(self.state.request, name, value))
 
     def action_smoothing(self) -> None:
         value = self._curves.cycle_smoothing()
@@ -684,9 +598,7 @@ class DashboardScreen(Screen[None]):
         if self.state.end is None and not experiment.trainer.wait_until_parked(timeout=0):
             self.notify("pause the run (space) first, then f forks it", severity="warning")
             return
-        self.app.push_screen(
-            HparamScreen(experiment.trainer, self.state.pending, fork=True), self._fork
-        )
+        self.app.push_screen(self._hparam_screen(fork=True), self._fork)
 
     def _fork(self, changes: dict[str, Any] | None) -> None:
         """Checkpoint the parked run (an ended one has its last checkpoint), then start the

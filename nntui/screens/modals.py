@@ -5,7 +5,7 @@ confirms, Escape cancels."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -14,9 +14,6 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, Static, TextArea
-
-if TYPE_CHECKING:
-    from nnlib.trainer import Trainer
 
 MODAL_CSS = """
 {name} {{ align: center middle; background: $background 60%; }}
@@ -136,12 +133,12 @@ class SpecScreen(ModalScreen[str | None]):
 
 
 class HparamScreen(ModalScreen["dict[str, Any] | None"]):
-    """Edit the live hyperparameters of a running (or paused) trainer. Every value is checked
-    by the trainer first; a bad one shows the trainer's message under its field and nothing
-    is applied. The batch size applies from the next epoch.
-
-    With `fork`, the values are the changes of a fork of the run: nothing is applied to the
-    trainer, the changes are returned, and Cancel returns None."""
+    """Edit a run's hyperparameters. The dialog applies nothing itself: it returns the
+    changed values (or None on Cancel), and the dashboard sends them through the one door
+    every request takes, as it does for the + and - keys. Each value is checked with
+    `validate` first (the trainer's own check, when the trainer is in this process); a bad
+    one shows its message under the fields and the dialog stays open. The batch size
+    applies from the next epoch. With `fork`, the values are the changes of a fork."""
 
     DEFAULT_CSS = (
         MODAL_CSS.format(name="HparamScreen")
@@ -154,13 +151,19 @@ class HparamScreen(ModalScreen["dict[str, Any] | None"]):
     )
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, trainer: Trainer, pending: dict[str, Any], fork: bool = False) -> None:
+    def __init__(
+        self,
+        current: dict[str, Any],
+        pending: dict[str, Any],
+        validate: Callable[[str, Any], Any],
+        fork: bool = False,
+    ) -> None:
+        """`current`: the editable values in force; `pending`: those asked for and not yet
+        applied, shown instead."""
         super().__init__()
-        self.trainer = trainer
+        self.current = dict(current)
+        self.validate = validate
         self.fork = fork
-        names = [n for n in type(trainer.optimizer).hyperparameters if n != "decay"]
-        self.current = {name: getattr(trainer.optimizer, name) for name in names}
-        self.current["batch_size"] = trainer.batch_size
         self.shown = {**self.current, **{k: v for k, v in pending.items() if k in self.current}}
 
     def compose(self) -> ComposeResult:
@@ -200,7 +203,7 @@ class HparamScreen(ModalScreen["dict[str, Any] | None"]):
         for name, shown in self.shown.items():
             field = self.query_one(f"#{name}", Input)
             try:
-                value = self.trainer.validate_hyperparameter(name, _number(name, field.value))
+                value = self.validate(name, _number(name, field.value))
             except ValueError as error:
                 self.query_one("#hp-edit-error", Static).update(f"✗ {error}")
                 field.set_class(True, "-invalid")
@@ -209,13 +212,10 @@ class HparamScreen(ModalScreen["dict[str, Any] | None"]):
             field.set_class(False, "-invalid")
             if value != shown:
                 changes[name] = value
-        if not self.fork:
-            for name, value in changes.items():
-                self.trainer.set(name, value)
         self.dismiss(changes)
 
     def action_cancel(self) -> None:
-        self.dismiss(None if self.fork else {})
+        self.dismiss(None)
 
 
 def _number(name: str, text: str) -> int | float:
