@@ -312,6 +312,13 @@ def _parser() -> OneLineParser:
         help="run the trials on this Dask cluster (e.g. tcp://host:8786); "
         "needs pip install 'nntui[cluster]'",
     )
+    sweep.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long to wait for the Dask scheduler to answer (default 20)",
+    )
 
     runs = commands.add_parser("runs", help="print a run log, or follow one being written")
     runs.add_argument("run", help="a run directory or its events.jsonl")
@@ -918,6 +925,7 @@ def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             report=lambda line: print(line, file=sys.stderr, flush=True),
+            connect_timeout=args.connect_timeout,
         )
     except ConfigError as error:  # a sweep file, folder or scheduler that cannot be used
         raise UsageError(str(error)) from None

@@ -96,14 +96,20 @@ def pilot_test(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., 
     return run
 
 
-async def until(pilot: Pilot, condition: Callable[[], bool], tries: int = 200_000) -> None:
-    """Let the app process its messages until `condition` holds (a bounded number of
-    rounds; pause(0) yields to the event loop without sleeping)."""
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0)
-    raise AssertionError("condition not reached")
+async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Let the app process its messages until `condition` holds (within `timeout` seconds).
+
+    A few rounds yield without sleeping; after that each round sleeps 2 ms. A UI thread that
+    only yields keeps the GIL nearly all the time, and the training thread, which gives the
+    GIL up at every file access (imports, the run log), then waits about 5 ms each time to
+    get it back: setting up a run took 5-20 s instead of 0.1 s."""
+    deadline = time.monotonic() + timeout
+    rounds = 0
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached in {timeout:g} s")
+        await pilot.pause(0 if rounds < 20 else 0.002)
+        rounds += 1
 
 
 KEY_HOPS = 5

@@ -324,7 +324,7 @@ def test_the_command_prints_the_ranking_and_names_the_best(tmp_path, env):
         (("missing.toml",), "missing.toml: no such config file"),
         (("--resume", "nowhere"), "nowhere: not a sweep folder"),
         (("bad.toml",), "params.lr[1]: lr must be a positive number, got -1"),
-        (("s.toml", "--scheduler", "tcp://127.0.0.1:1"), "Dask"),
+        (("s.toml", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "1"), "Dask"),
     ],
 )
 def test_bad_arguments_are_one_line_with_exit_2(tmp_path, env, args, words):

@@ -46,6 +46,8 @@ VERSION = 1
 #: Trial states that a resumed sweep leaves alone; the others (pending, running,
 #: interrupted) are run again, in a new run directory.
 DONE = ("finished", "pruned", "failed")
+#: Seconds to wait for a Dask scheduler to answer (`nnlib sweep --connect-timeout`).
+CONNECT_TIMEOUT = 20.0
 DASK_MISSING = (
     "--scheduler needs Dask, an optional extra: pip install 'nntui[cluster]' "
     "(or pip install 'dask[distributed]')"
@@ -184,11 +186,15 @@ def median_table(index: dict[str, Any], min_trials: int) -> tuple[float | None, 
 
 @contextlib.contextmanager
 def executor_for(
-    workers: int | None, scheduler: str | None, needed: int
+    workers: int | None,
+    scheduler: str | None,
+    needed: int,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> Iterator[tuple[Executor, int, str]]:
     """The executor trials run on, how many run at once, and a description: `workers` local
     processes (default: one per core; each trial uses one BLAS thread), or the Dask cluster
-    at `scheduler` (default: as many at once as the cluster has worker threads)."""
+    at `scheduler` (default: as many at once as the cluster has worker threads), given up on
+    after `connect_timeout` seconds."""
     if scheduler is None:
         count = max(1, min(workers or os.cpu_count() or 1, needed))
         # spawn: a fresh interpreter per worker, as Dask's nanny starts them (no forked locks).
@@ -204,7 +210,7 @@ def executor_for(
     except ImportError:
         raise SweepError(DASK_MISSING) from None
     try:
-        client = Client(scheduler, timeout="20s")
+        client = Client(scheduler, timeout=f"{connect_timeout}s")
     except (OSError, TimeoutError, ValueError) as error:
         raise SweepError(
             f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} ({error})"
@@ -222,6 +228,7 @@ def run_sweep(
     workers: int | None = None,
     scheduler: str | None = None,
     report: Report = print,
+    connect_timeout: float = CONNECT_TIMEOUT,
 ) -> dict[str, Any]:
     """Run the sweep's trials that are not done (all of a new sweep; the pending, running and
     interrupted ones of a resumed one) and return the index.
@@ -240,7 +247,11 @@ def run_sweep(
     total = len(index["trials"])
     running: dict[Future, int] = {}
     interrupted = False
-    with executor_for(workers, scheduler, len(todo)) as (executor, capacity, where):
+    with executor_for(workers, scheduler, len(todo), connect_timeout) as (
+        executor,
+        capacity,
+        where,
+    ):
         report(f"sweep: {path}  {len(todo)} of {total} trials to run on {where}")
         index["state"] = "running"
         write_index(path, index)
