@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import until
 
 import nnlib.datasets as nds
 from nnlib import cli
@@ -65,11 +66,12 @@ def test_partial_mnist_note_is_a_notification_in_the_app(tmp_path, data_home):
     async def run() -> None:
         app = NNTui(config, start=True)
         async with app.run_test(size=(80, 24)) as pilot:
-            for _ in range(200_000):
-                screen = app.screen
-                if isinstance(screen, DashboardScreen) and screen.state.end is not None:
-                    break
-                await pilot.pause(0)
+            await until(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, DashboardScreen) and app.screen.state.end is not None
+                ),
+            )
             assert isinstance(app.screen, DashboardScreen) and app.screen.state.end is not None
             notes = [n for n in app._notifications if n.title == "Dataset"]
             assert len(notes) == 1 and "only the test files" in notes[0].message
