@@ -22,6 +22,7 @@ from .layers.base import Shape
 from .layers.pooling import fuse_relu_pool
 from .losses import Loss
 from .metrics import check_finite, evaluate_predictions
+from .spec_text import to_spec
 
 FORMAT = "nnlib-model"
 FORMAT_VERSION = 1
@@ -406,8 +407,6 @@ class Sequential:
     @property
     def spec(self) -> str:
         """The architecture in the spec grammar; `build(model.spec, shape)` rebuilds it."""
-        from .spec import to_spec
-
         return to_spec(self)
 
     @property

@@ -26,12 +26,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _validate
-from .layers import REGISTRY, Layer, SpecArg
+from .layers import REGISTRY, Layer
 from .layers.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.dense import Dense
 from .layers.shape import Dropout, Flatten
 from .losses import Loss
 from .model import LayerError, Sequential, Summary, check_fits
+from .spec_text import MLP_ACTIVATIONS, format_value, required, to_token
 
 
 class SpecError(ValueError):
@@ -42,8 +43,6 @@ class SpecError(ValueError):
         self.token = token
         self.index = index
 
-
-_MLP_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leakyrelu": LeakyReLU}
 
 _MLP = re.compile(r"^\s*(\d+(?:\s*-\s*\d+)+)\s*(?::\s*([a-z]+))?\s*$")
 _TOKEN = re.compile(r"\s*(?:(?:->|,)\s*)?([^\s,()>-](?:(?!->)[^\s,()])*(?:\([^()]*\))?|\S)")
@@ -178,14 +177,14 @@ def _parse_mlp(body: str, activation: str | None, input_shape: Sequence[int] | N
         )
     cls = layer_class(activation or "relu")
     activation_name = cls.kind if cls else activation
-    if activation_name not in _MLP_ACTIVATIONS:
+    if activation_name not in MLP_ACTIVATIONS:
         raise SpecError(
-            f"MLP activation {activation!r} is not one of {', '.join(_MLP_ACTIVATIONS)}",
+            f"MLP activation {activation!r} is not one of {', '.join(MLP_ACTIVATIONS)}",
             token=activation,
         )
     layers: list[Layer] = []
     for units in sizes[1:-1]:
-        layers += [Dense(units), _MLP_ACTIVATIONS[activation_name]()]
+        layers += [Dense(units), MLP_ACTIVATIONS[activation_name]()]
     layers.append(Dense(sizes[-1]))
     return layers
 
@@ -226,13 +225,6 @@ def layer_class(token: str) -> type[Layer] | None:
     return found or next((cls for cls in REGISTRY.values() if token in cls.aliases), None)
 
 
-def _required(cls: type[Layer], arg: SpecArg) -> bool:
-    if arg.required is not None:
-        return arg.required
-    parameter = inspect.signature(cls.__init__).parameters[arg.init_name]
-    return parameter.default is inspect.Parameter.empty
-
-
 def usage(cls: type[Layer]) -> str:
     """How a layer's token is written, from what its class declares:
     `conv(filters, kernel, [stride=1], [pad=0|same|valid])`."""
@@ -241,10 +233,10 @@ def usage(cls: type[Layer]) -> str:
     for arg in cls.arguments():
         if not arg.documented:
             continue
-        if _required(cls, arg):
+        if required(cls, arg):
             parts.append(arg.name)
         else:
-            shown = arg.hint or _format_value(defaults[arg.init_name].default)
+            shown = arg.hint or format_value(defaults[arg.init_name].default)
             parts.append(f"[{arg.name}={shown}]")
     return f"{cls.kind}({', '.join(parts)})" if parts else cls.kind
 
@@ -287,7 +279,7 @@ def _parse_args(body: str | None, cls: type[Layer]) -> dict[str, Any]:
         if key in values:
             raise ValueError(f"argument {key!r} given twice")
         values[key] = _parse_value(raw)
-    missing = [n for n, arg in arguments.items() if _required(cls, arg) and n not in values]
+    missing = [n for n, arg in arguments.items() if required(cls, arg) and n not in values]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     return {arguments[key].init_name: value for key, value in values.items()}
@@ -304,58 +296,6 @@ def _parse_value(raw: str) -> Any:
     if re.fullmatch(r"[a-z_]+", raw):
         return raw
     raise ValueError(f"cannot read the value {raw!r}")
-
-
-def to_token(layer: Layer) -> str:
-    """One layer in spec form, with only its non-default arguments."""
-    cls = type(layer)
-    if REGISTRY.get(cls.kind) is not cls:
-        raise ValueError(
-            f"{layer.name or cls.__name__}: {cls.__name__} has no spec token (a layer class "
-            "registers one by setting `kind`)"
-        )
-    config, defaults = layer.config(), layer.defaults()
-    parts = []
-    for arg in cls.arguments():
-        value = config.get(arg.init_name)
-        if _required(cls, arg):
-            parts.append(_format_value(value))
-        elif arg.init_name in defaults and value != defaults[arg.init_name]:
-            parts.append(f"{arg.name}={_format_value(value)}")
-    return f"{cls.kind}({','.join(parts)})" if parts else cls.kind
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, tuple | list):
-        return "x".join(str(v) for v in value)
-    return str(value)
-
-
-def to_spec(model: Sequential) -> str:
-    """The model's architecture as spec text (the MLP shorthand when it fits)."""
-    layers = [
-        layer for layer in model.layers if not (isinstance(layer, Flatten) and layer.implicit)
-    ]
-    shorthand = _as_mlp(layers, model.input_shape)
-    return shorthand or " ".join(to_token(layer) for layer in layers)
-
-
-def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | None:
-    if input_shape is None or len(layers) % 2 == 0:
-        return None
-    dense, activations = layers[0::2], layers[1::2]
-    if not all(type(layer) is Dense and layer.init == "he" for layer in dense):
-        return None
-    kinds = {type(layer) for layer in activations}
-    if len(kinds) > 1 or (kinds and kinds.pop() not in _MLP_ACTIVATIONS.values()):
-        return None
-    if any(isinstance(layer, LeakyReLU) and layer.alpha != 0.01 for layer in activations):
-        return None
-    sizes = [math.prod(input_shape)] + [layer.units for layer in dense]
-    text = "-".join(str(size) for size in sizes)
-    if activations and not isinstance(activations[0], ReLU):
-        text += ":" + next(k for k, v in _MLP_ACTIVATIONS.items() if type(activations[0]) is v)
-    return text
 
 
 #: Losses that take raw outputs and apply softmax themselves, by name.

@@ -92,13 +92,19 @@ def _runtime_imports(module: str) -> set[str]:
     return {name for name in found if name in MODULES and name != module}
 
 
-def test_no_import_loop_among_the_trainer_and_the_callbacks():
-    """A module may reach back to another only for annotations: trainer.py imports the
-    callbacks, and no callback imports the trainer when it runs (package __init__ files
-    aside, which import everything below them)."""
-    graph = {module: _runtime_imports(module) for module in MODULES}
+def test_no_import_loop_between_nnlib_modules():
+    """A module may reach back to another only for annotations (issue 9): trainer.py imports
+    the callbacks and no callback imports the trainer when it runs; model.py writes spec text
+    through spec_text.py, not through the parser that builds models. Package __init__ files,
+    which import everything below them, are left out of the graph."""
+    packages = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in (ROOT / "nnlib").rglob("__init__.py")
+    }
+    modules = [m for m in MODULES if m not in packages]
+    graph = {module: _runtime_imports(module) - packages for module in modules}
     assert "nnlib.callbacks.callback_list" in graph["nnlib.trainer"]
-    assert "nnlib.control" in graph["nnlib.trainer"]
+    assert "nnlib.spec_text" in graph["nnlib.model"]
 
     def reaches(start: str, goal: str, seen: set[str]) -> bool:
         for nxt in graph[start] - seen:
@@ -107,10 +113,7 @@ def test_no_import_loop_among_the_trainer_and_the_callbacks():
                 return True
         return False
 
-    parts = [m for m in MODULES if m.startswith(("nnlib.trainer", "nnlib.callbacks"))]
-    parts += ["nnlib.control", "nnlib.states"]
-    loops = [m for m in parts if reaches(m, m, set())]
-    assert loops == []
+    assert [m for m in modules if reaches(m, m, set())] == []
 
 
 # -- run states --------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""Writing a model back as spec text (`model.spec`, `nnlib.spec_text.to_spec`).
+
+Apart from the parser in `nnlib.spec` so that `nnlib.model` can use it without importing the
+parser, which builds models: with it here, no two nnlib modules import each other.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import TYPE_CHECKING, Any
+
+from .layers import REGISTRY, Layer, SpecArg
+from .layers.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers.dense import Dense
+from .layers.shape import Flatten
+
+if TYPE_CHECKING:
+    from .model import Sequential
+
+#: The hidden activations the MLP shorthand can name (`2-16-16-3:tanh`).
+MLP_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leakyrelu": LeakyReLU}
+
+
+def required(cls: type[Layer], arg: SpecArg) -> bool:
+    """Whether a spec must give `arg`: as declared, else when `__init__` has no default."""
+    if arg.required is not None:
+        return arg.required
+    parameter = inspect.signature(cls.__init__).parameters[arg.init_name]
+    return parameter.default is inspect.Parameter.empty
+
+
+def to_token(layer: Layer) -> str:
+    """One layer in spec form, with only its non-default arguments."""
+    cls = type(layer)
+    if REGISTRY.get(cls.kind) is not cls:
+        raise ValueError(
+            f"{layer.name or cls.__name__}: {cls.__name__} has no spec token (a layer class "
+            "registers one by setting `kind`)"
+        )
+    config, defaults = layer.config(), layer.defaults()
+    parts = []
+    for arg in cls.arguments():
+        value = config.get(arg.init_name)
+        if required(cls, arg):
+            parts.append(format_value(value))
+        elif arg.init_name in defaults and value != defaults[arg.init_name]:
+            parts.append(f"{arg.name}={format_value(value)}")
+    return f"{cls.kind}({','.join(parts)})" if parts else cls.kind
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def to_spec(model: Sequential) -> str:
+    """The model's architecture as spec text (the MLP shorthand when it fits)."""
+    layers = [
+        layer for layer in model.layers if not (isinstance(layer, Flatten) and layer.implicit)
+    ]
+    shorthand = _as_mlp(layers, model.input_shape)
+    return shorthand or " ".join(to_token(layer) for layer in layers)
+
+
+def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | None:
+    if input_shape is None or len(layers) % 2 == 0:
+        return None
+    dense, activations = layers[0::2], layers[1::2]
+    if not all(type(layer) is Dense and layer.init == "he" for layer in dense):
+        return None
+    kinds = {type(layer) for layer in activations}
+    if len(kinds) > 1 or (kinds and kinds.pop() not in MLP_ACTIVATIONS.values()):
+        return None
+    if any(isinstance(layer, LeakyReLU) and layer.alpha != 0.01 for layer in activations):
+        return None
+    sizes = [math.prod(input_shape)] + [layer.units for layer in dense]
+    text = "-".join(str(size) for size in sizes)
+    if activations and not isinstance(activations[0], ReLU):
+        text += ":" + next(k for k, v in MLP_ACTIVATIONS.items() if type(activations[0]) is v)
+    return text
