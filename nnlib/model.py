@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _validate
 from ._atomic import atomic_write
+from ._npy import read_header
 from .layers import LAYER_TYPES, Layer, Param
 from .layers.base import Shape
 from .layers.pooling import fuse_relu_pool
@@ -595,13 +596,7 @@ def _read_npy(
     """Read one .npy member's header, refuse it if `check` says why, and only then read (and
     decompress) its data; with data=False stop after the header."""
     with archive.open(member) as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-        else:
-            raise ValueError(f"{source}: {member}: unsupported .npy format version {version}")
+        shape, fortran, dtype = read_header(handle, f"{source}: {member}")
         problem = check(shape, dtype)
         if problem:
             raise ValueError(f"{source}: {problem}")

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .._npy import read_header
 from .base import DatasetError
 
 CHUNK = 1 << 20
@@ -106,13 +107,7 @@ def _read_member(
             f"{info.compress_size} stored bytes can hold"
         )
     with archive.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise DatasetError(f"{where}: .npy format version {version} is not supported")
+        shape, fortran, dtype = read_header(f, where, DatasetError)
         if dtype.hasobject:
             raise DatasetError(
                 f"{where} holds Python objects; save plain numeric arrays (pickled data is "
