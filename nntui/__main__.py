@@ -1,8 +1,9 @@
-"""`python -m nntui` and the `nntui` console script."""
+"""`python -m nntui`: through the same launcher as the `nntui` console script, so that a
+Ctrl+C while Textual and numpy import is one line (see nnlib_launcher.py)."""
 
 import sys
 
-from .cli import main
+from nnlib_launcher import nntui
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(nntui())
