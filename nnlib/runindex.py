@@ -377,6 +377,10 @@ class RunCurves:
 
     def feed(self, events: Iterable[runs.Event]) -> None:
         for event in events:
+            if event.type == "run_resume":  # steps after its checkpoint were lost, then redone
+                step = event.get("from_step", event.step)
+                self.batches = [row for row in self.batches if row["step"] <= step]
+                self.epochs = [row for row in self.epochs if row["step"] <= step]
             if event.type in ("batch", "epoch"):
                 row = {"step": event.step, "time": event.time, **_numbers(event.data)}
                 (self.batches if event.type == "batch" else self.epochs).append(row)

@@ -50,6 +50,12 @@ class Decimated:
     def __len__(self) -> int:
         return len(self.columns[0])
 
+    def drop_after(self, step: float) -> None:
+        """Forget the rows whose first column (the step) is above `step`."""
+        keep = [index for index, value in enumerate(self.columns[0]) if value <= step]
+        if len(keep) < len(self.columns[0]):
+            self.columns = [[column[index] for index in keep] for column in self.columns]
+
     @property
     def seen(self) -> int:
         """Rows ever appended (kept or not)."""
@@ -116,6 +122,8 @@ class RunState:
         elif isinstance(snapshot, Confusion):
             self.confusion = snapshot
         elif isinstance(snapshot, Event):
+            if snapshot.type == "run_resume":
+                self._rewind(snapshot.from_step)
             self.events[snapshot.type] = snapshot
             self.counts[snapshot.type] = self.counts.get(snapshot.type, 0) + 1
         elif isinstance(snapshot, HparamChange):
@@ -130,6 +138,17 @@ class RunState:
             self.end = snapshot
             self.status = RunStatus.of_end(snapshot.reason)
             self.requested.clear()
+
+    def _rewind(self, step: int) -> None:
+        """A run continued from its checkpoint at `step` (`nnlib train --resume` after a
+        crash): what was logged after that step was lost with the process and is done again,
+        so it is forgotten here rather than drawn twice."""
+        self.batches.drop_after(step)
+        self.epochs = [epoch for epoch in self.epochs if epoch.step <= step]
+        self.marks = [mark for mark in self.marks if mark.step <= step]
+        for history in self.layers.values():
+            history.weights.drop_after(step)
+            history.grads.drop_after(step)
 
     def _progress(self, snapshot: Progress) -> None:
         self.progress = snapshot

@@ -21,8 +21,11 @@ from nnlib.config import ExperimentConfig
 from nnlib.experiment import resume, setup
 from nnlib.losses import SoftmaxCrossEntropy
 from nnlib.optimizers import make_optimizer
+from nnlib.runindex import read_curves
 from nnlib.spec import build
 from nnlib.trainer import Trainer
+from nntui.replay import open_run
+from nntui.runstate import RunState
 
 SPEC = "dense(16) relu dropout(0.25) dense(3)"
 EPOCHS, BATCH = 3, 16  # 200 samples: 13 batches an epoch, the last of 8
@@ -184,9 +187,21 @@ def test_sigkill_between_checkpoints_then_resume_redoes_the_lost_steps(tmp_path:
     # step 9 is in the log twice: before the kill and redone after the resume
     assert [e.step for e in events if e.type == "batch"].count(9) == 2
     assert batch_losses(events) == batch_losses(runs.read(whole.run_dir))
+    # ...and what the app shows of it (nntui --open) holds each step once, as uninterrupted
+    assert _shown_steps(killed) == _shown_steps(whole.run_dir)
+    exported = [row["step"] for row in read_curves(killed).batches]  # runs export, nnlib plot
+    assert exported == [row["step"] for row in read_curves(whole.run_dir).batches]
     expected = final_weights(whole.run_dir)
     for name, value in final_weights(killed).items():
         np.testing.assert_array_equal(value, expected[name], err_msg=name)
+
+
+def _shown_steps(run_dir: Path) -> list[float]:
+    """The batch steps the dashboard's state holds for a recorded run."""
+    state = RunState()
+    for snapshot in open_run(run_dir).snapshots:
+        state.apply(snapshot)
+    return state.batches.columns[0]
 
 
 def test_resume_refuses_a_run_being_written(tmp_path: Path) -> None:
