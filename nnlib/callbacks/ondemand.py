@@ -8,6 +8,7 @@ after the next single step (`n`): the learner sees the result of exactly that st
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from .base import Callback, Logs
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from ..trainer import Trainer
 
 
-class OnDemand(Callback):
+class OnDemand(Callback, ABC):
     """Subclasses implement `serve(trainer, trigger)`; `request()` is safe from any thread."""
 
     def __init__(self) -> None:
@@ -36,6 +37,6 @@ class OnDemand(Callback):
             self._asked.clear()
             self.serve(trainer, "request")
 
+    @abstractmethod
     def serve(self, trainer: Trainer, trigger: str) -> None:
         """Do the work and emit its event; `trigger` says why ("request", "epoch", ...)."""
-        raise NotImplementedError
