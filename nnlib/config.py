@@ -225,8 +225,8 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
 
 
-#: TOML basic-string escapes (toml.io/en/v1.0.0#string): these, and \u plus four hex digits for the other
-#: control characters, which may not appear raw.
+#: TOML basic-string escapes (toml.io/en/v1.0.0#string): these, and \u with four hex
+#: digits for the other control characters, which may not appear raw.
 _TOML_ESCAPES = {
     '"': '\\"',
     "\\": "\\\\",
