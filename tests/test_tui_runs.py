@@ -12,7 +12,7 @@ from nnlib import runs
 from nnlib.config import ExperimentConfig
 from nntui.app import NNTui
 from nntui.cli import main
-from nntui.screens.compare import CompareScreen
+from nntui.screens.compare import CompareCharts, CompareScreen
 from nntui.screens.dashboard import DashboardScreen
 from nntui.screens.runs import RunsScreen
 from nntui.screens.setup import SetupScreen
@@ -179,3 +179,20 @@ def test_the_compare_tables_show_deltas_and_only_differing_keys(tmp_path):
     assert rows[3][1:] == ["0.1", "0.05", "0.1"]
     console.print(screen.metrics_table())
     assert "+3.0pt" in console.export_text()  # wide's accuracy over the baseline's, in points
+
+
+def test_the_compare_overlay_marks_where_a_fork_branched(tmp_path):
+    """Issue 12: a fork's parent is recorded in its config; comparing them marks the step
+    where the fork's own curve begins, by step and by epoch."""
+    parent = write_run(tmp_path, "parent")
+    child = write_run(tmp_path, "child", parent={"run": "runs/parent", "step": 0})
+    screen = CompareScreen([parent, child])
+    plain = CompareScreen([parent, parent])
+    forked = [isinstance(config.get("parent"), dict) for config in screen.configs]
+    assert forked == [False, True]
+    charts = CompareCharts(screen.runs, forked=forked)
+    first = [row["step"] for row in screen.runs[1].batches][0]
+    assert charts.branches() == [float(first)]
+    charts.x_axis = "epoch"
+    assert charts.branches() == [1 / 10]  # batch 0 of 10 in epoch 0, at its end
+    assert CompareCharts(plain.runs).branches() == []

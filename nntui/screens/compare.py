@@ -49,10 +49,28 @@ class CompareCharts(Widget):
     x_axis: reactive[str] = reactive("step")
     log_scale: reactive[bool] = reactive(False)
 
-    def __init__(self, runs: Sequence[RunCurves], smoothing: float = DEFAULT_SMOOTHING) -> None:
+    def __init__(
+        self,
+        runs: Sequence[RunCurves],
+        smoothing: float = DEFAULT_SMOOTHING,
+        forked: Sequence[bool] = (),
+    ) -> None:
+        """`forked[i]`: run i is a fork (its config names a parent run); a dotted line marks
+        where it branched."""
         super().__init__()
         self.runs = list(runs)
         self.smoothing = smoothing
+        self.forked = list(forked) or [False] * len(self.runs)
+
+    def branches(self) -> list[float]:
+        """Where each fork branched on the x axis: its first logged batch, which follows the
+        parent's checkpoint step."""
+        marks = []
+        for run, forked in zip(self.runs, self.forked, strict=True):
+            xs, _ = run.series("batch", "loss", self.x_axis)
+            if forked and len(xs):
+                marks.append(float(xs[0]))
+        return marks
 
     def metrics(self) -> list[str]:
         """Loss, and accuracy when any run logged it."""
@@ -62,6 +80,8 @@ class CompareCharts(Widget):
     def render(self) -> Text:
         width, height = self.content_size
         metrics = self.metrics()
+        branches = self.branches()
+        forks = "  ┊ fork" if branches else ""
         blocks = []
         for i, metric in enumerate(metrics):
             chart_h = height // len(metrics) + (1 if i < height % len(metrics) else 0)
@@ -70,7 +90,8 @@ class CompareCharts(Widget):
             for index, run in enumerate(self.runs):
                 series += self._series(run, metric, index)
             title = f"{metric}{' (log)' if log else ''} by {self.x_axis}"
-            blocks.append(Text(title, "bold") + Text(f"  ━ EMA {self.smoothing:g}  marks: val"))
+            legend = f"  ━ EMA {self.smoothing:g}  marks: val{forks}"
+            blocks.append(Text(title, "bold") + Text(legend))
             blocks.append(
                 line_chart(
                     width,
@@ -78,6 +99,7 @@ class CompareCharts(Widget):
                     series,
                     log_y=log,
                     y_limits=(0.0, 1.0) if metric == "accuracy" else (0.0, None),
+                    marks=branches,
                 )
             )
         return Text("\n").join(blocks)
@@ -119,7 +141,8 @@ class CompareScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(self.legend(), id="legend")
-        yield CompareCharts(self.runs, self.smoothing)
+        forked = [isinstance(config.get("parent"), dict) for config in self.configs]
+        yield CompareCharts(self.runs, self.smoothing, forked)
         with VerticalScroll(id="tables"):
             yield Static(self.metrics_table(), id="metrics")
             yield Static(self.diff_table(), id="diff")
