@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from textual import events
@@ -83,6 +84,36 @@ def headless_train(run_dir: Path) -> Iterator[subprocess.Popen]:
 
 
 # -- the app under the Pilot ------------------------------------------------------------------
+def fit_in_thread(trainer: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, dict]:
+    """`trainer.fit(*args, **kwargs)` on a daemon thread; its history or error lands in the
+    returned dict (for `join_fit`)."""
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["history"] = trainer.fit(*args, **kwargs)
+        except BaseException as error:  # surfaced by join_fit
+            result["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def join_fit(thread: threading.Thread, trainer: Any, result: dict) -> Any:
+    """Wait for `fit_in_thread`'s run; fail (after stopping it) if it does not end, raise its
+    error, else return its history."""
+    thread.join(TIMEOUT)
+    if thread.is_alive():
+        trainer.stop()
+        trainer.resume()
+        thread.join(TIMEOUT)
+        pytest.fail("the training thread did not finish")
+    if "error" in result:
+        raise result["error"]
+    return result["history"]
+
+
 SIZE = (80, 24)
 
 

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import TIMEOUT, Gate
+from helpers import TIMEOUT, Gate, fit_in_thread, join_fit
 
 import nnlib as nl
 from nnlib import datasets
@@ -82,31 +82,6 @@ class At(nl.Callback):
 
 def _finite(model):
     return all(np.isfinite(p.value).all() for p in model.parameters())
-
-
-def _run_in_thread(trainer, *args, **kwargs):
-    result = {}
-
-    def target():
-        try:
-            result["history"] = trainer.fit(*args, **kwargs)
-        except BaseException as error:  # surfaced by the test
-            result["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, result
-
-
-def _join(thread, trainer, result):
-    thread.join(TIMEOUT)
-    if thread.is_alive():
-        trainer.stop()
-        trainer.resume()
-        thread.join(TIMEOUT)
-        pytest.fail("the training thread did not finish")
-    if "error" in result:
-        raise result["error"]
 
 
 SGD_HYPER = {"lr", "base_lr", "momentum", "weight_decay", "decay", "nesterov", "batch_size"}
@@ -308,7 +283,7 @@ def test_pause_step_resume_from_another_thread(tmp_path):
     gate = Gate(step=3)
     recorder = Recorder()
     trainer = _trainer(callbacks=[gate, recorder, RunLogger(run_dir=tmp_path / "run")])
-    thread, result = _run_in_thread(trainer, x, y, epochs=3, batch_size=4)  # 24 steps
+    thread, result = fit_in_thread(trainer, x, y, epochs=3, batch_size=4)  # 24 steps
     assert gate.reached.wait(TIMEOUT)
     trainer.pause()
     assert trainer.paused
@@ -339,7 +314,7 @@ def test_pause_step_resume_from_another_thread(tmp_path):
     assert len(recorder.of("pause")) == 1  # single steps do not announce a new pause
 
     trainer.resume()
-    _join(thread, trainer, result)
+    join_fit(thread, trainer, result)
     assert result["history"].reason == "finished"
     assert trainer.global_step == 24 and trainer.state == "finished"
     assert [(e, d["step"]) for e, d in recorder.events if e in ("pause", "resume")] == [
@@ -355,13 +330,13 @@ def test_stop_while_paused_ends_with_reason_stopped():
     x, y = _data(16)
     gate = Gate(step=4)  # the last batch of epoch 0: the next boundary is epoch 1's first
     trainer = _trainer(callbacks=[gate])
-    thread, result = _run_in_thread(trainer, x, y, epochs=5, batch_size=4)
+    thread, result = fit_in_thread(trainer, x, y, epochs=5, batch_size=4)
     assert gate.reached.wait(TIMEOUT)
     trainer.pause()
     gate.release.set()
     assert trainer.wait_until_parked(timeout=10)
     trainer.stop()
-    _join(thread, trainer, result)
+    join_fit(thread, trainer, result)
     history = result["history"]
     assert history.reason == "stopped" and trainer.state == "stopped"
     assert trainer.global_step == 4
@@ -370,26 +345,26 @@ def test_stop_while_paused_ends_with_reason_stopped():
     assert all(math.isfinite(e["loss"]) and e["loss"] > 0 for e in history.epochs)
     # the pause does not outlive the run: the next fit runs to the end without parking
     assert not trainer.paused
-    thread, result = _run_in_thread(trainer, x, y, epochs=1, batch_size=4)
-    _join(thread, trainer, result)
+    thread, result = fit_in_thread(trainer, x, y, epochs=1, batch_size=4)
+    join_fit(thread, trainer, result)
     assert result["history"].reason == "finished" and trainer.global_step == 8
 
 
 def test_pause_before_fit_parks_at_the_first_batch():
     trainer = _trainer()
     trainer.pause()
-    thread, result = _run_in_thread(trainer, *_data(8), epochs=1, batch_size=4)
+    thread, result = fit_in_thread(trainer, *_data(8), epochs=1, batch_size=4)
     assert trainer.wait_until_parked(timeout=10)
     assert trainer.global_step == 0
     trainer.resume()
-    _join(thread, trainer, result)
+    join_fit(thread, trainer, result)
     assert trainer.global_step == 2
 
 
 def test_wait_until_parked_returns_false_when_the_run_ends_without_parking():
     gate = Gate(step=2)  # the last batch
     trainer = _trainer(callbacks=[gate])
-    thread, result = _run_in_thread(trainer, *_data(8), epochs=1, batch_size=4)
+    thread, result = fit_in_thread(trainer, *_data(8), epochs=1, batch_size=4)
     assert gate.reached.wait(TIMEOUT)
     trainer.pause()
     # know when the waiter is waiting (it holds the trainer's lock until it waits, so the run
@@ -408,7 +383,7 @@ def test_wait_until_parked_returns_false_when_the_run_ends_without_parking():
     waiter.start()
     assert waiting.wait(TIMEOUT)
     gate.release.set()
-    _join(thread, trainer, result)
+    join_fit(thread, trainer, result)
     waiter.join(TIMEOUT)
     assert not waiter.is_alive() and answers == [False]
     assert result["history"].reason == "finished"
@@ -418,7 +393,7 @@ def test_wait_until_parked_returns_false_when_the_run_ends_without_parking():
 def test_a_pause_right_after_a_resume_is_still_seen_as_parked():
     gate = Gate(step=1)
     trainer = _trainer(callbacks=[gate])
-    thread, result = _run_in_thread(trainer, *_data(8), epochs=100, batch_size=4)
+    thread, result = fit_in_thread(trainer, *_data(8), epochs=100, batch_size=4)
     assert gate.reached.wait(TIMEOUT)
     trainer.pause()
     gate.release.set()
@@ -431,7 +406,7 @@ def test_a_pause_right_after_a_resume_is_still_seen_as_parked():
     assert trainer.wait_until_parked(timeout=10)
     assert trainer.global_step == 1 and trainer.state == "paused"
     trainer.stop()
-    _join(thread, trainer, result)
+    join_fit(thread, trainer, result)
     assert result["history"].reason == "stopped"
 
 
@@ -444,11 +419,11 @@ def test_step_is_ignored_unless_paused_and_stop_ends_a_running_run():
 
     gate = Gate(step=1)
     trainer = _trainer(callbacks=[gate])
-    thread, result = _run_in_thread(trainer, x, y, epochs=100, batch_size=4)
+    thread, result = fit_in_thread(trainer, x, y, epochs=100, batch_size=4)
     assert gate.reached.wait(TIMEOUT)
     trainer.stop()
     gate.release.set()
-    _join(thread, trainer, result)
+    join_fit(thread, trainer, result)
     assert result["history"].reason == "stopped" and trainer.global_step == 1
 
 
@@ -595,14 +570,14 @@ def test_set_while_the_run_is_ending_is_applied_once_it_has_ended(tmp_path):
 
     slow, recorder = SlowEnd(), Recorder()
     trainer = _trainer(callbacks=[slow, recorder, RunLogger(run_dir=tmp_path / "run")])
-    thread, result = _run_in_thread(trainer, *_data(8), epochs=1, batch_size=4)
+    thread, result = fit_in_thread(trainer, *_data(8), epochs=1, batch_size=4)
     assert slow.inside.wait(TIMEOUT)
     # The training thread is still calling on_train_end: applying the value here would call
     # the callbacks from this thread, alongside it.
     trainer.set("lr", 0.5)
     assert recorder.of("hparam") == [] and trainer.optimizer.lr == 0.1
     slow.release.set()
-    _join(thread, trainer, result)
+    join_fit(thread, trainer, result)
     # Applied by the training thread after its last on_train_end: not left pending.
     assert trainer.pending() == {} and trainer.optimizer.lr == 0.5
     assert recorder.of("hparam") == [
@@ -665,7 +640,7 @@ def test_set_from_another_thread_while_paused_applies_on_the_next_step(tmp_path)
     gate = Gate(step=2)
     snaps = Snapshots()
     trainer = _trainer(lr=0.1, callbacks=[gate, snaps, RunLogger(run_dir=tmp_path / "run")])
-    thread, result = _run_in_thread(trainer, *_data(40), epochs=1, batch_size=4)
+    thread, result = fit_in_thread(trainer, *_data(40), epochs=1, batch_size=4)
     assert gate.reached.wait(TIMEOUT)
     trainer.pause()
     gate.release.set()
@@ -678,7 +653,7 @@ def test_set_from_another_thread_while_paused_applies_on_the_next_step(tmp_path)
     for name, before in snaps.before[3].items():
         np.testing.assert_array_equal(snaps.after[3][name], before - 0.25 * snaps.grads[3][name])
     trainer.resume()
-    _join(thread, trainer, result)
+    join_fit(thread, trainer, result)
     hparams = [e for e in read(tmp_path / "run") if e.type == "hparam"]
     assert [(e.step, e["name"], e["old"], e["new"]) for e in hparams] == [(2, "lr", 0.1, 0.25)]
 

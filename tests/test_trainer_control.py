@@ -7,12 +7,11 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import TIMEOUT, fit_in_thread, join_fit
 from threadpoolctl import threadpool_info
 
 import nnlib as nl
 from nnlib import threads as threads_module
-
-TIMEOUT = 30  # seconds; a bound on waits that normally take milliseconds
 
 
 def _data(n=8):
@@ -41,31 +40,6 @@ def _trainer(*callbacks):
     return nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1), callbacks=callbacks)
 
 
-def _in_thread(trainer, **kwargs):
-    result = {}
-
-    def target():
-        try:
-            result["history"] = trainer.fit(*_data(), **kwargs)
-        except BaseException as error:  # surfaced by the test
-            result["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, result
-
-
-def _join(thread, trainer, result):
-    thread.join(TIMEOUT)
-    if thread.is_alive():
-        trainer.stop()
-        thread.join(TIMEOUT)
-        pytest.fail("the training thread did not finish")
-    if "error" in result:
-        raise result["error"]
-    return result["history"]
-
-
 def test_stop_before_fit_stops_the_next_run_at_its_first_boundary():
     count = Count()
     trainer = _trainer(count)
@@ -83,9 +57,9 @@ def test_stop_just_after_starting_fit_in_a_thread_is_never_lost():
     for attempt in range(100):
         count = Count()
         trainer = _trainer(count)
-        thread, result = _in_thread(trainer, epochs=50, batch_size=1)  # 400 batches
+        thread, result = fit_in_thread(trainer, *_data(), epochs=50, batch_size=1)  # 400 batches
         trainer.stop()
-        history = _join(thread, trainer, result)
+        history = join_fit(thread, trainer, result)
         assert history.reason == "stopped", f"attempt {attempt}: ran {count.batches} batches"
         assert count.batches < 400
 
@@ -123,13 +97,13 @@ def test_a_second_concurrent_fit_is_refused_and_the_first_run_goes_on():
 
     hold, count = Hold(), Count()
     trainer = _trainer(hold, count)
-    thread, result = _in_thread(trainer, epochs=2, batch_size=4)
+    thread, result = fit_in_thread(trainer, *_data(), epochs=2, batch_size=4)
     assert hold.inside.wait(TIMEOUT)
     with pytest.raises(RuntimeError, match="already running fit"):
         trainer.fit(*_data(16), epochs=1, batch_size=3)
     assert trainer.batch_size == 4 and trainer.epochs == 2  # the refused call changed nothing
     hold.release.set()
-    assert _join(thread, trainer, result).reason == "finished"
+    assert join_fit(thread, trainer, result).reason == "finished"
     assert count.batches == 4 and len(count.ends) == 1
     # Once it has ended, the trainer trains again.
     assert trainer.fit(*_data(), epochs=1, batch_size=4).reason == "finished"
