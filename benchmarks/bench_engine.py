@@ -48,7 +48,8 @@ sys.path.insert(0, str(REPO))
 
 import nnlib as nl  # noqa: E402
 
-BATCH = 64
+DEFAULT_BATCH = 64
+BATCH = DEFAULT_BATCH  # set by --batch
 LR = 0.01
 MOMENTUM = 0.9
 N_TRAIN, N_TEST = 8000, 2000
@@ -662,6 +663,8 @@ def memory_table(frameworks: list[str], names: list[str], args: argparse.Namespa
                     str(args.mnist_dir),
                     "--seed",
                     str(args.seed),
+                    "--batch",
+                    str(BATCH),
                     "--probe-memory",
                     framework,
                     name,
@@ -776,10 +779,16 @@ def machine_facts() -> str:
         for p in threadpool_info()
         if p["user_api"] == "blas" and "numpy" in p["filepath"]
     ]
+    forced = {k: v for k, v in os.environ.items() if k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     lines = [
         f"- CPU: {cpu}, {cores} cores available",
         f"- Python {platform.python_version()}, numpy {np.__version__}, "
-        f"BLAS: {', '.join(blas) or 'unknown'}",
+        f"BLAS: {', '.join(blas) or 'unknown'}"
+        + (
+            "; kernels forced by " + ", ".join(f"{k}={v}" for k, v in forced.items())
+            if forced
+            else "; OpenBLAS's own kernel choice"
+        ),
     ]
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
@@ -798,6 +807,9 @@ def main() -> None:
         "--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS)
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help=f"batch size (default {DEFAULT_BATCH})"
+    )
     parser.add_argument("--no-torch", action="store_true", help="time nnlib only")
     parser.add_argument(
         "--frameworks",
@@ -816,6 +828,8 @@ def main() -> None:
         "--probe-memory", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    global BATCH  # noqa: PLW0603 - one setting read by every runner
+    BATCH = args.batch
 
     data, source = load_mnist(args.mnist_dir)
     if args.probe_memory:
