@@ -13,10 +13,12 @@ dL/dx are the same shifted GEMMs transposed. It wins when C is large (the im2col
 kh*kw times the input) and the margins are small; it loses on few channels (K = C GEMMs are
 inefficient) and small maps with big kernels (LeNet's 5x5 on 14x14 computes 2x the rows).
 
-chunked (stride 1 only): im2col on the same flat grid, one L2-sized block of rows at a time
-(K = kh*kw*C, one GEMM per block, the block buffer reused), so the matrix is never whole;
-the input gradient is the same forward correlation of the output gradient with the flipped
-kernel. It beats shift's K = C GEMMs from 32 channels on, by more with 2 BLAS threads.
+chunked (stride 1 only): im2col one L2-sized block of output rows at a time (whole images,
+or whole lines of one image), K = kh*kw*C, one GEMM per block straight into the output, the
+block buffer reused, so the matrix is never whole and no row is wasted. The input gradient
+is the same correlation of the output gradient, zero-padded by kernel - 1 - pad, with the
+kernel flipped in space and transposed in channels: one GEMM per block with K = kh*kw*F, no
+scatter. It beats shift's K = C GEMMs from 32 channels on.
 
 `choose_kernels` picks, from the shape alone, one kernel per pass (forward, input gradient,
 weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on every path.
@@ -60,8 +62,8 @@ class Kernels:
                 )
 
     @property
-    def uses_grid(self) -> bool:
-        """Whether a pass works on the padded grid (shift or chunked), which needs stride 1."""
+    def needs_stride_1(self) -> bool:
+        """Whether a pass uses shift or chunked, which slide the kernel one cell at a time."""
         return bool({"shift", "chunked"} & {self.forward, self.input_grad, self.weight_grad})
 
 
@@ -199,7 +201,7 @@ class Conv2D(Layer):
     def selected_kernels(self, input_shape: Shape) -> Kernels:
         """`kernels` if forced (stride 1 for shift), else the rule's choice for the shape."""
         if self.kernels is not None:
-            if self.kernels.uses_grid and self._stride != (1, 1):
+            if self.kernels.needs_stride_1 and self._stride != (1, 1):
                 raise ValueError(
                     f"{self.name or 'Conv2D'}: the shift and chunked kernels need stride 1, "
                     f"got stride {self._stride}"
@@ -211,23 +213,25 @@ class Conv2D(Layer):
     def cache_size(self, input_shape: Shape) -> int:
         """What the selected kernels keep per sample: the padded input with padding, the
         im2col matrix (one row per output position, with the ones column) when a pass uses
-        it, and for shift and chunked the grid-sized output, gradient and input-gradient
-        buffers (partial products and im2col blocks are bounded at 256 KiB and CHUNK_BYTES,
-        whatever the batch)."""
+        it, for shift the grid-sized output, gradient and input-gradient buffers, and for the
+        chunked input gradient the padded output gradient (partial products and im2col
+        blocks are bounded at 256 KiB and CHUNK_BYTES, whatever the batch)."""
         kernels = self.selected_kernels(input_shape)
         out_h, out_w, filters = self.compute_output_shape(input_shape)
         top, bottom, left, right = self._pad
-        channels = input_shape[2]
-        grid = (input_shape[0] + top + bottom) * (input_shape[1] + left + right)
+        height, width, channels = input_shape
+        grid = (height + top + bottom) * (width + left + right)
         size = grid * channels if top + bottom + left + right else 0
         if "im2col" in (kernels.forward, kernels.weight_grad):
             size += out_h * out_w * (self._kernel[0] * self._kernel[1] * channels + 1)
-        if kernels.forward != "im2col":
+        if kernels.forward == "shift":
             size += grid * filters
-        if kernels.input_grad != "col2im" or kernels.weight_grad != "im2col":
+        if "shift" in (kernels.input_grad, kernels.weight_grad):
             size += grid * filters  # the output gradient placed on the grid
-        if kernels.input_grad != "col2im":
+        if kernels.input_grad == "shift":
             size += grid * channels  # dL/dx on the grid, cropped by a view
+        if kernels.input_grad == "chunked":
+            size += (height + self._kernel[0] - 1) * (width + self._kernel[1] - 1) * filters
         return size
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -235,7 +239,7 @@ class Conv2D(Layer):
         self._active = self.selected_kernels(self.input_shape or x.shape[1:])
         kernel, bias = self.params["W"].value, self.params["b"].value
         padded = np.ascontiguousarray(win.pad(x, self._pad))
-        self._padded = padded
+        self._padded, self._x_shape = padded, x.shape
         self._cols = None
         if self._active.forward == "shift":
             return self._shift_forward(padded, kernel, bias)
@@ -247,9 +251,13 @@ class Conv2D(Layer):
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         kernel, bias = self.params["W"], self.params["b"]
+        grad = np.ascontiguousarray(grad)
         grad2d = grad.reshape(-1, self.filters)
-        grid_input = need_input_grad and self._active.input_grad != "col2im"
-        if grid_input or self._active.weight_grad != "im2col":
+        uses_grid = {"shift"} & {
+            self._active.weight_grad,
+            need_input_grad and self._active.input_grad,
+        }
+        if uses_grid:
             grid = self._grid_gradient(grad)
         if self._active.weight_grad == "im2col":
             if self._cols is None:
@@ -261,7 +269,7 @@ class Conv2D(Layer):
             if self._active.weight_grad == "shift":
                 self._shift_weight_grad(grid, kernel.grad)
             else:
-                self._chunked_weight_grad(grid, kernel.grad)
+                self._chunked_weight_grad(grad, kernel.grad)
             # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several
             # times slower.
             bias.grad[...] = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
@@ -270,7 +278,7 @@ class Conv2D(Layer):
         if self._active.input_grad == "shift":
             return win.crop(self._shift_input_grad(grid, kernel.value), self._pad)
         if self._active.input_grad == "chunked":
-            return win.crop(self._chunked_input_grad(kernel.value), self._pad)
+            return self._chunked_input_grad(grad, kernel.value)
         return win.crop(self._col2im(grad2d @ kernel.value.reshape(-1, self.filters).T), self._pad)
 
     # -- buffers and the shift kernel -----------------------------------------------------
@@ -327,86 +335,108 @@ class Conv2D(Layer):
                     target[s + start : s + stop] += product
 
     def _grid_gradient(self, grad: np.ndarray) -> np.ndarray:
-        """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins.
-
-        The buffer starts with `_lead()` more zero rows, so the chunked input gradient can
-        read it as a forward correlation (see `_chunked_input_grad`)."""
+        """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins."""
         n, height, width, _ = self._padded.shape
-        lead = self._lead()
-        full = self._buffer("grid_grad", (lead + n * height * width, self.filters), grad.dtype)
-        grid = full[lead:]
+        grid = self._buffer("grid_grad", (n * height * width, self.filters), grad.dtype)
         valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
         valid[...] = grad  # the margins stay zero from the allocation
         return grid
 
-    def _lead(self) -> int:
-        """The flat shift of the last kernel offset: rows (kh-1)*Wp + kw-1."""
-        return (self._kernel[0] - 1) * self._padded.shape[2] + self._kernel[1] - 1
-
-    # -- the chunked kernel: im2col in L2-sized blocks of grid rows ---------------------------
-    def _blocks(self, source: np.ndarray, rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
-        """(start, stop, block) over grid rows [0, rows) of the flat, C-contiguous `source`
-        (one row of C values per grid cell): block[r - start] is the receptive field of
-        row r, (kh, kw, C) flattened. On the flat grid a kernel row's kw cells are kw*C
-        contiguous values, so each block is filled by kh copies of overlapping row windows.
-        Blocks of about CHUNK_BYTES stay in L2 for their GEMM; the buffer is reused."""
+    # -- the chunked kernel: im2col in L2-sized blocks of output rows -------------------------
+    def _blocks(
+        self, source: np.ndarray, out: tuple[int, int]
+    ) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
+        """(where, block) over the (N, Ho, Wo) output positions of a stride-1 correlation of
+        the C-contiguous (N, Hs, Ws, C) `source`: block[r] is the receptive field of the r-th
+        position of out-array[where] (kh, kw, C flattened), and `where` selects whole images
+        or whole lines of one image, so that out-array[where] is contiguous. A kernel row's
+        kw cells are kw*C contiguous values of `source`, so each block is filled by kh
+        strided copies. Blocks of about CHUNK_BYTES stay in L2 for their GEMM; the buffer is
+        reused."""
         kh, kw = self._kernel
-        width, channels = self._padded.shape[2], source.shape[1]
+        n, _, _, channels = source.shape
+        out_h, out_w = out
         run = kw * channels
-        chunk = max(16, min(rows, CHUNK_BYTES // (kh * run * source.itemsize)))
-        block = self._buffer(f"block_{channels}", (chunk, kh * run), source.dtype)
-        for start in range(0, rows, chunk):
-            stop = min(start + chunk, rows)
+        rows = max(out_w, CHUNK_BYTES // (kh * run * source.itemsize))
+        if out_h * out_w <= rows:  # whole images per block
+            step = rows // (out_h * out_w)
+            spans = [(slice(i, min(i + step, n)), slice(0, out_h)) for i in range(0, n, step)]
+        else:  # lines of one image per block
+            step = rows // out_w
+            spans = [
+                (slice(i, i + 1), slice(y, min(y + step, out_h)))
+                for i in range(n)
+                for y in range(0, out_h, step)
+            ]
+        size = max(
+            (images.stop - images.start) * (lines.stop - lines.start) for images, lines in spans
+        )
+        buffer = self._buffer(f"block_{channels}", (size * out_w, kh * run), source.dtype)
+        strides = source.strides
+        for images, lines in spans:
+            shape = (images.stop - images.start, lines.stop - lines.start, out_w, run)
+            block = buffer[: shape[0] * shape[1] * out_w]
+            target = block.reshape(*shape[:3], kh, run)
             for i in range(kh):
                 window = np.lib.stride_tricks.as_strided(
-                    source[start + i * width :],
-                    shape=(stop - start, run),
-                    strides=source.strides,
+                    source[images.start, lines.start + i],
+                    shape=shape,
+                    strides=(strides[0], strides[1], strides[2], strides[3]),
                     writeable=False,
                 )
-                np.copyto(block[: stop - start, i * run : (i + 1) * run], window)
-            yield start, stop, block[: stop - start]
+                np.copyto(target[:, :, :, i], window)
+            yield (images, lines), block
 
     def _chunked_forward(
         self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray
     ) -> np.ndarray:
-        n, height, width, channels = padded.shape
-        flat = padded.reshape(-1, channels)
-        grid = self._buffer("grid_out", (n * height * width, self.filters), padded.dtype)
+        out = np.empty((padded.shape[0], *self._out, self.filters), padded.dtype)
         weights = kernel.reshape(-1, self.filters)
-        for start, stop, block in self._blocks(flat, flat.shape[0] - self._lead()):
-            out = grid[start:stop]
-            np.matmul(block, weights, out=out)
-            out += bias  # in cache, unlike a pass over the whole output
-        valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
-        return valid.copy()
+        for where, block in self._blocks(padded, self._out):
+            rows = out[where].reshape(-1, self.filters)  # a view: `where` is contiguous
+            np.matmul(block, weights, out=rows)
+            rows += bias  # in cache, unlike a pass over the whole output
+        return out
 
-    def _chunked_weight_grad(self, grid: np.ndarray, kernel_grad: np.ndarray) -> None:
+    def _chunked_weight_grad(self, grad: np.ndarray, kernel_grad: np.ndarray) -> None:
         """dL/dW = sum over blocks of block.T @ dL/d(output) rows: K = the block's rows."""
-        flat = self._padded.reshape(-1, self._padded.shape[3])
         total = self._buffer(
-            "dw_total", (kernel_grad.size // self.filters, self.filters), grid.dtype
+            "dw_total", (kernel_grad.size // self.filters, self.filters), grad.dtype
         )
-        part = self._buffer("dw_part", total.shape, grid.dtype)
+        part = self._buffer("dw_part", total.shape, grad.dtype)
         total[...] = 0
-        for start, stop, block in self._blocks(flat, flat.shape[0] - self._lead()):
-            np.matmul(block.T, grid[start:stop], out=part)
+        for where, block in self._blocks(self._padded, self._out):
+            np.matmul(block.T, grad[where].reshape(-1, self.filters), out=part)
             total += part
         kernel_grad[...] = total.reshape(kernel_grad.shape)
 
-    def _chunked_input_grad(self, kernel: np.ndarray) -> np.ndarray:
-        """dL/dx on the grid as a forward correlation of the output gradient with the kernel
-        flipped in space and transposed in channels: dx[q] = sum over (i, j) of
-        G[q - i*Wp - j] @ W[i, j].T, and with `_lead()` zero rows before G that is
-        G'[q + i'*Wp + j'] @ W[kh-1-i', kw-1-j'].T. One GEMM per block with K = kh*kw*F,
-        no scatter."""
-        n, height, width, channels = self._padded.shape
-        full = self._buffers["grid_grad"]
+    def _chunked_input_grad(self, grad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+        """dL/dx as a correlation of the output gradient with the kernel flipped in space and
+        transposed in channels: with G zero-padded by kernel - 1 - pad on each side,
+        dx[u, v] = sum over (i, j) of G'[u + i, v + j] @ W[kh-1-i, kw-1-j].T, an (H, W)
+        output straight from the blocks, with no scatter and no crop. Where a pad is larger
+        than kernel - 1, the outputs beyond it saw only padding, and their gradient is
+        dropped instead."""
+        kh, kw = self._kernel
+        n, height, width, channels = self._x_shape
+        padded = self._buffer(
+            "grad_padded", (n, height + kh - 1, width + kw - 1, self.filters), grad.dtype
+        )
+        into, source = [slice(None)], [slice(None)]
+        for axis, (size, k, pad) in enumerate(
+            ((height, kh, self._pad[0]), (width, kw, self._pad[2])), start=1
+        ):
+            offset = k - 1 - pad
+            first = max(0, -offset)  # gradient rows before it saw only padding
+            count = min(grad.shape[axis] - first, size + k - 1 - max(0, offset))
+            into.append(slice(max(0, offset), max(0, offset) + count))
+            source.append(slice(first, first + count))
+        padded[tuple(into)] = grad[tuple(source)]  # the margins stay zero from the allocation
         flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, channels)
-        dx = np.empty((n * height * width, channels), full.dtype)
-        for start, stop, block in self._blocks(full, n * height * width):
-            np.matmul(block, flipped, out=dx[start:stop])
-        return dx.reshape(self._padded.shape)
+        dx = np.empty((n, height, width, channels), grad.dtype)
+        for where, block in self._blocks(padded, (height, width)):
+            np.matmul(block, flipped, out=dx[where].reshape(-1, channels))
+        return dx
 
     def _shift_weight_grad(self, grid: np.ndarray, kernel_grad: np.ndarray) -> None:
         width = self._padded.shape[2]
