@@ -93,6 +93,55 @@ def test_every_kernel_passes_gradcheck(case, kernels):
     assert result.max_error < 1e-6, str(result)
 
 
+#: Every kernel on two stride-1 shapes; im2col/col2im (the only ones for strides) on a
+#: stride-2 shape.
+PART_CASES = [
+    (case, (1, 1), kernels)
+    for case in (STRIDE1_CASES[1], STRIDE1_CASES[3])
+    for kernels in ALL_KERNELS
+] + [(((5, 7, 6, 2), 3, 3, 1), (2, 2), Kernels())]
+
+
+@pytest.mark.parametrize(("case", "stride", "kernels"), PART_CASES, ids=_ids)
+def test_batch_in_parts_matches_reference(case, stride, kernels, monkeypatch):
+    """A batch larger than PART_SAMPLES runs through every pass in parts (here 2 + 2 + 1,
+    then 2 + 1, then 2 + 2 + 1 again: parts of two sizes, and buffers of an earlier shape
+    dropped and made again); outputs and gradients are still those of the whole batch."""
+    import nnlib.layers.conv as conv
+
+    monkeypatch.setattr(conv, "PART_SAMPLES", 2)
+    (shape, filters, kernel, padding) = case
+    rng = np.random.default_rng(14)
+    layer = nl.Conv2D(filters, kernel, stride=stride[0], padding=padding, name="conv")
+    layer.kernels = kernels
+    layer.to(np.float64)
+    layer.build(shape[1:], rng)
+    weights, bias = layer.params["W"].value, layer.params["b"].value
+    bias[...] = rng.standard_normal(filters)
+    pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), stride)
+    for batch in (5, 3, 5):
+        x = rng.standard_normal((batch, *shape[1:]))
+        out = layer.forward(x)
+        np.testing.assert_allclose(
+            out, ref.conv2d_forward(x, weights, bias, stride, pads), rtol=RTOL, atol=ATOL
+        )
+        dout = rng.standard_normal(out.shape)
+        dx = layer.backward(dout)
+        dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, weights, stride, pads, dout)
+        np.testing.assert_allclose(dx, dx_ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
+
+
+def test_batch_in_parts_passes_gradcheck(monkeypatch):
+    import nnlib.layers.conv as conv
+
+    monkeypatch.setattr(conv, "PART_SAMPLES", 2)
+    layer = nl.Conv2D(3, 3, padding="same", name="conv")
+    result = gradcheck(layer, np.random.default_rng(17).standard_normal((5, 5, 6, 2)))
+    assert result.max_error < 1e-6, str(result)
+
+
 @pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
 def test_weight_gradient_without_input_gradient(kernels):
     """backward_params asks the first layer for no dL/dx: the weight gradient must not
@@ -313,7 +362,7 @@ def test_chunked_kernel_in_many_blocks_matches_reference(case, monkeypatch):
         np.testing.assert_allclose(dx, dx_ref, rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
         np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
-    blocks = [b for name, b in layer._buffers.items() if name.startswith("block_")]
+    blocks = [b for key, b in layer._buffers.items() if key[0].startswith("block_")]
     assert blocks and all(b.shape[0] in (out.shape[2], shape[2]) for b in blocks)  # a line
 
 

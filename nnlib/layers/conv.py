@@ -76,6 +76,10 @@ SHIFT_MAX_WASTE = 1.5
 #: 42.4 ms, weight gradient 44.6 vs 28.2, input gradient 38 vs 93), and the kh*kw-times
 #: larger im2col matrix (75 MiB there) is not kept.
 SHIFT_MIN_CHANNELS = 16
+#: Batches are run through a layer in parts of at most this many samples: LeNet-5 at batch
+#: 256 spent 1.4x as long per sample in its convolutions as at 64 (im2col buffers of 20
+#: MiB instead of 5 fall out of the caches).
+PART_SAMPLES = 64
 #: The chunked kernel's im2col block: about the 1 MiB L2 of a core here.
 CHUNK_BYTES = 1 << 20
 #: From this many input channels (K = 9*32 = 288 for 3x3) one GEMM per block beats shift's
@@ -150,7 +154,8 @@ class Conv2D(Layer):
         self.init = init
         #: None: the kernels `choose_kernels` picks for the input shape; a Kernels to force.
         self.kernels: Kernels | None = None
-        self._buffers: dict[str, np.ndarray] = {}  # reused between batches, by purpose
+        #: Reused between batches, by (purpose, shape, dtype); see `_buffer`.
+        self._buffers: dict[tuple[str, tuple[int, ...], np.dtype], np.ndarray] = {}
         self._fresh: set[str] = set()  # buffers just allocated by `_buffer`
 
     def _pads(self, height: int, width: int) -> tuple[int, int, int, int]:
@@ -237,21 +242,52 @@ class Conv2D(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
         self._active = self.selected_kernels(self.input_shape or x.shape[1:])
-        kernel, bias = self.params["W"].value, self.params["b"].value
-        padded = np.ascontiguousarray(win.pad(x, self._pad))
-        self._padded, self._x_shape = padded, x.shape
-        self._cols = None
-        if self._active.forward == "shift":
-            return self._shift_forward(padded, kernel, bias)
-        if self._active.forward == "chunked":
-            return self._chunked_forward(padded, kernel, bias)
-        self._cols = self._im2col(padded)
-        weights = np.concatenate([kernel.reshape(-1, self.filters), bias[None]])
-        return (self._cols @ weights).reshape(x.shape[0], *self._out, self.filters)
+        self._whole = np.ascontiguousarray(win.pad(x, self._pad))
+        self._x_shape = x.shape
+        out = np.empty((x.shape[0], *self._out, self.filters), x.dtype)
+        parts = self._parts(x.shape[0])
+        for part in parts:
+            self._padded = self._whole[part]
+            self._forward_part(out[part])
+        return out
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        kernel, bias = self.params["W"], self.params["b"]
         grad = np.ascontiguousarray(grad)
+        dx = np.empty(self._x_shape, grad.dtype) if need_input_grad else None
+        parts = self._parts(grad.shape[0])
+        for index, part in enumerate(parts):
+            self._padded = self._whole[part]
+            if len(parts) > 1:
+                self._cols = None  # forward kept no part's im2col matrix
+            part_dx = self._backward_part(grad[part], need_input_grad, accumulate=index > 0)
+            if dx is not None:
+                dx[part] = part_dx
+        return dx
+
+    def _parts(self, batch: int) -> list[slice]:
+        """The batch in slices of at most PART_SAMPLES samples, each run through every pass
+        on its own, so that a large batch's buffers stay as cache-sized as a batch of 64."""
+        return [slice(i, min(i + PART_SAMPLES, batch)) for i in range(0, batch, PART_SAMPLES)]
+
+    def _forward_part(self, out: np.ndarray) -> None:
+        """The output of the samples in self._padded, written into `out`."""
+        kernel, bias = self.params["W"].value, self.params["b"].value
+        self._cols = None
+        if self._active.forward == "shift":
+            self._shift_forward(self._padded, kernel, bias, out)
+        elif self._active.forward == "chunked":
+            self._chunked_forward(self._padded, kernel, bias, out)
+        else:
+            self._cols = self._im2col(self._padded)
+            weights = np.concatenate([kernel.reshape(-1, self.filters), bias[None]])
+            np.matmul(self._cols, weights, out=out.reshape(-1, self.filters))
+
+    def _backward_part(
+        self, grad: np.ndarray, need_input_grad: bool, accumulate: bool
+    ) -> np.ndarray | None:
+        """The parameter gradients of the samples in self._padded (added to the stored ones
+        when `accumulate`), and their dL/dx when asked."""
+        kernel, bias = self.params["W"], self.params["b"]
         grad2d = grad.reshape(-1, self.filters)
         uses_grid = {"shift"} & {
             self._active.weight_grad,
@@ -263,16 +299,21 @@ class Conv2D(Layer):
             if self._cols is None:
                 self._cols = self._im2col(self._padded)
             grads = self._cols.T @ grad2d  # dL/dW and, from the ones column, dL/db
-            kernel.grad[...] = grads[:-1].reshape(kernel.grad.shape)
-            bias.grad[...] = grads[-1]
+            kernel_grad, bias_grad = grads[:-1].reshape(kernel.grad.shape), grads[-1]
         else:
             if self._active.weight_grad == "shift":
-                self._shift_weight_grad(grid, kernel.grad)
+                kernel_grad = self._shift_weight_grad(grid)
             else:
-                self._chunked_weight_grad(grad, kernel.grad)
+                kernel_grad = self._chunked_weight_grad(grad)
             # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several
             # times slower.
-            bias.grad[...] = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
+            bias_grad = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
+        if accumulate:
+            kernel.grad += kernel_grad
+            bias.grad += bias_grad
+        else:
+            kernel.grad[...] = kernel_grad
+            bias.grad[...] = bias_grad
         if not need_input_grad:
             return None
         if self._active.input_grad == "shift":
@@ -283,27 +324,33 @@ class Conv2D(Layer):
 
     # -- buffers and the shift kernel -----------------------------------------------------
     def _buffer(self, purpose: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A buffer kept between batches; zero-filled when it is (re)allocated for a new
-        shape, so parts nobody writes (the grid's margins, im2col's ones column once set)
-        keep their values from then on."""
-        buffer = self._buffers.get(purpose)
-        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-            buffer = self._buffers[purpose] = np.zeros(shape, dtype)
+        """A buffer kept between batches; zero-filled when it is allocated, so parts nobody
+        writes (the grid's margins, im2col's ones column once set) keep their values from
+        then on. Two shapes are kept per purpose: a batch run in parts of two sizes (100 =
+        64 + 36), or an epoch's shorter last batch, reuses both instead of allocating
+        them again every time."""
+        key = (purpose, shape, np.dtype(dtype))
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            others = [k for k in self._buffers if k[0] == purpose]
+            for old in others[:-1]:  # the oldest go; the latest other shape stays
+                del self._buffers[old]
+            buffer = self._buffers[key] = np.zeros(shape, dtype)
             self._fresh.add(purpose)
         else:
             self._fresh.discard(purpose)
         return buffer
 
     def _shift_forward(
-        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray
-    ) -> np.ndarray:
+        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray, out: np.ndarray
+    ) -> None:
         n, height, width, channels = padded.shape
         flat = padded.reshape(-1, channels)
         grid = self._buffer("grid_out", (n * height * width, self.filters), padded.dtype)
         grid[...] = bias
         self._shifted_gemms(flat, kernel, grid, source_shifted=True)
         valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
-        return valid.copy()
+        np.copyto(out, valid)
 
     def _shifted_gemms(
         self, source: np.ndarray, kernel: np.ndarray, target: np.ndarray, source_shifted: bool
@@ -388,27 +435,26 @@ class Conv2D(Layer):
             yield (images, lines), block
 
     def _chunked_forward(
-        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray
-    ) -> np.ndarray:
-        out = np.empty((padded.shape[0], *self._out, self.filters), padded.dtype)
+        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray, out: np.ndarray
+    ) -> None:
         weights = kernel.reshape(-1, self.filters)
         for where, block in self._blocks(padded, self._out):
             rows = out[where].reshape(-1, self.filters)  # a view: `where` is contiguous
             np.matmul(block, weights, out=rows)
             rows += bias  # in cache, unlike a pass over the whole output
-        return out
 
-    def _chunked_weight_grad(self, grad: np.ndarray, kernel_grad: np.ndarray) -> None:
+    def _chunked_weight_grad(self, grad: np.ndarray) -> np.ndarray:
         """dL/dW = sum over blocks of block.T @ dL/d(output) rows: K = the block's rows."""
+        kh, kw = self._kernel
         total = self._buffer(
-            "dw_total", (kernel_grad.size // self.filters, self.filters), grad.dtype
+            "dw_total", (kh * kw * self._padded.shape[3], self.filters), grad.dtype
         )
         part = self._buffer("dw_part", total.shape, grad.dtype)
         total[...] = 0
         for where, block in self._blocks(self._padded, self._out):
             np.matmul(block.T, grad[where].reshape(-1, self.filters), out=part)
             total += part
-        kernel_grad[...] = total.reshape(kernel_grad.shape)
+        return total.reshape(kh, kw, -1, self.filters)
 
     def _chunked_input_grad(self, grad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         """dL/dx as a correlation of the output gradient with the kernel flipped in space and
@@ -418,7 +464,7 @@ class Conv2D(Layer):
         than kernel - 1, the outputs beyond it saw only padding, and their gradient is
         dropped instead."""
         kh, kw = self._kernel
-        n, height, width, channels = self._x_shape
+        n, (height, width, channels) = grad.shape[0], self._x_shape[1:]
         padded = self._buffer(
             "grad_padded", (n, height + kh - 1, width + kw - 1, self.filters), grad.dtype
         )
@@ -438,15 +484,17 @@ class Conv2D(Layer):
             np.matmul(block, flipped, out=dx[where].reshape(-1, channels))
         return dx
 
-    def _shift_weight_grad(self, grid: np.ndarray, kernel_grad: np.ndarray) -> None:
+    def _shift_weight_grad(self, grid: np.ndarray) -> np.ndarray:
         width = self._padded.shape[2]
         flat = self._padded.reshape(-1, self._padded.shape[3])
         kh, kw = self._kernel
         span = flat.shape[0] - (kh - 1) * width - (kw - 1)
+        kernel_grad = np.empty((kh, kw, flat.shape[1], self.filters), grid.dtype)
         for i in range(kh):
             for j in range(kw):
                 s = i * width + j
                 np.matmul(flat[s : s + span].T, grid[:span], out=kernel_grad[i, j])
+        return kernel_grad
 
     def _shift_input_grad(self, grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         n, height, width, channels = self._padded.shape
