@@ -374,3 +374,19 @@ def test_chunked_gradcheck_in_many_blocks(monkeypatch):
     layer.kernels = Kernels("chunked", "chunked", "chunked")
     result = gradcheck(layer, np.random.default_rng(16).standard_normal((2, 5, 6, 2)))
     assert result.max_error < 1e-6, str(result)
+
+
+def test_max_pool_drops_its_planes_after_backward_and_a_second_backward_agrees():
+    """The planes (4x the output) are not held through the backward of the layers below
+    (VGG-style peak memory); a second backward after one forward reuses the first-max
+    index and returns the same gradient."""
+    rng = np.random.default_rng(18)
+    layer = nl.MaxPool2D(2)
+    layer.build((6, 6, 3), rng)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    x[0, 0, 0, 0] = x[0, 0, 1, 0] = 5.0  # a tie: the first maximum gets the gradient
+    grad = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
+    first = layer.backward(grad)
+    assert layer._planes is None
+    np.testing.assert_array_equal(layer.backward(grad), first)
+    assert first[0, 0, 0, 0] == grad[0, 0, 0, 0] and first[0, 0, 1, 0] == 0

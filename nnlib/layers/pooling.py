@@ -66,7 +66,8 @@ class MaxPool2D(_Pool2D):
     relu_first = False
 
     def cache_size(self, input_shape: Shape) -> int:
-        """One plane per window offset, kept for the first-max search in backward."""
+        """One plane per window offset, kept from forward to the first-max search in
+        backward."""
         out_h, out_w, channels = self.compute_output_shape(input_shape)
         return self._window[0] * self._window[1] * out_h * out_w * channels
 
@@ -79,6 +80,7 @@ class MaxPool2D(_Pool2D):
         for plane, (i, j) in zip(self._planes, self._offsets(), strict=True):
             np.copyto(plane, win.window_slice(x, i, j, self._stride, self._out))
         self._max = self._planes.max(axis=0)
+        self._first = None
         return np.maximum(self._max, 0, dtype=x.dtype) if self.relu_first else self._max
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
@@ -86,13 +88,7 @@ class MaxPool2D(_Pool2D):
             return None
         if self.relu_first:
             grad = grad * (self._max > 0)  # the fused ReLU's backward, on the pooled size
-        # first[...] = index of the first plane holding the max = number of planes before it.
-        not_yet = self._planes[0] != self._max
-        first = not_yet.astype(np.intp)
-        for plane in self._planes[1:-1]:
-            not_yet &= plane != self._max
-            first += not_yet
-        target = self._window_origins() + self._offset_steps()[first]
+        target = self._window_origins() + self._offset_steps()[self._first_max()]
         size = int(np.prod(self._x_shape))
         if self._stride[0] >= self._window[0] and self._stride[1] >= self._window[1]:
             dx = np.zeros(size, dtype=grad.dtype)
@@ -102,6 +98,20 @@ class MaxPool2D(_Pool2D):
                 grad.dtype, copy=False
             )
         return dx.reshape(self._x_shape)
+
+    def _first_max(self) -> np.ndarray:
+        """Per window, the index of the first offset holding its max (the number of planes
+        before it). Found by the first backward after a forward, which then drops the
+        planes (4x the output) so that they are not held through the backward of the layers
+        below; a second backward reuses it."""
+        if self._first is None:
+            not_yet = self._planes[0] != self._max
+            first = not_yet.astype(np.uint8 if len(self._planes) <= 256 else np.intp)
+            for plane in self._planes[1:-1]:
+                not_yet &= plane != self._max
+                first += not_yet
+            self._first, self._planes = first, None
+        return self._first
 
     def _window_origins(self) -> np.ndarray:
         """Flat index into the input of each window's top-left element, (N, Ho, Wo, C)."""
