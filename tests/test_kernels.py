@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import nnlib as nl
 from nnlib.callbacks.monitor import PERCENTILE_SAMPLE, PERCENTILES, histogram
 from nnlib.gradcheck import gradcheck
+from nnlib.layers import _windows as windows
 from nnlib.layers.conv import (
     FORWARD_KERNELS,
     INPUT_GRAD_KERNELS,
@@ -107,9 +108,7 @@ def test_batch_in_parts_matches_reference(case, stride, kernels, monkeypatch):
     """A batch larger than PART_SAMPLES runs through every pass in parts (here 2 + 2 + 1,
     then 2 + 1, then 2 + 2 + 1 again: parts of two sizes, and buffers of an earlier shape
     dropped and made again); outputs and gradients are still those of the whole batch."""
-    import nnlib.layers.conv as conv
-
-    monkeypatch.setattr(conv, "PART_SAMPLES", 2)
+    monkeypatch.setattr(windows, "PART_SAMPLES", 2)
     (shape, filters, kernel, padding) = case
     rng = np.random.default_rng(14)
     layer = nl.Conv2D(filters, kernel, stride=stride[0], padding=padding, name="conv")
@@ -134,9 +133,7 @@ def test_batch_in_parts_matches_reference(case, stride, kernels, monkeypatch):
 
 
 def test_batch_in_parts_passes_gradcheck(monkeypatch):
-    import nnlib.layers.conv as conv
-
-    monkeypatch.setattr(conv, "PART_SAMPLES", 2)
+    monkeypatch.setattr(windows, "PART_SAMPLES", 2)
     layer = nl.Conv2D(3, 3, padding="same", name="conv")
     result = gradcheck(layer, np.random.default_rng(17).standard_normal((5, 5, 6, 2)))
     assert result.max_error < 1e-6, str(result)
@@ -390,3 +387,32 @@ def test_max_pool_drops_its_planes_after_backward_and_a_second_backward_agrees()
     assert layer._planes is None
     np.testing.assert_array_equal(layer.backward(grad), first)
     assert first[0, 0, 0, 0] == grad[0, 0, 0, 0] and first[0, 0, 1, 0] == 0
+
+
+@pytest.mark.parametrize(
+    ("pool", "stride", "relu_first"),
+    [(2, 2, False), (2, 2, True), (3, 2, False), (3, 2, True), (2, 3, False)],
+    ids=["2x2", "2x2-relu", "3x3-overlapping", "3x3-overlapping-relu", "2x2-stride-3"],
+)
+def test_max_pool_in_parts_matches_reference(pool, stride, relu_first, monkeypatch):
+    """Batches of 5 and then 3 in parts of 2 (parts of two sizes, the window origins kept
+    from the larger), with ties, against the plain-loop textbook pool; the fused ReLU is
+    max(., 0) after the pool and its gradient mask."""
+    monkeypatch.setattr(windows, "PART_SAMPLES", 2)
+    rng = np.random.default_rng(19)
+    layer = nl.MaxPool2D(pool, stride=stride)
+    layer.build((7, 8, 3), rng)
+    layer.relu_first = relu_first
+    for batch in (5, 3):
+        x = np.round(rng.standard_normal((batch, 7, 8, 3)), 1)  # rounding makes ties
+        out = layer.forward(x)
+        expected = ref.maxpool_forward(x, (pool, pool), (stride, stride))
+        np.testing.assert_array_equal(out, np.maximum(expected, 0) if relu_first else expected)
+        dout = rng.standard_normal(out.shape)
+        upstream = dout * (expected > 0) if relu_first else dout
+        np.testing.assert_allclose(
+            layer.backward(dout),
+            ref.maxpool_backward(x, (pool, pool), (stride, stride), upstream),
+            rtol=RTOL,
+            atol=ATOL,
+        )

@@ -76,10 +76,6 @@ SHIFT_MAX_WASTE = 1.5
 #: 42.4 ms, weight gradient 44.6 vs 28.2, input gradient 38 vs 93), and the kh*kw-times
 #: larger im2col matrix (75 MiB there) is not kept.
 SHIFT_MIN_CHANNELS = 16
-#: Batches are run through a layer in parts of at most this many samples: LeNet-5 at batch
-#: 256 spent 1.4x as long per sample in its convolutions as at 64 (im2col buffers of 20
-#: MiB instead of 5 fall out of the caches).
-PART_SAMPLES = 64
 #: The chunked kernel's im2col block: about the 1 MiB L2 of a core here.
 CHUNK_BYTES = 1 << 20
 #: From this many input channels (K = 9*32 = 288 for 3x3) one GEMM per block beats shift's
@@ -245,7 +241,7 @@ class Conv2D(Layer):
         self._whole = np.ascontiguousarray(win.pad(x, self._pad))
         self._x_shape = x.shape
         out = np.empty((x.shape[0], *self._out, self.filters), x.dtype)
-        parts = self._parts(x.shape[0])
+        parts = win.parts(x.shape[0])
         for part in parts:
             self._padded = self._whole[part]
             self._forward_part(out[part])
@@ -254,7 +250,7 @@ class Conv2D(Layer):
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         grad = np.ascontiguousarray(grad)
         dx = np.empty(self._x_shape, grad.dtype) if need_input_grad else None
-        parts = self._parts(grad.shape[0])
+        parts = win.parts(grad.shape[0])
         for index, part in enumerate(parts):
             self._padded = self._whole[part]
             if len(parts) > 1:
@@ -263,11 +259,6 @@ class Conv2D(Layer):
             if dx is not None:
                 dx[part] = part_dx
         return dx
-
-    def _parts(self, batch: int) -> list[slice]:
-        """The batch in slices of at most PART_SAMPLES samples, each run through every pass
-        on its own, so that a large batch's buffers stay as cache-sized as a batch of 64."""
-        return [slice(i, min(i + PART_SAMPLES, batch)) for i in range(0, batch, PART_SAMPLES)]
 
     def _forward_part(self, out: np.ndarray) -> None:
         """The output of the samples in self._padded, written into `out`."""

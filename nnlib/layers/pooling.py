@@ -77,9 +77,11 @@ class MaxPool2D(_Pool2D):
         self._planes = np.empty(
             (len(self._offsets()), x.shape[0], *self._out, x.shape[3]), dtype=x.dtype
         )
-        for plane, (i, j) in zip(self._planes, self._offsets(), strict=True):
-            np.copyto(plane, win.window_slice(x, i, j, self._stride, self._out))
-        self._max = self._planes.max(axis=0)
+        self._max = np.empty(self._planes.shape[1:], dtype=x.dtype)
+        for part in win.parts(x.shape[0]):
+            for plane, (i, j) in zip(self._planes, self._offsets(), strict=True):
+                np.copyto(plane[part], win.window_slice(x[part], i, j, self._stride, self._out))
+            np.max(self._planes[:, part], axis=0, out=self._max[part])
         self._first = None
         return np.maximum(self._max, 0, dtype=x.dtype) if self.relu_first else self._max
 
@@ -88,16 +90,19 @@ class MaxPool2D(_Pool2D):
             return None
         if self.relu_first:
             grad = grad * (self._max > 0)  # the fused ReLU's backward, on the pooled size
-        target = self._window_origins() + self._offset_steps()[self._first_max()]
-        size = int(np.prod(self._x_shape))
-        if self._stride[0] >= self._window[0] and self._stride[1] >= self._window[1]:
-            dx = np.zeros(size, dtype=grad.dtype)
-            dx[target.ravel()] = grad.ravel()  # windows do not overlap: targets are distinct
-        else:
-            dx = np.bincount(target.ravel(), weights=grad.ravel(), minlength=size).astype(
-                grad.dtype, copy=False
-            )
-        return dx.reshape(self._x_shape)
+        first = self._first_max()
+        steps = self._offset_steps()
+        overlap = self._stride[0] < self._window[0] or self._stride[1] < self._window[1]
+        dx = np.zeros(self._x_shape, dtype=grad.dtype)
+        for part in win.parts(grad.shape[0]):
+            # Flat indices into this part of the input; `part` is contiguous in dx.
+            target = (self._window_origins(part) + steps[first[part]]).ravel()
+            into = dx[part].reshape(-1)
+            if overlap:
+                into += np.bincount(target, weights=grad[part].ravel(), minlength=into.size)
+            else:
+                into[target] = grad[part].ravel()  # the windows' targets are distinct
+        return dx
 
     def _first_max(self) -> np.ndarray:
         """Per window, the index of the first offset holding its max (the number of planes
@@ -105,26 +110,33 @@ class MaxPool2D(_Pool2D):
         planes (4x the output) so that they are not held through the backward of the layers
         below; a second backward reuses it."""
         if self._first is None:
-            not_yet = self._planes[0] != self._max
-            first = not_yet.astype(np.uint8 if len(self._planes) <= 256 else np.intp)
-            for plane in self._planes[1:-1]:
-                not_yet &= plane != self._max
-                first += not_yet
+            first = np.empty(self._max.shape, np.uint8 if len(self._planes) <= 256 else np.intp)
+            for part in win.parts(first.shape[0]):
+                planes, best = self._planes[:, part], self._max[part]
+                not_yet = planes[0] != best
+                first[part] = not_yet
+                for plane in planes[1:-1]:
+                    not_yet &= plane != best
+                    first[part] += not_yet
             self._first, self._planes = first, None
         return self._first
 
-    def _window_origins(self) -> np.ndarray:
-        """Flat index into the input of each window's top-left element, (N, Ho, Wo, C)."""
-        n, height, width, channels = self._x_shape
-        if self._origins is None or self._origins.shape != (n, *self._out, channels):
+    def _window_origins(self, part: slice) -> np.ndarray:
+        """Flat index of each window's top-left element into the samples of `part`,
+        (samples, Ho, Wo, C): the same for every part (a shorter part's are the first
+        ones), so they are kept."""
+        _, height, width, channels = self._x_shape
+        samples = part.stop - part.start
+        origins = self._origins
+        if origins is None or origins.shape[1:] != (*self._out, channels) or len(origins) < samples:
             row = width * channels
             self._origins = (
-                np.arange(n)[:, None, None, None] * (height * row)
+                np.arange(samples)[:, None, None, None] * (height * row)
                 + np.arange(self._out[0])[None, :, None, None] * (self._stride[0] * row)
                 + np.arange(self._out[1])[None, None, :, None] * (self._stride[1] * channels)
                 + np.arange(channels)
             )
-        return self._origins
+        return self._origins[:samples]
 
     def _offset_steps(self) -> np.ndarray:
         """Flat index step from a window's origin to each of its offsets."""
