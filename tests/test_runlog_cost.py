@@ -1,0 +1,163 @@
+"""The run log's cheap batch lines (issue "speed": the callbacks' cost): batch lines are held
+for at most runs.FLUSH_SECONDS and written together, yet a follower sees every one, any other
+event and the end write them first, a SIGKILL loses only what was held, and a bad value is
+still an EventError naming it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import TIMEOUT
+
+import nnlib as nl
+from nnlib import runs
+
+#: Holds every batch line until something else writes it (the writer thread waits an hour).
+FOREVER = 3600.0
+
+
+def trainer() -> nl.Trainer:
+    """A trainer whose logger's hooks a test calls by hand (no fit: every step is chosen)."""
+    model = nl.build("2-4-2", (2,), seed=0)
+    return nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1))
+
+
+def batch_logs(step: int, **extra: object) -> dict:
+    return {"epoch": 0, "batch": step - 1, "step": step, "loss": 0.5 / step, **extra}
+
+
+def lines(run_dir: Path) -> list[tuple[str, int]]:
+    return [(event.type, event.step) for event in runs.read(run_dir)]
+
+
+def started(run_dir: Path) -> tuple[runs.RunLogger, nl.Trainer]:
+    logger, owner = runs.RunLogger(run_dir=run_dir), trainer()
+    logger.on_train_begin(owner)
+    return logger, owner
+
+
+def test_batch_lines_are_held_and_any_other_event_writes_them_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "FLUSH_SECONDS", FOREVER)
+    logger, owner = started(tmp_path)
+    for step in (1, 2, 3):
+        logger.on_batch_end(owner, step - 1, batch_logs(step))
+    assert lines(tmp_path) == [("run_start", 0)]  # held: nothing written per batch
+    owner.global_step = 3
+    logger.on_event(owner, "pause", {"source": "script"})
+    assert lines(tmp_path) == [("run_start", 0), ("batch", 1), ("batch", 2), ("batch", 3)] + [
+        ("pause", 3)
+    ]
+    logger.on_batch_end(owner, 3, batch_logs(4))
+    logger.on_train_end(owner, {"reason": "finished", "epoch": 0})
+    assert lines(tmp_path)[-2:] == [("batch", 4), ("end", 3)]
+    assert logger._writer is None  # the writer thread has ended with the run
+
+
+def test_a_held_line_is_what_an_immediate_write_would_have_been(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "FLUSH_SECONDS", FOREVER)
+    logger, owner = started(tmp_path)
+    logs = batch_logs(1, accuracy=0.25, nesterov=False, note="x")
+    before = time.time()
+    logger.on_batch_end(owner, 0, logs)
+    logs["loss"] = 99.0  # a later callback changing the dict changes nothing held
+    logger.on_train_end(owner, {"reason": "finished", "epoch": 0})
+    (batch,) = [event for event in runs.read(tmp_path) if event.type == "batch"]
+    assert batch == runs.make("batch", 1, batch_logs(1, accuracy=0.25, nesterov=False, note="x"))
+    assert before - 0.001 <= batch.time <= time.time()  # stamped when the batch ended
+
+
+def test_a_follower_sees_every_held_line_while_training_stands_still(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "FLUSH_SECONDS", 0.05)
+    logger, owner = started(tmp_path)
+    tail = runs.EventTail(tmp_path)
+    seen = [(event.type, event.step) for event in tail.read()]
+    for step in (1, 2, 3):
+        logger.on_batch_end(owner, step - 1, batch_logs(step))
+    # No hook runs any more (a long batch, a pause, a stalled thread): the writer thread
+    # writes the held lines on its own.
+    deadline = time.monotonic() + TIMEOUT
+    while len(seen) < 4 and time.monotonic() < deadline:
+        seen += [(event.type, event.step) for event in tail.read()]
+        time.sleep(0.01)
+    assert seen == [("run_start", 0), ("batch", 1), ("batch", 2), ("batch", 3)]
+    logger.on_train_end(owner, {"reason": "finished", "epoch": 0})
+    assert lines(tmp_path)[-1] == ("end", 0)
+
+
+def test_a_real_run_writes_every_line_in_order(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(120, 2)).astype(np.float32), rng.integers(0, 3, 120)
+    model = nl.build("2-8-3", (2,), seed=0)
+    logger = runs.RunLogger(run_dir=tmp_path)
+    nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1), callbacks=[logger]).fit(
+        x, y, epochs=2, batch_size=8
+    )
+    types = [e.type for e in runs.read(tmp_path)]
+    steps = [e.step for e in runs.read(tmp_path) if e.type == "batch"]
+    assert steps == list(range(1, 31))
+    assert types == ["run_start"] + (["batch"] * 15 + ["epoch"]) * 2 + ["end"]
+
+
+def test_a_bad_batch_value_is_an_event_error_and_the_log_stays_readable(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "FLUSH_SECONDS", 0.0)  # every line is due at once
+    logger, owner = started(tmp_path)
+    logger.on_batch_end(owner, 0, batch_logs(1, loss="high"))
+    # Written by the writer thread or by this hook: either way the error comes here.
+    with pytest.raises(runs.EventError, match="loss must be a number"):
+        logger.on_batch_end(owner, 1, batch_logs(2))
+    logger.on_train_end(owner, {"reason": "error", "epoch": 0})
+    assert lines(tmp_path) == [("run_start", 0), ("batch", 2), ("end", 0)]
+
+
+KILLED = """
+import sys
+import nnlib as nl
+from nnlib import runs
+
+runs.FLUSH_SECONDS = 3600.0
+model = nl.build("2-4-2", (2,), seed=0)
+trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1))
+logger = runs.RunLogger(run_dir=sys.argv[1])
+logger.on_train_begin(trainer)
+for step in (1, 2, 3, 4, 5):
+    logs = {"epoch": 0, "batch": step - 1, "step": step, "loss": 1.0}
+    logger.on_batch_end(trainer, step - 1, logs)
+    if step == 3:
+        trainer.global_step = 3
+        logger.on_event(trainer, "pause", {"source": "script"})
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_sigkill_loses_only_the_lines_still_held(tmp_path):
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(TIMEOUT)
+    finally:
+        writer.kill()
+        writer.wait(TIMEOUT)
+        writer.stdin.close()
+        writer.stdout.close()
+    # Batches 4 and 5 were held (for an hour here, FLUSH_SECONDS at most in a real run).
+    assert lines(tmp_path) == [
+        ("run_start", 0),
+        ("batch", 1),
+        ("batch", 2),
+        ("batch", 3),
+        ("pause", 3),
+    ]
+    assert not runs.writer_alive(tmp_path)
