@@ -5,9 +5,12 @@ still an EventError naming it."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -118,6 +121,7 @@ def test_a_bad_batch_value_is_an_event_error_and_the_log_stays_readable(tmp_path
 
 KILLED = """
 import sys
+import threading
 import nnlib as nl
 from nnlib import runs
 from nnlib.callbacks.monitor import dead_fraction, histogram
@@ -200,3 +204,20 @@ def test_dead_fraction_counts_channels_dead_at_every_sample_and_position():
     relu.fused = False
     relu.forward(np.where(np.arange(10) < 3, -1.0, 1.0)[None].repeat(4, 0).astype(np.float32))
     assert dead_fraction(relu) == pytest.approx(0.3)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files by /proc")
+def test_config_json_is_synced_by_the_writer_thread_not_the_training_thread(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append((threading.current_thread(), os.readlink(f"/proc/self/fd/{descriptor}")))
+        real(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    logger, owner = started(tmp_path)
+    logger.on_train_end(owner, {"reason": "finished", "epoch": 0})
+    assert [Path(name).name for _, name in synced] == [runs.CONFIG_FILE]
+    assert synced[0][0] is not threading.current_thread()
+    assert json.loads((tmp_path / runs.CONFIG_FILE).read_text())["trainer"]["epochs"] == 0
