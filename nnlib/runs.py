@@ -8,14 +8,16 @@ Each line of events.jsonl is one JSON object:
 the event happened. Non-finite numbers are written as null. The event types, their fields and
 their encoding are defined once, in `nnlib.events` (`nnlib.events.reference()` lists them).
 
-Every event is written and flushed as it happens, except batch lines: those are held for at
-most FLUSH_SECONDS (a writer thread writes them by then even while training is stalled or
-parked) and written together, and any other event, the end of the run and the run's end by a
-signal (which ends it through `on_train_end`) write the held ones first. A follower therefore
-sees every line, a batch line within FLUSH_SECONDS, and a crash or SIGKILL loses at most the
-batch lines of the last FLUSH_SECONDS and the line being written. Measured on LeNet-5 (125
-batches of 64): one line at a time cost 80 us a batch (60 us encoding a line in caches that
-the batch had just emptied, 24 us the write), held ones about 10 us together.
+Every event is written and flushed as it happens, except batch lines: those are held and
+written together, by the training thread at the first batch end half FLUSH_SECONDS after the
+last write (so a slow run's lines go at once), or else (training stalled, parked, or in a
+long batch) by the log's writer thread once the oldest is FLUSH_SECONDS old. Any other event,
+the end of the run and the run's end by a signal (which ends it through `on_train_end`) write
+the held ones first. A follower therefore sees every line, a batch line within FLUSH_SECONDS,
+and a crash or SIGKILL loses at most the batch lines of the last FLUSH_SECONDS and the line
+being written. Measured on LeNet-5 (125 batches of 64): one line at a time cost 80 us a
+batch (60 us encoding a line in caches that the batch had just emptied, 24 us the write),
+held ones about 10 us together.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ HEARTBEAT_SECONDS = 2.0
 #: ...and a lock file untouched for this long means the writer is gone.
 HEARTBEAT_STALE = 30.0
 #: Batch lines wait at most this long before they are written (see the module docstring).
-FLUSH_SECONDS = 0.1
+FLUSH_SECONDS = 0.2
 #: What a follower says when the writer is gone but the log has no end event.
 WRITER_GONE = "the run's writer stopped without an end event (crashed or killed)"
 
@@ -369,6 +371,7 @@ class RunLogger(Callback):
         # (monotonic). The condition guards them and the handle, and wakes the writer thread.
         self._held: list[tuple[int, dict[str, Any], float]] = []
         self._since = 0.0
+        self._written = 0.0  # when lines were last written (monotonic)
         self._wake = threading.Condition()
         self._writer: threading.Thread | None = None
         self._failed: Exception | None = None  # what the writer thread could not write
@@ -421,11 +424,11 @@ class RunLogger(Callback):
         with self._wake:
             failed, self._failed = self._failed, None
             self._held.append(record)
-            if len(self._held) == 1:
+            if now - self._written >= FLUSH_SECONDS / 2:  # the writer thread waits longer
+                self._emit_lines("")
+            elif len(self._held) == 1:
                 self._since = now
                 self._wake.notify()
-            elif now - self._since >= FLUSH_SECONDS:
-                self._emit_lines("")
         if failed is not None:
             raise failed
 
@@ -486,6 +489,7 @@ class RunLogger(Callback):
         lines.append(line)
         self._handle.write("".join(lines))
         self._handle.flush()
+        self._written = time.monotonic()
         if self._lock is not None:
             self._lock.beat()
         if error is not None:
@@ -494,7 +498,8 @@ class RunLogger(Callback):
     def _write_late(self, synced: Path | None) -> None:
         """The writer thread: puts `synced` (config.json) on the disk, then writes batch lines
         held for FLUSH_SECONDS, so that they reach followers in time while training is slow,
-        stalled or parked."""
+        stalled or parked (a running training thread writes them earlier: this thread acting
+        mid-batch made the next batch end wait for it)."""
         if synced is not None:
             _fsync(synced)
         with self._wake:

@@ -108,15 +108,32 @@ def test_a_real_run_writes_every_line_in_order(tmp_path):
     assert types == ["run_start"] + (["batch"] * 15 + ["epoch"]) * 2 + ["end"]
 
 
-def test_a_bad_batch_value_is_an_event_error_and_the_log_stays_readable(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "FLUSH_SECONDS", 0.0)  # every line is due at once
+def test_a_bad_held_value_is_an_event_error_and_the_log_stays_readable(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "FLUSH_SECONDS", FOREVER)
     logger, owner = started(tmp_path)
-    logger.on_batch_end(owner, 0, batch_logs(1, loss="high"))
-    # Written by the writer thread or by this hook: either way the error comes here.
-    with pytest.raises(runs.EventError, match="loss must be a number"):
-        logger.on_batch_end(owner, 1, batch_logs(2))
+    logger.on_batch_end(owner, 0, batch_logs(1))
+    logger.on_batch_end(owner, 1, batch_logs(2, loss="high"))
+    with pytest.raises(runs.EventError, match="batch event loss must be a number"):
+        logger.on_event(owner, "pause", {"source": "script"})  # writes the held lines
     logger.on_train_end(owner, {"reason": "error", "epoch": 0})
-    assert lines(tmp_path) == [("run_start", 0), ("batch", 2), ("end", 0)]
+    assert lines(tmp_path) == [("run_start", 0), ("batch", 1), ("pause", 0), ("end", 0)]
+
+
+def test_what_the_writer_thread_cannot_write_is_raised_on_the_training_thread(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(runs, "FLUSH_SECONDS", 0.05)
+    logger, owner = started(tmp_path)
+    with pytest.raises(runs.EventError, match="batch event loss must be a number"):
+        logger.on_batch_end(owner, 0, batch_logs(1, loss="high"))  # raises if written at once,
+        deadline = time.monotonic() + TIMEOUT
+        while logger._held and time.monotonic() < deadline:  # else the writer thread tries,
+            time.sleep(0.01)
+        logger.on_batch_end(owner, 1, batch_logs(2))  # and its error comes here
+    logger.on_train_end(owner, {"reason": "error", "epoch": 0})
+    written = lines(tmp_path)
+    assert written[0] == ("run_start", 0) and written[-1] == ("end", 0)
+    assert ("batch", 1) not in written
 
 
 KILLED = """
