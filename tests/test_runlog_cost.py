@@ -206,6 +206,14 @@ def test_histogram_counts_of_large_layers_are_the_definition(size, bins):
     assert sum(counts) == size
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.parametrize("bins", [1, 30, 256, 257])
+def test_histogram_counts_where_the_range_overflows_float32(bins):
+    values = np.array([-3e38, 3e38, 0.0, 1.0, 2e38] * 2000, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        assert histogram(values, bins)["counts"] == reference_counts(values, bins).tolist()
+
+
 def test_dead_fraction_counts_channels_dead_at_every_sample_and_position():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 5, 7, 6)).astype(np.float32)

@@ -90,18 +90,16 @@ def _bin_counts(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarr
 
     A large array's indices are counted in pairs, the first half's index times `bins` plus
     the second half's, over bins² cells summed both ways: bincount's loop is bound by
-    incrementing the same few counters, and this halves it and spreads it (784x512 values:
-    0.26 ms against 0.51 ms, the histogram's main cost)."""
+    incrementing the same few counters, and this halves it and spreads it. With np.clip
+    for the last bin (np.minimum with a scalar: 4x slower), 784x512 values took 0.46 ms
+    against 0.69 ms, the histogram's main cost."""
     dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
     index = np.subtract(values, dtype.type(lo), dtype=dtype)
-    scale = dtype.type(bins / (hi - lo))
+    index *= dtype.type(bins / (hi - lo))
+    np.clip(index, 0, bins - 1, out=index)  # hi itself falls in the last bin; none is < 0
     if bins > 256 or index.size < PAIRED_FROM:  # a pair of indices must fit in 16 bits
-        index *= scale
-        np.minimum(index, bins - 1, out=index)  # hi itself falls in the last bin
         return np.bincount(index.astype(np.intp), minlength=bins)[:bins]
-    # The same indices, truncated as they are scaled: floor, then the last bin for hi.
-    codes = np.multiply(index, scale, out=np.empty(index.shape, np.uint16), casting="unsafe")
-    np.minimum(codes, bins - 1, out=codes)
+    codes = index.astype(np.uint16)
     half = codes.size // 2
     pairs = codes[:half] * np.uint16(bins)
     pairs += codes[half : 2 * half]
