@@ -402,13 +402,12 @@ class RunLogger(Callback):
         if synced is not None:
             # Its fsync is the writer thread's: it took 1-9 ms on a shared disk, at every start.
             atomic_write_text(synced, json.dumps(_plain(config), indent=2), sync=False)
+        start = {"run": str(self.run_dir), "config": config}
+        lines = [] if self.append else [make("run_start", trainer.global_step, start).line()]
+        lines += self._early
+        self._early = []
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
-        if not self.append:
-            self._write(
-                "run_start", trainer.global_step, {"run": str(self.run_dir), "config": config}
-            )
-        early, self._early = self._early, []
-        self._emit_lines("".join(early))
+        self._emit_lines("".join(lines))
         self._writer = threading.Thread(
             target=self._write_late, args=(synced,), name="nnlib-run-log", daemon=True
         )
