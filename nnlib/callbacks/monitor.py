@@ -39,7 +39,7 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     against 2.2 ms for the same numbers, the Monitor's main cost on an MLP."""
     values = values.ravel()
     lo, hi = float(values.min()), float(values.max())  # NaN or inf shows up here
-    finite = values if np.isfinite(lo) and np.isfinite(hi) else values[np.isfinite(values)]
+    finite = values if math.isfinite(lo) and math.isfinite(hi) else values[np.isfinite(values)]
     if finite.size == 0:
         return {
             "lo": 0.0,
@@ -164,13 +164,11 @@ class Monitor(Callback):
                 if trained:
                     if self.gradients:
                         summary["grads"] = histogram(weights.grad, self.bins)
-                    summary["grad_norm"] = float(
-                        np.sqrt(
-                            sum(
-                                float(np.vdot(p.grad, p.grad))
-                                for p in layer.params.values()
-                                if p.trainable
-                            )
+                    summary["grad_norm"] = math.sqrt(
+                        sum(
+                            float(np.vdot(p.grad, p.grad))
+                            for p in layer.params.values()
+                            if p.trainable
                         )
                     )
                     before = self._before.get(layer.name)
