@@ -53,7 +53,6 @@ from .events import (  # noqa: F401 (re-exported: the run-log API as it was)
     fast_line,
     make,
 )
-from .events import plain as _plain
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -400,12 +399,16 @@ class RunLogger(Callback):
             "batch_size": trainer.batch_size,
         }
         config = {**self.config, "trainer": trainer_view, "versions": versions()}
-        synced = None if self.append else self.run_dir / CONFIG_FILE
-        if synced is not None:
-            # Its fsync is the writer thread's: it took 1-9 ms on a shared disk, at every start.
-            atomic_write_text(synced, json.dumps(_plain(config), indent=2), sync=False)
-        start = {"run": str(self.run_dir), "config": config}
-        lines = [] if self.append else [make("run_start", trainer.global_step, start).line()]
+        lines, synced = [], None
+        if not self.append:
+            start = make(
+                "run_start", trainer.global_step, {"run": str(self.run_dir), "config": config}
+            )
+            # config.json holds the config as run_start carries it (made JSON-safe once). Its
+            # fsync is the writer thread's: it took 1-9 ms on a shared disk, at every start.
+            synced = self.run_dir / CONFIG_FILE
+            atomic_write_text(synced, json.dumps(start["config"], indent=2), sync=False)
+            lines.append(start.line())
         lines += self._early
         self._early = []
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
