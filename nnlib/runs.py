@@ -423,10 +423,9 @@ class RunLogger(Callback):
         if step % self.batch_every or self._handle is None:
             return
         # Held, not written: encoding one line right after a batch ran in cold caches.
-        record = (step, dict(logs), round(time.time(), 3))
         now = time.monotonic()
         with self._mutex:
-            self._held.append(record)
+            self._held.append((step, dict(logs), time.time()))  # the time rounded when written
             if now - self._written >= FLUSH_SECONDS / 2:  # the writer thread waits longer
                 self._emit_lines("")
             elif len(self._held) == 1:
@@ -481,7 +480,8 @@ class RunLogger(Callback):
             return
         held, self._held = self._held, []
         lines, error = [], None
-        for step, data, when in held:  # one after another: the encoder stays in the caches
+        for step, data, moment in held:  # one after another: the encoder stays in the caches
+            when = round(moment, 3)
             try:
                 lines.append(
                     fast_line("batch", step, data, when) or make("batch", step, data, when).line()
