@@ -20,9 +20,11 @@ _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 STALE_SECONDS = 60.0
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], sync: bool = True) -> Path:
     """Write `path` through `write(handle)`; on any exception the temporary file is removed
-    before the exception propagates and `path` is untouched."""
+    before the exception propagates and `path` is untouched. `sync=False` leaves out the
+    fsync (a caller that syncs later, off a thread that must not wait on the disk): the
+    rename still shows readers the whole file or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     # (_TEMPORARY matches this name: change both together)
@@ -30,7 +32,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be shared
         os.replace(tmp, path)
     except BaseException:
@@ -39,9 +42,9 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
+def atomic_write_text(path: Path, text: str, sync: bool = True) -> Path:
     """`atomic_write` of UTF-8 text."""
-    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), sync)
 
 
 def remove_stale_temporaries(folder: Path, older_than: float = STALE_SECONDS) -> list[Path]:

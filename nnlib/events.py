@@ -607,6 +607,8 @@ def encode(event_type: str, step: int, data: Mapping[str, Any]) -> str:
 
 #: The value types the fast path takes as they are (any other goes the generic way).
 _FAST_FLOATS = frozenset({float, np.float32, np.float64})
+#: `json.dumps` with these arguments, made once: json.dumps builds an encoder per call.
+_FAST_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 @functools.cache
@@ -672,7 +674,7 @@ def fast_line(
             return None
         record[name] = value
     record.update(values)
-    return json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+    return _FAST_ENCODER.encode(record) + "\n"
 
 
 def decode(line: str, where: str = "events") -> Event:

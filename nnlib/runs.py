@@ -1,13 +1,23 @@
 """Run logs: every run leaves a directory with `config.json` and an append-only `events.jsonl`.
 
-Each line of events.jsonl is one JSON object, flushed as it is written, so a crash loses at
-most the line being written:
+Each line of events.jsonl is one JSON object:
 
     {"v": 1, "type": "batch", "time": 1763690000.12, "step": 42, ...fields}
 
 `v` is the schema version, `time` Unix seconds, `step` the number of batches completed when
 the event happened. Non-finite numbers are written as null. The event types, their fields and
 their encoding are defined once, in `nnlib.events` (`nnlib.events.reference()` lists them).
+
+Every event is written and flushed as it happens, except batch lines: those are held and
+written together, by the training thread at the first batch end half FLUSH_SECONDS after the
+last write (so a slow run's lines go at once), or else (training stalled, parked, or in a
+long batch) by the log's writer thread once the oldest is FLUSH_SECONDS old. Any other event,
+the end of the run and the run's end by a signal (which ends it through `on_train_end`) write
+the held ones first. A follower therefore sees every line, a batch line within FLUSH_SECONDS,
+and a crash or SIGKILL loses at most the batch lines of the last FLUSH_SECONDS and the line
+being written. Why: a line encoded right after its batch runs in caches the batch emptied.
+On LeNet-5 (125 batches of 64) a line at a time cost 80 us a batch (55 us encoding, 8 us for
+the next line encoded after it; 24 us the write): 11.8 ms an epoch, held 2.7 ms.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import json
 import os
 import platform
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -42,7 +53,6 @@ from .events import (  # noqa: F401 (re-exported: the run-log API as it was)
     fast_line,
     make,
 )
-from .events import plain as _plain
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -57,6 +67,8 @@ RUN_FILES = (EVENTS_FILE, CONFIG_FILE, "experiment.toml", "best.npz", "model.npz
 HEARTBEAT_SECONDS = 2.0
 #: ...and a lock file untouched for this long means the writer is gone.
 HEARTBEAT_STALE = 30.0
+#: Batch lines wait at most this long before they are written (see the module docstring).
+FLUSH_SECONDS = 0.2
 #: What a follower says when the writer is gone but the log has no end event.
 WRITER_GONE = "the run's writer stopped without an end event (crashed or killed)"
 
@@ -323,14 +335,16 @@ def _unusable(path: Path, error: OSError) -> str:
 
 
 class RunLogger(Callback):
-    """Write the run directory: config.json at the start, then every event as it happens.
+    """Write the run directory: config.json at the start, then every event as it happens
+    (batch lines within FLUSH_SECONDS, see the module docstring).
 
     `run_dir` is used as is when given; otherwise a new directory is made under `root`.
     `batch_every` thins batch metrics to one line per that many batches. Every event is made
     into its `nnlib.events` record, so a callback emitting a malformed one fails at once with an
-    EventError naming the field, rather than writing a log nobody can read. Events that callbacks
-    placed before the logger emit at the start of the run (the initial histograms) are kept
-    and written right after 'run_start'.
+    EventError naming the field, rather than writing a log nobody can read (a batch line's
+    values, held for up to FLUSH_SECONDS, are checked when it is written: its EventError comes
+    from the hook that writes it). Events that callbacks placed before the logger emit at the
+    start of the run (the initial histograms) are kept and written right after 'run_start'.
     """
 
     def __init__(
@@ -353,6 +367,16 @@ class RunLogger(Callback):
         self._handle: Any = None
         self._lock: WriterLock | None = None
         self._early: list[str] = []  # encoded events that came before the log was open
+        # Batch lines not written yet: (step, logs, time), the oldest held since `_since`
+        # (monotonic). The mutex guards them and the handle; the condition on it wakes the
+        # writer thread. (A plain lock: `with` on the condition was 10 us a batch on LeNet-5.)
+        self._held: list[tuple[int, dict[str, Any], float]] = []
+        self._since = 0.0
+        self._written = 0.0  # when lines were last written (monotonic)
+        self._mutex = threading.Lock()
+        self._wake = threading.Condition(self._mutex)
+        self._writer: threading.Thread | None = None
+        self._failed: Exception | None = None  # what the writer thread could not write
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if self.run_dir is None:
@@ -376,21 +400,40 @@ class RunLogger(Callback):
             "batch_size": trainer.batch_size,
         }
         config = {**self.config, "trainer": trainer_view, "versions": versions()}
+        lines, synced = [], None
         if not self.append:
-            atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(_plain(config), indent=2))
-        self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
-        if not self.append:
-            self._write(
+            start = make(
                 "run_start", trainer.global_step, {"run": str(self.run_dir), "config": config}
             )
-        early, self._early = self._early, []
-        for line in early:
-            self._handle.write(line)
-        self._handle.flush()
+            # config.json holds the config as run_start carries it (made JSON-safe once). Its
+            # fsync is the writer thread's: it took 1-9 ms on a shared disk, at every start.
+            synced = self.run_dir / CONFIG_FILE
+            atomic_write_text(synced, json.dumps(start["config"], indent=2), sync=False)
+            lines.append(start.line())
+        lines += self._early
+        self._early = []
+        self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
+        self._emit_lines("".join(lines))
+        self._writer = threading.Thread(
+            target=self._write_late, args=(synced,), name="nnlib-run-log", daemon=True
+        )
+        self._writer.start()
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
-        if logs["step"] % self.batch_every == 0:
-            self._write("batch", logs["step"], logs)
+        step = logs["step"]
+        if step % self.batch_every or self._handle is None:
+            return
+        # Held, not written: encoding one line right after a batch ran in cold caches.
+        now = time.monotonic()
+        with self._mutex:
+            self._held.append((step, dict(logs), time.time()))  # the time rounded when written
+            if now - self._written >= FLUSH_SECONDS / 2:  # the writer thread waits longer
+                self._emit_lines("")
+            elif len(self._held) == 1:
+                self._since = now
+                self._wake.notify()
+        if self._failed is not None:
+            self._raise_failure()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         self._write("epoch", trainer.global_step, logs)
@@ -409,21 +452,94 @@ class RunLogger(Callback):
         try:
             self._write("end", trainer.global_step, {k: v for k, v in logs.items() if k != "step"})
         finally:
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
+            with self._mutex:
+                handle, self._handle, self._held = self._handle, None, []
+                self._wake.notify()  # the writer thread ends
+            if self._writer is not None:
+                self._writer.join()
+                self._writer = None
+            if handle is not None:
+                handle.close()
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
 
     def _write(self, event_type: str, step: int, data: dict[str, Any]) -> None:
+        """Write one event now, after the batch lines held before it."""
         if self._handle is None:
             return
         line = fast_line(event_type, step, data) or make(event_type, step, data).line()
-        self._handle.write(line)
+        with self._mutex:
+            self._emit_lines(line)
+        if self._failed is not None:
+            self._raise_failure()
+
+    def _emit_lines(self, line: str) -> None:
+        """Write the held batch lines, then `line`, and flush (hold `_mutex`). A held line that
+        does not make a record is left out and its EventError raised once the rest is written."""
+        if self._handle is None:
+            return
+        held, self._held = self._held, []
+        lines, error = [], None
+        for step, data, moment in held:  # one after another: the encoder stays in the caches
+            when = round(moment, 3)
+            try:
+                lines.append(
+                    fast_line("batch", step, data, when) or make("batch", step, data, when).line()
+                )
+            except EventError as bad:
+                error = error or bad
+        lines.append(line)
+        self._handle.write("".join(lines))
         self._handle.flush()
+        self._written = time.monotonic()
         if self._lock is not None:
             self._lock.beat()
+        if error is not None:
+            raise error
+
+    def _raise_failure(self) -> None:
+        """Raise what the writer thread could not write, on the training thread."""
+        with self._mutex:
+            failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
+
+    def _write_late(self, synced: Path | None) -> None:
+        """The writer thread: puts `synced` (config.json) on the disk, then writes batch lines
+        held for FLUSH_SECONDS, so that they reach followers in time while training is slow,
+        stalled or parked (a running training thread writes them earlier: this thread acting
+        mid-batch made the next batch end wait for it)."""
+        if synced is not None:
+            _fsync(synced)
+        with self._wake:
+            while self._handle is not None:
+                if not self._held:
+                    self._wake.wait()
+                    continue
+                due = self._since + FLUSH_SECONDS - time.monotonic()
+                if due > 0:
+                    self._wake.wait(due)
+                    continue
+                try:
+                    self._emit_lines("")
+                except Exception as error:  # raised on the training thread, at its next line
+                    self._failed = error
+
+
+def _fsync(path: Path) -> None:
+    """Put a written file's data on the disk; a file that cannot be opened for it (gone, or a
+    system without fsync on a read-only handle) stays as the page cache has it."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def versions() -> dict[str, str]:

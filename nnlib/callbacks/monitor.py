@@ -39,7 +39,7 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     against 2.2 ms for the same numbers, the Monitor's main cost on an MLP."""
     values = values.ravel()
     lo, hi = float(values.min()), float(values.max())  # NaN or inf shows up here
-    finite = values if np.isfinite(lo) and np.isfinite(hi) else values[np.isfinite(values)]
+    finite = values if math.isfinite(lo) and math.isfinite(hi) else values[np.isfinite(values)]
     if finite.size == 0:
         return {
             "lo": 0.0,
@@ -80,14 +80,33 @@ def _percentiles(ordered: np.ndarray) -> list[float]:
     return out
 
 
+#: Values from which bin indices are counted in pairs (below, one by one is as fast).
+PAIRED_FROM = 4096
+
+
 def _bin_counts(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
     """Counts over `bins` equal bins of [lo, hi], the last bin closed (as np.histogram),
-    computed in the values' dtype with one temporary."""
+    computed in the values' dtype with one temporary.
+
+    A large array's indices are counted in pairs, the first half's index times `bins` plus
+    the second half's, over bins² cells summed both ways: bincount's loop is bound by
+    incrementing the same few counters, and this halves it and spreads it. With np.clip
+    for the last bin (np.minimum with a scalar: 4x slower), 784x512 values took 0.46 ms
+    against 0.69 ms, the histogram's main cost."""
     dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
     index = np.subtract(values, dtype.type(lo), dtype=dtype)
     index *= dtype.type(bins / (hi - lo))
-    np.minimum(index, bins - 1, out=index)  # hi itself falls in the last bin
-    return np.bincount(index.astype(np.intp), minlength=bins)[:bins]
+    np.clip(index, 0, bins - 1, out=index)  # hi itself falls in the last bin; none is < 0
+    if bins > 256 or index.size < PAIRED_FROM:  # a pair of indices must fit in 16 bits
+        return np.bincount(index.astype(np.intp), minlength=bins)[:bins]
+    codes = index.astype(np.uint16)
+    half = codes.size // 2
+    pairs = codes[:half] * np.uint16(bins)
+    pairs += codes[half : 2 * half]
+    grid = np.bincount(pairs, minlength=bins * bins).reshape(bins, bins)
+    counts = grid.sum(axis=0) + grid.sum(axis=1)
+    counts[codes[2 * half :]] += 1  # the odd one out
+    return counts
 
 
 class Monitor(Callback):
@@ -145,13 +164,11 @@ class Monitor(Callback):
                 if trained:
                     if self.gradients:
                         summary["grads"] = histogram(weights.grad, self.bins)
-                    summary["grad_norm"] = float(
-                        np.sqrt(
-                            sum(
-                                float(np.vdot(p.grad, p.grad))
-                                for p in layer.params.values()
-                                if p.trainable
-                            )
+                    summary["grad_norm"] = math.sqrt(
+                        sum(
+                            float(np.vdot(p.grad, p.grad))
+                            for p in layer.params.values()
+                            if p.trainable
                         )
                     )
                     before = self._before.get(layer.name)
@@ -219,5 +236,10 @@ def dead_fraction(layer: ReLU) -> float:
     active = layer.active_mask
     if active is None:
         return 0.0
-    axes = tuple(range(active.ndim - 1)) if active.ndim > 2 else (0,)
-    return float(1.0 - np.mean(active.any(axis=axes)))
+    # Over the batch first, a reduction across whole contiguous samples, then over the
+    # positions of one sample's map: any(axis=(0, 1, 2)) at once took 520 us on LeNet-5's
+    # first ReLU (64x28x28x6), this 17 us.
+    alive = active.reshape(len(active), -1).any(axis=0)
+    if active.ndim > 2:
+        alive = alive.reshape(-1, active.shape[-1]).any(axis=0)
+    return float(1.0 - np.mean(alive))
