@@ -173,6 +173,11 @@ def _shown(value: Any) -> str:
 
 def plain(value: Any) -> Any:
     """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to None."""
+    kind = type(value)  # the plain types first, by exact type: most values are these
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int or kind is str or kind is bool or value is None:
+        return value
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
