@@ -249,12 +249,13 @@ class Conv2D(Layer):
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         grad = np.ascontiguousarray(grad)
-        dx = np.empty(self._x_shape, grad.dtype) if need_input_grad else None
         parts = win.parts(grad.shape[0])
+        if len(parts) == 1:
+            self._padded = self._whole
+            return self._backward_part(grad, need_input_grad, accumulate=False)
+        dx = np.empty(self._x_shape, grad.dtype) if need_input_grad else None
         for index, part in enumerate(parts):
-            self._padded = self._whole[part]
-            if len(parts) > 1:
-                self._cols = None  # forward kept no part's im2col matrix
+            self._padded, self._cols = self._whole[part], None  # forward kept no part's im2col
             part_dx = self._backward_part(grad[part], need_input_grad, accumulate=index > 0)
             if dx is not None:
                 dx[part] = part_dx
