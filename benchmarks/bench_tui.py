@@ -181,9 +181,15 @@ def config_flags(config_args: dict) -> list[str]:
     return ["--dataset", config_args["dataset"], *(["--arch", arch] if arch else [])]
 
 
-def latencies(config_args: dict, rounds: int) -> tuple[list[float], float]:
-    """Key to visible change, in seconds, while training; and startup to first frame."""
-    samples = []
+#: The keys pressed in each latency round, with what shows their effect (None: the Log's line
+#: of a new lr change).
+KEYS = (("pause", " ", "PAUS"), ("resume", " ", "RUNNING"), ("lr", "+", None))
+
+
+def latencies(config_args: dict, rounds: int) -> tuple[dict[str, list[float]], float]:
+    """Key to visible change, in seconds, for each of KEYS while training; and startup to
+    first frame."""
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in KEYS}
     with tempfile.TemporaryDirectory() as tmp:
         flags = [
             *config_flags(config_args),
@@ -198,15 +204,16 @@ def latencies(config_args: dict, rounds: int) -> tuple[list[float], float]:
         term.wait_for("RUNNING")
         time.sleep(1.0)  # let training settle in
         for _ in range(rounds):
-            for key, shown in ((" ", "PAUS"), (" ", "RUNNING"), ("+", None)):
+            for name, key, shown in KEYS:
                 mark = term.size()
-                before = term.last_lr_step() if shown is None else 0
+                before = term.last_lr_step()
                 sent = time.perf_counter()
                 term.press(key)
                 if shown is None:
-                    samples.append(term.wait_for_lr_change(before, mark) - sent)
+                    seen = term.wait_for_lr_change(before, mark)
                 else:
-                    samples.append(term.wait_for(shown, mark) - sent)
+                    seen = term.wait_for(shown, mark)
+                samples[name].append(seen - sent)
                 time.sleep(0.15)
             term.press("-")
             time.sleep(0.15)
@@ -249,10 +256,15 @@ def report(name: str, config: dict, repeats: int, rounds: int) -> None:
         f"{repeats} paired runs; headless {statistics.median(one):,.0f}); headless with "
         f"default BLAS threads: {statistics.median(default):,.0f}"
     )
+    every = [seconds for values in keys.values() for seconds in values]
+    each = ", ".join(
+        f"{name} {percentile(values, 50) * 1000:.0f}/{percentile(values, 95) * 1000:.0f}"
+        for name, values in keys.items()
+    )
     print(
-        f"key to visible change while training: p50 {percentile(keys, 50) * 1000:.0f} ms, "
-        f"p95 {percentile(keys, 95) * 1000:.0f} ms, max {max(keys) * 1000:.0f} ms "
-        f"({len(keys)} presses)"
+        f"key to visible change while training: p50 {percentile(every, 50) * 1000:.0f} ms, "
+        f"p95 {percentile(every, 95) * 1000:.0f} ms, max {max(every) * 1000:.0f} ms "
+        f"({len(every)} presses; p50/p95 ms by key: {each})"
     )
     print(f"startup to first frame: {startup * 1000:.0f} ms")
     print(f"terminal output while training: {statistics.median(rates) / 1000:.1f} kB/s")

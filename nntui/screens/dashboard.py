@@ -436,10 +436,13 @@ class DashboardScreen(Screen[None]):
     def apply(self, snapshot: Snapshot) -> None:
         self.state.apply(snapshot)
         self._event_log.add_snapshot(snapshot)
-        # Single steps show at once too. A tiny model ends dozens of epochs a second: drawing
-        # each one at once cost spirals half its training speed and 560 kB/s of terminal output.
-        if awaited(snapshot) or self.state.status == RunStatus.PAUSED:
+        # The start, the end and single steps show at once in every panel; an hparam change or
+        # a notice in the status (and the log). A tiny model ends dozens of epochs a second:
+        # drawing each one at once cost spirals half its training speed and 560 kB/s.
+        if isinstance(snapshot, RunStarted | RunEnded) or self.state.status == RunStatus.PAUSED:
             self.redraw(at_once=True)
+        elif awaited(snapshot):
+            self._show_status()
         if isinstance(snapshot, RunStarted):
             self._layout(*self.app.size)
         if isinstance(snapshot, RunStarted | Event):
@@ -482,6 +485,12 @@ class DashboardScreen(Screen[None]):
         now = time.monotonic()
         for panel in self._state_panels:
             panel.offer_redraw(now, at_once)
+
+    def _show_status(self) -> None:
+        """What a key asked for (or the change it brought) shows in the status panel at once;
+        the other panels wait for the timer: drawing them all with it made the frame after a
+        + key on spirals 40-80 ms late beside its training thread."""
+        self._status.offer_redraw(time.monotonic(), at_once=True)
 
     # -- keys ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -536,7 +545,7 @@ class DashboardScreen(Screen[None]):
         if self.source.recorded:
             self.notify(answer, title="Sent to the process writing this run", markup=False)
         then()
-        self.redraw(at_once=True)
+        self._show_status()
 
     def _paused(self) -> bool:
         """Paused, or a pause asked for: of the trainer here, or as the run log shows."""
