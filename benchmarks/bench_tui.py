@@ -12,7 +12,10 @@ spirals (its default MLP), and measures for each:
   measured side by side in this one run (samples/s from the run logs, median of repeats);
   headless with one BLAS thread (as the TUI's worker) and with the library default;
 - key press to visible change while training (space: "PAUSING"/"PAUSED" then "RUNNING"
-  appears in the output; +: the pending "→" appears), p50 and p95;
+  appears in the output; +: the Log's line of the applied change, "[  step] lr a → b
+  (applies next batch)", with a step after every such line before the press: it stays in
+  sight, unlike the pending "→", which lasts less than a frame on spirals; a plain "→"
+  is no marker, warnings and the matrix's axis have one too), p50 and p95;
 - startup to first frame (the setup screen's title in the output);
 - bytes written to the terminal per second while training.
 
@@ -26,6 +29,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import statistics
 import struct
 import subprocess
@@ -38,6 +42,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (120, 40)
+#: The Log's line of an applied learning-rate change, with its step (styles may sit between).
+LR_LINE = re.compile(rb"\[ *(\d+)\] (?:\x1b\[[\d;]*m)*lr \S+ \xe2\x86\x92 \S+ \(applies")
 
 
 class Terminal:
@@ -94,6 +100,21 @@ class Terminal:
                     return time.perf_counter()
             time.sleep(0.001)
         raise TimeoutError(f"{text!r} did not appear within {timeout} s")
+
+    def last_lr_step(self, start: int = 0) -> int:
+        """The step of the latest applied lr change shown after byte `start` (-1: none)."""
+        with self.lock:
+            steps = [int(match.group(1)) for match in LR_LINE.finditer(self.output, start)]
+        return max(steps, default=-1)
+
+    def wait_for_lr_change(self, after: int, start: int, timeout: float = 60.0) -> float:
+        """Seconds until the Log shows an lr change at a step after `after` (perf_counter)."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.last_lr_step(start) > after:
+                return time.perf_counter()
+            time.sleep(0.001)
+        raise TimeoutError(f"no lr change after step {after} within {timeout} s")
 
     def press(self, data: str) -> None:
         os.write(self.master, data.encode())
@@ -160,9 +181,15 @@ def config_flags(config_args: dict) -> list[str]:
     return ["--dataset", config_args["dataset"], *(["--arch", arch] if arch else [])]
 
 
-def latencies(config_args: dict, rounds: int) -> tuple[list[float], float]:
-    """Key to visible change, in seconds, while training; and startup to first frame."""
-    samples = []
+#: The keys pressed in each latency round, with what shows their effect (None: the Log's line
+#: of a new lr change).
+KEYS = (("pause", " ", "PAUS"), ("resume", " ", "RUNNING"), ("lr", "+", None))
+
+
+def latencies(config_args: dict, rounds: int) -> tuple[dict[str, list[float]], float]:
+    """Key to visible change, in seconds, for each of KEYS while training; and startup to
+    first frame."""
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in KEYS}
     with tempfile.TemporaryDirectory() as tmp:
         flags = [
             *config_flags(config_args),
@@ -177,11 +204,16 @@ def latencies(config_args: dict, rounds: int) -> tuple[list[float], float]:
         term.wait_for("RUNNING")
         time.sleep(1.0)  # let training settle in
         for _ in range(rounds):
-            for key, shown in ((" ", "PAUS"), (" ", "RUNNING"), ("+", "→")):
+            for name, key, shown in KEYS:
                 mark = term.size()
+                before = term.last_lr_step()
                 sent = time.perf_counter()
                 term.press(key)
-                samples.append(term.wait_for(shown, mark) - sent)
+                if shown is None:
+                    seen = term.wait_for_lr_change(before, mark)
+                else:
+                    seen = term.wait_for(shown, mark)
+                samples[name].append(seen - sent)
                 time.sleep(0.15)
             term.press("-")
             time.sleep(0.15)
@@ -224,10 +256,15 @@ def report(name: str, config: dict, repeats: int, rounds: int) -> None:
         f"{repeats} paired runs; headless {statistics.median(one):,.0f}); headless with "
         f"default BLAS threads: {statistics.median(default):,.0f}"
     )
+    every = [seconds for values in keys.values() for seconds in values]
+    each = ", ".join(
+        f"{name} {percentile(values, 50) * 1000:.0f}/{percentile(values, 95) * 1000:.0f}"
+        for name, values in keys.items()
+    )
     print(
-        f"key to visible change while training: p50 {percentile(keys, 50) * 1000:.0f} ms, "
-        f"p95 {percentile(keys, 95) * 1000:.0f} ms, max {max(keys) * 1000:.0f} ms "
-        f"({len(keys)} presses)"
+        f"key to visible change while training: p50 {percentile(every, 50) * 1000:.0f} ms, "
+        f"p95 {percentile(every, 95) * 1000:.0f} ms, max {max(every) * 1000:.0f} ms "
+        f"({len(every)} presses; p50/p95 ms by key: {each})"
     )
     print(f"startup to first frame: {startup * 1000:.0f} ms")
     print(f"terminal output while training: {statistics.median(rates) / 1000:.1f} kB/s")

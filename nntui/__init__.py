@@ -6,8 +6,9 @@ How it fits together (one direction of data, one of control):
   `screens.setup` (pick dataset, architecture, hyperparameters), `screens.dashboard` (one run)
   on top of it, `screens.modals` (dialogs, help, "terminal too small") over either.
 - The dashboard trains in a worker thread. `bridge.Bridge`, an nnlib callback on that thread,
-  turns hooks and events into frozen snapshots and posts them (`messages.RunUpdate`); the UI
-  thread folds them into a `runstate.RunState`, and the `widgets` panels draw from it with
+  turns hooks and events into frozen snapshots and queues them for the dashboard (waking it
+  with `messages.RunUpdate` for those shown at once); the UI thread folds them into a
+  `runstate.RunState`, and the `widgets` panels draw from it with
   `plot`'s numpy-rasterised charts. No widget ever sees a live array.
 - Keys act on the trainer only through its thread-safe control calls (pause, step, stop, set).
 - `replay` reads a run directory (`nntui --open`) into the same snapshots, with the bridge's

@@ -6,15 +6,10 @@ from textual.message import Message
 
 from nnlib.config import ExperimentConfig
 
-from .bridge import Snapshot
-
 
 class RunUpdate(Message):
-    """One bridge snapshot, posted from the training thread (post_message is thread-safe)."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        super().__init__()
-        self.snapshot = snapshot
+    """Snapshots wait in the dashboard's inbox, one of them to be shown at once; posted from
+    the training thread (post_message is thread-safe)."""
 
 
 class StartRun(Message):

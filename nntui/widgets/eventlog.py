@@ -1,9 +1,20 @@
 """The event log: hyperparameter changes, pause/resume, early stop, divergence, checkpoints,
-errors and the end of the run, each with the step it happened at."""
+errors and the end of the run, each with the step it happened at.
+
+Epochs that end faster than a person reads (a tiny model ends hundreds a second) are folded:
+one line per `EPOCH_LINE_SECONDS` of training, for the latest epoch, saying which epochs it
+covers and with the checkpoints written meanwhile (a new best comes every few epochs):
+"epoch 331: loss 0.4102 (epochs 2-331 in 0.5s, from loss 1.0986); 12 checkpoints, the last
+checkpoint (best): best.npz". Every other line is written at once, after the epochs held so
+far, so nothing is reordered. The fold reads the training time each epoch reports, not the
+wall clock, so a recorded run (`nntui --open`) shows the very lines its live run showed.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -15,10 +26,16 @@ from ..bridge import EpochEnd, HparamChange, Notice, RunEnded, RunStarted, Snaps
 from ..plot import format_number, format_value
 
 STYLES = {"info": "", "good": "green", "warning": "yellow", "error": "bold red"}
+#: Training seconds between two epoch lines at least: faster epochs are folded into one line.
+EPOCH_LINE_SECONDS = 0.5
+
+#: A log line: the step it happened at (None: the latest step seen), its text, its severity.
+Entry = tuple[int | None, str, str]
 
 
 def describe(snapshot: Snapshot) -> tuple[str, str] | None:
-    """(line, severity) for snapshots worth logging; None for the rest."""
+    """(line, severity) for snapshots logged as they come (epochs go through LogLines);
+    None for the rest."""
     if isinstance(snapshot, RunStarted):
         return (
             f"run started: {snapshot.arch} ({snapshot.params:,} params), log in {snapshot.run_dir}",
@@ -40,19 +57,83 @@ def describe(snapshot: Snapshot) -> tuple[str, str] | None:
         return snapshot.message, severity
     if isinstance(snapshot, Diagnostic):
         return snapshot.describe(), "warning"
-    if isinstance(snapshot, EpochEnd):
-        text = f"epoch {snapshot.epoch + 1}: loss {format_number(snapshot.loss)}"
-        if snapshot.val_loss is not None:
-            text += f", val {format_number(snapshot.val_loss)}"
-        if snapshot.val_accuracy is not None:
-            text += f" / {snapshot.val_accuracy:.1%}"
-        return text + f" ({snapshot.seconds:.1f}s)", "info"
     if isinstance(snapshot, RunEnded):
         if snapshot.error:
             return f"run failed: {snapshot.error}", "error"
         severity = "error" if snapshot.reason == "diverged" else "good"
         return f"run ended: {snapshot.reason} at step {snapshot.step}", severity
     return None
+
+
+def epochs_line(epochs: Sequence[EpochEnd], checkpoints: Sequence[str] = ()) -> str:
+    """The line of the last of consecutive epochs; for several, which ones, the time they
+    took together and the loss at the first; then the checkpoints written meanwhile (their
+    lines: the last one, and how many)."""
+    first, last = epochs[0], epochs[-1]
+    text = f"epoch {last.epoch + 1}: loss {format_number(last.loss)}"
+    if last.val_loss is not None:
+        text += f", val {format_number(last.val_loss)}"
+    if last.val_accuracy is not None:
+        text += f" / {last.val_accuracy:.1%}"
+    seconds = sum(_seconds(epoch) for epoch in epochs)
+    if len(epochs) == 1:
+        text += f" ({seconds:.1f}s)"
+    else:
+        text += (
+            f" (epochs {first.epoch + 1}-{last.epoch + 1} in {seconds:.1f}s, "
+            f"from loss {format_number(first.loss)})"
+        )
+    if len(checkpoints) == 1:
+        text += f"; {checkpoints[0]}"
+    elif checkpoints:
+        text += f"; {len(checkpoints)} checkpoints, the last {checkpoints[-1]}"
+    return text
+
+
+def _seconds(epoch: EpochEnd) -> float:
+    """An epoch's training time; 0 when it was not measured (or not finite)."""
+    return epoch.seconds if 0 < epoch.seconds < math.inf else 0.0
+
+
+class LogLines:
+    """What the log writes for each snapshot, in order: epochs that end within
+    `seconds` of training time of the previous epoch line are held, with the checkpoints
+    written meanwhile, and written as one line when that time has passed or before any other
+    line. Textual-free: the live log, a recorded one and the tests share it."""
+
+    def __init__(self, seconds: float = EPOCH_LINE_SECONDS) -> None:
+        self.seconds = seconds
+        self.held: list[EpochEnd] = []
+        self.checkpoints: list[str] = []  # the lines of the checkpoints held with them
+        self._clock = 0.0  # training seconds, summed over the epochs seen
+        self._written_at = -math.inf  # the clock at the latest epoch line
+
+    def snapshot(self, snapshot: Snapshot) -> list[Entry]:
+        """The lines to write for `snapshot` now (none while it is held)."""
+        if isinstance(snapshot, EpochEnd):
+            self.held.append(snapshot)
+            spent = _seconds(snapshot)
+            self._clock += spent
+            # An epoch whose time is unknown is never held: nothing would ever release it.
+            return [] if spent and self._clock - self._written_at < self.seconds else self.flush()
+        if self.held and isinstance(snapshot, Notice) and snapshot.kind == "checkpoint":
+            self.checkpoints.append(snapshot.message)
+            return []
+        entry = describe(snapshot)
+        return [] if entry is None else self.line(getattr(snapshot, "step", None), *entry)
+
+    def line(self, step: int | None, text: str, severity: str = "info") -> list[Entry]:
+        """A line to write now, after the epochs held."""
+        return [*self.flush(), (step, text, severity)]
+
+    def flush(self) -> list[Entry]:
+        """The line of the epochs held, if any (they count as written now)."""
+        if not self.held:
+            return []
+        entry = (self.held[-1].step, epochs_line(self.held, self.checkpoints), "info")
+        self.held, self.checkpoints = [], []
+        self._written_at = self._clock
+        return [entry]
 
 
 #: Entries kept (and wrapped again on every resize); older ones are dropped.
@@ -80,9 +161,19 @@ class EventLog(RichLog):
         self.entries: deque[Text] = deque(maxlen=MAX_LINES)
         self._wrapped_at = 0
         self._step = 0
+        self.fold = LogLines()
 
     def add(self, step: int | None, text: str, severity: str = "info") -> None:
-        """Log `text` at `step` (None: the latest step seen, 0 before the first)."""
+        """Log `text` at `step` (None: the latest step seen, 0 before the first), after the
+        epochs held so far."""
+        for entry in self.fold.line(step, text, severity):
+            self._write(*entry)
+
+    def add_snapshot(self, snapshot: Snapshot) -> None:
+        for entry in self.fold.snapshot(snapshot):
+            self._write(*entry)
+
+    def _write(self, step: int | None, text: str, severity: str) -> None:
         self._step = step if step is not None else self._step
         line = Text(f"[{self._step:>6}] ", style="dim")
         line.append(text, style=STYLES.get(severity, ""))
@@ -92,11 +183,6 @@ class EventLog(RichLog):
         else:  # hidden, or not laid out yet: written with all the rest once it has a width
             self._wrapped_at = 0
             self.call_after_refresh(self._rewrap)
-
-    def add_snapshot(self, snapshot: Snapshot) -> None:
-        entry = describe(snapshot)
-        if entry is not None:
-            self.add(getattr(snapshot, "step", None), *entry)
 
     def on_resize(self) -> None:
         self._rewrap()

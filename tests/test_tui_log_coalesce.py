@@ -1,0 +1,144 @@
+"""The Log folds epochs that end faster than a person reads into one line per half second of
+training (with the checkpoints written meanwhile), writes every other line at once in order,
+and shows a recorded run with the very lines its live run showed."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+from helpers import DATASETS, classification_run, config, log_text, pilot_test, until
+
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import setup
+from nntui import bridge as b
+from nntui.app import NNTui
+from nntui.replay import open_run
+from nntui.screens.dashboard import DashboardScreen
+from nntui.widgets.eventlog import EPOCH_LINE_SECONDS, LogLines
+
+RANGE = re.compile(r"^epoch (\d+): .*\(epochs (\d+)-(\d+) in ([\d.]+)s, from loss")
+
+
+def epoch(index: int, seconds: float, loss: float = 1.0) -> b.EpochEnd:
+    """Epoch `index` (from 0) of 10 steps, with validation."""
+    return b.EpochEnd(index, (index + 1) * 10, loss, 0.5, loss + 0.1, 0.75, seconds, 1e5)
+
+
+def feed(lines: LogLines, snapshots: list[b.Snapshot]) -> list[tuple[int | None, str, str]]:
+    return [entry for snapshot in snapshots for entry in lines.snapshot(snapshot)]
+
+
+def test_fast_epochs_fold_into_one_line_per_half_second_of_training():
+    lines = LogLines()
+    fed = feed(lines, [epoch(i, 0.003, loss=1 / (i + 1)) for i in range(1000)])  # 3 s
+    written = fed + lines.flush()
+    assert written[0] == (10, "epoch 1: loss 1.00, val 1.10 / 75.0% (0.0s)", "info")
+    # The rest: each line the latest epoch of a range, ranges back to back up to the last.
+    covered = 1
+    for step, text, severity in written[1:]:
+        last, first, to, _ = (float(group) for group in RANGE.match(text).groups())
+        assert first == covered + 1 and to == last and step == last * 10 and severity == "info"
+        covered = int(last)
+    assert covered == 1000
+    # Lines came no more often than every half second of training (the last one at the end).
+    spans = [float(RANGE.match(text).group(4)) for _, text, _ in fed[1:]]
+    assert spans and all(span >= EPOCH_LINE_SECONDS for span in spans)
+    assert len(written) <= 3 / EPOCH_LINE_SECONDS + 2
+    assert "epoch 1000: loss 0.001" in written[-1][1] and "from loss 0.500)" in written[1][1]
+
+
+def test_slow_epochs_and_epochs_of_unknown_time_each_have_their_own_line():
+    lines = LogLines()
+    written = feed(lines, [epoch(0, 2.0), epoch(1, 0.6), epoch(2, 0.0), epoch(3, math.nan)])
+    assert [text for _, text, _ in written] == [
+        "epoch 1: loss 1.00, val 1.10 / 75.0% (2.0s)",
+        "epoch 2: loss 1.00, val 1.10 / 75.0% (0.6s)",
+        "epoch 3: loss 1.00, val 1.10 / 75.0% (0.0s)",
+        "epoch 4: loss 1.00, val 1.10 / 75.0% (0.0s)",
+    ]
+    assert lines.flush() == []
+
+
+def test_other_lines_come_at_once_after_the_epochs_held_and_checkpoints_fold_in():
+    lines = LogLines()
+    best = b.Notice("checkpoint", 20, "checkpoint (best): best.npz")
+    assert feed(lines, [epoch(0, 0.01)]) == [
+        (10, "epoch 1: loss 1.00, val 1.10 / 75.0% (0.0s)", "info")
+    ]
+    # A checkpoint right after a written epoch has its own line.
+    assert feed(lines, [b.Notice("checkpoint", 10, "checkpoint (best): best.npz")]) == [
+        (10, "checkpoint (best): best.npz", "good")
+    ]
+    held = [epoch(1, 0.01), best, epoch(2, 0.01), best, epoch(3, 0.01)]
+    assert feed(lines, held) == []
+    change = b.HparamChange(41, "lr", 0.1, 0.2, "next batch")
+    assert feed(lines, [change]) == [
+        (
+            40,
+            "epoch 4: loss 1.00, val 1.10 / 75.0% (epochs 2-4 in 0.0s, from loss 1.00); "
+            "2 checkpoints, the last checkpoint (best): best.npz",
+            "info",
+        ),
+        (41, "lr 0.1 → 0.2 (applies next batch)", "warning"),
+    ]
+    # The end of the run writes the epochs held before it, with the one checkpoint then.
+    end = [epoch(4, 0.01), b.Notice("checkpoint", 50, "checkpoint (end): model.npz")]
+    assert feed(lines, [*end, b.RunEnded("finished", 50, 5)]) == [
+        (50, "epoch 5: loss 1.00, val 1.10 / 75.0% (0.0s); checkpoint (end): model.npz", "info"),
+        (50, "run ended: finished at step 50", "good"),
+    ]
+    # A line the app adds itself (a saved model) also comes after the epochs held.
+    feed(lines, [epoch(5, 0.01)])
+    assert [text for _, text, _ in lines.line(None, "model saved to m.npz")] == [
+        "epoch 6: loss 1.00, val 1.10 / 75.0% (0.0s)",
+        "model saved to m.npz",
+    ]
+
+
+@pytest.fixture(scope="module")
+def fast_run(tmp_path_factory) -> tuple[list[b.Snapshot], list[b.Snapshot]]:
+    """A real spirals run with checkpoints: what the Bridge sent live, and its replay."""
+    run_dir = tmp_path_factory.mktemp("coalesce") / "spirals"
+    live: list[b.Snapshot] = []
+    run = ExperimentConfig(
+        dataset="spirals", arch="2-16-3", epochs=30, batch_size=64, lr=0.1, seed=0,
+        run_dir=str(run_dir),
+    )  # fmt: skip
+    setup(run, checkpoints=True, callbacks=[b.Bridge(live.append, interval=0.0)]).fit()
+    return live, open_run(run_dir).snapshots
+
+
+def test_a_recorded_run_logs_the_lines_its_live_run_logged(fast_run):
+    live, replayed = fast_run
+    # Whatever the speed of this machine, the fold depends on the epochs' own times; an
+    # hour's window holds every epoch until a line that is not an epoch's.
+    for seconds in (EPOCH_LINE_SECONDS, 3600.0):
+        assert feed(LogLines(seconds), live) == feed(LogLines(seconds), replayed)
+    folded = [text for _, text, _ in feed(LogLines(3600.0), replayed)]
+    assert folded[0].startswith("run started") and folded[-2].startswith("run ended")
+    assert folded[-1] == "checkpoint (end): model.npz"  # written after the end
+    epochs = [text for text in folded if text.startswith("epoch ")]
+    assert "(epochs 2-" in epochs[1] and "checkpoints, the last checkpoint (best)" in epochs[1]
+    assert epochs[-1].startswith("epoch 30: loss") and len(folded) < 30
+
+
+@pilot_test
+async def test_the_dashboard_log_of_a_fast_run_keeps_an_lr_change_in_sight():
+    started, ended = classification_run()[0], b.RunEnded("finished", 6000, 600)
+    fast = [epoch(i, 0.001, loss=1 / (i + 1)) for i in range(600)]  # 0.6 s of training
+    change = b.HparamChange(3001, "lr", 0.05, 0.1, "next batch")
+    snapshots = [started, *fast[:300], change, *fast[300:], ended]
+    app = NNTui(config(), datasets=DATASETS)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = DashboardScreen(config(), replay=snapshots)
+        await app.push_screen(screen)
+        await until(pilot, lambda: screen.state.end is not None)
+        rows = (await log_text(pilot, screen)).splitlines()
+        texts = [row.split("] ", 1)[1] for row in rows if "] " in row]
+        assert texts[0].startswith("run started") and texts[-1].startswith("run ended")
+        epochs = [text for text in texts if text.startswith("epoch ")]
+        assert [text.split(":")[0] for text in epochs] == ["epoch 1", "epoch 300", "epoch 600"]
+        assert texts.index("lr 0.05 → 0.1 (applies next batch)") == texts.index(epochs[1]) + 1
+        assert len(texts) == 6
