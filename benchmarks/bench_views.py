@@ -1,13 +1,16 @@
-"""What the Samples, Features and test callbacks cost, and how much a run directory grows per
-epoch, on MNIST-size data: the 10,000 real MNIST test digits of /work/shared/datasets/mnist
-repeated to 60,000 (users train on 60k; the counts, not the pixels, set the sizes), split
-54,000 / 6,000 / test 10,000, LeNet-5 with the default settings.
+"""What the view callbacks cost (Samples, Features, Diagnostics, Boundary and the test at the
+end), and how much a run directory grows per epoch.
 
-The cost is the time spent inside the view callbacks' hooks over the time of each epoch
+MNIST-size data: the 10,000 real MNIST test digits of /work/shared/datasets/mnist repeated to
+60,000 (users train on 60k; the counts, not the pixels, set the sizes), split 54,000 / 6,000
+/ test 10,000, LeNet-5 with the default settings. Then spirals with its default MLP, where the
+Boundary view and the neuron maps run (`--spiral-epochs`, 0 to skip).
+
+The cost is the time spent inside the view callbacks' hooks over the time of the epochs
 (both measured in the same run, so the machine's load affects both alike), plus the one
 test evaluation at the end against one epoch. Run:
 
-    PYTHONPATH=. python benchmarks/bench_views.py [--epochs 2] [--repeat 6]
+    PYTHONPATH=. python benchmarks/bench_views.py [--epochs 2] [--repeat 6] [--spiral-epochs 300]
 """
 
 from __future__ import annotations
@@ -23,14 +26,19 @@ import numpy as np
 
 from nnlib import datasets
 from nnlib.callbacks import Callback
+from nnlib.callbacks.boundary import BoundaryView
+from nnlib.callbacks.diagnostics import Diagnostics
 from nnlib.callbacks.features import FeatureMaps
 from nnlib.callbacks.samples import SampleRecorder
 from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
+from nnlib.runs import RunLogger
 
 MNIST = Path("/work/shared/datasets/mnist")
-HOOKS = ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+HOOKS = ("on_train_begin", "on_batch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
+#: The callbacks that compute what the views show.
+VIEWS = (SampleRecorder, FeatureMaps, TestEvaluator, Diagnostics, BoundaryView)
 
 
 def mnist(repeat: int) -> datasets.Dataset:
@@ -52,18 +60,26 @@ def mnist(repeat: int) -> datasets.Dataset:
     )
 
 
-def timed(callback: Callback, spent: dict[str, float]) -> None:
-    """Wrap the callback's hooks so their time adds up in spent[its class name]."""
+def timed(callback: Callback, spent: dict[str, float], nested: list[float]) -> None:
+    """Wrap the callback's hooks so that their own time adds up in spent[its class name]:
+    time spent in another timed hook called from inside one (a view's event written by the
+    RunLogger, with the batch lines it held) counts for that other callback only. `nested`
+    is the stack of child times shared by every wrapped hook."""
     name = type(callback).__name__
-    for hook in HOOKS:
+    for hook in (*HOOKS, "on_event"):
         inner = getattr(callback, hook)
 
         def wrapper(*args, _inner=inner, **kwargs):
+            nested.append(0.0)
             began = time.perf_counter()
             try:
                 return _inner(*args, **kwargs)
             finally:
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - began
+                elapsed = time.perf_counter() - began
+                children = nested.pop()
+                spent[name] = spent.get(name, 0.0) + elapsed - children
+                if nested:
+                    nested[-1] += elapsed
 
         setattr(callback, hook, wrapper)
 
@@ -82,38 +98,54 @@ class Sizes(Callback):
         self.sizes.append({p.name: p.stat().st_size for p in self.run_dir.iterdir()})
 
 
+def measured_run(
+    config: ExperimentConfig, data: datasets.Prepared | None = None
+) -> tuple[Sizes, dict[str, float], dict[str, int]]:
+    """Train `config` with every view callback's hooks timed: (epoch times and sizes, seconds
+    per callback class, the run directory's files at the end)."""
+    run_dir = Path(config.run_dir)
+    sizes = Sizes(run_dir)
+    experiment = setup(config, data=data, callbacks=[sizes])
+    spent: dict[str, float] = {}
+    nested: list[float] = []
+    for callback in experiment.trainer.callbacks:
+        if isinstance(callback, (*VIEWS, RunLogger)):
+            timed(callback, spent, nested)
+    experiment.fit()
+    return sizes, spent, {p.name: p.stat().st_size for p in run_dir.iterdir()}
+
+
+def report(sizes: Sizes, spent: dict[str, float]) -> None:
+    """The views' share of the epochs (the test at the end apart)."""
+    print(f"epoch (median) {float(np.median(sizes.times)):.4g} s over {len(sizes.times)} epochs")
+    for name, seconds in spent.items():
+        print(f"  {name:<15} {seconds:7.3f} s over the run")
+    views = {view.__name__ for view in VIEWS} - {"TestEvaluator"}
+    in_epochs = sum(v for k, v in spent.items() if k in views)
+    print(
+        f"views {in_epochs / sum(sizes.times):.2%} of the epochs' time, apart from the "
+        f"RunLogger writing their events; the test at the end: "
+        f"{spent.get('TestEvaluator', 0):.2f} s once"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=6)
+    parser.add_argument("--spiral-epochs", type=int, default=300)
     args = parser.parse_args()
     data = datasets.prepare(mnist(args.repeat), validation_split=0.1, seed=0)
     with tempfile.TemporaryDirectory() as root:
-        run_dir = Path(root) / "run"
-        config = ExperimentConfig(dataset="mnist-60k", epochs=args.epochs, run_dir=str(run_dir))
-        sizes = Sizes(run_dir)
-        experiment = setup(config, data=data, callbacks=[sizes])
-        spent: dict[str, float] = {}
-        views = (SampleRecorder, FeatureMaps, TestEvaluator)
-        for callback in experiment.trainer.callbacks:
-            if isinstance(callback, views):
-                timed(callback, spent)
-        experiment.fit()
-        final = {p.name: p.stat().st_size for p in run_dir.iterdir()}
+        config = ExperimentConfig(
+            dataset="mnist-60k", epochs=args.epochs, run_dir=str(Path(root) / "run")
+        )
+        sizes, spent, final = measured_run(config, data)
     print(
-        f"load average {os.getloadavg()[0]:.2f} (2 cores); train {len(data.x_train):,}, "
-        f"validation {len(data.x_val):,}, test {len(data.x_test):,}"
+        f"load average {os.getloadavg()[0]:.2f} (2 cores); LeNet-5 on train "
+        f"{len(data.x_train):,}, validation {len(data.x_val):,}, test {len(data.x_test):,}"
     )
-    epoch = float(np.median(sizes.times))
-    print(f"epoch (median) {epoch:.1f} s")
-    in_epochs = {k: v for k, v in spent.items() if k != "TestEvaluator"}
-    total = sum(in_epochs.values()) / len(sizes.times)
-    for name, seconds in spent.items():
-        print(f"  {name:<15} {seconds:7.3f} s over the run")
-    print(
-        f"views per epoch {total:.3f} s = {total / epoch:.2%} of an epoch "
-        f"(the test at the end: {spent.get('TestEvaluator', 0):.2f} s once)"
-    )
+    report(sizes, spent)
     events = [s.get("events.jsonl", 0) for s in sizes.sizes]
     growth = np.diff([0, *events])
     print(f"events.jsonl after each epoch: {events} bytes; growth {growth.tolist()}")
@@ -121,6 +153,14 @@ def main() -> None:
         f"samples.npz (once): {final.get('samples.npz', 0):,} bytes; "
         f"model files: {final.get('model.npz', 0) + final.get('best.npz', 0):,} bytes"
     )
+    if args.spiral_epochs:
+        with tempfile.TemporaryDirectory() as root:
+            config = ExperimentConfig(
+                dataset="spirals", epochs=args.spiral_epochs, run_dir=str(Path(root) / "run")
+            )
+            sizes, spent, _ = measured_run(config)
+        print(f"\nload average {os.getloadavg()[0]:.2f}; spirals, its default model")
+        report(sizes, spent)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,30 @@ def test_views_are_spaced_to_cost_at_most_the_budget():
     assert view.every() == 1
 
 
+def test_the_step_time_is_measured_between_views_and_spaces_the_next(monkeypatch):
+    """No per-batch timing: a view divides the wall time since the latest view by the steps
+    in between, and the next view comes `every()` steps later."""
+    import nnlib.callbacks.boundary as boundary
+
+    trainer = _trainer("dense(2)", 2)
+    trainer.emit = lambda *args, **data: None  # type: ignore[method-assign]
+    now = [100.0]
+    monkeypatch.setattr(boundary.time, "perf_counter", lambda: now[0])
+    view = BoundaryView(CORNERS, np.array([0, 1, 0, 1]), budget=0.03)
+    view.on_train_begin(trainer)  # the first view, at step 0, measures nothing yet
+    assert view._step_seconds == 0 and view.next_step == 1
+    view.cost = 0.003  # what a view costs, as if measured
+    trainer.global_step, now[0] = 1, 100.5  # one step took 0.5 s
+    view.on_batch_end(trainer, 0, {})
+    assert view._step_seconds == 0.5
+    view.cost = 0.003
+    trainer.global_step, now[0] = 2, 100.5 + 0.001  # the views' own time is not a step's
+    view._shown_at = 100.5
+    view._emit(trainer)
+    assert view._step_seconds == pytest.approx(0.001)
+    assert view.next_step == 2 + view.every()
+
+
 def test_sizes_are_bounded_and_bad_grids_are_refused_with_what_was_expected():
     with pytest.raises(ValueError, match="grid must be 2 to 64 cells, got 65"):
         BoundaryView(CORNERS, np.zeros(4), grid=65)

@@ -29,7 +29,6 @@ import numpy as np
 
 from ..events import NEURONS_MAX, RASTER_ALPHABET, RASTER_EMPTY, RASTER_MAX
 from ..layers import Dense
-from ..layers.activations import softmax
 from .base import Callback, Logs
 
 if TYPE_CHECKING:
@@ -123,8 +122,7 @@ class BoundaryView(Callback):
         self._began = 0.0  # perf_counter at the run's start
         self._shown_at = 0.0  # perf_counter at the latest view
         self._shown_step = -1  # global step of the latest view
-        self._step_seconds = 0.0  # moving average of a training step's wall time
-        self._last_batch_end: float | None = None
+        self._step_seconds = 0.0  # a training step's wall time between the latest two views
         self._fixed: dict[str, Any] = {}
 
     # -- hooks -----------------------------------------------------------------------------
@@ -136,26 +134,16 @@ class BoundaryView(Callback):
         self._began = time.perf_counter()
         self.spent = 0.0
         self._fixed = self._static(trainer)
-        self._last_batch_end = None
+        self._shown_step = -1
         points = {key: self._fixed[key] for key in POINT_FIELDS if key in self._fixed}
         trainer.emit("boundary_points", **points)
         self._emit(trainer)
 
-    def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
-        if self.applies and self._last_batch_end is None:
-            self._last_batch_end = time.perf_counter()
-
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
-        if not self.applies:
-            return
-        now = time.perf_counter()
-        if self._last_batch_end is not None:
-            seconds = now - self._last_batch_end
-            average = self._step_seconds
-            self._step_seconds = seconds if not average else 0.9 * average + 0.1 * seconds
-        if trainer.global_step >= self.next_step:
+        # Nothing else per batch: on spirals a batch is ~130 us, and timing every one
+        # cost 3% of it; the step time is measured between views instead (`_emit`).
+        if self.applies and trainer.global_step >= self.next_step:
             self._emit(trainer)
-        self._last_batch_end = time.perf_counter()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         if not self.applies:
@@ -163,7 +151,6 @@ class BoundaryView(Callback):
         edge = epoch == 0 or epoch + 1 >= trainer.epochs or trainer.stop_training
         if edge or self.epoch_due(time.perf_counter()):
             self._emit(trainer, epoch=epoch)
-        self._last_batch_end = None  # validation time is not a training step
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         if self.applies and self._shown_step != trainer.global_step:
@@ -186,6 +173,9 @@ class BoundaryView(Callback):
 
     def _emit(self, trainer: Trainer, epoch: int | None = None) -> None:
         began = time.perf_counter()
+        steps = trainer.global_step - self._shown_step
+        if self._shown_step >= 0 and steps > 0:  # the wall time since the latest view
+            self._step_seconds = (began - self._shown_at) / steps
         fields = self.compute(trainer)
         if epoch is not None:
             fields["epoch"] = epoch
@@ -306,11 +296,15 @@ class BoundaryView(Callback):
         }
         out = np.asarray(out, dtype=np.float64)
         if fixed["kind"] == "classes":
+            # Classes as rows, cells as columns: the reductions over a few classes run along
+            # contiguous rows (over a row of 3 values per cell they took 0.18 of 0.45 ms).
+            columns = np.ascontiguousarray(out.T)
+            k = columns.shape[0]
             with np.errstate(over="ignore", invalid="ignore"):
-                probabilities = softmax(out)
-            k = out.shape[1]
-            best = np.nan_to_num(probabilities.max(axis=1), nan=1.0 / k)
-            predicted = np.where(np.isfinite(out).all(axis=1), out.argmax(axis=1), -1)
+                # The largest probability of a softmax: its largest exp is exp(0) = 1.
+                best = 1.0 / np.exp(columns - columns.max(axis=0)).sum(axis=0)
+            best = np.nan_to_num(best, nan=1.0 / k)
+            predicted = np.where(np.isfinite(columns).all(axis=0), columns.argmax(axis=0), -1)
             fields["predicted"] = raster(np.clip(predicted, -1, LEVELS - 1).reshape(shape))
             confidence = (best - 1.0 / k) / (1.0 - 1.0 / k) if k > 1 else np.ones_like(best)
             fields["confidence"] = raster(to_levels(confidence, 0.0, 1.0).reshape(shape))
