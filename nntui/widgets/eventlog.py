@@ -75,12 +75,13 @@ def epochs_line(epochs: Sequence[EpochEnd], checkpoints: Sequence[str] = ()) -> 
         text += f", val {format_number(last.val_loss)}"
     if last.val_accuracy is not None:
         text += f" / {last.val_accuracy:.1%}"
-    seconds = sum(_seconds(epoch) for epoch in epochs)
+    total = sum(_seconds(epoch) for epoch in epochs)
+    seconds = _duration(total)
     if len(epochs) == 1:
-        text += f" ({seconds:.1f}s)"
+        text += f" ({seconds})" if total else ""  # 0: the epoch's time was not measured
     else:
         text += (
-            f" (epochs {first.epoch + 1}-{last.epoch + 1} in {seconds:.1f}s, "
+            f" (epochs {first.epoch + 1}-{last.epoch + 1} in {seconds}, "
             f"from loss {format_number(first.loss)})"
         )
     if len(checkpoints) == 1:
@@ -88,6 +89,11 @@ def epochs_line(epochs: Sequence[EpochEnd], checkpoints: Sequence[str] = ()) -> 
     elif checkpoints:
         text += f"; {len(checkpoints)} checkpoints, the last {checkpoints[-1]}"
     return text
+
+
+def _duration(seconds: float) -> str:
+    """0.1 s and longer to a tenth ("2.4s"), shorter in milliseconds ("26ms", not "0.0s")."""
+    return f"{seconds:.1f}s" if seconds >= 0.095 else f"{seconds * 1000:.0f}ms"
 
 
 def _seconds(epoch: EpochEnd) -> float:
