@@ -173,3 +173,23 @@ def avgpool_backward(
                     for r, q in _window(pool, i, j, stride):
                         dx[a, r, q, c] += dout[a, i, j, c] / (pool[0] * pool[1])
     return dx
+
+
+def check_conv(
+    layer, x: np.ndarray, stride: tuple[int, int], pads: Pads, rng, rtol=1e-10, atol=1e-12
+):
+    """One forward and backward of a convolution layer (anything with forward, backward and
+    params W and b) on `x` against the plain loops above: the output, and dL/dx, dL/dW and
+    dL/db for a random upstream gradient. Returns the output."""
+    weights, bias = layer.params["W"].value.copy(), layer.params["b"].value.copy()
+    out = layer.forward(x)
+    np.testing.assert_allclose(
+        out, conv2d_forward(x, weights, bias, stride, pads), rtol=rtol, atol=atol
+    )
+    dout = rng.standard_normal(out.shape)
+    dx = layer.backward(dout)
+    dx_ref, dw_ref, db_ref = conv2d_backward(x, weights, stride, pads, dout)
+    np.testing.assert_allclose(dx, dx_ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=rtol, atol=atol)
+    return out

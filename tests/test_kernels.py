@@ -66,20 +66,9 @@ def test_every_kernel_matches_reference(case, kernels):
     rng = np.random.default_rng(11)
     layer = _conv(case, kernels, rng)
     pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
-    weights, bias = layer.params["W"].value.copy(), layer.params["b"].value.copy()
     # Two batches: the second reuses every buffer (grid margins must still be zero).
     for _ in range(2):
-        x = rng.standard_normal(shape)
-        out = layer.forward(x)
-        np.testing.assert_allclose(
-            out, ref.conv2d_forward(x, weights, bias, (1, 1), pads), rtol=RTOL, atol=ATOL
-        )
-        dout = rng.standard_normal(out.shape)
-        dx = layer.backward(dout)
-        dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, weights, (1, 1), pads, dout)
-        np.testing.assert_allclose(dx, dx_ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
+        ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)
 
 
 @pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
@@ -115,21 +104,10 @@ def test_batch_in_parts_matches_reference(case, stride, kernels, monkeypatch):
     layer.kernels = kernels
     layer.to(np.float64)
     layer.build(shape[1:], rng)
-    weights, bias = layer.params["W"].value, layer.params["b"].value
-    bias[...] = rng.standard_normal(filters)
+    layer.params["b"].value[...] = rng.standard_normal(filters)
     pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), stride)
     for batch in (5, 3, 5):
-        x = rng.standard_normal((batch, *shape[1:]))
-        out = layer.forward(x)
-        np.testing.assert_allclose(
-            out, ref.conv2d_forward(x, weights, bias, stride, pads), rtol=RTOL, atol=ATOL
-        )
-        dout = rng.standard_normal(out.shape)
-        dx = layer.backward(dout)
-        dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, weights, stride, pads, dout)
-        np.testing.assert_allclose(dx, dx_ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
+        ref.check_conv(layer, rng.standard_normal((batch, *shape[1:])), stride, pads, rng)
 
 
 def test_batch_in_parts_passes_gradcheck(monkeypatch):
@@ -350,19 +328,8 @@ def test_chunked_kernel_in_many_blocks_matches_reference(case, monkeypatch):
     rng = np.random.default_rng(15)
     layer = _conv(case, Kernels("chunked", "chunked", "chunked"), rng)
     pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
-    weights, bias = layer.params["W"].value.copy(), layer.params["b"].value.copy()
     for _ in range(2):
-        x = rng.standard_normal(shape)
-        out = layer.forward(x)
-        np.testing.assert_allclose(
-            out, ref.conv2d_forward(x, weights, bias, (1, 1), pads), rtol=RTOL, atol=ATOL
-        )
-        dout = rng.standard_normal(out.shape)
-        dx = layer.backward(dout)
-        dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, weights, (1, 1), pads, dout)
-        np.testing.assert_allclose(dx, dx_ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(layer.params["W"].grad, dw_ref, rtol=RTOL, atol=ATOL)
-        np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
+        out = ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)
     blocks = [b for key, b in layer._buffers.items() if key[0].startswith("block_")]
     assert blocks and all(b.shape[0] in (out.shape[2], shape[2]) for b in blocks)  # a line
 
