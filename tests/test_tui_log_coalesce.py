@@ -1,6 +1,6 @@
-"""The Log folds epochs that end faster than a person reads into one line per half second of
-training (with the checkpoints written meanwhile), writes every other line at once in order,
-and shows a recorded run with the very lines its live run showed."""
+"""The Log folds epochs that end faster than a person reads into one line per
+EPOCH_LINE_SECONDS of training (with the checkpoints written meanwhile), writes every other
+line at once in order, and shows a recorded run with the very lines its live run showed."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def feed(lines: LogLines, snapshots: list[b.Snapshot]) -> list[tuple[int | None,
     return [entry for snapshot in snapshots for entry in lines.snapshot(snapshot)]
 
 
-def test_fast_epochs_fold_into_one_line_per_half_second_of_training():
+def test_fast_epochs_fold_into_one_line_per_epoch_line_seconds_of_training():
     lines = LogLines()
     fed = feed(lines, [epoch(i, 0.003, loss=1 / (i + 1)) for i in range(1000)])  # 3 s
     written = fed + lines.flush()
@@ -42,7 +42,7 @@ def test_fast_epochs_fold_into_one_line_per_half_second_of_training():
         assert first == covered + 1 and to == last and step == last * 10 and severity == "info"
         covered = int(last)
     assert covered == 1000
-    # Lines came no more often than every half second of training (the last one at the end).
+    # Lines came no more often than every EPOCH_LINE_SECONDS of training (the last at the end).
     spans = [float(RANGE.match(text).group(4)) for _, text, _ in fed[1:]]
     assert spans and all(span >= EPOCH_LINE_SECONDS for span in spans)
     assert len(written) <= 3 / EPOCH_LINE_SECONDS + 2
@@ -127,7 +127,8 @@ def test_a_recorded_run_logs_the_lines_its_live_run_logged(fast_run):
 @pilot_test
 async def test_the_dashboard_log_of_a_fast_run_keeps_an_lr_change_in_sight():
     started, ended = classification_run()[0], b.RunEnded("finished", 6000, 600)
-    fast = [epoch(i, 0.001, loss=1 / (i + 1)) for i in range(600)]  # 0.6 s of training
+    # 600 epochs in 0.6 EPOCH_LINE_SECONDS of training: no line of their own but the first.
+    fast = [epoch(i, EPOCH_LINE_SECONDS / 1000, loss=1 / (i + 1)) for i in range(600)]
     change = b.HparamChange(3001, "lr", 0.05, 0.1, "next batch")
     snapshots = [started, *fast[:300], change, *fast[300:], ended]
     app = NNTui(config(), datasets=DATASETS)
