@@ -127,8 +127,14 @@ def pilot_test(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., 
     return run
 
 
-async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Let the app process its messages until `condition` holds (within `timeout` seconds).
+async def until(
+    pilot: Pilot,
+    condition: Callable[[], bool],
+    what: str = "the condition",
+    timeout: float = TIMEOUT,
+) -> None:
+    """Let the app process its messages until `condition` holds (within `timeout` seconds;
+    else the failure names `what` it waited for).
 
     A few rounds yield without sleeping; after that each round sleeps 2 ms. A UI thread that
     only yields keeps the GIL nearly all the time, and the training thread, which gives the
@@ -138,7 +144,7 @@ async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = TI
     rounds = 0
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached in {timeout:g} s")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await pilot.pause(0 if rounds < 20 else 0.002)
         rounds += 1
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
-from helpers import SIZE, TIMEOUT, headless_train, pilot_test, press
+from helpers import SIZE, TIMEOUT, headless_train, pilot_test, press, until
 from textual.widgets import Input
 
 from nnlib import runs
@@ -17,14 +16,6 @@ from nntui.replay import open_run
 from nntui.screens.dashboard import DashboardScreen
 from nntui.screens.modals import HparamScreen
 from nntui.sources import FollowedRun, LiveRun, RunSource
-
-
-async def _until(pilot, condition, what: str) -> None:
-    """Bounded: the run is another process."""
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.02)
 
 
 def test_sources_import_no_textual():
@@ -47,25 +38,25 @@ async def test_e_edits_a_recorded_live_run_through_its_command_file(tmp_path):
         recorded = open_run(run_dir)
         app = NNTui(recorded.experiment(), recorded=recorded)
         async with app.run_test(size=SIZE) as pilot:
-            await _until(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
             dashboard = app.screen
             assert isinstance(dashboard.source, FollowedRun)
-            await _until(pilot, lambda: dashboard.state.started is not None, "the run start")
+            await until(pilot, lambda: dashboard.state.started is not None, "the run start")
             await press(pilot, "e")
-            await _until(pilot, lambda: isinstance(app.screen, HparamScreen), "the dialog")
+            await until(pilot, lambda: isinstance(app.screen, HparamScreen), "the dialog")
             dialog = app.screen
             assert dialog.current["lr"] == 0.05  # as the run reported it
             dialog.query_one("#lr", Input).value = "0.2"
             await press(pilot, "enter")
-            await _until(pilot, lambda: app.screen is dashboard, "the dialog to close")
-            await _until(pilot, lambda: dashboard.state.pending.get("lr") == 0.2, "the answer")
+            await until(pilot, lambda: app.screen is dashboard, "the dialog to close")
+            await until(pilot, lambda: dashboard.state.pending.get("lr") == 0.2, "the answer")
             # Checked now: a notification expires after a few seconds, and waiting for the log
             # below can take that long on a busy machine (it failed about 1 time in 4 so).
             sent = "Sent to the process writing this run"
-            await _until(
+            await until(
                 pilot, lambda: sent in {n.title for n in app._notifications}, "the notification"
             )
-            await _until(
+            await until(
                 pilot,
                 lambda: any(e["new"] == 0.2 for e in runs.read(run_dir) if e.type == "hparam"),
                 "the change in the log",
@@ -73,7 +64,7 @@ async def test_e_edits_a_recorded_live_run_through_its_command_file(tmp_path):
             (change,) = [e for e in runs.read(run_dir) if e.type == "hparam"]
             assert change["name"] == "lr" and change["source"] == "remote"
             await press(pilot, "s")
-            await _until(pilot, lambda: dashboard.state.end is not None, "the end")
+            await until(pilot, lambda: dashboard.state.end is not None, "the end")
         assert process.wait(TIMEOUT) is not None  # the stop reached the writer
 
 

@@ -4,23 +4,13 @@ command file, and say so; each change is an event recorded with source "remote".
 
 from __future__ import annotations
 
-import time
-
-from helpers import SIZE, TIMEOUT, headless_train, pilot_test, press
+from helpers import SIZE, TIMEOUT, headless_train, pilot_test, press, until
 
 from nnlib import runs
 from nnlib.states import RunStatus
 from nntui.app import NNTui
 from nntui.replay import open_run
 from nntui.screens.dashboard import DashboardScreen
-
-
-async def _until(pilot, condition, what: str) -> None:
-    """Let the app run until `condition` holds: bounded, since the run is another process."""
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.02)
 
 
 def _events(run_dir, kind: str) -> list[runs.Event]:
@@ -34,36 +24,36 @@ async def test_the_dashboard_steers_a_headless_run_it_opened(tmp_path):
         recorded = open_run(run_dir)
         app = NNTui(recorded.experiment(), recorded=recorded)
         async with app.run_test(size=SIZE) as pilot:
-            await _until(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
             dashboard = app.screen
-            await _until(pilot, lambda: dashboard.state.progress is not None, "a batch")
+            await until(pilot, lambda: dashboard.state.progress is not None, "a batch")
 
             await press(pilot, "space")
-            await _until(pilot, lambda: dashboard.state.status == RunStatus.PAUSED, "paused")
+            await until(pilot, lambda: dashboard.state.status == RunStatus.PAUSED, "paused")
             (pause,) = _events(run_dir, "pause")
             assert pause["source"] == "remote"
             titles = {n.title for n in app._notifications}
             assert "Sent to the process writing this run" in titles  # and says so
 
             await press(pilot, "n")
-            await _until(
+            await until(
                 pilot,
                 lambda: _events(run_dir, "batch")[-1].step == pause.step + 1,
                 "the stepped batch",
             )
             await press(pilot, "plus")  # lr 0.05 -> 0.1, applied before the next batch
-            await _until(pilot, lambda: dashboard.state.pending.get("lr") == 0.1, "the request")
+            await until(pilot, lambda: dashboard.state.pending.get("lr") == 0.1, "the request")
             assert _events(run_dir, "batch")[-1].step == pause.step + 1  # one batch, parked
 
             await press(pilot, "space")
-            await _until(pilot, lambda: _events(run_dir, "hparam"), "the lr change")
+            await until(pilot, lambda: _events(run_dir, "hparam"), "the lr change")
             (hparam,) = _events(run_dir, "hparam")
             assert (hparam.step, hparam["new"], hparam["source"]) == (pause.step + 1, 0.1, "remote")
             assert _events(run_dir, "resume")[0]["source"] == "remote"
 
             await press(pilot, "s")
             assert process.wait(TIMEOUT) == 0
-            await _until(pilot, lambda: dashboard.state.end is not None, "the end event")
+            await until(pilot, lambda: dashboard.state.end is not None, "the end event")
             assert dashboard.state.end.reason == "stopped"
             assert _events(run_dir, "stop")[0]["source"] == "remote"
 
