@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import warnings
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnlib import events
+from nnlib import events, runs
+from nnlib.callbacks import Callback
 from nnlib.callbacks.monitor import PERCENTILES, histogram
+from nnlib.config import ExperimentConfig
+from nnlib.events import NEURON_LAYERS_MAX
+from nnlib.experiment import setup
+from nnlib.runindex import RunIndex
 
 # -- the histogram over any finite range ----------------------------------------------------------
 
@@ -113,3 +119,38 @@ def test_histogram_holds_for_any_finite_range(values, bins):
     for edge, counted in enumerate(np.cumsum(counts)[:-1], start=1):
         clearly_below = times[positions < edge - 1e-3].sum()
         assert clearly_below <= counted <= times[positions < edge + 1e-3].sum()
+
+
+def spirals(tmp: Path, arch: str = "2-8-3", callbacks: tuple[Callback, ...] = ()) -> Path:
+    """Two epochs of 64 spirals points with every view attached (and the caller's callbacks);
+    the run directory."""
+    config = ExperimentConfig(dataset="spirals", arch=arch, epochs=2, seed=0, subset=64)
+    experiment = setup(config, run_root=tmp, callbacks=list(callbacks))
+    experiment.fit()
+    return experiment.run_dir
+
+
+def ended(run_dir: Path) -> tuple[str, list[events.Event]]:
+    """The end reason a run's log gives and its 'warning' events."""
+    logged = runs.read(run_dir)
+    assert logged[0].type == "run_start"
+    return logged[-1]["reason"], [e for e in logged if e.type == "warning"]
+
+
+# -- the boundary view of a deep 2-D model --------------------------------------------------------
+
+
+def test_a_deep_2d_model_trains_and_its_boundary_shows_the_first_hidden_layers(tmp_path):
+    # 65 hidden layers of 8 units: one more than a boundary event carries neurons for.
+    arch = "2-" + "8-" * 65 + "3"
+    run_dir = spirals(tmp_path, arch=arch)
+    reason, warned = ended(run_dir)
+    assert reason == "finished"
+    assert "view_failed" not in {w["kind"] for w in warned}  # vanishing gradients, rightly
+    boundaries = [e for e in runs.read(run_dir) if e.type == "boundary"]
+    assert boundaries
+    for boundary in boundaries:
+        names = [layer["layer"] for layer in boundary.neurons]
+        assert names == [f"dense_{i}" for i in range(1, NEURON_LAYERS_MAX + 1)]
+    (listed,) = RunIndex(tmp_path).refresh()
+    assert listed.reason == "finished" and listed.arch == arch
