@@ -884,8 +884,9 @@ class BoundaryPoints(Event):
 @dataclass(frozen=True, kw_only=True)
 class Diagnostic(Event):
     """Something in the run looks wrong: `kind` (loss_spike, loss_rising, exploding_gradients,
-    vanishing_gradients, dead_relu, saturated, overfitting), a one-line explanation, a
-    suggestion, and the layer and measured value it is about."""
+    vanishing_gradients, dead_relu, saturated, overfitting, or view_failed: a view raised
+    and is off for the rest of the run), a one-line explanation, a suggestion, and the
+    layer and measured value it is about."""
 
     TYPE = "warning"
     kind: str = field_of(_str)

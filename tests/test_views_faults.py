@@ -4,17 +4,24 @@ goes on, and the boundary view draws what it can of a deep 2-D model."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnlib import events, runs
-from nnlib.callbacks import Callback
+from nnlib.callbacks import Callback, Monitor, ProgressBar
+from nnlib.callbacks.boundary import BoundaryView
+from nnlib.callbacks.diagnostics import Diagnostics
+from nnlib.callbacks.features import FeatureMaps
 from nnlib.callbacks.monitor import PERCENTILES, histogram
+from nnlib.callbacks.samples import SampleRecorder
+from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
 from nnlib.events import NEURON_LAYERS_MAX
 from nnlib.experiment import setup
@@ -121,6 +128,9 @@ def test_histogram_holds_for_any_finite_range(values, bins):
         assert clearly_below <= counted <= times[positions < edge + 1e-3].sum()
 
 
+# -- a view that fails steps aside ----------------------------------------------------------------
+
+
 def spirals(tmp: Path, arch: str = "2-8-3", callbacks: tuple[Callback, ...] = ()) -> Path:
     """Two epochs of 64 spirals points with every view attached (and the caller's callbacks);
     the run directory."""
@@ -135,6 +145,89 @@ def ended(run_dir: Path) -> tuple[str, list[events.Event]]:
     logged = runs.read(run_dir)
     assert logged[0].type == "run_start"
     return logged[-1]["reason"], [e for e in logged if e.type == "warning"]
+
+
+@pytest.mark.parametrize(
+    ("view", "hook"),
+    [
+        (Monitor, "on_batch_begin"),
+        (BoundaryView, "on_train_begin"),
+        (Diagnostics, "on_event"),
+        (SampleRecorder, "on_epoch_end"),
+        (FeatureMaps, "on_batch_end"),
+        (TestEvaluator, "on_train_end"),
+        (ProgressBar, "on_epoch_begin"),
+    ],
+)
+def test_a_view_that_raises_is_reported_once_and_training_goes_on(
+    tmp_path, monkeypatch, view, hook
+):
+    calls = []
+
+    def broken(self, trainer, *args):
+        calls.append(args)
+        raise RuntimeError("injected <fault>")
+
+    monkeypatch.setattr(view, hook, broken)
+    run_dir = spirals(tmp_path, callbacks=(ProgressBar(io.StringIO(), rich=False),))
+    reason, warned = ended(run_dir)
+    assert reason == "finished"
+    assert [w["kind"] for w in warned] == ["view_failed"]
+    assert f"{view.__name__} failed in {hook}" in warned[0]["message"]
+    assert "RuntimeError: injected <fault>" in warned[0]["message"]
+    assert len(calls) == 1  # turned off after its first failure
+    (listed,) = RunIndex(tmp_path).refresh()  # `nnlib runs list` shows it
+    assert listed.reason == "finished" and listed.epochs_done == 2
+
+
+class Malformed(Callback):
+    """A view whose event the run log refuses (the logger's EventError is the view's fault)."""
+
+    essential = False
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        trainer.emit("boundary", kind="a picture")
+
+
+class FailingDisk(Callback):
+    """An essential callback whose own write fails while the Monitor emits its histograms."""
+
+    def on_event(self, trainer, event, data):
+        if event == "histograms" and trainer.global_step:
+            raise OSError("disk full")
+
+
+def test_a_view_whose_event_is_malformed_steps_aside(tmp_path):
+    reason, warned = ended(spirals(tmp_path, callbacks=(Malformed(),)))
+    assert reason == "finished"
+    assert [w["kind"] for w in warned] == ["view_failed"]
+    assert "Malformed failed in on_epoch_end" in warned[0]["message"]
+    assert "(EventError: emitted 'boundary'" in warned[0]["message"]
+
+
+def test_an_essential_callback_fails_loudly_even_inside_a_views_emit(tmp_path):
+    with pytest.raises(OSError, match="disk full"):
+        spirals(tmp_path, callbacks=(FailingDisk(),))
+    (run_dir,) = tmp_path.iterdir()
+    reason, warned = ended(run_dir)
+    assert reason == "error" and warned == []
+
+
+def test_a_view_turned_off_in_one_run_is_called_again_in_the_next(tmp_path):
+    class Once(Callback):
+        essential = False
+        calls = 0
+
+        def on_train_begin(self, trainer):
+            Once.calls += 1
+            if Once.calls == 1:
+                raise RuntimeError("only the first time")
+
+    config = ExperimentConfig(dataset="spirals", arch="2-8-3", epochs=1, seed=0, subset=64)
+    experiment = setup(config, run_root=tmp_path, callbacks=[Once()])
+    experiment.fit()
+    experiment.trainer.fit(experiment.data.x_train, experiment.data.y_train)
+    assert Once.calls == 2
 
 
 # -- the boundary view of a deep 2-D model --------------------------------------------------------

@@ -100,6 +100,8 @@ class BoundaryView(Callback):
     `grid`: cells per side (at most 64); `budget`: the largest share of training time the
     view may take between epoch ends; `max_points`: training points drawn, at most."""
 
+    essential = False  # a view (see Callback.essential)
+
     def __init__(
         self,
         x: np.ndarray,

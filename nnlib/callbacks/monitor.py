@@ -138,6 +138,8 @@ class Monitor(Callback):
     """Emit 'histograms' every `every` batches and, after every epoch with validation data,
     'confusion' (or 'regression'); `confusion=False` leaves out that validation summary."""
 
+    essential = False  # a view (see Callback.essential)
+
     def __init__(
         self,
         every: int = 50,
