@@ -376,11 +376,8 @@ class RunCurves:
         return self.path.name
 
     def feed(self, events: Iterable[runs.Event]) -> None:
+        """Add these records (read with the resume rule: `runs.continued`, `runs.RunTail`)."""
         for event in events:
-            if event.type == "run_resume":  # steps after its checkpoint were lost, then redone
-                step = event.get("from_step", event.step)
-                self.batches = [row for row in self.batches if row["step"] <= step]
-                self.epochs = [row for row in self.epochs if row["step"] <= step]
             if event.type in ("batch", "epoch"):
                 row = {"step": event.step, "time": event.time, **_numbers(event.data)}
                 (self.batches if event.type == "batch" else self.epochs).append(row)
@@ -517,20 +514,36 @@ MAX_OVERLAID = len(RUN_MARKERS)
 SMOOTHED = ("loss", "accuracy")
 
 
+#: The CSV export's columns for the epoch and the batch in it: counted from 1, as the app,
+#: `nnlib plot` and the progress lines count them (the run log's fields count from 0).
+COUNTED_FROM_1 = {"epoch": "epoch_1based", "batch": "batch_1based"}
+
+
 def curves_csv(curves: RunCurves, smoothing: float = DEFAULT_SMOOTHING) -> str:
     """A run's batch and epoch rows as CSV, one table (a `kind` column says which), with
-    the EMA the app draws of the batch loss and accuracy. Every number is written as
-    Python's shortest repr, so it reads back exactly; a missing or non-finite value is an
-    empty cell (pandas reads it as NaN)."""
+    the EMA the app draws of the batch loss and accuracy. The epoch and the batch in it
+    count from 1, and their columns say so (COUNTED_FROM_1); `step` is the number of
+    batches done. Every number is written as Python's shortest repr, so it reads back
+    exactly; a missing or non-finite value is an empty cell (pandas reads it as NaN)."""
     batch_metrics, epoch_metrics = curves.metrics("batch"), curves.metrics("epoch")
     metrics = list(dict.fromkeys(batch_metrics + epoch_metrics))
     smoothed = [m for m in SMOOTHED if m in batch_metrics]
-    header = ["kind", "step", "epoch", "batch", "time", *metrics, *(f"{m}_ema" for m in smoothed)]
+    header = [
+        "kind",
+        "step",
+        *COUNTED_FROM_1.values(),
+        "time",
+        *metrics,
+        *(f"{m}_ema" for m in smoothed),
+    ]
     emas = {m: ema(curves.series("batch", m)[1], smoothing) for m in smoothed}
     lines = [",".join(header)]
     for kind, rows in (("batch", curves.batches), ("epoch", curves.epochs)):
         for i, row in enumerate(rows):
-            cells = [kind] + [_cell(row.get(k)) for k in header[1 : 5 + len(metrics)]]
+            counts = [row.get(k) for k in COUNTED_FROM_1]
+            cells = [kind, _cell(row["step"])]
+            cells += [_cell(None if n is None else n + 1) for n in counts]
+            cells += [_cell(row.get(k)) for k in ["time", *metrics]]
             cells += [_cell(float(emas[m][i])) if kind == "batch" else "" for m in smoothed]
             lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
