@@ -31,7 +31,7 @@ def test_the_runs_table_tells_every_state(workspace):
         "stopped": "stopped",
         "diverged": "diverged",
         "forked": "finished",
-        "errored": "crashed",
+        "errored": "error",
         "running": "running",
         "empty": "empty",
         "killed": "crashed",

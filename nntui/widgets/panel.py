@@ -71,7 +71,7 @@ class StatePanel(Widget):
     def offer_redraw(self, now: float, at_once: bool = False) -> None:
         """Refresh if the data moved and the panel's interval has passed (or `at_once`:
         the user just pressed a key and must see its effect)."""
-        key = self.data_key()
+        key = (self.state.generation, *self.data_key())
         # 10% slack: the dashboard's timer ticks at about the status panel's interval.
         due = now - self._last_redraw >= self.INTERVAL * 0.9
         if key != self._offered and (at_once or due):
@@ -80,7 +80,14 @@ class StatePanel(Widget):
 
     def render(self) -> Text:
         width, height = self.content_size
-        key = (*self.data_key(), width, height, self.app.no_color, *self.options())
+        key = (
+            self.state.generation,
+            *self.data_key(),
+            width,
+            height,
+            self.app.no_color,
+            *self.options(),
+        )
         if key != self._cache_key:
             self._cache_key = key
             self._cache = self.draw(width, height) if width > 0 and height > 0 else Text()
