@@ -247,8 +247,9 @@ async def test_an_open_window_follows_a_stopped_run_into_its_resume(tmp_path):
 
 # -- a full disk ----------------------------------------------------------------------------------
 class FullDisk(Callback):
-    """From step `step` on, every write to the run log fails as on a full disk (ENOSPC);
-    with `end_only`, only the end event's line does."""
+    """From step `step` on, every write to the run log fails as on a full disk (ENOSPC), and
+    so does flushing it (closing it too, then); with `end_only`, only the end event's line
+    does."""
 
     def __init__(self, step: int, end_only: bool = False) -> None:
         self.step, self.end_only = step, end_only
@@ -264,7 +265,12 @@ class FullDisk(Callback):
                 return write(text)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+        def flush() -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
         logger._handle.write = full
+        if not self.end_only:
+            logger._handle.flush = flush  # close() flushes: it fails too
 
 
 def test_a_full_disk_ends_the_run_as_an_error_not_a_crash(tmp_path):
