@@ -753,6 +753,8 @@ def _runs_list(args: argparse.Namespace) -> int:
     for summary in summaries:
         if summary.problem:
             print(f"warning: {summary.name}: {summary.problem}", file=sys.stderr)
+        if summary.error:
+            print(f"{summary.name}: ended with an error: {summary.error}", file=sys.stderr)
     return EXIT_OK
 
 

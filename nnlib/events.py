@@ -459,7 +459,9 @@ class Stop(Event):
 class RunResume(Event):
     """A run continued from a checkpoint (`nnlib train --resume`, or a fork's first event
     after its run_start). Events logged earlier with a step above `from_step` were lost with
-    the process that wrote them and are redone after this line: a reader drops them."""
+    the process that wrote them and are redone after this line; so is what the earlier
+    attempt reported at `from_step` about its unfinished epoch, and its end: a reader drops
+    them (`nnlib.runs.continued`)."""
 
     TYPE = "run_resume"
     from_step: int = field_of(_int)
@@ -544,7 +546,8 @@ class Pruned(Event):
 @dataclass(frozen=True, kw_only=True)
 class End(Event):
     """The run ended: reason is finished, stopped, early_stop, diverged, interrupted or
-    error (with the error)."""
+    error (with the error). A log that could not take it (a full disk) has it in the run's
+    .writer.lock, where readers find it."""
 
     TYPE = "end"
     reason: str = field_of(_str)

@@ -3,8 +3,9 @@
 `nnlib plot`).
 
 This is the one module that turns run-log events into these views: it reads a log only
-through `nnlib.runs` (`read`, `EventTail`, `writer_alive`) and the events' public
-attributes, so a change of the event definitions is a change here.
+through `nnlib.runs` (`read`, `RunTail`, `writer_alive`) and the events' public
+attributes, so a change of the event definitions is a change here. A resumed run is read
+with `runs.continued`'s rule, as the app reads it.
 
 A summary is cheap to keep current: config.json is re-read only when its size or mtime
 changes, and events.jsonl is read incrementally (only the lines appended since the last
@@ -52,11 +53,13 @@ END_STATES = {
     "stopped": "stopped",
     "interrupted": "stopped",
     "diverged": "diverged",
-    "error": "crashed",
+    "error": "error",
 }
-#: A run with no end event: "running" while its writer lives, else "crashed"; "empty" when
-#: nothing was ever written (a directory with only a config).
-STATES = ("running", "finished", "stopped", "diverged", "crashed", "empty")
+#: A run with no end event: "running" while its writer lives, else "crashed" (its writer
+#: died without saying how the run ended); "empty" when nothing was ever written (a
+#: directory with only a config). "error": the run ended with an error, which it logged
+#: (a full disk included: see `runs.WriterLock`).
+STATES = ("running", "finished", "stopped", "diverged", "error", "crashed", "empty")
 
 
 def ema(values: Sequence[float], smoothing: float) -> np.ndarray:
@@ -93,6 +96,7 @@ class RunSummary:
     arch: str = ""
     state: str = "empty"
     reason: str = ""
+    error: str = ""
     epochs_done: int = 0
     epochs_total: int = 0
     best_metric: str = ""
@@ -194,7 +198,11 @@ class _RunScan:
     def _start_log(self) -> None:
         """Read the log from its first line (again, if it was rewritten)."""
         self._events_sig: tuple[int, int] | None = None
-        self._tail = runs.EventTail(self.path / runs.EVENTS_FILE, on_bad_line=self._bad_line)
+        self._tail = runs.RunTail(self.path / runs.EVENTS_FILE, on_bad_line=self._bad_line)
+        self._clear()
+
+    def _clear(self) -> None:
+        """Forget what was read (the log is read again: rewritten, or the run resumed)."""
         self.log_problem = ""
         self.first: float | None = None
         self.last: float | None = None
@@ -203,6 +211,7 @@ class _RunScan:
         self.val_loss: float | None = None
         self.test: tuple[str, float] | None = None
         self.end_reason: str | None = None
+        self.error = ""
         self.alive = False
         self.any_event = False
 
@@ -223,7 +232,10 @@ class _RunScan:
         self._events_sig = signature
         if signature is not None:
             try:
-                self._add(self._tail.read())
+                events = self._tail.read()
+                if self._tail.restarted:  # resumed: the log as runs.continued reads it
+                    self._clear()
+                self._add(events)
             except OSError as error:
                 self.log_problem = f"{self._tail.path}: cannot read ({error.strerror})"
 
@@ -245,6 +257,8 @@ class _RunScan:
     def _add(self, events: Iterable[runs.Event]) -> None:
         for event in events:
             self.any_event = True
+            if event.type != "end":  # anything after an end is a resumed attempt's
+                self.end_reason, self.error = None, ""
             self.first = event.time if self.first is None else self.first
             self.last = event.time
             if event.type == "epoch":
@@ -258,6 +272,7 @@ class _RunScan:
                     )
             elif event.type == "end":
                 self.end_reason = str(event.get("reason"))
+                self.error = str(event.get("error") or "")
             elif event.type == "test":  # nnlib's test evaluation (TestEvaluator)
                 metric = "accuracy" if event.get("accuracy") is not None else "loss"
                 if isinstance(event.get(metric), int | float):
@@ -296,6 +311,7 @@ class _RunScan:
             arch=str(model.get("spec") or config.get("arch") or ""),
             state=state,
             reason=self.end_reason or "",
+            error=self.error,
             epochs_done=self.epochs,
             epochs_total=total if type(total) is int and total > 0 else 0,
             best_metric=best_metric,
@@ -376,11 +392,8 @@ class RunCurves:
         return self.path.name
 
     def feed(self, events: Iterable[runs.Event]) -> None:
+        """Add these records (read with the resume rule: `runs.continued`, `runs.RunTail`)."""
         for event in events:
-            if event.type == "run_resume":  # steps after its checkpoint were lost, then redone
-                step = event.get("from_step", event.step)
-                self.batches = [row for row in self.batches if row["step"] <= step]
-                self.epochs = [row for row in self.epochs if row["step"] <= step]
             if event.type in ("batch", "epoch"):
                 row = {"step": event.step, "time": event.time, **_numbers(event.data)}
                 (self.batches if event.type == "batch" else self.epochs).append(row)
@@ -395,7 +408,8 @@ class RunCurves:
 
     def series(self, kind: str, metric: str, x: str = "step") -> tuple[np.ndarray, np.ndarray]:
         """(xs, ys) of `metric` over the `kind` rows; x "step" (batches done) or "epoch"
-        (fractional during an epoch, epoch n's value at n+1). Missing values are NaN."""
+        (epochs done: epoch 1, the first, spans 0 to 1 and its validation is at 1, the
+        number the app and the CSV export give it). Missing values are NaN."""
         rows = self.batches if kind == "batch" else self.epochs
         ys = np.array([_nan(row.get(metric)) for row in rows], dtype=np.float64)
         if x == "step":
@@ -443,7 +457,7 @@ class CurvesFollower:
         if not (path / runs.EVENTS_FILE).is_file():
             raise ValueError(f"{path}: no run log ({runs.EVENTS_FILE}) there")
         self.curves = RunCurves(path)
-        self._tail = runs.EventTail(path / runs.EVENTS_FILE)
+        self._tail = runs.RunTail(path / runs.EVENTS_FILE)
         while self.poll():  # up to a bad line, which the next read raises
             pass
 
@@ -456,6 +470,8 @@ class CurvesFollower:
         """Read what was appended; True when anything was. Raises EventError (a
         ValueError naming file:line) on a bad line, OSError when the log cannot be read."""
         events = self._tail.read()
+        if self._tail.restarted:  # resumed: the whole run again, as runs.continued reads it
+            self.curves = RunCurves(self.curves.path)
         self.curves.feed(events)
         return bool(events)
 
@@ -517,20 +533,36 @@ MAX_OVERLAID = len(RUN_MARKERS)
 SMOOTHED = ("loss", "accuracy")
 
 
+#: The CSV export's columns for the epoch and the batch in it: counted from 1, as the app,
+#: `nnlib plot` and the progress lines count them (the run log's fields count from 0).
+COUNTED_FROM_1 = {"epoch": "epoch_1based", "batch": "batch_1based"}
+
+
 def curves_csv(curves: RunCurves, smoothing: float = DEFAULT_SMOOTHING) -> str:
     """A run's batch and epoch rows as CSV, one table (a `kind` column says which), with
-    the EMA the app draws of the batch loss and accuracy. Every number is written as
-    Python's shortest repr, so it reads back exactly; a missing or non-finite value is an
-    empty cell (pandas reads it as NaN)."""
+    the EMA the app draws of the batch loss and accuracy. The epoch and the batch in it
+    count from 1, and their columns say so (COUNTED_FROM_1); `step` is the number of
+    batches done. Every number is written as Python's shortest repr, so it reads back
+    exactly; a missing or non-finite value is an empty cell (pandas reads it as NaN)."""
     batch_metrics, epoch_metrics = curves.metrics("batch"), curves.metrics("epoch")
     metrics = list(dict.fromkeys(batch_metrics + epoch_metrics))
     smoothed = [m for m in SMOOTHED if m in batch_metrics]
-    header = ["kind", "step", "epoch", "batch", "time", *metrics, *(f"{m}_ema" for m in smoothed)]
+    header = [
+        "kind",
+        "step",
+        *COUNTED_FROM_1.values(),
+        "time",
+        *metrics,
+        *(f"{m}_ema" for m in smoothed),
+    ]
     emas = {m: ema(curves.series("batch", m)[1], smoothing) for m in smoothed}
     lines = [",".join(header)]
     for kind, rows in (("batch", curves.batches), ("epoch", curves.epochs)):
         for i, row in enumerate(rows):
-            cells = [kind] + [_cell(row.get(k)) for k in header[1 : 5 + len(metrics)]]
+            counts = [row.get(k) for k in COUNTED_FROM_1]
+            cells = [kind, _cell(row["step"])]
+            cells += [_cell(None if n is None else n + 1) for n in counts]
+            cells += [_cell(row.get(k)) for k in ["time", *metrics]]
             cells += [_cell(float(emas[m][i])) if kind == "batch" else "" for m in smoothed]
             lines.append(",".join(cells))
     return "\n".join(lines) + "\n"

@@ -22,13 +22,15 @@ the next line encoded after it; 24 us the write): 11.8 ms an epoch, held 2.7 ms.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +73,11 @@ HEARTBEAT_STALE = 30.0
 FLUSH_SECONDS = 0.2
 #: What a follower says when the writer is gone but the log has no end event.
 WRITER_GONE = "the run's writer stopped without an end event (crashed or killed)"
+#: Bytes a writer's lock file holds from the start (spaces), where the end record goes when the
+#: log cannot take it (a full disk: overwriting them needs no new space). See WriterLock.
+END_RESERVE = 4096
+#: The longest error text kept in an end record written there.
+MAX_RESERVED_ERROR = 1000
 
 
 class RunDirError(ValueError):
@@ -123,6 +130,10 @@ def read(path: str | os.PathLike) -> list[Event]:
             if last:
                 break
             raise
+    if (not events or events[-1].type != "end") and not writer_alive(events_path.parent):
+        end = unlogged_end(events_path.parent)  # the log could not take it (a full disk)
+        if end is not None:
+            events.append(end)
     return events
 
 
@@ -131,12 +142,19 @@ class WriterLock:
     """The sign of life of a run's writer: an exclusive flock on <run>/.writer.lock, held from
     the run's start until its end event is written. The OS drops it when the process dies,
     even on SIGKILL, so a follower can tell a quiet run from a dead one (`writer_alive`).
-    Without fcntl (Windows), the lock file's mtime is a heartbeat touched by `beat`."""
+    Without fcntl (Windows), the lock file's mtime is a heartbeat touched by `beat`.
+
+    The file holds END_RESERVE spaces from the start. A writer whose log cannot take its end
+    event (the disk is full) writes the end record over them (`record_end`) and leaves the
+    file behind: readers take the run's end from there (`unlogged_end`), so a run ended by a
+    full disk reads as ended with that error, not as crashed. Only a writer that died leaves
+    the file without it."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / LOCK_FILE
         self._fd: int | None = None
         self._beat = 0.0
+        self._holds_end = False
 
     def acquire(self) -> None:
         """Take the lock; raises ValueError when another process is writing this run.
@@ -145,7 +163,8 @@ class WriterLock:
         place), so a follower that probes it between its creation and its flock cannot take a
         starting run for a dead one."""
         if fcntl is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(self._fd, b" " * END_RESERVE)
             self.beat(force=True)
             return
         if writer_alive(self.path.parent):
@@ -153,7 +172,23 @@ class WriterLock:
         staging = self.path.with_name(f"{LOCK_FILE}.{os.getpid()}")
         self._fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows this file
+        os.write(self._fd, b" " * END_RESERVE)
         os.replace(staging, self.path)
+
+    def record_end(self, line: str) -> bool:
+        """Write the run's end record (its log line) over the reserved bytes, for a log that
+        cannot take it; True when written. The file then stays after `release`."""
+        data = line.encode("utf-8")
+        if self._fd is None or len(data) > END_RESERVE:
+            return False
+        try:
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            if os.write(self._fd, data) != len(data):
+                return False
+        except OSError:
+            return False
+        self._holds_end = True
+        return True
 
     def beat(self, force: bool = False) -> None:
         """Without flock, touch the lock file every HEARTBEAT_SECONDS or so."""
@@ -170,9 +205,33 @@ class WriterLock:
         """After the end event: the lock file goes (a finished run leaves none behind), then
         the lock. A writer that dies leaves the file, unlocked: the sign of a crash."""
         if self._fd is not None:
-            self.path.unlink(missing_ok=True)
+            if not self._holds_end:
+                self.path.unlink(missing_ok=True)
             os.close(self._fd)  # drops the flock
             self._fd = None
+
+
+def unlogged_end(run_dir: str | os.PathLike) -> Event | None:
+    """The end record a writer left in its lock file because its log could not take it (see
+    WriterLock), else None. Only meaningful once nobody writes the run."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        text = os.read(descriptor, END_RESERVE).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(descriptor)
+    try:
+        event = decode(text, str(path)) if text else None
+    except EventError:
+        return None
+    return event if event is not None and event.type == "end" else None
 
 
 def writer_alive(run_dir: str | os.PathLike) -> bool:
@@ -211,7 +270,9 @@ class EventTail:
 
     A malformed line goes to `on_bad_line` (an EventError naming file:line) and is skipped;
     without one, the events before it are returned and the next `read` raises the error.
-    `ended` says the end event was read; `orphaned` that the writer stopped without one."""
+    `ended` says the latest record read is an end event (a resumed run writes more after
+    it); `orphaned` that the writer stopped without one. A writer that could not append its
+    end (a full disk) left it in its lock file: it is read from there (`unlogged_end`)."""
 
     def __init__(
         self, path: str | os.PathLike, on_bad_line: Callable[[EventError], None] | None = None
@@ -254,11 +315,114 @@ class EventTail:
             )
             if event is not None:
                 events.append(event)
-                self.ended = self.ended or event.type == "end"
-        read_all = chunk.find(b"\n", start) < 0
-        if read_all and not self.ended and started and not alive:
-            self.orphaned = True
+        if events:
+            self.ended = events[-1].type == "end"
+        # Read to the end, and nobody writes more: the run has ended, said so or not.
+        gone = chunk.find(b"\n", start) < 0 and started and not alive
+        if gone and not self.ended:
+            end = unlogged_end(self.path.parent)
+            if end is not None:
+                events.append(end)
+                self.ended = True
+        self.orphaned = gone and not self.ended
         return events
+
+
+# -- a log with resumes in it ----------------------------------------------------------------------
+def continued(events: Iterable[Event]) -> list[Event]:
+    """A run's records as the run itself went, however often it was resumed: the one rule
+    every reader that shows a run follows (the runs table, the CSV export, `nnlib plot`, the
+    app's replay), so that they all show the same run.
+
+    A `run_resume` (from_step S, epoch E) starts an attempt that goes on from the checkpoint
+    at step S; its records supersede the earlier attempt's from S on. Dropped are the earlier
+    records with a step past S (written after the checkpoint, lost with the process, done
+    again), the earlier attempt's `end` (the run went on), and what that attempt reported at
+    S before its end about epoch E or later (a stop mid-epoch reports the part it trained:
+    its epoch line, confusion matrix, test result; the resumed attempt reports the whole
+    epoch). Batches up to S stay: the checkpoint holds them. The resumed attempt's own first
+    records, written at S before its run_resume line (histograms, a boundary), stay too.
+
+    `events` may be any subsequence of a log that keeps its end and run_resume records."""
+    kept: list[Event] = []
+    end = -1  # where the current attempt's end is in `kept`
+    for event in events:
+        if event.type == "run_resume":
+            kept = [
+                record
+                for index, record in enumerate(kept)
+                if not _superseded(record, index, end, event)
+            ]
+            end = -1
+        elif event.type == "end":
+            end = len(kept)
+        kept.append(event)
+    return kept
+
+
+def _superseded(record: Event, index: int, end: int, resume: Event) -> bool:
+    """Whether `record`, at `index` of the records kept before `resume` (the earlier
+    attempt's end at `end`, -1 if none), is replaced by what the resumed attempt writes."""
+    step, epoch = resume["from_step"], resume.get("epoch")
+    if record.step > step or index == end:
+        return True
+    reported = record.get("epoch")
+    return (
+        index < end
+        and record.step == step
+        and record.type != "batch"
+        and epoch is not None
+        and reported is not None
+        and reported >= epoch
+    )
+
+
+class RunTail:
+    """A run's records as `continued` reads them, a poll at a time, for a reader that keeps
+    a view of the run current (the runs table, `nnlib plot --watch`, the app following a
+    run). `read` returns the records written since the last one, or, when they hold a
+    run_resume, the whole log read again with the rule: `restarted` then says that what was
+    returned before is superseded and the view is to be built afresh. A resume is rare, so
+    this costs one more read of the log then, and nothing is kept in memory meanwhile.
+    `ended`, `orphaned` and `on_bad_line` are the EventTail's (a bad line is reported again
+    when the log is read again)."""
+
+    def __init__(
+        self, path: str | os.PathLike, on_bad_line: Callable[[EventError], None] | None = None
+    ) -> None:
+        self._tail = EventTail(path, on_bad_line)
+        self.restarted = False
+
+    @property
+    def path(self) -> Path:
+        return self._tail.path
+
+    @property
+    def ended(self) -> bool:
+        return self._tail.ended
+
+    @property
+    def orphaned(self) -> bool:
+        return self._tail.orphaned
+
+    @property
+    def on_bad_line(self) -> Callable[[EventError], None] | None:
+        return self._tail.on_bad_line
+
+    @on_bad_line.setter
+    def on_bad_line(self, handler: Callable[[EventError], None] | None) -> None:
+        self._tail.on_bad_line = handler
+
+    def read(self) -> list[Event]:
+        events = self._tail.read()
+        self.restarted = any(event.type == "run_resume" for event in events)
+        if not self.restarted:
+            return events
+        self._tail = EventTail(self._tail.path, self._tail.on_bad_line)
+        events = []
+        while more := self._tail.read():  # up to a bad line, which the next read raises
+            events += more
+        return continued(events)
 
 
 def follow(
@@ -449,8 +613,18 @@ class RunLogger(Callback):
         self._write(event, step, data)
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
+        """Write the end event and let the run go. When the log cannot take it (an OSError:
+        the disk is full), the end goes into the lock file instead (see WriterLock), and the
+        run reads as ended that way; only if that fails too is the error raised."""
+        step, data = trainer.global_step, {k: v for k, v in logs.items() if k != "step"}
         try:
-            self._write("end", trainer.global_step, {k: v for k, v in logs.items() if k != "step"})
+            try:
+                self._write("end", step, data, raise_failure=False)
+            except OSError:
+                if not self._record_end(step, data):
+                    raise
+            if self._failed is not None:
+                self._raise_failure()
         finally:
             with self._mutex:
                 handle, self._handle, self._held = self._handle, None, []
@@ -459,19 +633,33 @@ class RunLogger(Callback):
                 self._writer.join()
                 self._writer = None
             if handle is not None:
-                handle.close()
+                # What it still held cannot be written either (a full disk): let it go.
+                with contextlib.suppress(OSError):
+                    handle.close()
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
 
-    def _write(self, event_type: str, step: int, data: dict[str, Any]) -> None:
-        """Write one event now, after the batch lines held before it."""
+    def _record_end(self, step: int, data: dict[str, Any]) -> bool:
+        """The end event into the lock file's reserved bytes; True when written."""
+        if self._lock is None:
+            return False
+        error = data.get("error")
+        if isinstance(error, str) and len(error) > MAX_RESERVED_ERROR:
+            data = {**data, "error": error[: MAX_RESERVED_ERROR - 1] + "…"}
+        return self._lock.record_end(make("end", step, data).line())
+
+    def _write(
+        self, event_type: str, step: int, data: dict[str, Any], raise_failure: bool = True
+    ) -> None:
+        """Write one event now, after the batch lines held before it; then raise what the
+        writer thread could not write, if anything (unless told not to)."""
         if self._handle is None:
             return
         line = fast_line(event_type, step, data) or make(event_type, step, data).line()
         with self._mutex:
             self._emit_lines(line)
-        if self._failed is not None:
+        if raise_failure and self._failed is not None:
             self._raise_failure()
 
     def _emit_lines(self, line: str) -> None:

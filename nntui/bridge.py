@@ -179,6 +179,14 @@ class RunEnded:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Rewound:
+    """A followed run was resumed from its checkpoint at `step`: what was shown of it is
+    superseded (`nnlib.runs.continued`), and the whole run follows, read anew from its log."""
+
+    step: int
+
+
 Snapshot = (
     RunStarted
     | Progress
@@ -188,13 +196,14 @@ Snapshot = (
     | HparamChange
     | Notice
     | RunEnded
+    | Rewound
     | events.Event
 )
 Sink = Callable[[Snapshot], object]
 
 
 #: Event types shown as a line in the log (their `describe()`), as are types nnlib does not define.
-NOTICES = ("pause", "resume", "early_stop", "diverged", "checkpoint")
+NOTICES = ("pause", "resume", "early_stop", "diverged", "checkpoint", "run_resume")
 
 
 class Bridge(Callback):

@@ -4,7 +4,9 @@ written (a headless `nnlib train` on a server), without training.
 
 Importable without Textual. Each snapshot is built by the bridge's own functions
 (`batch_point`, `epoch_end`, `event_snapshot`, `run_ended`) from the same `nnlib.events`
-records the bridge makes of the trainer's events live.
+records the bridge makes of the trainer's events live. A resumed run is read as
+`nnlib.runs.continued` reads it (as the runs table, the export and `nnlib plot` do): the
+records a resume superseded are never shown.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .bridge import (
     BatchPoint,
     Notice,
     Progress,
+    Rewound,
     RunEnded,
     RunStarted,
     Snapshot,
@@ -264,25 +267,33 @@ class RecordedRun:
 
     run_dir: Path
     config: Mapping[str, Any]
-    tail: runs.EventTail
+    tail: runs.RunTail
     replay: RunReplay
     snapshots: list[Snapshot] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
+        """The latest attempt of the run has ended (a resume may still follow)."""
         return self.replay.ended
 
     def poll(self) -> list[Snapshot]:
         """Snapshots of the events written since the last poll; a bad line is skipped with
         an error notice naming it (file:line), so following goes on. When the writer has
-        stopped without an end event, the run ends as CRASHED. Raises OSError if the log
-        cannot be read."""
+        stopped without an end event, the run ends as CRASHED. When the run was resumed, a
+        Rewound comes first and the whole run follows, as `runs.continued` reads it. Raises
+        OSError if the log cannot be read."""
         skipped: list[runs.EventError] = []
         self.tail.on_bad_line = skipped.append
         events = self.tail.read()
-        out: list[Snapshot] = [
+        out: list[Snapshot] = []
+        if self.tail.restarted:
+            self.replay = RunReplay(self.config, str(self.run_dir))
+            resumed = [e for e in events if e.type == "run_resume"]
+            out.append(Rewound(resumed[-1]["from_step"]))
+        out += [
             Notice("error", self.replay.step, f"skipped a bad line: {error}") for error in skipped
-        ] + self.replay.feed(events)
+        ]
+        out += self.replay.feed(events)
         if self.tail.orphaned and not self.replay.ended:
             out += self.replay.crashed()
         return out
@@ -337,10 +348,10 @@ def open_run(path: str | Path) -> RecordedRun:
     try:
         if config_file.exists():
             config = json.loads(config_file.read_text(encoding="utf-8"))
-        tail = runs.EventTail(events_file)
+        tail = runs.RunTail(events_file)
         events = []
         while more := tail.read():  # up to a bad line, which the next read raises
-            events += more
+            events = more if tail.restarted else events + more
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_file}: not valid JSON ({error.msg})") from None
     except (OSError, UnicodeDecodeError) as error:

@@ -23,6 +23,7 @@ from .bridge import (
     LayerStats,
     Notice,
     Progress,
+    Rewound,
     RunEnded,
     RunStarted,
     Snapshot,
@@ -49,12 +50,6 @@ class Decimated:
 
     def __len__(self) -> int:
         return len(self.columns[0])
-
-    def drop_after(self, step: float) -> None:
-        """Forget the rows whose first column (the step) is above `step`."""
-        keep = [index for index, value in enumerate(self.columns[0]) if value <= step]
-        if len(keep) < len(self.columns[0]):
-            self.columns = [[column[index] for index in keep] for column in self.columns]
 
     @property
     def seen(self) -> int:
@@ -89,6 +84,13 @@ class RunState:
         self.recorded = recorded  # read from a run directory, not trained here
         self.note = ""  # what a run that has not started yet is waiting for
         self.version = 0
+        self.generation = 0  # grows when the run is rewound: every panel draws afresh
+        self._cap = cap
+        self._clear()
+
+    def _clear(self) -> None:
+        """Nothing of the run known yet (at the start, and when a followed run is rewound)."""
+        cap = self._cap
         self.status = RunStatus.LOADING
         self.started: RunStarted | None = None
         self.progress: Progress | None = None
@@ -107,7 +109,10 @@ class RunState:
     def apply(self, snapshot: Snapshot) -> None:
         """Fold one snapshot into the state."""
         self.version += 1
-        if isinstance(snapshot, RunStarted):
+        if isinstance(snapshot, Rewound):  # the whole run follows again
+            self.generation += 1
+            self._clear()
+        elif isinstance(snapshot, RunStarted):
             self.started, self.arch = snapshot, snapshot.arch
             self.status = RunStatus.RUNNING
         elif isinstance(snapshot, Progress):
@@ -122,8 +127,6 @@ class RunState:
         elif isinstance(snapshot, Confusion):
             self.confusion = snapshot
         elif isinstance(snapshot, Event):
-            if snapshot.type == "run_resume":
-                self._rewind(snapshot.from_step)
             self.events[snapshot.type] = snapshot
             self.counts[snapshot.type] = self.counts.get(snapshot.type, 0) + 1
         elif isinstance(snapshot, HparamChange):
@@ -138,17 +141,6 @@ class RunState:
             self.end = snapshot
             self.status = RunStatus.of_end(snapshot.reason)
             self.requested.clear()
-
-    def _rewind(self, step: int) -> None:
-        """A run continued from its checkpoint at `step` (`nnlib train --resume` after a
-        crash): what was logged after that step was lost with the process and is done again,
-        so it is forgotten here rather than drawn twice."""
-        self.batches.drop_after(step)
-        self.epochs = [epoch for epoch in self.epochs if epoch.step <= step]
-        self.marks = [mark for mark in self.marks if mark.step <= step]
-        for history in self.layers.values():
-            history.weights.drop_after(step)
-            history.grads.drop_after(step)
 
     def _progress(self, snapshot: Progress) -> None:
         self.progress = snapshot

@@ -195,25 +195,27 @@ class LiveRun(RunSource):
 
 
 class FollowedRun(RunSource):
-    """A run read from its directory, followed until its end event while another process
-    writes it; requests go to that process through the run's command file (nnlib.remote),
-    which checks each value and answers."""
+    """A run read from its directory, followed while it is shown: while another process
+    writes it, and after its end too, since a stopped or crashed run may be resumed into the
+    same directory (`nnlib train --resume`), which is then followed on. Requests go to the
+    writing process through the run's command file (nnlib.remote), which checks each value
+    and answers."""
 
     recorded = True
     title = "nntui · recorded run"
+    worker = "following"
 
     def __init__(self, recorded: RecordedRun) -> None:
         super().__init__(recorded.snapshots)
         self.record = recorded
-        self.worker = None if recorded.ended else "following"
 
     def run(self, post: Post) -> None:
-        """Tail the log until its end event, the end of its writer, or until `stop`; until
-        the run starts, say what it is waiting for."""
+        """Tail the log until `stop` (an ended run is looked at for a resume: new records
+        after its end); until the run starts, say what it is waiting for."""
         shown = None  # the waiting note last shown
         step = 0
         try:
-            while not self.record.ended:
+            while True:
                 note = self.record.waiting()
                 if note is not None and note != shown:
                     post(Notice("waiting", 0, note))

@@ -172,6 +172,11 @@ async def press(pilot: Pilot, *keys: str) -> None:
             await pilot.pause(0)
 
 
+def screen_text(app: Any) -> str:
+    """What the terminal shows now, as text (what was drawn, not what would be)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
 async def log_text(pilot: Pilot, dashboard: DashboardScreen) -> str:
     """The event log's lines (shown first: a hidden RichLog defers its writes)."""
     await press(pilot, "4")

@@ -146,15 +146,9 @@ def run_config(**changes: object) -> ExperimentConfig:
 
 
 def batch_losses(events: list[runs.Event]) -> list[float]:
-    """The losses of a run as a reader should take them: at a run_resume event, the batches
-    logged after its from_step (redone after a crash) are dropped."""
-    kept: list[runs.Event] = []
-    for event in events:
-        if event.type == "run_resume":
-            kept = [e for e in kept if e.step <= event["from_step"]]
-        elif event.type == "batch":
-            kept.append(event)
-    return [e["loss"] for e in kept]
+    """The losses of a run as every reader takes them (runs.continued: the batches logged
+    after a resume's from_step, redone after a crash, are dropped)."""
+    return [e["loss"] for e in runs.continued(events) if e.type == "batch"]
 
 
 def final_weights(run_dir: Path) -> dict[str, np.ndarray]:

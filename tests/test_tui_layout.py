@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import DATASETS, classification_run, config
+from helpers import DATASETS, classification_run, config, screen_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.text import Text
@@ -42,10 +42,6 @@ def tiny_gradients(run: list[b.Snapshot]) -> list[b.Snapshot]:
         else s
         for s in run
     ]
-
-
-def screen_text(app: NNTui) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 async def dashboard(pilot: Pilot, snapshots: list[b.Snapshot]) -> DashboardScreen:

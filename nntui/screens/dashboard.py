@@ -41,7 +41,7 @@ from nnlib.config import ExperimentConfig
 from nnlib.events import Event
 from nnlib.states import RunStatus
 
-from ..bridge import HparamChange, Notice, Progress, RunEnded, RunStarted, Snapshot
+from ..bridge import HparamChange, Notice, Progress, Rewound, RunEnded, RunStarted, Snapshot
 from ..messages import RunUpdate, StartRun
 from ..replay import RecordedRun
 from ..runstate import RunState
@@ -85,7 +85,7 @@ def awaited(snapshot: Snapshot) -> bool:
     """What a person waits to see: the start, the end, a change they asked for, a notice in
     AT_ONCE_NOTICES. These (and everything while paused) are shown at once; the stream of
     progress, epochs and views waits for the redraw timer."""
-    return isinstance(snapshot, RunStarted | RunEnded | HparamChange) or (
+    return isinstance(snapshot, RunStarted | RunEnded | HparamChange | Rewound) or (
         isinstance(snapshot, Notice) and snapshot.kind in AT_ONCE_NOTICES
     )
 
@@ -268,7 +268,9 @@ class DashboardScreen(Screen[None]):
         self.redraw(at_once=True)
         worker = self.source.worker
         if worker is not None:
-            self._event_log.add(None, WORKER_NOTES[worker].format(dataset=self.config.dataset))
+            if self.state.end is None:  # (an ended run is watched only for a resume)
+                note = WORKER_NOTES[worker].format(dataset=self.config.dataset)
+                self._event_log.add(None, note)
             self.run_worker(
                 lambda: self.source.run(self._post),
                 thread=True,
@@ -438,7 +440,10 @@ class DashboardScreen(Screen[None]):
         # The start, the end and single steps show at once in every panel; an hparam change or
         # a notice in the status (and the log). A tiny model ends dozens of epochs a second:
         # drawing each one at once cost spirals half its training speed and 560 kB/s.
-        if isinstance(snapshot, RunStarted | RunEnded) or self.state.status == RunStatus.PAUSED:
+        if (
+            isinstance(snapshot, RunStarted | RunEnded | Rewound)
+            or self.state.status == RunStatus.PAUSED
+        ):
             self.redraw(at_once=True)
         elif awaited(snapshot):
             self._show_status()
@@ -471,6 +476,11 @@ class DashboardScreen(Screen[None]):
                     title="Run ended",
                     markup=False,
                 )
+        elif isinstance(snapshot, Rewound):
+            self.notify(
+                f"resumed from step {snapshot.step}: shown again as its log now reads",
+                title="Recorded run",
+            )
         elif isinstance(snapshot, Notice) and snapshot.kind in ("diverged", "error"):
             self.notify(snapshot.message, severity="error", markup=False)
         elif isinstance(snapshot, Notice) and snapshot.kind == "note":

@@ -24,6 +24,7 @@ STATE_STYLES = {
     "finished": "",
     "stopped": "yellow",
     "diverged": "bold red",
+    "error": "bold red",
     "crashed": "bold red",
     "empty": "dim",
 }

@@ -22,7 +22,7 @@ from textual.widgets import RichLog
 
 from nnlib.events import Diagnostic
 
-from ..bridge import EpochEnd, HparamChange, Notice, RunEnded, RunStarted, Snapshot
+from ..bridge import EpochEnd, HparamChange, Notice, Rewound, RunEnded, RunStarted, Snapshot
 from ..plot import format_number, format_value
 
 STYLES = {"info": "", "good": "green", "warning": "yellow", "error": "bold red"}
@@ -178,6 +178,12 @@ class EventLog(RichLog):
             self._write(*entry)
 
     def add_snapshot(self, snapshot: Snapshot) -> None:
+        if isinstance(snapshot, Rewound):  # the whole run follows again: its lines too
+            self.entries.clear()
+            self.fold = LogLines(self.fold.seconds)
+            self._step = 0
+            self.clear()
+            return
         for entry in self.fold.snapshot(snapshot):
             self._write(*entry)
 

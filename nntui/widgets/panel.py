@@ -54,6 +54,7 @@ class StatePanel(Widget):
         self._cache_key: tuple[Any, ...] | None = None
         self._cache: Text = Text()
         self._offered: tuple[Any, ...] | None = None
+        self._news: tuple[Any, ...] | None = None
         self._last_redraw = -math.inf
 
     def data_key(self) -> tuple[Any, ...]:
@@ -64,6 +65,11 @@ class StatePanel(Widget):
         """View settings that change the picture (smoothing, selected layer, ...)."""
         return ()
 
+    def news_key(self) -> tuple[Any, ...]:
+        """What this panel shows that other panels show at once (an epoch's end): when it
+        changes, the next offer redraws the panel even within its INTERVAL."""
+        return ()
+
     def draw(self, width: int, height: int) -> Text:
         """The panel's picture at this size; every panel overrides it."""
         return Text()
@@ -71,16 +77,24 @@ class StatePanel(Widget):
     def offer_redraw(self, now: float, at_once: bool = False) -> None:
         """Refresh if the data moved and the panel's interval has passed (or `at_once`:
         the user just pressed a key and must see its effect)."""
-        key = self.data_key()
+        key = (self.state.generation, *self.data_key())
+        news = (self.state.generation, *self.news_key())
         # 10% slack: the dashboard's timer ticks at about the status panel's interval.
-        due = now - self._last_redraw >= self.INTERVAL * 0.9
+        due = now - self._last_redraw >= self.INTERVAL * 0.9 or news != self._news
         if key != self._offered and (at_once or due):
-            self._offered, self._last_redraw = key, now
+            self._offered, self._news, self._last_redraw = key, news, now
             self.refresh()
 
     def render(self) -> Text:
         width, height = self.content_size
-        key = (*self.data_key(), width, height, self.app.no_color, *self.options())
+        key = (
+            self.state.generation,
+            *self.data_key(),
+            width,
+            height,
+            self.app.no_color,
+            *self.options(),
+        )
         if key != self._cache_key:
             self._cache_key = key
             self._cache = self.draw(width, height) if width > 0 and height > 0 else Text()

@@ -62,6 +62,10 @@ class StatusPanel(StatePanel):
     StatusPanel { height: 4; }
     """
 
+    def news_key(self) -> tuple[int]:
+        """An epoch's end shows here with the Log and the matrix, not up to INTERVAL later."""
+        return (len(self.state.epochs),)
+
     def draw(self, width: int, height: int) -> Text:
         state = self.state
         label, style = STATUS_BADGES[state.status]
