@@ -92,7 +92,7 @@ def read_regular(
     with open_regular(path, what, error) as handle:
         size = file_size(handle)
         if limit is None:
-            check_memory(size, f"{path}: its {size:,} bytes", error)
+            check_memory(size, f"{path}: the {what}", error)
         elif size > limit:
             raise error(f"{path}: {size:,} bytes, more than the {limit:,} a {what} may have")
         try:
@@ -127,14 +127,15 @@ def read_payload(
     return buf
 
 
-def check_memory(nbytes: int, what: str, error: type[ValueError] = ValueError) -> None:
-    """Refuse, before anything is allocated, `nbytes` that `what` declares when they exceed
-    the memory this process can still allocate (`nnlib.model.available_memory`)."""
+def check_memory(nbytes: int, subject: str, error: type[ValueError] = ValueError) -> None:
+    """Refuse, before anything is allocated, `nbytes` that `subject` ("<file>: its arrays")
+    would take when they exceed the memory this process can still allocate
+    (`nnlib.model.available_memory`)."""
     from . import model  # imported here: model reads its files through this module
 
     available, source = model.available_memory()
     if nbytes > available:
         raise error(
-            f"{what} need {model.human_bytes(nbytes)}, more than the "
+            f"{subject} would take {model.human_bytes(nbytes)}, more than the "
             f"{model.human_bytes(available)} of memory available ({source})"
         )

@@ -84,7 +84,10 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     while position < end:
         match = _TOKEN.match(text, position)
         if match is None:
-            raise ValueError(f"unexpected {text[position:].strip()[:20]!r}")
+            rest = text[position:].strip()
+            if rest.startswith("["):  # a list of fields as 'descr'
+                raise Unsupported("a structured dtype (named fields) is not supported")
+            raise ValueError(f"unexpected {rest[:20]!r}")
         string, number, boolean, punct = match.groups()
         if string is not None:
             tokens.append(("str", string[1:-1]))

@@ -240,6 +240,44 @@ def test_the_header_reader_takes_what_numpy_writes():
         assert np.array_equal(data, value)
 
 
+def header(text: str, version: bytes = b"\x01\x00") -> bytes:
+    return b"\x93NUMPY" + version + len(text).to_bytes(2, "little") + text.encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (npy_bytes(np.zeros(2, [("a", "<f4")])), "a structured dtype (named fields) is not"),
+        (npy_bytes(np.zeros(2, "M8[s]")), "dtype datetime64[s] is not supported"),
+        (header("{'descr': '<f4', 'fortran_order': False, 'shape': (3), }"), "written (n,)"),
+        (header("{'descr': '<f4', 'shape': (3,), }"), "damaged .npy header (no 'fortran_order')"),
+        (header("{'descr': '<f4', 'descr': '<f4'}"), "unexpected key 'descr'"),
+        (header("{'descr': '<l', 'fortran_order': False, 'shape': ()}"), "not one numpy writes"),
+        (header("{'descr': '<f3', 'fortran_order': False, 'shape': ()}"), "'<f3' is not valid"),
+        (header("{}", b"\x09\x09"), ".npy format version 9.9 is not supported"),
+        (b"\x93NUMPY\x02\x00\xff\xff\xff\xff{", "claims 4,294,967,295 bytes, more than"),
+        (header("{'descr': '<f4'")[:-3], "truncated .npy header (15 bytes declared, 12 there)"),
+        (b"PK\x03\x04", "not a .npy array (its first bytes are b'PK\\x03\\x04')"),
+    ],
+)
+def test_a_header_numpy_would_not_write_is_refused_by_name(data, problem):
+    from nnlib._npy import read_header
+
+    with pytest.raises(ValueError) as raised:
+        read_header(io.BytesIO(data), "file.npz: x.npy")
+    assert str(raised.value).startswith("file.npz: x.npy: ") and problem in str(raised.value)
+
+
+def test_a_csv_file_is_sized_against_the_free_memory_before_it_is_read(tmp_path, monkeypatch):
+    from nnlib import model as model_module
+
+    path = tmp_path / "data.csv"
+    path.write_text("label,a\n" + "0,1\n" * 100)
+    monkeypatch.setattr(model_module, "available_memory", lambda: (100, "test"))
+    with pytest.raises(nds.DatasetError, match=r"data.csv: the CSV file would take 408 B, more"):
+        nds.load(path)
+
+
 # -- files that are not regular files ------------------------------------------------------------
 
 

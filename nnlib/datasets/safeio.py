@@ -38,9 +38,9 @@ def read_payload(f: BinaryIO, nbytes: int, where: str, what: str) -> bytearray:
     return _files.read_payload(f, nbytes, where, what, DatasetError)
 
 
-def check_memory(nbytes: int, what: str) -> None:
+def check_memory(nbytes: int, subject: str) -> None:
     """Refuse `nbytes` that do not fit in the free memory (`nnlib._files.check_memory`)."""
-    _files.check_memory(nbytes, what, DatasetError)
+    _files.check_memory(nbytes, subject, DatasetError)
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
