@@ -150,8 +150,9 @@ class Checkpoint:
 
 def load(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by `save`; every way it can be unusable (missing, not a
-    checkpoint, a model file without training state, corrupt, mismatched) raises
-    CheckpointError naming the file. Sizes are checked from headers before data is read."""
+    regular file, not a checkpoint, a model file without training state, corrupt,
+    mismatched) raises CheckpointError naming the file. Sizes are checked from headers
+    before data is read."""
     path = Path(path)
     with open_regular(path, "checkpoint file", CheckpointError) as handle:
         return _load_file(handle, path)

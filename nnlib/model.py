@@ -490,7 +490,7 @@ def load(path: str | os.PathLike) -> Sequential:
     .npy header (float32 or float64, exactly the shape the architecture needs). Weights that
     hold NaN or inf are refused: such a model outputs NaN for every input. A corrupt,
     truncated or mismatched file raises ValueError naming the file, the array and what was
-    expected."""
+    expected; so does a path that is not a regular file (`nnlib._files.open_regular`)."""
     path = Path(path)
     with open_regular(path, "model file") as handle:
         return _load_file(handle, path)
