@@ -1,22 +1,275 @@
-"""The header of a .npy member, read before any of its data: model files, checkpoints and
-users' .npz datasets are all checked from their headers first (shape, dtype) so that nothing
-is decompressed or allocated for an array that would be refused."""
+"""The .npy members of every archive the project reads (users' .npz datasets and dataset
+caches, model files, checkpoints, samples files), read header first so that nothing is
+decompressed or allocated for an array that would be refused.
+
+The header is parsed here, strictly, not by numpy: numpy evaluates it as a Python literal
+after running it through `tokenize`, so a damaged header escapes as TokenError,
+SyntaxError, MemoryError or RecursionError. Here it must be exactly the dictionary numpy
+writes ('descr', 'fortran_order' and 'shape', nothing else), and every way it can be wrong
+is one `error` naming the file and the member.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import re
+import struct
+import zipfile
+import zlib
 from typing import IO
 
 import numpy as np
+
+from ._files import check_memory, deflate_bound, file_size, open_regular, read_payload
+
+_MAGIC = b"\x93NUMPY"
+#: The header-length field of each format version numpy defines.
+_LENGTH_FIELDS = {(1, 0): "<H", (2, 0): "<I", (3, 0): "<I"}
+#: numpy refuses longer headers by default too (`max_header_size`).
+MAX_HEADER_BYTES = 10_000
+#: numpy 2's limit on dimensions.
+MAX_DIMS = 64
+#: dtype kinds an archive may hold: booleans, numbers, fixed-length text, Python objects.
+_KINDS = "biufcUSO"
+
+_TOKEN = re.compile(r"\s*(?:('[^'\\]*'|\"[^\"\\]*\")|(\d+)L?|(True|False)|([{}():,]))")
+_DESCR = re.compile(r"[<>|=]([A-Za-z])\d*(?:\[\w+\])?")
+_KEYS = ("descr", "fortran_order", "shape")
+
+
+class Unsupported(ValueError):
+    """A well-formed header of an array no reader here takes."""
 
 
 def read_header(
     handle: IO[bytes], where: str, error: type[ValueError] = ValueError
 ) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, fortran order, dtype) from the header at `handle`'s position; `error` naming
-    `where` for a format version numpy does not define (a damaged or foreign file)."""
-    version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(handle)
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(handle)
-    raise error(f"{where}: .npy format version {version} is not supported")
+    """(shape, fortran order, dtype) from the .npy header at `handle`'s position, leaving
+    `handle` at the first byte of data; `error` starting with `where` for anything but a
+    header numpy itself would write for an array of booleans, numbers, text or Python
+    objects (the object dtype is returned for the caller to refuse by name: no reader
+    unpickles)."""
+    start = handle.read(len(_MAGIC) + 2)
+    if len(start) < len(_MAGIC) + 2 or not start.startswith(_MAGIC):
+        raise error(f"{where}: not a .npy array (its first bytes are {start[:8]!r})")
+    version = (start[-2], start[-1])
+    if version not in _LENGTH_FIELDS:
+        raise error(f"{where}: .npy format version {version[0]}.{version[1]} is not supported")
+    field = _LENGTH_FIELDS[version]
+    raw = handle.read(struct.calcsize(field))
+    if len(raw) < struct.calcsize(field):
+        raise error(f"{where}: truncated .npy header")
+    (length,) = struct.unpack(field, raw)
+    if length > MAX_HEADER_BYTES:
+        raise error(
+            f"{where}: its .npy header claims {length:,} bytes, more than the "
+            f"{MAX_HEADER_BYTES:,} a header may have"
+        )
+    text = handle.read(length)
+    if len(text) < length:
+        raise error(f"{where}: truncated .npy header ({length} bytes declared, {len(text)} there)")
+    try:
+        decoded = text.decode("utf-8" if version == (3, 0) else "latin-1")
+        return _parse(decoded)
+    except Unsupported as problem:
+        raise error(f"{where}: {problem}") from None
+    except ValueError as problem:
+        raise error(f"{where}: damaged .npy header ({problem})") from None
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """(kind, text) of each token: 'str', 'int', 'bool' or the punctuation itself."""
+    tokens, position, end = [], 0, len(text.rstrip())
+    while position < end:
+        match = _TOKEN.match(text, position)
+        if match is None:
+            rest = text[position:].strip()
+            if rest.startswith("["):  # a list of fields as 'descr'
+                raise Unsupported("a structured dtype (named fields) is not supported")
+            raise ValueError(f"unexpected {rest[:20]!r}")
+        string, number, boolean, punct = match.groups()
+        if string is not None:
+            tokens.append(("str", string[1:-1]))
+        elif number is not None:
+            tokens.append(("int", number))
+        elif boolean is not None:
+            tokens.append(("bool", boolean))
+        else:
+            tokens.append((punct, punct))
+        position = match.end()
+    return tokens
+
+
+def _parse(text: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The three fields of a header dictionary (see the module docstring)."""
+    tokens = _tokens(text)
+    tokens.append(("end", "the end"))
+    position = 0
+
+    def take(*kinds: str) -> str:
+        nonlocal position
+        kind, value = tokens[position]
+        if kind not in kinds:
+            raise ValueError(f"expected {' or '.join(kinds)}, found {value!r}")
+        position += 1
+        return value
+
+    take("{")
+    fields: dict[str, object] = {}
+    while tokens[position][0] != "}":
+        key = take("str")
+        if key not in _KEYS or key in fields:
+            raise ValueError(f"unexpected key {key!r}")
+        take(":")
+        if key == "descr":
+            fields[key] = take("str")
+        elif key == "fortran_order":
+            fields[key] = take("bool") == "True"
+        else:
+            take("(")
+            dims: list[int] = []
+            while tokens[position][0] != ")":
+                dims.append(int(take("int")))
+                if take(",", ")") == ")":
+                    position -= 1
+                    if len(dims) == 1:
+                        raise ValueError("a shape of one dimension is written (n,)")
+            take(")")
+            fields[key] = tuple(dims)
+        if take(",", "}") == "}":
+            position -= 1
+    take("}")
+    take("end")
+    missing = [key for key in _KEYS if key not in fields]
+    if missing:
+        raise ValueError(f"no {missing[0]!r}")
+    shape = fields["shape"]
+    assert isinstance(shape, tuple)
+    if len(shape) > MAX_DIMS:
+        raise ValueError(f"{len(shape)} dimensions, at most {MAX_DIMS}")
+    if any(dim >= 2**63 for dim in shape):
+        raise ValueError(f"shape {shape} has a dimension too large for an array")
+    return shape, bool(fields["fortran_order"]), _dtype(str(fields["descr"]))
+
+
+def _dtype(descr: str) -> np.dtype:
+    match = _DESCR.fullmatch(descr)
+    if match is None:
+        raise ValueError(f"dtype {descr[:40]!r} is not one numpy writes")
+    if descr[1:] == "O":
+        return np.dtype(object)  # refused by every reader, from the header: never unpickled
+    try:
+        dtype = np.dtype(descr)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"dtype {descr!r} is not valid") from None
+    if dtype.itemsize == 0:
+        raise ValueError(f"dtype {descr!r} has no size")
+    if dtype.str.lstrip("<>|=")[0] != descr[1]:
+        raise ValueError(f"dtype {descr!r} is not one numpy writes")
+    if dtype.kind not in _KINDS:
+        raise Unsupported(f"dtype {dtype} is not supported (booleans, numbers and text)")
+    return dtype
+
+
+# zipfile and zlib raise all of these on damaged archives
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    NotImplementedError,  # a compression method zipfile lacks
+    RuntimeError,  # an encrypted member
+    ValueError,
+    OverflowError,
+    KeyError,
+)
+
+
+def read_npz(
+    path: str | os.PathLike, error: type[ValueError] = ValueError, what: str = ".npz file"
+) -> dict[str, np.ndarray]:
+    """The arrays of an .npz archive (np.savez / np.savez_compressed) by name, read from a
+    regular file (`open_regular`). Every member's header is checked against the archive's
+    real size, and the sum of all of them against the free memory, before any data is read.
+    Every failure is `error` naming the file (and the member)."""
+    with open_regular(path, what, error) as handle:
+        size = file_size(handle)
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                members = [info for info in archive.infolist() if info.filename.endswith(".npy")]
+                headers = [_member_header(path, size, archive, info, error) for info in members]
+                total = sum(math.prod(shape) * dtype.itemsize for shape, _, dtype in headers)
+                check_memory(total, f"{path}: its arrays", error)
+                return {
+                    info.filename[: -len(".npy")]: _read_member(path, archive, info, error)
+                    for info in members
+                }
+        except error:
+            raise
+        except _ZIP_ERRORS as e:
+            raise error(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from None
+
+
+def _where(path: str | os.PathLike, info: zipfile.ZipInfo) -> str:
+    return f"{path}: array {info.filename[: -len('.npy')]!r}"
+
+
+def _member_header(
+    path: str | os.PathLike,
+    size: int,
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    error: type[ValueError],
+) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """A member's header, checked against the bytes the archive can hold for it."""
+    where = _where(path, info)
+    if info.compress_type == zipfile.ZIP_STORED:
+        most = min(info.compress_size, size)
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        most = deflate_bound(min(info.compress_size, size))
+    else:
+        raise error(
+            f"{where}: zip compression method {info.compress_type} is not supported; save "
+            "with np.savez or np.savez_compressed"
+        )
+    if info.file_size > most:
+        raise error(
+            f"{where}: the archive says it holds {info.file_size} bytes, more than its "
+            f"{info.compress_size} stored bytes can hold"
+        )
+    with archive.open(info) as f:
+        shape, fortran, dtype = read_header(f, where, error)
+        if dtype.hasobject:
+            raise error(
+                f"{where} holds Python objects; save plain numeric arrays (pickled data is "
+                "not loaded)"
+            )
+        nbytes = math.prod(shape) * dtype.itemsize
+        available = info.file_size - f.tell()
+    if nbytes != available:
+        raise error(
+            f"{where}: the header declares {_shape_text(shape)} {dtype} ({nbytes} bytes) but "
+            f"the archive holds {available} bytes for it"
+        )
+    return shape, fortran, dtype
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def _read_member(
+    path: str | os.PathLike,
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    error: type[ValueError],
+) -> np.ndarray:
+    where = _where(path, info)
+    with archive.open(info) as f:
+        shape, fortran, dtype = read_header(f, where, error)
+        count = math.prod(shape)
+        claim = f"the header declares {_shape_text(shape)} {dtype}"
+        buf = read_payload(f, count * dtype.itemsize, where, claim, error)
+    array = np.frombuffer(buf, dtype=dtype, count=count) if count else np.empty(0, dtype)
+    return array.reshape(shape, order="F" if fortran else "C")

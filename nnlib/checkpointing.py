@@ -29,11 +29,12 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from ._atomic import atomic_write
+from ._files import open_regular
 from .callbacks.base import Callback, Logs
 from .callbacks.stopping import improvement_mode
 from .config import DEFAULT_CHECKPOINT_EVERY
@@ -149,14 +150,18 @@ class Checkpoint:
 
 def load(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by `save`; every way it can be unusable (missing, not a
-    checkpoint, a model file without training state, corrupt, mismatched) raises
-    CheckpointError naming the file. Sizes are checked from headers before data is read."""
+    regular file, not a checkpoint, a model file without training state, corrupt,
+    mismatched) raises CheckpointError naming the file. Sizes are checked from headers
+    before data is read."""
     path = Path(path)
+    with open_regular(path, "checkpoint file", CheckpointError) as handle:
+        return _load_file(handle, path)
+
+
+def _load_file(handle: BinaryIO, path: Path) -> Checkpoint:
     source = str(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(handle) as archive:
             model = _load_archive(archive, source)
             if _STATE not in archive.namelist():
                 raise CheckpointError(

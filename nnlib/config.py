@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._atomic import atomic_write_text
+from ._files import read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -202,17 +203,7 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     unusable (missing, unreadable, too large, not UTF-8, not TOML, nested past the parser's
     recursion limit) raises ConfigError naming the file."""
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)  # bounded: it may be /dev/zero
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{path}: a config file must be at most {MAX_CONFIG_BYTES:,} bytes; this one is larger"
-        )
+    data = read_regular(path, "config file", ConfigError, MAX_CONFIG_BYTES)
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as error:

@@ -12,11 +12,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from . import _validate
 from ._atomic import atomic_write
+from ._files import open_regular
 from ._npy import read_header
 from .layers import LAYER_TYPES, Layer, Param
 from .layers.base import Shape
@@ -488,14 +490,17 @@ def load(path: str | os.PathLike) -> Sequential:
     .npy header (float32 or float64, exactly the shape the architecture needs). Weights that
     hold NaN or inf are refused: such a model outputs NaN for every input. A corrupt,
     truncated or mismatched file raises ValueError naming the file, the array and what was
-    expected."""
+    expected; so does a path that is not a regular file (`nnlib._files.open_regular`)."""
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no such model file")
-    if not zipfile.is_zipfile(path):
+    with open_regular(path, "model file") as handle:
+        return _load_file(handle, path)
+
+
+def _load_file(handle: BinaryIO, path: Path) -> Sequential:
+    if not zipfile.is_zipfile(handle):
         raise ValueError(f"{path}: not an nnlib model (not an .npz archive, or truncated)")
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(handle) as archive:
             return _load_archive(archive, str(path))
     except ValueError as error:
         if str(error).startswith(str(path)):

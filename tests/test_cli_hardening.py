@@ -209,8 +209,12 @@ def test_deeply_nested_toml_is_a_config_error(tmp_path, env, program):
 
 
 def test_a_config_file_larger_than_any_config_is_refused_unread(tmp_path, env):
+    with open(tmp_path / "huge.toml", "wb") as handle:
+        handle.truncate(2 * 2**20)  # sparse: sized, not written
+    done = run(tmp_path, env, "nnlib.cli", "train", "--config", "huge.toml")
+    one_line_error(done, 2, "huge.toml", "2,097,152 bytes, more than the 1,048,576")
     done = run(tmp_path, env, "nnlib.cli", "train", "--config", "/dev/zero")
-    one_line_error(done, 2, "/dev/zero", "at most 1,048,576 bytes")
+    one_line_error(done, 2, "/dev/zero", "is a character device, not a regular file")
 
 
 def test_a_subset_larger_than_the_data_is_a_usage_error(tmp_path, env):

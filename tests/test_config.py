@@ -132,7 +132,7 @@ def test_load_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(ConfigError, match=rf"^{path}: cannot read the config file"):
         ExperimentConfig.load(path)
     (tmp_path / "folder.toml").mkdir()
-    with pytest.raises(ConfigError, match="cannot read the config file"):
+    with pytest.raises(ConfigError, match="folder.toml: is a folder, not a regular file"):
         ExperimentConfig.load(tmp_path / "folder.toml")
 
 

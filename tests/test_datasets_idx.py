@@ -98,7 +98,7 @@ def test_idx_extra_bytes_and_missing_file(tmp_path):
     path.write_bytes(path.read_bytes() + b"\x00")
     with pytest.raises(nds.DatasetError, match="extra bytes"):
         nds.read_idx(path)
-    with pytest.raises(nds.DatasetError, match="nope-idx1-ubyte: no such file"):
+    with pytest.raises(nds.DatasetError, match="nope-idx1-ubyte: no such IDX file"):
         nds.read_idx(tmp_path / "nope-idx1-ubyte")
 
 
@@ -168,7 +168,7 @@ def test_cache_is_written_outside_the_source_and_used(tmp_path, data_home, monke
     def no_reading(path):
         raise AssertionError(f"read {path} although the cache is fresh")
 
-    monkeypatch.setattr(idxfolder, "read_idx", no_reading)
+    monkeypatch.setattr(idxfolder, "IdxFile", no_reading)
     second = nds.load(src)
     assert np.array_equal(first.x_train, second.x_train)
     assert np.array_equal(first.y_test, second.y_test)

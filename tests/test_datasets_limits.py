@@ -197,3 +197,55 @@ def test_npz_compressed_round_trip_and_fortran_order(tmp_path):
     ds = nds.load(path)
     rows = np.concatenate([ds.x_train, ds.x_test])
     assert np.array_equal(rows[np.argsort(rows[:, 0])], x)
+
+
+# ---------------------------------------------------------------------- an IDX pair (issue 17)
+
+
+def gzip_idx(path: Path, dims: tuple[int, ...], payload: bytes | None = None) -> Path:
+    """A gzipped uint8 IDX file declaring `dims`, its payload zeros (a few kB compressed)."""
+    header = bytes([0, 0, 8, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(header)
+        size = int(np.prod(dims))
+        for start in range(0, size, 1 << 20):
+            f.write(bytes(min(1 << 20, size - start)))
+    return path
+
+
+def test_an_idx_pair_whose_counts_differ_is_refused_from_the_headers(tmp_path):
+    """The images file decompresses to 15.7 MB but the labels say 19,999: nothing is read."""
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    gzip_idx(folder / "t10k-images-idx3-ubyte.gz", (20_000, 28, 28))
+    gzip_idx(folder / "t10k-labels-idx1-ubyte.gz", (19_999,))
+    peak, error = peak_bytes(lambda: nds.load(folder, cache=False))
+    assert isinstance(error, nds.DatasetError), repr(error)
+    assert "has 20000 images but" in str(error) and "has 19999 labels" in str(error)
+    assert peak < 2 * 1024 * 1024  # headers only, not the 15.7 MB of images
+
+
+def test_idx_headers_beyond_the_free_memory_are_refused_before_reading(tmp_path, monkeypatch):
+    from nnlib import model as model_module
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    gzip_idx(folder / "t10k-images-idx3-ubyte.gz", (20_000, 28, 28))
+    gzip_idx(folder / "t10k-labels-idx1-ubyte.gz", (20_000,))
+    monkeypatch.setattr(model_module, "available_memory", lambda: (10**6, "test"))
+    peak, error = peak_bytes(lambda: nds.load(folder, cache=False))
+    assert isinstance(error, nds.DatasetError), repr(error)
+    assert str(error).startswith(f"{folder}: the IDX files would take 15.0 MiB, more than the")
+    assert peak < 2 * 1024 * 1024
+
+
+def test_npz_arrays_beyond_the_free_memory_are_refused_before_reading(tmp_path, monkeypatch):
+    from nnlib import model as model_module
+
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, x_train=np.zeros((20_000, 100)), y_train=np.zeros(20_000, int))
+    monkeypatch.setattr(model_module, "available_memory", lambda: (10**6, "test"))
+    peak, error = peak_bytes(lambda: nds.load(path))
+    assert isinstance(error, nds.DatasetError), repr(error)
+    assert str(error).startswith(f"{path}: its arrays would take 15.4 MiB, more than the 976.6 KiB")
+    assert peak < 2 * 1024 * 1024

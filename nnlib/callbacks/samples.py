@@ -11,12 +11,14 @@ for validation, so an epoch costs an argmax and a softmax, no extra forward pass
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._atomic import atomic_write
+from .._npy import read_npz
 from .base import Callback, Logs
 
 if TYPE_CHECKING:
@@ -50,6 +52,43 @@ def write_samples(
         )
 
     return atomic_write(path, write)  # type: ignore[arg-type]
+
+
+class SamplesError(ValueError):
+    """A samples file that cannot be shown; the message says why (it names the file)."""
+
+
+@dataclass(frozen=True)
+class SampleImages:
+    """What a samples file holds: uint8 images (N, H, W, C), N labels, the class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def read_samples(path: Path) -> SampleImages:
+    """Read a samples file written by `write_samples`: a regular file only, every header
+    checked before any image is decompressed (`nnlib._npy.read_npz`). Any way it can be
+    unusable (missing, not a regular file, empty, truncated, a damaged header, no images
+    or images without pixels, labels that do not match) raises SamplesError."""
+    arrays = read_npz(path, SamplesError, "samples file")
+    images, labels = arrays.get("images"), arrays.get("labels")
+    names = arrays.get("class_names", np.zeros(0, dtype=str))
+    if images is None or labels is None:
+        raise SamplesError(f"{path}: no 'images' and 'labels' arrays")
+    if images.dtype != np.uint8 or images.ndim != 4 or 0 in images.shape[1:]:
+        raise SamplesError(
+            f"{path}: expected uint8 images (N, H, W, C) of at least one pixel, got "
+            f"{images.dtype} {images.shape}"
+        )
+    if labels.shape != images.shape[:1] or labels.dtype.kind not in "iu":
+        raise SamplesError(
+            f"{path}: expected {len(images)} integer labels, got {labels.dtype} {labels.shape}"
+        )
+    if names.ndim != 1 or names.dtype.kind != "U":
+        raise SamplesError(f"{path}: class_names must be a list of text")
+    return SampleImages(images, labels.astype(np.int64), tuple(str(n) for n in names))
 
 
 def predictions(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from .download import fetch_all
 from .idxfolder import read_arrays
 from .mnist import Family, mirrors_for
 from .paths import default_data_dir
-from .safeio import read_payload
+from .safeio import file_size, open_regular, read_payload
 
 ARCHIVE = "cifar-10-binary.tar.gz"
 FOLDER = "cifar-10-batches-bin"
@@ -116,8 +116,8 @@ def _decode(data: bytearray, where: str) -> tuple[np.ndarray, np.ndarray]:
 def _read_batch_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     where = str(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        with open_regular(path, "CIFAR-10 batch file") as f:
+            size = file_size(f)
             claim = f"its size says {_record_count(size, where)} records"
             return _decode(read_payload(f, size, where, claim), where)
     except OSError as e:
@@ -139,7 +139,10 @@ def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     allowed = {f"{FOLDER}/{name}" for name in EXTRAS}
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     try:
-        with tarfile.open(path, "r|gz") as archive:
+        with (
+            open_regular(path, "CIFAR-10 archive") as raw,
+            tarfile.open(fileobj=raw, mode="r|gz") as archive,
+        ):
             for member in archive:
                 where = f"{path}: member {member.name!r}"
                 if member.name == FOLDER and member.isdir():

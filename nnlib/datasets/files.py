@@ -24,7 +24,7 @@ import numpy as np
 from .base import Dataset, DatasetError, Locate, check_finite, count_classes
 from .idxfolder import ROLES, canonical_name, find_files, load_folder
 from .preprocess import train_val_split
-from .safeio import read_npz
+from .safeio import read_npz, read_regular
 
 HOLDOUT = 0.2
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
@@ -262,12 +262,11 @@ def _is_number(cell: str) -> bool:
 
 def _read_lines(path: Path) -> tuple[list[str], list[int]]:
     """Non-blank lines and their 1-based line numbers in the file."""
+    data = read_regular(path, "CSV file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
     lines, numbers = [], []
     for i, line in enumerate(text.splitlines(), start=1):
         if line.strip():

@@ -14,6 +14,8 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from .._atomic import atomic_write
 from .base import DatasetError
-from .safeio import deflate_bound, read_payload
+from .safeio import deflate_bound, file_size, open_regular, read_payload
 
 # IDX type code -> big-endian numpy dtype
 DTYPES = {
@@ -36,6 +38,65 @@ _CODES = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+class IdxFile:
+    """An IDX file (optionally gzipped) opened with its header read and checked against
+    what the file can hold, before any of its data is read: a folder's files are all
+    opened and their headers compared (`idxfolder`) before the first payload is read.
+    Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._raw = open_regular(self.path, "IDX file")
+        try:
+            with self._errors():
+                size = file_size(self._raw)
+                gz = self._raw.read(2) == _GZIP_MAGIC
+                self._raw.seek(0)
+                self._stream: BinaryIO = (
+                    gzip.GzipFile(fileobj=self._raw, mode="rb") if gz else self._raw  # type: ignore[assignment]
+                )
+                self.dtype, self.dims = _parse_header(
+                    self.path, self._stream, deflate_bound(size) if gz else size
+                )
+        except BaseException:
+            self._raw.close()
+            raise
+
+    @property
+    def nbytes(self) -> int:
+        """The payload's size as the (checked) header declares it."""
+        return math.prod(self.dims) * self.dtype.itemsize
+
+    def read(self) -> np.ndarray:
+        """The payload as a native-endian array of the declared shape."""
+        shape = "x".join(map(str, self.dims))
+        claim = f"the header declares {shape} {self.dtype.name} values"
+        with self._errors():
+            buf = read_payload(self._stream, self.nbytes, str(self.path), claim)
+        array = np.frombuffer(buf, dtype=self.dtype).reshape(self.dims)
+        return array.astype(self.dtype.newbyteorder("="), copy=False)
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """A damaged stream as a DatasetError naming the file."""
+        try:
+            yield
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            raise DatasetError(f"{self.path}: corrupt or truncated gzip data ({e})") from None
+        except OSError as e:
+            raise DatasetError(f"{self.path}: cannot read ({e.strerror or e})") from None
+
+    def close(self) -> None:
+        self._stream.close()
+        self._raw.close()
+
+    def __enter__(self) -> IdxFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (optionally gzipped) into a native-endian array of its declared shape.
 
@@ -43,26 +104,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     file must hold exactly the declared bytes, a gzipped one is read in bounded chunks (its
     decompressed size is whatever the stream really holds, never the header's word).
     """
-    path = Path(path)
-    try:
-        with open(path, "rb") as raw:
-            size = os.fstat(raw.fileno()).st_size
-            gz = raw.read(2) == _GZIP_MAGIC
-            raw.seek(0)
-            if gz:
-                with gzip.open(raw, "rb") as f:
-                    return _parse(path, f, deflate_bound(size))
-            return _parse(path, raw, size)
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise DatasetError(f"{path}: corrupt or truncated gzip data ({e})") from None
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
+    with IdxFile(path) as idx:
+        return idx.read()
 
 
-def _parse(path: Path, f: BinaryIO, most: int) -> np.ndarray:
-    """The array in stream `f`, which can hold at most `most` bytes in all."""
+def _parse_header(path: Path, f: BinaryIO, most: int) -> tuple[np.dtype, tuple[int, ...]]:
+    """(dtype, dimensions) from the header of stream `f`, which can hold at most `most`
+    bytes in all; the stream is left at the payload."""
     head = f.read(4)
     if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in DTYPES or head[3] == 0:
         raise DatasetError(
@@ -74,10 +122,8 @@ def _parse(path: Path, f: BinaryIO, most: int) -> np.ndarray:
     if len(dims_raw) < 4 * ndim:
         raise DatasetError(f"{path}: truncated IDX header ({ndim} dimensions declared)")
     dims = struct.unpack(f">{ndim}I", dims_raw)
-    count = math.prod(dims)
-    expected = count * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
     shape = "x".join(map(str, dims))
-    claim = f"the header declares {shape} {dtype.name} values"
     room = most - 4 - 4 * ndim
     if expected > room:
         raise DatasetError(
@@ -85,8 +131,7 @@ def _parse(path: Path, f: BinaryIO, most: int) -> np.ndarray:
             f"{dtype.name} values ({expected} bytes) but the file can hold at most "
             f"{max(room, 0)} bytes after the header"
         )
-    buf = read_payload(f, expected, str(path), claim)
-    return np.frombuffer(buf, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+    return dtype, dims
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:

@@ -21,15 +21,16 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_write
 from .base import Dataset, DatasetError, count_classes
-from .idx import read_idx
+from .idx import IdxFile
 from .paths import cache_dir
-from .safeio import read_npz
+from .safeio import check_memory, open_regular, read_npz
 
 ROLES = {
     "train_images": ("train", "images", 3),
@@ -71,7 +72,7 @@ def file_md5(path: Path) -> str:
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _md5_memo:
         digest = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as f:
+        with open_regular(path, "dataset file") as f:
             while block := f.read(1 << 20):
                 digest.update(block)
         _md5_memo[key] = digest.hexdigest()
@@ -127,7 +128,17 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) ->
 
 
 def _read_idx_files(files: dict[str, Path]) -> dict[str, np.ndarray]:
-    return {role: read_idx(p) for role, p in files.items()}
+    """Each file's array by role. Every header is read first: each split's images and labels
+    must agree and all of them must fit in the free memory before any payload is read (a
+    small gzip pair can declare gigabytes)."""
+    with ExitStack() as stack:
+        opened = {role: stack.enter_context(IdxFile(path)) for role, path in files.items()}
+        for split in complete_splits(files):
+            images, labels = opened[f"{split}_images"], opened[f"{split}_labels"]
+            _check_pair(split, (images.dims, images.dtype), (labels.dims, labels.dtype), files)
+        folder = next(iter(files.values())).parent
+        check_memory(sum(idx.nbytes for idx in opened.values()), f"{folder}: the IDX files")
+        return {role: idx.read() for role, idx in opened.items()}
 
 
 def read_arrays(
@@ -150,25 +161,34 @@ def read_arrays(
     return arrays, [note] if note else []
 
 
-def _check_pair(
-    split: str, images: np.ndarray, labels: np.ndarray, files: dict[str, Path]
-) -> tuple[np.ndarray, np.ndarray]:
+Layout = tuple[tuple[int, ...], np.dtype]
+
+
+def _check_pair(split: str, images: Layout, labels: Layout, files: dict[str, Path]) -> None:
+    """Raise unless (shape, dtype) `images` and `labels` make a split: uint8 images
+    (N, H, W[, C]) and N integer labels. Checked on the IDX headers before their data is
+    read, and on the arrays from the cache."""
     img_file, lbl_file = files[f"{split}_images"], files[f"{split}_labels"]
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4 or images.dtype != np.uint8:
+    (img_shape, img_dtype), (lbl_shape, lbl_dtype) = images, labels
+    if len(img_shape) not in (3, 4) or img_dtype != np.uint8:
         raise DatasetError(
-            f"{img_file}: expected uint8 images (N, H, W), got {images.dtype} {images.shape}"
+            f"{img_file}: expected uint8 images (N, H, W), got {img_dtype} {img_shape}"
         )
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+    if len(lbl_shape) != 1 or lbl_dtype.kind not in "iu":
+        raise DatasetError(f"{lbl_file}: expected integer labels (N,), got {lbl_dtype} {lbl_shape}")
+    if img_shape[0] != lbl_shape[0]:
         raise DatasetError(
-            f"{lbl_file}: expected integer labels (N,), got {labels.dtype} {labels.shape}"
+            f"{img_file} has {img_shape[0]} images but {lbl_file} has {lbl_shape[0]} labels"
         )
-    if len(images) != len(labels):
-        raise DatasetError(
-            f"{img_file} has {len(images)} images but {lbl_file} has {len(labels)} labels"
-        )
-    return images, labels
+
+
+def _split_arrays(
+    split: str, arrays: dict[str, np.ndarray], files: dict[str, Path]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, H, W, C), labels) of a split, checked."""
+    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    _check_pair(split, (images.shape, images.dtype), (labels.shape, labels.dtype), files)
+    return (images[..., None] if images.ndim == 3 else images), labels
 
 
 def load_folder(
@@ -190,7 +210,7 @@ def load_folder(
         )
     used = {role: p for role, p in files.items() if role.split("_")[0] in splits}
     arrays, notes = read_arrays(name, used, md5s or {}, use_cache)
-    pairs = {s: _check_pair(s, arrays[f"{s}_images"], arrays[f"{s}_labels"], used) for s in splits}
+    pairs = {s: _split_arrays(s, arrays, used) for s in splits}
     k = count_classes(
         str(folder),
         [(pairs[s][1], lambda i, f=used[f"{s}_labels"]: f"{f} item {i}") for s in splits],

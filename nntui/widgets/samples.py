@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.reactive import reactive
 
+from nnlib.callbacks.samples import SamplesError, read_samples
 from nnlib.events import Samples
 
 from .panel import StatePanel, fit
@@ -49,7 +50,8 @@ def select(
 
 
 class SampleFile:
-    """The samples file of a run, read once (it is written once per run)."""
+    """The samples file of a run, read once (it is written once per run); `problem` says
+    why it cannot be shown, in place of the gallery."""
 
     def __init__(self) -> None:
         self.path: Path | None = None
@@ -62,17 +64,13 @@ class SampleFile:
             return
         self.path, self.problem = path, ""
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                images, labels = archive["images"], archive["labels"]
-            if images.dtype != np.uint8 or images.ndim != 4 or len(labels) != len(images):
-                raise ValueError(
-                    f"expected uint8 images (N, H, W, C) and N labels, got {images.dtype} "
-                    f"{images.shape} and {len(labels)} labels"
-                )
-            self.images, self.labels = images, labels.astype(np.int64)
-        except (OSError, ValueError, KeyError) as error:
+            samples = read_samples(path)
+        except SamplesError as error:
             self.images, self.labels = self.images[:0], self.labels[:0]
-            self.problem = f"cannot read {path}: {error}"
+            reason = str(error).removeprefix(f"{path}: ")
+            self.problem = f"{path.name} is unreadable: {reason}"
+            return
+        self.images, self.labels = samples.images, samples.labels
 
 
 class SamplesPanel(StatePanel, can_focus=True):
