@@ -530,7 +530,7 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     if not args.quiet:
         callbacks.append(ProgressBar())
     try:
-        if args.resume:
+        if args.resume is not None:
             experiment = resume(args.resume, data=data, callbacks=callbacks, checkpoints=True)
         else:
             experiment = setup(config, data=data, callbacks=callbacks, checkpoints=True)
@@ -590,7 +590,9 @@ def _train_config(args: argparse.Namespace) -> ExperimentConfig:
     if args.histogram_every:
         flags["histogram_every"] = args.histogram_every
     try:
-        if args.resume:
+        if args.resume is not None:
+            if not args.resume:
+                raise UsageError("--resume: give the run directory to continue, got ''")
             if flags or args.config:
                 given = "--" + next(iter(flags or {"config": 1})).replace("_", "-")
                 raise UsageError(
@@ -601,7 +603,7 @@ def _train_config(args: argparse.Namespace) -> ExperimentConfig:
             if not toml.is_file():
                 raise UsageError(f"--resume: {args.resume}: not a run directory (no {toml.name})")
             return ExperimentConfig.load(toml)
-        if args.fork:
+        if args.fork is not None:
             if args.config:
                 raise UsageError("--fork takes its config from the run it forks, not --config")
             return fork_config(args.fork, **flags)
@@ -914,6 +916,9 @@ def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
         raise UsageError("nnlib sweep: give a SWEEP.toml file, or --resume SWEEP_DIR (not both)")
     if args.resume is not None and args.sweep_dir is not None:
         raise UsageError("nnlib sweep: --sweep-dir is for a new sweep; --resume names the folder")
+    for flag, value in (("--resume", args.resume), ("--sweep-dir", args.sweep_dir)):
+        if value == "":
+            raise UsageError(f"{flag}: give the sweep folder, got ''")
     try:
         if args.resume is not None:
             sweep_dir = Path(args.resume)

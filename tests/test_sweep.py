@@ -323,6 +323,8 @@ def test_the_command_prints_the_ranking_and_names_the_best(tmp_path, env):
         ((), "give a SWEEP.toml file, or --resume"),
         (("missing.toml",), "missing.toml: no such config file"),
         (("--resume", "nowhere"), "nowhere: not a sweep folder"),
+        (("--resume", ""), "--resume: give the sweep folder, got ''"),
+        (("s.toml", "--sweep-dir", ""), "--sweep-dir: give the sweep folder, got ''"),
         (("bad.toml",), "params.lr[1]: lr must be a positive number, got -1"),
         (("s.toml", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "1"), "Dask"),
     ],
