@@ -909,8 +909,8 @@ def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
     """Create (or reopen with --resume) a sweep folder, run its trials, print the ranking.
     Ctrl+C stops the running trials at a batch boundary (their logs end) and exits 130."""
     from .config import ConfigError
-    from .sweeps import create_sweep, load_sweep, run_sweep
-    from .sweeps.report import best_line, failures, ranking_table
+    from .sweeps import WorkersLost, create_sweep, load_sweep, run_sweep
+    from .sweeps.report import best_line, failures, ranking_table, unfinished
 
     if (args.sweep_file is None) == (args.resume is None):
         raise UsageError("nnlib sweep: give a SWEEP.toml file, or --resume SWEEP_DIR (not both)")
@@ -934,6 +934,8 @@ def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
         )
     except ConfigError as error:  # a sweep file, folder or scheduler that cannot be used
         raise UsageError(str(error)) from None
+    except WorkersLost as error:  # the scheduler is gone: the trials run so far are kept
+        return _fail(str(error), EXIT_FAILED)
     except KeyboardInterrupt:
         if signals.received is None:  # not ours (a worker's): let main report it
             raise
@@ -949,7 +951,10 @@ def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
     for line in failures(index):
         print(line, file=sys.stderr)
     print(best_line(index, str(sweep_dir)), file=sys.stderr)
-    return EXIT_OK if index["best"] is not None else EXIT_FAILED
+    left = unfinished(index, str(sweep_dir))
+    if left:
+        print(left, file=sys.stderr)
+    return EXIT_OK if index["best"] is not None and not left else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -77,6 +77,10 @@ class RunDirError(ValueError):
     """A run directory that cannot be used: it holds a run already, or cannot be written."""
 
 
+class RunDirTaken(RunDirError):
+    """A run directory that holds a run already, or anything else: a new run goes elsewhere."""
+
+
 class WriterGone(ValueError):
     """A run log ends without its end event and nothing writes it any more."""
 
@@ -325,12 +329,12 @@ def claim_run_dir(path: str | os.PathLike) -> Path:
         raise RunDirError(_unusable(path, error)) from None
     logged = [name for name in RUN_FILES if name in held]
     if logged:
-        raise RunDirError(
+        raise RunDirTaken(
             f"{path}: already holds a run ({', '.join(logged)}); a run directory is never "
             "reused: give a new one, or none for a fresh one under the runs folder"
         )
     if held:
-        raise RunDirError(
+        raise RunDirTaken(
             f"{path}: is not empty ({held[0]}{', ...' if len(held) > 1 else ''}); a run writes "
             "only into a new or empty folder: give another, or none for a fresh one under the "
             "runs folder"

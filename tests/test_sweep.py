@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -174,32 +175,64 @@ def test_resume_reruns_only_the_trials_that_did_not_finish_in_new_run_dirs(tmp_p
 [sweep]
 method = "grid"
 [sweep.params]
-lr = [0.01, 0.05, 0.1]
+lr = [0.01, 0.05, 0.1, 0.2]
 """,
     )
-    first = (folder / "trial-000" / "events.jsonl").read_bytes()
-    index["trials"][1]["state"] = "interrupted"
-    index["trials"][2]["state"] = "running"  # the driver died before it heard back
+    logs = {t["run"]: (folder / t["run"] / "events.jsonl").read_bytes() for t in index["trials"]}
+    recorded = [dict(t) for t in index["trials"]]
+    # The driver died before it heard back: trial 1 had ended on its worker all the same; trial
+    # 2's worker was killed (its log has no end); Dask ran trial 3 again, in trial-003.2, after
+    # its first worker was killed.
+    index["trials"][1].update(state="running", metric=None, curve=[], epochs=0)
+    kill(folder / "trial-002")
+    shutil.copytree(folder / "trial-003", folder / "trial-003.2")
+    kill(folder / "trial-003")
+    index["trials"][2]["state"] = "lost"
+    index["trials"][3].update(state="lost", metric=None)
     index["state"] = "interrupted"
     write_index(folder, index)
-    resumed = run_sweep(folder, workers=2, report=lambda line: None)
-    assert [t["state"] for t in resumed["trials"]] == ["finished"] * 3
-    assert [t["run"] for t in resumed["trials"]] == ["trial-000", "trial-001.2", "trial-002.2"]
-    assert [t["attempts"] for t in resumed["trials"]] == [1, 2, 2]
-    assert (folder / "trial-000" / "events.jsonl").read_bytes() == first  # left alone
-    assert end_event(folder / "trial-001")["reason"] == "finished"  # the old attempt is kept
-    assert end_event(folder / "trial-001.2")["reason"] == "finished"
+    lines: list[str] = []
+    resumed = run_sweep(folder, workers=2, report=lines.append)
+    assert lines[:2] == [
+        "trial-001 finished while no driver was listening: recorded",
+        "trial-003.2 finished while no driver was listening: recorded",
+    ]
+    assert f"{folder}  1 of 4 trials to run" in lines[2]
+    assert [t["state"] for t in resumed["trials"]] == ["finished"] * 4
+    assert [t["run"] for t in resumed["trials"]] == [
+        "trial-000",
+        "trial-001",
+        "trial-002.2",
+        "trial-003.2",
+    ]
+    assert [t["attempts"] for t in resumed["trials"]] == [1, 1, 2, 2]
+    for i in (1, 3):  # as the trial reported itself (but for the seconds and host)
+        mine = {k: v for k, v in resumed["trials"][i].items() if k not in ("seconds", "host")}
+        assert mine == {k: v for k, v in recorded[i].items() if k in mine} | {
+            "run": mine["run"],
+            "attempts": mine["attempts"],
+        }
+    for name in ("trial-000", "trial-001"):  # left alone
+        assert (folder / name / "events.jsonl").read_bytes() == logs[name]
+    assert "end" not in {e.type for e in runs.read(folder / "trial-002")}  # the old one kept
+    assert end_event(folder / "trial-002.2")["reason"] == "finished"
     assert resumed["state"] == "finished"
 
 
+def kill(run_dir: Path) -> None:
+    """Make `run_dir` look like a run whose writer was killed: its log loses its end."""
+    log = run_dir / "events.jsonl"
+    log.write_bytes(log.read_bytes().rstrip(b"\n").rpartition(b"\n")[0] + b"\n")
+
+
 def test_a_worker_that_cannot_see_or_write_the_sweep_folder_fails_the_trial_saying_so(tmp_path):
-    config = {"dataset": "spirals", "epochs": 1, "run_dir": str(tmp_path / "t")}
-    unseen = run_trial(TrialTask(str(tmp_path), 0, "t", config, "loss", "min"))
+    config = {"dataset": "spirals", "epochs": 1}
+    unseen = run_trial(TrialTask(str(tmp_path), 0, "t", 1, config, "loss", "min"))
     assert unseen.state == "failed"
     assert INDEX_FILE in unseen.error and SHARED_STORAGE in unseen.error
     (tmp_path / INDEX_FILE).write_text("{}")
     (tmp_path / "t").write_text("a file where the run directory should go")
-    unwritable = run_trial(TrialTask(str(tmp_path), 0, "t", config, "loss", "min"))
+    unwritable = run_trial(TrialTask(str(tmp_path), 0, "t", 1, config, "loss", "min"))
     assert unwritable.state == "failed"
     assert "cannot be used as a run directory" in unwritable.error
     assert SHARED_STORAGE in unwritable.error
@@ -295,6 +328,75 @@ def test_ctrl_c_stops_the_running_trials_cleanly_and_resume_continues(tmp_path, 
     assert [t["run"] for t in index["trials"]] == ["trial-000.2", "trial-001.2", None]
     assert [t["attempts"] for t in index["trials"]] == [2, 2, 0]
     assert end_event(folder / "trial-000")["reason"] == "interrupted"  # the first attempt kept
+
+
+def writer_pid(run_dir: Path) -> int:
+    """The process writing `run_dir`: the holder of its writer lock, as /proc/locks lists it."""
+    inode = (run_dir / runs.LOCK_FILE).stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()  # 1: FLOCK  ADVISORY  WRITE 22947 fe:00:2147811 0 EOF
+        if fields[1] == "FLOCK" and fields[3] == "WRITE" and fields[5].endswith(f":{inode}"):
+            return int(fields[4])
+    pytest.fail(f"no process holds the writer lock of {run_dir}")
+
+
+def attempts_that_finished(folder: Path) -> dict[str, list[str]]:
+    """Per trial, the attempt folders whose log ends with the run finished."""
+    finished: dict[str, list[str]] = {}
+    for run_dir in sorted(folder.glob("trial-*")):
+        events = runs.read(run_dir)
+        if events[-1].type == "end" and events[-1]["reason"] == "finished":
+            finished.setdefault(run_dir.name.partition(".")[0], []).append(run_dir.name)
+    return finished
+
+
+@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="finds the worker in /proc/locks")
+def test_a_killed_local_worker_loses_only_its_trial_which_runs_again(tmp_path, env):
+    # Two workers; the one running trial-000 is SIGKILLed (as the OOM killer would): that
+    # trial runs again in trial-000.2, the other worker's trial goes on undisturbed, and
+    # --resume then finds nothing to do: every trial finished exactly once.
+    (tmp_path / "s.toml").write_text(
+        BASE.replace("epochs = 4", "epochs = 6").replace("batch_size = 32", "batch_size = 4")
+        + "[sweep]\n[sweep.params]\nlr = [0.01, 0.02, 0.03]\n"
+    )
+    folder = tmp_path / "s"
+    process = start(tmp_path, env, "s.toml", "--workers", "2", "--sweep-dir", "s")
+    wait_for_batches(process, [folder / "trial-000", folder / "trial-001"])
+    os.kill(writer_pid(folder / "trial-000"), signal.SIGKILL)
+    try:
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "trial-000 lost its worker (BrokenProcessPool" in stderr
+    assert "failed" not in stderr, stderr
+    index = read_index(folder)
+    assert index["state"] == "finished"
+    assert [t["state"] for t in index["trials"]] == ["finished"] * 3
+    assert [t["run"] for t in index["trials"]] == ["trial-000.2", "trial-001", "trial-002"]
+    assert [t["attempts"] for t in index["trials"]] == [2, 1, 1]
+    assert runs.read(folder / "trial-000")[-1].type != "end"  # killed: the attempt is kept
+    assert attempts_that_finished(folder) == {
+        "trial-000": ["trial-000.2"],
+        "trial-001": ["trial-001"],
+        "trial-002": ["trial-002"],
+    }
+    before = sorted(p.name for p in folder.iterdir())
+
+    again = subprocess.run(
+        [sys.executable, "-m", "nnlib.cli", "sweep", "--resume", "s", "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "0 of 3 trials to run" in again.stderr
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert read_index(folder)["trials"] == index["trials"]
 
 
 def test_the_command_prints_the_ranking_and_names_the_best(tmp_path, env):
