@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import attempts_that_finished, ended, start_sweep, wait_for_batches, writer_pid
 from rich.console import Console
 
 from nnlib import runs
@@ -256,36 +257,6 @@ def env(tmp_path_factory):
     return environment
 
 
-def start(tmp_path: Path, env: dict, *args: str) -> subprocess.Popen:
-    """`nnlib sweep ...` in its own process group, as a terminal's foreground job is."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "nnlib.cli", "sweep", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def wait_for_batches(process: subprocess.Popen, run_dirs: list[Path]) -> None:
-    """Until every run in `run_dirs` has logged a batch (bounded; fails on an early exit)."""
-    for _ in range(TIMEOUT * 50):
-        if all(
-            (d / "events.jsonl").exists() and '"type":"batch"' in (d / "events.jsonl").read_text()
-            for d in run_dirs
-        ):
-            return
-        try:
-            process.wait(timeout=0.02)
-            pytest.fail(f"nnlib sweep exited early: {process.communicate()}")
-        except subprocess.TimeoutExpired:
-            pass
-    process.kill()
-    pytest.fail(f"no batch logged in {run_dirs}")
-
-
 def ctrl_c(process: subprocess.Popen) -> str:
     """SIGINT to the whole process group (driver and workers), as Ctrl+C in a terminal."""
     try:
@@ -306,7 +277,7 @@ def test_ctrl_c_stops_the_running_trials_cleanly_and_resume_continues(tmp_path, 
         + "[sweep]\n[sweep.params]\nlr = [0.01, 0.02, 0.03]\n"
     )
     folder = tmp_path / "s"
-    process = start(tmp_path, env, "endless.toml", "--workers", "2", "--sweep-dir", "s")
+    process = start_sweep(tmp_path, env, "endless.toml", "--workers", "2", "--sweep-dir", "s")
     wait_for_batches(process, [folder / "trial-000", folder / "trial-001"])
     stderr = ctrl_c(process)
     assert stderr.strip().splitlines()[-1] == (
@@ -321,33 +292,13 @@ def test_ctrl_c_stops_the_running_trials_cleanly_and_resume_continues(tmp_path, 
         assert (folder / name / "model.npz").exists()
     assert not (folder / "stop.request").exists()
 
-    process = start(tmp_path, env, "--resume", "s", "--workers", "2")
+    process = start_sweep(tmp_path, env, "--resume", "s", "--workers", "2")
     wait_for_batches(process, [folder / "trial-000.2", folder / "trial-001.2"])
     ctrl_c(process)
     index = read_index(folder)
     assert [t["run"] for t in index["trials"]] == ["trial-000.2", "trial-001.2", None]
     assert [t["attempts"] for t in index["trials"]] == [2, 2, 0]
     assert end_event(folder / "trial-000")["reason"] == "interrupted"  # the first attempt kept
-
-
-def writer_pid(run_dir: Path) -> int:
-    """The process writing `run_dir`: the holder of its writer lock, as /proc/locks lists it."""
-    inode = (run_dir / runs.LOCK_FILE).stat().st_ino
-    for line in Path("/proc/locks").read_text().splitlines():
-        fields = line.split()  # 1: FLOCK  ADVISORY  WRITE 22947 fe:00:2147811 0 EOF
-        if fields[1] == "FLOCK" and fields[3] == "WRITE" and fields[5].endswith(f":{inode}"):
-            return int(fields[4])
-    pytest.fail(f"no process holds the writer lock of {run_dir}")
-
-
-def attempts_that_finished(folder: Path) -> dict[str, list[str]]:
-    """Per trial, the attempt folders whose log ends with the run finished."""
-    finished: dict[str, list[str]] = {}
-    for run_dir in sorted(folder.glob("trial-*")):
-        events = runs.read(run_dir)
-        if events[-1].type == "end" and events[-1]["reason"] == "finished":
-            finished.setdefault(run_dir.name.partition(".")[0], []).append(run_dir.name)
-    return finished
 
 
 @pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="finds the worker in /proc/locks")
@@ -360,18 +311,13 @@ def test_a_killed_local_worker_loses_only_its_trial_which_runs_again(tmp_path, e
         + "[sweep]\n[sweep.params]\nlr = [0.01, 0.02, 0.03]\n"
     )
     folder = tmp_path / "s"
-    process = start(tmp_path, env, "s.toml", "--workers", "2", "--sweep-dir", "s")
+    process = start_sweep(tmp_path, env, "s.toml", "--workers", "2", "--sweep-dir", "s")
     wait_for_batches(process, [folder / "trial-000", folder / "trial-001"])
     os.kill(writer_pid(folder / "trial-000"), signal.SIGKILL)
-    try:
-        _, stderr = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+    stderr = ended(process)
     assert process.returncode == 0, stderr
     assert "trial-000 lost its worker (BrokenProcessPool" in stderr
-    assert "failed" not in stderr, stderr
+    assert "failed" not in stderr and "Traceback" not in stderr, stderr
     index = read_index(folder)
     assert index["state"] == "finished"
     assert [t["state"] for t in index["trials"]] == ["finished"] * 3
@@ -385,16 +331,9 @@ def test_a_killed_local_worker_loses_only_its_trial_which_runs_again(tmp_path, e
     }
     before = sorted(p.name for p in folder.iterdir())
 
-    again = subprocess.run(
-        [sys.executable, "-m", "nnlib.cli", "sweep", "--resume", "s", "--workers", "2"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert again.returncode == 0, again.stderr
-    assert "0 of 3 trials to run" in again.stderr
+    again = start_sweep(tmp_path, env, "--resume", "s", "--workers", "2")
+    stderr = ended(again)
+    assert again.returncode == 0 and "0 of 3 trials to run" in stderr, stderr
     assert sorted(p.name for p in folder.iterdir()) == before
     assert read_index(folder)["trials"] == index["trials"]
 

@@ -117,11 +117,12 @@ def _broke(task: Future) -> bool:
 @dataclasses.dataclass
 class Workers:
     """Where trials run: the executor, how many trials at once, a description, and whether
-    it can still take trials (Dask: while the client is connected to its scheduler)."""
+    it can still take trials (Dask: while the client is connected to `hub`, its scheduler)."""
 
     executor: Executor
     capacity: int
     where: str
+    hub: str = "the local workers"
     usable: Callable[[], bool] = lambda: True
 
 
@@ -278,15 +279,21 @@ def executor_for(
         raise SweepError(
             f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} ({error})"
         ) from None
+
+    def connected() -> bool:
+        """Whether the client is connected to its scheduler, once it has tried to reconnect
+        for `connect_timeout` seconds if it lost it (a scheduler restarted in time is kept:
+        the client cancels every task when the connection drops, and they run again)."""
+        deadline = time.monotonic() + connect_timeout + 5.0
+        while client.status == "connecting" and time.monotonic() < deadline:
+            time.sleep(0.1)  # Dask offers no event for the end of its reconnection
+        return client.status == "running"
+
     try:
         count = workers or max(1, sum(client.nthreads().values()))
         executor = client.get_executor(pure=False)
-        yield Workers(
-            executor,
-            count,
-            f"Dask at {scheduler}, {count} at a time",
-            usable=lambda: client.status == "running",
-        )
+        where = f"Dask at {scheduler}, {count} at a time"
+        yield Workers(executor, count, where, f"the Dask scheduler at {scheduler}", connected)
         if client.status == "running":  # else there is nothing left to wait for
             executor.shutdown(wait=True)
     finally:
@@ -348,7 +355,7 @@ def run_sweep(
                     losses[i] = losses.get(i, 0) + 1
                     run = index["trials"][i]["run"]
                     if not pool.usable():
-                        stopped = f"{pool.where} was lost ({lost})"
+                        stopped = f"lost {pool.hub} ({lost})"
                     elif losses[i] < MAX_LOST:
                         todo.insert(0, i)
                         report(f"{run} lost its worker ({lost}): it runs again")
@@ -357,7 +364,7 @@ def run_sweep(
                 if done:
                     write_index(path, index)
             if not pool.usable() and stopped is None:
-                stopped = f"{pool.where} was lost"
+                stopped = f"lost {pool.hub}"
         except KeyboardInterrupt:
             interrupted = True
             report(f"stopping: {len(running)} running trial(s) end at their next batch")
@@ -378,7 +385,7 @@ def run_sweep(
         raise KeyboardInterrupt
     if stopped is not None:
         raise WorkersLost(
-            f"{path}: the sweep stopped: {stopped}; trials that workers go on running are "
+            f"{path}: the sweep stopped: {stopped}; trials its workers go on running are "
             f"recorded from their logs by --resume; continue with: nnlib sweep --resume {path}"
         )
     return index
