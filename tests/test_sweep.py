@@ -3,6 +3,7 @@ median stopping, a real Ctrl+C to `nnlib sweep` and --resume."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,9 @@ from helpers import attempts_that_finished, ended, start_sweep, wait_for_batches
 from rich.console import Console
 
 from nnlib import runs
+from nnlib.cli import main
 from nnlib.config import ConfigError
-from nnlib.sweeps import create_sweep, load_sweep, median_table, read_index, run_sweep
+from nnlib.sweeps import create_sweep, driver, load_sweep, median_table, read_index, run_sweep
 from nnlib.sweeps.driver import write_index
 from nnlib.sweeps.report import best_line, ranking_table
 from nnlib.sweeps.trial import INDEX_FILE, SHARED_STORAGE, TrialTask, run_trial
@@ -336,6 +339,54 @@ def test_a_killed_local_worker_loses_only_its_trial_which_runs_again(tmp_path, e
     assert again.returncode == 0 and "0 of 3 trials to run" in stderr, stderr
     assert sorted(p.name for p in folder.iterdir()) == before
     assert read_index(folder)["trials"] == index["trials"]
+
+
+class LosingWorkers(ThreadPoolExecutor):
+    """Runs trials in threads, but every attempt of trial 0 loses its worker."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        if args[0].index != 0:
+            return super().submit(fn, *args, **kwargs)
+        future: Future = Future()
+        future.set_exception(BrokenExecutor("the worker died"))
+        return future
+
+
+def test_a_trial_that_loses_its_worker_again_and_again_is_left_for_resume(
+    tmp_path, monkeypatch, capsys
+):
+    @contextlib.contextmanager
+    def losing(*args, **kwargs):
+        with LosingWorkers(2) as executor:
+            yield driver.Workers(executor, 2, "2 threads")
+
+    sweep_file(tmp_path, "[sweep]\n[sweep.params]\nlr = [0.01, 0.02, 0.03]\n")
+    with monkeypatch.context() as patched:
+        patched.setattr(driver, "executor_for", losing)
+        code = main(["sweep", str(tmp_path / "sweep.toml"), "--sweep-dir", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.count("trial-000") >= driver.MAX_LOST and "failed" not in err
+    assert "trial-000.3 lost its worker 3 times: left for --resume" in err
+    assert err.strip().splitlines()[-1] == (
+        "1 trial(s) did not run to their end (trial-000.3: worker lost: BrokenExecutor: the "
+        f"worker died); continue with: nnlib sweep --resume {tmp_path / 's'}"
+    )
+    index = read_index(tmp_path / "s")
+    assert index["state"] == "interrupted"
+    assert [t["state"] for t in index["trials"]] == ["lost", "finished", "finished"]
+    assert index["trials"][0]["attempts"] == driver.MAX_LOST
+
+    assert main(["sweep", "--resume", str(tmp_path / "s"), "--workers", "1"]) == 0
+    index = read_index(tmp_path / "s")
+    assert index["state"] == "finished"
+    assert [t["state"] for t in index["trials"]] == ["finished"] * 3
+    assert index["trials"][0]["run"] == "trial-000.4"
+    assert attempts_that_finished(tmp_path / "s") == {
+        "trial-000": ["trial-000.4"],
+        "trial-001": ["trial-001"],
+        "trial-002": ["trial-002"],
+    }
 
 
 def test_the_command_prints_the_ranking_and_names_the_best(tmp_path, env):
