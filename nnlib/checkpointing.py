@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import reprlib
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -450,24 +451,19 @@ def parse_source(text: str) -> tuple[str, str | int]:
     run, at, which = text.rpartition("@")
     if not at:
         run, which = text, "last"
-    expected = f"{_clipped(text)!r}: expected RUN, RUN@last, RUN@best or RUN@<step>"
+    expected = f"{reprlib.repr(text)}: expected RUN, RUN@last, RUN@best or RUN@<step>"
     if not run:
         raise CheckpointError(f"{expected}, got no RUN")
     if which in ("last", "best"):
         return run, which
     if not (which.isascii() and which.isdigit()):
-        raise CheckpointError(f"{expected}, got {_clipped(which)!r} after the @")
+        raise CheckpointError(f"{expected}, got {reprlib.repr(which)} after the @")
     if len(which) > MAX_STEP_DIGITS:
         raise CheckpointError(
             f"{expected}, got a step of {len(which):,} digits; a step of at most "
             f"{MAX_STEP_DIGITS} digits"
         )
     return run, int(which)
-
-
-def _clipped(text: str, limit: int = 60) -> str:
-    """`text`, or its start and end around an ellipsis when it is longer than `limit`."""
-    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]}"
 
 
 # -- the callback -------------------------------------------------------------------------

@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
+import reprlib
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -38,7 +40,7 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from ..runs import new_run_dir, writer_alive
-from .spec import SweepError, SweepSpec
+from .spec import SweepError, SweepSpec, _need
 from .trial import (
     INDEX_FILE,
     STOP_FILE,
@@ -57,6 +59,15 @@ STATES = ("pending", "running", "finished", "pruned", "failed", "interrupted", "
 #: Trial states that a resumed sweep leaves alone; the others (pending, running,
 #: interrupted, lost) are run again, in a new run directory.
 DONE = ("finished", "pruned", "failed")
+#: A sweep's states (sweep.json "state").
+SWEEP_STATES = ("pending", "running", "finished", "interrupted")
+#: The fields of a trial's record in sweep.json.
+_TRIAL_FIELDS = (
+    "index", "params", "state", "run", "attempts", "metric", "best_epoch", "epochs", "reason",
+    "error", "seconds", "host", "curve",
+)  # fmt: skip
+#: Past this, a count in sweep.json (attempts, epochs) is not one the driver wrote.
+MAX_COUNT = 10**9
 #: A trial whose worker is lost this many times in one session is left 'lost' (for --resume)
 #: rather than run again: most likely the trial itself takes its worker down (memory).
 MAX_LOST = 3
@@ -184,7 +195,9 @@ def create_sweep(
 
 
 def read_index(sweep_dir: str | os.PathLike) -> dict[str, Any]:
-    """A sweep folder's index, checked enough to resume it; SweepError naming the file."""
+    """A sweep folder's index, checked as a file a person may have edited: every field the
+    driver and the report use has its type and range (SweepError naming the file and the
+    field, never another exception)."""
     path = Path(sweep_dir) / INDEX_FILE
     try:
         with path.open("rb") as handle:
@@ -197,28 +210,93 @@ def read_index(sweep_dir: str | os.PathLike) -> dict[str, Any]:
         raise SweepError(f"{path}: larger than {MAX_INDEX_BYTES:,} bytes; not a sweep index")
     try:
         index = json.loads(data.decode("utf-8"))
-        if index.get("version") != VERSION:
-            raise SweepError(
-                f"{path}: index version {index.get('version')!r}; this nnlib reads {VERSION}"
-            )
-        spec = SweepSpec.from_dict(index["spec"])
-        trials = index["trials"]
-        if not isinstance(trials, list) or len(trials) != len(spec.trials):
-            raise SweepError(f"{path}: {len(spec.trials)} trials planned, the list disagrees")
-    except SweepError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except RecursionError:
+        raise SweepError(f"{path}: nested too deeply; not a sweep index") from None
+    except ValueError as error:  # not JSON, not UTF-8, a number past Python's digit limit
+        raise SweepError(f"{path}: not a readable sweep index ({error})") from None
+    if not isinstance(index, dict) or not isinstance(index.get("trials"), list):
+        raise SweepError(f"{path}: not a readable sweep index (no list of trials)")
+    if index.get("version") != VERSION:
         raise SweepError(
-            f"{path}: not a readable sweep index ({type(error).__name__}: {error})"
-        ) from None
+            f"{path}: index version {reprlib.repr(index.get('version'))}; this nnlib reads "
+            f"{VERSION}"
+        )
+    spec = SweepSpec.from_dict(index.get("spec"), where=f"{path}: spec")
+    trials = index["trials"]
+    if len(trials) != len(spec.trials):
+        raise SweepError(f"{path}: {len(spec.trials)} trials planned, the list disagrees")
+    state = index.get("state")
+    _need(state in SWEEP_STATES, str(path), "state", f"one of {', '.join(SWEEP_STATES)}", state)
+    for i, trial in enumerate(trials):
+        _check_trial(trial, i, spec, f"{path}: trial {i}", _stem(index, i))
+    index["best"] = _best(index)  # worked out, not trusted
     return index
+
+
+def _check_trial(trial: Any, i: int, spec: SweepSpec, where: str, stem: str) -> None:
+    """A trial's record, as `_start`, `_record` and the report use it."""
+    _need(isinstance(trial, dict), where, "the record", "a table", trial)
+    missing = [key for key in _TRIAL_FIELDS if key not in trial]
+    if missing:
+        raise SweepError(f"{where}: {missing[0]} is missing")
+    attempts = trial["attempts"]
+    checks = [
+        ("index", trial["index"] == i, str(i)),
+        ("params", trial["params"] == spec.trials[i], f"the spec's trial {i}"),
+        ("state", trial["state"] in STATES, f"one of {', '.join(STATES)}"),
+        ("attempts", _is_count(attempts), "a count"),
+        ("run", trial["run"] is None or _names_attempt(trial["run"], stem, attempts), stem),
+        ("metric", _is_number_or_none(trial["metric"]), "a finite number or null"),
+        ("best_epoch", trial["best_epoch"] is None or _is_count(trial["best_epoch"]), "a count"),
+        ("epochs", _is_count(trial["epochs"]), "a count"),
+        ("seconds", _is_number_or_none(trial["seconds"]), "a finite number or null"),
+        ("curve", _is_curve(trial["curve"]), "a list of finite numbers or nulls"),
+    ]
+    for key in ("reason", "error", "host"):
+        checks.append((key, trial[key] is None or isinstance(trial[key], str), "text or null"))
+    for key, ok, expected in checks:
+        _need(ok, where, key, expected, trial[key])
+
+
+def _names_attempt(run: Any, stem: str, attempts: int) -> bool:
+    """Whether `run` is the folder of one of the `attempts` attempts of the trial `stem` (and
+    so a name in the sweep folder, never a path elsewhere)."""
+    if not _is_count(attempts):
+        return False
+    if run == stem:
+        return attempts >= 1
+    number = run[len(stem) + 1 :] if isinstance(run, str) and run.startswith(f"{stem}.") else ""
+    if not (number.isascii() and number.isdigit() and len(number) < 10):
+        return False
+    return run == attempt_name(stem, int(number)) and 2 <= int(number) <= attempts
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT
+
+
+def _is_number_or_none(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
+
+
+def _is_curve(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_number_or_none(v) for v in value)
 
 
 def write_index(sweep_dir: Path, index: dict[str, Any]) -> None:
     """Write sweep.json atomically, with the best trial worked out afresh."""
-    ranking = ranked(index)
-    index["best"] = ranking[0]["index"] if ranking and ranking[0]["state"] == "finished" else None
+    index["best"] = _best(index)
     atomic_write_text(sweep_dir / INDEX_FILE, json.dumps(index, indent=1, allow_nan=False))
+
+
+def _best(index: dict[str, Any]) -> int | None:
+    """The index of the best finished trial with a metric, or None."""
+    top = next(iter(ranked(index)), None)
+    if top is None or top["state"] != "finished" or top["metric"] is None:
+        return None
+    return top["index"]
 
 
 def ranked(index: dict[str, Any]) -> list[dict[str, Any]]:
