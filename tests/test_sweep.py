@@ -223,6 +223,25 @@ lr = [0.01, 0.05, 0.1, 0.2]
     assert resumed["state"] == "finished"
 
 
+def test_resume_refuses_while_a_worker_of_the_last_session_still_runs_a_trial(tmp_path):
+    # Running it again would run it twice: the record would then hold one of two runs.
+    folder, index = run_in(tmp_path, "[sweep]\n[sweep.params]\nlr = [0.01]\n", workers=1)
+    kill(folder / "trial-000")
+    index["trials"][0]["state"] = "lost"
+    write_index(folder, index)
+    lock = runs.WriterLock(folder / "trial-000")
+    lock.acquire()  # as the orphaned worker holds it
+    try:
+        with pytest.raises(ConfigError, match="trial-000: a worker of the sweep's earlier"):
+            run_sweep(folder, workers=1, report=lambda line: None)
+    finally:
+        lock.release()
+    assert read_index(folder)["trials"][0]["state"] == "lost"
+    assert run_sweep(folder, workers=1, report=lambda line: None)["trials"][0]["run"] == (
+        "trial-000.2"
+    )
+
+
 def kill(run_dir: Path) -> None:
     """Make `run_dir` look like a run whose writer was killed: its log loses its end."""
     log = run_dir / "events.jsonl"
