@@ -43,8 +43,8 @@ def sequential(epochs: int, root: Path) -> float:
     folder = create_sweep(plan, root / "sequential")
     began = time.perf_counter()
     for i in range(len(plan.trials)):
-        config = plan.config(i).replace(run_dir=str(folder / f"trial-{i}")).to_dict()
-        result = run_trial(TrialTask(str(folder), i, f"trial-{i}", config, "val_loss", "min"))
+        config = plan.config(i).to_dict()
+        result = run_trial(TrialTask(str(folder), i, f"trial-{i}", 1, config, "val_loss", "min"))
         assert result.state == "finished", result
     return time.perf_counter() - began
 

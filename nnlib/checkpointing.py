@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import reprlib
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -415,6 +416,10 @@ def step_checkpoints(folder: str | os.PathLike) -> dict[int, Path]:
     }
 
 
+#: The longest step number a RUN@<step> may give (a step is an int64: 19 digits at most).
+MAX_STEP_DIGITS = 18
+
+
 def find(run_dir: str | os.PathLike, which: str | int = "last") -> Path:
     """The checkpoint of run `run_dir` at `which`: "last" (the newest), "best", or a step.
     CheckpointError says what there is when it is not there."""
@@ -445,17 +450,25 @@ def find(run_dir: str | os.PathLike, which: str | int = "last") -> Path:
 
 
 def parse_source(text: str) -> tuple[str, str | int]:
-    """ "RUN", "RUN@last", "RUN@best" or "RUN@<step>" as (run, which)."""
+    """ "RUN", "RUN@last", "RUN@best" or "RUN@<step>" as (run, which). A step is ASCII digits,
+    at most 18 of them (a step count fits an int64 long before that; and past 4,300 digits
+    Python refuses to convert a string to an int at all)."""
     run, at, which = text.rpartition("@")
     if not at:
-        return text, "last"
+        run, which = text, "last"
+    expected = f"{reprlib.repr(text)}: expected RUN, RUN@last, RUN@best or RUN@<step>"
+    if not run:
+        raise CheckpointError(f"{expected}, got no RUN")
     if which in ("last", "best"):
         return run, which
-    if which.isdigit():
-        return run, int(which)
-    raise CheckpointError(
-        f"{text!r}: expected RUN, RUN@last, RUN@best or RUN@<step>, got {which!r} after the @"
-    )
+    if not (which.isascii() and which.isdigit()):
+        raise CheckpointError(f"{expected}, got {reprlib.repr(which)} after the @")
+    if len(which) > MAX_STEP_DIGITS:
+        raise CheckpointError(
+            f"{expected}, got a step of {len(which):,} digits; a step of at most "
+            f"{MAX_STEP_DIGITS} digits"
+        )
+    return run, int(which)
 
 
 # -- the callback -------------------------------------------------------------------------

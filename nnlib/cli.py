@@ -530,7 +530,7 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     if not args.quiet:
         callbacks.append(ProgressBar())
     try:
-        if args.resume:
+        if args.resume is not None:
             experiment = resume(args.resume, data=data, callbacks=callbacks, checkpoints=True)
         else:
             experiment = setup(config, data=data, callbacks=callbacks, checkpoints=True)
@@ -590,7 +590,9 @@ def _train_config(args: argparse.Namespace) -> ExperimentConfig:
     if args.histogram_every:
         flags["histogram_every"] = args.histogram_every
     try:
-        if args.resume:
+        if args.resume is not None:
+            if not args.resume:
+                raise UsageError("--resume: give the run directory to continue, got ''")
             if flags or args.config:
                 given = "--" + next(iter(flags or {"config": 1})).replace("_", "-")
                 raise UsageError(
@@ -601,7 +603,7 @@ def _train_config(args: argparse.Namespace) -> ExperimentConfig:
             if not toml.is_file():
                 raise UsageError(f"--resume: {args.resume}: not a run directory (no {toml.name})")
             return ExperimentConfig.load(toml)
-        if args.fork:
+        if args.fork is not None:
             if args.config:
                 raise UsageError("--fork takes its config from the run it forks, not --config")
             return fork_config(args.fork, **flags)
@@ -909,13 +911,16 @@ def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
     """Create (or reopen with --resume) a sweep folder, run its trials, print the ranking.
     Ctrl+C stops the running trials at a batch boundary (their logs end) and exits 130."""
     from .config import ConfigError
-    from .sweeps import create_sweep, load_sweep, run_sweep
-    from .sweeps.report import best_line, failures, ranking_table
+    from .sweeps import WorkersLost, create_sweep, load_sweep, run_sweep
+    from .sweeps.report import best_line, failures, ranking_table, unfinished
 
     if (args.sweep_file is None) == (args.resume is None):
         raise UsageError("nnlib sweep: give a SWEEP.toml file, or --resume SWEEP_DIR (not both)")
     if args.resume is not None and args.sweep_dir is not None:
         raise UsageError("nnlib sweep: --sweep-dir is for a new sweep; --resume names the folder")
+    for flag, value in (("--resume", args.resume), ("--sweep-dir", args.sweep_dir)):
+        if value == "":
+            raise UsageError(f"{flag}: give the sweep folder, got ''")
     try:
         if args.resume is not None:
             sweep_dir = Path(args.resume)
@@ -931,6 +936,8 @@ def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
         )
     except ConfigError as error:  # a sweep file, folder or scheduler that cannot be used
         raise UsageError(str(error)) from None
+    except WorkersLost as error:  # the scheduler is gone: the trials run so far are kept
+        return _fail(str(error), EXIT_FAILED)
     except KeyboardInterrupt:
         if signals.received is None:  # not ours (a worker's): let main report it
             raise
@@ -946,7 +953,10 @@ def _sweep(args: argparse.Namespace, signals: StopSignals) -> int:
     for line in failures(index):
         print(line, file=sys.stderr)
     print(best_line(index, str(sweep_dir)), file=sys.stderr)
-    return EXIT_OK if index["best"] is not None else EXIT_FAILED
+    left = unfinished(index, str(sweep_dir))
+    if left:
+        print(left, file=sys.stderr)
+    return EXIT_OK if index["best"] is not None and not left else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -84,6 +84,10 @@ class RunDirError(ValueError):
     """A run directory that cannot be used: it holds a run already, or cannot be written."""
 
 
+class RunDirTaken(RunDirError):
+    """A run directory that holds a run already, or anything else: a new run goes elsewhere."""
+
+
 class WriterGone(ValueError):
     """A run log ends without its end event and nothing writes it any more."""
 
@@ -472,25 +476,33 @@ def new_run_dir(root: str | os.PathLike | None = None, name: str = "run") -> Pat
 
 
 def claim_run_dir(path: str | os.PathLike) -> Path:
-    """A directory a new run may write: made if missing, refused (RunDirError, one line) when
-    it already holds a run — a run directory is never reused, so no earlier run is lost — or
-    when it cannot be written. Stale temporaries of killed writes in it are removed."""
+    """A directory a new run may write: made if missing, or taken when empty (stale
+    temporaries of killed writes are removed first). Refused (RunDirError, one line) when it
+    already holds a run — a run directory is never reused, so no earlier run is lost — or
+    anything else (a user's folder is not written into), or cannot be written."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        held = [name for name in RUN_FILES if (path / name).exists()]
+        remove_stale_temporaries(path)
+        held = sorted(entry.name for entry in os.scandir(path))
         if not held:
             # Prove it is writable now, not after the dataset has loaded.
             with tempfile.TemporaryFile(dir=path):
                 pass
     except OSError as error:
         raise RunDirError(_unusable(path, error)) from None
-    if held:
-        raise RunDirError(
-            f"{path}: already holds a run ({', '.join(held)}); a run directory is never "
+    logged = [name for name in RUN_FILES if name in held]
+    if logged:
+        raise RunDirTaken(
+            f"{path}: already holds a run ({', '.join(logged)}); a run directory is never "
             "reused: give a new one, or none for a fresh one under the runs folder"
         )
-    remove_stale_temporaries(path)
+    if held:
+        raise RunDirTaken(
+            f"{path}: is not empty ({held[0]}{', ...' if len(held) > 1 else ''}); a run writes "
+            "only into a new or empty folder: give another, or none for a fresh one under the "
+            "runs folder"
+        )
     return path
 
 

@@ -10,6 +10,7 @@ import http.server
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -653,3 +654,67 @@ def train(run_dir: Path, epochs: int = EPOCHS, callbacks: tuple = ()) -> list[b.
 
 def of(kind: type, snapshots: list[b.Snapshot]) -> list:
     return [s for s in snapshots if isinstance(s, kind)]
+
+
+# -- sweeps whose workers are killed ---------------------------------------------------------------
+SWEEP_TIMEOUT = 180  # seconds; a bound on sweeps that normally take a few
+
+
+def start_sweep(cwd: Path, env: dict, *args: str) -> subprocess.Popen:
+    """`nnlib sweep ...` in its own process group, as a terminal's foreground job is."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnlib.cli", "sweep", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def ended(process: subprocess.Popen) -> str:
+    """Its stderr once it has exited (bounded: else its process group is killed)."""
+    try:
+        return process.communicate(timeout=SWEEP_TIMEOUT)[1]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+
+
+def wait_for_batches(process: subprocess.Popen, run_dirs: list[Path]) -> None:
+    """Until every run in `run_dirs` has logged a batch (bounded; fails on an early exit)."""
+    for _ in range(SWEEP_TIMEOUT * 50):
+        if all(
+            (d / "events.jsonl").exists() and '"type":"batch"' in (d / "events.jsonl").read_text()
+            for d in run_dirs
+        ):
+            return
+        try:
+            process.wait(timeout=0.02)
+            pytest.fail(f"nnlib sweep exited early: {process.communicate()}")
+        except subprocess.TimeoutExpired:
+            pass
+    process.kill()
+    pytest.fail(f"no batch logged in {run_dirs}")
+
+
+def writer_pid(run_dir: Path) -> int:
+    """The process writing `run_dir`: the holder of its writer lock, as /proc/locks lists it."""
+    inode = (run_dir / runs.LOCK_FILE).stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()  # 1: FLOCK  ADVISORY  WRITE 22947 fe:00:2147811 0 EOF
+        if fields[1] == "FLOCK" and fields[3] == "WRITE" and fields[5].endswith(f":{inode}"):
+            return int(fields[4])
+    pytest.fail(f"no process holds the writer lock of {run_dir}")
+
+
+def attempts_that_finished(folder: Path) -> dict[str, list[str]]:
+    """Per trial of the sweep in `folder`, its attempt folders whose log ends 'finished'."""
+    finished: dict[str, list[str]] = {}
+    for run_dir in sorted(folder.glob("trial-*")):
+        events = runs.read(run_dir)
+        if events[-1].type == "end" and events[-1]["reason"] == "finished":
+            finished.setdefault(run_dir.name.partition(".")[0], []).append(run_dir.name)
+    return finished

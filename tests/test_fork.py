@@ -151,3 +151,28 @@ async def test_fork_asks_for_a_pause_and_cancel_forks_nothing(tmp_path: Path) ->
         await until(pilot, lambda: app.screen is dashboard)
         assert dashboard.running
         dashboard.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--fork", ""], "'': expected RUN, RUN@last, RUN@best or RUN@<step>, got no RUN"),
+        (["--fork", "@best"], "got no RUN"),
+        (["--fork", "run@" + "9" * 5000], "a step of at most 18 digits"),
+        (["--fork", "run@²"], "got '²' after the @"),
+        (["--resume", ""], "--resume: give the run directory to continue, got ''"),
+    ],
+)
+def test_an_empty_fork_or_resume_or_a_step_past_any_number_is_one_line(
+    args: list[str], words: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Never a fresh run without its parent (an empty RUN was taken for no --fork at all),
+    # never Python's int-digit-limit traceback, and a message of a readable size.
+    argv = ["train", *args, "--dataset", "spirals", "--run-dir", str(tmp_path / "r")]
+    if args[0] == "--resume":
+        argv = ["train", *args]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
+    assert len(lines[0]) < 300
+    assert not (tmp_path / "r").exists()

@@ -60,6 +60,19 @@ def test_reusing_a_run_dir_is_refused_and_the_earlier_run_is_kept(tmp_path, env)
     assert [e.type for e in runs.read(run_dir)].count("run_start") == 1
 
 
+def test_a_run_dir_holding_anything_is_refused_and_left_as_it_is(tmp_path, env):
+    # The README: --run-dir names a new or empty folder, else exit 2.
+    run_dir = tmp_path / "notes"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    line = usage_error(train_cli(tmp_path, env, run_dir), "--run-dir", "not empty (notes.txt)")
+    assert "a new or empty folder" in line
+    assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt"]
+    assert (run_dir / "notes.txt").read_text() == "mine"
+    (run_dir / "notes.txt").unlink()
+    assert train_cli(tmp_path, env, run_dir).returncode == 0  # empty: taken
+
+
 def test_braces_in_the_run_dir_are_not_a_template(tmp_path):
     run_dir = tmp_path / "w" / "brace{epoch}{x}"
     experiment = setup(quick(run_dir), checkpoints=True)
@@ -107,8 +120,15 @@ def test_stale_temporaries_of_our_pattern_are_cleaned_and_nothing_else(tmp_path)
         path.write_text("x")
         if path is not fresh:
             _age(path, 3600)
-    runs.claim_run_dir(run_dir)
-    assert not ours.exists() and fresh.exists() and all(p.exists() for p in others)
+    assert remove_stale_temporaries(run_dir) == [ours]
+    assert fresh.exists() and all(p.exists() for p in others)
+    # A folder that holds only what killed writers left is empty to a new run.
+    ours.write_text("x")
+    _age(ours, 3600)
+    left = tmp_path / "left"
+    left.mkdir()
+    os.replace(ours, left / ours.name)
+    assert runs.claim_run_dir(left) == left and list(left.iterdir()) == []
     # The pattern is the one atomic_write really uses.
     atomic_write_text(run_dir / "a.txt", "a")  # leaves nothing
     assert remove_stale_temporaries(run_dir, older_than=-1) == [fresh]

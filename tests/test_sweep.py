@@ -3,20 +3,25 @@ median stopping, a real Ctrl+C to `nnlib sweep` and --resume."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import attempts_that_finished, ended, start_sweep, wait_for_batches, writer_pid
 from rich.console import Console
 
 from nnlib import runs
+from nnlib.cli import main
 from nnlib.config import ConfigError
-from nnlib.sweeps import create_sweep, load_sweep, median_table, read_index, run_sweep
+from nnlib.sweeps import create_sweep, driver, load_sweep, median_table, read_index, run_sweep
 from nnlib.sweeps.driver import write_index
 from nnlib.sweeps.report import best_line, ranking_table
 from nnlib.sweeps.trial import INDEX_FILE, SHARED_STORAGE, TrialTask, run_trial
@@ -174,32 +179,83 @@ def test_resume_reruns_only_the_trials_that_did_not_finish_in_new_run_dirs(tmp_p
 [sweep]
 method = "grid"
 [sweep.params]
-lr = [0.01, 0.05, 0.1]
+lr = [0.01, 0.05, 0.1, 0.2]
 """,
     )
-    first = (folder / "trial-000" / "events.jsonl").read_bytes()
-    index["trials"][1]["state"] = "interrupted"
-    index["trials"][2]["state"] = "running"  # the driver died before it heard back
+    logs = {t["run"]: (folder / t["run"] / "events.jsonl").read_bytes() for t in index["trials"]}
+    recorded = [dict(t) for t in index["trials"]]
+    # The driver died before it heard back: trial 1 had ended on its worker all the same; trial
+    # 2's worker was killed (its log has no end); Dask ran trial 3 again, in trial-003.2, after
+    # its first worker was killed.
+    index["trials"][1].update(state="running", metric=None, curve=[], epochs=0)
+    kill(folder / "trial-002")
+    shutil.copytree(folder / "trial-003", folder / "trial-003.2")
+    kill(folder / "trial-003")
+    index["trials"][2]["state"] = "lost"
+    index["trials"][3].update(state="lost", metric=None)
     index["state"] = "interrupted"
     write_index(folder, index)
-    resumed = run_sweep(folder, workers=2, report=lambda line: None)
-    assert [t["state"] for t in resumed["trials"]] == ["finished"] * 3
-    assert [t["run"] for t in resumed["trials"]] == ["trial-000", "trial-001.2", "trial-002.2"]
-    assert [t["attempts"] for t in resumed["trials"]] == [1, 2, 2]
-    assert (folder / "trial-000" / "events.jsonl").read_bytes() == first  # left alone
-    assert end_event(folder / "trial-001")["reason"] == "finished"  # the old attempt is kept
-    assert end_event(folder / "trial-001.2")["reason"] == "finished"
+    lines: list[str] = []
+    resumed = run_sweep(folder, workers=2, report=lines.append)
+    assert lines[:2] == [
+        "trial-001 finished while no driver was listening: recorded",
+        "trial-003.2 finished while no driver was listening: recorded",
+    ]
+    assert f"{folder}  1 of 4 trials to run" in lines[2]
+    assert [t["state"] for t in resumed["trials"]] == ["finished"] * 4
+    assert [t["run"] for t in resumed["trials"]] == [
+        "trial-000",
+        "trial-001",
+        "trial-002.2",
+        "trial-003.2",
+    ]
+    assert [t["attempts"] for t in resumed["trials"]] == [1, 1, 2, 2]
+    for i in (1, 3):  # as the trial reported itself (but for the seconds and host)
+        mine = {k: v for k, v in resumed["trials"][i].items() if k not in ("seconds", "host")}
+        assert mine == {k: v for k, v in recorded[i].items() if k in mine} | {
+            "run": mine["run"],
+            "attempts": mine["attempts"],
+        }
+    for name in ("trial-000", "trial-001"):  # left alone
+        assert (folder / name / "events.jsonl").read_bytes() == logs[name]
+    assert "end" not in {e.type for e in runs.read(folder / "trial-002")}  # the old one kept
+    assert end_event(folder / "trial-002.2")["reason"] == "finished"
     assert resumed["state"] == "finished"
 
 
+def test_resume_refuses_while_a_worker_of_the_last_session_still_runs_a_trial(tmp_path):
+    # Running it again would run it twice: the record would then hold one of two runs.
+    folder, index = run_in(tmp_path, "[sweep]\n[sweep.params]\nlr = [0.01]\n", workers=1)
+    kill(folder / "trial-000")
+    index["trials"][0]["state"] = "lost"
+    write_index(folder, index)
+    lock = runs.WriterLock(folder / "trial-000")
+    lock.acquire()  # as the orphaned worker holds it
+    try:
+        with pytest.raises(ConfigError, match="trial-000: a worker of the sweep's earlier"):
+            run_sweep(folder, workers=1, report=lambda line: None)
+    finally:
+        lock.release()
+    assert read_index(folder)["trials"][0]["state"] == "lost"
+    assert run_sweep(folder, workers=1, report=lambda line: None)["trials"][0]["run"] == (
+        "trial-000.2"
+    )
+
+
+def kill(run_dir: Path) -> None:
+    """Make `run_dir` look like a run whose writer was killed: its log loses its end."""
+    log = run_dir / "events.jsonl"
+    log.write_bytes(log.read_bytes().rstrip(b"\n").rpartition(b"\n")[0] + b"\n")
+
+
 def test_a_worker_that_cannot_see_or_write_the_sweep_folder_fails_the_trial_saying_so(tmp_path):
-    config = {"dataset": "spirals", "epochs": 1, "run_dir": str(tmp_path / "t")}
-    unseen = run_trial(TrialTask(str(tmp_path), 0, "t", config, "loss", "min"))
+    config = {"dataset": "spirals", "epochs": 1}
+    unseen = run_trial(TrialTask(str(tmp_path), 0, "t", 1, config, "loss", "min"))
     assert unseen.state == "failed"
     assert INDEX_FILE in unseen.error and SHARED_STORAGE in unseen.error
     (tmp_path / INDEX_FILE).write_text("{}")
     (tmp_path / "t").write_text("a file where the run directory should go")
-    unwritable = run_trial(TrialTask(str(tmp_path), 0, "t", config, "loss", "min"))
+    unwritable = run_trial(TrialTask(str(tmp_path), 0, "t", 1, config, "loss", "min"))
     assert unwritable.state == "failed"
     assert "cannot be used as a run directory" in unwritable.error
     assert SHARED_STORAGE in unwritable.error
@@ -223,36 +279,6 @@ def env(tmp_path_factory):
     return environment
 
 
-def start(tmp_path: Path, env: dict, *args: str) -> subprocess.Popen:
-    """`nnlib sweep ...` in its own process group, as a terminal's foreground job is."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "nnlib.cli", "sweep", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def wait_for_batches(process: subprocess.Popen, run_dirs: list[Path]) -> None:
-    """Until every run in `run_dirs` has logged a batch (bounded; fails on an early exit)."""
-    for _ in range(TIMEOUT * 50):
-        if all(
-            (d / "events.jsonl").exists() and '"type":"batch"' in (d / "events.jsonl").read_text()
-            for d in run_dirs
-        ):
-            return
-        try:
-            process.wait(timeout=0.02)
-            pytest.fail(f"nnlib sweep exited early: {process.communicate()}")
-        except subprocess.TimeoutExpired:
-            pass
-    process.kill()
-    pytest.fail(f"no batch logged in {run_dirs}")
-
-
 def ctrl_c(process: subprocess.Popen) -> str:
     """SIGINT to the whole process group (driver and workers), as Ctrl+C in a terminal."""
     try:
@@ -273,7 +299,7 @@ def test_ctrl_c_stops_the_running_trials_cleanly_and_resume_continues(tmp_path, 
         + "[sweep]\n[sweep.params]\nlr = [0.01, 0.02, 0.03]\n"
     )
     folder = tmp_path / "s"
-    process = start(tmp_path, env, "endless.toml", "--workers", "2", "--sweep-dir", "s")
+    process = start_sweep(tmp_path, env, "endless.toml", "--workers", "2", "--sweep-dir", "s")
     wait_for_batches(process, [folder / "trial-000", folder / "trial-001"])
     stderr = ctrl_c(process)
     assert stderr.strip().splitlines()[-1] == (
@@ -288,13 +314,98 @@ def test_ctrl_c_stops_the_running_trials_cleanly_and_resume_continues(tmp_path, 
         assert (folder / name / "model.npz").exists()
     assert not (folder / "stop.request").exists()
 
-    process = start(tmp_path, env, "--resume", "s", "--workers", "2")
+    process = start_sweep(tmp_path, env, "--resume", "s", "--workers", "2")
     wait_for_batches(process, [folder / "trial-000.2", folder / "trial-001.2"])
     ctrl_c(process)
     index = read_index(folder)
     assert [t["run"] for t in index["trials"]] == ["trial-000.2", "trial-001.2", None]
     assert [t["attempts"] for t in index["trials"]] == [2, 2, 0]
     assert end_event(folder / "trial-000")["reason"] == "interrupted"  # the first attempt kept
+
+
+@pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="finds the worker in /proc/locks")
+def test_a_killed_local_worker_loses_only_its_trial_which_runs_again(tmp_path, env):
+    # Two workers; the one running trial-000 is SIGKILLed (as the OOM killer would): that
+    # trial runs again in trial-000.2, the other worker's trial goes on undisturbed, and
+    # --resume then finds nothing to do: every trial finished exactly once.
+    (tmp_path / "s.toml").write_text(
+        BASE.replace("epochs = 4", "epochs = 6").replace("batch_size = 32", "batch_size = 4")
+        + "[sweep]\n[sweep.params]\nlr = [0.01, 0.02, 0.03]\n"
+    )
+    folder = tmp_path / "s"
+    process = start_sweep(tmp_path, env, "s.toml", "--workers", "2", "--sweep-dir", "s")
+    wait_for_batches(process, [folder / "trial-000", folder / "trial-001"])
+    os.kill(writer_pid(folder / "trial-000"), signal.SIGKILL)
+    stderr = ended(process)
+    assert process.returncode == 0, stderr
+    assert "trial-000 lost its worker (BrokenProcessPool" in stderr
+    assert "failed" not in stderr and "Traceback" not in stderr, stderr
+    index = read_index(folder)
+    assert index["state"] == "finished"
+    assert [t["state"] for t in index["trials"]] == ["finished"] * 3
+    assert [t["run"] for t in index["trials"]] == ["trial-000.2", "trial-001", "trial-002"]
+    assert [t["attempts"] for t in index["trials"]] == [2, 1, 1]
+    assert runs.read(folder / "trial-000")[-1].type != "end"  # killed: the attempt is kept
+    assert attempts_that_finished(folder) == {
+        "trial-000": ["trial-000.2"],
+        "trial-001": ["trial-001"],
+        "trial-002": ["trial-002"],
+    }
+    before = sorted(p.name for p in folder.iterdir())
+
+    again = start_sweep(tmp_path, env, "--resume", "s", "--workers", "2")
+    stderr = ended(again)
+    assert again.returncode == 0 and "0 of 3 trials to run" in stderr, stderr
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert read_index(folder)["trials"] == index["trials"]
+
+
+class LosingWorkers(ThreadPoolExecutor):
+    """Runs trials in threads, but every attempt of trial 0 loses its worker."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        if args[0].index != 0:
+            return super().submit(fn, *args, **kwargs)
+        future: Future = Future()
+        future.set_exception(BrokenExecutor("the worker died"))
+        return future
+
+
+def test_a_trial_that_loses_its_worker_again_and_again_is_left_for_resume(
+    tmp_path, monkeypatch, capsys
+):
+    @contextlib.contextmanager
+    def losing(*args, **kwargs):
+        with LosingWorkers(2) as executor:
+            yield driver.Workers(executor, 2, "2 threads")
+
+    sweep_file(tmp_path, "[sweep]\n[sweep.params]\nlr = [0.01, 0.02, 0.03]\n")
+    with monkeypatch.context() as patched:
+        patched.setattr(driver, "executor_for", losing)
+        code = main(["sweep", str(tmp_path / "sweep.toml"), "--sweep-dir", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.count("trial-000") >= driver.MAX_LOST and "failed" not in err
+    assert "trial-000.3 lost its worker 3 times: left for --resume" in err
+    assert err.strip().splitlines()[-1] == (
+        "1 trial(s) did not run to their end (trial-000.3: worker lost: BrokenExecutor: the "
+        f"worker died); continue with: nnlib sweep --resume {tmp_path / 's'}"
+    )
+    index = read_index(tmp_path / "s")
+    assert index["state"] == "interrupted"
+    assert [t["state"] for t in index["trials"]] == ["lost", "finished", "finished"]
+    assert index["trials"][0]["attempts"] == driver.MAX_LOST
+
+    assert main(["sweep", "--resume", str(tmp_path / "s"), "--workers", "1"]) == 0
+    index = read_index(tmp_path / "s")
+    assert index["state"] == "finished"
+    assert [t["state"] for t in index["trials"]] == ["finished"] * 3
+    assert index["trials"][0]["run"] == "trial-000.4"
+    assert attempts_that_finished(tmp_path / "s") == {
+        "trial-000": ["trial-000.4"],
+        "trial-001": ["trial-001"],
+        "trial-002": ["trial-002"],
+    }
 
 
 def test_the_command_prints_the_ranking_and_names_the_best(tmp_path, env):
@@ -323,6 +434,8 @@ def test_the_command_prints_the_ranking_and_names_the_best(tmp_path, env):
         ((), "give a SWEEP.toml file, or --resume"),
         (("missing.toml",), "missing.toml: no such config file"),
         (("--resume", "nowhere"), "nowhere: not a sweep folder"),
+        (("--resume", ""), "--resume: give the sweep folder, got ''"),
+        (("s.toml", "--sweep-dir", ""), "--sweep-dir: give the sweep folder, got ''"),
         (("bad.toml",), "params.lr[1]: lr must be a positive number, got -1"),
         (("s.toml", "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "1"), "Dask"),
     ],

@@ -7,13 +7,14 @@ a Dask cluster, and keeps the folder's index, `sweep.json`; `trial` is what a wo
 
 from __future__ import annotations
 
-from .driver import create_sweep, median_table, ranked, read_index, run_sweep
+from .driver import WorkersLost, create_sweep, median_table, ranked, read_index, run_sweep
 from .spec import EarlyStop, SweepError, SweepSpec, load_sweep, parse_sweep
 
 __all__ = [
     "EarlyStop",
     "SweepError",
     "SweepSpec",
+    "WorkersLost",
     "create_sweep",
     "load_sweep",
     "median_table",

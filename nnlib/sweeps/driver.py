@@ -6,6 +6,13 @@ driver submits at most one trial per worker at a time (so that each trial gets t
 table of the trials finished before it starts, and a Ctrl+C finds few trials running), and
 records every change in `sweep.json` atomically. The driver is the only writer of the index;
 trials write only their own run directories.
+
+A trial never raises (`run_trial` reports its own failure as a result), so a future that
+raises means the trial's worker was lost — killed, out of memory, its machine or the Dask
+scheduler gone — not that the trial failed: the trial runs again, in a new attempt folder
+(up to MAX_LOST times in a session). A sweep whose executor can take no more trials (the
+scheduler is gone) stops with `WorkersLost`; `--resume` first records, from their logs, the
+trials that ended while no driver was listening, then reruns the rest.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
+import reprlib
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -30,22 +39,38 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write_text
-from ..runs import new_run_dir
-from .spec import SweepError, SweepSpec
+from ..runs import new_run_dir, writer_alive
+from .spec import SweepError, SweepSpec, _need
 from .trial import (
     INDEX_FILE,
     STOP_FILE,
     TrialResult,
     TrialTask,
+    attempt_name,
     best_so_far,
     ignore_terminal_signals,
+    logged_result,
     run_trial,
 )
 
 VERSION = 1
+#: A trial's states; `lost`: its worker was lost (MAX_LOST times, or the sweep stopped).
+STATES = ("pending", "running", "finished", "pruned", "failed", "interrupted", "lost")
 #: Trial states that a resumed sweep leaves alone; the others (pending, running,
-#: interrupted) are run again, in a new run directory.
+#: interrupted, lost) are run again, in a new run directory.
 DONE = ("finished", "pruned", "failed")
+#: A sweep's states (sweep.json "state").
+SWEEP_STATES = ("pending", "running", "finished", "interrupted")
+#: The fields of a trial's record in sweep.json.
+_TRIAL_FIELDS = (
+    "index", "params", "state", "run", "attempts", "metric", "best_epoch", "epochs", "reason",
+    "error", "seconds", "host", "curve",
+)  # fmt: skip
+#: Past this, a count in sweep.json (attempts, epochs) is not one the driver wrote.
+MAX_COUNT = 10**9
+#: A trial whose worker is lost this many times in one session is left 'lost' (for --resume)
+#: rather than run again: most likely the trial itself takes its worker down (memory).
+MAX_LOST = 3
 #: Seconds to wait for a Dask scheduler to answer (`nnlib sweep --connect-timeout`).
 CONNECT_TIMEOUT = 20.0
 DASK_MISSING = (
@@ -55,6 +80,61 @@ DASK_MISSING = (
 #: An index is a few kB per trial; past this it is not one of ours (and is not read whole).
 MAX_INDEX_BYTES = 64 << 20
 Report = Callable[[str], object]
+
+
+class WorkersLost(Exception):
+    """The sweep stopped because its executor can take no more trials (the Dask scheduler is
+    gone); sweep.json says 'interrupted', and the message how to continue."""
+
+
+class LocalWorkers(Executor):
+    """`count` local worker processes, each a process pool of its own, so that a worker that
+    dies (killed, out of memory) loses only the trial it ran, and the next trial it is given
+    starts a fresh process. (One pool of `count` processes breaks whole when one of them
+    dies: it ends the other workers' trials with it.) Takes one task per idle worker."""
+
+    def __init__(self, count: int) -> None:
+        self._pools: list[ProcessPoolExecutor | None] = [None] * count
+        self._tasks: list[Future | None] = [None] * count
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        for slot, task in enumerate(self._tasks):
+            if task is not None and not task.done():
+                continue
+            pool = self._pools[slot]
+            if pool is None or (task is not None and _broke(task)):
+                if pool is not None:
+                    pool.shutdown(wait=False)
+                # spawn: a fresh interpreter, as Dask's nanny starts its workers (no forked locks)
+                pool = self._pools[slot] = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=ignore_terminal_signals,
+                )
+            self._tasks[slot] = task = pool.submit(fn, *args, **kwargs)
+            return task
+        raise RuntimeError(f"all {len(self._tasks)} local workers are busy")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for pool in self._pools:
+            if pool is not None:
+                pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _broke(task: Future) -> bool:
+    return not task.cancelled() and isinstance(task.exception(), BrokenExecutor)
+
+
+@dataclasses.dataclass
+class Workers:
+    """Where trials run: the executor, how many trials at once, a description, and whether
+    it can still take trials (Dask: while the client is connected to `hub`, its scheduler)."""
+
+    executor: Executor
+    capacity: int
+    where: str
+    hub: str = "the local workers"
+    usable: Callable[[], bool] = lambda: True
 
 
 def create_sweep(
@@ -115,7 +195,9 @@ def create_sweep(
 
 
 def read_index(sweep_dir: str | os.PathLike) -> dict[str, Any]:
-    """A sweep folder's index, checked enough to resume it; SweepError naming the file."""
+    """A sweep folder's index, checked as a file a person may have edited: every field the
+    driver and the report use has its type and range (SweepError naming the file and the
+    field, never another exception)."""
     path = Path(sweep_dir) / INDEX_FILE
     try:
         with path.open("rb") as handle:
@@ -128,28 +210,93 @@ def read_index(sweep_dir: str | os.PathLike) -> dict[str, Any]:
         raise SweepError(f"{path}: larger than {MAX_INDEX_BYTES:,} bytes; not a sweep index")
     try:
         index = json.loads(data.decode("utf-8"))
-        if index.get("version") != VERSION:
-            raise SweepError(
-                f"{path}: index version {index.get('version')!r}; this nnlib reads {VERSION}"
-            )
-        spec = SweepSpec.from_dict(index["spec"])
-        trials = index["trials"]
-        if not isinstance(trials, list) or len(trials) != len(spec.trials):
-            raise SweepError(f"{path}: {len(spec.trials)} trials planned, the list disagrees")
-    except SweepError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except RecursionError:
+        raise SweepError(f"{path}: nested too deeply; not a sweep index") from None
+    except ValueError as error:  # not JSON, not UTF-8, a number past Python's digit limit
+        raise SweepError(f"{path}: not a readable sweep index ({error})") from None
+    if not isinstance(index, dict) or not isinstance(index.get("trials"), list):
+        raise SweepError(f"{path}: not a readable sweep index (no list of trials)")
+    if index.get("version") != VERSION:
         raise SweepError(
-            f"{path}: not a readable sweep index ({type(error).__name__}: {error})"
-        ) from None
+            f"{path}: index version {reprlib.repr(index.get('version'))}; this nnlib reads "
+            f"{VERSION}"
+        )
+    spec = SweepSpec.from_dict(index.get("spec"), where=f"{path}: spec")
+    trials = index["trials"]
+    if len(trials) != len(spec.trials):
+        raise SweepError(f"{path}: {len(spec.trials)} trials planned, the list disagrees")
+    state = index.get("state")
+    _need(state in SWEEP_STATES, str(path), "state", f"one of {', '.join(SWEEP_STATES)}", state)
+    for i, trial in enumerate(trials):
+        _check_trial(trial, i, spec, f"{path}: trial {i}", _stem(index, i))
+    index["best"] = _best(index)  # worked out, not trusted
     return index
+
+
+def _check_trial(trial: Any, i: int, spec: SweepSpec, where: str, stem: str) -> None:
+    """A trial's record, as `_start`, `_record` and the report use it."""
+    _need(isinstance(trial, dict), where, "the record", "a table", trial)
+    missing = [key for key in _TRIAL_FIELDS if key not in trial]
+    if missing:
+        raise SweepError(f"{where}: {missing[0]} is missing")
+    attempts = trial["attempts"]
+    checks = [
+        ("index", trial["index"] == i, str(i)),
+        ("params", trial["params"] == spec.trials[i], f"the spec's trial {i}"),
+        ("state", trial["state"] in STATES, f"one of {', '.join(STATES)}"),
+        ("attempts", _is_count(attempts), "a count"),
+        ("run", trial["run"] is None or _names_attempt(trial["run"], stem, attempts), stem),
+        ("metric", _is_number_or_none(trial["metric"]), "a finite number or null"),
+        ("best_epoch", trial["best_epoch"] is None or _is_count(trial["best_epoch"]), "a count"),
+        ("epochs", _is_count(trial["epochs"]), "a count"),
+        ("seconds", _is_number_or_none(trial["seconds"]), "a finite number or null"),
+        ("curve", _is_curve(trial["curve"]), "a list of finite numbers or nulls"),
+    ]
+    for key in ("reason", "error", "host"):
+        checks.append((key, trial[key] is None or isinstance(trial[key], str), "text or null"))
+    for key, ok, expected in checks:
+        _need(ok, where, key, expected, trial[key])
+
+
+def _names_attempt(run: Any, stem: str, attempts: int) -> bool:
+    """Whether `run` is the folder of one of the `attempts` attempts of the trial `stem` (and
+    so a name in the sweep folder, never a path elsewhere)."""
+    if not _is_count(attempts):
+        return False
+    if run == stem:
+        return attempts >= 1
+    number = run[len(stem) + 1 :] if isinstance(run, str) and run.startswith(f"{stem}.") else ""
+    if not (number.isascii() and number.isdigit() and len(number) < 10):
+        return False
+    return run == attempt_name(stem, int(number)) and 2 <= int(number) <= attempts
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT
+
+
+def _is_number_or_none(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
+
+
+def _is_curve(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_number_or_none(v) for v in value)
 
 
 def write_index(sweep_dir: Path, index: dict[str, Any]) -> None:
     """Write sweep.json atomically, with the best trial worked out afresh."""
-    ranking = ranked(index)
-    index["best"] = ranking[0]["index"] if ranking and ranking[0]["state"] == "finished" else None
+    index["best"] = _best(index)
     atomic_write_text(sweep_dir / INDEX_FILE, json.dumps(index, indent=1, allow_nan=False))
+
+
+def _best(index: dict[str, Any]) -> int | None:
+    """The index of the best finished trial with a metric, or None."""
+    top = next(iter(ranked(index)), None)
+    if top is None or top["state"] != "finished" or top["metric"] is None:
+        return None
+    return top["index"]
 
 
 def ranked(index: dict[str, Any]) -> list[dict[str, Any]]:
@@ -190,20 +337,15 @@ def executor_for(
     scheduler: str | None,
     needed: int,
     connect_timeout: float = CONNECT_TIMEOUT,
-) -> Iterator[tuple[Executor, int, str]]:
-    """The executor trials run on, how many run at once, and a description: `workers` local
-    processes (default: one per core; each trial uses one BLAS thread), or the Dask cluster
-    at `scheduler` (default: as many at once as the cluster has worker threads), given up on
-    after `connect_timeout` seconds."""
+) -> Iterator[Workers]:
+    """Where the trials run: `workers` local processes (default: one per core; each trial
+    uses one BLAS thread), or the Dask cluster at `scheduler` (default: as many at once as
+    the cluster has worker threads), given up on after `connect_timeout` seconds."""
     if scheduler is None:
         count = max(1, min(workers or os.cpu_count() or 1, needed))
-        # spawn: a fresh interpreter per worker, as Dask's nanny starts them (no forked locks).
-        with ProcessPoolExecutor(
-            max_workers=count,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=ignore_terminal_signals,
-        ) as executor:
-            yield executor, count, f"{count} local worker process{'es' if count > 1 else ''}"
+        where = f"{count} local worker process{'es' if count > 1 else ''}"
+        with LocalWorkers(count) as executor:
+            yield Workers(executor, count, where)
         return
     try:
         from dask.distributed import Client
@@ -215,10 +357,23 @@ def executor_for(
         raise SweepError(
             f"--scheduler: cannot reach the Dask scheduler at {scheduler!r} ({error})"
         ) from None
+
+    def connected() -> bool:
+        """Whether the client is connected to its scheduler, once it has tried to reconnect
+        for `connect_timeout` seconds if it lost it (a scheduler restarted in time is kept:
+        the client cancels every task when the connection drops, and they run again)."""
+        deadline = time.monotonic() + connect_timeout + 5.0
+        while client.status == "connecting" and time.monotonic() < deadline:
+            time.sleep(0.1)  # Dask offers no event for the end of its reconnection
+        return client.status == "running"
+
     try:
         count = workers or max(1, sum(client.nthreads().values()))
-        with client.get_executor(pure=False) as executor:
-            yield executor, count, f"Dask at {scheduler}, {count} at a time"
+        executor = client.get_executor(pure=False)
+        where = f"Dask at {scheduler}, {count} at a time"
+        yield Workers(executor, count, where, f"the Dask scheduler at {scheduler}", connected)
+        if client.status == "running":  # else there is nothing left to wait for
+            executor.shutdown(wait=True)
     finally:
         client.close()
 
@@ -230,51 +385,64 @@ def run_sweep(
     report: Report = print,
     connect_timeout: float = CONNECT_TIMEOUT,
 ) -> dict[str, Any]:
-    """Run the sweep's trials that are not done (all of a new sweep; the pending, running and
-    interrupted ones of a resumed one) and return the index.
+    """Run the sweep's trials that are not done (all of a new sweep; the pending, running,
+    interrupted and lost ones of a resumed one, after recording those that ended on their own
+    since) and return the index. Its state is 'finished' when every trial is done; else (a
+    trial lost its worker MAX_LOST times) 'interrupted', for `--resume`.
 
     A KeyboardInterrupt (Ctrl+C) stops the sweep cleanly: the running trials are asked to
     stop through the stop file and awaited, so that their logs end; the index then says
     'interrupted', and `run_sweep` on the same folder continues it. The interrupt is raised
-    again once that is done.
+    again once that is done. WorkersLost when the executor can take no more trials.
     """
     path = Path(sweep_dir).resolve()
     index = read_index(path)
     spec = SweepSpec.from_dict(index["spec"])
     stop_file = path / STOP_FILE
     stop_file.unlink(missing_ok=True)  # a resumed sweep's old request
+    _reconcile(path, index, report)
     todo = [trial["index"] for trial in index["trials"] if trial["state"] not in DONE]
     total = len(index["trials"])
     running: dict[Future, int] = {}
+    losses: dict[int, int] = {}
     interrupted = False
-    with executor_for(workers, scheduler, len(todo), connect_timeout) as (
-        executor,
-        capacity,
-        where,
-    ):
-        report(f"sweep: {path}  {len(todo)} of {total} trials to run on {where}")
+    stopped: str | None = None  # why the executor can take no more trials
+    with executor_for(workers, scheduler, len(todo), connect_timeout) as pool:
+        report(f"sweep: {path}  {len(todo)} of {total} trials to run on {pool.where}")
         index["state"] = "running"
         write_index(path, index)
         try:
-            while todo or running:
-                while todo and len(running) < capacity:
+            # Until every trial ran, or the executor stopped taking trials (then the running
+            # ones are awaited) or is gone (then they are not: nothing would be heard of them).
+            while pool.usable() and (running or (todo and stopped is None)):
+                while todo and stopped is None and len(running) < pool.capacity:
+                    before = dict(index["trials"][todo[0]])
                     task = _start(path, index, spec, todo.pop(0))
-                    write_index(path, index)
                     try:
-                        running[executor.submit(run_trial, task)] = task.index
-                    except BrokenExecutor as error:  # the pool's processes died
-                        index["trials"][task.index]["state"] = "pending"
-                        index["state"] = "interrupted"
-                        write_index(path, index)
-                        raise SweepError(
-                            f"{path}: the workers cannot take trials ({error}); "
-                            "the finished trials are kept: continue with --resume"
-                        ) from None
+                        running[pool.executor.submit(run_trial, task)] = task.index
+                    except Exception as error:  # the executor cannot take trials any more
+                        index["trials"][task.index] = before  # never started
+                        stopped = f"the workers cannot take trials ({_why(error)})"
+                    write_index(path, index)
                 done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in done:
-                    _finish(index, running.pop(future), future, report)
+                    i = running.pop(future)
+                    lost = _finish(index, i, future, report)
+                    if lost is None:
+                        continue
+                    losses[i] = losses.get(i, 0) + 1
+                    run = index["trials"][i]["run"]
+                    if not pool.usable():
+                        stopped = f"lost {pool.hub} ({lost})"
+                    elif losses[i] < MAX_LOST:
+                        todo.insert(0, i)
+                        report(f"{run} lost its worker ({lost}): it runs again")
+                    else:
+                        report(f"{run} lost its worker {MAX_LOST} times: left for --resume")
                 if done:
                     write_index(path, index)
+            if not pool.usable() and stopped is None:
+                stopped = f"lost {pool.hub}"
         except KeyboardInterrupt:
             interrupted = True
             report(f"stopping: {len(running)} running trial(s) end at their next batch")
@@ -282,32 +450,83 @@ def run_sweep(
             for future in list(running):
                 wait([future])
                 _finish(index, running.pop(future), future, report)
+        for i in running.values():  # the executor is gone: how these end is not known here
+            _lose(index, i, str(stopped))
     for trial in index["trials"]:
         if trial["state"] == "running":  # submitted as the interrupt came: never reported
             trial["state"] = "interrupted"
     stop_file.unlink(missing_ok=True)
-    index["state"] = "interrupted" if interrupted else "finished"
+    complete = all(trial["state"] in DONE for trial in index["trials"])
+    index["state"] = "finished" if complete and not interrupted else "interrupted"
     write_index(path, index)
     if interrupted:
         raise KeyboardInterrupt
+    if stopped is not None:
+        raise WorkersLost(
+            f"{path}: the sweep stopped: {stopped}; trials its workers go on running are "
+            f"recorded from their logs by --resume; continue with: nnlib sweep --resume {path}"
+        )
     return index
 
 
+def _reconcile(path: Path, index: dict[str, Any], report: Report) -> None:
+    """Make the record agree with the sweep folder before trials are run again: a trial not
+    done takes its newest attempt folder on disk (the driver may not have heard of it: Dask
+    reruns a task whose worker died), and is recorded from that folder's log when it ended
+    there on its own (its worker went on after the driver was gone). SweepError when an
+    earlier session's worker is still writing one: running it again would run it twice."""
+    open_trials = [t for t in index["trials"] if t["state"] not in DONE and t["attempts"] > 0]
+    if not open_trials:
+        return
+    newest: dict[str, int] = {}  # stem: the highest attempt number with a folder
+    for entry in os.scandir(path):
+        stem, dot, number = entry.name.partition(".")
+        if dot and not (number.isascii() and number.isdigit() and len(number) < 10):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            newest[stem] = max(newest.get(stem, 0), int(number) if dot else 1)
+    for trial in open_trials:
+        stem = _stem(index, trial["index"])
+        if stem not in newest:
+            continue
+        trial["attempts"] = max(trial["attempts"], newest[stem])
+        trial["run"] = attempt_name(stem, newest[stem])
+        folder = path / trial["run"]
+        if writer_alive(folder):
+            raise SweepError(
+                f"{folder}: a worker of the sweep's earlier session is still running this "
+                f"trial; let it end, or stop it (nnlib control {folder} stop), then --resume"
+            )
+        spec = index["spec"]
+        result = logged_result(folder, trial["index"], spec["metric"], spec["direction"])
+        if result is not None and result.state in DONE:
+            _record(index, result)
+            report(f"{trial['run']} {result.state} while no driver was listening: recorded")
+    write_index(path, index)
+
+
+def _stem(index: dict[str, Any], i: int) -> str:
+    """Trial `i`'s first attempt folder: trial-000 (wider for sweeps of over 1,000 trials)."""
+    width = max(3, len(str(len(index["trials"]) - 1)))
+    return f"trial-{i:0{width}d}"
+
+
 def _start(path: Path, index: dict[str, Any], spec: SweepSpec, i: int) -> TrialTask:
-    """Mark trial `i` running in a new run directory (never one an earlier attempt used)."""
+    """Mark trial `i` running in its next attempt (its folder is claimed by the worker: a new
+    or empty one, never one an earlier attempt used)."""
     trial = index["trials"][i]
     trial["attempts"] += 1
-    width = max(3, len(str(len(index["trials"]) - 1)))
-    name = f"trial-{i:0{width}d}" + (f".{trial['attempts']}" if trial["attempts"] > 1 else "")
+    stem = _stem(index, i)
+    name = attempt_name(stem, trial["attempts"])
     trial.update(state="running", run=name, metric=None, best_epoch=None, epochs=0, curve=[])
     trial.update(reason=None, error=None, seconds=None, host=None)
-    config = spec.config(i).replace(run_dir=str(path / name))
     stop = spec.early_stop
     return TrialTask(
         sweep_dir=str(path),
         index=i,
-        run_name=name,
-        config=config.to_dict(),
+        stem=stem,
+        attempt=trial["attempts"],
+        config=spec.config(i).to_dict(),
         metric=spec.metric,
         direction=spec.direction,
         medians=median_table(index, stop.min_trials) if stop else (),
@@ -315,13 +534,28 @@ def _start(path: Path, index: dict[str, Any], spec: SweepSpec, i: int) -> TrialT
     )
 
 
-def _finish(index: dict[str, Any], i: int, future: Future, report: Report) -> None:
-    """Record trial `i`'s result (a lost worker or a broken pool fails the trial)."""
+def _finish(index: dict[str, Any], i: int, future: Future, report: Report) -> str | None:
+    """Record trial `i`'s result; or, when the future raised instead (`run_trial` never
+    does: its worker was lost), mark it lost and return why."""
     try:
         result: TrialResult = future.result()
-    except Exception as error:  # the worker died or could not run the task
-        result = TrialResult(i, "failed", error=f"worker lost: {type(error).__name__}: {error}")
+    except Exception as error:
+        _lose(index, i, _why(error))
+        return _why(error)
+    _record(index, result)
     trial = index["trials"][i]
+    metric = index["spec"]["metric"]
+    shown = f"{metric} {result.metric:.4g}" if result.metric is not None else f"no {metric}"
+    line = f"{trial['run']} {result.state}: {shown}"
+    report(line + (f"  ({result.error})" if result.error else ""))
+    return None
+
+
+def _record(index: dict[str, Any], result: TrialResult) -> None:
+    """Write how a trial ended into its record."""
+    trial = index["trials"][result.index]
+    if result.run is not None:  # the folder the worker claimed (a taken one moves it on)
+        trial.update(run=result.run, attempts=max(trial["attempts"], result.attempt))
     trial.update(
         state=result.state,
         reason=result.reason,
@@ -333,10 +567,14 @@ def _finish(index: dict[str, Any], i: int, future: Future, report: Report) -> No
         seconds=round(result.seconds, 3),
         host=result.host or None,
     )
-    metric = index["spec"]["metric"]
-    shown = f"{metric} {result.metric:.4g}" if result.metric is not None else f"no {metric}"
-    line = f"{trial['run']} {result.state}: {shown}"
-    report(line + (f"  ({result.error})" if result.error else ""))
+
+
+def _lose(index: dict[str, Any], i: int, why: str) -> None:
+    index["trials"][i].update(state="lost", error=f"worker lost: {why}")
+
+
+def _why(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def best_trial(index: dict[str, Any]) -> dict[str, Any] | None:

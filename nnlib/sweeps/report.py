@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .driver import ranked
+from .driver import DONE, ranked
 
 
 def ranking_table(index: dict[str, Any]) -> Any:
@@ -55,3 +55,17 @@ def best_line(index: dict[str, Any], sweep_dir: str) -> str:
     metric = index["spec"]["metric"]
     run = f"{sweep_dir}/{trial['run']}"
     return f"best: {trial['run']}  {metric} {trial['metric']:.4f}  {params}  ({run})"
+
+
+def unfinished(index: dict[str, Any], sweep_dir: str) -> str | None:
+    """One line naming the trials a sweep left to run (their workers were lost again and
+    again) and how to run them, or None when every trial is done."""
+    left = [trial for trial in index["trials"] if trial["state"] not in DONE]
+    if not left:
+        return None
+    names = ", ".join(trial["run"] or f"trial {trial['index']}" for trial in left[:5])
+    more = f" and {len(left) - 5} more" if len(left) > 5 else ""
+    return (
+        f"{len(left)} trial(s) did not run to their end ({names}{more}: "
+        f"{left[0]['error'] or left[0]['state']}); continue with: nnlib sweep --resume {sweep_dir}"
+    )

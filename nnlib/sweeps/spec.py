@@ -31,6 +31,7 @@ import itertools
 import math
 import os
 import random
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ MAX_TRIALS = 10_000
 #: Fields a sweep may not vary or set: it places every trial's run directory itself.
 RESERVED = ("run_dir",)
 _SWEEP_KEYS = ("method", "trials", "metric", "direction", "seed", "params", "early_stop")
+_SPEC_KEYS = ("base", "method", "metric", "direction", "seed", "params", "early_stop", "trials")
 _RANGE_KEYS = ("min", "max", "log", "steps")
 _STOP_KEYS = ("rule", "after", "min_trials")
 
@@ -96,24 +98,60 @@ class SweepSpec:
         }
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SweepSpec:
-        """The spec recorded in a sweep.json (trusted as written by `to_dict`, but re-checked:
-        each trial's config is validated again)."""
-        base = ExperimentConfig.from_dict(values["base"], source="sweep.json base")
-        stop = values.get("early_stop")
-        spec = cls(
-            base=base,
-            method=values["method"],
-            metric=values["metric"],
-            direction=values["direction"],
-            seed=values["seed"],
-            params=values["params"],
-            trials=tuple(values["trials"]),
-            early_stop=EarlyStop(**stop) if stop else None,
+    def from_dict(cls, values: Any, where: str = "sweep.json spec") -> SweepSpec:
+        """The spec recorded in a sweep.json, checked again as a file's is (the folder may
+        have been edited): SweepError naming the key. Each trial's config is validated."""
+        _need(isinstance(values, dict), where, "spec", "a table", values)
+        _no_unknown(values, _SPEC_KEYS, where)
+        missing = [key for key in _SPEC_KEYS if key not in values]
+        if missing:
+            raise SweepError(f"{where}: {missing[0]} is missing")
+        given = values["base"]
+        _need(isinstance(given, dict), where, "base", "a table of config fields", given)
+        try:
+            base = ExperimentConfig.from_dict(given, source=f"{where} base")
+        except ConfigError as error:
+            raise SweepError(str(error)) from None
+        method, metric, direction, seed = (values[key] for key in _SPEC_KEYS[1:5])
+        _need(method in METHODS, where, "method", f"one of {', '.join(METHODS)}", method)
+        _need(metric in METRICS, where, "metric", f"one of {', '.join(METRICS)}", metric)
+        _need(direction in DIRECTIONS, where, "direction", "'min' or 'max'", direction)
+        _need(_is_int(seed) and seed >= 0, where, "seed", "a non-negative integer", seed)
+        params, trials = values["params"], values["trials"]
+        known = _parameters()
+        _need(
+            isinstance(params, dict) and len(params) > 0 and set(params) <= set(known),
+            where,
+            "params",
+            "a table of config fields to vary",
+            params,
         )
-        for index in range(len(spec.trials)):
-            _checked(base, spec.trials[index], f"sweep.json trial {index}")
-        return spec
+        _need(
+            isinstance(trials, list) and 0 < len(trials) <= MAX_TRIALS,
+            where,
+            "trials",
+            f"a list of 1 to {MAX_TRIALS:,} trials",
+            trials,
+        )
+        for index, trial in enumerate(trials):
+            _need(
+                isinstance(trial, dict) and set(trial) <= set(params),
+                f"{where} trial {index}",
+                "params",
+                f"a table of values for {', '.join(params)}",
+                trial,
+            )
+            _checked(base, trial, f"{where} trial {index}")
+        return cls(
+            base=base,
+            method=method,
+            metric=metric,
+            direction=direction,
+            seed=seed,
+            params=params,
+            trials=tuple(trials),
+            early_stop=_early_stop(values["early_stop"], where),
+        )
 
 
 def load_sweep(path: str | os.PathLike) -> SweepSpec:
@@ -207,7 +245,7 @@ def _choices(
 ) -> list[Any] | _Range:
     """A parameter's values (a list) or, for random draws, its range; each end or value is
     checked as a config field of its own."""
-    known = [f.name for f in dataclasses.fields(ExperimentConfig) if f.name not in RESERVED]
+    known = _parameters()
     if name not in known:
         raise SweepError(f"{where}: unknown parameter; parameters: {', '.join(known)}")
     if isinstance(value, list):
@@ -307,6 +345,11 @@ def _early_stop(table: Any, where: str) -> EarlyStop | None:
 
 
 # -- checks -----------------------------------------------------------------------------------
+def _parameters() -> list[str]:
+    """The config fields a sweep may vary."""
+    return [f.name for f in dataclasses.fields(ExperimentConfig) if f.name not in RESERVED]
+
+
 def _checked(base: ExperimentConfig, params: dict[str, Any], where: str) -> ExperimentConfig:
     try:
         return dataclasses.replace(base, **params)
@@ -321,8 +364,8 @@ def _no_unknown(table: dict[str, Any], known: tuple[str, ...], where: str) -> No
 
 
 def _need(ok: bool, where: str, key: str, expected: str, value: Any) -> None:
-    if not ok:
-        raise SweepError(f"{where}: {key} must be {expected}, got {value!r}")
+    if not ok:  # reprlib: a value of any size is shown in a line
+        raise SweepError(f"{where}: {key} must be {expected}, got {reprlib.repr(value)}")
 
 
 def _is_int(value: Any) -> bool:

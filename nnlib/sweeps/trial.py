@@ -33,14 +33,19 @@ SHARED_STORAGE = (
 )
 
 
+#: How many folders past the planned one an attempt looks at for a new or empty one.
+MAX_ATTEMPT_SKIPS = 1000
+
+
 @dataclass(frozen=True)
 class TrialTask:
     """What the driver sends a worker: plain data, so it pickles to any Dask worker."""
 
     sweep_dir: str  # absolute
     index: int
-    run_name: str
-    config: dict[str, Any]  # an ExperimentConfig's fields, run_dir included
+    stem: str  # the trial's first folder, e.g. trial-007; later attempts add .2, .3, ...
+    attempt: int  # the attempt the driver plans (1-based); a taken folder moves it on
+    config: dict[str, Any]  # an ExperimentConfig's fields, without run_dir
     metric: str
     direction: str
     #: per epoch, the median of the finished trials' best-so-far metric (None: too few)
@@ -62,6 +67,33 @@ class TrialResult:
     error: str | None = None
     seconds: float = 0.0
     host: str = ""
+    run: str | None = None  # the attempt's folder, as it was claimed
+    attempt: int = 0
+
+
+def attempt_name(stem: str, attempt: int) -> str:
+    """The folder of a trial's attempt `attempt` (1-based): `trial-007`, `trial-007.2`, ..."""
+    return stem if attempt == 1 else f"{stem}.{attempt}"
+
+
+def claim_attempt(sweep_dir: Path, stem: str, attempt: int) -> tuple[str, int]:
+    """The folder this attempt trains in, claimed: the planned one, or the first new or empty
+    one after it. A folder is never reused, also when the same attempt runs again — as Dask
+    reruns a task whose worker died, or when the driver never heard how an attempt ended.
+    RunDirError when the folder cannot be made at all."""
+    from ..runs import RunDirError, RunDirTaken, claim_run_dir
+
+    for number in range(attempt, attempt + MAX_ATTEMPT_SKIPS):
+        name = attempt_name(stem, number)
+        try:
+            claim_run_dir(sweep_dir / name)
+        except RunDirTaken:
+            continue
+        return name, number
+    raise RunDirError(
+        f"{sweep_dir}: attempts {attempt} to {attempt + MAX_ATTEMPT_SKIPS - 1} of {stem} are "
+        "all taken"
+    )
 
 
 def better(a: float, b: float, direction: str) -> bool:
@@ -131,7 +163,8 @@ def ignore_terminal_signals() -> None:
 
 def run_trial(task: TrialTask) -> TrialResult:
     """Run one trial to its end; never raises (a failure is a 'failed' result with the reason),
-    so that nothing but plain data crosses back from a worker."""
+    so that nothing but plain data crosses back from a worker: an exception from the
+    executor means the worker was lost, never that the trial failed."""
     from ..config import ExperimentConfig
     from ..experiment import setup
     from ..runs import RunDirError
@@ -149,7 +182,10 @@ def run_trial(task: TrialTask) -> TrialResult:
     if task.after:
         callbacks.append(pruning)
     try:
-        config = ExperimentConfig.from_dict(task.config, source=f"trial {task.index}")
+        result.run, result.attempt = claim_attempt(sweep_dir, task.stem, task.attempt)
+        config = ExperimentConfig.from_dict(
+            {**task.config, "run_dir": str(sweep_dir / result.run)}, source=f"trial {task.index}"
+        )
         experiment = setup(config, callbacks=callbacks, checkpoints=True)
         history = experiment.fit(threads=1)
     except (OSError, RunDirError) as error:  # the run directory: not on this worker's storage
@@ -158,21 +194,54 @@ def run_trial(task: TrialTask) -> TrialResult:
         result.error = f"{type(error).__name__}: {error}"
     else:
         curve = [_finite(row.get(task.metric)) for row in history.epochs]
-        result.reason = history.reason
-        result.epochs = len(curve)
-        result.curve = curve
-        best = best_so_far(curve, task.direction)
-        if best and best[-1] is not None:
-            result.metric = best[-1]
-            result.best_epoch = best.index(best[-1])
-        result.error = history.end.get("error")
-        result.state = _state(history.reason, pruning.pruned)
-    if result.state == "failed" and result.error is None:
-        result.error = f"training {result.reason}" + (
-            " (the loss became NaN or infinite)" if result.reason == "diverged" else ""
-        )
+        error = history.end.get("error")
+        _conclude(result, curve, history.reason, error, pruning.pruned, task.direction)
     result.seconds = time.monotonic() - began
     return result
+
+
+def logged_result(run_dir: Path, index: int, metric: str, direction: str) -> TrialResult | None:
+    """How the trial whose attempt is `run_dir` ended, read from its run log, as `run_trial`
+    would have reported it; None when the log has no end (the run was killed, or still runs)
+    or cannot be read. The driver's record of a trial whose end it did not hear."""
+    from .. import runs
+
+    try:
+        events = runs.read(run_dir)
+    except ValueError:
+        return None
+    if not events or events[-1].type != "end":
+        return None
+    end = events[-1]
+    result = TrialResult(index, "failed", run=run_dir.name, host="")
+    curve = [_finite(e.get(metric)) for e in events if e.type == "epoch"]
+    pruned = any(e.type == "pruned" for e in events)
+    _conclude(result, curve, end.get("reason"), end.get("error"), pruned, direction)
+    result.seconds = max(0.0, end.time - events[0].time)
+    return result
+
+
+def _conclude(
+    result: TrialResult,
+    curve: list[float | None],
+    reason: str | None,
+    error: str | None,
+    pruned: bool,
+    direction: str,
+) -> None:
+    """Fill in how a trial's training ended: its curve and best metric, its reason and state,
+    and for a failure why (when training gave no error of its own)."""
+    result.reason, result.curve, result.epochs = reason, curve, len(curve)
+    best = best_so_far(curve, direction)
+    if best and best[-1] is not None:
+        result.metric = best[-1]
+        result.best_epoch = best.index(best[-1])
+    result.state = _state(reason, pruned)
+    result.error = error
+    if result.state == "failed" and error is None:
+        result.error = f"training {reason}" + (
+            " (the loss became NaN or infinite)" if reason == "diverged" else ""
+        )
 
 
 def _state(reason: str | None, pruned: bool) -> str:
