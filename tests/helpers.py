@@ -43,6 +43,17 @@ TIMEOUT = 30  # seconds; a bound on waits that normally take milliseconds
 CLI_TIMEOUT = 120  # seconds for one `nnlib` command run as a process; they take well under one
 
 
+class StopAt(nl.Callback):
+    """Ask the run to stop once it has trained `step` batches (as a Ctrl+C or the app does)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_batch_end(self, trainer, batch, logs):
+        if trainer.global_step == self.step:
+            trainer.stop()
+
+
 class Gate(nl.Callback):
     """Holds the training thread at on_batch_end of `step` until the test lets it go, so that
     a control call from the test thread lands mid-run, deterministically."""
