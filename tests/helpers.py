@@ -10,6 +10,7 @@ import http.server
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -610,6 +611,19 @@ setup(config, callbacks=[Hang()], checkpoints=True).fit()
 
 
 # -- the nnlib command line, run as a process ------------------------------------------------------
+
+#: The stop signals tests send to a child process.
+SENT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def default_signals() -> None:
+    """A Popen preexec_fn for a child that a test sends signals to: the child starts with
+    their default disposition, unblocked, whatever the test run inherited (`nohup` ignores
+    SIGHUP, a shell's background job SIGINT; both are kept by exec and rightly by nnlib).
+    So the test tests nnlib, not the harness it runs under."""
+    for signum in SENT_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SENT_SIGNALS)
 
 
 def run_cli(cwd, env, *args, timeout=CLI_TIMEOUT):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import StopAt
+from helpers import StopAt, default_signals
 
 import nnlib as nl
 from nnlib import checkpointing, runs
@@ -70,6 +70,7 @@ def _train_until_a_batch(tmp_path, env):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
     events_file = tmp_path / "run" / "events.jsonl"
     for _ in range(6000):  # at most ~2 minutes; normally a second
@@ -130,6 +131,7 @@ def test_a_signal_outside_training_ends_the_command_with_one_line(tmp_path, env)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
     try:
         assert "pause" in process.stdout.readline()  # past its imports, in the follow loop
@@ -144,11 +146,21 @@ def test_a_signal_outside_training_ends_the_command_with_one_line(tmp_path, env)
     assert stderr == "interrupted\n"
 
 
+def _not_ignored(signum, frame):
+    """A handler the tests set in place of what the test run inherited (a Python handler,
+    neither SIG_IGN, which nnlib keeps for SIGTERM and SIGHUP, nor SIG_DFL, which would end
+    the test process if such a signal came from outside)."""
+
+
 @pytest.fixture
 def saved_handlers():
-    """Put back this process's handlers: after a signal, StopSignals leaves its own in place."""
+    """The stop signals handled by _not_ignored during the test, whatever the test run
+    inherited (under `nohup` SIGHUP is ignored), then this process's handlers put back:
+    after a signal, StopSignals leaves its own in place."""
     before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    yield before
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _not_ignored)
+    yield dict.fromkeys(STOP_SIGNALS, _not_ignored)
     for signum, handler in before.items():
         signal.signal(signum, handler)
 
@@ -165,6 +177,19 @@ def test_stop_signals_in_process_raise_once_then_ignore(saved_handlers):
     signal.raise_signal(signal.SIGTERM)  # still ignored after the block: the process is ending
     assert signals.received == signal.SIGHUP
     assert all(signal.getsignal(signum) == signal.SIG_IGN for signum in STOP_SIGNALS)
+
+
+def test_stop_signals_keep_an_ignored_sighup_and_sigterm(saved_handlers):
+    """Started under `nohup` (SIGHUP ignored) or with SIGTERM ignored, nnlib keeps them so;
+    SIGINT it takes even when ignored (a shell starts background jobs so)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    with StopSignals():
+        signal.raise_signal(signal.SIGHUP)  # nothing happens
+        signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGHUP) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        with pytest.raises(Interrupted):
+            signal.raise_signal(signal.SIGINT)
 
 
 def test_stop_signals_with_a_trainer_stop_it_at_its_next_boundary(saved_handlers):

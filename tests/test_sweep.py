@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import default_signals
 from rich.console import Console
 
 from nnlib import runs
@@ -233,6 +234,7 @@ def start(tmp_path: Path, env: dict, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_signals,
     )
 
 
