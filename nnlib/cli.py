@@ -756,6 +756,8 @@ def _runs_list(args: argparse.Namespace) -> int:
     for summary in summaries:
         if summary.problem:
             print(f"warning: {summary.name}: {summary.problem}", file=sys.stderr)
+    for line in index.skipped.values():
+        print(f"warning: {line}", file=sys.stderr)
     return EXIT_OK
 
 

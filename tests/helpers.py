@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import http.server
 import json
@@ -583,6 +584,36 @@ def write_run(
         lines.append(runs.encode("end", step, {"reason": end}))
     (run_dir / runs.EVENTS_FILE).write_text("".join(lines))
     return run_dir
+
+
+def deny_reading(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """What this process sees of another user's 0700 `folder` (for in-process tests; the
+    tests run as root here, which reads anything): the folder itself can be looked at, but
+    its list, or a look at anything in it, fails with EACCES."""
+    real = {name: getattr(os, name) for name in ("stat", "scandir", "listdir")}
+
+    def check(path: Any, itself: bool) -> None:
+        if isinstance(path, int):  # a file descriptor
+            return
+        where = Path(os.fsdecode(path)).absolute()
+        if folder in where.parents or (itself and where == folder):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        check(path, itself=False)
+        return real["stat"](path, *args, **kwargs)
+
+    def lister(name: str) -> Callable[..., Any]:
+        def listing(path: Any = ".") -> Any:
+            check(path, itself=True)
+            return real[name](path)
+
+        return listing
+
+    folder = folder.absolute()
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "scandir", lister("scandir"))
+    monkeypatch.setattr(os, "listdir", lister("listdir"))
 
 
 def writer_env() -> dict:
