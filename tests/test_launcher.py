@@ -66,6 +66,7 @@ def assert_interrupted(done: subprocess.CompletedProcess | subprocess.Popen, err
     [
         ("nnlib", "nnlib"),  # the package's __init__, before anything of it is imported
         ("nnlib", "numpy"),
+        ("nnlib", "datetime"),  # imported by numpy's C extension, which hides the Ctrl+C
         ("nnlib", "nnlib.layers"),
         ("nnlib", "nnlib.experiment"),  # the train command's own import
         ("nntui", "nnlib"),
