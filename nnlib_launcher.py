@@ -17,15 +17,37 @@ import sys
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as nnlib.cli reports a Ctrl+C
 
 
+#: The Ctrl+Cs that _note_ctrl_c has seen.
+_CTRL_C: list[int] = []
+
+
+def _note_ctrl_c(signum: int, frame: object) -> None:
+    """Python's SIGINT handler, but one that also leaves a note (see launch)."""
+    _CTRL_C.append(signum)
+    raise KeyboardInterrupt
+
+
 def launch(module: str) -> int:
     """Import `module` and return what its `main()` returns; a KeyboardInterrupt that gets
-    out of either (the import above all) is reported in one line."""
-    try:
+    out of either (the import above all) is reported in one line.
+
+    So is any error after a Ctrl+C: a C extension that imports a module turns the
+    KeyboardInterrupt raised inside that import into its own error (numpy: "ImportError:
+    PyCapsule_Import could not import module datetime", a traceback, exit 1). Python's own
+    SIGINT handler is replaced by one that also notes the Ctrl+C (an ignored SIGINT stays
+    ignored); the command installs its own later."""
+    try:  # first: a Ctrl+C may come at once
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _note_ctrl_c)
         return importlib.import_module(module).main()
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C cannot cut the line
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        pass
+    except Exception:
+        if not _CTRL_C:
+            raise
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C cannot cut the line
+    print("interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def nnlib() -> int:

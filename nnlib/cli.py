@@ -2,9 +2,10 @@
 control, sweep.
 
 Exit codes: 0 done (an early stop included); 1 training failed (diverged, data error,
-an exception); 2 bad arguments, config or path, with one line on stderr; 128 + the signal's
-number for SIGINT (130, Ctrl+C), SIGTERM (143) and SIGHUP (129), after the run log is closed
-and a final checkpoint is written.
+an exception; a closed stdout, `| head`, except for train and sweep, which go on unread);
+2 bad arguments, config or path, with one line on stderr; 128 + the signal's number for
+SIGINT (130, Ctrl+C), SIGTERM (143) and SIGHUP (129), after the run log is closed and a final
+checkpoint is written.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ._output import OutputClosed, closed_pipes
+
 if TYPE_CHECKING:  # at run time, each command imports what it needs
     from .config import ExperimentConfig
     from .datasets import Prepared
     from .trainer import Trainer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The commands that keep working when their stdout is closed (see nnlib._output).
+KEEP_GOING = ("train", "sweep")
 #: The signals that end `nnlib` the way Ctrl+C does (SIGHUP: the terminal or SSH session went).
 STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
@@ -457,9 +462,11 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every way it can end is turned into an exit code here."""
-    with StopSignals() as signals:
+    with StopSignals() as signals, closed_pipes() as (stdout, _):
         try:
             args = _parser().parse_args(_command_words(sys.argv[1:] if argv is None else argv))
+            # A run goes on when nobody reads its output any more (`| head -1`).
+            stdout.keep_going = args.command in KEEP_GOING
             code = {
                 "train": lambda args: _train(args, signals),
                 "evaluate": _evaluate,
@@ -479,11 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return signals.exit_code
-        except BrokenPipeError:
-            # The reader of stdout went away (`nnlib datasets | head -1`). As Python's docs
-            # advise (signal module, "Note on SIGPIPE"): point stdout at devnull so that the
-            # flush at exit cannot fail again, and exit quietly with 1.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OutputClosed:  # `nnlib datasets | head -1`: the rest is not wanted
             return EXIT_FAILED
         except OSError as error:  # a path the OS refuses: too long, not permitted, ...
             return _fail(describe_os_error(error), EXIT_USAGE)
@@ -515,7 +518,7 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
     from .callbacks import EarlyStopping, ProgressBar
     from .callbacks.testset import TestEvaluator
     from .experiment import resume, setup
-    from .runs import RunDirError
+    from .runs import EVENTS_FILE, RunDirError
     from .spec import SpecError
     from .threads import AUTO
 
@@ -534,6 +537,9 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
             experiment = resume(args.resume, data=data, callbacks=callbacks, checkpoints=True)
         else:
             experiment = setup(config, data=data, callbacks=callbacks, checkpoints=True)
+        # From here a stop signal ends the run at a batch boundary, through on_train_end (a
+        # signal before fit stops it at its start): the run is never left half-made.
+        signals.trainer = experiment.trainer
     except SpecError as error:
         raise UsageError(f"--arch: {error}") from None
     except RunDirError as error:
@@ -553,14 +559,11 @@ def _train(args: argparse.Namespace, signals: StopSignals) -> int:
         file=sys.stderr,
     )
     _print_warnings(experiment.model, experiment.loss)
-    # From here a stop signal ends the run at a batch boundary, through on_train_end.
-    signals.trainer = experiment.trainer
     try:
         history = experiment.fit(threads=args.threads if args.threads is not None else AUTO)
-    except Exception as error:  # the run log already holds the 'end' event with the error
-        return _fail(
-            f"training failed: {type(error).__name__}: {error} (log: {run_dir})", EXIT_FAILED
-        )
+    except Exception as error:  # the run log holds the 'end' event with the error, if any
+        logged = f" (log: {run_dir})" if (run_dir / EVENTS_FILE).is_file() else ""
+        return _fail(f"training failed: {type(error).__name__}: {error}{logged}", EXIT_FAILED)
     if history.reason == "diverged":
         return _fail(f"training diverged (loss is NaN or inf); log: {run_dir}", EXIT_FAILED)
     tested = next(
@@ -757,6 +760,8 @@ def _runs_list(args: argparse.Namespace) -> int:
             print(f"warning: {summary.name}: {summary.problem}", file=sys.stderr)
         if summary.error:
             print(f"{summary.name}: ended with an error: {summary.error}", file=sys.stderr)
+    for line in index.skipped.values():
+        print(f"warning: {line}", file=sys.stderr)
     return EXIT_OK
 
 

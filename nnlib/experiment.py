@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,9 @@ from .callbacks.testset import TestEvaluator
 from .config import ConfigError, ExperimentConfig
 from .losses import Loss, loss_for
 from .model import Sequential
-from .optimizers import make_optimizer
+from .optimizers import Optimizer, make_optimizer
 from .remote import CommandDoor
-from .runs import RunDirError, RunLogger, claim_run_dir, new_run_dir, writer_alive
+from .runs import NewRunDir, RunDirError, RunLogger, reserve_run_dir, writer_alive
 from .spec import build
 from .threads import AUTO, Threads
 from .trainer import Trainer
@@ -65,6 +65,8 @@ class Experiment:
     loss: Loss
     trainer: Trainer
     run_dir: Path
+    #: A new run's directory until the run has started (None for a resumed run).
+    new_run: NewRunDir | None = None
 
     @property
     def arch(self) -> str:
@@ -72,17 +74,23 @@ class Experiment:
 
     def fit(self, threads: Threads = AUTO) -> History:
         """Train with the config's epochs and batch size; returns the History. `threads`:
-        BLAS threads, as for `Trainer.fit`."""
+        BLAS threads, as for `Trainer.fit`. A new run that fails before its log is open
+        takes its directory back (NewRunDir.discard)."""
         validation = (self.data.x_val, self.data.y_val) if len(self.data.x_val) else None
-        return self.trainer.fit(
-            self.data.x_train,
-            self.data.y_train,
-            epochs=self.config.epochs,
-            batch_size=self.config.batch_size,
-            validation_data=validation,
-            seed=self.config.seed,
-            threads=threads,
-        )
+        try:
+            return self.trainer.fit(
+                self.data.x_train,
+                self.data.y_train,
+                epochs=self.config.epochs,
+                batch_size=self.config.batch_size,
+                validation_data=validation,
+                seed=self.config.seed,
+                threads=threads,
+            )
+        except BaseException:
+            if self.new_run is not None:
+                self.new_run.discard()
+            raise
 
 
 def load_data(config: ExperimentConfig) -> datasets.Prepared:
@@ -146,18 +154,19 @@ def setup(
     if parent is not None:
         _check_epochs_left(config, parent, f"the fork of {config.parent_run}", "fork it again")
     data = data if data is not None else load_data(config)
-
-    def make_run_dir() -> Path:
-        if config.run_dir:
-            return claim_run_dir(config.run_dir)
-        return new_run_dir(run_root, Path(config.dataset).stem)
-
-    experiment = _assemble(config, data, make_run_dir, callbacks, checkpoints, append=False)
-    if parent is not None:
-        record = {"run": config.parent_run, "step": parent.step}
-        checkpointing.restore(
-            experiment.trainer, parent, hyperparameters=False, extra={"parent": record}
-        )
+    parts = _parts(config, data)  # nothing is made for a bad spec or hyperparameter
+    new_run = reserve_run_dir(config.run_dir or None, run_root, Path(config.dataset).stem)
+    try:
+        experiment = _assemble(config, data, parts, new_run.path, callbacks, checkpoints)
+        if parent is not None:
+            record = {"run": config.parent_run, "step": parent.step}
+            checkpointing.restore(
+                experiment.trainer, parent, hyperparameters=False, extra={"parent": record}
+            )
+    except BaseException:
+        new_run.discard()
+        raise
+    experiment.new_run = new_run
     return experiment
 
 
@@ -184,7 +193,8 @@ def resume(
         raise RunDirError(str(error)) from None
     _check_epochs_left(config, checkpoint, str(run_dir), "fork it")
     data = data if data is not None else load_data(config)
-    experiment = _assemble(config, data, lambda: run_dir, callbacks, checkpoints, append=True)
+    parts = _parts(config, data)
+    experiment = _assemble(config, data, parts, run_dir, callbacks, checkpoints, append=True)
     checkpointing.restore(experiment.trainer, checkpoint)
     return experiment
 
@@ -235,17 +245,8 @@ def _check_epochs_left(
         )
 
 
-def _assemble(
-    config: ExperimentConfig,
-    data: datasets.Prepared,
-    make_run_dir: Callable[[], Path],
-    callbacks: Sequence[Callback],
-    checkpoints: bool,
-    append: bool,
-) -> Experiment:
-    """The model, loss, optimizer and callbacks of `config`, writing the run directory
-    `make_run_dir` gives once they are built (nothing is made for a bad spec): a new run, or
-    with `append` a resumed one whose config files are there already."""
+def _parts(config: ExperimentConfig, data: datasets.Prepared) -> tuple[Sequential, Loss, Optimizer]:
+    """The model, loss and optimizer of `config` for `data`; ValueError when they do not fit."""
     outputs = outputs_for(data)
     arch = config.arch or default_arch(tuple(data.input_shape), data.task, outputs)
     model = build(arch, data.input_shape, seed=config.seed, batch_size=config.batch_size)
@@ -255,12 +256,24 @@ def _assemble(
             f"{data.dataset.name} needs {outputs}; end the spec with "
             f"dense({outputs})"
         )
-    loss = loss_for(data.task)
     hyper = {"lr": config.lr, "weight_decay": config.weight_decay}
     if config.optimizer == "sgd":
         hyper["momentum"] = config.momentum
-    optimizer = make_optimizer(config.optimizer, **hyper)
-    run_dir = make_run_dir()
+    return model, loss_for(data.task), make_optimizer(config.optimizer, **hyper)
+
+
+def _assemble(
+    config: ExperimentConfig,
+    data: datasets.Prepared,
+    parts: tuple[Sequential, Loss, Optimizer],
+    run_dir: Path,
+    callbacks: Sequence[Callback],
+    checkpoints: bool,
+    append: bool = False,
+) -> Experiment:
+    """The run of `config` (its `_parts`) with its callbacks, writing `run_dir`: a new run,
+    or with `append` a resumed one whose config files are there already."""
+    model, loss, optimizer = parts
     record = {
         **config.to_dict(),
         "arch": model.spec,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -327,36 +328,69 @@ class _RunScan:
 
 
 def is_run_dir(path: Path) -> bool:
-    """A directory that holds a run's config or log."""
-    return (path / runs.CONFIG_FILE).is_file() or (path / runs.EVENTS_FILE).is_file()
+    """A directory that holds a run's config or log. Raises OSError when it cannot be looked
+    into (no permission): an unreadable folder is not taken for one that holds no run."""
+    return _is_file(path / runs.CONFIG_FILE) or _is_file(path / runs.EVENTS_FILE)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 class RunIndex:
     """The runs under one folder, summarised; `refresh` brings every summary up to date,
-    reading only what changed since the last call (see the module's docstring)."""
+    reading only what changed since the last call (see the module's docstring). A folder
+    in it that cannot be read is left out, and named in `skipped` with the reason."""
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else runs.default_runs_dir()
         self._scans: dict[Path, _RunScan] = {}
+        #: What the last refresh left out: path -> one line saying why.
+        self.skipped: dict[Path, str] = {}
 
     def check(self) -> None:
         """Raises ValueError (one line) when the folder cannot be listed."""
         if not self.root.is_dir():
             raise ValueError(f"{self.root}: no such runs folder")
+        try:
+            with os.scandir(self.root):
+                pass
+        except OSError as error:
+            reason = error.strerror or error
+            raise ValueError(f"{self.root}: cannot read the runs folder ({reason})") from None
 
     def refresh(self) -> list[RunSummary]:
         """A summary per run directory directly under the folder, by name; a folder that
-        has gone reads as no runs."""
+        has gone reads as no runs, one that cannot be read is skipped (see `skipped`)."""
+        self.skipped = {}
         try:
-            paths = sorted(p for p in self.root.iterdir() if p.is_dir() and is_run_dir(p))
-        except OSError:
-            paths = []
-        self._scans = {p: self._scans.get(p) or _RunScan(p) for p in paths}
-        out = []
-        for scan in self._scans.values():
-            scan.update()
-            out.append(scan.summary())
+            entries = sorted(self.root.iterdir())
+        except FileNotFoundError:
+            entries = []
+        except OSError as error:
+            entries = []
+            self.skipped[self.root] = _unreadable(self.root, error)
+        scans, out = {}, []
+        for path in entries:
+            try:
+                if not (path.is_dir() and is_run_dir(path)):
+                    continue
+                scan = self._scans.get(path) or _RunScan(path)
+                scan.update()
+                out.append(scan.summary())
+            except OSError as error:
+                self.skipped[path] = _unreadable(path, error)
+                continue
+            scans[path] = scan
+        self._scans = scans
         return out
+
+
+def _unreadable(path: Path, error: OSError) -> str:
+    return f"{path}: cannot be read ({error.strerror or error}); left out of the runs table"
 
 
 def summarize(path: str | os.PathLike) -> RunSummary:

@@ -26,11 +26,13 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import stat
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -504,6 +506,72 @@ def claim_run_dir(path: str | os.PathLike) -> Path:
             "runs folder"
         )
     return path
+
+
+@dataclass(frozen=True)
+class NewRunDir:
+    """The directory of a new run before the run has started: `discard` takes back what was
+    made for it, so that a start that fails (an error, a signal, a closed terminal) never
+    leaves a half-made run folder behind."""
+
+    path: Path
+    #: The directories made for the run: its own, then the parents made for it (innermost
+    #: first); empty when it was claimed as it stood.
+    made: tuple[Path, ...] = ()
+    #: What a claimed directory held already, which `discard` leaves alone.
+    kept: frozenset[str] = frozenset()
+
+    def started(self) -> bool:
+        """The run has opened its log: from then on the folder is a run, however it ends."""
+        return (self.path / EVENTS_FILE).exists()
+
+    def discard(self) -> None:
+        """Remove what was made for a run that never started: its directory (with what was
+        written into it), or in a claimed directory what was added since, then the parent
+        folders made for it while they are empty (another run may have been put there)."""
+        if self.started():
+            return
+        if not self.made:
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(self.path):
+                    if entry.name not in self.kept:
+                        _remove(Path(entry.path), entry.is_dir(follow_symlinks=False))
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        for folder in self.made[1:]:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _remove(path: Path, is_dir: bool) -> None:
+    if is_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def reserve_run_dir(
+    path: str | os.PathLike | None, root: str | os.PathLike | None = None, name: str = "run"
+) -> NewRunDir:
+    """`claim_run_dir(path)`, or with no path `new_run_dir(root, name)`, remembering what
+    was made, for `NewRunDir.discard`."""
+    if path is None:
+        parents = _missing(Path(root) if root is not None else default_runs_dir())
+        made = new_run_dir(root, name)
+        return NewRunDir(made, (made, *parents))
+    path, missing = Path(path), _missing(Path(path))
+    try:
+        kept = frozenset() if missing else frozenset(os.listdir(path))
+    except OSError:  # claim_run_dir names the problem
+        kept = frozenset()
+    return NewRunDir(claim_run_dir(path), missing, kept)
+
+
+def _missing(path: Path) -> tuple[Path, ...]:
+    """`path` and its parents that do not exist yet, innermost first."""
+    return tuple(p for p in (path, *path.parents) if not os.path.lexists(p))
 
 
 def _unusable(path: Path, error: OSError) -> str:

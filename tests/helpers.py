@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import http.server
 import json
@@ -42,6 +43,17 @@ from nntui.widgets.eventlog import EventLog
 # -- threads -------------------------------------------------------------------------------
 TIMEOUT = 30  # seconds; a bound on waits that normally take milliseconds
 CLI_TIMEOUT = 120  # seconds for one `nnlib` command run as a process; they take well under one
+
+
+class StopAt(nl.Callback):
+    """Ask the run to stop once it has trained `step` batches (as a Ctrl+C or the app does)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_batch_end(self, trainer, batch, logs):
+        if trainer.global_step == self.step:
+            trainer.stop()
 
 
 class Gate(nl.Callback):
@@ -579,6 +591,36 @@ def write_run(
     return run_dir
 
 
+def deny_reading(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """What this process sees of another user's 0700 `folder` (for in-process tests; the
+    tests run as root here, which reads anything): the folder itself can be looked at, but
+    its list, or a look at anything in it, fails with EACCES."""
+    real = {name: getattr(os, name) for name in ("stat", "scandir", "listdir")}
+
+    def check(path: Any, itself: bool) -> None:
+        if isinstance(path, int):  # a file descriptor
+            return
+        where = Path(os.fsdecode(path)).absolute()
+        if folder in where.parents or (itself and where == folder):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        check(path, itself=False)
+        return real["stat"](path, *args, **kwargs)
+
+    def lister(name: str) -> Callable[..., Any]:
+        def listing(path: Any = ".") -> Any:
+            check(path, itself=True)
+            return real[name](path)
+
+        return listing
+
+    folder = folder.absolute()
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "scandir", lister("scandir"))
+    monkeypatch.setattr(os, "listdir", lister("listdir"))
+
+
 def writer_env() -> dict:
     """The environment of a subprocess that imports this tree's nnlib."""
     return {**os.environ, "PYTHONPATH": str(Path(runindex.__file__).parents[1])}
@@ -605,6 +647,19 @@ setup(config, callbacks=[Hang()], checkpoints=True).fit()
 
 
 # -- the nnlib command line, run as a process ------------------------------------------------------
+
+#: The stop signals tests send to a child process.
+SENT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def default_signals() -> None:
+    """A Popen preexec_fn for a child that a test sends signals to: the child starts with
+    their default disposition, unblocked, whatever the test run inherited (`nohup` ignores
+    SIGHUP, a shell's background job SIGINT; both are kept by exec and rightly by nnlib).
+    So the test tests nnlib, not the harness it runs under."""
+    for signum in SENT_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SENT_SIGNALS)
 
 
 def run_cli(cwd, env, *args, timeout=CLI_TIMEOUT):
@@ -670,6 +725,7 @@ def start_sweep(cwd: Path, env: dict, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_signals,
     )
 
 

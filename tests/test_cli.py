@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import run_cli, usage_error
+from helpers import default_signals, run_cli, usage_error
 
 import nnlib as nl
 from nnlib import runs
@@ -224,6 +224,7 @@ def test_sigint_closes_the_log_and_saves_the_model(tmp_path, env):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
     events_file = tmp_path / "run" / "events.jsonl"
     try:

@@ -4,6 +4,7 @@ larger than the data, a closed stdout pipe, and the shipped example config."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -13,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import StopAt, default_signals
 
 import nnlib as nl
-from nnlib import runs
+from nnlib import checkpointing, runs
 from nnlib.cli import STOP_SIGNALS, Interrupted, StopSignals
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import fork_config, setup
 
 TIMEOUT = 120  # seconds for one command; they take well under one
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "experiment.toml"
@@ -66,6 +70,7 @@ def _train_until_a_batch(tmp_path, env):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
     events_file = tmp_path / "run" / "events.jsonl"
     for _ in range(6000):  # at most ~2 minutes; normally a second
@@ -126,6 +131,7 @@ def test_a_signal_outside_training_ends_the_command_with_one_line(tmp_path, env)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
     try:
         assert "pause" in process.stdout.readline()  # past its imports, in the follow loop
@@ -140,11 +146,21 @@ def test_a_signal_outside_training_ends_the_command_with_one_line(tmp_path, env)
     assert stderr == "interrupted\n"
 
 
+def _not_ignored(signum, frame):
+    """A handler the tests set in place of what the test run inherited (a Python handler,
+    neither SIG_IGN, which nnlib keeps for SIGTERM and SIGHUP, nor SIG_DFL, which would end
+    the test process if such a signal came from outside)."""
+
+
 @pytest.fixture
 def saved_handlers():
-    """Put back this process's handlers: after a signal, StopSignals leaves its own in place."""
+    """The stop signals handled by _not_ignored during the test, whatever the test run
+    inherited (under `nohup` SIGHUP is ignored), then this process's handlers put back:
+    after a signal, StopSignals leaves its own in place."""
     before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    yield before
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _not_ignored)
+    yield dict.fromkeys(STOP_SIGNALS, _not_ignored)
     for signum, handler in before.items():
         signal.signal(signum, handler)
 
@@ -161,6 +177,19 @@ def test_stop_signals_in_process_raise_once_then_ignore(saved_handlers):
     signal.raise_signal(signal.SIGTERM)  # still ignored after the block: the process is ending
     assert signals.received == signal.SIGHUP
     assert all(signal.getsignal(signum) == signal.SIG_IGN for signum in STOP_SIGNALS)
+
+
+def test_stop_signals_keep_an_ignored_sighup_and_sigterm(saved_handlers):
+    """Started under `nohup` (SIGHUP ignored) or with SIGTERM ignored, nnlib keeps them so;
+    SIGINT it takes even when ignored (a shell starts background jobs so)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    with StopSignals():
+        signal.raise_signal(signal.SIGHUP)  # nothing happens
+        signal.raise_signal(signal.SIGTERM)
+        assert signal.getsignal(signal.SIGHUP) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        with pytest.raises(Interrupted):
+            signal.raise_signal(signal.SIGINT)
 
 
 def test_stop_signals_with_a_trainer_stop_it_at_its_next_boundary(saved_handlers):
@@ -241,12 +270,172 @@ def test_a_closed_stdout_pipe_exits_quietly(tmp_path, env):
     assert done.returncode == 1 and done.stderr == ""
 
 
+# -- a run nobody watches (issue 17 item 3) ------------------------------------------------------
+
+#: Epochs of the piped runs: one plain progress line each (about 90 bytes), so that their
+#: output (several kB) outgrows the smallest pipe (PIPE_BYTES).
+PIPED_EPOCHS = 80
+PIPE_BYTES = 4096
+
+
+def _train_words(tmp_path: Path, how: str) -> list[str]:
+    """`nnlib train` as a new run, a resume or a fork of a run stopped at step 3 (one batch
+    an epoch: so in its epoch 3)."""
+    if how == "train":
+        return ["--dataset", "spirals", "--arch", "2-8-3", "--subset", "64"]
+    config = ExperimentConfig(
+        dataset="spirals",
+        arch="2-8-3",
+        subset=64,
+        batch_size=64,
+        epochs=PIPED_EPOCHS,
+        seed=0,
+        run_dir=str(tmp_path / "run"),
+    )
+    setup(config, callbacks=[StopAt(3)], checkpoints=True).fit(threads=1)
+    assert runs.read(tmp_path / "run")[-1]["reason"] == "stopped"
+    return ["--resume", "run"] if how == "resume" else ["--fork", "run", "--run-dir", "fork"]
+
+
+def _run_dir(tmp_path: Path, how: str) -> Path:
+    return tmp_path / ("fork" if how == "fork" else "run")
+
+
+def _assert_ran_to_the_end(done_code, stderr, run_dir):
+    assert done_code == 0 and "error" not in stderr, stderr
+    events = runs.read(run_dir)
+    end = events[-1]
+    assert end.type == "end" and end["reason"] == "finished", end
+    assert end["epoch"] == PIPED_EPOCHS - 1
+    assert [e["epoch"] for e in events if e.type == "epoch"][-1] == PIPED_EPOCHS - 1
+    assert (run_dir / "model.npz").exists()
+
+
+def _piped(tmp_path, env, how, **streams):
+    words = _train_words(tmp_path, how)
+    if how == "train":
+        words += ["--epochs", str(PIPED_EPOCHS), "--batch-size", "64", "--run-dir", "run"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "nnlib.cli", "train", *words, "--threads", "1"],
+        cwd=tmp_path,
+        env=env,
+        **streams,
+    )
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="pipe sizes are Linux's")
+@pytest.mark.parametrize("how", ["train", "resume", "fork"])
+def test_a_reader_that_goes_after_one_line_never_ends_the_run(tmp_path, env, how):
+    """`nnlib train ... | head -1`: the reader closes its end after the first line; the run
+    goes on unread and ends finished, with every epoch."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # the run writes past it
+    with open(read_end, "rb", buffering=0) as reader:  # unbuffered: reads one line, no more
+        process = _piped(tmp_path, env, how, stdout=write_end, stderr=subprocess.PIPE)
+        os.close(write_end)
+        try:
+            first = reader.readline()
+        except BaseException:
+            process.kill()
+            raise
+    try:
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert first.startswith(b"epoch "), first
+    # At most PIPE_BYTES more fit in the pipe: the lines of the later epochs found it closed.
+    assert (PIPED_EPOCHS - 4) * len(first) > PIPE_BYTES
+    _assert_ran_to_the_end(process.returncode, stderr.decode(), _run_dir(tmp_path, how))
+
+
+@pytest.mark.parametrize("how", ["train", "resume", "fork"])
+def test_a_run_whose_stdout_and_stderr_are_closed_from_the_start_runs_to_the_end(
+    tmp_path, env, how
+):
+    """`nnlib train ... 2>&1 | head -0`: nothing can be printed, not even the first line on
+    stderr (a fork used to stop there, leaving a folder with only experiment.toml)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = _piped(tmp_path, env, how, stdout=write_end, stderr=write_end)
+    finally:
+        os.close(write_end)
+    try:
+        process.wait(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    _assert_ran_to_the_end(process.returncode, "", _run_dir(tmp_path, how))
+
+
+# -- a start that fails leaves nothing behind ----------------------------------------------------
+
+
+def test_a_fork_that_fails_before_its_first_batch_leaves_no_folder(tmp_path, env):
+    """The fork's checkpoint is 16 samples into its epoch, its data only 8: fit refuses it
+    after the run's folder was made (it used to stay, holding only experiment.toml)."""
+    config = ExperimentConfig(
+        dataset="spirals", arch="2-8-3", subset=64, batch_size=16, epochs=5, seed=0
+    )
+    setup(config.replace(run_dir=str(tmp_path / "run")), callbacks=[StopAt(1)]).fit(threads=1)
+    done = run(tmp_path, env, "nnlib.cli", "train", "--fork", "run", "--subset", "8")
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training failed: ValueError: fit: the checkpoint"), last
+    assert "(log:" not in last  # there is none
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no runs/ folder either
+
+
+class FailsAtStart(nl.Callback):
+    def on_train_begin(self, trainer):
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["new", "claimed"])
+def test_a_run_that_fails_to_start_takes_back_its_folder(tmp_path, where):
+    """A new folder under a runs folder made for it goes with it; a folder given with
+    --run-dir that held other files keeps them, and only them."""
+    if where == "claimed":
+        (tmp_path / "mine").mkdir()
+        (tmp_path / "mine" / "notes.txt").write_text("kept")
+    config = ExperimentConfig(
+        dataset="spirals",
+        arch="2-8-3",
+        epochs=2,
+        run_dir=str(tmp_path / "mine") if where == "claimed" else None,
+    )
+    experiment = setup(
+        config, callbacks=[FailsAtStart()], run_root=tmp_path / "runs", checkpoints=True
+    )
+    assert experiment.run_dir.is_dir()
+    with pytest.raises(OSError, match="No space left"):
+        experiment.fit(threads=1)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == (["mine", "mine/notes.txt"] if where == "claimed" else [])
+
+
+def test_a_signal_while_a_run_is_set_up_takes_back_its_folder(tmp_path, monkeypatch):
+    """Ctrl+C while setup restores a fork's checkpoint (the run's folder made, its start
+    not reached): the folder goes, and the runs folder made for it."""
+    config = ExperimentConfig(dataset="spirals", arch="2-8-3", epochs=3, seed=0)
+    setup(config.replace(run_dir=str(tmp_path / "run")), callbacks=[StopAt(1)]).fit(threads=1)
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(checkpointing, "restore", interrupted)
+    with pytest.raises(Interrupted):
+        setup(fork_config(str(tmp_path / "run")), run_root=tmp_path / "runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 # -- the shipped example -------------------------------------------------------------------------
 
 
 def test_the_example_config_trains_offline(tmp_path, env):
-    from nnlib.config import ExperimentConfig
-
     example = ExperimentConfig.load(EXAMPLE)
     assert example.dataset in {info.name for info in nl.datasets.available()}
     done = run(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TIMEOUT
+from helpers import TIMEOUT, default_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Sends SIGINT to this process as soon as the module named by argv[1] starts to be imported:
@@ -66,6 +66,7 @@ def assert_interrupted(done: subprocess.CompletedProcess | subprocess.Popen, err
     [
         ("nnlib", "nnlib"),  # the package's __init__, before anything of it is imported
         ("nnlib", "numpy"),
+        ("nnlib", "datetime"),  # imported by numpy's C extension, which hides the Ctrl+C
         ("nnlib", "nnlib.layers"),
         ("nnlib", "nnlib.experiment"),  # the train command's own import
         ("nntui", "nnlib"),
@@ -82,6 +83,7 @@ def test_a_ctrl_c_inside_any_start_up_import_is_one_line(tmp_path, command, modu
         capture_output=True,
         text=True,
         timeout=TIMEOUT * 4,
+        preexec_fn=default_signals,
     )
     assert_interrupted(done, done.stderr)
 
@@ -97,6 +99,7 @@ def test_nnlib_train_interrupted_at_several_moments_of_start_up(tmp_path, delay)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
     try:
         assert writer.stdout.readline() == "go\n"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import StopAt
 
 from nnlib import checkpointing, runs
 from nnlib.callbacks import Callback, StepDecay
@@ -36,17 +37,6 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(7)
     x = rng.normal(size=(200, 8)).astype(np.float32)
     return x, (x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1)
-
-
-class StopAt(Callback):
-    """Ask the run to stop once it has trained `step` batches (as a Ctrl+C or the app does)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_batch_end(self, trainer: Trainer, batch: int, logs: dict) -> None:
-        if trainer.global_step == self.step:
-            trainer.stop()
 
 
 def trainer(folder: Path, optimizer: str, *extra: Callback) -> Trainer:

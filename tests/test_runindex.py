@@ -8,12 +8,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import config_for, write_run, writer_env
+from helpers import CLI_TIMEOUT, config_for, deny_reading, write_run, writer_env
 
 from nnlib import runindex, runs
 from nnlib.cli import main
@@ -185,6 +187,68 @@ def test_a_run_directory_called_list_is_still_printed_by_runs(tmp_path, capsys, 
     monkeypatch.chdir(tmp_path)
     assert main(["runs", "./list"]) == 0
     assert "finished" in capsys.readouterr().out
+
+
+#: The capabilities that let root read any file; without them root is refused like any user.
+READ_ANYTHING = "-dac_override,-dac_read_search"
+
+
+def unprivileged(folder: Path) -> list[str]:
+    """A command prefix under which `folder` cannot be read, as another user's 0700 folder
+    cannot: as root (which reads anything) the folder goes to nobody and the command runs
+    without the capabilities to override permissions (setpriv); as a user it is made 0o000."""
+    if os.geteuid() != 0:
+        folder.chmod(0o000)
+        return []
+    setpriv = shutil.which("setpriv")
+    check = [setpriv or "setpriv", f"--bounding-set={READ_ANYTHING}", "true"]
+    if setpriv is None or subprocess.run(check, capture_output=True).returncode != 0:
+        pytest.skip("running as root without setpriv to drop the capability to read anything")
+    os.chown(folder, 65534, 65534)  # nobody
+    folder.chmod(0o700)
+    return check[:2]
+
+
+def test_runs_list_skips_an_unreadable_folder_with_one_warning(tmp_path):
+    """Issue 17 item 13: a 0700 folder of another user used to empty the whole table."""
+    for name in ("a", "b", "secret"):
+        write_run(tmp_path, name, epochs=1)
+    prefix = unprivileged(tmp_path / "secret")
+    try:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-m", "nnlib.cli", "runs", "list", str(tmp_path)],
+            env=writer_env(),
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+        )
+    finally:
+        (tmp_path / "secret").chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["name", "a", "b"]
+    assert done.stderr.splitlines() == [
+        f"warning: {tmp_path / 'secret'}: cannot be read (Permission denied); left out of the "
+        "runs table"
+    ]
+
+
+def test_the_index_skips_an_unreadable_folder_until_it_can_be_read(tmp_path, monkeypatch):
+    for name in ("a", "secret"):
+        write_run(tmp_path, name, epochs=1)
+    index = runindex.RunIndex(tmp_path)
+    with monkeypatch.context() as patch:
+        deny_reading(patch, tmp_path / "secret")
+        assert [s.name for s in index.refresh()] == ["a"]
+        assert list(index.skipped) == [tmp_path / "secret"]
+    assert [s.name for s in index.refresh()] == ["a", "secret"] and index.skipped == {}
+
+
+def test_an_unreadable_runs_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    deny_reading(monkeypatch, tmp_path)
+    assert main(["runs", "list", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path}: cannot read the runs folder (Permission denied)\n"
+    )
 
 
 def test_import_nnlib_imports_no_ui_library():

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import default_signals
 
 from nnlib.config import ExperimentConfig
 from nntui.cli import DEFAULT_EPOCHS, experiment_from_args, main, parser
@@ -136,6 +137,7 @@ def test_a_hangup_closes_the_run_log(tmp_path, signal_name):
         cwd=tmp_path,
         env=env,
         start_new_session=True,
+        preexec_fn=default_signals,
     )
     os.close(slave)
     events_file = run_dir / runs.EVENTS_FILE

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import default_signals
 
 from nnlib import runs
 
@@ -46,10 +47,17 @@ class Terminal:
             cwd=cwd,
             env={**os.environ, "TERM": "xterm-256color"},
             start_new_session=True,
-            preexec_fn=(lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)) if controlling else None,
+            preexec_fn=lambda: self._prepare(controlling),
         )
         os.close(slave)
         self.open = True
+
+    @staticmethod
+    def _prepare(controlling: bool) -> None:
+        """In the child: the signals' default dispositions, and the pty as its terminal."""
+        default_signals()
+        if controlling:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     def drain(self) -> None:
         """Read what the app wrote, so that it never blocks on a full terminal."""

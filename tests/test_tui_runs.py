@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import DATASETS, SIZE, pilot_test, press, until, write_run
+from helpers import DATASETS, SIZE, deny_reading, pilot_test, press, until, write_run
 
 from nnlib import runs
 from nnlib.config import ExperimentConfig
@@ -53,6 +53,31 @@ async def test_the_runs_screen_lists_sorts_and_filters_the_runs(workspace):
         assert screen.query_one("DataTable").has_focus and table.row_count == 1
         await press(pilot, "escape")
         assert isinstance(app.screen, SetupScreen)
+
+
+@pilot_test
+async def test_an_unreadable_folder_is_left_out_with_one_notice(tmp_path, monkeypatch):
+    """Issue 17 item 13: the rest of the runs are listed; the notice comes once, not at
+    every refresh, and the title says how many folders are left out."""
+    for name in ("a", "b", "secret"):
+        write_run(tmp_path, name, epochs=1)
+    deny_reading(monkeypatch, tmp_path / "secret")
+    app = app_on(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        assert sorted(names(screen)) == ["a", "b"]
+        screen.refresh_runs()
+        notices = [n.message for n in app._notifications if "secret" in n.message]
+        assert notices == [
+            f"{tmp_path / 'secret'}: cannot be read (Permission denied); left out of the runs table"
+        ]
+        title = str(screen.query_one("#title").render())
+        assert "2 runs in" in title and "1 unreadable, left out" in title
+        monkeypatch.undo()  # readable again: listed at the next refresh
+        screen.refresh_runs()
+        assert sorted(names(screen)) == ["a", "b", "secret"]
+        assert "left out" not in str(screen.query_one("#title").render())
 
 
 @pilot_test

@@ -59,6 +59,7 @@ class RunsScreen(Screen[None]):
         self.descending = True
         self.filter_text = ""
         self._shown: list[tuple[str, tuple[Text, ...]]] = []
+        self._skipped: set[Path] = set()  # the unreadable folders already notified
 
     def compose(self) -> ComposeResult:
         yield Static("", id="title", markup=False)
@@ -81,6 +82,10 @@ class RunsScreen(Screen[None]):
         self.summaries = self.index.refresh()
         present = {s.path for s in self.summaries}
         self.marked = [p for p in self.marked if p in present]
+        for path, line in self.index.skipped.items():  # said once, while it stays unreadable
+            if path not in self._skipped:
+                self.notify(line, severity="warning", markup=False)
+        self._skipped = set(self.index.skipped)
         self._show()
 
     def visible(self) -> list[RunSummary]:
@@ -131,7 +136,8 @@ class RunsScreen(Screen[None]):
         where = f"runs in {self.index.root}"
         counts = f"{count} of {total}" if count != total else f"{total}"
         marked = f" · {len(self.marked)} marked (c: compare)" if self.marked else ""
-        self.query_one("#title", Static).update(f"nntui · {counts} {where}{marked}")
+        skipped = f" · {len(self._skipped)} unreadable, left out" if self._skipped else ""
+        self.query_one("#title", Static).update(f"nntui · {counts} {where}{marked}{skipped}")
 
     def current(self) -> RunSummary | None:
         """The run under the cursor."""
