@@ -20,6 +20,8 @@ import os
 import stat
 from typing import BinaryIO
 
+from . import _memory
+
 #: Read chunk of `read_payload`.
 CHUNK = 1 << 20
 #: deflate cannot expand data by more than about 1032:1, so a compressed stream of n bytes
@@ -130,12 +132,10 @@ def read_payload(
 def check_memory(nbytes: int, subject: str, error: type[ValueError] = ValueError) -> None:
     """Refuse, before anything is allocated, `nbytes` that `subject` ("<file>: its arrays")
     would take when they exceed the memory this process can still allocate
-    (`nnlib.model.available_memory`)."""
-    from . import model  # imported here: model reads its files through this module
-
-    available, source = model.available_memory()
+    (`nnlib._memory.available_memory`)."""
+    available, source = _memory.available_memory()
     if nbytes > available:
         raise error(
-            f"{subject} would take {model.human_bytes(nbytes)}, more than the "
-            f"{model.human_bytes(available)} of memory available ({source})"
+            f"{subject} would take {_memory.human_bytes(nbytes)}, more than the "
+            f"{_memory.human_bytes(available)} of memory available ({source})"
         )

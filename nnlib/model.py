@@ -16,9 +16,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import _validate
+from . import _memory, _validate
 from ._atomic import atomic_write
 from ._files import open_regular
+from ._memory import human_bytes, human_count
 from ._npy import read_header
 from .layers import LAYER_TYPES, Layer, Param
 from .layers.base import Shape
@@ -35,17 +36,10 @@ FORMAT_VERSION = 1
 #: SGD with momentum one, so the estimate holds for every built-in optimizer.
 OPTIMIZER_SLOTS = 2
 
-#: What a memory check assumes is free where the system does not say (no /proc/meminfo, no
-#: sysconf): a modest laptop's worth.
-FALLBACK_AVAILABLE_BYTES = 4 * 2**30
-
 #: Batch size of `predict` and `evaluate` (and so of validation): the fastest measured, 1
 #: thread, 2,000 MNIST digits: LeNet-5 78 ms at 64 against 122 ms at 256 (113 at 128), the
 #: MLP 21 vs 24 ms, the tutorial CNN 44 vs 50 ms. Larger batches spill the caches.
 PREDICT_BATCH = 64
-
-#: Where Linux reports the memory that can be allocated without swapping.
-MEMINFO = "/proc/meminfo"
 
 
 @dataclass(frozen=True)
@@ -141,45 +135,6 @@ class Summary:
         return self.format()
 
 
-def human_bytes(count: float) -> str:
-    """1536 -> "1.5 KiB". Integers of any size are fine (the estimate for a refused model
-    can exceed what a float holds)."""
-    if count < 1024:
-        return f"{count:.0f} B"
-    if count >= 1024**6:
-        return "more than 1 EiB"
-    power = 1
-    while count >= 1024 ** (power + 1):
-        power += 1
-    return f"{count / 1024**power:.1f} {'KMGTP'[power - 1]}iB"
-
-
-def human_count(count: int) -> str:
-    """1234567 -> "1,234,567"; a count too long to read (or to print) as "about 10^40"."""
-    if count < 10**15:
-        return f"{count:,}"
-    return f"about 10^{int(count.bit_length() * math.log10(2))}"
-
-
-def available_memory() -> tuple[int, str]:
-    """Bytes this process can still allocate, and where that figure comes from:
-    MemAvailable on Linux, else the free physical pages, else an assumed 4 GiB."""
-    try:
-        with open(MEMINFO, encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024, f"MemAvailable in {MEMINFO}"
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        if free > 0:
-            return free, "free physical memory reported by sysconf"
-    except (AttributeError, OSError, ValueError):
-        pass
-    return FALLBACK_AVAILABLE_BYTES, "assumed; this system does not report its free memory"
-
-
 class ModelTooLarge(ValueError):
     """Training the model would need more memory than the machine has free."""
 
@@ -199,7 +154,7 @@ def check_fits(summary: Summary, batch_size: int = 64) -> None:
     `load` all come through here."""
     batch_size = _validate.positive_int("memory check", "batch_size", batch_size)
     needed = summary.memory_bytes(batch_size)
-    available, source = available_memory()
+    available, source = _memory.available_memory()
     if needed > available:
         raise ModelTooLarge(
             f"too big to train here: the model needs about {human_bytes(needed)} to train "
@@ -671,7 +626,6 @@ __all__ = [
     "ModelTooLarge",
     "Sequential",
     "Summary",
-    "available_memory",
     "check_fits",
     "from_architecture",
     "load",

@@ -226,13 +226,13 @@ def test_an_idx_pair_whose_counts_differ_is_refused_from_the_headers(tmp_path):
 
 
 def test_idx_headers_beyond_the_free_memory_are_refused_before_reading(tmp_path, monkeypatch):
-    from nnlib import model as model_module
+    from nnlib import _memory as memory_module
 
     folder = tmp_path / "digits"
     folder.mkdir()
     gzip_idx(folder / "t10k-images-idx3-ubyte.gz", (20_000, 28, 28))
     gzip_idx(folder / "t10k-labels-idx1-ubyte.gz", (20_000,))
-    monkeypatch.setattr(model_module, "available_memory", lambda: (10**6, "test"))
+    monkeypatch.setattr(memory_module, "available_memory", lambda: (10**6, "test"))
     peak, error = peak_bytes(lambda: nds.load(folder, cache=False))
     assert isinstance(error, nds.DatasetError), repr(error)
     assert str(error).startswith(f"{folder}: the IDX files would take 15.0 MiB, more than the")
@@ -240,11 +240,11 @@ def test_idx_headers_beyond_the_free_memory_are_refused_before_reading(tmp_path,
 
 
 def test_npz_arrays_beyond_the_free_memory_are_refused_before_reading(tmp_path, monkeypatch):
-    from nnlib import model as model_module
+    from nnlib import _memory as memory_module
 
     path = tmp_path / "big.npz"
     np.savez_compressed(path, x_train=np.zeros((20_000, 100)), y_train=np.zeros(20_000, int))
-    monkeypatch.setattr(model_module, "available_memory", lambda: (10**6, "test"))
+    monkeypatch.setattr(memory_module, "available_memory", lambda: (10**6, "test"))
     peak, error = peak_bytes(lambda: nds.load(path))
     assert isinstance(error, nds.DatasetError), repr(error)
     assert str(error).startswith(f"{path}: its arrays would take 15.4 MiB, more than the 976.6 KiB")

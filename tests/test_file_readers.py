@@ -269,11 +269,11 @@ def test_a_header_numpy_would_not_write_is_refused_by_name(data, problem):
 
 
 def test_a_csv_file_is_sized_against_the_free_memory_before_it_is_read(tmp_path, monkeypatch):
-    from nnlib import model as model_module
+    from nnlib import _memory as memory_module
 
     path = tmp_path / "data.csv"
     path.write_text("label,a\n" + "0,1\n" * 100)
-    monkeypatch.setattr(model_module, "available_memory", lambda: (100, "test"))
+    monkeypatch.setattr(memory_module, "available_memory", lambda: (100, "test"))
     with pytest.raises(nds.DatasetError, match=r"data.csv: the CSV file would take 408 B, more"):
         nds.load(path)
 

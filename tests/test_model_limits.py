@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 import nnlib as nl
-from nnlib import model as model_module
+from nnlib import _memory as memory_module
+from nnlib._memory import available_memory, human_bytes, human_count
 from nnlib.cli import main
 from nnlib.datasets import available
-from nnlib.model import available_memory, check_fits, human_bytes, human_count
+from nnlib.model import check_fits
 from nnlib.spec import plan, warnings_for
 from nntui.architectures import check_spec
 
@@ -26,7 +27,7 @@ def free(monkeypatch):
     """Pretend the machine has `free(bytes)` available."""
 
     def set_free(count: int) -> None:
-        monkeypatch.setattr(model_module, "available_memory", lambda: (count, "test"))
+        monkeypatch.setattr(memory_module, "available_memory", lambda: (count, "test"))
 
     return set_free
 
@@ -110,14 +111,14 @@ def test_nothing_is_allocated_for_a_plan():
 def test_available_memory_reads_meminfo_and_falls_back(tmp_path, monkeypatch):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  8000000 kB\nMemAvailable:  2048 kB\n")
-    monkeypatch.setattr(model_module, "MEMINFO", str(meminfo))
+    monkeypatch.setattr(memory_module, "MEMINFO", str(meminfo))
     assert available_memory() == (2048 * 1024, f"MemAvailable in {meminfo}")
-    monkeypatch.setattr(model_module, "MEMINFO", str(tmp_path / "missing"))
+    monkeypatch.setattr(memory_module, "MEMINFO", str(tmp_path / "missing"))
 
     def no_sysconf(name):
         raise ValueError(f"unrecognized configuration name {name!r}")
 
-    monkeypatch.setattr(model_module.os, "sysconf", no_sysconf)
+    monkeypatch.setattr(memory_module.os, "sysconf", no_sysconf)
     count, source = available_memory()
     assert count == 4 * 2**30 and "assumed" in source
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nnlib as nl
-from nnlib import model as model_module
+from nnlib import _memory as memory_module
 from nnlib.spec import plan, warnings_for
 
 FREE = 8 * 2**20  # what the builder is told is available
@@ -95,7 +95,7 @@ shapes = st.one_of(
 @pytest.fixture(scope="module", autouse=True)
 def little_memory():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(model_module, "available_memory", lambda: (FREE, "fuzz"))
+        patch.setattr(memory_module, "available_memory", lambda: (FREE, "fuzz"))
         yield
 
 
