@@ -449,3 +449,69 @@ def test_raw_command_lines_never_crash_the_run_and_each_gets_one_reply(tmp_path_
     for name, value in last.items():  # applied, in the run or as it ended
         held = trainer.batch_size if name == "batch_size" else getattr(trainer.optimizer, name)
         assert held == value
+
+
+# -- symbolic links are never followed (issue 17, item 11) ---------------------------------------
+def _plant(link: Path, target: Path, text: str = "theirs\n") -> None:
+    """Make `link` a symbolic link to a file `target` (mode 0644) holding `text`."""
+    target.write_text(text)
+    target.chmod(0o644)
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+
+
+def _untouched(target: Path, text: str = "theirs\n") -> bool:
+    return target.read_text() == text and stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_a_resumed_run_refuses_planted_links_and_leaves_their_targets_alone(tmp_path, capsys):
+    from nnlib.config import ExperimentConfig
+    from nnlib.experiment import setup
+
+    class StopAt(nl.Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            if logs["step"] == 3:
+                trainer.stop()
+
+    run = tmp_path / "run"
+    config = ExperimentConfig(dataset="moons", epochs=3, checkpoint_every=0, run_dir=str(run))
+    setup(config, callbacks=[StopAt()]).fit(threads=1)
+    log = (run / runs.EVENTS_FILE).read_bytes()
+    for name in (remote.COMMANDS_FILE, remote.REPLIES_FILE):
+        _plant(run / name, tmp_path / f"target-{name}", _command("stop"))
+        assert main(["train", "--resume", str(run), "--quiet"]) == 1
+        last = capsys.readouterr().err.splitlines()[-1]  # after 'continuing from' and 'run:'
+        assert last.startswith("error: ") and f"{run / name}: is a symbolic link" in last
+        assert _untouched(tmp_path / f"target-{name}", _command("stop"))  # no chmod, no reply
+        (run / name).unlink()
+    assert (run / runs.EVENTS_FILE).read_bytes() == log  # refused before the log was touched
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # without the links, it goes
+
+
+def test_nnlib_control_refuses_to_write_through_a_link(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / runs.EVENTS_FILE).write_text(runs.encode("run_start", 0, {"run": "x", "config": {}}))
+    lock = runs.WriterLock(run_dir)  # a live writer, as far as a sender can tell
+    lock.acquire()
+    try:
+        _plant(run_dir / remote.COMMANDS_FILE, tmp_path / "commands-target")
+        code, _, err = _control(capsys, run_dir, "pause")
+        assert code == 1 and "commands.jsonl: is a symbolic link" in err
+        assert _untouched(tmp_path / "commands-target")
+        (run_dir / remote.COMMANDS_FILE).unlink()
+        (run_dir / remote.COMMANDS_FILE).touch(0o600)
+        _plant(run_dir / remote.REPLIES_FILE, tmp_path / "replies-target")
+        code, _, err = _control(capsys, run_dir, "pause")
+        assert code == 1 and "replies.jsonl: is a symbolic link" in err
+        assert (run_dir / remote.COMMANDS_FILE).read_text() == ""  # refused before sending
+    finally:
+        lock.release()
+
+
+def test_a_command_file_replaced_by_a_link_mid_run_is_not_obeyed(tmp_path):
+    door = Door(tmp_path)
+    _plant(door.door.commands, tmp_path / "elsewhere", _command("pause"))
+    door.door.poll()
+    assert not door.trainer.paused and door.replies.read_text() == ""
+    assert _untouched(tmp_path / "elsewhere", _command("pause"))
