@@ -168,6 +168,20 @@ class RunControl:
         with self._condition:
             return {name: value for name, value, _ in self._pending}
 
+    def requests(self) -> list[tuple[str, Any, str]]:
+        """The set() requests not applied yet, in order, as (name, value, source): a
+        checkpoint keeps them, so that a resumed run applies them where this one would have."""
+        with self._condition:
+            return list(self._pending)
+
+    def restore_requests(self, requests: list[tuple[str, Any, str]]) -> None:
+        """Queue `requests` (from `requests()` of a checkpointed run) ahead of any made since,
+        each validated as set() does (ValueError, nothing queued), without applying them: the
+        next run applies them at its boundaries, a batch size at its next epoch's start."""
+        checked = [(name, self._validate(name, value), source) for name, value, source in requests]
+        with self._condition:
+            self._pending = checked + self._pending
+
     @property
     def paused(self) -> bool:
         """True once a pause has been requested (the thread parks at the next boundary)."""

@@ -53,7 +53,9 @@ class Position:
     loss_sum: float = 0.0
     correct: float = 0.0
     shuffle_state: dict[str, Any] | None = None
+    begun: bool = False
     source: str | None = None
+    batch_size: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -168,6 +170,8 @@ class Trainer:
                 )
             if start.shuffle_state is not None:
                 rng.bit_generator.state = start.shuffle_state
+            if start.batch_size is not None:
+                self.batch_size = start.batch_size
         threads = resolve_threads("fit", threads)
         self.validation_data = validation_data
         self.validation_outputs = None
@@ -201,8 +205,10 @@ class Trainer:
             self.rng = rng
             for epoch in range(start.epoch, epochs):
                 self.epoch = epoch
-                self.control.apply_requests(epoch_boundary=True)
                 self._position = start if epoch == start.epoch else Position(epoch)
+                if not self._position.begun:  # (a resumed epoch has had its start)
+                    self.control.apply_requests(epoch_boundary=True)
+                self._position.begun = True
                 self._position.shuffle_state = rng.bit_generator.state
                 self._epoch_done = False
                 order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
