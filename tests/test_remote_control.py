@@ -51,6 +51,8 @@ def test_a_headless_run_is_paused_stepped_set_resumed_and_stopped_by_nnlib_contr
     headless_run, capsys
 ):
     run_dir, process = headless_run
+    # Once it has trained: a pause heard at its first boundary parks it before any batch.
+    _wait_for(lambda: _events(run_dir, "batch"), "the first batch")
     code, out, _ = _control(capsys, run_dir, "pause")
     assert code == 0 and "pausing" in out
     _wait_for(lambda: _events(run_dir, "pause"), "the pause event")
