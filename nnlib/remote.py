@@ -26,7 +26,6 @@ Linux, `actimeo` to shorten it): there a command can take that long to be heard.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import runs
+from ._files import open_descriptor, open_regular
 from .callbacks.base import Callback, Logs
 
 try:
@@ -62,12 +62,6 @@ REPLY_TIMEOUT = 5.0
 REPLY_POLL = 0.02
 #: How many arguments a command may carry (set takes two).
 MAX_ARGUMENTS = 4
-#: Flags of every open of the command and reply files: never through a symbolic link, never
-#: waiting on a FIFO (refused from fstat instead), not inherited by child processes.
-_OPEN_FLAGS = (
-    getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-)
-
 
 #: How the door answers a command: (action, arguments) -> (ok, message).
 Answer = Callable[[str, list[Any]], tuple[bool, str]]
@@ -81,26 +75,10 @@ class SteerError(ValueError):
 
 def open_private(path: Path, flags: int) -> int:
     """A descriptor of the command or reply file `path` opened with `flags` (os.O_CREAT
-    creates it 0600), without following a symbolic link and only when it is a regular file;
-    SteerError naming it otherwise. Other OSErrors (FileNotFoundError, PermissionError) pass
-    through."""
-    try:
-        fd = os.open(path, flags | _OPEN_FLAGS, 0o600)
-    except OSError as error:
-        if error.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
-            raise SteerError(
-                f"{path}: is a symbolic link; a run's command and reply files are never "
-                "followed (remove the link)"
-            ) from None
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SteerError(f"{path}: is not a regular file; refused")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    creates it 0600), without following a symbolic link and only when it is a regular file
+    (`nnlib._files.open_descriptor`); SteerError naming it otherwise. Other OSErrors
+    (FileNotFoundError, PermissionError) pass through."""
+    return open_descriptor(path, flags, "a run's command or reply file", SteerError, 0o600)
 
 
 @dataclass(frozen=True)
@@ -295,7 +273,7 @@ def run_ended(run_dir: Path) -> str | None:
 def _end_reason(events: Path) -> str | None:
     """The reason of the end event on the log's last line, if it is one."""
     try:
-        with os.fdopen(open_private(events, os.O_RDONLY), "rb") as handle:
+        with open_regular(events, "run log") as handle:
             handle.seek(max(0, os.fstat(handle.fileno()).st_size - MAX_LINE))
             last = handle.read(MAX_LINE).strip().rsplit(b"\n", 1)[-1]
         event = runs.decode(last.decode("utf-8", errors="replace"))
