@@ -16,11 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from ._files import open_descriptor
-
 #: The temporaries `atomic_write` makes: .<target name>.<8 random characters>.tmp.
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 _NAME_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+#: A fresh name, made here alone (O_EXCL; never through a link). Not through nnlib._files,
+#: which reaches nnlib.model, which writes through this module.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+_CREATE |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 #: A temporary older than this is a leftover of a killed writer (a write takes well under).
 STALE_SECONDS = 60.0
 
@@ -52,8 +54,7 @@ def _temporary(path: Path) -> tuple[int, str]:
         tag = "".join(secrets.choice(_NAME_CHARACTERS) for _ in range(8))
         tmp = str(path.parent / f".{path.name}.{tag}.tmp")
         try:
-            # created here alone (O_EXCL), never through a link, 0666 less the umask
-            return open_descriptor(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), tmp
+            return os.open(tmp, _CREATE, 0o666), tmp  # 0666 less the umask
         except FileExistsError:
             continue
     raise FileExistsError(f"{path.parent}: no free name for a temporary file beside {path.name}")
