@@ -29,9 +29,10 @@ CHUNK = 1 << 20
 MAX_DEFLATE_RATIO = 1032
 _SLACK = 1024
 
-_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NOFOLLOW", 0)
+#: Every open here: never through a symbolic link, never waiting on a FIFO (refused from
+#: fstat instead), not inherited by a child process.
+_SAFE = (
+    getattr(os, "O_NOFOLLOW", 0)
     | getattr(os, "O_NONBLOCK", 0)
     | getattr(os, "O_NOCTTY", 0)
     | getattr(os, "O_CLOEXEC", 0)
@@ -51,27 +52,50 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def open_regular(
-    path: str | os.PathLike, what: str = "file", error: type[ValueError] = ValueError
-) -> BinaryIO:
-    """`path` opened for binary reading if it is a regular file and not a symbolic link;
-    else `error` naming it and `what` it should be ("model file"), in one line."""
+def open_descriptor(
+    path: str | os.PathLike,
+    flags: int,
+    what: str = "file",
+    error: type[ValueError] = ValueError,
+    mode: int = 0o666,
+) -> int:
+    """A descriptor of `path` opened with `flags` (os.O_CREAT makes it with `mode` less the
+    umask) if it is a regular file and not a symbolic link; else `error` naming it and `what`
+    it should be, in one line. Other OSErrors pass through, so that a caller can tell a
+    missing file (FileNotFoundError) or a forbidden one from a refused one. For writers too:
+    a link planted in place of a file must not make them write, or chmod, its target."""
     try:
-        fd = os.open(path, _FLAGS)
-    except FileNotFoundError:
-        raise error(f"{path}: no such {what}") from None
+        fd = os.open(path, flags | _SAFE, mode)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK) and os.path.islink(path):
             raise error(
                 f"{path}: is a symbolic link, not a regular file ({what} expected; give the "
                 "file's own path: only a linked folder is followed)"
             ) from None
+        raise
+    try:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise error(f"{path}: is {_kind(kind)}, not a regular file ({what} expected)")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular(
+    path: str | os.PathLike, what: str = "file", error: type[ValueError] = ValueError
+) -> BinaryIO:
+    """`path` opened for binary reading if it is a regular file and not a symbolic link;
+    else `error` naming it and `what` it should be ("model file"), in one line."""
+    try:
+        fd = open_descriptor(path, os.O_RDONLY, what, error)
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except OSError as exc:
         raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise error(f"{path}: is {_kind(mode)}, not a regular file ({what} expected)")
-        os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

@@ -10,8 +10,22 @@ import math
 import numbers
 
 
-def positive_int(owner: str, name: str, value: object) -> int:
-    """Return `value` as an int if it is an integer >= 1 (a numpy integer, or 3.0, too).
+def shown(value: object, limit: int = 40) -> str:
+    """`repr(value)` cut to about `limit` characters, for a message of one short line: a
+    value a user sent may be an integer of thousands of digits (whose repr Python refuses
+    past 4,300) or a long text."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        digits = math.floor(int(value).bit_length() * math.log10(2)) + 1
+        if digits > limit:  # never converted to text whole
+            sign = "a negative" if value < 0 else "an"
+            return f"{sign} integer of about {digits:,} digits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def positive_int(owner: str, name: str, value: object, high: int | None = None) -> int:
+    """Return `value` as an int if it is an integer >= 1 (a numpy integer, or 3.0, too), and
+    at most `high` when given (what a run log can hold, for a value it records).
 
     Integers are compared as integers: a huge one (10**400) is an int, not an overflow."""
     whole = (
@@ -21,7 +35,9 @@ def positive_int(owner: str, name: str, value: object) -> int:
         and (isinstance(value, numbers.Integral) or (math.isfinite(value) and int(value) == value))
     )
     if not whole or int(value) < 1:  # type: ignore[call-overload]
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {shown(value)}")
+    if high is not None and int(value) > high:  # type: ignore[call-overload]
+        raise ValueError(f"{owner}: {name} must be at most {high}, got {shown(value)}")
     return int(value)  # type: ignore[call-overload]
 
 
@@ -35,11 +51,11 @@ def shape(owner: str, name: str, value: object) -> tuple[int, ...]:
     except TypeError:
         dims = ()
     if isinstance(value, str | bytes) or not dims:
-        raise ValueError(f"{owner}: {name} must be positive sizes, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be positive sizes, got {shown(value)}")
     try:
         return tuple(positive_int(owner, name, d) for d in dims)
     except ValueError:
-        raise ValueError(f"{owner}: {name} must be positive sizes, got {value!r}") from None
+        raise ValueError(f"{owner}: {name} must be positive sizes, got {shown(value)}") from None
 
 
 def seed(owner: str, value: object) -> int | None:
@@ -48,7 +64,9 @@ def seed(owner: str, value: object) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{owner}: seed must be None or a non-negative integer, got {value!r}")
+        raise ValueError(
+            f"{owner}: seed must be None or a non-negative integer, got {shown(value)}"
+        )
     return int(value)
 
 
@@ -56,7 +74,7 @@ def non_negative_float(owner: str, name: str, value: object) -> float:
     """Return `value` as a float if it is finite and >= 0."""
     number = _finite_float(owner, name, value)
     if number < 0:
-        raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be >= 0, got {shown(value)}")
     return number
 
 
@@ -64,7 +82,7 @@ def positive_float(owner: str, name: str, value: object) -> float:
     """Return `value` as a float if it is finite and > 0."""
     number = _finite_float(owner, name, value)
     if number <= 0:
-        raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be > 0, got {shown(value)}")
     return number
 
 
@@ -76,17 +94,22 @@ def float_in(
     ok = low <= number <= high if include_high else low <= number < high
     if not ok:
         bracket = "]" if include_high else ")"
-        raise ValueError(f"{owner}: {name} must be in [{low}, {high}{bracket}, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be in [{low}, {high}{bracket}, got {shown(value)}")
     return number
 
 
 def _finite_float(owner: str, name: str, value: object) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be a number, got {shown(value)}")
     try:
         number = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an integer (or a fraction) beyond a float: 10**400
+        raise ValueError(
+            f"{owner}: {name} must be a number within a float's range (±1.8e308), "
+            f"got {shown(value)}"
+        ) from None
     except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
+        raise ValueError(f"{owner}: {name} must be a number, got {shown(value)}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be finite, got {shown(value)}")
     return number

@@ -4,7 +4,8 @@ A checkpoint is a model file (`Sequential.save`: the architecture and every para
 BatchNorm's moving statistics included) with the training state beside it under `training/`:
 
     training/state.npy                       JSON text: position, generators, optimizer
-                                             hyperparameters and step count, callbacks' state
+                                             hyperparameters and step count, callbacks' state,
+                                             hyperparameter changes requested but not applied
     training/optimizer/<param>/<slot>.npy    the optimizer's arrays (velocity, m, v, ...)
 
 No pickle anywhere; `nnlib.model.load` reads a checkpoint as a model for inference (it skips
@@ -104,7 +105,10 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
         "loss_sum": position.loss_sum if math.isfinite(position.loss_sum) else None,
         "correct": position.correct if math.isfinite(position.correct) else None,
         "shuffle_state": position.shuffle_state,
+        "begun": position.begun,
         "batch_size": trainer.batch_size,
+        # requested, not applied yet (a batch size waits for the next epoch): applied there
+        "pending": [list(request) for request in trainer.control.requests()],
         "layer_rngs": {
             layer.name: rng.bit_generator.state
             for layer in trainer.model.layers
@@ -201,7 +205,12 @@ def _is_count(value: Any) -> bool:
 
 
 def _is_float(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond a float (10**400)
+        return False
 
 
 def _check_state(state: Any, source: str) -> None:
@@ -229,6 +238,21 @@ def _check_state(state: Any, source: str) -> None:
     for name in ("loss_sum", "correct"):
         value = state.get(name, "missing")
         require(value is None or _is_float(value), name, "a finite number or null (NaN)")
+    require(isinstance(state.get("begun", False), bool), "begun", "true or false")
+    pending = state.get("pending", [])
+    require(
+        isinstance(pending, list)
+        and all(
+            isinstance(r, list)
+            and len(r) == 3
+            and isinstance(r[0], str)
+            and _is_float(r[1])
+            and isinstance(r[2], str)
+            for r in pending
+        ),
+        "pending",
+        "a list of [name, value, source] requests",
+    )
     shuffle = state.get("shuffle_state")
     require(shuffle is None or _rng_ok(shuffle), "shuffle_state", "a generator state or null")
     rngs = state.get("layer_rngs")
@@ -326,13 +350,22 @@ def restore(
     """Put `checkpoint` into `trainer` so that its next `fit` continues exactly where the
     checkpoint was taken. With hyperparameters=False the optimizer's hyperparameters and
     the batch size set now are kept (a fork's changes); an optimizer of another kind
-    starts its state afresh. `extra` fields go into the run's resume event.
+    starts its state afresh. `extra` fields go into the run's resume event. With
+    hyperparameters, the batch size in force and the changes requested but not yet applied
+    come back too (the next fit keeps that batch size, whatever it is given).
 
-    Raises CheckpointError when the weights do not fit the trainer's model; nothing is
-    changed then."""
+    Raises CheckpointError when the weights do not fit the trainer's model, or a requested
+    change does not suit it; nothing is changed then."""
     from .trainer import Position
 
     source = str(checkpoint.path)
+    state = checkpoint.state
+    pending = [tuple(request) for request in state.get("pending", [])] if hyperparameters else []
+    for name, value, _ in pending:
+        try:
+            trainer.validate_hyperparameter(name, value)
+        except ValueError as error:
+            raise CheckpointError(f"{source}: a requested change: {error}") from None
     model = trainer.model
     weights = checkpoint.model.get_weights()
     mine = {name: p.value for name, p in model.named_parameters().items()}
@@ -349,7 +382,6 @@ def restore(
                 f"{source}: {name} has shape {value.shape} in the checkpoint, this model's "
                 f"is {mine[name].shape}"
             )
-    state = checkpoint.state
     model.set_weights(weights)
     saved = state["optimizer"]
     if saved["name"] == trainer.optimizer.name:
@@ -369,6 +401,7 @@ def restore(
     _restore_callbacks(trainer, state["callbacks"])
     if hyperparameters:
         trainer.batch_size = state["batch_size"]
+        trainer.control.restore_requests(pending)  # type: ignore[arg-type]
     trainer.global_step = state["step"]
     trainer.epoch = state["epoch"]
     trainer.resume_from = Position(
@@ -379,7 +412,9 @@ def restore(
         loss_sum=math.nan if state["loss_sum"] is None else float(state["loss_sum"]),
         correct=math.nan if state["correct"] is None else float(state["correct"]),
         shuffle_state=state["shuffle_state"],
+        begun=state.get("begun", state["batch"] > 0),
         source=source,
+        batch_size=state["batch_size"] if hyperparameters else None,
         extra=dict(extra or {}),
     )
 

@@ -27,12 +27,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .states import END_REASONS, RunStatus
+from . import _validate
+from .states import RunStatus
 
 #: Where a request comes from when its caller does not say (a Python script or notebook).
 SCRIPT = "script"
 #: How often a parked run wakes to call its pollers (a command is heard within this).
 POLL_SECONDS = 0.1
+#: The end reasons a stop request may give: a user's stop, and an interrupt (a signal, Ctrl+C).
+#: The others (finished, early_stop, diverged, error) are the run's own findings, never a
+#: request's: a command line saying 'diverged' must not end a healthy run as diverged.
+STOP_REASONS: tuple[RunStatus, ...] = (RunStatus.STOPPED, RunStatus.INTERRUPTED)
 
 
 class RunControl:
@@ -92,14 +97,16 @@ class RunControl:
                 self._condition.notify_all()
 
     def stop(self, reason: str = RunStatus.STOPPED, source: str = SCRIPT) -> None:
-        """Finish the current batch, then end the run with `reason` ('stopped', or
-        'interrupted' for a signal). Made while no run is in progress, the request waits: the
-        next fit() calls on_train_begin, stops at its first batch boundary and ends with
-        `reason` (unlike Keras's stop_training, which fit resets), so a stop() sent just
-        after a thread started fit() is never lost."""
-        if reason not in END_REASONS:
-            choices = ", ".join(END_REASONS)
-            raise ValueError(f"Trainer.stop: reason must be one of {choices}, got {reason!r}")
+        """Finish the current batch, then end the run with `reason`: 'stopped', or
+        'interrupted' for a signal (no other: see STOP_REASONS). Made while no run is in
+        progress, the request waits: the next fit() calls on_train_begin, stops at its first
+        batch boundary and ends with `reason` (unlike Keras's stop_training, which fit
+        resets), so a stop() sent just after a thread started fit() is never lost."""
+        if not isinstance(reason, str) or reason not in STOP_REASONS:
+            choices = ", ".join(STOP_REASONS)
+            raise ValueError(
+                f"Trainer.stop: reason must be one of {choices}, got {_validate.shown(reason)}"
+            )
         with self._condition:
             if not self._stop_requested:
                 self._sources["stop"] = source
@@ -133,7 +140,8 @@ class RunControl:
         }
         if action not in doors:
             raise ValueError(
-                f"run control: unknown action {action!r}; expected one of {', '.join(doors)}"
+                f"run control: unknown action {_validate.shown(action)}; "
+                f"expected one of {', '.join(doors)}"
             )
         door, counts = doors[action]
         if len(arguments) not in counts:
@@ -159,6 +167,20 @@ class RunControl:
         """Requested values not applied yet (for a UI to show at once)."""
         with self._condition:
             return {name: value for name, value, _ in self._pending}
+
+    def requests(self) -> list[tuple[str, Any, str]]:
+        """The set() requests not applied yet, in order, as (name, value, source): a
+        checkpoint keeps them, so that a resumed run applies them where this one would have."""
+        with self._condition:
+            return list(self._pending)
+
+    def restore_requests(self, requests: list[tuple[str, Any, str]]) -> None:
+        """Queue `requests` (from `requests()` of a checkpointed run) ahead of any made since,
+        each validated as set() does (ValueError, nothing queued), without applying them: the
+        next run applies them at its boundaries, a batch size at its next epoch's start."""
+        checked = [(name, self._validate(name, value), source) for name, value, source in requests]
+        with self._condition:
+            self._pending = checked + self._pending
 
     @property
     def paused(self) -> bool:

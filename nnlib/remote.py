@@ -16,6 +16,10 @@ do) and, while paused, every `nnlib.control.POLL_SECONDS`. A command goes throug
 The sender's side is `send` (`nnlib control`, and the app's dashboard on a recorded run that
 is still being written): it appends a command and waits, bounded, for its reply.
 
+Both files are opened without following a symbolic link, and only when they are regular files
+(`open_private`): a link planted in a run directory must not make the writer chmod, read or
+append to another file, nor a sender append to one.
+
 On NFS, a client sees another's append once its attribute cache expires (3 s by default on
 Linux, `actimeo` to shorten it): there a command can take that long to be heard.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import runs
+from ._files import open_descriptor, open_regular
 from .callbacks.base import Callback, Logs
 
 try:
@@ -57,14 +63,22 @@ REPLY_POLL = 0.02
 #: How many arguments a command may carry (set takes two).
 MAX_ARGUMENTS = 4
 
-
 #: How the door answers a command: (action, arguments) -> (ok, message).
 Answer = Callable[[str, list[Any]], tuple[bool, str]]
 
 
 class SteerError(ValueError):
     """A command that could not be delivered or got no answer: the run has ended, has not
-    started, cannot be steered by this user, or did not reply in time."""
+    started, cannot be steered by this user, its command or reply file is not a regular file
+    (a symbolic link, say), or it did not reply in time."""
+
+
+def open_private(path: Path, flags: int) -> int:
+    """A descriptor of the command or reply file `path` opened with `flags` (os.O_CREAT
+    creates it 0600), without following a symbolic link and only when it is a regular file
+    (`nnlib._files.open_descriptor`); SteerError naming it otherwise. Other OSErrors
+    (FileNotFoundError, PermissionError) pass through."""
+    return open_descriptor(path, flags, "a run's command or reply file", SteerError, 0o600)
 
 
 @dataclass(frozen=True)
@@ -91,15 +105,18 @@ class CommandDoor(Callback):
 
     def on_train_begin(self, trainer: Trainer) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.commands, os.O_RDONLY | os.O_CREAT, 0o600)
+        fd = open_private(self.commands, os.O_RDONLY | os.O_CREAT)
         try:
             os.fchmod(fd, 0o600)  # also when an earlier fit() in this directory made it
             self._offset = os.fstat(fd).st_size  # an earlier fit's commands are answered
         finally:
             os.close(fd)
-        replies = os.open(
-            self.run_dir / REPLIES_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
-        )
+        replies = open_private(self.run_dir / REPLIES_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.fchmod(replies, 0o600)
+        except BaseException:
+            os.close(replies)
+            raise
         self._replies = os.fdopen(replies, "a", encoding="utf-8")
         self._trainer = trainer
         trainer.control.add_poller(self.poll)
@@ -117,12 +134,12 @@ class CommandDoor(Callback):
 
     def poll(self) -> None:
         """At a batch boundary (training thread): apply the commands appended since the last
-        poll. Costs one os.stat when there are none."""
+        poll. Costs one os.lstat when there are none."""
         try:
-            size = os.stat(self.commands).st_size
+            status = os.lstat(self.commands)
         except OSError:  # removed by hand: nobody can steer through it any more
             return
-        if size != self._offset:
+        if stat.S_ISREG(status.st_mode) and status.st_size != self._offset:
             self._read(self._apply)
 
     def _apply(self, action: str, arguments: list[Any]) -> tuple[bool, str]:
@@ -133,30 +150,32 @@ class CommandDoor(Callback):
             return False, str(error)
 
     def _read(self, answer: Answer) -> None:
-        """Read whole lines from the offset (at most READ_CHUNK bytes) and answer each."""
+        """Read whole lines from the offset (at most READ_CHUNK bytes) and answer each. A line
+        is consumed before it is answered, so it is never answered twice (by the run's end,
+        say, after an answer that failed)."""
         try:
-            with self.commands.open("rb") as handle:
+            with os.fdopen(open_private(self.commands, os.O_RDONLY), "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
                 if size < self._offset:  # truncated by hand: start again from its end
                     self._offset = size
                     return
                 handle.seek(self._offset)
                 chunk = handle.read(min(size - self._offset, READ_CHUNK))
-        except OSError:
+        except (OSError, SteerError):  # removed or replaced by hand: nothing to read
             return
         start = 0
         while (cut := chunk.find(b"\n", start)) >= 0:
             line, start = chunk[start:cut], cut + 1
-            if self._skipping:
-                self._skipping = False
-                continue
-            self._answer(line, answer)
+            self._offset += len(line) + 1
+            skipping, self._skipping = self._skipping, False
+            if not skipping:
+                self._answer(line, answer)
         rest = len(chunk) - start
         if rest > MAX_LINE or (self._skipping and rest):
+            self._offset += rest
             if not self._skipping:
+                self._skipping = True
                 self._reply(None, False, f"a command line longer than {MAX_LINE} bytes: skipped")
-            self._skipping, start = True, len(chunk)
-        self._offset += start
 
     def _answer(self, line: bytes, answer: Answer) -> None:
         if not line.strip():
@@ -169,7 +188,11 @@ class CommandDoor(Callback):
         except ValueError as error:
             self._reply(_id_of(line), False, str(error))
             return
-        ok, message = answer(action, arguments)
+        try:
+            ok, message = answer(action, arguments)
+        except BaseException as error:  # a fault, not a refusal: answered, then raised
+            self._reply(ident, False, f"not applied: {type(error).__name__}")
+            raise
         self._reply(ident, ok, message)
 
     def _reply(self, ident: str | None, ok: bool, message: str) -> None:
@@ -250,9 +273,9 @@ def run_ended(run_dir: Path) -> str | None:
 def _end_reason(events: Path) -> str | None:
     """The reason of the end event on the log's last line, if it is one."""
     try:
-        with events.open("rb") as handle:
-            handle.seek(max(0, events.stat().st_size - MAX_LINE))
-            last = handle.read().strip().rsplit(b"\n", 1)[-1]
+        with open_regular(events, "run log") as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - MAX_LINE))
+            last = handle.read(MAX_LINE).strip().rsplit(b"\n", 1)[-1]
         event = runs.decode(last.decode("utf-8", errors="replace"))
     except (OSError, ValueError):
         return None
@@ -283,9 +306,9 @@ def send(
     if len(line.encode()) >= MAX_LINE:
         raise SteerError(f"the command is longer than {MAX_LINE} bytes")
     replies = run_dir / REPLIES_FILE
-    offset = replies.stat().st_size if replies.exists() else 0
+    offset = _size(replies)
     try:
-        fd = os.open(commands, os.O_WRONLY | os.O_APPEND)
+        fd = open_private(commands, os.O_WRONLY | os.O_APPEND)
     except FileNotFoundError:
         raise SteerError(
             f"{run_dir}: the run takes no commands (no {COMMANDS_FILE}: written by a "
@@ -321,12 +344,24 @@ def _await_reply(run_dir: Path, replies: Path, offset: int, ident: str, timeout:
         time.sleep(REPLY_POLL)
 
 
+def _size(replies: Path) -> int:
+    """The size of the reply file (0 while there is none); SteerError for a link."""
+    try:
+        fd = open_private(replies, os.O_RDONLY)
+    except FileNotFoundError:
+        return 0
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
 def _find_reply(replies: Path, offset: int, ident: str) -> Reply | None:
     try:
-        with replies.open("rb") as handle:
+        with os.fdopen(open_private(replies, os.O_RDONLY), "rb") as handle:
             handle.seek(offset)
             text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
+    except OSError:  # not there yet; SteerError (a link, a FIFO) goes to the sender
         return None
     for line in text.split("\n"):
         try:

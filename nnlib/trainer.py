@@ -23,6 +23,7 @@ from . import _validate
 from .callbacks.base import Callback, History, Logs
 from .callbacks.callback_list import CallbackList
 from .control import RunControl
+from .events import MAX_INT
 from .losses import Loss
 from .metrics import accuracy, check_finite, evaluate_predictions
 from .model import Sequential
@@ -30,13 +31,20 @@ from .optimizers import Optimizer
 from .states import RunStatus
 from .threads import AUTO, Threads, blas_threads, resolve_threads
 
+#: The largest batch size: what a run log's integers hold (any size beyond the data's trains on
+#: all of it in one batch).
+MAX_BATCH_SIZE = MAX_INT
+
 
 @dataclass
 class Position:
     """Where a run stands in its data, enough to continue it exactly: the epoch, the batches
     and samples of it already trained, the running sums behind the epoch's logs, and the
     shuffle generator's state at the epoch's start (before its permutation was drawn), from
-    which the same permutation is drawn again. `source` names the checkpoint it came from."""
+    which the same permutation is drawn again. `begun`: the epoch's start is behind it (a
+    batch size requested since waits for the next epoch). From a checkpoint: `source` names
+    it, and `batch_size` is the one in force there, which the next fit keeps (it may have been
+    steered away from the one fit is given)."""
 
     epoch: int = 0
     batch: int = 0
@@ -45,7 +53,9 @@ class Position:
     loss_sum: float = 0.0
     correct: float = 0.0
     shuffle_state: dict[str, Any] | None = None
+    begun: bool = False
     source: str | None = None
+    batch_size: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,7 +148,7 @@ class Trainer:
     ) -> History:
         """fit() once this thread owns the run: check the arguments, then train."""
         epochs = _validate.positive_int("fit", "epochs", epochs)
-        self.batch_size = _validate.positive_int("fit", "batch_size", batch_size)
+        self.batch_size = _validate.positive_int("fit", "batch_size", batch_size, MAX_BATCH_SIZE)
         split = _validate.float_in("fit", "validation_split", validation_split, 0.0, 1.0)
         x, y = self._check_data("training data", x, y)
         if validation_data is not None:
@@ -160,6 +170,8 @@ class Trainer:
                 )
             if start.shuffle_state is not None:
                 rng.bit_generator.state = start.shuffle_state
+            if start.batch_size is not None:
+                self.batch_size = start.batch_size
         threads = resolve_threads("fit", threads)
         self.validation_data = validation_data
         self.validation_outputs = None
@@ -193,8 +205,10 @@ class Trainer:
             self.rng = rng
             for epoch in range(start.epoch, epochs):
                 self.epoch = epoch
-                self.control.apply_requests(epoch_boundary=True)
                 self._position = start if epoch == start.epoch else Position(epoch)
+                if not self._position.begun:  # (a resumed epoch has had its start)
+                    self.control.apply_requests(epoch_boundary=True)
+                self._position.begun = True
                 self._position.shuffle_state = rng.bit_generator.state
                 self._epoch_done = False
                 order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
@@ -392,13 +406,13 @@ class Trainer:
     def validate_hyperparameter(self, name: str, value: Any) -> Any:
         """Return `value` checked for `name`, or raise ValueError naming both."""
         if name == "batch_size":
-            return _validate.positive_int("Trainer", "batch_size", value)
+            return _validate.positive_int("Trainer", "batch_size", value, MAX_BATCH_SIZE)
         if name == "base_lr":
             name = "lr"
         if name not in type(self.optimizer).hyperparameters:
             settable = ", ".join([*type(self.optimizer).hyperparameters, "batch_size"])
             raise ValueError(
-                f"{type(self.optimizer).__name__} has no hyperparameter {name!r}; "
+                f"{type(self.optimizer).__name__} has no hyperparameter {_validate.shown(name)}; "
                 f"settable: {settable}"
             )
         return self.optimizer.validate(name, value)

@@ -51,6 +51,8 @@ def test_a_headless_run_is_paused_stepped_set_resumed_and_stopped_by_nnlib_contr
     headless_run, capsys
 ):
     run_dir, process = headless_run
+    # Once it has trained: a pause heard at its first boundary parks it before any batch.
+    _wait_for(lambda: _events(run_dir, "batch"), "the first batch")
     code, out, _ = _control(capsys, run_dir, "pause")
     assert code == 0 and "pausing" in out
     _wait_for(lambda: _events(run_dir, "pause"), "the pause event")
@@ -267,3 +269,251 @@ def test_each_applied_change_records_its_source():
         ("stop", "signal"),
     ]
     assert trainer.history.reason == "stopped"
+
+
+# -- values from outside: checked whole at the door, the run trains on (issue 17, item 2) ---------
+HUGE = 10**400  # an integer no float holds: float() of it raised OverflowError in the writer
+
+
+class Feed(nl.Callback):
+    """Appends `lines` to the run's command file once the first batch has run."""
+
+    def __init__(self, commands: Path, lines: list[bytes]) -> None:
+        self.commands, self.lines = commands, lines
+
+    def on_batch_end(self, trainer, batch, logs):
+        if logs["step"] == 1:
+            with open(self.commands, "ab") as handle:
+                handle.write(b"".join(self.lines))
+
+
+def _steered_run(run_dir: Path, lines: list[bytes]) -> tuple[nl.Trainer, list[dict]]:
+    """A logged run of 3 epochs of 4 batches fed `lines` after its first batch: its trainer
+    (fit has returned) and the replies it wrote."""
+    door = remote.CommandDoor(run_dir)
+    trainer = _trainer([Feed(door.commands, lines), door, runs.RunLogger(run_dir=run_dir)])
+    trainer.fit(*_data(), epochs=3, batch_size=16)
+    written = (run_dir / remote.REPLIES_FILE).read_text().splitlines()
+    return trainer, [json.loads(line) for line in written]
+
+
+def test_values_no_float_or_run_log_holds_are_refused_and_the_run_trains_on(tmp_path):
+    sent = [
+        ("set", "lr", HUGE),
+        ("set", "momentum", HUGE),
+        ("set", "weight_decay", -HUGE),
+        ("set", "batch_size", 2**63),  # accepted before, then the hparam event failed
+        ("set", "batch_size", 10**23),
+        ("set", "batch_size", 1e20),
+        ("stop", "diverged"),  # ended a healthy run as diverged
+        ("stop", "error"),
+        ("set", "lr", 0.2),
+    ]
+    lines = [_command(*c, ident=f"c{i}").encode() for i, c in enumerate(sent)]
+    trainer, replies = _steered_run(tmp_path, lines)
+    assert trainer.history.reason == "finished" and trainer.global_step == 12
+    assert [r["id"] for r in replies] == [f"c{i}" for i in range(len(sent))]  # one each
+    assert [r["ok"] for r in replies] == [False] * 8 + [True]
+    messages = [r["message"] for r in replies]
+    assert messages[0] == (
+        "SGD: learning rate (lr) must be a number within a float's range (±1.8e308), "
+        "got an integer of about 401 digits"
+    )
+    assert messages[2].endswith("got a negative integer of about 401 digits")
+    assert messages[3] == (
+        "Trainer: batch_size must be at most 9223372036854775807, got 9223372036854775808"
+    )
+    assert messages[5] == "Trainer: batch_size must be at most 9223372036854775807, got 1e+20"
+    assert messages[6] == "Trainer.stop: reason must be one of stopped, interrupted, got 'diverged'"
+    assert [(e["name"], e["new"]) for e in _events(tmp_path, "hparam")] == [("lr", 0.2)]
+    assert runs.read(tmp_path)[-1]["reason"] == "finished"
+    assert trainer.batch_size == 16 and trainer.optimizer.momentum == 0.0
+
+
+def test_a_line_is_answered_once_even_when_answering_it_fails(tmp_path, monkeypatch):
+    """A fault while answering a line (not a refusal) still gives it one reply, and the lines
+    before it are not answered again when the run ends."""
+    door = Door(tmp_path)
+    command = door.trainer.control.command
+
+    def faulty(action, *args, **kwargs):
+        if action == "resume":
+            raise RuntimeError("a fault")
+        return command(action, *args, **kwargs)
+
+    monkeypatch.setattr(door.trainer.control, "command", faulty)
+    with pytest.raises(RuntimeError):
+        door.send(_command("set", "lr", 0.5, ident="a") + _command("resume", ident="b"))
+    door.door.on_train_end(door.trainer, {"reason": "error"})
+    replies = [json.loads(x) for x in door.replies.read_text().splitlines()]
+    assert [(r["id"], r["ok"]) for r in replies] == [("a", True), ("b", False)]
+    assert replies[1]["message"] == "not applied: RuntimeError"
+
+
+def test_nnlib_control_refuses_out_of_range_values_in_one_line(headless_run, capsys):
+    run_dir, process = headless_run
+    big = "1" + "0" * 400
+    sent = [
+        ("set", "lr", big),
+        ("set", "momentum", big),
+        ("set", "weight_decay", big),
+        ("set", "batch_size", str(2**63)),
+        ("set", "batch_size", str(10**23)),
+        ("stop", "diverged"),
+    ]
+    for words in sent:
+        code, out, err = _control(capsys, run_dir, *words)
+        assert (code, out) == (2, ""), words
+        assert err.startswith("error: refused by the run: ") and err.count("\n") == 1, err
+    trained = len(_events(run_dir, "batch"))
+    _wait_for(lambda: len(_events(run_dir, "batch")) > trained + 5, "batches after refusals")
+    assert process.poll() is None and _events(run_dir, "hparam") == []
+    assert len((run_dir / remote.REPLIES_FILE).read_text().splitlines()) == len(sent)
+    assert _control(capsys, run_dir, "stop")[0] == 0
+    assert process.wait(TIMEOUT) == 0 and runs.read(run_dir)[-1]["reason"] == "stopped"
+
+
+# The fuzzer: what a raw line may carry. A huge integer, NaN and infinity included (the door
+# reads NaN and Infinity as JSON numbers); pause is left out (nothing here would resume it).
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.sampled_from([2**63 - 1, 2**63, 10**23, 10**308, 10**309, 1e20, 1e308]),
+    st.floats(),
+    st.text(max_size=12),
+)
+_NAMES = st.one_of(
+    st.sampled_from(["lr", "base_lr", "momentum", "weight_decay", "decay", "batch_size"]),
+    st.sampled_from(["nesterov", "eps", "beta1", "step"]),
+    st.text(max_size=8),
+    _VALUES,
+)
+_COMMANDS = st.one_of(
+    st.tuples(_NAMES, _VALUES).map(lambda a: ("set", list(a))),
+    st.one_of(st.sampled_from(["stopped", "interrupted", "finished", "diverged"]), _VALUES).map(
+        lambda reason: ("stop", [reason])
+    ),
+    st.tuples(
+        st.one_of(st.sampled_from(["set", "stop", "step", "resume", "jump"]), st.text(max_size=6)),
+        st.lists(_VALUES, max_size=5),
+    ).filter(lambda c: c[0] != "pause"),
+)
+_RAW = st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"?"))
+
+
+def _accepted(action: str, args: list) -> bool:
+    """Whether a command should be made: the sets Trainer.set takes, a stop with no reason or
+    one a user may give, a resume; nothing else (a step while running does nothing)."""
+    if action == "set":
+        if len(args) != 2:
+            return False
+        try:
+            _trainer().validate_hyperparameter(*args)
+        except ValueError:
+            return False
+        return True
+    if action == "stop":
+        return args in ([], ["stopped"], ["interrupted"])
+    return action == "resume" and args == []
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(lines=st.lists(st.one_of(_COMMANDS, _RAW), min_size=1, max_size=8))
+def test_raw_command_lines_never_crash_the_run_and_each_gets_one_reply(tmp_path_factory, lines):
+    run_dir = tmp_path_factory.mktemp("fuzz")
+    sent = [
+        line + b"\n"
+        if isinstance(line, bytes)
+        else _command(line[0], *line[1], ident=f"f{i}").encode()
+        for i, line in enumerate(lines)
+    ]
+    trainer, replies = _steered_run(run_dir, sent)  # never raises
+    answered = [line for line in sent if line.strip()]
+    assert len(replies) == len(answered)
+    assert all("\n" not in r["message"] and len(r["message"]) < 200 for r in replies)
+    commands = {f"f{i}": line for i, line in enumerate(lines) if not isinstance(line, bytes)}
+    for reply in replies:
+        if reply["id"] in commands:
+            assert reply["ok"] is _accepted(*commands[reply["id"]]), reply
+    stops = [commands[r["id"]][1] for r in replies if r["ok"] and commands[r["id"]][0] == "stop"]
+    reason = trainer.history.reason
+    # the first stop ends the run with its reason; an accepted value may be one that diverges
+    # (lr 1e300): the guard ends that run, never an error
+    assert reason == (stops[0] or ["stopped"])[0] if stops else reason in ("finished", "diverged")
+    assert runs.read(run_dir)[-1]["reason"] == reason  # the log took every event
+    last: dict = {}
+    for reply in replies:
+        if reply["ok"] and commands[reply["id"]][0] == "set":
+            name, value = commands[reply["id"]][1]
+            last[name] = _trainer().validate_hyperparameter(name, value)
+    for name, value in last.items():  # applied, in the run or as it ended
+        held = trainer.batch_size if name == "batch_size" else getattr(trainer.optimizer, name)
+        assert held == value
+
+
+# -- symbolic links are never followed (issue 17, item 11) ---------------------------------------
+def _plant(link: Path, target: Path, text: str = "theirs\n") -> None:
+    """Make `link` a symbolic link to a file `target` (mode 0644) holding `text`."""
+    target.write_text(text)
+    target.chmod(0o644)
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+
+
+def _untouched(target: Path, text: str = "theirs\n") -> bool:
+    return target.read_text() == text and stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_a_resumed_run_refuses_planted_links_and_leaves_their_targets_alone(tmp_path, capsys):
+    from nnlib.config import ExperimentConfig
+    from nnlib.experiment import setup
+
+    class StopAt(nl.Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            if logs["step"] == 3:
+                trainer.stop()
+
+    run = tmp_path / "run"
+    config = ExperimentConfig(dataset="moons", epochs=3, checkpoint_every=0, run_dir=str(run))
+    setup(config, callbacks=[StopAt()]).fit(threads=1)
+    log = (run / runs.EVENTS_FILE).read_bytes()
+    for name in (remote.COMMANDS_FILE, remote.REPLIES_FILE):
+        _plant(run / name, tmp_path / f"target-{name}", _command("stop"))
+        assert main(["train", "--resume", str(run), "--quiet"]) == 1
+        last = capsys.readouterr().err.splitlines()[-1]  # after 'continuing from' and 'run:'
+        assert last.startswith("error: ") and f"{run / name}: is a symbolic link" in last
+        assert _untouched(tmp_path / f"target-{name}", _command("stop"))  # no chmod, no reply
+        (run / name).unlink()
+    assert (run / runs.EVENTS_FILE).read_bytes() == log  # refused before the log was touched
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0  # without the links, it goes
+
+
+def test_nnlib_control_refuses_to_write_through_a_link(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / runs.EVENTS_FILE).write_text(runs.encode("run_start", 0, {"run": "x", "config": {}}))
+    lock = runs.WriterLock(run_dir)  # a live writer, as far as a sender can tell
+    lock.acquire()
+    try:
+        _plant(run_dir / remote.COMMANDS_FILE, tmp_path / "commands-target")
+        code, _, err = _control(capsys, run_dir, "pause")
+        assert code == 1 and "commands.jsonl: is a symbolic link" in err
+        assert _untouched(tmp_path / "commands-target")
+        (run_dir / remote.COMMANDS_FILE).unlink()
+        (run_dir / remote.COMMANDS_FILE).touch(0o600)
+        _plant(run_dir / remote.REPLIES_FILE, tmp_path / "replies-target")
+        code, _, err = _control(capsys, run_dir, "pause")
+        assert code == 1 and "replies.jsonl: is a symbolic link" in err
+        assert (run_dir / remote.COMMANDS_FILE).read_text() == ""  # refused before sending
+    finally:
+        lock.release()
+
+
+def test_a_command_file_replaced_by_a_link_mid_run_is_not_obeyed(tmp_path):
+    door = Door(tmp_path)
+    _plant(door.door.commands, tmp_path / "elsewhere", _command("pause"))
+    door.door.poll()
+    assert not door.trainer.paused and door.replies.read_text() == ""
+    assert _untouched(tmp_path / "elsewhere", _command("pause"))

@@ -100,6 +100,98 @@ def test_stopped_and_resumed_run_is_bit_identical(
     ]
 
 
+# -- steered runs: every value set while training survives a resume (issue 17, item 5) ----------
+class SteerAt(Callback):
+    """Set `name` to `value` once `step` batches have run, as `nnlib control` or a key does
+    (the set is applied before the next batch; a batch size from the next epoch): after that
+    batch, or with `at_epoch_begin` as the next epoch begins (after its start has applied the
+    requests before it)."""
+
+    def __init__(self, step: int, name: str, value: float, at_epoch_begin: bool = False) -> None:
+        self.step, self.name, self.value = step, name, value
+        self.at_epoch_begin = at_epoch_begin
+
+    def on_batch_end(self, trainer: Trainer, batch: int, logs: dict) -> None:
+        if trainer.global_step == self.step and not self.at_epoch_begin:
+            trainer.control.set(self.name, self.value, source="remote")
+
+    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
+        if trainer.global_step == self.step and self.at_epoch_begin:
+            trainer.control.set(self.name, self.value, source="remote")
+
+
+class Changes(Callback):
+    """The hparam events of a run, as (name, new value)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, float]] = []
+
+    def on_event(self, trainer: Trainer, event: str, data: dict) -> None:
+        if event == "hparam":
+            self.seen.append((data["name"], data["new"]))
+
+
+STEERED = {  # every hyperparameter Trainer.set takes, per optimizer, and a value to set it to
+    "sgd": {"lr": 0.02, "momentum": 0.5, "weight_decay": 0.01, "decay": 0.01, "batch_size": 24},
+    "adam": {"lr": 0.02, "beta1": 0.8, "beta2": 0.99, "eps": 1e-4, "weight_decay": 0.01,
+             "decay": 0.01, "batch_size": 24},
+    "rmsprop": {"lr": 0.02, "rho": 0.8, "eps": 1e-4, "weight_decay": 0.01, "decay": 0.01,
+                "batch_size": 24},
+}  # fmt: skip
+
+
+# Steered mid-epoch and stopped there (the change applies after the stop: a pending request,
+# a batch size pending until the next epoch) or two epochs later (long applied); steered and
+# stopped at an epoch's last batch (the next epoch's start applies it before the stop is heard);
+# or steered as the next epoch begins and stopped at its first boundary (pending again: a batch
+# size waits for the epoch after, also in the resumed run).
+@pytest.mark.parametrize(
+    "steer, stop, at_epoch_begin", [(5, 5, 0), (5, 20, 0), (13, 13, 0), (13, 13, 1)]
+)
+@pytest.mark.parametrize(
+    "optimizer, name", [(o, n) for o, values in STEERED.items() for n in values]
+)
+def test_a_run_steered_then_resumed_is_bit_identical_to_one_steered_alike(
+    tmp_path: Path, optimizer: str, name: str, steer: int, stop: int, at_epoch_begin: int
+) -> None:
+    value = STEERED[optimizer][name]
+    whole = trainer(tmp_path / "whole", optimizer, SteerAt(steer, name, value, at_epoch_begin))
+    expected = fit(whole)
+    folder = tmp_path / "cut" / checkpointing.FOLDER
+    cut = trainer(folder, optimizer, SteerAt(steer, name, value, at_epoch_begin), StopAt(stop))
+    before = fit(cut)
+    changes = Changes()
+    again = trainer(tmp_path / "again", optimizer, changes)
+    checkpointing.restore(again, checkpointing.load(checkpointing.find(tmp_path / "cut")))
+    assert before + fit(again) == expected  # fit is given the batch size of 16 it started with
+    assert_same_state(whole, again)
+    assert again.batch_size == whole.batch_size
+    sizes = [row["batch_size"] for row in again.history.batches]
+    assert sizes == [row["batch_size"] for row in whole.history.batches[stop:]]
+    pending = stop == 5 or at_epoch_begin  # at the stop: applied in the resumed run, once
+    if name == "batch_size":  # from the epoch after the change on
+        assert set(sizes) == ({16, 24} if pending else {24})
+    assert changes.seen == ([(name, value)] if pending else [])
+
+
+def test_a_batch_size_steered_through_nnlib_control_survives_train_resume(
+    tmp_path: Path,
+) -> None:
+    """The issue's case: set batch_size 32 on a run of 64, stop, nnlib train --resume: the
+    resumed batches carry 32 (they carried 64 again, with no hparam event)."""
+    run = tmp_path / "run"
+    steer, stop = SteerAt(2, "batch_size", 32), StopAt(14)  # 10 batches of 64 an epoch
+    setup(run_config(run_dir=str(run), batch_size=64, epochs=3), callbacks=[steer, stop]).fit(
+        threads=1
+    )
+    assert main(["train", "--resume", str(run), "--quiet", "--threads", "1"]) == 0
+    events = runs.read(run)
+    resumed_at = next(i for i, e in enumerate(events) if e.type == "run_resume")
+    after = [e["batch_size"] for e in events[resumed_at:] if e.type == "batch"]
+    assert after and set(after) == {32}
+    assert [e["new"] for e in events if e.type == "hparam"] == [32]
+
+
 # -- whole runs: a SIGKILL between checkpoints, the CLI ------------------------------------------
 ARCH = "flatten dense(16) relu dropout(0.2) dense(10)"
 KILLED_AT, EVERY = 10, 4  # killed two steps after the checkpoint at step 8

@@ -1,16 +1,21 @@
 """Trainer control across run boundaries (issue 8): a stop() before fit() or just after a thread
-started it, stop reasons, one fit() at a time, a bad seed, and the BLAS thread policy of fit()."""
+started it, stop reasons, one fit() at a time, a bad seed, and the BLAS thread policy of fit();
+and the check every set() goes through, whatever its value (issue 17)."""
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 import pytest
 from helpers import TIMEOUT, fit_in_thread, join_fit
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_info
 
 import nnlib as nl
+from nnlib import events
 from nnlib import threads as threads_module
 
 
@@ -166,3 +171,42 @@ def test_fit_restores_blas_after_an_error_and_refuses_bad_threads():
             ValueError, match=f"threads must be 'auto', None or a positive integer, got {bad!r}"
         ):
             _trainer().fit(*_data(), threads=bad)
+
+
+# -- every value a set() may be given, from any door (issue 17, item 2) ---------------------------
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(10**500), max_value=10**500),
+    st.floats(),
+    st.fractions(),
+    st.decimals(),
+    st.text(max_size=12),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1).map(np.int64),
+    st.floats(width=32).map(np.float32),
+)
+_OPTIMIZERS = {"sgd": nl.SGD(lr=0.1), "adam": nl.Adam(), "rmsprop": nl.RMSProp()}
+
+
+@settings(derandomize=True, max_examples=400, deadline=None)
+@given(
+    optimizer=st.sampled_from(sorted(_OPTIMIZERS)),
+    name=st.sampled_from(["lr", "base_lr", "momentum", "weight_decay", "decay", "batch_size",
+                          "beta1", "beta2", "eps", "rho", "nesterov"]),
+    value=_ANY_VALUE,
+)  # fmt: skip
+def test_a_steered_value_is_refused_in_one_line_or_is_one_a_run_log_holds(optimizer, name, value):
+    """The one check behind every door (keys, nnlib control, raw lines, scripts): a ValueError
+    of one short line, or a value the run can apply and record (its hparam event encodes)."""
+    model = nl.build("4-8-3", (4,), seed=0)
+    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), _OPTIMIZERS[optimizer])
+    try:
+        checked = trainer.validate_hyperparameter(name, value)
+    except ValueError as error:
+        message = str(error)
+        assert "\n" not in message and len(message) < 160, message
+        return
+    assert type(checked) is (int if name == "batch_size" else float)
+    assert math.isfinite(checked) and checked >= 0
+    events.encode("hparam", 0, {"name": name, "old": checked, "new": checked, "source": "remote"})

@@ -257,8 +257,11 @@ def test_bad_requests_are_refused_naming_the_value_and_change_nothing():
     control = plain.control()
     with pytest.raises(ValueError, match="lr must be >= 0, got -1"):
         control.set("lr", -1)
-    with pytest.raises(ValueError, match=r"one of finished, stopped.*got 'later'"):
+    with pytest.raises(ValueError, match=r"one of stopped, interrupted, got 'later'"):
         control.stop("later")
+    for findings in ("finished", "early_stop", "diverged", "error"):  # the run's own, not asked
+        with pytest.raises(ValueError, match=f"got '{findings}'"):
+            control.command("stop", findings)
     assert plain.applied == [] and control.pending() == {}
 
 
