@@ -36,7 +36,8 @@ def test_dead_relus(tmp_path):
     def kill(experiment) -> None:
         experiment.model.layers[0].params["b"].value[:] = -100.0
 
-    found = warnings_of(tmp_path, prepare=kill, arch="2-16-16-3", epochs=1)
+    # dead over each of the last 3 measured batches (the Monitor measures every 50 steps)
+    found = warnings_of(tmp_path, prepare=kill, arch="2-16-16-3", epochs=6)
     assert ("dead_relu", "relu_1") in kinds(found)
     assert "vanishing_gradients" not in {w.kind for w in found}  # zero is dead, not vanishing
 
@@ -61,7 +62,8 @@ def test_exploding_gradients_once_for_the_worst_layer(tmp_path):
 
 
 def test_vanishing_gradients_in_a_deep_sigmoid_net(tmp_path):
-    found = warnings_of(tmp_path, arch="2-16-16-16-16-16-16-16-16-16-16-3:sigmoid", epochs=1)
+    # 3 measurements in a row: every 50 steps of 22 a spirals epoch
+    found = warnings_of(tmp_path, arch="2-16-16-16-16-16-16-16-16-16-16-3:sigmoid", epochs=5)
     vanishing = [w for w in found if w.kind == "vanishing_gradients"]
     assert len(vanishing) == 1 and vanishing[0].layer == "dense_1"
 
@@ -72,12 +74,67 @@ def test_overfitting_on_a_tiny_training_set(tmp_path):
     assert overfit.value > 0.10 and "weight decay" in overfit.suggestion
 
 
-def test_a_loss_rising_two_epochs_in_a_row():
+def fed(epoch_losses=(), batch_losses=(), lr=0.1, hparams=()) -> list[dict]:
+    """The warnings a Diagnostics emits for these epoch (then batch) losses; `hparams` are
+    (before epoch or batch index, old lr, new lr) changes."""
     emitted: list[dict] = []
-    trainer = SimpleNamespace(epoch=0, emit=lambda event, **data: emitted.append(data))
+    trainer = SimpleNamespace(
+        epoch=0,
+        emit=lambda event, **data: emitted.append(data),
+        optimizer=SimpleNamespace(lr=lr, weight_decay=0.0),
+    )
     diagnostics = Diagnostics()
-    for epoch, loss in enumerate([1.0, 0.8, 0.9, 1.1, 1.3]):
-        trainer.epoch = epoch
-        diagnostics.on_epoch_end(trainer, epoch, {"loss": loss})
+    changes = {at: (old, new) for at, old, new in hparams}
+    for losses, hook in ((epoch_losses, "on_epoch_end"), (batch_losses, "on_batch_end")):
+        for index, loss in enumerate(losses):
+            if index in changes:
+                old, new = changes[index]
+                trainer.optimizer.lr = new
+                diagnostics.on_event(trainer, "hparam", {"name": "lr", "old": old, "new": new})
+            trainer.epoch = index
+            getattr(diagnostics, hook)(trainer, index, {"loss": loss})
+    return emitted
+
+
+def test_a_loss_rising_two_epochs_in_a_row():
+    emitted = fed([1.0, 0.8, 0.9, 1.1, 1.3])
     assert [(d["kind"], d["epoch"]) for d in emitted] == [("loss_rising", 3)]
     assert "0.8 → 1.1" in emitted[0]["message"]
+    assert emitted[0]["fix"] == {"name": "lr", "value": 0.05}  # halve it
+    assert "halve it" in emitted[0]["suggestion"]
+
+
+def test_a_rise_within_noise_near_zero_loss_is_not_a_warning():
+    # healthy spirals at lr 0.1 measured 0.0024 → 0.0049, xor 0.094 → 0.106: tiny against
+    # the 1.1 the run started from
+    assert fed([1.1, 0.3, 0.05, 0.0024, 0.0031, 0.0049, 0.001]) == []
+    assert fed([0.69, 0.2, 0.094, 0.1, 0.106]) == []
+
+
+def test_after_the_lr_was_lowered_only_the_epochs_since_count():
+    # rising, lowered before epoch 3: the rise before says nothing about the new rate
+    assert fed([1.0, 0.6, 0.7, 0.8, 0.75], hparams=[(3, 0.1, 0.05)], lr=0.1) == []
+    # still rising two epochs after the lowering: lower it further, not "too high: halve"
+    emitted = fed([1.0, 0.6, 0.7, 0.8, 0.9, 1.0], hparams=[(3, 0.1, 0.05)], lr=0.1)
+    (warning,) = emitted
+    assert "after the learning rate was lowered" in warning["suggestion"]
+    assert warning["fix"] == {"name": "lr", "value": 0.025}
+
+
+def test_after_the_lr_was_raised_the_advice_is_to_set_it_back():
+    emitted = fed([1.0, 0.6, 0.5, 0.6, 0.7], hparams=[(2, 0.05, 0.4)], lr=0.05)
+    (warning,) = emitted
+    assert "was raised" in warning["suggestion"] and "set it back" in warning["suggestion"]
+    assert warning["fix"] == {"name": "lr", "value": 0.05}
+
+
+def test_a_single_hard_batch_near_zero_loss_is_not_a_spike():
+    # the loss starts at 1.1; a batch at 5x a tiny average is noise, not a problem
+    batches = [1.1] * 3 + [0.5] * 7 + [0.01] * 30 + [0.05] + [0.01] * 10
+    assert fed(batch_losses=batches) == []
+
+
+def test_a_batch_above_where_the_run_started_is_a_spike():
+    batches = [1.1] * 3 + [0.5] * 7 + [0.2] * 30 + [2.5]
+    (spike,) = fed(batch_losses=batches)
+    assert spike["kind"] == "loss_spike" and spike["value"] == 2.5
