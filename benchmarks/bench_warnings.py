@@ -90,6 +90,20 @@ def healthy(seeds: int, quick: bool) -> list[Case]:
                         ),
                     )
                 )
+        # batches of 10 (the app's tests steer such a run): one hard batch is a big share
+        cases.append(
+            Case(
+                "spirals 2-16-16-3 batch 10",
+                dict(
+                    dataset="spirals",
+                    arch="2-16-16-3",
+                    epochs=30 if quick else 60,
+                    lr=0.05,
+                    batch_size=10,
+                    seed=seed,
+                ),
+            )
+        )
         # losses that go to ~0: separable data trained long
         cases.append(
             Case(
