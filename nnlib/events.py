@@ -722,6 +722,8 @@ RASTER_EMPTY = "."
 RASTER_MAX = 64
 #: Neurons shown per layer, at most (TensorFlow Playground's limit of 8, doubled).
 NEURONS_MAX = 16
+#: Hidden layers a boundary event carries neurons for, at most (a deeper model's first ones).
+NEURON_LAYERS_MAX = 64
 _RASTER_CHARS = frozenset(RASTER_ALPHABET + RASTER_EMPTY)
 
 
@@ -761,9 +763,13 @@ _UNIT: Spec = {
 
 
 def _neurons(value: Any) -> str | None:
-    """Layers of at most NEURONS_MAX units, each {map, scale, bias, [weights]}."""
-    expected = f"a list of {{layer, units}} objects with 1 to {NEURONS_MAX} units each"
-    if not isinstance(value, list) or len(value) > RASTER_MAX:
+    """At most NEURON_LAYERS_MAX layers of at most NEURONS_MAX units, each {map, scale,
+    bias, [weights]}."""
+    expected = (
+        f"a list of at most {NEURON_LAYERS_MAX} {{layer, units}} objects with 1 to "
+        f"{NEURONS_MAX} units each"
+    )
+    if not isinstance(value, list) or len(value) > NEURON_LAYERS_MAX:
         return expected
     for entry in value:
         if not isinstance(entry, dict) or _str(entry.get("layer")) is not None:
@@ -837,8 +843,9 @@ class Boundary(Event):
     level per cell over the box `lo`-`hi` (x, y); "surface": the predicted value's level over
     [vmin, vmax] per cell and `truth`, the mean target per cell; "curve": one row, the
     predicted y level per column over lo[1]-hi[1]. `train` and `val` mark the data points
-    (their class, or "0"); `neurons`: per hidden layer of up to 16 units, each unit's
-    activation map (levels over [-scale, scale]), bias and incoming weights."""
+    (their class, or "0"); `neurons`: per hidden layer of up to 16 units (the first 64 such
+    layers), each unit's activation map (levels over [-scale, scale]), bias and incoming
+    weights."""
 
     TYPE = "boundary"
     kind: str = field_of(_one_of("classes", "surface", "curve"))
@@ -893,9 +900,10 @@ def _fix(value: Any) -> str | None:
 @dataclass(frozen=True, kw_only=True)
 class Diagnostic(Event):
     """Something in the run looks wrong: `kind` (loss_spike, loss_rising, exploding_gradients,
-    vanishing_gradients, dead_relu, saturated, overfitting), a one-line explanation, a
-    suggestion, the layer and measured value it is about, and where the suggestion is one
-    hyperparameter change that can be applied live, that change (`fix`)."""
+    vanishing_gradients, dead_relu, saturated, overfitting, or view_failed: a view raised
+    and is off for the rest of the run), a one-line explanation, a suggestion, the layer and
+    measured value it is about, and where the suggestion is one hyperparameter change that
+    can be applied live, that change (`fix`)."""
 
     TYPE = "warning"
     kind: str = field_of(_str)

@@ -174,6 +174,7 @@ class Trainer:
         """The run itself: hooks, epochs, and an `on_train_end` however it ends."""
         epochs = self.epochs
         self.control.start()
+        self.callbacks.begin_run()
         end_logs: Logs = {}
         reason: str = RunStatus.FINISHED
         try:

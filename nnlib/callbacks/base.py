@@ -16,7 +16,7 @@ histograms, confusion matrices, checkpoints) as they happen.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ..trainer import Trainer
@@ -26,6 +26,17 @@ Logs = dict[str, Any]
 
 class Callback:
     """Override any hook; the defaults do nothing."""
+
+    #: Whether the run stops when this callback raises. True (the default) for what a run is
+    #: made of: its log (RunLogger), its saved weights (checkpoints), its steering (the
+    #: command door, schedules, early stopping, the divergence guard) and any callback that
+    #: does not say otherwise; training on without one of them would lose the record or the
+    #: weights, or train something other than what was asked, so its error ends the run
+    #: with reason 'error'. False for the views and monitors (Monitor, BoundaryView,
+    #: Diagnostics, SampleRecorder, FeatureMaps, TestEvaluator, ProgressBar), which only
+    #: show the run: one that raises in any hook is reported once as a 'view_failed'
+    #: warning and turned off for the rest of the run, and training goes on.
+    essential: ClassVar[bool] = True
 
     def on_train_begin(self, trainer: Trainer) -> None:
         """Before the first epoch."""

@@ -5,10 +5,11 @@ margin) in one batched forward pass in eval mode, and emits a 'boundary' event: 
 class and its confidence per cell (classification), the predicted surface beside the mean
 target per cell (2-D regression), or the fitted curve (1-D regression); the data points as
 rasters; and, for hidden Dense layers of up to 16 units, each unit's own activation over the
-plane (TensorFlow Playground's neurons). Rasters are strings, one character per cell
-(`nnlib.events.RASTER_ALPHABET`): a 48x48 grid is about 2.5 kB a raster. The data points (and
-a surface's mean target) do not change during a run: they are sent once, at its start, in a
-'boundary_points' event, not in every 'boundary' event.
+plane (TensorFlow Playground's neurons; of a deeper model, the first 64 such layers). Rasters
+are strings, one character per cell (`nnlib.events.RASTER_ALPHABET`): a 48x48 grid is about
+2.5 kB a raster. The data points (and a surface's mean target) do not change during a run:
+they are sent once, at its start, in a 'boundary_points' event, not in every 'boundary'
+event.
 
 How often: at the first step; between epoch ends every N steps, with N chosen from measured
 times so that the view costs at most `budget` (3%) of training time; at an epoch end when
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..events import NEURONS_MAX, RASTER_ALPHABET, RASTER_EMPTY, RASTER_MAX
+from ..events import NEURON_LAYERS_MAX, NEURONS_MAX, RASTER_ALPHABET, RASTER_EMPTY, RASTER_MAX
 from ..layers import Dense
 from .base import Callback, Logs
 
@@ -98,6 +99,8 @@ class BoundaryView(Callback):
 
     `grid`: cells per side (at most 64); `budget`: the largest share of training time the
     view may take between epoch ends; `max_points`: training points drawn, at most."""
+
+    essential = False  # a view (see Callback.essential)
 
     def __init__(
         self,
@@ -286,7 +289,8 @@ class BoundaryView(Callback):
                     pending = None
                 with np.errstate(over="ignore", invalid="ignore"):
                     out = layer.forward(out)
-                if isinstance(layer, Dense) and layer is not dense_layers[-1]:
+                drawn = len(hidden) < NEURON_LAYERS_MAX  # kept no further: memory, too
+                if isinstance(layer, Dense) and layer is not dense_layers[-1] and drawn:
                     pending = layer if layer.units <= NEURONS_MAX else None
         finally:
             model.train(was_training)

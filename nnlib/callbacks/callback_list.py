@@ -3,6 +3,13 @@
 
 It is a list (iterate it, look for a kind of callback in it), made by the Trainer: a `History`
 first, then the caller's callbacks, then a `DivergenceGuard` unless one is given.
+
+Dispatch is where a failing view steps aside (DESIGN: faults are normal; a view that cannot
+draw never ends a run): a callback that is not `essential` and raises in any hook, its
+`on_event` included, is reported once as a 'warning' event of kind 'view_failed' and not
+called again in this run. An essential callback's error goes up to the trainer and ends the
+run, also when it surfaced while a view was emitting, unless it was an `EventError`: then
+the view's event was malformed, and the view steps aside.
 """
 
 from __future__ import annotations
@@ -10,11 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..events import EventError
 from .base import Callback, History
 from .stopping import DivergenceGuard
 
 if TYPE_CHECKING:
     from ..trainer import Trainer
+
+#: The longest exception text a 'view_failed' warning quotes.
+ERROR_TEXT_MAX = 300
 
 
 class CallbackList(list[Callback]):
@@ -29,15 +40,21 @@ class CallbackList(list[Callback]):
         if divergence_guard and not any(isinstance(c, DivergenceGuard) for c in extra):
             extra.append(DivergenceGuard())
         super().__init__([self.history, *extra])
+        self.turned_off: list[Callback] = []  # views that failed in this run
+        self._loud: BaseException | None = None  # an essential callback's own latest error
+
+    def begin_run(self) -> None:
+        """A new run: every callback is called again, also a view that failed in the last."""
+        self.turned_off, self._loud = [], None
 
     def call(self, hook: str, *args: Any, every: bool = False) -> None:
         """Call `hook` on each callback in order. With `every`, an error in one callback does
         not keep the others from being called (the run log still gets its 'end'); the first
         error is raised afterwards."""
         first_error: BaseException | None = None
-        for callback in self:
+        for callback in self._active():
             try:
-                getattr(callback, hook)(self.trainer, *args)
+                self._dispatch(callback, hook, *args)
             except BaseException as error:
                 if not every:
                     raise
@@ -49,5 +66,39 @@ class CallbackList(list[Callback]):
         """Send an event to every callback's `on_event` (histograms, checkpoints, ...); its
         step is the trainer's current one unless `data` gives one."""
         data.setdefault("step", self.trainer.global_step)
-        for callback in self:
-            callback.on_event(self.trainer, event, data)
+        for callback in self._active():
+            self._dispatch(callback, "on_event", event, data)
+
+    def _active(self) -> list[Callback]:
+        """The callbacks still called, in order (a copy: one may be turned off meanwhile)."""
+        if not self.turned_off:
+            return list(self)
+        return [c for c in self if not any(c is off for off in self.turned_off)]
+
+    def _dispatch(self, callback: Callback, hook: str, *args: Any) -> None:
+        """`callback.hook(trainer, *args)`; a view that raises steps aside (module doc)."""
+        try:
+            getattr(callback, hook)(self.trainer, *args)
+        except Exception as error:  # KeyboardInterrupt and SystemExit always end the run
+            if callback.essential:
+                if hook == "on_event" and not isinstance(error, EventError):
+                    self._loud = error  # its own failure: loud through a view's emit too
+                raise
+            if error is self._loud:
+                raise
+            self._step_aside(callback, hook, error)
+
+    def _step_aside(self, callback: Callback, hook: str, error: Exception) -> None:
+        """Turn `callback` off for the rest of the run and say so in one warning."""
+        self.turned_off.append(callback)
+        name = type(callback).__name__
+        text = f"{type(error).__name__}: {error}"
+        if len(text) > ERROR_TEXT_MAX:
+            text = text[: ERROR_TEXT_MAX - 1] + "…"
+        self.emit(
+            "warning",
+            kind="view_failed",
+            message=f"{name} failed in {hook} and is off for the rest of the run ({text})",
+            suggestion="training goes on without it; please report it with this run's log",
+            epoch=self.trainer.epoch,
+        )

@@ -69,6 +69,8 @@ class Diagnostics(Callback):
     """Emit 'warning' events (see the module's thresholds): each kind once per run, dead
     ReLUs and saturation once per layer."""
 
+    essential = False  # a view (see Callback.essential)
+
     def __init__(self) -> None:
         self._reset()
 

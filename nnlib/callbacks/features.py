@@ -90,6 +90,8 @@ class FeatureMaps(OnDemand):
     """Emit 'feature_maps' for `images` validation images at the start, every epoch and on
     request; only for models with a Conv2D layer and validation data."""
 
+    essential = False  # a view (see Callback.essential)
+
     def __init__(self, images: int = 4, channels: int = 16, side: int = 28) -> None:
         super().__init__()
         if images < 1 or channels < 1 or side < 1:

@@ -72,14 +72,20 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
 
 
 def _percentiles(ordered: np.ndarray) -> list[float]:
-    """PERCENTILES of a sorted sample, interpolated as np.percentile's default (linear)."""
+    """PERCENTILES of a sorted sample, interpolated as np.percentile's default (linear);
+    between neighbours whose difference overflows (-1e308 and 1e308) as a weighted sum,
+    which cannot (its terms have opposite signs)."""
     out = []
     for q in PERCENTILES:
         position = q / 100 * (ordered.size - 1)
         below = int(position)
         above = min(below + 1, ordered.size - 1)
         low, high = float(ordered[below]), float(ordered[above])
-        out.append(low + (high - low) * (position - below))
+        share = position - below
+        if math.isfinite(high - low):
+            out.append(low + (high - low) * share)
+        else:
+            out.append(low * (1 - share) + high * share)
     return out
 
 
@@ -97,6 +103,12 @@ def _bin_counts(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarr
     for the last bin (np.minimum with a scalar: 4x slower), 784x512 values took 0.46 ms
     against 0.69 ms, the histogram's main cost."""
     dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
+    limit = float(np.finfo(dtype).max)
+    if not (hi - lo <= limit and bins / (hi - lo) <= limit):
+        # A span or a scale the dtype cannot hold (a layer's gradients from 0 to 1e-42
+        # made bins / span infinite in float32, 0 * inf a NaN, and bincount a negative):
+        # float64 values scaled by a power of two (exact) so the largest is about 1.
+        values, lo, hi, dtype = (*_unit_scaled(values, lo, hi), np.dtype(np.float64))
     index = np.subtract(values, dtype.type(lo), dtype=dtype)
     index *= dtype.type(bins / (hi - lo))
     np.clip(index, 0, bins - 1, out=index)  # hi itself falls in the last bin; none is < 0
@@ -112,9 +124,21 @@ def _bin_counts(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarr
     return counts
 
 
+def _unit_scaled(values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, float, float]:
+    """`values` (finite, within [lo, hi], lo < hi) and their bounds as float64 times the
+    power of two that brings the largest magnitude into [0.5, 1): exact for every value
+    that does not fall below the smallest float64, and then bins / (hi - lo) is at most
+    about bins * 2**54, whatever the range was (tiny, subnormal or huge)."""
+    exponent = -math.frexp(max(abs(lo), abs(hi)))[1]
+    scaled = np.ldexp(values.astype(np.float64), exponent)
+    return scaled, math.ldexp(lo, exponent), math.ldexp(hi, exponent)
+
+
 class Monitor(Callback):
     """Emit 'histograms' every `every` batches and, after every epoch with validation data,
     'confusion' (or 'regression'); `confusion=False` leaves out that validation summary."""
+
+    essential = False  # a view (see Callback.essential)
 
     def __init__(
         self,

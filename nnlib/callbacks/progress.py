@@ -25,6 +25,8 @@ PRINTED = ("early_stop", "diverged", "checkpoint")
 class ProgressBar(Callback):
     """Live progress on a terminal (rich), plain lines in a log file; see the module doc."""
 
+    essential = False  # a view (see Callback.essential)
+
     def __init__(
         self, stream: TextIO | None = None, interval: float = 10.0, rich: bool | None = None
     ) -> None:

@@ -67,6 +67,8 @@ class SampleRecorder(Callback):
     """Store up to `limit` validation images in `run_dir` once; emit 'samples' after every
     epoch. Only for image classification (inputs (H, W, C)); anything else is left alone."""
 
+    essential = False  # a view (see Callback.essential)
+
     def __init__(
         self, run_dir: str | Path, class_names: list[str] | None = None, limit: int = LIMIT
     ) -> None:

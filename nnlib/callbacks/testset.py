@@ -29,6 +29,8 @@ TESTED_ENDS = (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.EARLY_STOP)
 class TestEvaluator(OnDemand):
     """Evaluate on (x, y) at the end of a run and on `request()`."""
 
+    essential = False  # a view (see Callback.essential)
+
     __test__ = False  # not a pytest class, whatever its name
 
     def __init__(self, x: np.ndarray, y: np.ndarray, class_names: list[str] | None = None) -> None:
