@@ -90,20 +90,6 @@ def healthy(seeds: int, quick: bool) -> list[Case]:
                         ),
                     )
                 )
-        # batches of 10 (the app's tests steer such a run): one hard batch is a big share
-        cases.append(
-            Case(
-                "spirals 2-16-16-3 batch 10",
-                dict(
-                    dataset="spirals",
-                    arch="2-16-16-3",
-                    epochs=30 if quick else 60,
-                    lr=0.05,
-                    batch_size=10,
-                    seed=seed,
-                ),
-            )
-        )
         # losses that go to ~0: separable data trained long
         cases.append(
             Case(
@@ -140,15 +126,42 @@ def healthy(seeds: int, quick: bool) -> list[Case]:
                     ),
                 )
             )
-        glyph_epochs = 3 if quick else 8
-        for spec in ("lenet", "cnn", "mlp"):
+        # the MLP overfits glyphs from a few epochs on (8 epochs: training 94%, validation
+        # 83-89%), so it is here for 3 and in the broken corpus for 8
+        for spec, epochs in (("lenet", 8), ("cnn", 8), ("mlp", 3)):
             cases.append(
                 Case(
-                    f"glyphs {spec}",
-                    dict(dataset="glyphs", arch=spec, epochs=glyph_epochs, lr=0.05, seed=seed),
+                    f"glyphs {spec} {epochs} epochs",
+                    dict(
+                        dataset="glyphs",
+                        arch=spec,
+                        epochs=3 if quick else epochs,
+                        lr=0.05,
+                        seed=seed,
+                    ),
                 )
             )
     return cases
+
+
+def unstable(seeds: int, quick: bool) -> list[Case]:
+    """Runs that end well but go through real instability on the way (batches of 10 with
+    momentum 0.9: the loss rose 3 epochs in a row, 0.13 to 0.47, then fell to 4e-4): what
+    they raise is reported apart, neither a false alarm nor a detection."""
+    return [
+        Case(
+            "spirals 2-16-16-3, batches of 10",
+            dict(
+                dataset="spirals",
+                arch="2-16-16-3",
+                epochs=30 if quick else 60,
+                lr=0.05,
+                batch_size=10,
+                seed=seed,
+            ),
+        )
+        for seed in range(seeds)
+    ]
 
 
 def broken(seeds: int, quick: bool) -> list[Case]:
@@ -199,6 +212,11 @@ def broken(seeds: int, quick: bool) -> list[Case]:
                 fault=huge_weights,
             ),
             Case(
+                "overfitting (glyphs MLP, 8 epochs)",
+                dict(dataset="glyphs", arch="mlp", epochs=8, lr=0.05, seed=seed),
+                ("overfitting",),
+            ),
+            Case(
                 "overfitting a tiny subset (glyphs MLP, 150 samples)",
                 dict(
                     dataset="glyphs",
@@ -240,10 +258,10 @@ def run(case: Case, root: Path) -> tuple[list[dict[str, Any]], float, dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--only", choices=("healthy", "broken"))
+    parser.add_argument("--only", choices=("healthy", "broken", "unstable"))
     parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
     args = parser.parse_args()
-    groups = {"healthy": healthy, "broken": broken}
+    groups = {"healthy": healthy, "broken": broken, "unstable": unstable}
     results: dict[str, list[tuple[Case, list[dict[str, Any]]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for group, make in groups.items():
@@ -273,6 +291,9 @@ def main() -> None:
             f"\nhealthy: {len(alarmed)} of {len(runs)} runs raised a warning "
             f"({sum(kinds.values())} warnings: {dict(kinds) or 'none'})"
         )
+    if "unstable" in results:
+        kinds = Counter(w["kind"] for _, warnings in results["unstable"] for w in warnings)
+        print(f"unstable but recovering: {len(results['unstable'])} runs, {dict(kinds)}")
     if "broken" in results:
         runs = results["broken"]
         by_case: dict[str, list[bool]] = {}

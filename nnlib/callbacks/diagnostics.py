@@ -15,22 +15,24 @@ of 32 or fewer points near a zero loss), an epoch loss rising twice (by 0.001) d
 ReLU layer idle over one batch of 16 points is not dead; with momentum 0.9 and lr 0.1 a
 healthy spirals run rose for 2 epochs from 0.04 to 0.34 and recovered to 7e-5.
 
-- loss_spike: a batch loss above LOSS_SPIKE (3) times the moving average of the batches
-  before it (after LOSS_WARMUP batches) *and* above SPIKE_START (2) times the loss the run
-  started from (its first batch's, before any step): a step threw away all that was learned;
+- loss_spike: twice within SPIKE_WINDOW (100) batches, a batch loss above LOSS_SPIKE (3)
+  times the moving average of the batches before it (after LOSS_WARMUP batches) *and* above
+  SPIKE_START (2) times the loss the run started from (its first batch's, before any step):
+  steps that throw away what was learned (one such batch of 10 happens in healthy runs);
 - loss_rising: the epoch's training loss above ABOVE_START (1.5) times the loss the run
   started from, or risen RISING_EPOCHS (3) epochs in a row by more than RISE_SHARE (10%) of
   it in all — only epochs after the last change of the learning rate count for the rise;
 - exploding_gradients: a layer's gradient norm above GRAD_EXPLODING (100);
-- vanishing_gradients: a layer's gradient norm below GRAD_VANISHING (1e-3) times the largest
+- vanishing_gradients: a layer's gradient norm below GRAD_VANISHING (3e-3) times the largest
   layer's, in VANISHING_TIMES (3) measurements in a row (healthy runs measured 0.2 and more;
   six stacked sigmoid layers 3e-4 to 1e-3); a norm of exactly 0 is dead units instead;
 - dead_relu: more than DEAD_RELU (50%) of a ReLU layer's units output 0 for every sample of
-  each of the last DEAD_WINDOW (3) measured batches;
+  the last DEAD_WINDOW (3) or more measured batches, DEAD_SAMPLES (256) samples at least;
 - saturated: more than SATURATED (50%) of a sigmoid or tanh layer's outputs within
   SATURATION_MARGIN (2% of its range) of its limits, where its gradient is nearly 0;
 - overfitting: training accuracy above validation accuracy by more than OVERFIT_GAP (10
-  points), the gap having grown for WIDENING_EPOCHS (2) epochs in a row.
+  points), the gap having grown for WIDENING_EPOCHS (2) epochs in a row while the training
+  loss fell (a gap that opens while the training loss rises is instability, said above).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from ..trainer import Trainer
 
 LOSS_SPIKE = 3.0
+SPIKE_WINDOW = 100
 LOSS_WARMUP = 10
 LOSS_AVERAGE = 0.1  # weight of the newest batch in the moving average
 SPIKE_START = 2.0
@@ -55,10 +58,11 @@ ABOVE_START = 1.5
 RISING_EPOCHS = 3
 RISE_SHARE = 0.1
 GRAD_EXPLODING = 100.0
-GRAD_VANISHING = 1e-3
+GRAD_VANISHING = 3e-3
 VANISHING_TIMES = 3
 DEAD_RELU = 0.5
 DEAD_WINDOW = 3
+DEAD_SAMPLES = 256
 SATURATED = 0.5
 SATURATION_MARGIN = 0.02
 OVERFIT_GAP = 0.10
@@ -80,11 +84,13 @@ class Diagnostics(Callback):
         self._average: float | None = None
         self._start: float | None = None  # the first batch's loss: where the run started
         self._batches = 0  # batches judged since the start or the last lr change
+        self._spikes: deque[int] = deque(maxlen=2)  # the steps of the last spikes
         self._losses: list[float] = []  # epoch losses since the last lr change
         self._gaps: list[float] = []
         self._lr_change: tuple[int, float, float] | None = None  # (step, old, new)
         self._vanishing = 0  # measurements in a row with a vanishing layer
         self._alive: dict[str, deque[np.ndarray]] = {}
+        self._train_losses: list[float] = []  # every epoch's, for the overfitting check
 
     def on_train_begin(self, trainer: Trainer) -> None:
         self._reset()  # a new run starts with nothing raised
@@ -101,13 +107,17 @@ class Diagnostics(Callback):
                 and loss > LOSS_SPIKE * average
                 and loss > SPIKE_START * start
             ):
-                self._warn(
-                    "loss_spike",
-                    f"the loss jumped to {loss:.3g}, {loss / average:.1f}x its recent average "
-                    f"{average:.3g} and {loss / start:.1f}x the {start:.3g} the run started from",
-                    **self._lr_advice(trainer),
-                    value=loss,
-                )
+                step = trainer.global_step
+                if self._spikes and self._spikes[-1] > step - SPIKE_WINDOW:
+                    self._warn(
+                        "loss_spike",
+                        f"the loss jumped to {loss:.3g}, {loss / average:.1f}x its recent "
+                        f"average {average:.3g} and {loss / start:.1f}x the {start:.3g} the run "
+                        f"started from (the second time in {step - self._spikes[-1]} batches)",
+                        **self._lr_advice(trainer),
+                        value=loss,
+                    )
+                self._spikes.append(step)
             self._average = loss if average is None else average + LOSS_AVERAGE * (loss - average)
             self._batches += 1
         self._flush(trainer)
@@ -181,18 +191,21 @@ class Diagnostics(Callback):
             alive = active.reshape(len(active), -1).any(axis=0)
             if active.ndim > 2:  # a unit of an image layer is a channel
                 alive = alive.reshape(-1, active.shape[-1]).any(axis=0)
-            window = self._alive.setdefault(layer.name, deque(maxlen=DEAD_WINDOW))
-            if window and window[0].shape != alive.shape:
+            window = self._alive.setdefault(layer.name, deque())
+            if window and window[0][0].shape != alive.shape:
                 window.clear()
-            window.append(alive)
-            if len(window) < DEAD_WINDOW:
+            window.append((alive, len(active)))
+            seen = sum(samples for _, samples in window)
+            while len(window) > DEAD_WINDOW and seen - window[0][1] >= DEAD_SAMPLES:
+                seen -= window.popleft()[1]
+            if len(window) < DEAD_WINDOW or seen < DEAD_SAMPLES:
                 continue
-            dead = 1.0 - float(np.mean(np.logical_or.reduce(window)))
+            dead = 1.0 - float(np.mean(np.logical_or.reduce([units for units, _ in window])))
             if dead > DEAD_RELU:
                 self._warn(
                     "dead_relu",
                     f"{layer.name}: {dead:.0%} of its units output 0 for every sample of the "
-                    f"last {DEAD_WINDOW} measured batches (dead ReLUs get no gradient and rarely "
+                    f"last {len(window)} measured batches (dead ReLUs get no gradient and rarely "
                     "recover)",
                     "restart or fork from before they died with a lower learning rate, or use "
                     "leakyrelu",
@@ -222,6 +235,8 @@ class Diagnostics(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         loss = logs.get("loss")
+        if loss is not None and math.isfinite(loss):
+            self._train_losses.append(loss)
         if loss is not None and math.isfinite(loss) and self._start is not None:
             self._losses.append(loss)
             recent = self._losses[-RISING_EPOCHS - 1 :]
@@ -251,7 +266,9 @@ class Diagnostics(Callback):
             widening = len(recent) == WIDENING_EPOCHS + 1 and all(
                 a < b for a, b in zip(recent, recent[1:], strict=False)
             )
-            if widening and recent[-1] > OVERFIT_GAP:
+            losses = self._train_losses[-WIDENING_EPOCHS - 1 :]
+            falling = len(losses) == WIDENING_EPOCHS + 1 and losses[-1] < losses[0]
+            if widening and falling and recent[-1] > OVERFIT_GAP:
                 decay = getattr(trainer.optimizer, "weight_decay", None)
                 fix = None
                 if isinstance(decay, int | float):
