@@ -884,12 +884,29 @@ class BoundaryPoints(Event):
         return f"boundary data points ({len(self.train[0])}x{len(self.train)})"
 
 
+#: The hyperparameters a warning's `fix` may change (each settable while a run trains).
+FIXABLE = ("lr", "weight_decay")
+
+
+def _fix(value: Any) -> str | None:
+    """A warning's suggestion as one change: {"name": "lr", "value": 0.05}."""
+    ok = (
+        isinstance(value, dict)
+        and set(value) == {"name", "value"}
+        and value["name"] in FIXABLE
+        and _number(value["value"]) is None
+        and value["value"] >= 0
+    )
+    return None if ok else f'an object {{"name": one of {", ".join(FIXABLE)}, "value": number}}'
+
+
 @dataclass(frozen=True, kw_only=True)
 class Diagnostic(Event):
     """Something in the run looks wrong: `kind` (loss_spike, loss_rising, exploding_gradients,
     vanishing_gradients, dead_relu, saturated, overfitting, or view_failed: a view raised
-    and is off for the rest of the run), a one-line explanation, a suggestion, and the
-    layer and measured value it is about."""
+    and is off for the rest of the run), a one-line explanation, a suggestion, the layer and
+    measured value it is about, and where the suggestion is one hyperparameter change that
+    can be applied live, that change (`fix`)."""
 
     TYPE = "warning"
     kind: str = field_of(_str)
@@ -898,9 +915,14 @@ class Diagnostic(Event):
     layer: str | None = field_of(_str, optional=True)
     value: float | None = field_of(_number_or_null, optional=True)
     epoch: int | None = field_of(_int, optional=True)
+    fix: dict | None = field_of(_fix, optional=True)
 
     def describe(self) -> str:
         return f"warning: {self.message} — {self.suggestion}"
+
+    def fix_text(self) -> str | None:
+        """'lr 0.05' for a warning whose suggestion is one hyperparameter change, else None."""
+        return None if self.fix is None else f"{self.fix['name']} {self.fix['value']:g}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -399,3 +399,31 @@ async def test_a_failure_outside_the_run_still_ends_it_in_the_ui(tmp_path, monke
         dashboard = app.screen
         await until(pilot, lambda: dashboard.state.end is not None)
         assert "threadpoolctl" in dashboard.state.end.error and not dashboard.running
+
+
+@pilot_test
+async def test_A_applies_the_last_warnings_fix(tmp_path):
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        trainer = dashboard.experiment.trainer
+        await press(pilot, "A")  # nothing to apply yet: the run goes on as it was
+        assert trainer.pending() == {}
+        await paused(pilot, dashboard)
+        # The training thread is parked: the warning goes through the run's callbacks (the
+        # run log, the app's bridge) as Diagnostics would send it.
+        trainer.emit(
+            "warning",
+            kind="loss_rising",
+            message="the training loss rose 2 epochs in a row (0.5 → 0.7)",
+            suggestion="the learning rate (0.05) is probably too high: halve it",
+            fix={"name": "lr", "value": 0.025},
+        )
+        await until(pilot, lambda: "warning" in dashboard.state.events, "the warning")
+        assert "(A: lr 0.025)" in await log_text(pilot, dashboard)
+        await press(pilot, "A")
+        assert trainer.pending() == {"lr": 0.025}
+        await press(pilot, "n")
+        await until(pilot, lambda: trainer.optimizer.lr == 0.025, "the lr applied")
+    logged = [e for e in runs.read(tmp_path / "run") if e.type == "warning"]
+    assert {"name": "lr", "value": 0.025} in [e["fix"] for e in logged]

@@ -36,7 +36,9 @@ def test_dead_relus(tmp_path):
     def kill(experiment) -> None:
         experiment.model.layers[0].params["b"].value[:] = -100.0
 
-    found = warnings_of(tmp_path, prepare=kill, arch="2-16-16-3", epochs=1)
+    # dead over the last measured batches, 256 samples at least (the Monitor measures every
+    # 50 steps, batches of 64: 4 of them)
+    found = warnings_of(tmp_path, prepare=kill, arch="2-16-16-3", epochs=10)
     assert ("dead_relu", "relu_1") in kinds(found)
     assert "vanishing_gradients" not in {w.kind for w in found}  # zero is dead, not vanishing
 
@@ -61,7 +63,8 @@ def test_exploding_gradients_once_for_the_worst_layer(tmp_path):
 
 
 def test_vanishing_gradients_in_a_deep_sigmoid_net(tmp_path):
-    found = warnings_of(tmp_path, arch="2-16-16-16-16-16-16-16-16-16-16-3:sigmoid", epochs=1)
+    # 3 measurements in a row: every 50 steps of 22 a spirals epoch
+    found = warnings_of(tmp_path, arch="2-16-16-16-16-16-16-16-16-16-16-3:sigmoid", epochs=5)
     vanishing = [w for w in found if w.kind == "vanishing_gradients"]
     assert len(vanishing) == 1 and vanishing[0].layer == "dense_1"
 
@@ -72,12 +75,81 @@ def test_overfitting_on_a_tiny_training_set(tmp_path):
     assert overfit.value > 0.10 and "weight decay" in overfit.suggestion
 
 
-def test_a_loss_rising_two_epochs_in_a_row():
+def fed(epoch_losses=(), batch_losses=(1.0,), lr=0.1, hparams=()) -> list[dict]:
+    """The warnings a Diagnostics emits for these batch (then epoch) losses; `hparams` are
+    (before batch or epoch index, old lr, new lr) changes. The first batch's loss is where
+    the run started from."""
     emitted: list[dict] = []
-    trainer = SimpleNamespace(epoch=0, emit=lambda event, **data: emitted.append(data))
+    trainer = SimpleNamespace(
+        epoch=0,
+        global_step=0,
+        emit=lambda event, **data: emitted.append(data),
+        optimizer=SimpleNamespace(lr=lr, weight_decay=0.0),
+    )
     diagnostics = Diagnostics()
-    for epoch, loss in enumerate([1.0, 0.8, 0.9, 1.1, 1.3]):
-        trainer.epoch = epoch
-        diagnostics.on_epoch_end(trainer, epoch, {"loss": loss})
-    assert [(d["kind"], d["epoch"]) for d in emitted] == [("loss_rising", 3)]
-    assert "0.8 → 1.1" in emitted[0]["message"]
+    changes = {at: (old, new) for at, old, new in hparams}
+    for losses, hook in ((batch_losses, "on_batch_end"), (epoch_losses, "on_epoch_end")):
+        for index, loss in enumerate(losses):
+            if index in changes:
+                old, new = changes[index]
+                trainer.optimizer.lr = new
+                diagnostics.on_event(trainer, "hparam", {"name": "lr", "old": old, "new": new})
+            trainer.epoch = trainer.global_step = index
+            getattr(diagnostics, hook)(trainer, index, {"loss": loss})
+    return emitted
+
+
+def test_a_loss_rising_three_epochs_in_a_row():
+    emitted = fed([0.9, 0.5, 0.6, 0.7, 0.8, 0.9])
+    assert [(d["kind"], d["epoch"]) for d in emitted] == [("loss_rising", 4)]
+    assert "0.5 → 0.8" in emitted[0]["message"]
+    assert emitted[0]["fix"] == {"name": "lr", "value": 0.05}  # halve it
+    assert "halve it" in emitted[0]["suggestion"]
+
+
+def test_a_rise_within_noise_near_zero_loss_is_not_a_warning():
+    # healthy runs measured 0.0024 → 0.0031 → 0.0049 → 0.0051, tiny against the 1.1 the run
+    # started from, and a bump 0.037 → 0.151 → 0.344 that recovered (spirals, lr 0.1)
+    assert fed([0.3, 0.05, 0.0024, 0.0031, 0.0049, 0.0051, 0.001], [1.1]) == []
+    assert fed([0.5, 0.08, 0.037, 0.151, 0.344, 0.163, 0.05], [0.9]) == []
+
+
+def test_an_epoch_loss_above_where_the_run_started_is_a_warning_at_once():
+    # lr 3 on glyphs: the first epoch's loss 3.7e15 against 2.3 before any step
+    (warning,) = fed([3.7e15, 2.4], [2.3])
+    assert warning["kind"] == "loss_rising" and warning["epoch"] == 0
+    assert "the run started from" in warning["message"]
+
+
+def test_after_the_lr_was_lowered_only_the_epochs_since_count():
+    # rising, lowered before epoch 3: the rise before says nothing about the new rate
+    assert fed([0.9, 0.5, 0.6, 0.7, 0.8, 0.75], hparams=[(3, 0.1, 0.05)]) == []
+    # still rising three epochs after the lowering: lower it further, not "too high: halve"
+    emitted = fed([0.9, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9], hparams=[(3, 0.1, 0.05)])
+    (warning,) = emitted
+    assert "after the learning rate was lowered" in warning["suggestion"]
+    assert warning["fix"] == {"name": "lr", "value": 0.025}
+
+
+def test_after_the_lr_was_raised_the_advice_is_to_set_it_back():
+    emitted = fed([0.9, 0.6, 0.5, 0.6, 0.7, 0.8], hparams=[(2, 0.05, 0.4)], lr=0.05)
+    (warning,) = emitted
+    assert "was raised" in warning["suggestion"] and "set it back" in warning["suggestion"]
+    assert warning["fix"] == {"name": "lr", "value": 0.05}
+
+
+def test_a_single_hard_batch_near_zero_loss_is_not_a_spike():
+    # the loss starts at 1.1; a batch at 5x a tiny average is noise, not a problem
+    batches = [1.1] * 3 + [0.5] * 7 + [0.01] * 30 + [0.05] + [0.01] * 10
+    assert fed(batch_losses=batches) == []
+    # nor one above the start, within 2x it (batches of 10: one hard batch is a big share)
+    assert fed(batch_losses=[1.1] * 10 + [0.3] * 30 + [1.66]) == []
+
+
+def test_two_batches_above_where_the_run_started_are_a_spike():
+    batches = [1.1] * 3 + [0.5] * 7 + [0.2] * 30 + [2.5]
+    assert fed(batch_losses=batches) == []  # once is chance (measured in healthy runs)
+    (spike,) = fed(batch_losses=batches + [0.2] * 50 + [2.4])
+    assert spike["kind"] == "loss_spike" and spike["value"] == 2.4
+    assert "the second time in 51 batches" in spike["message"]
+    assert fed(batch_losses=batches + [0.2] * 100 + [2.4]) == []  # too far apart

@@ -38,7 +38,7 @@ from nnlib.callbacks.features import FeatureMaps
 from nnlib.callbacks.ondemand import OnDemand
 from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
-from nnlib.events import Event
+from nnlib.events import Diagnostic, Event
 from nnlib.states import RunStatus
 
 from ..bridge import HparamChange, Notice, Progress, Rewound, RunEnded, RunStarted, Snapshot
@@ -194,6 +194,7 @@ class DashboardScreen(Screen[None]):
         Binding("w", "save_model", "Save model"),
         Binding("f", "fork", "Fork", show=False),  # in the help (?) and the palette
         Binding("T", "test", "Test now", show=False),
+        Binding("A", "apply_fix", "Apply the warning's fix", show=False),
         Binding("escape", "back", "Setup"),
         Binding("ctrl+r", "app.runs", "Runs"),
         Binding("i", "explain", "What am I looking at?"),
@@ -587,6 +588,22 @@ class DashboardScreen(Screen[None]):
 
     def action_stop(self) -> None:
         self._steer("stop", then=lambda: self.state.mark_status(RunStatus.STOPPING))
+
+    def action_apply_fix(self) -> None:
+        """Apply the latest warning's suggested change, as the + and - keys apply theirs."""
+        warning = self.state.events.get("warning")
+        if not isinstance(warning, Diagnostic):
+            self.notify("no warning so far", timeout=3)
+            return
+        if warning.fix is None:
+            self.notify(
+                f"the last warning ({warning.kind}) has no change to apply: {warning.suggestion}",
+                severity="warning",
+                markup=False,
+            )
+            return
+        name, value = warning.fix["name"], warning.fix["value"]
+        self._steer("set", name, value, then=functools.partial(self.state.request, name, value))
 
     def action_edit(self) -> None:
         """Edit the hyperparameters; the changes come back to `_edited`."""

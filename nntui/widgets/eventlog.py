@@ -58,7 +58,8 @@ def describe(snapshot: Snapshot) -> tuple[str, str] | None:
         }.get(snapshot.kind, "info")
         return snapshot.message, severity
     if isinstance(snapshot, Diagnostic):
-        return snapshot.describe(), "warning"
+        fix = snapshot.fix_text()
+        return snapshot.describe() + (f" (A: {fix})" if fix else ""), "warning"
     if isinstance(snapshot, RunEnded):
         if snapshot.error:
             return f"run failed: {snapshot.error}", "error"
@@ -157,7 +158,9 @@ class EventLog(RichLog):
         "What happened, step by step: hyperparameter changes, pauses, checkpoints, the end of "
         "the run, and warnings in yellow. A warning says what looks wrong (a loss spike, "
         "exploding or vanishing gradients, dead ReLUs, saturated sigmoid/tanh units, "
-        "overfitting) and what to try; the status line counts them."
+        "overfitting) and what to try; the status line counts them. Where the suggestion is "
+        "one change (a lower learning rate, some weight decay), the line ends with it, and "
+        "A applies it to the run."
     )
 
     DEFAULT_CSS = """
