@@ -22,6 +22,7 @@ from nnlib.config import ExperimentConfig
 from nnlib.datasets import DatasetInfo
 
 from .commands import ActionCommands, screen_keys
+from .keyorder import InOrderKeys
 from .messages import StartRun
 from .replay import RecordedRun
 from .screens.dashboard import DashboardScreen
@@ -33,7 +34,7 @@ from .terminal import HangupSafeDriver
 MIN_SIZE = (60, 18)
 
 
-class NNTui(App[None]):
+class NNTui(InOrderKeys[None]):
     TITLE = "nntui"
     CSS = """
     Input.-invalid { color: $error; text-style: bold; }

@@ -172,6 +172,16 @@ async def press(pilot: Pilot, *keys: str) -> None:
             await pilot.pause(0)
 
 
+async def burst(pilot: Pilot, *keys: str) -> None:
+    """Send `keys` as one read from the terminal delivers them (typed ahead over a slow link):
+    all queued before the app handles the first. Pilot.press waits for the app between keys,
+    so it never makes a burst. The caller awaits the outcome."""
+    for key in keys:
+        event = events.Key(key, CHARACTERS.get(key, key if len(key) == 1 else None))
+        event.set_sender(pilot.app)
+        pilot.app._driver.send_message(event)
+
+
 async def log_text(pilot: Pilot, dashboard: DashboardScreen) -> str:
     """The event log's lines (shown first: a hidden RichLog defers its writes)."""
     await press(pilot, "4")

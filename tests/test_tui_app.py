@@ -6,7 +6,18 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers import SIZE, end_event, log_text, long_run, paused, pilot_test, press, started, until
+from helpers import (
+    SIZE,
+    burst,
+    end_event,
+    log_text,
+    long_run,
+    paused,
+    pilot_test,
+    press,
+    started,
+    until,
+)
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
@@ -399,3 +410,32 @@ async def test_a_failure_outside_the_run_still_ends_it_in_the_ui(tmp_path, monke
         dashboard = app.screen
         await until(pilot, lambda: dashboard.state.end is not None)
         assert "threadpoolctl" in dashboard.state.end.error and not dashboard.running
+
+
+@pilot_test
+async def test_a_burst_of_keys_applies_in_order_focus_changes_included(tmp_path):
+    """Tab then 77 in one read: the 77 goes to the field Tab moved to (it went to the field
+    Tab left); and a whole edit typed ahead from the dashboard lands as typed."""
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        trainer = dashboard.experiment.trainer
+        await paused(pilot, dashboard)
+        await press(pilot, "e")
+        await until(pilot, lambda: isinstance(app.screen, HparamScreen))
+        dialog = app.screen
+        fields = [field.id for field in dialog.query(Input)]
+        assert fields == ["lr", "momentum", "weight_decay", "batch_size"]
+        dialog.query_one("#weight_decay", Input).focus()
+        await until(pilot, lambda: app.focused.id == "weight_decay", "weight decay focused")
+        await burst(pilot, "tab", "7", "7")
+        batch = dialog.query_one("#batch_size", Input)
+        await until(pilot, lambda: batch.value == "77", "77 in the batch size")
+        assert dialog.query_one("#weight_decay", Input).value == "0"
+        await press(pilot, "escape")
+        await until(pilot, lambda: app.screen is dashboard)
+        # From the dashboard: open the dialog, move to the batch size, type, apply.
+        await burst(pilot, "e", "tab", "tab", "tab", "3", "3", "enter")
+        await until(pilot, lambda: trainer.pending().get("batch_size") == 33, "batch size 33")
+        assert app.screen is dashboard
+        assert trainer.pending() == {"batch_size": 33}
