@@ -439,3 +439,37 @@ async def test_a_burst_of_keys_applies_in_order_focus_changes_included(tmp_path)
         await until(pilot, lambda: trainer.pending().get("batch_size") == 33, "batch size 33")
         assert app.screen is dashboard
         assert trainer.pending() == {"batch_size": 33}
+
+
+@pilot_test
+async def test_ctrl_c_quits_as_q_does(tmp_path):
+    """Ctrl+C asks while a run is in progress (once, however often it is pressed); once the
+    run has ended it quits at once."""
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        await press(pilot, "ctrl+c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the quit question")
+        depth = len(app.screen_stack)
+        await press(pilot, "ctrl+c")
+        assert len(app.screen_stack) == depth and not app._exit
+        await press(pilot, "n")
+        await until(pilot, lambda: app.screen is dashboard)
+        await press(pilot, "s")
+        await until(pilot, lambda: dashboard.state.end is not None, "the run's end")
+        await press(pilot, "ctrl+c")
+        await until(pilot, lambda: app._exit, "the app's exit")
+    assert end_event(tmp_path)["reason"] == "stopped"
+
+
+@pilot_test
+async def test_ctrl_c_quits_from_a_text_field(tmp_path):
+    """Even with the field's text selected (as it is when the field takes focus)."""
+    app = NNTui(long_run(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        field = app.screen.query_one(ArchEditor).query_one(Input)
+        field.focus()
+        await until(pilot, lambda: app.focused is field, "the spec field focused")
+        await press(pilot, "ctrl+c")
+        await until(pilot, lambda: app._exit, "the app's exit")
