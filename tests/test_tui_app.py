@@ -29,6 +29,7 @@ from nntui.screens.dashboard import DashboardScreen
 from nntui.screens.modals import ConfirmScreen, HelpScreen, HparamScreen, TooSmallScreen
 from nntui.screens.setup import SetupScreen
 from nntui.widgets.arch_editor import ArchEditor
+from nntui.widgets.keybar import KeyBar
 from nntui.widgets.status import StatusPanel
 
 
@@ -79,6 +80,8 @@ async def test_pause_step_resume_and_stop(tmp_path):
         assert dashboard.state.end.reason == "stopped"
         assert "STOPPED" in str(status.render())
         assert dashboard.running is False
+        keys = str(dashboard.query_one(KeyBar).render())
+        assert "Smoothing" in keys and "Pause" not in keys and "Edit hparams" not in keys
     assert end_event(tmp_path).type == "end"
     assert end_event(tmp_path)["reason"] == "stopped"
 

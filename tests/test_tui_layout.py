@@ -201,3 +201,48 @@ def test_every_help_scrolls_to_its_last_line(size):
         await read_to_the_end(pilot, keys[0][1], keys[(len(keys) - 1) // 2][1], "the key help")
 
     run_app(size, body)
+
+
+def test_status_scores_are_labelled_and_the_test_score_is_whole_at_80_columns():
+    """The validation loss and accuracy ran together (`val 0.74059.3%` where the SVG export
+    drops the space's cell) and the test score was cut (`test l…`) at 80 columns."""
+    from nnlib import events
+
+    test = events.make("test", 595, {"loss": 0.0832, "samples": 1000, "accuracy": 0.9712})
+
+    async def body(pilot: Pilot) -> None:
+        screen = await dashboard(pilot, [*classification_run(), test])
+        status = screen._status
+        metrics = status.render().plain.splitlines()[2]
+        assert "val loss 0.123 acc 95.6%" in metrics
+        assert metrics.rstrip().endswith("test loss 0.083 acc 97.1%")
+        assert len(metrics) <= status.content_size.width
+        await pilot.resize_terminal(160, 24)
+        await until(pilot, lambda: status.content_size.width > 150, "the wider status")
+        wide = status.render().plain.splitlines()[2]
+        assert wide.startswith("batch loss ") and "epoch 7 loss 0.093" in wide
+
+    run_app((80, 24), body)
+
+
+def test_accuracy_axes_are_in_percent_as_their_legends():
+    """The legend said `EMA 0.6 91.6%` over an axis from 0.059 to 1.00."""
+
+    async def body(pilot: Pilot) -> None:
+        screen = await dashboard(pilot, classification_run())
+        text = screen.panels["curves"].render().plain
+        loss, accuracy = text.split("\naccuracy ")
+        assert re.search(r"EMA 0\.6 \d+\.\d%", accuracy)
+        labels = [line.split("┤")[0].strip() for line in accuracy.splitlines() if "┤" in line]
+        assert len(labels) == 3 and all(re.fullmatch(r"\d+%", label) for label in labels)
+        assert labels[0] == "100%"
+        assert all("%" not in line.split("┤")[0] for line in loss.splitlines() if "┤" in line)
+
+    run_app((80, 24), body)
+
+
+def test_percent_labels_keep_a_decimal_on_a_narrow_axis():
+    xs = np.arange(50.0)
+    text = line_chart(40, 8, [Series(xs, 0.95 + 0.04 * xs / 49, "red")], percent=True).plain
+    labels = [line.split("┤")[0].strip() for line in text.splitlines() if "┤" in line]
+    assert len(set(labels)) == 3 and all(re.fullmatch(r"9\d\.\d%", label) for label in labels)
