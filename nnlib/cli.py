@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -749,7 +750,9 @@ def _runs_list(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     summaries = sorted(index.refresh(), key=lambda s: s.sort_value("started"))
-    print(format_table([s.cells() for s in summaries]))
+    # On a terminal the table fits its width; piped, every column is whole.
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    print(format_table([s.cells() for s in summaries], width=width))
     for summary in summaries:
         if summary.problem:
             print(f"warning: {summary.name}: {summary.problem}", file=sys.stderr)
