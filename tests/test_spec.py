@@ -332,3 +332,31 @@ def test_the_readme_error_examples_are_exact(spec, message):
     with pytest.raises(nl.SpecError) as error:
         nl.build(spec, (28, 28, 1))
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape", "suggestion"),
+    [
+        (
+            "conv(8,3) relu maxpol(2) dense(10)",
+            (28, 28, 1),
+            "unknown layer 'maxpol' (did you mean 'maxpool'?)",
+        ),
+        ("desne(10)", (4,), "(did you mean 'dense'?)"),
+        ("conv(8,3) batchnrom", (28, 28, 1), "(did you mean 'batchnorm'?)"),
+        ("dense(4) lrelu(alpha=0.1) dens(2)", (4,), "(did you mean 'dense'?)"),
+        ("conv(8,3,strid=2)", (28, 28, 1), "unknown argument 'strid' (did you mean 'stride'?)"),
+        ("2-16-3:tahn", (2,), "MLP activation 'tahn' (did you mean 'tanh'?) is not one of"),
+    ],
+)
+def test_a_near_miss_names_what_was_meant(spec, shape, suggestion):
+    with pytest.raises(nl.SpecError) as caught:
+        nl.build(spec, input_shape=shape)
+    assert suggestion in str(caught.value)
+
+
+@pytest.mark.parametrize("spec", ["foo(1)", "conv(8,3,zzz=1)", "2-16-3:abc"])
+def test_no_suggestion_without_a_near_name(spec):
+    with pytest.raises(nl.SpecError) as caught:
+        nl.build(spec, input_shape=(2,) if "-" in spec else (28, 28, 1))
+    assert "did you mean" not in str(caught.value)
