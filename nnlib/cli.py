@@ -169,7 +169,11 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", help="built-in name (see `nnlib datasets`) or a .npz/.csv file or IDX folder"
     )
     _add_label_column(parser)
-    parser.add_argument("--arch", metavar="SPEC", help="architecture spec, e.g. 784-128-10")
+    parser.add_argument(
+        "--arch",
+        metavar="SPEC",
+        help="architecture spec, e.g. 784-128-10, or a preset: mlp, lenet, cnn, vgg, small",
+    )
     parser.add_argument("--epochs", type=_positive_int)
     parser.add_argument("--batch-size", type=_positive_int)
     parser.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop"))
@@ -664,9 +668,10 @@ def _preparation_of(checkpoint: Path) -> dict[str, Any]:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from .presets import named, resolve
     from .spec import SpecError, build
 
-    shape, loss = args.input_shape, None
+    shape, loss, arch = args.input_shape, None, args.arch
     if shape is None:
         from . import datasets
 
@@ -676,8 +681,17 @@ def _summary(args: argparse.Namespace) -> int:
             raise UsageError(f"--dataset: {error}") from None
         shape = dataset.input_shape
         loss = "softmax_cross_entropy" if dataset.task == "classification" else "mse"
+        outputs = dataset.num_classes if dataset.task == "classification" else 1
+        try:
+            arch = resolve(arch, tuple(shape), outputs, dataset.task, args.dataset)
+        except SpecError as error:
+            raise UsageError(f"--arch: {error}") from None
+    elif named(arch):
+        raise UsageError(
+            f"--arch: the preset {arch!r} is written for a dataset's outputs: give --dataset"
+        )
     try:
-        model = build(args.arch, shape, batch_size=args.batch_size)
+        model = build(arch, shape, batch_size=args.batch_size)
     except SpecError as error:
         raise UsageError(f"--arch: {error}") from None
     print(model.spec)

@@ -360,3 +360,17 @@ def test_no_suggestion_without_a_near_name(spec):
     with pytest.raises(nl.SpecError) as caught:
         nl.build(spec, input_shape=(2,) if "-" in spec else (28, 28, 1))
     assert "did you mean" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["lenet", "LeNet-5", "lenet5", " LENET "])
+def test_a_preset_is_named_by_its_key_or_label_in_any_case(name):
+    assert nl.presets.named(name).key == "lenet"
+    assert nl.presets.resolve(name, (28, 28, 1), 10, "classification") == nl.presets.lenet5(10)
+
+
+def test_a_spec_is_no_preset_and_a_preset_that_does_not_apply_is_refused():
+    assert nl.presets.named("conv(8,3) relu") is None and nl.presets.named("2-8-3") is None
+    assert nl.presets.resolve("2-8-3", (2,), 3, "classification") == "2-8-3"
+    assert nl.presets.resolve("small mlp", (1,), 1, "regression") == "1-16-16-1:tanh"
+    with pytest.raises(nl.SpecError, match=r"VGG needs images \(.*\); spirals has 2 features"):
+        nl.presets.resolve("vgg", (2,), 3, "classification", "spirals")
