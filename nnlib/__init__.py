@@ -1,7 +1,7 @@
 """nnlib: a numpy neural-network library — layers, losses, optimizers, a Trainer with
 callback hooks, datasets and run logs. Imports nothing but numpy and the standard library."""
 
-from . import callbacks, datasets, runs
+from . import callbacks, datasets, presets, runs
 from .callbacks import (
     Callback,
     CallbackList,
@@ -42,6 +42,7 @@ __all__ = [
     "Trainer",
     "callbacks",
     "datasets",
+    "presets",
     "runs",
     "MSE",
     "SGD",

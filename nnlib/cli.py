@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -173,7 +174,11 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", help="built-in name (see `nnlib datasets`) or a .npz/.csv file or IDX folder"
     )
     _add_label_column(parser)
-    parser.add_argument("--arch", metavar="SPEC", help="architecture spec, e.g. 784-128-10")
+    parser.add_argument(
+        "--arch",
+        metavar="SPEC",
+        help="architecture spec, e.g. 784-128-10, or a preset: mlp, lenet, cnn, vgg, small",
+    )
     parser.add_argument("--epochs", type=_positive_int)
     parser.add_argument("--batch-size", type=_positive_int)
     parser.add_argument("--optimizer", choices=("sgd", "adam", "rmsprop"))
@@ -668,9 +673,10 @@ def _preparation_of(checkpoint: Path) -> dict[str, Any]:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from .presets import named, resolve
     from .spec import SpecError, build
 
-    shape, loss = args.input_shape, None
+    shape, loss, arch = args.input_shape, None, args.arch
     if shape is None:
         from . import datasets
 
@@ -680,8 +686,17 @@ def _summary(args: argparse.Namespace) -> int:
             raise UsageError(f"--dataset: {error}") from None
         shape = dataset.input_shape
         loss = "softmax_cross_entropy" if dataset.task == "classification" else "mse"
+        outputs = dataset.num_classes if dataset.task == "classification" else 1
+        try:
+            arch = resolve(arch, tuple(shape), outputs, dataset.task, args.dataset)
+        except SpecError as error:
+            raise UsageError(f"--arch: {error}") from None
+    elif named(arch):
+        raise UsageError(
+            f"--arch: the preset {arch!r} is written for a dataset's outputs: give --dataset"
+        )
     try:
-        model = build(args.arch, shape, batch_size=args.batch_size)
+        model = build(arch, shape, batch_size=args.batch_size)
     except SpecError as error:
         raise UsageError(f"--arch: {error}") from None
     print(model.spec)
@@ -754,7 +769,9 @@ def _runs_list(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     summaries = sorted(index.refresh(), key=lambda s: s.sort_value("started"))
-    print(format_table([s.cells() for s in summaries]))
+    # On a terminal the table fits its width; piped, every column is whole.
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    print(format_table([s.cells() for s in summaries], width=width))
     for summary in summaries:
         if summary.problem:
             print(f"warning: {summary.name}: {summary.problem}", file=sys.stderr)

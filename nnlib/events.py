@@ -275,8 +275,9 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def format_metrics(logs: Mapping[str, Any]) -> str:
-    """'loss 0.1234  acc 97.1%  val_loss ...' from whichever metrics the logs hold."""
+def format_metrics(logs: Mapping[str, Any], sep: str = "  ") -> str:
+    """'loss 0.1234  acc 97.1%  val_loss ...' from whichever metrics the logs hold, `sep`
+    between them."""
     parts = []
     for key, label in (
         ("loss", "loss"),
@@ -287,7 +288,7 @@ def format_metrics(logs: Mapping[str, Any]) -> str:
         value = logs.get(key)
         if value is not None:
             parts.append(f"{label} {value:.1%}" if "acc" in key else f"{label} {value:.4f}")
-    return "  ".join(parts)
+    return sep.join(parts)
 
 
 def _metrics() -> dict[str, Any]:

@@ -25,19 +25,12 @@ from .config import ConfigError, ExperimentConfig
 from .losses import Loss, loss_for
 from .model import Sequential
 from .optimizers import Optimizer, make_optimizer
+from .presets import lenet5, resolve
 from .remote import CommandDoor
 from .runs import NewRunDir, RunDirError, RunLogger, reserve_run_dir, writer_alive
 from .spec import build
 from .threads import AUTO, Threads
 from .trainer import Trainer
-
-
-def lenet5(outputs: int) -> str:
-    """LeCun's LeNet-5 (two conv/pool stages, three dense layers) with `outputs` logits."""
-    return (
-        "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu "
-        f"dense(84) relu dense({outputs})"
-    )
 
 
 def default_arch(input_shape: tuple[int, ...], task: str, outputs: int) -> str:
@@ -248,7 +241,12 @@ def _check_epochs_left(
 def _parts(config: ExperimentConfig, data: datasets.Prepared) -> tuple[Sequential, Loss, Optimizer]:
     """The model, loss and optimizer of `config` for `data`; ValueError when they do not fit."""
     outputs = outputs_for(data)
-    arch = config.arch or default_arch(tuple(data.input_shape), data.task, outputs)
+    shape = tuple(data.input_shape)
+    arch = (
+        resolve(config.arch, shape, outputs, data.task, data.dataset.name)
+        if config.arch
+        else default_arch(shape, data.task, outputs)
+    )
     model = build(arch, data.input_shape, seed=config.seed, batch_size=config.batch_size)
     if model.output_shape != (outputs,):
         raise ValueError(

@@ -400,14 +400,49 @@ def summarize(path: str | os.PathLike) -> RunSummary:
     return scan.summary()
 
 
-def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS) -> str:
-    """Plain aligned columns (`nnlib runs list`); the last column is not padded."""
+#: Columns `format_table` leaves out, in this order, to fit a width; a run's name, state,
+#: epochs and scores stay.
+DROPPED_FIRST = ("parent", "duration", "started", "arch", "dataset")
+#: The architecture column is cut to fit (with an ellipsis) rather than dropped while it
+#: keeps at least this many characters.
+MIN_ARCH = 16
+
+
+def format_table(
+    rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS, width: int | None = None
+) -> str:
+    """Plain aligned columns (`nnlib runs list`); the last column is not padded. Within
+    `width` characters when given: the architecture is cut, then columns are left out
+    (DROPPED_FIRST), and a line still too long is cut last."""
     table = [tuple(header), *(tuple(r) for r in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+    columns = list(range(len(header)))
+    widths = [max(len(row[i]) for row in table) for i in columns]
+
+    def total() -> int:
+        return sum(widths[i] for i in columns) + 2 * (len(columns) - 1)
+
+    if width is not None:
+        names = list(header)
+        arch = names.index("arch") if "arch" in names else None
+        natural = widths[arch] if arch is not None else 0
+        for name in (None, *DROPPED_FIRST):
+            if name in names:
+                columns.remove(names.index(name))
+            if arch in columns:  # the architecture takes what the others leave
+                widths[arch] = min(natural, MIN_ARCH)
+                widths[arch] += max(min(natural - widths[arch], width - total()), 0)
+            if total() <= width:
+                break
+    lines = [
+        "  ".join(_cut(row[i], widths[i]).ljust(widths[i]) for i in columns).rstrip()
         for row in table
-    )
+    ]
+    return "\n".join(line if width is None else _cut(line, width) for line in lines)
+
+
+def _cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, an ellipsis marking a cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # -- a run's curves -------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ implicit flatten, which is not written back.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import _validate
@@ -179,7 +180,8 @@ def _parse_mlp(body: str, activation: str | None, input_shape: Sequence[int] | N
     activation_name = cls.kind if cls else activation
     if activation_name not in MLP_ACTIVATIONS:
         raise SpecError(
-            f"MLP activation {activation!r} is not one of {', '.join(MLP_ACTIVATIONS)}",
+            f"MLP activation {activation!r}{did_you_mean(str(activation), MLP_ACTIVATIONS)}"
+            f" is not one of {', '.join(MLP_ACTIVATIONS)}",
             token=activation,
         )
     layers: list[Layer] = []
@@ -207,9 +209,10 @@ def _parse_token(text: str, number: int, index: int) -> Layer:
         )
     cls = layer_class(match.group(1))
     if cls is None:
+        names = [*REGISTRY, *(alias for known in REGISTRY.values() for alias in known.aliases)]
         raise SpecError(
-            f"{where}: unknown layer {match.group(1)!r}; expected one of "
-            f"{', '.join(sorted(REGISTRY))} (or an MLP like 784-128-10)",
+            f"{where}: unknown layer {match.group(1)!r}{did_you_mean(match.group(1), names)}; "
+            f"expected one of {', '.join(sorted(REGISTRY))} (or an MLP like 784-128-10)",
             text,
             index,
         )
@@ -217,6 +220,13 @@ def _parse_token(text: str, number: int, index: int) -> Layer:
         return cls(**_parse_args(match.group(2), cls))
     except (ValueError, TypeError) as error:
         raise SpecError(f"{where}: {error}; expected {usage(cls)}", text, index) from None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ " (did you mean 'maxpool'?)" when `word` is a likely typo of one of `choices`, else
+    "" (difflib's ratio of at least 0.75: one letter left out of a 7-letter name is 0.92)."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def layer_class(token: str) -> type[Layer] | None:
@@ -269,7 +279,7 @@ def _parse_args(body: str | None, cls: type[Layer]) -> dict[str, Any]:
             keyword_seen = True
             key, raw = (s.strip() for s in part.split("=", 1))
             if key not in arguments:
-                raise ValueError(f"unknown argument {key!r}")
+                raise ValueError(f"unknown argument {key!r}{did_you_mean(key, arguments)}")
         else:
             if keyword_seen:
                 raise ValueError("positional argument after a keyword argument")

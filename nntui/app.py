@@ -22,6 +22,7 @@ from nnlib.config import ExperimentConfig
 from nnlib.datasets import DatasetInfo
 
 from .commands import ActionCommands, screen_keys
+from .keyorder import InOrderKeys
 from .messages import StartRun
 from .replay import RecordedRun
 from .screens.dashboard import DashboardScreen
@@ -33,7 +34,7 @@ from .terminal import HangupSafeDriver
 MIN_SIZE = (60, 18)
 
 
-class NNTui(App[None]):
+class NNTui(InOrderKeys[None]):
     TITLE = "nntui"
     CSS = """
     Input.-invalid { color: $error; text-style: bold; }
@@ -43,6 +44,9 @@ class NNTui(App[None]):
     BINDINGS = [
         Binding("q", "request_quit", "Quit"),
         Binding("ctrl+q", "request_quit", show=False, priority=True),
+        # Textual's ctrl+c copies a selection or says which key quits; the README promises it
+        # ends the app, also from a text field (whose text is selected when it takes focus).
+        Binding("ctrl+c", "request_quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
     ]
 
@@ -66,6 +70,8 @@ class NNTui(App[None]):
         self.runs = runs
         #: Set when the terminal hung up: the caller must not write to it any more.
         self.lost_terminal = False
+        #: The "stop the run and quit?" question while it is shown (asked once at a time).
+        self._quit_question: ConfirmScreen | None = None
 
     def on_mount(self) -> None:
         from nnlib.datasets import available
@@ -159,19 +165,20 @@ class NNTui(App[None]):
         if not self.live_runs():
             self.exit()
             return
+        if self._quit_question is not None:  # pressed again while it asks
+            return
 
         def answer(quit_now: bool | None) -> None:
+            self._quit_question = None
             if quit_now:
                 for dashboard in self.live_runs():
                     dashboard.shutdown()
                 self.exit()
 
-        self.push_screen(
-            ConfirmScreen(
-                "A run is in progress. Stop it and quit?\n(its log is closed and kept)", yes="Quit"
-            ),
-            answer,
+        self._quit_question = ConfirmScreen(
+            "A run is in progress. Stop it and quit?\n(its log is closed and kept)", yes="Quit"
         )
+        self.push_screen(self._quit_question, answer)
 
     def notify(
         self,

@@ -1,71 +1,28 @@
 """Architectures for a dataset, without Textual (the CLI checks --arch with them before the
-terminal is taken over): presets adapted to the dataset's input and outputs or refused with
-a reason (a CNN on 2-D points), and `check_spec`, which plans a typed spec against it."""
+terminal is taken over): the presets (nnlib's table, nnlib.presets, adapted to the dataset's
+input and outputs or refused with a reason) and `check_spec`, which plans a typed spec (or a
+preset's name) against it."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from nnlib.datasets import DatasetInfo
-from nnlib.experiment import default_arch, lenet5
+from nnlib.experiment import default_arch
 from nnlib.model import Summary
+from nnlib.presets import PRESETS, Preset, PresetRefused, named, outputs_of, preset
 
-
-class PresetRefused(ValueError):
-    """The preset cannot be used with this dataset; the message says why."""
-
-
-@dataclass(frozen=True)
-class Preset:
-    key: str
-    label: str
-    description: str
-
-    def spec_for(self, info: DatasetInfo) -> str:
-        """The preset written for `info`'s input shape and outputs."""
-        features = math.prod(info.input_shape)
-        outputs = outputs_of(info)
-        image = len(info.input_shape) == 3
-        if self.key in ("lenet", "cnn", "vgg") and not image:
-            shape = "x".join(map(str, info.input_shape))
-            raise PresetRefused(
-                f"{self.label} needs images (height, width, channels); "
-                f"{info.name} has {shape} features per sample"
-            )
-        if self.key == "mlp":
-            return f"{features}-512-128-{outputs}"
-        if self.key == "lenet":
-            return lenet5(outputs)
-        if self.key == "vgg":
-            return (
-                "conv(32,3,pad=same) relu conv(32,3,pad=same) relu maxpool(2) "
-                "conv(64,3,pad=same) relu maxpool(2) dense(128) relu "
-                f"dense({outputs})"
-            )
-        if self.key == "cnn":
-            return f"conv(3,5) relu maxpool(3,stride=2) dense(84) relu dense({outputs})"
-        activation = ":tanh" if info.task == "regression" else ""
-        return f"{features}-16-16-{outputs}{activation}"
-
-
-PRESETS = (
-    Preset("mlp", "MLP", "the classic 784-512-128-10 multilayer perceptron"),
-    Preset("lenet", "LeNet-5", "LeCun's LeNet-5 (two conv/pool stages, three dense layers)"),
-    Preset("cnn", "CNN", "the tutorial CNN: one conv, one pool, two dense layers"),
-    Preset("vgg", "VGG", "a small VGG-style CNN for colour photos like CIFAR-10 (3x3 convs)"),
-    Preset("small", "Small MLP", "a small MLP for the 2-D datasets (16-16 hidden units)"),
-)
-
-
-def outputs_of(info: DatasetInfo) -> int:
-    """Model outputs for a dataset: one logit per class, or one value for regression (the
-    built-in regression sets have a single target; the listing does not give the width)."""
-    return info.num_classes if info.task == "classification" and info.num_classes else 1
-
-
-def preset(key: str) -> Preset:
-    return next(p for p in PRESETS if p.key == key)
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "PresetRefused",
+    "SpecCheck",
+    "check_spec",
+    "named",
+    "outputs_of",
+    "preset",
+    "quick_arch",
+]
 
 
 def quick_arch(info: DatasetInfo) -> str:
@@ -85,7 +42,8 @@ class SpecCheck:
 
 
 def check_spec(spec: str, info: DatasetInfo, batch_size: int = 64) -> SpecCheck:
-    """Plan `spec` for `info` and compare its outputs with what the dataset needs.
+    """Plan `spec` (or the preset it names) for `info` and compare its outputs with what the
+    dataset needs.
 
     nnlib's plan works out every shape and the memory to train with `batch_size` without
     allocating a weight, and refuses a model that would not fit in the available memory,
@@ -95,7 +53,9 @@ def check_spec(spec: str, info: DatasetInfo, batch_size: int = 64) -> SpecCheck:
 
     shape = tuple(info.input_shape)
     try:
-        summary = plan(spec, shape, batch_size=batch_size)
+        found = named(spec)
+        written = found.spec_for(info) if found else spec
+        summary = plan(written, shape, batch_size=batch_size)
     except ValueError as error:
         return SpecCheck(spec, shape, error=str(error))
     outputs = outputs_of(info)
@@ -108,4 +68,5 @@ def check_spec(spec: str, info: DatasetInfo, batch_size: int = 64) -> SpecCheck:
             f"sample but {info.name} needs ({outputs},): end the spec with "
             f"dense({outputs})",
         )
-    return SpecCheck(spec, shape, summary, warnings=tuple(warnings_for(spec, loss_for(info.task))))
+    warnings = tuple(warnings_for(written, loss_for(info.task)))
+    return SpecCheck(spec, shape, summary, warnings=warnings)

@@ -87,6 +87,12 @@ def format_exponent(value: float, digits: int = 1) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
+def format_percent(value: float, span: float) -> str:
+    """A fraction as a percent axis label: whole percents, with a decimal when the axis
+    spans less than 10 points (so that its labels differ)."""
+    return f"{value * 100:.{0 if span >= 0.1 else 1}f}%"
+
+
 def format_value(value: object) -> str:
     """A hyperparameter or event value: a float as `format_number` writes a typed value
     (trimmed), anything else as it prints (an int, True, 'adam')."""
@@ -189,12 +195,14 @@ def line_chart(
     mark_style: str = "yellow",
     axis_style: str = "dim",
     y_limits: tuple[float | None, float | None] = (None, None),
+    percent: bool = False,
 ) -> Text:
     """A braille line chart of `series` with y labels on the left and x labels below.
 
     `marks` are x positions drawn as dotted vertical lines behind the data (hyperparameter
     changes). With `log_y`, values <= 0 are left out. The y axis follows the data but stays
-    within `y_limits` (so a loss axis does not dip below 0).
+    within `y_limits` (so a loss axis does not dip below 0). With `percent`, the values are
+    fractions labelled as percents (an accuracy, which the legends give in percent).
     """
     if width < 12 or height < 3:
         return Text("")
@@ -223,6 +231,8 @@ def line_chart(
         x_hi = x_lo + 1.0
 
     def label(value: float) -> str:
+        if percent:
+            return format_percent(value, y_hi - y_lo)
         return format_number(10**value if log_y else value)
 
     labels = [label(y_hi), label((y_lo + y_hi) / 2), label(y_lo)]

@@ -190,6 +190,16 @@ def screen_text(app: Any) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
+async def burst(pilot: Pilot, *keys: str) -> None:
+    """Send `keys` as one read from the terminal delivers them (typed ahead over a slow link):
+    all queued before the app handles the first. Pilot.press waits for the app between keys,
+    so it never makes a burst. The caller awaits the outcome."""
+    for key in keys:
+        event = events.Key(key, CHARACTERS.get(key, key if len(key) == 1 else None))
+        event.set_sender(pilot.app)
+        pilot.app._driver.send_message(event)
+
+
 async def log_text(pilot: Pilot, dashboard: DashboardScreen) -> str:
     """The event log's lines (shown first: a hidden RichLog defers its writes)."""
     await press(pilot, "4")

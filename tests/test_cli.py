@@ -276,6 +276,9 @@ def test_sigint_closes_the_log_and_saves_the_model(tmp_path, env):
         (["summary", "--arch", "2-8-3", "--input-shape", "28,a,1"], ["--input-shape"]),
         (["summary", "--arch", "2-8-3", "--dataset", "nope"], ["--dataset", "'nope'"]),
         (["summary", "--arch", "maxpool(9)", "--input-shape", "4,4,1"], ["--arch"]),
+        (["train", "--dataset", "spirals", "--arch", "lenet"], ["--arch", "LeNet-5 needs images"]),
+        (["summary", "--arch", "lenet", "--input-shape", "28,28,1"], ["preset", "--dataset"]),
+        (["train", "--dataset", "spirals", "--arch", "maxpol(2)"], ["did you mean 'maxpool'?"]),
         (["frobnicate"], ["frobnicate"]),
         ([], ["command"]),
     ],
@@ -297,6 +300,19 @@ def test_summary_of_lenet(tmp_path, env):
     assert re.search(r"^dense_1 +\(None, 120\) +48,120 ", done.stdout, re.M)
     by_dataset = run_cli(tmp_path, env, "summary", "--arch", "2-8-3", "--dataset", "spirals")
     assert by_dataset.returncode == 0 and "total params: 51 " in by_dataset.stdout
+
+
+def test_presets_by_name_in_the_cli(tmp_path, env):
+    """`--arch lenet` was refused as an unknown layer although the app offers LeNet-5."""
+    done = run_cli(tmp_path, env, "summary", "--arch", "LeNet-5", "--dataset", "glyphs")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == nl.presets.lenet5(10)
+    trained = run_cli(
+        tmp_path, env, "train", "--dataset", "spirals", "--arch", "small", "--epochs", "1"
+    )
+    assert trained.returncode == 0, trained.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert json.loads((run_dir / "config.json").read_text())["arch"] == "2-16-16-3"
 
 
 def test_datasets_lists_the_builtins(tmp_path, env):

@@ -254,3 +254,29 @@ def test_make_either_refuses_or_gives_a_record_that_reads_back_equal(data):
         assert str(error).startswith(f"emitted {kind!r}: ") and "\n" not in str(error)
         return
     assert events.decode(record.line()) == record
+
+
+def test_plain_progress_lines_fit_80_columns():
+    """The epoch line of a spirals run was 90 characters (`... 139,804 samples/s  0.0s`)."""
+    stream = io.StringIO()
+    bar = nl.ProgressBar(stream=stream, rich=False, interval=0)
+    trainer = SimpleNamespace(epoch=99, epochs=100, steps_per_epoch=1000)
+    logs = {"loss": 12.3456, "accuracy": 1.0, "samples_per_sec": 1234567.0, "seconds": 123.4}
+    bar.on_train_begin(trainer)
+    bar.on_batch_end(trainer, 999, logs)
+    bar.on_epoch_end(trainer, 99, {**logs, "val_loss": 12.3456, "val_accuracy": 1.0})
+    small = {"loss": 0.9358, "accuracy": 0.407, "val_loss": 0.8243, "val_accuracy": 0.473}
+    bar.on_epoch_end(
+        SimpleNamespace(epochs=3), 0, {**small, "samples_per_sec": 139804.0, "seconds": 0.0}
+    )
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and all(len(line) <= 80 for line in lines), lines
+    assert (
+        lines[0] == "epoch 100/100 batch 1000/1000  loss 12.3456  acc 100.0%  1,234,567 samples/s"
+    )
+    assert "val_loss 12.3456 val_acc 100.0%" in lines[1] and lines[1].endswith(" 123.4s")
+    assert lines[2] == (
+        "epoch 1/3 loss 0.9358 acc 40.7% val_loss 0.8243 val_acc 47.3% 139,804/s 0.0s"
+    )
+    # Short enough lines keep the wide spacing.
+    assert nl.callbacks.progress.plain_line("epoch 1/3", {"loss": 0.5}) == "epoch 1/3  loss 0.5000"

@@ -182,6 +182,33 @@ def test_runs_list_prints_the_table(workspace, capsys):
     assert len(lines) == 1 + 8
 
 
+def test_runs_list_fits_the_terminal_and_piped_keeps_every_column(workspace, capsys, monkeypatch):
+    """On an 80-column terminal the table was as wide as its longest architecture."""
+    root, _ = workspace
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((80, 24)))
+    assert main(["runs", "list", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 8 and all(len(line) <= 80 for line in lines)
+    assert lines[0].startswith("name ") and lines[0].split()[-3:] == ["best", "val", "test"]
+    states = {line.split()[0]: line for line in lines[1:]}
+    assert "crashed" in states["killed"] and "running" in states["running"]
+
+
+def test_a_narrow_table_cuts_the_architecture_before_leaving_columns_out():
+    long = "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu dense(10)"
+    row = ("b", "glyphs", long, "finished", "1/1", "16.7% acc", "14.6% acc", "2026-12-06", "0s", "")
+    whole = runindex.format_table([row])
+    assert long in whole and whole.splitlines()[0].split()[-1] == "parent"
+    for width in (150, 120, 100, 80, 60):
+        lines = runindex.format_table([row], width=width).splitlines()
+        assert all(len(line) <= width for line in lines)
+        assert lines[1].startswith("b ") and "finished" in lines[1] and "16.7% acc" in lines[1]
+    assert "conv(6,5,pad=2) relu max" in runindex.format_table([row], width=120)
+    header = runindex.format_table([row], width=60).splitlines()[0].split()
+    assert "started" not in header and "arch" not in header and "dataset" in header
+
+
 def test_a_run_directory_called_list_is_still_printed_by_runs(tmp_path, capsys, monkeypatch):
     write_run(tmp_path, "list", epochs=1)
     monkeypatch.chdir(tmp_path)

@@ -332,3 +332,45 @@ def test_the_readme_error_examples_are_exact(spec, message):
     with pytest.raises(nl.SpecError) as error:
         nl.build(spec, (28, 28, 1))
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape", "suggestion"),
+    [
+        (
+            "conv(8,3) relu maxpol(2) dense(10)",
+            (28, 28, 1),
+            "unknown layer 'maxpol' (did you mean 'maxpool'?)",
+        ),
+        ("desne(10)", (4,), "(did you mean 'dense'?)"),
+        ("conv(8,3) batchnrom", (28, 28, 1), "(did you mean 'batchnorm'?)"),
+        ("dense(4) lrelu(alpha=0.1) dens(2)", (4,), "(did you mean 'dense'?)"),
+        ("conv(8,3,strid=2)", (28, 28, 1), "unknown argument 'strid' (did you mean 'stride'?)"),
+        ("2-16-3:tahn", (2,), "MLP activation 'tahn' (did you mean 'tanh'?) is not one of"),
+    ],
+)
+def test_a_near_miss_names_what_was_meant(spec, shape, suggestion):
+    with pytest.raises(nl.SpecError) as caught:
+        nl.build(spec, input_shape=shape)
+    assert suggestion in str(caught.value)
+
+
+@pytest.mark.parametrize("spec", ["foo(1)", "conv(8,3,zzz=1)", "2-16-3:abc"])
+def test_no_suggestion_without_a_near_name(spec):
+    with pytest.raises(nl.SpecError) as caught:
+        nl.build(spec, input_shape=(2,) if "-" in spec else (28, 28, 1))
+    assert "did you mean" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["lenet", "LeNet-5", "lenet5", " LENET "])
+def test_a_preset_is_named_by_its_key_or_label_in_any_case(name):
+    assert nl.presets.named(name).key == "lenet"
+    assert nl.presets.resolve(name, (28, 28, 1), 10, "classification") == nl.presets.lenet5(10)
+
+
+def test_a_spec_is_no_preset_and_a_preset_that_does_not_apply_is_refused():
+    assert nl.presets.named("conv(8,3) relu") is None and nl.presets.named("2-8-3") is None
+    assert nl.presets.resolve("2-8-3", (2,), 3, "classification") == "2-8-3"
+    assert nl.presets.resolve("small mlp", (1,), 1, "regression") == "1-16-16-1:tanh"
+    with pytest.raises(nl.SpecError, match=r"VGG needs images \(.*\); spirals has 2 features"):
+        nl.presets.resolve("vgg", (2,), 3, "classification", "spirals")

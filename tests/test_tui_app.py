@@ -6,7 +6,18 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers import SIZE, end_event, log_text, long_run, paused, pilot_test, press, started, until
+from helpers import (
+    SIZE,
+    burst,
+    end_event,
+    log_text,
+    long_run,
+    paused,
+    pilot_test,
+    press,
+    started,
+    until,
+)
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
@@ -18,6 +29,7 @@ from nntui.screens.dashboard import DashboardScreen
 from nntui.screens.modals import ConfirmScreen, HelpScreen, HparamScreen, TooSmallScreen
 from nntui.screens.setup import SetupScreen
 from nntui.widgets.arch_editor import ArchEditor
+from nntui.widgets.keybar import KeyBar
 from nntui.widgets.status import StatusPanel
 
 
@@ -68,6 +80,8 @@ async def test_pause_step_resume_and_stop(tmp_path):
         assert dashboard.state.end.reason == "stopped"
         assert "STOPPED" in str(status.render())
         assert dashboard.running is False
+        keys = str(dashboard.query_one(KeyBar).render())
+        assert "Smoothing" in keys and "Pause" not in keys and "Edit hparams" not in keys
     assert end_event(tmp_path).type == "end"
     assert end_event(tmp_path)["reason"] == "stopped"
 
@@ -399,6 +413,69 @@ async def test_a_failure_outside_the_run_still_ends_it_in_the_ui(tmp_path, monke
         dashboard = app.screen
         await until(pilot, lambda: dashboard.state.end is not None)
         assert "threadpoolctl" in dashboard.state.end.error and not dashboard.running
+
+
+@pilot_test
+async def test_a_burst_of_keys_applies_in_order_focus_changes_included(tmp_path):
+    """Tab then 77 in one read: the 77 goes to the field Tab moved to (it went to the field
+    Tab left); and a whole edit typed ahead from the dashboard lands as typed."""
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        trainer = dashboard.experiment.trainer
+        await paused(pilot, dashboard)
+        await press(pilot, "e")
+        await until(pilot, lambda: isinstance(app.screen, HparamScreen))
+        dialog = app.screen
+        fields = [field.id for field in dialog.query(Input)]
+        assert fields == ["lr", "momentum", "weight_decay", "batch_size"]
+        dialog.query_one("#weight_decay", Input).focus()
+        await until(pilot, lambda: app.focused.id == "weight_decay", "weight decay focused")
+        await burst(pilot, "tab", "7", "7")
+        batch = dialog.query_one("#batch_size", Input)
+        await until(pilot, lambda: batch.value == "77", "77 in the batch size")
+        assert dialog.query_one("#weight_decay", Input).value == "0"
+        await press(pilot, "escape")
+        await until(pilot, lambda: app.screen is dashboard)
+        # From the dashboard: open the dialog, move to the batch size, type, apply.
+        await burst(pilot, "e", "tab", "tab", "tab", "3", "3", "enter")
+        await until(pilot, lambda: trainer.pending().get("batch_size") == 33, "batch size 33")
+        assert app.screen is dashboard
+        assert trainer.pending() == {"batch_size": 33}
+
+
+@pilot_test
+async def test_ctrl_c_quits_as_q_does(tmp_path):
+    """Ctrl+C asks while a run is in progress (once, however often it is pressed); once the
+    run has ended it quits at once."""
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        await press(pilot, "ctrl+c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the quit question")
+        depth = len(app.screen_stack)
+        await press(pilot, "ctrl+c")
+        assert len(app.screen_stack) == depth and not app._exit
+        await press(pilot, "n")
+        await until(pilot, lambda: app.screen is dashboard)
+        await press(pilot, "s")
+        await until(pilot, lambda: dashboard.state.end is not None, "the run's end")
+        await press(pilot, "ctrl+c")
+        await until(pilot, lambda: app._exit, "the app's exit")
+    assert end_event(tmp_path)["reason"] == "stopped"
+
+
+@pilot_test
+async def test_ctrl_c_quits_from_a_text_field(tmp_path):
+    """Even with the field's text selected (as it is when the field takes focus)."""
+    app = NNTui(long_run(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        field = app.screen.query_one(ArchEditor).query_one(Input)
+        field.focus()
+        await until(pilot, lambda: app.focused is field, "the spec field focused")
+        await press(pilot, "ctrl+c")
+        await until(pilot, lambda: app._exit, "the app's exit")
 
 
 @pilot_test

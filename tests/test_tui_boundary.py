@@ -164,3 +164,20 @@ def test_boundary_120x40(snap_compare, run):
 def test_neurons_120x40(snap_compare, run):
     application, show = snapshot_app(run, ["5", "u", "down", "right"])
     assert snap_compare(application, terminal_size=(120, 40), run_before=show)
+
+
+@pilot_test
+async def test_the_titles_marks_stay_in_sight_in_the_wide_view_cell(run):
+    """In the 120x40 view cell the title was cut at `d di`: `d` showed no mark when on."""
+    snapshots, _ = run
+    async with app().run_test(size=(120, 40)) as pilot:
+        screen = await dashboard(pilot, snapshots)
+        await press(pilot, "5")
+        panel = screen.query_one(BoundaryPanel)
+        await press(pilot, "v", "d")
+        title = text(panel).splitlines()[0]
+        assert len(title) <= panel.content_size.width
+        assert "v val ✓" in title and "d discrete ✓" in title and "u neurons" in title
+        await press(pilot, "v", "d")
+        title = text(panel).splitlines()[0]
+        assert "✓" not in title and "d discrete" in title

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import default_signals
+from helpers import DATASETS, default_signals
 
 from nnlib.config import ExperimentConfig
 from nntui.cli import DEFAULT_EPOCHS, experiment_from_args, main, parser
@@ -50,6 +50,7 @@ def test_help_lists_every_flag(capsys):
         (["--dataset", "spirals", "--arch", "2-8-5"], "dense(3)"),
         (["--arch", "dense(3000000000) dense(10)"], "too big to train here"),
         (["--dataset", "no-such-set"], "unknown dataset 'no-such-set'"),
+        (["--dataset", "spirals", "--arch", "vgg"], "--arch: VGG needs images"),
         (["--config", "missing.toml"], "no such config file"),
         (["--no-such-flag"], "unrecognized arguments"),
     ],
@@ -69,6 +70,17 @@ def test_flags_override_the_config_file(tmp_path):
     )
     assert (config.dataset, config.arch, config.epochs) == ("moons", "2-8-2", 3)
     assert (config.lr, config.batch_size, extra) == (0.01, 16, None)
+
+
+def test_presets_are_taken_by_name():
+    """The setup screen offers presets by name; `--arch` takes the same names."""
+    from nntui.architectures import check_spec
+
+    config, _ = experiment_from_args(parser().parse_args(["--arch", "lenet"]))
+    assert config.arch == "lenet"  # shown as given, built as LeNet-5 for the dataset
+    glyphs = next(info for info in DATASETS if info.name == "glyphs")
+    checked = check_spec("LeNet-5", glyphs)
+    assert checked.error is None and checked.summary.total_params == 61_706
 
 
 def test_defaults_pick_a_quick_architecture():

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import DATASETS, classification_run, config, screen_text
+from helpers import DATASETS, classification_run, config, screen_text, until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.text import Text
@@ -19,7 +19,9 @@ from textual.pilot import Pilot
 from nntui import bridge as b
 from nntui.app import NNTui
 from nntui.plot import Series, confusion_heatmap, format_number, line_chart
-from nntui.screens.dashboard import DashboardScreen
+from nntui.screens.dashboard import PANELS, DashboardScreen
+from nntui.screens.modals import HelpScreen
+from nntui.screens.panel_help import PanelHelpScreen
 from nntui.widgets.eventlog import EventLog
 from nntui.widgets.panel import fit
 
@@ -156,3 +158,87 @@ def test_precision_row_is_labelled_as_percent_and_names_are_whole():
 def test_fit_says_less_rather_than_cutting():
     assert fit(10, Text("a long legend"), Text("short")).plain == "short"
     assert fit(4, Text("a long legend"), Text("short")).plain == "sho…"
+
+
+def box_words(pilot: Pilot) -> str:
+    """The words in the dialog's box (its border and the dashboard around it left out)."""
+    if not pilot.app.screen.children:  # not mounted yet
+        return ""
+    box = pilot.app.screen.children[0].region
+    lines = screen_text(pilot.app).splitlines()[box.y + 1 : box.bottom - 1]
+    return " ".join(word for line in lines for word in line[box.x + 1 : box.right - 1].split())
+
+
+async def read_to_the_end(pilot: Pilot, first: str, last: str, what: str) -> None:
+    """The dialog shows `first`, and `last` once scrolled to its end."""
+    await until(pilot, lambda: first in box_words(pilot), f"{what}: its beginning")
+    await pilot.press("end")
+    await until(pilot, lambda: last in box_words(pilot), f"{what}: its end")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 18)])
+def test_every_help_scrolls_to_its_last_line(size):
+    """At 80x24 the Layers and Boundary help ran past the box, cut with no way to scroll."""
+
+    async def body(pilot: Pilot) -> None:
+        screen = await dashboard(pilot, classification_run())
+        for entry in PANELS:
+            text = screen.panels[entry.key].HELP
+            words = text.split()
+            await pilot.app.push_screen(PanelHelpScreen(entry.title, text))
+            await read_to_the_end(pilot, " ".join(words[:3]), " ".join(words[-2:]), entry.title)
+            text = screen_text(pilot.app)
+            assert f"What am I looking at? — {entry.title}" in text and "Escape closes" in text
+            await pilot.press("escape")
+            await until(pilot, lambda: pilot.app.screen is screen, "the dashboard")
+        pilot.app.action_help()  # every key, in two columns: the last row is the left one's
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "the key help")
+        keys = pilot.app.screen.keys
+        await read_to_the_end(pilot, keys[0][1], keys[(len(keys) - 1) // 2][1], "the key help")
+
+    run_app(size, body)
+
+
+def test_status_scores_are_labelled_and_the_test_score_is_whole_at_80_columns():
+    """The validation loss and accuracy ran together (`val 0.74059.3%` where the SVG export
+    drops the space's cell) and the test score was cut (`test l…`) at 80 columns."""
+    from nnlib import events
+
+    test = events.make("test", 595, {"loss": 0.0832, "samples": 1000, "accuracy": 0.9712})
+
+    async def body(pilot: Pilot) -> None:
+        screen = await dashboard(pilot, [*classification_run(), test])
+        status = screen._status
+        metrics = status.render().plain.splitlines()[2]
+        assert "val loss 0.123 acc 95.6%" in metrics
+        assert metrics.rstrip().endswith("test loss 0.083 acc 97.1%")
+        assert len(metrics) <= status.content_size.width
+        await pilot.resize_terminal(160, 24)
+        await until(pilot, lambda: status.content_size.width > 150, "the wider status")
+        wide = status.render().plain.splitlines()[2]
+        assert wide.startswith("batch loss ") and "epoch 7 loss 0.093" in wide
+
+    run_app((80, 24), body)
+
+
+def test_accuracy_axes_are_in_percent_as_their_legends():
+    """The legend said `EMA 0.6 91.6%` over an axis from 0.059 to 1.00."""
+
+    async def body(pilot: Pilot) -> None:
+        screen = await dashboard(pilot, classification_run())
+        text = screen.panels["curves"].render().plain
+        loss, accuracy = text.split("\naccuracy ")
+        assert re.search(r"EMA 0\.6 \d+\.\d%", accuracy)
+        labels = [line.split("┤")[0].strip() for line in accuracy.splitlines() if "┤" in line]
+        assert len(labels) == 3 and all(re.fullmatch(r"\d+%", label) for label in labels)
+        assert labels[0] == "100%"
+        assert all("%" not in line.split("┤")[0] for line in loss.splitlines() if "┤" in line)
+
+    run_app((80, 24), body)
+
+
+def test_percent_labels_keep_a_decimal_on_a_narrow_axis():
+    xs = np.arange(50.0)
+    text = line_chart(40, 8, [Series(xs, 0.95 + 0.04 * xs / 49, "red")], percent=True).plain
+    labels = [line.split("┤")[0].strip() for line in text.splitlines() if "┤" in line]
+    assert len(set(labels)) == 3 and all(re.fullmatch(r"9\d\.\d%", label) for label in labels)

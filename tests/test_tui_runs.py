@@ -91,6 +91,8 @@ async def test_the_runs_screen_follows_a_run_being_written(tmp_path):
             await until(pilot, lambda: isinstance(app.screen, RunsScreen))
             screen = app.screen
             assert screen.summaries[0].state == "running"
+            title = str(screen.query_one("#title").render())
+            assert f"nntui · 1 run in {tmp_path}" in title  # not "1 runs"
             with (run_dir / runs.EVENTS_FILE).open("a") as log:
                 log.write(runs.encode("epoch", 20, {"epoch": 1, "loss": 0.5}))
                 log.write(runs.encode("end", 20, {"reason": "stopped"}))

@@ -20,6 +20,20 @@ if TYPE_CHECKING:
 
 #: The events worth a line of their own (their `describe()`) while a bar is drawn.
 PRINTED = ("early_stop", "diverged", "checkpoint")
+#: A plain line says less rather than pass this width (a terminal or a log viewer's).
+WIDTH = 80
+
+
+def plain_line(head: str, logs: Logs, tail: str = "") -> str:
+    """`head`, the metrics, the speed and `tail` on one line of at most WIDTH characters if
+    it can: closer spacing first, then a shorter speed, then no speed."""
+    speed = logs.get("samples_per_sec")
+    long, short = (f"{speed:,.0f} samples/s", f"{speed:,.0f}/s") if speed is not None else ("", "")
+    lines = [
+        sep.join(part for part in (head, format_metrics(logs, sep), shown, tail) if part)
+        for sep, shown in (("  ", long), (" ", long), (" ", short), (" ", ""))
+    ]
+    return next((line for line in lines if len(line) <= WIDTH), lines[-1])
 
 
 class ProgressBar(Callback):
@@ -77,8 +91,11 @@ class ProgressBar(Callback):
         elif time.monotonic() - self._last_print >= self.interval:
             self._last_print = time.monotonic()
             self._print(
-                f"epoch {trainer.epoch + 1}/{trainer.epochs}  batch {batch + 1}/"
-                f"{trainer.steps_per_epoch}  {format_metrics(logs)}  {speed}"
+                plain_line(
+                    f"epoch {trainer.epoch + 1}/{trainer.epochs} "
+                    f"batch {batch + 1}/{trainer.steps_per_epoch}",
+                    logs,
+                )
             )
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
@@ -86,8 +103,7 @@ class ProgressBar(Callback):
             self._progress.update(self._task, metrics=format_metrics(logs))
         else:
             self._print(
-                f"epoch {epoch + 1}/{trainer.epochs}  {format_metrics(logs)}  "
-                f"{logs['samples_per_sec']:,.0f} samples/s  {logs['seconds']:.1f}s"
+                plain_line(f"epoch {epoch + 1}/{trainer.epochs}", logs, f"{logs['seconds']:.1f}s")
             )
 
     def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:

@@ -100,6 +100,7 @@ class CompareCharts(Widget):
                     log_y=log,
                     y_limits=(0.0, 1.0) if metric == "accuracy" else (0.0, None),
                     marks=branches,
+                    percent=metric == "accuracy",
                 )
             )
         return Text("\n").join(blocks)

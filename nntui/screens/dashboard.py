@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 REDRAW_SECONDS = 0.25
 #: The actions that need the model in this process (hidden on a recorded run).
 LOCAL_ONLY = ("save_model", "fork", "test")
+#: The actions that steer the run (left out of the key bar once it has ended).
+STEERING = frozenset({"toggle_pause", "step", "change_lr", "stop", "edit"})
 #: What the log says while each kind of worker gets going.
 WORKER_NOTES = {"training": "loading {dataset}…", "following": "following the run log as it grows…"}
 #: Notices drawn at once (a person is waiting for them); others wait for the redraw timer.
@@ -256,7 +258,7 @@ class DashboardScreen(Screen[None]):
                 panel.set_class(entry.key == self.view_key, "-view")
                 panel.border_title = entry.title
                 yield panel
-        yield KeyBar()
+        yield KeyBar(hidden=lambda: STEERING if self.state.end is not None else ())
 
     def on_mount(self) -> None:
         self._curves.add_class("-active")
@@ -456,6 +458,7 @@ class DashboardScreen(Screen[None]):
             self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
             self._confusion.border_title = "Predicted vs true"
         if isinstance(snapshot, RunEnded):
+            self.query_one(KeyBar).update_keys()
             where = self.state.started.run_dir if self.state.started else ""
             if snapshot.error:
                 self.notify(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -228,23 +229,49 @@ def _number(name: str, text: str) -> int | float:
         raise ValueError(f"{name} must be {kind}, got {text!r}") from None
 
 
-class HelpScreen(ModalScreen[None]):
+class TextScreen(ModalScreen[None]):
+    """Text to read in a box, with its title and how to close it on the border: all the
+    height left is the text's, which scrolls (arrows, Page Up/Down, Home/End) when it is
+    taller than the screen allows (at 80x24 a panel's help is)."""
+
+    DEFAULT_CSS = """
+    TextScreen { align: center middle; background: $background 60%; }
+    TextScreen > VerticalScroll {
+        height: auto; max-height: 90%;
+        border: round $accent; background: $surface; padding: 0 1;
+        border-title-style: bold; border-title-color: $text;
+        border-subtitle-color: $text-muted;
+    }
+    """
+
+    def __init__(self, title: str, footer: str) -> None:
+        super().__init__()
+        self.title_text, self.footer = title, footer
+
+    def body(self) -> RenderableType:
+        """What the box shows; every subclass says."""
+        raise NotImplementedError
+
+    def compose(self) -> ComposeResult:
+        box = VerticalScroll(Static(self.body()))
+        box.border_title = Text(self.title_text)
+        box.border_subtitle = Text(self.footer)
+        yield box
+
+
+class HelpScreen(TextScreen):
     """Every key of the screen below, and the app's own."""
 
-    DEFAULT_CSS = (
-        MODAL_CSS.format(name="HelpScreen")
-        + """
-    HelpScreen VerticalScroll { height: auto; max-height: 30; }
+    DEFAULT_CSS = """
+    HelpScreen > VerticalScroll { width: 90%; max-width: 100; }
     """
-    )
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
 
     def __init__(self, title: str, keys: Iterable[tuple[str, str]]) -> None:
-        super().__init__()
-        self.title_text = title
+        super().__init__(f"Keys — {title}", "Escape closes · Ctrl+P opens the command palette")
         self.keys = list(keys)
 
-    def compose(self) -> ComposeResult:
+    def body(self) -> RenderableType:
         # Two key/description pairs per row, so a dashboard's keys fit in 80x24.
         table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
         for _ in range(2):
@@ -253,11 +280,7 @@ class HelpScreen(ModalScreen[None]):
         half = (len(self.keys) + 1) // 2
         for left, right in zip(self.keys[:half], [*self.keys[half:], ("", "")], strict=False):
             table.add_row(*map(Text, (*left, *right)))
-        with Vertical():
-            yield Static(f"Keys — {self.title_text}", classes="title", markup=False)
-            with VerticalScroll():
-                yield Static(table)
-            yield Static(Text("Escape closes · Ctrl+P opens the command palette", style="dim"))
+        return table
 
 
 class TooSmallScreen(Screen[None]):

@@ -133,7 +133,7 @@ class RunsScreen(Screen[None]):
 
     def _title(self, count: int) -> None:
         total = len(self.summaries)
-        where = f"runs in {self.index.root}"
+        where = f"run{'' if total == 1 else 's'} in {self.index.root}"
         counts = f"{count} of {total}" if count != total else f"{total}"
         marked = f" · {len(self.marked)} marked (c: compare)" if self.marked else ""
         skipped = f" · {len(self._skipped)} unreadable, left out" if self._skipped else ""

@@ -199,11 +199,18 @@ class BoundaryPanel(StatePanel):
         when = f"step {event.step}" if event.epoch is None else f"epoch {event.epoch + 1}"
         if event.kind == "classes":
             body = self._draw_classes(event, width, rows, color)
-            keys = (
-                f"  v val points{' ✓' if self.validation else ''}"
-                f"  d discrete{' ✓' if self.discrete else ''}  u neurons"
-            )
-            title = Text.assemble((f"predicted class · {when}", "bold"), (keys, "dim"))
+            val, discrete = (" ✓" if on else "" for on in (self.validation, self.discrete))
+            # Shorter titles rather than a cut one: the marks say which keys are on.
+            keys = f"  d discrete{discrete}  u neurons"
+            titles = [
+                Text.assemble((head, "bold"), (f"  v {name}{val}{keys}", "dim"))
+                for head, name in (
+                    (f"predicted class · {when}", "val points"),
+                    (f"predicted class · {when}", "val"),
+                    (f"classes · {when}", "val"),
+                    (when, "val"),
+                )
+            ]
         elif event.kind == "surface":
             grid = event.truth if self.truth and event.truth else event.predicted
             body = self._draw_heat(levels(grid), width, rows, color)
@@ -212,10 +219,12 @@ class BoundaryPanel(StatePanel):
                 (f"{what} · {when}", "bold"),
                 (f"  {event.vmin:.3g} … {event.vmax:.3g}  t toggle  u neurons", "dim"),
             )
+            titles = [title, Text(title.plain[: width - 1])]
         else:
             body = self._draw_curve(event, width, rows, color)
             title = Text.assemble((f"fitted curve · {when}", "bold"), ("  ● data  ━ model", "dim"))
-        return Text("\n").join([fit(width, title, Text(title.plain[: width - 1])), *body])
+            titles = [title, Text(title.plain[: width - 1])]
+        return Text("\n").join([fit(width, *titles), *body])
 
     def _draw_classes(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
         predicted = levels(event.predicted)

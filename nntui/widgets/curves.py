@@ -90,6 +90,7 @@ class CurvesPanel(StatePanel):
                     marks=marks,
                     mark_style=MARK,
                     y_limits=limits,
+                    percent=name == "accuracy",
                 )
             )
         return Text("\n").join(blocks)

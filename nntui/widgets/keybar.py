@@ -6,6 +6,7 @@ more keys than that, and every action must stay visible without a mouse.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 from rich.text import Text
@@ -24,17 +25,28 @@ class KeyBar(Widget):
     KeyBar > .keybar--key { color: $footer-key-foreground; text-style: bold; }
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, hidden: Callable[[], Collection[str]] = frozenset, **kwargs: Any) -> None:
+        """`hidden` names the actions not to list now (a run that has ended is not steered:
+        its keys only say so)."""
         super().__init__(**kwargs)
+        self.hidden = hidden
         self.items: list[tuple[str, str]] = []
 
     def on_mount(self) -> None:
+        self.update_keys()
+
+    def update_keys(self) -> None:
+        """List the keys again (after what `hidden` names has changed)."""
+        hidden = self.hidden()
         # Only the screen's and the app's own keys: they do not change with the focus.
-        self.items = [
+        items = [
             (key, description)
-            for key, description, _, node in screen_keys(self.screen, shown_only=True)
-            if node in (self.screen, self.app)
+            for key, description, action, node in screen_keys(self.screen, shown_only=True)
+            if node in (self.screen, self.app) and action.split("(")[0] not in hidden
         ]
+        if items != self.items:
+            self.items = items
+            self.refresh(layout=True)
 
     def _lines(self, width: int) -> list[Text]:
         key_style = self.get_component_rich_style("keybar--key", partial=True)

@@ -95,7 +95,7 @@ class StatusPanel(StatePanel):
             line1.append_text(after)
         elif state.end is None:
             line1.append(state.note or "preparing the dataset and the model…", style="dim")
-        lines = [line1, self._hyperparameters(width), self._metrics(), self._where()]
+        lines = [line1, self._hyperparameters(width), self._metrics(width), self._where()]
         return Text("\n").join(lines)
 
     def _hyperparameters(self, width: int) -> Text:
@@ -121,31 +121,32 @@ class StatusPanel(StatePanel):
             compact.append("(→ pending)", "yellow")
         return fit(width, line, compact)
 
-    def _metrics(self) -> Text:
+    def _metrics(self, width: int) -> Text:
+        """The latest batch, epoch (with validation) and test scores, each labelled (`val
+        loss 0.74 acc 59.3%`); what does not fit goes, the batch first (the curves show it),
+        then the epoch's training loss: the test score, which ends a run, stays whole."""
         state = self.state
-        line = Text()
+        if state.end is not None and state.end.error:
+            return Text(f"error: {state.end.error}", style="bold red")
+        batch, epoch, val, test = Text(), Text(), Text(), Text()
         batches = state.batches.columns
         if batches[0]:
-            line.append("batch ", style="dim")
-            line.append(f"loss {format_number(batches[1][-1])}")
-            if state.task == "classification" and batches[2][-1] == batches[2][-1]:
-                line.append(f" acc {batches[2][-1]:.1%}")
+            accuracy = batches[2][-1] if state.task == "classification" else None
+            batch = _scores("batch", batches[1][-1], _accuracy(accuracy))
         last = state.last_epoch
         if last is not None:
-            line.append(f"  │ epoch {last.epoch + 1} ", style="dim")
-            line.append(f"loss {format_number(last.loss)}")
-            if last.val_loss is not None:
-                line.append("  val ", style="dim")
-                line.append(format_number(last.val_loss), style="#e879f9")
-            if last.val_accuracy is not None:
-                line.append(f" {last.val_accuracy:.1%}", style="#e879f9")
+            epoch = _scores(f"epoch {last.epoch + 1}", last.loss)
+            if last.val_loss is not None or last.val_accuracy is not None:
+                val = _scores("val", last.val_loss, _accuracy(last.val_accuracy), "#e879f9")
         tested = state.latest("test")
         if isinstance(tested, TestResult):  # the test split, at the end or on request
-            line.append("  │ test ", style="dim")
-            line.append(tested.scores().replace("accuracy ", ""), style="bold #facc15")
-        if state.end is not None and state.end.error:
-            line = Text(f"error: {state.end.error}", style="bold red")
-        return line
+            other = _accuracy(tested.accuracy)
+            if not other and tested.mae is not None:
+                other = f"MAE {format_number(tested.mae)}"
+            test = _scores("test", tested.loss, other, "bold #facc15")
+        epoch_val = Text.assemble(epoch, "  ", val) if val else epoch
+        variants = ([batch, epoch_val, test], [epoch_val, test], [val or epoch, test])
+        return fit(width, *(_joined(parts) for parts in variants))
 
     def _where(self) -> Text:
         """Where the run is written first (it matters most), the long spec last."""
@@ -161,3 +162,22 @@ class StatusPanel(StatePanel):
             line.append(f" · {started.params:,} params")
         line.append(f" · {state.arch or 'default architecture'}")
         return line
+
+
+def _scores(label: str, loss: float | None, other: str = "", style: str = "") -> Text:
+    """`label loss 0.123` and `other` (`acc 45.6%`), the scores in `style`."""
+    line = Text(f"{label} ", style="dim")
+    line.append(f"loss {format_number(loss)}", style=style)
+    if other:
+        line.append(f" {other}", style=style)
+    return line
+
+
+def _accuracy(value: float | None) -> str:
+    """`acc 45.6%`, or nothing for no (or a NaN) accuracy."""
+    return f"acc {value:.1%}" if value is not None and value == value else ""
+
+
+def _joined(parts: list[Text]) -> Text:
+    """The parts that have something, between bars."""
+    return Text(" │ ", style="dim").join(part for part in parts if part)
