@@ -1,5 +1,5 @@
-"""`nnlib`: the headless command line — train, evaluate, summary, datasets, runs, plot,
-control, sweep.
+"""`nnlib`: the headless command line — train, evaluate, summary, trace, datasets, runs,
+plot, control, sweep.
 
 Exit codes: 0 done (an early stop included); 1 training failed (diverged, data error,
 an exception; a closed stdout, `| head`, except for train and sweep, which go on unread);
@@ -290,6 +290,8 @@ def _parser() -> OneLineParser:
     shape.add_argument("--dataset", help="take the input shape from this dataset")
     summary.add_argument("--batch-size", type=_positive_int, default=64)
 
+    _add_trace_command(commands)
+
     commands.add_parser("datasets", help="list the datasets and whether they are on disk")
 
     sweep = commands.add_parser(
@@ -351,6 +353,69 @@ def _parser() -> OneLineParser:
         help="seconds to wait for the run's answer (default 5)",
     )
     return parser
+
+
+def _add_trace_command(commands: Any) -> None:
+    """`nnlib trace`: one sample through the network, as numbers (nnlib.trace)."""
+    trace = commands.add_parser(
+        "trace",
+        help="one sample through the network: every layer's input, output and gradients",
+        description="Run one sample, as a batch of one, through a float64 copy of the model "
+        "in evaluation mode (BatchNorm uses its moving statistics, dropout is off) and back "
+        "from the loss (softmax cross-entropy, or MSE for regression). Prints per layer the "
+        "shape, min, max and mean of its input, output, gradients and parameters; with --json "
+        "every value.",
+    )
+    trace.add_argument(
+        "--dataset",
+        required=True,
+        help="built-in name (see `nnlib datasets`) or a .npz/.csv file or IDX folder",
+    )
+    trace.add_argument(
+        "--sample",
+        required=True,
+        type=_non_negative_int,
+        metavar="I",
+        help="the sample's index in the split, from 0",
+    )
+    trace.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default="train",
+        help="where the sample is taken from, after the data is prepared as nnlib train "
+        "prepares it: train (the default; the training split once the validation split is "
+        "taken out of it), val or test",
+    )
+    model = trace.add_mutually_exclusive_group()
+    model.add_argument(
+        "--arch",
+        metavar="SPEC",
+        help="build this architecture with the weights nnlib train starts from (default: the "
+        "architecture nnlib train picks for the dataset)",
+    )
+    model.add_argument(
+        "--model",
+        metavar="FILE.npz",
+        help="load a model file, e.g. RUN/model.npz; the data is prepared as the config.json "
+        "beside it says (seed, validation split, subset), as nnlib evaluate does",
+    )
+    trace.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        metavar="S",
+        help="the seed of the initial weights and of the data (generated datasets, the "
+        "validation split), as for nnlib train (default 0; with --model, its run's)",
+    )
+    trace.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object {"loss": ..., "layers": [{"name", "kind", "params", '
+        '"input", "output", "grad_output", "grad_input", "grads"}]}, every array as nested '
+        "lists of float64 values with the batch axis first (null where not finite); it holds "
+        "every weight twice, about 40 bytes per parameter (LeNet-5 on glyphs: 3 MB)",
+    )
+    trace.add_argument("--data-dir")
+    _add_label_column(trace)
 
 
 #: `nnlib runs list` and `nnlib runs export` are commands of their own (see _command_words).
@@ -476,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "train": lambda args: _train(args, signals),
                 "evaluate": _evaluate,
                 "summary": _summary,
+                "trace": _trace,
                 "datasets": _datasets,
                 "runs": _runs,
                 "runs list": _runs_list,
@@ -622,8 +688,7 @@ def _train_config(args: argparse.Namespace) -> ExperimentConfig:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .config import ExperimentConfig
-    from .experiment import outputs_for
-    from .losses import MSE, SoftmaxCrossEntropy
+    from .losses import loss_for
     from .model import load
 
     try:
@@ -640,21 +705,95 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ValueError as error:
         return _fail(str(error), EXIT_FAILED)
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
-    if tuple(data.input_shape) != model.input_shape:
-        raise UsageError(
-            f"{args.checkpoint} expects inputs of shape {model.input_shape}, "
-            f"{args.dataset} has {tuple(data.input_shape)}"
-        )
-    if model.output_shape != (outputs_for(data),):
-        raise UsageError(
-            f"{args.checkpoint} outputs {model.output_shape} values per sample, "
-            f"{args.dataset} needs {outputs_for(data)}"
-        )
-    loss = SoftmaxCrossEntropy() if data.task == "classification" else MSE()
-    result = model.evaluate(x, y, loss)
+    _check_model_fits(model, data, args.checkpoint, args.dataset)
+    result = model.evaluate(x, y, loss_for(data.task))
     print(
         f"{args.split} ({len(x)} samples)  " + "  ".join(f"{k} {v:.4f}" for k, v in result.items())
     )
+    return EXIT_OK
+
+
+def _check_model_fits(model: Any, data: Prepared, source: str, dataset: str) -> None:
+    """A usage error unless the loaded `model` takes `data`'s inputs and gives its outputs."""
+    from .experiment import outputs_for
+
+    if tuple(data.input_shape) != model.input_shape:
+        raise UsageError(
+            f"{source} expects inputs of shape {model.input_shape}, "
+            f"{dataset} has {tuple(data.input_shape)}"
+        )
+    if model.output_shape != (outputs_for(data),):
+        raise UsageError(
+            f"{source} outputs {model.output_shape} values per sample, "
+            f"{dataset} needs {outputs_for(data)}"
+        )
+
+
+def _trace(args: argparse.Namespace) -> int:
+    """One sample through the network (nnlib.trace): a readable summary, or every value as
+    JSON. The model is built as nnlib train builds it, or loaded (--model)."""
+    from .config import ConfigError, ExperimentConfig
+    from .experiment import build_model
+    from .losses import loss_for
+    from .model import load
+    from .spec import SpecError
+    from .trace import fit, trace
+
+    prepared: dict[str, Any] = {}
+    if args.model is not None:
+        try:
+            model = load(args.model)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        prepared = _preparation_of(Path(args.model))
+    for key in ("seed", "label_column"):
+        if getattr(args, key) is not None:
+            prepared[key] = getattr(args, key)
+    try:
+        config = ExperimentConfig(
+            dataset=args.dataset, arch=args.arch, data_dir=args.data_dir, **prepared
+        )
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    try:
+        data = _load_data_or_fail(config)
+    except ValueError as error:
+        return _fail(str(error), EXIT_FAILED)
+    if args.model is not None:
+        _check_model_fits(model, data, args.model, args.dataset)
+    else:
+        try:
+            model = build_model(config, data)
+        except SpecError as error:
+            raise UsageError(f"--arch: {error}") from None
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    x, y = {
+        "train": (data.x_train, data.y_train),
+        "val": (data.x_val, data.y_val),
+        "test": (data.x_test, data.y_test),
+    }[args.split]
+    if args.sample >= len(x):
+        raise UsageError(
+            f"--sample: {args.sample} is out of range: the {args.split} split of "
+            f"{data.dataset.name} has {len(x)} samples"
+            + (f" (0 to {len(x) - 1})" if len(x) else "")
+        )
+    i = args.sample
+    result = trace(model, x[i : i + 1], y[i : i + 1], loss_for(data.task))
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, allow_nan=False)
+        print()
+        return EXIT_OK
+    if data.task == "regression":
+        target = f"target {y[i].tolist()}"
+    else:
+        name = data.class_names[y[i]] if data.class_names else str(y[i])
+        target = f"label {y[i]}" + ("" if name == str(y[i]) else f" ({name})")
+    print(fit(f"sample {i} of the {args.split} split of {data.dataset.name}, {target}"))
+    print(fit(f"model {model.spec}"))
+    print("float64, evaluation mode (BatchNorm: moving statistics; dropout off)")
+    print(result.summary())
     return EXIT_OK
 
 

@@ -238,8 +238,11 @@ def _check_epochs_left(
         )
 
 
-def _parts(config: ExperimentConfig, data: datasets.Prepared) -> tuple[Sequential, Loss, Optimizer]:
-    """The model, loss and optimizer of `config` for `data`; ValueError when they do not fit."""
+def build_model(config: ExperimentConfig, data: datasets.Prepared) -> Sequential:
+    """The untrained model a run of `config` starts from on `data`: its architecture (or the
+    default one) with weights drawn from its seed. Raises SpecError for a bad spec and
+    ValueError for one whose outputs do not fit the data (`nnlib trace` builds it this way
+    too)."""
     outputs = outputs_for(data)
     shape = tuple(data.input_shape)
     arch = (
@@ -254,6 +257,12 @@ def _parts(config: ExperimentConfig, data: datasets.Prepared) -> tuple[Sequentia
             f"{data.dataset.name} needs {outputs}; end the spec with "
             f"dense({outputs})"
         )
+    return model
+
+
+def _parts(config: ExperimentConfig, data: datasets.Prepared) -> tuple[Sequential, Loss, Optimizer]:
+    """The model, loss and optimizer of `config` for `data`; ValueError when they do not fit."""
+    model = build_model(config, data)
     hyper = {"lr": config.lr, "weight_decay": config.weight_decay}
     if config.optimizer == "sgd":
         hyper["momentum"] = config.momentum

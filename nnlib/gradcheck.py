@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from .layers import Layer
 from .losses import Loss
 from .model import Sequential
+
+Target = TypeVar("Target", Layer, Sequential)
+
+
+def float64_copy(target: Target) -> Target:
+    """A deep copy of a layer or model cast to float64: gradient checks and traces compute in
+    float64 without touching the caller's (float32) object, its weights, caches and mode."""
+    target = copy.deepcopy(target)
+    target.to(np.float64)
+    return target
 
 
 @dataclass
@@ -54,8 +65,7 @@ def gradcheck(
     rounding noise on entries whose true gradient is 0. `max_checks` samples that many
     entries per array (all when None) to bound the cost.
     """
-    target = copy.deepcopy(target)
-    target.to(np.float64)
+    target = float64_copy(target)
     x = np.array(x, dtype=np.float64)
     if isinstance(target, Layer) and target.input_shape is None:
         target.build(x.shape[1:], np.random.default_rng(seed))
