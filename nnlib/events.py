@@ -722,7 +722,7 @@ def _doc(cls: type[Event]) -> str:
 RASTER_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
 #: No value in this cell (no data point, no finite prediction).
 RASTER_EMPTY = "."
-#: The largest raster, rows and columns (DESIGN.md: a boundary grid of at most 64x64).
+#: The largest raster, rows and columns (a boundary grid stays small: at most 64x64).
 RASTER_MAX = 64
 #: Neurons shown per layer, at most (TensorFlow Playground's limit of 8, doubled).
 NEURONS_MAX = 16

@@ -4,7 +4,7 @@
 It is a list (iterate it, look for a kind of callback in it), made by the Trainer: a `History`
 first, then the caller's callbacks, then a `DivergenceGuard` unless one is given.
 
-Dispatch is where a failing view steps aside (DESIGN: faults are normal; a view that cannot
+Dispatch is where a failing view steps aside (faults are normal: a view that cannot
 draw never ends a run): a callback that is not `essential` and raises in any hook, its
 `on_event` included, is reported once as a 'warning' event of kind 'view_failed' and not
 called again in this run. An essential callback's error goes up to the trainer and ends the

@@ -1,6 +1,6 @@
 """Dataset containers, the error type and the registry of built-in datasets.
 
-Every loader returns a `Dataset` whose arrays follow one convention (see DESIGN.md):
+Every loader returns a `Dataset` whose arrays follow one convention (docs/ARCHITECTURE.md):
 images are uint8 (N, H, W, C), tabular features float32 (N, D), class labels int64 (N,),
 regression targets float32 (N, k). The constructor checks all of it, so a loader bug or a bad
 user file fails here with a message that names the array, instead of deep inside training.
