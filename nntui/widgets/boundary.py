@@ -59,6 +59,8 @@ RAMP: tuple[RGB, ...] = (
 #: they go grey, slate, blue (and grey, tan, orange), and a unit at 0 stands out from the gaps.
 DIVERGING: tuple[RGB, ...] = ((245, 147, 34), (90, 90, 90), (8, 119, 189))
 SHADES = " ░▒▓█"
+#: A neuron's |output| without colour: its zero is a dot, so a unit at 0 still shows its tile.
+NEURON_SHADES = "·░▒▓█"
 #: A neuron tile: 6x3 cells, 6x6 square pixels; a cell of gap on its left and below it.
 TILE_COLUMNS, TILE_ROWS = 6, 3
 BARS = "▁▂▃▄▅▆▇█"
@@ -444,16 +446,17 @@ class BoundaryPanel(StatePanel):
             )
             short = Text.assemble(scale, ("  orange −  grey 0  blue +", "dim"))
         else:
-            long = Text.assemble("output ", SHADES, (" |output| from 0 to its own largest", "dim"))
-            short = Text.assemble("output ", SHADES, (" |output|", "dim"))
+            what = " |output| from 0 to each unit's largest (no sign)"
+            long = Text.assemble("output ", NEURON_SHADES, (what, "dim"))
+            short = Text.assemble("output ", NEURON_SHADES, (" |output|", "dim"))
         return fit(width, long, short)
 
     def _draw_map(self, raster: list[str], width: int, rows: int, color: bool) -> list[Text]:
         values = levels(raster) / _TOP  # 0.5 is an output of 0
         if not color:
             cells = resample(values, rows, width)
-            index = np.clip((np.abs(cells - 0.5) * 2 * len(SHADES)).astype(np.int64), 0, 4)
-            return [Text("".join(SHADES[i] for i in row)) for row in index.tolist()]
+            index = np.clip((np.abs(cells - 0.5) * 2 * len(NEURON_SHADES)).astype(np.int64), 0, 4)
+            return [Text("".join(NEURON_SHADES[i] for i in row)) for row in index.tolist()]
         return half_blocks(ramp(resample(values, rows * 2, width), DIVERGING))
 
     def _draw_weights(self, weights: list[float] | None, width: int, color: bool) -> Text:
