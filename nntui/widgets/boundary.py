@@ -465,12 +465,11 @@ class BoundaryPanel(StatePanel):
         if not weights:
             return Text("incoming weights: too many to show", style="dim")
         largest = max(abs(w) for w in weights) or 1.0
-        text = Text("in ", style="dim")
+        bars = Text()
         for weight in weights:
             bar = BARS[min(int(abs(weight) / largest * (len(BARS) - 1) + 0.5), len(BARS) - 1)]
             if color:
-                text.append(bar, style="#0877bd" if weight >= 0 else "#f59322")
+                bars.append(bar, style="#0877bd" if weight >= 0 else "#f59322")
             else:
-                text.append(("+" if weight >= 0 else "−") + bar)
-        text.truncate(width, overflow="ellipsis")
-        return text
+                bars.append(("+" if weight >= 0 else "−") + bar)
+        return fit(width, Text.assemble(("in ", "dim"), bars), bars)
