@@ -724,10 +724,16 @@ RASTER_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 RASTER_EMPTY = "."
 #: The largest raster, rows and columns (a boundary grid stays small: at most 64x64).
 RASTER_MAX = 64
-#: Neurons shown per layer, at most (TensorFlow Playground's limit of 8, doubled).
-NEURONS_MAX = 16
+#: Neurons shown per layer, at most (a layer of 2-32-32-3 and twice that; the panel pages).
+NEURONS_MAX = 64
 #: Hidden layers a boundary event carries neurons for, at most (a deeper model's first ones).
 NEURON_LAYERS_MAX = 64
+#: Activation-map cells of all units of one event together, at most: 36 units of 16x16, 64
+#: of 12x12 (2-32-32-3), 256 of 6x6; the maps get coarser as units grow, which bounds an
+#: event's size.
+NEURON_CELLS_MAX = 64 * 12 * 12
+#: Incoming weights of all units of one event together, at most (2-32-32-3 sends 1,088).
+NEURON_WEIGHTS_MAX = 4096
 _RASTER_CHARS = frozenset(RASTER_ALPHABET + RASTER_EMPTY)
 
 
@@ -768,13 +774,14 @@ _UNIT: Spec = {
 
 def _neurons(value: Any) -> str | None:
     """At most NEURON_LAYERS_MAX layers of at most NEURONS_MAX units, each {map, scale,
-    bias, [weights]}."""
+    bias, [weights]}; the maps' cells and the weights of all units within their totals."""
     expected = (
         f"a list of at most {NEURON_LAYERS_MAX} {{layer, units}} objects with 1 to "
         f"{NEURONS_MAX} units each"
     )
     if not isinstance(value, list) or len(value) > NEURON_LAYERS_MAX:
         return expected
+    cells = weights = 0
     for entry in value:
         if not isinstance(entry, dict) or _str(entry.get("layer")) is not None:
             return expected
@@ -785,6 +792,14 @@ def _neurons(value: Any) -> str | None:
             problems = _problems(unit, _UNIT) if isinstance(unit, dict) else ["not an object"]
             if problems:
                 return f"{expected} (layer {entry['layer']!r}: {problems[0]})"
+            cells += len(unit["map"]) * len(unit["map"][0])
+            weights += len(unit.get("weights") or ())
+    if cells > NEURON_CELLS_MAX or weights > NEURON_WEIGHTS_MAX:
+        return (
+            f"{expected}, {NEURON_CELLS_MAX} map cells and {NEURON_WEIGHTS_MAX} weights in all "
+            f"(got {cells} and {weights})"
+        )
+    return None
 
 
 # -- views of image models and the test split (appended: Samples, Features, test results) --------
@@ -847,9 +862,10 @@ class Boundary(Event):
     level per cell over the box `lo`-`hi` (x, y); "surface": the predicted value's level over
     [vmin, vmax] per cell and `truth`, the mean target per cell; "curve": one row, the
     predicted y level per column over lo[1]-hi[1]. `train` and `val` mark the data points
-    (their class, or "0"); `neurons`: per hidden layer of up to 16 units (the first 64 such
-    layers), each unit's activation map (levels over [-scale, scale]), bias and incoming
-    weights."""
+    (their class, or "0"); `neurons`: per hidden layer of up to 64 units (the first 64 such
+    layers, up to 9,216 map cells in all), each unit's activation map (levels over [-scale,
+    scale]; 16x16 for up to 36 units, coarser beyond), bias and incoming weights (up to 4,096
+    in all)."""
 
     TYPE = "boundary"
     kind: str = field_of(_one_of("classes", "surface", "curve"))

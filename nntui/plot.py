@@ -287,19 +287,39 @@ def line_chart(
     for rows, cols, marker, style_index in overlays:
         chars[rows, cols] = marker
         styles[rows, cols] = style_index
-    label_rows = {0: labels[0], plot_h // 2: labels[1], plot_h - 1: labels[2]}
-    prefixes = [
-        Text.assemble(
-            (
-                label_rows.get(r, "").strip().rjust(margin - 1) + ("┤" if r in label_rows else "│"),
-                axis_style,
-            )
-        )
-        for r in range(plot_h)
-    ]
-    lines = _rows_to_text(chars, styles, palette, prefixes)
+    lines = _rows_to_text(chars, styles, palette, _y_axis(labels, plot_h, margin, axis_style))
     lines.append(_x_axis(margin, plot_w, x_lo, x_hi, axis_style))
     return Text("\n").join(lines)
+
+
+def framed(
+    picture: Callable[[int, int], list[Text]],
+    width: int,
+    height: int,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float] | None,
+    axis_style: str = "dim",
+) -> list[Text]:
+    """`picture(columns, rows)` with the axes of the charts around it, in width x height
+    cells: the y values (`y_range`, its high end at the top; None: no labels) on the left
+    and the x values below, so a map over a plane says where it is."""
+    y_lo, y_hi = y_range or (0.0, 0.0)
+    labels = [format_number(v) for v in (y_hi, (y_lo + y_hi) / 2, y_lo)] if y_range else []
+    margin = max(map(len, labels), default=0) + 1
+    plot_w, plot_h = max(width - margin, 1), max(height - 1, 1)
+    prefixes = _y_axis(labels, plot_h, margin, axis_style)
+    lines = [prefix + line for prefix, line in zip(prefixes, picture(plot_w, plot_h), strict=False)]
+    lines.append(_x_axis(margin, plot_w, *x_range, axis_style, format_number))
+    return lines
+
+
+def _y_axis(labels: Sequence[str], rows: int, margin: int, style: str) -> list[Text]:
+    """The y axis left of `rows` lines: the labels (top, middle, bottom) at ┤ ticks."""
+    at = dict(zip((0, rows // 2, rows - 1), labels, strict=False))
+    return [
+        Text.assemble((at.get(r, "").strip().rjust(margin - 1) + ("┤" if r in at else "│"), style))
+        for r in range(rows)
+    ]
 
 
 def _steps(value: float) -> str:

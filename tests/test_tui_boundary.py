@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 from helpers import DATASETS, classification_run, config, log_text, pilot_test, press
+from rich.color import Color
 from textual.widgets import Tabs
 from views_helpers import pinned, spirals_run
 
 from nnlib import events
 from nntui.app import NNTui
 from nntui.commands import screen_keys
+from nntui.plot import format_number
 from nntui.replay import open_run
 from nntui.screens.dashboard import DashboardScreen
 from nntui.screens.panel_help import PanelHelpScreen
-from nntui.widgets.boundary import BoundaryPanel
+from nntui.widgets.boundary import CLASS_COLORS, TILE_COLUMNS, TILE_ROWS, BoundaryPanel
 from nntui.widgets.layers import LayersPanel
 
 
@@ -137,6 +139,86 @@ async def test_a_recorded_run_shows_the_same_boundary_as_live(run):
     live, recorded = pictures[:2], pictures[2:]
     assert live[0][1] == recorded[0][1] and live[0][0].spans == recorded[0][0].spans
     assert live[1] == recorded[1]
+
+
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory) -> tuple[list, Path]:
+    """The README's 2-32-32-3 on spirals: two hidden layers wider than a page of tiles."""
+    return spirals_run(tmp_path_factory.mktemp("boundary-wide"), arch="2-32-32-3", epochs=2)
+
+
+def tile(panel: BoundaryPanel, line: int, index: int) -> list[tuple[str, object]]:
+    """The cells of the index-th tile on a line of the panel's picture: (text, style) each."""
+    start = 1 + index * (TILE_COLUMNS + 1)  # a gap (or the ▶ marker) left of every tile
+    row = panel.render().split("\n")[line][start : start + TILE_COLUMNS]
+    return [(s.text, s.style) for s in row.render(panel.app.console)]
+
+
+def drawn(panel: BoundaryPanel, unit_map: list[str], line: int) -> list[tuple[str, object]]:
+    """What a tile of this activation map looks like on its line (0-2)."""
+    picture = panel._draw_map(unit_map, TILE_COLUMNS, TILE_ROWS, color=True)
+    return [(s.text, s.style) for s in picture[line].render(panel.app.console)]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pilot_test
+async def test_neurons_of_2_32_32_3_page_by_page(wide_run, size):
+    snapshots, _ = wide_run
+    neurons = [s for s in snapshots if isinstance(s, events.Boundary)][-1].neurons
+    async with app().run_test(size=size) as pilot:
+        screen = await dashboard(pilot, snapshots)
+        await press(pilot, "5", "u")
+        panel = screen.query_one(BoundaryPanel)
+        page = panel.page_size
+        assert 8 <= page < 32  # 32 units do not fit: pages
+        lines = text(panel).split("\n")
+        assert f"dense_1 (layer 1 of 2) · units 1-{page} of 32" in lines[0]
+        assert "dense_1 unit 1" in lines[1]
+        # Tiles are one cell apart (▶ marks the chosen one) with a blank line between rows.
+        per_row = -(-page // ((len(lines) - 2 + 1) // (TILE_ROWS + 1)))
+        assert lines[2][0] == "▶" and lines[1][TILE_COLUMNS + 1] == " "
+        assert lines[1 + TILE_ROWS][: per_row * (TILE_COLUMNS + 1)].strip() == ""
+        assert tile(panel, 1, 0) == drawn(panel, neurons[0]["units"][0]["map"], 0)
+        # The legend says what the colours mean.
+        assert "orange −" in lines[-1] and "grey 0" in lines[-1] and "blue +" in lines[-1]
+        await press(pilot, "pagedown")
+        assert panel.selected == (0, page)
+        lines = text(panel).split("\n")
+        assert f"units {page + 1}-{min(2 * page, 32)} of 32" in lines[0]
+        assert f"dense_1 unit {page + 1}" in lines[1]
+        for index in range(2):  # the second page's units are drawn, in order
+            expected = drawn(panel, neurons[0]["units"][page + index]["map"], 1)
+            assert tile(panel, 2, index) == expected
+        await press(pilot, "pageup", *["right"] * page)  # the arrows go past the page's edge
+        assert panel.selected == (0, page) and f"units {page + 1}-" in text(panel)
+        await press(pilot, "down")  # the selected layer is the one shown
+        lines = text(panel).split("\n")
+        assert "dense_2 (layer 2 of 2)" in lines[0] and f"dense_2 unit {page + 1}" in lines[1]
+        assert tile(panel, 1, 0) == drawn(panel, neurons[1]["units"][page]["map"], 0)
+        await press(pilot, *["pagedown"] * 3)
+        assert panel.selected == (1, 31) and "of 32" in text(panel).split("\n")[0]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pilot_test
+async def test_the_boundary_has_axes_and_a_class_legend(wide_run, size):
+    snapshots, _ = wide_run
+    event = [s for s in snapshots if isinstance(s, events.Boundary)][-1]
+    async with app().run_test(size=size) as pilot:
+        screen = await dashboard(pilot, snapshots)
+        await press(pilot, "5")
+        panel = screen.query_one(BoundaryPanel)
+        lines = text(panel).split("\n")
+        assert "u neurons" in lines[0]
+        low, high = format_number(event.lo[1]), format_number(event.hi[1])
+        assert lines[1].strip().startswith(f"{high}┤") and lines[-3].strip().startswith(f"{low}┤")
+        assert "└" in lines[-2]
+        x_axis = lines[-2].split("└")[1].split()
+        assert x_axis[0] == format_number(event.lo[0]) and x_axis[-1] == format_number(event.hi[0])
+        legend = panel.render().split("\n")[-1]
+        assert legend.plain.startswith("■ 0  ■ 1  ■ 2") and "dark" in legend.plain
+        swatches = [span.style.color.triplet for span in legend.spans[:3]]
+        assert swatches == [Color.from_rgb(*c).triplet for c in CLASS_COLORS[:3]]
 
 
 def snapshot_app(run, keys: list[str]):

@@ -170,12 +170,47 @@ def test_sizes_are_bounded_and_bad_grids_are_refused_with_what_was_expected():
     assert events.decode(line % ("0" * 64), "f:1").predicted == ["0" * 64]
 
 
-def test_a_spirals_event_is_a_few_kilobytes(tmp_path):
+def test_a_spirals_event_carries_the_neurons_of_2_32_32_3_and_stays_small(tmp_path):
     from views_helpers import spirals_run
 
     snapshots, _ = spirals_run(tmp_path, arch="2-32-32-3", epochs=1)
     boundaries = [s for s in snapshots if isinstance(s, events.Boundary)]
     assert boundaries and boundaries[-1].epoch == 0
-    sizes = [len(event.line()) for event in boundaries]
-    assert max(sizes) < 12_000, sizes  # 4 rasters of 48x48 (no neurons: 32 units)
     assert math.isclose(len(boundaries[-1].predicted[0]), 48)
+    for event in boundaries:
+        assert [(layer["layer"], len(layer["units"])) for layer in event.neurons] == [
+            ("dense_1", 32),
+            ("dense_2", 32),
+        ]
+        # 64 units share the cells: 12x12 maps (16x16 for up to 36 units).
+        maps = [unit["map"] for layer in event.neurons for unit in layer["units"]]
+        assert {(len(m), len(m[0])) for m in maps} == {(12, 12)}
+        assert len(event.neurons[1]["units"][0]["weights"]) == 32
+    sizes = [len(event.line()) for event in boundaries]
+    assert max(sizes) < 30_000, sizes  # 2 rasters of 48x48, 64 maps of 12x12, 1,088 weights
+
+
+def test_neurons_are_drawn_for_the_layers_that_fit_the_event():
+    trainer = _trainer("dense(8) relu dense(65) relu dense(16) relu dense(3)", 2)
+    fields = _view(trainer, CORNERS, np.array([0, 1, 0, 1]), grid=48).compute(trainer)
+    # 65 units are more than a layer may show; the output layer is not hidden.
+    assert [layer["layer"] for layer in fields["neurons"]] == ["dense_1", "dense_3"]
+    assert len(fields["neurons"][0]["units"][0]["map"]) == 16  # 24 units: 16x16
+    wide = _trainer("2-" + "64-" * 10 + "3", 2)
+    fields = _view(wide, CORNERS, np.array([0, 1, 0, 1]), grid=48).compute(wide)
+    # 576 units of 4x4 fill the 9,216 cells: the first 9 layers; weights while they fit.
+    assert len(fields["neurons"]) == 9 and len(fields["neurons"][0]["units"][0]["map"]) == 4
+    with_weights = [
+        len(layer["units"]) for layer in fields["neurons"] if "weights" in layer["units"][0]
+    ]
+    assert sum(with_weights) <= events.NEURON_WEIGHTS_MAX and with_weights
+    record = events.make("boundary", 3, fields)
+    assert events.decode(record.line()) == record
+
+
+def test_an_event_with_more_neuron_cells_than_allowed_is_refused():
+    unit = {"map": ["0" * 16] * 16, "scale": 1.0, "bias": 0.0}
+    layers = [{"layer": f"dense_{i}", "units": [unit] * 64} for i in range(1, 4)]
+    fields = {"kind": "classes", "lo": [0, 0], "hi": [1, 1], "predicted": ["0"], "neurons": layers}
+    with pytest.raises(events.EventError, match="9216 map cells and 4096 weights in all"):
+        events.make("boundary", 3, fields)

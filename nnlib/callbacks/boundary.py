@@ -4,12 +4,15 @@ Every so often it evaluates the model on a grid over the training data's boundin
 margin) in one batched forward pass in eval mode, and emits a 'boundary' event: the predicted
 class and its confidence per cell (classification), the predicted surface beside the mean
 target per cell (2-D regression), or the fitted curve (1-D regression); the data points as
-rasters; and, for hidden Dense layers of up to 16 units, each unit's own activation over the
-plane (TensorFlow Playground's neurons; of a deeper model, the first 64 such layers). Rasters
-are strings, one character per cell (`nnlib.events.RASTER_ALPHABET`): a 48x48 grid is about
-2.5 kB a raster. The data points (and a surface's mean target) do not change during a run:
-they are sent once, at its start, in a 'boundary_points' event, not in every 'boundary'
-event.
+rasters; and, for hidden Dense layers of up to 64 units, each unit's own activation over the
+plane (TensorFlow Playground's neurons; of a deeper model, the first 64 such layers), on a
+grid coarser than the boundary's: 16x16 for up to 36 units, coarser beyond so that all maps
+together stay within `NEURON_CELLS_MAX` cells. Rasters are strings, one character per cell
+(`nnlib.events.RASTER_ALPHABET`): a 48x48 grid is about 2.5 kB a raster. Measured on spirals:
+a 2-8-8-3 event is 11.4 kB (neurons 6.3 kB), a 2-32-32-3 one 27.3 kB (neurons 22.2 kB: 64
+maps of 12x12, 11.6 kB, and 1,088 weights, 7.4 kB). The data points (and a surface's mean
+target) do not change during a run: they are sent once, at its start, in a 'boundary_points'
+event, not in every 'boundary' event.
 
 How often: at the first step; between epoch ends every N steps, with N chosen from measured
 times so that the view costs at most `budget` (3%) of training time; at an epoch end when
@@ -28,7 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..events import NEURON_LAYERS_MAX, NEURONS_MAX, RASTER_ALPHABET, RASTER_EMPTY, RASTER_MAX
+from ..events import (
+    NEURON_CELLS_MAX,
+    NEURON_LAYERS_MAX,
+    NEURON_WEIGHTS_MAX,
+    NEURONS_MAX,
+    RASTER_ALPHABET,
+    RASTER_EMPTY,
+    RASTER_MAX,
+)
 from ..layers import Dense
 from .base import Callback, Logs
 
@@ -40,7 +51,7 @@ LEVELS = len(RASTER_ALPHABET)  # 64
 MARGIN = 0.1
 #: Rows of the data-point raster of a 1-D curve (its columns are the grid's).
 CURVE_ROWS = 32
-#: Thumbnail side of a neuron's activation map, at most.
+#: Thumbnail side of a neuron's activation map, at most (less when the units are many).
 THUMBNAIL = 16
 #: Incoming weights are sent per neuron when a unit has at most this many.
 MAX_FAN_IN = 64
@@ -282,16 +293,15 @@ class BoundaryView(Callback):
         try:
             hidden: list[tuple[Dense, np.ndarray]] = []
             out, pending = inputs, None
-            dense_layers = [layer for layer in model.layers if isinstance(layer, Dense)]
+            drawn = neuron_layers(model.layers)  # kept no further: memory, too
             for layer in model.layers:
                 if isinstance(layer, Dense) and pending is not None:
-                    hidden.append((pending, out))
+                    hidden.append((pending, out))  # the output of its activation
                     pending = None
                 with np.errstate(over="ignore", invalid="ignore"):
                     out = layer.forward(out)
-                drawn = len(hidden) < NEURON_LAYERS_MAX  # kept no further: memory, too
-                if isinstance(layer, Dense) and layer is not dense_layers[-1] and drawn:
-                    pending = layer if layer.units <= NEURONS_MAX else None
+                if any(layer is chosen for chosen in drawn):
+                    pending = layer
         finally:
             model.train(was_training)
         shape = fixed["shape"]
@@ -316,18 +326,31 @@ class BoundaryView(Callback):
             levels = to_levels(out[:, 0], fixed["vmin"], fixed["vmax"])
             fields["predicted"] = raster(levels.reshape(shape))
         if shape[0] > 1 and hidden:
-            fields["neurons"] = [self._neurons(layer, act, shape) for layer, act in hidden]
+            units = sum(layer.units for layer, _ in hidden)
+            stride = max(1, math.ceil(shape[0] / thumbnail_side(units)))
+            weights = NEURON_WEIGHTS_MAX
+            fields["neurons"] = []
+            for layer, activations in hidden:
+                entry = self._neurons(layer, activations, shape, stride, weights)
+                weights -= sum(len(unit.get("weights", ())) for unit in entry["units"])
+                fields["neurons"].append(entry)
         return fields
 
     def _neurons(
-        self, layer: Dense, activations: np.ndarray, shape: tuple[int, int]
+        self,
+        layer: Dense,
+        activations: np.ndarray,
+        shape: tuple[int, int],
+        stride: int,
+        weights_left: int,
     ) -> dict[str, Any]:
-        """Each unit of `layer`: its activation over the plane (a thumbnail of at most 16x16,
-        levels over [-scale, scale]), its bias and, if few, its incoming weights."""
-        stride = max(1, math.ceil(shape[0] / THUMBNAIL))
+        """Each unit of `layer`: its activation over the plane (every `stride`-th cell, levels
+        over [-scale, scale]), its bias and, if few (within `weights_left` for the layer),
+        its incoming weights."""
         maps = np.asarray(activations, dtype=np.float64).reshape(*shape, -1)[::stride, ::stride]
         weights = layer.params["W"].value
         bias = layer.params["b"].value
+        send_weights = weights.shape[0] <= MAX_FAN_IN and weights.size <= weights_left
         units = []
         for unit in range(maps.shape[2]):
             values = maps[:, :, unit]
@@ -339,10 +362,33 @@ class BoundaryView(Callback):
                     if scale
                     else np.full(values.shape, LEVELS // 2)
                 ),
-                "scale": scale,
-                "bias": float(np.nan_to_num(bias[unit])),
+                "scale": float(f"{scale:.4g}"),
+                "bias": float(f"{np.nan_to_num(bias[unit]):.4g}"),
             }
-            if weights.shape[0] <= MAX_FAN_IN:
+            if send_weights:
                 entry["weights"] = [float(f"{w:.3g}") for w in np.nan_to_num(weights[:, unit])]
             units.append(entry)
         return {"layer": layer.name, "units": units}
+
+
+def neuron_layers(layers: list[Any]) -> list[Dense]:
+    """The hidden Dense layers whose units a boundary event draws: those of up to NEURONS_MAX
+    units, the first NEURON_LAYERS_MAX of them while all their units get maps of at least
+    4x4 within NEURON_CELLS_MAX cells (the last Dense layer is the output, not hidden)."""
+    dense = [layer for layer in layers if isinstance(layer, Dense)][:-1]
+    chosen: list[Dense] = []
+    units = 0
+    for layer in dense:
+        if layer.units > NEURONS_MAX:
+            continue
+        if len(chosen) == NEURON_LAYERS_MAX or (units + layer.units) * 16 > NEURON_CELLS_MAX:
+            break
+        chosen.append(layer)
+        units += layer.units
+    return chosen
+
+
+def thumbnail_side(units: int) -> int:
+    """The side of each unit's map when `units` maps share NEURON_CELLS_MAX cells (at most
+    THUMBNAIL)."""
+    return max(1, min(THUMBNAIL, math.isqrt(NEURON_CELLS_MAX // max(units, 1))))

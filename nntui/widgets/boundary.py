@@ -12,6 +12,7 @@ classes differ by glyph and confidence by weight (dim, plain, bold).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import ClassVar
 
@@ -21,8 +22,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 
-from nnlib.events import RASTER_ALPHABET, Boundary, BoundaryPoints
+from nnlib.events import NEURONS_MAX, RASTER_ALPHABET, Boundary, BoundaryPoints
 
+from ..plot import format_number, framed
 from .panel import StatePanel, fit, side_by_side
 
 RGB = tuple[int, int, int]
@@ -52,8 +54,15 @@ RAMP: tuple[RGB, ...] = (
     (160, 220, 60),
     (250, 230, 80),
 )
-DIVERGING: tuple[RGB, ...] = ((245, 147, 34), (40, 40, 44), (8, 119, 189))
+#: Its zero is a mid grey, not a dark one: at 256 colours the dark, faintly blue mixes near 0
+#: became saturated navy (0, 0, 95) squares and faint orange olive ones; from grey (90, 90, 90)
+#: they go grey, slate, blue (and grey, tan, orange), and a unit at 0 stands out from the gaps.
+DIVERGING: tuple[RGB, ...] = ((245, 147, 34), (90, 90, 90), (8, 119, 189))
 SHADES = " ░▒▓█"
+#: A neuron's |output| without colour: its zero is a dot, so a unit at 0 still shows its tile.
+NEURON_SHADES = "·░▒▓█"
+#: A neuron tile: 6x3 cells, 6x6 square pixels; a cell of gap on its left and below it.
+TILE_COLUMNS, TILE_ROWS = 6, 3
 BARS = "▁▂▃▄▅▆▇█"
 _LEVEL = {char: index for index, char in enumerate(RASTER_ALPHABET)}
 _TOP = len(RASTER_ALPHABET) - 1
@@ -125,10 +134,13 @@ class BoundaryPanel(StatePanel):
         "1 input the fitted curve over the data points.\n\n"
         "Neurons (u): each hidden unit's own output over the plane, layer by layer (orange "
         "negative, blue positive). The first layer's units can only draw straight lines; later "
-        "layers combine them into curves. Arrows pick a unit; its incoming weights are shown "
-        "by sign (+ blue, - orange) and size.\n\n"
+        "layers combine them into curves; grey means an output near 0 (a ReLU unit is 0 over "
+        "half its plane; a dead one everywhere). Each unit is scaled to its own largest "
+        "output. Up/down pick a layer, left/right a unit; a layer with more units than fit "
+        "shows them page by page (PgUp/PgDn, or the arrows past the edge). The selected "
+        "unit's incoming weights are shown by colour or sign (+ blue, - orange) and size.\n\n"
         "Keys: v validation points · d discrete classes · t true surface · u neurons · arrows "
-        "select a neuron"
+        "select a neuron · PgUp/PgDn pages of neurons"
     )
     BINDINGS = [
         Binding("v", "toggle('validation')", "Val points"),
@@ -139,6 +151,8 @@ class BoundaryPanel(StatePanel):
         Binding("right", "select(0, 1)", "Next neuron", show=False),
         Binding("up", "select(-1, 0)", "Prev layer", show=False),
         Binding("down", "select(1, 0)", "Next layer", show=False),
+        Binding("pageup", "page(-1)", "Prev page of units", show=False),
+        Binding("pagedown", "page(1)", "Next page of units", show=False),
     ]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -148,6 +162,7 @@ class BoundaryPanel(StatePanel):
         self.truth = False
         self.neurons = False
         self.selected = (0, 0)  # (layer, unit) in the neurons view
+        self.page_size = 16  # units per page of the neurons view, as last drawn
 
     # -- keys ------------------------------------------------------------------------------
     def action_toggle(self, option: str) -> None:
@@ -155,7 +170,8 @@ class BoundaryPanel(StatePanel):
         self.refresh()
 
     def action_select(self, layer_step: int, unit_step: int) -> None:
-        """Move the neuron selection (arrows), within the layers the latest event has."""
+        """Move the neuron selection (arrows), within the layers the latest event has; the
+        page of tiles follows the selected unit."""
         event = self._event()
         layers = (event.neurons or []) if event else []
         if not layers:
@@ -166,6 +182,10 @@ class BoundaryPanel(StatePanel):
         self.selected = (layer, unit)
         self.neurons = True
         self.refresh()
+
+    def action_page(self, step: int) -> None:
+        """The next (or previous) page of the selected layer's units (PgDn, PgUp)."""
+        self.action_select(0, step * self.page_size)
 
     def options(self) -> tuple[object, ...]:
         return self.validation, self.discrete, self.truth, self.neurons, self.selected
@@ -197,9 +217,11 @@ class BoundaryPanel(StatePanel):
         if self.neurons:
             return Text("\n").join(self._draw_neurons(event, width, rows, color))
         when = f"step {event.step}" if event.epoch is None else f"epoch {event.epoch + 1}"
+        x_range = (event.lo[0], event.hi[0])
+        y_range = (event.lo[1], event.hi[1])
         if event.kind == "classes":
-            body = self._draw_classes(event, width, rows, color)
-            val, discrete = (" ✓" if on else "" for on in (self.validation, self.discrete))
+            draw = functools.partial(self._draw_classes, event, color=color)
+            val, discrete = " ✓" * self.validation, " ✓" * self.discrete
             # Shorter titles rather than a cut one: the marks say which keys are on.
             keys = f"  d discrete{discrete}  u neurons"
             titles = [
@@ -211,20 +233,66 @@ class BoundaryPanel(StatePanel):
                     (when, "val"),
                 )
             ]
+            legend: Text | None = self._class_legend(event, width, color)
+            if len(event.predicted) == 1:  # one input feature: the rows are all alike
+                y_range = None
         elif event.kind == "surface":
             grid = event.truth if self.truth and event.truth else event.predicted
-            body = self._draw_heat(levels(grid), width, rows, color)
+            draw = functools.partial(self._draw_heat, levels(grid), color=color)
             what = "true surface (mean target)" if self.truth else "predicted surface"
-            title = Text.assemble(
-                (f"{what} · {when}", "bold"),
-                (f"  {event.vmin:.3g} … {event.vmax:.3g}  t toggle  u neurons", "dim"),
-            )
-            titles = [title, Text(title.plain[: width - 1])]
+            titles = [Text.assemble((f"{what} · {when}", "bold"), ("  t toggle  u neurons", "dim"))]
+            legend = self._ramp_legend(event, color)
         else:
-            body = self._draw_curve(event, width, rows, color)
-            title = Text.assemble((f"fitted curve · {when}", "bold"), ("  ● data  ━ model", "dim"))
-            titles = [title, Text(title.plain[: width - 1])]
-        return Text("\n").join([fit(width, *titles), *body])
+            draw = functools.partial(self._draw_curve, event, color=color)
+            titles = [
+                Text.assemble((f"fitted curve · {when}", "bold"), ("  ● data  ━ model", "dim"))
+            ]
+            legend = None
+        body = framed(draw, width, rows - (legend is not None), x_range, y_range)
+        lines = [fit(width, *titles, Text(titles[-1].plain[: width - 1])), *body]
+        return Text("\n").join([*lines, legend] if legend is not None else lines)
+
+    def _class_legend(self, event: Boundary, width: int, color: bool) -> Text:
+        """The classes' colours (or region glyphs) with their names, and what brightness
+        (or weight) means; "black" cells, if any, are where the model's output is not finite."""
+        started = self.state.started
+        predicted = levels(event.predicted)
+        count = max(len(started.class_names) if started else 0, int(predicted.max()) + 1, 1)
+        names = list(started.class_names) if started else []
+        names += [str(i) for i in range(len(names), count)]
+        swatches = Text()
+        for index, name in enumerate(names):
+            if color:
+                tone = CLASS_COLORS[index % len(CLASS_COLORS)]
+                swatches.append("■", Style(color=Color.from_rgb(*tone)))
+            else:
+                swatches.append(REGION_GLYPHS[index % len(REGION_GLYPHS)], "bold")
+            swatches.append(f" {name}  ")
+        if color:
+            meaning = "bright: sure · dark: unsure · dots: data"
+            short = "bright sure · dark unsure"
+        else:
+            meaning = f"bold: sure · dim: unsure · {POINT_GLYPHS[:3]}: data"
+            short = "bold sure · dim unsure"
+        none = " · black: no finite output" if color and (predicted < 0).any() else ""
+        return fit(
+            width,
+            Text.assemble(swatches, (meaning + none, "dim")),
+            Text.assemble(swatches, (short, "dim")),
+            swatches,
+        )
+
+    def _ramp_legend(self, event: Boundary, color: bool) -> Text:
+        """A surface's colours (or shades) from vmin to vmax."""
+        low = format_number(event.vmin)
+        high = format_number(event.vmax)
+        if not color:
+            return Text.assemble((f"{low} ", "dim"), SHADES, (f" {high}", "dim"))
+        text = Text(f"{low} ", style="dim")
+        for tone in ramp(np.linspace(0, 1, 8), RAMP):
+            text.append("■", Style(color=Color.from_rgb(*(int(v) for v in tone))))
+        text.append(f" {high}", style="dim")
+        return text
 
     def _draw_classes(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
         predicted = levels(event.predicted)
@@ -301,70 +369,108 @@ class BoundaryPanel(StatePanel):
         return half_blocks(palette[canvas + 1])
 
     def _draw_neurons(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
+        """The selected layer's units as tiles, a page at a time (as many as fit), with the
+        selected unit large beside them, and a legend for the colours."""
         layers = event.neurons or []
         if not layers:
             return [
                 Text("neurons · u back", style="bold"),
                 Text(
-                    "no hidden layer of up to 16 units to draw (or a 1-feature input): try "
-                    "an architecture like 2-8-8-2",
+                    f"no hidden layer of up to {NEURONS_MAX} units to draw (or a 1-feature "
+                    "input): try an architecture like 2-8-8-2",
                     style="dim",
                 ),
             ]
         layer_index = min(self.selected[0], len(layers) - 1)
-        unit_index = min(self.selected[1], len(layers[layer_index]["units"]) - 1)
-        thumb_w, thumb_h = 6, 3
-        left_width = min(max(width // 2, 14), 4 * (thumb_w + 1) + 10)
-        per_row = max(1, (left_width) // (thumb_w + 1))
+        layer = layers[layer_index]
+        units = layer["units"]
+        unit_index = min(self.selected[1], len(units) - 1)
+        body = max(rows - 1, TILE_ROWS)  # the last line is the legend
+        per_row = min(max((width // 2 + 3) // (TILE_COLUMNS + 1), 1), 6)  # about half
+        left_width = per_row * (TILE_COLUMNS + 1)
+        self.page_size = per_row * max(1, (body + 1) // (TILE_ROWS + 1))
+        first = unit_index // self.page_size * self.page_size
+        shown = units[first : first + self.page_size]
         left: list[Text] = []
-        for index, layer in enumerate(layers):
-            left.append(Text(str(layer["layer"]), style="bold" if index == layer_index else "dim"))
-            units = layer["units"]
-            for start in range(0, len(units), per_row):
-                pictures = [
-                    self._draw_map(unit["map"], thumb_w, thumb_h, color)
-                    for unit in units[start : start + per_row]
-                ]
-                for line in range(thumb_h):
-                    text = Text()
-                    for offset, picture in enumerate(pictures):
-                        chosen = index == layer_index and start + offset == unit_index
-                        marker = "▶" if chosen and line == thumb_h // 2 else " "
-                        text.append(marker, style="bold")
-                        text.append_text(picture[line])
-                    left.append(text)
-        unit = layers[layer_index]["units"][unit_index]
+        for start in range(0, len(shown), per_row):
+            if start:
+                left.append(Text())  # a blank line between rows of tiles
+            pictures = [
+                self._draw_map(unit["map"], TILE_COLUMNS, TILE_ROWS, color)
+                for unit in shown[start : start + per_row]
+            ]
+            for line in range(TILE_ROWS):
+                text = Text()
+                for offset, picture in enumerate(pictures):
+                    chosen = first + start + offset == unit_index
+                    text.append("▶" if chosen and line == TILE_ROWS // 2 else " ", style="bold")
+                    text.append_text(picture[line])
+                left.append(text)
+        unit = units[unit_index]
         right_width = max(width - left_width - 2, 8)
-        big_rows = max(rows - 3, 2)
+        output = f"output ±{unit['scale']:.3g}" if unit["scale"] else "0 everywhere (dead)"
         right = [
-            Text(f"{layers[layer_index]['layer']} unit {unit_index + 1}", style="bold"),
-            *self._draw_map(unit["map"], right_width, big_rows, color),
-            Text(f"bias {unit['bias']:+.3g} · output ±{unit['scale']:.3g}", style="dim"),
+            Text(f"{layer['layer']} unit {unit_index + 1}", style="bold"),
+            *self._draw_map(unit["map"], right_width, max(body - 3, 2), color),
+            fit(
+                right_width,
+                Text(f"bias {unit['bias']:+.3g} · {output}", style="dim"),
+                Text(f"b {unit['bias']:+.3g} · {output}", style="dim"),
+            ),
             self._draw_weights(unit.get("weights"), right_width, color),
         ]
-        title = Text.assemble(
-            ("neurons", "bold"), ("  arrows select · u back · orange − blue +", "dim")
+        name = f"{layer['layer']} (layer {layer_index + 1} of {len(layers)})"
+        page = f"units {first + 1}-{first + len(shown)} of {len(units)}"
+        title = fit(
+            width,
+            Text.assemble(
+                (f"neurons · {name} · {page}", "bold"),
+                ("  ←→ unit  ↑↓ layer  PgUp/PgDn page  u back", "dim"),
+            ),
+            Text.assemble(
+                (f"neurons · {name} · {page}", "bold"), ("  ←→↑↓ PgUp/PgDn  u back", "dim")
+            ),
+            Text(f"neurons · {name} · {page}", style="bold"),
+            Text(f"{name} · {page}", style="bold"),
         )
-        return [title, *side_by_side(Text("\n").join(left), Text("\n").join(right), left_width)
-                .split("\n")]  # fmt: skip
+        tiles = side_by_side(Text("\n").join(left), Text("\n").join(right), left_width)
+        return [title, *tiles.split("\n"), self._neuron_legend(width, color)]
+
+    def _neuron_legend(self, width: int, color: bool) -> Text:
+        """What a tile's colours (or shades) mean."""
+        if color:
+            scale = Text("output ")
+            for tone in ramp(np.linspace(0, 1, 7), DIVERGING):
+                scale.append("■", Style(color=Color.from_rgb(*(int(v) for v in tone))))
+            long = Text.assemble(
+                scale, ("  orange −  grey 0  blue +  (each unit to its own ±largest)", "dim")
+            )
+            short = Text.assemble(scale, ("  orange −  grey 0  blue +", "dim"))
+        else:
+            what = " |output| from 0 to each unit's largest (no sign)"
+            long = Text.assemble("output ", NEURON_SHADES, (what, "dim"))
+            short = Text.assemble("output ", NEURON_SHADES, (" |output|", "dim"))
+        return fit(width, long, short)
 
     def _draw_map(self, raster: list[str], width: int, rows: int, color: bool) -> list[Text]:
         values = levels(raster) / _TOP  # 0.5 is an output of 0
         if not color:
             cells = resample(values, rows, width)
-            index = np.clip((np.abs(cells - 0.5) * 2 * len(SHADES)).astype(np.int64), 0, 4)
-            return [Text("".join(SHADES[i] for i in row)) for row in index.tolist()]
+            index = np.clip((np.abs(cells - 0.5) * 2 * len(NEURON_SHADES)).astype(np.int64), 0, 4)
+            return [Text("".join(NEURON_SHADES[i] for i in row)) for row in index.tolist()]
         return half_blocks(ramp(resample(values, rows * 2, width), DIVERGING))
 
     def _draw_weights(self, weights: list[float] | None, width: int, color: bool) -> Text:
-        """Incoming weights: a sign and a bar as tall as the weight's size, each."""
+        """Incoming weights: a bar as tall as the weight's size, each, coloured by sign (one
+        cell: 32 weights fit beside the tiles at 80 columns), or after a sign without colour."""
         if not weights:
             return Text("incoming weights: too many to show", style="dim")
         largest = max(abs(w) for w in weights) or 1.0
-        text = Text("in ", style="dim")
+        bars = Text()
         for weight in weights:
             bar = BARS[min(int(abs(weight) / largest * (len(BARS) - 1) + 0.5), len(BARS) - 1)]
-            style = ("#0877bd" if weight >= 0 else "#f59322") if color else ""
-            text.append(("+" if weight >= 0 else "−") + bar, style=style)
-        text.truncate(width, overflow="ellipsis")
-        return text
+            if color:
+                bars.append(bar, style="#0877bd" if weight >= 0 else "#f59322")
+            else:
+                bars.append(("+" if weight >= 0 else "−") + bar)
+        return fit(width, Text.assemble(("in ", "dim"), bars), bars)
