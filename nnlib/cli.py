@@ -185,8 +185,20 @@ def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="learning rate")
     parser.add_argument("--momentum", type=float, help="SGD momentum")
     parser.add_argument("--weight-decay", type=float, help="L2 weight decay")
+    parser.add_argument("--l1", type=float, help="L1 regularization of the weights")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--validation-split", type=float)
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        metavar="FRACTION",
+        help="share of the training data held out for validation, in [0, 1) (default 0.1)",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        help="noise of a generated dataset, in its own unit (default: the dataset's; see "
+        "`nnlib datasets`)",
+    )
     parser.add_argument("--subset", type=_positive_int, help="train on the first N samples")
     parser.add_argument(
         "--data-dir",
@@ -221,8 +233,10 @@ def experiment_flags(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr,
         "momentum": args.momentum,
         "weight_decay": args.weight_decay,
+        "l1": args.l1,
         "seed": args.seed,
         "validation_split": args.validation_split,
+        "noise": args.noise,
         "subset": args.subset,
         "data_dir": args.data_dir,
         "run_dir": args.run_dir,
@@ -695,7 +709,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         model = load(args.checkpoint)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    prepared = _preparation_of(Path(args.checkpoint))
+    prepared = _preparation_of(Path(args.checkpoint), args.dataset)
     if args.label_column is not None:
         prepared["label_column"] = args.label_column
     try:
@@ -745,7 +759,7 @@ def _trace(args: argparse.Namespace) -> int:
             model = load(args.model)
         except ValueError as error:
             raise UsageError(str(error)) from None
-        prepared = _preparation_of(Path(args.model))
+        prepared = _preparation_of(Path(args.model), args.dataset)
     for key in ("seed", "label_column"):
         if getattr(args, key) is not None:
             prepared[key] = getattr(args, key)
@@ -797,18 +811,22 @@ def _trace(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _preparation_of(checkpoint: Path) -> dict[str, Any]:
+def _preparation_of(checkpoint: Path, dataset: str) -> dict[str, Any]:
     """How the run that wrote `checkpoint` prepared its data (seed, split, subset, CSV label
-    column), read from the config.json beside it, so that the data is generated and normalised
-    as in training."""
+    column, and the noise of a generated `dataset` when it trained on that one), read from the
+    config.json beside it, so that the data is generated and normalised as in training."""
     from .runs import CONFIG_FILE
 
     try:
         saved = json.loads((checkpoint.parent / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"validation_split": 0.0}
-    keys = ("seed", "validation_split", "subset", "label_column")
-    return {key: saved[key] for key in keys if isinstance(saved, dict) and key in saved}
+    if not isinstance(saved, dict):
+        return {}
+    keys = ["seed", "validation_split", "subset", "label_column"]
+    if saved.get("dataset") == dataset:
+        keys.append("noise")
+    return {key: saved[key] for key in keys if key in saved}
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -855,7 +873,9 @@ def _print_warnings(model: Any, loss: Any) -> None:
 def _datasets(args: argparse.Namespace) -> int:
     from . import datasets
 
-    rows = [("name", "task", "shape", "classes", "train", "test", "on disk", "description")]
+    rows = [
+        ("name", "task", "shape", "classes", "train", "test", "on disk", "noise", "description")
+    ]
     for info in datasets.available():
         rows.append(
             (
@@ -866,10 +886,11 @@ def _datasets(args: argparse.Namespace) -> int:
                 str(info.train_size),
                 str(info.test_size),
                 "yes" if info.on_disk else "no",
+                "-" if info.noise is None else f"{info.noise:g}",
                 info.description,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(7)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         *columns, description = row
         print(

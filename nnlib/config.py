@@ -53,9 +53,15 @@ class ExperimentConfig:
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 0.0
+    #: L1 regularization of the weights (the optimizer's `l1`), beside weight_decay's L2
+    l1: float = 0.0
     seed: int = 0
+    #: the share of the training data held out for validation (TensorFlow Playground's
+    #: ratio of training to test data, the other way round)
     validation_split: float = 0.1
     subset: int | None = None
+    #: the noise of a generated dataset, in its generator's unit (None: the dataset's own)
+    noise: float | None = None
     data_dir: str | None = None
     run_dir: str | None = None
     histogram_every: int = 50
@@ -113,11 +119,18 @@ class ExperimentConfig:
             "a number >= 0",
             self.weight_decay,
         )
+        _require(_is_number(self.l1) and self.l1 >= 0, "l1", "a number >= 0", self.l1)
         _require(
             _is_number(self.validation_split) and 0 <= self.validation_split < 1,
             "validation_split",
             "a fraction in [0, 1)",
             self.validation_split,
+        )
+        _require(
+            self.noise is None or (_is_number(self.noise) and self.noise >= 0),
+            "noise",
+            "a number >= 0 (or unset: the dataset's default)",
+            self.noise,
         )
         _require(
             self.label_column is None

@@ -22,6 +22,7 @@ from .callbacks.features import FeatureMaps
 from .callbacks.samples import SampleRecorder
 from .callbacks.testset import TestEvaluator
 from .config import ConfigError, ExperimentConfig
+from .datasets.preprocess import held_out
 from .losses import Loss, loss_for
 from .model import Sequential
 from .optimizers import Optimizer, make_optimizer
@@ -94,15 +95,37 @@ def load_data(config: ExperimentConfig) -> datasets.Prepared:
         data_dir=config.data_dir,
         seed=config.seed,
         label_column=config.label_column,
+        **_generator_options(config),
     )
     if config.subset is not None and config.subset > len(dataset.x_train):
         raise ConfigError(
             f"subset must be at most the {len(dataset.x_train)} training samples of "
             f"{dataset.name}, got {config.subset}"
         )
+    rows = config.subset or len(dataset.x_train)
+    if held_out(config.validation_split, rows) >= rows:
+        raise ConfigError(
+            f"validation_split {config.validation_split} holds out all {rows} training samples "
+            f"of {dataset.name}; it must leave some to train on"
+        )
     return datasets.prepare(
         dataset, validation_split=config.validation_split, subset=config.subset, seed=config.seed
     )
+
+
+def _generator_options(config: ExperimentConfig) -> dict[str, Any]:
+    """The options of the config's generated dataset: its noise, when set. A noise for a
+    dataset that has none is the config's error (ConfigError: exit 2 in the CLI)."""
+    if config.noise is None:
+        return {}
+    found = datasets.resolve(config.dataset, config.data_dir)
+    if not isinstance(found, str) or "noise" not in datasets.REGISTRY[found].options:
+        noisy = [name for name, entry in datasets.REGISTRY.items() if "noise" in entry.options]
+        raise ConfigError(
+            f"noise: {config.dataset} has no noise setting; the generated sets have one "
+            f"({', '.join(noisy)})"
+        )
+    return {"noise": config.noise}
 
 
 def outputs_for(data: datasets.Prepared) -> int:
@@ -209,7 +232,8 @@ def fork_config(source: str, **changes: Any) -> ExperimentConfig:
     live = checkpoint.state["optimizer"]["hyperparameters"]
     in_force = {"batch_size": checkpoint.state["batch_size"]}
     if checkpoint.state["optimizer"]["name"] == parent.optimizer:
-        in_force.update({k: live[k] for k in ("lr", "momentum", "weight_decay") if k in live})
+        steered = ("lr", "momentum", "weight_decay", "l1")
+        in_force.update({k: live[k] for k in steered if k in live})
     return parent.replace(
         **in_force,
         run_dir=None,
@@ -263,7 +287,7 @@ def build_model(config: ExperimentConfig, data: datasets.Prepared) -> Sequential
 def _parts(config: ExperimentConfig, data: datasets.Prepared) -> tuple[Sequential, Loss, Optimizer]:
     """The model, loss and optimizer of `config` for `data`; ValueError when they do not fit."""
     model = build_model(config, data)
-    hyper = {"lr": config.lr, "weight_decay": config.weight_decay}
+    hyper = {"lr": config.lr, "weight_decay": config.weight_decay, "l1": config.l1}
     if config.optimizer == "sgd":
         hyper["momentum"] = config.momentum
     return model, loss_for(data.task), make_optimizer(config.optimizer, **hyper)

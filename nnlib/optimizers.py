@@ -19,16 +19,20 @@ from .layers import Param
 
 
 class Optimizer(ABC):
-    """Base class: `step` applies weight decay and the decayed lr, `update` the rule itself."""
+    """Base class: `step` applies weight decay, L1 and the decayed lr, `update` the rule
+    itself."""
 
     name: ClassVar[str] = "optimizer"
     #: Hyperparameters a user may change while training, with their validators.
-    hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "weight_decay", "decay")
+    hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "weight_decay", "l1", "decay")
 
-    def __init__(self, lr: float, decay: float = 0.0, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, lr: float, decay: float = 0.0, weight_decay: float = 0.0, l1: float = 0.0
+    ) -> None:
         self.lr = lr
         self.decay = decay
         self.weight_decay = weight_decay
+        self.l1 = l1
         self.iterations = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
 
@@ -54,7 +58,12 @@ class Optimizer(ABC):
 
     def step(self, params: Iterable[Param]) -> None:
         """Apply one update to every trainable parameter from its `grad`; the others (a
-        BatchNorm's moving statistics) belong to their layer, which updates them itself."""
+        BatchNorm's moving statistics) belong to their layer, which updates them itself.
+
+        Weights (not biases) are regularized through their gradient, before the rule: L2
+        adds `weight_decay * w`, the gradient of `weight_decay / 2 * sum(w²)`, and L1 adds
+        `l1 * sign(w)`, the gradient of `l1 * sum(|w|)` (as Keras's l1 regularizer); the
+        loss reported leaves both penalties out."""
         lr = self.current_lr
         self.iterations += 1
         for param in params:
@@ -63,6 +72,8 @@ class Optimizer(ABC):
             grad = param.grad
             if self.weight_decay and param.regularize:
                 grad = grad + self.weight_decay * param.value
+            if self.l1 and param.regularize:
+                grad = grad + self.l1 * np.sign(param.value)
             self.update(param, grad, lr, self.state.setdefault(param.name, {}))
 
     @abstractmethod
@@ -135,7 +146,7 @@ class SGD(Optimizer):
     v = momentum * v - lr * g;  w += v   (or w += momentum * v - lr * g with Nesterov)."""
 
     name = "sgd"
-    hyperparameters = ("lr", "momentum", "weight_decay", "decay")
+    hyperparameters = ("lr", "momentum", "weight_decay", "l1", "decay")
 
     def __init__(
         self,
@@ -144,8 +155,9 @@ class SGD(Optimizer):
         nesterov: bool = False,
         decay: float = 0.0,
         weight_decay: float = 0.0,
+        l1: float = 0.0,
     ) -> None:
-        super().__init__(lr, decay, weight_decay)
+        super().__init__(lr, decay, weight_decay, l1)
         self.momentum = momentum
         self.nesterov = bool(nesterov)
 
@@ -171,7 +183,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction."""
 
     name = "adam"
-    hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay", "decay")
+    hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay", "l1", "decay")
 
     def __init__(
         self,
@@ -181,8 +193,9 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         decay: float = 0.0,
         weight_decay: float = 0.0,
+        l1: float = 0.0,
     ) -> None:
-        super().__init__(lr, decay, weight_decay)
+        super().__init__(lr, decay, weight_decay, l1)
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
@@ -206,7 +219,7 @@ class RMSProp(Optimizer):
     """RMSProp (Hinton): divide the gradient by a running RMS of recent gradients."""
 
     name = "rmsprop"
-    hyperparameters = ("lr", "rho", "eps", "weight_decay", "decay")
+    hyperparameters = ("lr", "rho", "eps", "weight_decay", "l1", "decay")
 
     def __init__(
         self,
@@ -215,8 +228,9 @@ class RMSProp(Optimizer):
         eps: float = 1e-7,
         decay: float = 0.0,
         weight_decay: float = 0.0,
+        l1: float = 0.0,
     ) -> None:
-        super().__init__(lr, decay, weight_decay)
+        super().__init__(lr, decay, weight_decay, l1)
         self.rho = rho
         self.eps = eps
 

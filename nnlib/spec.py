@@ -243,7 +243,9 @@ def usage(cls: type[Layer]) -> str:
     for arg in cls.arguments():
         if not arg.documented:
             continue
-        if required(cls, arg):
+        if arg.variadic:
+            parts.append(f"{arg.hint or arg.name}, ...")
+        elif required(cls, arg):
             parts.append(arg.name)
         else:
             shown = arg.hint or format_value(defaults[arg.init_name].default)
@@ -280,12 +282,18 @@ def _parse_args(body: str | None, cls: type[Layer]) -> dict[str, Any]:
             key, raw = (s.strip() for s in part.split("=", 1))
             if key not in arguments:
                 raise ValueError(f"unknown argument {key!r}{did_you_mean(key, arguments)}")
+            if arguments[key].variadic:
+                raise ValueError(f"argument {key!r} is written by position, without {key}=")
         else:
             if keyword_seen:
                 raise ValueError("positional argument after a keyword argument")
-            if position >= len(names):
+            variadic = bool(names) and arguments[names[-1]].variadic
+            if position >= len(names) and not variadic:
                 raise ValueError(f"too many arguments ({len(parts)})")
-            key, raw = names[position], part
+            key, raw = names[min(position, len(names) - 1)], part
+            if arguments[key].variadic:  # it collects this value and every one after it
+                values[key] = (*values.get(key, ()), _parse_value(raw))
+                continue
         if key in values:
             raise ValueError(f"argument {key!r} given twice")
         values[key] = _parse_value(raw)
@@ -303,7 +311,7 @@ def _parse_value(raw: str) -> Any:
         return (int(height), int(width))
     if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", raw):
         return float(raw)
-    if re.fullmatch(r"[a-z_]+", raw):
+    if re.fullmatch(r"[a-z_][a-z0-9_]*", raw):
         return raw
     raise ValueError(f"cannot read the value {raw!r}")
 

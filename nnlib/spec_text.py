@@ -42,7 +42,9 @@ def to_token(layer: Layer) -> str:
     parts = []
     for arg in cls.arguments():
         value = config.get(arg.init_name)
-        if required(cls, arg):
+        if arg.variadic:
+            parts.extend(format_value(item) for item in value)
+        elif required(cls, arg):
             parts.append(format_value(value))
         elif arg.init_name in defaults and value != defaults[arg.init_name]:
             parts.append(f"{arg.name}={format_value(value)}")

@@ -45,7 +45,7 @@ AFTER_THEIR_EPOCH = ("checkpoint", "early_stop")
 CRASHED = "crashed"
 
 #: The hyperparameters shown when a run's config does not name its optimizer's.
-DEFAULT_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
+DEFAULT_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "l1", "batch_size")
 
 
 class RunReplay:

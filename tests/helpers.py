@@ -224,8 +224,11 @@ DATASETS = [
         500,
         True,
         "generated",
+        noise=0.2,
     ),
-    DatasetInfo("sine", "noisy sine wave", "regression", (1,), None, 1000, 300, True, "generated"),
+    DatasetInfo(
+        "sine", "noisy sine wave", "regression", (1,), None, 1000, 300, True, "generated", 0.1
+    ),
     DatasetInfo(
         "glyphs",
         "offline 28x28 digit images drawn from a stroke font",

@@ -267,6 +267,15 @@ def test_sigint_closes_the_log_and_saves_the_model(tmp_path, env):
         (["train", "--optimizer", "lbfgs"], ["--optimizer", "'lbfgs'"]),
         (["train", "--lr", "-1"], ["lr", "-1"]),
         (["train", "--momentum", "1.5"], ["momentum"]),
+        (["train", "--l1", "-0.1"], ["l1 must be a number >= 0", "-0.1"]),
+        (["train", "--noise", "-1"], ["noise must be a number >= 0", "-1.0"]),
+        (["train", "--noise", "lots"], ["--noise", "'lots'"]),
+        (["train", "--noise", "0.1"], ["noise: glyphs has no noise setting", "spirals"]),
+        (["train", "--validation-split", "1"], ["validation_split must be a fraction in [0, 1)"]),
+        (
+            ["train", "--dataset", "moons", "--subset", "10", "--validation-split", "0.96"],
+            ["validation_split 0.96 holds out all 10 training samples of moons"],
+        ),
         (["train", "--dataset", "spirals", "--arch", "2-x-3"], ["--arch", "2-x-3"]),
         (["train", "--dataset", "spirals", "--arch", "conv(8,3) dense(3)"], ["--arch"]),
         (["train", "--dataset", "spirals", "--arch", "2-8-5"], ["arch", "needs 3"]),
@@ -358,6 +367,45 @@ def test_config_file_with_a_flag_overriding_it(tmp_path, env):
     assert [e["epoch"] for e in events if e.type == "epoch"] == [0]
     assert {e["lr"] for e in events if e.type == "batch"} == {0.01}
     assert {e["size"] for e in events if e.type == "batch"} <= {50, 1200 % 50 or 50}
+
+
+def test_noise_ratio_and_l1_flags_shape_the_run(tmp_path, env):
+    """--noise reaches the generator, --validation-split sets the train/validation ratio,
+    --l1 the optimizer; all three are recorded, and evaluate regenerates the same data."""
+    done = run_cli(
+        tmp_path,
+        env,
+        "train",
+        "--dataset",
+        "moons",
+        "--noise",
+        "0.3",
+        "--validation-split",
+        "0.4",
+        "--l1",
+        "0.001",
+        "--epochs",
+        "1",
+        "--run-dir",
+        "run",
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["noise"], config["validation_split"], config["l1"]) == (0.3, 0.4, 0.001)
+    assert config["dataset_info"]["train"] == 900 and config["dataset_info"]["validation"] == 600
+    assert config["trainer"]["optimizer"]["l1"] == 0.001
+    assert "noise = 0.3" in (tmp_path / "run" / "experiment.toml").read_text()
+    assert {e["l1"] for e in runs.read(tmp_path / "run") if e.type == "batch"} == {0.001}
+    noisy = nl.datasets.load("moons", noise=0.3)  # the test split as trained: noise 0.3
+    normalization = config["dataset_info"]["normalization"]
+    x = (noisy.x_test - np.float32(normalization["mean"])) / np.float32(normalization["std"])
+    expected = nl.load(tmp_path / "run" / "model.npz").evaluate(
+        x, noisy.y_test, nl.SoftmaxCrossEntropy()
+    )
+    evaluated = run_cli(tmp_path, env, "evaluate", "run/model.npz", "--dataset", "moons")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"loss {expected['loss']:.4f}  accuracy {expected['accuracy']:.4f}" in evaluated.stdout
 
 
 @pytest.mark.parametrize(

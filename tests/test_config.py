@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import nnlib as nl
 from nnlib.config import ConfigError, ExperimentConfig
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def test_defaults_are_valid_and_round_trip_through_toml(tmp_path):
@@ -27,9 +32,11 @@ def test_every_field_round_trips(tmp_path):
         lr=1e-05,
         momentum=0.0,
         weight_decay=0.0005,
+        l1=1e-4,
         seed=7,
         validation_split=0.0,
         subset=100,
+        noise=0.3,
         data_dir="/data",
         run_dir="runs/x",
         histogram_every=3,
@@ -70,8 +77,16 @@ def test_every_field_round_trips(tmp_path):
         ("momentum", 1.0),
         ("momentum", -0.1),
         ("weight_decay", -1e-4),
+        ("l1", -1e-4),
+        ("l1", float("nan")),
+        ("l1", "0.1"),
         ("validation_split", 1.0),
         ("validation_split", -0.1),
+        ("validation_split", float("nan")),
+        ("noise", -0.1),
+        ("noise", float("inf")),
+        ("noise", "0.2"),
+        ("noise", True),
         ("data_dir", 5),
         ("data_dir", ""),
         ("run_dir", 5),
@@ -142,3 +157,12 @@ def test_a_valid_file_with_ints_for_floats(tmp_path):
     config = ExperimentConfig.load(path)
     assert (config.dataset, config.lr, config.momentum, config.validation_split) == ("xor", 1, 0, 0)
     assert config.epochs == 5  # the rest are defaults
+
+
+def test_the_playground_example_is_a_valid_config_of_the_playground_settings():
+    """examples/playground.toml, named in the README: spirals-hard with input features, noise,
+    split and L1 (issue 19 item 5)."""
+    config = ExperimentConfig.load(EXAMPLES / "playground.toml")
+    assert (config.dataset, config.noise, config.l1) == ("spirals-hard", 0.05, 0.0)
+    model = nl.build(config.arch, (2,))
+    assert isinstance(model.layers[0], nl.InputFeatures) and model.spec == config.arch

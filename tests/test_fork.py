@@ -11,6 +11,7 @@ from helpers import long_run, paused, pilot_test, press, started, until
 from textual.widgets import Input
 
 from nnlib import checkpointing, runs
+from nnlib.callbacks import Callback
 from nnlib.cli import main
 from nnlib.config import ConfigError, ExperimentConfig
 from nnlib.experiment import fork_config, setup
@@ -176,3 +177,25 @@ def test_an_empty_fork_or_resume_or_a_step_past_any_number_is_one_line(
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
     assert len(lines[0]) < 300
     assert not (tmp_path / "r").exists()
+
+
+def test_a_fork_keeps_the_l1_the_parent_was_steered_to(tmp_path: Path) -> None:
+    class SteerL1(Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            if trainer.global_step == 5:
+                trainer.set("l1", 0.004)
+
+    config = ExperimentConfig(
+        dataset="spirals",
+        arch="2-8-3",
+        epochs=1,
+        l1=0.001,
+        checkpoint_every=10,
+        histogram_every=1000,
+        run_dir=str(tmp_path / "parent"),
+    )
+    setup(config, callbacks=[SteerL1()]).fit(threads=1)
+    run = tmp_path / "parent"
+    assert ExperimentConfig.load(run / "experiment.toml").l1 == 0.001
+    assert fork_config(f"{run}@10").l1 == 0.004  # as it stood at the checkpoint
+    assert fork_config(f"{run}@10", l1=0.0).l1 == 0.0

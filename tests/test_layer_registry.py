@@ -124,6 +124,19 @@ def test_a_spec_argument_must_name_a_constructor_parameter():
     assert "broken" not in REGISTRY
 
 
+def test_only_the_last_spec_argument_may_be_variadic():
+    with pytest.raises(TypeError, match=r"only the last spec argument may be variadic"):
+
+        class Spread(Layer):
+            kind = "spread"
+            spec_args = (SpecArg("names", variadic=True), "size")
+
+            def __init__(self, names: tuple, size: int = 1, name: str | None = None) -> None:
+                super().__init__(name)
+
+    assert "spread" not in REGISTRY
+
+
 def test_an_unregistered_layer_has_no_token():
     class Anonymous(nl.ReLU):  # inherits kind, does not set it: not registered
         pass

@@ -55,7 +55,8 @@ def test_gradcheck_relu_mlp_with_mse():
 def test_gradcheck_cnn_with_every_layer_kind():
     model = nl.build(EVERY_LAYER_CNN, CNN_SHAPE, seed=3)
     kinds = {type(layer) for layer in model}
-    assert kinds == set(nl.layers.LAYER_TYPES.values()) - {nl.Softmax}
+    # InputFeatures takes a 2-D point, not an image: tests/test_input_features.py checks it.
+    assert kinds == set(nl.layers.LAYER_TYPES.values()) - {nl.Softmax, nl.InputFeatures}
     _assert_gradcheck(model, _data((3, *CNN_SHAPE)), np.array([0, 3, 1]), nl.SoftmaxCrossEntropy())
 
 

@@ -90,6 +90,38 @@ def test_weight_decay_on_a_dense_layer_skips_its_bias():
     np.testing.assert_array_equal(model["dense_1"].params["b"].value, 1.0)
 
 
+def test_l1_adds_l1_times_the_sign_of_each_weight_to_its_gradient():
+    # w -= lr * (g + weight_decay * w + l1 * sign(w)); sign(0) = 0; biases are left alone
+    weight = _param([2.0, -0.5, 0.0], [0.5, 0.5, 0.5], "d.W")
+    bias = _param([2.0, -0.5], [0.5, 0.5], "d.b", regularize=False)
+    nl.SGD(lr=0.1, l1=0.3).step([weight, bias])
+    np.testing.assert_allclose(
+        weight.value, [2.0 - 0.1 * 0.8, -0.5 - 0.1 * 0.2, -0.1 * 0.5], rtol=1e-14
+    )
+    np.testing.assert_allclose(bias.value, [2.0 - 0.05, -0.5 - 0.05], rtol=1e-14)
+    np.testing.assert_array_equal(weight.grad, 0.5)  # the stored gradient is not modified
+    both = _param([2.0, -0.5], [0.5, 0.5], "d.W")
+    nl.SGD(lr=0.1, weight_decay=0.1, l1=0.3).step([both])
+    np.testing.assert_allclose(
+        both.value, [2.0 - 0.1 * (0.5 + 0.2 + 0.3), -0.5 - 0.1 * (0.5 - 0.05 - 0.3)], rtol=1e-14
+    )
+
+
+def test_l1_goes_into_the_moments_like_weight_decay():
+    # Adam's first step moves by lr * sign(g + l1 * sign(w)), whatever the sizes.
+    param = _param([1.0, 1.0, -1.0], [0.5, -0.1, 0.0])
+    nl.Adam(lr=0.1, l1=0.2).step([param])
+    np.testing.assert_allclose(param.value, [0.9, 0.9, -0.9], rtol=1e-6)
+
+
+def test_changing_l1_takes_effect_on_the_next_step():
+    optimizer = nl.SGD(lr=0.1)
+    values = _steps(optimizer, _param(1.0, name="d.W"), [0.0])
+    optimizer.l1 = 0.5
+    values += _steps(optimizer, _param(values[-1], name="d.W"), [0.0])
+    np.testing.assert_allclose(values, [1.0, 0.95], rtol=1e-14)
+
+
 # -- Adam and RMSProp ---------------------------------------------------------------------------
 
 
@@ -230,6 +262,8 @@ def test_changing_rmsprop_rho_takes_effect():
         ("lr", None, "learning rate (lr) must be a number, got None"),
         ("lr", True, "learning rate (lr) must be a number, got True"),
         ("weight_decay", -1e-4, "weight_decay must be >= 0, got -0.0001"),
+        ("l1", -0.5, "l1 must be >= 0, got -0.5"),
+        ("l1", "none", "l1 must be a number, got 'none'"),
         ("decay", float("nan"), "decay must be finite, got nan"),
     ],
 )
@@ -305,20 +339,21 @@ def test_config_lists_the_live_hyperparameters():
         "lr": 0.1,
         "momentum": 0.9,
         "weight_decay": 0.0,
+        "l1": 0.0,
         "decay": 0.0,
         "nesterov": True,
     }
-    assert set(nl.Adam().config()) == {"lr", "beta1", "beta2", "eps", "weight_decay", "decay"}
+    assert set(nl.Adam().config()) == {"lr", "beta1", "beta2", "eps", "weight_decay", "l1", "decay"}
 
 
 # -- float32 stays float32 ----------------------------------------------------------------------
 
 OPTIMIZERS = [
     lambda: nl.SGD(lr=0.1),
-    lambda: nl.SGD(lr=0.1, momentum=0.9, decay=0.01, weight_decay=1e-3),
-    lambda: nl.SGD(lr=0.1, momentum=0.9, nesterov=True, decay=0.01, weight_decay=1e-3),
-    lambda: nl.Adam(lr=0.01, decay=0.01, weight_decay=1e-3),
-    lambda: nl.RMSProp(lr=0.01, decay=0.01, weight_decay=1e-3),
+    lambda: nl.SGD(lr=0.1, momentum=0.9, decay=0.01, weight_decay=1e-3, l1=1e-3),
+    lambda: nl.SGD(lr=0.1, momentum=0.9, nesterov=True, decay=0.01, weight_decay=1e-3, l1=1e-3),
+    lambda: nl.Adam(lr=0.01, decay=0.01, weight_decay=1e-3, l1=1e-3),
+    lambda: nl.RMSProp(lr=0.01, decay=0.01, weight_decay=1e-3, l1=1e-3),
 ]
 
 
@@ -345,3 +380,45 @@ def test_float32_parameters_and_state_stay_float32(make):
             if isinstance(state, np.ndarray)
         )
     assert not np.allclose(weight.value, 0.5)
+
+
+# -- L1 while training --------------------------------------------------------------------------
+
+
+class _Steer(nl.Callback):
+    """After batch 1, sends `requests` through the run control's command door (the one the app
+    and `nnlib control` use); records the l1 of every batch and the 'hparam' events."""
+
+    def __init__(self, *requests: tuple) -> None:
+        self.requests, self.l1, self.hparams, self.refused = requests, [], [], []
+
+    def on_batch_end(self, trainer, batch, logs):
+        self.l1.append(logs["l1"])
+        if batch == 1:
+            for request in self.requests:
+                try:
+                    trainer.control.command(*request, source="remote")
+                except ValueError as error:
+                    self.refused.append(str(error))
+
+    def on_event(self, trainer, event, data):
+        if event == "hparam":
+            self.hparams.append(data)
+
+
+def test_l1_is_steered_while_training_and_a_bad_value_is_refused():
+    x = np.random.default_rng(0).standard_normal((16, 2)).astype(np.float32)
+    y = np.arange(16) % 2
+    steer = _Steer(("set", "l1", -1.0), ("set", "l1", "much"), ("set", "l1", 0.25))
+    model = nl.build("2-4-2", (2,), seed=0)
+    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1), callbacks=[steer])
+    trainer.fit(x, y, epochs=1, batch_size=4)
+    assert steer.refused == [
+        "SGD: l1 must be >= 0, got -1.0",
+        "SGD: l1 must be a number, got 'much'",
+    ]
+    assert steer.l1 == [0.0, 0.0, 0.25, 0.25]  # applied before the next batch
+    assert [(h["name"], h["old"], h["new"], h["source"]) for h in steer.hparams] == [
+        ("l1", 0.0, 0.25, "remote")
+    ]
+    assert trainer.optimizer.l1 == 0.25

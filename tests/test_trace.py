@@ -118,6 +118,33 @@ def softmax(layer, p, x):
     return s, lambda g: (np.einsum("nij,ni->nj", jacobian, g), {})
 
 
+#: Each input feature of (x1, x2) and its partial derivatives by x1 and x2, by hand.
+FEATURE_FORMULAS = {
+    "x1": (lambda a, b: a, lambda a, b: (1.0 + 0 * a, 0 * a)),
+    "x2": (lambda a, b: b, lambda a, b: (0 * a, 1.0 + 0 * a)),
+    "x1sq": (lambda a, b: a * a, lambda a, b: (2 * a, 0 * a)),
+    "x2sq": (lambda a, b: b * b, lambda a, b: (0 * a, 2 * b)),
+    "x1x2": (lambda a, b: a * b, lambda a, b: (b, a)),
+    "sinx1": (lambda a, b: np.sin(a), lambda a, b: (np.cos(a), 0 * a)),
+    "sinx2": (lambda a, b: np.sin(b), lambda a, b: (0 * a, np.cos(b))),
+}
+
+
+def features(layer, p, x):
+    a, b = x[:, 0], x[:, 1]
+    out = np.stack([FEATURE_FORMULAS[name][0](a, b) for name in layer.names], axis=1)
+
+    def backward(g):
+        dx = np.zeros_like(x)
+        for column, name in enumerate(layer.names):
+            da, db = FEATURE_FORMULAS[name][1](a, b)
+            dx[:, 0] += g[:, column] * da
+            dx[:, 1] += g[:, column] * db
+        return dx, {}
+
+    return out, backward
+
+
 def flatten(layer, p, x):
     return x.reshape(len(x), -1), lambda g: (g.reshape(x.shape), {})
 
@@ -128,6 +155,7 @@ REFERENCE = {
     "conv": conv,
     "dense": dense,
     "dropout": dropout,
+    "features": features,
     "flatten": flatten,
     "identity": identity,
     "leakyrelu": leakyrelu,
@@ -195,6 +223,12 @@ MODELS = [
         3,
     ),
     ("dense(5) sigmoid dense(4) relu dense(2) identity", (3,), "regression", 2),
+    (
+        "features(x1x2,sinx2,x1,x2sq,sinx1,x1sq,x2) dense(4) tanh dense(2)",
+        (2,),
+        "classification",
+        2,
+    ),
 ]
 
 

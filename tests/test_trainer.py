@@ -84,7 +84,7 @@ def _finite(model):
     return all(np.isfinite(p.value).all() for p in model.parameters())
 
 
-SGD_HYPER = {"lr", "base_lr", "momentum", "weight_decay", "decay", "nesterov", "batch_size"}
+SGD_HYPER = {"lr", "base_lr", "momentum", "weight_decay", "l1", "decay", "nesterov", "batch_size"}
 
 
 # -- hook order and logs -----------------------------------------------------------------------

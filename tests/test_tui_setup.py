@@ -4,7 +4,7 @@ reads at 80x24, and every way to quit asks first while a run is in progress."""
 from __future__ import annotations
 
 import pytest
-from helpers import SIZE, end_event, long_run, pilot_test, press, started, until
+from helpers import DATASETS, SIZE, end_event, long_run, pilot_test, press, started, until
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, TextArea
 
@@ -177,3 +177,54 @@ async def test_a_softmax_after_the_logits_is_a_warning_in_the_editor(tmp_path):
         await until(pilot, lambda: editor.result is not None and editor.result.spec == "2-16-3")
         assert editor.result.warnings == ()
         assert "⚠" not in str(editor.query_one("#arch-message", Static).render())
+
+
+@pilot_test
+async def test_noise_ratio_and_l1_are_set_on_the_setup_screen_and_checked_in_place(tmp_path):
+    """Issue 19 item 5: a generated set's noise (its default as the placeholder; off for a
+    dataset without one), the validation split and L1, each checked as typed; the run
+    started from the screen gets them."""
+    app = NNTui(long_run(tmp_path, arch=None), datasets=DATASETS)  # spirals, sine, glyphs, ...
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot)
+        screen = app.screen
+        fields = {name: screen.query_one(f"#{name}", Input) for name in ("noise", "l1")}
+        fields["split"] = screen.query_one("#validation_split", Input)
+        shown = screen.query_one("#hp-error", Static)
+        assert not fields["noise"].disabled and fields["noise"].placeholder == "0.2"
+        assert screen.current_config().noise is None  # empty: the dataset's own
+        for name, bad, words, good in (
+            ("noise", "-1", "noise must be a number >= 0", "0.35"),
+            ("split", "1", "validation_split must be a fraction in [0, 1)", "0.3"),
+            ("l1", "lots", "l1 must be a number, got 'lots'", "0.002"),
+        ):
+            fields[name].value = bad
+            await until(pilot, lambda words=words: words in str(shown.render()))
+            assert fields[name].has_class("-invalid")
+            await press(pilot, "t")  # refused, in place
+            assert app.screen is screen
+            fields[name].value = good
+            await until(pilot, lambda: str(shown.render()) == "")
+        config = screen.current_config()
+        assert (config.noise, config.validation_split, config.l1) == (0.35, 0.3, 0.002)
+
+        fields["noise"].value = "-1"  # bad, but about to be off: glyphs has no noise
+        screen.query_one("#dataset-list").focus()
+        await press(pilot, "down", "down")
+        await until(pilot, lambda: screen.info.name == "glyphs")
+        assert fields["noise"].disabled and fields["noise"].placeholder == "-"
+        await until(pilot, lambda: str(shown.render()) == "")
+        assert screen.current_config().noise is None
+        await press(pilot, "up", "up")
+        await until(pilot, lambda: screen.info.name == "spirals")
+        fields["noise"].value = "0.35"
+        await settled(pilot)
+        await press(pilot, "t")
+        dashboard = await started(pilot)
+        experiment = dashboard.experiment
+        assert (experiment.config.noise, experiment.config.l1) == (0.35, 0.002)
+        assert experiment.data.dataset.description.endswith("angular noise 0.35")
+        assert experiment.trainer.optimizer.l1 == 0.002
+        assert len(experiment.data.x_val) == 450  # 0.3 of 1500
+        await press(pilot, "s")
+        await until(pilot, lambda: dashboard.state.end is not None, "the run's end")

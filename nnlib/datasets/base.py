@@ -218,6 +218,8 @@ class DatasetInfo:
     test_size: int
     on_disk: bool
     source: str  # "generated" or "download"
+    #: A generated set's default `noise` (in the generator's own unit); None: it has none.
+    noise: float | None = None
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,7 @@ def generator(
             test_size=defaults["n_test"],
             on_disk=True,
             source="generated",
+            noise=defaults.get("noise"),
         )
 
         def build(

@@ -24,6 +24,11 @@ def shuffle(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np
     return x[perm], y[perm]
 
 
+def held_out(fraction: float, n: int) -> int:
+    """Rows a validation split of `fraction` holds out of `n`: round(fraction * n)."""
+    return int(round(fraction * n))
+
+
 def split_indices(
     y: np.ndarray, fraction: float, *, seed: int = 0, stratify: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +40,7 @@ def split_indices(
     n = len(y)
     if not 0 <= fraction < 1:
         raise DatasetError(f"validation fraction must be in [0, 1), got {fraction!r}")
-    n_out = int(round(fraction * n))
+    n_out = held_out(fraction, n)
     if n_out and n - n_out < 1:
         raise DatasetError(f"a {fraction} split of {n} rows leaves no training rows")
     rng = np.random.default_rng(seed)

@@ -44,23 +44,38 @@ def _classification(
     num_classes=3,
 )
 def spirals(
-    *, n_train: int = 1500, n_test: int = 500, noise: float = 0.2, arms: int = 3, seed: int = 0
+    *,
+    n_train: int = 1500,
+    n_test: int = 500,
+    noise: float = 0.2,
+    arms: int = 3,
+    turns: float = 0.875,
+    seed: int = 0,
 ) -> Dataset:
-    """Points along `arms` spiral arms; `noise` is the angular jitter in radians."""
-    check_sizes("spirals", n_train, n_test)
-    noise = check_nonneg("spirals", "noise", noise)
+    """Points along `arms` spiral arms of `turns` turns each; `noise` is the angular jitter in
+    radians."""
+    return _spirals("spirals", n_train, n_test, noise, arms, turns, seed)
+
+
+def _spirals(
+    name: str, n_train: int, n_test: int, noise: float, arms: int, turns: float, seed: int
+) -> Dataset:
+    check_sizes(name, n_train, n_test)
+    noise = check_nonneg(name, "noise", noise)
+    turns = check_nonneg(name, "turns", turns)
     if not isinstance(arms, (int, np.integer)) or arms < 2:
-        raise DatasetError(f"spirals: arms must be an integer >= 2, got {arms!r}")
+        raise DatasetError(f"{name}: arms must be an integer >= 2, got {arms!r}")
+    if turns == 0:
+        raise DatasetError(f"{name}: turns must be > 0, got {turns!r}")
 
     def make(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         y = _balanced_labels(rng, n, arms)
         r = rng.uniform(0.05, 1.0, n)
-        theta = y * (2 * np.pi / arms) + r * 1.75 * np.pi + rng.normal(0, noise, n)
+        theta = y * (2 * np.pi / arms) + r * (2 * turns) * np.pi + rng.normal(0, noise, n)
         return np.stack([r * np.sin(theta), r * np.cos(theta)], axis=1), y
 
-    return _classification(
-        "spirals", f"{arms} spiral arms, angular noise {noise}", make, n_train, n_test, seed, arms
-    )
+    description = f"{arms} spiral arms of {turns:g} turns, angular noise {noise}"
+    return _classification(name, description, make, n_train, n_test, seed, arms)
 
 
 @generator(
@@ -169,6 +184,27 @@ def blobs(
     return _classification(
         "blobs", f"{centers} gaussian blobs, std {noise}", make, n_train, n_test, seed, centers
     )
+
+
+@generator(
+    "spirals-hard",
+    description="2 spiral arms of 3 turns: 100+ epochs to learn with the default MLP",
+    task="classification",
+    input_shape=(2,),
+    num_classes=2,
+)
+def spirals_hard(
+    *,
+    n_train: int = 1500,
+    n_test: int = 500,
+    noise: float = 0.05,
+    arms: int = 2,
+    turns: float = 3.0,
+    seed: int = 0,
+) -> Dataset:
+    """The two-spirals problem: arms winding close together, so the boundary takes shape
+    over a hundred epochs and more (measured in the README), not in the first few."""
+    return _spirals("spirals-hard", n_train, n_test, noise, arms, turns, seed)
 
 
 def _regression(name: str, description: str, make, n_train: int, n_test: int, seed: int) -> Dataset:

@@ -56,6 +56,9 @@ class SpecArg:
     hint: str = ""  # what the usage line shows after "=": "0|same|valid" (default: the default)
     required: bool | None = None  # None: required when the constructor has no default
     documented: bool = True  # False: accepted, but left out of the usage line
+    #: True: takes every positional value from here on, as a tuple (the last argument only):
+    #: `features(x1, x2, sinx1)`
+    variadic: bool = False
 
     @property
     def init_name(self) -> str:
@@ -214,7 +217,10 @@ def _register(cls: type[Layer]) -> None:
             f"already called {cls.__name__!r}"
         )
     parameters = _init_signature(cls).parameters
-    for arg in cls.arguments():
+    arguments = cls.arguments()
+    if any(arg.variadic for arg in arguments[:-1]):
+        raise TypeError(f"{owner}: only the last spec argument may be variadic")
+    for arg in arguments:
         if arg.init_name not in parameters:
             raise TypeError(
                 f"{owner}: spec argument {arg.name!r} names no constructor parameter "

@@ -83,7 +83,7 @@ class SetupScreen(Screen[None]):
                 )
         with Vertical(id="hparams-box", classes="box") as box:
             box.border_title = "Hyperparameters"
-            yield HparamsForm(self.config)
+            yield HparamsForm(self.config, self.info)
         with Horizontal(id="actions"):
             yield Button("Train ▶", id="train", variant="success", compact=True)
             yield Button("Save…", id="save", compact=True)
@@ -105,6 +105,7 @@ class SetupScreen(Screen[None]):
         )
         offered = editor.spec in offers(old)
         editor.set_dataset(event.info, quick_arch(event.info) if offered and not fits else None)
+        self.query_one(HparamsForm).set_dataset(event.info)
 
     def on_dataset_picker_chosen(self, event: DatasetPicker.Chosen) -> None:
         self.action_train()
@@ -175,6 +176,7 @@ class SetupScreen(Screen[None]):
                 severity="warning",
             )
         self.query_one(HparamsForm).load(config)
+        self.query_one(HparamsForm).set_dataset(self.info)
         self.query_one(ArchEditor).set_dataset(self.info, config.arch or quick_arch(self.info))
 
     def action_save_config(self) -> None:

@@ -1,6 +1,7 @@
-"""The hyperparameter form of the setup screen: optimizer, lr, momentum, weight decay,
-batch size, epochs, seed, validation split and subset, each checked in place by
-ExperimentConfig's own validation (the messages the CLI and config files get too)."""
+"""The hyperparameter form of the setup screen: optimizer, lr, momentum, weight decay, L1,
+batch size, epochs, seed, validation split, subset and the noise of a generated dataset, each
+checked in place by ExperimentConfig's own validation (the messages the CLI and config files
+get too)."""
 
 from __future__ import annotations
 
@@ -12,26 +13,31 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
 from nnlib.config import OPTIMIZER_NAMES, ConfigError, ExperimentConfig
+from nnlib.datasets import DatasetInfo
 
 #: Form fields: config name, label, parser.
 FIELDS: tuple[tuple[str, str, type], ...] = (
     ("lr", "lr", float),
     ("momentum", "momentum", float),
     ("weight_decay", "weight decay", float),
+    ("l1", "L1", float),
     ("batch_size", "batch size", int),
     ("epochs", "epochs", int),
     ("seed", "seed", int),
     ("validation_split", "val. split", float),
     ("subset", "subset", int),
+    ("noise", "noise", float),
 )
 PARSERS = {name: parser for name, _, parser in FIELDS}
+#: Fields that may be left empty: all the data, the dataset's own noise.
+OPTIONAL = ("subset", "noise")
 
 
 def parse_field(name: str, text: str) -> Any:
-    """The typed value of a form field; an empty subset means "all the data"."""
+    """The typed value of a form field; an empty optional field is None (unset)."""
     parser = PARSERS[name]
     text = text.strip()
-    if name == "subset" and not text:
+    if name in OPTIONAL and not text:
         return None
     try:
         return parser(text)
@@ -58,9 +64,10 @@ class HparamsForm(Vertical):
     class Changed(Message):
         """A field changed (valid or not)."""
 
-    def __init__(self, config: ExperimentConfig, **kwargs: object) -> None:
+    def __init__(self, config: ExperimentConfig, info: DatasetInfo, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._config = config
+        self._info = info  # until the screen says otherwise (set_dataset)
         self.errors: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
@@ -85,6 +92,16 @@ class HparamsForm(Vertical):
 
     def on_mount(self) -> None:
         self._momentum_enabled()
+        self.set_dataset(self._info)
+
+    def set_dataset(self, info: DatasetInfo) -> None:
+        """The dataset picked: its noise field is offered where it has one, its default
+        shown as the placeholder (an empty field keeps it); elsewhere the field is off and
+        counts as unset."""
+        noise = self.query_one("#noise", Input)
+        noise.disabled = info.noise is None
+        noise.placeholder = "-" if info.noise is None else f"{info.noise:g}"
+        self._show_errors()
 
     def load(self, config: ExperimentConfig) -> None:
         """Show `config` in the form."""
@@ -96,14 +113,28 @@ class HparamsForm(Vertical):
         """Typed values of every field; raises ConfigError for the first bad one."""
         values: dict[str, Any] = {"optimizer": self.query_one("#optimizer", Select).value}
         for name, _, _ in FIELDS:
-            values[name] = parse_field(name, self.query_one(f"#{name}", Input).value)
+            text = "" if self._unset(name) else self.query_one(f"#{name}", Input).value
+            values[name] = parse_field(name, text)
         return values
 
     def apply_to(self, config: ExperimentConfig) -> ExperimentConfig:
         """`config` with the form's values; raises ConfigError naming the first bad field."""
-        if self.errors:
-            raise ConfigError(next(iter(self.errors.values())))
+        errors = self._in_use_errors()
+        if errors:
+            raise ConfigError(errors[0])
         return ExperimentConfig.from_dict({**config.to_dict(), **self.values()})
+
+    def _unset(self, name: str) -> bool:
+        """An optional field turned off (the noise of a dataset without one): unset,
+        whatever it holds."""
+        return name in OPTIONAL and self.query_one(f"#{name}", Input).disabled
+
+    def _in_use_errors(self) -> list[str]:
+        return [message for name, message in self.errors.items() if not self._unset(name)]
+
+    def _show_errors(self) -> None:
+        first = next(iter(self._in_use_errors()), "")
+        self.query_one("#hp-error", Static).update(f"✗ {first}" if first else "")
 
     def on_input_changed(self, event: Input.Changed) -> None:
         name = event.input.id or ""
@@ -119,8 +150,7 @@ class HparamsForm(Vertical):
         else:
             self.errors.pop(name, None)
         event.input.set_class(name in self.errors, "-invalid")
-        first = next(iter(self.errors.values()), "")
-        self.query_one("#hp-error", Static).update(f"✗ {first}" if first else "")
+        self._show_errors()
         self.post_message(self.Changed())
 
     def on_select_changed(self, event: Select.Changed) -> None:

@@ -29,7 +29,7 @@ STATUS_BADGES: dict[RunStatus, tuple[str, str]] = {
     RunStatus.INTERRUPTED: ("interrupted", "bold red"),
     RunStatus.CRASHED: ("crashed", "bold red"),
 }
-SHOWN_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "batch_size")
+SHOWN_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "l1", "batch_size")
 SHORT_NAMES = {"weight_decay": "wd", "batch_size": "batch"}
 
 
