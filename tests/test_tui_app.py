@@ -428,17 +428,17 @@ async def test_a_burst_of_keys_applies_in_order_focus_changes_included(tmp_path)
         await until(pilot, lambda: isinstance(app.screen, HparamScreen))
         dialog = app.screen
         fields = [field.id for field in dialog.query(Input)]
-        assert fields == ["lr", "momentum", "weight_decay", "batch_size"]
-        dialog.query_one("#weight_decay", Input).focus()
-        await until(pilot, lambda: app.focused.id == "weight_decay", "weight decay focused")
+        assert fields == ["lr", "momentum", "weight_decay", "l1", "batch_size"]
+        dialog.query_one("#l1", Input).focus()
+        await until(pilot, lambda: app.focused.id == "l1", "l1 focused")
         await burst(pilot, "tab", "7", "7")
         batch = dialog.query_one("#batch_size", Input)
         await until(pilot, lambda: batch.value == "77", "77 in the batch size")
-        assert dialog.query_one("#weight_decay", Input).value == "0"
+        assert dialog.query_one("#l1", Input).value == "0"
         await press(pilot, "escape")
         await until(pilot, lambda: app.screen is dashboard)
         # From the dashboard: open the dialog, move to the batch size, type, apply.
-        await burst(pilot, "e", "tab", "tab", "tab", "3", "3", "enter")
+        await burst(pilot, "e", "tab", "tab", "tab", "tab", "3", "3", "enter")
         await until(pilot, lambda: trainer.pending().get("batch_size") == 33, "batch size 33")
         assert app.screen is dashboard
         assert trainer.pending() == {"batch_size": 33}
