@@ -316,6 +316,7 @@ class RunControl:
         if self._pollers:
             self._poll()
         while True:
+            self._apply_pace()  # (before a park too: a run started paused shows its pace)
             with self._condition:
                 park = self._must_park()
             if park:
@@ -325,7 +326,7 @@ class RunControl:
                     self._announce("pause", source=self._sources["pause"])
                 self._park()
                 self._anchor = None  # after a pause, the pace counts from the next batch
-            self._apply_pace()
+                continue  # a pace asked for while parked
             if not batches or self._wait_for_pace(epoch + batch / batches, batch == 0):
                 break
         with self._condition:

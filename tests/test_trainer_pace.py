@@ -248,3 +248,15 @@ def test_headless_runs_are_never_paced_and_the_app_paces_only_what_it_can_draw(t
     assert not [e for e in nl.runs.read(tmp_path / "run") if e.type == "pace"]
     assert default_pace((2,)) == default_pace((1,)) == WATCH_PACE
     assert default_pace((3,)) is None and default_pace((28, 28, 1)) is None
+
+
+def test_a_run_started_paused_reports_its_pace_before_it_parks():
+    record = Record()
+    trainer = _trainer(record)
+    trainer.control.set_pace(CRAWL, source="app")
+    trainer.control.pause(source="app")
+    thread, result = fit_in_thread(trainer, *_data(4), epochs=2, batch_size=2)
+    assert trainer.wait_until_parked(TIMEOUT) and trainer.global_step == 0
+    assert [(event, data["step"]) for event, data in record.events] == [("pace", 0), ("pause", 0)]
+    trainer.stop()
+    assert join_fit(thread, trainer, result).reason == "stopped"

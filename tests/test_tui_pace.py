@@ -69,6 +69,7 @@ async def test_start_paused_parks_at_step_0_and_n_steps_the_first_batch(tmp_path
         trainer = dashboard.experiment.trainer
         await until(pilot, lambda: dashboard.state.status == "paused", "the park at step 0")
         assert trainer.wait_until_parked(timeout=0) and trainer.global_step == 0
+        await until(pilot, lambda: f"pace {WATCH_PACE:g} ep/s" in _status(dashboard))
         assert "PAUSED" in _status(dashboard)
         await press(pilot, "n")
         await until(pilot, lambda: trainer.global_step == 1 and trainer.wait_until_parked(0))
