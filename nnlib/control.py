@@ -316,7 +316,11 @@ class RunControl:
         if self._pollers:
             self._poll()
         while True:
-            self._apply_pace()  # (before a park too: a run started paused shows its pace)
+            # (Read without the lock, as at full speed nothing else is: one made just after
+            # this is applied at the next boundary. Before a park too, so that a run started
+            # paused shows its pace.)
+            if self._pace_request is not None:
+                self._apply_pace()
             with self._condition:
                 park = self._must_park()
             if park:
@@ -327,7 +331,9 @@ class RunControl:
                 self._park()
                 self._anchor = None  # after a pause, the pace counts from the next batch
                 continue  # a pace asked for while parked
-            if not batches or self._wait_for_pace(epoch + batch / batches, batch == 0):
+            if not batches or self._pace is None:  # full speed
+                break
+            if self._wait_for_pace(epoch + batch / batches, batch == 0):
                 break
         with self._condition:
             stop = self._stop_requested
