@@ -353,13 +353,18 @@ def _parser() -> OneLineParser:
 
     control = commands.add_parser(
         "control",
-        help="pause, resume, step, stop or set a hyperparameter of a run being written",
+        help="pause, resume, step, stop, set a hyperparameter of or pace a run being written",
         description="Steer a run that nnlib train or nntui is writing, from any terminal of "
         "its owner: the run applies the command at its next batch boundary and answers.",
     )
     control.add_argument("run", help="the run's directory")
-    control.add_argument("action", choices=("pause", "resume", "step", "stop", "set"))
-    control.add_argument("arguments", nargs="*", metavar="ARG", help="for set: NAME VALUE")
+    control.add_argument("action", choices=("pause", "resume", "step", "stop", "set", "pace"))
+    control.add_argument(
+        "arguments",
+        nargs="*",
+        metavar="ARG",
+        help="for set: NAME VALUE; for pace: EPOCHS_PER_SECOND, or full",
+    )
     control.add_argument(
         "--timeout",
         type=float,

@@ -1,4 +1,4 @@
-"""`RunControl`: pause, resume, step, stop and set for a run, from any thread.
+"""`RunControl`: pause, resume, step, stop, set and pace for a run, from any thread.
 
 A control call only records a request under a lock; the training thread acts on requests at
 batch boundaries (`at_boundary`) and reports each one as an event with the step at which it
@@ -17,13 +17,20 @@ Each request names its `source` ("app", "remote", "signal"; "script" by default)
 event that reports it carries that source.
 
 Other processes reach a run through pollers (`add_poller`): functions the training thread
-calls at every batch boundary, and every POLL_SECONDS while it is parked by a pause, so that
-a paused run still hears a resume or a stop sent from elsewhere.
+calls at every batch boundary, and every POLL_SECONDS while it is parked by a pause or waits
+for its pace, so that such a run still hears a resume or a stop sent from elsewhere.
+
+A pace (`set_pace`, epochs per second; None: full speed, the default) slows a run down to
+what a person can follow: the training thread waits at batch boundaries, on the same
+condition a pause parks on, so a pause, a stop, a step or a new pace cuts the wait short. It
+only ever waits: which batches are trained, in which order, on which weights, is the same at
+any pace.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +45,23 @@ POLL_SECONDS = 0.1
 #: The others (finished, early_stop, diverged, error) are the run's own findings, never a
 #: request's: a command line saying 'diverged' must not end a healthy run as diverged.
 STOP_REASONS: tuple[RunStatus, ...] = (RunStatus.STOPPED, RunStatus.INTERRUPTED)
+#: The paces a run may be given, in epochs per second: from one epoch in 100 s to 10,000 a
+#: second (a wait is bounded: a condition's timeout overflows past about 10**9 s).
+PACE_RANGE = (0.01, 10_000.0)
+#: What a command line says for "no pace" (None in Python and JSON).
+FULL_SPEED = "full"
+
+
+def check_pace(value: Any) -> float | None:
+    """`value` as a pace: None (or "full") for full speed, else epochs per second within
+    PACE_RANGE; a ValueError naming it otherwise."""
+    if value is None or (isinstance(value, str) and value == FULL_SPEED):
+        return None
+    low, high = PACE_RANGE
+    try:
+        return _validate.float_in("run control", "pace", value, low, high, include_high=True)
+    except ValueError as error:
+        raise ValueError(f"{error} (epochs per second, or {FULL_SPEED!r})") from None
 
 
 class RunControl:
@@ -69,6 +93,10 @@ class RunControl:
         self._runs_ended = 0
         self._in_run = False  # from fit's start to its last on_train_end: set() must queue
         self._pending: list[tuple[str, Any, str]] = []
+        self._pace: float | None = None  # in force: epochs per second, None for full speed
+        self._pace_request: tuple[float | None, str] | None = None  # (pace, source) asked for
+        # (monotonic time, position in epochs) the pace counts from; None: from the next batch
+        self._anchor: tuple[float, float] | None = None
 
     # -- requests (any thread) ------------------------------------------------------------
     def pause(self, source: str = SCRIPT) -> None:
@@ -126,9 +154,26 @@ class RunControl:
             self.apply_requests(epoch_boundary=True)
         # else the training thread applies it, at a boundary or once its run has ended
 
+    def set_pace(self, pace: Any, source: str = SCRIPT) -> None:
+        """Train at most `pace` epochs a second (None or "full": full speed), by waiting at
+        batch boundaries. Validated now (ValueError, nothing changed); in force from the next
+        batch boundary, which a wait for the old pace reaches at once, and reported there as
+        a 'pace' event. Made while no run is in progress, the next run starts with it."""
+        value = check_pace(pace)
+        with self._condition:
+            self._pace_request = (value, source)
+            self._condition.notify_all()
+
+    @property
+    def pace(self) -> float | None:
+        """The latest pace asked for, in epochs per second (None: full speed)."""
+        with self._condition:
+            return self._pace if self._pace_request is None else self._pace_request[0]
+
     def command(self, action: str, *arguments: Any, source: str = SCRIPT) -> str:
         """Make a request given as data: ('pause',), ('resume',), ('step',), ('stop',),
-        ('stop', reason) or ('set', name, value); returns a line saying what it will do.
+        ('stop', reason), ('set', name, value) or ('pace', epochs_per_second or "full" or
+        None); returns a line saying what it will do.
         ValueError, with nothing changed, for anything else, and for a step while the run
         is not paused (it would do nothing, while its sender waits for one batch)."""
         doors: dict[str, tuple[Callable[..., None], range]] = {
@@ -137,6 +182,7 @@ class RunControl:
             "step": (self.step, range(0, 1)),
             "stop": (self.stop, range(0, 2)),
             "set": (self.set, range(2, 3)),
+            "pace": (self.set_pace, range(1, 2)),
         }
         if action not in doors:
             raise ValueError(
@@ -145,7 +191,11 @@ class RunControl:
             )
         door, counts = doors[action]
         if len(arguments) not in counts:
-            expected = {"stop": "none or a reason", "set": "a name and a value"}.get(action, "none")
+            expected = {
+                "stop": "none or a reason",
+                "set": "a name and a value",
+                "pace": f"epochs per second or {FULL_SPEED!r}",
+            }.get(action, "none")
             raise ValueError(
                 f"run control: {action!r} takes {expected} as arguments, got {len(arguments)}"
             )
@@ -156,6 +206,10 @@ class RunControl:
             name, value = arguments
             when = "from the next epoch" if name == "batch_size" else "before the next batch"
             return f"{name} set to {self.pending().get(name, value)!r}, applied {when}"
+        if action == "pace":
+            pace = self.pace
+            shown = "full speed" if pace is None else f"at most {pace:g} epochs a second"
+            return f"{shown}, from the next batch boundary"
         return {
             "pause": "pausing at the next batch boundary",
             "resume": "resuming",
@@ -221,6 +275,7 @@ class RunControl:
         with self._condition:
             self._paused = self._parked = self._pause_announced = False
             self._step_budget = 0
+            self._anchor = None
             self._runs_ended += 1
             self._condition.notify_all()  # wake wait_until_parked: no park will come
         self.state = RunStatus.of_end(reason).trainer_state()
@@ -236,8 +291,9 @@ class RunControl:
 
     # -- other doors: pollers ---------------------------------------------------------------
     def add_poller(self, poll: Callable[[], None]) -> None:
-        """Have the training thread call `poll` at every batch boundary and, while parked,
-        every POLL_SECONDS. It runs without the control's lock, so it may make requests."""
+        """Have the training thread call `poll` at every batch boundary and, while parked or
+        waiting for its pace, every POLL_SECONDS. It runs without the control's lock, so it
+        may make requests."""
         with self._condition:
             self._pollers.append(poll)
 
@@ -252,19 +308,33 @@ class RunControl:
             poll()
 
     # -- batch boundaries (the training thread) ---------------------------------------------
-    def at_boundary(self) -> RunStatus | None:
-        """Hear the pollers, park while paused, then apply requests. Returns the reason to
-        end the run with when a stop was requested, else None (train the next batch)."""
+    def at_boundary(self, epoch: int = 0, batch: int = 0, batches: int = 0) -> RunStatus | None:
+        """Hear the pollers, park while paused, wait for the pace, then apply requests.
+        The next batch is `batch` of `batches` in `epoch` (batches=0: a caller without
+        epochs, never paced). Returns the reason to end the run with when a stop was
+        requested, else None (train the next batch)."""
         if self._pollers:
             self._poll()
-        with self._condition:
-            park = self._must_park()
-        if park:
-            self.state = RunStatus.PAUSED
-            if not self._pause_announced:
-                self._pause_announced = True
-                self._announce("pause", source=self._sources["pause"])
-            self._park()
+        while True:
+            # (Read without the lock, as at full speed nothing else is: one made just after
+            # this is applied at the next boundary. Before a park too, so that a run started
+            # paused shows its pace.)
+            if self._pace_request is not None:
+                self._apply_pace()
+            with self._condition:
+                park = self._must_park()
+            if park:
+                self.state = RunStatus.PAUSED
+                if not self._pause_announced:
+                    self._pause_announced = True
+                    self._announce("pause", source=self._sources["pause"])
+                self._park()
+                self._anchor = None  # after a pause, the pace counts from the next batch
+                continue  # a pace asked for while parked
+            if not batches or self._pace is None:  # full speed
+                break
+            if self._wait_for_pace(epoch + batch / batches, batch == 0):
+                break
         with self._condition:
             stop = self._stop_requested
             stepping = self._paused and self._step_budget > 0
@@ -298,6 +368,49 @@ class RunControl:
                 polling = bool(self._pollers)
             if polling:
                 self._poll()
+
+    def _apply_pace(self) -> None:
+        """Put a requested pace in force and report it (when it changes the pace)."""
+        with self._condition:
+            request, self._pace_request = self._pace_request, None
+            if request is None:
+                return
+            old, self._pace = self._pace, request[0]
+            self._anchor = None  # a new pace counts from the next batch
+        if request[0] != old:
+            self._announce("pace", old=old, new=request[0], source=request[1])
+
+    def _wait_for_pace(self, position: float, epoch_start: bool) -> bool:
+        """Wait until the batch at `position` (in epochs) is due at the pace in force: an
+        epoch takes at least 1/pace seconds, spread evenly over its batches and counted from
+        the start of its first batch (or of the first after a pause or a new pace), so a
+        late batch is not delayed further and the batches after it catch up within the
+        epoch, while a slow epoch is not made up for by the next. True when the batch may
+        start (a single step and a stop at once); False when a pause or a new pace needs the
+        boundary again."""
+        with self._condition:
+            if self._paused:  # a single step of a paused run: now, and counted afresh after
+                self._anchor = None
+                return True
+        while True:
+            with self._condition:
+                if self._stop_requested:
+                    return True
+                if self._paused or self._pace_request is not None:
+                    return False
+                if self._pace is None or self._anchor is None:
+                    break
+                began, at = self._anchor
+                left = began + (position - at) / self._pace - time.monotonic()
+                if left <= 0:
+                    break
+                self._condition.wait(min(left, POLL_SECONDS) if self._pollers else left)
+                polling = bool(self._pollers)
+            if polling:
+                self._poll()
+        if self._anchor is None or epoch_start:
+            self._anchor = (time.monotonic(), position)
+        return True
 
     def _must_park(self) -> bool:
         """Paused with no single step granted and no stop requested (hold the lock)."""

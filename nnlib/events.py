@@ -456,6 +456,25 @@ class Stop(Event):
         return f"stop requested ({self.reason})" + _by(self.source)
 
 
+def pace_text(pace: float | None) -> str:
+    """A pace for a person: "5 ep/s", or "full speed" for none."""
+    return "full speed" if pace is None else f"{pace:g} ep/s"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pace(Event):
+    """The run's pace changed: at most `new` epochs a second (null: full speed), kept by
+    waiting at batch boundaries; what is trained is the same at any pace."""
+
+    TYPE = "pace"
+    old: float | None = field_of(_number_or_null)
+    new: float | None = field_of(_number_or_null)
+    source: str | None = field_of(_str, optional=True)
+
+    def describe(self) -> str:
+        return f"pace: {pace_text(self.old)} -> {pace_text(self.new)}" + _by(self.source)
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunResume(Event):
     """A run continued from a checkpoint (`nnlib train --resume`, or a fork's first event

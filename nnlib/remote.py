@@ -9,9 +9,9 @@ works the same on a local disk and on a shared filesystem.
 
 The writer's side is `CommandDoor`, a callback placed beside the RunLogger: the training
 thread polls it at every batch boundary (one `os.stat`: an unchanged size means nothing to
-do) and, while paused, every `nnlib.control.POLL_SECONDS`. A command goes through
-`RunControl.command`, the door a key press uses, so values are validated exactly as by
-`Trainer.set`, and each applied change is an event whose `source` is "remote".
+do) and, while paused or held back by its pace, every `nnlib.control.POLL_SECONDS`. A command
+goes through `RunControl.command`, the door a key press uses, so values are validated exactly
+as by `Trainer.set`, and each applied change is an event whose `source` is "remote".
 
 The sender's side is `send` (`nnlib control`, and the app's dashboard on a recorded run that
 is still being written): it appends a command and waits, bounded, for its reply.

@@ -2,8 +2,8 @@
 
 The loop's two companions live apart: `nnlib.callbacks.callback_list.CallbackList` holds the
 callbacks (a History first, a DivergenceGuard by default) and calls them, and
-`nnlib.control.RunControl` takes pause, resume, step, stop and set from any thread and acts on
-them at batch boundaries (its docstring tells when a request takes effect). The Trainer
+`nnlib.control.RunControl` takes pause, resume, step, stop, set and a pace from any thread and
+acts on them at batch boundaries (its docstring tells when a request takes effect). The Trainer
 offers the control's calls as its own, so `trainer.pause()` and `trainer.control.pause()` are
 the same door.
 """
@@ -252,7 +252,7 @@ class Trainer:
         classification = self.loss.task == "classification"
         starts = range(at.offset, len(order), self.batch_size)
         for batch, start in enumerate(starts, start=at.batch):
-            stop = self.control.at_boundary()
+            stop = self.control.at_boundary(self.epoch, batch, self.steps_per_epoch)
             if stop is not None:
                 self.stop_training = True
                 self.stop_reason = self.stop_reason or stop.value

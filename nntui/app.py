@@ -57,14 +57,18 @@ class NNTui(InOrderKeys[None]):
         datasets: list[DatasetInfo] | None = None,
         recorded: RecordedRun | None = None,
         runs: Path | None = None,
+        start_paused: bool = False,
     ) -> None:
         """`datasets` replaces nnlib's listing (to add a user's file; tests pin it, since
         what is on disk varies). `recorded` opens that run on the dashboard (the setup
         screen below it holds its experiment, to run again). `runs` opens the runs screen
-        on that folder (ctrl+r opens it on the default runs folder otherwise)."""
+        on that folder (ctrl+r opens it on the default runs folder otherwise).
+        `start_paused`: runs park before their first batch (the setup screen's switch
+        starts ticked)."""
         super().__init__()
         self.config = config
         self.start = start
+        self.start_paused = start_paused
         self.datasets = datasets
         self.recorded = recorded
         self.runs = runs
@@ -77,13 +81,13 @@ class NNTui(InOrderKeys[None]):
         from nnlib.datasets import available
 
         datasets = self.datasets if self.datasets is not None else available(self.config.data_dir)
-        self.push_screen(SetupScreen(self.config, datasets))
+        self.push_screen(SetupScreen(self.config, datasets, self.start_paused))
         if self.runs is not None:
             self.push_screen(RunsScreen(self.runs))
         if self.recorded is not None:
             self.push_screen(DashboardScreen(self.config, recorded=self.recorded))
         elif self.start:
-            self.push_screen(DashboardScreen(self.config))
+            self.push_screen(DashboardScreen(self.config, start_paused=self.start_paused))
         self._check_size(*self.size)
         self._loop = asyncio.get_running_loop()
         self._loop.add_signal_handler(signal.SIGTERM, self.shut_down)
@@ -133,7 +137,7 @@ class NNTui(InOrderKeys[None]):
             self.push_screen(RunsScreen(self.runs))
 
     def on_start_run(self, message: StartRun) -> None:
-        self.push_screen(DashboardScreen(message.config))
+        self.push_screen(DashboardScreen(message.config, start_paused=message.start_paused))
 
     # -- size ---------------------------------------------------------------------------------
     def on_resize(self, event: Resize) -> None:

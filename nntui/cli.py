@@ -1,7 +1,7 @@
 """`nntui` command line: the same experiment flags as `nnlib train` (and --config), plus
---start, and --open to show a recorded run. Bad flags or values, a run that cannot be read or
-a path the OS refuses print one line on stderr and exit with code 2 before the terminal is
-taken over."""
+--start (or --start-paused), and --open to show a recorded run. Bad flags or values, a run
+that cannot be read or a path the OS refuses print one line on stderr and exit with code 2
+before the terminal is taken over."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ def parser() -> argparse.ArgumentParser:
     add_experiment_arguments(p)
     p.add_argument(
         "--start", action="store_true", help="skip the setup screen and start training at once"
+    )
+    p.add_argument(
+        "--start-paused",
+        action="store_true",
+        help="start training at once, paused before the first batch: n runs one batch, "
+        "space runs on",
     )
     p.add_argument(
         "--open",
@@ -153,6 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import NNTui
 
     listing = available(config.data_dir) + ([extra] if extra else [])
-    app = NNTui(config, start=args.start, datasets=listing, recorded=recorded, runs=runs_dir)
+    app = NNTui(
+        config,
+        start=args.start or args.start_paused,
+        datasets=listing,
+        recorded=recorded,
+        runs=runs_dir,
+        start_paused=args.start_paused,
+    )
     app.run()
     return app.return_code or 0

@@ -13,8 +13,10 @@ class RunUpdate(Message):
 
 
 class StartRun(Message):
-    """The setup screen asks the app to train this experiment."""
+    """The setup screen asks the app to train this experiment (parked before its first batch
+    with `start_paused`)."""
 
-    def __init__(self, config: ExperimentConfig) -> None:
+    def __init__(self, config: ExperimentConfig, start_paused: bool = False) -> None:
         super().__init__()
         self.config = config
+        self.start_paused = start_paused

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from nnlib.events import Event
+from nnlib.events import Event, Pace
 from nnlib.states import RunStatus
 
 from .bridge import (
@@ -103,6 +103,8 @@ class RunState:
         self.counts: dict[str, int] = {}  # events seen of each of those types (warnings)
         self.end: RunEnded | None = None
         self.requested: dict[str, Any] = {}
+        #: Epochs per second the run is held to (None: full speed), as asked here or reported.
+        self.pace: float | None = None
         self.histograms = 0  # Histograms snapshots seen (the layers panel redraws on it)
 
     # -- feeding ----------------------------------------------------------------------------
@@ -127,6 +129,8 @@ class RunState:
         elif isinstance(snapshot, Confusion):
             self.confusion = snapshot
         elif isinstance(snapshot, Event):
+            if isinstance(snapshot, Pace):
+                self.pace = snapshot.new
             self.events[snapshot.type] = snapshot
             self.counts[snapshot.type] = self.counts.get(snapshot.type, 0) + 1
         elif isinstance(snapshot, HparamChange):
@@ -156,6 +160,11 @@ class RunState:
         self.version += 1
         self.requested[name] = value
 
+    def mark_pace(self, pace: float | None) -> None:
+        """Show a requested pace at once (its 'pace' event follows at the next boundary)."""
+        self.version += 1
+        self.pace = pace
+
     def mark_status(self, status: RunStatus) -> None:
         """A control request the trainer has not acted on yet (PAUSING, STOPPING), or RUNNING
         at once on a resume."""
@@ -184,13 +193,17 @@ class RunState:
         return pending
 
     def eta_seconds(self) -> float | None:
-        """Time left, from the measured samples/s (not the wall clock, so it is stable)."""
+        """Time left, from the measured samples/s (not the wall clock, so it is stable), or
+        from the pace when that is slower."""
         p = self.progress
         if p is None or p.samples_per_sec <= 0 or self.end is not None:
             return None
         remaining = (p.steps_per_epoch - p.batch) + (p.epochs - p.epoch - 1) * p.steps_per_epoch
         batch_size = float(self.hyperparameters.get("batch_size", 1))
-        return max(remaining, 0) * batch_size / p.samples_per_sec
+        seconds = max(remaining, 0) * batch_size / p.samples_per_sec
+        if self.pace is not None and p.steps_per_epoch:
+            seconds = max(seconds, max(remaining, 0) / p.steps_per_epoch / self.pace)
+        return seconds
 
     def fraction_done(self) -> float:
         p = self.progress

@@ -28,6 +28,17 @@ Post = Callable[[Snapshot], None]
 FOLLOW_SECONDS = 0.2
 #: Where the app's own requests come from, in the events that record them.
 SOURCE = "app"
+#: The app's pace for a model with 1 or 2 input features, in epochs per second: slow enough
+#: to watch the Boundary view form (spirals' default MLP separates its arms in about 8
+#: epochs), where such a run would otherwise end about 340 epochs a second.
+WATCH_PACE = 2.0
+
+
+def default_pace(input_shape: tuple[int, ...]) -> float | None:
+    """The pace a run trained in the app starts at: WATCH_PACE for the models the Boundary
+    view draws (1 or 2 input features), full speed (None) for the rest, whose epochs take
+    seconds anyway. `nnlib train` is never paced."""
+    return WATCH_PACE if len(input_shape) == 1 and input_shape[0] in (1, 2) else None
 
 
 class Refused(ValueError):
@@ -79,8 +90,9 @@ class RunSource:
         self.cancelled.set()
 
     def steer(self, action: str, *arguments: Any) -> str | None:
-        """Make one request of the run (pause, resume, step, stop, set NAME VALUE); the
-        answer line, or None when this run cannot be steered (yet). Refused: a refusal."""
+        """Make one request of the run (pause, resume, step, stop, set NAME VALUE, pace
+        EPOCHS_PER_SECOND or None); the answer line, or None when this run cannot be steered
+        (yet). Refused: a refusal."""
         return None
 
     def paused(self) -> bool | None:
@@ -111,9 +123,11 @@ class LiveRun(RunSource):
 
     worker = "training"
 
-    def __init__(self, config: ExperimentConfig) -> None:
+    def __init__(self, config: ExperimentConfig, start_paused: bool = False) -> None:
+        """`start_paused`: the run parks before its first batch (step 0)."""
         super().__init__()
         self.config = config
+        self.start_paused = start_paused
         self._experiment: Experiment | None = None
         self._started = threading.Event()  # fit has begun: requests may be made
 
@@ -140,6 +154,10 @@ class LiveRun(RunSource):
                     callbacks=[bridge, StopIfCancelled(self.cancelled)],
                 )
                 self._experiment = experiment
+                control = experiment.trainer.control  # both in force from the first batch
+                control.set_pace(default_pace(experiment.model.input_shape), source=SOURCE)
+                if self.start_paused:
+                    control.pause(source=SOURCE)
                 for note in experiment.data.dataset.notes:  # e.g. a partial MNIST folder
                     post(Notice("note", 0, note))
                 # If the screen was left meanwhile, StopIfCancelled ends the run at once.
@@ -244,10 +262,12 @@ def source_for(
     config: ExperimentConfig,
     replay: Iterable[Snapshot] | None = None,
     recorded: RecordedRun | None = None,
+    start_paused: bool = False,
 ) -> RunSource:
-    """The source a dashboard shows: `replay`'s snapshots, `recorded`, or `config` trained."""
+    """The source a dashboard shows: `replay`'s snapshots, `recorded`, or `config` trained
+    (parked before its first batch with `start_paused`)."""
     if replay is not None:
         return RunSource(replay)
     if recorded is not None:
         return FollowedRun(recorded)
-    return LiveRun(config)
+    return LiveRun(config, start_paused)

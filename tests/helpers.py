@@ -170,6 +170,8 @@ CHARACTERS = {
     "enter": "\r",
     "escape": "\x1b",
     "question_mark": "?",
+    "less_than_sign": "<",
+    "greater_than_sign": ">",
     "tab": "\t",
 }
 

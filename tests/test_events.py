@@ -48,6 +48,7 @@ SAMPLES = {
     "pause": {},
     "resume": {"source": "app"},
     "stop": {"reason": "stopped", "source": "remote"},
+    "pace": {"old": None, "new": 2.0, "source": "app"},
     "pruned": {"monitor": "val_loss", "value": 0.5, "median": 0.3, "epoch": 3},
     "run_resume": {"from_step": 8, "epoch": 0, "batch": 8, "checkpoint": "runs/r/c/step-8.npz"},
     "checkpoint": {"path": "runs/r/best.npz", "epoch": 0, "reason": "best", "monitor": "val_loss",
@@ -158,6 +159,7 @@ def test_describe_is_one_line_for_every_type_and_the_wording_everywhere():
         text = events.make(kind, 7, data).describe()
         assert text and "\n" not in text, kind
     assert events.make("pause", 1, {}).describe() == "paused"
+    assert events.make("pace", 1, SAMPLES["pace"]).describe() == "pace: full speed -> 2 ep/s [app]"
     assert events.make("epoch", 5, SAMPLES["epoch"]).describe().startswith("epoch 2  loss 0.2500")
     assert events.make("custom", 1, {"a": 1}).describe() == "custom a=1"
     # The progress bar prints the same line for the events it shows.

@@ -123,3 +123,16 @@ def test_a_run_that_stops_after_its_latest_view_ends_with_one(watched):
     assert len(emitted) == count + 1 and emitted[-1]["event"] == "boundary"
     view.on_train_end(trainer, {})  # nothing trained since: no second one
     assert len(emitted) == count + 1
+
+
+@pytest.mark.parametrize("pace, every_end", [(5.0, True), (10.0, True), (30.0, False)])
+def test_a_run_paced_for_watching_gets_a_view_at_every_epoch_end(watched, pace, every_end):
+    # Epochs of 0.2 s, 0.1 s and 1/30 s: at the first two a person follows every epoch.
+    view, trainer, clock, emitted = watched
+    trainer.control.set_pace(pace)
+    del emitted[:]
+    for epoch in range(1, 6):
+        clock.now += 1 / pace
+        trainer.global_step += 1
+        view.on_epoch_end(trainer, epoch, {})
+    assert (len(emitted) == 5) is every_end

@@ -517,3 +517,21 @@ def test_a_command_file_replaced_by_a_link_mid_run_is_not_obeyed(tmp_path):
     door.door.poll()
     assert not door.trainer.paused and door.replies.read_text() == ""
     assert _untouched(tmp_path / "elsewhere", _command("pause"))
+
+
+def test_a_headless_run_goes_at_full_speed_until_nnlib_control_paces_it(headless_run, capsys):
+    run_dir, process = headless_run
+    _wait_for(lambda: len(_events(run_dir, "batch")) > 3, "batches")
+    assert _events(run_dir, "pace") == []  # `nnlib train` is never paced by itself
+    code, _, err = _control(capsys, run_dir, "pace", "0")
+    assert code == 2 and "refused by the run" in err and "pace must be in" in err
+    code, out, _ = _control(capsys, run_dir, "pace", "1000")
+    assert code == 0 and "at most 1000 epochs a second" in out
+    code, out, _ = _control(capsys, run_dir, "pace", "full")
+    assert code == 0 and "full speed" in out
+    _wait_for(lambda: len(_events(run_dir, "pace")) == 2, "the pace events")
+    first, second = _events(run_dir, "pace")
+    assert (first["old"], first["new"], first["source"]) == (None, 1000, "remote")
+    assert (second["old"], second["new"], second["source"]) == (1000, None, "remote")
+    assert _control(capsys, run_dir, "stop")[0] == 0
+    assert process.wait(TIMEOUT) == 0

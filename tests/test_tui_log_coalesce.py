@@ -143,3 +143,20 @@ async def test_the_dashboard_log_of_a_fast_run_keeps_an_lr_change_in_sight():
         assert [text.split(":")[0] for text in epochs] == ["epoch 1", "epoch 300", "epoch 600"]
         assert texts.index("lr 0.05 → 0.1 (applies next batch)") == texts.index(epochs[1]) + 1
         assert len(texts) == 6
+
+
+def test_a_paced_runs_epochs_each_get_their_line_as_they_end():
+    from nnlib import events
+
+    def pace(step: int, new: float | None) -> events.Event:
+        return events.make("pace", step, {"old": None, "new": new, "source": "app"})
+
+    lines = LogLines()
+    # 3 ms of training each, but at 2 epochs a second each lasts 0.5 s: a line each.
+    written = feed(lines, [pace(0, 2.0), *(epoch(i, 0.003) for i in range(4))])
+    assert [text for _, text, _ in written] == [
+        "pace: full speed -> 2 ep/s [app]",
+        *(f"epoch {i}: loss 1.00, val 1.10 / 75.0% (3ms)" for i in range(1, 5)),
+    ]
+    # Back at full speed they fold again.
+    assert not feed(lines, [pace(40, None), *(epoch(i, 0.003) for i in range(4, 8))])[1:]

@@ -1,5 +1,5 @@
 """`nntui --open` on a run a headless `nnlib train` is writing: the dashboard's steering keys
-pause it, step it one batch, change its learning rate, resume and stop it through the run's
+pause it, step it one batch, change its learning rate, resume, pace and stop it through the run's
 command file, and say so; each change is an event recorded with source "remote"."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from nnlib.states import RunStatus
 from nntui.app import NNTui
 from nntui.replay import open_run
 from nntui.screens.dashboard import DashboardScreen
+from nntui.widgets.status import StatusPanel
 
 
 def _events(run_dir, kind: str) -> list[runs.Event]:
@@ -50,6 +51,14 @@ async def test_the_dashboard_steers_a_headless_run_it_opened(tmp_path):
             (hparam,) = _events(run_dir, "hparam")
             assert (hparam.step, hparam["new"], hparam["source"]) == (pause.step + 1, 0.1, "remote")
             assert _events(run_dir, "resume")[0]["source"] == "remote"
+
+            assert "full speed" in str(dashboard.query_one(StatusPanel).render())  # headless
+            await press(pilot, "less_than_sign")  # full speed -> 30 epochs a second
+            await until(pilot, lambda: _events(run_dir, "pace"), "the pace event")
+            (pace,) = _events(run_dir, "pace")
+            assert (pace["old"], pace["new"], pace["source"]) == (None, 30.0, "remote")
+            await until(pilot, lambda: dashboard.state.latest("pace") is not None, "it shown")
+            assert "pace 30 ep/s" in str(dashboard.query_one(StatusPanel).render())
 
             await press(pilot, "s")
             assert process.wait(TIMEOUT) == 0

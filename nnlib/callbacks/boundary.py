@@ -18,9 +18,11 @@ How often: at the first step; between epoch ends every N steps, with N chosen fr
 times so that the view costs at most `budget` (3%) of training time; at an epoch end when
 the views so far plus this one stay within `budget` of the run's wall time — always at the
 first and the last epoch end, and at least every REFRESH_SECONDS (2 s) of wall time — so
-that tiny epochs (spirals: about 10 ms) are not drawn at every end; and once more as the
-run ends if it stopped after the last view. A view's cost is measured with the emitting
-(the run log and the app's bridge), not the forward pass alone.
+that tiny epochs (spirals: about 10 ms) are not drawn at every end; at every epoch end of a
+run paced (`RunControl.set_pace`) to epochs of PACED_EPOCH_SECONDS or more, which a person
+watches epoch by epoch; and once more as the run ends if it stopped after the last view. A
+view's cost is measured with the emitting (the run log and the app's bridge), not the forward
+pass alone.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ THUMBNAIL = 16
 MAX_FAN_IN = 64
 #: Seconds of wall time after which an epoch end always gets a view, whatever it costs.
 REFRESH_SECONDS = 2.0
+#: A run paced to epochs at least this long gets a view at every epoch end (its ~2 ms is then
+#: a small share of the epoch's wall time).
+PACED_EPOCH_SECONDS = 0.1
 #: What 'boundary_points' carries (what `_static` computes once per run).
 POINT_FIELDS = ("train", "val", "truth")
 
@@ -163,7 +168,9 @@ class BoundaryView(Callback):
         if not self.applies:
             return
         edge = epoch == 0 or epoch + 1 >= trainer.epochs or trainer.stop_training
-        if edge or self.epoch_due(time.perf_counter()):
+        pace = trainer.control.pace
+        watched = pace is not None and 1 / pace >= PACED_EPOCH_SECONDS
+        if edge or watched or self.epoch_due(time.perf_counter()):
             self._emit(trainer, epoch=epoch)
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:

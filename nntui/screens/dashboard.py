@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import math
 import threading
 import time
 from collections import deque
@@ -38,7 +39,7 @@ from nnlib.callbacks.features import FeatureMaps
 from nnlib.callbacks.ondemand import OnDemand
 from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
-from nnlib.events import Diagnostic, Event
+from nnlib.events import Diagnostic, Event, Pace, pace_text
 from nnlib.states import RunStatus
 
 from ..bridge import HparamChange, Notice, Progress, Rewound, RunEnded, RunStarted, Snapshot
@@ -81,13 +82,15 @@ WIDE = (110, 32)
 WIDE_CHROME = 8
 #: Tabs whose panels share the wide layout's one "view" cell (upper right), one at a time.
 VIEW_TABS = (3, 5, 6, 7)
+#: The paces < and > step through, slowest first, in epochs per second (None: full speed).
+PACE_STEPS: tuple[float | None, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, None)
 
 
 def awaited(snapshot: Snapshot) -> bool:
     """What a person waits to see: the start, the end, a change they asked for, a notice in
     AT_ONCE_NOTICES. These (and everything while paused) are shown at once; the stream of
     progress, epochs and views waits for the redraw timer."""
-    return isinstance(snapshot, RunStarted | RunEnded | HparamChange | Rewound) or (
+    return isinstance(snapshot, RunStarted | RunEnded | HparamChange | Rewound | Pace) or (
         isinstance(snapshot, Notice) and snapshot.kind in AT_ONCE_NOTICES
     )
 
@@ -186,6 +189,8 @@ class DashboardScreen(Screen[None]):
             "plus,equals_sign", f"change_lr({LR_FACTOR})", f"lr×{LR_FACTOR:g}", key_display="+"
         ),
         Binding("minus", f"change_lr({1 / LR_FACTOR})", f"lr÷{LR_FACTOR:g}", key_display="-"),
+        Binding("less_than_sign", "pace(-1)", "Slower", key_display="<"),
+        Binding("greater_than_sign", "pace(1)", "Faster", key_display=">"),
         Binding("s", "stop", "Stop"),
         Binding("e", "edit", "Edit hparams"),
         Binding("m", "smoothing", "Smoothing"),
@@ -211,14 +216,16 @@ class DashboardScreen(Screen[None]):
         config: ExperimentConfig,
         replay: Iterable[Snapshot] | None = None,
         recorded: RecordedRun | None = None,
+        start_paused: bool = False,
     ) -> None:
-        """Train `config`; or, with `replay`, show a fixed sequence of snapshots instead
-        (reproducible pictures for tests and docs); or, with `recorded`, show a run read
-        from its directory, following its log until its end event."""
+        """Train `config` (parked before its first batch with `start_paused`); or, with
+        `replay`, show a fixed sequence of snapshots instead (reproducible pictures for tests
+        and docs); or, with `recorded`, show a run read from its directory, following its
+        log until its end event."""
         super().__init__()
         self.config = config
         self.recorded = recorded  # the run directory shown, if it is one
-        self.source: RunSource = source_for(config, replay, recorded)
+        self.source: RunSource = source_for(config, replay, recorded, start_paused)
         self.state = RunState(
             recorded.dataset if recorded else Path(config.dataset).stem,
             config.arch or "",
@@ -588,6 +595,23 @@ class DashboardScreen(Screen[None]):
             return
         value = current * factor
         self._steer("set", "lr", value, then=lambda: self.state.request("lr", value))
+
+    def action_pace(self, direction: int) -> None:
+        """< and >: the next slower or faster of PACE_STEPS (full speed is the fastest)."""
+        current = math.inf if self.state.pace is None else self.state.pace
+        speeds = [math.inf if pace is None else pace for pace in PACE_STEPS]
+        if direction < 0:
+            slower = [i for i, speed in enumerate(speeds) if speed < current]
+            index = slower[-1] if slower else None
+        else:
+            faster = [i for i, speed in enumerate(speeds) if speed > current]
+            index = faster[0] if faster else None
+        if index is None:
+            edge = "slowest" if direction < 0 else "fastest"
+            self.notify(f"already at the {edge} pace ({pace_text(self.state.pace)})", timeout=2)
+            return
+        pace = PACE_STEPS[index]
+        self._steer("pace", pace, then=lambda: self.state.mark_pace(pace))
 
     def action_stop(self) -> None:
         self._steer("stop", then=lambda: self.state.mark_status(RunStatus.STOPPING))

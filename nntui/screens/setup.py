@@ -1,6 +1,7 @@
 """The setup screen: dataset, architecture (with presets and a live summary) and
 hyperparameters, saved to or loaded from the same TOML file `nnlib train --config` reads.
-One key starts training: `t`, or Enter on the dataset list."""
+One key starts training: `t`, or Enter on the dataset list; "start paused" parks the run
+before its first batch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Static
 
 from nnlib.config import ConfigError, ExperimentConfig
 from nnlib.datasets import DatasetInfo
@@ -59,10 +60,14 @@ class SetupScreen(Screen[None]):
         Binding("ctrl+r", "app.runs", "Runs"),
     ]
 
-    def __init__(self, config: ExperimentConfig, datasets: list[DatasetInfo]) -> None:
+    def __init__(
+        self, config: ExperimentConfig, datasets: list[DatasetInfo], start_paused: bool = False
+    ) -> None:
+        """`start_paused`: the "start paused" switch starts ticked (`nntui --start-paused`)."""
         super().__init__()
         self.config = config
         self.datasets = datasets
+        self.start_paused = start_paused
         names = [d.name for d in datasets]
         self.info = (
             datasets[names.index(config.dataset)] if config.dataset in names else datasets[0]
@@ -88,6 +93,7 @@ class SetupScreen(Screen[None]):
             yield Button("Train ▶", id="train", variant="success", compact=True)
             yield Button("Save…", id="save", compact=True)
             yield Button("Load…", id="load", compact=True)
+            yield Checkbox("start paused", self.start_paused, id="start-paused", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -161,7 +167,7 @@ class SetupScreen(Screen[None]):
         if config is None:
             return
         self.config = config
-        self.post_message(StartRun(config))
+        self.post_message(StartRun(config, self.query_one("#start-paused", Checkbox).value))
 
     def show_config(self, config: ExperimentConfig) -> None:
         """Fill the form from a loaded config: its dataset, its architecture (with its error

@@ -7,7 +7,9 @@ covers and with the checkpoints written meanwhile (a new best comes every few ep
 "epoch 180: loss 0.4102 (epochs 95-180 in 0.3s, from loss 1.0986); 12 checkpoints, the last
 checkpoint (best): best.npz". Every other line is written at once, after the epochs held so
 far, so nothing is reordered. The fold reads the training time each epoch reports, not the
-wall clock, so a recorded run (`nntui --open`) shows the very lines its live run showed.
+wall clock, so a recorded run (`nntui --open`) shows the very lines its live run showed; in a
+run held to a pace (a 'pace' event), an epoch counts as at least the 1/pace seconds it lasts,
+so a run slowed down to be watched gets its epochs' lines as they come.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.widgets import RichLog
 
-from nnlib.events import Diagnostic
+from nnlib.events import Diagnostic, Pace
 
 from ..bridge import EpochEnd, HparamChange, Notice, Rewound, RunEnded, RunStarted, Snapshot
 from ..plot import format_number, format_value
@@ -57,6 +59,8 @@ def describe(snapshot: Snapshot) -> tuple[str, str] | None:
             "checkpoint": "good",
         }.get(snapshot.kind, "info")
         return snapshot.message, severity
+    if isinstance(snapshot, Pace):
+        return snapshot.describe(), "info"
     if isinstance(snapshot, Diagnostic):
         fix = snapshot.fix_text()
         return snapshot.describe() + (f" (A: {fix})" if fix else ""), "warning"
@@ -116,12 +120,17 @@ class LogLines:
         self.checkpoints: list[str] = []  # the lines of the checkpoints held with them
         self._clock = 0.0  # training seconds, summed over the epochs seen
         self._written_at = -math.inf  # the clock at the latest epoch line
+        self._pace: float | None = None  # epochs per second the run is held to
 
     def snapshot(self, snapshot: Snapshot) -> list[Entry]:
         """The lines to write for `snapshot` now (none while it is held)."""
+        if isinstance(snapshot, Pace):
+            self._pace = snapshot.new
         if isinstance(snapshot, EpochEnd):
             self.held.append(snapshot)
             spent = _seconds(snapshot)
+            if spent and self._pace is not None:
+                spent = max(spent, 1 / self._pace)
             self._clock += spent
             # An epoch whose time is unknown is never held: nothing would ever release it.
             return [] if spent and self._clock - self._written_at < self.seconds else self.flush()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from nnlib.events import TestResult
+from nnlib.events import TestResult, pace_text
 from nnlib.states import RunStatus
 
 from ..plot import format_number, format_value
@@ -117,6 +117,11 @@ class StatusPanel(StatePanel):
                 compact.append(f"→{format_value(pending[name])}", style="bold yellow")
             line.append("   ")
             compact.append("  ")
+        pace = self.state.pace
+        if self.state.started is not None and self.state.end is None:  # < and > change it
+            for text in (line, compact):
+                text.append("pace " if pace else "", style="dim")
+                text.append(pace_text(pace), style="bold" if pace else "dim")
         if waiting:
             compact.append("(→ pending)", "yellow")
         return fit(width, line, compact)
