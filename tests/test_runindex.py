@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import CLI_TIMEOUT, config_for, deny_reading, write_run, writer_env
 
-from nnlib import runindex, runs
+from nnlib import runindex, runs, runtable
 from nnlib.cli import main
 
 
@@ -49,21 +49,28 @@ def test_the_runs_table_tells_every_state(workspace):
     assert real.started is not None and real.duration is not None and not real.problem
     assert table["forked"].parent == "real@40" and table["real"].parent == ""
     assert table["killed"].reason == "" and table["errored"].reason == "error"
-    cells = dict(zip(runindex.COLUMNS, table["forked"].cells(), strict=True))
+    cells = {c.name: c.text(runtable.RunRow(table["forked"])) for c in runtable.FIXED}
     assert cells["epochs"] == "3/3" and cells["parent"] == "real@40"
-    assert cells["best val"] == "95.0% acc"
+    assert cells["best val"] == "95.0%"
 
 
 def test_sorting_is_by_value_with_blanks_last_and_filtering_is_by_text(workspace):
     root, _ = workspace
-    summaries = runindex.RunIndex(root).refresh()
-    by_epochs = sorted(summaries, key=lambda s: s.sort_value("epochs"))
-    assert [s.epochs_done for s in by_epochs] == sorted(s.epochs_done for s in summaries)
-    by_best = sorted(summaries, key=lambda s: s.sort_value("best val"))
-    assert by_best[-1].best_value is None and by_best[0].best_value is not None
-    by_parent = sorted(summaries, key=lambda s: s.sort_value("parent"))
-    assert by_parent[0].name == "forked"
-    assert runindex.RunSummary(Path("a")).sort_value("duration") == (1, 0)
+    rows = [runtable.RunRow(s) for s in runindex.RunIndex(root).refresh()]
+
+    def by(name: str, descending: bool = False) -> list[runindex.RunSummary]:
+        column = runtable.column_named(name, runtable.FIXED)
+        return [r.summary for r in runtable.sort_rows(rows, column, descending)]
+
+    assert [s.epochs_done for s in by("epochs")] == sorted(r.summary.epochs_done for r in rows)
+    for descending in (False, True):  # blanks last either way
+        assert by("best val", descending)[-1].best_value is None
+        assert by("best val", descending)[0].best_value is not None
+    best = [s.best_value for s in by("best val", True) if s.best_value is not None]
+    assert best == sorted(best, reverse=True)
+    assert by("parent")[0].name == "forked"
+    duration = runtable.column_named("duration", runtable.FIXED)
+    assert duration.sort_key(runtable.RunRow(runindex.RunSummary(Path("a")))) == (1, 0)
 
 
 def test_the_index_follows_a_run_being_written_and_rereads_only_what_changed(tmp_path, monkeypatch):
@@ -164,20 +171,13 @@ def test_runs_list_prints_the_table(workspace, capsys):
     root, _ = workspace
     assert main(["runs", "list", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == [
-        "name",
-        "dataset",
-        "arch",
-        "state",
-        "epochs",
-        "best",
-        "val",
-        "test",
-        "started",
-        "duration",
-        "parent",
+    # the table's columns, then the hyperparameters that differ (the fork's lr)
+    assert lines[0].split()[:12] == [
+        *("name", "state", "epochs", "best", "val", "test", "dataset", "arch", "tags"),
+        *("parent", "started", "duration"),
     ]
-    states = {line.split()[0]: line.split()[3] for line in lines[1:]}
+    assert "lr" in lines[0].split()[12:] and "optimizer" not in lines[0]
+    states = {line.split()[0]: line.split()[1] for line in lines[1:]}
     assert states["killed"] == "crashed" and states["running"] == "running"
     assert len(lines) == 1 + 8
 
@@ -190,23 +190,30 @@ def test_runs_list_fits_the_terminal_and_piped_keeps_every_column(workspace, cap
     assert main(["runs", "list", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 + 8 and all(len(line) <= 80 for line in lines)
-    assert lines[0].startswith("name ") and lines[0].split()[-3:] == ["best", "val", "test"]
+    assert lines[0].split()[:6] == ["name", "state", "epochs", "best", "val", "test"]
     states = {line.split()[0]: line for line in lines[1:]}
     assert "crashed" in states["killed"] and "running" in states["running"]
 
 
 def test_a_narrow_table_cuts_the_architecture_before_leaving_columns_out():
     long = "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu dense(10)"
-    row = ("b", "glyphs", long, "finished", "1/1", "16.7% acc", "14.6% acc", "2026-12-06", "0s", "")
-    whole = runindex.format_table([row])
-    assert long in whole and whole.splitlines()[0].split()[-1] == "parent"
+    summary = runindex.RunSummary(
+        Path("b"), "glyphs", long, "finished", epochs_done=1, epochs_total=1,
+        best_metric="val_accuracy", best_value=0.167, test_metric="test_accuracy",
+        test_value=0.146, started=1e9, duration=0.0,
+    )  # fmt: skip
+    rows = [runtable.RunRow(summary)]
+    whole = runtable.format_table(rows)
+    assert long in whole and whole.splitlines()[0].split()[-1] == "duration"
     for width in (150, 120, 100, 80, 60):
-        lines = runindex.format_table([row], width=width).splitlines()
+        lines = runtable.format_table(rows, width=width).splitlines()
         assert all(len(line) <= width for line in lines)
-        assert lines[1].startswith("b ") and "finished" in lines[1] and "16.7% acc" in lines[1]
-    assert "conv(6,5,pad=2) relu max" in runindex.format_table([row], width=120)
-    header = runindex.format_table([row], width=60).splitlines()[0].split()
-    assert "started" not in header and "arch" not in header and "dataset" in header
+        assert lines[1].startswith("b ") and "finished" in lines[1] and "16.7%" in lines[1]
+    wide = runtable.format_table(rows, width=120).splitlines()
+    assert len(wide[0]) == 120 and "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu…" in wide[1]
+    assert "conv(6,5,…" in runtable.format_table(rows, width=60)
+    header = runtable.format_table(rows, width=60).splitlines()[0].split()
+    assert "started" not in header and "dataset" in header
 
 
 def test_a_run_directory_called_list_is_still_printed_by_runs(tmp_path, capsys, monkeypatch):
