@@ -133,6 +133,8 @@ class RunsScreen(Screen[None]):
         self._columns: list[Column] = []
         self._shown: list[tuple[str, tuple[Text, ...]]] = []
         self._table_shape: tuple = ()
+        #: The run the cursor goes to at the next rebuild (a renamed run's new path).
+        self._select_next: Path | None = None
         self._skipped: set[Path] = set()  # the unreadable folders already notified
 
     def compose(self) -> ComposeResult:
@@ -239,7 +241,9 @@ class RunsScreen(Screen[None]):
     def _rebuild(self, table: RunsTable, shape: tuple, shown: list, layout: Layout) -> None:
         """New rows or columns: the table made again, keeping the run under the cursor and
         the scroll position."""
-        current, scroll_y = self.current(), table.scroll_y
+        current, scroll_y, at = self.current(), table.scroll_y, table.cursor_row
+        wanted = str(self._select_next or (current.path if current else ""))
+        self._select_next = None
         if shape != self._table_shape:
             table.clear(columns=True)
             table.add_column(" ", key=MARK, width=MARK_WIDTH)
@@ -251,8 +255,9 @@ class RunsScreen(Screen[None]):
         for key, row in shown:
             table.add_row(*row, key=key)
         keys = [k for k, _ in shown]
-        if current is not None and str(current.path) in keys:
-            table.move_cursor(row=keys.index(str(current.path)), scroll=False)
+        if keys:  # the same run, else the same row (the run went: trashed, filtered out)
+            row = keys.index(wanted) if wanted in keys else min(at, len(keys) - 1)
+            table.move_cursor(row=row, scroll=False)
         table.call_after_refresh(table.scroll_to, y=scroll_y, animate=False)
 
     def _row(self, row: RunRow, texts: list[str], layout: Layout) -> tuple[Text, ...]:
@@ -413,6 +418,7 @@ class RunsScreen(Screen[None]):
                 forks = children(path)
                 target = rename(path, name)
                 self.marked = [target if p == path else p for p in self.marked]
+                self._select_next = target
                 warning = children_warning(path, forks)
                 return f"renamed {path.name} to {target.name}" + (f"; {warning}" if warning else "")
 
