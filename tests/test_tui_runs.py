@@ -245,7 +245,7 @@ def test_the_compare_overlay_marks_where_a_fork_branched(tmp_path):
 LONG_ARCH = "dense(64) relu dropout(0.1) dense(64) relu batchnorm dense(32) tanh dense(3)"
 
 
-def tested(run_dir: Path, accuracy: float) -> Path:
+def with_test_score(run_dir: Path, accuracy: float) -> Path:
     """The run's log with a test score before its end, as TestEvaluator writes it."""
     log = run_dir / runs.EVENTS_FILE
     *lines, end = log.read_text().splitlines(keepends=True)
@@ -257,7 +257,7 @@ def tested(run_dir: Path, accuracy: float) -> Path:
 def many_runs(root: Path, count: int = 12) -> list[Path]:
     """A dozen runs as a sweep leaves them: long architectures, differing lr and batch size."""
     return [
-        tested(
+        with_test_score(
             write_run(
                 root,
                 f"sweep-spirals-{i:02d}",
