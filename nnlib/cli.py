@@ -437,13 +437,13 @@ def _add_trace_command(commands: Any) -> None:
     _add_label_column(trace)
 
 
-#: `nnlib runs list` and `nnlib runs export` are commands of their own (see _command_words).
-RUNS_COMMANDS = ("list", "export")
+#: `nnlib runs list`, `nnlib runs export`, ... are commands of their own (see _command_words).
+RUNS_COMMANDS = ("list", "export", "tag", "note", "delete", "rename")
 
 
 def _command_words(argv: Sequence[str]) -> list[str]:
-    """`runs list ...` and `runs export ...` as the one-word commands "runs list" and "runs
-    export", beside `runs RUN` (a run directory called list or export: `runs ./list`)."""
+    """`runs list ...`, `runs export ...` (RUNS_COMMANDS) as one-word commands such as "runs
+    list", beside `runs RUN` (a run directory called list or export: `runs ./list`)."""
     argv = list(argv)
     if len(argv) >= 2 and argv[0] == "runs" and argv[1] in RUNS_COMMANDS:
         return [f"runs {argv[1]}", *argv[2:]]
@@ -458,6 +458,36 @@ def _add_workspace_commands(commands: Any) -> None:
     listing.add_argument(
         "dir", nargs="?", help="the runs folder (default: $NNLIB_RUNS_DIR, else ./runs)"
     )
+    listing.add_argument(
+        "--filter",
+        metavar="TERMS",
+        default="",
+        help="only the runs that meet every term: lr<0.1, dataset=glyphs, tag:baseline, "
+        "state:crashed, or text in the row",
+    )
+    shape = listing.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--wide", action="store_true", help="every column whole, however wide the terminal"
+    )
+    shape.add_argument(
+        "--json", action="store_true", help="one JSON array of records (raw values), for scripts"
+    )
+    shape.add_argument("--csv", action="store_true", help="the same records as CSV, for scripts")
+    tagging = commands.add_parser("runs tag", help="add tags to a run (or remove them)")
+    tagging.add_argument("run", help="a run directory")
+    tagging.add_argument("tags", nargs="+", metavar="NAME", help="letters, digits, _ . + -")
+    tagging.add_argument("--remove", action="store_true", help="remove these tags instead")
+    note = commands.add_parser("runs note", help="set a run's note (one line; '' removes it)")
+    note.add_argument("run", help="a run directory")
+    note.add_argument("text", help="the note")
+    delete = commands.add_parser(
+        "runs delete", help="move a run to the trash folder (<runs folder>/.trash)"
+    )
+    delete.add_argument("run", help="a run directory")
+    delete.add_argument("--yes", action="store_true", help="do not ask first")
+    rename = commands.add_parser("runs rename", help="rename a run's folder")
+    rename.add_argument("run", help="a run directory")
+    rename.add_argument("name", help="its new folder name, in the same runs folder")
     export = commands.add_parser(
         "runs export", help="write a run's metrics as CSV, or all its events as JSON"
     )
@@ -565,6 +595,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "runs": _runs,
                 "runs list": _runs_list,
                 "runs export": _runs_export,
+                "runs tag": _runs_tag,
+                "runs note": _runs_note,
+                "runs delete": _runs_delete,
+                "runs rename": _runs_rename,
                 "plot": _plot,
                 "control": _control,
                 "sweep": lambda args: _sweep(args, signals),
@@ -926,24 +960,116 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _runs_list(args: argparse.Namespace) -> int:
-    from .runindex import RunIndex, format_table
+    from .runfilter import FilterError
+    from .runindex import RunIndex
+    from .runmeta import MetaCache
+    from .runtable import format_table, record, rows_of, select
 
     index = RunIndex(args.dir)
     try:
         index.check()
     except ValueError as error:
         raise UsageError(str(error)) from None
-    summaries = sorted(index.refresh(), key=lambda s: s.sort_value("started"))
-    # On a terminal the table fits its width; piped, every column is whole.
-    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-    print(format_table([s.cells() for s in summaries], width=width))
-    for summary in summaries:
-        if summary.problem:
-            print(f"warning: {summary.name}: {summary.problem}", file=sys.stderr)
-        if summary.error:
-            print(f"{summary.name}: ended with an error: {summary.error}", file=sys.stderr)
+    summaries = sorted(index.refresh(), key=lambda s: (s.started is None, s.started or 0))
+    rows = rows_of(summaries, MetaCache())
+    try:
+        rows = select(rows, args.filter)
+    except FilterError as error:
+        raise UsageError(f"--filter: {error}") from None
+    if args.json:
+        print(json.dumps([record(r) for r in rows], indent=1, allow_nan=False))
+    elif args.csv:
+        _write_csv([record(r) for r in rows])
+    else:  # on a terminal the table fits its width; piped or --wide, every column is whole
+        fits = sys.stdout.isatty() and not args.wide
+        print(format_table(rows, width=shutil.get_terminal_size().columns if fits else None))
+    for row in rows:
+        if row.summary.problem or row.meta_problem:
+            problem = row.summary.problem or row.meta_problem
+            print(f"warning: {row.name}: {problem}", file=sys.stderr)
+        if row.summary.error:
+            print(f"{row.name}: ended with an error: {row.summary.error}", file=sys.stderr)
     for line in index.skipped.values():
         print(f"warning: {line}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _write_csv(records: list[dict[str, Any]]) -> None:
+    """Records as CSV on stdout: lists joined by spaces, None as an empty cell."""
+    import csv
+
+    from .runtable import RECORD_FIELDS
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(RECORD_FIELDS)
+    for item in records:
+        cells = [item[k] for k in RECORD_FIELDS]
+        writer.writerow(
+            [" ".join(c) if isinstance(c, list) else "" if c is None else c for c in cells]
+        )
+
+
+def _runs_tag(args: argparse.Namespace) -> int:
+    from .runmeta import tag
+
+    try:
+        meta = tag(args.run, remove=args.tags) if args.remove else tag(args.run, add=args.tags)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"{args.run}: tags {' '.join(meta.tags) or '(none)'}")
+    return EXIT_OK
+
+
+def _runs_note(args: argparse.Namespace) -> int:
+    from .runmeta import set_note
+
+    try:
+        meta = set_note(args.run, args.text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"{args.run}: note {meta.note!r}" if meta.note else f"{args.run}: note removed")
+    return EXIT_OK
+
+
+def _runs_delete(args: argparse.Namespace) -> int:
+    """Never silent: without --yes it asks on a terminal, and refuses without one."""
+    from .runmeta import TRASH, children, children_warning, movable, trash
+
+    run = Path(args.run)
+    try:
+        movable(run)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"nnlib runs delete: give --yes to move {run} to the trash")
+        answer = input(f"move {run} to {run.parent / TRASH}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("left as it is", file=sys.stderr)
+            return EXIT_FAILED
+    try:
+        forks = children(run)
+        target = trash(run)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"moved {run} to {target}")
+    if forks:
+        print(f"warning: {children_warning(run, forks)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _runs_rename(args: argparse.Namespace) -> int:
+    from .runmeta import children, children_warning, movable, rename
+
+    run = Path(args.run)
+    try:
+        forks = children(movable(run))
+        target = rename(run, args.name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"renamed {run} to {target}")
+    if forks:
+        print(f"warning: {children_warning(run, forks)}", file=sys.stderr)
     return EXIT_OK
 
 

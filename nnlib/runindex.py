@@ -24,7 +24,6 @@ import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +33,6 @@ from . import runs
 
 #: The EMA weight the app's curves start with, and the default of export and plot.
 DEFAULT_SMOOTHING = 0.6
-#: The runs table's columns, in order.
-COLUMNS = (
-    "name",
-    "dataset",
-    "arch",
-    "state",
-    "epochs",
-    "best val",
-    "test",
-    "started",
-    "duration",
-    "parent",
-)
 #: How an end event's reason shows as the run's state.
 END_STATES = {
     "finished": "finished",
@@ -113,60 +99,6 @@ class RunSummary:
     @property
     def name(self) -> str:
         return self.path.name
-
-    def cells(self) -> tuple[str, ...]:
-        """The row's text, one string per COLUMNS entry."""
-        return (
-            self.name,
-            self.dataset,
-            self.arch,
-            self.state,
-            f"{self.epochs_done}/{self.epochs_total}"
-            if self.epochs_total
-            else str(self.epochs_done),
-            _metric_text(self.best_metric, self.best_value),
-            _metric_text(self.test_metric, self.test_value),
-            datetime.fromtimestamp(self.started).strftime("%Y-%m-%d %H:%M")
-            if self.started is not None
-            else "",
-            format_duration(self.duration),
-            self.parent,
-        )
-
-    def sort_value(self, column: str) -> tuple[int, Any]:
-        """A key that sorts `column` by its value (numbers as numbers), blanks last."""
-        numeric: dict[str, Any] = {
-            "epochs": self.epochs_done,
-            "best val": self.best_value,
-            "test": self.test_value,
-            "started": self.started,
-            "duration": self.duration,
-            "state": STATES.index(self.state) if self.state in STATES else len(STATES),
-        }
-        if column in numeric:
-            value = numeric[column]
-        else:
-            value = self.cells()[COLUMNS.index(column)].lower() or None
-        return (1, 0) if value is None else (0, value)
-
-
-def _metric_text(name: str, value: float | None) -> str:
-    if value is None:
-        return ""
-    short = name.removeprefix("val_").removeprefix("test_")
-    return f"{value:.1%} acc" if short == "accuracy" else f"{value:.4g} {short}"
-
-
-def format_duration(seconds: float | None) -> str:
-    """1h02m, 3m05s, 12s: a run's length in the table."""
-    if seconds is None:
-        return ""
-    seconds = max(int(seconds), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def parent_of(config: Mapping[str, Any]) -> str:
@@ -398,51 +330,6 @@ def summarize(path: str | os.PathLike) -> RunSummary:
     scan = _RunScan(Path(path))
     scan.update()
     return scan.summary()
-
-
-#: Columns `format_table` leaves out, in this order, to fit a width; a run's name, state,
-#: epochs and scores stay.
-DROPPED_FIRST = ("parent", "duration", "started", "arch", "dataset")
-#: The architecture column is cut to fit (with an ellipsis) rather than dropped while it
-#: keeps at least this many characters.
-MIN_ARCH = 16
-
-
-def format_table(
-    rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS, width: int | None = None
-) -> str:
-    """Plain aligned columns (`nnlib runs list`); the last column is not padded. Within
-    `width` characters when given: the architecture is cut, then columns are left out
-    (DROPPED_FIRST), and a line still too long is cut last."""
-    table = [tuple(header), *(tuple(r) for r in rows)]
-    columns = list(range(len(header)))
-    widths = [max(len(row[i]) for row in table) for i in columns]
-
-    def total() -> int:
-        return sum(widths[i] for i in columns) + 2 * (len(columns) - 1)
-
-    if width is not None:
-        names = list(header)
-        arch = names.index("arch") if "arch" in names else None
-        natural = widths[arch] if arch is not None else 0
-        for name in (None, *DROPPED_FIRST):
-            if name in names:
-                columns.remove(names.index(name))
-            if arch in columns:  # the architecture takes what the others leave
-                widths[arch] = min(natural, MIN_ARCH)
-                widths[arch] += max(min(natural - widths[arch], width - total()), 0)
-            if total() <= width:
-                break
-    lines = [
-        "  ".join(_cut(row[i], widths[i]).ljust(widths[i]) for i in columns).rstrip()
-        for row in table
-    ]
-    return "\n".join(line if width is None else _cut(line, width) for line in lines)
-
-
-def _cut(text: str, width: int) -> str:
-    """`text` in at most `width` characters, an ellipsis marking a cut."""
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # -- a run's curves -------------------------------------------------------------------------------

@@ -16,9 +16,14 @@ from pathlib import Path
 
 import pytest
 from helpers import CLI_TIMEOUT, config_for, deny_reading, write_run, writer_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from nnlib import runindex, runs
+from nnlib import runfilter, runindex, runs, runtable
 from nnlib.cli import main
+from nnlib.runfilter import FilterError
+from nnlib.runmeta import META_FILE, RunMeta, RunMetaError, read_meta, rename, tag, trash
+from nnlib.runtable import select
 
 
 def by_name(summaries: list[runindex.RunSummary]) -> dict[str, runindex.RunSummary]:
@@ -49,21 +54,28 @@ def test_the_runs_table_tells_every_state(workspace):
     assert real.started is not None and real.duration is not None and not real.problem
     assert table["forked"].parent == "real@40" and table["real"].parent == ""
     assert table["killed"].reason == "" and table["errored"].reason == "error"
-    cells = dict(zip(runindex.COLUMNS, table["forked"].cells(), strict=True))
+    cells = {c.name: c.text(runtable.RunRow(table["forked"])) for c in runtable.FIXED}
     assert cells["epochs"] == "3/3" and cells["parent"] == "real@40"
-    assert cells["best val"] == "95.0% acc"
+    assert cells["best val"] == "95.0%"
 
 
 def test_sorting_is_by_value_with_blanks_last_and_filtering_is_by_text(workspace):
     root, _ = workspace
-    summaries = runindex.RunIndex(root).refresh()
-    by_epochs = sorted(summaries, key=lambda s: s.sort_value("epochs"))
-    assert [s.epochs_done for s in by_epochs] == sorted(s.epochs_done for s in summaries)
-    by_best = sorted(summaries, key=lambda s: s.sort_value("best val"))
-    assert by_best[-1].best_value is None and by_best[0].best_value is not None
-    by_parent = sorted(summaries, key=lambda s: s.sort_value("parent"))
-    assert by_parent[0].name == "forked"
-    assert runindex.RunSummary(Path("a")).sort_value("duration") == (1, 0)
+    rows = [runtable.RunRow(s) for s in runindex.RunIndex(root).refresh()]
+
+    def by(name: str, descending: bool = False) -> list[runindex.RunSummary]:
+        column = runtable.column_named(name, runtable.FIXED)
+        return [r.summary for r in runtable.sort_rows(rows, column, descending)]
+
+    assert [s.epochs_done for s in by("epochs")] == sorted(r.summary.epochs_done for r in rows)
+    for descending in (False, True):  # blanks last either way
+        assert by("best val", descending)[-1].best_value is None
+        assert by("best val", descending)[0].best_value is not None
+    best = [s.best_value for s in by("best val", True) if s.best_value is not None]
+    assert best == sorted(best, reverse=True)
+    assert by("parent")[0].name == "forked"
+    duration = runtable.column_named("duration", runtable.FIXED)
+    assert duration.sort_key(runtable.RunRow(runindex.RunSummary(Path("a")))) == (1, 0)
 
 
 def test_the_index_follows_a_run_being_written_and_rereads_only_what_changed(tmp_path, monkeypatch):
@@ -164,20 +176,13 @@ def test_runs_list_prints_the_table(workspace, capsys):
     root, _ = workspace
     assert main(["runs", "list", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == [
-        "name",
-        "dataset",
-        "arch",
-        "state",
-        "epochs",
-        "best",
-        "val",
-        "test",
-        "started",
-        "duration",
-        "parent",
+    # the table's columns, then the hyperparameters that differ (the fork's lr)
+    assert lines[0].split()[:12] == [
+        *("name", "state", "epochs", "best", "val", "test", "dataset", "arch", "tags"),
+        *("parent", "started", "duration"),
     ]
-    states = {line.split()[0]: line.split()[3] for line in lines[1:]}
+    assert "lr" in lines[0].split()[12:] and "optimizer" not in lines[0]
+    states = {line.split()[0]: line.split()[1] for line in lines[1:]}
     assert states["killed"] == "crashed" and states["running"] == "running"
     assert len(lines) == 1 + 8
 
@@ -190,23 +195,33 @@ def test_runs_list_fits_the_terminal_and_piped_keeps_every_column(workspace, cap
     assert main(["runs", "list", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 + 8 and all(len(line) <= 80 for line in lines)
-    assert lines[0].startswith("name ") and lines[0].split()[-3:] == ["best", "val", "test"]
+    assert lines[0].split()[:6] == ["name", "state", "epochs", "best", "val", "test"]
     states = {line.split()[0]: line for line in lines[1:]}
     assert "crashed" in states["killed"] and "running" in states["running"]
+    assert main(["runs", "list", str(root), "--wide"]) == 0  # every column, whole
+    wide = capsys.readouterr().out.splitlines()
+    assert max(map(len, wide)) > 80 and wide[0].split()[-1] not in ("test", "arch")
 
 
 def test_a_narrow_table_cuts_the_architecture_before_leaving_columns_out():
     long = "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu dense(10)"
-    row = ("b", "glyphs", long, "finished", "1/1", "16.7% acc", "14.6% acc", "2026-12-06", "0s", "")
-    whole = runindex.format_table([row])
-    assert long in whole and whole.splitlines()[0].split()[-1] == "parent"
+    summary = runindex.RunSummary(
+        Path("b"), "glyphs", long, "finished", epochs_done=1, epochs_total=1,
+        best_metric="val_accuracy", best_value=0.167, test_metric="test_accuracy",
+        test_value=0.146, started=1e9, duration=0.0,
+    )  # fmt: skip
+    rows = [runtable.RunRow(summary)]
+    whole = runtable.format_table(rows)
+    assert long in whole and whole.splitlines()[0].split()[-1] == "duration"
     for width in (150, 120, 100, 80, 60):
-        lines = runindex.format_table([row], width=width).splitlines()
+        lines = runtable.format_table(rows, width=width).splitlines()
         assert all(len(line) <= width for line in lines)
-        assert lines[1].startswith("b ") and "finished" in lines[1] and "16.7% acc" in lines[1]
-    assert "conv(6,5,pad=2) relu max" in runindex.format_table([row], width=120)
-    header = runindex.format_table([row], width=60).splitlines()[0].split()
-    assert "started" not in header and "arch" not in header and "dataset" in header
+        assert lines[1].startswith("b ") and "finished" in lines[1] and "16.7%" in lines[1]
+    wide = runtable.format_table(rows, width=120).splitlines()
+    assert len(wide[0]) == 120 and "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu…" in wide[1]
+    assert "conv(6,5,…" in runtable.format_table(rows, width=60)
+    header = runtable.format_table(rows, width=60).splitlines()[0].split()
+    assert "started" not in header and "dataset" in header
 
 
 def test_a_run_directory_called_list_is_still_printed_by_runs(tmp_path, capsys, monkeypatch):
@@ -287,3 +302,171 @@ def test_import_nnlib_imports_no_ui_library():
         [sys.executable, "-c", code], env=writer_env(), capture_output=True, text=True
     )
     assert out.stdout.strip() == "[]", out.stderr
+
+
+# -- issue 20 items 1 and 5 without a terminal: filters, tags and notes, trash, rename, list -------
+def run_row(**config: object) -> runtable.RunRow:
+    config = {"lr": 0.05, "batch_size": 64, "trainer": {"optimizer": {"beta1": 0.9}}, **config}
+    summary = runindex.RunSummary(
+        Path("r"), "glyphs", "2-8-3", "crashed", epochs_done=2, best_metric="val_accuracy",
+        best_value=0.9, config=config,
+    )  # fmt: skip
+    return runtable.RunRow(summary, RunMeta(("baseline",), "first try"))
+
+
+@pytest.mark.parametrize(
+    ("text", "meets"),
+    [
+        ("lr<0.1", True),
+        ("lr>=0.1", False),
+        ("lr=0.05 batch_size=64", True),
+        ("lr!=0.05", False),
+        ("dataset=GLYPHS", True),
+        ("dataset!=glyphs", False),
+        ("tag:baseline", True),
+        ("tag:other", False),
+        ("state:crashed", True),
+        ("state:finished", False),
+        ("best>85%", True),
+        ("best>0.95", False),
+        ("trainer.optimizer.beta1=0.9", True),
+        ("momentum<1", False),  # the run has no momentum: no comparison holds but !=
+        ("momentum!=1", True),
+        ("first", True),
+        ('"first try"', True),
+        ("glyphs 2-8-3", True),
+        ("cifar", False),
+        ("", True),
+    ],
+)
+def test_a_filter_compares_fields_tags_states_and_text(text, meets):
+    row = run_row(momentum=None)
+    assert select([row], text) == ([row] if meets else [])
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("lr<", "expected a value after '<'"),
+        ("lr<abc", "expected a number after '<'"),
+        ("<0.1", "expected KEY OP VALUE"),
+        ("tag:", "expected a name after tag:"),
+        ("state:crash", "unknown state 'crash' in 'state:crash' (did you mean 'crashed'?)"),
+        ("tags:x", "unknown filter 'tags:' in 'tags:x' (did you mean 'tag'?)"),
+        ('"open', "a quote is not closed"),
+        ("lrr<0.1", "no run has a field 'lrr' (did you mean 'lr'?)"),
+    ],
+)
+def test_a_bad_filter_is_one_line_naming_the_term(text, words):
+    with pytest.raises(FilterError) as caught:
+        select([run_row()], text)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("lr<>=!:.% \"'tagstem0159-_é\n")), max_size=30))
+def test_the_filter_parser_raises_nothing_but_its_own_error(text):
+    try:
+        wanted = runfilter.parse(text)
+    except FilterError:
+        return
+    row = run_row()
+    assert isinstance(wanted.matches(row.fields(), row.text()), bool)
+
+
+def test_tags_and_notes_are_kept_in_meta_json_and_read_strictly(tmp_path, capsys):
+    run = write_run(tmp_path, "r", epochs=1)
+    assert main(["runs", "tag", str(run), "baseline", "lr-0.1", "baseline"]) == 0
+    assert main(["runs", "note", str(run), "the first  try"]) == 0
+    assert read_meta(run) == RunMeta(("baseline", "lr-0.1"), "the first  try")
+    assert json.loads((run / META_FILE).read_text()) == {
+        "tags": ["baseline", "lr-0.1"],
+        "note": "the first  try",
+    }
+    assert main(["runs", "tag", str(run), "--remove", "lr-0.1"]) == 0
+    assert read_meta(run).tags == ("baseline",)
+    capsys.readouterr()
+    assert main(["runs", "tag", str(run), "two words"]) == 2
+    assert main(["runs", "note", str(run), "two\nlines"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert [e.split(":")[0] for e in errors] == ["error", "error"] and "bad tag" in errors[0]
+    (run / META_FILE).unlink()
+    (run / META_FILE).symlink_to("/dev/zero")
+    with pytest.raises(RunMetaError, match="symbolic link"):
+        read_meta(run)
+    (run / META_FILE).unlink()
+    (run / META_FILE).write_text('{"tags": "x"}')
+    assert main(["runs", "list", str(tmp_path)]) == 0  # listed, with the problem named
+    assert f"warning: r: {run / META_FILE}: not a run meta file" in capsys.readouterr().err
+    assert main(["runs", "tag", str(tmp_path / "nope"), "x"]) == 2
+
+
+def test_runs_list_json_csv_wide_and_filter(workspace, capsys):
+    root, _ = workspace
+    tag(root / "forked", ["fork"])
+    assert main(["runs", "list", str(root), "--json", "--filter", "tag:fork"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert (record["name"], record["lr"], record["tags"], record["parent"]) == (
+        "forked",
+        0.05,
+        ["fork"],
+        "real@40",
+    )
+    assert record["best_value"] == 0.95 and record["state"] == "finished"
+    assert main(["runs", "list", str(root), "--csv", "--filter", "state:crashed"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["name"] for r in rows] == ["killed"] and list(rows[0]) == list(runtable.RECORD_FIELDS)
+    assert main(["runs", "list", str(root), "--wide", "--filter", "lr<0.1 tag:fork"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["name", "forked"] and "fork" in lines[1]
+    assert main(["runs", "list", str(root), "--filter", "lr<x"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --filter: 'lr<x': expected a number after '<', e.g. lr<0.1\n"
+    )
+
+
+def test_delete_moves_a_run_to_the_trash_never_silently(tmp_path, capsys, monkeypatch):
+    parent = write_run(tmp_path, "parent", epochs=1)
+    write_run(tmp_path, "child", epochs=1, parent={"run": "runs/parent", "step": 10})
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    assert main(["runs", "delete", str(parent)]) == 2  # no terminal to ask on, no --yes
+    assert "give --yes" in capsys.readouterr().err and parent.is_dir()
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda question: "n")
+    assert main(["runs", "delete", str(parent)]) == 1 and parent.is_dir()
+    monkeypatch.setattr("builtins.input", lambda question: "y")
+    assert main(["runs", "delete", str(parent)]) == 0
+    out, err = capsys.readouterr()
+    assert not parent.exists() and (tmp_path / ".trash" / "parent" / "config.json").is_file()
+    assert "1 run forked from parent (child) still name" in err
+    write_run(tmp_path, "parent", epochs=1)  # a second run of that name: a free name
+    assert trash(tmp_path / "parent") == tmp_path / ".trash" / "parent-2"
+    assert [s.name for s in runindex.RunIndex(tmp_path).refresh()] == ["child"]
+
+
+def test_a_run_being_written_is_neither_trashed_nor_renamed(tmp_path, capsys):
+    run = write_run(tmp_path, "live", epochs=1, end=None)
+    lock = runs.WriterLock(run)
+    lock.acquire()
+    try:
+        assert main(["runs", "delete", str(run), "--yes"]) == 2
+        assert main(["runs", "rename", str(run), "other"]) == 2
+    finally:
+        lock.release()
+    assert capsys.readouterr().err.count("the run is being written; stop it first") == 2
+    assert run.is_dir()
+
+
+def test_rename_refuses_a_taken_or_bad_name_and_warns_about_forks(tmp_path, capsys):
+    run = write_run(tmp_path, "a", epochs=1)
+    write_run(tmp_path, "b", epochs=1, parent={"run": str(run), "step": 5})
+    for name in ("b", "../x", ".hidden", "x/y"):
+        assert main(["runs", "rename", str(run), name]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "already exists" in err[0] and all("bad run name" in e for e in err[1:])
+    assert main(["runs", "rename", str(run), "a2"]) == 0
+    out, err = capsys.readouterr()
+    assert (tmp_path / "a2").is_dir() and not run.exists()
+    assert out == f"renamed {run} to {tmp_path / 'a2'}\n" and "forked from a (b)" in err
+    with pytest.raises(RunMetaError, match="not a run directory"):
+        rename(tmp_path, "x")

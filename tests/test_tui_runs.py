@@ -1,15 +1,30 @@
 """Issue 11 items 1 and 2 in the app: the runs screen (every state, sorting, filtering, live
 refresh, Enter opens the dashboard, ctrl+r from the setup screen and the dashboard) and the
-compare screen (marks, baseline, config diff; SVG snapshots of 3 runs at 80x24 and 120x40)."""
+compare screen (marks, baseline, config diff; SVG snapshots of 3 runs at 80x24 and 120x40).
+Issue 20 items 1 and 5: a table that fits 80 and 120 columns, Left/Right by column, a refresh
+that keeps scroll, selection and marks, the filter's focus, filters by value, tags, notes,
+rename and trash."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import DATASETS, SIZE, deny_reading, pilot_test, press, until, write_run
+import pytest
+from helpers import (
+    DATASETS,
+    SIZE,
+    burst,
+    deny_reading,
+    pilot_test,
+    press,
+    screen_text,
+    until,
+    write_run,
+)
 
 from nnlib import runs
 from nnlib.config import ExperimentConfig
+from nnlib.runmeta import TRASH, read_meta
 from nntui.app import NNTui
 from nntui.cli import main
 from nntui.screens.compare import CompareCharts, CompareScreen
@@ -41,7 +56,7 @@ async def test_the_runs_screen_lists_sorts_and_filters_the_runs(workspace):
         states = {s.name: s.state for s in screen.summaries}
         assert states["killed"] == "crashed" and states["running"] == "running"
         assert states["errored"] == "error"  # it said so in its end event
-        await press(pilot, "s", "s", "s")  # started -> duration -> parent -> name
+        await press(pilot, *["S"] * 9)  # started -> parent -> tags -> ... -> name
         assert screen.sort_column == "name" and screen.descending
         assert names(screen) == sorted(names(screen), reverse=True)
         await press(pilot, "r")
@@ -102,7 +117,7 @@ async def test_the_runs_screen_follows_a_run_being_written(tmp_path):
                 if screen.summaries[0].state == "stopped":
                     break
             row = screen.query_one("DataTable").get_row_at(0)
-            assert [str(cell) for cell in row[4:6]] == ["stopped", "2/3"]
+            assert [str(cell) for cell in row[2:4]] == ["stopped", "2/3"]
     finally:
         lock.release()
 
@@ -224,3 +239,180 @@ def test_the_compare_overlay_marks_where_a_fork_branched(tmp_path):
     charts.x_axis = "epoch"
     assert charts.branches() == [1 / 10]  # batch 0 of 10 in epoch 0, at its end
     assert CompareCharts(plain.runs).branches() == []
+
+
+# -- issue 20 items 1 and 5: a table that fits, filters, tags, notes, trash, rename ----------------
+LONG_ARCH = "dense(64) relu dropout(0.1) dense(64) relu batchnorm dense(32) tanh dense(3)"
+
+
+def with_test_score(run_dir: Path, accuracy: float) -> Path:
+    """The run's log with a test score before its end, as TestEvaluator writes it."""
+    log = run_dir / runs.EVENTS_FILE
+    *lines, end = log.read_text().splitlines(keepends=True)
+    test = runs.encode("test", 6, {"loss": 0.5, "accuracy": accuracy, "samples": 100})
+    log.write_text("".join([*lines, test, end]))
+    return run_dir
+
+
+def many_runs(root: Path, count: int = 12) -> list[Path]:
+    """A dozen runs as a sweep leaves them: long architectures, differing lr and batch size."""
+    return [
+        with_test_score(
+            write_run(
+                root,
+                f"sweep-spirals-{i:02d}",
+                epochs=3,
+                batches=2,
+                scale=1 + i / 10,
+                lr=[0.01, 0.05, 0.1][i % 3],
+                batch_size=[16, 64][i % 2],
+                arch=LONG_ARCH if i % 2 else "2-64-64-3",
+                trainer={"model": {"spec": LONG_ARCH if i % 2 else "2-64-64-3"}, "epochs": 3},
+            ),
+            0.5 + i / 100,
+        )
+        for i in range(count)
+    ]
+
+
+def table_lines(app: NNTui) -> list[str]:
+    return screen_text(app).splitlines()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pilot_test
+async def test_every_priority_column_shows_for_every_run_at_80_and_120_columns(tmp_path, size):
+    """The architecture column had no width limit: at 80 and 120 columns state, epochs,
+    best val and test were off-screen, and "finished" showed as "finishe"."""
+    many_runs(tmp_path)
+    app = app_on(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        await pilot.pause()
+        lines = table_lines(app)
+        header = next(line for line in lines if " name " in line)
+        for word in ("name", "state", "epochs", "best val", "test", "started ▼"):
+            assert word in header
+        for row in screen.visible():
+            line = next(line for line in lines if f" {row.name} " in line)
+            summary = row.summary
+            assert f" {summary.state} " in line and " 3/3 " in line
+            assert f" {summary.best_value:.1%} " in line and f" {summary.test_value:.1%}" in line
+        assert all(len(line) <= size[0] for line in lines)
+        if size[0] >= 120:  # room for the cut architecture and the differing lr
+            assert "dataset" in header and "arch" in header and "…" in screen_text(app)
+        await press(pilot, "S")  # sort by parent: blank in every run, shown all the same
+        assert "parent ▼" in table_lines(app)[2]
+        for _ in range(3):  # on to the hyperparameters that differ: always shown when sorted
+            await press(pilot, "s")
+        assert screen.sort_column == "lr" and " lr ▼" in table_lines(app)[2]
+
+
+@pilot_test
+async def test_left_right_go_by_column_and_a_refresh_keeps_scroll_selection_and_marks(tmp_path):
+    many_runs(tmp_path, 30)
+    app = app_on(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        table = screen.query_one("RunsTable")
+        await press(pilot, *["down"] * 25, "space")
+        chosen, scroll = screen.current().path, table.scroll_y
+        assert scroll > 0 and screen.marked == [chosen]
+        before = [c.name for c in screen.table_layout.columns]
+        await press(pilot, "right")
+        after = [c.name for c in screen.table_layout.columns]
+        assert before[:5] == after[:5] == ["name", "state", "epochs", "best val", "test"]
+        assert before[5] == "dataset" and "dataset" not in after  # one column further
+        assert screen.column_offset == 1 and table.scroll_x == 0
+        write_run(tmp_path, "a-new-run", epochs=1)  # a sweep adds a run: new rows
+        screen.refresh_runs()
+        await pilot.pause()
+        assert len(screen.visible()) == 31 and screen.current().path == chosen
+        assert table.scroll_y == scroll and screen.marked == [chosen]
+        assert screen.column_offset == 1 and [c.name for c in screen.table_layout.columns] == after
+        await press(pilot, "left")
+        assert [c.name for c in screen.table_layout.columns] == before
+        detail = str(screen.query_one("#detail").render())
+        assert chosen.name in detail and "lr=" in detail  # the whole row of the selected run
+
+
+@pilot_test
+async def test_enter_in_the_filter_gives_the_keys_typed_behind_it_to_the_table(tmp_path):
+    """After `/spirals` and Enter typed in one burst, space and Down went into the filter."""
+    many_runs(tmp_path, 3)
+    app = app_on(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        await burst(pilot, "slash", *"spirals", "enter", "space", "down", "space")
+        await until(pilot, lambda: len(screen.marked) == 2, "two runs marked")
+        assert screen.query_one("#filter").value == "spirals"
+        assert screen.query_one("RunsTable").has_focus
+        await burst(pilot, "slash", "down", "down", "space")  # Down leaves the filter too
+        await until(pilot, lambda: len(screen.marked) == 3, "a third run marked")
+
+
+@pilot_test
+async def test_filters_by_value_and_a_bad_filter_is_said_in_place(tmp_path):
+    many_runs(tmp_path, 6)
+    app = app_on(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        field = screen.query_one("#filter")
+        field.value = "lr<0.1 batch_size=64"
+        await pilot.pause()
+        assert sorted(names(screen)) == ["sweep-spirals-01", "sweep-spirals-03"]
+        field.value = "lr<[b]x"  # an error, shown as written (not as markup)
+        await pilot.pause()
+        error = screen.query_one("#filter-error")
+        assert error.display and "'lr<[b]x': expected a number after '<'" in str(error.render())
+        assert sorted(names(screen)) == ["sweep-spirals-01", "sweep-spirals-03"]  # kept
+        field.value = "state:finished lrr=1"
+        await pilot.pause()
+        assert "did you mean 'lr'" in str(error.render())
+        field.value = "state:finished"
+        await pilot.pause()
+        assert not error.display and len(names(screen)) == 6
+
+
+@pilot_test
+async def test_tag_note_rename_and_trash_from_the_runs_screen(tmp_path):
+    parent, *_ = many_runs(tmp_path, 2)
+    write_run(tmp_path, "child", parent={"run": str(parent), "step": 3})
+    app = app_on(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        await press(pilot, "slash", *"name=sweep-spirals-00", "enter")
+        assert screen.current().path == parent
+        await press(pilot, "t", *"baseline", "space", *"best", "enter")
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        assert read_meta(parent).tags == ("baseline", "best")
+        await press(pilot, "t", "space", *"bad,tag", "enter")  # refused in place
+        assert "bad tag 'bad,tag'" in str(app.screen.query_one("#path-error").render())
+        await press(pilot, "escape")
+        await press(pilot, "n", *"[red]first try", "enter")
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        assert read_meta(parent).note == "[red]first try"
+        screen.query_one("#filter").value = "tag:baseline"
+        await pilot.pause()
+        assert names(screen) == ["sweep-spirals-00"]
+        detail = str(screen.query_one("#detail").render())
+        assert "tags: baseline best" in detail and "note: [red]first try" in detail
+        screen.query_one("#filter").value = ""
+        await pilot.pause()
+        screen.query_one("RunsTable").move_cursor(row=names(screen).index(parent.name))
+        await press(pilot, "R", *["backspace"] * 20, *"renamed", "enter")
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        assert (tmp_path / "renamed").is_dir() and not parent.exists()
+        assert any("child" in n.message for n in app._notifications)  # its fork, warned
+        await until(pilot, lambda: screen.current().name == "renamed", "the renamed run")
+        await press(pilot, "d")
+        await press(pilot, "n")  # declined: nothing moves
+        assert (tmp_path / "renamed").is_dir()
+        await press(pilot, "d", "y")
+        await until(pilot, lambda: "renamed" not in names(screen), "the run gone to the trash")
+        assert (tmp_path / TRASH / "renamed" / runs.CONFIG_FILE).is_file()

@@ -1,6 +1,10 @@
 """The runs screen: the runs folder as a table (`nntui --runs`, or ctrl+r from the setup
-screen and the dashboard). Sort by any column, filter by text, mark runs to compare; the
-table follows runs while they are written. Enter opens a run on the dashboard."""
+screen and the dashboard). The table fits the window: the run's name, state, epochs and
+scores always show, the other columns (nnlib.runtable) as they fit, and Left/Right move the
+view by one column; the selected run's whole row shows below the table. Sort by any column,
+filter (nnlib.runfilter: `lr<0.1`, `tag:baseline`, text), mark runs to compare, tag, note,
+rename or move a run to the trash. The table follows runs while they are written; a
+refresh keeps the scroll, the selection and the marks. Enter opens a run on the dashboard."""
 
 from __future__ import annotations
 
@@ -12,9 +16,35 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from nnlib.runindex import COLUMNS, MAX_OVERLAID, RUN_MARKERS, RunIndex, RunSummary
+from nnlib.runfilter import FilterError
+from nnlib.runindex import MAX_OVERLAID, RUN_MARKERS, RunIndex, RunSummary
+from nnlib.runmeta import (
+    TRASH,
+    MetaCache,
+    children,
+    children_warning,
+    rename,
+    set_note,
+    set_tags,
+    trash,
+)
+from nnlib.runtable import (
+    Column,
+    Layout,
+    RunRow,
+    column_named,
+    columns_for,
+    cut,
+    detail,
+    fit,
+    header_texts,
+    rows_of,
+    select,
+    sort_rows,
+)
 
 from ..replay import open_run
+from .modals import ConfirmScreen, PathScreen
 
 #: How often the folder is looked at again (only changed files are read).
 REFRESH_SECONDS = 1.0
@@ -29,6 +59,32 @@ STATE_STYLES = {
     "empty": "dim",
 }
 MARK = "mark"
+#: What the table's own cells take beside the columns' widths: the mark column (1 wide)
+#: and DataTable's padding of one space either side of every cell.
+CELL_PADDING = 1
+MARK_WIDTH = 1
+
+
+class RunsTable(DataTable):
+    """The runs table: Left and Right move the view by one column (the screen chooses the
+    columns that fit), not by one character."""
+
+    def action_cursor_left(self) -> None:
+        self.screen.shift_columns(-1)  # type: ignore[attr-defined]
+
+    def action_cursor_right(self) -> None:
+        self.screen.shift_columns(1)  # type: ignore[attr-defined]
+
+
+class FilterInput(Input):
+    """The filter field: Enter and Down go back to the table. The focus moves while the key
+    is handled (not on a message after it), so keys typed right behind Enter reach the
+    table."""
+
+    BINDINGS = [Binding("enter,down", "to_table", "Table", show=False)]
+
+    def action_to_table(self) -> None:
+        self.screen.query_one(RunsTable).focus()
 
 
 class RunsScreen(Screen[None]):
@@ -37,15 +93,23 @@ class RunsScreen(Screen[None]):
     RunsScreen { layout: vertical; }
     RunsScreen #title { height: 1; padding: 0 1; background: $panel; text-style: bold; }
     RunsScreen #filter { height: 1; border: none; padding: 0 1; }
-    RunsScreen DataTable { height: 1fr; }
+    RunsScreen #filter-error { height: auto; padding: 0 1; color: $error; display: none; }
+    RunsScreen #filter-error.shown { display: block; }
+    RunsScreen RunsTable { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; }
+    RunsScreen RunsTable { scrollbar-gutter: stable; }
+    RunsScreen #detail { height: 2; padding: 0 1; background: $panel; }
     """
     BINDINGS = [
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("s", "sort(1)", "Sort"),
         Binding("S", "sort(-1)", "Sort back", show=False),
-        Binding("r", "reverse", "Reverse"),
+        Binding("r", "reverse", "Reverse", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("t", "tag", "Tag"),
+        Binding("n", "note", "Note"),
+        Binding("d,delete", "trash", "Trash", show=False),
+        Binding("R", "rename", "Rename", show=False),
         Binding("escape", "back", "Back"),
     ]
 
@@ -53,33 +117,47 @@ class RunsScreen(Screen[None]):
         """`root` is the runs folder ($NNLIB_RUNS_DIR, else ./runs, when None)."""
         super().__init__()
         self.index = RunIndex(root)
+        self.metas = MetaCache()
         self.summaries: list[RunSummary] = []
+        self.rows: list[RunRow] = []
         self.marked: list[Path] = []
         self.sort_column = "started"
         self.descending = True
         self.filter_text = ""
+        #: The last filter that meant something (shown while the typed one does not).
+        self._good_filter = ""
+        self.filter_error = ""
+        #: Optional columns scrolled past (Left/Right).
+        self.column_offset = 0
+        self.table_layout: Layout | None = None
+        self._columns: list[Column] = []
         self._shown: list[tuple[str, tuple[Text, ...]]] = []
+        self._table_shape: tuple = ()
+        #: The run the cursor goes to at the next rebuild (a renamed run's new path).
+        self._select_next: Path | None = None
         self._skipped: set[Path] = set()  # the unreadable folders already notified
 
     def compose(self) -> ComposeResult:
         yield Static("", id="title", markup=False)
-        yield Input(placeholder="/ filter: text in any column", id="filter")
-        yield DataTable(cursor_type="row", zebra_stripes=True)
+        yield FilterInput(placeholder="/ filter: lr<0.1 tag:x state:crashed or text", id="filter")
+        yield Static("", id="filter-error", markup=False)
+        yield RunsTable(cursor_type="row", zebra_stripes=True, cell_padding=CELL_PADDING)
+        yield Static("", id="detail", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_column(" ", key=MARK, width=2)
-        for column in COLUMNS:
-            table.add_column(column, key=column)
         self.refresh_runs()
-        table.focus()
+        self.query_one(RunsTable).focus()
         self.set_interval(REFRESH_SECONDS, self.refresh_runs)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._show)
 
     # -- the table ------------------------------------------------------------------------------
     def refresh_runs(self) -> None:
         """Re-read what changed in the folder and redraw the rows that differ."""
         self.summaries = self.index.refresh()
+        self.rows = rows_of(self.summaries, self.metas)
         present = {s.path for s in self.summaries}
         self.marked = [p for p in self.marked if p in present]
         for path, line in self.index.skipped.items():  # said once, while it stays unreadable
@@ -88,48 +166,113 @@ class RunsScreen(Screen[None]):
         self._skipped = set(self.index.skipped)
         self._show()
 
-    def visible(self) -> list[RunSummary]:
-        """The runs that pass the filter, in the chosen order."""
-        needle = self.filter_text.lower()
-        rows = [s for s in self.summaries if not needle or needle in " ".join(s.cells()).lower()]
-        key = self.sort_column
-        known = [s for s in rows if s.sort_value(key)[0] == 0]
-        blank = [s for s in rows if s.sort_value(key)[0] != 0]
-        known.sort(key=lambda s: s.sort_value(key), reverse=self.descending)
-        return known + blank
+    def _filtered(self) -> list[RunRow]:
+        """The rows the filter lets through; a filter that means nothing is said under the
+        field, and the last one that did stays in force."""
+        try:
+            rows = select(self.rows, self.filter_text)
+        except FilterError as error:
+            self.filter_error = f"✗ {error}"
+            try:
+                return select(self.rows, self._good_filter)
+            except FilterError:
+                return list(self.rows)
+        self.filter_error, self._good_filter = "", self.filter_text
+        return rows
 
-    def _row(self, summary: RunSummary) -> tuple[Text, ...]:
-        index = self.marked.index(summary.path) if summary.path in self.marked else -1
-        mark = Text(RUN_MARKERS[index] if index >= 0 else "", "bold")
-        cells = [Text(cell) for cell in summary.cells()]
-        cells[COLUMNS.index("state")].stylize(STATE_STYLES.get(summary.state, ""))
-        if summary.problem:
-            cells[0].append(" !", "bold red")
-        return (mark, *cells)
+    def visible(self) -> list[RunRow]:
+        """The runs that pass the filter, in the chosen order."""
+        rows = self._filtered()
+        return sort_rows(rows, self._sort_column(columns_for(rows)), self.descending)
+
+    def _sort_column(self, columns: list[Column]) -> Column:
+        try:
+            return column_named(self.sort_column, columns)
+        except KeyError:
+            self.sort_column = "started"
+            return column_named("started", columns)
+
+    def _cells(self, row: RunRow, columns: list[Column]) -> list[str]:
+        cells = [c.text(row) for c in columns]
+        if row.summary.problem or row.meta_problem:
+            cells[0] += " !"
+        return cells
 
     def _show(self) -> None:
-        table = self.query_one(DataTable)
-        shown = [(str(s.path), self._row(s)) for s in self.visible()]
-        if [k for k, _ in shown] == [k for k, _ in self._shown]:
+        table = self.query_one(RunsTable)
+        rows = self.visible()
+        columns = columns_for(rows)
+        sort = self._sort_column(columns)
+        if sort not in columns:
+            columns.append(sort)
+        headers = header_texts(columns, sort.name, self.descending)
+        cells = [self._cells(r, columns) for r in rows]
+        room = table.scrollable_content_region.width - MARK_WIDTH - 4 * CELL_PADDING
+        layout = fit(
+            columns,
+            headers,
+            cells,
+            max(room, 20),
+            2 * CELL_PADDING,
+            self.column_offset,
+            [sort.name],
+        )
+        self.table_layout, self.column_offset, self._columns = layout, layout.hidden_left, columns
+        where = [columns.index(c) for c in layout.columns]
+        shape = tuple(zip([headers[i] for i in where], layout.widths, strict=True))
+        shown = [
+            (str(row.summary.path), self._row(row, [cells[n][i] for i in where], layout))
+            for n, row in enumerate(rows)
+        ]
+        if shape != self._table_shape or [k for k, _ in shown] != [k for k, _ in self._shown]:
+            self._rebuild(table, shape, shown, layout)
+        else:
+            keys = (MARK, *(c.name for c in layout.columns))
             for (key, row), (_, old) in zip(shown, self._shown, strict=True):
-                for column, cell, before in zip((MARK, *COLUMNS), row, old, strict=True):
+                for column, cell, before in zip(keys, row, old, strict=True):
                     if cell != before:
                         table.update_cell(key, column, cell)
-        else:
-            current = self.current()
-            table.clear()
-            for key, row in shown:
-                table.add_row(*row, key=key)
-            keys = [k for k, _ in shown]
-            if current is not None and str(current.path) in keys:
-                table.move_cursor(row=keys.index(str(current.path)))
         self._shown = shown
-        for column in table.columns.values():
-            name = str(column.key.value)
-            arrow = (" ▼" if self.descending else " ▲") if name == self.sort_column else ""
-            column.label = Text(" " if name == MARK else name + arrow)
-        table.refresh()
         self._title(len(shown))
+        self.query_one("#filter-error", Static).update(self.filter_error)
+        self.query_one("#filter-error").set_class(bool(self.filter_error), "shown")
+        self._detail()
+
+    def _rebuild(self, table: RunsTable, shape: tuple, shown: list, layout: Layout) -> None:
+        """New rows or columns: the table made again, keeping the run under the cursor and
+        the scroll position."""
+        current, scroll_y, at = self.current(), table.scroll_y, table.cursor_row
+        wanted = str(self._select_next or (current.path if current else ""))
+        self._select_next = None
+        if shape != self._table_shape:
+            table.clear(columns=True)
+            table.add_column(" ", key=MARK, width=MARK_WIDTH)
+            for (header, width), column in zip(shape, layout.columns, strict=True):
+                table.add_column(Text(header), key=column.name, width=width)
+            self._table_shape = shape
+        else:
+            table.clear()
+        for key, row in shown:
+            table.add_row(*row, key=key)
+        keys = [k for k, _ in shown]
+        if keys:  # the same run, else the same row (the run went: trashed, filtered out)
+            row = keys.index(wanted) if wanted in keys else min(at, len(keys) - 1)
+            table.move_cursor(row=row, scroll=False)
+        table.call_after_refresh(table.scroll_to, y=scroll_y, animate=False)
+
+    def _row(self, row: RunRow, texts: list[str], layout: Layout) -> tuple[Text, ...]:
+        path = row.summary.path
+        index = self.marked.index(path) if path in self.marked else -1
+        mark = Text(RUN_MARKERS[index] if index >= 0 else "", "bold")
+        cells = []
+        for text, width, column in zip(texts, layout.widths, layout.columns, strict=True):
+            cell = Text(cut(text, width, column.cut))
+            if column.name == "state":
+                cell.stylize(STATE_STYLES.get(row.summary.state, ""))
+            elif column.name == "name" and text.endswith(" !"):
+                cell.stylize("bold red", len(cell) - 1)
+            cells.append(cell)
+        return (mark, *cells)
 
     def _title(self, count: int) -> None:
         total = len(self.summaries)
@@ -137,20 +280,46 @@ class RunsScreen(Screen[None]):
         counts = f"{count} of {total}" if count != total else f"{total}"
         marked = f" · {len(self.marked)} marked (c: compare)" if self.marked else ""
         skipped = f" · {len(self._skipped)} unreadable, left out" if self._skipped else ""
-        self.query_one("#title", Static).update(f"nntui · {counts} {where}{marked}{skipped}")
+        layout = self.table_layout
+        hidden = (layout.hidden_left + layout.hidden_right) if layout else 0
+        more = f" · ←→ {hidden} more column{'s' if hidden > 1 else ''}" if hidden else ""
+        self.query_one("#title", Static).update(f"nntui · {counts} {where}{marked}{skipped}{more}")
 
-    def current(self) -> RunSummary | None:
-        """The run under the cursor."""
-        table = self.query_one(DataTable)
+    def _detail(self) -> None:
+        """The selected run's whole row below the table."""
+        row = self.current_row()
+        self.query_one("#detail", Static).update(detail(row) if row else "")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def current_row(self) -> RunRow | None:
+        """The run under the cursor, with its tags and note."""
+        table = self.query_one(RunsTable)
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return next((s for s in self.summaries if str(s.path) == key), None)
+        return next((r for r in self.rows if str(r.summary.path) == key), None)
+
+    def current(self) -> RunSummary | None:
+        """The run under the cursor."""
+        row = self.current_row()
+        return row.summary if row else None
+
+    def shift_columns(self, step: int) -> None:
+        """Left/Right: the optional columns move by one (the always-shown ones stay)."""
+        layout = self.table_layout
+        if layout is None or (step > 0 and not layout.hidden_right):
+            return
+        self.column_offset = max(self.column_offset + step, 0)
+        self._show()
 
     # -- keys -----------------------------------------------------------------------------------
     def action_sort(self, step: int) -> None:
-        """Sort by the next (or previous) column."""
-        self.sort_column = COLUMNS[(COLUMNS.index(self.sort_column) + step) % len(COLUMNS)]
+        """Sort by the next (or previous) column, shown ones and not."""
+        names = [c.name for c in self._columns]
+        at = names.index(self.sort_column) if self.sort_column in names else -1
+        self.sort_column = names[(at + step) % len(names)]
         self._show()
 
     def action_reverse(self) -> None:
@@ -173,9 +342,6 @@ class RunsScreen(Screen[None]):
     def on_input_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value.strip()
         self._show()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
 
     def action_mark(self) -> None:
         """Mark the run under the cursor for compare (the first marked is the baseline)."""
@@ -216,10 +382,76 @@ class RunsScreen(Screen[None]):
             return
         self.app.push_screen(DashboardScreen(recorded.experiment(), recorded=recorded))
 
+    def _ask(self, title: str, default: str, action) -> None:
+        """A one-line dialog whose errors show in place; the table is read again after."""
+        self.app.push_screen(PathScreen(title, default, action), lambda _: self.refresh_runs())
+
+    def action_tag(self) -> None:
+        """Edit the run's tags (space-separated)."""
+        row = self.current_row()
+        if row is not None:
+            path = row.summary.path
+
+            def save(text: str) -> str:
+                meta = set_tags(path, text.split())
+                return f"{path.name}: tags {' '.join(meta.tags) or '(none)'}"
+
+            self._ask(f"Tags of {path.name} (space-separated)", " ".join(row.meta.tags), save)
+
+    def action_note(self) -> None:
+        row = self.current_row()
+        if row is not None:
+            path = row.summary.path
+
+            def save(text: str) -> str:
+                meta = set_note(path, text)
+                return f"{path.name}: note saved" if meta.note else f"{path.name}: note removed"
+
+            self._ask(f"Note on {path.name} (one line)", row.meta.note, save)
+
+    def action_rename(self) -> None:
+        run = self.current()
+        if run is not None:
+            path = run.path
+
+            def save(name: str) -> str:
+                forks = children(path)
+                target = rename(path, name)
+                self.marked = [target if p == path else p for p in self.marked]
+                self._select_next = target
+                warning = children_warning(path, forks)
+                return f"renamed {path.name} to {target.name}" + (f"; {warning}" if warning else "")
+
+            self._ask(f"Rename {path.name} to", path.name, save)
+
+    def action_trash(self) -> None:
+        """Move the run to the runs folder's trash, after a confirmation."""
+        run = self.current()
+        if run is None:
+            return
+        path = run.path
+        warning = children_warning(path, children(path))
+        question = f"Move {path.name} to {path.parent / TRASH}?" + (
+            f"\n{warning}" if warning else ""
+        )
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                target = trash(path)
+            except (OSError, ValueError) as error:
+                self.notify(str(error), severity="error", markup=False)
+                return
+            self.notify(f"moved {path.name} to {target}", markup=False)
+            self.refresh_runs()
+
+        self.app.push_screen(ConfirmScreen(question, yes="Move to trash", no="Keep"), answered)
+
     def action_back(self) -> None:
         """Escape: leave the filter first, else go back to the screen below."""
         field = self.query_one("#filter", Input)
         if field.has_focus:
-            self.query_one(DataTable).focus()
+            self.query_one(RunsTable).focus()
         else:
             self.dismiss()

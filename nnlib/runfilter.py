@@ -1,0 +1,183 @@
+"""Filters of the runs table (the runs screen's `/`, `nnlib runs list --filter`): terms
+separated by spaces, all of which a run must meet.
+
+    lr<0.1  batch_size>=64  dataset=glyphs  optimizer!=sgd  best>90%
+    tag:baseline  state:crashed  spirals   "two words"
+
+`KEY OP VALUE` compares a field of the run (OP one of < <= > >= = !=): the table's own
+(name, state, dataset, arch, epochs, best, test, duration, parent, tags, note) or any key of
+its config.json, top level or dotted (trainer.optimizer.beta1). < <= > >= need a number
+(`90%` is 0.9); = and != compare numbers as numbers and text without regard to case. A run
+without the field meets no comparison but !=. `tag:NAME` a run tagged NAME, `state:NAME` a
+run in that state; any other term is text the row must contain (a word
+made like KEY OP VALUE, such as `pad=2`, is read as a comparison).
+
+A filter that cannot mean anything is a FilterError (a ValueError, one line) naming the term
+and what was expected; nothing else is raised, whatever the text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .runindex import STATES
+from .spec import did_you_mean
+
+ORDERING = ("<", "<=", ">", ">=")
+#: KEY OP VALUE, KEY a name or a dotted path; the longer operators first (`<=` is not `<`).
+_COMPARISON = re.compile(r"([A-Za-z_][\w.]*)\s*(<=|>=|!=|==|=|<|>)(.*)", re.DOTALL)
+_PREFIXED = re.compile(r"([A-Za-z_]\w*):(.*)", re.DOTALL)
+PREFIXES = ("tag", "state")
+#: The fields every run has (RunRow.fields), so a filter on them is never "unknown".
+OWN_FIELDS = (
+    "name",
+    "state",
+    "dataset",
+    "arch",
+    "epochs",
+    "best",
+    "test",
+    "duration",
+    "parent",
+    "tags",
+    "note",
+)
+EXAMPLE = "e.g. lr<0.1, dataset=glyphs, tag:baseline, state:crashed or a word"
+
+
+class FilterError(ValueError):
+    """A term that is not a filter: one line naming it and what was expected."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """One condition: kind "text", "tag", "state" or "compare"."""
+
+    kind: str
+    value: str
+    key: str = ""
+    op: str = ""
+    number: float | None = None
+
+    def matches(self, fields: Mapping[str, Any], text: str) -> bool:
+        if self.kind == "text":
+            return self.value.lower() in text.lower()
+        if self.kind == "tag":
+            return self.value.lower() in (t.lower() for t in fields.get("tags", ()))
+        if self.kind == "state":
+            return fields.get("state") == self.value
+        return self._compare(fields.get(self.key))
+
+    def _compare(self, found: Any) -> bool:
+        if found is None:
+            return self.op == "!="
+        if isinstance(found, list | tuple):  # tags: = means one of them is
+            hit = any(self.value.lower() == str(v).lower() for v in found)
+            return hit if self.op == "=" else not hit if self.op == "!=" else False
+        number = _real(found)
+        if self.op in ORDERING:
+            if number is None or self.number is None:
+                return False
+            return {
+                "<": number < self.number,
+                "<=": number <= self.number,
+                ">": number > self.number,
+                ">=": number >= self.number,
+            }[self.op]
+        if number is not None and self.number is not None:
+            equal = math.isclose(number, self.number, rel_tol=1e-9, abs_tol=1e-12)
+        else:
+            equal = str(found).lower() == self.value.lower()
+        return equal if self.op == "=" else not equal
+
+
+def _real(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _number(text: str) -> float | None:
+    """`0.1`, `1e-3`, `90%` (0.9) as a finite number, else None."""
+    text = text.strip()
+    scale = 1.0
+    if text.endswith("%"):
+        text, scale = text[:-1], 0.01
+    try:
+        value = float(text) * scale
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Filter:
+    """The terms of a filter; an empty filter lets every run through."""
+
+    terms: tuple[Term, ...] = ()
+
+    def matches(self, fields: Mapping[str, Any], text: str) -> bool:
+        return all(term.matches(fields, text) for term in self.terms)
+
+    def check_keys(self, known: Iterable[str]) -> None:
+        """FilterError for a comparison on a field no run has (a typo, likely)."""
+        known = {*OWN_FIELDS, *known}
+        for term in self.terms:
+            if term.kind == "compare" and term.key not in known:
+                raise FilterError(
+                    f"no run has a field {term.key!r}{did_you_mean(term.key, known)}; "
+                    "fields: name, state, dataset, arch, epochs, best, test, tags, or a "
+                    "config key such as lr"
+                )
+
+
+def parse(text: str) -> Filter:
+    """The filter `text` says (see the module's docstring); FilterError when it cannot."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        raise FilterError(f"filter {text!r}: a quote is not closed") from None
+    return Filter(tuple(_term(word) for word in words if word))
+
+
+def _term(word: str) -> Term:
+    prefixed = _PREFIXED.fullmatch(word)
+    if prefixed and not _COMPARISON.fullmatch(word):
+        kind, value = prefixed.group(1).lower(), prefixed.group(2)
+        if kind not in PREFIXES:
+            if not did_you_mean(kind, PREFIXES):
+                return Term("text", word)  # words with a colon: a time, a URL
+            raise FilterError(
+                f"unknown filter {prefixed.group(1) + ':'!r} in {word!r}"
+                f"{did_you_mean(kind, PREFIXES)}; expected tag:NAME or state:NAME"
+            )
+        if not value:
+            example = "baseline" if kind == "tag" else "crashed"
+            raise FilterError(f"{word!r}: expected a name after {kind}:, e.g. {kind}:{example}")
+        if kind == "state":
+            value = value.lower()
+            if value not in STATES:
+                raise FilterError(
+                    f"unknown state {value!r} in {word!r}{did_you_mean(value, STATES)}; "
+                    f"expected one of {', '.join(STATES)}"
+                )
+        return Term(kind, value)
+    comparison = _COMPARISON.fullmatch(word)
+    if comparison:
+        key, op, value = comparison.groups()
+        op = "=" if op == "==" else op
+        value = value.strip()
+        if not value:
+            raise FilterError(f"{word!r}: expected a value after {op!r}, e.g. lr<0.1")
+        number = _number(value)
+        if op in ORDERING and number is None:
+            raise FilterError(f"{word!r}: expected a number after {op!r}, e.g. {key}{op}0.1")
+        return Term("compare", value, key=key, op=op, number=number)
+    if word[0] in "<>=!":
+        raise FilterError(f"{word!r}: expected KEY OP VALUE ({EXAMPLE})")
+    return Term("text", word)

@@ -1,0 +1,445 @@
+"""The runs table's columns and how they fit a width: the one definition behind `nnlib runs
+list` and the app's runs screen (no Textual here).
+
+Each column says its priority, its smallest and largest width and where a value too long
+for it is cut (`…` marks the cut). Priority 0 columns are always shown: the run's name,
+state, epochs and scores. The others follow in priority order while they fit: dataset,
+architecture (cut before it is left out), tags, parent, start, duration, then the
+hyperparameters that differ among the runs listed. A table can be scrolled by column
+(`offset`): the always-shown columns stay, the others move. The column a table is sorted
+by is always shown (`keep`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .runfilter import parse
+from .runindex import STATES, RunSummary, flatten
+from .runmeta import MetaCache, RunMeta
+
+#: The hyperparameters a run's config.json holds at its top level (as `nnlib train` and the
+#: app write it) that the table shows as columns when they differ among the runs listed.
+HPARAMS = (
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "batch_size",
+    "seed",
+    "validation_split",
+    "subset",
+)
+#: The space between two columns of `nnlib runs list` (the app's table pads each cell).
+GAP = 2
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as the table shows it: its summary and the tags and note a user gave it."""
+
+    summary: RunSummary
+    meta: RunMeta = RunMeta()
+    #: Why meta.json could not be read, "" when it could.
+    meta_problem: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.summary.name
+
+    def hparam(self, key: str) -> Any:
+        """A hyperparameter from the run's config (None when it has none)."""
+        value = self.summary.config.get(key)
+        return value if isinstance(value, str | int | float) else None
+
+    def fields(self) -> dict[str, Any]:
+        """What filters compare (`lr<0.1`, `dataset=glyphs`): the table's values by the
+        column's key, then every config key, top level and dotted (trainer.optimizer.lr)."""
+        s = self.summary
+        own = {
+            "name": s.name,
+            "state": s.state,
+            "dataset": s.dataset,
+            "arch": s.arch,
+            "epochs": s.epochs_done,
+            "best": s.best_value,
+            "test": s.test_value,
+            "duration": s.duration,
+            "parent": s.parent,
+            "tags": list(self.meta.tags),
+            "note": self.meta.note,
+        }
+        config = {k: v for k, v in flatten(s.config).items() if k not in own}
+        return {**config, **own}
+
+    def text(self) -> str:
+        """Everything the row says, for free-text filtering: every column and the note."""
+        return " ".join([*(c.text(self) for c in FIXED), self.meta.note, *map(str, self.hparams())])
+
+    def hparams(self) -> list[Any]:
+        return [self.hparam(k) for k in HPARAMS]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the runs table."""
+
+    #: The header, also the key in `--json`/`--csv` and, without its space, in filters.
+    name: str
+    #: 0: always shown; the others are shown lowest first while they fit.
+    priority: int
+    #: It is cut (with `…`) down to this width before it is left out.
+    min_width: int
+    #: Longer values are cut to this width when the table has to fit a width.
+    max_width: int
+    #: "end" keeps a value's start, "middle" its start and end (names end in a number).
+    cut: str
+    text: Callable[[RunRow], str] = field(compare=False)
+    #: A value that sorts as the column should (numbers as numbers); None sorts last.
+    value: Callable[[RunRow], Any] = field(compare=False)
+
+    def sort_key(self, row: RunRow) -> tuple[int, Any]:
+        """Sorts by value, blanks last (reverse the known ones only to keep that)."""
+        value = self.value(row)
+        return (1, 0) if value is None or value == "" else (0, value)
+
+
+def metric_text(name: str, value: float | None) -> str:
+    """`93.3%` (an accuracy), `0.0123 loss`: a best or test score and what it measures."""
+    if value is None:
+        return ""
+    short = name.removeprefix("val_").removeprefix("test_")
+    return f"{value:.1%}" if short == "accuracy" else f"{value:.4g} {short}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """1h02m, 3m05s, 12s: a run's length in the table."""
+    if seconds is None:
+        return ""
+    seconds = max(int(seconds), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _epochs(s: RunSummary) -> str:
+    return f"{s.epochs_done}/{s.epochs_total}" if s.epochs_total else str(s.epochs_done)
+
+
+def _started(s: RunSummary) -> str:
+    """`12-06 20:17` in the current year, `2025-12-06` before."""
+    if s.started is None:
+        return ""
+    when = datetime.fromtimestamp(s.started)
+    return when.strftime("%m-%d %H:%M" if when.year == datetime.now().year else "%Y-%m-%d")
+
+
+def _text_value(text: Callable[[RunRow], str]) -> Callable[[RunRow], Any]:
+    return lambda row: text(row).lower()
+
+
+def _column(name: str, priority: int, widths: tuple[int, int], cut: str, text, value=None):
+    return Column(name, priority, *widths, cut, text, value or _text_value(text))
+
+
+#: The table's columns in their order, then the differing hyperparameters (`columns_for`).
+FIXED = (
+    _column("name", 0, (8, 28), "middle", lambda r: r.name),
+    _column(
+        "state",
+        0,
+        (8, 8),
+        "end",
+        lambda r: r.summary.state,
+        lambda r: STATES.index(r.summary.state) if r.summary.state in STATES else len(STATES),
+    ),
+    _column(
+        "epochs", 0, (6, 9), "end", lambda r: _epochs(r.summary), lambda r: r.summary.epochs_done
+    ),
+    _column(
+        "best val",
+        0,
+        (9, 12),
+        "end",
+        lambda r: metric_text(r.summary.best_metric, r.summary.best_value),
+        lambda r: r.summary.best_value,
+    ),
+    _column(
+        "test",
+        0,
+        (9, 12),
+        "end",
+        lambda r: metric_text(r.summary.test_metric, r.summary.test_value),
+        lambda r: r.summary.test_value,
+    ),
+    _column("dataset", 1, (7, 16), "end", lambda r: r.summary.dataset),
+    _column("arch", 2, (10, 32), "end", lambda r: r.summary.arch),
+    _column("tags", 3, (6, 24), "end", lambda r: " ".join(r.meta.tags)),
+    _column("parent", 4, (8, 24), "middle", lambda r: r.summary.parent),
+    _column(
+        "started", 5, (16, 16), "end", lambda r: _started(r.summary), lambda r: r.summary.started
+    ),
+    _column(
+        "duration",
+        6,
+        (5, 8),
+        "end",
+        lambda r: format_duration(r.summary.duration),
+        lambda r: r.summary.duration,
+    ),
+)
+#: The hyperparameter columns come after these, in HPARAMS order.
+HPARAM_PRIORITY = 10
+
+
+def hparam_text(value: Any) -> str:
+    """A hyperparameter as the table shows it: 0.05, 1e-05, 64, adam."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _hparam_value(key: str) -> Callable[[RunRow], Any]:
+    def value(row: RunRow) -> Any:
+        found = row.hparam(key)
+        if isinstance(found, int | float) and not isinstance(found, bool):
+            return (0, found, "")
+        return None if found is None else (1, 0, str(found).lower())
+
+    return value
+
+
+def hparam_column(key: str) -> Column:
+    return Column(
+        key,
+        HPARAM_PRIORITY + HPARAMS.index(key),
+        max(len(key), 4),
+        16,
+        "end",
+        lambda r: hparam_text(r.hparam(key)),
+        _hparam_value(key),
+    )
+
+
+def columns_for(rows: Sequence[RunRow]) -> list[Column]:
+    """The fixed columns, then a column per hyperparameter that differs among `rows`."""
+    differing = [key for key in HPARAMS if len({repr(r.hparam(key)) for r in rows}) > 1]
+    return [*FIXED, *map(hparam_column, differing)]
+
+
+def column_named(name: str, columns: Sequence[Column]) -> Column:
+    """The column called `name` (one of `columns`, else a known hyperparameter's)."""
+    found = next((c for c in columns if c.name == name), None)
+    if found is None and name in HPARAMS:
+        return hparam_column(name)
+    if found is None:
+        raise KeyError(name)
+    return found
+
+
+def sort_rows(rows: Sequence[RunRow], column: Column, descending: bool) -> list[RunRow]:
+    """`rows` by `column`'s value, blanks last whichever the direction."""
+    known = [r for r in rows if column.sort_key(r)[0] == 0]
+    blank = [r for r in rows if column.sort_key(r)[0] != 0]
+    return sorted(known, key=column.sort_key, reverse=descending) + blank
+
+
+# -- fitting a width -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layout:
+    """The columns a table shows (in table order) and each one's width."""
+
+    columns: tuple[Column, ...]
+    widths: tuple[int, ...]
+    #: Optional columns scrolled past on the left, and left out on the right.
+    hidden_left: int = 0
+    hidden_right: int = 0
+
+
+def fit(
+    columns: Sequence[Column],
+    headers: Sequence[str],
+    cells: Sequence[Sequence[str]],
+    width: int | None,
+    gap: int = GAP,
+    offset: int = 0,
+    keep: Sequence[str] = (),
+) -> Layout:
+    """The columns that fit in `width` characters with `gap` between two of them (None:
+    every column, each as wide as its longest value). The priority 0 columns and those in
+    `keep` are always there; the others follow, from the `offset`-th on in priority order,
+    while there is room: one that does not fit whole is cut to the room left if that is
+    at least its `min_width` (and ends the table), else it is left out. Room still left
+    goes to the columns cut to their `max_width`. Columns blank in every row are left out
+    too."""
+    natural = [max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in range(len(columns))]
+    if width is None:
+        return Layout(tuple(columns), tuple(natural))
+    want = [min(natural[i], max(c.max_width, len(headers[i]))) for i, c in enumerate(columns)]
+    floor = [min(want[i], max(c.min_width, len(headers[i]))) for i, c in enumerate(columns)]
+    required = [i for i, c in enumerate(columns) if c.priority == 0 or c.name in keep]
+    optional = sorted(
+        (i for i, c in enumerate(columns) if i not in required and any(row[i] for row in cells)),
+        key=lambda i: (columns[i].priority, i),
+    )
+    offset = max(0, min(offset, len(optional) - 1)) if optional else 0
+    widths = {i: want[i] for i in required}
+    _shrink(widths, floor, width, gap)
+    used = sum(widths.values()) + gap * (len(widths) - 1)
+    taken = 0
+    for i in optional[offset:]:
+        room = width - used - gap
+        if room < floor[i]:
+            continue  # a narrower one further on may fit
+        widths[i] = min(want[i], room)
+        used += widths[i] + gap
+        taken += 1
+        if widths[i] < want[i]:
+            break
+    for i in sorted(widths, key=lambda i: (columns[i].priority, i)):  # room left: less cut
+        grow = min(natural[i] - widths[i], width - used)
+        if grow > 0:
+            widths[i] += grow
+            used += grow
+    order = sorted(widths)
+    return Layout(
+        tuple(columns[i] for i in order),
+        tuple(widths[i] for i in order),
+        hidden_left=offset,
+        hidden_right=len(optional) - offset - taken,
+    )
+
+
+def _shrink(widths: dict[int, int], floor: Sequence[int], width: int, gap: int) -> None:
+    """Cut the always-shown columns, widest over its floor first, until they fit `width`."""
+    excess = sum(widths.values()) + gap * (len(widths) - 1) - width
+    while excess > 0:
+        i = max(widths, key=lambda i: widths[i] - floor[i])
+        if widths[i] <= floor[i]:
+            return
+        cut = min(excess, widths[i] - floor[i])
+        widths[i] -= cut
+        excess -= cut
+
+
+def cut(text: str, width: int, where: str = "end") -> str:
+    """`text` in at most `width` characters, `…` where it was cut."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    if where == "middle":
+        head = (width - 1) // 2 + (width - 1) % 2
+        return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+    return text[: width - 1] + "…"
+
+
+def header_texts(
+    columns: Sequence[Column], sort: str | None = None, descending: bool = True
+) -> list[str]:
+    """The headers, the sort column's with ▼ (descending) or ▲."""
+    arrow = " ▼" if descending else " ▲"
+    return [c.name + (arrow if c.name == sort else "") for c in columns]
+
+
+def format_table(rows: Sequence[RunRow], width: int | None = None) -> str:
+    """`nnlib runs list`: plain aligned columns within `width` characters (None: every
+    column whole); the last column is not padded."""
+    columns = columns_for(rows)
+    headers = header_texts(columns)
+    cells = [[c.text(r) for c in columns] for r in rows]
+    layout = fit(columns, headers, cells, width)
+    index = [columns.index(c) for c in layout.columns]
+    lines = []
+    for row in [headers, *cells]:
+        parts = [
+            cut(row[i], w, c.cut).ljust(w)
+            for i, w, c in zip(index, layout.widths, layout.columns, strict=True)
+        ]
+        lines.append((" " * GAP).join(parts).rstrip())
+    return "\n".join(line if width is None else cut(line, width) for line in lines)
+
+
+def record(row: RunRow) -> dict[str, Any]:
+    """A run as one flat JSON-ready record (`nnlib runs list --json`/`--csv`): raw values,
+    times as Unix seconds, every hyperparameter of HPARAMS."""
+    s = row.summary
+    return {
+        "name": s.name,
+        "path": str(s.path),
+        "state": s.state,
+        "reason": s.reason,
+        "error": s.error,
+        "epochs_done": s.epochs_done,
+        "epochs_total": s.epochs_total,
+        "best_metric": s.best_metric if s.best_value is not None else "",
+        "best_value": _finite(s.best_value),
+        "test_metric": s.test_metric,
+        "test_value": _finite(s.test_value),
+        "dataset": s.dataset,
+        "arch": s.arch,
+        "tags": list(row.meta.tags),
+        "note": row.meta.note,
+        "parent": s.parent,
+        "started": s.started,
+        "duration": s.duration,
+        **{key: _finite(row.hparam(key)) for key in HPARAMS},
+        "problem": s.problem or row.meta_problem,
+    }
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+#: The keys of `record`, in order: the header of `nnlib runs list --csv`.
+RECORD_FIELDS = tuple(record(RunRow(RunSummary(Path(".")))))
+
+
+def detail(row: RunRow) -> str:
+    """The whole row of one run, for the app's detail line: every column, the note and the
+    error or problem, each named."""
+    s = row.summary
+    state = s.state + (f" ({s.error})" if s.error else "")
+    parts = [
+        f"{s.name}: {state}",
+        f"epochs {_epochs(s)}",
+        f"best val {metric_text(s.best_metric, s.best_value) or '-'}",
+        f"test {metric_text(s.test_metric, s.test_value) or '-'}",
+        s.dataset,
+        s.arch,
+    ]
+    hparams = [f"{k}={hparam_text(row.hparam(k))}" for k in HPARAMS if row.hparam(k) is not None]
+    parts += [" ".join(hparams)] if hparams else []
+    parts += [f"tags: {' '.join(row.meta.tags)}"] if row.meta.tags else []
+    parts += [f"parent {s.parent}"] if s.parent else []
+    if s.started is not None:
+        when = datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M")
+        parts.append(f"started {when}, {format_duration(s.duration)}")
+    parts += [f"note: {row.meta.note}"] if row.meta.note else []
+    problem = s.problem or row.meta_problem
+    parts += [f"! {problem}"] if problem else []
+    return " · ".join(p for p in parts if p)
+
+
+def rows_of(summaries: Sequence[RunSummary], metas: MetaCache) -> list[RunRow]:
+    """The table's rows: each summary with its run's tags and note."""
+    return [RunRow(s, *metas.get(s.path)) for s in summaries]
+
+
+def select(rows: Sequence[RunRow], text: str) -> list[RunRow]:
+    """The rows that pass the filter `text` (runfilter); FilterError when it means nothing,
+    a comparison on a field no row has included."""
+    wanted = parse(text)
+    fields = [r.fields() for r in rows]
+    wanted.check_keys({key for f in fields for key in f})
+    return [r for r, f in zip(rows, fields, strict=True) if wanted.matches(f, r.text())]
