@@ -217,7 +217,8 @@ class _RunScan:
         ended = self._log.digest.end_reason is not None
         if ended and _signature(log_path) == self._events_sig:
             return  # an ended run whose log did not change: nothing can have changed
-        self.alive = runs.writer_alive(self.path) if not ended else False
+        # Asked whatever the log said before: an ended run that grows is being resumed.
+        self.alive = runs.writer_alive(self.path)
         signature = _signature(log_path)
         if signature is not None and self._events_sig and signature[0] < self._events_sig[0]:
             self._start_log()  # shorter than what was read: rewritten, so read it afresh
