@@ -1,4 +1,5 @@
-"""Run logs: every run leaves a directory with `config.json` and an append-only `events.jsonl`.
+"""Run logs: every run leaves a directory with `config.json` and an append-only `events.jsonl`
+(and `summary.json`, what the runs table shows of the log: see nnlib.runsummary).
 
 Each line of events.jsonl is one JSON object:
 
@@ -525,7 +526,9 @@ class LogScan:
         tail = runsummary.tail_of(self._tail.path, size)
         if tail is None:
             return False
-        summary = runsummary.Summary(dataclasses.replace(self.digest), size, lines, tail)
+        status = _stat(self._tail.path)
+        mtime = status[1] if status is not None and status[0] == size else 0
+        summary = runsummary.Summary(dataclasses.replace(self.digest), size, lines, tail, mtime)
         try:
             runsummary.write(self.run_dir / SUMMARY_FILE, summary)
         except OSError:
@@ -738,7 +741,7 @@ class RunLogger(Callback):
         self._summarized = -math.inf
         self._counted = (0, 0)
         self._no_summary = False
-        self._final_size: int | None = None
+        self._final_size: tuple[int, int] | None = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if self.run_dir is None:
@@ -828,7 +831,7 @@ class RunLogger(Callback):
         finally:
             with self._mutex:
                 handle, self._handle, self._held = self._handle, None, []
-                self._final_size = _size(handle)  # the writer thread's last summary covers it
+                self._final_size = _stat(handle)  # the writer thread's last summary covers it
                 self._wake.notify()  # the writer thread ends
             if self._writer is not None:
                 self._writer.join()
@@ -933,26 +936,27 @@ class RunLogger(Callback):
                 if self._summary_due:
                     due = self._summarized + SUMMARY_SECONDS - now
                     if due <= 0:
-                        self._summarize(_size(self._handle))
+                        self._summarize(_stat(self._handle))
                         continue
                     waits.append(due)
                 self._wake.wait(min(waits, default=None))
             if self._final_size is not None:
                 self._summarize(self._final_size)
 
-    def _summarize(self, size: int | None) -> None:
-        """(The writer thread, holding `_mutex`.) Write the summary file for the log's first
-        `size` bytes (all that was written by now), the mutex let go meanwhile. Not written
+    def _summarize(self, status: tuple[int, int] | None) -> None:
+        """(The writer thread, holding `_mutex`.) Write the summary file for the log as it
+        stands: `status` its (size, mtime_ns), all that was written by now; the mutex is let
+        go meanwhile. Not written
         when the log cannot be summarised (a failed write) or the file cannot be written: the
         log stays the record, and readers read it."""
         self._summary_due, self._summarized = False, time.monotonic()
-        if self._no_summary or size is None or self.run_dir is None:
+        if self._no_summary or status is None or self.run_dir is None:
             return
         if self._digest is None:
             self._digest_from_log()
             return
         digest, (counted, lines) = dataclasses.replace(self._digest), self._counted
-        log = self.run_dir / EVENTS_FILE
+        (size, mtime), log = status, self.run_dir / EVENTS_FILE
         self._mutex.release()
         try:
             lines += runsummary.count_lines(log, counted, size)
@@ -960,7 +964,7 @@ class RunLogger(Callback):
             if tail is None:  # not whole lines: this digest cannot be placed in the log
                 self._no_summary = True
             else:
-                summary = runsummary.Summary(digest, size, lines, tail)
+                summary = runsummary.Summary(digest, size, lines, tail, mtime)
                 runsummary.write(self.run_dir / SUMMARY_FILE, summary)
                 self._counted = (size, lines)
         except OSError:
@@ -995,12 +999,14 @@ class RunLogger(Callback):
             self._mutex.acquire()
 
 
-def _size(handle: Any) -> int | None:
-    """The size of an open file, None when there is none or it cannot be asked."""
+def _stat(file: Any) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a path or an open file; None when there is none or it cannot be
+    asked."""
     try:
-        return None if handle is None else os.fstat(handle.fileno()).st_size
-    except (OSError, ValueError):
+        status = os.stat(file) if isinstance(file, Path) else os.fstat(file.fileno())
+    except (OSError, ValueError, AttributeError):
         return None
+    return status.st_size, status.st_mtime_ns
 
 
 def _fsync(path: Path) -> None:

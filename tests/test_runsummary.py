@@ -7,6 +7,7 @@ never a traceback) and gets its summary written back where the folder may be wri
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -69,9 +70,11 @@ def test_a_finished_run_summary_is_its_whole_log_and_the_index_reads_no_line(tmp
     assert summary.digest == from_log(run)
     assert summary.digest.epochs == 4 and summary.digest.end_reason == "finished"
     expected = row_without_summary(run)
-    lines = decoded_lines(monkeypatch)
+    lines, tails = decoded_lines(monkeypatch), []
+    monkeypatch.setattr(runsummary, "tail_of", lambda *args: tails.append(args))
     (row,) = runindex.RunIndex(tmp_path / "runs").refresh()
     assert lines == [] and row == expected and not row.problem
+    assert tails == []  # its size and mtime as the summary recorded: not a byte of it read
 
 
 def test_a_resumed_run_summary_reads_as_its_log_does(tmp_path):
@@ -209,6 +212,17 @@ def test_a_log_rewritten_since_its_summary_is_read_whole(tmp_path):
     row = runindex.summarize(run)
     assert row.epochs_done == 3 and not row.problem
     assert saved(run).digest == from_log(run) != old.digest
+
+
+def test_a_log_rewritten_to_the_same_size_is_told_by_its_mtime_and_tail(tmp_path):
+    run = write_run(tmp_path, "r", epochs=2)
+    runindex.summarize(run)
+    log = run / runs.EVENTS_FILE
+    data = log.read_bytes()
+    end = data.rindex(b'"reason":"finished"')
+    log.write_bytes(data[:end] + b'"reason":"diverged"' + data[end + 19 :])
+    os.utime(log, ns=(saved(run).mtime_ns + 10**9,) * 2)
+    assert runindex.summarize(run).state == "diverged"
 
 
 def test_a_log_appended_to_since_its_summary_reads_the_new_lines(tmp_path):
