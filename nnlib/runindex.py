@@ -203,9 +203,10 @@ class _RunScan:
         self._start_log()
 
     def _start_log(self) -> None:
-        """Read the log from its summary, else its first line (again, if it was rewritten)."""
-        self._events_sig: tuple[int, int] | None = None
+        """Read the log from its summary, else its first line (again, if it was rewritten).
+        A log its summary was written for as it stands counts as read already."""
         self._log = runs.LogScan(self.path)
+        self._events_sig: tuple[int, int] | None = self._log.untouched
         self.read_problem = ""
 
     def update(self) -> None:

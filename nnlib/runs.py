@@ -479,6 +479,8 @@ class LogScan:
         self.notice = ""
         #: The log bytes the run's summary file covers (as far as this scan knows).
         self.saved = 0
+        #: The log's (size, mtime_ns) when the summary was found written for it as it stood.
+        self.untouched: tuple[int, int] | None = None
         self._reported = ""
         self._tail = RunTail(self.run_dir / EVENTS_FILE, on_bad_line=self._bad_line)
         if from_summary:
@@ -494,6 +496,8 @@ class LogScan:
             self.digest = dataclasses.replace(summary.digest)
             self._tail.seek(summary.bytes, summary.lines, summary.digest.end_reason is not None)
             self.saved = summary.bytes
+            if summary.untouched(_stat(self._tail.path)):
+                self.untouched = (summary.bytes, summary.mtime_ns)
 
     @property
     def position(self) -> tuple[int, int]:

@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +146,13 @@ class Summary:
             status = os.stat(log)
         except OSError:
             return False
-        if (status.st_size, status.st_mtime_ns) == (self.bytes, self.mtime_ns):
+        if self.untouched((status.st_size, status.st_mtime_ns)):
             return True
         return status.st_size >= self.bytes and tail_of(log, self.bytes) == self.tail
+
+    def untouched(self, signature: tuple[int, int] | None) -> bool:
+        """A log of this (size, mtime_ns) is the one the summary was written for."""
+        return signature == (self.bytes, self.mtime_ns) and self.mtime_ns != 0
 
 
 def tail_of(log: Path, end: int) -> str | None:
@@ -232,7 +236,7 @@ def _checked(record: Any, where: str) -> Summary:
     tail = log["tail"]
     if not (isinstance(tail, str) and len(tail) == 32 and set(tail) <= set("0123456789abcdef")):
         raise SummaryError(f"{where}: log.tail must be 32 hex digits, got {_shown(tail)}")
-    given = _keys(record["digest"], set(asdict(LogDigest())), where, "digest")
+    given = _keys(record["digest"], _DIGEST_FIELDS, where, "digest")
     digest = LogDigest(
         first=_number(given["first"], "digest.first", where),
         last=_number(given["last"], "digest.last", where),
@@ -254,6 +258,9 @@ def _checked(record: Any, where: str) -> Summary:
     if size and not lines:
         raise SummaryError(f"{where}: log.lines is 0 for {size} bytes of log")
     return Summary(digest, size, lines, tail, mtime)
+
+
+_DIGEST_FIELDS = {f.name for f in fields(LogDigest)}
 
 
 def _keys(value: Any, names: set[str], where: str, what: str) -> dict[str, Any]:
