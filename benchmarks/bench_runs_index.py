@@ -12,7 +12,8 @@ Then, each in a fresh process, medians of --repeat, with the load average beside
     (posix_fadvise DONTNEED: only this folder's; the interpreter's own files stay cached),
     with its peak RSS; and how much of it is Python starting and importing nnlib.cli;
   - the first screen of `nntui --runs FOLDER` (headless, 120x40): process start to a filled
-    table, after the same drop, with its peak RSS;
+    table, after the same drop, with its peak RSS; and the same on a folder of 1 run (what
+    starting the app costs);
   - in one process: the index built cold, a refresh with nothing changed, and a refresh after
     one run (being written: its writer lock held) got 20 batch lines and an epoch line.
 
@@ -206,7 +207,7 @@ REFRESH = textwrap.dedent(
             if (live / name).exists()}
     lock = runs.WriterLock(live)
     lock.acquire()
-    step = [10**6]
+    step, states = [10**6], set()
 
     def grow_then_refresh():
         with (live / runs.EVENTS_FILE).open("a") as log:
@@ -217,14 +218,17 @@ REFRESH = textwrap.dedent(
         start = time.perf_counter()
         rows = {s.name: s for s in index.refresh()}
         elapsed = time.perf_counter() - start
-        assert rows[live.name].state == "running", rows[live.name]
+        states.add(rows[live.name].state)  # "running", as its writer lives
         return elapsed
 
-    changed = statistics.median(grow_then_refresh() for _ in range(repeat))
-    lock.release()
-    for name, data in kept.items():  # the folder as it was, for the next measurement
-        (live / name).write_bytes(data)
-    print(json.dumps({"runs": count, "cold": cold, "unchanged": unchanged, "changed": changed}))
+    try:
+        changed = statistics.median(grow_then_refresh() for _ in range(repeat))
+    finally:
+        lock.release()
+        for name, data in kept.items():  # the folder as it was, for the next measurement
+            (live / name).write_bytes(data)
+    print(json.dumps({"runs": count, "cold": cold, "unchanged": unchanged, "changed": changed,
+                      "states": sorted(states)}))
     """
 )
 
@@ -286,6 +290,13 @@ def main() -> None:
             "nntui --runs, process start to filled table, cold",
             [sample(screen, until_line=True) for _ in range(args.repeat)],
         )
+        with tempfile.TemporaryDirectory() as small:  # what the app costs before the index
+            shutil.copytree(sorted(run_dirs)[0], Path(small) / "run")
+            one = [python, "-c", SCREEN, small]
+            report(
+                "  of which the app itself (a folder of 1 run)",
+                [sample(one, until_line=True) for _ in range(args.repeat)],
+            )
         drop_cache(args.folder)
         before = load()
         _, rss, out = timed([python, "-c", REFRESH, str(args.folder), "5"], env, args.tree)
@@ -294,7 +305,8 @@ def main() -> None:
             f"index in one process ({result['runs']} runs, {before}, peak RSS {rss} MB): cold "
             f"{result['cold'] * 1000:.0f} ms, refresh with nothing changed "
             f"{result['unchanged'] * 1000:.1f} ms, refresh with one run grown "
-            f"{result['changed'] * 1000:.1f} ms (medians of 5)"
+            f"{result['changed'] * 1000:.1f} ms (medians of 5; that run read as "
+            f"{', '.join(result['states'])})"
         )
     finally:
         if scratch is not None:
