@@ -2,14 +2,19 @@
 `nnlib runs list` and the app's runs screen) and a run's metric curves (compare, export,
 `nnlib plot`).
 
-This is the one module that turns run-log events into these views: it reads a log only
-through `nnlib.runs` (`read`, `RunTail`, `writer_alive`) and the events' public
-attributes, so a change of the event definitions is a change here. A resumed run is read
-with `runs.continued`'s rule, as the app reads it.
+This module and `nnlib.runsummary` (the fold of a log into a row's numbers) turn run-log
+events into these views: they read a log only through `nnlib.runs` (`read`, `RunTail`,
+`LogScan`, `writer_alive`) and the events' public attributes, so a change of the event
+definitions is a change here. A resumed run is read with `runs.continued`'s rule, as the
+app reads it.
 
-A summary is cheap to keep current: config.json is re-read only when its size or mtime
-changes, and events.jsonl is read incrementally (only the lines appended since the last
-refresh), so refreshing a folder where one run is being written reads that run's new lines.
+A row is cheap to make and to keep current: config.json is re-read only when its size or
+mtime changes; a run's log is read from where its summary file (`nnlib.runsummary`) left
+off, so a run that has ended costs that small file, not its log; and the log is read
+incrementally (only the lines appended since the last refresh), so refreshing a folder
+where one run is being written reads that run's new lines. A run whose log had to be read
+(an older run without a summary, a crashed writer) gets its summary written back once
+nothing writes it, where the folder may be written.
 
 A run forked from another says so in its config.json: `"parent": {"run": "<run directory
 name or path>", "step": <the parent's step it started from>}`.
@@ -126,137 +131,97 @@ class _RunScan:
         self.config: dict[str, Any] = {}
         self.config_problem = ""
         self._config_sig: tuple[int, int] | None = None
+        self.alive = False
         self._start_log()
 
     def _start_log(self) -> None:
-        """Read the log from its first line (again, if it was rewritten)."""
-        self._events_sig: tuple[int, int] | None = None
-        self._tail = runs.RunTail(self.path / runs.EVENTS_FILE, on_bad_line=self._bad_line)
-        self._clear()
-
-    def _clear(self) -> None:
-        """Forget what was read (the log is read again: rewritten, or the run resumed)."""
-        self.log_problem = ""
-        self.first: float | None = None
-        self.last: float | None = None
-        self.epochs = 0
-        self.val_accuracy: float | None = None
-        self.val_loss: float | None = None
-        self.test: tuple[str, float] | None = None
-        self.end_reason: str | None = None
-        self.error = ""
-        self.alive = False
-        self.any_event = False
-
-    def _bad_line(self, error: runs.EventError) -> None:
-        self.log_problem = str(error)
+        """Read the log from its summary, else its first line (again, if it was rewritten).
+        A log its summary was written for as it stands counts as read already."""
+        self._log = runs.LogScan(self.path)
+        self._events_sig: tuple[int, int] | None = self._log.untouched
+        self.read_problem = ""
 
     def update(self) -> None:
         config_sig = _signature(self.path / runs.CONFIG_FILE)
         if config_sig != self._config_sig:
             self._config_sig = config_sig
-            self._read_config()
-        if self.end_reason is not None and _signature(self._tail.path) == self._events_sig:
+            self.config, self.config_problem = _read_config(self.path)
+        log_path = self.path / runs.EVENTS_FILE
+        ended = self._log.digest.end_reason is not None
+        if ended and _signature(log_path) == self._events_sig:
             return  # an ended run whose log did not change: nothing can have changed
-        self.alive = runs.writer_alive(self.path) if self.end_reason is None else False
-        signature = _signature(self._tail.path)
+        # Asked whatever the log said before: an ended run that grows is being resumed.
+        self.alive = runs.writer_alive(self.path)
+        signature = _signature(log_path)
         if signature is not None and self._events_sig and signature[0] < self._events_sig[0]:
             self._start_log()  # shorter than what was read: rewritten, so read it afresh
         self._events_sig = signature
-        if signature is not None:
-            try:
-                events = self._tail.read()
-                if self._tail.restarted:  # resumed: the log as runs.continued reads it
-                    self._clear()
-                self._add(events)
-            except OSError as error:
-                self.log_problem = f"{self._tail.path}: cannot read ({error.strerror})"
-
-    def _read_config(self) -> None:
-        path = self.path / runs.CONFIG_FILE
-        self.config, self.config_problem = {}, ""
+        if signature is None:
+            return
         try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+            self._log.read()
+        except OSError as error:
+            self.read_problem = f"{log_path}: cannot read ({error.strerror})"
             return
-        except (OSError, ValueError, RecursionError) as error:
-            self.config_problem = f"{path}: cannot read ({error})"
-            return
-        if isinstance(config, dict):
-            self.config = config
-        else:
-            self.config_problem = f"{path}: expected a JSON object"
-
-    def _add(self, events: Iterable[runs.Event]) -> None:
-        for event in events:
-            self.any_event = True
-            if event.type != "end":  # anything after an end is a resumed attempt's
-                self.end_reason, self.error = None, ""
-            self.first = event.time if self.first is None else self.first
-            self.last = event.time
-            if event.type == "epoch":
-                self.epochs = max(self.epochs, int(event.get("epoch", 0)) + 1)
-                accuracy, loss = event.get("val_accuracy"), event.get("val_loss")
-                if accuracy is not None:
-                    self.val_accuracy = max(accuracy, self.val_accuracy or -math.inf)
-                if loss is not None:
-                    self.val_loss = min(
-                        loss, self.val_loss if self.val_loss is not None else math.inf
-                    )
-            elif event.type == "end":
-                self.end_reason = str(event.get("reason"))
-                self.error = str(event.get("error") or "")
-            elif event.type == "test":  # nnlib's test evaluation (TestEvaluator)
-                metric = "accuracy" if event.get("accuracy") is not None else "loss"
-                if isinstance(event.get(metric), int | float):
-                    self.test = (f"test_{metric}", float(event.get(metric)))
-                continue
-            for metric in ("test_accuracy", "test_loss"):
-                value = event.get(metric)
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    self.test = (metric, float(value))
-                    break
+        self.read_problem = ""
+        if not self.alive and self._log.position[0] > self._log.saved:
+            self._log.save()  # the next reader reads the summary: where it may be written
 
     def summary(self) -> RunSummary:
         config = self.config
         info = config.get("dataset_info") if isinstance(config.get("dataset_info"), dict) else {}
         trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
         model = trainer.get("model") if isinstance(trainer.get("model"), dict) else {}
-        if self.end_reason is not None:
-            state = END_STATES.get(self.end_reason, "finished")
+        log = self._log.digest
+        if log.end_reason is not None:
+            state = END_STATES.get(log.end_reason, "finished")
         elif self.alive:
             state = "running"
         else:
-            state = "crashed" if self.any_event or runs.writer_started(self.path) else "empty"
+            state = "crashed" if log.any_event or runs.writer_started(self.path) else "empty"
         best_metric, best = (
-            ("val_accuracy", self.val_accuracy)
-            if self.val_accuracy is not None
-            else ("val_loss", self.val_loss)
+            ("val_accuracy", log.val_accuracy)
+            if log.val_accuracy is not None
+            else ("val_loss", log.val_loss)
         )
         total = trainer.get("epochs", config.get("epochs"))
         duration = None
-        if self.first is not None:
-            end = time.time() if state == "running" else self.last
-            duration = max((end or self.first) - self.first, 0.0)
+        if log.first is not None:
+            end = time.time() if state == "running" else log.last
+            duration = max((end or log.first) - log.first, 0.0)
         return RunSummary(
             path=self.path,
             dataset=Path(str(info.get("name") or config.get("dataset") or "")).stem,
             arch=str(model.get("spec") or config.get("arch") or ""),
             state=state,
-            reason=self.end_reason or "",
-            error=self.error,
-            epochs_done=self.epochs,
+            reason=log.end_reason or "",
+            error=log.error,
+            epochs_done=log.epochs,
             epochs_total=total if type(total) is int and total > 0 else 0,
             best_metric=best_metric,
             best_value=best,
-            test_metric=self.test[0] if self.test else "",
-            test_value=self.test[1] if self.test else None,
-            started=self.first,
+            test_metric=log.test_metric,
+            test_value=log.test_value,
+            started=log.first,
             duration=duration,
             parent=parent_of(config),
-            problem=self.config_problem or self.log_problem,
+            problem=self.config_problem or self.read_problem or log.problem or self._log.notice,
             config=config,
         )
+
+
+def _read_config(run_dir: Path) -> tuple[dict[str, Any], str]:
+    """A run's config.json ({} when it has none) and what is wrong with it ("" if nothing)."""
+    path = run_dir / runs.CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, ""
+    except (OSError, ValueError, RecursionError) as error:
+        return {}, f"{path}: cannot read ({error})"
+    if isinstance(config, dict):
+        return config, ""
+    return {}, f"{path}: expected a JSON object"
 
 
 def is_run_dir(path: Path) -> bool:
@@ -439,11 +404,10 @@ def read_events(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def config_of(path: str | os.PathLike) -> dict[str, Any]:
     """A run's config.json ({} when it has none or it is not an object)."""
-    scan = _RunScan(Path(path))
-    scan._read_config()
-    if scan.config_problem:
-        raise ValueError(scan.config_problem)
-    return scan.config
+    config, problem = _read_config(Path(path))
+    if problem:
+        raise ValueError(problem)
+    return config
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

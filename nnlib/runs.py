@@ -1,4 +1,5 @@
-"""Run logs: every run leaves a directory with `config.json` and an append-only `events.jsonl`.
+"""Run logs: every run leaves a directory with `config.json` and an append-only `events.jsonl`
+(and `summary.json`, what the runs table shows of the log: see nnlib.runsummary).
 
 Each line of events.jsonl is one JSON object:
 
@@ -23,7 +24,9 @@ the next line encoded after it; 24 us the write): 11.8 ms an epoch, held 2.7 ms.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 import os
 import platform
 import shutil
@@ -44,6 +47,7 @@ try:
 except ImportError:  # Windows: a heartbeat instead (see WriterLock)
     fcntl = None  # type: ignore[assignment]
 
+from . import runsummary
 from ._atomic import atomic_write_text, remove_stale_temporaries
 from .callbacks.base import Callback, Logs
 from .events import (  # noqa: F401 (re-exported: the run-log API as it was)
@@ -63,16 +67,23 @@ if TYPE_CHECKING:
 
 EVENTS_FILE = "events.jsonl"
 CONFIG_FILE = "config.json"
+#: What the runs table shows of the log, for its first N bytes (see nnlib.runsummary).
+SUMMARY_FILE = "summary.json"
 #: Held (flock, exclusive) by the process writing a run from its start until its end event.
 LOCK_FILE = ".writer.lock"
 #: Files a run writes into its directory: a directory holding any of them is never reused.
-RUN_FILES = (EVENTS_FILE, CONFIG_FILE, "experiment.toml", "best.npz", "model.npz")
+RUN_FILES = (EVENTS_FILE, CONFIG_FILE, SUMMARY_FILE, "experiment.toml", "best.npz", "model.npz")
 #: Without flock (Windows) the writer touches its lock file at least this often...
 HEARTBEAT_SECONDS = 2.0
 #: ...and a lock file untouched for this long means the writer is gone.
 HEARTBEAT_STALE = 30.0
 #: Batch lines wait at most this long before they are written (see the module docstring).
 FLUSH_SECONDS = 0.2
+#: The RunLogger rewrites the run's summary at an epoch end at most this often (and always
+#: at the end): fast epochs would otherwise write one every few milliseconds.
+SUMMARY_SECONDS = 0.5
+#: Bytes of log a LogScan reads a poll: its memory stays bounded however big a log is.
+SCAN_CHUNK = 1 << 22
 #: What a follower says when the writer is gone but the log has no end event.
 WRITER_GONE = "the run's writer stopped without an end event (crashed or killed)"
 #: Bytes a writer's lock file holds from the start (spaces), where the end record goes when the
@@ -278,7 +289,9 @@ class EventTail:
     without one, the events before it are returned and the next `read` raises the error.
     `ended` says the latest record read is an end event (a resumed run writes more after
     it); `orphaned` that the writer stopped without one. A writer that could not append its
-    end (a full disk) left it in its lock file: it is read from there (`unlogged_end`)."""
+    end (a full disk) left it in its lock file: it is read from there (`unlogged_end`).
+    `seek` starts it where a run summary left off; `read(limit)` reads at most about that
+    many bytes a poll, so that a big log is read in bounded memory."""
 
     def __init__(
         self, path: str | os.PathLike, on_bad_line: Callable[[EventError], None] | None = None
@@ -290,15 +303,30 @@ class EventTail:
         self._position = 0
         self._line = 0
 
-    def read(self) -> list[Event]:
+    @property
+    def position(self) -> tuple[int, int]:
+        """(bytes, lines) of the log read so far: whole lines only."""
+        return self._position, self._line
+
+    def seek(self, position: int, line: int, ended: bool) -> None:
+        """Go on from byte `position`, the end of line `line`, as if the lines before had
+        been read and the last record read was (`ended`) or was not an end."""
+        self._position, self._line, self.ended = position, line, ended
+
+    def read(self, limit: int | None = None) -> list[Event]:
         # Asked before reading: a writer gone by now wrote its end event before it let go.
         # Started is asked first: a lock file that appears after it is a run just starting.
         started = writer_started(self.path.parent)
         alive = started and writer_alive(self.path.parent)
+        at_end = True
         try:
             with self.path.open("rb") as handle:
                 handle.seek(self._position)
-                chunk = handle.read()
+                chunk = handle.read(-1 if limit is None else limit)
+                if limit is not None and len(chunk) == limit:
+                    rest = handle.readline()  # a line longer than the limit is read whole
+                    chunk += rest
+                    at_end = not rest.endswith(b"\n")
         except FileNotFoundError:
             chunk = b""
         events = []
@@ -324,7 +352,7 @@ class EventTail:
         if events:
             self.ended = events[-1].type == "end"
         # Read to the end, and nobody writes more: the run has ended, said so or not.
-        gone = chunk.find(b"\n", start) < 0 and started and not alive
+        gone = at_end and chunk.find(b"\n", start) < 0 and started and not alive
         if gone and not self.ended:
             end = unlogged_end(self.path.parent)
             if end is not None:
@@ -419,8 +447,16 @@ class RunTail:
     def on_bad_line(self, handler: Callable[[EventError], None] | None) -> None:
         self._tail.on_bad_line = handler
 
-    def read(self) -> list[Event]:
-        events = self._tail.read()
+    @property
+    def position(self) -> tuple[int, int]:
+        return self._tail.position
+
+    def seek(self, position: int, line: int, ended: bool) -> None:
+        """EventTail.seek: from a point the records before which are known (a summary)."""
+        self._tail.seek(position, line, ended)
+
+    def read(self, limit: int | None = None) -> list[Event]:
+        events = self._tail.read(limit)
         self.restarted = any(event.type == "run_resume" for event in events)
         if not self.restarted:
             return events
@@ -429,6 +465,80 @@ class RunTail:
         while more := self._tail.read():  # up to a bad line, which the next read raises
             events += more
         return continued(events)
+
+
+class LogScan:
+    """A run's log folded into its `runsummary.LogDigest` (what the runs table shows of it)
+    with the resume rule (RunTail), a poll at a time (`read`), in bounded memory. It starts
+    where the run's summary file left off when that is still true of the log, else at the
+    first line; `notice` names a summary file that could not be used."""
+
+    def __init__(self, run_dir: str | os.PathLike, from_summary: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.digest = runsummary.LogDigest()
+        self.notice = ""
+        #: The log bytes the run's summary file covers (as far as this scan knows).
+        self.saved = 0
+        #: The log's (size, mtime_ns) when the summary was found written for it as it stood.
+        self.untouched: tuple[int, int] | None = None
+        self._reported = ""
+        self._tail = RunTail(self.run_dir / EVENTS_FILE, on_bad_line=self._bad_line)
+        if from_summary:
+            self._start_from_summary()
+
+    def _start_from_summary(self) -> None:
+        try:
+            summary = runsummary.read(self.run_dir / SUMMARY_FILE)
+        except runsummary.SummaryError as error:
+            self.notice = f"{error}; the log was read instead"
+            return
+        if summary is not None and summary.matches(self._tail.path):
+            self.digest = dataclasses.replace(summary.digest)
+            self._tail.seek(summary.bytes, summary.lines, summary.digest.end_reason is not None)
+            self.saved = summary.bytes
+            if summary.untouched(_stat(self._tail.path)):
+                self.untouched = (summary.bytes, summary.mtime_ns)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """(bytes, lines) of the log folded in."""
+        return self._tail.position
+
+    def read(self) -> bool:
+        """Fold in what was appended since the last read; True when anything was. OSError
+        when the log cannot be read."""
+        changed = False
+        while True:
+            before, self._reported = self._tail.position, ""
+            events = self._tail.read(SCAN_CHUNK)
+            if self._tail.restarted:  # resumed: the whole log again, as runs.continued reads it
+                self.digest = runsummary.LogDigest(problem=self._reported)
+            for event in events:
+                self.digest.add(event)
+            if not events and self._tail.position == before:
+                return changed
+            changed = True
+
+    def _bad_line(self, error: EventError) -> None:
+        self._reported = self._reported or str(error)
+        self.digest.report(str(error))
+
+    def save(self) -> bool:
+        """Write the run's summary file for what was read; False when it cannot be written
+        (a folder the reader may not write, a full disk) or the log changed under it."""
+        size, lines = self.position
+        tail = runsummary.tail_of(self._tail.path, size)
+        if tail is None:
+            return False
+        status = _stat(self._tail.path)
+        mtime = status[1] if status is not None and status[0] == size else 0
+        summary = runsummary.Summary(dataclasses.replace(self.digest), size, lines, tail, mtime)
+        try:
+            runsummary.write(self.run_dir / SUMMARY_FILE, summary)
+        except OSError:
+            return False
+        self.saved = size
+        return True
 
 
 def follow(
@@ -580,7 +690,11 @@ def _unusable(path: Path, error: OSError) -> str:
 
 class RunLogger(Callback):
     """Write the run directory: config.json at the start, then every event as it happens
-    (batch lines within FLUSH_SECONDS, see the module docstring).
+    (batch lines within FLUSH_SECONDS, see the module docstring), and the run's summary file
+    (SUMMARY_FILE, see nnlib.runsummary) from the writer thread: at the start, at epoch ends
+    (at most every SUMMARY_SECONDS) and at the end. The summary is the fold of the records
+    as they are written; a resumed run's (`append`) is read from its log once, after its
+    run_resume, since the resume rule drops records written before it.
 
     `run_dir` is used as is when given; otherwise a new directory is made under `root`.
     `batch_every` thins batch metrics to one line per that many batches. Every event is made
@@ -610,7 +724,7 @@ class RunLogger(Callback):
         self.append = append  # a resumed run: config.json and run_start are there already
         self._handle: Any = None
         self._lock: WriterLock | None = None
-        self._early: list[str] = []  # encoded events that came before the log was open
+        self._early: list[Event] = []  # events that came before the log was open
         # Batch lines not written yet: (step, logs, time), the oldest held since `_since`
         # (monotonic). The mutex guards them and the handle; the condition on it wakes the
         # writer thread. (A plain lock: `with` on the condition was 10 us a batch on LeNet-5.)
@@ -621,6 +735,17 @@ class RunLogger(Callback):
         self._wake = threading.Condition(self._mutex)
         self._writer: threading.Thread | None = None
         self._failed: Exception | None = None  # what the writer thread could not write
+        # The summary: the records written, folded (None: to be read from the log, the
+        # resume rule having dropped some); whether one is to be written, and when one was
+        # last (monotonic); the log bytes and lines the last one covered; whether a write
+        # failed (the log may then hold part of a line: no more summaries); the log's size
+        # at the end, for the last one.
+        self._digest: runsummary.LogDigest | None = None
+        self._summary_due = False
+        self._summarized = -math.inf
+        self._counted = (0, 0)
+        self._no_summary = False
+        self._final_size: tuple[int, int] | None = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         if self.run_dir is None:
@@ -644,7 +769,7 @@ class RunLogger(Callback):
             "batch_size": trainer.batch_size,
         }
         config = {**self.config, "trainer": trainer_view, "versions": versions()}
-        lines, synced = [], None
+        records, synced = [], None
         if not self.append:
             start = make(
                 "run_start", trainer.global_step, {"run": str(self.run_dir), "config": config}
@@ -653,11 +778,13 @@ class RunLogger(Callback):
             # fsync is the writer thread's: it took 1-9 ms on a shared disk, at every start.
             synced = self.run_dir / CONFIG_FILE
             atomic_write_text(synced, json.dumps(start["config"], indent=2), sync=False)
-            lines.append(start.line())
-        lines += self._early
+            records.append(start)
+        records += self._early
         self._early = []
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
-        self._emit_lines("".join(lines))
+        self._digest = None if self.append else runsummary.LogDigest()
+        self._summary_due = not self.append  # a resumed run's first comes after run_resume
+        self._emit_lines(records)
         self._writer = threading.Thread(
             target=self._write_late, args=(synced,), name="nnlib-run-log", daemon=True
         )
@@ -672,7 +799,7 @@ class RunLogger(Callback):
         with self._mutex:
             self._held.append((step, dict(logs), time.time()))  # the time rounded when written
             if now - self._written >= FLUSH_SECONDS / 2:  # the writer thread waits longer
-                self._emit_lines("")
+                self._emit_lines()
             elif len(self._held) == 1:
                 self._since = now
                 self._wake.notify()
@@ -688,7 +815,7 @@ class RunLogger(Callback):
             {k: v for k, v in data.items() if k != "step"},
         )
         if self._handle is None and trainer.state == "running":
-            self._early.append(make(event, step, data).line())  # from an earlier on_train_begin
+            self._early.append(make(event, step, data))  # from an earlier on_train_begin
             return
         self._write(event, step, data)
 
@@ -708,6 +835,7 @@ class RunLogger(Callback):
         finally:
             with self._mutex:
                 handle, self._handle, self._held = self._handle, None, []
+                self._final_size = _stat(handle)  # the writer thread's last summary covers it
                 self._wake.notify()  # the writer thread ends
             if self._writer is not None:
                 self._writer.join()
@@ -736,31 +864,48 @@ class RunLogger(Callback):
         writer thread could not write, if anything (unless told not to)."""
         if self._handle is None:
             return
-        line = fast_line(event_type, step, data) or make(event_type, step, data).line()
+        event = make(event_type, step, data)
         with self._mutex:
-            self._emit_lines(line)
+            self._emit_lines([event])
+            if event_type == "epoch":
+                self._summary_due = True
+                self._wake.notify()
         if raise_failure and self._failed is not None:
             self._raise_failure()
 
-    def _emit_lines(self, line: str) -> None:
-        """Write the held batch lines, then `line`, and flush (hold `_mutex`). A held line that
-        does not make a record is left out and its EventError raised once the rest is written."""
+    def _emit_lines(self, records: Iterable[Event] = ()) -> None:
+        """Write the held batch lines, then `records`, flush, and fold them into the digest
+        (hold `_mutex`). A held line that does not make a record is left out and its
+        EventError raised once the rest is written."""
         if self._handle is None:
             return
         held, self._held = self._held, []
-        lines, error = [], None
+        lines, times, error = [], [], None
         for step, data, moment in held:  # one after another: the encoder stays in the caches
             when = round(moment, 3)
             try:
                 lines.append(
                     fast_line("batch", step, data, when) or make("batch", step, data, when).line()
                 )
+                times.append(when)
             except EventError as bad:
                 error = error or bad
-        lines.append(line)
-        self._handle.write("".join(lines))
-        self._handle.flush()
+        lines += [record.line() for record in records]
+        try:
+            self._handle.write("".join(lines))
+            self._handle.flush()
+        except BaseException:
+            self._no_summary = True  # part of it may be in the log: the digest cannot tell
+            raise
         self._written = time.monotonic()
+        if self._digest is not None:
+            for when in times:
+                self._digest.add_batch(when)
+            for record in records:
+                self._digest.add(record)
+                if record.type == "run_resume":  # what it supersedes is read from the log
+                    self._digest = None
+                    break
         if self._lock is not None:
             self._lock.beat()
         if error is not None:
@@ -782,17 +927,90 @@ class RunLogger(Callback):
             _fsync(synced)
         with self._wake:
             while self._handle is not None:
-                if not self._held:
-                    self._wake.wait()
-                    continue
-                due = self._since + FLUSH_SECONDS - time.monotonic()
-                if due > 0:
-                    self._wake.wait(due)
-                    continue
-                try:
-                    self._emit_lines("")
-                except Exception as error:  # raised on the training thread, at its next line
-                    self._failed = error
+                now, waits = time.monotonic(), []
+                if self._held:
+                    due = self._since + FLUSH_SECONDS - now
+                    if due <= 0:
+                        try:
+                            self._emit_lines()
+                        except Exception as error:  # raised on the training thread, at its next
+                            self._failed = error  # line
+                        continue
+                    waits.append(due)
+                if self._summary_due:
+                    due = self._summarized + SUMMARY_SECONDS - now
+                    if due <= 0:
+                        self._summarize(_stat(self._handle))
+                        continue
+                    waits.append(due)
+                self._wake.wait(min(waits, default=None))
+            if self._final_size is not None:
+                self._summarize(self._final_size)
+
+    def _summarize(self, status: tuple[int, int] | None) -> None:
+        """(The writer thread, holding `_mutex`.) Write the summary file for the log as it
+        stands: `status` its (size, mtime_ns), all that was written by now; the mutex is let
+        go meanwhile. Not written
+        when the log cannot be summarised (a failed write) or the file cannot be written: the
+        log stays the record, and readers read it."""
+        self._summary_due, self._summarized = False, time.monotonic()
+        if self._no_summary or status is None or self.run_dir is None:
+            return
+        if self._digest is None:
+            self._digest_from_log()
+            return
+        digest, (counted, lines) = dataclasses.replace(self._digest), self._counted
+        (size, mtime), log = status, self.run_dir / EVENTS_FILE
+        self._mutex.release()
+        try:
+            lines += runsummary.count_lines(log, counted, size)
+            tail = runsummary.tail_of(log, size)
+            if tail is None:  # not whole lines: this digest cannot be placed in the log
+                self._no_summary = True
+            else:
+                summary = runsummary.Summary(digest, size, lines, tail, mtime)
+                runsummary.write(self.run_dir / SUMMARY_FILE, summary)
+                self._counted = (size, lines)
+        except OSError:
+            pass
+        finally:
+            self._mutex.acquire()
+
+    def _digest_from_log(self) -> None:
+        """(The writer thread, holding `_mutex`.) The digest read from the log (the run was
+        resumed), then kept by folding as before; its summary written. The log is read with
+        the mutex let go, then what was written meanwhile with it held."""
+        assert self.run_dir is not None
+        scan = LogScan(self.run_dir)
+        self._mutex.release()
+        try:
+            scan.read()
+        except OSError:
+            self._no_summary = True
+            return
+        finally:
+            self._mutex.acquire()
+        try:
+            scan.read()  # nothing is written meanwhile
+        except OSError:
+            self._no_summary = True
+            return
+        self._digest, self._counted = dataclasses.replace(scan.digest), scan.position
+        self._mutex.release()
+        try:
+            scan.save()
+        finally:
+            self._mutex.acquire()
+
+
+def _stat(file: Any) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a path or an open file; None when there is none or it cannot be
+    asked."""
+    try:
+        status = os.stat(file) if isinstance(file, Path) else os.fstat(file.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return status.st_size, status.st_mtime_ns
 
 
 def _fsync(path: Path) -> None:

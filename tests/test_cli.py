@@ -70,6 +70,7 @@ def test_a_good_run(trained):
         "experiment.toml",
         "model.npz",
         "replies.jsonl",
+        "summary.json",  # what the runs table shows of the log
     ]
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["dataset"], config["epochs"], config["batch_size"], config["seed"]) == (

@@ -101,6 +101,22 @@ def test_the_index_follows_a_run_being_written_and_rereads_only_what_changed(tmp
     assert reads == []  # an ended run whose files did not change is not read again
 
 
+def test_an_ended_run_that_grows_under_a_live_writer_reads_as_running(tmp_path):
+    """A stopped run being resumed: its writer is asked about again once its log grows (it
+    read as crashed for a refresh, the writer asked only while the log had no end)."""
+    run_dir = write_run(tmp_path, "resumed", epochs=1, end="stopped")
+    index = runindex.RunIndex(tmp_path)
+    assert by_name(index.refresh())["resumed"].state == "stopped"
+    lock = runs.WriterLock(run_dir)
+    lock.acquire()
+    try:
+        with (run_dir / runs.EVENTS_FILE).open("a") as log:
+            log.write(runs.encode("run_resume", 10, {"from_step": 10, "epoch": 1}))
+        assert by_name(index.refresh())["resumed"].state == "running"
+    finally:
+        lock.release()
+
+
 def test_a_bad_config_or_log_line_is_named_and_the_rest_is_shown(tmp_path):
     run_dir = write_run(tmp_path, "bad")
     (run_dir / runs.CONFIG_FILE).write_text("{not json")

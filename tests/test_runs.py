@@ -206,6 +206,7 @@ def test_config_json_of_an_experiment(tmp_path):
         "experiment.toml",
         "model.npz",
         "replies.jsonl",
+        "summary.json",
     ]
     rerun = ExperimentConfig.load(tmp_path / "run" / "experiment.toml")
     assert rerun == dataclasses.replace(config, arch="2-32-32-3", run_dir=None)
