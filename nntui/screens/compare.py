@@ -186,25 +186,12 @@ class CompareScreen(Screen[None]):
     def metrics_table(self) -> Table:
         """Final and best validation metrics (training ones when a run has no validation),
         each with its difference from the baseline."""
-        columns = [
-            ("val_loss", "final", "loss"),
-            ("val_loss", "best", "loss"),
-            ("val_accuracy", "final", "acc"),
-            ("val_accuracy", "best", "acc"),
-        ]
-        if not any("accuracy" in r.metrics("epoch") for r in self.runs):
-            columns = columns[:2]
+        columns = self.metric_columns()
         table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
-        values = [
-            [_metric(run, metric, which) for metric, which, _ in columns] for run in self.runs
-        ]
-        cells = [
-            [_with_delta(v, values[0][c], index == 0, columns[c][2]) for c, v in enumerate(row)]
-            for index, row in enumerate(values)
-        ]
-        # A run's name gives way (it wraps) before a number does: each number column is as
-        # wide as its widest cell, which NUMBER_WIDTH keeps short.
-        table.add_column("run", overflow="fold", min_width=8, max_width=28)
+        cells = self.metric_cells()
+        # The numbers never give way: each column is as wide as its widest cell (NUMBER_WIDTH
+        # keeps them short); a long run name is cut instead (the legend gives it whole).
+        table.add_column("run", no_wrap=True, overflow="ellipsis", min_width=8, max_width=28)
         for column, (_, which, short) in enumerate(columns):
             widest = max(len(row[column]) for row in cells)
             header = Text(f"{which} {short}")
@@ -212,6 +199,29 @@ class CompareScreen(Screen[None]):
         for index, row in enumerate(cells):
             table.add_row(self._run_label(index), *row)
         return table
+
+    def metric_columns(self) -> list[tuple[str, str, str]]:
+        """The metrics table's columns: (metric, "final" or "best", short name)."""
+        columns = [
+            ("val_loss", "final", "loss"),
+            ("val_loss", "best", "loss"),
+            ("val_accuracy", "final", "acc"),
+            ("val_accuracy", "best", "acc"),
+        ]
+        if not any("accuracy" in r.metrics("epoch") for r in self.runs):
+            return columns[:2]
+        return columns
+
+    def metric_cells(self) -> list[list[Text]]:
+        """Per run, per column: its value and its difference from the baseline's."""
+        columns = self.metric_columns()
+        values = [
+            [_metric(run, metric, which) for metric, which, _ in columns] for run in self.runs
+        ]
+        return [
+            [_with_delta(v, values[0][c], index == 0, columns[c][2]) for c, v in enumerate(row)]
+            for index, row in enumerate(values)
+        ]
 
     def diff_table(self) -> Group | Text:
         """Only the settings that differed between the runs as they ran: per setting a line
