@@ -134,6 +134,22 @@ def test_each_setting_is_one_key_and_the_diff_lists_exactly_those_that_differ():
     assert runindex.settings_diff([runindex.effective_settings(config_for("a")), same]) == {}
 
 
+def test_the_runs_table_reads_a_hyperparameter_recorded_only_by_the_trainer():
+    """A script's run (runs.RunLogger without an experiment) has lr only as
+    trainer.optimizer.lr: the table's lr column has it, as compare does."""
+    script = {"trainer": {"optimizer": {"name": "adam", "lr": 0.003}, "batch_size": 16}}
+    rows = [
+        runtable.RunRow(runindex.RunSummary(Path(name), config=config))
+        for name, config in (("script", script), ("experiment", config_for("e")))
+    ]
+    assert [(r.hparam("lr"), r.hparam("optimizer"), r.hparam("batch_size")) for r in rows] == [
+        (0.003, "adam", 16),
+        (0.1, "sgd", 32),
+    ]
+    shown = [c.name for c in runtable.columns_for(rows)]
+    assert shown[-4:] == ["optimizer", "lr", "batch_size", "seed"]
+
+
 def test_the_csv_export_reads_back_the_logged_numbers_exactly(tmp_path, capsys):
     run_dir = write_run(tmp_path, "r", epochs=2)
     target = tmp_path / "out" / "r.csv"
