@@ -145,6 +145,7 @@ class CompareScreen(Screen[None]):
     CompareScreen CompareCharts { height: 1fr; min-height: 9; padding: 0 1; }
     CompareScreen #tables { height: 9; border-top: solid $primary-darken-2; padding: 0 1; }
     CompareScreen #tables:focus { border-top: solid $accent; }
+    CompareScreen #tables Static { width: 1fr; }
     """
     BINDINGS = [
         Binding("x", "x_axis", "x: step/epoch"),
@@ -180,9 +181,6 @@ class CompareScreen(Screen[None]):
             parts.append(Text(label + "  ", RUN_STYLES[index]))
         return Text.assemble(*parts)
 
-    def _run_label(self, index: int) -> Text:
-        return Text(f"{RUN_MARKERS[index]} {self.runs[index].name}", RUN_STYLES[index])
-
     def metrics_table(self) -> Table:
         """Final and best validation metrics (training ones when a run has no validation),
         each with its difference from the baseline."""
@@ -190,14 +188,17 @@ class CompareScreen(Screen[None]):
         table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
         cells = self.metric_cells()
         # The numbers never give way: each column is as wide as its widest cell (NUMBER_WIDTH
-        # keeps them short); a long run name is cut instead (the legend gives it whole).
-        table.add_column("run", no_wrap=True, overflow="ellipsis", min_width=8, max_width=28)
+        # keeps them short); a long run name gives way instead, cut to the width left (its
+        # marker stays, and the legend gives it whole).
+        table.add_column("", no_wrap=True)
+        table.add_column("run", overflow="ellipsis", max_width=28)
         for column, (_, which, short) in enumerate(columns):
             widest = max(len(row[column]) for row in cells)
             header = Text(f"{which} {short}")
             table.add_column(header, justify="right", no_wrap=True, min_width=widest)
         for index, row in enumerate(cells):
-            table.add_row(self._run_label(index), *row)
+            name = Text(self.runs[index].name, RUN_STYLES[index])
+            table.add_row(Text(RUN_MARKERS[index], RUN_STYLES[index]), name, *row)
         return table
 
     def metric_columns(self) -> list[tuple[str, str, str]]:
