@@ -306,6 +306,8 @@ class RunCurves:
     path: Path
     batches: list[dict[str, Any]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    #: Its 'hparam' events: the changes of its settings (`effective_settings`).
+    hparams: list[runs.Event] = field(default_factory=list)
     ended: bool = False
 
     @property
@@ -318,6 +320,8 @@ class RunCurves:
             if event.type in ("batch", "epoch"):
                 row = {"step": event.step, "time": event.time, **_numbers(event.data)}
                 (self.batches if event.type == "batch" else self.epochs).append(row)
+            elif event.type == "hparam":
+                self.hparams.append(event)
             self.ended = self.ended or event.type == "end"
 
     def metrics(self, kind: str) -> list[str]:
@@ -424,24 +428,129 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 #: Keys that differ between any two runs by construction, so a diff leaves them out.
 IDENTITY_KEYS = ("run_dir",)
+#: Settings config.json records twice: the experiment's own fields at the top level, the
+#: trainer's view under "trainer" and a fork's parent under "parent" (runs.RunLogger,
+#: experiment._assemble). Each path here is another record of the setting it names; an
+#: optimizer's hyperparameters (trainer.optimizer.<name>) are the setting <name>.
+ALIASES = {
+    "trainer.optimizer.name": "optimizer",
+    "trainer.model.spec": "arch",
+    "trainer.model.input_shape": "input_shape",
+    "dataset_info.input_shape": "input_shape",
+    "trainer.model.params": "params",
+    "trainer.loss": "loss",
+    "trainer.epochs": "epochs",
+    "trainer.batch_size": "batch_size",
+    "parent.run": "parent_run",
+    "parent.step": "parent_step",
+    "dataset_info.name": "dataset",
+}
+_OPTIMIZER = "trainer.optimizer."
+#: The name an 'hparam' event gives a setting, where it is not the setting's own.
+HPARAM_SETTINGS = {"base_lr": "lr"}
 
 
-def config_diff(configs: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """The configuration keys (dotted) whose values are not the same in every config, each
-    with its value per config (None where a config lacks it), in first-seen order."""
-    flat = [flatten(c) for c in configs]
-    keys: dict[str, None] = {}
-    for f in flat:
-        keys.update(dict.fromkeys(f))
-    out = {}
-    for key in keys:
-        shown = {json.dumps(f.get(key, _MISSING), sort_keys=True, default=str) for f in flat}
-        if key not in IDENTITY_KEYS and (len(shown) > 1 or any(key not in f for f in flat)):
-            out[key] = [f.get(key) for f in flat]
+def setting_key(path: str) -> str:
+    """The one key of the setting a dotted config path records (trainer.optimizer.lr: lr)."""
+    if path in ALIASES:
+        return ALIASES[path]
+    return path.removeprefix(_OPTIMIZER) if path.startswith(_OPTIMIZER) else path
+
+
+def settings_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's settings, each once under its key (`setting_key`), in first-seen order.
+    Where one is recorded twice, its own key's value is taken, the other record's when
+    that is missing or null (a fork's parent_step given as @last)."""
+    out: dict[str, Any] = {}
+    for path, value in flatten(config).items():
+        key = setting_key(path)
+        if out.get(key) is None or (path == key and value is not None):
+            out[key] = value
     return out
 
 
-_MISSING = "\0missing"
+@dataclass(frozen=True)
+class Change:
+    """A setting changed mid-run (an 'hparam' event): at `step`, to `value`, by `source`
+    (app, remote, signal, script)."""
+
+    step: int
+    value: Any
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A setting as a run ran with it: its starting value (config.json) and its changes."""
+
+    start: Any
+    changes: tuple[Change, ...] = ()
+
+    def ran(self) -> tuple[str, tuple[tuple[int, str], ...]]:
+        """What the run trained with, for comparing runs (who changed it aside)."""
+        return _canonical(self.start), tuple((c.step, _canonical(c.value)) for c in self.changes)
+
+    def text(self) -> str:
+        """`0.05 → 0.1@120(app) → 0.025@300(remote)`."""
+        parts = [value_text(self.start)]
+        for change in self.changes:
+            source = f"({change.source})" if change.source else ""
+            parts.append(f"{value_text(change.value)}@{change.step}{source}")
+        return " → ".join(parts)
+
+
+def value_text(value: Any) -> str:
+    """A setting's value as a person reads it: 0.05, 1e-05, 64, adam, – for none."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def effective_settings(
+    config: Mapping[str, Any], changes: Iterable[runs.Event] = ()
+) -> dict[str, Setting]:
+    """A run's settings as it ran: each setting of its config once (`settings_of`), with
+    the changes its 'hparam' events made, in order. `changes` are the run's events read
+    with the resume rule (`runs.continued`, as `RunCurves.hparams` holds them); a setting
+    changed that its config lacks starts at the event's `old` value."""
+    start = settings_of(config)
+    made: dict[str, list[Change]] = {}
+    for event in changes:
+        if event.type != "hparam":
+            continue
+        name = str(event.get("name"))
+        key = HPARAM_SETTINGS.get(name, name)
+        if key not in start:
+            start[key] = event.get("old")
+        source = event.get("source")
+        made.setdefault(key, []).append(
+            Change(event.step, event.get("new"), source if isinstance(source, str) else "")
+        )
+    return {key: Setting(value, tuple(made.get(key, ()))) for key, value in start.items()}
+
+
+def settings_diff(
+    runs_settings: Sequence[Mapping[str, Setting]],
+) -> dict[str, list[Setting | None]]:
+    """The settings that were not the same in every run (a starting value or a change that
+    differs; IDENTITY_KEYS aside), each with its Setting per run (None where a run has not
+    got it), in first-seen order."""
+    keys: dict[str, None] = {}
+    for settings in runs_settings:
+        keys.update(dict.fromkeys(settings))
+    out = {}
+    for key in keys:
+        found = [settings.get(key) for settings in runs_settings]
+        ran = {None if s is None else s.ran() for s in found}
+        if key not in IDENTITY_KEYS and len(ran) > 1:
+            out[key] = found
+    return out
 
 
 #: One marker per run where runs are overlaid (the app's compare screen, `nnlib plot`), so

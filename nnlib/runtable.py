@@ -16,15 +16,16 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .runfilter import parse
-from .runindex import STATES, RunSummary, flatten
+from .runindex import STATES, RunSummary, flatten, settings_of
 from .runmeta import MetaCache, RunMeta
 
-#: The hyperparameters a run's config.json holds at its top level (as `nnlib train` and the
-#: app write it) that the table shows as columns when they differ among the runs listed.
+#: The hyperparameters the table shows as columns when they differ among the runs listed, by
+#: their setting key (`runindex.settings_of`: lr also when a config has only trainer.optimizer.lr).
 HPARAMS = (
     "optimizer",
     "lr",
@@ -52,9 +53,15 @@ class RunRow:
     def name(self) -> str:
         return self.summary.name
 
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        """The run's config, each setting once (runindex.settings_of): a script's run, whose
+        config.json has lr only as trainer.optimizer.lr, has an lr too."""
+        return settings_of(self.summary.config)
+
     def hparam(self, key: str) -> Any:
-        """A hyperparameter from the run's config (None when it has none)."""
-        value = self.summary.config.get(key)
+        """A hyperparameter's starting value (None when the run has none)."""
+        value = self.settings.get(key)
         return value if isinstance(value, str | int | float) else None
 
     def fields(self) -> dict[str, Any]:

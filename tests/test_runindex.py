@@ -130,15 +130,40 @@ def test_a_bad_config_or_log_line_is_named_and_the_rest_is_shown(tmp_path):
     assert summary.state == "finished" and f"{runs.EVENTS_FILE}:4" in summary.problem
 
 
-def test_the_config_diff_lists_exactly_the_keys_that_differ():
+def test_each_setting_is_one_key_and_the_diff_lists_exactly_those_that_differ():
+    """Issue 20 item 4: config.json records lr at the top level and as trainer.optimizer.lr,
+    a fork's parent as parent_run and parent.run; each is one setting."""
     a = config_for("a")
-    b = config_for("b", lr=0.05, parent={"run": "a", "step": 3})
-    c = config_for("c", trainer={**a["trainer"], "batch_size": 64})
-    diff = runindex.config_diff([a, b, c])
-    assert list(diff) == ["lr", "trainer.batch_size", "parent.run", "parent.step"]
-    assert diff["lr"] == [0.1, 0.05, 0.1]
-    assert diff["parent.step"] == [None, 3, None]
-    assert runindex.config_diff([a, config_for("other-name")]) == {}  # run_dir is identity
+    a["trainer"]["optimizer"] = {"name": "sgd", "lr": 0.1, "momentum": 0.9}
+    b = config_for("b", lr=0.05, parent_run="a", parent_step=None, parent={"run": "a", "step": 3})
+    b["trainer"] = {**a["trainer"], "optimizer": {**a["trainer"]["optimizer"], "lr": 0.05}}
+    c = config_for("c", batch_size=64, trainer={**a["trainer"], "batch_size": 64})
+    settings = runindex.settings_of(b)
+    assert settings["lr"] == 0.05 and settings["momentum"] == 0.9 and settings["arch"] == "2-16-3"
+    assert settings["parent_run"] == "a" and settings["parent_step"] == 3  # null gives way
+    assert not [k for k in settings if k.startswith(("trainer.", "parent."))]
+    diff = runindex.settings_diff([runindex.effective_settings(x) for x in (a, b, c)])
+    assert list(diff) == ["batch_size", "lr", "parent_run", "parent_step"]
+    assert [s and s.start for s in diff["lr"]] == [0.1, 0.05, 0.1]
+    assert diff["parent_step"][0] is None and diff["parent_step"][1].start == 3
+    same = runindex.effective_settings(config_for("other-name"))
+    assert runindex.settings_diff([runindex.effective_settings(config_for("a")), same]) == {}
+
+
+def test_the_runs_table_reads_a_hyperparameter_recorded_only_by_the_trainer():
+    """A script's run (runs.RunLogger without an experiment) has lr only as
+    trainer.optimizer.lr: the table's lr column has it, as compare does."""
+    script = {"trainer": {"optimizer": {"name": "adam", "lr": 0.003}, "batch_size": 16}}
+    rows = [
+        runtable.RunRow(runindex.RunSummary(Path(name), config=config))
+        for name, config in (("script", script), ("experiment", config_for("e")))
+    ]
+    assert [(r.hparam("lr"), r.hparam("optimizer"), r.hparam("batch_size")) for r in rows] == [
+        (0.003, "adam", 16),
+        (0.1, "sgd", 32),
+    ]
+    shown = [c.name for c in runtable.columns_for(rows)]
+    assert shown[-4:] == ["optimizer", "lr", "batch_size", "seed"]
 
 
 def test_the_csv_export_reads_back_the_logged_numbers_exactly(tmp_path, capsys):

@@ -217,9 +217,15 @@ def test_the_compare_tables_show_deltas_and_only_differing_keys(tmp_path):
     console = Console(width=100, record=True, color_system=None)
     console.print(screen.diff_table())
     rows = [line.split() for line in console.export_text().splitlines() if line.strip()]
-    assert rows[0][:2] == ["config", "differs"]
-    assert [row[0] for row in rows[1:]] == ["arch", "batch_size", "lr"]
-    assert rows[3][1:] == ["0.1", "0.05", "0.1"]
+    assert rows[0][:3] == ["setting", "differs", "runs"]
+    assert rows[1:] == [  # a line per value, after the markers of the runs that had it
+        ["arch", "●▲", "2-16-3"],
+        ["■", "2-64-3"],
+        ["batch_size", "●▲", "32"],
+        ["■", "64"],
+        ["lr", "●■", "0.1"],
+        ["▲", "0.05"],
+    ]
     console.print(screen.metrics_table())
     assert "+3.0pt" in console.export_text()  # wide's accuracy over the baseline's, in points
 

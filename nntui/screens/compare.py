@@ -1,15 +1,16 @@
 """Compare runs: their loss and accuracy curves overlaid (training EMA and validation), one
 colour and marker per run, the first marked run pinned as the baseline; below, the final
-and best metrics with their difference from the baseline, and only the configuration keys
-that differ."""
+and best metrics with their difference from the baseline, and only the settings that
+differed as the runs ran (a starting value or a change mid-run: `runindex.settings_diff`).
+
+A chart is never drawn shorter than MIN_CHART_ROWS: where two do not fit (80x24), one is
+shown at a time and `a` switches between them."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rich.console import Group
@@ -27,10 +28,12 @@ from nnlib.runindex import (
     DEFAULT_SMOOTHING,
     RUN_MARKERS,
     RunCurves,
-    config_diff,
+    Setting,
     config_of,
+    effective_settings,
     ema,
     read_curves,
+    settings_diff,
 )
 
 from ..plot import Series, format_number, line_chart
@@ -39,8 +42,11 @@ from ..plot import Series, format_number, line_chart
 RUN_STYLES = ("bold #4ea8ff", "bold #f97316", "bold #22c55e", "bold #e879f9", "#facc15", "#f43f5e")
 #: The EMA curves carry their run's marker at this many points, so they read without colour.
 MARKERS_PER_CURVE = 5
-#: A value in the config diff is cut to this many characters.
-VALUE_WIDTH = 24
+#: A chart's rows below its title, at the least: shorter, curves of 6 runs cannot be told
+#: apart (at 80x24 two charts got 4 rows each).
+MIN_CHART_ROWS = 8
+#: The widest a number (and a difference) in the metrics table is written.
+NUMBER_WIDTH = 6
 
 
 class CompareCharts(Widget):
@@ -48,6 +54,8 @@ class CompareCharts(Widget):
 
     x_axis: reactive[str] = reactive("step")
     log_scale: reactive[bool] = reactive(False)
+    #: Which chart is shown when only one fits (an index into `metrics()`).
+    page: reactive[int] = reactive(0)
 
     def __init__(
         self,
@@ -77,21 +85,32 @@ class CompareCharts(Widget):
         logged = any("accuracy" in run.metrics("batch") for run in self.runs)
         return ["loss", "accuracy"] if logged else ["loss"]
 
+    def shown(self, height: int) -> list[str]:
+        """The charts drawn in `height` rows: every one when each gets MIN_CHART_ROWS below
+        its title, else the one `page` picks."""
+        metrics = self.metrics()
+        if height >= len(metrics) * (MIN_CHART_ROWS + 1):
+            return metrics
+        return [metrics[self.page % len(metrics)]]
+
     def render(self) -> Text:
         width, height = self.content_size
-        metrics = self.metrics()
+        metrics = self.shown(height)
+        paged = len(metrics) < len(self.metrics())
         branches = self.branches()
         forks = "  ┊ fork" if branches else ""
         blocks = []
         for i, metric in enumerate(metrics):
             chart_h = height // len(metrics) + (1 if i < height % len(metrics) else 0)
+            chart_h = max(chart_h, MIN_CHART_ROWS + 1)
             log = self.log_scale and metric == "loss"
             series = []
             for index, run in enumerate(self.runs):
                 series += self._series(run, metric, index)
             title = f"{metric}{' (log)' if log else ''} by {self.x_axis}"
             legend = f"  ━ EMA {self.smoothing:g}  marks: val{forks}"
-            blocks.append(Text(title, "bold") + Text(legend))
+            other = "  a: " + " ".join(m for m in self.metrics() if m != metric) if paged else ""
+            blocks.append(Text(title, "bold") + Text(legend) + Text(other, "dim"))
             blocks.append(
                 line_chart(
                     width,
@@ -123,13 +142,15 @@ class CompareScreen(Screen[None]):
     DEFAULT_CSS = """
     CompareScreen { layout: vertical; }
     CompareScreen #legend { height: auto; max-height: 3; padding: 0 1; background: $panel; }
-    CompareScreen CompareCharts { height: 1fr; min-height: 10; padding: 0 1; }
+    CompareScreen CompareCharts { height: 1fr; min-height: 9; padding: 0 1; }
     CompareScreen #tables { height: 9; border-top: solid $primary-darken-2; padding: 0 1; }
     CompareScreen #tables:focus { border-top: solid $accent; }
+    CompareScreen #tables Static { width: 1fr; }
     """
     BINDINGS = [
         Binding("x", "x_axis", "x: step/epoch"),
         Binding("l", "log_scale", "Log loss"),
+        Binding("a", "next_chart", "Loss/accuracy"),
         Binding("escape", "back", "Runs"),
     ]
 
@@ -138,6 +159,10 @@ class CompareScreen(Screen[None]):
         super().__init__()
         self.runs = [read_curves(path) for path in paths]
         self.configs = [config_of(path) for path in paths]
+        self.settings = [
+            effective_settings(config, run.hparams)
+            for config, run in zip(self.configs, self.runs, strict=True)
+        ]
         self.smoothing = smoothing
 
     def compose(self) -> ComposeResult:
@@ -156,12 +181,28 @@ class CompareScreen(Screen[None]):
             parts.append(Text(label + "  ", RUN_STYLES[index]))
         return Text.assemble(*parts)
 
-    def _run_label(self, index: int) -> Text:
-        return Text(f"{RUN_MARKERS[index]} {self.runs[index].name}", RUN_STYLES[index])
-
     def metrics_table(self) -> Table:
         """Final and best validation metrics (training ones when a run has no validation),
         each with its difference from the baseline."""
+        columns = self.metric_columns()
+        table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
+        cells = self.metric_cells()
+        # The numbers never give way: each column is as wide as its widest cell (NUMBER_WIDTH
+        # keeps them short); a long run name gives way instead, cut to the width left (its
+        # marker stays, and the legend gives it whole).
+        table.add_column("", no_wrap=True)
+        table.add_column("run", overflow="ellipsis", max_width=28)
+        for column, (_, which, short) in enumerate(columns):
+            widest = max(len(row[column]) for row in cells)
+            header = Text(f"{which} {short}")
+            table.add_column(header, justify="right", no_wrap=True, min_width=widest)
+        for index, row in enumerate(cells):
+            name = Text(self.runs[index].name, RUN_STYLES[index])
+            table.add_row(Text(RUN_MARKERS[index], RUN_STYLES[index]), name, *row)
+        return table
+
+    def metric_columns(self) -> list[tuple[str, str, str]]:
+        """The metrics table's columns: (metric, "final" or "best", short name)."""
         columns = [
             ("val_loss", "final", "loss"),
             ("val_loss", "best", "loss"),
@@ -169,37 +210,47 @@ class CompareScreen(Screen[None]):
             ("val_accuracy", "best", "acc"),
         ]
         if not any("accuracy" in r.metrics("epoch") for r in self.runs):
-            columns = columns[:2]
-        table = Table(box=None, pad_edge=False, expand=False, header_style="bold")
-        table.add_column("run", no_wrap=True, overflow="ellipsis", max_width=28)
-        for _, which, short in columns:
-            table.add_column(f"{which} val {short}", justify="right", no_wrap=True)
+            return columns[:2]
+        return columns
+
+    def metric_cells(self) -> list[list[Text]]:
+        """Per run, per column: its value and its difference from the baseline's."""
+        columns = self.metric_columns()
         values = [
             [_metric(run, metric, which) for metric, which, _ in columns] for run in self.runs
         ]
-        for index, row in enumerate(values):
-            cells = [self._run_label(index)]
-            for column, value in enumerate(row):
-                cells.append(_with_delta(value, values[0][column], index == 0, columns[column][2]))
-            table.add_row(*cells)
-        return table
+        return [
+            [_with_delta(v, values[0][c], index == 0, columns[c][2]) for c, v in enumerate(row)]
+            for index, row in enumerate(values)
+        ]
 
     def diff_table(self) -> Group | Text:
-        """Only the configuration keys whose values differ between the runs."""
-        diff = config_diff(self.configs)
+        """Only the settings that differed between the runs as they ran: per setting a line
+        per way it went (its starting value, then every change with its step and source),
+        after the markers of the runs that went that way. A long value wraps."""
+        diff = settings_diff(self.settings)
         if not diff:
-            return Text("configuration: the same in every run", "dim")
-        table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
-        table.add_column("config differs", no_wrap=True, overflow="ellipsis", max_width=30)
-        for index in range(len(self.runs)):
-            table.add_column(Text(RUN_MARKERS[index], RUN_STYLES[index]), no_wrap=True)
-        for key, values in diff.items():
-            table.add_row(Text(key), *(Text(_short(v)) for v in values))
+            return Text("settings: the same in every run, start to end", "dim")
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        table.add_column("setting differs", overflow="fold", max_width=30)
+        table.add_column("runs", no_wrap=True)
+        table.add_column("start → value@step(source)", overflow="fold")
+        for key, found in diff.items():
+            ways: dict[str, list[int]] = {}
+            for index, setting in enumerate(found):
+                ways.setdefault(_setting_text(setting), []).append(index)
+            for line, (text, indices) in enumerate(ways.items()):
+                markers = Text.assemble(*((RUN_MARKERS[i], RUN_STYLES[i]) for i in indices))
+                table.add_row(Text(key if line == 0 else ""), markers, Text(text))
         return Group(Text(""), table)
 
     def action_x_axis(self) -> None:
         charts = self.query_one(CompareCharts)
         charts.x_axis = "epoch" if charts.x_axis == "step" else "step"
+
+    def action_next_chart(self) -> None:
+        charts = self.query_one(CompareCharts)
+        charts.page = (charts.page + 1) % len(charts.metrics())
 
     def action_log_scale(self) -> None:
         charts = self.query_one(CompareCharts)
@@ -222,21 +273,26 @@ def _metric(run: RunCurves, metric: str, which: str) -> float | None:
 
 
 def _number(value: float, short: str) -> str:
-    return f"{value:.1%}" if short == "acc" else format_number(value).strip()
+    return f"{value:.1%}" if short == "acc" else format_number(value, NUMBER_WIDTH)
 
 
 def _with_delta(value: float | None, base: float | None, baseline: bool, short: str) -> Text:
+    """A value and its difference from the baseline's, each at most NUMBER_WIDTH wide (and
+    its sign, and `pt` for points of accuracy)."""
     if value is None:
         return Text("–", "dim")
     text = Text(_number(value, short))
     if baseline or base is None:
         return text
     delta = value - base
-    shown = f"{delta * 100:+.1f}pt" if short == "acc" else f"{delta:+.3g}"
+    sign = "+" if delta > 0 else "-" if delta < 0 else "±"
+    if short == "acc":
+        shown = f"{sign}{abs(delta) * 100:.1f}pt"  # at most 100.0 points
+    else:
+        shown = sign + format_number(abs(delta), NUMBER_WIDTH)
     better = delta > 0 if short == "acc" else delta < 0
     return text + Text(f" {shown}", "green" if better else "red" if delta else "dim")
 
 
-def _short(value: Any) -> str:
-    text = "–" if value is None else json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 1] + "…"
+def _setting_text(setting: Setting | None) -> str:
+    return "(not set)" if setting is None else setting.text()
