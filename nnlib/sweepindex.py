@@ -86,8 +86,9 @@ def is_sweep_dir(path: Path) -> bool:
         return False
 
 
-class _SweepScan:
-    """One sweep folder: its index read again when it changes, its trials by a RunIndex."""
+class SweepScan:
+    """One sweep folder, summarised by `update`: its index read again when it changes, its
+    trials by a RunIndex."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -146,7 +147,7 @@ class SweepIndex:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
-        self._scans: dict[Path, _SweepScan] = {}
+        self._scans: dict[Path, SweepScan] = {}
 
     def refresh(self) -> list[SweepSummary]:
         """A summary per sweep folder under the root, by name (none when it cannot be
@@ -162,7 +163,7 @@ class SweepIndex:
                     continue
             except OSError:
                 continue
-            scan = self._scans.get(path) or _SweepScan(path)
+            scan = self._scans.get(path) or SweepScan(path)
             out.append(scan.update())
             scans[path] = scan
         self._scans = scans
