@@ -679,7 +679,7 @@ def parallel_chart(
         for value, label in axis.ticks:
             for k, char in enumerate(label[: max(room, 0)]):
                 overlay[(cell_row(value), at[j] + 1 + k)] = char
-    for rank, i in enumerate(best, start=1):
+    for rank, i in reversed(list(enumerate(best, start=1))):  # a tie shows the better rank
         if math.isfinite(positions[i, -1]) and rank < 10:
             overlay[(cell_row(positions[i, -1]), at[-1] + 1)] = str(rank)
     chart = _layers_to_text(layers, SWEEP_PALETTE, overlay)

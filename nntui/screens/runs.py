@@ -320,6 +320,18 @@ class RunsScreen(Screen[None]):
     def _detail(self) -> None:
         """The selected run's whole row below the table."""
         row = self.current_row()
+        sweep = next((s for s in self.sweeps if row and s.path == row.summary.path), None)
+        if sweep is not None:
+            best = "-" if sweep.best_value is None else f"{sweep.best_value:.4g}"
+            line = (
+                f"{sweep.name}: a sweep, {sweep.state or 'unreadable'} · {sweep.done}/"
+                f"{sweep.total} trials done · best {sweep.metric} {best} · Enter: its trials · "
+                "w: ranked, with charts"
+            )
+            self.query_one("#detail", Static).update(
+                line + (f" · ! {sweep.problem}" * bool(sweep.problem))
+            )
+            return
         self.query_one("#detail", Static).update(detail(row) if row else "")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -80,10 +80,13 @@ class SweepScreen(Screen[None]):
         )
         width = max(self.query_one(VerticalScroll).scrollable_content_region.width, 30)
         ranking = ranking_table(dict(sweep.index))
-        ranking.title, ranking.width = None, width  # the screen's title says what it ranks
-        ranking.box, ranking.show_edge = box.SIMPLE_HEAD, False  # room for the columns at 80
-        for column in ranking.columns[1:3]:  # the run and its state whole, parameters cut
-            column.min_width = max((len(str(cell)) for cell in column.cells), default=0)
+        ranking.title = None  # the screen's title says what it ranks
+        # Room for every column at 80: no vertical lines, one space between two columns (rich
+        # still lets a table's last line be one wider than it was asked for).
+        ranking.box, ranking.show_edge, ranking.width = box.SIMPLE_HEAD, False, width - 1
+        ranking.pad_edge, ranking.collapse_padding = False, True
+        runs = ranking.columns[1]  # the run's name whole: the parameters are cut first
+        runs.min_width = max((len(str(cell)) for cell in runs.cells), default=0)
         self.query_one("#ranking", Static).update(ranking)
         names = [*sweep.params, sweep.metric]
         records = sweep.index["trials"]
