@@ -963,17 +963,22 @@ def _runs_list(args: argparse.Namespace) -> int:
     from .runfilter import FilterError
     from .runindex import RunIndex
     from .runmeta import MetaCache
-    from .runtable import format_table, record, rows_of, select
+    from .runtable import format_table, record, rows_of, select_with_trials, sweep_rows, with_trials
+    from .sweepindex import SweepIndex
 
     index = RunIndex(args.dir)
     try:
         index.check()
     except ValueError as error:
         raise UsageError(str(error)) from None
-    summaries = sorted(index.refresh(), key=lambda s: (s.started is None, s.started or 0))
-    rows = rows_of(summaries, MetaCache())
-    try:
-        rows = select(rows, args.filter)
+    metas = MetaCache()
+    sweeps, trials = sweep_rows(SweepIndex(index.root).refresh(), metas, lambda _: True)
+    rows = sorted(
+        [*rows_of(index.refresh(), metas), *sweeps],
+        key=lambda r: (r.summary.started is None, r.summary.started or 0),
+    )
+    try:  # a sweep is listed with its trials under it
+        rows = with_trials(*select_with_trials(rows, trials, args.filter))
     except FilterError as error:
         raise UsageError(f"--filter: {error}") from None
     if args.json:
@@ -995,7 +1000,8 @@ def _runs_list(args: argparse.Namespace) -> int:
 
 
 def _write_csv(records: list[dict[str, Any]]) -> None:
-    """Records as CSV on stdout: lists joined by spaces, None as an empty cell."""
+    """Records as CSV on stdout: lists joined by spaces, tables as JSON, None as an empty
+    cell."""
     import csv
 
     from .runtable import RECORD_FIELDS
@@ -1005,7 +1011,16 @@ def _write_csv(records: list[dict[str, Any]]) -> None:
     for item in records:
         cells = [item[k] for k in RECORD_FIELDS]
         writer.writerow(
-            [" ".join(c) if isinstance(c, list) else "" if c is None else c for c in cells]
+            [
+                " ".join(c)
+                if isinstance(c, list)
+                else json.dumps(c)
+                if isinstance(c, dict)
+                else ""
+                if c is None
+                else c
+                for c in cells
+            ]
         )
 
 

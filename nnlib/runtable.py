@@ -13,7 +13,7 @@ by is always shown (`keep`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -23,6 +23,7 @@ from typing import Any
 from .runfilter import parse
 from .runindex import STATES, RunSummary, flatten, settings_of
 from .runmeta import MetaCache, RunMeta
+from .sweepindex import SweepSummary
 
 #: The hyperparameters the table shows as columns when they differ among the runs listed, by
 #: their setting key (`runindex.settings_of`: lr also when a config has only trainer.optimizer.lr).
@@ -48,6 +49,14 @@ class RunRow:
     meta: RunMeta = RunMeta()
     #: Why meta.json could not be read, "" when it could.
     meta_problem: str = ""
+    #: "run"; "sweep": a sweep folder as one row (nnlib.sweepindex); "trial": a sweep's trial.
+    kind: str = "run"
+    #: A trial's parameters, as its sweep gave them (shown as columns, like hyperparameters).
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: What the name column shows before the name: a sweep's ▸/▾, a trial's indent.
+    prefix: str = ""
+    #: The sweep folder's name, for a trial.
+    sweep: str = ""
 
     @property
     def name(self) -> str:
@@ -60,8 +69,9 @@ class RunRow:
         return settings_of(self.summary.config)
 
     def hparam(self, key: str) -> Any:
-        """A hyperparameter's starting value (None when the run has none)."""
-        value = self.settings.get(key)
+        """A hyperparameter: the trial's parameter, else the run's starting value (None when
+        it has neither)."""
+        value = self.params.get(key, self.settings.get(key))
         return value if isinstance(value, str | int | float) else None
 
     def fields(self) -> dict[str, Any]:
@@ -158,7 +168,7 @@ def _column(name: str, priority: int, widths: tuple[int, int], cut: str, text, v
 
 #: The table's columns in their order, then the differing hyperparameters (`columns_for`).
 FIXED = (
-    _column("name", 0, (8, 28), "middle", lambda r: r.name),
+    _column("name", 0, (8, 28), "middle", lambda r: r.prefix + r.name, lambda r: r.name.lower()),
     _column(
         "state",
         0,
@@ -204,6 +214,8 @@ FIXED = (
 )
 #: The hyperparameter columns come after these, in HPARAMS order.
 HPARAM_PRIORITY = 10
+#: A sweep's parameters (on its trials' rows) come right after the always-shown columns.
+PARAM_PRIORITY = 1
 
 
 def hparam_text(value: Any) -> str:
@@ -225,10 +237,11 @@ def _hparam_value(key: str) -> Callable[[RunRow], Any]:
     return value
 
 
-def hparam_column(key: str) -> Column:
+def hparam_column(key: str, priority: int | None = None) -> Column:
+    """The column of a hyperparameter or sweep parameter `key` (priority: HPARAMS order)."""
     return Column(
         key,
-        HPARAM_PRIORITY + HPARAMS.index(key),
+        HPARAM_PRIORITY + HPARAMS.index(key) if priority is None else priority,
         max(len(key), 4),
         16,
         "end",
@@ -238,9 +251,16 @@ def hparam_column(key: str) -> Column:
 
 
 def columns_for(rows: Sequence[RunRow]) -> list[Column]:
-    """The fixed columns, then a column per hyperparameter that differs among `rows`."""
+    """The fixed columns, then a column per sweep parameter of the trials among `rows`, then
+    per hyperparameter that differs among them."""
+    fixed = {c.name for c in FIXED}
+    params = {key: None for r in rows for key in r.params if key not in fixed}
     differing = [key for key in HPARAMS if len({repr(r.hparam(key)) for r in rows}) > 1]
-    return [*FIXED, *map(hparam_column, differing)]
+    return [
+        *FIXED,
+        *(hparam_column(key, PARAM_PRIORITY) for key in params),
+        *(hparam_column(key) for key in differing if key not in params),
+    ]
 
 
 def column_named(name: str, columns: Sequence[Column]) -> Column:
@@ -401,6 +421,9 @@ def record(row: RunRow) -> dict[str, Any]:
         "duration": s.duration,
         **{key: _finite(row.hparam(key)) for key in HPARAMS},
         "problem": s.problem or row.meta_problem,
+        "kind": row.kind,
+        "sweep": row.sweep,
+        "params": dict(row.params),
     }
 
 
@@ -443,10 +466,54 @@ def rows_of(summaries: Sequence[RunSummary], metas: MetaCache) -> list[RunRow]:
     return [RunRow(s, *metas.get(s.path)) for s in summaries]
 
 
-def select(rows: Sequence[RunRow], text: str) -> list[RunRow]:
-    """The rows that pass the filter `text` (runfilter); FilterError when it means nothing,
-    a comparison on a field no row has included."""
+def sweep_rows(
+    sweeps: Sequence[SweepSummary], metas: MetaCache, expanded: Callable[[Path], bool]
+) -> tuple[list[RunRow], dict[Path, list[RunRow]]]:
+    """A row per sweep (▾ when `expanded`, else ▸) and, by sweep folder, its trials' rows."""
+    rows, trials = [], {}
+    for sweep in sweeps:
+        path = sweep.path
+        prefix = "▾ " if expanded(path) else "▸ "
+        rows.append(RunRow(sweep.as_run(), *metas.get(path), kind="sweep", prefix=prefix))
+        trials[path] = [
+            RunRow(t.run, *metas.get(t.run.path), "trial", t.params, "  ", sweep.name)
+            for t in sweep.trials
+        ]
+    return rows, trials
+
+
+def select_with_trials(
+    rows: Sequence[RunRow], trials: Mapping[Path, Sequence[RunRow]], text: str
+) -> tuple[list[RunRow], dict[Path, list[RunRow]]]:
+    """The rows that pass the filter `text` (runfilter) and, by sweep, the trials listed
+    under it: every trial of a sweep row that passes, else the trials that pass (a sweep
+    is listed when it or one of its trials passes). FilterError when the filter means
+    nothing, a comparison on a field no row has included."""
     wanted = parse(text)
-    fields = [r.fields() for r in rows]
-    wanted.check_keys({key for f in fields for key in f})
-    return [r for r, f in zip(rows, fields, strict=True) if wanted.matches(f, r.text())]
+    every = [*rows, *(t for listed in trials.values() for t in listed)]
+    fields = {id(r): r.fields() for r in every}
+    wanted.check_keys({key for f in fields.values() for key in f})
+
+    def passes(row: RunRow) -> bool:
+        return wanted.matches(fields[id(row)], row.text())
+
+    kept, under = [], {}
+    for row in rows:
+        own = passes(row)
+        if row.kind == "sweep":
+            listed = trials.get(row.summary.path, ())
+            under[row.summary.path] = list(listed) if own else [t for t in listed if passes(t)]
+            own = own or bool(under[row.summary.path])
+        if own:
+            kept.append(row)
+    return kept, under
+
+
+def select(rows: Sequence[RunRow], text: str) -> list[RunRow]:
+    """The rows that pass the filter `text` (see `select_with_trials`)."""
+    return select_with_trials(rows, {}, text)[0]
+
+
+def with_trials(rows: Sequence[RunRow], trials: Mapping[Path, Sequence[RunRow]]) -> list[RunRow]:
+    """`rows` with the trials of each sweep among them right after its row."""
+    return [out for r in rows for out in (r, *trials.get(r.summary.path, ()))]

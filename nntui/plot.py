@@ -540,3 +540,199 @@ def density_plot(
     lines = _rows_to_text(chars, styles, [style, axis_style], prefixes)
     lines.append(_x_axis(margin, plot_w, lo, hi, axis_style, format_number))
     return Text("\n").join(lines)
+
+
+# -- a sweep: parallel coordinates and the metric against each parameter ---------------------------
+@dataclass(frozen=True)
+class ParallelAxis:
+    """One vertical axis of a parallel-coordinates chart: its values' positions run from 0
+    (bottom) to 1 (top); `ticks` are the (position, label) pairs to write: a numeric axis's
+    low and high ends, or every category of a categorical one (spaced evenly)."""
+
+    name: str
+    ticks: tuple[tuple[float, str], ...]
+    categorical: bool = False
+    log: bool = False
+
+
+#: A numeric axis whose positive values span this factor or more is drawn on a log scale
+#: (learning rates are chosen by decades).
+LOG_SPAN = 20.0
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parallel_layout(
+    names: Sequence[str], rows: Sequence[Sequence[object]]
+) -> tuple[list[ParallelAxis], np.ndarray]:
+    """The axes of a parallel-coordinates chart of `rows` (one per trial, a value per name;
+    None where it has none) and each value's position on its axis, shape (rows, names),
+    NaN where there is none. An axis whose values are all numbers is linear from its lowest
+    to its highest value (log when they are positive and span LOG_SPAN; one value sits in
+    the middle); any other axis is categorical: its values in order of appearance, evenly
+    spaced from bottom to top."""
+    positions = np.full((len(rows), len(names)), np.nan)
+    axes = []
+    for j, name in enumerate(names):
+        column = [row[j] for row in rows]
+        present = [v for v in column if v is not None]
+        if present and all(_is_number(v) for v in present):
+            lo, hi = min(present), max(present)  # type: ignore[type-var]
+            log = lo > 0 and hi / lo >= LOG_SPAN  # type: ignore[operator]
+            scale = math.log10 if log else float
+            span = scale(hi) - scale(lo)  # type: ignore[arg-type]
+            for i, value in enumerate(column):
+                if value is not None:
+                    at = (scale(value) - scale(lo)) / span if span > 0 else 0.5  # type: ignore
+                    positions[i, j] = at
+            ends = ((0.0, lo), (1.0, hi)) if span > 0 else ((0.5, lo),)
+            ticks = tuple((at, format_value(v)) for at, v in ends)
+            axes.append(ParallelAxis(name, ticks, log=log))
+            continue
+        categories = list(dict.fromkeys(str(v) for v in present))
+        last = max(len(categories) - 1, 1)
+        place = {c: (k / last if len(categories) > 1 else 0.5) for k, c in enumerate(categories)}
+        for i, value in enumerate(column):
+            if value is not None:
+                positions[i, j] = place[str(value)]
+        axes.append(ParallelAxis(name, tuple((place[c], c) for c in categories), True))
+    return axes, positions
+
+
+def _segment(dots: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
+    """Set the dots of the straight line from (x0, y0) to (x1, y1) (row 0 at the bottom)."""
+    count = max(abs(x1 - x0), abs(y1 - y0)) + 1
+    xs = np.rint(np.linspace(x0, x1, count)).astype(np.int64)
+    ys = np.rint(np.linspace(y0, y1, count)).astype(np.int64)
+    dots[ys, xs] = True
+
+
+def _place(row: list[str], text: str, start: int, end: int) -> None:
+    """Write `text` into `row` from `start`, cut at `end` (exclusive)."""
+    for k, char in enumerate(text[: max(end - start, 0)]):
+        row[start + k] = char
+
+
+def _layers_to_text(
+    layers: Sequence[np.ndarray], palette: Sequence[str], overlay: dict[tuple[int, int], str]
+) -> list[Text]:
+    """Dot layers (first on top) drawn as braille, each cell in the style of the topmost
+    layer with a dot in it; `overlay` puts characters (labels, markers) over cells."""
+    cells = [_braille_cells(layer) for layer in layers]
+    bits = np.bitwise_or.reduce(np.stack(cells), axis=0)
+    styles = np.full(bits.shape, -1, dtype=np.int64)
+    for k in reversed(range(len(cells))):
+        styles[cells[k] > 0] = k
+    chars = np.where(bits > 0, np.vectorize(lambda b: chr(0x2800 + b))(bits), " ").astype(object)
+    for (r, c), char in overlay.items():
+        if 0 <= r < chars.shape[0] and 0 <= c < chars.shape[1]:
+            chars[r, c], styles[r, c] = char, len(palette) - 1
+    return _rows_to_text(chars, styles, palette)
+
+
+#: Best trial first: the styles of the highlighted trials, the others, the axes, the labels.
+SWEEP_PALETTE = ("bold yellow", "cyan", "dim", "bold")
+
+
+def parallel_chart(
+    axes: Sequence[ParallelAxis],
+    positions: np.ndarray,
+    best: Sequence[int],
+    width: int,
+    height: int,
+) -> list[Text]:
+    """A parallel-coordinates chart in `width` x `height` cells: the axes' names on the
+    first line, their high ends on the second, the chart, their low ends on the last; each
+    row of `positions` a polyline across the axes, those in `best` (row indices, best
+    first) highlighted and numbered 1, 2, ... at the last axis (readable without colour).
+    A categorical axis writes its categories beside it, where they sit."""
+    plot_w, plot_h = max(width - 2, 2 * len(axes)), max(height - 3, 2)
+    last = max(len(axes) - 1, 1)
+    at = [round(j * (plot_w - 1) / last) for j in range(len(axes))]
+    dots_h, dots_w = 4 * plot_h, 2 * (plot_w + 2)  # 2 cells right of the last axis: ranks
+    layers = [np.zeros((dots_h, dots_w), dtype=bool) for _ in range(3)]
+    for j in at:
+        layers[2][:, 2 * j] = True
+
+    def dot_y(value: float) -> int:
+        return int(round(value * (dots_h - 1)))
+
+    highlighted = set(best)
+    for i, row in enumerate(positions):
+        layer = layers[0] if i in highlighted else layers[1]
+        for j in range(len(axes) - 1):
+            if math.isfinite(row[j]) and math.isfinite(row[j + 1]):
+                _segment(layer, 2 * at[j], dot_y(row[j]), 2 * at[j + 1], dot_y(row[j + 1]))
+            elif math.isfinite(row[j]):
+                layer[dot_y(row[j]), 2 * at[j]] = True
+    overlay: dict[tuple[int, int], str] = {}
+
+    def cell_row(value: float) -> int:
+        return plot_h - 1 - dot_y(value) // 4
+
+    for j, axis in enumerate(axes):
+        if not axis.categorical:
+            continue
+        room = (at[j + 1] if j + 1 < len(at) else plot_w + 2) - at[j] - 2
+        for value, label in axis.ticks:
+            for k, char in enumerate(label[: max(room, 0)]):
+                overlay[(cell_row(value), at[j] + 1 + k)] = char
+    for rank, i in reversed(list(enumerate(best, start=1))):  # a tie shows the better rank
+        if math.isfinite(positions[i, -1]) and rank < 10:
+            overlay[(cell_row(positions[i, -1]), at[-1] + 1)] = str(rank)
+    chart = _layers_to_text(layers, SWEEP_PALETTE, overlay)
+    rows = [[" "] * width for _ in range(3)]
+    for j, axis in enumerate(axes):
+        end = at[j + 1] if j + 1 < len(at) else width
+        name = axis.name + (" (log)" if axis.log else "")
+        _place(rows[0], name, min(at[j], max(width - len(name), 0)), end)
+        if not axis.categorical:
+            low, high = axis.ticks[0][1], axis.ticks[-1][1]
+            _place(rows[1], high, min(at[j], max(width - len(high), 0)), end)
+            _place(rows[2], low, min(at[j], max(width - len(low), 0)), end)
+    head = [Text("".join(rows[0]).rstrip(), "bold"), Text("".join(rows[1]).rstrip(), "dim")]
+    return [*head, *chart, Text("".join(rows[2]).rstrip(), "dim")]
+
+
+def scatter_chart(
+    x_axis: ParallelAxis,
+    y_axis: ParallelAxis,
+    points: np.ndarray,
+    best: Sequence[int],
+    width: int,
+    height: int,
+) -> list[Text]:
+    """The metric (`y_axis`) against one parameter (`x_axis`) in `width` x `height` cells:
+    a title, the points (rows of `points`: x and y positions as `parallel_layout` gave
+    them), the best one as ●, the y axis's ends on the left and the x axis's values below."""
+    y_labels = [label for _, label in y_axis.ticks]
+    margin = max(map(len, y_labels), default=0) + 1
+    plot_w, plot_h = max(width - margin, 2), max(height - 2, 2)
+    dots = [np.zeros((4 * plot_h, 2 * plot_w), dtype=bool) for _ in range(2)]
+    overlay: dict[tuple[int, int], str] = {}
+    for i, (x, y) in enumerate(points):
+        if math.isfinite(x) and math.isfinite(y):
+            dx, dy = int(round(x * (2 * plot_w - 1))), int(round(y * (4 * plot_h - 1)))
+            dots[0 if i in best else 1][dy, dx] = True
+            if best and i == best[0]:
+                overlay[(plot_h - 1 - dy // 4, dx // 2)] = "●"
+    chart = _layers_to_text(dots, SWEEP_PALETTE[:2] + SWEEP_PALETTE[3:], overlay)
+    ends = {plot_h - 1 - int(round(v * (plot_h - 1))): label for v, label in y_axis.ticks}
+    lines = [Text(cut_label(f"{y_axis.name} vs {x_axis.name}", width), "bold")]
+    for r, line in enumerate(chart):
+        tick = ends.get(r)
+        lines.append(Text((tick or "").rjust(margin - 1) + ("┤" if tick else "│"), "dim") + line)
+    below = [" "] * plot_w
+    for value, label in x_axis.ticks:
+        start = min(int(round(value * (plot_w - 1))), max(plot_w - len(label), 0))
+        if all(c == " " for c in below[max(start - 1, 0) : start + len(label) + 1]):
+            _place(below, label, start, plot_w)
+    lines.append(Text(" " * (margin - 1) + "└" + "".join(below).rstrip(), "dim"))
+    return lines
+
+
+def cut_label(text: str, width: int) -> str:
+    """`text` in at most `width` characters, `…` where it was cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -466,3 +467,21 @@ def test_the_shipped_example_sweep_file_plans_six_trials():
     sweep = load_sweep(example)
     assert sweep.base.dataset == "spirals" and len(sweep.trials) == 6
     assert {trial["lr"] for trial in sweep.trials} == {0.01, 0.05, 0.2}
+
+
+@pytest.mark.parametrize(
+    ("stem", "suffix"),
+    [
+        ("sweep", "-sweep"),
+        ("lr-sweep", "-lr-sweep"),
+        ("Sweep_lr", "-Sweep_lr"),
+        ("lr", "-sweep-lr"),
+    ],  # noqa: E501
+)
+def test_a_new_sweep_folder_is_named_once_as_a_sweep(tmp_path, stem, suffix):
+    """Issue 20 item 2: sweep.toml made `<date>-sweep-sweep`; the folder says sweep once."""
+    text = '[sweep]\nmethod = "grid"\n[sweep.params]\nlr = [0.1]\n'
+    spec = load_sweep(sweep_file(tmp_path, text))
+    folder = create_sweep(spec, root=tmp_path / "runs", name=stem)
+    assert folder.parent == (tmp_path / "runs").resolve()
+    assert re.fullmatch(r"\d{8}-\d{6}" + re.escape(suffix), folder.name), folder.name

@@ -143,10 +143,11 @@ def create_sweep(
     root: str | os.PathLike | None = None,
     name: str = "sweep",
 ) -> Path:
-    """Make the sweep folder (`sweep_dir`, new or empty; else a fresh one under `root`) and
-    write its index with every trial pending. Returns the folder's absolute path."""
+    """Make the sweep folder (`sweep_dir`, new or empty; else a fresh one under `root`, named
+    by `folder_name`) and write its index with every trial pending. Returns the folder's
+    absolute path."""
     if sweep_dir is None:
-        path = new_run_dir(root, f"sweep-{name}")
+        path = new_run_dir(root, folder_name(name))
     else:
         path = Path(sweep_dir)
         try:
@@ -192,6 +193,13 @@ def create_sweep(
     except OSError as error:
         raise SweepError(f"{path}: cannot write {INDEX_FILE} ({error.strerror})") from None
     return path
+
+
+def folder_name(name: str) -> str:
+    """A new sweep folder's name after its date: `sweep-<name>`, or `<name>` alone when it
+    already says sweep (sweep.toml gives `…-sweep`, lr-sweep.toml `…-lr-sweep`; never
+    `…-sweep-sweep`)."""
+    return name if "sweep" in name.lower() else f"sweep-{name}"
 
 
 def read_index(sweep_dir: str | os.PathLike) -> dict[str, Any]:

@@ -39,9 +39,11 @@ from nnlib.runtable import (
     fit,
     header_texts,
     rows_of,
-    select,
+    select_with_trials,
     sort_rows,
+    sweep_rows,
 )
+from nnlib.sweepindex import SweepIndex, SweepSummary
 
 from ..replay import open_run
 from .modals import ConfirmScreen, PathScreen
@@ -57,6 +59,12 @@ STATE_STYLES = {
     "error": "bold red",
     "crashed": "bold red",
     "empty": "dim",
+    # a sweep's and its trials' (nnlib.sweeps.driver.STATES)
+    "interrupted": "yellow",
+    "pending": "dim",
+    "pruned": "yellow",
+    "failed": "bold red",
+    "lost": "bold red",
 }
 MARK = "mark"
 #: What the table's own cells take beside the columns' widths: the mark column (1 wide)
@@ -102,6 +110,7 @@ class RunsScreen(Screen[None]):
     BINDINGS = [
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
+        Binding("w", "sweep", "Sweep"),
         Binding("s", "sort(1)", "Sort"),
         Binding("S", "sort(-1)", "Sort back", show=False),
         Binding("r", "reverse", "Reverse", show=False),
@@ -117,9 +126,17 @@ class RunsScreen(Screen[None]):
         """`root` is the runs folder ($NNLIB_RUNS_DIR, else ./runs, when None)."""
         super().__init__()
         self.index = RunIndex(root)
+        self.sweep_index = SweepIndex(self.index.root)
         self.metas = MetaCache()
         self.summaries: list[RunSummary] = []
+        self.sweeps: list[SweepSummary] = []
+        #: The sweep folders whose trials are listed under them (Enter on a sweep's row).
+        self.expanded: set[Path] = set()
         self.rows: list[RunRow] = []
+        #: By sweep folder, its trials' rows.
+        self.trials: dict[Path, list[RunRow]] = {}
+        #: The rows listed, by key (a run's, sweep's or trial's folder).
+        self._listed: dict[str, RunRow] = {}
         self.marked: list[Path] = []
         self.sort_column = "started"
         self.descending = True
@@ -157,8 +174,12 @@ class RunsScreen(Screen[None]):
     def refresh_runs(self) -> None:
         """Re-read what changed in the folder and redraw the rows that differ."""
         self.summaries = self.index.refresh()
-        self.rows = rows_of(self.summaries, self.metas)
+        self.sweeps = self.sweep_index.refresh()
+        sweeps, self.trials = sweep_rows(self.sweeps, self.metas, self.expanded.__contains__)
+        self.rows = [*rows_of(self.summaries, self.metas), *sweeps]
+        self.expanded &= {s.path for s in self.sweeps}
         present = {s.path for s in self.summaries}
+        present |= {t.summary.path for listed in self.trials.values() for t in listed}
         self.marked = [p for p in self.marked if p in present]
         for path, line in self.index.skipped.items():  # said once, while it stays unreadable
             if path not in self._skipped:
@@ -166,24 +187,32 @@ class RunsScreen(Screen[None]):
         self._skipped = set(self.index.skipped)
         self._show()
 
-    def _filtered(self) -> list[RunRow]:
-        """The rows the filter lets through; a filter that means nothing is said under the
-        field, and the last one that did stays in force."""
+    def _filtered(self) -> tuple[list[RunRow], dict[Path, list[RunRow]]]:
+        """The rows the filter lets through, and the trials under each sweep; a filter that
+        means nothing is said under the field, and the last one that did stays in force."""
         try:
-            rows = select(self.rows, self.filter_text)
+            found = select_with_trials(self.rows, self.trials, self.filter_text)
         except FilterError as error:
             self.filter_error = f"✗ {error}"
             try:
-                return select(self.rows, self._good_filter)
+                return select_with_trials(self.rows, self.trials, self._good_filter)
             except FilterError:
-                return list(self.rows)
+                return list(self.rows), dict(self.trials)
         self.filter_error, self._good_filter = "", self.filter_text
-        return rows
+        return found
 
     def visible(self) -> list[RunRow]:
-        """The runs that pass the filter, in the chosen order."""
-        rows = self._filtered()
-        return sort_rows(rows, self._sort_column(columns_for(rows)), self.descending)
+        """The runs and sweeps that pass the filter in the chosen order, each expanded
+        sweep's trials under it (in that order too)."""
+        rows, trials = self._filtered()
+        column = self._sort_column(columns_for([*rows, *(t for ts in trials.values() for t in ts)]))
+        out = []
+        for row in sort_rows(rows, column, self.descending):
+            out.append(row)
+            if row.summary.path in self.expanded:
+                out += sort_rows(trials.get(row.summary.path, []), column, self.descending)
+        self._listed = {str(r.summary.path): r for r in out}
+        return out
 
     def _sort_column(self, columns: list[Column]) -> Column:
         try:
@@ -208,6 +237,7 @@ class RunsScreen(Screen[None]):
         headers = header_texts(columns, sort.name, self.descending)
         cells = [self._cells(r, columns) for r in rows]
         room = table.scrollable_content_region.width - MARK_WIDTH - 4 * CELL_PADDING
+        # Listed trials keep their parameters in view, rather than the sort column.
         layout = fit(
             columns,
             headers,
@@ -215,7 +245,7 @@ class RunsScreen(Screen[None]):
             max(room, 20),
             2 * CELL_PADDING,
             self.column_offset,
-            [sort.name],
+            list({key: None for r in rows for key in r.params}) or [sort.name],
         )
         self.table_layout, self.column_offset, self._columns = layout, layout.hidden_left, columns
         where = [columns.index(c) for c in layout.columns]
@@ -233,7 +263,7 @@ class RunsScreen(Screen[None]):
                     if cell != before:
                         table.update_cell(key, column, cell)
         self._shown = shown
-        self._title(len(shown))
+        self._title(sum(r.kind == "run" for r in rows))
         self.query_one("#filter-error", Static).update(self.filter_error)
         self.query_one("#filter-error").set_class(bool(self.filter_error), "shown")
         self._detail()
@@ -280,6 +310,8 @@ class RunsScreen(Screen[None]):
         counts = f"{count} of {total}" if count != total else f"{total}"
         marked = f" · {len(self.marked)} marked (c: compare)" if self.marked else ""
         skipped = f" · {len(self._skipped)} unreadable, left out" if self._skipped else ""
+        sweeps = len(self.sweeps)
+        skipped = (f" · {sweeps} sweep{'s' if sweeps > 1 else ''} (w)" if sweeps else "") + skipped
         layout = self.table_layout
         hidden = (layout.hidden_left + layout.hidden_right) if layout else 0
         more = f" · ←→ {hidden} more column{'s' if hidden > 1 else ''}" if hidden else ""
@@ -288,6 +320,18 @@ class RunsScreen(Screen[None]):
     def _detail(self) -> None:
         """The selected run's whole row below the table."""
         row = self.current_row()
+        sweep = next((s for s in self.sweeps if row and s.path == row.summary.path), None)
+        if sweep is not None:
+            best = "-" if sweep.best_value is None else f"{sweep.best_value:.4g}"
+            line = (
+                f"{sweep.name}: a sweep, {sweep.state or 'unreadable'} · {sweep.done}/"
+                f"{sweep.total} trials done · best {sweep.metric} {best} · Enter: its trials · "
+                "w: ranked, with charts"
+            )
+            self.query_one("#detail", Static).update(
+                line + (f" · ! {sweep.problem}" * bool(sweep.problem))
+            )
+            return
         self.query_one("#detail", Static).update(detail(row) if row else "")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -299,7 +343,7 @@ class RunsScreen(Screen[None]):
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return next((r for r in self.rows if str(r.summary.path) == key), None)
+        return self._listed.get(str(key))
 
     def current(self) -> RunSummary | None:
         """The run under the cursor."""
@@ -346,7 +390,7 @@ class RunsScreen(Screen[None]):
     def action_mark(self) -> None:
         """Mark the run under the cursor for compare (the first marked is the baseline)."""
         run = self.current()
-        if run is None:
+        if run is None or self._refused_for_sweep("marked: mark its trials (Enter lists them)"):
             return
         if run.path in self.marked:
             self.marked.remove(run.path)
@@ -370,11 +414,39 @@ class RunsScreen(Screen[None]):
             return
         self.app.push_screen(screen)
 
+    def _refused_for_sweep(self, what: str, trials: bool = False) -> bool:
+        """Whether the row under the cursor is a sweep (or, with `trials`, one of its
+        trials), which cannot be `what`: said in a notice."""
+        row = self.current_row()
+        if row is None or row.kind == "run" or (row.kind == "trial" and not trials):
+            return False
+        which = "a sweep" if row.kind == "sweep" else f"a trial of the sweep {row.sweep}"
+        self.notify(f"{row.name} is {which}: not {what}", severity="warning", markup=False)
+        return True
+
+    def action_sweep(self) -> None:
+        """The sweep under the cursor (or the sweep of the trial under it) in its own view."""
+        from .sweep import SweepScreen
+
+        row = self.current_row()
+        if row is None or row.kind == "run":
+            self.notify("no sweep here: move to a sweep's row (▸)", severity="warning")
+            return
+        self.app.push_screen(
+            SweepScreen(row.summary.path if row.kind == "sweep" else row.summary.path.parent)
+        )
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        """Enter: the run on the dashboard, followed if it is still being written."""
+        """Enter: a sweep's trials listed under it (or folded again); a run on the
+        dashboard, followed if it is still being written."""
         from .dashboard import DashboardScreen
 
         path = Path(str(event.row_key.value))
+        row = self._listed.get(str(path))
+        if row is not None and row.kind == "sweep":
+            self.expanded ^= {path}
+            self.refresh_runs()
+            return
         try:
             recorded = open_run(path)
         except ValueError as error:
@@ -411,7 +483,7 @@ class RunsScreen(Screen[None]):
 
     def action_rename(self) -> None:
         run = self.current()
-        if run is not None:
+        if run is not None and not self._refused_for_sweep("renamed here", trials=True):
             path = run.path
 
             def save(name: str) -> str:
@@ -427,7 +499,7 @@ class RunsScreen(Screen[None]):
     def action_trash(self) -> None:
         """Move the run to the runs folder's trash, after a confirmation."""
         run = self.current()
-        if run is None:
+        if run is None or self._refused_for_sweep("moved to the trash here", trials=True):
             return
         path = run.path
         warning = children_warning(path, children(path))
