@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import pilot_test, until
+from textual.events import MouseScrollUp
 from textual.widgets import Tab, Tabs
 
 from nnlib.config import ExperimentConfig
@@ -216,6 +217,11 @@ async def test_a_feature_map_opens_large_and_the_panel_scrolls(run_dir, size):
         await pilot.press(*["down"] * 5)
         await pilot.pause()
         assert last in visible(panel)
+        if size == (80, 24):  # at the bottom; the wheel scrolls up (three lines)
+            assert "▼" not in visible(panel).split("\n")[-1]
+            panel.post_message(MouseScrollUp(panel, 0, 0, 0, -1, 0, False, False, False))
+            await pilot.pause()
+            assert "▼" in visible(panel).split("\n")[-1]
         await pilot.press("enter")
         await pilot.pause()
         filters = screen.state.latest("feature_maps").filters
