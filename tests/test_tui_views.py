@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import pilot_test, until
+from textual.events import MouseScrollUp
 from textual.widgets import Tab, Tabs
 
 from nnlib.config import ExperimentConfig
@@ -18,7 +20,9 @@ from nntui.replay import open_run
 from nntui.runstate import RunState
 from nntui.screens.dashboard import DashboardScreen
 
-TINY = "conv(2,3) relu maxpool(2) dense(10)"
+#: Two conv layers (one keeping 28x28) and their pooling: five rows of maps that do not fit
+#: the Features panel at 80x24.
+TINY = "conv(3,3,pad=1) relu maxpool(2) conv(4,3) relu maxpool(2) dense(10)"
 
 
 def train(run_dir: Path) -> list[b.Snapshot]:
@@ -58,8 +62,26 @@ def opened(run_dir: Path) -> tuple[NNTui, DashboardScreen]:
 
 
 def text(screen: DashboardScreen, key: str) -> str:
+    """All a panel drew (also what is scrolled out of view)."""
     panel = screen.panels[key]
-    return str(panel.render())
+    panel.render()
+    return str(panel.picture)
+
+
+def cells(panel) -> list[list[tuple[str, object]]]:
+    """What the panel puts on the screen: a (character, style) for each cell of each line
+    of its content (inside its border and padding)."""
+    rows = []
+    for y in range(panel.content_size.height):
+        row = []
+        for segment in panel.render_line(y):
+            row.extend((char, segment.style) for char in segment.text)
+        rows.append(row)
+    return rows
+
+
+def visible(panel) -> str:
+    return "\n".join("".join(char for char, _ in row) for row in cells(panel))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
@@ -108,9 +130,12 @@ async def test_features_cycle_images_and_the_matrix_switches_to_test(run_dir, si
         first = screen.state.latest("feature_maps").images[0]["layers"]
         assert "(1 of 4)" in shown and all(layer["name"] in shown for layer in first)
         assert f"{first[0]['name']} filter" in shown
-        await pilot.press("right")
+        await pilot.press("pagedown")
         await pilot.pause()
         assert "(2 of 4)" in text(screen, "features")
+        await pilot.press("full_stop", "comma", "comma")
+        await pilot.pause()
+        assert "(1 of 4)" in text(screen, "features")
         await pilot.press("3")
         await pilot.pause()
         assert text(screen, "confusion").startswith("validation, epoch 2")
@@ -139,3 +164,93 @@ async def test_views_that_do_not_apply_offer_no_tab(tmp_path):
         await pilot.press("6")
         await pilot.pause()
         assert not screen.panels["samples"].has_class("-active")
+
+
+def pixel(style) -> tuple[int, int]:
+    """The grey levels of a half-block cell: (upper pixel, lower pixel)."""
+    return style.color.triplet.red, style.bgcolor.triplet.red
+
+
+def check_large(panel, image: np.ndarray) -> None:
+    """The panel shows `image` (H, W uint8) at one pixel a half cell or more: every cell of
+    the picture below the title line has its two pixels' grey levels (nearest neighbour)."""
+    shown = cells(panel)
+    height, width = image.shape
+    picture = [row for row in shown[1:] if row and row[0][0] == "▀"]
+    factor = sum(1 for char, _ in picture[0] if char == "▀") // width
+    assert factor >= 1 and len(picture) * 2 >= height * factor
+    assert len(picture) >= height // 2 and sum(c == "▀" for c, _ in picture[0]) >= width
+    for y in range(len(picture)):
+        for x in range(width * factor):
+            upper = image[2 * y // factor, x // factor]
+            lower = image[min((2 * y + 1) // factor, height - 1), x // factor]
+            assert pixel(picture[y][x][1]) == (upper, lower), (y, x)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pilot_test
+async def test_a_feature_map_opens_large_and_the_panel_scrolls(run_dir, size):
+    """Enter on a map: the whole panel, each pixel a half cell (28x28: 28 columns by 14
+    lines), its colours the map's values; Esc comes back (not to the setup screen); the
+    overview scrolls to its last row, the first layer's filters."""
+    app, screen = opened(run_dir)
+    async with app.run_test(size=size) as pilot:
+        await app.push_screen(screen)
+        await until(pilot, lambda: screen.state.latest("feature_maps") is not None)
+        await pilot.press("7", "down", "right", "enter")  # conv_1, its second channel
+        await pilot.pause()
+        panel = screen.panels["features"]
+        record = screen.state.latest("feature_maps").images[0]["layers"][0]
+        maps = np.asarray(record["data"], dtype=np.uint8).reshape(record["shape"])
+        assert maps.shape[1:] == (28, 28)
+        title = visible(panel).split("\n")[0]
+        assert "conv_1 · channel 2 of 3" in title and "image 0 (label " in title
+        assert f"black {record['lo'][1]:.3g}" in visible(panel)
+        check_large(panel, maps[1])
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen and not panel.large
+        assert "maxpool_1" in visible(panel)
+        last = "conv_1 filter"
+        if size == (80, 24):
+            assert last not in visible(panel)  # it does not fit: the panel scrolls
+        await pilot.press(*["down"] * 5)
+        await pilot.pause()
+        assert last in visible(panel)
+        if size == (80, 24):  # at the bottom; the wheel scrolls up (three lines)
+            assert "▼" not in visible(panel).split("\n")[-1]
+            panel.post_message(MouseScrollUp(panel, 0, 0, 0, -1, 0, False, False, False))
+            await pilot.pause()
+            assert "▼" in visible(panel).split("\n")[-1]
+        await pilot.press("enter")
+        await pilot.pause()
+        filters = screen.state.latest("feature_maps").filters
+        kernel = np.asarray(filters["data"], dtype=np.uint8).reshape(filters["shape"])
+        check_large(panel, kernel[1])
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@pilot_test
+async def test_a_sample_opens_large(run_dir, size):
+    """Enter on an image of the gallery: the whole panel, its pixels, label and prediction;
+    → goes on to the next image; Esc comes back."""
+    app, screen = opened(run_dir)
+    async with app.run_test(size=size) as pilot:
+        await app.push_screen(screen)
+        await until(pilot, lambda: screen.state.latest("samples") is not None)
+        await pilot.press("6", "right", "down", "enter")
+        await pilot.pause()
+        panel = screen.panels["samples"]
+        per_row = panel.grid[0]
+        images = panel.file.images[..., 0]
+        title = visible(panel).split("\n")[0]
+        assert title.startswith((f"validation image {per_row + 1} ", f"image {per_row + 1} "))
+        check_large(panel, images[per_row + 1])
+        await pilot.press("right")
+        await pilot.pause()
+        check_large(panel, images[per_row + 2])
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not panel.large and "all: 40 of 40" in visible(panel)
+        marked = [y for y, row in enumerate(cells(panel)) if any(s.reverse for _, s in row)]
+        assert len(marked) == 1 and "→" in visible(panel).split("\n")[marked[0]]

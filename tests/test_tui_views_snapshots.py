@@ -61,7 +61,7 @@ def test_samples_120x40(app, snap_compare):
 
 def test_features_80x24(app, snap_compare):
     nntui, show = app
-    assert snap_compare(nntui, terminal_size=(80, 24), run_before=show, press=["7", "right"])
+    assert snap_compare(nntui, terminal_size=(80, 24), run_before=show, press=["7", "pagedown"])
 
 
 def test_matrix_on_the_test_split_120x40(app, snap_compare):

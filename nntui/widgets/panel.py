@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.widget import Widget
 
 from ..runstate import RunState
@@ -47,6 +48,9 @@ class StatePanel(Widget):
     StatePanel { height: 1fr; }
     """
     INTERVAL = 0.25
+    #: Whether a picture taller than the panel scrolls (a window of it, the mouse wheel and
+    #: `reveal`); otherwise it is cut at the bottom.
+    SCROLLS = False
 
     def __init__(self, state: RunState, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -56,6 +60,9 @@ class StatePanel(Widget):
         self._offered: tuple[Any, ...] | None = None
         self._news: tuple[Any, ...] | None = None
         self._last_redraw = -math.inf
+        self._lines: list[Text] = []
+        #: The first line of the picture shown, when it scrolls.
+        self.scroll_top = 0
 
     def data_key(self) -> tuple[Any, ...]:
         """What this panel shows of the state; it is redrawn when this changes."""
@@ -98,4 +105,48 @@ class StatePanel(Widget):
         if key != self._cache_key:
             self._cache_key = key
             self._cache = self.draw(width, height) if width > 0 and height > 0 else Text()
+            self._lines = self._cache.split("\n") if self.SCROLLS else []
+        return self._window(height)
+
+    @property
+    def picture(self) -> Text:
+        """The whole picture last drawn (of a panel that scrolls, more than is in view)."""
         return self._cache
+
+    def reveal(self, first: int, last: int, height: int) -> None:
+        """Scroll (as little as it takes) so that lines first..last of the picture drawn at
+        `height` are in view: a panel with a cursor calls it from `draw`."""
+        view = max(height - 1, 1)  # the last line says where the window is
+        if first < self.scroll_top:
+            self.scroll_top = first
+        elif last >= self.scroll_top + view:
+            self.scroll_top = max(first, last - view + 1) if last - first < view else first
+
+    def _window(self, height: int) -> Text:
+        """The lines in view of a picture taller than the panel, and a line saying which."""
+        lines = self._lines
+        if len(lines) <= height:
+            self.scroll_top = 0
+            return self._cache
+        view = max(height - 1, 1)
+        self.scroll_top = min(max(self.scroll_top, 0), len(lines) - view)
+        top = self.scroll_top
+        where = Text(
+            f"lines {top + 1}-{top + view} of {len(lines)}"
+            + (" ▲" if top else "")
+            + (" ▼" if top + view < len(lines) else ""),
+            style="dim",
+        )
+        return Text("\n").join([*lines[top : top + view], where])
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self._scroll_by(3, event)
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._scroll_by(-3, event)
+
+    def _scroll_by(self, lines: int, event: events.Event) -> None:
+        if self.SCROLLS and len(self._lines) > self.content_size.height:
+            self.scroll_top += lines
+            event.stop()
+            self.refresh()

@@ -72,3 +72,36 @@ def tile_row(tiles: list[Text], gap: int = 1) -> Text:
             row.append_text(line)
         rows.append(row)
     return Text("\n").join(rows)
+
+
+def enlarged(image: np.ndarray, cols: int, rows: int) -> tuple[np.ndarray, int]:
+    """An image (H, W[, C]) scaled up by the largest whole factor (nearest neighbour) that
+    fits cols x rows cells at one pixel a half cell, and that factor; at least 1 (a bigger
+    image is left as it is: the panel scrolls)."""
+    height, width = image.shape[:2]
+    factor = max(1, min(cols // max(width, 1), 2 * rows // max(height, 1)))
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1), factor
+
+
+def large_view(
+    image: np.ndarray, title: Text, facts: list[Text], width: int, height: int, color: bool
+) -> Text:
+    """One picture as large as the panel allows, each pixel at least a half cell: the
+    `title` line above it, the `facts` beside it where they fit (else below)."""
+    side = max((fact.cell_len for fact in facts), default=0) + 2
+    beside = width - side >= image.shape[1]
+    big, _ = enlarged(image, width - side if beside else width, height - 1)
+    picture = halfblocks(big, 1, color)
+    if beside:
+        rows = []
+        lines = picture.split("\n")
+        for index in range(max(len(lines), len(facts))):
+            line = lines[index].copy() if index < len(lines) else Text(" " * big.shape[1])
+            line.append("  ")
+            if index < len(facts):
+                line.append_text(facts[index])
+            rows.append(line)
+        picture = Text("\n").join(rows)
+    else:
+        picture = Text("\n").join([picture, *facts])
+    return Text("\n").join([title, picture])

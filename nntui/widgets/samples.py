@@ -20,7 +20,7 @@ from nnlib.callbacks.samples import SamplesError, read_samples
 from nnlib.events import Samples
 
 from .panel import StatePanel, fit
-from .pixels import fit_factor, halfblocks, tile_row
+from .pixels import fit_factor, halfblocks, large_view, tile_row
 
 #: The filters, in the order the keys name them.
 FILTERS = ("all", "misclassified", "confidently wrong", "class", "cell")
@@ -80,51 +80,84 @@ class SamplesPanel(StatePanel, can_focus=True):
         "Validation images the model has not trained on, each with its true label, the "
         "label the model predicts and how sure it is (the softmax probability of that "
         "label). Wrong ones are marked ✗ in red. Keys: a all, x misclassified, c the most "
-        "confidently wrong, k one true class (again: the next), ←/→ pages; Enter on a cell "
-        "of the Matrix opens the images of that cell. Good: mistakes become rare and the "
+        "confidently wrong, k one true class (again: the next), arrows select an image "
+        "(its caption reversed; past the edge, the next page), PgUp/PgDn or ,/. pages, "
+        "Enter opens it large (the whole panel, a pixel a half cell: 28x28 pixels are 28 "
+        "columns by 14 lines; there ←/→ go on to the next image, Enter or Esc come back); "
+        "Enter on a cell of the Matrix opens the images of that cell. Good: mistakes "
+        "become rare and the "
         "ones left are digits a person would hesitate over too. Bad: confident mistakes on "
         "clear images (the model learned something else), or one class always wrong "
         "(look at its row in the Matrix)."
     )
     INTERVAL = 0.5
+    SCROLLS = True
     BINDINGS = [
         Binding("a", "filter('all')", "All", show=False),
         Binding("x", "filter('misclassified')", "Misclassified", show=False),
         Binding("c", "filter('confidently wrong')", "Confidently wrong", show=False),
         Binding("k", "next_class", "One class", show=False),
-        Binding("left", "page(-1)", "Prev page", show=False),
-        Binding("right", "page(1)", "Next page", show=False),
+        Binding("left", "move(-1, 0)", "Left", show=False),
+        Binding("right", "move(1, 0)", "Right", show=False),
+        Binding("up", "move(0, -1)", "Up", show=False),
+        Binding("down", "move(0, 1)", "Down", show=False),
+        Binding("pageup,comma", "page(-1)", "Prev page", show=False),
+        Binding("pagedown,full_stop", "page(1)", "Next page", show=False),
+        Binding("enter", "large", "Open large", show=False),
+        Binding("escape", "close", "Back", show=False),
     ]
     mode: reactive[str] = reactive("all")
     target: reactive[tuple[int, int]] = reactive((0, 0))
-    page: reactive[int] = reactive(0)
+    #: The selected image: its place among those the filter shows (its page follows).
+    selected: reactive[int] = reactive(0)
+    #: The selected image fills the panel.
+    large: reactive[bool] = reactive(False)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.file = SampleFile()
+        #: The last drawn gallery: images a row, images a page, images the filter shows.
+        self.grid = (1, 1, 0)
 
     def data_key(self) -> tuple[int, str]:
         started = self.state.started
         return id(self.state.latest("samples")), started.run_dir if started else ""
 
-    def options(self) -> tuple[str, tuple[int, int], int]:
-        return self.mode, self.target, self.page
+    def options(self) -> tuple[str, tuple[int, int], int, bool]:
+        return self.mode, self.target, self.selected, self.large
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc closes the large view; otherwise it is the dashboard's (back to setup)."""
+        return self.large if action == "close" else True
 
     def action_filter(self, mode: str) -> None:
-        self.mode, self.page = mode, 0
+        self.mode, self.selected = mode, 0
 
     def action_next_class(self) -> None:
         """One true class; pressed again, the next one."""
         classes = max(len(self.state.started.class_names) if self.state.started else 0, 1)
         self.target = ((self.target[0] + 1) % classes if self.mode == "class" else 0, 0)
-        self.mode, self.page = "class", 0
+        self.mode, self.selected = "class", 0
+
+    def action_move(self, columns: int, rows: int) -> None:
+        """Arrows: the next image (left and right go on across rows and pages)."""
+        per_row, _, count = self.grid
+        self.selected = min(max(self.selected + columns + rows * per_row, 0), max(count - 1, 0))
 
     def action_page(self, offset: int) -> None:
-        self.page = max(0, self.page + offset)
+        """The same place on another page."""
+        _, per_page, count = self.grid
+        self.selected = min(max(self.selected + offset * per_page, 0), max(count - 1, 0))
+
+    def action_large(self) -> None:
+        self.large = not self.large and self.grid[2] > 0
+
+    def action_close(self) -> None:
+        self.large = False
 
     def show_cell(self, true: int, predicted: int) -> None:
         """The drill-down: the images of true class `true` predicted as `predicted`."""
-        self.mode, self.target, self.page = "cell", (true, predicted), 0
+        self.mode, self.target, self.selected, self.large = "cell", (true, predicted), 0, False
 
     def _names(self) -> list[str]:
         started = self.state.started
@@ -157,7 +190,9 @@ class SamplesPanel(StatePanel, can_focus=True):
         rows = max(1, (height - 1) // tile_h)
         per_page = per_row * rows
         pages = max(1, -(-len(shown) // per_page))
-        page = min(self.page, pages - 1)
+        self.grid = (per_row, per_page, len(shown))
+        selected = min(self.selected, max(len(shown) - 1, 0))
+        page = selected // per_page
         what = {
             "class": f"true class {name(self.target[0])}",
             "cell": f"true {name(self.target[0])}, predicted {name(self.target[1])}",
@@ -167,7 +202,7 @@ class SamplesPanel(StatePanel, can_focus=True):
             Text.assemble(
                 (f"validation, epoch {(event.epoch or 0) + 1}", "bold"),
                 f" · {what}: {len(shown):,} of {count:,} · page {page + 1}/{pages}",
-                ("   a all  x wrong  c confident  k class  ←→ page", "dim"),
+                ("   a all  x wrong  c confident  k class  PgUp/PgDn page  ⏎ large", "dim"),
             ),
             Text.assemble(
                 (f"validation, epoch {(event.epoch or 0) + 1}", "bold"),
@@ -180,16 +215,47 @@ class SamplesPanel(StatePanel, can_focus=True):
         if not len(shown):
             return Text("\n").join([title, Text("no images here", style="dim")])
         color = not self.app.no_color
+
+        def caption(index: int) -> tuple[str, str]:
+            truth, guess = int(labels[index]), int(predicted[index])
+            mark, style = ("✓", "green") if truth == guess else ("✗", "bold red")
+            return f"{mark}{name(truth)}→{name(guess)} {int(confidence[index])}%", style
+
+        if self.large:
+            index = int(shown[selected])
+            text, style = caption(index)
+            image = self.file.images[index]
+            heading = fit(
+                width,
+                Text.assemble(
+                    (f"validation image {index}", "bold"),
+                    f" · {what} {selected + 1} of {len(shown):,} · ",
+                    (text, style),
+                    ("   ←→ image  ⏎/esc back", "dim"),
+                ),
+                Text.assemble((f"image {index}", "bold"), " ", (text, style)),
+            )
+            facts = [
+                Text("x".join(str(n) for n in image.shape[:2]) + " pixels", style="bold"),
+                Text(f"true {name(int(labels[index]))}"),
+                Text(f"predicted {name(int(predicted[index]))}"),
+                Text(f"sure {int(confidence[index])}%"),
+                Text(f"black {int(image.min())}, white {int(image.max())}"),
+                Text(""),
+                Text("←→ image", style="dim"),
+                Text("⏎/esc back", style="dim"),
+            ]
+            return large_view(image, heading, facts, width, height, color)
         lines = [title]
         chosen = shown[page * per_page : (page + 1) * per_page]
         for start in range(0, len(chosen), per_row):
             tiles = []
-            for index in chosen[start : start + per_row]:
-                truth, guess = int(labels[index]), int(predicted[index])
+            for place, index in enumerate(chosen[start : start + per_row], start):
                 tile = halfblocks(self.file.images[index], factor, color)
-                mark, style = ("✓", "green") if truth == guess else ("✗", "bold red")
-                caption = f"{mark}{name(truth)}→{name(guess)} {int(confidence[index])}%"
-                tile.append_text(Text("\n" + caption[:tile_w], style=style))
+                text, style = caption(index)
+                if page * per_page + place == selected:
+                    text, style = text[:tile_w].ljust(tile_w), f"{style} reverse"
+                tile.append_text(Text("\n" + text[:tile_w], style=style))
                 tiles.append(tile)
             lines.append(tile_row(tiles))
         return Text("\n").join(lines)
