@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import runs
+from .events import System
 
 #: The EMA weight the app's curves start with, and the default of export and plot.
 DEFAULT_SMOOTHING = 0.6
@@ -95,6 +96,10 @@ class RunSummary:
     parent: str = ""
     problem: str = ""
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: The training process's largest resident memory, in bytes ('system' events).
+    peak_rss: int | None = None
+    #: Samples trained per second of wall time over the whole run ('system' events).
+    samples_per_sec: float | None = None
 
     @property
     def name(self) -> str:
@@ -147,6 +152,7 @@ class _RunScan:
         self.error = ""
         self.alive = False
         self.any_event = False
+        self.system = _SystemTotals()
 
     def _bad_line(self, error: runs.EventError) -> None:
         self.log_problem = str(error)
@@ -206,6 +212,8 @@ class _RunScan:
             elif event.type == "end":
                 self.end_reason = str(event.get("reason"))
                 self.error = str(event.get("error") or "")
+            elif isinstance(event, System):
+                self.system.add(event)
             elif event.type == "test":  # nnlib's test evaluation (TestEvaluator)
                 metric = "accuracy" if event.get("accuracy") is not None else "loss"
                 if isinstance(event.get(metric), int | float):
@@ -256,7 +264,29 @@ class _RunScan:
             parent=parent_of(config),
             problem=self.config_problem or self.log_problem,
             config=config,
+            **self.system.fields(),
         )
+
+
+@dataclass
+class _SystemTotals:
+    """What a run's 'system' events add to its summary: the peak resident memory, and the
+    samples trained over the seconds they cover (weighted so, a mean over the run)."""
+
+    peak: int | None = None
+    samples: int = 0
+    seconds: float = 0.0
+
+    def add(self, event: System) -> None:
+        peak = max(event.peak_rss_bytes or 0, event.rss_bytes or 0)
+        self.peak = max(self.peak or 0, peak) or None
+        self.samples += event.samples
+        self.seconds += event.seconds
+
+    def fields(self) -> dict[str, Any]:
+        """RunSummary's peak_rss and samples_per_sec (None: no event said)."""
+        speed = self.samples / self.seconds if self.seconds > 0 else None
+        return {"peak_rss": self.peak, "samples_per_sec": speed}
 
 
 def is_run_dir(path: Path) -> bool:
