@@ -43,6 +43,7 @@ class SystemMetrics(Callback):
             raise ValueError(f"SystemMetrics: interval must be a positive number, got {interval}")
         self.interval = interval
         self.clock, self.cpu_clock, self.memory = clock, cpu_clock, memory
+        self._reported = False
         self._restart()
 
     def _restart(self) -> None:
@@ -51,9 +52,9 @@ class SystemMetrics(Callback):
         self._cpu = self.cpu_clock()
         self._samples = 0
         self._due = self._began + self.interval
-        self._paused = False
 
     def on_train_begin(self, trainer: Trainer) -> None:
+        self._reported = False
         self._restart()
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
@@ -63,13 +64,17 @@ class SystemMetrics(Callback):
 
     def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:
         if event == "pause":
-            self._report(trainer)
-            self._paused = True
+            self._report_news(trainer)
         elif event == "resume":
             self._restart()
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
-        if not (self._paused and self._samples == 0):  # a run stopped while paused: said
+        self._report_news(trainer)
+
+    def _report_news(self, trainer: Trainer) -> None:
+        """Report the interval so far, unless it trained nothing since the last report (one
+        just made, or the pause a stopped run ended in): every run reports at least once."""
+        if self._samples or not self._reported:
             self._report(trainer)
 
     def _report(self, trainer: Trainer) -> None:
@@ -86,4 +91,5 @@ class SystemMetrics(Callback):
             samples_per_sec=self._samples / seconds if seconds > 0 else None,
             **{name: value for name, value in measured.items() if value is not None},
         )
+        self._reported = True
         self._restart()

@@ -126,13 +126,19 @@ class StatusPanel(StatePanel):
                 text.append(pace_text(pace), style="bold" if pace else "dim")
         if waiting:
             compact.append("(→ pending)", "yellow")
-        with_system = line.copy()
-        with_system.rstrip()
-        return fit(width, Text.assemble(with_system, self._system()), line, compact)
+        # The process's CPU and memory go first; then the spacing, then the pending words.
+        with_system = []
+        for text, sep in [(line, "   ")] + ([] if waiting else [(compact, "  ")]):
+            system = self._system(sep)
+            if system:
+                text = text.copy()
+                text.rstrip()
+                with_system.append(text.append_text(system))
+        return fit(width, *with_system, line, compact)
 
-    def _system(self) -> Text:
+    def _system(self, sep: str) -> Text:
         """`cpu 98%   rss 210.3 MiB` from the latest 'system' event (`peak rss` once the
-        run has ended); nothing before the first."""
+        run has ended), each part after `sep`; nothing before the first."""
         measured = self.state.latest("system")
         if not isinstance(measured, System):
             return Text()
@@ -144,7 +150,7 @@ class StatusPanel(StatePanel):
         text = Text()
         for label, value in parts:
             if value is not None:
-                text.append(f"   {label} ", style="dim")
+                text.append(f"{sep}{label} ", style="dim")
                 text.append(value if isinstance(value, str) else human_bytes(value))
         return text
 
