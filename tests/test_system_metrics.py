@@ -150,7 +150,10 @@ def test_every_run_records_it_and_the_runs_table_shows_peak_rss_and_mean_speed(r
     cells = {c.name: c.text(row) for c in runtable.FIXED}
     assert cells["peak rss"] == _memory.human_bytes(summary.peak_rss)
     assert cells["samples/s"] == f"{summary.samples_per_sec:,.0f}"
-    assert row.fields()["peak_rss"] == summary.peak_rss  # a filter may compare it
+    blank = runtable.RunRow(runindex.RunSummary(Path("old")))  # a run from before them
+    assert f"peak rss {cells['peak rss']}, {cells['samples/s']} samples/s" in runtable.detail(row)
+    assert runtable.select([row, blank], "samples_per_sec>1") == [row]
+    assert runtable.select([blank], f"peak_rss<{summary.peak_rss}") == []
     assert main(["runs", "list", str(recorded), "--wide"]) == 0
     header, line = capsys.readouterr().out.splitlines()
     assert header.split()[-3:] == ["peak", "rss", "samples/s"]
@@ -166,6 +169,7 @@ def test_every_run_records_it_and_the_runs_table_shows_peak_rss_and_mean_speed(r
 def test_a_run_without_system_events_leaves_the_columns_blank():
     row = runtable.RunRow(runindex.RunSummary(Path("old")))
     assert [c.text(row) for c in runtable.FIXED if c.name in ("peak rss", "samples/s")] == ["", ""]
+    assert "peak rss" not in runtable.detail(row)
 
 
 def status_line(state: RunState, width: int) -> str:
