@@ -30,6 +30,7 @@ from nnlib.callbacks.boundary import BoundaryView
 from nnlib.callbacks.diagnostics import Diagnostics
 from nnlib.callbacks.features import FeatureMaps
 from nnlib.callbacks.samples import SampleRecorder
+from nnlib.callbacks.system import SystemMetrics
 from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
@@ -38,7 +39,7 @@ from nnlib.runs import RunLogger
 MNIST = Path("/work/shared/datasets/mnist")
 HOOKS = ("on_train_begin", "on_batch_begin", "on_batch_end", "on_epoch_end", "on_train_end")
 #: The callbacks that compute what the views show.
-VIEWS = (SampleRecorder, FeatureMaps, TestEvaluator, Diagnostics, BoundaryView)
+VIEWS = (SampleRecorder, FeatureMaps, TestEvaluator, Diagnostics, BoundaryView, SystemMetrics)
 
 
 def mnist(repeat: int) -> datasets.Dataset:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 #: What a memory check assumes is free where the system does not say (no /proc/meminfo, no
 #: sysconf): a modest laptop's worth.
@@ -51,3 +52,30 @@ def available_memory() -> tuple[int, str]:
     except (AttributeError, OSError, ValueError):
         pass
     return FALLBACK_AVAILABLE_BYTES, "assumed; this system does not report its free memory"
+
+
+#: Where Linux reports this process's memory in pages (size, resident, ...).
+STATM = "/proc/self/statm"
+
+
+def process_memory() -> tuple[int | None, int | None]:
+    """This process's resident memory now and at its peak, in bytes (the system metrics of
+    a run); None for what the system does not say. Now: /proc/self/statm (Linux). Peak:
+    getrusage's ru_maxrss (KiB on Linux, bytes on macOS; no `resource` on Windows), never
+    below now."""
+    current = peak = None
+    try:
+        with open(STATM, "rb") as handle:
+            current = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import resource  # not on Windows
+
+        unit = 1 if sys.platform == "darwin" else 1024
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit or None
+    except (ImportError, OSError, ValueError):
+        pass
+    if current is not None:
+        peak = max(peak or 0, current)
+    return current, peak

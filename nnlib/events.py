@@ -30,6 +30,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ._memory import human_bytes
+
 #: The version every line is written with; lines of this version and older read.
 SCHEMA_VERSION = 1
 #: The largest integer a run log may hold (step, epoch, counts): an int64.
@@ -1030,3 +1032,32 @@ class TestResult(Event):
     def describe(self) -> str:
         when = "on request" if self.trigger == "request" else "end of run"
         return f"test ({when}, {self.samples:,} samples): {self.scores()}"
+
+
+# -- the training process (issue 20) -------------------------------------------------------------
+def _bytes(value: int | None) -> str:
+    return "-" if value is None else human_bytes(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class System(Event):
+    """The training process over the last `seconds` (every few seconds, at a pause and at
+    the end of a run): its CPU time in percent of that wall time (above 100 with several
+    threads busy), the samples it trained and their rate per second of wall time, and its
+    resident memory now and at its peak in bytes (left out where the system does not say)."""
+
+    TYPE = "system"
+    seconds: float = field_of(_number)
+    cpu_percent: float | None = field_of(_number_or_null)
+    samples: int = field_of(_int)
+    samples_per_sec: float | None = field_of(_number_or_null)
+    rss_bytes: int | None = field_of(_int, optional=True)
+    peak_rss_bytes: int | None = field_of(_int, optional=True)
+
+    def describe(self) -> str:
+        cpu = "-" if self.cpu_percent is None else f"{self.cpu_percent:.0f}%"
+        speed = "-" if self.samples_per_sec is None else f"{self.samples_per_sec:,.0f}"
+        return (
+            f"system: cpu {cpu}  rss {_bytes(self.rss_bytes)} (peak "
+            f"{_bytes(self.peak_rss_bytes)})  {speed} samples/s over {self.seconds:.1f}s"
+        )

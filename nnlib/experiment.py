@@ -20,6 +20,7 @@ from .callbacks.boundary import BoundaryView
 from .callbacks.diagnostics import Diagnostics
 from .callbacks.features import FeatureMaps
 from .callbacks.samples import SampleRecorder
+from .callbacks.system import SystemMetrics
 from .callbacks.testset import TestEvaluator
 from .config import ConfigError, ExperimentConfig
 from .datasets.preprocess import held_out
@@ -134,12 +135,13 @@ def outputs_for(data: datasets.Prepared) -> int:
 
 
 def view_callbacks(data: datasets.Prepared, run_dir: Path) -> list[Callback]:
-    """The callbacks behind the app's views — warnings, Boundary, Samples, Features and test
-    results — attached to every run (each does nothing where it does not apply: no 2-D input,
-    no images, no conv layer, no test split)."""
+    """The callbacks behind the app's views — system metrics, warnings, Boundary, Samples,
+    Features and test results — attached to every run (each does nothing where it does not
+    apply: no 2-D input, no images, no conv layer, no test split)."""
     # Diagnostics reads the Monitor's histograms and the batch's own activations, so it comes
     # before the boundary view's extra forward pass.
     views: list[Callback] = [
+        SystemMetrics(),
         Diagnostics(),
         BoundaryView(data.x_train, data.y_train),
         SampleRecorder(run_dir, data.class_names),

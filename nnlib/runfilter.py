@@ -43,6 +43,8 @@ OWN_FIELDS = (
     "best",
     "test",
     "duration",
+    "peak_rss",
+    "samples_per_sec",
     "parent",
     "tags",
     "note",

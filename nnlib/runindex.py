@@ -100,6 +100,10 @@ class RunSummary:
     parent: str = ""
     problem: str = ""
     config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: The training process's largest resident memory, in bytes ('system' events).
+    peak_rss: int | None = None
+    #: Samples trained per second of wall time over the whole run ('system' events).
+    samples_per_sec: float | None = None
 
     @property
     def name(self) -> str:
@@ -207,6 +211,8 @@ class _RunScan:
             parent=parent_of(config),
             problem=self.config_problem or self.read_problem or log.problem or self._log.notice,
             config=config,
+            peak_rss=log.peak_rss,
+            samples_per_sec=log.samples_per_sec,
         )
 
 

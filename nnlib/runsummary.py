@@ -67,6 +67,14 @@ class LogDigest:
     end_reason: str | None = None
     error: str = ""
     problem: str = ""
+    peak_rss: int | None = None  # the largest resident memory its 'system' events reported
+    system_samples: int = 0  # the samples and seconds those events cover
+    system_seconds: float = 0.0
+
+    @property
+    def samples_per_sec(self) -> float | None:
+        """Samples trained over the seconds the 'system' events cover (None: none said)."""
+        return self.system_samples / self.system_seconds if self.system_seconds > 0 else None
 
     def add(self, event: Event) -> None:
         """Fold one record in (records read with the resume rule, in order)."""
@@ -83,6 +91,12 @@ class LogDigest:
         elif event.type == "end":
             self.end_reason = cut(str(event.get("reason")))
             self.error = cut(str(event.get("error") or ""))
+        elif event.type == "system":
+            peak = max(event.get("peak_rss_bytes") or 0, event.get("rss_bytes") or 0)
+            self.peak_rss = max(self.peak_rss or 0, int(peak)) or None
+            self.system_samples += int(event.get("samples") or 0)
+            self.system_seconds += float(event.get("seconds") or 0.0)
+            return
         elif event.type == "test":  # nnlib's test evaluation (TestEvaluator)
             metric = "accuracy" if event.get("accuracy") is not None else "loss"
             value = _float(event.get(metric))
@@ -248,6 +262,9 @@ def _checked(record: Any, where: str) -> Summary:
         end_reason=_text(given["end_reason"], "digest.end_reason", where, optional=True),
         error=_text(given["error"], "digest.error", where),
         problem=_text(given["problem"], "digest.problem", where),
+        peak_rss=_optional_integer(given["peak_rss"], "digest.peak_rss", where),
+        system_samples=_integer(given["system_samples"], "digest.system_samples", where, MAX_INT),
+        system_seconds=_number(given["system_seconds"], "digest.system_seconds", where) or 0.0,
     )
     if (digest.first is None) != (digest.last is None):
         raise SummaryError(f"{where}: digest.first and digest.last must both be set or null")
@@ -279,6 +296,10 @@ def _integer(value: Any, name: str, where: str, most: int) -> int:
             f"{where}: {name} must be an integer in [0, {most}], got {_shown(value)}"
         )
     return value
+
+
+def _optional_integer(value: Any, name: str, where: str) -> int | None:
+    return None if value is None else _integer(value, name, where, MAX_INT)
 
 
 def _number(value: Any, name: str, where: str) -> float | None:

@@ -4,9 +4,10 @@ list` and the app's runs screen (no Textual here).
 Each column says its priority, its smallest and largest width and where a value too long
 for it is cut (`…` marks the cut). Priority 0 columns are always shown: the run's name,
 state, epochs and scores. The others follow in priority order while they fit: dataset,
-architecture (cut before it is left out), tags, parent, start, duration, then the
-hyperparameters that differ among the runs listed. A table can be scrolled by column
-(`offset`): the always-shown columns stay, the others move. The column a table is sorted
+architecture (cut before it is left out), tags, parent, start, duration, the training
+process's peak memory and mean samples/s, then the hyperparameters that differ among the
+runs listed. A table can be scrolled by column (`offset`): the always-shown columns stay,
+the others move. The column a table is sorted
 by is always shown (`keep`).
 """
 
@@ -20,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ._memory import human_bytes
 from .runfilter import parse
 from .runindex import STATES, RunSummary, flatten, settings_of
 from .runmeta import MetaCache, RunMeta
@@ -87,6 +89,8 @@ class RunRow:
             "best": s.best_value,
             "test": s.test_value,
             "duration": s.duration,
+            "peak_rss": s.peak_rss,
+            "samples_per_sec": s.samples_per_sec,
             "parent": s.parent,
             "tags": list(self.meta.tags),
             "note": self.meta.note,
@@ -158,6 +162,16 @@ def _started(s: RunSummary) -> str:
     return when.strftime("%m-%d %H:%M" if when.year == datetime.now().year else "%Y-%m-%d")
 
 
+def peak_rss_text(value: int | None) -> str:
+    """`219.3 MiB`: a run's peak resident memory in the table."""
+    return "" if value is None else human_bytes(value)
+
+
+def speed_text(value: float | None) -> str:
+    """`12,345`: a run's mean samples per second in the table."""
+    return "" if value is None else f"{value:,.0f}"
+
+
 def _text_value(text: Callable[[RunRow], str]) -> Callable[[RunRow], Any]:
     return lambda row: text(row).lower()
 
@@ -210,6 +224,22 @@ FIXED = (
         "end",
         lambda r: format_duration(r.summary.duration),
         lambda r: r.summary.duration,
+    ),
+    _column(
+        "peak rss",
+        7,
+        (9, 10),
+        "end",
+        lambda r: peak_rss_text(r.summary.peak_rss),
+        lambda r: r.summary.peak_rss,
+    ),
+    _column(
+        "samples/s",
+        8,
+        (9, 11),
+        "end",
+        lambda r: speed_text(r.summary.samples_per_sec),
+        lambda r: r.summary.samples_per_sec,
     ),
 )
 #: The hyperparameter columns come after these, in HPARAMS order.
@@ -419,6 +449,8 @@ def record(row: RunRow) -> dict[str, Any]:
         "parent": s.parent,
         "started": s.started,
         "duration": s.duration,
+        "peak_rss": s.peak_rss,
+        "samples_per_sec": _finite(s.samples_per_sec),
         **{key: _finite(row.hparam(key)) for key in HPARAMS},
         "problem": s.problem or row.meta_problem,
         "kind": row.kind,
@@ -455,6 +487,9 @@ def detail(row: RunRow) -> str:
     if s.started is not None:
         when = datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M")
         parts.append(f"started {when}, {format_duration(s.duration)}")
+    if s.peak_rss is not None or s.samples_per_sec is not None:
+        speed = speed_text(s.samples_per_sec) or "-"
+        parts.append(f"peak rss {peak_rss_text(s.peak_rss) or '-'}, {speed} samples/s")
     parts += [f"note: {row.meta.note}"] if row.meta.note else []
     problem = s.problem or row.meta_problem
     parts += [f"! {problem}"] if problem else []

@@ -69,6 +69,8 @@ SAMPLES = {
     ]}], "epoch": 1, "trigger": "epoch"},
     "test": {"loss": 0.3, "samples": 4, "accuracy": 0.75, "matrix": [[2, 0], [1, 1]],
              "precision": [0.67, 1.0], "recall": [1.0, 0.5], "class_names": ["a", "b"]},
+    "system": {"seconds": 5.0, "cpu_percent": 180.5, "samples": 4000, "samples_per_sec": 800.0,
+               "rss_bytes": 210 * 2**20, "peak_rss_bytes": 230 * 2**20},
 }  # fmt: skip
 
 

@@ -253,7 +253,7 @@ def test_a_narrow_table_cuts_the_architecture_before_leaving_columns_out():
     )  # fmt: skip
     rows = [runtable.RunRow(summary)]
     whole = runtable.format_table(rows)
-    assert long in whole and whole.splitlines()[0].split()[-1] == "duration"
+    assert long in whole and whole.splitlines()[0].split()[-1] == "samples/s"
     for width in (150, 120, 100, 80, 60):
         lines = runtable.format_table(rows, width=width).splitlines()
         assert all(len(line) <= width for line in lines)

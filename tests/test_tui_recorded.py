@@ -12,6 +12,7 @@ import pytest
 from helpers import SIZE, log_text, of, pilot_test, press, train, until
 
 from nnlib import runs
+from nnlib._memory import human_bytes
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
 from nntui import bridge as b
@@ -70,6 +71,20 @@ async def test_a_recorded_run_is_marked_and_lists_no_steering_keys_which_say_it_
         said = [n.message for n in app._notifications]
         assert said == ["the run has ended (finished); it cannot be steered"] * 3
         assert app.screen is dashboard
+
+
+@pilot_test
+async def test_a_recorded_run_shows_its_peak_memory_in_the_status_line(finished):
+    """Issue 20 item 6: its last 'system' event, read from the log (`nntui --open`)."""
+    run_dir, _ = finished
+    (measured,) = [e for e in runs.read(run_dir) if e.type == "system"][-1:]
+    recorded = open_run(run_dir)
+    app = NNTui(recorded.experiment(), recorded=recorded)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await dashboard_of(pilot, app)
+        await until(pilot, lambda: dashboard.state.end is not None)
+        await until(pilot, lambda: "peak rss" in status(dashboard))
+        assert f"peak rss {human_bytes(measured.peak_rss_bytes)}" in status(dashboard)
 
 
 @pilot_test

@@ -310,8 +310,8 @@ async def test_every_priority_column_shows_for_every_run_at_80_and_120_columns(t
             assert "dataset" in header and "arch" in header and "…" in screen_text(app)
         await press(pilot, "S")  # sort by parent: blank in every run, shown all the same
         assert "parent ▼" in table_lines(app)[2]
-        for _ in range(3):  # on to the hyperparameters that differ: always shown when sorted
-            await press(pilot, "s")
+        for _ in range(5):  # started, duration, peak rss, samples/s, then the differing lr:
+            await press(pilot, "s")  # always shown when sorted
         assert screen.sort_column == "lr" and " lr ▼" in table_lines(app)[2]
 
 

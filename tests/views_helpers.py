@@ -47,5 +47,7 @@ def pinned(snapshots: list[b.Snapshot]) -> list[b.Snapshot]:
             snapshot = replace(snapshot, seconds=0.05, samples_per_sec=50_000.0)
         elif isinstance(snapshot, events.Boundary) and snapshot.epoch is None:
             continue  # mid-epoch views come when the measured budget allows
+        elif isinstance(snapshot, events.System):
+            continue  # this machine's CPU and memory
         out.append(snapshot)
     return out

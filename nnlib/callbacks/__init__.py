@@ -13,6 +13,7 @@ from .schedules import (
     TimeBasedDecay,
 )
 from .stopping import DivergenceGuard, EarlyStopping
+from .system import SystemMetrics
 
 __all__ = [
     "Callback",
@@ -28,5 +29,6 @@ __all__ = [
     "Monitor",
     "ProgressBar",
     "StepDecay",
+    "SystemMetrics",
     "TimeBasedDecay",
 ]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from nnlib.events import TestResult, pace_text
+from nnlib._memory import human_bytes
+from nnlib.events import System, TestResult, pace_text
 from nnlib.states import RunStatus
 
 from ..plot import format_number, format_value
@@ -100,7 +101,8 @@ class StatusPanel(StatePanel):
 
     def _hyperparameters(self, width: int) -> Text:
         """Values in force, each pending change after an arrow with when it applies; when
-        that does not fit, the arrows alone and one note at the end."""
+        that does not fit, the arrows alone and one note at the end. The process's CPU and
+        memory follow where there is room (they go first)."""
         values, pending = self.state.hyperparameters, self.state.pending
         line, compact, waiting = Text(), Text(), False
         for name in SHOWN_HYPERPARAMETERS:
@@ -124,7 +126,33 @@ class StatusPanel(StatePanel):
                 text.append(pace_text(pace), style="bold" if pace else "dim")
         if waiting:
             compact.append("(→ pending)", "yellow")
-        return fit(width, line, compact)
+        # The process's CPU and memory go first; then the spacing, then the pending words.
+        with_system = []
+        for text, sep in [(line, "   ")] + ([] if waiting else [(compact, "  ")]):
+            system = self._system(sep)
+            if system:
+                text = text.copy()
+                text.rstrip()
+                with_system.append(text.append_text(system))
+        return fit(width, *with_system, line, compact)
+
+    def _system(self, sep: str) -> Text:
+        """`cpu 98%   rss 210.3 MiB` from the latest 'system' event (`peak rss` once the
+        run has ended), each part after `sep`; nothing before the first."""
+        measured = self.state.latest("system")
+        if not isinstance(measured, System):
+            return Text()
+        if self.state.end is None:
+            cpu, rss = measured.cpu_percent, measured.rss_bytes
+            parts = [("cpu", None if cpu is None else f"{cpu:.0f}%"), ("rss", rss)]
+        else:
+            parts = [("peak rss", measured.peak_rss_bytes)]
+        text = Text()
+        for label, value in parts:
+            if value is not None:
+                text.append(f"{sep}{label} ", style="dim")
+                text.append(value if isinstance(value, str) else human_bytes(value))
+        return text
 
     def _metrics(self, width: int) -> Text:
         """The latest batch, epoch (with validation) and test scores, each labelled (`val
