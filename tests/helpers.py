@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import tracemalloc
@@ -789,3 +790,70 @@ def attempts_that_finished(folder: Path) -> dict[str, list[str]]:
         if events[-1].type == "end" and events[-1]["reason"] == "finished":
             finished.setdefault(run_dir.name.partition(".")[0], []).append(run_dir.name)
     return finished
+
+
+# -- runs stopped, failed or killed at a step, to be resumed ------------------------------------
+
+RESUMED_EPOCHS = 4  # spirals: 1,400 training samples in batches of 64, 22 steps an epoch
+
+
+def resumable_config(run_dir: Path, **changes: object) -> ExperimentConfig:
+    """A small spirals run with a checkpoint every 30 steps, to stop and resume."""
+    values = dict(
+        dataset="spirals",
+        arch="2-16-3",
+        epochs=RESUMED_EPOCHS,
+        batch_size=64,
+        seed=0,
+        run_dir=str(run_dir),
+        checkpoint_every=30,
+    )
+    return ExperimentConfig(**{**values, **changes})  # type: ignore[arg-type]
+
+
+class At(nl.Callback):
+    """At step `step`: stop the run (as the app's `s` or a Ctrl+C does), or fail with an error."""
+
+    def __init__(self, step: int, fail: bool = False) -> None:
+        self.step, self.fail = step, fail
+
+    def on_batch_end(self, trainer, batch, logs) -> None:
+        if trainer.global_step == self.step:
+            if self.fail:
+                raise RuntimeError(f"failed at step {self.step}")
+            trainer.stop()
+
+
+def stopped(run_dir: Path, step: int) -> Path:
+    setup(resumable_config(run_dir), callbacks=[At(step)]).fit(threads=1)
+    return run_dir
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from nnlib.callbacks import Callback
+    from nnlib.config import ExperimentConfig
+    from nnlib.experiment import setup
+
+    class Kill(Callback):
+        def on_batch_end(self, trainer, batch, logs):
+            if trainer.global_step == int(sys.argv[2]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    config = ExperimentConfig(**eval(sys.argv[3]))
+    setup(config, callbacks=[Kill()]).fit(threads=1)
+    """
+)
+
+
+def killed(run_dir: Path, step: int) -> Path:
+    values = {k: v for k, v in resumable_config(run_dir).to_dict().items() if v is not None}
+    done = subprocess.run(
+        [sys.executable, "-c", KILLER, str(run_dir), str(step), repr(values)],
+        env=writer_env(),
+        capture_output=True,
+        timeout=TIMEOUT * 4,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    return run_dir

@@ -9,19 +9,15 @@ import csv
 import errno
 import io
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import TIMEOUT, log_text, pilot_test, until, writer_env
+from helpers import RESUMED_EPOCHS, At, killed, log_text, pilot_test, stopped, until
+from helpers import resumable_config as config
 
 from nnlib import runindex, runs
 from nnlib.callbacks import Callback
 from nnlib.cli import main
-from nnlib.config import ExperimentConfig
 from nnlib.experiment import resume, setup
 from nntui import bridge as b
 from nntui.app import NNTui
@@ -31,38 +27,7 @@ from nntui.screens.dashboard import DashboardScreen
 from nntui.widgets.eventlog import EPOCH_LINE_SECONDS, EventLog, LogLines
 from nntui.widgets.status import StatusPanel
 
-EPOCHS, STEPS_PER_EPOCH = 4, 22  # spirals: 1,400 training samples in batches of 64
-
-
-def config(run_dir: Path, **changes: object) -> ExperimentConfig:
-    values = dict(
-        dataset="spirals",
-        arch="2-16-3",
-        epochs=EPOCHS,
-        batch_size=64,
-        seed=0,
-        run_dir=str(run_dir),
-        checkpoint_every=30,
-    )
-    return ExperimentConfig(**{**values, **changes})  # type: ignore[arg-type]
-
-
-class At(Callback):
-    """At step `step`: stop the run (as the app's `s` or a Ctrl+C does), or fail with an error."""
-
-    def __init__(self, step: int, fail: bool = False) -> None:
-        self.step, self.fail = step, fail
-
-    def on_batch_end(self, trainer, batch, logs) -> None:
-        if trainer.global_step == self.step:
-            if self.fail:
-                raise RuntimeError(f"failed at step {self.step}")
-            trainer.stop()
-
-
-def stopped(run_dir: Path, step: int) -> Path:
-    setup(config(run_dir), callbacks=[At(step)]).fit(threads=1)
-    return run_dir
+EPOCHS, STEPS_PER_EPOCH = RESUMED_EPOCHS, 22  # spirals: 1,400 samples in batches of 64
 
 
 def records(events: list[runs.Event]) -> list[tuple]:
@@ -138,36 +103,6 @@ def test_a_run_stopped_mid_epoch_then_resumed_reads_as_if_never_stopped(whole, t
     assert epoch_lines(lines) == epoch_lines(expected_lines) == [f"epoch {n}" for n in (1, 2, 3, 4)]
     assert "resumed from step 20 (step-20.npz)" in lines
     assert not any(line.startswith("run ended: stopped") for line in lines)
-
-
-KILLER = textwrap.dedent(
-    """
-    import os, signal, sys
-    from nnlib.callbacks import Callback
-    from nnlib.config import ExperimentConfig
-    from nnlib.experiment import setup
-
-    class Kill(Callback):
-        def on_batch_end(self, trainer, batch, logs):
-            if trainer.global_step == int(sys.argv[2]):
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    config = ExperimentConfig(**eval(sys.argv[3]))
-    setup(config, callbacks=[Kill()]).fit(threads=1)
-    """
-)
-
-
-def killed(run_dir: Path, step: int) -> Path:
-    values = {k: v for k, v in config(run_dir).to_dict().items() if v is not None}
-    done = subprocess.run(
-        [sys.executable, "-c", KILLER, str(run_dir), str(step), repr(values)],
-        env=writer_env(),
-        capture_output=True,
-        timeout=TIMEOUT * 4,
-    )
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    return run_dir
 
 
 def test_a_resumed_run_that_fails_reads_the_same_in_the_table_and_the_app(tmp_path):

@@ -12,10 +12,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import SETTINGS, TIMEOUT, mutated, write_run
+from helpers import SETTINGS, TIMEOUT, At, killed, mutated, stopped, write_run
+from helpers import resumable_config as config
 from hypothesis import given
 from hypothesis import strategies as st
-from test_resume_reading import At, config, killed, stopped
 
 from nnlib import runindex, runs, runsummary
 from nnlib.callbacks import Callback
