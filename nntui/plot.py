@@ -193,6 +193,8 @@ def line_chart(
     x_range: tuple[float, float] | None = None,
     marks: Sequence[float] = (),
     mark_style: str = "yellow",
+    cursor: float | None = None,
+    cursor_style: str = "bold magenta",
     axis_style: str = "dim",
     y_limits: tuple[float | None, float | None] = (None, None),
     percent: bool = False,
@@ -200,9 +202,11 @@ def line_chart(
     """A braille line chart of `series` with y labels on the left and x labels below.
 
     `marks` are x positions drawn as dotted vertical lines behind the data (hyperparameter
-    changes). With `log_y`, values <= 0 are left out. The y axis follows the data but stays
-    within `y_limits` (so a loss axis does not dip below 0). With `percent`, the values are
-    fractions labelled as percents (an accuracy, which the legends give in percent).
+    changes); `cursor` is one x drawn as a solid vertical line (the step the dashboard's
+    time axis shows). With `log_y`, values <= 0 are left out. The y axis follows the data
+    but stays within `y_limits` (so a loss axis does not dip below 0). With `percent`, the
+    values are fractions labelled as percents (an accuracy, which the legends give in
+    percent).
     """
     if width < 12 or height < 3:
         return Text("")
@@ -249,6 +253,12 @@ def line_chart(
         dots[::2, mark_px] = True
         layers.append(dots)
         palette.append(mark_style)
+        glyphs.append(None)
+    if cursor is not None:
+        line = np.zeros((pixel_h, pixel_w), dtype=bool)
+        line[:, _scale(np.asarray([cursor], dtype=np.float64), x_lo, x_hi, pixel_w)] = True
+        layers.append(line)
+        palette.append(cursor_style)
         glyphs.append(None)
     for s, xs, ys in prepared:
         palette.append(s.style)

@@ -8,6 +8,7 @@ so memory and drawing time stay flat however long a run is.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,12 @@ class Decimated:
         """Rows ever appended (kept or not)."""
         return self._seen
 
+    def copy(self) -> Decimated:
+        """An independent copy (the rows are numbers: the columns are copied, not deeply)."""
+        twin = copy.copy(self)
+        twin.columns = [list(column) for column in self.columns]
+        return twin
+
 
 @dataclass
 class LayerHistory:
@@ -64,6 +71,9 @@ class LayerHistory:
     latest: LayerStats
     weights: Decimated = field(default_factory=lambda: Decimated(8, cap=512))
     grads: Decimated = field(default_factory=lambda: Decimated(8, cap=512))
+
+    def copy(self) -> LayerHistory:
+        return LayerHistory(self.latest, self.weights.copy(), self.grads.copy())
 
     def add(self, step: int, stats: LayerStats) -> None:
         self.latest = stats
@@ -106,6 +116,18 @@ class RunState:
         #: Epochs per second the run is held to (None: full speed), as asked here or reported.
         self.pace: float | None = None
         self.histograms = 0  # Histograms snapshots seen (the layers panel redraws on it)
+
+    def copy(self) -> RunState:
+        """An independent copy, cheaper than a deep one: the snapshots it holds are immutable
+        and shared; only the containers the fold grows are copied (the time axis keeps one
+        every few snapshots, see nntui.history)."""
+        twin = copy.copy(self)
+        twin.epochs, twin.marks = list(self.epochs), list(self.marks)
+        twin.batches = self.batches.copy()
+        twin.layers = {name: history.copy() for name, history in self.layers.items()}
+        twin.events, twin.counts = dict(self.events), dict(self.counts)
+        twin.requested = dict(self.requested)
+        return twin
 
     # -- feeding ----------------------------------------------------------------------------
     def apply(self, snapshot: Snapshot) -> None:

@@ -10,6 +10,10 @@ that is still being written, the same keys steer the process writing it, through
 command file (`nnlib.remote`); a recorded run that has ended says it cannot be steered. Which
 of these it is, is the run source's business (nntui.sources): this screen starts its worker,
 shows what it posts, and sends every request through its `steer`.
+
+Every snapshot folded is also kept on the run's time axis (`nntui.history`): `,` and `.` (and
+PgUp/PgDn, Home) show the run as it was at an earlier step, every panel drawn from the state
+folded up to there while the live state goes on growing; End returns to now.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.events import Resize
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Tab, Tabs
 
@@ -43,6 +48,7 @@ from nnlib.events import Diagnostic, Event, Pace, pace_text
 from nnlib.states import RunStatus
 
 from ..bridge import HparamChange, Notice, Progress, Rewound, RunEnded, RunStarted, Snapshot
+from ..history import History
 from ..messages import RunUpdate, StartRun
 from ..replay import RecordedRun
 from ..runstate import RunState
@@ -82,6 +88,10 @@ WIDE = (110, 32)
 WIDE_CHROME = 8
 #: Tabs whose panels share the wide layout's one "view" cell (upper right), one at a time.
 VIEW_TABS = (3, 5, 6, 7)
+#: An ended run's history played (space) shows its next step this often, in seconds.
+PLAY_SECONDS = 0.1
+#: PgUp and PgDn move the time axis by this fraction of the run's steps.
+SCRUB_PAGE = 0.1
 #: The paces < and > step through, slowest first, in epochs per second (None: full speed).
 PACE_STEPS: tuple[float | None, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, None)
 
@@ -202,6 +212,15 @@ class DashboardScreen(Screen[None]):
         Binding("f", "fork", "Fork", show=False),  # in the help (?) and the palette
         Binding("T", "test", "Test now", show=False),
         Binding("A", "apply_fix", "Apply the warning's fix", show=False),
+        # The time axis. `,`/`.` and Home/End are the screen's wherever the focus is; PgUp/PgDn
+        # too, except in the panels that turn their own pages with them (Boundary's neurons,
+        # Samples, Features) and the Log, which scrolls.
+        Binding("comma", "scrub(-1)", "Back in time", key_display=","),
+        Binding("full_stop", "scrub(1)", "Forward in time", key_display=".", show=False),
+        Binding("pageup", f"scrub_page(-{SCRUB_PAGE})", "Back 10%", show=False),
+        Binding("pagedown", f"scrub_page({SCRUB_PAGE})", "Forward 10%", show=False),
+        Binding("home", "scrub_first", "First step", show=False, priority=True),
+        Binding("end", "live", "Live (now)", show=False, priority=True),
         Binding("escape", "back", "Setup"),
         Binding("ctrl+r", "app.runs", "Runs"),
         Binding("i", "explain", "What am I looking at?"),
@@ -245,6 +264,13 @@ class DashboardScreen(Screen[None]):
             self._status,
             *(panel for panel in self.panels.values() if isinstance(panel, StatePanel)),
         )
+        #: Every snapshot folded, to show the run as it was at an earlier step.
+        self.history = History(
+            lambda: RunState(self.state.dataset, config.arch or "", recorded=self.source.recorded)
+        )
+        #: The position of the time axis shown (None: now, the live state).
+        self.at: int | None = None
+        self._playing: Timer | None = None
         #: Snapshots from the run's worker thread, folded in by the UI thread (see `_post`).
         self._inbox: deque[Snapshot] = deque()
         self._streaming = False  # (the worker's) the latest Progress said "running"
@@ -446,7 +472,10 @@ class DashboardScreen(Screen[None]):
 
     def apply(self, snapshot: Snapshot) -> None:
         self.state.apply(snapshot)
-        self._event_log.add_snapshot(snapshot)
+        self.history.record(snapshot)
+        if isinstance(snapshot, Rewound) and self.at is not None:
+            self.action_live()  # what was shown is superseded
+        self._event_log.add_snapshot(snapshot, len(self.history))
         # The start, the end and single steps show at once in every panel; an hparam change or
         # a notice in the status (and the log). A tiny model ends dozens of epochs a second:
         # drawing each one at once cost spirals half its training speed and 560 kB/s.
@@ -574,7 +603,83 @@ class DashboardScreen(Screen[None]):
             return self.state.status in (RunStatus.PAUSED, RunStatus.PAUSING)
         return paused
 
+    # -- the time axis ---------------------------------------------------------------------------
+    def show_at(self, position: int | None) -> None:
+        """Show the run as it was after `position` snapshots of its history (None, or the
+        latest position: now). The one place the panels are handed a state: each draws from
+        it, the curves draw the whole run with a cursor at that step, the log holds the lines
+        written by then."""
+        if position is not None and position >= len(self.history):
+            position = None
+        self.at = position
+        state = self.state if position is None else self.history.state_at(position)
+        step = None if position is None else self.history.step_at(position)
+        for panel in self._state_panels:
+            if panel is not self._curves:
+                panel.show(state)
+        self._curves.cursor = step
+        self._event_log.show_until(position, self.history.records)
+        self._status.at = None if position is None else self._at_text(state, step or 0)
+        self.redraw(at_once=True)
+
+    @staticmethod
+    def _at_text(state: RunState, step: int) -> str:
+        """`at step 1234 (epoch 56)`: where the time axis is."""
+        p = state.progress
+        epoch = f" (epoch {min(p.epoch + 1, p.epochs) if p.epochs else p.epoch + 1})" if p else ""
+        return f"at step {step}{epoch}"
+
+    def _scrub_to(self, position: int) -> None:
+        if not len(self.history):
+            self.notify("nothing recorded yet", timeout=2)
+            return
+        self.show_at(position)
+
+    def action_scrub(self, count: int) -> None:
+        """, and .: the previous or next step at which a view changed."""
+        here = len(self.history) if self.at is None else self.at
+        self._scrub_to(self.history.stop_after(here, count))
+
+    def action_scrub_page(self, fraction: float) -> None:
+        """PgUp and PgDn: a tenth of the run's steps back or forward."""
+        count = max(round(len(self.history.stops) * abs(fraction)), 1)
+        self.action_scrub(count if fraction > 0 else -count)
+
+    def action_scrub_first(self) -> None:
+        """Home: the run's first step."""
+        self._scrub_to(self.history.stops[0] if self.history.stops else 0)
+
+    def action_live(self) -> None:
+        """End: back to now (and the end of a history being played)."""
+        self._stop_playing()
+        if self.at is not None:
+            self.show_at(None)
+
+    def action_play(self) -> None:
+        """Space on a run that has ended: play its history from the start (or from where the
+        time axis is), a step every PLAY_SECONDS; space again stops there."""
+        if self._playing is not None:
+            self._stop_playing()
+            return
+        if self.at is None:
+            self.action_scrub_first()
+        self._playing = self.set_interval(PLAY_SECONDS, self._play_step)
+
+    def _play_step(self) -> None:
+        if self.at is None:  # the end reached (or End pressed): now
+            self._stop_playing()
+            return
+        self.action_scrub(1)
+
+    def _stop_playing(self) -> None:
+        if self._playing is not None:
+            self._playing.stop()
+            self._playing = None
+
     def action_toggle_pause(self) -> None:
+        if self.state.end is not None:  # nothing to pause: space plays the run's history
+            self.action_play()
+            return
         if self._paused():
             self._steer("resume", then=lambda: self.state.mark_status(RunStatus.RUNNING))
         else:

@@ -3,6 +3,7 @@ dotted marks where a hyperparameter changed."""
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -34,13 +35,16 @@ class CurvesPanel(StatePanel):
     INTERVAL = 0.5
     smoothing: reactive[float] = reactive(0.6)
     log_scale: reactive[bool] = reactive(False)
+    #: The step the dashboard's time axis shows (None: live): the whole run is drawn, with a
+    #: cursor there and the legend's values as they were there.
+    cursor: reactive[int | None] = reactive(None)
 
     def data_key(self) -> tuple[int, int, int, str]:
         state = self.state
         return state.batches.seen, len(state.epochs), len(state.marks), state.task
 
-    def options(self) -> tuple[float, bool]:
-        return self.smoothing, self.log_scale
+    def options(self) -> tuple[float, bool, int | None]:
+        return self.smoothing, self.log_scale, self.cursor
 
     def cycle_smoothing(self) -> float:
         """Move to the next EMA weight (m) and return it."""
@@ -61,6 +65,10 @@ class CurvesPanel(StatePanel):
             )
         x_range = (0.0, float(max(steps[-1] if len(steps) else 1, 1)))
         epoch_steps = [e.step for e in epochs]
+        # The legend's values at the cursor: of the batches and epochs up to its step.
+        cursor = math.inf if self.cursor is None else self.cursor
+        shown = int(np.searchsorted(steps, cursor, "right"))
+        shown_epochs = sum(s <= cursor for s in epoch_steps)
         blocks = []
         heights = _split(height, len(charts))
         for (name, raw, val, log, limits), chart_h in zip(charts, heights, strict=True):
@@ -79,7 +87,9 @@ class CurvesPanel(StatePanel):
                         "●",
                     )
                 )
-            blocks.append(self._legend(name, smooth, val, log, bool(marks), width))
+            blocks.append(
+                self._legend(name, smooth[:shown], val[:shown_epochs], log, bool(marks), width)
+            )
             blocks.append(
                 line_chart(
                     width,
@@ -89,6 +99,7 @@ class CurvesPanel(StatePanel):
                     x_range=x_range,
                     marks=marks,
                     mark_style=MARK,
+                    cursor=self.cursor,
                     y_limits=limits,
                     percent=name == "accuracy",
                 )

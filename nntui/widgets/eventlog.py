@@ -161,7 +161,11 @@ MAX_LINES = 2000
 class EventLog(RichLog):
     """The log's lines are kept as text and wrapped again whenever the panel's width changes
     (a resize, or a tab being shown): a RichLog wraps each line once, when it is written,
-    at whatever width it had then (its `min_width` while the tab is hidden)."""
+    at whatever width it had then (its `min_width` while the tab is hidden).
+
+    Scrolled back on the dashboard's time axis (`show_until`), the log holds what a run
+    stopped there shows: the lines of its snapshots up to that position (`nntui.history`),
+    the epochs held then written out, and the app's own lines (`add`) written by then."""
 
     HELP: ClassVar[str] = (
         "What happened, step by step: hyperparameter changes, pauses, checkpoints, the end of "
@@ -179,19 +183,27 @@ class EventLog(RichLog):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(wrap=True, markup=False, highlight=False, max_lines=MAX_LINES, **kwargs)
         self.entries: deque[Text] = deque(maxlen=MAX_LINES)
+        #: The app's own lines (not of a snapshot) and the position each was written at.
+        self.notes: deque[tuple[int, Entry]] = deque(maxlen=MAX_LINES)
         self._wrapped_at = 0
         self._step = 0
         self.fold = LogLines()
+        self.position = 0  # snapshots of the run logged so far (its time axis position)
+        self._past: list[Text] | None = None  # the lines shown while scrolled back
 
     def add(self, step: int | None, text: str, severity: str = "info") -> None:
         """Log `text` at `step` (None: the latest step seen, 0 before the first), after the
         epochs held so far."""
+        self.notes.append((self.position, (step, text, severity)))
         for entry in self.fold.line(step, text, severity):
             self._write(*entry)
 
-    def add_snapshot(self, snapshot: Snapshot) -> None:
+    def add_snapshot(self, snapshot: Snapshot, position: int = 0) -> None:
+        """Log `snapshot`, the run's `position`-th on the time axis."""
+        self.position = position
         if isinstance(snapshot, Rewound):  # the whole run follows again: its lines too
             self.entries.clear()
+            self.notes.clear()
             self.fold = LogLines(self.fold.seconds)
             self._step = 0
             self.clear()
@@ -201,24 +213,59 @@ class EventLog(RichLog):
 
     def _write(self, step: int | None, text: str, severity: str) -> None:
         self._step = step if step is not None else self._step
-        line = Text(f"[{self._step:>6}] ", style="dim")
-        line.append(text, style=STYLES.get(severity, ""))
+        line = _line(self._step, text, severity)
         self.entries.append(line)
+        if self._past is not None:  # scrolled back: shown when the log returns to now
+            return
         if self._wrapped_at and self._wrapped_at == self.scrollable_content_region.width:
             self.write(line, width=self._wrapped_at)
         else:  # hidden, or not laid out yet: written with all the rest once it has a width
             self._wrapped_at = 0
             self.call_after_refresh(self._rewrap)
 
+    @property
+    def shown(self) -> list[Text]:
+        """The lines the log holds now (before wrapping)."""
+        return list(self.entries if self._past is None else self._past)
+
+    def show_until(self, position: int | None, records: Sequence[Snapshot] = ()) -> None:
+        """Show what the log held after the run's first `position` snapshots, `records` (the
+        run's time axis), with the epochs held then written out; None: now."""
+        self._past = None if position is None else self._lines_until(position, records)
+        self._wrapped_at = 0
+        self._rewrap()
+
+    def _lines_until(self, position: int, records: Sequence[Snapshot]) -> list[Text]:
+        fold, step, lines = LogLines(self.fold.seconds), 0, []
+        notes = deque(note for note in self.notes if note[0] <= position)
+        for index in range(position + 1):
+            entries = fold.snapshot(records[index - 1]) if index else []
+            while notes and notes[0][0] <= index:
+                entries += fold.line(*notes.popleft()[1])
+            if index == position:
+                entries += fold.flush()
+            for entry_step, text, severity in entries:
+                step = entry_step if entry_step is not None else step
+                lines.append(_line(step, text, severity))
+        return lines[-MAX_LINES:]
+
     def on_resize(self) -> None:
         self._rewrap()
 
     def _rewrap(self) -> None:
-        """Write every kept line again at the current width (none while hidden)."""
+        """Write every kept line (up to `until`) again at the current width (none while
+        hidden)."""
         width = self.scrollable_content_region.width
         if not width or width == self._wrapped_at:
             return
         self.clear()
         self._wrapped_at = width
-        for line in self.entries:
+        for line in self.entries if self._past is None else self._past:
             self.write(line, width=width)
+
+
+def _line(step: int, text: str, severity: str) -> Text:
+    """A log line: its step, then its text in its severity's style."""
+    line = Text(f"[{step:>6}] ", style="dim")
+    line.append(text, style=STYLES.get(severity, ""))
+    return line

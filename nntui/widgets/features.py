@@ -96,7 +96,7 @@ class FeaturesPanel(StatePanel, can_focus=True):
         "themselves. Keys: arrows select a picture (the mark under it), Enter opens it "
         "large (the whole panel, a pixel a half cell: a 28x28 map is 28 columns by 14 "
         "lines; there the arrows go on to the next channel or layer, Enter or Esc come "
-        "back), PgUp/PgDn or ,/. another image, u update now (paused: then n steps one "
+        "back), PgUp/PgDn another image, u update now (paused: then n steps one "
         "batch and the maps follow it); the mouse wheel scrolls what does not fit. Good: "
         "early maps pick out edges and strokes, later ones become coarser and more "
         "specific. Bad: maps that are all black (dead ReLUs) or all the same, or filters "
@@ -111,8 +111,8 @@ class FeaturesPanel(StatePanel, can_focus=True):
         Binding("right", "move(0, 1)", "Right", show=False),
         Binding("enter", "large", "Open large", show=False),
         Binding("escape", "close", "Back", show=False),
-        Binding("pageup,comma", "image(-1)", "Prev image", show=False),
-        Binding("pagedown,full_stop", "image(1)", "Next image", show=False),
+        Binding("pageup", "image(-1)", "Prev image", show=False),
+        Binding("pagedown", "image(1)", "Next image", show=False),
         Binding("u", "update", "Update maps", show=False),
     ]
     image: reactive[int] = reactive(0)

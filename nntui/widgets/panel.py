@@ -64,6 +64,13 @@ class StatePanel(Widget):
         #: The first line of the picture shown, when it scrolls.
         self.scroll_top = 0
 
+    def show(self, state: RunState) -> None:
+        """Draw from `state` from now on (the dashboard's time axis hands every panel the run
+        as it was at a step, then the live state again): drawn afresh at once."""
+        self.state = state
+        self._cache_key = self._offered = self._news = None
+        self.refresh()
+
     def data_key(self) -> tuple[Any, ...]:
         """What this panel shows of the state; it is redrawn when this changes."""
         return (self.state.version,)

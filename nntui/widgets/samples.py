@@ -81,7 +81,7 @@ class SamplesPanel(StatePanel, can_focus=True):
         "label the model predicts and how sure it is (the softmax probability of that "
         "label). Wrong ones are marked ✗ in red. Keys: a all, x misclassified, c the most "
         "confidently wrong, k one true class (again: the next), arrows select an image "
-        "(its caption reversed; past the edge, the next page), PgUp/PgDn or ,/. pages, "
+        "(its caption reversed; past the edge, the next page), PgUp/PgDn pages, "
         "Enter opens it large (the whole panel, a pixel a half cell: 28x28 pixels are 28 "
         "columns by 14 lines; there ←/→ go on to the next image, Enter or Esc come back); "
         "Enter on a cell of the Matrix opens the images of that cell. Good: mistakes "
@@ -101,8 +101,8 @@ class SamplesPanel(StatePanel, can_focus=True):
         Binding("right", "move(1, 0)", "Right", show=False),
         Binding("up", "move(0, -1)", "Up", show=False),
         Binding("down", "move(0, 1)", "Down", show=False),
-        Binding("pageup,comma", "page(-1)", "Prev page", show=False),
-        Binding("pagedown,full_stop", "page(1)", "Next page", show=False),
+        Binding("pageup", "page(-1)", "Prev page", show=False),
+        Binding("pagedown", "page(1)", "Next page", show=False),
         Binding("enter", "large", "Open large", show=False),
         Binding("escape", "close", "Back", show=False),
     ]

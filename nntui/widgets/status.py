@@ -59,6 +59,8 @@ class StatusPanel(StatePanel):
     """Four lines: state and progress, hyperparameters, metrics, where the run is written."""
 
     INTERVAL = 1.0  # keys redraw it at once; the rest is numbers ticking
+    #: While the time axis shows an earlier step: what the badge says instead of the state.
+    at: str | None = None
     DEFAULT_CSS = """
     StatusPanel { height: 4; }
     """
@@ -67,12 +69,18 @@ class StatusPanel(StatePanel):
         """An epoch's end shows here with the Log and the matrix, not up to INTERVAL later."""
         return (len(self.state.epochs),)
 
+    def options(self) -> tuple[str | None]:
+        return (self.at,)
+
     def draw(self, width: int, height: int) -> Text:
         state = self.state
         label, style = STATUS_BADGES[state.status]
         if state.recorded:
             label = f"recorded · {label}"
         line1 = Text.assemble((f" {label.upper()} ", "reverse " + style), " ")
+        if self.at is not None:
+            line1 = Text.assemble((f" {self.at} ", "reverse bold magenta"), " ")
+            line1.append("End: live  ", style="dim")
         warnings = state.counts.get("warning", 0)
         if warnings:  # the Log says what they are; i on the Log explains them
             line1.append(f"⚠ {warnings} warning{'s' if warnings > 1 else ''}", "bold yellow")

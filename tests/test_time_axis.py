@@ -1,0 +1,134 @@
+"""The dashboard's time axis (`,` `.` PgUp PgDn Home End): scrubbed to a step, every panel
+shows what a run stopped at that step shows, for a recorded run and a live one, and End
+returns to now."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import long_run, pilot_test, press, started, train, until
+
+from nnlib import runs
+from nntui.app import NNTui
+from nntui.bridge import RunEnded
+from nntui.replay import open_run
+from nntui.screens.dashboard import DashboardScreen
+from nntui.widgets.eventlog import EventLog
+from nntui.widgets.panel import StatePanel
+
+#: The panels a spirals run has besides the curves and the status (which say where it is).
+COMPARED = {"2": "layers", "3": "confusion", "5": "boundary"}
+
+
+def cut(run_dir: Path, step: int, into: Path) -> Path:
+    """A copy of the run whose log ends after `step`, as if it had stopped there."""
+    into.mkdir()
+    (into / runs.CONFIG_FILE).write_bytes((run_dir / runs.CONFIG_FILE).read_bytes())
+    lines = (run_dir / runs.EVENTS_FILE).read_text().splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    (into / runs.EVENTS_FILE).write_text("".join(kept))
+    return into
+
+
+async def pictures(pilot, dashboard: DashboardScreen) -> dict[str, str]:
+    """What each compared panel and the log show now."""
+    shown = {}
+    for key, name in COMPARED.items():
+        await press(pilot, key)
+        panel = dashboard.panels[name]
+        assert isinstance(panel, StatePanel)
+        await until(pilot, lambda panel=panel: panel.content_size.width > 0, f"{name} shown")
+        shown[name] = str(panel.render())
+    await press(pilot, "4")
+    log = dashboard.query_one(EventLog)
+    await until(pilot, lambda: log.lines, "the log's lines")
+    # (The app's note that it follows a run still being written is not the run's history.)
+    lines = [str(line) for line in log.shown]
+    shown["log"] = "\n".join(line for line in lines if "following the run log" not in line)
+    return shown
+
+
+async def opened(pilot, app) -> DashboardScreen:
+    await until(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+    dashboard = app.screen
+    await until(pilot, lambda: dashboard.state.end is not None or dashboard.state.epochs, "data")
+    return dashboard
+
+
+@pilot_test
+async def test_a_recorded_run_scrubbed_to_a_step_shows_that_run_cut_there(tmp_path):
+    run_dir = tmp_path / "run"
+    train(run_dir, epochs=6)
+    epochs = [e for e in runs.read(run_dir) if e.type == "epoch"]
+    step = epochs[2].step  # the end of the third epoch
+    # The copy's folder name is as long as the run's: the log wraps its path alike.
+    recorded = open_run(cut(run_dir, step, tmp_path / "cop"))
+    # The copy has no end line: a run that stopped there, not one that crashed.
+    recorded.snapshots = [s for s in recorded.snapshots if not isinstance(s, RunEnded)]
+    app = NNTui(recorded.experiment(), recorded=recorded)
+    async with app.run_test(size=(120, 40)) as pilot:
+        expected = await pictures(pilot, await opened(pilot, app))
+    expected["log"] = expected["log"].replace(str(tmp_path / "cop"), str(run_dir))
+
+    full = open_run(run_dir)
+    app = NNTui(full.experiment(), recorded=full)
+    async with app.run_test(size=(120, 40)) as pilot:
+        dashboard = await opened(pilot, app)
+        now = await pictures(pilot, dashboard)
+        assert now != expected
+        await press(pilot, "home")
+        assert dashboard.at is not None
+        while dashboard.history.step_at(dashboard.at) < step:
+            await press(pilot, "full_stop")
+        assert dashboard.history.step_at(dashboard.at) == step
+        got = await pictures(pilot, dashboard)
+        assert got == expected
+        status = str(dashboard._status.render())
+        assert f"at step {step} (epoch 3)" in status and "End: live" in status
+        # The curves draw the whole run with a cursor at the step.
+        assert dashboard._curves.cursor == step
+        await press(pilot, "end")
+        assert dashboard.at is None and dashboard._curves.cursor is None
+        assert await pictures(pilot, dashboard) == now
+
+
+@pilot_test
+async def test_space_plays_an_ended_runs_history_to_its_end(tmp_path):
+    run_dir = tmp_path / "run"
+    train(run_dir, epochs=3)
+    recorded = open_run(run_dir)
+    app = NNTui(recorded.experiment(), recorded=recorded)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dashboard = await opened(pilot, app)
+        await press(pilot, "space")
+        assert dashboard.at == dashboard.history.stops[0]
+        seen = set()
+        await until(
+            pilot,
+            lambda: seen.add(dashboard.at) or dashboard.at is None,
+            "the history played to its end",
+        )
+        assert len(seen) > 3  # it went through the steps, not straight to the end
+
+
+@pilot_test
+async def test_a_live_run_scrubbed_back_trains_on_and_end_returns_to_it(tmp_path):
+    app = NNTui(long_run(tmp_path), start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dashboard = await started(pilot)
+        trainer = dashboard.experiment.trainer
+        await until(pilot, lambda: len(dashboard.state.epochs) >= 2, "two epochs")
+        await press(pilot, "home")
+        assert dashboard.at is not None
+        held = dashboard.at
+        shown = dashboard._status.state
+        assert shown is not dashboard.state
+        step = trainer.global_step
+        await until(pilot, lambda: trainer.global_step > step + 20, "training going on")
+        dashboard._tick()
+        assert dashboard.at == held and dashboard._status.state is shown
+        assert len(dashboard.history) > held
+        await press(pilot, "end")
+        assert dashboard.at is None and dashboard._status.state is dashboard.state
+        assert dashboard.state.status == "running"
