@@ -133,7 +133,7 @@ async def test_features_cycle_images_and_the_matrix_switches_to_test(run_dir, si
         await pilot.press("pagedown")
         await pilot.pause()
         assert "(2 of 4)" in text(screen, "features")
-        await pilot.press("full_stop", "comma", "comma")
+        await pilot.press("pagedown", "pageup", "pageup")
         await pilot.pause()
         assert "(1 of 4)" in text(screen, "features")
         await pilot.press("3")
@@ -183,8 +183,10 @@ def check_large(panel, image: np.ndarray) -> None:
     for y in range(len(picture)):
         for x in range(width * factor):
             upper = image[2 * y // factor, x // factor]
-            lower = image[min((2 * y + 1) // factor, height - 1), x // factor]
-            assert pixel(picture[y][x][1]) == (upper, lower), (y, x)
+            shown_upper, shown_lower = pixel(picture[y][x][1])
+            assert shown_upper == upper, (y, x)
+            if (2 * y + 1) // factor < height:  # an odd count of half rows leaves one blank
+                assert shown_lower == image[(2 * y + 1) // factor, x // factor], (y, x)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])

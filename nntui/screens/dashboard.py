@@ -215,7 +215,7 @@ class DashboardScreen(Screen[None]):
         # The time axis. `,`/`.` and Home/End are the screen's wherever the focus is; PgUp/PgDn
         # too, except in the panels that turn their own pages with them (Boundary's neurons,
         # Samples, Features) and the Log, which scrolls.
-        Binding("comma", "scrub(-1)", "Back in time", key_display=","),
+        Binding("comma", "scrub(-1)", "Back in time", key_display=",", show=False),
         Binding("full_stop", "scrub(1)", "Forward in time", key_display=".", show=False),
         Binding("pageup", f"scrub_page(-{SCRUB_PAGE})", "Back 10%", show=False),
         Binding("pagedown", f"scrub_page({SCRUB_PAGE})", "Forward 10%", show=False),
