@@ -863,6 +863,7 @@ class RunLogger(Callback):
         self._early = []
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
         self._arrays = ArrayWriter(self.run_dir)
+        records = [self._stored(record) for record in records]
         self._digest = None if self.append else runsummary.LogDigest()
         self._summary_due = not self.append  # a resumed run's first comes after run_resume
         self._emit_lines(records)
@@ -950,17 +951,21 @@ class RunLogger(Callback):
             return
         event = make(event_type, step, data)
         with self._mutex:
-            if self._arrays is not None:
-                # The side file's blocks before the line that refers to them; when they
-                # cannot be written, the arrays stay in the line, as in older logs.
-                with contextlib.suppress(OSError, ValueError):
-                    event = store_arrays(event, self._arrays)
-            self._emit_lines([event])
+            self._emit_lines([self._stored(event)])
             if event_type == "epoch":
                 self._summary_due = True
                 self._wake.notify()
         if raise_failure and self._failed is not None:
             self._raise_failure()
+
+    def _stored(self, event: Event) -> Event:
+        """The event as its line goes: its big arrays appended to the side file first (the
+        blocks before the line that refers to them). When they cannot be written, the arrays
+        stay in the line, as in older logs."""
+        if self._arrays is not None:
+            with contextlib.suppress(OSError, ValueError):
+                return store_arrays(event, self._arrays)
+        return event
 
     def _emit_lines(self, records: Iterable[Event] = ()) -> None:
         """Write the held batch lines, then `records`, flush, and fold them into the digest
