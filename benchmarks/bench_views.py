@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from nnlib import datasets
+from nnlib.arrays import ARRAYS_FILE
 from nnlib.callbacks import Callback
 from nnlib.callbacks.boundary import BoundaryView
 from nnlib.callbacks.diagnostics import Diagnostics
@@ -130,6 +131,47 @@ def report(sizes: Sizes, spent: dict[str, float]) -> None:
     )
 
 
+#: Batches of an MNIST epoch (60,000 samples of 64): the bytes per epoch are scaled to it.
+MNIST_BATCHES = 938
+#: What the run folder may grow by per MNIST-size epoch (side files included, checkpoints and
+#: model files aside), and a batch line's size, at most (issue 20).
+EPOCH_TARGET, BATCH_LINE_TARGET = 100_000, 80
+
+
+def log_bytes(run_dir: Path, batch_size: int) -> None:
+    """The log's bytes by event type over the last epoch (the events after the previous
+    epoch's line, up to its own), and what an MNIST-size epoch adds to the run folder: those,
+    with the batch lines and histograms scaled to MNIST_BATCHES, plus the side file's share
+    (arrays.bin over the epochs, its maps at the start included), against the targets."""
+    import json
+    from collections import Counter
+
+    lines = (run_dir / "events.jsonl").read_bytes().splitlines(keepends=True)
+    records = [json.loads(line) for line in lines]
+    ends = [i for i, r in enumerate(records) if r["type"] == "epoch"]
+    first = ends[-2] + 1 if len(ends) > 1 else 0
+    by_type, count = Counter(), Counter()
+    span = slice(first, ends[-1] + 1)
+    for line, record in zip(lines[span], records[span], strict=True):
+        by_type[record["type"]] += len(line)
+        count[record["type"]] += 1
+    scale = MNIST_BATCHES / max(count["batch"], 1)
+    side = run_dir / ARRAYS_FILE
+    per_epoch_side = (side.stat().st_size if side.exists() else 0) / len(ends)
+    total = sum(by_type.values()) + per_epoch_side
+    total += (by_type["batch"] + by_type["histograms"]) * (scale - 1)
+    print(f"bytes by event type in the last epoch, {count['batch']} batches (per line):")
+    for kind, size in by_type.most_common():
+        print(f"  {kind:<14} {size:>9,}  ({size / max(count[kind], 1):,.0f})")
+    print(f"  {ARRAYS_FILE:<14} {per_epoch_side:>9,.0f}  (a share of the side file)")
+    batch_line = by_type["batch"] / max(count["batch"], 1)
+    print(
+        f"an MNIST-size epoch ({MNIST_BATCHES} batches of {batch_size}) adds {total:,.0f} bytes "
+        f"(target {EPOCH_TARGET:,}); a batch line {batch_line:.0f} bytes (target "
+        f"{BATCH_LINE_TARGET})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
@@ -142,14 +184,15 @@ def main() -> None:
             dataset="mnist-60k", epochs=args.epochs, run_dir=str(Path(root) / "run")
         )
         sizes, spent, final = measured_run(config, data)
-    print(
-        f"load average {os.getloadavg()[0]:.2f} (2 cores); LeNet-5 on train "
-        f"{len(data.x_train):,}, validation {len(data.x_val):,}, test {len(data.x_test):,}"
-    )
-    report(sizes, spent)
-    events = [s.get("events.jsonl", 0) for s in sizes.sizes]
-    growth = np.diff([0, *events])
-    print(f"events.jsonl after each epoch: {events} bytes; growth {growth.tolist()}")
+        print(
+            f"load average {os.getloadavg()[0]:.2f} (2 cores); LeNet-5 on train "
+            f"{len(data.x_train):,}, validation {len(data.x_val):,}, test {len(data.x_test):,}"
+        )
+        report(sizes, spent)
+        events = [s.get("events.jsonl", 0) for s in sizes.sizes]
+        growth = np.diff([0, *events])
+        print(f"events.jsonl after each epoch: {events} bytes; growth {growth.tolist()}")
+        log_bytes(Path(root) / "run", config.batch_size)
     print(
         f"samples.npz (once): {final.get('samples.npz', 0):,} bytes; "
         f"model files: {final.get('model.npz', 0) + final.get('best.npz', 0):,} bytes"

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._memory import human_bytes
+from .arrays import ARRAYS_FILE, is_ref
 
 #: The version every line is written with; lines of this version and older read.
 SCHEMA_VERSION = 1
@@ -832,17 +833,26 @@ def _percent(value: Any) -> str | None:
     return None if type(value) is int and 0 <= value <= 100 else "an integer in 0..100"
 
 
+def _bytes_or_ref(value: Any) -> str | None:
+    """A list of integers in 0..255, or where it was stored in the run's side file."""
+    if is_ref(value):
+        return None
+    ok = isinstance(value, list) and all(_byte(item) is None for item in value)
+    return None if ok else f"a list of integers in 0..255 or a reference into {ARRAYS_FILE}"
+
+
 _MAPS: Spec = {
     "name": (_str, False),
     "shape": (_list_of(_int, "sizes"), False),
     "lo": (_list_of(_number, "numbers"), False),
     "hi": (_list_of(_number, "numbers"), False),
-    "data": (_list_of(_byte, "integers in 0..255"), False),
+    "data": (_bytes_or_ref, False),
 }
 
 
 def _maps(value: Any) -> str | None:
-    """Channels of one layer as uint8 (C, H, W), flat, each channel scaled to [lo, hi]."""
+    """Channels of one layer as uint8 (C, H, W), flat, each channel scaled to [lo, hi]; in
+    a line written since the side file, `data` is a reference to its block there."""
     expected = "a maps object {name, shape [C, H, W], lo, hi, data}"
     if not isinstance(value, dict):
         return expected
@@ -850,7 +860,8 @@ def _maps(value: Any) -> str | None:
     if problems:
         return f"{expected} ({problems[0]})"
     shape = value["shape"]
-    if len(shape) != 3 or len(value["data"]) != math.prod(shape):
+    stored = is_ref(value["data"])
+    if len(shape) != 3 or (not stored and len(value["data"]) != math.prod(shape)):
         return f"{expected} (data must hold C*H*W values)"
     if not len(value["lo"]) == len(value["hi"]) == shape[0]:
         return f"{expected} (lo and hi must hold one number per channel)"

@@ -49,6 +49,7 @@ except ImportError:  # Windows: a heartbeat instead (see WriterLock)
 
 from . import runsummary
 from ._atomic import atomic_write_text, remove_stale_temporaries
+from .arrays import ARRAYS_FILE, ArrayFileError, ArrayReader, ArrayWriter, is_ref
 from .callbacks.base import Callback, Logs
 from .events import (  # noqa: F401 (re-exported: the run-log API as it was)
     MAX_INT,
@@ -56,6 +57,7 @@ from .events import (  # noqa: F401 (re-exported: the run-log API as it was)
     Check,
     Event,
     EventError,
+    FeatureMaps,
     decode,
     encode,
     fast_line,
@@ -72,7 +74,15 @@ SUMMARY_FILE = "summary.json"
 #: Held (flock, exclusive) by the process writing a run from its start until its end event.
 LOCK_FILE = ".writer.lock"
 #: Files a run writes into its directory: a directory holding any of them is never reused.
-RUN_FILES = (EVENTS_FILE, CONFIG_FILE, SUMMARY_FILE, "experiment.toml", "best.npz", "model.npz")
+RUN_FILES = (
+    EVENTS_FILE,
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    ARRAYS_FILE,
+    "experiment.toml",
+    "best.npz",
+    "model.npz",
+)
 #: Without flock (Windows) the writer touches its lock file at least this often...
 HEARTBEAT_SECONDS = 2.0
 #: ...and a lock file untouched for this long means the writer is gone.
@@ -126,8 +136,9 @@ def _events_path(path: str | os.PathLike) -> Path:
 
 
 def read(path: str | os.PathLike) -> list[Event]:
-    """All events of a run (its directory or its events.jsonl). A torn last line — the run
-    was killed mid-write — is dropped; a bad line anywhere else is an EventError naming it."""
+    """All events of a run (its directory or its events.jsonl), their arrays read back from
+    the side file (`resolve_arrays`). A torn last line — the run was killed mid-write — is
+    dropped; a bad line anywhere else is an EventError naming it."""
     events_path = _events_path(path)
     if not events_path.exists():
         raise ValueError(f"{path}: no run log ({EVENTS_FILE}) there")
@@ -151,7 +162,75 @@ def read(path: str | os.PathLike) -> list[Event]:
         end = unlogged_end(events_path.parent)  # the log could not take it (a full disk)
         if end is not None:
             events.append(end)
-    return events
+    with ArrayReader(events_path.parent) as reader:
+        return [resolve_arrays(event, reader) for event in events]
+
+
+# -- the big arrays of an event, in the side file (nnlib.arrays) ----------------------------------
+#: The key an event read back gets when its arrays cannot be read: the one-line reason.
+UNREADABLE = "unreadable"
+
+
+def _maps_records(event: FeatureMaps) -> list[dict[str, Any]]:
+    """Every maps record of a feature_maps event: each image's layers, then the filters."""
+    records = [layer for image in event.images for layer in image["layers"]]
+    return records + ([event.filters] if event.filters else [])
+
+
+def store_arrays(event: Event, writer: ArrayWriter) -> Event:
+    """The event as its line is written: a feature_maps event's pixels appended to the side
+    file and referred to from the line. Other events are returned as they are."""
+    if not isinstance(event, FeatureMaps):
+        return event
+
+    def stored(record: dict[str, Any]) -> dict[str, Any]:
+        pixels = np.asarray(record["data"], dtype=np.uint8).reshape(record["shape"])
+        return {**record, "data": writer.append(pixels)}
+
+    images = [
+        {**image, "layers": [stored(layer) for layer in image["layers"]]} for image in event.images
+    ]
+    filters = stored(event.filters) if event.filters else None
+    return dataclasses.replace(event, images=images, filters=filters)
+
+
+def resolve_arrays(event: Event, reader: ArrayReader) -> Event:
+    """The event as it was emitted: references into the side file replaced by their arrays
+    (as lists). When one cannot be read (the file is missing, truncated or damaged), the
+    event comes back without them (a feature_maps event with no images) and with
+    extra[UNREADABLE], the one-line reason, for its view to show. Lines of older logs hold
+    their arrays and come back as they are."""
+    if not isinstance(event, FeatureMaps):
+        return event
+    records = _maps_records(event)
+    if not any(is_ref(record["data"]) for record in records):
+        return event
+    try:
+        loaded = {}
+        for record in records:
+            if is_ref(record["data"]):
+                pixels = reader.read(record["data"])
+                if pixels.dtype != np.uint8 or list(pixels.shape) != record["shape"]:
+                    raise ArrayFileError(
+                        f"{reader.path} at byte {record['data']['offset']:,}: a "
+                        f"{pixels.dtype} array of shape {pixels.shape}, where the maps of "
+                        f"{record['name']!r} are uint8 of shape {tuple(record['shape'])}"
+                    )
+                loaded[id(record)] = pixels.ravel().tolist()
+    except ArrayFileError as error:
+        reason = f"the feature maps of step {event.step} cannot be read: {error}"
+        extra = {**event.extra, UNREADABLE: reason}
+        return dataclasses.replace(event, images=[], filters=None, extra=extra)
+
+    def resolved(record: dict[str, Any]) -> dict[str, Any]:
+        return {**record, "data": loaded.get(id(record), record["data"])}
+
+    images = [
+        {**image, "layers": [resolved(layer) for layer in image["layers"]]}
+        for image in event.images
+    ]
+    filters = resolved(event.filters) if event.filters else None
+    return dataclasses.replace(event, images=images, filters=filters)
 
 
 # -- is anybody still writing? ---------------------------------------------------------------------
@@ -723,6 +802,7 @@ class RunLogger(Callback):
         self.batch_every = batch_every
         self.append = append  # a resumed run: config.json and run_start are there already
         self._handle: Any = None
+        self._arrays: ArrayWriter | None = None  # the side file of big arrays
         self._lock: WriterLock | None = None
         self._early: list[Event] = []  # events that came before the log was open
         # Batch lines not written yet: (step, logs, time), the oldest held since `_since`
@@ -782,6 +862,8 @@ class RunLogger(Callback):
         records += self._early
         self._early = []
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
+        self._arrays = ArrayWriter(self.run_dir)
+        records = [self._stored(record) for record in records]
         self._digest = None if self.append else runsummary.LogDigest()
         self._summary_due = not self.append  # a resumed run's first comes after run_resume
         self._emit_lines(records)
@@ -844,6 +926,9 @@ class RunLogger(Callback):
                 # What it still held cannot be written either (a full disk): let it go.
                 with contextlib.suppress(OSError):
                     handle.close()
+            if self._arrays is not None:
+                self._arrays.close()
+                self._arrays = None
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
@@ -866,12 +951,21 @@ class RunLogger(Callback):
             return
         event = make(event_type, step, data)
         with self._mutex:
-            self._emit_lines([event])
+            self._emit_lines([self._stored(event)])
             if event_type == "epoch":
                 self._summary_due = True
                 self._wake.notify()
         if raise_failure and self._failed is not None:
             self._raise_failure()
+
+    def _stored(self, event: Event) -> Event:
+        """The event as its line goes: its big arrays appended to the side file first (the
+        blocks before the line that refers to them). When they cannot be written, the arrays
+        stay in the line, as in older logs."""
+        if self._arrays is not None:
+            with contextlib.suppress(OSError, ValueError):
+                return store_arrays(event, self._arrays)
+        return event
 
     def _emit_lines(self, records: Iterable[Event] = ()) -> None:
         """Write the held batch lines, then `records`, flush, and fold them into the digest

@@ -20,6 +20,7 @@ from typing import Any
 
 from nnlib import events, runs
 from nnlib._atomic import remove_stale_temporaries
+from nnlib.arrays import ArrayReader
 from nnlib.config import ConfigError, ExperimentConfig
 
 from .bridge import (
@@ -139,25 +140,38 @@ class RunReplay:
 
     def _convert(self, events: Iterable[runs.Event]) -> list[Snapshot]:
         out: list[Snapshot] = []
-        for event in events:
-            try:
-                self._event(event, out)
-            except (
-                KeyError,
-                TypeError,
-                ValueError,
-                AttributeError,
-                IndexError,
-                ArithmeticError,
-            ) as error:
-                raise ValueError(
-                    f"{runs.EVENTS_FILE}: the {event.type} event at step "
-                    f"{event.step} is malformed ({type(error).__name__}: "
-                    f"{error})"
-                ) from None
+        # The side file, read from the run's directory (known by the run_start event at the
+        # latest) once an event refers to it: an event whose arrays cannot be read says so
+        # in its view (runs.resolve_arrays); the rest of the run shows.
+        reader: ArrayReader | None = None
+        try:
+            for event in events:
+                if event.type == "feature_maps":
+                    reader = reader or ArrayReader(self.run_dir or ".")
+                    event = runs.resolve_arrays(event, reader)
+                self._convert_one(event, out)
+        finally:
+            if reader is not None:
+                reader.close()
         if self._points:
             self._flush(out)
         return out
+
+    def _convert_one(self, event: runs.Event, out: list[Snapshot]) -> None:
+        try:
+            self._event(event, out)
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            IndexError,
+            ArithmeticError,
+        ) as error:
+            raise ValueError(
+                f"{runs.EVENTS_FILE}: the {event.type} event at step {event.step} is "
+                f"malformed ({type(error).__name__}: {error})"
+            ) from None
 
     def _in_live_order(self, events: Iterable[runs.Event]) -> Iterator[runs.Event]:
         """The events in the order the live app shows them: a checkpoint or an early stop

@@ -21,6 +21,7 @@ from textual.reactive import reactive
 
 from nnlib.callbacks.samples import FILE as SAMPLES_FILE
 from nnlib.events import FeatureMaps
+from nnlib.runs import UNREADABLE
 
 from .panel import StatePanel, fit, side_by_side
 from .pixels import fit_factor, halfblocks, large_view, tile_row
@@ -192,6 +193,8 @@ class FeaturesPanel(StatePanel, can_focus=True):
     def draw(self, width: int, height: int) -> Text:
         event = self.state.latest("feature_maps")
         chosen = self._chosen()
+        if isinstance(event, FeatureMaps) and event.get(UNREADABLE):
+            return Text(str(event.get(UNREADABLE)), style="yellow")  # the side file's fault
         if not isinstance(event, FeatureMaps) or chosen is None:
             return Text("feature maps appear when training starts (conv layers)", style="dim")
         rows = self.rows()
