@@ -1120,7 +1120,8 @@ class Trace(Event):
     every value of an array of at most 32, else shape, range, mean and a heat strip. After a
     single step (`update`), each layer's `update` holds each parameter before the step, the
     batch's gradient dW and the change ΔW, and `lr` and `rule` the optimizer's: `rule` is
-    null where ΔW = −lr·dW holds (plain SGD), else the rule that made ΔW."""
+    left out where ΔW = −lr·dW holds (plain SGD), else the optimizer and its settings that
+    made ΔW."""
 
     TYPE = "trace"
     index: int = field_of(_int)

@@ -61,9 +61,8 @@ def summary(label: str, array: np.ndarray) -> dict[str, Any]:
 
 def rule(optimizer: Optimizer) -> str | None:
     """None where a step is exactly W ← W − lr·dW (SGD without momentum, weight decay or L1,
-    and no velocity left from an earlier momentum); else the optimizer and its settings, the
-    rule that made the change."""
-    settings = optimizer.config()
+    and no velocity left from an earlier momentum); else the optimizer and its settings that
+    are not zero ("SGD, momentum 0.9"): the rule that made the change."""
     plain = (
         isinstance(optimizer, SGD)
         and not optimizer.momentum
@@ -73,12 +72,12 @@ def rule(optimizer: Optimizer) -> str | None:
     )
     if plain:
         return None
-    shown = ", ".join(
-        f"{key} {value:g}"
-        for key, value in settings.items()
-        if isinstance(value, int | float) and not isinstance(value, bool) and key != "lr"
+    shown = "".join(
+        f", {key} {value:g}"
+        for key, value in optimizer.config().items()
+        if isinstance(value, int | float) and value and key != "lr"
     )
-    return f"{type(optimizer).__name__} ({shown}): ΔW is not −lr·dW"
+    return f"{type(optimizer).__name__}{shown}"
 
 
 class Tracer(OnDemand):
