@@ -329,7 +329,7 @@ class DashboardScreen(Screen[None]):
         panel = self.panels.get(key)
         if panel is not None and panel.can_focus:
             panel.focus()  # its own keys (the boundary's v, d, arrows) reach it
-        if isinstance(panel, TracePanel) and not self.source.recorded and self.state.end is None:
+        if isinstance(panel, TracePanel) and self.source.trainer and self.state.end is None:
             self._trace(TracePanel.Requested(panel.index))
 
     def action_panel(self, key: str) -> None:

@@ -71,12 +71,13 @@ def array_lines(record: dict[str, Any], width: int, indent: int = 2) -> list[Tex
             cells = values[start : start + per_line]
             lines.append(Text(pad + "".join(f"{number(v):>{CELL}}" for v in cells)))
         return lines
-    head.append(
-        f"  min {number(record['min'])}  max {number(record['max'])}  mean {number(record['mean'])}"
-    )
+    numbers = f"min {number(record['min'])}  max {number(record['max'])}"
+    numbers += f"  mean {number(record['mean'])}"
     strip = Text(pad)
     strip.append_text(strip_text(record["strip"]))
-    return [head, strip]
+    if head.cell_len + 2 + len(numbers) <= width:
+        return [head.append(f"  {numbers}"), strip]
+    return [head, Text(pad + numbers), strip]  # a narrow panel: the range on a line of its own
 
 
 class TracePanel(StatePanel, can_focus=True):
