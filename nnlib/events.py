@@ -1072,3 +1072,80 @@ class System(Event):
             f"system: cpu {cpu}  rss {_bytes(self.rss_bytes)} (peak "
             f"{_bytes(self.peak_rss_bytes)})  {speed} samples/s over {self.seconds:.1f}s"
         )
+
+
+# -- one sample through the network (issue 22) ---------------------------------------------------
+#: An array of a trace event with at most this many values carries them all; a larger one, its
+#: shape, range and mean and a heat strip.
+TRACE_VALUES_MAX = 32
+#: Cells of a heat strip at most: the array's values in order, in this many equal runs.
+TRACE_STRIP_MAX = 64
+
+
+def _trace_array(value: Any) -> str | None:
+    """One array of a trace: label, shape, min/max/mean (null when not finite), and either
+    every value (at most TRACE_VALUES_MAX) or a heat strip of raster characters."""
+    expected = "a trace array object (label, shape, min, max, mean, values or strip)"
+    if not isinstance(value, dict) or _problems(value, _TRACE_ARRAY):
+        return expected
+    values, strip = value.get("values"), value.get("strip")
+    if (values is None) == (strip is None):
+        return expected
+    if values is not None and len(values) > TRACE_VALUES_MAX:
+        return expected
+    if strip is not None and (len(strip) > TRACE_STRIP_MAX or not set(strip) <= _RASTER_CHARS):
+        return expected
+    return None
+
+
+_TRACE_ARRAY: Spec = {
+    "label": (_str, False),
+    "shape": (_list_of(_int, "sizes"), False),
+    "min": (_number_or_null, False),
+    "max": (_number_or_null, False),
+    "mean": (_number_or_null, False),
+    "values": (_list_of(_number_or_null, "numbers or nulls"), True),
+    "strip": (_str, True),
+}
+_TRACE_LAYER: Spec = {
+    "name": (_str, False),
+    "kind": (_str, False),
+    "arrays": (_list_of(_trace_array, "trace arrays"), False),
+    "update": (_list_of(_trace_array, "trace arrays"), True),
+}
+
+
+def _trace_layers(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(
+        isinstance(layer, dict) and not _problems(layer, _TRACE_LAYER) for layer in value
+    ):
+        return "a list of trace layers (name, kind, arrays, [update])"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trace(Event):
+    """One validation sample (`index` of `samples`, its `label` and the `predicted` output)
+    through the model in evaluation mode, in float64 (`nnlib.trace`): per layer its input,
+    output, the gradient at its output (δ) and at its input, each parameter and its gradient,
+    every value of an array of at most 32, else shape, range, mean and a heat strip. After a
+    single step (`update`), each layer's `update` holds each parameter before the step, the
+    batch's gradient dW and the change ΔW, and `lr` and `rule` the optimizer's: `rule` is
+    left out where ΔW = −lr·dW holds (plain SGD), else the optimizer and its settings that
+    made ΔW."""
+
+    TYPE = "trace"
+    index: int = field_of(_int)
+    samples: int = field_of(_int)
+    label: str = field_of(_str)
+    predicted: str = field_of(_str)
+    loss: float | None = field_of(_number_or_null)
+    layers: list = field_of(_trace_layers)
+    epoch: int | None = field_of(_int, optional=True)
+    lr: float | None = field_of(_number, optional=True)
+    rule: str | None = field_of(_str, optional=True)
+    trigger: str | None = field_of(_str, optional=True)
+
+    def describe(self) -> str:
+        after = " after one step" if self.lr is not None else ""
+        return f"trace of validation sample {self.index} (label {self.label}){after}"

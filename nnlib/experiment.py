@@ -22,6 +22,7 @@ from .callbacks.features import FeatureMaps
 from .callbacks.samples import SampleRecorder
 from .callbacks.system import SystemMetrics
 from .callbacks.testset import TestEvaluator
+from .callbacks.tracer import Tracer
 from .config import ConfigError, ExperimentConfig
 from .datasets.preprocess import held_out
 from .losses import Loss, loss_for
@@ -136,7 +137,7 @@ def outputs_for(data: datasets.Prepared) -> int:
 
 def view_callbacks(data: datasets.Prepared, run_dir: Path) -> list[Callback]:
     """The callbacks behind the app's views — system metrics, warnings, Boundary, Samples,
-    Features and test results — attached to every run (each does nothing where it does not
+    Features, Trace and test results — attached to every run (each does nothing where it does not
     apply: no 2-D input, no images, no conv layer, no test split)."""
     # Diagnostics reads the Monitor's histograms and the batch's own activations, so it comes
     # before the boundary view's extra forward pass.
@@ -146,6 +147,7 @@ def view_callbacks(data: datasets.Prepared, run_dir: Path) -> list[Callback]:
         BoundaryView(data.x_train, data.y_train),
         SampleRecorder(run_dir, data.class_names),
         FeatureMaps(),
+        Tracer(data.class_names),
     ]
     if len(data.x_test):
         views.append(TestEvaluator(data.x_test, data.y_test, data.class_names))

@@ -71,6 +71,15 @@ SAMPLES = {
              "precision": [0.67, 1.0], "recall": [1.0, 0.5], "class_names": ["a", "b"]},
     "system": {"seconds": 5.0, "cpu_percent": 180.5, "samples": 4000, "samples_per_sec": 800.0,
                "rss_bytes": 210 * 2**20, "peak_rss_bytes": 230 * 2**20},
+    "trace": {"index": 3, "samples": 150, "label": "1", "predicted": "2", "loss": 0.97,
+              "layers": [{"name": "dense_1", "kind": "dense", "arrays": [
+                  {"label": "input", "shape": [1, 2], "min": -0.9, "max": 0.2, "mean": -0.35,
+                   "values": [-0.9, 0.2]},
+                  {"label": "W", "shape": [2, 40], "min": -1.0, "max": 1.0, "mean": 0.0,
+                   "strip": "09aZ_."}],
+                  "update": [{"label": "W before", "shape": [1], "min": None, "max": None,
+                              "mean": None, "values": [None]}]}],
+              "epoch": 0, "lr": 0.05, "rule": "Adam", "trigger": "step"},
 }  # fmt: skip
 
 

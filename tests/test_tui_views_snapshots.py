@@ -1,6 +1,6 @@
-"""SVG snapshots of the Samples and Features panels: the synthetic run of the other dashboard
-snapshots plus the samples, feature_maps and test events of a real, seeded LeNet-5 run on
-glyphs, its samples file placed where the synthetic run's directory says."""
+"""SVG snapshots of the Samples, Features and Trace panels: the synthetic run of the other
+dashboard snapshots plus the samples, feature_maps, test and trace events of a real, seeded
+LeNet-5 run on glyphs, its samples file placed where the synthetic run's directory says."""
 
 from __future__ import annotations
 
@@ -11,21 +11,32 @@ import pytest
 from helpers import LENET, classification_run, config
 
 from nnlib import runs
+from nnlib.callbacks.base import Callback
 from nnlib.callbacks.samples import FILE
+from nnlib.callbacks.tracer import Tracer
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
 from nntui import bridge as b
 from nntui.app import NNTui
 from nntui.screens.dashboard import DashboardScreen
 
-VIEWS = ("samples", "feature_maps", "test")
+VIEWS = ("samples", "feature_maps", "test", "trace")
+
+
+class StepTraced(Callback):
+    """After the first epoch, ask for a trace of validation sample 2 after the next step."""
+
+    def on_epoch_end(self, trainer, epoch, logs) -> None:
+        if epoch == 0:
+            next(c for c in trainer.callbacks if isinstance(c, Tracer)).request(2, update=True)
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> tuple[Path, list]:
     run_dir = tmp_path_factory.mktemp("views-snap") / "run"
     setup(
-        ExperimentConfig(dataset="glyphs", epochs=2, subset=1000, seed=0, run_dir=str(run_dir))
+        ExperimentConfig(dataset="glyphs", epochs=2, subset=1000, seed=0, run_dir=str(run_dir)),
+        callbacks=[StepTraced()],
     ).fit()
     return run_dir, [e for e in runs.read(run_dir) if e.type in VIEWS]
 
@@ -67,3 +78,9 @@ def test_features_80x24(app, snap_compare):
 def test_matrix_on_the_test_split_120x40(app, snap_compare):
     nntui, show = app
     assert snap_compare(nntui, terminal_size=(120, 40), run_before=show, press=["3", "t", "down"])
+
+
+def test_trace_after_a_step_80x24(app, snap_compare):
+    """LeNet-5's conv layers summarised with heat strips; the step's update, scrolled to."""
+    nntui, show = app
+    assert snap_compare(nntui, terminal_size=(80, 24), run_before=show, press=["8"])

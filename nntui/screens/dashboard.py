@@ -43,6 +43,7 @@ from textual.widgets import Tab, Tabs
 from nnlib.callbacks.features import FeatureMaps
 from nnlib.callbacks.ondemand import OnDemand
 from nnlib.callbacks.testset import TestEvaluator
+from nnlib.callbacks.tracer import Tracer
 from nnlib.config import ExperimentConfig
 from nnlib.events import Diagnostic, Event, Pace, pace_text
 from nnlib.states import RunStatus
@@ -63,6 +64,7 @@ from ..widgets.layers import LayersPanel
 from ..widgets.panel import StatePanel
 from ..widgets.samples import SamplesPanel
 from ..widgets.status import StatusPanel
+from ..widgets.trace import TracePanel
 from .modals import ConfirmScreen, HparamScreen, PathScreen
 from .panel_help import PanelHelpScreen
 
@@ -87,7 +89,7 @@ WIDE = (110, 32)
 #: Lines the status panel (with its border) and the key bar take in the wide layout.
 WIDE_CHROME = 8
 #: Tabs whose panels share the wide layout's one "view" cell (upper right), one at a time.
-VIEW_TABS = (3, 5, 6, 7)
+VIEW_TABS = (3, 5, 6, 7, 8)
 #: An ended run's history played (space) shows its next step this often, in seconds.
 PLAY_SECONDS = 0.1
 #: PgUp and PgDn move the time axis by this fraction of the run's steps.
@@ -151,6 +153,7 @@ PANELS = (
         lambda state: FeaturesPanel(state, id="features"),
         lambda state: _images(state) and "conv" in state.started.arch,
     ),
+    PanelEntry("trace", "Trace", 8, lambda state: TracePanel(state, id="trace")),
 )
 TABS = sorted(PANELS, key=lambda entry: entry.tab)
 ENTRIES = {entry.key: entry for entry in PANELS}
@@ -224,6 +227,7 @@ class DashboardScreen(Screen[None]):
         Binding("escape", "back", "Setup"),
         Binding("ctrl+r", "app.runs", "Runs"),
         Binding("i", "explain", "What am I looking at?"),
+        Binding("z", "panel('trace')", "Trace one sample", show=False),
         *(
             Binding(str(entry.tab), f"panel('{entry.key}')", entry.title, show=False)
             for entry in PANELS
@@ -351,6 +355,8 @@ class DashboardScreen(Screen[None]):
         panel = self.panels.get(key)
         if panel is not None and panel.can_focus:
             panel.focus()  # its own keys (the boundary's v, d, arrows) reach it
+        if isinstance(panel, TracePanel) and self.source.trainer and self.state.end is None:
+            self._trace(TracePanel.Requested(panel.index))
 
     def action_panel(self, key: str) -> None:
         if not self._applies(ENTRIES[key]):
@@ -390,29 +396,43 @@ class DashboardScreen(Screen[None]):
     def _update_features(self) -> None:
         self._request(FeatureMaps, "feature maps")
 
+    @on(TracePanel.Requested)
+    def _trace(self, message: TracePanel.Requested) -> None:
+        """A trace of one validation sample; with `update`, after one step (paused only)."""
+        if message.update and not self._paused():
+            self.notify("pause first (space), then n runs one batch", severity="warning")
+            return
+        asked = self._request(Tracer, "a trace", index=message.index, update=message.update)
+        if asked and message.update:
+            self.action_step()
+
     def action_test(self) -> None:
         """Evaluate on the test split now (at the next batch boundary)."""
         self._request(TestEvaluator, "test results")
 
-    def _request(self, kind: type[OnDemand], what: str) -> None:
-        """Ask the training thread for `what` at its next batch boundary."""
+    def _request(self, kind: type[OnDemand], what: str, **arguments: Any) -> bool:
+        """Ask the training thread for `what` at its next batch boundary (a callback served
+        while parked: at once when paused); `arguments` go to its `request`. False, and
+        said why, when it cannot be asked."""
         if self.source.recorded:
             self.notify("a recorded run shows what was recorded", timeout=3)
-            return
+            return False
         if self.state.end is not None:
             self.notify("the run has ended", severity="warning")
-            return
+            return False
         trainer = self.source.trainer
         if trainer is None or self.state.started is None:
             self.notify("still loading the dataset", severity="warning")
-            return
+            return False
         callback = next((c for c in trainer.callbacks if isinstance(c, kind)), None)
         if callback is None:
             self.notify(f"this run has no {what}", severity="warning")
-            return
-        callback.request()
-        paused = " (paused: press n to run one batch)" if trainer.paused else ""
-        self.notify(f"{what} at the next batch{paused}", timeout=3)
+            return False
+        callback.request(**arguments)
+        if not (trainer.paused and kind.WHILE_PARKED):
+            paused = " (paused: press n to run one batch)" if trainer.paused else ""
+            self.notify(f"{what} at the next batch{paused}", timeout=3)
+        return True
 
     # -- the run source (its worker runs on its own thread and touches no widget) ------------
     def _post(self, snapshot: Snapshot) -> None:
