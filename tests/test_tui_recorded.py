@@ -67,7 +67,7 @@ async def test_a_recorded_run_is_marked_and_lists_no_steering_keys_which_say_it_
         app.clear_notifications()  # "Recorded run: finished at step …"
         await press(pilot, "w")
         assert not app._notifications and app.screen is dashboard
-        await press(pilot, "space", "s", "e")
+        await press(pilot, "plus", "s", "e")  # space plays an ended run (time axis)
         said = [n.message for n in app._notifications]
         assert said == ["the run has ended (finished); it cannot be steered"] * 3
         assert app.screen is dashboard
