@@ -66,6 +66,6 @@ async def test_the_dashboard_steers_a_headless_run_it_opened(tmp_path):
             assert dashboard.state.end.reason == "stopped"
             assert _events(run_dir, "stop")[0]["source"] == "remote"
 
-            await press(pilot, "space")  # the run has ended: the key says so
+            await press(pilot, "plus")  # the run has ended: the key says so (space plays it)
             messages = [n.message for n in app._notifications]
             assert messages[-1] == "the run has ended (stopped); it cannot be steered"
