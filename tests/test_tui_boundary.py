@@ -263,3 +263,9 @@ async def test_the_titles_marks_stay_in_sight_in_the_wide_view_cell(run):
         await press(pilot, "v", "d")
         title = text(panel).splitlines()[0]
         assert "✓" not in title and "d discrete" in title
+
+
+def test_boundary_back_in_time_80x24(snap_compare, run):
+    """The time axis: the first step, then three steps on where a view changed."""
+    application, show = snapshot_app(run, ["5", "home", "full_stop", "full_stop", "full_stop"])
+    assert snap_compare(application, terminal_size=(80, 24), run_before=show)

@@ -84,3 +84,11 @@ def test_trace_after_a_step_80x24(app, snap_compare):
     """LeNet-5's conv layers summarised with heat strips; the step's update, scrolled to."""
     nntui, show = app
     assert snap_compare(nntui, terminal_size=(80, 24), run_before=show, press=["8"])
+
+
+def test_a_large_feature_map_80x24(app, snap_compare):
+    """conv_1's second channel opened large: 28x28 pixels as 28 columns by 14 lines."""
+    nntui, show = app
+    assert snap_compare(
+        nntui, terminal_size=(80, 24), run_before=show, press=["7", "down", "right", "enter"]
+    )
