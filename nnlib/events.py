@@ -949,13 +949,30 @@ def _fix(value: Any) -> str | None:
     return None if ok else f'an object {{"name": one of {", ".join(FIXABLE)}, "value": number}}'
 
 
+def _fork(value: Any) -> str | None:
+    """A warning's suggestion as a fork: that change, from the newest checkpoint before step
+    `before` (where the evidence began): {"before": 1200, "name": "lr", "value": 0.05}."""
+    ok = (
+        isinstance(value, dict)
+        and set(value) == {"before", "name", "value"}
+        and _int(value["before"]) is None
+        and _fix({"name": value["name"], "value": value["value"]}) is None
+    )
+    return (
+        None
+        if ok
+        else (f'an object {{"before": step, "name": one of {", ".join(FIXABLE)}, "value": number}}')
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Diagnostic(Event):
     """Something in the run looks wrong: `kind` (loss_spike, loss_rising, exploding_gradients,
     vanishing_gradients, dead_relu, saturated, overfitting, or view_failed: a view raised
     and is off for the rest of the run), a one-line explanation, a suggestion, the layer and
     measured value it is about, and where the suggestion is one hyperparameter change that
-    can be applied live, that change (`fix`)."""
+    can be applied live, that change (`fix`), or where it comes too late live, that change
+    made in a fork from the newest checkpoint before step `before` (`fork`)."""
 
     TYPE = "warning"
     kind: str = field_of(_str)
@@ -965,12 +982,17 @@ class Diagnostic(Event):
     value: float | None = field_of(_number_or_null, optional=True)
     epoch: int | None = field_of(_int, optional=True)
     fix: dict | None = field_of(_fix, optional=True)
+    fork: dict | None = field_of(_fork, optional=True)
 
     def describe(self) -> str:
         return f"warning: {self.message} — {self.suggestion}"
 
     def fix_text(self) -> str | None:
-        """'lr 0.05' for a warning whose suggestion is one hyperparameter change, else None."""
+        """What A does, for the end of the warning's Log line: 'lr 0.05' (a change applied
+        live), 'fork from before step 1200 with lr 0.05', or None (nothing to apply)."""
+        if self.fork is not None:
+            fork = self.fork
+            return f"fork from before step {fork['before']} with {fork['name']} {fork['value']:g}"
         return None if self.fix is None else f"{self.fix['name']} {self.fix['value']:g}"
 
 

@@ -22,7 +22,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 import nnlib.trainer
-from nnlib import runs
+from nnlib import checkpointing, runs
 from nnlib.config import ExperimentConfig
 from nntui.app import NNTui
 from nntui.screens.dashboard import DashboardScreen
@@ -505,3 +505,61 @@ async def test_A_applies_the_last_warnings_fix(tmp_path):
         await until(pilot, lambda: trainer.optimizer.lr == 0.025, "the lr applied")
     logged = [e for e in runs.read(tmp_path / "run") if e.type == "warning"]
     assert {"name": "lr", "value": 0.025} in [e["fix"] for e in logged]
+
+
+@pilot_test
+async def test_A_forks_a_fork_warning_from_the_last_checkpoint_before_its_evidence(
+    tmp_path, monkeypatch
+):
+    """A warning whose change comes too late live (dead ReLUs, thrown weights) carries a
+    fork: A stops this run and starts one from the newest checkpoint before the step the
+    evidence began at, with the change; with no checkpoint that early it forks nothing."""
+    monkeypatch.setenv("NNLIB_RUNS_DIR", str(tmp_path / "runs"))
+    app = NNTui(long_run(tmp_path, checkpoint_every=20), start=True)
+    folder = tmp_path / "run" / checkpointing.FOLDER
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await started(pilot)
+        await until(pilot, lambda: len(checkpointing.step_checkpoints(folder)) >= 3, "checkpoints")
+        await paused(pilot, dashboard)
+        trainer = dashboard.experiment.trainer
+        steps = sorted(checkpointing.step_checkpoints(folder))  # the 3 kept: 20 apart
+
+        def warn(before: int) -> None:
+            trainer.emit(
+                "warning",
+                kind="dead_relu",
+                message="relu_1: 94% of its units output 0 for every sample",
+                suggestion="restart or fork from before they died with a lower learning rate",
+                layer="relu_1",
+                fork={"before": before, "name": "lr", "value": 0.025},
+            )
+
+        warn(steps[0])  # the oldest checkpoint kept is not before it
+        await until(pilot, lambda: "warning" in dashboard.state.events, "the warning")
+        await press(pilot, "A")
+        assert app.screen is dashboard and dashboard.running
+        notes = [n.message for n in app._notifications]
+        assert f"no checkpoint before step {steps[0]} to fork from: nothing forked" in notes
+
+        warn(steps[-1])  # before the newest: the one before that
+        await until(
+            pilot, lambda: dashboard.state.events["warning"].fork["before"] == steps[-1], "it"
+        )
+        line = f"(A: fork from before step {steps[-1]} with lr 0.025)"
+        assert line in " ".join((await log_text(pilot, dashboard)).split())  # unwrapped
+        await press(pilot, "A")
+        await until(
+            pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen is not dashboard
+        )
+        child = app.screen
+        assert (child.config.parent_run, child.config.parent_step) == (
+            str(tmp_path / "run"),
+            steps[-2],
+        )
+        assert child.config.lr == 0.025
+        note = next(n.message for n in app._notifications if n.title == "Forked")
+        assert f"step-{steps[-2]}.npz" in note and "ctrl+r" in note
+        await until(pilot, lambda: child.experiment is not None, "the fork set up")
+        assert child.experiment.trainer.optimizer.lr == 0.025
+        child.shutdown()
+    assert (tmp_path / "run" / runs.EVENTS_FILE).is_file()  # the parent stays on disk

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import SIZE, log_text, of, pilot_test, press, train, until
 
-from nnlib import runs
+from nnlib import checkpointing, events, runs
 from nnlib._memory import human_bytes
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
@@ -70,6 +70,42 @@ async def test_a_recorded_run_is_marked_and_lists_no_steering_keys_which_say_it_
         await press(pilot, "plus", "s", "e")  # space plays an ended run (time axis)
         said = [n.message for n in app._notifications]
         assert said == ["the run has ended (finished); it cannot be steered"] * 3
+        assert app.screen is dashboard
+
+
+@pilot_test
+async def test_A_on_a_recorded_runs_fork_warning_gives_the_command_that_forks_it(tmp_path):
+    """Its model is in no process here: A names the checkpoint before the evidence in the
+    `nnlib train --fork` command, and forks nothing."""
+    run_dir = tmp_path / "dead"
+    config = ExperimentConfig(
+        dataset="spirals", arch="2-16-16-3", epochs=4, seed=0, run_dir=str(run_dir)
+    )
+    setup(config.replace(checkpoint_every=20)).fit()
+    steps = sorted(checkpointing.step_checkpoints(run_dir / checkpointing.FOLDER))  # 3 kept
+    warning = events.make(
+        "warning",
+        steps[-1],
+        {
+            "kind": "dead_relu",
+            "message": "relu_1: 94% of its units output 0",
+            "suggestion": "fork from before they died with a lower learning rate",
+            "fork": {"before": steps[-1], "name": "lr", "value": 0.025},
+        },
+    )
+    lines = lines_of(run_dir)
+    (run_dir / runs.EVENTS_FILE).write_text("".join([*lines[:-1], warning.line(), lines[-1]]))
+    recorded = open_run(run_dir)
+    app = NNTui(recorded.experiment(), recorded=recorded)
+    async with app.run_test(size=SIZE) as pilot:
+        dashboard = await dashboard_of(pilot, app)
+        await until(pilot, lambda: dashboard.state.end is not None)
+        await until(pilot, lambda: "warning" in dashboard.state.events, "the warning")
+        app.clear_notifications()
+        await press(pilot, "A")
+        said = [n.message for n in app._notifications]
+        command = f"nnlib train --fork {run_dir}@{steps[-2]} --lr 0.025"
+        assert said == [f"this run was trained in another process: fork it with {command}"]
         assert app.screen is dashboard
 
 

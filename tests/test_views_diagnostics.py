@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from views_helpers import spirals_run
 
 from nnlib import events
+from nnlib.callbacks.base import Callback
 from nnlib.callbacks.diagnostics import Diagnostics
 
 
@@ -41,6 +43,57 @@ def test_dead_relus(tmp_path):
     found = warnings_of(tmp_path, prepare=kill, arch="2-16-16-3", epochs=10)
     assert ("dead_relu", "relu_1") in kinds(found)
     assert "vanishing_gradients" not in {w.kind for w in found}  # zero is dead, not vanishing
+
+
+def test_relus_that_die_mid_run_offer_a_fork_from_before_they_died(tmp_path):
+    """The evidence begins at the first measurement of the window that showed them dead
+    (the Monitor measures every 50 steps, from 0): killed at step 120, the window is the
+    measurements at 150, 200, 250, 300 (256 samples), and a checkpoint every 40 steps
+    leaves steps 40..120 before it."""
+
+    class Kill(Callback):
+        def on_batch_end(self, trainer, batch, logs) -> None:
+            if trainer.global_step == 120:
+                trainer.model.layers[0].params["b"].value[:] = -100.0
+
+    def kill_later(experiment) -> None:
+        experiment.trainer.callbacks.append(Kill())
+
+    found = warnings_of(
+        tmp_path, prepare=kill_later, arch="2-16-16-3", epochs=20, checkpoint_every=40, lr=0.05
+    )
+    (dead,) = [w for w in found if (w.kind, w.layer) == ("dead_relu", "relu_1")]
+    assert dead.step > 150 and dead.fix is None
+    assert dead.fork == {"before": 150, "name": "lr", "value": 0.025}
+    assert dead.fix_text() == "fork from before step 150 with lr 0.025"
+
+
+def test_exploding_gradients_offer_a_fork_from_before_that_measurement(tmp_path):
+    def scale(experiment) -> None:
+        for layer in experiment.model.layers:
+            if "W" in layer.params:
+                layer.params["W"].value[:] *= 8.0
+
+    found = warnings_of(tmp_path, prepare=scale, arch="2-64-64-64-3", epochs=1, lr=0.1)
+    (exploding,) = [w for w in found if w.kind == "exploding_gradients"]
+    assert exploding.fork == {"before": exploding.step, "name": "lr", "value": 0.05}
+    assert exploding.fix is None and "halve it" in exploding.suggestion
+
+
+def test_a_fork_suggestion_is_checked_as_strictly_as_a_fix():
+    good = {"before": 150, "name": "lr", "value": 0.025}
+    fields = {"kind": "dead_relu", "message": "m", "suggestion": "s"}
+    assert events.make("warning", 300, {**fields, "fork": good}).fork == good
+    for bad in (
+        {"name": "lr", "value": 0.025},
+        {**good, "before": -1},
+        {**good, "before": True},
+        {**good, "name": "momentum"},
+        {**good, "value": float("nan")},
+        {**good, "extra": 1},
+    ):
+        with pytest.raises(events.EventError, match="fork"):
+            events.make("warning", 300, {**fields, "fork": bad})
 
 
 def test_saturated_tanh(tmp_path):

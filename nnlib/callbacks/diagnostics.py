@@ -5,7 +5,9 @@ Monitor's 'histograms' events (gradient norms), the 'hparam' events of changes m
 runs — plus, when those histograms are taken, the outputs of the ReLU, sigmoid and tanh
 layers on that batch. Each kind of warning is raised once per run (dead ReLUs and saturation
 once per layer), with a one-line explanation, a suggestion that takes what the user already
-changed into account, and where it can be applied live, the change itself (`fix`).
+changed into account, and where it can be applied live, the change itself (`fix`). Where a
+live change comes too late (dead units rarely recover; exploded weights are already thrown),
+the change is a fork from before the step the evidence began at (`fork`).
 
 The thresholds (module constants, all documented in the README) were calibrated with
 `benchmarks/bench_warnings.py` on a corpus of healthy runs (every preset on datasets it suits,
@@ -69,6 +71,10 @@ OVERFIT_GAP = 0.10
 WIDENING_EPOCHS = 2
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and value > 0
+
+
 class Diagnostics(Callback):
     """Emit 'warning' events (see the module's thresholds): each kind once per run, dead
     ReLUs and saturation once per layer."""
@@ -89,7 +95,8 @@ class Diagnostics(Callback):
         self._gaps: list[float] = []
         self._lr_change: tuple[int, float, float] | None = None  # (step, old, new)
         self._vanishing = 0  # measurements in a row with a vanishing layer
-        self._alive: dict[str, deque[np.ndarray]] = {}
+        # per ReLU layer, its last measurements: (units alive, samples, step)
+        self._alive: dict[str, deque[tuple[np.ndarray, int, int]]] = {}
         self._train_losses: list[float] = []  # every epoch's, for the overfitting check
 
     def on_train_begin(self, trainer: Trainer) -> None:
@@ -140,7 +147,10 @@ class Diagnostics(Callback):
                     "exploding_gradients",
                     f"{name}: gradient norm {norms[name]:.3g}, above {GRAD_EXPLODING:g}: each "
                     "step throws the weights far",
-                    **self._lr_advice(trainer, also="normalise the inputs or add batchnorm"),
+                    **self._fork_advice(
+                        trainer.global_step,
+                        self._lr_advice(trainer, also="normalise the inputs or add batchnorm"),
+                    ),
                     layer=name,
                     value=norms[name],
                 )
@@ -194,23 +204,31 @@ class Diagnostics(Callback):
             window = self._alive.setdefault(layer.name, deque())
             if window and window[0][0].shape != alive.shape:
                 window.clear()
-            window.append((alive, len(active)))
-            seen = sum(samples for _, samples in window)
+            window.append((alive, len(active), trainer.global_step))
+            seen = sum(samples for _, samples, _ in window)
             while len(window) > DEAD_WINDOW and seen - window[0][1] >= DEAD_SAMPLES:
                 seen -= window.popleft()[1]
             if len(window) < DEAD_WINDOW or seen < DEAD_SAMPLES:
                 continue
-            dead = 1.0 - float(np.mean(np.logical_or.reduce([units for units, _ in window])))
+            dead = 1.0 - float(np.mean(np.logical_or.reduce([units for units, _, _ in window])))
             if dead > DEAD_RELU:
+                lr = getattr(trainer.optimizer, "lr", None)
+                halved = {"fix": {"name": "lr", "value": lr / 2}} if _positive(lr) else {}
                 self._warn(
                     "dead_relu",
                     f"{layer.name}: {dead:.0%} of its units output 0 for every sample of the "
                     f"last {len(window)} measured batches (dead ReLUs get no gradient and rarely "
                     "recover)",
-                    "restart or fork from before they died with a lower learning rate, or use "
-                    "leakyrelu",
                     layer=layer.name,
                     value=dead,
+                    **self._fork_advice(
+                        window[0][2],
+                        {
+                            "suggestion": "restart or fork from before they died with a lower "
+                            "learning rate, or use leakyrelu",
+                            **halved,
+                        },
+                    ),
                 )
 
     def _saturation(self, trainer: Trainer) -> None:
@@ -311,14 +329,26 @@ class Diagnostics(Callback):
             text = f"the learning rate ({lr:g}) is probably too high: halve it{tail}"
         return {"suggestion": text, "fix": {"name": "lr", "value": lr / 2}}
 
+    @staticmethod
+    def _fork_advice(before: int, advice: dict[str, Any]) -> dict[str, Any]:
+        """`advice` with its change (`fix`) made a fork from before step `before`: the
+        evidence began there, and what happened since (dead units, thrown weights) is not
+        undone by changing the rate now."""
+        advice = dict(advice)
+        change = advice.pop("fix", None)
+        if change is not None:
+            advice["fork"] = {"before": before, **change}
+        return advice
+
     # -- raising ---------------------------------------------------------------------------
     def _warn(self, kind: str, message: str, suggestion: str, **fields: Any) -> None:
         per_layer = kind in ("dead_relu", "saturated")
         key = (kind, fields.get("layer") or "" if per_layer else "")
         if key not in self._raised:
             self._raised.add(key)
-            if fields.get("fix") is None:
-                fields.pop("fix", None)
+            for optional in ("fix", "fork"):
+                if fields.get(optional) is None:
+                    fields.pop(optional, None)
             self._pending.append(
                 {"kind": kind, "message": message, "suggestion": suggestion, **fields}
             )

@@ -742,10 +742,14 @@ class DashboardScreen(Screen[None]):
         self._steer("stop", then=lambda: self.state.mark_status(RunStatus.STOPPING))
 
     def action_apply_fix(self) -> None:
-        """Apply the latest warning's suggested change, as the + and - keys apply theirs."""
+        """Apply the latest warning's suggested change, as the + and - keys apply theirs; or,
+        where it comes too late live, fork with it from before the evidence began."""
         warning = self.state.events.get("warning")
         if not isinstance(warning, Diagnostic):
             self.notify("no warning so far", timeout=3)
+            return
+        if warning.fork is not None:
+            self._fork_before(warning.fork)
             return
         if warning.fix is None:
             self.notify(
@@ -828,7 +832,6 @@ class DashboardScreen(Screen[None]):
         """Checkpoint the parked run (an ended one has its last checkpoint), then start the
         fork in place of this dashboard."""
         from nnlib import checkpointing
-        from nnlib.experiment import fork_config
 
         experiment = self.experiment
         if changes is None or experiment is None:
@@ -845,16 +848,69 @@ class DashboardScreen(Screen[None]):
                 checkpointing.save(trainer, path, "fork")
             else:
                 path = checkpointing.find(experiment.run_dir)
-            checkpoint = checkpointing.load(path)
-            config = fork_config(
-                f"{experiment.run_dir}@{checkpoint.step}",
-                **{k: v for k, v in changes.items() if k in known},
+        except (OSError, ValueError) as error:
+            self.notify(f"cannot fork: {error}", severity="error", markup=False)
+            return
+        self._start_fork(path, {k: v for k, v in changes.items() if k in known})
+
+    def _fork_before(self, fork: dict[str, Any]) -> None:
+        """A warning's fork: its change, from the newest step checkpoint before the step its
+        evidence began at (what came after it is what the warning is about)."""
+        from nnlib import checkpointing
+
+        run_dir = self.recorded.run_dir if self.recorded is not None else None
+        if run_dir is None and self.experiment is not None:
+            run_dir = self.experiment.run_dir
+        if run_dir is None:
+            self.notify("there is no run to fork yet", severity="warning")
+            return
+        before, name, value = fork["before"], fork["name"], fork["value"]
+        steps = checkpointing.step_checkpoints(run_dir / checkpointing.FOLDER)
+        earlier = [step for step in steps if step < before]
+        if not earlier:
+            self.notify(
+                f"no checkpoint before step {before} to fork from: nothing forked",
+                severity="warning",
             )
+            return
+        step = max(earlier)
+        if self.source.recorded:
+            option = "--" + name.replace("_", "-")
+            self.notify(
+                "this run was trained in another process: fork it with "
+                f"nnlib train --fork {run_dir}@{step} {option} {value:g}",
+                severity="warning",
+                timeout=20,
+                markup=False,
+            )
+            return
+        self._start_fork(
+            steps[step],
+            {name: value},
+            f"forked from {steps[step].name} (step {step}, before step {before}) with {name} "
+            f"{value:g}; this run stays on disk: the runs screen's compare (ctrl+r, space to "
+            "mark, c) shows both",
+        )
+
+    def _start_fork(self, path: Path, changes: dict[str, Any], note: str = "") -> None:
+        """Stop this run and start its fork from the checkpoint at `path`, with `changes`, in
+        place of this dashboard (this run stays on disk); `note` says so once it is started."""
+        from nnlib import checkpointing
+        from nnlib.experiment import fork_config
+
+        experiment = self.experiment
+        if experiment is None:
+            return
+        try:
+            checkpoint = checkpointing.load(path)
+            config = fork_config(f"{experiment.run_dir}@{checkpoint.step}", **changes)
             if checkpoint.epoch >= config.epochs:  # a finished run: as many epochs again
                 config = config.replace(epochs=checkpoint.epoch + config.epochs)
         except (OSError, ValueError) as error:
             self.notify(f"cannot fork: {error}", severity="error", markup=False)
             return
+        if note:
+            self.app.notify(note, title="Forked", timeout=10, markup=False)
         self.shutdown()
         self.dismiss()
         self.app.post_message(StartRun(config))

@@ -173,7 +173,9 @@ class EventLog(RichLog):
         "exploding or vanishing gradients, dead ReLUs, saturated sigmoid/tanh units, "
         "overfitting) and what to try; the status line counts them. Where the suggestion is "
         "one change (a lower learning rate, some weight decay), the line ends with it, and "
-        "A applies it to the run."
+        "A applies it to the run. Where a change now comes too late (dead ReLUs, exploded "
+        "weights), it ends with a fork instead: A starts a new run from the last checkpoint "
+        "before the problem with that change (ctrl+r, space to mark, c compares the two)."
     )
 
     DEFAULT_CSS = """
