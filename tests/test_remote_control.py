@@ -23,6 +23,10 @@ from nnlib.states import RunStatus
 
 
 def _events(run_dir: Path, kind: str) -> list[runs.Event]:
+    """The run's events of `kind`; none while the writer has not made its log yet (a
+    subprocess that starts slowly on a busy machine)."""
+    if not (run_dir / runs.EVENTS_FILE).exists():
+        return []
     return [e for e in runs.read(run_dir) if e.type == kind]
 
 
