@@ -72,10 +72,19 @@ class Gate(nl.Callback):
             assert self.release.wait(TIMEOUT)
 
 
+def _text_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 @contextlib.contextmanager
 def headless_train(run_dir: Path) -> Iterator[subprocess.Popen]:
     """A headless `nnlib train` writing `run_dir` in a subprocess (moons, epochs enough to
-    steer for hours), once it takes commands; killed if still running afterwards."""
+    steer for hours), once it takes commands: it has logged a batch, so its command door is
+    polled at every boundary (before the first one, setting up the run can take longer than a
+    sender waits for a reply on a busy machine); killed if still running afterwards."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     args = ["--dataset", "moons", "--epochs", "100000", "--quiet", "--run-dir", str(run_dir)]
     process = subprocess.Popen(
@@ -86,7 +95,11 @@ def headless_train(run_dir: Path) -> Iterator[subprocess.Popen]:
     )
     try:
         deadline = time.monotonic() + TIMEOUT
-        while not ((run_dir / "commands.jsonl").exists() and nl.runs.writer_alive(run_dir)):
+        while not (
+            (run_dir / "commands.jsonl").exists()
+            and nl.runs.writer_alive(run_dir)
+            and '"type":"batch"' in _text_or_empty(run_dir / nl.runs.EVENTS_FILE)
+        ):
             assert process.poll() is None, process.communicate()[1].decode()
             assert time.monotonic() < deadline, "the headless run did not start"
             time.sleep(0.02)
