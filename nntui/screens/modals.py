@@ -244,16 +244,12 @@ class TextScreen(ModalScreen[None]):
     }
     """
 
-    def __init__(self, title: str, footer: str) -> None:
+    def __init__(self, title: str, footer: str, body: RenderableType) -> None:
         super().__init__()
-        self.title_text, self.footer = title, footer
-
-    def body(self) -> RenderableType:
-        """What the box shows; every subclass says."""
-        raise NotImplementedError
+        self.title_text, self.footer, self.body = title, footer, body
 
     def compose(self) -> ComposeResult:
-        box = VerticalScroll(Static(self.body()))
+        box = VerticalScroll(Static(self.body))
         box.border_title = Text(self.title_text)
         box.border_subtitle = Text(self.footer)
         yield box
@@ -268,19 +264,24 @@ class HelpScreen(TextScreen):
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
 
     def __init__(self, title: str, keys: Iterable[tuple[str, str]]) -> None:
-        super().__init__(f"Keys — {title}", "Escape closes · Ctrl+P opens the command palette")
         self.keys = list(keys)
+        super().__init__(
+            f"Keys — {title}",
+            "Escape closes · Ctrl+P opens the command palette",
+            _key_table(self.keys),
+        )
 
-    def body(self) -> RenderableType:
-        # Two key/description pairs per row, so a dashboard's keys fit in 80x24.
-        table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
-        for _ in range(2):
-            table.add_column(style="bold cyan", no_wrap=True)
-            table.add_column()
-        half = (len(self.keys) + 1) // 2
-        for left, right in zip(self.keys[:half], [*self.keys[half:], ("", "")], strict=False):
-            table.add_row(*map(Text, (*left, *right)))
-        return table
+
+def _key_table(keys: list[tuple[str, str]]) -> Table:
+    """Two key/description pairs per row, so a dashboard's keys fit in 80x24."""
+    table = Table(box=None, show_header=False, padding=(0, 2, 0, 0))
+    for _ in range(2):
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+    half = (len(keys) + 1) // 2
+    for left, right in zip(keys[:half], [*keys[half:], ("", "")], strict=False):
+        table.add_row(*map(Text, (*left, *right)))
+    return table
 
 
 class TooSmallScreen(Screen[None]):

@@ -3,7 +3,6 @@ what good and bad look like, in plain words."""
 
 from __future__ import annotations
 
-from rich.console import RenderableType
 from rich.text import Text
 from textual.binding import Binding
 
@@ -19,8 +18,9 @@ class PanelHelpScreen(TextScreen):
     BINDINGS = [Binding("escape,i,q", "dismiss", "Close")]
 
     def __init__(self, title: str, text: str) -> None:
-        super().__init__(f"What am I looking at? — {title}", "Escape closes · ? lists every key")
         self.text = text
-
-    def body(self) -> RenderableType:
-        return Text(self.text or "No help for this panel yet.")
+        super().__init__(
+            f"What am I looking at? — {title}",
+            "Escape closes · ? lists every key",
+            Text(text or "No help for this panel yet."),
+        )
