@@ -1048,7 +1048,7 @@ def _runs_note(args: argparse.Namespace) -> int:
 
 def _runs_delete(args: argparse.Namespace) -> int:
     """Never silent: without --yes it asks on a terminal, and refuses without one."""
-    from .runmeta import TRASH, children, children_warning, movable, trash
+    from .runmeta import TRASH, movable, trash
 
     run = Path(args.run)
     try:
@@ -1062,27 +1062,27 @@ def _runs_delete(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("left as it is", file=sys.stderr)
             return EXIT_FAILED
-    try:
-        forks = children(run)
-        target = trash(run)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    print(f"moved {run} to {target}")
-    if forks:
-        print(f"warning: {children_warning(run, forks)}", file=sys.stderr)
-    return EXIT_OK
+    return _move_run(run, lambda: trash(run), "moved")
 
 
 def _runs_rename(args: argparse.Namespace) -> int:
-    from .runmeta import children, children_warning, movable, rename
+    from .runmeta import movable, rename
 
     run = Path(args.run)
+    return _move_run(run, lambda: rename(movable(run), args.name), "renamed")
+
+
+def _move_run(run: Path, move: Callable[[], Path], verb: str) -> int:
+    """Move a run (to the trash, or renamed), then warn about the forks that still name its
+    old folder as their parent."""
+    from .runmeta import children, children_warning
+
     try:
-        forks = children(movable(run))
-        target = rename(run, args.name)
+        forks = children(run)
+        target = move()
     except ValueError as error:
         raise UsageError(str(error)) from None
-    print(f"renamed {run} to {target}")
+    print(f"{verb} {run} to {target}")
     if forks:
         print(f"warning: {children_warning(run, forks)}", file=sys.stderr)
     return EXIT_OK
