@@ -89,7 +89,7 @@ def _percentiles(ordered: np.ndarray) -> list[float]:
     return out
 
 
-#: Values from which bin indices are counted in pairs (below, one by one is as fast).
+#: Values from which bin indices are counted in groups (below, one by one is as fast).
 PAIRED_FROM = 4096
 
 
@@ -97,11 +97,12 @@ def _bin_counts(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarr
     """Counts over `bins` equal bins of [lo, hi], the last bin closed (as np.histogram),
     computed in the values' dtype with one temporary.
 
-    A large array's indices are counted in pairs, the first half's index times `bins` plus
-    the second half's, over bins² cells summed both ways: bincount's loop is bound by
-    incrementing the same few counters, and this halves it and spreads it. With np.clip
-    for the last bin (np.minimum with a scalar: 4x slower), 784x512 values took 0.46 ms
-    against 0.69 ms, the histogram's main cost."""
+    A large array's indices are counted in groups of three (of two from 41 bins): the
+    first third's index times bins² plus the second's times bins plus the third's, over
+    bins³ cells then summed along each axis. bincount's loop is bound by converting its
+    input to intp and incrementing a few counters, and this cuts both by the group size.
+    784x512 values: one by one 0.69 ms, pairs 0.46, triples 0.36 (with np.clip for the
+    last bin; np.minimum with a scalar was 4x slower)."""
     dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
     limit = float(np.finfo(dtype).max)
     if not (hi - lo <= limit and bins / (hi - lo) <= limit):
@@ -112,15 +113,19 @@ def _bin_counts(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarr
     index = np.subtract(values, dtype.type(lo), dtype=dtype)
     index *= dtype.type(bins / (hi - lo))
     np.clip(index, 0, bins - 1, out=index)  # hi itself falls in the last bin; none is < 0
-    if bins > 256 or index.size < PAIRED_FROM:  # a pair of indices must fit in 16 bits
+    group = next((g for g in (3, 2) if bins**g <= 1 << 16), 1)  # a group's code in 16 bits
+    if group == 1 or index.size < PAIRED_FROM:
         return np.bincount(index.astype(np.intp), minlength=bins)[:bins]
     codes = index.astype(np.uint16)
-    half = codes.size // 2
-    pairs = codes[:half] * np.uint16(bins)
-    pairs += codes[half : 2 * half]
-    grid = np.bincount(pairs, minlength=bins * bins).reshape(bins, bins)
-    counts = grid.sum(axis=0) + grid.sum(axis=1)
-    counts[codes[2 * half :]] += 1  # the odd one out
+    part = codes.size // group
+    combined = codes[:part].copy()
+    for i in range(1, group):
+        combined *= np.uint16(bins)
+        combined += codes[i * part : (i + 1) * part]
+    grid = np.bincount(combined, minlength=bins**group).reshape((bins,) * group)
+    axes = set(range(group))
+    counts = sum(grid.sum(axis=tuple(axes - {axis})) for axis in axes)
+    counts += np.bincount(codes[group * part :], minlength=bins)  # the rest, fewer than group
     return counts
 
 
@@ -155,7 +160,8 @@ class Monitor(Callback):
         self.gradients = gradients
         self.confusion = confusion
         self.class_names = class_names
-        self._before: dict[str, np.ndarray] = {}
+        self._before: dict[str, np.ndarray] = {}  # weights before a due step, by layer
+        self._kept: dict[str, np.ndarray] = {}  # the last due step's, reused as buffers
 
     def _due(self, trainer: Trainer) -> bool:
         step = trainer.global_step + 1  # the step of the batch about to run (or just run)
@@ -166,11 +172,16 @@ class Monitor(Callback):
 
     def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
         if self._due(trainer):
-            self._before = {
-                layer.name: weights.value.copy()
-                for layer in trainer.model.layers
-                if (weights := layer.monitored_weights()) is not None
-            }
+            # Into the buffers of the last due step: the largest layer's 1.6 MB copy on
+            # an MLP is not allocated again every time.
+            kept, self._before = self._kept, {}
+            for layer in trainer.model.layers:
+                if (weights := layer.monitored_weights()) is not None:
+                    buffer = kept.get(layer.name)
+                    if buffer is None or buffer.shape != weights.value.shape:
+                        buffer = np.empty_like(weights.value)
+                    np.copyto(buffer, weights.value)
+                    self._before[layer.name] = buffer
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
         if self._before:
@@ -180,7 +191,7 @@ class Monitor(Callback):
                 batch=batch,
                 layers=self._summaries(trainer, True),
             )
-            self._before = {}
+            self._kept, self._before = self._before, {}
 
     def _summaries(self, trainer: Trainer, trained: bool) -> dict[str, dict[str, Any]]:
         layers: dict[str, dict[str, Any]] = {}
@@ -200,9 +211,12 @@ class Monitor(Callback):
                     )
                     before = self._before.get(layer.name)
                     if before is not None:
-                        scale = float(np.linalg.norm(before))
-                        change = float(np.linalg.norm(weights.value - before))
-                        summary["update_ratio"] = change / scale if scale else 0.0
+                        # The change is written over `before` (not read again until the
+                        # next due step copies into it): no 1.6 MB temporary on an MLP.
+                        scale = math.sqrt(float(np.vdot(before, before)))
+                        change = np.subtract(weights.value, before, out=before)
+                        step = math.sqrt(float(np.vdot(change, change)))
+                        summary["update_ratio"] = step / scale if scale else 0.0
                 layers[layer.name] = summary
             elif isinstance(layer, ReLU) and trained:
                 layers[layer.name] = {"dead_fraction": dead_fraction(layer)}
