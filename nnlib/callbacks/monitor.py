@@ -177,11 +177,12 @@ class Monitor(Callback):
             kept, self._before = self._kept, {}
             for layer in trainer.model.layers:
                 if (weights := layer.monitored_weights()) is not None:
-                    buffer = kept.get(layer.name)
+                    name = str(layer.name)  # a built model names every layer
+                    buffer = kept.get(name)
                     if buffer is None or buffer.shape != weights.value.shape:
                         buffer = np.empty_like(weights.value)
                     np.copyto(buffer, weights.value)
-                    self._before[layer.name] = buffer
+                    self._before[name] = buffer
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
         if self._before:
