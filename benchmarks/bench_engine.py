@@ -1,19 +1,24 @@
 """One training epoch of nnlib against PyTorch CPU, side by side, on 8,000 MNIST digits.
 
-    python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--policy]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_engine.py \
+        --frameworks nnlib --runs 5        # the README's Speed table, in one command
 
-Each row is one model trained for one epoch (batch 64, SGD lr 0.01 momentum 0.9, shuffled with a
-fixed seed) by each framework, timed with `perf_counter` around the epoch only; the frameworks
-alternate run by run (and swap who goes first) in one process so that machine noise hits both.
-Medians of `--runs` runs are printed as a Markdown table with the nnlib/torch time ratio and the
-test accuracy after the epoch (2,000 held-out digits).
+Each row is one model trained for one epoch (each of `--batches`, default 64 and 256; SGD lr
+0.01 momentum 0.9, shuffled with a fixed seed) by each framework, with each of `--threads`
+(default 1 and 2), timed with `perf_counter` around the epoch only; the frameworks alternate
+run by run (and swap who goes first) in one process so that machine noise hits both. The
+first table is the README's: model, batch, threads, both frameworks' median seconds, their
+ratio and both peak memories; the tables after it add accuracies, the fraction of the sgemm
+peak and the memory detail per batch. The machine facts name the CPU and its vendor, the
+BLAS kernels and threads, and torch's.
 
 Memory is measured separately, one fresh subprocess per framework and model (1 thread): the
 peak resident set growth over one epoch, i.e. VmHWM after the epoch minus VmRSS before it (the
 high-water mark is reset through /proc/self/clear_refs after the data and the model exist).
 For nnlib the tracemalloc peak, the largest total of live numpy arrays, is shown as well.
 
-`--policy` adds the BLAS-thread measurement for the trainer: nnlib with 1 and 2 BLAS threads
+`--hooks` times the Monitor's and the RunLogger's hooks inside a monitored epoch; `--policy`
+adds the BLAS-thread measurement for the trainer: nnlib with 1 and 2 BLAS threads
 while another thread of the process is idle, spins in pure Python (a UI thread at its worst),
 spins in C without the GIL (a busy core), or runs Python in 10 ms bursts (a UI redrawing).
 
@@ -49,7 +54,7 @@ sys.path.insert(0, str(REPO))
 import nnlib as nl  # noqa: E402
 
 DEFAULT_BATCH = 64
-BATCH = DEFAULT_BATCH  # set by --batch
+BATCH = DEFAULT_BATCH  # set for each of --batches
 LR = 0.01
 MOMENTUM = 0.9
 N_TRAIN, N_TEST = 8000, 2000
@@ -647,13 +652,13 @@ def memory_probe(framework: str, name: str, data: Data, seed: int) -> dict[str, 
     return report
 
 
-def memory_table(frameworks: list[str], names: list[str], args: argparse.Namespace) -> str:
-    head = ["model", *[f"{f} peak RSS +" for f in frameworks]]
-    traced = [f for f in frameworks if f != REFERENCE]
-    head += [f"{f} numpy peak" for f in traced]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def memory_reports(
+    frameworks: list[str], names: list[str], args: argparse.Namespace
+) -> dict[tuple[str, str], dict[str, float]]:
+    """Each framework's memory probe for each model at the current BATCH, each in a fresh
+    process, by (framework, model)."""
+    reports = {}
     for name in names:
-        reports = {}
         for framework in frameworks:
             out = subprocess.run(
                 [
@@ -663,7 +668,7 @@ def memory_table(frameworks: list[str], names: list[str], args: argparse.Namespa
                     str(args.mnist_dir),
                     "--seed",
                     str(args.seed),
-                    "--batch",
+                    "--batches",
                     str(BATCH),
                     "--probe-memory",
                     framework,
@@ -673,14 +678,67 @@ def memory_table(frameworks: list[str], names: list[str], args: argparse.Namespa
                 capture_output=True,
                 text=True,
             ).stdout
-            reports[framework] = json.loads(out.strip().splitlines()[-1])
-        cells = [name, *[f"{reports[f]['rss'] / 2**20:.1f} MiB" for f in frameworks]]
-        cells += [f"{reports[f]['numpy'] / 2**20:.1f} MiB" for f in traced]
+            reports[framework, name] = json.loads(out.strip().splitlines()[-1])
+    return reports
+
+
+def memory_table(
+    reports: dict[tuple[str, str], dict[str, float]], frameworks: list[str], names: list[str]
+) -> str:
+    head = ["model", *[f"{f} peak RSS +" for f in frameworks]]
+    traced = [f for f in frameworks if f != REFERENCE]
+    head += [f"{f} numpy peak" for f in traced]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        cells = [name, *[f"{reports[f, name]['rss'] / 2**20:.1f} MiB" for f in frameworks]]
+        cells += [f"{reports[f, name]['numpy'] / 2**20:.1f} MiB" for f in traced]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
-        "\n\nPeak RSS + : resident-set high-water mark during one epoch minus the RSS before "
-        "it, fresh process, 1 thread.\nnumpy peak: tracemalloc's peak of live numpy arrays "
-        "during the epoch (numpy reports its allocations to tracemalloc; torch does not)."
+        f"\n\nBatch {BATCH}. Peak RSS + : resident-set high-water mark during one epoch minus "
+        "the RSS before it, fresh process, 1 thread.\nnumpy peak: tracemalloc's peak of live "
+        "numpy arrays during the epoch (numpy reports its allocations to tracemalloc; torch "
+        "does not)."
+    )
+
+
+def summary_table(
+    results: dict[int, dict[tuple[str, str, int], Result]],
+    memory: dict[int, dict[tuple[str, str], dict[str, float]]],
+    names: list[str],
+    threads: list[int],
+    runs: int,
+) -> str:
+    """The README's table: a row per model, batch and thread count with nnlib's plain loop
+    and torch (when both ran), their ratio and, on 1-thread rows, both peak memories."""
+    lines = [
+        "| model | batch | threads | nnlib s | torch s | nnlib / torch | nnlib peak MiB "
+        "| torch peak MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        for batch, by_key in results.items():
+            for count in threads:
+                median = {
+                    f: statistics.median(by_key[f, name, count].seconds)
+                    for f in ("nnlib", REFERENCE)
+                    if (f, name, count) in by_key
+                }
+                cells = [name, str(batch), str(count)]
+                cells += [f"{median[f]:.2f}" if f in median else "" for f in ("nnlib", REFERENCE)]
+                cells.append(
+                    f"{median['nnlib'] / median[REFERENCE]:.2f}x" if len(median) == 2 else ""
+                )
+                for f in ("nnlib", REFERENCE):
+                    report = memory.get(batch, {}).get((f, name))
+                    if count == min(threads) and report is not None:
+                        cells.append(f"{report['rss'] / 2**20:.1f}")
+                    else:
+                        cells.append("")
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (
+        f"\n\nMedians of {runs} alternating runs of one epoch ({N_TRAIN:,} digits, SGD lr {LR} "
+        f"momentum {MOMENTUM}); nnlib: the plain loop. Peak MiB: resident-set growth over one "
+        "epoch in a fresh process with 1 thread."
     )
 
 
@@ -763,25 +821,39 @@ def policy_table(names: list[str], data: Data, runs: int, seed: int) -> str:
 
 
 # -- machine facts --------------------------------------------------------------------------
-def machine_facts() -> str:
-    cpu = "unknown"
+def cpu_facts() -> tuple[str, str, str]:
+    """The CPU's model name, vendor and widest vector extension, from /proc/cpuinfo: the
+    issue's ratios differ by vendor (MKL/oneDNN are stronger on Intel) and OpenBLAS picks
+    its kernels by the extensions."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as handle:
-            cpu = next(
-                line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        cpu = platform.processor() or cpu
+            for line in handle:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = set(fields.get("flags", "").split())
+    vector = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "unknown")
+    return (
+        fields.get("model name", platform.processor() or "unknown"),
+        fields.get("vendor_id", "unknown"),
+        vector,
+    )
+
+
+def machine_facts() -> str:
+    cpu, vendor, vector = cpu_facts()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     blas = [
-        f"{p['internal_api']} {p.get('version')} ({p.get('architecture', '?')}, "
-        f"{p.get('threading_layer', '?')})"
+        f"{p['internal_api']} {p.get('version')} ({p.get('architecture', '?')} kernels, "
+        f"{p.get('threading_layer', '?')}, {p.get('num_threads', '?')} threads by default)"
         for p in threadpool_info()
         if p["user_api"] == "blas" and "numpy" in p["filepath"]
     ]
     forced = {k: v for k, v in os.environ.items() if k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     lines = [
-        f"- CPU: {cpu}, {cores} cores available",
+        f"- CPU: {cpu} (vendor {vendor}, {vector}), {cores} cores available",
         f"- Python {platform.python_version()}, numpy {np.__version__}, "
         f"BLAS: {', '.join(blas) or 'unknown'}"
         + (
@@ -792,7 +864,11 @@ def machine_facts() -> str:
     ]
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
-        lines.append(f"- torch {torch.__version__}")
+        lines.append(
+            f"- torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels, "
+            f"{torch.get_num_threads()} threads by default)"
+        )
+    lines.append(f"- load average {loadavg()} at the start")
     return "\n".join(lines)
 
 
@@ -808,7 +884,10 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--batch", type=int, default=DEFAULT_BATCH, help=f"batch size (default {DEFAULT_BATCH})"
+        "--batches",
+        "--batch",
+        default=f"{DEFAULT_BATCH},256",
+        help=f"batch sizes, comma separated (default {DEFAULT_BATCH},256)",
     )
     parser.add_argument("--no-torch", action="store_true", help="time nnlib only")
     parser.add_argument(
@@ -820,6 +899,11 @@ def main() -> None:
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
     parser.add_argument(
+        "--hooks",
+        action="store_true",
+        help="also time the Monitor's and the RunLogger's hooks in a monitored epoch",
+    )
+    parser.add_argument(
         "--policy",
         action="store_true",
         help="also time nnlib with 1 and 2 BLAS threads beside a busy thread",
@@ -829,7 +913,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     global BATCH  # noqa: PLW0603 - one setting read by every runner
-    BATCH = args.batch
+    batches = [int(b) for b in args.batches.split(",")]
+    BATCH = batches[0]
 
     data, source = load_mnist(args.mnist_dir)
     if args.probe_memory:
@@ -846,18 +931,30 @@ def main() -> None:
     if not args.no_torch and have_torch():
         frameworks.append(REFERENCE)
 
-    with OtherLoad() as load:
-        results = measure(frameworks, names, threads, args.runs, data, args.seed)
     print(f"## Engine speed: one epoch on MNIST (t10k files, loaded by {source})\n")
     print(machine_facts() + "\n")
-    print(speed_table(results, frameworks, names, threads, args.runs) + " " + load.note() + "\n")
-    print(peak_table(results, frameworks, names, threads, data) + "\n")
-    if {"trainer", "monitored"} <= set(frameworks):
-        print(overhead_table(results, names, threads) + "\n")
-    print(hook_cost_table(names, threads, data, args.runs, args.seed))
-    print(f"Load average {loadavg()} at the end.\n")
-    if not args.no_memory:
-        print(memory_table(frameworks, names, args))
+    results, memory, notes = {}, {}, []
+    for batch in batches:
+        BATCH = batch
+        with OtherLoad() as load:
+            results[batch] = measure(frameworks, names, threads, args.runs, data, args.seed)
+        notes.append(f"Batch {batch}: " + load.note())
+        if not args.no_memory:
+            memory[batch] = memory_reports(frameworks, names, args)
+    print(summary_table(results, memory, names, threads, args.runs))
+    print(" ".join(notes) + "\n")
+    for batch in batches:
+        BATCH = batch
+        print(f"### Batch {batch}\n")
+        print(speed_table(results[batch], frameworks, names, threads, args.runs) + "\n")
+        print(peak_table(results[batch], frameworks, names, threads, data) + "\n")
+        if {"trainer", "monitored"} <= set(frameworks):
+            print(overhead_table(results[batch], names, threads) + "\n")
+        if batch in memory:
+            print(memory_table(memory[batch], frameworks, names) + "\n")
+    if args.hooks:
+        BATCH = batches[0]
+        print(hook_cost_table(names, threads, data, args.runs, args.seed))
         print(f"Load average {loadavg()} at the end.\n")
     if args.policy:
         with OtherLoad() as load:
