@@ -28,6 +28,9 @@ ALL_KERNELS = [
     Kernels(f, i, w)
     for f, i, w in itertools.product(FORWARD_KERNELS, INPUT_GRAD_KERNELS, WEIGHT_GRAD_KERNELS)
 ]
+#: The kernels that also take strides: im2col forward and weight gradient, with each input
+#: gradient that does.
+STRIDED_KERNELS = [Kernels(), Kernels(input_grad="toeplitz")]
 
 # Stride-1 cases (the shift kernel's domain): (input shape, filters, kernel, padding)
 STRIDE1_CASES = [
@@ -89,7 +92,7 @@ PART_CASES = [
     (case, (1, 1), kernels)
     for case in (STRIDE1_CASES[1], STRIDE1_CASES[3])
     for kernels in ALL_KERNELS
-] + [(((5, 7, 6, 2), 3, 3, 1), (2, 2), Kernels())]
+] + [(((5, 7, 6, 2), 3, 3, 1), (2, 2), kernels) for kernels in STRIDED_KERNELS]
 
 
 @pytest.mark.parametrize(("case", "stride", "kernels"), PART_CASES, ids=_ids)
@@ -133,6 +136,33 @@ def test_weight_gradient_without_input_gradient(kernels):
     np.testing.assert_allclose(layer.params["b"].grad, db_ref, rtol=RTOL, atol=ATOL)
 
 
+#: What float32 may differ from the float64 plain loops, relative to the largest magnitude
+#: of the result: sums of at most 3*3*4 = 36 products of unit-scale values round by about
+#: sqrt(36) * 6e-8 = 4e-7 of it; 1e-5 leaves room and still fails any wrong term.
+FLOAT32_BOUND = 1e-5
+
+
+@pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
+def test_float32_error_against_float64_stays_within_the_bound(kernels):
+    rng = np.random.default_rng(23)
+    shape, pads = (3, 6, 7, 4), ref.conv_pads("same", (6, 7), (3, 3), (1, 1))
+    layer = nl.Conv2D(5, 3, padding="same", name="conv")
+    layer.kernels = kernels
+    layer.build(shape[1:], rng)
+    layer.params["b"].value[...] = rng.standard_normal(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    weights = layer.params["W"].value.astype(np.float64)
+    out = layer.forward(x)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx = layer.backward(dout)
+    expected = ref.conv2d_forward(x, weights, layer.params["b"].value, (1, 1), pads)
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x, weights, (1, 1), pads, dout)
+    pairs = [(out, expected), (dx, dx_ref), (layer.params["W"].grad, dw_ref)]
+    pairs.append((layer.params["b"].grad, db_ref))
+    for got, want in pairs:
+        assert np.abs(got - want).max() <= FLOAT32_BOUND * np.abs(want).max()
+
+
 def test_float32_stays_float32_on_every_kernel():
     rng = np.random.default_rng(14)
     for kernels in ALL_KERNELS:
@@ -142,6 +172,19 @@ def test_float32_stays_float32_on_every_kernel():
         out = layer.forward(rng.standard_normal((2, 6, 6, 3)).astype(np.float32))
         dx = layer.backward(np.ones_like(out))
         assert out.dtype == dx.dtype == layer.params["W"].grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 1), (1, 3)], ids=_ids)
+def test_toeplitz_input_gradient_with_strides_matches_reference(stride):
+    rng = np.random.default_rng(20)
+    layer = nl.Conv2D(3, (3, 2), stride=stride, padding=1, name="conv")
+    layer.kernels = Kernels(input_grad="toeplitz")
+    layer.to(np.float64)
+    layer.build((7, 8, 2), rng)
+    layer.params["b"].value[...] = rng.standard_normal(3)
+    pads = ref.conv_pads(1, (7, 8), (3, 2), stride)
+    for _ in range(2):  # the second reuses the band buffer
+        ref.check_conv(layer, rng.standard_normal((2, 7, 8, 2)), stride, pads, rng)
 
 
 def test_shift_kernel_refuses_a_stride_with_a_clear_message():
@@ -167,7 +210,9 @@ def test_unknown_kernel_name_is_refused():
         # LeNet-5: conv_1 has one channel (input gradient only), conv_2's 5x5 on 14x14 wastes
         # 1.96 grid rows per output row: im2col throughout.
         ("conv(6,5,pad=2)", (28, 28, 1), Kernels("im2col", "shift", "im2col")),
-        ("conv(16,5)", (14, 14, 6), Kernels()),
+        # ... and takes the toeplitz input gradient: 14 columns are 2.8 kernels wide.
+        ("conv(16,5)", (14, 14, 6), Kernels(input_grad="toeplitz")),
+        ("conv(16,5,stride=2)", (14, 14, 6), Kernels(input_grad="toeplitz")),
         ("conv(32,3,pad=same)", (32, 32, 32), Kernels("chunked", "chunked", "chunked")),
         ("conv(64,3,pad=same)", (16, 16, 32), Kernels("chunked", "chunked", "chunked")),
         ("conv(16,3,pad=same)", (16, 16, 31), Kernels("shift", "shift", "shift")),

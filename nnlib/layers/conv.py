@@ -20,6 +20,13 @@ is the same correlation of the output gradient, zero-padded by kernel - 1 - pad,
 kernel flipped in space and transposed in channels: one GEMM per block with K = kh*kw*F, no
 scatter. It beats shift's K = C GEMMs from 32 channels on.
 
+toeplitz (input gradient, any stride): for narrow maps with wide kernels (LeNet-5's 5x5 on
+14x14). Each kernel row i is a banded block-Toeplitz matrix T_i from an output row's
+(Wo*F) gradient to a padded input row's (Wp*C) values, so one GEMM of the (N*Ho, Wo*F)
+output gradient by [T_0 ... T_kh-1] gives every input row's share, added with kh strided
+adds of whole rows: no (N*Ho*Wo, kh*kw*C) column gradient and no 50-step col2im. It computes
+Wp/kw times the products, so only where that is small.
+
 `choose_kernels` picks, from the shape alone, one kernel per pass (forward, input gradient,
 weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on every path.
 """
@@ -38,7 +45,7 @@ from .base import Layer, Param, Shape, SpecArg
 
 #: The kernels each pass can use.
 FORWARD_KERNELS = ("im2col", "shift", "chunked")
-INPUT_GRAD_KERNELS = ("col2im", "shift", "chunked")
+INPUT_GRAD_KERNELS = ("col2im", "shift", "chunked", "toeplitz")
 WEIGHT_GRAD_KERNELS = ("im2col", "shift", "chunked")
 
 
@@ -76,6 +83,10 @@ SHIFT_MAX_WASTE = 1.5
 #: 42.4 ms, weight gradient 44.6 vs 28.2, input gradient 38 vs 93), and the kh*kw-times
 #: larger im2col matrix (75 MiB there) is not kept.
 SHIFT_MIN_CHANNELS = 16
+#: The toeplitz input gradient computes Wp/kw times the products of col2im's GEMM; up to
+#: this ratio its one GEMM and kh row adds beat the column gradient and col2im (LeNet-5
+#: conv_2, 14/5 = 2.8, batch 64, 1 thread, CPU time under load: 1.01 vs 1.26-1.27 ms).
+TOEPLITZ_MAX_WIDTH = 3
 #: The chunked kernel's im2col block: about the 1 MiB L2 of a core here.
 CHUNK_BYTES = 1 << 20
 #: From this many input channels (K = 9*32 = 288 for 3x3) one GEMM per block beats shift's
@@ -89,19 +100,22 @@ def choose_kernels(
     input_shape: Shape, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, ...]
 ) -> Kernels:
     """The kernels for a layer of this shape, by a rule from measurements (1 thread, batch
-    64; benchmarks/README.md): shift needs stride 1 and little waste; then its input
+    64; benchmarks/README.md): a map at most TOEPLITZ_MAX_WIDTH kernels wide takes the
+    toeplitz input gradient where shift does not apply; shift needs stride 1 and little
+    waste; then its input
     gradient always beats col2im (28x28x1 5x5: 0.7 vs 3.4 ms; 26x26x16 3x3: 2.8 vs 15.8 ms),
     and its forward and weight gradient from SHIFT_MIN_CHANNELS input channels on; from
     CHUNKED_MIN_CHANNELS on, the chunked kernel does all three passes."""
-    if stride != (1, 1):
-        return Kernels()
     top, bottom, left, right = pads
+    narrow = input_shape[1] + left + right <= TOEPLITZ_MAX_WIDTH * kernel[1]
+    if stride != (1, 1):
+        return Kernels(input_grad="toeplitz") if narrow else Kernels()
     grid = (input_shape[0] + top + bottom) * (input_shape[1] + left + right)
     out = (input_shape[0] + top + bottom - kernel[0] + 1) * (
         input_shape[1] + left + right - kernel[1] + 1
     )
     if grid > SHIFT_MAX_WASTE * out:
-        return Kernels()
+        return Kernels(input_grad="toeplitz") if narrow else Kernels()
     if input_shape[2] >= CHUNKED_MIN_CHANNELS:
         return Kernels("chunked", "chunked", "chunked")
     if input_shape[2] >= SHIFT_MIN_CHANNELS:
@@ -216,7 +230,9 @@ class Conv2D(Layer):
         im2col matrix (one row per output position, with the ones column) when a pass uses
         it, for shift the grid-sized output, gradient and input-gradient buffers, and for the
         chunked input gradient the padded output gradient (partial products and im2col
-        blocks are bounded at 256 KiB and CHUNK_BYTES, whatever the batch)."""
+        blocks are bounded at 256 KiB and CHUNK_BYTES, whatever the batch). Temporaries of
+        the input gradient alone are not counted: col2im's column gradient, toeplitz's row
+        shares (kh/kw of it)."""
         kernels = self.selected_kernels(input_shape)
         out_h, out_w, filters = self.compute_output_shape(input_shape)
         top, bottom, left, right = self._pad
@@ -312,6 +328,8 @@ class Conv2D(Layer):
             return win.crop(self._shift_input_grad(grid, kernel.value), self._pad)
         if self._active.input_grad == "chunked":
             return self._chunked_input_grad(grad, kernel.value)
+        if self._active.input_grad == "toeplitz":
+            return win.crop(self._toeplitz_input_grad(grad, kernel.value), self._pad)
         return win.crop(self._col2im(grad2d @ kernel.value.reshape(-1, self.filters).T), self._pad)
 
     # -- buffers and the shift kernel -----------------------------------------------------
@@ -475,6 +493,29 @@ class Conv2D(Layer):
         for where, block in self._blocks(padded, (height, width)):
             np.matmul(block, flipped, out=dx[where].reshape(-1, channels))
         return dx
+
+    def _toeplitz_input_grad(self, grad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+        """dL/d(padded input) from one GEMM: row (xo, f) of T = [T_0 ... T_kh-1] holds
+        W[i, :, :, f] where output column xo reads the padded row (from xo*sw on, kw*C
+        values) and zeros elsewhere, so (dL/d(output row) @ T)[i] is dL/d(padded row y*sh+i)
+        from output row y."""
+        n, height, width, channels = self._padded.shape
+        kh, kw = self._kernel
+        (sh, sw), (out_h, out_w) = self._stride, self._out
+        # The band is written every time (the kernel changes each step; 0.02 ms on LeNet-5),
+        # the zeros outside it stay from the allocation.
+        band = self._buffer("toeplitz", (out_w, self.filters, kh, width, channels), grad.dtype)
+        rows = kernel.transpose(3, 0, 1, 2)  # (F, kh, kw, C)
+        for column in range(out_w):
+            band[column, :, :, column * sw : column * sw + kw] = rows
+        shares = grad.reshape(n * out_h, out_w * self.filters) @ band.reshape(
+            out_w * self.filters, -1
+        )
+        shares = shares.reshape(n, out_h, kh, width * channels)
+        dpadded = np.zeros((n, height, width * channels), grad.dtype)
+        for i in range(kh):
+            dpadded[:, i : i + sh * (out_h - 1) + 1 : sh] += shares[:, :, i]
+        return dpadded.reshape(self._padded.shape)
 
     def _shift_weight_grad(self, grid: np.ndarray) -> np.ndarray:
         width = self._padded.shape[2]
