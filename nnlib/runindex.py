@@ -57,15 +57,15 @@ END_STATES = {
 STATES = ("running", "finished", "stopped", "diverged", "error", "crashed", "empty")
 
 
-def ema(values: Sequence[float], smoothing: float) -> np.ndarray:
+def ema(values: Sequence[float] | np.ndarray, smoothing: float) -> np.ndarray:
     """TensorBoard's debiased exponential moving average; NaNs are skipped over. The one
     smoothing of training curves: the app's charts, `nnlib plot` and the CSV export."""
-    values = np.asarray(values, dtype=np.float64)
-    if smoothing <= 0 or values.size == 0:
-        return values
-    out = np.empty_like(values)
+    series = np.asarray(values, dtype=np.float64)
+    if smoothing <= 0 or series.size == 0:
+        return series
+    out = np.empty_like(series)
     last, weight = 0.0, 0.0
-    for i, value in enumerate(values):
+    for i, value in enumerate(series):
         if math.isfinite(value):
             last = last * smoothing + (1 - smoothing) * value
             weight = weight * smoothing + (1 - smoothing)
