@@ -14,7 +14,24 @@ from .callbacks import (
 )
 from .control import RunControl
 from .gradcheck import GradcheckResult, gradcheck
-from .layers import LAYER_TYPES, Layer, Param
+from .layers import (
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Identity,
+    InputFeatures,
+    Layer,
+    LeakyReLU,
+    MaxPool2D,
+    Param,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from .losses import MSE, Loss, SoftmaxCrossEntropy
 from .model import Sequential, load
 from .optimizers import SGD, Adam, Optimizer, RMSProp, make_optimizer
@@ -22,8 +39,6 @@ from .runs import RunLogger
 from .spec import SpecError, build
 from .states import RunStatus
 from .trainer import Trainer
-
-globals().update(LAYER_TYPES)  # every registered layer class: nl.Dense, nl.BatchNorm, ...
 
 __version__ = "0.1.0"
 
@@ -60,5 +75,19 @@ __all__ = [
     "gradcheck",
     "load",
     "make_optimizer",
-    *sorted(LAYER_TYPES),
+    # every built-in layer class (tests/test_layer_registry.py checks none is missing)
+    "AvgPool2D",
+    "BatchNorm",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "InputFeatures",
+    "LeakyReLU",
+    "MaxPool2D",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
 ]

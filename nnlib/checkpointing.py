@@ -240,19 +240,7 @@ def _check_state(state: Any, source: str) -> None:
         require(value is None or _is_float(value), name, "a finite number or null (NaN)")
     require(isinstance(state.get("begun", False), bool), "begun", "true or false")
     pending = state.get("pending", [])
-    require(
-        isinstance(pending, list)
-        and all(
-            isinstance(r, list)
-            and len(r) == 3
-            and isinstance(r[0], str)
-            and _is_float(r[1])
-            and isinstance(r[2], str)
-            for r in pending
-        ),
-        "pending",
-        "a list of [name, value, source] requests",
-    )
+    require(_is_requests(pending), "pending", "a list of [name, value, source] requests")
     shuffle = state.get("shuffle_state")
     require(shuffle is None or _rng_ok(shuffle), "shuffle_state", "a generator state or null")
     rngs = state.get("layer_rngs")
@@ -263,6 +251,30 @@ def _check_state(state: Any, source: str) -> None:
     )
     optimizer = state.get("optimizer")
     require(
+        _is_optimizer_state(optimizer),
+        "optimizer",
+        "an object with name, hyperparameters, iterations and scalars",
+    )
+    callbacks = state.get("callbacks")
+    require(_is_callback_states(callbacks), "callbacks", "a list of {type, state} objects")
+
+
+def _is_requests(pending: Any) -> bool:
+    """True for the queued steering requests: a list of [name, value, source]."""
+    return isinstance(pending, list) and all(
+        isinstance(r, list)
+        and len(r) == 3
+        and isinstance(r[0], str)
+        and _is_float(r[1])
+        and isinstance(r[2], str)
+        for r in pending
+    )
+
+
+def _is_optimizer_state(optimizer: Any) -> bool:
+    """True for an optimizer's record: its name, hyperparameters, iterations and per-slot
+    step counts."""
+    return (
         isinstance(optimizer, dict)
         and isinstance(optimizer.get("name"), str)
         and isinstance(optimizer.get("hyperparameters"), dict)
@@ -271,21 +283,15 @@ def _check_state(state: Any, source: str) -> None:
         and all(
             isinstance(slots, dict) and all(_is_count(v) for v in slots.values())
             for slots in optimizer["scalars"].values()
-        ),
-        "optimizer",
-        "an object with name, hyperparameters, iterations and scalars",
+        )
     )
-    callbacks = state.get("callbacks")
-    require(
-        isinstance(callbacks, list)
-        and all(
-            isinstance(c, dict)
-            and isinstance(c.get("type"), str)
-            and isinstance(c.get("state"), dict)
-            for c in callbacks
-        ),
-        "callbacks",
-        "a list of {type, state} objects",
+
+
+def _is_callback_states(callbacks: Any) -> bool:
+    """True for the callbacks' records: a list of {type, state} objects."""
+    return isinstance(callbacks, list) and all(
+        isinstance(c, dict) and isinstance(c.get("type"), str) and isinstance(c.get("state"), dict)
+        for c in callbacks
     )
 
 

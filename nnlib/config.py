@@ -77,7 +77,16 @@ class ExperimentConfig:
         self.validate()
 
     def validate(self) -> ExperimentConfig:
-        """Raise ConfigError naming the first bad field."""
+        """Raise ConfigError naming the first bad field (checked in the order of the fields'
+        groups below)."""
+        self._check_experiment()
+        self._check_optimizer()
+        self._check_preparation()
+        self._check_run()
+        return self
+
+    def _check_experiment(self) -> None:
+        """What is trained on what, for how long, from which seed."""
         _require(
             isinstance(self.dataset, str) and self.dataset.strip() != "",
             "dataset",
@@ -100,6 +109,9 @@ class ExperimentConfig:
             "a positive number of samples",
             self.subset,
         )
+
+    def _check_optimizer(self) -> None:
+        """The optimizer and its hyperparameters."""
         _require(
             self.optimizer in OPTIMIZER_NAMES,
             "optimizer",
@@ -120,6 +132,9 @@ class ExperimentConfig:
             self.weight_decay,
         )
         _require(_is_number(self.l1) and self.l1 >= 0, "l1", "a number >= 0", self.l1)
+
+    def _check_preparation(self) -> None:
+        """How the data is split and generated, and which CSV column holds its labels."""
         _require(
             _is_number(self.validation_split) and 0 <= self.validation_split < 1,
             "validation_split",
@@ -140,6 +155,9 @@ class ExperimentConfig:
             "a CSV column name or index",
             self.label_column,
         )
+
+    def _check_run(self) -> None:
+        """The run's checkpoints, the run it forks and its folders."""
         _require(
             _is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
             "checkpoint_every",
@@ -166,7 +184,6 @@ class ExperimentConfig:
                 "a folder path",
                 value,
             )
-        return self
 
     # -- conversions ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

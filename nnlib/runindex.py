@@ -30,11 +30,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import runs
+
+if TYPE_CHECKING:
+    from .runsummary import LogDigest
 
 #: The EMA weight the app's curves start with, and the default of export and plot.
 DEFAULT_SMOOTHING = 0.6
@@ -54,15 +57,15 @@ END_STATES = {
 STATES = ("running", "finished", "stopped", "diverged", "error", "crashed", "empty")
 
 
-def ema(values: Sequence[float], smoothing: float) -> np.ndarray:
+def ema(values: Sequence[float] | np.ndarray, smoothing: float) -> np.ndarray:
     """TensorBoard's debiased exponential moving average; NaNs are skipped over. The one
     smoothing of training curves: the app's charts, `nnlib plot` and the CSV export."""
-    values = np.asarray(values, dtype=np.float64)
-    if smoothing <= 0 or values.size == 0:
-        return values
-    out = np.empty_like(values)
+    series = np.asarray(values, dtype=np.float64)
+    if smoothing <= 0 or series.size == 0:
+        return series
+    out = np.empty_like(series)
     last, weight = 0.0, 0.0
-    for i, value in enumerate(values):
+    for i, value in enumerate(series):
         if math.isfinite(value):
             last = last * smoothing + (1 - smoothing) * value
             weight = weight * smoothing + (1 - smoothing)
@@ -172,17 +175,13 @@ class _RunScan:
             self._log.save()  # the next reader reads the summary: where it may be written
 
     def summary(self) -> RunSummary:
+        """The run's row as its config and log read so far say."""
         config = self.config
-        info = config.get("dataset_info") if isinstance(config.get("dataset_info"), dict) else {}
-        trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
-        model = trainer.get("model") if isinstance(trainer.get("model"), dict) else {}
+        info = _object(config, "dataset_info")
+        trainer = _object(config, "trainer")
+        model = _object(trainer, "model")
         log = self._log.digest
-        if log.end_reason is not None:
-            state = END_STATES.get(log.end_reason, "finished")
-        elif self.alive:
-            state = "running"
-        else:
-            state = "crashed" if log.any_event or runs.writer_started(self.path) else "empty"
+        state = self._state(log)
         best_metric, best = (
             ("val_accuracy", log.val_accuracy)
             if log.val_accuracy is not None
@@ -214,6 +213,21 @@ class _RunScan:
             peak_rss=log.peak_rss,
             samples_per_sec=log.samples_per_sec,
         )
+
+    def _state(self, log: LogDigest) -> str:
+        """How the run ended as its log says; else running while its writer lives, crashed
+        when it wrote something and died, empty when it never started."""
+        if log.end_reason is not None:
+            return END_STATES.get(log.end_reason, "finished")
+        if self.alive:
+            return "running"
+        return "crashed" if log.any_event or runs.writer_started(self.path) else "empty"
+
+
+def _object(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    """The JSON object at `key` of a config read from a file; {} when it is not one."""
+    value = mapping.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _read_config(run_dir: Path) -> tuple[dict[str, Any], str]:

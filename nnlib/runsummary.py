@@ -81,28 +81,43 @@ class LogDigest:
         self._moment(event.time, event.type == "end")
         if event.type == "batch":  # a batch's own metrics are not the run's totals
             return
-        if event.type == "epoch":
-            self.epochs = max(self.epochs, int(event.get("epoch", 0)) + 1)
-            accuracy, loss = _float(event.get("val_accuracy")), _float(event.get("val_loss"))
-            if accuracy is not None:
-                self.val_accuracy = max(accuracy, self.val_accuracy or -math.inf)
-            if loss is not None:
-                self.val_loss = min(loss, self.val_loss if self.val_loss is not None else math.inf)
-        elif event.type == "end":
-            self.end_reason = cut(str(event.get("reason")))
-            self.error = cut(str(event.get("error") or ""))
-        elif event.type == "system":
-            peak = max(event.get("peak_rss_bytes") or 0, event.get("rss_bytes") or 0)
-            self.peak_rss = max(self.peak_rss or 0, int(peak)) or None
-            self.system_samples += int(event.get("samples") or 0)
-            self.system_seconds += float(event.get("seconds") or 0.0)
-            return
+        if event.type == "system":
+            self._add_system(event)
         elif event.type == "test":  # nnlib's test evaluation (TestEvaluator)
-            metric = "accuracy" if event.get("accuracy") is not None else "loss"
-            value = _float(event.get(metric))
-            if value is not None:
-                self.test_metric, self.test_value = f"test_{metric}", value
-            return
+            self._add_test(event)
+        else:
+            if event.type == "epoch":
+                self._add_epoch(event)
+            elif event.type == "end":
+                self.end_reason = cut(str(event.get("reason")))
+                self.error = cut(str(event.get("error") or ""))
+            self._add_test_fields(event)
+
+    def _add_epoch(self, event: Event) -> None:
+        """Epochs done, and the best validation accuracy and loss so far."""
+        self.epochs = max(self.epochs, int(event.get("epoch", 0)) + 1)
+        accuracy, loss = _float(event.get("val_accuracy")), _float(event.get("val_loss"))
+        if accuracy is not None:
+            self.val_accuracy = max(accuracy, self.val_accuracy or -math.inf)
+        if loss is not None:
+            self.val_loss = min(loss, self.val_loss if self.val_loss is not None else math.inf)
+
+    def _add_system(self, event: Event) -> None:
+        """The peak resident memory, and the samples and seconds for the training speed."""
+        peak = max(event.get("peak_rss_bytes") or 0, event.get("rss_bytes") or 0)
+        self.peak_rss = max(self.peak_rss or 0, int(peak)) or None
+        self.system_samples += int(event.get("samples") or 0)
+        self.system_seconds += float(event.get("seconds") or 0.0)
+
+    def _add_test(self, event: Event) -> None:
+        """A test evaluation's accuracy (its loss for regression)."""
+        metric = "accuracy" if event.get("accuracy") is not None else "loss"
+        value = _float(event.get(metric))
+        if value is not None:
+            self.test_metric, self.test_value = f"test_{metric}", value
+
+    def _add_test_fields(self, event: Event) -> None:
+        """A test score written as a field of another record (TEST_METRICS, first found)."""
         for metric in TEST_METRICS:
             value = _float(event.get(metric))
             if value is not None:

@@ -352,21 +352,8 @@ def fit(
     widths = {i: want[i] for i in required}
     _shrink(widths, floor, width, gap)
     used = sum(widths.values()) + gap * (len(widths) - 1)
-    taken = 0
-    for i in optional[offset:]:
-        room = width - used - gap
-        if room < floor[i]:
-            continue  # a narrower one further on may fit
-        widths[i] = min(want[i], room)
-        used += widths[i] + gap
-        taken += 1
-        if widths[i] < want[i]:
-            break
-    for i in sorted(widths, key=lambda i: (columns[i].priority, i)):  # room left: less cut
-        grow = min(natural[i] - widths[i], width - used)
-        if grow > 0:
-            widths[i] += grow
-            used += grow
+    taken, added = _take(widths, optional[offset:], want, floor, width - used, gap)
+    _grow(widths, natural, columns, width - used - added)
     order = sorted(widths)
     return Layout(
         tuple(columns[i] for i in order),
@@ -374,6 +361,42 @@ def fit(
         hidden_left=offset,
         hidden_right=len(optional) - offset - taken,
     )
+
+
+def _take(
+    widths: dict[int, int],
+    candidates: Sequence[int],
+    want: Sequence[int],
+    floor: Sequence[int],
+    room: int,
+    gap: int,
+) -> tuple[int, int]:
+    """Add the `candidates` (optional columns, in priority order) to `widths` while `room`
+    is left: each whole, or cut to the room left if that is at least its floor (and then the
+    last). Returns how many were added and the room they used."""
+    taken, used = 0, 0
+    for i in candidates:
+        left = room - used - gap
+        if left < floor[i]:
+            continue  # a narrower one further on may fit
+        widths[i] = min(want[i], left)
+        used += widths[i] + gap
+        taken += 1
+        if widths[i] < want[i]:
+            break
+    return taken, used
+
+
+def _grow(
+    widths: dict[int, int], natural: Sequence[int], columns: Sequence[Column], room: int
+) -> None:
+    """Give the `room` left to the columns cut short, in priority order, up to their
+    natural width."""
+    for i in sorted(widths, key=lambda i: (columns[i].priority, i)):
+        grow = min(natural[i] - widths[i], room)
+        if grow > 0:
+            widths[i] += grow
+            room -= grow
 
 
 def _shrink(widths: dict[int, int], floor: Sequence[int], width: int, gap: int) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import _validate
-from .layers import REGISTRY, Layer
+from .layers import REGISTRY, Layer, SpecArg
 from .layers.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.dense import Dense
 from .layers.shape import Dropout, Flatten
@@ -271,26 +271,21 @@ def token_table() -> str:
 
 
 def _parse_args(body: str | None, cls: type[Layer]) -> dict[str, Any]:
+    """The constructor keywords of a token's arguments (`body`, the text inside its
+    parentheses): positional ones in the order of `cls.arguments()`, the last of which may
+    collect every value after it, then keyword ones. ValueError names the first mistake."""
     arguments = {arg.name: arg for arg in cls.arguments()}
-    names = list(arguments)
     values: dict[str, Any] = {}
     parts = [p.strip() for p in body.split(",")] if body and body.strip() else []
     keyword_seen = False
     for position, part in enumerate(parts):
         if "=" in part:
             keyword_seen = True
-            key, raw = (s.strip() for s in part.split("=", 1))
-            if key not in arguments:
-                raise ValueError(f"unknown argument {key!r}{did_you_mean(key, arguments)}")
-            if arguments[key].variadic:
-                raise ValueError(f"argument {key!r} is written by position, without {key}=")
+            key, raw = _keyword_argument(part, arguments)
+        elif keyword_seen:
+            raise ValueError("positional argument after a keyword argument")
         else:
-            if keyword_seen:
-                raise ValueError("positional argument after a keyword argument")
-            variadic = bool(names) and arguments[names[-1]].variadic
-            if position >= len(names) and not variadic:
-                raise ValueError(f"too many arguments ({len(parts)})")
-            key, raw = names[min(position, len(names) - 1)], part
+            key, raw = _positional_argument(position, len(parts), arguments), part
             if arguments[key].variadic:  # it collects this value and every one after it
                 values[key] = (*values.get(key, ()), _parse_value(raw))
                 continue
@@ -301,6 +296,27 @@ def _parse_args(body: str | None, cls: type[Layer]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     return {arguments[key].init_name: value for key, value in values.items()}
+
+
+def _keyword_argument(part: str, arguments: dict[str, SpecArg]) -> tuple[str, str]:
+    """`name=value` split into the argument's name and its raw value; a variadic argument is
+    written by position only."""
+    key, raw = (s.strip() for s in part.split("=", 1))
+    if key not in arguments:
+        raise ValueError(f"unknown argument {key!r}{did_you_mean(key, arguments)}")
+    if arguments[key].variadic:
+        raise ValueError(f"argument {key!r} is written by position, without {key}=")
+    return key, raw
+
+
+def _positional_argument(position: int, count: int, arguments: dict[str, SpecArg]) -> str:
+    """The name of the argument at `position` of `count`: past the last one, the last if it
+    is variadic, else too many arguments."""
+    names = list(arguments)
+    variadic = bool(names) and arguments[names[-1]].variadic
+    if position >= len(names) and not variadic:
+        raise ValueError(f"too many arguments ({count})")
+    return names[min(position, len(names) - 1)]
 
 
 def _parse_value(raw: str) -> Any:

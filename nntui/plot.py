@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from rich.color import Color
@@ -40,8 +41,8 @@ class Series:
     two series differ by shape without colour (NO_COLOR).
     """
 
-    xs: Sequence[float]
-    ys: Sequence[float]
+    xs: Sequence[float] | np.ndarray
+    ys: Sequence[float] | np.ndarray
     style: str
     kind: str = "line"
     marker: str | None = None
@@ -210,27 +211,12 @@ def line_chart(
     """
     if width < 12 or height < 3:
         return Text("")
-    prepared = []
-    for s in series:
-        xs = np.asarray(s.xs, dtype=np.float64)
-        ys = np.asarray(s.ys, dtype=np.float64)
-        keep = np.isfinite(xs) & np.isfinite(ys)
-        if log_y:
-            keep &= ys > 0
-            ys = np.log10(np.where(keep, ys, 1.0))
-        prepared.append((s, xs[keep], ys[keep]))
+    prepared = [_finite(s, log_y) for s in series]
     bounds = _y_range([ys for _, _, ys in prepared], log_y, y_limits)
     if bounds is None:
         return Text("waiting for data…", style=axis_style)
     y_lo, y_hi = bounds
-    all_x = [xs for _, xs, _ in prepared if xs.size]
-    if x_range is None:
-        x_range = (
-            (min(float(x.min()) for x in all_x), max(float(x.max()) for x in all_x))
-            if all_x
-            else (0.0, 1.0)
-        )
-    x_lo, x_hi = x_range
+    x_lo, x_hi = x_range or _x_extent([xs for _, xs, _ in prepared])
     if x_hi <= x_lo:
         x_hi = x_lo + 1.0
 
@@ -247,17 +233,12 @@ def line_chart(
     palette: list[str] = []
     glyphs: list[str | None] = []
     overlays: list[tuple[np.ndarray, np.ndarray, str, int]] = []
-    if marks:
-        dots = np.zeros((pixel_h, pixel_w), dtype=bool)
-        mark_px = _scale(np.asarray(marks, dtype=np.float64), x_lo, x_hi, pixel_w)
-        dots[::2, mark_px] = True
-        layers.append(dots)
+    if marks:  # dotted
+        layers.append(_verticals(marks, (x_lo, x_hi), (pixel_h, pixel_w), every=2))
         palette.append(mark_style)
         glyphs.append(None)
-    if cursor is not None:
-        line = np.zeros((pixel_h, pixel_w), dtype=bool)
-        line[:, _scale(np.asarray([cursor], dtype=np.float64), x_lo, x_hi, pixel_w)] = True
-        layers.append(line)
+    if cursor is not None:  # solid
+        layers.append(_verticals([cursor], (x_lo, x_hi), (pixel_h, pixel_w), every=1))
         palette.append(cursor_style)
         glyphs.append(None)
     for s, xs, ys in prepared:
@@ -269,22 +250,70 @@ def line_chart(
             continue
         px = _scale(xs, x_lo, x_hi, pixel_w)
         py = np.clip((ys - y_lo) / (y_hi - y_lo) * (pixel_h - 1), 0, pixel_h - 1)
-        if s.kind == "line" and xs.size > 1:
-            columns, mean, _ = _column_values(px, py, "mean")
-            span = np.arange(columns[0], columns[-1] + 1)
-            values = np.interp(span, columns, mean)
-            after = np.append(values[1:], values[-1])
-            _fill_spans(dots, span, np.minimum(values, after), np.maximum(values, after))
-        else:
-            columns, lows, highs = _column_values(
-                px, py, "spread" if s.kind == "spread" else "mean"
-            )
-            _fill_spans(dots, columns, lows, highs)
+        _draw_series(dots, s.kind, px, py)
         if s.marker and xs.size <= plot_w // 3:  # markers only while they stay apart
             cell_rows = plot_h - 1 - (np.rint(py).astype(np.int64) // 4)
             overlays.append((cell_rows, px // 2, s.marker, len(palette) - 1))
-    cells = np.zeros((plot_h, plot_w), dtype=np.int32)
-    styles = np.full((plot_h, plot_w), -1, dtype=np.int32)
+    chars, styles = _compose(layers, glyphs, overlays, (plot_h, plot_w))
+    lines = _rows_to_text(chars, styles, palette, _y_axis(labels, plot_h, margin, axis_style))
+    lines.append(_x_axis(margin, plot_w, x_lo, x_hi, axis_style))
+    return Text("\n").join(lines)
+
+
+def _finite(s: Series, log_y: bool) -> tuple[Series, np.ndarray, np.ndarray]:
+    """A series' finite points as float64 arrays; with `log_y`, its positive ones in log10."""
+    xs = np.asarray(s.xs, dtype=np.float64)
+    ys = np.asarray(s.ys, dtype=np.float64)
+    keep = np.isfinite(xs) & np.isfinite(ys)
+    if log_y:
+        keep &= ys > 0
+        ys = np.log10(np.where(keep, ys, 1.0))
+    return s, xs[keep], ys[keep]
+
+
+def _x_extent(columns: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The lowest and highest x of every series that has points ((0, 1) when none has)."""
+    filled = [xs for xs in columns if xs.size]
+    if not filled:
+        return 0.0, 1.0
+    return min(float(x.min()) for x in filled), max(float(x.max()) for x in filled)
+
+
+def _verticals(
+    xs: Sequence[float], x_range: tuple[float, float], shape: tuple[int, int], every: int
+) -> np.ndarray:
+    """A dot layer of `shape` (pixel rows, columns) with a vertical line at each of `xs` on
+    `x_range`, a dot every `every` rows."""
+    dots = np.zeros(shape, dtype=bool)
+    dots[::every, _scale(np.asarray(xs, dtype=np.float64), *x_range, shape[1])] = True
+    return dots
+
+
+def _draw_series(dots: np.ndarray, kind: str, px: np.ndarray, py: np.ndarray) -> None:
+    """One series into its dot layer: a "line" joins its column means; "spread" fills each
+    column from its lowest to its highest point; anything else marks the column means."""
+    if kind == "line" and px.size > 1:
+        columns, mean, _ = _column_values(px, py, "mean")
+        span = np.arange(columns[0], columns[-1] + 1)
+        values = np.interp(span, columns, mean)
+        after = np.append(values[1:], values[-1])
+        _fill_spans(dots, span, np.minimum(values, after), np.maximum(values, after))
+    else:
+        columns, lows, highs = _column_values(px, py, "spread" if kind == "spread" else "mean")
+        _fill_spans(dots, columns, lows, highs)
+
+
+def _compose(
+    layers: Sequence[np.ndarray],
+    glyphs: Sequence[str | None],
+    overlays: Sequence[tuple[np.ndarray, np.ndarray, str, int]],
+    shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The chart's characters in `shape` (cell rows, columns) and each cell's layer (-1:
+    empty): braille of every layer, the last layer with a dot in a cell giving its style; a
+    layer's glyph replaces its braille; the overlays' markers go on top."""
+    cells = np.zeros(shape, dtype=np.int32)
+    styles = np.full(shape, -1, dtype=np.int32)
     for index, dots in enumerate(layers):
         bits = _braille_cells(dots)
         cells |= bits
@@ -297,9 +326,7 @@ def line_chart(
     for rows, cols, marker, style_index in overlays:
         chars[rows, cols] = marker
         styles[rows, cols] = style_index
-    lines = _rows_to_text(chars, styles, palette, _y_axis(labels, plot_h, margin, axis_style))
-    lines.append(_x_axis(margin, plot_w, x_lo, x_hi, axis_style))
-    return Text("\n").join(lines)
+    return chars, styles
 
 
 def framed(
@@ -587,28 +614,41 @@ def parallel_layout(
     axes = []
     for j, name in enumerate(names):
         column = [row[j] for row in rows]
-        present = [v for v in column if v is not None]
-        if present and all(_is_number(v) for v in present):
-            lo, hi = min(present), max(present)  # type: ignore[type-var]
-            log = lo > 0 and hi / lo >= LOG_SPAN  # type: ignore[operator]
-            scale = math.log10 if log else float
-            span = scale(hi) - scale(lo)  # type: ignore[arg-type]
-            for i, value in enumerate(column):
-                if value is not None:
-                    at = (scale(value) - scale(lo)) / span if span > 0 else 0.5  # type: ignore
-                    positions[i, j] = at
-            ends = ((0.0, lo), (1.0, hi)) if span > 0 else ((0.5, lo),)
-            ticks = tuple((at, format_value(v)) for at, v in ends)
-            axes.append(ParallelAxis(name, ticks, log=log))
-            continue
-        categories = list(dict.fromkeys(str(v) for v in present))
-        last = max(len(categories) - 1, 1)
-        place = {c: (k / last if len(categories) > 1 else 0.5) for k, c in enumerate(categories)}
-        for i, value in enumerate(column):
-            if value is not None:
-                positions[i, j] = place[str(value)]
-        axes.append(ParallelAxis(name, tuple((place[c], c) for c in categories), True))
+        numbers = [v for v in column if v is not None]
+        if numbers and all(_is_number(v) for v in numbers):
+            axis = _numeric_axis(name, cast("list[float]", numbers), positions[:, j], column)
+        else:
+            axis = _categorical_axis(name, column, positions[:, j])
+        axes.append(axis)
     return axes, positions
+
+
+def _numeric_axis(
+    name: str, values: list[float], out: np.ndarray, column: Sequence[object]
+) -> ParallelAxis:
+    """A linear (or, spanning LOG_SPAN, log) axis from the lowest of `values` to the
+    highest; each value of `column` placed into `out` (one value alone sits in the middle)."""
+    lo, hi = min(values), max(values)
+    log = lo > 0 and hi / lo >= LOG_SPAN
+    scale: Callable[[float], float] = math.log10 if log else float
+    span = scale(hi) - scale(lo)
+    for i, value in enumerate(column):
+        if value is not None:
+            out[i] = (scale(cast(float, value)) - scale(lo)) / span if span > 0 else 0.5
+    ends = ((0.0, lo), (1.0, hi)) if span > 0 else ((0.5, lo),)
+    return ParallelAxis(name, tuple((at, format_value(v)) for at, v in ends), log=log)
+
+
+def _categorical_axis(name: str, column: Sequence[object], out: np.ndarray) -> ParallelAxis:
+    """An axis of the column's values as text, in order of appearance, evenly spaced from
+    bottom to top; each value placed into `out`."""
+    categories = list(dict.fromkeys(str(v) for v in column if v is not None))
+    last = max(len(categories) - 1, 1)
+    place = {c: (k / last if len(categories) > 1 else 0.5) for k, c in enumerate(categories)}
+    for i, value in enumerate(column):
+        if value is not None:
+            out[i] = place[str(value)]
+    return ParallelAxis(name, tuple((place[c], c) for c in categories), True)
 
 
 def _segment(dots: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
@@ -665,45 +705,59 @@ def parallel_chart(
     layers = [np.zeros((dots_h, dots_w), dtype=bool) for _ in range(3)]
     for j in at:
         layers[2][:, 2 * j] = True
-
-    def dot_y(value: float) -> int:
-        return int(round(value * (dots_h - 1)))
-
     highlighted = set(best)
     for i, row in enumerate(positions):
-        layer = layers[0] if i in highlighted else layers[1]
-        for j in range(len(axes) - 1):
-            if math.isfinite(row[j]) and math.isfinite(row[j + 1]):
-                _segment(layer, 2 * at[j], dot_y(row[j]), 2 * at[j + 1], dot_y(row[j + 1]))
-            elif math.isfinite(row[j]):
-                layer[dot_y(row[j]), 2 * at[j]] = True
-    overlay: dict[tuple[int, int], str] = {}
+        _polyline(layers[0] if i in highlighted else layers[1], row, at)
 
     def cell_row(value: float) -> int:
-        return plot_h - 1 - dot_y(value) // 4
+        return plot_h - 1 - _dot_y(value, dots_h) // 4
 
+    overlay: dict[tuple[int, int], str] = {}
     for j, axis in enumerate(axes):
-        if not axis.categorical:
-            continue
-        room = (at[j + 1] if j + 1 < len(at) else plot_w + 2) - at[j] - 2
-        for value, label in axis.ticks:
-            for k, char in enumerate(label[: max(room, 0)]):
-                overlay[(cell_row(value), at[j] + 1 + k)] = char
+        if axis.categorical:
+            room = (at[j + 1] if j + 1 < len(at) else plot_w + 2) - at[j] - 2
+            for value, label in axis.ticks:
+                for k, char in enumerate(label[: max(room, 0)]):
+                    overlay[(cell_row(value), at[j] + 1 + k)] = char
     for rank, i in reversed(list(enumerate(best, start=1))):  # a tie shows the better rank
         if math.isfinite(positions[i, -1]) and rank < 10:
             overlay[(cell_row(positions[i, -1]), at[-1] + 1)] = str(rank)
     chart = _layers_to_text(layers, SWEEP_PALETTE, overlay)
+    names, highs, lows = _axis_labels(axes, at, width)
+    return [Text(names, "bold"), Text(highs, "dim"), *chart, Text(lows, "dim")]
+
+
+def _dot_y(value: float, dots_h: int) -> int:
+    """The dot row (0 at the bottom) of a position in [0, 1] on an axis `dots_h` dots high."""
+    return int(round(value * (dots_h - 1)))
+
+
+def _polyline(layer: np.ndarray, row: np.ndarray, at: Sequence[int]) -> None:
+    """One trial's positions (`row`, NaN where it has no value) joined across the axes at the
+    cell columns `at`; a value whose next axis has none is a single dot."""
+    dots_h = layer.shape[0]
+    for j in range(len(at) - 1):
+        if math.isfinite(row[j]) and math.isfinite(row[j + 1]):
+            y0, y1 = _dot_y(row[j], dots_h), _dot_y(row[j + 1], dots_h)
+            _segment(layer, 2 * at[j], y0, 2 * at[j + 1], y1)
+        elif math.isfinite(row[j]):
+            layer[_dot_y(row[j], dots_h), 2 * at[j]] = True
+
+
+def _axis_labels(
+    axes: Sequence[ParallelAxis], at: Sequence[int], width: int
+) -> tuple[str, str, str]:
+    """The lines of the axes' names, their high ends and their low ends (a numeric axis's),
+    each written from its axis's column and cut at the next axis."""
     rows = [[" "] * width for _ in range(3)]
     for j, axis in enumerate(axes):
         end = at[j + 1] if j + 1 < len(at) else width
         name = axis.name + (" (log)" if axis.log else "")
-        _place(rows[0], name, min(at[j], max(width - len(name), 0)), end)
-        if not axis.categorical:
-            low, high = axis.ticks[0][1], axis.ticks[-1][1]
-            _place(rows[1], high, min(at[j], max(width - len(high), 0)), end)
-            _place(rows[2], low, min(at[j], max(width - len(low), 0)), end)
-    head = [Text("".join(rows[0]).rstrip(), "bold"), Text("".join(rows[1]).rstrip(), "dim")]
-    return [*head, *chart, Text("".join(rows[2]).rstrip(), "dim")]
+        texts = [name] if axis.categorical else [name, axis.ticks[-1][1], axis.ticks[0][1]]
+        for row, text in zip(rows, texts, strict=False):
+            _place(row, text, min(at[j], max(width - len(text), 0)), end)
+    names, highs, lows = ("".join(row).rstrip() for row in rows)
+    return names, highs, lows
 
 
 def scatter_chart(

@@ -3,6 +3,7 @@ a row of the README's token table, with no list elsewhere to edit."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import nnlib as nl
 from nnlib import spec
 from nnlib.layers import LAYER_TYPES, REGISTRY, Layer, SpecArg
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 @pytest.fixture
@@ -64,6 +66,27 @@ def test_every_builtin_layer_is_registered_and_exported():
         assert getattr(nl.layers, cls.__name__) is cls
         assert f"`{spec.usage(cls)}`".replace("|", "\\|") in spec.token_table()
     assert set(LAYER_TYPES.values()) == set(REGISTRY.values())
+
+
+@pytest.mark.parametrize("package", ["nnlib/__init__.py", "nnlib/layers/__init__.py"])
+def test_layer_names_are_visible_without_running_the_package(package):
+    """A type checker or an editor reads the source: each built-in layer class is imported by
+    name and listed in a literal __all__, not put into the namespace at run time."""
+    tree = ast.parse((ROOT / package).read_text(encoding="utf-8"))
+    imported = {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    listed = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["__all__"]
+    )
+    builtin = {name for name, cls in LAYER_TYPES.items() if cls.__module__.startswith("nnlib.")}
+    assert builtin - imported == set() and builtin - set(listed) == set()
+    assert set(listed) <= imported
 
 
 def test_usage_comes_from_the_declaration():

@@ -255,52 +255,60 @@ class Diagnostics(Callback):
         loss = logs.get("loss")
         if loss is not None and math.isfinite(loss):
             self._train_losses.append(loss)
-        if loss is not None and math.isfinite(loss) and self._start is not None:
-            self._losses.append(loss)
-            recent = self._losses[-RISING_EPOCHS - 1 :]
-            rising = len(recent) == RISING_EPOCHS + 1 and all(
-                a < b for a, b in zip(recent, recent[1:], strict=False)
-            )
-            if loss > ABOVE_START * self._start:
-                message = (
-                    f"the training loss {loss:.3g} is {loss / self._start:.1f}x the "
-                    f"{self._start:.3g} the run started from: the steps undo the learning"
-                )
-            elif rising and recent[-1] - recent[0] > RISE_SHARE * self._start:
-                message = (
-                    f"the training loss rose {RISING_EPOCHS} epochs in a row "
-                    f"({recent[0]:.3g} → {recent[-1]:.3g})"
-                )
-            else:
-                message = ""
-            if message:
-                self._warn(
-                    "loss_rising", message, **self._lr_advice(trainer), value=loss, epoch=epoch
-                )
+            if self._start is not None:
+                self._check_loss(trainer, epoch, loss, self._start)
         train, val = logs.get("accuracy"), logs.get("val_accuracy")
         if train is not None and val is not None:
-            self._gaps.append(train - val)
-            recent = self._gaps[-WIDENING_EPOCHS - 1 :]
-            widening = len(recent) == WIDENING_EPOCHS + 1 and all(
-                a < b for a, b in zip(recent, recent[1:], strict=False)
-            )
-            losses = self._train_losses[-WIDENING_EPOCHS - 1 :]
-            falling = len(losses) == WIDENING_EPOCHS + 1 and losses[-1] < losses[0]
-            if widening and falling and recent[-1] > OVERFIT_GAP:
-                decay = getattr(trainer.optimizer, "weight_decay", None)
-                fix = None
-                if isinstance(decay, int | float):
-                    fix = {"name": "weight_decay", "value": 2 * decay if decay > 0 else 5e-4}
-                self._warn(
-                    "overfitting",
-                    f"training accuracy {train:.1%} but validation {val:.1%}: the gap grew "
-                    f"{WIDENING_EPOCHS} epochs in a row (overfitting)",
-                    "add weight decay, use more data or a smaller model, or stop earlier",
-                    value=recent[-1],
-                    epoch=epoch,
-                    fix=fix,
-                )
+            self._check_gap(trainer, epoch, train, val)
         self._flush(trainer)
+
+    def _check_loss(self, trainer: Trainer, epoch: int, loss: float, start: float) -> None:
+        """Warn when the epoch's training loss is well above the run's start, or rose
+        RISING_EPOCHS epochs in a row by more than RISE_SHARE of the start."""
+        self._losses.append(loss)
+        recent = self._losses[-RISING_EPOCHS - 1 :]
+        rising = len(recent) == RISING_EPOCHS + 1 and all(
+            a < b for a, b in zip(recent, recent[1:], strict=False)
+        )
+        if loss > ABOVE_START * start:
+            message = (
+                f"the training loss {loss:.3g} is {loss / start:.1f}x the "
+                f"{start:.3g} the run started from: the steps undo the learning"
+            )
+        elif rising and recent[-1] - recent[0] > RISE_SHARE * start:
+            message = (
+                f"the training loss rose {RISING_EPOCHS} epochs in a row "
+                f"({recent[0]:.3g} → {recent[-1]:.3g})"
+            )
+        else:
+            return
+        self._warn("loss_rising", message, **self._lr_advice(trainer), value=loss, epoch=epoch)
+
+    def _check_gap(self, trainer: Trainer, epoch: int, train: float, val: float) -> None:
+        """Warn of overfitting: the gap between training and validation accuracy widened
+        WIDENING_EPOCHS epochs in a row to above OVERFIT_GAP while the training loss fell."""
+        self._gaps.append(train - val)
+        recent = self._gaps[-WIDENING_EPOCHS - 1 :]
+        widening = len(recent) == WIDENING_EPOCHS + 1 and all(
+            a < b for a, b in zip(recent, recent[1:], strict=False)
+        )
+        losses = self._train_losses[-WIDENING_EPOCHS - 1 :]
+        falling = len(losses) == WIDENING_EPOCHS + 1 and losses[-1] < losses[0]
+        if not (widening and falling and recent[-1] > OVERFIT_GAP):
+            return
+        decay = getattr(trainer.optimizer, "weight_decay", None)
+        fix = None
+        if isinstance(decay, int | float):
+            fix = {"name": "weight_decay", "value": 2 * decay if decay > 0 else 5e-4}
+        self._warn(
+            "overfitting",
+            f"training accuracy {train:.1%} but validation {val:.1%}: the gap grew "
+            f"{WIDENING_EPOCHS} epochs in a row (overfitting)",
+            "add weight decay, use more data or a smaller model, or stop earlier",
+            value=recent[-1],
+            epoch=epoch,
+            fix=fix,
+        )
 
     # -- what to advise --------------------------------------------------------------------
     def _lr_advice(self, trainer: Trainer, also: str = "") -> dict[str, Any]:

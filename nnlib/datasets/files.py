@@ -189,7 +189,35 @@ def _finish(
 def _load_npz(
     path: Path, *, seed: int, image_shape: tuple[int, ...] | None, task: str | None
 ) -> Dataset:
+    """A user's .npz: x_train, y_train and optionally x_test, y_test, class_names."""
     arrays = read_npz(path)
+    xs, ys = {}, {}
+    for split in _npz_splits(path, arrays):
+        xs[split], ys[split], task = _npz_split(path, arrays, split, image_shape, task)
+    if "test" in xs and xs["train"].shape[1:] != xs["test"].shape[1:]:
+        raise DatasetError(
+            f"{path}: x_train rows have shape {xs['train'].shape[1:]} but x_test "
+            f"rows have {xs['test'].shape[1:]}"
+        )
+    if "test" in xs and xs["train"].dtype != xs["test"].dtype:
+        xs["train"], xs["test"] = xs["train"].astype(np.float32), xs["test"].astype(np.float32)
+    return _finish(
+        path.stem,
+        xs["train"],
+        ys["train"],
+        xs.get("test"),
+        ys.get("test"),
+        task,
+        _npz_class_names(path, arrays, task),
+        f"user data from {path}",
+        seed,
+        str(path),
+        {s: lambda i, s=s: f"{path}: y_{s}[{i}]" for s in ("train", "test")},
+    )
+
+
+def _npz_splits(path: Path, arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """("train",) or ("train", "test"): the splits the archive holds both arrays of."""
     for key in ("x_train", "y_train"):
         if key not in arrays:
             raise DatasetError(
@@ -204,49 +232,40 @@ def _load_npz(
             f"{path}: has {'x_test' if has_test[0] else 'y_test'} but not "
             f"{missing}; give both or neither"
         )
-    splits = ("train", "test") if all(has_test) else ("train",)
-    xs, ys = {}, {}
-    for split in splits:
-        xk, yk = f"x_{split}", f"y_{split}"
-        x = _numeric(f"{path}: {xk}", arrays[xk])
-        y = _numeric(f"{path}: {yk}", arrays[yk])
-        if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
-            raise DatasetError(
-                f"{path}: {xk} has {len(x) if x.ndim else 0} rows but {yk} has "
-                f"{len(y) if y.ndim else 0}"
-            )
-        xs[split] = _as_images(f"{path}: {xk}", x, image_shape)
-        check_finite(f"{path}: {xk}", xs[split])
-        check_finite(f"{path}: {yk}", y)
-        ys[split], task = _labels_from_numbers(f"{path}: {yk}", y, task)
-    if len(splits) == 2 and xs["train"].shape[1:] != xs["test"].shape[1:]:
+    return ("train", "test") if all(has_test) else ("train",)
+
+
+def _npz_split(
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    split: str,
+    image_shape: tuple[int, ...] | None,
+    task: str | None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """One split's inputs and labels, checked, and the task its labels show."""
+    xk, yk = f"x_{split}", f"y_{split}"
+    x = _numeric(f"{path}: {xk}", arrays[xk])
+    y = _numeric(f"{path}: {yk}", arrays[yk])
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
         raise DatasetError(
-            f"{path}: x_train rows have shape {xs['train'].shape[1:]} but x_test "
-            f"rows have {xs['test'].shape[1:]}"
+            f"{path}: {xk} has {len(x) if x.ndim else 0} rows but {yk} has "
+            f"{len(y) if y.ndim else 0}"
         )
-    if len(splits) == 2 and xs["train"].dtype != xs["test"].dtype:
-        xs["train"], xs["test"] = xs["train"].astype(np.float32), xs["test"].astype(np.float32)
-    class_names = None
-    if "class_names" in arrays:
-        names = arrays["class_names"]
-        if task != "classification" or names.ndim != 1 or names.dtype.kind not in "US":
-            raise DatasetError(
-                f"{path}: class_names must be a 1-D array of strings for class labels"
-            )
-        class_names = [str(n) for n in names]
-    return _finish(
-        path.stem,
-        xs["train"],
-        ys["train"],
-        xs.get("test"),
-        ys.get("test"),
-        task,
-        class_names,
-        f"user data from {path}",
-        seed,
-        str(path),
-        {s: lambda i, s=s: f"{path}: y_{s}[{i}]" for s in ("train", "test")},
-    )
+    x = _as_images(f"{path}: {xk}", x, image_shape)
+    check_finite(f"{path}: {xk}", x)
+    check_finite(f"{path}: {yk}", y)
+    labels, task = _labels_from_numbers(f"{path}: {yk}", y, task)
+    return x, labels, task
+
+
+def _npz_class_names(path: Path, arrays: dict[str, np.ndarray], task: str) -> list[str] | None:
+    """The archive's class_names, for class labels only (None when it has none)."""
+    if "class_names" not in arrays:
+        return None
+    names = arrays["class_names"]
+    if task != "classification" or names.ndim != 1 or names.dtype.kind not in "US":
+        raise DatasetError(f"{path}: class_names must be a 1-D array of strings for class labels")
+    return [str(n) for n in names]
 
 
 # ------------------------------------------------------------------------------------------ csv
@@ -281,6 +300,31 @@ def _split_line(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter))
 
 
+def _header(lines: list[str], delimiter: str) -> list[str] | None:
+    """The first line's cells when it is a header: not all numbers, and (when a second line
+    follows) a number below at least one of its words."""
+    row0 = [c.strip() for c in _split_line(lines[0], delimiter)]
+    row1 = [c.strip() for c in _split_line(lines[1], delimiter)] if len(lines) > 1 else None
+    numeric0 = [_is_number(c) for c in row0]
+    if all(numeric0):
+        return None
+    if row1 is None or any(not a and _is_number(b) for a, b in zip(numeric0, row1, strict=False)):
+        return row0
+    return None
+
+
+def _csv_inputs(path: Path, x: np.ndarray, image_shape: tuple[int, ...] | None) -> np.ndarray:
+    """The feature columns as the Dataset holds them: float32 features, or images of
+    `image_shape` (uint8 when every value is an integer in 0..255, else float32)."""
+    if image_shape is None:
+        x = x.astype(np.float32)
+        check_finite(f"{path} (features as float32)", x)
+        return x
+    integral = x.size > 0 and np.all(x == np.round(x)) and x.min() >= 0 and x.max() <= 255
+    x = x.reshape(len(x), *image_shape)
+    return x.astype(np.uint8) if integral else x.astype(np.float32)
+
+
 def _load_csv(
     path: Path,
     *,
@@ -289,20 +333,15 @@ def _load_csv(
     image_shape: tuple[int, ...] | None,
     task: str | None,
 ) -> Dataset:
+    """A user's .csv: a label column and feature columns, with or without a header line."""
     lines, numbers = _read_lines(path)
-    first = lines[0]
-    delimiter = max((",", ";", "\t"), key=first.count)
-    row0 = [c.strip() for c in _split_line(first, delimiter)]
-    row1 = [c.strip() for c in _split_line(lines[1], delimiter)] if len(lines) > 1 else None
-    header = None
-    numeric0 = [_is_number(c) for c in row0]
-    if not all(numeric0) and (
-        row1 is None or any(not a and _is_number(b) for a, b in zip(numeric0, row1, strict=False))
-    ):
-        header, lines, numbers = row0, lines[1:], numbers[1:]
+    delimiter = max((",", ";", "\t"), key=lines[0].count)
+    header = _header(lines, delimiter)
+    if header is not None:
+        lines, numbers = lines[1:], numbers[1:]
     if not lines:
         raise DatasetError(f"{path}: only a header line, no data rows")
-    ncols = len(header) if header is not None else len(row0)
+    ncols = len(header) if header is not None else len(_split_line(lines[0], delimiter))
     if ncols < 2:
         raise DatasetError(
             f"{path}: need at least 2 columns (a label and a feature), found {ncols}"
@@ -331,22 +370,15 @@ def _load_csv(
         raise DatasetError(f"{place(i, features[j])}: {x[i, j]} value (NaN/inf not allowed)")
     labels = np.loadtxt(lines, dtype=str, usecols=[label], **options).reshape(len(lines))
     y, task, class_names = _csv_labels(labels, task, image_shape, lambda i: place(i, label))
-    if image_shape is not None:
-        if len(features) != int(np.prod(image_shape)):
-            raise DatasetError(
-                f"{path}: image_shape {image_shape} needs {int(np.prod(image_shape))} pixel "
-                f"columns but there are {len(features)} ({ncols} columns minus the label "
-                f"{col_name(label)})"
-            )
-        integral = x.size > 0 and np.all(x == np.round(x)) and x.min() >= 0 and x.max() <= 255
-        x = x.reshape(len(x), *image_shape)
-        x = x.astype(np.uint8) if integral else x.astype(np.float32)
-    else:
-        x = x.astype(np.float32)
-        check_finite(f"{path} (features as float32)", x)
+    if image_shape is not None and len(features) != int(np.prod(image_shape)):
+        raise DatasetError(
+            f"{path}: image_shape {image_shape} needs {int(np.prod(image_shape))} pixel "
+            f"columns but there are {len(features)} ({ncols} columns minus the label "
+            f"{col_name(label)})"
+        )
     return _finish(
         path.stem,
-        x,
+        _csv_inputs(path, x, image_shape),
         y,
         None,
         None,

@@ -405,61 +405,29 @@ def run_sweep(
     """
     path = Path(sweep_dir).resolve()
     index = read_index(path)
-    spec = SweepSpec.from_dict(index["spec"])
     stop_file = path / STOP_FILE
     stop_file.unlink(missing_ok=True)  # a resumed sweep's old request
     _reconcile(path, index, report)
     todo = [trial["index"] for trial in index["trials"] if trial["state"] not in DONE]
-    total = len(index["trials"])
-    running: dict[Future, int] = {}
-    losses: dict[int, int] = {}
     interrupted = False
-    stopped: str | None = None  # why the executor can take no more trials
     with executor_for(workers, scheduler, len(todo), connect_timeout) as pool:
-        report(f"sweep: {path}  {len(todo)} of {total} trials to run on {pool.where}")
+        report(
+            f"sweep: {path}  {len(todo)} of {len(index['trials'])} trials to run on {pool.where}"
+        )
         index["state"] = "running"
         write_index(path, index)
+        trials = _Trials(path, index, SweepSpec.from_dict(index["spec"]), pool, report, todo)
         try:
-            # Until every trial ran, or the executor stopped taking trials (then the running
-            # ones are awaited) or is gone (then they are not: nothing would be heard of them).
-            while pool.usable() and (running or (todo and stopped is None)):
-                while todo and stopped is None and len(running) < pool.capacity:
-                    before = dict(index["trials"][todo[0]])
-                    task = _start(path, index, spec, todo.pop(0))
-                    try:
-                        running[pool.executor.submit(run_trial, task)] = task.index
-                    except Exception as error:  # the executor cannot take trials any more
-                        index["trials"][task.index] = before  # never started
-                        stopped = f"the workers cannot take trials ({_why(error)})"
-                    write_index(path, index)
-                done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
-                for future in done:
-                    i = running.pop(future)
-                    lost = _finish(index, i, future, report)
-                    if lost is None:
-                        continue
-                    losses[i] = losses.get(i, 0) + 1
-                    run = index["trials"][i]["run"]
-                    if not pool.usable():
-                        stopped = f"lost {pool.hub} ({lost})"
-                    elif losses[i] < MAX_LOST:
-                        todo.insert(0, i)
-                        report(f"{run} lost its worker ({lost}): it runs again")
-                    else:
-                        report(f"{run} lost its worker {MAX_LOST} times: left for --resume")
-                if done:
-                    write_index(path, index)
-            if not pool.usable() and stopped is None:
-                stopped = f"lost {pool.hub}"
+            while trials.go_on():
+                trials.start()
+                trials.collect()
+            if not pool.usable() and trials.stopped is None:
+                trials.stopped = f"lost {pool.hub}"
         except KeyboardInterrupt:
             interrupted = True
-            report(f"stopping: {len(running)} running trial(s) end at their next batch")
-            stop_file.touch()
-            for future in list(running):
-                wait([future])
-                _finish(index, running.pop(future), future, report)
-        for i in running.values():  # the executor is gone: how these end is not known here
-            _lose(index, i, str(stopped))
+            trials.stop()
+        for i in trials.running.values():  # the executor is gone: how these end is not known here
+            _lose(index, i, str(trials.stopped))
     for trial in index["trials"]:
         if trial["state"] == "running":  # submitted as the interrupt came: never reported
             trial["state"] = "interrupted"
@@ -469,12 +437,78 @@ def run_sweep(
     write_index(path, index)
     if interrupted:
         raise KeyboardInterrupt
-    if stopped is not None:
+    if trials.stopped is not None:
         raise WorkersLost(
-            f"{path}: the sweep stopped: {stopped}; trials its workers go on running are "
+            f"{path}: the sweep stopped: {trials.stopped}; trials its workers go on running are "
             f"recorded from their logs by --resume; continue with: nnlib sweep --resume {path}"
         )
     return index
+
+
+@dataclasses.dataclass
+class _Trials:
+    """The trials of one `run_sweep` call: those to start, those running on `pool`, how often
+    each lost its worker, and why the executor can take no more (None while it can)."""
+
+    path: Path
+    index: dict[str, Any]
+    spec: SweepSpec
+    pool: Workers
+    report: Report
+    todo: list[int]
+    running: dict[Future, int] = dataclasses.field(default_factory=dict)
+    losses: dict[int, int] = dataclasses.field(default_factory=dict)
+    stopped: str | None = None
+
+    def go_on(self) -> bool:
+        """Until every trial ran, or the executor stopped taking trials (then the running
+        ones are awaited) or is gone (then they are not: nothing would be heard of them)."""
+        return self.pool.usable() and bool(self.running or (self.todo and self.stopped is None))
+
+    def start(self) -> None:
+        """Submit trials while the executor has room; one it refuses was never started."""
+        while self.todo and self.stopped is None and len(self.running) < self.pool.capacity:
+            before = dict(self.index["trials"][self.todo[0]])
+            task = _start(self.path, self.index, self.spec, self.todo.pop(0))
+            try:
+                self.running[self.pool.executor.submit(run_trial, task)] = task.index
+            except Exception as error:  # the executor cannot take trials any more
+                self.index["trials"][task.index] = before  # never started
+                self.stopped = f"the workers cannot take trials ({_why(error)})"
+            write_index(self.path, self.index)
+
+    def collect(self) -> None:
+        """Record the trials that end within a second; a lost one is retried (`_retry`)."""
+        done, _ = wait(list(self.running), timeout=1.0, return_when=FIRST_COMPLETED)
+        for future in done:
+            i = self.running.pop(future)
+            lost = _finish(self.index, i, future, self.report)
+            if lost is not None:
+                self._retry(i, lost)
+        if done:
+            write_index(self.path, self.index)
+
+    def _retry(self, i: int, lost: str) -> None:
+        """Trial `i` lost its worker: run it again first, up to MAX_LOST times, unless the
+        executor itself is gone."""
+        self.losses[i] = self.losses.get(i, 0) + 1
+        run = self.index["trials"][i]["run"]
+        if not self.pool.usable():
+            self.stopped = f"lost {self.pool.hub} ({lost})"
+        elif self.losses[i] < MAX_LOST:
+            self.todo.insert(0, i)
+            self.report(f"{run} lost its worker ({lost}): it runs again")
+        else:
+            self.report(f"{run} lost its worker {MAX_LOST} times: left for --resume")
+
+    def stop(self) -> None:
+        """Ctrl+C: ask the running trials to stop through the stop file, and await them so
+        that their logs end."""
+        self.report(f"stopping: {len(self.running)} running trial(s) end at their next batch")
+        (self.path / STOP_FILE).touch()
+        for future in list(self.running):
+            wait([future])
+            _finish(self.index, self.running.pop(future), future, self.report)
 
 
 def _reconcile(path: Path, index: dict[str, Any], report: Report) -> None:

@@ -1,0 +1,8 @@
+"""`python -m nnlib`: the `nnlib` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":  # imported, as a test imports every module, it runs nothing
+    sys.exit(main())
