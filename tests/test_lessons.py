@@ -310,3 +310,13 @@ async def test_a_lesson_can_be_followed_to_its_end(tmp_path, monkeypatch, index,
     assert entry == {"step": len(lesson.steps) - 1, "done": list(range(len(lesson.steps)))}
     runs = os.listdir(tmp_path / "runs")
     assert runs, "the lesson's run is a normal run with a run log"
+
+
+@pilot_test
+async def test_ctrl_l_on_the_setup_screen_opens_the_lessons(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    app = NNTui(ExperimentConfig(), datasets=offline())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: "^l Lessons" in screen_text(app), "the key in the footer")
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: isinstance(app.screen, LessonsScreen), "the lessons")

@@ -58,7 +58,7 @@ class SetupScreen(Screen[None]):
         Binding("ctrl+o", "load_config", "Load"),
         Binding("f2", "edit_spec", "Spec"),
         Binding("ctrl+r", "app.runs", "Runs"),
-        Binding("ctrl+l", "lessons", "Lessons"),
+        Binding("ctrl+l", "app.lessons", "Lessons"),
     ]
 
     def __init__(
@@ -94,7 +94,6 @@ class SetupScreen(Screen[None]):
             yield Button("Train ▶", id="train", variant="success", compact=True)
             yield Button("Save…", id="save", compact=True)
             yield Button("Load…", id="load", compact=True)
-            yield Button("Lessons…", id="lessons", compact=True)
             yield Checkbox("start paused", self.start_paused, id="start-paused", compact=True)
         yield Footer()
 
@@ -136,7 +135,6 @@ class SetupScreen(Screen[None]):
             "train": self.action_train,
             "save": self.action_save_config,
             "load": self.action_load_config,
-            "lessons": self.action_lessons,
         }
         if event.button.id in actions:
             event.stop()
@@ -204,10 +202,6 @@ class SetupScreen(Screen[None]):
             return f"loaded {Path(path)}"
 
         self.app.push_screen(PathScreen("Load an experiment (TOML)", DEFAULT_CONFIG_FILE, load))
-
-    def action_lessons(self) -> None:
-        """ctrl+l and the Lessons button: the app's list of lessons."""
-        self.call_later(self.run_action, "app.lessons")
 
     def action_edit_spec(self) -> None:
         """Open the whole spec in a wrapping editor; what it applies is the user's own."""
