@@ -45,8 +45,8 @@ UI = _ui(
     task_open=("not done yet", "尚未完成"),
     no_task=("no task in this step: read, then → for the next", "这一步没有任务：读完后按 → 继续"),
     keys=(
-        "Enter: try it on the run  → next step  ← previous  ↑↓ PgUp PgDn: scroll  Esc: leave",
-        "Enter：在训练中试一试  →：下一步  ←：上一步  ↑↓ PgUp PgDn：滚动  Esc：离开",
+        "Enter: try it on the run  → ←: next, previous step  ↑↓ PgDn: scroll  Esc: leave",
+        "Enter：在训练中试一试  → ←：下一步、上一步  ↑↓ PgDn：滚动  Esc：离开",
     ),
     bar_keys=("L: the lesson text", "L：回到课程说明"),
     finished=(
