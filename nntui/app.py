@@ -58,13 +58,16 @@ class NNTui(InOrderKeys[None]):
         recorded: RecordedRun | None = None,
         runs: Path | None = None,
         start_paused: bool = False,
+        lessons: bool = False,
+        lang: str | None = None,
     ) -> None:
         """`datasets` replaces nnlib's listing (to add a user's file; tests pin it, since
         what is on disk varies). `recorded` opens that run on the dashboard (the setup
         screen below it holds its experiment, to run again). `runs` opens the runs screen
         on that folder (ctrl+r opens it on the default runs folder otherwise).
         `start_paused`: runs park before their first batch (the setup screen's switch
-        starts ticked)."""
+        starts ticked). `lessons` opens the lessons (ctrl+l on the setup screen otherwise),
+        in `lang` (None: the locale's)."""
         super().__init__()
         self.config = config
         self.start = start
@@ -72,6 +75,8 @@ class NNTui(InOrderKeys[None]):
         self.datasets = datasets
         self.recorded = recorded
         self.runs = runs
+        self.lessons = lessons
+        self.lang = lang
         #: Set when the terminal hung up: the caller must not write to it any more.
         self.lost_terminal = False
         #: The "stop the run and quit?" question while it is shown (asked once at a time).
@@ -82,6 +87,8 @@ class NNTui(InOrderKeys[None]):
 
         datasets = self.datasets if self.datasets is not None else available(self.config.data_dir)
         self.push_screen(SetupScreen(self.config, datasets, self.start_paused))
+        if self.lessons:
+            self.action_lessons()
         if self.runs is not None:
             self.push_screen(RunsScreen(self.runs))
         if self.recorded is not None:
@@ -135,6 +142,21 @@ class NNTui(InOrderKeys[None]):
         """ctrl+r on the setup screen and the dashboard: the runs screen."""
         if not isinstance(self.screen, RunsScreen):
             self.push_screen(RunsScreen(self.runs))
+
+    def action_lessons(self) -> None:
+        """ctrl+l on the setup screen (and `nntui --lessons`): the list of lessons."""
+        from nnlib.datasets import available
+
+        from .lessons import LessonError, lang_from_env, load_all
+        from .screens.lessons import LessonsScreen
+
+        try:
+            lessons = load_all()
+        except LessonError as error:
+            self.notify(str(error), title="Cannot open the lessons", severity="error")
+            return
+        datasets = self.datasets if self.datasets is not None else available(self.config.data_dir)
+        self.push_screen(LessonsScreen(lessons, self.lang or lang_from_env(), datasets))
 
     def on_start_run(self, message: StartRun) -> None:
         self.push_screen(DashboardScreen(message.config, start_paused=message.start_paused))

@@ -55,6 +55,17 @@ def parser() -> argparse.ArgumentParser:
         help="open the runs screen on a runs folder (default: $NNLIB_RUNS_DIR, else ./runs): "
         "sort, filter, compare and open runs",
     )
+    p.add_argument(
+        "--lessons",
+        action="store_true",
+        help="open the lessons: tutorials followed step by step on live runs",
+    )
+    p.add_argument(
+        "--lang",
+        choices=("en", "zh"),
+        help="the lessons' language (default: zh when LC_ALL, LC_MESSAGES or LANG starts with "
+        "zh, else en)",
+    )
     return p
 
 
@@ -166,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         recorded=recorded,
         runs=runs_dir,
         start_paused=args.start_paused,
+        lessons=args.lessons,
+        lang=args.lang,
     )
     app.run()
     return app.return_code or 0

@@ -58,6 +58,7 @@ class SetupScreen(Screen[None]):
         Binding("ctrl+o", "load_config", "Load"),
         Binding("f2", "edit_spec", "Spec"),
         Binding("ctrl+r", "app.runs", "Runs"),
+        Binding("ctrl+l", "app.lessons", "Lessons"),
     ]
 
     def __init__(
