@@ -129,10 +129,12 @@ class BoundaryPanel(StatePanel):
         "layers combine them into curves; grey means an output near 0 (a ReLU unit is 0 over "
         "half its plane; a dead one everywhere). Each unit is scaled to its own largest "
         "output. Up/down pick a layer, left/right a unit; a layer with more units than fit "
-        "shows them page by page (PgUp/PgDn, or the arrows past the edge). The selected "
+        "shows them page by page (PgUp/PgDn, or the arrows past the edge; on the map, PgUp/PgDn "
+        "move the time axis as on the other tabs). The selected "
         "unit's incoming weights are shown by colour or sign (+ blue, - orange) and size.\n\n"
         "Keys: v validation points · d discrete classes · t true surface · u neurons · arrows "
-        "select a neuron · PgUp/PgDn pages of neurons"
+        "select a neuron · PgUp/PgDn pages of neurons (in the Neurons view; on the map: a "
+        "tenth of the run back or forward in time)"
     )
     BINDINGS = [
         Binding("v", "toggle('validation')", "Val points"),
@@ -178,6 +180,11 @@ class BoundaryPanel(StatePanel):
     def action_page(self, step: int) -> None:
         """The next (or previous) page of the selected layer's units (PgDn, PgUp)."""
         self.action_select(0, step * self.page_size)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """PgUp/PgDn page the units in the Neurons view only: on the map they are the
+        dashboard's (the time axis), as on every tab that has no pages."""
+        return self.neurons if action == "page" else True
 
     def options(self) -> tuple[object, ...]:
         return self.validation, self.discrete, self.truth, self.neurons, self.selected
