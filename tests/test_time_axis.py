@@ -12,8 +12,9 @@ from helpers import long_run, pilot_test, press, started, train, until
 from nnlib import runs
 from nntui.app import NNTui
 from nntui.bridge import RunEnded
+from nntui.history import PLAY_SPAN
 from nntui.replay import open_run
-from nntui.screens.dashboard import DashboardScreen
+from nntui.screens.dashboard import PLAY_SECONDS, DashboardScreen
 from nntui.widgets.eventlog import EventLog
 from nntui.widgets.panel import StatePanel
 
@@ -110,6 +111,46 @@ async def test_space_plays_an_ended_runs_history_to_its_end(tmp_path):
             "the history played to its end",
         )
         assert len(seen) > 3  # it went through the steps, not straight to the end
+
+
+async def played(pilot, dashboard: DashboardScreen) -> int:
+    """Space, then the play timer's ticks one by one (the test moves it on, not the clock):
+    how many it takes to reach the end."""
+    await press(pilot, "space")
+    assert dashboard._playing is not None
+    dashboard._playing.pause()
+    ticks = 0
+    while dashboard._playing is not None:
+        dashboard._play_step()
+        ticks += 1
+        assert ticks < 1000, "the history did not play to its end"
+    assert dashboard.at is None
+    return ticks
+
+
+@pilot_test
+async def test_a_long_history_plays_in_about_20_seconds_and_lt_gt_change_its_speed(tmp_path):
+    """Space on a 40-epoch run (250 steps where a view changed): about 20 s of play at ×1 (a
+    step a tick, as before, took 25 s; a 1,000-epoch run minutes), 10 s after `>`, 40 s
+    after `<` `<`; the status line says the speed while it plays."""
+    run_dir = tmp_path / "run"
+    train(run_dir, epochs=40)
+    recorded = open_run(run_dir)
+    app = NNTui(recorded.experiment(), recorded=recorded)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dashboard = await opened(pilot, app)
+        assert len(dashboard.history.stops) >= 2 * PLAY_SPAN / PLAY_SECONDS * 0.5
+        assert 19 <= await played(pilot, dashboard) * PLAY_SECONDS <= 21
+        await press(pilot, "greater_than_sign")
+        assert 9.5 <= await played(pilot, dashboard) * PLAY_SECONDS <= 10.5
+        await press(pilot, "less_than_sign", "less_than_sign", "space")
+        dashboard._playing.pause()
+        dashboard._play_step()
+        assert "▶ ×0.5" in str(dashboard._status.render())
+        await press(pilot, "space")  # stops where it is
+        assert dashboard._playing is None and dashboard.at is not None
+        await press(pilot, "end")
+        assert 38 <= await played(pilot, dashboard) * PLAY_SECONDS <= 42
 
 
 @pilot_test
