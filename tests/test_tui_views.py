@@ -10,9 +10,10 @@ import re
 import sys
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
-from helpers import pilot_test, until
+from helpers import IMAGES, pilot_test, until
 from PIL import Image
 from rich.text import Text
 from textual.events import MouseScrollUp
@@ -29,18 +30,11 @@ from nntui.widgets import picture
 from nntui.widgets.picture import Picture
 from nntui.widgets.pixels import tile_row
 
-#: Two conv layers (one keeping 28x28) and their pooling: five rows of maps that do not fit
-#: the Features panel at 80x24.
-TINY = "conv(3,3,pad=1) relu maxpool(2) conv(4,3) relu maxpool(2) dense(10)"
-
 
 def train(run_dir: Path) -> list[b.Snapshot]:
-    live: list[b.Snapshot] = []
-    config = ExperimentConfig(
-        dataset="glyphs", arch=TINY, epochs=2, subset=400, batch_size=50, run_dir=str(run_dir)
-    )
-    setup(config, callbacks=[b.Bridge(live.append, interval=0.0)]).fit()
-    return live
+    """Two epochs of the TINY_CNN (five rows of maps that do not fit the Features panel at
+    80x24)."""
+    return helpers.train(run_dir, epochs=2, **IMAGES)
 
 
 @pytest.fixture(scope="module")
