@@ -690,9 +690,10 @@ class DashboardScreen(Screen[None]):
         if self.at is None:
             self.action_scrub_first()
         self._player = Player(len(self.history.stops), self._player.speed)
-        self._playing = self.set_interval(PLAY_SECONDS, self._play_step)
+        self._playing = self.set_interval(PLAY_SECONDS, self._play_step, pause=True)
         self.show_at(self.at)  # the status line says it plays, and how fast
         self.notify(f"playing {self._player.describe()}; < > speed, space stops", timeout=3)
+        self._playing.resume()  # its first step a tick from now, not from before the redraw
 
     def _play_step(self) -> None:
         if self.at is None:  # the end reached (or End pressed): now
