@@ -38,6 +38,7 @@ from nnlib.callbacks.samples import SampleRecorder
 from nnlib.callbacks.system import SystemMetrics
 from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
+from nnlib.events import Boundary
 from nnlib.experiment import setup
 from nnlib.runs import RunLogger
 
@@ -216,9 +217,10 @@ def mnist_run(args: argparse.Namespace) -> None:
 def spirals_run(epochs: int, pace: float | None) -> None:
     """Spirals with its default model: the views' share, and the epoch ends with a view."""
     with tempfile.TemporaryDirectory() as root:
-        config = ExperimentConfig(dataset="spirals", epochs=epochs, run_dir=str(Path(root) / "run"))
+        run_dir = Path(root) / "run"
+        config = ExperimentConfig(dataset="spirals", epochs=epochs, run_dir=str(run_dir))
         sizes, spent, _ = measured_run(config, pace=pace)
-        views = [e for e in runs.read(config.run_dir) if e.type == "boundary"]
+        views = [e for e in runs.read(run_dir) if isinstance(e, Boundary)]
     speed = "full speed" if pace is None else f"paced to {pace:g} epochs a second"
     print(f"\nload average {os.getloadavg()[0]:.2f}; spirals, its default model, {speed}")
     report(sizes, spent)
