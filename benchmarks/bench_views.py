@@ -4,13 +4,17 @@ end), and how much a run directory grows per epoch.
 MNIST-size data: the 10,000 real MNIST test digits of /work/shared/datasets/mnist repeated to
 60,000 (users train on 60k; the counts, not the pixels, set the sizes), split 54,000 / 6,000
 / test 10,000, LeNet-5 with the default settings. Then spirals with its default MLP, where the
-Boundary view and the neuron maps run (`--spiral-epochs`, 0 to skip).
+Boundary view and the neuron maps run (`--spiral-epochs`, 0 to skip; `--epochs 0` skips the
+MNIST part), at full speed as `nnlib train` runs it or paced (`--spiral-pace`, epochs a
+second, as the app starts it at 2), with how many of its epoch ends got a boundary view: a
+scrubbed run shows the boundary change at those.
 
 The cost is the time spent inside the view callbacks' hooks over the time of the epochs
 (both measured in the same run, so the machine's load affects both alike), plus the one
 test evaluation at the end against one epoch. Run:
 
     PYTHONPATH=. python benchmarks/bench_views.py [--epochs 2] [--repeat 6] [--spiral-epochs 300]
+        [--spiral-pace 2]
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnlib import datasets
+from nnlib import datasets, runs
 from nnlib.arrays import ARRAYS_FILE
 from nnlib.callbacks import Callback
 from nnlib.callbacks.boundary import BoundaryView
@@ -34,6 +38,7 @@ from nnlib.callbacks.samples import SampleRecorder
 from nnlib.callbacks.system import SystemMetrics
 from nnlib.callbacks.testset import TestEvaluator
 from nnlib.config import ExperimentConfig
+from nnlib.events import Boundary
 from nnlib.experiment import setup
 from nnlib.runs import RunLogger
 
@@ -101,13 +106,15 @@ class Sizes(Callback):
 
 
 def measured_run(
-    config: ExperimentConfig, data: datasets.Prepared | None = None
+    config: ExperimentConfig, data: datasets.Prepared | None = None, pace: float | None = None
 ) -> tuple[Sizes, dict[str, float], dict[str, int]]:
-    """Train `config` with every view callback's hooks timed: (epoch times and sizes, seconds
-    per callback class, the run directory's files at the end)."""
+    """Train `config` (at most `pace` epochs a second) with every view callback's hooks
+    timed: (epoch times and sizes, seconds per callback class, the run directory's files at
+    the end)."""
     run_dir = Path(config.run_dir)
     sizes = Sizes(run_dir)
     experiment = setup(config, data=data, callbacks=[sizes])
+    experiment.trainer.control.set_pace(pace)
     spent: dict[str, float] = {}
     nested: list[float] = []
     for callback in experiment.trainer.callbacks:
@@ -177,7 +184,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=6)
     parser.add_argument("--spiral-epochs", type=int, default=300)
+    parser.add_argument("--spiral-pace", type=float, default=None)
     args = parser.parse_args()
+    if args.epochs:
+        mnist_run(args)
+    if args.spiral_epochs:
+        spirals_run(args.spiral_epochs, args.spiral_pace)
+
+
+def mnist_run(args: argparse.Namespace) -> None:
     data = datasets.prepare(mnist(args.repeat), validation_split=0.1, seed=0)
     with tempfile.TemporaryDirectory() as root:
         config = ExperimentConfig(
@@ -197,14 +212,24 @@ def main() -> None:
         f"samples.npz (once): {final.get('samples.npz', 0):,} bytes; "
         f"model files: {final.get('model.npz', 0) + final.get('best.npz', 0):,} bytes"
     )
-    if args.spiral_epochs:
-        with tempfile.TemporaryDirectory() as root:
-            config = ExperimentConfig(
-                dataset="spirals", epochs=args.spiral_epochs, run_dir=str(Path(root) / "run")
-            )
-            sizes, spent, _ = measured_run(config)
-        print(f"\nload average {os.getloadavg()[0]:.2f}; spirals, its default model")
-        report(sizes, spent)
+
+
+def spirals_run(epochs: int, pace: float | None) -> None:
+    """Spirals with its default model: the views' share, and the epoch ends with a view."""
+    with tempfile.TemporaryDirectory() as root:
+        run_dir = Path(root) / "run"
+        config = ExperimentConfig(dataset="spirals", epochs=epochs, run_dir=str(run_dir))
+        sizes, spent, _ = measured_run(config, pace=pace)
+        views = [e for e in runs.read(run_dir) if isinstance(e, Boundary)]
+    speed = "full speed" if pace is None else f"paced to {pace:g} epochs a second"
+    print(f"\nload average {os.getloadavg()[0]:.2f}; spirals, its default model, {speed}")
+    report(sizes, spent)
+    ends = {e.epoch for e in views} - {None}
+    print(
+        f"boundary views: {len(views)}, {len(ends)} of {epochs} epoch ends; "
+        f"{spent.get('BoundaryView', 0) / max(len(views), 1) * 1000:.2f} ms a view "
+        f"(BoundaryView's hooks; its events written: RunLogger)"
+    )
 
 
 if __name__ == "__main__":

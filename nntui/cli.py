@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from nnlib.datasets import DatasetInfo
 
 EXIT_USAGE = 2
+#: --graphics values (nntui.widgets.picture.MODES; not imported here, so that --help is quick).
+GRAPHICS = ("auto", "kitty", "sixel", "cells")
 #: Epochs when neither a flag nor a config file says: long enough to watch and steer.
 DEFAULT_EPOCHS = 20
 
@@ -46,6 +48,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="show a recorded run (a directory written by nnlib train or nntui) "
         "without training; a run still being written is followed as it grows",
+    )
+    p.add_argument(
+        "--graphics",
+        choices=GRAPHICS,
+        default="auto",
+        help="how images, feature maps, the boundary and the neurons are drawn: auto (ask "
+        "the terminal), kitty (the Kitty graphics protocol), sixel, or cells (half blocks, "
+        "two pixels a character; also what auto takes when the output is not a terminal)",
     )
     p.add_argument(
         "--runs",
@@ -168,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nnlib.datasets import available
 
     from .app import NNTui
+    from .widgets import picture
+
+    # Before Textual starts: textual_image asks the terminal when it is imported.
+    picture.choose(args.graphics, tty=bool(sys.__stdout__ and sys.__stdout__.isatty()))
 
     listing = available(config.data_dir) + ([extra] if extra else [])
     app = NNTui(

@@ -145,3 +145,47 @@ class History:
     def position_of(self, step: int) -> int:
         """The position after the last record at or before `step`."""
         return bisect.bisect_right(self.steps, step)
+
+
+#: A history played at speed ×1 takes about this many seconds, however long the run...
+PLAY_SPAN = 20.0
+#: ...but shows at most this many steps a second (a short run's steps stay visible).
+PLAY_MIN_RATE = 10.0
+#: The play speeds `<` and `>` step through, as multiples of that.
+PLAY_SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+class Player:
+    """How far a history being played moves at each tick: its `stops` in about PLAY_SPAN
+    seconds at ×1 (a 1,000-epoch run as watchable as a 3-epoch one), in whole stops, the
+    fractions carried to the next tick."""
+
+    def __init__(self, stops: int, speed: float = 1.0) -> None:
+        self.stops = stops
+        self.speed = speed
+        self._carry = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Stops a second."""
+        return max(self.stops / PLAY_SPAN, PLAY_MIN_RATE) * self.speed
+
+    def advance(self, seconds: float) -> int:
+        """The stops to move on after `seconds` more of playing."""
+        self._carry += self.rate * seconds
+        count = int(self._carry)
+        self._carry -= count
+        return count
+
+    def change(self, direction: int) -> bool:
+        """The next faster (or slower, for a negative direction) of PLAY_SPEEDS; False at
+        the end of them."""
+        index = PLAY_SPEEDS.index(self.speed) + (1 if direction > 0 else -1)
+        if not 0 <= index < len(PLAY_SPEEDS):
+            return False
+        self.speed = PLAY_SPEEDS[index]
+        return True
+
+    def describe(self) -> str:
+        """'×2: the whole run in 10 s', for the status line and notices."""
+        return f"×{self.speed:g}: the whole run in {self.stops / self.rate:.3g} s"

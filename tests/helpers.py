@@ -719,21 +719,33 @@ def usage_error(done, *words):
 EPOCHS = 3
 
 
-def train(run_dir: Path, epochs: int = EPOCHS, callbacks: tuple = ()) -> list[b.Snapshot]:
-    """A short spirals run written to `run_dir`; returns what a live Bridge sent."""
+def train(
+    run_dir: Path, epochs: int = EPOCHS, callbacks: tuple = (), **changes: Any
+) -> list[b.Snapshot]:
+    """A short spirals run written to `run_dir` (or another, by `changes` to its config:
+    `IMAGES` is a small image run); returns what a live Bridge sent."""
     live: list[b.Snapshot] = []
     config = ExperimentConfig(
-        dataset="spirals",
-        arch="2-16-16-3",
-        epochs=epochs,
-        batch_size=32,
-        lr=0.1,
-        seed=0,
-        run_dir=str(run_dir),
-        histogram_every=10,
+        **{
+            "dataset": "spirals",
+            "arch": "2-16-16-3",
+            "epochs": epochs,
+            "batch_size": 32,
+            "lr": 0.1,
+            "seed": 0,
+            "run_dir": str(run_dir),
+            "histogram_every": 10,
+            **changes,
+        }
     )
     setup(config, callbacks=[b.Bridge(live.append, interval=0.0), *callbacks]).fit()
     return live
+
+
+#: Two conv layers (one keeping 28x28) and their pooling on 400 glyphs: a run with samples
+#: and feature maps that trains in a second or two.
+TINY_CNN = "conv(3,3,pad=1) relu maxpool(2) conv(4,3) relu maxpool(2) dense(10)"
+IMAGES = {"dataset": "glyphs", "arch": TINY_CNN, "subset": 400, "batch_size": 50, "lr": 0.05}
 
 
 def of(kind: type, snapshots: list[b.Snapshot]) -> list:

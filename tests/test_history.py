@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nntui import bridge as b
-from nntui.history import History
+from nntui.history import PLAY_SPEEDS, History, Player
 from nntui.replay import open_run
 from nntui.runstate import RunState
 
@@ -140,3 +140,20 @@ def test_position_out_of_range_is_refused(snapshots):
     history = history_of(snapshots[:10], every=3)
     with pytest.raises(IndexError, match="outside 0"):
         history.state_at(len(history) + 1)
+
+
+def test_a_player_covers_any_history_in_about_20_seconds_and_a_short_one_step_by_step():
+    """A 1,000-epoch run's 20,000 stops in 200 ticks of 0.1 s (one a tick took 33 minutes);
+    50 stops still one a tick; the speeds halve and double it."""
+    for stops, ticks in ((20_000, 200), (50, 50)):
+        player = Player(stops)
+        moved = [player.advance(0.1) for _ in range(ticks)]
+        assert sum(moved) == stops
+        assert max(moved) - min(moved) <= 1  # evenly
+    player = Player(20_000)
+    assert player.change(1) and player.speed == 2.0
+    assert sum(player.advance(0.1) for _ in range(100)) == 20_000
+    while player.change(1):
+        pass
+    assert player.speed == PLAY_SPEEDS[-1] and not player.change(1)
+    assert player.describe() == "×8: the whole run in 2.5 s"

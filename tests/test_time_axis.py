@@ -7,39 +7,48 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import long_run, pilot_test, press, started, train, until
+import pytest
+from helpers import IMAGES, long_run, pilot_test, press, started, train, until
 
 from nnlib import runs
 from nntui.app import NNTui
 from nntui.bridge import RunEnded
+from nntui.history import PLAY_SPAN
 from nntui.replay import open_run
-from nntui.screens.dashboard import DashboardScreen
+from nntui.screens.dashboard import PLAY_SECONDS, DashboardScreen
 from nntui.widgets.eventlog import EventLog
 from nntui.widgets.panel import StatePanel
 
-#: The panels a spirals run has besides the curves and the status (which say where it is).
-COMPARED = {"2": "layers", "3": "confusion", "5": "boundary"}
+#: Per kind of run: its changes to helpers.train's spirals run, and the panels it has besides
+#: the curves and the status (which say where it is), by their keys.
+RUNS = {
+    "spirals": ({}, {"2": "layers", "3": "confusion", "5": "boundary"}),
+    "images": (IMAGES, {"2": "layers", "3": "confusion", "6": "samples", "7": "features"}),
+}
 
 
 def cut(run_dir: Path, step: int, into: Path) -> Path:
-    """A copy of the run whose log ends after `step`, as if it had stopped there."""
+    """A copy of the run whose log ends after `step`, as if it had stopped there (its other
+    files, the samples and the feature maps' side file, as they are)."""
     into.mkdir()
-    (into / runs.CONFIG_FILE).write_bytes((run_dir / runs.CONFIG_FILE).read_bytes())
+    for path in run_dir.iterdir():
+        if path.is_file() and path.name != runs.EVENTS_FILE:
+            (into / path.name).write_bytes(path.read_bytes())
     lines = (run_dir / runs.EVENTS_FILE).read_text().splitlines(keepends=True)
     kept = [line for line in lines if json.loads(line)["step"] <= step]
     (into / runs.EVENTS_FILE).write_text("".join(kept))
     return into
 
 
-async def pictures(pilot, dashboard: DashboardScreen) -> dict[str, str]:
-    """What each compared panel and the log show now."""
+async def pictures(pilot, dashboard: DashboardScreen, compared: dict[str, str]) -> dict[str, str]:
+    """What each compared panel (its text and colours) and the log show now."""
     shown = {}
-    for key, name in COMPARED.items():
+    for key, name in compared.items():
         await press(pilot, key)
         panel = dashboard.panels[name]
         assert isinstance(panel, StatePanel)
         await until(pilot, lambda panel=panel: panel.content_size.width > 0, f"{name} shown")
-        shown[name] = str(panel.render())
+        shown[name] = panel.render().markup
     await press(pilot, "4")
     log = dashboard.query_one(EventLog)
     await until(pilot, lambda: log.lines, "the log's lines")
@@ -56,10 +65,14 @@ async def opened(pilot, app) -> DashboardScreen:
     return dashboard
 
 
+@pytest.mark.parametrize("kind", RUNS)
 @pilot_test
-async def test_a_recorded_run_scrubbed_to_a_step_shows_that_run_cut_there(tmp_path):
+async def test_a_recorded_run_scrubbed_to_a_step_shows_that_run_cut_there(tmp_path, kind):
+    """Every panel at a step of the time axis, Samples and Features (their pictures and
+    captions) included, is what the run cut there shows."""
+    changes, compared = RUNS[kind]
     run_dir = tmp_path / "run"
-    train(run_dir, epochs=6)
+    train(run_dir, epochs=6, **changes)
     epochs = [e for e in runs.read(run_dir) if e.type == "epoch"]
     step = epochs[2].step  # the end of the third epoch
     # The copy's folder name is as long as the run's: the log wraps its path alike.
@@ -68,21 +81,21 @@ async def test_a_recorded_run_scrubbed_to_a_step_shows_that_run_cut_there(tmp_pa
     recorded.snapshots = [s for s in recorded.snapshots if not isinstance(s, RunEnded)]
     app = NNTui(recorded.experiment(), recorded=recorded)
     async with app.run_test(size=(120, 40)) as pilot:
-        expected = await pictures(pilot, await opened(pilot, app))
+        expected = await pictures(pilot, await opened(pilot, app), compared)
     expected["log"] = expected["log"].replace(str(tmp_path / "cop"), str(run_dir))
 
     full = open_run(run_dir)
     app = NNTui(full.experiment(), recorded=full)
     async with app.run_test(size=(120, 40)) as pilot:
         dashboard = await opened(pilot, app)
-        now = await pictures(pilot, dashboard)
-        assert now != expected
+        now = await pictures(pilot, dashboard, compared)
+        assert all(now[name] != expected[name] for name in compared.values())
         await press(pilot, "home")
         assert dashboard.at is not None
         while dashboard.history.step_at(dashboard.at) < step:
             await press(pilot, "full_stop")
         assert dashboard.history.step_at(dashboard.at) == step
-        got = await pictures(pilot, dashboard)
+        got = await pictures(pilot, dashboard, compared)
         assert got == expected
         status = str(dashboard._status.render())
         assert f"at step {step} (epoch 3)" in status and "End: live" in status
@@ -90,7 +103,7 @@ async def test_a_recorded_run_scrubbed_to_a_step_shows_that_run_cut_there(tmp_pa
         assert dashboard._curves.cursor == step
         await press(pilot, "end")
         assert dashboard.at is None and dashboard._curves.cursor is None
-        assert await pictures(pilot, dashboard) == now
+        assert await pictures(pilot, dashboard, compared) == now
 
 
 @pilot_test
@@ -110,6 +123,46 @@ async def test_space_plays_an_ended_runs_history_to_its_end(tmp_path):
             "the history played to its end",
         )
         assert len(seen) > 3  # it went through the steps, not straight to the end
+
+
+async def played(pilot, dashboard: DashboardScreen) -> int:
+    """Space, then the play timer's ticks one by one (the test moves it on, not the clock):
+    how many it takes to reach the end."""
+    await press(pilot, "space")
+    assert dashboard._playing is not None
+    dashboard._playing.pause()
+    ticks = 0
+    while dashboard._playing is not None:
+        dashboard._play_step()
+        ticks += 1
+        assert ticks < 1000, "the history did not play to its end"
+    assert dashboard.at is None
+    return ticks
+
+
+@pilot_test
+async def test_a_long_history_plays_in_about_20_seconds_and_lt_gt_change_its_speed(tmp_path):
+    """Space on a 40-epoch run (250 steps where a view changed): about 20 s of play at ×1 (a
+    step a tick, as before, took 25 s; a 1,000-epoch run minutes), 10 s after `>`, 40 s
+    after `<` `<`; the status line says the speed while it plays."""
+    run_dir = tmp_path / "run"
+    train(run_dir, epochs=40)
+    recorded = open_run(run_dir)
+    app = NNTui(recorded.experiment(), recorded=recorded)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dashboard = await opened(pilot, app)
+        assert len(dashboard.history.stops) >= 2 * PLAY_SPAN / PLAY_SECONDS * 0.5
+        assert 19 <= await played(pilot, dashboard) * PLAY_SECONDS <= 21
+        await press(pilot, "greater_than_sign")
+        assert 9.5 <= await played(pilot, dashboard) * PLAY_SECONDS <= 10.5
+        await press(pilot, "less_than_sign", "less_than_sign", "space")
+        dashboard._playing.pause()
+        dashboard._play_step()
+        assert "▶ ×0.5" in str(dashboard._status.render())
+        await press(pilot, "space")  # stops where it is
+        assert dashboard._playing is None and dashboard.at is not None
+        await press(pilot, "end")
+        assert 38 <= await played(pilot, dashboard) * PLAY_SECONDS <= 42
 
 
 @pilot_test

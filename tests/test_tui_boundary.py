@@ -269,3 +269,25 @@ def test_boundary_back_in_time_80x24(snap_compare, run):
     """The time axis: the first step, then three steps on where a view changed."""
     application, show = snapshot_app(run, ["5", "home", "full_stop", "full_stop", "full_stop"])
     assert snap_compare(application, terminal_size=(80, 24), run_before=show)
+
+
+@pilot_test
+async def test_pgup_and_pgdn_move_time_on_the_map_and_page_the_neurons(wide_run):
+    """One rule: PgUp/PgDn turn the pages of units in the Neurons view (and its title says
+    so); on the map they move the time axis, as on the tabs that do not page."""
+    snapshots, _ = wide_run
+    async with app().run_test(size=(80, 24)) as pilot:
+        screen = await dashboard(pilot, snapshots)
+        await press(pilot, "5")
+        panel = screen.query_one(BoundaryPanel)
+        await press(pilot, "pageup")
+        assert screen.at is not None and not panel.neurons  # back in time, still the map
+        held = screen.at
+        await press(pilot, "pagedown")
+        assert screen.at is None or screen.at > held
+        await press(pilot, "end", "u")
+        assert "PgUp/PgDn" in text(panel).split("\n")[0]
+        await press(pilot, "pagedown")
+        assert panel.selected == (0, panel.page_size) and screen.at is None
+        await press(pilot, "u", "pageup")
+        assert not panel.neurons and screen.at is not None

@@ -36,6 +36,7 @@ def test_help_lists_every_flag(capsys):
         "--config",
         "--start",
         "--weight-decay",
+        "--graphics",
     ):
         assert flag in out
 
@@ -53,6 +54,7 @@ def test_help_lists_every_flag(capsys):
         (["--dataset", "spirals", "--arch", "vgg"], "--arch: VGG needs images"),
         (["--config", "missing.toml"], "no such config file"),
         (["--no-such-flag"], "unrecognized arguments"),
+        (["--graphics", "iterm"], "--graphics: invalid choice: 'iterm' (choose from 'auto',"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(argv, words, capsys):

@@ -4,11 +4,18 @@ the replay give the same state for every new panel; SVG snapshots of a fixed run
 
 from __future__ import annotations
 
+import base64
+import io
+import re
+import sys
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
-from helpers import pilot_test, until
+from helpers import IMAGES, pilot_test, until
+from PIL import Image
+from rich.text import Text
 from textual.events import MouseScrollUp
 from textual.widgets import Tab, Tabs
 
@@ -19,19 +26,15 @@ from nntui.app import NNTui
 from nntui.replay import open_run
 from nntui.runstate import RunState
 from nntui.screens.dashboard import DashboardScreen
-
-#: Two conv layers (one keeping 28x28) and their pooling: five rows of maps that do not fit
-#: the Features panel at 80x24.
-TINY = "conv(3,3,pad=1) relu maxpool(2) conv(4,3) relu maxpool(2) dense(10)"
+from nntui.widgets import picture
+from nntui.widgets.picture import Picture
+from nntui.widgets.pixels import tile_row
 
 
 def train(run_dir: Path) -> list[b.Snapshot]:
-    live: list[b.Snapshot] = []
-    config = ExperimentConfig(
-        dataset="glyphs", arch=TINY, epochs=2, subset=400, batch_size=50, run_dir=str(run_dir)
-    )
-    setup(config, callbacks=[b.Bridge(live.append, interval=0.0)]).fit()
-    return live
+    """Two epochs of the TINY_CNN (five rows of maps that do not fit the Features panel at
+    80x24)."""
+    return helpers.train(run_dir, epochs=2, **IMAGES)
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +259,118 @@ async def test_a_sample_opens_large(run_dir, size):
         assert not panel.large and "all: 40 of 40" in visible(panel)
         marked = [y for y, row in enumerate(cells(panel)) if any(s.reverse for _, s in row)]
         assert len(marked) == 1 and "→" in visible(panel).split("\n")[marked[0]]
+
+
+# -- real pictures (`nntui --graphics`) ------------------------------------------------------------
+
+#: A Kitty graphics protocol message: its keys and its payload.
+APC = re.compile(r"\x1b_G([^;\x1b]*)(?:;([^\x1b]*))?\x1b\\")
+
+
+def kitty_images(written: str) -> dict[tuple[int, int], Image.Image]:
+    """The images sent with the Kitty graphics protocol, by the cells they were placed on
+    (columns, rows): each is sent as PNG chunks under its id, then placed by that id."""
+    payloads: dict[str, str] = {}
+    placed: dict[tuple[int, int], str] = {}
+    for keys, payload in APC.findall(written):
+        fields = dict(field.split("=", 1) for field in keys.split(","))
+        if fields.get("f") == "100":
+            payloads[fields["i"]] = payloads.get(fields["i"], "") + payload
+        elif fields.get("a") == "p":
+            placed[int(fields["c"]), int(fields["r"])] = fields["i"]
+    return {
+        cells: Image.open(io.BytesIO(base64.b64decode(payloads[i]))) for cells, i in placed.items()
+    }
+
+
+@pytest.fixture
+def graphics(monkeypatch):
+    """Choose a graphics mode as `nntui --graphics` does (put back after the test), with
+    what textual-image writes straight to the terminal (sys.__stdout__) kept."""
+    written = io.StringIO()
+    monkeypatch.setattr(sys, "__stdout__", written)
+    monkeypatch.setattr(picture, "_chosen", picture.mode())
+
+    def choose(mode: str) -> io.StringIO:
+        assert picture.choose(mode, tty=False) == mode
+        return written
+
+    return choose
+
+
+async def large_map(pilot, screen: DashboardScreen) -> np.ndarray:
+    """Open conv_1's second channel large (as test_a_feature_map_opens_large does); the map."""
+    await until(pilot, lambda: screen.state.latest("feature_maps") is not None)
+    await pilot.press("7", "down", "right", "enter")
+    record = screen.state.latest("feature_maps").images[0]["layers"][0]
+    return np.asarray(record["data"], dtype=np.uint8).reshape(record["shape"])[1]
+
+
+@pilot_test
+async def test_kitty_mode_sends_a_maps_own_pixels_scaled_up(run_dir, graphics):
+    """--graphics kitty: the large 28x28 map goes to the terminal as a Kitty graphics image
+    of its cells' pixel size (28x14 cells of 10x20 pixels, the size assumed without a
+    terminal to ask), each of its 28x28 pixels a 10x10 square; its cells hold the protocol's
+    placeholders. The overview's tiles were sent and, when it closed, deleted."""
+    written = graphics("kitty")
+    app, screen = opened(run_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(screen)
+        image = await large_map(pilot, screen)
+        panel = screen.panels["features"]
+        await until(pilot, lambda: [p.placement.cols for p in panel.query(Picture)] == [28])
+        await pilot.pause()
+        placeholders = "".join(strip.text for strip in app.screen._compositor.render_strips())
+        assert placeholders.count(chr(0x10EEEE)) == 28 * 14
+    sent = kitty_images(written.getvalue())
+    big = sent[28, 14]
+    assert big.size == (280, 280)
+    pixels = np.asarray(big.convert("RGB"))
+    assert (pixels[5::10, 5::10, 0] == image).all()
+    assert (pixels[..., 0] == np.repeat(np.repeat(image, 10, 0), 10, 1)).all()
+    assert len(sent) > 1  # the overview's tiles came first
+    assert "a=d" in written.getvalue()  # and went when the large view replaced them
+
+
+@pilot_test
+async def test_sixel_mode_draws_the_map_as_sixels_of_its_pixel_size(run_dir, graphics):
+    graphics("sixel")
+    app, screen = opened(run_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(screen)
+        await large_map(pilot, screen)
+        panel = screen.panels["features"]
+        await until(pilot, lambda: [p.placement.cols for p in panel.query(Picture)] == [28])
+        await pilot.pause()
+        strips = app.screen._compositor.render_strips()
+        sixels = [seg.text for strip in strips for seg in strip if "\x1bP" in seg.text]
+        assert len(sixels) == 1 and '"1;1;280;280' in sixels[0]  # its raster: 280x280 pixels
+
+
+@pilot_test
+async def test_cells_mode_draws_half_blocks_and_sends_no_image(run_dir, graphics):
+    written = graphics("cells")
+    app, screen = opened(run_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.push_screen(screen)
+        image = await large_map(pilot, screen)
+        await pilot.pause()
+        panel = screen.panels["features"]
+        check_large(panel, image)
+        assert not panel.query(Picture)
+    assert "\x1b_G" not in written.getvalue()
+
+
+def test_a_picture_cut_by_the_panels_edge_keeps_its_half_blocks(monkeypatch):
+    """Only a picture wholly in view gets an image over it: one the panel scrolls half out
+    of view stays half blocks."""
+    monkeypatch.setattr(picture, "_chosen", "kitty")
+    pictures = picture.Pictures()
+    one, two = np.zeros((4, 6), np.uint8), np.full((8, 4), 255, np.uint8)
+    shown = tile_row([pictures.draw(one), pictures.draw(two)])
+    lines = list(Text.assemble("title\n", shown).split("\n"))
+    whole = pictures.placements(lines)
+    assert [(p.x, p.y, p.cols, p.rows) for p in whole] == [(0, 1, 6, 2), (7, 1, 4, 4)]
+    assert whole[1].image is two
+    cut = pictures.placements(lines[:4])
+    assert [(p.x, p.y, p.cols, p.rows) for p in cut] == [(0, 1, 6, 2)]

@@ -49,7 +49,7 @@ from nnlib.events import Diagnostic, Event, Pace, pace_text
 from nnlib.states import RunStatus
 
 from ..bridge import HparamChange, Notice, Progress, Rewound, RunEnded, RunStarted, Snapshot
-from ..history import History
+from ..history import History, Player
 from ..messages import RunUpdate, StartRun
 from ..replay import RecordedRun
 from ..runstate import RunState
@@ -90,7 +90,8 @@ WIDE = (110, 32)
 WIDE_CHROME = 8
 #: Tabs whose panels share the wide layout's one "view" cell (upper right), one at a time.
 VIEW_TABS = (3, 5, 6, 7, 8)
-#: An ended run's history played (space) shows its next step this often, in seconds.
+#: An ended run's history played (space) moves on this often, in seconds (by as many steps
+#: as its speed asks: `history.Player`).
 PLAY_SECONDS = 0.1
 #: PgUp and PgDn move the time axis by this fraction of the run's steps.
 SCRUB_PAGE = 0.1
@@ -275,6 +276,8 @@ class DashboardScreen(Screen[None]):
         #: The position of the time axis shown (None: now, the live state).
         self.at: int | None = None
         self._playing: Timer | None = None
+        #: How a history is played (its speed is kept from one play to the next).
+        self._player = Player(0)
         #: Snapshots from the run's worker thread, folded in by the UI thread (see `_post`).
         self._inbox: deque[Snapshot] = deque()
         self._streaming = False  # (the worker's) the latest Progress said "running"
@@ -640,6 +643,8 @@ class DashboardScreen(Screen[None]):
         self._curves.cursor = step
         self._event_log.show_until(position, self.history.records)
         self._status.at = None if position is None else self._at_text(state, step or 0)
+        if self._status.at is not None and self._playing is not None:
+            self._status.at += f" ▶ ×{self._player.speed:g}"
         self.redraw(at_once=True)
 
     @staticmethod
@@ -677,24 +682,33 @@ class DashboardScreen(Screen[None]):
 
     def action_play(self) -> None:
         """Space on a run that has ended: play its history from the start (or from where the
-        time axis is), a step every PLAY_SECONDS; space again stops there."""
+        time axis is), the whole run in about 20 s at ×1 (`<` `>` slower, faster); space again
+        stops there."""
         if self._playing is not None:
             self._stop_playing()
             return
         if self.at is None:
             self.action_scrub_first()
-        self._playing = self.set_interval(PLAY_SECONDS, self._play_step)
+        self._player = Player(len(self.history.stops), self._player.speed)
+        self._playing = self.set_interval(PLAY_SECONDS, self._play_step, pause=True)
+        self.show_at(self.at)  # the status line says it plays, and how fast
+        self.notify(f"playing {self._player.describe()}; < > speed, space stops", timeout=3)
+        self._playing.resume()  # its first step a tick from now, not from before the redraw
 
     def _play_step(self) -> None:
         if self.at is None:  # the end reached (or End pressed): now
             self._stop_playing()
             return
-        self.action_scrub(1)
+        count = self._player.advance(PLAY_SECONDS)
+        if count:
+            self.action_scrub(count)
 
     def _stop_playing(self) -> None:
         if self._playing is not None:
             self._playing.stop()
             self._playing = None
+            if self.at is not None:
+                self.show_at(self.at)
 
     def action_toggle_pause(self) -> None:
         if self.state.end is not None:  # nothing to pause: space plays the run's history
@@ -722,7 +736,17 @@ class DashboardScreen(Screen[None]):
         self._steer("set", "lr", value, then=lambda: self.state.request("lr", value))
 
     def action_pace(self, direction: int) -> None:
-        """< and >: the next slower or faster of PACE_STEPS (full speed is the fastest)."""
+        """< and >: the next slower or faster of PACE_STEPS (full speed is the fastest); on
+        a run that has ended, of the speeds its history plays at."""
+        if self.state.end is not None:
+            self._player.stops = len(self.history.stops)
+            edge = "fastest" if direction > 0 else "slowest"
+            changed = self._player.change(direction)
+            speed = self._player.describe()
+            self.notify(f"play speed {speed}" if changed else f"already the {edge}: {speed}")
+            if self._playing is not None and self.at is not None:
+                self.show_at(self.at)  # the status line says the new speed
+            return
         current = math.inf if self.state.pace is None else self.state.pace
         speeds = [math.inf if pace is None else pace for pace in PACE_STEPS]
         if direction < 0:

@@ -94,17 +94,9 @@ def resample(grid: np.ndarray, rows: int, columns: int) -> np.ndarray:
     return grid[r][:, c]
 
 
-def half_blocks(pixels: np.ndarray) -> list[Text]:
-    """An (2n, w, 3) picture as n lines of "▀": top pixel as foreground, bottom as background."""
-    pixels = np.clip(pixels, 0, 255).astype(np.uint8)
-    lines = []
-    for top, bottom in zip(pixels[0::2], pixels[1::2], strict=False):
-        line = Text()
-        for (r1, g1, b1), (r2, g2, b2) in zip(top.tolist(), bottom.tolist(), strict=True):
-            style = Style(color=Color.from_rgb(r1, g1, b1), bgcolor=Color.from_rgb(r2, g2, b2))
-            line.append("▀", style)
-        lines.append(line)
-    return lines
+def as_bytes(pixels: np.ndarray) -> np.ndarray:
+    """Colours as uint8 (cut at 0 and 255, fractions dropped)."""
+    return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
 def place(points: np.ndarray, rows: int, columns: int) -> list[tuple[int, int, int]]:
@@ -137,10 +129,12 @@ class BoundaryPanel(StatePanel):
         "layers combine them into curves; grey means an output near 0 (a ReLU unit is 0 over "
         "half its plane; a dead one everywhere). Each unit is scaled to its own largest "
         "output. Up/down pick a layer, left/right a unit; a layer with more units than fit "
-        "shows them page by page (PgUp/PgDn, or the arrows past the edge). The selected "
+        "shows them page by page (PgUp/PgDn, or the arrows past the edge; on the map, PgUp/PgDn "
+        "move the time axis as on the other tabs). The selected "
         "unit's incoming weights are shown by colour or sign (+ blue, - orange) and size.\n\n"
         "Keys: v validation points · d discrete classes · t true surface · u neurons · arrows "
-        "select a neuron · PgUp/PgDn pages of neurons"
+        "select a neuron · PgUp/PgDn pages of neurons (in the Neurons view; on the map: a "
+        "tenth of the run back or forward in time)"
     )
     BINDINGS = [
         Binding("v", "toggle('validation')", "Val points"),
@@ -187,6 +181,11 @@ class BoundaryPanel(StatePanel):
         """The next (or previous) page of the selected layer's units (PgDn, PgUp)."""
         self.action_select(0, step * self.page_size)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """PgUp/PgDn page the units in the Neurons view only: on the map they are the
+        dashboard's (the time axis), as on every tab that has no pages."""
+        return self.neurons if action == "page" else True
+
     def options(self) -> tuple[object, ...]:
         return self.validation, self.discrete, self.truth, self.neurons, self.selected
 
@@ -205,6 +204,14 @@ class BoundaryPanel(StatePanel):
         return event
 
     # -- drawing ---------------------------------------------------------------------------
+    def _picture(self, pixels: np.ndarray, source: np.ndarray | None = None) -> list[Text]:
+        """Colours (2n, w, 3) as n lines of half blocks; in a graphics mode `source` (default:
+        the same pixels) is drawn over them (`picture.Pictures.draw`)."""
+        shown = self.pictures.draw(
+            as_bytes(pixels), source=None if source is None else as_bytes(source)
+        )
+        return list(shown.split("\n"))
+
     def draw(self, width: int, height: int) -> Text:
         event = self._event()
         if event is None:
@@ -330,7 +337,7 @@ class BoundaryPanel(StatePanel):
                 for r, c, label in place(levels(raster), pixels_rows, width):
                     tone = table[label % len(table)]
                     pixels[r, c] = mix(tone, (255, 255, 255), 0.85 if hollow else 0.35)
-        return half_blocks(pixels)
+        return self._picture(pixels)
 
     def _draw_heat(self, grid: np.ndarray, width: int, rows: int, color: bool) -> list[Text]:
         values = grid / _TOP
@@ -345,7 +352,7 @@ class BoundaryPanel(StatePanel):
         cells = resample(values, rows * 2, width)
         pixels = ramp(cells, RAMP)
         pixels[resample(grid, rows * 2, width) < 0] = BACKGROUND
-        return half_blocks(pixels)
+        return self._picture(pixels)
 
     def _draw_curve(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
         scale = 2 if color else 1
@@ -366,7 +373,7 @@ class BoundaryPanel(StatePanel):
         if not color:
             return [Text("".join(" ·█"[v + 1] for v in row)) for row in canvas.tolist()]
         palette = np.array([BACKGROUND, (120, 150, 190), (245, 147, 34)], dtype=np.float64)
-        return half_blocks(palette[canvas + 1])
+        return self._picture(palette[canvas + 1])
 
     def _draw_neurons(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
         """The selected layer's units as tiles, a page at a time (as many as fit), with the
@@ -458,7 +465,8 @@ class BoundaryPanel(StatePanel):
             cells = resample(values, rows, width)
             index = np.clip((np.abs(cells - 0.5) * 2 * len(NEURON_SHADES)).astype(np.int64), 0, 4)
             return [Text("".join(NEURON_SHADES[i] for i in row)) for row in index.tolist()]
-        return half_blocks(ramp(resample(values, rows * 2, width), DIVERGING))
+        shown = ramp(resample(values, rows * 2, width), DIVERGING)
+        return self._picture(shown, source=ramp(values, DIVERGING))
 
     def _draw_weights(self, weights: list[float] | None, width: int, color: bool) -> Text:
         """Incoming weights: a bar as tall as the weight's size, each, coloured by sign (one

@@ -24,7 +24,8 @@ from nnlib.events import FeatureMaps
 from nnlib.runs import UNREADABLE
 
 from .panel import StatePanel, fit, side_by_side
-from .pixels import fit_factor, halfblocks, large_view, tile_row
+from .picture import Pictures
+from .pixels import fit_factor, tile_row
 from .samples import SampleFile
 
 #: Columns of the label beside each layer's maps.
@@ -39,7 +40,12 @@ def maps_of(record: dict[str, Any]) -> np.ndarray:
 
 
 def layer_block(
-    record: dict[str, Any], width: int, lines: int, color: bool, selected: int | None = None
+    record: dict[str, Any],
+    width: int,
+    lines: int,
+    color: bool,
+    pictures: Pictures,
+    selected: int | None = None,
 ) -> Text:
     """One layer: its name, size and value range, then as many of its channels side by side
     as fit `width` cells, each at most `lines` lines high; a mark under channel `selected`."""
@@ -56,7 +62,7 @@ def layer_block(
         "\n",
         (f"{min(record['lo']):.2g}…{max(record['hi']):.2g}"[:LABEL_W], "dim"),
     )
-    row = tile_row([halfblocks(channel, factor, color) for channel in maps[:shown]])
+    row = tile_row([pictures.draw(channel, factor, color) for channel in maps[:shown]])
     block = side_by_side(label, row, LABEL_W)
     if shown < channels:
         block.append(f"\n{'':{LABEL_W + 2}}+{channels - shown} more channels", style="dim")
@@ -228,7 +234,7 @@ class FeaturesPanel(StatePanel, can_focus=True):
         left = Text()
         if rows[0].record is None:
             image = rows[0].pictures[0]
-            left = halfblocks(image, fit_factor(*image.shape[:2], 14, lines), color)
+            left = self.pictures.draw(image, fit_factor(*image.shape[:2], 14, lines), color)
             if row_at == 0:
                 left.append_text(Text("\n"))
                 left.append_text(mark(0, 1, 1, left.split("\n")[0].cell_len))
@@ -239,7 +245,7 @@ class FeaturesPanel(StatePanel, can_focus=True):
             if row.record is None:
                 continue
             selected = column if row is rows[row_at] else None
-            block = layer_block(row.record, room, lines, color, selected)
+            block = layer_block(row.record, room, lines, color, self.pictures, selected)
             if selected is not None:
                 first = 1 + sum(len(b.split("\n")) for b in blocks)
                 last = first + len(block.split("\n")) - 1
@@ -274,7 +280,7 @@ class FeaturesPanel(StatePanel, can_focus=True):
             Text("←→ channel  ↑↓ layer", style="dim"),
             Text("⏎/esc back", style="dim"),
         ]
-        return large_view(picture, title, facts, width, height, not self.app.no_color)
+        return self.pictures.large(picture, title, facts, width, height, not self.app.no_color)
 
     def _label(self, index: int) -> str:
         """' (true class 7)' for a recorded image whose label the samples file has."""

@@ -10,6 +10,7 @@ from textual import events
 from textual.widget import Widget
 
 from ..runstate import RunState
+from .picture import Picture, Pictures, Placement
 
 
 def side_by_side(left: Text, right: Text, left_width: int, gap: int = 2) -> Text:
@@ -63,6 +64,9 @@ class StatePanel(Widget):
         self._lines: list[Text] = []
         #: The first line of the picture shown, when it scrolls.
         self.scroll_top = 0
+        #: The images drawn in the picture (`draw` draws them through `self.pictures.draw`).
+        self.pictures = Pictures()
+        self._placed: list[Placement] = []
 
     def show(self, state: RunState) -> None:
         """Draw from `state` from now on (the dashboard's time axis hands every panel the run
@@ -111,9 +115,30 @@ class StatePanel(Widget):
         )
         if key != self._cache_key:
             self._cache_key = key
+            self.pictures.clear()
             self._cache = self.draw(width, height) if width > 0 and height > 0 else Text()
             self._lines = self._cache.split("\n") if self.SCROLLS else []
-        return self._window(height)
+        shown = self._window(height)
+        if self.pictures.images or self._placed:
+            placements = self.pictures.placements(list(shown.split("\n"))[:height])
+            if len(placements) != len(self._placed) or not all(
+                new.same(old) for new, old in zip(placements, self._placed, strict=False)
+            ):
+                self._placed = placements
+                self.call_later(self._place, placements)
+        return shown
+
+    async def _place(self, placements: list[Placement]) -> None:
+        """Lay a Picture over each picture in view (a graphics mode: see `picture`)."""
+        if placements is not self._placed:
+            return  # a later render has placed others
+        pictures = list(self.query_children(Picture))
+        for picture, placement in zip(pictures, placements, strict=False):
+            picture.move(placement)
+        if len(pictures) > len(placements):
+            await self.remove_children(pictures[len(placements) :])
+        elif len(placements) > len(pictures):
+            await self.mount_all(Picture(p) for p in placements[len(pictures) :])
 
     @property
     def picture(self) -> Text:

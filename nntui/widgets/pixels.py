@@ -32,16 +32,23 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     return image.reshape(h, factor, w, factor, -1).mean(axis=(1, 3))
 
 
+def rgb(image: np.ndarray, factor: int = 1) -> np.ndarray:
+    """uint8-range pixels (H, W) or (H, W, C) as (H, W, 3) uint8 colours, `factor` pixels
+    a pixel: three channels are colours, others grey (their mean)."""
+    pixels = downsample(image, factor)
+    if pixels.shape[2] != 3:
+        pixels = pixels.mean(axis=2, keepdims=True).repeat(3, 2)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
 def halfblocks(image: np.ndarray, factor: int = 1, color: bool = True) -> Text:
     """uint8-range pixels (H, W) or (H, W, C) as lines of half blocks, `factor` pixels a
     pixel; three channels are drawn in colour, others as grey (their mean)."""
-    pixels = downsample(image, factor)
-    rgb = pixels if pixels.shape[2] == 3 else pixels.mean(axis=2, keepdims=True).repeat(3, 2)
-    rgb = np.clip(np.rint(rgb), 0, 255).astype(np.int64)
-    if len(rgb) % 2:
-        rgb = np.concatenate([rgb, np.zeros_like(rgb[:1])])
+    colours = rgb(image, factor).astype(np.int64)
+    if len(colours) % 2:
+        colours = np.concatenate([colours, np.zeros_like(colours[:1])])
     lines = []
-    for top, bottom in zip(rgb[0::2], rgb[1::2], strict=True):
+    for top, bottom in zip(colours[0::2], colours[1::2], strict=True):
         line = Text()
         for upper, lower in zip(top, bottom, strict=True):
             if color:
@@ -81,27 +88,3 @@ def enlarged(image: np.ndarray, cols: int, rows: int) -> tuple[np.ndarray, int]:
     height, width = image.shape[:2]
     factor = max(1, min(cols // max(width, 1), 2 * rows // max(height, 1)))
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1), factor
-
-
-def large_view(
-    image: np.ndarray, title: Text, facts: list[Text], width: int, height: int, color: bool
-) -> Text:
-    """One picture as large as the panel allows, each pixel at least a half cell: the
-    `title` line above it, the `facts` beside it where they fit (else below)."""
-    side = max((fact.cell_len for fact in facts), default=0) + 2
-    beside = width - side >= image.shape[1]
-    big, _ = enlarged(image, width - side if beside else width, height - 1)
-    picture = halfblocks(big, 1, color)
-    if beside:
-        rows = []
-        lines = picture.split("\n")
-        for index in range(max(len(lines), len(facts))):
-            line = lines[index].copy() if index < len(lines) else Text(" " * big.shape[1])
-            line.append("  ")
-            if index < len(facts):
-                line.append_text(facts[index])
-            rows.append(line)
-        picture = Text("\n").join(rows)
-    else:
-        picture = Text("\n").join([picture, *facts])
-    return Text("\n").join([title, picture])

@@ -20,7 +20,7 @@ from nnlib.callbacks.samples import SamplesError, read_samples
 from nnlib.events import Samples
 
 from .panel import StatePanel, fit
-from .pixels import fit_factor, halfblocks, large_view, tile_row
+from .pixels import fit_factor, tile_row
 
 #: The filters, in the order the keys name them.
 FILTERS = ("all", "misclassified", "confidently wrong", "class", "cell")
@@ -245,13 +245,13 @@ class SamplesPanel(StatePanel, can_focus=True):
                 Text("←→ image", style="dim"),
                 Text("⏎/esc back", style="dim"),
             ]
-            return large_view(image, heading, facts, width, height, color)
+            return self.pictures.large(image, heading, facts, width, height, color)
         lines = [title]
         chosen = shown[page * per_page : (page + 1) * per_page]
         for start in range(0, len(chosen), per_row):
             tiles = []
             for place, index in enumerate(chosen[start : start + per_row], start):
-                tile = halfblocks(self.file.images[index], factor, color)
+                tile = self.pictures.draw(self.file.images[index], factor, color)
                 text, style = caption(index)
                 if page * per_page + place == selected:
                     text, style = text[:tile_w].ljust(tile_w), f"{style} reverse"
