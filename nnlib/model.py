@@ -195,10 +195,10 @@ class Sequential:
 
     def _name_layers(self) -> None:
         counts: dict[str, int] = {}
-        taken = {layer.name for layer in self.layers if layer.name}
+        taken = {layer.name for layer in self.layers if layer.has_name}
         for layer in self.layers:
             counts[layer.kind] = counts.get(layer.kind, 0) + 1
-            if layer.name is None:
+            if not layer.has_name:
                 number = counts[layer.kind]
                 while f"{layer.kind}_{number}" in taken:
                     number += 1

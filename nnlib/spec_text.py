@@ -35,7 +35,7 @@ def to_token(layer: Layer) -> str:
     cls = type(layer)
     if REGISTRY.get(cls.kind) is not cls:
         raise ValueError(
-            f"{layer.name or cls.__name__}: {cls.__name__} has no spec token (a layer class "
+            f"{layer.name}: {cls.__name__} has no spec token (a layer class "
             "registers one by setting `kind`)"
         )
     config, defaults = layer.config(), layer.defaults()

@@ -465,6 +465,13 @@ def test_explicit_names_are_kept_and_auto_names_avoid_them():
         nl.Sequential([nl.Dense(2, name="x"), nl.Dense(2, name="x")])
 
 
+def test_a_layer_is_called_by_its_class_until_a_model_names_it():
+    layer = nl.Dense(4)
+    assert (layer.name, layer.has_name) == ("Dense", False)
+    nl.Sequential([layer])
+    assert (layer.name, layer.has_name) == ("dense_1", True)
+
+
 def test_parameters_are_reachable_by_layer_name():
     model = nl.build("5-4-3", (5,))
     x = _data((2, 5), dtype=np.float32)

@@ -38,7 +38,7 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
             raise ValueError(
-                f"{self.name or 'Dense'}: Dense needs a flat input (features,), got "
+                f"{self.name}: Dense needs a flat input (features,), got "
                 f"{input_shape}; put a Flatten layer before it"
             )
         return (self.units,)
