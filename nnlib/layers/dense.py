@@ -26,8 +26,8 @@ class Dense(Layer):
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
         output = super().build(input_shape, rng)  # the shape is checked before allocating
-        fan_in = self.input_shape[0]
-        shapes = self.param_shapes(self.input_shape)
+        fan_in = input_shape[0]
+        shapes = self.param_shapes(input_shape)
         weights = initialize(self.init, shapes["W"], fan_in, self.units, rng, self.dtype)
         self.params = {
             "W": Param.of(f"{self.name}.W", weights),
