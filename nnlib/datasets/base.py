@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import SupportsFloat
 
 import numpy as np
 
@@ -144,6 +145,11 @@ class Dataset:
 Locate = Callable[[int], str]
 
 
+def row_locator(prefix: str, suffix: str = "") -> Locate:
+    """The `Locate` that names row i as prefix + i + suffix ("data.npz: y_train[" 3 "]")."""
+    return lambda i: f"{prefix}{i}{suffix}"
+
+
 def count_classes(
     where: str,
     parts: Sequence[tuple[np.ndarray, Locate]],
@@ -199,7 +205,7 @@ def count_classes(
     return k
 
 
-def _label(value: object) -> str:
+def _label(value: SupportsFloat) -> str:
     """A label value as written in the file: 9999, not 9999.0 or 1e+04."""
     number = float(value)
     return str(int(number)) if number.is_integer() else f"{number:g}"
