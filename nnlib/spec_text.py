@@ -39,9 +39,9 @@ def to_token(layer: Layer) -> str:
             "registers one by setting `kind`)"
         )
     config, defaults = layer.config(), layer.defaults()
-    parts = []
+    parts: list[str] = []
     for arg in cls.arguments():
-        value = config.get(arg.init_name)
+        value = config[arg.init_name]  # registration checked it names a constructor parameter
         if arg.variadic:
             parts.extend(format_value(item) for item in value)
         elif required(cls, arg):
@@ -69,8 +69,9 @@ def to_spec(model: Sequential) -> str:
 def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | None:
     if input_shape is None or len(layers) % 2 == 0:
         return None
-    dense, activations = layers[0::2], layers[1::2]
-    if not all(type(layer) is Dense and layer.init == "he" for layer in dense):
+    dense = [layer for layer in layers[0::2] if type(layer) is Dense and layer.init == "he"]
+    activations = layers[1::2]
+    if len(dense) != len(activations) + 1:
         return None
     kinds = {type(layer) for layer in activations}
     if len(kinds) > 1 or (kinds and kinds.pop() not in MLP_ACTIVATIONS.values()):
