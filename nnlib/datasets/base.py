@@ -130,6 +130,14 @@ class Dataset:
         return len(self.x_test)
 
     @property
+    def outputs(self) -> int:
+        """Model outputs per sample: one logit per class, or one value per regression target."""
+        if self.task == "regression":
+            return int(self.y_train.shape[1])
+        assert self.num_classes is not None, "__post_init__ checks a classification set's"
+        return self.num_classes
+
+    @property
     def is_image(self) -> bool:
         """True for (H, W, C) samples: tells a UI to draw them and a builder to offer convs."""
         return len(self.input_shape) == 3
