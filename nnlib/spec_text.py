@@ -67,19 +67,25 @@ def to_spec(model: Sequential) -> str:
 
 
 def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | None:
+    """The MLP shorthand of `layers` (784-128-10, 2-16-2:tanh), or None unless they are
+    he-initialised Dense layers with one kind of shorthand activation between them."""
     if input_shape is None or len(layers) % 2 == 0:
         return None
     dense = [layer for layer in layers[0::2] if type(layer) is Dense and layer.init == "he"]
-    activations = layers[1::2]
-    if len(dense) != len(activations) + 1:
+    activation = _mlp_activation(layers[1::2])
+    if len(dense) != len(layers) // 2 + 1 or activation is None:
         return None
+    text = "-".join(str(size) for size in [math.prod(input_shape)] + [d.units for d in dense])
+    return text if activation == "relu" else f"{text}:{activation}"
+
+
+def _mlp_activation(activations: list[Layer]) -> str | None:
+    """The shorthand's name for `activations` ("relu", the default, when there are none);
+    None unless they are all one kind it names, with default arguments."""
     kinds = {type(layer) for layer in activations}
-    if len(kinds) > 1 or (kinds and kinds.pop() not in MLP_ACTIVATIONS.values()):
+    if len(kinds) > 1 or any(
+        isinstance(layer, LeakyReLU) and layer.alpha != 0.01 for layer in activations
+    ):
         return None
-    if any(isinstance(layer, LeakyReLU) and layer.alpha != 0.01 for layer in activations):
-        return None
-    sizes = [math.prod(input_shape)] + [layer.units for layer in dense]
-    text = "-".join(str(size) for size in sizes)
-    if activations and not isinstance(activations[0], ReLU):
-        text += ":" + next(k for k, v in MLP_ACTIVATIONS.items() if type(activations[0]) is v)
-    return text
+    kind = kinds.pop() if kinds else ReLU
+    return next((name for name, cls in MLP_ACTIVATIONS.items() if cls is kind), None)
