@@ -27,7 +27,7 @@ _CREATE |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 STALE_SECONDS = 60.0
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], sync: bool = True) -> Path:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], sync: bool = True) -> Path:
     """Write `path` through `write(handle)`; on any exception the temporary file is removed
     before the exception propagates and `path` is untouched. `sync=False` leaves out the
     fsync (a caller that syncs later, off a thread that must not wait on the disk): the
@@ -69,7 +69,7 @@ def remove_stale_temporaries(folder: Path, older_than: float = STALE_SECONDS) ->
     """Delete what killed writers left in `folder`: files named like `atomic_write`'s
     temporaries and untouched for `older_than` seconds; never any other file. Returns them.
     A folder that cannot be listed or cleaned is left as it is."""
-    removed = []
+    removed: list[Path] = []
     cutoff = time.time() - older_than
     try:
         entries = list(os.scandir(folder))

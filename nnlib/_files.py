@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from . import _memory
 
@@ -133,7 +133,7 @@ def deflate_bound(compressed_bytes: int) -> int:
 
 
 def read_payload(
-    f: BinaryIO, nbytes: int, where: str, what: str, error: type[ValueError] = ValueError
+    f: IO[bytes], nbytes: int, where: str, what: str, error: type[ValueError] = ValueError
 ) -> bytearray:
     """Exactly `nbytes` from stream `f`, then its end.
 

@@ -73,7 +73,7 @@ def closed_pipes() -> Iterator[tuple[GuardedStream, GuardedStream]]:
     `keep_going` on stdout's for a command that must go on unread."""
     out, err = GuardedStream(sys.stdout, False), GuardedStream(sys.stderr, True)
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    sys.stdout, sys.stderr = out, err
     try:
         yield out, err
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterable
 
 
 def shown(value: object, limit: int = 40) -> str:
@@ -28,17 +29,23 @@ def positive_int(owner: str, name: str, value: object, high: int | None = None) 
     at most `high` when given (what a run log can hold, for a value it records).
 
     Integers are compared as integers: a huge one (10**400) is an int, not an overflow."""
-    whole = (
-        not isinstance(value, bool)
-        and isinstance(value, numbers.Real)
-        # an Integral is compared exactly, never through a float that 10**400 overflows
-        and (isinstance(value, numbers.Integral) or (math.isfinite(value) and int(value) == value))
-    )
-    if not whole or int(value) < 1:  # type: ignore[call-overload]
+    number = _whole(value)
+    if number is None or number < 1:
         raise ValueError(f"{owner}: {name} must be a positive integer, got {shown(value)}")
-    if high is not None and int(value) > high:  # type: ignore[call-overload]
+    if high is not None and number > high:
         raise ValueError(f"{owner}: {name} must be at most {high}, got {shown(value)}")
-    return int(value)  # type: ignore[call-overload]
+    return number
+
+
+def _whole(value: object) -> int | None:
+    """`value` as an int if it is a whole real number (not a bool), else None. An Integral is
+    converted exactly, never through a float that 10**400 overflows."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    number = float(value)
+    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def shape(owner: str, name: str, value: object) -> tuple[int, ...]:
@@ -47,8 +54,8 @@ def shape(owner: str, name: str, value: object) -> tuple[int, ...]:
     Anything else (a string, a scalar, an empty or negative shape, 2.5) is a ValueError that
     names the owner and the value, never a TypeError from deep inside numpy."""
     try:
-        dims = tuple(value)  # type: ignore[arg-type]
-    except TypeError:
+        dims = tuple(value) if isinstance(value, Iterable) else ()
+    except TypeError:  # a 0-d array is Iterable, but iterating it raises
         dims = ()
     if isinstance(value, str | bytes) or not dims:
         raise ValueError(f"{owner}: {name} must be positive sizes, got {shown(value)}")

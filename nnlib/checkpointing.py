@@ -130,7 +130,7 @@ def save(trainer: Trainer, path: str | os.PathLike, reason: str = "") -> Path:
     """Write a checkpoint of `trainer` to `path` (.npz added if missing), atomically."""
     path = npz_path(path)
     arrays = capture(trainer, reason)
-    return atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    return atomic_write(path, lambda handle: np.savez(handle, allow_pickle=False, **arrays))
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -407,7 +407,7 @@ def restore(
     _restore_callbacks(trainer, state["callbacks"])
     if hyperparameters:
         trainer.batch_size = state["batch_size"]
-        trainer.control.restore_requests(pending)  # type: ignore[arg-type]
+        trainer.control.restore_requests(pending)
     trainer.global_step = state["step"]
     trainer.epoch = state["epoch"]
     trainer.resume_from = Position(

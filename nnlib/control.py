@@ -86,7 +86,7 @@ class RunControl:
         self._parked = False
         self._pause_announced = False
         self._step_budget = 0
-        self._stop_requested: str | None = None  # the end reason a stop() asked for
+        self._stop_requested: RunStatus | None = None  # the end reason a stop() asked for
         self._sources = {"pause": SCRIPT, "resume": SCRIPT, "stop": SCRIPT}  # the latest of each
         self._pollers: list[Callable[[], None]] = []
         self._applying = threading.RLock()  # set() requests are applied in order, one at a time

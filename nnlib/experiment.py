@@ -132,7 +132,7 @@ def _generator_options(config: ExperimentConfig) -> dict[str, Any]:
 
 def outputs_for(data: datasets.Prepared) -> int:
     """Outputs the model needs per sample: classes, or regression targets."""
-    return data.num_classes if data.task == "classification" else int(data.y_train.shape[1])
+    return data.dataset.outputs
 
 
 def view_callbacks(data: datasets.Prepared, run_dir: Path) -> list[Callback]:
@@ -247,7 +247,7 @@ def fork_config(source: str, **changes: Any) -> ExperimentConfig:
 
 
 def _parent_checkpoint(config: ExperimentConfig) -> checkpointing.Checkpoint | None:
-    if config.parent_run is None:
+    if config.parent_run is None or config.parent_step is None:  # validate: both or neither
         return None
     try:
         return checkpointing.load(checkpointing.find(config.parent_run, config.parent_step))

@@ -15,9 +15,9 @@ import numpy as np
 
 from .layers import Layer
 from .losses import Loss
-from .model import Sequential
+from .model import Sequential, input_gradient
 
-Target = TypeVar("Target", Layer, Sequential)
+Target = TypeVar("Target", bound="Layer | Sequential")
 
 
 def float64_copy(target: Target) -> Target:
@@ -41,7 +41,7 @@ class GradcheckResult:
 
     @property
     def worst(self) -> str:
-        return max(self.errors, key=self.errors.get) if self.errors else ""
+        return max(self.errors, key=self.errors.__getitem__) if self.errors else ""
 
     def __str__(self) -> str:
         lines = [f"{name:>20s}  {error:.2e}" for name, error in self.errors.items()]
@@ -65,6 +65,8 @@ def gradcheck(
     rounding noise on entries whose true gradient is 0. `max_checks` samples that many
     entries per array (all when None) to bound the cost.
     """
+    if loss is not None and y is None:
+        raise ValueError("gradcheck: a loss needs the targets y")
     target = float64_copy(target)
     x = np.array(x, dtype=np.float64)
     if isinstance(target, Layer) and target.input_shape is None:
@@ -85,14 +87,17 @@ def gradcheck(
         nonlocal projection
         restore_randomness()
         out = target.forward(inputs)
-        if loss is not None:
+        if loss is not None and y is not None:
             return loss.forward(out, y), loss.backward()
         if projection is None:
             projection = rng.standard_normal(out.shape)
         return float(np.sum(out * projection)), projection
 
     _, upstream = objective(x)
-    input_grad = target.backward(upstream)
+    if isinstance(target, Sequential):
+        input_grad = target.backward(upstream)
+    else:
+        input_grad = input_gradient(target, upstream)
     arrays = {"input": (x, input_grad)} if wrt_input else {}
     params = target.parameters() if isinstance(target, Sequential) else list(target.params.values())
     # Non-trainable state (moving statistics) has no gradient: its layer updates it itself.

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
@@ -166,6 +166,18 @@ def check_fits(summary: Summary, batch_size: int = 64) -> None:
         )
 
 
+def input_gradient(layer: Layer, grad: np.ndarray) -> np.ndarray:
+    """dL/d(input) of `layer` for dL/d(output) `grad`; a TypeError naming the layer if its
+    backward gives none (a custom layer may return None only when need_input_grad=False)."""
+    result = layer.backward(grad)
+    if result is None:
+        raise TypeError(
+            f"{layer.name}: backward returned None, expected dL/d(input) as an array "
+            "(None is allowed only when need_input_grad=False)"
+        )
+    return result
+
+
 class Sequential:
     """Layers applied in order. Built for a per-sample `input_shape` (batch axis excluded).
 
@@ -188,6 +200,7 @@ class Sequential:
         self.seed = seed
         self.dtype = _float_dtype(dtype)
         self.input_shape: Shape | None = None
+        self._output_shape: Shape | None = None
         self.training = True
         self._name_layers()
         if input_shape is not None:
@@ -195,10 +208,10 @@ class Sequential:
 
     def _name_layers(self) -> None:
         counts: dict[str, int] = {}
-        taken = {layer.name for layer in self.layers if layer.name}
+        taken = {layer.name for layer in self.layers if layer.has_name}
         for layer in self.layers:
             counts[layer.kind] = counts.get(layer.kind, 0) + 1
-            if layer.name is None:
+            if not layer.has_name:
                 number = counts[layer.kind]
                 while f"{layer.kind}_{number}" in taken:
                     number += 1
@@ -251,17 +264,18 @@ class Sequential:
         for layer in self.layers:
             layer.dtype = self.dtype
             shape = layer.build(shape, rng)
+        self._output_shape = shape
         fuse_relu_pool(self.layers)
         return self
 
     # -- computation ----------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._require_built()
+        input_shape, _ = self._built_shapes()
         x = np.asarray(x)
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+        if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != input_shape:
             raise ValueError(
                 f"model input: expected shape (batch, "
-                f"{', '.join(map(str, self.input_shape))}), got {x.shape}"
+                f"{', '.join(map(str, input_shape))}), got {x.shape}"
             )
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
@@ -275,7 +289,7 @@ class Sequential:
         """Backpropagate dL/d(output); returns dL/d(input). Gradients are overwritten, not
         accumulated, so no zero_grad is needed between steps."""
         for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+            grad = input_gradient(layer, grad)
         return grad
 
     def backward_params(self, grad: np.ndarray) -> None:
@@ -284,7 +298,7 @@ class Sequential:
         (An MLP starts with a Flatten; without this its first Dense pays a needless GEMM.)"""
         first = next((k for k, layer in enumerate(self.layers) if layer.params), 0)
         for layer in reversed(self.layers[first + 1 :]):
-            grad = layer.backward(grad)
+            grad = input_gradient(layer, grad)
         self.layers[first].backward(grad, need_input_grad=False)
 
     def train(self, mode: bool = True) -> Sequential:
@@ -307,7 +321,7 @@ class Sequential:
         finally:
             self.train(was_training)
         if not outputs:
-            return np.zeros((0, *self.layers[-1].output_shape), dtype=self.dtype)
+            return np.zeros((0, *self.output_shape), dtype=self.dtype)
         return np.concatenate(outputs)
 
     def evaluate(
@@ -369,29 +383,30 @@ class Sequential:
 
     @property
     def output_shape(self) -> Shape:
-        self._require_built()
-        return self.layers[-1].output_shape
+        return self._built_shapes()[1]
 
     def summary(self) -> Summary:
         """Per layer: output shape, parameter count and activation memory per sample."""
-        self._require_built()
-        return self.plan(self.input_shape)
+        return self.plan(self._built_shapes()[0])
 
-    def _require_built(self) -> None:
-        if self.input_shape is None:
+    def _built_shapes(self) -> tuple[Shape, Shape]:
+        """The per-sample input and output shapes; ValueError saying how to build the model
+        when it is not built yet."""
+        if self.input_shape is None or self._output_shape is None:
             raise ValueError(
                 "Sequential: the model is not built; pass input_shape=... or call "
                 "model.build(input_shape)"
             )
+        return self.input_shape, self._output_shape
 
     # -- persistence ----------------------------------------------------------------------
     def architecture(self) -> dict:
         """JSON-able description that rebuilds the model (without weights)."""
-        self._require_built()
+        input_shape, _ = self._built_shapes()
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "input_shape": self.input_shape,
+            "input_shape": input_shape,
             "seed": self.seed,
             "dtype": self.dtype.name,
             "layers": [
@@ -403,7 +418,9 @@ class Sequential:
     def save(self, path: str | os.PathLike) -> Path:
         """Write architecture and weights to one `.npz`, atomically (temp file, then rename)."""
         path = npz_path(path)
-        atomic_write(path, lambda handle: np.savez(handle, **self.archive_arrays()))
+        atomic_write(
+            path, lambda handle: np.savez(handle, allow_pickle=False, **self.archive_arrays())
+        )
         return path
 
     def archive_arrays(self) -> dict[str, np.ndarray]:
@@ -520,9 +537,9 @@ def _load_archive(archive: zipfile.ZipFile, source: str) -> Sequential:
         raise ValueError(f"{source}: weights do not match the architecture ({detail})")
     checks = {name: _weight_check(name, expected[name]) for name in expected}
     for name, check in checks.items():  # every header before any data is read
-        _read_npy(archive, stored[name], source, check, data=False)
+        _check_npy(archive, stored[name], source, check)
     model.build(summary.input_shape)
-    weights = {}
+    weights: dict[str, np.ndarray] = {}
     for name, check in checks.items():
         value = _read_npy(archive, stored[name], source, check)
         finite = np.isfinite(value)
@@ -550,23 +567,34 @@ def _weight_check(name: str, expected: Shape) -> _NpyCheck:
     return check
 
 
-def _read_npy(
-    archive: zipfile.ZipFile, member: str, source: str, check: _NpyCheck, data: bool = True
-) -> np.ndarray | None:
-    """Read one .npy member's header, refuse it if `check` says why, and only then read (and
-    decompress) its data; with data=False stop after the header."""
+def _check_npy(archive: zipfile.ZipFile, member: str, source: str, check: _NpyCheck) -> None:
+    """Refuse one .npy member if `check` says why, from its header alone: every header of a
+    file is checked before any data is decompressed."""
     with archive.open(member) as handle:
-        shape, fortran, dtype = read_header(handle, f"{source}: {member}")
-        problem = check(shape, dtype)
-        if problem:
-            raise ValueError(f"{source}: {problem}")
-        if not data:
-            return None
+        _checked_header(handle, member, source, check)
+
+
+def _read_npy(archive: zipfile.ZipFile, member: str, source: str, check: _NpyCheck) -> np.ndarray:
+    """Read one .npy member's header, refuse it if `check` says why, and only then read (and
+    decompress) its data."""
+    with archive.open(member) as handle:
+        shape, fortran, dtype = _checked_header(handle, member, source, check)
         size = math.prod(shape) * dtype.itemsize
         raw = handle.read(size)
     if len(raw) != size:
         raise ValueError(f"{source}: corrupt or truncated model file ({member} is cut short)")
     return np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _checked_header(
+    handle: IO[bytes], member: str, source: str, check: _NpyCheck
+) -> tuple[Shape, bool, np.dtype]:
+    """The shape, Fortran order and dtype of a .npy member's header, once `check` accepts them."""
+    shape, fortran, dtype = read_header(handle, f"{source}: {member}")
+    problem = check(shape, dtype)
+    if problem:
+        raise ValueError(f"{source}: {problem}")
+    return shape, fortran, dtype
 
 
 def _float_dtype(dtype: object) -> np.dtype:

@@ -17,6 +17,9 @@ import numpy as np
 from . import _validate
 from .layers import Param
 
+#: One parameter's optimizer state: arrays shaped like it (Adam's m and v) and step counts.
+Slots = dict[str, np.ndarray | int]
+
 
 class Optimizer(ABC):
     """Base class: `step` applies weight decay, L1 and the decayed lr, `update` the rule
@@ -34,7 +37,7 @@ class Optimizer(ABC):
         self.weight_decay = weight_decay
         self.l1 = l1
         self.iterations = 0
-        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.state: dict[str, Slots] = {}
 
     def __setattr__(self, key: str, value: Any) -> None:
         # Validate every hyperparameter on assignment, whoever assigns it.
@@ -77,9 +80,7 @@ class Optimizer(ABC):
             self.update(param, grad, lr, self.state.setdefault(param.name, {}))
 
     @abstractmethod
-    def update(
-        self, param: Param, grad: np.ndarray, lr: float, state: dict[str, np.ndarray]
-    ) -> None:
+    def update(self, param: Param, grad: np.ndarray, lr: float, state: Slots) -> None:
         """Update `param.value` in place."""
 
     def config(self) -> dict[str, float]:
@@ -132,11 +133,11 @@ class Optimizer(ABC):
         }
 
 
-def slot(state: dict[str, np.ndarray], key: str, like: np.ndarray) -> np.ndarray:
+def slot(state: Slots, key: str, like: np.ndarray) -> np.ndarray:
     """The state array `key`, zeros on first use. (`state.setdefault(key, np.zeros_like(...))`
     would allocate, and for a large weight map and unmap, a zero array at every step.)"""
     array = state.get(key)
-    if array is None:
+    if not isinstance(array, np.ndarray):
         array = state[key] = np.zeros_like(like)
     return array
 
@@ -161,9 +162,7 @@ class SGD(Optimizer):
         self.momentum = momentum
         self.nesterov = bool(nesterov)
 
-    def update(
-        self, param: Param, grad: np.ndarray, lr: float, state: dict[str, np.ndarray]
-    ) -> None:
+    def update(self, param: Param, grad: np.ndarray, lr: float, state: Slots) -> None:
         if not self.momentum and "velocity" not in state:
             param.value -= lr * grad
             return
@@ -200,12 +199,10 @@ class Adam(Optimizer):
         self.beta2 = beta2
         self.eps = eps
 
-    def update(
-        self, param: Param, grad: np.ndarray, lr: float, state: dict[str, np.ndarray]
-    ) -> None:
+    def update(self, param: Param, grad: np.ndarray, lr: float, state: Slots) -> None:
         m = slot(state, "m", param.value)
         v = slot(state, "v", param.value)
-        t = state["t"] = state.get("t", 0) + 1
+        t = state["t"] = int(state.get("t", 0)) + 1
         m *= self.beta1
         m += (1.0 - self.beta1) * grad
         v *= self.beta2
@@ -234,9 +231,7 @@ class RMSProp(Optimizer):
         self.rho = rho
         self.eps = eps
 
-    def update(
-        self, param: Param, grad: np.ndarray, lr: float, state: dict[str, np.ndarray]
-    ) -> None:
+    def update(self, param: Param, grad: np.ndarray, lr: float, state: Slots) -> None:
         mean_square = slot(state, "mean_square", param.value)
         mean_square *= self.rho
         mean_square += (1.0 - self.rho) * grad * grad

@@ -35,13 +35,13 @@ def to_token(layer: Layer) -> str:
     cls = type(layer)
     if REGISTRY.get(cls.kind) is not cls:
         raise ValueError(
-            f"{layer.name or cls.__name__}: {cls.__name__} has no spec token (a layer class "
+            f"{layer.name}: {cls.__name__} has no spec token (a layer class "
             "registers one by setting `kind`)"
         )
     config, defaults = layer.config(), layer.defaults()
-    parts = []
+    parts: list[str] = []
     for arg in cls.arguments():
-        value = config.get(arg.init_name)
+        value = config[arg.init_name]  # registration checked it names a constructor parameter
         if arg.variadic:
             parts.extend(format_value(item) for item in value)
         elif required(cls, arg):
@@ -67,18 +67,25 @@ def to_spec(model: Sequential) -> str:
 
 
 def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | None:
+    """The MLP shorthand of `layers` (784-128-10, 2-16-2:tanh), or None unless they are
+    he-initialised Dense layers with one kind of shorthand activation between them."""
     if input_shape is None or len(layers) % 2 == 0:
         return None
-    dense, activations = layers[0::2], layers[1::2]
-    if not all(type(layer) is Dense and layer.init == "he" for layer in dense):
+    dense = [layer for layer in layers[0::2] if type(layer) is Dense and layer.init == "he"]
+    activation = _mlp_activation(layers[1::2])
+    if len(dense) != len(layers) // 2 + 1 or activation is None:
         return None
+    text = "-".join(str(size) for size in [math.prod(input_shape)] + [d.units for d in dense])
+    return text if activation == "relu" else f"{text}:{activation}"
+
+
+def _mlp_activation(activations: list[Layer]) -> str | None:
+    """The shorthand's name for `activations` ("relu", the default, when there are none);
+    None unless they are all one kind it names, with default arguments."""
     kinds = {type(layer) for layer in activations}
-    if len(kinds) > 1 or (kinds and kinds.pop() not in MLP_ACTIVATIONS.values()):
+    if len(kinds) > 1 or any(
+        isinstance(layer, LeakyReLU) and layer.alpha != 0.01 for layer in activations
+    ):
         return None
-    if any(isinstance(layer, LeakyReLU) and layer.alpha != 0.01 for layer in activations):
-        return None
-    sizes = [math.prod(input_shape)] + [layer.units for layer in dense]
-    text = "-".join(str(size) for size in sizes)
-    if activations and not isinstance(activations[0], ReLU):
-        text += ":" + next(k for k, v in MLP_ACTIVATIONS.items() if type(activations[0]) is v)
-    return text
+    kind = kinds.pop() if kinds else ReLU
+    return next((name for name, cls in MLP_ACTIVATIONS.items() if cls is kind), None)

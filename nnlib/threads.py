@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Literal
+from typing import Final, Literal
 
 #: `Trainer.fit(threads=AUTO)`: the measured policy of `default_blas_threads`.
-AUTO = "auto"
+AUTO: Final = "auto"
 #: What `Trainer.fit(threads=...)` takes: AUTO, a thread count, or None (leave BLAS alone).
 Threads = int | Literal["auto"] | None
 

@@ -175,4 +175,6 @@ def _nested(value: np.ndarray) -> list:
     where a value is NaN or infinite, which JSON cannot hold."""
     if np.isfinite(value).all():
         return value.tolist()
-    return np.where(np.isfinite(value), value, None).tolist()
+    nested = value.astype(object)
+    nested[~np.isfinite(value)] = None
+    return nested.tolist()

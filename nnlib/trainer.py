@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +52,7 @@ class Position:
     seen: int = 0
     loss_sum: float = 0.0
     correct: float = 0.0
-    shuffle_state: dict[str, Any] | None = None
+    shuffle_state: Mapping[str, Any] | None = None
     begun: bool = False
     source: str | None = None
     batch_size: int | None = None
@@ -241,6 +241,7 @@ class Trainer:
     def position(self) -> Position:
         """Where the next batch would start (a copy): past the epoch once it has ended."""
         if self._epoch_done:
+            assert self.rng is not None, "an epoch ends only in fit, which sets rng"
             return Position(self.epoch + 1, shuffle_state=self.rng.bit_generator.state)
         return dataclasses.replace(self._position)
 

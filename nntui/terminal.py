@@ -80,11 +80,11 @@ class HangupSafeDriver(LinuxDriver):
 
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._app_loop: asyncio.AbstractEventLoop | None = None  # set once the app runs
         self._closed = threading.Event()
 
     def start_application_mode(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._app_loop = asyncio.get_running_loop()
         super().start_application_mode()
         threading.Thread(target=self._watch, name="nntui-hangup", daemon=True).start()
 
@@ -93,7 +93,8 @@ class HangupSafeDriver(LinuxDriver):
         nothing moving writes nothing, and a hung-up terminal reads as an endless EOF, on
         which Textual's input thread spins instead of reporting it."""
         poll = select.poll()
-        for fd in {self.fileno, self._file.fileno()}:
+        output = set() if self._file is None else {self._file.fileno()}  # None: no stderr
+        for fd in {self.fileno, *output}:
             poll.register(fd, 0)  # POLLHUP and POLLERR are always reported
         while not self._closed.is_set():
             if poll.poll(WATCH_MILLISECONDS):
@@ -125,5 +126,5 @@ class HangupSafeDriver(LinuxDriver):
     def _lost(self) -> None:
         """From the writer (or input) thread, or a signal handler: tell the app on its loop."""
         hook = getattr(self._app, "hang_up", None)
-        if self._loop is not None and hook is not None:
-            self._loop.call_soon_threadsafe(hook)
+        if self._app_loop is not None and hook is not None:
+            self._app_loop.call_soon_threadsafe(hook)

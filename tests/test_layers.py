@@ -155,6 +155,12 @@ def test_gradcheck_max_checks_samples_entries():
     assert result.max_error < TOL
 
 
+def test_gradcheck_with_a_loss_asks_for_the_targets():
+    model = nl.build("dense(3)", (2,))
+    with pytest.raises(ValueError, match="^gradcheck: a loss needs the targets y$"):
+        gradcheck(model, np.zeros((2, 2)), loss=nl.MSE())
+
+
 # -- behaviour --------------------------------------------------------------------------------
 
 

@@ -465,6 +465,27 @@ def test_explicit_names_are_kept_and_auto_names_avoid_them():
         nl.Sequential([nl.Dense(2, name="x"), nl.Dense(2, name="x")])
 
 
+def test_a_layer_is_called_by_its_class_until_a_model_names_it():
+    layer = nl.Dense(4)
+    assert (layer.name, layer.has_name) == ("Dense", False)
+    nl.Sequential([layer])
+    assert (layer.name, layer.has_name) == ("dense_1", True)
+
+
+def test_a_layer_whose_backward_gives_no_input_gradient_is_named():
+    class NoGrad(nl.Layer):
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            return x
+
+        def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+            return None
+
+    model = nl.Sequential([nl.Dense(3), NoGrad(name="silent")], input_shape=(2,))
+    model.forward(np.zeros((1, 2), np.float32))
+    with pytest.raises(TypeError, match=r"^silent: backward returned None, expected dL/d\(input\)"):
+        model.backward(np.ones((1, 3), np.float32))
+
+
 def test_parameters_are_reachable_by_layer_name():
     model = nl.build("5-4-3", (5,))
     x = _data((2, 5), dtype=np.float32)

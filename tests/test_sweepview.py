@@ -159,7 +159,7 @@ async def test_a_sweep_is_one_row_that_opens_into_its_trials_and_its_view(sweep_
         rows = table_rows(screen)
         assert rows[0][1].startswith("▾ ") and len(rows) == 5
         assert all(r[1].startswith("  ") and r[2] == "finished" for r in rows[1:])
-        names = [r.name for r in screen.visible()[1:]]
+        names = [r.name for r in screen.visible_rows()[1:]]
         assert sorted(names) == [f"trial-00{i}" for i in range(4)]
         shown = headers(screen)
         assert "lr" in shown and "arch" in shown  # the parameters, even at 80 columns

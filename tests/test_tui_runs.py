@@ -38,7 +38,7 @@ def app_on(root: Path) -> NNTui:
 
 
 def names(screen: RunsScreen) -> list[str]:
-    return [s.name for s in screen.visible()]
+    return [s.name for s in screen.visible_rows()]
 
 
 @pilot_test
@@ -48,6 +48,7 @@ async def test_the_runs_screen_lists_sorts_and_filters_the_runs(workspace):
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))
         screen = app.screen
+        assert screen.visible is True  # Textual's property, not shadowed by the row list
         assert sorted(names(screen)) == sorted(
             ["real", "stopped", "diverged", "forked", "errored", "running", "empty", "killed"]
         )
@@ -300,7 +301,7 @@ async def test_every_priority_column_shows_for_every_run_at_80_and_120_columns(t
         header = next(line for line in lines if " name " in line)
         for word in ("name", "state", "epochs", "best val", "test", "started ▼"):
             assert word in header
-        for row in screen.visible():
+        for row in screen.visible_rows():
             line = next(line for line in lines if f" {row.name} " in line)
             summary = row.summary
             assert f" {summary.state} " in line and " 3/3 " in line
@@ -335,7 +336,7 @@ async def test_left_right_go_by_column_and_a_refresh_keeps_scroll_selection_and_
         write_run(tmp_path, "a-new-run", epochs=1)  # a sweep adds a run: new rows
         screen.refresh_runs()
         await pilot.pause()
-        assert len(screen.visible()) == 31 and screen.current().path == chosen
+        assert len(screen.visible_rows()) == 31 and screen.current().path == chosen
         assert table.scroll_y == scroll and screen.marked == [chosen]
         assert screen.column_offset == 1 and [c.name for c in screen.table_layout.columns] == after
         await press(pilot, "left")

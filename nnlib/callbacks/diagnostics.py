@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -71,7 +71,7 @@ OVERFIT_GAP = 0.10
 WIDENING_EPOCHS = 2
 
 
-def _positive(value: Any) -> bool:
+def _positive(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and value > 0
 
 
@@ -198,9 +198,9 @@ class Diagnostics(Callback):
             if not isinstance(layer, ReLU) or layer.active_mask is None:
                 continue
             active = layer.active_mask
-            alive = active.reshape(len(active), -1).any(axis=0)
+            alive = np.any(active.reshape(len(active), -1), axis=0)
             if active.ndim > 2:  # a unit of an image layer is a channel
-                alive = alive.reshape(-1, active.shape[-1]).any(axis=0)
+                alive = np.any(alive.reshape(-1, active.shape[-1]), axis=0)
             window = self._alive.setdefault(layer.name, deque())
             if window and window[0][0].shape != alive.shape:
                 window.clear()

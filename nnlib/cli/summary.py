@@ -38,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--dataset: {error}") from None
         input_shape = dataset.input_shape
         loss = "softmax_cross_entropy" if dataset.task == "classification" else "mse"
-        outputs = dataset.num_classes if dataset.task == "classification" else 1
         try:
-            arch = resolve(arch, tuple(input_shape), outputs, dataset.task, args.dataset)
+            arch = resolve(arch, tuple(input_shape), dataset.outputs, dataset.task, args.dataset)
         except SpecError as error:
             raise UsageError(f"--arch: {error}") from None
     elif named(arch):

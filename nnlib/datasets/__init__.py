@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from . import cifar as _cifar  # noqa: F401  (registers "cifar10")
 from . import glyphs as _glyphs  # noqa: F401  (registers "glyphs")
@@ -71,7 +72,7 @@ def load(
     download: bool = True,
     label_column: int | str | None = None,
     image_shape: tuple[int, ...] | None = None,
-    **generator_kwargs: object,
+    **generator_kwargs: Any,
 ) -> Dataset:
     """Load a built-in dataset by name, or a user's .npz / .csv file or IDX folder by path.
 

@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import SupportsFloat
 
 import numpy as np
 
@@ -129,6 +130,14 @@ class Dataset:
         return len(self.x_test)
 
     @property
+    def outputs(self) -> int:
+        """Model outputs per sample: one logit per class, or one value per regression target."""
+        if self.task == "regression":
+            return int(self.y_train.shape[1])
+        assert self.num_classes is not None, "__post_init__ checks a classification set's"
+        return self.num_classes
+
+    @property
     def is_image(self) -> bool:
         """True for (H, W, C) samples: tells a UI to draw them and a builder to offer convs."""
         return len(self.input_shape) == 3
@@ -142,6 +151,11 @@ class Dataset:
 
 
 Locate = Callable[[int], str]
+
+
+def row_locator(prefix: str, suffix: str = "") -> Locate:
+    """The `Locate` that names row i as prefix + i + suffix ("data.npz: y_train[" 3 "]")."""
+    return lambda i: f"{prefix}{i}{suffix}"
 
 
 def count_classes(
@@ -199,7 +213,7 @@ def count_classes(
     return k
 
 
-def _label(value: object) -> str:
+def _label(value: SupportsFloat) -> str:
     """A label value as written in the file: 9999, not 9999.0 or 1e+04."""
     number = float(value)
     return str(int(number)) if number.is_integer() else f"{number:g}"

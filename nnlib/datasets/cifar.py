@@ -152,7 +152,8 @@ def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                         f"{where} is not part of CIFAR-10; the archive may hold only {FOLDER}/ "
                         f"with {', '.join(BATCHES + EXTRAS)}"
                     )
-                if not member.isreg():
+                handle = archive.extractfile(member) if member.isreg() else None
+                if handle is None:
                     raise DatasetError(
                         f"{where} is a {_member_kind(member)}, expected a regular file"
                     )
@@ -162,7 +163,7 @@ def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 if name in found:
                     raise DatasetError(f"{where} appears twice in the archive")
                 claim = f"the archive says it holds {_record_count(member.size, where)} records"
-                data = read_payload(archive.extractfile(member), member.size, where, claim)
+                data = read_payload(handle, member.size, where, claim)
                 found[name] = _decode(data, where)
     except DatasetError:
         raise

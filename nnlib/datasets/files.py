@@ -20,8 +20,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from .base import Dataset, DatasetError, Locate, check_finite, count_classes
+from .base import Dataset, DatasetError, Locate, check_finite, count_classes, row_locator
 from .idxfolder import ROLES, canonical_name, find_files, load_folder
 from .preprocess import train_val_split
 from .safeio import read_npz, read_regular
@@ -139,10 +140,8 @@ def _labels_from_numbers(
 
 def _finish(
     name: str,
-    x: np.ndarray,
-    y: np.ndarray,
-    x_test: np.ndarray | None,
-    y_test: np.ndarray | None,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray] | None,
     task: str,
     class_names: list[str] | None,
     description: str,
@@ -152,15 +151,17 @@ def _finish(
 ) -> Dataset:
     """Count the classes, hold out a test split when the file has none, build the Dataset.
 
-    `locate["train"]` / `locate["test"]` name a row of y / y_test in messages."""
+    `train` and `test` are (inputs, labels); `locate["train"]` / `locate["test"]` name a row
+    of their labels in messages."""
+    x, y = train
     num_classes = None
     if task == "classification":
-        parts = [(y, locate["train"])] + ([(y_test, locate["test"])] if y_test is not None else [])
+        parts = [(y, locate["train"])] + ([(test[1], locate["test"])] if test is not None else [])
         num_classes = count_classes(where, parts, class_names)
         class_names = class_names or [str(k) for k in range(num_classes)]
         y = y.astype(np.int64)
-        y_test = y_test.astype(np.int64) if y_test is not None else None
-    if x_test is None:
+        test = None if test is None else (test[0], test[1].astype(np.int64))
+    if test is None:
         x, y, x_test, y_test = train_val_split(
             x, y, HOLDOUT, seed=seed, stratify=task == "classification"
         )
@@ -169,6 +170,8 @@ def _finish(
             f"; no test split in the file, so a seeded {how}{HOLDOUT:.0%} of the "
             f"rows ({len(x_test)}) is held out as test"
         )
+    else:
+        x_test, y_test = test
     return Dataset(
         name=name,
         x_train=x,
@@ -191,33 +194,35 @@ def _load_npz(
 ) -> Dataset:
     """A user's .npz: x_train, y_train and optionally x_test, y_test, class_names."""
     arrays = read_npz(path)
-    xs, ys = {}, {}
-    for split in _npz_splits(path, arrays):
-        xs[split], ys[split], task = _npz_split(path, arrays, split, image_shape, task)
-    if "test" in xs and xs["train"].shape[1:] != xs["test"].shape[1:]:
-        raise DatasetError(
-            f"{path}: x_train rows have shape {xs['train'].shape[1:]} but x_test "
-            f"rows have {xs['test'].shape[1:]}"
-        )
-    if "test" in xs and xs["train"].dtype != xs["test"].dtype:
-        xs["train"], xs["test"] = xs["train"].astype(np.float32), xs["test"].astype(np.float32)
+    has_test = _npz_has_test(path, arrays)
+    x, y, task = _npz_split(path, arrays, "train", image_shape, task)
+    test = None
+    if has_test:
+        x_test, y_test, task = _npz_split(path, arrays, "test", image_shape, task)
+        if x.shape[1:] != x_test.shape[1:]:
+            raise DatasetError(
+                f"{path}: x_train rows have shape {x.shape[1:]} but x_test "
+                f"rows have {x_test.shape[1:]}"
+            )
+        if x.dtype != x_test.dtype:
+            x, x_test = x.astype(np.float32), x_test.astype(np.float32)
+        test = (x_test, y_test)
     return _finish(
         path.stem,
-        xs["train"],
-        ys["train"],
-        xs.get("test"),
-        ys.get("test"),
+        (x, y),
+        test,
         task,
         _npz_class_names(path, arrays, task),
         f"user data from {path}",
         seed,
         str(path),
-        {s: lambda i, s=s: f"{path}: y_{s}[{i}]" for s in ("train", "test")},
+        {s: row_locator(f"{path}: y_{s}[", "]") for s in ("train", "test")},
     )
 
 
-def _npz_splits(path: Path, arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
-    """("train",) or ("train", "test"): the splits the archive holds both arrays of."""
+def _npz_has_test(path: Path, arrays: dict[str, np.ndarray]) -> bool:
+    """Whether the archive holds a test split; DatasetError unless it holds both train arrays
+    and both or neither test array."""
     for key in ("x_train", "y_train"):
         if key not in arrays:
             raise DatasetError(
@@ -232,7 +237,7 @@ def _npz_splits(path: Path, arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
             f"{path}: has {'x_test' if has_test[0] else 'y_test'} but not "
             f"{missing}; give both or neither"
         )
-    return ("train", "test") if all(has_test) else ("train",)
+    return all(has_test)
 
 
 def _npz_split(
@@ -356,11 +361,8 @@ def _load_csv(
     _check_ragged(path, lines, numbers, delimiter, ncols, header is not None)
     label = _resolve_label_column(path, label_column, header, ncols)
     features = [c for c in range(ncols) if c != label]
-    options = {"delimiter": delimiter, "quotechar": '"', "ndmin": 1, "comments": None}
     try:
-        x = np.loadtxt(lines, dtype=np.float64, usecols=features, **options).reshape(
-            len(lines), len(features)
-        )
+        x = _columns(lines, np.float64, features, delimiter).reshape(len(lines), len(features))
     except ValueError as e:
         _raise_first_bad_cell(lines, delimiter, features, place)
         raise DatasetError(f"{path}: cannot parse the numbers ({e})") from None
@@ -368,7 +370,7 @@ def _load_csv(
     if bad.size:
         i, j = bad[0]
         raise DatasetError(f"{place(i, features[j])}: {x[i, j]} value (NaN/inf not allowed)")
-    labels = np.loadtxt(lines, dtype=str, usecols=[label], **options).reshape(len(lines))
+    labels = _columns(lines, str, [label], delimiter).reshape(len(lines))
     y, task, class_names = _csv_labels(labels, task, image_shape, lambda i: place(i, label))
     if image_shape is not None and len(features) != int(np.prod(image_shape)):
         raise DatasetError(
@@ -378,9 +380,7 @@ def _load_csv(
         )
     return _finish(
         path.stem,
-        _csv_inputs(path, x, image_shape),
-        y,
-        None,
+        (_csv_inputs(path, x, image_shape), y),
         None,
         task,
         class_names,
@@ -388,6 +388,20 @@ def _load_csv(
         seed,
         str(path),
         {"train": lambda i: place(i, label)},
+    )
+
+
+def _columns(lines: list[str], dtype: DTypeLike, columns: list[int], delimiter: str) -> np.ndarray:
+    """The cells of `columns` in CSV `lines` as one `dtype` array (quoted cells allowed; no
+    comment lines, so a '#' in a cell is data)."""
+    return np.loadtxt(
+        lines,
+        dtype=dtype,
+        usecols=columns,
+        delimiter=delimiter,
+        quotechar='"',
+        ndmin=1,
+        comments=None,
     )
 
 
@@ -454,9 +468,10 @@ def _csv_labels(
         names, y = np.unique(labels, return_inverse=True)
         return y.astype(np.int64), "classification", [str(n) for n in names]
     values = labels.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        raise DatasetError(f"{locate(int(bad[0]))}: label {labels[bad[0]]} (NaN/inf not allowed)")
+    non_finite = np.flatnonzero(~np.isfinite(values))
+    if non_finite.size:
+        first = int(non_finite[0])
+        raise DatasetError(f"{locate(first)}: label {labels[first]} (NaN/inf not allowed)")
     if task is None:
         integral = bool(np.all(values == np.round(values)))
         task = "classification" if integral or image_shape is not None else "regression"

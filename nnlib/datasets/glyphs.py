@@ -55,7 +55,8 @@ FONT: dict[int, list[Polyline]] = {
 
 def _template(digit: int) -> tuple[np.ndarray, np.ndarray]:
     """The digit's control points (P, 2) and its segments as index pairs (S, 2) into them."""
-    points, segments = [], []
+    points: Polyline = []
+    segments: list[tuple[int, int]] = []
     for stroke in FONT[digit]:
         start = len(points)
         points.extend(stroke)

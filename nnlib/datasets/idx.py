@@ -26,7 +26,7 @@ from .base import DatasetError
 from .safeio import deflate_bound, file_size, open_regular, read_payload
 
 # IDX type code -> big-endian numpy dtype
-DTYPES = {
+DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write
-from .base import Dataset, DatasetError, count_classes
+from .base import Dataset, DatasetError, count_classes, row_locator
 from .idx import IdxFile
 from .paths import cache_dir
 from .safeio import check_memory, open_regular, read_npz
@@ -121,7 +121,10 @@ def _read_cache(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
 def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> str | None:
     """Write the cache; a note for the user when it cannot be written."""
     try:
-        atomic_write(path, lambda f: np.savez(f, fingerprint=np.str_(fingerprint), **arrays))
+        atomic_write(
+            path,
+            lambda f: np.savez(f, allow_pickle=False, fingerprint=np.str_(fingerprint), **arrays),
+        )
     except OSError as e:
         return f"could not write the dataset cache {path} ({e}); loading works but stays slower"
     return None
@@ -213,7 +216,7 @@ def load_folder(
     pairs = {s: _split_arrays(s, arrays, used) for s in splits}
     k = count_classes(
         str(folder),
-        [(pairs[s][1], lambda i, f=used[f"{s}_labels"]: f"{f} item {i}") for s in splits],
+        [(pairs[s][1], row_locator(f"{used[f'{s}_labels']} item ")) for s in splits],
         class_names,
     )
     pairs = {s: (x, y.astype(np.int64)) for s, (x, y) in pairs.items()}

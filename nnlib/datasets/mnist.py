@@ -16,6 +16,7 @@ torchvision's mnist.py); `checksums={file name: md5}` replaces them, e.g. for a 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,13 +255,10 @@ def _info(family: Family, data_dir: Path) -> DatasetInfo:
 
 
 def _register(family: Family) -> None:
-    def build(**kwargs: object) -> Dataset:
-        return _build(family, **kwargs)
-
     register(
         Builtin(
             name=family.name,
-            build=build,
+            build=functools.partial(_build, family),
             info=lambda d: _info(family, d),
             options=("mirrors", "checksums", "timeout", "retries", "cache"),
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
@@ -33,7 +33,7 @@ def read_regular(path: str | os.PathLike, what: str = "file") -> bytes:
     return _files.read_regular(path, what, DatasetError)
 
 
-def read_payload(f: BinaryIO, nbytes: int, where: str, what: str) -> bytearray:
+def read_payload(f: IO[bytes], nbytes: int, where: str, what: str) -> bytearray:
     """Exactly `nbytes` from `f`, then its end (see `nnlib._files.read_payload`)."""
     return _files.read_payload(f, nbytes, where, what, DatasetError)
 

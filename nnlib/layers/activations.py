@@ -17,6 +17,8 @@ class ReLU(Layer):
     kind = "relu"
     description = "max(x, 0)"
     fused = False
+    _input: np.ndarray | None = None  # fused: the last input, for active_mask
+    _mask: np.ndarray | None = None  # not fused: where the last input was positive
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
@@ -29,15 +31,16 @@ class ReLU(Layer):
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         if not need_input_grad:
             return None
-        return grad if self.fused else grad * self._mask  # fused: the pool zeroed it
+        if self.fused:
+            return grad  # the pool zeroed it
+        assert self._mask is not None, f"{self.name}: backward before forward"
+        return grad * self._mask
 
     @property
     def active_mask(self) -> np.ndarray | None:
         """Which outputs were positive in the last forward pass (for dead-unit monitoring),
         fused or not."""
-        if getattr(self, "_input", None) is not None:
-            return self._input > 0
-        return getattr(self, "_mask", None)
+        return self._mask if self._input is None else self._input > 0
 
 
 class LeakyReLU(Layer):

@@ -49,7 +49,7 @@ class BatchNorm(Layer):
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
         output = super().build(input_shape, rng)
-        shapes = self.param_shapes(self.input_shape)
+        shapes = self.param_shapes(input_shape)
         ones, zeros = np.ones(shapes["gamma"], self.dtype), np.zeros(shapes["beta"], self.dtype)
         # gamma first: it is the weight the dashboard shows (`monitored_weights`).
         self.params = {

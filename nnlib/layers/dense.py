@@ -26,8 +26,8 @@ class Dense(Layer):
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
         output = super().build(input_shape, rng)  # the shape is checked before allocating
-        fan_in = self.input_shape[0]
-        shapes = self.param_shapes(self.input_shape)
+        fan_in = input_shape[0]
+        shapes = self.param_shapes(input_shape)
         weights = initialize(self.init, shapes["W"], fan_in, self.units, rng, self.dtype)
         self.params = {
             "W": Param.of(f"{self.name}.W", weights),
@@ -38,7 +38,7 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
             raise ValueError(
-                f"{self.name or 'Dense'}: Dense needs a flat input (features,), got "
+                f"{self.name}: Dense needs a flat input (features,), got "
                 f"{input_shape}; put a Flatten layer before it"
             )
         return (self.units,)

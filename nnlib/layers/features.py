@@ -65,7 +65,7 @@ class InputFeatures(Layer):
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         if tuple(input_shape) != (2,):
             raise ValueError(
-                f"{self.name or 'InputFeatures'}: features are made from a 2-D point (x1, x2), "
+                f"{self.name}: features are made from a 2-D point (x1, x2), "
                 f"but the input has shape {tuple(input_shape)}"
             )
         return (len(self.names),)

@@ -28,10 +28,11 @@ class Flatten(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
+        self._shape = x.shape
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        return grad.reshape(grad.shape[0], *self.input_shape) if need_input_grad else None
+        return grad.reshape(self._shape) if need_input_grad else None
 
 
 class Dropout(Layer):

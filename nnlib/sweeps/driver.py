@@ -334,7 +334,7 @@ def median_table(index: dict[str, Any], min_trials: int) -> tuple[float | None, 
     ]
     table: list[float | None] = []
     for epoch in range(max((len(curve) for curve in curves), default=0)):
-        values = [c[epoch] for c in curves if epoch < len(c) and c[epoch] is not None]
+        values = [v for c in curves if epoch < len(c) and (v := c[epoch]) is not None]
         table.append(statistics.median(values) if len(values) >= min_trials else None)
     return tuple(table)
 

@@ -34,7 +34,7 @@ import random
 import reprlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeGuard
 
 from ..callbacks.stopping import improvement_mode
 from ..config import ConfigError, ExperimentConfig, read_toml
@@ -187,13 +187,13 @@ def parse_sweep(values: dict[str, Any], source: str = "sweep") -> SweepSpec:
     direction = table.get("direction", improvement_mode(metric, "auto"))
     _need(direction in DIRECTIONS, where, "direction", "'min' or 'max'", direction)
     params = table.get("params")
-    _need(
-        isinstance(params, dict) and len(params) > 0,
-        where,
-        "params",
-        "a table of the parameters to vary, e.g. [sweep.params] lr = [0.01, 0.1]",
-        params,
-    )
+    if not isinstance(params, dict) or not params:
+        _refuse(
+            where,
+            "params",
+            "a table of the parameters to vary, e.g. [sweep.params] lr = [0.01, 0.1]",
+            params,
+        )
     choices = {
         name: _choices(base, name, value, method, f"{where} params.{name}")
         for name, value in params.items()
@@ -262,9 +262,8 @@ def _choices(
             f"got {value!r}"
         )
     _no_unknown(value, _RANGE_KEYS, where)
-    low, high, log = value.get("min"), value.get("max"), value.get("log", False)
-    for key, end in (("min", low), ("max", high)):
-        _need(_is_number(end), where, key, "a finite number", end)
+    low, high = _number(value, "min", where), _number(value, "max", where)
+    log = value.get("log", False)
     _need(low < high, where, "max", f"greater than min ({low!r})", high)
     _need(isinstance(log, bool), where, "log", "true or false", log)
     _need(not log or low > 0, where, "min", "positive for a log range", low)
@@ -295,7 +294,9 @@ def _trials(
     """Every trial's parameters: the grid's combinations in order, or `trials` random draws
     (seeded, so a sweep file always means the same trials)."""
     if method == "grid":
-        size = math.prod(len(values) for values in choices.values())  # type: ignore[arg-type]
+        grid = [values for values in choices.values() if isinstance(values, list)]
+        assert len(grid) == len(choices), "_choices gives a grid only lists"
+        size = math.prod(map(len, grid))
         if size > MAX_TRIALS:
             raise SweepError(f"{where}: the grid has {size:,} combinations; at most {MAX_TRIALS:,}")
         _need(
@@ -307,8 +308,7 @@ def _trials(
         )
         names = list(choices)
         return tuple(
-            dict(zip(names, combination, strict=True))
-            for combination in itertools.product(*choices.values())  # type: ignore[arg-type]
+            dict(zip(names, combination, strict=True)) for combination in itertools.product(*grid)
         )
     _need(
         _is_int(trials) and 1 <= trials <= MAX_TRIALS,
@@ -364,13 +364,27 @@ def _no_unknown(table: dict[str, Any], known: tuple[str, ...], where: str) -> No
 
 
 def _need(ok: bool, where: str, key: str, expected: str, value: Any) -> None:
-    if not ok:  # reprlib: a value of any size is shown in a line
-        raise SweepError(f"{where}: {key} must be {expected}, got {reprlib.repr(value)}")
+    if not ok:
+        _refuse(where, key, expected, value)
+
+
+def _refuse(where: str, key: str, expected: str, value: Any) -> NoReturn:
+    """SweepError: `key` must be `expected`, shown with the value it has (reprlib: a value of
+    any size is shown in a line)."""
+    raise SweepError(f"{where}: {key} must be {expected}, got {reprlib.repr(value)}")
+
+
+def _number(table: dict[str, Any], key: str, where: str) -> float:
+    """`table[key]` as a finite number; SweepError naming it otherwise."""
+    value = table.get(key)
+    if not _is_number(value):
+        _refuse(where, key, "a finite number", value)
+    return value
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -106,8 +106,11 @@ def best_so_far(curve: list[float | None], direction: str) -> list[float | None]
     best: float | None = None
     out: list[float | None] = []
     for value in curve:
-        finite = value is not None and math.isfinite(value)
-        if finite and (best is None or better(value, best, direction)):
+        if (
+            value is not None
+            and math.isfinite(value)
+            and (best is None or better(value, best, direction))
+        ):
             best = value
         out.append(best)
     return out
@@ -194,8 +197,9 @@ def run_trial(task: TrialTask) -> TrialResult:
         result.error = f"{type(error).__name__}: {error}"
     else:
         curve = [_finite(row.get(task.metric)) for row in history.epochs]
-        error = history.end.get("error")
-        _conclude(result, curve, history.reason, error, pruning.pruned, task.direction)
+        _conclude(
+            result, curve, history.reason, history.end.get("error"), pruning.pruned, task.direction
+        )
     result.seconds = time.monotonic() - began
     return result
 

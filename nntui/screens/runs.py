@@ -201,7 +201,7 @@ class RunsScreen(Screen[None]):
         self.filter_error, self._good_filter = "", self.filter_text
         return found
 
-    def visible(self) -> list[RunRow]:
+    def visible_rows(self) -> list[RunRow]:
         """The runs and sweeps that pass the filter in the chosen order, each expanded
         sweep's trials under it (in that order too)."""
         rows, trials = self._filtered()
@@ -229,7 +229,7 @@ class RunsScreen(Screen[None]):
 
     def _show(self) -> None:
         table = self.query_one(RunsTable)
-        rows = self.visible()
+        rows = self.visible_rows()
         columns = columns_for(rows)
         sort = self._sort_column(columns)
         if sort not in columns:
