@@ -122,7 +122,8 @@ class NNTui(InOrderKeys[None]):
         if isinstance(self._driver, HangupSafeDriver):
             self._driver.mark_lost()  # drops output at once, then calls hang_up on the loop
         else:
-            self._loop.call_soon_threadsafe(self.hang_up)
+            if self._loop is not None:  # None before the app runs and after it ends
+                self._loop.call_soon_threadsafe(self.hang_up)
 
     def hang_up(self) -> None:
         """The terminal hung up (SIGHUP, or EIO reading or writing it): nothing can be

@@ -47,17 +47,13 @@ def _finite(value: float | None) -> bool:
 def _val_accuracy_above(state: RunState, args: Mapping[str, Any]) -> bool:
     """An epoch's validation accuracy above `value` (a fraction)."""
     return any(
-        _finite(epoch.val_accuracy) and epoch.val_accuracy > args["value"]  # type: ignore[operator]
-        for epoch in state.epochs
+        _finite(epoch.val_accuracy) and epoch.val_accuracy > args["value"] for epoch in state.epochs
     )
 
 
 def _val_loss_below(state: RunState, args: Mapping[str, Any]) -> bool:
     """An epoch's validation loss below `value`."""
-    return any(
-        _finite(epoch.val_loss) and epoch.val_loss < args["value"]  # type: ignore[operator]
-        for epoch in state.epochs
-    )
+    return any(_finite(epoch.val_loss) and epoch.val_loss < args["value"] for epoch in state.epochs)
 
 
 def _warning(state: RunState, args: Mapping[str, Any]) -> bool:

@@ -119,7 +119,7 @@ class SetupScreen(Screen[None]):
 
     def on_hparams_form_changed(self, event: HparamsForm.Changed) -> None:
         try:
-            batch_size = int(self.query_one("#batch_size").value)
+            batch_size = int(self.query_one("#batch_size", Input).value)
         except ValueError:
             return
         if batch_size > 0:

@@ -4,11 +4,14 @@ are adapted to the dataset or refused with the reason shown in place."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.timer import Timer
 from textual.widgets import Button, Input, Static
 
 from nnlib.datasets import DatasetInfo
@@ -53,15 +56,13 @@ class ArchEditor(Vertical):
     ArchEditor #summary-scroll { height: 1fr; }
     """
 
-    def __init__(
-        self, spec: str, info: DatasetInfo, batch_size: int = 64, **kwargs: object
-    ) -> None:
+    def __init__(self, spec: str, info: DatasetInfo, batch_size: int = 64, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.info = info
         self.batch_size = batch_size
         self.result: SpecCheck | None = None
         self._initial = spec
-        self._timer = None
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -157,7 +158,7 @@ class ArchEditor(Vertical):
         if not (event.button.id or "").startswith("preset-"):
             return
         event.stop()
-        self.apply_preset(event.button.id.removeprefix("preset-"))
+        self.apply_preset((event.button.id or "").removeprefix("preset-"))
 
     def apply_preset(self, key: str) -> None:
         try:

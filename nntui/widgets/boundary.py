@@ -137,10 +137,10 @@ class BoundaryPanel(StatePanel):
         "tenth of the run back or forward in time)"
     )
     BINDINGS = [
-        Binding("v", "toggle('validation')", "Val points"),
-        Binding("d", "toggle('discrete')", "Discrete"),
-        Binding("t", "toggle('truth')", "True surface"),
-        Binding("u", "toggle('neurons')", "Neurons"),
+        Binding("v", "flip('validation')", "Val points"),
+        Binding("d", "flip('discrete')", "Discrete"),
+        Binding("t", "flip('truth')", "True surface"),
+        Binding("u", "flip('neurons')", "Neurons"),
         Binding("left", "select(0, -1)", "Prev neuron", show=False),
         Binding("right", "select(0, 1)", "Next neuron", show=False),
         Binding("up", "select(-1, 0)", "Prev layer", show=False),
@@ -159,7 +159,7 @@ class BoundaryPanel(StatePanel):
         self.page_size = 16  # units per page of the neurons view, as last drawn
 
     # -- keys ------------------------------------------------------------------------------
-    def action_toggle(self, option: str) -> None:
+    def action_flip(self, option: str) -> None:
         setattr(self, option, not getattr(self, option))
         self.refresh()
 
@@ -225,7 +225,7 @@ class BoundaryPanel(StatePanel):
             return Text("\n").join(self._draw_neurons(event, width, rows, color))
         when = f"step {event.step}" if event.epoch is None else f"epoch {event.epoch + 1}"
         x_range = (event.lo[0], event.hi[0])
-        y_range = (event.lo[1], event.hi[1])
+        y_range: tuple[float, float] | None = (event.lo[1], event.hi[1])
         if event.kind == "classes":
             draw = functools.partial(self._draw_classes, event, color=color)
             val, discrete = " ✓" * self.validation, " ✓" * self.discrete

@@ -58,7 +58,9 @@ class CurvesPanel(StatePanel):
         marks = [m.step for m in state.marks]
         epochs = state.epochs
         classification = state.task == "classification"
-        charts = [("loss", losses, [e.val_loss for e in epochs], self.log_scale, (0.0, None))]
+        charts: list[
+            tuple[str, np.ndarray, list[float | None], bool, tuple[float, float | None]]
+        ] = [("loss", losses, [e.val_loss for e in epochs], self.log_scale, (0.0, None))]
         if classification:
             charts.append(
                 ("accuracy", accuracies, [e.val_accuracy for e in epochs], False, (0.0, 1.0))

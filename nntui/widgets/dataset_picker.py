@@ -4,6 +4,7 @@ sample shape, task and whether it is on disk (or must be downloaded first)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -71,7 +72,7 @@ class DatasetPicker(Vertical):
     class Chosen(Message):
         """Enter on a dataset: train with it."""
 
-    def __init__(self, datasets: list[DatasetInfo], selected: str, **kwargs: object) -> None:
+    def __init__(self, datasets: list[DatasetInfo], selected: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.datasets = datasets
         names = [d.name for d in datasets]

@@ -234,13 +234,15 @@ class FeaturesPanel(StatePanel, can_focus=True):
         left = Text()
         if rows[0].record is None:
             image = rows[0].pictures[0]
-            left = self.pictures.draw(image, fit_factor(*image.shape[:2], 14, lines), color)
+            tall, wide = image.shape[:2]
+            left = self.pictures.draw(image, fit_factor(tall, wide, 14, lines), color)
             if row_at == 0:
                 left.append_text(Text("\n"))
                 left.append_text(mark(0, 1, 1, left.split("\n")[0].cell_len))
         left_w = max((line.cell_len for line in left.split("\n")), default=0)
         room = width - (left_w + 2 if left_w else 0)
-        blocks, first, last = [], 1, 1 + len(left.split("\n")) - 1
+        blocks: list[Text] = []
+        first, last = 1, len(left.split("\n"))
         for row in rows:
             if row.record is None:
                 continue

@@ -64,7 +64,7 @@ class HparamsForm(Vertical):
     class Changed(Message):
         """A field changed (valid or not)."""
 
-    def __init__(self, config: ExperimentConfig, info: DatasetInfo, **kwargs: object) -> None:
+    def __init__(self, config: ExperimentConfig, info: DatasetInfo, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._config = config
         self._info = info  # until the screen says otherwise (set_dataset)

@@ -117,7 +117,7 @@ class StatePanel(Widget):
             self._cache_key = key
             self.pictures.clear()
             self._cache = self.draw(width, height) if width > 0 and height > 0 else Text()
-            self._lines = self._cache.split("\n") if self.SCROLLS else []
+            self._lines = list(self._cache.split("\n")) if self.SCROLLS else []
         shown = self._window(height)
         if self.pictures.images or self._placed:
             placements = self.pictures.placements(list(shown.split("\n"))[:height])
