@@ -432,3 +432,54 @@ def test_max_pool_in_parts_matches_reference(pool, stride, relu_first, monkeypat
             rtol=RTOL,
             atol=ATOL,
         )
+
+
+# -- the shift kernel's GEMMs in OpenBLAS's small-matrix sizes (issue 21) -------------------
+
+
+class _MatmulSpy:
+    """Stands for numpy in the conv module and records every np.matmul's operands."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[int, ...], tuple[int, ...], bool]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, *args, **kwargs):
+        self.calls.append((a.shape, b.shape, b.flags.c_contiguous))
+        return np.matmul(a, b, *args, **kwargs)
+
+
+def test_shift_gemms_stay_within_openblas_small_matrix_kernels(monkeypatch):
+    """With 16 channels every GEMM of the three shift passes is at most SMALL_GEMM
+    multiply-adds with a contiguous, untransposed B: what OpenBLAS takes through its
+    small-matrix kernels (about 1.5-2x faster on these shapes)."""
+    import nnlib.layers.conv as conv
+
+    layer = nl.Conv2D(16, 3, name="conv")
+    layer.build((26, 26, 16), np.random.default_rng(0))
+    assert layer.selected_kernels((26, 26, 16)) == Kernels("shift", "shift", "shift")
+    x = np.random.default_rng(1).standard_normal((8, 26, 26, 16)).astype(np.float32)
+    spy = _MatmulSpy()
+    monkeypatch.setattr(conv, "np", spy)
+    layer.backward(np.ones_like(layer.forward(x)))
+    gemms = [(a, b, contiguous) for a, b, contiguous in spy.calls if len(a) == len(b) == 2]
+    assert len(gemms) > 3 * 9  # the 8 * 26 * 26 grid rows take more than one piece
+    for a, b, contiguous in gemms:
+        assert a[0] * a[1] * b[1] <= conv.SMALL_GEMM and contiguous, (a, b, contiguous)
+
+
+@pytest.mark.parametrize("case", [((2, 12, 12, 2), 3, 3, 0), ((2, 11, 12, 3), 2, 3, "same")])
+def test_shift_kernel_in_many_pieces_matches_reference(case, monkeypatch):
+    """A SMALL_GEMM of 1 leaves pieces of the 256-row floor, so the grid's 288-420 rows run
+    in two pieces in every pass; two batches reuse the piece buffers."""
+    import nnlib.layers.conv as conv
+
+    monkeypatch.setattr(conv, "SMALL_GEMM", 1)
+    shape, _, kernel, padding = case
+    rng = np.random.default_rng(24)
+    layer = _conv(case, Kernels("shift", "shift", "shift"), rng)
+    pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
+    for _ in range(2):
+        ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)
