@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnlib as nl
+from nnlib import threads
 from nnlib.callbacks.monitor import PERCENTILE_SAMPLE, PERCENTILES, histogram
 from nnlib.gradcheck import gradcheck
 from nnlib.layers import _windows as windows
@@ -95,11 +96,13 @@ PART_CASES = [
 ] + [(((5, 7, 6, 2), 3, 3, 1), (2, 2), kernels) for kernels in STRIDED_KERNELS]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize(("case", "stride", "kernels"), PART_CASES, ids=_ids)
-def test_batch_in_parts_matches_reference(case, stride, kernels, monkeypatch):
+def test_batch_in_parts_matches_reference(case, stride, kernels, workers, monkeypatch):
     """A batch larger than PART_SAMPLES runs through every pass in parts (here 2 + 2 + 1,
     then 2 + 1, then 2 + 2 + 1 again: parts of two sizes, and buffers of an earlier shape
-    dropped and made again); outputs and gradients are still those of the whole batch."""
+    dropped and made again); outputs and gradients are still those of the whole batch. With
+    2 batch workers the parts run two at a time, each pair on its own buffers."""
     monkeypatch.setattr(windows, "PART_SAMPLES", 2)
     (shape, filters, kernel, padding) = case
     rng = np.random.default_rng(14)
@@ -109,8 +112,10 @@ def test_batch_in_parts_matches_reference(case, stride, kernels, monkeypatch):
     layer.build(shape[1:], rng)
     layer.params["b"].value[...] = rng.standard_normal(filters)
     pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), stride)
-    for batch in (5, 3, 5):
-        ref.check_conv(layer, rng.standard_normal((batch, *shape[1:])), stride, pads, rng)
+    with threads.batch_workers(workers):
+        for batch in (5, 3, 5):
+            ref.check_conv(layer, rng.standard_normal((batch, *shape[1:])), stride, pads, rng)
+    assert len(layer._slots) == workers
 
 
 def test_batch_in_parts_passes_gradcheck(monkeypatch):
@@ -375,7 +380,9 @@ def test_chunked_kernel_in_many_blocks_matches_reference(case, monkeypatch):
     pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
     for _ in range(2):
         out = ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)
-    blocks = [b for key, b in layer._buffers.items() if key[0].startswith("block_")]
+    blocks = [
+        b for slot in layer._slots for key, b in slot.buffers.items() if key[0].startswith("block_")
+    ]
     assert blocks and all(b.shape[0] in (out.shape[2], shape[2]) for b in blocks)  # a line
 
 
@@ -410,15 +417,21 @@ def test_max_pool_drops_its_planes_after_backward_and_a_second_backward_agrees()
     [(2, 2, False), (2, 2, True), (3, 2, False), (3, 2, True), (2, 3, False)],
     ids=["2x2", "2x2-relu", "3x3-overlapping", "3x3-overlapping-relu", "2x2-stride-3"],
 )
-def test_max_pool_in_parts_matches_reference(pool, stride, relu_first, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_max_pool_in_parts_matches_reference(pool, stride, relu_first, workers, monkeypatch):
     """Batches of 5 and then 3 in parts of 2 (parts of two sizes, the window origins kept
     from the larger), with ties, against the plain-loop textbook pool; the fused ReLU is
-    max(., 0) after the pool and its gradient mask."""
+    max(., 0) after the pool and its gradient mask. 2 batch workers run two parts at once."""
     monkeypatch.setattr(windows, "PART_SAMPLES", 2)
     rng = np.random.default_rng(19)
     layer = nl.MaxPool2D(pool, stride=stride)
     layer.build((7, 8, 3), rng)
     layer.relu_first = relu_first
+    with threads.batch_workers(workers):
+        _check_max_pool(layer, pool, stride, relu_first, rng)
+
+
+def _check_max_pool(layer: nl.MaxPool2D, pool: int, stride: int, relu_first: bool, rng) -> None:
     for batch in (5, 3):
         x = np.round(rng.standard_normal((batch, 7, 8, 3)), 1)  # rounding makes ties
         out = layer.forward(x)
