@@ -464,35 +464,49 @@ class _MatmulSpy:
         return np.matmul(a, b, *args, **kwargs)
 
 
-def test_shift_gemms_stay_within_openblas_small_matrix_kernels(monkeypatch):
-    """With 16 channels every GEMM of the three shift passes is at most SMALL_GEMM
-    multiply-adds with a contiguous, untransposed B: what OpenBLAS takes through its
-    small-matrix kernels (about 1.5-2x faster on these shapes)."""
+@pytest.mark.parametrize(
+    ("spec", "shape", "batch", "need_input_grad"),
+    [
+        ("conv(16,3)", (26, 26, 16), 8, True),  # shift, every pass
+        ("conv(6,5,pad=2)", (28, 28, 1), 16, False),  # im2col forward and weight gradient
+        ("conv(16,5)", (14, 14, 6), 8, False),
+    ],
+)
+def test_thin_gemms_stay_within_openblas_small_matrix_kernels(
+    spec, shape, batch, need_input_grad, monkeypatch
+):
+    """Every GEMM of the shift passes and of the im2col forward and weight gradient is at
+    most SMALL_GEMM multiply-adds with a contiguous, untransposed B: what OpenBLAS takes
+    through its small-matrix kernels (about 1.5-2x faster on these shapes)."""
     import nnlib.layers.conv as conv
 
-    layer = nl.Conv2D(16, 3, name="conv")
-    layer.build((26, 26, 16), np.random.default_rng(0))
-    assert layer.selected_kernels((26, 26, 16)) == Kernels("shift", "shift", "shift")
-    x = np.random.default_rng(1).standard_normal((8, 26, 26, 16)).astype(np.float32)
+    layer = nl.build(spec, shape, seed=0).layers[0]
+    x = np.random.default_rng(1).standard_normal((batch, *shape)).astype(np.float32)
     spy = _MatmulSpy()
     monkeypatch.setattr(conv, "np", spy)
-    layer.backward(np.ones_like(layer.forward(x)))
+    layer.backward(np.ones_like(layer.forward(x)), need_input_grad=need_input_grad)
     gemms = [(a, b, contiguous) for a, b, contiguous in spy.calls if len(a) == len(b) == 2]
-    assert len(gemms) > 3 * 9  # the 8 * 26 * 26 grid rows take more than one piece
+    assert len(gemms) >= 4  # the batch takes more than one piece in each pass
     for a, b, contiguous in gemms:
         assert a[0] * a[1] * b[1] <= conv.SMALL_GEMM and contiguous, (a, b, contiguous)
 
 
-@pytest.mark.parametrize("case", [((2, 12, 12, 2), 3, 3, 0), ((2, 11, 12, 3), 2, 3, "same")])
-def test_shift_kernel_in_many_pieces_matches_reference(case, monkeypatch):
-    """A SMALL_GEMM of 1 leaves pieces of the 256-row floor, so the grid's 288-420 rows run
-    in two pieces in every pass; two batches reuse the piece buffers."""
+@pytest.mark.parametrize("kernels", [Kernels("shift", "shift", "shift"), Kernels()], ids=_ids)
+@pytest.mark.parametrize(
+    "case",
+    [((3, 12, 12, 2), 3, 3, 0), ((2, 11, 12, 3), 2, 3, "same"), ((2, 13, 12, 1), 2, 3, "same")],
+    ids=_ids,
+)
+def test_thin_gemms_in_many_pieces_match_reference(case, kernels, monkeypatch):
+    """A SMALL_GEMM of 1 leaves pieces of the 256-row floor, so the 264-432 rows of the
+    grid or of the im2col matrix (one channel: its transposed layout) run in two pieces in
+    every pass; two batches reuse the piece buffers."""
     import nnlib.layers.conv as conv
 
     monkeypatch.setattr(conv, "SMALL_GEMM", 1)
     shape, _, kernel, padding = case
     rng = np.random.default_rng(24)
-    layer = _conv(case, Kernels("shift", "shift", "shift"), rng)
+    layer = _conv(case, kernels, rng)
     pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
     for _ in range(2):
         ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)
