@@ -860,11 +860,13 @@ def workers_table(names: list[str], data: Data, runs: int, seed: int) -> str:
     head += [f"{label} / 1 thread, wall (CPU)" for label in labels[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
-        wall = {k: statistics.median(w for w, _ in times[name, k]) for k in labels}
-        cpu = {k: statistics.median(c for _, c in times[name, k]) for k in labels}
-        cells = [name, *(f"{wall[k]:.2f} / {cpu[k]:.2f}" for k in labels)]
+        walls = {k: statistics.median(w for w, _ in times[name, k]) for k in labels}
+        cpus = {k: statistics.median(c for _, c in times[name, k]) for k in labels}
+        cells = [name, *(f"{walls[k]:.2f} / {cpus[k]:.2f}" for k in labels)]
         base = labels[0]
-        cells += [f"{wall[k] / wall[base]:.2f}x ({cpu[k] / cpu[base]:.2f}x)" for k in labels[1:]]
+        cells += [
+            f"{walls[k] / walls[base]:.2f}x ({cpus[k] / cpus[base]:.2f}x)" for k in labels[1:]
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return (
         "\n".join(lines) + f"\n\nnnlib plain loop, batch {BATCH}, medians of {runs} runs. "

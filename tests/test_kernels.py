@@ -428,23 +428,19 @@ def test_max_pool_in_parts_matches_reference(pool, stride, relu_first, workers, 
     layer.build((7, 8, 3), rng)
     layer.relu_first = relu_first
     with threads.batch_workers(workers):
-        _check_max_pool(layer, pool, stride, relu_first, rng)
-
-
-def _check_max_pool(layer: nl.MaxPool2D, pool: int, stride: int, relu_first: bool, rng) -> None:
-    for batch in (5, 3):
-        x = np.round(rng.standard_normal((batch, 7, 8, 3)), 1)  # rounding makes ties
-        out = layer.forward(x)
-        expected = ref.maxpool_forward(x, (pool, pool), (stride, stride))
-        np.testing.assert_array_equal(out, np.maximum(expected, 0) if relu_first else expected)
-        dout = rng.standard_normal(out.shape)
-        upstream = dout * (expected > 0) if relu_first else dout
-        np.testing.assert_allclose(
-            layer.backward(dout),
-            ref.maxpool_backward(x, (pool, pool), (stride, stride), upstream),
-            rtol=RTOL,
-            atol=ATOL,
-        )
+        for batch in (5, 3):
+            x = np.round(rng.standard_normal((batch, 7, 8, 3)), 1)  # rounding makes ties
+            out = layer.forward(x)
+            expected = ref.maxpool_forward(x, (pool, pool), (stride, stride))
+            np.testing.assert_array_equal(out, np.maximum(expected, 0) if relu_first else expected)
+            dout = rng.standard_normal(out.shape)
+            upstream = dout * (expected > 0) if relu_first else dout
+            np.testing.assert_allclose(
+                layer.backward(dout),
+                ref.maxpool_backward(x, (pool, pool), (stride, stride), upstream),
+                rtol=RTOL,
+                atol=ATOL,
+            )
 
 
 # -- the shift kernel's GEMMs in OpenBLAS's small-matrix sizes (issue 21) -------------------
