@@ -21,6 +21,9 @@ For nnlib the tracemalloc peak, the largest total of live numpy arrays, is shown
 adds the BLAS-thread measurement for the trainer: nnlib with 1 and 2 BLAS threads
 while another thread of the process is idle, spins in pure Python (a UI thread at its worst),
 spins in C without the GIL (a busy core), or runs Python in 10 ms bursts (a UI redrawing).
+`--batch-workers` compares the two ways to use a second core: 2 BLAS threads against 2 batch
+workers (`nnlib.threads.ThreadPlan(workers=2)`: conv and pool parts two at a time, BLAS at 1
+thread), each against 1 thread, in wall time and in CPU time (all threads of the process).
 
 A row is a *runner*: a function `(model_name, data, seed) -> (train_one_epoch, accuracy)`.
 Add one to RUNNERS to time another way of training (e.g. a Trainer) against the same torch rows.
@@ -52,6 +55,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import nnlib as nl  # noqa: E402
+from nnlib.threads import ThreadPlan, blas_threads  # noqa: E402
 
 DEFAULT_BATCH = 64
 BATCH = DEFAULT_BATCH  # set for each of --batches
@@ -820,6 +824,57 @@ def policy_table(names: list[str], data: Data, runs: int, seed: int) -> str:
     )
 
 
+#: The thread settings `--batch-workers` compares: a label and the ThreadPlan it trains with.
+THREAD_PLANS = {
+    "1 thread": ThreadPlan(blas=1),
+    "2 BLAS threads": ThreadPlan(blas=2),
+    "2 batch workers": ThreadPlan(blas=1, workers=2),
+}
+
+
+def workers_table(names: list[str], data: Data, runs: int, seed: int) -> str:
+    """nnlib epoch wall and CPU time with 1 thread, 2 BLAS threads and 2 batch workers,
+    alternating run by run (the order rotates). CPU time counts every thread of the
+    process, so CPU / wall says how many cores a setting kept busy."""
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    labels = list(THREAD_PLANS)
+    for name in names:
+        with blas_threads(THREAD_PLANS["1 thread"]):
+            time_epoch(nnlib_loop, name, data.head(640), seed)
+    for run in range(runs):
+        for name in names:
+            for label in labels[run % 3 :] + labels[: run % 3]:
+                train_epoch, _ = nnlib_loop(name, data, seed)
+                with blas_threads(THREAD_PLANS[label]):
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    train_epoch()
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                times.setdefault((name, label), []).append((wall, cpu))
+                print(
+                    f"  workers run {run + 1}/{runs} {name:20s} {label:15s} "
+                    f"{wall:6.2f} s wall {cpu:6.2f} s CPU",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    head = ["model", *(f"{label} wall / CPU s" for label in labels)]
+    head += [f"{label} / 1 thread, wall (CPU)" for label in labels[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        walls = {k: statistics.median(w for w, _ in times[name, k]) for k in labels}
+        cpus = {k: statistics.median(c for _, c in times[name, k]) for k in labels}
+        cells = [name, *(f"{walls[k]:.2f} / {cpus[k]:.2f}" for k in labels)]
+        base = labels[0]
+        cells += [
+            f"{walls[k] / walls[base]:.2f}x ({cpus[k] / cpus[base]:.2f}x)" for k in labels[1:]
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (
+        "\n".join(lines) + f"\n\nnnlib plain loop, batch {BATCH}, medians of {runs} runs. "
+        "Only an idle machine tells the wall-time gain; on a busy one read the CPU ratios "
+        "(the cost of the second thread's work and of handing parts over)."
+    )
+
+
 # -- machine facts --------------------------------------------------------------------------
 def cpu_facts() -> tuple[str, str, str]:
     """The CPU's model name, vendor and widest vector extension, from /proc/cpuinfo: the
@@ -909,6 +964,11 @@ def main() -> None:
         help="also time nnlib with 1 and 2 BLAS threads beside a busy thread",
     )
     parser.add_argument(
+        "--batch-workers",
+        action="store_true",
+        help="also time nnlib with 1 thread, 2 BLAS threads and 2 batch workers",
+    )
+    parser.add_argument(
         "--probe-memory", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -959,6 +1019,11 @@ def main() -> None:
     if args.policy:
         with OtherLoad() as load:
             table = policy_table(names, data, args.runs, args.seed)
+        print(table + " " + load.note() + "\n")
+    if args.batch_workers:
+        BATCH = batches[0]
+        with OtherLoad() as load:
+            table = workers_table(names, data, args.runs, args.seed)
         print(table + " " + load.note() + "\n")
 
 

@@ -1,23 +1,56 @@
-"""How many BLAS threads training uses.
+"""How many threads training uses: BLAS threads, and batch workers.
 
 Measured on a 2-core machine (benchmarks/README.md): with another thread or process busy on
 a core, OpenBLAS with 2 threads ran LeNet-5 2x and the tutorial CNN 4x slower than with 1;
 on an idle machine 2 threads gained only 0-35%. So `Trainer.fit` (and with it the CLI)
 defaults to one thread on machines with two cores or fewer, and the TUI — whose UI is always
 another busy thread — always trains with one.
+
+Batch workers are the other way to use a second core: convolutions and pooling run a batch
+in parts (`nnlib.layers._windows.parts`), and with `ThreadPlan(workers=2)` two parts run at
+once on a small shared pool, since numpy releases the GIL inside its kernels. They need a
+1-thread BLAS: two threads calling a 2-thread OpenBLAS at once took 10x the CPU time of
+1-thread calls (900x288 @ 288x32 GEMMs, shared machine). A worker that waits blocks instead
+of spinning, so a busy second core costs little; the gain on an idle one is in
+`bench_engine.py --batch-workers`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Final, Literal
 
 #: `Trainer.fit(threads=AUTO)`: the measured policy of `default_blas_threads`.
 AUTO: Final = "auto"
-#: What `Trainer.fit(threads=...)` takes: AUTO, a thread count, or None (leave BLAS alone).
-Threads = int | Literal["auto"] | None
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """BLAS threads (None: BLAS's own default) and batch workers for a run. More than one
+    worker needs `blas=1` (see the module's docstring)."""
+
+    blas: int | None = 1
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        for name, value in (("blas", self.blas), ("workers", self.workers)):
+            if value is None and name == "blas":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ThreadPlan: {name} must be a positive integer, got {value!r}")
+        if self.workers > 1 and self.blas != 1:
+            raise ValueError(
+                f"ThreadPlan: {self.workers} batch workers need blas=1, got blas={self.blas!r}"
+            )
+
+
+#: What `Trainer.fit(threads=...)` takes: AUTO, a BLAS thread count, a ThreadPlan, or None
+#: (leave BLAS alone).
+Threads = int | Literal["auto"] | ThreadPlan | None
 
 
 def default_blas_threads() -> int | None:
@@ -25,27 +58,77 @@ def default_blas_threads() -> int | None:
     return 1 if (os.cpu_count() or 1) <= 2 else None
 
 
-def resolve_threads(owner: str, threads: Threads) -> int | None:
-    """The BLAS thread count for `threads` (AUTO, a positive int or None); ValueError naming
-    `owner` for anything else."""
+def resolve_threads(owner: str, threads: Threads) -> int | ThreadPlan | None:
+    """The BLAS thread count or plan for `threads` (AUTO, a positive int, a ThreadPlan or
+    None); ValueError naming `owner` for anything else. AUTO keeps one worker: the
+    2-worker gain has not been measured on an idle machine yet."""
     if threads == AUTO:
         return default_blas_threads()
-    if threads is None:
-        return None
+    if threads is None or isinstance(threads, ThreadPlan):
+        return threads
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(
-            f"{owner}: threads must be 'auto', None or a positive integer, got {threads!r}"
+            f"{owner}: threads must be 'auto', None or a positive integer, got {threads!r} "
+            "(or a nnlib.threads.ThreadPlan for batch workers)"
         )
     return threads
 
 
 @contextlib.contextmanager
-def blas_threads(count: int | None) -> Iterator[None]:
-    """Limit BLAS to `count` threads inside the block (None: leave BLAS as it is)."""
-    if count is None:
+def blas_threads(count: int | ThreadPlan | None) -> Iterator[None]:
+    """Limit BLAS to `count` threads inside the block (None: leave BLAS as it is); a
+    ThreadPlan also runs its batch workers there."""
+    plan = count if isinstance(count, ThreadPlan) else ThreadPlan(blas=count)
+    with contextlib.ExitStack() as stack:
+        if plan.blas is not None:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=plan.blas, user_api="blas"))
+        stack.enter_context(batch_workers(plan.workers))
+        yield
+
+
+_pool: ThreadPoolExecutor | None = None
+_workers = 1
+
+
+def workers() -> int:
+    """How many parts of a batch run at once (1 outside `batch_workers`)."""
+    return _workers
+
+
+@contextlib.contextmanager
+def batch_workers(count: int) -> Iterator[None]:
+    """Run `count` parts of each batch at once inside the block: the calling thread and
+    count - 1 pool threads, which are joined on leaving. One training at a time."""
+    global _pool, _workers
+    if count == 1:
         yield
         return
-    from threadpoolctl import threadpool_limits
+    if _pool is not None:
+        raise RuntimeError("batch workers are already running: one training at a time")
+    with ThreadPoolExecutor(count - 1, thread_name_prefix="nnlib-batch") as pool:
+        _pool, _workers = pool, count
+        try:
+            yield
+        finally:
+            _pool, _workers = None, 1
 
-    with threadpool_limits(limits=count, user_api="blas"):
-        yield
+
+def run_parts(task: Callable[[int], None], count: int) -> None:
+    """task(index) for every index below `count`, in rounds of `workers()` at once, so that
+    tasks i and i + workers() never run at the same time and may share buffers. Every task
+    of a round has finished before an error is raised."""
+    pool, size = _pool, _workers
+    for first in range(0, count, size):
+        futures: list[Future[None]] = []
+        if pool is not None:
+            futures = [
+                pool.submit(task, index) for index in range(first + 1, min(first + size, count))
+            ]
+        try:
+            task(first)
+        finally:
+            wait(futures)
+        for future in futures:
+            future.result()

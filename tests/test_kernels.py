@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnlib as nl
+from nnlib import threads
 from nnlib.callbacks.monitor import PERCENTILE_SAMPLE, PERCENTILES, histogram
 from nnlib.gradcheck import gradcheck
 from nnlib.layers import _windows as windows
@@ -95,11 +96,13 @@ PART_CASES = [
 ] + [(((5, 7, 6, 2), 3, 3, 1), (2, 2), kernels) for kernels in STRIDED_KERNELS]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize(("case", "stride", "kernels"), PART_CASES, ids=_ids)
-def test_batch_in_parts_matches_reference(case, stride, kernels, monkeypatch):
+def test_batch_in_parts_matches_reference(case, stride, kernels, workers, monkeypatch):
     """A batch larger than PART_SAMPLES runs through every pass in parts (here 2 + 2 + 1,
     then 2 + 1, then 2 + 2 + 1 again: parts of two sizes, and buffers of an earlier shape
-    dropped and made again); outputs and gradients are still those of the whole batch."""
+    dropped and made again); outputs and gradients are still those of the whole batch. With
+    2 batch workers the parts run two at a time, each pair on its own buffers."""
     monkeypatch.setattr(windows, "PART_SAMPLES", 2)
     (shape, filters, kernel, padding) = case
     rng = np.random.default_rng(14)
@@ -109,8 +112,10 @@ def test_batch_in_parts_matches_reference(case, stride, kernels, monkeypatch):
     layer.build(shape[1:], rng)
     layer.params["b"].value[...] = rng.standard_normal(filters)
     pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), stride)
-    for batch in (5, 3, 5):
-        ref.check_conv(layer, rng.standard_normal((batch, *shape[1:])), stride, pads, rng)
+    with threads.batch_workers(workers):
+        for batch in (5, 3, 5):
+            ref.check_conv(layer, rng.standard_normal((batch, *shape[1:])), stride, pads, rng)
+    assert len(layer._slots) == workers
 
 
 def test_batch_in_parts_passes_gradcheck(monkeypatch):
@@ -375,7 +380,9 @@ def test_chunked_kernel_in_many_blocks_matches_reference(case, monkeypatch):
     pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
     for _ in range(2):
         out = ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)
-    blocks = [b for key, b in layer._buffers.items() if key[0].startswith("block_")]
+    blocks = [
+        b for slot in layer._slots for key, b in slot.buffers.items() if key[0].startswith("block_")
+    ]
     assert blocks and all(b.shape[0] in (out.shape[2], shape[2]) for b in blocks)  # a line
 
 
@@ -410,25 +417,92 @@ def test_max_pool_drops_its_planes_after_backward_and_a_second_backward_agrees()
     [(2, 2, False), (2, 2, True), (3, 2, False), (3, 2, True), (2, 3, False)],
     ids=["2x2", "2x2-relu", "3x3-overlapping", "3x3-overlapping-relu", "2x2-stride-3"],
 )
-def test_max_pool_in_parts_matches_reference(pool, stride, relu_first, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_max_pool_in_parts_matches_reference(pool, stride, relu_first, workers, monkeypatch):
     """Batches of 5 and then 3 in parts of 2 (parts of two sizes, the window origins kept
     from the larger), with ties, against the plain-loop textbook pool; the fused ReLU is
-    max(., 0) after the pool and its gradient mask."""
+    max(., 0) after the pool and its gradient mask. 2 batch workers run two parts at once."""
     monkeypatch.setattr(windows, "PART_SAMPLES", 2)
     rng = np.random.default_rng(19)
     layer = nl.MaxPool2D(pool, stride=stride)
     layer.build((7, 8, 3), rng)
     layer.relu_first = relu_first
-    for batch in (5, 3):
-        x = np.round(rng.standard_normal((batch, 7, 8, 3)), 1)  # rounding makes ties
-        out = layer.forward(x)
-        expected = ref.maxpool_forward(x, (pool, pool), (stride, stride))
-        np.testing.assert_array_equal(out, np.maximum(expected, 0) if relu_first else expected)
-        dout = rng.standard_normal(out.shape)
-        upstream = dout * (expected > 0) if relu_first else dout
-        np.testing.assert_allclose(
-            layer.backward(dout),
-            ref.maxpool_backward(x, (pool, pool), (stride, stride), upstream),
-            rtol=RTOL,
-            atol=ATOL,
-        )
+    with threads.batch_workers(workers):
+        for batch in (5, 3):
+            x = np.round(rng.standard_normal((batch, 7, 8, 3)), 1)  # rounding makes ties
+            out = layer.forward(x)
+            expected = ref.maxpool_forward(x, (pool, pool), (stride, stride))
+            np.testing.assert_array_equal(out, np.maximum(expected, 0) if relu_first else expected)
+            dout = rng.standard_normal(out.shape)
+            upstream = dout * (expected > 0) if relu_first else dout
+            np.testing.assert_allclose(
+                layer.backward(dout),
+                ref.maxpool_backward(x, (pool, pool), (stride, stride), upstream),
+                rtol=RTOL,
+                atol=ATOL,
+            )
+
+
+# -- the shift kernel's GEMMs in OpenBLAS's small-matrix sizes (issue 21) -------------------
+
+
+class _MatmulSpy:
+    """Stands for numpy in the conv module and records every np.matmul's operands."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[int, ...], tuple[int, ...], bool]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, *args, **kwargs):
+        self.calls.append((a.shape, b.shape, b.flags.c_contiguous))
+        return np.matmul(a, b, *args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape", "batch", "need_input_grad"),
+    [
+        ("conv(16,3)", (26, 26, 16), 8, True),  # shift, every pass
+        ("conv(6,5,pad=2)", (28, 28, 1), 16, False),  # im2col forward and weight gradient
+        ("conv(16,5)", (14, 14, 6), 8, False),
+    ],
+)
+def test_thin_gemms_stay_within_openblas_small_matrix_kernels(
+    spec, shape, batch, need_input_grad, monkeypatch
+):
+    """Every GEMM of the shift passes and of the im2col forward and weight gradient is at
+    most SMALL_GEMM multiply-adds with a contiguous, untransposed B: what OpenBLAS takes
+    through its small-matrix kernels (about 1.5-2x faster on these shapes)."""
+    import nnlib.layers.conv as conv
+
+    layer = nl.build(spec, shape, seed=0).layers[0]
+    x = np.random.default_rng(1).standard_normal((batch, *shape)).astype(np.float32)
+    spy = _MatmulSpy()
+    monkeypatch.setattr(conv, "np", spy)
+    layer.backward(np.ones_like(layer.forward(x)), need_input_grad=need_input_grad)
+    gemms = [(a, b, contiguous) for a, b, contiguous in spy.calls if len(a) == len(b) == 2]
+    assert len(gemms) >= 4  # the batch takes more than one piece in each pass
+    for a, b, contiguous in gemms:
+        assert a[0] * a[1] * b[1] <= conv.SMALL_GEMM and contiguous, (a, b, contiguous)
+
+
+@pytest.mark.parametrize("kernels", [Kernels("shift", "shift", "shift"), Kernels()], ids=_ids)
+@pytest.mark.parametrize(
+    "case",
+    [((3, 12, 12, 2), 3, 3, 0), ((2, 11, 12, 3), 2, 3, "same"), ((2, 13, 12, 1), 2, 3, "same")],
+    ids=_ids,
+)
+def test_thin_gemms_in_many_pieces_match_reference(case, kernels, monkeypatch):
+    """A SMALL_GEMM of 1 leaves pieces of the 256-row floor, so the 264-432 rows of the
+    grid or of the im2col matrix (one channel: its transposed layout) run in two pieces in
+    every pass; two batches reuse the piece buffers."""
+    import nnlib.layers.conv as conv
+
+    monkeypatch.setattr(conv, "SMALL_GEMM", 1)
+    shape, _, kernel, padding = case
+    rng = np.random.default_rng(24)
+    layer = _conv(case, kernels, rng)
+    pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
+    for _ in range(2):
+        ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)

@@ -13,9 +13,11 @@ Pair = tuple[int, int]
 PART_SAMPLES = 64
 
 
-def parts(batch: int) -> list[slice]:
-    """The batch as slices of at most PART_SAMPLES samples."""
-    return [slice(i, min(i + PART_SAMPLES, batch)) for i in range(0, batch, PART_SAMPLES)]
+def parts(batch: int, workers: int = 1) -> list[slice]:
+    """The batch as slices of at most PART_SAMPLES samples, and at least `workers` of them
+    (the batch workers of `nnlib.threads`: 64 samples on 2 workers are 2 parts of 32)."""
+    size = min(PART_SAMPLES, max(1, -(-batch // workers)))
+    return [slice(i, min(i + size, batch)) for i in range(0, batch, size)]
 
 
 def pair(owner: str, name: str, value: object) -> Pair:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _validate
+from .. import _validate, threads
 from ..initializers import INITIALIZERS, initialize
 from . import _windows as win
 from .base import Layer, Param, Shape, SpecArg
@@ -89,11 +89,46 @@ SHIFT_MIN_CHANNELS = 16
 TOEPLITZ_MAX_WIDTH = 3
 #: The chunked kernel's im2col block: about the 1 MiB L2 of a core here.
 CHUNK_BYTES = 1 << 20
+#: OpenBLAS (SkylakeX kernels) runs a GEMM of at most this many multiply-adds through its
+#: small-matrix kernels, when B is not transposed: (rows, 16) @ (16, 16) at 92-97 GFLOP/s up
+#: to 3584 rows against 46-63 from 4096 rows on (1 thread, CPU time), so the thin GEMMs of
+#: the shift and im2col kernels go in pieces of at most this size (see `gemm_rows`).
+SMALL_GEMM = 1_000_000
 #: From this many input channels (K = 9*32 = 288 for 3x3) one GEMM per block beats shift's
 #: kh*kw GEMMs with K = C: VGG-style batches of 64, 7 alternating runs, load 3.8: 1 thread
 #: 0.93x, 2 threads 0.69x of the shift time; with 16 channels chunked was 1.12x (1 thread)
 #: and 0.92x (2 threads), so 16-31 channels keep shift.
 CHUNKED_MIN_CHANNELS = 32
+
+
+def gemm_rows(inner: int, columns: int) -> int:
+    """Rows of a piece (rows, inner) @ (inner, columns), or of (inner, rows) @ (rows,
+    columns): a product of at most 256 KiB (so it is still in cache when it is added) and at
+    most SMALL_GEMM multiply-adds, but never under 256 rows (wide GEMMs, which the small
+    kernels do not take, stay in large pieces)."""
+    return max(256, min(65536 // columns, SMALL_GEMM // (inner * columns)))
+
+
+def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out = a @ b in pieces of `gemm_rows` rows of `a`; `b` should be C-contiguous, which
+    the small-matrix kernels need (im2col forward, 64 samples: LeNet-5's conv_1 (50176, 26)
+    @ (26, 6) 0.61 -> 0.30-0.36 ms, conv_2 (6400, 151) @ (151, 16) 0.39 -> 0.29 ms)."""
+    step = gemm_rows(*b.shape)
+    for start in range(0, a.shape[0], step):
+        np.matmul(a[start : start + step], b, out=out[start : start + step])
+
+
+def gram_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a.T @ b summed over pieces of `gemm_rows` rows (im2col weight gradient, 64 samples:
+    LeNet-5's conv_2 (151, 6400) @ (6400, 16) 0.43 -> 0.31 ms, the stacked convs' first
+    (10, 43264) @ (43264, 16) 0.31 -> 0.16 ms)."""
+    step = gemm_rows(a.shape[1], b.shape[1])
+    total = np.matmul(a[:step].T, b[:step])
+    piece = np.empty_like(total)
+    for start in range(step, a.shape[0], step):
+        np.matmul(a[start : start + step].T, b[start : start + step], out=piece)
+        total += piece
+    return total
 
 
 def choose_kernels(
@@ -121,6 +156,47 @@ def choose_kernels(
     if input_shape[2] >= SHIFT_MIN_CHANNELS:
         return Kernels("shift", "shift", "shift")
     return Kernels(input_grad="shift")
+
+
+class _Slot:
+    """The buffers of one slot: the parts of a batch that run at once (`nnlib.threads`) each
+    have their own, reused between batches by (purpose, shape, dtype)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, tuple[int, ...], np.dtype], np.ndarray] = {}
+        self.fresh: set[str] = set()  # buffers just allocated by `buffer`
+
+    def buffer(self, purpose: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A buffer kept between batches; zero-filled when it is allocated, so parts nobody
+        writes (the grid's margins, im2col's ones column once set) keep their values from
+        then on. Two shapes are kept per purpose: a batch run in parts of two sizes (100 =
+        64 + 36), or an epoch's shorter last batch, reuses both instead of allocating
+        them again every time."""
+        key = (purpose, shape, np.dtype(dtype))
+        buffer = self.buffers.get(key)
+        if buffer is None:
+            others = [k for k in self.buffers if k[0] == purpose]
+            for old in others[:-1]:  # the oldest go; the latest other shape stays
+                del self.buffers[old]
+            buffer = self.buffers[key] = np.zeros(shape, dtype)
+            self.fresh.add(purpose)
+        else:
+            self.fresh.discard(purpose)
+        return buffer
+
+
+@dataclass
+class _Part:
+    """One part of a batch: its padded input, its slot's buffers and, when forward made
+    it, its im2col matrix."""
+
+    padded: np.ndarray
+    slot: _Slot
+    cols: np.ndarray | None = None
+
+    def buffer(self, purpose: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """The slot's buffer for `purpose` (see `_Slot.buffer`)."""
+        return self.slot.buffer(purpose, shape, dtype)
 
 
 class Conv2D(Layer):
@@ -164,9 +240,9 @@ class Conv2D(Layer):
         self.init = init
         #: None: the kernels `choose_kernels` picks for the input shape; a Kernels to force.
         self.kernels: Kernels | None = None
-        #: Reused between batches, by (purpose, shape, dtype); see `_buffer`.
-        self._buffers: dict[tuple[str, tuple[int, ...], np.dtype], np.ndarray] = {}
-        self._fresh: set[str] = set()  # buffers just allocated by `_buffer`
+        #: Buffers reused between batches, one set per part that runs at once.
+        self._slots: list[_Slot] = []
+        self._parts: list[_Part] = []
 
     def _pads(self, height: int, width: int) -> tuple[int, int, int, int]:
         if self.padding == "valid":
@@ -257,151 +333,156 @@ class Conv2D(Layer):
         self._whole = np.ascontiguousarray(win.pad(x, self._pad))
         self._x_shape = x.shape
         out = np.empty((x.shape[0], *self._out, self.filters), x.dtype)
-        parts = win.parts(x.shape[0])
-        for part in parts:
-            self._padded = self._whole[part]
-            self._forward_part(out[part])
+        wheres = win.parts(x.shape[0], threads.workers())
+        self._parts = self._make_parts(wheres)
+        threads.run_parts(lambda i: self._forward_part(self._parts[i], out[wheres[i]]), len(wheres))
+        if len(wheres) > threads.workers():  # a later round wrote over the earlier's im2col
+            for part in self._parts:
+                part.cols = None
         return out
+
+    def _make_parts(self, wheres: list[slice]) -> list[_Part]:
+        """The parts of the batch at `wheres`: part i uses slot i % workers, which no other
+        part uses at the same time (`threads.run_parts`)."""
+        slots = threads.workers()
+        while len(self._slots) < min(slots, len(wheres)):
+            self._slots.append(_Slot())
+        return [_Part(self._whole[w], self._slots[i % slots]) for i, w in enumerate(wheres)]
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         grad = np.ascontiguousarray(grad)
-        parts = win.parts(grad.shape[0])
-        if len(parts) == 1:
-            self._padded = self._whole
-            return self._backward_part(grad, need_input_grad, accumulate=False)
-        dx = np.empty(self._x_shape, grad.dtype) if need_input_grad else None
-        for index, part in enumerate(parts):
-            self._padded, self._cols = self._whole[part], None  # forward kept no part's im2col
-            part_dx = self._backward_part(grad[part], need_input_grad, accumulate=index > 0)
-            if dx is not None:
-                dx[part] = part_dx
-        return dx
+        wheres = win.parts(grad.shape[0], threads.workers())
+        if len(wheres) != len(self._parts):  # the workers changed since forward
+            self._parts = self._make_parts(wheres)
+        dx = np.empty(self._x_shape, grad.dtype) if need_input_grad and len(wheres) > 1 else None
+        shares: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
-    def _forward_part(self, out: np.ndarray) -> None:
-        """The output of the samples in self._padded, written into `out`."""
+        def run(index: int) -> None:
+            where = wheres[index]
+            shares[index] = self._backward_part(self._parts[index], grad[where], need_input_grad)
+            if dx is not None:
+                dx[where] = shares[index][2]
+
+        threads.run_parts(run, len(wheres))
+        kernel, bias = self.params["W"], self.params["b"]
+        kernel.grad[...], bias.grad[...], first_dx = shares[0]
+        for index in range(1, len(wheres)):
+            kernel.grad += shares[index][0]
+            bias.grad += shares[index][1]
+        return first_dx if len(wheres) == 1 else dx
+
+    def _forward_part(self, part: _Part, out: np.ndarray) -> None:
+        """The output of the samples of `part`, written into `out`."""
         kernel, bias = self.params["W"].value, self.params["b"].value
-        self._cols = None
+        part.cols = None
         if self._active.forward == "shift":
-            self._shift_forward(self._padded, kernel, bias, out)
+            self._shift_forward(part, kernel, bias, out)
         elif self._active.forward == "chunked":
-            self._chunked_forward(self._padded, kernel, bias, out)
+            self._chunked_forward(part, kernel, bias, out)
         else:
-            self._cols = self._im2col(self._padded)
+            part.cols = self._im2col(part, part.padded)
             weights = np.concatenate([kernel.reshape(-1, self.filters), bias[None]])
-            np.matmul(self._cols, weights, out=out.reshape(-1, self.filters))
+            matmul_rows(part.cols, weights, out.reshape(-1, self.filters))
 
     def _backward_part(
-        self, grad: np.ndarray, need_input_grad: bool, accumulate: bool
-    ) -> np.ndarray | None:
-        """The parameter gradients of the samples in self._padded (added to the stored ones
-        when `accumulate`), and their dL/dx when asked."""
-        kernel, bias = self.params["W"], self.params["b"]
+        self, part: _Part, grad: np.ndarray, need_input_grad: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """dL/dW, dL/db (not in the slot's buffers, which the next round reuses) and, when
+        asked, dL/dx of the samples of `part`."""
+        kernel = self.params["W"]
         grad2d = grad.reshape(-1, self.filters)
         uses_grid = {"shift"} & {
             self._active.weight_grad,
             need_input_grad and self._active.input_grad,
         }
         if uses_grid:
-            grid = self._grid_gradient(grad)
+            grid = self._grid_gradient(part, grad)
         if self._active.weight_grad == "im2col":
-            if self._cols is None:
-                self._cols = self._im2col(self._padded)
-            grads = self._cols.T @ grad2d  # dL/dW and, from the ones column, dL/db
+            if part.cols is None:
+                part.cols = self._im2col(part, part.padded)
+            grads = gram_rows(part.cols, grad2d)  # dL/dW and, from the ones column, dL/db
             kernel_grad, bias_grad = grads[:-1].reshape(kernel.grad.shape), grads[-1]
         else:
             if self._active.weight_grad == "shift":
-                kernel_grad = self._shift_weight_grad(grid)
+                kernel_grad = self._shift_weight_grad(part, grid)
             else:
-                kernel_grad = self._chunked_weight_grad(grad)
+                kernel_grad = self._chunked_weight_grad(part, grad)
             # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several
             # times slower.
             bias_grad = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
-        if accumulate:
-            kernel.grad += kernel_grad
-            bias.grad += bias_grad
-        else:
-            kernel.grad[...] = kernel_grad
-            bias.grad[...] = bias_grad
         if not need_input_grad:
-            return None
+            return kernel_grad, bias_grad, None
         if self._active.input_grad == "shift":
-            return win.crop(self._shift_input_grad(grid, kernel.value), self._pad)
-        if self._active.input_grad == "chunked":
-            return self._chunked_input_grad(grad, kernel.value)
-        if self._active.input_grad == "toeplitz":
-            return win.crop(self._toeplitz_input_grad(grad, kernel.value), self._pad)
-        return win.crop(self._col2im(grad2d @ kernel.value.reshape(-1, self.filters).T), self._pad)
-
-    # -- buffers and the shift kernel -----------------------------------------------------
-    def _buffer(self, purpose: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A buffer kept between batches; zero-filled when it is allocated, so parts nobody
-        writes (the grid's margins, im2col's ones column once set) keep their values from
-        then on. Two shapes are kept per purpose: a batch run in parts of two sizes (100 =
-        64 + 36), or an epoch's shorter last batch, reuses both instead of allocating
-        them again every time."""
-        key = (purpose, shape, np.dtype(dtype))
-        buffer = self._buffers.get(key)
-        if buffer is None:
-            others = [k for k in self._buffers if k[0] == purpose]
-            for old in others[:-1]:  # the oldest go; the latest other shape stays
-                del self._buffers[old]
-            buffer = self._buffers[key] = np.zeros(shape, dtype)
-            self._fresh.add(purpose)
+            part_dx = win.crop(self._shift_input_grad(part, grid, kernel.value), self._pad)
+        elif self._active.input_grad == "chunked":
+            part_dx = self._chunked_input_grad(part, grad, kernel.value)
+        elif self._active.input_grad == "toeplitz":
+            part_dx = win.crop(self._toeplitz_input_grad(part, grad, kernel.value), self._pad)
         else:
-            self._fresh.discard(purpose)
-        return buffer
+            dcols = grad2d @ kernel.value.reshape(-1, self.filters).T
+            part_dx = win.crop(self._col2im(part, dcols), self._pad)
+        return kernel_grad, bias_grad, part_dx
 
+    # -- the shift kernel ----------------------------------------------------------------
     def _shift_forward(
-        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray, out: np.ndarray
+        self, part: _Part, kernel: np.ndarray, bias: np.ndarray, out: np.ndarray
     ) -> None:
-        n, height, width, channels = padded.shape
-        flat = padded.reshape(-1, channels)
-        grid = self._buffer("grid_out", (n * height * width, self.filters), padded.dtype)
+        n, height, width, channels = part.padded.shape
+        flat = part.padded.reshape(-1, channels)
+        grid = part.buffer("grid_out", (n * height * width, self.filters), flat.dtype)
         grid[...] = bias
-        self._shifted_gemms(flat, kernel, grid, source_shifted=True)
+        self._shifted_gemms(part, flat, kernel, grid, source_shifted=True)
         valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
         np.copyto(out, valid)
 
     def _shifted_gemms(
-        self, source: np.ndarray, kernel: np.ndarray, target: np.ndarray, source_shifted: bool
+        self,
+        part: _Part,
+        source: np.ndarray,
+        matrices: np.ndarray,
+        target: np.ndarray,
+        source_shifted: bool,
     ) -> None:
-        """For every kernel offset (i, j) with flat shift s, add source rows times W[i, j]
-        (forward: target[r] += source[r + s] @ W[i, j]) or times W[i, j].T into shifted
-        rows (input gradient: target[r + s] += source[r] @ W[i, j].T).
+        """For every kernel offset (i, j) with flat shift s, add source rows times
+        matrices[i, j] (forward, matrices = W: target[r] += source[r + s] @ W[i, j]) or into
+        shifted rows (input gradient, matrices = W with each W[i, j] transposed:
+        target[r + s] += source[r] @ W[i, j].T).
 
-        Done in chunks of rows whose partial product is about 256 KiB, so that the
-        product is still in cache when it is added (VGG's 32x32x32 conv forward: 20 -> 15 ms
-        a batch of 64)."""
-        width = self._padded.shape[2]
+        Done in pieces of `gemm_rows` rows: the partial product is still in cache when it is
+        added (VGG's 32x32x32 conv forward: 20 -> 15 ms a batch of 64), and with 16
+        channels each GEMM is small enough for OpenBLAS's small-matrix kernels, which also
+        need an untransposed, contiguous B (26x26x16 -> 16, batch 64: forward 4.0 -> 3.0 ms,
+        input gradient 4.2 -> 3.6 ms, CPU time)."""
+        width = part.padded.shape[2]
         kh, kw = self._kernel
         shifts = [(i, j, i * width + j) for i in range(kh) for j in range(kw)]
         span = source.shape[0] - shifts[-1][2]  # rows whose every offset is on the grid
-        chunk = max(256, 65536 // target.shape[1])
-        part = self._buffer(
+        chunk = gemm_rows(*matrices.shape[2:])
+        piece = part.buffer(
             f"part_{target.shape[1]}", (min(chunk, span), target.shape[1]), target.dtype
         )
         for start in range(0, span, chunk):
             stop = min(start + chunk, span)
-            product = part[: stop - start]
+            product = piece[: stop - start]
             for i, j, s in shifts:
                 if source_shifted:
-                    np.matmul(source[s + start : s + stop], kernel[i, j], out=product)
+                    np.matmul(source[s + start : s + stop], matrices[i, j], out=product)
                     target[start:stop] += product
                 else:
-                    np.matmul(source[start:stop], kernel[i, j].T, out=product)
+                    np.matmul(source[start:stop], matrices[i, j], out=product)
                     target[s + start : s + stop] += product
 
-    def _grid_gradient(self, grad: np.ndarray) -> np.ndarray:
+    def _grid_gradient(self, part: _Part, grad: np.ndarray) -> np.ndarray:
         """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins."""
-        n, height, width, _ = self._padded.shape
-        grid = self._buffer("grid_grad", (n * height * width, self.filters), grad.dtype)
+        n, height, width, _ = part.padded.shape
+        grid = part.buffer("grid_grad", (n * height * width, self.filters), grad.dtype)
         valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
         valid[...] = grad  # the margins stay zero from the allocation
         return grid
 
     # -- the chunked kernel: im2col in L2-sized blocks of output rows -------------------------
     def _blocks(
-        self, source: np.ndarray, out: tuple[int, int]
+        self, part: _Part, source: np.ndarray, out: tuple[int, int]
     ) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
         """(where, block) over the (N, Ho, Wo) output positions of a stride-1 correlation of
         the C-contiguous (N, Hs, Ws, C) `source`: block[r] is the receptive field of the r-th
@@ -428,7 +509,7 @@ class Conv2D(Layer):
         size = max(
             (images.stop - images.start) * (lines.stop - lines.start) for images, lines in spans
         )
-        buffer = self._buffer(f"block_{channels}", (size * out_w, kh * run), source.dtype)
+        buffer = part.buffer(f"block_{channels}", (size * out_w, kh * run), source.dtype)
         strides = source.strides
         for images, lines in spans:
             shape = (images.stop - images.start, lines.stop - lines.start, out_w, run)
@@ -445,28 +526,25 @@ class Conv2D(Layer):
             yield (images, lines), block
 
     def _chunked_forward(
-        self, padded: np.ndarray, kernel: np.ndarray, bias: np.ndarray, out: np.ndarray
+        self, part: _Part, kernel: np.ndarray, bias: np.ndarray, out: np.ndarray
     ) -> None:
         weights = kernel.reshape(-1, self.filters)
-        for where, block in self._blocks(padded, self._out):
+        for where, block in self._blocks(part, part.padded, self._out):
             rows = out[where].reshape(-1, self.filters)  # a view: `where` is contiguous
             np.matmul(block, weights, out=rows)
             rows += bias  # in cache, unlike a pass over the whole output
 
-    def _chunked_weight_grad(self, grad: np.ndarray) -> np.ndarray:
+    def _chunked_weight_grad(self, part: _Part, grad: np.ndarray) -> np.ndarray:
         """dL/dW = sum over blocks of block.T @ dL/d(output) rows: K = the block's rows."""
         kh, kw = self._kernel
-        total = self._buffer(
-            "dw_total", (kh * kw * self._padded.shape[3], self.filters), grad.dtype
-        )
-        part = self._buffer("dw_part", total.shape, grad.dtype)
-        total[...] = 0
-        for where, block in self._blocks(self._padded, self._out):
-            np.matmul(block.T, grad[where].reshape(-1, self.filters), out=part)
-            total += part
+        total = np.zeros((kh * kw * part.padded.shape[3], self.filters), grad.dtype)
+        piece = part.buffer("dw_part", total.shape, grad.dtype)
+        for where, block in self._blocks(part, part.padded, self._out):
+            np.matmul(block.T, grad[where].reshape(-1, self.filters), out=piece)
+            total += piece
         return total.reshape(kh, kw, -1, self.filters)
 
-    def _chunked_input_grad(self, grad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    def _chunked_input_grad(self, part: _Part, grad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         """dL/dx as a correlation of the output gradient with the kernel flipped in space and
         transposed in channels: with G zero-padded by kernel - 1 - pad on each side,
         dx[u, v] = sum over (i, j) of G'[u + i, v + j] @ W[kh-1-i, kw-1-j].T, an (H, W)
@@ -475,7 +553,7 @@ class Conv2D(Layer):
         dropped instead."""
         kh, kw = self._kernel
         n, (height, width, channels) = grad.shape[0], self._x_shape[1:]
-        padded = self._buffer(
+        padded = part.buffer(
             "grad_padded", (n, height + kh - 1, width + kw - 1, self.filters), grad.dtype
         )
         into, source = [slice(None)], [slice(None)]
@@ -490,21 +568,21 @@ class Conv2D(Layer):
         padded[tuple(into)] = grad[tuple(source)]  # the margins stay zero from the allocation
         flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, channels)
         dx = np.empty((n, height, width, channels), grad.dtype)
-        for where, block in self._blocks(padded, (height, width)):
+        for where, block in self._blocks(part, padded, (height, width)):
             np.matmul(block, flipped, out=dx[where].reshape(-1, channels))
         return dx
 
-    def _toeplitz_input_grad(self, grad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    def _toeplitz_input_grad(self, part: _Part, grad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         """dL/d(padded input) from one GEMM: row (xo, f) of T = [T_0 ... T_kh-1] holds
         W[i, :, :, f] where output column xo reads the padded row (from xo*sw on, kw*C
         values) and zeros elsewhere, so (dL/d(output row) @ T)[i] is dL/d(padded row y*sh+i)
         from output row y."""
-        n, height, width, channels = self._padded.shape
+        n, height, width, channels = part.padded.shape
         kh, kw = self._kernel
         (sh, sw), (out_h, out_w) = self._stride, self._out
         # The band is written every time (the kernel changes each step; 0.02 ms on LeNet-5),
         # the zeros outside it stay from the allocation.
-        band = self._buffer("toeplitz", (out_w, self.filters, kh, width, channels), grad.dtype)
+        band = part.buffer("toeplitz", (out_w, self.filters, kh, width, channels), grad.dtype)
         rows = kernel.transpose(3, 0, 1, 2)  # (F, kh, kw, C)
         for column in range(out_w):
             band[column, :, :, column * sw : column * sw + kw] = rows
@@ -515,27 +593,35 @@ class Conv2D(Layer):
         dpadded = np.zeros((n, height, width * channels), grad.dtype)
         for i in range(kh):
             dpadded[:, i : i + sh * (out_h - 1) + 1 : sh] += shares[:, :, i]
-        return dpadded.reshape(self._padded.shape)
+        return dpadded.reshape(part.padded.shape)
 
-    def _shift_weight_grad(self, grid: np.ndarray) -> np.ndarray:
-        width = self._padded.shape[2]
-        flat = self._padded.reshape(-1, self._padded.shape[3])
+    def _shift_weight_grad(self, part: _Part, grid: np.ndarray) -> np.ndarray:
+        """dL/dW[i, j] = (input rows shifted by (i, j)).T @ dL/d(output) rows, summed over
+        pieces of `gemm_rows` rows (16 channels: OpenBLAS's small-matrix kernels)."""
+        width = part.padded.shape[2]
+        flat = part.padded.reshape(-1, part.padded.shape[3])
         kh, kw = self._kernel
         span = flat.shape[0] - (kh - 1) * width - (kw - 1)
-        kernel_grad = np.empty((kh, kw, flat.shape[1], self.filters), grid.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                s = i * width + j
-                np.matmul(flat[s : s + span].T, grid[:span], out=kernel_grad[i, j])
+        kernel_grad = np.zeros((kh, kw, flat.shape[1], self.filters), grid.dtype)
+        piece = part.buffer("dw_piece", kernel_grad.shape[2:], grid.dtype)
+        chunk = gemm_rows(flat.shape[1], self.filters)
+        for start in range(0, span, chunk):
+            stop = min(start + chunk, span)
+            for i in range(kh):
+                for j in range(kw):
+                    s = i * width + j
+                    np.matmul(flat[s + start : s + stop].T, grid[start:stop], out=piece)
+                    kernel_grad[i, j] += piece
         return kernel_grad
 
-    def _shift_input_grad(self, grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        n, height, width, channels = self._padded.shape
+    def _shift_input_grad(self, part: _Part, grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+        n, height, width, channels = part.padded.shape
         dx = np.zeros((n * height * width, channels), grid.dtype)
-        self._shifted_gemms(grid, kernel, dx, source_shifted=False)
-        return dx.reshape(self._padded.shape)
+        transposed = np.ascontiguousarray(kernel.transpose(0, 1, 3, 2))
+        self._shifted_gemms(part, grid, transposed, dx, source_shifted=False)
+        return dx.reshape(part.padded.shape)
 
-    def _im2col(self, x: np.ndarray) -> np.ndarray:
+    def _im2col(self, part: _Part, x: np.ndarray) -> np.ndarray:
         """Every receptive field as a row of an (N*Ho*Wo, kh*kw*C + 1) matrix.
 
         The last column is all ones so the bias rides in the GEMM: no broadcast add forward,
@@ -549,8 +635,8 @@ class Conv2D(Layer):
         kh, kw = self._kernel
         rows, size = n * self._out[0] * self._out[1], kh * kw * channels
         layout = (size + 1, rows) if channels == 1 else (rows, size + 1)
-        buffer = self._buffer("cols", layout, x.dtype)
-        if "cols" in self._fresh:
+        buffer = part.buffer("cols", layout, x.dtype)
+        if "cols" in part.slot.fresh:
             ones = buffer[-1] if channels == 1 else buffer[:, -1]
             ones[...] = 1
         if channels > 1:
@@ -563,14 +649,14 @@ class Conv2D(Layer):
                 np.copyto(planes[i, j], win.window_slice(x, i, j, self._stride, self._out)[..., 0])
         return buffer.T
 
-    def _col2im(self, dcols: np.ndarray) -> np.ndarray:
+    def _col2im(self, part: _Part, dcols: np.ndarray) -> np.ndarray:
         """Sum the (N*Ho*Wo, kh*kw*C) column gradients back onto the padded input.
 
         One add per (kernel row, output column) moves runs of kw*C contiguous values; one add
         per kernel offset would move runs of only C values and was 1.1-4x slower (LeNet-5
         conv_2: 0.64 ms vs 1.73 ms a batch). `np.add.at` is slower still.
         """
-        n, height, width, channels = self._padded.shape
+        n, height, width, channels = part.padded.shape
         kh, kw = self._kernel
         (sh, sw), (out_h, out_w) = self._stride, self._out
         dcols = dcols.reshape(n, out_h, out_w, kh, kw * channels)
@@ -580,4 +666,4 @@ class Conv2D(Layer):
             for column in range(out_w):
                 start = column * sw * channels
                 rows[:, :, start : start + kw * channels] += dcols[:, :, column, i]
-        return dpadded.reshape(self._padded.shape)
+        return dpadded.reshape(part.padded.shape)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .. import threads
 from . import _windows as win
 from .activations import ReLU
 from .base import Layer, Shape, SpecArg
@@ -78,10 +79,15 @@ class MaxPool2D(_Pool2D):
             (len(self._offsets()), x.shape[0], *self._out, x.shape[3]), dtype=x.dtype
         )
         self._max = np.empty(self._planes.shape[1:], dtype=x.dtype)
-        for part in win.parts(x.shape[0]):
+        wheres = win.parts(x.shape[0], threads.workers())
+
+        def run(index: int) -> None:
+            part = wheres[index]
             for plane, (i, j) in zip(self._planes, self._offsets(), strict=True):
                 np.copyto(plane[part], win.window_slice(x[part], i, j, self._stride, self._out))
             np.max(self._planes[:, part], axis=0, out=self._max[part])
+
+        threads.run_parts(run, len(wheres))
         self._first = None
         return np.maximum(self._max, 0, dtype=x.dtype) if self.relu_first else self._max
 
@@ -94,14 +100,20 @@ class MaxPool2D(_Pool2D):
         steps = self._offset_steps()
         overlap = self._stride[0] < self._window[0] or self._stride[1] < self._window[1]
         dx = np.zeros(self._x_shape, dtype=grad.dtype)
-        for part in win.parts(grad.shape[0]):
+        wheres = win.parts(grad.shape[0], threads.workers())
+        origins = self._window_origins(wheres[0])  # the first part is the largest
+
+        def run(index: int) -> None:
+            part = wheres[index]
             # Flat indices into this part of the input; `part` is contiguous in dx.
-            target = (self._window_origins(part) + steps[first[part]]).ravel()
+            target = (origins[: part.stop - part.start] + steps[first[part]]).ravel()
             into = dx[part].reshape(-1)
             if overlap:
                 into += np.bincount(target, weights=grad[part].ravel(), minlength=into.size)
             else:
                 into[target] = grad[part].ravel()  # the windows' targets are distinct
+
+        threads.run_parts(run, len(wheres))
         return dx
 
     def _first_max(self) -> np.ndarray:
@@ -111,13 +123,18 @@ class MaxPool2D(_Pool2D):
         below; a second backward reuses it."""
         if self._first is None:
             first = np.empty(self._max.shape, np.uint8 if len(self._planes) <= 256 else np.intp)
-            for part in win.parts(first.shape[0]):
+            wheres = win.parts(first.shape[0], threads.workers())
+
+            def run(index: int) -> None:
+                part = wheres[index]
                 planes, best = self._planes[:, part], self._max[part]
                 not_yet = planes[0] != best
                 first[part] = not_yet
                 for plane in planes[1:-1]:
                     not_yet &= plane != best
                     first[part] += not_yet
+
+            threads.run_parts(run, len(wheres))
             self._first, self._planes = first, None
         return self._first
 
