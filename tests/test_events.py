@@ -176,8 +176,9 @@ def test_describe_is_one_line_for_every_type_and_the_wording_everywhere():
     # The progress bar prints the same line for the events it shows.
     stream = io.StringIO()
     bar = nl.ProgressBar(stream=stream, rich=False)
-    bar.on_event(SimpleNamespace(global_step=9), "early_stop", SAMPLES["early_stop"])
-    expected = events.make("early_stop", 9, SAMPLES["early_stop"]).describe()
+    record = events.make("early_stop", 9, SAMPLES["early_stop"])
+    expected = record.describe()
+    bar.on_record(SimpleNamespace(global_step=9), record)
     assert stream.getvalue() == expected + "\n"
     # ...and the app's log.
     notice = b.event_snapshot(events.make("checkpoint", 2, SAMPLES["checkpoint"]), 0, {})
