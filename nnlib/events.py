@@ -679,23 +679,25 @@ def fast_make(
     del record["v"], record["type"]
     # Filled in as the dataclass's __init__ would (a frozen record without __post_init__):
     # its __init__ took 5 us of a batch record's 7 here, for values checked just above.
+    defaults, named = _filled(cls)
     event = object.__new__(cls)
-    event.__dict__.update(_optional_fields(cls))
-    event.__dict__.update({name: record.pop(name) for name in _named_fields(cls) if name in record})
+    event.__dict__.update(defaults)
+    event.__dict__.update({name: record.pop(name) for name in named if name in record})
     event.__dict__["extra"] = record
     return event
 
 
-@functools.cache
-def _optional_fields(cls: type[Event]) -> dict[str, Any]:
-    """The fields of a record type that may be left out, at their defaults (None)."""
-    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+#: Per record type: its fields that may be left out, at their defaults (None); then time,
+#: step and its declared fields (the rest go to `extra`). Worked out once per type.
+_FILLED: dict[type[Event], tuple[dict[str, Any], tuple[str, ...]]] = {}
 
 
-@functools.cache
-def _named_fields(cls: type[Event]) -> tuple[str, ...]:
-    """time, step and the declared fields of a record type (the rest go to `extra`)."""
-    return ("time", "step", *cls.spec())
+def _filled(cls: type[Event]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    known = _FILLED.get(cls)
+    if known is None:
+        defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+        known = _FILLED[cls] = (defaults, ("time", "step", *cls.spec()))
+    return known
 
 
 def _flat_record(

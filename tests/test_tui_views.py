@@ -14,23 +14,24 @@ from textual.widgets import Tab, Tabs
 
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
-from nntui import bridge as b
 from nntui.app import NNTui
+from nntui.bridge import Bridge
 from nntui.replay import open_run
 from nntui.runstate import RunState
 from nntui.screens.dashboard import DashboardScreen
+from nntui.stream import Update
 
 #: Two conv layers (one keeping 28x28) and their pooling: five rows of maps that do not fit
 #: the Features panel at 80x24.
 TINY = "conv(3,3,pad=1) relu maxpool(2) conv(4,3) relu maxpool(2) dense(10)"
 
 
-def train(run_dir: Path) -> list[b.Snapshot]:
-    live: list[b.Snapshot] = []
+def train(run_dir: Path) -> list[Update]:
+    live: list[Update] = []
     config = ExperimentConfig(
         dataset="glyphs", arch=TINY, epochs=2, subset=400, batch_size=50, run_dir=str(run_dir)
     )
-    setup(config, callbacks=[b.Bridge(live.append, interval=0.0)]).fit()
+    setup(config, callbacks=[Bridge(live.append, interval=0.0)]).fit()
     return live
 
 
@@ -41,7 +42,7 @@ def run_dir(tmp_path_factory) -> Path:
     return path
 
 
-def state_of(snapshots: list[b.Snapshot]) -> RunState:
+def state_of(snapshots: list[Update]) -> RunState:
     state = RunState()
     for snapshot in snapshots:
         state.apply(snapshot)
@@ -50,7 +51,7 @@ def state_of(snapshots: list[b.Snapshot]) -> RunState:
 
 def test_live_and_recorded_runs_hold_the_same_views(tmp_path):
     live = state_of(train(tmp_path / "run"))
-    recorded = state_of(open_run(tmp_path / "run").snapshots)
+    recorded = state_of(open_run(tmp_path / "run").updates)
     for kind in ("samples", "feature_maps", "test"):
         assert live.latest(kind) is not None and live.latest(kind) == recorded.latest(kind)
     assert live.started.input_shape == recorded.started.input_shape == (28, 28, 1)
