@@ -73,7 +73,10 @@ class Callback:
         """A record of the run, the same object for every callback: each emitted event
         (after every callback's `on_event`), each epoch (after every `on_epoch_end`), the
         end (after every `on_train_end`), and with `record_batches` each batch (after every
-        `on_batch_end`). In the order the run log holds them, wherever the callback sits."""
+        `on_batch_end`). In the order they were made, wherever the callback sits in the list
+        (the run log writes them in that order too, but for a batch's line, which it writes
+        from `on_batch_end`: an event emitted after it in that hook, the divergence guard's,
+        comes before the batch's record here and after its line there)."""
 
     def state_dict(self) -> dict[str, Any] | None:
         """What a checkpoint must keep for this callback to continue exactly (JSON-able
