@@ -38,20 +38,20 @@ def main() -> None:
         )  # fmt: skip
         print(f"trained {args.epochs} epochs in {time.perf_counter() - started:.1f} s")
         recorded = open_run(run_dir)
-    snapshots = recorded.snapshots
+    updates = recorded.updates
     started = time.perf_counter()
     history = History(RunState)
-    for snapshot in snapshots:
-        history.record(snapshot)
+    for update in updates:
+        history.record(update)
     built = time.perf_counter() - started
     started = time.perf_counter()
     state = RunState()
-    for snapshot in snapshots:
-        state.apply(snapshot)
+    for update in updates:
+        state.apply(update)
     folded = time.perf_counter() - started
     stops = history.stops
     print(
-        f"{len(snapshots)} snapshots -> {len(history)} records, {len(stops)} stops, "
+        f"{len(updates)} updates -> {len(history)} records, {len(stops)} stops, "
         f"{len(history) // history.every + 1} saved states; history built in "
         f"{built * 1000:.0f} ms (the fold alone {folded * 1000:.0f} ms)"
     )

@@ -888,18 +888,15 @@ class RunLogger(Callback):
         if self._failed is not None:
             self._raise_failure()
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
-        self._write("epoch", trainer.global_step, logs)
-
-    def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:
-        step, data = (
-            data.get("step", trainer.global_step),
-            {k: v for k, v in data.items() if k != "step"},
-        )
-        if self._handle is None and trainer.state == "running":
-            self._early.append(make(event, step, data))  # from an earlier on_train_begin
+    def on_record(self, trainer: Trainer, record: Event) -> None:
+        """Write each event and epoch as the CallbackList made it (the batch lines go from
+        `on_batch_end`'s logs; the end from `on_train_end`, which closes the log)."""
+        if record.type == "end":
             return
-        self._write(event, step, data)
+        if self._handle is None and trainer.state == "running":
+            self._early.append(record)  # from an earlier on_train_begin
+            return
+        self._write_record(record)
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         """Write the end event and let the run go. When the log cannot take it (an OSError:
@@ -947,12 +944,16 @@ class RunLogger(Callback):
     ) -> None:
         """Write one event now, after the batch lines held before it; then raise what the
         writer thread could not write, if anything (unless told not to)."""
+        if self._handle is not None:
+            self._write_record(make(event_type, step, data), raise_failure)
+
+    def _write_record(self, event: Event, raise_failure: bool = True) -> None:
+        """`_write` for a record made already."""
         if self._handle is None:
             return
-        event = make(event_type, step, data)
         with self._mutex:
             self._emit_lines([self._stored(event)])
-            if event_type == "epoch":
+            if event.type == "epoch":
                 self._summary_due = True
                 self._wake.notify()
         if raise_failure and self._failed is not None:

@@ -8,8 +8,8 @@ from nnlib.config import ExperimentConfig
 
 
 class RunUpdate(Message):
-    """Snapshots wait in the dashboard's inbox, one of them to be shown at once; posted from
-    the training thread (post_message is thread-safe)."""
+    """Updates of the run wait in the dashboard's inbox, one of them to be shown at once;
+    posted from the worker's thread (post_message is thread-safe)."""
 
 
 class StartRun(Message):

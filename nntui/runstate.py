@@ -1,34 +1,31 @@
-"""RunState: everything the dashboard shows, accumulated from bridge snapshots on the UI thread.
+"""RunState: everything the dashboard shows, the fold of the run's stream (`nntui.stream`):
+its `nnlib.events` records, as the trainer made them live or as its log holds them, and the
+few facts no record carries (the run's start, the app's notices, a rewind).
 
-Kept apart from the widgets (and from Textual) so it can be fed a fixed sequence of snapshots
-in tests and snapshot images, and so every panel draws from one consistent state. Series are
-bounded: past `cap` points a series drops every other point and keeps every second new one,
-so memory and drawing time stay flat however long a run is.
+The state of a run at any moment is the fold of its records up to then: a live run and the
+same run read back from its log fold to the same state (tests/test_replay_parity.py), and the
+time axis (`nntui.history`) folds the same way. Kept apart from the widgets (and from
+Textual) so it can be fed a fixed sequence in tests and snapshot images, and so every panel
+draws from one consistent state. Series are bounded: past `cap` points a series drops every
+other point and keeps every second new one, so memory and drawing time stay flat however
+long a run is.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nnlib.events import Event, Pace
+import numpy as np
+
+from nnlib import events
+from nnlib.metrics import precision_recall
 from nnlib.states import RunStatus
 
-from .bridge import (
-    Confusion,
-    EpochEnd,
-    Histograms,
-    HparamChange,
-    LayerStats,
-    Notice,
-    Progress,
-    Rewound,
-    RunEnded,
-    RunStarted,
-    Snapshot,
-)
+from .stream import Batches, Notice, Rewound, RunStarted, Update
 
 
 class Decimated:
@@ -64,6 +61,92 @@ class Decimated:
         return twin
 
 
+@dataclass(frozen=True)
+class Hist:
+    """A fixed-bin histogram of one tensor with its TensorBoard percentiles."""
+
+    lo: float
+    hi: float
+    counts: tuple[int, ...]
+    percentiles: tuple[float, ...]
+    nonfinite: int = 0
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> Hist:
+        """From a `histograms` record's histogram."""
+        return cls(
+            float(data["lo"]),
+            float(data["hi"]),
+            tuple(int(c) for c in data["counts"]),
+            tuple(float(p) for p in data["percentiles"]),
+            int(data.get("nonfinite", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One weighted layer at one step; `dead_fraction` is that of the ReLU that follows it."""
+
+    name: str
+    weights: Hist
+    grads: Hist | None = None
+    grad_norm: float | None = None
+    update_ratio: float | None = None
+    dead_fraction: float | None = None
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def layer_stats(layers: Mapping[str, Mapping[str, Any]]) -> tuple[LayerStats, ...]:
+    """A `histograms` record's layers as LayerStats. The Monitor lists them in model order,
+    each ReLU (the entries with a dead fraction and no weights) after the weighted layer it
+    follows, whose row shows its dead units."""
+    dead: dict[str, float] = {}
+    owner = ""
+    for name, entry in layers.items():
+        if "weights" in entry:
+            owner = name
+        elif entry.get("dead_fraction") is not None and owner:
+            dead[owner] = float(entry["dead_fraction"])
+    return tuple(
+        LayerStats(
+            name,
+            Hist.of(entry["weights"]),
+            Hist.of(entry["grads"]) if entry.get("grads") else None,
+            _number(entry.get("grad_norm")),
+            _number(entry.get("update_ratio")),
+            dead.get(name),
+        )
+        for name, entry in layers.items()
+        if "weights" in entry
+    )
+
+
+def with_scores(confusion: events.Confusion) -> events.Confusion:
+    """The record with its precision and recall (optional in a log: computed as the
+    Monitor computes them when missing)."""
+    if confusion.precision is not None and confusion.recall is not None:
+        return confusion
+    counts = np.asarray(confusion.matrix, dtype=np.int64)
+    precision, recall = (values.tolist() for values in precision_recall(counts))
+    return replace(confusion, precision=precision, recall=recall)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the run is: the epoch and the batches done in it (of `steps_per_epoch`, 0 when
+    not known), the step, and the measured speed."""
+
+    epoch: int
+    epochs: int
+    batch: int
+    steps_per_epoch: int
+    step: int
+    samples_per_sec: float
+
+
 @dataclass
 class LayerHistory:
     """Percentiles of one layer's weights (and gradients) over steps, and its latest stats."""
@@ -80,6 +163,10 @@ class LayerHistory:
         self.weights.append(step, *stats.weights.percentiles)
         if stats.grads is not None:
             self.grads.append(step, *stats.grads.percentiles)
+
+
+#: Record types that move the run's state (besides being kept as the latest of their type).
+STATUS_OF = {"pause": RunStatus.PAUSED, "resume": RunStatus.RUNNING}
 
 
 class RunState:
@@ -103,79 +190,136 @@ class RunState:
         cap = self._cap
         self.status = RunStatus.LOADING
         self.started: RunStarted | None = None
-        self.progress: Progress | None = None
-        self.epochs: list[EpochEnd] = []
+        self.progress: Position | None = None
+        self.epochs: list[events.Epoch] = []
         self.batches = Decimated(4, cap)  # step, loss, accuracy (nan if none), lr
-        self.marks: list[HparamChange] = []
+        self.marks: list[events.Hparam] = []
         self.layers: dict[str, LayerHistory] = {}
-        self.confusion: Confusion | None = None
-        self.events: dict[str, Event] = {}  # the latest event of each type a panel reads
-        self.counts: dict[str, int] = {}  # events seen of each of those types (warnings)
-        self.end: RunEnded | None = None
+        self.confusion: events.Confusion | None = None
+        self.events: dict[str, events.Event] = {}  # the latest record of each type
+        self.counts: dict[str, int] = {}  # records seen of each type (warnings)
+        self.end: events.End | None = None
         self.requested: dict[str, Any] = {}
         #: Epochs per second the run is held to (None: full speed), as asked here or reported.
         self.pace: float | None = None
-        self.histograms = 0  # Histograms snapshots seen (the layers panel redraws on it)
+        self.histograms = 0  # histograms records seen (the layers panel redraws on it)
+        #: The hyperparameters in force, as the latest batch reported them.
+        self.in_force: dict[str, Any] = {}
+        self._longest = 0  # the most batches an epoch took so far
 
     def copy(self) -> RunState:
-        """An independent copy, cheaper than a deep one: the snapshots it holds are immutable
+        """An independent copy, cheaper than a deep one: the records it holds are immutable
         and shared; only the containers the fold grows are copied (the time axis keeps one
-        every few snapshots, see nntui.history)."""
+        every few records, see nntui.history)."""
         twin = copy.copy(self)
         twin.epochs, twin.marks = list(self.epochs), list(self.marks)
         twin.batches = self.batches.copy()
         twin.layers = {name: history.copy() for name, history in self.layers.items()}
         twin.events, twin.counts = dict(self.events), dict(self.counts)
-        twin.requested = dict(self.requested)
+        twin.requested, twin.in_force = dict(self.requested), dict(self.in_force)
         return twin
 
     # -- feeding ----------------------------------------------------------------------------
-    def apply(self, snapshot: Snapshot) -> None:
-        """Fold one snapshot into the state."""
+    def apply(self, update: Update) -> None:
+        """Fold one update of the run's stream into the state."""
         self.version += 1
-        if isinstance(snapshot, Rewound):  # the whole run follows again
-            self.generation += 1
-            self._clear()
-        elif isinstance(snapshot, RunStarted):
-            self.started, self.arch = snapshot, snapshot.arch
-            self.status = RunStatus.RUNNING
-        elif isinstance(snapshot, Progress):
-            self._progress(snapshot)
-        elif isinstance(snapshot, EpochEnd):
-            self.epochs.append(snapshot)
-        elif isinstance(snapshot, Histograms):
-            self.histograms += 1
-            for stats in snapshot.layers:
-                history = self.layers.setdefault(stats.name, LayerHistory(stats))
-                history.add(snapshot.step, stats)
-        elif isinstance(snapshot, Confusion):
-            self.confusion = snapshot
-        elif isinstance(snapshot, Event):
-            if isinstance(snapshot, Pace):
-                self.pace = snapshot.new
-            self.events[snapshot.type] = snapshot
-            self.counts[snapshot.type] = self.counts.get(snapshot.type, 0) + 1
-        elif isinstance(snapshot, HparamChange):
-            self.marks.append(snapshot)
-            self.requested.pop(snapshot.name, None)
-        elif isinstance(snapshot, Notice):
-            if snapshot.kind == "waiting" and self.started is None and self.end is None:
-                self.status, self.note = RunStatus.WAITING, snapshot.message
-            if snapshot.kind in ("pause", "resume"):
-                self.status = RunStatus.PAUSED if snapshot.kind == "pause" else RunStatus.RUNNING
-        elif isinstance(snapshot, RunEnded):
-            self.end = snapshot
-            self.status = RunStatus.of_end(snapshot.reason)
-            self.requested.clear()
+        if isinstance(update, events.Event):
+            self._record(update)
+        else:
+            _FOLDS[type(update)](self, update)
 
-    def _progress(self, snapshot: Progress) -> None:
-        self.progress = snapshot
-        for point in snapshot.points:
-            accuracy = math.nan if point.accuracy is None else point.accuracy
-            self.batches.append(point.step, point.loss, accuracy, point.lr)
-        requested = self.status in (RunStatus.PAUSING, RunStatus.STOPPING)
-        if self.end is None and (not requested or snapshot.state == RunStatus.PAUSED):
-            self.status = RunStatus(snapshot.state)
+    def _rewound(self, update: Rewound) -> None:
+        self.generation += 1  # the whole run follows again
+        self._clear()
+
+    def _started(self, update: RunStarted) -> None:
+        self.started, self.arch = update, update.arch
+        self.in_force = dict(update.hyperparameters)
+        if self.end is None:
+            self.status = RunStatus.RUNNING
+
+    def _notice(self, update: Notice) -> None:
+        if update.kind == "waiting" and self.started is None and self.end is None:
+            self.status, self.note = RunStatus.WAITING, update.message
+
+    def _batches(self, update: Batches) -> None:
+        for record in update.records:
+            self._batch(record)
+
+    def _batch(self, record: events.Batch) -> None:
+        in_force = self.in_force
+        for name in in_force:  # the batch reports the values in force (lr after decay)
+            if name in record.extra:
+                in_force[name] = record.extra[name]
+        if record.batch_size is not None:
+            in_force["batch_size"] = record.batch_size
+        if record.lr is not None:
+            in_force["lr"] = record.lr
+        lr = in_force.get("lr", math.nan)
+        loss = math.nan if record.loss is None else record.loss
+        accuracy = math.nan if record.accuracy is None else record.accuracy
+        self.batches.append(record.step, loss, accuracy, math.nan if lr is None else lr)
+        p = self.progress
+        if p is not None and record.epoch != p.epoch:
+            self._longest = max(self._longest, p.batch)
+        self.progress = Position(
+            record.epoch,
+            self.started.epochs if self.started else 0,
+            record.batch + 1,
+            self._steps_per_epoch(record.batch + 1),
+            record.step,
+            record.samples_per_sec or 0.0,
+        )
+        if self.status in (RunStatus.LOADING, RunStatus.WAITING):
+            self.status = RunStatus.RUNNING
+
+    def _steps_per_epoch(self, done: int) -> int:
+        """The batches of an epoch: from the training samples and the batch size in force,
+        else the most an epoch took so far."""
+        train = self.started.train_size if self.started else 0
+        batch_size = self.in_force.get("batch_size")
+        if train and isinstance(batch_size, int) and batch_size > 0:
+            return math.ceil(train / batch_size)
+        return max(self._longest, done)
+
+    def _record(self, record: events.Event) -> None:
+        """A record of the run: kept as the latest of its type, and folded by its type."""
+        fold = _RECORD_FOLDS.get(record.type)
+        if fold is not None:
+            record = fold(self, record) or record
+        self.events[record.type] = record
+        self.counts[record.type] = self.counts.get(record.type, 0) + 1
+
+    def _epoch(self, record: events.Epoch) -> None:
+        self.epochs.append(record)
+
+    def _histograms(self, record: events.Histograms) -> None:
+        self.histograms += 1
+        for stats in layer_stats(record.layers):
+            history = self.layers.setdefault(stats.name, LayerHistory(stats))
+            history.add(record.step, stats)
+
+    def _confusion(self, record: events.Confusion) -> events.Confusion:
+        self.confusion = with_scores(record)
+        return self.confusion
+
+    def _hparam(self, record: events.Hparam) -> None:
+        self.marks.append(record)
+        self.requested.pop(record.name, None)
+
+    def _status(self, record: events.Event) -> None:
+        if self.end is None:
+            self.status = STATUS_OF[record.type]
+
+    def _pace(self, record: events.Pace) -> None:
+        self.pace = record.new
+
+    def _end(self, record: events.End) -> None:
+        self.end = record
+        self.status = RunStatus.of_end(record.reason)
+        self.requested.clear()
+        if self.progress is not None:  # an epoch cut short counts as its batches
+            self._longest = max(self._longest, self.progress.batch)
 
     def request(self, name: str, value: Any) -> None:
         """Show a requested hyperparameter value at once, before the trainer applies it."""
@@ -201,18 +345,13 @@ class RunState:
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        return (
-            dict(self.progress.hyperparameters)
-            if self.progress
-            else (dict(self.started.hyperparameters) if self.started else {})
-        )
+        """The values in force: as the run started, then as its latest batch reported."""
+        return dict(self.in_force)
 
     @property
     def pending(self) -> dict[str, Any]:
-        """Values requested but not yet in force (the trainer's and this UI's)."""
-        pending = dict(self.progress.pending) if self.progress and self.end is None else {}
-        pending.update(self.requested)
-        return pending
+        """Values asked for here and not yet in force (their hparam record clears them)."""
+        return dict(self.requested)
 
     def eta_seconds(self) -> float | None:
         """Time left, from the measured samples/s (not the wall clock, so it is stable), or
@@ -239,10 +378,32 @@ class RunState:
             return list(self.started.layers)
         return list(self.layers)
 
-    def latest(self, kind: str) -> Event | None:
-        """The latest event of type `kind` (a panel's data: whatever the event carries)."""
+    def latest(self, kind: str) -> events.Event | None:
+        """The latest record of type `kind` (a panel's data: whatever the record carries)."""
         return self.events.get(kind)
 
     @property
-    def last_epoch(self) -> EpochEnd | None:
+    def last_epoch(self) -> events.Epoch | None:
         return self.epochs[-1] if self.epochs else None
+
+
+#: How each update that is not a record folds in.
+_FOLDS: dict[type, Callable[[RunState, Any], None]] = {
+    Rewound: RunState._rewound,
+    RunStarted: RunState._started,
+    Notice: RunState._notice,
+    Batches: RunState._batches,
+}
+#: How each record type folds in besides being kept as the latest of its type (a fold may
+#: return the record as kept: a confusion matrix with its scores filled in).
+_RECORD_FOLDS: dict[str, Callable[[RunState, Any], events.Event | None]] = {
+    "batch": RunState._batch,
+    "epoch": RunState._epoch,
+    "histograms": RunState._histograms,
+    "confusion": RunState._confusion,
+    "hparam": RunState._hparam,
+    "pause": RunState._status,
+    "resume": RunState._status,
+    "pace": RunState._pace,
+    "end": RunState._end,
+}

@@ -37,8 +37,9 @@ from nnlib import runindex, runs
 from nnlib.config import ExperimentConfig
 from nnlib.datasets import DatasetInfo
 from nnlib.experiment import setup
-from nntui import bridge as b
+from nntui.bridge import Bridge
 from nntui.screens.dashboard import DashboardScreen
+from nntui.stream import Batches, RunStarted, Update
 from nntui.widgets.eventlog import EventLog
 
 # -- threads -------------------------------------------------------------------------------
@@ -272,19 +273,20 @@ STEPS_PER_EPOCH = 85
 LAYERS = ("conv_1", "conv_2", "dense_1", "dense_2", "dense_3")
 
 
-def hist(rng: np.random.Generator, scale: float, shift: float = 0.0) -> b.Hist:
+def hist(rng: np.random.Generator, scale: float, shift: float = 0.0) -> dict:
+    """A histogram as a `histograms` record holds one."""
     values = rng.normal(shift, scale, 2000)
     counts, _ = np.histogram(values, bins=30)
     percentiles = np.percentile(values, (0, 7, 16, 50, 84, 93, 100))
-    return b.Hist(
-        float(values.min()),
-        float(values.max()),
-        tuple(int(c) for c in counts),
-        tuple(float(p) for p in percentiles),
-    )
+    return {
+        "lo": float(values.min()),
+        "hi": float(values.max()),
+        "counts": [int(c) for c in counts],
+        "percentiles": [float(p) for p in percentiles],
+    }
 
 
-def classification_run(regression: bool = False) -> list[b.Snapshot]:
+def classification_run(regression: bool = False) -> list[Update]:
     """Seven and a bit epochs of a LeNet-like run, with an lr change at step 400."""
     rng = np.random.default_rng(0)
     hp = (
@@ -296,8 +298,8 @@ def classification_run(regression: bool = False) -> list[b.Snapshot]:
         ("batch_size", 64),
     )
     names = () if regression else tuple(str(i) for i in range(10))
-    out: list[b.Snapshot] = [
-        b.RunStarted(
+    out: list[Update] = [
+        RunStarted(
             "runs/20250101-120000-glyphs",
             "regression" if regression else "classification",
             "1-32-32-1:tanh" if regression else LENET,
@@ -306,61 +308,61 @@ def classification_run(regression: bool = False) -> list[b.Snapshot]:
             names,
             LAYERS,
             hp,
+            train_size=STEPS_PER_EPOCH * 64,
         )
     ]
     step, lr = 0, 0.05
     for epoch in range(8):
         batches = STEPS_PER_EPOCH if epoch < 7 else 5
-        points = []
+        held: list[run_events.Batch] = []
         for batch in range(batches):
             step += 1
             if step == 400:
-                out.append(b.HparamChange(step, "lr", 0.05, 0.1, "next batch"))
+                change = {"name": "lr", "old": 0.05, "new": 0.1, "applies": "next batch"}
+                out.append(run_events.make("hparam", step, change, when=0.0))
                 lr = 0.1
             loss = 2.3 * math.exp(-step / 90) + 0.08 + abs(rng.normal(0, 0.06))
             accuracy = None if regression else min(1.0, 1 - loss / 2.5 + rng.normal(0, 0.02))
-            points.append(b.BatchPoint(step, loss, accuracy, lr))
+            held.append(
+                run_events.Batch(
+                    step=step,
+                    epoch=epoch,
+                    batch=batch,
+                    loss=loss,
+                    accuracy=accuracy,
+                    lr=lr,
+                    batch_size=64,
+                    samples_per_sec=9876.0,
+                    extra={k: v for k, v in hp if k not in ("lr", "batch_size")},
+                )
+            )
             if step % 50 == 0 or step == 1:
-                layers = tuple(
-                    b.LayerStats(
-                        name,
-                        hist(rng, 0.1 + 0.02 * i + step / 8000),
-                        hist(rng, 0.01 / (1 + step / 200)),
-                        0.2 / (i + 1),
-                        1e-3 * (i + 1),
-                        0.05 * i if i < 4 else None,
-                    )
-                    for i, name in enumerate(LAYERS)
-                )
-                out.append(b.Histograms(epoch, step, layers))
+                layers: dict = {}
+                for i, name in enumerate(LAYERS):
+                    layers[name] = {
+                        "weights": hist(rng, 0.1 + 0.02 * i + step / 8000),
+                        "grads": hist(rng, 0.01 / (1 + step / 200)),
+                        "grad_norm": 0.2 / (i + 1),
+                        "update_ratio": 1e-3 * (i + 1),
+                    }
+                    if i < 4:
+                        layers[f"relu_{i + 1}"] = {"dead_fraction": 0.05 * i}
+                out.append(run_events.Histograms(epoch=epoch, step=step, layers=layers))
             if batch % 20 == 19 or batch == batches - 1:
-                out.append(
-                    b.Progress(
-                        epoch,
-                        20,
-                        batch + 1,
-                        STEPS_PER_EPOCH,
-                        step,
-                        9876.0,
-                        tuple(points),
-                        hp,
-                        (),
-                        "running",
-                    )
-                )
-                points = []
+                out.append(Batches(tuple(held)))
+                held = []
         if epoch < 7:
             val = 2.3 * math.exp(-step / 90) + 0.12
             out.append(
-                b.EpochEnd(
-                    epoch,
-                    step,
-                    val - 0.03,
-                    None if regression else 1 - val / 3,
-                    val,
-                    None if regression else 1 - val / 2.8,
-                    0.55,
-                    9876.0,
+                run_events.Epoch(
+                    epoch=epoch,
+                    step=step,
+                    loss=val - 0.03,
+                    accuracy=None if regression else 1 - val / 3,
+                    val_loss=val,
+                    val_accuracy=None if regression else 1 - val / 2.8,
+                    seconds=0.55,
+                    samples_per_sec=9876.0,
                 )
             )
     if regression:
@@ -392,16 +394,17 @@ def classification_run(regression: bool = False) -> list[b.Snapshot]:
         precision = np.diag(matrix) / matrix.sum(axis=0)
         recall = np.diag(matrix) / matrix.sum(axis=1)
         out.append(
-            b.Confusion(
-                6,
-                595,
-                tuple(map(tuple, matrix.tolist())),
-                tuple(precision.tolist()),
-                tuple(recall.tolist()),
-                names,
+            run_events.Confusion(
+                epoch=6,
+                step=595,
+                matrix=matrix.tolist(),
+                precision=precision.tolist(),
+                recall=recall.tolist(),
+                class_names=list(names),
             )
         )
-    out.append(b.Notice("checkpoint", 595, "checkpoint (best): best.npz"))
+    saved = {"path": "runs/20250101-120000-glyphs/best.npz", "reason": "best"}
+    out.append(run_events.make("checkpoint", 595, saved, when=0.0))
     return out
 
 
@@ -721,10 +724,10 @@ EPOCHS = 3
 
 def train(
     run_dir: Path, epochs: int = EPOCHS, callbacks: tuple = (), **changes: Any
-) -> list[b.Snapshot]:
+) -> list[Update]:
     """A short spirals run written to `run_dir` (or another, by `changes` to its config:
     `IMAGES` is a small image run); returns what a live Bridge sent."""
-    live: list[b.Snapshot] = []
+    live: list[Update] = []
     config = ExperimentConfig(
         **{
             "dataset": "spirals",
@@ -738,7 +741,7 @@ def train(
             **changes,
         }
     )
-    setup(config, callbacks=[b.Bridge(live.append, interval=0.0), *callbacks]).fit()
+    setup(config, callbacks=[Bridge(live.append, interval=0.0), *callbacks]).fit()
     return live
 
 
@@ -748,8 +751,8 @@ TINY_CNN = "conv(3,3,pad=1) relu maxpool(2) conv(4,3) relu maxpool(2) dense(10)"
 IMAGES = {"dataset": "glyphs", "arch": TINY_CNN, "subset": 400, "batch_size": 50, "lr": 0.05}
 
 
-def of(kind: type, snapshots: list[b.Snapshot]) -> list:
-    return [s for s in snapshots if isinstance(s, kind)]
+def of(kind: type, updates: list[Update]) -> list:
+    return [s for s in updates if isinstance(s, kind)]
 
 
 # -- sweeps whose workers are killed ---------------------------------------------------------------

@@ -162,11 +162,11 @@ def test_a_run_whose_side_file_is_lost_opens_and_says_so(recorded, tmp_path, dam
         data[-10] ^= 0xFF  # the last block: the latest event's
         side.write_bytes(bytes(data))
     opened = open_run(run_dir)
-    maps = [s for s in opened.snapshots if isinstance(s, events.FeatureMaps)]
+    maps = [s for s in opened.updates if isinstance(s, events.FeatureMaps)]
     latest = maps[-1]
     reason = latest.get(runs.UNREADABLE)
     assert reason and str(side) in reason and "\n" not in reason and latest.images == []
-    assert any(s.__class__.__name__ == "EpochEnd" for s in opened.snapshots)  # curves still
+    assert any(isinstance(s, events.Epoch) for s in opened.updates)  # curves still
     read = [e for e in runs.read(run_dir) if e.type == "feature_maps"]
     assert read[-1].get(runs.UNREADABLE) == reason
 
@@ -184,5 +184,5 @@ def test_an_old_log_with_inline_maps_still_reads(recorded, tmp_path):
     (run_dir / runs.EVENTS_FILE).write_text("".join(old))
     (run_dir / ARRAYS_FILE).unlink()
     assert [e for e in runs.read(run_dir) if e.type == "feature_maps"] == emitted
-    maps = [s for s in open_run(run_dir).snapshots if isinstance(s, events.FeatureMaps)]
+    maps = [s for s in open_run(run_dir).updates if isinstance(s, events.FeatureMaps)]
     assert maps == emitted

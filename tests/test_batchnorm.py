@@ -14,8 +14,9 @@ import nnlib as nl
 from nnlib import datasets as nds
 from nnlib.callbacks import Monitor
 from nnlib.model import check_fits
-from nntui import bridge as b
+from nntui.bridge import Bridge
 from nntui.runstate import RunState
+from nntui.stream import Update
 from nntui.widgets.layers import LayersPanel
 
 TOL = 1e-6
@@ -234,7 +235,7 @@ def test_lenet5_with_batchnorm_learns_glyphs_in_one_short_epoch():
 def test_the_monitor_and_the_layers_panel_show_gamma_as_its_weight():
     data = nds.prepare(nds.load("glyphs", n_train=60, n_test=10, seed=0))
     model = nl.build("conv(4,3) batchnorm relu maxpool(2) dense(10)", data.input_shape, seed=0)
-    sent: list[b.Snapshot] = []
+    sent: list[Update] = []
     events: list[dict] = []
 
     class Collect(nl.Callback):
@@ -246,7 +247,7 @@ def test_the_monitor_and_the_layers_panel_show_gamma_as_its_weight():
         model,
         nl.SoftmaxCrossEntropy(),
         nl.SGD(lr=0.05),
-        callbacks=[Monitor(every=1), Collect(), b.Bridge(sent.append, interval=0.0)],
+        callbacks=[Monitor(every=1), Collect(), Bridge(sent.append, interval=0.0)],
     )
     trainer.fit(data.x_train, data.y_train, epochs=1, batch_size=20, seed=0)
     first, last = events[0]["layers"], events[-1]["layers"]

@@ -703,3 +703,52 @@ def test_manual_lr_mid_run_rebases_the_schedule():
     assert [b["lr"] for b in history.batches] == pytest.approx(
         [0.8, 0.8, 0.8, 0.4, 0.4, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25], rel=1e-12
     )
+
+
+class _Records(nl.Callback):
+    """Keeps every record it is handed (with batches, when asked)."""
+
+    def __init__(self, batches: bool = False) -> None:
+        self.record_batches = batches
+        self.records: list = []
+
+    def on_record(self, trainer, record):
+        self.records.append(record)
+
+
+def test_each_record_is_made_once_and_shared_by_every_callback(tmp_path, monkeypatch):
+    """The CallbackList makes one record per event, epoch, end (and batch, for a callback
+    that asks) and hands that same object to every callback, as the run log writes it."""
+    from nnlib import events, runs
+    from nnlib.callbacks import callback_list
+
+    made: list[str] = []
+    for module in (callback_list, events, runs):  # the list's makers, and the others'
+        for name in ("make", "fast_make"):
+            real = getattr(module, name, None)
+            if real is None:
+                continue
+
+            def counted(event_type, *args, _real=real, **kwargs):
+                made.append(event_type)
+                return _real(event_type, *args, **kwargs)
+
+            monkeypatch.setattr(module, name, counted)
+    first, second = _Records(batches=True), _Records()
+    x, y = _data(n=64)
+    logger = runs.RunLogger(run_dir=tmp_path / "run")
+    trainer = _trainer([first, nl.Monitor(every=2), logger, second])
+    trainer.fit(x, y, epochs=2, batch_size=16)
+    assert first.records[-1].type == "end" and second.records[-1].type == "end"
+    assert [r.type for r in first.records].count("batch") == 8
+    # the other callback got the very same objects, batches left out
+    assert second.records == [r for r in first.records if r.type != "batch"]
+    shared = zip(second.records, (r for r in first.records if r.type != "batch"), strict=True)
+    assert all(a is b for a, b in shared)
+    # one record made per fact, however many callbacks read it (the logger's run_start and
+    # its end line, written as the log closes, aside)
+    assert sorted(made) == sorted([r.type for r in first.records] + ["run_start", "end"])
+    # and the run log holds those records (the end and the run start aside)
+    logged = [e for e in runs.read(tmp_path / "run") if e.type not in ("run_start",)]
+    assert [(e.type, e.step) for e in logged] == [(r.type, r.step) for r in first.records]
+    assert logged[-3:] == first.records[-3:]

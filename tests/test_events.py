@@ -19,9 +19,11 @@ from hypothesis import strategies as st
 
 import nnlib as nl
 from nnlib import events, runs
-from nntui import bridge as b
-from nntui.replay import snapshots_from_events
+from nntui.bridge import Bridge
+from nntui.replay import updates_from_records
 from nntui.runstate import RunState
+from nntui.stream import Update
+from nntui.widgets.eventlog import describe
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -176,12 +178,13 @@ def test_describe_is_one_line_for_every_type_and_the_wording_everywhere():
     # The progress bar prints the same line for the events it shows.
     stream = io.StringIO()
     bar = nl.ProgressBar(stream=stream, rich=False)
-    bar.on_event(SimpleNamespace(global_step=9), "early_stop", SAMPLES["early_stop"])
-    expected = events.make("early_stop", 9, SAMPLES["early_stop"]).describe()
+    record = events.make("early_stop", 9, SAMPLES["early_stop"])
+    expected = record.describe()
+    bar.on_record(SimpleNamespace(global_step=9), record)
     assert stream.getvalue() == expected + "\n"
     # ...and the app's log.
-    notice = b.event_snapshot(events.make("checkpoint", 2, SAMPLES["checkpoint"]), 0, {})
-    assert notice == b.Notice("checkpoint", 2, "checkpoint (best): best.npz")
+    line = describe(events.make("checkpoint", 2, SAMPLES["checkpoint"]))
+    assert line == ("checkpoint (best): best.npz", "good")
 
 
 def test_the_readme_lists_the_types_as_the_module_defines_them():
@@ -218,26 +221,27 @@ def boundary():
 
 def test_a_new_event_reaches_the_panel_state_live_and_recorded(boundary, tmp_path):
     """Adding a panel touches the event, its emitter and the widget: not the bridge, the
-    replay or the run state."""
+    replay or the run state (the record itself is what reaches the state, live and read
+    back)."""
 
     class Emitter(nl.Callback):
         def on_epoch_end(self, trainer, epoch, logs):
             trainer.emit("test_boundary", grid=np.full((2, 3), epoch))
 
-    live: list[b.Snapshot] = []
+    live: list[Update] = []
     trainer = nl.Trainer(
         nl.build("2-4-2", (2,)),
         nl.SoftmaxCrossEntropy(),
         nl.SGD(lr=0.1),
-        callbacks=[Emitter(), b.Bridge(live.append), runs.RunLogger(run_dir=tmp_path / "r")],
+        callbacks=[Emitter(), Bridge(live.append), runs.RunLogger(run_dir=tmp_path / "r")],
     )
     x, y = np.zeros((8, 2), np.float32), np.zeros(8, np.int64)
     trainer.fit(x, y, epochs=2, batch_size=4)
     states = []
-    for snapshots in (live, snapshots_from_events(runs.read(tmp_path / "r"))):
+    for updates in (live, updates_from_records(runs.read(tmp_path / "r"))):
         state = RunState()
-        for snapshot in snapshots:
-            state.apply(snapshot)
+        for update in updates:
+            state.apply(update)
         states.append(state.latest("test_boundary"))
     assert states[0] == states[1] == boundary(step=4, grid=[[1, 1, 1], [1, 1, 1]])
 

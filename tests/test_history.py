@@ -1,5 +1,5 @@
 """The time axis (nntui.history): the state it gives at any position is the fold of the run's
-snapshots up to there, whichever saved state it starts from, and its stops are the steps a
+records up to there, whichever saved state it starts from, and its stops are the steps a
 run stopped there would have shown."""
 
 from __future__ import annotations
@@ -10,21 +10,21 @@ from helpers import train
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nntui import bridge as b
 from nntui.history import PLAY_SPEEDS, History, Player
 from nntui.replay import open_run
 from nntui.runstate import RunState
+from nntui.stream import Batches, Rewound, Update
 
 
 @pytest.fixture(scope="module")
-def snapshots(tmp_path_factory) -> list[b.Snapshot]:
+def snapshots(tmp_path_factory) -> list[Update]:
     """A short spirals run as its log reads, with histograms, boundaries and a checkpoint."""
     run_dir = tmp_path_factory.mktemp("history") / "run"
     train(run_dir, epochs=4)
-    return open_run(run_dir).snapshots
+    return open_run(run_dir).updates
 
 
-def fold(snapshots: list[b.Snapshot]) -> RunState:
+def fold(snapshots: list[Update]) -> RunState:
     state = RunState()
     for snapshot in snapshots:
         state.apply(snapshot)
@@ -37,6 +37,7 @@ def content(state: RunState) -> dict:
         "status": state.status,
         "started": state.started,
         "progress": state.progress,
+        "in_force": state.in_force,
         "epochs": state.epochs,
         "marks": state.marks,
         "confusion": state.confusion,
@@ -58,7 +59,7 @@ def same(first: RunState, second: RunState) -> bool:
     )
 
 
-def history_of(snapshots: list[b.Snapshot], every: int) -> History:
+def history_of(snapshots: list[Update], every: int) -> History:
     history = History(RunState, every=every)
     for snapshot in snapshots:
         history.record(snapshot)
@@ -67,7 +68,7 @@ def history_of(snapshots: list[b.Snapshot], every: int) -> History:
 
 def test_the_run_has_what_a_scrub_shows(snapshots):
     kinds = {type(s).__name__ for s in snapshots}
-    assert {"Histograms", "EpochEnd", "Progress"} <= kinds
+    assert {"Histograms", "Epoch", "Batches"} <= kinds
     assert any(getattr(s, "type", "") == "boundary" for s in snapshots)
 
 
@@ -78,7 +79,7 @@ def test_the_run_has_what_a_scrub_shows(snapshots):
 def test_the_state_at_a_position_is_the_fold_of_the_records_before_it(snapshots, data, every):
     cut = data.draw(st.integers(0, len(snapshots)), label="snapshots recorded")
     history = history_of(snapshots[:cut], every)
-    # Merging Progress records folds as the snapshots did.
+    # Joining consecutive Batches folds as the updates did.
     assert same(history.state_at(len(history)), fold(snapshots[:cut]))
     n = data.draw(st.integers(0, len(history)), label="position")
     assert same(history.state_at(n), fold(history.records[:n]))
@@ -117,16 +118,16 @@ def test_moving_between_stops(snapshots):
 
 def test_a_rewind_starts_the_history_again(snapshots):
     history = history_of(snapshots, every=3)
-    history.record(b.Rewound(0))
+    history.record(Rewound(0))
     assert len(history) == 0 and same(history.state_at(0), RunState())
 
 
 def test_past_its_bound_the_points_are_thinned_not_the_records(snapshots):
-    points = sum(len(s.points) for s in snapshots if isinstance(s, b.Progress))
+    points = sum(len(s.records) for s in snapshots if isinstance(s, Batches))
     history = History(RunState, every=4, max_points=points // 3)
     for snapshot in snapshots:
         history.record(snapshot)
-    kept = sum(len(s.points) for s in history.records if isinstance(s, b.Progress))
+    kept = sum(len(s.records) for s in history.records if isinstance(s, Batches))
     assert kept <= points // 3
     full = history_of(snapshots, every=4)
     assert len(history) == len(full) and history.steps == full.steps

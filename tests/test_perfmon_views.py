@@ -33,7 +33,7 @@ def test_data_points_go_once_per_run_and_the_recorded_panel_still_has_them(tmp_p
         assert points[0].val and len(points[0].train) == len(views[0].predicted)
         assert all(v.train is None and v.val is None and v.truth is None for v in views)
     state = RunState(recorded=True)
-    for snapshot in open_run(run_dir).snapshots:  # what `nntui --open` feeds the panel
+    for snapshot in open_run(run_dir).updates:  # what `nntui --open` feeds the panel
         state.apply(snapshot)
     shown = BoundaryPanel(state)._event()
     assert shown is not None and shown.train == points[0].train and shown.val == points[0].val

@@ -275,7 +275,7 @@ def test_sigkill_between_checkpoints_then_resume_redoes_the_lost_steps(tmp_path:
 def _shown_steps(run_dir: Path) -> list[float]:
     """The batch steps the dashboard's state holds for a recorded run."""
     state = RunState()
-    for snapshot in open_run(run_dir).snapshots:
+    for snapshot in open_run(run_dir).updates:
         state.apply(snapshot)
     return state.batches.columns[0]
 

@@ -19,11 +19,11 @@ from nnlib import runindex, runs
 from nnlib.callbacks import Callback
 from nnlib.cli import main
 from nnlib.experiment import resume, setup
-from nntui import bridge as b
 from nntui.app import NNTui
 from nntui.replay import open_run
 from nntui.runstate import RunState
 from nntui.screens.dashboard import DashboardScreen
+from nntui.stream import Rewound
 from nntui.widgets.eventlog import EPOCH_LINE_SECONDS, EventLog, LogLines
 from nntui.widgets.status import StatusPanel
 
@@ -44,9 +44,9 @@ def shown(run_dir: Path, seconds: float = 0.0) -> tuple[RunState, list[str]]:
     epoch; the Log folds epochs shorter than `seconds` together)."""
     state, lines = RunState(), LogLines(seconds)
     text = []
-    for snapshot in open_run(run_dir).snapshots:
+    for snapshot in open_run(run_dir).updates:
         state.apply(snapshot)
-        text += [line for _, line, _ in lines.snapshot(snapshot)]
+        text += [line for _, line, _ in lines.take(snapshot)]
     return state, text + [line for _, line, _ in lines.flush()]
 
 
@@ -135,13 +135,13 @@ def test_a_follower_of_a_stopped_run_follows_its_resume(tmp_path):
     run = stopped(tmp_path / "run", 20)
     recorded = open_run(run)
     state = RunState()
-    for snapshot in recorded.snapshots:
+    for snapshot in recorded.updates:
         state.apply(snapshot)
     assert recorded.ended and state.end.reason == "stopped"
     assert recorded.poll() == []  # nothing new
     resume(run).fit(threads=1)
     polled = recorded.poll()
-    assert polled[0] == b.Rewound(20)
+    assert polled[0] == Rewound(20)
     for snapshot in polled:
         state.apply(snapshot)
     fresh, _ = shown(run)
@@ -224,7 +224,7 @@ def test_a_full_disk_ends_the_run_as_an_error_not_a_crash(tmp_path):
     assert summary.state == "error" and "No space left on device" in summary.error
     recorded = open_run(run)
     assert recorded.ended
-    assert recorded.snapshots[-1] == b.RunEnded("error", end.step, end["epoch"], end["error"])
+    assert recorded.updates[-1] == end
     # resumed once there is room again: the lock file is taken afresh, the run reads on
     resume(run).fit(threads=1)
     assert not (run / runs.LOCK_FILE).exists()

@@ -19,7 +19,7 @@ import pytest
 from helpers import TIMEOUT
 
 import nnlib as nl
-from nnlib import runs
+from nnlib import events, runs
 from nnlib.callbacks.monitor import dead_fraction, histogram
 
 #: Holds every batch line until something else writes it (the writer thread waits an hour).
@@ -53,7 +53,7 @@ def test_batch_lines_are_held_and_any_other_event_writes_them_first(tmp_path, mo
         logger.on_batch_end(owner, step - 1, batch_logs(step))
     assert lines(tmp_path) == [("run_start", 0)]  # held: nothing written per batch
     owner.global_step = 3
-    logger.on_event(owner, "pause", {"source": "script"})
+    logger.on_record(owner, events.make("pause", owner.global_step, {"source": "script"}))
     assert lines(tmp_path) == [("run_start", 0), ("batch", 1), ("batch", 2), ("batch", 3)] + [
         ("pause", 3)
     ]
@@ -114,7 +114,8 @@ def test_a_bad_held_value_is_an_event_error_and_the_log_stays_readable(tmp_path,
     logger.on_batch_end(owner, 0, batch_logs(1))
     logger.on_batch_end(owner, 1, batch_logs(2, loss="high"))
     with pytest.raises(runs.EventError, match="batch event loss must be a number"):
-        logger.on_event(owner, "pause", {"source": "script"})  # writes the held lines
+        # writes the held lines first
+        logger.on_record(owner, events.make("pause", owner.global_step, {"source": "script"}))
     logger.on_train_end(owner, {"reason": "error", "epoch": 0})
     assert lines(tmp_path) == [("run_start", 0), ("batch", 1), ("pause", 0), ("end", 0)]
 
@@ -140,7 +141,7 @@ KILLED = """
 import sys
 import threading
 import nnlib as nl
-from nnlib import runs
+from nnlib import events, runs
 from nnlib.callbacks.monitor import dead_fraction, histogram
 
 runs.FLUSH_SECONDS = 3600.0
@@ -153,7 +154,7 @@ for step in (1, 2, 3, 4, 5):
     logger.on_batch_end(trainer, step - 1, logs)
     if step == 3:
         trainer.global_step = 3
-        logger.on_event(trainer, "pause", {"source": "script"})
+        logger.on_record(trainer, events.make("pause", 3, {"source": "script"}))
 print("ready", flush=True)
 sys.stdin.read()
 """

@@ -19,6 +19,7 @@ from nnlib.cli import main
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
 from nntui.runstate import RunState
+from nntui.stream import RunStarted, pairs
 from nntui.widgets.status import StatusPanel
 
 MiB = 2**20
@@ -187,7 +188,7 @@ def test_the_status_line_shows_cpu_and_rss_and_drops_them_first_when_narrow():
         )
     )  # fmt: skip
     hyperparameters = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0, "l1": 0, "batch_size": 32}
-    state.started = SimpleNamespace(hyperparameters=hyperparameters)
+    state.apply(RunStarted("", "classification", "", 0, 1, (), (), pairs(hyperparameters)))
     assert status_line(state, 120).endswith("full speed   cpu 98%   rss 210.0 MiB")
     closer = status_line(state, 80)  # closer spacing first, then without them
     assert closer.endswith("full speed  cpu 98%  rss 210.0 MiB") and len(closer) <= 80

@@ -11,8 +11,8 @@ import pytest
 from helpers import IMAGES, long_run, pilot_test, press, started, train, until
 
 from nnlib import runs
+from nnlib.events import End
 from nntui.app import NNTui
-from nntui.bridge import RunEnded
 from nntui.history import PLAY_SPAN
 from nntui.replay import open_run
 from nntui.screens.dashboard import PLAY_SECONDS, DashboardScreen
@@ -78,7 +78,7 @@ async def test_a_recorded_run_scrubbed_to_a_step_shows_that_run_cut_there(tmp_pa
     # The copy's folder name is as long as the run's: the log wraps its path alike.
     recorded = open_run(cut(run_dir, step, tmp_path / "cop"))
     # The copy has no end line: a run that stopped there, not one that crashed.
-    recorded.snapshots = [s for s in recorded.snapshots if not isinstance(s, RunEnded)]
+    recorded.updates = [s for s in recorded.updates if not isinstance(s, End)]
     app = NNTui(recorded.experiment(), recorded=recorded)
     async with app.run_test(size=(120, 40)) as pilot:
         expected = await pictures(pilot, await opened(pilot, app), compared)

@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnlib as nl
+from nnlib import events
 from nnlib.callbacks import CallbackList
 from nnlib.control import RunControl
 from nnlib.experiment import default_arch, lenet5
 from nnlib.states import END_REASONS, RunStatus
-from nntui import bridge as b
 from nntui.architectures import preset, quick_arch
 from nntui.plot import format_exponent, format_number, format_value
 from nntui.runstate import RunState
@@ -152,7 +152,7 @@ def test_every_status_has_a_badge_and_the_app_keeps_a_status_not_a_state():
     assert set(STATUS_BADGES) == set(RunStatus)
     state = RunState()
     assert state.status is RunStatus.LOADING and not hasattr(state, "state")
-    state.apply(b.RunEnded("early_stop", step=7, epoch=0))
+    state.apply(events.make("end", 7, {"reason": "early_stop", "epoch": 0}))
     assert state.status is RunStatus.EARLY_STOP
 
 

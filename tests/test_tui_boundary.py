@@ -128,7 +128,7 @@ async def test_a_warning_is_a_log_line_and_a_status_badge(run):
 async def test_a_recorded_run_shows_the_same_boundary_as_live(run):
     snapshots, run_dir = run
     pictures = []
-    for replay in (snapshots, open_run(run_dir).snapshots):
+    for replay in (snapshots, open_run(run_dir).updates):
         async with app().run_test(size=(80, 24)) as pilot:
             screen = await dashboard(pilot, replay)
             await press(pilot, "5", "v")

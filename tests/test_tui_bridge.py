@@ -1,4 +1,5 @@
-"""The trainer-to-UI bridge and the run state, without Textual."""
+"""The trainer-to-UI bridge and the run state, without Textual: the bridge hands on the
+records the CallbackList made, and RunState folds them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 
 from nnlib import MSE, Monitor, SoftmaxCrossEntropy, Trainer, build, events, make_optimizer
 from nnlib.callbacks.base import Callback
-from nntui import bridge as b
+from nntui.bridge import Bridge
 from nntui.runstate import Decimated, RunState
+from nntui.stream import Batches, RunStarted, Update
 
 
 def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -50,67 +52,78 @@ def classification_run(callbacks: list[Callback], epochs: int = 2, batch_size: i
 
 
 def test_bridge_does_not_import_textual():
-    code = "import nntui.bridge, nntui.runstate, nntui.plot, sys; print('textual' in sys.modules)"
+    code = (
+        "import nntui.bridge, nntui.runstate, nntui.stream, nntui.replay, nntui.history, "
+        "nntui.plot, sys; print('textual' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
-def test_snapshots_arrive_in_order_and_are_immutable():
-    sent: list[b.Snapshot] = []
-    classification_run([b.Bridge(sent.append, interval=0.0)])
+def test_records_arrive_in_order_and_are_immutable():
+    sent: list[Update] = []
+    classification_run([Bridge(sent.append, interval=0.0)])
     kinds = [type(s).__name__ for s in sent]
-    assert kinds[0] == "RunStarted" and kinds[-1] == "RunEnded"
-    assert kinds.count("EpochEnd") == 2 and kinds.count("Confusion") == 2
+    assert kinds[0] == "RunStarted" and kinds[-1] == "End"
+    assert kinds.count("Epoch") == 2 and kinds.count("Confusion") == 2
     started = sent[0]
+    assert isinstance(started, RunStarted)
     assert started.task == "classification" and started.layers == ("dense_1", "dense_2")
     assert started.class_names == ("0", "1", "2")
-    for snapshot in sent:
-        assert dataclasses.is_dataclass(snapshot)
+    for update in sent:
+        assert dataclasses.is_dataclass(update)
         with pytest.raises(dataclasses.FrozenInstanceError):
-            snapshot.step = 99  # type: ignore[misc]
-    confusion = next(s for s in sent if isinstance(s, b.Confusion))
-    assert isinstance(confusion.matrix, tuple) and isinstance(confusion.matrix[0], tuple)
+            update.step = 99  # type: ignore[misc,union-attr]
+    confusion = next(s for s in sent if isinstance(s, events.Confusion))
     assert sum(map(sum, confusion.matrix)) == 40
-    hist = next(s for s in sent if isinstance(s, b.Histograms) and s.step > 0)
-    first = hist.layers[0]
+    state = RunState()
+    hist = next(s for s in sent if isinstance(s, events.Histograms) and s.step > 0)
+    state.apply(hist)
+    first, second = (state.layers[name].latest for name in ("dense_1", "dense_2"))
     assert isinstance(first.weights.counts, tuple) and first.grads is not None
     assert first.grad_norm is not None and first.update_ratio is not None
     assert first.dead_fraction is not None  # from the ReLU after dense_1
-    assert hist.layers[1].dead_fraction is None  # no ReLU after the output layer
+    assert second.dead_fraction is None  # no ReLU after the output layer
 
 
-def test_progress_coalesces_but_keeps_every_batch_point():
+def test_batches_coalesce_but_every_batch_record_arrives():
     clock = FakeClock()
-    sent: list[b.Snapshot] = []
+    sent: list[Update] = []
     trainer = classification_run(
-        [b.Bridge(sent.append, interval=10.0, clock=clock)], epochs=3, batch_size=10
+        [Bridge(sent.append, interval=10.0, clock=clock)], epochs=3, batch_size=10
     )
-    progress = [s for s in sent if isinstance(s, b.Progress)]
-    # Frozen time: only epoch starts, epoch ends and events flush, not each of 60 batches.
-    assert len(progress) < 20
-    steps = [p.step for s in progress for p in s.points]
+    batches = [s for s in sent if isinstance(s, Batches)]
+    # Frozen time: only another record flushes the batches held (it comes after them, in
+    # the order they were made), not each of 60 batches.
+    assert all(
+        isinstance(after, events.Event)
+        for before, after in zip(sent, sent[1:], strict=False)
+        if isinstance(before, Batches)
+    )
+    assert len(batches) < 60
+    steps = [r.step for s in batches for r in s.records]
     assert steps == list(range(1, trainer.global_step + 1))
-    assert [s.epoch for s in sent if isinstance(s, b.EpochEnd)] == [0, 1, 2]
+    assert [s.epoch for s in sent if isinstance(s, events.Epoch)] == [0, 1, 2]
 
 
 def test_progress_follows_the_clock():
     clock = FakeClock()
-    sent: list[b.Snapshot] = []
+    sent: list[Update] = []
 
     class Tick(Callback):
         def on_batch_end(self, trainer, batch, logs):
             clock.now += 0.04  # 25 batches per second
 
     classification_run(
-        [Tick(), b.Bridge(sent.append, interval=0.1, clock=clock)], epochs=1, batch_size=5
+        [Tick(), Bridge(sent.append, interval=0.1, clock=clock)], epochs=1, batch_size=5
     )
-    batches = [len(s.points) for s in sent if isinstance(s, b.Progress) and s.points]
+    batches = [len(s.records) for s in sent if isinstance(s, Batches)]
     assert max(batches) <= 3 and sum(batches) == 40
 
 
 def test_paused_steps_are_sent_at_once():
     clock = FakeClock()
-    sent: list[b.Snapshot] = []
+    sent: list[Update] = []
 
     class PauseAfterFirst(Callback):
         def on_batch_end(self, trainer, batch, logs):
@@ -120,14 +133,14 @@ def test_paused_steps_are_sent_at_once():
                 trainer.stop()
             trainer.step()
 
-    classification_run([PauseAfterFirst(), b.Bridge(sent.append, interval=10.0, clock=clock)])
-    progress = [s for s in sent if isinstance(s, b.Progress) and s.points]
-    assert [p.points[-1].step for p in progress][:2] == [1, 2]
-    assert sent[-1].reason == "stopped"
+    classification_run([PauseAfterFirst(), Bridge(sent.append, interval=10.0, clock=clock)])
+    batches = [s for s in sent if isinstance(s, Batches)]
+    assert [s.records[-1].step for s in batches][:2] == [1, 2]
+    assert isinstance(sent[-1], events.End) and sent[-1].reason == "stopped"
 
 
-def test_hparam_changes_and_errors_are_snapshots():
-    sent: list[b.Snapshot] = []
+def test_hparam_changes_and_errors_are_records():
+    sent: list[Update] = []
 
     class Boom(Callback):
         def on_batch_end(self, trainer, batch, logs):
@@ -137,15 +150,15 @@ def test_hparam_changes_and_errors_are_snapshots():
                 raise RuntimeError("kaboom")
 
     with pytest.raises(RuntimeError):
-        classification_run([Boom(), b.Bridge(sent.append, interval=0.0)])
-    change = next(s for s in sent if isinstance(s, b.HparamChange))
+        classification_run([Boom(), Bridge(sent.append, interval=0.0)])
+    change = next(s for s in sent if isinstance(s, events.Hparam))
     assert (change.name, change.old, change.new, change.step) == ("lr", 0.1, 0.5, 1)
     end = sent[-1]
-    assert isinstance(end, b.RunEnded) and end.reason == "error" and "kaboom" in end.error
+    assert isinstance(end, events.End) and end.reason == "error" and "kaboom" in end.error
 
 
 def test_regression_gets_a_predicted_vs_true_summary_and_no_confusion():
-    sent: list[b.Snapshot] = []
+    sent: list[Update] = []
     rng = np.random.default_rng(0)
     x = rng.uniform(-3, 3, (200, 1)).astype(np.float32)
     y = np.sin(x).astype(np.float32)
@@ -153,25 +166,26 @@ def test_regression_gets_a_predicted_vs_true_summary_and_no_confusion():
         build("1-16-1:tanh", (1,), seed=0),
         MSE(),
         make_optimizer("sgd", lr=0.05, momentum=0.9),
-        callbacks=[Monitor(every=5), b.Bridge(sent.append, interval=0.0)],
+        callbacks=[Monitor(every=5), Bridge(sent.append, interval=0.0)],
     )
     trainer.fit(x[:160], y[:160], epochs=2, batch_size=16, validation_data=(x[160:], y[160:]))
+    assert isinstance(sent[0], RunStarted)
     assert sent[0].task == "regression" and sent[0].class_names == ()
-    assert not any(isinstance(s, b.Confusion) for s in sent)
+    assert not any(isinstance(s, events.Confusion) for s in sent)
     regression = [s for s in sent if isinstance(s, events.Regression)]
     assert len(regression) == 2
     assert sum(map(sum, regression[-1].counts)) == 40
     assert regression[-1].lo < regression[-1].hi and regression[-1].r2 <= 1.0
-    points = [p for s in sent if isinstance(s, b.Progress) for p in s.points]
-    assert points and all(p.accuracy is None for p in points)
+    records = [r for s in sent if isinstance(s, Batches) for r in s.records]
+    assert records and all(r.accuracy is None for r in records)
 
 
-def test_run_state_folds_snapshots():
-    sent: list[b.Snapshot] = []
-    classification_run([b.Bridge(sent.append, interval=0.0)])
+def test_run_state_folds_records():
+    sent: list[Update] = []
+    classification_run([Bridge(sent.append, interval=0.0)])
     state = RunState("blobs")
-    for snapshot in sent:
-        state.apply(snapshot)
+    for update in sent:
+        state.apply(update)
     assert state.end is not None and state.status == "finished"
     assert len(state.batches) == 10 and len(state.epochs) == 2
     assert state.confusion is not None and set(state.layers) == {"dense_1", "dense_2"}

@@ -8,7 +8,7 @@ import dataclasses
 
 from helpers import DATASETS, classification_run, config, pilot_test, screen_text
 
-from nntui import bridge as b
+from nnlib import events
 from nntui.app import NNTui
 from nntui.screens.dashboard import REDRAW_SECONDS, DashboardScreen
 
@@ -16,10 +16,10 @@ from nntui.screens.dashboard import REDRAW_SECONDS, DashboardScreen
 @pilot_test
 async def test_one_redraw_after_an_epoch_ends_the_status_log_and_matrix_agree():
     run = classification_run()
-    ends = [i for i, s in enumerate(run) if isinstance(s, b.EpochEnd)]
-    matrix = next(s for s in run if isinstance(s, b.Confusion))
+    ends = [i for i, s in enumerate(run) if isinstance(s, events.Epoch)]
+    matrix = next(s for s in run if isinstance(s, events.Confusion))
 
-    def matrix_of(end: b.EpochEnd) -> b.Confusion:
+    def matrix_of(end: events.Epoch) -> events.Confusion:
         return dataclasses.replace(matrix, epoch=end.epoch, step=end.step)
 
     shown = [*run[: ends[2] + 1], matrix_of(run[ends[2]])]  # epochs 1-3

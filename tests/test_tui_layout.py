@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 from rich.text import Text
 from textual.pilot import Pilot
 
-from nntui import bridge as b
+from nnlib import events
 from nntui.app import NNTui
 from nntui.plot import Series, confusion_heatmap, format_number, line_chart
 from nntui.screens.dashboard import PANELS, DashboardScreen
 from nntui.screens.modals import HelpScreen
 from nntui.screens.panel_help import PanelHelpScreen
+from nntui.stream import Update
 from nntui.widgets.eventlog import EventLog
 from nntui.widgets.panel import fit
 
@@ -31,22 +32,29 @@ LONG = (
 )
 
 
-def tiny_gradients(run: list[b.Snapshot]) -> list[b.Snapshot]:
+def tiny_gradients(run: list[Update]) -> list[Update]:
     """The run, with gradients of order 1e-5 (as in a real network's first layers)."""
-    tiny = b.Hist(
-        -3.1e-05, 2.7e-05, (1, 5, 20, 5, 1), (-3.1e-05, -1e-5, 0.0, 0.0, 0.0, 1e-5, 2.7e-05)
-    )
+    tiny = {
+        "lo": -3.1e-05,
+        "hi": 2.7e-05,
+        "counts": [1, 5, 20, 5, 1],
+        "percentiles": [-3.1e-05, -1e-5, 0.0, 0.0, 0.0, 1e-5, 2.7e-05],
+    }
     return [
         dataclasses.replace(
-            s, layers=tuple(dataclasses.replace(layer, grads=tiny) for layer in s.layers)
+            s,
+            layers={
+                name: {**layer, "grads": tiny} if "weights" in layer else layer
+                for name, layer in s.layers.items()
+            },
         )
-        if isinstance(s, b.Histograms)
+        if isinstance(s, events.Histograms)
         else s
         for s in run
     ]
 
 
-async def dashboard(pilot: Pilot, snapshots: list[b.Snapshot]) -> DashboardScreen:
+async def dashboard(pilot: Pilot, snapshots: list[Update]) -> DashboardScreen:
     screen = DashboardScreen(config(), replay=snapshots)
     await pilot.app.push_screen(screen)
     await pilot.pause()

@@ -1,6 +1,8 @@
 """The Log folds epochs that end faster than a person reads into one line per
 EPOCH_LINE_SECONDS of training (with the checkpoints written meanwhile), writes every other
-line at once in order, and shows a recorded run with the very lines its live run showed."""
+line at once in order (a checkpoint or early stop after the line of the epoch it is about,
+though its record comes first), and shows a recorded run with the very lines its live run
+showed."""
 
 from __future__ import annotations
 
@@ -10,24 +12,41 @@ import re
 import pytest
 from helpers import DATASETS, classification_run, config, log_text, pilot_test, until
 
+from nnlib import events
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
-from nntui import bridge as b
 from nntui.app import NNTui
+from nntui.bridge import Bridge
 from nntui.replay import open_run
 from nntui.screens.dashboard import DashboardScreen
+from nntui.stream import Update
 from nntui.widgets.eventlog import EPOCH_LINE_SECONDS, LogLines
 
 RANGE = re.compile(r"^epoch (\d+): .*\(epochs (\d+)-(\d+) in ([\d.]+)s, from loss")
 
 
-def epoch(index: int, seconds: float, loss: float = 1.0) -> b.EpochEnd:
+def epoch(index: int, seconds: float, loss: float = 1.0) -> events.Epoch:
     """Epoch `index` (from 0) of 10 steps, with validation."""
-    return b.EpochEnd(index, (index + 1) * 10, loss, 0.5, loss + 0.1, 0.75, seconds, 1e5)
+    return events.Epoch(
+        epoch=index,
+        step=(index + 1) * 10,
+        loss=loss,
+        accuracy=0.5,
+        val_loss=loss + 0.1,
+        val_accuracy=0.75,
+        seconds=seconds,
+        samples_per_sec=1e5,
+    )
 
 
-def feed(lines: LogLines, snapshots: list[b.Snapshot]) -> list[tuple[int | None, str, str]]:
-    return [entry for snapshot in snapshots for entry in lines.snapshot(snapshot)]
+def checkpoint(index: int, why: str = "best", name: str = "best.npz") -> events.Event:
+    """The checkpoint ModelCheckpoint writes as epoch `index` ends (before its record)."""
+    data = {"path": f"run/{name}", "epoch": index, "reason": why}
+    return events.make("checkpoint", (index + 1) * 10, data)
+
+
+def feed(lines: LogLines, updates: list[Update]) -> list[tuple[int | None, str, str]]:
+    return [entry for update in updates for entry in lines.take(update)]
 
 
 def test_fast_epochs_fold_into_one_line_per_epoch_line_seconds_of_training():
@@ -63,17 +82,14 @@ def test_slow_epochs_and_epochs_of_unknown_time_each_have_their_own_line():
 
 def test_other_lines_come_at_once_after_the_epochs_held_and_checkpoints_fold_in():
     lines = LogLines()
-    best = b.Notice("checkpoint", 20, "checkpoint (best): best.npz")
-    assert feed(lines, [epoch(0, 0.01)]) == [
-        (10, "epoch 1: loss 1.00, val 1.10 / 75.0% (10ms)", "info")
+    # The checkpoint of a written epoch has its own line, after the epoch's.
+    assert feed(lines, [checkpoint(0), epoch(0, 0.01)]) == [
+        (10, "epoch 1: loss 1.00, val 1.10 / 75.0% (10ms)", "info"),
+        (10, "checkpoint (best): best.npz", "good"),
     ]
-    # A checkpoint right after a written epoch has its own line.
-    assert feed(lines, [b.Notice("checkpoint", 10, "checkpoint (best): best.npz")]) == [
-        (10, "checkpoint (best): best.npz", "good")
-    ]
-    held = [epoch(1, 0.01), best, epoch(2, 0.01), best, epoch(3, 0.01)]
+    held = [checkpoint(1), epoch(1, 0.01), checkpoint(2), epoch(2, 0.01), epoch(3, 0.01)]
     assert feed(lines, held) == []
-    change = b.HparamChange(41, "lr", 0.1, 0.2, "next batch")
+    change = events.make("hparam", 41, {"name": "lr", "old": 0.1, "new": 0.2})
     assert feed(lines, [change]) == [
         (
             40,
@@ -83,11 +99,25 @@ def test_other_lines_come_at_once_after_the_epochs_held_and_checkpoints_fold_in(
         ),
         (41, "lr 0.1 → 0.2 (applies next batch)", "warning"),
     ]
-    # The end of the run writes the epochs held before it, with the one checkpoint then.
-    end = [epoch(4, 0.01), b.Notice("checkpoint", 50, "checkpoint (end): model.npz")]
-    assert feed(lines, [*end, b.RunEnded("finished", 50, 5)]) == [
+    # The end of the run writes the epochs held before it, with the one checkpoint then
+    # (written as the run ended, about the last epoch).
+    end = [epoch(4, 0.01), checkpoint(4, "end", "model.npz")]
+    finished = events.make("end", 50, {"reason": "finished", "epoch": 4})
+    assert feed(lines, [*end, finished]) == [
         (50, "epoch 5: loss 1.00, val 1.10 / 75.0% (10ms); checkpoint (end): model.npz", "info"),
         (50, "run ended: finished at step 50", "good"),
+    ]
+    # An early stop about an epoch comes after its line too, and so does a checkpoint about
+    # an epoch whose record never came (a run stopped before its first batch).
+    stop = events.make("early_stop", 60, {"monitor": "val_loss", "best_epoch": 3, "epoch": 5})
+    ended = events.make("end", 60, {"reason": "early_stop", "epoch": 6})
+    assert [text for _, text, _ in feed(LogLines(), [stop, epoch(5, 2.0)])] == [
+        "epoch 6: loss 1.00, val 1.10 / 75.0% (2.0s)",
+        "early stop: val_loss has not improved since epoch 4",
+    ]
+    assert [text for _, text, _ in feed(LogLines(), [checkpoint(6, "end"), ended])] == [
+        "checkpoint (end): best.npz",
+        "run ended: early_stop at step 60",
     ]
     # A line the app adds itself (a saved model) also comes after the epochs held.
     feed(lines, [epoch(5, 0.01)])
@@ -98,16 +128,16 @@ def test_other_lines_come_at_once_after_the_epochs_held_and_checkpoints_fold_in(
 
 
 @pytest.fixture(scope="module")
-def fast_run(tmp_path_factory) -> tuple[list[b.Snapshot], list[b.Snapshot]]:
+def fast_run(tmp_path_factory) -> tuple[list[Update], list[Update]]:
     """A real spirals run with checkpoints: what the Bridge sent live, and its replay."""
     run_dir = tmp_path_factory.mktemp("coalesce") / "spirals"
-    live: list[b.Snapshot] = []
+    live: list[Update] = []
     run = ExperimentConfig(
         dataset="spirals", arch="2-16-3", epochs=30, batch_size=64, lr=0.1, seed=0,
         run_dir=str(run_dir),
     )  # fmt: skip
-    setup(run, checkpoints=True, callbacks=[b.Bridge(live.append, interval=0.0)]).fit()
-    return live, open_run(run_dir).snapshots
+    setup(run, checkpoints=True, callbacks=[Bridge(live.append, interval=0.0)]).fit()
+    return live, open_run(run_dir).updates
 
 
 def test_a_recorded_run_logs_the_lines_its_live_run_logged(fast_run):
@@ -117,19 +147,21 @@ def test_a_recorded_run_logs_the_lines_its_live_run_logged(fast_run):
     for seconds in (EPOCH_LINE_SECONDS, 3600.0):
         assert feed(LogLines(seconds), live) == feed(LogLines(seconds), replayed)
     folded = [text for _, text, _ in feed(LogLines(3600.0), replayed)]
-    assert folded[0].startswith("run started") and folded[-2].startswith("run ended")
-    assert folded[-1] == "checkpoint (end): model.npz"  # written after the end
+    assert folded[0].startswith("run started") and folded[-1].startswith("run ended")
     epochs = [text for text in folded if text.startswith("epoch ")]
-    assert "(epochs 2-" in epochs[1] and "checkpoints, the last checkpoint (best)" in epochs[1]
+    assert "(epochs 2-" in epochs[1] and "checkpoints, the last checkpoint (" in epochs[1]
+    # the model written as the run ended, with the epochs held then (as the run log has it)
+    assert epochs[-1].endswith("the last checkpoint (end): model.npz")
     assert epochs[-1].startswith("epoch 30: loss") and len(folded) < 30
 
 
 @pilot_test
 async def test_the_dashboard_log_of_a_fast_run_keeps_an_lr_change_in_sight():
-    started, ended = classification_run()[0], b.RunEnded("finished", 6000, 600)
+    started = classification_run()[0]
+    ended = events.make("end", 6000, {"reason": "finished", "epoch": 599})
     # 600 epochs in 0.6 EPOCH_LINE_SECONDS of training: no line of their own but the first.
     fast = [epoch(i, EPOCH_LINE_SECONDS / 1000, loss=1 / (i + 1)) for i in range(600)]
-    change = b.HparamChange(3001, "lr", 0.05, 0.1, "next batch")
+    change = events.make("hparam", 3001, {"name": "lr", "old": 0.05, "new": 0.1})
     snapshots = [started, *fast[:300], change, *fast[300:], ended]
     app = NNTui(config(), datasets=DATASETS)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -146,8 +178,6 @@ async def test_the_dashboard_log_of_a_fast_run_keeps_an_lr_change_in_sight():
 
 
 def test_a_paced_runs_epochs_each_get_their_line_as_they_end():
-    from nnlib import events
-
     def pace(step: int, new: float | None) -> events.Event:
         return events.make("pace", step, {"old": None, "new": new, "source": "app"})
 

@@ -1,7 +1,8 @@
 """Issue 8, recorded runs in the app (`nntui --open`) at 80x24: marked as recorded, no
 steering keys, a run whose writer died shows CRASHED without an ETA, a run not started yet
-says what it waits for, bad lines while following are named, and the replay shows events in
-the live order and takes the optional fields a run log may leave out."""
+says what it waits for, bad lines while following are named, and the Log shows a recorded
+run's lines in the live order and the state takes the optional fields a run log may leave
+out."""
 
 from __future__ import annotations
 
@@ -9,23 +10,26 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import SIZE, log_text, of, pilot_test, press, train, until
+from helpers import SIZE, log_text, pilot_test, press, train, until
 
 from nnlib import checkpointing, events, runs
 from nnlib._memory import human_bytes
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
-from nntui import bridge as b
 from nntui.app import NNTui
+from nntui.bridge import Bridge
 from nntui.cli import main
-from nntui.replay import open_run, snapshots_from_events
+from nntui.replay import open_run, updates_from_records
+from nntui.runstate import RunState
 from nntui.screens.dashboard import DashboardScreen
+from nntui.stream import Update
+from nntui.widgets.eventlog import LogLines
 from nntui.widgets.keybar import KeyBar
 from nntui.widgets.status import StatusPanel
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, list[b.Snapshot]]:
+def finished(tmp_path_factory) -> tuple[Path, list[Update]]:
     run_dir = tmp_path_factory.mktemp("recorded") / "spirals"
     return run_dir, train(run_dir)
 
@@ -130,7 +134,7 @@ async def test_a_run_whose_writer_died_shows_crashed_without_an_eta(finished, tm
     crashed = copy(run_dir, tmp_path / "crashed", [line for line in lines if '"end"' not in line])
     (crashed / runs.LOCK_FILE).touch()  # the lock file a killed writer leaves, unlocked
     recorded = open_run(crashed)
-    assert recorded.ended and isinstance(recorded.snapshots[-1], b.RunEnded)
+    assert recorded.ended and isinstance(recorded.updates[-1], events.End)
     app = NNTui(recorded.experiment(), recorded=recorded)
     async with app.run_test(size=SIZE) as pilot:
         dashboard = await dashboard_of(pilot, app)
@@ -215,18 +219,18 @@ def test_the_log_shows_each_epoch_before_its_checkpoint_as_live(tmp_path):
     config = ExperimentConfig(
         dataset="spirals", arch="2-8-3", epochs=2, batch_size=64, seed=0, run_dir=str(run_dir)
     )
-    setup(config, checkpoints=True, callbacks=[b.Bridge(live.append, interval=0.0)]).fit()
-    replayed = snapshots_from_events(runs.read(run_dir))
+    setup(config, checkpoints=True, callbacks=[Bridge(live.append, interval=0.0)]).fit()
+    replayed = updates_from_records(runs.read(run_dir))
 
-    def order(snapshots):
-        return [
-            f"epoch {s.epoch}" if isinstance(s, b.EpochEnd) else s.message
-            for s in snapshots
-            if isinstance(s, b.EpochEnd) or (isinstance(s, b.Notice) and s.kind == "checkpoint")
-        ]
+    def order(updates):
+        lines = LogLines(0.0)
+        texts = [text for update in updates for _, text, _ in lines.take(update)]
+        return [text for text in texts if text.startswith(("epoch ", "checkpoint"))]
 
     assert order(replayed) == order(live)
-    assert order(replayed)[:2] == ["epoch 0", "checkpoint (best): best.npz"]
+    assert order(replayed)[1] == "checkpoint (best): best.npz"
+    assert order(replayed)[0].startswith("epoch 1: loss")
+    # the model written as the run ended, before its end as the run log has it
     assert order(replayed)[-1] == "checkpoint (end): model.npz"
 
 
@@ -239,10 +243,11 @@ def test_batches_without_lr_and_confusion_without_precision_are_taken():
         ("end", 1, {"reason": "finished"}),
     ]
     events = [runs.decode(runs.encode(*line)) for line in lines]
-    snapshots = snapshots_from_events(events)
-    point = of(b.Progress, snapshots)[0].points[0]
-    assert point.lr == 0.1
-    confusion = of(b.Confusion, snapshots)[0]
-    assert confusion.precision == (1.0, 0.8) and confusion.recall == (0.75, 1.0)
-    assert confusion.class_names == ("0", "1")
+    state = RunState()
+    for update in updates_from_records(events):
+        state.apply(update)
+    assert state.batches.columns[3] == [0.1]  # the rate in force, from the config
+    confusion = state.confusion
+    assert confusion.precision == [1.0, 0.8] and confusion.recall == [0.75, 1.0]
+    assert confusion.class_names is None  # the matrix panel names them 0, 1, ...
     assert json.loads(json.dumps(confusion.matrix)) == [[3, 1], [0, 4]]

@@ -1,4 +1,4 @@
-"""Opening a run directory: the Textual-free converter from a real run log to snapshots, the
+"""Opening a run directory: the Textual-free reader of a real run log as the run's stream, the
 `nntui --open` errors, and the dashboard showing a finished run or following one being
 written. No sleeps: Pilot waits are bounded loops of pilot.pause()."""
 
@@ -14,19 +14,21 @@ from pathlib import Path
 import pytest
 from helpers import EPOCHS, SIZE, log_text, of, pilot_test, press, train, until
 
+from nnlib import events as ev
 from nnlib import runs
 from nnlib.callbacks import Callback
-from nntui import bridge as b
 from nntui.app import NNTui
 from nntui.cli import main
 from nntui.plot import format_number
-from nntui.replay import RunReplay, open_run, snapshots_from_events
+from nntui.replay import RunReplay, open_run, updates_from_records
+from nntui.runstate import RunState
 from nntui.screens.dashboard import DashboardScreen
+from nntui.stream import Batches, RunStarted, Update
 from nntui.widgets.status import StatusPanel
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, list[b.Snapshot]]:
+def finished(tmp_path_factory) -> tuple[Path, list[Update]]:
     run_dir = tmp_path_factory.mktemp("runs") / "spirals"
     return run_dir, train(run_dir)
 
@@ -35,9 +37,9 @@ def finished(tmp_path_factory) -> tuple[Path, list[b.Snapshot]]:
 def test_replay_gives_what_the_bridge_sent_live(finished):
     run_dir, live = finished
     config = json.loads((run_dir / runs.CONFIG_FILE).read_text())
-    replayed = snapshots_from_events(runs.read(run_dir), config, str(run_dir))
-    assert isinstance(replayed[0], b.RunStarted)
-    start, live_start = replayed[0], of(b.RunStarted, live)[0]
+    replayed = updates_from_records(runs.read(run_dir), config, str(run_dir))
+    assert isinstance(replayed[0], RunStarted)
+    start, live_start = replayed[0], of(RunStarted, live)[0]
     assert (
         start.run_dir,
         start.task,
@@ -54,37 +56,37 @@ def test_replay_gives_what_the_bridge_sent_live(finished):
         live_start.class_names,
     )
     assert dict(start.hyperparameters) == dict(live_start.hyperparameters)
-    for kind in (b.EpochEnd, b.Confusion, b.Histograms, b.RunEnded):
+    assert start.train_size == live_start.train_size > 0
+    for kind in (ev.Epoch, ev.Confusion, ev.Histograms, ev.End):
         assert of(kind, replayed) == of(kind, live), kind.__name__
-    # Every batch point, in order, and a final position as the trainer left it.
-    points = [p for s in of(b.Progress, replayed) for p in s.points]
-    assert points == [p for s in of(b.Progress, live) for p in s.points]
-    last = of(b.Progress, replayed)[-1]
-    assert (last.epoch, last.epochs, last.batch, last.steps_per_epoch) == (
-        EPOCHS - 1,
-        EPOCHS,
-        last.steps_per_epoch,
-        of(b.Progress, live)[-1].steps_per_epoch,
-    )
-    assert replayed[-1] == b.RunEnded("finished", last.step, EPOCHS - 1)
+    # Every batch record, in order, and a final position as the trainer left it.
+    batches = [r for s in of(Batches, replayed) for r in s.records]
+    assert batches == [r for s in of(Batches, live) for r in s.records]
+    state, shown = RunState(), RunState()
+    for update in replayed:
+        state.apply(update)
+    for update in live:
+        shown.apply(update)
+    last = state.progress
+    assert (last.epoch, last.epochs, last.batch) == (EPOCHS - 1, EPOCHS, last.steps_per_epoch)
+    assert last == shown.progress
+    assert replayed[-1] == ev.make("end", last.step, {"reason": "finished", "epoch": EPOCHS - 1})
     # Dead ReLUs are shown on the layer before them, as live.
-    assert any(
-        layer.dead_fraction is not None for s in of(b.Histograms, replayed) for layer in s.layers
-    )
+    assert any(history.latest.dead_fraction is not None for history in state.layers.values())
 
 
 def test_feeding_piece_by_piece_gives_the_same_points_and_events(finished):
     run_dir, _ = finished
     events = runs.read(run_dir)
-    whole = snapshots_from_events(events)
+    whole = updates_from_records(events)
     replay = RunReplay()
     pieces = [s for i in range(0, len(events), 7) for s in replay.feed(events[i : i + 7])]
     assert replay.ended
-    assert [s for s in pieces if not isinstance(s, b.Progress)] == [
-        s for s in whole if not isinstance(s, b.Progress)
+    assert [s for s in pieces if not isinstance(s, Batches)] == [
+        s for s in whole if not isinstance(s, Batches)
     ]
-    assert [p for s in of(b.Progress, pieces) for p in s.points] == [
-        p for s in of(b.Progress, whole) for p in s.points
+    assert [r for s in of(Batches, pieces) for r in s.records] == [
+        r for s in of(Batches, whole) for r in s.records
     ]
 
 
@@ -108,13 +110,15 @@ def test_pause_hparam_and_notices_replay(tmp_path):
     ]
     path = tmp_path / runs.EVENTS_FILE
     path.write_text("".join(runs.encode(*line) for line in lines))
-    snapshots = snapshots_from_events(runs.read(path))
-    states = [s.state for s in of(b.Progress, snapshots)]
-    assert "paused" in states and states[-1] == "running"
-    assert of(b.HparamChange, snapshots)[0].new == 0.2
-    assert dict(of(b.Progress, snapshots)[-1].hyperparameters)["lr"] == 0.2
-    assert "early stop: val_loss" in of(b.Notice, snapshots)[-1].message
-    assert snapshots[-1].reason == "early_stop"
+    updates = updates_from_records(runs.read(path))
+    state, statuses = RunState(), []
+    for update in updates:
+        state.apply(update)
+        statuses.append(state.status)
+    assert "paused" in statuses and statuses[-2] == "running"
+    assert of(ev.Hparam, updates)[0].new == 0.2 and state.hyperparameters["lr"] == 0.2
+    assert "early stop: val_loss" in of(ev.EarlyStop, updates)[-1].describe()
+    assert state.end is not None and state.end.reason == "early_stop"
 
 
 def test_the_tail_waits_for_a_line_to_be_complete(tmp_path):
@@ -133,7 +137,7 @@ def test_a_malformed_event_is_named(tmp_path):
     path = tmp_path / runs.EVENTS_FILE
     path.write_text('{"v":1,"type":"histograms","time":1.0,"step":3,"layers":[1,2]}\n')
     with pytest.raises(ValueError, match=r"events\.jsonl:1: histograms event layers must be"):
-        snapshots_from_events(runs.read(path))
+        updates_from_records(runs.read(path))
 
 
 def test_the_converter_imports_no_textual():
@@ -196,8 +200,8 @@ def test_a_torn_last_line_is_ignored(finished, tmp_path):
     """A run killed mid-write: no end event, half a line last. It opens (to be followed)."""
     torn = open_run(copy_run(finished[0], tmp_path, lambda lines: [*lines[:-1], lines[1][:30]]))
     assert not torn.ended
-    whole = open_run(finished[0]).snapshots
-    assert torn.snapshots[1:] == whole[1:-2]  # all but the end (and another run_dir)
+    whole = open_run(finished[0]).updates
+    assert torn.updates[1:] == whole[1:-1]  # all but the end (and another run_dir)
 
 
 # -- the dashboard --------------------------------------------------------------------------------
@@ -209,7 +213,7 @@ def recorded_app(run_dir: Path) -> NNTui:
 @pilot_test
 async def test_open_a_finished_run_at_80x24(finished):
     run_dir, live = finished
-    last = of(b.EpochEnd, live)[-1]
+    last = of(ev.Epoch, live)[-1]
     app = recorded_app(run_dir)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, DashboardScreen))

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
+import pytest
 from helpers import SIZE, TIMEOUT, headless_train, pilot_test, press, until
 from textual.widgets import Input
 
@@ -15,7 +19,7 @@ from nntui.app import NNTui
 from nntui.replay import open_run
 from nntui.screens.dashboard import DashboardScreen
 from nntui.screens.modals import HparamScreen
-from nntui.sources import FollowedRun, LiveRun, RunSource
+from nntui.sources import FollowedRun, LiveRun, Refused, RunSource
 
 
 def test_sources_import_no_textual():
@@ -74,3 +78,100 @@ def test_a_live_run_refuses_requests_until_fit_has_begun(tmp_path):
     source = LiveRun(ExperimentConfig(dataset="spirals", run_dir=str(tmp_path / "r")))
     assert source.steer("pause") is None and source.paused() is None  # not set up yet
     assert source.worker == "training" and not source.recorded
+
+
+# -- the door for everything else: views on demand, saving, forking (no Textual) -------------
+def test_a_run_without_a_model_here_refuses_views_saving_and_forks_with_a_reason(tmp_path):
+    from nnlib.callbacks.testset import TestEvaluator
+
+    source = RunSource()
+    for ask in (
+        lambda: source.ask(TestEvaluator, "test results"),
+        source.model_file,
+        source.forkable,
+        lambda: source.fork({"lr": 0.1}),
+        lambda: source.fork_before({"before": 9, "name": "lr", "value": 0.1}),
+    ):
+        with pytest.raises(Refused) as refused:
+            ask()
+        assert str(refused.value) in (
+            "a recorded run shows what was recorded",
+            "there is no model yet",
+            "there is no run to fork yet",
+        )
+
+
+def test_a_live_run_serves_views_saves_and_forks_through_its_source(tmp_path):
+    """What the dashboard's keys ask (T, w, f, A) goes through the source: a run here asks
+    its trainer's callbacks, saves and checkpoints only while its weights hold still."""
+    from nnlib.callbacks.testset import TestEvaluator
+    from nnlib.callbacks.tracer import Tracer
+    from nnlib.config import ExperimentConfig
+
+    source = LiveRun(
+        ExperimentConfig(dataset="spirals", epochs=100, seed=0, run_dir=str(tmp_path / "r")),
+        start_paused=True,
+    )
+    posted: list = []
+    with pytest.raises(Refused, match="still loading the dataset"):
+        source.ask(TestEvaluator, "test results")
+    worker = threading.Thread(target=source.run, args=(posted.append,), daemon=True)
+    worker.start()
+    try:
+        assert until_true(lambda: source.trainer is not None and source.trainer.paused)
+        assert source.trainer.wait_until_parked(TIMEOUT)
+        # parked before its first batch: a trace is made at once, a test at the next batch
+        assert source.ask(Tracer, "a trace", index=0) is None
+        assert source.ask(TestEvaluator, "test results") == (
+            "test results at the next batch (paused: press n to run one batch)"
+        )
+        written = source.save_model(tmp_path / "m.npz")
+        assert written == tmp_path / "m.npz" and written.is_file()
+        assert source.model_file() == tmp_path / "r" / "model.npz"
+        fork = source.fork({"lr": 0.01, "beta1": 0.5})  # (a field the config lacks is kept)
+        assert fork.config.lr == 0.01 and fork.config.parent_run == str(tmp_path / "r")
+        assert fork.config.parent_step == 0
+        with pytest.raises(Refused, match="no checkpoint before step 0 to fork from"):
+            source.fork_before({"before": 0, "name": "lr", "value": 0.01})
+        source.steer("resume")
+        assert until_true(lambda: not source.trainer.wait_until_parked(0))
+        with pytest.raises(Refused, match="pause .* first"):
+            source.save_model(tmp_path / "n.npz")
+    finally:
+        source.stop()
+        worker.join(TIMEOUT)
+    assert not (tmp_path / "n.npz").exists()
+
+
+def test_a_recorded_runs_warning_fork_is_the_command_that_makes_it(tmp_path):
+    """The model is in another process: A says the nnlib train --fork command instead."""
+    from nnlib import checkpointing
+
+    run_dir = tmp_path / "run"
+    folder = run_dir / checkpointing.FOLDER
+    folder.mkdir(parents=True)
+    for step in (10, 20, 30):
+        checkpointing.step_file(folder, step).write_bytes(b"")
+    (run_dir / runs.EVENTS_FILE).write_text("")
+    source = FollowedRun(open_run(run_dir))
+    with pytest.raises(Refused) as refused:
+        source.fork_before({"before": 25, "name": "weight_decay", "value": 0.001})
+    assert str(refused.value).endswith(f"nnlib train --fork {run_dir}@20 --weight-decay 0.001")
+
+
+def test_the_dashboard_keeps_no_business_of_its_own():
+    """The screen shows and forwards: no checkpoint written, no callback looked up, no
+    trainer waited on from it (each is the source's, behind one door)."""
+    text = Path(__file__).parents[1].joinpath("nntui", "screens", "dashboard.py").read_text()
+    for business in ("checkpointing", "trainer.callbacks", "wait_until_parked", ".model.save"):
+        assert business not in text, business
+
+
+def until_true(condition, seconds: float = TIMEOUT) -> bool:
+    """Wait for `condition` (a training thread's progress), at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

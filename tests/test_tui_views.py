@@ -21,17 +21,17 @@ from textual.widgets import Tab, Tabs
 
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
-from nntui import bridge as b
 from nntui.app import NNTui
 from nntui.replay import open_run
 from nntui.runstate import RunState
 from nntui.screens.dashboard import DashboardScreen
+from nntui.stream import Update
 from nntui.widgets import picture
 from nntui.widgets.picture import Picture
 from nntui.widgets.pixels import tile_row
 
 
-def train(run_dir: Path) -> list[b.Snapshot]:
+def train(run_dir: Path) -> list[Update]:
     """Two epochs of the TINY_CNN (five rows of maps that do not fit the Features panel at
     80x24)."""
     return helpers.train(run_dir, epochs=2, **IMAGES)
@@ -44,7 +44,7 @@ def run_dir(tmp_path_factory) -> Path:
     return path
 
 
-def state_of(snapshots: list[b.Snapshot]) -> RunState:
+def state_of(snapshots: list[Update]) -> RunState:
     state = RunState()
     for snapshot in snapshots:
         state.apply(snapshot)
@@ -53,7 +53,7 @@ def state_of(snapshots: list[b.Snapshot]) -> RunState:
 
 def test_live_and_recorded_runs_hold_the_same_views(tmp_path):
     live = state_of(train(tmp_path / "run"))
-    recorded = state_of(open_run(tmp_path / "run").snapshots)
+    recorded = state_of(open_run(tmp_path / "run").updates)
     for kind in ("samples", "feature_maps", "test"):
         assert live.latest(kind) is not None and live.latest(kind) == recorded.latest(kind)
     assert live.started.input_shape == recorded.started.input_shape == (28, 28, 1)

@@ -16,9 +16,9 @@ from nnlib.callbacks.samples import FILE
 from nnlib.callbacks.tracer import Tracer
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
-from nntui import bridge as b
 from nntui.app import NNTui
 from nntui.screens.dashboard import DashboardScreen
+from nntui.stream import RunStarted
 
 VIEWS = ("samples", "feature_maps", "test", "trace")
 
@@ -46,8 +46,8 @@ def app(recorded, tmp_path, monkeypatch):
     run_dir, views = recorded
     snapshots = classification_run()
     started = snapshots[0]
-    assert isinstance(started, b.RunStarted)
-    snapshots[0] = b.RunStarted(**{**started.__dict__, "input_shape": (28, 28, 1)})
+    assert isinstance(started, RunStarted)
+    snapshots[0] = RunStarted(**{**started.__dict__, "input_shape": (28, 28, 1)})
     monkeypatch.chdir(tmp_path)  # the synthetic run's directory is relative
     (tmp_path / started.run_dir).mkdir(parents=True)
     shutil.copy(run_dir / FILE, tmp_path / started.run_dir / FILE)

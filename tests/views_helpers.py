@@ -1,5 +1,5 @@
-"""Runs for the issue-10 view tests: a short real training run collected as bridge snapshots
-(live) with its run directory (recorded), and those snapshots pinned for SVG snapshots."""
+"""Runs for the issue-10 view tests: a short real training run collected as the bridge sent it
+(live) with its run directory (recorded), and those updates pinned for SVG snapshots."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 from nnlib import events
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import Experiment, setup
-from nntui import bridge as b
+from nntui.bridge import Bridge
+from nntui.stream import Batches, RunStarted, Update
 
 
 def spirals_run(
@@ -19,14 +20,14 @@ def spirals_run(
     epochs: int = 2,
     prepare: Callable[[Experiment], None] | None = None,
     **config: object,
-) -> tuple[list[b.Snapshot], Path]:
+) -> tuple[list[Update], Path]:
     """Train spirals (fixed seed) with a bridge collecting snapshots; (snapshots, run dir).
     `prepare` may set weights first (a run built to go wrong)."""
-    snapshots: list[b.Snapshot] = []
+    snapshots: list[Update] = []
     experiment = setup(
         ExperimentConfig(dataset="spirals", arch=arch, epochs=epochs, seed=0, **config),  # type: ignore[arg-type]
         run_root=tmp,
-        callbacks=[b.Bridge(snapshots.append)],
+        callbacks=[Bridge(snapshots.append)],
     )
     if prepare is not None:
         prepare(experiment)
@@ -34,16 +35,17 @@ def spirals_run(
     return snapshots, experiment.run_dir
 
 
-def pinned(snapshots: list[b.Snapshot]) -> list[b.Snapshot]:
+def pinned(snapshots: list[Update]) -> list[Update]:
     """A real run's snapshots with what varies between machines pinned (speeds, times, the
     run directory), for SVG snapshots."""
-    out: list[b.Snapshot] = []
+    out: list[Update] = []
     for snapshot in snapshots:
-        if isinstance(snapshot, b.RunStarted):
+        if isinstance(snapshot, RunStarted):
             snapshot = replace(snapshot, run_dir="runs/20250101-120000-spirals")
-        elif isinstance(snapshot, b.Progress):
-            snapshot = replace(snapshot, samples_per_sec=50_000.0)
-        elif isinstance(snapshot, b.EpochEnd):
+        elif isinstance(snapshot, Batches):
+            pace = [replace(r, samples_per_sec=50_000.0) for r in snapshot.records]
+            snapshot = Batches(tuple(pace))
+        elif isinstance(snapshot, events.Epoch):
             snapshot = replace(snapshot, seconds=0.05, samples_per_sec=50_000.0)
         elif isinstance(snapshot, events.Boundary) and snapshot.epoch is None:
             continue  # mid-epoch views come when the measured budget allows

@@ -11,7 +11,12 @@ Order of calls over a run:
     on_train_end                              (always, also after stop, error or Ctrl+C)
 
 `on_event` receives the trainer's other events (hyperparameter changes, pause, resume,
-histograms, confusion matrices, checkpoints) as they happen.
+histograms, confusion matrices, checkpoints) as they happen, as the dict they were emitted
+with. `on_record` receives every record of the run (`nnlib.events`: each emitted event, each
+epoch and the end; each batch too for a callback with `record_batches`), made once by the
+CallbackList and shared by every callback, as Keras's CallbackList converts the logs once: a
+consumer that shows or writes the run (the run log, the progress bar, the app's bridge) reads
+the record instead of building its own from the same dict.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from ..events import Event
     from ..trainer import Trainer
 
 Logs = dict[str, Any]
@@ -37,6 +43,10 @@ class Callback:
     #: show the run: one that raises in any hook is reported once as a 'view_failed'
     #: warning and turned off for the rest of the run, and training goes on.
     essential: ClassVar[bool] = True
+    #: Whether `on_record` also gets a record of every batch. False by default: a batch record
+    #: is made only when a callback asks for it, since a small model runs tens of thousands
+    #: of batches a second (the run log writes its batch lines from the logs dict).
+    record_batches: ClassVar[bool] = False
 
     def on_train_begin(self, trainer: Trainer) -> None:
         """Before the first epoch."""
@@ -58,6 +68,15 @@ class Callback:
 
     def on_event(self, trainer: Trainer, event: str, data: Logs) -> None:
         """Any other trainer event: hparam, pause, resume, histograms, confusion, checkpoint."""
+
+    def on_record(self, trainer: Trainer, record: Event) -> None:
+        """A record of the run, the same object for every callback: each emitted event
+        (after every callback's `on_event`), each epoch (after every `on_epoch_end`), the
+        end (after every `on_train_end`), and with `record_batches` each batch (after every
+        `on_batch_end`). In the order they were made, wherever the callback sits in the list
+        (the run log writes them in that order too, but for a batch's line, which it writes
+        from `on_batch_end`: an event emitted after it in that hook, the divergence guard's,
+        comes before the batch's record here and after its line there)."""
 
     def state_dict(self) -> dict[str, Any] | None:
         """What a checkpoint must keep for this callback to continue exactly (JSON-able

@@ -4,6 +4,13 @@
 It is a list (iterate it, look for a kind of callback in it), made by the Trainer: a `History`
 first, then the caller's callbacks, then a `DivergenceGuard` unless one is given.
 
+It is also where the run's records are made (`nnlib.events`), once each, as Keras's list
+converts the logs once for every callback: an emitted event's record before any callback sees
+it (a malformed one is the emitter's error), and a batch's, an epoch's and the end's from the
+logs after every callback's hook has run (a hook may add to the logs). Every callback gets the
+same record in `on_record`, so the run log, the progress bar and the app's bridge show one
+fact in one vocabulary, in the order it happened, wherever each sits in the list.
+
 Dispatch is where a failing view steps aside (faults are normal: a view that cannot
 draw never ends a run): a callback that is not `essential` and raises in any hook, its
 `on_event` included, is reported once as a 'warning' event of kind 'view_failed' and not
@@ -17,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..events import EventError
-from .base import Callback, History
+from ..events import Event, EventError, fast_make, make
+from .base import Callback, History, Logs
 from .stopping import DivergenceGuard
 
 if TYPE_CHECKING:
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
 
 #: The longest exception text a 'view_failed' warning quotes.
 ERROR_TEXT_MAX = 300
+#: The hooks whose logs are a record of the run, and its type.
+RECORDED = {"on_batch_end": "batch", "on_epoch_end": "epoch", "on_train_end": "end"}
 
 
 class CallbackList(list[Callback]):
@@ -48,9 +57,10 @@ class CallbackList(list[Callback]):
         self.turned_off, self._loud = [], None
 
     def call(self, hook: str, *args: Any, every: bool = False) -> None:
-        """Call `hook` on each callback in order. With `every`, an error in one callback does
-        not keep the others from being called (the run log still gets its 'end'); the first
-        error is raised afterwards."""
+        """Call `hook` on each callback in order, then, for the hooks that end a batch, an
+        epoch or the run, hand the record of its logs to every `on_record` (RECORDED). With
+        `every`, an error in one callback does not keep the others from being called (the
+        run log still gets its 'end'); the first error is raised afterwards."""
         first_error: BaseException | None = None
         for callback in self._active():
             try:
@@ -59,15 +69,43 @@ class CallbackList(list[Callback]):
                 if not every:
                     raise
                 first_error = first_error or error
+        if hook in RECORDED:
+            try:
+                self._record(RECORDED[hook], args[-1])
+            except BaseException as error:
+                if not every:
+                    raise
+                first_error = first_error or error
         if first_error is not None:
             raise first_error
 
     def emit(self, event: str, **data: Any) -> None:
-        """Send an event to every callback's `on_event` (histograms, checkpoints, ...); its
-        step is the trainer's current one unless `data` gives one."""
+        """Send an event to every callback's `on_event` (histograms, checkpoints, ...), then
+        its record to every `on_record`; its step is the trainer's current one unless `data`
+        gives one. Raises EventError, before any callback sees it, when a field is wrong."""
         data.setdefault("step", self.trainer.global_step)
+        record = make(event, data["step"], data)
         for callback in self._active():
             self._dispatch(callback, "on_event", event, data)
+        self._hand(record, self._active())
+
+    def _record(self, event_type: str, logs: Logs) -> None:
+        """The record of a batch's, an epoch's or the end's logs, to every `on_record`
+        (a batch's only to the callbacks that ask for them, and made only then)."""
+        active = self._active()
+        if event_type == "batch":
+            active = [c for c in active if c.record_batches]
+            if not active:
+                return
+        step = logs.get("step", self.trainer.global_step)
+        if event_type == "end":
+            self._hand(make("end", step, logs), active)
+        else:
+            self._hand(fast_make(event_type, step, logs), active)
+
+    def _hand(self, record: Event, callbacks: list[Callback]) -> None:
+        for callback in callbacks:
+            self._dispatch(callback, "on_record", record)
 
     def _active(self) -> list[Callback]:
         """The callbacks still called, in order (a copy: one may be turned off meanwhile)."""
@@ -81,7 +119,7 @@ class CallbackList(list[Callback]):
             getattr(callback, hook)(self.trainer, *args)
         except Exception as error:  # KeyboardInterrupt and SystemExit always end the run
             if callback.essential:
-                if hook == "on_event" and not isinstance(error, EventError):
+                if hook in ("on_event", "on_record") and not isinstance(error, EventError):
                     self._loud = error  # its own failure: loud through a view's emit too
                 raise
             if error is self._loud:

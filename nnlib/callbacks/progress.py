@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..events import format_metrics, make
+from ..events import Event, format_metrics
 from .base import Callback, Logs
 
 if TYPE_CHECKING:
@@ -106,9 +106,9 @@ class ProgressBar(Callback):
                 plain_line(f"epoch {epoch + 1}/{trainer.epochs}", logs, f"{logs['seconds']:.1f}s")
             )
 
-    def on_event(self, trainer: Trainer, event: str, data: dict[str, Any]) -> None:
-        if event in PRINTED:
-            self._print(make(event, data.get("step", trainer.global_step), data).describe())
+    def on_record(self, trainer: Trainer, record: Event) -> None:
+        if record.type in PRINTED:
+            self._print(record.describe())
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:
         if self._progress is not None:

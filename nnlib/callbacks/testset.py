@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..events import TestResult, make
+from ..events import Event, TestResult
 from ..metrics import confusion_matrix, evaluate_predictions, precision_recall
 from ..states import RunStatus
 from .base import Logs
@@ -44,10 +44,8 @@ class TestEvaluator(OnDemand):
         self.class_names = class_names
         self.last: TestResult | None = None  # the latest test event (the CLI prints it)
 
-    def on_event(self, trainer: Trainer, event: str, data: Logs) -> None:
-        if event == "test":
-            record = make(event, data["step"], data)
-            assert isinstance(record, TestResult)
+    def on_record(self, trainer: Trainer, record: Event) -> None:
+        if isinstance(record, TestResult):
             self.last = record
 
     def on_train_end(self, trainer: Trainer, logs: Logs) -> None:

@@ -1,8 +1,9 @@
 """The dashboard: trains one experiment in a thread worker and shows it live, or shows a
 recorded run (`nntui --open`), following its log while it is still being written.
 
-The worker touches no widget (harlequin's rule): the bridge hands immutable snapshots to this
-screen's inbox, which the UI thread folds into a RunState on a timer, a few times a second,
+The worker touches no widget (harlequin's rule): the run source posts the run's immutable
+records (`nntui.stream`) to this screen's inbox, which the UI thread folds into a RunState on a
+timer, a few times a second,
 whatever the training speed (or at once, for what a person waits to see); panels redraw from
 that state on the same timer. Keys act on the trainer through its thread-safe
 control calls and show their effect at once (a pending value, "pausing…"). On a recorded run
@@ -11,7 +12,7 @@ command file (`nnlib.remote`); a recorded run that has ended says it cannot be s
 of these it is, is the run source's business (nntui.sources): this screen starts its worker,
 shows what it posts, and sends every request through its `steer`.
 
-Every snapshot folded is also kept on the run's time axis (`nntui.history`): `,` and `.` (and
+Every update folded is also kept on the run's time axis (`nntui.history`): `,` and `.` (and
 PgUp/PgDn, Home) show the run as it was at an earlier step, every panel drawn from the state
 folded up to there while the live state goes on growing; End returns to now.
 """
@@ -19,12 +20,10 @@ folded up to there while the live state goes on growing; End returns to now.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,20 +39,21 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Tab, Tabs
 
+from nnlib import events
 from nnlib.callbacks.features import FeatureMaps
 from nnlib.callbacks.ondemand import OnDemand
 from nnlib.callbacks.testset import TestEvaluator
 from nnlib.callbacks.tracer import Tracer
 from nnlib.config import ExperimentConfig
-from nnlib.events import Diagnostic, Event, Pace, pace_text
+from nnlib.events import Diagnostic, pace_text
 from nnlib.states import RunStatus
 
-from ..bridge import HparamChange, Notice, Progress, Rewound, RunEnded, RunStarted, Snapshot
 from ..history import History, Player
 from ..messages import RunUpdate, StartRun
 from ..replay import RecordedRun
 from ..runstate import RunState
-from ..sources import RunSource, source_for
+from ..sources import FORKABLE, Fork, Inbox, Refused, RunSource, awaited, source_for
+from ..stream import Notice, Rewound, RunStarted, Update
 from ..widgets.boundary import BoundaryPanel
 from ..widgets.confusion import ConfusionPanel
 from ..widgets.curves import CurvesPanel
@@ -78,8 +78,6 @@ LOCAL_ONLY = ("save_model", "fork", "test")
 STEERING = frozenset({"toggle_pause", "step", "change_lr", "stop", "edit"})
 #: What the log says while each kind of worker gets going.
 WORKER_NOTES = {"training": "loading {dataset}…", "following": "following the run log as it grows…"}
-#: Notices drawn at once (a person is waiting for them); others wait for the redraw timer.
-AT_ONCE_NOTICES = ("pause", "resume", "stop", "error", "diverged", "waiting", "note")
 #: How long leaving the dashboard waits for the training thread to close the run log.
 FINISH_TIMEOUT = 30.0
 #: + and - multiply and divide the learning rate by this.
@@ -97,15 +95,6 @@ PLAY_SECONDS = 0.1
 SCRUB_PAGE = 0.1
 #: The paces < and > step through, slowest first, in epochs per second (None: full speed).
 PACE_STEPS: tuple[float | None, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, None)
-
-
-def awaited(snapshot: Snapshot) -> bool:
-    """What a person waits to see: the start, the end, a change they asked for, a notice in
-    AT_ONCE_NOTICES. These (and everything while paused) are shown at once; the stream of
-    progress, epochs and views waits for the redraw timer."""
-    return isinstance(snapshot, RunStarted | RunEnded | HparamChange | Rewound | Pace) or (
-        isinstance(snapshot, Notice) and snapshot.kind in AT_ONCE_NOTICES
-    )
 
 
 @dataclass(frozen=True)
@@ -238,12 +227,12 @@ class DashboardScreen(Screen[None]):
     def __init__(
         self,
         config: ExperimentConfig,
-        replay: Iterable[Snapshot] | None = None,
+        replay: Iterable[Update] | None = None,
         recorded: RecordedRun | None = None,
         start_paused: bool = False,
     ) -> None:
         """Train `config` (parked before its first batch with `start_paused`); or, with
-        `replay`, show a fixed sequence of snapshots instead (reproducible pictures for tests
+        `replay`, show a fixed sequence of updates instead (reproducible pictures for tests
         and docs); or, with `recorded`, show a run read from its directory, following its
         log until its end event."""
         super().__init__()
@@ -255,7 +244,7 @@ class DashboardScreen(Screen[None]):
             config.arch or "",
             recorded=self.source.recorded,
         )
-        # Made here, not queried: every snapshot and every timer tick reaches them.
+        # Made here, not queried: every update and every timer tick reaches them.
         self._status = StatusPanel(self.state)
         self.panels: dict[str, Widget] = {entry.key: entry.make(self.state) for entry in PANELS}
         self._curves = cast(CurvesPanel, self.panels["curves"])
@@ -269,7 +258,7 @@ class DashboardScreen(Screen[None]):
             self._status,
             *(panel for panel in self.panels.values() if isinstance(panel, StatePanel)),
         )
-        #: Every snapshot folded, to show the run as it was at an earlier step.
+        #: Every update folded, to show the run as it was at an earlier step.
         self.history = History(
             lambda: RunState(self.state.dataset, config.arch or "", recorded=self.source.recorded)
         )
@@ -278,9 +267,8 @@ class DashboardScreen(Screen[None]):
         self._playing: Timer | None = None
         #: How a history is played (its speed is kept from one play to the next).
         self._player = Player(0)
-        #: Snapshots from the run's worker thread, folded in by the UI thread (see `_post`).
-        self._inbox: deque[Snapshot] = deque()
-        self._streaming = False  # (the worker's) the latest Progress said "running"
+        #: Updates from the run's worker thread, folded in by the UI thread.
+        self.inbox = Inbox(lambda: self.post_message(RunUpdate()), self.source.paused)
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -306,8 +294,8 @@ class DashboardScreen(Screen[None]):
         self._layout(self.app.size.width, self.app.size.height)
         self.set_interval(REDRAW_SECONDS, self._tick)
         self._status.border_title = self.source.title
-        for snapshot in self.source.snapshots:
-            self.apply(snapshot)
+        for update in self.source.updates:
+            self.apply(update)
         self.redraw(at_once=True)
         worker = self.source.worker
         if worker is not None:
@@ -315,7 +303,7 @@ class DashboardScreen(Screen[None]):
                 note = WORKER_NOTES[worker].format(dataset=self.config.dataset)
                 self._event_log.add(None, note)
             self.run_worker(
-                lambda: self.source.run(self._post),
+                lambda: self.source.run(self.inbox.post),
                 thread=True,
                 exit_on_error=False,
                 name=worker,
@@ -414,42 +402,18 @@ class DashboardScreen(Screen[None]):
         self._request(TestEvaluator, "test results")
 
     def _request(self, kind: type[OnDemand], what: str, **arguments: Any) -> bool:
-        """Ask the training thread for `what` at its next batch boundary (a callback served
-        while parked: at once when paused); `arguments` go to its `request`. False, and
-        said why, when it cannot be asked."""
-        if self.source.recorded:
-            self.notify("a recorded run shows what was recorded", timeout=3)
+        """Ask the run for `what` through its source (`RunSource.ask`); False, and said why,
+        when it cannot be asked."""
+        try:
+            when = self.source.ask(kind, what, **arguments)
+        except Refused as refusal:
+            self.notify(str(refusal), severity="warning", timeout=3, markup=False)
             return False
-        if self.state.end is not None:
-            self.notify("the run has ended", severity="warning")
-            return False
-        trainer = self.source.trainer
-        if trainer is None or self.state.started is None:
-            self.notify("still loading the dataset", severity="warning")
-            return False
-        callback = next((c for c in trainer.callbacks if isinstance(c, kind)), None)
-        if callback is None:
-            self.notify(f"this run has no {what}", severity="warning")
-            return False
-        callback.request(**arguments)
-        if not (trainer.paused and kind.WHILE_PARKED):
-            paused = " (paused: press n to run one batch)" if trainer.paused else ""
-            self.notify(f"{what} at the next batch{paused}", timeout=3)
+        if when is not None:
+            self.notify(when, timeout=3)
         return True
 
     # -- the run source (its worker runs on its own thread and touches no widget) ------------
-    def _post(self, snapshot: Snapshot) -> None:
-        """(The worker's thread.) Queue `snapshot`; wake the UI thread only for one that is
-        shown at once, which takes everything queued before it too: the redraw timer takes
-        the rest. spirals sends ~1,000 snapshots a second: a message for each took the UI
-        thread 2.5 CPU-seconds of a 3000-epoch run (0.9 now), time the training thread lost
-        through the GIL."""
-        self._inbox.append(snapshot)
-        if isinstance(snapshot, Progress):  # while paused (single steps), all comes at once
-            self._streaming = snapshot.state == RunStatus.RUNNING
-        if awaited(snapshot) or not self._streaming:
-            self.post_message(RunUpdate())
-
     @property
     def experiment(self) -> Experiment | None:
         """The experiment trained here, once set up (None for a recorded run)."""
@@ -479,76 +443,83 @@ class DashboardScreen(Screen[None]):
         """True while a run is loading or training here (not a recorded one)."""
         return self.source.worker == "training" and self.state.end is None
 
-    # -- snapshots ---------------------------------------------------------------------------
+    # -- updates -----------------------------------------------------------------------------
     def on_run_update(self, message: RunUpdate) -> None:
         self._take_inbox()
 
     def _take_inbox(self) -> None:
-        """Fold in the snapshots the worker queued, in order."""
-        while self._inbox:
-            self.apply(self._inbox.popleft())
+        """Fold in the updates the worker queued, in order."""
+        for update in self.inbox.take():
+            self.apply(update)
 
     def _tick(self) -> None:
         """The redraw timer: what the worker queued, then a redraw."""
         self._take_inbox()
         self.redraw()
 
-    def apply(self, snapshot: Snapshot) -> None:
-        self.state.apply(snapshot)
-        self.history.record(snapshot)
-        if isinstance(snapshot, Rewound) and self.at is not None:
+    def apply(self, update: Update) -> None:
+        self.state.apply(update)
+        self.history.record(update)
+        if isinstance(update, Rewound) and self.at is not None:
             self.action_live()  # what was shown is superseded
-        self._event_log.add_snapshot(snapshot, len(self.history))
+        self._event_log.add_update(update, len(self.history))
         # The start, the end and single steps show at once in every panel; an hparam change or
         # a notice in the status (and the log). A tiny model ends dozens of epochs a second:
         # drawing each one at once cost spirals half its training speed and 560 kB/s.
         if (
-            isinstance(snapshot, RunStarted | RunEnded | Rewound)
+            isinstance(update, RunStarted | Rewound | events.End)
             or self.state.status == RunStatus.PAUSED
         ):
             self.redraw(at_once=True)
-        elif awaited(snapshot):
+        elif awaited(update):
             self._show_status()
-        if isinstance(snapshot, RunStarted):
+        if isinstance(update, RunStarted):
             self._layout(*self.app.size)
-        if isinstance(snapshot, RunStarted | Event):
+            if update.task == "regression":
+                self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
+                self._confusion.border_title = "Predicted vs true"
+        if isinstance(update, RunStarted | events.Event):
             self._offer_tabs()
-        if isinstance(snapshot, RunStarted) and snapshot.task == "regression":
-            self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
-            self._confusion.border_title = "Predicted vs true"
-        if isinstance(snapshot, RunEnded):
-            self.query_one(KeyBar).update_keys()
-            where = self.state.started.run_dir if self.state.started else ""
-            if snapshot.error:
-                self.notify(
-                    snapshot.error,
-                    title="Training failed",
-                    severity="error",
-                    timeout=10,
-                    markup=False,  # text from exceptions and paths: brackets are not markup
-                )
-            elif self.source.recorded:
-                self.notify(
-                    f"{snapshot.reason} at step {snapshot.step}; read from {where}",
-                    title="Recorded run",
-                    markup=False,
-                )
-            else:
-                self.notify(
-                    f"{snapshot.reason}; run written to {where}" if where else snapshot.reason,
-                    title="Run ended",
-                    markup=False,
-                )
-        elif isinstance(snapshot, Rewound):
+        if isinstance(update, events.End):
+            self._ended(update)
+        elif isinstance(update, Rewound):
             self.notify(
-                f"resumed from step {snapshot.step}: shown again as its log now reads",
+                f"resumed from step {update.step}: shown again as its log now reads",
                 title="Recorded run",
             )
-        elif isinstance(snapshot, Notice) and snapshot.kind in ("diverged", "error"):
-            self.notify(snapshot.message, severity="error", markup=False)
-        elif isinstance(snapshot, Notice) and snapshot.kind == "note":
+        elif isinstance(update, events.Diverged) or (
+            isinstance(update, Notice) and update.kind == "error"
+        ):
+            message = update.describe() if isinstance(update, events.Event) else update.message
+            self.notify(message, severity="error", markup=False)
+        elif isinstance(update, Notice) and update.kind == "note":
             self.notify(
-                snapshot.message, title="Dataset", severity="warning", timeout=10, markup=False
+                update.message, title="Dataset", severity="warning", timeout=10, markup=False
+            )
+
+    def _ended(self, end: events.End) -> None:
+        """The run ended: the key bar loses the steering keys, and a notification says how."""
+        self.query_one(KeyBar).update_keys()
+        where = self.state.started.run_dir if self.state.started else ""
+        if end.error:
+            self.notify(
+                end.error,
+                title="Training failed",
+                severity="error",
+                timeout=10,
+                markup=False,  # text from exceptions and paths: brackets are not markup
+            )
+        elif self.source.recorded:
+            self.notify(
+                f"{end.reason} at step {end.step}; read from {where}",
+                title="Recorded run",
+                markup=False,
+            )
+        else:
+            self.notify(
+                f"{end.reason}; run written to {where}" if where else end.reason,
+                title="Run ended",
+                markup=False,
             )
 
     def redraw(self, at_once: bool = False) -> None:
@@ -628,7 +599,7 @@ class DashboardScreen(Screen[None]):
 
     # -- the time axis ---------------------------------------------------------------------------
     def show_at(self, position: int | None) -> None:
-        """Show the run as it was after `position` snapshots of its history (None, or the
+        """Show the run as it was after `position` updates of its history (None, or the
         latest position: now). The one place the panels are handed a state: each draws from
         it, the curves draw the whole run with a cursor at that step, the log holds the lines
         written by then."""
@@ -773,7 +744,8 @@ class DashboardScreen(Screen[None]):
             self.notify("no warning so far", timeout=3)
             return
         if warning.fork is not None:
-            self._fork_before(warning.fork)
+            suggestion = warning.fork
+            self._start_fork(lambda: self.source.fork_before(suggestion))
             return
         if warning.fix is None:
             self.notify(
@@ -813,131 +785,53 @@ class DashboardScreen(Screen[None]):
         self._layers.select(offset)
 
     def action_save_model(self) -> None:
-        experiment = self.experiment
-        if experiment is None:
-            self.notify("there is no model yet", severity="warning")
-            return
-        # The dashboard says "paused" during a single step (n) too: only a parked trainer
-        # (or an ended run) leaves the weights still while this thread reads them.
-        if self.state.end is None and not experiment.trainer.wait_until_parked(timeout=0):
-            self.notify(
-                "pause (space) or stop (s) the run first, and let a single-step batch "
-                "finish, so the weights hold still",
-                severity="warning",
-            )
+        """Save the model where the dialog says (the run's model.npz by default)."""
+        try:
+            default = self.source.model_file()
+        except Refused as refusal:
+            self.notify(str(refusal), severity="warning", markup=False)
             return
 
         def save(path: str) -> str:
-            written = experiment.model.save(path or experiment.run_dir / "model.npz")
-            self._event_log.add(
-                self.state.progress.step if self.state.progress else None,
-                f"model saved to {written}",
-                "good",
-            )
+            written = self.source.save_model(path or None)
+            step = self.state.progress.step if self.state.progress else None
+            self._event_log.add(step, f"model saved to {written}", "good")
             return f"model saved to {written}"
 
-        self.app.push_screen(
-            PathScreen("Save the model (.npz)", str(experiment.run_dir / "model.npz"), save)
-        )
+        self.app.push_screen(PathScreen("Save the model (.npz)", str(default), save))
 
     def action_fork(self) -> None:
         """From a paused or ended run: edit hyperparameters, then start a new run from this
         one's state with them (this run stops and stays on disk)."""
-        experiment = self.experiment
-        if experiment is None or self.state.started is None:
-            self.notify("there is no run to fork yet", severity="warning")
-            return
-        if self.state.end is None and not experiment.trainer.wait_until_parked(timeout=0):
-            self.notify("pause the run (space) first, then f forks it", severity="warning")
+        try:
+            self.source.forkable()
+        except Refused as refusal:
+            self.notify(str(refusal), severity="warning", markup=False)
             return
         self.app.push_screen(self._hparam_screen(fork=True), self._fork)
 
     def _fork(self, changes: dict[str, Any] | None) -> None:
-        """Checkpoint the parked run (an ended one has its last checkpoint), then start the
-        fork in place of this dashboard."""
-        from nnlib import checkpointing
-
-        experiment = self.experiment
-        if changes is None or experiment is None:
+        """The dialog's changes: the fork, started in place of this dashboard."""
+        if changes is None:
             return
-        known = {f.name for f in dataclasses.fields(ExperimentConfig)}
-        left = sorted(set(changes) - known)
+        left = sorted(set(changes) - FORKABLE)
         if left:  # Adam's betas, say: the config has no field for them
             self.notify(f"a fork keeps the run's {', '.join(left)}", severity="warning")
+        self._start_fork(lambda: self.source.fork(changes))
+
+    def _start_fork(self, make: Callable[[], Fork]) -> None:
+        """Stop this run and start the fork `make` gives in place of this dashboard (this run
+        stays on disk); a refusal is shown and nothing is forked."""
         try:
-            if self.state.end is None:
-                trainer = experiment.trainer
-                folder = experiment.run_dir / checkpointing.FOLDER
-                path = checkpointing.step_file(folder, trainer.global_step)
-                checkpointing.save(trainer, path, "fork")
-            else:
-                path = checkpointing.find(experiment.run_dir)
-        except (OSError, ValueError) as error:
-            self.notify(f"cannot fork: {error}", severity="error", markup=False)
+            fork = make()
+        except Refused as refusal:
+            self.notify(str(refusal), severity="warning", timeout=20, markup=False)
             return
-        self._start_fork(path, {k: v for k, v in changes.items() if k in known})
-
-    def _fork_before(self, fork: dict[str, Any]) -> None:
-        """A warning's fork: its change, from the newest step checkpoint before the step its
-        evidence began at (what came after it is what the warning is about)."""
-        from nnlib import checkpointing
-
-        run_dir = self.recorded.run_dir if self.recorded is not None else None
-        if run_dir is None and self.experiment is not None:
-            run_dir = self.experiment.run_dir
-        if run_dir is None:
-            self.notify("there is no run to fork yet", severity="warning")
-            return
-        before, name, value = fork["before"], fork["name"], fork["value"]
-        steps = checkpointing.step_checkpoints(run_dir / checkpointing.FOLDER)
-        earlier = [step for step in steps if step < before]
-        if not earlier:
-            self.notify(
-                f"no checkpoint before step {before} to fork from: nothing forked",
-                severity="warning",
-            )
-            return
-        step = max(earlier)
-        if self.source.recorded:
-            option = "--" + name.replace("_", "-")
-            self.notify(
-                "this run was trained in another process: fork it with "
-                f"nnlib train --fork {run_dir}@{step} {option} {value:g}",
-                severity="warning",
-                timeout=20,
-                markup=False,
-            )
-            return
-        self._start_fork(
-            steps[step],
-            {name: value},
-            f"forked from {steps[step].name} (step {step}, before step {before}) with {name} "
-            f"{value:g}; this run stays on disk: the runs screen's compare (ctrl+r, space to "
-            "mark, c) shows both",
-        )
-
-    def _start_fork(self, path: Path, changes: dict[str, Any], note: str = "") -> None:
-        """Stop this run and start its fork from the checkpoint at `path`, with `changes`, in
-        place of this dashboard (this run stays on disk); `note` says so once it is started."""
-        from nnlib import checkpointing
-        from nnlib.experiment import fork_config
-
-        experiment = self.experiment
-        if experiment is None:
-            return
-        try:
-            checkpoint = checkpointing.load(path)
-            config = fork_config(f"{experiment.run_dir}@{checkpoint.step}", **changes)
-            if checkpoint.epoch >= config.epochs:  # a finished run: as many epochs again
-                config = config.replace(epochs=checkpoint.epoch + config.epochs)
-        except (OSError, ValueError) as error:
-            self.notify(f"cannot fork: {error}", severity="error", markup=False)
-            return
-        if note:
-            self.app.notify(note, title="Forked", timeout=10, markup=False)
+        if fork.note:
+            self.app.notify(fork.note, title="Forked", timeout=10, markup=False)
         self.shutdown()
         self.dismiss()
-        self.app.post_message(StartRun(config))
+        self.app.post_message(StartRun(fork.config))
 
     def action_back(self) -> None:
         """Back to the setup screen (stopping the run, after asking, if it is live)."""

@@ -30,12 +30,12 @@ from textual.widgets.option_list import Option
 from nnlib.config import ExperimentConfig
 from nnlib.datasets import DatasetInfo
 
-from ..bridge import Snapshot
 from ..lessons import UI, Lesson
 from ..lessons.checks import met
 from ..lessons.model import LessonError, Step
 from ..lessons.progress import ProgressStore
 from ..lessons.source import Source, source
+from ..stream import Update
 from .dashboard import ENTRIES, DashboardScreen
 
 #: How a task's keys are shown (Textual's names for the others are what is typed).
@@ -423,8 +423,8 @@ class LessonDashboard(DashboardScreen):
         if wanted is not None and (wanted == "paused") != self._paused():
             self.action_toggle_pause()
 
-    def apply(self, snapshot: Snapshot) -> None:
-        super().apply(snapshot)
+    def apply(self, update: Update) -> None:
+        super().apply(update)
         if self._wanted_panel is not None or self._wanted_run is not None:
             self._prepare()
         self._check()

@@ -22,10 +22,10 @@ from typing import ClassVar
 from rich.text import Text
 from textual.widgets import RichLog
 
-from nnlib.events import Diagnostic, Pace
+from nnlib import events
 
-from ..bridge import EpochEnd, HparamChange, Notice, Rewound, RunEnded, RunStarted, Snapshot
 from ..plot import format_number, format_value
+from ..stream import Notice, Rewound, RunStarted, Update
 
 STYLES = {"info": "", "good": "green", "warning": "yellow", "error": "bold red"}
 #: Training seconds between two epoch lines at least: faster epochs are folded into one line.
@@ -37,42 +37,54 @@ EPOCH_LINE_SECONDS = 0.25
 Entry = tuple[int | None, str, str]
 
 
-def describe(snapshot: Snapshot) -> tuple[str, str] | None:
-    """(line, severity) for snapshots logged as they come (epochs go through LogLines);
+#: Record types written as their `describe()`, and their severity (a type nnlib does not
+#: define is written too, as info).
+DESCRIBED = {
+    "pause": "info",
+    "resume": "info",
+    "stop": "info",
+    "pace": "info",
+    "run_resume": "info",
+    "early_stop": "good",
+    "checkpoint": "good",
+    "diverged": "error",
+}
+#: The app's own notices by severity (others are info).
+NOTICE_SEVERITY = {"error": "error"}
+
+
+def describe(update: Update) -> tuple[str, str] | None:
+    """(line, severity) for the updates logged as they come (epochs go through LogLines);
     None for the rest."""
-    if isinstance(snapshot, RunStarted):
+    if isinstance(update, RunStarted):
         return (
-            f"run started: {snapshot.arch} ({snapshot.params:,} params), log in {snapshot.run_dir}",
+            f"run started: {update.arch} ({update.params:,} params), log in {update.run_dir}",
             "info",
         )
-    if isinstance(snapshot, HparamChange):
+    if isinstance(update, Notice):
+        return update.message, NOTICE_SEVERITY.get(update.kind, "info")
+    if not isinstance(update, events.Event):
+        return None
+    if isinstance(update, events.Hparam):
         return (
-            f"{snapshot.name} {format_value(snapshot.old)} → {format_value(snapshot.new)} "
-            f"(applies {snapshot.applies})",
+            f"{update.name} {format_value(update.old)} → {format_value(update.new)} "
+            f"(applies {update.applies or 'next batch'})",
             "warning",
         )
-    if isinstance(snapshot, Notice):
-        severity = {
-            "diverged": "error",
-            "error": "error",
-            "early_stop": "good",
-            "checkpoint": "good",
-        }.get(snapshot.kind, "info")
-        return snapshot.message, severity
-    if isinstance(snapshot, Pace):
-        return snapshot.describe(), "info"
-    if isinstance(snapshot, Diagnostic):
-        fix = snapshot.fix_text()
-        return snapshot.describe() + (f" (A: {fix})" if fix else ""), "warning"
-    if isinstance(snapshot, RunEnded):
-        if snapshot.error:
-            return f"run failed: {snapshot.error}", "error"
-        severity = "error" if snapshot.reason == "diverged" else "good"
-        return f"run ended: {snapshot.reason} at step {snapshot.step}", severity
+    if isinstance(update, events.Diagnostic):
+        fix = update.fix_text()
+        return update.describe() + (f" (A: {fix})" if fix else ""), "warning"
+    if isinstance(update, events.End):
+        if update.error:
+            return f"run failed: {update.error}", "error"
+        severity = "error" if update.reason == "diverged" else "good"
+        return f"run ended: {update.reason} at step {update.step}", severity
+    if update.type in DESCRIBED or isinstance(update, events.UnknownEvent):
+        return update.describe(), DESCRIBED.get(update.type, "info")
     return None
 
 
-def epochs_line(epochs: Sequence[EpochEnd], checkpoints: Sequence[str] = ()) -> str:
+def epochs_line(epochs: Sequence[events.Epoch], checkpoints: Sequence[str] = ()) -> str:
     """The line of the last of consecutive epochs; for several, which ones, the time they
     took together and the loss at the first; then the checkpoints written meanwhile (their
     lines: the last one, and how many)."""
@@ -103,42 +115,71 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds >= 0.095 else f"{seconds * 1000:.0f}ms"
 
 
-def _seconds(epoch: EpochEnd) -> float:
+def _seconds(epoch: events.Epoch) -> float:
     """An epoch's training time; 0 when it was not measured (or not finite)."""
-    return epoch.seconds if 0 < epoch.seconds < math.inf else 0.0
+    seconds = epoch.seconds
+    return seconds if seconds is not None and 0 < seconds < math.inf else 0.0
 
 
 class LogLines:
-    """What the log writes for each snapshot, in order: epochs that end within
+    """What the log writes for each update of the run, in order: epochs that end within
     `seconds` of training time of the previous epoch line are held, with the checkpoints
     written meanwhile, and written as one line when that time has passed or before any other
-    line. Textual-free: the live log, a recorded one and the tests share it."""
+    line. A checkpoint or an early stop about an epoch whose record has not come yet (the
+    run log writes an epoch's line after what its callbacks emitted as it ended) waits for
+    it, and comes after it. Textual-free: the live log, a recorded one and the tests share
+    it."""
 
     def __init__(self, seconds: float = EPOCH_LINE_SECONDS) -> None:
         self.seconds = seconds
-        self.held: list[EpochEnd] = []
+        self.held: list[events.Epoch] = []
         self.checkpoints: list[str] = []  # the lines of the checkpoints held with them
+        self.waiting: list[events.Event] = []  # for the record of the epoch they are about
+        self._next_epoch = 0  # the epoch whose record comes next
         self._clock = 0.0  # training seconds, summed over the epochs seen
         self._written_at = -math.inf  # the clock at the latest epoch line
         self._pace: float | None = None  # epochs per second the run is held to
 
-    def snapshot(self, snapshot: Snapshot) -> list[Entry]:
-        """The lines to write for `snapshot` now (none while it is held)."""
-        if isinstance(snapshot, Pace):
-            self._pace = snapshot.new
-        if isinstance(snapshot, EpochEnd):
-            self.held.append(snapshot)
-            spent = _seconds(snapshot)
-            if spent and self._pace is not None:
-                spent = max(spent, 1 / self._pace)
-            self._clock += spent
-            # An epoch whose time is unknown is never held: nothing would ever release it.
-            return [] if spent and self._clock - self._written_at < self.seconds else self.flush()
-        if self.held and isinstance(snapshot, Notice) and snapshot.kind == "checkpoint":
-            self.checkpoints.append(snapshot.message)
+    def take(self, update: Update) -> list[Entry]:
+        """The lines to write for `update` now (none while it is held)."""
+        if isinstance(update, events.Pace):
+            self._pace = update.new
+        if isinstance(update, events.Epoch):
+            self._next_epoch = update.epoch + 1
+            return self._epoch(update) + self._release()
+        if isinstance(update, events.Checkpoint | events.EarlyStop) and (
+            update.epoch is not None and update.epoch >= self._next_epoch
+        ):
+            self.waiting.append(update)
             return []
-        entry = describe(snapshot)
-        return [] if entry is None else self.line(getattr(snapshot, "step", None), *entry)
+        if isinstance(update, events.End):
+            return self._release() + self._line_of(update)
+        return self._placed(update)
+
+    def _placed(self, update: Update) -> list[Entry]:
+        """A checkpoint joins the epochs held; anything else is its own line."""
+        if self.held and isinstance(update, events.Checkpoint):
+            self.checkpoints.append(update.describe())
+            return []
+        return self._line_of(update)
+
+    def _epoch(self, epoch: events.Epoch) -> list[Entry]:
+        self.held.append(epoch)
+        spent = _seconds(epoch)
+        if spent and self._pace is not None:
+            spent = max(spent, 1 / self._pace)
+        self._clock += spent
+        # An epoch whose time is unknown is never held: nothing would ever release it.
+        return [] if spent and self._clock - self._written_at < self.seconds else self.flush()
+
+    def _release(self) -> list[Entry]:
+        """The lines of the records that waited for their epoch."""
+        waiting, self.waiting = self.waiting, []
+        return [entry for update in waiting for entry in self._placed(update)]
+
+    def _line_of(self, update: Update) -> list[Entry]:
+        entry = describe(update)
+        return [] if entry is None else self.line(getattr(update, "step", None), *entry)
 
     def line(self, step: int | None, text: str, severity: str = "info") -> list[Entry]:
         """A line to write now, after the epochs held."""
@@ -164,7 +205,7 @@ class EventLog(RichLog):
     at whatever width it had then (its `min_width` while the tab is hidden).
 
     Scrolled back on the dashboard's time axis (`show_until`), the log holds what a run
-    stopped there shows: the lines of its snapshots up to that position (`nntui.history`),
+    stopped there shows: the lines of its updates up to that position (`nntui.history`),
     the epochs held then written out, and the app's own lines (`add`) written by then."""
 
     HELP: ClassVar[str] = (
@@ -185,12 +226,12 @@ class EventLog(RichLog):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(wrap=True, markup=False, highlight=False, max_lines=MAX_LINES, **kwargs)
         self.entries: deque[Text] = deque(maxlen=MAX_LINES)
-        #: The app's own lines (not of a snapshot) and the position each was written at.
+        #: The app's own lines (not of an update) and the position each was written at.
         self.notes: deque[tuple[int, Entry]] = deque(maxlen=MAX_LINES)
         self._wrapped_at = 0
         self._step = 0
         self.fold = LogLines()
-        self.position = 0  # snapshots of the run logged so far (its time axis position)
+        self.position = 0  # updates of the run logged so far (its time axis position)
         self._past: list[Text] | None = None  # the lines shown while scrolled back
 
     def add(self, step: int | None, text: str, severity: str = "info") -> None:
@@ -200,17 +241,17 @@ class EventLog(RichLog):
         for entry in self.fold.line(step, text, severity):
             self._write(*entry)
 
-    def add_snapshot(self, snapshot: Snapshot, position: int = 0) -> None:
-        """Log `snapshot`, the run's `position`-th on the time axis."""
+    def add_update(self, update: Update, position: int = 0) -> None:
+        """Log `update`, the run's `position`-th on the time axis."""
         self.position = position
-        if isinstance(snapshot, Rewound):  # the whole run follows again: its lines too
+        if isinstance(update, Rewound):  # the whole run follows again: its lines too
             self.entries.clear()
             self.notes.clear()
             self.fold = LogLines(self.fold.seconds)
             self._step = 0
             self.clear()
             return
-        for entry in self.fold.snapshot(snapshot):
+        for entry in self.fold.take(update):
             self._write(*entry)
 
     def _write(self, step: int | None, text: str, severity: str) -> None:
@@ -230,18 +271,18 @@ class EventLog(RichLog):
         """The lines the log holds now (before wrapping)."""
         return list(self.entries if self._past is None else self._past)
 
-    def show_until(self, position: int | None, records: Sequence[Snapshot] = ()) -> None:
-        """Show what the log held after the run's first `position` snapshots, `records` (the
+    def show_until(self, position: int | None, records: Sequence[Update] = ()) -> None:
+        """Show what the log held after the run's first `position` updates, `records` (the
         run's time axis), with the epochs held then written out; None: now."""
         self._past = None if position is None else self._lines_until(position, records)
         self._wrapped_at = 0
         self._rewrap()
 
-    def _lines_until(self, position: int, records: Sequence[Snapshot]) -> list[Text]:
+    def _lines_until(self, position: int, records: Sequence[Update]) -> list[Text]:
         fold, step, lines = LogLines(self.fold.seconds), 0, []
         notes = deque(note for note in self.notes if note[0] <= position)
         for index in range(position + 1):
-            entries = fold.snapshot(records[index - 1]) if index else []
+            entries = fold.take(records[index - 1]) if index else []
             while notes and notes[0][0] <= index:
                 entries += fold.line(*notes.popleft()[1])
             if index == position:
