@@ -385,6 +385,12 @@ class Sequential:
     def output_shape(self) -> Shape:
         return self._built_shapes()[1]
 
+    @property
+    def built_input_shape(self) -> Shape:
+        """The per-sample input shape, for code that runs only on a built model (the
+        `input_shape` attribute is None before `build`)."""
+        return self._built_shapes()[0]
+
     def summary(self) -> Summary:
         """Per layer: output shape, parameter count and activation memory per sample."""
         return self.plan(self._built_shapes()[0])

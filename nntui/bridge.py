@@ -93,7 +93,7 @@ class Bridge(Callback):
                     if layer.monitored_weights() is not None
                 ),
                 pairs(trainer.hyperparameters()),
-                tuple(trainer.model.input_shape),
+                trainer.model.built_input_shape,
                 int(info.get("train") or 0),
             )
         )

@@ -229,9 +229,9 @@ def open_run(path: str | Path) -> RecordedRun:
         if config_file.exists():
             config = json.loads(config_file.read_text(encoding="utf-8"))
         tail = runs.RunTail(events_file)
-        events = []
+        records: list[events.Event] = []
         while more := tail.read():  # up to a bad line, which the next read raises
-            events = more if tail.restarted else events + more
+            records = more if tail.restarted else records + more
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_file}: not valid JSON ({error.msg})") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -241,7 +241,7 @@ def open_run(path: str | Path) -> RecordedRun:
     if not isinstance(config, dict):
         raise ValueError(f"{config_file}: expected a JSON object")
     replay = RunReplay(config, str(path))
-    updates = replay.feed(events)
+    updates = replay.feed(records)
     if tail.orphaned:
         updates += replay.crashed()
     return RecordedRun(path, config, tail, replay, updates)

@@ -284,7 +284,7 @@ class LiveRun(RunSource):
                 )
                 self._experiment = experiment
                 control = experiment.trainer.control  # both in force from the first batch
-                control.set_pace(default_pace(experiment.model.input_shape), source=SOURCE)
+                control.set_pace(default_pace(experiment.model.built_input_shape), source=SOURCE)
                 if self.start_paused:
                     control.pause(source=SOURCE)
                 for note in experiment.data.dataset.notes:  # e.g. a partial MNIST folder

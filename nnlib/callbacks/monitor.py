@@ -199,7 +199,7 @@ class Monitor(Callback):
         for layer in trainer.model.layers:
             weights = layer.monitored_weights()
             if weights is not None:
-                summary = {"weights": histogram(weights.value, self.bins)}
+                summary: dict[str, Any] = {"weights": histogram(weights.value, self.bins)}
                 if trained:
                     if self.gradients:
                         summary["grads"] = histogram(weights.grad, self.bins)

@@ -262,8 +262,9 @@ class Conv2D(Layer):
 
     def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
         output = super().build(input_shape, rng)  # the shape is checked before allocating
-        self.selected_kernels(self.input_shape)  # a forced kernel that cannot run fails here
-        shapes = self.param_shapes(self.input_shape)
+        shape = tuple(input_shape)
+        self.selected_kernels(shape)  # a forced kernel that cannot run fails here
+        shapes = self.param_shapes(shape)
         kh, kw, channels, _ = shapes["W"]
         fan_in, fan_out = kh * kw * channels, kh * kw * self.filters
         kernel = initialize(self.init, shapes["W"], fan_in, fan_out, rng, self.dtype)

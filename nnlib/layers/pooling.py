@@ -63,6 +63,10 @@ class MaxPool2D(_Pool2D):
     aliases = ("maxpool2d",)
     description = "max pooling, overlapping when stride < pool"
     _origins: np.ndarray | None = None
+    #: The window planes of the last forward, until backward has found the maxima in them.
+    _planes: np.ndarray | None = None
+    #: Per window, which plane held its max (found by the first backward after a forward).
+    _first: np.ndarray | None = None
     #: Set by `fuse_relu_pool`: the ReLU before this pool is applied here, after the max.
     relu_first = False
 
@@ -75,17 +79,17 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
         self._x_shape = x.shape
-        self._planes = np.empty(
+        self._planes = planes = np.empty(
             (len(self._offsets()), x.shape[0], *self._out, x.shape[3]), dtype=x.dtype
         )
-        self._max = np.empty(self._planes.shape[1:], dtype=x.dtype)
+        self._max = np.empty(planes.shape[1:], dtype=x.dtype)
         wheres = win.parts(x.shape[0], threads.workers())
 
         def run(index: int) -> None:
             part = wheres[index]
-            for plane, (i, j) in zip(self._planes, self._offsets(), strict=True):
+            for plane, (i, j) in zip(planes, self._offsets(), strict=True):
                 np.copyto(plane[part], win.window_slice(x[part], i, j, self._stride, self._out))
-            np.max(self._planes[:, part], axis=0, out=self._max[part])
+            np.max(planes[:, part], axis=0, out=self._max[part])
 
         threads.run_parts(run, len(wheres))
         self._first = None
@@ -122,12 +126,14 @@ class MaxPool2D(_Pool2D):
         planes (4x the output) so that they are not held through the backward of the layers
         below; a second backward reuses it."""
         if self._first is None:
-            first = np.empty(self._max.shape, np.uint8 if len(self._planes) <= 256 else np.intp)
+            all_planes = self._planes
+            assert all_planes is not None  # a forward keeps them until this first backward
+            first = np.empty(self._max.shape, np.uint8 if len(all_planes) <= 256 else np.intp)
             wheres = win.parts(first.shape[0], threads.workers())
 
             def run(index: int) -> None:
                 part = wheres[index]
-                planes, best = self._planes[:, part], self._max[part]
+                planes, best = all_planes[:, part], self._max[part]
                 not_yet = planes[0] != best
                 first[part] = not_yet
                 for plane in planes[1:-1]:
@@ -136,6 +142,7 @@ class MaxPool2D(_Pool2D):
 
             threads.run_parts(run, len(wheres))
             self._first, self._planes = first, None
+            return first
         return self._first
 
     def _window_origins(self, part: slice) -> np.ndarray:
@@ -147,13 +154,13 @@ class MaxPool2D(_Pool2D):
         origins = self._origins
         if origins is None or origins.shape[1:] != (*self._out, channels) or len(origins) < samples:
             row = width * channels
-            self._origins = (
+            self._origins = origins = (
                 np.arange(samples)[:, None, None, None] * (height * row)
                 + np.arange(self._out[0])[None, :, None, None] * (self._stride[0] * row)
                 + np.arange(self._out[1])[None, None, :, None] * (self._stride[1] * channels)
                 + np.arange(channels)
             )
-        return self._origins[:samples]
+        return origins[:samples]
 
     def _offset_steps(self) -> np.ndarray:
         """Flat index step from a window's origin to each of its offsets."""

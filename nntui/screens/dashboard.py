@@ -116,6 +116,16 @@ class PanelEntry:
         return self.tab in VIEW_TABS
 
 
+def _images(state: RunState) -> bool:
+    """The run's input is an image (height, width, channels)."""
+    return state.started is not None and len(state.started.input_shape) == 3
+
+
+def _convolutional(state: RunState) -> bool:
+    """A model with a convolution on images: the Features view has maps to show."""
+    return _images(state) and state.started is not None and "conv" in state.started.arch
+
+
 #: In grid order (the wide layout places them in this order: curves, matrix, layers, log).
 PANELS = (
     PanelEntry("curves", "Curves", 1, lambda state: CurvesPanel(state, id="curves")),
@@ -141,7 +151,7 @@ PANELS = (
         "Features",
         7,
         lambda state: FeaturesPanel(state, id="features"),
-        lambda state: _images(state) and "conv" in state.started.arch,
+        _convolutional,
     ),
     PanelEntry("trace", "Trace", 8, lambda state: TracePanel(state, id="trace")),
 )
@@ -156,11 +166,6 @@ def grid_order(entries: Iterable[PanelEntry]) -> list[PanelEntry]:
     first = entries.index(views[0]) if views else len(entries)
     rest = [entry for entry in entries if not entry.view]
     return rest[:first] + views + rest[first:]
-
-
-def _images(state: RunState) -> bool:
-    """The run's input is an image (height, width, channels)."""
-    return state.started is not None and len(state.started.input_shape) == 3
 
 
 class DashboardScreen(Screen[None]):
@@ -336,12 +341,12 @@ class DashboardScreen(Screen[None]):
     @on(Tabs.TabActivated)
     def _show_panel(self, event: Tabs.TabActivated) -> None:
         key = (event.tab.id or "").removeprefix("tab-")
-        for panel in self.query("#panels > .panel"):
-            panel.set_class(panel.id == key, "-active")
+        for widget in self.query("#panels > .panel"):
+            widget.set_class(widget.id == key, "-active")
         if key in ENTRIES and ENTRIES[key].view and key != self.view_key:
             self.view_key = key
-            for name, panel in self.panels.items():
-                panel.set_class(name == key, "-view")
+            for name, view in self.panels.items():
+                view.set_class(name == key, "-view")
             self._layout(*self.app.size)
         panel = self.panels.get(key)
         if panel is not None and panel.can_focus:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
+from textual.events import Resize
 from textual.widgets import RichLog
 
 from nnlib import events
@@ -223,7 +224,7 @@ class EventLog(RichLog):
     EventLog { height: 1fr; background: $surface; }
     """
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(wrap=True, markup=False, highlight=False, max_lines=MAX_LINES, **kwargs)
         self.entries: deque[Text] = deque(maxlen=MAX_LINES)
         #: The app's own lines (not of an update) and the position each was written at.
@@ -292,7 +293,7 @@ class EventLog(RichLog):
                 lines.append(_line(step, text, severity))
         return lines[-MAX_LINES:]
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: Resize) -> None:
         self._rewrap()
 
     def _rewrap(self) -> None:
