@@ -16,15 +16,18 @@ unreadable, while the rest of the run still shows. A log copied without its side
 reads the same way. Readers of summaries (the runs table, its index) never open it.
 
 Why a side file: a LeNet-5 epoch's feature maps were 113 kB of JSON numbers a line (78% of
-its events), 17.5 kB here (uint8, zlib).
+its events), 17.5 kB here (uint8, zlib); on MNIST-size LeNet-5, an epoch's 18 histograms
+events were 68.5 kB of JSON and its sample predictions 36 kB (see README, Run logs).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ DTYPES: dict[int, np.dtype] = {
     2: np.dtype("<u2"),
     3: np.dtype("<u4"),
     4: np.dtype("<f4"),
+    5: np.dtype("<f8"),
 }
 CODES = {dtype: code for code, dtype in DTYPES.items()}
 ZLIB = 1
@@ -67,14 +71,15 @@ def is_ref(value: Any) -> bool:
 
 
 def encode_block(array: np.ndarray) -> bytes:
-    """One block: the header, the shape and the array's bytes, zlib-compressed when that
-    saves at least an eighth."""
+    """One block: the header, the shape and the array's bytes, zlib-compressed (level 6:
+    blocks are written a few times an epoch; against level 1 it saved 2% of an MNIST-size
+    epoch's side file) when that saves at least an eighth."""
     dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
     code = CODES.get(dtype)
     if code is None or array.ndim > MAX_DIMS:
         raise ValueError(f"arrays: cannot store a {array.dtype} array of {array.ndim} dims")
     raw = np.ascontiguousarray(array, dtype=dtype).tobytes()
-    stored, flags = zlib.compress(raw, 1), ZLIB
+    stored, flags = zlib.compress(raw, 6), ZLIB
     if len(stored) > len(raw) - len(raw) // 8:
         stored, flags = raw, 0
     header = HEADER.pack(MAGIC, code, flags, array.ndim, 0, len(stored), zlib.crc32(raw))
@@ -187,3 +192,313 @@ def decode_block(block: bytes, where: str) -> np.ndarray:
     if zlib.crc32(raw) != crc:
         raise ArrayFileError(f"{where}: damaged data (checksum mismatch)")
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+# -- big event fields as blocks (schema 2) ---------------------------------------------------------
+def is_packed(value: Any, name: str) -> bool:
+    """True for a field that `name`'s packer stored in the side file, as its line holds it."""
+    if not (isinstance(value, dict) and value.get("packed") == name):
+        return False
+    blocks = value.get("blocks")
+    return isinstance(blocks, list) and all(
+        isinstance(block, list)
+        and len(block) == 2
+        and all(type(n) is int and 0 <= n <= 2**63 - 1 for n in block)
+        for block in blocks
+    )
+
+
+class Packer:
+    """How one big event field goes into blocks of the side file: `pack` gives the small JSON
+    its line keeps (`meta`) and the arrays (None: the value stays in the line), `unpack` the
+    value back from them, checking that they fit together (ArrayFileError, one line, else).
+    `unpack(*pack(value))` is the value a record holds (`canonical`): what is stored is what
+    the run's live views are shown. `empty` is the field's value when its blocks cannot be
+    read."""
+
+    name = ""
+    empty: Any = None
+
+    def pack(self, value: Any) -> tuple[dict[str, Any], list[np.ndarray]] | None:
+        raise NotImplementedError
+
+    def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
+        raise NotImplementedError
+
+    def canonical(self, value: Any) -> Any:
+        packed = self.pack(value)
+        return value if packed is None else self.unpack(*packed)
+
+    def store(self, value: Any, writer: ArrayWriter) -> Any:
+        """The field as its line holds it: its arrays appended as blocks first."""
+        packed = self.pack(value)
+        if packed is None:
+            return value
+        meta, arrays = packed
+        blocks = [[ref["offset"], ref["bytes"]] for ref in map(writer.append, arrays)]
+        return {"packed": self.name, **meta, "blocks": blocks}
+
+    def load(self, stored: Mapping[str, Any], reader: ArrayReader) -> Any:
+        """The field back from its line's JSON and its blocks; ArrayFileError if they cannot
+        be read or do not fit together."""
+        arrays = [
+            reader.read({"file": ARRAYS_FILE, "offset": offset, "bytes": size})
+            for offset, size in stored["blocks"]
+        ]
+        meta = {k: v for k, v in stored.items() if k not in ("packed", "blocks")}
+        return self.unpack(meta, arrays)
+
+
+def _misfit(what: str) -> ArrayFileError:
+    return ArrayFileError(f"{what} do not fit their blocks (damaged, or not this run's)")
+
+
+def _uint_array(values: list[int]) -> np.ndarray | None:
+    """Non-negative integers in the smallest unsigned dtype that holds them (None: none does)."""
+    top = max(values, default=0)
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return np.asarray(values, dtype=dtype)
+    return None
+
+
+def _float_array(values: Sequence[float | None]) -> np.ndarray:
+    """Floats (None as NaN) as float32 where that keeps every one of them, else float64."""
+    wide = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    with np.errstate(over="ignore"):
+        narrow = wide.astype(np.float32)
+    return narrow if np.array_equal(narrow, wide, equal_nan=True) else wide
+
+
+def _floats(array: np.ndarray) -> list[float | None]:
+    return [None if v != v else v for v in array.astype(np.float64).tolist()]
+
+
+def float32(value: float) -> float:
+    """`value` rounded to float32 where it fits (a finite value beyond float32 stays)."""
+    return float(np.float32(value)) if abs(value) <= F32_MAX else value
+
+
+#: The largest finite float32.
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+class UintsPacker(Packer):
+    """A list of non-negative integers (sample predictions, confidences) as one block of the
+    smallest unsigned dtype: 6,000 predictions were 36 kB of JSON a line."""
+
+    name = "uints"
+    empty: list[int] = []
+
+    def pack(self, value: Any) -> tuple[dict[str, Any], list[np.ndarray]] | None:
+        array = _uint_array(value) if isinstance(value, list) else None
+        return None if array is None else ({}, [array])
+
+    def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
+        if meta or len(arrays) != 1 or arrays[0].ndim != 1 or arrays[0].dtype.kind != "u":
+            raise _misfit("a list of integers")
+        return arrays[0].tolist()
+
+
+#: A layer's entry in a packed histograms event: what it holds, in this order, one letter
+#: each: weights, grads (upper case: with a count of non-finite values), grad_norm,
+#: update_ratio, dead_fraction.
+_LAYOUT = re.compile(r"[wW]?[gG]?n?u?d?")
+_HISTOGRAMS = (("weights", "w"), ("grads", "g"))
+_SCALARS = (("grad_norm", "n"), ("update_ratio", "u"), ("dead_fraction", "d"))
+_HISTOGRAM_KEYS = frozenset({"lo", "hi", "counts", "percentiles", "nonfinite"})
+
+
+class HistogramsPacker(Packer):
+    """A histograms event's layers as two blocks: every histogram's counts (and non-finite
+    count) as rows of one unsigned array, and its bounds and percentiles, then each layer's
+    gradient norm, update ratio and dead fraction, as one float array (None as NaN). Floats
+    are kept as float32 (within float32's range): a display of 30 bins needs no more. The
+    line keeps each layer's name and a letter per item it holds (see _LAYOUT)."""
+
+    name = "histograms"
+    empty: dict[str, Any] = {}
+
+    def pack(self, value: Any) -> tuple[dict[str, Any], list[np.ndarray]] | None:
+        layout, rows, floats = {}, [], []
+        for name, entry in value.items():
+            code = _layer_code(entry)
+            if code is None:
+                return None  # a shape this packer does not know: the line keeps it
+            layout[name] = code
+            for key, _ in _HISTOGRAMS:
+                if key in entry:
+                    histogram = entry[key]
+                    rows.append([*histogram["counts"], histogram.get("nonfinite", 0)])
+                    floats += [histogram["lo"], histogram["hi"], *histogram["percentiles"]]
+            floats += [entry[key] for key, _ in _SCALARS if key in entry]
+        widths = {len(row) for row in rows}
+        percentiles = {len(entry[key]["percentiles"]) for entry in value.values()
+                       for key, _ in _HISTOGRAMS if key in entry}  # fmt: skip
+        if len(widths) > 1 or len(percentiles) > 1:
+            return None
+        counts = _uint_array([n for row in rows for n in row])
+        if counts is None:
+            return None
+        counts = counts.reshape(len(rows), widths.pop() if widths else 1)
+        meta = {"layout": layout, "percentiles": percentiles.pop() if percentiles else 0}
+        return meta, [counts, _float_array([None if v is None else float32(v) for v in floats])]
+
+    def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
+        layout, width = meta.get("layout"), meta.get("percentiles")
+        if (
+            set(meta) != {"layout", "percentiles"}
+            or not isinstance(layout, dict)
+            or not all(isinstance(c, str) and _LAYOUT.fullmatch(c) for c in layout.values())
+            or type(width) is not int
+            or len(arrays) != 2
+        ):
+            raise _misfit("histograms")
+        counts, floats = arrays
+        codes = "".join(layout.values())
+        histograms = sum(map(codes.lower().count, "wg"))
+        expected = histograms * (2 + width) + sum(map(codes.count, "nud"))
+        if (
+            counts.ndim != 2
+            or counts.shape[1] < 1
+            or counts.dtype.kind != "u"
+            or len(counts) != histograms
+            or floats.ndim != 1
+            or floats.dtype.kind != "f"
+            or len(floats) != expected
+        ):
+            raise _misfit("histograms")
+        return _unpacked_layers(layout, counts.tolist(), _floats(floats), width)
+
+
+def _layer_code(entry: Any) -> str | None:
+    """A layer entry's letters (see _LAYOUT), or None when it holds anything else."""
+    known = {key for key, _ in (*_HISTOGRAMS, *_SCALARS)}
+    if not isinstance(entry, dict) or not set(entry) <= known:
+        return None
+    code = ""
+    for key, letter in _HISTOGRAMS:
+        histogram = entry.get(key)
+        if histogram is not None:
+            if not isinstance(histogram, dict) or not set(histogram) <= _HISTOGRAM_KEYS:
+                return None
+            code += letter.upper() if "nonfinite" in histogram else letter
+    return code + "".join(letter for key, letter in _SCALARS if key in entry)
+
+
+def _unpacked_layers(
+    layout: Mapping[str, str], rows: list[list[int]], floats: list[float | None], width: int
+) -> dict[str, Any]:
+    """The layers of a histograms event from its unpacked blocks, in `layout`'s order."""
+    layers: dict[str, Any] = {}
+    row, at = iter(rows), 0
+    for name, code in layout.items():
+        entry: dict[str, Any] = {}
+        for key, letter in _HISTOGRAMS:
+            if letter in code.lower():
+                *counts, nonfinite = next(row)
+                lo, hi, *percentiles = floats[at : at + 2 + width]
+                at += 2 + width
+                entry[key] = {"lo": lo, "hi": hi, "counts": counts, "percentiles": percentiles}
+                if letter.upper() in code:
+                    entry[key]["nonfinite"] = nonfinite
+        for key, letter in _SCALARS:
+            if letter in code:
+                entry[key], at = floats[at], at + 1
+        layers[name] = entry
+    return layers
+
+
+class MapsPacker(Packer):
+    """A feature_maps event's images (each {index, layers}: maps records {name, shape, lo, hi,
+    data}) as two blocks: every record's uint8 pixels, and every record's per-channel lo then
+    hi (float32 where it fits). The line keeps each image's index and each record's name and
+    shape: [[index, [[name, C, H, W], ...]], ...]. (Schema 1 kept lo and hi in the line, 7.6
+    kB a LeNet-5 event, and a reference per record.)"""
+
+    name = "maps"
+    empty: Any = []
+
+    def pack(self, value: Any) -> tuple[dict[str, Any], list[np.ndarray]] | None:
+        layout, pixels, scales = [], [], []
+        for image in value:
+            if set(image) != {"index", "layers"}:
+                return None
+            shapes = []
+            for record in image["layers"]:
+                if set(record) != {"name", "shape", "lo", "hi", "data"} or is_ref(record["data"]):
+                    return None
+                shapes.append([record["name"], *record["shape"]])
+                pixels += record["data"]
+                scales += [float32(v) for v in (*record["lo"], *record["hi"])]
+            layout.append([image["index"], shapes])
+        arrays = [np.asarray(pixels, dtype=np.uint8), _float_array(scales)]
+        return {"images": layout}, arrays
+
+    def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
+        layout = meta.get("images")
+        if set(meta) != {"images"} or not isinstance(layout, list) or len(arrays) != 2:
+            raise _misfit("feature maps")
+        pixels, scales = arrays
+        if pixels.dtype != np.uint8 or pixels.ndim != 1 or scales.ndim != 1:
+            raise _misfit("feature maps")
+        if scales.dtype.kind != "f":
+            raise _misfit("feature maps")
+        flat, values = pixels.tolist(), _floats(scales)
+        images, at, scale_at = [], 0, 0
+        for entry in layout:
+            index, shapes = _image_entry(entry)
+            layers = []
+            for name, *shape in shapes:
+                size, channels = math.prod(shape), shape[0]
+                lo = values[scale_at : scale_at + channels]
+                hi = values[scale_at + channels : scale_at + 2 * channels]
+                data = flat[at : at + size]
+                layers.append({"name": name, "shape": shape, "lo": lo, "hi": hi, "data": data})
+                at, scale_at = at + size, scale_at + 2 * channels
+            images.append({"index": index, "layers": layers})
+        if at != len(flat) or scale_at != len(values):
+            raise _misfit("feature maps")
+        return images
+
+
+def _image_entry(entry: Any) -> tuple[int, list[list[Any]]]:
+    """[index, [[name, C, H, W], ...]] of a packed feature maps line, checked."""
+    ok = (
+        isinstance(entry, list)
+        and len(entry) == 2
+        and type(entry[0]) is int
+        and isinstance(entry[1], list)
+        and all(
+            isinstance(shape, list)
+            and len(shape) == 4
+            and isinstance(shape[0], str)
+            and all(type(n) is int and 0 <= n <= 1 << 32 for n in shape[1:])
+            for shape in entry[1]
+        )
+    )
+    if not ok:
+        raise _misfit("feature maps")
+    return entry[0], entry[1]
+
+
+class FiltersPacker(MapsPacker):
+    """The first conv layer's filters (one maps record) as MapsPacker stores one image."""
+
+    name = "filters"
+    empty = None
+
+    def pack(self, value: Any) -> tuple[dict[str, Any], list[np.ndarray]] | None:
+        return super().pack([{"index": 0, "layers": [value]}])
+
+    def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
+        images = super().unpack(meta, arrays)
+        if len(images) != 1 or len(images[0]["layers"]) != 1:
+            raise _misfit("filters")
+        return images[0]["layers"][0]
+
+
+HISTOGRAMS = HistogramsPacker()
+UINTS = UintsPacker()
+MAPS = MapsPacker()
+FILTERS = FiltersPacker()

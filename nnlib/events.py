@@ -19,6 +19,7 @@ in `extra`. A line of an unknown type (from a later schema) reads as an `Unknown
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -31,10 +32,22 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._memory import human_bytes
-from .arrays import ARRAYS_FILE, is_ref
+from .arrays import (
+    ARRAYS_FILE,
+    F32_MAX,
+    FILTERS,
+    HISTOGRAMS,
+    MAPS,
+    UINTS,
+    Packer,
+    float32,
+    is_packed,
+    is_ref,
+)
 
-#: The version every line is written with; lines of this version and older read.
-SCHEMA_VERSION = 1
+#: The version every line is written with; lines of this version and older read. Version 2:
+#: compact batch lines (`BatchLines`) and big fields packed into the side file (nnlib.arrays).
+SCHEMA_VERSION = 2
 #: The largest integer a run log may hold (step, epoch, counts): an int64.
 MAX_INT = 2**63 - 1
 
@@ -196,10 +209,67 @@ def plain(value: Any) -> Any:
     return value
 
 
-def field_of(check: Check, optional: bool = False) -> Any:
-    """A declared event field: its check, and whether a line may leave it out (then None)."""
-    meta = {"check": check, "optional": optional}
+@dataclass(frozen=True)
+class Precision:
+    """How much of a float field a compact batch line keeps (`BatchLines`): `canonical` is
+    the value a record holds (what `make` and the reader make of any value; idempotent),
+    `written` the float with the shortest text that reads back to that value."""
+
+    name: str
+    canonical: Callable[[float], float]
+    written: Callable[[float], float]
+
+
+def _float32_text(value: float) -> float:
+    """The float32's shortest digits (at most 9), read as a float, when they read back to it
+    (a value beyond float32's range is written in full)."""
+    kept = float32(value)
+    short = float(str(np.float32(kept))) if abs(kept) <= F32_MAX else kept
+    return short if float32(short) == kept else kept
+
+
+def _significant(value: float) -> float:
+    return float(f"{value:.7g}")
+
+
+#: float32 precision: exact for what a float32 model computes (its loss), 7.2 digits else.
+FLOAT32 = Precision("float32", float32, _float32_text)
+#: 7 significant digits (relative error at most 5e-7): durations.
+SIGNIFICANT = Precision("7 significant digits", _significant, _significant)
+
+
+def _rate(value: float) -> float:
+    return float(f"{value:.4g}")
+
+
+#: 4 significant digits (relative error at most 5e-4): a speed, which an epoch-to-date mean
+#: then keeps from one batch line to the next (and the line leaves out).
+RATE = Precision("4 significant digits", _rate, _rate)
+
+
+def field_of(
+    check: Check,
+    optional: bool = False,
+    *,
+    short: str | None = None,
+    precision: Precision | None = None,
+    packer: Packer | None = None,
+) -> Any:
+    """A declared event field: its check, and whether a line may leave it out (then None);
+    for a batch line's field, its `short` key and `precision` in a compact line (BatchLines);
+    for a big field, the `packer` that stores it in the run's side file (nnlib.arrays)."""
+    meta = {"check": _or_packed(check, packer) if packer else check, "optional": optional}
+    meta |= {"short": short, "precision": precision, "packer": packer}
     return field(default=None, metadata=meta) if optional else field(metadata=meta)
+
+
+def _or_packed(check: Check, packer: Packer) -> Check:
+    """`check`, or a field stored by `packer` in the side file (its blocks read later)."""
+
+    def check_or_packed(value: Any) -> str | None:
+        return None if is_packed(value, packer.name) else check(value)
+
+    return check_or_packed
 
 
 # -- the records -------------------------------------------------------------------------------
@@ -261,13 +331,18 @@ class Event:
         return "  ".join(f"{k}={v}" for k, v in self.data.items())
 
 
-@functools.cache
+_SPECS: dict[type[Event], Spec] = {}
+
+
 def _spec_of(cls: type[Event]) -> Spec:
-    return {
-        f.name: (f.metadata["check"], f.metadata["optional"])
-        for f in fields(cls)
-        if "check" in f.metadata
-    }
+    spec = _SPECS.get(cls)
+    if spec is None:
+        spec = _SPECS[cls] = {
+            f.name: (f.metadata["check"], f.metadata["optional"])
+            for f in fields(cls)
+            if "check" in f.metadata
+        }
+    return spec
 
 
 def _epoch(epoch: int | None) -> str:
@@ -321,14 +396,16 @@ class Batch(Event):
     TYPE = "batch"
     epoch: int = field_of(_int)
     batch: int = field_of(_int)
-    loss: float | None = field_of(_number_or_null)
+    loss: float | None = field_of(_number_or_null, short="l", precision=FLOAT32)
     batch_size: int | None = field_of(_int, optional=True)
-    accuracy: float | None = field_of(_number_or_null, optional=True)
-    val_loss: float | None = field_of(_number_or_null, optional=True)
+    accuracy: float | None = field_of(_number_or_null, optional=True, short="a")
+    val_loss: float | None = field_of(_number_or_null, optional=True, precision=FLOAT32)
     val_accuracy: float | None = field_of(_number_or_null, optional=True)
     lr: float | None = field_of(_number_or_null, optional=True)
-    seconds: float | None = field_of(_number_or_null, optional=True)
-    samples_per_sec: float | None = field_of(_number_or_null, optional=True)
+    seconds: float | None = field_of(_number_or_null, optional=True, precision=SIGNIFICANT)
+    samples_per_sec: float | None = field_of(
+        _number_or_null, optional=True, short="s", precision=RATE
+    )
 
     def describe(self) -> str:
         return f"epoch {self.epoch + 1} batch {self.batch + 1}  {format_metrics(self.data)}"
@@ -358,7 +435,7 @@ class Histograms(Event):
     histogram is {lo, hi, counts, percentiles, [nonfinite]}."""
 
     TYPE = "histograms"
-    layers: dict = field_of(_layers)
+    layers: dict = field_of(_layers, packer=HISTOGRAMS)
     epoch: int | None = field_of(_int, optional=True)
     batch: int | None = field_of(_int, optional=True)
 
@@ -614,28 +691,74 @@ def _build(event_type: str, record: dict[str, Any], where: str) -> Event:
     if problems:
         raise EventError(f"{where}: {event_type} event {'; '.join(problems)}")
     record.pop("v", None)
-    common = {"time": float(record.pop("time", 0.0)), "step": int(record.pop("step", 0))}
+    moment, step = float(record.pop("time", 0.0)), int(record.pop("step", 0))
     declared = {name: record.pop(name) for name in spec if name in record}
     if cls is UnknownEvent:
         declared["kind"] = event_type
-    return cls(**common, **declared, extra=record)
+    return cls(time=moment, step=step, **declared, extra=record)
 
 
 def make(event_type: str, step: int, data: Mapping[str, Any], when: float | None = None) -> Event:
     """The record of an emitted event (`trainer.emit(event_type, **data)`), its values made
-    JSON-safe and checked as a line read back would be; EventError if a field is wrong."""
+    JSON-safe and checked as a line read back would be, and kept as its line keeps them (a
+    batch line's `precision`, a packed field's `canonical` form: what a run's views show
+    live is what its log shows later); EventError if a field is wrong."""
     record = plain(dict(data))
     record.pop("v", None)
+    record.pop("type", None)  # the line's own: a value of that name would overwrite it
     record["step"] = int(step)
     record["time"] = round(_time.time(), 3) if when is None else when
-    return _build(event_type, record, f"emitted {event_type!r}")
+    event = _build(event_type, record, f"emitted {event_type!r}")
+    kept = {}
+    for name, codec in _codec_of(type(event)).items():
+        value = getattr(event, name)
+        if codec.packer is not None and value is not None:
+            kept[name] = codec.packer.canonical(value)
+        elif codec.precision is not None and type(value) is float:
+            kept[name] = codec.precision.canonical(value)
+    return dataclasses.replace(event, **kept) if kept else event
 
 
 def encode(event_type: str, step: int, data: Mapping[str, Any]) -> str:
-    """One events.jsonl line (with the trailing newline) for an event made now."""
+    """One events.jsonl line (with the trailing newline) for an event made now, complete in
+    itself (a batch line in its long form)."""
     return make(event_type, step, data).line()
 
 
+@dataclass(frozen=True)
+class _Field:
+    """What the codec does with a declared field beyond checking it."""
+
+    short: str | None
+    precision: Precision | None
+    packer: Packer | None
+
+
+_CODECS: dict[type[Event], dict[str, _Field]] = {}
+
+
+def _codec_of(cls: type[Event]) -> dict[str, _Field]:
+    """The declared fields of `cls` that have a short key, a precision or a packer (worked
+    out once per class)."""
+    found = _CODECS.get(cls)
+    if found is None:
+        found = _CODECS[cls] = {
+            f.name: _Field(f.metadata["short"], f.metadata["precision"], f.metadata["packer"])
+            for f in fields(cls)
+            if any(f.metadata.get(key) for key in ("short", "precision", "packer"))
+        }
+    return found
+
+
+def packed_fields(cls: type[Event]) -> dict[str, Packer]:
+    """The fields of `cls` stored in the run's side file, and their packers."""
+    return {name: f.packer for name, f in _codec_of(cls).items() if f.packer is not None}
+
+
+# -- compact batch lines (schema 2) ------------------------------------------------------------
+#: The keys of a compact batch line that are not fields: the step, the milliseconds since the
+#: batch line before, the keys that line had and this one has not.
+_STEP, _DELTA, _GONE = "b", "t", "x"
 #: The value types the fast path takes as they are (any other goes the generic way).
 _FAST_FLOATS = frozenset({float, np.float32, np.float64})
 #: `json.dumps` with these arguments, made once: json.dumps builds an encoder per call.
@@ -643,52 +766,175 @@ _FAST_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 @functools.cache
-def _flat_fields(cls: type[Event]) -> tuple[tuple[str, bool, bool], ...] | None:
-    """(name, is an integer, optional) per declared field of an event type whose fields are
-    all integers or numbers (batch, epoch); None for any other type."""
+def _short_keys() -> dict[str, str]:
+    """Field name -> its key in a compact batch line (from the Batch record's fields)."""
+    return {name: f.short for name, f in _codec_of(Batch).items() if f.short}
+
+
+@functools.cache
+def _long_keys() -> dict[str, str]:
+    return {short: name for name, short in _short_keys().items()}
+
+
+@functools.cache
+def _reserved() -> frozenset[str]:
+    """Keys a batch's own value may not have for its line to be compact."""
+    return frozenset({_STEP, _DELTA, _GONE, "v", "type", "time", "step", *_long_keys()})
+
+
+@dataclass
+class _Previous:
+    """The batch line before: its step, its time in milliseconds and its values (as
+    `Batch.data` holds them), which the next compact line leaves out where they are equal."""
+
+    step: int
+    ms: int
+    values: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> _Previous:
+        return cls(event.step, round(event.time * 1000), dict(event.data))
+
+    def next_batch(self, step: int) -> Any:
+        """The batch index a line at `step` leaves out: as many batches on as steps."""
+        batch = self.values.get("batch")
+        return batch + step - self.step if type(batch) is int else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of one type (1, 1.0 and True are three values to a line); lists and
+    objects are never left out."""
+    return type(a) is type(b) and type(a) in (int, float, str, bool, type(None)) and a == b
+
+
+class BatchLines:
+    """Writes a run's batch lines in the compact form (schema 2), about 45 bytes each:
+
+        {"t":12,"l":0.12345671,"a":0.96875,"s":6053}
+
+    `t` is the milliseconds since the batch line before; `b` the step, where it is not the
+    one after that line's; then only the values that differ from that line's (short keys
+    for the ones that change every batch: `l` loss, `a` accuracy, `s` samples_per_sec; `x`
+    lists keys that line had and this one has not; the batch index only where it is not
+    the one before plus the steps between). The first line
+    after `reset` (a writer's first, and the first after every point a run summary covers)
+    is complete, with its absolute `time` in place of `t`, so that a reader may start there.
+    A batch whose own values use one of these keys gets a line in the long form. Floats keep
+    their field's Precision (see `make`), times the millisecond.
+
+    The fast path takes plain values as they are (a batch's logs: numpy floats, NaN after a
+    divergence) without making the record; anything else goes through `make`, which also
+    names what is wrong (EventError)."""
+
+    def __init__(self) -> None:
+        self._previous: _Previous | None = None
+
+    def reset(self) -> None:
+        """The next line is complete: a reader may start after the lines written so far."""
+        self._previous = None
+
+    def line(self, step: int, data: Mapping[str, Any], when: float) -> str:
+        """The line of the batch at `step` with these logs, done at `when` (Unix seconds)."""
+        when = round(when, 3)
+        values = batch_values(step, data, when)
+        if values is None:
+            values = dict(make("batch", step, data, when).data)
+        if not _reserved().isdisjoint(values):
+            event = make("batch", step, data, when)
+            self._previous = _Previous.of(event)
+            return event.line()
+        ms, previous = round(when * 1000), self._previous
+        self._previous = _Previous(step, ms, values)
+        return _FAST_ENCODER.encode(_compact(step, ms, when, values, previous)) + "\n"
+
+
+def _compact(
+    step: int, ms: int, when: float, values: dict[str, Any], previous: _Previous | None
+) -> dict[str, Any]:
+    """A compact batch line's object: complete without `previous`, else what differs."""
+    if previous is None:
+        out: dict[str, Any] = {_STEP: step, "time": when}
+        before: dict[str, Any] = {}
+    else:
+        out = {} if step == previous.step + 1 else {_STEP: step}
+        out[_DELTA] = ms - previous.ms
+        before = {**previous.values, "batch": previous.next_batch(step)}
+    codec, short = _codec_of(Batch), _short_keys()
+    for key, value in values.items():
+        if key in before and _same(before[key], value):
+            continue
+        field = codec.get(key)
+        if field is not None and field.precision is not None and type(value) is float:
+            value = field.precision.written(value)
+        out[short.get(key, key)] = value
+    gone = [key for key in before if key not in values]
+    if gone:
+        out[_GONE] = gone
+    return out
+
+
+@functools.cache
+def _flat_fields() -> tuple[tuple[str, bool, bool, Precision | None], ...]:
+    """(name, is an integer, optional, precision) per declared field of a batch, all of which
+    are integers or numbers."""
     flat = []
-    for name, (check, optional) in _spec_of(cls).items():
-        if check is not _int and check is not _number_or_null:
-            return None
-        flat.append((name, check is _int, optional))
+    for name, (check, optional) in _spec_of(Batch).items():
+        assert check is _int or check is _number_or_null, name
+        field = _codec_of(Batch).get(name)
+        flat.append((name, check is _int, optional, field.precision if field else None))
     return tuple(flat)
 
 
-def fast_line(
-    event_type: str, step: int, data: Mapping[str, Any], when: float | None = None
-) -> str | None:
-    """Exactly the line `make(event_type, step, data, when).line()` writes, for an event whose
-    declared fields are all numbers (batch, epoch) and whose values are plain ints, floats
-    (numpy's included), booleans, strings or None; None when this path does not apply, and
-    the caller takes the generic one, which also names whatever is wrong. It skips `plain`,
-    the record and the generic checks: a batch line cost 22 us that way and 8 us this way,
-    per batch of every run (tests/test_perfmon.py checks both write the same line)."""
-    record = _flat_record(event_type, step, data, when)
-    return None if record is None else _FAST_ENCODER.encode(record) + "\n"
+def batch_values(step: int, data: Mapping[str, Any], when: float) -> dict[str, Any] | None:
+    """Exactly `make("batch", step, data, when).data`, for logs of plain ints, floats
+    (numpy's included), booleans, strings and None; None when this path does not apply and
+    the caller takes the generic one. It skips `plain`, the record and the generic checks:
+    a batch line cost 22 us that way and 8 us this way (tests/test_perfmon.py checks both
+    give the same values)."""
+    if type(step) is not int or not 0 <= step <= MAX_INT or _bad_moment(when):
+        return None
+    values = _plain_scalars(data)
+    if values is None:
+        return None
+    declared: dict[str, Any] = {}
+    for name, integer, optional, precision in _flat_fields():
+        value = values.pop(name, None)
+        if value is None:
+            if not optional and (integer or name not in data):
+                return None  # missing, or null where an integer must be
+            if not optional:
+                declared[name] = None
+            continue
+        if type(value) is not int and (integer or type(value) is not float):
+            return None  # a boolean or a string where a number must be
+        if integer and value < 0:
+            return None
+        declared[name] = precision.canonical(value) if precision and type(value) is float else value
+    return {**declared, **values}
 
 
 def fast_make(
     event_type: str, step: int, data: Mapping[str, Any], when: float | None = None
 ) -> Event:
-    """`make(event_type, step, data, when)`, through `fast_line`'s checks where they apply
+    """`make(event_type, step, data, when)`, through `batch_values`'s checks where they apply
     (a batch record from the trainer's logs: made for every batch while the app watches)."""
-    record = _flat_record(event_type, step, data, when)
-    if record is None:
+    moment = round(_time.time(), 3) if when is None else when
+    values = batch_values(step, data, moment) if event_type == "batch" else None
+    if values is None:
         return make(event_type, step, data, when)
-    cls = Event.registry[event_type]
-    del record["v"], record["type"]
     # Filled in as the dataclass's __init__ would (a frozen record without __post_init__):
-    # its __init__ took 5 us of a batch record's 7 here, for values checked just above.
-    defaults, named = _filled(cls)
-    event = object.__new__(cls)
+    # its __init__ took 5 us of a batch record's 7, for values checked just above.
+    defaults, named = _filled(Batch)
+    event = object.__new__(Batch)
     event.__dict__.update(defaults)
-    event.__dict__.update({name: record.pop(name) for name in named if name in record})
-    event.__dict__["extra"] = record
+    event.__dict__.update(time=float(moment), step=step)
+    event.__dict__.update({name: values.pop(name) for name in named if name in values})
+    event.__dict__["extra"] = values
     return event
 
 
-#: Per record type: its fields that may be left out, at their defaults (None); then time,
-#: step and its declared fields (the rest go to `extra`). Worked out once per type.
+#: Per record type: its fields that may be left out, at their defaults (None), and its
+#: declared fields (the rest go to `extra`). Worked out once per type.
 _FILLED: dict[type[Event], tuple[dict[str, Any], tuple[str, ...]]] = {}
 
 
@@ -696,24 +942,19 @@ def _filled(cls: type[Event]) -> tuple[dict[str, Any], tuple[str, ...]]:
     known = _FILLED.get(cls)
     if known is None:
         defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
-        known = _FILLED[cls] = (defaults, ("time", "step", *cls.spec()))
+        known = _FILLED[cls] = (defaults, tuple(cls.spec()))
     return known
 
 
-def _flat_record(
-    event_type: str, step: int, data: Mapping[str, Any], when: float | None
-) -> dict[str, Any] | None:
-    """The JSON object of `fast_line`'s line, or None when its path does not apply."""
-    cls = Event.registry.get(event_type)
-    flat = _flat_fields(cls) if cls is not None else None
-    moment = round(_time.time(), 3) if when is None else when
-    if flat is None or type(step) is not int or not 0 <= step <= MAX_INT:
-        return None
-    if type(moment) not in _FAST_FLOATS and type(moment) is not int:
-        return None
-    moment = float(moment)
-    if not math.isfinite(moment):
-        return None
+def _bad_moment(when: Any) -> bool:
+    if type(when) not in _FAST_FLOATS and type(when) is not int:
+        return True
+    return not math.isfinite(when)
+
+
+def _plain_scalars(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The logs with numpy floats as floats and non-finite ones as None, but for v, type, time
+    and step (the line's own); None if a key or value is of any other kind."""
     values: dict[str, Any] = {}
     for key, value in data.items():
         kind = type(value)
@@ -729,29 +970,66 @@ def _flat_record(
         elif value is not None and kind is not bool and kind is not str:
             return None
         values[key] = value
-    for key in ("v", "time", "step"):  # make drops v and sets time and step itself
+    for key in ("v", "type", "time", "step"):
         values.pop(key, None)
-    record = {"v": SCHEMA_VERSION, "type": event_type, "time": moment, "step": step}
-    for name, integer, optional in flat:
-        value = values.pop(name, None)
-        if value is None:
-            if not optional and (integer or name not in data):
-                return None  # missing, or null where an integer must be
-            if not optional:
-                record[name] = None
-            continue
-        if type(value) is not int and (integer or type(value) is not float):
-            return None  # a boolean or a string where a number must be
-        if integer and value < 0:
-            return None
-        record[name] = value
-    record.update(values)
-    return record
+    return values
 
 
-def decode(line: str, where: str = "events") -> Event:
-    """Parse and check one line, every declared field by its type; raises EventError (a
-    ValueError) naming `where` on a bad record, and never any other exception."""
+class Decoder:
+    """Reads a run's lines in order: a compact batch line (BatchLines) is read against the
+    batch line before it, which this remembers. A reader that starts mid-log starts at a
+    point a run summary covers, after which the first batch line is complete."""
+
+    def __init__(self) -> None:
+        self._previous: _Previous | None = None
+
+    def decode(self, line: str, where: str = "events") -> Event:
+        """Parse and check one line, every declared field by its type; raises EventError (a
+        ValueError) naming `where` on a bad record, and never any other exception."""
+        record = _parsed(line, where)
+        if "type" not in record:
+            event = self._compact(record, where)
+        else:
+            event_type = record.pop("type", None)
+            if not isinstance(event_type, str):
+                raise EventError(f"{where}: type must be a string, got {_shown(event_type)}")
+            event = _build(event_type, record, where)
+        if isinstance(event, Batch):
+            self._previous = _Previous.of(event)
+        return event
+
+    def _compact(self, record: dict[str, Any], where: str) -> Event:
+        previous = self._previous
+        following = None if previous is None else previous.step + 1
+        step = record.pop(_STEP, following)
+        delta, gone = record.pop(_DELTA, None), record.pop(_GONE, [])
+        if "time" in record or previous is None:
+            if "time" not in record:
+                raise EventError(
+                    f"{where}: a batch line that goes on from the one before it, which was "
+                    "not read (read the log from its start)"
+                )
+            values: dict[str, Any] = {}
+        elif type(delta) is not int or type(step) is not int:
+            raise EventError(f"{where}: a compact batch line needs an integer b and t")
+        else:
+            values = {**previous.values, "batch": previous.next_batch(step)}
+            values["time"] = (previous.ms + delta) / 1000
+        if not isinstance(gone, list) or not all(isinstance(key, str) for key in gone):
+            raise EventError(f"{where}: x must be a list of keys, got {_shown(gone)}")
+        for key in gone:
+            values.pop(key, None)
+        long = _long_keys()
+        values.update((long.get(key, key), value) for key, value in record.items())
+        for name, codec in _codec_of(Batch).items():
+            value = values.get(name)
+            if codec.precision is not None and type(value) is float:
+                values[name] = codec.precision.canonical(value)
+        values.pop("v", None)
+        return _build("batch", {**values, "step": step}, where)
+
+
+def _parsed(line: str, where: str) -> dict[str, Any]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
@@ -759,12 +1037,17 @@ def decode(line: str, where: str = "events") -> Event:
     except (ValueError, RecursionError) as error:  # a huge integer; nesting too deep
         reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise EventError(f"{where}: not a readable JSON line ({reason})") from None
-    if not isinstance(record, dict) or "type" not in record:
+    if not isinstance(record, dict) or not (
+        "type" in record or _STEP in record or _DELTA in record
+    ):
         raise EventError(f"{where}: not an event record")
-    event_type = record.pop("type")
-    if not isinstance(event_type, str):
-        raise EventError(f"{where}: type must be a string, got {_shown(event_type)}")
-    return _build(event_type, record, where)
+    return record
+
+
+def decode(line: str, where: str = "events") -> Event:
+    """One line read on its own (`Decoder` reads a log's lines in order): a batch line that
+    goes on from the one before it is an EventError."""
+    return Decoder().decode(line, where)
 
 
 def reference() -> str:
@@ -1045,8 +1328,8 @@ class Samples(Event):
 
     TYPE = "samples"
     file: str = field_of(_str)
-    predicted: list = field_of(_list_of(_int, "class indices"))
-    confidence: list = field_of(_list_of(_percent, "integers in 0..100"))
+    predicted: list = field_of(_list_of(_int, "class indices"), packer=UINTS)
+    confidence: list = field_of(_list_of(_percent, "integers in 0..100"), packer=UINTS)
     epoch: int | None = field_of(_int, optional=True)
 
     def describe(self) -> str:
@@ -1062,8 +1345,8 @@ class FeatureMaps(Event):
     and the first conv layer's filters (averaged over input channels) the same way."""
 
     TYPE = "feature_maps"
-    images: list = field_of(_image_maps)
-    filters: dict | None = field_of(_maps, optional=True)
+    images: list = field_of(_image_maps, packer=MAPS)
+    filters: dict | None = field_of(_maps, optional=True, packer=FILTERS)
     epoch: int | None = field_of(_int, optional=True)
     trigger: str | None = field_of(_str, optional=True)
 

@@ -3,11 +3,14 @@
 
 Each line of events.jsonl is one JSON object:
 
-    {"v": 1, "type": "batch", "time": 1763690000.12, "step": 42, ...fields}
+    {"v": 2, "type": "epoch", "time": 1763690000.12, "step": 42, ...fields}
 
 `v` is the schema version, `time` Unix seconds, `step` the number of batches completed when
-the event happened. Non-finite numbers are written as null. The event types, their fields and
-their encoding are defined once, in `nnlib.events` (`nnlib.events.reference()` lists them).
+the event happened. Non-finite numbers are written as null. Batch lines are compact: only
+what changed since the batch line before (`nnlib.events.BatchLines`), so a log is read in
+order (`nnlib.events.Decoder`). Big fields go to the run's side file (`nnlib.arrays`). The
+event types, their fields and their encoding are defined once, in `nnlib.events`
+(`nnlib.events.reference()` lists them).
 
 Every event is written and flushed as it happens, except batch lines: those are held and
 written together, by the training thread at the first batch end half FLUSH_SECONDS after the
@@ -49,19 +52,21 @@ except ImportError:  # Windows: a heartbeat instead (see WriterLock)
 
 from . import runsummary
 from ._atomic import atomic_write_text, remove_stale_temporaries
-from .arrays import ARRAYS_FILE, ArrayFileError, ArrayReader, ArrayWriter, is_ref
+from .arrays import ARRAYS_FILE, ArrayFileError, ArrayReader, ArrayWriter, is_packed, is_ref
 from .callbacks.base import Callback, Logs
 from .events import (  # noqa: F401 (re-exported: the run-log API as it was)
     MAX_INT,
     SCHEMA_VERSION,
+    BatchLines,
     Check,
+    Decoder,
     Event,
     EventError,
     FeatureMaps,
     decode,
     encode,
-    fast_line,
     make,
+    packed_fields,
 )
 
 if TYPE_CHECKING:
@@ -147,13 +152,13 @@ def read(path: str | os.PathLike) -> list[Event]:
     except OSError as error:
         raise ValueError(f"{events_path}: cannot read the run log ({error.strerror})") from None
     lines = text.split("\n")
-    events = []
+    events, decoder = [], Decoder()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         last = number == len(lines)  # no newline after it: possibly torn
         try:
-            events.append(decode(line, f"{events_path}:{number}"))
+            events.append(decoder.decode(line, f"{events_path}:{number}"))
         except EventError:
             if last:
                 break
@@ -178,49 +183,80 @@ def _maps_records(event: FeatureMaps) -> list[dict[str, Any]]:
 
 
 def store_arrays(event: Event, writer: ArrayWriter) -> Event:
-    """The event as its line is written: a feature_maps event's pixels appended to the side
-    file and referred to from the line. Other events are returned as they are."""
-    if not isinstance(event, FeatureMaps):
-        return event
+    """The event as its line is written: its packed fields (histograms, sample predictions,
+    feature maps: `nnlib.events.packed_fields`) appended to the side file as blocks, which
+    the line refers to. Other events are returned as they are."""
+    stored = {
+        name: packer.store(getattr(event, name), writer)
+        for name, packer in packed_fields(type(event)).items()
+        if getattr(event, name) is not None
+    }
+    return dataclasses.replace(event, **stored) if stored else event
 
-    def stored(record: dict[str, Any]) -> dict[str, Any]:
-        pixels = np.asarray(record["data"], dtype=np.uint8).reshape(record["shape"])
-        return {**record, "data": writer.append(pixels)}
 
-    images = [
-        {**image, "layers": [stored(layer) for layer in image["layers"]]} for image in event.images
-    ]
-    filters = stored(event.filters) if event.filters else None
-    return dataclasses.replace(event, images=images, filters=filters)
+def has_arrays(event: Event) -> bool:
+    """Whether a record read back refers to blocks of the side file."""
+    if any(
+        is_packed(getattr(event, name), packer.name)
+        for name, packer in packed_fields(type(event)).items()
+    ):
+        return True
+    return isinstance(event, FeatureMaps) and any(
+        is_ref(record["data"]) for record in _maps_records(event)
+    )
 
 
 def resolve_arrays(event: Event, reader: ArrayReader) -> Event:
-    """The event as it was emitted: references into the side file replaced by their arrays
-    (as lists). When one cannot be read (the file is missing, truncated or damaged), the
-    event comes back without them (a feature_maps event with no images) and with
+    """The event as it was emitted: what it keeps in the side file read back. When that
+    cannot be (the file is missing, truncated or damaged, or its blocks do not fit the
+    line), the event comes back without it (a feature_maps event with no images, a
+    histograms event with no layers, samples without predictions) and with
     extra[UNREADABLE], the one-line reason, for its view to show. Lines of older logs hold
     their arrays and come back as they are."""
-    if not isinstance(event, FeatureMaps):
-        return event
-    records = _maps_records(event)
-    if not any(is_ref(record["data"]) for record in records):
+    if not has_arrays(event):
         return event
     try:
-        loaded = {}
-        for record in records:
-            if is_ref(record["data"]):
-                pixels = reader.read(record["data"])
-                if pixels.dtype != np.uint8 or list(pixels.shape) != record["shape"]:
-                    raise ArrayFileError(
-                        f"{reader.path} at byte {record['data']['offset']:,}: a "
-                        f"{pixels.dtype} array of shape {pixels.shape}, where the maps of "
-                        f"{record['name']!r} are uint8 of shape {tuple(record['shape'])}"
-                    )
-                loaded[id(record)] = pixels.ravel().tolist()
+        return _loaded(event, reader)
     except ArrayFileError as error:
-        reason = f"the feature maps of step {event.step} cannot be read: {error}"
+        reason = f"the {event.type} event of step {event.step} cannot be read: {error}"
+        emptied = {name: packer.empty for name, packer in packed_fields(type(event)).items()}
         extra = {**event.extra, UNREADABLE: reason}
-        return dataclasses.replace(event, images=[], filters=None, extra=extra)
+        return dataclasses.replace(event, **emptied, extra=extra)
+
+
+def _loaded(event: Event, reader: ArrayReader) -> Event:
+    """`event` with its side-file fields read; ArrayFileError if one cannot be, or reads back
+    as what its field may not hold."""
+    loaded = {}
+    for name, packer in packed_fields(type(event)).items():
+        stored = getattr(event, name)
+        if is_packed(stored, packer.name):
+            value = packer.load(stored, reader)
+            check = type(event).spec()[name][0]
+            expected = check(value)
+            if expected is not None or is_packed(value, packer.name):
+                raise ArrayFileError(
+                    f"{reader.path}: the blocks of {name} read back as what it may not hold "
+                    f"({expected or 'a reference'})"
+                )
+            loaded[name] = value
+    event = dataclasses.replace(event, **loaded) if loaded else event
+    return _loaded_maps(event, reader) if isinstance(event, FeatureMaps) else event
+
+
+def _loaded_maps(event: FeatureMaps, reader: ArrayReader) -> FeatureMaps:
+    """A feature_maps event whose pixels (schema 1: a reference per maps record) are read."""
+    loaded = {}
+    for record in _maps_records(event):
+        if is_ref(record["data"]):
+            pixels = reader.read(record["data"])
+            if pixels.dtype != np.uint8 or list(pixels.shape) != record["shape"]:
+                raise ArrayFileError(
+                    f"{reader.path} at byte {record['data']['offset']:,}: a "
+                    f"{pixels.dtype} array of shape {pixels.shape}, where the maps of "
+                    f"{record['name']!r} are uint8 of shape {tuple(record['shape'])}"
+                )
+            loaded[id(record)] = pixels.ravel().tolist()
 
     def resolved(record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "data": loaded.get(id(record), record["data"])}
@@ -370,17 +406,24 @@ class EventTail:
     it); `orphaned` that the writer stopped without one. A writer that could not append its
     end (a full disk) left it in its lock file: it is read from there (`unlogged_end`).
     `seek` starts it where a run summary left off; `read(limit)` reads at most about that
-    many bytes a poll, so that a big log is read in bounded memory."""
+    many bytes a poll, so that a big log is read in bounded memory. With `arrays` (the
+    default) what events keep in the run's side file is read back (`resolve_arrays`); a
+    reader of summaries passes False and never opens it."""
 
     def __init__(
-        self, path: str | os.PathLike, on_bad_line: Callable[[EventError], None] | None = None
+        self,
+        path: str | os.PathLike,
+        on_bad_line: Callable[[EventError], None] | None = None,
+        arrays: bool = True,
     ) -> None:
         self.path = _events_path(path)
         self.on_bad_line = on_bad_line
+        self.arrays = arrays
         self.ended = False
         self.orphaned = False
         self._position = 0
         self._line = 0
+        self._decoder = Decoder()
 
     @property
     def position(self) -> tuple[int, int]:
@@ -389,14 +432,36 @@ class EventTail:
 
     def seek(self, position: int, line: int, ended: bool) -> None:
         """Go on from byte `position`, the end of line `line`, as if the lines before had
-        been read and the last record read was (`ended`) or was not an end."""
+        been read and the last record read was (`ended`) or was not an end. (A run's writer
+        starts a complete batch line after every point a summary covers.)"""
         self._position, self._line, self.ended = position, line, ended
+        self._decoder = Decoder()
 
     def read(self, limit: int | None = None) -> list[Event]:
         # Asked before reading: a writer gone by now wrote its end event before it let go.
         # Started is asked first: a lock file that appears after it is a run just starting.
         started = writer_started(self.path.parent)
         alive = started and writer_alive(self.path.parent)
+        chunk, at_end = self._chunk(limit)
+        events, start = self._decoded(chunk)
+        if events:
+            self.ended = events[-1].type == "end"
+            if self.arrays and any(map(has_arrays, events)):
+                with ArrayReader(self.path.parent) as reader:
+                    events = [resolve_arrays(event, reader) for event in events]
+        # Read to the end, and nobody writes more: the run has ended, said so or not.
+        gone = at_end and chunk.find(b"\n", start) < 0 and started and not alive
+        if gone and not self.ended:
+            end = unlogged_end(self.path.parent)
+            if end is not None:
+                events.append(end)
+                self.ended = True
+        self.orphaned = gone and not self.ended
+        return events
+
+    def _chunk(self, limit: int | None) -> tuple[bytes, bool]:
+        """The bytes from the position on (about `limit` of them, whole lines), and whether
+        they reach the end of the file."""
         at_end = True
         try:
             with self.path.open("rb") as handle:
@@ -408,12 +473,17 @@ class EventTail:
                     at_end = not rest.endswith(b"\n")
         except FileNotFoundError:
             chunk = b""
-        events = []
+        return chunk, at_end
+
+    def _decoded(self, chunk: bytes) -> tuple[list[Event], int]:
+        """The events of the chunk's whole lines, and where the lines taken end in it."""
+        events: list[Event] = []
         start = 0
         while (cut := chunk.find(b"\n", start)) >= 0:
             line = chunk[start:cut].decode("utf-8", errors="replace")
             try:
-                event = decode(line, f"{self.path}:{self._line + 1}") if line.strip() else None
+                where = f"{self.path}:{self._line + 1}"
+                event = self._decoder.decode(line, where) if line.strip() else None
             except EventError as error:
                 if self.on_bad_line is None and events:
                     break  # the events before it now; the error at the next read
@@ -428,17 +498,7 @@ class EventTail:
             )
             if event is not None:
                 events.append(event)
-        if events:
-            self.ended = events[-1].type == "end"
-        # Read to the end, and nobody writes more: the run has ended, said so or not.
-        gone = at_end and chunk.find(b"\n", start) < 0 and started and not alive
-        if gone and not self.ended:
-            end = unlogged_end(self.path.parent)
-            if end is not None:
-                events.append(end)
-                self.ended = True
-        self.orphaned = gone and not self.ended
-        return events
+        return events, start
 
 
 # -- a log with resumes in it ----------------------------------------------------------------------
@@ -501,9 +561,12 @@ class RunTail:
     when the log is read again)."""
 
     def __init__(
-        self, path: str | os.PathLike, on_bad_line: Callable[[EventError], None] | None = None
+        self,
+        path: str | os.PathLike,
+        on_bad_line: Callable[[EventError], None] | None = None,
+        arrays: bool = True,
     ) -> None:
-        self._tail = EventTail(path, on_bad_line)
+        self._tail = EventTail(path, on_bad_line, arrays)
         self.restarted = False
 
     @property
@@ -539,7 +602,7 @@ class RunTail:
         self.restarted = any(event.type == "run_resume" for event in events)
         if not self.restarted:
             return events
-        self._tail = EventTail(self._tail.path, self._tail.on_bad_line)
+        self._tail = EventTail(self._tail.path, self._tail.on_bad_line, self._tail.arrays)
         events = []
         while more := self._tail.read():  # up to a bad line, which the next read raises
             events += more
@@ -561,7 +624,7 @@ class LogScan:
         #: The log's (size, mtime_ns) when the summary was found written for it as it stood.
         self.untouched: tuple[int, int] | None = None
         self._reported = ""
-        self._tail = RunTail(self.run_dir / EVENTS_FILE, on_bad_line=self._bad_line)
+        self._tail = RunTail(self.run_dir / EVENTS_FILE, on_bad_line=self._bad_line, arrays=False)
         if from_summary:
             self._start_from_summary()
 
@@ -803,6 +866,7 @@ class RunLogger(Callback):
         self.append = append  # a resumed run: config.json and run_start are there already
         self._handle: Any = None
         self._arrays: ArrayWriter | None = None  # the side file of big arrays
+        self._batch_lines = BatchLines()  # compact: what changed since the line before
         self._lock: WriterLock | None = None
         self._early: list[Event] = []  # events that came before the log was open
         # Batch lines not written yet: (step, logs, time), the oldest held since `_since`
@@ -979,9 +1043,7 @@ class RunLogger(Callback):
         for step, data, moment in held:  # one after another: the encoder stays in the caches
             when = round(moment, 3)
             try:
-                lines.append(
-                    fast_line("batch", step, data, when) or make("batch", step, data, when).line()
-                )
+                lines.append(self._batch_lines.line(step, data, when))
                 times.append(when)
             except EventError as bad:
                 error = error or bad
@@ -991,6 +1053,7 @@ class RunLogger(Callback):
             self._handle.flush()
         except BaseException:
             self._no_summary = True  # part of it may be in the log: the digest cannot tell
+            self._batch_lines.reset()  # nor can a reader of the next batch line
             raise
         self._written = time.monotonic()
         if self._digest is not None:
@@ -1049,6 +1112,7 @@ class RunLogger(Callback):
         when the log cannot be summarised (a failed write) or the file cannot be written: the
         log stays the record, and readers read it."""
         self._summary_due, self._summarized = False, time.monotonic()
+        self._batch_lines.reset()  # a reader may start where `status` says: a complete line
         if self._no_summary or status is None or self.run_dir is None:
             return
         if self._digest is None:
@@ -1090,6 +1154,7 @@ class RunLogger(Callback):
         except OSError:
             self._no_summary = True
             return
+        self._batch_lines.reset()  # a reader may start where the scan stopped
         self._digest, self._counted = dataclasses.replace(scan.digest), scan.position
         self._mutex.release()
         try:

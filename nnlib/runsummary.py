@@ -274,7 +274,7 @@ def _checked(record: Any, where: str) -> Summary:
         val_loss=_number(given["val_loss"], "digest.val_loss", where),
         test_metric=_text(given["test_metric"], "digest.test_metric", where),
         test_value=_number(given["test_value"], "digest.test_value", where),
-        end_reason=_text(given["end_reason"], "digest.end_reason", where, optional=True),
+        end_reason=_optional_text(given["end_reason"], "digest.end_reason", where),
         error=_text(given["error"], "digest.error", where),
         problem=_text(given["problem"], "digest.problem", where),
         peak_rss=_optional_integer(given["peak_rss"], "digest.peak_rss", where),
@@ -329,9 +329,11 @@ def _number(value: Any, name: str, where: str) -> float | None:
     return number
 
 
-def _text(value: Any, name: str, where: str, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
+def _optional_text(value: Any, name: str, where: str) -> str | None:
+    return None if value is None else _text(value, name, where)
+
+
+def _text(value: Any, name: str, where: str) -> str:
     if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise SummaryError(
             f"{where}: {name} must be text of at most {MAX_TEXT} characters, got {_shown(value)}"

@@ -62,6 +62,7 @@ def test_a_good_run(trained):
     assert len(run_dirs) == 1 and run_dirs[0].name.endswith("-spirals")
     run_dir = run_dirs[0]
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        "arrays.bin",  # the side file: the histograms' numbers
         "best.npz",
         "checkpoints",
         "commands.jsonl",  # the door of `nnlib control`, and its answers

@@ -55,28 +55,39 @@ def _in_thread(trainer, *args, **kwargs):
 # -- schema ------------------------------------------------------------------------------------
 
 
-def test_every_line_is_a_versioned_event(tmp_path):
+def test_every_line_is_a_versioned_event_or_a_compact_batch_line(tmp_path):
     trainer = _small_run(tmp_path / "run")
-    lines = _lines(tmp_path / "run")
-    records = [json.loads(line) for line in lines]
-    assert all(r["v"] == runs.SCHEMA_VERSION == 1 for r in records)
-    assert all(isinstance(r["time"], float) and isinstance(r["step"], int) for r in records)
-    assert [r["type"] for r in records] == ["run_start"] + ["batch"] * 3 + ["epoch"] + [
-        "batch"
-    ] * 3 + ["epoch", "end"]
-    assert [r["step"] for r in records] == [0, 1, 2, 3, 3, 4, 5, 6, 6, 6]
-    times = [r["time"] for r in records]
-    assert times == sorted(times)
-    batch = records[1]
-    assert batch["epoch"] == 0 and batch["batch"] == 0 and batch["size"] == 8
-    assert batch["loss"] == trainer.history.batches[0]["loss"]
-    assert {"lr", "batch_size", "samples_per_sec", "accuracy"} <= set(batch)
-    epoch = records[4]
-    assert epoch["val_loss"] == trainer.history.epochs[0]["val_loss"]
-    assert records[-1]["reason"] == "finished"
+    records = [json.loads(line) for line in _lines(tmp_path / "run")]
+    batches = [r for r in records if "type" not in r]
+    others = [r for r in records if "type" in r]
+    assert all(r["v"] == runs.SCHEMA_VERSION == 2 for r in others)
+    assert all(isinstance(r["time"], float) and isinstance(r["step"], int) for r in others)
+    # a batch line: only what changed since the batch line before it (the step one on, the
+    # time as milliseconds after it); the first is complete (its step, time, every value)
+    assert batches[0]["b"] == 1 and "time" in batches[0]
+    assert all(("time" in r) != ("t" in r) and ("b" in r) == ("time" in r) for r in batches)
+    assert batches[0]["epoch"] == 0 and batches[0]["batch"] == 0 and batches[0]["size"] == 8
+    assert {"lr", "batch_size", "s", "a", "l"} <= set(batches[0])
+    assert not {"lr", "batch_size", "size", "batch"} & set(batches[1])  # unchanged, implied
+    assert batches[3]["epoch"] == 1 and batches[3]["batch"] == 0  # a new epoch says so
     events = runs.read(tmp_path / "run")
-    assert [e.type for e in events] == [r["type"] for r in records]
-    assert events[1]["loss"] == batch["loss"] and events[1].step == 1
+    assert [e.type for e in events] == ["run_start"] + ["batch"] * 3 + ["epoch"] + ["batch"] * 3 + [
+        "epoch",
+        "end",
+    ]
+    assert [e.step for e in events] == [0, 1, 2, 3, 3, 4, 5, 6, 6, 6]
+    times = [e.time for e in events]
+    assert times == sorted(times)
+    batch = events[1]
+    assert batch["epoch"] == 0 and batch["batch"] == 0 and batch["size"] == 8
+    assert batch["loss"] == trainer.history.batches[0]["loss"]  # a float32 model's, exactly
+    assert {"lr", "batch_size", "samples_per_sec", "accuracy"} <= set(batch.data)
+    assert [(e["epoch"], e["batch"], e["size"]) for e in events if e.type == "batch"] == [
+        (epoch, index, 8) for epoch in (0, 1) for index in (0, 1, 2)
+    ]
+    epoch = events[4]
+    assert epoch["val_loss"] == trainer.history.epochs[0]["val_loss"]
+    assert events[-1]["reason"] == "finished"
     assert events[-1].get("error") is None and events[-1]["epoch"] == 1
 
 
@@ -108,8 +119,8 @@ def test_decode_checks_version_and_required_fields():
         "lr",
         5,
     )
-    newer = json.dumps({"v": 2, "type": "batch", "epoch": 0, "batch": 0, "loss": 1.0})
-    with pytest.raises(ValueError, match="run.jsonl:7: schema version 2 is newer"):
+    newer = json.dumps({"v": 3, "type": "batch", "epoch": 0, "batch": 0, "loss": 1.0})
+    with pytest.raises(ValueError, match="run.jsonl:7: schema version 3 is newer"):
         runs.decode(newer, "run.jsonl:7")
     with pytest.raises(ValueError, match="hparam event lacks old, new"):
         runs.decode(json.dumps({"v": 1, "type": "hparam", "name": "lr"}))
@@ -137,13 +148,15 @@ def test_diverged_run_logs_null_losses(tmp_path):
         batch_size=16,
         validation_data=(prepared.x_val, prepared.y_val),
     )
-    records = [json.loads(line) for line in _lines(tmp_path / "run")]
-    diverged = [r for r in records if r["type"] == "diverged"]
+    lines = [json.loads(line) for line in _lines(tmp_path / "run")]
+    assert [line for line in lines if "type" not in line][-1]["l"] is None  # null, written
+    records = runs.read(tmp_path / "run")
+    diverged = [r for r in records if r.type == "diverged"]
     assert len(diverged) == 1 and diverged[0]["loss"] is None
-    assert records[-1]["type"] == "end" and records[-1]["reason"] == "diverged"
-    batches = [r for r in records if r["type"] == "batch"]
+    assert records[-1].type == "end" and records[-1]["reason"] == "diverged"
+    batches = [r for r in records if r.type == "batch"]
     assert batches[-1]["loss"] is None and all(b["loss"] is not None for b in batches[:-1])
-    assert diverged[0]["step"] == batches[-1]["step"] == trainer.global_step
+    assert diverged[0].step == batches[-1].step == trainer.global_step
 
 
 # -- config.json -------------------------------------------------------------------------------
@@ -198,6 +211,7 @@ def test_config_json_of_an_experiment(tmp_path):
     assert events[0]["run"] == str(tmp_path / "run")
     # the run directory holds the checkpoints and a rerunnable config, no temporary files
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "arrays.bin",
         "best.npz",
         "checkpoints",
         "commands.jsonl",

@@ -39,10 +39,13 @@ def saved(run_dir: Path) -> runsummary.Summary:
 def decoded_lines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The log lines decoded from now on (by any reader of the runs module)."""
     lines: list[str] = []
-    original = runs.decode
-    monkeypatch.setattr(
-        runs, "decode", lambda line, where="": lines.append(where) or original(line, where)
-    )
+    original = runs.Decoder.decode
+
+    def decode(self: runs.Decoder, line: str, where: str = "") -> runs.Event:
+        lines.append(where)
+        return original(self, line, where)
+
+    monkeypatch.setattr(runs.Decoder, "decode", decode)
     return lines
 
 

@@ -307,7 +307,7 @@ class BoundaryView(Callback):
                     pending = None
                 with np.errstate(over="ignore", invalid="ignore"):
                     out = layer.forward(out)
-                if any(layer is chosen for chosen in drawn):
+                if isinstance(layer, Dense) and any(layer is chosen for chosen in drawn):
                     pending = layer
         finally:
             model.train(was_training)

@@ -122,7 +122,7 @@ class SampleRecorder(Callback):
     def applies(trainer: Trainer) -> bool:
         return (
             trainer.loss.task == "classification"
-            and len(trainer.model.input_shape) == 3
+            and len(trainer.model.built_input_shape) == 3
             and trainer.validation_data is not None
         )
 
