@@ -73,11 +73,20 @@ class Gate(nl.Callback):
             assert self.release.wait(TIMEOUT)
 
 
-def _text_or_empty(path: Path) -> str:
+def logged_a_batch(events_file: Path) -> bool:
+    """True once a run log being written holds a batch line (read with the log's own decoder:
+    schema 2 writes batch lines without a type)."""
+    decoder = run_events.Decoder()
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        with events_file.open(encoding="utf-8") as handle:
+            for line in handle:
+                if not line.endswith("\n"):
+                    return False  # still being written
+                if decoder.decode(line).type == "batch":
+                    return True
     except FileNotFoundError:
-        return ""
+        return False
+    return False
 
 
 @contextlib.contextmanager
@@ -99,7 +108,7 @@ def headless_train(run_dir: Path) -> Iterator[subprocess.Popen]:
         while not (
             (run_dir / "commands.jsonl").exists()
             and nl.runs.writer_alive(run_dir)
-            and '"type":"batch"' in _text_or_empty(run_dir / nl.runs.EVENTS_FILE)
+            and logged_a_batch(run_dir / nl.runs.EVENTS_FILE)
         ):
             assert process.poll() is None, process.communicate()[1].decode()
             assert time.monotonic() < deadline, "the headless run did not start"
@@ -786,10 +795,7 @@ def ended(process: subprocess.Popen) -> str:
 def wait_for_batches(process: subprocess.Popen, run_dirs: list[Path]) -> None:
     """Until every run in `run_dirs` has logged a batch (bounded; fails on an early exit)."""
     for _ in range(SWEEP_TIMEOUT * 50):
-        if all(
-            (d / "events.jsonl").exists() and '"type":"batch"' in (d / "events.jsonl").read_text()
-            for d in run_dirs
-        ):
+        if all(logged_a_batch(d / "events.jsonl") for d in run_dirs):
             return
         try:
             process.wait(timeout=0.02)

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import default_signals, run_cli, usage_error
+from helpers import default_signals, logged_a_batch, run_cli, usage_error
 
 import nnlib as nl
 from nnlib import runs
@@ -231,7 +231,7 @@ def test_sigint_closes_the_log_and_saves_the_model(tmp_path, env):
     events_file = tmp_path / "run" / "events.jsonl"
     try:
         for _ in range(6000):  # at most ~2 minutes; normally a second
-            if events_file.exists() and '"type":"batch"' in events_file.read_text():
+            if logged_a_batch(events_file):
                 break
             try:
                 process.wait(timeout=0.02)  # a bounded wait that also notices an early exit

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import StopAt, default_signals
+from helpers import StopAt, default_signals, logged_a_batch
 
 import nnlib as nl
 from nnlib import checkpointing, runs
@@ -74,7 +74,7 @@ def _train_until_a_batch(tmp_path, env):
     )
     events_file = tmp_path / "run" / "events.jsonl"
     for _ in range(6000):  # at most ~2 minutes; normally a second
-        if events_file.exists() and '"type":"batch"' in events_file.read_text():
+        if logged_a_batch(events_file):
             return process
         try:
             process.wait(timeout=0.02)  # a bounded wait that also notices an early exit

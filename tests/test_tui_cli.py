@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import DATASETS, default_signals
+from helpers import DATASETS, default_signals, logged_a_batch
 
 from nnlib.config import ExperimentConfig
 from nntui.cli import DEFAULT_EPOCHS, experiment_from_args, main, parser
@@ -169,9 +169,9 @@ def test_a_hangup_closes_the_run_log(tmp_path, signal_name):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and drain():  # until training is under way
-            if events_file.exists() and '"type":"batch"' in events_file.read_text():
+            if logged_a_batch(events_file):
                 break
-        assert '"type":"batch"' in events_file.read_text(), "training never started"
+        assert logged_a_batch(events_file), "training never started"
         process.send_signal(getattr(signal, signal_name))
         deadline = time.monotonic() + 30
         while process.poll() is None and time.monotonic() < deadline and drain():

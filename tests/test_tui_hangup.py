@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import default_signals
+from helpers import default_signals, logged_a_batch
 
 from nnlib import runs
 
@@ -119,7 +119,7 @@ def assert_exits(t: Terminal) -> None:
 def test_hangup_while_training_closes_the_log_and_exits(terminal, tmp_path, controlling):
     run_dir = tmp_path / "run"
     t = terminal(training_args(run_dir), controlling)
-    t.wait_for(lambda: '"type":"batch"' in events(run_dir), "training to start")
+    t.wait_for(lambda: logged_a_batch(run_dir / runs.EVENTS_FILE), "training to start")
     t.hang_up()
     assert_exits(t)
     last = runs.read(run_dir)[-1]
@@ -130,7 +130,7 @@ def test_hangup_while_training_closes_the_log_and_exits(terminal, tmp_path, cont
 def test_hangup_after_a_stop_exits(terminal, tmp_path):
     run_dir = tmp_path / "run"
     t = terminal(training_args(run_dir))
-    t.wait_for(lambda: '"type":"batch"' in events(run_dir), "training to start")
+    t.wait_for(lambda: logged_a_batch(run_dir / runs.EVENTS_FILE), "training to start")
     os.write(t.master, b"s")
     t.wait_for(lambda: '"type":"end"' in events(run_dir), "the stop")
     t.hang_up()
