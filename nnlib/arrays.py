@@ -101,7 +101,7 @@ class ArrayWriter:
         block = encode_block(array)
         if self._fd is None:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-            self._fd = open_descriptor(self.path, flags, "run's arrays file", mode=0o644)
+            self._fd = open_descriptor(self.path, flags, "run's arrays file")
             self._size = os.fstat(self._fd).st_size
         offset, written = self._size, 0
         while written < len(block):

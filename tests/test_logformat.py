@@ -60,9 +60,9 @@ def test_a_schema_1_log_reads_as_the_same_records_as_before(tmp_path):
 def test_a_schema_1_log_opens_in_the_app_and_the_cli(tmp_path, capsys):
     run = shutil.copytree(FIXTURE, tmp_path / "v1")
     opened = open_run(run)
-    kinds = {type(s).__name__ for s in opened.snapshots}
-    assert {"Histograms", "FeatureMaps", "Samples", "EpochEnd", "RunEnded"} <= kinds
-    maps = [s for s in opened.snapshots if isinstance(s, events.FeatureMaps)]
+    kinds = {type(s).__name__ for s in opened.updates}
+    assert {"Histograms", "FeatureMaps", "Samples", "Epoch", "End"} <= kinds
+    maps = [s for s in opened.updates if isinstance(s, events.FeatureMaps)]
     assert maps and all(m.images and not m.get(runs.UNREADABLE) for m in maps)
     assert cli.main(["runs", str(run)]) == 0
     out = capsys.readouterr().out
@@ -254,6 +254,6 @@ def test_a_run_whose_side_file_is_damaged_opens_and_says_so(recorded, tmp_path, 
         reason = unreadable[-1].get(runs.UNREADABLE)
         assert str(side) in reason and "\n" not in reason and kind in reason
     opened = open_run(copy)  # the app opens it: the feature maps panel says why, curves show
-    maps = [s for s in opened.snapshots if isinstance(s, events.FeatureMaps)]
+    maps = [s for s in opened.updates if isinstance(s, events.FeatureMaps)]
     assert maps and str(side) in maps[-1].get(runs.UNREADABLE)
-    assert any(type(s).__name__ == "EpochEnd" for s in opened.snapshots)
+    assert any(isinstance(s, events.Epoch) for s in opened.updates)

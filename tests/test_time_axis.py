@@ -4,13 +4,12 @@ returns to now."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from helpers import IMAGES, long_run, pilot_test, press, started, train, until
 
-from nnlib import runs
+from nnlib import events, runs
 from nnlib.events import End
 from nntui.app import NNTui
 from nntui.history import PLAY_SPAN
@@ -35,7 +34,8 @@ def cut(run_dir: Path, step: int, into: Path) -> Path:
         if path.is_file() and path.name != runs.EVENTS_FILE:
             (into / path.name).write_bytes(path.read_bytes())
     lines = (run_dir / runs.EVENTS_FILE).read_text().splitlines(keepends=True)
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    decoder = events.Decoder()  # a compact batch line's step follows from the line before
+    kept = [line for line in lines if decoder.decode(line).step <= step]
     (into / runs.EVENTS_FILE).write_text("".join(kept))
     return into
 

@@ -98,10 +98,8 @@ class CallbackList(list[Callback]):
             if not active:
                 return
         step = logs.get("step", self.trainer.global_step)
-        if event_type == "end":
-            self._hand(make("end", step, logs), active)
-        else:
-            self._hand(fast_make(event_type, step, logs), active)
+        maker = fast_make if event_type == "batch" else make  # a batch's has a fast path
+        self._hand(maker(event_type, step, logs), active)
 
     def _hand(self, record: Event, callbacks: list[Callback]) -> None:
         for callback in callbacks:
