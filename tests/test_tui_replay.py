@@ -16,6 +16,7 @@ from helpers import EPOCHS, SIZE, log_text, of, pilot_test, press, train, until
 
 from nnlib import events as ev
 from nnlib import runs
+from nnlib.arrays import ARRAYS_FILE
 from nnlib.callbacks import Callback
 from nntui.app import NNTui
 from nntui.cli import main
@@ -165,6 +166,9 @@ def copy_run(run_dir: Path, tmp_path: Path, edit) -> Path:
     target = tmp_path / "copy"
     target.mkdir()
     (target / runs.CONFIG_FILE).write_text((run_dir / runs.CONFIG_FILE).read_text())
+    side = run_dir / ARRAYS_FILE  # the histograms' and samples' blocks
+    if side.exists():
+        (target / ARRAYS_FILE).write_bytes(side.read_bytes())
     lines = (run_dir / runs.EVENTS_FILE).read_text().splitlines(keepends=True)
     (target / runs.EVENTS_FILE).write_text("".join(edit(lines)))
     return target
@@ -186,7 +190,10 @@ def newer(lines: list[str]) -> list[str]:
             ),
             "events.jsonl:6: not valid JSON",
         ),
-        (lambda run_dir, tmp: copy_run(run_dir, tmp, newer), "schema version 2 is newer"),
+        (
+            lambda run_dir, tmp: copy_run(run_dir, tmp, newer),
+            f"schema version {runs.SCHEMA_VERSION + 1} is newer",
+        ),
     ],
 )
 def test_open_bad_input_exits_2_with_one_line(finished, tmp_path, capsys, make, words):
