@@ -43,14 +43,6 @@ def run_started(config: Mapping[str, Any], run_dir: str) -> RunStarted:
         info.get("task") or ("regression" if trainer.get("loss") == "mse" else "classification")
     )
     classes = int(info.get("num_classes") or 0) if task == "classification" else 0
-    shape = info.get("input_shape")
-    optimizer = {k: v for k, v in (trainer.get("optimizer") or {}).items() if k != "name"}
-    values: dict[str, Any] = (
-        {**optimizer, "base_lr": optimizer.get("lr")}
-        if optimizer
-        else {k: config.get(k) for k in DEFAULT_HYPERPARAMETERS[:-1]}
-    )
-    values["batch_size"] = trainer.get("batch_size", config.get("batch_size"))
     return RunStarted(
         run_dir,
         task,
@@ -59,10 +51,28 @@ def run_started(config: Mapping[str, Any], run_dir: str) -> RunStarted:
         int(trainer.get("epochs") or config.get("epochs") or 0),
         tuple(str(i) for i in range(classes)),
         (),
-        pairs({k: v for k, v in values.items() if v is not None}),
-        tuple(shape) if isinstance(shape, list) and all(type(n) is int for n in shape) else (),
+        pairs(_hyperparameters(config, trainer)),
+        _input_shape(info.get("input_shape")),
         int(info.get("train") or 0),
     )
+
+
+def _hyperparameters(config: Mapping[str, Any], trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizer's settings the trainer recorded (its lr also as `base_lr`), else the
+    config's own, and the batch size; those unknown left out."""
+    optimizer = {k: v for k, v in (trainer.get("optimizer") or {}).items() if k != "name"}
+    values: dict[str, Any] = (
+        {**optimizer, "base_lr": optimizer.get("lr")}
+        if optimizer
+        else {k: config.get(k) for k in DEFAULT_HYPERPARAMETERS[:-1]}
+    )
+    values["batch_size"] = trainer.get("batch_size", config.get("batch_size"))
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _input_shape(shape: Any) -> tuple[int, ...]:
+    """A recorded input shape, when it is a list of integers; else none."""
+    return tuple(shape) if isinstance(shape, list) and all(type(n) is int for n in shape) else ()
 
 
 class RunReplay:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import nnlib as nl
 from nnlib import events, runs
+from nnlib.events import checks
 from nntui.bridge import Bridge
 from nntui.replay import updates_from_records
 from nntui.runstate import RunState
@@ -213,7 +214,7 @@ def boundary():
         """The model's class over a grid of the input plane."""
 
         TYPE = "test_boundary"
-        grid: list = events.field_of(events._grid)
+        grid: list = events.field_of(checks.grid)
 
     yield Boundary
     del events.Event.registry["test_boundary"]

@@ -32,6 +32,7 @@ from nnlib.arrays import (
 )
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
+from nnlib.runs import logger as run_logger
 from nntui.replay import open_run
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "v1-run"
@@ -92,11 +93,11 @@ def recorded(tmp_path_factory) -> tuple[Path, list[events.Event], list[int]]:
         histogram_every=2,
     )  # fmt: skip
     original, runsummary.write = runsummary.write, write
-    seconds, runs.SUMMARY_SECONDS = runs.SUMMARY_SECONDS, 0.0  # one at every epoch end
+    seconds, run_logger.SUMMARY_SECONDS = run_logger.SUMMARY_SECONDS, 0.0  # one at every epoch end
     try:
         setup(config, callbacks=[Collect()], checkpoints=False).fit()
     finally:
-        runsummary.write, runs.SUMMARY_SECONDS = original, seconds
+        runsummary.write, run_logger.SUMMARY_SECONDS = original, seconds
     return run_dir, emitted, offsets
 
 

@@ -1,7 +1,7 @@
 """The run log's cheap batch lines (issue "speed": the callbacks' cost): batch lines are held
-for at most runs.FLUSH_SECONDS and written together, yet a follower sees every one, any other
-event and the end write them first, a SIGKILL loses only what was held, and a bad value is
-still an EventError naming it."""
+for at most nnlib.runs.logger.FLUSH_SECONDS and written together, yet a follower sees every
+one, any other event and the end write them first, a SIGKILL loses only what was held, and
+a bad value is still an EventError naming it."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from helpers import TIMEOUT
 import nnlib as nl
 from nnlib import events, runs
 from nnlib.callbacks.monitor import dead_fraction, histogram
+from nnlib.runs import logger as run_logger
 
 #: Holds every batch line until something else writes it (the writer thread waits an hour).
 FOREVER = 3600.0
@@ -47,7 +48,7 @@ def started(run_dir: Path) -> tuple[runs.RunLogger, nl.Trainer]:
 
 
 def test_batch_lines_are_held_and_any_other_event_writes_them_first(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "FLUSH_SECONDS", FOREVER)
+    monkeypatch.setattr(run_logger, "FLUSH_SECONDS", FOREVER)
     logger, owner = started(tmp_path)
     for step in (1, 2, 3):
         logger.on_batch_end(owner, step - 1, batch_logs(step))
@@ -64,7 +65,7 @@ def test_batch_lines_are_held_and_any_other_event_writes_them_first(tmp_path, mo
 
 
 def test_a_held_line_is_what_an_immediate_write_would_have_been(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "FLUSH_SECONDS", FOREVER)
+    monkeypatch.setattr(run_logger, "FLUSH_SECONDS", FOREVER)
     logger, owner = started(tmp_path)
     logs = batch_logs(1, accuracy=0.25, nesterov=False, note="x")
     before = time.time()
@@ -77,7 +78,7 @@ def test_a_held_line_is_what_an_immediate_write_would_have_been(tmp_path, monkey
 
 
 def test_a_follower_sees_every_held_line_while_training_stands_still(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "FLUSH_SECONDS", 0.05)
+    monkeypatch.setattr(run_logger, "FLUSH_SECONDS", 0.05)
     logger, owner = started(tmp_path)
     tail = runs.EventTail(tmp_path)
     seen = [(event.type, event.step) for event in tail.read()]
@@ -109,7 +110,7 @@ def test_a_real_run_writes_every_line_in_order(tmp_path):
 
 
 def test_a_bad_held_value_is_an_event_error_and_the_log_stays_readable(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "FLUSH_SECONDS", FOREVER)
+    monkeypatch.setattr(run_logger, "FLUSH_SECONDS", FOREVER)
     logger, owner = started(tmp_path)
     logger.on_batch_end(owner, 0, batch_logs(1))
     logger.on_batch_end(owner, 1, batch_logs(2, loss="high"))
@@ -123,7 +124,7 @@ def test_a_bad_held_value_is_an_event_error_and_the_log_stays_readable(tmp_path,
 def test_what_the_writer_thread_cannot_write_is_raised_on_the_training_thread(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(runs, "FLUSH_SECONDS", 0.05)
+    monkeypatch.setattr(run_logger, "FLUSH_SECONDS", 0.05)
     logger, owner = started(tmp_path)
     with pytest.raises(runs.EventError, match="batch event loss must be a number"):
         logger.on_batch_end(owner, 0, batch_logs(1, loss="high"))  # raises if written at once,
@@ -143,8 +144,9 @@ import threading
 import nnlib as nl
 from nnlib import events, runs
 from nnlib.callbacks.monitor import dead_fraction, histogram
+from nnlib.runs import logger as run_logger
 
-runs.FLUSH_SECONDS = 3600.0
+run_logger.FLUSH_SECONDS = 3600.0
 model = nl.build("2-4-2", (2,), seed=0)
 trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1))
 logger = runs.RunLogger(run_dir=sys.argv[1])

@@ -10,7 +10,7 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nnlib import runs
+from nnlib import events, runs
 from nntui.replay import RunReplay
 
 SETTINGS = settings(
@@ -35,7 +35,8 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-TYPES = sorted(runs.FIELDS)
+REGISTRY = events.Event.registry
+TYPES = sorted(REGISTRY)
 
 
 @st.composite
@@ -43,7 +44,8 @@ def records(draw) -> dict:
     """An event record of a known (or any) type whose fields are random, valid or not."""
     kind = draw(st.sampled_from(TYPES) | json_values)
     record = {"v": draw(st.sampled_from([1, 0]) | json_values), "type": kind}
-    names = list(runs.FIELDS.get(kind, {}) if isinstance(kind, str) else {}) + ["time", "step"]
+    declared = REGISTRY[kind].spec() if isinstance(kind, str) and kind in REGISTRY else {}
+    names = [*declared, "time", "step"]
     for name in names:
         if draw(st.booleans()):
             record[name] = draw(json_values | _plausible(name))

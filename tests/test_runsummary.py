@@ -21,6 +21,8 @@ from nnlib import runindex, runs, runsummary
 from nnlib.callbacks import Callback
 from nnlib.cli import main
 from nnlib.experiment import resume, setup
+from nnlib.runs import logger as run_logger
+from nnlib.runs import reading as run_reading
 
 
 def from_log(run_dir: Path) -> runsummary.LogDigest:
@@ -109,7 +111,7 @@ def test_summaries_are_written_at_most_every_summary_seconds_and_always_at_the_e
     writes = []
     original = runsummary.write
     monkeypatch.setattr(runsummary, "write", lambda p, s: writes.append(s) or original(p, s))
-    monkeypatch.setattr(runs, "SUMMARY_SECONDS", 1e6)
+    monkeypatch.setattr(run_logger, "SUMMARY_SECONDS", 1e6)
     run = tmp_path / "run"
     setup(config(run)).fit(threads=1)
     assert [w.digest.epochs for w in writes] == [0, 4]  # the start, the end: not the epochs
@@ -139,7 +141,7 @@ def test_a_running_run_summary_is_written_at_each_epoch_end(tmp_path, monkeypatc
             written.set()
 
     monkeypatch.setattr(runsummary, "write", write)
-    monkeypatch.setattr(runs, "SUMMARY_SECONDS", 0.0)
+    monkeypatch.setattr(run_logger, "SUMMARY_SECONDS", 0.0)
     watcher = SummaryAtEpoch(tmp_path / "run", written)
     setup(config(tmp_path / "run"), callbacks=[watcher]).fit(threads=1)
     seen = watcher.seen
@@ -290,7 +292,7 @@ def test_a_log_is_read_in_bounded_chunks_with_the_same_result(tmp_path, monkeypa
     lines.insert(30, runs.encode("warning", 25, note))  # a line longer than a chunk
     (run / runs.EVENTS_FILE).write_text("".join(lines))
     whole = from_log(run)
-    monkeypatch.setattr(runs, "SCAN_CHUNK", 100)
+    monkeypatch.setattr(run_reading, "SCAN_CHUNK", 100)
     reads = []
     original = runs.EventTail.read
     monkeypatch.setattr(

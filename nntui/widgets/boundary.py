@@ -302,29 +302,54 @@ class BoundaryPanel(StatePanel):
         return text
 
     def _draw_classes(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
+        """Each cell's predicted class (its colour or glyph) and how sure the model is (its
+        strength), with the data points over them."""
         predicted = levels(event.predicted)
         confidence = (
             levels(event.confidence) / _TOP if event.confidence else np.ones(predicted.shape)
         )
-        point_sets = [(event.train, False)]
+        points: list[tuple[list[str], bool]] = [(event.train, False)] if event.train else []
         if self.validation and event.val:
-            point_sets.append((event.val, True))
+            points.append((event.val, True))
         if not color:
-            cells = resample(predicted, rows, width)
-            shade = resample(confidence, rows, width)
-            glyphs = [[REGION_GLYPHS[v % len(REGION_GLYPHS)] if v >= 0 else " " for v in row]
-                      for row in cells.tolist()]  # fmt: skip
-            styles = [["" if self.discrete else ("dim" if s < 1 / 3 else "" if s < 2 / 3
-                       else "bold") for s in row] for row in shade.tolist()]  # fmt: skip
-            for raster, hollow in point_sets:
-                if raster:
-                    marks = VAL_GLYPHS if hollow else POINT_GLYPHS
-                    for r, c, label in place(levels(raster), rows, width):
-                        glyphs[r][c], styles[r][c] = marks[label % len(marks)], "bold"
-            return [
-                Text.assemble(*((g, s) for g, s in zip(line, style, strict=True)))
-                for line, style in zip(glyphs, styles, strict=True)
-            ]
+            return self._class_glyphs(predicted, confidence, points, width, rows)
+        return self._class_pixels(predicted, confidence, points, width, rows)
+
+    def _class_glyphs(
+        self,
+        predicted: np.ndarray,
+        confidence: np.ndarray,
+        points: list[tuple[list[str], bool]],
+        width: int,
+        rows: int,
+    ) -> list[Text]:
+        """`_draw_classes` without colour: a glyph per class, bold where sure, dim where
+        not; data points as glyphs (validation points hollow)."""
+        cells = resample(predicted, rows, width)
+        shade = resample(confidence, rows, width)
+        glyphs = [[REGION_GLYPHS[v % len(REGION_GLYPHS)] if v >= 0 else " " for v in row]
+                  for row in cells.tolist()]  # fmt: skip
+        styles = [["" if self.discrete else ("dim" if s < 1 / 3 else "" if s < 2 / 3
+                   else "bold") for s in row] for row in shade.tolist()]  # fmt: skip
+        for raster, hollow in points:
+            marks = VAL_GLYPHS if hollow else POINT_GLYPHS
+            for r, c, label in place(levels(raster), rows, width):
+                glyphs[r][c], styles[r][c] = marks[label % len(marks)], "bold"
+        return [
+            Text.assemble(*((g, s) for g, s in zip(line, style, strict=True)))
+            for line, style in zip(glyphs, styles, strict=True)
+        ]
+
+    def _class_pixels(
+        self,
+        predicted: np.ndarray,
+        confidence: np.ndarray,
+        points: list[tuple[list[str], bool]],
+        width: int,
+        rows: int,
+    ) -> list[Text]:
+        """`_draw_classes` in colour: each class's colour over the background as strong as
+        the model is sure; data points lighter (validation points lighter still)."""
         pixels_rows = rows * 2
         cells = resample(predicted, pixels_rows, width)
         table = np.asarray(CLASS_COLORS, dtype=np.float64)
@@ -332,11 +357,10 @@ class BoundaryPanel(StatePanel):
         strength = 0.55 if self.discrete else 0.15 + 0.6 * resample(confidence, pixels_rows, width)
         pixels = mix(BACKGROUND, hue, np.broadcast_to(strength, cells.shape))
         pixels[cells < 0] = BACKGROUND
-        for raster, hollow in point_sets:
-            if raster:
-                for r, c, label in place(levels(raster), pixels_rows, width):
-                    tone = table[label % len(table)]
-                    pixels[r, c] = mix(tone, (255, 255, 255), 0.85 if hollow else 0.35)
+        for raster, hollow in points:
+            for r, c, label in place(levels(raster), pixels_rows, width):
+                tone = table[label % len(table)]
+                pixels[r, c] = mix(tone, (255, 255, 255), 0.85 if hollow else 0.35)
         return self._picture(pixels)
 
     def _draw_heat(self, grid: np.ndarray, width: int, rows: int, color: bool) -> list[Text]:

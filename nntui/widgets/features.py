@@ -214,48 +214,70 @@ class FeaturesPanel(StatePanel, can_focus=True):
         )
         if self.large:
             return self._large(rows[row_at], column, index, when, width, height)
-        title = fit(
-            width,
-            Text.assemble(
-                (f"validation image {index}", "bold"),
-                f" ({self.image + 1} of {len(event.images)}) · {when} · each map scaled "
-                "to its own range",
-                ("   arrows select  ⏎ large  PgUp/PgDn image  u update", "dim"),
-            ),
-            Text.assemble(
-                (f"validation image {index}", "bold"),
-                f" ({self.image + 1} of {len(event.images)}) · {when}",
-                ("  ⏎ large", "dim"),
-            ),
-            Text.assemble((f"image {index}", "bold"), f" · {when}"),
-        )
+        title = self._title(event, index, when, width)
         layers = [row for row in rows if row.record is not None]
         lines = max(MIN_LINES, (height - 1) // max(len(layers), 1) - 1)
-        left = Text()
-        if rows[0].record is None:
-            image = rows[0].pictures[0]
-            tall, wide = image.shape[:2]
-            left = self.pictures.draw(image, fit_factor(tall, wide, 14, lines), color)
-            if row_at == 0:
-                left.append_text(Text("\n"))
-                left.append_text(mark(0, 1, 1, left.split("\n")[0].cell_len))
+        left = self._input(rows[0], row_at == 0, lines, color)
         left_w = max((line.cell_len for line in left.split("\n")), default=0)
         room = width - (left_w + 2 if left_w else 0)
-        blocks: list[Text] = []
-        first, last = 1, len(left.split("\n"))
-        for row in rows:
-            if row.record is None:
-                continue
-            selected = column if row is rows[row_at] else None
-            block = layer_block(row.record, room, lines, color, self.pictures, selected)
-            if selected is not None:
-                first = 1 + sum(len(b.split("\n")) for b in blocks)
-                last = first + len(block.split("\n")) - 1
-            blocks.append(block)
-        right = Text("\n").join(blocks)
+        selected = rows[row_at] if rows[row_at].record is not None else None
+        right, first, last = self._layers(layers, selected, column, room, lines, color)
+        if selected is None:
+            first, last = 1, len(left.split("\n"))
         body = side_by_side(left, right, left_w) if left_w else right
         self.reveal(0 if first == 1 else first, last, height)
         return Text("\n").join([title, body])
+
+    def _title(self, event: FeatureMaps, index: int, when: str, width: int) -> Text:
+        """The overview's first line, shorter where the panel is narrow."""
+        image = (f"validation image {index}", "bold")
+        of = f" ({self.image + 1} of {len(event.images)})"
+        return fit(
+            width,
+            Text.assemble(
+                image,
+                f"{of} · {when} · each map scaled to its own range",
+                ("   arrows select  ⏎ large  PgUp/PgDn image  u update", "dim"),
+            ),
+            Text.assemble(image, f"{of} · {when}", ("  ⏎ large", "dim")),
+            Text.assemble((f"image {index}", "bold"), f" · {when}"),
+        )
+
+    def _input(self, row: Row, selected: bool, lines: int, color: bool) -> Text:
+        """The input image at the left (`row`, the first; nothing when it is a layer's),
+        marked when the cursor is on it."""
+        if row.record is not None:
+            return Text()
+        image = row.pictures[0]
+        tall, wide = image.shape[:2]
+        left = self.pictures.draw(image, fit_factor(tall, wide, 14, lines), color)
+        if selected:
+            left.append_text(Text("\n"))
+            left.append_text(mark(0, 1, 1, left.split("\n")[0].cell_len))
+        return left
+
+    def _layers(
+        self,
+        layers: list[Row],
+        selected: Row | None,
+        column: int,
+        room: int,
+        lines: int,
+        color: bool,
+    ) -> tuple[Text, int, int]:
+        """Every layer's maps, one block below the other in `room` columns (the `selected`
+        row's picture at `column` marked), and the first and last line of that row's block."""
+        blocks: list[Text] = []
+        first = last = 1
+        for row in layers:
+            assert row.record is not None
+            chosen = column if row is selected else None
+            block = layer_block(row.record, room, lines, color, self.pictures, chosen)
+            if chosen is not None:
+                first = 1 + sum(len(b.split("\n")) for b in blocks)
+                last = first + len(block.split("\n")) - 1
+            blocks.append(block)
+        return Text("\n").join(blocks), first, last
 
     def _large(self, row: Row, column: int, index: int, when: str, width: int, height: int) -> Text:
         """The selected picture over the whole panel, with what it is and its range."""

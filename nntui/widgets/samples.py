@@ -8,6 +8,7 @@ predictions from the latest 'samples' event, so a recorded run shows the same ga
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -47,6 +48,28 @@ def select(
     if mode == "cell":
         return np.flatnonzero((labels == target[0]) & (predicted == target[1]))
     return np.arange(len(labels))
+
+
+@dataclass(frozen=True, eq=False)
+class Gallery:
+    """A samples event's predictions on the file's images (`labels`, `predicted`,
+    `confidence`, one per image), the indices the filter shows, and the class names."""
+
+    labels: np.ndarray
+    predicted: np.ndarray
+    confidence: np.ndarray
+    shown: np.ndarray
+    names: list[str]
+
+    def name(self, index: int) -> str:
+        """A class's name; its number where the run names fewer classes."""
+        return self.names[index] if 0 <= index < len(self.names) else str(index)
+
+    def caption(self, index: int) -> tuple[str, str]:
+        """An image's caption ("✓3→3 97%", "✗3→8 61%") and its style."""
+        truth, guess = int(self.labels[index]), int(self.predicted[index])
+        mark, style = ("✓", "green") if truth == guess else ("✗", "bold red")
+        return f"{mark}{self.name(truth)}→{self.name(guess)} {int(self.confidence[index])}%", style
 
 
 class SampleFile:
@@ -171,91 +194,97 @@ class SamplesPanel(StatePanel, can_focus=True):
         self.file.load(Path(started.run_dir) / event.file)
         if self.file.problem:
             return Text(self.file.problem, style="red")
-        count = min(len(self.file.labels), len(event.predicted), len(event.confidence))
-        labels = self.file.labels[:count]
-        predicted = np.asarray(event.predicted[:count], dtype=np.int64)
-        confidence = np.asarray(event.confidence[:count], dtype=np.int64)
-        shown = select(labels, predicted, confidence, self.mode, self.target)
-        names = self._names() or [str(i) for i in range(int(labels.max(initial=0)) + 1)]
-
-        def name(index: int) -> str:
-            return names[index] if 0 <= index < len(names) else str(index)
-
+        gallery = self._gallery(event)
         image_h, image_w = self.file.images.shape[1:3]
         # Tiles at half size (28x28 -> 14 cells by 7 lines) where two rows fit, else smaller.
         factor = max(2, fit_factor(image_h, image_w, width, max((height - 3) // 2, 1)))
         tile_w = max(-(-image_w // factor), 7)
         tile_h = -(-image_h // factor // 2) + 1  # image lines and a caption
         per_row = max(1, (width + 1) // (tile_w + 1))
-        rows = max(1, (height - 1) // tile_h)
-        per_page = per_row * rows
-        pages = max(1, -(-len(shown) // per_page))
+        per_page = per_row * max(1, (height - 1) // tile_h)
+        shown = gallery.shown
         self.grid = (per_row, per_page, len(shown))
         selected = min(self.selected, max(len(shown) - 1, 0))
-        page = selected // per_page
-        what = {
-            "class": f"true class {name(self.target[0])}",
-            "cell": f"true {name(self.target[0])}, predicted {name(self.target[1])}",
-        }.get(self.mode, self.mode)
-        title = fit(
-            width,
-            Text.assemble(
-                (f"validation, epoch {(event.epoch or 0) + 1}", "bold"),
-                f" · {what}: {len(shown):,} of {count:,} · page {page + 1}/{pages}",
-                ("   a all  x wrong  c confident  k class  PgUp/PgDn page  ⏎ large", "dim"),
-            ),
-            Text.assemble(
-                (f"validation, epoch {(event.epoch or 0) + 1}", "bold"),
-                f" · {what}: {len(shown):,} of {count:,} · {page + 1}/{pages}",
-            ),
-            Text.assemble(
-                (f"{what}: {len(shown):,} of {count:,}", "bold"), f" · {page + 1}/{pages}"
-            ),
-        )
+        page, pages = selected // per_page, max(1, -(-len(shown) // per_page))
+        what = self._what(gallery)
+        title = self._title(event, gallery, what, f"{page + 1}/{pages}", width)
         if not len(shown):
             return Text("\n").join([title, Text("no images here", style="dim")])
         color = not self.app.no_color
-
-        def caption(index: int) -> tuple[str, str]:
-            truth, guess = int(labels[index]), int(predicted[index])
-            mark, style = ("✓", "green") if truth == guess else ("✗", "bold red")
-            return f"{mark}{name(truth)}→{name(guess)} {int(confidence[index])}%", style
-
         if self.large:
-            index = int(shown[selected])
-            text, style = caption(index)
-            image = self.file.images[index]
-            heading = fit(
-                width,
-                Text.assemble(
-                    (f"validation image {index}", "bold"),
-                    f" · {what} {selected + 1} of {len(shown):,} · ",
-                    (text, style),
-                    ("   ←→ image  ⏎/esc back", "dim"),
-                ),
-                Text.assemble((f"image {index}", "bold"), " ", (text, style)),
-            )
-            facts = [
-                Text("x".join(str(n) for n in image.shape[:2]) + " pixels", style="bold"),
-                Text(f"true {name(int(labels[index]))}"),
-                Text(f"predicted {name(int(predicted[index]))}"),
-                Text(f"sure {int(confidence[index])}%"),
-                Text(f"black {int(image.min())}, white {int(image.max())}"),
-                Text(""),
-                Text("←→ image", style="dim"),
-                Text("⏎/esc back", style="dim"),
-            ]
-            return self.pictures.large(image, heading, facts, width, height, color)
+            return self._draw_large(gallery, selected, what, width, height, color)
         lines = [title]
         chosen = shown[page * per_page : (page + 1) * per_page]
         for start in range(0, len(chosen), per_row):
             tiles = []
             for place, index in enumerate(chosen[start : start + per_row], start):
                 tile = self.pictures.draw(self.file.images[index], factor, color)
-                text, style = caption(index)
+                text, style = gallery.caption(index)
                 if page * per_page + place == selected:
                     text, style = text[:tile_w].ljust(tile_w), f"{style} reverse"
                 tile.append_text(Text("\n" + text[:tile_w], style=style))
                 tiles.append(tile)
             lines.append(tile_row(tiles))
         return Text("\n").join(lines)
+
+    def _gallery(self, event: Samples) -> Gallery:
+        """The event's predictions on the file's images (as many as both have), filtered."""
+        count = min(len(self.file.labels), len(event.predicted), len(event.confidence))
+        labels = self.file.labels[:count]
+        predicted = np.asarray(event.predicted[:count], dtype=np.int64)
+        confidence = np.asarray(event.confidence[:count], dtype=np.int64)
+        shown = select(labels, predicted, confidence, self.mode, self.target)
+        names = self._names() or [str(i) for i in range(int(labels.max(initial=0)) + 1)]
+        return Gallery(labels, predicted, confidence, shown, names)
+
+    def _what(self, gallery: Gallery) -> str:
+        """What the filter shows, in words."""
+        true, predicted = (gallery.name(i) for i in self.target)
+        return {
+            "class": f"true class {true}",
+            "cell": f"true {true}, predicted {predicted}",
+        }.get(self.mode, self.mode)
+
+    def _title(self, event: Samples, gallery: Gallery, what: str, page: str, width: int) -> Text:
+        """The gallery's first line (`page`: "2/5"), shorter where the panel is narrow."""
+        epoch = (f"validation, epoch {(event.epoch or 0) + 1}", "bold")
+        counts = f"{len(gallery.shown):,} of {len(gallery.labels):,}"
+        return fit(
+            width,
+            Text.assemble(
+                epoch,
+                f" · {what}: {counts} · page {page}",
+                ("   a all  x wrong  c confident  k class  PgUp/PgDn page  ⏎ large", "dim"),
+            ),
+            Text.assemble(epoch, f" · {what}: {counts} · {page}"),
+            Text.assemble((f"{what}: {counts}", "bold"), f" · {page}"),
+        )
+
+    def _draw_large(
+        self, gallery: Gallery, selected: int, what: str, width: int, height: int, color: bool
+    ) -> Text:
+        """The selected image filling the panel, with what is known about it beside it."""
+        index = int(gallery.shown[selected])
+        text, style = gallery.caption(index)
+        image = self.file.images[index]
+        heading = fit(
+            width,
+            Text.assemble(
+                (f"validation image {index}", "bold"),
+                f" · {what} {selected + 1} of {len(gallery.shown):,} · ",
+                (text, style),
+                ("   ←→ image  ⏎/esc back", "dim"),
+            ),
+            Text.assemble((f"image {index}", "bold"), " ", (text, style)),
+        )
+        facts = [
+            Text("x".join(str(n) for n in image.shape[:2]) + " pixels", style="bold"),
+            Text(f"true {gallery.name(int(gallery.labels[index]))}"),
+            Text(f"predicted {gallery.name(int(gallery.predicted[index]))}"),
+            Text(f"sure {int(gallery.confidence[index])}%"),
+            Text(f"black {int(image.min())}, white {int(image.max())}"),
+            Text(""),
+            Text("←→ image", style="dim"),
+            Text("⏎/esc back", style="dim"),
+        ]
+        return self.pictures.large(image, heading, facts, width, height, color)

@@ -1,0 +1,382 @@
+"""The checks of a run-log event's fields: each takes a value and returns None when it is
+fine, else the words for what was expected ("a non-negative integer"), which the codec puts
+into the EventError that names the line and the field. The bounds the views' events are held
+to (raster sizes, neuron counts, trace arrays) are declared here with the checks that keep
+them."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..arrays import ARRAYS_FILE, is_ref
+
+#: The largest integer a run log may hold (step, epoch, counts): an int64.
+MAX_INT = 2**63 - 1
+
+
+class EventError(ValueError):
+    """A run-log line (or an emitted event) that is not a valid event; the message starts
+    with where it is (file:line)."""
+
+
+# -- plain values, and the fields of a run's course ---------------------------------------------
+Check = Callable[[Any], "str | None"]
+
+
+def integer(value: Any) -> str | None:
+    ok = type(value) is int and 0 <= value <= MAX_INT
+    return None if ok else "a non-negative integer"
+
+
+def number(value: Any) -> str | None:
+    """A finite JSON number (not a boolean); integers beyond a float's range are refused."""
+    if type(value) is int:
+        return None if abs(value) <= MAX_INT else "a number"
+    ok = type(value) is float and math.isfinite(value)
+    return None if ok else "a number"
+
+
+def number_or_null(value: Any) -> str | None:
+    """Non-finite numbers are written as null, so measured values may be null."""
+    return None if value is None or number(value) is None else "a number or null"
+
+
+def string(value: Any) -> str | None:
+    return None if isinstance(value, str) else "a string"
+
+
+def string_or_null(value: Any) -> str | None:
+    return None if value is None or isinstance(value, str) else "a string or null"
+
+
+def json_object(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "an object"
+
+
+def scalar(value: Any) -> str | None:
+    ok = value is None or isinstance(value, str | bool) or number(value) is None
+    return None if ok else "a number, string, boolean or null"
+
+
+def list_of(check: Check, what: str) -> Check:
+    def check_list(value: Any) -> str | None:
+        ok = isinstance(value, list) and all(check(item) is None for item in value)
+        return None if ok else f"a list of {what}"
+
+    return check_list
+
+
+#: A field's check and whether it may be left out, keyed by name.
+Spec = dict[str, tuple[Check, bool]]
+
+_HISTOGRAM: Spec = {
+    "lo": (number, False),
+    "hi": (number, False),
+    "counts": (list_of(integer, "non-negative integers"), False),
+    "percentiles": (list_of(number, "numbers"), False),
+    "nonfinite": (integer, True),
+}
+
+
+def histogram(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "a histogram object"
+    problems = problems_in(value, _HISTOGRAM)
+    return f"a histogram object ({problems[0]})" if problems else None
+
+
+_LAYER: Spec = {
+    "weights": (histogram, True),
+    "grads": (histogram, True),
+    "grad_norm": (number_or_null, True),
+    "update_ratio": (number_or_null, True),
+    "dead_fraction": (number_or_null, True),
+}
+
+
+def layers(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "an object of layers"
+    for name, entry in value.items():
+        if not isinstance(entry, dict):
+            return f"an object of layers (layer {name!r} is not an object)"
+        problems = problems_in(entry, _LAYER)
+        if problems:
+            return f"an object of layers (layer {name!r}: {problems[0]})"
+    return None
+
+
+def matrix(value: Any) -> str | None:
+    """A square matrix of counts (rows true, columns predicted)."""
+    expected = "a square list of lists of non-negative integers"
+    if not isinstance(value, list) or not value:
+        return expected
+    rows = list_of(integer, "counts")
+    ok = all(isinstance(row, list) and len(row) == len(value) and not rows(row) for row in value)
+    return None if ok else expected
+
+
+def grid(value: Any) -> str | None:
+    """A non-empty rectangular list of lists of counts."""
+    expected = "a non-empty rectangular list of lists of non-negative integers"
+    if not isinstance(value, list) or not value or not isinstance(value[0], list):
+        return expected
+    rows = list_of(integer, "counts")
+    ok = all(isinstance(row, list) and len(row) == len(value[0]) and not rows(row) for row in value)
+    return None if ok and value[0] else expected
+
+
+COMMON: Spec = {"v": (integer, True), "time": (number, True), "step": (integer, True)}
+
+
+def problems_in(record: Mapping[str, Any], spec: Spec) -> list[str]:
+    """What is wrong with `record` under `spec`: missing fields first, then bad values."""
+    missing = [name for name, (_, optional) in spec.items() if not optional and name not in record]
+    if missing:
+        return [f"lacks {', '.join(missing)}"]
+    problems = []
+    for name, (check, _) in spec.items():
+        if name in record:
+            expected = check(record[name])
+            if expected is not None:
+                problems.append(f"{name} must be {expected}, got {shown(record[name])}")
+    return problems
+
+
+def shown(value: Any) -> str:
+    """A short, one-line picture of a bad value for a message."""
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- views of the input plane and diagnostics (issue 10) ----------------------------------------
+#: The characters a raster row is written with: a value 0..63 is one character; "." is none.
+RASTER_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
+#: No value in this cell (no data point, no finite prediction).
+RASTER_EMPTY = "."
+#: The largest raster, rows and columns (a boundary grid stays small: at most 64x64).
+RASTER_MAX = 64
+#: Neurons shown per layer, at most (a layer of 2-32-32-3 and twice that; the panel pages).
+NEURONS_MAX = 64
+#: Hidden layers a boundary event carries neurons for, at most (a deeper model's first ones).
+NEURON_LAYERS_MAX = 64
+#: Activation-map cells of all units of one event together, at most: 36 units of 16x16, 64
+#: of 12x12 (2-32-32-3), 256 of 6x6; the maps get coarser as units grow, which bounds an
+#: event's size.
+NEURON_CELLS_MAX = 64 * 12 * 12
+#: Incoming weights of all units of one event together, at most (2-32-32-3 sends 1,088).
+NEURON_WEIGHTS_MAX = 4096
+_RASTER_CHARS = frozenset(RASTER_ALPHABET + RASTER_EMPTY)
+
+
+def raster(value: Any) -> str | None:
+    """Rows of equal length (1..64 each way), one character per cell from RASTER_ALPHABET
+    or "." (a 64x64 grid is 4 kB of JSON rather than 8-16 kB as a list of lists)."""
+    expected = f"1 to {RASTER_MAX} equal strings of 1 to {RASTER_MAX} characters 0-9a-zA-Z-_ or ."
+    if not isinstance(value, list) or not 0 < len(value) <= RASTER_MAX:
+        return expected
+    if not all(isinstance(row, str) for row in value):
+        return expected
+    width = len(value[0])
+    ok = 0 < width <= RASTER_MAX and all(
+        len(row) == width and _RASTER_CHARS.issuperset(row) for row in value
+    )
+    return None if ok else expected
+
+
+def pair(value: Any) -> str | None:
+    ok = isinstance(value, list) and len(value) == 2 and all(number(v) is None for v in value)
+    return None if ok else "a list of two numbers"
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"one of {', '.join(choices)}"
+
+    return check
+
+
+_UNIT: Spec = {
+    "map": (raster, False),
+    "scale": (number, False),
+    "bias": (number, False),
+    "weights": (list_of(number, "numbers"), True),
+}
+
+
+def neurons(value: Any) -> str | None:
+    """At most NEURON_LAYERS_MAX layers of at most NEURONS_MAX units, each {map, scale,
+    bias, [weights]}; the maps' cells and the weights of all units within their totals."""
+    expected = (
+        f"a list of at most {NEURON_LAYERS_MAX} {{layer, units}} objects with 1 to "
+        f"{NEURONS_MAX} units each"
+    )
+    if not isinstance(value, list) or len(value) > NEURON_LAYERS_MAX:
+        return expected
+    cells = weights = 0
+    for entry in value:
+        if not isinstance(entry, dict) or string(entry.get("layer")) is not None:
+            return expected
+        units = entry.get("units")
+        if not isinstance(units, list) or not 0 < len(units) <= NEURONS_MAX:
+            return expected
+        for unit in units:
+            problems = problems_in(unit, _UNIT) if isinstance(unit, dict) else ["not an object"]
+            if problems:
+                return f"{expected} (layer {entry['layer']!r}: {problems[0]})"
+            cells += len(unit["map"]) * len(unit["map"][0])
+            weights += len(unit.get("weights") or ())
+    if cells > NEURON_CELLS_MAX or weights > NEURON_WEIGHTS_MAX:
+        return (
+            f"{expected}, {NEURON_CELLS_MAX} map cells and {NEURON_WEIGHTS_MAX} weights in all "
+            f"(got {cells} and {weights})"
+        )
+    return None
+
+
+# -- views of image models and the test split (appended: Samples, Features, test results) --------
+def byte(value: Any) -> str | None:
+    return None if type(value) is int and 0 <= value <= 255 else "an integer in 0..255"
+
+
+def percent(value: Any) -> str | None:
+    return None if type(value) is int and 0 <= value <= 100 else "an integer in 0..100"
+
+
+def bytes_or_ref(value: Any) -> str | None:
+    """A list of integers in 0..255, or where it was stored in the run's side file."""
+    if is_ref(value):
+        return None
+    ok = isinstance(value, list) and all(byte(item) is None for item in value)
+    return None if ok else f"a list of integers in 0..255 or a reference into {ARRAYS_FILE}"
+
+
+_MAPS: Spec = {
+    "name": (string, False),
+    "shape": (list_of(integer, "sizes"), False),
+    "lo": (list_of(number, "numbers"), False),
+    "hi": (list_of(number, "numbers"), False),
+    "data": (bytes_or_ref, False),
+}
+
+
+def maps(value: Any) -> str | None:
+    """Channels of one layer as uint8 (C, H, W), flat, each channel scaled to [lo, hi]; in
+    a line written since the side file, `data` is a reference to its block there."""
+    expected = "a maps object {name, shape [C, H, W], lo, hi, data}"
+    if not isinstance(value, dict):
+        return expected
+    problems = problems_in(value, _MAPS)
+    if problems:
+        return f"{expected} ({problems[0]})"
+    shape = value["shape"]
+    stored = is_ref(value["data"])
+    if len(shape) != 3 or (not stored and len(value["data"]) != math.prod(shape)):
+        return f"{expected} (data must hold C*H*W values)"
+    if not len(value["lo"]) == len(value["hi"]) == shape[0]:
+        return f"{expected} (lo and hi must hold one number per channel)"
+    return None
+
+
+_IMAGE_MAPS: Spec = {"index": (integer, False), "layers": (list_of(json_object, "objects"), False)}
+
+
+def image_maps(value: Any) -> str | None:
+    """A list of {index, layers} objects; what is wrong with the first bad one."""
+    expected = "a list of {index, layers} objects"
+    if not isinstance(value, list):
+        return expected
+    for position, item in enumerate(value):
+        problems = ["not an object"] if not isinstance(item, dict) else []
+        problems = problems or problems_in(item, _IMAGE_MAPS)
+        if not problems:
+            bad = [(k, m) for k, layer in enumerate(item["layers"]) if (m := maps(layer))]
+            problems = [f"layers[{k}] must be {m}" for k, m in bad[:1]]
+        if problems:
+            return f"{expected} (item {position}: {problems[0]})"
+    return None
+
+
+# -- a warning's suggestion --------------------------------------------------------------------
+#: The hyperparameters a warning's `fix` may change (each settable while a run trains).
+FIXABLE = ("lr", "weight_decay")
+
+
+def fix(value: Any) -> str | None:
+    """A warning's suggestion as one change: {"name": "lr", "value": 0.05}."""
+    ok = (
+        isinstance(value, dict)
+        and set(value) == {"name", "value"}
+        and value["name"] in FIXABLE
+        and number(value["value"]) is None
+        and value["value"] >= 0
+    )
+    return None if ok else f'an object {{"name": one of {", ".join(FIXABLE)}, "value": number}}'
+
+
+def fork(value: Any) -> str | None:
+    """A warning's suggestion as a fork: that change, from the newest checkpoint before step
+    `before` (where the evidence began): {"before": 1200, "name": "lr", "value": 0.05}."""
+    ok = (
+        isinstance(value, dict)
+        and set(value) == {"before", "name", "value"}
+        and integer(value["before"]) is None
+        and fix({"name": value["name"], "value": value["value"]}) is None
+    )
+    return (
+        None
+        if ok
+        else (f'an object {{"before": step, "name": one of {", ".join(FIXABLE)}, "value": number}}')
+    )
+
+
+# -- one sample through the network (issue 22) ---------------------------------------------------
+#: An array of a trace event with at most this many values carries them all; a larger one, its
+#: shape, range and mean and a heat strip.
+TRACE_VALUES_MAX = 32
+#: Cells of a heat strip at most: the array's values in order, in this many equal runs.
+TRACE_STRIP_MAX = 64
+
+
+def trace_array(value: Any) -> str | None:
+    """One array of a trace: label, shape, min/max/mean (null when not finite), and either
+    every value (at most TRACE_VALUES_MAX) or a heat strip of raster characters."""
+    expected = "a trace array object (label, shape, min, max, mean, values or strip)"
+    if not isinstance(value, dict) or problems_in(value, _TRACE_ARRAY):
+        return expected
+    values, strip = value.get("values"), value.get("strip")
+    if (values is None) == (strip is None):
+        return expected
+    if values is not None and len(values) > TRACE_VALUES_MAX:
+        return expected
+    if strip is not None and (len(strip) > TRACE_STRIP_MAX or not set(strip) <= _RASTER_CHARS):
+        return expected
+    return None
+
+
+_TRACE_ARRAY: Spec = {
+    "label": (string, False),
+    "shape": (list_of(integer, "sizes"), False),
+    "min": (number_or_null, False),
+    "max": (number_or_null, False),
+    "mean": (number_or_null, False),
+    "values": (list_of(number_or_null, "numbers or nulls"), True),
+    "strip": (string, True),
+}
+_TRACE_LAYER: Spec = {
+    "name": (string, False),
+    "kind": (string, False),
+    "arrays": (list_of(trace_array, "trace arrays"), False),
+    "update": (list_of(trace_array, "trace arrays"), True),
+}
+
+
+def trace_layers(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(
+        isinstance(layer, dict) and not problems_in(layer, _TRACE_LAYER) for layer in value
+    ):
+        return "a list of trace layers (name, kind, arrays, [update])"
+    return None
