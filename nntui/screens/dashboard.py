@@ -169,27 +169,7 @@ def grid_order(entries: Iterable[PanelEntry]) -> list[PanelEntry]:
 
 
 class DashboardScreen(Screen[None]):
-    DEFAULT_CSS = """
-    DashboardScreen { layout: vertical; }
-    DashboardScreen StatusPanel { padding: 0 1; }
-    DashboardScreen #tabs { height: 2; }
-    DashboardScreen #panels { height: 1fr; }
-    DashboardScreen #panels > .panel { display: none; height: 1fr; padding: 0 1; }
-    DashboardScreen #panels > .panel.-active { display: block; }
-    DashboardScreen StatePanel { text-wrap: nowrap; text-overflow: ellipsis; }
-    DashboardScreen LayersPanel:focus { background: $boost; }
-
-    DashboardScreen.-wide StatusPanel { height: 6; border: round $primary-darken-2;
-                                        border-title-color: $text; }
-    DashboardScreen.-wide #tabs { display: none; }
-    DashboardScreen.-wide #panels { layout: grid; grid-size: 2 3; grid-columns: 1fr 58; }
-    DashboardScreen.-wide #panels > .view, DashboardScreen.-wide #layers { row-span: 2; }
-    DashboardScreen.-wide #panels > .panel.view { display: none; }
-    DashboardScreen.-wide #panels > .panel.view.-view { display: block; }
-    DashboardScreen.-wide #panels > .panel { display: block; border: round $primary-darken-2;
-                                             border-title-color: $text; }
-    DashboardScreen.-wide #panels > .panel:focus-within { border: round $accent; }
-    """
+    CSS_PATH = Path(__file__).with_name("dashboard.tcss")
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/Resume"),
         Binding("n", "step", "Step"),
