@@ -52,8 +52,8 @@ from ..history import History
 from ..messages import RunUpdate, StartRun
 from ..replay import RecordedRun
 from ..runstate import RunState
-from ..sources import FORKABLE, Fork, Inbox, Refused, RunSource, awaited, source_for
-from ..stream import Notice, Rewound, RunStarted, Update
+from ..sources import FORKABLE, Fork, Inbox, Refused, RunSource, source_for
+from ..stream import Rewound, RunStarted, Update
 from ..timeaxis import SCRUB_PAGE, TimeAxis
 from ..widgets.boundary import BoundaryPanel
 from ..widgets.confusion import ConfusionPanel
@@ -62,6 +62,7 @@ from ..widgets.eventlog import EventLog
 from ..widgets.features import FeaturesPanel
 from ..widgets.keybar import KeyBar
 from ..widgets.layers import LayersPanel
+from ..widgets.notifications import notification, redraw_for
 from ..widgets.panel import StatePanel
 from ..widgets.samples import SamplesPanel
 from ..widgets.status import StatusPanel
@@ -464,70 +465,42 @@ class DashboardScreen(Screen[None]):
         self.redraw()
 
     def apply(self, update: Update) -> None:
+        """Fold `update` into the run's state and its time axis, log it, and show it as soon
+        and as loudly as `notifications` says."""
         self.state.apply(update)
         axis = self.screen_state.axis
         axis.history.record(update)
         if isinstance(update, Rewound) and axis.at is not None:
             self.action_live()  # what was shown is superseded
         self._event_log.add_update(update, len(axis.history))
-        # The start, the end and single steps show at once in every panel; an hparam change or
-        # a notice in the status (and the log). A tiny model ends dozens of epochs a second:
-        # drawing each one at once cost spirals half its training speed and 560 kB/s.
-        if (
-            isinstance(update, RunStarted | Rewound | events.End)
-            or self.state.status == RunStatus.PAUSED
-        ):
+        redraw = redraw_for(update, self.state)
+        if redraw == "all":
             self.redraw(at_once=True)
-        elif awaited(update):
+        elif redraw == "status":
             self._show_status()
         if isinstance(update, RunStarted):
-            self._layout(*self.app.size)
-            if update.task == "regression":
-                self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
-                self._confusion.border_title = "Predicted vs true"
+            self._started(update)
         if isinstance(update, RunStarted | events.Event):
             self._offer_tabs()
-        if isinstance(update, events.End):
-            self._ended(update)
-        elif isinstance(update, Rewound):
+        if isinstance(update, events.End):  # the key bar loses the steering keys
+            self.query_one(KeyBar).update_keys()
+        said = notification(update, self.state, self.source.recorded)
+        if said is not None:  # text from exceptions, paths and files: brackets are not markup
             self.notify(
-                f"resumed from step {update.step}: shown again as its log now reads",
-                title="Recorded run",
-            )
-        elif isinstance(update, events.Diverged) or (
-            isinstance(update, Notice) and update.kind == "error"
-        ):
-            message = update.describe() if isinstance(update, events.Event) else update.message
-            self.notify(message, severity="error", markup=False)
-        elif isinstance(update, Notice) and update.kind == "note":
-            self.notify(
-                update.message, title="Dataset", severity="warning", timeout=10, markup=False
+                said.message,
+                title=said.title,
+                severity=said.severity,
+                timeout=said.timeout,
+                markup=False,
             )
 
-    def _ended(self, end: events.End) -> None:
-        """The run ended: the key bar loses the steering keys, and a notification says how."""
-        self.query_one(KeyBar).update_keys()
-        where = self.state.started.run_dir if self.state.started else ""
-        if end.error:
-            self.notify(
-                end.error,
-                title="Training failed",
-                severity="error",
-                timeout=10,
-                markup=False,  # text from exceptions and paths: brackets are not markup
-            )
-        elif self.source.recorded:
-            self.notify(
-                f"{end.reason} at step {end.step}; read from {where}",
-                title="Recorded run",
-                markup=False,
-            )
-        else:
-            self.notify(
-                f"{end.reason}; run written to {where}" if where else end.reason,
-                title="Run ended",
-                markup=False,
-            )
+    def _started(self, started: RunStarted) -> None:
+        """The run has begun: the matrix's height follows its classes, and a regression's
+        matrix is its predicted-against-true plot."""
+        self._layout(*self.app.size)
+        if started.task == "regression":
+            self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
+            self._confusion.border_title = "Predicted vs true"
 
     def redraw(self, at_once: bool = False) -> None:
         """Offer each panel a redraw (on a timer, and `at_once` after a key); panels whose
