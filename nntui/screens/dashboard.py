@@ -12,9 +12,10 @@ command file (`nnlib.remote`); a recorded run that has ended says it cannot be s
 of these it is, is the run source's business (nntui.sources): this screen starts its worker,
 shows what it posts, and sends every request through its `steer`.
 
-Every update folded is also kept on the run's time axis (`nntui.history`): `,` and `.` (and
-PgUp/PgDn, Home) show the run as it was at an earlier step, every panel drawn from the state
-folded up to there while the live state goes on growing; End returns to now.
+Every update folded is also kept on the run's time axis (`nntui.history`; where its keys go,
+`nntui.timeaxis`): `,` and `.` (and PgUp/PgDn, Home) show the run as it was at an earlier
+step, every panel drawn from the state folded up to there while the live state goes on
+growing; End returns to now. What an update pops up is `widgets.notifications`'s to say.
 """
 
 from __future__ import annotations
