@@ -91,10 +91,11 @@ async def test_a_recorded_run_scrubbed_to_a_step_shows_that_run_cut_there(tmp_pa
         now = await pictures(pilot, dashboard, compared)
         assert all(now[name] != expected[name] for name in compared.values())
         await press(pilot, "home")
-        assert dashboard.at is not None
-        while dashboard.history.step_at(dashboard.at) < step:
+        axis = dashboard.screen_state.axis
+        assert axis.at is not None
+        while axis.step < step:
             await press(pilot, "full_stop")
-        assert dashboard.history.step_at(dashboard.at) == step
+        assert axis.step == step
         got = await pictures(pilot, dashboard, compared)
         assert got == expected
         status = str(dashboard._status.render())
@@ -102,7 +103,7 @@ async def test_a_recorded_run_scrubbed_to_a_step_shows_that_run_cut_there(tmp_pa
         # The curves draw the whole run with a cursor at the step.
         assert dashboard._curves.cursor == step
         await press(pilot, "end")
-        assert dashboard.at is None and dashboard._curves.cursor is None
+        assert axis.at is None and dashboard._curves.cursor is None
         assert await pictures(pilot, dashboard, compared) == now
 
 
@@ -115,11 +116,12 @@ async def test_space_plays_an_ended_runs_history_to_its_end(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         dashboard = await opened(pilot, app)
         await press(pilot, "space")
-        assert dashboard.at == dashboard.history.stops[0]
+        axis = dashboard.screen_state.axis
+        assert axis.at == axis.history.stops[0]
         seen = set()
         await until(
             pilot,
-            lambda: seen.add(dashboard.at) or dashboard.at is None,
+            lambda: seen.add(axis.at) or axis.at is None,
             "the history played to its end",
         )
         assert len(seen) > 3  # it went through the steps, not straight to the end
@@ -129,14 +131,15 @@ async def played(pilot, dashboard: DashboardScreen) -> int:
     """Space, then the play timer's ticks one by one (the test moves it on, not the clock):
     how many it takes to reach the end."""
     await press(pilot, "space")
-    assert dashboard._playing is not None
-    dashboard._playing.pause()
+    own = dashboard.screen_state
+    assert own.playing is not None
+    own.playing.pause()
     ticks = 0
-    while dashboard._playing is not None:
+    while own.playing is not None:
         dashboard._play_step()
         ticks += 1
         assert ticks < 1000, "the history did not play to its end"
-    assert dashboard.at is None
+    assert own.axis.at is None
     return ticks
 
 
@@ -151,16 +154,17 @@ async def test_a_long_history_plays_in_about_20_seconds_and_lt_gt_change_its_spe
     app = NNTui(recorded.experiment(), recorded=recorded)
     async with app.run_test(size=(80, 24)) as pilot:
         dashboard = await opened(pilot, app)
-        assert len(dashboard.history.stops) >= 2 * PLAY_SPAN / PLAY_SECONDS * 0.5
+        own = dashboard.screen_state
+        assert len(own.axis.history.stops) >= 2 * PLAY_SPAN / PLAY_SECONDS * 0.5
         assert 19 <= await played(pilot, dashboard) * PLAY_SECONDS <= 21
         await press(pilot, "greater_than_sign")
         assert 9.5 <= await played(pilot, dashboard) * PLAY_SECONDS <= 10.5
         await press(pilot, "less_than_sign", "less_than_sign", "space")
-        dashboard._playing.pause()
+        own.playing.pause()
         dashboard._play_step()
         assert "▶ ×0.5" in str(dashboard._status.render())
         await press(pilot, "space")  # stops where it is
-        assert dashboard._playing is None and dashboard.at is not None
+        assert own.playing is None and own.axis.at is not None
         await press(pilot, "end")
         assert 38 <= await played(pilot, dashboard) * PLAY_SECONDS <= 42
 
@@ -173,15 +177,16 @@ async def test_a_live_run_scrubbed_back_trains_on_and_end_returns_to_it(tmp_path
         trainer = dashboard.experiment.trainer
         await until(pilot, lambda: len(dashboard.state.epochs) >= 2, "two epochs")
         await press(pilot, "home")
-        assert dashboard.at is not None
-        held = dashboard.at
+        axis = dashboard.screen_state.axis
+        assert axis.at is not None
+        held = axis.at
         shown = dashboard._status.state
         assert shown is not dashboard.state
         step = trainer.global_step
         await until(pilot, lambda: trainer.global_step > step + 20, "training going on")
         dashboard._tick()
-        assert dashboard.at == held and dashboard._status.state is shown
-        assert len(dashboard.history) > held
+        assert axis.at == held and dashboard._status.state is shown
+        assert len(axis.history) > held
         await press(pilot, "end")
-        assert dashboard.at is None and dashboard._status.state is dashboard.state
+        assert axis.at is None and dashboard._status.state is dashboard.state
         assert dashboard.state.status == "running"

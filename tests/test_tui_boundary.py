@@ -80,7 +80,8 @@ async def test_the_wide_view_cell_shows_one_view_at_a_time(run):
     async with app().run_test(size=(120, 40)) as pilot:
         screen = await dashboard(pilot, snapshots)
         boundary, matrix = screen.query_one("#boundary"), screen.query_one("#confusion")
-        assert matrix.display and not boundary.display and screen.view_key == "confusion"
+        assert matrix.display and not boundary.display
+        assert screen.screen_state.view_key == "confusion"
         await press(pilot, "5")
         await pilot.pause()
         assert boundary.display and not matrix.display
@@ -280,14 +281,15 @@ async def test_pgup_and_pgdn_move_time_on_the_map_and_page_the_neurons(wide_run)
         screen = await dashboard(pilot, snapshots)
         await press(pilot, "5")
         panel = screen.query_one(BoundaryPanel)
+        axis = screen.screen_state.axis
         await press(pilot, "pageup")
-        assert screen.at is not None and not panel.neurons  # back in time, still the map
-        held = screen.at
+        assert axis.at is not None and not panel.neurons  # back in time, still the map
+        held = axis.at
         await press(pilot, "pagedown")
-        assert screen.at is None or screen.at > held
+        assert axis.at is None or axis.at > held
         await press(pilot, "end", "u")
         assert "PgUp/PgDn" in text(panel).split("\n")[0]
         await press(pilot, "pagedown")
-        assert panel.selected == (0, panel.page_size) and screen.at is None
+        assert panel.selected == (0, panel.page_size) and axis.at is None
         await press(pilot, "u", "pageup")
-        assert not panel.neurons and screen.at is not None
+        assert not panel.neurons and axis.at is not None

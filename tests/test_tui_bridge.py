@@ -54,7 +54,8 @@ def classification_run(callbacks: list[Callback], epochs: int = 2, batch_size: i
 def test_bridge_does_not_import_textual():
     code = (
         "import nntui.bridge, nntui.runstate, nntui.stream, nntui.replay, nntui.history, "
-        "nntui.plot, sys; print('textual' in sys.modules)"
+        "nntui.timeaxis, nntui.widgets.notifications, nntui.plot, sys; "
+        "print('textual' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

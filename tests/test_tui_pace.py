@@ -11,11 +11,21 @@ from textual.widgets import Checkbox
 from nnlib import runs
 from nntui import cli
 from nntui.app import NNTui
-from nntui.screens.dashboard import PACE_STEPS, DashboardScreen
+from nntui.screens.dashboard import PACE_STEPS, DashboardScreen, next_pace
 from nntui.screens.setup import SetupScreen
 from nntui.sources import WATCH_PACE
 from nntui.widgets.arch_editor import ArchEditor
 from nntui.widgets.status import StatusPanel
+
+
+def test_lt_and_gt_step_between_the_paces_from_any_pace_and_stop_at_either_end():
+    """From a pace on the ladder its neighbour; from one between two (`nnlib control` can
+    set any), the nearest on the side asked for; full speed (None) is the fastest."""
+    assert [next_pace(pace, 1) for pace in PACE_STEPS] == [1, 2, 3, 4, 5, None]
+    assert [next_pace(pace, -1) for pace in PACE_STEPS] == [None, 0, 1, 2, 3, 4]
+    assert next_pace(3.0, 1) == PACE_STEPS.index(5.0)
+    assert next_pace(3.0, -1) == PACE_STEPS.index(2.0)
+    assert next_pace(0.5, 1) == 0 and next_pace(100.0, -1) == PACE_STEPS.index(30.0)
 
 
 def _status(dashboard: DashboardScreen) -> str:

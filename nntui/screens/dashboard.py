@@ -12,9 +12,10 @@ command file (`nnlib.remote`); a recorded run that has ended says it cannot be s
 of these it is, is the run source's business (nntui.sources): this screen starts its worker,
 shows what it posts, and sends every request through its `steer`.
 
-Every update folded is also kept on the run's time axis (`nntui.history`): `,` and `.` (and
-PgUp/PgDn, Home) show the run as it was at an earlier step, every panel drawn from the state
-folded up to there while the live state goes on growing; End returns to now.
+Every update folded is also kept on the run's time axis (`nntui.history`; where its keys go,
+`nntui.timeaxis`): `,` and `.` (and PgUp/PgDn, Home) show the run as it was at an earlier
+step, every panel drawn from the state folded up to there while the live state goes on
+growing; End returns to now. What an update pops up is `widgets.notifications`'s to say.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -48,12 +49,13 @@ from nnlib.config import ExperimentConfig
 from nnlib.events import Diagnostic, pace_text
 from nnlib.states import RunStatus
 
-from ..history import History, Player
+from ..history import History
 from ..messages import RunUpdate, StartRun
 from ..replay import RecordedRun
 from ..runstate import RunState
-from ..sources import FORKABLE, Fork, Inbox, Refused, RunSource, awaited, source_for
-from ..stream import Notice, Rewound, RunStarted, Update
+from ..sources import FORKABLE, Fork, Inbox, Refused, RunSource, source_for
+from ..stream import Rewound, RunStarted, Update
+from ..timeaxis import SCRUB_PAGE, TimeAxis
 from ..widgets.boundary import BoundaryPanel
 from ..widgets.confusion import ConfusionPanel
 from ..widgets.curves import CurvesPanel
@@ -61,6 +63,7 @@ from ..widgets.eventlog import EventLog
 from ..widgets.features import FeaturesPanel
 from ..widgets.keybar import KeyBar
 from ..widgets.layers import LayersPanel
+from ..widgets.notifications import notification, redraw_for
 from ..widgets.panel import StatePanel
 from ..widgets.samples import SamplesPanel
 from ..widgets.status import StatusPanel
@@ -91,8 +94,6 @@ VIEW_TABS = (3, 5, 6, 7, 8)
 #: An ended run's history played (space) moves on this often, in seconds (by as many steps
 #: as its speed asks: `history.Player`).
 PLAY_SECONDS = 0.1
-#: PgUp and PgDn move the time axis by this fraction of the run's steps.
-SCRUB_PAGE = 0.1
 #: The paces < and > step through, slowest first, in epochs per second (None: full speed).
 PACE_STEPS: tuple[float | None, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, None)
 
@@ -168,28 +169,37 @@ def grid_order(entries: Iterable[PanelEntry]) -> list[PanelEntry]:
     return rest[:first] + views + rest[first:]
 
 
-class DashboardScreen(Screen[None]):
-    DEFAULT_CSS = """
-    DashboardScreen { layout: vertical; }
-    DashboardScreen StatusPanel { padding: 0 1; }
-    DashboardScreen #tabs { height: 2; }
-    DashboardScreen #panels { height: 1fr; }
-    DashboardScreen #panels > .panel { display: none; height: 1fr; padding: 0 1; }
-    DashboardScreen #panels > .panel.-active { display: block; }
-    DashboardScreen StatePanel { text-wrap: nowrap; text-overflow: ellipsis; }
-    DashboardScreen LayersPanel:focus { background: $boost; }
+def next_pace(pace: float | None, direction: int) -> int | None:
+    """The index in PACE_STEPS of the next slower (direction < 0) or faster pace than `pace`
+    (None: full speed, the fastest); None past the slowest or the fastest."""
+    current = math.inf if pace is None else pace
+    speeds = [math.inf if step is None else step for step in PACE_STEPS]
+    if direction < 0:
+        slower = [i for i, speed in enumerate(speeds) if speed < current]
+        return slower[-1] if slower else None
+    faster = [i for i, speed in enumerate(speeds) if speed > current]
+    return faster[0] if faster else None
 
-    DashboardScreen.-wide StatusPanel { height: 6; border: round $primary-darken-2;
-                                        border-title-color: $text; }
-    DashboardScreen.-wide #tabs { display: none; }
-    DashboardScreen.-wide #panels { layout: grid; grid-size: 2 3; grid-columns: 1fr 58; }
-    DashboardScreen.-wide #panels > .view, DashboardScreen.-wide #layers { row-span: 2; }
-    DashboardScreen.-wide #panels > .panel.view { display: none; }
-    DashboardScreen.-wide #panels > .panel.view.-view { display: block; }
-    DashboardScreen.-wide #panels > .panel { display: block; border: round $primary-darken-2;
-                                             border-title-color: $text; }
-    DashboardScreen.-wide #panels > .panel:focus-within { border: round $accent; }
-    """
+
+@dataclass
+class ScreenState:
+    """The dashboard's own state, beside the run's (its RunState): what it has been sent and
+    not yet folded, which view it shows, and where on the time axis."""
+
+    #: Updates from the run's worker thread, folded in by the UI thread.
+    inbox: Inbox
+    #: Every update folded, and the position shown on it (None: now).
+    axis: TimeAxis
+    #: The panel in the wide layout's view cell (Matrix until a number key picks another).
+    view_key: str = "confusion"
+    #: Tab key -> shown, for the views only some runs have (decided as their events arrive).
+    offered: dict[str, bool] = field(default_factory=dict)
+    #: The timer moving the time axis on while a run that has ended is played (None: still).
+    playing: Timer | None = None
+
+
+class DashboardScreen(Screen[None]):
+    CSS_PATH = Path(__file__).with_name("dashboard.tcss")
     BINDINGS = [
         Binding("space", "toggle_pause", "Pause/Resume"),
         Binding("n", "step", "Step"),
@@ -256,24 +266,16 @@ class DashboardScreen(Screen[None]):
         self._confusion = cast(ConfusionPanel, self.panels["confusion"])
         self._layers = cast(LayersPanel, self.panels["layers"])
         self._event_log = cast(EventLog, self.panels["log"])
-        #: The panel in the wide layout's view cell (Matrix until a number key picks another).
-        self.view_key = "confusion"
-        self._offered: dict[str, bool] = {}  # tab key -> shown, for views only some runs have
         self._state_panels: tuple[StatePanel, ...] = (
             self._status,
             *(panel for panel in self.panels.values() if isinstance(panel, StatePanel)),
         )
-        #: Every update folded, to show the run as it was at an earlier step.
-        self.history = History(
+        history = History(
             lambda: RunState(self.state.dataset, config.arch or "", recorded=self.source.recorded)
         )
-        #: The position of the time axis shown (None: now, the live state).
-        self.at: int | None = None
-        self._playing: Timer | None = None
-        #: How a history is played (its speed is kept from one play to the next).
-        self._player = Player(0)
-        #: Updates from the run's worker thread, folded in by the UI thread.
-        self.inbox = Inbox(lambda: self.post_message(RunUpdate()), self.source.paused)
+        self.screen_state = ScreenState(
+            Inbox(lambda: self.post_message(RunUpdate()), self.source.paused), TimeAxis(history)
+        )
 
     # -- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -288,7 +290,7 @@ class DashboardScreen(Screen[None]):
                 panel = self.panels[entry.key]
                 panel.add_class("panel")
                 panel.set_class(entry.view, "view")
-                panel.set_class(entry.key == self.view_key, "-view")
+                panel.set_class(entry.key == self.screen_state.view_key, "-view")
                 panel.border_title = entry.title
                 yield panel
         yield KeyBar(hidden=lambda: STEERING if self.state.end is not None else ())
@@ -308,7 +310,7 @@ class DashboardScreen(Screen[None]):
                 note = WORKER_NOTES[worker].format(dataset=self.config.dataset)
                 self._event_log.add(None, note)
             self.run_worker(
-                lambda: self.source.run(self.inbox.post),
+                lambda: self.source.run(self.screen_state.inbox.post),
                 thread=True,
                 exit_on_error=False,
                 name=worker,
@@ -328,7 +330,8 @@ class DashboardScreen(Screen[None]):
             panels = self.query_one("#panels")
             total = max(panels.size.height, height - WIDE_CHROME)
             half = total // 2
-            wanted = self._matrix_lines() + 2 if self.view_key == "confusion" else total * 2 // 3
+            confusion = self.screen_state.view_key == "confusion"
+            wanted = self._matrix_lines() + 2 if confusion else total * 2 // 3
             matrix = max(half, min(wanted, total - 5))
             panels.styles.grid_rows = f"{half} {matrix - half} 1fr"
 
@@ -343,8 +346,8 @@ class DashboardScreen(Screen[None]):
         key = (event.tab.id or "").removeprefix("tab-")
         for widget in self.query("#panels > .panel"):
             widget.set_class(widget.id == key, "-active")
-        if key in ENTRIES and ENTRIES[key].view and key != self.view_key:
-            self.view_key = key
+        if key in ENTRIES and ENTRIES[key].view and key != self.screen_state.view_key:
+            self.screen_state.view_key = key
             for name, view in self.panels.items():
                 view.set_class(name == key, "-view")
             self._layout(*self.app.size)
@@ -366,12 +369,12 @@ class DashboardScreen(Screen[None]):
     def _offer_tabs(self) -> None:
         """Show the tabs of the views this run has (a boundary for 1 or 2 input features),
         hide the others."""
-        tabs = self.query_one(Tabs)
+        tabs, offered = self.query_one(Tabs), self.screen_state.offered
         for entry in PANELS:
             if entry.applies is not None:
                 shown = self._applies(entry)
-                if shown != self._offered.get(entry.key):
-                    self._offered[entry.key] = shown
+                if shown != offered.get(entry.key):
+                    offered[entry.key] = shown
                     (tabs.show if shown else tabs.hide)(f"tab-{entry.key}")
 
     def action_explain(self) -> None:
@@ -454,7 +457,7 @@ class DashboardScreen(Screen[None]):
 
     def _take_inbox(self) -> None:
         """Fold in the updates the worker queued, in order."""
-        for update in self.inbox.take():
+        for update in self.screen_state.inbox.take():
             self.apply(update)
 
     def _tick(self) -> None:
@@ -463,69 +466,42 @@ class DashboardScreen(Screen[None]):
         self.redraw()
 
     def apply(self, update: Update) -> None:
+        """Fold `update` into the run's state and its time axis, log it, and show it as soon
+        and as loudly as `notifications` says."""
         self.state.apply(update)
-        self.history.record(update)
-        if isinstance(update, Rewound) and self.at is not None:
+        axis = self.screen_state.axis
+        axis.history.record(update)
+        if isinstance(update, Rewound) and axis.at is not None:
             self.action_live()  # what was shown is superseded
-        self._event_log.add_update(update, len(self.history))
-        # The start, the end and single steps show at once in every panel; an hparam change or
-        # a notice in the status (and the log). A tiny model ends dozens of epochs a second:
-        # drawing each one at once cost spirals half its training speed and 560 kB/s.
-        if (
-            isinstance(update, RunStarted | Rewound | events.End)
-            or self.state.status == RunStatus.PAUSED
-        ):
+        self._event_log.add_update(update, len(axis.history))
+        redraw = redraw_for(update, self.state)
+        if redraw == "all":
             self.redraw(at_once=True)
-        elif awaited(update):
+        elif redraw == "status":
             self._show_status()
         if isinstance(update, RunStarted):
-            self._layout(*self.app.size)
-            if update.task == "regression":
-                self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
-                self._confusion.border_title = "Predicted vs true"
+            self._started(update)
         if isinstance(update, RunStarted | events.Event):
             self._offer_tabs()
-        if isinstance(update, events.End):
-            self._ended(update)
-        elif isinstance(update, Rewound):
+        if isinstance(update, events.End):  # the key bar loses the steering keys
+            self.query_one(KeyBar).update_keys()
+        said = notification(update, self.state, self.source.recorded)
+        if said is not None:  # text from exceptions, paths and files: brackets are not markup
             self.notify(
-                f"resumed from step {update.step}: shown again as its log now reads",
-                title="Recorded run",
-            )
-        elif isinstance(update, events.Diverged) or (
-            isinstance(update, Notice) and update.kind == "error"
-        ):
-            message = update.describe() if isinstance(update, events.Event) else update.message
-            self.notify(message, severity="error", markup=False)
-        elif isinstance(update, Notice) and update.kind == "note":
-            self.notify(
-                update.message, title="Dataset", severity="warning", timeout=10, markup=False
+                said.message,
+                title=said.title,
+                severity=said.severity,
+                timeout=said.timeout,
+                markup=False,
             )
 
-    def _ended(self, end: events.End) -> None:
-        """The run ended: the key bar loses the steering keys, and a notification says how."""
-        self.query_one(KeyBar).update_keys()
-        where = self.state.started.run_dir if self.state.started else ""
-        if end.error:
-            self.notify(
-                end.error,
-                title="Training failed",
-                severity="error",
-                timeout=10,
-                markup=False,  # text from exceptions and paths: brackets are not markup
-            )
-        elif self.source.recorded:
-            self.notify(
-                f"{end.reason} at step {end.step}; read from {where}",
-                title="Recorded run",
-                markup=False,
-            )
-        else:
-            self.notify(
-                f"{end.reason}; run written to {where}" if where else end.reason,
-                title="Run ended",
-                markup=False,
-            )
+    def _started(self, started: RunStarted) -> None:
+        """The run has begun: the matrix's height follows its classes, and a regression's
+        matrix is its predicted-against-true plot."""
+        self._layout(*self.app.size)
+        if started.task == "regression":
+            self.query_one("#tab-confusion", Tab).label = "3 Pred vs true"
+            self._confusion.border_title = "Predicted vs true"
 
     def redraw(self, at_once: bool = False) -> None:
         """Offer each panel a redraw (on a timer, and `at_once` after a key); panels whose
@@ -602,89 +578,78 @@ class DashboardScreen(Screen[None]):
             return self.state.status in (RunStatus.PAUSED, RunStatus.PAUSING)
         return paused
 
-    # -- the time axis ---------------------------------------------------------------------------
+    # -- the time axis (its positions: nntui.timeaxis) -------------------------------------------
     def show_at(self, position: int | None) -> None:
         """Show the run as it was after `position` updates of its history (None, or the
         latest position: now). The one place the panels are handed a state: each draws from
         it, the curves draw the whole run with a cursor at that step, the log holds the lines
         written by then."""
-        if position is not None and position >= len(self.history):
-            position = None
-        self.at = position
-        state = self.state if position is None else self.history.state_at(position)
-        step = None if position is None else self.history.step_at(position)
+        axis = self.screen_state.axis
+        axis.seek(position)
+        state = axis.shown(self.state)
         for panel in self._state_panels:
             if panel is not self._curves:
                 panel.show(state)
-        self._curves.cursor = step
-        self._event_log.show_until(position, self.history.records)
-        self._status.at = None if position is None else self._at_text(state, step or 0)
-        if self._status.at is not None and self._playing is not None:
-            self._status.at += f" ▶ ×{self._player.speed:g}"
+        self._curves.cursor = axis.step
+        self._event_log.show_until(axis.at, axis.history.records)
+        self._status.at = axis.label(state, playing=self.screen_state.playing is not None)
         self.redraw(at_once=True)
 
-    @staticmethod
-    def _at_text(state: RunState, step: int) -> str:
-        """`at step 1234 (epoch 56)`: where the time axis is."""
-        p = state.progress
-        epoch = f" (epoch {min(p.epoch + 1, p.epochs) if p.epochs else p.epoch + 1})" if p else ""
-        return f"at step {step}{epoch}"
-
-    def _scrub_to(self, position: int) -> None:
-        if not len(self.history):
+    def _scrub_to(self, position: int | None) -> None:
+        """Show `position` of the time axis (None: nothing is recorded to go to)."""
+        if position is None:
             self.notify("nothing recorded yet", timeout=2)
-            return
-        self.show_at(position)
+        else:
+            self.show_at(position)
 
     def action_scrub(self, count: int) -> None:
         """, and .: the previous or next step at which a view changed."""
-        here = len(self.history) if self.at is None else self.at
-        self._scrub_to(self.history.stop_after(here, count))
+        self._scrub_to(self.screen_state.axis.moved(count))
 
     def action_scrub_page(self, fraction: float) -> None:
         """PgUp and PgDn: a tenth of the run's steps back or forward."""
-        count = max(round(len(self.history.stops) * abs(fraction)), 1)
-        self.action_scrub(count if fraction > 0 else -count)
+        self._scrub_to(self.screen_state.axis.paged(fraction))
 
     def action_scrub_first(self) -> None:
         """Home: the run's first step."""
-        self._scrub_to(self.history.stops[0] if self.history.stops else 0)
+        self._scrub_to(self.screen_state.axis.first())
 
     def action_live(self) -> None:
         """End: back to now (and the end of a history being played)."""
         self._stop_playing()
-        if self.at is not None:
+        if self.screen_state.axis.at is not None:
             self.show_at(None)
 
     def action_play(self) -> None:
         """Space on a run that has ended: play its history from the start (or from where the
         time axis is), the whole run in about 20 s at ×1 (`<` `>` slower, faster); space again
         stops there."""
-        if self._playing is not None:
+        own = self.screen_state
+        if own.playing is not None:
             self._stop_playing()
             return
-        if self.at is None:
+        if own.axis.at is None:
             self.action_scrub_first()
-        self._player = Player(len(self.history.stops), self._player.speed)
-        self._playing = self.set_interval(PLAY_SECONDS, self._play_step, pause=True)
-        self.show_at(self.at)  # the status line says it plays, and how fast
-        self.notify(f"playing {self._player.describe()}; < > speed, space stops", timeout=3)
-        self._playing.resume()  # its first step a tick from now, not from before the redraw
+        own.axis.play()
+        own.playing = self.set_interval(PLAY_SECONDS, self._play_step, pause=True)
+        self.show_at(own.axis.at)  # the status line says it plays, and how fast
+        self.notify(f"playing {own.axis.player.describe()}; < > speed, space stops", timeout=3)
+        own.playing.resume()  # its first step a tick from now, not from before the redraw
 
     def _play_step(self) -> None:
-        if self.at is None:  # the end reached (or End pressed): now
+        count = self.screen_state.axis.tick(PLAY_SECONDS)
+        if count is None:  # the end reached (or End pressed): now
             self._stop_playing()
-            return
-        count = self._player.advance(PLAY_SECONDS)
-        if count:
+        elif count:
             self.action_scrub(count)
 
     def _stop_playing(self) -> None:
-        if self._playing is not None:
-            self._playing.stop()
-            self._playing = None
-            if self.at is not None:
-                self.show_at(self.at)
+        own = self.screen_state
+        if own.playing is not None:
+            own.playing.stop()
+            own.playing = None
+            if own.axis.at is not None:
+                self.show_at(own.axis.at)
 
     def action_toggle_pause(self) -> None:
         if self.state.end is not None:  # nothing to pause: space plays the run's history
@@ -715,28 +680,22 @@ class DashboardScreen(Screen[None]):
         """< and >: the next slower or faster of PACE_STEPS (full speed is the fastest); on
         a run that has ended, of the speeds its history plays at."""
         if self.state.end is not None:
-            self._player.stops = len(self.history.stops)
-            edge = "fastest" if direction > 0 else "slowest"
-            changed = self._player.change(direction)
-            speed = self._player.describe()
-            self.notify(f"play speed {speed}" if changed else f"already the {edge}: {speed}")
-            if self._playing is not None and self.at is not None:
-                self.show_at(self.at)  # the status line says the new speed
+            self._play_speed(direction)
             return
-        current = math.inf if self.state.pace is None else self.state.pace
-        speeds = [math.inf if pace is None else pace for pace in PACE_STEPS]
-        if direction < 0:
-            slower = [i for i, speed in enumerate(speeds) if speed < current]
-            index = slower[-1] if slower else None
-        else:
-            faster = [i for i, speed in enumerate(speeds) if speed > current]
-            index = faster[0] if faster else None
+        index = next_pace(self.state.pace, direction)
         if index is None:
             edge = "slowest" if direction < 0 else "fastest"
             self.notify(f"already at the {edge} pace ({pace_text(self.state.pace)})", timeout=2)
             return
         pace = PACE_STEPS[index]
         self._steer("pace", pace, then=lambda: self.state.mark_pace(pace))
+
+    def _play_speed(self, direction: int) -> None:
+        """< and > on a run that has ended: the speed its history plays at."""
+        own = self.screen_state
+        self.notify(own.axis.change_speed(direction))
+        if own.playing is not None and own.axis.at is not None:
+            self.show_at(own.axis.at)  # the status line says the new speed
 
     def action_stop(self) -> None:
         self._steer("stop", then=lambda: self.state.mark_status(RunStatus.STOPPING))
