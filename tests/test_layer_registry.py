@@ -4,10 +4,14 @@ a row of the README's token table, with no list elsewhere to edit."""
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import writer_env
 
 import nnlib as nl
 from nnlib import spec
@@ -68,17 +72,28 @@ def test_every_builtin_layer_is_registered_and_exported():
     assert set(LAYER_TYPES.values()) == set(REGISTRY.values())
 
 
+def type_checker_imports(tree: ast.Module) -> dict[str, str]:
+    """{name: the nnlib submodule it comes from} for what a module's top level imports with
+    `from .x import name`, `if TYPE_CHECKING:` blocks included (a type checker reads those)."""
+    body = list(tree.body)
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            body += node.body
+    return {
+        alias.asname or alias.name: node.module or ""
+        for node in body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if node.module != "typing" and node.module != "__future__"
+    }
+
+
 @pytest.mark.parametrize("package", ["nnlib/__init__.py", "nnlib/layers/__init__.py"])
 def test_layer_names_are_visible_without_running_the_package(package):
     """A type checker or an editor reads the source: each built-in layer class is imported by
     name and listed in a literal __all__, not put into the namespace at run time."""
     tree = ast.parse((ROOT / package).read_text(encoding="utf-8"))
-    imported = {
-        alias.asname or alias.name
-        for node in tree.body
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
+    imported = set(type_checker_imports(tree))
     listed = next(
         ast.literal_eval(node.value)
         for node in tree.body
@@ -87,6 +102,47 @@ def test_layer_names_are_visible_without_running_the_package(package):
     builtin = {name for name, cls in LAYER_TYPES.items() if cls.__module__.startswith("nnlib.")}
     assert builtin - imported == set() and builtin - set(listed) == set()
     assert set(listed) <= imported
+
+
+def test_the_lazy_names_are_the_names_type_checkers_see():
+    """nnlib imports its public names on first use (PEP 562): each from the submodule its
+    `TYPE_CHECKING` import names, and every name of __all__ resolves to that object."""
+    tree = ast.parse((ROOT / "nnlib/__init__.py").read_text(encoding="utf-8"))
+    assert type_checker_imports(tree) == nl._LAZY
+    assert set(nl.__all__) == set(nl._LAZY)
+    for name in nl.__all__:
+        where = nl._LAZY[name]
+        home = importlib.import_module(f"nnlib.{where or name}")
+        assert getattr(nl, name) is (getattr(home, name) if where else home), name
+    assert set(nl.__all__) <= set(dir(nl))
+    with pytest.raises(AttributeError, match="'nnlib' has no attribute 'Dens'"):
+        nl.Dens  # noqa: B018
+
+
+def test_importing_nnlib_imports_no_layer_dataset_or_callback():
+    """What `nnlib runs list` and `nntui --runs` import first: the package alone."""
+    code = "import sys, nnlib, nnlib.config; print(sorted(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=writer_env(), capture_output=True, text=True, timeout=60
+    )
+    loaded = set(ast.literal_eval(done.stdout))
+    assert {"nnlib", "nnlib.config"} <= loaded
+    heavy = {"nnlib.layers", "nnlib.datasets", "nnlib.callbacks", "nnlib.model", "nnlib.trainer"}
+    assert heavy & loaded == set()
+
+
+def test_the_gradcheck_function_keeps_its_name_once_its_module_is_imported():
+    """`nnlib.gradcheck` is the function, also after `import nnlib.gradcheck` (which binds
+    the submodule to that name in the package) in a process that had not asked for it yet."""
+    code = (
+        "import nnlib.gradcheck, nnlib\n"
+        "from nnlib import gradcheck\n"
+        "print(callable(nnlib.gradcheck), gradcheck is nnlib.gradcheck.__globals__['gradcheck'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=writer_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["True", "True"], done.stderr
 
 
 def test_usage_comes_from_the_declaration():
