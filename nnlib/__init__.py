@@ -156,7 +156,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
+def _import_on_first_use(name: str) -> object:
     """A public name, imported from its submodule the first time it is asked for (then
     kept in the namespace, so this runs once per name)."""
     try:
@@ -169,6 +169,10 @@ def __getattr__(name: str) -> object:
         value = importlib.import_module(f"{__name__}.{name}")
     globals()[name] = value
     return value
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which then still flag a misspelt name
+    __getattr__ = _import_on_first_use
 
 
 class _Package(types.ModuleType):
