@@ -104,30 +104,44 @@ def test_layer_names_are_visible_without_running_the_package(package):
     assert set(listed) <= imported
 
 
-def test_the_lazy_names_are_the_names_type_checkers_see():
-    """nnlib imports its public names on first use (PEP 562): each from the submodule its
-    `TYPE_CHECKING` import names, and every name of __all__ resolves to that object."""
-    tree = ast.parse((ROOT / "nnlib/__init__.py").read_text(encoding="utf-8"))
-    assert type_checker_imports(tree) == nl._LAZY
-    assert set(nl.__all__) == set(nl._LAZY)
-    for name in nl.__all__:
-        where = nl._LAZY[name]
-        home = importlib.import_module(f"nnlib.{where or name}")
-        assert getattr(nl, name) is (getattr(home, name) if where else home), name
-    assert set(nl.__all__) <= set(dir(nl))
-    with pytest.raises(AttributeError, match="'nnlib' has no attribute 'Dens'"):
-        nl.Dens  # noqa: B018
+@pytest.mark.parametrize("package", ["nnlib", "nnlib.callbacks"])
+def test_the_lazy_names_are_the_names_type_checkers_see(package):
+    """The packages import their public names on first use (nnlib._lazy): each from the
+    submodule its `TYPE_CHECKING` import names, and every name of __all__ resolves to it."""
+    module = importlib.import_module(package)
+    source = ROOT / package.replace(".", "/") / "__init__.py"
+    imported = type_checker_imports(ast.parse(source.read_text(encoding="utf-8")))
+    assert {name: where for name, where in imported.items() if name[0] != "_"} == module._LAZY
+    assert set(module.__all__) == set(module._LAZY)
+    for name in module.__all__:
+        where = module._LAZY[name]
+        home = importlib.import_module(f"{package}.{where or name}")
+        assert getattr(module, name) is (getattr(home, name) if where else home), name
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match=f"'{package}' has no attribute 'Dens'"):
+        module.Dens  # noqa: B018
 
 
-def test_importing_nnlib_imports_no_layer_dataset_or_callback():
-    """What `nnlib runs list` and `nntui --runs` import first: the package alone."""
-    code = "import sys, nnlib, nnlib.config; print(sorted(sys.modules))"
+def test_the_run_log_modules_import_no_layer_dataset_or_callback():
+    """What `nnlib runs list` and the runs screen import: the packages' `__init__` import
+    nothing else (the layers, datasets and callbacks were most of the time to the screen)."""
+    code = (
+        "import sys, nnlib, nnlib.config, nnlib.runindex, nnlib.runfilter, nnlib.runtable\n"
+        "print(sorted(sys.modules))"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code], env=writer_env(), capture_output=True, text=True, timeout=60
     )
     loaded = set(ast.literal_eval(done.stdout))
-    assert {"nnlib", "nnlib.config"} <= loaded
-    heavy = {"nnlib.layers", "nnlib.datasets", "nnlib.callbacks", "nnlib.model", "nnlib.trainer"}
+    assert {"nnlib.runs", "nnlib.callbacks.base"} <= loaded
+    heavy = {
+        "nnlib.layers",
+        "nnlib.datasets",
+        "nnlib.callbacks.monitor",
+        "nnlib.model",
+        "nnlib.spec",
+        "nnlib.trainer",
+    }
     assert heavy & loaded == set()
 
 
