@@ -1,4 +1,5 @@
-"""Argument checks shared by layers, optimizers and the trainer.
+"""Argument checks shared by layers, optimizers and the trainer (and the spec and filter
+parsers' "did you mean").
 
 Every check raises a ValueError that names the owner and the argument, so a bad value
 typed into the CLI or the TUI reads as a sentence rather than a numpy traceback.
@@ -6,9 +7,18 @@ typed into the CLI or the TUI reads as a sentence rather than a numpy traceback.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from collections.abc import Iterable
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ " (did you mean 'maxpool'?)" when `word` is a likely typo of one of `choices`, else
+    "" (difflib's ratio of at least 0.75: one letter left out of a 7-letter name is 0.92).
+    Here, not in nnlib.spec, so that the runs filter can use it without the layers."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def shown(value: object, limit: int = 40) -> str:

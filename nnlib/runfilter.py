@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._validate import did_you_mean
 from .runindex import STATES
-from .spec import did_you_mean
 
 ORDERING = ("<", "<=", ">", ">=")
 #: KEY OP VALUE, KEY a name or a dotted path; the longer operators first (`<=` is not `<`).

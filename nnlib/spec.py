@@ -19,14 +19,14 @@ implicit flatten, which is not written back.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import _validate
+from ._validate import did_you_mean
 from .layers import REGISTRY, Layer, SpecArg
 from .layers.activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .layers.dense import Dense
@@ -220,13 +220,6 @@ def _parse_token(text: str, number: int, index: int) -> Layer:
         return cls(**_parse_args(match.group(2), cls))
     except (ValueError, TypeError) as error:
         raise SpecError(f"{where}: {error}; expected {usage(cls)}", text, index) from None
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """ " (did you mean 'maxpool'?)" when `word` is a likely typo of one of `choices`, else
-    "" (difflib's ratio of at least 0.75: one letter left out of a 7-letter name is 0.92)."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def layer_class(token: str) -> type[Layer] | None:

@@ -1,15 +1,20 @@
 """NNTui: the Textual app. It owns the screen stack (setup below, a dashboard on top while a
 run is shown), the keys that work everywhere (quit, help, the palette) and the
-"terminal too small" guard."""
+"terminal too small" guard.
+
+The screens are imported when first shown: `nntui --runs` opens on the runs screen, and
+its first screen must not wait for the dashboard's and the setup screen's imports, nor for
+the setup screen itself, built only when the user leaves the runs screen for it."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.binding import Binding
@@ -19,17 +24,19 @@ from textual.events import Resize
 from textual.notifications import SeverityLevel
 
 from nnlib.config import ExperimentConfig
-from nnlib.datasets import DatasetInfo
 
 from .commands import ActionCommands, screen_keys
 from .keyorder import InOrderKeys
 from .messages import StartRun
-from .replay import RecordedRun
-from .screens.dashboard import DashboardScreen
 from .screens.modals import ConfirmScreen, HelpScreen, TooSmallScreen
 from .screens.runs import RunsScreen
-from .screens.setup import SetupScreen
 from .terminal import HangupSafeDriver
+
+if TYPE_CHECKING:
+    from nnlib.datasets import DatasetInfo
+
+    from .replay import RecordedRun
+    from .screens.dashboard import DashboardScreen
 
 MIN_SIZE = (60, 18)
 
@@ -83,24 +90,49 @@ class NNTui(InOrderKeys[None]):
         self._quit_question: ConfirmScreen | None = None
 
     def on_mount(self) -> None:
-        from nnlib.datasets import available
-
-        datasets = self.datasets if self.datasets is not None else available(self.config.data_dir)
-        self.push_screen(SetupScreen(self.config, datasets, self.start_paused))
+        alone = self.runs is not None and not (self.lessons or self.recorded or self.start)
+        if alone:  # the setup screen is built when the runs screen is left for it
+            self.push_screen(RunsScreen(self.runs), self._runs_left)
+        else:
+            self.push_setup()
         if self.lessons:
             self.action_lessons()
-        if self.runs is not None:
+        if self.runs is not None and not alone:
             self.push_screen(RunsScreen(self.runs))
         if self.recorded is not None:
-            self.push_screen(DashboardScreen(self.config, recorded=self.recorded))
+            self.push_dashboard(self.config, recorded=self.recorded)
         elif self.start:
-            self.push_screen(DashboardScreen(self.config, start_paused=self.start_paused))
+            self.push_dashboard(self.config, start_paused=self.start_paused)
         self._check_size(*self.size)
         self._loop = asyncio.get_running_loop()
         self._loop.add_signal_handler(signal.SIGTERM, self.shut_down)
         # Not through the event loop: SIGHUP must take effect even while the loop is stuck
         # writing to the terminal that has just gone.
         signal.signal(signal.SIGHUP, self._hangup_signal)
+
+    def push_setup(self) -> None:
+        """The setup screen, at the bottom of the stack: where every other screen leads back."""
+        from nnlib.datasets import available
+
+        from .screens.setup import SetupScreen
+
+        datasets = self.datasets if self.datasets is not None else available(self.config.data_dir)
+        self.push_screen(SetupScreen(self.config, datasets, self.start_paused))
+
+    def _runs_left(self, _: object) -> None:
+        """The runs screen `nntui --runs` opened on was left: the setup screen comes next."""
+        self.push_setup()
+
+    def push_dashboard(
+        self,
+        config: ExperimentConfig,
+        recorded: RecordedRun | None = None,
+        start_paused: bool = False,
+    ) -> None:
+        """A dashboard on top: `config` trained, or the `recorded` run shown."""
+        from .screens.dashboard import DashboardScreen
+
+        self.push_screen(DashboardScreen(config, recorded=recorded, start_paused=start_paused))
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """App.run; after a hangup, end the process right there: the run log is closed by
@@ -160,7 +192,7 @@ class NNTui(InOrderKeys[None]):
         self.push_screen(LessonsScreen(lessons, self.lang or lang_from_env(), datasets))
 
     def on_start_run(self, message: StartRun) -> None:
-        self.push_screen(DashboardScreen(message.config, start_paused=message.start_paused))
+        self.push_dashboard(message.config, start_paused=message.start_paused)
 
     # -- size ---------------------------------------------------------------------------------
     def on_resize(self, event: Resize) -> None:
@@ -178,8 +210,16 @@ class NNTui(InOrderKeys[None]):
             self.pop_screen()
 
     # -- keys everywhere -------------------------------------------------------------------------
+    def dashboards(self) -> list[DashboardScreen]:
+        """The dashboards on the stack, without importing their module to look (when it
+        was never imported, none was ever shown)."""
+        module = sys.modules.get("nntui.screens.dashboard")
+        if module is None:
+            return []
+        return [s for s in self.screen_stack if isinstance(s, module.DashboardScreen)]
+
     def live_runs(self) -> list[DashboardScreen]:
-        return [s for s in self.screen_stack if isinstance(s, DashboardScreen) and s.running]
+        return [s for s in self.dashboards() if s.running]
 
     async def action_quit(self) -> None:
         """Every way to quit that Textual offers (the palette's "Quit" among them) asks
@@ -228,6 +268,6 @@ class NNTui(InOrderKeys[None]):
             return
         keys = [(key, description) for key, description, _, _ in screen_keys(self.screen)]
         title = getattr(self.screen, "HELP_TITLE", None) or (
-            "dashboard" if isinstance(self.screen, DashboardScreen) else "setup"
+            "dashboard" if self.screen in self.dashboards() else "setup"
         )
         self.push_screen(HelpScreen(title, keys))

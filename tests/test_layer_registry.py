@@ -4,10 +4,14 @@ a row of the README's token table, with no list elsewhere to edit."""
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import writer_env
 
 import nnlib as nl
 from nnlib import spec
@@ -68,17 +72,28 @@ def test_every_builtin_layer_is_registered_and_exported():
     assert set(LAYER_TYPES.values()) == set(REGISTRY.values())
 
 
+def type_checker_imports(tree: ast.Module) -> dict[str, str]:
+    """{name: the nnlib submodule it comes from} for what a module's top level imports with
+    `from .x import name`, `if TYPE_CHECKING:` blocks included (a type checker reads those)."""
+    body = list(tree.body)
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            body += node.body
+    return {
+        alias.asname or alias.name: node.module or ""
+        for node in body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if node.module != "typing" and node.module != "__future__"
+    }
+
+
 @pytest.mark.parametrize("package", ["nnlib/__init__.py", "nnlib/layers/__init__.py"])
 def test_layer_names_are_visible_without_running_the_package(package):
     """A type checker or an editor reads the source: each built-in layer class is imported by
     name and listed in a literal __all__, not put into the namespace at run time."""
     tree = ast.parse((ROOT / package).read_text(encoding="utf-8"))
-    imported = {
-        alias.asname or alias.name
-        for node in tree.body
-        if isinstance(node, ast.ImportFrom)
-        for alias in node.names
-    }
+    imported = set(type_checker_imports(tree))
     listed = next(
         ast.literal_eval(node.value)
         for node in tree.body
@@ -87,6 +102,61 @@ def test_layer_names_are_visible_without_running_the_package(package):
     builtin = {name for name, cls in LAYER_TYPES.items() if cls.__module__.startswith("nnlib.")}
     assert builtin - imported == set() and builtin - set(listed) == set()
     assert set(listed) <= imported
+
+
+@pytest.mark.parametrize("package", ["nnlib", "nnlib.callbacks"])
+def test_the_lazy_names_are_the_names_type_checkers_see(package):
+    """The packages import their public names on first use (nnlib._lazy): each from the
+    submodule its `TYPE_CHECKING` import names, and every name of __all__ resolves to it."""
+    module = importlib.import_module(package)
+    source = ROOT / package.replace(".", "/") / "__init__.py"
+    imported = type_checker_imports(ast.parse(source.read_text(encoding="utf-8")))
+    assert {name: where for name, where in imported.items() if name[0] != "_"} == module._LAZY
+    assert set(module.__all__) == set(module._LAZY)
+    for name in module.__all__:
+        where = module._LAZY[name]
+        home = importlib.import_module(f"{package}.{where or name}")
+        assert getattr(module, name) is (getattr(home, name) if where else home), name
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match=f"'{package}' has no attribute 'Dens'"):
+        module.Dens  # noqa: B018
+
+
+def test_the_run_log_modules_import_no_layer_dataset_or_callback():
+    """What `nnlib runs list` and the runs screen import: the packages' `__init__` import
+    nothing else (the layers, datasets and callbacks were most of the time to the screen)."""
+    code = (
+        "import sys, nnlib, nnlib.config, nnlib.runindex, nnlib.runfilter, nnlib.runtable\n"
+        "print(sorted(sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=writer_env(), capture_output=True, text=True, timeout=60
+    )
+    loaded = set(ast.literal_eval(done.stdout))
+    assert {"nnlib.runs", "nnlib.callbacks.base"} <= loaded
+    heavy = {
+        "nnlib.layers",
+        "nnlib.datasets",
+        "nnlib.callbacks.monitor",
+        "nnlib.model",
+        "nnlib.spec",
+        "nnlib.trainer",
+    }
+    assert heavy & loaded == set()
+
+
+def test_the_gradcheck_function_keeps_its_name_once_its_module_is_imported():
+    """`nnlib.gradcheck` is the function, also after `import nnlib.gradcheck` (which binds
+    the submodule to that name in the package) in a process that had not asked for it yet."""
+    code = (
+        "import nnlib.gradcheck, nnlib\n"
+        "from nnlib import gradcheck\n"
+        "print(callable(nnlib.gradcheck), gradcheck is nnlib.gradcheck.__globals__['gradcheck'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=writer_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["True", "True"], done.stderr
 
 
 def test_usage_comes_from_the_declaration():

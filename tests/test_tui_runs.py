@@ -7,6 +7,9 @@ rename and trash."""
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,10 @@ from helpers import (
     screen_text,
     until,
     write_run,
+    writer_env,
 )
 
+import nnlib.datasets
 from nnlib import runs
 from nnlib.config import ExperimentConfig
 from nnlib.runmeta import TRASH, read_meta
@@ -69,6 +74,46 @@ async def test_the_runs_screen_lists_sorts_and_filters_the_runs(workspace):
         assert screen.query_one("DataTable").has_focus and table.row_count == 1
         await press(pilot, "escape")
         assert isinstance(app.screen, SetupScreen)
+
+
+@pilot_test
+async def test_nntui_runs_builds_the_setup_screen_when_the_user_goes_there(tmp_path, monkeypatch):
+    """Issue 20: the first screen of `nntui --runs` waits neither for the setup screen nor
+    for its listing of the datasets on disk; Escape still leads to it, built then, once."""
+    write_run(tmp_path, "one")
+    listings = []
+
+    def available(data_dir=None):
+        listings.append(data_dir)
+        return DATASETS
+
+    monkeypatch.setattr(nnlib.datasets, "available", available)
+    app = NNTui(ExperimentConfig(dataset="spirals"), runs=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.summaries)
+        assert not any(isinstance(s, SetupScreen) for s in app.screen_stack)
+        assert listings == []
+        await press(pilot, "escape")
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        setup = app.screen
+        assert listings == [None]
+        await press(pilot, "ctrl+r")
+        assert isinstance(app.screen, RunsScreen) and names(app.screen) == ["one"]
+        await press(pilot, "escape")
+        assert app.screen is setup and len(app.screen_stack) == 2 and listings == [None]
+
+
+def test_importing_the_app_imports_no_screen_it_does_not_open_first():
+    """The dashboard and the setup screen (and the datasets they list) are imported when
+    first shown, not by `import nntui.app`."""
+    code = "import sys, nntui.app; print(sorted(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=writer_env(), capture_output=True, text=True, timeout=60
+    )
+    loaded = set(ast.literal_eval(done.stdout))
+    assert "nntui.screens.runs" in loaded
+    later = {"nntui.screens.dashboard", "nntui.screens.setup", "nnlib.datasets"}
+    assert later & loaded == set()
 
 
 @pilot_test
