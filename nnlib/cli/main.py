@@ -7,6 +7,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+# Imported with this module, before `main` installs the command's own signal handling: a
+# Ctrl+C inside numpy's import is then the launcher's one line (numpy's C extension turns it
+# into an ImportError that nothing later can tell from a real one). `import nnlib` is lazy,
+# so nothing else imports numpy this early.
+import numpy  # noqa: F401
+
 from .._output import OutputClosed, closed_pipes
 from . import (
     control,
