@@ -27,6 +27,7 @@ import os
 import re
 import struct
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,7 @@ def is_packed(value: Any, name: str) -> bool:
     )
 
 
-class Packer:
+class Packer(ABC):
     """How one big event field goes into blocks of the side file: `pack` gives the small JSON
     its line keeps (`meta`) and the arrays (None: the value stays in the line), `unpack` the
     value back from them, checking that they fit together (ArrayFileError, one line, else).
@@ -219,11 +220,11 @@ class Packer:
     name = ""
     empty: Any = None
 
-    def pack(self, value: Any) -> tuple[dict[str, Any], list[np.ndarray]] | None:
-        raise NotImplementedError
+    @abstractmethod
+    def pack(self, value: Any) -> tuple[dict[str, Any], list[np.ndarray]] | None: ...
 
-    def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any: ...
 
     def canonical(self, value: Any) -> Any:
         packed = self.pack(value)
