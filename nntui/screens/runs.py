@@ -125,6 +125,7 @@ class RunsScreen(Screen[None]):
     def __init__(self, root: str | Path | None = None) -> None:
         """`root` is the runs folder ($NNLIB_RUNS_DIR, else ./runs, when None)."""
         super().__init__()
+        self._show_pending = False  # a draw is asked for after the next refresh
         self.index = RunIndex(root)
         self.sweep_index = SweepIndex(self.index.root)
         self.metas = MetaCache()
@@ -168,7 +169,19 @@ class RunsScreen(Screen[None]):
         self.set_interval(REFRESH_SECONDS, self.refresh_runs)
 
     def on_resize(self) -> None:
-        self.call_after_refresh(self._show)
+        self._show_soon()
+
+    def _show_soon(self) -> None:
+        """Draw the table after the next refresh, once however often asked: before the first
+        layout the table has no width to fit, and drawing 1,000 rows then and again on the
+        resize that follows cost the first screen ~0.5 s."""
+        if not self._show_pending:
+            self._show_pending = True
+            self.call_after_refresh(self._show_now)
+
+    def _show_now(self) -> None:
+        self._show_pending = False
+        self._show()
 
     # -- the table ------------------------------------------------------------------------------
     def refresh_runs(self) -> None:
@@ -185,7 +198,10 @@ class RunsScreen(Screen[None]):
             if path not in self._skipped:
                 self.notify(line, severity="warning", markup=False)
         self._skipped = set(self.index.skipped)
-        self._show()
+        if self.query_one(RunsTable).scrollable_content_region.width:
+            self._show()
+        else:
+            self._show_soon()
 
     def _filtered(self) -> tuple[list[RunRow], dict[Path, list[RunRow]]]:
         """The rows the filter lets through, and the trials under each sweep; a filter that
