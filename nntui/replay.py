@@ -21,7 +21,6 @@ from typing import Any
 
 from nnlib import events, runs
 from nnlib._atomic import remove_stale_temporaries
-from nnlib.arrays import ArrayReader
 from nnlib.config import ConfigError, ExperimentConfig
 
 from .stream import Batches, Notice, Rewound, RunStarted, Update, pairs
@@ -98,40 +97,30 @@ class RunReplay:
         return self._started
 
     def feed(self, records: Iterable[runs.Event]) -> list[Update]:
-        """The updates of these records (the next ones of the run, in order)."""
+        """The updates of these records (the next ones of the run, in order), as the run-log
+        readers give them: what a record keeps in the side file already read back."""
         out: list[Update] = []
         batches: list[events.Batch] = []
-        # The side file, read from the run's directory (known by the run_start record at the
-        # latest) once a record refers to it: a record whose arrays cannot be read says so
-        # in its view (runs.resolve_arrays); the rest of the run shows.
-        reader: ArrayReader | None = None
-        try:
-            for record in records:
-                if isinstance(record, events.RunStart):
-                    if not self.config and isinstance(record.config, Mapping):
-                        self.config = record.config
-                    self.run_dir = self.run_dir or record.run
-                if not self._started:
-                    self._started = True
-                    out.append(run_started(self.config, self.run_dir))
-                self._step = max(self._step, record.step)
-                self._epoch = getattr(record, "epoch", None) or self._epoch
-                if isinstance(record, events.Batch):
-                    batches.append(record)
-                    continue
-                if batches:
-                    out.append(Batches(tuple(batches)))
-                    batches = []
-                if isinstance(record, events.RunStart):
-                    continue  # RunStarted stands for it
-                if isinstance(record, events.FeatureMaps):
-                    reader = reader or ArrayReader(self.run_dir or ".")
-                    record = runs.resolve_arrays(record, reader)
-                self.ended = self.ended or isinstance(record, events.End)
-                out.append(record)
-        finally:
-            if reader is not None:
-                reader.close()
+        for record in records:
+            if isinstance(record, events.RunStart):
+                if not self.config and isinstance(record.config, Mapping):
+                    self.config = record.config
+                self.run_dir = self.run_dir or record.run
+            if not self._started:
+                self._started = True
+                out.append(run_started(self.config, self.run_dir))
+            self._step = max(self._step, record.step)
+            self._epoch = getattr(record, "epoch", None) or self._epoch
+            if isinstance(record, events.Batch):
+                batches.append(record)
+                continue
+            if batches:
+                out.append(Batches(tuple(batches)))
+                batches = []
+            if isinstance(record, events.RunStart):
+                continue  # RunStarted stands for it
+            self.ended = self.ended or isinstance(record, events.End)
+            out.append(record)
         if batches:
             out.append(Batches(tuple(batches)))
         return out
