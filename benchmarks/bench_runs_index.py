@@ -153,29 +153,29 @@ def timed(
     return elapsed, usage.ru_maxrss // 1024, out
 
 
-#: The first screen of `nntui --runs FOLDER`, headless: prints when its table is filled.
+#: The first screen of `nntui --runs FOLDER` through its real entry (`nntui.cli.main`: flags,
+#: the default experiment, the app), headless at 120x40: prints when its table is filled.
 SCREEN = textwrap.dedent(
     """
-    import asyncio, os, sys
-    from pathlib import Path
-    from nnlib.config import ExperimentConfig
+    import os, sys
+    from nntui import cli
     from nntui.app import NNTui
     from nntui.screens.runs import RunsScreen
     from textual.widgets import DataTable
 
-    async def main():
-        app = NNTui(ExperimentConfig(dataset="spirals"), runs=Path(sys.argv[1]))
-        async with app.run_test(size=(120, 40)) as pilot:
-            while True:
-                screen = app.screen
-                if isinstance(screen, RunsScreen):
-                    rows = screen.query_one(DataTable).row_count
-                    if rows:
-                        print(rows, flush=True)
-                        os._exit(0)
-                await pilot.pause()
+    async def filled(pilot):
+        while True:
+            screen = pilot.app.screen
+            if isinstance(screen, RunsScreen):
+                rows = screen.query_one(DataTable).row_count
+                if rows:
+                    print(rows, flush=True)
+                    os._exit(0)
+            await pilot.pause()
 
-    asyncio.run(main())
+    run = NNTui.run
+    NNTui.run = lambda app, **_: run(app, headless=True, size=(120, 40), auto_pilot=filled)
+    cli.main(["--runs", sys.argv[1]])
     """
 )
 
@@ -272,7 +272,10 @@ def main() -> None:
         run_dirs = [p for p in args.folder.iterdir() if p.is_dir()]
         size = sum(p.stat().st_size for d in run_dirs for p in d.iterdir() if p.is_file())
         print(f"{len(run_dirs)} runs, {size / 1e6:.0f} MB; nnlib from {args.tree}; {load()}")
+        # With bytecode caches, as an installed package has them: a first, unmeasured run of
+        # each command writes them (PYTHONDONTWRITEBYTECODE would compile every module anew).
         env = {**os.environ, "PYTHONPATH": str(args.tree), "COLUMNS": "200"}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         python = sys.executable
 
         def sample(command: list[str], until_line: bool = False) -> tuple[float, int, str]:
@@ -282,10 +285,12 @@ def main() -> None:
             return seconds, rss, before
 
         listing = [python, "-m", "nnlib.cli", "runs", "list", str(args.folder)]
+        screen = [python, "-c", SCREEN, str(args.folder)]
+        for command in (listing, screen):
+            timed(command, env, args.tree, until_line=command is screen)
         report("nnlib runs list, cold", [sample(listing) for _ in range(args.repeat)])
         imports = [python, "-c", "import nnlib.cli, nnlib.runindex"]
         report("  of which Python + imports", [sample(imports) for _ in range(args.repeat)])
-        screen = [python, "-c", SCREEN, str(args.folder)]
         report(
             "nntui --runs, process start to filled table, cold",
             [sample(screen, until_line=True) for _ in range(args.repeat)],

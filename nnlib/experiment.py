@@ -8,7 +8,6 @@ same run directory.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,27 +27,12 @@ from .datasets.preprocess import held_out
 from .losses import Loss, loss_for
 from .model import Sequential
 from .optimizers import Optimizer, make_optimizer
-from .presets import lenet5, resolve
+from .presets import default_arch, resolve
 from .remote import CommandDoor
 from .runs import NewRunDir, RunDirError, RunLogger, reserve_run_dir, writer_alive
 from .spec import build
 from .threads import AUTO, Threads
 from .trainer import Trainer
-
-
-def default_arch(input_shape: tuple[int, ...], task: str, outputs: int) -> str:
-    """The architecture a run gets when none is given (the CLI's and the app's alike):
-    something that visibly learns within seconds.
-
-    For images that is LeNet-5: about 0.5 s an epoch of glyphs with one BLAS thread, 99%
-    validation accuracy within a few epochs, and five weighted layers to look at (an MLP
-    learns glyphs in 0.06 s, too fast to watch or steer). Other inputs get a small MLP."""
-    if len(input_shape) == 3:
-        return lenet5(outputs)
-    features = math.prod(input_shape)
-    if task == "regression":
-        return f"{features}-32-32-{outputs}:tanh"
-    return f"{features}-32-32-{outputs}"
 
 
 @dataclass

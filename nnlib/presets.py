@@ -103,3 +103,18 @@ def resolve(
     PresetRefused, a SpecError, when the preset does not apply)."""
     found = named(arch)
     return found.spec(input_shape, outputs, task, dataset) if found else arch
+
+
+def default_arch(input_shape: tuple[int, ...], task: str, outputs: int) -> str:
+    """The architecture a run gets when none is given (the CLI's and the app's alike):
+    something that visibly learns within seconds.
+
+    For images that is LeNet-5: about 0.5 s an epoch of glyphs with one BLAS thread, 99%
+    validation accuracy within a few epochs, and five weighted layers to look at (an MLP
+    learns glyphs in 0.06 s, too fast to watch or steer). Other inputs get a small MLP."""
+    if len(input_shape) == 3:
+        return lenet5(outputs)
+    features = math.prod(input_shape)
+    if task == "regression":
+        return f"{features}-32-32-{outputs}:tanh"
+    return f"{features}-32-32-{outputs}"

@@ -548,6 +548,8 @@ def select_with_trials(
     is listed when it or one of its trials passes). FilterError when the filter means
     nothing, a comparison on a field no row has included."""
     wanted = parse(text)
+    if not wanted.terms:  # no filter: nothing to compute for 1,000 rows
+        return list(rows), {path: list(listed) for path, listed in trials.items()}
     every = [*rows, *(t for listed in trials.values() for t in listed)]
     fields = {id(r): r.fields() for r in every}
     wanted.check_keys({key for f in fields.values() for key in f})

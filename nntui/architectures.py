@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nnlib.datasets import DatasetInfo
-from nnlib.experiment import default_arch
 from nnlib.model import Summary
-from nnlib.presets import PRESETS, Preset, PresetRefused, named, outputs_of, preset
+from nnlib.presets import PRESETS, Preset, PresetRefused, default_arch, named, outputs_of, preset
 
 __all__ = [
     "PRESETS",

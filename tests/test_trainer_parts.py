@@ -21,7 +21,7 @@ import nnlib as nl
 from nnlib import events
 from nnlib.callbacks import CallbackList
 from nnlib.control import RunControl
-from nnlib.experiment import default_arch, lenet5
+from nnlib.presets import default_arch, lenet5
 from nnlib.states import END_REASONS, RunStatus
 from nntui.architectures import preset, quick_arch
 from nntui.plot import format_exponent, format_number, format_value

@@ -8,6 +8,7 @@ refresh keeps the scroll, the selection and the marks. Enter opens a run on the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from rich.text import Text
@@ -15,6 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets.data_table import RowKey
 
 from nnlib.runfilter import FilterError
 from nnlib.runindex import MAX_OVERLAID, RUN_MARKERS, RunIndex, RunSummary
@@ -82,6 +84,16 @@ class RunsTable(DataTable):
 
     def action_cursor_right(self) -> None:
         self.screen.shift_columns(1)  # type: ignore[attr-defined]
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        """DataTable measures every new cell to size its auto-width columns; the screen gives
+        every column its width and every row one line, so the measures change nothing drawn
+        (9,000 cells for 1,000 runs cost the first screen ~0.2 s). Only the scrollable size is
+        then updated, which is what the base class does with no new rows."""
+        if any(column.auto_width for column in self.columns.values()):
+            super()._update_dimensions(new_rows)
+        else:
+            super()._update_dimensions(())
 
 
 class FilterInput(Input):
