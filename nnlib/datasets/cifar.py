@@ -133,11 +133,26 @@ def _member_kind(member: tarfile.TarInfo) -> str:
     return "directory" if member.isdir() else "special file"
 
 
+#: The archive's members that are read, by path in the archive, to the batch they hold.
+_MEMBERS = {f"{FOLDER}/{name}": name for name in BATCHES}
+_ALLOWED = {*_MEMBERS, *(f"{FOLDER}/{name}" for name in EXTRAS)}
+
+
+def _check_member(member: tarfile.TarInfo, where: str) -> None:
+    """Refuse a member that is not part of CIFAR-10, by its name or by its kind (a link, a
+    directory, a device): only regular files are read."""
+    if member.name not in _ALLOWED:
+        raise DatasetError(
+            f"{where} is not part of CIFAR-10; the archive may hold only {FOLDER}/ "
+            f"with {', '.join(BATCHES + EXTRAS)}"
+        )
+    if not member.isreg():
+        raise DatasetError(f"{where} is a {_member_kind(member)}, expected a regular file")
+
+
 def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The batches of the archive, read as a stream (one pass over the gzip data): only the
     expected member names, regular files only, each size checked before it is read."""
-    wanted = {f"{FOLDER}/{name}": name for name in BATCHES}
-    allowed = {f"{FOLDER}/{name}" for name in EXTRAS}
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     try:
         with (
@@ -148,24 +163,16 @@ def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 where = f"{path}: member {member.name!r}"
                 if member.name == FOLDER and member.isdir():
                     continue
-                if member.name not in wanted and member.name not in allowed:
-                    raise DatasetError(
-                        f"{where} is not part of CIFAR-10; the archive may hold only {FOLDER}/ "
-                        f"with {', '.join(BATCHES + EXTRAS)}"
-                    )
-                handle = archive.extractfile(member) if member.isreg() else None
-                if handle is None:
-                    raise DatasetError(
-                        f"{where} is a {_member_kind(member)}, expected a regular file"
-                    )
-                name = wanted.get(member.name)
+                _check_member(member, where)
+                name = _MEMBERS.get(member.name)
                 if name is None:
                     continue
                 if name in found:
                     raise DatasetError(f"{where} appears twice in the archive")
+                handle = archive.extractfile(member)
+                assert handle is not None, "_check_member lets only regular files through"
                 claim = f"the archive says it holds {_record_count(member.size, where)} records"
-                data = read_payload(handle, member.size, where, claim)
-                found[name] = _decode(data, where)
+                found[name] = _decode(read_payload(handle, member.size, where, claim), where)
     except DatasetError:
         raise
     except _TAR_ERRORS as e:
