@@ -29,6 +29,7 @@ import re
 import reprlib
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -43,7 +44,8 @@ from .config import DEFAULT_CHECKPOINT_EVERY
 from .model import TRAINING_PREFIX, Sequential, _load_archive, _read_npy, npz_path
 
 if TYPE_CHECKING:
-    from .trainer import Trainer
+    from .layers import Param
+    from .trainer import Position, Trainer
 
 FORMAT = "nnlib-checkpoint"
 FORMAT_VERSION = 1
@@ -80,13 +82,7 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
     position = trainer.position()
     optimizer = trainer.optimizer.state_dict()
     arrays = trainer.model.archive_arrays()
-    scalars: dict[str, dict[str, int]] = {}
-    for name, slots in optimizer["slots"].items():
-        for key, value in slots.items():
-            if isinstance(value, np.ndarray):
-                arrays[f"{_SLOTS}{name}/{key}"] = value
-            else:
-                scalars.setdefault(name, {})[key] = value
+    scalars = _split_slots(optimizer["slots"], arrays)
     callbacks = [
         {"type": type(callback).__name__, "state": state}
         for callback in trainer.callbacks
@@ -102,8 +98,8 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
         "offset": position.offset,
         "seen": position.seen,
         # a diverged epoch's sums are NaN: null here, NaN again when restored
-        "loss_sum": position.loss_sum if math.isfinite(position.loss_sum) else None,
-        "correct": position.correct if math.isfinite(position.correct) else None,
+        "loss_sum": _finite_or_null(position.loss_sum),
+        "correct": _finite_or_null(position.correct),
         "shuffle_state": position.shuffle_state,
         "begun": position.begun,
         "batch_size": trainer.batch_size,
@@ -124,6 +120,31 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
     }
     arrays[_STATE[: -len(".npy")]] = np.array(json.dumps(state, allow_nan=False))
     return arrays
+
+
+def _split_slots(
+    slots: dict[str, dict[str, Any]], arrays: dict[str, np.ndarray]
+) -> dict[str, dict[str, int]]:
+    """Put the optimizer's arrays into `arrays` as members under training/optimizer/ and
+    return its other slot values (step counts), which go into the JSON state record."""
+    scalars: dict[str, dict[str, int]] = {}
+    for name, values in slots.items():
+        for key, value in values.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{_SLOTS}{name}/{key}"] = value
+            else:
+                scalars.setdefault(name, {})[key] = value
+    return scalars
+
+
+def _finite_or_null(value: float) -> float | None:
+    """A float for the JSON state record, which has no NaN or infinity: null stands for them."""
+    return value if math.isfinite(value) else None
+
+
+def _null_as_nan(value: float | None) -> float:
+    """A float of the JSON state record, null read back as NaN (see `_finite_or_null`)."""
+    return math.nan if value is None else float(value)
 
 
 def save(trainer: Trainer, path: str | os.PathLike, reason: str = "") -> Path:
@@ -240,15 +261,13 @@ def _check_state(state: Any, source: str) -> None:
         require(value is None or _is_float(value), name, "a finite number or null (NaN)")
     require(isinstance(state.get("begun", False), bool), "begun", "true or false")
     pending = state.get("pending", [])
-    require(_is_requests(pending), "pending", "a list of [name, value, source] requests")
+    require(
+        _is_list_of(pending, _is_request), "pending", "a list of [name, value, source] requests"
+    )
     shuffle = state.get("shuffle_state")
     require(shuffle is None or _rng_ok(shuffle), "shuffle_state", "a generator state or null")
     rngs = state.get("layer_rngs")
-    require(
-        isinstance(rngs, dict) and all(_rng_ok(value) for value in rngs.values()),
-        "layer_rngs",
-        "an object of generator states",
-    )
+    require(_is_dict_of(rngs, _rng_ok), "layer_rngs", "an object of generator states")
     optimizer = state.get("optimizer")
     require(
         _is_optimizer_state(optimizer),
@@ -256,18 +275,29 @@ def _check_state(state: Any, source: str) -> None:
         "an object with name, hyperparameters, iterations and scalars",
     )
     callbacks = state.get("callbacks")
-    require(_is_callback_states(callbacks), "callbacks", "a list of {type, state} objects")
+    require(
+        _is_list_of(callbacks, _is_callback_state), "callbacks", "a list of {type, state} objects"
+    )
 
 
-def _is_requests(pending: Any) -> bool:
-    """True for the queued steering requests: a list of [name, value, source]."""
-    return isinstance(pending, list) and all(
-        isinstance(r, list)
-        and len(r) == 3
-        and isinstance(r[0], str)
-        and _is_float(r[1])
-        and isinstance(r[2], str)
-        for r in pending
+def _is_list_of(value: Any, item_ok: Callable[[Any], bool]) -> bool:
+    """True for a JSON list whose every item passes `item_ok`."""
+    return isinstance(value, list) and all(item_ok(item) for item in value)
+
+
+def _is_dict_of(value: Any, item_ok: Callable[[Any], bool]) -> bool:
+    """True for a JSON object whose every value passes `item_ok`."""
+    return isinstance(value, dict) and all(item_ok(item) for item in value.values())
+
+
+def _is_request(request: Any) -> bool:
+    """True for a queued steering request: [name, value, source]."""
+    return (
+        isinstance(request, list)
+        and len(request) == 3
+        and isinstance(request[0], str)
+        and _is_float(request[1])
+        and isinstance(request[2], str)
     )
 
 
@@ -279,19 +309,16 @@ def _is_optimizer_state(optimizer: Any) -> bool:
         and isinstance(optimizer.get("name"), str)
         and isinstance(optimizer.get("hyperparameters"), dict)
         and _is_count(optimizer.get("iterations"))
-        and isinstance(optimizer.get("scalars"), dict)
-        and all(
-            isinstance(slots, dict) and all(_is_count(v) for v in slots.values())
-            for slots in optimizer["scalars"].values()
-        )
+        and _is_dict_of(optimizer.get("scalars"), lambda slots: _is_dict_of(slots, _is_count))
     )
 
 
-def _is_callback_states(callbacks: Any) -> bool:
-    """True for the callbacks' records: a list of {type, state} objects."""
-    return isinstance(callbacks, list) and all(
-        isinstance(c, dict) and isinstance(c.get("type"), str) and isinstance(c.get("state"), dict)
-        for c in callbacks
+def _is_callback_state(record: Any) -> bool:
+    """True for a callback's record: {type, state}."""
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("type"), str)
+        and isinstance(record.get("state"), dict)
     )
 
 
@@ -318,12 +345,7 @@ def _read_slots(
     for member in archive.namelist():
         if member == _STATE or not member.startswith(TRAINING_PREFIX):
             continue
-        name, _, key = member[len(_SLOTS) : -len(".npy")].rpartition("/")
-        if not member.startswith(_SLOTS) or not member.endswith(".npy") or name not in params:
-            raise CheckpointError(
-                f"{source}: unexpected member {member!r} (expected "
-                "training/optimizer/<parameter>/<slot>.npy for a parameter of the model)"
-            )
+        name, key = _slot_member(member, params, source)
         expected = params[name].value
 
         def check(
@@ -346,6 +368,18 @@ def _read_slots(
     return slots
 
 
+def _slot_member(member: str, params: dict[str, Param], source: str) -> tuple[str, str]:
+    """(parameter, slot) that a member under training/ holds; CheckpointError unless it is
+    training/optimizer/<parameter>/<slot>.npy for a parameter of the model."""
+    name, _, key = member[len(_SLOTS) : -len(".npy")].rpartition("/")
+    if not member.startswith(_SLOTS) or not member.endswith(".npy") or name not in params:
+        raise CheckpointError(
+            f"{source}: unexpected member {member!r} (expected "
+            "training/optimizer/<parameter>/<slot>.npy for a parameter of the model)"
+        )
+    return name, key
+
+
 # -- restoring ----------------------------------------------------------------------------
 def restore(
     trainer: Trainer,
@@ -362,18 +396,51 @@ def restore(
 
     Raises CheckpointError when the weights do not fit the trainer's model, or a requested
     change does not suit it; nothing is changed then."""
-    from .trainer import Position
-
     source = str(checkpoint.path)
     state = checkpoint.state
-    pending = [tuple(request) for request in state.get("pending", [])] if hyperparameters else []
+    pending = _pending_requests(trainer, state, source) if hyperparameters else []
+    model = trainer.model
+    weights = checkpoint.model.get_weights()
+    _check_weights_fit(model, weights, source)
+    model.set_weights(weights)
+    saved = state["optimizer"]
+    if saved["name"] == trainer.optimizer.name:
+        trainer.optimizer.load_state(
+            {
+                "name": saved["name"],
+                "hyperparameters": saved["hyperparameters"],
+                "iterations": saved["iterations"],
+                "slots": checkpoint.slots,
+            },
+            hyperparameters=hyperparameters,
+        )
+    _restore_layer_rngs(model, state["layer_rngs"])
+    _restore_callbacks(trainer, state["callbacks"])
+    if hyperparameters:
+        trainer.batch_size = state["batch_size"]
+        trainer.control.restore_requests(pending)
+    trainer.global_step = state["step"]
+    trainer.epoch = state["epoch"]
+    trainer.resume_from = _resume_position(state, source, hyperparameters, extra)
+
+
+def _pending_requests(
+    trainer: Trainer, state: dict[str, Any], source: str
+) -> list[tuple[str, float, str]]:
+    """The changes requested but not applied when the checkpoint was taken, each checked
+    against the trainer before anything is restored."""
+    pending = [tuple(request) for request in state.get("pending", [])]
     for name, value, _ in pending:
         try:
             trainer.validate_hyperparameter(name, value)
         except ValueError as error:
             raise CheckpointError(f"{source}: a requested change: {error}") from None
-    model = trainer.model
-    weights = checkpoint.model.get_weights()
+    return pending
+
+
+def _check_weights_fit(model: Sequential, weights: dict[str, np.ndarray], source: str) -> None:
+    """CheckpointError unless the checkpoint's weights are exactly this model's parameters,
+    with their shapes."""
     mine = {name: p.value for name, p in model.named_parameters().items()}
     missing, unexpected = sorted(set(mine) - set(weights)), sorted(set(weights) - set(mine))
     if missing or unexpected:
@@ -388,35 +455,29 @@ def restore(
                 f"{source}: {name} has shape {value.shape} in the checkpoint, this model's "
                 f"is {mine[name].shape}"
             )
-    model.set_weights(weights)
-    saved = state["optimizer"]
-    if saved["name"] == trainer.optimizer.name:
-        trainer.optimizer.load_state(
-            {
-                "name": saved["name"],
-                "hyperparameters": saved["hyperparameters"],
-                "iterations": saved["iterations"],
-                "slots": checkpoint.slots,
-            },
-            hyperparameters=hyperparameters,
-        )
+
+
+def _restore_layer_rngs(model: Sequential, saved: dict[str, Any]) -> None:
+    """Put each saved generator state back into the layer of that name that draws (dropout)."""
     for layer in model.layers:
         rng = getattr(layer, "rng", None)
-        if isinstance(rng, np.random.Generator) and layer.name in state["layer_rngs"]:
-            rng.bit_generator.state = state["layer_rngs"][layer.name]
-    _restore_callbacks(trainer, state["callbacks"])
-    if hyperparameters:
-        trainer.batch_size = state["batch_size"]
-        trainer.control.restore_requests(pending)
-    trainer.global_step = state["step"]
-    trainer.epoch = state["epoch"]
-    trainer.resume_from = Position(
+        if isinstance(rng, np.random.Generator) and layer.name in saved:
+            rng.bit_generator.state = saved[layer.name]
+
+
+def _resume_position(
+    state: dict[str, Any], source: str, hyperparameters: bool, extra: dict[str, Any] | None
+) -> Position:
+    """Where the next `fit` goes on: the state record's position, read back."""
+    from .trainer import Position
+
+    return Position(
         epoch=state["epoch"],
         batch=state["batch"],
         offset=state["offset"],
         seen=state["seen"],
-        loss_sum=math.nan if state["loss_sum"] is None else float(state["loss_sum"]),
-        correct=math.nan if state["correct"] is None else float(state["correct"]),
+        loss_sum=_null_as_nan(state["loss_sum"]),
+        correct=_null_as_nan(state["correct"]),
         shuffle_state=state["shuffle_state"],
         begun=state.get("begun", state["batch"] > 0),
         source=source,
@@ -467,26 +528,29 @@ def find(run_dir: str | os.PathLike, which: str | int = "last") -> Path:
     folder = Path(run_dir) / FOLDER
     steps = step_checkpoints(folder)
     best = folder / BEST
-    available = ", ".join(map(str, sorted(steps))) or "none"
-    if which == "best":
-        if best.is_file():
-            return best
-        raise CheckpointError(f"{run_dir}: no best checkpoint ({folder / BEST} is missing)")
-    if which == "last":
-        if steps:
-            return steps[max(steps)]
-        if best.is_file():
-            return best
-        raise CheckpointError(
-            f"{run_dir}: no checkpoint in {folder} (the run wrote none before it ended)"
-        )
+    if which == "last" and steps:
+        return steps[max(steps)]
+    if which in ("best", "last") and best.is_file():
+        return best
     if which in steps:
         return steps[which]
-    if best.is_file() and load(best).step == which:
+    if best.is_file() and load(best).step == which:  # a step whose checkpoint is the best
         return best
-    raise CheckpointError(
-        f"{run_dir}: no checkpoint at step {which}; the run has steps {available}"
-        + (" and best" if best.is_file() else "")
+    raise CheckpointError(_not_found(run_dir, which, steps, best.is_file()))
+
+
+def _not_found(
+    run_dir: str | os.PathLike, which: str | int, steps: dict[int, Path], has_best: bool
+) -> str:
+    """Why `find` has no checkpoint at `which`, and what the run has instead."""
+    folder = Path(run_dir) / FOLDER
+    if which == "best":
+        return f"{run_dir}: no best checkpoint ({folder / BEST} is missing)"
+    if which == "last":
+        return f"{run_dir}: no checkpoint in {folder} (the run wrote none before it ended)"
+    available = ", ".join(map(str, sorted(steps))) or "none"
+    return f"{run_dir}: no checkpoint at step {which}; the run has steps {available}" + (
+        " and best" if has_best else ""
     )
 
 
@@ -532,7 +596,7 @@ class Checkpointer(Callback):
         mode: str = "auto",
     ) -> None:
         for name, value, low in (("every", every, 0), ("keep", keep, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            if not (_is_count(value) and value >= low):
                 raise ValueError(f"Checkpointer: {name} must be an integer >= {low}, got {value!r}")
         self.folder = Path(folder)
         self.every = every
@@ -543,7 +607,7 @@ class Checkpointer(Callback):
         self._written: tuple[int, int] | None = None  # (step, epoch) of the last one
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best if math.isfinite(self.best) else None}
+        return {"best": _finite_or_null(self.best)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         best = state.get("best")

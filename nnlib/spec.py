@@ -71,6 +71,16 @@ def _parse_with_origins(
     mlp = _MLP.match(spec.lower())
     if mlp:
         return [(layer, None) for layer in _parse_mlp(mlp.group(1), mlp.group(2), input_shape)]
+    _check_parentheses(spec)
+    return [
+        (_parse_token(text, number, index), (number, index, text))
+        for number, (index, text) in enumerate(_tokens(spec), start=1)
+    ]
+
+
+def _check_parentheses(spec: str) -> None:
+    """SpecError at the first parenthesis that does not pair (or nests): a token's arguments
+    are one level deep."""
     depth = 0
     for index, char in enumerate(spec):
         depth += {"(": 1, ")": -1}.get(char, 0)
@@ -80,10 +90,6 @@ def _parse_with_origins(
             )
     if depth:
         raise SpecError("spec: a '(' is never closed", token="(", index=spec.rindex("("))
-    return [
-        (_parse_token(text, number, index), (number, index, text))
-        for number, (index, text) in enumerate(_tokens(spec), start=1)
-    ]
 
 
 def build(
@@ -162,6 +168,19 @@ def _tokens(spec: str) -> list[tuple[int, str]]:
 
 
 def _parse_mlp(body: str, activation: str | None, input_shape: Sequence[int] | None) -> list[Layer]:
+    """The layers of the MLP shorthand: Dense layers of the sizes after the first, with the
+    hidden activation between them."""
+    sizes = _mlp_sizes(body, input_shape)
+    hidden = _mlp_hidden(activation)
+    layers: list[Layer] = []
+    for units in sizes[1:-1]:
+        layers += [Dense(units), hidden()]
+    layers.append(Dense(sizes[-1]))
+    return layers
+
+
+def _mlp_sizes(body: str, input_shape: Sequence[int] | None) -> list[int]:
+    """The MLP's sizes, each positive, the first equal to the data's features when known."""
     try:
         sizes = [int(part) for part in body.replace(" ", "").split("-")]
     except ValueError as error:  # a number longer than Python converts (4,300 digits)
@@ -176,6 +195,12 @@ def _parse_mlp(body: str, activation: str | None, input_shape: Sequence[int] | N
             token=str(sizes[0]),
             index=0,
         )
+    return sizes
+
+
+def _mlp_hidden(activation: str | None) -> type[Layer]:
+    """The hidden layers' activation class the shorthand names (ReLU when it names none); an
+    alias such as "leaky_relu" names it too."""
     cls = layer_class(activation or "relu")
     activation_name = cls.kind if cls else activation
     if activation_name not in MLP_ACTIVATIONS:
@@ -184,11 +209,7 @@ def _parse_mlp(body: str, activation: str | None, input_shape: Sequence[int] | N
             f" is not one of {', '.join(MLP_ACTIVATIONS)}",
             token=activation,
         )
-    layers: list[Layer] = []
-    for units in sizes[1:-1]:
-        layers += [Dense(units), MLP_ACTIVATIONS[activation_name]()]
-    layers.append(Dense(sizes[-1]))
-    return layers
+    return MLP_ACTIVATIONS[activation_name]
 
 
 def _parse_token(text: str, number: int, index: int) -> Layer:
@@ -268,8 +289,18 @@ def _parse_args(body: str | None, cls: type[Layer]) -> dict[str, Any]:
     parentheses): positional ones in the order of `cls.arguments()`, the last of which may
     collect every value after it, then keyword ones. ValueError names the first mistake."""
     arguments = {arg.name: arg for arg in cls.arguments()}
-    values: dict[str, Any] = {}
     parts = [p.strip() for p in body.split(",")] if body and body.strip() else []
+    values = _argument_values(parts, arguments)
+    missing = [n for n, arg in arguments.items() if required(cls, arg) and n not in values]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    return {arguments[key].init_name: value for key, value in values.items()}
+
+
+def _argument_values(parts: list[str], arguments: dict[str, SpecArg]) -> dict[str, Any]:
+    """The value of each argument written in `parts`, by the argument's spec name: by
+    position first (a variadic last argument collects the rest), then by keyword."""
+    values: dict[str, Any] = {}
     keyword_seen = False
     for position, part in enumerate(parts):
         if "=" in part:
@@ -285,10 +316,7 @@ def _parse_args(body: str | None, cls: type[Layer]) -> dict[str, Any]:
         if key in values:
             raise ValueError(f"argument {key!r} given twice")
         values[key] = _parse_value(raw)
-    missing = [n for n, arg in arguments.items() if required(cls, arg) and n not in values]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)}")
-    return {arguments[key].init_name: value for key, value in values.items()}
+    return values
 
 
 def _keyword_argument(part: str, arguments: dict[str, SpecArg]) -> tuple[str, str]:
@@ -347,37 +375,46 @@ def warnings_for(model: Sequential | str, loss: Loss | str | None = None) -> lis
     yet reports only what is wrong with every loss. A spec that does not parse gives no
     warnings: `build` reports its error.
     """
-    if isinstance(model, str):
-        try:
-            layers = parse(model)
-        except ValueError:
-            return []
-    else:
-        layers = list(model.layers)
-    name = loss.name if isinstance(loss, Loss) else loss
+    layers = _layers_of(model)
     if not layers:
         return []
-    last, token = layers[-1], to_token(layers[-1])
+    warning = _ending_warning(layers[-1], loss.name if isinstance(loss, Loss) else loss)
+    return [warning] if warning else []
+
+
+def _layers_of(model: Sequential | str) -> list[Layer]:
+    """A model's layers, or those of spec text (none when it does not parse)."""
+    if not isinstance(model, str):
+        return list(model.layers)
+    try:
+        return parse(model)
+    except ValueError:
+        return []
+
+
+def _ending_warning(last: Layer, name: str | None) -> str | None:
+    """The warning about a model ending in `last` when it trains with the loss `name`."""
+    token = to_token(last)
     if isinstance(last, Softmax):
         if name in _SOFTMAX_LOSSES or name is None:
-            return [
+            return (
                 f"the model ends in {token}, but the softmax cross-entropy loss applies softmax "
                 "to the raw outputs itself: a double softmax trains badly; end with the last "
                 "dense layer (its logits), and apply softmax only to read probabilities"
-            ]
-        return [
+            )
+        return (
             f"the model ends in {token}, which forces the outputs to sum to 1; "
             f"the {name} loss compares them with the targets as they are"
-        ]
+        )
     if isinstance(last, _SQUASHING) and name in _SOFTMAX_LOSSES:
-        return [
+        return (
             f"the model ends in {token} after the logits: the softmax cross-entropy loss "
             f"needs unbounded logits, and {token} clips or squashes them, which slows or "
             "stalls training; end with the last dense layer"
-        ]
+        )
     if isinstance(last, Dropout):
-        return [
+        return (
             f"the model ends in {token}, which zeroes random outputs while training; "
             "put dropout before the last dense layer"
-        ]
-    return []
+        )
+    return None

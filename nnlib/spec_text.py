@@ -19,7 +19,12 @@ if TYPE_CHECKING:
     from .model import Sequential
 
 #: The hidden activations the MLP shorthand can name (`2-16-16-3:tanh`).
-MLP_ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leakyrelu": LeakyReLU}
+MLP_ACTIVATIONS: dict[str, type[Layer]] = {
+    "relu": ReLU,
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+    "leakyrelu": LeakyReLU,
+}
 
 
 def required(cls: type[Layer], arg: SpecArg) -> bool:
@@ -72,10 +77,13 @@ def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | N
     if input_shape is None or len(layers) % 2 == 0:
         return None
     dense = [layer for layer in layers[0::2] if type(layer) is Dense and layer.init == "he"]
-    activation = _mlp_activation(layers[1::2])
-    if len(dense) != len(layers) // 2 + 1 or activation is None:
+    if len(dense) != len(layers) // 2 + 1:
         return None
-    text = "-".join(str(size) for size in [math.prod(input_shape)] + [d.units for d in dense])
+    activation = _mlp_activation(layers[1::2])
+    if activation is None:
+        return None
+    sizes = [math.prod(input_shape), *(layer.units for layer in dense)]
+    text = "-".join(map(str, sizes))
     return text if activation == "relu" else f"{text}:{activation}"
 
 

@@ -22,7 +22,7 @@ from .base import REGISTRY, Dataset, DatasetError, DatasetInfo, UnknownDataset
 from .files import load_path
 from .idx import read_idx, write_idx
 from .mnist import download_files
-from .paths import default_data_dir
+from .paths import data_folder, default_data_dir
 from .preprocess import Prepared, prepare, scale, shuffle, standardize, train_val_split
 
 __all__ = [
@@ -129,7 +129,7 @@ def resolve(
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
-    folder = Path(data_dir) if data_dir is not None else default_data_dir()
+    folder = data_folder(data_dir)
     if not path.is_absolute() and (folder / path).exists():
         return folder / path
     text = str(name_or_path)
@@ -144,5 +144,5 @@ def resolve(
 
 def available(data_dir: str | os.PathLike | None = None) -> list[DatasetInfo]:
     """Every built-in dataset with its shape, sizes and whether it can be loaded offline."""
-    folder = Path(data_dir) if data_dir is not None else default_data_dir()
+    folder = data_folder(data_dir)
     return sorted((entry.info(folder) for entry in REGISTRY.values()), key=_listing_order)

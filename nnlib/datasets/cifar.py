@@ -19,6 +19,7 @@ a private mirror; the md5 below is the one published on the dataset's page.
 
 from __future__ import annotations
 
+import functools
 import os
 import tarfile
 import zlib
@@ -29,8 +30,8 @@ import numpy as np
 from .base import Builtin, Dataset, DatasetError, DatasetInfo, count_classes, register
 from .download import fetch_all
 from .idxfolder import read_arrays
-from .mnist import Family, mirrors_for
-from .paths import default_data_dir
+from .mnist import Family, locate_or_download, mirrors_for
+from .paths import data_folder
 from .safeio import file_size, open_regular, read_payload
 
 ARCHIVE = "cifar-10-binary.tar.gz"
@@ -132,11 +133,26 @@ def _member_kind(member: tarfile.TarInfo) -> str:
     return "directory" if member.isdir() else "special file"
 
 
+#: The archive's members that are read, by path in the archive, to the batch they hold.
+_MEMBERS = {f"{FOLDER}/{name}": name for name in BATCHES}
+_ALLOWED = {*_MEMBERS, *(f"{FOLDER}/{name}" for name in EXTRAS)}
+
+
+def _check_member(member: tarfile.TarInfo, where: str) -> None:
+    """Refuse a member that is not part of CIFAR-10, by its name or by its kind (a link, a
+    directory, a device): only regular files are read."""
+    if member.name not in _ALLOWED:
+        raise DatasetError(
+            f"{where} is not part of CIFAR-10; the archive may hold only {FOLDER}/ "
+            f"with {', '.join(BATCHES + EXTRAS)}"
+        )
+    if not member.isreg():
+        raise DatasetError(f"{where} is a {_member_kind(member)}, expected a regular file")
+
+
 def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The batches of the archive, read as a stream (one pass over the gzip data): only the
     expected member names, regular files only, each size checked before it is read."""
-    wanted = {f"{FOLDER}/{name}": name for name in BATCHES}
-    allowed = {f"{FOLDER}/{name}" for name in EXTRAS}
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     try:
         with (
@@ -147,24 +163,16 @@ def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 where = f"{path}: member {member.name!r}"
                 if member.name == FOLDER and member.isdir():
                     continue
-                if member.name not in wanted and member.name not in allowed:
-                    raise DatasetError(
-                        f"{where} is not part of CIFAR-10; the archive may hold only {FOLDER}/ "
-                        f"with {', '.join(BATCHES + EXTRAS)}"
-                    )
-                handle = archive.extractfile(member) if member.isreg() else None
-                if handle is None:
-                    raise DatasetError(
-                        f"{where} is a {_member_kind(member)}, expected a regular file"
-                    )
-                name = wanted.get(member.name)
+                _check_member(member, where)
+                name = _MEMBERS.get(member.name)
                 if name is None:
                     continue
                 if name in found:
                     raise DatasetError(f"{where} appears twice in the archive")
+                handle = archive.extractfile(member)
+                assert handle is not None, "_check_member lets only regular files through"
                 claim = f"the archive says it holds {_record_count(member.size, where)} records"
-                data = read_payload(handle, member.size, where, claim)
-                found[name] = _decode(data, where)
+                found[name] = _decode(read_payload(handle, member.size, where, claim), where)
     except DatasetError:
         raise
     except _TAR_ERRORS as e:
@@ -207,8 +215,8 @@ def download_files(
 ) -> Path:
     """Download the archive into `<data_dir>/cifar10/` (atomically; nothing is left behind
     when it fails); returns that folder."""
-    md5 = {**CIFAR10.md5, **(checksums or {})}
-    folder = (Path(data_dir) if data_dir is not None else default_data_dir()) / CIFAR10.name
+    md5 = CIFAR10.checksums(checksums)
+    folder = data_folder(data_dir) / CIFAR10.name
     bases = mirrors_for(CIFAR10, mirrors)
     fetch_all(
         CIFAR10.name,
@@ -233,23 +241,27 @@ def _build(
     cache: bool = True,
 ) -> Dataset:
     """Load CIFAR-10 from disk, downloading the archive first when it is not there."""
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    data_dir = data_folder(data_dir)
     home = data_dir / CIFAR10.name
-    files = _locate(data_dir)
-    if files is None:
-        if not download:
-            raise DatasetError(
-                f"{CIFAR10.name}: files not found in {home}; {missing_message(home)}, or load "
-                "it with download=True"
-            )
-        download_files(
-            data_dir, mirrors=mirrors, checksums=checksums, timeout=timeout, retries=retries
-        )
-        files = _locate(data_dir)
-        if files is None:
-            raise DatasetError(f"{CIFAR10.name}: the downloaded archive is missing from {home}")
-    md5 = {**CIFAR10.md5, **(checksums or {})}
-    arrays, notes = read_arrays(CIFAR10.name, files, md5, cache, read=_read)
+    fetch = functools.partial(
+        download_files,
+        data_dir,
+        mirrors=mirrors,
+        checksums=checksums,
+        timeout=timeout,
+        retries=retries,
+    )
+    files = locate_or_download(
+        CIFAR10,
+        home,
+        lambda: _locate(data_dir),
+        fetch if download else None,
+        missing_message(home),
+        "the downloaded archive is",
+    )
+    arrays, notes = read_arrays(
+        CIFAR10.name, files, CIFAR10.checksums(checksums), cache, read=_read
+    )
     source = files.get(ARCHIVE) or files[TEST_BATCH].parent
     return Dataset(
         name=CIFAR10.name,

@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .base import Dataset, DatasetError, Locate, check_finite, count_classes, row_locator
+from .base import TASKS, Dataset, DatasetError, Locate, check_finite, count_classes, row_locator
 from .idxfolder import ROLES, canonical_name, find_files, load_folder
 from .preprocess import train_val_split
 from .safeio import read_npz, read_regular
 
 HOLDOUT = 0.2
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
+#: The dtype of a Dataset's labels by task (class indices, regression targets).
+LABEL_DTYPES = {"classification": np.int64, "regression": np.float32}
 
 
 def load_path(
@@ -41,34 +45,35 @@ def load_path(
     cache: bool = True,
 ) -> Dataset:
     """Dispatch on the kind of path: folder of IDX files, .npz or .csv."""
-    if task not in (None, "classification", "regression"):
+    if task is not None and task not in TASKS:
         raise DatasetError(f"task must be 'classification' or 'regression', got {task!r}")
     if image_shape is not None:
         image_shape = _check_image_shape(image_shape)
     if path.is_dir():
-        if label_column is not None or image_shape is not None or task is not None:
-            raise DatasetError(
-                f"{path}: label_column, image_shape and task apply to .csv/.npz "
-                "files, not to a folder of IDX files"
-            )
-        files = find_files(path)
-        if not files:
-            names = ", ".join(canonical_name(r) + "[.gz]" for r in ROLES)
-            raise DatasetError(f"{path}: no IDX files found; expected {names}")
-        return load_folder(path.name, path, files, title=f"IDX files in {path}", use_cache=cache)
+        return _load_idx_folder(path, cache, (label_column, image_shape, task))
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        if label_column is not None:
-            raise DatasetError(f"{path}: label_column applies to CSV files, not .npz")
-        return _load_npz(path, seed=seed, image_shape=image_shape, task=task)
-    if suffix in (".csv", ".tsv", ".txt"):
-        return _load_csv(
-            path, seed=seed, label_column=label_column, image_shape=image_shape, task=task
+    loader = _FILE_LOADERS.get(suffix)
+    if loader is None:
+        raise DatasetError(
+            f"{path}: unsupported file type {suffix or '(none)'}; use .npz, .csv "
+            "or a folder of IDX files"
         )
-    raise DatasetError(
-        f"{path}: unsupported file type {suffix or '(none)'}; use .npz, .csv "
-        "or a folder of IDX files"
-    )
+    return loader(path, seed=seed, label_column=label_column, image_shape=image_shape, task=task)
+
+
+def _load_idx_folder(path: Path, cache: bool, file_options: tuple[object, ...]) -> Dataset:
+    """A folder of IDX files, which takes none of the options that describe a .csv/.npz's
+    columns (`file_options`: label_column, image_shape, task)."""
+    if any(option is not None for option in file_options):
+        raise DatasetError(
+            f"{path}: label_column, image_shape and task apply to .csv/.npz "
+            "files, not to a folder of IDX files"
+        )
+    files = find_files(path)
+    if not files:
+        names = ", ".join(canonical_name(r) + "[.gz]" for r in ROLES)
+        raise DatasetError(f"{path}: no IDX files found; expected {names}")
+    return load_folder(path.name, path, files, title=f"IDX files in {path}", use_cache=cache)
 
 
 def _check_image_shape(shape) -> tuple[int, ...]:
@@ -88,6 +93,17 @@ def _check_image_shape(shape) -> tuple[int, ...]:
 
 def _as_images(where: str, x: np.ndarray, image_shape: tuple[int, ...] | None) -> np.ndarray:
     """Reshape flat rows to image_shape; (N, H, W) gets a channel axis; 0..255 ints -> uint8."""
+    x = _sample_shaped(where, x, image_shape)
+    if x.dtype == np.uint8:
+        return x
+    if x.ndim == 4 and x.dtype.kind in "iu" and _byte_valued(x):
+        return x.astype(np.uint8)
+    return x.astype(np.float32)
+
+
+def _sample_shaped(where: str, x: np.ndarray, image_shape: tuple[int, ...] | None) -> np.ndarray:
+    """`x` with the per-sample shape the Dataset holds: `image_shape` when given (which must
+    hold every value of a row), (H, W, 1) for (N, H, W) images, (N, 1) for one value a row."""
     if image_shape is not None:
         per_sample = math.prod(x.shape[1:])
         needed = math.prod(image_shape)
@@ -96,16 +112,15 @@ def _as_images(where: str, x: np.ndarray, image_shape: tuple[int, ...] | None) -
                 f"{where}: image_shape {image_shape} needs {needed} values per "
                 f"sample, but there are {per_sample}"
             )
-        x = x.reshape(len(x), *image_shape)
-    elif x.ndim == 3:
-        x = x[..., None]
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.dtype == np.uint8:
-        return x
-    if x.ndim == 4 and x.dtype.kind in "iu" and (x.size == 0 or (x.min() >= 0 and x.max() <= 255)):
-        return x.astype(np.uint8)
-    return x.astype(np.float32)
+        return x.reshape(len(x), *image_shape)
+    if x.ndim == 3:
+        return x[..., None]
+    return x[:, None] if x.ndim == 1 else x
+
+
+def _byte_valued(x: np.ndarray) -> bool:
+    """Whether every value of `x` is an integer in 0..255, so that uint8 holds it exactly."""
+    return x.size == 0 or bool(np.all(x == np.round(x)) and x.min() >= 0 and x.max() <= 255)
 
 
 def _numeric(where: str, a: np.ndarray) -> np.ndarray:
@@ -121,21 +136,27 @@ def _labels_from_numbers(
 
     Class labels come back whole but in their own dtype: `_finish` counts the classes (and
     refuses stray values) before anything is sized by them or cast."""
-    locate = locate or (lambda i: f"{where}[{i}]")
-    if y.ndim == 2 and y.shape[1] == 1 and task != "regression":
-        y = y[:, 0]
-    whole = np.ones(y.shape, bool) if y.dtype.kind in "biu" else np.isfinite(y) & (y == np.round(y))
     if task is None:
         task = "classification" if y.dtype.kind in "biu" else "regression"
     if task == "regression":
-        y = y.astype(np.float32)
-        return (y[:, None] if y.ndim == 1 else y.reshape(len(y), -1)), task
+        return y.astype(np.float32).reshape(len(y), math.prod(y.shape[1:])), task
+    return _class_indices(where, y, locate or row_locator(f"{where}[", "]")), task
+
+
+def _class_indices(where: str, y: np.ndarray, locate: Locate) -> np.ndarray:
+    """Numeric class labels as one whole number a row ((N, 1) is taken as (N,)); anything
+    else names the shape or the first label that is not a whole number."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
     if y.ndim != 1:
         raise DatasetError(f"{where}: class labels must be one per row, got shape {y.shape}")
-    if not whole.all():
-        bad = int(np.flatnonzero(~whole)[0])
-        raise DatasetError(f"{locate(bad)}: label {y[bad]} is not an integer class index")
-    return y, task
+    if y.dtype.kind == "f":  # the other kinds _numeric lets through (b, i, u) are whole
+        bad = np.flatnonzero(~(np.isfinite(y) & (y == np.round(y))))
+        if bad.size:
+            raise DatasetError(
+                f"{locate(int(bad[0]))}: label {y[bad[0]]} is not an integer class index"
+            )
+    return y
 
 
 def _finish(
@@ -153,31 +174,23 @@ def _finish(
 
     `train` and `test` are (inputs, labels); `locate["train"]` / `locate["test"]` name a row
     of their labels in messages."""
-    x, y = train
+    labelled = {"train": train} if test is None else {"train": train, "test": test}
     num_classes = None
     if task == "classification":
-        parts = [(y, locate["train"])] + ([(test[1], locate["test"])] if test is not None else [])
+        parts = [(y, locate[split]) for split, (_, y) in labelled.items()]
         num_classes = count_classes(where, parts, class_names)
         class_names = class_names or [str(k) for k in range(num_classes)]
-        y = y.astype(np.int64)
-        test = None if test is None else (test[0], test[1].astype(np.int64))
     if test is None:
-        x, y, x_test, y_test = train_val_split(
-            x, y, HOLDOUT, seed=seed, stratify=task == "classification"
-        )
-        how = "stratified " if task == "classification" else ""
-        description += (
-            f"; no test split in the file, so a seeded {how}{HOLDOUT:.0%} of the "
-            f"rows ({len(x_test)}) is held out as test"
-        )
-    else:
-        x_test, y_test = test
+        train, test, held = _hold_out(train, task, seed)
+        description += held
+    (x, y), (x_test, y_test) = train, test
+    label_dtype = LABEL_DTYPES[task]
     return Dataset(
         name=name,
         x_train=x,
-        y_train=y,
+        y_train=y.astype(label_dtype, copy=False),
         x_test=x_test,
-        y_test=y_test,
+        y_test=y_test.astype(label_dtype, copy=False),
         input_shape=x.shape[1:],
         task=task,
         num_classes=num_classes,
@@ -186,13 +199,35 @@ def _finish(
     )
 
 
+def _hold_out(
+    train: tuple[np.ndarray, np.ndarray], task: str, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], str]:
+    """A seeded HOLDOUT of the rows of a file without a test split, as (train, test) and
+    the words the description adds to say so; stratified for class labels."""
+    stratify = task == "classification"
+    x, y, x_test, y_test = train_val_split(*train, HOLDOUT, seed=seed, stratify=stratify)
+    how = "stratified " if stratify else ""
+    held = (
+        f"; no test split in the file, so a seeded {how}{HOLDOUT:.0%} of the "
+        f"rows ({len(x_test)}) is held out as test"
+    )
+    return (x, y), (x_test, y_test), held
+
+
 # ------------------------------------------------------------------------------------------ npz
 
 
 def _load_npz(
-    path: Path, *, seed: int, image_shape: tuple[int, ...] | None, task: str | None
+    path: Path,
+    *,
+    seed: int,
+    label_column: int | str | None,
+    image_shape: tuple[int, ...] | None,
+    task: str | None,
 ) -> Dataset:
     """A user's .npz: x_train, y_train and optionally x_test, y_test, class_names."""
+    if label_column is not None:
+        raise DatasetError(f"{path}: label_column applies to CSV files, not .npz")
     arrays = read_npz(path)
     has_test = _npz_has_test(path, arrays)
     x, y, task = _npz_split(path, arrays, "train", image_shape, task)
@@ -230,14 +265,11 @@ def _npz_has_test(path: Path, arrays: dict[str, np.ndarray]) -> bool:
                 f"{', '.join(sorted(arrays)) or 'none'}); expected x_train, "
                 "y_train and optionally x_test, y_test, class_names"
             )
-    has_test = [k in arrays for k in ("x_test", "y_test")]
-    if any(has_test) and not all(has_test):
-        missing = "y_test" if has_test[0] else "x_test"
-        raise DatasetError(
-            f"{path}: has {'x_test' if has_test[0] else 'y_test'} but not "
-            f"{missing}; give both or neither"
-        )
-    return all(has_test)
+    has_x, has_y = "x_test" in arrays, "y_test" in arrays
+    if has_x != has_y:
+        given, missing = ("x_test", "y_test") if has_x else ("y_test", "x_test")
+        raise DatasetError(f"{path}: has {given} but not {missing}; give both or neither")
+    return has_x
 
 
 def _npz_split(
@@ -305,17 +337,21 @@ def _split_line(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter))
 
 
+def _cells(line: str, delimiter: str) -> list[str]:
+    """A CSV line's cells without the spaces around them, as they are read as values."""
+    return [cell.strip() for cell in _split_line(line, delimiter)]
+
+
 def _header(lines: list[str], delimiter: str) -> list[str] | None:
     """The first line's cells when it is a header: not all numbers, and (when a second line
     follows) a number below at least one of its words."""
-    row0 = [c.strip() for c in _split_line(lines[0], delimiter)]
-    row1 = [c.strip() for c in _split_line(lines[1], delimiter)] if len(lines) > 1 else None
-    numeric0 = [_is_number(c) for c in row0]
-    if all(numeric0):
+    row0 = _cells(lines[0], delimiter)
+    if all(_is_number(c) for c in row0):
         return None
-    if row1 is None or any(not a and _is_number(b) for a, b in zip(numeric0, row1, strict=False)):
+    if len(lines) == 1:
         return row0
-    return None
+    below = zip(row0, _cells(lines[1], delimiter), strict=False)
+    return row0 if any(_is_number(b) and not _is_number(a) for a, b in below) else None
 
 
 def _csv_inputs(path: Path, x: np.ndarray, image_shape: tuple[int, ...] | None) -> np.ndarray:
@@ -325,9 +361,8 @@ def _csv_inputs(path: Path, x: np.ndarray, image_shape: tuple[int, ...] | None) 
         x = x.astype(np.float32)
         check_finite(f"{path} (features as float32)", x)
         return x
-    integral = x.size > 0 and np.all(x == np.round(x)) and x.min() >= 0 and x.max() <= 255
     x = x.reshape(len(x), *image_shape)
-    return x.astype(np.uint8) if integral else x.astype(np.float32)
+    return x.astype(np.uint8 if _byte_valued(x) else np.float32)
 
 
 def _load_csv(
@@ -339,6 +374,87 @@ def _load_csv(
     task: str | None,
 ) -> Dataset:
     """A user's .csv: a label column and feature columns, with or without a header line."""
+    table = _read_table(path)
+    label = _resolve_label_column(path, label_column, table.header, table.ncols)
+    features = [c for c in range(table.ncols) if c != label]
+    x = table.numbers(features)
+    labels = _columns(table.lines, str, [label], table.delimiter).reshape(len(table.lines))
+    y, task, class_names = _csv_labels(labels, task, image_shape, table.locator(label))
+    if image_shape is not None and len(features) != int(np.prod(image_shape)):
+        raise DatasetError(
+            f"{path}: image_shape {image_shape} needs {int(np.prod(image_shape))} pixel "
+            f"columns but there are {len(features)} ({table.ncols} columns minus the label "
+            f"{table.column_name(label)})"
+        )
+    return _finish(
+        path.stem,
+        (_csv_inputs(path, x, image_shape), y),
+        None,
+        task,
+        class_names,
+        f"user data from {path} (label {table.column_name(label)})",
+        seed,
+        str(path),
+        {"train": table.locator(label)},
+    )
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A CSV file's data lines, with what a message needs to name one of its cells: the
+    file, the line's number in it and the column's header."""
+
+    path: Path
+    lines: list[str]
+    line_numbers: list[int]  # 1-based, in the file, of each of `lines`
+    delimiter: str
+    header: list[str] | None
+    ncols: int
+
+    def column_name(self, c: int) -> str:
+        return f"column {c}" + (f" ({self.header[c]!r})" if self.header is not None else "")
+
+    def place(self, i: int, c: int) -> str:
+        """Row i, column c, as a user finds it in the file."""
+        return f"{self.path} line {self.line_numbers[i]}, {self.column_name(c)}"
+
+    def locator(self, c: int) -> Locate:
+        """The `Locate` that names row i of column c."""
+        return lambda i: self.place(i, c)
+
+    def check_ragged(self) -> None:
+        """Refuse the first line whose number of cells differs from the header's (or the
+        first row's); quotes are parsed only when there are any."""
+        quoted = any('"' in line for line in self.lines)
+        first = "the header" if self.header is not None else "the first row"
+        for line, number in zip(self.lines, self.line_numbers, strict=True):
+            n = len(_split_line(line, self.delimiter)) if quoted else line.count(self.delimiter) + 1
+            if n != self.ncols:
+                raise DatasetError(
+                    f"{self.path} line {number}: {n} columns, but {first} has {self.ncols}"
+                )
+
+    def numbers(self, columns: list[int]) -> np.ndarray:
+        """The cells of `columns` as finite float64 (rows, len(columns)); an error names the
+        first cell that is not a number, or that is NaN or infinite."""
+        try:
+            x = _columns(self.lines, np.float64, columns, self.delimiter)
+        except ValueError as e:
+            _raise_first_bad_cell(self.lines, self.delimiter, columns, self.place)
+            raise DatasetError(f"{self.path}: cannot parse the numbers ({e})") from None
+        x = x.reshape(len(self.lines), len(columns))
+        bad = np.argwhere(~np.isfinite(x))
+        if bad.size:
+            i, j = bad[0]
+            raise DatasetError(
+                f"{self.place(i, columns[j])}: {x[i, j]} value (NaN/inf not allowed)"
+            )
+        return x
+
+
+def _read_table(path: Path) -> _Table:
+    """The lines of a CSV file split into a header (when the first line is one) and data
+    rows of one number of columns, at least 2 (a label and a feature)."""
     lines, numbers = _read_lines(path)
     delimiter = max((",", ";", "\t"), key=lines[0].count)
     header = _header(lines, delimiter)
@@ -351,44 +467,13 @@ def _load_csv(
         raise DatasetError(
             f"{path}: need at least 2 columns (a label and a feature), found {ncols}"
         )
+    table = _Table(path, lines, numbers, delimiter, header, ncols)
+    table.check_ragged()
+    return table
 
-    def col_name(c: int) -> str:
-        return f"column {c}" + (f" ({header[c]!r})" if header is not None else "")
 
-    def place(i: int, c: int) -> str:
-        return f"{path} line {numbers[i]}, {col_name(c)}"
-
-    _check_ragged(path, lines, numbers, delimiter, ncols, header is not None)
-    label = _resolve_label_column(path, label_column, header, ncols)
-    features = [c for c in range(ncols) if c != label]
-    try:
-        x = _columns(lines, np.float64, features, delimiter).reshape(len(lines), len(features))
-    except ValueError as e:
-        _raise_first_bad_cell(lines, delimiter, features, place)
-        raise DatasetError(f"{path}: cannot parse the numbers ({e})") from None
-    bad = np.argwhere(~np.isfinite(x))
-    if bad.size:
-        i, j = bad[0]
-        raise DatasetError(f"{place(i, features[j])}: {x[i, j]} value (NaN/inf not allowed)")
-    labels = _columns(lines, str, [label], delimiter).reshape(len(lines))
-    y, task, class_names = _csv_labels(labels, task, image_shape, lambda i: place(i, label))
-    if image_shape is not None and len(features) != int(np.prod(image_shape)):
-        raise DatasetError(
-            f"{path}: image_shape {image_shape} needs {int(np.prod(image_shape))} pixel "
-            f"columns but there are {len(features)} ({ncols} columns minus the label "
-            f"{col_name(label)})"
-        )
-    return _finish(
-        path.stem,
-        (_csv_inputs(path, x, image_shape), y),
-        None,
-        task,
-        class_names,
-        f"user data from {path} (label {col_name(label)})",
-        seed,
-        str(path),
-        {"train": lambda i: place(i, label)},
-    )
+#: The loader of each file type `load_path` reads, by suffix.
+_FILE_LOADERS = {".npz": _load_npz, ".csv": _load_csv, ".tsv": _load_csv, ".txt": _load_csv}
 
 
 def _columns(lines: list[str], dtype: DTypeLike, columns: list[int], delimiter: str) -> np.ndarray:
@@ -405,68 +490,57 @@ def _columns(lines: list[str], dtype: DTypeLike, columns: list[int], delimiter: 
     )
 
 
-def _check_ragged(
-    path: Path, lines: list[str], numbers: list[int], delimiter: str, ncols: int, has_header: bool
-) -> None:
-    quoted = any('"' in line for line in lines)
-    for i, line in enumerate(lines):
-        n = len(_split_line(line, delimiter)) if quoted else line.count(delimiter) + 1
-        if n != ncols:
-            first = "the header" if has_header else "the first row"
-            raise DatasetError(f"{path} line {numbers[i]}: {n} columns, but {first} has {ncols}")
-
-
 def _resolve_label_column(
     path: Path, label_column: int | str | None, header: list[str] | None, ncols: int
 ) -> int:
+    """The index of the label column: as given (a header name or an index from either end),
+    else the one header column named like a label, else column 0."""
     if label_column is None:
-        if header is not None:
-            matches = [c for c, h in enumerate(header) if h.lower() in LABEL_NAMES]
-            if len(matches) == 1:
-                return matches[0]
-        return 0
+        matches = [c for c, h in enumerate(header or []) if h.lower() in LABEL_NAMES]
+        return matches[0] if len(matches) == 1 else 0
     if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
-        if header is None:
-            raise DatasetError(
-                f"{path}: label_column {label_column!r} is a name but the file has no header line"
-            )
-        if label_column not in header:
-            raise DatasetError(
-                f"{path}: no column named {label_column!r} (columns: "
-                f"{', '.join(header[:20])}{', ...' if len(header) > 20 else ''})"
-            )
-        return header.index(label_column)
+        return _named_column(path, label_column, header)
     c = int(label_column)
     if not -ncols <= c < ncols:
         raise DatasetError(f"{path}: label_column {c} is out of range for {ncols} columns")
     return c % ncols
 
 
-def _raise_first_bad_cell(lines: list[str], delimiter: str, features: list[int], place) -> None:
+def _named_column(path: Path, name: str, header: list[str] | None) -> int:
+    """The index of the header column called `name`; an error lists the columns there are."""
+    if header is None:
+        raise DatasetError(
+            f"{path}: label_column {name!r} is a name but the file has no header line"
+        )
+    if name not in header:
+        raise DatasetError(
+            f"{path}: no column named {name!r} (columns: "
+            f"{', '.join(header[:20])}{', ...' if len(header) > 20 else ''})"
+        )
+    return header.index(name)
+
+
+def _raise_first_bad_cell(
+    lines: list[str], delimiter: str, features: list[int], place: Callable[[int, int], str]
+) -> None:
     """Slow path after a failed fast parse: find and name the first cell that is not a number."""
     for i, line in enumerate(lines):
-        cells = _split_line(line, delimiter)
+        cells = _cells(line, delimiter)
         for c in features:
-            cell = cells[c].strip()
+            cell = cells[c]
             if not _is_number(cell):
                 what = "empty cell" if not cell else f"{cell[:30]!r} is not a number"
                 raise DatasetError(f"{place(i, c)}: {what}")
 
 
 def _csv_labels(
-    labels: np.ndarray, task: str | None, image_shape: tuple[int, ...] | None, locate
+    labels: np.ndarray, task: str | None, image_shape: tuple[int, ...] | None, locate: Locate
 ) -> tuple[np.ndarray, str, list[str] | None]:
     """Labels as numbers (classification or regression) or words (classes named by them)."""
     labels = np.char.strip(labels)
     numeric = np.array([_is_number(s) for s in labels])
     if not numeric.all():
-        if numeric.any() or task == "regression":
-            bad = int(np.flatnonzero(~numeric)[0])
-            cell = str(labels[bad])
-            what = f"label {cell!r} is not a number" if cell else "empty label"
-            raise DatasetError(f"{locate(bad)}: {what}")
-        names, y = np.unique(labels, return_inverse=True)
-        return y.astype(np.int64), "classification", [str(n) for n in names]
+        return _word_labels(labels, numeric, task, locate)
     values = labels.astype(np.float64)
     non_finite = np.flatnonzero(~np.isfinite(values))
     if non_finite.size:
@@ -477,3 +551,17 @@ def _csv_labels(
         task = "classification" if integral or image_shape is not None else "regression"
     y, task = _labels_from_numbers("labels", values, task, locate)
     return y, task, None
+
+
+def _word_labels(
+    labels: np.ndarray, numeric: np.ndarray, task: str | None, locate: Locate
+) -> tuple[np.ndarray, str, list[str] | None]:
+    """Class labels written as words, the classes named by the sorted words; refused when
+    some labels are numbers (`numeric`) or the task is regression, naming the first word."""
+    if numeric.any() or task == "regression":
+        bad = int(np.flatnonzero(~numeric)[0])
+        cell = str(labels[bad])
+        what = f"label {cell!r} is not a number" if cell else "empty label"
+        raise DatasetError(f"{locate(bad)}: {what}")
+    names, y = np.unique(labels, return_inverse=True)
+    return y.astype(np.int64), "classification", [str(n) for n in names]

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .base import Builtin, Dataset, DatasetError, DatasetInfo, register
 from .download import fetch_all
@@ -33,7 +35,9 @@ from .idxfolder import (
     load_folder,
     missing_message,
 )
-from .paths import default_data_dir
+from .paths import data_folder
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,34 @@ class Family:
     @property
     def env_var(self) -> str:
         return "NNLIB_" + self.name.upper().replace("-", "_") + "_MIRRORS"
+
+    def checksums(self, overrides: dict[str, str] | None) -> dict[str, str]:
+        """The published md5 of each file, replaced by a user's `checksums=` where given."""
+        return {**self.md5, **(overrides or {})}
+
+
+def locate_or_download(
+    family: Family,
+    home: Path,
+    locate: Callable[[], T | None],
+    download: Callable[[], object] | None,
+    how_to_get: str,
+    missing_after: str,
+) -> T:
+    """What `locate` finds, after downloading the files when it finds nothing and `download`
+    is given (None: download=False, so the error says how to get the files into `home`)."""
+    found = locate()
+    if found is not None:
+        return found
+    if download is None:
+        raise DatasetError(
+            f"{family.name}: files not found in {home}; {how_to_get}, or load it with download=True"
+        )
+    download()
+    found = locate()
+    if found is None:
+        raise DatasetError(f"{family.name}: {missing_after} missing from {home}")
+    return found
 
 
 FAMILIES = {
@@ -164,9 +196,8 @@ def download_files(
     fetched are removed (and the folder, if this call created it) before the error is raised.
     """
     family = _family(name)
-    md5 = {**family.md5, **(checksums or {})}
-    folder = Path(data_dir) if data_dir is not None else default_data_dir()
-    folder = folder / family.name
+    md5 = family.checksums(checksums)
+    folder = data_folder(data_dir) / family.name
     bases = mirrors_for(family, mirrors)
     existing = find_files(folder)
     jobs = [
@@ -197,30 +228,26 @@ def _build(
     cache: bool = True,
 ) -> Dataset:
     """Load a family member: local files if any complete split exists, else download."""
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    md5 = {**family.md5, **(checksums or {})}
-    found = _locate(family, data_dir, md5)
-    if found is None:
-        if not download:
-            raise DatasetError(
-                f"{family.name}: files not found in {data_dir / family.name}; "
-                f"{missing_message(data_dir / family.name)}, or load it with "
-                "download=True"
-            )
-        download_files(
-            family.name,
-            data_dir,
-            mirrors=mirrors,
-            checksums=checksums,
-            timeout=timeout,
-            retries=retries,
-        )
-        found = _locate(family, data_dir, md5)
-        if found is None:
-            raise DatasetError(
-                f"{family.name}: downloaded files missing from {data_dir / family.name}"
-            )
-    folder, files = found
+    data_dir = data_folder(data_dir)
+    md5 = family.checksums(checksums)
+    home = data_dir / family.name
+    fetch = functools.partial(
+        download_files,
+        family.name,
+        data_dir,
+        mirrors=mirrors,
+        checksums=checksums,
+        timeout=timeout,
+        retries=retries,
+    )
+    folder, files = locate_or_download(
+        family,
+        home,
+        lambda: _locate(family, data_dir, md5),
+        fetch if download else None,
+        missing_message(home),
+        "downloaded files",
+    )
     return load_folder(
         family.name,
         folder,

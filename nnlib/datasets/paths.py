@@ -27,6 +27,12 @@ def default_data_dir() -> Path:
     return base / "nnlib"
 
 
+def data_folder(data_dir: str | os.PathLike | None) -> Path:
+    """The data folder a loader was given, else the default one: every loader resolves
+    `data_dir` here, so they all look in the same place."""
+    return Path(data_dir) if data_dir is not None else default_data_dir()
+
+
 def cache_dir() -> Path:
     """Folder for the fast .npz caches: always under the default data folder.
 
