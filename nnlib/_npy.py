@@ -50,6 +50,21 @@ def read_header(
     header numpy itself would write for an array of booleans, numbers, text or Python
     objects (the object dtype is returned for the caller to refuse by name: no reader
     unpickles)."""
+    text, version = _header_bytes(handle, where, error)
+    try:
+        decoded = text.decode("utf-8" if version == (3, 0) else "latin-1")
+        return _parse(decoded)
+    except Unsupported as problem:
+        raise error(f"{where}: {problem}") from None
+    except ValueError as problem:
+        raise error(f"{where}: damaged .npy header ({problem})") from None
+
+
+def _header_bytes(
+    handle: IO[bytes], where: str, error: type[ValueError]
+) -> tuple[bytes, tuple[int, int]]:
+    """The header dictionary's bytes and the format version, read from the magic on, each
+    length checked before what it counts is read."""
     start = handle.read(len(_MAGIC) + 2)
     if len(start) < len(_MAGIC) + 2 or not start.startswith(_MAGIC):
         raise error(f"{where}: not a .npy array (its first bytes are {start[:8]!r})")
@@ -69,13 +84,7 @@ def read_header(
     text = handle.read(length)
     if len(text) < length:
         raise error(f"{where}: truncated .npy header ({length} bytes declared, {len(text)} there)")
-    try:
-        decoded = text.decode("utf-8" if version == (3, 0) else "latin-1")
-        return _parse(decoded)
-    except Unsupported as problem:
-        raise error(f"{where}: {problem}") from None
-    except ValueError as problem:
-        raise error(f"{where}: damaged .npy header ({problem})") from None
+    return text, version
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -101,46 +110,69 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return tokens
 
 
-def _parse(text: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """The three fields of a header dictionary (see the module docstring)."""
-    tokens = _tokens(text)
-    tokens.append(("end", "the end"))
-    position = 0
+class _Header:
+    """The tokens of a header dictionary, taken in order, each where one of its kinds must be
+    (else a ValueError that says what was found)."""
 
-    def take(*kinds: str) -> str:
-        nonlocal position
-        kind, value = tokens[position]
+    def __init__(self, text: str) -> None:
+        self.tokens = [*_tokens(text), ("end", "the end")]
+        self.position = 0
+
+    def at(self, kind: str) -> bool:
+        return self.tokens[self.position][0] == kind
+
+    def take(self, *kinds: str) -> str:
+        kind, value = self.tokens[self.position]
         if kind not in kinds:
             raise ValueError(f"expected {' or '.join(kinds)}, found {value!r}")
-        position += 1
+        self.position += 1
         return value
 
-    take("{")
-    fields: dict[str, object] = {}
-    while tokens[position][0] != "}":
-        key = take("str")
-        if key not in _KEYS or key in fields:
-            raise ValueError(f"unexpected key {key!r}")
-        take(":")
+    def ends(self, closing: str) -> bool:
+        """After an item: its comma taken, or `closing` found (and left): True at the end."""
+        if self.take(",", closing) == ",":
+            return False
+        self.position -= 1
+        return True
+
+    def fields(self) -> dict[str, object]:
+        """The dictionary, to the end of the text: each key one of _KEYS, at most once."""
+        self.take("{")
+        fields: dict[str, object] = {}
+        while not self.at("}"):
+            key = self.take("str")
+            if key not in _KEYS or key in fields:
+                raise ValueError(f"unexpected key {key!r}")
+            self.take(":")
+            fields[key] = self.value(key)
+            self.ends("}")
+        self.take("}")
+        self.take("end")
+        return fields
+
+    def value(self, key: str) -> object:
+        """The value of one of the keys, each of its own type."""
         if key == "descr":
-            fields[key] = take("str")
-        elif key == "fortran_order":
-            fields[key] = take("bool") == "True"
-        else:
-            take("(")
-            dims: list[int] = []
-            while tokens[position][0] != ")":
-                dims.append(int(take("int")))
-                if take(",", ")") == ")":
-                    position -= 1
-                    if len(dims) == 1:
-                        raise ValueError("a shape of one dimension is written (n,)")
-            take(")")
-            fields[key] = tuple(dims)
-        if take(",", "}") == "}":
-            position -= 1
-    take("}")
-    take("end")
+            return self.take("str")
+        if key == "fortran_order":
+            return self.take("bool") == "True"
+        return self.shape()
+
+    def shape(self) -> tuple[int, ...]:
+        """A tuple of dimensions, as Python writes it: (), (n,), (n, m)."""
+        self.take("(")
+        dims: list[int] = []
+        while not self.at(")"):
+            dims.append(int(self.take("int")))
+            if self.ends(")") and len(dims) == 1:
+                raise ValueError("a shape of one dimension is written (n,)")
+        self.take(")")
+        return tuple(dims)
+
+
+def _parse(text: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The three fields of a header dictionary (see the module docstring)."""
+    fields = _Header(text).fields()
     missing = [key for key in _KEYS if key not in fields]
     if missing:
         raise ValueError(f"no {missing[0]!r}")

@@ -28,7 +28,7 @@ import re
 import struct
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +55,18 @@ MAX_DIMS = 4
 MAX_BLOCK = 64 << 20
 #: Keys of a reference in an event line.
 REF_KEYS = frozenset({"file", "offset", "bytes"})
+#: The largest integer a run log may hold (step, epoch, counts, a block's offset): an int64.
+MAX_INT = 2**63 - 1
 
 
 class ArrayFileError(ValueError):
     """A block of the side file that cannot be read: missing, truncated or damaged."""
+
+
+def is_count(value: Any, top: int = MAX_INT) -> bool:
+    """A non-negative integer up to `top`, not a boolean: the one test of the offsets, sizes
+    and shapes in a line here and of an event's counts (nnlib.events.checks)."""
+    return type(value) is int and 0 <= value <= top
 
 
 def is_ref(value: Any) -> bool:
@@ -67,7 +75,7 @@ def is_ref(value: Any) -> bool:
         isinstance(value, dict)
         and value.keys() == REF_KEYS
         and value["file"] == ARRAYS_FILE
-        and all(type(value[k]) is int and 0 <= value[k] <= 2**63 - 1 for k in ("offset", "bytes"))
+        and all(is_count(value[k]) for k in ("offset", "bytes"))
     )
 
 
@@ -160,6 +168,22 @@ class ArrayReader:
 
 def decode_block(block: bytes, where: str) -> np.ndarray:
     """The array of one whole block (exactly its bytes), every field checked."""
+    dtype, shape, compressed, crc, data = _block_parts(block, where)
+    expected = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    raw = _inflated(data, expected, where) if compressed else data
+    if len(raw) != expected:
+        raise ArrayFileError(
+            f"{where}: {len(raw):,} bytes of data for a {dtype} array of shape "
+            f"{tuple(shape)} ({expected:,} bytes)"
+        )
+    if zlib.crc32(raw) != crc:
+        raise ArrayFileError(f"{where}: damaged data (checksum mismatch)")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _block_parts(block: bytes, where: str) -> tuple[np.dtype, tuple[int, ...], bool, int, bytes]:
+    """A block's header and shape, checked against the block's length: (dtype, shape,
+    compressed, crc32 of the raw bytes, the stored data)."""
     if len(block) < HEADER.size:
         raise ArrayFileError(f"{where}: truncated block ({len(block)} bytes)")
     magic, code, flags, ndim, reserved, stored, crc = HEADER.unpack_from(block)
@@ -172,27 +196,20 @@ def decode_block(block: bytes, where: str) -> np.ndarray:
             f"{stored:,}"
         )
     shape = struct.unpack_from(f"<{ndim}I", block, HEADER.size)
-    dtype = DTYPES[code]
-    expected = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-    data = block[start:]
-    if flags & ZLIB:
-        try:
-            inflater = zlib.decompressobj()
-            raw = inflater.decompress(data, expected + 1)
-        except zlib.error:
-            raise ArrayFileError(f"{where}: damaged data (not a zlib stream)") from None
-        if not inflater.eof or inflater.unconsumed_tail:
-            raise ArrayFileError(f"{where}: damaged data (its zlib stream does not end there)")
-    else:
-        raw = data
-    if len(raw) != expected:
-        raise ArrayFileError(
-            f"{where}: {len(raw):,} bytes of data for a {dtype} array of shape "
-            f"{tuple(shape)} ({expected:,} bytes)"
-        )
-    if zlib.crc32(raw) != crc:
-        raise ArrayFileError(f"{where}: damaged data (checksum mismatch)")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    return DTYPES[code], shape, bool(flags & ZLIB), crc, block[start:]
+
+
+def _inflated(data: bytes, expected: int, where: str) -> bytes:
+    """A compressed block's raw bytes, inflated to at most one byte more than `expected`
+    (a damaged or hostile length inflates no further), its zlib stream ending exactly there."""
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(data, expected + 1)
+    except zlib.error:
+        raise ArrayFileError(f"{where}: damaged data (not a zlib stream)") from None
+    if not inflater.eof or inflater.unconsumed_tail:
+        raise ArrayFileError(f"{where}: damaged data (its zlib stream does not end there)")
+    return raw
 
 
 # -- big event fields as blocks (schema 2) ---------------------------------------------------------
@@ -202,9 +219,7 @@ def is_packed(value: Any, name: str) -> bool:
         return False
     blocks = value.get("blocks")
     return isinstance(blocks, list) and all(
-        isinstance(block, list)
-        and len(block) == 2
-        and all(type(n) is int and 0 <= n <= 2**63 - 1 for n in block)
+        isinstance(block, list) and len(block) == 2 and all(map(is_count, block))
         for block in blocks
     )
 
@@ -254,6 +269,26 @@ def _misfit(what: str) -> ArrayFileError:
     return ArrayFileError(f"{what} do not fit their blocks (damaged, or not this run's)")
 
 
+def _meta_values(meta: Mapping[str, Any], what: str, **types: type) -> list[Any]:
+    """The values of a packed line's own keys, which must be exactly `types`'s, each of its
+    exact type (JSON's: a boolean is no int); else the misfit error for `what`."""
+    if set(meta) != set(types) or any(type(meta[key]) is not t for key, t in types.items()):
+        raise _misfit(what)
+    return [meta[key] for key in types]
+
+
+def _blocks(arrays: list[np.ndarray], what: str, *forms: tuple[int, str]) -> list[np.ndarray]:
+    """`arrays`, when there is one per form and each has its form's (dims, dtype): the dtype
+    as its kind letter ("u", "f") or that and its size ("u1": uint8); else the misfit error
+    for `what`."""
+    if len(arrays) != len(forms) or any(
+        array.ndim != ndim or not array.dtype.str[1:].startswith(dtype)
+        for array, (ndim, dtype) in zip(arrays, forms, strict=True)
+    ):
+        raise _misfit(what)
+    return arrays
+
+
 def _uint_array(values: list[int]) -> np.ndarray | None:
     """Non-negative integers in the smallest unsigned dtype that holds them (None: none does)."""
     top = max(values, default=0)
@@ -264,8 +299,9 @@ def _uint_array(values: list[int]) -> np.ndarray | None:
 
 
 def _float_array(values: Sequence[float | None]) -> np.ndarray:
-    """Floats (None as NaN) as float32 where that keeps every one of them, else float64."""
-    wide = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    """Floats (None as NaN), each rounded to float32 where it fits (a display needs no
+    more), as float32 where that keeps every one of them, else float64."""
+    wide = np.array([np.nan if v is None else float32(v) for v in values], dtype=np.float64)
     with np.errstate(over="ignore"):
         narrow = wide.astype(np.float32)
     return narrow if np.array_equal(narrow, wide, equal_nan=True) else wide
@@ -296,9 +332,9 @@ class UintsPacker(Packer):
         return None if array is None else ({}, [array])
 
     def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
-        if meta or len(arrays) != 1 or arrays[0].ndim != 1 or arrays[0].dtype.kind != "u":
-            raise _misfit("a list of integers")
-        return arrays[0].tolist()
+        _meta_values(meta, "a list of integers")
+        (array,) = _blocks(arrays, "a list of integers", (1, "u"))
+        return array.tolist()
 
 
 #: A layer's entry in a packed histograms event: what it holds, in this order, one letter
@@ -308,6 +344,7 @@ _LAYOUT = re.compile(r"[wW]?[gG]?n?u?d?")
 _HISTOGRAMS = (("weights", "w"), ("grads", "g"))
 _SCALARS = (("grad_norm", "n"), ("update_ratio", "u"), ("dead_fraction", "d"))
 _HISTOGRAM_KEYS = frozenset({"lo", "hi", "counts", "percentiles", "nonfinite"})
+_LAYER_KEYS = frozenset(key for key, _ in (*_HISTOGRAMS, *_SCALARS))
 
 
 class HistogramsPacker(Packer):
@@ -321,61 +358,35 @@ class HistogramsPacker(Packer):
     empty: dict[str, Any] = {}
 
     def pack(self, value: Any) -> tuple[dict[str, Any], list[np.ndarray]] | None:
-        layout, rows, floats = {}, [], []
-        for name, entry in value.items():
-            code = _layer_code(entry)
-            if code is None:
-                return None  # a shape this packer does not know: the line keeps it
-            layout[name] = code
-            for key, _ in _HISTOGRAMS:
-                if key in entry:
-                    histogram = entry[key]
-                    rows.append([*histogram["counts"], histogram.get("nonfinite", 0)])
-                    floats += [histogram["lo"], histogram["hi"], *histogram["percentiles"]]
-            floats += [entry[key] for key, _ in _SCALARS if key in entry]
-        widths = {len(row) for row in rows}
-        percentiles = {len(entry[key]["percentiles"]) for entry in value.values()
-                       for key, _ in _HISTOGRAMS if key in entry}  # fmt: skip
-        if len(widths) > 1 or len(percentiles) > 1:
+        layout = {name: _layer_code(entry) for name, entry in value.items()}
+        if None in layout.values():
+            return None  # a shape this packer does not know: the line keeps it
+        histograms = [
+            entry[key] for entry in value.values() for key, _ in _HISTOGRAMS if key in entry
+        ]
+        percentiles = {len(histogram["percentiles"]) for histogram in histograms}
+        counts = _count_rows(histograms)
+        if counts is None or len(percentiles) > 1:
             return None
-        counts = _uint_array([n for row in rows for n in row])
-        if counts is None:
-            return None
-        counts = counts.reshape(len(rows), widths.pop() if widths else 1)
         meta = {"layout": layout, "percentiles": percentiles.pop() if percentiles else 0}
-        return meta, [counts, _float_array([None if v is None else float32(v) for v in floats])]
+        return meta, [counts, _float_array(_layer_floats(value.values()))]
 
     def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
-        layout, width = meta.get("layout"), meta.get("percentiles")
-        if (
-            set(meta) != {"layout", "percentiles"}
-            or not isinstance(layout, dict)
-            or not all(isinstance(c, str) and _LAYOUT.fullmatch(c) for c in layout.values())
-            or type(width) is not int
-            or len(arrays) != 2
-        ):
+        layout, width = _meta_values(meta, "histograms", layout=dict, percentiles=int)
+        if not all(isinstance(c, str) and _LAYOUT.fullmatch(c) for c in layout.values()):
             raise _misfit("histograms")
-        counts, floats = arrays
+        counts, floats = _blocks(arrays, "histograms", (2, "u"), (1, "f"))
         codes = "".join(layout.values())
         histograms = sum(map(codes.lower().count, "wg"))
         expected = histograms * (2 + width) + sum(map(codes.count, "nud"))
-        if (
-            counts.ndim != 2
-            or counts.shape[1] < 1
-            or counts.dtype.kind != "u"
-            or len(counts) != histograms
-            or floats.ndim != 1
-            or floats.dtype.kind != "f"
-            or len(floats) != expected
-        ):
+        if counts.shape[1] < 1 or len(counts) != histograms or len(floats) != expected:
             raise _misfit("histograms")
         return _unpacked_layers(layout, counts.tolist(), _floats(floats), width)
 
 
 def _layer_code(entry: Any) -> str | None:
     """A layer entry's letters (see _LAYOUT), or None when it holds anything else."""
-    known = {key for key, _ in (*_HISTOGRAMS, *_SCALARS)}
-    if not isinstance(entry, dict) or not set(entry) <= known:
+    if not isinstance(entry, dict) or not set(entry) <= _LAYER_KEYS:
         return None
     code = ""
     for key, letter in _HISTOGRAMS:
@@ -385,6 +396,28 @@ def _layer_code(entry: Any) -> str | None:
                 return None
             code += letter.upper() if "nonfinite" in histogram else letter
     return code + "".join(letter for key, letter in _SCALARS if key in entry)
+
+
+def _count_rows(histograms: list[dict[str, Any]]) -> np.ndarray | None:
+    """Each histogram's counts and non-finite count as a row of one unsigned array; None
+    when the histograms differ in bins or a count is beyond uint32 (the line keeps them)."""
+    bins = {len(histogram["counts"]) for histogram in histograms}
+    counts = _uint_array([n for h in histograms for n in (*h["counts"], h.get("nonfinite", 0))])
+    if counts is None or len(bins) > 1:
+        return None
+    return counts.reshape(len(histograms), bins.pop() + 1 if bins else 1)
+
+
+def _layer_floats(layers: Iterable[Mapping[str, Any]]) -> list[float | None]:
+    """The layers' floats in the order their block holds them: per layer, each histogram's
+    bounds and percentiles, then its scalars (what `_unpacked_layers` reads back)."""
+    floats: list[float | None] = []
+    for entry in layers:
+        for key, _ in _HISTOGRAMS:
+            if key in entry:
+                floats += [entry[key]["lo"], entry[key]["hi"], *entry[key]["percentiles"]]
+        floats += [entry[key] for key, _ in _SCALARS if key in entry]
+    return floats
 
 
 def _unpacked_layers(
@@ -431,20 +464,14 @@ class MapsPacker(Packer):
                     return None
                 shapes.append([record["name"], *record["shape"]])
                 pixels += record["data"]
-                scales += [float32(v) for v in (*record["lo"], *record["hi"])]
+                scales += [*record["lo"], *record["hi"]]
             layout.append([image["index"], shapes])
         arrays = [np.asarray(pixels, dtype=np.uint8), _float_array(scales)]
         return {"images": layout}, arrays
 
     def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
-        layout = meta.get("images")
-        if set(meta) != {"images"} or not isinstance(layout, list) or len(arrays) != 2:
-            raise _misfit("feature maps")
-        pixels, scales = arrays
-        if pixels.dtype != np.uint8 or pixels.ndim != 1 or scales.ndim != 1:
-            raise _misfit("feature maps")
-        if scales.dtype.kind != "f":
-            raise _misfit("feature maps")
+        (layout,) = _meta_values(meta, "feature maps", images=list)
+        pixels, scales = _blocks(arrays, "feature maps", (1, "u1"), (1, "f"))
         flat, values = pixels.tolist(), _floats(scales)
         images, at, scale_at = [], 0, 0
         for entry in layout:
@@ -474,7 +501,7 @@ def _image_entry(entry: Any) -> tuple[int, list[list[Any]]]:
             isinstance(shape, list)
             and len(shape) == 4
             and isinstance(shape[0], str)
-            and all(type(n) is int and 0 <= n <= 1 << 32 for n in shape[1:])
+            and all(is_count(n, 1 << 32) for n in shape[1:])
             for shape in entry[1]
         )
     )

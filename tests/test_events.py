@@ -298,3 +298,47 @@ def test_plain_progress_lines_fit_80_columns():
     )
     # Short enough lines keep the wide spacing.
     assert nl.callbacks.progress.plain_line("epoch 1/3", {"loss": 0.5}) == "epoch 1/3  loss 0.5000"
+
+
+_CELLS = st.one_of(st.integers(-2, 3), st.booleans(), st.just("1"), st.none())
+_ROWS = st.one_of(
+    st.lists(st.lists(_CELLS, max_size=3), max_size=3),
+    st.lists(st.lists(st.integers(0, 3), min_size=2, max_size=2), max_size=3),
+    st.integers(),
+    st.none(),
+    st.text(max_size=2),
+)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(_ROWS)
+def test_a_matrix_is_a_square_grid_of_counts(value):
+    """The table checks take exactly a non-empty list of equal, non-empty rows of
+    non-negative integers (no booleans); a matrix has as many rows as columns."""
+    rows = value if isinstance(value, list) else None
+    grid = bool(rows) and all(
+        isinstance(row, list)
+        and len(row) == len(rows[0]) > 0
+        and all(type(n) is int and n >= 0 for n in row)
+        for row in rows
+    )
+    assert (checks.grid(value) is None) == grid
+    assert (checks.matrix(value) is None) == (grid and len(rows) == len(rows[0]))
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.text("0aZ_.!", max_size=66), max_size=3),
+        st.lists(st.just("a"), min_size=63, max_size=66),
+        st.lists(st.one_of(st.just("ab"), st.integers()), max_size=2),
+    )
+)
+def test_a_raster_is_equal_rows_of_its_alphabet(value):
+    ok = (
+        0 < len(value) <= checks.RASTER_MAX
+        and all(isinstance(row, str) for row in value)
+        and all(0 < len(row) == len(value[0]) <= checks.RASTER_MAX for row in value)
+        and all(set(row) <= set(checks.RASTER_ALPHABET + ".") for row in value)
+    )
+    assert (checks.raster(value) is None) == ok

@@ -11,10 +11,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..arrays import ARRAYS_FILE, is_ref
-
-#: The largest integer a run log may hold (step, epoch, counts): an int64.
-MAX_INT = 2**63 - 1
+from ..arrays import ARRAYS_FILE, MAX_INT, is_count, is_ref
 
 
 class EventError(ValueError):
@@ -27,8 +24,7 @@ Check = Callable[[Any], "str | None"]
 
 
 def integer(value: Any) -> str | None:
-    ok = type(value) is int and 0 <= value <= MAX_INT
-    return None if ok else "a non-negative integer"
+    return None if is_count(value) else "a non-negative integer"
 
 
 def number(value: Any) -> str | None:
@@ -109,31 +105,39 @@ def layers(value: Any) -> str | None:
     return None
 
 
+def _row_width(value: Any, row: Check) -> int | None:
+    """The one length of the rows of a table (a matrix, a grid, a raster): `value` a
+    non-empty list of rows `row` takes, all of one length; None when it is not."""
+    if not isinstance(value, list) or not all(row(item) is None for item in value):
+        return None
+    widths = {len(item) for item in value}
+    return widths.pop() if len(widths) == 1 else None
+
+
+_COUNTS = list_of(integer, "counts")
+
+
 def matrix(value: Any) -> str | None:
     """A square matrix of counts (rows true, columns predicted)."""
-    expected = "a square list of lists of non-negative integers"
-    if not isinstance(value, list) or not value:
-        return expected
-    rows = list_of(integer, "counts")
-    ok = all(isinstance(row, list) and len(row) == len(value) and not rows(row) for row in value)
-    return None if ok else expected
+    width = _row_width(value, _COUNTS)
+    square = width is not None and width == len(value)
+    return None if square else "a square list of lists of non-negative integers"
 
 
 def grid(value: Any) -> str | None:
     """A non-empty rectangular list of lists of counts."""
-    expected = "a non-empty rectangular list of lists of non-negative integers"
-    if not isinstance(value, list) or not value or not isinstance(value[0], list):
-        return expected
-    rows = list_of(integer, "counts")
-    ok = all(isinstance(row, list) and len(row) == len(value[0]) and not rows(row) for row in value)
-    return None if ok and value[0] else expected
+    ok = _row_width(value, _COUNTS)  # neither None nor 0
+    return None if ok else "a non-empty rectangular list of lists of non-negative integers"
 
 
 COMMON: Spec = {"v": (integer, True), "time": (number, True), "step": (integer, True)}
 
 
 def problems_in(record: Mapping[str, Any], spec: Spec) -> list[str]:
-    """What is wrong with `record` under `spec`: missing fields first, then bad values."""
+    """What is wrong with `record` under `spec`: missing fields first, then bad values (a
+    record that is no object, only that)."""
+    if not isinstance(record, Mapping):
+        return ["not an object"]
     missing = [name for name, (_, optional) in spec.items() if not optional and name not in record]
     if missing:
         return [f"lacks {', '.join(missing)}"]
@@ -176,15 +180,9 @@ def raster(value: Any) -> str | None:
     """Rows of equal length (1..64 each way), one character per cell from RASTER_ALPHABET
     or "." (a 64x64 grid is 4 kB of JSON rather than 8-16 kB as a list of lists)."""
     expected = f"1 to {RASTER_MAX} equal strings of 1 to {RASTER_MAX} characters 0-9a-zA-Z-_ or ."
-    if not isinstance(value, list) or not 0 < len(value) <= RASTER_MAX:
-        return expected
-    if not all(isinstance(row, str) for row in value):
-        return expected
-    width = len(value[0])
-    ok = 0 < width <= RASTER_MAX and all(
-        len(row) == width and _RASTER_CHARS.issuperset(row) for row in value
-    )
-    return None if ok else expected
+    width = _row_width(value, string) or 0
+    ok = 0 < width <= RASTER_MAX and len(value) <= RASTER_MAX
+    return None if ok and all(map(_RASTER_CHARS.issuperset, value)) else expected
 
 
 def pair(value: Any) -> str | None:
@@ -218,17 +216,11 @@ def neurons(value: Any) -> str | None:
         return expected
     cells = weights = 0
     for entry in value:
-        if not isinstance(entry, dict) or string(entry.get("layer")) is not None:
-            return expected
-        units = entry.get("units")
-        if not isinstance(units, list) or not 0 < len(units) <= NEURONS_MAX:
-            return expected
-        for unit in units:
-            problems = problems_in(unit, _UNIT) if isinstance(unit, dict) else ["not an object"]
-            if problems:
-                return f"{expected} (layer {entry['layer']!r}: {problems[0]})"
-            cells += len(unit["map"]) * len(unit["map"][0])
-            weights += len(unit.get("weights") or ())
+        problem = _neuron_layer(entry, expected)
+        if problem is not None:
+            return problem
+        cells += sum(len(unit["map"]) * len(unit["map"][0]) for unit in entry["units"])
+        weights += sum(len(unit.get("weights") or ()) for unit in entry["units"])
     if cells > NEURON_CELLS_MAX or weights > NEURON_WEIGHTS_MAX:
         return (
             f"{expected}, {NEURON_CELLS_MAX} map cells and {NEURON_WEIGHTS_MAX} weights in all "
@@ -237,13 +229,28 @@ def neurons(value: Any) -> str | None:
     return None
 
 
+def _neuron_layer(entry: Any, expected: str) -> str | None:
+    """What is wrong with one {layer, units} entry of `neurons` (`expected`, and the first
+    bad unit's problem), before its units are counted."""
+    if not isinstance(entry, dict) or string(entry.get("layer")) is not None:
+        return expected
+    units = entry.get("units")
+    if not isinstance(units, list) or not 0 < len(units) <= NEURONS_MAX:
+        return expected
+    for unit in units:
+        problems = problems_in(unit, _UNIT)
+        if problems:
+            return f"{expected} (layer {entry['layer']!r}: {problems[0]})"
+    return None
+
+
 # -- views of image models and the test split (appended: Samples, Features, test results) --------
 def byte(value: Any) -> str | None:
-    return None if type(value) is int and 0 <= value <= 255 else "an integer in 0..255"
+    return None if is_count(value, 255) else "an integer in 0..255"
 
 
 def percent(value: Any) -> str | None:
-    return None if type(value) is int and 0 <= value <= 100 else "an integer in 0..100"
+    return None if is_count(value, 100) else "an integer in 0..100"
 
 
 def bytes_or_ref(value: Any) -> str | None:
@@ -290,8 +297,7 @@ def image_maps(value: Any) -> str | None:
     if not isinstance(value, list):
         return expected
     for position, item in enumerate(value):
-        problems = ["not an object"] if not isinstance(item, dict) else []
-        problems = problems or problems_in(item, _IMAGE_MAPS)
+        problems = problems_in(item, _IMAGE_MAPS)
         if not problems:
             bad = [(k, m) for k, layer in enumerate(item["layers"]) if (m := maps(layer))]
             problems = [f"layers[{k}] must be {m}" for k, m in bad[:1]]
@@ -345,7 +351,7 @@ def trace_array(value: Any) -> str | None:
     """One array of a trace: label, shape, min/max/mean (null when not finite), and either
     every value (at most TRACE_VALUES_MAX) or a heat strip of raster characters."""
     expected = "a trace array object (label, shape, min, max, mean, values or strip)"
-    if not isinstance(value, dict) or problems_in(value, _TRACE_ARRAY):
+    if problems_in(value, _TRACE_ARRAY):
         return expected
     values, strip = value.get("values"), value.get("strip")
     if (values is None) == (strip is None):
@@ -375,8 +381,6 @@ _TRACE_LAYER: Spec = {
 
 
 def trace_layers(value: Any) -> str | None:
-    if not isinstance(value, list) or not all(
-        isinstance(layer, dict) and not problems_in(layer, _TRACE_LAYER) for layer in value
-    ):
+    if not isinstance(value, list) or any(problems_in(layer, _TRACE_LAYER) for layer in value):
         return "a list of trace layers (name, kind, arrays, [update])"
     return None

@@ -23,53 +23,72 @@ from . import checks
 from .checks import MAX_INT, EventError
 from .records import SCHEMA_VERSION, Batch, Event, Precision, UnknownEvent
 
+#: The types a JSON line holds as they are.
+_AS_IS = frozenset({int, str, bool, type(None)})
+
 
 def plain(value: Any) -> Any:
     """JSON-safe copy: numpy scalars/arrays to Python, non-finite floats to None."""
     kind = type(value)  # the plain types first, by exact type: most values are these
-    if kind is float:
-        return value if math.isfinite(value) else None
-    if kind is int or kind is str or kind is bool or value is None:
+    if kind in _AS_IS:
         return value
+    if kind is float:
+        return _finite(value)
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     if isinstance(value, np.ndarray):
         return plain(value.tolist())
+    return _plain_scalar(value)
+
+
+def _plain_scalar(value: Any) -> Any:
+    """A value that is not plain JSON nor a container (`plain`'s last step): a numpy scalar as
+    its Python value, a non-finite float as None, a path as its text, else `value`."""
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    if isinstance(value, float):
+        return _finite(value)
+    return str(value) if isinstance(value, Path) else value
+
+
+def _finite(value: float) -> float | None:
+    """A float as a line holds it: JSON has no NaN or infinity, a non-finite one is null."""
+    return value if math.isfinite(value) else None
 
 
 # -- building, encoding, decoding ----------------------------------------------------------------
 def _build(event_type: str, record: dict[str, Any], where: str) -> Event:
     """The record of `event_type` from a plain dict (a decoded line or emitted values), checked
     field by field; raises EventError naming `where`."""
+    cls = Event.registry.get(event_type, UnknownEvent)
+    _check(cls, event_type, record, where)
+    record.pop("v", None)
+    moment, step = float(record.pop("time", 0.0)), int(record.pop("step", 0))
+    declared = {name: record.pop(name) for name in cls.spec() if name in record}
+    if cls is UnknownEvent:
+        declared["kind"] = event_type
+    return cls(time=moment, step=step, **declared, extra=record)
+
+
+def _check(cls: type[Event], event_type: str, record: dict[str, Any], where: str) -> None:
+    """Check a plain dict's common fields and `cls`'s before the record is made of it (what is
+    wrong, all of it, in one EventError naming `where`); a field that may be left out and is
+    null goes (EarlyStopping's best_epoch)."""
     problems = checks.problems_in(record, checks.COMMON)
     if not problems and record.get("v", 0) > SCHEMA_VERSION:
         raise EventError(
             f"{where}: schema version {record['v']} is newer than this nnlib "
             f"reads ({SCHEMA_VERSION})"
         )
-    cls = Event.registry.get(event_type, UnknownEvent)
     spec = cls.spec()
     for name, (_, optional) in spec.items():
         if optional and name in record and record[name] is None:
-            del record[name]  # null where a field may be left out (EarlyStopping's best_epoch)
+            del record[name]
     problems += checks.problems_in(record, spec)
     if problems:
         raise EventError(f"{where}: {event_type} event {'; '.join(problems)}")
-    record.pop("v", None)
-    moment, step = float(record.pop("time", 0.0)), int(record.pop("step", 0))
-    declared = {name: record.pop(name) for name in spec if name in record}
-    if cls is UnknownEvent:
-        declared["kind"] = event_type
-    return cls(time=moment, step=step, **declared, extra=record)
 
 
 def make(event_type: str, step: int, data: Mapping[str, Any], when: float | None = None) -> Event:
@@ -83,13 +102,9 @@ def make(event_type: str, step: int, data: Mapping[str, Any], when: float | None
     record["step"] = int(step)
     record["time"] = round(_time.time(), 3) if when is None else when
     event = _build(event_type, record, f"emitted {event_type!r}")
-    kept = {}
-    for name, codec in _codec_of(type(event)).items():
-        value = getattr(event, name)
-        if codec.packer is not None and value is not None:
-            kept[name] = codec.packer.canonical(value)
-        elif codec.precision is not None and type(value) is float:
-            kept[name] = codec.precision.canonical(value)
+    kept = {
+        name: codec.kept(getattr(event, name)) for name, codec in _codec_of(type(event)).items()
+    }
     return dataclasses.replace(event, **kept) if kept else event
 
 
@@ -107,6 +122,25 @@ class _Field:
     precision: Precision | None
     packer: Packer | None
 
+    def kept(self, value: Any) -> Any:
+        """The value as a record keeps it, however it came (emitted, or read from a line): a
+        packed field in the form its blocks read back as, a float at its precision."""
+        if self.packer is not None and value is not None:
+            return self.packer.canonical(value)
+        if self.precision is not None and type(value) is float:
+            return self.precision.canonical(value)
+        return value
+
+    def written(self, value: Any) -> Any:
+        """The value as a compact batch line writes it: a float in its precision's shortest
+        text."""
+        if self.precision is not None and type(value) is float:
+            return self.precision.written(value)
+        return value
+
+
+#: A field the codec does nothing with beyond checking it.
+_PLAIN = _Field(None, None, None)
 
 _CODECS: dict[type[Event], dict[str, _Field]] = {}
 
@@ -235,12 +269,8 @@ def _compact(
         before = {**previous.values, "batch": previous.next_batch(step)}
     codec, short = _codec_of(Batch), _short_keys()
     for key, value in values.items():
-        if key in before and _same(before[key], value):
-            continue
-        field = codec.get(key)
-        if field is not None and field.precision is not None and type(value) is float:
-            value = field.precision.written(value)
-        out[short.get(key, key)] = value
+        if key not in before or not _same(before[key], value):
+            out[short.get(key, key)] = codec.get(key, _PLAIN).written(value)
     gone = [key for key in before if key not in values]
     if gone:
         out[_GONE] = gone
@@ -248,14 +278,13 @@ def _compact(
 
 
 @functools.cache
-def _flat_fields() -> tuple[tuple[str, bool, bool, Precision | None], ...]:
-    """(name, is an integer, optional, precision) per declared field of a batch, all of which
-    are integers or numbers."""
+def _flat_fields() -> tuple[tuple[str, bool, bool, _Field], ...]:
+    """(name, is an integer, optional, what the codec does with it) per declared field of a
+    batch, all of which are integers or numbers."""
     flat = []
     for name, (check, optional) in Batch.spec().items():
         assert check is checks.integer or check is checks.number_or_null, name
-        field = _codec_of(Batch).get(name)
-        flat.append((name, check is checks.integer, optional, field.precision if field else None))
+        flat.append((name, check is checks.integer, optional, _codec_of(Batch).get(name, _PLAIN)))
     return tuple(flat)
 
 
@@ -265,26 +294,32 @@ def batch_values(step: int, data: Mapping[str, Any], when: float) -> dict[str, A
     the caller takes the generic one. It skips `plain`, the record and the generic checks:
     a batch line cost 22 us that way and 8 us this way (tests/test_perfmon.py checks both
     give the same values)."""
-    if type(step) is not int or not 0 <= step <= MAX_INT or _bad_moment(when):
+    if checks.integer(step) is not None or _bad_moment(when):
         return None
     values = _plain_scalars(data)
     if values is None:
         return None
     declared: dict[str, Any] = {}
-    for name, integer, optional, precision in _flat_fields():
+    for name, integer, optional, codec in _flat_fields():
         value = values.pop(name, None)
-        if value is None:
-            if not optional and (integer or name not in data):
-                return None  # missing, or null where an integer must be
-            if not optional:
-                declared[name] = None
+        if value is None and optional:
             continue
-        if type(value) is not int and (integer or type(value) is not float):
-            return None  # a boolean or a string where a number must be
-        if integer and value < 0:
+        if not _fits(value, integer, name in data):
             return None
-        declared[name] = precision.canonical(value) if precision and type(value) is float else value
+        declared[name] = codec.kept(value)
     return {**declared, **values}
+
+
+def _fits(value: Any, integer: bool, given: bool) -> bool:
+    """Whether a declared batch field's plain value (None: missing, null or not finite) is
+    what its check takes, as `batch_values` meets it (an optional one left out before): a
+    non-negative int where an integer must be; an int, a float, or null where it was
+    given, where a number must be; never a boolean or a string."""
+    if value is None:
+        return given and not integer
+    if integer:
+        return type(value) is int and value >= 0
+    return type(value) is int or type(value) is float
 
 
 def fast_make(
@@ -338,10 +373,8 @@ def _plain_scalars(data: Mapping[str, Any]) -> dict[str, Any] | None:
             if not -MAX_INT <= value <= MAX_INT:
                 return None
         elif kind in _FAST_FLOATS:
-            value = float(value)
-            if not math.isfinite(value):
-                value = None
-        elif value is not None and kind is not bool and kind is not str:
+            value = _finite(float(value))
+        elif kind not in _AS_IS:
             return None
         values[key] = value
     for key in ("v", "type", "time", "step"):
@@ -373,34 +406,44 @@ class Decoder:
         return event
 
     def _compact(self, record: dict[str, Any], where: str) -> Event:
-        previous = self._previous
-        following = None if previous is None else previous.step + 1
-        step = record.pop(_STEP, following)
-        delta, gone = record.pop(_DELTA, None), record.pop(_GONE, [])
-        if "time" in record or previous is None:
-            if "time" not in record:
-                raise EventError(
-                    f"{where}: a batch line that goes on from the one before it, which was "
-                    "not read (read the log from its start)"
-                )
-            values: dict[str, Any] = {}
-        elif type(delta) is not int or type(step) is not int:
-            raise EventError(f"{where}: a compact batch line needs an integer b and t")
-        else:
-            values = {**previous.values, "batch": previous.next_batch(step)}
-            values["time"] = (previous.ms + delta) / 1000
-        if not isinstance(gone, list) or not all(isinstance(key, str) for key in gone):
-            raise EventError(f"{where}: x must be a list of keys, got {checks.shown(gone)}")
+        step, values = self._going_on(record, where)
+        gone = record.pop(_GONE, [])
+        expected = _KEY_LIST(gone)
+        if expected is not None:
+            raise EventError(f"{where}: x must be {expected}, got {checks.shown(gone)}")
         for key in gone:
             values.pop(key, None)
         long = _long_keys()
         values.update((long.get(key, key), value) for key, value in record.items())
         for name, codec in _codec_of(Batch).items():
-            value = values.get(name)
-            if codec.precision is not None and type(value) is float:
-                values[name] = codec.precision.canonical(value)
+            if name in values:
+                values[name] = codec.kept(values[name])
         values.pop("v", None)
         return _build("batch", {**values, "step": step}, where)
+
+    def _going_on(self, record: dict[str, Any], where: str) -> tuple[Any, dict[str, Any]]:
+        """A compact line's step, and the values it goes on from: none for a complete line
+        (it has its `time`), else the batch line before's, the batch index and the time
+        moved on (its `b` and `t` taken from `record`)."""
+        previous = self._previous
+        step = record.pop(_STEP, None if previous is None else previous.step + 1)
+        delta = record.pop(_DELTA, None)
+        if "time" in record:
+            return step, {}
+        if previous is None:
+            raise EventError(
+                f"{where}: a batch line that goes on from the one before it, which was "
+                "not read (read the log from its start)"
+            )
+        if type(delta) is not int or type(step) is not int:
+            raise EventError(f"{where}: a compact batch line needs an integer b and t")
+        values = {**previous.values, "batch": previous.next_batch(step)}
+        values["time"] = (previous.ms + delta) / 1000
+        return step, values
+
+
+#: The check of a compact line's `x`.
+_KEY_LIST = checks.list_of(checks.string, "keys")
 
 
 def _parsed(line: str, where: str) -> dict[str, Any]:

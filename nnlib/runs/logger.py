@@ -196,23 +196,28 @@ class RunLogger(Callback):
             if self._failed is not None:
                 self._raise_failure()
         finally:
-            with self._mutex:
-                handle, self._handle, self._held = self._handle, None, []
-                self._final_size = file_status(handle)  # the writer thread's last summary covers it
-                self._wake.notify()  # the writer thread ends
-            if self._writer is not None:
-                self._writer.join()
-                self._writer = None
-            if handle is not None:
-                # What it still held cannot be written either (a full disk): let it go.
-                with contextlib.suppress(OSError):
-                    handle.close()
-            if self._arrays is not None:
-                self._arrays.close()
-                self._arrays = None
-            if self._lock is not None:
-                self._lock.release()
-                self._lock = None
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Close the run's files and let its lock go, once the writer thread wrote the last
+        summary and ended; every step whether or not the end could be written."""
+        with self._mutex:
+            handle, self._handle, self._held = self._handle, None, []
+            self._final_size = file_status(handle)  # the writer thread's last summary covers it
+            self._wake.notify()  # the writer thread ends
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if handle is not None:
+            # What it still held cannot be written either (a full disk): let it go.
+            with contextlib.suppress(OSError):
+                handle.close()
+        if self._arrays is not None:
+            self._arrays.close()
+            self._arrays = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _record_end(self, step: int, data: dict[str, Any]) -> bool:
         """The end event into the lock file's reserved bytes; True when written."""
@@ -258,15 +263,7 @@ class RunLogger(Callback):
         EventError raised once the rest is written."""
         if self._handle is None:
             return
-        held, self._held = self._held, []
-        lines, times, error = [], [], None
-        for step, data, moment in held:  # one after another: the encoder stays in the caches
-            when = round(moment, 3)
-            try:
-                lines.append(self._batch_lines.line(step, data, when))
-                times.append(when)
-            except EventError as bad:
-                error = error or bad
+        lines, times, error = self._held_lines()
         lines += [record.line() for record in records]
         try:
             self._handle.write("".join(lines))
@@ -276,18 +273,39 @@ class RunLogger(Callback):
             self._batch_lines.reset()  # nor can a reader of the next batch line
             raise
         self._written = time.monotonic()
-        if self._digest is not None:
-            for when in times:
-                self._digest.add_batch(when)
-            for record in records:
-                self._digest.add(record)
-                if record.type == "run_resume":  # what it supersedes is read from the log
-                    self._digest = None
-                    break
+        self._fold(times, records)
         if self._lock is not None:
             self._lock.beat()
         if error is not None:
             raise error
+
+    def _held_lines(self) -> tuple[list[str], list[float], EventError | None]:
+        """The held batch lines, encoded one after another (the encoder stays in the caches),
+        and their times; a batch whose logs make no record is left out and the first such
+        EventError returned (hold `_mutex`)."""
+        held, self._held = self._held, []
+        lines, times, error = [], [], None
+        for step, data, moment in held:
+            when = round(moment, 3)
+            try:
+                lines.append(self._batch_lines.line(step, data, when))
+                times.append(when)
+            except EventError as bad:
+                error = error or bad
+        return lines, times, error
+
+    def _fold(self, times: list[float], records: Iterable[Event]) -> None:
+        """Fold the batch lines (their times) and the records just written into the summary's
+        digest; from a run_resume on there is none (what it supersedes is read from the log)."""
+        if self._digest is None:
+            return
+        for when in times:
+            self._digest.add_batch(when)
+        for record in records:
+            self._digest.add(record)
+            if record.type == "run_resume":
+                self._digest = None
+                return
 
     def _raise_failure(self) -> None:
         """Raise what the writer thread could not write, on the training thread."""

@@ -40,23 +40,44 @@ def read(path: str | os.PathLike) -> list[Event]:
         text = events_path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
         raise ValueError(f"{events_path}: cannot read the run log ({error.strerror})") from None
+    events = _decoded_lines(text, events_path)
+    if (not events or events[-1].type != "end") and not writer_alive(events_path.parent):
+        _add_unlogged_end(events, events_path.parent)
+    return _resolved(events, events_path.parent)
+
+
+def _decoded_lines(text: str, events_path: Path) -> list[Event]:
+    """The records of a whole log's text, in order: a bad last line (no newline after it:
+    torn) is dropped, a bad line anywhere else raised."""
     lines = text.split("\n")
     events, decoder = [], Decoder()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        last = number == len(lines)  # no newline after it: possibly torn
         try:
             events.append(decoder.decode(line, f"{events_path}:{number}"))
         except EventError:
-            if last:
+            if number == len(lines):
                 break
             raise
-    if (not events or events[-1].type != "end") and not writer_alive(events_path.parent):
-        end = unlogged_end(events_path.parent)  # the log could not take it (a full disk)
-        if end is not None:
-            events.append(end)
-    with ArrayReader(events_path.parent) as reader:
+    return events
+
+
+def _add_unlogged_end(events: list[Event], run_dir: Path) -> bool:
+    """Append the end event a gone writer left in its lock file, its log having refused it
+    (a full disk); True when there was one."""
+    end = unlogged_end(run_dir)
+    if end is not None:
+        events.append(end)
+    return end is not None
+
+
+def _resolved(events: list[Event], run_dir: Path) -> list[Event]:
+    """The events with what they keep in the run's side file read back (`resolve_arrays`),
+    the side file opened only when one of them refers to it."""
+    if not any(map(has_arrays, events)):
+        return events
+    with ArrayReader(run_dir) as reader:
         return [resolve_arrays(event, reader) for event in events]
 
 
@@ -112,16 +133,11 @@ class EventTail:
         events, start = self._decoded(chunk)
         if events:
             self.ended = events[-1].type == "end"
-            if self.arrays and any(map(has_arrays, events)):
-                with ArrayReader(self.path.parent) as reader:
-                    events = [resolve_arrays(event, reader) for event in events]
+            events = _resolved(events, self.path.parent) if self.arrays else events
         # Read to the end, and nobody writes more: the run has ended, said so or not.
         gone = at_end and chunk.find(b"\n", start) < 0 and started and not alive
         if gone and not self.ended:
-            end = unlogged_end(self.path.parent)
-            if end is not None:
-                events.append(end)
-                self.ended = True
+            self.ended = _add_unlogged_end(events, self.path.parent)
         self.orphaned = gone and not self.ended
         return events
 
