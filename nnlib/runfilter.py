@@ -19,6 +19,7 @@ and what was expected; nothing else is raised, whatever the text.
 from __future__ import annotations
 
 import math
+import operator
 import re
 import shlex
 from collections.abc import Iterable, Mapping
@@ -28,7 +29,9 @@ from typing import Any
 from ._validate import did_you_mean
 from .runindex import STATES
 
-ORDERING = ("<", "<=", ">", ">=")
+#: The comparisons that need a number on both sides.
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+ORDERING = tuple(_ORDER)
 #: KEY OP VALUE, KEY a name or a dotted path; the longer operators first (`<=` is not `<`).
 _COMPARISON = re.compile(r"([A-Za-z_][\w.]*)\s*(<=|>=|!=|==|=|<|>)(.*)", re.DOTALL)
 _PREFIXED = re.compile(r"([A-Za-z_]\w*):(.*)", re.DOTALL)
@@ -78,24 +81,24 @@ class Term:
     def _compare(self, found: Any) -> bool:
         if found is None:
             return self.op == "!="
-        if isinstance(found, list | tuple):  # tags: = means one of them is
-            hit = any(self.value.lower() == str(v).lower() for v in found)
-            return hit if self.op == "=" else not hit if self.op == "!=" else False
-        number = _real(found)
         if self.op in ORDERING:
-            if number is None or self.number is None:
-                return False
-            return {
-                "<": number < self.number,
-                "<=": number <= self.number,
-                ">": number > self.number,
-                ">=": number >= self.number,
-            }[self.op]
+            number = _real(found)
+            return (
+                number is not None
+                and self.number is not None
+                and _ORDER[self.op](number, self.number)
+            )
+        return self._equals(found) == (self.op == "=")
+
+    def _equals(self, found: Any) -> bool:
+        """What = and != ask of a field: numbers equal as numbers, text without regard to
+        case, a list (tags) when one of its items is the text."""
+        if isinstance(found, list | tuple):
+            return any(self.value.lower() == str(v).lower() for v in found)
+        number = _real(found)
         if number is not None and self.number is not None:
-            equal = math.isclose(number, self.number, rel_tol=1e-9, abs_tol=1e-12)
-        else:
-            equal = str(found).lower() == self.value.lower()
-        return equal if self.op == "=" else not equal
+            return math.isclose(number, self.number, rel_tol=1e-9, abs_tol=1e-12)
+        return str(found).lower() == self.value.lower()
 
 
 def _real(value: Any) -> float | None:
@@ -148,38 +151,49 @@ def parse(text: str) -> Filter:
 
 
 def _term(word: str) -> Term:
+    """One word of a filter as its term: a prefixed name, a comparison or text."""
     prefixed = _PREFIXED.fullmatch(word)
-    if prefixed and not _COMPARISON.fullmatch(word):
-        kind, value = prefixed.group(1).lower(), prefixed.group(2)
-        if kind not in PREFIXES:
-            if not did_you_mean(kind, PREFIXES):
-                return Term("text", word)  # words with a colon: a time, a URL
-            raise FilterError(
-                f"unknown filter {prefixed.group(1) + ':'!r} in {word!r}"
-                f"{did_you_mean(kind, PREFIXES)}; expected tag:NAME or state:NAME"
-            )
-        if not value:
-            example = "baseline" if kind == "tag" else "crashed"
-            raise FilterError(f"{word!r}: expected a name after {kind}:, e.g. {kind}:{example}")
-        if kind == "state":
-            value = value.lower()
-            if value not in STATES:
-                raise FilterError(
-                    f"unknown state {value!r} in {word!r}{did_you_mean(value, STATES)}; "
-                    f"expected one of {', '.join(STATES)}"
-                )
-        return Term(kind, value)
     comparison = _COMPARISON.fullmatch(word)
+    if prefixed and not comparison:
+        return _prefixed_term(word, prefixed.group(1), prefixed.group(2))
     if comparison:
-        key, op, value = comparison.groups()
-        op = "=" if op == "==" else op
-        value = value.strip()
-        if not value:
-            raise FilterError(f"{word!r}: expected a value after {op!r}, e.g. lr<0.1")
-        number = _number(value)
-        if op in ORDERING and number is None:
-            raise FilterError(f"{word!r}: expected a number after {op!r}, e.g. {key}{op}0.1")
-        return Term("compare", value, key=key, op=op, number=number)
+        return _comparison_term(word, *comparison.groups())
     if word[0] in "<>=!":
         raise FilterError(f"{word!r}: expected KEY OP VALUE ({EXAMPLE})")
     return Term("text", word)
+
+
+def _prefixed_term(word: str, prefix: str, value: str) -> Term:
+    """`tag:NAME` or `state:NAME` (a known state); a word with another colon is text unless
+    its prefix looks like a misspelt one."""
+    kind = prefix.lower()
+    if kind not in PREFIXES:
+        if not did_you_mean(kind, PREFIXES):
+            return Term("text", word)  # words with a colon: a time, a URL
+        raise FilterError(
+            f"unknown filter {prefix + ':'!r} in {word!r}"
+            f"{did_you_mean(kind, PREFIXES)}; expected tag:NAME or state:NAME"
+        )
+    if not value:
+        example = "baseline" if kind == "tag" else "crashed"
+        raise FilterError(f"{word!r}: expected a name after {kind}:, e.g. {kind}:{example}")
+    if kind == "state":
+        value = value.lower()
+        if value not in STATES:
+            raise FilterError(
+                f"unknown state {value!r} in {word!r}{did_you_mean(value, STATES)}; "
+                f"expected one of {', '.join(STATES)}"
+            )
+    return Term(kind, value)
+
+
+def _comparison_term(word: str, key: str, op: str, value: str) -> Term:
+    """`KEY OP VALUE`, its value checked: there, and a number for < <= > >=."""
+    op = "=" if op == "==" else op
+    value = value.strip()
+    if not value:
+        raise FilterError(f"{word!r}: expected a value after {op!r}, e.g. lr<0.1")
+    number = _number(value)
+    if op in ORDERING and number is None:
+        raise FilterError(f"{word!r}: expected a number after {op!r}, e.g. {key}{op}0.1")
+    return Term("compare", value, key=key, op=op, number=number)

@@ -149,10 +149,7 @@ class _RunScan:
         self.read_problem = ""
 
     def update(self) -> None:
-        config_sig = _signature(self.path / runs.CONFIG_FILE)
-        if config_sig != self._config_sig:
-            self._config_sig = config_sig
-            self.config, self.config_problem = _read_config(self.path)
+        self._update_config()
         log_path = self.path / runs.EVENTS_FILE
         ended = self._log.digest.end_reason is not None
         if ended and _signature(log_path) == self._events_sig:
@@ -174,12 +171,16 @@ class _RunScan:
         if not self.alive and self._log.position[0] > self._log.saved:
             self._log.save()  # the next reader reads the summary: where it may be written
 
+    def _update_config(self) -> None:
+        """Read config.json again only when its size or mtime changed."""
+        config_sig = _signature(self.path / runs.CONFIG_FILE)
+        if config_sig != self._config_sig:
+            self._config_sig = config_sig
+            self.config, self.config_problem = _read_config(self.path)
+
     def summary(self) -> RunSummary:
         """The run's row as its config and log read so far say."""
         config = self.config
-        info = _object(config, "dataset_info")
-        trainer = _object(config, "trainer")
-        model = _object(trainer, "model")
         log = self._log.digest
         state = self._state(log)
         best_metric, best = (
@@ -187,26 +188,22 @@ class _RunScan:
             if log.val_accuracy is not None
             else ("val_loss", log.val_loss)
         )
-        total = trainer.get("epochs", config.get("epochs"))
-        duration = None
-        if log.first is not None:
-            end = time.time() if state == "running" else log.last
-            duration = max((end or log.first) - log.first, 0.0)
+        dataset, arch, total = _planned(config)
         return RunSummary(
             path=self.path,
-            dataset=Path(str(info.get("name") or config.get("dataset") or "")).stem,
-            arch=str(model.get("spec") or config.get("arch") or ""),
+            dataset=dataset,
+            arch=arch,
             state=state,
             reason=log.end_reason or "",
             error=log.error,
             epochs_done=log.epochs,
-            epochs_total=total if type(total) is int and total > 0 else 0,
+            epochs_total=total,
             best_metric=best_metric,
             best_value=best,
             test_metric=log.test_metric,
             test_value=log.test_value,
             started=log.first,
-            duration=duration,
+            duration=_duration(log, state),
             parent=parent_of(config),
             problem=self.config_problem or self.read_problem or log.problem or self._log.notice,
             config=config,
@@ -222,6 +219,26 @@ class _RunScan:
         if self.alive:
             return "running"
         return "crashed" if log.any_event or runs.writer_started(self.path) else "empty"
+
+
+def _planned(config: dict[str, Any]) -> tuple[str, str, int]:
+    """What a run's config says it trains: the dataset's name, the architecture and the
+    epochs planned (0 when unknown); from the fields nnlib writes, else a hand-written
+    config's top-level keys."""
+    trainer = _object(config, "trainer")
+    name = _object(config, "dataset_info").get("name") or config.get("dataset") or ""
+    arch = _object(trainer, "model").get("spec") or config.get("arch") or ""
+    total = trainer.get("epochs", config.get("epochs"))
+    return Path(str(name)).stem, str(arch), total if type(total) is int and total > 0 else 0
+
+
+def _duration(log: LogDigest, state: str) -> float | None:
+    """How long the run took from its first event to its last, or to now while it runs;
+    None when it logged nothing."""
+    if log.first is None:
+        return None
+    end = time.time() if state == "running" else log.last
+    return max((end or log.first) - log.first, 0.0)
 
 
 def _object(mapping: dict[str, Any], key: str) -> dict[str, Any]:
@@ -608,13 +625,21 @@ def curves_csv(curves: RunCurves, smoothing: float = DEFAULT_SMOOTHING) -> str:
     lines = [",".join(header)]
     for kind, rows in (("batch", curves.batches), ("epoch", curves.epochs)):
         for i, row in enumerate(rows):
-            counts = [row.get(k) for k in COUNTED_FROM_1]
-            cells = [kind, _cell(row["step"])]
-            cells += [_cell(None if n is None else n + 1) for n in counts]
-            cells += [_cell(row.get(k)) for k in ["time", *metrics]]
-            cells += [_cell(float(emas[m][i])) if kind == "batch" else "" for m in smoothed]
-            lines.append(",".join(cells))
+            smooth = [float(emas[m][i]) if kind == "batch" else None for m in smoothed]
+            lines.append(",".join(_csv_cells(kind, row, metrics, smooth)))
     return "\n".join(lines) + "\n"
+
+
+def _csv_cells(
+    kind: str, row: Mapping[str, Any], metrics: Sequence[str], smooth: Sequence[float | None]
+) -> list[str]:
+    """One row of the CSV export in its header's order: the epoch and batch counted from 1,
+    the time and metrics, then the EMAs (`smooth`: None on an epoch row, an empty cell)."""
+    counts = [row.get(k) for k in COUNTED_FROM_1]
+    cells = [kind, _cell(row["step"])]
+    cells += [_cell(None if n is None else n + 1) for n in counts]
+    cells += [_cell(row.get(k)) for k in ["time", *metrics]]
+    return cells + [_cell(value) for value in smooth]
 
 
 def _cell(value: Any) -> str:

@@ -265,7 +265,16 @@ def _checked(record: Any, where: str) -> Summary:
     tail = log["tail"]
     if not (isinstance(tail, str) and len(tail) == 32 and set(tail) <= set("0123456789abcdef")):
         raise SummaryError(f"{where}: log.tail must be 32 hex digits, got {_shown(tail)}")
-    given = _keys(record["digest"], _DIGEST_FIELDS, where, "digest")
+    digest = _checked_digest(record["digest"], where)
+    if size and not lines:
+        raise SummaryError(f"{where}: log.lines is 0 for {size} bytes of log")
+    return Summary(digest, size, lines, tail, mtime)
+
+
+def _checked_digest(value: Any, where: str) -> LogDigest:
+    """The digest a summary holds: each field of its type, and the fields that go together
+    set together; SummaryError naming the first wrong."""
+    given = _keys(value, _DIGEST_FIELDS, where, "digest")
     digest = LogDigest(
         first=_number(given["first"], "digest.first", where),
         last=_number(given["last"], "digest.last", where),
@@ -287,9 +296,7 @@ def _checked(record: Any, where: str) -> Summary:
         raise SummaryError(f"{where}: digest.test_metric and test_value must go together")
     if digest.test_metric not in ("", *TEST_METRICS):
         raise SummaryError(f"{where}: digest.test_metric {_shown(digest.test_metric)} unknown")
-    if size and not lines:
-        raise SummaryError(f"{where}: log.lines is 0 for {size} bytes of log")
-    return Summary(digest, size, lines, tail, mtime)
+    return digest
 
 
 _DIGEST_FIELDS = {f.name for f in fields(LogDigest)}

@@ -338,16 +338,10 @@ def fit(
     at least its `min_width` (and ends the table), else it is left out. Room still left
     goes to the columns cut to their `max_width`. Columns blank in every row are left out
     too."""
-    natural = [max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in range(len(columns))]
+    natural, want, floor = _measure(columns, headers, cells)
     if width is None:
         return Layout(tuple(columns), tuple(natural))
-    want = [min(natural[i], max(c.max_width, len(headers[i]))) for i, c in enumerate(columns)]
-    floor = [min(want[i], max(c.min_width, len(headers[i]))) for i, c in enumerate(columns)]
-    required = [i for i, c in enumerate(columns) if c.priority == 0 or c.name in keep]
-    optional = sorted(
-        (i for i, c in enumerate(columns) if i not in required and any(row[i] for row in cells)),
-        key=lambda i: (columns[i].priority, i),
-    )
+    required, optional = _choose(columns, cells, keep)
     offset = max(0, min(offset, len(optional) - 1)) if optional else 0
     widths = {i: want[i] for i in required}
     _shrink(widths, floor, width, gap)
@@ -361,6 +355,31 @@ def fit(
         hidden_left=offset,
         hidden_right=len(optional) - offset - taken,
     )
+
+
+def _measure(
+    columns: Sequence[Column], headers: Sequence[str], cells: Sequence[Sequence[str]]
+) -> tuple[list[int], list[int], list[int]]:
+    """Each column's natural width (its longest value), the width it wants when the table
+    must fit (cut to its `max_width`) and the floor it is cut to before it is left out;
+    never narrower than its header."""
+    natural = [max([len(headers[i]), *(len(row[i]) for row in cells)]) for i in range(len(columns))]
+    want = [min(natural[i], max(c.max_width, len(headers[i]))) for i, c in enumerate(columns)]
+    floor = [min(want[i], max(c.min_width, len(headers[i]))) for i, c in enumerate(columns)]
+    return natural, want, floor
+
+
+def _choose(
+    columns: Sequence[Column], cells: Sequence[Sequence[str]], keep: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """The columns always shown (priority 0, or kept), and the optional ones that have a
+    value in some row, in priority order."""
+    required = [i for i, c in enumerate(columns) if c.priority == 0 or c.name in keep]
+    optional = sorted(
+        (i for i, c in enumerate(columns) if i not in required and any(row[i] for row in cells)),
+        key=lambda i: (columns[i].priority, i),
+    )
+    return required, optional
 
 
 def _take(
@@ -495,6 +514,7 @@ def detail(row: RunRow) -> str:
     error or problem, each named."""
     s = row.summary
     state = s.state + (f" ({s.error})" if s.error else "")
+    hparams = [f"{k}={hparam_text(row.hparam(k))}" for k in HPARAMS if row.hparam(k) is not None]
     parts = [
         f"{s.name}: {state}",
         f"epochs {_epochs(s)}",
@@ -502,21 +522,32 @@ def detail(row: RunRow) -> str:
         f"test {metric_text(s.test_metric, s.test_value) or '-'}",
         s.dataset,
         s.arch,
+        " ".join(hparams),
+        _labelled("tags: ", " ".join(row.meta.tags)),
+        _labelled("parent ", s.parent),
     ]
-    hparams = [f"{k}={hparam_text(row.hparam(k))}" for k in HPARAMS if row.hparam(k) is not None]
-    parts += [" ".join(hparams)] if hparams else []
-    parts += [f"tags: {' '.join(row.meta.tags)}"] if row.meta.tags else []
-    parts += [f"parent {s.parent}"] if s.parent else []
+    parts += _cost(s)
+    parts += [_labelled("note: ", row.meta.note), _labelled("! ", s.problem or row.meta_problem)]
+    return " · ".join(p for p in parts if p)
+
+
+def _cost(s: RunSummary) -> list[str]:
+    """When the run started and what it took (time, memory, speed), for the detail line:
+    only the facts its log gave."""
+    parts = []
     if s.started is not None:
         when = datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M")
         parts.append(f"started {when}, {format_duration(s.duration)}")
     if s.peak_rss is not None or s.samples_per_sec is not None:
         speed = speed_text(s.samples_per_sec) or "-"
         parts.append(f"peak rss {peak_rss_text(s.peak_rss) or '-'}, {speed} samples/s")
-    parts += [f"note: {row.meta.note}"] if row.meta.note else []
-    problem = s.problem or row.meta_problem
-    parts += [f"! {problem}"] if problem else []
-    return " · ".join(p for p in parts if p)
+    return parts
+
+
+def _labelled(label: str, text: str) -> str:
+    """`text` after its label, or nothing when there is no text (the detail line names only
+    what a run has)."""
+    return label + text if text else ""
 
 
 def rows_of(summaries: Sequence[RunSummary], metas: MetaCache) -> list[RunRow]:
@@ -547,16 +578,9 @@ def select_with_trials(
     under it: every trial of a sweep row that passes, else the trials that pass (a sweep
     is listed when it or one of its trials passes). FilterError when the filter means
     nothing, a comparison on a field no row has included."""
-    wanted = parse(text)
-    if not wanted.terms:  # no filter: nothing to compute for 1,000 rows
+    if not parse(text).terms:  # no filter: nothing to compute for 1,000 rows
         return list(rows), {path: list(listed) for path, listed in trials.items()}
-    every = [*rows, *(t for listed in trials.values() for t in listed)]
-    fields = {id(r): r.fields() for r in every}
-    wanted.check_keys({key for f in fields.values() for key in f})
-
-    def passes(row: RunRow) -> bool:
-        return wanted.matches(fields[id(row)], row.text())
-
+    passes = _matcher([*rows, *(t for listed in trials.values() for t in listed)], text)
     kept, under = [], {}
     for row in rows:
         own = passes(row)
@@ -567,6 +591,15 @@ def select_with_trials(
         if own:
             kept.append(row)
     return kept, under
+
+
+def _matcher(every: Sequence[RunRow], text: str) -> Callable[[RunRow], bool]:
+    """The filter `text` as a test of one of `every` row, each row's fields read once;
+    FilterError when it compares a field none of them has."""
+    wanted = parse(text)
+    fields = {id(r): r.fields() for r in every}
+    wanted.check_keys({key for f in fields.values() for key in f})
+    return lambda row: wanted.matches(fields[id(row)], row.text())
 
 
 def select(rows: Sequence[RunRow], text: str) -> list[RunRow]:

@@ -98,29 +98,11 @@ class SweepScan:
         self.problem = ""
 
     def update(self) -> SweepSummary:
-        signature = _signature(self.path / INDEX_FILE)
-        if signature != self._signature:
-            self._signature = signature
-            try:
-                self.index, self.problem = read_index(self.path), ""
-            except SweepError as error:
-                self.index, self.problem = {}, str(error)
+        self._read_index()
         if not self.index:
             return SweepSummary(self.path, problem=self.problem)
-        summaries = {s.path.name: s for s in self.runs.refresh()}
         spec, records = self.index["spec"], self.index["trials"]
-        trials = []
-        for trial in records:
-            folder = trial["run"] or _stem(self.index, trial["index"])
-            run = summaries.get(folder) or RunSummary(self.path / folder)
-            run = dataclasses.replace(
-                run,
-                state=trial["state"],
-                error=trial["error"] or run.error,
-                best_metric=spec["metric"],
-                best_value=trial["metric"],
-            )
-            trials.append(TrialSummary(trial["index"], run, dict(trial["params"])))
+        trials = self._trials(records, spec["metric"])
         best = self.index["best"]
         return SweepSummary(
             path=self.path,
@@ -132,9 +114,39 @@ class SweepScan:
             total=len(records),
             best_value=records[best]["metric"] if best is not None else None,
             created=self.index.get("created") if _is_time(self.index.get("created")) else None,
-            trials=tuple(trials),
+            trials=trials,
             index=self.index,
         )
+
+    def _read_index(self) -> None:
+        """Read sweep.json again only when its size or mtime changed; a bad one leaves no
+        index and says why in `problem`."""
+        signature = _signature(self.path / INDEX_FILE)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        try:
+            self.index, self.problem = read_index(self.path), ""
+        except SweepError as error:
+            self.index, self.problem = {}, str(error)
+
+    def _trials(self, records: list[dict[str, Any]], metric: str) -> tuple[TrialSummary, ...]:
+        """Each trial's row: its run folder's summary (a blank one before it has a folder)
+        with the state, error and metric the sweep's index records."""
+        summaries = {s.path.name: s for s in self.runs.refresh()}
+        trials = []
+        for trial in records:
+            folder = trial["run"] or _stem(self.index, trial["index"])
+            run = summaries.get(folder) or RunSummary(self.path / folder)
+            run = dataclasses.replace(
+                run,
+                state=trial["state"],
+                error=trial["error"] or run.error,
+                best_metric=metric,
+                best_value=trial["metric"],
+            )
+            trials.append(TrialSummary(trial["index"], run, dict(trial["params"])))
+        return tuple(trials)
 
 
 def _is_time(value: Any) -> bool:

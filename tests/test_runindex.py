@@ -386,6 +386,22 @@ def test_a_filter_compares_fields_tags_states_and_text(text, meets):
 
 
 @pytest.mark.parametrize(
+    ("text", "meets"),
+    [
+        ("tags=BASELINE", True),  # a list field: = means one of its items is, any case
+        ("tags!=baseline", False),
+        ("tags=other", False),
+        ("tags!=other", True),
+        ("tags>0", False),  # a list is no number: no ordering holds
+        ("tags<=0", False),
+    ],
+)
+def test_a_comparison_on_the_tags_asks_of_each_tag(text, meets):
+    row = run_row()
+    assert select([row], text) == ([row] if meets else [])
+
+
+@pytest.mark.parametrize(
     ("text", "words"),
     [
         ("lr<", "expected a value after '<'"),

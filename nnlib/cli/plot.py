@@ -9,17 +9,18 @@ about 1 ms for its own."""
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .argtypes import positive_float, smoothing
 from .common import EXIT_FAILED, EXIT_OK, UsageError, fail
 
 if TYPE_CHECKING:
-    from ..runindex import RunCurves
+    from ..runindex import CurvesFollower, RunCurves
     from .common import Subcommands
 
 #: The smallest chart `nnlib plot` draws, and the largest (sizes are checked first).
@@ -85,9 +86,6 @@ def add_parser(commands: Subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the chart once, or with --watch redraw it in place until every run has ended."""
-    import shutil
-    import time
-
     from ..runindex import DEFAULT_SMOOTHING, CurvesFollower
 
     try:
@@ -98,29 +96,54 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"nnlib plot: at most {len(PLOT_STYLES)} runs overlaid, got {len(followers)}"
         )
-    terminal = shutil.get_terminal_size()
-    chart_size = args.size or (
-        max(terminal.columns, MIN_PLOT[0]),
-        max(terminal.lines - 1, MIN_PLOT[1]),
+    draw = functools.partial(
+        plot_text,
+        metrics=args.metric,
+        x=args.x,
+        smoothing=DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing,
+        log_y=args.log_y,
+        size=args.size or _terminal_size(),
+        color=_colored(args.color),
     )
-    color = args.color == "always" or (
-        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    )
-    weight = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
-    options = dict(metrics=args.metric, x=args.x, smoothing=weight, log_y=args.log_y)
-    chart = plot_text([f.curves for f in followers], color=color, size=chart_size, **options)
+    chart = draw([f.curves for f in followers])
     if args.watch is None:
         print(chart)
         return EXIT_OK
     print(CLEAR + chart, flush=True)
+    return _watch(followers, draw, args.watch)
+
+
+def _terminal_size() -> tuple[int, int]:
+    """The chart size when none is given: the terminal's, a line left for the prompt, never
+    below MIN_PLOT."""
+    import shutil
+
+    terminal = shutil.get_terminal_size()
+    return max(terminal.columns, MIN_PLOT[0]), max(terminal.lines - 1, MIN_PLOT[1])
+
+
+def _colored(choice: str) -> bool:
+    """--color: always, never, or (auto) on a terminal unless NO_COLOR is set."""
+    return choice == "always" or (
+        choice == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
+
+
+def _watch(
+    followers: Sequence[CurvesFollower],
+    draw: Callable[[list[RunCurves]], str],
+    seconds: float,
+) -> int:
+    """--watch: every `seconds`, read what the runs appended and redraw when anything was,
+    until every run has ended (EXIT_FAILED, one line, on a bad line written since)."""
+    import time
+
     while True:
-        time.sleep(args.watch)
+        time.sleep(seconds)
         done = all(f.done for f in followers)  # asked first: then the last poll has it all
         try:
             if any([f.poll() for f in followers]):
-                curves = [f.curves for f in followers]
-                chart = plot_text(curves, color=color, size=chart_size, **options)
-                print(CLEAR + chart, flush=True)
+                print(CLEAR + draw([f.curves for f in followers]), flush=True)
         except ValueError as error:  # a bad line written since
             return fail(str(error), EXIT_FAILED)
         if done:
@@ -142,9 +165,7 @@ def plot_text(
     nnlib`), which suits a chart printed once or redrawn every few seconds."""
     import plotext as plt
 
-    if metrics is None:
-        logged = any(c.metrics("batch").count("accuracy") for c in runs)
-        metrics = ["loss", "accuracy"] if logged else ["loss"]
+    metrics = _default_metrics(runs) if metrics is None else metrics
     plt.main()  # back to the whole figure: clear_figure clears only the active subplot
     plt.clear_figure()
     plt.theme("pro" if color else "clear")
@@ -161,6 +182,13 @@ def plot_text(
             _plot_run(plt, curves, i, metric, x, smoothing, color, alone=len(runs) == 1)
     text = plt.build()
     return text if color else plt.uncolorize(text)
+
+
+def _default_metrics(runs: Sequence[RunCurves]) -> list[str]:
+    """The charts drawn when no --metric is given: the loss, and the accuracy when any of
+    the runs logged it per batch."""
+    logged = any(c.metrics("batch").count("accuracy") for c in runs)
+    return ["loss", "accuracy"] if logged else ["loss"]
 
 
 def _plot_run(

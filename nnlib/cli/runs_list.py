@@ -7,11 +7,14 @@ import argparse
 import json
 import shutil
 import sys
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .common import EXIT_OK, UsageError
 
 if TYPE_CHECKING:
+    from ..runindex import RunIndex
+    from ..runtable import RunRow
     from .common import Subcommands
 
 
@@ -42,34 +45,15 @@ def add_parser(commands: Subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The table on stdout, then a warning line per run that could not be read whole."""
-    from ..runfilter import FilterError
     from ..runindex import RunIndex
-    from ..runmeta import MetaCache
-    from ..runtable import (
-        format_table,
-        record,
-        rows_of,
-        select_with_trials,
-        sweep_rows,
-        with_trials,
-    )
-    from ..sweepindex import SweepIndex
+    from ..runtable import format_table, record
 
     index = RunIndex(args.dir)
     try:
         index.check()
     except ValueError as error:
         raise UsageError(str(error)) from None
-    metas = MetaCache()
-    sweeps, trials = sweep_rows(SweepIndex(index.root).refresh(), metas, lambda _: True)
-    rows = sorted(
-        [*rows_of(index.refresh(), metas), *sweeps],
-        key=lambda r: (r.summary.started is None, r.summary.started or 0),
-    )
-    try:  # a sweep is listed with its trials under it
-        rows = with_trials(*select_with_trials(rows, trials, args.filter))
-    except FilterError as error:
-        raise UsageError(f"--filter: {error}") from None
+    rows = _rows(index, args.filter)
     if args.json:
         print(json.dumps([record(r) for r in rows], indent=1, allow_nan=False))
     elif args.csv:
@@ -77,15 +61,41 @@ def run(args: argparse.Namespace) -> int:
     else:  # on a terminal the table fits its width; piped or --wide, every column is whole
         fits = sys.stdout.isatty() and not args.wide
         print(format_table(rows, width=shutil.get_terminal_size().columns if fits else None))
+    _warn(rows, index.skipped.values())
+    return EXIT_OK
+
+
+def _rows(index: RunIndex, text: str) -> list[RunRow]:
+    """The folder's runs and sweeps by start time, those that pass the filter `text`, each
+    sweep with its trials under it; UsageError naming --filter when it means nothing."""
+    from ..runfilter import FilterError
+    from ..runmeta import MetaCache
+    from ..runtable import rows_of, select_with_trials, sweep_rows, with_trials
+    from ..sweepindex import SweepIndex
+
+    metas = MetaCache()
+    sweeps, trials = sweep_rows(SweepIndex(index.root).refresh(), metas, lambda _: True)
+    rows = sorted(
+        [*rows_of(index.refresh(), metas), *sweeps],
+        key=lambda r: (r.summary.started is None, r.summary.started or 0),
+    )
+    try:
+        return with_trials(*select_with_trials(rows, trials, text))
+    except FilterError as error:
+        raise UsageError(f"--filter: {error}") from None
+
+
+def _warn(rows: Sequence[RunRow], skipped: Iterable[str]) -> None:
+    """On stderr, after the table: what could not be read of each run, the error a run
+    ended with, and the folders left out."""
     for row in rows:
-        if row.summary.problem or row.meta_problem:
-            problem = row.summary.problem or row.meta_problem
+        problem = row.summary.problem or row.meta_problem
+        if problem:
             print(f"warning: {row.name}: {problem}", file=sys.stderr)
         if row.summary.error:
             print(f"{row.name}: ended with an error: {row.summary.error}", file=sys.stderr)
-    for line in index.skipped.values():
+    for line in skipped:
         print(f"warning: {line}", file=sys.stderr)
-    return EXIT_OK
 
 
 def _write_csv(records: list[dict[str, Any]]) -> None:

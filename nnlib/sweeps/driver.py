@@ -207,21 +207,7 @@ def read_index(sweep_dir: str | os.PathLike) -> dict[str, Any]:
     driver and the report use has its type and range (SweepError naming the file and the
     field, never another exception)."""
     path = Path(sweep_dir) / INDEX_FILE
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_INDEX_BYTES + 1)
-    except FileNotFoundError:
-        raise SweepError(f"{sweep_dir}: not a sweep folder (no {INDEX_FILE})") from None
-    except OSError as error:
-        raise SweepError(f"{path}: cannot be read ({error.strerror})") from None
-    if len(data) > MAX_INDEX_BYTES:
-        raise SweepError(f"{path}: larger than {MAX_INDEX_BYTES:,} bytes; not a sweep index")
-    try:
-        index = json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise SweepError(f"{path}: nested too deeply; not a sweep index") from None
-    except ValueError as error:  # not JSON, not UTF-8, a number past Python's digit limit
-        raise SweepError(f"{path}: not a readable sweep index ({error})") from None
+    index = _load_json(path, sweep_dir)
     if not isinstance(index, dict) or not isinstance(index.get("trials"), list):
         raise SweepError(f"{path}: not a readable sweep index (no list of trials)")
     if index.get("version") != VERSION:
@@ -239,6 +225,26 @@ def read_index(sweep_dir: str | os.PathLike) -> dict[str, Any]:
         _check_trial(trial, i, spec, f"{path}: trial {i}", _stem(index, i))
     index["best"] = _best(index)  # worked out, not trusted
     return index
+
+
+def _load_json(path: Path, sweep_dir: str | os.PathLike) -> Any:
+    """The JSON in the index file `path`, read only up to MAX_INDEX_BYTES: whatever the
+    file holds, SweepError or a value, never another exception."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INDEX_BYTES + 1)
+    except FileNotFoundError:
+        raise SweepError(f"{sweep_dir}: not a sweep folder (no {INDEX_FILE})") from None
+    except OSError as error:
+        raise SweepError(f"{path}: cannot be read ({error.strerror})") from None
+    if len(data) > MAX_INDEX_BYTES:
+        raise SweepError(f"{path}: larger than {MAX_INDEX_BYTES:,} bytes; not a sweep index")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise SweepError(f"{path}: nested too deeply; not a sweep index") from None
+    except ValueError as error:  # not JSON, not UTF-8, a number past Python's digit limit
+        raise SweepError(f"{path}: not a readable sweep index ({error})") from None
 
 
 def _check_trial(trial: Any, i: int, spec: SweepSpec, where: str, stem: str) -> None:
@@ -269,14 +275,22 @@ def _check_trial(trial: Any, i: int, spec: SweepSpec, where: str, stem: str) -> 
 def _names_attempt(run: Any, stem: str, attempts: int) -> bool:
     """Whether `run` is the folder of one of the `attempts` attempts of the trial `stem` (and
     so a name in the sweep folder, never a path elsewhere)."""
-    if not _is_count(attempts):
+    named = _attempt_of(run) if isinstance(run, str) else None
+    if named is None or named[0] != stem or not _is_count(attempts):
         return False
-    if run == stem:
-        return attempts >= 1
-    number = run[len(stem) + 1 :] if isinstance(run, str) and run.startswith(f"{stem}.") else ""
+    return run == attempt_name(stem, named[1]) and 1 <= named[1] <= attempts
+
+
+def _attempt_of(name: str) -> tuple[str, int] | None:
+    """The trial stem and attempt number a folder name says (`trial-003` 1, `trial-003.2`
+    2), None when the part after its first dot is not a plain number; the one reading of
+    attempt folders' names, for the index's checks and for the folders on disk."""
+    stem, dot, number = name.partition(".")
+    if not dot:
+        return stem, 1
     if not (number.isascii() and number.isdigit() and len(number) < 10):
-        return False
-    return run == attempt_name(stem, int(number)) and 2 <= int(number) <= attempts
+        return None
+    return stem, int(number)
 
 
 def _is_count(value: Any) -> bool:
@@ -355,6 +369,14 @@ def executor_for(
         with LocalWorkers(count) as executor:
             yield Workers(executor, count, where)
         return
+    with _dask_workers(scheduler, workers, connect_timeout) as pool:
+        yield pool
+
+
+@contextlib.contextmanager
+def _dask_workers(scheduler: str, workers: int | None, connect_timeout: float) -> Iterator[Workers]:
+    """The Dask cluster at `scheduler` as Workers (`workers` at a time, default its worker
+    threads), usable while its client is connected; the client closed after."""
     try:
         from dask.distributed import Client
     except ImportError:
@@ -428,12 +450,8 @@ def run_sweep(
             trials.stop()
         for i in trials.running.values():  # the executor is gone: how these end is not known here
             _lose(index, i, str(trials.stopped))
-    for trial in index["trials"]:
-        if trial["state"] == "running":  # submitted as the interrupt came: never reported
-            trial["state"] = "interrupted"
     stop_file.unlink(missing_ok=True)
-    complete = all(trial["state"] in DONE for trial in index["trials"])
-    index["state"] = "finished" if complete and not interrupted else "interrupted"
+    _settle(index, interrupted)
     write_index(path, index)
     if interrupted:
         raise KeyboardInterrupt
@@ -443,6 +461,17 @@ def run_sweep(
             f"recorded from their logs by --resume; continue with: nnlib sweep --resume {path}"
         )
     return index
+
+
+def _settle(index: dict[str, Any], interrupted: bool) -> None:
+    """The states a session leaves: a trial still 'running' was submitted as the interrupt
+    came and never reported (interrupted); the sweep is finished only when every trial is
+    done and nothing interrupted it."""
+    for trial in index["trials"]:
+        if trial["state"] == "running":
+            trial["state"] = "interrupted"
+    complete = all(trial["state"] in DONE for trial in index["trials"])
+    index["state"] = "finished" if complete and not interrupted else "interrupted"
 
 
 @dataclasses.dataclass
@@ -520,31 +549,44 @@ def _reconcile(path: Path, index: dict[str, Any], report: Report) -> None:
     open_trials = [t for t in index["trials"] if t["state"] not in DONE and t["attempts"] > 0]
     if not open_trials:
         return
-    newest: dict[str, int] = {}  # stem: the highest attempt number with a folder
-    for entry in os.scandir(path):
-        stem, dot, number = entry.name.partition(".")
-        if dot and not (number.isascii() and number.isdigit() and len(number) < 10):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            newest[stem] = max(newest.get(stem, 0), int(number) if dot else 1)
+    newest = _newest_attempts(path)
     for trial in open_trials:
         stem = _stem(index, trial["index"])
-        if stem not in newest:
-            continue
-        trial["attempts"] = max(trial["attempts"], newest[stem])
-        trial["run"] = attempt_name(stem, newest[stem])
-        folder = path / trial["run"]
-        if writer_alive(folder):
-            raise SweepError(
-                f"{folder}: a worker of the sweep's earlier session is still running this "
-                f"trial; let it end, or stop it (nnlib control {folder} stop), then --resume"
-            )
-        spec = index["spec"]
-        result = logged_result(folder, trial["index"], spec["metric"], spec["direction"])
-        if result is not None and result.state in DONE:
-            _record(index, result)
-            report(f"{trial['run']} {result.state} while no driver was listening: recorded")
+        if stem in newest:
+            _adopt(path, index, trial, attempt_name(stem, newest[stem]), newest[stem], report)
     write_index(path, index)
+
+
+def _newest_attempts(path: Path) -> dict[str, int]:
+    """By trial stem, the highest attempt number with a folder in the sweep folder (`stem`
+    is attempt 1, `stem.N` attempt N; other names are not attempts)."""
+    newest: dict[str, int] = {}
+    for entry in os.scandir(path):
+        named = _attempt_of(entry.name)
+        if named is not None and entry.is_dir(follow_symlinks=False):
+            stem, number = named
+            newest[stem] = max(newest.get(stem, 0), number)
+    return newest
+
+
+def _adopt(
+    path: Path, index: dict[str, Any], trial: dict[str, Any], run: str, attempt: int, report: Report
+) -> None:
+    """Make the newest attempt folder on disk, `run`, the trial's, and record the trial from
+    its log when it ended there; SweepError while an earlier session's worker writes it."""
+    trial["attempts"] = max(trial["attempts"], attempt)
+    trial["run"] = run
+    folder = path / run
+    if writer_alive(folder):
+        raise SweepError(
+            f"{folder}: a worker of the sweep's earlier session is still running this "
+            f"trial; let it end, or stop it (nnlib control {folder} stop), then --resume"
+        )
+    spec = index["spec"]
+    result = logged_result(folder, trial["index"], spec["metric"], spec["direction"])
+    if result is not None and result.state in DONE:
+        _record(index, result)
+        report(f"{run} {result.state} while no driver was listening: recorded")
 
 
 def _stem(index: dict[str, Any], i: int) -> str:

@@ -118,30 +118,7 @@ class SweepSpec:
         _need(direction in DIRECTIONS, where, "direction", "'min' or 'max'", direction)
         _need(_is_int(seed) and seed >= 0, where, "seed", "a non-negative integer", seed)
         params, trials = values["params"], values["trials"]
-        known = _parameters()
-        _need(
-            isinstance(params, dict) and len(params) > 0 and set(params) <= set(known),
-            where,
-            "params",
-            "a table of config fields to vary",
-            params,
-        )
-        _need(
-            isinstance(trials, list) and 0 < len(trials) <= MAX_TRIALS,
-            where,
-            "trials",
-            f"a list of 1 to {MAX_TRIALS:,} trials",
-            trials,
-        )
-        for index, trial in enumerate(trials):
-            _need(
-                isinstance(trial, dict) and set(trial) <= set(params),
-                f"{where} trial {index}",
-                "params",
-                f"a table of values for {', '.join(params)}",
-                trial,
-            )
-            _checked(base, trial, f"{where} trial {index}")
+        _check_recorded_trials(base, params, trials, where)
         return cls(
             base=base,
             method=method,
@@ -154,6 +131,34 @@ class SweepSpec:
         )
 
 
+def _check_recorded_trials(base: ExperimentConfig, params: Any, trials: Any, where: str) -> None:
+    """The parameters and trials a sweep.json records: each trial a table of those
+    parameters only, its config valid."""
+    _need(
+        isinstance(params, dict) and len(params) > 0 and set(params) <= set(_parameters()),
+        where,
+        "params",
+        "a table of config fields to vary",
+        params,
+    )
+    _need(
+        isinstance(trials, list) and 0 < len(trials) <= MAX_TRIALS,
+        where,
+        "trials",
+        f"a list of 1 to {MAX_TRIALS:,} trials",
+        trials,
+    )
+    for index, trial in enumerate(trials):
+        _need(
+            isinstance(trial, dict) and set(trial) <= set(params),
+            f"{where} trial {index}",
+            "params",
+            f"a table of values for {', '.join(params)}",
+            trial,
+        )
+        _checked(base, trial, f"{where} trial {index}")
+
+
 def load_sweep(path: str | os.PathLike) -> SweepSpec:
     """Read and check a sweep file; SweepError (a ConfigError) names the file and the key."""
     return parse_sweep(read_toml(path), source=str(Path(path)))
@@ -161,31 +166,14 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
 
 def parse_sweep(values: dict[str, Any], source: str = "sweep") -> SweepSpec:
     """Check a sweep file's table (as TOML gives it) and draw or enumerate its trials."""
-    values = dict(values)
-    table = values.pop("sweep", None)
-    if not isinstance(table, dict):
-        raise SweepError(f"{source}: a sweep file needs a [sweep] table (method, params, ...)")
-    for name in RESERVED:
-        if name in values:
-            raise SweepError(
-                f"{source}: {name} cannot be set in a sweep file: every trial gets its own run "
-                "directory in the sweep folder"
-            )
-    base = ExperimentConfig.from_dict(values, source=source)
+    table, base = _split_file(values, source)
     where = f"{source} [sweep]"
     _no_unknown(table, _SWEEP_KEYS, where)
     method = table.get("method", "grid")
     _need(method in METHODS, where, "method", f"one of {', '.join(METHODS)}", method)
     seed = table.get("seed", 0)
     _need(_is_int(seed) and seed >= 0, where, "seed", "a non-negative integer", seed)
-    metric = table.get("metric", "val_loss" if base.validation_split > 0 else "loss")
-    _need(metric in METRICS, where, "metric", f"one of {', '.join(METRICS)}", metric)
-    if metric.startswith("val_") and base.validation_split == 0:
-        raise SweepError(
-            f"{where}: metric {metric!r} needs validation data, but validation_split is 0"
-        )
-    direction = table.get("direction", improvement_mode(metric, "auto"))
-    _need(direction in DIRECTIONS, where, "direction", "'min' or 'max'", direction)
+    metric, direction = _ranking(table, base, where)
     params = table.get("params")
     if not isinstance(params, dict) or not params:
         _refuse(
@@ -211,6 +199,37 @@ def parse_sweep(values: dict[str, Any], source: str = "sweep") -> SweepSpec:
     )
 
 
+def _split_file(values: dict[str, Any], source: str) -> tuple[dict[str, Any], ExperimentConfig]:
+    """A sweep file's [sweep] table and its base experiment (every other key; none that the
+    sweep sets for each trial itself)."""
+    values = dict(values)
+    table = values.pop("sweep", None)
+    if not isinstance(table, dict):
+        raise SweepError(f"{source}: a sweep file needs a [sweep] table (method, params, ...)")
+    for name in RESERVED:
+        if name in values:
+            raise SweepError(
+                f"{source}: {name} cannot be set in a sweep file: every trial gets its own run "
+                "directory in the sweep folder"
+            )
+    return table, ExperimentConfig.from_dict(values, source=source)
+
+
+def _ranking(table: dict[str, Any], base: ExperimentConfig, where: str) -> tuple[str, str]:
+    """What the trials are ranked by: the metric (by default the validation loss when there
+    is validation data, which a val_ metric needs) and its direction (by default the
+    metric's own)."""
+    metric = table.get("metric", "val_loss" if base.validation_split > 0 else "loss")
+    _need(metric in METRICS, where, "metric", f"one of {', '.join(METRICS)}", metric)
+    if metric.startswith("val_") and base.validation_split == 0:
+        raise SweepError(
+            f"{where}: metric {metric!r} needs validation data, but validation_split is 0"
+        )
+    direction = table.get("direction", improvement_mode(metric, "auto"))
+    _need(direction in DIRECTIONS, where, "direction", "'min' or 'max'", direction)
+    return metric, direction
+
+
 # -- parameters -------------------------------------------------------------------------------
 class _Range:
     """`{ min, max, log }`: drawn uniformly (or log-uniformly); integers when both ends are."""
@@ -218,6 +237,17 @@ class _Range:
     def __init__(self, low: float, high: float, log: bool) -> None:
         self.low, self.high, self.log = low, high, log
         self.integer = _is_int(low) and _is_int(high)
+
+    @classmethod
+    def from_table(cls, value: dict[str, Any], where: str) -> _Range:
+        """The range a parameter's table gives; SweepError naming the key that is wrong."""
+        _no_unknown(value, _RANGE_KEYS, where)
+        low, high = _number(value, "min", where), _number(value, "max", where)
+        log = value.get("log", False)
+        _need(low < high, where, "max", f"greater than min ({low!r})", high)
+        _need(isinstance(log, bool), where, "log", "true or false", log)
+        _need(not log or low > 0, where, "min", "positive for a log range", low)
+        return cls(low, high, log)
 
     def draw(self, rng: random.Random) -> int | float:
         if self.log:
@@ -261,14 +291,16 @@ def _choices(
             f"{where}: expected a list of values or a range {{ min = ..., max = ... }}, "
             f"got {value!r}"
         )
-    _no_unknown(value, _RANGE_KEYS, where)
-    low, high = _number(value, "min", where), _number(value, "max", where)
-    log = value.get("log", False)
-    _need(low < high, where, "max", f"greater than min ({low!r})", high)
-    _need(isinstance(log, bool), where, "log", "true or false", log)
-    _need(not log or low > 0, where, "min", "positive for a log range", low)
-    span = _Range(low, high, log)
-    for key, end in (("min", low), ("max", high)):
+    return _range_choices(base, name, value, method, where)
+
+
+def _range_choices(
+    base: ExperimentConfig, name: str, value: dict[str, Any], method: str, where: str
+) -> list[Any] | _Range:
+    """A range parameter: the range itself for random draws, or its `steps` points (which a
+    grid needs); its ends and points checked as config values."""
+    span = _Range.from_table(value, where)
+    for key, end in (("min", span.low), ("max", span.high)):
         if not (key == "max" and not span.integer):  # a float range never reaches its max
             _checked(base, {name: end}, f"{where}.{key}")
     steps = value.get("steps")
@@ -294,22 +326,7 @@ def _trials(
     """Every trial's parameters: the grid's combinations in order, or `trials` random draws
     (seeded, so a sweep file always means the same trials)."""
     if method == "grid":
-        grid = [values for values in choices.values() if isinstance(values, list)]
-        assert len(grid) == len(choices), "_choices gives a grid only lists"
-        size = math.prod(map(len, grid))
-        if size > MAX_TRIALS:
-            raise SweepError(f"{where}: the grid has {size:,} combinations; at most {MAX_TRIALS:,}")
-        _need(
-            trials is None or trials == size,
-            where,
-            "trials",
-            f"left out or the grid's {size} combinations",
-            trials,
-        )
-        names = list(choices)
-        return tuple(
-            dict(zip(names, combination, strict=True)) for combination in itertools.product(*grid)
-        )
+        return _grid_trials(choices, trials, where)
     _need(
         _is_int(trials) and 1 <= trials <= MAX_TRIALS,
         where,
@@ -327,6 +344,29 @@ def _trials(
         _checked(base, params, f"{where} trial {index}")
         drawn.append(params)
     return tuple(drawn)
+
+
+def _grid_trials(
+    choices: dict[str, list[Any] | _Range], trials: Any, where: str
+) -> tuple[dict[str, Any], ...]:
+    """Every combination of the values, in order, its size checked before any is made
+    (`trials`, when given, must say it)."""
+    grid = [values for values in choices.values() if isinstance(values, list)]
+    assert len(grid) == len(choices), "_choices gives a grid only lists"
+    size = math.prod(map(len, grid))
+    if size > MAX_TRIALS:
+        raise SweepError(f"{where}: the grid has {size:,} combinations; at most {MAX_TRIALS:,}")
+    _need(
+        trials is None or trials == size,
+        where,
+        "trials",
+        f"left out or the grid's {size} combinations",
+        trials,
+    )
+    names = list(choices)
+    return tuple(
+        dict(zip(names, combination, strict=True)) for combination in itertools.product(*grid)
+    )
 
 
 def _early_stop(table: Any, where: str) -> EarlyStop | None:
