@@ -88,23 +88,23 @@ class ExperimentConfig:
     def _check_experiment(self) -> None:
         """What is trained on what, for how long, from which seed."""
         _require(
-            isinstance(self.dataset, str) and self.dataset.strip() != "",
+            _nonblank(self.dataset),
             "dataset",
             "a dataset name or a file path",
             self.dataset,
         )
         _require(
-            self.arch is None or (isinstance(self.arch, str) and self.arch.strip() != ""),
+            self.arch is None or _nonblank(self.arch),
             "arch",
             "an architecture spec such as 784-128-10",
             self.arch,
         )
         for name in ("epochs", "batch_size", "histogram_every"):
             value = getattr(self, name)
-            _require(_is_int(value) and value >= 1, name, "a positive integer", value)
-        _require(_is_int(self.seed) and self.seed >= 0, "seed", "a non-negative integer", self.seed)
+            _require(_int_at_least(value, 1), name, "a positive integer", value)
+        _require(_int_at_least(self.seed, 0), "seed", "a non-negative integer", self.seed)
         _require(
-            self.subset is None or (_is_int(self.subset) and self.subset >= 1),
+            self.subset is None or _int_at_least(self.subset, 1),
             "subset",
             "a positive number of samples",
             self.subset,
@@ -148,9 +148,7 @@ class ExperimentConfig:
             self.noise,
         )
         _require(
-            self.label_column is None
-            or _is_int(self.label_column)
-            or (isinstance(self.label_column, str) and self.label_column.strip() != ""),
+            self.label_column is None or _is_int(self.label_column) or _nonblank(self.label_column),
             "label_column",
             "a CSV column name or index",
             self.label_column,
@@ -159,7 +157,7 @@ class ExperimentConfig:
     def _check_run(self) -> None:
         """The run's checkpoints, the run it forks and its folders."""
         _require(
-            _is_int(self.checkpoint_every) and self.checkpoint_every >= 0,
+            _int_at_least(self.checkpoint_every, 0),
             "checkpoint_every",
             "a non-negative integer (0: only when the run stops)",
             self.checkpoint_every,
@@ -171,19 +169,14 @@ class ExperimentConfig:
             self.parent_step,
         )
         _require(
-            self.parent_step is None or (_is_int(self.parent_step) and self.parent_step >= 0),
+            self.parent_step is None or _int_at_least(self.parent_step, 0),
             "parent_step",
             "a non-negative step",
             self.parent_step,
         )
         for name in ("data_dir", "run_dir", "parent_run"):
             value = getattr(self, name)
-            _require(
-                value is None or (isinstance(value, str) and value.strip() != ""),
-                name,
-                "a folder path",
-                value,
-            )
+            _require(value is None or _nonblank(value), name, "a folder path", value)
 
     # -- conversions ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -260,11 +253,17 @@ _TOML_ESCAPES = {
 
 
 def _toml_value(name: str, value: Any) -> str:
+    """`value` of field `name` as TOML: a boolean, a number, or else a string."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    text = str(value)
+    return _toml_string(name, str(value))
+
+
+def _toml_string(name: str, text: str) -> str:
+    """`text` as a TOML basic string, escaped (`_TOML_ESCAPES`); ConfigError naming field
+    `name` for what UTF-8 cannot encode (a lone surrogate)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
@@ -282,6 +281,16 @@ def _toml_value(name: str, value: Any) -> str:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_at_least(value: Any, low: int) -> bool:
+    """Whether `value` is an integer (not a bool) of at least `low`."""
+    return _is_int(value) and value >= low
+
+
+def _nonblank(value: Any) -> bool:
+    """Whether `value` is a string with something in it besides whitespace."""
+    return isinstance(value, str) and value.strip() != ""
 
 
 def _is_number(value: Any) -> bool:

@@ -315,26 +315,7 @@ class RunControl:
         requested, else None (train the next batch)."""
         if self._pollers:
             self._poll()
-        while True:
-            # (Read without the lock, as at full speed nothing else is: one made just after
-            # this is applied at the next boundary. Before a park too, so that a run started
-            # paused shows its pace.)
-            if self._pace_request is not None:
-                self._apply_pace()
-            with self._condition:
-                park = self._must_park()
-            if park:
-                self.state = RunStatus.PAUSED
-                if not self._pause_announced:
-                    self._pause_announced = True
-                    self._announce("pause", source=self._sources["pause"])
-                self._park()
-                self._anchor = None  # after a pause, the pace counts from the next batch
-                continue  # a pace asked for while parked
-            if not batches or self._pace is None:  # full speed
-                break
-            if self._wait_for_pace(epoch + batch / batches, batch == 0):
-                break
+        self._wait_until_due(epoch, batch, batches)
         with self._condition:
             stop = self._stop_requested
             stepping = self._paused and self._step_budget > 0
@@ -351,23 +332,56 @@ class RunControl:
         self.state = RunStatus.PAUSED if stepping else RunStatus.RUNNING
         return None
 
+    def _wait_until_due(self, epoch: int, batch: int, batches: int) -> None:
+        """Park while paused and wait for the pace until the next batch may start, going
+        round again when a pause or a new pace cuts a wait short. (A pace request is read
+        without the lock, as at full speed nothing else is: one made just after this is
+        applied at the next boundary. Before a park too, so that a run started paused shows
+        its pace.)"""
+        while True:
+            if self._pace_request is not None:
+                self._apply_pace()
+            with self._condition:
+                park = self._must_park()
+            if park:
+                self._park()
+                continue  # a pace asked for while parked
+            if not batches or self._pace is None:  # full speed
+                return
+            if self._wait_for_pace(epoch + batch / batches, batch == 0):
+                return
+
     def _park(self) -> None:
-        """Wait while the run must stay parked: without a timeout when nothing else can
-        wake it, else waking every POLL_SECONDS to call the pollers (outside the lock)."""
+        """Announce the pause (once) and wait while the run must stay parked: without a
+        timeout when nothing else can wake it, else waking every POLL_SECONDS to call the
+        pollers (outside the lock). After it, the pace counts from the next batch."""
+        self.state = RunStatus.PAUSED
+        if not self._pause_announced:
+            self._pause_announced = True
+            self._announce("pause", source=self._sources["pause"])
         while True:
             with self._condition:
                 if not self._must_park():
                     self._parked = False
-                    return
+                    break
                 # Marked parked only now (waiters see the state and the event), and again
                 # after every wake-up that leaves it parked: resume() clears the mark, and a
                 # pause() that follows before this thread runs must see it set again.
                 self._parked = True
                 self._condition.notify_all()
-                self._condition.wait(POLL_SECONDS if self._pollers else None)
-                polling = bool(self._pollers)
+                polling = self._wait(None)
             if polling:
                 self._poll()
+        self._anchor = None
+
+    def _wait(self, seconds: float | None) -> bool:
+        """Wait on the condition (its lock held) for at most `seconds` (None: until woken),
+        and at most POLL_SECONDS while there are pollers; whether there are pollers to call
+        now, once the lock is released."""
+        if self._pollers:
+            seconds = POLL_SECONDS if seconds is None else min(seconds, POLL_SECONDS)
+        self._condition.wait(seconds)
+        return bool(self._pollers)
 
     def _apply_pace(self) -> None:
         """Put a requested pace in force and report it (when it changes the pace)."""
@@ -392,25 +406,34 @@ class RunControl:
             if self._paused:  # a single step of a paused run: now, and counted afresh after
                 self._anchor = None
                 return True
+        due = self._sleep_until_due(position)
+        if due and (self._anchor is None or epoch_start):
+            self._anchor = (time.monotonic(), position)
+        return due
+
+    def _sleep_until_due(self, position: float) -> bool:
+        """Sleep until the batch at `position` is due (`_time_left`) or a stop is requested:
+        True; False as soon as a pause or a new pace is asked for."""
         while True:
             with self._condition:
                 if self._stop_requested:
                     return True
                 if self._paused or self._pace_request is not None:
                     return False
-                if self._pace is None or self._anchor is None:
-                    break
-                began, at = self._anchor
-                left = began + (position - at) / self._pace - time.monotonic()
+                left = self._time_left(position)
                 if left <= 0:
-                    break
-                self._condition.wait(min(left, POLL_SECONDS) if self._pollers else left)
-                polling = bool(self._pollers)
+                    return True
+                polling = self._wait(left)
             if polling:
                 self._poll()
-        if self._anchor is None or epoch_start:
-            self._anchor = (time.monotonic(), position)
-        return True
+
+    def _time_left(self, position: float) -> float:
+        """Seconds until the batch at `position` (in epochs) is due at the pace in force,
+        counted from the anchor; 0 at full speed or with no anchor yet (hold the lock)."""
+        if self._pace is None or self._anchor is None:
+            return 0.0
+        began, at = self._anchor
+        return began + (position - at) / self._pace - time.monotonic()
 
     def _must_park(self) -> bool:
         """Paused with no single step granted and no stop requested (hold the lock)."""

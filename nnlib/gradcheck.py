@@ -8,10 +8,12 @@ float64, so the caller's float32 object is untouched.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
+from numpy.random import Generator
 
 from .layers import Layer
 from .losses import Loss
@@ -72,53 +74,80 @@ def gradcheck(
     if isinstance(target, Layer) and target.input_shape is None:
         target.build(x.shape[1:], np.random.default_rng(seed))
     rng = np.random.default_rng(seed)
-    layers = target.layers if isinstance(target, Sequential) else [target]
-    # Dropout draws a mask per forward; replay the same mask for every evaluation.
-    random_layers = [layer for layer in layers if hasattr(layer, "rng")]
-    states = [copy.deepcopy(layer.rng) for layer in random_layers]
-
-    def restore_randomness() -> None:
-        for layer, state in zip(random_layers, states, strict=True):
-            layer.rng = copy.deepcopy(state)
-
-    projection: np.ndarray | None = None
-
-    def objective(inputs: np.ndarray) -> tuple[float, np.ndarray]:
-        nonlocal projection
-        restore_randomness()
-        out = target.forward(inputs)
-        if loss is not None and y is not None:
-            return loss.forward(out, y), loss.backward()
-        if projection is None:
-            projection = rng.standard_normal(out.shape)
-        return float(np.sum(out * projection)), projection
-
-    _, upstream = objective(x)
-    if isinstance(target, Sequential):
-        input_grad = target.backward(upstream)
-    else:
-        input_grad = input_gradient(target, upstream)
-    arrays = {"input": (x, input_grad)} if wrt_input else {}
-    params = target.parameters() if isinstance(target, Sequential) else list(target.params.values())
-    # Non-trainable state (moving statistics) has no gradient: its layer updates it itself.
-    arrays.update({p.name: (p.value, p.grad.copy()) for p in params if p.trainable})
-
+    objective = _Objective(target, loss, y, rng)
     result = GradcheckResult()
-    for name, (array, analytic) in arrays.items():
+    for name, (array, analytic) in _analytic(target, objective, x, wrt_input).items():
         flat = array.reshape(-1)
         indices = np.arange(flat.size)
         if max_checks is not None and flat.size > max_checks:
             indices = rng.choice(flat.size, max_checks, replace=False)
-        numeric = np.empty(len(indices))
-        for k, index in enumerate(indices):
-            original = flat[index]
-            flat[index] = original + eps
-            plus, _ = objective(x)
-            flat[index] = original - eps
-            minus, _ = objective(x)
-            flat[index] = original
-            numeric[k] = (plus - minus) / (2 * eps)
-        exact = analytic.reshape(-1)[indices]
-        scale = np.linalg.norm(exact) + np.linalg.norm(numeric)
-        result.errors[name] = float(np.linalg.norm(exact - numeric) / scale) if scale else 0.0
+        numeric = _numeric(flat, indices, lambda: objective(x)[0], eps)
+        result.errors[name] = _relative_error(analytic.reshape(-1)[indices], numeric)
     return result
+
+
+def _relative_error(exact: np.ndarray, numeric: np.ndarray) -> float:
+    """||exact - numeric|| / (||exact|| + ||numeric||), 0 when both are zero: one number per
+    array, which rounding noise on entries whose true gradient is 0 does not dominate."""
+    scale = np.linalg.norm(exact) + np.linalg.norm(numeric)
+    return float(np.linalg.norm(exact - numeric) / scale) if scale else 0.0
+
+
+class _Objective:
+    """The scalar a check differentiates, with its gradient by the target's output: the loss,
+    or for a layer without one, the output's sum weighted by a fixed random projection (so
+    every output element matters). Dropout draws a mask per forward: every evaluation
+    replays the masks of the first."""
+
+    def __init__(
+        self, target: Layer | Sequential, loss: Loss | None, y: np.ndarray | None, rng: Generator
+    ) -> None:
+        self.target, self.loss, self.y, self.rng = target, loss, y, rng
+        layers = target.layers if isinstance(target, Sequential) else [target]
+        self._randomness = [
+            (layer, copy.deepcopy(layer.rng)) for layer in layers if hasattr(layer, "rng")
+        ]
+        self._projection: np.ndarray | None = None
+
+    def __call__(self, inputs: np.ndarray) -> tuple[float, np.ndarray]:
+        for layer, state in self._randomness:
+            layer.rng = copy.deepcopy(state)
+        out = self.target.forward(inputs)
+        if self.loss is not None and self.y is not None:
+            return self.loss.forward(out, self.y), self.loss.backward()
+        if self._projection is None:
+            self._projection = self.rng.standard_normal(out.shape)
+        return float(np.sum(out * self._projection)), self._projection
+
+
+def _analytic(
+    target: Layer | Sequential, objective: _Objective, x: np.ndarray, wrt_input: bool
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The arrays to check, each with its analytic gradient from one backward pass: the
+    input (`wrt_input`) and every trainable parameter (non-trainable state, such as moving
+    statistics, has no gradient: its layer updates it itself)."""
+    _, upstream = objective(x)
+    if isinstance(target, Sequential):
+        input_grad, params = target.backward(upstream), target.parameters()
+    else:
+        input_grad, params = input_gradient(target, upstream), list(target.params.values())
+    arrays = {"input": (x, input_grad)} if wrt_input else {}
+    arrays.update({p.name: (p.value, p.grad.copy()) for p in params if p.trainable})
+    return arrays
+
+
+def _numeric(
+    flat: np.ndarray, indices: np.ndarray, value: Callable[[], float], eps: float
+) -> np.ndarray:
+    """Central differences of `value` by each entry of `flat` at `indices` (a view of the
+    array `value` reads), each entry put back after."""
+    numeric = np.empty(len(indices))
+    for k, index in enumerate(indices):
+        original = flat[index]
+        flat[index] = original + eps
+        plus = value()
+        flat[index] = original - eps
+        minus = value()
+        flat[index] = original
+        numeric[k] = (plus - minus) / (2 * eps)
+    return numeric

@@ -113,10 +113,7 @@ class Optimizer(ABC):
                 f"optimizer, expected {self.name!r}"
             )
         if hyperparameters:
-            for key, value in state["hyperparameters"].items():
-                if key not in self.config():
-                    raise ValueError(f"{type(self).__name__} has no hyperparameter {key!r}")
-                setattr(self, key, value)
+            self._set_hyperparameters(state["hyperparameters"])
         iterations = state["iterations"]
         if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
             raise ValueError(
@@ -131,6 +128,14 @@ class Optimizer(ABC):
             }
             for name, slots in state["slots"].items()
         }
+
+    def _set_hyperparameters(self, values: dict[str, Any]) -> None:
+        """Set a saved state's hyperparameters; ValueError for one this kind of optimizer
+        does not have (a state made by another version or edited by hand)."""
+        for key, value in values.items():
+            if key not in self.config():
+                raise ValueError(f"{type(self).__name__} has no hyperparameter {key!r}")
+            setattr(self, key, value)
 
 
 def slot(state: Slots, key: str, like: np.ndarray) -> np.ndarray:

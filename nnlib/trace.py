@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,11 +84,30 @@ class Trace:
         }
 
     def summary(self) -> str:
-        """Shape, min, max and mean of every array, one line each, within 80 columns: its
-        length grows with the number of layers, never with their size. A layer's input is the
-        previous layer's output and its grad_output the next layer's grad_input, so each is
-        shown once: the input of the first layer and the grad_output of the last (the loss
-        gradient) have lines of their own."""
+        """Shape, min, max and mean of every array (`_rows`), one line each, within 80
+        columns: its length grows with the number of layers, never with their size."""
+        rows = self._rows()
+        name_width = min(_width("layer", (row[0] for row in rows)), NAME_WIDTH)
+        label_width = _width("array", (row[1] for row in rows))
+        # The numbers always show: a shape too long for what is left of the line is cut.
+        shape_width = min(
+            _width("shape", (_shape(row[2]) for row in rows)),
+            SUMMARY_WIDTH - name_width - label_width - 2 - 3 * NUMBER_WIDTH,
+        )
+        titles = ("layer", "array", "shape", "min", "max", "mean")
+        lines = [f"loss {self.loss:.6g}", _row(titles, name_width, label_width, shape_width)]
+        for name, label, value in rows:
+            with np.errstate(over="ignore", invalid="ignore"):  # inf and nan show as such
+                numbers = [f"{number:.4e}" for number in (value.min(), value.max(), value.mean())]
+            cells = (name, label, _shape(value), *numbers)
+            lines.append(_row(cells, name_width, label_width, shape_width))
+        return "\n".join(lines)
+
+    def _rows(self) -> list[tuple[str, str, np.ndarray]]:
+        """Every array of the trace once, as (layer name on its first row, label, array): a
+        layer's input is the previous layer's output and its grad_output the next layer's
+        grad_input, so only the first layer's input and the last layer's grad_output (the
+        loss gradient) have rows of their own."""
         rows: list[tuple[str, str, np.ndarray]] = []
         last = len(self.layers) - 1
         for position, layer in enumerate(self.layers):
@@ -97,21 +117,7 @@ class Trace:
                 arrays.append(("grad_output", layer.grad_output))
             arrays += [("grad_input", layer.grad_input), *layer.parameter_rows()]
             rows += [(layer.name if k == 0 else "", *row) for k, row in enumerate(arrays)]
-        titles = ("layer", "array", "shape", "min", "max", "mean")
-        name_width = min(max(len(name) for name in ["layer", *(r[0] for r in rows)]), NAME_WIDTH)
-        label_width = max(len(label) for label in ["array", *(r[1] for r in rows)])
-        # The numbers always show: a shape too long for what is left of the line is cut.
-        shape_width = min(
-            max(len(shape) for shape in ["shape", *(_shape(r[2]) for r in rows)]),
-            SUMMARY_WIDTH - name_width - label_width - 2 - 3 * NUMBER_WIDTH,
-        )
-        lines = [f"loss {self.loss:.6g}", _row(titles, name_width, label_width, shape_width)]
-        for name, label, value in rows:
-            with np.errstate(over="ignore", invalid="ignore"):  # inf and nan show as such
-                numbers = [f"{number:.4e}" for number in (value.min(), value.max(), value.mean())]
-            cells = (name, label, _shape(value), *numbers)
-            lines.append(_row(cells, name_width, label_width, shape_width))
-        return "\n".join(lines)
+        return rows
 
 
 def trace(model: Sequential, x: np.ndarray, y: np.ndarray, loss: Loss) -> Trace:
@@ -164,6 +170,11 @@ def _row(cells: tuple[str, ...], name_width: int, label_width: int, shape_width:
         f"{fit(shape, shape_width):>{shape_width}}"
         + "".join(f"{number:>{NUMBER_WIDTH}}" for number in numbers)
     )
+
+
+def _width(title: str, cells: Iterable[str]) -> int:
+    """A column's width: that of its longest cell, or of its title."""
+    return max(len(text) for text in [title, *cells])
 
 
 def _shape(value: np.ndarray) -> str:

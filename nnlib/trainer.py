@@ -184,7 +184,6 @@ class Trainer:
         self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, shuffle: bool
     ) -> History:
         """The run itself: hooks, epochs, and an `on_train_end` however it ends."""
-        epochs = self.epochs
         self.control.start()
         self.callbacks.begin_run()
         end_logs: Logs = {}
@@ -192,37 +191,7 @@ class Trainer:
         try:
             # Inside the try: a callback failing here still ends the run (state, log, waiters).
             self.callbacks.call("on_train_begin")
-            start, self.resume_from = self.resume_from or Position(), None
-            if start.source is not None:
-                self.emit(
-                    "run_resume",
-                    from_step=self.global_step,
-                    epoch=start.epoch,
-                    batch=start.batch,
-                    checkpoint=start.source,
-                    **start.extra,
-                )
-            self.rng = rng
-            for epoch in range(start.epoch, epochs):
-                self.epoch = epoch
-                self._position = start if epoch == start.epoch else Position(epoch)
-                if not self._position.begun:  # (a resumed epoch has had its start)
-                    self.control.apply_requests(epoch_boundary=True)
-                self._position.begun = True
-                self._position.shuffle_state = rng.bit_generator.state
-                self._epoch_done = False
-                order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
-                self.steps_per_epoch = math.ceil(len(x) / self.batch_size)
-                self.callbacks.call("on_epoch_begin", epoch)
-                epoch_logs = self._train_epoch(x, y, order)
-                if epoch_logs is None:  # stopped before its first batch: nothing to report
-                    break
-                # A checkpoint taken from here on starts the next epoch, once this one has
-                # seen all its data (a stop mid-epoch still reports the part it trained).
-                self._epoch_done = self._position.offset >= len(x)
-                self.callbacks.call("on_epoch_end", epoch, epoch_logs)
-                if self.stop_training:
-                    break
+            self._epochs(x, y, rng, shuffle)
             if self.stop_training:
                 reason = self.stop_reason or RunStatus.STOPPED
         except KeyboardInterrupt:
@@ -237,6 +206,52 @@ class Trainer:
             end_logs.update(reason=str(reason), epoch=self.epoch, step=self.global_step)
             self.callbacks.call("on_train_end", end_logs, every=True)
         return self.history
+
+    def _epochs(
+        self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, shuffle: bool
+    ) -> None:
+        """Train from where the run starts (a checkpoint's position, said in a 'run_resume'
+        event, or the first epoch) to its last epoch or a stop."""
+        start, self.resume_from = self.resume_from or Position(), None
+        if start.source is not None:
+            self.emit(
+                "run_resume",
+                from_step=self.global_step,
+                epoch=start.epoch,
+                batch=start.batch,
+                checkpoint=start.source,
+                **start.extra,
+            )
+        self.rng = rng
+        for epoch in range(start.epoch, self.epochs):
+            self._position = start if epoch == start.epoch else Position(epoch)
+            order = self._begin_epoch(epoch, len(x), rng, shuffle)
+            self.callbacks.call("on_epoch_begin", epoch)
+            epoch_logs = self._train_epoch(x, y, order)
+            if epoch_logs is None:  # stopped before its first batch: nothing to report
+                return
+            # A checkpoint taken from here on starts the next epoch, once this one has
+            # seen all its data (a stop mid-epoch still reports the part it trained).
+            self._epoch_done = self._position.offset >= len(x)
+            self.callbacks.call("on_epoch_end", epoch, epoch_logs)
+            if self.stop_training:
+                return
+
+    def _begin_epoch(
+        self, epoch: int, samples: int, rng: np.random.Generator, shuffle: bool
+    ) -> np.ndarray:
+        """Set up `epoch` at `self._position`: the requests that wait for an epoch's start
+        applied (a resumed epoch has had its start), the shuffle state it draws its order
+        from kept (for a checkpoint), the order of its `samples` drawn."""
+        self.epoch = epoch
+        if not self._position.begun:
+            self.control.apply_requests(epoch_boundary=True)
+        self._position.begun = True
+        self._position.shuffle_state = rng.bit_generator.state
+        self._epoch_done = False
+        order = rng.permutation(samples) if shuffle else np.arange(samples)
+        self.steps_per_epoch = math.ceil(samples / self.batch_size)
+        return order
 
     def position(self) -> Position:
         """Where the next batch would start (a copy): past the epoch once it has ended."""
@@ -273,23 +288,30 @@ class Trainer:
                 at.correct += logs["accuracy"] * len(index)
             self.consistent = True
             active_time += time.perf_counter() - began
-            logs["samples_per_sec"] = trained / active_time if active_time > 0 else 0.0
+            logs["samples_per_sec"] = _speed(trained, active_time)
             self.callbacks.call("on_batch_end", batch, logs)
             if self.stop_training:
                 break
-        seen, loss_sum, correct = at.seen, at.loss_sum, at.correct
-        if not seen:
+        if not at.seen:
             return None
+        return self._epoch_logs(active_time, trained)
+
+    def _epoch_logs(self, active_time: float, trained: int) -> Logs:
+        """The epoch's logs: its loss (and accuracy) over all its batches, those trained
+        before a resume too (the position's running sums); the speed of this fit's part; and
+        the loss (and accuracy) on the validation data."""
+        at = self._position
+        classification = self.loss.task == "classification"
         logs = {
             "epoch": self.epoch,
             "step": self.global_step,
-            "loss": loss_sum / seen,
+            "loss": at.loss_sum / at.seen,
             **self.hyperparameters(),
             "seconds": active_time,
-            "samples_per_sec": trained / active_time if active_time > 0 else 0.0,
+            "samples_per_sec": _speed(trained, active_time),
         }
         if classification:
-            logs["accuracy"] = correct / seen
+            logs["accuracy"] = at.correct / at.seen
         if self.validation_data is not None:
             xv, yv = self.validation_data
             with np.errstate(over="ignore", invalid="ignore"):  # after a divergence, too
@@ -434,3 +456,8 @@ class Trainer:
             applies="next epoch" if name == "batch_size" else "next batch",
             source=source,
         )
+
+
+def _speed(samples: int, seconds: float) -> float:
+    """Samples trained a second of active time (0 before any time was measured)."""
+    return samples / seconds if seconds > 0 else 0.0

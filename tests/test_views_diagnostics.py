@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from views_helpers import spirals_run
 
 from nnlib import events
 from nnlib.callbacks.base import Callback
 from nnlib.callbacks.diagnostics import Diagnostics
+from nnlib.layers import ReLU, Sigmoid, Tanh
 
 
 def warnings_of(tmp_path, prepare=None, **config) -> list[events.Diagnostic]:
@@ -206,3 +208,60 @@ def test_two_batches_above_where_the_run_started_are_a_spike():
     assert spike["kind"] == "loss_spike" and spike["value"] == 2.4
     assert "the second time in 51 batches" in spike["message"]
     assert fed(batch_losses=batches + [0.2] * 100 + [2.4]) == []  # too far apart
+
+
+def measured(layers, optimizer=None) -> list[dict]:
+    """The warnings a Diagnostics emits for one 'histograms' event measured on `layers` (each
+    already run forward), flushed by the next batch end."""
+    emitted: list[dict] = []
+    trainer = SimpleNamespace(
+        epoch=0,
+        global_step=0,
+        emit=lambda event, **data: emitted.append(data),
+        optimizer=optimizer or SimpleNamespace(lr=0.1),
+        model=SimpleNamespace(layers=layers),
+    )
+    diagnostics = Diagnostics()
+    for step in range(4):  # the dead-unit window: 4 batches of 64 samples
+        trainer.global_step = step
+        diagnostics.on_event(trainer, "histograms", {"layers": {"dense_1": {"grad_norm": 1.0}}})
+        diagnostics.on_batch_end(trainer, step, {})
+    return emitted
+
+
+def test_saturation_names_the_limits_of_each_activation():
+    sigmoid, tanh = Sigmoid(name="sigmoid_1"), Tanh(name="tanh_1")
+    sigmoid.forward(np.full((64, 3), 6.0))  # 0.9975: within 2% of 1
+    tanh.forward(np.full((64, 3), -3.0))  # -0.995: within 2% of the range of -1
+    messages = {w["layer"]: w["message"] for w in measured([sigmoid, tanh])}
+    assert "stuck near 0 or 1" in messages["sigmoid_1"]
+    assert "stuck near -1 or 1" in messages["tanh_1"]
+    sigmoid.forward(np.full((64, 3), -2.0))  # 0.12: not near 0
+    assert measured([sigmoid]) == []
+
+
+def test_a_channel_of_an_image_relu_is_alive_where_any_position_is():
+    relu = ReLU(name="relu_1")
+    x = np.full((64, 4, 4, 4), -1.0)
+    x[:, 2, 3, 0] = 1.0  # channel 0 alive at one position; channels 1-3 dead
+    relu.forward(x)
+    (dead,) = measured([relu])
+    assert dead["kind"] == "dead_relu" and dead["value"] == 0.75
+    assert dead["fork"] == {"before": 0, "name": "lr", "value": 0.05}
+    x[:, 0, 0, 1:3] = 1.0  # half the channels alive: not more than half dead
+    relu.forward(x)
+    assert measured([relu]) == []
+
+
+def test_overfitting_without_a_weight_decay_to_raise_offers_no_fix():
+    emitted: list[dict] = []
+    trainer = SimpleNamespace(
+        epoch=0, emit=lambda event, **data: emitted.append(data), optimizer=SimpleNamespace()
+    )
+    diagnostics = Diagnostics()
+    for epoch, gap in enumerate([0.05, 0.12, 0.2]):
+        logs = {"loss": 1.0 - epoch / 10, "accuracy": 0.9, "val_accuracy": 0.9 - gap}
+        diagnostics.on_epoch_end(trainer, epoch, logs)
+    (overfit,) = emitted
+    assert overfit["kind"] == "overfitting" and "fix" not in overfit
+    assert "weight decay" in overfit["suggestion"]

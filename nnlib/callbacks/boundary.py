@@ -210,65 +210,56 @@ class BoundaryView(Callback):
     def _static(self, trainer: Trainer) -> dict[str, Any]:
         """What does not change during a run: the box, the grid's inputs and the data
         rasters."""
-        x = np.asarray(self.x, dtype=np.float64).reshape(len(self.x), -1)
-        y = np.asarray(self.y)
+        x, y = _as_table(self.x), np.asarray(self.y)
         features = x.shape[1]
-        classes = trainer.loss.task == "classification"
-        lo, hi = x.min(axis=0), x.max(axis=0)
-        pad = np.maximum((hi - lo) * MARGIN, 1e-3)
-        lo, hi = lo - pad, hi + pad
-        n = self.grid
-        xs = lo[0] + (np.arange(n) + 0.5) / n * (hi[0] - lo[0])
-        fixed: dict[str, Any] = {}
-        if features == 2:
-            ys = hi[1] - (np.arange(n) + 0.5) / n * (hi[1] - lo[1])  # row 0 at the top
-            gx, gy = np.meshgrid(xs, ys)
-            fixed["inputs"] = np.stack([gx.ravel(), gy.ravel()], axis=1)
-            fixed["shape"] = (n, n)
-            box_lo, box_hi = lo, hi
+        if trainer.loss.task == "classification":
+            kind = "classes"
         else:
-            fixed["inputs"] = xs[:, None]
-            fixed["shape"] = (1, n)
-        if classes:
-            fixed["kind"] = "classes"
-            if features == 1:
-                box_lo, box_hi = np.array([lo[0], 0.0]), np.array([hi[0], 1.0])
-            labels = y.astype(np.int64).ravel()
-            points_shape = fixed["shape"]
-        else:
-            target = y.reshape(len(y), -1)[:, 0].astype(np.float64)
-            vmin, vmax = float(target.min()), float(target.max())
-            vpad = max((vmax - vmin) * MARGIN, 1e-3)
-            fixed["vmin"], fixed["vmax"] = vmin - vpad, vmax + vpad
-            if features == 2:
-                fixed["kind"] = "surface"
-                fixed["truth"] = self._truth(x, target, lo, hi, fixed["vmin"], fixed["vmax"])
-                labels = np.zeros(len(x), dtype=np.int64)
-                points_shape = fixed["shape"]
-            else:
-                fixed["kind"] = "curve"
-                box_lo = np.array([lo[0], fixed["vmin"]])
-                box_hi = np.array([hi[0], fixed["vmax"]])
-                x = np.stack([x[:, 0], target], axis=1)
-                labels = np.zeros(len(x), dtype=np.int64)
-                points_shape = (CURVE_ROWS, n)
-        fixed["lo"], fixed["hi"] = box_lo.tolist(), box_hi.tolist()
-        step = max(1, math.ceil(len(x) / self.max_points))
-        fixed["train"] = point_raster(x[::step], labels[::step], box_lo, box_hi, points_shape)
+            kind = "surface" if features == 2 else "curve"
+        lo, hi = _padded(x)
+        fixed: dict[str, Any] = {"kind": kind, **_grid(lo, hi, self.grid)}
+        if kind != "classes":
+            fixed.update(self._targets(kind, x, y, lo, hi))
+        frame = _frame(fixed, lo, hi)
+        fixed["lo"], fixed["hi"] = frame[0].tolist(), frame[1].tolist()
+        fixed["train"] = self._points(kind, x, y, *frame)
         if trainer.validation_data is not None and len(trainer.validation_data[0]):
-            xv = np.asarray(trainer.validation_data[0], dtype=np.float64).reshape(
-                len(trainer.validation_data[0]), -1
-            )
-            yv = np.asarray(trainer.validation_data[1])
-            if classes:
-                labels_v = yv.astype(np.int64).ravel()
-            else:
-                if fixed["kind"] == "curve":
-                    xv = np.stack([xv[:, 0], yv.reshape(len(yv), -1)[:, 0]], axis=1)
-                labels_v = np.zeros(len(xv), dtype=np.int64)
-            step = max(1, math.ceil(len(xv) / self.max_points))
-            fixed["val"] = point_raster(xv[::step], labels_v[::step], box_lo, box_hi, points_shape)
+            xv, yv = trainer.validation_data
+            fixed["val"] = self._points(kind, _as_table(xv), np.asarray(yv), *frame)
         return fixed
+
+    def _targets(
+        self, kind: str, x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray
+    ) -> dict[str, Any]:
+        """A regression's target range (`vmin`, `vmax`, padded as the box is) and, for a
+        surface, the target's mean per cell (`truth`)."""
+        target = y.reshape(len(y), -1)[:, 0].astype(np.float64)
+        vmin, vmax = (float(value) for value in _padded(target))
+        fields: dict[str, Any] = {"vmin": vmin, "vmax": vmax}
+        if kind == "surface":
+            fields["truth"] = self._truth(x, target, lo, hi, vmin, vmax)
+        return fields
+
+    def _points(
+        self,
+        kind: str,
+        x: np.ndarray,
+        y: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        shape: tuple[int, int],
+    ) -> list[str]:
+        """The raster of at most `max_points` of the data (x, y) over [lo, hi], the same for
+        the training and the validation data: classes are drawn by label; a curve's points
+        are (x, target); a surface's, its inputs."""
+        if kind == "classes":
+            labels = y.astype(np.int64).ravel()
+        else:
+            labels = np.zeros(len(x), dtype=np.int64)
+        if kind == "curve":
+            x = np.stack([x[:, 0], y.reshape(len(y), -1)[:, 0]], axis=1)
+        step = max(1, math.ceil(len(x) / self.max_points))
+        return point_raster(x[::step], labels[::step], lo, hi, shape)
 
     def _truth(
         self,
@@ -293,55 +284,35 @@ class BoundaryView(Callback):
     def compute(self, trainer: Trainer) -> dict[str, Any]:
         """The event's fields now: one forward pass over the grid in eval mode (the model's
         training mode is restored after)."""
-        model, fixed = trainer.model, self._fixed
-        inputs = fixed["inputs"].astype(model.dtype)
-        was_training = model.training
-        model.eval()
-        try:
-            hidden: list[tuple[Dense, np.ndarray]] = []
-            out, pending = inputs, None
-            drawn = neuron_layers(model.layers)  # kept no further: memory, too
-            for layer in model.layers:
-                if isinstance(layer, Dense) and pending is not None:
-                    hidden.append((pending, out))  # the output of its activation
-                    pending = None
-                with np.errstate(over="ignore", invalid="ignore"):
-                    out = layer.forward(out)
-                if isinstance(layer, Dense) and any(layer is chosen for chosen in drawn):
-                    pending = layer
-        finally:
-            model.train(was_training)
+        fixed = self._fixed
+        out, hidden = _forward(trainer.model, fixed["inputs"])
         shape = fixed["shape"]
         fields: dict[str, Any] = {
             key: fixed[key] for key in ("kind", "lo", "hi", "vmin", "vmax") if key in fixed
         }
-        out = np.asarray(out, dtype=np.float64)
         if fixed["kind"] == "classes":
-            # Classes as rows, cells as columns: the reductions over a few classes run along
-            # contiguous rows (over a row of 3 values per cell they took 0.18 of 0.45 ms).
-            columns = np.ascontiguousarray(out.T)
-            k = columns.shape[0]
-            with np.errstate(over="ignore", invalid="ignore"):
-                # The largest probability of a softmax: its largest exp is exp(0) = 1.
-                best = 1.0 / np.exp(columns - columns.max(axis=0)).sum(axis=0)
-            best = np.nan_to_num(best, nan=1.0 / k)
-            predicted = np.where(np.isfinite(columns).all(axis=0), columns.argmax(axis=0), -1)
-            fields["predicted"] = raster(np.clip(predicted, -1, LEVELS - 1).reshape(shape))
-            confidence = (best - 1.0 / k) / (1.0 - 1.0 / k) if k > 1 else np.ones_like(best)
-            fields["confidence"] = raster(to_levels(confidence, 0.0, 1.0).reshape(shape))
+            fields.update(_classes(out, shape))
         else:  # a surface, or a curve (one row): the first output's level
             levels = to_levels(out[:, 0], fixed["vmin"], fixed["vmax"])
             fields["predicted"] = raster(levels.reshape(shape))
         if shape[0] > 1 and hidden:
-            units = sum(layer.units for layer, _ in hidden)
-            stride = max(1, math.ceil(shape[0] / thumbnail_side(units)))
-            weights = NEURON_WEIGHTS_MAX
-            fields["neurons"] = []
-            for layer, activations in hidden:
-                entry = self._neurons(layer, activations, shape, stride, weights)
-                weights -= sum(len(unit.get("weights", ())) for unit in entry["units"])
-                fields["neurons"].append(entry)
+            fields["neurons"] = self._neuron_maps(hidden, shape)
         return fields
+
+    def _neuron_maps(
+        self, hidden: list[tuple[Dense, np.ndarray]], shape: tuple[int, int]
+    ) -> list[dict[str, Any]]:
+        """Every drawn layer's units (`_neurons`), their maps of one side so that all fit in
+        NEURON_CELLS_MAX cells, and incoming weights while NEURON_WEIGHTS_MAX lasts."""
+        units = sum(layer.units for layer, _ in hidden)
+        stride = max(1, math.ceil(shape[0] / thumbnail_side(units)))
+        weights = NEURON_WEIGHTS_MAX
+        maps = []
+        for layer, activations in hidden:
+            entry = self._neurons(layer, activations, shape, stride, weights)
+            weights -= sum(len(unit.get("weights", ())) for unit in entry["units"])
+            maps.append(entry)
+        return maps
 
     def _neurons(
         self,
@@ -376,6 +347,86 @@ class BoundaryView(Callback):
                 entry["weights"] = [float(f"{w:.3g}") for w in np.nan_to_num(weights[:, unit])]
             units.append(entry)
         return {"layer": layer.name, "units": units}
+
+
+def _padded(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The range of `values` (per column) with MARGIN of it added on each side, 1e-3 at least,
+    so that the points at its edges are not on the frame."""
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    pad = np.maximum((hi - lo) * MARGIN, 1e-3)
+    return lo - pad, hi + pad
+
+
+def _grid(lo: np.ndarray, hi: np.ndarray, n: int) -> dict[str, Any]:
+    """The `inputs` at the centres of n cells per side over the box [lo, hi] (row 0 at the
+    top, the high y), and the grid's `shape`: (n, n) for two features, (1, n) for one."""
+    xs = lo[0] + (np.arange(n) + 0.5) / n * (hi[0] - lo[0])
+    if len(lo) == 1:
+        return {"inputs": xs[:, None], "shape": (1, n)}
+    ys = hi[1] - (np.arange(n) + 0.5) / n * (hi[1] - lo[1])
+    gx, gy = np.meshgrid(xs, ys)
+    return {"inputs": np.stack([gx.ravel(), gy.ravel()], axis=1), "shape": (n, n)}
+
+
+def _frame(
+    fixed: dict[str, Any], lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """The box and the raster shape the data points are drawn in: the input plane; for one
+    feature, the target's axis of a curve (CURVE_ROWS rows), or a band under the classes."""
+    shape = fixed["shape"]
+    if fixed["kind"] == "curve":
+        box_lo, box_hi = np.array([lo[0], fixed["vmin"]]), np.array([hi[0], fixed["vmax"]])
+        return box_lo, box_hi, (CURVE_ROWS, shape[1])
+    if shape[0] == 1:
+        return np.array([lo[0], 0.0]), np.array([hi[0], 1.0]), shape
+    return lo, hi, shape
+
+
+def _as_table(x: np.ndarray) -> np.ndarray:
+    """Samples as rows of float64 features (a 1-D input's too)."""
+    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+
+
+def _forward(model: Any, inputs: np.ndarray) -> tuple[np.ndarray, list[tuple[Dense, np.ndarray]]]:
+    """The model's float64 output for `inputs` in eval mode (its mode restored after), and
+    each drawn hidden layer (`neuron_layers`) with the output of the activation after it:
+    what its units show once activated."""
+    drawn = neuron_layers(model.layers)  # kept no further: memory, too
+    hidden: list[tuple[Dense, np.ndarray]] = []
+    out, pending = inputs.astype(model.dtype), None
+    was_training = model.training
+    model.eval()
+    try:
+        for layer in model.layers:
+            if isinstance(layer, Dense) and pending is not None:
+                hidden.append((pending, out))  # the output of its activation
+                pending = None
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = layer.forward(out)
+            if any(layer is chosen for chosen in drawn):
+                pending = layer
+    finally:
+        model.train(was_training)
+    return np.asarray(out, dtype=np.float64), hidden
+
+
+def _classes(out: np.ndarray, shape: tuple[int, int]) -> dict[str, list[str]]:
+    """The predicted class per cell and how sure the model is of it: the largest softmax
+    probability, scaled from 1/k (a guess among k classes) to 1."""
+    # Classes as rows, cells as columns: the reductions over a few classes run along
+    # contiguous rows (over a row of 3 values per cell they took 0.18 of 0.45 ms).
+    columns = np.ascontiguousarray(out.T)
+    k = columns.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        # The largest probability of a softmax: its largest exp is exp(0) = 1.
+        best = 1.0 / np.exp(columns - columns.max(axis=0)).sum(axis=0)
+    best = np.nan_to_num(best, nan=1.0 / k)
+    predicted = np.where(np.isfinite(columns).all(axis=0), columns.argmax(axis=0), -1)
+    confidence = (best - 1.0 / k) / (1.0 - 1.0 / k) if k > 1 else np.ones_like(best)
+    return {
+        "predicted": raster(np.clip(predicted, -1, LEVELS - 1).reshape(shape)),
+        "confidence": raster(to_levels(confidence, 0.0, 1.0).reshape(shape)),
+    }
 
 
 def neuron_layers(layers: list[Any]) -> list[Dense]:

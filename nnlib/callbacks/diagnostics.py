@@ -69,10 +69,31 @@ SATURATED = 0.5
 SATURATION_MARGIN = 0.02
 OVERFIT_GAP = 0.10
 WIDENING_EPOCHS = 2
+#: The kinds raised once per layer rather than once per run.
+PER_LAYER = ("dead_relu", "saturated")
 
 
 def _positive(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and value > 0
+
+
+def _finite(value: Any) -> Any:
+    """`value` when it is a finite number to judge, else None: a missing measurement, or a
+    diverged one (divergence is the DivergenceGuard's to report, not a warning's)."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _rose_in_a_row(values: list[float], times: int) -> bool:
+    """Whether each of the last `times` values rose above the one before: the test behind a
+    rising loss and a widening gap."""
+    recent = values[-times - 1 :]
+    return len(recent) == times + 1 and all(a < b for a, b in zip(recent, recent[1:], strict=False))
+
+
+def _alive_units(active: np.ndarray) -> np.ndarray:
+    """Which units of a ReLU layer's batch output something for at least one sample; a unit
+    of an image layer is a channel, alive at any position."""
+    return np.any(active.reshape(-1, active.shape[-1]), axis=0)
 
 
 class Diagnostics(Callback):
@@ -104,56 +125,53 @@ class Diagnostics(Callback):
 
     # -- what is measured -------------------------------------------------------------------
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
-        loss = logs.get("loss")
-        if loss is not None and math.isfinite(loss):
+        loss = _finite(logs.get("loss"))
+        if loss is not None:
             start = self._start = loss if self._start is None else self._start
             average = self._average
-            if (
-                average is not None
-                and self._batches >= LOSS_WARMUP
-                and loss > LOSS_SPIKE * average
-                and loss > SPIKE_START * start
-            ):
-                step = trainer.global_step
-                if self._spikes and self._spikes[-1] > step - SPIKE_WINDOW:
-                    self._warn(
-                        "loss_spike",
-                        f"the loss jumped to {loss:.3g}, {loss / average:.1f}x its recent "
-                        f"average {average:.3g} and {loss / start:.1f}x the {start:.3g} the run "
-                        f"started from (the second time in {step - self._spikes[-1]} batches)",
-                        **self._lr_advice(trainer),
-                        value=loss,
-                    )
-                self._spikes.append(step)
+            if average is not None and self._is_spike(loss, average, start):
+                self._spiked(trainer, loss, average, start)
             self._average = loss if average is None else average + LOSS_AVERAGE * (loss - average)
             self._batches += 1
         self._flush(trainer)
 
+    def _is_spike(self, loss: float, average: float, start: float) -> bool:
+        """Whether a batch's loss, once past LOSS_WARMUP batches, is above both LOSS_SPIKE
+        times their moving `average` and SPIKE_START times the loss the run started from."""
+        return self._batches >= LOSS_WARMUP and loss > max(
+            LOSS_SPIKE * average, SPIKE_START * start
+        )
+
+    def _spiked(self, trainer: Trainer, loss: float, average: float, start: float) -> None:
+        """Count a spike; the second within SPIKE_WINDOW batches is warned of (one alone
+        happens in healthy runs)."""
+        step = trainer.global_step
+        if self._spikes and self._spikes[-1] > step - SPIKE_WINDOW:
+            self._warn(
+                "loss_spike",
+                f"the loss jumped to {loss:.3g}, {loss / average:.1f}x its recent "
+                f"average {average:.3g} and {loss / start:.1f}x the {start:.3g} the run "
+                f"started from (the second time in {step - self._spikes[-1]} batches)",
+                **self._lr_advice(trainer),
+                value=loss,
+            )
+        self._spikes.append(step)
+
     def on_event(self, trainer: Trainer, event: str, data: Logs) -> None:
         if event == "hparam" and data.get("name") in ("lr", "base_lr"):
             self._lr_changed(data)
-        if event != "histograms":
-            return
-        layers = data.get("layers") or {}
-        norms = {
-            name: entry["grad_norm"]
-            for name, entry in layers.items()
-            if entry.get("grad_norm") is not None and math.isfinite(entry["grad_norm"])
-        }
-        if norms:  # one warning for the worst layer: the others usually follow it
-            name = max(norms, key=norms.__getitem__)
-            if norms[name] > GRAD_EXPLODING:
-                self._warn(
-                    "exploding_gradients",
-                    f"{name}: gradient norm {norms[name]:.3g}, above {GRAD_EXPLODING:g}: each "
-                    "step throws the weights far",
-                    **self._fork_advice(
-                        trainer.global_step,
-                        self._lr_advice(trainer, also="normalise the inputs or add batchnorm"),
-                    ),
-                    layer=name,
-                    value=norms[name],
-                )
+        elif event == "histograms":
+            self._histograms(trainer, data.get("layers") or {})
+
+    def _histograms(self, trainer: Trainer, layers: dict[str, Any]) -> None:
+        """What a 'histograms' event shows: the gradient norms per layer and, when it was
+        taken on a batch whose gradients were measured, the activations of that batch."""
+        norms = {}
+        for name, entry in layers.items():
+            norm = _finite(entry.get("grad_norm"))
+            if norm is not None:
+                norms[name] = norm
+        self._exploding_gradients(trainer, norms)
         self._vanishing_gradients(norms)
         measured = any("grads" in entry or "grad_norm" in entry for entry in layers.values())
         if measured or any("dead_fraction" in entry for entry in layers.values()):
@@ -168,6 +186,25 @@ class Diagnostics(Callback):
         if isinstance(old, int | float) and isinstance(new, int | float):
             self._lr_change = (int(data.get("step") or 0), float(old), float(new))
         self._losses, self._batches, self._average = [], 0, None
+
+    def _exploding_gradients(self, trainer: Trainer, norms: dict[str, float]) -> None:
+        """One warning for the worst layer above GRAD_EXPLODING: the others usually follow
+        it."""
+        if not norms:
+            return
+        name = max(norms, key=norms.__getitem__)
+        if norms[name] > GRAD_EXPLODING:
+            self._warn(
+                "exploding_gradients",
+                f"{name}: gradient norm {norms[name]:.3g}, above {GRAD_EXPLODING:g}: each "
+                "step throws the weights far",
+                **self._fork_advice(
+                    trainer.global_step,
+                    self._lr_advice(trainer, also="normalise the inputs or add batchnorm"),
+                ),
+                layer=name,
+                value=norms[name],
+            )
 
     def _vanishing_gradients(self, norms: dict[str, float]) -> None:
         # Exactly 0 is not vanishing: no unit passed a gradient at all (dead ReLUs, said below).
@@ -198,38 +235,55 @@ class Diagnostics(Callback):
             if not isinstance(layer, ReLU) or layer.active_mask is None:
                 continue
             active = layer.active_mask
-            alive = np.any(active.reshape(len(active), -1), axis=0)
-            if active.ndim > 2:  # a unit of an image layer is a channel
-                alive = np.any(alive.reshape(-1, active.shape[-1]), axis=0)
-            window = self._alive.setdefault(layer.name, deque())
-            if window and window[0][0].shape != alive.shape:
-                window.clear()
-            window.append((alive, len(active), trainer.global_step))
-            seen = sum(samples for _, samples, _ in window)
-            while len(window) > DEAD_WINDOW and seen - window[0][1] >= DEAD_SAMPLES:
-                seen -= window.popleft()[1]
-            if len(window) < DEAD_WINDOW or seen < DEAD_SAMPLES:
+            window = self._window(
+                layer.name, _alive_units(active), len(active), trainer.global_step
+            )
+            if window is None:
                 continue
             dead = 1.0 - float(np.mean(np.logical_or.reduce([units for units, _, _ in window])))
             if dead > DEAD_RELU:
-                lr = getattr(trainer.optimizer, "lr", None)
-                halved = {"fix": {"name": "lr", "value": lr / 2}} if _positive(lr) else {}
-                self._warn(
-                    "dead_relu",
-                    f"{layer.name}: {dead:.0%} of its units output 0 for every sample of the "
-                    f"last {len(window)} measured batches (dead ReLUs get no gradient and rarely "
-                    "recover)",
-                    layer=layer.name,
-                    value=dead,
-                    **self._fork_advice(
-                        window[0][2],
-                        {
-                            "suggestion": "restart or fork from before they died with a lower "
-                            "learning rate, or use leakyrelu",
-                            **halved,
-                        },
-                    ),
-                )
+                self._warn_dead(trainer, layer.name, dead, window)
+
+    def _window(
+        self, name: str, alive: np.ndarray, samples: int, step: int
+    ) -> deque[tuple[np.ndarray, int, int]] | None:
+        """Layer `name`'s measurements with this one, trimmed to the last DEAD_WINDOW or more
+        that hold DEAD_SAMPLES samples; None while there are fewer. A layer whose units
+        changed in number starts afresh."""
+        window = self._alive.setdefault(name, deque())
+        if window and window[0][0].shape != alive.shape:
+            window.clear()
+        window.append((alive, samples, step))
+        seen = sum(count for _, count, _ in window)
+        while len(window) > DEAD_WINDOW and seen - window[0][1] >= DEAD_SAMPLES:
+            seen -= window.popleft()[1]
+        if len(window) < DEAD_WINDOW or seen < DEAD_SAMPLES:
+            return None
+        return window
+
+    def _warn_dead(
+        self, trainer: Trainer, name: str, dead: float, window: deque[tuple[np.ndarray, int, int]]
+    ) -> None:
+        """Dead units rarely recover: the advice is a fork from before the window began
+        (with half the learning rate), not a change now."""
+        lr = getattr(trainer.optimizer, "lr", None)
+        halved = {"fix": {"name": "lr", "value": lr / 2}} if _positive(lr) else {}
+        self._warn(
+            "dead_relu",
+            f"{name}: {dead:.0%} of its units output 0 for every sample of the "
+            f"last {len(window)} measured batches (dead ReLUs get no gradient and rarely "
+            "recover)",
+            layer=name,
+            value=dead,
+            **self._fork_advice(
+                window[0][2],
+                {
+                    "suggestion": "restart or fork from before they died with a lower "
+                    "learning rate, or use leakyrelu",
+                    **halved,
+                },
+            ),
+        )
 
     def _saturation(self, trainer: Trainer) -> None:
         """Sigmoid and tanh outputs of the batch just trained, near their limits."""
@@ -237,14 +291,13 @@ class Diagnostics(Callback):
             output = getattr(layer, "_y", None)
             if not isinstance(layer, Sigmoid | Tanh) or output is None:
                 continue
-            lo, hi = (0.0, 1.0) if isinstance(layer, Sigmoid) else (-1.0, 1.0)
-            margin = SATURATION_MARGIN * (hi - lo)
-            share = float(np.mean((output <= lo + margin) | (output >= hi - margin)))
+            lo = 0.0 if isinstance(layer, Sigmoid) else -1.0  # both end at 1
+            margin = SATURATION_MARGIN * (1.0 - lo)
+            share = float(np.mean((output <= lo + margin) | (output >= 1.0 - margin)))
             if share > SATURATED:
-                limits = "0 or 1" if isinstance(layer, Sigmoid) else "-1 or 1"
                 self._warn(
                     "saturated",
-                    f"{layer.name}: {share:.0%} of its outputs are stuck near {limits}, where "
+                    f"{layer.name}: {share:.0%} of its outputs are stuck near {lo:g} or 1, where "
                     "its gradient is almost 0",
                     "normalise the inputs, or lower the learning rate; relu does not saturate",
                     layer=layer.name,
@@ -252,8 +305,8 @@ class Diagnostics(Callback):
                 )
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
-        loss = logs.get("loss")
-        if loss is not None and math.isfinite(loss):
+        loss = _finite(logs.get("loss"))
+        if loss is not None:
             self._train_losses.append(loss)
             if self._start is not None:
                 self._check_loss(trainer, epoch, loss, self._start)
@@ -267,9 +320,7 @@ class Diagnostics(Callback):
         RISING_EPOCHS epochs in a row by more than RISE_SHARE of the start."""
         self._losses.append(loss)
         recent = self._losses[-RISING_EPOCHS - 1 :]
-        rising = len(recent) == RISING_EPOCHS + 1 and all(
-            a < b for a, b in zip(recent, recent[1:], strict=False)
-        )
+        rising = _rose_in_a_row(self._losses, RISING_EPOCHS)
         if loss > ABOVE_START * start:
             message = (
                 f"the training loss {loss:.3g} is {loss / start:.1f}x the "
@@ -288,26 +339,24 @@ class Diagnostics(Callback):
         """Warn of overfitting: the gap between training and validation accuracy widened
         WIDENING_EPOCHS epochs in a row to above OVERFIT_GAP while the training loss fell."""
         self._gaps.append(train - val)
-        recent = self._gaps[-WIDENING_EPOCHS - 1 :]
-        widening = len(recent) == WIDENING_EPOCHS + 1 and all(
-            a < b for a, b in zip(recent, recent[1:], strict=False)
-        )
+        widening = _rose_in_a_row(self._gaps, WIDENING_EPOCHS)
         losses = self._train_losses[-WIDENING_EPOCHS - 1 :]
         falling = len(losses) == WIDENING_EPOCHS + 1 and losses[-1] < losses[0]
-        if not (widening and falling and recent[-1] > OVERFIT_GAP):
+        if not (widening and falling and self._gaps[-1] > OVERFIT_GAP):
             return
+        advice: dict[str, Any] = {
+            "suggestion": "add weight decay, use more data or a smaller model, or stop earlier"
+        }
         decay = getattr(trainer.optimizer, "weight_decay", None)
-        fix = None
         if isinstance(decay, int | float):
-            fix = {"name": "weight_decay", "value": 2 * decay if decay > 0 else 5e-4}
+            advice["fix"] = {"name": "weight_decay", "value": 2 * decay if decay > 0 else 5e-4}
         self._warn(
             "overfitting",
             f"training accuracy {train:.1%} but validation {val:.1%}: the gap grew "
             f"{WIDENING_EPOCHS} epochs in a row (overfitting)",
-            "add weight decay, use more data or a smaller model, or stop earlier",
-            value=recent[-1],
+            **advice,
+            value=self._gaps[-1],
             epoch=epoch,
-            fix=fix,
         )
 
     # -- what to advise --------------------------------------------------------------------
@@ -316,7 +365,7 @@ class Diagnostics(Callback):
         rate back; after a lowering, the loss still misbehaving over the epochs since then is
         why to lower it again; otherwise halve it. `fix` is that change."""
         lr = getattr(trainer.optimizer, "lr", None)
-        if not isinstance(lr, int | float) or lr <= 0:
+        if not _positive(lr):
             return {"suggestion": "the learning rate is probably too high: lower it"}
         tail = f"; {also}" if also else ""
         change = self._lr_change
@@ -350,13 +399,11 @@ class Diagnostics(Callback):
 
     # -- raising ---------------------------------------------------------------------------
     def _warn(self, kind: str, message: str, suggestion: str, **fields: Any) -> None:
-        per_layer = kind in ("dead_relu", "saturated")
-        key = (kind, fields.get("layer") or "" if per_layer else "")
+        """Hold a warning for `_flush`, unless its kind (of a PER_LAYER kind: for its layer)
+        was raised already in this run."""
+        key = (kind, fields["layer"] if kind in PER_LAYER else "")
         if key not in self._raised:
             self._raised.add(key)
-            for optional in ("fix", "fork"):
-                if fields.get(optional) is None:
-                    fields.pop(optional, None)
             self._pending.append(
                 {"kind": kind, "message": message, "suggestion": suggestion, **fields}
             )

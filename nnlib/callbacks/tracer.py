@@ -18,11 +18,12 @@ import numpy as np
 
 from ..events import RASTER_ALPHABET, RASTER_EMPTY, TRACE_STRIP_MAX, TRACE_VALUES_MAX
 from ..optimizers import SGD, Optimizer
-from ..trace import trace
+from ..trace import LayerTrace, trace
 from .base import Logs
 from .ondemand import OnDemand
 
 if TYPE_CHECKING:
+    from ..layers.base import Param
     from ..trainer import Trainer
 
 
@@ -33,44 +34,38 @@ def _finite(number: Any) -> float | None:
 
 def summary(label: str, array: np.ndarray) -> dict[str, Any]:
     """One array of a trace event: its shape, min, max and mean, and every value when it has
-    at most TRACE_VALUES_MAX, else a heat strip: the flattened values in at most
-    TRACE_STRIP_MAX equal runs, each run's mean as a raster character scaled to [min, max]."""
+    at most TRACE_VALUES_MAX, else a heat strip (`_strip`)."""
     flat = np.asarray(array, dtype=np.float64).ravel()
-    finite = flat[np.isfinite(flat)]
-    lo, hi = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
+    record: dict[str, Any] = {"label": label, "shape": list(np.shape(array))}
     with np.errstate(over="ignore", invalid="ignore"):
-        record: dict[str, Any] = {
-            "label": label,
-            "shape": list(np.shape(array)),
-            "min": _finite(flat.min()) if flat.size else None,
-            "max": _finite(flat.max()) if flat.size else None,
-            "mean": _finite(flat.mean()) if flat.size else None,
-        }
+        for key, measure in (("min", np.min), ("max", np.max), ("mean", np.mean)):
+            record[key] = _finite(measure(flat)) if flat.size else None
         if flat.size <= TRACE_VALUES_MAX:
             record["values"] = [_finite(value) for value in flat]
-            return record
-        runs = np.array([run.mean() for run in np.array_split(flat, TRACE_STRIP_MAX)])
+        else:
+            record["strip"] = _strip(flat)
+    return record
+
+
+def _strip(flat: np.ndarray) -> str:
+    """The values in at most TRACE_STRIP_MAX equal runs, each run's mean as a raster
+    character scaled to the finite values' [min, max]: a large array in one line."""
+    finite = flat[np.isfinite(flat)]
+    lo, hi = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
+    runs = np.array([run.mean() for run in np.array_split(flat, TRACE_STRIP_MAX)])
     top = len(RASTER_ALPHABET) - 1
     span = hi - lo if hi > lo else 1.0
-    record["strip"] = "".join(
+    return "".join(
         RASTER_ALPHABET[int(round((run - lo) / span * top))] if np.isfinite(run) else RASTER_EMPTY
         for run in runs
     )
-    return record
 
 
 def rule(optimizer: Optimizer) -> str | None:
     """None where a step is exactly W ← W − lr·dW (SGD without momentum, weight decay or L1,
     and no velocity left from an earlier momentum); else the optimizer and its settings that
     are not zero ("SGD, momentum 0.9"): the rule that made the change."""
-    plain = (
-        isinstance(optimizer, SGD)
-        and not optimizer.momentum
-        and not optimizer.weight_decay
-        and not optimizer.l1
-        and not any("velocity" in state for state in optimizer.state.values())
-    )
-    if plain:
+    if _plain_sgd(optimizer):
         return None
     shown = "".join(
         f", {key} {value:g}"
@@ -78,6 +73,16 @@ def rule(optimizer: Optimizer) -> str | None:
         if isinstance(value, int | float) and value and key != "lr"
     )
     return f"{type(optimizer).__name__}{shown}"
+
+
+def _plain_sgd(optimizer: Optimizer) -> bool:
+    """Whether the optimizer's step is exactly W ← W − lr·dW: SGD with no momentum, weight
+    decay or L1, and no velocity left from an earlier momentum to add."""
+    return (
+        isinstance(optimizer, SGD)
+        and not any((optimizer.momentum, optimizer.weight_decay, optimizer.l1))
+        and not any("velocity" in state for state in optimizer.state.values())
+    )
 
 
 class Tracer(OnDemand):
@@ -127,40 +132,10 @@ class Tracer(OnDemand):
         i = self.index % len(x)
         classes = trainer.loss.task == "classification"
         result = trace(trainer.model, x[i : i + 1], y[i : i + 1], trainer.loss)
-        layers = []
-        for position, layer in enumerate(result.layers):
-            record: dict[str, Any] = {
-                "name": layer.name,
-                "kind": layer.kind,
-                "arrays": [
-                    summary(label, array)
-                    for label, array in (
-                        ("input", layer.input),
-                        ("output", layer.output),
-                        ("δ (grad output)", layer.grad_output),
-                        ("grad input", layer.grad_input),
-                        *layer.parameter_rows(),
-                    )
-                ],
-            }
-            if before is not None and before.get(layer.name):
-                params = trainer.model.layers[position].params
-                record["update"] = [
-                    summary(label, array)
-                    for key, old in before[layer.name].items()
-                    for label, array in (
-                        (f"{key} before", old),
-                        (f"batch d{key}", params[key].grad),
-                        (f"Δ{key} = after − before", params[key].value - old),
-                    )
-                ]
-            layers.append(record)
-        emitted: dict[str, Any] = {}
-        if before is not None:
-            emitted["lr"] = self._lr
-            shown = rule(trainer.optimizer)
-            if shown is not None:
-                emitted["rule"] = shown
+        layers = [
+            _layer_record(traced, layer.params, (before or {}).get(traced.name))
+            for traced, layer in zip(result.layers, trainer.model.layers, strict=True)
+        ]
         trainer.emit(
             "trace",
             index=i,
@@ -171,8 +146,17 @@ class Tracer(OnDemand):
             layers=layers,
             epoch=trainer.epoch,
             trigger=trigger,
-            **emitted,
+            **({} if before is None else self._step(trainer.optimizer)),
         )
+
+    def _step(self, optimizer: Optimizer) -> dict[str, Any]:
+        """The watched step's learning rate and, unless it was plain SGD, its rule: what
+        turned dW into ΔW."""
+        fields: dict[str, Any] = {"lr": self._lr}
+        shown = rule(optimizer)
+        if shown is not None:
+            fields["rule"] = shown
+        return fields
 
     def _label(self, value: np.ndarray, classes: bool, predicted: bool = False) -> str:
         """A class's name (predicted: the largest output's), or regression values."""
@@ -181,3 +165,36 @@ class Tracer(OnDemand):
             names = self.class_names or []
             return names[k] if k < len(names) else str(k)
         return " ".join(f"{v:.4g}" for v in np.ravel(value)[:TRACE_VALUES_MAX])
+
+
+def _layer_record(
+    layer: LayerTrace, params: dict[str, Param], before: dict[str, np.ndarray] | None
+) -> dict[str, Any]:
+    """One layer of a trace event: its arrays (`summary`) and, when its parameters were
+    copied `before` the watched step, what that step did to each: W before, the batch's
+    dW, and ΔW (after − before) from the model's `params` now."""
+    record: dict[str, Any] = {
+        "name": layer.name,
+        "kind": layer.kind,
+        "arrays": [
+            summary(label, array)
+            for label, array in (
+                ("input", layer.input),
+                ("output", layer.output),
+                ("δ (grad output)", layer.grad_output),
+                ("grad input", layer.grad_input),
+                *layer.parameter_rows(),
+            )
+        ],
+    }
+    if before:
+        record["update"] = [
+            summary(label, array)
+            for key, old in before.items()
+            for label, array in (
+                (f"{key} before", old),
+                (f"batch d{key}", params[key].grad),
+                (f"Δ{key} = after − before", params[key].value - old),
+            )
+        ]
+    return record
