@@ -320,6 +320,8 @@ class Layout:
     #: Optional columns scrolled past on the left, and left out on the right.
     hidden_left: int = 0
     hidden_right: int = 0
+    #: Optional columns shown.
+    shown: int = 0
 
 
 def fit(
@@ -330,6 +332,7 @@ def fit(
     gap: int = GAP,
     offset: int = 0,
     keep: Sequence[str] = (),
+    reveal: bool = False,
 ) -> Layout:
     """The columns that fit in `width` characters with `gap` between two of them (None:
     every column, each as wide as its longest value). The priority 0 columns and those in
@@ -337,14 +340,16 @@ def fit(
     while there is room: one that does not fit whole is cut to the room left if that is
     at least its `min_width` (and ends the table), else it is left out. Room still left
     goes to the columns cut to their `max_width`. Columns blank in every row are left out
-    too."""
+    too. `reveal` (the user moved to the optional columns): the `offset`-th is shown even
+    where the others must be cut to their floors for it (80 columns leave none room)."""
     natural, want, floor = _measure(columns, headers, cells)
     if width is None:
         return Layout(tuple(columns), tuple(natural))
     required, optional = _choose(columns, cells, keep)
     offset = max(0, min(offset, len(optional) - 1)) if optional else 0
     widths = {i: want[i] for i in required}
-    _shrink(widths, floor, width, gap)
+    room_kept = floor[optional[offset]] + gap if reveal and optional else 0
+    _shrink(widths, floor, width - room_kept, gap)
     used = sum(widths.values()) + gap * (len(widths) - 1)
     taken, added = _take(widths, optional[offset:], want, floor, width - used, gap)
     _grow(widths, natural, columns, width - used - added)
@@ -354,6 +359,7 @@ def fit(
         tuple(widths[i] for i in order),
         hidden_left=offset,
         hidden_right=len(optional) - offset - taken,
+        shown=taken,
     )
 
 

@@ -244,6 +244,40 @@ def test_runs_list_fits_the_terminal_and_piped_keeps_every_column(workspace, cap
     assert max(map(len, wide)) > 80 and wide[0].split()[-1] not in ("test", "arch")
 
 
+def test_a_column_moved_to_is_shown_however_narrow_the_table():
+    """At 80 columns the always-shown ones left no room: Right changed the offset and the
+    title's count but showed no column. Moved to (reveal), the column at the offset shows,
+    the others cut toward their floors for it."""
+    summaries = [
+        runindex.RunSummary(
+            Path(f"2026-12-07-spirals-{i:02d}"), "spirals", "2-32-32-3", "finished",
+            epochs_done=40, epochs_total=40, best_metric="val_accuracy", best_value=0.99,
+            test_metric="test_accuracy", test_value=0.98, started=1e9 + i, duration=61.0,
+            config={"lr": 0.01 * (i + 1), "seed": i},
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    rows = [runtable.RunRow(s) for s in summaries]
+    columns = runtable.columns_for(rows)
+    headers = runtable.header_texts(columns, "started", True)
+    cells = [[c.text(r) for c in columns] for r in rows]
+    always = ["name", "state", "epochs", "best val", "test", "started"]
+    for width in (66, 72, 90):
+        fixed = runtable.fit(columns, headers, cells, width, 2, 0, ["started"])
+        assert [c.name for c in fixed.columns][:5] == always[:5]
+        optional = fixed.shown + fixed.hidden_right
+        first_shown = []
+        for offset in range(optional):
+            layout = runtable.fit(columns, headers, cells, width, 2, offset, ["started"], True)
+            names = [c.name for c in layout.columns]
+            assert all(name in names for name in always) and layout.shown >= 1
+            assert sum(layout.widths) + 2 * (len(names) - 1) <= width
+            assert layout.hidden_left + layout.shown + layout.hidden_right == optional
+            first_shown.append(next(n for n in names if n not in always))
+        assert len(set(first_shown)) == optional  # each step right shows another column
+    assert runtable.fit(columns, headers, cells, 66, 2, 0, ["started"]).shown == 0
+
+
 def test_a_narrow_table_cuts_the_architecture_before_leaving_columns_out():
     long = "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) dense(120) relu dense(10)"
     summary = runindex.RunSummary(
