@@ -497,17 +497,22 @@ def _image_entry(entry: Any) -> tuple[int, list[list[Any]]]:
         and len(entry) == 2
         and type(entry[0]) is int
         and isinstance(entry[1], list)
-        and all(
-            isinstance(shape, list)
-            and len(shape) == 4
-            and isinstance(shape[0], str)
-            and all(is_count(n, 1 << 32) for n in shape[1:])
-            for shape in entry[1]
-        )
+        and all(map(_is_named_shape, entry[1]))
     )
     if not ok:
         raise _misfit("feature maps")
     return entry[0], entry[1]
+
+
+def _is_named_shape(value: Any) -> bool:
+    """[name, C, H, W]: how a packed feature maps line names a record and gives its shape
+    (each size below 2**32, as a block's header holds it)."""
+    return (
+        isinstance(value, list)
+        and len(value) == 4
+        and isinstance(value[0], str)
+        and all(is_count(n, 1 << 32) for n in value[1:])
+    )
 
 
 class FiltersPacker(MapsPacker):

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
@@ -497,7 +497,24 @@ def _load_file(handle: BinaryIO, path: Path) -> Sequential:
 
 
 def _load_archive(archive: zipfile.ZipFile, source: str) -> Sequential:
-    names = archive.namelist()
+    stored = _param_members(archive.namelist(), source)
+    model, summary = _plan_architecture(_read_architecture(archive, source), source)
+    checks = _weight_checks(summary.param_shapes(), stored, source)
+    for name, check in checks.items():  # every header before any data is read
+        _check_npy(archive, stored[name], source, check)
+    model.build(summary.input_shape)
+    weights = {
+        name: _finite(name, _read_npy(archive, stored[name], source, check), source)
+        for name, check in checks.items()
+    }
+    model.set_weights(weights)
+    return model
+
+
+def _param_members(names: list[str], source: str) -> dict[str, str]:
+    """The archive member of each stored weight, by weight name, once the member list is
+    that of a model file: each member once, an architecture record, and nothing but weights
+    beside it (and a checkpoint's training state, which a model load skips)."""
     if len(set(names)) != len(names):
         raise ValueError(f"{source}: corrupt model file (a member is stored twice)")
     if _ARCHITECTURE not in names:
@@ -519,45 +536,54 @@ def _load_archive(archive: zipfile.ZipFile, source: str) -> Sequential:
             "(expected architecture.npy, param/<layer>.<name>.npy and, in a checkpoint, "
             "training/...)"
         )
+    return stored
 
-    def text_record(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
-        if shape == () and dtype.kind == "U" and dtype.itemsize <= 4 * MAX_ARCHITECTURE_CHARS:
-            return None
-        return (
-            f"the architecture record should be a text of at most {MAX_ARCHITECTURE_CHARS:,} "
-            f"characters, found a {dtype} array of shape {shape}"
-        )
 
-    text = str(_read_npy(archive, _ARCHITECTURE, source, text_record).item())
+def _text_record(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+    """The header check of the architecture record: one short text, refused by its size
+    before it is decompressed."""
+    if shape == () and dtype.kind == "U" and dtype.itemsize <= 4 * MAX_ARCHITECTURE_CHARS:
+        return None
+    return (
+        f"the architecture record should be a text of at most {MAX_ARCHITECTURE_CHARS:,} "
+        f"characters, found a {dtype} array of shape {shape}"
+    )
+
+
+def _read_architecture(archive: zipfile.ZipFile, source: str) -> object:
+    """The architecture record's JSON value (not yet checked as an architecture)."""
+    text = str(_read_npy(archive, _ARCHITECTURE, source, _text_record).item())
     try:
-        architecture = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError) as error:
         raise ValueError(
             f"{source}: corrupt model file (the architecture record is not JSON: {error})"
         ) from None
-    model, summary = _plan_architecture(architecture, source)
-    expected = summary.param_shapes()
+
+
+def _weight_checks(
+    expected: dict[str, Shape], stored: dict[str, str], source: str
+) -> dict[str, _NpyCheck]:
+    """The header check of every weight the architecture needs, once the file stores
+    exactly those weights."""
     missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or extra:
         detail = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
         raise ValueError(f"{source}: weights do not match the architecture ({detail})")
-    checks = {name: _weight_check(name, expected[name]) for name in expected}
-    for name, check in checks.items():  # every header before any data is read
-        _check_npy(archive, stored[name], source, check)
-    model.build(summary.input_shape)
-    weights: dict[str, np.ndarray] = {}
-    for name, check in checks.items():
-        value = _read_npy(archive, stored[name], source, check)
-        finite = np.isfinite(value)
-        if not finite.all():
-            raise ValueError(
-                f"{source}: {name} holds {value.size - int(finite.sum()):,} NaN or infinite "
-                f"values (of {value.size:,}); a model with non-finite weights outputs NaN for "
-                "every input (was it saved after training diverged?)"
-            )
-        weights[name] = value
-    model.set_weights(weights)
-    return model
+    return {name: _weight_check(name, expected[name]) for name in expected}
+
+
+def _finite(name: str, value: np.ndarray, source: str) -> np.ndarray:
+    """`value`, a weight read back, unless it holds NaN or inf: such a model outputs NaN for
+    every input."""
+    finite = np.isfinite(value)
+    if not finite.all():
+        raise ValueError(
+            f"{source}: {name} holds {value.size - int(finite.sum()):,} NaN or infinite "
+            f"values (of {value.size:,}); a model with non-finite weights outputs NaN for "
+            "every input (was it saved after training diverged?)"
+        )
+    return value
 
 
 def _weight_check(name: str, expected: Shape) -> _NpyCheck:
@@ -618,22 +644,14 @@ def _plan_architecture(architecture: object, source: str) -> tuple[Sequential, S
     """The unbuilt model of an architecture record and its plan, size-checked like `build`."""
     if not isinstance(architecture, dict) or architecture.get("format") != FORMAT:
         raise ValueError(f"{source}: not an nnlib model architecture")
+    version = architecture.get("version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{source}: written by a newer nnlib (format version "
+            f"{version}, this one reads {FORMAT_VERSION})"
+        )
     try:
-        version = architecture.get("version", 0)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(
-                f"{source}: written by a newer nnlib (format version "
-                f"{version}, this one reads {FORMAT_VERSION})"
-            )
-        layers = []
-        for record in architecture["layers"]:
-            cls = LAYER_TYPES.get(record.get("type"))
-            if cls is None:
-                raise ValueError(f"{source}: unknown layer type {record.get('type')!r}")
-            config = {
-                k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()
-            }
-            layers.append(cls(**config, name=record["name"]))
+        layers = [_layer_of(record, source) for record in architecture["layers"]]
         model = Sequential(
             layers, seed=architecture.get("seed"), dtype=architecture.get("dtype", "float32")
         )
@@ -647,6 +665,17 @@ def _plan_architecture(architecture: object, source: str) -> tuple[Sequential, S
         detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
         raise ValueError(f"{source}: invalid architecture record ({detail})") from None
     return model, summary
+
+
+def _layer_of(record: Any, source: str) -> Layer:
+    """One layer of an architecture record: its registered type made from its config (JSON
+    lists back to the tuples the constructors take). A damaged record raises KeyError,
+    TypeError or AttributeError, which the caller names."""
+    cls = LAYER_TYPES.get(record.get("type"))
+    if cls is None:
+        raise ValueError(f"{source}: unknown layer type {record.get('type')!r}")
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()}
+    return cls(**config, name=record["name"])
 
 
 def from_architecture(architecture: dict, source: str = "architecture") -> Sequential:

@@ -169,3 +169,33 @@ def test_unwritable_destination_is_not_reported_as_offline(tmp_path, server, che
     with pytest.raises(nds.DatasetError, match="cannot write .*train-images") as err:
         nds.load("mnist", data_dir=blocker, mirrors=[server.url], checksums=checksums)
     assert "network" not in str(err.value)
+
+
+def test_progress_on_a_terminal_is_a_rich_bar_and_one_closing_line(monkeypatch, capsys):
+    """On a terminal the progress is rich's bar (no 'downloading' line), and a finished
+    download still says what it got."""
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    progress = download_module._Progress("http://127.0.0.1/x.gz", 100)
+    assert progress._bar is not None
+    progress.advance(100)
+    progress.close(True)
+    err = capsys.readouterr().err
+    assert "nnlib: downloading" not in err
+    assert "nnlib: got http://127.0.0.1/x.gz (100 B in" in err
+
+
+def test_progress_without_rich_is_two_plain_lines(monkeypatch, capsys):
+    """Where rich cannot be imported, a terminal gets the plain start and end lines."""
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setitem(sys.modules, "rich.progress", None)
+    progress = download_module._Progress("http://127.0.0.1/x.gz", 2000)
+    assert progress._bar is None
+    progress.advance(2000)
+    progress.close(True)
+    err = capsys.readouterr().err
+    assert "nnlib: downloading http://127.0.0.1/x.gz (2.0 kB)" in err
+    assert "nnlib: got http://127.0.0.1/x.gz (2.0 kB in" in err

@@ -16,7 +16,12 @@ from typing import SupportsFloat
 
 import numpy as np
 
-TASKS = ("classification", "regression")
+#: The form of y a task needs: (ndim, dtype, the words a message says it in).
+_TARGETS = {
+    "classification": (1, np.int64, "int64 class indices of shape (N,)"),
+    "regression": (2, np.float32, "float32 targets of shape (N, k)"),
+}
+TASKS = tuple(_TARGETS)
 #: At most this many classes: a confusion matrix and per-class metrics are K x K / K sized, so
 #: one stray label (9999, or 2,000,000,000 from a damaged file) must not size them.
 MAX_CLASSES = 1000
@@ -91,16 +96,9 @@ class Dataset:
             raise DatasetError(f"{where} has dtype {x.dtype}, expected uint8 or float32")
         if len(x) != len(y):
             raise DatasetError(f"{where} has {len(x)} rows but y_{split} has {len(y)}")
-        if self.task == "classification" and (y.ndim != 1 or y.dtype != np.int64):
-            raise DatasetError(
-                f"{self.name}: y_{split} must be int64 class indices of shape (N,), "
-                f"got {y.dtype} {y.shape}"
-            )
-        if self.task == "regression" and (y.ndim != 2 or y.dtype != np.float32):
-            raise DatasetError(
-                f"{self.name}: y_{split} must be float32 targets of shape (N, k), "
-                f"got {y.dtype} {y.shape}"
-            )
+        ndim, dtype, form = _TARGETS[self.task]
+        if y.ndim != ndim or y.dtype != dtype:
+            raise DatasetError(f"{self.name}: y_{split} must be {form}, got {y.dtype} {y.shape}")
         check_finite(f"{self.name}: x_{split}", x)
         check_finite(f"{self.name}: y_{split}", y)
 
@@ -172,32 +170,11 @@ def count_classes(
     classes 0..K-1 having no sample means the labels are not class indices (ids, years,
     a damaged value), which is refused too rather than training a mostly empty K-way output.
     """
-    top, top_at = -1, None
-    for y, locate in parts:
-        if not y.size:
-            continue
-        low = int(np.argmin(y))
-        if y[low] < 0:
-            raise DatasetError(
-                f"{locate(low)}: label {_label(y[low])} is negative; class labels must be 0..K-1"
-            )
-        high = int(np.argmax(y))
-        if y[high] > top:
-            top, top_at = y[high], locate(high)
+    top, top_at = _highest_label(parts)
     k = int(top) + 1
-    advice = "number the classes 0..K-1, or use task='regression' for numeric targets"
     if class_names is not None:
-        if len(class_names) > MAX_CLASSES:
-            raise DatasetError(
-                f"{where}: {len(class_names)} class_names; at most {MAX_CLASSES} classes "
-                "are supported"
-            )
-        if k > len(class_names):
-            raise DatasetError(
-                f"{where}: {len(class_names)} class_names but labels go up to {_label(top)} "
-                f"({top_at})"
-            )
-        return len(class_names)
+        return _named_classes(where, class_names, k, f"{_label(top)} ({top_at})")
+    advice = "number the classes 0..K-1, or use task='regression' for numeric targets"
     if k > MAX_CLASSES:
         raise DatasetError(
             f"{top_at}: label {_label(top)} would make {k} classes; at most {MAX_CLASSES} "
@@ -211,6 +188,36 @@ def count_classes(
             f"of them have a sample ({advice})"
         )
     return k
+
+
+def _highest_label(parts: Sequence[tuple[np.ndarray, Locate]]) -> tuple[float, str | None]:
+    """The highest label of all parts and where it is (-1, None when there is none); a
+    negative label anywhere is refused first, since no K counts it."""
+    top, top_at = -1, None
+    for y, locate in parts:
+        if not y.size:
+            continue
+        low = int(np.argmin(y))
+        if y[low] < 0:
+            raise DatasetError(
+                f"{locate(low)}: label {_label(y[low])} is negative; class labels must be 0..K-1"
+            )
+        high = int(np.argmax(y))
+        if y[high] > top:
+            top, top_at = y[high], locate(high)
+    return top, top_at
+
+
+def _named_classes(where: str, class_names: Sequence[str], k: int, highest: str) -> int:
+    """K of a file that names its classes: len(class_names), which must cover the labels
+    (`k`, from the `highest` label, shown as value and place) and stay within MAX_CLASSES."""
+    if len(class_names) > MAX_CLASSES:
+        raise DatasetError(
+            f"{where}: {len(class_names)} class_names; at most {MAX_CLASSES} classes are supported"
+        )
+    if k > len(class_names):
+        raise DatasetError(f"{where}: {len(class_names)} class_names but labels go up to {highest}")
+    return len(class_names)
 
 
 def _label(value: SupportsFloat) -> str:

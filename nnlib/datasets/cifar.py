@@ -138,9 +138,12 @@ _MEMBERS = {f"{FOLDER}/{name}": name for name in BATCHES}
 _ALLOWED = {*_MEMBERS, *(f"{FOLDER}/{name}" for name in EXTRAS)}
 
 
-def _check_member(member: tarfile.TarInfo, where: str) -> None:
-    """Refuse a member that is not part of CIFAR-10, by its name or by its kind (a link, a
-    directory, a device): only regular files are read."""
+def _batch_name(member: tarfile.TarInfo, where: str) -> str | None:
+    """The batch a member of the archive holds, None for one that is passed over (the
+    folder, a file beside the batches); a member that is not part of CIFAR-10, by its name or
+    by its kind (a link, a directory, a device), is refused: only regular files are read."""
+    if member.name == FOLDER and member.isdir():
+        return None
     if member.name not in _ALLOWED:
         raise DatasetError(
             f"{where} is not part of CIFAR-10; the archive may hold only {FOLDER}/ "
@@ -148,31 +151,14 @@ def _check_member(member: tarfile.TarInfo, where: str) -> None:
         )
     if not member.isreg():
         raise DatasetError(f"{where} is a {_member_kind(member)}, expected a regular file")
+    return _MEMBERS.get(member.name)
 
 
 def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The batches of the archive, read as a stream (one pass over the gzip data): only the
-    expected member names, regular files only, each size checked before it is read."""
-    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    """The batches of the archive, every one of them; a damaged archive is one DatasetError
+    that says to delete it."""
     try:
-        with (
-            open_regular(path, "CIFAR-10 archive") as raw,
-            tarfile.open(fileobj=raw, mode="r|gz") as archive,
-        ):
-            for member in archive:
-                where = f"{path}: member {member.name!r}"
-                if member.name == FOLDER and member.isdir():
-                    continue
-                _check_member(member, where)
-                name = _MEMBERS.get(member.name)
-                if name is None:
-                    continue
-                if name in found:
-                    raise DatasetError(f"{where} appears twice in the archive")
-                handle = archive.extractfile(member)
-                assert handle is not None, "_check_member lets only regular files through"
-                claim = f"the archive says it holds {_record_count(member.size, where)} records"
-                found[name] = _decode(read_payload(handle, member.size, where, claim), where)
+        found = _stream_batches(path)
     except DatasetError:
         raise
     except _TAR_ERRORS as e:
@@ -186,6 +172,29 @@ def _read_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             f"{path}: the archive lacks {', '.join(missing)}; it is truncated or not the "
             "CIFAR-10 binary version"
         )
+    return found
+
+
+def _stream_batches(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The batches found in the archive, read as a stream (one pass over the gzip data):
+    only the expected member names, regular files only, each size checked before it is
+    read."""
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    with (
+        open_regular(path, "CIFAR-10 archive") as raw,
+        tarfile.open(fileobj=raw, mode="r|gz") as archive,
+    ):
+        for member in archive:
+            where = f"{path}: member {member.name!r}"
+            name = _batch_name(member, where)
+            if name is None:
+                continue
+            if name in found:
+                raise DatasetError(f"{where} appears twice in the archive")
+            handle = archive.extractfile(member)
+            assert handle is not None, "_batch_name lets only regular files through"
+            claim = f"the archive says it holds {_record_count(member.size, where)} records"
+            found[name] = _decode(read_payload(handle, member.size, where, claim), where)
     return found
 
 

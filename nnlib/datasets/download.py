@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from .._atomic import atomic_write
 from .base import DatasetError
@@ -44,24 +45,11 @@ class _Progress:
 
     def __init__(self, url: str, total: int | None):
         self.url, self.total, self.done, self.start = url, total, 0, time.monotonic()
-        self._bar = None
-        if sys.stderr.isatty():
-            try:
-                from rich.console import Console
-                from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-            except ImportError:
-                pass
-            else:
-                self._bar = Progress(
-                    *Progress.get_default_columns(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    transient=True,
-                    console=Console(stderr=True),
-                )
-                self._bar.start()
-                self._task = self._bar.add_task(url.rsplit("/", 1)[-1], total=total)
-        if self._bar is None:
+        self._bar = _rich_bar() if sys.stderr.isatty() else None
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task(url.rsplit("/", 1)[-1], total=total)
+        else:
             size = f" ({_size(total)})" if total else ""
             print(f"nnlib: downloading {url}{size}", file=sys.stderr, flush=True)
 
@@ -82,6 +70,23 @@ class _Progress:
             )
 
 
+def _rich_bar() -> Any:
+    """A rich progress bar on stderr, with bytes and speed, or None when rich is not
+    installed (imported here so that `import nnlib` stays free of it)."""
+    try:
+        from rich.console import Console
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+    except ImportError:
+        return None
+    return Progress(
+        *Progress.get_default_columns(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    )
+
+
 def _classify(url: str, e: BaseException) -> FetchError:
     """Turn a urllib/socket exception into a FetchError that says whether to retry."""
     if isinstance(e, urllib.error.HTTPError):
@@ -89,15 +94,25 @@ def _classify(url: str, e: BaseException) -> FetchError:
     if isinstance(e, TimeoutError):  # while reading: the server went quiet, try again
         return FetchError(url, "read timed out", transient=True)
     reason = e.reason if isinstance(e, urllib.error.URLError) else e
-    if isinstance(reason, TimeoutError):  # while connecting: treat as unreachable
-        return FetchError(url, "connection timed out", transient=False, offline=True)
-    if isinstance(reason, socket.gaierror):
-        return FetchError(url, f"cannot resolve host ({reason})", transient=False, offline=True)
-    if isinstance(reason, ConnectionRefusedError):
-        return FetchError(url, "connection refused", transient=False, offline=True)
-    if isinstance(reason, OSError) and not isinstance(reason, ConnectionResetError):
-        return FetchError(url, str(reason), transient=False, offline=True)
+    unreachable = _unreachable(reason)
+    if unreachable is not None:
+        return FetchError(url, unreachable, transient=False, offline=True)
     return FetchError(url, f"transfer failed ({reason})", transient=True)
+
+
+def _unreachable(reason: object) -> str | None:
+    """What a connection error says when no server could be reached (the network may be
+    off: no retry, and the user is told so); None when a transfer broke off, which is worth
+    another try."""
+    if isinstance(reason, TimeoutError):  # while connecting: treat as unreachable
+        return "connection timed out"
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve host ({reason})"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, OSError) and not isinstance(reason, ConnectionResetError):
+        return str(reason)
+    return None
 
 
 def _fetch_once(url: str, dest: Path, md5: str | None, timeout: float) -> None:
@@ -191,14 +206,20 @@ def fetch_all(
             fetch(urls, dest, md5=md5, timeout=timeout, retries=retries)
             fetched.append(dest)
     except DatasetError as e:
-        for path in fetched:
-            path.unlink(missing_ok=True)
-        if created_folder and folder.exists() and not any(folder.iterdir()):
-            folder.rmdir()
+        _remove(fetched, folder if created_folder else None)
         if not isinstance(e, DownloadFailed):
             raise
         cause = "no network or mirror unreachable" if e.offline else "download failed"
         raise DatasetError(f"{name}: {cause} ({e}). To use {name} offline, {how_to_get}") from None
+
+
+def _remove(fetched: list[Path], folder: Path | None) -> None:
+    """Take back what a failed fetch_all made: the files it fetched, and `folder` (the one it
+    created) when that is left empty, so no partial dataset looks complete."""
+    for path in fetched:
+        path.unlink(missing_ok=True)
+    if folder is not None and folder.exists() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 class DownloadFailed(DatasetError):

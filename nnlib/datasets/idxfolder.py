@@ -205,42 +205,18 @@ def load_folder(
     use_cache: bool = True,
 ) -> Dataset:
     """Build the Dataset from a folder with at least one complete split (see module docs)."""
-    splits = complete_splits(files)
-    if not splits:
-        raise DatasetError(
-            f"{folder}: no complete pair of IDX images + labels files "
-            f"(found: {', '.join(p.name for p in files.values()) or 'none'})"
-        )
-    used = {role: p for role, p in files.items() if role.split("_")[0] in splits}
-    arrays, notes = read_arrays(name, used, md5s or {}, use_cache)
-    pairs = {s: _split_arrays(s, arrays, used) for s in splits}
-    k = count_classes(
-        str(folder),
-        [(pairs[s][1], row_locator(f"{used[f'{s}_labels']} item ")) for s in splits],
-        class_names,
-    )
-    pairs = {s: (x, y.astype(np.int64)) for s, (x, y) in pairs.items()}
+    pairs, k, notes = _read_splits(name, folder, files, class_names, md5s or {}, use_cache)
     description = f"{title}, read from {folder}"
-    if len(splits) == 2:
-        (x_train, y_train), (x_test, y_test) = pairs["train"], pairs["test"]
-        if x_train.shape[1:] != x_test.shape[1:]:
-            raise DatasetError(
-                f"{folder}: train images are {x_train.shape[1:]} but test images "
-                f"are {x_test.shape[1:]}"
-            )
-    else:
-        (split,) = splits
-        x, y = pairs[split]
-        cut = int(round(len(x) * PARTIAL_TRAIN_FRACTION))
-        x_train, y_train, x_test, y_test = x[:cut], y[:cut], x[cut:], y[cut:]
-        missing = "train" if split == "test" else "t10k"
-        note = (
-            f"partial: only the {split} files are in {folder} ({len(x)} images); "
-            f"using the first {cut} as train and the last {len(x) - cut} as test. "
-            f"Add the {missing}-* files there for the full {name}."
-        )
+    if len(pairs) == 1:
+        ((split, pair),) = pairs.items()
+        pairs, note = _divided(name, folder, split, pair)
         description = f"{title} ({note})"
         notes.insert(0, f"{name}: {note}")
+    (x_train, y_train), (x_test, y_test) = pairs["train"], pairs["test"]
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(
+            f"{folder}: train images are {x_train.shape[1:]} but test images are {x_test.shape[1:]}"
+        )
     if class_names is None:
         class_names = [str(i) for i in range(k)]
     return Dataset(
@@ -256,6 +232,51 @@ def load_folder(
         description=description,
         notes=tuple(notes),
     )
+
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def _read_splits(
+    name: str,
+    folder: Path,
+    files: dict[str, Path],
+    class_names: list[str] | None,
+    md5s: dict[str, str],
+    use_cache: bool,
+) -> tuple[dict[str, Pair], int, list[str]]:
+    """The complete splits of `files` as (images, int64 labels) by split, the number of
+    classes their labels make, and the notes for the user: everything read and checked
+    before the splits are arranged into a Dataset."""
+    splits = complete_splits(files)
+    if not splits:
+        raise DatasetError(
+            f"{folder}: no complete pair of IDX images + labels files "
+            f"(found: {', '.join(p.name for p in files.values()) or 'none'})"
+        )
+    used = {role: p for role, p in files.items() if role.split("_")[0] in splits}
+    arrays, notes = read_arrays(name, used, md5s, use_cache)
+    pairs = {s: _split_arrays(s, arrays, used) for s in splits}
+    k = count_classes(
+        str(folder),
+        [(pairs[s][1], row_locator(f"{used[f'{s}_labels']} item ")) for s in splits],
+        class_names,
+    )
+    return {s: (x, y.astype(np.int64)) for s, (x, y) in pairs.items()}, k, notes
+
+
+def _divided(name: str, folder: Path, split: str, pair: Pair) -> tuple[dict[str, Pair], str]:
+    """The partial-folder rule: the one `split` present, cut into train and test in file
+    order (PARTIAL_TRAIN_FRACTION), and the note that says so and which files are missing."""
+    x, y = pair
+    cut = int(round(len(x) * PARTIAL_TRAIN_FRACTION))
+    missing = "train" if split == "test" else "t10k"
+    note = (
+        f"partial: only the {split} files are in {folder} ({len(x)} images); "
+        f"using the first {cut} as train and the last {len(x) - cut} as test. "
+        f"Add the {missing}-* files there for the full {name}."
+    )
+    return {"train": (x[:cut], y[:cut]), "test": (x[cut:], y[cut:])}, note
 
 
 def missing_message(folder: Path) -> str:

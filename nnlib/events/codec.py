@@ -82,13 +82,18 @@ def _check(cls: type[Event], event_type: str, record: dict[str, Any], where: str
             f"{where}: schema version {record['v']} is newer than this nnlib "
             f"reads ({SCHEMA_VERSION})"
         )
-    spec = cls.spec()
-    for name, (_, optional) in spec.items():
-        if optional and name in record and record[name] is None:
-            del record[name]
-    problems += checks.problems_in(record, spec)
+    problems += checks.problems_in(_without_nulls(record, cls.spec()), cls.spec())
     if problems:
         raise EventError(f"{where}: {event_type} event {'; '.join(problems)}")
+
+
+def _without_nulls(record: dict[str, Any], spec: checks.Spec) -> dict[str, Any]:
+    """`record` (changed in place) without the fields `spec` lets be left out that are null:
+    a line writes a value it did not have (EarlyStopping's best_epoch) as null."""
+    for name in [name for name, (_, optional) in spec.items() if optional]:
+        if record.get(name, 0) is None:
+            del record[name]
+    return record
 
 
 def make(event_type: str, step: int, data: Mapping[str, Any], when: float | None = None) -> Event:
@@ -447,18 +452,26 @@ _KEY_LIST = checks.list_of(checks.string, "keys")
 
 
 def _parsed(line: str, where: str) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise EventError(f"{where}: not valid JSON ({error.msg})") from None
-    except (ValueError, RecursionError) as error:  # a huge integer; nesting too deep
-        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise EventError(f"{where}: not a readable JSON line ({reason})") from None
+    """The JSON object of an event line: a complete record (its `type`) or a compact batch
+    line (its step or time moved on)."""
+    record = _json(line, where)
     if not isinstance(record, dict) or not (
         "type" in record or _STEP in record or _DELTA in record
     ):
         raise EventError(f"{where}: not an event record")
     return record
+
+
+def _json(line: str, where: str) -> Any:
+    """The JSON value of a line; whatever keeps it from being read (bad JSON, a huge
+    integer, nesting too deep) is one EventError naming `where`."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        raise EventError(f"{where}: not valid JSON ({error.msg})") from None
+    except (ValueError, RecursionError) as error:  # a huge integer; nesting too deep
+        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise EventError(f"{where}: not a readable JSON line ({reason})") from None
 
 
 def decode(line: str, where: str = "events") -> Event:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arrays import ArrayFileError, ArrayReader, ArrayWriter, is_packed, is_ref
+from ..arrays import ArrayFileError, ArrayReader, ArrayWriter, Packer, is_packed, is_ref
 from ..events import Event, FeatureMaps, packed_fields
 
 # -- the big arrays of an event, in the side file (nnlib.arrays) ----------------------------------
@@ -68,36 +68,35 @@ def resolve_arrays(event: Event, reader: ArrayReader) -> Event:
 def _loaded(event: Event, reader: ArrayReader) -> Event:
     """`event` with its side-file fields read; ArrayFileError if one cannot be, or reads back
     as what its field may not hold."""
-    loaded = {}
-    for name, packer in packed_fields(type(event)).items():
-        stored = getattr(event, name)
-        if is_packed(stored, packer.name):
-            value = packer.load(stored, reader)
-            check = type(event).spec()[name][0]
-            expected = check(value)
-            if expected is not None or is_packed(value, packer.name):
-                raise ArrayFileError(
-                    f"{reader.path}: the blocks of {name} read back as what it may not hold "
-                    f"({expected or 'a reference'})"
-                )
-            loaded[name] = value
+    loaded = {
+        name: _read_field(event, name, packer, reader)
+        for name, packer in packed_fields(type(event)).items()
+        if is_packed(getattr(event, name), packer.name)
+    }
     event = dataclasses.replace(event, **loaded) if loaded else event
     return _loaded_maps(event, reader) if isinstance(event, FeatureMaps) else event
 
 
+def _read_field(event: Event, name: str, packer: Packer, reader: ArrayReader) -> Any:
+    """The value of one packed field of `event`, read from its blocks and held to the
+    field's own check (and not packed again): blocks that do not fit are a damaged file."""
+    value = packer.load(getattr(event, name), reader)
+    expected = type(event).spec()[name][0](value)
+    if expected is not None or is_packed(value, packer.name):
+        raise ArrayFileError(
+            f"{reader.path}: the blocks of {name} read back as what it may not hold "
+            f"({expected or 'a reference'})"
+        )
+    return value
+
+
 def _loaded_maps(event: FeatureMaps, reader: ArrayReader) -> FeatureMaps:
     """A feature_maps event whose pixels (schema 1: a reference per maps record) are read."""
-    loaded = {}
-    for record in _maps_records(event):
-        if is_ref(record["data"]):
-            pixels = reader.read(record["data"])
-            if pixels.dtype != np.uint8 or list(pixels.shape) != record["shape"]:
-                raise ArrayFileError(
-                    f"{reader.path} at byte {record['data']['offset']:,}: a "
-                    f"{pixels.dtype} array of shape {pixels.shape}, where the maps of "
-                    f"{record['name']!r} are uint8 of shape {tuple(record['shape'])}"
-                )
-            loaded[id(record)] = pixels.ravel().tolist()
+    loaded = {
+        id(record): _pixels(record, reader)
+        for record in _maps_records(event)
+        if is_ref(record["data"])
+    }
 
     def resolved(record: dict[str, Any]) -> dict[str, Any]:
         return {**record, "data": loaded.get(id(record), record["data"])}
@@ -108,3 +107,16 @@ def _loaded_maps(event: FeatureMaps, reader: ArrayReader) -> FeatureMaps:
     ]
     filters = resolved(event.filters) if event.filters else None
     return dataclasses.replace(event, images=images, filters=filters)
+
+
+def _pixels(record: dict[str, Any], reader: ArrayReader) -> list[int]:
+    """The pixels of one schema-1 maps record, read from the block its data refers to,
+    which must hold uint8 values of the record's shape."""
+    pixels = reader.read(record["data"])
+    if pixels.dtype != np.uint8 or list(pixels.shape) != record["shape"]:
+        raise ArrayFileError(
+            f"{reader.path} at byte {record['data']['offset']:,}: a "
+            f"{pixels.dtype} array of shape {pixels.shape}, where the maps of "
+            f"{record['name']!r} are uint8 of shape {tuple(record['shape'])}"
+        )
+    return pixels.ravel().tolist()
