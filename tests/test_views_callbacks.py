@@ -16,7 +16,8 @@ from nnlib.callbacks import Callback
 from nnlib.callbacks.features import FeatureMaps, layer_maps, pick_images
 from nnlib.callbacks.samples import FILE
 from nnlib.config import ExperimentConfig
-from nnlib.experiment import lenet5, setup
+from nnlib.experiment import setup
+from nnlib.presets import lenet5
 from nnlib.runindex import summarize
 
 TINY = "conv(2,3) relu maxpool(2) dense(10)"
