@@ -379,11 +379,14 @@ def framed(
     return lines
 
 
-def _y_axis(labels: Sequence[str], rows: int, margin: int, style: str) -> list[Text]:
-    """The y axis left of `rows` lines: the labels (top, middle, bottom) at ┤ ticks."""
+def _y_axis(
+    labels: Sequence[str], rows: int, margin: int, style: str, tick: str = "┤"
+) -> list[Text]:
+    """The y axis left of `rows` lines: the labels (top, middle, bottom) at `tick`s (a band
+    of shades or a density has none: "│")."""
     at = dict(zip((0, rows // 2, rows - 1), labels, strict=False))
     return [
-        Text.assemble((at.get(r, "").strip().rjust(margin - 1) + ("┤" if r in at else "│"), style))
+        Text.assemble((at.get(r, "").strip().rjust(margin - 1) + (tick if r in at else "│"), style))
         for r in range(rows)
     ]
 
@@ -476,18 +479,7 @@ def band_chart(
     chars = np.array(list(_SHADES), dtype=object)[shade]
     chars[median] = "━"
     styles = np.where(median, 3, shade - 1)
-    prefixes = [
-        Text.assemble(
-            (
-                {0: labels[0], plot_h // 2: labels[1], plot_h - 1: labels[2]}.get(r, "").rjust(
-                    margin - 1
-                )
-                + "│",
-                axis_style,
-            )
-        )
-        for r in range(plot_h)
-    ]
+    prefixes = _y_axis(labels, plot_h, margin, axis_style, tick="│")
     lines = _rows_to_text(chars, styles, list(palette), prefixes)
     lines.append(_x_axis(margin, plot_w, xs[0], xs[-1], axis_style))
     return Text("\n").join(lines)
@@ -618,12 +610,9 @@ def density_plot(
     empty = levels[diagonal, np.arange(plot_w)] == 0
     chars[diagonal[empty], np.arange(plot_w)[empty]] = "╱"
     styles = np.where(levels > 0, 0, 1)
-    prefixes = [
-        Text.assemble(
-            ({0: labels[0], plot_h - 1: labels[1]}.get(r, "").rjust(margin - 1) + "│", axis_style)
-        )
-        for r in range(plot_h)
-    ]
+    prefixes = _y_axis(
+        [labels[0], "", labels[1]], plot_h, margin, axis_style, tick="│"
+    )  # no middle
     lines = _rows_to_text(chars, styles, [style, axis_style], prefixes)
     lines.append(_x_axis(margin, plot_w, lo, hi, axis_style, format_number))
     return Text("\n").join(lines)
