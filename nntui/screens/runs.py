@@ -326,8 +326,7 @@ class RunsScreen(Screen[None]):
 
     def _row(self, row: RunRow, texts: list[str], layout: Layout) -> tuple[Text, ...]:
         path = row.summary.path
-        index = self.marked.index(path) if path in self.marked else -1
-        mark = Text(RUN_MARKERS[index] if index >= 0 else "", "bold")
+        mark = Text(RUN_MARKERS[self.marked.index(path)] if path in self.marked else "", "bold")
         cells = []
         for text, width, column in zip(texts, layout.widths, layout.columns, strict=True):
             cell = Text(cut(text, width, column.cut))
@@ -352,21 +351,12 @@ class RunsScreen(Screen[None]):
         self.query_one("#title", Static).update(f"nntui · {counts} {where}{marked}{skipped}{more}")
 
     def _detail(self) -> None:
-        """The selected run's whole row below the table."""
+        """The selected run's whole row below the table (a sweep's: what it is at)."""
         row = self.current_row()
-        sweep = next((s for s in self.sweeps if row and s.path == row.summary.path), None)
-        if sweep is not None:
-            best = "-" if sweep.best_value is None else f"{sweep.best_value:.4g}"
-            line = (
-                f"{sweep.name}: a sweep, {sweep.state or 'unreadable'} · {sweep.done}/"
-                f"{sweep.total} trials done · best {sweep.metric} {best} · Enter: its trials · "
-                "w: ranked, with charts"
-            )
-            self.query_one("#detail", Static).update(
-                line + (f" · ! {sweep.problem}" * bool(sweep.problem))
-            )
-            return
-        self.query_one("#detail", Static).update(detail(row) if row else "")
+        path = row.summary.path if row else None
+        sweep = next((s for s in self.sweeps if s.path == path), None)
+        line = _sweep_detail(sweep) if sweep is not None else detail(row) if row else ""
+        self.query_one("#detail", Static).update(line)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail()
@@ -561,6 +551,18 @@ class RunsScreen(Screen[None]):
             self.query_one(RunsTable).focus()
         else:
             self.dismiss()
+
+
+def _sweep_detail(sweep: SweepSummary) -> str:
+    """A sweep's line below the table: its state, the trials done, the best value of its
+    metric, the keys that open it, and its problem if it has one."""
+    best = "-" if sweep.best_value is None else f"{sweep.best_value:.4g}"
+    line = (
+        f"{sweep.name}: a sweep, {sweep.state or 'unreadable'} · {sweep.done}/"
+        f"{sweep.total} trials done · best {sweep.metric} {best} · Enter: its trials · "
+        "w: ranked, with charts"
+    )
+    return line + (f" · ! {sweep.problem}" * bool(sweep.problem))
 
 
 def _plural(noun: str, count: int) -> str:
