@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from nnlib.config import ExperimentConfig
     from nnlib.datasets import DatasetInfo
 
+    from .replay import RecordedRun
+
 EXIT_USAGE = 2
 #: --graphics values (nntui.widgets.picture.MODES; not imported here, so that --help is quick).
 GRAPHICS = ("auto", "kitty", "sixel", "cells")
@@ -102,39 +104,44 @@ def file_info(
 def experiment_from_args(args: argparse.Namespace) -> tuple[ExperimentConfig, DatasetInfo | None]:
     """(ExperimentConfig, listing entry for a user file or None) from the flags; raises
     nnlib.cli.UsageError when they cannot be used."""
-    from nnlib import datasets
     from nnlib.cli import UsageError, config_from_args
 
     from .architectures import check_spec, quick_arch
 
-    config = config_from_args(args)
-    try:  # the resolver `nnlib train` uses: built-in names, then paths here or in the data folder
-        found = datasets.resolve(config.dataset, config.data_dir)
-    except ValueError as error:
-        raise UsageError(f"--dataset: {error}") from None
-    extra = None
-    if isinstance(found, str):
-        infos = {info.name: info for info in datasets.available(config.data_dir)}
-        config = config.replace(dataset=found)
-        info = infos[found]
-        if config.label_column is not None:
-            raise UsageError(
-                f"--label-column: applies to .csv dataset files, not to the built-in {found}"
-            )
-    else:
-        try:
-            info = extra = file_info(config.dataset, config.data_dir, config.label_column)
-        except ValueError as error:
-            raise UsageError(f"--dataset: {error}") from None
+    config, info, extra = _resolve_dataset(config_from_args(args))
     if config.arch:
         result = check_spec(config.arch, info)
         if result.error:
             raise UsageError(f"--arch: {result.error}")
-    if not config.arch:
+    else:
         config = config.replace(arch=quick_arch(info))
     if args.config is None and args.epochs is None:
         config = config.replace(epochs=DEFAULT_EPOCHS)
     return config, extra
+
+
+def _resolve_dataset(
+    config: ExperimentConfig,
+) -> tuple[ExperimentConfig, DatasetInfo, DatasetInfo | None]:
+    """The config with its dataset found the way `nnlib train` finds it (built-in names, then
+    paths here or in the data folder), that dataset's listing entry, and the entry again when
+    it is a user's file (the app lists it beside the built-ins); UsageError if there is none."""
+    from nnlib import datasets
+    from nnlib.cli import UsageError
+
+    try:
+        found = datasets.resolve(config.dataset, config.data_dir)
+        if not isinstance(found, str):
+            info = file_info(config.dataset, config.data_dir, config.label_column)
+            return config, info, info
+    except ValueError as error:
+        raise UsageError(f"--dataset: {error}") from None
+    if config.label_column is not None:
+        raise UsageError(
+            f"--label-column: applies to .csv dataset files, not to the built-in {found}"
+        )
+    infos = {info.name: info for info in datasets.available(config.data_dir)}
+    return config.replace(dataset=found), infos[found], None
 
 
 def _runs_dir(value: str | None) -> Path | None:
@@ -152,23 +159,33 @@ def _runs_dir(value: str | None) -> Path | None:
     return index.root
 
 
+def _experiment(
+    args: argparse.Namespace,
+) -> tuple[ExperimentConfig, DatasetInfo | None, RecordedRun | None]:
+    """What the app starts with: the experiment (and a user file's listing entry) of the run
+    --open names, with that recorded run, or else of the flags; UsageError if it cannot."""
+    from nnlib.cli import UsageError
+
+    if args.open is None:
+        return (*experiment_from_args(args), None)
+    from .replay import open_run
+
+    try:
+        recorded = open_run(args.open)
+    except ValueError as error:
+        raise UsageError(f"--open: {error}") from None
+    return recorded.experiment(), None, recorded
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `nntui` command: a usage error is one line and exit 2 before the terminal is
+    taken over; else the app runs and its return code is the exit code."""
     from nnlib.cli import UsageError, describe_os_error
 
-    recorded = None
     try:
         args = parser().parse_args(argv)
         runs_dir = _runs_dir(args.runs)
-        if args.open is not None:
-            from .replay import open_run
-
-            try:
-                recorded = open_run(args.open)
-            except ValueError as error:
-                raise UsageError(f"--open: {error}") from None
-            config, extra = recorded.experiment(), None
-        else:
-            config, extra = experiment_from_args(args)
+        config, extra, recorded = _experiment(args)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

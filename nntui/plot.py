@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
@@ -59,24 +59,33 @@ def format_number(value: float | None, width: int = 7, trim: bool = False) -> st
     if value is None:
         return "–"
     if not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    magnitude = abs(value)
-    if magnitude == 0:
-        text = "0"
-    elif magnitude >= 1e5 or magnitude < 1e-3:
-        text = format_exponent(value, 1)
-    elif magnitude >= 100:
-        text = f"{value:,.0f}"
-    elif magnitude >= 10:
-        text = f"{value:.1f}"
-    else:
-        text = f"{value:.3f}" if magnitude < 1 else f"{value:.2f}"
+        return str(float(value))  # nan, inf, -inf
+    text = _fixed_point(value)
     if len(text) > width:
         one = format_exponent(value, 1)
         text = one if len(one) <= width else format_exponent(value, 0)
     if trim and "." in text and "e" not in text:
         text = text.rstrip("0").rstrip(".")
     return text
+
+
+#: The decimals a number gets by its magnitude (at least the bound), so that a ticking value
+#: keeps its length; outside [1e-3, 1e5) a number is written with an exponent.
+_DECIMALS = ((100.0, ",.0f"), (10.0, ".1f"), (1.0, ".2f"), (1e-3, ".3f"))
+
+
+def _fixed_point(value: float) -> str:
+    """A finite number at the precision its magnitude gets (`_DECIMALS`), before the width is
+    considered: the first guess of `format_number`."""
+    magnitude = abs(value)
+    if magnitude == 0:
+        return "0"
+    if magnitude >= 1e5:
+        return format_exponent(value, 1)
+    return next(
+        (f"{value:{spec}}" for bound, spec in _DECIMALS if magnitude >= bound),
+        format_exponent(value, 1),
+    )
 
 
 def format_exponent(value: float, digits: int = 1) -> str:
@@ -168,8 +177,9 @@ ROBUST_AFTER = 200
 def _y_range(
     values: list[np.ndarray], log: bool, limits: tuple[float | None, float | None]
 ) -> tuple[float, float] | None:
-    """The data's range with a little room, kept inside `limits` (e.g. accuracy in 0..1)."""
-    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.empty(0)
+    """The range of the (finite) `values` with a little room, kept inside `limits` (e.g.
+    accuracy in 0..1) unless the axis is `log`."""
+    finite = np.concatenate([np.empty(0), *values])
     if not finite.size:
         return None
     if finite.size > ROBUST_AFTER:
@@ -178,11 +188,30 @@ def _y_range(
         lo, hi = float(finite.min()), float(finite.max())
     pad = (hi - lo) * 0.04 if hi - lo >= 1e-12 else (abs(hi) * 0.05 or 0.05)
     lo, hi = lo - pad, hi + pad
-    if not log and limits[0] is not None:
-        lo = max(lo, limits[0])
-    if not log and limits[1] is not None:
-        hi = min(hi, limits[1])
-    return lo, hi
+    if log:
+        return lo, hi
+    low, high = limits
+    return (lo if low is None else max(lo, low)), (hi if high is None else min(hi, high))
+
+
+@dataclass
+class _Layers:
+    """A chart's dot layers in drawing order (later on top), each with its style and the
+    glyph that replaces its braille (None: braille), and the markers drawn over them: what
+    `_compose` turns into characters."""
+
+    shape: tuple[int, int]  # pixel rows, columns
+    dots: list[np.ndarray] = field(default_factory=list)
+    palette: list[str] = field(default_factory=list)
+    glyphs: list[str | None] = field(default_factory=list)
+    overlays: list[tuple[np.ndarray, np.ndarray, str, int]] = field(default_factory=list)
+
+    def add(self, style: str, glyph: str | None = None) -> np.ndarray:
+        """A new empty layer on top, drawn in `style`, for the caller to set dots in."""
+        self.dots.append(np.zeros(self.shape, dtype=bool))
+        self.palette.append(style)
+        self.glyphs.append(glyph)
+        return self.dots[-1]
 
 
 def line_chart(
@@ -212,51 +241,24 @@ def line_chart(
     if width < 12 or height < 3:
         return Text("")
     prepared = [_finite(s, log_y) for s in series]
-    bounds = _y_range([ys for _, _, ys in prepared], log_y, y_limits)
-    if bounds is None:
+    y_bounds = _y_range([ys for _, _, ys in prepared], log_y, y_limits)
+    if y_bounds is None:
         return Text("waiting for data…", style=axis_style)
-    y_lo, y_hi = bounds
-    x_lo, x_hi = x_range or _x_extent([xs for _, xs, _ in prepared])
-    if x_hi <= x_lo:
-        x_hi = x_lo + 1.0
-
-    def label(value: float) -> str:
-        if percent:
-            return format_percent(value, y_hi - y_lo)
-        return format_number(10**value if log_y else value)
-
-    labels = [label(y_hi), label((y_lo + y_hi) / 2), label(y_lo)]
-    margin = max(len(t) for t in labels) + 1
+    x_bounds = _x_extent([xs for _, xs, _ in prepared], x_range)
+    labels = _y_labels(y_bounds, log_y, percent)
+    margin = max(map(len, labels)) + 1
     plot_w, plot_h = width - margin, height - 1
-    pixel_w, pixel_h = plot_w * 2, plot_h * 4
-    layers: list[np.ndarray] = []
-    palette: list[str] = []
-    glyphs: list[str | None] = []
-    overlays: list[tuple[np.ndarray, np.ndarray, str, int]] = []
+    layers = _Layers((plot_h * 4, plot_w * 2))
     if marks:  # dotted
-        layers.append(_verticals(marks, (x_lo, x_hi), (pixel_h, pixel_w), every=2))
-        palette.append(mark_style)
-        glyphs.append(None)
+        _verticals(layers.add(mark_style), marks, x_bounds, every=2)
     if cursor is not None:  # solid
-        layers.append(_verticals([cursor], (x_lo, x_hi), (pixel_h, pixel_w), every=1))
-        palette.append(cursor_style)
-        glyphs.append(None)
+        _verticals(layers.add(cursor_style), [cursor], x_bounds, every=1)
     for s, xs, ys in prepared:
-        palette.append(s.style)
-        glyphs.append(s.cell)
-        dots = np.zeros((pixel_h, pixel_w), dtype=bool)
-        layers.append(dots)
-        if not xs.size:
-            continue
-        px = _scale(xs, x_lo, x_hi, pixel_w)
-        py = np.clip((ys - y_lo) / (y_hi - y_lo) * (pixel_h - 1), 0, pixel_h - 1)
-        _draw_series(dots, s.kind, px, py)
-        if s.marker and xs.size <= plot_w // 3:  # markers only while they stay apart
-            cell_rows = plot_h - 1 - (np.rint(py).astype(np.int64) // 4)
-            overlays.append((cell_rows, px // 2, s.marker, len(palette) - 1))
-    chars, styles = _compose(layers, glyphs, overlays, (plot_h, plot_w))
-    lines = _rows_to_text(chars, styles, palette, _y_axis(labels, plot_h, margin, axis_style))
-    lines.append(_x_axis(margin, plot_w, x_lo, x_hi, axis_style))
+        _plot_series(layers, s, np.stack([xs, ys]), (x_bounds, y_bounds))
+    chars, styles = _compose(layers, (plot_h, plot_w))
+    prefixes = _y_axis(labels, plot_h, margin, axis_style)
+    lines = _rows_to_text(chars, styles, layers.palette, prefixes)
+    lines.append(_x_axis(margin, plot_w, *x_bounds, axis_style))
     return Text("\n").join(lines)
 
 
@@ -271,22 +273,54 @@ def _finite(s: Series, log_y: bool) -> tuple[Series, np.ndarray, np.ndarray]:
     return s, xs[keep], ys[keep]
 
 
-def _x_extent(columns: Sequence[np.ndarray]) -> tuple[float, float]:
-    """The lowest and highest x of every series that has points ((0, 1) when none has)."""
+def _x_extent(
+    columns: Sequence[np.ndarray], x_range: tuple[float, float] | None
+) -> tuple[float, float]:
+    """The x axis's ends: `x_range` if given, else the lowest and highest x of every series
+    that has points ((0, 1) when none has); at least 1 apart, so that points can be scaled."""
     filled = [xs for xs in columns if xs.size]
-    if not filled:
-        return 0.0, 1.0
-    return min(float(x.min()) for x in filled), max(float(x.max()) for x in filled)
+    if x_range is None and filled:
+        x_range = min(float(x.min()) for x in filled), max(float(x.max()) for x in filled)
+    lo, hi = x_range or (0.0, 1.0)
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def _y_labels(bounds: tuple[float, float], log_y: bool, percent: bool) -> list[str]:
+    """The y axis's labels at its top, middle and bottom: percents of a fraction, or the
+    numbers (back from log10 on a log axis)."""
+    lo, hi = bounds
+    ends = (hi, (lo + hi) / 2, lo)
+    if percent:
+        return [format_percent(value, hi - lo) for value in ends]
+    return [format_number(10**value if log_y else value) for value in ends]
 
 
 def _verticals(
-    xs: Sequence[float], x_range: tuple[float, float], shape: tuple[int, int], every: int
-) -> np.ndarray:
-    """A dot layer of `shape` (pixel rows, columns) with a vertical line at each of `xs` on
-    `x_range`, a dot every `every` rows."""
-    dots = np.zeros(shape, dtype=bool)
-    dots[::every, _scale(np.asarray(xs, dtype=np.float64), *x_range, shape[1])] = True
-    return dots
+    dots: np.ndarray, xs: Sequence[float], x_range: tuple[float, float], every: int
+) -> None:
+    """A vertical line in `dots` at each of `xs` on `x_range`, a dot every `every` rows."""
+    dots[::every, _scale(np.asarray(xs, dtype=np.float64), *x_range, dots.shape[1])] = True
+
+
+def _plot_series(
+    layers: _Layers,
+    s: Series,
+    points: np.ndarray,
+    ranges: tuple[tuple[float, float], tuple[float, float]],
+) -> None:
+    """One series' finite `points` (xs and ys stacked) as a new layer scaled to `ranges` (x,
+    y), and its markers while they stay apart (at most one per 3 cell columns)."""
+    dots = layers.add(s.style, s.cell)
+    if not points.shape[1]:
+        return
+    (x_lo, x_hi), (y_lo, y_hi) = ranges
+    pixel_h, pixel_w = layers.shape
+    px = _scale(points[0], x_lo, x_hi, pixel_w)
+    py = np.clip((points[1] - y_lo) / (y_hi - y_lo) * (pixel_h - 1), 0, pixel_h - 1)
+    _draw_series(dots, s.kind, px, py)
+    if s.marker and px.size <= pixel_w // 2 // 3:
+        cell_rows = pixel_h // 4 - 1 - (np.rint(py).astype(np.int64) // 4)
+        layers.overlays.append((cell_rows, px // 2, s.marker, len(layers.palette) - 1))
 
 
 def _draw_series(dots: np.ndarray, kind: str, px: np.ndarray, py: np.ndarray) -> None:
@@ -303,27 +337,22 @@ def _draw_series(dots: np.ndarray, kind: str, px: np.ndarray, py: np.ndarray) ->
         _fill_spans(dots, columns, lows, highs)
 
 
-def _compose(
-    layers: Sequence[np.ndarray],
-    glyphs: Sequence[str | None],
-    overlays: Sequence[tuple[np.ndarray, np.ndarray, str, int]],
-    shape: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray]:
+def _compose(layers: _Layers, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The chart's characters in `shape` (cell rows, columns) and each cell's layer (-1:
     empty): braille of every layer, the last layer with a dot in a cell giving its style; a
     layer's glyph replaces its braille; the overlays' markers go on top."""
     cells = np.zeros(shape, dtype=np.int32)
     styles = np.full(shape, -1, dtype=np.int32)
-    for index, dots in enumerate(layers):
+    for index, dots in enumerate(layers.dots):
         bits = _braille_cells(dots)
         cells |= bits
         styles[bits > 0] = index
     chars = np.vectorize(chr, otypes=[object])(cells + 0x2800)
     chars[cells == 0] = " "
-    for index, glyph in enumerate(glyphs):
+    for index, glyph in enumerate(layers.glyphs):
         if glyph is not None:
             chars[styles == index] = glyph
-    for rows, cols, marker, style_index in overlays:
+    for rows, cols, marker, style_index in layers.overlays:
         chars[rows, cols] = marker
         styles[rows, cols] = style_index
     return chars, styles
@@ -350,11 +379,14 @@ def framed(
     return lines
 
 
-def _y_axis(labels: Sequence[str], rows: int, margin: int, style: str) -> list[Text]:
-    """The y axis left of `rows` lines: the labels (top, middle, bottom) at ┤ ticks."""
+def _y_axis(
+    labels: Sequence[str], rows: int, margin: int, style: str, tick: str = "┤"
+) -> list[Text]:
+    """The y axis left of `rows` lines: the labels (top, middle, bottom) at `tick`s (a band
+    of shades or a density has none: "│")."""
     at = dict(zip((0, rows // 2, rows - 1), labels, strict=False))
     return [
-        Text.assemble((at.get(r, "").strip().rjust(margin - 1) + ("┤" if r in at else "│"), style))
+        Text.assemble((at.get(r, "").strip().rjust(margin - 1) + (tick if r in at else "│"), style))
         for r in range(rows)
     ]
 
@@ -447,18 +479,7 @@ def band_chart(
     chars = np.array(list(_SHADES), dtype=object)[shade]
     chars[median] = "━"
     styles = np.where(median, 3, shade - 1)
-    prefixes = [
-        Text.assemble(
-            (
-                {0: labels[0], plot_h // 2: labels[1], plot_h - 1: labels[2]}.get(r, "").rjust(
-                    margin - 1
-                )
-                + "│",
-                axis_style,
-            )
-        )
-        for r in range(plot_h)
-    ]
+    prefixes = _y_axis(labels, plot_h, margin, axis_style, tick="│")
     lines = _rows_to_text(chars, styles, list(palette), prefixes)
     lines.append(_x_axis(margin, plot_w, xs[0], xs[-1], axis_style))
     return Text("\n").join(lines)
@@ -491,54 +512,75 @@ def confusion_heatmap(
     cells holding >= 25% of their row are bold and zeros are dots. The `cursor` cell (true,
     predicted), if any, is drawn reversed and underlined."""
     m = np.asarray(matrix, dtype=np.int64)
-    k = len(m)
-    biggest = len(f"{int(m.max()):,}") if m.size else 1
-    wanted = max(biggest + 1, 4)  # "100" precision and a space
-    # Row labels take what the cells leave (whole class names where they fit), at least
-    # the footer's label; column headers are cut to their cell.
-    spare = width - RECALL_W - 1 - k * wanted
-    label_w = max(min(max(len(n) for n in names), spare, MAX_LABEL), len(PRECISION_LABEL))
-    cell_w = max(3, min(wanted, (width - label_w - 1 - RECALL_W) // max(k, 1)))
-    rows = m.sum(axis=1, keepdims=True)
-    share = np.divide(m, rows, out=np.zeros(m.shape, dtype=np.float64), where=rows > 0)
-    # Errors are scaled to the worst confusion, so the pairs that matter stand out even
-    # when every error is a small share of its row.
-    errors = share * (1 - np.eye(k))
-    heat = np.where(np.eye(k, dtype=bool), share, errors / (errors.max() or 1.0))
-    dark, good, bad = (30, 30, 40), (40, 170, 90), (200, 60, 60)
+    label_w, cell_w = _confusion_widths(m, names, width)
+    share, heat = _confusion_heat(m)
     header = Text(" " * (label_w + 1))
     for name in names:
         header.append(name[: cell_w - 1].rjust(cell_w), style="bold")  # one space between
     header.append("  recall", style="bold")
     lines = [Text.assemble(("true \\ predicted", "dim")), header]
-    for i in range(k):
+    for i in range(len(m)):
         line = Text.assemble((names[i][:label_w].rjust(label_w) + " ", "bold"))
-        for j in range(k):
-            count = int(m[i, j])
-            text = (
-                (f"{count:,}" if count < 10 ** (cell_w - 1) else f"{count / 1000:.0f}k").rjust(
-                    cell_w
-                )
-                if count
-                else "·".rjust(cell_w)
-            )
-            if color:
-                bg = _mix(dark, good if i == j else bad, heat[i, j] ** 0.7)
-                fg = "white" if share[i, j] < 0.5 or i != j else "black"
-                style = Style(color=fg, bgcolor=bg)
-            else:
-                style = Style.parse("bold" if share[i, j] >= 0.25 else ("dim" if not count else ""))
+        for j, count in enumerate(m[i].tolist()):
+            style = _confusion_style(i == j, count, share[i, j], heat[i, j], color)
             if (i, j) == cursor:
                 style += Style(reverse=True, underline=True, bold=True)
-            line.append(text, style=style)
+            line.append(_count_cell(count, cell_w), style=style)
         line.append(f"  {recall[i]:6.1%}" if i < len(recall) else "")
         lines.append(line)
     footer = Text.assemble((PRECISION_LABEL.rjust(label_w) + " ", "bold"))
-    for j in range(k):
+    for j in range(len(m)):
         value = precision[j] if j < len(precision) else math.nan
         footer.append((f"{value * 100:.0f}" if math.isfinite(value) else "–").rjust(cell_w))
     lines.append(footer)
     return Text("\n").join(lines)
+
+
+def _confusion_widths(m: np.ndarray, names: Sequence[str], width: int) -> tuple[int, int]:
+    """The row labels' and the cells' widths in `width`: a cell wants the biggest count, a
+    space, and at least "100" (a precision); the labels take what the cells leave (whole
+    class names where they fit), at least the footer's label; headers are cut to a cell."""
+    k = len(m)
+    biggest = len(f"{int(m.max()):,}") if m.size else 1
+    wanted = max(biggest + 1, 4)
+    spare = width - RECALL_W - 1 - k * wanted
+    label_w = max(min(max(len(n) for n in names), spare, MAX_LABEL), len(PRECISION_LABEL))
+    cell_w = max(3, min(wanted, (width - label_w - 1 - RECALL_W) // max(k, 1)))
+    return label_w, cell_w
+
+
+def _confusion_heat(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's share of its row, and its heat: the share on the diagonal, and for errors
+    the share scaled to the worst confusion, so that the pairs that matter stand out even
+    when every error is a small share of its row."""
+    k = len(m)
+    rows = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, rows, out=np.zeros(m.shape, dtype=np.float64), where=rows > 0)
+    errors = share * (1 - np.eye(k))
+    return share, np.where(np.eye(k, dtype=bool), share, errors / (errors.max() or 1.0))
+
+
+def _count_cell(count: int, cell_w: int) -> str:
+    """A count right-aligned in its cell: grouped, in thousands when it does not fit, a dot
+    for none (readable without colour)."""
+    if not count:
+        return "·".rjust(cell_w)
+    text = f"{count:,}" if count < 10 ** (cell_w - 1) else f"{count / 1000:.0f}k"
+    return text.rjust(cell_w)
+
+
+#: The confusion map's colours: an empty cell, a right answer, a wrong one.
+_DARK, _GOOD, _BAD = (30, 30, 40), (40, 170, 90), (200, 60, 60)
+
+
+def _confusion_style(right: bool, count: int, share: float, heat: float, color: bool) -> Style:
+    """A cell's style: with colour, its heat from dark to green (`right`, on the diagonal) or
+    red, the text black on a bright right cell; without colour, bold for a quarter of its
+    row or more, dim for an empty one."""
+    if not color:
+        return Style.parse("bold" if share >= 0.25 else ("dim" if not count else ""))
+    bg = _mix(_DARK, _GOOD if right else _BAD, heat**0.7)
+    return Style(color="black" if right and share >= 0.5 else "white", bgcolor=bg)
 
 
 def density_plot(
@@ -568,12 +610,9 @@ def density_plot(
     empty = levels[diagonal, np.arange(plot_w)] == 0
     chars[diagonal[empty], np.arange(plot_w)[empty]] = "╱"
     styles = np.where(levels > 0, 0, 1)
-    prefixes = [
-        Text.assemble(
-            ({0: labels[0], plot_h - 1: labels[1]}.get(r, "").rjust(margin - 1) + "│", axis_style)
-        )
-        for r in range(plot_h)
-    ]
+    prefixes = _y_axis(
+        [labels[0], "", labels[1]], plot_h, margin, axis_style, tick="│"
+    )  # no middle
     lines = _rows_to_text(chars, styles, [style, axis_style], prefixes)
     lines.append(_x_axis(margin, plot_w, lo, hi, axis_style, format_number))
     return Text("\n").join(lines)
@@ -703,33 +742,44 @@ def parallel_chart(
     at = [round(j * (plot_w - 1) / last) for j in range(len(axes))]
     dots_h, dots_w = 4 * plot_h, 2 * (plot_w + 2)  # 2 cells right of the last axis: ranks
     layers = [np.zeros((dots_h, dots_w), dtype=bool) for _ in range(3)]
-    for j in at:
-        layers[2][:, 2 * j] = True
+    layers[2][:, [2 * j for j in at]] = True
     highlighted = set(best)
     for i, row in enumerate(positions):
         _polyline(layers[0] if i in highlighted else layers[1], row, at)
-
-    def cell_row(value: float) -> int:
-        return plot_h - 1 - _dot_y(value, dots_h) // 4
-
-    overlay: dict[tuple[int, int], str] = {}
-    for j, axis in enumerate(axes):
-        if axis.categorical:
-            room = (at[j + 1] if j + 1 < len(at) else plot_w + 2) - at[j] - 2
-            for value, label in axis.ticks:
-                for k, char in enumerate(label[: max(room, 0)]):
-                    overlay[(cell_row(value), at[j] + 1 + k)] = char
+    overlay = _category_labels(axes, [*at, plot_w + 2], plot_h)
     for rank, i in reversed(list(enumerate(best, start=1))):  # a tie shows the better rank
         if math.isfinite(positions[i, -1]) and rank < 10:
-            overlay[(cell_row(positions[i, -1]), at[-1] + 1)] = str(rank)
+            overlay[(_cell_row(positions[i, -1], plot_h), at[-1] + 1)] = str(rank)
     chart = _layers_to_text(layers, SWEEP_PALETTE, overlay)
     names, highs, lows = _axis_labels(axes, at, width)
     return [Text(names, "bold"), Text(highs, "dim"), *chart, Text(lows, "dim")]
 
 
+def _category_labels(
+    axes: Sequence[ParallelAxis], at: Sequence[int], plot_h: int
+) -> dict[tuple[int, int], str]:
+    """The characters (by cell row and column) of each categorical axis's categories, written
+    right of the axis at the row where each sits and cut two cells before the next column
+    in `at` (the axes' columns, then the end of the chart)."""
+    overlay: dict[tuple[int, int], str] = {}
+    for axis, start, end in zip(axes, at, at[1:], strict=False):
+        if not axis.categorical:
+            continue
+        for value, label in axis.ticks:
+            for k, char in enumerate(label[: max(end - start - 2, 0)]):
+                overlay[(_cell_row(value, plot_h), start + 1 + k)] = char
+    return overlay
+
+
 def _dot_y(value: float, dots_h: int) -> int:
     """The dot row (0 at the bottom) of a position in [0, 1] on an axis `dots_h` dots high."""
     return int(round(value * (dots_h - 1)))
+
+
+def _cell_row(value: float, plot_h: int) -> int:
+    """The cell row (0 at the top) of a position in [0, 1] on a chart `plot_h` cells high:
+    the row of its dot, so that a label sits on its line."""
+    return plot_h - 1 - _dot_y(value, 4 * plot_h) // 4
 
 
 def _polyline(layer: np.ndarray, row: np.ndarray, at: Sequence[int]) -> None:
@@ -774,27 +824,41 @@ def scatter_chart(
     y_labels = [label for _, label in y_axis.ticks]
     margin = max(map(len, y_labels), default=0) + 1
     plot_w, plot_h = max(width - margin, 2), max(height - 2, 2)
-    dots = [np.zeros((4 * plot_h, 2 * plot_w), dtype=bool) for _ in range(2)]
-    overlay: dict[tuple[int, int], str] = {}
-    for i, (x, y) in enumerate(points):
-        if math.isfinite(x) and math.isfinite(y):
-            dx, dy = int(round(x * (2 * plot_w - 1))), int(round(y * (4 * plot_h - 1)))
-            dots[0 if i in best else 1][dy, dx] = True
-            if best and i == best[0]:
-                overlay[(plot_h - 1 - dy // 4, dx // 2)] = "●"
-    chart = _layers_to_text(dots, SWEEP_PALETTE[:2] + SWEEP_PALETTE[3:], overlay)
+    chart = _scatter_points(points, best, plot_w, plot_h)
     ends = {plot_h - 1 - int(round(v * (plot_h - 1))): label for v, label in y_axis.ticks}
     lines = [Text(cut_label(f"{y_axis.name} vs {x_axis.name}", width), "bold")]
     for r, line in enumerate(chart):
-        tick = ends.get(r)
-        lines.append(Text((tick or "").rjust(margin - 1) + ("┤" if tick else "│"), "dim") + line)
-    below = [" "] * plot_w
-    for value, label in x_axis.ticks:
-        start = min(int(round(value * (plot_w - 1))), max(plot_w - len(label), 0))
-        if all(c == " " for c in below[max(start - 1, 0) : start + len(label) + 1]):
-            _place(below, label, start, plot_w)
-    lines.append(Text(" " * (margin - 1) + "└" + "".join(below).rstrip(), "dim"))
+        tick = ends.get(r, "")
+        lines.append(Text(tick.rjust(margin - 1) + ("┤" if tick else "│"), "dim") + line)
+    lines.append(Text(" " * (margin - 1) + "└" + _x_ticks(x_axis, plot_w), "dim"))
     return lines
+
+
+def _scatter_points(
+    points: np.ndarray, best: Sequence[int], plot_w: int, plot_h: int
+) -> list[Text]:
+    """The rows of `points` with both positions as dots in `plot_w` x `plot_h` cells, those
+    in `best` highlighted and the best one (`best[0]`) marked ●, readable without colour."""
+    dots = [np.zeros((4 * plot_h, 2 * plot_w), dtype=bool) for _ in range(2)]
+    overlay: dict[tuple[int, int], str] = {}
+    for i in np.flatnonzero(np.isfinite(points).all(axis=1)):
+        x, y = points[i]
+        dx, dy = int(round(x * (2 * plot_w - 1))), int(round(y * (4 * plot_h - 1)))
+        dots[0 if i in best else 1][dy, dx] = True
+        if i in best[:1]:
+            overlay[(plot_h - 1 - dy // 4, dx // 2)] = "●"
+    return _layers_to_text(dots, SWEEP_PALETTE[:2] + SWEEP_PALETTE[3:], overlay)
+
+
+def _x_ticks(axis: ParallelAxis, plot_w: int) -> str:
+    """The axis's labels on a line `plot_w` cells wide, each where its value sits (kept
+    inside the line), leaving out a label that would touch one already written."""
+    below = [" "] * plot_w
+    for value, label in axis.ticks:
+        start = min(int(round(value * (plot_w - 1))), max(plot_w - len(label), 0))
+        if not "".join(below[max(start - 1, 0) : start + len(label) + 1]).strip():
+            _place(below, label, start, plot_w)
+    return "".join(below).rstrip()
 
 
 def cut_label(text: str, width: int) -> str:

@@ -38,22 +38,34 @@ def run_started(config: Mapping[str, Any], run_dir: str) -> RunStarted:
     trainer: Mapping[str, Any] = config.get("trainer") or {}
     info: Mapping[str, Any] = config.get("dataset_info") or {}
     model = trainer.get("model") or {}
-    task = str(
-        info.get("task") or ("regression" if trainer.get("loss") == "mse" else "classification")
-    )
-    classes = int(info.get("num_classes") or 0) if task == "classification" else 0
+    task = _task(trainer, info)
     return RunStarted(
         run_dir,
         task,
         str(model.get("spec") or config.get("arch") or ""),
         int(model.get("params") or 0),
         int(trainer.get("epochs") or config.get("epochs") or 0),
-        tuple(str(i) for i in range(classes)),
+        _class_names(info, task),
         (),
         pairs(_hyperparameters(config, trainer)),
         _input_shape(info.get("input_shape")),
         int(info.get("train") or 0),
     )
+
+
+def _task(trainer: Mapping[str, Any], info: Mapping[str, Any]) -> str:
+    """The task the dataset's listing names; for a config without one, the loss's (mse is
+    a regression's)."""
+    if info.get("task"):
+        return str(info["task"])
+    return "regression" if trainer.get("loss") == "mse" else "classification"
+
+
+def _class_names(info: Mapping[str, Any], task: str) -> tuple[str, ...]:
+    """A classification's classes as the dashboard labels them (the config records their
+    count, not their names): their indices."""
+    classes = int(info.get("num_classes") or 0) if task == "classification" else 0
+    return tuple(str(i) for i in range(classes))
 
 
 def _hyperparameters(config: Mapping[str, Any], trainer: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,28 +114,33 @@ class RunReplay:
         out: list[Update] = []
         batches: list[events.Batch] = []
         for record in records:
-            if isinstance(record, events.RunStart):
-                if not self.config and isinstance(record.config, Mapping):
-                    self.config = record.config
-                self.run_dir = self.run_dir or record.run
-            if not self._started:
-                self._started = True
-                out.append(run_started(self.config, self.run_dir))
-            self._step = max(self._step, record.step)
-            self._epoch = getattr(record, "epoch", None) or self._epoch
+            out += self._note(record)
             if isinstance(record, events.Batch):
                 batches.append(record)
                 continue
             if batches:
                 out.append(Batches(tuple(batches)))
                 batches = []
-            if isinstance(record, events.RunStart):
-                continue  # RunStarted stands for it
-            self.ended = self.ended or isinstance(record, events.End)
-            out.append(record)
+            if not isinstance(record, events.RunStart):  # RunStarted stands for it
+                self.ended = self.ended or isinstance(record, events.End)
+                out.append(record)
         if batches:
             out.append(Batches(tuple(batches)))
         return out
+
+    def _note(self, record: runs.Event) -> list[Update]:
+        """Keep what the stream needs from a record (the config and directory its run_start
+        names, when not known; the latest step and epoch), and before the first record, say
+        RunStarted."""
+        if isinstance(record, events.RunStart):
+            if not self.config and isinstance(record.config, Mapping):
+                self.config = record.config
+            self.run_dir = self.run_dir or record.run
+        started: list[Update] = [] if self._started else [run_started(self.config, self.run_dir)]
+        self._started = True
+        self._step = max(self._step, record.step)
+        self._epoch = getattr(record, "epoch", None) or self._epoch
+        return started
 
     def crashed(self) -> list[Update]:
         """The end of a run whose writer stopped without writing its end record."""
@@ -219,15 +236,26 @@ def open_run(path: str | Path) -> RecordedRun:
         path = path.parent
     if not path.is_dir():
         raise ValueError(f"{path}: no such run directory")
-    events_file = path / runs.EVENTS_FILE
     if not runs.writer_alive(path):
         remove_stale_temporaries(path)  # what a killed writer left
+    config, tail, records = _read_run(path)
+    replay = RunReplay(config, str(path))
+    updates = replay.feed(records)
+    if tail.orphaned:
+        updates += replay.crashed()
+    return RecordedRun(path, config, tail, replay, updates)
+
+
+def _read_run(path: Path) -> tuple[dict[str, Any], runs.RunTail, list[events.Event]]:
+    """A run directory's config (empty when it has none yet), its log's tail and the records
+    read so far (a resumed run's as `runs.continued` reads them); ValueError in one line
+    naming the file that cannot be read."""
     config: Any = {}
     config_file = path / runs.CONFIG_FILE
     try:
         if config_file.exists():
             config = json.loads(config_file.read_text(encoding="utf-8"))
-        tail = runs.RunTail(events_file)
+        tail = runs.RunTail(path / runs.EVENTS_FILE)
         records: list[events.Event] = []
         while more := tail.read():  # up to a bad line, which the next read raises
             records = more if tail.restarted else records + more
@@ -239,8 +267,4 @@ def open_run(path: str | Path) -> RecordedRun:
         raise ValueError(f"{config_file}: JSON nested too deeply") from None
     if not isinstance(config, dict):
         raise ValueError(f"{config_file}: expected a JSON object")
-    replay = RunReplay(config, str(path))
-    updates = replay.feed(records)
-    if tail.orphaned:
-        updates += replay.crashed()
-    return RecordedRun(path, config, tail, replay, updates)
+    return config, tail, records

@@ -96,33 +96,39 @@ class CompareCharts(Widget):
     def render(self) -> Text:
         width, height = self.content_size
         metrics = self.shown(height)
-        paged = len(metrics) < len(self.metrics())
+        others = self.metrics() if len(metrics) < len(self.metrics()) else []
         branches = self.branches()
-        forks = "  ┊ fork" if branches else ""
         blocks = []
         for i, metric in enumerate(metrics):
             chart_h = height // len(metrics) + (1 if i < height % len(metrics) else 0)
+            title = self._title(metric, [m for m in others if m != metric], bool(branches))
             chart_h = max(chart_h, MIN_CHART_ROWS + 1)
-            log = self.log_scale and metric == "loss"
-            series = []
-            for index, run in enumerate(self.runs):
-                series += self._series(run, metric, index)
-            title = f"{metric}{' (log)' if log else ''} by {self.x_axis}"
-            legend = f"  ━ EMA {self.smoothing:g}  marks: val{forks}"
-            other = "  a: " + " ".join(m for m in self.metrics() if m != metric) if paged else ""
-            blocks.append(Text(title, "bold") + Text(legend) + Text(other, "dim"))
-            blocks.append(
-                line_chart(
-                    width,
-                    chart_h - 1,
-                    series,
-                    log_y=log,
-                    y_limits=(0.0, 1.0) if metric == "accuracy" else (0.0, None),
-                    marks=branches,
-                    percent=metric == "accuracy",
-                )
-            )
+            blocks += [title, self._chart(metric, width, chart_h - 1, branches)]
         return Text("\n").join(blocks)
+
+    def _title(self, metric: str, others: list[str], forks: bool) -> Text:
+        """A chart's title and legend, and the key to the charts not shown (`others`)."""
+        log = " (log)" if self.log_scale and metric == "loss" else ""
+        title = f"{metric}{log} by {self.x_axis}"
+        legend = f"  ━ EMA {self.smoothing:g}  marks: val{'  ┊ fork' if forks else ''}"
+        other = "  a: " + " ".join(others) if others else ""
+        return Text(title, "bold") + Text(legend) + Text(other, "dim")
+
+    def _chart(self, metric: str, width: int, height: int, branches: list[float]) -> Text:
+        """Every run's curves of `metric` overlaid, a dotted line where each fork branched
+        (`branches`)."""
+        series = []
+        for index, run in enumerate(self.runs):
+            series += self._series(run, metric, index)
+        return line_chart(
+            width,
+            height,
+            series,
+            log_y=self.log_scale and metric == "loss",
+            y_limits=(0.0, 1.0) if metric == "accuracy" else (0.0, None),
+            marks=branches,
+            percent=metric == "accuracy",
+        )
 
     def _series(self, run: RunCurves, metric: str, index: int) -> list[Series]:
         style, marker = RUN_STYLES[index], RUN_MARKERS[index]
@@ -285,13 +291,17 @@ def _with_delta(value: float | None, base: float | None, baseline: bool, short: 
     if baseline or base is None:
         return text
     delta = value - base
+    better = delta > 0 if short == "acc" else delta < 0
+    return text + Text(f" {_delta(delta, short)}", "green" if better else "red" if delta else "dim")
+
+
+def _delta(delta: float, short: str) -> str:
+    """A difference from the baseline, signed (± for none), at most NUMBER_WIDTH wide after
+    its sign: in points for an accuracy (at most 100.0pt)."""
     sign = "+" if delta > 0 else "-" if delta < 0 else "±"
     if short == "acc":
-        shown = f"{sign}{abs(delta) * 100:.1f}pt"  # at most 100.0 points
-    else:
-        shown = sign + format_number(abs(delta), NUMBER_WIDTH)
-    better = delta > 0 if short == "acc" else delta < 0
-    return text + Text(f" {shown}", "green" if better else "red" if delta else "dim")
+        return f"{sign}{abs(delta) * 100:.1f}pt"
+    return sign + format_number(abs(delta), NUMBER_WIDTH)
 
 
 def _setting_text(setting: Setting | None) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -51,6 +50,7 @@ from nnlib.states import RunStatus
 
 from ..history import History
 from ..messages import RunUpdate, StartRun
+from ..pace import PACE_STEPS, next_pace
 from ..replay import RecordedRun
 from ..runstate import RunState
 from ..sources import FORKABLE, Fork, Inbox, Refused, RunSource, source_for
@@ -94,8 +94,6 @@ VIEW_TABS = (3, 5, 6, 7, 8)
 #: An ended run's history played (space) moves on this often, in seconds (by as many steps
 #: as its speed asks: `history.Player`).
 PLAY_SECONDS = 0.1
-#: The paces < and > step through, slowest first, in epochs per second (None: full speed).
-PACE_STEPS: tuple[float | None, ...] = (1.0, 2.0, 5.0, 10.0, 30.0, None)
 
 
 @dataclass(frozen=True)
@@ -167,18 +165,6 @@ def grid_order(entries: Iterable[PanelEntry]) -> list[PanelEntry]:
     first = entries.index(views[0]) if views else len(entries)
     rest = [entry for entry in entries if not entry.view]
     return rest[:first] + views + rest[first:]
-
-
-def next_pace(pace: float | None, direction: int) -> int | None:
-    """The index in PACE_STEPS of the next slower (direction < 0) or faster pace than `pace`
-    (None: full speed, the fastest); None past the slowest or the fastest."""
-    current = math.inf if pace is None else pace
-    speeds = [math.inf if step is None else step for step in PACE_STEPS]
-    if direction < 0:
-        slower = [i for i, speed in enumerate(speeds) if speed < current]
-        return slower[-1] if slower else None
-    faster = [i for i, speed in enumerate(speeds) if speed > current]
-    return faster[0] if faster else None
 
 
 @dataclass

@@ -202,10 +202,7 @@ class RunsScreen(Screen[None]):
         self.sweeps = self.sweep_index.refresh()
         sweeps, self.trials = sweep_rows(self.sweeps, self.metas, self.expanded.__contains__)
         self.rows = [*rows_of(self.summaries, self.metas), *sweeps]
-        self.expanded &= {s.path for s in self.sweeps}
-        present = {s.path for s in self.summaries}
-        present |= {t.summary.path for listed in self.trials.values() for t in listed}
-        self.marked = [p for p in self.marked if p in present]
+        self._forget_gone()
         for path, line in self.index.skipped.items():  # said once, while it stays unreadable
             if path not in self._skipped:
                 self.notify(line, severity="warning", markup=False)
@@ -214,6 +211,14 @@ class RunsScreen(Screen[None]):
             self._show()
         else:
             self._show_soon()
+
+    def _forget_gone(self) -> None:
+        """The sweeps expanded and the runs marked that are no longer in the folder (a
+        trial counts while its sweep lists it) are so no more."""
+        self.expanded &= {s.path for s in self.sweeps}
+        present = {s.path for s in self.summaries}
+        present |= {t.summary.path for listed in self.trials.values() for t in listed}
+        self.marked = [p for p in self.marked if p in present]
 
     def _filtered(self) -> tuple[list[RunRow], dict[Path, list[RunRow]]]:
         """The rows the filter lets through, and the trials under each sweep; a filter that
@@ -258,13 +263,33 @@ class RunsScreen(Screen[None]):
     def _show(self) -> None:
         table = self.query_one(RunsTable)
         rows = self.visible_rows()
+        layout, headers, texts = self._fit(rows, table.scrollable_content_region.width)
+        shape = tuple(zip(headers, layout.widths, strict=True))
+        shown = [
+            (str(row.summary.path), self._row(row, row_texts, layout))
+            for row, row_texts in zip(rows, texts, strict=True)
+        ]
+        if shape != self._table_shape or [k for k, _ in shown] != [k for k, _ in self._shown]:
+            self._rebuild(table, shape, shown, layout)
+        else:
+            self._update_cells(table, shown, layout)
+        self._shown = shown
+        self._title(sum(r.kind == "run" for r in rows))
+        self.query_one("#filter-error", Static).update(self.filter_error)
+        self.query_one("#filter-error").set_class(bool(self.filter_error), "shown")
+        self._detail()
+
+    def _fit(self, rows: list[RunRow], width: int) -> tuple[Layout, list[str], list[list[str]]]:
+        """The columns of `rows` that fit in `width` cells from the offset ←→ chose (the
+        sort column among them even when `columns_for` leaves it out), kept as the table's
+        layout; their headers and each row's texts in them."""
         columns = columns_for(rows)
         sort = self._sort_column(columns)
         if sort not in columns:
             columns.append(sort)
         headers = header_texts(columns, sort.name, self.descending)
         cells = [self._cells(r, columns) for r in rows]
-        room = table.scrollable_content_region.width - MARK_WIDTH - 4 * CELL_PADDING
+        room = width - MARK_WIDTH - 4 * CELL_PADDING
         # Listed trials keep their parameters in view, rather than the sort column.
         layout = fit(
             columns,
@@ -277,24 +302,17 @@ class RunsScreen(Screen[None]):
         )
         self.table_layout, self.column_offset, self._columns = layout, layout.hidden_left, columns
         where = [columns.index(c) for c in layout.columns]
-        shape = tuple(zip([headers[i] for i in where], layout.widths, strict=True))
-        shown = [
-            (str(row.summary.path), self._row(row, [cells[n][i] for i in where], layout))
-            for n, row in enumerate(rows)
-        ]
-        if shape != self._table_shape or [k for k, _ in shown] != [k for k, _ in self._shown]:
-            self._rebuild(table, shape, shown, layout)
-        else:
-            keys = (MARK, *(c.name for c in layout.columns))
-            for (key, row), (_, old) in zip(shown, self._shown, strict=True):
-                for column, cell, before in zip(keys, row, old, strict=True):
-                    if cell != before:
-                        table.update_cell(key, column, cell)
-        self._shown = shown
-        self._title(sum(r.kind == "run" for r in rows))
-        self.query_one("#filter-error", Static).update(self.filter_error)
-        self.query_one("#filter-error").set_class(bool(self.filter_error), "shown")
-        self._detail()
+        return layout, [headers[i] for i in where], [[row[i] for i in where] for row in cells]
+
+    def _update_cells(
+        self, table: RunsTable, shown: list[tuple[str, tuple[Text, ...]]], layout: Layout
+    ) -> None:
+        """The same rows and columns as shown: only the cells that changed are written."""
+        keys = (MARK, *(c.name for c in layout.columns))
+        for (key, row), (_, old) in zip(shown, self._shown, strict=True):
+            for column, cell, before in zip(keys, row, old, strict=True):
+                if cell != before:
+                    table.update_cell(key, column, cell)
 
     def _rebuild(self, table: RunsTable, shape: tuple, shown: list, layout: Layout) -> None:
         """New rows or columns: the table made again, keeping the run under the cursor and
@@ -320,8 +338,7 @@ class RunsScreen(Screen[None]):
 
     def _row(self, row: RunRow, texts: list[str], layout: Layout) -> tuple[Text, ...]:
         path = row.summary.path
-        index = self.marked.index(path) if path in self.marked else -1
-        mark = Text(RUN_MARKERS[index] if index >= 0 else "", "bold")
+        mark = Text(RUN_MARKERS[self.marked.index(path)] if path in self.marked else "", "bold")
         cells = []
         for text, width, column in zip(texts, layout.widths, layout.columns, strict=True):
             cell = Text(cut(text, width, column.cut))
@@ -334,33 +351,24 @@ class RunsScreen(Screen[None]):
 
     def _title(self, count: int) -> None:
         total = len(self.summaries)
-        where = f"run{'' if total == 1 else 's'} in {self.index.root}"
+        where = f"{_plural('run', total)} in {self.index.root}"
         counts = f"{count} of {total}" if count != total else f"{total}"
         marked = f" · {len(self.marked)} marked (c: compare)" if self.marked else ""
         skipped = f" · {len(self._skipped)} unreadable, left out" if self._skipped else ""
         sweeps = len(self.sweeps)
-        skipped = (f" · {sweeps} sweep{'s' if sweeps > 1 else ''} (w)" if sweeps else "") + skipped
+        skipped = (f" · {sweeps} {_plural('sweep', sweeps)} (w)" if sweeps else "") + skipped
         layout = self.table_layout
         hidden = (layout.hidden_left + layout.hidden_right) if layout else 0
-        more = f" · ←→ {hidden} more column{'s' if hidden > 1 else ''}" if hidden else ""
+        more = f" · ←→ {hidden} more {_plural('column', hidden)}" if hidden else ""
         self.query_one("#title", Static).update(f"nntui · {counts} {where}{marked}{skipped}{more}")
 
     def _detail(self) -> None:
-        """The selected run's whole row below the table."""
+        """The selected run's whole row below the table (a sweep's: what it is at)."""
         row = self.current_row()
-        sweep = next((s for s in self.sweeps if row and s.path == row.summary.path), None)
-        if sweep is not None:
-            best = "-" if sweep.best_value is None else f"{sweep.best_value:.4g}"
-            line = (
-                f"{sweep.name}: a sweep, {sweep.state or 'unreadable'} · {sweep.done}/"
-                f"{sweep.total} trials done · best {sweep.metric} {best} · Enter: its trials · "
-                "w: ranked, with charts"
-            )
-            self.query_one("#detail", Static).update(
-                line + (f" · ! {sweep.problem}" * bool(sweep.problem))
-            )
-            return
-        self.query_one("#detail", Static).update(detail(row) if row else "")
+        path = row.summary.path if row else None
+        sweep = next((s for s in self.sweeps if s.path == path), None)
+        line = _sweep_detail(sweep) if sweep is not None else detail(row) if row else ""
+        self.query_one("#detail", Static).update(line)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail()
@@ -555,3 +563,20 @@ class RunsScreen(Screen[None]):
             self.query_one(RunsTable).focus()
         else:
             self.dismiss()
+
+
+def _sweep_detail(sweep: SweepSummary) -> str:
+    """A sweep's line below the table: its state, the trials done, the best value of its
+    metric, the keys that open it, and its problem if it has one."""
+    best = "-" if sweep.best_value is None else f"{sweep.best_value:.4g}"
+    line = (
+        f"{sweep.name}: a sweep, {sweep.state or 'unreadable'} · {sweep.done}/"
+        f"{sweep.total} trials done · best {sweep.metric} {best} · Enter: its trials · "
+        "w: ranked, with charts"
+    )
+    return line + (f" · ! {sweep.problem}" * bool(sweep.problem))
+
+
+def _plural(noun: str, count: int) -> str:
+    """`noun` as `count` of it is said: run, runs (0 runs)."""
+    return noun if count == 1 else f"{noun}s"

@@ -13,8 +13,9 @@ classes differ by glyph and confidence by weight (dim, plain, bold).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from rich.color import Color
@@ -64,6 +65,13 @@ NEURON_SHADES = "·░▒▓█"
 #: A neuron tile: 6x3 cells, 6x6 square pixels; a cell of gap on its left and below it.
 TILE_COLUMNS, TILE_ROWS = 6, 3
 BARS = "▁▂▃▄▅▆▇█"
+#: What a class's strength means in the legend, with colour and without: in full, and short.
+_SURENESS = {
+    True: ("bright: sure · dark: unsure · dots: data", "bright sure · dark unsure"),
+    False: (f"bold: sure · dim: unsure · {POINT_GLYPHS[:3]}: data", "bold sure · dim unsure"),
+}
+#: Without colour: how sure the model is, by weight (unsure, plain, sure).
+_STRENGTH = np.array(["dim", "", "bold"], dtype=object)
 _LEVEL = {char: index for index, char in enumerate(RASTER_ALPHABET)}
 _TOP = len(RASTER_ALPHABET) - 1
 
@@ -106,6 +114,31 @@ def place(points: np.ndarray, rows: int, columns: int) -> list[tuple[int, int, i
         (int(r) * rows // points.shape[0], int(c) * columns // points.shape[1], int(points[r, c]))
         for r, c in where
     ]
+
+
+def _draw_line(canvas: np.ndarray, curve: np.ndarray) -> None:
+    """A curve's levels per column (-1: no finite output) as a line of 1s in `canvas`, high
+    levels at the top, each column joined to the one before so that a steep curve has no
+    gaps."""
+    height = canvas.shape[0]
+    ys = np.where(curve >= 0, height - 1 - curve * (height - 1) // _TOP, -1)
+    for column, y in enumerate(ys.tolist()):
+        if y < 0:
+            continue
+        previous = ys[column - 1] if column and ys[column - 1] >= 0 else y
+        low, high = sorted((int(previous), y))
+        canvas[low : high + 1, column] = 1
+
+
+class _View(NamedTuple):
+    """What the map shows for one kind of boundary: its picture (`framed` calls it with the
+    cells it has), its titles (longest first), the legend below it, and whether its rows
+    differ (with one input feature they do not, and the y axis has no labels)."""
+
+    draw: Callable[[int, int], list[Text]]
+    titles: list[Text]
+    legend: Text | None = None
+    rows_differ: bool = True
 
 
 class BoundaryPanel(StatePanel):
@@ -224,49 +257,64 @@ class BoundaryPanel(StatePanel):
         if self.neurons:
             return Text("\n").join(self._draw_neurons(event, width, rows, color))
         when = f"step {event.step}" if event.epoch is None else f"epoch {event.epoch + 1}"
-        x_range = (event.lo[0], event.hi[0])
-        y_range: tuple[float, float] | None = (event.lo[1], event.hi[1])
-        if event.kind == "classes":
-            draw = functools.partial(self._draw_classes, event, color=color)
-            val, discrete = " ✓" * self.validation, " ✓" * self.discrete
-            # Shorter titles rather than a cut one: the marks say which keys are on.
-            keys = f"  d discrete{discrete}  u neurons"
-            titles = [
-                Text.assemble((head, "bold"), (f"  v {name}{val}{keys}", "dim"))
-                for head, name in (
-                    (f"predicted class · {when}", "val points"),
-                    (f"predicted class · {when}", "val"),
-                    (f"classes · {when}", "val"),
-                    (when, "val"),
-                )
-            ]
-            legend: Text | None = self._class_legend(event, width, color)
-            if len(event.predicted) == 1:  # one input feature: the rows are all alike
-                y_range = None
-        elif event.kind == "surface":
-            grid = event.truth if self.truth and event.truth else event.predicted
-            draw = functools.partial(self._draw_heat, levels(grid), color=color)
-            what = "true surface (mean target)" if self.truth else "predicted surface"
-            titles = [Text.assemble((f"{what} · {when}", "bold"), ("  t toggle  u neurons", "dim"))]
-            legend = self._ramp_legend(event, color)
-        else:
-            draw = functools.partial(self._draw_curve, event, color=color)
-            titles = [
-                Text.assemble((f"fitted curve · {when}", "bold"), ("  ● data  ━ model", "dim"))
-            ]
-            legend = None
-        body = framed(draw, width, rows - (legend is not None), x_range, y_range)
+        views = {"classes": self._classes_view, "surface": self._surface_view}
+        view = views.get(event.kind, self._curve_view)(event, when, width, color)
+        y_range = (event.lo[1], event.hi[1]) if view.rows_differ else None
+        body = framed(
+            view.draw, width, rows - (view.legend is not None), (event.lo[0], event.hi[0]), y_range
+        )
+        titles = view.titles
         lines = [fit(width, *titles, Text(titles[-1].plain[: width - 1])), *body]
-        return Text("\n").join([*lines, legend] if legend is not None else lines)
+        return Text("\n").join([*lines, view.legend] if view.legend is not None else lines)
+
+    def _classes_view(self, event: Boundary, when: str, width: int, color: bool) -> _View:
+        """A classification's map: the predicted classes, titles that say which keys are on,
+        the classes' legend; with one input feature its rows are all alike."""
+        val, discrete = " ✓" * self.validation, " ✓" * self.discrete
+        # Shorter titles rather than a cut one: the marks say which keys are on.
+        keys = f"  d discrete{discrete}  u neurons"
+        titles = [
+            Text.assemble((head, "bold"), (f"  v {name}{val}{keys}", "dim"))
+            for head, name in (
+                (f"predicted class · {when}", "val points"),
+                (f"predicted class · {when}", "val"),
+                (f"classes · {when}", "val"),
+                (when, "val"),
+            )
+        ]
+        return _View(
+            functools.partial(self._draw_classes, event, color=color),
+            titles,
+            self._class_legend(event, width, color),
+            rows_differ=len(event.predicted) > 1,
+        )
+
+    def _surface_view(self, event: Boundary, when: str, width: int, color: bool) -> _View:
+        """A 2-D regression's map: the predicted surface, or with `t` the true one (the mean
+        target per cell), and its colour ramp."""
+        grid = event.truth if self.truth and event.truth else event.predicted
+        what = "true surface (mean target)" if self.truth else "predicted surface"
+        return _View(
+            functools.partial(self._draw_heat, levels(grid), color=color),
+            [Text.assemble((f"{what} · {when}", "bold"), ("  t toggle  u neurons", "dim"))],
+            self._ramp_legend(event, color),
+        )
+
+    def _curve_view(self, event: Boundary, when: str, width: int, color: bool) -> _View:
+        """A 1-D regression's map: the fitted curve over the data points (its title is its
+        legend)."""
+        return _View(
+            functools.partial(self._draw_curve, event, color=color),
+            [Text.assemble((f"fitted curve · {when}", "bold"), ("  ● data  ━ model", "dim"))],
+        )
 
     def _class_legend(self, event: Boundary, width: int, color: bool) -> Text:
         """The classes' colours (or region glyphs) with their names, and what brightness
         (or weight) means; "black" cells, if any, are where the model's output is not finite."""
         started = self.state.started
         predicted = levels(event.predicted)
-        count = max(len(started.class_names) if started else 0, int(predicted.max()) + 1, 1)
         names = list(started.class_names) if started else []
-        names += [str(i) for i in range(len(names), count)]
+        names += [str(i) for i in range(len(names), max(int(predicted.max()) + 1, 1))]
         swatches = Text()
         for index, name in enumerate(names):
             if color:
@@ -275,12 +323,7 @@ class BoundaryPanel(StatePanel):
             else:
                 swatches.append(REGION_GLYPHS[index % len(REGION_GLYPHS)], "bold")
             swatches.append(f" {name}  ")
-        if color:
-            meaning = "bright: sure · dark: unsure · dots: data"
-            short = "bright sure · dark unsure"
-        else:
-            meaning = f"bold: sure · dim: unsure · {POINT_GLYPHS[:3]}: data"
-            short = "bold sure · dim unsure"
+        meaning, short = _SURENESS[color]
         none = " · black: no finite output" if color and (predicted < 0).any() else ""
         return fit(
             width,
@@ -326,11 +369,15 @@ class BoundaryPanel(StatePanel):
         """`_draw_classes` without colour: a glyph per class, bold where sure, dim where
         not; data points as glyphs (validation points hollow)."""
         cells = resample(predicted, rows, width)
-        shade = resample(confidence, rows, width)
-        glyphs = [[REGION_GLYPHS[v % len(REGION_GLYPHS)] if v >= 0 else " " for v in row]
-                  for row in cells.tolist()]  # fmt: skip
-        styles = [["" if self.discrete else ("dim" if s < 1 / 3 else "" if s < 2 / 3
-                   else "bold") for s in row] for row in shade.tolist()]  # fmt: skip
+        # A class's glyph, and the last one (" ") for a cell without a finite output.
+        glyphs = np.array([*REGION_GLYPHS, " "], dtype=object)[
+            np.where(cells >= 0, cells % len(REGION_GLYPHS), -1)
+        ].tolist()
+        if self.discrete:
+            styles = np.full(cells.shape, "", dtype=object).tolist()
+        else:  # unsure (below a third), plain, sure (from two thirds)
+            shade = resample(confidence, rows, width)
+            styles = _STRENGTH[np.digitize(shade, (1 / 3, 2 / 3))].tolist()
         for raster, hollow in points:
             marks = VAL_GLYPHS if hollow else POINT_GLYPHS
             for r, c, label in place(levels(raster), rows, width):
@@ -379,21 +426,14 @@ class BoundaryPanel(StatePanel):
         return self._picture(pixels)
 
     def _draw_curve(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
-        scale = 2 if color else 1
-        height = rows * scale
+        """The data points (`v` adds the validation ones) under the fitted curve: half-block
+        pixels in colour, dots and a full block without."""
+        height = rows * (2 if color else 1)
         canvas = np.full((height, width), -1, dtype=np.int64)  # -1 empty, 0 data, 1 model
-        for raster, _ in ((event.train, False), (event.val if self.validation else None, True)):
-            if raster:
-                for r, c, _label in place(levels(raster), height, width):
-                    canvas[r, c] = 0
-        curve = resample(levels(event.predicted), 1, width)[0]
-        ys = np.where(curve >= 0, height - 1 - curve * (height - 1) // _TOP, -1)
-        for column, y in enumerate(ys.tolist()):
-            if y < 0:
-                continue
-            previous = ys[column - 1] if column and ys[column - 1] >= 0 else y
-            low, high = sorted((int(previous), y))
-            canvas[low : high + 1, column] = 1
+        for raster in filter(None, (event.train, event.val if self.validation else None)):
+            for r, c, _label in place(levels(raster), height, width):
+                canvas[r, c] = 0
+        _draw_line(canvas, resample(levels(event.predicted), 1, width)[0])
         if not color:
             return [Text("".join(" ·█"[v + 1] for v in row)) for row in canvas.tolist()]
         palette = np.array([BACKGROUND, (120, 150, 190), (245, 147, 34)], dtype=np.float64)
@@ -422,34 +462,9 @@ class BoundaryPanel(StatePanel):
         self.page_size = per_row * max(1, (body + 1) // (TILE_ROWS + 1))
         first = unit_index // self.page_size * self.page_size
         shown = units[first : first + self.page_size]
-        left: list[Text] = []
-        for start in range(0, len(shown), per_row):
-            if start:
-                left.append(Text())  # a blank line between rows of tiles
-            pictures = [
-                self._draw_map(unit["map"], TILE_COLUMNS, TILE_ROWS, color)
-                for unit in shown[start : start + per_row]
-            ]
-            for line in range(TILE_ROWS):
-                text = Text()
-                for offset, picture in enumerate(pictures):
-                    chosen = first + start + offset == unit_index
-                    text.append("▶" if chosen and line == TILE_ROWS // 2 else " ", style="bold")
-                    text.append_text(picture[line])
-                left.append(text)
-        unit = units[unit_index]
+        left = self._tiles(shown, per_row, unit_index - first, color)
         right_width = max(width - left_width - 2, 8)
-        output = f"output ±{unit['scale']:.3g}" if unit["scale"] else "0 everywhere (dead)"
-        right = [
-            Text(f"{layer['layer']} unit {unit_index + 1}", style="bold"),
-            *self._draw_map(unit["map"], right_width, max(body - 3, 2), color),
-            fit(
-                right_width,
-                Text(f"bias {unit['bias']:+.3g} · {output}", style="dim"),
-                Text(f"b {unit['bias']:+.3g} · {output}", style="dim"),
-            ),
-            self._draw_weights(unit.get("weights"), right_width, color),
-        ]
+        right = self._unit(layer, unit_index, (right_width, max(body - 3, 2)), color)
         name = f"{layer['layer']} (layer {layer_index + 1} of {len(layers)})"
         page = f"units {first + 1}-{first + len(shown)} of {len(units)}"
         title = fit(
@@ -466,6 +481,47 @@ class BoundaryPanel(StatePanel):
         )
         tiles = side_by_side(Text("\n").join(left), Text("\n").join(right), left_width)
         return [title, *tiles.split("\n"), self._neuron_legend(width, color)]
+
+    def _tiles(
+        self, shown: list[dict[str, Any]], per_row: int, chosen: int, color: bool
+    ) -> list[Text]:
+        """The page's units as small maps, `per_row` to a row with a blank line between the
+        rows, the `chosen` one (its index in `shown`) pointed at by ▶."""
+        lines: list[Text] = []
+        for start in range(0, len(shown), per_row):
+            if start:
+                lines.append(Text())  # a blank line between rows of tiles
+            pictures = [
+                self._draw_map(unit["map"], TILE_COLUMNS, TILE_ROWS, color)
+                for unit in shown[start : start + per_row]
+            ]
+            for line in range(TILE_ROWS):
+                text = Text()
+                for offset, picture in enumerate(pictures):
+                    pointed = start + offset == chosen and line == TILE_ROWS // 2
+                    text.append("▶" if pointed else " ", style="bold")
+                    text.append_text(picture[line])
+                lines.append(text)
+        return lines
+
+    def _unit(
+        self, layer: dict[str, Any], index: int, size: tuple[int, int], color: bool
+    ) -> list[Text]:
+        """The selected unit large in `size` (columns, rows of its map), its bias and scale
+        below, and its incoming weights."""
+        unit = layer["units"][index]
+        width, rows = size
+        output = f"output ±{unit['scale']:.3g}" if unit["scale"] else "0 everywhere (dead)"
+        return [
+            Text(f"{layer['layer']} unit {index + 1}", style="bold"),
+            *self._draw_map(unit["map"], width, rows, color),
+            fit(
+                width,
+                Text(f"bias {unit['bias']:+.3g} · {output}", style="dim"),
+                Text(f"b {unit['bias']:+.3g} · {output}", style="dim"),
+            ),
+            self._draw_weights(unit.get("weights"), width, color),
+        ]
 
     def _neuron_legend(self, width: int, color: bool) -> Text:
         """What a tile's colours (or shades) mean."""

@@ -4,7 +4,8 @@ dotted marks where a hyperparameter changed."""
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from rich.text import Text
@@ -12,6 +13,9 @@ from textual.reactive import reactive
 
 from ..plot import Series, ema, format_number, line_chart
 from .panel import StatePanel, fit
+
+if TYPE_CHECKING:
+    from ..runstate import RunState
 
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.97)
 RAW, SMOOTH, VALIDATION, MARK = "grey46", "bold #4ea8ff", "bold #e879f9", "#facc15"
@@ -57,14 +61,7 @@ class CurvesPanel(StatePanel):
         steps, losses, accuracies, _ = (np.asarray(c) for c in state.batches.columns)
         marks = [m.step for m in state.marks]
         epochs = state.epochs
-        classification = state.task == "classification"
-        charts: list[
-            tuple[str, np.ndarray, list[float | None], bool, tuple[float, float | None]]
-        ] = [("loss", losses, [e.val_loss for e in epochs], self.log_scale, (0.0, None))]
-        if classification:
-            charts.append(
-                ("accuracy", accuracies, [e.val_accuracy for e in epochs], False, (0.0, 1.0))
-            )
+        charts = _charts(state, losses, accuracies, self.log_scale)
         x_range = (0.0, float(max(steps[-1] if len(steps) else 1, 1)))
         epoch_steps = [e.step for e in epochs]
         # The legend's values at the cursor: of the batches and epochs up to its step.
@@ -72,71 +69,93 @@ class CurvesPanel(StatePanel):
         shown = int(np.searchsorted(steps, cursor, "right"))
         shown_epochs = sum(s <= cursor for s in epoch_steps)
         blocks = []
-        heights = _split(height, len(charts))
-        for (name, raw, val, log, limits), chart_h in zip(charts, heights, strict=True):
-            smooth = ema(raw, self.smoothing)
-            series = [
-                Series(steps, raw, RAW, "spread", cell=RAW_CELL if self.app.no_color else None),
-                Series(steps, smooth, SMOOTH),
-            ]
-            if any(v is not None for v in val):
-                series.append(
-                    Series(
-                        epoch_steps,
-                        [np.nan if v is None else v for v in val],
-                        VALIDATION,
-                        "line",
-                        "●",
-                    )
-                )
+        for chart, chart_h in zip(charts, _split(height, len(charts)), strict=True):
+            smooth = ema(chart.raw, self.smoothing)
             blocks.append(
-                self._legend(name, smooth[:shown], val[:shown_epochs], log, bool(marks), width)
+                self._legend(chart, smooth[:shown], chart.val[:shown_epochs], bool(marks), width)
             )
             blocks.append(
                 line_chart(
                     width,
                     chart_h - 1,
-                    series,
-                    log_y=log,
+                    self._series(steps, chart, smooth, epoch_steps),
+                    log_y=chart.log,
                     x_range=x_range,
                     marks=marks,
                     mark_style=MARK,
                     cursor=self.cursor,
-                    y_limits=limits,
-                    percent=name == "accuracy",
+                    y_limits=chart.limits,
+                    percent=chart.name == "accuracy",
                 )
             )
         return Text("\n").join(blocks)
 
+    def _series(
+        self, steps: np.ndarray, chart: _Chart, smooth: np.ndarray, epoch_steps: list[int]
+    ) -> list[Series]:
+        """What one chart draws: every batch's value as a faint spread (dots without colour),
+        their EMA as a line, and the validation values per epoch, when there are any."""
+        series = [
+            Series(steps, chart.raw, RAW, "spread", cell=RAW_CELL if self.app.no_color else None),
+            Series(steps, smooth, SMOOTH),
+        ]
+        if any(v is not None for v in chart.val):
+            values = [np.nan if v is None else v for v in chart.val]
+            series.append(Series(epoch_steps, values, VALIDATION, "line", "●"))
+        return series
+
     def _legend(
-        self,
-        name: str,
-        smooth: np.ndarray,
-        val: list[float | None],
-        log: bool,
-        marks: bool,
-        width: int,
+        self, chart: _Chart, smooth: np.ndarray, val: list[float | None], marks: bool, width: int
     ) -> Text:
         """The chart's name and key, with the latest smoothed and validation values."""
         latest = smooth[-1] if len(smooth) else None
         last_val = next((v for v in reversed(val) if v is not None), None)
-        percent = name == "accuracy"
-        head = Text(f"{name}{' (log)' if log else ''} ", "bold")
+        percent = chart.name == "accuracy"
+        head = Text(f"{chart.name}{' (log)' if chart.log else ''} ", "bold")
         raw_glyph = RAW_CELL if self.app.no_color else "⣿"
         now, val_now = _value(latest, percent), _value(last_val, percent)
-        full = head + Text.assemble(
-            (f"{raw_glyph} batch ", RAW),
-            (f"━ EMA {self.smoothing:g} {now}", SMOOTH),
-            (f"  ● val {val_now}", VALIDATION),
-            ("  ┊ hparam change" if marks else "", MARK),
+        wordings = (
+            (f"━ EMA {self.smoothing:g} {now}", "  ┊ hparam change"),
+            (f"━ EMA {now}", "  ┊ hp"),
         )
-        short = head + Text.assemble(
-            (f"{raw_glyph} batch ", RAW),
-            (f"━ EMA {now}", SMOOTH),
-            (f"  ● val {val_now}", VALIDATION),
-            ("  ┊ hp" if marks else "", MARK),
+        return fit(
+            width,
+            *(
+                head
+                + Text.assemble(
+                    (f"{raw_glyph} batch ", RAW),
+                    (smoothed, SMOOTH),
+                    (f"  ● val {val_now}", VALIDATION),
+                    (mark if marks else "", MARK),
+                )
+                for smoothed, mark in wordings
+            ),
         )
-        return fit(width, full, short)
+
+
+@dataclass(frozen=True)
+class _Chart:
+    """One of the stacked charts: a metric's value per batch (`raw`), its validation value
+    per epoch (None where an epoch has none), and its y axis (log, and the limits it stays
+    within)."""
+
+    name: str
+    raw: np.ndarray
+    val: list[float | None]
+    log: bool
+    limits: tuple[float, float | None]
+
+
+def _charts(
+    state: RunState, losses: np.ndarray, accuracies: np.ndarray, log_scale: bool
+) -> list[_Chart]:
+    """The charts stacked in the panel: the loss (on a log axis with `log_scale`), and the
+    accuracy of a classification run."""
+    charts = [_Chart("loss", losses, [e.val_loss for e in state.epochs], log_scale, (0.0, None))]
+    if state.task == "classification":
+        val = [e.val_accuracy for e in state.epochs]
+        charts.append(_Chart("accuracy", accuracies, val, False, (0.0, 1.0)))
+    return charts
 
 
 def _value(value: float | None, percent: bool) -> str:

@@ -14,6 +14,7 @@ so a run slowed down to be watched gets its epochs' lines as they come.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -54,35 +55,61 @@ DESCRIBED = {
 NOTICE_SEVERITY = {"error": "error"}
 
 
+@functools.singledispatch
 def describe(update: Update) -> tuple[str, str] | None:
     """(line, severity) for the updates logged as they come (epochs go through LogLines);
-    None for the rest."""
-    if isinstance(update, RunStarted):
-        return (
-            f"run started: {update.arch} ({update.params:,} params), log in {update.run_dir}",
-            "info",
-        )
-    if isinstance(update, Notice):
-        return update.message, NOTICE_SEVERITY.get(update.kind, "info")
-    if not isinstance(update, events.Event):
-        return None
-    if isinstance(update, events.Hparam):
-        return (
-            f"{update.name} {format_value(update.old)} → {format_value(update.new)} "
-            f"(applies {update.applies or 'next batch'})",
-            "warning",
-        )
-    if isinstance(update, events.Diagnostic):
-        fix = update.fix_text()
-        return update.describe() + (f" (A: {fix})" if fix else ""), "warning"
-    if isinstance(update, events.End):
-        if update.error:
-            return f"run failed: {update.error}", "error"
-        severity = "error" if update.reason == "diverged" else "good"
-        return f"run ended: {update.reason} at step {update.step}", severity
+    None for the rest. A kind of update worded here has its own function, registered for
+    its class below; a record type nnlib words itself is listed in DESCRIBED."""
+    return None
+
+
+@describe.register
+def _described(update: events.Event) -> tuple[str, str] | None:
+    """A record in DESCRIBED, or of a type nnlib does not define: its own words."""
     if update.type in DESCRIBED or isinstance(update, events.UnknownEvent):
         return update.describe(), DESCRIBED.get(update.type, "info")
     return None
+
+
+@describe.register
+def _run_started(update: RunStarted) -> tuple[str, str]:
+    """The run's architecture and size, and where its log is written."""
+    return (
+        f"run started: {update.arch} ({update.params:,} params), log in {update.run_dir}",
+        "info",
+    )
+
+
+@describe.register
+def _notice(update: Notice) -> tuple[str, str]:
+    """The app's own notice, as severe as its kind."""
+    return update.message, NOTICE_SEVERITY.get(update.kind, "info")
+
+
+@describe.register
+def _hparam(update: events.Hparam) -> tuple[str, str]:
+    """A hyperparameter change, from the old value to the new, and when it applies."""
+    return (
+        f"{update.name} {format_value(update.old)} → {format_value(update.new)} "
+        f"(applies {update.applies or 'next batch'})",
+        "warning",
+    )
+
+
+@describe.register
+def _diagnostic(update: events.Diagnostic) -> tuple[str, str]:
+    """A warning, with the fix that A applies when it has one."""
+    fix = update.fix_text()
+    return update.describe() + (f" (A: {fix})" if fix else ""), "warning"
+
+
+@describe.register
+def _end(update: events.End) -> tuple[str, str]:
+    """The run's end: its error, or why and when it ended (a divergence is an error)."""
+    if update.error:
+        return f"run failed: {update.error}", "error"
+    severity = "error" if update.reason == "diverged" else "good"
+    return f"run ended: {update.reason} at step {update.step}", severity
 
 
 def epochs_line(epochs: Sequence[events.Epoch], checkpoints: Sequence[str] = ()) -> str:
@@ -280,17 +307,19 @@ class EventLog(RichLog):
         self._rewrap()
 
     def _lines_until(self, position: int, records: Sequence[Update]) -> list[Text]:
-        fold, step, lines = LogLines(self.fold.seconds), 0, []
+        """The lines of the run's first `position` updates and of the app's own lines
+        written by then, in the order they came, with the epochs held then written out."""
+        fold, entries = LogLines(self.fold.seconds), []
         notes = deque(note for note in self.notes if note[0] <= position)
         for index in range(position + 1):
-            entries = fold.take(records[index - 1]) if index else []
+            if index:
+                entries += fold.take(records[index - 1])
             while notes and notes[0][0] <= index:
                 entries += fold.line(*notes.popleft()[1])
-            if index == position:
-                entries += fold.flush()
-            for entry_step, text, severity in entries:
-                step = entry_step if entry_step is not None else step
-                lines.append(_line(step, text, severity))
+        step, lines = 0, []
+        for entry_step, text, severity in [*entries, *fold.flush()]:
+            step = entry_step if entry_step is not None else step
+            lines.append(_line(step, text, severity))
         return lines[-MAX_LINES:]
 
     def on_resize(self, event: Resize) -> None:

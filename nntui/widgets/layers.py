@@ -5,7 +5,7 @@ gradient norm, update/weight ratio and dead-ReLU fraction for every layer."""
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.binding import Binding
@@ -13,6 +13,9 @@ from textual.reactive import reactive
 
 from ..plot import band_chart, bar_histogram, format_exponent, format_number
 from .panel import StatePanel, fit, side_by_side
+
+if TYPE_CHECKING:
+    from ..runstate import LayerHistory, LayerStats
 
 #: Per kind of tensor shown ("weights" or "grads"): the bars' colour and the bands' shades.
 BAR_STYLES = {"weights": "#38bdf8", "grads": "#fb923c"}
@@ -92,32 +95,11 @@ class LayersPanel(StatePanel, can_focus=True):
         )
         if history is None:
             return Text("\n").join([title, Text("no data for this layer yet", style="dim")])
-        hist = history.latest.grads if self.gradients else history.latest.weights
-        series = history.grads if self.gradients else history.weights
         bars_w = max(min(width // 3, 40), 12)
-        if hist is None or not len(series):
-            body = Text("no gradients yet (they appear after the first step)", style="dim")
-        else:
-            bars = bar_histogram(bars_w, chart_h, hist.counts, hist.lo, hist.hi, BAR_STYLES[kind])
-            steps, *percentiles = series.columns
-            bands = band_chart(
-                width - bars_w - 2,
-                chart_h,
-                steps,
-                list(zip(*percentiles, strict=True)),
-                BAND_PALETTES[kind],
-            )
-            body = side_by_side(bars, bands, bars_w)
+        body = _charts(history, kind, (bars_w, width - bars_w - 2), chart_h)
         captions = fit(
             width,
-            *(
-                Text("latest histogram".ljust(bars_w + 2) + bands, "dim")
-                for bands in (
-                    "percentiles over steps: ░0-100 ▒7-93 ▓16-84 ━median",
-                    "percentiles ░0-100 ▒7-93 ▓16-84 ━median",
-                    "%iles ░0-100 ▒7-93 ▓16-84 ━50",
-                )
-            ),
+            *(Text("latest histogram".ljust(bars_w + 2) + bands, "dim") for bands in BAND_CAPTIONS),
         )
         return Text("\n").join([title, body, captions, *table])
 
@@ -129,28 +111,58 @@ class LayersPanel(StatePanel, can_focus=True):
         rows = [header]
         for index, name in enumerate(names[first : first + shown], start=first):
             history = self.state.layers.get(name)
-            stats = history.latest if history else None
-            row = Text(
-                "▶ " if index == selected else "  ", style="bold" if index == selected else ""
-            )
-            row.append(f"{name:<10.10} ")
-            row.append(format_number(stats.grad_norm if stats else None).rjust(9) + " ")
-            ratio = stats.update_ratio if stats else None
-            row.append(
-                ("–" if ratio is None else format_exponent(ratio)).rjust(9) + " ",
-                style=_ratio_style(ratio),
-            )
-            dead = stats.dead_fraction if stats else None
-            row.append(
-                ("–" if dead is None else f"{dead:.0%}").rjust(9),
-                style="bold red" if dead is not None and dead > 0.5 else "",
-            )
-            if index == selected:
-                row.stylize("reverse")
-            rows.append(row)
+            rows.append(_layer_row(name, history.latest if history else None, index == selected))
         for row in rows:
             row.truncate(width)
         return rows
+
+
+#: The bands' captions, longest first: the first that fits is shown.
+BAND_CAPTIONS = (
+    "percentiles over steps: ░0-100 ▒7-93 ▓16-84 ━median",
+    "percentiles ░0-100 ▒7-93 ▓16-84 ━median",
+    "%iles ░0-100 ▒7-93 ▓16-84 ━50",
+)
+
+
+def _charts(history: LayerHistory, kind: str, widths: tuple[int, int], height: int) -> Text:
+    """The layer's latest histogram of `kind` ("weights" or "grads") as bars beside its
+    percentile bands over the run, in `widths` (bars, bands); a note while a layer has no
+    gradients yet (before the first step)."""
+    latest = history.latest.grads if kind == "grads" else history.latest.weights
+    series = history.grads if kind == "grads" else history.weights
+    if latest is None or not len(series):
+        return Text("no gradients yet (they appear after the first step)", style="dim")
+    bars_w, bands_w = widths
+    bars = bar_histogram(bars_w, height, latest.counts, latest.lo, latest.hi, BAR_STYLES[kind])
+    steps, *percentiles = series.columns
+    bands = band_chart(
+        bands_w, height, steps, list(zip(*percentiles, strict=True)), BAND_PALETTES[kind]
+    )
+    return side_by_side(bars, bands, bars_w)
+
+
+def _layer_row(name: str, stats: LayerStats | None, selected: bool) -> Text:
+    """One line of the table: the layer's latest gradient norm, update/weight ratio (yellow
+    when unhealthy) and share of dead ReLUs (red above half), – where it has none; the
+    selected layer marked ▶ and reversed."""
+    row = Text("▶ ", style="bold") if selected else Text("  ")
+    row.append(f"{name:<10.10} ")
+    grad_norm, ratio, dead = (
+        (stats.grad_norm, stats.update_ratio, stats.dead_fraction) if stats else (None, None, None)
+    )
+    row.append(format_number(grad_norm).rjust(9) + " ")
+    row.append(
+        ("–" if ratio is None else format_exponent(ratio)).rjust(9) + " ",
+        style=_ratio_style(ratio),
+    )
+    row.append(
+        ("–" if dead is None else f"{dead:.0%}").rjust(9),
+        style="bold red" if dead is not None and dead > 0.5 else "",
+    )
+    if selected:
+        row.stylize("reverse")
+    return row
 
 
 def _ratio_style(ratio: float | None) -> str:

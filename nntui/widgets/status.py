@@ -11,6 +11,7 @@ from nnlib.events import System, TestResult, pace_text
 from nnlib.states import RunStatus
 
 from ..plot import format_number, format_value
+from ..runstate import RunState
 from .panel import StatePanel, fit
 
 #: Each RunStatus as its badge: words and style.
@@ -73,65 +74,58 @@ class StatusPanel(StatePanel):
         return (self.at,)
 
     def draw(self, width: int, height: int) -> Text:
+        line1 = self._badge()
+        line1.append_text(self._progress(width - line1.cell_len))
+        lines = [line1, self._hyperparameters(width), self._metrics(width), self._where()]
+        return Text("\n").join(lines)
+
+    def _badge(self) -> Text:
+        """The run's state as a badge (or the step the time axis shows, and the key back to
+        live), and how many warnings the Log holds."""
         state = self.state
         label, style = STATUS_BADGES[state.status]
         if state.recorded:
             label = f"recorded · {label}"
-        line1 = Text.assemble((f" {label.upper()} ", "reverse " + style), " ")
+        line = Text.assemble((f" {label.upper()} ", "reverse " + style), " ")
         if self.at is not None:
-            line1 = Text.assemble((f" {self.at} ", "reverse bold magenta"), " ")
-            line1.append("End: live  ", style="dim")
+            line = Text.assemble((f" {self.at} ", "reverse bold magenta"), " ")
+            line.append("End: live  ", style="dim")
         warnings = state.counts.get("warning", 0)
         if warnings:  # the Log says what they are; i on the Log explains them
-            line1.append(f"⚠ {warnings} warning{'s' if warnings > 1 else ''}", "bold yellow")
-            line1.append(" ")
-        p = state.progress
-        if p is not None:
-            line1.append(
-                f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}  "
-                f"batch {p.batch}/{p.steps_per_epoch}  "
-            )
-            done = state.fraction_done()
-            after = Text(f" {done:4.0%}")
-            eta = state.eta_seconds()
-            if eta is not None:
-                after.append(f"  ETA {duration(eta)}")
-            if p.samples_per_sec:
-                after.append(f"  {p.samples_per_sec:,.0f} samples/s", style="dim")
-            # The bar takes what the words leave, within 8..30 cells.
-            bar_width = min(max(width - line1.cell_len - after.cell_len, 8), 30)
-            line1.append_text(progress_bar(done, bar_width))
-            line1.append_text(after)
-        elif state.end is None:
-            line1.append(state.note or "preparing the dataset and the model…", style="dim")
-        lines = [line1, self._hyperparameters(width), self._metrics(width), self._where()]
-        return Text("\n").join(lines)
+            line.append(f"⚠ {warnings} warning{'s' if warnings > 1 else ''}", "bold yellow")
+            line.append(" ")
+        return line
+
+    def _progress(self, width: int) -> Text:
+        """Epoch and batch, a progress bar, the share done, the ETA and the speed in `width`
+        cells; before the first batch, what the run is doing (nothing once it has ended)."""
+        state, p = self.state, self.state.progress
+        if p is None:
+            note = state.note or "preparing the dataset and the model…"
+            return Text().append(note, style="dim") if state.end is None else Text()
+        words = Text(
+            f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}  batch {p.batch}/{p.steps_per_epoch}  "
+        )
+        done = state.fraction_done()
+        after = Text(f" {done:4.0%}")
+        eta = state.eta_seconds()
+        if eta is not None:
+            after.append(f"  ETA {duration(eta)}")
+        if p.samples_per_sec:
+            after.append(f"  {p.samples_per_sec:,.0f} samples/s", style="dim")
+        # The bar takes what the words leave, within 8..30 cells.
+        bar_width = min(max(width - words.cell_len - after.cell_len, 8), 30)
+        return Text.assemble(words, progress_bar(done, bar_width), after)
 
     def _hyperparameters(self, width: int) -> Text:
         """Values in force, each pending change after an arrow with when it applies; when
         that does not fit, the arrows alone and one note at the end. The process's CPU and
         memory follow where there is room (they go first)."""
-        values, pending = self.state.hyperparameters, self.state.pending
-        line, compact, waiting = Text(), Text(), False
-        for name in SHOWN_HYPERPARAMETERS:
-            if name not in values:
-                continue
-            for text in (line, compact):
-                text.append(f"{SHORT_NAMES.get(name, name)} ", style="dim")
-                text.append(format_value(values[name]), style="bold")
-            if name in pending and pending[name] != values[name]:
-                when = "next epoch" if name == "batch_size" else "next batch"
-                waiting = True
-                line.append(f" → {format_value(pending[name])}", style="bold yellow")
-                line.append(f" (pending, {when})", style="yellow")
-                compact.append(f"→{format_value(pending[name])}", style="bold yellow")
-            line.append("   ")
-            compact.append("  ")
-        pace = self.state.pace
+        line, compact, waiting = self._values()
         if self.state.started is not None and self.state.end is None:  # < and > change it
-            for text in (line, compact):
-                text.append("pace " if pace else "", style="dim")
-                text.append(pace_text(pace), style="bold" if pace else "dim")
+            pace = _pace(self.state.pace)
+            line.append_text(pace)
+            compact.append_text(pace)
         if waiting:
             compact.append("(→ pending)", "yellow")
         # The process's CPU and memory go first; then the spacing, then the pending words.
@@ -143,6 +137,25 @@ class StatusPanel(StatePanel):
                 text.rstrip()
                 with_system.append(text.append_text(system))
         return fit(width, *with_system, line, compact)
+
+    def _values(self) -> tuple[Text, Text, bool]:
+        """The hyperparameters in force written in full (a pending change after an arrow,
+        with when it applies) and compact (the arrow alone), and whether one is pending."""
+        values, pending = self.state.hyperparameters, self.state.pending
+        line, compact, waiting = Text(), Text(), False
+        for name in (name for name in SHOWN_HYPERPARAMETERS if name in values):
+            for text in (line, compact):
+                text.append(f"{SHORT_NAMES.get(name, name)} ", style="dim")
+                text.append(format_value(values[name]), style="bold")
+            if name in pending and pending[name] != values[name]:
+                when = "next epoch" if name == "batch_size" else "next batch"
+                waiting = True
+                line.append(f" → {format_value(pending[name])}", style="bold yellow")
+                line.append(f" (pending, {when})", style="yellow")
+                compact.append(f"→{format_value(pending[name])}", style="bold yellow")
+            line.append("   ")
+            compact.append("  ")
+        return line, compact, waiting
 
     def _system(self, sep: str) -> Text:
         """`cpu 98%   rss 210.3 MiB` from the latest 'system' event (`peak rss` once the
@@ -169,22 +182,7 @@ class StatusPanel(StatePanel):
         state = self.state
         if state.end is not None and state.end.error:
             return Text(f"error: {state.end.error}", style="bold red")
-        batch, epoch, val, test = Text(), Text(), Text(), Text()
-        batches = state.batches.columns
-        if batches[0]:
-            accuracy = batches[2][-1] if state.task == "classification" else None
-            batch = _scores("batch", batches[1][-1], _accuracy(accuracy))
-        last = state.last_epoch
-        if last is not None:
-            epoch = _scores(f"epoch {last.epoch + 1}", last.loss)
-            if last.val_loss is not None or last.val_accuracy is not None:
-                val = _scores("val", last.val_loss, _accuracy(last.val_accuracy), "#e879f9")
-        tested = state.latest("test")
-        if isinstance(tested, TestResult):  # the test split, at the end or on request
-            other = _accuracy(tested.accuracy)
-            if not other and tested.mae is not None:
-                other = f"MAE {format_number(tested.mae)}"
-            test = _scores("test", tested.loss, other, "bold #facc15")
+        batch, (epoch, val), test = _batch_scores(state), _epoch_scores(state), _test_scores(state)
         epoch_val = Text.assemble(epoch, "  ", val) if val else epoch
         variants = ([batch, epoch_val, test], [epoch_val, test], [val or epoch, test])
         return fit(width, *(_joined(parts) for parts in variants))
@@ -203,6 +201,46 @@ class StatusPanel(StatePanel):
             line.append(f" · {started.params:,} params")
         line.append(f" · {state.arch or 'default architecture'}")
         return line
+
+
+def _pace(pace: float | None) -> Text:
+    """The pace the run is held to (`pace 5 ep/s`), or a dim "full speed" for none (< and >
+    change it while the run goes)."""
+    if not pace:
+        return Text(pace_text(pace), style="dim")
+    return Text.assemble(("pace ", "dim"), (pace_text(pace), "bold"))
+
+
+def _batch_scores(state: RunState) -> Text:
+    """The latest batch's loss (and accuracy); nothing before the first."""
+    steps, losses, accuracies, _ = state.batches.columns
+    if not steps:
+        return Text()
+    accuracy = accuracies[-1] if state.task == "classification" else None
+    return _scores("batch", losses[-1], _accuracy(accuracy))
+
+
+def _epoch_scores(state: RunState) -> tuple[Text, Text]:
+    """The last epoch's training loss, and its validation scores (nothing when it has none
+    or before the first epoch)."""
+    last = state.last_epoch
+    if last is None:
+        return Text(), Text()
+    epoch = _scores(f"epoch {last.epoch + 1}", last.loss)
+    if last.val_loss is None and last.val_accuracy is None:
+        return epoch, Text()
+    return epoch, _scores("val", last.val_loss, _accuracy(last.val_accuracy), "#e879f9")
+
+
+def _test_scores(state: RunState) -> Text:
+    """The test split's scores (at the end or on request): loss, and accuracy or MAE."""
+    tested = state.latest("test")
+    if not isinstance(tested, TestResult):
+        return Text()
+    other = _accuracy(tested.accuracy)
+    if not other and tested.mae is not None:
+        other = f"MAE {format_number(tested.mae)}"
+    return _scores("test", tested.loss, other, "bold #facc15")
 
 
 def _scores(label: str, loss: float | None, other: str = "", style: str = "") -> Text:
