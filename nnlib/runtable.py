@@ -295,12 +295,12 @@ def columns_for(rows: Sequence[RunRow]) -> list[Column]:
 
 def column_named(name: str, columns: Sequence[Column]) -> Column:
     """The column called `name` (one of `columns`, else a known hyperparameter's)."""
-    found = next((c for c in columns if c.name == name), None)
-    if found is None and name in HPARAMS:
+    for column in columns:
+        if column.name == name:
+            return column
+    if name in HPARAMS:
         return hparam_column(name)
-    if found is None:
-        raise KeyError(name)
-    return found
+    raise KeyError(name)
 
 
 def sort_rows(rows: Sequence[RunRow], column: Column, descending: bool) -> list[RunRow]:

@@ -41,7 +41,7 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from ..runs import new_run_dir, writer_alive
-from .spec import SweepError, SweepSpec, _need
+from .spec import SweepError, SweepSpec, _need, _no_missing
 from .trial import (
     INDEX_FILE,
     STOP_FILE,
@@ -249,9 +249,7 @@ def _load_json(path: Path, sweep_dir: str | os.PathLike) -> Any:
 def _check_trial(trial: Any, i: int, spec: SweepSpec, where: str, stem: str) -> None:
     """A trial's record, as `_start`, `_record` and the report use it."""
     _need(isinstance(trial, dict), where, "the record", "a table", trial)
-    missing = [key for key in _TRIAL_FIELDS if key not in trial]
-    if missing:
-        raise SweepError(f"{where}: {missing[0]} is missing")
+    _no_missing(trial, _TRIAL_FIELDS, where)
     attempts = trial["attempts"]
     checks = [
         ("index", trial["index"] == i, str(i)),
