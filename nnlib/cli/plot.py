@@ -201,37 +201,28 @@ def _plot_run(
     color: bool,
     alone: bool,
 ) -> None:
-    """Run number `i`'s curves of `metric` on plotext's current subplot: its training curve
-    (`_plot_training`), then its validation points when it logged any."""
+    """Run number `i`'s curves of `metric` on plotext's current subplot: its raw batch values
+    when it is `alone` and smoothed, its EMA line, its validation points."""
+    from ..runindex import RUN_MARKERS, ema
+
+    name, style = curves.name, PLOT_STYLES[i]
+    xs, raw = curves.series("batch", metric, x)
+    if len(xs):
+        if alone and smoothing > 0:
+            plt.plot(xs.tolist(), raw.tolist(), label="batch", color="gray", marker="dot")
+        label = f"{name} EMA {smoothing:g}" if smoothing > 0 else name
+        marker = "braille" if color or i == 0 else RUN_MARKERS[i]
+        smooth = ema(raw, smoothing)
+        plt.plot(xs.tolist(), smooth.tolist(), label=label, color=style, marker=marker)
+    _plot_validation(plt, curves, i, metric, x)
+
+
+def _plot_validation(plt: Any, curves: RunCurves, i: int, metric: str, x: str) -> None:
+    """Run number `i`'s validation points of `metric` (its epoch rows' val_ values), in its
+    colour and marker; nothing when it logged none."""
     from ..runindex import RUN_MARKERS
 
-    _plot_training(plt, curves, i, metric, x, smoothing, color, alone)
     vx, val = curves.series("epoch", f"val_{metric}", x)
     if len(vx) and not all(math.isnan(v) for v in val):
         label, style = f"{curves.name} val", PLOT_STYLES[i]
         plt.scatter(vx.tolist(), val.tolist(), label=label, color=style, marker=RUN_MARKERS[i])
-
-
-def _plot_training(
-    plt: Any,
-    curves: RunCurves,
-    i: int,
-    metric: str,
-    x: str,
-    smoothing: float,
-    color: bool,
-    alone: bool,
-) -> None:
-    """Run number `i`'s batch values of `metric` as its EMA line, with the raw values faint
-    behind it when it is `alone` and smoothed; nothing when it logged no batch."""
-    from ..runindex import RUN_MARKERS, ema
-
-    xs, raw = curves.series("batch", metric, x)
-    if not len(xs):
-        return
-    if alone and smoothing > 0:
-        plt.plot(xs.tolist(), raw.tolist(), label="batch", color="gray", marker="dot")
-    label = f"{curves.name} EMA {smoothing:g}" if smoothing > 0 else curves.name
-    marker = "braille" if color or i == 0 else RUN_MARKERS[i]
-    smooth = ema(raw, smoothing)
-    plt.plot(xs.tolist(), smooth.tolist(), label=label, color=PLOT_STYLES[i], marker=marker)
