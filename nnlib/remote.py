@@ -153,16 +153,7 @@ class CommandDoor(Callback):
         """Read whole lines from the offset (at most READ_CHUNK bytes) and answer each. A line
         is consumed before it is answered, so it is never answered twice (by the run's end,
         say, after an answer that failed)."""
-        try:
-            with os.fdopen(open_private(self.commands, os.O_RDONLY), "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size < self._offset:  # truncated by hand: start again from its end
-                    self._offset = size
-                    return
-                handle.seek(self._offset)
-                chunk = handle.read(min(size - self._offset, READ_CHUNK))
-        except (OSError, SteerError):  # removed or replaced by hand: nothing to read
-            return
+        chunk = self._appended()
         start = 0
         while (cut := chunk.find(b"\n", start)) >= 0:
             line, start = chunk[start:cut], cut + 1
@@ -176,6 +167,20 @@ class CommandDoor(Callback):
             if not self._skipping:
                 self._skipping = True
                 self._reply(None, False, f"a command line longer than {MAX_LINE} bytes: skipped")
+
+    def _appended(self) -> bytes:
+        """The bytes after the offset, at most READ_CHUNK; none when the file was removed or
+        replaced by hand, or truncated (then read on from its new end)."""
+        try:
+            with os.fdopen(open_private(self.commands, os.O_RDONLY), "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size < self._offset:  # truncated by hand: start again from its end
+                    self._offset = size
+                    return b""
+                handle.seek(self._offset)
+                return handle.read(min(size - self._offset, READ_CHUNK))
+        except (OSError, SteerError):  # removed or replaced by hand: nothing to read
+            return b""
 
     def _answer(self, line: bytes, answer: Answer) -> None:
         if not line.strip():
@@ -217,6 +222,12 @@ def parse_command(line: bytes) -> tuple[str, str, list[Any]]:
         raise ValueError(f"{COMMANDS_FILE}: id must be a string of 1 to 64 characters")
     if not isinstance(action, str):
         raise ValueError(f"{COMMANDS_FILE}: action must be a string, got {_kind(action)}")
+    return ident, action, _arguments(arguments)
+
+
+def _arguments(arguments: Any) -> list[Any]:
+    """A command's args as given, when they are a short list of JSON scalars: their values
+    are RunControl.command's to check, their shape is the file's."""
     scalar = (str, int, float, bool, type(None))
     if (
         not isinstance(arguments, list)
@@ -227,7 +238,7 @@ def parse_command(line: bytes) -> tuple[str, str, list[Any]]:
             f"{COMMANDS_FILE}: args must be a list of at most {MAX_ARGUMENTS} numbers or "
             f"strings, got {json.dumps(arguments)[:60]}"
         )
-    return ident, action, arguments
+    return arguments
 
 
 def _id_of(line: bytes) -> str | None:
@@ -299,7 +310,6 @@ def send(
     ended = run_ended(run_dir)
     if ended:
         raise SteerError(ended)
-    commands = run_dir / COMMANDS_FILE
     ident = uuid.uuid4().hex
     record = {"id": ident, "time": round(time.time(), 3), "action": action}
     line = json.dumps({**record, "args": list(arguments), "from": sender}, allow_nan=False)
@@ -307,6 +317,15 @@ def send(
         raise SteerError(f"the command is longer than {MAX_LINE} bytes")
     replies = run_dir / REPLIES_FILE
     offset = _size(replies)
+    _append(run_dir, line)
+    return _await_reply(run_dir, replies, offset, ident, timeout)
+
+
+def _append(run_dir: Path, line: str) -> None:
+    """Append the command `line` to the run's command file in one write, under a lock that
+    senders on other hosts of a shared filesystem honour; SteerError when the run takes no
+    commands, or not from this user."""
+    commands = run_dir / COMMANDS_FILE
     try:
         fd = open_private(commands, os.O_WRONLY | os.O_APPEND)
     except FileNotFoundError:
@@ -320,11 +339,10 @@ def send(
         ) from None
     try:
         if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # senders on other hosts of a shared filesystem
+            fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)  # drops the lock
-    return _await_reply(run_dir, replies, offset, ident, timeout)
 
 
 def _await_reply(run_dir: Path, replies: Path, offset: int, ident: str, timeout: float) -> Reply:

@@ -160,8 +160,12 @@ class _RunScan:
         if signature is not None and self._events_sig and signature[0] < self._events_sig[0]:
             self._start_log()  # shorter than what was read: rewritten, so read it afresh
         self._events_sig = signature
-        if signature is None:
-            return
+        if signature is not None:
+            self._read_log(log_path)
+
+    def _read_log(self, log_path: Path) -> None:
+        """Read the lines appended since the last update (a failure is the row's problem);
+        a log nothing writes any more gets its summary written up to where it was read."""
         try:
             self._log.read()
         except OSError as error:
@@ -300,15 +304,8 @@ class RunIndex:
         """A summary per run directory directly under the folder, by name; a folder that
         has gone reads as no runs, one that cannot be read is skipped (see `skipped`)."""
         self.skipped = {}
-        try:
-            entries = sorted(self.root.iterdir())
-        except FileNotFoundError:
-            entries = []
-        except OSError as error:
-            entries = []
-            self.skipped[self.root] = _unreadable(self.root, error)
         scans, out = {}, []
-        for path in entries:
+        for path in self._entries():
             try:
                 if not (path.is_dir() and is_run_dir(path)):
                     continue
@@ -321,6 +318,17 @@ class RunIndex:
             scans[path] = scan
         self._scans = scans
         return out
+
+    def _entries(self) -> list[Path]:
+        """What the folder holds, by name: nothing when it has gone, nothing (and the
+        folder named in `skipped`) when it cannot be listed."""
+        try:
+            return sorted(self.root.iterdir())
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            self.skipped[self.root] = _unreadable(self.root, error)
+            return []
 
 
 def _unreadable(path: Path, error: OSError) -> str:
@@ -356,15 +364,19 @@ class RunCurves:
         for event in events:
             if event.type in ("batch", "epoch"):
                 row = {"step": event.step, "time": event.time, **_numbers(event.data)}
-                (self.batches if event.type == "batch" else self.epochs).append(row)
+                self.rows(event.type).append(row)
             elif event.type == "hparam":
                 self.hparams.append(event)
             self.ended = self.ended or event.type == "end"
 
+    def rows(self, kind: str) -> list[dict[str, Any]]:
+        """The "batch" or the "epoch" rows: the one place a kind picks its list."""
+        return self.batches if kind == "batch" else self.epochs
+
     def metrics(self, kind: str) -> list[str]:
         """The numeric fields of the `kind` ("batch" or "epoch") rows, in order of appearance."""
         seen: dict[str, None] = {}
-        for row in self.batches if kind == "batch" else self.epochs:
+        for row in self.rows(kind):
             seen.update(dict.fromkeys(row))
         return [k for k in seen if k not in ("step", "time", "epoch", "batch")]
 
@@ -372,19 +384,24 @@ class RunCurves:
         """(xs, ys) of `metric` over the `kind` rows; x "step" (batches done) or "epoch"
         (epochs done: epoch 1, the first, spans 0 to 1 and its validation is at 1, the
         number the app and the CSV export give it). Missing values are NaN."""
-        rows = self.batches if kind == "batch" else self.epochs
+        rows = self.rows(kind)
         ys = np.array([_nan(row.get(metric)) for row in rows], dtype=np.float64)
         if x == "step":
-            xs = np.array([row["step"] for row in rows], dtype=np.float64)
-        elif kind == "epoch":
-            xs = np.array([row.get("epoch", i) + 1 for i, row in enumerate(rows)], np.float64)
-        else:
-            per_epoch = max((row.get("batch", 0) + 1 for row in rows), default=1)
-            xs = np.array(
-                [row.get("epoch", 0) + (row.get("batch", 0) + 1) / per_epoch for row in rows],
-                dtype=np.float64,
-            )
-        return xs, ys
+            return np.array([row["step"] for row in rows], dtype=np.float64), ys
+        return _epochs_done(kind, rows), ys
+
+
+def _epochs_done(kind: str, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Where each row sits on the epoch axis: epochs done when it was logged (a batch row:
+    its epoch's, plus its batch's share of the epoch, the longest epoch seen counting as
+    whole)."""
+    if kind == "epoch":
+        return np.array([row.get("epoch", i) + 1 for i, row in enumerate(rows)], np.float64)
+    per_epoch = max((row.get("batch", 0) + 1 for row in rows), default=1)
+    return np.array(
+        [row.get("epoch", 0) + (row.get("batch", 0) + 1) / per_epoch for row in rows],
+        dtype=np.float64,
+    )
 
 
 def _nan(value: Any) -> float:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -79,28 +80,24 @@ class LogDigest:
     def add(self, event: Event) -> None:
         """Fold one record in (records read with the resume rule, in order)."""
         self._moment(event.time, event.type == "end")
-        if event.type == "batch":  # a batch's own metrics are not the run's totals
-            return
-        if event.type == "system":
-            self._add_system(event)
-        elif event.type == "test":  # nnlib's test evaluation (TestEvaluator)
-            self._add_test(event)
-        else:
-            if event.type == "epoch":
-                self._add_epoch(event)
-            elif event.type == "end":
-                self.end_reason = cut(str(event.get("reason")))
-                self.error = cut(str(event.get("error") or ""))
-            self._add_test_fields(event)
+        if event.type != "batch":  # a batch's own metrics are not the run's totals
+            _FOLDS.get(event.type, LogDigest._add_test_fields)(self, event)
 
     def _add_epoch(self, event: Event) -> None:
-        """Epochs done, and the best validation accuracy and loss so far."""
+        """Epochs done, the best validation accuracy and loss so far, and a test score."""
         self.epochs = max(self.epochs, int(event.get("epoch", 0)) + 1)
         accuracy, loss = _float(event.get("val_accuracy")), _float(event.get("val_loss"))
         if accuracy is not None:
             self.val_accuracy = max(accuracy, self.val_accuracy or -math.inf)
         if loss is not None:
             self.val_loss = min(loss, self.val_loss if self.val_loss is not None else math.inf)
+        self._add_test_fields(event)
+
+    def _add_end(self, event: Event) -> None:
+        """How the run ended (until a resumed attempt writes again), and a test score."""
+        self.end_reason = cut(str(event.get("reason")))
+        self.error = cut(str(event.get("error") or ""))
+        self._add_test_fields(event)
 
     def _add_system(self, event: Event) -> None:
         """The peak resident memory, and the samples and seconds for the training speed."""
@@ -110,7 +107,7 @@ class LogDigest:
         self.system_seconds += float(event.get("seconds") or 0.0)
 
     def _add_test(self, event: Event) -> None:
-        """A test evaluation's accuracy (its loss for regression)."""
+        """nnlib's test evaluation (TestEvaluator): its accuracy (its loss for regression)."""
         metric = "accuracy" if event.get("accuracy") is not None else "loss"
         value = _float(event.get(metric))
         if value is not None:
@@ -142,6 +139,16 @@ class LogDigest:
         when = float(when)
         self.first = when if self.first is None else self.first
         self.last = when
+
+
+#: How `LogDigest.add` folds a record of each type that says something about the run as a
+#: whole; any other type's record may still carry a test score (`_add_test_fields`).
+_FOLDS: dict[str, Callable[[LogDigest, Event], None]] = {
+    "epoch": LogDigest._add_epoch,
+    "end": LogDigest._add_end,
+    "system": LogDigest._add_system,
+    "test": LogDigest._add_test,
+}
 
 
 def _float(value: Any) -> float | None:
@@ -258,17 +265,24 @@ def _checked(record: Any, where: str) -> Summary:
         raise SummaryError(
             f"{where}: run summary version {record['version']}; this nnlib reads {VERSION}"
         )
-    log = _keys(record["log"], {"bytes", "lines", "tail", "mtime_ns"}, where, "log")
+    size, lines, tail, mtime = _checked_log(record["log"], where)
+    digest = _checked_digest(record["digest"], where)
+    if size and not lines:
+        raise SummaryError(f"{where}: log.lines is 0 for {size} bytes of log")
+    return Summary(digest, size, lines, tail, mtime)
+
+
+def _checked_log(value: Any, where: str) -> tuple[int, int, str, int]:
+    """The position a summary holds (bytes, lines, tail hash, mtime_ns), each field of its
+    type; SummaryError naming the first wrong."""
+    log = _keys(value, {"bytes", "lines", "tail", "mtime_ns"}, where, "log")
     size, lines, mtime = (
         _integer(log[k], f"log.{k}", where, MAX_COUNT) for k in ("bytes", "lines", "mtime_ns")
     )
     tail = log["tail"]
     if not (isinstance(tail, str) and len(tail) == 32 and set(tail) <= set("0123456789abcdef")):
         raise SummaryError(f"{where}: log.tail must be 32 hex digits, got {_shown(tail)}")
-    digest = _checked_digest(record["digest"], where)
-    if size and not lines:
-        raise SummaryError(f"{where}: log.lines is 0 for {size} bytes of log")
-    return Summary(digest, size, lines, tail, mtime)
+    return size, lines, tail, mtime
 
 
 def _checked_digest(value: Any, where: str) -> LogDigest:

@@ -242,6 +242,7 @@ FIXED = (
         lambda r: r.summary.samples_per_sec,
     ),
 )
+_FIXED_NAMES = frozenset(c.name for c in FIXED)
 #: The hyperparameter columns come after these, in HPARAMS order.
 HPARAM_PRIORITY = 10
 #: A sweep's parameters (on its trials' rows) come right after the always-shown columns.
@@ -283,8 +284,7 @@ def hparam_column(key: str, priority: int | None = None) -> Column:
 def columns_for(rows: Sequence[RunRow]) -> list[Column]:
     """The fixed columns, then a column per sweep parameter of the trials among `rows`, then
     per hyperparameter that differs among them."""
-    fixed = {c.name for c in FIXED}
-    params = {key: None for r in rows for key in r.params if key not in fixed}
+    params = {key: None for r in rows for key in r.params if key not in _FIXED_NAMES}
     differing = [key for key in HPARAMS if len({repr(r.hparam(key)) for r in rows}) > 1]
     return [
         *FIXED,
@@ -295,12 +295,12 @@ def columns_for(rows: Sequence[RunRow]) -> list[Column]:
 
 def column_named(name: str, columns: Sequence[Column]) -> Column:
     """The column called `name` (one of `columns`, else a known hyperparameter's)."""
-    found = next((c for c in columns if c.name == name), None)
-    if found is None and name in HPARAMS:
+    for column in columns:
+        if column.name == name:
+            return column
+    if name in HPARAMS:
         return hparam_column(name)
-    if found is None:
-        raise KeyError(name)
-    return found
+    raise KeyError(name)
 
 
 def sort_rows(rows: Sequence[RunRow], column: Column, descending: bool) -> list[RunRow]:
@@ -587,16 +587,20 @@ def select_with_trials(
     if not parse(text).terms:  # no filter: nothing to compute for 1,000 rows
         return list(rows), {path: list(listed) for path, listed in trials.items()}
     passes = _matcher([*rows, *(t for listed in trials.values() for t in listed)], text)
-    kept, under = [], {}
-    for row in rows:
-        own = passes(row)
-        if row.kind == "sweep":
-            listed = trials.get(row.summary.path, ())
-            under[row.summary.path] = list(listed) if own else [t for t in listed if passes(t)]
-            own = own or bool(under[row.summary.path])
-        if own:
-            kept.append(row)
-    return kept, under
+    under = {
+        row.summary.path: _listed(trials.get(row.summary.path, ()), passes, passes(row))
+        for row in rows
+        if row.kind == "sweep"
+    }
+    return [row for row in rows if passes(row) or under.get(row.summary.path)], under
+
+
+def _listed(
+    trials: Sequence[RunRow], passes: Callable[[RunRow], bool], sweep_passes: bool
+) -> list[RunRow]:
+    """The trials listed under a sweep's row: all of them when the sweep itself passes the
+    filter, else those that pass."""
+    return list(trials) if sweep_passes else [t for t in trials if passes(t)]
 
 
 def _matcher(every: Sequence[RunRow], text: str) -> Callable[[RunRow], bool]:

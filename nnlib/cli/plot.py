@@ -214,8 +214,15 @@ def _plot_run(
         marker = "braille" if color or i == 0 else RUN_MARKERS[i]
         smooth = ema(raw, smoothing)
         plt.plot(xs.tolist(), smooth.tolist(), label=label, color=style, marker=marker)
+    _plot_validation(plt, curves, i, metric, x)
+
+
+def _plot_validation(plt: Any, curves: RunCurves, i: int, metric: str, x: str) -> None:
+    """Run number `i`'s validation points of `metric` (its epoch rows' val_ values), in its
+    colour and marker; nothing when it logged none."""
+    from ..runindex import RUN_MARKERS
+
     vx, val = curves.series("epoch", f"val_{metric}", x)
     if len(vx) and not all(math.isnan(v) for v in val):
-        plt.scatter(
-            vx.tolist(), val.tolist(), label=f"{name} val", color=style, marker=RUN_MARKERS[i]
-        )
+        label, style = f"{curves.name} val", PLOT_STYLES[i]
+        plt.scatter(vx.tolist(), val.tolist(), label=label, color=style, marker=RUN_MARKERS[i])

@@ -134,24 +134,29 @@ def _print_start(experiment: Experiment) -> None:
 
 def _print_end(experiment: Experiment, history: History, signals: StopSignals) -> int:
     """How the run ended, with its test scores, as one line each; the exit code."""
-    from ..callbacks.testset import TestEvaluator
-
     run_dir = experiment.run_dir
     if history.reason == "diverged":
         return fail(f"training diverged (loss is NaN or inf); log: {run_dir}", EXIT_FAILED)
-    tested = next(
-        (c.last for c in experiment.trainer.callbacks if isinstance(c, TestEvaluator)), None
-    )
-    if tested is not None and signals.received is None:  # the run's 'test' event
-        scores = {"loss": tested.loss, "accuracy": tested.accuracy}
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if v is not None)
-        print(f"test  {shown}", file=sys.stderr)
     if signals.received is not None:  # fit has returned: the final model is on disk
         name = signal.Signals(signals.received).name
         print(f"interrupted ({name}); run log and final model in {run_dir}", file=sys.stderr)
         return signals.exit_code
+    _print_test(experiment)
     print(f"done ({history.reason}); run written to {run_dir}", file=sys.stderr)
     return EXIT_OK
+
+
+def _print_test(experiment: Experiment) -> None:
+    """The scores of the run's 'test' event, when its TestEvaluator made one, as one line."""
+    from ..callbacks.testset import TestEvaluator
+
+    tested = next(
+        (c.last for c in experiment.trainer.callbacks if isinstance(c, TestEvaluator)), None
+    )
+    if tested is not None:
+        scores = {"loss": tested.loss, "accuracy": tested.accuracy}
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items() if v is not None)
+        print(f"test  {shown}", file=sys.stderr)
 
 
 def train_config(args: argparse.Namespace) -> ExperimentConfig:
@@ -160,11 +165,9 @@ def train_config(args: argparse.Namespace) -> ExperimentConfig:
     from ..config import ConfigError
     from ..experiment import fork_config
 
-    flags = {k: v for k, v in experiment_flags(args).items() if v is not None}
-    if args.checkpoint_every is not None:
-        flags["checkpoint_every"] = args.checkpoint_every
-    if args.histogram_every:
-        flags["histogram_every"] = args.histogram_every
+    own = {"checkpoint_every": args.checkpoint_every, "histogram_every": args.histogram_every}
+    given = {**experiment_flags(args), **own}
+    flags = {k: v for k, v in given.items() if v is not None}
     try:
         if args.resume is not None:
             return _resumed_config(args, flags)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import multiprocessing
@@ -40,7 +41,7 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from ..runs import new_run_dir, writer_alive
-from .spec import SweepError, SweepSpec, _need
+from .spec import SweepError, SweepSpec, _need, _no_missing
 from .trial import (
     INDEX_FILE,
     STOP_FILE,
@@ -99,21 +100,26 @@ class LocalWorkers(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         for slot, task in enumerate(self._tasks):
-            if task is not None and not task.done():
-                continue
-            pool = self._pools[slot]
-            if pool is None or (task is not None and _broke(task)):
-                if pool is not None:
-                    pool.shutdown(wait=False)
-                # spawn: a fresh interpreter, as Dask's nanny starts its workers (no forked locks)
-                pool = self._pools[slot] = ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=ignore_terminal_signals,
-                )
-            self._tasks[slot] = task = pool.submit(fn, *args, **kwargs)
-            return task
+            if task is None or task.done():
+                self._tasks[slot] = task = self._pool(slot, task).submit(fn, *args, **kwargs)
+                return task
         raise RuntimeError(f"all {len(self._tasks)} local workers are busy")
+
+    def _pool(self, slot: int, last: Future | None) -> ProcessPoolExecutor:
+        """The idle worker `slot`'s pool: a fresh one when it has none or its process died
+        under its `last` task (a broken pool takes no more tasks)."""
+        pool = self._pools[slot]
+        if pool is not None and not (last is not None and _broke(last)):
+            return pool
+        if pool is not None:
+            pool.shutdown(wait=False)
+        # spawn: a fresh interpreter, as Dask's nanny starts its workers (no forked locks)
+        pool = self._pools[slot] = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=ignore_terminal_signals,
+        )
+        return pool
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         for pool in self._pools:
@@ -146,22 +152,7 @@ def create_sweep(
     """Make the sweep folder (`sweep_dir`, new or empty; else a fresh one under `root`, named
     by `folder_name`) and write its index with every trial pending. Returns the folder's
     absolute path."""
-    if sweep_dir is None:
-        path = new_run_dir(root, folder_name(name))
-    else:
-        path = Path(sweep_dir)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            held = next(path.iterdir(), None)
-        except OSError as error:
-            raise SweepError(
-                f"{path}: cannot be used as a sweep folder ({error.strerror})"
-            ) from None
-        if held is not None:
-            raise SweepError(
-                f"{path}: is not empty ({held.name}); a sweep folder is never reused: give a "
-                "new one, or continue that sweep with --resume"
-            )
+    path = new_run_dir(root, folder_name(name)) if sweep_dir is None else _empty(sweep_dir)
     path = path.resolve()
     index = {
         "version": VERSION,
@@ -169,30 +160,38 @@ def create_sweep(
         "state": "pending",
         "spec": _portable(spec).to_dict(),
         "best": None,
-        "trials": [
-            {
-                "index": i,
-                "params": params,
-                "state": "pending",
-                "run": None,
-                "attempts": 0,
-                "metric": None,
-                "best_epoch": None,
-                "epochs": 0,
-                "reason": None,
-                "error": None,
-                "seconds": None,
-                "host": None,
-                "curve": [],
-            }
-            for i, params in enumerate(spec.trials)
-        ],
+        "trials": [_fresh_record(i, params) for i, params in enumerate(spec.trials)],
     }
     try:
         write_index(path, index)
     except OSError as error:
         raise SweepError(f"{path}: cannot write {INDEX_FILE} ({error.strerror})") from None
     return path
+
+
+def _empty(sweep_dir: str | os.PathLike) -> Path:
+    """The folder a sweep was given, made when it is not there; SweepError when
+    it cannot be, or holds anything: a sweep folder is never reused."""
+    path = Path(sweep_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        held = next(path.iterdir(), None)
+    except OSError as error:
+        raise SweepError(f"{path}: cannot be used as a sweep folder ({error.strerror})") from None
+    if held is not None:
+        raise SweepError(
+            f"{path}: is not empty ({held.name}); a sweep folder is never reused: give a "
+            "new one, or continue that sweep with --resume"
+        )
+    return path
+
+
+def _fresh_record(i: int, params: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """Trial `i`'s record as nothing has run it yet (pending, no attempt, every result
+    null), `fields` aside: a new sweep's trials, and an attempt's start, which clears what
+    an earlier attempt left."""
+    empty = {"state": "pending", "attempts": 0, "epochs": 0, "curve": []}
+    return {**dict.fromkeys(_TRIAL_FIELDS), "index": i, "params": params, **empty, **fields}
 
 
 def folder_name(name: str) -> str:
@@ -250,9 +249,7 @@ def _load_json(path: Path, sweep_dir: str | os.PathLike) -> Any:
 def _check_trial(trial: Any, i: int, spec: SweepSpec, where: str, stem: str) -> None:
     """A trial's record, as `_start`, `_record` and the report use it."""
     _need(isinstance(trial, dict), where, "the record", "a table", trial)
-    missing = [key for key in _TRIAL_FIELDS if key not in trial]
-    if missing:
-        raise SweepError(f"{where}: {missing[0]} is missing")
+    _no_missing(trial, _TRIAL_FIELDS, where)
     attempts = trial["attempts"]
     checks = [
         ("index", trial["index"] == i, str(i)),
@@ -347,8 +344,8 @@ def median_table(index: dict[str, Any], min_trials: int) -> tuple[float | None, 
         if trial["state"] == "finished"
     ]
     table: list[float | None] = []
-    for epoch in range(max((len(curve) for curve in curves), default=0)):
-        values = [v for c in curves if epoch < len(c) and (v := c[epoch]) is not None]
+    for epoch in itertools.zip_longest(*curves):  # None past a curve's end, as for no value
+        values = [v for v in epoch if v is not None]
         table.append(statistics.median(values) if len(values) >= min_trials else None)
     return tuple(table)
 
@@ -431,7 +428,6 @@ def run_sweep(
     stop_file.unlink(missing_ok=True)  # a resumed sweep's old request
     _reconcile(path, index, report)
     todo = [trial["index"] for trial in index["trials"] if trial["state"] not in DONE]
-    interrupted = False
     with executor_for(workers, scheduler, len(todo), connect_timeout) as pool:
         report(
             f"sweep: {path}  {len(todo)} of {len(index['trials'])} trials to run on {pool.where}"
@@ -439,17 +435,7 @@ def run_sweep(
         index["state"] = "running"
         write_index(path, index)
         trials = _Trials(path, index, SweepSpec.from_dict(index["spec"]), pool, report, todo)
-        try:
-            while trials.go_on():
-                trials.start()
-                trials.collect()
-            if not pool.usable() and trials.stopped is None:
-                trials.stopped = f"lost {pool.hub}"
-        except KeyboardInterrupt:
-            interrupted = True
-            trials.stop()
-        for i in trials.running.values():  # the executor is gone: how these end is not known here
-            _lose(index, i, str(trials.stopped))
+        interrupted = trials.run()
     stop_file.unlink(missing_ok=True)
     _settle(index, interrupted)
     write_index(path, index)
@@ -488,6 +474,24 @@ class _Trials:
     running: dict[Future, int] = dataclasses.field(default_factory=dict)
     losses: dict[int, int] = dataclasses.field(default_factory=dict)
     stopped: str | None = None
+
+    def run(self) -> bool:
+        """Start and collect trials while `go_on`; True when Ctrl+C stopped them (`stop`).
+        The trials still running then are lost: the executor is gone, and how they end is
+        not known here."""
+        interrupted = False
+        try:
+            while self.go_on():
+                self.start()
+                self.collect()
+            if not self.pool.usable() and self.stopped is None:
+                self.stopped = f"lost {self.pool.hub}"
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stop()
+        for i in self.running.values():
+            _lose(self.index, i, str(self.stopped))
+        return interrupted
 
     def go_on(self) -> bool:
         """Until every trial ran, or the executor stopped taking trials (then the running
@@ -599,11 +603,9 @@ def _start(path: Path, index: dict[str, Any], spec: SweepSpec, i: int) -> TrialT
     """Mark trial `i` running in its next attempt (its folder is claimed by the worker: a new
     or empty one, never one an earlier attempt used)."""
     trial = index["trials"][i]
-    trial["attempts"] += 1
-    stem = _stem(index, i)
-    name = attempt_name(stem, trial["attempts"])
-    trial.update(state="running", run=name, metric=None, best_epoch=None, epochs=0, curve=[])
-    trial.update(reason=None, error=None, seconds=None, host=None)
+    stem, attempt = _stem(index, i), trial["attempts"] + 1
+    run = attempt_name(stem, attempt)
+    trial.update(_fresh_record(i, trial["params"], state="running", run=run, attempts=attempt))
     stop = spec.early_stop
     return TrialTask(
         sweep_dir=str(path),

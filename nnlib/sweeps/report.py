@@ -22,18 +22,28 @@ def ranking_table(index: dict[str, Any]) -> Any:
         numeric = heading in ("#", metric, "best epoch", "epochs")
         table.add_column(Text(heading), justify="right" if numeric else "left")
     for rank, trial in enumerate(ranked(index), start=1):
-        value = trial["metric"]
-        cells = [
-            str(rank),
-            trial["run"] or f"trial {trial['index']}",
-            trial["state"],
-            f"{value:.4f}" if value is not None else "-",
-            str(trial["best_epoch"] + 1) if trial["best_epoch"] is not None else "-",
-            str(trial["epochs"]),
-            *(str(trial["params"].get(name, "")) for name in names),
-        ]
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(Text(cell) for cell in _cells(rank, trial, names)))
     return table
+
+
+def _cells(rank: int, trial: dict[str, Any], names: list[str]) -> list[str]:
+    """A trial's row of the ranking as text, in the table's column order; "-" where it has
+    no metric or best epoch yet (the epoch counted from 1)."""
+    value, best_epoch = trial["metric"], trial["best_epoch"]
+    return [
+        str(rank),
+        _run_name(trial),
+        trial["state"],
+        f"{value:.4f}" if value is not None else "-",
+        str(best_epoch + 1) if best_epoch is not None else "-",
+        str(trial["epochs"]),
+        *(str(trial["params"].get(name, "")) for name in names),
+    ]
+
+
+def _run_name(trial: dict[str, Any]) -> str:
+    """A trial's run folder, or `trial N` before any attempt made one."""
+    return trial["run"] or f"trial {trial['index']}"
 
 
 def failures(index: dict[str, Any]) -> list[str]:
@@ -63,7 +73,7 @@ def unfinished(index: dict[str, Any], sweep_dir: str) -> str | None:
     left = [trial for trial in index["trials"] if trial["state"] not in DONE]
     if not left:
         return None
-    names = ", ".join(trial["run"] or f"trial {trial['index']}" for trial in left[:5])
+    names = ", ".join(_run_name(trial) for trial in left[:5])
     more = f" and {len(left) - 5} more" if len(left) > 5 else ""
     return (
         f"{len(left)} trial(s) did not run to their end ({names}{more}: "

@@ -103,9 +103,7 @@ class SweepSpec:
         have been edited): SweepError naming the key. Each trial's config is validated."""
         _need(isinstance(values, dict), where, "spec", "a table", values)
         _no_unknown(values, _SPEC_KEYS, where)
-        missing = [key for key in _SPEC_KEYS if key not in values]
-        if missing:
-            raise SweepError(f"{where}: {missing[0]} is missing")
+        _no_missing(values, _SPEC_KEYS, where)
         given = values["base"]
         _need(isinstance(given, dict), where, "base", "a table of config fields", given)
         try:
@@ -116,7 +114,7 @@ class SweepSpec:
         _need(method in METHODS, where, "method", f"one of {', '.join(METHODS)}", method)
         _need(metric in METRICS, where, "metric", f"one of {', '.join(METRICS)}", metric)
         _need(direction in DIRECTIONS, where, "direction", "'min' or 'max'", direction)
-        _need(_is_int(seed) and seed >= 0, where, "seed", "a non-negative integer", seed)
+        _need(_is_int(seed, 0), where, "seed", "a non-negative integer", seed)
         params, trials = values["params"], values["trials"]
         _check_recorded_trials(base, params, trials, where)
         return cls(
@@ -172,7 +170,7 @@ def parse_sweep(values: dict[str, Any], source: str = "sweep") -> SweepSpec:
     method = table.get("method", "grid")
     _need(method in METHODS, where, "method", f"one of {', '.join(METHODS)}", method)
     seed = table.get("seed", 0)
-    _need(_is_int(seed) and seed >= 0, where, "seed", "a non-negative integer", seed)
+    _need(_is_int(seed, 0), where, "seed", "a non-negative integer", seed)
     metric, direction = _ranking(table, base, where)
     params = table.get("params")
     if not isinstance(params, dict) or not params:
@@ -308,7 +306,7 @@ def _range_choices(
         if method == "grid":
             raise SweepError(f"{where}: a range in a grid needs steps = N (N >= 2 points)")
         return span
-    _need(_is_int(steps) and 2 <= steps <= MAX_TRIALS, where, "steps", "an integer >= 2", steps)
+    _need(_is_int(steps, 2, MAX_TRIALS), where, "steps", "an integer >= 2", steps)
     points = span.grid(steps)
     for i, item in enumerate(points):
         _checked(base, {name: item}, f"{where} step {i}")
@@ -328,7 +326,7 @@ def _trials(
     if method == "grid":
         return _grid_trials(choices, trials, where)
     _need(
-        _is_int(trials) and 1 <= trials <= MAX_TRIALS,
+        _is_int(trials, 1, MAX_TRIALS),
         where,
         "trials",
         f"the number of random trials, 1 to {MAX_TRIALS:,}",
@@ -378,9 +376,9 @@ def _early_stop(table: Any, where: str) -> EarlyStop | None:
     rule = table.get("rule", "median")
     _need(rule == "median", where, "rule", "'median' (the one rule there is)", rule)
     after = table.get("after", EarlyStop.after)
-    _need(_is_int(after) and after >= 1, where, "after", "an epoch number >= 1", after)
+    _need(_is_int(after, 1), where, "after", "an epoch number >= 1", after)
     least = table.get("min_trials", EarlyStop.min_trials)
-    _need(_is_int(least) and least >= 1, where, "min_trials", "an integer >= 1", least)
+    _need(_is_int(least, 1), where, "min_trials", "an integer >= 1", least)
     return EarlyStop(after=after, min_trials=least)
 
 
@@ -403,6 +401,13 @@ def _no_unknown(table: dict[str, Any], known: tuple[str, ...], where: str) -> No
         raise SweepError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(known)}")
 
 
+def _no_missing(table: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """SweepError naming the first of `keys` that a recorded table (sweep.json) lacks."""
+    missing = [key for key in keys if key not in table]
+    if missing:
+        raise SweepError(f"{where}: {missing[0]} is missing")
+
+
 def _need(ok: bool, where: str, key: str, expected: str, value: Any) -> None:
     if not ok:
         _refuse(where, key, expected, value)
@@ -422,8 +427,9 @@ def _number(table: dict[str, Any], key: str, where: str) -> float:
     return value
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_int(value: Any, least: float = -math.inf, most: float = math.inf) -> bool:
+    """An integer, not a bool, within [least, most]: the one test of a sweep's counts."""
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
 
 
 def _is_number(value: Any) -> TypeGuard[float]:
