@@ -33,7 +33,10 @@ MAX_DIMS = 64
 #: dtype kinds an archive may hold: booleans, numbers, fixed-length text, Python objects.
 _KINDS = "biufcUSO"
 
-_TOKEN = re.compile(r"\s*(?:('[^'\\]*'|\"[^\"\\]*\")|(\d+)L?|(True|False)|([{}():,]))")
+#: A token of a header, by kind: a quoted string, an integer, a boolean or punctuation.
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'[^'\\]*'|\"[^\"\\]*\")|(?P<int>\d+)L?|(?P<bool>True|False)|(?P<punct>[{}():,]))"
+)
 _DESCR = re.compile(r"[<>|=]([A-Za-z])\d*(?:\[\w+\])?")
 _KEYS = ("descr", "fortran_order", "shape")
 
@@ -97,15 +100,11 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             if rest.startswith("["):  # a list of fields as 'descr'
                 raise Unsupported("a structured dtype (named fields) is not supported")
             raise ValueError(f"unexpected {rest[:20]!r}")
-        string, number, boolean, punct = match.groups()
-        if string is not None:
-            tokens.append(("str", string[1:-1]))
-        elif number is not None:
-            tokens.append(("int", number))
-        elif boolean is not None:
-            tokens.append(("bool", boolean))
-        else:
-            tokens.append((punct, punct))
+        kind = str(match.lastgroup)
+        value = match.group(kind)
+        if kind == "str":
+            value = value[1:-1]  # the text between the quotes
+        tokens.append((value if kind == "punct" else kind, value))
         position = match.end()
     return tokens
 

@@ -221,8 +221,16 @@ def _read_state(archive: zipfile.ZipFile, source: str) -> dict[str, Any]:
     return state
 
 
+#: A test of one value of the JSON state record.
+_Test = Callable[[Any], bool]
+
+
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_positive_count(value: Any) -> bool:
+    return _is_count(value) and value >= 1
 
 
 def _is_float(value: Any) -> bool:
@@ -234,60 +242,31 @@ def _is_float(value: Any) -> bool:
         return False
 
 
-def _check_state(state: Any, source: str) -> None:
-    """Raise CheckpointError naming the first field of the state record that is wrong."""
+def _or_null(test: _Test) -> _Test:
+    """`test` that also passes null (a NaN sum, a run without a shuffle generator)."""
 
-    def require(ok: bool, name: str, expected: str) -> None:
-        if not ok:
-            shown = json.dumps(state.get(name) if isinstance(state, dict) else state)[:60]
-            raise CheckpointError(
-                f"{source}: training state: {name} must be {expected}, got {shown}"
-            )
+    def nullable(value: Any) -> bool:
+        return value is None or test(value)
 
-    require(isinstance(state, dict), "record", "an object")
-    require(state.get("format") == FORMAT, "format", repr(FORMAT))
-    version = state.get("version")
-    require(_is_count(version), "version", "a non-negative integer")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{source}: written by a newer nnlib (checkpoint version {version}, this one "
-            f"reads {FORMAT_VERSION})"
-        )
-    for name in ("step", "epoch", "batch", "offset", "seen", "batch_size"):
-        require(_is_count(state.get(name)), name, "a non-negative integer")
-    require(state["batch_size"] >= 1, "batch_size", "a positive integer")
-    for name in ("loss_sum", "correct"):
-        value = state.get(name, "missing")
-        require(value is None or _is_float(value), name, "a finite number or null (NaN)")
-    require(isinstance(state.get("begun", False), bool), "begun", "true or false")
-    pending = state.get("pending", [])
-    require(
-        _is_list_of(pending, _is_request), "pending", "a list of [name, value, source] requests"
-    )
-    shuffle = state.get("shuffle_state")
-    require(shuffle is None or _rng_ok(shuffle), "shuffle_state", "a generator state or null")
-    rngs = state.get("layer_rngs")
-    require(_is_dict_of(rngs, _rng_ok), "layer_rngs", "an object of generator states")
-    optimizer = state.get("optimizer")
-    require(
-        _is_optimizer_state(optimizer),
-        "optimizer",
-        "an object with name, hyperparameters, iterations and scalars",
-    )
-    callbacks = state.get("callbacks")
-    require(
-        _is_list_of(callbacks, _is_callback_state), "callbacks", "a list of {type, state} objects"
-    )
+    return nullable
 
 
-def _is_list_of(value: Any, item_ok: Callable[[Any], bool]) -> bool:
-    """True for a JSON list whose every item passes `item_ok`."""
-    return isinstance(value, list) and all(item_ok(item) for item in value)
+def _list_of(item_ok: _Test) -> _Test:
+    """The test for a JSON list whose every item passes `item_ok`."""
+
+    def test(value: Any) -> bool:
+        return isinstance(value, list) and all(map(item_ok, value))
+
+    return test
 
 
-def _is_dict_of(value: Any, item_ok: Callable[[Any], bool]) -> bool:
-    """True for a JSON object whose every value passes `item_ok`."""
-    return isinstance(value, dict) and all(item_ok(item) for item in value.values())
+def _dict_of(item_ok: _Test) -> _Test:
+    """The test for a JSON object whose every value passes `item_ok`."""
+
+    def test(value: Any) -> bool:
+        return isinstance(value, dict) and all(map(item_ok, value.values()))
+
+    return test
 
 
 def _is_request(request: Any) -> bool:
@@ -309,7 +288,7 @@ def _is_optimizer_state(optimizer: Any) -> bool:
         and isinstance(optimizer.get("name"), str)
         and isinstance(optimizer.get("hyperparameters"), dict)
         and _is_count(optimizer.get("iterations"))
-        and _is_dict_of(optimizer.get("scalars"), lambda slots: _is_dict_of(slots, _is_count))
+        and _dict_of(_dict_of(_is_count))(optimizer.get("scalars"))
     )
 
 
@@ -331,6 +310,64 @@ def _rng_ok(state: Any) -> bool:
     except (ValueError, TypeError, KeyError, OverflowError):
         return False
     return True
+
+
+#: The state record's fields, each (name, value when absent, test, what it must be), in the
+#: order they are checked: its format and version first, the rest once the version is known
+#: to be one this nnlib reads.
+_HEADER_FIELDS: tuple[tuple[str, Any, _Test, str], ...] = (
+    ("format", None, FORMAT.__eq__, repr(FORMAT)),
+    ("version", None, _is_count, "a non-negative integer"),
+)
+_STATE_FIELDS: tuple[tuple[str, Any, _Test, str], ...] = (
+    *(
+        (name, None, _is_count, "a non-negative integer")
+        for name in ("step", "epoch", "batch", "offset", "seen", "batch_size")
+    ),
+    ("batch_size", None, _is_positive_count, "a positive integer"),
+    ("loss_sum", "missing", _or_null(_is_float), "a finite number or null (NaN)"),
+    ("correct", "missing", _or_null(_is_float), "a finite number or null (NaN)"),
+    ("begun", False, lambda value: isinstance(value, bool), "true or false"),
+    ("pending", [], _list_of(_is_request), "a list of [name, value, source] requests"),
+    ("shuffle_state", None, _or_null(_rng_ok), "a generator state or null"),
+    ("layer_rngs", None, _dict_of(_rng_ok), "an object of generator states"),
+    (
+        "optimizer",
+        None,
+        _is_optimizer_state,
+        "an object with name, hyperparameters, iterations and scalars",
+    ),
+    ("callbacks", None, _list_of(_is_callback_state), "a list of {type, state} objects"),
+)
+
+
+def _check_state(state: Any, source: str) -> None:
+    """Raise CheckpointError naming the first field of the state record that is wrong."""
+    if not isinstance(state, dict):
+        raise _wrong_field(source, "record", state, "an object")
+    _check_fields(state, source, _HEADER_FIELDS)
+    if state["version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source}: written by a newer nnlib (checkpoint version {state['version']}, this "
+            f"one reads {FORMAT_VERSION})"
+        )
+    _check_fields(state, source, _STATE_FIELDS)
+
+
+def _check_fields(
+    state: dict[str, Any], source: str, fields: tuple[tuple[str, Any, _Test, str], ...]
+) -> None:
+    """CheckpointError for the first of `fields` whose value (or, absent, its stand-in) fails
+    its test."""
+    for name, absent, test, expected in fields:
+        if not test(state.get(name, absent)):
+            raise _wrong_field(source, name, state.get(name), expected)
+
+
+def _wrong_field(source: str, name: str, value: Any, expected: str) -> CheckpointError:
+    """The error for a field of the state record that is not what it must be, quoting it."""
+    shown = json.dumps(value)[:60]
+    return CheckpointError(f"{source}: training state: {name} must be {expected}, got {shown}")
 
 
 def _read_slots(
@@ -595,8 +632,11 @@ class Checkpointer(Callback):
         monitor: str | None = "val_loss",
         mode: str = "auto",
     ) -> None:
-        for name, value, low in (("every", every, 0), ("keep", keep, 1)):
-            if not (_is_count(value) and value >= low):
+        for name, value, ok, low in (
+            ("every", every, _is_count, 0),
+            ("keep", keep, _is_positive_count, 1),
+        ):
+            if not ok(value):
                 raise ValueError(f"Checkpointer: {name} must be an integer >= {low}, got {value!r}")
         self.folder = Path(folder)
         self.every = every

@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _validate
@@ -84,7 +84,7 @@ def _check_parentheses(spec: str) -> None:
     depth = 0
     for index, char in enumerate(spec):
         depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth < 0 or depth > 1:
+        if depth not in (0, 1):
             raise SpecError(
                 f"spec: unbalanced parenthesis at character {index + 1}", token=char, index=index
             )
@@ -340,16 +340,27 @@ def _positional_argument(position: int, count: int, arguments: dict[str, SpecArg
     return names[min(position, len(names) - 1)]
 
 
+def _size_pair(raw: str) -> tuple[int, int]:
+    """`3x5`, a kernel's or a pool's (height, width)."""
+    height, width = raw.split("x")
+    return (int(height), int(width))
+
+
+#: The forms an argument's value may take, in the order they are tried, each with what
+#: reads it: an integer, a size pair, a number, a word (same, valid, an initialiser's name).
+_VALUE_FORMS: tuple[tuple[re.Pattern[str], Callable[[str], Any]], ...] = (
+    (re.compile(r"[-+]?\d+"), int),
+    (re.compile(r"\d+x\d+"), _size_pair),
+    (re.compile(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?"), float),
+    (re.compile(r"[a-z_][a-z0-9_]*"), str),
+)
+
+
 def _parse_value(raw: str) -> Any:
-    if re.fullmatch(r"[-+]?\d+", raw):
-        return int(raw)
-    if re.fullmatch(r"\d+x\d+", raw):
-        height, width = raw.split("x")
-        return (int(height), int(width))
-    if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", raw):
-        return float(raw)
-    if re.fullmatch(r"[a-z_][a-z0-9_]*", raw):
-        return raw
+    """The value an argument's text stands for (the first of `_VALUE_FORMS` it matches)."""
+    for form, read in _VALUE_FORMS:
+        if form.fullmatch(raw):
+            return read(raw)
     raise ValueError(f"cannot read the value {raw!r}")
 
 

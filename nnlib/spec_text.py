@@ -89,11 +89,8 @@ def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | N
 
 def _mlp_activation(activations: list[Layer]) -> str | None:
     """The shorthand's name for `activations` ("relu", the default, when there are none);
-    None unless they are all one kind it names, with default arguments."""
-    kinds = {type(layer) for layer in activations}
-    if len(kinds) > 1 or any(
-        isinstance(layer, LeakyReLU) and layer.alpha != 0.01 for layer in activations
-    ):
-        return None
-    kind = kinds.pop() if kinds else ReLU
-    return next((name for name, cls in MLP_ACTIVATIONS.items() if cls is kind), None)
+    None unless they are all one kind it names, with default arguments: one token, which is
+    then the kind itself."""
+    tokens = {to_token(layer) for layer in activations} or {"relu"}
+    token = tokens.pop()
+    return token if not tokens and token in MLP_ACTIVATIONS else None

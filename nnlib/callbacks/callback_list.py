@@ -22,6 +22,7 @@ the view's event was malformed, and the view steps aside.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..events import Event, EventError, fast_make, make
@@ -61,17 +62,13 @@ class CallbackList(list[Callback]):
         epoch or the run, hand the record of its logs to every `on_record` (RECORDED). With
         `every`, an error in one callback does not keep the others from being called (the
         run log still gets its 'end'); the first error is raised afterwards."""
+        steps = [partial(self._dispatch, callback, hook, *args) for callback in self._active()]
+        if hook in RECORDED:  # made after every hook ran: a hook may add to the logs
+            steps.append(partial(self._record, RECORDED[hook], args[-1]))
         first_error: BaseException | None = None
-        for callback in self._active():
+        for step in steps:
             try:
-                self._dispatch(callback, hook, *args)
-            except BaseException as error:
-                if not every:
-                    raise
-                first_error = first_error or error
-        if hook in RECORDED:
-            try:
-                self._record(RECORDED[hook], args[-1])
+                step()
             except BaseException as error:
                 if not every:
                     raise
@@ -92,14 +89,13 @@ class CallbackList(list[Callback]):
     def _record(self, event_type: str, logs: Logs) -> None:
         """The record of a batch's, an epoch's or the end's logs, to every `on_record`
         (a batch's only to the callbacks that ask for them, and made only then)."""
-        active = self._active()
-        if event_type == "batch":
-            active = [c for c in active if c.record_batches]
-            if not active:
-                return
-        step = logs.get("step", self.trainer.global_step)
-        maker = fast_make if event_type == "batch" else make  # a batch's has a fast path
-        self._hand(maker(event_type, step, logs), active)
+        active, step = self._active(), logs.get("step", self.trainer.global_step)
+        if event_type != "batch":
+            self._hand(make(event_type, step, logs), active)
+            return
+        asking = [c for c in active if c.record_batches]
+        if asking:  # a batch's record has a fast path
+            self._hand(fast_make(event_type, step, logs), asking)
 
     def _hand(self, record: Event, callbacks: list[Callback]) -> None:
         for callback in callbacks:

@@ -368,22 +368,20 @@ class Diagnostics(Callback):
         if not _positive(lr):
             return {"suggestion": "the learning rate is probably too high: lower it"}
         tail = f"; {also}" if also else ""
-        change = self._lr_change
-        if change is not None and change[2] > change[1]:
-            step, old, new = change
-            return {
-                "suggestion": f"the learning rate was raised at step {step} ({old:g} → {new:g}): "
-                f"set it back{tail}",
-                "fix": {"name": "lr", "value": old},
-            }
-        if change is not None:
-            step, old, new = change
+        if self._lr_change is None:
+            text = f"the learning rate ({lr:g}) is probably too high: halve it{tail}"
+        else:
+            step, old, new = self._lr_change
+            if new > old:
+                return {
+                    "suggestion": f"the learning rate was raised at step {step} "
+                    f"({old:g} → {new:g}): set it back{tail}",
+                    "fix": {"name": "lr", "value": old},
+                }
             text = (
                 f"it still happens after the learning rate was lowered at step {step} "
                 f"({old:g} → {new:g}): lower it further{tail}"
             )
-        else:
-            text = f"the learning rate ({lr:g}) is probably too high: halve it{tail}"
         return {"suggestion": text, "fix": {"name": "lr", "value": lr / 2}}
 
     @staticmethod

@@ -73,22 +73,29 @@ def read_samples(path: Path) -> SampleImages:
     unusable (missing, not a regular file, empty, truncated, a damaged header, no images
     or images without pixels, labels that do not match) raises SamplesError."""
     arrays = read_npz(path, SamplesError, "samples file")
-    images, labels = arrays.get("images"), arrays.get("labels")
-    names = arrays.get("class_names", np.zeros(0, dtype=str))
-    if images is None or labels is None:
+    if "images" not in arrays or "labels" not in arrays:
         raise SamplesError(f"{path}: no 'images' and 'labels' arrays")
+    images, labels = arrays["images"], arrays["labels"]
+    names = arrays.get("class_names", np.zeros(0, dtype=str))
+    problem = _mismatch(images, labels, names)
+    if problem is not None:
+        raise SamplesError(f"{path}: {problem}")
+    return SampleImages(images, labels.astype(np.int64), tuple(str(n) for n in names))
+
+
+def _mismatch(images: np.ndarray, labels: np.ndarray, names: np.ndarray) -> str | None:
+    """What makes a samples file's arrays unusable together (None: nothing): images with
+    pixels, one integer label each, class names as text."""
     if images.dtype != np.uint8 or images.ndim != 4 or 0 in images.shape[1:]:
-        raise SamplesError(
-            f"{path}: expected uint8 images (N, H, W, C) of at least one pixel, got "
+        return (
+            "expected uint8 images (N, H, W, C) of at least one pixel, got "
             f"{images.dtype} {images.shape}"
         )
     if labels.shape != images.shape[:1] or labels.dtype.kind not in "iu":
-        raise SamplesError(
-            f"{path}: expected {len(images)} integer labels, got {labels.dtype} {labels.shape}"
-        )
+        return f"expected {len(images)} integer labels, got {labels.dtype} {labels.shape}"
     if names.ndim != 1 or names.dtype.kind != "U":
-        raise SamplesError(f"{path}: class_names must be a list of text")
-    return SampleImages(images, labels.astype(np.int64), tuple(str(n) for n in names))
+        return "class_names must be a list of text"
+    return None
 
 
 def predictions(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

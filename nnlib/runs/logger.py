@@ -24,7 +24,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -323,25 +323,39 @@ class RunLogger(Callback):
             _fsync(synced)
         with self._wake:
             while self._handle is not None:
-                now, waits = time.monotonic(), []
-                if self._held:
-                    due = self._since + FLUSH_SECONDS - now
-                    if due <= 0:
-                        try:
-                            self._emit_lines()
-                        except Exception as error:  # raised on the training thread, at its next
-                            self._failed = error  # line
-                        continue
-                    waits.append(due)
-                if self._summary_due:
-                    due = self._summarized + SUMMARY_SECONDS - now
-                    if due <= 0:
-                        self._summarize(file_status(self._handle))
-                        continue
-                    waits.append(due)
-                self._wake.wait(min(waits, default=None))
+                # The time left before each job is due (infinite: nothing to do).
+                now = time.monotonic()
+                lines = self._since + FLUSH_SECONDS - now if self._held else math.inf
+                summary = (
+                    self._summarized + SUMMARY_SECONDS - now if self._summary_due else math.inf
+                )
+                if lines <= 0:
+                    self._emit_held()
+                elif summary <= 0:
+                    self._summarize(file_status(self._handle))
+                else:
+                    due = min(lines, summary)
+                    self._wake.wait(None if due == math.inf else due)
             if self._final_size is not None:
                 self._summarize(self._final_size)
+
+    def _emit_held(self) -> None:
+        """(The writer thread, holding `_mutex`.) Write the held batch lines; what fails is
+        raised on the training thread, at its next line."""
+        try:
+            self._emit_lines()
+        except Exception as error:
+            self._failed = error
+
+    @contextlib.contextmanager
+    def _unlocked(self) -> Iterator[None]:
+        """(The writer thread, holding `_mutex`.) Let the mutex go for a slow step (reading or
+        writing a file), so the training thread does not wait for it; held again after."""
+        self._mutex.release()
+        try:
+            yield
+        finally:
+            self._mutex.acquire()
 
     def _summarize(self, status: tuple[int, int] | None) -> None:
         """(The writer thread, holding `_mutex`.) Write the summary file for the log as it
@@ -358,8 +372,7 @@ class RunLogger(Callback):
             return
         digest, (counted, lines) = dataclasses.replace(self._digest), self._counted
         (size, mtime), log = status, self.run_dir / EVENTS_FILE
-        self._mutex.release()
-        try:
+        with self._unlocked(), contextlib.suppress(OSError):
             lines += runsummary.count_lines(log, counted, size)
             tail = runsummary.tail_of(log, size)
             if tail is None:  # not whole lines: this digest cannot be placed in the log
@@ -368,10 +381,6 @@ class RunLogger(Callback):
                 summary = runsummary.Summary(digest, size, lines, tail, mtime)
                 runsummary.write(self.run_dir / SUMMARY_FILE, summary)
                 self._counted = (size, lines)
-        except OSError:
-            pass
-        finally:
-            self._mutex.acquire()
 
     def _digest_from_log(self) -> None:
         """(The writer thread, holding `_mutex`.) The digest read from the log (the run was
@@ -379,41 +388,28 @@ class RunLogger(Callback):
         the mutex let go, then what was written meanwhile with it held."""
         assert self.run_dir is not None
         scan = LogScan(self.run_dir)
-        self._mutex.release()
         try:
-            scan.read()
-        except OSError:
-            self._no_summary = True
-            return
-        finally:
-            self._mutex.acquire()
-        try:
+            with self._unlocked():
+                scan.read()
             scan.read()  # nothing is written meanwhile
         except OSError:
             self._no_summary = True
             return
         self._batch_lines.reset()  # a reader may start where the scan stopped
         self._digest, self._counted = dataclasses.replace(scan.digest), scan.position
-        self._mutex.release()
-        try:
+        with self._unlocked():
             scan.save()
-        finally:
-            self._mutex.acquire()
 
 
 def _fsync(path: Path) -> None:
     """Put a written file's data on the disk; a file that cannot be opened for it (gone, or a
     system without fsync on a read-only handle) stays as the page cache has it."""
-    try:
+    with contextlib.suppress(OSError):
         descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def versions() -> dict[str, str]:

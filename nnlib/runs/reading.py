@@ -167,12 +167,13 @@ class EventTail:
                 where = f"{self.path}:{self._line + 1}"
                 event = self._decoder.decode(line, where) if line.strip() else None
             except EventError as error:
-                if self.on_bad_line is None and events:
+                if self.on_bad_line is not None:
+                    self.on_bad_line(error)
+                    event = None
+                elif events:
                     break  # the events before it now; the error at the next read
-                if self.on_bad_line is None:
+                else:
                     raise
-                self.on_bad_line(error)
-                event = None
             self._line, self._position, start = (
                 self._line + 1,
                 self._position + cut + 1 - start,
