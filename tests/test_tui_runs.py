@@ -134,7 +134,7 @@ async def test_an_unreadable_folder_is_left_out_with_one_notice(tmp_path, monkey
             f"{tmp_path / 'secret'}: cannot be read (Permission denied); left out of the runs table"
         ]
         title = str(screen.query_one("#title").render())
-        assert "2 runs in" in title and "1 unreadable, left out" in title
+        assert "nntui · 2 runs · " in title and "1 unreadable, left out" in title
         monkeypatch.undo()  # readable again: listed at the next refresh
         screen.refresh_runs()
         assert sorted(names(screen)) == ["a", "b", "secret"]
@@ -153,7 +153,8 @@ async def test_the_runs_screen_follows_a_run_being_written(tmp_path):
             screen = app.screen
             assert screen.summaries[0].state == "running"
             title = str(screen.query_one("#title").render())
-            assert f"nntui · 1 run in {tmp_path}" in title  # not "1 runs"
+            assert title.startswith("nntui · 1 run · ")  # not "1 runs"
+            assert title.endswith(f" · {tmp_path}")
             with (run_dir / runs.EVENTS_FILE).open("a") as log:
                 log.write(runs.encode("epoch", 20, {"epoch": 1, "loss": 0.5}))
                 log.write(runs.encode("end", 20, {"reason": "stopped"}))
@@ -388,6 +389,41 @@ async def test_left_right_go_by_column_and_a_refresh_keeps_scroll_selection_and_
         assert [c.name for c in screen.table_layout.columns] == before
         detail = str(screen.query_one("#detail").render())
         assert chosen.name in detail and "lr=" in detail  # the whole row of the selected run
+
+
+@pilot_test
+async def test_at_80_columns_right_shows_the_columns_that_did_not_fit(tmp_path):
+    """At 80 columns the always-shown columns left no room: the title said "←→ 7 more
+    columns" and Right changed nothing on the screen."""
+    for i in range(6):  # names as long as the runs folder's dated ones
+        write_run(tmp_path, f"2026-12-07-spirals-seed-{i:02d}", lr=[0.01, 0.1][i % 2], seed=i)
+    app = app_on(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen))
+        screen = app.screen
+        always = ["name", "state", "epochs", "best val", "test", "started"]
+
+        def shown() -> list[str]:
+            header = table_lines(app)[2]
+            assert all(f" {word}" in header for word in always)  # in view at every step
+            assert all(len(line) <= 80 for line in table_lines(app))
+            return [c.name for c in screen.table_layout.columns if c.name not in always]
+
+        assert shown() == [] and "more columns" in table_lines(app)[0]
+        seen = []
+        for _ in range(screen.table_layout.hidden_right):
+            await press(pilot, "right")
+            seen.append(shown())
+            assert seen[-1] and " ".join(seen[-1]) in table_lines(app)[2].replace("  ", " ")
+        assert seen[0] == ["dataset"] and seen[1] == ["arch"]
+        assert len({tuple(s) for s in seen}) == len(seen)  # every step shows another column
+        await press(pilot, "right")  # the last: nothing further
+        assert shown() == seen[-1]
+        for _ in seen[1:]:
+            await press(pilot, "left")
+        assert shown() == ["dataset"]
+        await press(pilot, "left")
+        assert shown() == []
 
 
 @pilot_test

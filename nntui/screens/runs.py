@@ -157,8 +157,10 @@ class RunsScreen(Screen[None]):
         #: The last filter that meant something (shown while the typed one does not).
         self._good_filter = ""
         self.filter_error = ""
-        #: Optional columns scrolled past (Left/Right).
+        #: Optional columns scrolled past (Left/Right), and whether Right was pressed: the
+        #: column at the offset is then shown even where the always-shown ones must be cut.
         self.column_offset = 0
+        self.columns_moved = False
         self.table_layout: Layout | None = None
         self._columns: list[Column] = []
         self._shown: list[tuple[str, tuple[Text, ...]]] = []
@@ -299,6 +301,7 @@ class RunsScreen(Screen[None]):
             2 * CELL_PADDING,
             self.column_offset,
             list({key: None for r in rows for key in r.params}) or [sort.name],
+            reveal=self.columns_moved,
         )
         self.table_layout, self.column_offset, self._columns = layout, layout.hidden_left, columns
         where = [columns.index(c) for c in layout.columns]
@@ -351,7 +354,7 @@ class RunsScreen(Screen[None]):
 
     def _title(self, count: int) -> None:
         total = len(self.summaries)
-        where = f"{_plural('run', total)} in {self.index.root}"
+        where = _plural("run", total)
         counts = f"{count} of {total}" if count != total else f"{total}"
         marked = f" · {len(self.marked)} marked (c: compare)" if self.marked else ""
         skipped = f" · {len(self._skipped)} unreadable, left out" if self._skipped else ""
@@ -360,7 +363,9 @@ class RunsScreen(Screen[None]):
         layout = self.table_layout
         hidden = (layout.hidden_left + layout.hidden_right) if layout else 0
         more = f" · ←→ {hidden} more {_plural('column', hidden)}" if hidden else ""
-        self.query_one("#title", Static).update(f"nntui · {counts} {where}{marked}{skipped}{more}")
+        # The folder last: at 80 columns a long path is what gets cut, not the counts or ←→.
+        title = f"nntui · {counts} {where}{marked}{skipped}{more} · {self.index.root}"
+        self.query_one("#title", Static).update(title)
 
     def _detail(self) -> None:
         """The selected run's whole row below the table (a sweep's: what it is at)."""
@@ -387,11 +392,19 @@ class RunsScreen(Screen[None]):
         return row.summary if row else None
 
     def shift_columns(self, step: int) -> None:
-        """Left/Right: the optional columns move by one (the always-shown ones stay)."""
+        """Left/Right: the optional columns move by one (the always-shown ones stay). Where
+        none of them fits (80 columns), the first Right shows the first of them, the others
+        cut for it, and Left from there goes back to none."""
         layout = self.table_layout
         if layout is None or (step > 0 and not layout.hidden_right):
             return
-        self.column_offset = max(self.column_offset + step, 0)
+        if step > 0:
+            self.column_offset += 1 if self.columns_moved or layout.shown else 0
+            self.columns_moved = True
+        elif self.column_offset:
+            self.column_offset -= 1
+        else:
+            self.columns_moved = False
         self._show()
 
     # -- keys -----------------------------------------------------------------------------------
