@@ -7,6 +7,7 @@ typed into the CLI or the TUI reads as a sentence rather than a numpy traceback.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import numbers
@@ -63,16 +64,14 @@ def shape(owner: str, name: str, value: object) -> tuple[int, ...]:
 
     Anything else (a string, a scalar, an empty or negative shape, 2.5) is a ValueError that
     names the owner and the value, never a TypeError from deep inside numpy."""
-    try:
-        dims = tuple(value) if isinstance(value, Iterable) else ()
-    except TypeError:  # a 0-d array is Iterable, but iterating it raises
-        dims = ()
-    if isinstance(value, str | bytes) or not dims:
+    dims: tuple[int, ...] = ()
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        # A 0-d array is Iterable, but iterating it raises TypeError; a bad size, ValueError.
+        with contextlib.suppress(TypeError, ValueError):
+            dims = tuple(positive_int(owner, name, d) for d in value)
+    if not dims:
         raise ValueError(f"{owner}: {name} must be positive sizes, got {shown(value)}")
-    try:
-        return tuple(positive_int(owner, name, d) for d in dims)
-    except ValueError:
-        raise ValueError(f"{owner}: {name} must be positive sizes, got {shown(value)}") from None
+    return dims
 
 
 def seed(owner: str, value: object) -> int | None:

@@ -152,12 +152,12 @@ def parse(text: str) -> Filter:
 
 def _term(word: str) -> Term:
     """One word of a filter as its term: a prefixed name, a comparison or text."""
-    prefixed = _PREFIXED.fullmatch(word)
     comparison = _COMPARISON.fullmatch(word)
-    if prefixed and not comparison:
-        return _prefixed_term(word, prefixed.group(1), prefixed.group(2))
-    if comparison:
+    if comparison:  # never also prefixed: a key runs on to its operator, a prefix to its colon
         return _comparison_term(word, *comparison.groups())
+    prefixed = _PREFIXED.fullmatch(word)
+    if prefixed:
+        return _prefixed_term(word, prefixed.group(1), prefixed.group(2))
     if word[0] in "<>=!":
         raise FilterError(f"{word!r}: expected KEY OP VALUE ({EXAMPLE})")
     return Term("text", word)
@@ -168,11 +168,11 @@ def _prefixed_term(word: str, prefix: str, value: str) -> Term:
     its prefix looks like a misspelt one."""
     kind = prefix.lower()
     if kind not in PREFIXES:
-        if not did_you_mean(kind, PREFIXES):
+        guess = did_you_mean(kind, PREFIXES)
+        if not guess:
             return Term("text", word)  # words with a colon: a time, a URL
         raise FilterError(
-            f"unknown filter {prefix + ':'!r} in {word!r}"
-            f"{did_you_mean(kind, PREFIXES)}; expected tag:NAME or state:NAME"
+            f"unknown filter {prefix + ':'!r} in {word!r}{guess}; expected tag:NAME or state:NAME"
         )
     if not value:
         example = "baseline" if kind == "tag" else "crashed"

@@ -61,7 +61,7 @@ def ema(values: Sequence[float] | np.ndarray, smoothing: float) -> np.ndarray:
     """TensorBoard's debiased exponential moving average; NaNs are skipped over. The one
     smoothing of training curves: the app's charts, `nnlib plot` and the CSV export."""
     series = np.asarray(values, dtype=np.float64)
-    if smoothing <= 0 or series.size == 0:
+    if smoothing <= 0:
         return series
     out = np.empty_like(series)
     last, weight = 0.0, 0.0

@@ -454,6 +454,20 @@ def test_a_bad_filter_is_one_line_naming_the_term(text, words):
     assert words in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "word, kind, value",
+    [
+        ("url=http://x", "compare", "http://x"),
+        ("tag:a=b", "tag", "a=b"),
+        ("state:crashed", "state", "crashed"),
+        ("12:30", "text", "12:30"),
+    ],
+)
+def test_a_word_with_a_colon_and_an_operator_is_read_by_what_comes_first(word, kind, value):
+    (term,) = runfilter.parse(word).terms
+    assert (term.kind, term.value) == (kind, value)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("lr<>=!:.% \"'tagstem0159-_é\n")), max_size=30))
 def test_the_filter_parser_raises_nothing_but_its_own_error(text):

@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
-from ..layers import ReLU, Sigmoid, Tanh
+from ..layers import Layer, ReLU, Sigmoid, Tanh
 from .base import Callback, Logs
 
 if TYPE_CHECKING:
@@ -94,6 +95,17 @@ def _alive_units(active: np.ndarray) -> np.ndarray:
     """Which units of a ReLU layer's batch output something for at least one sample; a unit
     of an image layer is a channel, alive at any position."""
     return np.any(active.reshape(-1, active.shape[-1]), axis=0)
+
+
+def _measured(
+    trainer: Trainer, kinds: type[Layer] | tuple[type[Layer], ...], attribute: str
+) -> Iterator[tuple[Layer, np.ndarray]]:
+    """The model's layers of `kinds` with what their last forward pass kept in `attribute`
+    (None until they ran): the layers whose outputs the per-layer checks can judge."""
+    for layer in trainer.model.layers:
+        kept = getattr(layer, attribute, None)
+        if isinstance(layer, kinds) and kept is not None:
+            yield layer, kept
 
 
 class Diagnostics(Callback):
@@ -231,10 +243,7 @@ class Diagnostics(Callback):
     def _dead_units(self, trainer: Trainer) -> None:
         """ReLU units silent for every sample of each of the last DEAD_WINDOW measured
         batches: one small batch of a 2-D set leaves half the units idle in a healthy net."""
-        for layer in trainer.model.layers:
-            if not isinstance(layer, ReLU) or layer.active_mask is None:
-                continue
-            active = layer.active_mask
+        for layer, active in _measured(trainer, ReLU, "active_mask"):
             window = self._window(
                 layer.name, _alive_units(active), len(active), trainer.global_step
             )
@@ -287,10 +296,7 @@ class Diagnostics(Callback):
 
     def _saturation(self, trainer: Trainer) -> None:
         """Sigmoid and tanh outputs of the batch just trained, near their limits."""
-        for layer in trainer.model.layers:
-            output = getattr(layer, "_y", None)
-            if not isinstance(layer, Sigmoid | Tanh) or output is None:
-                continue
+        for layer, output in _measured(trainer, (Sigmoid, Tanh), "_y"):
             lo = 0.0 if isinstance(layer, Sigmoid) else -1.0  # both end at 1
             margin = SATURATION_MARGIN * (1.0 - lo)
             share = float(np.mean((output <= lo + margin) | (output >= 1.0 - margin)))

@@ -105,9 +105,8 @@ def cache_path(name: str, folder: Path) -> Path:
 
 
 def _read_cache(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None when the cache is missing, damaged or stale."""
-    if not path.is_file():
-        return None
+    """The cached arrays, or None when the cache is missing (read_npz names that too),
+    damaged or stale."""
     try:
         arrays = read_npz(path)
     except DatasetError:

@@ -496,11 +496,15 @@ class _Trials:
     def go_on(self) -> bool:
         """Until every trial ran, or the executor stopped taking trials (then the running
         ones are awaited) or is gone (then they are not: nothing would be heard of them)."""
-        return self.pool.usable() and bool(self.running or (self.todo and self.stopped is None))
+        return self.pool.usable() and bool(self.running or self._startable())
+
+    def _startable(self) -> bool:
+        """Trials are left to start and the executor has not stopped taking them."""
+        return bool(self.todo) and self.stopped is None
 
     def start(self) -> None:
         """Submit trials while the executor has room; one it refuses was never started."""
-        while self.todo and self.stopped is None and len(self.running) < self.pool.capacity:
+        while self._startable() and len(self.running) < self.pool.capacity:
             before = dict(self.index["trials"][self.todo[0]])
             task = _start(self.path, self.index, self.spec, self.todo.pop(0))
             try:
