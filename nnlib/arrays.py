@@ -364,11 +364,13 @@ class HistogramsPacker(Packer):
         histograms = [
             entry[key] for entry in value.values() for key, _ in _HISTOGRAMS if key in entry
         ]
-        percentiles = {len(histogram["percentiles"]) for histogram in histograms}
-        counts = _count_rows(histograms)
-        if counts is None or len(percentiles) > 1:
+        bins, width = _one_length(histograms, "counts"), _one_length(histograms, "percentiles")
+        if bins is None or width is None:
+            return None  # histograms of other sizes: the blocks hold rows of one length
+        counts = _count_rows(histograms, bins)
+        if counts is None:
             return None
-        meta = {"layout": layout, "percentiles": percentiles.pop() if percentiles else 0}
+        meta = {"layout": layout, "percentiles": width}
         return meta, [counts, _float_array(_layer_floats(value.values()))]
 
     def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
@@ -386,26 +388,36 @@ class HistogramsPacker(Packer):
 
 def _layer_code(entry: Any) -> str | None:
     """A layer entry's letters (see _LAYOUT), or None when it holds anything else."""
-    if not isinstance(entry, dict) or not set(entry) <= _LAYER_KEYS:
+    if not _keyed_within(entry, _LAYER_KEYS):
         return None
     code = ""
     for key, letter in _HISTOGRAMS:
         histogram = entry.get(key)
         if histogram is not None:
-            if not isinstance(histogram, dict) or not set(histogram) <= _HISTOGRAM_KEYS:
+            if not _keyed_within(histogram, _HISTOGRAM_KEYS):
                 return None
             code += letter.upper() if "nonfinite" in histogram else letter
     return code + "".join(letter for key, letter in _SCALARS if key in entry)
 
 
-def _count_rows(histograms: list[dict[str, Any]]) -> np.ndarray | None:
-    """Each histogram's counts and non-finite count as a row of one unsigned array; None
-    when the histograms differ in bins or a count is beyond uint32 (the line keeps them)."""
-    bins = {len(histogram["counts"]) for histogram in histograms}
+def _keyed_within(value: Any, keys: frozenset[str]) -> bool:
+    """An object with no key but `keys`: a layer entry or a histogram this packer knows every
+    item of (an unknown one stays in the line)."""
+    return isinstance(value, dict) and set(value) <= keys
+
+
+def _one_length(histograms: list[dict[str, Any]], key: str) -> int | None:
+    """The one length of every histogram's `key` list (its bins, its percentiles), 0 when
+    there are none; None when they differ (the line keeps them)."""
+    lengths = {len(histogram[key]) for histogram in histograms}
+    return None if len(lengths) > 1 else max(lengths, default=0)
+
+
+def _count_rows(histograms: list[dict[str, Any]], bins: int) -> np.ndarray | None:
+    """Each histogram's `bins` counts and its non-finite count as a row of one unsigned
+    array; None when a count is beyond uint32 (the line keeps them)."""
     counts = _uint_array([n for h in histograms for n in (*h["counts"], h.get("nonfinite", 0))])
-    if counts is None or len(bins) > 1:
-        return None
-    return counts.reshape(len(histograms), bins.pop() + 1 if bins else 1)
+    return None if counts is None else counts.reshape(len(histograms), bins + 1)
 
 
 def _layer_floats(layers: Iterable[Mapping[str, Any]]) -> list[float | None]:

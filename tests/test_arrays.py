@@ -14,7 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nnlib import events, runs
-from nnlib.arrays import ARRAYS_FILE, ArrayFileError, ArrayReader, ArrayWriter
+from nnlib.arrays import (
+    ARRAYS_FILE,
+    HISTOGRAMS,
+    ArrayFileError,
+    ArrayReader,
+    ArrayWriter,
+    is_packed,
+)
 from nnlib.config import ExperimentConfig
 from nnlib.experiment import setup
 from nntui.replay import open_run
@@ -186,3 +193,30 @@ def test_an_old_log_with_inline_maps_still_reads(recorded, tmp_path):
     assert [e for e in runs.read(run_dir) if e.type == "feature_maps"] == emitted
     maps = [s for s in open_run(run_dir).updates if isinstance(s, events.FeatureMaps)]
     assert maps == emitted
+
+
+@pytest.mark.parametrize(
+    "grads, packed",
+    [
+        ({"lo": 0.0, "hi": 1.0, "counts": [3, 4], "percentiles": [0.5]}, True),
+        ({"lo": 0.0, "hi": 1.0, "counts": [3, 4, 5], "percentiles": [0.5]}, False),
+        ({"lo": 0.0, "hi": 1.0, "counts": [3, 4], "percentiles": [0.5, 0.7]}, False),
+        ({"lo": 0.0, "hi": 1.0, "counts": [3, 2**32], "percentiles": [0.5]}, False),
+        ({"lo": 0.0, "hi": 1.0, "counts": [3, 4], "percentiles": [0.5], "mode": 1}, False),
+    ],
+)
+def test_histograms_go_to_the_side_file_only_as_rows_of_one_size(tmp_path, grads, packed):
+    """A histograms event's layers are packed when every histogram has as many bins and as
+    many percentiles as the others, each count fits uint32 and no item is unknown; else the
+    line keeps them as they are."""
+    weights = {"lo": -1.0, "hi": 1.0, "counts": [1, 2], "percentiles": [0.25], "nonfinite": 1}
+    layers = {"dense_1": {"weights": weights, "grads": grads, "grad_norm": None}}
+    writer = ArrayWriter(tmp_path)
+    stored = HISTOGRAMS.store(layers, writer)
+    writer.close()
+    assert is_packed(stored, "histograms") == packed
+    if not packed:
+        assert stored == layers
+        return
+    with ArrayReader(tmp_path) as reader:
+        assert HISTOGRAMS.load(stored, reader) == layers

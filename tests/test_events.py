@@ -342,3 +342,55 @@ def test_a_raster_is_equal_rows_of_its_alphabet(value):
         and all(set(row) <= set(checks.RASTER_ALPHABET + ".") for row in value)
     )
     assert (checks.raster(value) is None) == ok
+
+
+_TRACE_BASE = {"label": "W", "shape": [2, 3], "min": -1.0, "max": None, "mean": 0.0}
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    st.one_of(st.none(), st.lists(st.one_of(st.floats(-2, 2), st.none(), st.just("1")),
+                                  max_size=checks.TRACE_VALUES_MAX + 2)),
+    st.one_of(st.none(), st.integers(), st.text("09aZ_.!", max_size=checks.TRACE_STRIP_MAX + 2)),
+    st.sets(st.sampled_from(["values", "strip"])),
+)  # fmt: skip
+def test_a_trace_array_holds_its_values_or_a_heat_strip_never_both(values, strip, given):
+    """A trace array has exactly one of values (at most TRACE_VALUES_MAX numbers or nulls) and
+    strip (at most TRACE_STRIP_MAX raster characters); null is neither."""
+    value = {
+        **_TRACE_BASE,
+        **{k: v for k, v in (("values", values), ("strip", strip)) if k in given},
+    }
+    values_ok = (
+        isinstance(values, list)
+        and len(values) <= checks.TRACE_VALUES_MAX
+        and all(v is None or type(v) is float for v in values)
+    )
+    strip_ok = (
+        isinstance(strip, str)
+        and len(strip) <= checks.TRACE_STRIP_MAX
+        and set(strip) <= set(checks.RASTER_ALPHABET + ".")
+    )
+    ok = (given == {"values"} and values_ok) or (given == {"strip"} and strip_ok)
+    assert (checks.trace_array(value) is None) == ok
+    assert checks.trace_array([]) is not None
+
+
+@pytest.mark.parametrize(
+    "fix, ok",
+    [
+        ({"name": "lr", "value": 0.05}, True),
+        ({"name": "weight_decay", "value": 0}, True),
+        ({"name": "lr", "value": -0.05}, False),
+        ({"name": "lr", "value": True}, False),
+        ({"name": "lr", "value": "0.05"}, False),
+        ({"name": "momentum", "value": 0.5}, False),
+        ({"name": ["lr"], "value": 0.5}, False),
+        ({"name": "lr"}, False),
+        ({"name": "lr", "value": 0.05, "before": 3}, False),
+        ([["name", "lr"], ["value", 0.05]], False),
+    ],
+)
+def test_a_fix_is_exactly_one_settable_name_and_a_non_negative_number(fix, ok):
+    assert (checks.fix(fix) is None) == ok
+    assert checks.fix(fix) in (None, 'an object {"name": one of lr, weight_decay, "value": number}')

@@ -77,11 +77,17 @@ _HISTOGRAM: Spec = {
 }
 
 
-def histogram(value: Any) -> str | None:
+def _nested(value: Any, spec: Spec, expected: str) -> str | None:
+    """What a field that holds an object must be: `expected`, and when it is an object, the
+    first thing wrong with it under `spec` in parentheses."""
     if not isinstance(value, dict):
-        return "a histogram object"
-    problems = problems_in(value, _HISTOGRAM)
-    return f"a histogram object ({problems[0]})" if problems else None
+        return expected
+    problems = problems_in(value, spec)
+    return f"{expected} ({problems[0]})" if problems else None
+
+
+def histogram(value: Any) -> str | None:
+    return _nested(value, _HISTOGRAM, "a histogram object")
 
 
 _LAYER: Spec = {
@@ -274,11 +280,9 @@ def maps(value: Any) -> str | None:
     """Channels of one layer as uint8 (C, H, W), flat, each channel scaled to [lo, hi]; in
     a line written since the side file, `data` is a reference to its block there."""
     expected = "a maps object {name, shape [C, H, W], lo, hi, data}"
-    if not isinstance(value, dict):
-        return expected
-    problems = problems_in(value, _MAPS)
-    if problems:
-        return f"{expected} ({problems[0]})"
+    problem = _nested(value, _MAPS, expected)
+    if problem is not None:
+        return problem
     shape = value["shape"]
     stored = is_ref(value["data"])
     if len(shape) != 3 or (not stored and len(value["data"]) != math.prod(shape)):
@@ -311,32 +315,31 @@ def image_maps(value: Any) -> str | None:
 FIXABLE = ("lr", "weight_decay")
 
 
+def _non_negative(value: Any) -> str | None:
+    return None if number(value) is None and value >= 0 else "a non-negative number"
+
+
+_FIX: Spec = {"name": (one_of(*FIXABLE), False), "value": (_non_negative, False)}
+_FORK: Spec = {"before": (integer, False), **_FIX}
+
+
+def _exactly(value: Any, spec: Spec) -> bool:
+    """Whether `value` is an object of exactly `spec`'s fields, each as its check wants (a
+    suggestion's fields: no more, none left out)."""
+    return isinstance(value, dict) and value.keys() == spec.keys() and not problems_in(value, spec)
+
+
 def fix(value: Any) -> str | None:
     """A warning's suggestion as one change: {"name": "lr", "value": 0.05}."""
-    ok = (
-        isinstance(value, dict)
-        and set(value) == {"name", "value"}
-        and value["name"] in FIXABLE
-        and number(value["value"]) is None
-        and value["value"] >= 0
-    )
-    return None if ok else f'an object {{"name": one of {", ".join(FIXABLE)}, "value": number}}'
+    expected = f'an object {{"name": one of {", ".join(FIXABLE)}, "value": number}}'
+    return None if _exactly(value, _FIX) else expected
 
 
 def fork(value: Any) -> str | None:
     """A warning's suggestion as a fork: that change, from the newest checkpoint before step
     `before` (where the evidence began): {"before": 1200, "name": "lr", "value": 0.05}."""
-    ok = (
-        isinstance(value, dict)
-        and set(value) == {"before", "name", "value"}
-        and integer(value["before"]) is None
-        and fix({"name": value["name"], "value": value["value"]}) is None
-    )
-    return (
-        None
-        if ok
-        else (f'an object {{"before": step, "name": one of {", ".join(FIXABLE)}, "value": number}}')
-    )
+    expected = f'an object {{"before": step, "name": one of {", ".join(FIXABLE)}, "value": number}}'
+    return None if _exactly(value, _FORK) else expected
 
 
 # -- one sample through the network (issue 22) ---------------------------------------------------
@@ -350,17 +353,20 @@ TRACE_STRIP_MAX = 64
 def trace_array(value: Any) -> str | None:
     """One array of a trace: label, shape, min/max/mean (null when not finite), and either
     every value (at most TRACE_VALUES_MAX) or a heat strip of raster characters."""
-    expected = "a trace array object (label, shape, min, max, mean, values or strip)"
-    if problems_in(value, _TRACE_ARRAY):
-        return expected
-    values, strip = value.get("values"), value.get("strip")
-    if (values is None) == (strip is None):
-        return expected
-    if values is not None and len(values) > TRACE_VALUES_MAX:
-        return expected
-    if strip is not None and (len(strip) > TRACE_STRIP_MAX or not set(strip) <= _RASTER_CHARS):
-        return expected
-    return None
+    one = not problems_in(value, _TRACE_ARRAY) and ("values" in value) != ("strip" in value)
+    return None if one else "a trace array object (label, shape, min, max, mean, values or strip)"
+
+
+def _trace_values(value: Any) -> str | None:
+    ok = isinstance(value, list) and len(value) <= TRACE_VALUES_MAX
+    numbers = ok and all(number_or_null(v) is None for v in value)
+    return None if numbers else f"at most {TRACE_VALUES_MAX} numbers or nulls"
+
+
+def _heat_strip(value: Any) -> str | None:
+    ok = isinstance(value, str) and len(value) <= TRACE_STRIP_MAX
+    strip = ok and _RASTER_CHARS.issuperset(value)
+    return None if strip else f"at most {TRACE_STRIP_MAX} raster characters"
 
 
 _TRACE_ARRAY: Spec = {
@@ -369,8 +375,8 @@ _TRACE_ARRAY: Spec = {
     "min": (number_or_null, False),
     "max": (number_or_null, False),
     "mean": (number_or_null, False),
-    "values": (list_of(number_or_null, "numbers or nulls"), True),
-    "strip": (string, True),
+    "values": (_trace_values, True),
+    "strip": (_heat_strip, True),
 }
 _TRACE_LAYER: Spec = {
     "name": (string, False),

@@ -174,6 +174,7 @@ def packed_fields(cls: type[Event]) -> dict[str, Packer]:
 _STEP, _DELTA, _GONE = "b", "t", "x"
 #: The value types the fast path takes as they are (any other goes the generic way).
 _FAST_FLOATS = frozenset({float, np.float32, np.float64})
+_FAST_NUMBERS = _FAST_FLOATS | {int}
 #: `json.dumps` with these arguments, made once: json.dumps builds an encoder per call.
 _FAST_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
@@ -208,10 +209,12 @@ class _Previous:
     def of(cls, event: Event) -> _Previous:
         return cls(event.step, round(event.time * 1000), dict(event.data))
 
-    def next_batch(self, step: int) -> Any:
-        """The batch index a line at `step` leaves out: as many batches on as steps."""
+    def going_on(self, step: int) -> dict[str, Any]:
+        """The values a compact line at `step` goes on from (its writer leaves out those it
+        equals, its reader fills them in): this line's, the batch index moved on as many
+        batches as steps."""
         batch = self.values.get("batch")
-        return batch + step - self.step if type(batch) is int else None
+        return {**self.values, "batch": batch + step - self.step if type(batch) is int else None}
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -271,7 +274,7 @@ def _compact(
     else:
         out = {} if step == previous.step + 1 else {_STEP: step}
         out[_DELTA] = ms - previous.ms
-        before = {**previous.values, "batch": previous.next_batch(step)}
+        before = previous.going_on(step)
     codec, short = _codec_of(Batch), _short_keys()
     for key, value in values.items():
         if key not in before or not _same(before[key], value):
@@ -361,9 +364,7 @@ def _filled(cls: type[Event]) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 
 def _bad_moment(when: Any) -> bool:
-    if type(when) not in _FAST_FLOATS and type(when) is not int:
-        return True
-    return not math.isfinite(when)
+    return type(when) not in _FAST_NUMBERS or not math.isfinite(when)
 
 
 def _plain_scalars(data: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -442,7 +443,7 @@ class Decoder:
             )
         if type(delta) is not int or type(step) is not int:
             raise EventError(f"{where}: a compact batch line needs an integer b and t")
-        values = {**previous.values, "batch": previous.next_batch(step)}
+        values = previous.going_on(step)
         values["time"] = (previous.ms + delta) / 1000
         return step, values
 

@@ -127,15 +127,14 @@ class EventTail:
     def read(self, limit: int | None = None) -> list[Event]:
         # Asked before reading: a writer gone by now wrote its end event before it let go.
         # Started is asked first: a lock file that appears after it is a run just starting.
-        started = writer_started(self.path.parent)
-        alive = started and writer_alive(self.path.parent)
+        stopped = writer_started(self.path.parent) and not writer_alive(self.path.parent)
         chunk, at_end = self._chunk(limit)
         events, start = self._decoded(chunk)
         if events:
             self.ended = events[-1].type == "end"
             events = _resolved(events, self.path.parent) if self.arrays else events
         # Read to the end, and nobody writes more: the run has ended, said so or not.
-        gone = at_end and chunk.find(b"\n", start) < 0 and started and not alive
+        gone = at_end and chunk.find(b"\n", start) < 0 and stopped
         if gone and not self.ended:
             self.ended = _add_unlogged_end(events, self.path.parent)
         self.orphaned = gone and not self.ended
