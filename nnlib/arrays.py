@@ -119,9 +119,10 @@ class ArrayWriter:
         return {"file": ARRAYS_FILE, "offset": offset, "bytes": len(block)}
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Let the descriptor go (also when closing it fails: it is released all the same)."""
+        descriptor, self._fd = self._fd, None
+        if descriptor is not None:
+            os.close(descriptor)
 
 
 class ArrayReader:

@@ -232,6 +232,27 @@ def test_a_full_disk_ends_the_run_as_an_error_not_a_crash(tmp_path):
     assert runindex.summarize(run).state == "finished"
 
 
+class SideFileCloseFails(Callback):
+    """Closing the run's side file of arrays fails (EIO), as a lost network disk does."""
+
+    def on_batch_end(self, trainer, batch, logs) -> None:
+        logger = next(c for c in trainer.callbacks if isinstance(c, runs.RunLogger))
+
+        def fail() -> None:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        logger._arrays.close = fail
+
+
+def test_a_side_file_that_cannot_be_closed_still_lets_the_run_lock_go(tmp_path):
+    """The error propagated before the lock was released: the run read as running while
+    this process lived on."""
+    run = tmp_path / "run"
+    setup(config(run, epochs=1), callbacks=[SideFileCloseFails()]).fit(threads=1)
+    assert not runs.writer_alive(run)
+    assert runindex.summarize(run).state == "finished"
+
+
 def test_a_run_whose_end_line_alone_cannot_be_written_reads_as_it_ended(tmp_path):
     run = tmp_path / "run"
     setup(config(run, epochs=1), callbacks=[FullDisk(1, end_only=True)]).fit(threads=1)

@@ -213,7 +213,10 @@ class RunLogger(Callback):
             with contextlib.suppress(OSError):
                 handle.close()
         if self._arrays is not None:
-            self._arrays.close()
+            # Its blocks went out unbuffered; a failing close (a lost network disk) must not
+            # keep the lock held, which would show the run as running while this process lives.
+            with contextlib.suppress(OSError):
+                self._arrays.close()
             self._arrays = None
         if self._lock is not None:
             self._lock.release()
