@@ -62,7 +62,7 @@ class CurvesPanel(StatePanel):
         marks = [m.step for m in state.marks]
         epochs = state.epochs
         charts = _charts(state, losses, accuracies, self.log_scale)
-        x_range = (0.0, float(max(steps[-1] if len(steps) else 1, 1)))
+        x_range = (0.0, float(steps.max(initial=1)))
         epoch_steps = [e.step for e in epochs]
         # The legend's values at the cursor: of the batches and epochs up to its step.
         cursor = math.inf if self.cursor is None else self.cursor
@@ -99,8 +99,8 @@ class CurvesPanel(StatePanel):
             Series(steps, chart.raw, RAW, "spread", cell=RAW_CELL if self.app.no_color else None),
             Series(steps, smooth, SMOOTH),
         ]
-        if any(v is not None for v in chart.val):
-            values = [np.nan if v is None else v for v in chart.val]
+        values = np.array(chart.val, dtype=np.float64)  # None: NaN
+        if np.isfinite(values).any():
             series.append(Series(epoch_steps, values, VALIDATION, "line", "●"))
         return series
 
