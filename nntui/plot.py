@@ -352,6 +352,13 @@ def _compose(layers: _Layers, shape: tuple[int, int]) -> tuple[np.ndarray, np.nd
     return chars, styles
 
 
+def stacked_heights(total: int, parts: int) -> list[int]:
+    """Heights for `parts` stacked charts filling `total` lines (the first ones a line
+    taller when they do not divide evenly)."""
+    base = total // parts
+    return [base + (1 if i < total % parts else 0) for i in range(parts)]
+
+
 def framed(
     picture: Callable[[int, int], list[Text]],
     width: int,

@@ -11,7 +11,7 @@ import numpy as np
 from rich.text import Text
 from textual.reactive import reactive
 
-from ..plot import Series, ema, format_number, line_chart
+from ..plot import Series, ema, format_number, line_chart, stacked_heights
 from .panel import StatePanel, fit
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class CurvesPanel(StatePanel):
         shown = int(np.searchsorted(steps, cursor, "right"))
         shown_epochs = sum(s <= cursor for s in epoch_steps)
         blocks = []
-        for chart, chart_h in zip(charts, _split(height, len(charts)), strict=True):
+        for chart, chart_h in zip(charts, stacked_heights(height, len(charts)), strict=True):
             smooth = ema(chart.raw, self.smoothing)
             blocks.append(
                 self._legend(chart, smooth[:shown], chart.val[:shown_epochs], bool(marks), width)
@@ -162,9 +162,3 @@ def _value(value: float | None, percent: bool) -> str:
     if value is None or not np.isfinite(value):
         return "–"
     return f"{value:.1%}" if percent else format_number(value)
-
-
-def _split(total: int, parts: int) -> list[int]:
-    """Heights for `parts` stacked charts filling `total` lines."""
-    base = total // parts
-    return [base + (1 if i < total % parts else 0) for i in range(parts)]
