@@ -76,27 +76,7 @@ class Bridge(Callback):
         if self._started:
             return
         self._started, self._held, self._last_sent = True, [], -math.inf
-        logger = next((c for c in trainer.callbacks if isinstance(c, RunLogger)), None)
-        info = (logger.config.get("dataset_info") if logger is not None else None) or {}
-        classes = trainer.model.output_shape[-1] if trainer.loss.task == "classification" else 0
-        self.sink(
-            RunStarted(
-                str(logger.run_dir) if logger is not None and logger.run_dir else "",
-                trainer.loss.task,
-                trainer.model.spec,
-                trainer.model.summary().total_params,
-                trainer.epochs,
-                tuple(str(i) for i in range(classes)),
-                tuple(
-                    layer.name
-                    for layer in trainer.model.layers
-                    if layer.monitored_weights() is not None
-                ),
-                pairs(trainer.hyperparameters()),
-                trainer.model.built_input_shape,
-                int(info.get("train") or 0),
-            )
-        )
+        self.sink(_run_started(trainer))
 
     def _flush(self) -> None:
         """Send the batch records held, if any."""
@@ -104,3 +84,34 @@ class Bridge(Callback):
         if self._held:
             held, self._held = tuple(self._held), []
             self.sink(Batches(held))
+
+
+def _run_started(trainer: Trainer) -> RunStarted:
+    """What the trainer says of its run, as `nntui.replay.run_started` says it from a run's
+    config."""
+    run_dir, train_size = _logged(trainer)
+    classes = trainer.model.output_shape[-1] if trainer.loss.task == "classification" else 0
+    return RunStarted(
+        run_dir,
+        trainer.loss.task,
+        trainer.model.spec,
+        trainer.model.summary().total_params,
+        trainer.epochs,
+        tuple(str(i) for i in range(classes)),
+        tuple(
+            layer.name for layer in trainer.model.layers if layer.monitored_weights() is not None
+        ),
+        pairs(trainer.hyperparameters()),
+        trainer.model.built_input_shape,
+        train_size,
+    )
+
+
+def _logged(trainer: Trainer) -> tuple[str, int]:
+    """The run directory and the training set's size that the trainer's RunLogger records
+    ("" and 0 for a run without one: nothing is written)."""
+    logger = next((c for c in trainer.callbacks if isinstance(c, RunLogger)), None)
+    if logger is None:
+        return "", 0
+    info = logger.config.get("dataset_info") or {}
+    return str(logger.run_dir or ""), int(info.get("train") or 0)

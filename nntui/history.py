@@ -69,6 +69,16 @@ class History:
         self._stops = None
         step = getattr(update, "step", None)
         step = step if isinstance(step, int) else (self.steps[-1] if self.steps else 0)
+        self._keep(update, step)
+        if isinstance(update, Batches):
+            self._points += len(update.records)
+            if self._points > self.max_points:
+                self._thin()
+
+    def _keep(self, update: Update, step: int) -> None:
+        """Keep `update` (folded into the head already) at `step`: joined to the last update
+        when both are batches and no state was saved after the last (fewer updates to fold
+        and to step through), else after it, with the state saved every `every` updates."""
         last = self.records[-1] if self.records else None
         if (
             isinstance(update, Batches)
@@ -76,15 +86,11 @@ class History:
             and len(self.records) % self.every  # no state was saved after `last`
         ):
             self.records[-1], self.steps[-1] = joined(last, update), step
-        else:
-            self.records.append(update)
-            self.steps.append(max(step, self.steps[-1]) if self.steps else step)
-            if len(self.records) % self.every == 0:
-                self._saved.append(self._head.copy())
-        if isinstance(update, Batches):
-            self._points += len(update.records)
-            if self._points > self.max_points:
-                self._thin()
+            return
+        self.records.append(update)
+        self.steps.append(max(step, self.steps[-1]) if self.steps else step)
+        if len(self.records) % self.every == 0:
+            self._saved.append(self._head.copy())
 
     def _thin(self) -> None:
         """Keep every other batch record of every update (the last one of each, so the

@@ -154,17 +154,13 @@ def _rows_to_text(
     prefixes: Sequence[Text] | None = None,
 ) -> list[Text]:
     """Rows of characters with a palette index per cell (-1: no style) into Text lines."""
+    styled = [*palette, ""]  # index -1 (no style) is the last
     lines = []
     for index, (row, row_styles) in enumerate(zip(chars, styles, strict=True)):
         line = prefixes[index].copy() if prefixes is not None else Text()
-        start = 0
-        for end in range(1, len(row) + 1):
-            if end == len(row) or row_styles[end] != row_styles[start]:
-                style_index = int(row_styles[start])
-                line.append(
-                    "".join(row[start:end]), palette[style_index] if style_index >= 0 else ""
-                )
-                start = end
+        starts = np.flatnonzero(np.diff(row_styles, prepend=-2))  # where the style changes
+        for start, end in zip(starts, [*starts[1:], len(row)], strict=True):
+            line.append("".join(row[start:end]), styled[row_styles[start]])
         lines.append(line)
     return lines
 
@@ -182,10 +178,8 @@ def _y_range(
     finite = np.concatenate([np.empty(0), *values])
     if not finite.size:
         return None
-    if finite.size > ROBUST_AFTER:
-        lo, hi = (float(q) for q in np.quantile(finite, (0.01, 0.99)))
-    else:
-        lo, hi = float(finite.min()), float(finite.max())
+    outer = 0.01 if finite.size > ROBUST_AFTER else 0.0
+    lo, hi = map(float, np.quantile(finite, (outer, 1 - outer)))
     pad = (hi - lo) * 0.04 if hi - lo >= 1e-12 else (abs(hi) * 0.05 or 0.05)
     lo, hi = lo - pad, hi + pad
     if log:
@@ -278,14 +272,14 @@ def _x_extent(
 ) -> tuple[float, float]:
     """The x axis's ends: `x_range` if given, else the lowest and highest x of every series
     that has points ((0, 1) when none has); at least 1 apart, so that points can be scaled."""
-    filled = [xs for xs in columns if xs.size]
-    if x_range is None and filled:
-        x_range = min(float(x.min()) for x in filled), max(float(x.max()) for x in filled)
-    lo, hi = x_range or (0.0, 1.0)
+    if x_range is None:
+        xs = np.concatenate([np.empty(0), *columns])
+        x_range = (float(xs.min()), float(xs.max())) if xs.size else (0.0, 1.0)
+    lo, hi = x_range
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
-def _y_labels(bounds: tuple[float, float], log_y: bool, percent: bool) -> list[str]:
+def _y_labels(bounds: tuple[float, float], log_y: bool = False, percent: bool = False) -> list[str]:
     """The y axis's labels at its top, middle and bottom: percents of a fraction, or the
     numbers (back from log10 on a log axis)."""
     lo, hi = bounds
@@ -358,6 +352,13 @@ def _compose(layers: _Layers, shape: tuple[int, int]) -> tuple[np.ndarray, np.nd
     return chars, styles
 
 
+def stacked_heights(total: int, parts: int) -> list[int]:
+    """Heights for `parts` stacked charts filling `total` lines (the first ones a line
+    taller when they do not divide evenly)."""
+    base = total // parts
+    return [base + (1 if i < total % parts else 0) for i in range(parts)]
+
+
 def framed(
     picture: Callable[[int, int], list[Text]],
     width: int,
@@ -369,8 +370,7 @@ def framed(
     """`picture(columns, rows)` with the axes of the charts around it, in width x height
     cells: the y values (`y_range`, its high end at the top; None: no labels) on the left
     and the x values below, so a map over a plane says where it is."""
-    y_lo, y_hi = y_range or (0.0, 0.0)
-    labels = [format_number(v) for v in (y_hi, (y_lo + y_hi) / 2, y_lo)] if y_range else []
+    labels = _y_labels(y_range) if y_range else []
     margin = max(map(len, labels), default=0) + 1
     plot_w, plot_h = max(width - margin, 1), max(height - 1, 1)
     prefixes = _y_axis(labels, plot_h, margin, axis_style)
@@ -456,16 +456,12 @@ def band_chart(
     lo, hi = float(np.nanmin(p[:, 0])), float(np.nanmax(p[:, -1]))
     if hi - lo < 1e-12:
         lo, hi = lo - 1e-3, hi + 1e-3
-    labels = [
-        format_number(hi),
-        format_number((lo + hi) / 2),
-        format_number(lo),
-    ]
+    labels = _y_labels((lo, hi))
     margin = max(map(len, labels)) + 1
     plot_w, plot_h = width - margin, height - 1
     # One snapshot per column: the latest one at or before the column's step.
     xs = np.asarray(steps, dtype=np.float64)
-    grid = np.linspace(xs[0], xs[-1], plot_w) if len(xs) > 1 else np.full(plot_w, xs[0])
+    grid = np.linspace(xs[0], xs[-1], plot_w)
     index = np.clip(np.searchsorted(xs, grid, side="right") - 1, 0, len(xs) - 1)
     columns = p[index]  # (plot_w, 7)
     step = (hi - lo) / plot_h
@@ -652,42 +648,38 @@ def parallel_layout(
     positions = np.full((len(rows), len(names)), np.nan)
     axes = []
     for j, name in enumerate(names):
-        column = [row[j] for row in rows]
-        numbers = [v for v in column if v is not None]
-        if numbers and all(_is_number(v) for v in numbers):
-            axis = _numeric_axis(name, cast("list[float]", numbers), positions[:, j], column)
-        else:
-            axis = _categorical_axis(name, column, positions[:, j])
+        given = [i for i, row in enumerate(rows) if row[j] is not None]
+        values = [rows[i][j] for i in given]
+        numeric = values and all(map(_is_number, values))
+        axis, positions[given, j] = (_numeric_axis if numeric else _categorical_axis)(name, values)
         axes.append(axis)
     return axes, positions
 
 
-def _numeric_axis(
-    name: str, values: list[float], out: np.ndarray, column: Sequence[object]
-) -> ParallelAxis:
-    """A linear (or, spanning LOG_SPAN, log) axis from the lowest of `values` to the
-    highest; each value of `column` placed into `out` (one value alone sits in the middle)."""
-    lo, hi = min(values), max(values)
+def _numeric_axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, np.ndarray]:
+    """A linear (or, spanning LOG_SPAN, log) axis from the lowest of `values` (numbers) to
+    the highest, and each value's position on it (one value alone sits in the middle)."""
+    numbers = cast("list[float]", values)
+    lo, hi = min(numbers), max(numbers)
     log = lo > 0 and hi / lo >= LOG_SPAN
-    scale: Callable[[float], float] = math.log10 if log else float
-    span = scale(hi) - scale(lo)
-    for i, value in enumerate(column):
-        if value is not None:
-            out[i] = (scale(cast(float, value)) - scale(lo)) / span if span > 0 else 0.5
-    ends = ((0.0, lo), (1.0, hi)) if span > 0 else ((0.5, lo),)
-    return ParallelAxis(name, tuple((at, format_value(v)) for at, v in ends), log=log)
+    scaled = np.log10(numbers) if log else np.asarray(numbers, dtype=np.float64)
+    bottom, span = scaled.min(), scaled.max() - scaled.min()
+    if span <= 0:
+        return ParallelAxis(name, ((0.5, format_value(lo)),), log=log), np.full(len(values), 0.5)
+    ends = ((0.0, format_value(lo)), (1.0, format_value(hi)))
+    return ParallelAxis(name, ends, log=log), (scaled - bottom) / span
 
 
-def _categorical_axis(name: str, column: Sequence[object], out: np.ndarray) -> ParallelAxis:
-    """An axis of the column's values as text, in order of appearance, evenly spaced from
-    bottom to top; each value placed into `out`."""
-    categories = list(dict.fromkeys(str(v) for v in column if v is not None))
-    last = max(len(categories) - 1, 1)
-    place = {c: (k / last if len(categories) > 1 else 0.5) for k, c in enumerate(categories)}
-    for i, value in enumerate(column):
-        if value is not None:
-            out[i] = place[str(value)]
-    return ParallelAxis(name, tuple((place[c], c) for c in categories), True)
+def _categorical_axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, list[float]]:
+    """An axis of the values as text, in order of appearance, evenly spaced from bottom to
+    top, and each value's position on it."""
+    labels = [str(v) for v in values]
+    categories = list(dict.fromkeys(labels))
+    last = len(categories) - 1
+    place = {c: k / last if last else 0.5 for k, c in enumerate(categories)}
+    return ParallelAxis(name, tuple((place[c], c) for c in categories), True), [
+        place[label] for label in labels
+    ]
 
 
 def _segment(dots: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
@@ -747,8 +739,8 @@ def parallel_chart(
     for i, row in enumerate(positions):
         _polyline(layers[0] if i in highlighted else layers[1], row, at)
     overlay = _category_labels(axes, [*at, plot_w + 2], plot_h)
-    for rank, i in reversed(list(enumerate(best, start=1))):  # a tie shows the better rank
-        if math.isfinite(positions[i, -1]) and rank < 10:
+    for rank, i in reversed(list(enumerate(best[:9], start=1))):  # a tie shows the better rank
+        if math.isfinite(positions[i, -1]):
             overlay[(_cell_row(positions[i, -1], plot_h), at[-1] + 1)] = str(rank)
     chart = _layers_to_text(layers, SWEEP_PALETTE, overlay)
     names, highs, lows = _axis_labels(axes, at, width)
@@ -800,12 +792,11 @@ def _axis_labels(
     """The lines of the axes' names, their high ends and their low ends (a numeric axis's),
     each written from its axis's column and cut at the next axis."""
     rows = [[" "] * width for _ in range(3)]
-    for j, axis in enumerate(axes):
-        end = at[j + 1] if j + 1 < len(at) else width
+    for axis, start, end in zip(axes, at, [*at[1:], width], strict=False):
         name = axis.name + (" (log)" if axis.log else "")
         texts = [name] if axis.categorical else [name, axis.ticks[-1][1], axis.ticks[0][1]]
         for row, text in zip(rows, texts, strict=False):
-            _place(row, text, min(at[j], max(width - len(text), 0)), end)
+            _place(row, text, min(start, max(width - len(text), 0)), end)
     names, highs, lows = ("".join(row).rstrip() for row in rows)
     return names, highs, lows
 

@@ -99,6 +99,11 @@ def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _nan(value: float | None) -> float:
+    """A score a batch did not report as NaN: a gap in its curve."""
+    return math.nan if value is None else value
+
+
 def layer_stats(layers: Mapping[str, Mapping[str, Any]]) -> tuple[LayerStats, ...]:
     """A `histograms` record's layers as LayerStats. The Monitor lists them in model order,
     each ReLU (the entries with a dead fraction and no weights) after the weighted layer it
@@ -247,18 +252,9 @@ class RunState:
             self._batch(record)
 
     def _batch(self, record: events.Batch) -> None:
-        in_force = self.in_force
-        for name in in_force:  # the batch reports the values in force (lr after decay)
-            if name in record.extra:
-                in_force[name] = record.extra[name]
-        if record.batch_size is not None:
-            in_force["batch_size"] = record.batch_size
-        if record.lr is not None:
-            in_force["lr"] = record.lr
-        lr = in_force.get("lr", math.nan)
-        loss = math.nan if record.loss is None else record.loss
-        accuracy = math.nan if record.accuracy is None else record.accuracy
-        self.batches.append(record.step, loss, accuracy, math.nan if lr is None else lr)
+        self._report_in_force(record)
+        lr = self.in_force.get("lr")
+        self.batches.append(record.step, _nan(record.loss), _nan(record.accuracy), _nan(lr))
         p = self.progress
         if p is not None and record.epoch != p.epoch:
             self._longest = max(self._longest, p.batch)
@@ -272,6 +268,18 @@ class RunState:
         )
         if self.status in (RunStatus.LOADING, RunStatus.WAITING):
             self.status = RunStatus.RUNNING
+
+    def _report_in_force(self, record: events.Batch) -> None:
+        """Take the values in force that a batch reports (the lr after a decay, the batch
+        size; a value the run started with, from the batch's extra fields)."""
+        in_force = self.in_force
+        for name in in_force:
+            if name in record.extra:
+                in_force[name] = record.extra[name]
+        if record.batch_size is not None:
+            in_force["batch_size"] = record.batch_size
+        if record.lr is not None:
+            in_force["lr"] = record.lr
 
     def _steps_per_epoch(self, done: int) -> int:
         """The batches of an epoch: from the training samples and the batch size in force,

@@ -36,7 +36,7 @@ from nnlib.runindex import (
     settings_diff,
 )
 
-from ..plot import Series, format_number, line_chart
+from ..plot import Series, format_number, line_chart, stacked_heights
 
 #: One colour per run, in marking order (the marker tells them apart without colour).
 RUN_STYLES = ("bold #4ea8ff", "bold #f97316", "bold #22c55e", "bold #e879f9", "#facc15", "#f43f5e")
@@ -99,8 +99,7 @@ class CompareCharts(Widget):
         others = self.metrics() if len(metrics) < len(self.metrics()) else []
         branches = self.branches()
         blocks = []
-        for i, metric in enumerate(metrics):
-            chart_h = height // len(metrics) + (1 if i < height % len(metrics) else 0)
+        for metric, chart_h in zip(metrics, stacked_heights(height, len(metrics)), strict=True):
             title = self._title(metric, [m for m in others if m != metric], bool(branches))
             chart_h = max(chart_h, MIN_CHART_ROWS + 1)
             blocks += [title, self._chart(metric, width, chart_h - 1, branches)]

@@ -338,11 +338,7 @@ class BoundaryPanel(StatePanel):
         high = format_number(event.vmax)
         if not color:
             return Text.assemble((f"{low} ", "dim"), SHADES, (f" {high}", "dim"))
-        text = Text(f"{low} ", style="dim")
-        for tone in ramp(np.linspace(0, 1, 8), RAMP):
-            text.append("■", Style(color=Color.from_rgb(*(int(v) for v in tone))))
-        text.append(f" {high}", style="dim")
-        return text
+        return Text.assemble(f"{low} ", _swatches(RAMP, 8), (f" {high}", "dim"), style="dim")
 
     def _draw_classes(self, event: Boundary, width: int, rows: int, color: bool) -> list[Text]:
         """Each cell's predicted class (its colour or glyph) and how sure the model is (its
@@ -526,9 +522,7 @@ class BoundaryPanel(StatePanel):
     def _neuron_legend(self, width: int, color: bool) -> Text:
         """What a tile's colours (or shades) mean."""
         if color:
-            scale = Text("output ")
-            for tone in ramp(np.linspace(0, 1, 7), DIVERGING):
-                scale.append("■", Style(color=Color.from_rgb(*(int(v) for v in tone))))
+            scale = Text.assemble("output ", _swatches(DIVERGING, 7))
             long = Text.assemble(
                 scale, ("  orange −  grey 0  blue +  (each unit to its own ±largest)", "dim")
             )
@@ -562,3 +556,11 @@ class BoundaryPanel(StatePanel):
             else:
                 bars.append(("+" if weight >= 0 else "−") + bar)
         return fit(width, Text.assemble(("in ", "dim"), bars), bars)
+
+
+def _swatches(stops: tuple[RGB, ...], count: int) -> Text:
+    """`count` squares evenly along a colour ramp, low to high: a legend's scale."""
+    text = Text()
+    for tone in ramp(np.linspace(0, 1, count), stops).astype(int).tolist():
+        text.append("■", Style(color=Color.from_rgb(*tone)))
+    return text

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 
-from nnlib.events import Regression, TestResult
+from nnlib.events import Confusion, Regression, TestResult
 
 from ..plot import confusion_heatmap, density_plot
 from .panel import StatePanel
@@ -86,34 +87,32 @@ class ConfusionPanel(StatePanel, can_focus=True):
         self.test = not self.test
 
     def draw(self, width: int, height: int) -> Text:
-        state = self.state
-        if state.task == "regression":
-            result = state.latest("regression")
-            if not isinstance(result, Regression):
-                return Text("predicted vs true appears after the first epoch", style="dim")
-            where, scores = result.describe().split(": ", 1)  # "validation, epoch N: R² …"
-            title = Text.assemble(
-                (f"{where}: ", "bold"), scores, ("   ╱ ideal (predicted = true)", "dim")
-            )
-            plot = density_plot(
-                result.counts, result.lo, result.hi, width, height - 2, style="#38bdf8"
-            )
-            return Text("\n").join([title, plot, Text("true →", style="dim")])
-        tested = state.latest("test")
-        shown = tested if self.test and isinstance(tested, TestResult) else state.confusion
+        if self.state.task == "regression":
+            return self._density(width, height)
+        return self._matrix(width)
+
+    def _density(self, width: int, height: int) -> Text:
+        """A regression's predicted against true values, under its latest scores."""
+        result = self.state.latest("regression")
+        if not isinstance(result, Regression):
+            return Text("predicted vs true appears after the first epoch", style="dim")
+        where, scores = result.describe().split(": ", 1)  # "validation, epoch N: R² …"
+        title = Text.assemble(
+            (f"{where}: ", "bold"), scores, ("   ╱ ideal (predicted = true)", "dim")
+        )
+        plot = density_plot(result.counts, result.lo, result.hi, width, height - 2, style="#38bdf8")
+        return Text("\n").join([title, plot, Text("true →", style="dim")])
+
+    def _matrix(self, width: int) -> Text:
+        """The validation split's confusion matrix (or, by `t`, the test split's) under a
+        title that says which, of what epoch, and its accuracy."""
+        tested = self.state.latest("test")
+        shown = tested if self.test and isinstance(tested, TestResult) else self.state.confusion
         if shown is None or shown.matrix is None:
             return Text(
                 "the confusion matrix appears after the first epoch (needs a validation split)",
                 style="dim",
             )
-        total = sum(map(sum, shown.matrix))
-        correct = sum(row[i] for i, row in enumerate(shown.matrix))
-        split = "test" if shown is tested else "validation"
-        title = Text(f"{split}, epoch {(shown.epoch or 0) + 1}", style="bold")
-        if total:
-            title.append(f" · accuracy {correct / total:.1%} of {total:,}")
-        if isinstance(tested, TestResult) and tested.matrix is not None:
-            title.append("   t validation/test", style="dim")
         names = shown.class_names or [str(i) for i in range(len(shown.matrix))]
         heatmap = confusion_heatmap(
             shown.matrix,
@@ -124,4 +123,16 @@ class ConfusionPanel(StatePanel, can_focus=True):
             color=not self.app.no_color,
             cursor=self.cursor,
         )
-        return Text("\n").join([title, heatmap])
+        return Text("\n").join([self._title(shown, tested), heatmap])
+
+    def _title(self, shown: Confusion | TestResult, tested: object) -> Text:
+        """Which split the matrix shown is of, its epoch and accuracy, and the key to the
+        other split once the run was tested."""
+        matrix = np.asarray(shown.matrix, dtype=np.int64)
+        split = "test" if shown is tested else "validation"
+        title = Text(f"{split}, epoch {(shown.epoch or 0) + 1}", style="bold")
+        if matrix.sum():
+            title.append(f" · accuracy {np.trace(matrix) / matrix.sum():.1%} of {matrix.sum():,}")
+        if isinstance(tested, TestResult) and tested.matrix is not None:
+            title.append("   t validation/test", style="dim")
+        return title

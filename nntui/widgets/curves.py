@@ -11,7 +11,7 @@ import numpy as np
 from rich.text import Text
 from textual.reactive import reactive
 
-from ..plot import Series, ema, format_number, line_chart
+from ..plot import Series, ema, format_number, line_chart, stacked_heights
 from .panel import StatePanel, fit
 
 if TYPE_CHECKING:
@@ -62,14 +62,14 @@ class CurvesPanel(StatePanel):
         marks = [m.step for m in state.marks]
         epochs = state.epochs
         charts = _charts(state, losses, accuracies, self.log_scale)
-        x_range = (0.0, float(max(steps[-1] if len(steps) else 1, 1)))
+        x_range = (0.0, float(steps.max(initial=1)))
         epoch_steps = [e.step for e in epochs]
         # The legend's values at the cursor: of the batches and epochs up to its step.
         cursor = math.inf if self.cursor is None else self.cursor
         shown = int(np.searchsorted(steps, cursor, "right"))
         shown_epochs = sum(s <= cursor for s in epoch_steps)
         blocks = []
-        for chart, chart_h in zip(charts, _split(height, len(charts)), strict=True):
+        for chart, chart_h in zip(charts, stacked_heights(height, len(charts)), strict=True):
             smooth = ema(chart.raw, self.smoothing)
             blocks.append(
                 self._legend(chart, smooth[:shown], chart.val[:shown_epochs], bool(marks), width)
@@ -99,8 +99,8 @@ class CurvesPanel(StatePanel):
             Series(steps, chart.raw, RAW, "spread", cell=RAW_CELL if self.app.no_color else None),
             Series(steps, smooth, SMOOTH),
         ]
-        if any(v is not None for v in chart.val):
-            values = [np.nan if v is None else v for v in chart.val]
+        values = np.array(chart.val, dtype=np.float64)  # None: NaN
+        if np.isfinite(values).any():
             series.append(Series(epoch_steps, values, VALIDATION, "line", "●"))
         return series
 
@@ -162,9 +162,3 @@ def _value(value: float | None, percent: bool) -> str:
     if value is None or not np.isfinite(value):
         return "–"
     return f"{value:.1%}" if percent else format_number(value)
-
-
-def _split(total: int, parts: int) -> list[int]:
-    """Heights for `parts` stacked charts filling `total` lines."""
-    base = total // parts
-    return [base + (1 if i < total % parts else 0) for i in range(parts)]

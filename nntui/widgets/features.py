@@ -207,7 +207,6 @@ class FeaturesPanel(StatePanel, can_focus=True):
         row_at, column = self.cursor
         row_at = min(row_at, len(rows) - 1)
         column = min(column, len(rows[row_at].pictures) - 1)
-        color = not self.app.no_color
         index = chosen["index"]
         when = f"epoch {(event.epoch or 0) + 1}" + (
             ", on request" if event.trigger == "request" else ""
@@ -215,6 +214,12 @@ class FeaturesPanel(StatePanel, can_focus=True):
         if self.large:
             return self._large(rows[row_at], column, index, when, width, height)
         title = self._title(event, index, when, width)
+        return Text("\n").join([title, self._overview(rows, row_at, column, width, height)])
+
+    def _overview(self, rows: list[Row], row_at: int, column: int, width: int, height: int) -> Text:
+        """The input image at the left of every layer's maps, the picture at the cursor
+        (`row_at`, `column`) marked and scrolled into view."""
+        color = not self.app.no_color
         layers = [row for row in rows if row.record is not None]
         lines = max(MIN_LINES, (height - 1) // max(len(layers), 1) - 1)
         left = self._input(rows[0], row_at == 0, lines, color)
@@ -226,7 +231,7 @@ class FeaturesPanel(StatePanel, can_focus=True):
             first, last = 1, len(left.split("\n"))
         body = side_by_side(left, right, left_w) if left_w else right
         self.reveal(0 if first == 1 else first, last, height)
-        return Text("\n").join([title, body])
+        return body
 
     def _title(self, event: FeatureMaps, index: int, when: str, width: int) -> Text:
         """The overview's first line, shorter where the panel is narrow."""

@@ -115,21 +115,8 @@ class Pictures:
         """The tagged pictures wholly within `lines` (the panel's lines in view), in order."""
         if not self.images:
             return []
-        found: dict[int, list[tuple[int, int, int]]] = {}  # number: [(y, x, end)]
-        for y, line in enumerate(lines):
-            plain = line.plain
-            for span in line.spans:
-                style = span.style
-                if not isinstance(style, Style) or not style._meta:
-                    continue
-                number = style.meta.get(TAG)
-                if isinstance(number, int) and span.end > span.start:
-                    x = Text(plain[: span.start]).cell_len
-                    found.setdefault(number, []).append(
-                        (y, x, x + Text(plain[span.start : span.end]).cell_len)
-                    )
         shown = []
-        for number, cells in sorted(found.items()):
+        for number, cells in sorted(_tagged(lines).items()):
             image, cols, rows = self.images[number]
             y, x, end = cells[0]
             whole = [(y + i, x, x + cols) for i in range(rows)]
@@ -227,3 +214,22 @@ class Picture(Widget):
     def on_unmount(self) -> None:
         """Free the image the terminal holds (Kitty keeps it until told)."""
         self.drawn.image = None
+
+
+def _tagged(lines: list[Text]) -> dict[int, list[tuple[int, int, int]]]:
+    """Where each tagged picture's spans sit in `lines`: its number to the (line, first
+    cell, end cell) of each span, in order; a picture is shown only if they are all there."""
+    found: dict[int, list[tuple[int, int, int]]] = {}
+    for y, line in enumerate(lines):
+        plain = line.plain
+        for span in line.spans:
+            style = span.style
+            if not isinstance(style, Style) or not style._meta:
+                continue
+            number = style.meta.get(TAG)
+            if isinstance(number, int) and span.end > span.start:
+                x = Text(plain[: span.start]).cell_len
+                found.setdefault(number, []).append(
+                    (y, x, x + Text(plain[span.start : span.end]).cell_len)
+                )
+    return found

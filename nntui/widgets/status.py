@@ -4,6 +4,8 @@ written."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 
 from nnlib._memory import human_bytes
@@ -48,10 +50,7 @@ def progress_bar(fraction: float, width: int) -> Text:
     whole = int(filled)
     bar = Text("━" * whole, style="green")
     if whole < width:
-        bar.append(
-            "╸" if filled - whole >= 0.5 else "─",
-            style="green" if filled - whole >= 0.5 else "grey37",
-        )
+        bar.append(*(("╸", "green") if filled - whole >= 0.5 else ("─", "grey37")))
         bar.append("─" * (width - whole - 1), style="grey37")
     return bar
 
@@ -163,16 +162,17 @@ class StatusPanel(StatePanel):
         measured = self.state.latest("system")
         if not isinstance(measured, System):
             return Text()
-        if self.state.end is None:
-            cpu, rss = measured.cpu_percent, measured.rss_bytes
-            parts = [("cpu", None if cpu is None else f"{cpu:.0f}%"), ("rss", rss)]
-        else:
-            parts = [("peak rss", measured.peak_rss_bytes)]
+        parts: list[tuple[str, float | None, Callable[[float], str]]] = [
+            ("cpu", measured.cpu_percent, "{:.0f}%".format),
+            ("rss", measured.rss_bytes, human_bytes),
+        ]
+        if self.state.end is not None:
+            parts = [("peak rss", measured.peak_rss_bytes, human_bytes)]
         text = Text()
-        for label, value in parts:
+        for label, value, written in parts:
             if value is not None:
                 text.append(f"{sep}{label} ", style="dim")
-                text.append(value if isinstance(value, str) else human_bytes(value))
+                text.append(written(value))
         return text
 
     def _metrics(self, width: int) -> Text:
@@ -189,18 +189,12 @@ class StatusPanel(StatePanel):
 
     def _where(self) -> Text:
         """Where the run is written first (it matters most), the long spec last."""
-        state = self.state
-        started = state.started
-        line = Text()
-        if started is not None:
-            line.append("run ", style="dim")
-            line.append(started.run_dir, style="underline")
-            line.append(" · ")
-        line.append(state.dataset, style="bold")
-        if started is not None:
-            line.append(f" · {started.params:,} params")
-        line.append(f" · {state.arch or 'default architecture'}")
-        return line
+        state, started = self.state, self.state.started
+        dataset, arch = (state.dataset, "bold"), f" · {state.arch or 'default architecture'}"
+        if started is None:
+            return Text.assemble(dataset, arch)
+        run = (("run ", "dim"), (started.run_dir, "underline"), " · ")
+        return Text.assemble(*run, dataset, f" · {started.params:,} params", arch)
 
 
 def _pace(pace: float | None) -> Text:
