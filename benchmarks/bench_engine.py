@@ -954,6 +954,11 @@ def main() -> None:
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
     parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the peak-memory probes (fresh processes, 1 thread): no timed epochs",
+    )
+    parser.add_argument(
         "--hooks",
         action="store_true",
         help="also time the Monitor's and the RunLogger's hooks in a monitored epoch",
@@ -993,6 +998,12 @@ def main() -> None:
 
     print(f"## Engine speed: one epoch on MNIST (t10k files, loaded by {source})\n")
     print(machine_facts() + "\n")
+    if args.memory_only:
+        for batch in batches:
+            BATCH = batch
+            print(f"### Batch {batch}\n")
+            print(memory_table(memory_reports(frameworks, names, args), frameworks, names) + "\n")
+        return
     results, memory, notes = {}, {}, []
     for batch in batches:
         BATCH = batch

@@ -280,6 +280,8 @@ class Sequential:
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         for layer in self.layers:
+            layer.release_cache()  # the last step's caches are not kept beside the new ones
+        for layer in self.layers:
             x = layer.forward(x)
         return x
 

@@ -85,6 +85,9 @@ class Layer(ABC):
     spec_args: ClassVar[tuple[SpecArg | str, ...]] = ()
     #: One line for the spec's token table (README, `nnlib.spec.token_table`).
     description: ClassVar[str] = ""
+    #: The attributes `forward` sets for `backward` (and for monitors, until the next
+    #: forward); `release_cache` sets them to None.
+    cached: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -172,6 +175,14 @@ class Layer(ABC):
     @abstractmethod
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Fill parameter gradients from dL/d(output); return dL/d(input) if asked."""
+
+    def release_cache(self) -> None:
+        """Drop what the last forward kept for its backward. A model calls it on every layer
+        before a forward: otherwise each layer's old cache stays alive while the layers
+        before it make their new ones (VGG-style at batch 256: 100 MiB of the last step's
+        padded copies, masks and pooling maxima at the peak)."""
+        for attribute in self.cached:
+            setattr(self, attribute, None)
 
     # -- helpers --------------------------------------------------------------------------
     def to(self, dtype: np.dtype | type) -> Layer:

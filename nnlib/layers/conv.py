@@ -242,6 +242,8 @@ class Conv2D(Layer):
         self.kernels: Kernels | None = None
         #: Buffers reused between batches, one set per part that runs at once.
         self._slots: list[_Slot] = []
+        #: The last forward's padded input, and its parts (views of it), for backward.
+        self._whole: np.ndarray | None = None
         self._parts: list[_Part] = []
 
     def _pads(self, height: int, width: int) -> tuple[int, int, int, int]:
@@ -328,41 +330,48 @@ class Conv2D(Layer):
             size += (height + self._kernel[0] - 1) * (width + self._kernel[1] - 1) * filters
         return size
 
+    def release_cache(self) -> None:
+        """Drop the padded input and its parts (the slots' buffers stay: they are reused)."""
+        self._whole, self._parts = None, []
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
         self._active = self.selected_kernels(self.input_shape or x.shape[1:])
-        self._whole = np.ascontiguousarray(win.pad(x, self._pad))
+        self._whole = whole = np.ascontiguousarray(win.pad(x, self._pad))
         self._x_shape = x.shape
         out = np.empty((x.shape[0], *self._out, self.filters), x.dtype)
         wheres = win.parts(x.shape[0], threads.workers())
-        self._parts = self._make_parts(wheres)
+        self._parts = self._make_parts(whole, wheres)
         threads.run_parts(lambda i: self._forward_part(self._parts[i], out[wheres[i]]), len(wheres))
         if len(wheres) > threads.workers():  # a later round wrote over the earlier's im2col
             for part in self._parts:
                 part.cols = None
         return out
 
-    def _make_parts(self, wheres: list[slice]) -> list[_Part]:
-        """The parts of the batch at `wheres`: part i uses slot i % workers, which no other
-        part uses at the same time (`threads.run_parts`)."""
+    def _make_parts(self, whole: np.ndarray, wheres: list[slice]) -> list[_Part]:
+        """The parts at `wheres` of the padded batch `whole`: part i uses slot i % workers,
+        which no other part uses at the same time (`threads.run_parts`)."""
         slots = threads.workers()
         while len(self._slots) < min(slots, len(wheres)):
             self._slots.append(_Slot())
-        return [_Part(self._whole[w], self._slots[i % slots]) for i, w in enumerate(wheres)]
+        return [_Part(whole[w], self._slots[i % slots]) for i, w in enumerate(wheres)]
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         grad = np.ascontiguousarray(grad)
         wheres = win.parts(grad.shape[0], threads.workers())
         if len(wheres) != len(self._parts):  # the workers changed since forward
-            self._parts = self._make_parts(wheres)
+            assert self._whole is not None, f"{self.name}: backward before forward"
+            self._parts = self._make_parts(self._whole, wheres)
+        # With several parts, each writes its dL/dx straight into the batch's: a part's
+        # own is not kept beside it (VGG-style conv_2 at batch 256: 3 parts of 8 MiB).
         dx = np.empty(self._x_shape, grad.dtype) if need_input_grad and len(wheres) > 1 else None
         shares: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
         def run(index: int) -> None:
             where = wheres[index]
-            shares[index] = self._backward_part(self._parts[index], grad[where], need_input_grad)
-            if dx is not None:
-                dx[where] = shares[index][2]
+            shares[index] = self._backward_part(
+                self._parts[index], grad[where], need_input_grad, None if dx is None else dx[where]
+            )
 
         threads.run_parts(run, len(wheres))
         kernel, bias = self.params["W"], self.params["b"]
@@ -370,7 +379,7 @@ class Conv2D(Layer):
         for index in range(1, len(wheres)):
             kernel.grad += shares[index][0]
             bias.grad += shares[index][1]
-        return first_dx if len(wheres) == 1 else dx
+        return first_dx if dx is None else dx
 
     def _forward_part(self, part: _Part, out: np.ndarray) -> None:
         """The output of the samples of `part`, written into `out`."""
@@ -386,10 +395,11 @@ class Conv2D(Layer):
             matmul_rows(part.cols, weights, out.reshape(-1, self.filters))
 
     def _backward_part(
-        self, part: _Part, grad: np.ndarray, need_input_grad: bool
+        self, part: _Part, grad: np.ndarray, need_input_grad: bool, into: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """dL/dW, dL/db (not in the slot's buffers, which the next round reuses) and, when
-        asked, dL/dx of the samples of `part`."""
+        asked, dL/dx of the samples of `part`: written into `into` if given (and then
+        `into` is returned), else a new array or a view of one."""
         kernel = self.params["W"]
         grad2d = grad.reshape(-1, self.filters)
         uses_grid = {"shift"} & {
@@ -416,13 +426,16 @@ class Conv2D(Layer):
         if self._active.input_grad == "shift":
             part_dx = win.crop(self._shift_input_grad(part, grid, kernel.value), self._pad)
         elif self._active.input_grad == "chunked":
-            part_dx = self._chunked_input_grad(part, grad, kernel.value)
+            return kernel_grad, bias_grad, self._chunked_input_grad(part, grad, kernel.value, into)
         elif self._active.input_grad == "toeplitz":
             part_dx = win.crop(self._toeplitz_input_grad(part, grad, kernel.value), self._pad)
         else:
             dcols = grad2d @ kernel.value.reshape(-1, self.filters).T
             part_dx = win.crop(self._col2im(part, dcols), self._pad)
-        return kernel_grad, bias_grad, part_dx
+        if into is None:
+            return kernel_grad, bias_grad, part_dx
+        np.copyto(into, part_dx)
+        return kernel_grad, bias_grad, into
 
     # -- the shift kernel ----------------------------------------------------------------
     def _shift_forward(
@@ -545,9 +558,12 @@ class Conv2D(Layer):
             total += piece
         return total.reshape(kh, kw, -1, self.filters)
 
-    def _chunked_input_grad(self, part: _Part, grad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        """dL/dx as a correlation of the output gradient with the kernel flipped in space and
-        transposed in channels: with G zero-padded by kernel - 1 - pad on each side,
+    def _chunked_input_grad(
+        self, part: _Part, grad: np.ndarray, kernel: np.ndarray, out: np.ndarray | None
+    ) -> np.ndarray:
+        """dL/dx (into `out`, C-contiguous, when given) as a correlation of the output
+        gradient with the kernel flipped in space and transposed in channels: with G
+        zero-padded by kernel - 1 - pad on each side,
         dx[u, v] = sum over (i, j) of G'[u + i, v + j] @ W[kh-1-i, kw-1-j].T, an (H, W)
         output straight from the blocks, with no scatter and no crop. Where a pad is larger
         than kernel - 1, the outputs beyond it saw only padding, and their gradient is
@@ -568,7 +584,7 @@ class Conv2D(Layer):
             source.append(slice(first, first + count))
         padded[tuple(into)] = grad[tuple(source)]  # the margins stay zero from the allocation
         flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, channels)
-        dx = np.empty((n, height, width, channels), grad.dtype)
+        dx = np.empty((n, height, width, channels), grad.dtype) if out is None else out
         for where, block in self._blocks(part, padded, (height, width)):
             np.matmul(block, flipped, out=dx[where].reshape(-1, channels))
         return dx
