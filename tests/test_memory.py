@@ -24,9 +24,10 @@ SPEC = (
 
 
 def _step(model: nl.Sequential, x: np.ndarray, y: np.ndarray) -> None:
+    """Forward and Sequential.backward, which keeps every cache (backward_params does not)."""
     loss = nl.SoftmaxCrossEntropy()
     loss.forward(model.forward(x), y)
-    model.backward_params(loss.backward())
+    model.backward(loss.backward())
 
 
 class _Probe(Identity):
@@ -70,6 +71,27 @@ def test_a_forward_drops_the_last_steps_caches_before_any_layer_runs():
     made -= {name for name in made if probe.watched[name]() is _arrays(model)[name]}
     assert {"conv_2._whole", "relu_1._mask", "maxpool_1._max"} <= made
     assert [name for name in probe.alive if name in made] == []
+
+
+def test_a_training_step_lets_go_of_what_only_backward_reads():
+    """backward_params (a training step) drops each layer's backward-only cache as soon as
+    its backward is done: the padded inputs, the dense inputs, the pooling maxima, the
+    BatchNorm and Dropout state are gone before the layers below make their gradients;
+    what monitors read after the step (a ReLU's active mask) stays, and Sequential.backward
+    (gradcheck's, which may run twice) keeps everything."""
+    rng = np.random.default_rng(2)
+    model = nl.build(SPEC, (8, 8, 3), seed=0)
+    x = rng.standard_normal((6, 8, 8, 3)).astype(np.float32)
+    loss = nl.SoftmaxCrossEntropy()
+    loss.forward(model.forward(x), rng.integers(0, 3, 6))
+    upstream = loss.backward()
+    model.backward(upstream)
+    kept = ["conv_2._whole", "dense_1._x", "maxpool_1._max", "batchnorm_1._normalized"]
+    assert all(name in _arrays(model) for name in kept)
+    refs = {name: weakref.ref(_arrays(model)[name]) for name in kept}
+    model.backward_params(upstream)
+    assert [name for name, ref in refs.items() if ref() is not None] == []
+    assert all(model.layers[k].active_mask is not None for k in (1, 3, 9))  # the ReLUs
 
 
 def _backward_growth(layer: nl.Conv2D, x: np.ndarray, grad: np.ndarray) -> int:

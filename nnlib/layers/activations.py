@@ -18,6 +18,7 @@ class ReLU(Layer):
     description = "max(x, 0)"
     fused = False
     cached = ("_input", "_mask")
+    cache_read_after_step = True  # active_mask: the Monitor's dead units
     _input: np.ndarray | None = None  # fused: the last input, for active_mask
     _mask: np.ndarray | None = None  # not fused: where the last input was positive
 
@@ -72,6 +73,7 @@ class Sigmoid(Layer):
     kind = "sigmoid"
     description = "1 / (1 + exp(-x))"
     cached = ("_y",)
+    cache_read_after_step = True  # the Diagnostics' saturation
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
@@ -87,6 +89,7 @@ class Tanh(Layer):
     kind = "tanh"
     description = "hyperbolic tangent"
     cached = ("_y",)
+    cache_read_after_step = True  # the Diagnostics' saturation
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)

@@ -88,6 +88,9 @@ class Layer(ABC):
     #: The attributes `forward` sets for `backward` (and for monitors, until the next
     #: forward); `release_cache` sets them to None.
     cached: ClassVar[tuple[str, ...]] = ()
+    #: Whether monitors read `cached` once a step is done (an activation's mask or output:
+    #: dead units, saturation); if not, a training step lets it go after the backward.
+    cache_read_after_step: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -183,6 +186,14 @@ class Layer(ABC):
         padded copies, masks and pooling maxima at the peak)."""
         for attribute in self.cached:
             setattr(self, attribute, None)
+
+    def release_after_backward(self) -> None:
+        """`Sequential.backward_params` (a training step: one backward after a forward)
+        calls it once its backward has gone through this layer: what only backward reads
+        goes before the layers below make their gradients (4 stacked 16@3x3 convs at batch
+        256: the padded inputs and the dense input, 24 MiB at the peak)."""
+        if not self.cache_read_after_step:
+            self.release_cache()
 
     # -- helpers --------------------------------------------------------------------------
     def to(self, dtype: np.dtype | type) -> Layer:
