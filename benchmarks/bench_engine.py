@@ -16,6 +16,7 @@ Memory is measured separately, one fresh subprocess per framework and model (1 t
 peak resident set growth over one epoch, i.e. VmHWM after the epoch minus VmRSS before it (the
 high-water mark is reset through /proc/self/clear_refs after the data and the model exist).
 For nnlib the tracemalloc peak, the largest total of live numpy arrays, is shown as well.
+`--memory-only` runs just these probes (every model, each batch size, nnlib and torch).
 
 `--hooks` compares an epoch with the app's default monitoring (Monitor and RunLogger) against
 a bare one, alternating, in process CPU time, and times their hooks; `--policy`
