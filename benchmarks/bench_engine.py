@@ -16,8 +16,10 @@ Memory is measured separately, one fresh subprocess per framework and model (1 t
 peak resident set growth over one epoch, i.e. VmHWM after the epoch minus VmRSS before it (the
 high-water mark is reset through /proc/self/clear_refs after the data and the model exist).
 For nnlib the tracemalloc peak, the largest total of live numpy arrays, is shown as well.
+`--memory-only` runs just these probes (every model, each batch size, nnlib and torch).
 
-`--hooks` times the Monitor's and the RunLogger's hooks inside a monitored epoch; `--policy`
+`--hooks` compares an epoch with the app's default monitoring (Monitor and RunLogger) against
+a bare one, alternating, in process CPU time, and times their hooks; `--policy`
 adds the BLAS-thread measurement for the trainer: nnlib with 1 and 2 BLAS threads
 while another thread of the process is idle, spins in pure Python (a UI thread at its worst),
 spins in C without the GIL (a busy core), or runs Python in 10 ms bursts (a UI redrawing).
@@ -459,9 +461,10 @@ def speed_table(
 
 
 class HookTimer(nl.Callback):
-    """Wraps a callback and adds up the wall time spent inside its hooks, less the time of
-    other timed hooks called from inside (the Monitor's emit runs the RunLogger's on_event:
-    counted once, for the logger)."""
+    """Wraps a callback and adds up the CPU time of the calling thread spent inside its
+    hooks, less the time of other timed hooks called from inside (the Monitor's emit runs
+    the RunLogger's on_event: counted once, for the logger). The RunLogger's writer thread
+    is not in it: `hook_cost_table` compares whole-process CPU time for that."""
 
     _inside: ClassVar[list[HookTimer]] = []
 
@@ -482,12 +485,12 @@ class HookTimer(nl.Callback):
         def call(*args: object) -> None:
             outer = HookTimer._inside[-1] if HookTimer._inside else None
             HookTimer._inside.append(self)
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 hook(*args)
             finally:
                 HookTimer._inside.pop()
-                spent = time.perf_counter() - start
+                spent = time.thread_time() - start
                 self.seconds += spent
                 if outer is not None:
                     outer.seconds -= spent
@@ -496,47 +499,66 @@ class HookTimer(nl.Callback):
 
 
 def hook_cost_table(names: list[str], threads: list[int], data: Data, runs: int, seed: int) -> str:
-    """Time inside the Monitor's and the RunLogger's hooks as a share of the monitored
-    epoch: measured within each run, so it is not drowned by run-to-run noise."""
+    """What the app's default monitoring costs: an epoch of nl.Trainer with the Monitor
+    (histograms every 50 batches, the confusion matrix after the epoch) and a RunLogger
+    writing to a temporary run directory, against the same epoch with no callbacks,
+    alternating run by run, in CPU time of the whole process (the RunLogger's writer thread
+    included); and the CPU time inside each one's hooks on the training thread."""
+    import shutil
     import tempfile
 
     lines = [
-        "| model | threads | epoch s | Monitor ms | RunLogger ms | callbacks share |",
-        "|---|---|---|---|---|---|",
+        "| model | threads | bare CPU s | monitored CPU s | monitoring share | Monitor hooks ms "
+        "| RunLogger hooks ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in names:
+        inputs = model_data(name, data)
         for count in threads:
-            rows = []
+            bare: list[float] = []
+            rows: list[tuple[float, float, float]] = []
             with set_threads(count):
-                for _ in range(runs):
-                    inputs = model_data(name, data)
-                    model = nl.build(MODELS[name], inputs.x_train.shape[1:], seed=seed)
-                    monitor = HookTimer(nl.Monitor(every=50))
-                    logger = HookTimer(nl.RunLogger(run_dir=tempfile.mkdtemp(prefix="bench-")))
-                    trainer = nl.Trainer(
-                        model,
-                        nl.SoftmaxCrossEntropy(),
-                        nl.SGD(LR, momentum=MOMENTUM),
-                        callbacks=[monitor, logger],
-                    )
-                    start = time.perf_counter()
-                    trainer.fit(
-                        inputs.x_train,
-                        inputs.y_train,
-                        epochs=1,
-                        batch_size=BATCH,
-                        validation_data=(inputs.x_test, inputs.y_test),
-                        seed=seed,
-                    )
-                    rows.append((time.perf_counter() - start, monitor.seconds, logger.seconds))
-            epoch, mon, log = (statistics.median(column) for column in zip(*rows, strict=True))
+                for run in range(runs + 1):  # the first of each is a warm-up
+                    for monitored in (False, True) if run % 2 else (True, False):
+                        model = nl.build(MODELS[name], inputs.x_train.shape[1:], seed=seed)
+                        run_dir = tempfile.mkdtemp(prefix="bench-hooks-")
+                        monitor = HookTimer(nl.Monitor(every=50))
+                        logger = HookTimer(nl.RunLogger(run_dir=run_dir))
+                        trainer = nl.Trainer(
+                            model,
+                            nl.SoftmaxCrossEntropy(),
+                            nl.SGD(LR, momentum=MOMENTUM),
+                            callbacks=[monitor, logger] if monitored else [],
+                        )
+                        start = time.process_time()
+                        trainer.fit(
+                            inputs.x_train,
+                            inputs.y_train,
+                            epochs=1,
+                            batch_size=BATCH,
+                            validation_data=(inputs.x_test, inputs.y_test),
+                            seed=seed,
+                            threads=None,  # set_threads chose
+                        )
+                        cpu = time.process_time() - start
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                        if run == 0:
+                            continue
+                        if monitored:
+                            rows.append((cpu, monitor.seconds, logger.seconds))
+                        else:
+                            bare.append(cpu)
+            epoch = statistics.median(bare)
+            full, mon, log = (statistics.median(column) for column in zip(*rows, strict=True))
             lines.append(
-                f"| {name} | {count} | {epoch:.3f} | {mon * 1000:.1f} | "
-                f"{log * 1000:.1f} | {(mon + log) / epoch:.1%} |"
+                f"| {name} | {count} | {epoch:.3f} | {full:.3f} | {(full - epoch) / epoch:+.1%} | "
+                f"{mon * 1000:.1f} | {log * 1000:.1f} |"
             )
     return (
-        "\n".join(lines) + f"\n\nMedians of {runs} runs; Monitor: histograms every 50 "
-        "batches and the confusion matrix after the epoch."
+        "\n".join(lines) + f"\n\nBatch {BATCH}, medians of {runs} alternating runs after a "
+        "warm-up; nl.Trainer.fit for one epoch with validation on the 2,000 test digits. "
+        "Monitoring share: (monitored - bare) / bare, process CPU time. Hooks: the training "
+        "thread's CPU time inside them."
     )
 
 
@@ -954,9 +976,17 @@ def main() -> None:
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
     parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the peak-memory probes (fresh processes, 1 thread): no timed epochs",
+    )
+    parser.add_argument(
         "--hooks",
         action="store_true",
-        help="also time the Monitor's and the RunLogger's hooks in a monitored epoch",
+        help="also measure what the Monitor and the RunLogger cost an epoch (CPU time)",
+    )
+    parser.add_argument(
+        "--hooks-only", action="store_true", help="only the --hooks table: no other timed epochs"
     )
     parser.add_argument(
         "--policy",
@@ -993,6 +1023,16 @@ def main() -> None:
 
     print(f"## Engine speed: one epoch on MNIST (t10k files, loaded by {source})\n")
     print(machine_facts() + "\n")
+    if args.memory_only:
+        for batch in batches:
+            BATCH = batch
+            print(f"### Batch {batch}\n")
+            print(memory_table(memory_reports(frameworks, names, args), frameworks, names) + "\n")
+        return
+    if args.hooks_only:
+        print(hook_cost_table(names, threads, data, args.runs, args.seed))
+        print(f"Load average {loadavg()} at the end.\n")
+        return
     results, memory, notes = {}, {}, []
     for batch in batches:
         BATCH = batch

@@ -280,6 +280,8 @@ class Sequential:
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         for layer in self.layers:
+            layer.release_cache()  # the last step's caches are not kept beside the new ones
+        for layer in self.layers:
             x = layer.forward(x)
         return x
 
@@ -295,11 +297,15 @@ class Sequential:
     def backward_params(self, grad: np.ndarray) -> None:
         """Like `backward` but stops at the first layer with parameters and asks it for no
         dL/d(input): training never uses it and the layers before it have nothing to fill.
-        (An MLP starts with a Flatten; without this its first Dense pays a needless GEMM.)"""
+        (An MLP starts with a Flatten; without this its first Dense pays a needless GEMM.)
+        A training step's one backward: each layer lets go of what only its backward reads
+        as soon as it is done (`Layer.release_after_backward`)."""
         first = next((k for k, layer in enumerate(self.layers) if layer.params), 0)
         for layer in reversed(self.layers[first + 1 :]):
             grad = input_gradient(layer, grad)
+            layer.release_after_backward()
         self.layers[first].backward(grad, need_input_grad=False)
+        self.layers[first].release_after_backward()
 
     def train(self, mode: bool = True) -> Sequential:
         """Training mode (dropout active) or, with mode=False, evaluation mode."""

@@ -244,7 +244,9 @@ def test_cache_size_counts_what_the_kernels_keep():
     assert by_rule == grid * 32 * 2  # padded input, padded output gradient (chunked)
     assert forced_im2col > 2 * by_rule
     layer.kernels = Kernels("shift", "shift", "shift")
-    assert layer.cache_size(shape) == grid * 32 * 4  # + grid output, grid dL/dx
+    # The padded input and the grid-sized dL/dx; the output and its gradient go through
+    # the grid in pieces.
+    assert layer.cache_size(shape) == grid * 32 * 2
 
 
 # -- ReLU fused into the max-pool that follows ---------------------------------------------
@@ -384,6 +386,28 @@ def test_chunked_kernel_in_many_blocks_matches_reference(case, monkeypatch):
         b for slot in layer._slots for key, b in slot.buffers.items() if key[0].startswith("block_")
     ]
     assert blocks and all(b.shape[0] in (out.shape[2], shape[2]) for b in blocks)  # a line
+
+
+SHIFT_KERNELS = [k for k in ALL_KERNELS if "shift" in (k.forward, k.input_grad, k.weight_grad)]
+
+
+@pytest.mark.parametrize("rows", [1, 9, 40], ids=lambda r: f"{r}-rows")
+@pytest.mark.parametrize("kernels", SHIFT_KERNELS, ids=_ids)
+@pytest.mark.parametrize("case", STRIDE1_CASES, ids=_ids)
+def test_shift_in_small_pieces_matches_reference(case, kernels, rows, monkeypatch):
+    """The shift kernel goes over the padded grid in pieces of whole images or, when an
+    image's grid is more than a piece, of lines of one image (a line at a time with 1
+    row); the valid outputs and gradients are the whole batch's, twice (the piece
+    buffers' margins stay zero)."""
+    import nnlib.layers.conv as conv
+
+    monkeypatch.setattr(conv, "gemm_rows", lambda inner, columns: rows)
+    shape, _, kernel, padding = case
+    rng = np.random.default_rng(19)
+    layer = _conv(case, kernels, rng)
+    pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
+    for _ in range(2):
+        ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)
 
 
 def test_chunked_gradcheck_in_many_blocks(monkeypatch):

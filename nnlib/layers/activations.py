@@ -17,6 +17,8 @@ class ReLU(Layer):
     kind = "relu"
     description = "max(x, 0)"
     fused = False
+    cached = ("_input", "_mask")
+    cache_read_after_step = True  # active_mask: the Monitor's dead units
     _input: np.ndarray | None = None  # fused: the last input, for active_mask
     _mask: np.ndarray | None = None  # not fused: where the last input was positive
 
@@ -48,6 +50,7 @@ class LeakyReLU(Layer):
     aliases = ("lrelu",)
     spec_args = ("alpha",)
     description = "x where x > 0, else alpha * x"
+    cached = ("_slope",)
 
     def __init__(self, alpha: float = 0.01, name: str | None = None) -> None:
         super().__init__(name)
@@ -69,6 +72,8 @@ class LeakyReLU(Layer):
 class Sigmoid(Layer):
     kind = "sigmoid"
     description = "1 / (1 + exp(-x))"
+    cached = ("_y",)
+    cache_read_after_step = True  # the Diagnostics' saturation
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
@@ -83,6 +88,8 @@ class Sigmoid(Layer):
 class Tanh(Layer):
     kind = "tanh"
     description = "hyperbolic tangent"
+    cached = ("_y",)
+    cache_read_after_step = True  # the Diagnostics' saturation
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
@@ -123,6 +130,7 @@ class Softmax(Layer):
     description = (
         "probabilities, for inference only: the softmax cross-entropy takes the logits before it"
     )
+    cached = ("_y",)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)

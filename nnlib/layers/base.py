@@ -85,6 +85,12 @@ class Layer(ABC):
     spec_args: ClassVar[tuple[SpecArg | str, ...]] = ()
     #: One line for the spec's token table (README, `nnlib.spec.token_table`).
     description: ClassVar[str] = ""
+    #: The attributes `forward` sets for `backward` (and for monitors, until the next
+    #: forward); `release_cache` sets them to None.
+    cached: ClassVar[tuple[str, ...]] = ()
+    #: Whether monitors read `cached` once a step is done (an activation's mask or output:
+    #: dead units, saturation); if not, a training step lets it go after the backward.
+    cache_read_after_step: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -172,6 +178,22 @@ class Layer(ABC):
     @abstractmethod
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Fill parameter gradients from dL/d(output); return dL/d(input) if asked."""
+
+    def release_cache(self) -> None:
+        """Drop what the last forward kept for its backward. A model calls it on every layer
+        before a forward: otherwise each layer's old cache stays alive while the layers
+        before it make their new ones (VGG-style at batch 256: 100 MiB of the last step's
+        padded copies, masks and pooling maxima at the peak)."""
+        for attribute in self.cached:
+            setattr(self, attribute, None)
+
+    def release_after_backward(self) -> None:
+        """`Sequential.backward_params` (a training step: one backward after a forward)
+        calls it once its backward has gone through this layer: what only backward reads
+        goes before the layers below make their gradients (4 stacked 16@3x3 convs at batch
+        256: the padded inputs and the dense input, 24 MiB at the peak)."""
+        if not self.cache_read_after_step:
+            self.release_cache()
 
     # -- helpers --------------------------------------------------------------------------
     def to(self, dtype: np.dtype | type) -> Layer:

@@ -26,6 +26,7 @@ class BatchNorm(Layer):
         "batch normalization of the last axis (features or channels): batch statistics in "
         "training, moving averages in evaluation; Keras's momentum and epsilon"
     )
+    cached = ("_normalized", "_inv_std")
 
     def __init__(
         self, momentum: float = 0.99, epsilon: float = 1e-3, name: str | None = None

@@ -33,6 +33,7 @@ weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -242,6 +243,8 @@ class Conv2D(Layer):
         self.kernels: Kernels | None = None
         #: Buffers reused between batches, one set per part that runs at once.
         self._slots: list[_Slot] = []
+        #: The last forward's padded input, and its parts (views of it), for backward.
+        self._whole: np.ndarray | None = None
         self._parts: list[_Part] = []
 
     def _pads(self, height: int, width: int) -> tuple[int, int, int, int]:
@@ -305,8 +308,8 @@ class Conv2D(Layer):
     def cache_size(self, input_shape: Shape) -> int:
         """What the selected kernels keep per sample: the padded input with padding, the
         im2col matrix (one row per output position, with the ones column) when a pass uses
-        it, for shift the grid-sized output, gradient and input-gradient buffers, and for the
-        chunked input gradient the padded output gradient (partial products and im2col
+        it, for the shift input gradient the grid-sized dL/dx, and for the chunked input
+        gradient the padded output gradient (partial products, shift's pieces and im2col
         blocks are bounded at 256 KiB and CHUNK_BYTES, whatever the batch). Temporaries of
         the input gradient alone are not counted: col2im's column gradient, toeplitz's row
         shares (kh/kw of it)."""
@@ -318,51 +321,54 @@ class Conv2D(Layer):
         size = grid * channels if top + bottom + left + right else 0
         if "im2col" in (kernels.forward, kernels.weight_grad):
             size += out_h * out_w * (self._kernel[0] * self._kernel[1] * channels + 1)
-        if kernels.forward == "shift":
-            size += grid * filters
-        if "shift" in (kernels.input_grad, kernels.weight_grad):
-            size += grid * filters  # the output gradient placed on the grid
         if kernels.input_grad == "shift":
             size += grid * channels  # dL/dx on the grid, cropped by a view
         if kernels.input_grad == "chunked":
             size += (height + self._kernel[0] - 1) * (width + self._kernel[1] - 1) * filters
         return size
 
+    def release_cache(self) -> None:
+        """Drop the padded input and its parts (the slots' buffers stay: they are reused)."""
+        self._whole, self._parts = None, []
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)
         self._active = self.selected_kernels(self.input_shape or x.shape[1:])
-        self._whole = np.ascontiguousarray(win.pad(x, self._pad))
+        self._whole = whole = np.ascontiguousarray(win.pad(x, self._pad))
         self._x_shape = x.shape
         out = np.empty((x.shape[0], *self._out, self.filters), x.dtype)
         wheres = win.parts(x.shape[0], threads.workers())
-        self._parts = self._make_parts(wheres)
+        self._parts = self._make_parts(whole, wheres)
         threads.run_parts(lambda i: self._forward_part(self._parts[i], out[wheres[i]]), len(wheres))
         if len(wheres) > threads.workers():  # a later round wrote over the earlier's im2col
             for part in self._parts:
                 part.cols = None
         return out
 
-    def _make_parts(self, wheres: list[slice]) -> list[_Part]:
-        """The parts of the batch at `wheres`: part i uses slot i % workers, which no other
-        part uses at the same time (`threads.run_parts`)."""
+    def _make_parts(self, whole: np.ndarray, wheres: list[slice]) -> list[_Part]:
+        """The parts at `wheres` of the padded batch `whole`: part i uses slot i % workers,
+        which no other part uses at the same time (`threads.run_parts`)."""
         slots = threads.workers()
         while len(self._slots) < min(slots, len(wheres)):
             self._slots.append(_Slot())
-        return [_Part(self._whole[w], self._slots[i % slots]) for i, w in enumerate(wheres)]
+        return [_Part(whole[w], self._slots[i % slots]) for i, w in enumerate(wheres)]
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         grad = np.ascontiguousarray(grad)
         wheres = win.parts(grad.shape[0], threads.workers())
         if len(wheres) != len(self._parts):  # the workers changed since forward
-            self._parts = self._make_parts(wheres)
+            assert self._whole is not None, f"{self.name}: backward before forward"
+            self._parts = self._make_parts(self._whole, wheres)
+        # With several parts, each writes its dL/dx straight into the batch's: a part's
+        # own is not kept beside it (VGG-style conv_2 at batch 256: 3 parts of 8 MiB).
         dx = np.empty(self._x_shape, grad.dtype) if need_input_grad and len(wheres) > 1 else None
         shares: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
         def run(index: int) -> None:
             where = wheres[index]
-            shares[index] = self._backward_part(self._parts[index], grad[where], need_input_grad)
-            if dx is not None:
-                dx[where] = shares[index][2]
+            shares[index] = self._backward_part(
+                self._parts[index], grad[where], need_input_grad, None if dx is None else dx[where]
+            )
 
         threads.run_parts(run, len(wheres))
         kernel, bias = self.params["W"], self.params["b"]
@@ -370,7 +376,7 @@ class Conv2D(Layer):
         for index in range(1, len(wheres)):
             kernel.grad += shares[index][0]
             bias.grad += shares[index][1]
-        return first_dx if len(wheres) == 1 else dx
+        return first_dx if dx is None else dx
 
     def _forward_part(self, part: _Part, out: np.ndarray) -> None:
         """The output of the samples of `part`, written into `out`."""
@@ -386,100 +392,170 @@ class Conv2D(Layer):
             matmul_rows(part.cols, weights, out.reshape(-1, self.filters))
 
     def _backward_part(
-        self, part: _Part, grad: np.ndarray, need_input_grad: bool
+        self, part: _Part, grad: np.ndarray, need_input_grad: bool, into: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """dL/dW, dL/db (not in the slot's buffers, which the next round reuses) and, when
-        asked, dL/dx of the samples of `part`."""
+        asked, dL/dx of the samples of `part`: written into `into` if given (and then
+        `into` is returned), else a new array or a view of one."""
         kernel = self.params["W"]
         grad2d = grad.reshape(-1, self.filters)
-        uses_grid = {"shift"} & {
-            self._active.weight_grad,
-            need_input_grad and self._active.input_grad,
-        }
-        if uses_grid:
-            grid = self._grid_gradient(part, grad)
+        shift_dx = need_input_grad and self._active.input_grad == "shift"
         if self._active.weight_grad == "im2col":
             if part.cols is None:
                 part.cols = self._im2col(part, part.padded)
             grads = gram_rows(part.cols, grad2d)  # dL/dW and, from the ones column, dL/db
             kernel_grad, bias_grad = grads[:-1].reshape(kernel.grad.shape), grads[-1]
         else:
-            if self._active.weight_grad == "shift":
-                kernel_grad = self._shift_weight_grad(part, grid)
-            else:
+            if self._active.weight_grad == "chunked":
                 kernel_grad = self._chunked_weight_grad(part, grad)
+            else:
+                kernel_grad = np.zeros(kernel.grad.shape, grad.dtype)  # filled below
             # A GEMV with a ones vector: a sum over a narrow (rows, F) array is several
             # times slower.
             bias_grad = np.ones(grad2d.shape[0], grad2d.dtype) @ grad2d
+        shift_grid = None
+        if shift_dx or self._active.weight_grad == "shift":  # one pass for both
+            shift_grid = self._shift_backward(
+                part,
+                grad,
+                kernel_grad if self._active.weight_grad == "shift" else None,
+                kernel.value if shift_dx else None,
+                copied=into is not None,
+            )
         if not need_input_grad:
             return kernel_grad, bias_grad, None
-        if self._active.input_grad == "shift":
-            part_dx = win.crop(self._shift_input_grad(part, grid, kernel.value), self._pad)
+        if shift_grid is not None:
+            part_dx = win.crop(shift_grid, self._pad)
         elif self._active.input_grad == "chunked":
-            part_dx = self._chunked_input_grad(part, grad, kernel.value)
+            return kernel_grad, bias_grad, self._chunked_input_grad(part, grad, kernel.value, into)
         elif self._active.input_grad == "toeplitz":
             part_dx = win.crop(self._toeplitz_input_grad(part, grad, kernel.value), self._pad)
         else:
             dcols = grad2d @ kernel.value.reshape(-1, self.filters).T
             part_dx = win.crop(self._col2im(part, dcols), self._pad)
-        return kernel_grad, bias_grad, part_dx
+        if into is None:
+            return kernel_grad, bias_grad, part_dx
+        np.copyto(into, part_dx)
+        return kernel_grad, bias_grad, into
 
     # -- the shift kernel ----------------------------------------------------------------
+    def _grid_pieces(self, part: _Part, chunk: int) -> tuple[int, list[tuple[slice, slice, int]]]:
+        """The padded grid of `part` as flat rows in pieces of at most about `chunk` rows:
+        the rows a piece buffer needs, and per piece (images, lines, start), its first row
+        `start` and the grid lines it covers. Whole images when one fits, with their bottom
+        margin lines; else lines of one image, the valid ones only."""
+        n, height, width, _ = part.padded.shape
+        if height * width <= chunk:
+            step = min(chunk // (height * width), n)
+            pieces = [
+                (slice(i, min(i + step, n)), slice(0, height), i * height * width)
+                for i in range(0, n, step)
+            ]
+            return step * height * width, pieces
+        step = min(max(1, chunk // width), self._out[0])
+        pieces = [
+            (slice(i, i + 1), slice(y, min(y + step, self._out[0])), (i * height + y) * width)
+            for i in range(n)
+            for y in range(0, self._out[0], step)
+        ]
+        return step * width, pieces
+
+    @staticmethod
+    def _piece_rows(width: int, images: slice, lines: slice) -> int:
+        """Grid rows of a piece from `_grid_pieces`, `width` rows a line."""
+        return (images.stop - images.start) * (lines.stop - lines.start) * width
+
+    def _valid(self, rows: np.ndarray, width: int, images: slice, lines: slice) -> np.ndarray:
+        """The output positions among a piece buffer's rows (`_grid_pieces`, `width` rows a
+        line): a view (images, valid lines, Wo, columns) without the margins."""
+        grid = rows[: self._piece_rows(width, images, lines)].reshape(
+            images.stop - images.start, lines.stop - lines.start, width, rows.shape[1]
+        )
+        return grid[:, : min(lines.stop, self._out[0]) - lines.start, : self._out[1]]
+
     def _shift_forward(
         self, part: _Part, kernel: np.ndarray, bias: np.ndarray, out: np.ndarray
     ) -> None:
+        """out[r] = sum over kernel offsets (i, j) with flat shift s of input row r + s @
+        W[i, j], one piece of `gemm_rows` grid rows at a time, summed in a piece buffer
+        (in cache for each add) whose output positions then go to `out` with the bias: no
+        grid-sized output (2.8 MiB a layer of 26x26x16 at batch 64)."""
         n, height, width, channels = part.padded.shape
         flat = part.padded.reshape(-1, channels)
-        grid = part.buffer("grid_out", (n * height * width, self.filters), flat.dtype)
-        grid[...] = bias
-        self._shifted_gemms(part, flat, kernel, grid, source_shifted=True)
-        valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
-        np.copyto(out, valid)
+        kh, kw = self._kernel
+        span = flat.shape[0] - (kh - 1) * width - (kw - 1)  # every offset stays on the grid
+        rows, pieces = self._grid_pieces(part, gemm_rows(channels, self.filters))
+        total = part.buffer("shift_sum", (rows, self.filters), flat.dtype)
+        product = part.buffer(f"part_{self.filters}", (rows, self.filters), flat.dtype)
+        # The bias of a line of outputs: added over runs of Wo*F values, not of F (3x faster).
+        line_bias = np.tile(bias, (self._out[1], 1))
+        for images, lines, start in pieces:
+            stop = min(start + self._piece_rows(width, images, lines), span)
+            for i, j in itertools.product(range(kh), range(kw)):
+                s = i * width + j
+                into = total if (i, j) == (0, 0) else product
+                np.matmul(flat[s + start : s + stop], kernel[i, j], out=into[: stop - start])
+                if into is product:
+                    total[: stop - start] += product[: stop - start]
+            valid = self._valid(total, width, images, lines)
+            np.add(valid, line_bias, out=out[images, lines.start : lines.start + valid.shape[1]])
 
-    def _shifted_gemms(
+    def _shift_backward(
         self,
         part: _Part,
-        source: np.ndarray,
-        matrices: np.ndarray,
-        target: np.ndarray,
-        source_shifted: bool,
-    ) -> None:
-        """For every kernel offset (i, j) with flat shift s, add source rows times
-        matrices[i, j] (forward, matrices = W: target[r] += source[r + s] @ W[i, j]) or into
-        shifted rows (input gradient, matrices = W with each W[i, j] transposed:
-        target[r + s] += source[r] @ W[i, j].T).
-
-        Done in pieces of `gemm_rows` rows: the partial product is still in cache when it is
-        added (VGG's 32x32x32 conv forward: 20 -> 15 ms a batch of 64), and with 16
-        channels each GEMM is small enough for OpenBLAS's small-matrix kernels, which also
-        need an untransposed, contiguous B (26x26x16 -> 16, batch 64: forward 4.0 -> 3.0 ms,
-        input gradient 4.2 -> 3.6 ms, CPU time)."""
-        width = part.padded.shape[2]
+        grad: np.ndarray,
+        kernel_grad: np.ndarray | None,
+        kernel: np.ndarray | None,
+        copied: bool,
+    ) -> np.ndarray | None:
+        """Adds dL/dW into `kernel_grad` (zeros) if given and, if `kernel` is given, returns
+        dL/d(padded input) (N, Hp, Wp, C), one piece of grid rows at a time: the piece's
+        output gradient goes in a piece buffer whose margins stay zero (no grid-sized
+        gradient: 2.8 MiB a layer of 26x26x16 at batch 64), then for every kernel offset
+        dL/dW[i, j] += (input rows r + s).T @ gradient rows r and dL/dx[r + s] += gradient
+        rows r @ W[i, j].T, in pieces of `gemm_rows` rows (16 channels: OpenBLAS's
+        small-matrix kernels, which also need the untransposed, contiguous W[i, j].T
+        copied here once). dL/dx is a new array, or the slot's buffer if the caller only
+        `copied` it out (a batch in parts: new arrays, given back to the system and faulted
+        in again every batch, cost the stacked 16@3x3 convs 6,700 page faults a step of
+        batch 256, 10% of the epoch)."""
+        n, height, width, channels = part.padded.shape
+        flat = part.padded.reshape(-1, channels)
         kh, kw = self._kernel
-        shifts = [(i, j, i * width + j) for i in range(kh) for j in range(kw)]
-        span = source.shape[0] - shifts[-1][2]  # rows whose every offset is on the grid
-        chunk = gemm_rows(*matrices.shape[2:])
-        piece = part.buffer(
-            f"part_{target.shape[1]}", (min(chunk, span), target.shape[1]), target.dtype
-        )
-        for start in range(0, span, chunk):
-            stop = min(start + chunk, span)
-            product = piece[: stop - start]
-            for i, j, s in shifts:
-                if source_shifted:
-                    np.matmul(source[s + start : s + stop], matrices[i, j], out=product)
-                    target[start:stop] += product
-                else:
-                    np.matmul(source[start:stop], matrices[i, j], out=product)
-                    target[s + start : s + stop] += product
-
-    def _grid_gradient(self, part: _Part, grad: np.ndarray) -> np.ndarray:
-        """dL/d(output) placed on the padded grid as (N*Hp*Wp, F), zero in the margins."""
-        n, height, width, _ = part.padded.shape
-        grid = part.buffer("grid_grad", (n * height * width, self.filters), grad.dtype)
-        valid = grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]]
-        valid[...] = grad  # the margins stay zero from the allocation
-        return grid
+        reach = (kh - 1) * width + kw - 1  # the largest flat shift
+        span = flat.shape[0] - reach
+        chunk = min(gemm_rows(channels, self.filters), gemm_rows(self.filters, channels))
+        rows, pieces = self._grid_pieces(part, chunk)
+        on_grid = part.buffer("shift_grad", (rows, self.filters), grad.dtype)
+        dw_piece = part.buffer("dw_piece", (channels, self.filters), grad.dtype)
+        product = part.buffer(f"part_{channels}", (rows, channels), grad.dtype)
+        dx = None
+        if kernel is not None and copied:
+            dx = part.buffer("dx_grid", (flat.shape[0], channels), grad.dtype)
+        elif kernel is not None:  # handed on as it is: an array of its own
+            dx = np.empty((flat.shape[0], channels), grad.dtype)
+        zeroed = 0  # dL/dx rows are zeroed just before a piece first adds to them
+        transposed = None if kernel is None else np.ascontiguousarray(kernel.transpose(0, 1, 3, 2))
+        for images, lines, start in pieces:
+            valid = self._valid(on_grid, width, images, lines)
+            valid[...] = grad[images, lines.start : lines.start + valid.shape[1]]
+            stop = min(start + self._piece_rows(width, images, lines), span)
+            source = on_grid[: stop - start]
+            if dx is not None:
+                dx[zeroed : stop + reach] = 0
+                zeroed = max(zeroed, stop + reach)
+            for i, j in itertools.product(range(kh), range(kw)):
+                s = i * width + j
+                if kernel_grad is not None:
+                    np.matmul(flat[s + start : s + stop].T, source, out=dw_piece)
+                    kernel_grad[i, j] += dw_piece
+                if dx is not None and transposed is not None:
+                    np.matmul(source, transposed[i, j], out=product[: stop - start])
+                    dx[s + start : s + stop] += product[: stop - start]
+        if dx is None:
+            return None
+        dx[zeroed:] = 0
+        return dx.reshape(part.padded.shape)
 
     # -- the chunked kernel: im2col in L2-sized blocks of output rows -------------------------
     def _blocks(
@@ -545,9 +621,12 @@ class Conv2D(Layer):
             total += piece
         return total.reshape(kh, kw, -1, self.filters)
 
-    def _chunked_input_grad(self, part: _Part, grad: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        """dL/dx as a correlation of the output gradient with the kernel flipped in space and
-        transposed in channels: with G zero-padded by kernel - 1 - pad on each side,
+    def _chunked_input_grad(
+        self, part: _Part, grad: np.ndarray, kernel: np.ndarray, out: np.ndarray | None
+    ) -> np.ndarray:
+        """dL/dx (into `out`, C-contiguous, when given) as a correlation of the output
+        gradient with the kernel flipped in space and transposed in channels: with G
+        zero-padded by kernel - 1 - pad on each side,
         dx[u, v] = sum over (i, j) of G'[u + i, v + j] @ W[kh-1-i, kw-1-j].T, an (H, W)
         output straight from the blocks, with no scatter and no crop. Where a pad is larger
         than kernel - 1, the outputs beyond it saw only padding, and their gradient is
@@ -568,7 +647,7 @@ class Conv2D(Layer):
             source.append(slice(first, first + count))
         padded[tuple(into)] = grad[tuple(source)]  # the margins stay zero from the allocation
         flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, channels)
-        dx = np.empty((n, height, width, channels), grad.dtype)
+        dx = np.empty((n, height, width, channels), grad.dtype) if out is None else out
         for where, block in self._blocks(part, padded, (height, width)):
             np.matmul(block, flipped, out=dx[where].reshape(-1, channels))
         return dx
@@ -595,32 +674,6 @@ class Conv2D(Layer):
         for i in range(kh):
             dpadded[:, i : i + sh * (out_h - 1) + 1 : sh] += shares[:, :, i]
         return dpadded.reshape(part.padded.shape)
-
-    def _shift_weight_grad(self, part: _Part, grid: np.ndarray) -> np.ndarray:
-        """dL/dW[i, j] = (input rows shifted by (i, j)).T @ dL/d(output) rows, summed over
-        pieces of `gemm_rows` rows (16 channels: OpenBLAS's small-matrix kernels)."""
-        width = part.padded.shape[2]
-        flat = part.padded.reshape(-1, part.padded.shape[3])
-        kh, kw = self._kernel
-        span = flat.shape[0] - (kh - 1) * width - (kw - 1)
-        kernel_grad = np.zeros((kh, kw, flat.shape[1], self.filters), grid.dtype)
-        piece = part.buffer("dw_piece", kernel_grad.shape[2:], grid.dtype)
-        chunk = gemm_rows(flat.shape[1], self.filters)
-        for start in range(0, span, chunk):
-            stop = min(start + chunk, span)
-            for i in range(kh):
-                for j in range(kw):
-                    s = i * width + j
-                    np.matmul(flat[s + start : s + stop].T, grid[start:stop], out=piece)
-                    kernel_grad[i, j] += piece
-        return kernel_grad
-
-    def _shift_input_grad(self, part: _Part, grid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        n, height, width, channels = part.padded.shape
-        dx = np.zeros((n * height * width, channels), grid.dtype)
-        transposed = np.ascontiguousarray(kernel.transpose(0, 1, 3, 2))
-        self._shifted_gemms(part, grid, transposed, dx, source_shifted=False)
-        return dx.reshape(part.padded.shape)
 
     def _im2col(self, part: _Part, x: np.ndarray) -> np.ndarray:
         """Every receptive field as a row of an (N*Ho*Wo, kh*kw*C + 1) matrix.

@@ -16,6 +16,7 @@ class Dense(Layer):
     description = (
         "fully connected; a flatten is inserted before it automatically after image layers"
     )
+    cached = ("_x",)
 
     def __init__(self, units: int, init: str = "he", name: str | None = None) -> None:
         super().__init__(name)

@@ -43,6 +43,7 @@ class InputFeatures(Layer):
         "squares x1sq and x2sq, their product x1x2, sinx1 and sinx2, in the order given; put "
         "it first"
     )
+    cached = ("_x",)
 
     def __init__(self, names: Sequence[str], name: str | None = None) -> None:
         super().__init__(name)

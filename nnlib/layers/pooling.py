@@ -62,6 +62,7 @@ class MaxPool2D(_Pool2D):
     kind = "maxpool"
     aliases = ("maxpool2d",)
     description = "max pooling, overlapping when stride < pool"
+    cached = ("_planes", "_max", "_first")
     _origins: np.ndarray | None = None
     #: The window planes of the last forward, until backward has found the maxima in them.
     _planes: np.ndarray | None = None

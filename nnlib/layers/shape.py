@@ -41,6 +41,7 @@ class Dropout(Layer):
     kind = "dropout"
     spec_args = ("rate",)
     description = "inverted dropout, active in training mode only; rate in [0, 1)"
+    cached = ("_mask",)
 
     def __init__(self, rate: float, name: str | None = None) -> None:
         super().__init__(name)
