@@ -284,13 +284,25 @@ def hparam_column(key: str, priority: int | None = None) -> Column:
 def columns_for(rows: Sequence[RunRow]) -> list[Column]:
     """The fixed columns, then a column per sweep parameter of the trials among `rows`, then
     per hyperparameter that differs among them."""
+    columns = sortable_columns(rows)
+    named = {c.name for c in columns}
+    differing = [key for key in HPARAMS if key not in named and _differs(rows, key)]
+    return [*columns, *(hparam_column(key) for key in differing)]
+
+
+def sortable_columns(rows: Sequence[RunRow]) -> list[Column]:
+    """The fixed columns and a column per sweep parameter of the trials among `rows`: with
+    `column_named`'s hyperparameters, every column the table can be sorted by (without
+    looking for the hyperparameters that differ, which reads every row's config)."""
     params = {key: None for r in rows for key in r.params if key not in _FIXED_NAMES}
-    differing = [key for key in HPARAMS if len({repr(r.hparam(key)) for r in rows}) > 1]
-    return [
-        *FIXED,
-        *(hparam_column(key, PARAM_PRIORITY) for key in params),
-        *(hparam_column(key) for key in differing if key not in params),
-    ]
+    return [*FIXED, *(hparam_column(key, PARAM_PRIORITY) for key in params)]
+
+
+def _differs(rows: Sequence[RunRow], key: str) -> bool:
+    """Whether two of `rows` have different values of the hyperparameter `key`."""
+    values = (repr(r.hparam(key)) for r in rows)
+    first = next(values, None)
+    return any(value != first for value in values)
 
 
 def column_named(name: str, columns: Sequence[Column]) -> Column:

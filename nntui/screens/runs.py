@@ -43,6 +43,7 @@ from nnlib.runtable import (
     rows_of,
     select_with_trials,
     sort_rows,
+    sortable_columns,
     sweep_rows,
 )
 from nnlib.sweepindex import SweepIndex, SweepSummary
@@ -240,7 +241,9 @@ class RunsScreen(Screen[None]):
         """The runs and sweeps that pass the filter in the chosen order, each expanded
         sweep's trials under it (in that order too)."""
         rows, trials = self._filtered()
-        column = self._sort_column(columns_for([*rows, *(t for ts in trials.values() for t in ts)]))
+        column = self._sort_column(
+            sortable_columns([*rows, *(t for ts in trials.values() for t in ts)])
+        )
         out = []
         for row in sort_rows(rows, column, self.descending):
             out.append(row)
