@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import json
 import os
 import pty
 import re
@@ -133,8 +132,9 @@ class Terminal:
 
 def epoch_speed(run_dir: Path) -> float:
     """Mean samples/s over the epochs of a run log (active training time only)."""
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    speeds = [e["samples_per_sec"] for e in events if e["type"] == "epoch"]
+    from nnlib import runs  # the log's own reader: compact batch lines carry no "type"
+
+    speeds = [e["samples_per_sec"] for e in runs.read(run_dir) if e.type == "epoch"]
     return statistics.mean(speeds)
 
 

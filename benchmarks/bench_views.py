@@ -154,14 +154,15 @@ def log_bytes(run_dir: Path, batch_size: int) -> None:
     from collections import Counter
 
     lines = (run_dir / "events.jsonl").read_bytes().splitlines(keepends=True)
-    records = [json.loads(line) for line in lines]
-    ends = [i for i, r in enumerate(records) if r["type"] == "epoch"]
+    # A compact batch line (log schema 2) has no "type"; every other line names its own.
+    records = [json.loads(line).get("type", "batch") for line in lines]
+    ends = [i for i, kind in enumerate(records) if kind == "epoch"]
     first = ends[-2] + 1 if len(ends) > 1 else 0
     by_type, count = Counter(), Counter()
     span = slice(first, ends[-1] + 1)
-    for line, record in zip(lines[span], records[span], strict=True):
-        by_type[record["type"]] += len(line)
-        count[record["type"]] += 1
+    for line, kind in zip(lines[span], records[span], strict=True):
+        by_type[kind] += len(line)
+        count[kind] += 1
     scale = MNIST_BATCHES / max(count["batch"], 1)
     side = run_dir / ARRAYS_FILE
     per_epoch_side = (side.stat().st_size if side.exists() else 0) / len(ends)
