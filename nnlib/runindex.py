@@ -194,9 +194,10 @@ class _RunScan:
         problem = self.config_problem or self.read_problem or log.problem or self._log.notice
         return _row(self.path, self.config, log, self._state(log), problem)
 
-    def entry(self, status: folderindex.RunStatus, state: str) -> folderindex.Entry:
-        """The row as the folder index keeps it (a copy of the digest: this scan goes on)."""
-        return folderindex.Entry(status, state, self.config, dataclasses.replace(self._log.digest))
+    def entry(self, key: str, state: str) -> folderindex.Entry:
+        """The row as the folder index keeps it, for the status of this key (a copy of the
+        digest: this scan goes on)."""
+        return folderindex.Entry(key, state, self.config, dataclasses.replace(self._log.digest))
 
     def _state(self, log: LogDigest) -> str:
         """How the run ended as its log says; else running while its writer lives, crashed
@@ -222,7 +223,7 @@ class _KeptRow:
     def summary(self) -> RunSummary:
         return self._row
 
-    def entry(self, status: folderindex.RunStatus, state: str) -> folderindex.Entry:
+    def entry(self, key: str, state: str) -> folderindex.Entry:
         return self._entry
 
 
@@ -360,7 +361,8 @@ class RunIndex:
                 status = folderindex.run_status(entry.path)
                 if not status.holds_run():
                     continue
-                scan = self._scan(entry.name, path, status, previous)
+                key = status.key()
+                scan = self._scan(entry.name, path, key, previous)
                 scan.update(status)
                 summary = scan.summary()
             except OSError as error:
@@ -370,8 +372,8 @@ class RunIndex:
             scans[entry.name] = scan
             if _keepable(summary) and status.settled(settled_before):
                 before = previous.get(entry.name)
-                if before is None or before.status != status:
-                    before = scan.entry(status, summary.state)
+                if before is None or before.status != key:
+                    before = scan.entry(key, summary.state)
                 kept[entry.name] = before
         self._scans = scans
         changed = kept.keys() != previous.keys() or any(
@@ -386,7 +388,7 @@ class RunIndex:
         self,
         name: str,
         path: Path,
-        status: folderindex.RunStatus,
+        key: str,
         previous: Mapping[str, folderindex.Entry],
     ) -> _RunScan | _KeptRow:
         """What keeps the run's row: its scan, else its kept row while the run's status is the
@@ -395,7 +397,7 @@ class RunIndex:
         if isinstance(held, _RunScan):
             return held
         entry = previous.get(name)
-        if entry is not None and entry.status == status:
+        if entry is not None and entry.status == key:
             return held or _KeptRow(path, entry)
         return _RunScan(path)
 

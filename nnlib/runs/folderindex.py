@@ -72,6 +72,11 @@ class RunStatus(NamedTuple):
             s is not None and stat.S_ISREG(s.mode) for s in (self.config, self.events)
         )
 
+    def key(self) -> str:
+        """The status as text: what the index file keeps, compared with the key of one taken
+        now (text is checked and compared faster than nested lists of numbers)."""
+        return ";".join("-" if s is None else ",".join(map(str, s)) for s in self)
+
     def settled(self, since: int) -> bool:
         """Nothing in it changed at or after `since` (ns since the epoch)."""
         return all(s is None or max(s.mtime_ns, s.ctime_ns) < since for s in self)
@@ -99,9 +104,10 @@ def run_status(run_dir: str) -> RunStatus:
 
 @dataclass(frozen=True)
 class Entry:
-    """One run's row as kept: its state, config and log digest, with the status they held at."""
+    """One run's row as kept: its state, config and log digest, with the status they held at
+    (`RunStatus.key`)."""
 
-    status: RunStatus
+    status: str
     state: str
     config: dict[str, Any]
     digest: runsummary.LogDigest
@@ -144,31 +150,14 @@ def _entry(value: Any) -> Entry | None:
     """The Entry a record holds, or None when any of it is not what `Entry.record` writes."""
     if not isinstance(value, dict) or set(value) != {"status", "state", "config", "digest"}:
         return None
-    status, config = _run_status(value["status"]), value["config"]
-    if status is None or value["state"] not in KEPT_STATES or not isinstance(config, dict):
+    status, state, config = value["status"], value["state"], value["config"]
+    if not isinstance(status, str) or state not in KEPT_STATES or not isinstance(config, dict):
         return None
     try:
         digest = runsummary.checked_digest(value["digest"], INDEX_FILE)
     except runsummary.SummaryError:
         return None
-    return Entry(status, value["state"], config, digest)
-
-
-def _run_status(value: Any) -> RunStatus | None:
-    """The RunStatus a record holds, None when it is not one."""
-    if not isinstance(value, list) or len(value) != len(RunStatus._fields):
-        return None
-    if not all(item is None or _is_file_status(item) for item in value):
-        return None
-    return RunStatus(*(None if item is None else FileStatus(*item) for item in value))
-
-
-def _is_file_status(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == len(FileStatus._fields)
-        and all(type(n) is int for n in value)
-    )
+    return Entry(status, state, config, digest)
 
 
 def save(root: Path, entries: Mapping[str, Entry]) -> None:
