@@ -151,7 +151,9 @@ def _entry(value: Any) -> Entry | None:
     if not isinstance(value, dict) or set(value) != {"status", "state", "config", "digest"}:
         return None
     status, state, config = value["status"], value["state"], value["config"]
-    if not isinstance(status, str) or state not in KEPT_STATES or not isinstance(config, dict):
+    if not (isinstance(status, str) and isinstance(state, str) and isinstance(config, dict)):
+        return None
+    if state not in KEPT_STATES:
         return None
     try:
         digest = runsummary.checked_digest(value["digest"], INDEX_FILE)
