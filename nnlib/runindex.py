@@ -14,7 +14,9 @@ off, so a run that has ended costs that small file, not its log; and the log is 
 incrementally (only the lines appended since the last refresh), so refreshing a folder
 where one run is being written reads that run's new lines. A run whose log had to be read
 (an older run without a summary, a crashed writer) gets its summary written back once
-nothing writes it, where the folder may be written.
+nothing writes it, where the folder may be written. A new process finds the rows of runs
+nothing writes in the folder's index file (`runs.folderindex`), and opens only the files of
+runs changed since.
 
 A run forked from another says so in its config.json: `"parent": {"run": "<run directory
 name or path>", "step": <the parent's step it started from>}`.
