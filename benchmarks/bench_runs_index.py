@@ -14,6 +14,9 @@ Then, each in a fresh process, medians of --repeat, with the load average beside
   - the first screen of `nntui --runs FOLDER` (headless, 120x40): process start to a filled
     table, after the same drop, with its peak RSS; and the same on a folder of 1 run (what
     starting the app costs);
+  - the index alone, cold, in a fresh process (imports done before the clock starts), wall
+    and CPU time: without the folder's index file (every run's files read, the file written),
+    then with it (what every later start finds: the rows of ended runs taken from it);
   - in one process: the index built cold, a refresh with nothing changed, and a refresh after
     one run (being written: its writer lock held) got 20 batch lines and an epoch line.
 
@@ -179,6 +182,22 @@ SCREEN = textwrap.dedent(
     """
 )
 
+#: The folder index file (nnlib.runs.folderindex.INDEX_FILE), named here so that a tree that
+#: has none is measured too.
+INDEX_FILE = ".nnlib-index.json"
+
+#: The index built cold in a fresh process, its imports done first: wall and CPU seconds.
+COLD = textwrap.dedent(
+    """
+    import json, sys, time
+    from nnlib.runindex import RunIndex
+
+    start, cpu = time.perf_counter(), time.process_time()
+    count = len(RunIndex(sys.argv[1]).refresh())
+    print(json.dumps([count, time.perf_counter() - start, time.process_time() - cpu]))
+    """
+)
+
 #: The index in one process: cold, refreshed unchanged, refreshed after one run grew.
 REFRESH = textwrap.dedent(
     """
@@ -202,7 +221,7 @@ REFRESH = textwrap.dedent(
         return statistics.median(times)
 
     unchanged = median(index.refresh)
-    live = sorted(root.iterdir())[0]
+    live = sorted(path for path in root.iterdir() if path.is_dir())[0]  # not the index file
     kept = {name: (live / name).read_bytes() for name in (runs.EVENTS_FILE, "summary.json")
             if (live / name).exists()}
     lock = runs.WriterLock(live)
@@ -244,6 +263,10 @@ def report(name: str, samples: list[tuple[float, int, str]]) -> None:
     print(
         f"{name}: {seconds * 1000:.0f} ms (median of {len(samples)}), peak RSS {rss} MB  [{loads}]"
     )
+
+
+def _median_ms(samples: list[tuple], at: int) -> str:
+    return f"{statistics.median(s[at] for s in samples) * 1000:.0f} ms"
 
 
 def main() -> None:
@@ -301,6 +324,23 @@ def main() -> None:
             report(
                 "  of which the app itself (a folder of 1 run)",
                 [sample(one, until_line=True) for _ in range(args.repeat)],
+            )
+        index_file = args.folder / INDEX_FILE
+        for without in (True, False):
+            samples = []
+            for _ in range(args.repeat):
+                if without:
+                    index_file.unlink(missing_ok=True)
+                drop_cache(args.folder)
+                before = load()
+                _, _, out = timed([python, "-c", COLD, str(args.folder)], env, args.tree)
+                samples.append((*json.loads(out), before))
+            size = index_file.stat().st_size if index_file.exists() else 0
+            print(
+                f"index alone, cold, {'without' if without else 'from'} the index file "
+                f"({size / 1e6:.1f} MB after): {_median_ms(samples, 1)} wall, "
+                f"{_median_ms(samples, 2)} CPU (median of {len(samples)}, {samples[0][0]} runs) "
+                f"[{', '.join(s[3] for s in samples)}]"
             )
         drop_cache(args.folder)
         before = load()

@@ -14,7 +14,9 @@ off, so a run that has ended costs that small file, not its log; and the log is 
 incrementally (only the lines appended since the last refresh), so refreshing a folder
 where one run is being written reads that run's new lines. A run whose log had to be read
 (an older run without a summary, a crashed writer) gets its summary written back once
-nothing writes it, where the folder may be written.
+nothing writes it, where the folder may be written. A new process finds the rows of runs
+nothing writes in the folder's index file (`runs.folderindex`), and opens only the files of
+runs changed since.
 
 A run forked from another says so in its config.json: `"parent": {"run": "<run directory
 name or path>", "step": <the parent's step it started from>}`.
@@ -22,6 +24,7 @@ name or path>", "step": <the parent's step it started from>}`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import runs
+from .runs import folderindex
 
 if TYPE_CHECKING:
     from .runsummary import LogDigest
@@ -130,6 +134,10 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
+def _size_and_mtime(status: folderindex.FileStatus | None) -> tuple[int, int] | None:
+    return None if status is None else (status.size, status.mtime_ns)
+
+
 class _RunScan:
     """The running totals of one run directory, brought up to date by `update`."""
 
@@ -137,7 +145,8 @@ class _RunScan:
         self.path = path
         self.config: dict[str, Any] = {}
         self.config_problem = ""
-        self._config_sig: tuple[int, int] | None = None
+        self._config_status: folderindex.FileStatus | None = None
+        self._log_path = path / runs.EVENTS_FILE
         self.alive = False
         self._start_log()
 
@@ -148,72 +157,49 @@ class _RunScan:
         self._events_sig: tuple[int, int] | None = self._log.untouched
         self.read_problem = ""
 
-    def update(self) -> None:
-        self._update_config()
-        log_path = self.path / runs.EVENTS_FILE
+    def update(self, status: folderindex.RunStatus) -> None:
+        """Bring the row up to date with the run directory, `status` taken just before."""
+        self._update_config(status.config)
         ended = self._log.digest.end_reason is not None
-        if ended and _signature(log_path) == self._events_sig:
+        if ended and _size_and_mtime(status.events) == self._events_sig:
             return  # an ended run whose log did not change: nothing can have changed
         # Asked whatever the log said before: an ended run that grows is being resumed.
         self.alive = runs.writer_alive(self.path)
-        signature = _signature(log_path)
+        signature = _signature(self._log_path)
         if signature is not None and self._events_sig and signature[0] < self._events_sig[0]:
             self._start_log()  # shorter than what was read: rewritten, so read it afresh
         self._events_sig = signature
         if signature is not None:
-            self._read_log(log_path)
+            self._read_log()
 
-    def _read_log(self, log_path: Path) -> None:
+    def _read_log(self) -> None:
         """Read the lines appended since the last update (a failure is the row's problem);
         a log nothing writes any more gets its summary written up to where it was read."""
         try:
             self._log.read()
         except OSError as error:
-            self.read_problem = f"{log_path}: cannot read ({error.strerror})"
+            self.read_problem = f"{self._log_path}: cannot read ({error.strerror})"
             return
         self.read_problem = ""
         if not self.alive and self._log.position[0] > self._log.saved:
             self._log.save()  # the next reader reads the summary: where it may be written
 
-    def _update_config(self) -> None:
-        """Read config.json again only when its size or mtime changed."""
-        config_sig = _signature(self.path / runs.CONFIG_FILE)
-        if config_sig != self._config_sig:
-            self._config_sig = config_sig
+    def _update_config(self, status: folderindex.FileStatus | None) -> None:
+        """Read config.json again only when its status changed."""
+        if status != self._config_status:
+            self._config_status = status
             self.config, self.config_problem = _read_config(self.path)
 
     def summary(self) -> RunSummary:
         """The run's row as its config and log read so far say."""
-        config = self.config
         log = self._log.digest
-        state = self._state(log)
-        best_metric, best = (
-            ("val_accuracy", log.val_accuracy)
-            if log.val_accuracy is not None
-            else ("val_loss", log.val_loss)
-        )
-        dataset, arch, total = _planned(config)
-        return RunSummary(
-            path=self.path,
-            dataset=dataset,
-            arch=arch,
-            state=state,
-            reason=log.end_reason or "",
-            error=log.error,
-            epochs_done=log.epochs,
-            epochs_total=total,
-            best_metric=best_metric,
-            best_value=best,
-            test_metric=log.test_metric,
-            test_value=log.test_value,
-            started=log.first,
-            duration=_duration(log, state),
-            parent=parent_of(config),
-            problem=self.config_problem or self.read_problem or log.problem or self._log.notice,
-            config=config,
-            peak_rss=log.peak_rss,
-            samples_per_sec=log.samples_per_sec,
-        )
+        problem = self.config_problem or self.read_problem or log.problem or self._log.notice
+        return _row(self.path, self.config, log, self._state(log), problem)
+
+    def entry(self, key: str, state: str) -> folderindex.Entry:
+        """The row as the folder index keeps it, for the status of this key (a copy of the
+        digest: this scan goes on)."""
+        return folderindex.Entry(key, state, self.config, dataclasses.replace(self._log.digest))
 
     def _state(self, log: LogDigest) -> str:
         """How the run ended as its log says; else running while its writer lives, crashed
@@ -223,6 +209,57 @@ class _RunScan:
         if self.alive:
             return "running"
         return "crashed" if log.any_event or runs.writer_started(self.path) else "empty"
+
+
+class _KeptRow:
+    """A run's row taken from the folder index, good while the run's status is the one kept
+    (`RunIndex._scan` asks): a _RunScan that reads nothing."""
+
+    def __init__(self, path: Path, entry: folderindex.Entry) -> None:
+        self._entry = entry
+        self._row = _row(path, entry.config, entry.digest, entry.state, "")
+
+    def update(self, status: folderindex.RunStatus) -> None:
+        """Nothing to read: the status is the one kept."""
+
+    def summary(self) -> RunSummary:
+        return self._row
+
+    def entry(self, key: str, state: str) -> folderindex.Entry:
+        return self._entry
+
+
+def _row(
+    path: Path, config: dict[str, Any], log: LogDigest, state: str, problem: str
+) -> RunSummary:
+    """The row of a run of this config and log digest: the one way a row is made."""
+    best_metric, best = (
+        ("val_accuracy", log.val_accuracy)
+        if log.val_accuracy is not None
+        else ("val_loss", log.val_loss)
+    )
+    dataset, arch, total = _planned(config)
+    return RunSummary(
+        path=path,
+        dataset=dataset,
+        arch=arch,
+        state=state,
+        reason=log.end_reason or "",
+        error=log.error,
+        epochs_done=log.epochs,
+        epochs_total=total,
+        best_metric=best_metric,
+        best_value=best,
+        test_metric=log.test_metric,
+        test_value=log.test_value,
+        started=log.first,
+        duration=_duration(log, state),
+        parent=parent_of(config),
+        problem=problem,
+        config=config,
+        peak_rss=log.peak_rss,
+        samples_per_sec=log.samples_per_sec,
+    )
 
 
 def _planned(config: dict[str, Any]) -> tuple[str, str, int]:
@@ -281,11 +318,15 @@ def _is_file(path: Path) -> bool:
 class RunIndex:
     """The runs under one folder, summarised; `refresh` brings every summary up to date,
     reading only what changed since the last call (see the module's docstring). A folder
-    in it that cannot be read is left out, and named in `skipped` with the reason."""
+    in it that cannot be read is left out, and named in `skipped` with the reason. The
+    rows of runs nothing writes are kept in the folder's index file (`runs.folderindex`),
+    so that a new process lists them without opening their files."""
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = Path(root) if root is not None else runs.default_runs_dir()
-        self._scans: dict[Path, _RunScan] = {}
+        self._scans: dict[str, _RunScan | _KeptRow] = {}
+        #: The folder index's entries, by run directory name (None: not read yet).
+        self._kept: dict[str, folderindex.Entry] | None = None
         #: What the last refresh left out: path -> one line saying why.
         self.skipped: dict[Path, str] = {}
 
@@ -302,33 +343,87 @@ class RunIndex:
 
     def refresh(self) -> list[RunSummary]:
         """A summary per run directory directly under the folder, by name; a folder that
-        has gone reads as no runs, one that cannot be read is skipped (see `skipped`)."""
+        has gone reads as no runs, one that cannot be read is skipped (see `skipped`). The
+        folder index is read at the first refresh, and written after one that changed it."""
         self.skipped = {}
-        scans, out = {}, []
-        for path in self._entries():
+        previous = self._kept if self._kept is not None else folderindex.load(self.root)
+        settled_before = time.time_ns() - folderindex.SETTLE_NS
+        scans: dict[str, _RunScan | _KeptRow] = {}
+        kept: dict[str, folderindex.Entry] = {}
+        out: list[RunSummary] = []
+        entries = self._entries()
+        if entries is None:
+            self._scans, self._kept = {}, previous
+            return out
+        for entry in entries:
+            path = self.root / entry.name
             try:
-                if not (path.is_dir() and is_run_dir(path)):
+                if not entry.is_dir():
                     continue
-                scan = self._scans.get(path) or _RunScan(path)
-                scan.update()
-                out.append(scan.summary())
+                status = folderindex.run_status(entry.path)
+                if not status.holds_run():
+                    continue
+                key = status.key()
+                scan = self._scan(entry.name, path, key, previous)
+                scan.update(status)
+                summary = scan.summary()
             except OSError as error:
                 self.skipped[path] = _unreadable(path, error)
                 continue
-            scans[path] = scan
+            out.append(summary)
+            scans[entry.name] = scan
+            if _keepable(summary) and status.settled(settled_before):
+                before = previous.get(entry.name)
+                if before is None or before.status != key:
+                    before = scan.entry(key, summary.state)
+                kept[entry.name] = before
         self._scans = scans
+        changed = kept.keys() != previous.keys() or any(
+            kept[name] is not previous[name] for name in kept
+        )
+        self._kept = kept
+        if changed:
+            folderindex.save(self.root, kept)
         return out
 
-    def _entries(self) -> list[Path]:
-        """What the folder holds, by name: nothing when it has gone, nothing (and the
-        folder named in `skipped`) when it cannot be listed."""
+    def _scan(
+        self,
+        name: str,
+        path: Path,
+        key: str,
+        previous: Mapping[str, folderindex.Entry],
+    ) -> _RunScan | _KeptRow:
+        """What keeps the run's row: its scan, else its kept row while the run's status is the
+        one the folder index kept (`previous`), else a new scan."""
+        held = self._scans.get(name)
+        if isinstance(held, _RunScan):
+            return held
+        entry = previous.get(name)
+        if entry is not None and entry.status == key:
+            return held or _KeptRow(path, entry)
+        return _RunScan(path)
+
+    def _entries(self) -> list[os.DirEntry] | None:
+        """What the folder holds, by name: nothing when it has gone, None (and the folder
+        named in `skipped`) when it cannot be listed."""
         try:
-            return sorted(self.root.iterdir())
+            with os.scandir(self.root) as listing:
+                return sorted(listing, key=_name)
         except FileNotFoundError:
             return []
         except OSError as error:
             self.skipped[self.root] = _unreadable(self.root, error)
-            return []
+            return None
+
+
+def _name(entry: os.DirEntry) -> str:
+    return entry.name
+
+
+def _keepable(summary: RunSummary) -> bool:
+    """A row the folder index may keep: of a run nothing writes, read without a problem (a
+    problem's text names the paths it was read by)."""
+    return summary.state in folderindex.KEPT_STATES and not summary.problem
 
 
 def _unreadable(path: Path, error: OSError) -> str:
@@ -338,7 +433,7 @@ def _unreadable(path: Path, error: OSError) -> str:
 def summarize(path: str | os.PathLike) -> RunSummary:
     """The summary of one run directory."""
     scan = _RunScan(Path(path))
-    scan.update()
+    scan.update(folderindex.run_status(os.fspath(path)))
     return scan.summary()
 
 

@@ -266,7 +266,7 @@ def _checked(record: Any, where: str) -> Summary:
             f"{where}: run summary version {record['version']}; this nnlib reads {VERSION}"
         )
     size, lines, tail, mtime = _checked_log(record["log"], where)
-    digest = _checked_digest(record["digest"], where)
+    digest = checked_digest(record["digest"], where)
     if size and not lines:
         raise SummaryError(f"{where}: log.lines is 0 for {size} bytes of log")
     return Summary(digest, size, lines, tail, mtime)
@@ -285,9 +285,10 @@ def _checked_log(value: Any, where: str) -> tuple[int, int, str, int]:
     return size, lines, tail, mtime
 
 
-def _checked_digest(value: Any, where: str) -> LogDigest:
-    """The digest a summary holds: each field of its type, and the fields that go together
-    set together; SummaryError naming the first wrong."""
+def checked_digest(value: Any, where: str) -> LogDigest:
+    """The digest a summary (or the folder index, `runs.folderindex`) holds: each field of
+    its type, and the fields that go together set together; SummaryError naming the first
+    wrong."""
     given = _keys(value, _DIGEST_FIELDS, where, "digest")
     digest = LogDigest(
         first=_number(given["first"], "digest.first", where),
