@@ -289,3 +289,14 @@ def test_a_folder_that_cannot_be_written_still_lists_its_runs(tmp_path, monkeypa
     names = scanned(monkeypatch)
     same_rows(runindex.RunIndex(tmp_path).refresh(), expected)
     assert names == []
+
+
+def test_a_runs_folder_deleted_before_the_index_is_written_is_not_made_again(tmp_path):
+    """atomic_write makes missing parent folders: a runs folder removed between its listing
+    and the index's write came back holding only the index file."""
+    root = tmp_path / "runs"
+    write_run(root, "a", epochs=1)
+    entries = {}  # what a refresh would save; the folder is gone by then
+    shutil.rmtree(root)
+    folderindex.save(root, entries)
+    assert not root.exists()
