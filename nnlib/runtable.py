@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._memory import human_bytes
-from .runfilter import parse
+from .runfilter import Filter, parse
 from .runindex import STATES, RunSummary, flatten, settings_of
 from .runmeta import MetaCache, RunMeta
 from .sweepindex import SweepSummary
@@ -596,9 +596,10 @@ def select_with_trials(
     under it: every trial of a sweep row that passes, else the trials that pass (a sweep
     is listed when it or one of its trials passes). FilterError when the filter means
     nothing, a comparison on a field no row has included."""
-    if not parse(text).terms:  # no filter: nothing to compute for 1,000 rows
+    wanted = parse(text)
+    if not wanted.terms:  # no filter: nothing to compute for 1,000 rows
         return list(rows), {path: list(listed) for path, listed in trials.items()}
-    passes = _matcher([*rows, *(t for listed in trials.values() for t in listed)], text)
+    passes = _matcher([*rows, *(t for listed in trials.values() for t in listed)], wanted)
     under = {
         row.summary.path: _listed(trials.get(row.summary.path, ()), passes, passes(row))
         for row in rows
@@ -615,10 +616,9 @@ def _listed(
     return list(trials) if sweep_passes else [t for t in trials if passes(t)]
 
 
-def _matcher(every: Sequence[RunRow], text: str) -> Callable[[RunRow], bool]:
-    """The filter `text` as a test of one of `every` row, each row's fields read once;
+def _matcher(every: Sequence[RunRow], wanted: Filter) -> Callable[[RunRow], bool]:
+    """The filter `wanted` as a test of one of `every` row, each row's fields read once;
     FilterError when it compares a field none of them has."""
-    wanted = parse(text)
     fields = {id(r): r.fields() for r in every}
     wanted.check_keys({key for f in fields.values() for key in f})
     return lambda row: wanted.matches(fields[id(row)], row.text())
