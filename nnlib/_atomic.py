@@ -27,12 +27,16 @@ _CREATE |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 STALE_SECONDS = 60.0
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], object], sync: bool = True) -> Path:
+def atomic_write(
+    path: Path, write: Callable[[BinaryIO], object], sync: bool = True, parents: bool = True
+) -> Path:
     """Write `path` through `write(handle)`; on any exception the temporary file is removed
     before the exception propagates and `path` is untouched. `sync=False` leaves out the
     fsync (a caller that syncs later, off a thread that must not wait on the disk): the
-    rename still shows readers the whole file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    rename still shows readers the whole file or none. `parents=False`: a missing folder is
+    a FileNotFoundError, not made (a file that only belongs in a folder that exists)."""
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:

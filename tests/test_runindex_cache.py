@@ -277,7 +277,7 @@ def test_a_folder_that_cannot_be_written_still_lists_its_runs(tmp_path, monkeypa
     write_run(tmp_path, "b", epochs=1)
     expected = uncached(tmp_path)
 
-    def refuse(path, write, sync=True):
+    def refuse(path, write, sync=True, parents=True):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(folderindex, "atomic_write", refuse)

@@ -170,10 +170,10 @@ def save(root: Path, entries: Mapping[str, Entry]) -> None:
     if len(body) > MAX_BYTES - len(HEADER) - 64:
         return
     data = HEADER + b" " + _hash(body) + b"\n" + body
-    if not root.is_dir():  # deleted since it was listed: atomic_write would make it again
-        return
-    with contextlib.suppress(OSError):
-        atomic_write(root / INDEX_FILE, lambda handle: handle.write(data), sync=False)
+    with contextlib.suppress(OSError):  # parents=False: a folder deleted since it was listed
+        atomic_write(  # is not made again holding only this file
+            root / INDEX_FILE, lambda handle: handle.write(data), sync=False, parents=False
+        )
 
 
 def _hash(body: bytes) -> bytes:
