@@ -196,6 +196,23 @@ def test_run_state_folds_records():
     assert state.pending == {"lr": 1.0}
 
 
+def test_a_change_logged_before_its_answer_is_not_left_pending():
+    """A run in another process logs the change, and the follower may bring that record
+    before the command's answer: either order ends with nothing pending."""
+    change = events.Hparam(step=3, name="lr", old=0.05, new=0.2, source="remote")
+    answered_first, logged_first = RunState("moons"), RunState("moons")
+    answered_first.request("lr", 0.2)
+    assert answered_first.pending == {"lr": 0.2}
+    answered_first.apply(change)
+    logged_first.apply(change)
+    logged_first.request("lr", 0.2)
+    assert answered_first.pending == logged_first.pending == {}
+    logged_first.request("lr", 0.1)  # a new value is pending until its own change
+    assert logged_first.pending == {"lr": 0.1}
+    logged_first.request("lr", 0.2)  # asked back while 0.1 is pending: pending again
+    assert logged_first.pending == {"lr": 0.2}
+
+
 def test_decimation_bounds_a_series_and_spans_the_run():
     series = Decimated(2, cap=100)
     for step in range(10_000):

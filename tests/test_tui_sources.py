@@ -53,7 +53,15 @@ async def test_e_edits_a_recorded_live_run_through_its_command_file(tmp_path):
             dialog.query_one("#lr", Input).value = "0.2"
             await press(pilot, "enter")
             await until(pilot, lambda: app.screen is dashboard, "the dialog to close")
-            await until(pilot, lambda: dashboard.state.pending.get("lr") == 0.2, "the answer")
+            # Pending until the change is logged (the log may bring it before the answer).
+            await until(
+                pilot,
+                lambda: (
+                    dashboard.state.pending.get("lr") == 0.2
+                    or any(m.new == 0.2 for m in dashboard.state.marks)
+                ),
+                "the answer",
+            )
             # Checked now: a notification expires after a few seconds, and waiting for the log
             # below can take that long on a busy machine (it failed about 1 time in 4 so).
             sent = "Sent to the process writing this run"
