@@ -131,11 +131,30 @@ class Terminal:
 
 
 def epoch_speed(run_dir: Path) -> float:
-    """Mean samples/s over the epochs of a run log (active training time only)."""
+    """Mean samples/s over the epochs of a run log (active training time only) trained at
+    full speed: after the run's last change of pace to full speed, if it had one. A paced
+    run's batches each start after a wait, with cold caches: spirals' tens-of-microsecond
+    batches then train at about a quarter of their speed, which is no cost of the app."""
     from nnlib import runs  # the log's own reader: compact batch lines carry no "type"
 
-    speeds = [e["samples_per_sec"] for e in runs.read(run_dir) if e.type == "epoch"]
+    records = list(runs.read(run_dir))
+    full = [e.step for e in records if e.type == "pace" and e["new"] is None]
+    since = full[-1] if full else -1
+    speeds = [e["samples_per_sec"] for e in records if e.type == "epoch" and e.step > since]
     return statistics.mean(speeds)
+
+
+def to_full_speed(term: Terminal) -> None:
+    """Press `>` until the status says full speed: the app paces a model the Boundary view
+    draws (spirals: 2 epochs a second, to be watched), and the throughput row measures what
+    the app costs a run at full speed."""
+    from nntui.pace import PACE_STEPS
+
+    mark = term.size()
+    for _ in PACE_STEPS:
+        term.press(">")
+        time.sleep(0.05)
+    term.wait_for("full speed", mark)
 
 
 def headless(config_args: dict, blas_threads: int | None) -> float:
@@ -168,6 +187,7 @@ def under_tui(config_args: dict) -> tuple[float, float]:
         ]
         term = Terminal(flags, Path(tmp))
         term.wait_for("RUNNING")
+        to_full_speed(term)
         began, first = time.perf_counter(), term.size()
         term.wait_for("FINISHED", timeout=600)
         rate = (term.size() - first) / (time.perf_counter() - began)
