@@ -17,7 +17,8 @@ import re
 import struct
 import zipfile
 import zlib
-from typing import IO
+from collections.abc import Callable
+from typing import IO, cast
 
 import numpy as np
 
@@ -68,12 +69,7 @@ def _header_bytes(
 ) -> tuple[bytes, tuple[int, int]]:
     """The header dictionary's bytes and the format version, read from the magic on, each
     length checked before what it counts is read."""
-    start = handle.read(len(_MAGIC) + 2)
-    if len(start) < len(_MAGIC) + 2 or not start.startswith(_MAGIC):
-        raise error(f"{where}: not a .npy array (its first bytes are {start[:8]!r})")
-    version = (start[-2], start[-1])
-    if version not in _LENGTH_FIELDS:
-        raise error(f"{where}: .npy format version {version[0]}.{version[1]} is not supported")
+    version = _version(handle, where, error)
     field = _LENGTH_FIELDS[version]
     raw = handle.read(struct.calcsize(field))
     if len(raw) < struct.calcsize(field):
@@ -88,6 +84,17 @@ def _header_bytes(
     if len(text) < length:
         raise error(f"{where}: truncated .npy header ({length} bytes declared, {len(text)} there)")
     return text, version
+
+
+def _version(handle: IO[bytes], where: str, error: type[ValueError]) -> tuple[int, int]:
+    """The format version after the magic, one numpy defines."""
+    start = handle.read(len(_MAGIC) + 2)
+    if start[:-2] != _MAGIC:  # also when fewer bytes are there: the magic is cut short
+        raise error(f"{where}: not a .npy array (its first bytes are {start[:8]!r})")
+    version = (start[-2], start[-1])
+    if version not in _LENGTH_FIELDS:
+        raise error(f"{where}: .npy format version {version[0]}.{version[1]} is not supported")
+    return version
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -175,21 +182,29 @@ def _parse(text: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     missing = [key for key in _KEYS if key not in fields]
     if missing:
         raise ValueError(f"no {missing[0]!r}")
-    shape = fields["shape"]
-    assert isinstance(shape, tuple)
+    shape = cast(tuple[int, ...], fields["shape"])  # _Header.value's for "shape"
     if len(shape) > MAX_DIMS:
         raise ValueError(f"{len(shape)} dimensions, at most {MAX_DIMS}")
-    if any(dim >= 2**63 for dim in shape):
+    if max(shape, default=0) >= 2**63:
         raise ValueError(f"shape {shape} has a dimension too large for an array")
     return shape, bool(fields["fortran_order"]), _dtype(str(fields["descr"]))
 
 
 def _dtype(descr: str) -> np.dtype:
-    match = _DESCR.fullmatch(descr)
-    if match is None:
+    """The dtype of a header's 'descr': one numpy writes, of a kind an archive may hold."""
+    if _DESCR.fullmatch(descr) is None:
         raise ValueError(f"dtype {descr[:40]!r} is not one numpy writes")
     if descr[1:] == "O":
         return np.dtype(object)  # refused by every reader, from the header: never unpickled
+    dtype = _written_dtype(descr)
+    if dtype.kind not in _KINDS:
+        raise Unsupported(f"dtype {dtype} is not supported (booleans, numbers and text)")
+    return dtype
+
+
+def _written_dtype(descr: str) -> np.dtype:
+    """numpy's dtype for `descr`, which must have a size and be of the type letter `descr`
+    gives (numpy takes spellings it never writes)."""
     try:
         dtype = np.dtype(descr)
     except (TypeError, ValueError, OverflowError):
@@ -198,8 +213,6 @@ def _dtype(descr: str) -> np.dtype:
         raise ValueError(f"dtype {descr!r} has no size")
     if dtype.str.lstrip("<>|=")[0] != descr[1]:
         raise ValueError(f"dtype {descr!r} is not one numpy writes")
-    if dtype.kind not in _KINDS:
-        raise Unsupported(f"dtype {dtype} is not supported (booleans, numbers and text)")
     return dtype
 
 
@@ -228,49 +241,68 @@ def read_npz(
         size = file_size(handle)
         try:
             with zipfile.ZipFile(handle) as archive:
-                members = [info for info in archive.infolist() if info.filename.endswith(".npy")]
-                headers = [_member_header(path, size, archive, info, error) for info in members]
-                total = sum(math.prod(shape) * dtype.itemsize for shape, _, dtype in headers)
-                check_memory(total, f"{path}: its arrays", error)
-                return {
-                    info.filename[: -len(".npy")]: _read_member(path, archive, info, error)
-                    for info in members
-                }
+                return _read_members(path, size, archive, error)
         except error:
             raise
         except _ZIP_ERRORS as e:
             raise error(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from None
 
 
+def _read_members(
+    path: str | os.PathLike, size: int, archive: zipfile.ZipFile, error: type[ValueError]
+) -> dict[str, np.ndarray]:
+    """The .npy members of an open archive (of `size` bytes) by name: every header checked,
+    and their sum against the free memory, before the data of any is read."""
+    members = [info for info in archive.infolist() if info.filename.endswith(".npy")]
+    total = sum(_member_bytes(path, size, archive, info, error) for info in members)
+    check_memory(total, f"{path}: its arrays", error)
+    return {
+        info.filename[: -len(".npy")]: _read_member(path, archive, info, error) for info in members
+    }
+
+
 def _where(path: str | os.PathLike, info: zipfile.ZipInfo) -> str:
     return f"{path}: array {info.filename[: -len('.npy')]!r}"
 
 
-def _member_header(
+#: The most bytes a member can inflate to from its stored bytes, by compression method.
+_INFLATED_BOUND: dict[int, Callable[[int], int]] = {
+    zipfile.ZIP_STORED: lambda stored: stored,
+    zipfile.ZIP_DEFLATED: deflate_bound,
+}
+
+
+def _check_declared_size(
+    info: zipfile.ZipInfo, size: int, where: str, error: type[ValueError]
+) -> None:
+    """`error` unless a member's declared size is one its stored bytes (at most the archive's
+    `size`) can inflate to, by a compression method np.savez writes."""
+    bound = _INFLATED_BOUND.get(info.compress_type)
+    if bound is None:
+        raise error(
+            f"{where}: zip compression method {info.compress_type} is not supported; save "
+            "with np.savez or np.savez_compressed"
+        )
+    if info.file_size > bound(min(info.compress_size, size)):
+        raise error(
+            f"{where}: the archive says it holds {info.file_size} bytes, more than its "
+            f"{info.compress_size} stored bytes can hold"
+        )
+
+
+def _member_bytes(
     path: str | os.PathLike,
     size: int,
     archive: zipfile.ZipFile,
     info: zipfile.ZipInfo,
     error: type[ValueError],
-) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """A member's header, checked against the bytes the archive can hold for it."""
+) -> int:
+    """The bytes of a member's array, from its header, checked against the bytes the archive
+    can hold for it."""
     where = _where(path, info)
-    if info.compress_type == zipfile.ZIP_STORED:
-        most = min(info.compress_size, size)
-    elif info.compress_type == zipfile.ZIP_DEFLATED:
-        most = deflate_bound(min(info.compress_size, size))
-    else:
-        raise error(
-            f"{where}: zip compression method {info.compress_type} is not supported; save "
-            "with np.savez or np.savez_compressed"
-        )
-    if info.file_size > most:
-        raise error(
-            f"{where}: the archive says it holds {info.file_size} bytes, more than its "
-            f"{info.compress_size} stored bytes can hold"
-        )
+    _check_declared_size(info, size, where, error)
     with archive.open(info) as f:
-        shape, fortran, dtype = read_header(f, where, error)
+        shape, _, dtype = read_header(f, where, error)
         if dtype.hasobject:
             raise error(
                 f"{where} holds Python objects; save plain numeric arrays (pickled data is "
@@ -283,7 +315,7 @@ def _member_header(
             f"{where}: the header declares {_shape_text(shape)} {dtype} ({nbytes} bytes) but "
             f"the archive holds {available} bytes for it"
         )
-    return shape, fortran, dtype
+    return nbytes
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:

@@ -22,13 +22,14 @@ events were 68.5 kB of JSON and its sample predictions 36 kB (see README, Run lo
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
 import struct
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,10 @@ class ArrayReader:
         if self._handle is None:
             self._handle = open_regular(self.path, "run's arrays file", ArrayFileError)
         self._size = file_size(self._handle)  # it may have grown since
+        return decode_block(self._block(offset, length, where), where)
+
+    def _block(self, offset: int, length: int, where: str) -> bytes:
+        """The `length` bytes at `offset`, which must be a block's size and in the file."""
         if not HEADER.size <= length <= MAX_BLOCK or offset + length > self._size:
             raise ArrayFileError(
                 f"{where}: a block of {length:,} bytes is not in the file ({self._size:,} "
@@ -161,10 +166,9 @@ class ArrayReader:
             )
         try:
             self._handle.seek(offset)
-            block = self._handle.read(length)
+            return self._handle.read(length)
         except OSError as error:
             raise ArrayFileError(f"{where}: cannot read ({error.strerror or error})") from None
-        return decode_block(block, where)
 
 
 def decode_block(block: bytes, where: str) -> np.ndarray:
@@ -185,11 +189,7 @@ def decode_block(block: bytes, where: str) -> np.ndarray:
 def _block_parts(block: bytes, where: str) -> tuple[np.dtype, tuple[int, ...], bool, int, bytes]:
     """A block's header and shape, checked against the block's length: (dtype, shape,
     compressed, crc32 of the raw bytes, the stored data)."""
-    if len(block) < HEADER.size:
-        raise ArrayFileError(f"{where}: truncated block ({len(block)} bytes)")
-    magic, code, flags, ndim, reserved, stored, crc = HEADER.unpack_from(block)
-    if magic != MAGIC or reserved or flags & ~ZLIB or code not in DTYPES or ndim > MAX_DIMS:
-        raise ArrayFileError(f"{where}: not an arrays block (damaged header)")
+    code, flags, ndim, stored, crc = _header(block, where)
     start = HEADER.size + 4 * ndim
     if len(block) != start + stored:
         raise ArrayFileError(
@@ -198,6 +198,17 @@ def _block_parts(block: bytes, where: str) -> tuple[np.dtype, tuple[int, ...], b
         )
     shape = struct.unpack_from(f"<{ndim}I", block, HEADER.size)
     return DTYPES[code], shape, bool(flags & ZLIB), crc, block[start:]
+
+
+def _header(block: bytes, where: str) -> tuple[int, int, int, int, int]:
+    """The fields of a block's header (dtype code, flags, ndim, stored bytes, crc32), each
+    one a writer here gives."""
+    if len(block) < HEADER.size:
+        raise ArrayFileError(f"{where}: truncated block ({len(block)} bytes)")
+    magic, code, flags, ndim, reserved, stored, crc = HEADER.unpack_from(block)
+    if magic != MAGIC or reserved or flags & ~ZLIB or code not in DTYPES or ndim > MAX_DIMS:
+        raise ArrayFileError(f"{where}: not an arrays block (damaged header)")
+    return code, flags, ndim, stored, crc
 
 
 def _inflated(data: bytes, expected: int, where: str) -> bytes:
@@ -219,10 +230,12 @@ def is_packed(value: Any, name: str) -> bool:
     if not (isinstance(value, dict) and value.get("packed") == name):
         return False
     blocks = value.get("blocks")
-    return isinstance(blocks, list) and all(
-        isinstance(block, list) and len(block) == 2 and all(map(is_count, block))
-        for block in blocks
-    )
+    return isinstance(blocks, list) and all(map(_is_block, blocks))
+
+
+def _is_block(value: Any) -> bool:
+    """[offset, bytes]: how a packed field's line gives each of its blocks."""
+    return isinstance(value, list) and len(value) == 2 and all(map(is_count, value))
 
 
 class Packer(ABC):
@@ -362,9 +375,7 @@ class HistogramsPacker(Packer):
         layout = {name: _layer_code(entry) for name, entry in value.items()}
         if None in layout.values():
             return None  # a shape this packer does not know: the line keeps it
-        histograms = [
-            entry[key] for entry in value.values() for key, _ in _HISTOGRAMS if key in entry
-        ]
+        histograms = [histogram for entry in value.values() for histogram in _histograms(entry)]
         bins, width = _one_length(histograms, "counts"), _one_length(histograms, "percentiles")
         if bins is None or width is None:
             return None  # histograms of other sizes: the blocks hold rows of one length
@@ -376,15 +387,21 @@ class HistogramsPacker(Packer):
 
     def unpack(self, meta: Mapping[str, Any], arrays: list[np.ndarray]) -> Any:
         layout, width = _meta_values(meta, "histograms", layout=dict, percentiles=int)
-        if not all(isinstance(c, str) and _LAYOUT.fullmatch(c) for c in layout.values()):
-            raise _misfit("histograms")
+        codes = _layout_codes(layout)
         counts, floats = _blocks(arrays, "histograms", (2, "u"), (1, "f"))
-        codes = "".join(layout.values())
         histograms = sum(map(codes.lower().count, "wg"))
         expected = histograms * (2 + width) + sum(map(codes.count, "nud"))
         if counts.shape[1] < 1 or len(counts) != histograms or len(floats) != expected:
             raise _misfit("histograms")
         return _unpacked_layers(layout, counts.tolist(), _floats(floats), width)
+
+
+def _layout_codes(layout: Mapping[str, Any]) -> str:
+    """Every layer's letters of a packed histograms line, one after the other, each layer's
+    checked against _LAYOUT."""
+    if not all(isinstance(c, str) and _LAYOUT.fullmatch(c) for c in layout.values()):
+        raise _misfit("histograms")
+    return "".join(layout.values())
 
 
 def _layer_code(entry: Any) -> str | None:
@@ -414,6 +431,11 @@ def _one_length(histograms: list[dict[str, Any]], key: str) -> int | None:
     return None if len(lengths) > 1 else max(lengths, default=0)
 
 
+def _histograms(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A layer entry's histograms, in _HISTOGRAMS's order."""
+    return [entry[key] for key, _ in _HISTOGRAMS if key in entry]
+
+
 def _count_rows(histograms: list[dict[str, Any]], bins: int) -> np.ndarray | None:
     """Each histogram's `bins` counts and its non-finite count as a row of one unsigned
     array; None when a count is beyond uint32 (the line keeps them)."""
@@ -426,9 +448,8 @@ def _layer_floats(layers: Iterable[Mapping[str, Any]]) -> list[float | None]:
     bounds and percentiles, then its scalars (what `_unpacked_layers` reads back)."""
     floats: list[float | None] = []
     for entry in layers:
-        for key, _ in _HISTOGRAMS:
-            if key in entry:
-                floats += [entry[key]["lo"], entry[key]["hi"], *entry[key]["percentiles"]]
+        for histogram in _histograms(entry):
+            floats += [histogram["lo"], histogram["hi"], *histogram["percentiles"]]
         floats += [entry[key] for key, _ in _SCALARS if key in entry]
     return floats
 
@@ -437,23 +458,34 @@ def _unpacked_layers(
     layout: Mapping[str, str], rows: list[list[int]], floats: list[float | None], width: int
 ) -> dict[str, Any]:
     """The layers of a histograms event from its unpacked blocks, in `layout`'s order."""
-    layers: dict[str, Any] = {}
-    row, at = iter(rows), 0
-    for name, code in layout.items():
-        entry: dict[str, Any] = {}
-        for key, letter in _HISTOGRAMS:
-            if letter in code.lower():
-                *counts, nonfinite = next(row)
-                lo, hi, *percentiles = floats[at : at + 2 + width]
-                at += 2 + width
-                entry[key] = {"lo": lo, "hi": hi, "counts": counts, "percentiles": percentiles}
-                if letter.upper() in code:
-                    entry[key]["nonfinite"] = nonfinite
-        for key, letter in _SCALARS:
-            if letter in code:
-                entry[key], at = floats[at], at + 1
-        layers[name] = entry
-    return layers
+    row, value = iter(rows), iter(floats)
+    return {name: _unpacked_entry(code, row, value, width) for name, code in layout.items()}
+
+
+def _unpacked_entry(
+    code: str, rows: Iterator[list[int]], floats: Iterator[float | None], width: int
+) -> dict[str, Any]:
+    """A layer's entry of the items its `code` names, taking its histograms' rows and its
+    floats from where the layers before it left off."""
+    entry: dict[str, Any] = {}
+    for key, letter in _HISTOGRAMS:
+        if letter in code.lower():
+            entry[key] = _unpacked_histogram(next(rows), floats, width, letter.upper() in code)
+    for key, letter in _SCALARS:
+        if letter in code:
+            entry[key] = next(floats)
+    return entry
+
+
+def _unpacked_histogram(
+    row: list[int], floats: Iterator[float | None], width: int, nonfinite: bool
+) -> dict[str, Any]:
+    """A histogram from its row of counts (the non-finite count last, kept when `nonfinite`)
+    and its bounds and `width` percentiles, the next floats."""
+    *counts, count = row
+    lo, hi, *percentiles = itertools.islice(floats, 2 + width)
+    histogram = {"lo": lo, "hi": hi, "counts": counts, "percentiles": percentiles}
+    return {**histogram, "nonfinite": count} if nonfinite else histogram
 
 
 class MapsPacker(Packer):

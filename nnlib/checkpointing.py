@@ -85,8 +85,7 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
     scalars = _split_slots(optimizer["slots"], arrays)
     callbacks = [
         {"type": type(callback).__name__, "state": state}
-        for callback in trainer.callbacks
-        if (state := callback.state_dict()) is not None
+        for callback, state in _callback_states(trainer)
     ]
     state = {
         "format": FORMAT,
@@ -105,11 +104,7 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
         "batch_size": trainer.batch_size,
         # requested, not applied yet (a batch size waits for the next epoch): applied there
         "pending": [list(request) for request in trainer.control.requests()],
-        "layer_rngs": {
-            layer.name: rng.bit_generator.state
-            for layer in trainer.model.layers
-            if isinstance(rng := getattr(layer, "rng", None), np.random.Generator)
-        },
+        "layer_rngs": {name: rng.bit_generator.state for name, rng in _generators(trainer.model)},
         "optimizer": {
             "name": optimizer["name"],
             "hyperparameters": optimizer["hyperparameters"],
@@ -120,6 +115,24 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
     }
     arrays[_STATE[: -len(".npy")]] = np.array(json.dumps(state, allow_nan=False))
     return arrays
+
+
+def _callback_states(trainer: Trainer) -> list[tuple[Callback, dict[str, Any]]]:
+    """The trainer's callbacks that keep a state, each with it, in their order."""
+    return [
+        (callback, state)
+        for callback in trainer.callbacks
+        if (state := callback.state_dict()) is not None
+    ]
+
+
+def _generators(model: Sequential) -> list[tuple[str, np.random.Generator]]:
+    """The random generator of each layer that draws (dropout), with the layer's name."""
+    return [
+        (layer.name, rng)
+        for layer in model.layers
+        if isinstance(rng := getattr(layer, "rng", None), np.random.Generator)
+    ]
 
 
 def _split_slots(
@@ -383,26 +396,28 @@ def _read_slots(
         if member == _STATE or not member.startswith(TRAINING_PREFIX):
             continue
         name, key = _slot_member(member, params, source)
-        expected = params[name].value
-
-        def check(
-            shape: tuple[int, ...],
-            dtype: np.dtype,
-            member: str = member,
-            expected: np.ndarray = expected,
-        ) -> str | None:
-            if tuple(shape) != expected.shape or dtype != expected.dtype:
-                return (
-                    f"{member} is {dtype} {tuple(shape)}, the parameter is "
-                    f"{expected.dtype} {expected.shape}"
-                )
-            return None
-
-        value = _read_npy(archive, member, source, check)
-        if not np.isfinite(value).all():
-            raise CheckpointError(f"{source}: {member} holds NaN or infinite values")
-        slots.setdefault(name, {})[key] = value.copy()
+        slots.setdefault(name, {})[key] = _read_slot(archive, member, params[name].value, source)
     return slots
+
+
+def _read_slot(
+    archive: zipfile.ZipFile, member: str, expected: np.ndarray, source: str
+) -> np.ndarray:
+    """One optimizer array, of its parameter's shape and dtype (checked from its header) and
+    finite."""
+
+    def check(shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+        if tuple(shape) != expected.shape or dtype != expected.dtype:
+            return (
+                f"{member} is {dtype} {tuple(shape)}, the parameter is "
+                f"{expected.dtype} {expected.shape}"
+            )
+        return None
+
+    value = _read_npy(archive, member, source, check)
+    if not np.isfinite(value).all():
+        raise CheckpointError(f"{source}: {member} holds NaN or infinite values")
+    return value.copy()
 
 
 def _slot_member(member: str, params: dict[str, Param], source: str) -> tuple[str, str]:
@@ -496,10 +511,9 @@ def _check_weights_fit(model: Sequential, weights: dict[str, np.ndarray], source
 
 def _restore_layer_rngs(model: Sequential, saved: dict[str, Any]) -> None:
     """Put each saved generator state back into the layer of that name that draws (dropout)."""
-    for layer in model.layers:
-        rng = getattr(layer, "rng", None)
-        if isinstance(rng, np.random.Generator) and layer.name in saved:
-            rng.bit_generator.state = saved[layer.name]
+    for name, rng in _generators(model):
+        if name in saved:
+            rng.bit_generator.state = saved[name]
 
 
 def _resume_position(
@@ -531,9 +545,7 @@ def _restore_callbacks(trainer: Trainer, saved: list[dict[str, Any]]) -> None:
     for record in saved:
         by_type.setdefault(record["type"], []).append(record["state"])
     seen: dict[str, int] = {}
-    for callback in trainer.callbacks:
-        if callback.state_dict() is None:
-            continue
+    for callback, _ in _callback_states(trainer):
         kind = type(callback).__name__
         rank = seen[kind] = seen.get(kind, -1) + 1
         states = by_type.get(kind, [])
@@ -557,6 +569,7 @@ def step_checkpoints(folder: str | os.PathLike) -> dict[int, Path]:
 
 #: The longest step number a RUN@<step> may give (a step is an int64: 19 digits at most).
 MAX_STEP_DIGITS = 18
+_DIGITS = re.compile("[0-9]+")
 
 
 def find(run_dir: str | os.PathLike, which: str | int = "last") -> Path:
@@ -567,11 +580,10 @@ def find(run_dir: str | os.PathLike, which: str | int = "last") -> Path:
     best = folder / BEST
     if which == "last" and steps:
         return steps[max(steps)]
-    if which in ("best", "last") and best.is_file():
-        return best
     if which in steps:
         return steps[which]
-    if best.is_file() and load(best).step == which:  # a step whose checkpoint is the best
+    # "best", "last" of a run with no step checkpoint, or a step whose checkpoint is the best
+    if best.is_file() and (which in ("best", "last") or load(best).step == which):
         return best
     raise CheckpointError(_not_found(run_dir, which, steps, best.is_file()))
 
@@ -603,7 +615,7 @@ def parse_source(text: str) -> tuple[str, str | int]:
         raise CheckpointError(f"{expected}, got no RUN")
     if which in ("last", "best"):
         return run, which
-    if not (which.isascii() and which.isdigit()):
+    if not _DIGITS.fullmatch(which):
         raise CheckpointError(f"{expected}, got {reprlib.repr(which)} after the @")
     if len(which) > MAX_STEP_DIGITS:
         raise CheckpointError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -54,11 +55,17 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("NNLIB_RUNS_DIR", "runs"))
 
 
+def _runs_root(root: str | os.PathLike | None) -> Path:
+    """The folder new runs go under: `root`, else the default runs folder."""
+    return Path(root) if root is not None else default_runs_dir()
+
+
 def new_run_dir(root: str | os.PathLike | None = None, name: str = "run") -> Path:
     """A fresh directory root/<date-time>-<name>[-n] that no other run uses."""
-    root = Path(root) if root is not None else default_runs_dir()
+    root = _runs_root(root)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:40] or "run"
+    # Letters, digits and "-_." kept (\w is str.isalnum's characters and "_"), the rest "-".
+    safe = re.sub(r"[^\w.-]", "-", name)[:40] or "run"
     for attempt in range(1000):
         candidate = root / (f"{stamp}-{safe}" + (f"-{attempt}" if attempt else ""))
         try:
@@ -77,16 +84,7 @@ def claim_run_dir(path: str | os.PathLike) -> Path:
     already holds a run — a run directory is never reused, so no earlier run is lost — or
     anything else (a user's folder is not written into), or cannot be written."""
     path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path)
-        held = sorted(entry.name for entry in os.scandir(path))
-        if not held:
-            # Prove it is writable now, not after the dataset has loaded.
-            with tempfile.TemporaryFile(dir=path):
-                pass
-    except OSError as error:
-        raise RunDirError(_unusable(path, error)) from None
+    held = _held(path)
     logged = [name for name in RUN_FILES if name in held]
     if logged:
         raise RunDirTaken(
@@ -100,6 +98,22 @@ def claim_run_dir(path: str | os.PathLike) -> Path:
             "runs folder"
         )
     return path
+
+
+def _held(path: Path) -> list[str]:
+    """What directory `path` holds, by name, sorted: it is made if missing and its stale
+    temporaries removed first; an empty one is proved writable (RunDirError if it is not)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        held = sorted(entry.name for entry in os.scandir(path))
+        if not held:
+            # Prove it is writable now, not after the dataset has loaded.
+            with tempfile.TemporaryFile(dir=path):
+                pass
+    except OSError as error:
+        raise RunDirError(_unusable(path, error)) from None
+    return held
 
 
 @dataclass(frozen=True)
@@ -125,18 +139,27 @@ class NewRunDir:
         folders made for it while they are empty (another run may have been put there)."""
         if self.started():
             return
-        if not self.made:
-            with contextlib.suppress(OSError):
-                for entry in os.scandir(self.path):
-                    if entry.name not in self.kept:
-                        _remove(Path(entry.path), entry.is_dir(follow_symlinks=False))
-            return
+        if self.made:
+            self._remove_made()
+        else:
+            self._remove_added()
+
+    def _remove_made(self) -> None:
+        """The run's own directory, whatever it holds, then its parents made for it, from
+        the innermost out, while they are empty."""
         shutil.rmtree(self.path, ignore_errors=True)
         for folder in self.made[1:]:
             try:
                 folder.rmdir()
             except OSError:
                 break
+
+    def _remove_added(self) -> None:
+        """In a claimed directory, what was added since it was claimed."""
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.path):
+                if entry.name not in self.kept:
+                    _remove(Path(entry.path), entry.is_dir(follow_symlinks=False))
 
 
 def _remove(path: Path, is_dir: bool) -> None:
@@ -152,14 +175,14 @@ def reserve_run_dir(
     """`claim_run_dir(path)`, or with no path `new_run_dir(root, name)`, remembering what
     was made, for `NewRunDir.discard`."""
     if path is None:
-        parents = _missing(Path(root) if root is not None else default_runs_dir())
+        parents = _missing(_runs_root(root))
         made = new_run_dir(root, name)
         return NewRunDir(made, (made, *parents))
-    path, missing = Path(path), _missing(Path(path))
-    try:
-        kept = frozenset() if missing else frozenset(os.listdir(path))
-    except OSError:  # claim_run_dir names the problem
-        kept = frozenset()
+    missing = _missing(Path(path))
+    # A missing directory cannot be listed: nothing is kept (claim_run_dir names any problem).
+    kept: frozenset[str] = frozenset()
+    with contextlib.suppress(OSError):
+        kept = frozenset(os.listdir(path))
     return NewRunDir(claim_run_dir(path), missing, kept)
 
 

@@ -35,15 +35,20 @@ def store_arrays(event: Event, writer: ArrayWriter) -> Event:
     return dataclasses.replace(event, **stored) if stored else event
 
 
+def _packed_now(event: Event) -> dict[str, Packer]:
+    """The packers of the fields a record read back holds as blocks of the side file."""
+    return {
+        name: packer
+        for name, packer in packed_fields(type(event)).items()
+        if is_packed(getattr(event, name), packer.name)
+    }
+
+
 def has_arrays(event: Event) -> bool:
     """Whether a record read back refers to blocks of the side file."""
-    if any(
-        is_packed(getattr(event, name), packer.name)
-        for name, packer in packed_fields(type(event)).items()
-    ):
-        return True
-    return isinstance(event, FeatureMaps) and any(
-        is_ref(record["data"]) for record in _maps_records(event)
+    return bool(_packed_now(event)) or (
+        isinstance(event, FeatureMaps)
+        and any(is_ref(record["data"]) for record in _maps_records(event))
     )
 
 
@@ -70,8 +75,7 @@ def _loaded(event: Event, reader: ArrayReader) -> Event:
     as what its field may not hold."""
     loaded = {
         name: _read_field(event, name, packer, reader)
-        for name, packer in packed_fields(type(event)).items()
-        if is_packed(getattr(event, name), packer.name)
+        for name, packer in _packed_now(event).items()
     }
     event = dataclasses.replace(event, **loaded) if loaded else event
     return _loaded_maps(event, reader) if isinstance(event, FeatureMaps) else event
@@ -92,21 +96,18 @@ def _read_field(event: Event, name: str, packer: Packer, reader: ArrayReader) ->
 
 def _loaded_maps(event: FeatureMaps, reader: ArrayReader) -> FeatureMaps:
     """A feature_maps event whose pixels (schema 1: a reference per maps record) are read."""
-    loaded = {
-        id(record): _pixels(record, reader)
-        for record in _maps_records(event)
-        if is_ref(record["data"])
-    }
-
-    def resolved(record: dict[str, Any]) -> dict[str, Any]:
-        return {**record, "data": loaded.get(id(record), record["data"])}
-
     images = [
-        {**image, "layers": [resolved(layer) for layer in image["layers"]]}
+        {**image, "layers": [_resolved(layer, reader) for layer in image["layers"]]}
         for image in event.images
     ]
-    filters = resolved(event.filters) if event.filters else None
+    filters = _resolved(event.filters, reader) if event.filters else None
     return dataclasses.replace(event, images=images, filters=filters)
+
+
+def _resolved(record: dict[str, Any], reader: ArrayReader) -> dict[str, Any]:
+    """A maps record with its pixels, read when its data is a reference to them."""
+    data = record["data"]
+    return {**record, "data": _pixels(record, reader) if is_ref(data) else data}
 
 
 def _pixels(record: dict[str, Any], reader: ArrayReader) -> list[int]:
