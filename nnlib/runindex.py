@@ -238,7 +238,7 @@ def _row(
         if log.val_accuracy is not None
         else ("val_loss", log.val_loss)
     )
-    dataset, arch, total = _planned(config)
+    dataset, arch, total = planned(config)
     return RunSummary(
         path=path,
         dataset=dataset,
@@ -262,15 +262,21 @@ def _row(
     )
 
 
-def _planned(config: dict[str, Any]) -> tuple[str, str, int]:
+def planned(config: Mapping[str, Any]) -> tuple[str, str, int]:
     """What a run's config says it trains: the dataset's name, the architecture and the
     epochs planned (0 when unknown); from the fields nnlib writes, else a hand-written
-    config's top-level keys."""
-    trainer = _object(config, "trainer")
-    name = _object(config, "dataset_info").get("name") or config.get("dataset") or ""
-    arch = _object(trainer, "model").get("spec") or config.get("arch") or ""
+    config's top-level keys. The runs table and the app's replay read it the same way."""
+    trainer = config_object(config, "trainer")
+    name = config_object(config, "dataset_info").get("name") or config.get("dataset") or ""
+    arch = config_object(trainer, "model").get("spec") or config.get("arch") or ""
     total = trainer.get("epochs", config.get("epochs"))
-    return Path(str(name)).stem, str(arch), total if type(total) is int and total > 0 else 0
+    return Path(str(name)).stem, str(arch), config_count(total)
+
+
+def config_count(value: Any) -> int:
+    """A count a config records (epochs, parameters, classes): a positive int, else 0 for
+    unknown (a hand-written config may hold anything there)."""
+    return value if type(value) is int and value > 0 else 0
 
 
 def _duration(log: LogDigest, state: str) -> float | None:
@@ -282,7 +288,7 @@ def _duration(log: LogDigest, state: str) -> float | None:
     return max((end or log.first) - log.first, 0.0)
 
 
-def _object(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+def config_object(mapping: Mapping[str, Any], key: str) -> dict[str, Any]:
     """The JSON object at `key` of a config read from a file; {} when it is not one."""
     value = mapping.get(key)
     return value if isinstance(value, dict) else {}
@@ -306,6 +312,17 @@ def is_run_dir(path: Path) -> bool:
     """A directory that holds a run's config or log. Raises OSError when it cannot be looked
     into (no permission): an unreadable folder is not taken for one that holds no run."""
     return _is_file(path / runs.CONFIG_FILE) or _is_file(path / runs.EVENTS_FILE)
+
+
+def run_dir_of(path: str | os.PathLike) -> Path:
+    """The run directory `path` names, itself or by its log (what a user may give the app or
+    `nnlib plot`); ValueError naming it when there is no such directory."""
+    path = Path(path)
+    if path.is_file() and path.name == runs.EVENTS_FILE:
+        path = path.parent
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such run directory")
+    return path
 
 
 def _is_file(path: Path) -> bool:
@@ -523,11 +540,7 @@ class CurvesFollower:
     `poll` adds the lines appended since the last one."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        if path.is_file() and path.name == runs.EVENTS_FILE:
-            path = path.parent
-        if not path.is_dir():
-            raise ValueError(f"{path}: no such run directory")
+        path = run_dir_of(path)
         if not (path / runs.EVENTS_FILE).is_file():
             raise ValueError(f"{path}: no run log ({runs.EVENTS_FILE}) there")
         self.curves = RunCurves(path)
