@@ -373,35 +373,50 @@ class RunIndex:
             self._scans, self._kept = {}, previous
             return out
         for entry in entries:
-            path = self.root / entry.name
-            try:
-                if not entry.is_dir():
-                    continue
-                status = folderindex.run_status(entry.path)
-                if not status.holds_run():
-                    continue
-                key = status.key()
-                scan = self._scan(entry.name, path, key, previous)
-                scan.update(status)
-                summary = scan.summary()
-            except OSError as error:
-                self.skipped[path] = _unreadable(path, error)
+            found = self._read(entry, previous)
+            if found is None:
                 continue
+            scan, status, key, summary = found
             out.append(summary)
             scans[entry.name] = scan
             if _keepable(summary) and status.settled(settled_before):
-                before = previous.get(entry.name)
-                if before is None or before.status != key:
-                    before = scan.entry(key, summary.state)
-                kept[entry.name] = before
+                before = _still_kept(previous, entry.name, key)
+                kept[entry.name] = before or scan.entry(key, summary.state)
         self._scans = scans
+        self._keep(kept, previous)
+        return out
+
+    def _read(
+        self, entry: os.DirEntry, previous: Mapping[str, folderindex.Entry]
+    ) -> tuple[_RunScan | _KeptRow, folderindex.RunStatus, str, RunSummary] | None:
+        """A folder's row brought up to date, with what keeps it and the status it was read
+        at (and its key); None for a folder that holds no run, or cannot be read (named in
+        `skipped`)."""
+        path = self.root / entry.name
+        try:
+            if not entry.is_dir():
+                return None
+            status = folderindex.run_status(entry.path)
+            if not status.holds_run():
+                return None
+            key = status.key()
+            scan = self._scan(entry.name, path, key, previous)
+            scan.update(status)
+            return scan, status, key, scan.summary()
+        except OSError as error:
+            self.skipped[path] = _unreadable(path, error)
+            return None
+
+    def _keep(
+        self, kept: dict[str, folderindex.Entry], previous: Mapping[str, folderindex.Entry]
+    ) -> None:
+        """Hold the rows the folder index keeps now, and write it when they changed."""
         changed = kept.keys() != previous.keys() or any(
             kept[name] is not previous[name] for name in kept
         )
         self._kept = kept
         if changed:
             folderindex.save(self.root, kept)
-        return out
 
     def _scan(
         self,
@@ -415,8 +430,8 @@ class RunIndex:
         held = self._scans.get(name)
         if isinstance(held, _RunScan):
             return held
-        entry = previous.get(name)
-        if entry is not None and entry.status == key:
+        entry = _still_kept(previous, name, key)
+        if entry is not None:
             return held or _KeptRow(path, entry)
         return _RunScan(path)
 
@@ -435,6 +450,15 @@ class RunIndex:
 
 def _name(entry: os.DirEntry) -> str:
     return entry.name
+
+
+def _still_kept(
+    previous: Mapping[str, folderindex.Entry], name: str, key: str
+) -> folderindex.Entry | None:
+    """The folder index's entry of the run `name` while the run's status is still the one
+    it was kept at (`key`), else None."""
+    entry = previous.get(name)
+    return entry if entry is not None and entry.status == key else None
 
 
 def _keepable(summary: RunSummary) -> bool:
