@@ -40,6 +40,7 @@ from nnlib.runtable import (
     detail,
     fit,
     header_texts,
+    params_of,
     rows_of,
     select_with_trials,
     sort_rows,
@@ -261,7 +262,7 @@ class RunsScreen(Screen[None]):
 
     def _cells(self, row: RunRow, columns: list[Column]) -> list[str]:
         cells = [c.text(row) for c in columns]
-        if row.summary.problem or row.meta_problem:
+        if row.problem:
             cells[0] += " !"
         return cells
 
@@ -303,12 +304,11 @@ class RunsScreen(Screen[None]):
             max(room, 20),
             2 * CELL_PADDING,
             self.column_offset,
-            list({key: None for r in rows for key in r.params}) or [sort.name],
+            params_of(rows) or [sort.name],
             reveal=self.columns_moved,
         )
         self.table_layout, self.column_offset, self._columns = layout, layout.hidden_left, columns
-        where = [columns.index(c) for c in layout.columns]
-        return layout, [headers[i] for i in where], [[row[i] for i in where] for row in cells]
+        return layout, layout.pick(headers), [layout.pick(row) for row in cells]
 
     def _update_cells(
         self, table: RunsTable, shown: list[tuple[str, tuple[Text, ...]]], layout: Layout
