@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._validate import did_you_mean
-from .runindex import STATES
+from .runindex import STATES, is_number
 
 #: The comparisons that need a number on both sides.
 _ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -106,9 +106,7 @@ class Term:
 
 
 def _real(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    return float(value) if is_number(value) else None
 
 
 def _number(text: str) -> float | None:

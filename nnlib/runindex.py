@@ -25,6 +25,7 @@ name or path>", "step": <the parent's step it started from>}`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -33,7 +34,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -546,11 +547,12 @@ def _nan(value: Any) -> float:
 
 def _numbers(data: Mapping[str, Any]) -> dict[str, Any]:
     """The numeric fields of an event (null kept as None: a non-finite value)."""
-    return {
-        k: v
-        for k, v in data.items()
-        if v is None or (isinstance(v, int | float) and not isinstance(v, bool))
-    }
+    return {k: v for k, v in data.items() if v is None or is_number(v)}
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """A number as JSON gives one: an int or a float, not a bool (Python's bool is an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def read_curves(path: str | os.PathLike) -> RunCurves:
@@ -712,8 +714,7 @@ def effective_settings(
             continue
         name = str(event.get("name"))
         key = HPARAM_SETTINGS.get(name, name)
-        if key not in start:
-            start[key] = event.get("old")
+        start.setdefault(key, event.get("old"))
         source = event.get("source")
         made.setdefault(key, []).append(
             Change(event.step, event.get("new"), source if isinstance(source, str) else "")
@@ -727,9 +728,7 @@ def settings_diff(
     """The settings that were not the same in every run (a starting value or a change that
     differs; IDENTITY_KEYS aside), each with its Setting per run (None where a run has not
     got it), in first-seen order."""
-    keys: dict[str, None] = {}
-    for settings in runs_settings:
-        keys.update(dict.fromkeys(settings))
+    keys = dict.fromkeys(itertools.chain.from_iterable(runs_settings))
     out = {}
     for key in keys:
         found = [settings.get(key) for settings in runs_settings]

@@ -18,12 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from ._memory import human_bytes
 from .runfilter import Filter, parse
-from .runindex import STATES, RunSummary, flatten, settings_of
+from .runindex import STATES, RunSummary, flatten, is_number, settings_of
 from .runmeta import MetaCache, RunMeta
 from .sweepindex import SweepSummary
 
@@ -267,7 +268,7 @@ def hparam_text(value: Any) -> str:
 def _hparam_value(key: str) -> Callable[[RunRow], Any]:
     def value(row: RunRow) -> Any:
         found = row.hparam(key)
-        if isinstance(found, int | float) and not isinstance(found, bool):
+        if is_number(found):
             return (0, found, "")
         return None if found is None else (1, 0, str(found).lower())
 
@@ -615,7 +616,7 @@ def select_with_trials(
     wanted = parse(text)
     if not wanted.terms:  # no filter: nothing to compute for 1,000 rows
         return list(rows), {path: list(listed) for path, listed in trials.items()}
-    passes = _matcher([*rows, *(t for listed in trials.values() for t in listed)], wanted)
+    passes = _matcher([*rows, *chain.from_iterable(trials.values())], wanted)
     under = {
         row.summary.path: _listed(trials.get(row.summary.path, ()), passes, passes(row))
         for row in rows
