@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._validate import did_you_mean
-from .runindex import STATES
+from .runindex import STATES, is_number
 
 #: The comparisons that need a number on both sides.
 _ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -35,7 +35,13 @@ ORDERING = tuple(_ORDER)
 #: KEY OP VALUE, KEY a name or a dotted path; the longer operators first (`<=` is not `<`).
 _COMPARISON = re.compile(r"([A-Za-z_][\w.]*)\s*(<=|>=|!=|==|=|<|>)(.*)", re.DOTALL)
 _PREFIXED = re.compile(r"([A-Za-z_]\w*):(.*)", re.DOTALL)
-PREFIXES = ("tag", "state")
+#: The prefixed terms, each with the example its error gives.
+_PREFIX_EXAMPLES = {"tag": "baseline", "state": "crashed"}
+PREFIXES = tuple(_PREFIX_EXAMPLES)
+#: The field a prefixed term asks to equal its name.
+_PREFIX_FIELDS = {"tag": "tags", "state": "state"}
+#: Another spelling of an operator.
+_SAME_OP = {"==": "="}
 #: The fields every run has (RunRow.fields), so a filter on them is never "unknown".
 OWN_FIELDS = (
     "name",
@@ -72,10 +78,8 @@ class Term:
     def matches(self, fields: Mapping[str, Any], text: str) -> bool:
         if self.kind == "text":
             return self.value.lower() in text.lower()
-        if self.kind == "tag":
-            return self.value.lower() in (t.lower() for t in fields.get("tags", ()))
-        if self.kind == "state":
-            return fields.get("state") == self.value
+        if self.kind in _PREFIX_FIELDS:  # tag:NAME is tags=NAME, state:NAME is state=NAME
+            return self._equals(fields.get(_PREFIX_FIELDS[self.kind], ()))
         return self._compare(fields.get(self.key))
 
     def _compare(self, found: Any) -> bool:
@@ -102,9 +106,7 @@ class Term:
 
 
 def _real(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    return float(value) if is_number(value) else None
 
 
 def _number(text: str) -> float | None:
@@ -175,21 +177,25 @@ def _prefixed_term(word: str, prefix: str, value: str) -> Term:
             f"unknown filter {prefix + ':'!r} in {word!r}{guess}; expected tag:NAME or state:NAME"
         )
     if not value:
-        example = "baseline" if kind == "tag" else "crashed"
+        example = _PREFIX_EXAMPLES[kind]
         raise FilterError(f"{word!r}: expected a name after {kind}:, e.g. {kind}:{example}")
-    if kind == "state":
-        value = value.lower()
-        if value not in STATES:
-            raise FilterError(
-                f"unknown state {value!r} in {word!r}{did_you_mean(value, STATES)}; "
-                f"expected one of {', '.join(STATES)}"
-            )
-    return Term(kind, value)
+    return Term(kind, _known_state(word, value) if kind == "state" else value)
+
+
+def _known_state(word: str, value: str) -> str:
+    """The state `state:VALUE` names, in lower case; FilterError unless it is one."""
+    state = value.lower()
+    if state not in STATES:
+        raise FilterError(
+            f"unknown state {state!r} in {word!r}{did_you_mean(state, STATES)}; "
+            f"expected one of {', '.join(STATES)}"
+        )
+    return state
 
 
 def _comparison_term(word: str, key: str, op: str, value: str) -> Term:
     """`KEY OP VALUE`, its value checked: there, and a number for < <= > >=."""
-    op = "=" if op == "==" else op
+    op = _SAME_OP.get(op, op)
     value = value.strip()
     if not value:
         raise FilterError(f"{word!r}: expected a value after {op!r}, e.g. lr<0.1")

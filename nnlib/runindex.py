@@ -25,6 +25,7 @@ name or path>", "step": <the parent's step it started from>}`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -33,7 +34,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
@@ -238,7 +239,7 @@ def _row(
         if log.val_accuracy is not None
         else ("val_loss", log.val_loss)
     )
-    dataset, arch, total = _planned(config)
+    dataset, arch, total = planned(config)
     return RunSummary(
         path=path,
         dataset=dataset,
@@ -262,15 +263,21 @@ def _row(
     )
 
 
-def _planned(config: dict[str, Any]) -> tuple[str, str, int]:
+def planned(config: Mapping[str, Any]) -> tuple[str, str, int]:
     """What a run's config says it trains: the dataset's name, the architecture and the
     epochs planned (0 when unknown); from the fields nnlib writes, else a hand-written
-    config's top-level keys."""
-    trainer = _object(config, "trainer")
-    name = _object(config, "dataset_info").get("name") or config.get("dataset") or ""
-    arch = _object(trainer, "model").get("spec") or config.get("arch") or ""
+    config's top-level keys. The runs table and the app's replay read it the same way."""
+    trainer = config_object(config, "trainer")
+    name = config_object(config, "dataset_info").get("name") or config.get("dataset") or ""
+    arch = config_object(trainer, "model").get("spec") or config.get("arch") or ""
     total = trainer.get("epochs", config.get("epochs"))
-    return Path(str(name)).stem, str(arch), total if type(total) is int and total > 0 else 0
+    return Path(str(name)).stem, str(arch), config_count(total)
+
+
+def config_count(value: Any) -> int:
+    """A count a config records (epochs, parameters, classes): a positive int, else 0 for
+    unknown (a hand-written config may hold anything there)."""
+    return value if type(value) is int and value > 0 else 0
 
 
 def _duration(log: LogDigest, state: str) -> float | None:
@@ -282,7 +289,7 @@ def _duration(log: LogDigest, state: str) -> float | None:
     return max((end or log.first) - log.first, 0.0)
 
 
-def _object(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+def config_object(mapping: Mapping[str, Any], key: str) -> dict[str, Any]:
     """The JSON object at `key` of a config read from a file; {} when it is not one."""
     value = mapping.get(key)
     return value if isinstance(value, dict) else {}
@@ -306,6 +313,17 @@ def is_run_dir(path: Path) -> bool:
     """A directory that holds a run's config or log. Raises OSError when it cannot be looked
     into (no permission): an unreadable folder is not taken for one that holds no run."""
     return _is_file(path / runs.CONFIG_FILE) or _is_file(path / runs.EVENTS_FILE)
+
+
+def run_dir_of(path: str | os.PathLike) -> Path:
+    """The run directory `path` names, itself or by its log (what a user may give the app or
+    `nnlib plot`); ValueError naming it when there is no such directory."""
+    path = Path(path)
+    if path.is_file() and path.name == runs.EVENTS_FILE:
+        path = path.parent
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such run directory")
+    return path
 
 
 def _is_file(path: Path) -> bool:
@@ -356,35 +374,50 @@ class RunIndex:
             self._scans, self._kept = {}, previous
             return out
         for entry in entries:
-            path = self.root / entry.name
-            try:
-                if not entry.is_dir():
-                    continue
-                status = folderindex.run_status(entry.path)
-                if not status.holds_run():
-                    continue
-                key = status.key()
-                scan = self._scan(entry.name, path, key, previous)
-                scan.update(status)
-                summary = scan.summary()
-            except OSError as error:
-                self.skipped[path] = _unreadable(path, error)
+            found = self._read(entry, previous)
+            if found is None:
                 continue
+            scan, status, key, summary = found
             out.append(summary)
             scans[entry.name] = scan
             if _keepable(summary) and status.settled(settled_before):
-                before = previous.get(entry.name)
-                if before is None or before.status != key:
-                    before = scan.entry(key, summary.state)
-                kept[entry.name] = before
+                before = _still_kept(previous, entry.name, key)
+                kept[entry.name] = before or scan.entry(key, summary.state)
         self._scans = scans
+        self._keep(kept, previous)
+        return out
+
+    def _read(
+        self, entry: os.DirEntry, previous: Mapping[str, folderindex.Entry]
+    ) -> tuple[_RunScan | _KeptRow, folderindex.RunStatus, str, RunSummary] | None:
+        """A folder's row brought up to date, with what keeps it and the status it was read
+        at (and its key); None for a folder that holds no run, or cannot be read (named in
+        `skipped`)."""
+        path = self.root / entry.name
+        try:
+            if not entry.is_dir():
+                return None
+            status = folderindex.run_status(entry.path)
+            if not status.holds_run():
+                return None
+            key = status.key()
+            scan = self._scan(entry.name, path, key, previous)
+            scan.update(status)
+            return scan, status, key, scan.summary()
+        except OSError as error:
+            self.skipped[path] = _unreadable(path, error)
+            return None
+
+    def _keep(
+        self, kept: dict[str, folderindex.Entry], previous: Mapping[str, folderindex.Entry]
+    ) -> None:
+        """Hold the rows the folder index keeps now, and write it when they changed."""
         changed = kept.keys() != previous.keys() or any(
             kept[name] is not previous[name] for name in kept
         )
         self._kept = kept
         if changed:
             folderindex.save(self.root, kept)
-        return out
 
     def _scan(
         self,
@@ -398,8 +431,8 @@ class RunIndex:
         held = self._scans.get(name)
         if isinstance(held, _RunScan):
             return held
-        entry = previous.get(name)
-        if entry is not None and entry.status == key:
+        entry = _still_kept(previous, name, key)
+        if entry is not None:
             return held or _KeptRow(path, entry)
         return _RunScan(path)
 
@@ -418,6 +451,15 @@ class RunIndex:
 
 def _name(entry: os.DirEntry) -> str:
     return entry.name
+
+
+def _still_kept(
+    previous: Mapping[str, folderindex.Entry], name: str, key: str
+) -> folderindex.Entry | None:
+    """The folder index's entry of the run `name` while the run's status is still the one
+    it was kept at (`key`), else None."""
+    entry = previous.get(name)
+    return entry if entry is not None and entry.status == key else None
 
 
 def _keepable(summary: RunSummary) -> bool:
@@ -505,11 +547,12 @@ def _nan(value: Any) -> float:
 
 def _numbers(data: Mapping[str, Any]) -> dict[str, Any]:
     """The numeric fields of an event (null kept as None: a non-finite value)."""
-    return {
-        k: v
-        for k, v in data.items()
-        if v is None or (isinstance(v, int | float) and not isinstance(v, bool))
-    }
+    return {k: v for k, v in data.items() if v is None or is_number(v)}
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """A number as JSON gives one: an int or a float, not a bool (Python's bool is an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def read_curves(path: str | os.PathLike) -> RunCurves:
@@ -523,11 +566,7 @@ class CurvesFollower:
     `poll` adds the lines appended since the last one."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        if path.is_file() and path.name == runs.EVENTS_FILE:
-            path = path.parent
-        if not path.is_dir():
-            raise ValueError(f"{path}: no such run directory")
+        path = run_dir_of(path)
         if not (path / runs.EVENTS_FILE).is_file():
             raise ValueError(f"{path}: no run log ({runs.EVENTS_FILE}) there")
         self.curves = RunCurves(path)
@@ -675,8 +714,7 @@ def effective_settings(
             continue
         name = str(event.get("name"))
         key = HPARAM_SETTINGS.get(name, name)
-        if key not in start:
-            start[key] = event.get("old")
+        start.setdefault(key, event.get("old"))
         source = event.get("source")
         made.setdefault(key, []).append(
             Change(event.step, event.get("new"), source if isinstance(source, str) else "")
@@ -690,9 +728,7 @@ def settings_diff(
     """The settings that were not the same in every run (a starting value or a change that
     differs; IDENTITY_KEYS aside), each with its Setting per run (None where a run has not
     got it), in first-seen order."""
-    keys: dict[str, None] = {}
-    for settings in runs_settings:
-        keys.update(dict.fromkeys(settings))
+    keys = dict.fromkeys(itertools.chain.from_iterable(runs_settings))
     out = {}
     for key in keys:
         found = [settings.get(key) for settings in runs_settings]

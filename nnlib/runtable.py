@@ -18,12 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from ._memory import human_bytes
 from .runfilter import Filter, parse
-from .runindex import STATES, RunSummary, flatten, settings_of
+from .runindex import STATES, RunSummary, flatten, is_number, settings_of
 from .runmeta import MetaCache, RunMeta
 from .sweepindex import SweepSummary
 
@@ -63,6 +64,12 @@ class RunRow:
     @property
     def name(self) -> str:
         return self.summary.name
+
+    @property
+    def problem(self) -> str:
+        """What could not be read of the run: its config or log, else its meta.json; "" when
+        nothing."""
+        return self.summary.problem or self.meta_problem
 
     @cached_property
     def settings(self) -> dict[str, Any]:
@@ -261,7 +268,7 @@ def hparam_text(value: Any) -> str:
 def _hparam_value(key: str) -> Callable[[RunRow], Any]:
     def value(row: RunRow) -> Any:
         found = row.hparam(key)
-        if isinstance(found, int | float) and not isinstance(found, bool):
+        if is_number(found):
             return (0, found, "")
         return None if found is None else (1, 0, str(found).lower())
 
@@ -286,16 +293,21 @@ def columns_for(rows: Sequence[RunRow]) -> list[Column]:
     per hyperparameter that differs among them."""
     columns = sortable_columns(rows)
     named = {c.name for c in columns}
-    differing = [key for key in HPARAMS if key not in named and _differs(rows, key)]
-    return [*columns, *(hparam_column(key) for key in differing)]
+    differing = (key for key in HPARAMS if key not in named and _differs(rows, key))
+    return [*columns, *map(hparam_column, differing)]
 
 
 def sortable_columns(rows: Sequence[RunRow]) -> list[Column]:
     """The fixed columns and a column per sweep parameter of the trials among `rows`: with
     `column_named`'s hyperparameters, every column the table can be sorted by (without
     looking for the hyperparameters that differ, which reads every row's config)."""
-    params = {key: None for r in rows for key in r.params if key not in _FIXED_NAMES}
+    params = [key for key in params_of(rows) if key not in _FIXED_NAMES]
     return [*FIXED, *(hparam_column(key, PARAM_PRIORITY) for key in params)]
+
+
+def params_of(rows: Sequence[RunRow]) -> list[str]:
+    """The sweep parameters of the trials among `rows`, in first-seen order."""
+    return list(dict.fromkeys(key for r in rows for key in r.params))
 
 
 def _differs(rows: Sequence[RunRow], key: str) -> bool:
@@ -317,9 +329,8 @@ def column_named(name: str, columns: Sequence[Column]) -> Column:
 
 def sort_rows(rows: Sequence[RunRow], column: Column, descending: bool) -> list[RunRow]:
     """`rows` by `column`'s value, blanks last whichever the direction."""
-    known = [r for r in rows if column.sort_key(r)[0] == 0]
-    blank = [r for r in rows if column.sort_key(r)[0] != 0]
-    return sorted(known, key=column.sort_key, reverse=descending) + blank
+    by_value = sorted(rows, key=column.sort_key, reverse=descending)
+    return sorted(by_value, key=lambda row: column.sort_key(row)[0])  # stable: blanks last
 
 
 # -- fitting a width -------------------------------------------------------------------------------
@@ -329,11 +340,17 @@ class Layout:
 
     columns: tuple[Column, ...]
     widths: tuple[int, ...]
+    #: Where each column shown is among the columns fitted.
+    indices: tuple[int, ...]
     #: Optional columns scrolled past on the left, and left out on the right.
     hidden_left: int = 0
     hidden_right: int = 0
     #: Optional columns shown.
     shown: int = 0
+
+    def pick(self, texts: Sequence[str]) -> list[str]:
+        """The texts of the columns shown, from a row of every fitted column's."""
+        return [texts[i] for i in self.indices]
 
 
 def fit(
@@ -356,9 +373,9 @@ def fit(
     where the others must be cut to their floors for it (80 columns leave none room)."""
     natural, want, floor = _measure(columns, headers, cells)
     if width is None:
-        return Layout(tuple(columns), tuple(natural))
+        return Layout(tuple(columns), tuple(natural), tuple(range(len(columns))))
     required, optional = _choose(columns, cells, keep)
-    offset = max(0, min(offset, len(optional) - 1)) if optional else 0
+    offset = max(0, min(offset, len(optional) - 1))
     widths = {i: want[i] for i in required}
     room_kept = floor[optional[offset]] + gap if reveal and optional else 0
     _shrink(widths, floor, width - room_kept, gap)
@@ -369,6 +386,7 @@ def fit(
     return Layout(
         tuple(columns[i] for i in order),
         tuple(widths[i] for i in order),
+        tuple(order),
         hidden_left=offset,
         hidden_right=len(optional) - offset - taken,
         shown=taken,
@@ -475,12 +493,11 @@ def format_table(rows: Sequence[RunRow], width: int | None = None) -> str:
     headers = header_texts(columns)
     cells = [[c.text(r) for c in columns] for r in rows]
     layout = fit(columns, headers, cells, width)
-    index = [columns.index(c) for c in layout.columns]
     lines = []
     for row in [headers, *cells]:
         parts = [
-            cut(row[i], w, c.cut).ljust(w)
-            for i, w, c in zip(index, layout.widths, layout.columns, strict=True)
+            cut(text, w, c.cut).ljust(w)
+            for text, w, c in zip(layout.pick(row), layout.widths, layout.columns, strict=True)
         ]
         lines.append((" " * GAP).join(parts).rstrip())
     return "\n".join(line if width is None else cut(line, width) for line in lines)
@@ -512,7 +529,7 @@ def record(row: RunRow) -> dict[str, Any]:
         "peak_rss": s.peak_rss,
         "samples_per_sec": _finite(s.samples_per_sec),
         **{key: _finite(row.hparam(key)) for key in HPARAMS},
-        "problem": s.problem or row.meta_problem,
+        "problem": row.problem,
         "kind": row.kind,
         "sweep": row.sweep,
         "params": dict(row.params),
@@ -545,7 +562,7 @@ def detail(row: RunRow) -> str:
         _labelled("parent ", s.parent),
     ]
     parts += _cost(s)
-    parts += [_labelled("note: ", row.meta.note), _labelled("! ", s.problem or row.meta_problem)]
+    parts += [_labelled("note: ", row.meta.note), _labelled("! ", row.problem)]
     return " · ".join(p for p in parts if p)
 
 
@@ -599,7 +616,7 @@ def select_with_trials(
     wanted = parse(text)
     if not wanted.terms:  # no filter: nothing to compute for 1,000 rows
         return list(rows), {path: list(listed) for path, listed in trials.items()}
-    passes = _matcher([*rows, *(t for listed in trials.values() for t in listed)], wanted)
+    passes = _matcher([*rows, *chain.from_iterable(trials.values())], wanted)
     under = {
         row.summary.path: _listed(trials.get(row.summary.path, ()), passes, passes(row))
         for row in rows

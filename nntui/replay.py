@@ -22,6 +22,7 @@ from typing import Any
 from nnlib import events, runs
 from nnlib._atomic import remove_stale_temporaries
 from nnlib.config import ConfigError, ExperimentConfig
+from nnlib.runindex import config_count, config_object, planned, run_dir_of
 
 from .stream import Batches, Notice, Rewound, RunStarted, Update, pairs
 
@@ -34,22 +35,23 @@ DEFAULT_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "l1", "batch_size")
 
 def run_started(config: Mapping[str, Any], run_dir: str) -> RunStarted:
     """What a run's config (config.json, or its run_start record's) says of it, as the live
-    bridge says it from the trainer."""
-    trainer: Mapping[str, Any] = config.get("trainer") or {}
-    info: Mapping[str, Any] = config.get("dataset_info") or {}
-    model = trainer.get("model") or {}
+    bridge says it from the trainer; a field of the wrong type is read as unknown, as the
+    runs table reads it (a hand-written config may hold anything)."""
+    trainer = config_object(config, "trainer")
+    info = config_object(config, "dataset_info")
+    _, arch, epochs = planned(config)
     task = _task(trainer, info)
     return RunStarted(
         run_dir,
         task,
-        str(model.get("spec") or config.get("arch") or ""),
-        int(model.get("params") or 0),
-        int(trainer.get("epochs") or config.get("epochs") or 0),
+        arch,
+        config_count(config_object(trainer, "model").get("params")),
+        epochs,
         _class_names(info, task),
         (),
         pairs(_hyperparameters(config, trainer)),
         _input_shape(info.get("input_shape")),
-        int(info.get("train") or 0),
+        config_count(info.get("train")),
     )
 
 
@@ -64,14 +66,14 @@ def _task(trainer: Mapping[str, Any], info: Mapping[str, Any]) -> str:
 def _class_names(info: Mapping[str, Any], task: str) -> tuple[str, ...]:
     """A classification's classes as the dashboard labels them (the config records their
     count, not their names): their indices."""
-    classes = int(info.get("num_classes") or 0) if task == "classification" else 0
-    return tuple(str(i) for i in range(classes))
+    classes = config_count(info.get("num_classes")) if task == "classification" else 0
+    return tuple(map(str, range(classes)))
 
 
 def _hyperparameters(config: Mapping[str, Any], trainer: Mapping[str, Any]) -> dict[str, Any]:
     """The optimizer's settings the trainer recorded (its lr also as `base_lr`), else the
     config's own, and the batch size; those unknown left out."""
-    optimizer = {k: v for k, v in (trainer.get("optimizer") or {}).items() if k != "name"}
+    optimizer = {k: v for k, v in config_object(trainer, "optimizer").items() if k != "name"}
     values: dict[str, Any] = (
         {**optimizer, "base_lr": optimizer.get("lr")}
         if optimizer
@@ -211,9 +213,8 @@ class RecordedRun:
 
     @property
     def dataset(self) -> str:
-        info = self.replay.config.get("dataset_info") or {}
-        name = info.get("name") or self.replay.config.get("dataset") or self.run_dir.name
-        return Path(str(name)).stem
+        """The dataset the run's config names (as the runs table names it), else the run's."""
+        return planned(self.replay.config)[0] or Path(self.run_dir.name).stem
 
     def experiment(self) -> ExperimentConfig:
         """The run's experiment, to start again from the setup screen (in a new run
@@ -231,11 +232,7 @@ def open_run(path: str | Path) -> RecordedRun:
     about to start: it opens, to be followed. Raises ValueError with one clear line when the
     directory does not exist, or its config or log cannot be read (a bad line anywhere but
     last, a newer schema)."""
-    path = Path(path)
-    if path.is_file() and path.name == runs.EVENTS_FILE:
-        path = path.parent
-    if not path.is_dir():
-        raise ValueError(f"{path}: no such run directory")
+    path = run_dir_of(path)
     if not runs.writer_alive(path):
         remove_stale_temporaries(path)  # what a killed writer left
     config, tail, records = _read_run(path)

@@ -161,6 +161,27 @@ def test_open_run_reads_the_experiment_back_for_a_new_run(finished):
     assert recorded.poll() == []
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"trainer": [1]},
+        {"dataset_info": "spirals"},
+        {"trainer": {"model": "2-16-3", "optimizer": ["sgd"]}},
+        {"dataset_info": {"num_classes": "three", "train": "many"}, "epochs": "3"},
+    ],
+)
+def test_a_config_field_of_the_wrong_type_reads_as_unknown(tmp_path, odd):
+    """A hand-written config.json may hold anything: the run opens, as the runs table lists
+    it, with what it could read (it raised AttributeError or int()'s ValueError)."""
+    (tmp_path / runs.CONFIG_FILE).write_text(json.dumps({"arch": "2-8-2", **odd}))
+    log = runs.encode("run_start", 0, {"run": str(tmp_path), "config": {}})
+    (tmp_path / runs.EVENTS_FILE).write_text(log + runs.encode("end", 0, {"reason": "finished"}))
+    start = open_run(tmp_path).updates[0]
+    assert isinstance(start, RunStarted)
+    assert (start.arch, start.params, start.epochs, start.train_size) == ("2-8-2", 0, 0, 0)
+    assert start.class_names == ()
+
+
 # -- nntui --open errors -------------------------------------------------------------------------
 def copy_run(run_dir: Path, tmp_path: Path, edit) -> Path:
     target = tmp_path / "copy"

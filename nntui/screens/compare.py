@@ -8,7 +8,6 @@ shown at a time and `a` switches between them."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -241,10 +240,7 @@ class CompareScreen(Screen[None]):
         table.add_column("runs", no_wrap=True)
         table.add_column("start → value@step(source)", overflow="fold")
         for key, found in diff.items():
-            ways: dict[str, list[int]] = {}
-            for index, setting in enumerate(found):
-                ways.setdefault(_setting_text(setting), []).append(index)
-            for line, (text, indices) in enumerate(ways.items()):
+            for line, (text, indices) in enumerate(_ways(found).items()):
                 markers = Text.assemble(*((RUN_MARKERS[i], RUN_STYLES[i]) for i in indices))
                 table.add_row(Text(key if line == 0 else ""), markers, Text(text))
         return Group(Text(""), table)
@@ -269,8 +265,9 @@ def _metric(run: RunCurves, metric: str, which: str) -> float | None:
     """A run's final or best `metric` over its epochs (the training one if it has no
     validation: `loss` for `val_loss`)."""
     for name in (metric, metric.removeprefix("val_")):
-        values = [v for v in run.series("epoch", name)[1] if math.isfinite(v)]
-        if values:
+        _, ys = run.series("epoch", name)
+        values = ys[np.isfinite(ys)]
+        if values.size:
             if which == "final":
                 return values[-1]
             return max(values) if "accuracy" in name else min(values)
@@ -301,6 +298,15 @@ def _delta(delta: float, short: str) -> str:
     if short == "acc":
         return f"{sign}{abs(delta) * 100:.1f}pt"
     return sign + format_number(abs(delta), NUMBER_WIDTH)
+
+
+def _ways(found: Sequence[Setting | None]) -> dict[str, list[int]]:
+    """The ways a setting went (its text: the start and every change), each with the runs
+    that went that way, in first-seen order."""
+    ways: dict[str, list[int]] = {}
+    for index, setting in enumerate(found):
+        ways.setdefault(_setting_text(setting), []).append(index)
+    return ways
 
 
 def _setting_text(setting: Setting | None) -> str:

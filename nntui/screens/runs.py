@@ -9,6 +9,7 @@ refresh keeps the scroll, the selection and the marks. Enter opens a run on the 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 from pathlib import Path
 
 from rich.text import Text
@@ -40,6 +41,7 @@ from nnlib.runtable import (
     detail,
     fit,
     header_texts,
+    params_of,
     rows_of,
     select_with_trials,
     sort_rows,
@@ -220,7 +222,7 @@ class RunsScreen(Screen[None]):
         trial counts while its sweep lists it) are so no more."""
         self.expanded &= {s.path for s in self.sweeps}
         present = {s.path for s in self.summaries}
-        present |= {t.summary.path for listed in self.trials.values() for t in listed}
+        present |= {t.summary.path for t in chain.from_iterable(self.trials.values())}
         self.marked = [p for p in self.marked if p in present]
 
     def _filtered(self) -> tuple[list[RunRow], dict[Path, list[RunRow]]]:
@@ -241,9 +243,7 @@ class RunsScreen(Screen[None]):
         """The runs and sweeps that pass the filter in the chosen order, each expanded
         sweep's trials under it (in that order too)."""
         rows, trials = self._filtered()
-        column = self._sort_column(
-            sortable_columns([*rows, *(t for ts in trials.values() for t in ts)])
-        )
+        column = self._sort_column(sortable_columns([*rows, *chain.from_iterable(trials.values())]))
         out = []
         for row in sort_rows(rows, column, self.descending):
             out.append(row)
@@ -261,7 +261,7 @@ class RunsScreen(Screen[None]):
 
     def _cells(self, row: RunRow, columns: list[Column]) -> list[str]:
         cells = [c.text(row) for c in columns]
-        if row.summary.problem or row.meta_problem:
+        if row.problem:
             cells[0] += " !"
         return cells
 
@@ -303,12 +303,11 @@ class RunsScreen(Screen[None]):
             max(room, 20),
             2 * CELL_PADDING,
             self.column_offset,
-            list({key: None for r in rows for key in r.params}) or [sort.name],
+            params_of(rows) or [sort.name],
             reveal=self.columns_moved,
         )
         self.table_layout, self.column_offset, self._columns = layout, layout.hidden_left, columns
-        where = [columns.index(c) for c in layout.columns]
-        return layout, [headers[i] for i in where], [[row[i] for i in where] for row in cells]
+        return layout, layout.pick(headers), [layout.pick(row) for row in cells]
 
     def _update_cells(
         self, table: RunsTable, shown: list[tuple[str, tuple[Text, ...]]], layout: Layout
@@ -327,11 +326,7 @@ class RunsScreen(Screen[None]):
         wanted = str(self._select_next or (current.path if current else ""))
         self._select_next = None
         if shape != self._table_shape:
-            table.clear(columns=True)
-            table.add_column(" ", key=MARK, width=MARK_WIDTH)
-            for (header, width), column in zip(shape, layout.columns, strict=True):
-                table.add_column(Text(header), key=column.name, width=width)
-            self._table_shape = shape
+            self._set_columns(table, shape, layout)
         else:
             table.clear()
         for key, row in shown:
@@ -341,6 +336,14 @@ class RunsScreen(Screen[None]):
             row = keys.index(wanted) if wanted in keys else min(at, len(keys) - 1)
             table.move_cursor(row=row, scroll=False)
         table.call_after_refresh(table.scroll_to, y=scroll_y, animate=False)
+
+    def _set_columns(self, table: RunsTable, shape: tuple, layout: Layout) -> None:
+        """The table emptied and given the columns of `shape` (headers and widths)."""
+        table.clear(columns=True)
+        table.add_column(" ", key=MARK, width=MARK_WIDTH)
+        for (header, width), column in zip(shape, layout.columns, strict=True):
+            table.add_column(Text(header), key=column.name, width=width)
+        self._table_shape = shape
 
     def _row(self, row: RunRow, texts: list[str], layout: Layout) -> tuple[Text, ...]:
         path = row.summary.path
@@ -359,13 +362,13 @@ class RunsScreen(Screen[None]):
         total = len(self.summaries)
         where = _plural("run", total)
         counts = f"{count} of {total}" if count != total else f"{total}"
-        marked = f" · {len(self.marked)} marked (c: compare)" if self.marked else ""
-        skipped = f" · {len(self._skipped)} unreadable, left out" if self._skipped else ""
+        marked = _part(len(self.marked), "marked (c: compare)")
+        skipped = _part(len(self._skipped), "unreadable, left out")
         sweeps = len(self.sweeps)
-        skipped = (f" · {sweeps} {_plural('sweep', sweeps)} (w)" if sweeps else "") + skipped
+        skipped = _part(sweeps, f"{_plural('sweep', sweeps)} (w)") + skipped
         layout = self.table_layout
         hidden = (layout.hidden_left + layout.hidden_right) if layout else 0
-        more = f" · ←→ {hidden} more {_plural('column', hidden)}" if hidden else ""
+        more = _part(hidden, f"more {_plural('column', hidden)}", lead="←→ ")
         # The folder last: at 80 columns a long path is what gets cut, not the counts or ←→.
         title = f"nntui · {counts} {where}{marked}{skipped}{more} · {self.index.root}"
         self.query_one("#title", Static).update(title)
@@ -470,7 +473,8 @@ class RunsScreen(Screen[None]):
         """Whether the row under the cursor is a sweep (or, with `trials`, one of its
         trials), which cannot be `what`: said in a notice."""
         row = self.current_row()
-        if row is None or row.kind == "run" or (row.kind == "trial" and not trials):
+        refused = ("sweep", "trial") if trials else ("sweep",)
+        if row is None or row.kind not in refused:
             return False
         which = "a sweep" if row.kind == "sweep" else f"a trial of the sweep {row.sweep}"
         self.notify(f"{row.name} is {which}: not {what}", severity="warning", markup=False)
@@ -591,6 +595,12 @@ def _sweep_detail(sweep: SweepSummary) -> str:
         "w: ranked, with charts"
     )
     return line + (f" · ! {sweep.problem}" * bool(sweep.problem))
+
+
+def _part(count: int, what: str, lead: str = "") -> str:
+    """A part of the title on what there are `count` of (` · 3 marked`), said only when
+    there are any."""
+    return f" · {lead}{count} {what}" if count else ""
 
 
 def _plural(noun: str, count: int) -> str:
