@@ -180,7 +180,8 @@ def test_progress_on_a_terminal_is_a_rich_bar_and_one_closing_line(monkeypatch, 
     progress = download_module._Progress("http://127.0.0.1/x.gz", 100)
     assert progress._bar is not None
     progress.advance(100)
-    progress.close(True)
+    progress.stop()
+    progress.report()
     err = capsys.readouterr().err
     assert "nnlib: downloading" not in err
     assert "nnlib: got http://127.0.0.1/x.gz (100 B in" in err
@@ -195,7 +196,8 @@ def test_progress_without_rich_is_two_plain_lines(monkeypatch, capsys):
     progress = download_module._Progress("http://127.0.0.1/x.gz", 2000)
     assert progress._bar is None
     progress.advance(2000)
-    progress.close(True)
+    progress.stop()
+    progress.report()
     err = capsys.readouterr().err
     assert "nnlib: downloading http://127.0.0.1/x.gz (2.0 kB)" in err
     assert "nnlib: got http://127.0.0.1/x.gz (2.0 kB in" in err
