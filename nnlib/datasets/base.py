@@ -190,6 +190,17 @@ def count_classes(
     return k
 
 
+def class_names_for(
+    where: str,
+    parts: Sequence[tuple[np.ndarray, Locate]],
+    class_names: Sequence[str] | None = None,
+) -> list[str]:
+    """The names of the K classes of labels read from a file (K checked by `count_classes`):
+    the file's own `class_names`, else the class numbers "0".."K-1"."""
+    k = count_classes(where, parts, class_names)
+    return [str(c) for c in range(k)] if class_names is None else list(class_names)
+
+
 def _highest_label(parts: Sequence[tuple[np.ndarray, Locate]]) -> tuple[float, str | None]:
     """The highest label of all parts and where it is (-1, None when there is none); a
     negative label anywhere is refused first, since no K counts it."""
