@@ -55,7 +55,7 @@ def load_path(
     cache: bool = True,
 ) -> Dataset:
     """Dispatch on the kind of path: folder of IDX files, .npz or .csv."""
-    if task is not None and task not in TASKS:
+    if task not in (None, *TASKS):
         raise DatasetError(f"task must be 'classification' or 'regression', got {task!r}")
     if image_shape is not None:
         image_shape = _check_image_shape(image_shape)
@@ -300,16 +300,18 @@ def _npz_split(
     xk, yk = f"x_{split}", f"y_{split}"
     x = _numeric(f"{path}: {xk}", arrays[xk])
     y = _numeric(f"{path}: {yk}", arrays[yk])
-    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
-        raise DatasetError(
-            f"{path}: {xk} has {len(x) if x.ndim else 0} rows but {yk} has "
-            f"{len(y) if y.ndim else 0}"
-        )
+    if min(x.ndim, y.ndim) == 0 or len(x) != len(y):
+        raise DatasetError(f"{path}: {xk} has {_rows(x)} rows but {yk} has {_rows(y)}")
     x = _as_images(f"{path}: {xk}", x, image_shape)
     check_finite(f"{path}: {xk}", x)
     check_finite(f"{path}: {yk}", y)
     labels, task = _labels_from_numbers(f"{path}: {yk}", y, task, _npz_locator(path, split))
     return x, labels, task
+
+
+def _rows(a: np.ndarray) -> int:
+    """How many rows an array has: a single value (0-d) has none."""
+    return len(a) if a.ndim else 0
 
 
 def _npz_class_names(path: Path, arrays: dict[str, np.ndarray], task: str) -> list[str] | None:
