@@ -321,7 +321,12 @@ def _npz_class_names(path: Path, arrays: dict[str, np.ndarray], task: str) -> li
     names = arrays["class_names"]
     if task != "classification" or names.ndim != 1 or names.dtype.kind not in "US":
         raise DatasetError(f"{path}: class_names must be a 1-D array of strings for class labels")
-    return [str(n) for n in names]
+    if names.dtype.kind == "S":  # bytes: str() would name a class "b'cat'"
+        try:
+            names = np.char.decode(names, "utf-8")
+        except UnicodeDecodeError:
+            raise DatasetError(f"{path}: class_names are not UTF-8 text") from None
+    return names.tolist()
 
 
 # ------------------------------------------------------------------------------------------ csv
