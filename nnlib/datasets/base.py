@@ -37,10 +37,10 @@ class UnknownDataset(DatasetError):
 
 def check_finite(name: str, x: np.ndarray) -> None:
     """Raise DatasetError naming `name` and the first row that holds NaN or inf."""
-    if x.dtype.kind != "f" or x.size == 0:
+    if x.dtype.kind != "f":
         return
     finite = np.isfinite(x)
-    if finite.all():
+    if finite.all():  # an empty array too
         return
     rows = finite.reshape(len(x), -1).all(axis=1)
     row = int(np.argmin(rows))
@@ -318,10 +318,9 @@ def generator(
 
 def check_sizes(name: str, n_train: int, n_test: int) -> None:
     """Reject sizes that would build an empty or negative split with a message naming them."""
-    if not isinstance(n_train, (int, np.integer)) or n_train < 1:
-        raise DatasetError(f"{name}: n_train must be an integer >= 1, got {n_train!r}")
-    if not isinstance(n_test, (int, np.integer)) or n_test < 0:
-        raise DatasetError(f"{name}: n_test must be an integer >= 0, got {n_test!r}")
+    for option, value, least in (("n_train", n_train, 1), ("n_test", n_test, 0)):
+        if not isinstance(value, (int, np.integer)) or value < least:
+            raise DatasetError(f"{name}: {option} must be an integer >= {least}, got {value!r}")
 
 
 def check_nonneg(name: str, option: str, value: float) -> float:
@@ -330,7 +329,7 @@ def check_nonneg(name: str, option: str, value: float) -> float:
         value = float(value)
     except (TypeError, ValueError):
         raise DatasetError(f"{name}: {option} must be a number, got {value!r}") from None
-    if not np.isfinite(value) or value < 0:
+    if not 0 <= value < np.inf:  # NaN fails every comparison
         raise DatasetError(f"{name}: {option} must be a finite number >= 0, got {value!r}")
     return value
 

@@ -579,10 +579,16 @@ def _csv_labels(
         first = int(non_finite[0])
         raise DatasetError(f"{locate(first)}: label {labels[first]} (NaN/inf not allowed)")
     if task is None:
-        integral = bool(np.all(values == np.round(values)))
-        task = "classification" if integral or image_shape is not None else "regression"
+        task = _csv_task(values, image_shape)
     y, task = _labels_from_numbers("labels", values, task, locate)
     return y, task, None
+
+
+def _csv_task(values: np.ndarray, image_shape: tuple[int, ...] | None) -> str:
+    """The task of numeric CSV labels (read as floats): whole numbers, or the labels of
+    images, are classes; other numbers are regression targets."""
+    integral = bool(np.all(values == np.round(values)))
+    return "classification" if integral or image_shape is not None else "regression"
 
 
 def _word_labels(
