@@ -108,6 +108,14 @@ def test_download_disabled_names_files_and_folder(tmp_path):
         nds.load("kmnist", data_dir=tmp_path, download=False)
 
 
+def test_negative_retries_are_refused_by_name(tmp_path):
+    """retries=-1 is a clear error before any request (it raised UnboundLocalError)."""
+    data = tmp_path / "data"
+    with pytest.raises(nds.DatasetError, match="retries must be an integer >= 0, got -1"):
+        nds.load("mnist", data_dir=data, mirrors=[closed_port_url()], retries=-1)
+    assert leftovers(data) == []
+
+
 def test_bad_checksum_is_rejected_and_nothing_is_kept(tmp_path, data_home, server, checksums):
     data = tmp_path / "data"
     wrong = {**checksums, FILES[2]: "0" * 32}

@@ -175,19 +175,33 @@ def fetch(
     dropped connections, HTTP 5xx); refused connections and 4xx move on to the next mirror.
     A file that fails its checksum is never left at `dest`.
     """
+    if retries < 0:
+        raise DatasetError(f"retries must be an integer >= 0, got {retries!r}")
     failures: list[FetchError] = []
     for url in urls:
-        for attempt in range(retries + 1):
-            try:
-                _fetch_once(url, dest, md5, timeout)
-                return
-            except FetchError as e:
-                error = e
-            if not error.transient or attempt == retries:
-                break
-            time.sleep(RETRY_DELAY * 2**attempt)
+        error = _fetch_from(url, dest, md5, timeout, retries)
+        if error is None:
+            return
         failures.append(error)
     raise DownloadFailed(failures)
+
+
+def _fetch_from(
+    url: str, dest: Path, md5: str | None, timeout: float, retries: int
+) -> FetchError | None:
+    """Fetch from one mirror, tried again (after RETRY_DELAY, doubled each time) up to
+    `retries` times while its errors look transient; None once it worked, else its last
+    error."""
+    attempt = 0
+    while True:
+        try:
+            _fetch_once(url, dest, md5, timeout)
+            return None
+        except FetchError as e:
+            if not e.transient or attempt == retries:
+                return e
+        time.sleep(RETRY_DELAY * 2**attempt)
+        attempt += 1
 
 
 def fetch_all(
