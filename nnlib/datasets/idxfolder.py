@@ -69,7 +69,7 @@ def _file_names(role: str) -> tuple[str, ...]:
 
 def complete_splits(files: dict[str, Path]) -> list[str]:
     """Which of 'train'/'test' have both their images and labels file."""
-    return [s for s in ("train", "test") if f"{s}_images" in files and f"{s}_labels" in files]
+    return [s for s in ("train", "test") if {f"{s}_images", f"{s}_labels"} <= files.keys()]
 
 
 _md5_memo: dict[tuple[str, int, int], str] = {}
