@@ -108,6 +108,14 @@ def test_download_disabled_names_files_and_folder(tmp_path):
         nds.load("kmnist", data_dir=tmp_path, download=False)
 
 
+def test_negative_retries_are_refused_by_name(tmp_path):
+    """retries=-1 is a clear error before any request (it raised UnboundLocalError)."""
+    data = tmp_path / "data"
+    with pytest.raises(nds.DatasetError, match="retries must be an integer >= 0, got -1"):
+        nds.load("mnist", data_dir=data, mirrors=[closed_port_url()], retries=-1)
+    assert leftovers(data) == []
+
+
 def test_bad_checksum_is_rejected_and_nothing_is_kept(tmp_path, data_home, server, checksums):
     data = tmp_path / "data"
     wrong = {**checksums, FILES[2]: "0" * 32}
@@ -180,7 +188,8 @@ def test_progress_on_a_terminal_is_a_rich_bar_and_one_closing_line(monkeypatch, 
     progress = download_module._Progress("http://127.0.0.1/x.gz", 100)
     assert progress._bar is not None
     progress.advance(100)
-    progress.close(True)
+    progress.stop()
+    progress.report()
     err = capsys.readouterr().err
     assert "nnlib: downloading" not in err
     assert "nnlib: got http://127.0.0.1/x.gz (100 B in" in err
@@ -195,7 +204,8 @@ def test_progress_without_rich_is_two_plain_lines(monkeypatch, capsys):
     progress = download_module._Progress("http://127.0.0.1/x.gz", 2000)
     assert progress._bar is None
     progress.advance(2000)
-    progress.close(True)
+    progress.stop()
+    progress.report()
     err = capsys.readouterr().err
     assert "nnlib: downloading http://127.0.0.1/x.gz (2.0 kB)" in err
     assert "nnlib: got http://127.0.0.1/x.gz (2.0 kB in" in err

@@ -79,6 +79,18 @@ def test_npz_class_names_and_image_shape(tmp_path):
         nds.load(path, image_shape=(3, 3, 1))
 
 
+def test_npz_class_names_stored_as_bytes_read_as_text(tmp_path):
+    """class_names saved as bytes (numpy's S dtype) are the words, not "b'cat'"; bytes that
+    are not UTF-8 text are refused, naming the array."""
+    path = tmp_path / "bytes.npz"
+    names = np.array([b"cat", "caf\u00e9".encode()])
+    np.savez(path, x_train=np.ones((4, 2)), y_train=np.arange(4) % 2, class_names=names)
+    assert nds.load(path).class_names == ["cat", "caf\u00e9"]
+    np.savez(path, x_train=np.ones((4, 2)), y_train=np.arange(4) % 2, class_names=[b"a", b"\xff"])
+    with pytest.raises(nds.DatasetError, match=r"bytes\.npz: class_names are not UTF-8 text"):
+        nds.load(path)
+
+
 @pytest.mark.parametrize(
     "arrays,message",
     [

@@ -37,10 +37,10 @@ class UnknownDataset(DatasetError):
 
 def check_finite(name: str, x: np.ndarray) -> None:
     """Raise DatasetError naming `name` and the first row that holds NaN or inf."""
-    if x.dtype.kind != "f" or x.size == 0:
+    if x.dtype.kind != "f":
         return
     finite = np.isfinite(x)
-    if finite.all():
+    if finite.all():  # an empty array too
         return
     rows = finite.reshape(len(x), -1).all(axis=1)
     row = int(np.argmin(rows))
@@ -190,6 +190,17 @@ def count_classes(
     return k
 
 
+def class_names_for(
+    where: str,
+    parts: Sequence[tuple[np.ndarray, Locate]],
+    class_names: Sequence[str] | None = None,
+) -> list[str]:
+    """The names of the K classes of labels read from a file (K checked by `count_classes`):
+    the file's own `class_names`, else the class numbers "0".."K-1"."""
+    k = count_classes(where, parts, class_names)
+    return [str(c) for c in range(k)] if class_names is None else list(class_names)
+
+
 def _highest_label(parts: Sequence[tuple[np.ndarray, Locate]]) -> tuple[float, str | None]:
     """The highest label of all parts and where it is (-1, None when there is none); a
     negative label anywhere is refused first, since no K counts it."""
@@ -307,10 +318,9 @@ def generator(
 
 def check_sizes(name: str, n_train: int, n_test: int) -> None:
     """Reject sizes that would build an empty or negative split with a message naming them."""
-    if not isinstance(n_train, (int, np.integer)) or n_train < 1:
-        raise DatasetError(f"{name}: n_train must be an integer >= 1, got {n_train!r}")
-    if not isinstance(n_test, (int, np.integer)) or n_test < 0:
-        raise DatasetError(f"{name}: n_test must be an integer >= 0, got {n_test!r}")
+    for option, value, least in (("n_train", n_train, 1), ("n_test", n_test, 0)):
+        if not isinstance(value, (int, np.integer)) or value < least:
+            raise DatasetError(f"{name}: {option} must be an integer >= {least}, got {value!r}")
 
 
 def check_nonneg(name: str, option: str, value: float) -> float:
@@ -319,7 +329,7 @@ def check_nonneg(name: str, option: str, value: float) -> float:
         value = float(value)
     except (TypeError, ValueError):
         raise DatasetError(f"{name}: {option} must be a number, got {value!r}") from None
-    if not np.isfinite(value) or value < 0:
+    if not 0 <= value < np.inf:  # NaN fails every comparison
         raise DatasetError(f"{name}: {option} must be a finite number >= 0, got {value!r}")
     return value
 

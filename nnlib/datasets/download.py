@@ -7,6 +7,7 @@ stderr is a terminal (imported here, lazily, so `import nnlib` stays free of it)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import socket
@@ -58,16 +59,19 @@ class _Progress:
         if self._bar is not None:
             self._bar.update(self._task, advance=n)
 
-    def close(self, ok: bool) -> None:
+    def stop(self) -> None:
+        """Take the bar off the terminal, whether the download finished or failed."""
         if self._bar is not None:
             self._bar.stop()
-        if ok:
-            seconds = time.monotonic() - self.start
-            print(
-                f"nnlib: got {self.url} ({_size(self.done)} in {seconds:.1f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
+
+    def report(self) -> None:
+        """The closing line of a finished download: what it got, in how long."""
+        seconds = time.monotonic() - self.start
+        print(
+            f"nnlib: got {self.url} ({_size(self.done)} in {seconds:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _rich_bar() -> Any:
@@ -100,19 +104,23 @@ def _classify(url: str, e: BaseException) -> FetchError:
     return FetchError(url, f"transfer failed ({reason})", transient=True)
 
 
+#: What a connection error says when no server could be reached, by the error's type (the
+#: first that matches); None: a transfer broke off, which is worth another try.
+_UNREACHABLE: tuple[tuple[type[BaseException], str | None], ...] = (
+    (TimeoutError, "connection timed out"),  # while connecting: treat as unreachable
+    (socket.gaierror, "cannot resolve host ({})"),
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, None),
+    (OSError, "{}"),
+)
+
+
 def _unreachable(reason: object) -> str | None:
     """What a connection error says when no server could be reached (the network may be
     off: no retry, and the user is told so); None when a transfer broke off, which is worth
     another try."""
-    if isinstance(reason, TimeoutError):  # while connecting: treat as unreachable
-        return "connection timed out"
-    if isinstance(reason, socket.gaierror):
-        return f"cannot resolve host ({reason})"
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, OSError) and not isinstance(reason, ConnectionResetError):
-        return str(reason)
-    return None
+    words = next((w for kind, w in _UNREACHABLE if isinstance(reason, kind)), None)
+    return None if words is None else words.format(reason)
 
 
 def _fetch_once(url: str, dest: Path, md5: str | None, timeout: float) -> None:
@@ -122,8 +130,8 @@ def _fetch_once(url: str, dest: Path, md5: str | None, timeout: float) -> None:
     except (OSError, http.client.HTTPException) as e:  # URLError and HTTPError are OSErrors
         raise _classify(url, e) from None
     with response:
-        total = response.headers.get("Content-Length")
-        total = int(total) if total and total.isdigit() else None
+        length = response.headers.get("Content-Length", "")
+        total = int(length) if length.isdigit() else None
         digest = hashlib.md5(usedforsecurity=False)
         progress = _Progress(url, total)
 
@@ -149,14 +157,13 @@ def _fetch_once(url: str, dest: Path, md5: str | None, timeout: float) -> None:
                     transient=False,
                 )
 
-        ok = False
         try:
             atomic_write(dest, write)
-            ok = True
         except OSError as e:  # network errors arrive as FetchError: this one is local
             raise DatasetError(f"cannot write {dest} ({e.strerror or e})") from None
         finally:
-            progress.close(ok)
+            progress.stop()
+        progress.report()
 
 
 def fetch(
@@ -168,19 +175,33 @@ def fetch(
     dropped connections, HTTP 5xx); refused connections and 4xx move on to the next mirror.
     A file that fails its checksum is never left at `dest`.
     """
+    if retries < 0:
+        raise DatasetError(f"retries must be an integer >= 0, got {retries!r}")
     failures: list[FetchError] = []
     for url in urls:
-        for attempt in range(retries + 1):
-            try:
-                _fetch_once(url, dest, md5, timeout)
-                return
-            except FetchError as e:
-                error = e
-            if not error.transient or attempt == retries:
-                break
-            time.sleep(RETRY_DELAY * 2**attempt)
+        error = _fetch_from(url, dest, md5, timeout, retries)
+        if error is None:
+            return
         failures.append(error)
     raise DownloadFailed(failures)
+
+
+def _fetch_from(
+    url: str, dest: Path, md5: str | None, timeout: float, retries: int
+) -> FetchError | None:
+    """Fetch from one mirror, tried again (after RETRY_DELAY, doubled each time) up to
+    `retries` times while its errors look transient; None once it worked, else its last
+    error."""
+    attempt = 0
+    while True:
+        try:
+            _fetch_once(url, dest, md5, timeout)
+            return None
+        except FetchError as e:
+            if not e.transient or attempt == retries:
+                return e
+        time.sleep(RETRY_DELAY * 2**attempt)
+        attempt += 1
 
 
 def fetch_all(
@@ -199,18 +220,27 @@ def fetch_all(
     created it and it is empty) before a DatasetError is raised that says whether the network
     was unreachable and ends with `how_to_get` (which files to put where by hand).
     """
-    created_folder = not folder.exists()
+    try:
+        _fetch_jobs(jobs, folder, timeout, retries)
+    except DownloadFailed as e:
+        cause = "no network or mirror unreachable" if e.offline else "download failed"
+        raise DatasetError(f"{name}: {cause} ({e}). To use {name} offline, {how_to_get}") from None
+
+
+def _fetch_jobs(
+    jobs: list[tuple[list[str], Path, str | None]], folder: Path, timeout: float, retries: int
+) -> None:
+    """Fetch every job or none: the first error goes on once the files fetched before it
+    (and `folder`, when this made it) are taken back."""
+    made = None if folder.exists() else folder
     fetched: list[Path] = []
     try:
         for urls, dest, md5 in jobs:
             fetch(urls, dest, md5=md5, timeout=timeout, retries=retries)
             fetched.append(dest)
-    except DatasetError as e:
-        _remove(fetched, folder if created_folder else None)
-        if not isinstance(e, DownloadFailed):
-            raise
-        cause = "no network or mirror unreachable" if e.offline else "download failed"
-        raise DatasetError(f"{name}: {cause} ({e}). To use {name} offline, {how_to_get}") from None
+    except DatasetError:
+        _remove(fetched, made)
+        raise
 
 
 def _remove(fetched: list[Path], folder: Path | None) -> None:
@@ -218,8 +248,9 @@ def _remove(fetched: list[Path], folder: Path | None) -> None:
     created) when that is left empty, so no partial dataset looks complete."""
     for path in fetched:
         path.unlink(missing_ok=True)
-    if folder is not None and folder.exists() and not any(folder.iterdir()):
-        folder.rmdir()
+    if folder is not None:
+        with contextlib.suppress(OSError):  # not empty, or never made: nothing to take back
+            folder.rmdir()
 
 
 class DownloadFailed(DatasetError):

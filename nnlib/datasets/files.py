@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .base import TASKS, Dataset, DatasetError, Locate, check_finite, count_classes, row_locator
+from .base import (
+    TASKS,
+    Dataset,
+    DatasetError,
+    Locate,
+    check_finite,
+    class_names_for,
+    row_locator,
+)
 from .idxfolder import ROLES, canonical_name, find_files, load_folder
 from .preprocess import train_val_split
 from .safeio import read_npz, read_regular
@@ -33,6 +41,8 @@ HOLDOUT = 0.2
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
 #: The dtype of a Dataset's labels by task (class indices, regression targets).
 LABEL_DTYPES = {"classification": np.int64, "regression": np.float32}
+#: A split's (inputs, labels).
+Pair = tuple[np.ndarray, np.ndarray]
 
 
 def load_path(
@@ -45,7 +55,7 @@ def load_path(
     cache: bool = True,
 ) -> Dataset:
     """Dispatch on the kind of path: folder of IDX files, .npz or .csv."""
-    if task is not None and task not in TASKS:
+    if task not in (None, *TASKS):
         raise DatasetError(f"task must be 'classification' or 'regression', got {task!r}")
     if image_shape is not None:
         image_shape = _check_image_shape(image_shape)
@@ -113,9 +123,7 @@ def _sample_shaped(where: str, x: np.ndarray, image_shape: tuple[int, ...] | Non
                 f"sample, but there are {per_sample}"
             )
         return x.reshape(len(x), *image_shape)
-    if x.ndim == 3:
-        return x[..., None]
-    return x[:, None] if x.ndim == 1 else x
+    return x[..., None] if x.ndim in (1, 3) else x
 
 
 def _byte_valued(x: np.ndarray) -> bool:
@@ -130,7 +138,7 @@ def _numeric(where: str, a: np.ndarray) -> np.ndarray:
 
 
 def _labels_from_numbers(
-    where: str, y: np.ndarray, task: str | None, locate: Locate | None = None
+    where: str, y: np.ndarray, task: str | None, locate: Locate
 ) -> tuple[np.ndarray, str]:
     """(targets, task) from numeric labels; `locate(i)` turns row index i into a place name.
 
@@ -140,13 +148,13 @@ def _labels_from_numbers(
         task = "classification" if y.dtype.kind in "biu" else "regression"
     if task == "regression":
         return y.astype(np.float32).reshape(len(y), math.prod(y.shape[1:])), task
-    return _class_indices(where, y, locate or row_locator(f"{where}[", "]")), task
+    return _class_indices(where, y, locate), task
 
 
 def _class_indices(where: str, y: np.ndarray, locate: Locate) -> np.ndarray:
     """Numeric class labels as one whole number a row ((N, 1) is taken as (N,)); anything
     else names the shape or the first label that is not a whole number."""
-    if y.ndim == 2 and y.shape[1] == 1:
+    if y.shape[1:] == (1,):
         y = y[:, 0]
     if y.ndim != 1:
         raise DatasetError(f"{where}: class labels must be one per row, got shape {y.shape}")
@@ -161,8 +169,7 @@ def _class_indices(where: str, y: np.ndarray, locate: Locate) -> np.ndarray:
 
 def _finish(
     name: str,
-    train: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray] | None,
+    splits: dict[str, Pair],
     task: str,
     class_names: list[str] | None,
     description: str,
@@ -172,14 +179,14 @@ def _finish(
 ) -> Dataset:
     """Count the classes, hold out a test split when the file has none, build the Dataset.
 
-    `train` and `test` are (inputs, labels); `locate["train"]` / `locate["test"]` name a row
-    of their labels in messages."""
-    labelled = {"train": train} if test is None else {"train": train, "test": test}
+    `splits` holds (inputs, labels) by split, "train" and maybe "test"; `locate[split]`
+    names a row of its labels in messages."""
     num_classes = None
     if task == "classification":
-        parts = [(y, locate[split]) for split, (_, y) in labelled.items()]
-        num_classes = count_classes(where, parts, class_names)
-        class_names = class_names or [str(k) for k in range(num_classes)]
+        parts = [(y, locate[split]) for split, (_, y) in splits.items()]
+        class_names = class_names_for(where, parts, class_names)
+        num_classes = len(class_names)
+    train, test = splits["train"], splits.get("test")
     if test is None:
         train, test, held = _hold_out(train, task, seed)
         description += held
@@ -199,9 +206,7 @@ def _finish(
     )
 
 
-def _hold_out(
-    train: tuple[np.ndarray, np.ndarray], task: str, seed: int
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], str]:
+def _hold_out(train: Pair, task: str, seed: int) -> tuple[Pair, Pair, str]:
     """A seeded HOLDOUT of the rows of a file without a test split, as (train, test) and
     the words the description adds to say so; stratified for class labels."""
     stratify = task == "classification"
@@ -231,28 +236,38 @@ def _load_npz(
     arrays = read_npz(path)
     has_test = _npz_has_test(path, arrays)
     x, y, task = _npz_split(path, arrays, "train", image_shape, task)
-    test = None
+    splits = {"train": (x, y)}
     if has_test:
         x_test, y_test, task = _npz_split(path, arrays, "test", image_shape, task)
-        if x.shape[1:] != x_test.shape[1:]:
-            raise DatasetError(
-                f"{path}: x_train rows have shape {x.shape[1:]} but x_test "
-                f"rows have {x_test.shape[1:]}"
-            )
-        if x.dtype != x_test.dtype:
-            x, x_test = x.astype(np.float32), x_test.astype(np.float32)
-        test = (x_test, y_test)
+        splits = _train_and_test(path, (x, y), (x_test, y_test))
     return _finish(
         path.stem,
-        (x, y),
-        test,
+        splits,
         task,
         _npz_class_names(path, arrays, task),
         f"user data from {path}",
         seed,
         str(path),
-        {s: row_locator(f"{path}: y_{s}[", "]") for s in ("train", "test")},
+        {s: _npz_locator(path, s) for s in ("train", "test")},
     )
+
+
+def _train_and_test(path: Path, train: Pair, test: Pair) -> dict[str, Pair]:
+    """An archive's two splits, whose input rows must have one shape; inputs of two dtypes
+    both become float32."""
+    (x, y), (x_test, y_test) = train, test
+    if x.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(
+            f"{path}: x_train rows have shape {x.shape[1:]} but x_test rows have {x_test.shape[1:]}"
+        )
+    if x.dtype != x_test.dtype:
+        x, x_test = x.astype(np.float32), x_test.astype(np.float32)
+    return {"train": (x, y), "test": (x_test, y_test)}
+
+
+def _npz_locator(path: Path, split: str) -> Locate:
+    """The `Locate` that names a row of the archive's y_train or y_test."""
+    return row_locator(f"{path}: y_{split}[", "]")
 
 
 def _npz_has_test(path: Path, arrays: dict[str, np.ndarray]) -> bool:
@@ -265,11 +280,13 @@ def _npz_has_test(path: Path, arrays: dict[str, np.ndarray]) -> bool:
                 f"{', '.join(sorted(arrays)) or 'none'}); expected x_train, "
                 "y_train and optionally x_test, y_test, class_names"
             )
-    has_x, has_y = "x_test" in arrays, "y_test" in arrays
-    if has_x != has_y:
-        given, missing = ("x_test", "y_test") if has_x else ("y_test", "x_test")
+    tests = {"x_test", "y_test"}
+    present = tests & arrays.keys()
+    if len(present) == 1:
+        (given,) = present
+        (missing,) = tests - present
         raise DatasetError(f"{path}: has {given} but not {missing}; give both or neither")
-    return has_x
+    return bool(present)
 
 
 def _npz_split(
@@ -283,16 +300,18 @@ def _npz_split(
     xk, yk = f"x_{split}", f"y_{split}"
     x = _numeric(f"{path}: {xk}", arrays[xk])
     y = _numeric(f"{path}: {yk}", arrays[yk])
-    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
-        raise DatasetError(
-            f"{path}: {xk} has {len(x) if x.ndim else 0} rows but {yk} has "
-            f"{len(y) if y.ndim else 0}"
-        )
+    if min(x.ndim, y.ndim) == 0 or len(x) != len(y):
+        raise DatasetError(f"{path}: {xk} has {_rows(x)} rows but {yk} has {_rows(y)}")
     x = _as_images(f"{path}: {xk}", x, image_shape)
     check_finite(f"{path}: {xk}", x)
     check_finite(f"{path}: {yk}", y)
-    labels, task = _labels_from_numbers(f"{path}: {yk}", y, task)
+    labels, task = _labels_from_numbers(f"{path}: {yk}", y, task, _npz_locator(path, split))
     return x, labels, task
+
+
+def _rows(a: np.ndarray) -> int:
+    """How many rows an array has: a single value (0-d) has none."""
+    return len(a) if a.ndim else 0
 
 
 def _npz_class_names(path: Path, arrays: dict[str, np.ndarray], task: str) -> list[str] | None:
@@ -302,7 +321,12 @@ def _npz_class_names(path: Path, arrays: dict[str, np.ndarray], task: str) -> li
     names = arrays["class_names"]
     if task != "classification" or names.ndim != 1 or names.dtype.kind not in "US":
         raise DatasetError(f"{path}: class_names must be a 1-D array of strings for class labels")
-    return [str(n) for n in names]
+    if names.dtype.kind == "S":  # bytes: str() would name a class "b'cat'"
+        try:
+            names = np.char.decode(names, "utf-8")
+        except UnicodeDecodeError:
+            raise DatasetError(f"{path}: class_names are not UTF-8 text") from None
+    return names.tolist()
 
 
 # ------------------------------------------------------------------------------------------ csv
@@ -354,13 +378,22 @@ def _header(lines: list[str], delimiter: str) -> list[str] | None:
     return row0 if any(_is_number(b) and not _is_number(a) for a, b in below) else None
 
 
-def _csv_inputs(path: Path, x: np.ndarray, image_shape: tuple[int, ...] | None) -> np.ndarray:
-    """The feature columns as the Dataset holds them: float32 features, or images of
-    `image_shape` (uint8 when every value is an integer in 0..255, else float32)."""
+def _csv_inputs(
+    table: _Table, label: int, x: np.ndarray, image_shape: tuple[int, ...] | None
+) -> np.ndarray:
+    """The feature columns `x` (all but column `label`) as the Dataset holds them: float32
+    features, or images of `image_shape`, which must take every feature column (uint8 when
+    every value is an integer in 0..255, else float32)."""
     if image_shape is None:
         x = x.astype(np.float32)
-        check_finite(f"{path} (features as float32)", x)
+        check_finite(f"{table.path} (features as float32)", x)
         return x
+    needed = math.prod(image_shape)
+    if x.shape[1] != needed:
+        raise DatasetError(
+            f"{table.path}: image_shape {image_shape} needs {needed} pixel columns but there "
+            f"are {x.shape[1]} ({table.ncols} columns minus the label {table.column_name(label)})"
+        )
     x = x.reshape(len(x), *image_shape)
     return x.astype(np.uint8 if _byte_valued(x) else np.float32)
 
@@ -380,16 +413,9 @@ def _load_csv(
     x = table.numbers(features)
     labels = _columns(table.lines, str, [label], table.delimiter).reshape(len(table.lines))
     y, task, class_names = _csv_labels(labels, task, image_shape, table.locator(label))
-    if image_shape is not None and len(features) != int(np.prod(image_shape)):
-        raise DatasetError(
-            f"{path}: image_shape {image_shape} needs {int(np.prod(image_shape))} pixel "
-            f"columns but there are {len(features)} ({table.ncols} columns minus the label "
-            f"{table.column_name(label)})"
-        )
     return _finish(
         path.stem,
-        (_csv_inputs(path, x, image_shape), y),
-        None,
+        {"train": (_csv_inputs(table, label, x, image_shape), y)},
         task,
         class_names,
         f"user data from {path} (label {table.column_name(label)})",
@@ -457,12 +483,12 @@ def _read_table(path: Path) -> _Table:
     rows of one number of columns, at least 2 (a label and a feature)."""
     lines, numbers = _read_lines(path)
     delimiter = max((",", ";", "\t"), key=lines[0].count)
+    ncols = len(_split_line(lines[0], delimiter))  # the header's, or the first row's
     header = _header(lines, delimiter)
     if header is not None:
         lines, numbers = lines[1:], numbers[1:]
     if not lines:
         raise DatasetError(f"{path}: only a header line, no data rows")
-    ncols = len(header) if header is not None else len(_split_line(lines[0], delimiter))
     if ncols < 2:
         raise DatasetError(
             f"{path}: need at least 2 columns (a label and a feature), found {ncols}"
@@ -496,14 +522,20 @@ def _resolve_label_column(
     """The index of the label column: as given (a header name or an index from either end),
     else the one header column named like a label, else column 0."""
     if label_column is None:
-        matches = [c for c, h in enumerate(header or []) if h.lower() in LABEL_NAMES]
-        return matches[0] if len(matches) == 1 else 0
+        return _default_label_column(header)
     if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
         return _named_column(path, label_column, header)
     c = int(label_column)
     if not -ncols <= c < ncols:
         raise DatasetError(f"{path}: label_column {c} is out of range for {ncols} columns")
     return c % ncols
+
+
+def _default_label_column(header: list[str] | None) -> int:
+    """The one header column named like a label (LABEL_NAMES), else column 0: the
+    MNIST-in-CSV convention, label first."""
+    matches = [c for c, h in enumerate(header or []) if h.lower() in LABEL_NAMES]
+    return matches[0] if len(matches) == 1 else 0
 
 
 def _named_column(path: Path, name: str, header: list[str] | None) -> int:
@@ -547,10 +579,16 @@ def _csv_labels(
         first = int(non_finite[0])
         raise DatasetError(f"{locate(first)}: label {labels[first]} (NaN/inf not allowed)")
     if task is None:
-        integral = bool(np.all(values == np.round(values)))
-        task = "classification" if integral or image_shape is not None else "regression"
+        task = _csv_task(values, image_shape)
     y, task = _labels_from_numbers("labels", values, task, locate)
     return y, task, None
+
+
+def _csv_task(values: np.ndarray, image_shape: tuple[int, ...] | None) -> str:
+    """The task of numeric CSV labels (read as floats): whole numbers, or the labels of
+    images, are classes; other numbers are regression targets."""
+    integral = bool(np.all(values == np.round(values)))
+    return "classification" if integral or image_shape is not None else "regression"
 
 
 def _word_labels(

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write
-from .base import Dataset, DatasetError, count_classes, row_locator
+from .base import Dataset, DatasetError, class_names_for, row_locator
 from .idx import IdxFile
 from .paths import cache_dir
 from .safeio import check_memory, open_regular, read_npz
@@ -48,19 +48,28 @@ def canonical_name(role: str) -> str:
 
 
 def find_files(folder: Path) -> dict[str, Path]:
-    """The IDX files present in `folder`, by role; gzipped files are preferred over raw ones."""
+    """The IDX files present in `folder`, by role; see `_file_names` for which one of a
+    role's names is taken when there are several."""
     found = {}
-    for role, (split, kind, ndim) in ROLES.items():
-        for base in (f"{split}-{kind}-idx{ndim}-ubyte", f"{split}-{kind}.idx{ndim}-ubyte"):
-            for name in (base + ".gz", base):
-                if role not in found and (folder / name).is_file():
-                    found[role] = folder / name
+    for role in ROLES:
+        present = (folder / name for name in _file_names(role) if (folder / name).is_file())
+        path = next(present, None)
+        if path is not None:
+            found[role] = path
     return found
+
+
+def _file_names(role: str) -> tuple[str, ...]:
+    """The names a role's file may have, the preferred first: the standard name before the
+    dotted one (`train-images.idx3-ubyte`), each gzipped before raw."""
+    standard = canonical_name(role)
+    dotted = standard.replace("-idx", ".idx")
+    return standard + ".gz", standard, dotted + ".gz", dotted
 
 
 def complete_splits(files: dict[str, Path]) -> list[str]:
     """Which of 'train'/'test' have both their images and labels file."""
-    return [s for s in ("train", "test") if f"{s}_images" in files and f"{s}_labels" in files]
+    return [s for s in ("train", "test") if {f"{s}_images", f"{s}_labels"} <= files.keys()]
 
 
 _md5_memo: dict[tuple[str, int, int], str] = {}
@@ -111,22 +120,22 @@ def _read_cache(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
         arrays = read_npz(path)
     except DatasetError:
         return None
-    stamp = arrays.pop("fingerprint", None)
-    if stamp is None or stamp.dtype.kind != "U" or str(stamp) != fingerprint:
+    # A stamp that is not a text array never reads as a fingerprint ("role=name:size:mtime").
+    if str(arrays.pop("fingerprint", "")) != fingerprint:
         return None
     return arrays
 
 
-def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> str | None:
-    """Write the cache; a note for the user when it cannot be written."""
+def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> list[str]:
+    """Write the cache; the notes for the user: one when it cannot be written."""
     try:
         atomic_write(
             path,
             lambda f: np.savez(f, allow_pickle=False, fingerprint=np.str_(fingerprint), **arrays),
         )
     except OSError as e:
-        return f"could not write the dataset cache {path} ({e}); loading works but stays slower"
-    return None
+        return [f"could not write the dataset cache {path} ({e}); loading works but stays slower"]
+    return []
 
 
 def _read_idx_files(files: dict[str, Path]) -> dict[str, np.ndarray]:
@@ -159,8 +168,7 @@ def read_arrays(
         return arrays, []
     check_checksums(name, files, md5s)
     arrays = read(files)
-    note = _write_cache(path, arrays, fingerprint) if use_cache else None
-    return arrays, [note] if note else []
+    return arrays, _write_cache(path, arrays, fingerprint) if use_cache else []
 
 
 Layout = tuple[tuple[int, ...], np.dtype]
@@ -187,10 +195,10 @@ def _check_pair(split: str, images: Layout, labels: Layout, files: dict[str, Pat
 def _split_arrays(
     split: str, arrays: dict[str, np.ndarray], files: dict[str, Path]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, H, W, C), labels) of a split, checked."""
+    """(images (N, H, W, C), int64 labels) of a split, checked."""
     images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
     _check_pair(split, (images.shape, images.dtype), (labels.shape, labels.dtype), files)
-    return (images[..., None] if images.ndim == 3 else images), labels
+    return (images[..., None] if images.ndim == 3 else images), labels.astype(np.int64)
 
 
 def load_folder(
@@ -204,7 +212,9 @@ def load_folder(
     use_cache: bool = True,
 ) -> Dataset:
     """Build the Dataset from a folder with at least one complete split (see module docs)."""
-    pairs, k, notes = _read_splits(name, folder, files, class_names, md5s or {}, use_cache)
+    pairs, class_names, notes = _read_splits(
+        name, folder, files, class_names, md5s or {}, use_cache
+    )
     description = f"{title}, read from {folder}"
     if len(pairs) == 1:
         ((split, pair),) = pairs.items()
@@ -216,8 +226,6 @@ def load_folder(
         raise DatasetError(
             f"{folder}: train images are {x_train.shape[1:]} but test images are {x_test.shape[1:]}"
         )
-    if class_names is None:
-        class_names = [str(i) for i in range(k)]
     return Dataset(
         name=name,
         x_train=x_train,
@@ -227,7 +235,7 @@ def load_folder(
         input_shape=x_train.shape[1:],
         task="classification",
         num_classes=len(class_names),
-        class_names=list(class_names),
+        class_names=class_names,
         description=description,
         notes=tuple(notes),
     )
@@ -243,25 +251,21 @@ def _read_splits(
     class_names: list[str] | None,
     md5s: dict[str, str],
     use_cache: bool,
-) -> tuple[dict[str, Pair], int, list[str]]:
-    """The complete splits of `files` as (images, int64 labels) by split, the number of
+) -> tuple[dict[str, Pair], list[str], list[str]]:
+    """The complete splits of `files` as (images, int64 labels) by split, the names of the
     classes their labels make, and the notes for the user: everything read and checked
     before the splits are arranged into a Dataset."""
     splits = complete_splits(files)
-    if not splits:
+    if not splits:  # the callers found at least one file
         raise DatasetError(
             f"{folder}: no complete pair of IDX images + labels files "
-            f"(found: {', '.join(p.name for p in files.values()) or 'none'})"
+            f"(found: {', '.join(p.name for p in files.values())})"
         )
     used = {role: p for role, p in files.items() if role.split("_")[0] in splits}
     arrays, notes = read_arrays(name, used, md5s, use_cache)
     pairs = {s: _split_arrays(s, arrays, used) for s in splits}
-    k = count_classes(
-        str(folder),
-        [(pairs[s][1], row_locator(f"{used[f'{s}_labels']} item ")) for s in splits],
-        class_names,
-    )
-    return {s: (x, y.astype(np.int64)) for s, (x, y) in pairs.items()}, k, notes
+    parts = [(pairs[s][1], row_locator(f"{used[f'{s}_labels']} item ")) for s in splits]
+    return pairs, class_names_for(str(folder), parts, class_names), notes
 
 
 def _divided(name: str, folder: Path, split: str, pair: Pair) -> tuple[dict[str, Pair], str]:
