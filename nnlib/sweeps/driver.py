@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import reprlib
@@ -41,7 +40,7 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from ..runs import new_run_dir, writer_alive
-from .spec import SweepError, SweepSpec, _need, _no_missing
+from .spec import SweepError, SweepSpec, _is_int, _is_number, _need, _no_missing
 from .trial import (
     INDEX_FILE,
     STOP_FILE,
@@ -291,13 +290,11 @@ def _attempt_of(name: str) -> tuple[str, int] | None:
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT
+    return _is_int(value, 0, MAX_COUNT - 1)
 
 
 def _is_number_or_none(value: Any) -> bool:
-    return value is None or (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    return value is None or _is_number(value)
 
 
 def _is_curve(value: Any) -> bool:
