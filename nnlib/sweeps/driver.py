@@ -281,8 +281,9 @@ def _names_attempt(run: Any, stem: str, attempts: int) -> bool:
     """Whether `run` is the folder of one of the `attempts` attempts of the trial `stem` (and
     so a name in the sweep folder, never a path elsewhere)."""
     named = _attempt_of(run) if isinstance(run, str) else None
-    if named is None or named[0] != stem or not _is_count(attempts):
+    if named is None or not _is_count(attempts):
         return False
+    # the name written out again: the same stem (which has no dot), the number as written
     return run == attempt_name(stem, named[1]) and 1 <= named[1] <= attempts
 
 
