@@ -37,11 +37,9 @@ class ThreadPlan:
     workers: int = 1
 
     def __post_init__(self) -> None:
-        blas_ok = self.blas is None or _is_positive_int(self.blas)
-        for name, ok in (("blas", blas_ok), ("workers", _is_positive_int(self.workers))):
-            if not ok:
-                value = getattr(self, name)
-                raise ValueError(f"ThreadPlan: {name} must be a positive integer, got {value!r}")
+        if self.blas is not None:
+            _need_positive_int("blas", self.blas)
+        _need_positive_int("workers", self.workers)
         if self.workers > 1 and self.blas != 1:
             raise ValueError(
                 f"ThreadPlan: {self.workers} batch workers need blas=1, got blas={self.blas!r}"
@@ -51,6 +49,12 @@ class ThreadPlan:
 def _is_positive_int(value: object) -> bool:
     """An int >= 1, not a bool: the one test of a thread or worker count."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _need_positive_int(name: str, value: object) -> None:
+    """ValueError naming a ThreadPlan's field `name` unless `value` is a positive int."""
+    if not _is_positive_int(value):
+        raise ValueError(f"ThreadPlan: {name} must be a positive integer, got {value!r}")
 
 
 #: What `Trainer.fit(threads=...)` takes: AUTO, a BLAS thread count, a ThreadPlan, or None
