@@ -146,14 +146,21 @@ class MedianStop(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         self.curve.append(_finite(logs.get(self.metric)))
         self.best = best_so_far(self.curve, self.direction)[-1]
-        median = self.medians[epoch] if epoch < len(self.medians) else None
-        if epoch + 1 < self.after or median is None or trainer.stop_training:
+        median = self._median(epoch)
+        if median is None or trainer.stop_training:
             return
         if self.best is None or better(median, self.best, self.direction):
             self.pruned = True
             trainer.stop_training = True
             trainer.stop_reason = "early_stop"
             trainer.emit("pruned", monitor=self.metric, value=self.best, median=median, epoch=epoch)
+
+    def _median(self, epoch: int) -> float | None:
+        """The median a run must beat at `epoch` (0-based): None before epoch `after`, and
+        where too few trials finished to have one."""
+        if epoch + 1 < self.after or epoch >= len(self.medians):
+            return None
+        return self.medians[epoch]
 
 
 def ignore_terminal_signals() -> None:
