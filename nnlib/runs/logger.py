@@ -119,19 +119,11 @@ class RunLogger(Callback):
         self._lock = WriterLock(self.run_dir)
         self._lock.acquire()
         remove_stale_temporaries(self.run_dir)
-        # The trainer's own view goes under "trainer", so the caller's config keys (an
-        # experiment's "optimizer" name, say) are never overwritten.
-        config = {**self.config, "trainer": _trainer_view(trainer), "versions": versions()}
-        records, synced = [], None
+        records: list[Event] = []
+        synced = None
         if not self.append:
-            start = make(
-                "run_start", trainer.global_step, {"run": str(self.run_dir), "config": config}
-            )
-            # config.json holds the config as run_start carries it (made JSON-safe once). Its
-            # fsync is the writer thread's: it took 1-9 ms on a shared disk, at every start.
+            records.append(self._run_start(trainer, self.run_dir))
             synced = self.run_dir / CONFIG_FILE
-            atomic_write_text(synced, json.dumps(start["config"], indent=2), sync=False)
-            records.append(start)
         records += self._early
         self._early = []
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
@@ -144,6 +136,17 @@ class RunLogger(Callback):
             target=self._write_late, args=(synced,), name="nnlib-run-log", daemon=True
         )
         self._writer.start()
+
+    def _run_start(self, trainer: Trainer, run_dir: Path) -> Event:
+        """A new run's run_start event, with config.json written beside it: the config as
+        run_start carries it (made JSON-safe once). Its fsync is the writer thread's: it
+        took 1-9 ms on a shared disk, at every start."""
+        # The trainer's own view goes under "trainer", so the caller's config keys (an
+        # experiment's "optimizer" name, say) are never overwritten.
+        config = {**self.config, "trainer": _trainer_view(trainer), "versions": versions()}
+        start = make("run_start", trainer.global_step, {"run": str(run_dir), "config": config})
+        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(start["config"], indent=2), sync=False)
+        return start
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
         step = logs["step"]
