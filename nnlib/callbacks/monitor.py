@@ -45,13 +45,7 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     lo, hi = float(values.min()), float(values.max())  # NaN or inf shows up here
     finite = values if math.isfinite(lo) and math.isfinite(hi) else values[np.isfinite(values)]
     if finite.size == 0:
-        return {
-            "lo": 0.0,
-            "hi": 0.0,
-            "counts": [0] * bins,
-            "percentiles": [0.0] * len(PERCENTILES),
-            "nonfinite": int(values.size),
-        }
+        return _no_finite_histogram(bins, values.size)
     if finite is not values:
         lo, hi = float(finite.min()), float(finite.max())
     percentiles = _percentiles(np.sort(finite[:: max(1, finite.size // PERCENTILE_SAMPLE)]))
@@ -69,6 +63,17 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
         "counts": counts.tolist(),
         "percentiles": percentiles,
         "nonfinite": int(values.size - finite.size),
+    }
+
+
+def _no_finite_histogram(bins: int, size: int) -> dict[str, Any]:
+    """The histogram of `size` values none of which is finite: empty, its range [0, 0]."""
+    return {
+        "lo": 0.0,
+        "hi": 0.0,
+        "counts": [0] * bins,
+        "percentiles": [0.0] * len(PERCENTILES),
+        "nonfinite": int(size),
     }
 
 
