@@ -55,6 +55,8 @@ REPLIES_FILE = "replies.jsonl"
 SOURCE = "remote"
 #: The longest command line read; a longer one is skipped (and answered with id null).
 MAX_LINE = 4096
+#: The answer to a command line longer than MAX_LINE, which is not read.
+TOO_LONG = f"a command line longer than {MAX_LINE} bytes: skipped"
 #: The most bytes of commands read at one boundary (the rest at the next ones).
 READ_CHUNK = 64 * 1024
 #: How long `send` waits for the reply by default, and how often it looks.
@@ -153,20 +155,22 @@ class CommandDoor(Callback):
         """Read whole lines from the offset (at most READ_CHUNK bytes) and answer each. A line
         is consumed before it is answered, so it is never answered twice (by the run's end,
         say, after an answer that failed)."""
-        chunk = self._appended()
-        start = 0
-        while (cut := chunk.find(b"\n", start)) >= 0:
-            line, start = chunk[start:cut], cut + 1
+        *lines, rest = self._appended().split(b"\n")  # rest: a line not whole yet
+        for line in lines:
             self._offset += len(line) + 1
             skipping, self._skipping = self._skipping, False
             if not skipping:
                 self._answer(line, answer)
-        rest = len(chunk) - start
-        if rest > MAX_LINE or (self._skipping and rest):
-            self._offset += rest
-            if not self._skipping:
-                self._skipping = True
-                self._reply(None, False, f"a command line longer than {MAX_LINE} bytes: skipped")
+        if len(rest) > MAX_LINE or (self._skipping and rest):
+            self._skip(len(rest))
+
+    def _skip(self, size: int) -> None:
+        """Read past `size` bytes of a line longer than MAX_LINE that is still being written
+        (it is answered once, as it is first seen, and skipped to its end)."""
+        self._offset += size
+        if not self._skipping:
+            self._skipping = True
+            self._reply(None, False, TOO_LONG)
 
     def _appended(self) -> bytes:
         """The bytes after the offset, at most READ_CHUNK; none when the file was removed or
@@ -186,7 +190,7 @@ class CommandDoor(Callback):
         if not line.strip():
             return
         if len(line) > MAX_LINE:
-            self._reply(None, False, f"a command line longer than {MAX_LINE} bytes: skipped")
+            self._reply(None, False, TOO_LONG)
             return
         try:
             ident, action, arguments = parse_command(line)

@@ -37,15 +37,24 @@ class ThreadPlan:
     workers: int = 1
 
     def __post_init__(self) -> None:
-        for name, value in (("blas", self.blas), ("workers", self.workers)):
-            if value is None and name == "blas":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ThreadPlan: {name} must be a positive integer, got {value!r}")
+        if self.blas is not None:
+            _need_positive_int("blas", self.blas)
+        _need_positive_int("workers", self.workers)
         if self.workers > 1 and self.blas != 1:
             raise ValueError(
                 f"ThreadPlan: {self.workers} batch workers need blas=1, got blas={self.blas!r}"
             )
+
+
+def _is_positive_int(value: object) -> bool:
+    """An int >= 1, not a bool: the one test of a thread or worker count."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _need_positive_int(name: str, value: object) -> None:
+    """ValueError naming a ThreadPlan's field `name` unless `value` is a positive int."""
+    if not _is_positive_int(value):
+        raise ValueError(f"ThreadPlan: {name} must be a positive integer, got {value!r}")
 
 
 #: What `Trainer.fit(threads=...)` takes: AUTO, a BLAS thread count, a ThreadPlan, or None
@@ -66,7 +75,7 @@ def resolve_threads(owner: str, threads: Threads) -> int | ThreadPlan | None:
         return default_blas_threads()
     if threads is None or isinstance(threads, ThreadPlan):
         return threads
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if not _is_positive_int(threads):
         raise ValueError(
             f"{owner}: threads must be 'auto', None or a positive integer, got {threads!r} "
             "(or a nnlib.threads.ThreadPlan for batch workers)"

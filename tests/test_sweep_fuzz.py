@@ -236,6 +236,9 @@ def test_a_tampered_sweep_index_is_one_sweep_error_or_resumable(sweep_index, dat
     [
         (lambda i: i["trials"][0].update(attempts="x"), "trial 0: attempts must be"),
         (lambda i: i["trials"][0].update(metric="x"), "trial 0: metric must be"),
+        # an integer past a float's range: refused, not an OverflowError from math.isfinite
+        (lambda i: i["trials"][0].update(metric=10**400), "trial 0: metric must be"),
+        (lambda i: i["trials"][0].update(curve=[0.5, -(10**400)]), "trial 0: curve must be"),
         (lambda i: i["trials"][3].update(run="../../elsewhere"), "trial 3: run must be"),
         (lambda i: i["trials"][3].update(params={"lr": 5}), "trial 3: params must be"),
         (lambda i: i["spec"].update(direction="up"), "direction must be"),

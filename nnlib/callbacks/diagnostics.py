@@ -91,6 +91,30 @@ def _rose_in_a_row(values: list[float], times: int) -> bool:
     return len(recent) == times + 1 and all(a < b for a, b in zip(recent, recent[1:], strict=False))
 
 
+def _moving_average(average: float | None, value: float) -> float:
+    """The moving average of the batch losses with `value` (the first value starts it)."""
+    return value if average is None else average + LOSS_AVERAGE * (value - average)
+
+
+def _grad_norms(layers: dict[str, Any]) -> dict[str, float]:
+    """The finite gradient norms of a 'histograms' event's layers, by layer."""
+    norms = {}
+    for name, entry in layers.items():
+        norm = _finite(entry.get("grad_norm"))
+        if norm is not None:
+            norms[name] = norm
+    return norms
+
+
+def _keep_enough(window: deque[tuple[np.ndarray, int, int]]) -> int:
+    """Drop a layer's oldest measurements while more than DEAD_WINDOW of them would still
+    hold DEAD_SAMPLES samples without it; the samples the window holds then."""
+    seen = sum(count for _, count, _ in window)
+    while len(window) > DEAD_WINDOW and seen - window[0][1] >= DEAD_SAMPLES:
+        seen -= window.popleft()[1]
+    return seen
+
+
 def _alive_units(active: np.ndarray) -> np.ndarray:
     """Which units of a ReLU layer's batch output something for at least one sample; a unit
     of an image layer is a channel, alive at any position."""
@@ -106,6 +130,18 @@ def _measured(
         kept = getattr(layer, attribute, None)
         if isinstance(layer, kinds) and kept is not None:
             yield layer, kept
+
+
+def _overfit_advice(trainer: Trainer) -> dict[str, Any]:
+    """The suggestion against overfitting; `fix` doubles the optimizer's weight decay (or
+    starts it at 5e-4) when it has one."""
+    advice: dict[str, Any] = {
+        "suggestion": "add weight decay, use more data or a smaller model, or stop earlier"
+    }
+    decay = getattr(trainer.optimizer, "weight_decay", None)
+    if isinstance(decay, int | float):
+        advice["fix"] = {"name": "weight_decay", "value": 2 * decay if decay > 0 else 5e-4}
+    return advice
 
 
 class Diagnostics(Callback):
@@ -143,7 +179,7 @@ class Diagnostics(Callback):
             average = self._average
             if average is not None and self._is_spike(loss, average, start):
                 self._spiked(trainer, loss, average, start)
-            self._average = loss if average is None else average + LOSS_AVERAGE * (loss - average)
+            self._average = _moving_average(average, loss)
             self._batches += 1
         self._flush(trainer)
 
@@ -178,15 +214,12 @@ class Diagnostics(Callback):
     def _histograms(self, trainer: Trainer, layers: dict[str, Any]) -> None:
         """What a 'histograms' event shows: the gradient norms per layer and, when it was
         taken on a batch whose gradients were measured, the activations of that batch."""
-        norms = {}
-        for name, entry in layers.items():
-            norm = _finite(entry.get("grad_norm"))
-            if norm is not None:
-                norms[name] = norm
+        norms = _grad_norms(layers)
         self._exploding_gradients(trainer, norms)
         self._vanishing_gradients(norms)
-        measured = any("grads" in entry or "grad_norm" in entry for entry in layers.values())
-        if measured or any("dead_fraction" in entry for entry in layers.values()):
+        fields = set().union(*layers.values())  # what any layer's entry holds
+        measured = not fields.isdisjoint({"grads", "grad_norm"})
+        if measured or "dead_fraction" in fields:
             self._dead_units(trainer)
         if measured:
             self._saturation(trainer)
@@ -263,9 +296,7 @@ class Diagnostics(Callback):
         if window and window[0][0].shape != alive.shape:
             window.clear()
         window.append((alive, samples, step))
-        seen = sum(count for _, count, _ in window)
-        while len(window) > DEAD_WINDOW and seen - window[0][1] >= DEAD_SAMPLES:
-            seen -= window.popleft()[1]
+        seen = _keep_enough(window)
         if len(window) < DEAD_WINDOW or seen < DEAD_SAMPLES:
             return None
         return window
@@ -350,17 +381,11 @@ class Diagnostics(Callback):
         falling = len(losses) == WIDENING_EPOCHS + 1 and losses[-1] < losses[0]
         if not (widening and falling and self._gaps[-1] > OVERFIT_GAP):
             return
-        advice: dict[str, Any] = {
-            "suggestion": "add weight decay, use more data or a smaller model, or stop earlier"
-        }
-        decay = getattr(trainer.optimizer, "weight_decay", None)
-        if isinstance(decay, int | float):
-            advice["fix"] = {"name": "weight_decay", "value": 2 * decay if decay > 0 else 5e-4}
         self._warn(
             "overfitting",
             f"training accuracy {train:.1%} but validation {val:.1%}: the gap grew "
             f"{WIDENING_EPOCHS} epochs in a row (overfitting)",
-            **advice,
+            **_overfit_advice(trainer),
             value=self._gaps[-1],
             epoch=epoch,
         )

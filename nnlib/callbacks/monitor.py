@@ -24,6 +24,7 @@ from ..metrics import confusion_matrix, precision_recall
 from .base import Callback, Logs
 
 if TYPE_CHECKING:
+    from ..layers import Layer, Param
     from ..trainer import Trainer
 
 PERCENTILES = (0, 7, 16, 50, 84, 93, 100)  # TensorBoard's distribution bands
@@ -44,13 +45,7 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
     lo, hi = float(values.min()), float(values.max())  # NaN or inf shows up here
     finite = values if math.isfinite(lo) and math.isfinite(hi) else values[np.isfinite(values)]
     if finite.size == 0:
-        return {
-            "lo": 0.0,
-            "hi": 0.0,
-            "counts": [0] * bins,
-            "percentiles": [0.0] * len(PERCENTILES),
-            "nonfinite": int(values.size),
-        }
+        return _no_finite_histogram(bins, values.size)
     if finite is not values:
         lo, hi = float(finite.min()), float(finite.max())
     percentiles = _percentiles(np.sort(finite[:: max(1, finite.size // PERCENTILE_SAMPLE)]))
@@ -68,6 +63,17 @@ def histogram(values: np.ndarray, bins: int) -> dict[str, Any]:
         "counts": counts.tolist(),
         "percentiles": percentiles,
         "nonfinite": int(values.size - finite.size),
+    }
+
+
+def _no_finite_histogram(bins: int, size: int) -> dict[str, Any]:
+    """The histogram of `size` values none of which is finite: empty, its range [0, 0]."""
+    return {
+        "lo": 0.0,
+        "hi": 0.0,
+        "counts": [0] * bins,
+        "percentiles": [0.0] * len(PERCENTILES),
+        "nonfinite": int(size),
     }
 
 
@@ -94,15 +100,21 @@ PAIRED_FROM = 4096
 
 
 def _bin_counts(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
-    """Counts over `bins` equal bins of [lo, hi], the last bin closed (as np.histogram),
-    computed in the values' dtype with one temporary.
+    """Counts over `bins` equal bins of [lo, hi], the last bin closed (as np.histogram).
 
-    A large array's indices are counted in groups of three (of two from 41 bins): the
-    first third's index times bins² plus the second's times bins plus the third's, over
-    bins³ cells then summed along each axis. bincount's loop is bound by converting its
-    input to intp and incrementing a few counters, and this cuts both by the group size.
-    784x512 values: one by one 0.69 ms, pairs 0.46, triples 0.36 (with np.clip for the
-    last bin; np.minimum with a scalar was 4x slower)."""
+    A large array's indices are counted in groups of three (of two from 41 bins), see
+    `_grouped_counts`. 784x512 values: one by one 0.69 ms, pairs 0.46, triples 0.36 (with
+    np.clip for the last bin; np.minimum with a scalar was 4x slower)."""
+    index = _bin_positions(values, lo, hi, bins)
+    group = next((g for g in (3, 2) if bins**g <= 1 << 16), 1)  # a group's code in 16 bits
+    if group == 1 or index.size < PAIRED_FROM:
+        return np.bincount(index.astype(np.intp), minlength=bins)[:bins]
+    return _grouped_counts(index.astype(np.uint16), bins, group)
+
+
+def _bin_positions(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    """Each value's place on [0, bins - 1], its bin the whole part, computed in the values'
+    dtype with one temporary."""
     dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
     limit = float(np.finfo(dtype).max)
     if not (hi - lo <= limit and bins / (hi - lo) <= limit):
@@ -113,10 +125,14 @@ def _bin_counts(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarr
     index = np.subtract(values, dtype.type(lo), dtype=dtype)
     index *= dtype.type(bins / (hi - lo))
     np.clip(index, 0, bins - 1, out=index)  # hi itself falls in the last bin; none is < 0
-    group = next((g for g in (3, 2) if bins**g <= 1 << 16), 1)  # a group's code in 16 bits
-    if group == 1 or index.size < PAIRED_FROM:
-        return np.bincount(index.astype(np.intp), minlength=bins)[:bins]
-    codes = index.astype(np.uint16)
+    return index
+
+
+def _grouped_counts(codes: np.ndarray, bins: int, group: int) -> np.ndarray:
+    """Counts of the bin indices `codes` taken `group` at a time: the first part's index
+    times bins² plus the second's times bins plus the third's (for three), over bins³
+    cells then summed along each axis. bincount's loop is bound by converting its input
+    to intp and incrementing a few counters, and this cuts both by the group size."""
     part = codes.size // group
     combined = codes[:part].copy()
     for i in range(1, group):
@@ -178,11 +194,7 @@ class Monitor(Callback):
             for layer in trainer.model.layers:
                 if (weights := layer.monitored_weights()) is not None:
                     name = str(layer.name)  # a built model names every layer
-                    buffer = kept.get(name)
-                    if buffer is None or buffer.shape != weights.value.shape:
-                        buffer = np.empty_like(weights.value)
-                    np.copyto(buffer, weights.value)
-                    self._before[name] = buffer
+                    self._before[name] = _copy_into(kept.get(name), weights.value)
 
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
         if self._before:
@@ -201,27 +213,26 @@ class Monitor(Callback):
             if weights is not None:
                 summary: dict[str, Any] = {"weights": histogram(weights.value, self.bins)}
                 if trained:
-                    if self.gradients:
-                        summary["grads"] = histogram(weights.grad, self.bins)
-                    summary["grad_norm"] = math.sqrt(
-                        sum(
-                            float(np.vdot(p.grad, p.grad))
-                            for p in layer.params.values()
-                            if p.trainable
-                        )
-                    )
-                    before = self._before.get(layer.name)
-                    if before is not None:
-                        # The change is written over `before` (not read again until the
-                        # next due step copies into it): no 1.6 MB temporary on an MLP.
-                        scale = math.sqrt(float(np.vdot(before, before)))
-                        change = np.subtract(weights.value, before, out=before)
-                        step = math.sqrt(float(np.vdot(change, change)))
-                        summary["update_ratio"] = step / scale if scale else 0.0
+                    summary.update(self._step_summary(layer, weights))
                 layers[layer.name] = summary
             elif isinstance(layer, ReLU) and trained:
                 layers[layer.name] = {"dead_fraction": dead_fraction(layer)}
         return layers
+
+    def _step_summary(self, layer: Layer, weights: Param) -> dict[str, Any]:
+        """What the step just trained did to a layer with weights: its gradients' histogram
+        (when asked for), the norm of its trainable parameters' gradients, and the update
+        ratio of its weights (from the copy `on_batch_begin` took)."""
+        summary: dict[str, Any] = {}
+        if self.gradients:
+            summary["grads"] = histogram(weights.grad, self.bins)
+        summary["grad_norm"] = math.sqrt(
+            sum(float(np.vdot(p.grad, p.grad)) for p in layer.params.values() if p.trainable)
+        )
+        before = self._before.get(layer.name)
+        if before is not None:
+            summary["update_ratio"] = _update_ratio(weights.value, before)
+        return summary
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         outputs = trainer.validation_outputs
@@ -230,18 +241,42 @@ class Monitor(Callback):
         labels = trainer.validation_data[1]
         if trainer.loss.task == "regression":
             trainer.emit("regression", epoch=epoch, **regression_summary(outputs, labels))
-            return
-        classes = outputs.shape[1]
-        matrix = confusion_matrix(labels, outputs.argmax(axis=1), classes)
-        precision, recall = precision_recall(matrix)
-        trainer.emit(
-            "confusion",
-            epoch=epoch,
-            matrix=matrix.tolist(),
-            precision=precision.tolist(),
-            recall=recall.tolist(),
-            class_names=self.class_names or [str(i) for i in range(classes)],
-        )
+        else:
+            summary = _confusion_summary(outputs, labels, self.class_names)
+            trainer.emit("confusion", epoch=epoch, **summary)
+
+
+def _confusion_summary(
+    outputs: np.ndarray, labels: np.ndarray, class_names: list[str] | None
+) -> dict[str, Any]:
+    """The confusion matrix of the predicted classes (rows true, columns predicted), its
+    per-class precision and recall, and the classes' names (their numbers by default)."""
+    classes = outputs.shape[1]
+    matrix = confusion_matrix(labels, outputs.argmax(axis=1), classes)
+    precision, recall = precision_recall(matrix)
+    return {
+        "matrix": matrix.tolist(),
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "class_names": class_names or [str(i) for i in range(classes)],
+    }
+
+
+def _copy_into(buffer: np.ndarray | None, value: np.ndarray) -> np.ndarray:
+    """A copy of `value`, in `buffer` when it has the shape (else in a new array)."""
+    if buffer is None or buffer.shape != value.shape:
+        buffer = np.empty_like(value)
+    np.copyto(buffer, value)
+    return buffer
+
+
+def _update_ratio(after: np.ndarray, before: np.ndarray) -> float:
+    """||after - before|| / ||before|| (0 for zero weights before). The change is written
+    over `before` (not read again until the next due step copies into it): no 1.6 MB
+    temporary on an MLP."""
+    scale = math.sqrt(float(np.vdot(before, before)))
+    change = np.subtract(after, before, out=before)
+    return math.sqrt(float(np.vdot(change, change))) / scale if scale else 0.0
 
 
 def regression_summary(
@@ -253,8 +288,8 @@ def regression_summary(
     predicted = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)[:, 0]
     true = np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)[:, 0]
     finite = np.isfinite(predicted)
-    lo = float(min(true.min(), predicted[finite].min() if finite.any() else true.min()))
-    hi = float(max(true.max(), predicted[finite].max() if finite.any() else true.max()))
+    shown = np.concatenate([true, predicted[finite]])
+    lo, hi = float(shown.min()), float(shown.max())
     if hi <= lo:
         hi = lo + 1.0
     counts, _, _ = np.histogram2d(

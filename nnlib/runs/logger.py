@@ -119,30 +119,11 @@ class RunLogger(Callback):
         self._lock = WriterLock(self.run_dir)
         self._lock.acquire()
         remove_stale_temporaries(self.run_dir)
-        # The trainer's own view goes under "trainer", so the caller's config keys (an
-        # experiment's "optimizer" name, say) are never overwritten.
-        trainer_view = {
-            "model": {
-                "spec": trainer.model.spec,
-                "input_shape": trainer.model.input_shape,
-                "params": trainer.model.summary().total_params,
-            },
-            "optimizer": {"name": trainer.optimizer.name, **trainer.optimizer.config()},
-            "loss": trainer.loss.name,
-            "epochs": trainer.epochs,
-            "batch_size": trainer.batch_size,
-        }
-        config = {**self.config, "trainer": trainer_view, "versions": versions()}
-        records, synced = [], None
+        records: list[Event] = []
+        synced = None
         if not self.append:
-            start = make(
-                "run_start", trainer.global_step, {"run": str(self.run_dir), "config": config}
-            )
-            # config.json holds the config as run_start carries it (made JSON-safe once). Its
-            # fsync is the writer thread's: it took 1-9 ms on a shared disk, at every start.
+            records.append(self._run_start(trainer, self.run_dir))
             synced = self.run_dir / CONFIG_FILE
-            atomic_write_text(synced, json.dumps(start["config"], indent=2), sync=False)
-            records.append(start)
         records += self._early
         self._early = []
         self._handle = (self.run_dir / EVENTS_FILE).open("a", encoding="utf-8")
@@ -156,6 +137,17 @@ class RunLogger(Callback):
         )
         self._writer.start()
 
+    def _run_start(self, trainer: Trainer, run_dir: Path) -> Event:
+        """A new run's run_start event, with config.json written beside it: the config as
+        run_start carries it (made JSON-safe once). Its fsync is the writer thread's: it
+        took 1-9 ms on a shared disk, at every start."""
+        # The trainer's own view goes under "trainer", so the caller's config keys (an
+        # experiment's "optimizer" name, say) are never overwritten.
+        config = {**self.config, "trainer": _trainer_view(trainer), "versions": versions()}
+        start = make("run_start", trainer.global_step, {"run": str(run_dir), "config": config})
+        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(start["config"], indent=2), sync=False)
+        return start
+
     def on_batch_end(self, trainer: Trainer, batch: int, logs: Logs) -> None:
         step = logs["step"]
         if step % self.batch_every or self._handle is None:
@@ -163,14 +155,18 @@ class RunLogger(Callback):
         # Held, not written: encoding one line right after a batch ran in cold caches.
         now = time.monotonic()
         with self._mutex:
-            self._held.append((step, dict(logs), time.time()))  # the time rounded when written
-            if now - self._written >= FLUSH_SECONDS / 2:  # the writer thread waits longer
-                self._emit_lines()
-            elif len(self._held) == 1:
-                self._since = now
-                self._wake.notify()
-        if self._failed is not None:
-            self._raise_failure()
+            self._hold(step, logs, now)
+        self._raise_failure()
+
+    def _hold(self, step: int, logs: Logs, now: float) -> None:
+        """Hold a batch line (hold `_mutex`): the held ones are written `now` when the last
+        write is half FLUSH_SECONDS old, else the writer thread is woken for the first."""
+        self._held.append((step, dict(logs), time.time()))  # the time rounded when written
+        if now - self._written >= FLUSH_SECONDS / 2:  # the writer thread waits longer
+            self._emit_lines()
+        elif len(self._held) == 1:
+            self._since = now
+            self._wake.notify()
 
     def on_record(self, trainer: Trainer, record: Event) -> None:
         """Write each event and epoch as the CallbackList made it (the batch lines go from
@@ -193,8 +189,7 @@ class RunLogger(Callback):
             except OSError:
                 if not self._record_end(step, data):
                     raise
-            if self._failed is not None:
-                self._raise_failure()
+            self._raise_failure()
         finally:
             self._let_go()
 
@@ -248,7 +243,7 @@ class RunLogger(Callback):
             if event.type == "epoch":
                 self._summary_due = True
                 self._wake.notify()
-        if raise_failure and self._failed is not None:
+        if raise_failure:
             self._raise_failure()
 
     def _stored(self, event: Event) -> Event:
@@ -311,7 +306,10 @@ class RunLogger(Callback):
                 return
 
     def _raise_failure(self) -> None:
-        """Raise what the writer thread could not write, on the training thread."""
+        """Raise what the writer thread could not write, if anything, on the training thread
+        (nothing failed: the mutex is not taken)."""
+        if self._failed is None:
+            return
         with self._mutex:
             failed, self._failed = self._failed, None
         if failed is not None:
@@ -326,12 +324,7 @@ class RunLogger(Callback):
             _fsync(synced)
         with self._wake:
             while self._handle is not None:
-                # The time left before each job is due (infinite: nothing to do).
-                now = time.monotonic()
-                lines = self._since + FLUSH_SECONDS - now if self._held else math.inf
-                summary = (
-                    self._summarized + SUMMARY_SECONDS - now if self._summary_due else math.inf
-                )
+                lines, summary = self._time_left(time.monotonic())
                 if lines <= 0:
                     self._emit_held()
                 elif summary <= 0:
@@ -341,6 +334,13 @@ class RunLogger(Callback):
                     self._wake.wait(None if due == math.inf else due)
             if self._final_size is not None:
                 self._summarize(self._final_size)
+
+    def _time_left(self, now: float) -> tuple[float, float]:
+        """(Holding `_mutex`.) The time left before the held batch lines and the summary are
+        due to be written (infinite: nothing to write)."""
+        lines = self._since + FLUSH_SECONDS - now if self._held else math.inf
+        summary = self._summarized + SUMMARY_SECONDS - now if self._summary_due else math.inf
+        return lines, summary
 
     def _emit_held(self) -> None:
         """(The writer thread, holding `_mutex`.) Write the held batch lines; what fails is
@@ -402,6 +402,21 @@ class RunLogger(Callback):
         self._digest, self._counted = dataclasses.replace(scan.digest), scan.position
         with self._unlocked():
             scan.save()
+
+
+def _trainer_view(trainer: Trainer) -> dict[str, Any]:
+    """What the trainer runs, for the run's config: the model, optimizer, loss and schedule."""
+    return {
+        "model": {
+            "spec": trainer.model.spec,
+            "input_shape": trainer.model.input_shape,
+            "params": trainer.model.summary().total_params,
+        },
+        "optimizer": {"name": trainer.optimizer.name, **trainer.optimizer.config()},
+        "loss": trainer.loss.name,
+        "epochs": trainer.epochs,
+        "batch_size": trainer.batch_size,
+    }
 
 
 def _fsync(path: Path) -> None:

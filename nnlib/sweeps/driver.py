@@ -21,9 +21,9 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import math
 import multiprocessing
 import os
+import re
 import reprlib
 import statistics
 import time
@@ -41,7 +41,7 @@ from typing import Any
 
 from .._atomic import atomic_write_text
 from ..runs import new_run_dir, writer_alive
-from .spec import SweepError, SweepSpec, _need, _no_missing
+from .spec import SweepError, SweepSpec, _is_int, _is_number, _need, _no_missing
 from .trial import (
     INDEX_FILE,
     STOP_FILE,
@@ -67,6 +67,8 @@ _TRIAL_FIELDS = (
     "index", "params", "state", "run", "attempts", "metric", "best_epoch", "epochs", "reason",
     "error", "seconds", "host", "curve",
 )  # fmt: skip
+#: The fields of a trial's record that hold text or null.
+_TEXT_FIELDS = ("reason", "error", "host")
 #: Past this, a count in sweep.json (attempts, epochs) is not one the driver wrote.
 MAX_COUNT = 10**9
 #: A trial whose worker is lost this many times in one session is left 'lost' (for --resume)
@@ -227,8 +229,20 @@ def read_index(sweep_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def _load_json(path: Path, sweep_dir: str | os.PathLike) -> Any:
-    """The JSON in the index file `path`, read only up to MAX_INDEX_BYTES: whatever the
-    file holds, SweepError or a value, never another exception."""
+    """The JSON in the index file `path`: whatever the file holds, SweepError or a value,
+    never another exception."""
+    data = _index_bytes(path, sweep_dir)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise SweepError(f"{path}: nested too deeply; not a sweep index") from None
+    except ValueError as error:  # not JSON, not UTF-8, a number past Python's digit limit
+        raise SweepError(f"{path}: not a readable sweep index ({error})") from None
+
+
+def _index_bytes(path: Path, sweep_dir: str | os.PathLike) -> bytes:
+    """The index file's bytes, read only up to MAX_INDEX_BYTES; SweepError when there is no
+    index, it cannot be read, or is larger."""
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_INDEX_BYTES + 1)
@@ -238,12 +252,7 @@ def _load_json(path: Path, sweep_dir: str | os.PathLike) -> Any:
         raise SweepError(f"{path}: cannot be read ({error.strerror})") from None
     if len(data) > MAX_INDEX_BYTES:
         raise SweepError(f"{path}: larger than {MAX_INDEX_BYTES:,} bytes; not a sweep index")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise SweepError(f"{path}: nested too deeply; not a sweep index") from None
-    except ValueError as error:  # not JSON, not UTF-8, a number past Python's digit limit
-        raise SweepError(f"{path}: not a readable sweep index ({error})") from None
+    return data
 
 
 def _check_trial(trial: Any, i: int, spec: SweepSpec, where: str, stem: str) -> None:
@@ -262,9 +271,8 @@ def _check_trial(trial: Any, i: int, spec: SweepSpec, where: str, stem: str) -> 
         ("epochs", _is_count(trial["epochs"]), "a count"),
         ("seconds", _is_number_or_none(trial["seconds"]), "a finite number or null"),
         ("curve", _is_curve(trial["curve"]), "a list of finite numbers or nulls"),
+        *[(key, isinstance(trial[key], str | None), "text or null") for key in _TEXT_FIELDS],
     ]
-    for key in ("reason", "error", "host"):
-        checks.append((key, trial[key] is None or isinstance(trial[key], str), "text or null"))
     for key, ok, expected in checks:
         _need(ok, where, key, expected, trial[key])
 
@@ -273,31 +281,33 @@ def _names_attempt(run: Any, stem: str, attempts: int) -> bool:
     """Whether `run` is the folder of one of the `attempts` attempts of the trial `stem` (and
     so a name in the sweep folder, never a path elsewhere)."""
     named = _attempt_of(run) if isinstance(run, str) else None
-    if named is None or named[0] != stem or not _is_count(attempts):
+    if named is None or not _is_count(attempts):
         return False
+    # the name written out again: the same stem (which has no dot), the number as written
     return run == attempt_name(stem, named[1]) and 1 <= named[1] <= attempts
+
+
+#: An attempt folder's name: the stem up to its first dot, then `.N` (N of at most 9 digits)
+#: for attempt N from the second on.
+_ATTEMPT_NAME = re.compile(r"([^.]*)(?:\.([0-9]{1,9}))?")
 
 
 def _attempt_of(name: str) -> tuple[str, int] | None:
     """The trial stem and attempt number a folder name says (`trial-003` 1, `trial-003.2`
     2), None when the part after its first dot is not a plain number; the one reading of
     attempt folders' names, for the index's checks and for the folders on disk."""
-    stem, dot, number = name.partition(".")
-    if not dot:
-        return stem, 1
-    if not (number.isascii() and number.isdigit() and len(number) < 10):
+    named = _ATTEMPT_NAME.fullmatch(name)
+    if named is None:
         return None
-    return stem, int(number)
+    return named[1], int(named[2] or 1)
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT
+    return _is_int(value, 0, MAX_COUNT - 1)
 
 
 def _is_number_or_none(value: Any) -> bool:
-    return value is None or (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    return value is None or _is_number(value)
 
 
 def _is_curve(value: Any) -> bool:
@@ -343,31 +353,37 @@ def median_table(index: dict[str, Any], min_trials: int) -> tuple[float | None, 
         for trial in index["trials"]
         if trial["state"] == "finished"
     ]
-    table: list[float | None] = []
-    for epoch in itertools.zip_longest(*curves):  # None past a curve's end, as for no value
-        values = [v for v in epoch if v is not None]
-        table.append(statistics.median(values) if len(values) >= min_trials else None)
-    return tuple(table)
+    # zip_longest: None past a curve's end, as for no value
+    return tuple(_median(epoch, min_trials) for epoch in itertools.zip_longest(*curves))
 
 
-@contextlib.contextmanager
+def _median(values: tuple[float | None, ...], least: int) -> float | None:
+    """The median of the values given (not None), or None when there are fewer than `least`."""
+    given = [value for value in values if value is not None]
+    return statistics.median(given) if len(given) >= least else None
+
+
 def executor_for(
     workers: int | None,
     scheduler: str | None,
     needed: int,
     connect_timeout: float = CONNECT_TIMEOUT,
-) -> Iterator[Workers]:
+) -> contextlib.AbstractContextManager[Workers]:
     """Where the trials run: `workers` local processes (default: one per core; each trial
     uses one BLAS thread), or the Dask cluster at `scheduler` (default: as many at once as
     the cluster has worker threads), given up on after `connect_timeout` seconds."""
     if scheduler is None:
-        count = max(1, min(workers or os.cpu_count() or 1, needed))
-        where = f"{count} local worker process{'es' if count > 1 else ''}"
-        with LocalWorkers(count) as executor:
-            yield Workers(executor, count, where)
-        return
-    with _dask_workers(scheduler, workers, connect_timeout) as pool:
-        yield pool
+        return _local_workers(workers, needed)
+    return _dask_workers(scheduler, workers, connect_timeout)
+
+
+@contextlib.contextmanager
+def _local_workers(workers: int | None, needed: int) -> Iterator[Workers]:
+    """`workers` local processes (default: one per core), no more than the `needed` trials."""
+    count = max(1, min(workers or os.cpu_count() or 1, needed))
+    where = f"{count} local worker process{'es' if count > 1 else ''}"
+    with LocalWorkers(count) as executor:
+        yield Workers(executor, count, where)
 
 
 @contextlib.contextmanager

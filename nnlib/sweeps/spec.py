@@ -32,6 +32,7 @@ import math
 import os
 import random
 import reprlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeGuard
@@ -433,4 +434,7 @@ def _is_int(value: Any, least: float = -math.inf, most: float = math.inf) -> boo
 
 
 def _is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float, not a bool, within a float's range: an integer past it (a
+    JSON 10**400) is refused (math.isfinite raises OverflowError for it)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and abs(value) <= sys.float_info.max

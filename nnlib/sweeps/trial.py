@@ -146,14 +146,21 @@ class MedianStop(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Logs) -> None:
         self.curve.append(_finite(logs.get(self.metric)))
         self.best = best_so_far(self.curve, self.direction)[-1]
-        median = self.medians[epoch] if epoch < len(self.medians) else None
-        if epoch + 1 < self.after or median is None or trainer.stop_training:
+        median = self._median(epoch)
+        if median is None or trainer.stop_training:
             return
         if self.best is None or better(median, self.best, self.direction):
             self.pruned = True
             trainer.stop_training = True
             trainer.stop_reason = "early_stop"
             trainer.emit("pruned", monitor=self.metric, value=self.best, median=median, epoch=epoch)
+
+    def _median(self, epoch: int) -> float | None:
+        """The median a run must beat at `epoch` (0-based): None before epoch `after`, and
+        where too few trials finished to have one."""
+        if epoch + 1 < self.after or epoch >= len(self.medians):
+            return None
+        return self.medians[epoch]
 
 
 def ignore_terminal_signals() -> None:
@@ -168,10 +175,6 @@ def run_trial(task: TrialTask) -> TrialResult:
     """Run one trial to its end; never raises (a failure is a 'failed' result with the reason),
     so that nothing but plain data crosses back from a worker: an exception from the
     executor means the worker was lost, never that the trial failed."""
-    from ..config import ExperimentConfig
-    from ..experiment import setup
-    from ..runs import RunDirError
-
     began = time.monotonic()
     result = TrialResult(task.index, "failed", host=socket.gethostname())
     sweep_dir = Path(task.sweep_dir)
@@ -180,6 +183,18 @@ def run_trial(task: TrialTask) -> TrialResult:
             f"{sweep_dir}: not found on worker {result.host} (no {INDEX_FILE}); {SHARED_STORAGE}"
         )
         return result
+    _train(task, sweep_dir, result)
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def _train(task: TrialTask, sweep_dir: Path, result: TrialResult) -> None:
+    """Claim the attempt's folder, train the trial there and fill in `result` with how it
+    ended; an exception is the result's error, never raised."""
+    from ..config import ExperimentConfig
+    from ..experiment import setup
+    from ..runs import RunDirError
+
     pruning = MedianStop(task.metric, task.direction, task.medians, task.after)
     callbacks: list[Callback] = [StopFile(sweep_dir / STOP_FILE)]
     if task.after:
@@ -200,8 +215,6 @@ def run_trial(task: TrialTask) -> TrialResult:
         _conclude(
             result, curve, history.reason, history.end.get("error"), pruning.pruned, task.direction
         )
-    result.seconds = time.monotonic() - began
-    return result
 
 
 def logged_result(run_dir: Path, index: int, metric: str, direction: str) -> TrialResult | None:
@@ -243,19 +256,23 @@ def _conclude(
     result.state = _state(reason, pruned)
     result.error = error
     if result.state == "failed" and error is None:
-        result.error = f"training {reason}" + (
-            " (the loss became NaN or infinite)" if reason == "diverged" else ""
-        )
+        result.error = f"training {reason}{_FAILURE_NOTES.get(reason, '')}"
+
+
+#: A trial's state by the reason its training ended; any other reason (diverged, error) is
+#: a failure.
+_STATES: dict[str | None, str] = {
+    "finished": "finished",
+    "early_stop": "finished",
+    "interrupted": "interrupted",
+    "stopped": "interrupted",
+}
+#: What a failure's reason adds to its message, where the reason alone says too little.
+_FAILURE_NOTES: dict[str | None, str] = {"diverged": " (the loss became NaN or infinite)"}
 
 
 def _state(reason: str | None, pruned: bool) -> str:
-    if pruned:
-        return "pruned"
-    if reason in ("finished", "early_stop"):
-        return "finished"
-    if reason in ("interrupted", "stopped"):
-        return "interrupted"
-    return "failed"  # diverged, error
+    return "pruned" if pruned else _STATES.get(reason, "failed")
 
 
 def _finite(value: Any) -> float | None:
