@@ -38,16 +38,14 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray | np.generic):  # an array or a scalar: its Python value
         return plain(value.tolist())
     return _plain_scalar(value)
 
 
 def _plain_scalar(value: Any) -> Any:
-    """A value that is not plain JSON nor a container (`plain`'s last step): a numpy scalar as
-    its Python value, a non-finite float as None, a path as its text, else `value`."""
-    if isinstance(value, np.generic):
-        value = value.item()
+    """A value that is not plain JSON, a container nor numpy's (`plain`'s last step): a
+    non-finite float as None, a path as its text, else `value`."""
     if isinstance(value, float):
         return _finite(value)
     return str(value) if isinstance(value, Path) else value
