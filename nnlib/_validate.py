@@ -26,7 +26,7 @@ def shown(value: object, limit: int = 40) -> str:
     """`repr(value)` cut to about `limit` characters, for a message of one short line: a
     value a user sent may be an integer of thousands of digits (whose repr Python refuses
     past 4,300) or a long text."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral):  # a bool too: one digit, never past the limit
         digits = math.floor(int(value).bit_length() * math.log10(2)) + 1
         if digits > limit:  # never converted to text whole
             sign = "a negative" if value < 0 else "an"
@@ -56,7 +56,7 @@ def _whole(value: object) -> int | None:
     if isinstance(value, numbers.Integral):
         return int(value)
     number = float(value)
-    return int(number) if math.isfinite(number) and number.is_integer() else None
+    return int(number) if number.is_integer() else None  # inf and nan are not integers
 
 
 def shape(owner: str, name: str, value: object) -> tuple[int, ...]:

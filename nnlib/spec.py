@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import _validate
@@ -33,7 +33,7 @@ from .layers.dense import Dense
 from .layers.shape import Dropout, Flatten
 from .losses import Loss
 from .model import LayerError, Sequential, Summary, check_fits
-from .spec_text import MLP_ACTIVATIONS, format_value, required, to_token
+from .spec_text import MLP_ACTIVATIONS, format_value, required, to_token, token_text
 
 
 class SpecError(ValueError):
@@ -117,11 +117,7 @@ def _planned(
     spec: str, input_shape: Sequence[int], batch_size: int, seed: int | None
 ) -> tuple[Sequential, Summary]:
     """The unbuilt model of `spec` and its checked plan; every failure is a SpecError."""
-    try:
-        shape = _validate.shape("spec", "input shape", input_shape)
-    except ValueError:
-        # Checked here so the error is not blamed on the first token.
-        raise SpecError(f"input shape must be positive sizes, got {input_shape!r}") from None
+    shape = _input_shape(input_shape)
     parsed = _parse_with_origins(spec, shape)
     origins = {id(layer): origin for layer, origin in parsed}
     try:
@@ -131,16 +127,30 @@ def _planned(
         summary = model.plan(shape)
         check_fits(summary, batch_size)
     except LayerError as error:
-        failed = model.layers[error.position]
-        origin = origins.get(id(failed))
-        if origin is None:  # an MLP layer or an implicit flatten: name the layer itself
-            text = to_token(failed)
-            raise SpecError(f"{text}: {error}", token=text) from None
-        number, index, text = origin
-        raise SpecError(f"spec token {number} {text!r}: {error}", token=text, index=index) from None
+        raise _blamed(error, model.layers[error.position], origins) from None
     except ValueError as error:  # too large for the memory, or a bad batch size
         raise SpecError(str(error)) from None
     return model, summary
+
+
+def _input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    """The per-sample input shape as positive sizes, checked before the spec is parsed so
+    that a bad one is not blamed on the first token."""
+    try:
+        return _validate.shape("spec", "input shape", input_shape)
+    except ValueError:
+        raise SpecError(f"input shape must be positive sizes, got {input_shape!r}") from None
+
+
+def _blamed(error: LayerError, failed: Layer, origins: dict[int, _Origin | None]) -> SpecError:
+    """The SpecError of the layer `failed` that could not be planned, naming its token where
+    it was written (its origin), else the layer itself (an MLP layer or an implicit flatten)."""
+    origin = origins.get(id(failed))
+    if origin is None:
+        text = to_token(failed)
+        return SpecError(f"{text}: {error}", token=text)
+    number, index, text = origin
+    return SpecError(f"spec token {number} {text!r}: {error}", token=text, index=index)
 
 
 def _insert_implicit_flattens(layers: list[Layer], input_shape: tuple[int, ...]) -> list[Layer]:
@@ -148,16 +158,16 @@ def _insert_implicit_flattens(layers: list[Layer], input_shape: tuple[int, ...])
     shapes are followed layer by layer, so no list of image layers is needed; after a layer
     that cannot take its input nothing more is inserted (the plan reports that layer)."""
     result: list[Layer] = []
-    shape: tuple[int, ...] | None = input_shape
-    for layer in layers:
-        if isinstance(layer, Dense) and shape is not None and len(shape) > 1:
+    shape = input_shape
+    for position, layer in enumerate(layers):
+        if isinstance(layer, Dense) and len(shape) > 1:
             result.append(Flatten(implicit=True))
             shape = (math.prod(shape),)
         result.append(layer)
         try:
-            shape = None if shape is None else tuple(layer.compute_output_shape(shape))
+            shape = tuple(layer.compute_output_shape(shape))
         except ValueError:
-            shape = None
+            return result + layers[position + 1 :]
     return result
 
 
@@ -185,7 +195,7 @@ def _mlp_sizes(body: str, input_shape: Sequence[int] | None) -> list[int]:
         sizes = [int(part) for part in body.replace(" ", "").split("-")]
     except ValueError as error:  # a number longer than Python converts (4,300 digits)
         raise SpecError(f"MLP: cannot read a layer size ({error})") from None
-    if any(size < 1 for size in sizes):
+    if min(sizes) < 1:
         raise SpecError(f"MLP {body}: every layer size must be a positive integer")
     if input_shape is not None and sizes[0] != math.prod(input_shape):
         raise SpecError(
@@ -216,55 +226,60 @@ def _parse_token(text: str, number: int, index: int) -> Layer:
     where = f"spec token {number} {text!r}"
     match = _NAMED.match(text.lower())
     if not match:
-        if re.fullmatch(r"\d+", text):
-            raise SpecError(
-                f"{where}: a bare number is only valid in an MLP like 784-128-10; "
-                f"in a token list write dense({text})",
-                text,
-                index,
-            )
-        raise SpecError(
-            f"{where}: expected a layer such as conv(8,3), maxpool(2), dense(10) or relu",
-            text,
-            index,
-        )
-    cls = layer_class(match.group(1))
+        raise SpecError(f"{where}: {_not_a_layer(text)}", text, index)
+    name, body = match.groups("")
+    cls = _layer_names().get(name)
     if cls is None:
-        names = [*REGISTRY, *(alias for known in REGISTRY.values() for alias in known.aliases)]
         raise SpecError(
-            f"{where}: unknown layer {match.group(1)!r}{did_you_mean(match.group(1), names)}; "
+            f"{where}: unknown layer {name!r}{did_you_mean(name, _layer_names())}; "
             f"expected one of {', '.join(sorted(REGISTRY))} (or an MLP like 784-128-10)",
             text,
             index,
         )
     try:
-        return cls(**_parse_args(match.group(2), cls))
+        return cls(**_parse_args(body, cls))
     except (ValueError, TypeError) as error:
         raise SpecError(f"{where}: {error}; expected {usage(cls)}", text, index) from None
 
 
+def _not_a_layer(text: str) -> str:
+    """What a token that is no layer name should be: a bare number belongs in an MLP."""
+    if re.fullmatch(r"\d+", text):
+        return (
+            "a bare number is only valid in an MLP like 784-128-10; "
+            f"in a token list write dense({text})"
+        )
+    return "expected a layer such as conv(8,3), maxpool(2), dense(10) or relu"
+
+
+def _layer_names() -> dict[str, type[Layer]]:
+    """Every name a spec token may give a registered layer class: its kind and its aliases
+    (registration keeps them all distinct)."""
+    aliases = {alias: cls for cls in REGISTRY.values() for alias in cls.aliases}
+    return {**aliases, **REGISTRY}
+
+
 def layer_class(token: str) -> type[Layer] | None:
     """The registered layer class a spec token (or one of its aliases) names, else None."""
-    found = REGISTRY.get(token)
-    return found or next((cls for cls in REGISTRY.values() if token in cls.aliases), None)
+    return _layer_names().get(token)
 
 
 def usage(cls: type[Layer]) -> str:
     """How a layer's token is written, from what its class declares:
     `conv(filters, kernel, [stride=1], [pad=0|same|valid])`."""
     defaults = inspect.signature(cls.__init__).parameters
-    parts = []
-    for arg in cls.arguments():
-        if not arg.documented:
-            continue
-        if arg.variadic:
-            parts.append(f"{arg.hint or arg.name}, ...")
-        elif required(cls, arg):
-            parts.append(arg.name)
-        else:
-            shown = arg.hint or format_value(defaults[arg.init_name].default)
-            parts.append(f"[{arg.name}={shown}]")
-    return f"{cls.kind}({', '.join(parts)})" if parts else cls.kind
+    parts = [_usage_of(cls, arg, defaults) for arg in cls.arguments() if arg.documented]
+    return token_text(cls.kind, parts, ", ")
+
+
+def _usage_of(cls: type[Layer], arg: SpecArg, defaults: Mapping[str, inspect.Parameter]) -> str:
+    """How one argument of `usage` is written: `filters`, `[stride=1]` (its default or its
+    hint), or `sizes, ...` for one that collects every value after it."""
+    if arg.variadic:
+        return f"{arg.hint or arg.name}, ..."
+    if required(cls, arg):
+        return arg.name
+    return f"[{arg.name}={arg.hint or format_value(defaults[arg.init_name].default)}]"
 
 
 def token_table() -> str:
@@ -284,12 +299,12 @@ def token_table() -> str:
     return "\n".join(rows)
 
 
-def _parse_args(body: str | None, cls: type[Layer]) -> dict[str, Any]:
+def _parse_args(body: str, cls: type[Layer]) -> dict[str, Any]:
     """The constructor keywords of a token's arguments (`body`, the text inside its
     parentheses): positional ones in the order of `cls.arguments()`, the last of which may
     collect every value after it, then keyword ones. ValueError names the first mistake."""
     arguments = {arg.name: arg for arg in cls.arguments()}
-    parts = [p.strip() for p in body.split(",")] if body and body.strip() else []
+    parts = [p.strip() for p in body.split(",")] if body.strip() else []
     values = _argument_values(parts, arguments)
     missing = [n for n, arg in arguments.items() if required(cls, arg) and n not in values]
     if missing:
@@ -407,16 +422,7 @@ def _ending_warning(last: Layer, name: str | None) -> str | None:
     """The warning about a model ending in `last` when it trains with the loss `name`."""
     token = to_token(last)
     if isinstance(last, Softmax):
-        if name in _SOFTMAX_LOSSES or name is None:
-            return (
-                f"the model ends in {token}, but the softmax cross-entropy loss applies softmax "
-                "to the raw outputs itself: a double softmax trains badly; end with the last "
-                "dense layer (its logits), and apply softmax only to read probabilities"
-            )
-        return (
-            f"the model ends in {token}, which forces the outputs to sum to 1; "
-            f"the {name} loss compares them with the targets as they are"
-        )
+        return _softmax_warning(token, name)
     if isinstance(last, _SQUASHING) and name in _SOFTMAX_LOSSES:
         return (
             f"the model ends in {token} after the logits: the softmax cross-entropy loss "
@@ -429,3 +435,18 @@ def _ending_warning(last: Layer, name: str | None) -> str | None:
             "put dropout before the last dense layer"
         )
     return None
+
+
+def _softmax_warning(token: str, name: str | None) -> str:
+    """The warning about a model ending in a softmax (`token`): a double softmax with the
+    softmax cross-entropy (or a loss not known yet), else outputs forced to sum to 1."""
+    if name in _SOFTMAX_LOSSES or name is None:
+        return (
+            f"the model ends in {token}, but the softmax cross-entropy loss applies softmax "
+            "to the raw outputs itself: a double softmax trains badly; end with the last "
+            "dense layer (its logits), and apply softmax only to read probabilities"
+        )
+    return (
+        f"the model ends in {token}, which forces the outputs to sum to 1; "
+        f"the {name} loss compares them with the targets as they are"
+    )

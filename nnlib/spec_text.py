@@ -51,9 +51,15 @@ def to_token(layer: Layer) -> str:
             parts.extend(format_value(item) for item in value)
         elif required(cls, arg):
             parts.append(format_value(value))
-        elif arg.init_name in defaults and value != defaults[arg.init_name]:
+        elif value != defaults.get(arg.init_name, value):
             parts.append(f"{arg.name}={format_value(value)}")
-    return f"{cls.kind}({','.join(parts)})" if parts else cls.kind
+    return token_text(cls.kind, parts)
+
+
+def token_text(kind: str, parts: list[str], separator: str = ",") -> str:
+    """A token as written: its kind, with its arguments in parentheses when it has any
+    (`to_token` writes them with ",", a layer's usage with ", ")."""
+    return f"{kind}({separator.join(parts)})" if parts else kind
 
 
 def format_value(value: Any) -> str:
@@ -74,10 +80,10 @@ def to_spec(model: Sequential) -> str:
 def _as_mlp(layers: list[Layer], input_shape: tuple[int, ...] | None) -> str | None:
     """The MLP shorthand of `layers` (784-128-10, 2-16-2:tanh), or None unless they are
     he-initialised Dense layers with one kind of shorthand activation between them."""
-    if input_shape is None or len(layers) % 2 == 0:
+    if input_shape is None:
         return None
     dense = [layer for layer in layers[0::2] if type(layer) is Dense and layer.init == "he"]
-    if len(dense) != len(layers) // 2 + 1:
+    if len(dense) != len(layers) // 2 + 1:  # an even count too: its dense would be one fewer
         return None
     activation = _mlp_activation(layers[1::2])
     if activation is None:

@@ -6,9 +6,10 @@ them."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..arrays import ARRAYS_FILE, MAX_INT, is_count, is_ref
@@ -30,8 +31,9 @@ def integer(value: Any) -> str | None:
 def number(value: Any) -> str | None:
     """A finite JSON number (not a boolean); integers beyond a float's range are refused."""
     if type(value) is int:
-        return None if abs(value) <= MAX_INT else "a number"
-    ok = type(value) is float and math.isfinite(value)
+        ok = abs(value) <= MAX_INT
+    else:
+        ok = type(value) is float and math.isfinite(value)
     return None if ok else "a number"
 
 
@@ -45,7 +47,7 @@ def string(value: Any) -> str | None:
 
 
 def string_or_null(value: Any) -> str | None:
-    return None if value is None or isinstance(value, str) else "a string or null"
+    return None if isinstance(value, str | None) else "a string or null"
 
 
 def json_object(value: Any) -> str | None:
@@ -53,7 +55,7 @@ def json_object(value: Any) -> str | None:
 
 
 def scalar(value: Any) -> str | None:
-    ok = value is None or isinstance(value, str | bool) or number(value) is None
+    ok = isinstance(value, str | bool | None) or number(value) is None
     return None if ok else "a number, string, boolean or null"
 
 
@@ -65,6 +67,9 @@ def list_of(check: Check, what: str) -> Check:
     return check_list
 
 
+_NUMBERS = list_of(number, "numbers")
+_SIZES = list_of(integer, "sizes")
+
 #: A field's check and whether it may be left out, keyed by name.
 Spec = dict[str, tuple[Check, bool]]
 
@@ -72,7 +77,7 @@ _HISTOGRAM: Spec = {
     "lo": (number, False),
     "hi": (number, False),
     "counts": (list_of(integer, "non-negative integers"), False),
-    "percentiles": (list_of(number, "numbers"), False),
+    "percentiles": (_NUMBERS, False),
     "nonfinite": (integer, True),
 }
 
@@ -100,39 +105,47 @@ _LAYER: Spec = {
 
 
 def layers(value: Any) -> str | None:
+    """An object of layer entries by name; what is wrong with the first bad one."""
     if not isinstance(value, dict):
         return "an object of layers"
-    for name, entry in value.items():
-        if not isinstance(entry, dict):
-            return f"an object of layers (layer {name!r} is not an object)"
-        problems = problems_in(entry, _LAYER)
-        if problems:
-            return f"an object of layers (layer {name!r}: {problems[0]})"
-    return None
+    return _first(itertools.starmap(_layer, value.items()))
 
 
-def _row_width(value: Any, row: Check) -> int | None:
+def _layer(name: str, entry: Any) -> str | None:
+    """What is wrong with the entry of layer `name` of `layers`."""
+    if not isinstance(entry, dict):
+        return f"an object of layers (layer {name!r} is not an object)"
+    problems = problems_in(entry, _LAYER)
+    return f"an object of layers (layer {name!r}: {problems[0]})" if problems else None
+
+
+def _first(problems: Iterable[str | None]) -> str | None:
+    """The first of `problems` that is one (not None), looking no further."""
+    return next(filter(None, problems), None)
+
+
+def _row_width(value: Any, rows: Check) -> int | None:
     """The one length of the rows of a table (a matrix, a grid, a raster): `value` a
-    non-empty list of rows `row` takes, all of one length; None when it is not."""
-    if not isinstance(value, list) or not all(row(item) is None for item in value):
+    non-empty list `rows` takes, all of one length; None when it is not."""
+    if rows(value) is not None:
         return None
     widths = {len(item) for item in value}
     return widths.pop() if len(widths) == 1 else None
 
 
-_COUNTS = list_of(integer, "counts")
+_COUNT_ROWS = list_of(list_of(integer, "counts"), "lists of counts")
 
 
 def matrix(value: Any) -> str | None:
     """A square matrix of counts (rows true, columns predicted)."""
-    width = _row_width(value, _COUNTS)
+    width = _row_width(value, _COUNT_ROWS)
     square = width is not None and width == len(value)
     return None if square else "a square list of lists of non-negative integers"
 
 
 def grid(value: Any) -> str | None:
     """A non-empty rectangular list of lists of counts."""
-    ok = _row_width(value, _COUNTS)  # neither None nor 0
+    ok = _row_width(value, _COUNT_ROWS)  # neither None nor 0
     return None if ok else "a non-empty rectangular list of lists of non-negative integers"
 
 
@@ -147,6 +160,12 @@ def problems_in(record: Mapping[str, Any], spec: Spec) -> list[str]:
     missing = [name for name, (_, optional) in spec.items() if not optional and name not in record]
     if missing:
         return [f"lacks {', '.join(missing)}"]
+    return _bad_values(record, spec)
+
+
+def _bad_values(record: Mapping[str, Any], spec: Spec) -> list[str]:
+    """What is wrong with the values of the fields `record` has, each named with the value it
+    got."""
     problems = []
     for name, (check, _) in spec.items():
         if name in record:
@@ -180,19 +199,20 @@ NEURON_CELLS_MAX = 64 * 12 * 12
 #: Incoming weights of all units of one event together, at most (2-32-32-3 sends 1,088).
 NEURON_WEIGHTS_MAX = 4096
 _RASTER_CHARS = frozenset(RASTER_ALPHABET + RASTER_EMPTY)
+_STRINGS = list_of(string, "strings")
 
 
 def raster(value: Any) -> str | None:
     """Rows of equal length (1..64 each way), one character per cell from RASTER_ALPHABET
     or "." (a 64x64 grid is 4 kB of JSON rather than 8-16 kB as a list of lists)."""
     expected = f"1 to {RASTER_MAX} equal strings of 1 to {RASTER_MAX} characters 0-9a-zA-Z-_ or ."
-    width = _row_width(value, string) or 0
+    width = _row_width(value, _STRINGS) or 0
     ok = 0 < width <= RASTER_MAX and len(value) <= RASTER_MAX
     return None if ok and all(map(_RASTER_CHARS.issuperset, value)) else expected
 
 
 def pair(value: Any) -> str | None:
-    ok = isinstance(value, list) and len(value) == 2 and all(number(v) is None for v in value)
+    ok = _NUMBERS(value) is None and len(value) == 2
     return None if ok else "a list of two numbers"
 
 
@@ -207,7 +227,7 @@ _UNIT: Spec = {
     "map": (raster, False),
     "scale": (number, False),
     "bias": (number, False),
-    "weights": (list_of(number, "numbers"), True),
+    "weights": (_NUMBERS, True),
 }
 
 
@@ -225,14 +245,22 @@ def neurons(value: Any) -> str | None:
         problem = _neuron_layer(entry, expected)
         if problem is not None:
             return problem
-        cells += sum(len(unit["map"]) * len(unit["map"][0]) for unit in entry["units"])
-        weights += sum(len(unit.get("weights") or ()) for unit in entry["units"])
+        layer_cells, layer_weights = _sizes(entry["units"])
+        cells += layer_cells
+        weights += layer_weights
     if cells > NEURON_CELLS_MAX or weights > NEURON_WEIGHTS_MAX:
         return (
             f"{expected}, {NEURON_CELLS_MAX} map cells and {NEURON_WEIGHTS_MAX} weights in all "
             f"(got {cells} and {weights})"
         )
     return None
+
+
+def _sizes(units: list[dict[str, Any]]) -> tuple[int, int]:
+    """The map cells and the incoming weights of a layer's `units` (checked), which an
+    event's totals bound."""
+    cells = sum(len(unit["map"]) * len(unit["map"][0]) for unit in units)
+    return cells, sum(len(unit.get("weights", ())) for unit in units)
 
 
 def _neuron_layer(entry: Any, expected: str) -> str | None:
@@ -259,19 +287,20 @@ def percent(value: Any) -> str | None:
     return None if is_count(value, 100) else "an integer in 0..100"
 
 
+_BYTES = list_of(byte, "integers in 0..255")
+
+
 def bytes_or_ref(value: Any) -> str | None:
     """A list of integers in 0..255, or where it was stored in the run's side file."""
-    if is_ref(value):
-        return None
-    ok = isinstance(value, list) and all(byte(item) is None for item in value)
+    ok = is_ref(value) or _BYTES(value) is None
     return None if ok else f"a list of integers in 0..255 or a reference into {ARRAYS_FILE}"
 
 
 _MAPS: Spec = {
     "name": (string, False),
-    "shape": (list_of(integer, "sizes"), False),
-    "lo": (list_of(number, "numbers"), False),
-    "hi": (list_of(number, "numbers"), False),
+    "shape": (_SIZES, False),
+    "lo": (_NUMBERS, False),
+    "hi": (_NUMBERS, False),
     "data": (bytes_or_ref, False),
 }
 
@@ -300,14 +329,21 @@ def image_maps(value: Any) -> str | None:
     expected = "a list of {index, layers} objects"
     if not isinstance(value, list):
         return expected
-    for position, item in enumerate(value):
-        problems = problems_in(item, _IMAGE_MAPS)
-        if not problems:
-            bad = [(k, m) for k, layer in enumerate(item["layers"]) if (m := maps(layer))]
-            problems = [f"layers[{k}] must be {m}" for k, m in bad[:1]]
-        if problems:
-            return f"{expected} (item {position}: {problems[0]})"
-    return None
+    problem = _first(itertools.starmap(_image_maps_item, enumerate(value)))
+    return None if problem is None else f"{expected} ({problem})"
+
+
+def _image_maps_item(position: int, item: Any) -> str | None:
+    """What is wrong with item `position` of `image_maps`: its fields, else its first bad
+    layer of maps."""
+    problems = problems_in(item, _IMAGE_MAPS)
+    if not problems:
+        problems = [
+            f"layers[{k}] must be {m}"
+            for k, layer in enumerate(item["layers"])
+            if (m := maps(layer))
+        ]
+    return f"item {position}: {problems[0]}" if problems else None
 
 
 # -- a warning's suggestion --------------------------------------------------------------------
@@ -357,10 +393,12 @@ def trace_array(value: Any) -> str | None:
     return None if one else "a trace array object (label, shape, min, max, mean, values or strip)"
 
 
+_NUMBERS_OR_NULLS = list_of(number_or_null, "numbers or nulls")
+
+
 def _trace_values(value: Any) -> str | None:
-    ok = isinstance(value, list) and len(value) <= TRACE_VALUES_MAX
-    numbers = ok and all(number_or_null(v) is None for v in value)
-    return None if numbers else f"at most {TRACE_VALUES_MAX} numbers or nulls"
+    ok = _NUMBERS_OR_NULLS(value) is None and len(value) <= TRACE_VALUES_MAX
+    return None if ok else f"at most {TRACE_VALUES_MAX} numbers or nulls"
 
 
 def _heat_strip(value: Any) -> str | None:
@@ -371,18 +409,19 @@ def _heat_strip(value: Any) -> str | None:
 
 _TRACE_ARRAY: Spec = {
     "label": (string, False),
-    "shape": (list_of(integer, "sizes"), False),
+    "shape": (_SIZES, False),
     "min": (number_or_null, False),
     "max": (number_or_null, False),
     "mean": (number_or_null, False),
     "values": (_trace_values, True),
     "strip": (_heat_strip, True),
 }
+_TRACE_ARRAYS = list_of(trace_array, "trace arrays")
 _TRACE_LAYER: Spec = {
     "name": (string, False),
     "kind": (string, False),
-    "arrays": (list_of(trace_array, "trace arrays"), False),
-    "update": (list_of(trace_array, "trace arrays"), True),
+    "arrays": (_TRACE_ARRAYS, False),
+    "update": (_TRACE_ARRAYS, True),
 }
 
 

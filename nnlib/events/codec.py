@@ -38,16 +38,14 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray | np.generic):  # an array or a scalar: its Python value
         return plain(value.tolist())
     return _plain_scalar(value)
 
 
 def _plain_scalar(value: Any) -> Any:
-    """A value that is not plain JSON nor a container (`plain`'s last step): a numpy scalar as
-    its Python value, a non-finite float as None, a path as its text, else `value`."""
-    if isinstance(value, np.generic):
-        value = value.item()
+    """A value that is not plain JSON, a container nor numpy's (`plain`'s last step): a
+    non-finite float as None, a path as its text, else `value`."""
     if isinstance(value, float):
         return _finite(value)
     return str(value) if isinstance(value, Path) else value
@@ -90,8 +88,8 @@ def _check(cls: type[Event], event_type: str, record: dict[str, Any], where: str
 def _without_nulls(record: dict[str, Any], spec: checks.Spec) -> dict[str, Any]:
     """`record` (changed in place) without the fields `spec` lets be left out that are null:
     a line writes a value it did not have (EarlyStopping's best_epoch) as null."""
-    for name in [name for name, (_, optional) in spec.items() if optional]:
-        if record.get(name, 0) is None:
+    for name, (_, optional) in spec.items():
+        if optional and record.get(name, 0) is None:
             del record[name]
     return record
 
@@ -217,6 +215,23 @@ class _Previous:
         return {**self.values, "batch": batch + step - self.step if type(batch) is int else None}
 
 
+def _position(
+    step: int, ms: int, when: float, previous: _Previous | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Where a compact line is, and the values it goes on from: a complete line (no
+    `previous`) has its step and absolute time and goes on from nothing; a line after
+    another, its milliseconds since that one and its step where it is not the next."""
+    if previous is None:
+        return {_STEP: step, "time": when}, {}
+    out: dict[str, Any] = {} if step == previous.step + 1 else {_STEP: step}
+    out[_DELTA] = ms - previous.ms
+    return out, previous.going_on(step)
+
+
+#: A value the line before did not have: never the same as any value of this one.
+_ABSENT = object()
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal and of one type (1, 1.0 and True are three values to a line); lists and
     objects are never left out."""
@@ -268,16 +283,10 @@ def _compact(
     step: int, ms: int, when: float, values: dict[str, Any], previous: _Previous | None
 ) -> dict[str, Any]:
     """A compact batch line's object: complete without `previous`, else what differs."""
-    if previous is None:
-        out: dict[str, Any] = {_STEP: step, "time": when}
-        before: dict[str, Any] = {}
-    else:
-        out = {} if step == previous.step + 1 else {_STEP: step}
-        out[_DELTA] = ms - previous.ms
-        before = previous.going_on(step)
+    out, before = _position(step, ms, when, previous)
     codec, short = _codec_of(Batch), _short_keys()
     for key, value in values.items():
-        if key not in before or not _same(before[key], value):
+        if not _same(before.get(key, _ABSENT), value):
             out[short.get(key, key)] = codec.get(key, _PLAIN).written(value)
     gone = [key for key in before if key not in values]
     if gone:
@@ -305,8 +314,12 @@ def batch_values(step: int, data: Mapping[str, Any], when: float) -> dict[str, A
     if checks.integer(step) is not None or _bad_moment(when):
         return None
     values = _plain_scalars(data)
-    if values is None:
-        return None
+    return None if values is None else _declared_first(values, data)
+
+
+def _declared_first(values: dict[str, Any], data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A batch's plain `values` (its logs `data` made plain) with its declared fields first,
+    each checked and kept as its record keeps it; None if one does not fit."""
     declared: dict[str, Any] = {}
     for name, integer, optional, codec in _flat_fields():
         value = values.pop(name, None)
@@ -327,7 +340,7 @@ def _fits(value: Any, integer: bool, given: bool) -> bool:
         return given and not integer
     if integer:
         return type(value) is int and value >= 0
-    return type(value) is int or type(value) is float
+    return type(value) in (int, float)
 
 
 def fast_make(
@@ -339,8 +352,13 @@ def fast_make(
     values = batch_values(step, data, moment) if event_type == "batch" else None
     if values is None:
         return make(event_type, step, data, when)
-    # Filled in as the dataclass's __init__ would (a frozen record without __post_init__):
-    # its __init__ took 5 us of a batch record's 7, for values checked just above.
+    return _batch_record(step, values, moment)
+
+
+def _batch_record(step: int, values: dict[str, Any], moment: float) -> Batch:
+    """The Batch record of values `batch_values` checked, filled in as the dataclass's
+    __init__ would (a frozen record without __post_init__): its __init__ took 5 us of a
+    batch record's 7, for values already checked."""
     defaults, named = _filled(Batch)
     event = object.__new__(Batch)
     event.__dict__.update(defaults)
@@ -403,9 +421,7 @@ class Decoder:
         if "type" not in record:
             event = self._compact(record, where)
         else:
-            event_type = record.pop("type", None)
-            if not isinstance(event_type, str):
-                raise EventError(f"{where}: type must be a string, got {checks.shown(event_type)}")
+            event_type = _checked(record.pop("type"), checks.string, "type", where)
             event = _build(event_type, record, where)
         if isinstance(event, Batch):
             self._previous = _Previous.of(event)
@@ -413,11 +429,7 @@ class Decoder:
 
     def _compact(self, record: dict[str, Any], where: str) -> Event:
         step, values = self._going_on(record, where)
-        gone = record.pop(_GONE, [])
-        expected = _KEY_LIST(gone)
-        if expected is not None:
-            raise EventError(f"{where}: x must be {expected}, got {checks.shown(gone)}")
-        for key in gone:
+        for key in _checked(record.pop(_GONE, []), _KEY_LIST, _GONE, where):
             values.pop(key, None)
         long = _long_keys()
         values.update((long.get(key, key), value) for key, value in record.items())
@@ -452,13 +464,20 @@ class Decoder:
 _KEY_LIST = checks.list_of(checks.string, "keys")
 
 
+def _checked(value: Any, check: checks.Check, name: str, where: str) -> Any:
+    """`value` if `check` takes it, else an EventError naming `where`, the key `name` and
+    what was expected (the words a record's field gets from `checks.problems_in`)."""
+    expected = check(value)
+    if expected is not None:
+        raise EventError(f"{where}: {name} must be {expected}, got {checks.shown(value)}")
+    return value
+
+
 def _parsed(line: str, where: str) -> dict[str, Any]:
     """The JSON object of an event line: a complete record (its `type`) or a compact batch
     line (its step or time moved on)."""
     record = _json(line, where)
-    if not isinstance(record, dict) or not (
-        "type" in record or _STEP in record or _DELTA in record
-    ):
+    if not isinstance(record, dict) or record.keys().isdisjoint(("type", _STEP, _DELTA)):
         raise EventError(f"{where}: not an event record")
     return record
 
