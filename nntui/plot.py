@@ -776,14 +776,15 @@ def _cell_row(value: float, plot_h: int) -> int:
 
 def _polyline(layer: np.ndarray, row: np.ndarray, at: Sequence[int]) -> None:
     """One trial's positions (`row`, NaN where it has no value) joined across the axes at the
-    cell columns `at`; a value whose next axis has none is a single dot."""
+    cell columns `at`; a value with none on either side is a single dot (on the last axis
+    too)."""
     dots_h = layer.shape[0]
-    for j in range(len(at) - 1):
-        if math.isfinite(row[j]) and math.isfinite(row[j + 1]):
-            y0, y1 = _dot_y(row[j], dots_h), _dot_y(row[j + 1], dots_h)
-            _segment(layer, 2 * at[j], y0, 2 * at[j + 1], y1)
-        elif math.isfinite(row[j]):
-            layer[_dot_y(row[j], dots_h), 2 * at[j]] = True
+    finite = np.isfinite(row)
+    for j in np.flatnonzero(finite):
+        x, y = 2 * at[j], _dot_y(row[j], dots_h)
+        layer[y, x] = True
+        if j + 1 < len(at) and finite[j + 1]:
+            _segment(layer, x, y, 2 * at[j + 1], _dot_y(row[j + 1], dots_h))
 
 
 def _axis_labels(
