@@ -10,6 +10,7 @@ bands by shade characters, heat by weight.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,9 +70,11 @@ def format_number(value: float | None, width: int = 7, trim: bool = False) -> st
     return text
 
 
-#: The decimals a number gets by its magnitude (at least the bound), so that a ticking value
-#: keeps its length; outside [1e-3, 1e5) a number is written with an exponent.
-_DECIMALS = ((100.0, ",.0f"), (10.0, ".1f"), (1.0, ".2f"), (1e-3, ".3f"))
+#: The decimals a number gets by its magnitude, so that a ticking value keeps its length:
+#: `_DECIMALS[i]` from `_MAGNITUDES[i - 1]` (included) to `_MAGNITUDES[i]`; None, outside
+#: [1e-3, 1e5): an exponent.
+_MAGNITUDES = (1e-3, 1.0, 10.0, 100.0, 1e5)
+_DECIMALS = (None, ".3f", ".2f", ".1f", ",.0f", None)
 
 
 def _fixed_point(value: float) -> str:
@@ -80,12 +83,8 @@ def _fixed_point(value: float) -> str:
     magnitude = abs(value)
     if magnitude == 0:
         return "0"
-    if magnitude >= 1e5:
-        return format_exponent(value, 1)
-    return next(
-        (f"{value:{spec}}" for bound, spec in _DECIMALS if magnitude >= bound),
-        format_exponent(value, 1),
-    )
+    spec = _DECIMALS[bisect.bisect_right(_MAGNITUDES, magnitude)]
+    return format_exponent(value, 1) if spec is None else f"{value:{spec}}"
 
 
 def format_exponent(value: float, digits: int = 1) -> str:
@@ -185,7 +184,7 @@ def _y_range(
     if log:
         return lo, hi
     low, high = limits
-    return (lo if low is None else max(lo, low)), (hi if high is None else min(hi, high))
+    return float(np.clip(lo, low, None)), float(np.clip(hi, None, high))
 
 
 @dataclass
@@ -780,7 +779,7 @@ def _polyline(layer: np.ndarray, row: np.ndarray, at: Sequence[int]) -> None:
     too)."""
     dots_h = layer.shape[0]
     finite = np.isfinite(row)
-    for j in np.flatnonzero(finite):
+    for j in np.flatnonzero(finite).tolist():
         x, y = 2 * at[j], _dot_y(row[j], dots_h)
         layer[y, x] = True
         if j + 1 < len(at) and finite[j + 1]:
