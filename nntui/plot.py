@@ -523,12 +523,16 @@ def confusion_heatmap(
             line.append(_count_cell(count, cell_w), style=style)
         line.append(f"  {recall[i]:6.1%}" if i < len(recall) else "")
         lines.append(line)
-    footer = Text.assemble((PRECISION_LABEL.rjust(label_w) + " ", "bold"))
-    for j in range(len(m)):
-        value = precision[j] if j < len(precision) else math.nan
-        footer.append((f"{value * 100:.0f}" if math.isfinite(value) else "–").rjust(cell_w))
-    lines.append(footer)
+    lines.append(_precision_row(precision, len(m), label_w, cell_w))
     return Text("\n").join(lines)
+
+
+def _precision_row(precision: Sequence[float], k: int, label_w: int, cell_w: int) -> Text:
+    """The footer: the `k` predicted classes' precisions in percent, each under its column
+    ('–' for none, or past the end of `precision`)."""
+    values = [*precision[:k], *[math.nan] * (k - len(precision))]
+    cells = ((f"{v * 100:.0f}" if math.isfinite(v) else "–").rjust(cell_w) for v in values)
+    return Text.assemble((PRECISION_LABEL.rjust(label_w) + " ", "bold"), "".join(cells))
 
 
 def _confusion_widths(m: np.ndarray, names: Sequence[str], width: int) -> tuple[int, int]:
