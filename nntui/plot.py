@@ -652,11 +652,16 @@ def parallel_layout(
     axes = []
     for j, name in enumerate(names):
         given = [i for i, row in enumerate(rows) if row[j] is not None]
-        values = [rows[i][j] for i in given]
-        numeric = values and all(map(_is_number, values))
-        axis, positions[given, j] = (_numeric_axis if numeric else _categorical_axis)(name, values)
+        axis, positions[given, j] = _axis(name, [rows[i][j] for i in given])
         axes.append(axis)
     return axes, positions
+
+
+def _axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, np.ndarray | list[float]]:
+    """The axis of `values` (those given) and each one's position on it: numeric when there
+    are some and all are numbers, else categorical."""
+    numeric = values and all(map(_is_number, values))
+    return (_numeric_axis if numeric else _categorical_axis)(name, values)
 
 
 def _numeric_axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, np.ndarray]:
@@ -676,7 +681,7 @@ def _numeric_axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, np
 def _categorical_axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, list[float]]:
     """An axis of the values as text, in order of appearance, evenly spaced from bottom to
     top, and each value's position on it."""
-    labels = [str(v) for v in values]
+    labels = list(map(str, values))
     categories = list(dict.fromkeys(labels))
     last = len(categories) - 1
     place = {c: k / last if last else 0.5 for k, c in enumerate(categories)}
