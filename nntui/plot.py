@@ -428,11 +428,9 @@ def bar_histogram(
     top = columns.max()
     eighths = np.rint(columns / top * plot_h * 8) if top > 0 else np.zeros(width)
     eighths[(columns > 0) & (eighths == 0)] = 1
-    lines = []
-    for row in range(plot_h):
-        floor = (plot_h - 1 - row) * 8
-        level = np.clip(eighths - floor, 0, 8).astype(np.int64)
-        lines.append(Text("".join(_BARS[v] for v in level), style=style))
+    below = (plot_h - 1 - np.arange(plot_h))[:, None] * 8  # the eighths under each row
+    level = np.clip(eighths - below, 0, 8).astype(np.int64)
+    lines = [Text("".join(row), style=style) for row in np.array(list(_BARS))[level].tolist()]
     left, right = format_number(lo), format_number(hi)
     axis = left + " " * max(1, width - len(left) - len(right)) + right
     lines.append(Text(axis[:width], style=axis_style))
@@ -466,10 +464,9 @@ def band_chart(
     step = (hi - lo) / plot_h
     top = hi - step * np.arange(plot_h)[:, None]  # cell bounds, row 0 at the top
     bottom = top - step
-    shade = np.zeros((plot_h, plot_w), dtype=np.int64)
-    for level, (a, b) in enumerate(((0, 6), (1, 5), (2, 4)), start=1):
-        inside = (bottom <= columns[None, :, b]) & (top >= columns[None, :, a])
-        shade[inside] = level
+    # The 0-100, 7-93 and 16-84 bands (levels 1 to 3) a cell meets: it shows the innermost.
+    inside = (bottom[..., None] <= columns[:, [6, 5, 4]]) & (top[..., None] >= columns[:, :3])
+    shade = np.max(inside * np.arange(1, 4), axis=-1)
     median = (bottom <= columns[None, :, 3]) & (top >= columns[None, :, 3])
     chars = np.array(list(_SHADES), dtype=object)[shade]
     chars[median] = "━"
@@ -705,15 +702,14 @@ def _place(row: list[str], text: str, start: int, end: int) -> None:
 
 
 def _layers_to_text(
-    layers: Sequence[np.ndarray], palette: Sequence[str], overlay: dict[tuple[int, int], str]
+    layers: np.ndarray, palette: Sequence[str], overlay: dict[tuple[int, int], str]
 ) -> list[Text]:
-    """Dot layers (first on top) drawn as braille, each cell in the style of the topmost
-    layer with a dot in it; `overlay` puts characters (labels, markers) over cells."""
-    cells = [_braille_cells(layer) for layer in layers]
-    bits = np.bitwise_or.reduce(np.stack(cells), axis=0)
-    styles = np.full(bits.shape, -1, dtype=np.int64)
-    for k in reversed(range(len(cells))):
-        styles[cells[k] > 0] = k
+    """Dot layers (layer, dot row, dot column; the first on top) drawn as braille, each cell
+    in the style of the topmost layer with a dot in it; `overlay` puts characters (labels,
+    markers) over cells."""
+    cells = np.stack([_braille_cells(layer) for layer in layers])
+    bits = np.bitwise_or.reduce(cells, axis=0)
+    styles = np.where(bits > 0, np.argmax(cells > 0, axis=0), -1)
     chars = np.where(bits > 0, np.vectorize(lambda b: chr(0x2800 + b))(bits), " ").astype(object)
     for (r, c), char in overlay.items():
         if 0 <= r < chars.shape[0] and 0 <= c < chars.shape[1]:
@@ -741,15 +737,13 @@ def parallel_chart(
     last = max(len(axes) - 1, 1)
     at = [round(j * (plot_w - 1) / last) for j in range(len(axes))]
     dots_h, dots_w = 4 * plot_h, 2 * (plot_w + 2)  # 2 cells right of the last axis: ranks
-    layers = [np.zeros((dots_h, dots_w), dtype=bool) for _ in range(3)]
-    layers[2][:, [2 * j for j in at]] = True
+    layers = np.zeros((3, dots_h, dots_w), dtype=bool)  # best trials, the others, the axes
+    layers[2][:, 2 * np.asarray(at)] = True
     highlighted = set(best)
     for i, row in enumerate(positions):
         _polyline(layers[0] if i in highlighted else layers[1], row, at)
     overlay = _category_labels(axes, [*at, plot_w + 2], plot_h)
-    for rank, i in reversed(list(enumerate(best[:9], start=1))):  # a tie shows the better rank
-        if math.isfinite(positions[i, -1]):
-            overlay[(_cell_row(positions[i, -1], plot_h), at[-1] + 1)] = str(rank)
+    overlay |= _rank_labels(positions[:, -1], best, at[-1] + 1, plot_h)
     chart = _layers_to_text(layers, SWEEP_PALETTE, overlay)
     names, highs, lows = _axis_labels(axes, at, width)
     return [Text(names, "bold"), Text(highs, "dim"), *chart, Text(lows, "dim")]
@@ -768,6 +762,19 @@ def _category_labels(
         for value, label in axis.ticks:
             for k, char in enumerate(label[: max(end - start - 2, 0)]):
                 overlay[(_cell_row(value, plot_h), start + 1 + k)] = char
+    return overlay
+
+
+def _rank_labels(
+    last: np.ndarray, best: Sequence[int], column: int, plot_h: int
+) -> dict[tuple[int, int], str]:
+    """The ranks 1 to 9 of the `best` rows (best first) in cell `column`, each at the row of
+    its position on the last axis (`last`, one per row; none for NaN); a tie shows the
+    better rank."""
+    overlay: dict[tuple[int, int], str] = {}
+    for rank, i in reversed(list(enumerate(best[:9], start=1))):
+        if math.isfinite(last[i]):
+            overlay[(_cell_row(last[i], plot_h), column)] = str(rank)
     return overlay
 
 
@@ -839,7 +846,7 @@ def _scatter_points(
 ) -> list[Text]:
     """The rows of `points` with both positions as dots in `plot_w` x `plot_h` cells, those
     in `best` highlighted and the best one (`best[0]`) marked ●, readable without colour."""
-    dots = [np.zeros((4 * plot_h, 2 * plot_w), dtype=bool) for _ in range(2)]
+    dots = np.zeros((2, 4 * plot_h, 2 * plot_w), dtype=bool)  # best trials, the others
     overlay: dict[tuple[int, int], str] = {}
     for i in np.flatnonzero(np.isfinite(points).all(axis=1)):
         x, y = points[i]
