@@ -239,8 +239,7 @@ def line_chart(
         return Text("waiting for data…", style=axis_style)
     x_bounds = _x_extent([xs for _, xs, _ in prepared], x_range)
     labels = _y_labels(y_bounds, log_y, percent)
-    margin = max(map(len, labels)) + 1
-    plot_w, plot_h = width - margin, height - 1
+    plot_w, plot_h = width - _margin(labels), height - 1
     layers = _Layers((plot_h * 4, plot_w * 2))
     if marks:  # dotted
         _verticals(layers.add(mark_style), marks, x_bounds, every=2)
@@ -249,10 +248,7 @@ def line_chart(
     for s, xs, ys in prepared:
         _plot_series(layers, s, np.stack([xs, ys]), (x_bounds, y_bounds))
     chars, styles = _compose(layers, (plot_h, plot_w))
-    prefixes = _y_axis(labels, plot_h, margin, axis_style)
-    lines = _rows_to_text(chars, styles, layers.palette, prefixes)
-    lines.append(_x_axis(margin, plot_w, *x_bounds, axis_style))
-    return Text("\n").join(lines)
+    return _with_axes(chars, styles, layers.palette, labels, x_bounds, axis_style)
 
 
 def _finite(s: Series, log_y: bool) -> tuple[Series, np.ndarray, np.ndarray]:
@@ -370,12 +366,17 @@ def framed(
     cells: the y values (`y_range`, its high end at the top; None: no labels) on the left
     and the x values below, so a map over a plane says where it is."""
     labels = _y_labels(y_range) if y_range else []
-    margin = max(map(len, labels), default=0) + 1
+    margin = _margin(labels)
     plot_w, plot_h = max(width - margin, 1), max(height - 1, 1)
     prefixes = _y_axis(labels, plot_h, margin, axis_style)
     lines = [prefix + line for prefix, line in zip(prefixes, picture(plot_w, plot_h), strict=False)]
     lines.append(_x_axis(margin, plot_w, *x_range, axis_style, format_number))
     return lines
+
+
+def _margin(labels: Sequence[str]) -> int:
+    """The cells left of a chart: its longest y label and the axis."""
+    return max(map(len, labels), default=0) + 1
 
 
 def _y_axis(
@@ -405,6 +406,26 @@ def _x_axis(
         row[start : start + len(middle)] = middle
     row[width - len(right) :] = right
     return Text(" " * (margin - 1) + "└" + "".join(row)[:width], style=style)
+
+
+def _with_axes(
+    chars: np.ndarray,
+    styles: np.ndarray,
+    palette: Sequence[str | Style],
+    labels: Sequence[str],
+    x_range: tuple[float, float],
+    axis_style: str,
+    tick: str = "┤",
+    fmt: Callable[[float], str] = _steps,
+) -> Text:
+    """A chart's cells (characters, and palette indices as `_rows_to_text` takes them) as
+    text, its y axis's `labels` (top, middle, bottom) at `tick`s on the left and the x
+    axis's ends and middle below, written by `fmt` (default: whole steps)."""
+    margin = _margin(labels)
+    prefixes = _y_axis(labels, len(chars), margin, axis_style, tick)
+    lines = _rows_to_text(chars, styles, palette, prefixes)
+    lines.append(_x_axis(margin, chars.shape[1], *x_range, axis_style, fmt))
+    return Text("\n").join(lines)
 
 
 def bar_histogram(
@@ -454,8 +475,7 @@ def band_chart(
     if hi - lo < 1e-12:
         lo, hi = lo - 1e-3, hi + 1e-3
     labels = _y_labels((lo, hi))
-    margin = max(map(len, labels)) + 1
-    plot_w, plot_h = width - margin, height - 1
+    plot_w, plot_h = width - _margin(labels), height - 1
     # One snapshot per column: the latest one at or before the column's step.
     xs = np.asarray(steps, dtype=np.float64)
     grid = np.linspace(xs[0], xs[-1], plot_w)
@@ -471,10 +491,7 @@ def band_chart(
     chars = np.array(list(_SHADES), dtype=object)[shade]
     chars[median] = "━"
     styles = np.where(median, 3, shade - 1)
-    prefixes = _y_axis(labels, plot_h, margin, axis_style, tick="│")
-    lines = _rows_to_text(chars, styles, list(palette), prefixes)
-    lines.append(_x_axis(margin, plot_w, xs[0], xs[-1], axis_style))
-    return Text("\n").join(lines)
+    return _with_axes(chars, styles, palette, labels, (xs[0], xs[-1]), axis_style, tick="│")
 
 
 def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> Color:
@@ -593,9 +610,8 @@ def density_plot(
     grid = np.asarray(counts, dtype=np.float64)
     if grid.size == 0 or width < 12 or height < 4:
         return Text("")
-    labels = [format_number(hi), format_number(lo)]
-    margin = max(map(len, labels)) + 1
-    plot_w, plot_h = width - margin, height - 1
+    labels = [format_number(hi), "", format_number(lo)]  # no middle
+    plot_w, plot_h = width - _margin(labels), height - 1
     rows = np.minimum((np.arange(plot_h) * grid.shape[0]) // plot_h, grid.shape[0] - 1)
     cols = np.minimum((np.arange(plot_w) * grid.shape[1]) // plot_w, grid.shape[1] - 1)
     cells = grid[rows][:, cols]
@@ -606,12 +622,8 @@ def density_plot(
     empty = levels[diagonal, np.arange(plot_w)] == 0
     chars[diagonal[empty], np.arange(plot_w)[empty]] = "╱"
     styles = np.where(levels > 0, 0, 1)
-    prefixes = _y_axis(
-        [labels[0], "", labels[1]], plot_h, margin, axis_style, tick="│"
-    )  # no middle
-    lines = _rows_to_text(chars, styles, [style, axis_style], prefixes)
-    lines.append(_x_axis(margin, plot_w, lo, hi, axis_style, format_number))
-    return Text("\n").join(lines)
+    palette = [style, axis_style]
+    return _with_axes(chars, styles, palette, labels, (lo, hi), axis_style, "│", format_number)
 
 
 # -- a sweep: parallel coordinates and the metric against each parameter ---------------------------
@@ -829,7 +841,7 @@ def scatter_chart(
     a title, the points (rows of `points`: x and y positions as `parallel_layout` gave
     them), the best one as ●, the y axis's ends on the left and the x axis's values below."""
     y_labels = [label for _, label in y_axis.ticks]
-    margin = max(map(len, y_labels), default=0) + 1
+    margin = _margin(y_labels)
     plot_w, plot_h = max(width - margin, 2), max(height - 2, 2)
     chart = _scatter_points(points, best, plot_w, plot_h)
     ends = {plot_h - 1 - int(round(v * (plot_h - 1))): label for v, label in y_axis.ticks}
