@@ -10,6 +10,7 @@ bands by shade characters, heat by weight.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,9 +70,11 @@ def format_number(value: float | None, width: int = 7, trim: bool = False) -> st
     return text
 
 
-#: The decimals a number gets by its magnitude (at least the bound), so that a ticking value
-#: keeps its length; outside [1e-3, 1e5) a number is written with an exponent.
-_DECIMALS = ((100.0, ",.0f"), (10.0, ".1f"), (1.0, ".2f"), (1e-3, ".3f"))
+#: The decimals a number gets by its magnitude, so that a ticking value keeps its length:
+#: `_DECIMALS[i]` from `_MAGNITUDES[i - 1]` (included) to `_MAGNITUDES[i]`; None, outside
+#: [1e-3, 1e5): an exponent.
+_MAGNITUDES = (1e-3, 1.0, 10.0, 100.0, 1e5)
+_DECIMALS = (None, ".3f", ".2f", ".1f", ",.0f", None)
 
 
 def _fixed_point(value: float) -> str:
@@ -80,12 +83,8 @@ def _fixed_point(value: float) -> str:
     magnitude = abs(value)
     if magnitude == 0:
         return "0"
-    if magnitude >= 1e5:
-        return format_exponent(value, 1)
-    return next(
-        (f"{value:{spec}}" for bound, spec in _DECIMALS if magnitude >= bound),
-        format_exponent(value, 1),
-    )
+    spec = _DECIMALS[bisect.bisect_right(_MAGNITUDES, magnitude)]
+    return format_exponent(value, 1) if spec is None else f"{value:{spec}}"
 
 
 def format_exponent(value: float, digits: int = 1) -> str:
@@ -185,7 +184,7 @@ def _y_range(
     if log:
         return lo, hi
     low, high = limits
-    return (lo if low is None else max(lo, low)), (hi if high is None else min(hi, high))
+    return float(np.clip(lo, low, None)), float(np.clip(hi, None, high))
 
 
 @dataclass
@@ -240,8 +239,7 @@ def line_chart(
         return Text("waiting for data…", style=axis_style)
     x_bounds = _x_extent([xs for _, xs, _ in prepared], x_range)
     labels = _y_labels(y_bounds, log_y, percent)
-    margin = max(map(len, labels)) + 1
-    plot_w, plot_h = width - margin, height - 1
+    plot_w, plot_h = width - _margin(labels), height - 1
     layers = _Layers((plot_h * 4, plot_w * 2))
     if marks:  # dotted
         _verticals(layers.add(mark_style), marks, x_bounds, every=2)
@@ -250,10 +248,7 @@ def line_chart(
     for s, xs, ys in prepared:
         _plot_series(layers, s, np.stack([xs, ys]), (x_bounds, y_bounds))
     chars, styles = _compose(layers, (plot_h, plot_w))
-    prefixes = _y_axis(labels, plot_h, margin, axis_style)
-    lines = _rows_to_text(chars, styles, layers.palette, prefixes)
-    lines.append(_x_axis(margin, plot_w, *x_bounds, axis_style))
-    return Text("\n").join(lines)
+    return _with_axes(chars, styles, layers.palette, labels, x_bounds, axis_style)
 
 
 def _finite(s: Series, log_y: bool) -> tuple[Series, np.ndarray, np.ndarray]:
@@ -371,12 +366,17 @@ def framed(
     cells: the y values (`y_range`, its high end at the top; None: no labels) on the left
     and the x values below, so a map over a plane says where it is."""
     labels = _y_labels(y_range) if y_range else []
-    margin = max(map(len, labels), default=0) + 1
+    margin = _margin(labels)
     plot_w, plot_h = max(width - margin, 1), max(height - 1, 1)
     prefixes = _y_axis(labels, plot_h, margin, axis_style)
     lines = [prefix + line for prefix, line in zip(prefixes, picture(plot_w, plot_h), strict=False)]
     lines.append(_x_axis(margin, plot_w, *x_range, axis_style, format_number))
     return lines
+
+
+def _margin(labels: Sequence[str]) -> int:
+    """The cells left of a chart: its longest y label and the axis."""
+    return max(map(len, labels), default=0) + 1
 
 
 def _y_axis(
@@ -408,6 +408,26 @@ def _x_axis(
     return Text(" " * (margin - 1) + "└" + "".join(row)[:width], style=style)
 
 
+def _with_axes(
+    chars: np.ndarray,
+    styles: np.ndarray,
+    palette: Sequence[str | Style],
+    labels: Sequence[str],
+    x_range: tuple[float, float],
+    axis_style: str,
+    tick: str = "┤",
+    fmt: Callable[[float], str] = _steps,
+) -> Text:
+    """A chart's cells (characters, and palette indices as `_rows_to_text` takes them) as
+    text, its y axis's `labels` (top, middle, bottom) at `tick`s on the left and the x
+    axis's ends and middle below, written by `fmt` (default: whole steps)."""
+    margin = _margin(labels)
+    prefixes = _y_axis(labels, len(chars), margin, axis_style, tick)
+    lines = _rows_to_text(chars, styles, palette, prefixes)
+    lines.append(_x_axis(margin, chars.shape[1], *x_range, axis_style, fmt))
+    return Text("\n").join(lines)
+
+
 def bar_histogram(
     width: int,
     height: int,
@@ -429,11 +449,9 @@ def bar_histogram(
     top = columns.max()
     eighths = np.rint(columns / top * plot_h * 8) if top > 0 else np.zeros(width)
     eighths[(columns > 0) & (eighths == 0)] = 1
-    lines = []
-    for row in range(plot_h):
-        floor = (plot_h - 1 - row) * 8
-        level = np.clip(eighths - floor, 0, 8).astype(np.int64)
-        lines.append(Text("".join(_BARS[v] for v in level), style=style))
+    below = (plot_h - 1 - np.arange(plot_h))[:, None] * 8  # the eighths under each row
+    level = np.clip(eighths - below, 0, 8).astype(np.int64)
+    lines = [Text("".join(row), style=style) for row in np.array(list(_BARS))[level].tolist()]
     left, right = format_number(lo), format_number(hi)
     axis = left + " " * max(1, width - len(left) - len(right)) + right
     lines.append(Text(axis[:width], style=axis_style))
@@ -457,8 +475,7 @@ def band_chart(
     if hi - lo < 1e-12:
         lo, hi = lo - 1e-3, hi + 1e-3
     labels = _y_labels((lo, hi))
-    margin = max(map(len, labels)) + 1
-    plot_w, plot_h = width - margin, height - 1
+    plot_w, plot_h = width - _margin(labels), height - 1
     # One snapshot per column: the latest one at or before the column's step.
     xs = np.asarray(steps, dtype=np.float64)
     grid = np.linspace(xs[0], xs[-1], plot_w)
@@ -467,18 +484,14 @@ def band_chart(
     step = (hi - lo) / plot_h
     top = hi - step * np.arange(plot_h)[:, None]  # cell bounds, row 0 at the top
     bottom = top - step
-    shade = np.zeros((plot_h, plot_w), dtype=np.int64)
-    for level, (a, b) in enumerate(((0, 6), (1, 5), (2, 4)), start=1):
-        inside = (bottom <= columns[None, :, b]) & (top >= columns[None, :, a])
-        shade[inside] = level
+    # The 0-100, 7-93 and 16-84 bands (levels 1 to 3) a cell meets: it shows the innermost.
+    inside = (bottom[..., None] <= columns[:, [6, 5, 4]]) & (top[..., None] >= columns[:, :3])
+    shade = np.max(inside * np.arange(1, 4), axis=-1)
     median = (bottom <= columns[None, :, 3]) & (top >= columns[None, :, 3])
     chars = np.array(list(_SHADES), dtype=object)[shade]
     chars[median] = "━"
     styles = np.where(median, 3, shade - 1)
-    prefixes = _y_axis(labels, plot_h, margin, axis_style, tick="│")
-    lines = _rows_to_text(chars, styles, list(palette), prefixes)
-    lines.append(_x_axis(margin, plot_w, xs[0], xs[-1], axis_style))
-    return Text("\n").join(lines)
+    return _with_axes(chars, styles, palette, labels, (xs[0], xs[-1]), axis_style, tick="│")
 
 
 def _mix(a: tuple[int, int, int], b: tuple[int, int, int], t: float) -> Color:
@@ -524,12 +537,16 @@ def confusion_heatmap(
             line.append(_count_cell(count, cell_w), style=style)
         line.append(f"  {recall[i]:6.1%}" if i < len(recall) else "")
         lines.append(line)
-    footer = Text.assemble((PRECISION_LABEL.rjust(label_w) + " ", "bold"))
-    for j in range(len(m)):
-        value = precision[j] if j < len(precision) else math.nan
-        footer.append((f"{value * 100:.0f}" if math.isfinite(value) else "–").rjust(cell_w))
-    lines.append(footer)
+    lines.append(_precision_row(precision, len(m), label_w, cell_w))
     return Text("\n").join(lines)
+
+
+def _precision_row(precision: Sequence[float], k: int, label_w: int, cell_w: int) -> Text:
+    """The footer: the `k` predicted classes' precisions in percent, each under its column
+    ('–' for none, or past the end of `precision`)."""
+    values = [*precision[:k], *[math.nan] * (k - len(precision))]
+    cells = ((f"{v * 100:.0f}" if math.isfinite(v) else "–").rjust(cell_w) for v in values)
+    return Text.assemble((PRECISION_LABEL.rjust(label_w) + " ", "bold"), "".join(cells))
 
 
 def _confusion_widths(m: np.ndarray, names: Sequence[str], width: int) -> tuple[int, int]:
@@ -593,9 +610,8 @@ def density_plot(
     grid = np.asarray(counts, dtype=np.float64)
     if grid.size == 0 or width < 12 or height < 4:
         return Text("")
-    labels = [format_number(hi), format_number(lo)]
-    margin = max(map(len, labels)) + 1
-    plot_w, plot_h = width - margin, height - 1
+    labels = [format_number(hi), "", format_number(lo)]  # no middle
+    plot_w, plot_h = width - _margin(labels), height - 1
     rows = np.minimum((np.arange(plot_h) * grid.shape[0]) // plot_h, grid.shape[0] - 1)
     cols = np.minimum((np.arange(plot_w) * grid.shape[1]) // plot_w, grid.shape[1] - 1)
     cells = grid[rows][:, cols]
@@ -606,12 +622,8 @@ def density_plot(
     empty = levels[diagonal, np.arange(plot_w)] == 0
     chars[diagonal[empty], np.arange(plot_w)[empty]] = "╱"
     styles = np.where(levels > 0, 0, 1)
-    prefixes = _y_axis(
-        [labels[0], "", labels[1]], plot_h, margin, axis_style, tick="│"
-    )  # no middle
-    lines = _rows_to_text(chars, styles, [style, axis_style], prefixes)
-    lines.append(_x_axis(margin, plot_w, lo, hi, axis_style, format_number))
-    return Text("\n").join(lines)
+    palette = [style, axis_style]
+    return _with_axes(chars, styles, palette, labels, (lo, hi), axis_style, "│", format_number)
 
 
 # -- a sweep: parallel coordinates and the metric against each parameter ---------------------------
@@ -649,11 +661,16 @@ def parallel_layout(
     axes = []
     for j, name in enumerate(names):
         given = [i for i, row in enumerate(rows) if row[j] is not None]
-        values = [rows[i][j] for i in given]
-        numeric = values and all(map(_is_number, values))
-        axis, positions[given, j] = (_numeric_axis if numeric else _categorical_axis)(name, values)
+        axis, positions[given, j] = _axis(name, [rows[i][j] for i in given])
         axes.append(axis)
     return axes, positions
+
+
+def _axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, np.ndarray | list[float]]:
+    """The axis of `values` (those given) and each one's position on it: numeric when there
+    are some and all are numbers, else categorical."""
+    numeric = values and all(map(_is_number, values))
+    return (_numeric_axis if numeric else _categorical_axis)(name, values)
 
 
 def _numeric_axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, np.ndarray]:
@@ -673,7 +690,7 @@ def _numeric_axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, np
 def _categorical_axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, list[float]]:
     """An axis of the values as text, in order of appearance, evenly spaced from bottom to
     top, and each value's position on it."""
-    labels = [str(v) for v in values]
+    labels = list(map(str, values))
     categories = list(dict.fromkeys(labels))
     last = len(categories) - 1
     place = {c: k / last if last else 0.5 for k, c in enumerate(categories)}
@@ -697,15 +714,14 @@ def _place(row: list[str], text: str, start: int, end: int) -> None:
 
 
 def _layers_to_text(
-    layers: Sequence[np.ndarray], palette: Sequence[str], overlay: dict[tuple[int, int], str]
+    layers: np.ndarray, palette: Sequence[str], overlay: dict[tuple[int, int], str]
 ) -> list[Text]:
-    """Dot layers (first on top) drawn as braille, each cell in the style of the topmost
-    layer with a dot in it; `overlay` puts characters (labels, markers) over cells."""
-    cells = [_braille_cells(layer) for layer in layers]
-    bits = np.bitwise_or.reduce(np.stack(cells), axis=0)
-    styles = np.full(bits.shape, -1, dtype=np.int64)
-    for k in reversed(range(len(cells))):
-        styles[cells[k] > 0] = k
+    """Dot layers (layer, dot row, dot column; the first on top) drawn as braille, each cell
+    in the style of the topmost layer with a dot in it; `overlay` puts characters (labels,
+    markers) over cells."""
+    cells = np.stack([_braille_cells(layer) for layer in layers])
+    bits = np.bitwise_or.reduce(cells, axis=0)
+    styles = np.where(bits > 0, np.argmax(cells > 0, axis=0), -1)
     chars = np.where(bits > 0, np.vectorize(lambda b: chr(0x2800 + b))(bits), " ").astype(object)
     for (r, c), char in overlay.items():
         if 0 <= r < chars.shape[0] and 0 <= c < chars.shape[1]:
@@ -733,15 +749,13 @@ def parallel_chart(
     last = max(len(axes) - 1, 1)
     at = [round(j * (plot_w - 1) / last) for j in range(len(axes))]
     dots_h, dots_w = 4 * plot_h, 2 * (plot_w + 2)  # 2 cells right of the last axis: ranks
-    layers = [np.zeros((dots_h, dots_w), dtype=bool) for _ in range(3)]
-    layers[2][:, [2 * j for j in at]] = True
+    layers = np.zeros((3, dots_h, dots_w), dtype=bool)  # best trials, the others, the axes
+    layers[2][:, 2 * np.asarray(at)] = True
     highlighted = set(best)
     for i, row in enumerate(positions):
         _polyline(layers[0] if i in highlighted else layers[1], row, at)
     overlay = _category_labels(axes, [*at, plot_w + 2], plot_h)
-    for rank, i in reversed(list(enumerate(best[:9], start=1))):  # a tie shows the better rank
-        if math.isfinite(positions[i, -1]):
-            overlay[(_cell_row(positions[i, -1], plot_h), at[-1] + 1)] = str(rank)
+    overlay |= _rank_labels(positions[:, -1], best, at[-1] + 1, plot_h)
     chart = _layers_to_text(layers, SWEEP_PALETTE, overlay)
     names, highs, lows = _axis_labels(axes, at, width)
     return [Text(names, "bold"), Text(highs, "dim"), *chart, Text(lows, "dim")]
@@ -763,6 +777,19 @@ def _category_labels(
     return overlay
 
 
+def _rank_labels(
+    last: np.ndarray, best: Sequence[int], column: int, plot_h: int
+) -> dict[tuple[int, int], str]:
+    """The ranks 1 to 9 of the `best` rows (best first) in cell `column`, each at the row of
+    its position on the last axis (`last`, one per row; none for NaN); a tie shows the
+    better rank."""
+    overlay: dict[tuple[int, int], str] = {}
+    for rank, i in reversed(list(enumerate(best[:9], start=1))):
+        if math.isfinite(last[i]):
+            overlay[(_cell_row(last[i], plot_h), column)] = str(rank)
+    return overlay
+
+
 def _dot_y(value: float, dots_h: int) -> int:
     """The dot row (0 at the bottom) of a position in [0, 1] on an axis `dots_h` dots high."""
     return int(round(value * (dots_h - 1)))
@@ -776,14 +803,15 @@ def _cell_row(value: float, plot_h: int) -> int:
 
 def _polyline(layer: np.ndarray, row: np.ndarray, at: Sequence[int]) -> None:
     """One trial's positions (`row`, NaN where it has no value) joined across the axes at the
-    cell columns `at`; a value whose next axis has none is a single dot."""
+    cell columns `at`; a value with none on either side is a single dot (on the last axis
+    too)."""
     dots_h = layer.shape[0]
-    for j in range(len(at) - 1):
-        if math.isfinite(row[j]) and math.isfinite(row[j + 1]):
-            y0, y1 = _dot_y(row[j], dots_h), _dot_y(row[j + 1], dots_h)
-            _segment(layer, 2 * at[j], y0, 2 * at[j + 1], y1)
-        elif math.isfinite(row[j]):
-            layer[_dot_y(row[j], dots_h), 2 * at[j]] = True
+    finite = np.isfinite(row)
+    for j in np.flatnonzero(finite).tolist():
+        x, y = 2 * at[j], _dot_y(row[j], dots_h)
+        layer[y, x] = True
+        if j + 1 < len(at) and finite[j + 1]:
+            _segment(layer, x, y, 2 * at[j + 1], _dot_y(row[j + 1], dots_h))
 
 
 def _axis_labels(
@@ -813,7 +841,7 @@ def scatter_chart(
     a title, the points (rows of `points`: x and y positions as `parallel_layout` gave
     them), the best one as ●, the y axis's ends on the left and the x axis's values below."""
     y_labels = [label for _, label in y_axis.ticks]
-    margin = max(map(len, y_labels), default=0) + 1
+    margin = _margin(y_labels)
     plot_w, plot_h = max(width - margin, 2), max(height - 2, 2)
     chart = _scatter_points(points, best, plot_w, plot_h)
     ends = {plot_h - 1 - int(round(v * (plot_h - 1))): label for v, label in y_axis.ticks}
@@ -830,7 +858,7 @@ def _scatter_points(
 ) -> list[Text]:
     """The rows of `points` with both positions as dots in `plot_w` x `plot_h` cells, those
     in `best` highlighted and the best one (`best[0]`) marked ●, readable without colour."""
-    dots = [np.zeros((4 * plot_h, 2 * plot_w), dtype=bool) for _ in range(2)]
+    dots = np.zeros((2, 4 * plot_h, 2 * plot_w), dtype=bool)  # best trials, the others
     overlay: dict[tuple[int, int], str] = {}
     for i in np.flatnonzero(np.isfinite(points).all(axis=1)):
         x, y = points[i]

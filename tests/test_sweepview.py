@@ -130,6 +130,17 @@ def test_the_parallel_chart_fits_and_numbers_the_best(width, height):
     assert scatter[-1].split() == ["└0.003", "0.3"]
 
 
+def test_a_trial_with_no_value_before_the_last_axis_still_shows_its_last_value():
+    """Its metric has no line to join (the axis before has no value): it is a dot, in the
+    trial's style, where the axis alone would be dim."""
+    rows = [[0.003, None, 0.4], [0.3, "a", 0.9]]
+    axes, at = parallel_layout(["lr", "arch", "val_accuracy"], rows)
+    chart = parallel_chart(axes, at, [1], 40, 10)[2:-1]
+    bottom, column = chart[-1], 40 - 2 - 1  # the last axis: the chart's last column
+    styles = [span.style for span in bottom.spans if span.start <= column < span.end]
+    assert styles == ["cyan"]  # 0.4, the lowest metric, on the bottom row
+
+
 def app_on(root: Path) -> NNTui:
     return NNTui(ExperimentConfig(dataset="spirals"), datasets=DATASETS, runs=root)
 

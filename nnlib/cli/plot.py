@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .argtypes import positive_float, smoothing
 from .common import EXIT_FAILED, EXIT_OK, UsageError, fail
@@ -86,16 +87,9 @@ def add_parser(commands: Subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the chart once, or with --watch redraw it in place until every run has ended."""
-    from ..runindex import DEFAULT_SMOOTHING, CurvesFollower
+    from ..runindex import DEFAULT_SMOOTHING
 
-    try:
-        followers = [CurvesFollower(run) for run in args.runs]
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if len(followers) > len(PLOT_STYLES):
-        raise UsageError(
-            f"nnlib plot: at most {len(PLOT_STYLES)} runs overlaid, got {len(followers)}"
-        )
+    followers = _followers(args.runs)
     draw = functools.partial(
         plot_text,
         metrics=args.metric,
@@ -111,6 +105,22 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(CLEAR + chart, flush=True)
     return _watch(followers, draw, args.watch)
+
+
+def _followers(paths: Sequence[str]) -> list[CurvesFollower]:
+    """The runs to overlay, each read and then followed as it is written; a usage error (one
+    line) for a run that cannot be read, or for more runs than there are PLOT_STYLES."""
+    from ..runindex import CurvesFollower
+
+    try:
+        followers = [CurvesFollower(path) for path in paths]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if len(followers) > len(PLOT_STYLES):
+        raise UsageError(
+            f"nnlib plot: at most {len(PLOT_STYLES)} runs overlaid, got {len(followers)}"
+        )
+    return followers
 
 
 def _terminal_size() -> tuple[int, int]:
@@ -166,22 +176,42 @@ def plot_text(
     import plotext as plt
 
     metrics = _default_metrics(runs) if metrics is None else metrics
+    _new_figure(plt, size, len(metrics), color)
+    for row, metric in enumerate(metrics, start=1):
+        plt.subplot(row, 1)
+        _plot_metric(plt, runs, metric, x, smoothing, log_y, color)
+    text = plt.build()
+    return text if color else plt.uncolorize(text)
+
+
+def _new_figure(plt: Any, size: tuple[int, int], charts: int, color: bool) -> None:
+    """Clear plotext's figure (its state is global) and lay it out as `charts` charts
+    stacked in `size`, themed for colour or not."""
     plt.main()  # back to the whole figure: clear_figure clears only the active subplot
     plt.clear_figure()
     plt.theme("pro" if color else "clear")
     plt.limitsize(False, False)  # the size asked for, not clipped to the terminal
     plt.plotsize(*size)
-    plt.subplots(len(metrics), 1)
-    for row, metric in enumerate(metrics, start=1):
-        plt.subplot(row, 1)
-        plt.title(metric + (" (log y)" if log_y else ""))
-        plt.xlabel("epoch" if x == "epoch" else "step")
-        if log_y:
-            plt.yscale("log")
-        for i, curves in enumerate(runs):
-            _plot_run(plt, curves, i, metric, x, smoothing, color, alone=len(runs) == 1)
-    text = plt.build()
-    return text if color else plt.uncolorize(text)
+    plt.subplots(charts, 1)
+
+
+def _plot_metric(
+    plt: Any,
+    runs: Sequence[RunCurves],
+    metric: str,
+    x: str,
+    smoothing: float,
+    log_y: bool,
+    color: bool,
+) -> None:
+    """The chart of `metric` on plotext's current subplot: its title and axes, and every
+    run's curves of it."""
+    plt.title(metric + (" (log y)" if log_y else ""))
+    plt.xlabel("epoch" if x == "epoch" else "step")
+    if log_y:
+        plt.yscale("log")
+    for i, curves in enumerate(runs):
+        _plot_run(plt, curves, i, metric, x, smoothing, color, alone=len(runs) == 1)
 
 
 def _default_metrics(runs: Sequence[RunCurves]) -> list[str]:
@@ -223,6 +253,6 @@ def _plot_validation(plt: Any, curves: RunCurves, i: int, metric: str, x: str) -
     from ..runindex import RUN_MARKERS
 
     vx, val = curves.series("epoch", f"val_{metric}", x)
-    if len(vx) and not all(math.isnan(v) for v in val):
+    if not np.isnan(val).all():  # none logged (also when there is no epoch row)
         label, style = f"{curves.name} val", PLOT_STYLES[i]
         plt.scatter(vx.tolist(), val.tolist(), label=label, color=style, marker=RUN_MARKERS[i])

@@ -116,6 +116,12 @@ def place(points: np.ndarray, rows: int, columns: int) -> list[tuple[int, int, i
     ]
 
 
+def _glyph_lines(glyphs: str, index: np.ndarray) -> list[Text]:
+    """A picture without colour: each cell the glyph its `index` picks from `glyphs`."""
+    table = np.array(list(glyphs), dtype=object)
+    return [Text("".join(row)) for row in table[index].tolist()]
+
+
 def _draw_line(canvas: np.ndarray, curve: np.ndarray) -> None:
     """A curve's levels per column (-1: no finite output) as a line of 1s in `canvas`, high
     levels at the top, each column joined to the one before so that a steep curve has no
@@ -315,14 +321,7 @@ class BoundaryPanel(StatePanel):
         predicted = levels(event.predicted)
         names = list(started.class_names) if started else []
         names += [str(i) for i in range(len(names), max(int(predicted.max()) + 1, 1))]
-        swatches = Text()
-        for index, name in enumerate(names):
-            if color:
-                tone = CLASS_COLORS[index % len(CLASS_COLORS)]
-                swatches.append("■", Style(color=Color.from_rgb(*tone)))
-            else:
-                swatches.append(REGION_GLYPHS[index % len(REGION_GLYPHS)], "bold")
-            swatches.append(f" {name}  ")
+        swatches = _class_swatches(names, color)
         meaning, short = _SURENESS[color]
         none = " · black: no finite output" if color and (predicted < 0).any() else ""
         return fit(
@@ -347,12 +346,17 @@ class BoundaryPanel(StatePanel):
         confidence = (
             levels(event.confidence) / _TOP if event.confidence else np.ones(predicted.shape)
         )
-        points: list[tuple[list[str], bool]] = [(event.train, False)] if event.train else []
-        if self.validation and event.val:
-            points.append((event.val, True))
+        points = self._points(event)
         if not color:
             return self._class_glyphs(predicted, confidence, points, width, rows)
         return self._class_pixels(predicted, confidence, points, width, rows)
+
+    def _points(self, event: Boundary) -> list[tuple[list[str], bool]]:
+        """The rasters of the data points to draw, each with whether it holds validation
+        points (drawn hollow or lighter): the training points, and with `v` the validation
+        ones."""
+        shown = ((event.train, False), (event.val if self.validation else None, True))
+        return [(raster, hollow) for raster, hollow in shown if raster]
 
     def _class_glyphs(
         self,
@@ -379,7 +383,7 @@ class BoundaryPanel(StatePanel):
             for r, c, label in place(levels(raster), rows, width):
                 glyphs[r][c], styles[r][c] = marks[label % len(marks)], "bold"
         return [
-            Text.assemble(*((g, s) for g, s in zip(line, style, strict=True)))
+            Text.assemble(*zip(line, style, strict=True))
             for line, style in zip(glyphs, styles, strict=True)
         ]
 
@@ -412,10 +416,7 @@ class BoundaryPanel(StatePanel):
             cells = resample(values, rows, width)
             empty = resample(grid, rows, width) < 0
             index = np.clip((cells * len(SHADES)).astype(np.int64), 0, len(SHADES) - 1)
-            return [
-                Text("".join("?" if e else SHADES[i] for i, e in zip(r, m, strict=True)))
-                for r, m in zip(index.tolist(), empty.tolist(), strict=True)
-            ]
+            return _glyph_lines(SHADES + "?", np.where(empty, len(SHADES), index))
         cells = resample(values, rows * 2, width)
         pixels = ramp(cells, RAMP)
         pixels[resample(grid, rows * 2, width) < 0] = BACKGROUND
@@ -426,12 +427,12 @@ class BoundaryPanel(StatePanel):
         pixels in colour, dots and a full block without."""
         height = rows * (2 if color else 1)
         canvas = np.full((height, width), -1, dtype=np.int64)  # -1 empty, 0 data, 1 model
-        for raster in filter(None, (event.train, event.val if self.validation else None)):
+        for raster, _hollow in self._points(event):
             for r, c, _label in place(levels(raster), height, width):
                 canvas[r, c] = 0
         _draw_line(canvas, resample(levels(event.predicted), 1, width)[0])
         if not color:
-            return [Text("".join(" ·█"[v + 1] for v in row)) for row in canvas.tolist()]
+            return _glyph_lines(" ·█", canvas + 1)
         palette = np.array([BACKGROUND, (120, 150, 190), (245, 147, 34)], dtype=np.float64)
         return self._picture(palette[canvas + 1])
 
@@ -475,30 +476,31 @@ class BoundaryPanel(StatePanel):
             Text(f"neurons · {name} · {page}", style="bold"),
             Text(f"{name} · {page}", style="bold"),
         )
-        tiles = side_by_side(Text("\n").join(left), Text("\n").join(right), left_width)
+        tiles = side_by_side(left, Text("\n").join(right), left_width)
         return [title, *tiles.split("\n"), self._neuron_legend(width, color)]
 
-    def _tiles(
-        self, shown: list[dict[str, Any]], per_row: int, chosen: int, color: bool
-    ) -> list[Text]:
+    def _tiles(self, shown: list[dict[str, Any]], per_row: int, chosen: int, color: bool) -> Text:
         """The page's units as small maps, `per_row` to a row with a blank line between the
         rows, the `chosen` one (its index in `shown`) pointed at by ▶."""
-        lines: list[Text] = []
-        for start in range(0, len(shown), per_row):
-            if start:
-                lines.append(Text())  # a blank line between rows of tiles
-            pictures = [
-                self._draw_map(unit["map"], TILE_COLUMNS, TILE_ROWS, color)
-                for unit in shown[start : start + per_row]
-            ]
-            for line in range(TILE_ROWS):
-                text = Text()
-                for offset, picture in enumerate(pictures):
-                    pointed = start + offset == chosen and line == TILE_ROWS // 2
-                    text.append("▶" if pointed else " ", style="bold")
-                    text.append_text(picture[line])
-                lines.append(text)
-        return lines
+        rows = [
+            self._tile_row(shown[start : start + per_row], chosen - start, color)
+            for start in range(0, len(shown), per_row)
+        ]
+        return Text("\n\n").join(rows)
+
+    def _tile_row(self, units: list[dict[str, Any]], chosen: int, color: bool) -> Text:
+        """One row of tiles side by side, each after a cell that holds ▶ beside the middle
+        line of the `chosen` one (its index in `units`)."""
+        pictures = [self._draw_map(unit["map"], TILE_COLUMNS, TILE_ROWS, color) for unit in units]
+        lines = []
+        for line in range(TILE_ROWS):
+            text = Text()
+            for offset, picture in enumerate(pictures):
+                pointed = offset == chosen and line == TILE_ROWS // 2
+                text.append("▶" if pointed else " ", style="bold")
+                text.append_text(picture[line])
+            lines.append(text)
+        return Text("\n").join(lines)
 
     def _unit(
         self, layer: dict[str, Any], index: int, size: tuple[int, int], color: bool
@@ -538,7 +540,7 @@ class BoundaryPanel(StatePanel):
         if not color:
             cells = resample(values, rows, width)
             index = np.clip((np.abs(cells - 0.5) * 2 * len(NEURON_SHADES)).astype(np.int64), 0, 4)
-            return [Text("".join(NEURON_SHADES[i] for i in row)) for row in index.tolist()]
+            return _glyph_lines(NEURON_SHADES, index)
         shown = ramp(resample(values, rows * 2, width), DIVERGING)
         return self._picture(shown, source=ramp(values, DIVERGING))
 
@@ -547,15 +549,29 @@ class BoundaryPanel(StatePanel):
         cell: 32 weights fit beside the tiles at 80 columns), or after a sign without colour."""
         if not weights:
             return Text("incoming weights: too many to show", style="dim")
-        largest = max(abs(w) for w in weights) or 1.0
-        bars = Text()
-        for weight in weights:
-            bar = BARS[min(int(abs(weight) / largest * (len(BARS) - 1) + 0.5), len(BARS) - 1)]
-            if color:
-                bars.append(bar, style="#0877bd" if weight >= 0 else "#f59322")
-            else:
-                bars.append(("+" if weight >= 0 else "−") + bar)
+        sizes = np.abs(np.asarray(weights, dtype=np.float64))
+        sizes /= sizes.max() or 1.0
+        index = np.minimum((sizes * (len(BARS) - 1) + 0.5).astype(np.int64), len(BARS) - 1)
+        shown, positive = np.array(list(BARS))[index], np.asarray(weights) >= 0
+        if color:
+            styles = np.where(positive, "#0877bd", "#f59322")
+            bars = Text.assemble(*zip(shown.tolist(), styles.tolist(), strict=True))
+        else:
+            bars = Text("".join((np.where(positive, "+", "−") + shown).tolist()))
         return fit(width, Text.assemble(("in ", "dim"), bars), bars)
+
+
+def _class_swatches(names: list[str], color: bool) -> Text:
+    """Each class's colour (without colour: its region's glyph) and its name, in a row."""
+    swatches = Text()
+    for index, name in enumerate(names):
+        if color:
+            tone = CLASS_COLORS[index % len(CLASS_COLORS)]
+            swatches.append("■", Style(color=Color.from_rgb(*tone)))
+        else:
+            swatches.append(REGION_GLYPHS[index % len(REGION_GLYPHS)], "bold")
+        swatches.append(f" {name}  ")
+    return swatches
 
 
 def _swatches(stops: tuple[RGB, ...], count: int) -> Text:

@@ -35,6 +35,8 @@ STATUS_BADGES: dict[RunStatus, tuple[str, str]] = {
 }
 SHOWN_HYPERPARAMETERS = ("lr", "momentum", "weight_decay", "l1", "batch_size")
 SHORT_NAMES = {"weight_decay": "wd", "batch_size": "batch"}
+#: When a pending change applies, by hyperparameter (the others: at the next batch).
+APPLIES = {"batch_size": "next epoch"}
 
 
 def duration(seconds: float) -> str:
@@ -100,8 +102,7 @@ class StatusPanel(StatePanel):
         cells; before the first batch, what the run is doing (nothing once it has ended)."""
         state, p = self.state, self.state.progress
         if p is None:
-            note = state.note or "preparing the dataset and the model…"
-            return Text().append(note, style="dim") if state.end is None else Text()
+            return _note(state)
         words = Text(
             f"epoch {min(p.epoch + 1, p.epochs)}/{p.epochs}  batch {p.batch}/{p.steps_per_epoch}  "
         )
@@ -128,29 +129,36 @@ class StatusPanel(StatePanel):
         if waiting:
             compact.append("(→ pending)", "yellow")
         # The process's CPU and memory go first; then the spacing, then the pending words.
+        with_system = self._with_system([(line, "   ")] + ([] if waiting else [(compact, "  ")]))
+        return fit(width, *with_system, line, compact)
+
+    def _with_system(self, lines: list[tuple[Text, str]]) -> list[Text]:
+        """Each of `lines` (a line and the separator its parts have) with the process's CPU
+        and memory after it; none before the first 'system' event."""
         with_system = []
-        for text, sep in [(line, "   ")] + ([] if waiting else [(compact, "  ")]):
+        for text, sep in lines:
             system = self._system(sep)
             if system:
                 text = text.copy()
                 text.rstrip()
                 with_system.append(text.append_text(system))
-        return fit(width, *with_system, line, compact)
+        return with_system
 
     def _values(self) -> tuple[Text, Text, bool]:
         """The hyperparameters in force written in full (a pending change after an arrow,
         with when it applies) and compact (the arrow alone), and whether one is pending."""
         values, pending = self.state.hyperparameters, self.state.pending
         line, compact, waiting = Text(), Text(), False
-        for name in (name for name in SHOWN_HYPERPARAMETERS if name in values):
+        for name in SHOWN_HYPERPARAMETERS:
+            if name not in values:
+                continue
             for text in (line, compact):
                 text.append(f"{SHORT_NAMES.get(name, name)} ", style="dim")
                 text.append(format_value(values[name]), style="bold")
             if name in pending and pending[name] != values[name]:
-                when = "next epoch" if name == "batch_size" else "next batch"
                 waiting = True
                 line.append(f" → {format_value(pending[name])}", style="bold yellow")
-                line.append(f" (pending, {when})", style="yellow")
+                line.append(f" (pending, {APPLIES.get(name, 'next batch')})", style="yellow")
                 compact.append(f"→{format_value(pending[name])}", style="bold yellow")
             line.append("   ")
             compact.append("  ")
@@ -195,6 +203,12 @@ class StatusPanel(StatePanel):
             return Text.assemble(dataset, arch)
         run = (("run ", "dim"), (started.run_dir, "underline"), " · ")
         return Text.assemble(*run, dataset, f" · {started.params:,} params", arch)
+
+
+def _note(state: RunState) -> Text:
+    """Before the first batch: what the run is doing, dim (nothing once it has ended)."""
+    note = state.note or "preparing the dataset and the model…"
+    return Text().append(note, style="dim") if state.end is None else Text()
 
 
 def _pace(pace: float | None) -> Text:
