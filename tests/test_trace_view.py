@@ -168,3 +168,19 @@ async def test_the_trace_view_shows_the_numbers_of_nnlib_trace(tmp_path):
         )
         await press(pilot, "s")
         await until(pilot, lambda: dashboard.state.end is not None, "the end")
+
+
+@pilot_test
+async def test_an_ended_run_without_a_trace_says_how_to_get_one(tmp_path):
+    """A trace is made on the training thread: once the run has ended, z cannot make one,
+    and the view says so instead of promising one at the next batch."""
+    app = NNTui(long_run(tmp_path, arch="2-8-3"), start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dashboard = await started(pilot)
+        panel = dashboard.query_one(TracePanel)
+        assert "at the next batch" in panel.draw(80, 20).plain
+        await press(pilot, "s")
+        await until(pilot, lambda: dashboard.state.end is not None, "the end")
+        await press(pilot, "z")
+        await until(pilot, lambda: "No trace was made" in screen_text(app), "the note")
+        assert dashboard.state.latest("trace") is None

@@ -138,14 +138,24 @@ class TracePanel(StatePanel, can_focus=True):
         self.scroll_top += lines
         self.refresh()
 
+    def _no_trace(self) -> str:
+        """What to do for a trace: a trace is made on the training thread, so none comes
+        once the run has ended (z would say nothing, and "at the next batch" would not hold)."""
+        if self.state.end is None:
+            return (
+                "No trace yet. z (or this tab) traces validation sample 0 at the next batch, "
+                "at once while paused; a recorded run shows the traces it recorded."
+            )
+        return (
+            "No trace was made while this run trained, and traces are made while a run "
+            "trains (z: at the next batch, at once while paused). f forks the run from its "
+            "last checkpoint: trace the fork."
+        )
+
     def draw(self, width: int, height: int) -> Text:
         event = self.state.latest("trace")
         if event is None:
-            return Text(
-                "No trace yet. z (or this tab) traces validation sample 0 at the next batch, "
-                "at once while paused; a recorded run shows the traces it recorded.",
-                style="dim",
-            )
+            return Text(self._no_trace(), style="dim")
         lines = [self._title(event)]
         if event.get("lr") is not None:
             rule = event.get("rule")
