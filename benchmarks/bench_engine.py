@@ -464,12 +464,15 @@ class HookTimer(nl.Callback):
     """Wraps a callback and adds up the CPU time of the calling thread spent inside its
     hooks, less the time of other timed hooks called from inside (the Monitor's emit runs
     the RunLogger's on_event: counted once, for the logger). The RunLogger's writer thread
-    is not in it: `hook_cost_table` compares whole-process CPU time for that."""
+    is not in it: `hook_cost_table` compares whole-process CPU time for that. It passes on
+    every hook, `on_record` (the events, epochs and end the run log writes) included, and
+    what the callback list reads of a callback (`record_batches`, `essential`)."""
 
     _inside: ClassVar[list[HookTimer]] = []
 
     def __init__(self, inner: nl.Callback) -> None:
         self.inner, self.seconds = inner, 0.0
+        self.record_batches, self.essential = inner.record_batches, inner.essential
         for hook in (
             "on_train_begin",
             "on_epoch_begin",
@@ -478,6 +481,7 @@ class HookTimer(nl.Callback):
             "on_epoch_end",
             "on_train_end",
             "on_event",
+            "on_record",
         ):
             setattr(self, hook, self._timed(getattr(inner, hook)))
 
@@ -498,25 +502,48 @@ class HookTimer(nl.Callback):
         return call
 
 
+class EpochClock(nl.Callback):
+    """Process CPU time at each epoch's start and at the end of training, taken before the
+    other callbacks' hooks of the end (placed first): the RunLogger's closing is a cost of
+    the run, not of its last epoch."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.end = 0.0
+
+    def on_epoch_begin(self, trainer: nl.Trainer, epoch: int) -> None:
+        self.starts.append(time.process_time())
+
+    def on_train_end(self, trainer: nl.Trainer, logs: dict) -> None:
+        self.end = time.process_time()
+
+
+#: Epochs of each `--hooks` run: the first carries what a run pays once (opening its log,
+#: the Monitor's first histograms before training and at step 1), the others are its steady
+#: cost per epoch.
+HOOK_EPOCHS = 3
+
+
 def hook_cost_table(names: list[str], threads: list[int], data: Data, runs: int, seed: int) -> str:
-    """What the app's default monitoring costs: an epoch of nl.Trainer with the Monitor
-    (histograms every 50 batches, the confusion matrix after the epoch) and a RunLogger
-    writing to a temporary run directory, against the same epoch with no callbacks,
+    """What the app's default monitoring costs: nl.Trainer runs of HOOK_EPOCHS epochs with
+    the Monitor (histograms every 50 batches, the confusion matrix after each epoch) and a
+    RunLogger writing to a temporary run directory, against the same runs with no callbacks,
     alternating run by run, in CPU time of the whole process (the RunLogger's writer thread
-    included); and the CPU time inside each one's hooks on the training thread."""
+    included): the first epoch (with the run's start) and the later epochs apart; and the
+    CPU time inside each one's hooks on the training thread over the whole run."""
     import shutil
     import tempfile
 
     lines = [
-        "| model | threads | bare CPU s | monitored CPU s | monitoring share | Monitor hooks ms "
-        "| RunLogger hooks ms |",
-        "|---|---|---|---|---|---|---|",
+        "| model | threads | bare epoch CPU s | first epoch share | later epochs share "
+        "| whole run share | Monitor hooks ms | RunLogger hooks ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         inputs = model_data(name, data)
         for count in threads:
-            bare: list[float] = []
-            rows: list[tuple[float, float, float]] = []
+            times: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+            hooks: list[tuple[float, float]] = []
             with set_threads(count):
                 for run in range(runs + 1):  # the first of each is a warm-up
                     for monitored in (False, True) if run % 2 else (True, False):
@@ -524,41 +551,50 @@ def hook_cost_table(names: list[str], threads: list[int], data: Data, runs: int,
                         run_dir = tempfile.mkdtemp(prefix="bench-hooks-")
                         monitor = HookTimer(nl.Monitor(every=50))
                         logger = HookTimer(nl.RunLogger(run_dir=run_dir))
+                        clock = EpochClock()
                         trainer = nl.Trainer(
                             model,
                             nl.SoftmaxCrossEntropy(),
                             nl.SGD(LR, momentum=MOMENTUM),
-                            callbacks=[monitor, logger] if monitored else [],
+                            callbacks=[clock, monitor, logger] if monitored else [clock],
                         )
                         start = time.process_time()
                         trainer.fit(
                             inputs.x_train,
                             inputs.y_train,
-                            epochs=1,
+                            epochs=HOOK_EPOCHS,
                             batch_size=BATCH,
                             validation_data=(inputs.x_test, inputs.y_test),
                             seed=seed,
                             threads=None,  # set_threads chose
                         )
-                        cpu = time.process_time() - start
+                        whole = time.process_time() - start
                         shutil.rmtree(run_dir, ignore_errors=True)
                         if run == 0:
                             continue
+                        first = clock.starts[1] - start
+                        later = (clock.end - clock.starts[1]) / (HOOK_EPOCHS - 1)
+                        times[monitored].append((first, later, whole))
                         if monitored:
-                            rows.append((cpu, monitor.seconds, logger.seconds))
-                        else:
-                            bare.append(cpu)
-            epoch = statistics.median(bare)
-            full, mon, log = (statistics.median(column) for column in zip(*rows, strict=True))
+                            hooks.append((monitor.seconds, logger.seconds))
+            bare, full = (
+                [statistics.median(column) for column in zip(*times[m], strict=True)]
+                for m in (False, True)
+            )
+            shares = [(f - b) / b for f, b in zip(full, bare, strict=True)]
+            mon, log = (statistics.median(column) * 1000 for column in zip(*hooks, strict=True))
             lines.append(
-                f"| {name} | {count} | {epoch:.3f} | {full:.3f} | {(full - epoch) / epoch:+.1%} | "
-                f"{mon * 1000:.1f} | {log * 1000:.1f} |"
+                f"| {name} | {count} | {bare[1]:.3f} | "
+                + " | ".join(f"{share:+.1%}" for share in shares)
+                + f" | {mon:.1f} | {log:.1f} |"
             )
     return (
         "\n".join(lines) + f"\n\nBatch {BATCH}, medians of {runs} alternating runs after a "
-        "warm-up; nl.Trainer.fit for one epoch with validation on the 2,000 test digits. "
-        "Monitoring share: (monitored - bare) / bare, process CPU time. Hooks: the training "
-        "thread's CPU time inside them."
+        f"warm-up; nl.Trainer.fit for {HOOK_EPOCHS} epochs with validation on the 2,000 test "
+        "digits. Shares: (monitored - bare) / bare, process CPU time; the first epoch includes "
+        "the run's start (the RunLogger opening its log, the Monitor's histograms before "
+        "training and at step 1), the later epochs are the mean of the others, the whole run "
+        "adds the RunLogger's end. Hooks: the training thread's CPU time inside them, whole run."
     )
 
 
