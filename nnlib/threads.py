@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -30,19 +30,27 @@ AUTO: Final = "auto"
 
 @dataclass(frozen=True)
 class ThreadPlan:
-    """BLAS threads (None: BLAS's own default) and batch workers for a run. More than one
-    worker needs `blas=1` (see the module's docstring)."""
+    """BLAS threads (None: BLAS's own default), batch workers and replicas for a run. More
+    than one worker needs `blas=1`; more than one replica `blas=1` and one worker (see the
+    module's docstring)."""
 
     blas: int | None = 1
     workers: int = 1
+    replicas: int = 1
 
     def __post_init__(self) -> None:
         if self.blas is not None:
             _need_positive_int("blas", self.blas)
         _need_positive_int("workers", self.workers)
+        _need_positive_int("replicas", self.replicas)
         if self.workers > 1 and self.blas != 1:
             raise ValueError(
                 f"ThreadPlan: {self.workers} batch workers need blas=1, got blas={self.blas!r}"
+            )
+        if self.replicas > 1 and (self.blas != 1 or self.workers != 1):
+            raise ValueError(
+                f"ThreadPlan: {self.replicas} replicas need blas=1 and workers=1, got "
+                f"blas={self.blas!r}, workers={self.workers!r}"
             )
 
 
@@ -130,14 +138,21 @@ def run_parts(task: Callable[[int], None], count: int) -> None:
     of a round has finished before an error is raised."""
     pool, size = _pool, _workers
     for first in range(0, count, size):
-        futures: list[Future[None]] = []
-        if pool is not None:
-            futures = [
-                pool.submit(task, index) for index in range(first + 1, min(first + size, count))
-            ]
-        try:
-            task(first)
-        finally:
-            wait(futures)
-        for future in futures:
-            future.result()
+        run_round(pool, task, range(first, min(first + size, count)))
+
+
+def run_round(pool: Executor | None, task: Callable[[int], None], indices: range) -> None:
+    """task(index) for every index at once: the first on the calling thread, the others on
+    `pool` (None: there is only one). Every task has finished before the first error is
+    raised on the calling thread, so none is left running into the next round."""
+    if pool is None and len(indices) > 1:
+        raise ValueError(f"run_round: {len(indices)} tasks at once need a pool")
+    futures: list[Future[None]] = []
+    if pool is not None:
+        futures = [pool.submit(task, index) for index in indices[1:]]
+    try:
+        task(indices[0])
+    finally:
+        wait(futures)
+    for future in futures:
+        future.result()

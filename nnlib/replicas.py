@@ -1,0 +1,145 @@
+"""Data-parallel training steps: `ThreadPlan(replicas=N)` (see nnlib.threads for when it pays).
+
+A batch is split into N contiguous parts. Part 0 is trained by the model itself on the
+calling thread, part k by a replica (`Sequential.replica`) on a pool thread: the same
+parameter arrays, its own gradients, caches and loss object. The loss is a batch mean, so
+each part's loss gradient is scaled by its share of the batch (n_k / n) before its backward,
+and the replicas' gradients are then added into the model's: the model holds the whole
+batch's gradient (to float rounding) and the optimizer steps once, on the model's
+parameters, so weight decay and L1 apply once. The batch's loss is the parts' weighted mean,
+its outputs the parts' joined (and so its accuracy exactly the whole batch's).
+
+What a monitor reads after a step: the model's gradients are the whole batch's; the caches of
+the model's layers (a ReLU's mask, a sigmoid's outputs) are part 0's, the first n / N samples.
+"""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+
+import numpy as np
+
+from .losses import Loss
+from .model import Sequential
+from .threads import run_round
+
+
+class NotSplittable(ValueError):
+    """A model whose training step cannot split a batch between replicas."""
+
+
+def check_splittable(model: Sequential, replicas: int) -> None:
+    """NotSplittable naming the first layer of `model` whose training step cannot be split
+    between `replicas` threads, and why (`Layer.not_splittable`); nothing for one."""
+    if replicas == 1:
+        return
+    for layer in model.layers:
+        if layer.not_splittable:
+            raise NotSplittable(
+                f"{replicas} replicas: {layer.name} ({type(layer).__name__}) cannot train on "
+                f"part of a batch: {layer.not_splittable}; train this model with one replica"
+            )
+
+
+def split(samples: int, count: int) -> list[slice]:
+    """`samples` in `count` contiguous parts whose sizes differ by at most one; one part when
+    there are fewer samples than parts (an epoch's last batch of 1)."""
+    if samples < count:
+        return [slice(0, samples)]
+    return [slice(samples * k // count, samples * (k + 1) // count) for k in range(count)]
+
+
+def _quiet() -> np.errstate:
+    """Overflow and invalid values in a forward pass are a divergence the trainer reports,
+    not warns of. numpy's error state is per thread, so each part's thread enters it."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
+class Replicas:
+    """The model and `count` - 1 replicas of it training the parts of a batch at once; as a
+    context manager it holds their thread pool (and the replicas, dropped on leaving). With
+    count 1, or for a batch trained whole, a step is the model's own pass."""
+
+    def __init__(self, model: Sequential, loss: Loss, count: int = 1) -> None:
+        check_splittable(model, count)
+        self.model, self.loss, self.count = model, loss, count
+        self._runners: list[tuple[Sequential, Loss]] = [(model, loss)]
+        self._pool: ThreadPoolExecutor | None = None
+        self._parts: list[slice] = []  # the parts of the last forward
+
+    def __enter__(self) -> Replicas:
+        if self.count > 1:
+            self._runners += [
+                (self.model.replica(), copy.copy(self.loss)) for _ in range(self.count - 1)
+            ]
+            self._pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="nnlib-replica")
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._pool, self._runners, self._parts = None, self._runners[:1], []
+
+    def forward(
+        self, x: np.ndarray, y: np.ndarray, whole: bool = False
+    ) -> tuple[float, np.ndarray]:
+        """The mean loss over the batch (x, y) and the outputs for it, its parts trained at
+        once unless `whole` (then the model alone takes the batch)."""
+        self._parts = [slice(0, len(x))] if whole else split(len(x), len(self._runners))
+        if len(self._parts) == 1:
+            with _quiet():
+                outputs = self.model.forward(x)
+                return self.loss(outputs, y), outputs
+        self._follow()
+        results: dict[int, tuple[float, np.ndarray]] = {}
+
+        def run(index: int) -> None:
+            model, loss = self._runners[index]
+            part = self._parts[index]
+            with _quiet():
+                outputs = model.forward(x[part])
+                results[index] = loss(outputs, y[part]), outputs
+
+        run_round(self._pool, run, range(len(self._parts)))
+        total = sum(results[k][0] * (p.stop - p.start) for k, p in enumerate(self._parts))
+        return total / len(x), np.concatenate([results[k][1] for k in range(len(self._parts))])
+
+    def backward(self) -> None:
+        """Fill the model's gradients with the last forward's batch's: each part's backward
+        (at once), then the replicas' gradients added into the model's and their caches let
+        go (the model's own stay for the monitors, as after a one-thread step)."""
+        if len(self._parts) == 1:
+            self.model.backward_params(self.loss.backward())
+            return
+        samples = self._parts[-1].stop
+
+        def run(index: int) -> None:
+            model, loss = self._runners[index]
+            part = self._parts[index]
+            model.backward_params(loss.backward() * ((part.stop - part.start) / samples))
+
+        run_round(self._pool, run, range(len(self._parts)))
+        params = self.model.parameters()
+        for replica, _ in self._runners[1:]:
+            for param, twin in zip(params, replica.parameters(), strict=True):
+                param.grad += twin.grad
+            for layer in replica.layers:
+                layer.release_cache()
+
+    def _follow(self) -> None:
+        """Point the replicas at the model's parameter values and its mode before a step: an
+        optimizer that assigns new arrays instead of updating in place, or a switch to
+        evaluation mode, reaches them too."""
+        for replica, _ in self._runners[1:]:
+            replica.training = self.model.training
+            for layer, twin in zip(self.model.layers, replica.layers, strict=True):
+                twin.training = layer.training
+                for key, param in layer.params.items():
+                    twin.params[key].value = param.value
