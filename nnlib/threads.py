@@ -70,6 +70,11 @@ def _need_positive_int(name: str, value: object) -> None:
 Threads = int | Literal["auto"] | ThreadPlan | None
 
 
+def replica_count(threads: Threads) -> int:
+    """How many replicas `threads` trains with: a ThreadPlan's, else 1."""
+    return threads.replicas if isinstance(threads, ThreadPlan) else 1
+
+
 def default_blas_threads() -> int | None:
     """1 on machines with at most two cores, else None (BLAS's own default)."""
     return 1 if (os.cpu_count() or 1) <= 2 else None

@@ -30,7 +30,7 @@ from .model import Sequential
 from .optimizers import Optimizer
 from .replicas import Replicas
 from .states import RunStatus
-from .threads import AUTO, ThreadPlan, Threads, blas_threads, resolve_threads
+from .threads import AUTO, Threads, blas_threads, replica_count, resolve_threads
 
 #: The largest batch size: what a run log's integers hold (any size beyond the data's trains on
 #: all of it in one batch).
@@ -183,9 +183,7 @@ class Trainer:
             if start.batch_size is not None:
                 self.batch_size = start.batch_size
         threads = resolve_threads("fit", threads)
-        replicas = Replicas(
-            self.model, self.loss, threads.replicas if isinstance(threads, ThreadPlan) else 1
-        )
+        replicas = Replicas(self.model, self.loss, replica_count(threads))
         self.validation_data = validation_data
         self.validation_outputs = None
         self.epochs = epochs

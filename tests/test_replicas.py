@@ -25,8 +25,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnlib as nl
-from nnlib import checkpointing
+from nnlib import checkpointing, runs
 from nnlib.callbacks.tracer import Tracer
+from nnlib.cli import main
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import setup
 from nnlib.layers import Layer
 from nnlib.replicas import NotSplittable, Replicas, split
 from nnlib.threads import ThreadPlan
@@ -328,3 +331,40 @@ def test_thread_plans_refuse_replicas_with_other_threads():
         ThreadPlan(workers=2, replicas=2)
     with pytest.raises(ValueError, match="blas=None"):
         ThreadPlan(blas=None, replicas=2)
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+def _spirals(run_dir: Path, **changes: object) -> ExperimentConfig:
+    values = dict(dataset="spirals", arch="2-16-16-3", epochs=2, batch_size=32, seed=0)
+    return ExperimentConfig(**{**values, **changes, "run_dir": str(run_dir)})  # type: ignore[arg-type]
+
+
+def _batch_losses(run_dir: Path) -> list[float]:
+    return [e["loss"] for e in runs.continued(runs.read(run_dir)) if e.type == "batch"]
+
+
+def test_nnlib_train_resume_with_replicas_continues_bit_for_bit(tmp_path):
+    setup(_spirals(tmp_path / "whole")).fit(threads=TWO)
+    setup(_spirals(tmp_path / "cut"), callbacks=[StopAt(7)]).fit(threads=TWO)
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet", "--replicas", "2"]) == 0
+    assert _batch_losses(tmp_path / "cut") == _batch_losses(tmp_path / "whole")
+
+
+def test_nnlib_train_on_replicas_and_its_usage_errors(tmp_path, capsys):
+    run = tmp_path / "run"
+    flags = ["--dataset", "spirals", "--epochs", "1", "--quiet", "--run-dir"]
+    assert main(["train", *flags, str(run), "--replicas", "2"]) == 0
+    assert [e["reason"] for e in runs.read(run) if e.type == "end"] == ["finished"]
+    capsys.readouterr()
+    for words, expected in [
+        (["--replicas", "2", "--threads", "2"], "--replicas 2 trains each replica on one BLAS"),
+        (["--replicas", "0"], "--replicas: must be a positive integer"),
+        (
+            ["--replicas", "2", "--arch", "dense(8) batchnorm relu dense(3)"],
+            "--replicas: 2 replicas: batchnorm_1",
+        ),
+    ]:
+        assert main(["train", *flags, str(tmp_path / "refused"), *words]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert error == [error[0]] and error[0].startswith("error: ") and expected in error[0]
+        assert not (tmp_path / "refused").exists()  # the refused run left no folder
