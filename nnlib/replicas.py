@@ -16,6 +16,7 @@ the model's layers (a ReLU's mask, a sigmoid's outputs) are part 0's, the first 
 from __future__ import annotations
 
 import copy
+import math
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
@@ -67,7 +68,6 @@ class Replicas:
         self.model, self.loss, self.count = model, loss, count
         self._runners: list[tuple[Sequential, Loss]] = [(model, loss)]
         self._pool: ThreadPoolExecutor | None = None
-        self._parts: list[slice] = []  # the parts of the last forward
 
     def __enter__(self) -> Replicas:
         if self.count > 1:
@@ -85,53 +85,57 @@ class Replicas:
     ) -> None:
         if self._pool is not None:
             self._pool.shutdown()
-        self._pool, self._runners, self._parts = None, self._runners[:1], []
+        self._pool, self._runners = None, self._runners[:1]
 
-    def forward(
-        self, x: np.ndarray, y: np.ndarray, whole: bool = False
-    ) -> tuple[float, np.ndarray]:
-        """The mean loss over the batch (x, y) and the outputs for it, its parts trained at
-        once unless `whole` (then the model alone takes the batch)."""
-        self._parts = [slice(0, len(x))] if whole else split(len(x), len(self._runners))
-        if len(self._parts) == 1:
-            with _quiet():
-                outputs = self.model.forward(x)
-                return self.loss(outputs, y), outputs
+    def step(self, x: np.ndarray, y: np.ndarray, whole: bool = False) -> tuple[float, np.ndarray]:
+        """Forward and backward of the batch (x, y), its parts at once unless `whole` (then
+        the model alone takes it): the batch's mean loss and outputs, and in the model's
+        gradients the batch's. Where a part's loss is not finite its backward is skipped
+        and the batch's loss is not finite: the trainer then skips the update, and the
+        gradients are not the batch's (with one thread they are the last step's)."""
+        parts = [slice(0, len(x))] if whole else split(len(x), len(self._runners))
+        if len(parts) == 1:
+            return self._pass(0, x, y, 1.0)
         self._follow()
         results: dict[int, tuple[float, np.ndarray]] = {}
 
         def run(index: int) -> None:
-            model, loss = self._runners[index]
-            part = self._parts[index]
-            with _quiet():
-                outputs = model.forward(x[part])
-                results[index] = loss(outputs, y[part]), outputs
+            part = parts[index]
+            share = (part.stop - part.start) / len(x)
+            results[index] = self._pass(index, x[part], y[part], share)
 
-        run_round(self._pool, run, range(len(self._parts)))
-        total = sum(results[k][0] * (p.stop - p.start) for k, p in enumerate(self._parts))
-        return total / len(x), np.concatenate([results[k][1] for k in range(len(self._parts))])
+        # One round a batch: each hand-over to the pool thread costs a wake-up.
+        run_round(self._pool, run, range(len(parts)))
+        loss = sum(results[k][0] * (p.stop - p.start) for k, p in enumerate(parts)) / len(x)
+        if math.isfinite(loss):
+            self._gather()
+        return loss, np.concatenate([results[k][1] for k in range(len(parts))])
 
-    def backward(self) -> None:
-        """Fill the model's gradients with the last forward's batch's: each part's backward
-        (at once), then the replicas' gradients added into the model's and their caches let
-        go (the model's own stay for the monitors, as after a one-thread step)."""
-        if len(self._parts) == 1:
-            self.model.backward_params(self.loss.backward())
-            return
-        samples = self._parts[-1].stop
+    def _pass(
+        self, index: int, x: np.ndarray, y: np.ndarray, share: float
+    ) -> tuple[float, np.ndarray]:
+        """Runner `index`'s forward of its part (x, y), its loss and outputs; then, if the
+        loss is finite, its backward, the loss gradient scaled by the part's `share` of the
+        batch (the loss is a batch mean). A replica lets go of its caches at once: only the
+        model's are read after a step (by the monitors)."""
+        model, loss = self._runners[index]
+        with _quiet():
+            outputs = model.forward(x)
+            value = loss(outputs, y)
+        if math.isfinite(value):
+            gradient = loss.backward()
+            model.backward_params(gradient if share == 1.0 else gradient * share)
+        if index:
+            for layer in model.layers:
+                layer.release_cache()
+        return value, outputs
 
-        def run(index: int) -> None:
-            model, loss = self._runners[index]
-            part = self._parts[index]
-            model.backward_params(loss.backward() * ((part.stop - part.start) / samples))
-
-        run_round(self._pool, run, range(len(self._parts)))
+    def _gather(self) -> None:
+        """Add the replicas' gradients into the model's: the whole batch's gradient."""
         params = self.model.parameters()
         for replica, _ in self._runners[1:]:
             for param, twin in zip(params, replica.parameters(), strict=True):
                 param.grad += twin.grad
-            for layer in replica.layers:
-                layer.release_cache()
 
     def _follow(self) -> None:
         """Point the replicas at the model's parameter values and its mode before a step: an

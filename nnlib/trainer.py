@@ -335,10 +335,10 @@ class Trainer:
 
     def _train_batch(self, xb: np.ndarray, yb: np.ndarray) -> Logs:
         """One forward/backward/update, its parts on the fit's replicas (`nnlib.replicas`).
-        A non-finite loss skips the backward and the update, so the weights stay the last
-        finite ones; the divergence guard then stops the run."""
+        A non-finite loss skips the update, so the weights stay the last finite ones; the
+        divergence guard then stops the run."""
         whole, self.unsplit_batch = self.unsplit_batch, False
-        loss, outputs = self._replicas.forward(xb, yb, whole)
+        loss, outputs = self._replicas.step(xb, yb, whole)
         logs: Logs = {
             "epoch": self.epoch,
             "batch": self.batch,
@@ -350,7 +350,6 @@ class Trainer:
         if self.loss.task == "classification":
             logs["accuracy"] = accuracy(outputs, yb)
         if math.isfinite(loss):
-            self._replicas.backward()
             self.optimizer.step(self.model.parameters())
         return logs
 

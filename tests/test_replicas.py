@@ -214,8 +214,7 @@ def test_the_replicas_caches_are_let_go_after_each_step_and_the_model_keeps_its_
     loss = nl.SoftmaxCrossEntropy()
     x, y = _data((10, 10, 2), 20)
     with Replicas(model, loss, 2) as replicas:
-        replicas.forward(x, y)
-        replicas.backward()
+        replicas.step(x, y)
         replica = replicas._runners[1][0]  # noqa: SLF001 (what a monitor never sees)
         for layer in replica.layers:
             assert all(getattr(layer, name, None) is None for name in layer.cached), layer.name
