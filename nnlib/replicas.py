@@ -58,6 +58,23 @@ def _quiet() -> np.errstate:
     return np.errstate(over="ignore", invalid="ignore")
 
 
+def train_pass(
+    model: Sequential, loss: Loss, x: np.ndarray, y: np.ndarray, share: float = 1.0
+) -> tuple[float, np.ndarray]:
+    """Forward, loss and backward of a batch (or of a part that is `share` of one): the mean
+    loss and the outputs, and the gradients in the model's parameters. A loss that is not
+    finite gets no backward (the trainer skips that update). The loss is a batch mean, so a
+    part's loss gradient is scaled by its share: the parts' gradients then add up to the
+    batch's."""
+    with _quiet():
+        outputs = model.forward(x)
+        value = loss(outputs, y)
+    if math.isfinite(value):
+        gradient = loss.backward()
+        model.backward_params(gradient if share == 1.0 else gradient * share)
+    return value, outputs
+
+
 class Replicas:
     """The model and `count` - 1 replicas of it training the parts of a batch at once; as a
     context manager it holds their thread pool (and the replicas, dropped on leaving). With
@@ -114,21 +131,14 @@ class Replicas:
     def _pass(
         self, index: int, x: np.ndarray, y: np.ndarray, share: float
     ) -> tuple[float, np.ndarray]:
-        """Runner `index`'s forward of its part (x, y), its loss and outputs; then, if the
-        loss is finite, its backward, the loss gradient scaled by the part's `share` of the
-        batch (the loss is a batch mean). A replica lets go of its caches at once: only the
-        model's are read after a step (by the monitors)."""
+        """`train_pass` of runner `index` on its part (x, y). A replica lets go of its caches
+        at once: only the model's are read after a step (by the monitors)."""
         model, loss = self._runners[index]
-        with _quiet():
-            outputs = model.forward(x)
-            value = loss(outputs, y)
-        if math.isfinite(value):
-            gradient = loss.backward()
-            model.backward_params(gradient if share == 1.0 else gradient * share)
+        result = train_pass(model, loss, x, y, share)
         if index:
             for layer in model.layers:
                 layer.release_cache()
-        return value, outputs
+        return result
 
     def _gather(self) -> None:
         """Add the replicas' gradients into the model's: the whole batch's gradient."""
