@@ -23,9 +23,11 @@ a bare one, alternating, in process CPU time, and times their hooks; `--policy`
 adds the BLAS-thread measurement for the trainer: nnlib with 1 and 2 BLAS threads
 while another thread of the process is idle, spins in pure Python (a UI thread at its worst),
 spins in C without the GIL (a busy core), or runs Python in 10 ms bursts (a UI redrawing).
-`--batch-workers` compares the two ways to use a second core: 2 BLAS threads against 2 batch
+`--batch-workers` compares the three ways to use a second core: 2 BLAS threads, 2 batch
 workers (`nnlib.threads.ThreadPlan(workers=2)`: conv and pool parts two at a time, BLAS at 1
-thread), each against 1 thread, in wall time and in CPU time (all threads of the process).
+thread) and 2 replicas (`ThreadPlan(replicas=2)`: each batch's halves trained at once, one
+by the model and one by a replica sharing its weights, BLAS at 1 thread), each against 1
+thread, in wall time and in CPU time (all threads of the process).
 
 A row is a *runner*: a function `(model_name, data, seed) -> (train_one_epoch, accuracy)`.
 Add one to RUNNERS to time another way of training (e.g. a Trainer) against the same torch rows.
@@ -57,6 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import nnlib as nl  # noqa: E402
+from nnlib.replicas import Replicas  # noqa: E402
 from nnlib.threads import ThreadPlan, blas_threads  # noqa: E402
 
 DEFAULT_BATCH = 64
@@ -167,8 +170,9 @@ def model_data(name: str, data: Data) -> Data:
 
 
 # -- runners: (model name, data, seed) -> (train one epoch, test accuracy) --------------------
-def nnlib_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
-    """The plain loop: forward, loss, backward_params, optimizer step."""
+def nnlib_loop(name: str, data: Data, seed: int, replicas: int = 1) -> tuple[Epoch, Accuracy]:
+    """The plain loop: forward, loss, backward_params, optimizer step; with `replicas` > 1,
+    each batch's forward and backward in that many parts at once (`nnlib.replicas`)."""
     data = model_data(name, data)
     model = nl.build(MODELS[name], data.x_train.shape[1:], seed=seed)
     loss = nl.SoftmaxCrossEntropy()
@@ -181,10 +185,16 @@ def nnlib_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
             model.backward_params(loss.backward())
             optimizer.step(model.parameters())
 
+    def train_replicas() -> None:
+        with Replicas(model, loss, replicas) as parts:
+            for idx in data.batches(seed):
+                parts.step(data.x_train[idx], data.y_train[idx])
+                optimizer.step(model.parameters())
+
     def accuracy() -> float:
         return float(np.mean(model.predict(data.x_test).argmax(axis=1) == data.y_test))
 
-    return train_epoch, accuracy
+    return (train_epoch if replicas == 1 else train_replicas), accuracy
 
 
 def trainer_runner(monitored: bool) -> Runner:
@@ -887,11 +897,12 @@ THREAD_PLANS = {
     "1 thread": ThreadPlan(blas=1),
     "2 BLAS threads": ThreadPlan(blas=2),
     "2 batch workers": ThreadPlan(blas=1, workers=2),
+    "2 replicas": ThreadPlan(blas=1, replicas=2),
 }
 
 
 def workers_table(names: list[str], data: Data, runs: int, seed: int) -> str:
-    """nnlib epoch wall and CPU time with 1 thread, 2 BLAS threads and 2 batch workers,
+    """nnlib epoch wall and CPU time with each of THREAD_PLANS (1 thread first),
     alternating run by run (the order rotates). CPU time counts every thread of the
     process, so CPU / wall says how many cores a setting kept busy."""
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
@@ -901,8 +912,9 @@ def workers_table(names: list[str], data: Data, runs: int, seed: int) -> str:
             time_epoch(nnlib_loop, name, data.head(640), seed)
     for run in range(runs):
         for name in names:
-            for label in labels[run % 3 :] + labels[: run % 3]:
-                train_epoch, _ = nnlib_loop(name, data, seed)
+            turn = run % len(labels)
+            for label in labels[turn:] + labels[:turn]:
+                train_epoch, _ = nnlib_loop(name, data, seed, THREAD_PLANS[label].replicas)
                 with blas_threads(THREAD_PLANS[label]):
                     wall, cpu = time.perf_counter(), time.process_time()
                     train_epoch()
@@ -1032,7 +1044,7 @@ def main() -> None:
     parser.add_argument(
         "--batch-workers",
         action="store_true",
-        help="also time nnlib with 1 thread, 2 BLAS threads and 2 batch workers",
+        help="also time nnlib with 1 thread, 2 BLAS threads, 2 batch workers and 2 replicas",
     )
     parser.add_argument(
         "--probe-memory", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS

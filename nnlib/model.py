@@ -3,6 +3,7 @@ prediction, and save/load as one self-describing `.npz`."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -306,6 +307,13 @@ class Sequential:
             layer.release_after_backward()
         self.layers[first].backward(grad, need_input_grad=False)
         self.layers[first].release_after_backward()
+
+    def replica(self) -> Sequential:
+        """A copy whose layers are replicas (`Layer.replica`): the same parameter values, its
+        own gradients and caches. nnlib.replicas trains a part of each batch with one."""
+        twin = copy.copy(self)
+        twin.layers = [layer.replica() for layer in self.layers]
+        return twin
 
     def train(self, mode: bool = True) -> Sequential:
         """Training mode (dropout active) or, with mode=False, evaluation mode."""

@@ -1,4 +1,4 @@
-"""How many threads training uses: BLAS threads, and batch workers.
+"""How many threads training uses: BLAS threads, batch workers and replicas.
 
 Measured on a 2-core machine (benchmarks/README.md): with another thread or process busy on
 a core, OpenBLAS with 2 threads ran LeNet-5 2x and the tutorial CNN 4x slower than with 1;
@@ -13,6 +13,23 @@ once on a small shared pool, since numpy releases the GIL inside its kernels. Th
 1-thread calls (900x288 @ 288x32 GEMMs, shared machine). A worker that waits blocks instead
 of spinning, so a busy second core costs little; the gain on an idle one is in
 `bench_engine.py --batch-workers`.
+
+Replicas are the third way, data parallelism over the whole training step (nnlib.replicas):
+with `ThreadPlan(replicas=2)` each batch is split in two halves, trained at once by the model
+on the calling thread and by a replica (the same parameter arrays, its own gradients and
+caches) on a pool thread; the gradients are summed into the model's and the optimizer steps
+once. Why: batch workers split only the convolutions and pooling, so a model whose time goes
+elsewhere (LeNet-5's small layers, its dense layers, the Python between kernels) gained
+nothing from them, while a throwaway experiment of two threads each training a copy on half
+the batch took LeNet-5 at batch 64 in 0.54-0.57x the time of one thread (Python-heavy
+kernels such as the stacked convs' gained nothing). What it costs: a gradient per parameter
+and the convolutions' buffers per replica, and one hand-over to the pool thread a batch;
+like batch workers it needs a 1-thread BLAS, and it runs no batch workers of its own. Where
+it does not apply: a layer whose training step needs the whole batch or a random stream
+(BatchNorm, Dropout, and layers from outside nnlib until they say otherwise:
+`Layer.not_splittable`) is refused before training; a batch smaller than the replicas, and
+the Tracer's watched step (`Trainer.unsplit_batch`), train on one thread. AUTO keeps one
+replica: the lead decides it from measurements on an idle machine.
 """
 
 from __future__ import annotations
@@ -20,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -30,19 +47,32 @@ AUTO: Final = "auto"
 
 @dataclass(frozen=True)
 class ThreadPlan:
-    """BLAS threads (None: BLAS's own default) and batch workers for a run. More than one
-    worker needs `blas=1` (see the module's docstring)."""
+    """BLAS threads (None: BLAS's own default), batch workers and replicas for a run. More
+    than one worker needs `blas=1`; more than one replica `blas=1` and one worker (see the
+    module's docstring)."""
 
     blas: int | None = 1
     workers: int = 1
+    replicas: int = 1
 
     def __post_init__(self) -> None:
         if self.blas is not None:
             _need_positive_int("blas", self.blas)
         _need_positive_int("workers", self.workers)
+        _need_positive_int("replicas", self.replicas)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """ValueError unless the counts go together: several workers, or several replicas,
+        each call a 1-thread BLAS, and replicas run no workers of their own."""
         if self.workers > 1 and self.blas != 1:
             raise ValueError(
                 f"ThreadPlan: {self.workers} batch workers need blas=1, got blas={self.blas!r}"
+            )
+        if self.replicas > 1 and (self.blas, self.workers) != (1, 1):
+            raise ValueError(
+                f"ThreadPlan: {self.replicas} replicas need blas=1 and workers=1, got "
+                f"blas={self.blas!r}, workers={self.workers!r}"
             )
 
 
@@ -60,6 +90,11 @@ def _need_positive_int(name: str, value: object) -> None:
 #: What `Trainer.fit(threads=...)` takes: AUTO, a BLAS thread count, a ThreadPlan, or None
 #: (leave BLAS alone).
 Threads = int | Literal["auto"] | ThreadPlan | None
+
+
+def replica_count(threads: Threads) -> int:
+    """How many replicas `threads` trains with: a ThreadPlan's, else 1."""
+    return threads.replicas if isinstance(threads, ThreadPlan) else 1
 
 
 def default_blas_threads() -> int | None:
@@ -130,14 +165,21 @@ def run_parts(task: Callable[[int], None], count: int) -> None:
     of a round has finished before an error is raised."""
     pool, size = _pool, _workers
     for first in range(0, count, size):
-        futures: list[Future[None]] = []
-        if pool is not None:
-            futures = [
-                pool.submit(task, index) for index in range(first + 1, min(first + size, count))
-            ]
-        try:
-            task(first)
-        finally:
-            wait(futures)
-        for future in futures:
-            future.result()
+        run_round(pool, task, range(first, min(first + size, count)))
+
+
+def run_round(pool: Executor | None, task: Callable[[int], None], indices: range) -> None:
+    """task(index) for every index at once: the first on the calling thread, the others on
+    `pool` (None: there is only one). Every task has finished before the first error is
+    raised on the calling thread, so none is left running into the next round."""
+    if pool is None and len(indices) > 1:
+        raise ValueError(f"run_round: {len(indices)} tasks at once need a pool")
+    futures: list[Future[None]] = []
+    if pool is not None:
+        futures = [pool.submit(task, index) for index in indices[1:]]
+    try:
+        task(indices[0])
+    finally:
+        wait(futures)
+    for future in futures:
+        future.result()

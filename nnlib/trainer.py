@@ -28,8 +28,9 @@ from .losses import Loss
 from .metrics import accuracy, check_finite, evaluate_predictions
 from .model import Sequential
 from .optimizers import Optimizer
+from .replicas import Replicas
 from .states import RunStatus
-from .threads import AUTO, Threads, blas_threads, resolve_threads
+from .threads import AUTO, Threads, blas_threads, replica_count, resolve_threads
 
 #: The largest batch size: what a run log's integers hold (any size beyond the data's trains on
 #: all of it in one batch).
@@ -95,6 +96,11 @@ class Trainer:
         self.resume_from: Position | None = None
         #: False while a batch is half done (an interrupt there leaves no usable state).
         self.consistent = True
+        #: Set by a callback (in `on_batch_begin`): the next batch trains whole, in one pass
+        #: on the training thread, even with replicas; the Tracer's watched step shows that
+        #: pass's gradient. Cleared once the batch has run.
+        self.unsplit_batch = False
+        self._replicas = Replicas(model, loss)  # fit's, with its ThreadPlan's replicas
         self._position = Position()
         self._epoch_done = False
 
@@ -122,9 +128,13 @@ class Trainer:
         `nnlib.datasets.prepare` for a stratified split. `threads` limits BLAS during the run
         and restores it afterwards: "auto" (the default) uses one thread on machines with two
         cores or fewer, where two were measured up to 3x slower (see `nnlib.threads`), and
-        leaves BLAS alone elsewhere; an integer sets the count; None leaves BLAS alone.
+        leaves BLAS alone elsewhere; an integer sets the count; None leaves BLAS alone; a
+        `ThreadPlan` adds batch workers or replicas (`ThreadPlan(replicas=2)`: each batch in
+        two parts trained at once, see `nnlib.replicas`).
 
-        Raises RuntimeError if this trainer is already running a fit() (on another thread).
+        Raises ValueError (`nnlib.replicas.NotSplittable`) before training when the plan's
+        replicas cannot train the model (a BatchNorm or Dropout layer), RuntimeError if this
+        trainer is already running a fit() (on another thread).
         """
         token = self.control.begin_run()
         try:
@@ -173,11 +183,13 @@ class Trainer:
             if start.batch_size is not None:
                 self.batch_size = start.batch_size
         threads = resolve_threads("fit", threads)
+        replicas = Replicas(self.model, self.loss, replica_count(threads))
         self.validation_data = validation_data
         self.validation_outputs = None
         self.epochs = epochs
         self.stop_training, self.stop_reason = False, None
-        with blas_threads(threads):
+        with blas_threads(threads), replicas:
+            self._replicas = replicas
             return self._run(x, y, rng, shuffle)
 
     def _run(
@@ -322,11 +334,11 @@ class Trainer:
         return logs
 
     def _train_batch(self, xb: np.ndarray, yb: np.ndarray) -> Logs:
-        """One forward/backward/update. A non-finite loss skips the update, so the weights
-        stay the last finite ones; the divergence guard then stops the run."""
-        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned
-            outputs = self.model.forward(xb)
-            loss = self.loss(outputs, yb)
+        """One forward/backward/update, its parts on the fit's replicas (`nnlib.replicas`).
+        A non-finite loss skips the update, so the weights stay the last finite ones; the
+        divergence guard then stops the run."""
+        whole, self.unsplit_batch = self.unsplit_batch, False
+        loss, outputs = self._replicas.step(xb, yb, whole)
         logs: Logs = {
             "epoch": self.epoch,
             "batch": self.batch,
@@ -338,7 +350,6 @@ class Trainer:
         if self.loss.task == "classification":
             logs["accuracy"] = accuracy(outputs, yb)
         if math.isfinite(loss):
-            self.model.backward_params(self.loss.backward())
             self.optimizer.step(self.model.parameters())
         return logs
 

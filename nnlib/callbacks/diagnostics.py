@@ -3,11 +3,14 @@
 It reads what the run already measures — each batch's loss, each epoch's metrics, the
 Monitor's 'histograms' events (gradient norms), the 'hparam' events of changes made while it
 runs — plus, when those histograms are taken, the outputs of the ReLU, sigmoid and tanh
-layers on that batch. Each kind of warning is raised once per run (dead ReLUs and saturation
-once per layer), with a one-line explanation, a suggestion that takes what the user already
-changed into account, and where it can be applied live, the change itself (`fix`). Where a
-live change comes too late (dead units rarely recover; exploded weights are already thrown),
-the change is a fork from before the step the evidence began at (`fork`).
+layers on that batch (with replicas, `ThreadPlan(replicas=N)`, on the model's own part of it,
+the first 1/N of its samples: dead units are then judged over as many samples as they were
+measured on, and saturation is an estimate from that part). Each kind of warning is raised
+once per run (dead ReLUs and saturation once per layer), with a one-line explanation, a
+suggestion that takes what the user already changed into account, and where it can be
+applied live, the change itself (`fix`). Where a live change comes too late (dead units
+rarely recover; exploded weights are already thrown), the change is a fork from before the
+step the evidence began at (`fork`).
 
 The thresholds (module constants, all documented in the README) were calibrated with
 `benchmarks/bench_warnings.py` on a corpus of healthy runs (every preset on datasets it suits,

@@ -5,7 +5,9 @@ parameter its `monitored_weights` names: W of a Dense or Conv2D, gamma of a Batc
 fixed-bin histogram counts and percentiles of the weights (and of their gradients), the
 gradient norm of its trainable parameters, the update-to-weight ratio
 ||W_after - W_before|| / ||W_before|| of that step,
-and, for ReLU layers, the fraction of dead units (never active over the batch). After each
+and, for ReLU layers, the fraction of dead units (never active over the batch; with
+replicas, `ThreadPlan(replicas=N)`, over the model's own part of it, the first 1/N: an
+estimate, the gradients being the whole batch's). After each
 epoch with validation data it emits a 'confusion' event: the validation confusion matrix with
 per-class precision and recall; for regression, a 'regression' event instead: predicted against
 true as a small 2-D histogram with R² and MAE. Summaries are plain lists, safe to hand to
@@ -308,8 +310,9 @@ def regression_summary(
 
 
 def dead_fraction(layer: ReLU) -> float:
-    """Fraction of a ReLU's units that were zero for every sample of the last batch; for
-    images a unit is a channel (zero at every position)."""
+    """Fraction of a ReLU's units that were zero for every sample of the last batch (of the
+    model's part of it, with replicas); for images a unit is a channel (zero at every
+    position)."""
     active = layer.active_mask
     if active is None:
         return 0.0

@@ -7,7 +7,8 @@ one and shape, range, mean and a heat strip of a large one (`summary`), so the e
 small whatever the model. With `update`, the next batch's step is watched: each parameter is
 copied before it, and the trace after it carries, per layer, W before, the batch's gradient
 dW and the change ΔW the optimizer made, with the learning rate and the optimizer's rule
-(`rule`): ΔW = −lr·dW only for plain SGD.
+(`rule`): ΔW = −lr·dW only for plain SGD. The watched batch trains whole on one thread
+(`Trainer.unsplit_batch`), so its dW is that batch's one pass even with replicas.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Tracer(OnDemand):
     def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
         if self._watch:
             self._watch = False
+            trainer.unsplit_batch = True
             self._lr = trainer.optimizer.current_lr
             self._before = {
                 layer.name: {key: p.value.copy() for key, p in layer.params.items() if p.trainable}

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..config import ExperimentConfig
     from ..datasets import Prepared
     from ..experiment import Experiment
+    from ..threads import Threads
     from .common import Subcommands
     from .signals import StopSignals
 
@@ -65,30 +66,67 @@ def add_parser(commands: Subcommands) -> None:
         help="BLAS threads (default: 1 on machines with 2 cores or fewer, "
         "where more were measured slower; else the BLAS default)",
     )
+    train.add_argument(
+        "--replicas",
+        type=positive_int,
+        metavar="N",
+        help="train each batch in N parts at once, on N threads of one BLAS thread each "
+        "(default 1; not for models with batchnorm or dropout)",
+    )
 
 
 def run(args: argparse.Namespace, signals: StopSignals) -> int:
     """Train to the end, a stop or a signal; exit 0 when the run ended the ordinary way."""
     from ..runs import EVENTS_FILE
-    from ..threads import AUTO
 
+    threads = _threads(args)
     config = train_config(args)
     try:
         data = load_data_or_fail(config)
     except ValueError as error:
         return fail(str(error), EXIT_FAILED)
     experiment = _experiment(args, config, data)
+    _check_replicas(experiment, threads)
     # From here a stop signal ends the run at a batch boundary, through on_train_end (a
     # signal before fit stops it at its start): the run is never left half-made.
     signals.trainer = experiment.trainer
     _print_start(experiment)
     run_dir = experiment.run_dir
     try:
-        history = experiment.fit(threads=args.threads if args.threads is not None else AUTO)
+        history = experiment.fit(threads=threads)
     except Exception as error:  # the run log holds the 'end' event with the error, if any
         logged = f" (log: {run_dir})" if (run_dir / EVENTS_FILE).is_file() else ""
         return fail(f"training failed: {type(error).__name__}: {error}{logged}", EXIT_FAILED)
     return _print_end(experiment, history, signals)
+
+
+def _threads(args: argparse.Namespace) -> Threads:
+    """What --threads and --replicas ask for: a BLAS count (AUTO by default), or a plan
+    whose replicas each call a 1-thread BLAS (nnlib.threads)."""
+    from ..threads import AUTO, ThreadPlan
+
+    if args.replicas is None or args.replicas == 1:
+        return args.threads if args.threads is not None else AUTO
+    if args.threads not in (None, 1):
+        raise UsageError(
+            f"--replicas {args.replicas} trains each replica on one BLAS thread; got --threads "
+            f"{args.threads} (leave it out or give 1)"
+        )
+    return ThreadPlan(replicas=args.replicas)
+
+
+def _check_replicas(experiment: Experiment, threads: Threads) -> None:
+    """A usage error, before the run starts (its new folder taken back), when the model has
+    a layer that --replicas cannot split a batch for (`nnlib.replicas.check_splittable`)."""
+    from ..replicas import NotSplittable, check_splittable
+    from ..threads import replica_count
+
+    try:
+        check_splittable(experiment.model, replica_count(threads))
+    except NotSplittable as error:
+        if experiment.new_run is not None:
+            experiment.new_run.discard()
+        raise UsageError(f"--replicas: {error}") from None
 
 
 def _experiment(args: argparse.Namespace, config: ExperimentConfig, data: Prepared) -> Experiment:

@@ -15,6 +15,7 @@ class ReLU(Layer):
     pool's first maximum is the same wherever it is positive (LeNet-5 epoch -4%)."""
 
     kind = "relu"
+    not_splittable = ""
     description = "max(x, 0)"
     fused = False
     cached = ("_input", "_mask")
@@ -47,6 +48,7 @@ class ReLU(Layer):
 
 class LeakyReLU(Layer):
     kind = "leakyrelu"
+    not_splittable = ""
     aliases = ("lrelu",)
     spec_args = ("alpha",)
     description = "x where x > 0, else alpha * x"
@@ -71,6 +73,7 @@ class LeakyReLU(Layer):
 
 class Sigmoid(Layer):
     kind = "sigmoid"
+    not_splittable = ""
     description = "1 / (1 + exp(-x))"
     cached = ("_y",)
     cache_read_after_step = True  # the Diagnostics' saturation
@@ -87,6 +90,7 @@ class Sigmoid(Layer):
 
 class Tanh(Layer):
     kind = "tanh"
+    not_splittable = ""
     description = "hyperbolic tangent"
     cached = ("_y",)
     cache_read_after_step = True  # the Diagnostics' saturation
@@ -104,6 +108,7 @@ class Identity(Layer):
     """The linear output of a regression network."""
 
     kind = "identity"
+    not_splittable = ""
     aliases = ("linear",)
     description = "no change: the linear output of a regression network"
 
@@ -127,6 +132,7 @@ class Softmax(Layer):
     """Probabilities for inference. Train on logits with SoftmaxCrossEntropy instead."""
 
     kind = "softmax"
+    not_splittable = ""
     description = (
         "probabilities, for inference only: the softmax cross-entropy takes the logits before it"
     )

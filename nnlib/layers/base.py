@@ -13,17 +13,20 @@ the model loader all read the registry, so adding a layer is one module in this 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import inspect
 import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 Shape = tuple[int, ...]
+_Self = TypeVar("_Self", bound="Layer")
 
 
 @dataclass(eq=False)
@@ -91,6 +94,15 @@ class Layer(ABC):
     #: Whether monitors read `cached` once a step is done (an activation's mask or output:
     #: dead units, saturation); if not, a training step lets it go after the backward.
     cache_read_after_step: ClassVar[bool] = False
+    #: Why a training step cannot split a batch between replicas of this layer
+    #: (`ThreadPlan(replicas=...)`, nnlib.replicas), or "" when it can: each sample's output
+    #: and gradients depend on that sample alone, and forward changes no state but the
+    #: layer's caches (no moving statistics, no random stream). A layer from outside nnlib is
+    #: refused until its class says "" (and overrides `replica` if it keeps other buffers).
+    not_splittable: ClassVar[str] = (
+        "nnlib cannot tell whether this layer treats each sample on its own; set "
+        "not_splittable = '' on its class if it does"
+    )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -194,6 +206,19 @@ class Layer(ABC):
         256: the padded inputs and the dense input, 24 MiB at the peak)."""
         if not self.cache_read_after_step:
             self.release_cache()
+
+    def replica(self: _Self) -> _Self:
+        """A copy that trains another part of a batch on another thread (nnlib.replicas):
+        the same parameter values (the very arrays, which optimizers update in place), but
+        its own gradients and caches. A shallow copy: a layer with buffers that forward
+        fills in place (Conv2D's) gives the copy its own."""
+        twin = copy.copy(self)
+        twin.params = {
+            key: dataclasses.replace(param, grad=np.zeros_like(param.grad))
+            for key, param in self.params.items()
+        }
+        twin.release_cache()
+        return twin
 
     # -- helpers --------------------------------------------------------------------------
     def to(self, dtype: np.dtype | type) -> Layer:

@@ -27,6 +27,10 @@ class BatchNorm(Layer):
         "training, moving averages in evaluation; Keras's momentum and epsilon"
     )
     cached = ("_normalized", "_inv_std")
+    not_splittable = (
+        "its training step normalises with the whole batch's mean and variance and moves "
+        "its moving statistics once a batch"
+    )
 
     def __init__(
         self, momentum: float = 0.99, epsilon: float = 1e-3, name: str | None = None

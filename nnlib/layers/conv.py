@@ -202,6 +202,7 @@ class _Part:
 
 class Conv2D(Layer):
     kind = "conv"
+    not_splittable = ""
     aliases = ("conv2d",)
     spec_args = (
         "filters",
@@ -330,6 +331,12 @@ class Conv2D(Layer):
     def release_cache(self) -> None:
         """Drop the padded input and its parts (the slots' buffers stay: they are reused)."""
         self._whole, self._parts = None, []
+
+    def replica(self) -> Conv2D:
+        """A copy (`Layer.replica`) with its own slots: its buffers are filled by its thread."""
+        twin = super().replica()
+        twin._slots = []
+        return twin
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.check_input(x)

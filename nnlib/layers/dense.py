@@ -11,6 +11,7 @@ from .base import Layer, Param, Shape, SpecArg
 
 class Dense(Layer):
     kind = "dense"
+    not_splittable = ""
     aliases = ("fc",)
     spec_args = ("units", SpecArg("init", documented=False))
     description = (

@@ -37,6 +37,7 @@ class InputFeatures(Layer):
     order given."""
 
     kind = "features"
+    not_splittable = ""
     spec_args = (SpecArg("names", hint="|".join(FEATURES), variadic=True),)
     description = (
         "TensorFlow Playground's input features of a 2-D point (x1, x2): any of x1, x2, their "

@@ -18,6 +18,7 @@ from .base import Layer, Shape, SpecArg
 
 class _Pool2D(Layer):
     spec_args = (SpecArg("pool", "pool_size", required=True), SpecArg("stride", hint="pool"))
+    not_splittable = ""
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from .base import Layer, Shape
 
 class Flatten(Layer):
     kind = "flatten"
+    not_splittable = ""
     description = "(height, width, channels) to one row of features"
 
     def __init__(self, name: str | None = None, implicit: bool = False) -> None:
@@ -39,6 +40,10 @@ class Dropout(Layer):
     """Inverted dropout: scales kept units by 1/(1-rate) in training, identity in eval."""
 
     kind = "dropout"
+    not_splittable = (
+        "its masks are drawn from one random stream in batch order, which parts trained at "
+        "once would neither share nor draw in the same order"
+    )
     spec_args = ("rate",)
     description = "inverted dropout, active in training mode only; rate in [0, 1)"
     cached = ("_mask",)
