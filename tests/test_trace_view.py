@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 
 import numpy as np
 from helpers import long_run, paused, pilot_test, press, screen_text, started, until
@@ -13,7 +14,7 @@ from helpers import long_run, paused, pilot_test, press, screen_text, started, u
 from nnlib.callbacks.base import Callback
 from nnlib.callbacks.tracer import Tracer, rule, summary
 from nnlib.config import ExperimentConfig
-from nnlib.events import RASTER_ALPHABET, TRACE_STRIP_MAX, TRACE_VALUES_MAX
+from nnlib.events import RASTER_ALPHABET, RASTER_EMPTY, TRACE_STRIP_MAX, TRACE_VALUES_MAX
 from nnlib.experiment import setup
 from nnlib.optimizers import SGD, Adam
 from nnlib.trace import trace
@@ -33,6 +34,12 @@ def test_summary_carries_every_value_of_a_small_array_and_a_strip_of_a_large_one
     assert (record["min"], record["max"]) == (-1.0, 3.0)
     assert record["mean"] == large.mean()
     assert record["strip"][0] == RASTER_ALPHABET[0] and record["strip"][-1] == RASTER_ALPHABET[-1]
+    middling = np.linspace(0.0, 1.0, TRACE_VALUES_MAX + 8)  # fewer values than the strip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a run of no values warned "Mean of empty slice"
+        record = summary("W", middling)
+    assert record["strip"] == "".join(record["strip"].split(RASTER_EMPTY)) != ""
+    assert len(record["strip"]) == middling.size
     record = summary("grad", np.array([1.0, np.nan, np.inf]))
     assert record["values"] == [1.0, None, None] and record["max"] is None
 

@@ -53,7 +53,8 @@ def _strip(flat: np.ndarray) -> str:
     character scaled to the finite values' [min, max]: a large array in one line."""
     finite = flat[np.isfinite(flat)]
     lo, hi = (finite.min(), finite.max()) if finite.size else (np.nan, np.nan)
-    runs = np.array([run.mean() for run in np.array_split(flat, TRACE_STRIP_MAX)])
+    # One run per value below TRACE_STRIP_MAX values: an empty run would draw as non-finite.
+    runs = np.array([run.mean() for run in np.array_split(flat, min(TRACE_STRIP_MAX, flat.size))])
     top = len(RASTER_ALPHABET) - 1
     span = hi - lo if hi > lo else 1.0
     return "".join(
