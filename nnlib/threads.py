@@ -28,8 +28,14 @@ like batch workers it needs a 1-thread BLAS, and it runs no batch workers of its
 it does not apply: a layer whose training step needs the whole batch or a random stream
 (BatchNorm, Dropout, and layers from outside nnlib until they say otherwise:
 `Layer.not_splittable`) is refused before training; a batch smaller than the replicas, and
-the Tracer's watched step (`Trainer.unsplit_batch`), train on one thread. AUTO keeps one
-replica: the lead decides it from measurements on an idle machine.
+the Tracer's watched step (`Trainer.unsplit_batch`), train on one thread.
+
+AUTO uses none of them on two cores. Measured idle (README, Speed), replicas took 0.57-0.81x
+the wall time of one thread at batch 256 on every model but the stacked convs, and VGG-style
+0.70x at batch 64, where the small nets gained nothing; but a choice made from the load when
+`fit` starts would train one seed to different float rounding on a busy and an idle day
+(parts and replicas sum the batch's gradient in another order) and break a bit-for-bit
+resume. So a second core is asked for, with a ThreadPlan or `nnlib train --replicas`.
 """
 
 from __future__ import annotations
@@ -104,8 +110,8 @@ def default_blas_threads() -> int | None:
 
 def resolve_threads(owner: str, threads: Threads) -> int | ThreadPlan | None:
     """The BLAS thread count or plan for `threads` (AUTO, a positive int, a ThreadPlan or
-    None); ValueError naming `owner` for anything else. AUTO keeps one worker: the
-    2-worker gain has not been measured on an idle machine yet."""
+    None); ValueError naming `owner` for anything else. AUTO is `default_blas_threads`:
+    no batch workers or replicas (why: the module's docstring)."""
     if threads == AUTO:
         return default_blas_threads()
     if threads is None or isinstance(threads, ThreadPlan):
