@@ -754,3 +754,29 @@ def test_each_record_is_made_once_and_shared_by_every_callback(tmp_path, monkeyp
     logged = [e for e in runs.read(tmp_path / "run") if e.type not in ("run_start",)]
     assert [(e.type, e.step) for e in logged] == [(r.type, r.step) for r in first.records]
     assert logged[-3:] == first.records[-3:]
+
+
+def test_hooks_a_callback_defines_or_is_given_are_called_and_only_those():
+    """The callback list calls a hook only where a callback defines it (Callback's own do
+    nothing): in its class, in a subclass, or set on the instance, as a wrapper does."""
+    calls: list[str] = []
+
+    class Counts(nl.Callback):
+        def on_batch_begin(self, trainer, batch):
+            calls.append("class")
+
+    class Sub(Counts):
+        pass
+
+    given = nl.Callback()
+    given.on_batch_begin = lambda trainer, batch: calls.append("instance")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 2)).astype(np.float32), rng.integers(0, 2, 8)
+    trainer = nl.Trainer(
+        nl.build("2-2", (2,), seed=0),
+        nl.SoftmaxCrossEntropy(),
+        nl.SGD(lr=0.1),
+        callbacks=[Counts(), Sub(), given],
+    )
+    trainer.fit(x, y, epochs=1, batch_size=4)
+    assert calls == ["class", "class", "instance"] * 2

@@ -38,6 +38,27 @@ ERROR_TEXT_MAX = 300
 RECORDED = {"on_batch_end": "batch", "on_epoch_end": "epoch", "on_train_end": "end"}
 
 
+#: The hooks each class of callback defines itself, by class (filled as classes are met).
+_OWN_HOOKS: dict[type, frozenset[str]] = {}
+
+
+def _listens(callback: Callback, hook: str) -> bool:
+    """Whether `callback` does anything at `hook`: Callback's own hooks do nothing, and
+    calling them anyway, for every callback at every batch, took 14 µs a batch for the app's
+    16 callbacks, of which 2 define on_batch_begin (a sixth of a spirals batch). A hook set
+    on the instance counts too."""
+    kind = type(callback)
+    own = _OWN_HOOKS.get(kind)
+    if own is None:
+        own = frozenset(
+            name
+            for name in dir(Callback)
+            if name.startswith("on_") and getattr(kind, name) is not getattr(Callback, name)
+        )
+        _OWN_HOOKS[kind] = own
+    return hook in own or hook in getattr(callback, "__dict__", ())
+
+
 class CallbackList(list[Callback]):
     """The callbacks of `trainer`, called in order at every hook."""
 
@@ -62,7 +83,8 @@ class CallbackList(list[Callback]):
         epoch or the run, hand the record of its logs to every `on_record` (RECORDED). With
         `every`, an error in one callback does not keep the others from being called (the
         run log still gets its 'end'); the first error is raised afterwards."""
-        steps = [partial(self._dispatch, callback, hook, *args) for callback in self._active()]
+        listening = [c for c in self._active() if _listens(c, hook)]
+        steps = [partial(self._dispatch, callback, hook, *args) for callback in listening]
         if hook in RECORDED:  # made after every hook ran: a hook may add to the logs
             steps.append(partial(self._record, RECORDED[hook], args[-1]))
         first_error: BaseException | None = None
@@ -99,7 +121,8 @@ class CallbackList(list[Callback]):
 
     def _hand(self, record: Event, callbacks: list[Callback]) -> None:
         for callback in callbacks:
-            self._dispatch(callback, "on_record", record)
+            if _listens(callback, "on_record"):
+                self._dispatch(callback, "on_record", record)
 
     def _active(self) -> list[Callback]:
         """The callbacks still called, in order (a copy: one may be turned off meanwhile)."""
