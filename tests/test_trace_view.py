@@ -191,3 +191,4 @@ async def test_an_ended_run_without_a_trace_says_how_to_get_one(tmp_path):
         await press(pilot, "z")
         await until(pilot, lambda: "No trace was made" in screen_text(app), "the note")
         assert dashboard.state.latest("trace") is None
+        assert "f forks the run" in screen_text(app)  # wrapped to the panel, not cut off

@@ -9,6 +9,7 @@ dashboard turns into a request of the training thread) and draws only what the e
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, ClassVar
 
 from rich.color import Color
@@ -155,7 +156,7 @@ class TracePanel(StatePanel, can_focus=True):
     def draw(self, width: int, height: int) -> Text:
         event = self.state.latest("trace")
         if event is None:
-            return Text(self._no_trace(), style="dim")
+            return Text("\n".join(textwrap.wrap(self._no_trace(), max(width, 20))), style="dim")
         lines = [self._title(event)]
         if event.get("lr") is not None:
             rule = event.get("rule")
