@@ -131,14 +131,12 @@ class Replicas:
     def _pass(
         self, index: int, x: np.ndarray, y: np.ndarray, share: float
     ) -> tuple[float, np.ndarray]:
-        """`train_pass` of runner `index` on its part (x, y). A replica lets go of its caches
-        at once: only the model's are read after a step (by the monitors)."""
+        """`train_pass` of runner `index` on its part (x, y). A replica keeps its caches as
+        the model does, until its next forward lets them go: releasing them after each pass
+        made every batch allocate them again (LeNet-5 at batch 64: 1.02x the time of one
+        thread against 0.81x; only the model's are read after a step, by the monitors)."""
         model, loss = self._runners[index]
-        result = train_pass(model, loss, x, y, share)
-        if index:
-            for layer in model.layers:
-                layer.release_cache()
-        return result
+        return train_pass(model, loss, x, y, share)
 
     def _gather(self) -> None:
         """Add the replicas' gradients into the model's: the whole batch's gradient."""

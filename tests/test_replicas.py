@@ -209,18 +209,22 @@ def test_a_frozen_parameter_stays_and_the_others_train_as_on_one_thread():
     _assert_close_weights(trainers[0].model, trainers[1].model)
 
 
-def test_the_replicas_caches_are_let_go_after_each_step_and_the_model_keeps_its_part():
+def test_the_replicas_caches_are_their_parts_and_go_with_the_plan():
+    """Each runner keeps its own part's caches between steps, as one model does (its next
+    forward lets them go); the replicas, and with them their caches, go when the plan ends."""
     model = nl.build(CONV, (10, 10, 2), seed=0)
     loss = nl.SoftmaxCrossEntropy()
     x, y = _data((10, 10, 2), 20)
     with Replicas(model, loss, 2) as replicas:
         replicas.step(x, y)
         replica = replicas._runners[1][0]  # noqa: SLF001 (what a monitor never sees)
-        for layer in replica.layers:
-            assert all(getattr(layer, name, None) is None for name in layer.cached), layer.name
-            assert getattr(layer, "_whole", None) is None
         assert len(model["relu_1"].active_mask) == 10  # the model's part, for the Monitor
         assert len(model["sigmoid_1"]._y) == 10
+        assert len(replica["relu_1"].active_mask) == 10  # the other part, apart
+        assert replica["relu_1"].active_mask is not model["relu_1"].active_mask
+        replicas.step(x[:12], y[:12])  # the next step's forward replaced them
+        assert len(replica["relu_1"].active_mask) == 6
+    assert len(replicas._runners) == 1  # noqa: SLF001 (the replicas let go)
 
 
 def test_the_monitor_sees_the_whole_batch_gradient():
