@@ -23,7 +23,8 @@ elsewhere (LeNet-5's small layers, its dense layers, the Python between kernels)
 nothing from them, while a throwaway experiment of two threads each training a copy on half
 the batch took LeNet-5 at batch 64 in 0.54-0.57x the time of one thread (Python-heavy
 kernels such as the stacked convs' gained nothing). What it costs: a gradient per parameter
-and the convolutions' buffers per replica, and one hand-over to the pool thread a batch;
+and the convolutions' buffers per replica (each runner keeps its part's caches between steps,
+as one model keeps its batch's), and one hand-over to the pool thread a batch;
 like batch workers it needs a 1-thread BLAS, and it runs no batch workers of its own. Where
 it does not apply: a layer whose training step needs the whole batch or a random stream
 (BatchNorm, Dropout, and layers from outside nnlib until they say otherwise:
