@@ -66,11 +66,16 @@ def _conv(case, kernels: Kernels | None, rng: np.random.Generator) -> nl.Conv2D:
 @pytest.mark.parametrize("kernels", ALL_KERNELS, ids=_ids)
 @pytest.mark.parametrize("case", STRIDE1_CASES, ids=_ids)
 def test_every_kernel_matches_reference(case, kernels):
+    _check_two_batches(case, kernels, seed=11)
+
+
+def _check_two_batches(case, kernels, seed):
+    """A stride-1 conv with `kernels` against the plain-loop reference on two batches: the
+    second reuses every buffer (grid margins must still be zero)."""
     shape, _, kernel, padding = case
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(seed)
     layer = _conv(case, kernels, rng)
     pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
-    # Two batches: the second reuses every buffer (grid margins must still be zero).
     for _ in range(2):
         ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)
 
@@ -402,12 +407,7 @@ def test_shift_in_small_pieces_matches_reference(case, kernels, rows, monkeypatc
     import nnlib.layers.conv as conv
 
     monkeypatch.setattr(conv, "gemm_rows", lambda inner, columns: rows)
-    shape, _, kernel, padding = case
-    rng = np.random.default_rng(19)
-    layer = _conv(case, kernels, rng)
-    pads = ref.conv_pads(padding, shape[1:3], ref.pair(kernel), (1, 1))
-    for _ in range(2):
-        ref.check_conv(layer, rng.standard_normal(shape), (1, 1), pads, rng)
+    _check_two_batches(case, kernels, seed=19)
 
 
 def test_chunked_gradcheck_in_many_blocks(monkeypatch):
