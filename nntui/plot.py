@@ -184,7 +184,7 @@ def _y_range(
     if log:
         return lo, hi
     low, high = limits
-    return float(np.clip(lo, low, None)), float(np.clip(hi, None, high))
+    return (lo if low is None else max(lo, low)), (hi if high is None else min(hi, high))
 
 
 @dataclass

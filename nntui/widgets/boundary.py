@@ -557,7 +557,8 @@ class BoundaryPanel(StatePanel):
             styles = np.where(positive, "#0877bd", "#f59322")
             bars = Text.assemble(*zip(shown.tolist(), styles.tolist(), strict=True))
         else:
-            bars = Text("".join((np.where(positive, "+", "−") + shown).tolist()))
+            signs = np.where(positive, "+", "−").tolist()  # joined in Python: numpy 1.x
+            bars = Text("".join(map(str.__add__, signs, shown.tolist())))  # adds no strings
         return fit(width, Text.assemble(("in ", "dim"), bars), bars)
 
 
