@@ -11,7 +11,20 @@ import contextlib
 import difflib
 import math
 import numbers
+import sys
 from collections.abc import Iterable
+from typing import TypeGuard
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """A number as JSON gives one: an int or a float, not a bool (Python's bool is an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_finite_number(value: object) -> TypeGuard[int | float]:
+    """A number that is finite as a float: not NaN or infinite, and not an integer past a
+    float's range (a JSON 10**400, for which math.isfinite raises OverflowError)."""
+    return is_number(value) and abs(value) <= sys.float_info.max
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -14,7 +14,6 @@ A config file is flat TOML with the same names as the CLI flags (dashes become u
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 from dataclasses import dataclass, fields
@@ -23,6 +22,7 @@ from typing import Any
 
 from ._atomic import atomic_write_text
 from ._files import read_regular
+from ._validate import is_finite_number, shown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,31 +118,31 @@ class ExperimentConfig:
             f"one of {', '.join(OPTIMIZER_NAMES)}",
             self.optimizer,
         )
-        _require(_is_number(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)
+        _require(is_finite_number(self.lr) and self.lr > 0, "lr", "a positive number", self.lr)
         _require(
-            _is_number(self.momentum) and 0 <= self.momentum < 1,
+            is_finite_number(self.momentum) and 0 <= self.momentum < 1,
             "momentum",
             "a number in [0, 1)",
             self.momentum,
         )
         _require(
-            _is_number(self.weight_decay) and self.weight_decay >= 0,
+            is_finite_number(self.weight_decay) and self.weight_decay >= 0,
             "weight_decay",
             "a number >= 0",
             self.weight_decay,
         )
-        _require(_is_number(self.l1) and self.l1 >= 0, "l1", "a number >= 0", self.l1)
+        _require(is_finite_number(self.l1) and self.l1 >= 0, "l1", "a number >= 0", self.l1)
 
     def _check_preparation(self) -> None:
         """How the data is split and generated, and which CSV column holds its labels."""
         _require(
-            _is_number(self.validation_split) and 0 <= self.validation_split < 1,
+            is_finite_number(self.validation_split) and 0 <= self.validation_split < 1,
             "validation_split",
             "a fraction in [0, 1)",
             self.validation_split,
         )
         _require(
-            self.noise is None or (_is_number(self.noise) and self.noise >= 0),
+            self.noise is None or (is_finite_number(self.noise) and self.noise >= 0),
             "noise",
             "a number >= 0 (or unset: the dataset's default)",
             self.noise,
@@ -293,10 +293,6 @@ def _nonblank(value: Any) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _require(ok: bool, field_name: str, expected: str, value: Any) -> None:
     if not ok:
-        raise ConfigError(f"{field_name} must be {expected}, got {value!r}")
+        raise ConfigError(f"{field_name} must be {expected}, got {shown(value)}")

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._validate import did_you_mean
-from .runindex import STATES, is_number
+from ._validate import did_you_mean, is_number
+from .runindex import STATES
 
 #: The comparisons that need a number on both sides.
 _ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}

@@ -34,11 +34,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import runs
+from ._validate import is_number
 from .runs import folderindex
 
 if TYPE_CHECKING:
@@ -548,11 +549,6 @@ def _nan(value: Any) -> float:
 def _numbers(data: Mapping[str, Any]) -> dict[str, Any]:
     """The numeric fields of an event (null kept as None: a non-finite value)."""
     return {k: v for k, v in data.items() if v is None or is_number(v)}
-
-
-def is_number(value: Any) -> TypeGuard[int | float]:
-    """A number as JSON gives one: an int or a float, not a bool (Python's bool is an int)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def read_curves(path: str | os.PathLike) -> RunCurves:

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ._memory import human_bytes
+from ._validate import is_number
 from .runfilter import Filter, parse
-from .runindex import STATES, RunSummary, flatten, is_number, settings_of
+from .runindex import STATES, RunSummary, flatten, settings_of
 from .runmeta import MetaCache, RunMeta
 from .sweepindex import SweepSummary
 

@@ -23,6 +23,7 @@ from rich.text import Text
 
 # The one smoothing of training curves, defined in nnlib: `nnlib runs export` and `nnlib plot`
 # use it too. Re-exported here for the charts.
+from nnlib._validate import is_finite_number
 from nnlib.runindex import ema  # noqa: F401
 
 # Braille dot bits for a 4-row x 2-column cell, indexed [row][column].
@@ -644,10 +645,6 @@ class ParallelAxis:
 LOG_SPAN = 20.0
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def parallel_layout(
     names: Sequence[str], rows: Sequence[Sequence[object]]
 ) -> tuple[list[ParallelAxis], np.ndarray]:
@@ -669,7 +666,7 @@ def parallel_layout(
 def _axis(name: str, values: Sequence[object]) -> tuple[ParallelAxis, np.ndarray | list[float]]:
     """The axis of `values` (those given) and each one's position on it: numeric when there
     are some and all are numbers, else categorical."""
-    numeric = values and all(map(_is_number, values))
+    numeric = values and all(map(is_finite_number, values))
     return (_numeric_axis if numeric else _categorical_axis)(name, values)
 
 

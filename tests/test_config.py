@@ -103,6 +103,14 @@ def test_a_bad_value_names_its_field(field, value):
         ExperimentConfig().replace(**{field: value})
 
 
+@pytest.mark.parametrize("field", ["lr", "momentum", "weight_decay", "l1", "noise"])
+def test_an_integer_past_a_floats_range_is_refused_by_name_in_one_short_line(field):
+    """A JSON 10**400 made math.isfinite raise OverflowError instead of the config's error."""
+    with pytest.raises(ConfigError, match=rf"^exp\.toml: {field} must be ") as error:
+        ExperimentConfig.from_dict({field: 10**400}, source="exp.toml")
+    assert len(str(error.value)) < 120
+
+
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
 

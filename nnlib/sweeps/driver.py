@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_write_text
+from .._validate import is_finite_number
 from ..runs import new_run_dir, writer_alive
-from .spec import SweepError, SweepSpec, _is_int, _is_number, _need, _no_missing
+from .spec import SweepError, SweepSpec, _is_int, _need, _no_missing
 from .trial import (
     INDEX_FILE,
     STOP_FILE,
@@ -307,7 +308,7 @@ def _is_count(value: Any) -> bool:
 
 
 def _is_number_or_none(value: Any) -> bool:
-    return value is None or _is_number(value)
+    return value is None or is_finite_number(value)
 
 
 def _is_curve(value: Any) -> bool:

@@ -32,11 +32,11 @@ import math
 import os
 import random
 import reprlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeGuard
+from typing import Any, NoReturn
 
+from .._validate import is_finite_number
 from ..callbacks.stopping import improvement_mode
 from ..config import ConfigError, ExperimentConfig, read_toml
 
@@ -423,7 +423,7 @@ def _refuse(where: str, key: str, expected: str, value: Any) -> NoReturn:
 def _number(table: dict[str, Any], key: str, where: str) -> float:
     """`table[key]` as a finite number; SweepError naming it otherwise."""
     value = table.get(key)
-    if not _is_number(value):
+    if not is_finite_number(value):
         _refuse(where, key, "a finite number", value)
     return value
 
@@ -431,10 +431,3 @@ def _number(table: dict[str, Any], key: str, where: str) -> float:
 def _is_int(value: Any, least: float = -math.inf, most: float = math.inf) -> bool:
     """An integer, not a bool, within [least, most]: the one test of a sweep's counts."""
     return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
-
-
-def _is_number(value: Any) -> TypeGuard[float]:
-    """A finite int or float, not a bool, within a float's range: an integer past it (a
-    JSON 10**400) is refused (math.isfinite raises OverflowError for it)."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return number and abs(value) <= sys.float_info.max
