@@ -38,6 +38,7 @@ import numpy as np
 
 from ._atomic import atomic_write
 from ._files import open_regular
+from ._validate import is_finite_number
 from .callbacks.base import Callback, Logs
 from .callbacks.stopping import improvement_mode
 from .config import DEFAULT_CHECKPOINT_EVERY
@@ -246,15 +247,6 @@ def _is_positive_count(value: Any) -> bool:
     return _is_count(value) and value >= 1
 
 
-def _is_float(value: Any) -> bool:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer beyond a float (10**400)
-        return False
-
-
 def _or_null(test: _Test) -> _Test:
     """`test` that also passes null (a NaN sum, a run without a shuffle generator)."""
 
@@ -288,7 +280,7 @@ def _is_request(request: Any) -> bool:
         isinstance(request, list)
         and len(request) == 3
         and isinstance(request[0], str)
-        and _is_float(request[1])
+        and is_finite_number(request[1])
         and isinstance(request[2], str)
     )
 
@@ -329,7 +321,7 @@ def _rng_ok(state: Any) -> bool:
 #: order they are checked: its format and version first, the rest once the version is known
 #: to be one this nnlib reads.
 _HEADER_FIELDS: tuple[tuple[str, Any, _Test, str], ...] = (
-    ("format", None, FORMAT.__eq__, repr(FORMAT)),
+    ("format", None, lambda value: value == FORMAT, repr(FORMAT)),
     ("version", None, _is_count, "a non-negative integer"),
 )
 _STATE_FIELDS: tuple[tuple[str, Any, _Test, str], ...] = (
@@ -338,8 +330,8 @@ _STATE_FIELDS: tuple[tuple[str, Any, _Test, str], ...] = (
         for name in ("step", "epoch", "batch", "offset", "seen", "batch_size")
     ),
     ("batch_size", None, _is_positive_count, "a positive integer"),
-    ("loss_sum", "missing", _or_null(_is_float), "a finite number or null (NaN)"),
-    ("correct", "missing", _or_null(_is_float), "a finite number or null (NaN)"),
+    ("loss_sum", "missing", _or_null(is_finite_number), "a finite number or null (NaN)"),
+    ("correct", "missing", _or_null(is_finite_number), "a finite number or null (NaN)"),
     ("begun", False, lambda value: isinstance(value, bool), "true or false"),
     ("pending", [], _list_of(_is_request), "a list of [name, value, source] requests"),
     ("shuffle_state", None, _or_null(_rng_ok), "a generator state or null"),
@@ -663,7 +655,7 @@ class Checkpointer(Callback):
 
     def load_state(self, state: dict[str, Any]) -> None:
         best = state.get("best")
-        if best is not None and _is_float(best):
+        if best is not None and is_finite_number(best):
             self.best = float(best)
 
     def on_train_begin(self, trainer: Trainer) -> None:

@@ -162,6 +162,19 @@ def test_bad_state_fields_are_named(field: str, value: object) -> None:
 _SMALL = trained("sgd", "time")
 
 
+@pytest.mark.parametrize("value", ["missing", None, 7, "another-format"])
+def test_a_state_record_of_another_or_no_format_is_refused(value: object) -> None:
+    """The format's test compared with str.__eq__, whose NotImplemented for a non-string is
+    true: a record with no format, or a number for it, passed."""
+    state = json.loads(str(checkpointing.capture(_SMALL, "x")["training/state"].item()))
+    if value == "missing":
+        del state["format"]
+    else:
+        state["format"] = value
+    with pytest.raises(checkpointing.CheckpointError, match="format must be"):
+        checkpointing._check_state(state, "file.npz")
+
+
 def test_a_checkpoint_for_another_model_is_refused_and_nothing_changes(tmp_path: Path) -> None:
     path = checkpointing.save(trained("sgd", "step"), tmp_path / "c.npz")
     other = Trainer(
