@@ -17,8 +17,8 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable
-from typing import IO, cast
+from collections.abc import Callable, Mapping
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -228,6 +228,16 @@ _ZIP_ERRORS = (
     OverflowError,
     KeyError,
 )
+
+
+def write_npz(handle: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
+    """np.savez of `arrays` into `handle`, refusing an object array (it would be a pickle)
+    here: `allow_pickle` is a keyword of np.savez only from numpy 2.2; before, it was saved
+    as an array named 'allow_pickle', and every reader here refused the file."""
+    for name, array in arrays.items():
+        if np.asarray(array).dtype.hasobject:
+            raise ValueError(f"{name}: an object array cannot be saved without a pickle")
+    np.savez(handle, **cast(dict[str, Any], arrays))
 
 
 def read_npz(

@@ -38,6 +38,7 @@ import numpy as np
 
 from ._atomic import atomic_write
 from ._files import open_regular
+from ._npy import write_npz
 from ._validate import is_finite_number
 from .callbacks.base import Callback, Logs
 from .callbacks.stopping import improvement_mode
@@ -165,7 +166,7 @@ def save(trainer: Trainer, path: str | os.PathLike, reason: str = "") -> Path:
     """Write a checkpoint of `trainer` to `path` (.npz added if missing), atomically."""
     path = npz_path(path)
     arrays = capture(trainer, reason)
-    return atomic_write(path, lambda handle: np.savez(handle, allow_pickle=False, **arrays))
+    return atomic_write(path, lambda handle: write_npz(handle, arrays))
 
 
 # -- reading ------------------------------------------------------------------------------

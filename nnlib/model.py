@@ -21,7 +21,7 @@ from . import _memory, _validate
 from ._atomic import atomic_write
 from ._files import open_regular
 from ._memory import human_bytes, human_count
-from ._npy import read_header
+from ._npy import read_header, write_npz
 from .layers import LAYER_TYPES, Layer, Param
 from .layers.base import Shape
 from .layers.pooling import fuse_relu_pool
@@ -438,9 +438,7 @@ class Sequential:
     def save(self, path: str | os.PathLike) -> Path:
         """Write architecture and weights to one `.npz`, atomically (temp file, then rename)."""
         path = npz_path(path)
-        atomic_write(
-            path, lambda handle: np.savez(handle, allow_pickle=False, **self.archive_arrays())
-        )
+        atomic_write(path, lambda handle: write_npz(handle, self.archive_arrays()))
         return path
 
     def archive_arrays(self) -> dict[str, np.ndarray]:

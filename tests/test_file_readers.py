@@ -528,3 +528,16 @@ def test_the_command_line_says_which_file_is_damaged_in_one_line(run_dir, tmp_pa
     copy_with(Path(shutil.copy(path, tmp_path / "x.npz")), path, "architecture.npy", BAD_HEADER)
     done = run_cli(tmp_path, writer_env(), *[arg.format(run=run) for arg in args])
     usage_error(done, f"{path}: architecture.npy: damaged .npy header")
+
+
+def test_write_npz_writes_exactly_the_arrays_and_refuses_an_object_array():
+    """Every archive the project writes goes through write_npz: np.savez took allow_pickle
+    as a keyword only from numpy 2.2, and before saved it as an array 'allow_pickle', which
+    the project's readers refuse (model files could not be read back)."""
+    from nnlib._npy import write_npz
+
+    handle = io.BytesIO()
+    write_npz(handle, {"a": np.zeros(2, np.float32), "b": np.str_("text")})
+    assert sorted(zipfile.ZipFile(handle).namelist()) == ["a.npy", "b.npy"]
+    with pytest.raises(ValueError, match="^c: an object array"):
+        write_npz(io.BytesIO(), {"c": np.array([{}], dtype=object)})

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write
+from .._npy import write_npz
 from .base import Dataset, DatasetError, class_names_for, row_locator
 from .idx import IdxFile
 from .paths import cache_dir
@@ -131,7 +132,7 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) ->
     try:
         atomic_write(
             path,
-            lambda f: np.savez(f, allow_pickle=False, fingerprint=np.str_(fingerprint), **arrays),
+            lambda f: write_npz(f, {"fingerprint": np.str_(fingerprint), **arrays}),
         )
     except OSError as e:
         return [f"could not write the dataset cache {path} ({e}); loading works but stays slower"]
