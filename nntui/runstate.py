@@ -329,17 +329,16 @@ class RunState:
         if self.progress is not None:  # an epoch cut short counts as its batches
             self._longest = max(self._longest, self.progress.batch)
 
-    def request(self, name: str, value: Any) -> None:
-        """Show a requested hyperparameter value at once, before the trainer applies it. A
-        run in another process may log the change before its answer reaches the screen: a
-        value its latest change already set is not shown as pending (nothing would clear it)."""
+    def request(self, name: str, value: Any, since: int | None = None) -> None:
+        """Show a requested hyperparameter value at once, before the trainer applies it.
+        `since`: how many changes the run had logged when the request was sent. A run in
+        another process may log the change before its answer reaches the screen; a change
+        to `value` logged since then has answered it (nothing else would clear it)."""
         self.version += 1
-        if name not in self.requested and value == self._latest_change(name):
+        changes = self.marks[since:] if since is not None else ()
+        if any(mark.name == name and mark.new == value for mark in changes):
             return
         self.requested[name] = value
-
-    def _latest_change(self, name: str) -> Any:
-        return next((mark.new for mark in reversed(self.marks) if mark.name == name), None)
 
     def mark_pace(self, pace: float | None) -> None:
         """Show a requested pace at once (its 'pace' event follows at the next boundary)."""

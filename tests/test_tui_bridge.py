@@ -201,16 +201,20 @@ def test_a_change_logged_before_its_answer_is_not_left_pending():
     before the command's answer: either order ends with nothing pending."""
     change = events.Hparam(step=3, name="lr", old=0.05, new=0.2, source="remote")
     answered_first, logged_first = RunState("moons"), RunState("moons")
-    answered_first.request("lr", 0.2)
+    answered_first.request("lr", 0.2, since=0)
     assert answered_first.pending == {"lr": 0.2}
     answered_first.apply(change)
     logged_first.apply(change)
-    logged_first.request("lr", 0.2)
+    logged_first.request("lr", 0.2, since=0)  # sent before the change was logged
     assert answered_first.pending == logged_first.pending == {}
-    logged_first.request("lr", 0.1)  # a new value is pending until its own change
+    logged_first.request("lr", 0.1, since=1)  # a new value is pending until its own change
     assert logged_first.pending == {"lr": 0.1}
-    logged_first.request("lr", 0.2)  # asked back while 0.1 is pending: pending again
+    logged_first.request("lr", 0.2, since=1)  # asked back while 0.1 is pending: pending again
     assert logged_first.pending == {"lr": 0.2}
+    again = RunState("moons")
+    again.apply(change)
+    again.request("lr", 0.2, since=1)  # 0.2 once more, after its change: pending again
+    assert again.pending == {"lr": 0.2}
 
 
 def test_decimation_bounds_a_series_and_spans_the_run():

@@ -660,7 +660,7 @@ class DashboardScreen(Screen[None]):
             self.notify("the run's learning rate is not known yet", severity="warning")
             return
         value = current * factor
-        self._steer("set", "lr", value, then=lambda: self.state.request("lr", value))
+        self._ask_value("lr", value)
 
     def action_pace(self, direction: int) -> None:
         """< and >: the next slower or faster of PACE_STEPS (full speed is the fastest); on
@@ -704,8 +704,7 @@ class DashboardScreen(Screen[None]):
                 markup=False,
             )
             return
-        name, value = warning.fix["name"], warning.fix["value"]
-        self._steer("set", name, value, then=functools.partial(self.state.request, name, value))
+        self._ask_value(warning.fix["name"], warning.fix["value"])
 
     def action_edit(self) -> None:
         """Edit the hyperparameters; the changes come back to `_edited`."""
@@ -719,7 +718,15 @@ class DashboardScreen(Screen[None]):
     def _edited(self, changes: dict[str, Any] | None) -> None:
         """Apply the dialog's changes as the + and - keys do: one `set` request each."""
         for name, value in (changes or {}).items():
-            self._steer("set", name, value, then=functools.partial(self.state.request, name, value))
+            self._ask_value(name, value)
+
+    def _ask_value(self, name: str, value: Any) -> None:
+        """One `set` request, shown pending once accepted unless the run's log has brought
+        the change meanwhile (counted from the changes logged when it is sent)."""
+        sent_after = len(self.state.marks)
+        self._steer(
+            "set", name, value, then=functools.partial(self.state.request, name, value, sent_after)
+        )
 
     def action_smoothing(self) -> None:
         value = self._curves.cycle_smoothing()
