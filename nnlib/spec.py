@@ -228,7 +228,7 @@ def _parse_token(text: str, number: int, index: int) -> Layer:
     if not match:
         raise SpecError(f"{where}: {_not_a_layer(text)}", text, index)
     name, body = match.groups("")
-    cls = _layer_names().get(name)
+    cls = layer_class(name)
     if cls is None:
         raise SpecError(
             f"{where}: unknown layer {name!r}{did_you_mean(name, _layer_names())}; "

@@ -100,7 +100,7 @@ class Trainer:
         #: on the training thread, even with replicas; the Tracer's watched step shows that
         #: pass's gradient. Cleared once the batch has run.
         self.unsplit_batch = False
-        self._replicas = Replicas(model, loss)  # fit's, with its ThreadPlan's replicas
+        self._replicas: Replicas | None = None  # fit's, with its ThreadPlan's replicas
         self._position = Position()
         self._epoch_done = False
 
@@ -338,6 +338,7 @@ class Trainer:
         A non-finite loss skips the update, so the weights stay the last finite ones; the
         divergence guard then stops the run."""
         whole, self.unsplit_batch = self.unsplit_batch, False
+        assert self._replicas is not None, "a batch is trained only inside fit"
         loss, outputs = self._replicas.step(xb, yb, whole)
         logs: Logs = {
             "epoch": self.epoch,

@@ -11,7 +11,8 @@ from textual.widgets import Checkbox
 from nnlib import runs
 from nntui import cli
 from nntui.app import NNTui
-from nntui.screens.dashboard import PACE_STEPS, DashboardScreen, next_pace
+from nntui.pace import PACE_STEPS, next_pace
+from nntui.screens.dashboard import DashboardScreen
 from nntui.screens.setup import SetupScreen
 from nntui.sources import WATCH_PACE
 from nntui.widgets.arch_editor import ArchEditor
