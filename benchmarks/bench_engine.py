@@ -59,6 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import nnlib as nl  # noqa: E402
+from nnlib.callbacks.callback_list import listens  # noqa: E402
 from nnlib.replicas import Replicas  # noqa: E402
 from nnlib.threads import ThreadPlan, blas_threads  # noqa: E402
 
@@ -178,14 +179,7 @@ def nnlib_loop(name: str, data: Data, seed: int, replicas: int = 1) -> tuple[Epo
     loss = nl.SoftmaxCrossEntropy()
     optimizer = nl.SGD(LR, momentum=MOMENTUM)
 
-    def train_epoch() -> None:
-        for idx in data.batches(seed):
-            out = model.forward(data.x_train[idx])
-            loss.forward(out, data.y_train[idx])
-            model.backward_params(loss.backward())
-            optimizer.step(model.parameters())
-
-    def train_replicas() -> None:
+    def train_epoch() -> None:  # with one replica, a step is the model's own pass
         with Replicas(model, loss, replicas) as parts:
             for idx in data.batches(seed):
                 parts.step(data.x_train[idx], data.y_train[idx])
@@ -194,7 +188,7 @@ def nnlib_loop(name: str, data: Data, seed: int, replicas: int = 1) -> tuple[Epo
     def accuracy() -> float:
         return float(np.mean(model.predict(data.x_test).argmax(axis=1) == data.y_test))
 
-    return (train_epoch if replicas == 1 else train_replicas), accuracy
+    return train_epoch, accuracy
 
 
 def trainer_runner(monitored: bool) -> Runner:
@@ -493,7 +487,8 @@ class HookTimer(nl.Callback):
             "on_event",
             "on_record",
         ):
-            setattr(self, hook, self._timed(getattr(inner, hook)))
+            if listens(inner, hook):  # as the callback list calls it: no-op hooks are not
+                setattr(self, hook, self._timed(getattr(inner, hook)))
 
     def _timed(self, hook: Callable[..., None]) -> Callable[..., None]:
         def call(*args: object) -> None:

@@ -132,15 +132,18 @@ class Terminal:
 
 def epoch_speed(run_dir: Path) -> float:
     """Mean samples/s over the epochs of a run log (active training time only) trained at
-    full speed: after the run's last change of pace to full speed, if it had one. A paced
+    full speed: those begun after the run's last change of pace to full speed, if any. A paced
     run's batches each start after a wait, with cold caches: spirals' tens-of-microsecond
     batches then train at about a quarter of their speed, which is no cost of the app."""
     from nnlib import runs  # the log's own reader: compact batch lines carry no "type"
 
-    records = list(runs.read(run_dir))
+    records = runs.read(run_dir)
     full = [e.step for e in records if e.type == "pace" and e["new"] is None]
-    since = full[-1] if full else -1
-    speeds = [e["samples_per_sec"] for e in records if e.type == "epoch" and e.step > since]
+    since = full[-1] if full else 0
+    epochs = [e for e in records if e.type == "epoch"]
+    began = [0] + [e.step for e in epochs[:-1]]  # the step each epoch started after
+    pairs = zip(epochs, began, strict=True)
+    speeds = [e["samples_per_sec"] for e, start in pairs if start >= since]
     return statistics.mean(speeds)
 
 
