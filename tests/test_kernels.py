@@ -223,8 +223,12 @@ def test_unknown_kernel_name_is_refused():
         # ... and takes the toeplitz input gradient: 14 columns are 2.8 kernels wide.
         ("conv(16,5)", (14, 14, 6), Kernels(input_grad="toeplitz")),
         ("conv(16,5,stride=2)", (14, 14, 6), Kernels(input_grad="toeplitz")),
-        ("conv(32,3,pad=same)", (32, 32, 32), Kernels("chunked", "chunked", "chunked")),
-        ("conv(64,3,pad=same)", (16, 16, 32), Kernels("chunked", "chunked", "chunked")),
+        # Each pass takes chunked once its GEMM is wide enough: the forward from 64 filters,
+        # the input gradient from 64 channels, the weight gradient from 64x64 weights.
+        ("conv(32,3,pad=same)", (32, 32, 32), Kernels("shift", "shift", "shift")),
+        ("conv(64,3,pad=same)", (16, 16, 32), Kernels("chunked", "shift", "shift")),
+        ("conv(32,3,pad=same)", (32, 32, 64), Kernels("shift", "chunked", "shift")),
+        ("conv(64,3,pad=same)", (16, 16, 64), Kernels("chunked", "chunked", "chunked")),
         ("conv(16,3,pad=same)", (16, 16, 31), Kernels("shift", "shift", "shift")),
         ("conv(16,3)", (26, 26, 16), Kernels("shift", "shift", "shift")),
         ("conv(16,3,stride=2)", (26, 26, 16), Kernels()),
@@ -238,7 +242,8 @@ def test_rule_picks_kernels_by_shape(spec, shape, expected):
 def test_cache_size_counts_what_the_kernels_keep():
     """The memory planner's per-sample cache: the shift and chunked kernels keep no im2col
     matrix, so a 32-channel 3x3 conv plans less than half of what it plans with im2col
-    forced; chunked keeps only the padded input and the padded output gradient."""
+    forced; shift keeps the padded input and the grid-sized input gradient, chunked the
+    padded input and the padded output gradient."""
     shape = (32, 32, 32)
     layer = nl.Conv2D(32, 3, padding="same")
     by_rule = layer.cache_size(shape)
@@ -246,12 +251,12 @@ def test_cache_size_counts_what_the_kernels_keep():
     forced_im2col = layer.cache_size(shape)
     grid = 34 * 34
     assert forced_im2col == grid * 32 + 32 * 32 * (9 * 32 + 1)
-    assert by_rule == grid * 32 * 2  # padded input, padded output gradient (chunked)
+    # The padded input and the grid-sized dL/dx (shift); the output and its gradient go
+    # through the grid in pieces.
+    assert by_rule == grid * 32 * 2
     assert forced_im2col > 2 * by_rule
-    layer.kernels = Kernels("shift", "shift", "shift")
-    # The padded input and the grid-sized dL/dx; the output and its gradient go through
-    # the grid in pieces.
-    assert layer.cache_size(shape) == grid * 32 * 2
+    layer.kernels = Kernels("chunked", "chunked", "chunked")
+    assert layer.cache_size(shape) == grid * 32 * 2  # padded input, padded output gradient
 
 
 # -- ReLU fused into the max-pool that follows ---------------------------------------------

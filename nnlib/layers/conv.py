@@ -95,11 +95,19 @@ CHUNK_BYTES = 1 << 20
 #: to 3584 rows against 46-63 from 4096 rows on (1 thread, CPU time), so the thin GEMMs of
 #: the shift and im2col kernels go in pieces of at most this size (see `gemm_rows`).
 SMALL_GEMM = 1_000_000
-#: From this many input channels (K = 9*32 = 288 for 3x3) one GEMM per block beats shift's
-#: kh*kw GEMMs with K = C: VGG-style batches of 64, 7 alternating runs, load 3.8: 1 thread
-#: 0.93x, 2 threads 0.69x of the shift time; with 16 channels chunked was 1.12x (1 thread)
-#: and 0.92x (2 threads), so 16-31 channels keep shift.
-CHUNKED_MIN_CHANNELS = 32
+#: Where the shift kernel's thin GEMMs lose to the chunked kernel's one GEMM per block,
+#: measured per pass on an idle machine (1 thread, batch 64, forward + backward of one
+#: layer, every combination of the two kernels, medians of 3; benchmarks/README.md): the
+#: forward's (rows, C) @ (C, F) from F = 64 output channels (32x32x32 -> 64: chunked
+#: forward 92.1 against shift 94.2 ms), the input gradient's (rows, F) @ (F, C) from
+#: C = 64 input channels (16x16x64 -> 64: 47.7 against 51.1), the weight gradient's
+#: (C, rows) @ (rows, F) from C * F = 4096 (16x16x64 -> 64: 47.7 against 51.7); below,
+#: shift (32x32x32 -> 32, VGG-style's conv_2: 51.1 against chunked's 60.3 ms). An earlier
+#: rule took chunked for every pass from 32 input channels, measured on a machine with
+#: other processes keeping 1.4 cores of 2 busy, where the order was the other way.
+CHUNKED_MIN_FILTERS = 64
+CHUNKED_MIN_CHANNELS = 64
+CHUNKED_MIN_WEIGHTS = 4096
 
 
 def gemm_rows(inner: int, columns: int) -> int:
@@ -133,15 +141,19 @@ def gram_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def choose_kernels(
-    input_shape: Shape, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, ...]
+    input_shape: Shape,
+    filters: int,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[int, ...],
 ) -> Kernels:
     """The kernels for a layer of this shape, by a rule from measurements (1 thread, batch
     64; benchmarks/README.md): a map at most TOEPLITZ_MAX_WIDTH kernels wide takes the
     toeplitz input gradient where shift does not apply; shift needs stride 1 and little
-    waste; then its input
-    gradient always beats col2im (28x28x1 5x5: 0.7 vs 3.4 ms; 26x26x16 3x3: 2.8 vs 15.8 ms),
-    and its forward and weight gradient from SHIFT_MIN_CHANNELS input channels on; from
-    CHUNKED_MIN_CHANNELS on, the chunked kernel does all three passes."""
+    waste; then its input gradient always beats col2im (28x28x1 5x5: 0.7 vs 3.4 ms;
+    26x26x16 3x3: 2.8 vs 15.8 ms), and its forward and weight gradient from
+    SHIFT_MIN_CHANNELS input channels on, each pass until its GEMM is wide enough for the
+    chunked kernel (CHUNKED_MIN_FILTERS, CHUNKED_MIN_CHANNELS, CHUNKED_MIN_WEIGHTS)."""
     top, bottom, left, right = pads
     narrow = input_shape[1] + left + right <= TOEPLITZ_MAX_WIDTH * kernel[1]
     if stride != (1, 1):
@@ -152,11 +164,14 @@ def choose_kernels(
     )
     if grid > SHIFT_MAX_WASTE * out:
         return Kernels(input_grad="toeplitz") if narrow else Kernels()
-    if input_shape[2] >= CHUNKED_MIN_CHANNELS:
-        return Kernels("chunked", "chunked", "chunked")
-    if input_shape[2] >= SHIFT_MIN_CHANNELS:
-        return Kernels("shift", "shift", "shift")
-    return Kernels(input_grad="shift")
+    channels = input_shape[2]
+    if channels < SHIFT_MIN_CHANNELS:
+        return Kernels(input_grad="shift")
+    return Kernels(
+        "chunked" if filters >= CHUNKED_MIN_FILTERS else "shift",
+        "chunked" if channels >= CHUNKED_MIN_CHANNELS else "shift",
+        "chunked" if channels * filters >= CHUNKED_MIN_WEIGHTS else "shift",
+    )
 
 
 class _Slot:
@@ -304,7 +319,7 @@ class Conv2D(Layer):
                 )
             return self.kernels
         self.compute_output_shape(input_shape)
-        return choose_kernels(input_shape, self._kernel, self._stride, self._pad)
+        return choose_kernels(input_shape, self.filters, self._kernel, self._stride, self._pad)
 
     def cache_size(self, input_shape: Shape) -> int:
         """What the selected kernels keep per sample: the padded input with padding, the
