@@ -351,9 +351,10 @@ def test_histogram_of_a_large_layer_equals_numpy_on_its_sample():
         summary["percentiles"][0] == weights.min() and summary["percentiles"][-1] == weights.max()
     )
     # The sample's percentiles stand for the layer's, well within a drawn bin (~20% of the
-    # standard deviation here): the standard error of a 16,384-value sample is ~1.5%.
+    # standard deviation here): the standard error of a 4,096-value sample's 7th
+    # percentile is ~3% of it.
     exact = np.percentile(weights, PERCENTILES)
-    np.testing.assert_allclose(summary["percentiles"], exact, atol=0.03 * weights.std())
+    np.testing.assert_allclose(summary["percentiles"], exact, atol=0.06 * weights.std())
 
 
 def test_validation_predicts_in_batches_of_the_fastest_size():
