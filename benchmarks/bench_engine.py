@@ -191,6 +191,19 @@ def nnlib_loop(name: str, data: Data, seed: int, replicas: int = 1) -> tuple[Epo
     return train_epoch, accuracy
 
 
+def nnlib_replicas(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
+    """The plain loop on two cores as nnlib uses them best for most models: each batch's
+    halves trained at once by the model and a replica, one BLAS thread each
+    (`ThreadPlan(replicas=2)`). Timed only in the 2-thread rows."""
+    train_epoch, accuracy = nnlib_loop(name, data, seed, replicas=2)
+
+    def epoch() -> None:
+        with blas_threads(1):
+            train_epoch()
+
+    return epoch, accuracy
+
+
 def trainer_runner(monitored: bool) -> Runner:
     """nl.Trainer for one epoch with the test split as validation data; `monitored` adds
     everything the TUI relies on: Monitor (histograms every 50 batches, the confusion matrix
@@ -325,6 +338,7 @@ def torch_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
 
 RUNNERS: dict[str, Runner] = {
     "nnlib": nnlib_loop,
+    "replicas": nnlib_replicas,
     "trainer": trainer_runner(False),
     "monitored": trainer_runner(True),
     "torch": torch_loop,
@@ -409,13 +423,14 @@ def measure(
     """Interleaved: for each run, each model, each framework (alternating who goes first)."""
     results: dict[tuple[str, str, int], Result] = {}
     for count in threads:
+        timed = [f for f in frameworks if count > 1 or f != "replicas"]
         with set_threads(count):
-            for framework in frameworks:  # warm-up: thread pools, lazy inits, caches
+            for framework in timed:  # warm-up: thread pools, lazy inits, caches
                 for name in names:
                     time_epoch(RUNNERS[framework], name, data.head(640), seed)
             for run in range(runs):
                 for name in names:
-                    order = frameworks if run % 2 == 0 else frameworks[::-1]
+                    order = timed if run % 2 == 0 else timed[::-1]
                     for framework in order:
                         seconds, acc = time_epoch(RUNNERS[framework], name, data, seed)
                         result = results.setdefault((framework, name, count), Result([], []))
@@ -446,18 +461,25 @@ def speed_table(
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in names:
         for count in threads:
-            median = {f: statistics.median(results[f, name, count].seconds) for f in frameworks}
-            cells = [name, str(count), *[f"{median[f]:.2f}" for f in frameworks]]
-            if has_ref:
-                cells += [f"{median[f] / median[REFERENCE]:.2f}x" for f in others]
-            cells += [
-                f"{statistics.median(results[f, name, count].accuracy):.1%}" for f in frameworks
+            timed = [f for f in frameworks if (f, name, count) in results]  # replicas: 2
+            median = {f: statistics.median(results[f, name, count].seconds) for f in timed}
+            accuracy = {f: statistics.median(results[f, name, count].accuracy) for f in timed}
+            cells = [
+                name,
+                str(count),
+                *[f"{median[f]:.2f}" if f in timed else "" for f in frameworks],
             ]
+            if has_ref:
+                cells += [
+                    f"{median[f] / median[REFERENCE]:.2f}x" if f in timed else "" for f in others
+                ]
+            cells += [f"{accuracy[f]:.1%}" if f in timed else "" for f in frameworks]
             lines.append("| " + " | ".join(cells) + " |")
     return (
         "\n".join(lines) + f"\n\nMedian of {runs} runs; one epoch of {N_TRAIN:,} digits, "
         f"batch {BATCH}, SGD lr {LR} momentum {MOMENTUM}. "
-        "nnlib: the plain loop; trainer: nl.Trainer.fit with validation "
+        "nnlib: the plain loop; replicas: the same with 2 replicas (2-thread rows only); "
+        "trainer: nl.Trainer.fit with validation "
         "on the 2,000 test digits; monitored: the same plus Monitor "
         "(histograms every 50 batches, confusion matrix per epoch) and "
         "RunLogger."
@@ -768,6 +790,26 @@ def memory_table(
     )
 
 
+def _time_cells(median: dict[str, float]) -> list[str]:
+    """nnlib s, torch s, nnlib / torch, 2 replicas s, replicas / torch: blank where a
+    runner was not timed."""
+
+    def seconds(f: str) -> str:
+        return f"{median[f]:.2f}" if f in median else ""
+
+    def ratio(f: str) -> str:
+        both = f in median and REFERENCE in median
+        return f"{median[f] / median[REFERENCE]:.2f}x" if both else ""
+
+    return [
+        seconds("nnlib"),
+        seconds(REFERENCE),
+        ratio("nnlib"),
+        seconds("replicas"),
+        ratio("replicas"),
+    ]
+
+
 def summary_table(
     results: dict[int, dict[tuple[str, str, int], Result]],
     memory: dict[int, dict[tuple[str, str], dict[str, float]]],
@@ -778,24 +820,22 @@ def summary_table(
     """The README's table: a row per model, batch and thread count with nnlib's plain loop
     and torch (when both ran), their ratio and, on 1-thread rows, both peak memories."""
     lines = [
-        "| model | batch | threads | nnlib s | torch s | nnlib / torch | nnlib peak MiB "
-        "| torch peak MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | batch | threads | nnlib s | torch s | nnlib / torch | 2 replicas s "
+        "| replicas / torch | nnlib peak MiB | torch peak MiB | replicas peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    shown = ("nnlib", REFERENCE, "replicas")
     for name in names:
         for batch, by_key in results.items():
             for count in threads:
                 median = {
                     f: statistics.median(by_key[f, name, count].seconds)
-                    for f in ("nnlib", REFERENCE)
+                    for f in shown
                     if (f, name, count) in by_key
                 }
-                cells = [name, str(batch), str(count)]
-                cells += [f"{median[f]:.2f}" if f in median else "" for f in ("nnlib", REFERENCE)]
-                cells.append(
-                    f"{median['nnlib'] / median[REFERENCE]:.2f}x" if len(median) == 2 else ""
-                )
-                for f in ("nnlib", REFERENCE):
+
+                cells = [name, str(batch), str(count), *_time_cells(median)]
+                for f in shown:
                     report = memory.get(batch, {}).get((f, name))
                     if count == min(threads) and report is not None:
                         cells.append(f"{report['rss'] / 2**20:.1f}")
@@ -804,8 +844,10 @@ def summary_table(
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
         f"\n\nMedians of {runs} alternating runs of one epoch ({N_TRAIN:,} digits, SGD lr {LR} "
-        f"momentum {MOMENTUM}); nnlib: the plain loop. Peak MiB: resident-set growth over one "
-        "epoch in a fresh process with 1 thread."
+        f"momentum {MOMENTUM}); nnlib: the plain loop (2 threads: 2 BLAS threads); 2 replicas: "
+        "the same loop with each batch's halves trained at once, 1 BLAS thread each. Peak MiB: "
+        "resident-set growth over one epoch in a fresh process (1 BLAS thread; replicas: 2 "
+        "threads)."
     )
 
 
