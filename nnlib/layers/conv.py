@@ -33,7 +33,6 @@ weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -138,6 +137,24 @@ def gram_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         np.matmul(a[start : start + step].T, b[start : start + step], out=piece)
         total += piece
     return total
+
+
+def _offset_rows(
+    rows: np.ndarray, kernel: tuple[int, int], width: int, count: int, backwards: bool = False
+) -> np.ndarray:
+    """A read-only view (kh, kw, count, columns) of the flat grid `rows`, `width` rows a
+    line: [i, j, r] is row r + (i * width + j), or with `backwards` row r - (i * width + j)
+    (then `rows` must start that far into its buffer). One batched matmul over it runs the
+    kh*kw GEMMs of a piece in one numpy call: its kernels release the GIL once instead of
+    kh*kw times, which lets two replicas' threads run their convolutions at once."""
+    row, column = rows.strides
+    sign = -1 if backwards else 1
+    return np.lib.stride_tricks.as_strided(
+        rows,
+        shape=(*kernel, count, rows.shape[1]),
+        strides=(sign * width * row, sign * row, row, column),
+        writeable=False,
+    )
 
 
 def choose_kernels(
@@ -499,26 +516,24 @@ class Conv2D(Layer):
         self, part: _Part, kernel: np.ndarray, bias: np.ndarray, out: np.ndarray
     ) -> None:
         """out[r] = sum over kernel offsets (i, j) with flat shift s of input row r + s @
-        W[i, j], one piece of `gemm_rows` grid rows at a time, summed in a piece buffer
-        (in cache for each add) whose output positions then go to `out` with the bias: no
-        grid-sized output (2.8 MiB a layer of 26x26x16 at batch 64)."""
+        W[i, j], one piece of `gemm_rows` grid rows at a time: one batched matmul of the
+        piece's kh*kw shifted views (`_offset_rows`) by the kernel into a products buffer,
+        one sum over the offsets (in cache), then the piece's output positions go to `out`
+        with the bias. No grid-sized output (2.8 MiB a layer of 26x26x16 at batch 64)."""
         n, height, width, channels = part.padded.shape
         flat = part.padded.reshape(-1, channels)
         kh, kw = self._kernel
         span = flat.shape[0] - (kh - 1) * width - (kw - 1)  # every offset stays on the grid
+        shifted = _offset_rows(flat, self._kernel, width, span)
         rows, pieces = self._grid_pieces(part, gemm_rows(channels, self.filters))
         total = part.buffer("shift_sum", (rows, self.filters), flat.dtype)
-        product = part.buffer(f"part_{self.filters}", (rows, self.filters), flat.dtype)
+        products = part.buffer("shift_products", (kh, kw, rows, self.filters), flat.dtype)
         # The bias of a line of outputs: added over runs of Wo*F values, not of F (3x faster).
         line_bias = np.tile(bias, (self._out[1], 1))
         for images, lines, start in pieces:
-            stop = min(start + self._piece_rows(width, images, lines), span)
-            for i, j in itertools.product(range(kh), range(kw)):
-                s = i * width + j
-                into = total if (i, j) == (0, 0) else product
-                np.matmul(flat[s + start : s + stop], kernel[i, j], out=into[: stop - start])
-                if into is product:
-                    total[: stop - start] += product[: stop - start]
+            count = min(start + self._piece_rows(width, images, lines), span) - start
+            np.matmul(shifted[:, :, start : start + count], kernel, out=products[:, :, :count])
+            np.sum(products[:, :, :count], axis=(0, 1), out=total[:count])
             valid = self._valid(total, width, images, lines)
             np.add(valid, line_bias, out=out[images, lines.start : lines.start + valid.shape[1]])
 
@@ -531,52 +546,44 @@ class Conv2D(Layer):
         copied: bool,
     ) -> np.ndarray | None:
         """Adds dL/dW into `kernel_grad` (zeros) if given and, if `kernel` is given, returns
-        dL/d(padded input) (N, Hp, Wp, C), one piece of grid rows at a time: the piece's
-        output gradient goes in a piece buffer whose margins stay zero (no grid-sized
-        gradient: 2.8 MiB a layer of 26x26x16 at batch 64), then for every kernel offset
-        dL/dW[i, j] += (input rows r + s).T @ gradient rows r and dL/dx[r + s] += gradient
-        rows r @ W[i, j].T, in pieces of `gemm_rows` rows (16 channels: OpenBLAS's
-        small-matrix kernels, which also need the untransposed, contiguous W[i, j].T
-        copied here once). dL/dx is a new array, or the slot's buffer if the caller only
-        `copied` it out (a batch in parts: new arrays, given back to the system and faulted
-        in again every batch, cost the stacked 16@3x3 convs 6,700 page faults a step of
-        batch 256, 10% of the epoch)."""
+        dL/d(padded input) (N, Hp, Wp, C). The output gradient is laid on the grid (zero
+        margins, after `reach` zero rows), then in pieces of `gemm_rows` rows, each one
+        batched matmul over the kh*kw offsets and one sum: dL/dW[i, j] = sum over r of
+        (input rows r + s).T @ gradient rows r, and dL/dx[u] = sum over (i, j) of gradient
+        rows u - s @ W[i, j].T (gathered, so every dL/dx row is written once: no scatter,
+        no zeroing). dL/dx is a new array, or the slot's buffer if the caller only `copied`
+        it out (a batch in parts: new arrays, given back to the system and faulted in again
+        every batch, cost the stacked 16@3x3 convs 6,700 page faults a step of batch 256,
+        10% of the epoch)."""
         n, height, width, channels = part.padded.shape
         flat = part.padded.reshape(-1, channels)
         kh, kw = self._kernel
         reach = (kh - 1) * width + kw - 1  # the largest flat shift
-        span = flat.shape[0] - reach
-        chunk = min(gemm_rows(channels, self.filters), gemm_rows(self.filters, channels))
-        rows, pieces = self._grid_pieces(part, chunk)
-        on_grid = part.buffer("shift_grad", (rows, self.filters), grad.dtype)
-        dw_piece = part.buffer("dw_piece", (channels, self.filters), grad.dtype)
-        product = part.buffer(f"part_{channels}", (rows, channels), grad.dtype)
-        dx = None
-        if kernel is not None and copied:
-            dx = part.buffer("dx_grid", (flat.shape[0], channels), grad.dtype)
-        elif kernel is not None:  # handed on as it is: an array of its own
-            dx = np.empty((flat.shape[0], channels), grad.dtype)
-        zeroed = 0  # dL/dx rows are zeroed just before a piece first adds to them
-        transposed = None if kernel is None else np.ascontiguousarray(kernel.transpose(0, 1, 3, 2))
-        for images, lines, start in pieces:
-            valid = self._valid(on_grid, width, images, lines)
-            valid[...] = grad[images, lines.start : lines.start + valid.shape[1]]
-            stop = min(start + self._piece_rows(width, images, lines), span)
-            source = on_grid[: stop - start]
-            if dx is not None:
-                dx[zeroed : stop + reach] = 0
-                zeroed = max(zeroed, stop + reach)
-            for i, j in itertools.product(range(kh), range(kw)):
-                s = i * width + j
-                if kernel_grad is not None:
-                    np.matmul(flat[s + start : s + stop].T, source, out=dw_piece)
-                    kernel_grad[i, j] += dw_piece
-                if dx is not None and transposed is not None:
-                    np.matmul(source, transposed[i, j], out=product[: stop - start])
-                    dx[s + start : s + stop] += product[: stop - start]
-        if dx is None:
+        padded_grad = part.buffer("shift_grad", (reach + flat.shape[0], self.filters), grad.dtype)
+        padded_grad[...] = 0
+        on_grid = padded_grad[reach:]
+        on_grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]] = grad
+        if kernel_grad is not None:
+            span = flat.shape[0] - reach
+            shifted = _offset_rows(flat, self._kernel, width, span).transpose(0, 1, 3, 2)
+            products = part.buffer("dw_products", kernel_grad.shape, grad.dtype)
+            step = gemm_rows(channels, self.filters)
+            for start in range(0, span, step):
+                stop = min(start + step, span)
+                np.matmul(shifted[:, :, :, start:stop], on_grid[start:stop], out=products)
+                kernel_grad += products
+        if kernel is None:
             return None
-        dx[zeroed:] = 0
+        rows = flat.shape[0]
+        dx = part.buffer("dx_grid", flat.shape, grad.dtype) if copied else np.empty_like(flat)
+        gathered = _offset_rows(on_grid, self._kernel, width, rows, backwards=True)
+        transposed = np.ascontiguousarray(kernel.transpose(0, 1, 3, 2))
+        step = gemm_rows(self.filters, channels)
+        products = part.buffer("dx_products", (kh, kw, min(step, rows), channels), grad.dtype)
+        for start in range(0, rows, step):
+            count = min(start + step, rows) - start
+            np.matmul(gathered[:, :, start : start + count], transposed, out=products[:, :, :count])
+            np.sum(products[:, :, :count], axis=(0, 1), out=dx[start : start + count])
         return dx.reshape(part.padded.shape)
 
     # -- the chunked kernel: im2col in L2-sized blocks of output rows -------------------------
