@@ -726,10 +726,11 @@ class Conv2D(Layer):
             target = buffer[:, :size].reshape(n, *self._out, kh, kw, channels)
             np.copyto(target, win.windows(x, self._kernel, self._stride, self._out))
             return buffer
-        planes = buffer[:size].reshape(kh, kw, n, *self._out)
-        for i in range(kh):
-            for j in range(kw):
-                np.copyto(planes[i, j], win.window_slice(x, i, j, self._stride, self._out)[..., 0])
+        # One copy of the (kh, kw, N, Ho, Wo) window view: one numpy call, not kh*kw.
+        offsets_first = win.windows(x, self._kernel, self._stride, self._out)[..., 0]
+        np.copyto(
+            buffer[:size].reshape(kh, kw, n, *self._out), offsets_first.transpose(3, 4, 0, 1, 2)
+        )
         return buffer.T
 
     def _col2im(self, part: _Part, dcols: np.ndarray) -> np.ndarray:
