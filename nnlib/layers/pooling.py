@@ -89,8 +89,13 @@ class MaxPool2D(_Pool2D):
 
         def run(index: int) -> None:
             part = wheres[index]
-            for plane, (i, j) in zip(planes, self._offsets(), strict=True):
-                np.copyto(plane[part], win.window_slice(x[part], i, j, self._stride, self._out))
+            # Every offset's plane in one copy of the (kh, kw, N, Ho, Wo, C) window view:
+            # one numpy call, not kh*kw (each a GIL hand-over when threads share the batch).
+            offsets_first = win.windows(x[part], self._window, self._stride, self._out)
+            np.copyto(
+                planes[:, part].reshape(*self._window, -1, *self._out, x.shape[3]),
+                offsets_first.transpose(3, 4, 0, 1, 2, 5),
+            )
             np.max(planes[:, part], axis=0, out=self._max[part])
 
         threads.run_parts(run, len(wheres))
