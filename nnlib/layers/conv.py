@@ -594,8 +594,8 @@ class Conv2D(Layer):
         the C-contiguous (N, Hs, Ws, C) `source`: block[r] is the receptive field of the r-th
         position of out-array[where] (kh, kw, C flattened), and `where` selects whole images
         or whole lines of one image, so that out-array[where] is contiguous. A kernel row's
-        kw cells are kw*C contiguous values of `source`, so each block is filled by kh
-        strided copies. Blocks of about CHUNK_BYTES stay in L2 for their GEMM; the buffer is
+        kw cells are kw*C contiguous values of `source`, so each block is filled by one
+        strided copy. Blocks of about CHUNK_BYTES stay in L2 for their GEMM; the buffer is
         reused."""
         kh, kw = self._kernel
         n, _, _, channels = source.shape
@@ -616,19 +616,18 @@ class Conv2D(Layer):
             (images.stop - images.start) * (lines.stop - lines.start) for images, lines in spans
         )
         buffer = part.buffer(f"block_{channels}", (size * out_w, kh * run), source.dtype)
-        strides = source.strides
+        image, line, cell, value = source.strides
         for images, lines in spans:
-            shape = (images.stop - images.start, lines.stop - lines.start, out_w, run)
+            shape = (images.stop - images.start, lines.stop - lines.start, out_w, kh, run)
             block = buffer[: shape[0] * shape[1] * out_w]
-            target = block.reshape(*shape[:3], kh, run)
-            for i in range(kh):
-                window = np.lib.stride_tricks.as_strided(
-                    source[images.start, lines.start + i],
-                    shape=shape,
-                    strides=(strides[0], strides[1], strides[2], strides[3]),
-                    writeable=False,
-                )
-                np.copyto(target[:, :, :, i], window)
+            # [n, y, x, i] is the run of kernel row i: one copy a block, not kh.
+            fields = np.lib.stride_tricks.as_strided(
+                source[images.start, lines.start],
+                shape=shape,
+                strides=(image, line, cell, line, value),
+                writeable=False,
+            )
+            np.copyto(block.reshape(shape), fields)
             yield (images, lines), block
 
     def _chunked_forward(
