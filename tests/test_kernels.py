@@ -408,11 +408,14 @@ SHIFT_KERNELS = [k for k in ALL_KERNELS if "shift" in (k.forward, k.input_grad, 
 def test_shift_in_small_pieces_matches_reference(case, kernels, rows, monkeypatch):
     """The shift kernel goes over the padded grid in pieces of whole images or, when an
     image's grid is more than a piece, of lines of one image (a line at a time with 1
-    row); the valid outputs and gradients are the whole batch's, twice (the piece
-    buffers' margins stay zero)."""
+    row), and its backward over groups of whole images (here one image a group: the
+    gradient's buffer is reused, its margins and the rows before an image stay zero); the
+    valid outputs and gradients are the whole batch's, twice."""
     import nnlib.layers.conv as conv
 
     monkeypatch.setattr(conv, "gemm_rows", lambda inner, columns: rows)
+    monkeypatch.setattr(conv, "batched_rows", lambda inner, columns, offsets: rows)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
     _check_two_batches(case, kernels, seed=19)
 
 

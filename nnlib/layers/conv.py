@@ -117,6 +117,13 @@ def gemm_rows(inner: int, columns: int) -> int:
     return max(256, min(65536 // columns, SMALL_GEMM // (inner * columns)))
 
 
+def batched_rows(inner: int, columns: int, offsets: int) -> int:
+    """Rows of a piece of the shift kernel's batched matmul, (offsets, rows, inner) @
+    (offsets, inner, columns): `gemm_rows`, but the offsets' products together at most
+    CHUNK_BYTES of float32 (they are summed in cache; a layer keeps the buffer)."""
+    return max(256, min(gemm_rows(inner, columns), CHUNK_BYTES // (4 * offsets * columns)))
+
+
 def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """out = a @ b in pieces of `gemm_rows` rows of `a`; `b` should be C-contiguous, which
     the small-matrix kernels need (im2col forward, 64 samples: LeNet-5's conv_1 (50176, 26)
@@ -525,7 +532,7 @@ class Conv2D(Layer):
         kh, kw = self._kernel
         span = flat.shape[0] - (kh - 1) * width - (kw - 1)  # every offset stays on the grid
         shifted = _offset_rows(flat, self._kernel, width, span)
-        rows, pieces = self._grid_pieces(part, gemm_rows(channels, self.filters))
+        rows, pieces = self._grid_pieces(part, batched_rows(channels, self.filters, kh * kw))
         total = part.buffer("shift_sum", (rows, self.filters), flat.dtype)
         products = part.buffer("shift_products", (kh, kw, rows, self.filters), flat.dtype)
         # The bias of a line of outputs: added over runs of Wo*F values, not of F (3x faster).
@@ -546,45 +553,78 @@ class Conv2D(Layer):
         copied: bool,
     ) -> np.ndarray | None:
         """Adds dL/dW into `kernel_grad` (zeros) if given and, if `kernel` is given, returns
-        dL/d(padded input) (N, Hp, Wp, C). The output gradient is laid on the grid (zero
-        margins, after `reach` zero rows), then in pieces of `gemm_rows` rows, each one
-        batched matmul over the kh*kw offsets and one sum: dL/dW[i, j] = sum over r of
-        (input rows r + s).T @ gradient rows r, and dL/dx[u] = sum over (i, j) of gradient
-        rows u - s @ W[i, j].T (gathered, so every dL/dx row is written once: no scatter,
-        no zeroing). dL/dx is a new array, or the slot's buffer if the caller only `copied`
-        it out (a batch in parts: new arrays, given back to the system and faulted in again
-        every batch, cost the stacked 16@3x3 convs 6,700 page faults a step of batch 256,
-        10% of the epoch)."""
+        dL/d(padded input) (N, Hp, Wp, C). A group of whole images at a time (about
+        CHUNK_BYTES of output gradient), their output gradient is laid on the grid (zero
+        margins, after `reach` zero rows: a group's first rows reach back only into the
+        margins of the image before), then in pieces each one batched matmul over the
+        kh*kw offsets and one sum: dL/dW[i, j] = sum over r of (input rows r + s).T @
+        gradient rows r, and dL/dx[u] = sum over (i, j) of gradient rows u - s @ W[i, j].T
+        (gathered: every dL/dx row is written once, no scatter, no zeroing). dL/dx is a new
+        array, or the slot's buffer if the caller only `copied` it out (a batch in parts:
+        new arrays, given back to the system and faulted in again every batch, cost the
+        stacked 16@3x3 convs 6,700 page faults a step of batch 256, 10% of the epoch)."""
         n, height, width, channels = part.padded.shape
         flat = part.padded.reshape(-1, channels)
         kh, kw = self._kernel
         reach = (kh - 1) * width + kw - 1  # the largest flat shift
-        padded_grad = part.buffer("shift_grad", (reach + flat.shape[0], self.filters), grad.dtype)
-        padded_grad[...] = 0
+        image_rows = height * width
+        group = max(1, min(n, CHUNK_BYTES // (image_rows * self.filters * grad.itemsize)))
+        # Its first `reach` rows and the margins are never written: zero from the allocation.
+        padded_grad = part.buffer(
+            "shift_grad", (reach + group * image_rows, self.filters), grad.dtype
+        )
         on_grid = padded_grad[reach:]
-        on_grid.reshape(n, height, width, self.filters)[:, : self._out[0], : self._out[1]] = grad
-        if kernel_grad is not None:
-            span = flat.shape[0] - reach
-            shifted = _offset_rows(flat, self._kernel, width, span).transpose(0, 1, 3, 2)
-            products = part.buffer("dw_products", kernel_grad.shape, grad.dtype)
-            step = gemm_rows(channels, self.filters)
-            for start in range(0, span, step):
-                stop = min(start + step, span)
-                np.matmul(shifted[:, :, :, start:stop], on_grid[start:stop], out=products)
-                kernel_grad += products
-        if kernel is None:
-            return None
-        rows = flat.shape[0]
-        dx = part.buffer("dx_grid", flat.shape, grad.dtype) if copied else np.empty_like(flat)
-        gathered = _offset_rows(on_grid, self._kernel, width, rows, backwards=True)
-        transposed = np.ascontiguousarray(kernel.transpose(0, 1, 3, 2))
-        step = gemm_rows(self.filters, channels)
-        products = part.buffer("dx_products", (kh, kw, min(step, rows), channels), grad.dtype)
+        dx = transposed = None
+        if kernel is not None:
+            dx = part.buffer("dx_grid", flat.shape, grad.dtype) if copied else np.empty_like(flat)
+            transposed = np.ascontiguousarray(kernel.transpose(0, 1, 3, 2))
+        span = flat.shape[0] - reach  # rows whose every shift stays on the grid
+        for first in range(0, n, group):
+            images = slice(first, min(first + group, n))
+            start, count = first * image_rows, (images.stop - images.start) * image_rows
+            lines = on_grid[:count].reshape(-1, height, width, self.filters)
+            lines[:, : self._out[0], : self._out[1]] = grad[images]
+            if kernel_grad is not None:
+                self._shift_weight_grad(
+                    part, flat[start:], on_grid, min(count, span - start), kernel_grad
+                )
+            if dx is not None and transposed is not None:
+                self._shift_input_grad(part, on_grid, transposed, dx[start : start + count])
+        return None if dx is None else dx.reshape(part.padded.shape)
+
+    def _shift_weight_grad(
+        self,
+        part: _Part,
+        rows: np.ndarray,
+        on_grid: np.ndarray,
+        count: int,
+        kernel_grad: np.ndarray,
+    ) -> None:
+        """kernel_grad[i, j] += (input `rows` r + s).T @ output gradient `on_grid` r, for
+        the first `count` rows, in pieces of one batched matmul each."""
+        width = part.padded.shape[2]
+        shifted = _offset_rows(rows, self._kernel, width, count).transpose(0, 1, 3, 2)
+        products = part.buffer("dw_products", kernel_grad.shape, kernel_grad.dtype)
+        step = gemm_rows(rows.shape[1], self.filters)
+        for start in range(0, count, step):
+            stop = min(start + step, count)
+            np.matmul(shifted[:, :, :, start:stop], on_grid[start:stop], out=products)
+            kernel_grad += products
+
+    def _shift_input_grad(
+        self, part: _Part, on_grid: np.ndarray, transposed: np.ndarray, out: np.ndarray
+    ) -> None:
+        """out[u] = sum over offsets (i, j) of `on_grid` row u - s @ W[i, j].T (`transposed`),
+        for every row of `out`; `on_grid` starts `reach` zero rows into its buffer."""
+        kh, kw = self._kernel
+        rows, channels = out.shape
+        gathered = _offset_rows(on_grid, self._kernel, part.padded.shape[2], rows, backwards=True)
+        step = batched_rows(self.filters, channels, kh * kw)
+        products = part.buffer("dx_products", (kh, kw, step, channels), out.dtype)
         for start in range(0, rows, step):
             count = min(start + step, rows) - start
             np.matmul(gathered[:, :, start : start + count], transposed, out=products[:, :, :count])
-            np.sum(products[:, :, :count], axis=(0, 1), out=dx[start : start + count])
-        return dx.reshape(part.padded.shape)
+            np.sum(products[:, :, :count], axis=(0, 1), out=out[start : start + count])
 
     # -- the chunked kernel: im2col in L2-sized blocks of output rows -------------------------
     def _blocks(
