@@ -582,8 +582,8 @@ class Conv2D(Layer):
         for first in range(0, n, group):
             images = slice(first, min(first + group, n))
             start, count = first * image_rows, (images.stop - images.start) * image_rows
-            lines = on_grid[:count].reshape(-1, height, width, self.filters)
-            lines[:, : self._out[0], : self._out[1]] = grad[images]
+            grids = on_grid[:count].reshape(-1, height, width, self.filters)
+            grids[:, : self._out[0], : self._out[1]] = grad[images]
             if kernel_grad is not None:
                 self._shift_weight_grad(
                     part, flat[start:], on_grid, min(count, span - start), kernel_grad
