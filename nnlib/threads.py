@@ -21,19 +21,21 @@ caches) on a pool thread; the gradients are summed into the model's and the opti
 once. Why: batch workers split only the convolutions and pooling, so a model whose time goes
 elsewhere (LeNet-5's small layers, its dense layers, the Python between kernels) gained
 nothing from them, while a throwaway experiment of two threads each training a copy on half
-the batch took LeNet-5 at batch 64 in 0.54-0.57x the time of one thread (Python-heavy
-kernels such as the stacked convs' gained nothing). What it costs: a gradient per parameter
-and the convolutions' buffers per replica (each runner keeps its part's caches between steps,
-as one model keeps its batch's), and one hand-over to the pool thread a batch;
+the batch took LeNet-5 at batch 64 in 0.54-0.57x the time of one thread. Threads gain only
+where each numpy call is long: every call hands the GIL over, and the stacked convs' shift
+kernel, at eighteen short calls a piece, gained nothing until it made two. What it costs: a
+gradient per parameter and the convolutions' buffers per replica (each runner keeps its
+part's caches between steps, as one model keeps its batch's), and one hand-over to the pool
+thread a batch;
 like batch workers it needs a 1-thread BLAS, and it runs no batch workers of its own. Where
 it does not apply: a layer whose training step needs the whole batch or a random stream
 (BatchNorm, Dropout, and layers from outside nnlib until they say otherwise:
 `Layer.not_splittable`) is refused before training; a batch smaller than the replicas, and
 the Tracer's watched step (`Trainer.unsplit_batch`), train on one thread.
 
-AUTO uses none of them on two cores. Measured idle (README, Speed), replicas took 0.57-0.81x
-the wall time of one thread at batch 256 on every model but the stacked convs, and VGG-style
-0.70x at batch 64, where the small nets gained nothing; but a choice made from the load when
+AUTO uses none of them on two cores. Measured idle (README, Speed), replicas took 0.51-0.69x
+the wall time of one thread at batch 256 on every model, and 0.55-0.83x at batch 64 but on
+the MLP and the tutorial CNN (0.94x, 1.05x); but a choice made from the load when
 `fit` starts would train one seed to different float rounding on a busy and an idle day
 (parts and replicas sum the batch's gradient in another order) and break a bit-for-bit
 resume. So a second core is asked for, with a ThreadPlan or `nnlib train --replicas`.
