@@ -9,16 +9,20 @@ shift (stride 1 only): the padded batch as one flat (N*Hp*Wp, C) matrix. Output 
 sum over kernel offsets (i, j) of input row r + i*Wp + j times W[i, j], so each offset is one
 contiguous GEMM on a shifted slice, with no copy of the input; rows that fall outside the
 valid output (the right and bottom margins) are computed and thrown away. dL/dW[i, j] and
-dL/dx are the same shifted GEMMs transposed. It wins when C is large (the im2col copy is
-kh*kw times the input) and the margins are small; it loses on few channels (K = C GEMMs are
-inefficient) and small maps with big kernels (LeNet's 5x5 on 14x14 computes 2x the rows).
+dL/dx (gathered: row u from gradient rows u - i*Wp - j) are the same shifted GEMMs
+transposed. A piece's kh*kw GEMMs are one batched matmul over a strided view and their
+products one sum: two numpy calls a piece, so that threads sharing a batch do not wait on
+each other's GIL hand-overs. It wins when the im2col copy (kh*kw times the input) costs
+more than thin GEMMs lose, from 16 channels, and the margins are small; it loses on few
+channels and on small maps with big kernels (LeNet's 5x5 on 14x14 computes 2x the rows).
 
 chunked (stride 1 only): im2col one L2-sized block of output rows at a time (whole images,
 or whole lines of one image), K = kh*kw*C, one GEMM per block straight into the output, the
 block buffer reused, so the matrix is never whole and no row is wasted. The input gradient
 is the same correlation of the output gradient, zero-padded by kernel - 1 - pad, with the
 kernel flipped in space and transposed in channels: one GEMM per block with K = kh*kw*F, no
-scatter. It beats shift's K = C GEMMs from 32 channels on.
+scatter. Its GEMMs are wide where shift's are thin: each pass takes it from 64 filters
+(forward), 64 channels (input gradient) or 64x64 weights (weight gradient).
 
 toeplitz (input gradient, any stride): for narrow maps with wide kernels (LeNet-5's 5x5 on
 14x14). Each kernel row i is a banded block-Toeplitz matrix T_i from an output row's
@@ -349,8 +353,9 @@ class Conv2D(Layer):
         """What the selected kernels keep per sample: the padded input with padding, the
         im2col matrix (one row per output position, with the ones column) when a pass uses
         it, for the shift input gradient the grid-sized dL/dx, and for the chunked input
-        gradient the padded output gradient (partial products, shift's pieces and im2col
-        blocks are bounded at 256 KiB and CHUNK_BYTES, whatever the batch). Temporaries of
+        gradient the padded output gradient (partial products, shift's pieces, its image
+        groups' gradient and im2col blocks are bounded at 256 KiB and CHUNK_BYTES, whatever
+        the batch). Temporaries of
         the input gradient alone are not counted: col2im's column gradient, toeplitz's row
         shares (kh/kw of it)."""
         kernels = self.selected_kernels(input_shape)
