@@ -37,6 +37,7 @@ weight gradient); `Conv2D.kernels` overrides it, so tests check every kernel on 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -110,7 +111,7 @@ SMALL_GEMM = 1_000_000
 #: other processes keeping 1.4 cores of 2 busy, where the order was the other way.
 CHUNKED_MIN_FILTERS = 64
 CHUNKED_MIN_CHANNELS = 64
-CHUNKED_MIN_WEIGHTS = 4096
+CHUNKED_MIN_WEIGHTS = CHUNKED_MIN_CHANNELS * CHUNKED_MIN_FILTERS
 
 
 def gemm_rows(inner: int, columns: int) -> int:
@@ -175,7 +176,15 @@ def _sum_offsets(products: np.ndarray, count: int, out: np.ndarray) -> None:
     the offsets axes took 28.2 (1820 x 16 values from 9 offsets)."""
     offsets = products.shape[0] * products.shape[1]
     flat = products.reshape(offsets, -1)[:, : count * products.shape[3]]
-    np.matmul(np.ones(offsets, products.dtype), flat, out=out.reshape(-1))
+    np.matmul(_ones(offsets, products.dtype), flat, out=out.reshape(-1))
+
+
+@functools.cache
+def _ones(size: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only ones vector, made once per size and dtype (`_sum_offsets` runs per piece)."""
+    ones = np.ones(size, dtype)
+    ones.flags.writeable = False
+    return ones
 
 
 def choose_kernels(
