@@ -195,10 +195,11 @@ def nnlib_replicas(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
     """The plain loop on two cores as nnlib uses them best for most models: each batch's
     halves trained at once by the model and a replica, one BLAS thread each
     (`ThreadPlan(replicas=2)`). Timed only in the 2-thread rows."""
-    train_epoch, accuracy = nnlib_loop(name, data, seed, replicas=2)
+    plan = THREAD_PLANS["2 replicas"]
+    train_epoch, accuracy = nnlib_loop(name, data, seed, replicas=plan.replicas)
 
     def epoch() -> None:
-        with blas_threads(1):
+        with blas_threads(plan):
             train_epoch()
 
     return epoch, accuracy
