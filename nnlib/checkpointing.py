@@ -104,6 +104,8 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
         "shuffle_state": position.shuffle_state,
         "begun": position.begun,
         "batch_size": trainer.batch_size,
+        # the plan's replicas: they sum a batch's gradient in their order, so a resume keeps them
+        "replicas": trainer.replica_count,
         # requested, not applied yet (a batch size waits for the next epoch): applied there
         "pending": [list(request) for request in trainer.control.requests()],
         "layer_rngs": {name: rng.bit_generator.state for name, rng in _generators(trainer.model)},
@@ -331,6 +333,7 @@ _STATE_FIELDS: tuple[tuple[str, Any, _Test, str], ...] = (
         for name in ("step", "epoch", "batch", "offset", "seen", "batch_size")
     ),
     ("batch_size", None, _is_positive_count, "a positive integer"),
+    ("replicas", 1, _is_positive_count, "a positive integer"),
     ("loss_sum", "missing", _or_null(is_finite_number), "a finite number or null (NaN)"),
     ("correct", "missing", _or_null(is_finite_number), "a finite number or null (NaN)"),
     ("begun", False, lambda value: isinstance(value, bool), "true or false"),
@@ -526,6 +529,7 @@ def _resume_position(
         begun=state.get("begun", state["batch"] > 0),
         source=source,
         batch_size=state["batch_size"] if hyperparameters else None,
+        replicas=state.get("replicas", 1) if hyperparameters else 1,
         extra=dict(extra or {}),
     )
 

@@ -625,6 +625,7 @@ ALIASES = {
     "trainer.loss": "loss",
     "trainer.epochs": "epochs",
     "trainer.batch_size": "batch_size",
+    "trainer.replicas": "replicas",
     "parent.run": "parent_run",
     "parent.step": "parent_step",
     "dataset_info.name": "dataset",

@@ -30,7 +30,14 @@ from .model import Sequential
 from .optimizers import Optimizer
 from .replicas import Replicas
 from .states import RunStatus
-from .threads import AUTO, Threads, blas_threads, replica_count, resolve_threads
+from .threads import (
+    AUTO,
+    ThreadPlan,
+    Threads,
+    blas_threads,
+    replica_count,
+    resolve_threads,
+)
 
 #: The largest batch size: what a run log's integers hold (any size beyond the data's trains on
 #: all of it in one batch).
@@ -45,7 +52,8 @@ class Position:
     which the same permutation is drawn again. `begun`: the epoch's start is behind it (a
     batch size requested since waits for the next epoch). From a checkpoint: `source` names
     it, and `batch_size` is the one in force there, which the next fit keeps (it may have been
-    steered away from the one fit is given)."""
+    steered away from the one fit is given); `replicas` is the count it trained with, which a
+    resumed fit given threads=AUTO keeps (a fork's says 1: a new run's plan is its own)."""
 
     epoch: int = 0
     batch: int = 0
@@ -57,6 +65,7 @@ class Position:
     begun: bool = False
     source: str | None = None
     batch_size: int | None = None
+    replicas: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,6 +117,11 @@ class Trainer:
     def state(self) -> RunStatus:
         """IDLE, RUNNING, PAUSED, or how the last run ended (see `RunStatus`)."""
         return self.control.state
+
+    @property
+    def replica_count(self) -> int:
+        """How many replicas the current (or last) fit trains each batch on: 1 without any."""
+        return self._replicas.count if self._replicas is not None else 1
 
     # -- the loop -------------------------------------------------------------------------
     def fit(
@@ -182,6 +196,8 @@ class Trainer:
                 rng.bit_generator.state = start.shuffle_state
             if start.batch_size is not None:
                 self.batch_size = start.batch_size
+        if threads == AUTO and start is not None and start.replicas > 1:
+            threads = ThreadPlan(replicas=start.replicas)  # the same sums as before the stop
         threads = resolve_threads("fit", threads)
         replicas = Replicas(self.model, self.loss, replica_count(threads))
         self.validation_data = validation_data
@@ -232,6 +248,7 @@ class Trainer:
                 epoch=start.epoch,
                 batch=start.batch,
                 checkpoint=start.source,
+                replicas=self.replica_count,
                 **start.extra,
             )
         self.rng = rng

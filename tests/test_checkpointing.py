@@ -118,6 +118,16 @@ def rewrite(path: Path, member: str, value: np.ndarray) -> None:
     out.replace(path)
 
 
+def test_a_checkpoint_from_before_replicas_were_recorded_resumes_on_one(tmp_path: Path) -> None:
+    path = checkpointing.save(trained("sgd", "step"), tmp_path / "c.npz")
+    state = dict(checkpointing.load(path).state)
+    assert state.pop("replicas") == 1
+    rewrite(path, "training/state.npy", np.array(json.dumps(state)))
+    resumed = fresh("sgd", "step")
+    checkpointing.restore(resumed, checkpointing.load(path))
+    assert resumed.resume_from is not None and resumed.resume_from.replicas == 1
+
+
 @pytest.mark.parametrize(
     ("member", "value", "message"),
     [
@@ -143,7 +153,9 @@ def test_bad_members_are_refused_by_name(
 
 @settings(derandomize=True, max_examples=150, deadline=None)
 @given(
-    field=st.sampled_from(["step", "epoch", "offset", "batch_size", "loss_sum", "shuffle_state"]),
+    field=st.sampled_from(
+        ["step", "epoch", "offset", "batch_size", "replicas", "loss_sum", "shuffle_state"]
+    ),
     value=st.one_of(st.none(), st.booleans(), st.integers(-5, -1), st.text(max_size=3)),
 )
 def test_bad_state_fields_are_named(field: str, value: object) -> None:

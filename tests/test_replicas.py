@@ -13,6 +13,7 @@ over the few steps here the weights (of order 0.1-1) were measured to differ by 
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import warnings
@@ -29,7 +30,7 @@ from nnlib import checkpointing, runs
 from nnlib.callbacks.tracer import Tracer
 from nnlib.cli import main
 from nnlib.config import ExperimentConfig
-from nnlib.experiment import setup
+from nnlib.experiment import fork_config, setup
 from nnlib.layers import Layer
 from nnlib.replicas import NotSplittable, Replicas, split
 from nnlib.threads import ThreadPlan
@@ -286,21 +287,25 @@ def _checkpointed(folder: Path, *extra: nl.Callback) -> nl.Trainer:
     return nl.Trainer(model, nl.SoftmaxCrossEntropy(), optimizer, callbacks=callbacks)
 
 
-def _fit(trainer: nl.Trainer) -> list[float]:
-    trainer.fit(*_data((10, 10, 2), 90), epochs=3, batch_size=16, seed=2, threads=TWO)
+def _fit(trainer: nl.Trainer, threads: nl.threads.Threads = TWO) -> list[float]:
+    trainer.fit(*_data((10, 10, 2), 90), epochs=3, batch_size=16, seed=2, threads=threads)
     return [row["loss"] for row in trainer.history.batches]
 
 
+@pytest.mark.parametrize("threads", [TWO, "auto"])
 @pytest.mark.parametrize("stop", [3, 6, 10])
-def test_a_run_on_replicas_resumed_with_them_continues_bit_for_bit(tmp_path, stop):
-    """6 batches an epoch, the last of 10: stopped mid-epoch, at its end, in the next."""
+def test_a_run_on_replicas_resumed_with_them_continues_bit_for_bit(tmp_path, stop, threads):
+    """6 batches an epoch, the last of 10: stopped mid-epoch, at its end, in the next; the
+    resumed fit given the plan, or "auto", which keeps the checkpoint's replicas."""
     whole = _checkpointed(tmp_path / "whole")
     expected = _fit(whole)
     cut = _checkpointed(tmp_path / "cut" / checkpointing.FOLDER, StopAt(stop))
     before = _fit(cut)
     again = _checkpointed(tmp_path / "again" / checkpointing.FOLDER)
     checkpointing.restore(again, checkpointing.load(checkpointing.find(tmp_path / "cut")))
-    assert before + _fit(again) == expected
+    assert again.resume_from is not None and again.resume_from.replicas == 2
+    assert before + _fit(again, threads) == expected
+    assert again.replica_count == 2
     for name, value in whole.model.get_weights().items():
         np.testing.assert_array_equal(again.model.get_weights()[name], value, err_msg=name)
 
@@ -346,11 +351,44 @@ def _batch_losses(run_dir: Path) -> list[float]:
     return [e["loss"] for e in runs.continued(runs.read(run_dir)) if e.type == "batch"]
 
 
-def test_nnlib_train_resume_with_replicas_continues_bit_for_bit(tmp_path):
+def _resumes(run_dir: Path) -> list[int | None]:
+    return [e.get("replicas") for e in runs.read(run_dir) if e.type == "run_resume"]
+
+
+@pytest.mark.parametrize("flags", [[], ["--replicas", "2"]])
+def test_nnlib_train_resume_with_replicas_continues_bit_for_bit(tmp_path, capsys, flags):
+    """Without --replicas the run goes on with the replicas it trained with, and says so."""
     setup(_spirals(tmp_path / "whole")).fit(threads=TWO)
     setup(_spirals(tmp_path / "cut"), callbacks=[StopAt(7)]).fit(threads=TWO)
-    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet", "--replicas", "2"]) == 0
+    config = json.loads((tmp_path / "cut" / "config.json").read_text())
+    assert config["trainer"]["replicas"] == 2
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet", *flags]) == 0
+    assert "on 2 replicas, as it trained" in capsys.readouterr().err
     assert _batch_losses(tmp_path / "cut") == _batch_losses(tmp_path / "whole")
+    assert _resumes(tmp_path / "cut") == [2]
+
+
+@pytest.mark.parametrize("flags", [["--replicas", "1"], ["--threads", "2"]])
+def test_nnlib_train_resume_on_other_threads_says_it_will_not_go_on_bit_for_bit(
+    tmp_path, capsys, flags
+):
+    setup(_spirals(tmp_path / "cut"), callbacks=[StopAt(7)]).fit(threads=TWO)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet", *flags]) == 0
+    error = capsys.readouterr().err
+    assert "note: the run trained on 2 replicas; on 1 each batch's gradient is summed" in error
+    assert _resumes(tmp_path / "cut") == [1]
+    last = checkpointing.load(checkpointing.find(tmp_path / "cut"))
+    assert last.state["replicas"] == 1  # its next resume goes on as it trained since
+
+
+def test_a_fork_of_a_run_on_replicas_starts_with_its_own_plan(tmp_path):
+    setup(_spirals(tmp_path / "parent"), callbacks=[StopAt(7)]).fit(threads=TWO)
+    fork = setup(fork_config(str(tmp_path / "parent")).replace(run_dir=str(tmp_path / "fork")))
+    assert fork.trainer.resume_from is not None and fork.trainer.resume_from.replicas == 1
+    fork.fit()
+    assert fork.trainer.replica_count == 1
 
 
 def test_nnlib_train_on_replicas_and_its_usage_errors(tmp_path, capsys):

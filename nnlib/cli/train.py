@@ -78,6 +78,7 @@ def add_parser(commands: Subcommands) -> None:
 def run(args: argparse.Namespace, signals: StopSignals) -> int:
     """Train to the end, a stop or a signal; exit 0 when the run ended the ordinary way."""
     from ..runs import EVENTS_FILE
+    from ..threads import AUTO, replica_count
 
     threads = _threads(args)
     config = train_config(args)
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace, signals: StopSignals) -> int:
     # From here a stop signal ends the run at a batch boundary, through on_train_end (a
     # signal before fit stops it at its start): the run is never left half-made.
     signals.trainer = experiment.trainer
-    _print_start(experiment)
+    _print_start(experiment, None if threads == AUTO else replica_count(threads))
     run_dir = experiment.run_dir
     try:
         history = experiment.fit(threads=threads)
@@ -101,12 +102,15 @@ def run(args: argparse.Namespace, signals: StopSignals) -> int:
 
 
 def _threads(args: argparse.Namespace) -> Threads:
-    """What --threads and --replicas ask for: a BLAS count (AUTO by default), or a plan
-    whose replicas each call a 1-thread BLAS (nnlib.threads)."""
-    from ..threads import AUTO, ThreadPlan
+    """What --threads and --replicas ask for: a BLAS count (AUTO by default, which continues
+    a resumed run on the replicas it trained with), or a plan whose replicas each call a
+    1-thread BLAS (nnlib.threads)."""
+    from ..threads import AUTO, ThreadPlan, resolve_threads
 
-    if args.replicas is None or args.replicas == 1:
+    if args.replicas is None:  # AUTO: a resumed run keeps its replicas (Trainer.fit)
         return args.threads if args.threads is not None else AUTO
+    if args.replicas == 1:
+        return resolve_threads("--threads", args.threads if args.threads is not None else AUTO)
     if args.threads not in (None, 1):
         raise UsageError(
             f"--replicas {args.replicas} trains each replica on one BLAS thread; got --threads "
@@ -154,20 +158,38 @@ def _experiment(args: argparse.Namespace, config: ExperimentConfig, data: Prepar
         raise UsageError(str(error)) from None
 
 
-def _print_start(experiment: Experiment) -> None:
-    """Where the run starts from, where it is written, its size and the spec's warnings."""
+def _print_start(experiment: Experiment, replicas: int | None) -> None:
+    """Where the run starts from (and on how many replicas, when it trained on more than one
+    or `replicas`, the count the flags ask for, changes that; None: AUTO keeps the run's),
+    where it is written, its size and the spec's warnings."""
     start = experiment.trainer.resume_from
     if start is not None:
         print(
             f"continuing from {start.source} (step {experiment.trainer.global_step})",
             file=sys.stderr,
         )
+        _print_replicas(start.replicas, replicas)
     print(
         f"run: {experiment.run_dir}  arch: {experiment.arch}  "
         f"params: {experiment.model.summary().total_params:,}",
         file=sys.stderr,
     )
     print_warnings(experiment.model, experiment.loss)
+
+
+def _print_replicas(trained: int, asked: int | None) -> None:
+    """How a resumed run goes on: on the replicas it trained with, or (a note) on another
+    count, which sums each batch's gradient in another order."""
+    if asked is None or asked == trained:
+        if trained > 1:
+            print(f"on {trained} replicas, as it trained (--replicas to change)", file=sys.stderr)
+        return
+    print(
+        f"note: the run trained on {trained} replica{'s' * (trained > 1)}; on {asked} each "
+        "batch's gradient is summed in another order, so it will not go on bit for bit as it "
+        "would have",
+        file=sys.stderr,
+    )
 
 
 def _print_end(experiment: Experiment, history: History, signals: StopSignals) -> int:

@@ -380,7 +380,7 @@ class RunResume(Event):
     after its run_start). Events logged earlier with a step above `from_step` were lost with
     the process that wrote them and are redone after this line; so is what the earlier
     attempt reported at `from_step` about its unfinished epoch, and its end: a reader drops
-    them (`nnlib.runs.continued`)."""
+    them (`nnlib.runs.continued`). `replicas`: how many replicas it goes on with."""
 
     TYPE = "run_resume"
     from_step: int = field_of(checks.integer)
@@ -388,10 +388,12 @@ class RunResume(Event):
     batch: int | None = field_of(checks.integer, optional=True)
     checkpoint: str | None = field_of(checks.string, optional=True)
     parent: dict[str, Any] | None = field_of(checks.json_object, optional=True)
+    replicas: int | None = field_of(checks.integer, optional=True)
 
     def describe(self) -> str:
         where = f" ({Path(self.checkpoint).name})" if self.checkpoint else ""
-        return f"resumed from step {self.from_step}{where}"
+        on = f" on {self.replicas} replicas" if self.replicas and self.replicas > 1 else ""
+        return f"resumed from step {self.from_step}{where}{on}"
 
 
 @dataclass(frozen=True, kw_only=True)

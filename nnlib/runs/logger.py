@@ -405,7 +405,8 @@ class RunLogger(Callback):
 
 
 def _trainer_view(trainer: Trainer) -> dict[str, Any]:
-    """What the trainer runs, for the run's config: the model, optimizer, loss and schedule."""
+    """What the trainer runs, for the run's config: the model, optimizer, loss, schedule and
+    replicas."""
     return {
         "model": {
             "spec": trainer.model.spec,
@@ -416,6 +417,7 @@ def _trainer_view(trainer: Trainer) -> dict[str, Any]:
         "loss": trainer.loss.name,
         "epochs": trainer.epochs,
         "batch_size": trainer.batch_size,
+        "replicas": trainer.replica_count,
     }
 
 
