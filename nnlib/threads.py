@@ -183,6 +183,9 @@ def run_round(pool: Executor | None, task: Callable[[int], None], indices: range
     raised on the calling thread, so none is left running into the next round."""
     if pool is None and len(indices) > 1:
         raise ValueError(f"run_round: {len(indices)} tasks at once need a pool")
+    if len(indices) == 1:  # one part: no pool, no futures to wait for (a call a layer)
+        task(indices[0])
+        return
     futures: list[Future[None]] = []
     if pool is not None:
         futures = [pool.submit(task, index) for index in indices[1:]]

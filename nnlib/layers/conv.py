@@ -132,23 +132,38 @@ def batched_rows(inner: int, columns: int, offsets: int) -> int:
 def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """out = a @ b in pieces of `gemm_rows` rows of `a`; `b` should be C-contiguous, which
     the small-matrix kernels need (im2col forward, 64 samples: LeNet-5's conv_1 (50176, 26)
-    @ (26, 6) 0.61 -> 0.30-0.36 ms, conv_2 (6400, 151) @ (151, 16) 0.39 -> 0.29 ms)."""
+    @ (26, 6) 0.61 -> 0.30-0.36 ms, conv_2 (6400, 151) @ (151, 16) 0.39 -> 0.29 ms). The
+    whole pieces go as one batched matmul: one GIL hand-over, not one a piece."""
     step = gemm_rows(*b.shape)
-    for start in range(0, a.shape[0], step):
-        np.matmul(a[start : start + step], b, out=out[start : start + step])
+    whole = a.shape[0] // step * step
+    if whole:
+        np.matmul(_pieces(a, step, whole), b, out=_pieces(out, step, whole))
+    if whole < a.shape[0]:
+        np.matmul(a[whole:], b, out=out[whole:])
 
 
 def gram_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a.T @ b summed over pieces of `gemm_rows` rows (im2col weight gradient, 64 samples:
     LeNet-5's conv_2 (151, 6400) @ (6400, 16) 0.43 -> 0.31 ms, the stacked convs' first
-    (10, 43264) @ (43264, 16) 0.31 -> 0.16 ms)."""
+    (10, 43264) @ (43264, 16) 0.31 -> 0.16 ms): the whole pieces' products by one batched
+    matmul, summed by one GEMV (two GIL hand-overs, not two a piece), then the rest's."""
     step = gemm_rows(a.shape[1], b.shape[1])
-    total = np.matmul(a[:step].T, b[:step])
-    piece = np.empty_like(total)
-    for start in range(step, a.shape[0], step):
-        np.matmul(a[start : start + step].T, b[start : start + step], out=piece)
-        total += piece
+    whole = a.shape[0] // step * step
+    if not whole:
+        return np.matmul(a.T, b)
+    products = np.matmul(_pieces(a, step, whole).transpose(0, 2, 1), _pieces(b, step, whole))
+    count = len(products)
+    total = np.matmul(_ones(count, products.dtype), products.reshape(count, -1))
+    total = total.reshape(products.shape[1:])
+    if whole < a.shape[0]:
+        total += np.matmul(a[whole:].T, b[whole:])
     return total
+
+
+def _pieces(rows: np.ndarray, step: int, whole: int) -> np.ndarray:
+    """The first `whole` rows of a 2-D array as (whole // step, step, columns): a view
+    (splitting an axis never copies), so an `out` written through it fills `rows`."""
+    return rows[:whole].reshape(whole // step, step, rows.shape[1])
 
 
 def _offset_rows(
