@@ -197,3 +197,27 @@ def test_the_status_line_shows_cpu_and_rss_and_drops_them_first_when_narrow():
     state.end = SimpleNamespace(error=None)  # an ended run: its peak
     assert status_line(state, 80).endswith("peak rss 230.0 MiB")
     assert StatusPanel(RunState())._system("  ").plain == ""  # no event yet: nothing
+
+
+def test_an_ended_run_shows_its_mean_speed_not_its_last_batchs():
+    """A stop (a lost terminal) cuts the last epoch short: its batch line's rate is that of
+    a few batches, the status line of the ended run the rate its 'system' records give."""
+    state = RunState()
+    state.apply(RunStarted("", "classification", "", 6400, 2, (), (), pairs({"batch_size": 64})))
+    for step, (seconds, samples) in enumerate([(5.0, 50_000), (3.0, 30_000)]):
+        state.apply(
+            events.make(
+                "system",
+                step,
+                {"seconds": seconds, "cpu_percent": 99.0, "samples": samples,
+                 "samples_per_sec": samples / seconds},
+            )
+        )  # fmt: skip
+    batch = {"epoch": 1, "batch": 0, "loss": 0.5, "samples_per_sec": 924.0}
+    state.apply(events.make("batch", 101, batch))
+    assert state.samples_per_sec() == 924.0  # running: the epoch's rate so far
+    assert StatusPanel(state)._progress(100).plain.endswith(" 924 samples/s")
+    state.apply(events.make("end", 101, {"reason": "stopped", "epoch": 1}))
+    assert state.samples_per_sec() == 10_000.0
+    assert StatusPanel(state)._progress(100).plain.endswith(" 10,000 samples/s")
+    assert RunState().samples_per_sec() == 0.0

@@ -111,8 +111,9 @@ class StatusPanel(StatePanel):
         eta = state.eta_seconds()
         if eta is not None:
             after.append(f"  ETA {duration(eta)}")
-        if p.samples_per_sec:
-            after.append(f"  {p.samples_per_sec:,.0f} samples/s", style="dim")
+        speed = state.samples_per_sec()
+        if speed:
+            after.append(f"  {speed:,.0f} samples/s", style="dim")
         # The bar takes what the words leave, within 8..30 cells.
         bar_width = min(max(width - words.cell_len - after.cell_len, 8), 30)
         return Text.assemble(words, progress_bar(done, bar_width), after)
