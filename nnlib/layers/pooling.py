@@ -92,10 +92,10 @@ class MaxPool2D(_Pool2D):
             # Every offset's plane in one copy of the (kh, kw, N, Ho, Wo, C) window view:
             # one numpy call, not kh*kw (each a GIL hand-over when threads share the batch).
             offsets_first = win.windows(x[part], self._window, self._stride, self._out)
-            np.copyto(
-                planes[:, part].reshape(*self._window, -1, *self._out, x.shape[3]),
-                offsets_first.transpose(3, 4, 0, 1, 2, 5),
-            )
+            into = planes[:, part].reshape(*self._window, -1, *self._out, x.shape[3])
+            # A view while the planes' offsets axis is outermost; a copy would be lost.
+            assert np.may_share_memory(into, planes), "the planes' reshape must be a view"
+            np.copyto(into, offsets_first.transpose(3, 4, 0, 1, 2, 5))
             np.max(planes[:, part], axis=0, out=self._max[part])
 
         threads.run_parts(run, len(wheres))
