@@ -465,15 +465,9 @@ def speed_table(
             timed = [f for f in frameworks if (f, name, count) in results]  # replicas: 2
             median = {f: statistics.median(results[f, name, count].seconds) for f in timed}
             accuracy = {f: statistics.median(results[f, name, count].accuracy) for f in timed}
-            cells = [
-                name,
-                str(count),
-                *[f"{median[f]:.2f}" if f in timed else "" for f in frameworks],
-            ]
+            cells = [name, str(count), *[_seconds_cell(median, f) for f in frameworks]]
             if has_ref:
-                cells += [
-                    f"{median[f] / median[REFERENCE]:.2f}x" if f in timed else "" for f in others
-                ]
+                cells += [_ratio_cell(median, f) for f in others]
             cells += [f"{accuracy[f]:.1%}" if f in timed else "" for f in frameworks]
             lines.append("| " + " | ".join(cells) + " |")
     return (
@@ -791,23 +785,25 @@ def memory_table(
     )
 
 
+def _seconds_cell(median: dict[str, float], runner: str) -> str:
+    """A runner's median seconds, blank where it was not timed."""
+    return f"{median[runner]:.2f}" if runner in median else ""
+
+
+def _ratio_cell(median: dict[str, float], runner: str) -> str:
+    """A runner's median over torch's, blank where either was not timed."""
+    both = runner in median and REFERENCE in median
+    return f"{median[runner] / median[REFERENCE]:.2f}x" if both else ""
+
+
 def _time_cells(median: dict[str, float]) -> list[str]:
-    """nnlib s, torch s, nnlib / torch, 2 replicas s, replicas / torch: blank where a
-    runner was not timed."""
-
-    def seconds(f: str) -> str:
-        return f"{median[f]:.2f}" if f in median else ""
-
-    def ratio(f: str) -> str:
-        both = f in median and REFERENCE in median
-        return f"{median[f] / median[REFERENCE]:.2f}x" if both else ""
-
+    """nnlib s, torch s, nnlib / torch, 2 replicas s, replicas / torch."""
     return [
-        seconds("nnlib"),
-        seconds(REFERENCE),
-        ratio("nnlib"),
-        seconds("replicas"),
-        ratio("replicas"),
+        _seconds_cell(median, "nnlib"),
+        _seconds_cell(median, REFERENCE),
+        _ratio_cell(median, "nnlib"),
+        _seconds_cell(median, "replicas"),
+        _ratio_cell(median, "replicas"),
     ]
 
 
