@@ -36,6 +36,7 @@ Add one to RUNNERS to time another way of training (e.g. a Trainer) against the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import json
@@ -171,16 +172,32 @@ def model_data(name: str, data: Data) -> Data:
 
 
 # -- runners: (model name, data, seed) -> (train one epoch, test accuracy) --------------------
-def nnlib_loop(name: str, data: Data, seed: int, replicas: int = 1) -> tuple[Epoch, Accuracy]:
+#: Seconds each replica process took to start (outside the timed epochs), for the notes.
+CHILD_STARTS: list[float] = []
+
+
+def nnlib_loop(
+    name: str, data: Data, seed: int, replicas: int = 1, processes: bool = False
+) -> tuple[Epoch, Accuracy]:
     """The plain loop: forward, loss, backward_params, optimizer step; with `replicas` > 1,
-    each batch's forward and backward in that many parts at once (`nnlib.replicas`)."""
+    each batch's forward and backward in that many parts at once (`nnlib.replicas`), the
+    parts beyond the first in child processes with `processes`. Those are started here,
+    before the epoch is timed (once per fit, not per epoch; its time goes to
+    CHILD_STARTS), and end with the epoch."""
     data = model_data(name, data)
     model = nl.build(MODELS[name], data.x_train.shape[1:], seed=seed)
     loss = nl.SoftmaxCrossEntropy()
     optimizer = nl.SGD(LR, momentum=MOMENTUM)
+    parts, held = Replicas(model, loss, replicas, processes), contextlib.ExitStack()
+    if processes:
+        start = time.perf_counter()
+        held.enter_context(parts)
+        CHILD_STARTS.append(time.perf_counter() - start)
 
     def train_epoch() -> None:  # with one replica, a step is the model's own pass
-        with Replicas(model, loss, replicas) as parts:
+        with held:
+            if not processes:
+                held.enter_context(parts)
             for idx in data.batches(seed):
                 parts.step(data.x_train[idx], data.y_train[idx])
                 optimizer.step(model.parameters())
@@ -191,18 +208,21 @@ def nnlib_loop(name: str, data: Data, seed: int, replicas: int = 1) -> tuple[Epo
     return train_epoch, accuracy
 
 
-def nnlib_replicas(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
-    """The plain loop on two cores as nnlib uses them best for most models: each batch's
-    halves trained at once by the model and a replica, one BLAS thread each
-    (`ThreadPlan(replicas=2)`). Timed only in the 2-thread rows."""
-    plan = THREAD_PLANS["2 replicas"]
-    train_epoch, accuracy = nnlib_loop(name, data, seed, replicas=plan.replicas)
+def plan_runner(label: str) -> Runner:
+    """The plain loop on two cores with THREAD_PLANS[label] (replicas on threads or in
+    processes, one BLAS thread each). Timed only in the 2-thread rows."""
 
-    def epoch() -> None:
-        with blas_threads(plan):
-            train_epoch()
+    def runner(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
+        plan = THREAD_PLANS[label]
+        train_epoch, accuracy = nnlib_loop(name, data, seed, plan.replicas, plan.processes)
 
-    return epoch, accuracy
+        def epoch() -> None:
+            with blas_threads(plan):
+                train_epoch()
+
+        return epoch, accuracy
+
+    return runner
 
 
 def trainer_runner(monitored: bool) -> Runner:
@@ -339,12 +359,15 @@ def torch_loop(name: str, data: Data, seed: int) -> tuple[Epoch, Accuracy]:
 
 RUNNERS: dict[str, Runner] = {
     "nnlib": nnlib_loop,
-    "replicas": nnlib_replicas,
+    "replicas": plan_runner("2 replicas"),
+    "processes": plan_runner("2 processes"),
     "trainer": trainer_runner(False),
     "monitored": trainer_runner(True),
     "torch": torch_loop,
 }
 REFERENCE = "torch"
+#: Runners that use two cores by design: timed in the 2-thread rows only.
+TWO_THREADS_ONLY = ("replicas", "processes")
 
 
 def have_torch() -> bool:
@@ -364,7 +387,8 @@ def set_threads(count: int) -> threadpool_limits:
 
 class OtherLoad:
     """How busy the machine was with other processes during a block: busy CPU time from
-    /proc/stat minus this process's own, per second of wall time (in cores)."""
+    /proc/stat minus this process's own and its ended children's (replica processes), per
+    second of wall time (in cores)."""
 
     cores = 0.0
 
@@ -377,11 +401,11 @@ class OtherLoad:
         return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
     def __enter__(self) -> OtherLoad:
-        self._start = (self._busy(), sum(os.times()[:2]), time.perf_counter())
+        self._start = (self._busy(), sum(os.times()[:4]), time.perf_counter())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        busy, own, wall = self._busy(), sum(os.times()[:2]), time.perf_counter()
+        busy, own, wall = self._busy(), sum(os.times()[:4]), time.perf_counter()
         self.cores = max(0.0, (busy - self._start[0]) - (own - self._start[1])) / max(
             wall - self._start[2], 1e-9
         )
@@ -424,7 +448,7 @@ def measure(
     """Interleaved: for each run, each model, each framework (alternating who goes first)."""
     results: dict[tuple[str, str, int], Result] = {}
     for count in threads:
-        timed = [f for f in frameworks if count > 1 or f != "replicas"]
+        timed = [f for f in frameworks if count > 1 or f not in TWO_THREADS_ONLY]
         with set_threads(count):
             for framework in timed:  # warm-up: thread pools, lazy inits, caches
                 for name in names:
@@ -797,13 +821,16 @@ def _ratio_cell(median: dict[str, float], runner: str) -> str:
 
 
 def _time_cells(median: dict[str, float]) -> list[str]:
-    """nnlib s, torch s, nnlib / torch, 2 replicas s, replicas / torch."""
+    """nnlib s, torch s, nnlib / torch, then seconds and ratio for 2 replicas on threads
+    and in processes."""
     return [
         _seconds_cell(median, "nnlib"),
         _seconds_cell(median, REFERENCE),
         _ratio_cell(median, "nnlib"),
         _seconds_cell(median, "replicas"),
         _ratio_cell(median, "replicas"),
+        _seconds_cell(median, "processes"),
+        _ratio_cell(median, "processes"),
     ]
 
 
@@ -818,10 +845,11 @@ def summary_table(
     and torch (when both ran), their ratio and, on 1-thread rows, both peak memories."""
     lines = [
         "| model | batch | threads | nnlib s | torch s | nnlib / torch | 2 replicas s "
-        "| replicas / torch | nnlib peak MiB | torch peak MiB | replicas peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| replicas / torch | 2 processes s | processes / torch | nnlib peak MiB "
+        "| torch peak MiB | replicas peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    shown = ("nnlib", REFERENCE, "replicas")
+    shown = ("nnlib", REFERENCE, "replicas", "processes")
     for name in names:
         for batch, by_key in results.items():
             for count in threads:
@@ -832,7 +860,7 @@ def summary_table(
                 }
 
                 cells = [name, str(batch), str(count), *_time_cells(median)]
-                for f in shown:
+                for f in ("nnlib", REFERENCE, "replicas"):  # processes: not probed
                     report = memory.get(batch, {}).get((f, name))
                     if count == min(threads) and report is not None:
                         cells.append(f"{report['rss'] / 2**20:.1f}")
@@ -842,9 +870,10 @@ def summary_table(
     return "\n".join(lines) + (
         f"\n\nMedians of {runs} alternating runs of one epoch ({N_TRAIN:,} digits, SGD lr {LR} "
         f"momentum {MOMENTUM}); nnlib: the plain loop (2 threads: 2 BLAS threads); 2 replicas: "
-        "the same loop with each batch's halves trained at once, 1 BLAS thread each. Peak MiB: "
+        "the same loop with each batch's halves trained at once, 1 BLAS thread each; 2 "
+        "processes: the second half in a child process (started within the epoch). Peak MiB: "
         "resident-set growth over one epoch in a fresh process (1 BLAS thread; replicas: 2 "
-        "threads)."
+        "threads; a child process's memory is not in it, so processes are not probed)."
     )
 
 
@@ -932,7 +961,15 @@ THREAD_PLANS = {
     "2 BLAS threads": ThreadPlan(blas=2),
     "2 batch workers": ThreadPlan(blas=1, workers=2),
     "2 replicas": ThreadPlan(blas=1, replicas=2),
+    "2 processes": ThreadPlan(blas=1, replicas=2, processes=True),
 }
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (a replica process
+    ends with its epoch)."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
 
 
 def workers_table(names: list[str], data: Data, runs: int, seed: int) -> str:
@@ -948,11 +985,12 @@ def workers_table(names: list[str], data: Data, runs: int, seed: int) -> str:
         for name in names:
             turn = run % len(labels)
             for label in labels[turn:] + labels[:turn]:
-                train_epoch, _ = nnlib_loop(name, data, seed, THREAD_PLANS[label].replicas)
-                with blas_threads(THREAD_PLANS[label]):
-                    wall, cpu = time.perf_counter(), time.process_time()
+                plan = THREAD_PLANS[label]
+                train_epoch, _ = nnlib_loop(name, data, seed, plan.replicas, plan.processes)
+                with blas_threads(plan):
+                    wall, cpu = time.perf_counter(), _cpu_seconds()
                     train_epoch()
-                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
                 times.setdefault((name, label), []).append((wall, cpu))
                 print(
                     f"  workers run {run + 1}/{runs} {name:20s} {label:15s} "
@@ -1105,11 +1143,13 @@ def main() -> None:
 
     print(f"## Engine speed: one epoch on MNIST (t10k files, loaded by {source})\n")
     print(machine_facts() + "\n")
+    # A replica process's memory is not in its parent's resident set: not probed.
+    probed = [f for f in frameworks if f != "processes"]
     if args.memory_only:
         for batch in batches:
             BATCH = batch
             print(f"### Batch {batch}\n")
-            print(memory_table(memory_reports(frameworks, names, args), frameworks, names) + "\n")
+            print(memory_table(memory_reports(probed, names, args), probed, names) + "\n")
         return
     if args.hooks_only:
         print(hook_cost_table(names, threads, data, args.runs, args.seed))
@@ -1122,8 +1162,13 @@ def main() -> None:
             results[batch] = measure(frameworks, names, threads, args.runs, data, args.seed)
         notes.append(f"Batch {batch}: " + load.note())
         if not args.no_memory:
-            memory[batch] = memory_reports(frameworks, names, args)
+            memory[batch] = memory_reports(probed, names, args)
     print(summary_table(results, memory, names, threads, args.runs))
+    if CHILD_STARTS:
+        notes.append(
+            f"A replica process started in {statistics.median(CHILD_STARTS):.2f} s (median of "
+            f"{len(CHILD_STARTS)}; once per fit, outside the timed epochs)."
+        )
     print(" ".join(notes) + "\n")
     for batch in batches:
         BATCH = batch
@@ -1133,7 +1178,7 @@ def main() -> None:
         if {"trainer", "monitored"} <= set(frameworks):
             print(overhead_table(results[batch], names, threads) + "\n")
         if batch in memory:
-            print(memory_table(memory[batch], frameworks, names) + "\n")
+            print(memory_table(memory[batch], probed, names) + "\n")
     if args.hooks:
         BATCH = batches[0]
         print(hook_cost_table(names, threads, data, args.runs, args.seed))

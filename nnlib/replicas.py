@@ -11,6 +11,10 @@ its outputs the parts' joined (and so its accuracy exactly the whole batch's).
 
 What a monitor reads after a step: the model's gradients are the whole batch's; the caches of
 the model's layers (a ReLU's mask, a sigmoid's outputs) are part 0's, the first n / N samples.
+
+With `processes` (`ThreadPlan(replicas=N, processes=True)`) parts 1.. are trained by child
+processes instead of pool threads (nnlib.replica_process): the same parts, shares and sums in
+the same order, without the GIL between them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import numpy as np
 
 from .losses import Loss
 from .model import Sequential
+from .replica_process import ProcessReplicas, ReplicaProcessError
 from .threads import run_round
+from .training_pass import train_pass
 
 
 class NotSplittable(ValueError):
@@ -52,45 +58,28 @@ def split(samples: int, count: int) -> list[slice]:
     return [slice(samples * k // count, samples * (k + 1) // count) for k in range(count)]
 
 
-def _quiet() -> np.errstate:
-    """Overflow and invalid values in a forward pass are a divergence the trainer reports,
-    not warns of. numpy's error state is per thread, so each part's thread enters it."""
-    return np.errstate(over="ignore", invalid="ignore")
-
-
-def train_pass(
-    model: Sequential, loss: Loss, x: np.ndarray, y: np.ndarray, share: float = 1.0
-) -> tuple[float, np.ndarray]:
-    """Forward, loss and backward of a batch (or of a part that is `share` of one): the mean
-    loss and the outputs, and the gradients in the model's parameters. A loss that is not
-    finite gets no backward (the trainer skips that update). The loss is a batch mean, so a
-    part's loss gradient is scaled by its share: the parts' gradients then add up to the
-    batch's."""
-    with _quiet():
-        outputs = model.forward(x)
-        value = loss(outputs, y)
-    if math.isfinite(value):
-        gradient = loss.backward()
-        model.backward_params(gradient if share == 1.0 else gradient * share)
-    return value, outputs
-
-
 class Replicas:
     """The model and `count` - 1 replicas of it training the parts of a batch at once; as a
-    context manager it holds their thread pool (and the replicas, dropped on leaving). With
+    context manager it holds their thread pool and replicas, or with `processes` their child
+    processes (all ended on leaving). With
     count 1, or for a batch trained whole, a step is the model's own pass. A replica keeps
     its part's caches until its next forward, as the model does: letting them go after each
     pass made every batch allocate them again (LeNet-5 at batch 64: 1.02x the time of one
     thread against 0.81x)."""
 
-    def __init__(self, model: Sequential, loss: Loss, count: int = 1) -> None:
+    def __init__(
+        self, model: Sequential, loss: Loss, count: int = 1, processes: bool = False
+    ) -> None:
         check_splittable(model, count)
-        self.model, self.loss, self.count = model, loss, count
+        self.model, self.loss, self.count, self.processes = model, loss, count, processes
         self._runners: list[tuple[Sequential, Loss]] = [(model, loss)]
         self._pool: ThreadPoolExecutor | None = None
+        self._children: ProcessReplicas | None = None  # with processes, inside the block
 
     def __enter__(self) -> Replicas:
-        if self.count > 1:
+        if self.count > 1 and self.processes:
+            self._children = ProcessReplicas(self.model, self.loss, self.count - 1)
+        elif self.count > 1:
             self._runners += [
                 (self.model.replica(), copy.copy(self.loss)) for _ in range(self.count - 1)
             ]
@@ -105,7 +94,13 @@ class Replicas:
     ) -> None:
         if self._pool is not None:
             self._pool.shutdown()
-        self._pool, self._runners = None, self._runners[:1]
+        if self._children is not None:
+            self._children.close()
+        self._pool, self._runners, self._children = None, self._runners[:1], None
+
+    def _width(self) -> int:
+        """How many parts a batch is trained in now: 1 outside the block."""
+        return 1 + (self._children.count if self._children else len(self._runners) - 1)
 
     def step(self, x: np.ndarray, y: np.ndarray, whole: bool = False) -> tuple[float, np.ndarray]:
         """Forward and backward of the batch (x, y), its parts at once unless `whole` (then
@@ -113,9 +108,24 @@ class Replicas:
         gradients the batch's. Where a part's loss is not finite its backward is skipped
         and the batch's loss is not finite: the trainer then skips the update, and the
         gradients are not the batch's (with one thread they are the last step's)."""
-        parts = [slice(0, len(x))] if whole else split(len(x), len(self._runners))
+        parts = [slice(0, len(x))] if whole else split(len(x), self._width())
         if len(parts) == 1:
             return train_pass(*self._runners[0], x, y)
+        if self._children is not None:
+            results = self._step_children(x, y, parts)
+            twins = self._children.gradients[: len(parts) - 1]
+        else:
+            results = self._step_threads(x, y, parts)
+            twins = [[p.grad for p in replica.parameters()] for replica, _ in self._runners[1:]]
+        loss = sum(results[k][0] * (p.stop - p.start) for k, p in enumerate(parts)) / len(x)
+        if math.isfinite(loss):
+            self._gather(twins)
+        return loss, np.concatenate([results[k][1] for k in range(len(parts))])
+
+    def _step_threads(
+        self, x: np.ndarray, y: np.ndarray, parts: list[slice]
+    ) -> dict[int, tuple[float, np.ndarray]]:
+        """Each part's loss and outputs, trained at once by the model and its replicas."""
         self._follow()
         results: dict[int, tuple[float, np.ndarray]] = {}
 
@@ -126,17 +136,42 @@ class Replicas:
 
         # One round a batch: each hand-over to the pool thread costs a wake-up.
         run_round(self._pool, run, range(len(parts)))
-        loss = sum(results[k][0] * (p.stop - p.start) for k, p in enumerate(parts)) / len(x)
-        if math.isfinite(loss):
-            self._gather()
-        return loss, np.concatenate([results[k][1] for k in range(len(parts))])
+        return results
 
-    def _gather(self) -> None:
-        """Add the replicas' gradients into the model's: the whole batch's gradient."""
+    def _step_children(
+        self, x: np.ndarray, y: np.ndarray, parts: list[slice]
+    ) -> dict[int, tuple[float, np.ndarray]]:
+        """Each part's loss and outputs: part 0 by the model while the child processes train
+        the others. Every child's answer is read before an error is raised, so none is left
+        mid-message."""
+        children = self._children
+        assert children is not None
+        modes = [self.model.training, *(layer.training for layer in self.model.layers)]
+        for k, part in enumerate(parts[1:]):
+            share = (part.stop - part.start) / len(x)
+            children.send(k, x[part], y[part], share, modes)
+        results: dict[int, tuple[float, np.ndarray]] = {}
+        failed: ReplicaProcessError | None = None
+        try:
+            share = (parts[0].stop - parts[0].start) / len(x)
+            results[0] = train_pass(self.model, self.loss, x[parts[0]], y[parts[0]], share)
+        finally:
+            for k in range(len(parts) - 1):
+                try:
+                    results[k + 1] = children.receive(k)
+                except ReplicaProcessError as error:
+                    failed = failed or error
+        if failed is not None:
+            raise failed
+        return results
+
+    def _gather(self, twins: list[list[np.ndarray]]) -> None:
+        """Add the replicas' gradients (one list per replica, in the model's parameters'
+        order) into the model's: the whole batch's gradient."""
         params = self.model.parameters()
-        for replica, _ in self._runners[1:]:
-            for param, twin in zip(params, replica.parameters(), strict=True):
-                param.grad += twin.grad
+        for grads in twins:
+            for param, grad in zip(params, grads, strict=True):
+                param.grad += grad
 
     def _follow(self) -> None:
         """Point the replicas at the model's parameter values and its mode before a step: an

@@ -39,6 +39,15 @@ the MLP and the tutorial CNN (0.94x, 1.05x); but a choice made from the load whe
 `fit` starts would train one seed to different float rounding on a busy and an idle day
 (parts and replicas sum the batch's gradient in another order) and break a bit-for-bit
 resume. So a second core is asked for, with a ThreadPlan or `nnlib train --replicas`.
+
+Replicas in processes (`ThreadPlan(replicas=2, processes=True)`, `nnlib train --replicas 2
+--processes`) are the same data parallelism without the GIL between the parts: each replica
+beyond the model's own is a child process (nnlib.replica_process). Threads hand the GIL over
+at every numpy call, which kept two thread replicas from halving the small nets' steps;
+processes do not share it. They add a child's start (a new interpreter, about 0.2 s) per
+fit and need the model to be picklable (layers from a module the child can import). They
+sum the parts' gradients as thread replicas do, so a run resumed on either continues bit for
+bit.
 """
 
 from __future__ import annotations
@@ -56,19 +65,26 @@ AUTO: Final = "auto"
 
 @dataclass(frozen=True)
 class ThreadPlan:
-    """BLAS threads (None: BLAS's own default), batch workers and replicas for a run. More
-    than one worker needs `blas=1`; more than one replica `blas=1` and one worker (see the
-    module's docstring)."""
+    """BLAS threads (None: BLAS's own default), batch workers and replicas for a run, the
+    replicas on threads or (`processes`) in child processes. More than one worker needs
+    `blas=1`; more than one replica `blas=1` and one worker (see the module's docstring)."""
 
     blas: int | None = 1
     workers: int = 1
     replicas: int = 1
+    processes: bool = False
 
     def __post_init__(self) -> None:
         if self.blas is not None:
             _need_positive_int("blas", self.blas)
         _need_positive_int("workers", self.workers)
         _need_positive_int("replicas", self.replicas)
+        if not isinstance(self.processes, bool):
+            raise ValueError(f"ThreadPlan: processes must be True or False, got {self.processes!r}")
+        if self.processes and self.replicas == 1:
+            raise ValueError(
+                "ThreadPlan: processes=True runs replicas in processes; give replicas >= 2"
+            )
         self._check_together()
 
     def _check_together(self) -> None:
@@ -104,6 +120,11 @@ Threads = int | Literal["auto"] | ThreadPlan | None
 def replica_count(threads: Threads) -> int:
     """How many replicas `threads` trains with: a ThreadPlan's, else 1."""
     return threads.replicas if isinstance(threads, ThreadPlan) else 1
+
+
+def replica_processes(threads: Threads) -> bool:
+    """Whether `threads` trains its replicas in child processes (nnlib.replica_process)."""
+    return isinstance(threads, ThreadPlan) and threads.processes
 
 
 def default_blas_threads() -> int | None:

@@ -36,6 +36,7 @@ from .threads import (
     Threads,
     blas_threads,
     replica_count,
+    replica_processes,
     resolve_threads,
 )
 
@@ -199,7 +200,9 @@ class Trainer:
         if threads == AUTO and start is not None and start.replicas > 1:
             threads = ThreadPlan(replicas=start.replicas)  # the same sums as before the stop
         threads = resolve_threads("fit", threads)
-        replicas = Replicas(self.model, self.loss, replica_count(threads))
+        replicas = Replicas(
+            self.model, self.loss, replica_count(threads), replica_processes(threads)
+        )
         self.validation_data = validation_data
         self.validation_outputs = None
         self.epochs = epochs

@@ -1,0 +1,307 @@
+"""A replica in another process: `ThreadPlan(replicas=N, processes=True)` (nnlib.replicas).
+
+Why: two threads in one process hand the GIL over at every numpy call, and on the small
+nets (LeNet-5, the tutorial CNN) that kept two replicas' threads from halving a step
+(LeNet-5 at batch 64: 4.2-4.6 ms against 4.9-5.6 on one thread), while two processes ran
+their halves as fast as one alone (a prototype: 2.9-3.0 ms; benchmarks/README.md).
+
+How: the parameters and their gradients live in one shared, anonymous memory map (a
+temporary file deleted at once, handed to the child by descriptor, so nothing is left
+behind however either process ends). The model's parameter values are moved into it for the
+run, so the optimizer's in-place steps reach the child; the child trains its part on its
+own copy of the model (pickled) whose values are views of the same map, and writes its
+gradients there, where the parent adds them into the model's as a thread replica's are (in
+the same order: the sums, and so a resume, are the same bit for bit). Each step sends the
+part and the layers' modes down the child's stdin and reads its loss and outputs from its
+stdout (pickles: a part of 32 MNIST digits is 100 kB). The child runs in its own session,
+so a terminal's Ctrl+C or hang-up goes to the parent alone, which ends the run and closes
+the pipe; a child whose pipe closes (its parent gone, even by SIGKILL) exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+from typing import IO, Any
+
+import numpy as np
+
+from .layers.base import Param
+from .losses import Loss
+from .model import Sequential
+from .training_pass import train_pass
+
+#: Each parameter's place in the map starts on a cache line.
+_ALIGN = 64
+#: The child's environment: its BLAS runs one thread, as a thread replica's does
+#: (nnlib.threads), and glibc's malloc keeps the memory it frees (arrays below 32 MiB from
+#: the heap, which is never trimmed): a fresh child otherwise returned pages at every step
+#: and faulted them in again, and trained LeNet-5's half batch of 32 in 3.5-4.1 ms a step
+#: where a forked one took 2.9 (with this: 2.9-3.3). The child is nnlib's alone, so the
+#: setting touches nothing of the user's.
+_CHILD_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(1 << 40),
+}
+
+
+def _memory_file() -> IO[bytes]:
+    """An unnamed file in memory (Linux's memfd; elsewhere a temporary file, deleted at
+    once). A file on a disk would do too, but its mapped pages are written back and then
+    fault at their next write: LeNet-5's half-batch step took 3.4 ms against 2.5."""
+    if hasattr(os, "memfd_create"):
+        return os.fdopen(os.memfd_create("nnlib-replicas"), "w+b")
+    return tempfile.TemporaryFile()
+
+
+def _search_path() -> str:
+    """The parent's module search path for the child, which unpickles the model's layers:
+    a layer class from a module the parent imports (a script's folder, a test's) is found."""
+    return os.pathsep.join(os.getcwd() if entry == "" else entry for entry in sys.path)
+
+
+class ReplicaProcessError(RuntimeError):
+    """A replica process could not start, failed in a step, or ended."""
+
+
+def _layout(params: list[Param]) -> tuple[list[tuple[int, tuple[int, ...], str]], int]:
+    """(offset, shape, dtype) of each parameter in a copy of them all, and the bytes that
+    copy takes: the map holds the values, then each child's gradients, in this layout."""
+    places, offset = [], 0
+    for param in params:
+        places.append((offset, param.value.shape, param.value.dtype.str))
+        offset += _aligned(param.value.nbytes)
+    return places, max(offset, _ALIGN)
+
+
+def _aligned(size: int) -> int:
+    """`size` bytes rounded up to whole cache lines."""
+    return -(-size // _ALIGN) * _ALIGN
+
+
+def _views(
+    buffer: mmap.mmap, places: list[tuple[int, tuple[int, ...], str]], start: int
+) -> list[np.ndarray]:
+    """The arrays at `places` in `buffer`, from byte `start` on."""
+    return [
+        np.ndarray(shape, np.dtype(dtype), buffer=buffer, offset=start + offset)
+        for offset, shape, dtype in places
+    ]
+
+
+class ProcessReplicas:
+    """`count` child processes, each training a part of each batch for `model` (see the
+    module's docstring). `send` child k a part, train another meanwhile, then `receive` its
+    loss and outputs; `gradients[k]` are then its part's. `close` ends the children and gives
+    the model's parameters back their own arrays."""
+
+    def __init__(self, model: Sequential, loss: Loss, count: int) -> None:
+        self.count = count
+        self.params = model.parameters()
+        places, size = _layout(self.params)
+        total = (1 + count) * size  # the values, then each child's gradients
+        self._file = _memory_file()
+        self._file.truncate(total)
+        self._map = mmap.mmap(self._file.fileno(), total)
+        self.values = _views(self._map, places, 0)
+        self.gradients = [_views(self._map, places, (1 + k) * size) for k in range(count)]
+        for param, view in zip(self.params, self.values, strict=True):
+            np.copyto(view, param.value)
+            param.value = view
+        # The parts go through a second map, grown when a part does not fit in its slot.
+        self._inputs = _memory_file()
+        self._inputs_map: mmap.mmap | None = None
+        self._slot = 0
+        self._children: list[subprocess.Popen[bytes]] = []
+        try:
+            for k in range(count):
+                self._children.append(self._start())
+                self._send(k, ("init", model.replica(), loss, places, total, (1 + k) * size))
+            for k in range(count):
+                self._receive(k)
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
+            self.close()
+            raise ReplicaProcessError(
+                f"replica processes: the model cannot be sent to a child process ({error}); "
+                "train it on thread replicas (processes=False)"
+            ) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        descriptors = (self._file.fileno(), self._inputs.fileno())
+        return subprocess.Popen(
+            [sys.executable, "-m", "nnlib.replica_process", *map(str, descriptors)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=descriptors,
+            start_new_session=True,  # the terminal's signals go to the parent alone
+            env={**os.environ, **_CHILD_ENV, "PYTHONPATH": _search_path()},
+        )
+
+    def send(self, k: int, x: np.ndarray, y: np.ndarray, share: float, modes: list[bool]) -> None:
+        """Start child k on a part; the parameters' values it reads are the model's now."""
+        for param, view in zip(self.params, self.values, strict=True):
+            if param.value is not view:  # an optimizer that assigned a new array
+                np.copyto(view, param.value)
+                param.value = view
+        slot = _aligned(x.nbytes) + _aligned(y.nbytes)
+        if slot > self._slot:  # the child maps the grown file at its next step
+            self._slot = slot
+            self._inputs.truncate(self.count * slot)
+            self._inputs_map = mmap.mmap(self._inputs.fileno(), self.count * slot)
+        assert self._inputs_map is not None
+        start = k * self._slot
+        parts = []
+        for array, offset in ((x, start), (y, start + _aligned(x.nbytes))):
+            into = np.ndarray(array.shape, array.dtype, buffer=self._inputs_map, offset=offset)
+            np.copyto(into, array)
+            parts.append((array.shape, array.dtype.str, offset))
+        self._send(k, ("step", parts, len(self._inputs_map), share, modes))
+
+    def receive(self, k: int) -> tuple[float, np.ndarray]:
+        """Child k's part's mean loss and outputs, once it has written its gradients."""
+        value, outputs = self._receive(k)
+        return value, outputs
+
+    def close(self) -> None:
+        """End the children (closing a child's pipe ends it) and give the parameters their
+        own arrays again, so nothing refers to the map once it is closed."""
+        for param, view in zip(self.params, self.values, strict=True):
+            if param.value is view:
+                param.value = np.array(view)
+        children, self._children = self._children, []
+        for child in children:
+            for stream in (child.stdin, child.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):  # a child gone: its pipe is broken
+                        stream.close()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self.values, self.gradients = [], []
+        self._inputs_map = None
+        self._inputs.close()
+        self._file.close()  # the maps go with the last array that views them
+
+    def _send(self, k: int, message: tuple[Any, ...]) -> None:
+        stream = self._children[k].stdin
+        assert stream is not None
+        try:
+            pickle.dump(message, stream, protocol=pickle.HIGHEST_PROTOCOL)
+            stream.flush()
+        except OSError:  # BrokenPipeError: it has ended
+            raise self._ended(k) from None
+
+    def _receive(self, k: int) -> Any:
+        stream = self._children[k].stdout
+        assert stream is not None
+        try:
+            kind, payload = pickle.load(stream)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            raise self._ended(k) from None
+        if kind == "error":
+            raise ReplicaProcessError(f"replica process {k + 1}: {payload}")
+        return payload
+
+    def _ended(self, k: int) -> ReplicaProcessError:
+        child = self._children[k]
+        try:
+            code: int | None = child.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = "is not answering" if code is None else f"ended (exit code {code})"
+        return ReplicaProcessError(f"replica process {k + 1} {how}")
+
+
+# -- the child ----------------------------------------------------------------------------
+def _serve(descriptors: tuple[int, int], reader: IO[bytes], writer: IO[bytes]) -> None:
+    """Answer the parent until its pipe closes: build the replica on the parameters' map,
+    then train a part (in the inputs' map) a message. What fails is sent back as an error,
+    not raised: the parent names it."""
+    model: Sequential | None = None
+    loss: Loss | None = None
+    gradients: list[np.ndarray] = []
+    buffer: mmap.mmap | None = None
+    inputs: mmap.mmap | None = None
+    while True:
+        try:
+            message = pickle.load(reader)
+        except EOFError:
+            return
+        try:
+            if message[0] == "init":
+                _, model, loss, places, total, start = message
+                buffer = mmap.mmap(descriptors[0], total)
+                for param, view in zip(model.parameters(), _views(buffer, places, 0), strict=True):
+                    param.value = view
+                gradients = _views(buffer, places, start)
+                reply: tuple[str, Any] = ("ok", None)
+            else:
+                assert model is not None and loss is not None, "a step before init"
+                _, parts, size, share, modes = message
+                if inputs is None or len(inputs) != size:
+                    inputs = mmap.mmap(descriptors[1], size)
+                x, y = (
+                    np.ndarray(shape, np.dtype(dtype), buffer=inputs, offset=offset)
+                    for shape, dtype, offset in parts
+                )
+                reply = ("ok", _train(model, loss, gradients, x, y, share, modes))
+        except Exception as error:  # sent to the parent, which raises it by name
+            detail = traceback.format_exception_only(type(error), error)[-1].strip()
+            reply = ("error", detail)
+        pickle.dump(reply, writer, protocol=pickle.HIGHEST_PROTOCOL)
+        writer.flush()
+
+
+def _train(
+    model: Sequential,
+    loss: Loss,
+    gradients: list[np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    share: float,
+    modes: list[bool],
+) -> tuple[float, np.ndarray]:
+    """One part's forward and backward (`train_pass`) in the parent's layer modes, its
+    gradients written into the map when its loss is finite."""
+    for layer, training in zip(model.layers, modes[1:], strict=True):
+        layer.training = training
+    model.training = modes[0]
+    value, outputs = train_pass(model, loss, x, y, share)
+    if np.isfinite(value):
+        for view, param in zip(gradients, model.parameters(), strict=True):
+            np.copyto(view, param.grad)
+    return value, outputs
+
+
+def main() -> None:
+    """`python -m nnlib.replica_process PARAMS INPUTS`: the child, on the descriptors of
+    the parameters' and the inputs' maps."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):  # the parent ends the run, then the pipe
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    # The pipe to the parent keeps descriptor 1's file; a print (or a library's) goes to
+    # stderr instead of into a reply.
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    _serve((int(sys.argv[1]), int(sys.argv[2])), sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()
