@@ -106,6 +106,7 @@ def capture(trainer: Trainer, reason: str = "") -> dict[str, np.ndarray]:
         "batch_size": trainer.batch_size,
         # the plan's replicas: they sum a batch's gradient in their order, so a resume keeps them
         "replicas": trainer.replica_count,
+        "replica_processes": trainer.replica_processes,
         # requested, not applied yet (a batch size waits for the next epoch): applied there
         "pending": [list(request) for request in trainer.control.requests()],
         "layer_rngs": {name: rng.bit_generator.state for name, rng in _generators(trainer.model)},
@@ -334,6 +335,7 @@ _STATE_FIELDS: tuple[tuple[str, Any, _Test, str], ...] = (
     ),
     ("batch_size", None, _is_positive_count, "a positive integer"),
     ("replicas", 1, _is_positive_count, "a positive integer"),
+    ("replica_processes", False, lambda value: isinstance(value, bool), "true or false"),
     ("loss_sum", "missing", _or_null(is_finite_number), "a finite number or null (NaN)"),
     ("correct", "missing", _or_null(is_finite_number), "a finite number or null (NaN)"),
     ("begun", False, lambda value: isinstance(value, bool), "true or false"),
@@ -530,6 +532,7 @@ def _resume_position(
         source=source,
         batch_size=state["batch_size"] if hyperparameters else None,
         replicas=state.get("replicas", 1) if hyperparameters else 1,
+        replica_processes=state.get("replica_processes", False) and hyperparameters,
         extra=dict(extra or {}),
     )
 

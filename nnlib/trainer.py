@@ -53,8 +53,9 @@ class Position:
     which the same permutation is drawn again. `begun`: the epoch's start is behind it (a
     batch size requested since waits for the next epoch). From a checkpoint: `source` names
     it, and `batch_size` is the one in force there, which the next fit keeps (it may have been
-    steered away from the one fit is given); `replicas` is the count it trained with, which a
-    resumed fit given threads=AUTO keeps (a fork's says 1: a new run's plan is its own)."""
+    steered away from the one fit is given); `replicas` is the count it trained with and
+    `replica_processes` whether they ran in processes, which a resumed fit given threads=AUTO
+    keeps (a fork's say 1 and False: a new run's plan is its own)."""
 
     epoch: int = 0
     batch: int = 0
@@ -67,6 +68,7 @@ class Position:
     source: str | None = None
     batch_size: int | None = None
     replicas: int = 1
+    replica_processes: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -123,6 +125,11 @@ class Trainer:
     def replica_count(self) -> int:
         """How many replicas the current (or last) fit trains each batch on: 1 without any."""
         return self._replicas.count if self._replicas is not None else 1
+
+    @property
+    def replica_processes(self) -> bool:
+        """Whether the current (or last) fit's replicas run in child processes."""
+        return self._replicas is not None and self._replicas.processes and self.replica_count > 1
 
     # -- the loop -------------------------------------------------------------------------
     def fit(
@@ -198,7 +205,8 @@ class Trainer:
             if start.batch_size is not None:
                 self.batch_size = start.batch_size
         if threads == AUTO and start is not None and start.replicas > 1:
-            threads = ThreadPlan(replicas=start.replicas)  # the same sums as before the stop
+            # the same sums as before the stop (threads and processes sum alike), the same way
+            threads = ThreadPlan(replicas=start.replicas, processes=start.replica_processes)
         threads = resolve_threads("fit", threads)
         replicas = Replicas(
             self.model, self.loss, replica_count(threads), replica_processes(threads)

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TIMEOUT, default_signals, logged_a_batch
+from helpers import TIMEOUT, StopAt, default_signals, logged_a_batch
 
 import nnlib as nl
-from nnlib import runs
+from nnlib import checkpointing, runs
 from nnlib.cli import main
+from nnlib.config import ExperimentConfig
+from nnlib.experiment import setup
 from nnlib.layers import Layer
 from nnlib.replica_process import ReplicaProcessError
 from nnlib.replicas import Replicas
@@ -223,3 +225,32 @@ def test_a_stop_signal_ends_the_run_and_its_child(tmp_path, signum):
     assert end.type == "end" and end.reason == "interrupted"
     assert (tmp_path / "run" / "model.npz").is_file()
     assert _gone(children[0])
+
+
+def test_a_run_in_processes_resumes_in_processes_bit_for_bit(tmp_path, capsys):
+    """Its checkpoints say so; `nnlib train --resume` goes on the same way (and, summing as
+    threads do, exactly as the run would have)."""
+    values = dict(dataset="spirals", arch="2-16-16-3", epochs=2, batch_size=32, seed=0)
+    for name, callbacks in (("whole", []), ("cut", [StopAt(7)])):
+        config = ExperimentConfig(**values, run_dir=str(tmp_path / name))  # type: ignore[arg-type]
+        setup(config, callbacks=callbacks).fit(threads=PROCESSES)
+    last = checkpointing.load(checkpointing.find(tmp_path / "cut", "last"))
+    assert last.state["replicas"] == 2 and last.state["replica_processes"] is True
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
+    assert "on 2 replicas in processes, as it trained" in capsys.readouterr().err
+
+    def losses(run: Path) -> list[float]:
+        return [e["loss"] for e in runs.continued(runs.read(run)) if e.type == "batch"]
+
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+
+
+def test_a_checkpoint_says_whether_its_replicas_ran_in_processes():
+    trainer = nl.Trainer(nl.build(MLP, (6,), seed=0), nl.SoftmaxCrossEntropy(), nl.SGD(0.1))
+    trainer.fit(*_data((6,), 16), epochs=1, batch_size=8, threads=PROCESSES)
+    state = json.loads(str(checkpointing.capture(trainer)["training/state"].item()))
+    assert state["replica_processes"] is True
+    state["replica_processes"] = "yes"
+    with pytest.raises(checkpointing.CheckpointError, match="replica_processes must be true"):
+        checkpointing._check_state(state, "file.npz")

@@ -176,7 +176,7 @@ def _print_start(experiment: Experiment, replicas: int | None) -> None:
             f"continuing from {start.source} (step {experiment.trainer.global_step})",
             file=sys.stderr,
         )
-        _print_replicas(start.replicas, replicas)
+        _print_replicas(start.replicas, replicas, start.replica_processes)
     print(
         f"run: {experiment.run_dir}  arch: {experiment.arch}  "
         f"params: {experiment.model.summary().total_params:,}",
@@ -185,12 +185,19 @@ def _print_start(experiment: Experiment, replicas: int | None) -> None:
     print_warnings(experiment.model, experiment.loss)
 
 
-def _print_replicas(trained: int, asked: int | None) -> None:
-    """How a resumed run goes on: on the replicas it trained with, or (a note) on another
-    count, which sums each batch's gradient in another order."""
+def _print_replicas(trained: int, asked: int | None, processes: bool) -> None:
+    """How a resumed run goes on: on the replicas it trained with (`processes`: in child
+    processes), or (a note) on another count, which sums each batch's gradient in another
+    order."""
     if asked is None or asked == trained:
-        if trained > 1:
-            print(f"on {trained} replicas, as it trained (--replicas to change)", file=sys.stderr)
+        if trained > 1 and asked is None:
+            where = " in processes" if processes else ""
+            print(
+                f"on {trained} replicas{where}, as it trained (--replicas to change)",
+                file=sys.stderr,
+            )
+        elif trained > 1:
+            print(f"on {trained} replicas, as it trained", file=sys.stderr)
         return
     print(
         f"note: the run trained on {trained} replica{'s' * (trained > 1)}; on {asked} each "
