@@ -106,6 +106,11 @@ class ProcessReplicas:
     the model's parameters back their own arrays."""
 
     def __init__(self, model: Sequential, loss: Loss, count: int) -> None:
+        if os.name != "posix":  # the maps go to the child by descriptor (pass_fds)
+            raise ReplicaProcessError(
+                "replica processes need a POSIX system (Linux, macOS); train on thread "
+                "replicas (processes=False)"
+            )
         self.count = count
         self.params = model.parameters()
         places, size = _layout(self.params)

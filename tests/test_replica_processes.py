@@ -254,3 +254,13 @@ def test_a_checkpoint_says_whether_its_replicas_ran_in_processes():
     state["replica_processes"] = "yes"
     with pytest.raises(checkpointing.CheckpointError, match="replica_processes must be true"):
         checkpointing._check_state(state, "file.npz")
+
+
+def test_a_system_without_posix_descriptors_is_told_to_use_threads(monkeypatch):
+    import nnlib.replica_process as replica_process
+
+    monkeypatch.setattr(replica_process.os, "name", "nt")
+    model = nl.build(MLP, (6,), seed=0)
+    with pytest.raises(ReplicaProcessError, match="need a POSIX system"):
+        Replicas(model, nl.SoftmaxCrossEntropy(), 2, processes=True).__enter__()
+    assert _own_arrays(model)
