@@ -2,20 +2,21 @@
 
 Why: two threads in one process hand the GIL over at every numpy call, and on the small
 nets (LeNet-5, the tutorial CNN) that kept two replicas' threads from halving a step
-(LeNet-5 at batch 64: 4.2-4.6 ms against 4.9-5.6 on one thread), while two processes ran
-their halves as fast as one alone (a prototype: 2.9-3.0 ms; benchmarks/README.md).
+(LeNet-5 at batch 64: 3.8-5.0 ms against 4.7-5.4 on one thread), while two processes ran
+their halves as fast as one alone (2.95-3.33 ms; benchmarks/README.md).
 
-How: the parameters and their gradients live in one shared, anonymous memory map (a
-temporary file deleted at once, handed to the child by descriptor, so nothing is left
-behind however either process ends). The model's parameter values are moved into it for the
-run, so the optimizer's in-place steps reach the child; the child trains its part on its
-own copy of the model (pickled) whose values are views of the same map, and writes its
-gradients there, where the parent adds them into the model's as a thread replica's are (in
-the same order: the sums, and so a resume, are the same bit for bit). Each step sends the
-part and the layers' modes down the child's stdin and reads its loss and outputs from its
-stdout (pickles: a part of 32 MNIST digits is 100 kB). The child runs in its own session,
-so a terminal's Ctrl+C or hang-up goes to the parent alone, which ends the run and closes
-the pipe; a child whose pipe closes (its parent gone, even by SIGKILL) exits.
+How: the parameters and their gradients live in one shared memory map of an unnamed file
+(memfd, or a temporary file deleted at once), handed to the child by descriptor, so nothing
+is left behind however either process ends. The model's parameter values are moved into it
+for the run, so the optimizer's in-place steps reach the child; the child trains its part
+on its own copy of the model (pickled) whose values are views of the same map, and writes
+its gradients there, where the parent adds them into the model's as a thread replica's are
+(in the same order: the sums, and so a resume, are the same bit for bit). Each step puts the
+part in a second map and sends its place and the layers' modes down the child's stdin; the
+child's loss and outputs come back on its stdout (pickles). The child is a new interpreter
+(no fork of a process with threads) in its own session, so a terminal's Ctrl+C or hang-up
+goes to the parent alone, which ends the run and closes the pipe; a child whose pipe closes
+(its parent gone, even by SIGKILL) exits.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
@@ -131,18 +133,23 @@ class ProcessReplicas:
         try:
             for k in range(count):
                 self._children.append(self._start())
-                self._send(k, ("init", model.replica(), loss, places, total, (1 + k) * size))
+                self._send_model(k, ("init", model.replica(), loss, places, total, (1 + k) * size))
             for k in range(count):
                 self._receive(k)
-        except (pickle.PicklingError, AttributeError, TypeError) as error:
+        except BaseException:
             self.close()
+            raise
+
+    def _send_model(self, k: int, message: tuple[Any, ...]) -> None:
+        """Send child k its model: a ReplicaProcessError when the model cannot be pickled
+        (a layer class defined inside a function, a lock in a layer)."""
+        try:
+            self._send(k, message)
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
             raise ReplicaProcessError(
                 f"replica processes: the model cannot be sent to a child process ({error}); "
                 "train it on thread replicas (processes=False)"
             ) from None
-        except BaseException:
-            self.close()
-            raise
 
     def _start(self) -> subprocess.Popen[bytes]:
         descriptors = (self._file.fileno(), self._inputs.fileno())
@@ -188,10 +195,7 @@ class ProcessReplicas:
                 param.value = np.array(view)
         children, self._children = self._children, []
         for child in children:
-            for stream in (child.stdin, child.stdout):
-                if stream is not None:
-                    with contextlib.suppress(OSError):  # a child gone: its pipe is broken
-                        stream.close()
+            _close_pipes(child)
         for child in children:
             try:
                 child.wait(timeout=10)
@@ -233,65 +237,83 @@ class ProcessReplicas:
         return ReplicaProcessError(f"replica process {k + 1} {how}")
 
 
+def _close_pipes(child: subprocess.Popen[bytes]) -> None:
+    """Close the pipes to a child, which ends it; a child gone has a broken pipe."""
+    for stream in (child.stdin, child.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
 # -- the child ----------------------------------------------------------------------------
+class _Child:
+    """The child's side: the replica on the parameters' map (`init`), then a part a step
+    (`step`), its gradients written into the map when its loss is finite."""
+
+    def __init__(self, descriptors: tuple[int, int]) -> None:
+        self.descriptors = descriptors
+        self.model: Sequential | None = None
+        self.loss: Loss | None = None
+        self.gradients: list[np.ndarray] = []
+        self.inputs: mmap.mmap | None = None
+
+    def init(
+        self,
+        model: Sequential,
+        loss: Loss,
+        places: list[tuple[int, tuple[int, ...], str]],
+        total: int,
+        start: int,
+    ) -> None:
+        buffer = mmap.mmap(self.descriptors[0], total)
+        for param, view in zip(model.parameters(), _views(buffer, places, 0), strict=True):
+            param.value = view
+        self.model, self.loss, self.gradients = model, loss, _views(buffer, places, start)
+
+    def step(
+        self,
+        parts: list[tuple[tuple[int, ...], str, int]],
+        size: int,
+        share: float,
+        modes: list[bool],
+    ) -> tuple[float, np.ndarray]:
+        """Train the part the parent put in the inputs' map (mapped again once it grew),
+        in the parent's layer modes."""
+        model, loss = self.model, self.loss
+        assert model is not None and loss is not None, "a step before init"
+        if self.inputs is None or len(self.inputs) != size:
+            self.inputs = mmap.mmap(self.descriptors[1], size)
+        x, y = (
+            np.ndarray(shape, np.dtype(dtype), buffer=self.inputs, offset=offset)
+            for shape, dtype, offset in parts
+        )
+        for layer, training in zip(model.layers, modes[1:], strict=True):
+            layer.training = training
+        model.training = modes[0]
+        value, outputs = train_pass(model, loss, x, y, share)
+        if np.isfinite(value):
+            for view, param in zip(self.gradients, model.parameters(), strict=True):
+                np.copyto(view, param.grad)
+        return value, outputs
+
+
 def _serve(descriptors: tuple[int, int], reader: IO[bytes], writer: IO[bytes]) -> None:
-    """Answer the parent until its pipe closes: build the replica on the parameters' map,
-    then train a part (in the inputs' map) a message. What fails is sent back as an error,
-    not raised: the parent names it."""
-    model: Sequential | None = None
-    loss: Loss | None = None
-    gradients: list[np.ndarray] = []
-    buffer: mmap.mmap | None = None
-    inputs: mmap.mmap | None = None
+    """Answer the parent until its pipe closes, a message at a time. What fails is sent
+    back as an error, not raised: the parent names it."""
+    child = _Child(descriptors)
+    answers: dict[str, Callable[..., Any]] = {"init": child.init, "step": child.step}
     while True:
         try:
-            message = pickle.load(reader)
+            kind, *arguments = pickle.load(reader)
         except EOFError:
             return
         try:
-            if message[0] == "init":
-                _, model, loss, places, total, start = message
-                buffer = mmap.mmap(descriptors[0], total)
-                for param, view in zip(model.parameters(), _views(buffer, places, 0), strict=True):
-                    param.value = view
-                gradients = _views(buffer, places, start)
-                reply: tuple[str, Any] = ("ok", None)
-            else:
-                assert model is not None and loss is not None, "a step before init"
-                _, parts, size, share, modes = message
-                if inputs is None or len(inputs) != size:
-                    inputs = mmap.mmap(descriptors[1], size)
-                x, y = (
-                    np.ndarray(shape, np.dtype(dtype), buffer=inputs, offset=offset)
-                    for shape, dtype, offset in parts
-                )
-                reply = ("ok", _train(model, loss, gradients, x, y, share, modes))
+            reply: tuple[str, Any] = ("ok", answers[kind](*arguments))
         except Exception as error:  # sent to the parent, which raises it by name
             detail = traceback.format_exception_only(type(error), error)[-1].strip()
             reply = ("error", detail)
         pickle.dump(reply, writer, protocol=pickle.HIGHEST_PROTOCOL)
         writer.flush()
-
-
-def _train(
-    model: Sequential,
-    loss: Loss,
-    gradients: list[np.ndarray],
-    x: np.ndarray,
-    y: np.ndarray,
-    share: float,
-    modes: list[bool],
-) -> tuple[float, np.ndarray]:
-    """One part's forward and backward (`train_pass`) in the parent's layer modes, its
-    gradients written into the map when its loss is finite."""
-    for layer, training in zip(model.layers, modes[1:], strict=True):
-        layer.training = training
-    model.training = modes[0]
-    value, outputs = train_pass(model, loss, x, y, share)
-    if np.isfinite(value):
-        for view, param in zip(gradients, model.parameters(), strict=True):
-            np.copyto(view, param.grad)
-    return value, outputs
 
 
 def main() -> None:

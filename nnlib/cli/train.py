@@ -190,14 +190,10 @@ def _print_replicas(trained: int, asked: int | None, processes: bool) -> None:
     processes), or (a note) on another count, which sums each batch's gradient in another
     order."""
     if asked is None or asked == trained:
-        if trained > 1 and asked is None:
-            where = " in processes" if processes else ""
-            print(
-                f"on {trained} replicas{where}, as it trained (--replicas to change)",
-                file=sys.stderr,
-            )
-        elif trained > 1:
-            print(f"on {trained} replicas, as it trained", file=sys.stderr)
+        where = " in processes" if processes and asked is None else ""
+        change = " (--replicas to change)" if asked is None else ""
+        if trained > 1:
+            print(f"on {trained} replicas{where}, as it trained{change}", file=sys.stderr)
         return
     print(
         f"note: the run trained on {trained} replica{'s' * (trained > 1)}; on {asked} each "
