@@ -693,6 +693,46 @@ setup(config, callbacks=[Hang()], checkpoints=True).fit()
 SENT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def train_until_a_batch(cwd: Path, env: dict, *flags: str) -> subprocess.Popen:
+    """`nnlib train` of spirals (endless in practice) into `cwd`/run with `flags`, once it
+    has logged at least one batch; the test fails if it exits first or logs none."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nnlib.cli", "train", "--dataset", "spirals", "--epochs", "100000"]
+        + ["--run-dir", "run", "--quiet", *flags],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+    )
+    events_file = cwd / "run" / "events.jsonl"
+    for _ in range(6000):  # at most ~2 minutes; normally a second
+        if logged_a_batch(events_file):
+            return process
+        try:
+            process.wait(timeout=0.02)  # a bounded wait that also notices an early exit
+            pytest.fail(f"nnlib exited early: {process.communicate()}")
+        except subprocess.TimeoutExpired:
+            pass
+    process.kill()
+    pytest.fail("no batch was logged")
+
+
+def signal_and_wait(process: subprocess.Popen, *signals: int) -> str:
+    """Send `signals` back to back (no wait in between), then wait for the process (killed
+    if it outlives TIMEOUT): its stderr."""
+    try:
+        for signum in signals:
+            process.send_signal(signum)
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return stderr
+
+
 def default_signals() -> None:
     """A Popen preexec_fn for a child that a test sends signals to: the child starts with
     their default disposition, unblocked, whatever the test run inherited (`nohup` ignores

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import StopAt, default_signals, logged_a_batch
+from helpers import StopAt, default_signals, signal_and_wait, train_until_a_batch
 
 import nnlib as nl
 from nnlib import checkpointing, runs
@@ -60,31 +60,6 @@ def one_line_error(done, code, *words):
 # -- signals -----------------------------------------------------------------------------------
 
 
-def _train_until_a_batch(tmp_path, env):
-    """A training process (endless in practice) that has logged at least one batch."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nnlib.cli", "train", "--dataset", "spirals", "--epochs", "100000"]
-        + ["--batch-size", "1", "--run-dir", "run", "--quiet"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_signals,
-    )
-    events_file = tmp_path / "run" / "events.jsonl"
-    for _ in range(6000):  # at most ~2 minutes; normally a second
-        if logged_a_batch(events_file):
-            return process
-        try:
-            process.wait(timeout=0.02)  # a bounded wait that also notices an early exit
-            pytest.fail(f"nnlib exited early: {process.communicate()}")
-        except subprocess.TimeoutExpired:
-            pass
-    process.kill()
-    pytest.fail("no batch was logged")
-
-
 @pytest.mark.parametrize(
     "signals",
     [
@@ -96,15 +71,8 @@ def _train_until_a_batch(tmp_path, env):
     ids=["term", "hup", "int-int", "burst"],
 )
 def test_stop_signals_end_the_run_like_ctrl_c(tmp_path, env, signals):
-    process = _train_until_a_batch(tmp_path, env)
-    try:
-        for signum in signals:  # back to back, no wait in between
-            process.send_signal(signum)
-        _, stderr = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    process = train_until_a_batch(tmp_path, env, "--batch-size", "1")
+    stderr = signal_and_wait(process, *signals)
     # Signals pending together are delivered lowest number first: any of them may be "first".
     assert process.returncode in {128 + signum for signum in signals}, stderr
     assert "Traceback" not in stderr

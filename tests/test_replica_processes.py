@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TIMEOUT, StopAt, default_signals, logged_a_batch
+from helpers import TIMEOUT, StopAt, signal_and_wait, train_until_a_batch
 
 import nnlib as nl
 from nnlib import checkpointing, runs
@@ -196,29 +194,11 @@ def test_a_stop_signal_ends_the_run_and_its_child(tmp_path, signum):
     """The child runs in its own session: the signal reaches the parent alone, which ends
     the run at a batch boundary (log closed, model saved) and then the child."""
     env = {**os.environ, "NNLIB_DATA_DIR": str(tmp_path / "data")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nnlib.cli", "train", "--dataset", "spirals", "--epochs", "100000"]
-        + ["--batch-size", "8", "--run-dir", "run", "--quiet", "--replicas", "2", "--processes"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_signals,
-    )
-    try:
-        for _ in range(int(TIMEOUT / 0.02)):
-            if logged_a_batch(tmp_path / "run" / "events.jsonl") or process.poll() is not None:
-                break
-            time.sleep(0.02)
-        children = _children(process.pid)
-        assert len(children) == 1, process.poll()
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    flags = ["--batch-size", "8", "--replicas", "2", "--processes"]
+    process = train_until_a_batch(tmp_path, env, *flags)
+    children = _children(process.pid)
+    stderr = signal_and_wait(process, signum)
+    assert len(children) == 1
     assert process.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
     end = runs.read(tmp_path / "run")[-1]
