@@ -59,14 +59,17 @@ def test_stop_before_fit_stops_the_next_run_at_its_first_boundary():
 
 
 def test_stop_just_after_starting_fit_in_a_thread_is_never_lost():
+    """4,000 batches (about 0.15 s): a run of 400 could end before this thread, descheduled
+    on a busy 2-core machine, got to call stop() (2 of 3 full suites beside replica
+    processes' tests failed so), which is no lost stop."""
     for attempt in range(100):
         count = Count()
         trainer = _trainer(count)
-        thread, result = fit_in_thread(trainer, *_data(), epochs=50, batch_size=1)  # 400 batches
+        thread, result = fit_in_thread(trainer, *_data(), epochs=500, batch_size=1)
         trainer.stop()
         history = join_fit(thread, trainer, result)
         assert history.reason == "stopped", f"attempt {attempt}: ran {count.batches} batches"
-        assert count.batches < 400
+        assert count.batches < 4000
 
 
 def test_a_stop_sent_while_the_run_ends_does_not_stop_the_next_run():
