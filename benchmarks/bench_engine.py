@@ -368,6 +368,9 @@ RUNNERS: dict[str, Runner] = {
 REFERENCE = "torch"
 #: Runners that use two cores by design: timed in the 2-thread rows only.
 TWO_THREADS_ONLY = ("replicas", "processes")
+#: Runners whose memory the peak-memory probe cannot see (a replica process's is not in its
+#: parent's resident set): not probed.
+UNPROBED = ("processes",)
 
 
 def have_torch() -> bool:
@@ -850,6 +853,7 @@ def summary_table(
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     shown = ("nnlib", REFERENCE, "replicas", "processes")
+    measured = [f for f in shown if f not in UNPROBED]  # the memory columns
     for name in names:
         for batch, by_key in results.items():
             for count in threads:
@@ -860,7 +864,7 @@ def summary_table(
                 }
 
                 cells = [name, str(batch), str(count), *_time_cells(median)]
-                for f in ("nnlib", REFERENCE, "replicas"):  # processes: not probed
+                for f in measured:
                     report = memory.get(batch, {}).get((f, name))
                     if count == min(threads) and report is not None:
                         cells.append(f"{report['rss'] / 2**20:.1f}")
@@ -871,7 +875,8 @@ def summary_table(
         f"\n\nMedians of {runs} alternating runs of one epoch ({N_TRAIN:,} digits, SGD lr {LR} "
         f"momentum {MOMENTUM}); nnlib: the plain loop (2 threads: 2 BLAS threads); 2 replicas: "
         "the same loop with each batch's halves trained at once, 1 BLAS thread each; 2 "
-        "processes: the second half in a child process (started within the epoch). Peak MiB: "
+        "processes: the second half in a child process (started before the timed epoch). Peak "
+        "MiB: "
         "resident-set growth over one epoch in a fresh process (1 BLAS thread; replicas: 2 "
         "threads; a child process's memory is not in it, so processes are not probed)."
     )
@@ -1143,8 +1148,7 @@ def main() -> None:
 
     print(f"## Engine speed: one epoch on MNIST (t10k files, loaded by {source})\n")
     print(machine_facts() + "\n")
-    # A replica process's memory is not in its parent's resident set: not probed.
-    probed = [f for f in frameworks if f != "processes"]
+    probed = [f for f in frameworks if f not in UNPROBED]
     if args.memory_only:
         for batch in batches:
             BATCH = batch

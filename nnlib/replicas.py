@@ -23,14 +23,17 @@ import copy
 import math
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .losses import Loss
 from .model import Sequential
-from .replica_process import ProcessReplicas, ReplicaProcessError
 from .threads import run_round
 from .training_pass import train_pass
+
+if TYPE_CHECKING:  # imported when processes start: every Trainer would load it otherwise
+    from .replica_process import ProcessReplicas
 
 
 class NotSplittable(ValueError):
@@ -78,6 +81,8 @@ class Replicas:
 
     def __enter__(self) -> Replicas:
         if self.count > 1 and self.processes:
+            from .replica_process import ProcessReplicas
+
             self._children = ProcessReplicas(self.model, self.loss, self.count - 1)
         elif self.count > 1:
             self._runners += [
@@ -144,6 +149,8 @@ class Replicas:
         """Each part's loss and outputs: part 0 by the model while the child processes train
         the others. Every child's answer is read before an error is raised, so none is left
         mid-message."""
+        from .replica_process import ReplicaProcessError  # loaded with the children
+
         children = self._children
         assert children is not None
         modes = [self.model.training, *(layer.training for layer in self.model.layers)]

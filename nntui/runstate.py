@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from nnlib import events
+from nnlib import events, runsummary
 from nnlib.metrics import precision_recall
 from nnlib.states import RunStatus
 
@@ -211,7 +211,8 @@ class RunState:
         #: The hyperparameters in force, as the latest batch reported them.
         self.in_force: dict[str, Any] = {}
         self._longest = 0  # the most batches an epoch took so far
-        self._trained = (0, 0.0)  # the samples and seconds its 'system' records cover
+        #: Its 'system' records folded as the runs table folds them (the run's mean speed).
+        self._system = runsummary.LogDigest()
 
     def copy(self) -> RunState:
         """An independent copy, cheaper than a deep one: the records it holds are immutable
@@ -223,6 +224,7 @@ class RunState:
         twin.layers = {name: history.copy() for name, history in self.layers.items()}
         twin.events, twin.counts = dict(self.events), dict(self.counts)
         twin.requested, twin.in_force = dict(self.requested), dict(self.in_force)
+        twin._system = replace(self._system)
         return twin
 
     # -- feeding ----------------------------------------------------------------------------
@@ -320,9 +322,8 @@ class RunState:
         if self.end is None:
             self.status = STATUS_OF[record.type]
 
-    def _system(self, record: events.System) -> None:
-        samples, seconds = self._trained
-        self._trained = (samples + record.samples, seconds + record.seconds)
+    def _add_system(self, record: events.System) -> None:
+        self._system.add(record)
 
     def _pace(self, record: events.Pace) -> None:
         self.pace = record.new
@@ -390,9 +391,9 @@ class RunState:
         once it has ended, the whole run's, as the runs table has it (its 'system' records'
         samples over their seconds): the last batch's alone, cut short by the stop (a lost
         terminal), read 924 samples/s on a run that trained at 10,000. 0: not known."""
-        samples, seconds = self._trained
-        if self.end is not None and seconds > 0:
-            return samples / seconds
+        whole_run = self._system.samples_per_sec
+        if self.end is not None and whole_run is not None:
+            return whole_run
         return self.progress.samples_per_sec if self.progress is not None else 0.0
 
     def fraction_done(self) -> float:
@@ -434,6 +435,6 @@ _RECORD_FOLDS: dict[str, Callable[[RunState, Any], events.Event | None]] = {
     "pause": RunState._status,
     "resume": RunState._status,
     "pace": RunState._pace,
-    "system": RunState._system,
+    "system": RunState._add_system,
     "end": RunState._end,
 }

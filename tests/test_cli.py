@@ -7,12 +7,10 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from helpers import default_signals, logged_a_batch, run_cli, usage_error
+from helpers import run_cli, signal_and_wait, train_until_a_batch, usage_error
 
 import nnlib as nl
 from nnlib import runs
@@ -205,47 +203,9 @@ def test_early_stopping_flag(tmp_path, env):
 
 
 def test_sigint_closes_the_log_and_saves_the_model(tmp_path, env):
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nnlib.cli",
-            "train",
-            "--dataset",
-            "spirals",
-            "--epochs",
-            "100000",
-            "--batch-size",
-            "1",
-            "--run-dir",
-            "run",
-            "--quiet",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_signals,
-    )
+    process = train_until_a_batch(tmp_path, env, "--batch-size", "1")
+    stderr = signal_and_wait(process, signal.SIGINT)
     events_file = tmp_path / "run" / "events.jsonl"
-    try:
-        for _ in range(6000):  # at most ~2 minutes; normally a second
-            if logged_a_batch(events_file):
-                break
-            try:
-                process.wait(timeout=0.02)  # a bounded wait that also notices an early exit
-                pytest.fail(f"nnlib exited early: {process.communicate()}")
-            except subprocess.TimeoutExpired:
-                pass
-        else:
-            pytest.fail("no batch was logged")
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     last = json.loads(events_file.read_text().splitlines()[-1])
