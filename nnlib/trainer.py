@@ -26,7 +26,7 @@ from .control import RunControl
 from .events import MAX_INT
 from .losses import Loss
 from .metrics import accuracy, check_finite, evaluate_predictions
-from .model import Sequential
+from .model import ModelTooLarge, Sequential, check_fits
 from .optimizers import Optimizer
 from .replicas import Replicas
 from .states import RunStatus
@@ -93,6 +93,8 @@ class Trainer:
         self.history = self.callbacks.history
         self.control = RunControl(self.validate_hyperparameter, self._apply, self.emit)
         self.batch_size = 32
+        #: Training samples of the current (or last) fit: a batch size above it steps on them all.
+        self._samples: int | None = None
         self.stop_training = False
         self.stop_reason: str | None = None
         self.epoch = 0
@@ -208,6 +210,13 @@ class Trainer:
             # the same sums as before the stop (threads and processes sum alike), the same way
             threads = ThreadPlan(replicas=start.replicas, processes=start.replica_processes)
         threads = resolve_threads("fit", threads)
+        self._samples = len(x)
+        check_fits(
+            self.model.summary(),
+            min(self.batch_size, len(x)),
+            replica_count(threads),
+            replica_processes(threads),
+        )
         replicas = Replicas(
             self.model, self.loss, replica_count(threads), replica_processes(threads)
         )
@@ -469,7 +478,16 @@ class Trainer:
     def validate_hyperparameter(self, name: str, value: Any) -> Any:
         """Return `value` checked for `name`, or raise ValueError naming both."""
         if name == "batch_size":
-            return _validate.positive_int("Trainer", "batch_size", value, MAX_BATCH_SIZE)
+            value = _validate.positive_int("Trainer", "batch_size", value, MAX_BATCH_SIZE)
+            # A batch beyond the data trains on all of it: only what a step would hold counts.
+            steps_on = min(value, self._samples) if self._samples else value
+            try:
+                check_fits(
+                    self.model.summary(), steps_on, self.replica_count, self.replica_processes
+                )
+            except ModelTooLarge as error:
+                raise ValueError(f"Trainer: batch_size {value} {error.brief}") from None
+            return value
         if name == "base_lr":
             name = "lr"
         if name not in type(self.optimizer).hyperparameters:

@@ -100,6 +100,60 @@ def test_the_batch_size_counts_activations_and_caches(free):
         check_fits(summary, 101)
 
 
+def test_replicas_count_their_gradients_and_processes_their_interpreters(free):
+    summary = plan("conv(2,3) relu dense(3)", (5, 5, 1))
+    gradients = summary.total_params * 4
+    alone = summary.memory_bytes(100)
+    assert summary.memory_bytes(100, replicas=3) == alone + 2 * gradients
+    in_processes = summary.memory_bytes(100, replicas=3, processes=True)
+    assert in_processes == alone + 2 * (gradients + nl.model.REPLICA_PROCESS_BYTES)
+    free(in_processes)
+    check_fits(summary, 100, replicas=3, processes=True)
+    free(in_processes - 1)
+    with pytest.raises(ValueError, match="with batch size 100 on 3 replicas in processes"):
+        check_fits(summary, 100, replicas=3, processes=True)
+
+
+def _trainer() -> nl.Trainer:
+    model = nl.build("conv(4,3) relu dense(3)", (8, 8, 1), seed=0)
+    return nl.Trainer(model, nl.losses.SoftmaxCrossEntropy(), nl.optimizers.SGD(0.1))
+
+
+def test_fit_refuses_a_batch_that_would_not_fit_before_it_trains(free):
+    trainer = _trainer()
+    before = [p.value.copy() for p in trainer.model.parameters()]
+    x, y = np.zeros((500, 8, 8, 1), np.float32), np.arange(500) % 3
+    summary = trainer.model.summary()
+    free(summary.memory_bytes(400))
+    with pytest.raises(nl.model.ModelTooLarge, match="with batch size 500 \\("):
+        trainer.fit(x, y, batch_size=500)
+    assert trainer.history.batches == [] and trainer.global_step == 0
+    for param, value in zip(trainer.model.parameters(), before, strict=True):
+        np.testing.assert_array_equal(param.value, value)
+    # A batch size beyond the data steps on all of it: only those samples count.
+    trainer.fit(x[:400], y[:400], batch_size=10**6)
+    assert trainer.global_step == 1
+
+
+def test_a_batch_size_steered_beyond_the_free_memory_is_refused_by_name(free):
+    trainer = _trainer()
+    x, y = np.zeros((500, 8, 8, 1), np.float32), np.arange(500) % 3
+    trainer.fit(x, y, batch_size=100)
+    free(trainer.model.summary().memory_bytes(200))
+    trainer.set("batch_size", 200)
+    with pytest.raises(ValueError) as refused:
+        trainer.set("batch_size", 201)
+    summary = trainer.model.summary()
+    assert str(refused.value) == (
+        f"Trainer: batch_size 201 needs about {human_bytes(summary.memory_bytes(201))} to "
+        f"train, only {human_bytes(summary.memory_bytes(200))} is available (test)"
+    )
+    assert trainer.batch_size == 200
+    free(trainer.model.summary().memory_bytes(500))
+    trainer.set("batch_size", 10**6)  # beyond the fit's 500 samples: a step holds 500
+    assert trainer.batch_size == 10**6  # no run: applied at once
+
+
 def test_nothing_is_allocated_for_a_plan():
     error, peak = _peak(plan, "784-512-512-512-10", (784,))
     assert error is None and peak < 256 * 1024  # the weights alone would be 5 MB
