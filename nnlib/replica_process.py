@@ -42,6 +42,8 @@ from .training_pass import train_pass
 
 #: Each parameter's place in the map starts on a cache line.
 _ALIGN = 64
+#: The inputs' map is made smaller for a part this many times smaller than its slot.
+SHRINK_BELOW = 4
 #: The child's environment: its BLAS runs one thread, as a thread replica's does
 #: (nnlib.threads), and glibc's malloc keeps the memory it frees (arrays below 32 MiB from
 #: the heap, which is never trimmed): a fresh child otherwise returned pages at every step
@@ -127,7 +129,8 @@ class ProcessReplicas:
         for param, view in zip(self.params, self.values, strict=True):
             np.copyto(view, param.value)
             param.value = view
-        # The parts go through a second map, grown when a part does not fit in its slot.
+        # The parts go through a second map, resized when a part outgrows its slot or is
+        # SHRINK_BELOW times smaller (`send`).
         self._inputs = _memory_file()
         self._inputs_map: mmap.mmap | None = None
         self._slot = 0
@@ -171,7 +174,10 @@ class ProcessReplicas:
                 np.copyto(view, param.value)
                 param.value = view
         slot = _aligned(x.nbytes) + _aligned(y.nbytes)
-        if slot > self._slot:  # the child maps the grown file at its next step
+        # The child maps the resized file at its next step (it reads nothing between steps).
+        # A part 4x smaller gives the memory back (a batch size steered up and down again),
+        # a part smaller by less keeps the map (an epoch's shorter last batch).
+        if slot > self._slot or slot * SHRINK_BELOW < self._slot:
             self._slot = slot
             self._inputs.truncate(self.count * slot)
             self._inputs_map = mmap.mmap(self._inputs.fileno(), self.count * slot)

@@ -90,18 +90,25 @@ def test_processes_train_bit_for_bit_as_thread_replicas(spec, shape, optimizer):
     assert losses2 == losses and accuracy2 == accuracy
 
 
-def test_parts_that_outgrow_their_slot_are_passed_in_a_grown_map():
-    """Batches of 8, 64 and 8 again (a batch size steered up and down): each step's loss and
-    gradients equal thread replicas'."""
+def test_parts_that_outgrow_their_slot_are_passed_in_a_grown_map_and_shrink_again():
+    """Batches of 8, 64, 40 and 8 again (a batch size steered up and down): each step's loss
+    and gradients equal thread replicas'; the inputs' map grows for 64, keeps its size for
+    40 (a part less than 4x smaller) and gives the memory back for 8."""
     x, y = _data((10, 10, 2), 64)
-    steps = []
+    sizes = (8, 64, 40, 8)
+    steps, maps = [], []
     for processes in (False, True):
         model = nl.build(CONV, (10, 10, 2), seed=0)
         with Replicas(model, nl.SoftmaxCrossEntropy(), 2, processes=processes) as replicas:
-            for size in (8, 64, 8):
+            for size in sizes:
                 loss, outputs = replicas.step(x[:size], y[:size])
                 steps.append((loss, outputs, [p.grad.copy() for p in model.parameters()]))
-    for (loss, outputs, grads), (loss2, outputs2, grads2) in zip(steps[:3], steps[3:], strict=True):
+                if processes:
+                    maps.append(len(replicas._children._inputs_map))
+    assert maps[1] > maps[0] and maps[2] == maps[1] and maps[3] == maps[0]
+    for (loss, outputs, grads), (loss2, outputs2, grads2) in zip(
+        steps[: len(sizes)], steps[len(sizes) :], strict=True
+    ):
         assert loss2 == loss
         np.testing.assert_array_equal(outputs2, outputs)
         for grad, grad2 in zip(grads, grads2, strict=True):
