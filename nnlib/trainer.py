@@ -156,9 +156,10 @@ class Trainer:
         `ThreadPlan` adds batch workers or replicas (`ThreadPlan(replicas=2)`: each batch in
         two parts trained at once, see `nnlib.replicas`).
 
-        Raises ValueError (`nnlib.replicas.NotSplittable`) before training when the plan's
-        replicas cannot train the model (a BatchNorm or Dropout layer), RuntimeError if this
-        trainer is already running a fit() (on another thread).
+        Raises ValueError before training when the plan's replicas cannot train the model
+        (`nnlib.replicas.NotSplittable`: a BatchNorm or Dropout layer) or when a batch (at most
+        the data) on them would not fit in the free memory (`nnlib.model.ModelTooLarge`),
+        RuntimeError if this trainer is already running a fit() (on another thread).
         """
         token = self.control.begin_run()
         try:

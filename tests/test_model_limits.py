@@ -116,7 +116,7 @@ def test_replicas_count_their_gradients_and_processes_their_interpreters(free):
 
 def _trainer() -> nl.Trainer:
     model = nl.build("conv(4,3) relu dense(3)", (8, 8, 1), seed=0)
-    return nl.Trainer(model, nl.losses.SoftmaxCrossEntropy(), nl.optimizers.SGD(0.1))
+    return nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(lr=0.1))
 
 
 def test_fit_refuses_a_batch_that_would_not_fit_before_it_trains(free):
