@@ -59,6 +59,32 @@ _CHILD_ENV = {
 }
 
 
+#: The child's command (`python -c`): as `python -m nnlib.replica_process`, but without the
+#: working directory first on its module path, where a folder named numpy (or an older
+#: nnlib) would shadow what the parent imported; `_search_path` puts the working directory
+#: back where the parent had it.
+_CHILD_MAIN = (
+    "import sys\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    "from nnlib.replica_process import main\n"
+    "main()\n"
+)
+
+
+def _check_importable(model: Sequential, loss: Loss) -> None:
+    """ReplicaProcessError for a layer or loss whose class is defined in the script being
+    run: its module is `__main__`, which in the child is another program."""
+    for part in (*model.layers, loss):
+        kind = type(part)
+        if kind.__module__ == "__main__":
+            raise ReplicaProcessError(
+                f"replica processes: {kind.__name__} is defined in the script being run "
+                "(__main__), which a child process cannot import; move it to a module "
+                "beside the script, or train on thread replicas (processes=False)"
+            )
+
+
 def _memory_file() -> IO[bytes]:
     """An unnamed file in memory (Linux's memfd; elsewhere a temporary file, deleted at
     once). A file on a disk would do too, but its mapped pages are written back and then
@@ -117,6 +143,7 @@ class ProcessReplicas:
                 "replica processes need a POSIX system (Linux, macOS); train on thread "
                 "replicas (processes=False)"
             )
+        _check_importable(model, loss)
         self.count = count
         self.params = model.parameters()
         places, size = _layout(self.params)
@@ -135,6 +162,7 @@ class ProcessReplicas:
         self._inputs_map: mmap.mmap | None = None
         self._slot = 0
         self._children: list[subprocess.Popen[bytes]] = []
+        self._busy: set[int] = set()  # children sent a step whose answer is not read yet
         try:
             for k in range(count):
                 self._children.append(self._start())
@@ -159,7 +187,7 @@ class ProcessReplicas:
     def _start(self) -> subprocess.Popen[bytes]:
         descriptors = (self._file.fileno(), self._inputs.fileno())
         return subprocess.Popen(
-            [sys.executable, "-m", "nnlib.replica_process", *map(str, descriptors)],
+            [sys.executable, "-c", _CHILD_MAIN, *map(str, descriptors)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             pass_fds=descriptors,
@@ -189,30 +217,39 @@ class ProcessReplicas:
             np.copyto(into, array)
             parts.append((array.shape, array.dtype.str, offset))
         self._send(k, ("step", parts, len(self._inputs_map), share, modes))
+        self._busy.add(k)
 
     def receive(self, k: int) -> tuple[float, np.ndarray]:
         """Child k's part's mean loss and outputs, once it has written its gradients."""
         return self._receive(k)
 
     def close(self) -> None:
-        """End the children (closing a child's pipe ends it) and give the parameters their
-        own arrays again, so nothing refers to the map once it is closed."""
-        for param, view in zip(self.params, self.values, strict=True):
-            if param.value is view:
-                param.value = np.array(view)
-        children, self._children = self._children, []
-        for child in children:
-            _close_pipes(child)
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        self.values, self.gradients = [], []
-        self._inputs_map = None
-        self._inputs.close()
-        self._file.close()  # the maps go with the last array that views them
+        """End the children and give the parameters their own arrays again, so nothing
+        refers to the map once it is closed. A child waiting for a message ends when its
+        pipe closes; one still in a step nobody will read (a Ctrl+C left it there) is killed
+        at once rather than waited for. The files are closed however this ends (a second
+        Ctrl+C while a child ends)."""
+        try:
+            for param, view in zip(self.params, self.values, strict=True):
+                if param.value is view:
+                    param.value = np.array(view)
+            children, self._children = self._children, []
+            busy, self._busy = self._busy, set()
+            for k, child in enumerate(children):
+                if k in busy:
+                    child.kill()
+                _close_pipes(child)
+            for child in children:
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+        finally:
+            self.values, self.gradients = [], []
+            self._inputs_map = None
+            self._inputs.close()
+            self._file.close()  # the maps go with the last array that views them
 
     def _send(self, k: int, message: tuple[Any, ...]) -> None:
         stream = self._children[k].stdin
@@ -229,7 +266,9 @@ class ProcessReplicas:
         try:
             kind, payload = pickle.load(stream)
         except (EOFError, OSError, pickle.UnpicklingError):
+            self._busy.discard(k)
             raise self._ended(k) from None
+        self._busy.discard(k)  # (not when the read itself was interrupted: still busy)
         if kind == "error":
             raise ReplicaProcessError(f"replica process {k + 1}: {payload}")
         return payload
@@ -314,18 +353,35 @@ def _serve(descriptors: tuple[int, int], reader: IO[bytes], writer: IO[bytes]) -
             kind, *arguments = pickle.load(reader)
         except EOFError:
             return
+        except Exception as error:  # a class it cannot import: said, then the stream is lost
+            _reply(writer, ("error", f"cannot read the model: {_detail(error)}"))
+            return
         try:
             reply: tuple[str, Any] = ("ok", answers[kind](*arguments))
         except Exception as error:  # sent to the parent, which raises it by name
-            detail = traceback.format_exception_only(type(error), error)[-1].strip()
-            reply = ("error", detail)
+            reply = ("error", _detail(error))
+        if not _reply(writer, reply):
+            return
+
+
+def _detail(error: Exception) -> str:
+    """An error as its one-line form, "ValueError: ..."."""
+    return traceback.format_exception_only(type(error), error)[-1].strip()
+
+
+def _reply(writer: IO[bytes], reply: tuple[str, Any]) -> bool:
+    """Send `reply`; False when the parent has gone (it stopped waiting: a Ctrl+C)."""
+    try:
         pickle.dump(reply, writer, protocol=pickle.HIGHEST_PROTOCOL)
         writer.flush()
+    except OSError:  # BrokenPipeError
+        return False
+    return True
 
 
 def main() -> None:
-    """`python -m nnlib.replica_process PARAMS INPUTS`: the child, on the descriptors of
-    the parameters' and the inputs' maps."""
+    """The child (`_CHILD_MAIN PARAMS INPUTS`), on the descriptors of the parameters' and
+    the inputs' maps."""
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         if hasattr(signal, name):  # the parent ends the run, then the pipe
             signal.signal(getattr(signal, name), signal.SIG_IGN)
@@ -335,7 +391,3 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     _serve((int(sys.argv[1]), int(sys.argv[2])), sys.stdin.buffer, replies)
-
-
-if __name__ == "__main__":
-    main()

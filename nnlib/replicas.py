@@ -97,11 +97,13 @@ class Replicas:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-        if self._children is not None:
-            self._children.close()
-        self._pool, self._runners, self._children = None, self._runners[:1], None
+        try:
+            if self._pool is not None:
+                self._pool.shutdown()
+            if self._children is not None:
+                self._children.close()
+        finally:  # a second Ctrl+C in close() still leaves the block outside
+            self._pool, self._runners, self._children = None, self._runners[:1], None
 
     def _width(self) -> int:
         """How many parts a batch is trained in now: 1 outside the block."""
@@ -168,9 +170,12 @@ class Replicas:
                     results[k + 1] = children.receive(k)
                 except ReplicaProcessError as error:
                     failed = failed or error
-        if failed is not None:
+        if failed is None:
+            return results
+        try:
             raise failed
-        return results
+        finally:  # its traceback holds this frame: no cycle back through `failed`
+            del failed
 
     def _gather(self, twins: list[list[np.ndarray]]) -> None:
         """Add the replicas' gradients (one list per replica, in the model's parameters'

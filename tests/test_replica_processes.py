@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TIMEOUT, StopAt, signal_and_wait, train_until_a_batch
+from helpers import TIMEOUT, StopAt, default_signals, signal_and_wait, train_until_a_batch
 
 import nnlib as nl
 from nnlib import checkpointing, runs
@@ -175,6 +178,113 @@ def test_a_model_the_child_cannot_receive_is_refused_before_training():
     with pytest.raises(ReplicaProcessError, match="cannot be sent to a child process"):
         trainer.fit(*_data((6,), 16), epochs=1, batch_size=8, threads=PROCESSES)
     assert trainer.global_step == 0 and _own_arrays(model) and not _children(os.getpid())
+
+
+class _Doubled(Layer):
+    not_splittable = ""
+
+    def forward(self, x):
+        return x * 2
+
+    def backward(self, grad, need_input_grad=True):
+        return grad * 2
+
+
+def test_a_layer_from_the_script_being_run_is_refused_before_training(monkeypatch):
+    """The child's __main__ is another program: a class the user's script defines cannot be
+    found there (it crashed the child before, and the run said only that it ended)."""
+    monkeypatch.setattr(_Doubled, "__module__", "__main__")
+    model = nl.Sequential([nl.Dense(4), _Doubled(), nl.Dense(3)], input_shape=(6,))
+    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(0.1))
+    with pytest.raises(ReplicaProcessError, match="_Doubled is defined in the script being run"):
+        trainer.fit(*_data((6,), 16), epochs=1, batch_size=8, threads=PROCESSES)
+    assert trainer.global_step == 0 and _own_arrays(model) and not _children(os.getpid())
+
+
+def test_a_model_the_child_cannot_import_is_named_by_the_child(monkeypatch):
+    """A class from a module only the parent has (made at run time): the child says what it
+    could not read instead of dying with a traceback."""
+    module = types.ModuleType("nnlib_test_parent_only")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(_Doubled, "__module__", module.__name__)
+    module._Doubled = _Doubled  # type: ignore[attr-defined]
+    model = nl.Sequential([nl.Dense(4), _Doubled(), nl.Dense(3)], input_shape=(6,))
+    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(0.1))
+    named = "replica process 1: cannot read the model: ModuleNotFoundError: .*parent_only"
+    with pytest.raises(ReplicaProcessError, match=named):
+        trainer.fit(*_data((6,), 16), epochs=1, batch_size=8, threads=PROCESSES)
+    assert trainer.global_step == 0 and _own_arrays(model) and not _children(os.getpid())
+
+
+_SLOW_LAYER = """
+import os, pathlib, time
+from nnlib.layers import Layer
+
+class SlowInChild(Layer):
+    not_splittable = ""
+
+    def __init__(self, marker, name=None):
+        super().__init__(name)
+        self.parent, self.marker = os.getpid(), marker
+
+    def forward(self, x):
+        if os.getpid() != self.parent:  # the replica process: say so, then a long step
+            pathlib.Path(self.marker).touch()
+            time.sleep(60)
+        return x
+
+    def backward(self, grad, need_input_grad=True):
+        return grad
+"""
+
+_SLOW_FIT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import nnlib as nl
+from nnlib.threads import ThreadPlan
+from slow_layer import SlowInChild
+
+x = np.ones((32, 6), np.float32)
+layers = [nl.Dense(4), SlowInChild(sys.argv[1] + "/in_step"), nl.Dense(3)]
+model = nl.Sequential(layers, input_shape=(6,))
+trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(0.1))
+plan = ThreadPlan(replicas=2, processes=True)
+try:
+    trainer.fit(x, np.zeros(32, np.int64), batch_size=8, threads=plan)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_a_ctrl_c_while_a_child_is_mid_step_ends_the_fit_at_once(tmp_path):
+    """The parent waits for the child's step (60 s here) when Ctrl+C comes: the child is
+    killed at once, not waited for, and prints nothing (it would write into a closed pipe)."""
+    (tmp_path / "slow_layer.py").write_text(_SLOW_LAYER)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_FIT, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+    )
+    try:
+        for _ in range(int(TIMEOUT / 0.05)):  # until the replica process is in its step
+            if (tmp_path / "in_step").exists() or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        children = _children(process.pid)
+        start = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+        assert time.monotonic() - start < 5  # not the child's 60 s, nor close()'s 10 s wait
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert (tmp_path / "in_step").exists(), stderr
+    assert stdout == "interrupted\n" and len(children) == 1 and _gone(children[0])
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
 
 
 def test_thread_plans_refuse_processes_without_replicas():
