@@ -354,7 +354,8 @@ def _serve(descriptors: tuple[int, int], reader: IO[bytes], writer: IO[bytes]) -
         except EOFError:
             return
         except Exception as error:  # a class it cannot import: said, then the stream is lost
-            _reply(writer, ("error", f"cannot read the model: {_detail(error)}"))
+            unreadable = "cannot unpickle what the parent sent (are its classes importable?)"
+            _reply(writer, ("error", f"{unreadable}: {_detail(error)}"))
             return
         try:
             reply: tuple[str, Any] = ("ok", answers[kind](*arguments))
