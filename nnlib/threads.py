@@ -54,10 +54,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Final, Literal
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 #: `Trainer.fit(threads=AUTO)`: the measured policy of `default_blas_threads`.
 AUTO: Final = "auto"
@@ -155,45 +157,118 @@ def blas_threads(count: int | ThreadPlan | None) -> Iterator[None]:
     plan = count if isinstance(count, ThreadPlan) else ThreadPlan(blas=count)
     with contextlib.ExitStack() as stack:
         if plan.blas is not None:
-            from threadpoolctl import threadpool_limits
-
-            stack.enter_context(threadpool_limits(limits=plan.blas, user_api="blas"))
+            stack.enter_context(_blas_limit(plan.blas))
         stack.enter_context(batch_workers(plan.workers))
         yield
 
 
-_pool: ThreadPoolExecutor | None = None
-_workers = 1
+@dataclass
+class _Level:
+    """One BLAS limit in force: how to undo it, and how many blocks of each thread use it."""
+
+    limit: int
+    undo: Any  # threadpoolctl's threadpool_limits, which restores what it changed
+    users: Counter[int] = field(default_factory=Counter)
+
+
+#: BLAS limits in force, the innermost last. threadpoolctl's limit is the process's, not a
+#: thread's: when two fits ran at once in two threads (a sweep's trials on a Dask worker's
+#: threads), the first to end restored BLAS's default under the other, and the other's end
+#: left its limit in force for good. Now blocks share a limit: the first sets it, the last
+#: to leave restores it; a thread nests a different one only while no other thread is in,
+#: and another thread joins only the one limit in force, if it asks the same.
+_levels: list[_Level] = []
+_levels_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _blas_limit(count: int) -> Iterator[None]:
+    """BLAS limited to `count` threads inside the block (see `_levels`); RuntimeError when
+    another thread's block holds BLAS at another count."""
+    me = threading.get_ident()
+    with _levels_guard:
+        top = _levels[-1] if _levels else None
+        others = {thread for level in _levels for thread in level.users} - {me}
+        if top is not None and top.limit == count and (len(_levels) == 1 or not others):
+            level = top
+        elif others:
+            raise RuntimeError(
+                f"BLAS is limited to {top.limit if top else '?'} thread(s) for a training in "
+                f"another thread; this one asks for {count}: give both the same threads, or "
+                "train one after the other"
+            )
+        else:
+            from threadpoolctl import threadpool_limits
+
+            _release_blas_control()
+            level = _Level(count, threadpool_limits(limits=count, user_api="blas"))
+            _levels.append(level)
+        level.users[me] += 1
+    try:
+        yield
+    finally:
+        with _levels_guard:
+            level.users[me] -= 1
+            level.users += Counter()  # drops the thread at zero
+            while _levels and not _levels[-1].users:
+                _release_blas_control()
+                _levels.pop().undo.restore_original_limits()
+                _release_blas_control()
+
+
+def _release_blas_control() -> None:
+    """Leave OpenBLAS's limit to whichever thread sets it next. threadpoolctl (3.8 here)
+    lets only the thread that set a pthreads OpenBLAS's limit change it again, and ignores
+    the others without a word: after a fit on the main thread, a fit on another thread (the
+    app's training thread, a sweep's trial) ran on BLAS's default, and the last of two fits
+    to end could not restore what the first had set."""
+    import threadpoolctl
+
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
+class _BatchWorkers(threading.local):
+    """Each thread's batch workers: a fit's plan is its own thread's (two Trainers fitting
+    in two threads once shared one module-wide pool and count, and a conv layer of one
+    could run two parts at once on one slot's buffers)."""
+
+    pool: ThreadPoolExecutor | None = None
+    count = 1
+
+
+_batch = _BatchWorkers()
 
 
 def workers() -> int:
-    """How many parts of a batch run at once (1 outside `batch_workers`)."""
-    return _workers
+    """How many parts of a batch run at once in this thread (1 outside `batch_workers`)."""
+    return _batch.count
 
 
 @contextlib.contextmanager
 def batch_workers(count: int) -> Iterator[None]:
     """Run `count` parts of each batch at once inside the block: the calling thread and
-    count - 1 pool threads, which are joined on leaving. One training at a time."""
-    global _pool, _workers
+    count - 1 pool threads, which are joined on leaving. One training at a time a thread."""
     if count == 1:
         yield
         return
-    if _pool is not None:
-        raise RuntimeError("batch workers are already running: one training at a time")
+    if _batch.pool is not None:
+        raise RuntimeError("batch workers are already running in this thread")
     with ThreadPoolExecutor(count - 1, thread_name_prefix="nnlib-batch") as pool:
-        _pool, _workers = pool, count
+        _batch.pool, _batch.count = pool, count
         try:
             yield
         finally:
-            _pool, _workers = None, 1
+            _batch.pool, _batch.count = None, 1
 
 
 def run_parts(task: Callable[[int], None], count: int) -> None:
     """task(index) for every index below `count`, in rounds of `workers()` at once, so that
     tasks i and i + workers() never run at the same time and may share buffers. Every task
     of a round has finished before an error is raised."""
-    pool, size = _pool, _workers
+    pool, size = _batch.pool, _batch.count
     for first in range(0, count, size):
         run_round(pool, task, range(first, min(first + size, count)))
 

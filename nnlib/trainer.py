@@ -207,6 +207,11 @@ class Trainer:
                 rng.bit_generator.state = start.shuffle_state
             if start.batch_size is not None:
                 self.batch_size = start.batch_size
+        if replica_count(threads) > self.batch_size:  # (each one a model copy, built now)
+            raise ValueError(
+                f"fit: {replica_count(threads)} replicas for batches of {self.batch_size}: "
+                "each trains a part of at least one sample; give at most the batch size"
+            )
         if threads == AUTO and start is not None and start.replicas > 1:
             # the same sums as before the stop (threads and processes sum alike), the same way
             threads = ThreadPlan(replicas=start.replicas, processes=start.replica_processes)

@@ -85,6 +85,115 @@ def test_batch_workers_refuse_a_second_training_at_once():
     assert not _batch_threads()
 
 
+def test_each_thread_has_its_own_batch_workers():
+    """Two trainings at once in two threads: one thread's workers are not the other's (they
+    were module-wide: the other's layers saw 2 workers and its pool)."""
+    inside, release = threading.Event(), threading.Event()
+    seen: dict[str, int] = {}
+
+    def first() -> None:
+        with threads.batch_workers(2):
+            seen["first"] = threads.workers()
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        seen["second"] = threads.workers()
+        with threads.batch_workers(2):  # not "already running": that is the other thread's
+            seen["second, its own"] = threads.workers()
+    finally:
+        release.set()
+        thread.join(10)
+    assert seen == {"first": 2, "second": 1, "second, its own": 2}
+    assert not _batch_threads()
+
+
+def test_a_backward_with_other_workers_than_its_forward_gives_the_same_gradients():
+    """128 samples are two parts on one worker or two: backward run with two workers after a
+    forward with one made no parts again and ran both parts at once on one slot's buffers
+    (wrong gradients in 6 of 20 tries). It now makes them again for its own workers."""
+    grads = []
+    for backward_workers in (1, 2):
+        model = nl.build(SPEC, (12, 12, 3), seed=5).to(np.float64)
+        rng = np.random.default_rng(6)
+        out = model.forward(rng.standard_normal((128, 12, 12, 3)))
+        with threads.batch_workers(backward_workers):
+            model.backward(rng.standard_normal(out.shape))
+        grads.append([p.grad.copy() for p in model.parameters()])
+    for one, two in zip(*grads, strict=True):
+        np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-12)
+
+
+def _blas_now() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_blas_limits_of_trainings_in_two_threads_hold_until_both_end():
+    """A sweep's trials on one Dask worker's threads: the first to end restored BLAS's
+    default under the other, and the other's end left its limit for good."""
+    with threads.blas_threads(1):  # a fit on this thread first: the limit is not kept
+        pass  # from the next thread (threadpoolctl gives control to the thread that set it)
+    before = _blas_now()
+    entered, leave_first, first_left = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with threads.blas_threads(1):
+            seen_inside.extend(_blas_now())
+            entered.set()
+            leave_first.wait(10)
+        first_left.set()
+
+    seen_inside: list[int] = []
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert entered.wait(10)
+        assert set(seen_inside) == {1}
+        with threads.blas_threads(1):
+            leave_first.set()
+            assert first_left.wait(10)
+            assert set(_blas_now()) == {1}  # still limited: this block is inside
+            refused = pytest.raises(RuntimeError, match="limited to 1 thread.* another thread")
+            with refused:
+                _ask_blas_from_another_thread(2)
+        assert _blas_now() == before
+    finally:
+        leave_first.set()
+        thread.join(10)
+
+
+def _ask_blas_from_another_thread(count: int) -> None:
+    """Enter blas_threads(count) on a new thread; its error, if any, raised here."""
+    errors: list[BaseException] = []
+
+    def enter() -> None:
+        try:
+            with threads.blas_threads(count):
+                pass
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            errors.append(error)
+
+    thread = threading.Thread(target=enter)
+    thread.start()
+    thread.join(10)
+    if errors:
+        raise errors[0]
+
+
+def test_one_thread_nests_blas_limits_and_restores_each():
+    before = _blas_now()
+    with threads.blas_threads(1):
+        with threads.blas_threads(2):
+            assert set(_blas_now()) == {2}
+        assert set(_blas_now()) == {1}
+    assert _blas_now() == before
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

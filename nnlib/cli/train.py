@@ -97,7 +97,8 @@ def run(args: argparse.Namespace, signals: StopSignals) -> int:
     # From here a stop signal ends the run at a batch boundary, through on_train_end (a
     # signal before fit stops it at its start): the run is never left half-made.
     signals.trainer = experiment.trainer
-    _print_start(experiment, None if threads == AUTO else replica_count(threads))
+    asked = None if threads == AUTO else replica_count(threads)
+    _print_start(experiment, asked, resumed=args.resume is not None)
     run_dir = experiment.run_dir
     try:
         history = experiment.fit(threads=threads)
@@ -166,17 +167,19 @@ def _experiment(args: argparse.Namespace, config: ExperimentConfig, data: Prepar
         raise UsageError(str(error)) from None
 
 
-def _print_start(experiment: Experiment, replicas: int | None) -> None:
-    """Where the run starts from (and on how many replicas, when it trained on more than one
-    or `replicas`, the count the flags ask for, changes that; None: AUTO keeps the run's),
-    where it is written, its size and the spec's warnings."""
+def _print_start(experiment: Experiment, replicas: int | None, resumed: bool) -> None:
+    """Where the run starts from (and, `resumed`, on how many replicas, when it trained on
+    more than one or `replicas`, the count the flags ask for, changes that; None: AUTO keeps
+    the run's; a fork's plan is its own), where it is written, its size and the spec's
+    warnings."""
     start = experiment.trainer.resume_from
     if start is not None:
         print(
             f"continuing from {start.source} (step {experiment.trainer.global_step})",
             file=sys.stderr,
         )
-        _print_replicas(start.replicas, replicas, start.replica_processes)
+        if resumed:
+            _print_replicas(start.replicas, replicas, start.replica_processes)
     print(
         f"run: {experiment.run_dir}  arch: {experiment.arch}  "
         f"params: {experiment.model.summary().total_params:,}",

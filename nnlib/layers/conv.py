@@ -324,6 +324,7 @@ class Conv2D(Layer):
         #: The last forward's padded input, and its parts (views of it), for backward.
         self._whole: np.ndarray | None = None
         self._parts: list[_Part] = []
+        self._parts_workers = 1  # the batch workers the parts' slots were given for
 
     def _pads(self, height: int, width: int) -> tuple[int, int, int, int]:
         if self.padding == "valid":
@@ -433,7 +434,7 @@ class Conv2D(Layer):
     def _make_parts(self, whole: np.ndarray, wheres: list[slice]) -> list[_Part]:
         """The parts at `wheres` of the padded batch `whole`: part i uses slot i % workers,
         which no other part uses at the same time (`threads.run_parts`)."""
-        slots = threads.workers()
+        slots = self._parts_workers = threads.workers()
         while len(self._slots) < min(slots, len(wheres)):
             self._slots.append(_Slot())
         return [_Part(whole[w], self._slots[i % slots]) for i, w in enumerate(wheres)]
@@ -441,7 +442,9 @@ class Conv2D(Layer):
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         grad = np.ascontiguousarray(grad)
         wheres = win.parts(grad.shape[0], threads.workers())
-        if len(wheres) != len(self._parts):  # the workers changed since forward
+        # The workers changed since forward: the parts' slots are made again (a part count
+        # can stay while the slots differ: 128 samples are two parts on 1 worker or 2).
+        if len(wheres) != len(self._parts) or threads.workers() != self._parts_workers:
             assert self._whole is not None, f"{self.name}: backward before forward"
             self._parts = self._make_parts(self._whole, wheres)
         # With several parts, each writes its dL/dx straight into the batch's: a part's
