@@ -159,27 +159,6 @@ def test_a_killed_child_ends_the_run_with_its_error_and_leaves_the_model_usable(
     assert np.isfinite(model.predict(_data((6,), 4)[0])).all()
 
 
-class _Local(Layer):
-    """A layer whose class a child cannot unpickle (it is made inside a function)."""
-
-
-def test_a_model_the_child_cannot_receive_is_refused_before_training():
-    class Doubled(_Local):
-        not_splittable = ""
-
-        def forward(self, x):
-            return x * 2
-
-        def backward(self, grad, need_input_grad=True):
-            return grad * 2
-
-    model = nl.Sequential([nl.Dense(4), Doubled(), nl.Dense(3)], input_shape=(6,))
-    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(0.1))
-    with pytest.raises(ReplicaProcessError, match="cannot be sent to a child process"):
-        trainer.fit(*_data((6,), 16), epochs=1, batch_size=8, threads=PROCESSES)
-    assert trainer.global_step == 0 and _own_arrays(model) and not _children(os.getpid())
-
-
 class _Doubled(Layer):
     not_splittable = ""
 
@@ -190,15 +169,28 @@ class _Doubled(Layer):
         return grad * 2
 
 
+def _refused_before_training(layer: Layer, message: str) -> None:
+    """A fit in processes of a model with `layer` raises `message` before a step, and leaves
+    the model its own arrays and no child."""
+    model = nl.Sequential([nl.Dense(4), layer, nl.Dense(3)], input_shape=(6,))
+    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(0.1))
+    with pytest.raises(ReplicaProcessError, match=message):
+        trainer.fit(*_data((6,), 16), epochs=1, batch_size=8, threads=PROCESSES)
+    assert trainer.global_step == 0 and _own_arrays(model) and not _children(os.getpid())
+
+
+def test_a_model_the_child_cannot_receive_is_refused_before_training():
+    class Local(_Doubled):  # made inside a function: pickle cannot name it
+        pass
+
+    _refused_before_training(Local(), "cannot be sent to a child process")
+
+
 def test_a_layer_from_the_script_being_run_is_refused_before_training(monkeypatch):
     """The child's __main__ is another program: a class the user's script defines cannot be
     found there (it crashed the child before, and the run said only that it ended)."""
     monkeypatch.setattr(_Doubled, "__module__", "__main__")
-    model = nl.Sequential([nl.Dense(4), _Doubled(), nl.Dense(3)], input_shape=(6,))
-    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(0.1))
-    with pytest.raises(ReplicaProcessError, match="_Doubled is defined in the script being run"):
-        trainer.fit(*_data((6,), 16), epochs=1, batch_size=8, threads=PROCESSES)
-    assert trainer.global_step == 0 and _own_arrays(model) and not _children(os.getpid())
+    _refused_before_training(_Doubled(), "_Doubled is defined in the script being run")
 
 
 def test_a_model_the_child_cannot_import_is_named_by_the_child(monkeypatch):
@@ -208,12 +200,8 @@ def test_a_model_the_child_cannot_import_is_named_by_the_child(monkeypatch):
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setattr(_Doubled, "__module__", module.__name__)
     module._Doubled = _Doubled  # type: ignore[attr-defined]
-    model = nl.Sequential([nl.Dense(4), _Doubled(), nl.Dense(3)], input_shape=(6,))
-    trainer = nl.Trainer(model, nl.SoftmaxCrossEntropy(), nl.SGD(0.1))
     named = r"replica process 1: cannot unpickle .* ModuleNotFoundError: .*parent_only"
-    with pytest.raises(ReplicaProcessError, match=named):
-        trainer.fit(*_data((6,), 16), epochs=1, batch_size=8, threads=PROCESSES)
-    assert trainer.global_step == 0 and _own_arrays(model) and not _children(os.getpid())
+    _refused_before_training(_Doubled(), named)
 
 
 _SLOW_LAYER = """
