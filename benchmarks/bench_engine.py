@@ -1,11 +1,13 @@
 """One training epoch of nnlib against PyTorch CPU, side by side, on 8,000 MNIST digits.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_engine.py \
-        --frameworks nnlib --runs 5        # the README's Speed table, in one command
+        --frameworks nnlib,replicas,processes --runs 5    # the README's Speed table
 
 Each row is one model trained for one epoch (each of `--batches`, default 64 and 256; SGD lr
 0.01 momentum 0.9, shuffled with a fixed seed) by each framework, with each of `--threads`
-(default 1 and 2), timed with `perf_counter` around the epoch only; the frameworks alternate
+(default 1 and 2), timed with `perf_counter` around the epoch only (the Trainer runners'
+epoch includes their validation on the 2,000 test digits, as a fit's does); the frameworks
+alternate
 run by run (and swap who goes first) in one process so that machine noise hits both. The
 first table is the README's: model, batch, threads, both frameworks' median seconds, their
 ratio and both peak memories; the tables after it add accuracies, the fraction of the sgemm
@@ -14,7 +16,9 @@ BLAS kernels and threads, and torch's.
 
 Memory is measured separately, one fresh subprocess per framework and model (1 thread): the
 peak resident set growth over one epoch, i.e. VmHWM after the epoch minus VmRSS before it (the
-high-water mark is reset through /proc/self/clear_refs after the data and the model exist).
+high-water mark is reset through /proc/self/clear_refs after the data and the model exist),
+less the growth of RssFile meanwhile: the library code a first epoch maps in (torch's own:
+9-21 MiB) is not memory the training holds.
 For nnlib the tracemalloc peak, the largest total of live numpy arrays, is shown as well.
 `--memory-only` runs just these probes (every model, each batch size, nnlib and torch).
 
@@ -183,7 +187,7 @@ def nnlib_loop(
     each batch's forward and backward in that many parts at once (`nnlib.replicas`), the
     parts beyond the first in child processes with `processes`. Those are started here,
     before the epoch is timed (once per fit, not per epoch; its time goes to
-    CHILD_STARTS), and end with the epoch."""
+    CHILD_STARTS), and end after it, in `accuracy` (their end took 37-65 ms)."""
     data = model_data(name, data)
     model = nl.build(MODELS[name], data.x_train.shape[1:], seed=seed)
     loss = nl.SoftmaxCrossEntropy()
@@ -195,14 +199,13 @@ def nnlib_loop(
         CHILD_STARTS.append(time.perf_counter() - start)
 
     def train_epoch() -> None:  # with one replica, a step is the model's own pass
-        with held:
-            if not processes:
-                held.enter_context(parts)
+        with contextlib.nullcontext() if processes else parts:
             for idx in data.batches(seed):
                 parts.step(data.x_train[idx], data.y_train[idx])
                 optimizer.step(model.parameters())
 
     def accuracy() -> float:
+        held.close()
         return float(np.mean(model.predict(data.x_test).argmax(axis=1) == data.y_test))
 
     return train_epoch, accuracy
@@ -236,11 +239,9 @@ def trainer_runner(monitored: bool) -> Runner:
         data = model_data(name, data)
         model = nl.build(MODELS[name], data.x_train.shape[1:], seed=seed)
         callbacks: list[nl.Callback] = []
+        folder = tempfile.TemporaryDirectory(prefix="bench-run-")  # removed with the runner
         if monitored:
-            callbacks = [
-                nl.Monitor(every=50),
-                nl.RunLogger(run_dir=tempfile.mkdtemp(prefix="bench-run-")),
-            ]
+            callbacks = [nl.Monitor(every=50), nl.RunLogger(run_dir=Path(folder.name) / "run")]
         trainer = nl.Trainer(
             model, nl.SoftmaxCrossEntropy(), nl.SGD(LR, momentum=MOMENTUM), callbacks=callbacks
         )
@@ -253,9 +254,11 @@ def trainer_runner(monitored: bool) -> Runner:
                 batch_size=BATCH,
                 validation_data=(data.x_test, data.y_test),
                 seed=seed,
+                threads=None,  # set_threads chose (fit's "auto" would be 1 on 2 cores)
             )
 
         def accuracy() -> float:
+            folder.cleanup()
             return float(np.mean(model.predict(data.x_test).argmax(axis=1) == data.y_test))
 
         return train_epoch, accuracy
@@ -738,25 +741,28 @@ def _status() -> dict[str, int]:
     with open("/proc/self/status") as handle:
         for line in handle:
             key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssFile"):
                 values[key] = int(rest.split()[0]) * 1024
     return values
 
 
 def memory_probe(framework: str, name: str, data: Data, seed: int) -> dict[str, float]:
-    """Run inside a fresh process: peak RSS growth over one epoch (and numpy's peak for nnlib)."""
+    """Run inside a fresh process: peak RSS growth over one epoch less the file pages (library
+    code) mapped in meanwhile, and numpy's peak for nnlib."""
     if framework == REFERENCE:
         import torch  # noqa: F401 - imported before the baseline is taken
     with set_threads(1):
         train_epoch, _ = RUNNERS[framework](name, data, seed)
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")  # reset VmHWM to the current RSS
-        before = _status()["VmRSS"]
+        before = _status()
         traced = framework != REFERENCE
         if traced:
             tracemalloc.start()
         train_epoch()
-        report = {"rss": _status()["VmHWM"] - before}
+        after = _status()
+        code = after["RssFile"] - before["RssFile"]
+        report = {"rss": after["VmHWM"] - before["VmRSS"] - code, "code": code}
         if traced:
             report["numpy"] = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
@@ -806,7 +812,8 @@ def memory_table(
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + (
         f"\n\nBatch {BATCH}. Peak RSS + : resident-set high-water mark during one epoch minus "
-        "the RSS before it, fresh process, 1 thread.\nnumpy peak: tracemalloc's peak of live "
+        "the RSS before it and minus the file pages (library code) mapped in meanwhile, fresh "
+        "process, 1 thread.\nnumpy peak: tracemalloc's peak of live "
         "numpy arrays during the epoch (numpy reports its allocations to tracemalloc; torch "
         "does not)."
     )
@@ -875,10 +882,10 @@ def summary_table(
         f"\n\nMedians of {runs} alternating runs of one epoch ({N_TRAIN:,} digits, SGD lr {LR} "
         f"momentum {MOMENTUM}); nnlib: the plain loop (2 threads: 2 BLAS threads); 2 replicas: "
         "the same loop with each batch's halves trained at once, 1 BLAS thread each; 2 "
-        "processes: the second half in a child process (started before the timed epoch). Peak "
-        "MiB: "
-        "resident-set growth over one epoch in a fresh process (1 BLAS thread; replicas: 2 "
-        "threads; a child process's memory is not in it, so processes are not probed)."
+        "processes: the second half in a child process (started before the timed epoch and "
+        "ended after it). Peak MiB: resident-set growth over one epoch in a fresh process, less "
+        "the library code mapped in meanwhile (1 BLAS thread; replicas: 2 threads; a child "
+        "process's memory is not in it, so processes are not probed)."
     )
 
 
