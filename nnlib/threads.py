@@ -191,11 +191,12 @@ def _blas_limit(count: int) -> Iterator[None]:
         others = {thread for level in _levels for thread in level.users} - {me}
         if top is not None and top.limit == count and (len(_levels) == 1 or not others):
             level = top
-        elif others:
+        elif others:  # (so a level is in force: `others` are its users)
+            assert top is not None
             raise RuntimeError(
-                f"BLAS is limited to {top.limit if top else '?'} thread(s) for a training in "
-                f"another thread; this one asks for {count}: give both the same threads, or "
-                "train one after the other"
+                f"BLAS is limited to {top.limit} thread(s) for a training in another thread; "
+                f"this one asks for {count}: give both the same threads, or train one after "
+                "the other"
             )
         else:
             from threadpoolctl import threadpool_limits
