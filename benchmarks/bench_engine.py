@@ -181,13 +181,20 @@ CHILD_STARTS: list[float] = []
 
 
 def nnlib_loop(
-    name: str, data: Data, seed: int, replicas: int = 1, processes: bool = False
+    name: str,
+    data: Data,
+    seed: int,
+    replicas: int = 1,
+    processes: bool = False,
+    end_in_epoch: bool = False,
 ) -> tuple[Epoch, Accuracy]:
     """The plain loop: forward, loss, backward_params, optimizer step; with `replicas` > 1,
     each batch's forward and backward in that many parts at once (`nnlib.replicas`), the
     parts beyond the first in child processes with `processes`. Those are started here,
     before the epoch is timed (once per fit, not per epoch; its time goes to
-    CHILD_STARTS), and end after it, in `accuracy` (their end took 37-65 ms)."""
+    CHILD_STARTS), and end after it, in `accuracy` (their end took 37-65 ms), or with
+    `end_in_epoch` at the epoch's end (the workers table, whose CPU time counts a child's
+    only once it has ended)."""
     data = model_data(name, data)
     model = nl.build(MODELS[name], data.x_train.shape[1:], seed=seed)
     loss = nl.SoftmaxCrossEntropy()
@@ -203,6 +210,8 @@ def nnlib_loop(
             for idx in data.batches(seed):
                 parts.step(data.x_train[idx], data.y_train[idx])
                 optimizer.step(model.parameters())
+        if end_in_epoch:
+            held.close()
 
     def accuracy() -> float:
         held.close()
@@ -998,7 +1007,9 @@ def workers_table(names: list[str], data: Data, runs: int, seed: int) -> str:
             turn = run % len(labels)
             for label in labels[turn:] + labels[:turn]:
                 plan = THREAD_PLANS[label]
-                train_epoch, _ = nnlib_loop(name, data, seed, plan.replicas, plan.processes)
+                train_epoch, _ = nnlib_loop(
+                    name, data, seed, plan.replicas, plan.processes, end_in_epoch=True
+                )
                 with blas_threads(plan):
                     wall, cpu = time.perf_counter(), _cpu_seconds()
                     train_epoch()

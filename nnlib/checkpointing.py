@@ -482,7 +482,7 @@ def _pending_requests(
     pending = [tuple(request) for request in state.get("pending", [])]
     for name, value, _ in pending:
         try:
-            trainer.validate_hyperparameter(name, value)
+            trainer.validate_hyperparameter(name, value, memory=False)
         except ValueError as error:
             raise CheckpointError(f"{source}: a requested change: {error}") from None
     return pending

@@ -154,14 +154,6 @@ class ModelTooLarge(ValueError):
         super().__init__(message)
         self.needed, self.available, self.source = needed, available, source
 
-    @property
-    def brief(self) -> str:
-        """The numbers in a few words, for a one-line refusal (a steered batch size)."""
-        return (
-            f"needs about {human_bytes(self.needed)} to train, only "
-            f"{human_bytes(self.available)} is available ({self.source})"
-        )
-
 
 class LayerError(ValueError):
     """A layer cannot take its input; `position` is its index in the model's layers."""
@@ -194,6 +186,28 @@ def check_fits(
             f"activations {human_bytes(summary.training_activation_bytes(batch_size))}), "
             f"but only {human_bytes(available)} is available ({source})",
             needed,
+            available,
+            source,
+        )
+
+
+def check_growth(
+    summary: Summary, held: int, batch_size: int, replicas: int = 1, processes: bool = False
+) -> None:
+    """ModelTooLarge (`needed`: the difference) when training with `batch_size` needs more
+    memory than with `held`, the batch a run holds already, by more than is available: a
+    steered batch size, checked against what it adds (a smaller one adds nothing)."""
+    extra = summary.memory_bytes(batch_size, replicas, processes) - summary.memory_bytes(
+        held, replicas, processes
+    )
+    if extra <= 0:
+        return
+    available, source = _memory.available_memory()
+    if extra > available:
+        raise ModelTooLarge(
+            f"batch size {batch_size} needs about {human_bytes(extra)} more than {held} to "
+            f"train, but only {human_bytes(available)} is available ({source})",
+            extra,
             available,
             source,
         )

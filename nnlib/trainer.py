@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from . import _validate
+from ._memory import human_bytes
 from .callbacks.base import Callback, History, Logs
 from .callbacks.callback_list import CallbackList
 from .control import RunControl
 from .events import MAX_INT
 from .losses import Loss
 from .metrics import accuracy, check_finite, evaluate_predictions
-from .model import ModelTooLarge, Sequential, check_fits
+from .model import ModelTooLarge, Sequential, check_fits, check_growth
 from .optimizers import Optimizer
 from .replicas import Replicas
 from .states import RunStatus
@@ -207,7 +208,10 @@ class Trainer:
                 rng.bit_generator.state = start.shuffle_state
             if start.batch_size is not None:
                 self.batch_size = start.batch_size
-        if replica_count(threads) > self.batch_size:  # (each one a model copy, built now)
+        # Each replica is a model copy, built now: not more than a batch has samples (but as
+        # many as the checkpoint's, which a batch steered down since may hold fewer).
+        allowed = max(self.batch_size, start.replicas if start is not None else 1)
+        if replica_count(threads) > allowed:
             raise ValueError(
                 f"fit: {replica_count(threads)} replicas for batches of {self.batch_size}: "
                 "each trains a part of at least one sample; give at most the batch size"
@@ -481,18 +485,14 @@ class Trainer:
         """Block until the run is parked by a pause; see `RunControl.wait_until_parked`."""
         return self.control.wait_until_parked(timeout)
 
-    def validate_hyperparameter(self, name: str, value: Any) -> Any:
-        """Return `value` checked for `name`, or raise ValueError naming both."""
+    def validate_hyperparameter(self, name: str, value: Any, memory: bool = True) -> Any:
+        """Return `value` checked for `name`, or raise ValueError naming both; a batch size
+        also against the free memory (`memory`: not when a checkpoint's pending request is
+        restored, which the next fit checks)."""
         if name == "batch_size":
             value = _validate.positive_int("Trainer", "batch_size", value, MAX_BATCH_SIZE)
-            # A batch beyond the data trains on all of it: only what a step would hold counts.
-            steps_on = min(value, self._samples) if self._samples else value
-            try:
-                check_fits(
-                    self.model.summary(), steps_on, self.replica_count, self.replica_processes
-                )
-            except ModelTooLarge as error:
-                raise ValueError(f"Trainer: batch_size {value} {error.brief}") from None
+            if memory:
+                self._check_batch_memory(value)
             return value
         if name == "base_lr":
             name = "lr"
@@ -503,6 +503,25 @@ class Trainer:
                 f"settable: {settable}"
             )
         return self.optimizer.validate(name, value)
+
+    def _check_batch_memory(self, value: int) -> None:
+        """A one-line ValueError when steering to batch size `value` needs more memory than
+        is free beyond what the current batch holds (a run holds that already, so a smaller
+        batch is never refused); a batch beyond the data trains on all of it. Before any fit
+        nothing is known of the data: `fit` checks at its start."""
+        if self._samples is None:
+            return
+        held, wanted = (min(size, self._samples) for size in (self.batch_size, value))
+        try:
+            check_growth(
+                self.model.summary(), held, wanted, self.replica_count, self.replica_processes
+            )
+        except ModelTooLarge as error:
+            raise ValueError(
+                f"Trainer: batch_size {value} needs about {human_bytes(error.needed)} more "
+                f"than {held} to train, only {human_bytes(error.available)} is available "
+                f"({error.source})"
+            ) from None
 
     def _apply(self, name: str, value: Any, source: str) -> None:
         """Set one hyperparameter and report it as an 'hparam' event naming its source."""

@@ -12,6 +12,7 @@ import pytest
 
 import nnlib as nl
 from nnlib import _memory as memory_module
+from nnlib import checkpointing
 from nnlib._memory import available_memory, human_bytes, human_count
 from nnlib.cli import main
 from nnlib.datasets import available
@@ -136,22 +137,46 @@ def test_fit_refuses_a_batch_that_would_not_fit_before_it_trains(free):
 
 
 def test_a_batch_size_steered_beyond_the_free_memory_is_refused_by_name(free):
+    """Only what a larger batch adds counts: the run holds its current batch already (counted
+    whole, a batch steered down was refused on a machine with little free memory)."""
     trainer = _trainer()
     x, y = np.zeros((500, 8, 8, 1), np.float32), np.arange(500) % 3
     trainer.fit(x, y, batch_size=100)
-    free(trainer.model.summary().memory_bytes(200))
-    trainer.set("batch_size", 200)
+    summary = trainer.model.summary()
+    room = summary.memory_bytes(200) - summary.memory_bytes(100)
+    free(room)
     with pytest.raises(ValueError) as refused:
         trainer.set("batch_size", 201)
-    summary = trainer.model.summary()
+    more = summary.memory_bytes(201) - summary.memory_bytes(100)
     assert str(refused.value) == (
-        f"Trainer: batch_size 201 needs about {human_bytes(summary.memory_bytes(201))} to "
-        f"train, only {human_bytes(summary.memory_bytes(200))} is available (test)"
+        f"Trainer: batch_size 201 needs about {human_bytes(more)} more than 100 to train, "
+        f"only {human_bytes(room)} is available (test)"
     )
+    assert trainer.batch_size == 100
+    trainer.set("batch_size", 200)
     assert trainer.batch_size == 200
-    free(trainer.model.summary().memory_bytes(500))
+    free(0)
+    trainer.set("batch_size", 20)  # smaller: never refused
+    assert trainer.batch_size == 20
+    free(summary.memory_bytes(500) - summary.memory_bytes(20))
     trainer.set("batch_size", 10**6)  # beyond the fit's 500 samples: a step holds 500
-    assert trainer.batch_size == 10**6  # no run: applied at once
+    assert trainer.batch_size == 10**6
+
+
+def test_a_checkpoint_with_a_steered_batch_size_pending_loads_whatever_the_free_memory(
+    tmp_path, free
+):
+    """The request was taken in the run (a batch beyond the data is the data); restored on a
+    fresh trainer, nothing is known of the data yet and the next fit checks."""
+    trainer = _trainer()
+    x, y = np.zeros((50, 8, 8, 1), np.float32), np.arange(50) % 3
+    trainer.fit(x, y, batch_size=10)
+    trainer.control.restore_requests([("batch_size", 10**9, "app")])
+    checkpointing.save(trainer, tmp_path / "ckpt.npz")
+    free(MiB)
+    fresh = _trainer()
+    checkpointing.restore(fresh, checkpointing.load(tmp_path / "ckpt.npz"))
+    assert fresh.pending()["batch_size"] == 10**9
 
 
 def test_nothing_is_allocated_for_a_plan():

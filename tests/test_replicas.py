@@ -416,6 +416,21 @@ def test_fit_refuses_more_replicas_than_a_batch_has_samples():
     assert trainer.global_step == 2
 
 
+def test_a_run_on_more_replicas_than_its_steered_batch_resumes_on_them(tmp_path):
+    """A batch steered below the replicas since: the checkpoint's count is allowed, asked
+    for or not (the refusal of more replicas than a batch holds is for new counts)."""
+    x, y = np.zeros((40, 2), np.float32), np.zeros(40, np.int64)
+    trainer = nl.Trainer(nl.build("2-4-3", (2,), seed=0), nl.SoftmaxCrossEntropy(), nl.SGD())
+    trainer.fit(x, y, batch_size=8, threads=ThreadPlan(replicas=4))
+    trainer.batch_size = 2  # as a steered batch size applied at an epoch's start
+    checkpointing.save(trainer, tmp_path / "ckpt.npz")
+    for plan in (ThreadPlan(replicas=4), "auto"):
+        again = nl.Trainer(nl.build("2-4-3", (2,), seed=0), nl.SoftmaxCrossEntropy(), nl.SGD())
+        checkpointing.restore(again, checkpointing.load(tmp_path / "ckpt.npz"))
+        again.fit(x, y, batch_size=8, threads=plan)
+        assert again.replica_count == 4 and again.batch_size == 2
+
+
 def test_nnlib_train_on_replicas_and_its_usage_errors(tmp_path, capsys):
     run = tmp_path / "run"
     flags = ["--dataset", "spirals", "--epochs", "1", "--quiet", "--run-dir"]
