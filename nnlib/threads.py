@@ -184,7 +184,14 @@ _levels_guard = threading.Lock()
 @contextlib.contextmanager
 def _blas_limit(count: int) -> Iterator[None]:
     """BLAS limited to `count` threads inside the block (see `_levels`); RuntimeError when
-    another thread's block holds BLAS at another count."""
+    another thread's block holds BLAS at another count. An OpenMP-built OpenBLAS keeps a
+    limit per thread: there each block sets and restores its own thread's."""
+    if _limits_per_thread():
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=count, user_api="blas"):
+            yield
+        return
     me = threading.get_ident()
     with _levels_guard:
         top = _levels[-1] if _levels else None
@@ -215,6 +222,19 @@ def _blas_limit(count: int) -> Iterator[None]:
                 _release_blas_control()
                 _levels.pop().undo.restore_original_limits()
                 _release_blas_control()
+
+
+def _limits_per_thread() -> bool:
+    """Whether every BLAS loaded keeps its thread limit per calling thread (OpenBLAS built
+    with OpenMP, as threadpoolctl documents); numpy's wheels ship a pthreads OpenBLAS, whose
+    limit is the process's."""
+    from threadpoolctl import threadpool_info
+
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    return bool(blas) and all(
+        info["internal_api"] == "openblas" and info.get("threading_layer") == "openmp"
+        for info in blas
+    )
 
 
 def _release_blas_control() -> None:

@@ -185,6 +185,44 @@ def _ask_blas_from_another_thread(count: int) -> None:
         raise errors[0]
 
 
+def test_with_limits_per_thread_each_block_sets_and_restores_its_own(monkeypatch):
+    """An OpenMP-built OpenBLAS keeps a limit per thread: each thread's block must set its
+    own and restore it itself (a shared limit would leave the second thread unlimited and
+    the first thread's limit in force after it)."""
+    import threadpoolctl
+
+    calls: list[tuple[int, str, int]] = []
+
+    class Recorded:
+        def __init__(self, limits: int, user_api: str) -> None:
+            self.limits = limits
+
+        def __enter__(self):
+            calls.append((threading.get_ident(), "set", self.limits))
+
+        def __exit__(self, *exc):
+            calls.append((threading.get_ident(), "restore", self.limits))
+
+    monkeypatch.setattr(threads, "_limits_per_thread", lambda: True)
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", Recorded)
+    entered, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with threads.blas_threads(1):
+            entered.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert entered.wait(10)
+    with threads.blas_threads(2):  # another count: no refusal, it is this thread's alone
+        leave.set()
+        thread.join(10)
+    me, them = threading.get_ident(), thread.ident
+    assert calls == [(them, "set", 1), (me, "set", 2), (them, "restore", 1), (me, "restore", 2)]
+    assert not threads._levels
+
+
 def test_one_thread_nests_blas_limits_and_restores_each():
     before = _blas_now()
     with threads.blas_threads(1):
