@@ -224,32 +224,25 @@ class ProcessReplicas:
         return self._receive(k)
 
     def close(self) -> None:
-        """End the children and give the parameters their own arrays again, so nothing
-        refers to the map once it is closed. A child waiting for a message ends when its
-        pipe closes; one still in a step nobody will read (a Ctrl+C left it there) is killed
-        at once rather than waited for. The files are closed however this ends (a second
-        Ctrl+C while a child ends)."""
+        """End the children (`_end`) and give the parameters their own arrays again, so
+        nothing refers to the map once it is closed. The files are closed however this ends
+        (a second Ctrl+C while a child ends)."""
         try:
-            for param, view in zip(self.params, self.values, strict=True):
-                if param.value is view:
-                    param.value = np.array(view)
+            self._give_arrays_back()
             children, self._children = self._children, []
             busy, self._busy = self._busy, set()
-            for k, child in enumerate(children):
-                if k in busy:
-                    child.kill()
-                _close_pipes(child)
-            for child in children:
-                try:
-                    child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+            _end(children, busy)
         finally:
             self.values, self.gradients = [], []
             self._inputs_map = None
             self._inputs.close()
             self._file.close()  # the maps go with the last array that views them
+
+    def _give_arrays_back(self) -> None:
+        """Each parameter whose value is still its view of the map gets an array of its own."""
+        for param, view in zip(self.params, self.values, strict=True):
+            if param.value is view:
+                param.value = np.array(view)
 
     def _send(self, k: int, message: tuple[Any, ...]) -> None:
         stream = self._children[k].stdin
@@ -281,6 +274,22 @@ class ProcessReplicas:
             code = None
         how = "is not answering" if code is None else f"ended (exit code {code})"
         return ReplicaProcessError(f"replica process {k + 1} {how}")
+
+
+def _end(children: list[subprocess.Popen[bytes]], busy: set[int]) -> None:
+    """End `children`: one waiting for a message ends when its pipe closes; one still in a
+    step nobody will read (`busy`: a Ctrl+C left it there) is killed at once rather than
+    waited for; one that outlives 10 s is killed."""
+    for k, child in enumerate(children):
+        if k in busy:
+            child.kill()
+        _close_pipes(child)
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _close_pipes(child: subprocess.Popen[bytes]) -> None:

@@ -194,23 +194,7 @@ def _blas_limit(count: int) -> Iterator[None]:
         return
     me = threading.get_ident()
     with _levels_guard:
-        top = _levels[-1] if _levels else None
-        others = {thread for level in _levels for thread in level.users} - {me}
-        if top is not None and top.limit == count and (len(_levels) == 1 or not others):
-            level = top
-        elif others:  # (so a level is in force: `others` are its users)
-            assert top is not None
-            raise RuntimeError(
-                f"BLAS is limited to {top.limit} thread(s) for a training in another thread; "
-                f"this one asks for {count}: give both the same threads, or train one after "
-                "the other"
-            )
-        else:
-            from threadpoolctl import threadpool_limits
-
-            _release_blas_control()
-            level = _Level(count, threadpool_limits(limits=count, user_api="blas"))
-            _levels.append(level)
+        level = _level_for(count, me)
         level.users[me] += 1
     try:
         yield
@@ -224,17 +208,47 @@ def _blas_limit(count: int) -> Iterator[None]:
                 _release_blas_control()
 
 
+def _level_for(count: int, me: int) -> _Level:
+    """(Under `_levels_guard`.) The level a block of thread `me` asking for `count` joins:
+    the one in force if it has that count (and, for another thread, is the only one), else a
+    new one nested on top, which only a thread alone in the blocks may set."""
+    if not _levels:
+        return _new_level(count)
+    top = _levels[-1]
+    others = {thread for level in _levels for thread in level.users} - {me}
+    if top.limit == count and (len(_levels) == 1 or not others):
+        return top
+    if others:
+        raise RuntimeError(
+            f"BLAS is limited to {top.limit} thread(s) for a training in another thread; "
+            f"this one asks for {count}: give both the same threads, or train one after "
+            "the other"
+        )
+    return _new_level(count)
+
+
+def _new_level(count: int) -> _Level:
+    """(Under `_levels_guard`.) BLAS limited to `count` by this thread, on top of `_levels`."""
+    from threadpoolctl import threadpool_limits
+
+    _release_blas_control()
+    level = _Level(count, threadpool_limits(limits=count, user_api="blas"))
+    _levels.append(level)
+    return level
+
+
 def _limits_per_thread() -> bool:
     """Whether every BLAS loaded keeps its thread limit per calling thread (OpenBLAS built
     with OpenMP, as threadpoolctl documents); numpy's wheels ship a pthreads OpenBLAS, whose
     limit is the process's."""
     from threadpoolctl import threadpool_info
 
-    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
-    return bool(blas) and all(
-        info["internal_api"] == "openblas" and info.get("threading_layer") == "openmp"
-        for info in blas
-    )
+    builds = {
+        (info["internal_api"], info.get("threading_layer"))
+        for info in threadpool_info()
+        if info["user_api"] == "blas"
+    }
+    return builds == {("openblas", "openmp")}
 
 
 def _release_blas_control() -> None:

@@ -199,17 +199,36 @@ class Trainer:
         rng = np.random.default_rng(_validate.seed("fit", seed))
         start = self.resume_from
         if start is not None:
-            if start.offset > len(x):
-                raise ValueError(
-                    f"fit: the checkpoint {start.source} is {start.offset} samples into its "
-                    f"epoch, but the training data has only {len(x)}"
-                )
-            if start.shuffle_state is not None:
-                rng.bit_generator.state = start.shuffle_state
-            if start.batch_size is not None:
-                self.batch_size = start.batch_size
-        # Each replica is a model copy, built now: not more than a batch has samples (but as
-        # many as the checkpoint's, which a batch steered down since may hold fewer).
+            self._continue_from(start, rng, len(x))
+        self._samples = len(x)
+        plan = self._plan(threads, start)
+        replicas = Replicas(self.model, self.loss, replica_count(plan), replica_processes(plan))
+        self.validation_data = validation_data
+        self.validation_outputs = None
+        self.epochs = epochs
+        self.stop_training, self.stop_reason = False, None
+        with blas_threads(plan), replicas:
+            self._replicas = replicas
+            return self._run(x, y, rng, shuffle)
+
+    def _continue_from(self, start: Position, rng: np.random.Generator, samples: int) -> None:
+        """A resumed run's shuffle and batch size, once its position is checked against the
+        `samples` of the data it is given."""
+        if start.offset > samples:
+            raise ValueError(
+                f"fit: the checkpoint {start.source} is {start.offset} samples into its "
+                f"epoch, but the training data has only {samples}"
+            )
+        if start.shuffle_state is not None:
+            rng.bit_generator.state = start.shuffle_state
+        if start.batch_size is not None:
+            self.batch_size = start.batch_size
+
+    def _plan(self, threads: Threads, start: Position | None) -> int | ThreadPlan | None:
+        """The fit's BLAS threads or plan, checked before anything is built: AUTO goes on
+        with a resumed run's replicas, no more replicas than a batch has samples (each is a
+        model copy; as many as the checkpoint's, which a batch steered down since may hold
+        fewer), and the batch on them fits in the free memory (`check_fits`)."""
         allowed = max(self.batch_size, start.replicas if start is not None else 1)
         if replica_count(threads) > allowed:
             raise ValueError(
@@ -219,24 +238,11 @@ class Trainer:
         if threads == AUTO and start is not None and start.replicas > 1:
             # the same sums as before the stop (threads and processes sum alike), the same way
             threads = ThreadPlan(replicas=start.replicas, processes=start.replica_processes)
-        threads = resolve_threads("fit", threads)
-        self._samples = len(x)
-        check_fits(
-            self.model.summary(),
-            min(self.batch_size, len(x)),
-            replica_count(threads),
-            replica_processes(threads),
-        )
-        replicas = Replicas(
-            self.model, self.loss, replica_count(threads), replica_processes(threads)
-        )
-        self.validation_data = validation_data
-        self.validation_outputs = None
-        self.epochs = epochs
-        self.stop_training, self.stop_reason = False, None
-        with blas_threads(threads), replicas:
-            self._replicas = replicas
-            return self._run(x, y, rng, shuffle)
+        plan = resolve_threads("fit", threads)
+        assert self._samples is not None  # set by _fit for its data
+        batch = min(self.batch_size, self._samples)
+        check_fits(self.model.summary(), batch, replica_count(plan), replica_processes(plan))
+        return plan
 
     def _run(
         self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, shuffle: bool

@@ -5,6 +5,7 @@ larger than the data, a closed stdout pipe, and the shipped example config."""
 from __future__ import annotations
 
 import fcntl
+import importlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from nnlib.config import ExperimentConfig
 from nnlib.experiment import fork_config, setup
 
 TIMEOUT = 120  # seconds for one command; they take well under one
+cli_main = importlib.import_module("nnlib.cli.main")  # the module (nnlib.cli.main is main())
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "experiment.toml"
 LONG = "a" * 300  # one path component longer than any file system allows (255)
 
@@ -145,6 +147,31 @@ def test_stop_signals_in_process_raise_once_then_ignore(saved_handlers):
     signal.raise_signal(signal.SIGTERM)  # still ignored after the block: the process is ending
     assert signals.received == signal.SIGHUP
     assert all(signal.getsignal(signum) == signal.SIG_IGN for signum in STOP_SIGNALS)
+
+
+def test_a_signal_that_lands_in_wrapping_code_ends_the_command_as_interrupted(
+    saved_handlers, monkeypatch, capsys
+):
+    """A Ctrl+C inside an import, in a class body's __set_name__, reached the CLI as
+    "RuntimeError: Error calling __set_name__" (its cause the interruption): exit 1 and a
+    traceback (test_launcher's start-up moments hit it at 0.1 s). It is the interruption."""
+
+    def import_under_a_signal(args):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt as error:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from error
+
+    monkeypatch.setattr(cli_main, "handlers", lambda signals: {"train": import_under_a_signal})
+    assert cli_main.main(["train", "--dataset", "spirals"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    monkeypatch.setattr(cli_main, "handlers", lambda signals: {"train": _fails_by_itself})
+    with pytest.raises(RuntimeError, match="not after a signal"):  # no signal: as it was
+        cli_main.main(["train", "--dataset", "spirals"])
+
+
+def _fails_by_itself(args):
+    raise RuntimeError("not after a signal")
 
 
 def test_stop_signals_keep_an_ignored_sighup_and_sigterm(saved_handlers):

@@ -112,3 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILED
         except OSError as error:  # a path the OS refuses: too long, not permitted, ...
             return fail(describe_os_error(error), EXIT_USAGE)
+        except Exception:
+            # A stop signal can land inside code that wraps what it raises: a class body's
+            # __set_name__ during an import turned the Ctrl+C into a RuntimeError traceback.
+            # After a signal, whatever ends the command is the interruption.
+            if signals.received is None:
+                raise
+            print("interrupted", file=sys.stderr)
+            return signals.exit_code
