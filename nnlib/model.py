@@ -147,12 +147,7 @@ class Summary:
 
 
 class ModelTooLarge(ValueError):
-    """Training the model would need more memory than the machine has free: `needed` and
-    `available` bytes, and where the free memory was read (`source`)."""
-
-    def __init__(self, message: str, needed: int, available: int, source: str) -> None:
-        super().__init__(message)
-        self.needed, self.available, self.source = needed, available, source
+    """Training the model would need more memory than the machine has free."""
 
 
 class LayerError(ValueError):
@@ -184,19 +179,22 @@ def check_fits(
             f"{batch_size}{on} ({human_count(summary.total_params)} parameters: "
             f"{human_bytes(summary.weight_bytes())} with their gradients and optimizer state; "
             f"activations {human_bytes(summary.training_activation_bytes(batch_size))}), "
-            f"but only {human_bytes(available)} is available ({source})",
-            needed,
-            available,
-            source,
+            f"but only {human_bytes(available)} is available ({source})"
         )
 
 
 def check_growth(
-    summary: Summary, held: int, batch_size: int, replicas: int = 1, processes: bool = False
+    summary: Summary,
+    held: int,
+    batch_size: int,
+    replicas: int = 1,
+    processes: bool = False,
+    asked: str = "batch size",
 ) -> None:
-    """ModelTooLarge (`needed`: the difference) when training with `batch_size` needs more
-    memory than with `held`, the batch a run holds already, by more than is available: a
-    steered batch size, checked against what it adds (a smaller one adds nothing)."""
+    """ModelTooLarge, in one line that starts with `asked`, when training with `batch_size`
+    needs more memory than with `held`, the batch a run holds already, by more than is
+    available: a steered batch size, checked against what it adds (a smaller one adds
+    nothing)."""
     extra = summary.memory_bytes(batch_size, replicas, processes) - summary.memory_bytes(
         held, replicas, processes
     )
@@ -205,11 +203,8 @@ def check_growth(
     available, source = _memory.available_memory()
     if extra > available:
         raise ModelTooLarge(
-            f"batch size {batch_size} needs about {human_bytes(extra)} more than {held} to "
-            f"train, but only {human_bytes(available)} is available ({source})",
-            extra,
-            available,
-            source,
+            f"{asked} needs about {human_bytes(extra)} more than {held} to train, only "
+            f"{human_bytes(available)} is available ({source})"
         )
 
 

@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 
 from . import _validate
-from ._memory import human_bytes
 from .callbacks.base import Callback, History, Logs
 from .callbacks.callback_list import CallbackList
 from .control import RunControl
 from .events import MAX_INT
 from .losses import Loss
 from .metrics import accuracy, check_finite, evaluate_predictions
-from .model import ModelTooLarge, Sequential, check_fits, check_growth
+from .model import Sequential, check_fits, check_growth
 from .optimizers import Optimizer
 from .replicas import Replicas
 from .states import RunStatus
@@ -201,7 +200,7 @@ class Trainer:
         if start is not None:
             self._continue_from(start, rng, len(x))
         self._samples = len(x)
-        plan = self._plan(threads, start)
+        plan = self._plan(threads, start, len(x))
         replicas = Replicas(self.model, self.loss, replica_count(plan), replica_processes(plan))
         self.validation_data = validation_data
         self.validation_outputs = None
@@ -224,11 +223,14 @@ class Trainer:
         if start.batch_size is not None:
             self.batch_size = start.batch_size
 
-    def _plan(self, threads: Threads, start: Position | None) -> int | ThreadPlan | None:
+    def _plan(
+        self, threads: Threads, start: Position | None, samples: int
+    ) -> int | ThreadPlan | None:
         """The fit's BLAS threads or plan, checked before anything is built: AUTO goes on
         with a resumed run's replicas, no more replicas than a batch has samples (each is a
         model copy; as many as the checkpoint's, which a batch steered down since may hold
-        fewer), and the batch on them fits in the free memory (`check_fits`)."""
+        fewer), and the batch (of the `samples` at most) on them fits in the free memory
+        (`check_fits`)."""
         allowed = max(self.batch_size, start.replicas if start is not None else 1)
         if replica_count(threads) > allowed:
             raise ValueError(
@@ -239,8 +241,7 @@ class Trainer:
             # the same sums as before the stop (threads and processes sum alike), the same way
             threads = ThreadPlan(replicas=start.replicas, processes=start.replica_processes)
         plan = resolve_threads("fit", threads)
-        assert self._samples is not None  # set by _fit for its data
-        batch = min(self.batch_size, self._samples)
+        batch = min(self.batch_size, samples)
         check_fits(self.model.summary(), batch, replica_count(plan), replica_processes(plan))
         return plan
 
@@ -518,16 +519,9 @@ class Trainer:
         if self._samples is None:
             return
         held, wanted = (min(size, self._samples) for size in (self.batch_size, value))
-        try:
-            check_growth(
-                self.model.summary(), held, wanted, self.replica_count, self.replica_processes
-            )
-        except ModelTooLarge as error:
-            raise ValueError(
-                f"Trainer: batch_size {value} needs about {human_bytes(error.needed)} more "
-                f"than {held} to train, only {human_bytes(error.available)} is available "
-                f"({error.source})"
-            ) from None
+        summary = self.model.summary()
+        asked = f"Trainer: batch_size {value}"
+        check_growth(summary, held, wanted, self.replica_count, self.replica_processes, asked)
 
     def _apply(self, name: str, value: Any, source: str) -> None:
         """Set one hyperparameter and report it as an 'hparam' event naming its source."""

@@ -693,19 +693,31 @@ setup(config, callbacks=[Hang()], checkpoints=True).fit()
 SENT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def train_until_a_batch(cwd: Path, env: dict, *flags: str) -> subprocess.Popen:
-    """`nnlib train` of spirals (endless in practice) into `cwd`/run with `flags`, once it
-    has logged at least one batch; the test fails if it exits first or logs none."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nnlib.cli", "train", "--dataset", "spirals", "--epochs", "100000"]
-        + ["--run-dir", "run", "--quiet", *flags],
-        cwd=cwd,
-        env=env,
+def child_process(argv: list[str], **popen: Any) -> subprocess.Popen:
+    """`argv` started for a test that signals it and reads its output: text pipes for its
+    stdout and stderr, the stop signals at their defaults (`default_signals`); `popen` adds
+    Popen's other arguments (cwd, env, start_new_session)."""
+    return subprocess.Popen(
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=default_signals,
+        **popen,
     )
+
+
+def nnlib_process(cwd: Path, env: dict, *words: str, **popen: Any) -> subprocess.Popen:
+    """`nnlib WORDS...` run from `cwd` with `env`, as `child_process`."""
+    command = [sys.executable, "-m", "nnlib.cli", *words]
+    return child_process(command, cwd=cwd, env=env, **popen)
+
+
+def train_until_a_batch(cwd: Path, env: dict, *flags: str) -> subprocess.Popen:
+    """`nnlib train` of spirals (endless in practice) into `cwd`/run with `flags`, once it
+    has logged at least one batch; the test fails if it exits first or logs none."""
+    endless = ["train", "--dataset", "spirals", "--epochs", "100000", "--run-dir", "run"]
+    process = nnlib_process(cwd, env, *endless, "--quiet", *flags)
     events_file = cwd / "run" / "events.jsonl"
     for _ in range(6000):  # at most ~2 minutes; normally a second
         if logged_a_batch(events_file):
@@ -810,16 +822,7 @@ SWEEP_TIMEOUT = 180  # seconds; a bound on sweeps that normally take a few
 
 def start_sweep(cwd: Path, env: dict, *args: str) -> subprocess.Popen:
     """`nnlib sweep ...` in its own process group, as a terminal's foreground job is."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "nnlib.cli", "sweep", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=default_signals,
-    )
+    return nnlib_process(cwd, env, "sweep", *args, start_new_session=True)
 
 
 def ended(process: subprocess.Popen) -> str:

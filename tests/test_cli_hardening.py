@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import StopAt, default_signals, signal_and_wait, train_until_a_batch
+from helpers import StopAt, nnlib_process, signal_and_wait, train_until_a_batch
 
 import nnlib as nl
 from nnlib import checkpointing, runs
@@ -94,15 +94,7 @@ def test_a_signal_outside_training_ends_the_command_with_one_line(tmp_path, env)
     # `runs --follow` waits for the rest of a run that never ends: a signal must end it.
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "events.jsonl").write_text(runs.encode("pause", 0, {}))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nnlib.cli", "runs", "run", "--follow"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_signals,
-    )
+    process = nnlib_process(tmp_path, env, "runs", "run", "--follow")
     try:
         assert "pause" in process.stdout.readline()  # past its imports, in the follow loop
         process.send_signal(signal.SIGTERM)

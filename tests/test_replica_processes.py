@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import types
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TIMEOUT, StopAt, default_signals, signal_and_wait, train_until_a_batch
+from helpers import TIMEOUT, StopAt, child_process, signal_and_wait, train_until_a_batch
 
 import nnlib as nl
 from nnlib import checkpointing, runs
@@ -249,13 +248,7 @@ def test_a_ctrl_c_while_a_child_is_mid_step_ends_the_fit_at_once(tmp_path):
     """The parent waits for the child's step (60 s here) when Ctrl+C comes: the child is
     killed at once, not waited for, and prints nothing (it would write into a closed pipe)."""
     (tmp_path / "slow_layer.py").write_text(_SLOW_LAYER)
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_FIT, str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_signals,
-    )
+    process = child_process([sys.executable, "-c", _SLOW_FIT, str(tmp_path)])
     try:
         for _ in range(int(TIMEOUT / 0.05)):  # until the replica process is in its step
             if (tmp_path / "in_step").exists() or process.poll() is not None:
